@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "volley",
+      "sources": [
+        "native/address.cc",
+        "native/binding.cc",
+        "native/engine.cc",
+        "native/event_fd.cc",
+        "native/udp_socket.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NAPI_DISABLE_CPP_EXCEPTIONS",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "VOLLEY_SOURCE_HASH=\"<!(node scripts/source-hash.mjs)\""
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
+      "libraries": ["/usr/lib/x86_64-linux-gnu/libsodium.a"],
+      "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"]
+    }
+  ]
+}

@@ -1,0 +1,91 @@
+#include "address.h"
+
+#include <arpa/inet.h>
+#include <net/if.h>
+
+#include <cstdlib>
+#include <cstring>
+
+namespace volley {
+
+bool ParseIp(const std::string& text, IpAddress* out) {
+  *out = IpAddress{};
+  if (text.empty() || text.size() > INET6_ADDRSTRLEN + IF_NAMESIZE) return false;
+  if (inet_pton(AF_INET, text.c_str(), out->bytes) == 1) {
+    out->family = 4;
+    return true;
+  }
+  std::string host = text;
+  const size_t percent = text.find('%');
+  if (percent != std::string::npos) {
+    host = text.substr(0, percent);
+    const std::string scope = text.substr(percent + 1);
+    if (scope.empty()) return false;
+    char* end = nullptr;
+    const unsigned long numeric = std::strtoul(scope.c_str(), &end, 10);
+    if (*end == '\0' && numeric <= UINT32_MAX) {
+      out->scopeId = static_cast<uint32_t>(numeric);
+    } else {
+      out->scopeId = if_nametoindex(scope.c_str());
+      if (out->scopeId == 0) return false;
+    }
+  }
+  if (inet_pton(AF_INET6, host.c_str(), out->bytes) != 1) return false;
+  out->family = 6;
+  return true;
+}
+
+std::string FormatIp(const IpAddress& address) {
+  char text[INET6_ADDRSTRLEN + 1] = {};
+  if (address.family == 4) {
+    inet_ntop(AF_INET, address.bytes, text, sizeof(text));
+  } else if (address.family == 6) {
+    inet_ntop(AF_INET6, address.bytes, text, sizeof(text));
+  }
+  std::string result = text;
+  if (address.family == 6 && address.scopeId != 0) result += "%" + std::to_string(address.scopeId);
+  return result;
+}
+
+socklen_t ToSockaddr(const IpAddress& address, uint16_t port, bool socketIsV6, sockaddr_in6* out) {
+  std::memset(out, 0, sizeof(*out));
+  if (address.family == 4 && !socketIsV6) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(out);
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    std::memcpy(&v4->sin_addr, address.bytes, 4);
+    return sizeof(sockaddr_in);
+  }
+  out->sin6_family = AF_INET6;
+  out->sin6_port = htons(port);
+  if (address.family == 4) {
+    // ::ffff:a.b.c.d
+    out->sin6_addr.s6_addr[10] = 0xff;
+    out->sin6_addr.s6_addr[11] = 0xff;
+    std::memcpy(&out->sin6_addr.s6_addr[12], address.bytes, 4);
+  } else {
+    std::memcpy(&out->sin6_addr, address.bytes, 16);
+    out->sin6_scope_id = address.scopeId;
+  }
+  return sizeof(sockaddr_in6);
+}
+
+void FromSockaddr(const sockaddr_storage& storage, IpAddress* address, uint16_t* port) {
+  *address = IpAddress{};
+  if (storage.ss_family == AF_INET) {
+    const auto& v4 = reinterpret_cast<const sockaddr_in&>(storage);
+    address->family = 4;
+    std::memcpy(address->bytes, &v4.sin_addr, 4);
+    *port = ntohs(v4.sin_port);
+  } else if (storage.ss_family == AF_INET6) {
+    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+    address->family = 6;
+    std::memcpy(address->bytes, &v6.sin6_addr, 16);
+    address->scopeId = v6.sin6_scope_id;
+    *port = ntohs(v6.sin6_port);
+  } else {
+    *port = 0;
+  }
+}
+
+}  // namespace volley

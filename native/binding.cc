@@ -1,0 +1,363 @@
+// N-API surface of the engine. One EngineWrap per engine; JavaScript (src/engine/native.ts) drives it.
+// No C++ exceptions cross this boundary: failures become pending JavaScript exceptions.
+#include <napi.h>
+#include <sodium.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "address.h"
+#include "engine.h"
+#include "layout.h"
+#include "socket_stats.h"
+#include "udp_socket.h"
+
+#ifndef VOLLEY_SOURCE_HASH
+#define VOLLEY_SOURCE_HASH "unknown"
+#endif
+
+namespace volley {
+namespace {
+
+void ThrowSystemError(Napi::Env env, const SystemError& error) {
+  Napi::Error failure = Napi::Error::New(env, std::string(error.syscall) + " " + std::strerror(error.code));
+  failure.Set("errno", Napi::Number::New(env, -error.code));
+  failure.Set("syscall", Napi::String::New(env, error.syscall));
+  failure.ThrowAsJavaScriptException();
+}
+
+void ThrowRange(Napi::Env env, const std::string& message) {
+  Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+}
+
+void ThrowType(Napi::Env env, const std::string& message) {
+  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+}
+
+class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Engine",
+                       {
+                           InstanceMethod<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
+                           InstanceMethod<&EngineWrap::AddSendSlab>("addSendSlab"),
+                           InstanceMethod<&EngineWrap::OpenSocket>("openSocket"),
+                           InstanceMethod<&EngineWrap::CloseSocket>("closeSocket"),
+                           InstanceMethod<&EngineWrap::ForgetSocket>("forgetSocket"),
+                           InstanceMethod<&EngineWrap::Submit>("submit"),
+                           InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
+                           InstanceMethod<&EngineWrap::SetRef>("setRef"),
+                           InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
+                       });
+  }
+
+  // new Engine(control: Int32Array, onEvents: (count: number) => void)
+  explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsFunction()) {
+      ThrowType(env, "Engine(control: Int32Array, onEvents: Function) expected");
+      return;
+    }
+    Napi::TypedArray control = info[0].As<Napi::TypedArray>();
+    if (control.TypedArrayType() != napi_int32_array || control.ElementLength() < kEventCapacity * kEventWords) {
+      ThrowType(env, "control must be an Int32Array of at least kEventCapacity * kEventWords elements");
+      return;
+    }
+    control_ = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(control.ArrayBuffer().Data()) + control.ByteOffset());
+    controlRef_ = Napi::Persistent(control.As<Napi::Object>());
+    onEvents_ = Napi::Persistent(info[1].As<Napi::Function>());
+
+    napi_value resourceName = Napi::String::New(env, "volley:engine");
+    if (napi_create_threadsafe_function(env, nullptr, nullptr, resourceName, 0, 1, this, FinalizeWake, this, CallJs,
+                                        &wake_) != napi_ok) {
+      Napi::Error::New(env, "could not create the engine's wake-up").ThrowAsJavaScriptException();
+      return;
+    }
+    Ref();  // kept alive until the wake-up is finalized, which is after the I/O thread has stopped
+    engine_ = std::make_unique<Engine>([this] { napi_call_threadsafe_function(wake_, nullptr, napi_tsfn_nonblocking); });
+    SystemError error;
+    if (!engine_->Start(&error)) {
+      ShutdownNow();
+      ThrowSystemError(env, error);
+      return;
+    }
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+    cleanupHookAdded_ = true;
+  }
+
+  ~EngineWrap() override { ShutdownNow(); }
+
+ private:
+  static void CleanupHook(void* self) {
+    auto* wrap = static_cast<EngineWrap*>(self);
+    wrap->cleanupHookAdded_ = false;  // the environment is removing it itself
+    wrap->ShutdownNow();
+  }
+
+  static void FinalizeWake(napi_env, void* data, void*) {
+    auto* wrap = static_cast<EngineWrap*>(data);
+    wrap->wake_ = nullptr;
+    wrap->Unref();
+  }
+
+  static void CallJs(napi_env env, napi_value, void* context, void*) {
+    if (env == nullptr) return;
+    static_cast<EngineWrap*>(context)->Drain(Napi::Env(env));
+  }
+
+  void Drain(Napi::Env env) {
+    if (stopped_) return;
+    Napi::HandleScope scope(env);
+    engine_->TakeEvents(&drained_);
+    bool calling = true;
+    for (size_t first = 0; first < drained_.size(); first += kEventCapacity) {
+      const size_t count = std::min(kEventCapacity, drained_.size() - first);
+      if (calling) {
+        std::memcpy(control_, &drained_[first], count * sizeof(Event));
+        onEvents_.Call({Napi::Number::New(env, static_cast<double>(count))});
+        // A throwing handler is reported by Node as an uncaught exception; stop calling into JavaScript.
+        if (env.IsExceptionPending() || stopped_) calling = false;
+      }
+      // Whatever happened, JavaScript is done with these batches: their slab space is free again.
+      engine_->MarkDelivered(&drained_[first], count);
+    }
+  }
+
+  void ShutdownNow() {
+    if (stopped_) return;
+    stopped_ = true;
+    if (engine_) engine_->Stop();
+    if (cleanupHookAdded_) {
+      cleanupHookAdded_ = false;
+      napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
+    }
+    if (wake_ != nullptr) napi_release_threadsafe_function(wake_, napi_tsfn_abort);
+  }
+
+  Napi::Value AddReceiveSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (stopped_ || !info[0].IsArrayBuffer()) {
+      ThrowType(env, "addReceiveSlab(ArrayBuffer) on a running engine expected");
+      return env.Undefined();
+    }
+    Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+    const int id = engine_->AddReceiveSlab(static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength());
+    if (id < 0) {
+      ThrowRange(env, "receive slab refused: too small, or the engine has its maximum of slabs");
+      return env.Undefined();
+    }
+    receiveSlabs_.push_back(Napi::Persistent(buffer));
+    return Napi::Number::New(env, id);
+  }
+
+  Napi::Value AddSendSlab(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (stopped_ || !info[0].IsArrayBuffer()) {
+      ThrowType(env, "addSendSlab(ArrayBuffer) on a running engine expected");
+      return env.Undefined();
+    }
+    if (sendSlabs_.size() >= Engine::kMaxSendSlabs) {
+      ThrowRange(env, "the engine has its maximum of send slabs");
+      return env.Undefined();
+    }
+    Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+    sendSlabs_.push_back(SendSlab{Napi::Persistent(buffer), static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength()});
+    return Napi::Number::New(env, static_cast<double>(sendSlabs_.size() - 1));
+  }
+
+  // openSocket({ ipv6, ipv6Only, reuseAddress, reusePort, receiveBufferSize, sendBufferSize, address, port,
+  //              batchSize }) -> { id, address, port, family, receiveBufferSize, sendBufferSize }
+  Napi::Value OpenSocket(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (stopped_ || !info[0].IsObject()) {
+      ThrowType(env, "openSocket(options) on a running engine expected");
+      return env.Undefined();
+    }
+    Napi::Object options = info[0].As<Napi::Object>();
+    SocketOptions socketOptions;
+    socketOptions.ipv6 = options.Get("ipv6").ToBoolean();
+    socketOptions.ipv6Only = options.Get("ipv6Only").ToBoolean();
+    socketOptions.reuseAddress = options.Get("reuseAddress").ToBoolean();
+    socketOptions.reusePort = options.Get("reusePort").ToBoolean();
+    socketOptions.receiveBufferSize = options.Get("receiveBufferSize").ToNumber().Int32Value();
+    socketOptions.sendBufferSize = options.Get("sendBufferSize").ToNumber().Int32Value();
+    const double port = options.Get("port").ToNumber().DoubleValue();
+    const double batchSize = options.Get("batchSize").ToNumber().DoubleValue();
+    if (!(port >= 0 && port <= 65535) || !(batchSize >= 1 && batchSize <= kMaxBatchSize)) {
+      ThrowRange(env, "port must be 0..65535 and batchSize 1..1024");
+      return env.Undefined();
+    }
+    socketOptions.bindPort = static_cast<uint16_t>(port);
+    const std::string address = options.Get("address").ToString().Utf8Value();
+    if (!address.empty()) {
+      if (!ParseIp(address, &socketOptions.bindAddress) ||
+          (socketOptions.bindAddress.family == 6 && !socketOptions.ipv6)) {
+        ThrowType(env, "address '" + address + "' is not an IP address of the socket's family");
+        return env.Undefined();
+      }
+    }
+    auto socket = std::make_unique<UdpSocket>();
+    SystemError error;
+    IpAddress local;
+    uint16_t localPort = 0;
+    if (!socket->Open(socketOptions, &error) || !socket->LocalAddress(&local, &localPort, &error)) {
+      ThrowSystemError(env, error);
+      return env.Undefined();
+    }
+    int receiveBuffer = 0;
+    int sendBuffer = 0;
+    socklen_t length = sizeof(int);
+    getsockopt(socket->fd(), SOL_SOCKET, SO_RCVBUF, &receiveBuffer, &length);
+    length = sizeof(int);
+    getsockopt(socket->fd(), SOL_SOCKET, SO_SNDBUF, &sendBuffer, &length);
+
+    auto stats = std::make_shared<SocketStats>();
+    const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize), stats);
+    stats_[id] = std::move(stats);
+
+    Napi::Object result = Napi::Object::New(env);
+    result.Set("id", Napi::Number::New(env, id));
+    result.Set("address", Napi::String::New(env, FormatIp(local)));
+    result.Set("port", Napi::Number::New(env, localPort));
+    result.Set("family", Napi::Number::New(env, local.family));
+    result.Set("receiveBufferSize", Napi::Number::New(env, receiveBuffer));
+    result.Set("sendBufferSize", Napi::Number::New(env, sendBuffer));
+    return result;
+  }
+
+  Napi::Value CloseSocket(const Napi::CallbackInfo& info) {
+    if (!stopped_) engine_->CloseSocket(info[0].ToNumber().Uint32Value());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value ForgetSocket(const Napi::CallbackInfo& info) {
+    stats_.erase(info[0].ToNumber().Uint32Value());
+    return info.Env().Undefined();
+  }
+
+  // submit(slabId, byteLength): the slab's records are handed to the I/O thread.
+  Napi::Value Submit(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const uint32_t slab = info[0].ToNumber().Uint32Value();
+    const double length = info[1].ToNumber().DoubleValue();
+    if (stopped_ || slab >= sendSlabs_.size() || !(length >= 0 && length <= sendSlabs_[slab].size)) {
+      ThrowRange(env, "submit(slab, length): unknown slab or length beyond it");
+      return env.Undefined();
+    }
+    engine_->SubmitSendSlab(slab, sendSlabs_[slab].data, static_cast<size_t>(length));
+    return env.Undefined();
+  }
+
+  // socketStats(id, out: Float64Array) -> boolean
+  Napi::Value ReadStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto found = stats_.find(info[0].ToNumber().Uint32Value());
+    if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
+    Napi::TypedArray out = info[1].As<Napi::TypedArray>();
+    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kFieldCount) {
+      ThrowType(env, "socketStats needs a Float64Array of at least 11 elements");
+      return env.Undefined();
+    }
+    found->second->CopyTo(reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset()));
+    return Napi::Boolean::New(env, true);
+  }
+
+  // setRef(true) keeps the event loop alive while the engine has work; setRef(false) lets the process exit.
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    if (wake_ != nullptr && !stopped_) {
+      if (info[0].ToBoolean()) {
+        napi_ref_threadsafe_function(info.Env(), wake_);
+      } else {
+        napi_unref_threadsafe_function(info.Env(), wake_);
+      }
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Shutdown(const Napi::CallbackInfo& info) {
+    ShutdownNow();
+    return info.Env().Undefined();
+  }
+
+  struct SendSlab {
+    Napi::Reference<Napi::ArrayBuffer> buffer;
+    uint8_t* data;
+    size_t size;
+  };
+
+  std::unique_ptr<Engine> engine_;
+  napi_threadsafe_function wake_ = nullptr;
+  bool stopped_ = false;
+  bool cleanupHookAdded_ = false;
+  int32_t* control_ = nullptr;
+  Napi::ObjectReference controlRef_;
+  Napi::FunctionReference onEvents_;
+  std::vector<Napi::Reference<Napi::ArrayBuffer>> receiveSlabs_;
+  std::vector<SendSlab> sendSlabs_;
+  std::unordered_map<uint32_t, std::shared_ptr<SocketStats>> stats_;
+  std::vector<Event> drained_;
+};
+
+// parseIp(text, out: Uint8Array(20)) -> 0 | 4 | 6; out = 16 address bytes + u32 scope id (little-endian)
+Napi::Value ParseIpBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsTypedArray()) return Napi::Number::New(env, 0);
+  Napi::Uint8Array out = info[1].As<Napi::Uint8Array>();
+  if (out.ElementLength() < 20) return Napi::Number::New(env, 0);
+  IpAddress address;
+  if (!ParseIp(info[0].As<Napi::String>().Utf8Value(), &address)) return Napi::Number::New(env, 0);
+  std::memcpy(out.Data(), address.bytes, 16);
+  std::memcpy(out.Data() + 16, &address.scopeId, 4);
+  return Napi::Number::New(env, address.family);
+}
+
+// formatIp(bytes: Uint8Array(16), family) -> string
+Napi::Value FormatIpBinding(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) return Napi::String::New(env, "");
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  IpAddress address;
+  address.family = static_cast<uint8_t>(info[1].ToNumber().Uint32Value());
+  std::memcpy(address.bytes, bytes.Data(), std::min<size_t>(16, bytes.ElementLength()));
+  return Napi::String::New(env, FormatIp(address));
+}
+
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object layout = Napi::Object::New(env);
+  layout.Set("maxDatagramSize", Napi::Number::New(env, kMaxDatagramSize));
+  layout.Set("maxBatchSize", Napi::Number::New(env, kMaxBatchSize));
+  layout.Set("recvHeaderSize", Napi::Number::New(env, kRecvHeaderSize));
+  layout.Set("sendHeaderSize", Napi::Number::New(env, kSendHeaderSize));
+  layout.Set("slabSize", Napi::Number::New(env, kSlabSize));
+  layout.Set("eventWords", Napi::Number::New(env, kEventWords));
+  layout.Set("eventCapacity", Napi::Number::New(env, kEventCapacity));
+  layout.Set("maxReceiveSlabs", Napi::Number::New(env, Engine::kMaxReceiveSlabs));
+  layout.Set("maxSendSlabs", Napi::Number::New(env, Engine::kMaxSendSlabs));
+  layout.Set("statsFields", Napi::Number::New(env, SocketStats::kFieldCount));
+  return layout;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  if (sodium_init() < 0) {
+    Napi::Error::New(env, "libsodium failed to initialise").ThrowAsJavaScriptException();
+    return exports;
+  }
+  exports.Set("Engine", EngineWrap::Define(env));
+  exports.Set("parseIp", Napi::Function::New<ParseIpBinding>(env, "parseIp"));
+  exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));
+  exports.Set("layout", Layout(env));
+  exports.Set("sourceHash", Napi::String::New(env, VOLLEY_SOURCE_HASH));
+  exports.Set("sodiumVersion", Napi::String::New(env, sodium_version_string()));
+  return exports;
+}
+
+}  // namespace
+}  // namespace volley
+
+Napi::Object InitVolley(Napi::Env env, Napi::Object exports) { return volley::Init(env, exports); }
+
+NODE_API_MODULE(volley, InitVolley)

@@ -1,0 +1,541 @@
+#include "engine.h"
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+namespace volley {
+
+namespace {
+
+constexpr uint64_t kWakeToken = 0;  // epoll data of the wake eventfd; sockets use their id (>= 1)
+constexpr int kReadyEvents = 64;
+// Batches read from one socket before the round moves on, so a flooded socket cannot starve the others.
+constexpr int kBatchesPerSocketPerRound = 4;
+constexpr size_t kControlBytesPerMessage = CMSG_SPACE(sizeof(uint32_t));
+
+uint32_t LoadU32(const uint8_t* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+}  // namespace
+
+Engine::Engine(std::function<void()> wake)
+    : wake_(std::move(wake)), receiveSlabs_(new ReceiveSlab[kMaxReceiveSlabs]), sendRing_(kMaxSendSlabs) {
+  commands_.reserve(64);
+  commandsInFlight_.reserve(64);
+  events_.reserve(4096);
+  localEvents_.reserve(4096);
+}
+
+Engine::~Engine() {
+  Stop();
+  // Sockets posted but never picked up by the I/O thread.
+  for (const Command& command : commands_) delete command.socket;
+  if (epollFd_ >= 0) close(epollFd_);
+}
+
+bool Engine::Start(SystemError* error) {
+  if (started_) return true;
+  if (!wakeFd_.valid()) {
+    error->code = errno;
+    error->syscall = "eventfd";
+    return false;
+  }
+  epollFd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epollFd_ < 0) {
+    error->code = errno;
+    error->syscall = "epoll_create1";
+    return false;
+  }
+  epoll_event event{};
+  event.events = EPOLLIN;
+  event.data.u64 = kWakeToken;
+  if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, wakeFd_.fd(), &event) != 0) {
+    error->code = errno;
+    error->syscall = "epoll_ctl";
+    return false;
+  }
+  EnsureScratch(kDefaultBatchSize);
+  thread_ = std::thread([this] { Run(); });
+  started_ = true;
+  return true;
+}
+
+void Engine::Stop() {
+  if (!started_) return;
+  Post(Command{Command::kStop});
+  thread_.join();
+  started_ = false;
+}
+
+int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
+  const uint32_t id = receiveSlabsAdded_.load(std::memory_order_relaxed);
+  if (id >= kMaxReceiveSlabs || size < kSlabSize) return -1;
+  receiveSlabs_[id].data = data;
+  receiveSlabs_[id].size = size;
+  receiveSlabsAdded_.store(id + 1, std::memory_order_relaxed);
+  Command command{Command::kAddReceiveSlab};
+  command.id = id;
+  Post(command);
+  return static_cast<int>(id);
+}
+
+uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, std::shared_ptr<SocketStats> stats) {
+  auto* state = new SocketState();
+  state->id = nextSocketId_++;
+  state->batchSize = batchSize;
+  state->socket = std::move(socket);
+  state->stats = std::move(stats);
+  Command command{Command::kAddSocket};
+  command.id = state->id;
+  command.socket = state;
+  Post(command);
+  return state->id;
+}
+
+void Engine::CloseSocket(uint32_t socketId) {
+  Command command{Command::kCloseSocket};
+  command.id = socketId;
+  Post(command);
+}
+
+void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
+  Command command{Command::kSendSlab};
+  command.id = slabId;
+  command.data = data;
+  command.length = length;
+  Post(command);
+}
+
+void Engine::TakeEvents(std::vector<Event>* out) {
+  out->clear();
+  std::lock_guard<std::mutex> lock(eventMutex_);
+  out->swap(events_);
+}
+
+void Engine::MarkDelivered(const Event* events, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (events[i].words[0] != kEventBatch) continue;
+    const auto slab = static_cast<uint32_t>(events[i].words[2]);
+    if (slab < kMaxReceiveSlabs) receiveSlabs_[slab].delivered.fetch_add(1, std::memory_order_seq_cst);
+  }
+  // Pairs with the I/O thread's store of starved_ followed by its re-check of the slabs.
+  if (starved_.exchange(false, std::memory_order_seq_cst)) wakeFd_.Signal();
+}
+
+void Engine::Post(const Command& command) {
+  bool wasEmpty;
+  {
+    std::lock_guard<std::mutex> lock(commandMutex_);
+    wasEmpty = commands_.empty();
+    commands_.push_back(command);
+  }
+  if (wasEmpty) wakeFd_.Signal();
+}
+
+// ---------------------------------------------------------------------------------------------
+// I/O thread
+
+void Engine::Run() {
+  epoll_event ready[kReadyEvents];
+  for (;;) {
+    int timeout = -1;
+    if (!readable_.empty() && !starved_.load(std::memory_order_relaxed)) {
+      timeout = 0;
+    } else if (sendParked_) {
+      timeout = 1;  // the kernel was out of send buffer space; try again shortly
+    }
+    const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
+    bool woken = false;
+    for (int i = 0; i < count; ++i) {
+      if (ready[i].data.u64 == kWakeToken) {
+        woken = true;
+        continue;
+      }
+      const auto found = sockets_.find(static_cast<uint32_t>(ready[i].data.u64));
+      if (found == sockets_.end()) continue;
+      SocketState* state = found->second.get();
+      if (!state->readable && (ready[i].events & (EPOLLIN | EPOLLERR))) {
+        state->readable = true;
+        readable_.push_back(state);
+      }
+    }
+    if (woken) {
+      wakeFd_.Clear();
+      bool running = true;
+      {
+        std::lock_guard<std::mutex> lock(commandMutex_);
+        commandsInFlight_.swap(commands_);
+      }
+      for (const Command& command : commandsInFlight_) {
+        if (!ApplyCommand(command)) running = false;
+      }
+      commandsInFlight_.clear();
+      if (!running) break;
+    }
+    ProcessSends();
+    ReceiveRound();
+    FlushEvents();
+  }
+  while (!sockets_.empty()) CloseSocketNow(sockets_.begin()->second.get());
+  FlushEvents();
+}
+
+bool Engine::ApplyCommand(const Command& command) {
+  switch (command.kind) {
+    case Command::kAddSocket: {
+      std::unique_ptr<SocketState> state(command.socket);
+      EnsureScratch(state->batchSize);
+      epoll_event event{};
+      event.events = EPOLLIN | EPOLLET;
+      event.data.u64 = state->id;
+      if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, state->socket->fd(), &event) != 0) {
+        Emit(kEventError, static_cast<int32_t>(state->id), -errno, 1, kOpReceive);
+      }
+      // Datagrams may have arrived between bind and registration: read once without waiting for an edge.
+      state->readable = true;
+      readable_.push_back(state.get());
+      sockets_.emplace(state->id, std::move(state));
+      return true;
+    }
+    case Command::kCloseSocket: {
+      const auto found = sockets_.find(command.id);
+      if (found != sockets_.end()) {
+        ProcessSends();  // what was queued before close() goes out first
+        CloseSocketNow(found->second.get());
+      }
+      return true;
+    }
+    case Command::kSendSlab: {
+      if (sendCount_ == kMaxSendSlabs) {  // cannot happen: JavaScript owns at most kMaxSendSlabs
+        Emit(kEventSendDone, static_cast<int32_t>(command.id));
+        return true;
+      }
+      SendJob& job = sendRing_[(sendHead_ + sendCount_) % kMaxSendSlabs];
+      job = SendJob{command.id, command.data, command.length, 0};
+      ++sendCount_;
+      return true;
+    }
+    case Command::kAddReceiveSlab:
+      if (command.id + 1 > receiveSlabCount_) receiveSlabCount_ = command.id + 1;
+      return true;
+    case Command::kStop:
+      return false;
+  }
+  return true;
+}
+
+void Engine::CloseSocketNow(SocketState* state) {
+  // Datagrams of this socket still queued behind a parked send are dropped, and counted.
+  for (size_t i = 0; i < sendCount_; ++i) {
+    const SendJob& job = sendRing_[(sendHead_ + i) % kMaxSendSlabs];
+    for (size_t cursor = job.offset; cursor + kSendHeaderSize <= job.length;) {
+      const uint32_t length = LoadU32(job.data + cursor + 4);
+      if (length > kMaxDatagramSize) break;
+      if (LoadU32(job.data + cursor) == state->id) SocketStats::Add(state->stats->sendDropped, 1);
+      cursor += Align8(kSendHeaderSize + length);
+    }
+  }
+  for (size_t i = 0; i < readable_.size(); ++i) {
+    if (readable_[i] == state) {
+      readable_[i] = readable_.back();
+      readable_.pop_back();
+      break;
+    }
+  }
+  if (scratch_.socket == state) scratch_ = ScratchState{};
+  epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
+  state->socket->Close();
+  Emit(kEventClosed, static_cast<int32_t>(state->id));
+  sockets_.erase(state->id);
+}
+
+void Engine::EnsureScratch(uint32_t batchSize) {
+  if (batchSize <= scratchCapacity_) return;
+  // Keeps datagrams already read (while starved) and re-points every header at the new buffers.
+  std::unique_ptr<uint8_t[]> data(new uint8_t[size_t{batchSize} * kReceiveSlotSize]);
+  if (scratchData_) std::memcpy(data.get(), scratchData_.get(), size_t{scratchCapacity_} * kReceiveSlotSize);
+  scratchData_ = std::move(data);
+  controlWordsPerMessage_ = (kControlBytesPerMessage + 7) / 8;
+  receiveHeaders_.resize(batchSize);
+  receiveIov_.resize(batchSize);
+  receiveNames_.resize(batchSize);
+  receiveControl_.resize(size_t{batchSize} * controlWordsPerMessage_);
+  for (uint32_t i = 0; i < batchSize; ++i) {
+    receiveIov_[i].iov_base = scratchData_.get() + size_t{i} * kReceiveSlotSize;
+    receiveIov_[i].iov_len = kReceiveSlotSize;
+    msghdr& header = receiveHeaders_[i].msg_hdr;
+    header.msg_name = &receiveNames_[i];
+    header.msg_iov = &receiveIov_[i];
+    header.msg_iovlen = 1;
+    header.msg_control = &receiveControl_[size_t{i} * controlWordsPerMessage_];
+  }
+  scratchCapacity_ = batchSize;
+  if (sendHeaders_.size() < kMaxBatchSize) {
+    sendHeaders_.resize(kMaxBatchSize);
+    sendIov_.resize(kMaxBatchSize);
+    sendNames_.resize(kMaxBatchSize);
+  }
+}
+
+// --- receiving ---
+
+void Engine::ReceiveRound() {
+  if (scratch_.next < scratch_.count && !CopyScratchToSlabs()) return;
+  size_t i = 0;
+  while (i < readable_.size()) {
+    SocketState* state = readable_[i];
+    for (int batch = 0; batch < kBatchesPerSocketPerRound; ++batch) {
+      if (!ReceiveBatch(state)) break;
+    }
+    if (scratch_.next < scratch_.count) return;  // starved: keep the list as it is
+    if (!state->readable) {
+      readable_[i] = readable_.back();
+      readable_.pop_back();
+    } else {
+      ++i;
+    }
+  }
+}
+
+bool Engine::ReceiveBatch(SocketState* state) {
+  const uint32_t vlen = state->batchSize;
+  for (uint32_t i = 0; i < vlen; ++i) {
+    msghdr& header = receiveHeaders_[i].msg_hdr;
+    header.msg_namelen = sizeof(sockaddr_in6);
+    header.msg_controllen = kControlBytesPerMessage;
+    header.msg_flags = 0;
+  }
+  const int received = recvmmsg(state->socket->fd(), receiveHeaders_.data(), vlen, MSG_DONTWAIT, nullptr);
+  if (received <= 0) {
+    const int error = received < 0 ? errno : EAGAIN;
+    if (error == EINTR) return true;
+    state->readable = false;
+    if (error != EAGAIN && error != EWOULDBLOCK) {
+      SocketStats::Add(state->stats->receiveErrors, 1);
+      Emit(kEventError, static_cast<int32_t>(state->id), -error, 1, kOpReceive);
+    }
+    return false;
+  }
+  const auto count = static_cast<uint32_t>(received);
+  // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
+  if (count < vlen) state->readable = false;
+
+  // The kernel attaches its running drop counter (SO_RXQ_OVFL) once it is non-zero.
+  msghdr& last = receiveHeaders_[count - 1].msg_hdr;
+  for (cmsghdr* control = CMSG_FIRSTHDR(&last); control != nullptr; control = CMSG_NXTHDR(&last, control)) {
+    if (control->cmsg_level == SOL_SOCKET && control->cmsg_type == SO_RXQ_OVFL) {
+      uint32_t drops;
+      std::memcpy(&drops, CMSG_DATA(control), sizeof(drops));
+      SocketStats::Add(state->stats->kernelDrops, drops - state->kernelDropsSeen);
+      state->kernelDropsSeen = drops;
+    }
+  }
+  scratch_ = ScratchState{state, 0, count};
+  return CopyScratchToSlabs() && state->readable;
+}
+
+bool Engine::SlabIsFree(const ReceiveSlab& slab) const {
+  return slab.delivered.load(std::memory_order_seq_cst) == slab.published;
+}
+
+bool Engine::AcquireSlabSpace(size_t bytes) {
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    for (uint32_t k = 0; k < receiveSlabCount_; ++k) {
+      const uint32_t index = (currentSlab_ + k) % receiveSlabCount_;
+      ReceiveSlab& slab = receiveSlabs_[index];
+      if (SlabIsFree(slab) && slab.size >= bytes) {
+        slab.offset = 0;
+        currentSlab_ = index;
+        if (attempt == 1) starved_.store(false, std::memory_order_seq_cst);
+        starvedReported_ = false;
+        return true;
+      }
+    }
+    // Publish the flag, then look again: a delivery that raced with the scan is seen either here
+    // or by MarkDelivered, which then wakes this thread.
+    if (attempt == 0) starved_.store(true, std::memory_order_seq_cst);
+  }
+  if (!starvedReported_) {
+    starvedReported_ = true;
+    Emit(kEventStarved);
+  }
+  return false;
+}
+
+bool Engine::CopyScratchToSlabs() {
+  SocketState* state = scratch_.socket;
+  if (receiveSlabCount_ == 0 && !AcquireSlabSpace(kSlabSize)) return false;
+  ReceiveSlab* slab = &receiveSlabs_[currentSlab_];
+  // Everything written so far has been seen by JavaScript: start over at the front, while it is warm.
+  if (slab->offset != 0 && SlabIsFree(*slab)) slab->offset = 0;
+  size_t batchStart = slab->offset;
+  uint32_t batchCount = 0;
+  uint64_t batchBytes = 0;
+  while (scratch_.next < scratch_.count) {
+    const mmsghdr& message = receiveHeaders_[scratch_.next];
+    const size_t length = message.msg_len <= kReceiveSlotSize ? message.msg_len : kReceiveSlotSize;
+    const size_t need = Align8(kRecvHeaderSize + length);
+    if (slab->offset + need > slab->size) {
+      PublishBatch(state, batchStart, batchCount, batchBytes);
+      batchCount = 0;
+      batchBytes = 0;
+      if (!AcquireSlabSpace(need)) return false;  // scratch_.next stays: resumed once a slab frees up
+      slab = &receiveSlabs_[currentSlab_];
+      batchStart = slab->offset;
+    }
+    uint8_t* record = slab->data + slab->offset;
+    IpAddress address;
+    uint16_t port = 0;
+    FromSockaddr(reinterpret_cast<const sockaddr_storage&>(receiveNames_[scratch_.next]), &address, &port);
+    const auto length32 = static_cast<uint32_t>(length);
+    const uint8_t truncated = (message.msg_hdr.msg_flags & MSG_TRUNC) ? kRecvFlagTruncated : 0;
+    std::memcpy(record, &length32, 4);
+    std::memcpy(record + 4, &port, 2);
+    record[6] = address.family;
+    record[7] = truncated;
+    std::memcpy(record + 8, address.bytes, 16);
+    std::memcpy(record + kRecvHeaderSize, receiveIov_[scratch_.next].iov_base, length);
+    slab->offset += need;
+    ++batchCount;
+    batchBytes += length;
+    if (truncated) SocketStats::Add(state->stats->truncated, 1);
+    ++scratch_.next;
+  }
+  PublishBatch(state, batchStart, batchCount, batchBytes);
+  scratch_ = ScratchState{};
+  return true;
+}
+
+void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes) {
+  if (count == 0) return;
+  ReceiveSlab& slab = receiveSlabs_[currentSlab_];
+  ++slab.published;
+  SocketStats::Add(state->stats->packetsIn, count);
+  SocketStats::Add(state->stats->bytesIn, bytes);
+  SocketStats::Add(state->stats->batchesIn, 1);
+  Emit(kEventBatch, static_cast<int32_t>(state->id), static_cast<int32_t>(currentSlab_), static_cast<int32_t>(start),
+       static_cast<int32_t>(count), static_cast<int32_t>(slab.offset));
+}
+
+// --- sending ---
+
+void Engine::ProcessSends() {
+  while (sendCount_ > 0) {
+    SendJob& job = sendRing_[sendHead_];
+    if (!SendJobRecords(&job)) {
+      sendParked_ = true;
+      return;
+    }
+    Emit(kEventSendDone, static_cast<int32_t>(job.slabId));
+    sendHead_ = (sendHead_ + 1) % kMaxSendSlabs;
+    --sendCount_;
+  }
+  sendParked_ = false;
+}
+
+bool Engine::SendJobRecords(SendJob* job) {
+  size_t recordEnds[kMaxBatchSize];
+  while (job->offset + kSendHeaderSize <= job->length) {
+    // Gather a run of consecutive records for one socket: one sendmmsg call.
+    uint32_t runSocket = 0;
+    uint32_t count = 0;
+    size_t cursor = job->offset;
+    SocketState* state = nullptr;
+    while (cursor + kSendHeaderSize <= job->length && count < kMaxBatchSize) {
+      const uint8_t* record = job->data + cursor;
+      const uint32_t socketId = LoadU32(record);
+      const uint32_t length = LoadU32(record + 4);
+      const size_t end = cursor + Align8(kSendHeaderSize + length);
+      if (length > kMaxDatagramSize || end > job->length) {
+        job->offset = job->length;  // malformed slab: JavaScript wrote it, so this is a bug; stop here
+        return true;
+      }
+      if (count == 0) {
+        runSocket = socketId;
+        const auto found = sockets_.find(socketId);
+        state = found == sockets_.end() ? nullptr : found->second.get();
+      } else if (socketId != runSocket) {
+        break;
+      }
+      if (state != nullptr) {
+        IpAddress address;
+        address.family = record[10];
+        std::memcpy(&address.scopeId, record + 12, 4);
+        std::memcpy(address.bytes, record + 16, 16);
+        uint16_t port;
+        std::memcpy(&port, record + 8, 2);
+        msghdr& header = sendHeaders_[count].msg_hdr;
+        header = msghdr{};
+        header.msg_name = &sendNames_[count];
+        header.msg_namelen = ToSockaddr(address, port, state->socket->isV6(), &sendNames_[count]);
+        sendIov_[count].iov_base = const_cast<uint8_t*>(record + kSendHeaderSize);
+        sendIov_[count].iov_len = length;
+        header.msg_iov = &sendIov_[count];
+        header.msg_iovlen = 1;
+      }
+      recordEnds[count] = end;
+      cursor = end;
+      ++count;
+    }
+    if (state == nullptr) {  // the socket closed after these were queued; its counters were settled then
+      job->offset = cursor;
+      continue;
+    }
+    uint32_t sent = 0;
+    uint32_t refused = 0;
+    int refusedError = 0;
+    while (sent < count) {
+      const int result = sendmmsg(state->socket->fd(), &sendHeaders_[sent], count - sent, 0);
+      if (result > 0) {
+        uint64_t bytes = 0;
+        for (uint32_t i = sent; i < sent + static_cast<uint32_t>(result); ++i) bytes += sendIov_[i].iov_len;
+        SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
+        SocketStats::Add(state->stats->bytesOut, bytes);
+        SocketStats::Add(state->stats->batchesOut, 1);
+        sent += static_cast<uint32_t>(result);
+        continue;
+      }
+      const int error = errno;
+      if (error == EINTR) continue;
+      if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) {
+        job->offset = sent == 0 ? job->offset : recordEnds[sent - 1];
+        if (refused > 0) Emit(kEventError, static_cast<int32_t>(runSocket), -refusedError, refused, kOpSend);
+        return false;
+      }
+      // The kernel refused this datagram (too large for the path, unreachable, ...): count it, go on.
+      SocketStats::Add(state->stats->sendErrors, 1);
+      ++refused;
+      refusedError = error;
+      ++sent;
+    }
+    if (refused > 0) Emit(kEventError, static_cast<int32_t>(runSocket), -refusedError, refused, kOpSend);
+    job->offset = cursor;
+  }
+  return true;
+}
+
+// --- events ---
+
+void Engine::Emit(int32_t type, int32_t a, int32_t b, int32_t c, int32_t d, int32_t e) {
+  localEvents_.push_back(Event{{type, a, b, c, d, e}});
+}
+
+void Engine::FlushEvents() {
+  if (localEvents_.empty()) return;
+  bool wasEmpty;
+  {
+    std::lock_guard<std::mutex> lock(eventMutex_);
+    wasEmpty = events_.empty();
+    events_.insert(events_.end(), localEvents_.begin(), localEvents_.end());
+  }
+  localEvents_.clear();
+  if (wasEmpty) wake_();
+}
+
+}  // namespace volley

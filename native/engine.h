@@ -1,0 +1,167 @@
+// The engine: one I/O thread that owns many UDP sockets. It reads with recvmmsg into receive slabs,
+// writes queued send slabs with sendmmsg, and hands JavaScript a list of events to drain in one call.
+//
+// Threads: every public method except the constructor's callback runs on the JavaScript thread.
+// The I/O thread talks back only through the event list and the wake callback.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "event_fd.h"
+#include "layout.h"
+#include "socket_stats.h"
+#include "udp_socket.h"
+
+namespace volley {
+
+struct Event {
+  int32_t words[kEventWords];
+};
+
+class Engine {
+ public:
+  static constexpr uint32_t kMaxReceiveSlabs = 256;
+  static constexpr uint32_t kMaxSendSlabs = 256;
+
+  // wake() is called on the I/O thread when events become available after the list was empty.
+  explicit Engine(std::function<void()> wake);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  bool Start(SystemError* error);
+  // Closes every socket, stops and joins the I/O thread. Idempotent.
+  void Stop();
+
+  // Registers memory owned (and kept alive) by the caller. Returns the slab id, or -1 when full.
+  int AddReceiveSlab(uint8_t* data, size_t size);
+
+  uint32_t AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, std::shared_ptr<SocketStats> stats);
+  void CloseSocket(uint32_t socketId);
+  // Hands a filled send slab to the I/O thread. It answers with a SEND_DONE event naming the slab.
+  void SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length);
+
+  // Moves pending events into *out (swapping buffers, so no allocation in steady state).
+  void TakeEvents(std::vector<Event>* out);
+  // Called after JavaScript has seen the batches: their slab space may be reused.
+  void MarkDelivered(const Event* events, size_t count);
+
+ private:
+  struct ReceiveSlab {
+    uint8_t* data = nullptr;
+    size_t size = 0;
+    size_t offset = 0;                      // I/O thread: next free byte
+    uint64_t published = 0;                 // I/O thread: batches handed to JavaScript
+    std::atomic<uint64_t> delivered{0};     // JavaScript thread: batches it is done with
+  };
+
+  struct SocketState {
+    uint32_t id = 0;
+    uint32_t batchSize = kDefaultBatchSize;
+    std::unique_ptr<UdpSocket> socket;
+    std::shared_ptr<SocketStats> stats;
+    bool readable = false;
+    uint32_t kernelDropsSeen = 0;
+  };
+
+  struct Command {
+    enum Kind { kAddSocket, kCloseSocket, kSendSlab, kAddReceiveSlab, kStop } kind;
+    uint32_t id = 0;
+    uint8_t* data = nullptr;
+    size_t length = 0;
+    SocketState* socket = nullptr;  // kAddSocket: ownership passes to the I/O thread
+  };
+
+  struct SendJob {
+    uint32_t slabId = 0;
+    uint8_t* data = nullptr;
+    size_t length = 0;
+    size_t offset = 0;  // next record to send
+  };
+
+  // Datagrams read by the last recvmmsg and not yet copied into a slab (kept while starved).
+  struct ScratchState {
+    SocketState* socket = nullptr;
+    uint32_t next = 0;
+    uint32_t count = 0;
+  };
+
+  void Post(const Command& command);
+  void Run();
+  void RunCommands();
+  bool ApplyCommand(const Command& command);  // false on kStop
+  void CloseSocketNow(SocketState* state);
+  void EnsureScratch(uint32_t batchSize);
+
+  // Receiving.
+  void ReceiveRound();
+  bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
+  bool CopyScratchToSlabs();              // false when starved
+  bool AcquireSlabSpace(size_t bytes);
+  bool SlabIsFree(const ReceiveSlab& slab) const;
+  void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes);
+
+  // Sending.
+  void ProcessSends();
+  bool SendJobRecords(SendJob* job);  // false when the kernel is out of buffer space (retry later)
+
+  void Emit(int32_t type, int32_t a = 0, int32_t b = 0, int32_t c = 0, int32_t d = 0, int32_t e = 0);
+  void FlushEvents();
+
+  std::function<void()> wake_;
+  std::thread thread_;
+  bool started_ = false;
+  int epollFd_ = -1;
+  EventFd wakeFd_;
+
+  // JavaScript thread -> I/O thread.
+  std::mutex commandMutex_;
+  std::vector<Command> commands_;
+  std::vector<Command> commandsInFlight_;  // I/O thread
+  uint32_t nextSocketId_ = 1;              // JavaScript thread
+
+  // I/O thread -> JavaScript thread.
+  std::mutex eventMutex_;
+  std::vector<Event> events_;
+  std::vector<Event> localEvents_;  // I/O thread, flushed once per loop turn
+
+  // Receive slabs: the table never moves, so both threads can hold pointers into it.
+  std::unique_ptr<ReceiveSlab[]> receiveSlabs_;
+  std::atomic<uint32_t> receiveSlabsAdded_{0};  // JavaScript thread
+  uint32_t receiveSlabCount_ = 0;                // I/O thread's view
+  uint32_t currentSlab_ = 0;
+  std::atomic<bool> starved_{false};
+  bool starvedReported_ = false;
+
+  // I/O thread state.
+  std::unordered_map<uint32_t, std::unique_ptr<SocketState>> sockets_;
+  std::vector<SocketState*> readable_;
+  ScratchState scratch_;
+  uint32_t scratchCapacity_ = 0;
+  std::unique_ptr<uint8_t[]> scratchData_;
+  std::vector<mmsghdr> receiveHeaders_;
+  std::vector<iovec> receiveIov_;
+  std::vector<sockaddr_in6> receiveNames_;
+  std::vector<uint64_t> receiveControl_;  // CMSG space per message, 8-byte aligned
+  size_t controlWordsPerMessage_ = 0;
+
+  std::vector<SendJob> sendRing_;  // capacity kMaxSendSlabs
+  size_t sendHead_ = 0;
+  size_t sendCount_ = 0;
+  bool sendParked_ = false;
+  std::vector<mmsghdr> sendHeaders_;
+  std::vector<iovec> sendIov_;
+  std::vector<sockaddr_in6> sendNames_;
+};
+
+}  // namespace volley

@@ -1,0 +1,27 @@
+#include "event_fd.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstdint>
+
+namespace volley {
+
+EventFd::EventFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+
+EventFd::~EventFd() {
+  if (fd_ >= 0) close(fd_);
+}
+
+void EventFd::Signal() {
+  const uint64_t one = 1;
+  // EAGAIN means the counter is saturated, which still wakes the reader.
+  [[maybe_unused]] const ssize_t written = write(fd_, &one, sizeof(one));
+}
+
+void EventFd::Clear() {
+  uint64_t value;
+  [[maybe_unused]] const ssize_t bytes = read(fd_, &value, sizeof(value));
+}
+
+}  // namespace volley

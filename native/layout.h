@@ -1,0 +1,42 @@
+// Byte layouts shared between the I/O thread and JavaScript. src/engine/layout.ts mirrors these
+// numbers and checks them against the addon's exported copy at load time, so the two cannot drift.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace volley {
+
+// Largest UDP payload over IPv4 (65535 - 8 byte UDP header - 20 byte IP header).
+constexpr size_t kMaxDatagramSize = 65507;
+// Receive buffers are sized for the largest datagram a socket can be handed, so truncation is detectable.
+constexpr size_t kReceiveSlotSize = 65536;
+constexpr uint32_t kMaxBatchSize = 1024;  // UIO_MAXIOV
+constexpr uint32_t kDefaultBatchSize = 64;
+
+// A received datagram in a receive slab, 8-byte aligned:
+//   u32 length | u16 port | u8 family (4|6) | u8 flags | u8[16] address | data, padded to 8
+constexpr size_t kRecvHeaderSize = 24;
+constexpr uint8_t kRecvFlagTruncated = 1;
+
+// A datagram queued in a send slab by JavaScript, 8-byte aligned:
+//   u32 socket id | u32 length | u16 port | u8 family | u8 0 | u32 IPv6 scope id | u8[16] address | data, padded to 8
+constexpr size_t kSendHeaderSize = 32;
+
+// Both kinds of slab are ArrayBuffers of this size, allocated by JavaScript and pinned by the engine.
+constexpr size_t kSlabSize = 256 * 1024;
+
+// Events handed to JavaScript, each kEventWords int32 words in the control array:
+//   BATCH      socket, slab, offset, count, end offset
+//   SEND_DONE  slab
+//   CLOSED     socket
+//   ERROR      socket, -errno, count, operation
+//   STARVED    (the I/O thread ran out of free receive slabs)
+constexpr size_t kEventWords = 6;
+constexpr size_t kEventCapacity = 1024;
+enum EventType : int32_t { kEventBatch = 1, kEventSendDone = 2, kEventClosed = 3, kEventError = 4, kEventStarved = 5 };
+enum Operation : int32_t { kOpReceive = 1, kOpSend = 2 };
+
+constexpr size_t Align8(size_t n) { return (n + 7) & ~size_t{7}; }
+
+}  // namespace volley

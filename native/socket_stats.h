@@ -1,0 +1,35 @@
+// Counters of one socket, written by the I/O thread and read by JavaScript at any time.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+namespace volley {
+
+struct SocketStats {
+  std::atomic<uint64_t> packetsIn{0};
+  std::atomic<uint64_t> bytesIn{0};
+  std::atomic<uint64_t> batchesIn{0};
+  std::atomic<uint64_t> packetsOut{0};
+  std::atomic<uint64_t> bytesOut{0};
+  std::atomic<uint64_t> batchesOut{0};   // sendmmsg calls that sent at least one datagram
+  std::atomic<uint64_t> sendErrors{0};   // datagrams the kernel refused (EMSGSIZE, EHOSTUNREACH, ...)
+  std::atomic<uint64_t> receiveErrors{0};
+  std::atomic<uint64_t> kernelDrops{0};  // SO_RXQ_OVFL: dropped by the kernel, receive buffer full
+  std::atomic<uint64_t> truncated{0};    // datagrams larger than the receive slot
+  std::atomic<uint64_t> sendDropped{0};  // queued datagrams discarded because the socket closed first
+
+  static constexpr int kFieldCount = 11;
+  void CopyTo(double* out) const {
+    const std::atomic<uint64_t>* fields[kFieldCount] = {&packetsIn,  &bytesIn,       &batchesIn,   &packetsOut,
+                                                        &bytesOut,   &batchesOut,    &sendErrors,  &receiveErrors,
+                                                        &kernelDrops, &truncated,    &sendDropped};
+    for (int i = 0; i < kFieldCount; ++i) out[i] = static_cast<double>(fields[i]->load(std::memory_order_relaxed));
+  }
+  static void Add(std::atomic<uint64_t>& counter, uint64_t amount) {
+    // Single writer (the I/O thread): a plain load/store pair is enough and avoids a locked add.
+    counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
+  }
+};
+
+}  // namespace volley

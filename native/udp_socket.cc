@@ -1,0 +1,80 @@
+#include "udp_socket.h"
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace volley {
+
+namespace {
+
+bool SetIntOption(int fd, int level, int name, int value, const char* syscall, SystemError* error) {
+  if (setsockopt(fd, level, name, &value, sizeof(value)) == 0) return true;
+  error->code = errno;
+  error->syscall = syscall;
+  return false;
+}
+
+}  // namespace
+
+UdpSocket::~UdpSocket() { Close(); }
+
+void UdpSocket::Close() {
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+}
+
+bool UdpSocket::Open(const SocketOptions& options, SystemError* error) {
+  Close();
+  isV6_ = options.ipv6;
+  const int fd = ::socket(isV6_ ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error->code = errno;
+    error->syscall = "socket";
+    return false;
+  }
+  fd_ = fd;
+  bool ok = true;
+  if (ok && isV6_) ok = SetIntOption(fd, IPPROTO_IPV6, IPV6_V6ONLY, options.ipv6Only ? 1 : 0, "setsockopt", error);
+  if (ok && options.reuseAddress) ok = SetIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt", error);
+  if (ok && options.reusePort) ok = SetIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt", error);
+  if (ok && options.receiveBufferSize > 0) {
+    ok = SetIntOption(fd, SOL_SOCKET, SO_RCVBUF, options.receiveBufferSize, "setsockopt", error);
+  }
+  if (ok && options.sendBufferSize > 0) {
+    ok = SetIntOption(fd, SOL_SOCKET, SO_SNDBUF, options.sendBufferSize, "setsockopt", error);
+  }
+  // The kernel's count of datagrams dropped for want of buffer space arrives with each read.
+  if (ok) ok = SetIntOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "setsockopt", error);
+  if (ok) {
+    IpAddress bindAddress = options.bindAddress;
+    if (bindAddress.family == 0) bindAddress.family = isV6_ ? 6 : 4;  // all zero bytes: any address
+    sockaddr_in6 storage;
+    const socklen_t length = ToSockaddr(bindAddress, options.bindPort, isV6_, &storage);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&storage), length) != 0) {
+      error->code = errno;
+      error->syscall = "bind";
+      ok = false;
+    }
+  }
+  if (!ok) Close();
+  return ok;
+}
+
+bool UdpSocket::LocalAddress(IpAddress* address, uint16_t* port, SystemError* error) const {
+  sockaddr_storage storage{};
+  socklen_t length = sizeof(storage);
+  if (getsockname(fd_, reinterpret_cast<sockaddr*>(&storage), &length) != 0) {
+    error->code = errno;
+    error->syscall = "getsockname";
+    return false;
+  }
+  FromSockaddr(storage, address, port);
+  return true;
+}
+
+}  // namespace volley

@@ -1,0 +1,28 @@
+// Prints the SHA-256 of the native sources (native/, binding.gyp, CMakeLists.txt): the build embeds it in
+// the addon, and CI compares it with the committed prebuild to catch a prebuild older than its sources.
+import { createHash } from 'node:crypto'
+import { readdirSync, readFileSync } from 'node:fs'
+import { dirname, join, relative } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
+
+export function nativeSourceHash(root = packageRoot) {
+  const files = readdirSync(join(root, 'native'))
+    .filter((name) => /\.(h|cc)$/.test(name))
+    .map((name) => join(root, 'native', name))
+    .concat([join(root, 'binding.gyp'), join(root, 'CMakeLists.txt')])
+    .sort()
+  const hash = createHash('sha256')
+  for (const file of files) {
+    hash.update(relative(root, file).replaceAll('\\', '/'))
+    hash.update('\0')
+    hash.update(readFileSync(file))
+    hash.update('\0')
+  }
+  return hash.digest('hex').slice(0, 32)
+}
+
+if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  process.stdout.write(nativeSourceHash())
+}

@@ -1,0 +1,421 @@
+// Layer 0: a raw UDP socket on the native engine. Received datagrams arrive in batches (one event per
+// recvmmsg batch, payloads as views valid during the callback); sends are queued and handed to the
+// I/O thread once per event-loop turn, with back-pressure when the queue is full.
+import { lookup } from 'node:dns/promises'
+import { EventEmitter } from 'node:events'
+import { AddressFormatter, ipFamily, parseIp } from './address.ts'
+import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
+import {
+  VolleyError,
+  VolleyRangeError,
+  VolleyTypeError,
+  describe,
+  fromNativeError,
+  systemError,
+} from './errors.ts'
+
+export type SocketType = 'udp4' | 'udp6'
+
+export interface DatagramSocketOptions {
+  /** 'udp4' (default) or 'udp6'. A udp6 socket is dual-stack unless ipv6Only is set. */
+  type?: SocketType
+  /** Datagrams read per recvmmsg call and delivered per 'messages' event: 1..1024, default 64. */
+  batchSize?: number
+  /** SO_RCVBUF in bytes (the kernel doubles it and caps it at net.core.rmem_max). */
+  recvBufferSize?: number
+  /** SO_SNDBUF in bytes (capped at net.core.wmem_max). */
+  sendBufferSize?: number
+  /** SO_REUSEPORT: several sockets may bind the same address and port; the kernel spreads datagrams. */
+  reusePort?: boolean
+  /** SO_REUSEADDR. */
+  reuseAddr?: boolean
+  /** IPV6_V6ONLY for udp6 sockets. */
+  ipv6Only?: boolean
+  /** 'shared' (default): one I/O thread for all sockets of this thread; 'dedicated': a thread of its own. */
+  engine?: 'shared' | 'dedicated'
+}
+
+export interface Datagram {
+  /** A view into the batch buffer: valid during the callback only, copy it to keep it. */
+  data: Uint8Array
+  address: string
+  port: number
+  family: 'IPv4' | 'IPv6'
+  /** The datagram was larger than the receive buffer slot and was cut. */
+  truncated: boolean
+}
+
+export interface RemoteInfo {
+  address: string
+  family: 'IPv4' | 'IPv6'
+  port: number
+  size: number
+}
+
+export interface AddressInfo {
+  address: string
+  family: 'IPv4' | 'IPv6'
+  port: number
+}
+
+export interface DatagramSocketStats {
+  packetsIn: number
+  bytesIn: number
+  /** recvmmsg calls that returned datagrams; packetsIn / batchesIn is the mean batch size. */
+  batchesIn: number
+  packetsOut: number
+  bytesOut: number
+  /** sendmmsg calls. */
+  batchesOut: number
+  drops: {
+    /** Dropped by the kernel because the receive buffer was full (SO_RXQ_OVFL). */
+    receiveBufferFull: number
+    /** send() calls refused because the send queue was full (the caller was told: send returned false). */
+    sendQueueFull: number
+    /** Queued datagrams discarded because the socket closed before they could be sent. */
+    closed: number
+    /** Received datagrams cut to the receive slot size. */
+    truncated: number
+  }
+  errors: { send: number; receive: number }
+  queue: {
+    /** Datagrams accepted by send() and not yet handed to the kernel. */
+    depth: number
+  }
+  /** Effective kernel buffer sizes, as the kernel reports them. */
+  recvBufferSize: number
+  sendBufferSize: number
+}
+
+export interface DatagramSocketEvents {
+  messages: [batch: Datagram[]]
+  message: [data: Buffer, rinfo: RemoteInfo]
+  listening: []
+  drain: []
+  error: [error: Error]
+  close: []
+}
+
+type State = 'unbound' | 'bound' | 'closing' | 'closed'
+
+const knownOptions = new Set(['type', 'batchSize', 'recvBufferSize', 'sendBufferSize', 'reusePort', 'reuseAddr', 'ipv6Only', 'engine'])
+
+export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
+  readonly type: SocketType
+  readonly #options: Required<Omit<DatagramSocketOptions, 'type'>>
+  #engine: Engine | undefined
+  #id = 0
+  #state: State = 'unbound'
+  #local: AddressInfo | undefined
+  #formatter: AddressFormatter | undefined
+  #closed: Promise<void> | undefined
+  #resolveClosed: (() => void) | undefined
+  #referenced = true
+  #accepted = 0
+  #refused = 0
+  #bufferSizes = { recv: 0, send: 0 }
+  readonly #statsScratch = new Float64Array(layout.statsFields)
+  #finalStats: Float64Array | undefined
+  readonly #client: EngineClient
+
+  constructor(options: DatagramSocketOptions = {}) {
+    super()
+    if (typeof options !== 'object' || options === null) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
+    }
+    for (const key of Object.keys(options)) {
+      if (!knownOptions.has(key)) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Unknown option "${key}". Known options: ${[...knownOptions].join(', ')}`)
+      }
+    }
+    const type = options.type ?? 'udp4'
+    if (type !== 'udp4' && type !== 'udp6') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "type" option must be 'udp4' or 'udp6'. Received ${describe(type)}`)
+    }
+    this.type = type
+    this.#options = {
+      batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize),
+      recvBufferSize: integerOption('recvBufferSize', options.recvBufferSize, 0, 1, 0x7fffffff),
+      sendBufferSize: integerOption('sendBufferSize', options.sendBufferSize, 0, 1, 0x7fffffff),
+      reusePort: booleanOption('reusePort', options.reusePort),
+      reuseAddr: booleanOption('reuseAddr', options.reuseAddr),
+      ipv6Only: booleanOption('ipv6Only', options.ipv6Only),
+      engine: engineOption(options.engine),
+    }
+    const socket = this
+    this.#client = {
+      onBatch: (slab, start, count) => socket.#onBatch(slab, start, count),
+      onError: (errno, count, operation) => {
+        socket.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count }))
+      },
+      onClosed: () => socket.#onClosed(),
+      onDrain: () => {
+        if (socket.#state === 'bound') socket.emit('drain')
+      },
+    }
+  }
+
+  /** Binds to a port (0: any free port) and address (default: every address of the socket's family). */
+  async bind(port = 0, address?: string): Promise<AddressInfo> {
+    validatePort(port, true)
+    if (address !== undefined && typeof address !== 'string') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
+    }
+    this.#assertCanBind()
+    let literal = address ?? ''
+    if (literal !== '' && ipFamily(literal) === 0) {
+      // A host name: resolve it once, to an address of the socket's family.
+      literal = (await lookup(literal, { family: this.type === 'udp4' ? 4 : 6 })).address
+      this.#assertCanBind()
+    }
+    if (literal !== '' && ipFamily(literal) === 6 && this.type === 'udp4') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp4 socket to the IPv6 address '${literal}'`)
+    }
+    if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
+    }
+    return this.#open(port, literal)
+  }
+
+  /**
+   * Queues a datagram. Returns false when the send queue is full: the datagram was not queued; send it
+   * again after 'drain'. Throws on invalid arguments and after close().
+   */
+  send(data: Uint8Array | ArrayBufferView | string, port: number, address: string): boolean {
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: send() after close()')
+    }
+    const bytes = toBytes(data)
+    if (bytes.byteLength > layout.maxDatagramSize) {
+      throw new VolleyRangeError(
+        'ERR_DATAGRAM_TOO_LARGE',
+        `A datagram carries at most ${layout.maxDatagramSize} bytes. Received ${bytes.byteLength}`,
+      )
+    }
+    validatePort(port, false)
+    if (typeof address !== 'string') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
+    }
+    if (this.#state === 'unbound') this.#open(0, '') // as node:dgram does: bind to any address and port
+    const engine = this.#engine as Engine
+    const destination = parseIp(engine.addon, address)
+    if (destination === null) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address literal. Received '${address}'`)
+    }
+    if (destination.family === 6 && this.type === 'udp4') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `A udp4 socket cannot send to the IPv6 address '${address}'`)
+    }
+    if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
+      this.#accepted++
+      return true
+    }
+    this.#refused++
+    return false
+  }
+
+  /** Hands queued datagrams to the I/O thread now instead of at the end of this event-loop turn. */
+  flush(): void {
+    if (this.#state === 'bound') this.#engine?.flush()
+  }
+
+  address(): AddressInfo {
+    if (this.#local === undefined || this.#state !== 'bound') {
+      throw new VolleyError('ERR_SOCKET_NOT_BOUND', 'The socket is not bound')
+    }
+    return { ...this.#local }
+  }
+
+  /** Closes the socket after the datagrams queued so far are sent. Closing twice is harmless. */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed
+    if (this.#state === 'unbound') {
+      this.#state = 'closed'
+      this.#closed = Promise.resolve()
+      process.nextTick(() => this.emit('close'))
+      return this.#closed
+    }
+    this.#state = 'closing'
+    this.#closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
+    ;(this.#engine as Engine).close(this.#id)
+    return this.#closed
+  }
+
+  /** Lets the process exit while this socket is open (as node:dgram's unref). */
+  unref(): this {
+    if (this.#referenced) {
+      this.#referenced = false
+      if (this.#state === 'bound') this.#engine?.unref()
+    }
+    return this
+  }
+
+  ref(): this {
+    if (!this.#referenced) {
+      this.#referenced = true
+      if (this.#state === 'bound') this.#engine?.ref()
+    }
+    return this
+  }
+
+  stats(): DatagramSocketStats {
+    let counters = this.#finalStats
+    if (counters === undefined) {
+      counters = this.#statsScratch
+      if (this.#engine === undefined || !this.#engine.readStats(this.#id, counters)) counters.fill(0)
+    }
+    const [packetsIn, bytesIn, batchesIn, packetsOut, bytesOut, batchesOut, sendErrors, receiveErrors, kernelDrops, truncated, sendDropped] =
+      counters as unknown as number[]
+    return {
+      packetsIn: packetsIn!,
+      bytesIn: bytesIn!,
+      batchesIn: batchesIn!,
+      packetsOut: packetsOut!,
+      bytesOut: bytesOut!,
+      batchesOut: batchesOut!,
+      drops: { receiveBufferFull: kernelDrops!, sendQueueFull: this.#refused, closed: sendDropped!, truncated: truncated! },
+      errors: { send: sendErrors!, receive: receiveErrors! },
+      queue: { depth: Math.max(0, this.#accepted - packetsOut! - sendErrors! - sendDropped!) },
+      recvBufferSize: this.#bufferSizes.recv,
+      sendBufferSize: this.#bufferSizes.send,
+    }
+  }
+
+  #assertCanBind(): void {
+    if (this.#state === 'bound') throw new VolleyError('ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound')
+    if (this.#state !== 'unbound') throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed')
+  }
+
+  #open(port: number, address: string): AddressInfo {
+    const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    let info
+    try {
+      info = engine.open(
+        {
+          ipv6: this.type === 'udp6',
+          ipv6Only: this.#options.ipv6Only,
+          reuseAddress: this.#options.reuseAddr,
+          reusePort: this.#options.reusePort,
+          receiveBufferSize: this.#options.recvBufferSize,
+          sendBufferSize: this.#options.sendBufferSize,
+          address,
+          port,
+          batchSize: this.#options.batchSize,
+        },
+        this.#client,
+      )
+    } catch (error) {
+      engine.releaseIfIdle()
+      throw fromNativeError(error, { address: address === '' ? (this.type === 'udp4' ? '0.0.0.0' : '::') : address, port })
+    }
+    this.#engine = engine
+    this.#id = info.id
+    this.#formatter = new AddressFormatter(engine.addon)
+    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+    this.#state = 'bound'
+    if (!this.#referenced) engine.unref()
+    process.nextTick(() => {
+      if (this.#state === 'bound') this.emit('listening')
+    })
+    return { ...this.#local }
+  }
+
+  #onBatch(slab: SlabView, start: number, count: number): void {
+    if (this.#state !== 'bound') return
+    const wantBatch = this.listenerCount('messages') > 0
+    const wantEach = this.listenerCount('message') > 0
+    if (!wantBatch && !wantEach) return
+    const { u8, u16, u32, buffer } = slab
+    const formatter = this.#formatter as AddressFormatter
+    const batch: Datagram[] = wantBatch ? new Array<Datagram>(count) : []
+    let at = start
+    for (let i = 0; i < count; i++) {
+      const length = u32[at >>> 2]!
+      const port = u16[(at + 4) >>> 1]!
+      const v4 = u8[at + 6] === 4
+      const datagram: Datagram = {
+        data: new Uint8Array(buffer, at + layout.recvHeaderSize, length),
+        address: v4 ? formatter.v4(u8, u32, at + 8) : formatter.v6(u8, u32, at + 8),
+        port,
+        family: v4 ? 'IPv4' : 'IPv6',
+        truncated: (u8[at + 7]! & RecvFlag.truncated) !== 0,
+      }
+      if (wantBatch) batch[i] = datagram
+      if (wantEach) {
+        this.emit('message', Buffer.copyBytesFrom(datagram.data), {
+          address: datagram.address,
+          family: datagram.family,
+          port,
+          size: length,
+        })
+        if (this.#state !== 'bound') return
+      }
+      at += align8(layout.recvHeaderSize + length)
+    }
+    if (wantBatch) this.emit('messages', batch)
+  }
+
+  #onClosed(): void {
+    const engine = this.#engine as Engine
+    const final = new Float64Array(layout.statsFields)
+    // The engine forgets the socket's counters after this event: keep the last reading.
+    this.#finalStats = engine.readStats(this.#id, final) ? final : this.#statsScratch
+    if (this.#referenced) engine.unref()
+    this.#state = 'closed'
+    this.#resolveClosed?.()
+    this.emit('close')
+  }
+}
+
+export function createDatagramSocket(options?: DatagramSocketOptions): DatagramSocket {
+  return new DatagramSocket(options)
+}
+
+function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type number. Received ${describe(value)}`)
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${value}`)
+  }
+  return value
+}
+
+function booleanOption(name: string, value: unknown): boolean {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type boolean. Received ${describe(value)}`)
+  }
+  return value
+}
+
+function engineOption(value: unknown): 'shared' | 'dedicated' {
+  if (value === undefined) return 'shared'
+  if (value !== 'shared' && value !== 'dedicated') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "engine" option must be 'shared' or 'dedicated'. Received ${describe(value)}`)
+  }
+  return value
+}
+
+function validatePort(port: unknown, allowZero: boolean): asserts port is number {
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < (allowZero ? 0 : 1) || port > 65535) {
+    throw new VolleyRangeError(
+      'ERR_SOCKET_BAD_PORT',
+      `Port should be an integer from ${allowZero ? 0 : 1} to 65535. Received ${describe(port)}`,
+    )
+  }
+}
+
+function toBytes(data: unknown): Uint8Array {
+  if (data instanceof Uint8Array) return data
+  if (typeof data === 'string') return Buffer.from(data)
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+  throw new VolleyTypeError(
+    'ERR_INVALID_ARG_TYPE',
+    `The "data" argument must be a string, a Buffer, a TypedArray or a DataView. Received ${describe(data)}`,
+  )
+}

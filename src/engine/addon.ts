@@ -1,0 +1,79 @@
+// Loads the native addon (a local build first, then the committed prebuild) and checks that its byte
+// layouts are the ones this JavaScript was written for.
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
+import { VolleyError } from '../errors.ts'
+import { layout } from './layout.ts'
+
+export interface NativeSocketInfo {
+  id: number
+  address: string
+  port: number
+  family: 4 | 6
+  receiveBufferSize: number
+  sendBufferSize: number
+}
+
+export interface NativeSocketOptions {
+  ipv6: boolean
+  ipv6Only: boolean
+  reuseAddress: boolean
+  reusePort: boolean
+  receiveBufferSize: number
+  sendBufferSize: number
+  address: string
+  port: number
+  batchSize: number
+}
+
+export interface NativeEngine {
+  addReceiveSlab(buffer: ArrayBuffer): number
+  addSendSlab(buffer: ArrayBuffer): number
+  openSocket(options: NativeSocketOptions): NativeSocketInfo
+  closeSocket(id: number): void
+  forgetSocket(id: number): void
+  submit(slab: number, byteLength: number): void
+  socketStats(id: number, out: Float64Array): boolean
+  setRef(ref: boolean): void
+  shutdown(): void
+}
+
+export interface Addon {
+  Engine: new (control: Int32Array, onEvents: (count: number) => void) => NativeEngine
+  parseIp(text: string, out: Uint8Array): 0 | 4 | 6
+  formatIp(bytes: Uint8Array, family: number): string
+  layout: Record<keyof typeof layout, number>
+  sourceHash: string
+  sodiumVersion: string
+}
+
+/** The package root: two levels above this file, both in src/engine and in dist/engine. */
+export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
+
+let loaded: Addon | undefined
+
+export function loadAddon(): Addon {
+  if (loaded) return loaded
+  const require = createRequire(import.meta.url)
+  let addon: Addon
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown
+    addon = load(packageRoot) as Addon
+  } catch (cause) {
+    throw new VolleyError(
+      'ERR_ADDON_NOT_FOUND',
+      `volley's native addon could not be loaded (no build in build/Release and no prebuild for ${process.platform}-${process.arch}): ${(cause as Error).message}`,
+      { cause },
+    )
+  }
+  for (const [name, value] of Object.entries(layout)) {
+    if (addon.layout[name as keyof typeof layout] !== value) {
+      throw new VolleyError(
+        'ERR_ADDON_MISMATCH',
+        `volley's native addon has layout.${name} = ${addon.layout[name as keyof typeof layout]}, this JavaScript expects ${value}: rebuild it (npm run build:native)`,
+      )
+    }
+  }
+  loaded = addon
+  return addon
+}

@@ -1,0 +1,247 @@
+// The JavaScript half of an engine: owns the slabs shared with the I/O thread, turns the engine's
+// event list into calls on sockets (one native crossing per drain), and queues sends into send slabs
+// that are handed over once per event-loop turn or when full.
+import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
+import { EventType, align8, layout } from './layout.ts'
+
+/** What an engine calls on the sockets it serves. */
+export interface EngineClient {
+  onBatch(slab: SlabView, start: number, count: number): void
+  onError(errno: number, count: number, operation: number): void
+  onClosed(): void
+  onDrain(): void
+}
+
+export interface SlabView {
+  buffer: ArrayBuffer
+  u8: Uint8Array
+  u16: Uint16Array
+  u32: Uint32Array
+}
+
+export interface EngineLimits {
+  /** Receive slabs (256 KiB each) made at start; more are added when the I/O thread runs short. */
+  initialReceiveSlabs: number
+  maxReceiveSlabs: number
+  /** Send slabs (256 KiB each): the send queue's capacity, shared by the engine's sockets. */
+  maxSendSlabs: number
+}
+
+export const defaultLimits: EngineLimits = { initialReceiveSlabs: 8, maxReceiveSlabs: 64, maxSendSlabs: 32 }
+
+function slabView(buffer: ArrayBuffer): SlabView {
+  return { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer) }
+}
+
+/** A destination in the form send slabs hold it. */
+export interface QueuedAddress {
+  family: 4 | 6
+  /** 16 bytes; an IPv4 address fills the first 4. */
+  bytes: Uint8Array
+  scopeId: number
+}
+
+export class Engine {
+  readonly addon: Addon
+  readonly #native: NativeEngine
+  readonly #limits: EngineLimits
+  readonly #control = new Int32Array(layout.eventCapacity * layout.eventWords)
+  readonly #clients = new Map<number, EngineClient>()
+  readonly #receiveSlabs: SlabView[] = []
+  readonly #sendSlabs: SlabView[] = []
+  readonly #freeSendSlabs: number[] = []
+  readonly #waitingForDrain = new Set<EngineClient>()
+  readonly #onIdle: (engine: Engine) => void
+  #currentSendSlab = -1
+  #sendCursor = 0
+  #flushScheduled = false
+  #openSockets = 0
+  #refSockets = 0
+  #stopped = false
+
+  constructor(limits: EngineLimits, onIdle: (engine: Engine) => void) {
+    this.addon = loadAddon()
+    this.#limits = limits
+    this.#onIdle = onIdle
+    this.#native = new this.addon.Engine(this.#control, (count) => this.#onEvents(count))
+    this.#native.setRef(false)
+    for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
+  }
+
+  get stopped(): boolean {
+    return this.#stopped
+  }
+
+  /** Opens and binds a socket; throws the addon's system error on failure. */
+  open(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
+    const info = this.#native.openSocket(options)
+    this.#clients.set(info.id, client)
+    this.#openSockets++
+    this.ref()
+    return info
+  }
+
+  /** Stops an engine that has no socket (for example after its only bind failed). */
+  releaseIfIdle(): void {
+    if (this.#openSockets === 0 && !this.#stopped) this.#shutdown()
+  }
+
+  close(id: number): void {
+    this.flush()
+    this.#native.closeSocket(id)
+  }
+
+  ref(): void {
+    if (this.#refSockets++ === 0) this.#native.setRef(true)
+  }
+
+  unref(): void {
+    if (--this.#refSockets === 0) this.#native.setRef(false)
+  }
+
+  readStats(id: number, out: Float64Array): boolean {
+    return this.#native.socketStats(id, out)
+  }
+
+  /**
+   * Queues one datagram. Returns false, queuing nothing, when every send slab is in flight;
+   * the client then gets onDrain() once one comes back.
+   */
+  enqueue(client: EngineClient, socketId: number, data: Uint8Array, port: number, address: QueuedAddress): boolean {
+    const need = align8(layout.sendHeaderSize + data.byteLength)
+    if (this.#currentSendSlab < 0 || this.#sendCursor + need > layout.slabSize) {
+      if (!this.#nextSendSlab()) {
+        this.#waitingForDrain.add(client)
+        return false
+      }
+    }
+    const slab = this.#sendSlabs[this.#currentSendSlab] as SlabView
+    const at = this.#sendCursor
+    slab.u32[at >>> 2] = socketId
+    slab.u32[(at + 4) >>> 2] = data.byteLength
+    slab.u16[(at + 8) >>> 1] = port
+    slab.u8[at + 10] = address.family
+    slab.u8[at + 11] = 0
+    slab.u32[(at + 12) >>> 2] = address.scopeId
+    slab.u8.set(address.bytes, at + 16)
+    slab.u8.set(data, at + layout.sendHeaderSize)
+    this.#sendCursor = at + need
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true
+      queueMicrotask(this.#flushTask)
+    }
+    return true
+  }
+
+  /** Hands the partly filled send slab to the I/O thread now. */
+  flush(): void {
+    if (this.#currentSendSlab >= 0 && this.#sendCursor > 0 && !this.#stopped) {
+      this.#native.submit(this.#currentSendSlab, this.#sendCursor)
+      this.#currentSendSlab = -1
+      this.#sendCursor = 0
+    }
+  }
+
+  readonly #flushTask = (): void => {
+    this.#flushScheduled = false
+    this.flush()
+  }
+
+  #nextSendSlab(): boolean {
+    this.flush()
+    let slab = this.#freeSendSlabs.pop()
+    if (slab === undefined) {
+      if (this.#sendSlabs.length >= this.#limits.maxSendSlabs) return false
+      const view = slabView(new ArrayBuffer(layout.slabSize))
+      slab = this.#native.addSendSlab(view.buffer)
+      this.#sendSlabs[slab] = view
+    }
+    this.#currentSendSlab = slab
+    this.#sendCursor = 0
+    return true
+  }
+
+  #addReceiveSlab(): void {
+    const view = slabView(new ArrayBuffer(layout.slabSize))
+    const id = this.#native.addReceiveSlab(view.buffer)
+    this.#receiveSlabs[id] = view
+  }
+
+  #onEvents(count: number): void {
+    const control = this.#control
+    let failure: unknown
+    for (let i = 0; i < count; i++) {
+      const at = i * layout.eventWords
+      try {
+        this.#dispatch(control[at]!, control[at + 1]!, control[at + 2]!, control[at + 3]!, control[at + 4]!)
+      } catch (error) {
+        // A throwing handler must not cost other sockets their events (closes, drained slabs):
+        // finish the list, then let the error surface as an uncaught exception.
+        failure ??= { error }
+      }
+    }
+    if (failure !== undefined) {
+      const { error } = failure as { error: unknown }
+      process.nextTick(() => {
+        throw error
+      })
+    }
+  }
+
+  #dispatch(type: number, a: number, b: number, c: number, d: number): void {
+    switch (type) {
+      case EventType.batch:
+        this.#clients.get(a)?.onBatch(this.#receiveSlabs[b] as SlabView, c, d)
+        return
+      case EventType.sendDone: {
+        this.#freeSendSlabs.push(a)
+        if (this.#waitingForDrain.size > 0) {
+          const waiting = [...this.#waitingForDrain]
+          this.#waitingForDrain.clear()
+          for (const client of waiting) client.onDrain()
+        }
+        return
+      }
+      case EventType.closed: {
+        const client = this.#clients.get(a)
+        this.#clients.delete(a)
+        this.#native.forgetSocket(a)
+        this.#waitingForDrain.delete(client as EngineClient)
+        client?.onClosed()
+        if (--this.#openSockets === 0) this.#shutdown()
+        return
+      }
+      case EventType.error:
+        this.#clients.get(a)?.onError(b, c, d)
+        return
+      case EventType.starved:
+        if (this.#receiveSlabs.length < this.#limits.maxReceiveSlabs) {
+          const add = Math.min(this.#limits.initialReceiveSlabs, this.#limits.maxReceiveSlabs - this.#receiveSlabs.length)
+          for (let i = 0; i < add; i++) this.#addReceiveSlab()
+        }
+        return
+    }
+  }
+
+  #shutdown(): void {
+    this.#stopped = true
+    this.#native.shutdown()
+    this.#onIdle(this)
+  }
+}
+
+let shared: Engine | undefined
+
+/** The process's (this thread's) shared engine, started on first use and stopped when its last socket closes. */
+export function sharedEngine(): Engine {
+  if (shared === undefined || shared.stopped) {
+    shared = new Engine(defaultLimits, (engine) => {
+      if (shared === engine) shared = undefined
+    })
+  }
+  return shared
+}
+
+export function dedicatedEngine(limits: EngineLimits = defaultLimits): Engine {
+  return new Engine(limits, () => {})
+}

@@ -1,0 +1,94 @@
+// Errors with Node-style codes. Each class matches the built-in error type Node itself would use.
+import { getSystemErrorName } from 'node:util'
+
+export type VolleyErrorCode =
+  | 'ERR_INVALID_ARG_TYPE'
+  | 'ERR_INVALID_ARG_VALUE'
+  | 'ERR_OUT_OF_RANGE'
+  | 'ERR_SOCKET_BAD_PORT'
+  | 'ERR_SOCKET_CLOSED'
+  | 'ERR_SOCKET_ALREADY_BOUND'
+  | 'ERR_SOCKET_NOT_BOUND'
+  | 'ERR_DATAGRAM_TOO_LARGE'
+  | 'ERR_ADDON_NOT_FOUND'
+  | 'ERR_ADDON_MISMATCH'
+
+function named<T extends Error>(error: T, code: string): T & { code: string } {
+  Object.defineProperty(error, 'code', { value: code, enumerable: true, writable: true, configurable: true })
+  return error as T & { code: string }
+}
+
+export class VolleyTypeError extends TypeError {
+  declare readonly code: VolleyErrorCode
+  constructor(code: VolleyErrorCode, message: string) {
+    super(message)
+    this.name = 'TypeError'
+    named(this, code)
+  }
+}
+
+export class VolleyRangeError extends RangeError {
+  declare readonly code: VolleyErrorCode
+  constructor(code: VolleyErrorCode, message: string) {
+    super(message)
+    this.name = 'RangeError'
+    named(this, code)
+  }
+}
+
+export class VolleyError extends Error {
+  declare readonly code: VolleyErrorCode
+  constructor(code: VolleyErrorCode, message: string, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'Error'
+    named(this, code)
+  }
+}
+
+/** An error from a system call, shaped like Node's own (code, errno, syscall, address, port). */
+export interface SystemError extends Error {
+  code: string
+  errno: number
+  syscall: string
+  address?: string
+  port?: number
+}
+
+export function systemError(errno: number, syscall: string, detail?: { address?: string; port?: number; count?: number }): SystemError {
+  const code = errnoName(errno)
+  let where = ''
+  if (detail?.address !== undefined) where = ` ${detail.address}${detail.port !== undefined ? `:${detail.port}` : ''}`
+  const count = detail?.count !== undefined && detail.count > 1 ? ` (${detail.count} datagrams)` : ''
+  const error = new Error(`${syscall} ${code}${where}${count}`) as SystemError
+  named(error, code)
+  error.errno = errno
+  error.syscall = syscall
+  if (detail?.address !== undefined) error.address = detail.address
+  if (detail?.port !== undefined) error.port = detail.port
+  return error
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(errno)
+  } catch {
+    return `Unknown system error ${errno}`
+  }
+}
+
+/** Turns an error thrown by the addon ({ errno, syscall }) into a Node-style system error. */
+export function fromNativeError(error: unknown, detail?: { address?: string; port?: number }): Error {
+  if (error instanceof Error && typeof (error as { errno?: unknown }).errno === 'number') {
+    const native = error as Error & { errno: number; syscall?: string }
+    return systemError(native.errno, native.syscall ?? 'unknown', detail)
+  }
+  return error instanceof Error ? error : new Error(String(error))
+}
+
+export function describe(value: unknown): string {
+  if (value === null) return 'null'
+  if (typeof value === 'string') return `type string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`
+  if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
+  if (typeof value === 'function') return 'a function'
+  return `type ${typeof value} (${String(value)})`
+}

@@ -1,0 +1,13 @@
+export {
+  DatagramSocket,
+  createDatagramSocket,
+  type AddressInfo,
+  type Datagram,
+  type DatagramSocketEvents,
+  type DatagramSocketOptions,
+  type DatagramSocketStats,
+  type RemoteInfo,
+  type SocketType,
+} from './datagram-socket.ts'
+export { VolleyError, VolleyRangeError, VolleyTypeError, type SystemError, type VolleyErrorCode } from './errors.ts'
+export { nativeInfo } from './native-info.ts'
