@@ -15,6 +15,9 @@ constexpr int kReadyEvents = 64;
 // Batches read from one socket before the round moves on, so a flooded socket cannot starve the others.
 constexpr int kBatchesPerSocketPerRound = 4;
 constexpr size_t kControlBytesPerMessage = CMSG_SPACE(sizeof(uint32_t));
+// Datagrams sent per loop turn before the turn moves on to receiving: sending and receiving share the
+// thread fairly when one process both floods and reads.
+constexpr size_t kSendBudgetPerTurn = 512;
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
@@ -145,7 +148,7 @@ void Engine::Run() {
   epoll_event ready[kReadyEvents];
   for (;;) {
     int timeout = -1;
-    if (!readable_.empty() && !starved_.load(std::memory_order_relaxed)) {
+    if ((!readable_.empty() && !starved_.load(std::memory_order_relaxed)) || (sendCount_ > 0 && !sendParked_)) {
       timeout = 0;
     } else if (sendParked_) {
       timeout = 1;  // the kernel was out of send buffer space; try again shortly
@@ -178,7 +181,7 @@ void Engine::Run() {
       commandsInFlight_.clear();
       if (!running) break;
     }
-    ProcessSends();
+    ProcessSends(kSendBudgetPerTurn);
     ReceiveRound();
     FlushEvents();
   }
@@ -206,7 +209,7 @@ bool Engine::ApplyCommand(const Command& command) {
     case Command::kCloseSocket: {
       const auto found = sockets_.find(command.id);
       if (found != sockets_.end()) {
-        ProcessSends();  // what was queued before close() goes out first
+        ProcessSends(SIZE_MAX);  // what was queued before close() goes out first
         CloseSocketNow(found->second.get());
       }
       return true;
@@ -425,13 +428,14 @@ void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint
 
 // --- sending ---
 
-void Engine::ProcessSends() {
-  while (sendCount_ > 0) {
+void Engine::ProcessSends(size_t budget) {
+  while (sendCount_ > 0 && budget > 0) {
     SendJob& job = sendRing_[sendHead_];
-    if (!SendJobRecords(&job)) {
+    if (!SendJobRecords(&job, &budget)) {
       sendParked_ = true;
       return;
     }
+    if (job.offset + kSendHeaderSize <= job.length) break;  // budget spent mid-slab
     Emit(kEventSendDone, static_cast<int32_t>(job.slabId));
     sendHead_ = (sendHead_ + 1) % kMaxSendSlabs;
     --sendCount_;
@@ -439,15 +443,16 @@ void Engine::ProcessSends() {
   sendParked_ = false;
 }
 
-bool Engine::SendJobRecords(SendJob* job) {
+bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
   size_t recordEnds[kMaxBatchSize];
-  while (job->offset + kSendHeaderSize <= job->length) {
+  while (job->offset + kSendHeaderSize <= job->length && *budget > 0) {
+    const size_t runLimit = *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
     // Gather a run of consecutive records for one socket: one sendmmsg call.
     uint32_t runSocket = 0;
     uint32_t count = 0;
     size_t cursor = job->offset;
     SocketState* state = nullptr;
-    while (cursor + kSendHeaderSize <= job->length && count < kMaxBatchSize) {
+    while (cursor + kSendHeaderSize <= job->length && count < runLimit) {
       const uint8_t* record = job->data + cursor;
       const uint32_t socketId = LoadU32(record);
       const uint32_t length = LoadU32(record + 4);
@@ -487,6 +492,7 @@ bool Engine::SendJobRecords(SendJob* job) {
       job->offset = cursor;
       continue;
     }
+    *budget -= count;
     uint32_t sent = 0;
     uint32_t refused = 0;
     int refusedError = 0;

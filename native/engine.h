@@ -112,8 +112,10 @@ class Engine {
   void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes);
 
   // Sending.
-  void ProcessSends();
-  bool SendJobRecords(SendJob* job);  // false when the kernel is out of buffer space (retry later)
+  // Sends up to *budget datagrams (decremented) so that receiving gets its turn on a busy thread.
+  void ProcessSends(size_t budget);
+  // Returns false when the kernel is out of buffer space (the job is retried later from job->offset).
+  bool SendJobRecords(SendJob* job, size_t* budget);
 
   void Emit(int32_t type, int32_t a = 0, int32_t b = 0, int32_t c = 0, int32_t d = 0, int32_t e = 0);
   void FlushEvents();

@@ -10,4 +10,4 @@ export {
   type SocketType,
 } from './datagram-socket.ts'
 export { VolleyError, VolleyRangeError, VolleyTypeError, type SystemError, type VolleyErrorCode } from './errors.ts'
-export { nativeInfo } from './native-info.ts'
+export { nativeInfo, type NativeInfo } from './native-info.ts'

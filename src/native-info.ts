@@ -1,7 +1,16 @@
-import { loadAddon, packageRoot } from './engine/addon.ts'
+import { addonPath, loadAddon, packageRoot } from './engine/addon.ts'
 
-/** Which native build is loaded: the hash of the sources it was built from and its libsodium. */
-export function nativeInfo(): { sourceHash: string; sodiumVersion: string; packageRoot: string } {
+export interface NativeInfo {
+  /** The .node file in use: build/Release for a local build, otherwise the prebuild. */
+  path: string
+  /** Hash of the native sources the addon was built from. */
+  sourceHash: string
+  sodiumVersion: string
+  packageRoot: string
+}
+
+/** Which native build is loaded. */
+export function nativeInfo(): NativeInfo {
   const addon = loadAddon()
-  return { sourceHash: addon.sourceHash, sodiumVersion: addon.sodiumVersion, packageRoot }
+  return { path: addonPath(), sourceHash: addon.sourceHash, sodiumVersion: addon.sodiumVersion, packageRoot }
 }

@@ -51,14 +51,22 @@ export interface Addon {
 export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
 
 let loaded: Addon | undefined
+let loadedFrom = ''
+
+/** The file the addon was loaded from (build/Release for a local build, else the prebuild). */
+export function addonPath(): string {
+  loadAddon()
+  return loadedFrom
+}
 
 export function loadAddon(): Addon {
   if (loaded) return loaded
   const require = createRequire(import.meta.url)
   let addon: Addon
   try {
-    const load = require('node-gyp-build') as (dir: string) => unknown
-    addon = load(packageRoot) as Addon
+    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string }
+    loadedFrom = nodeGypBuild.resolve(packageRoot)
+    addon = require(loadedFrom) as Addon
   } catch (cause) {
     throw new VolleyError(
       'ERR_ADDON_NOT_FOUND',

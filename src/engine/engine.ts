@@ -205,10 +205,15 @@ export class Engine {
       case EventType.closed: {
         const client = this.#clients.get(a)
         this.#clients.delete(a)
-        this.#native.forgetSocket(a)
-        this.#waitingForDrain.delete(client as EngineClient)
-        client?.onClosed()
-        if (--this.#openSockets === 0) this.#shutdown()
+        try {
+          if (client !== undefined) {
+            this.#waitingForDrain.delete(client)
+            client.onClosed() // reads the socket's final counters, which the engine then forgets
+          }
+        } finally {
+          this.#native.forgetSocket(a)
+          if (--this.#openSockets === 0) this.#shutdown()
+        }
         return
       }
       case EventType.error:

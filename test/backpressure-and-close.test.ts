@@ -1,0 +1,188 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
+import { closeAll, counterPayload, once, record, threadCount, waitFor } from './helpers.ts'
+
+const open: DatagramSocket[] = []
+function socket(...args: Parameters<typeof createDatagramSocket>): DatagramSocket {
+  const s = createDatagramSocket(...args)
+  open.push(s)
+  return s
+}
+afterEach(async () => {
+  await closeAll(...open.splice(0))
+})
+
+describe('back-pressure', () => {
+  it("refuses sends when the queue is full, then emits 'drain', and every accepted datagram goes out", async () => {
+    const receiver = socket({ recvBufferSize: 8 << 20 })
+    const sender = socket({ engine: 'dedicated' })
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got = record(receiver)
+    const big = Buffer.alloc(60_000)
+    let accepted = 0
+    let refusedAt = -1
+    for (let i = 0; i < 10_000; i++) {
+      big.writeUInt32BE(i, 0)
+      if (!sender.send(big, port, '127.0.0.1')) {
+        refusedAt = i
+        break
+      }
+      accepted++
+    }
+    // The queue holds 32 slabs of 256 KiB: four 60 kB datagrams each.
+    expect(refusedAt).toBe(128)
+    expect(sender.stats().drops.sendQueueFull).toBe(1)
+    // Full slabs go to the I/O thread at once, so part of the queue may already be sent.
+    expect(sender.stats().queue.depth).toBeLessThanOrEqual(accepted)
+    await once(sender, 'drain')
+    expect(sender.send(big, port, '127.0.0.1')).toBe(true) // room again after 'drain'
+    accepted++
+    await waitFor(() => sender.stats().packetsOut === accepted, 10_000, 'every accepted datagram to be sent')
+    expect(sender.stats().queue.depth).toBe(0)
+    // Loopback with a large buffer delivers them all, in order.
+    await waitFor(() => got.payloads.length === accepted, 10_000, 'every datagram to arrive')
+    expect(got.payloads.slice(0, 128).map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: 128 }, (_, i) => i))
+  })
+
+  it('a writer that waits for drain moves a large volume without loss of what was accepted', async () => {
+    const receiver = socket({ recvBufferSize: 8 << 20 })
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    let received = 0
+    let expected = 0
+    let inOrder = true
+    receiver.on('messages', (batch) => {
+      for (const m of batch) {
+        if (new DataView(m.data.buffer, m.data.byteOffset).getUint32(0) !== expected++) inOrder = false
+        received++
+      }
+    })
+    const total = 2000
+    const payload = Buffer.alloc(8000)
+    let next = 0
+    const pump = (): void => {
+      while (next < total) {
+        payload.writeUInt32BE(next, 0)
+        if (!sender.send(payload, port, '127.0.0.1')) return
+        next++
+        // Pace the writer so the receiver's kernel buffer is not the bottleneck of this test.
+        if (next % 200 === 0) {
+          setTimeout(pump, 5)
+          return
+        }
+      }
+    }
+    sender.on('drain', pump)
+    pump()
+    await waitFor(() => received === total, 15_000, `${total} datagrams (got ${received})`)
+    expect(inOrder).toBe(true)
+  })
+})
+
+describe('close', () => {
+  it('closes cleanly while traffic flows in both directions', async () => {
+    const before = threadCount()
+    const a = createDatagramSocket({ engine: 'dedicated', recvBufferSize: 1 << 20 })
+    const b = createDatagramSocket({ engine: 'dedicated' })
+    const { port: aPort } = await a.bind(0, '127.0.0.1')
+    const { port: bPort } = await b.bind(0, '127.0.0.1')
+    let received = 0
+    a.on('messages', (batch) => {
+      received += batch.length
+      for (const m of batch) a.send(m.data, m.port, m.address) // echo
+    })
+    b.on('messages', () => {})
+    let sending = true
+    const blast = (): void => {
+      if (!sending) return
+      for (let i = 0; i < 256; i++) b.send(counterPayload(i), aPort, '127.0.0.1')
+      setImmediate(blast)
+    }
+    blast()
+    await waitFor(() => received > 5000, 10_000, 'traffic to flow')
+    const closed = a.close()
+    expect(() => a.send('late', bPort, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
+    await closed
+    const afterClose = a.stats().packetsIn
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(a.stats().packetsIn).toBe(afterClose) // nothing is read after close
+    sending = false
+    await b.close()
+    await waitFor(() => threadCount() <= before, 2000, 'both engine threads to end')
+  })
+
+  it('sends what was queued before close(), then closes', async () => {
+    const receiver = socket({ recvBufferSize: 4 << 20 })
+    const sender = createDatagramSocket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got = record(receiver)
+    for (let i = 0; i < 1000; i++) sender.send(counterPayload(i), port, '127.0.0.1')
+    await sender.close()
+    expect(sender.stats().packetsOut).toBe(1000)
+    expect(sender.stats().queue.depth).toBe(0)
+    await waitFor(() => got.payloads.length === 1000)
+  })
+
+  it('closing twice is harmless and returns the same promise; closing an unbound socket works', async () => {
+    const a = createDatagramSocket()
+    await a.bind(0, '127.0.0.1')
+    const first = a.close()
+    const second = a.close()
+    expect(second).toBe(first)
+    await first
+    await a.close()
+    const unbound = createDatagramSocket()
+    let closeEvents = 0
+    unbound.on('close', () => closeEvents++)
+    await unbound.close()
+    await unbound.close()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(closeEvents).toBe(1)
+    await expect(unbound.bind(0)).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
+  })
+
+  it('opening and closing many sockets leaves no thread behind', async () => {
+    const before = threadCount()
+    for (let round = 0; round < 5; round++) {
+      const sockets = Array.from({ length: 20 }, (_, i) => createDatagramSocket({ engine: i % 2 === 0 ? 'shared' : 'dedicated' }))
+      const ports = await Promise.all(sockets.map(async (s) => (await s.bind(0, '127.0.0.1')).port))
+      for (const s of sockets) for (const p of ports.slice(0, 4)) s.send('x', p, '127.0.0.1')
+      await closeAll(...sockets)
+    }
+    await waitFor(() => threadCount() <= before, 2000, 'engine threads to end')
+  })
+
+  it('an unref()ed socket does not keep the process alive', async () => {
+    const { execFileSync } = await import('node:child_process')
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      const s = createDatagramSocket()
+      await s.bind(0, '127.0.0.1')
+      s.unref()
+      console.log('bound')
+    `
+    const started = Date.now()
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+      timeout: 10_000,
+    })
+    expect(out.trim()).toBe('bound')
+    expect(Date.now() - started).toBeLessThan(10_000)
+  })
+})
+
+describe('send errors', () => {
+  it("reports datagrams the kernel refuses as an 'error' event with the errno code, and counts them", async () => {
+    const a = socket()
+    await a.bind(0, '0.0.0.0')
+    const errors: (Error & { code?: string; syscall?: string })[] = []
+    a.on('error', (error) => errors.push(error))
+    // Broadcast without SO_BROADCAST: the kernel answers EACCES.
+    a.send('x', 9, '255.255.255.255')
+    await waitFor(() => errors.length === 1)
+    expect(errors[0]).toMatchObject({ code: 'EACCES', syscall: 'sendmmsg' })
+    expect(a.stats().errors.send).toBe(1)
+    expect(a.stats().queue.depth).toBe(0)
+  })
+})

@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
+
+function expectError(fn: () => unknown, type: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, code: string, message: RegExp): void {
+  let thrown: unknown
+  try {
+    fn()
+  } catch (error) {
+    thrown = error
+  }
+  expect(thrown).toBeInstanceOf(type)
+  expect(thrown).toMatchObject({ code })
+  expect((thrown as Error).message).toMatch(message)
+}
+
+describe('invalid options', () => {
+  it.each([
+    [{ type: 'udp5' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"type" option must be 'udp4' or 'udp6'/],
+    [{ batchSize: 0 }, RangeError, 'ERR_OUT_OF_RANGE', /"batchSize" option must be an integer from 1 to 1024. Received 0/],
+    [{ batchSize: 1025 }, RangeError, 'ERR_OUT_OF_RANGE', /from 1 to 1024. Received 1025/],
+    [{ batchSize: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE', /batchSize/],
+    [{ batchSize: '64' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"batchSize" option must be of type number/],
+    [{ recvBufferSize: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /recvBufferSize/],
+    [{ sendBufferSize: 2 ** 31 }, RangeError, 'ERR_OUT_OF_RANGE', /sendBufferSize/],
+    [{ reusePort: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"reusePort" option must be of type boolean/],
+    [{ engine: 'mine' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"engine" option must be 'shared' or 'dedicated'/],
+    [{ bacthSize: 64 }, TypeError, 'ERR_INVALID_ARG_VALUE', /Unknown option "bacthSize"/],
+  ])('%j is refused', (options, type, code, message) => {
+    expectError(() => createDatagramSocket(options as never), type, code, message)
+  })
+
+  it('refuses a non-object', () => {
+    expectError(() => createDatagramSocket('udp4' as never), TypeError, 'ERR_INVALID_ARG_TYPE', /"options" argument must be an object/)
+  })
+})
+
+describe('invalid bind', () => {
+  it.each([[-1], [65536], [1.5], ['80'], [Number.NaN]])('port %j is refused with ERR_SOCKET_BAD_PORT', async (port) => {
+    const s = createDatagramSocket()
+    await expect(s.bind(port as number)).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_SOCKET_BAD_PORT' })
+    await s.close()
+  })
+
+  it('an address that is neither an IP literal nor a resolvable name is refused', async () => {
+    const s = createDatagramSocket()
+    await expect(s.bind(0, 'no-such-host.invalid')).rejects.toMatchObject({ code: expect.stringMatching(/ENOTFOUND|EAI_AGAIN/) })
+    await s.close()
+  })
+
+  it('an IPv6 address for a udp4 socket, and an IPv4 one for udp6, are refused', async () => {
+    const v4 = createDatagramSocket()
+    await expect(v4.bind(0, '::1')).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+    const v6 = createDatagramSocket({ type: 'udp6' })
+    await expect(v6.bind(0, '127.0.0.1')).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+    await Promise.all([v4.close(), v6.close()])
+  })
+
+  it('an address not on this host rejects with EADDRNOTAVAIL, a privileged port without privilege with EACCES', async () => {
+    const s = createDatagramSocket()
+    await expect(s.bind(0, '192.0.2.1')).rejects.toMatchObject({ code: 'EADDRNOTAVAIL', syscall: 'bind' })
+    await s.close()
+    if (process.getuid?.() !== 0) {
+      const p = createDatagramSocket()
+      await expect(p.bind(1, '127.0.0.1')).rejects.toMatchObject({ code: 'EACCES', syscall: 'bind' })
+      await p.close()
+    }
+  })
+
+  it('binding twice is refused', async () => {
+    const s = createDatagramSocket()
+    await s.bind(0, '127.0.0.1')
+    await expect(s.bind(0, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_SOCKET_ALREADY_BOUND' })
+    await s.close()
+  })
+})
+
+describe('invalid send', () => {
+  let s: DatagramSocket
+  beforeAll(async () => {
+    s = createDatagramSocket()
+    await s.bind(0, '127.0.0.1')
+  })
+  afterAll(() => s.close())
+
+  it('a datagram over 65507 bytes is refused with a RangeError', () => {
+    expectError(() => s.send(Buffer.alloc(65508), 9, '127.0.0.1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /at most 65507 bytes. Received 65508/)
+  })
+
+  it.each([[0], [65536], [-5], [2.5], ['53'], [undefined]])('port %j is refused', (port) => {
+    expectError(() => s.send('x', port as number, '127.0.0.1'), RangeError, 'ERR_SOCKET_BAD_PORT', /Port should be an integer from 1 to 65535/)
+  })
+
+  it.each([['localhost'], ['256.1.1.1'], [''], ['1.2.3'], ['::zz']])('address %j is refused', (address) => {
+    expectError(() => s.send('x', 9, address), TypeError, 'ERR_INVALID_ARG_VALUE', /must be an IP address literal/)
+  })
+
+  it('a non-string address is refused', () => {
+    expectError(() => s.send('x', 9, 127 as never), TypeError, 'ERR_INVALID_ARG_TYPE', /"address" argument must be of type string/)
+  })
+
+  it('an IPv6 destination on a udp4 socket is refused', () => {
+    expectError(() => s.send('x', 9, '::1'), TypeError, 'ERR_INVALID_ARG_VALUE', /udp4 socket cannot send to the IPv6 address/)
+  })
+
+  it.each([[123], [null], [{}], [[1, 2]]])('data %j is refused', (data) => {
+    expectError(() => s.send(data as never, 9, '127.0.0.1'), TypeError, 'ERR_INVALID_ARG_TYPE', /"data" argument must be/)
+  })
+
+  it('nothing was queued by the refused calls', () => {
+    expect(s.stats().queue.depth).toBe(0)
+    expect(s.stats().packetsOut).toBe(0)
+  })
+
+  it('send after close throws ERR_SOCKET_CLOSED', async () => {
+    const t = createDatagramSocket()
+    await t.bind(0, '127.0.0.1')
+    await t.close()
+    expectError(() => t.send('x', 9, '127.0.0.1'), Error, 'ERR_SOCKET_CLOSED', /send\(\) after close\(\)/)
+  })
+})

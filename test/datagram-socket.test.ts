@@ -1,0 +1,221 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
+import { closeAll, counterPayload, record, waitFor } from './helpers.ts'
+
+const open: DatagramSocket[] = []
+function socket(...args: Parameters<typeof createDatagramSocket>): DatagramSocket {
+  const s = createDatagramSocket(...args)
+  open.push(s)
+  return s
+}
+afterEach(async () => {
+  await closeAll(...open.splice(0))
+})
+
+describe('bind, send and receive', () => {
+  it('carries datagrams both ways on IPv4 loopback, with the sender address and port', async () => {
+    const a = socket()
+    const b = socket()
+    const aInfo = await a.bind(0, '127.0.0.1')
+    const bInfo = await b.bind(0, '127.0.0.1')
+    expect(aInfo).toEqual({ address: '127.0.0.1', family: 'IPv4', port: expect.any(Number) })
+    expect(aInfo.port).toBeGreaterThan(0)
+    expect(a.address()).toEqual(aInfo)
+    const atA = record(a)
+    const atB = record(b)
+    expect(b.send(Buffer.from('ping'), aInfo.port, '127.0.0.1')).toBe(true)
+    await waitFor(() => atA.payloads.length === 1)
+    expect(atA.payloads[0]!.toString()).toBe('ping')
+    expect(atA.senders[0]).toEqual({ address: '127.0.0.1', port: bInfo.port, family: 'IPv4' })
+    a.send('pong', bInfo.port, '127.0.0.1')
+    await waitFor(() => atB.payloads.length === 1)
+    expect(atB.payloads[0]!.toString()).toBe('pong')
+  })
+
+  it('carries datagrams on IPv6 loopback', async () => {
+    const a = socket({ type: 'udp6' })
+    const b = socket({ type: 'udp6' })
+    const { port, family, address } = await a.bind(0, '::1')
+    expect({ family, address }).toEqual({ family: 'IPv6', address: '::1' })
+    const { port: bPort } = await b.bind(0, '::1')
+    const atA = record(a)
+    b.send(new Uint8Array([1, 2, 3]), port, '::1')
+    await waitFor(() => atA.payloads.length === 1)
+    expect([...atA.payloads[0]!]).toEqual([1, 2, 3])
+    expect(atA.senders[0]).toEqual({ address: '::1', port: bPort, family: 'IPv6' })
+  })
+
+  it('a dual-stack udp6 socket sees IPv4 senders as v4-mapped addresses and can answer them', async () => {
+    const server = socket({ type: 'udp6' })
+    const client = socket({ type: 'udp4' })
+    const { port } = await server.bind(0, '::')
+    const { port: clientPort } = await client.bind(0, '127.0.0.1')
+    const atServer = record(server)
+    const atClient = record(client)
+    client.send('hello', port, '127.0.0.1')
+    await waitFor(() => atServer.payloads.length === 1)
+    expect(atServer.senders[0]).toEqual({ address: '::ffff:127.0.0.1', port: clientPort, family: 'IPv6' })
+    server.send('back', clientPort, '127.0.0.1') // an IPv4 destination from a udp6 socket goes out v4-mapped
+    await waitFor(() => atClient.payloads.length === 1)
+    expect(atClient.payloads[0]!.toString()).toBe('back')
+  })
+
+  it("offers the node:dgram-shaped 'message' event with a copied Buffer and rinfo", async () => {
+    const a = socket()
+    const b = socket()
+    const { port } = await a.bind(0, '127.0.0.1')
+    const { port: bPort } = await b.bind(0, '127.0.0.1')
+    const seen: { data: Buffer; rinfo: unknown }[] = []
+    a.on('message', (data, rinfo) => seen.push({ data, rinfo }))
+    b.send('abc', port, '127.0.0.1')
+    await waitFor(() => seen.length === 1)
+    expect(Buffer.isBuffer(seen[0]!.data)).toBe(true)
+    expect(seen[0]!.data.toString()).toBe('abc')
+    expect(seen[0]!.rinfo).toEqual({ address: '127.0.0.1', family: 'IPv4', port: bPort, size: 3 })
+  })
+
+  it('resolves a host name given to bind', async () => {
+    const a = socket()
+    const info = await a.bind(0, 'localhost')
+    expect(info.address).toBe('127.0.0.1')
+  })
+
+  it('binds implicitly on the first send, as node:dgram does', async () => {
+    const a = socket()
+    const b = socket()
+    const { port } = await a.bind(0, '127.0.0.1')
+    const atA = record(a)
+    expect(() => b.address()).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_NOT_BOUND' }))
+    b.send('x', port, '127.0.0.1')
+    expect(b.address().port).toBeGreaterThan(0)
+    await waitFor(() => atA.payloads.length === 1)
+  })
+
+  it("emits 'listening' after bind and 'close' after close", async () => {
+    const a = socket()
+    const events: string[] = []
+    a.on('listening', () => events.push('listening'))
+    a.on('close', () => events.push('close'))
+    await a.bind(0, '127.0.0.1')
+    await new Promise((resolve) => setImmediate(resolve))
+    await a.close()
+    expect(events).toEqual(['listening', 'close'])
+  })
+
+  it('carries the largest datagram, 65507 bytes, intact', async () => {
+    const a = socket({ recvBufferSize: 1 << 20 })
+    const b = socket()
+    const { port } = await a.bind(0, '127.0.0.1')
+    const atA = record(a)
+    const big = Buffer.alloc(65507)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff
+    b.send(big, port, '127.0.0.1')
+    b.send('after', port, '127.0.0.1')
+    await waitFor(() => atA.payloads.length === 2)
+    expect(atA.payloads[0]!.equals(big)).toBe(true)
+    expect(atA.payloads[1]!.toString()).toBe('after')
+  })
+
+  it('sends every kind of ArrayBufferView and strings', async () => {
+    const a = socket()
+    const b = socket()
+    const { port } = await a.bind(0, '127.0.0.1')
+    const atA = record(a)
+    const base = new Uint8Array([9, 8, 7, 6, 5, 4, 3, 2])
+    b.send(new DataView(base.buffer, 2, 3), port, '127.0.0.1')
+    b.send(new Uint16Array([0x0102]), port, '127.0.0.1')
+    b.send('é', port, '127.0.0.1')
+    b.send(new Uint8Array(0), port, '127.0.0.1')
+    await waitFor(() => atA.payloads.length === 4)
+    expect(atA.payloads.map((p) => [...p])).toEqual([[7, 6, 5], [...new Uint8Array(new Uint16Array([0x0102]).buffer)], [0xc3, 0xa9], []])
+  })
+})
+
+describe('batching', () => {
+  it('delivers a burst of 10,000 datagrams whole and in order, in batches', async () => {
+    const receiver = socket({ recvBufferSize: 8 << 20, batchSize: 64 })
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got = record(receiver)
+    const total = 10_000
+    let accepted = 0
+    for (let i = 0; i < total; i++) if (sender.send(counterPayload(i), port, '127.0.0.1')) accepted++
+    expect(accepted).toBe(total)
+    await waitFor(() => got.payloads.length === total, 10_000, `${total} datagrams (got ${got.payloads.length})`)
+    expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: total }, (_, i) => i))
+    expect(Math.max(...got.batches)).toBeLessThanOrEqual(64)
+    expect(got.batches.length).toBeLessThan(total / 4) // batched, not one event per datagram
+    const stats = receiver.stats()
+    expect(stats.packetsIn).toBe(total)
+    expect(stats.bytesIn).toBe(total * 64)
+    expect(stats.batchesIn).toBe(got.batches.length)
+    expect(stats.drops.receiveBufferFull).toBe(0)
+    const sent = sender.stats()
+    expect(sent.packetsOut).toBe(total)
+    expect(sent.bytesOut).toBe(total * 64)
+    expect(sent.batchesOut).toBeLessThan(total / 16) // sendmmsg batches
+    expect(sent.queue.depth).toBe(0)
+  })
+
+  it('respects the batchSize option', async () => {
+    const receiver = socket({ recvBufferSize: 4 << 20, batchSize: 7 })
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got = record(receiver)
+    for (let i = 0; i < 500; i++) sender.send(counterPayload(i), port, '127.0.0.1')
+    await waitFor(() => got.payloads.length === 500)
+    expect(Math.max(...got.batches)).toBeLessThanOrEqual(7)
+  })
+
+  it('keeps delivering in order when JavaScript stalls and the engine runs out of receive slabs', async () => {
+    const receiver = socket({ recvBufferSize: 8 << 20 })
+    const sender = socket({ sendBufferSize: 4 << 20 })
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got = record(receiver)
+    const total = 3000 // 3000 x 1200 B is more than the 2 MiB of receive slabs an engine starts with
+    for (let i = 0; i < total; i++) sender.send(counterPayload(i, 1200), port, '127.0.0.1')
+    sender.flush()
+    const until = Date.now() + 300
+    while (Date.now() < until) {
+      // JavaScript is busy: the I/O thread fills every slab, then must wait rather than overwrite one
+    }
+    await waitFor(() => got.payloads.length === total, 10_000, `${total} datagrams (got ${got.payloads.length})`)
+    expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: total }, (_, i) => i))
+    expect(receiver.stats().drops.receiveBufferFull).toBe(0)
+  })
+})
+
+describe('options', () => {
+  it('sets kernel buffer sizes (the kernel reports double the request)', async () => {
+    const a = socket({ recvBufferSize: 1 << 20, sendBufferSize: 1 << 19 })
+    await a.bind(0, '127.0.0.1')
+    expect(a.stats().recvBufferSize).toBe(2 << 20)
+    expect(a.stats().sendBufferSize).toBe(2 << 19)
+  })
+
+  it('lets two sockets share a port with reusePort, and refuses without it (EADDRINUSE)', async () => {
+    const a = socket({ reusePort: true })
+    const b = socket({ reusePort: true })
+    const { port } = await a.bind(0, '127.0.0.1')
+    await expect(b.bind(port, '127.0.0.1')).resolves.toMatchObject({ port })
+    const c = socket()
+    const failure = await c.bind(port, '127.0.0.1').catch((error: unknown) => error)
+    expect(failure).toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', address: '127.0.0.1', port })
+    expect((failure as { errno: number }).errno).toBeLessThan(0)
+  })
+
+  it('gives a socket an engine of its own, whose thread ends when the socket closes', async () => {
+    const { threadCount } = await import('./helpers.ts')
+    const before = threadCount()
+    const a = createDatagramSocket({ engine: 'dedicated' })
+    const b = createDatagramSocket({ engine: 'dedicated' })
+    const { port } = await a.bind(0, '127.0.0.1')
+    await b.bind(0, '127.0.0.1')
+    expect(threadCount()).toBeGreaterThanOrEqual(before + 2)
+    const got = record(a)
+    b.send('own engine', port, '127.0.0.1')
+    await waitFor(() => got.payloads.length === 1)
+    await closeAll(a, b)
+    await waitFor(() => threadCount() <= before, 2000, 'the engine threads to end')
+  })
+})

@@ -1,0 +1,47 @@
+import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
+import type { Datagram, DatagramSocket } from '../src/index.ts'
+
+/** Resolves when predicate() holds, polling each turn; rejects after timeoutMs with what was seen. */
+export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 2))
+  }
+}
+
+export interface Received {
+  payloads: Buffer[]
+  senders: { address: string; port: number; family: string }[]
+  batches: number[]
+}
+
+/** Copies everything a socket receives (views are only valid during the callback). */
+export function record(socket: DatagramSocket): Received {
+  const received: Received = { payloads: [], senders: [], batches: [] }
+  socket.on('messages', (batch: Datagram[]) => {
+    received.batches.push(batch.length)
+    for (const m of batch) {
+      received.payloads.push(Buffer.from(m.data))
+      received.senders.push({ address: m.address, port: m.port, family: m.family })
+    }
+  })
+  return received
+}
+
+export function counterPayload(i: number, size = 64): Buffer {
+  const buffer = Buffer.alloc(size)
+  buffer.writeUInt32BE(i, 0)
+  return buffer
+}
+
+export async function closeAll(...sockets: DatagramSocket[]): Promise<void> {
+  await Promise.all(sockets.map((s) => s.close()))
+}
+
+export function threadCount(): number {
+  return Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1])
+}
+
+export { once }

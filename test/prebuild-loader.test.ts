@@ -1,0 +1,51 @@
+import { execFileSync } from 'node:child_process'
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+// @ts-expect-error plain ESM script without declarations
+import { checkPrebuild, prebuildPath } from '../scripts/check-prebuild.mjs'
+// @ts-expect-error plain ESM script without declarations
+import { nativeSourceHash } from '../scripts/source-hash.mjs'
+
+const root = new URL('..', import.meta.url).pathname
+const temporary: string[] = []
+afterAll(() => {
+  for (const dir of temporary) rmSync(dir, { recursive: true, force: true })
+})
+
+describe('prebuild', () => {
+  it('is committed for linux-x64 and built from the current native sources', () => {
+    expect(prebuildPath()).toMatch(/prebuilds\/linux-x64\/volley\.node$/)
+    expect(checkPrebuild()).toBe(true)
+  })
+
+  it('is what the loader picks when there is no local build, and it works', () => {
+    // A copy of the package without build/: node-gyp-build must fall back to prebuilds/.
+    const dir = mkdtempSync(join(tmpdir(), 'volley-prebuild-'))
+    temporary.push(dir)
+    for (const part of ['package.json', 'src', 'prebuilds', 'scripts', 'native', 'binding.gyp', 'CMakeLists.txt']) {
+      cpSync(join(root, part), join(dir, part), { recursive: true })
+    }
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const script = `
+      import { createDatagramSocket, nativeInfo } from './src/index.ts'
+      const s = createDatagramSocket()
+      const { port } = await s.bind(0, '127.0.0.1')
+      const got = new Promise((resolve) => s.on('messages', (batch) => resolve(Buffer.from(batch[0].data).toString())))
+      s.send('through the prebuild', port, '127.0.0.1')
+      console.log(JSON.stringify({ info: nativeInfo(), got: await got }))
+      await s.close()
+    `
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+    const { info, got } = JSON.parse(out) as { info: { path: string; sourceHash: string; sodiumVersion: string }; got: string }
+    expect(info.path).toBe(join(dir, 'prebuilds', 'linux-x64', 'volley.node'))
+    expect(info.sourceHash).toBe(nativeSourceHash())
+    expect(info.sodiumVersion).toMatch(/^1\.0\.\d+$/)
+    expect(got).toBe('through the prebuild')
+  })
+})
