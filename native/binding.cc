@@ -71,20 +71,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     controlRef_ = Napi::Persistent(control.As<Napi::Object>());
     onEvents_ = Napi::Persistent(info[1].As<Napi::Function>());
 
+    // Everything that can fail comes before the wake-up: once it exists its finalizer will touch this
+    // object, and node-addon-api deletes the object at once when the constructor throws.
+    engine_ = std::make_unique<Engine>([this] { napi_call_threadsafe_function(wake_, nullptr, napi_tsfn_nonblocking); });
+    SystemError error;
+    if (!engine_->Start(&error)) {  // (the I/O thread calls wake only once a socket exists)
+      stopped_ = true;
+      ThrowSystemError(env, error);
+      return;
+    }
     napi_value resourceName = Napi::String::New(env, "volley:engine");
     if (napi_create_threadsafe_function(env, nullptr, nullptr, resourceName, 0, 1, this, FinalizeWake, this, CallJs,
                                         &wake_) != napi_ok) {
+      stopped_ = true;
+      engine_->Stop();
       Napi::Error::New(env, "could not create the engine's wake-up").ThrowAsJavaScriptException();
       return;
     }
     Ref();  // kept alive until the wake-up is finalized, which is after the I/O thread has stopped
-    engine_ = std::make_unique<Engine>([this] { napi_call_threadsafe_function(wake_, nullptr, napi_tsfn_nonblocking); });
-    SystemError error;
-    if (!engine_->Start(&error)) {
-      ShutdownNow();
-      ThrowSystemError(env, error);
-      return;
-    }
     napi_add_env_cleanup_hook(env, CleanupHook, this);
     cleanupHookAdded_ = true;
   }
@@ -101,6 +105,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static void FinalizeWake(napi_env, void* data, void*) {
     auto* wrap = static_cast<EngineWrap*>(data);
     wrap->wake_ = nullptr;
+    // onEvents_ closes over the JavaScript engine, which holds this wrapper: a strong cycle through a
+    // persistent handle that the GC can never collect. Break it now that no more events can come.
+    wrap->onEvents_.Reset();
+    wrap->controlRef_.Reset();
     wrap->Unref();
   }
 
@@ -118,9 +126,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       const size_t count = std::min(kEventCapacity, drained_.size() - first);
       if (calling) {
         std::memcpy(control_, &drained_[first], count * sizeof(Event));
-        onEvents_.Call({Napi::Number::New(env, static_cast<double>(count))});
-        // A throwing handler is reported by Node as an uncaught exception; stop calling into JavaScript.
-        if (env.IsExceptionPending() || stopped_) calling = false;
+        napi_value argument = Napi::Number::New(env, static_cast<double>(count));
+        napi_value result;
+        // Not onEvents_.Call(): when the environment is being torn down the call fails with
+        // napi_pending_exception and node-addon-api's attempt to rethrow aborts the process.
+        const napi_status status = napi_call_function(env, env.Undefined(), onEvents_.Value(), 1, &argument, &result);
+        if (status != napi_ok || stopped_) calling = false;
       }
       // Whatever happened, JavaScript is done with these batches: their slab space is free again.
       engine_->MarkDelivered(&drained_[first], count);
@@ -131,6 +142,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (stopped_) return;
     stopped_ = true;
     if (engine_) engine_->Stop();
+    receiveSlabs_.clear();  // the I/O thread is gone: the slabs are JavaScript's alone again
+    sendSlabs_.clear();
     if (cleanupHookAdded_) {
       cleanupHookAdded_ = false;
       napi_remove_env_cleanup_hook(Env(), CleanupHook, this);

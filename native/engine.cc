@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <system_error>
 
 namespace volley {
 
@@ -64,7 +65,13 @@ bool Engine::Start(SystemError* error) {
     return false;
   }
   EnsureScratch(kDefaultBatchSize);
-  thread_ = std::thread([this] { Run(); });
+  try {
+    thread_ = std::thread([this] { Run(); });
+  } catch (const std::system_error& failure) {  // no exception may cross into N-API
+    error->code = failure.code().value();
+    error->syscall = "pthread_create";
+    return false;
+  }
   started_ = true;
   return true;
 }
@@ -74,6 +81,20 @@ void Engine::Stop() {
   Post(Command{Command::kStop});
   thread_.join();
   started_ = false;
+  // A stopped engine may live on until the garbage collector finds it: give back its descriptors and
+  // its scratch memory now.
+  close(epollFd_);
+  epollFd_ = -1;
+  wakeFd_.Close();
+  scratchData_.reset();
+  scratchCapacity_ = 0;
+  receiveHeaders_ = {};
+  receiveIov_ = {};
+  receiveNames_ = {};
+  receiveControl_ = {};
+  sendHeaders_ = {};
+  sendIov_ = {};
+  sendNames_ = {};
 }
 
 int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
@@ -163,9 +184,12 @@ void Engine::Run() {
       const auto found = sockets_.find(static_cast<uint32_t>(ready[i].data.u64));
       if (found == sockets_.end()) continue;
       SocketState* state = found->second.get();
-      if (!state->readable && (ready[i].events & (EPOLLIN | EPOLLERR))) {
+      if (ready[i].events & (EPOLLIN | EPOLLERR)) {
         state->readable = true;
-        readable_.push_back(state);
+        if (!state->listed) {
+          state->listed = true;
+          readable_.push_back(state);
+        }
       }
     }
     if (woken) {
@@ -202,6 +226,7 @@ bool Engine::ApplyCommand(const Command& command) {
       }
       // Datagrams may have arrived between bind and registration: read once without waiting for an edge.
       state->readable = true;
+      state->listed = true;
       readable_.push_back(state.get());
       sockets_.emplace(state->id, std::move(state));
       return true;
@@ -298,6 +323,7 @@ void Engine::ReceiveRound() {
     }
     if (scratch_.next < scratch_.count) return;  // starved: keep the list as it is
     if (!state->readable) {
+      state->listed = false;
       readable_[i] = readable_.back();
       readable_.pop_back();
     } else {
@@ -355,7 +381,7 @@ bool Engine::AcquireSlabSpace(size_t bytes) {
       if (SlabIsFree(slab) && slab.size >= bytes) {
         slab.offset = 0;
         currentSlab_ = index;
-        if (attempt == 1) starved_.store(false, std::memory_order_seq_cst);
+        starved_.store(false, std::memory_order_relaxed);
         starvedReported_ = false;
         return true;
       }

@@ -71,6 +71,7 @@ class Engine {
     std::unique_ptr<UdpSocket> socket;
     std::shared_ptr<SocketStats> stats;
     bool readable = false;
+    bool listed = false;  // in readable_
     uint32_t kernelDropsSeen = 0;
   };
 

@@ -9,8 +9,11 @@ namespace volley {
 
 EventFd::EventFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
 
-EventFd::~EventFd() {
+EventFd::~EventFd() { Close(); }
+
+void EventFd::Close() {
   if (fd_ >= 0) close(fd_);
+  fd_ = -1;
 }
 
 void EventFd::Signal() {

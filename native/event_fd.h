@@ -14,6 +14,7 @@ class EventFd {
   int fd() const { return fd_; }
   void Signal();
   void Clear();
+  void Close();
 
  private:
   int fd_;

@@ -2,6 +2,7 @@
 // event list into calls on sockets (one native crossing per drain), and queues sends into send slabs
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
+import { markAsUntransferable } from 'node:worker_threads'
 import { EventType, align8, layout } from './layout.ts'
 
 /** What an engine calls on the sockets it serves. */
@@ -30,6 +31,7 @@ export interface EngineLimits {
 export const defaultLimits: EngineLimits = { initialReceiveSlabs: 8, maxReceiveSlabs: 64, maxSendSlabs: 32 }
 
 function slabView(buffer: ArrayBuffer): SlabView {
+  markAsUntransferable(buffer) // the I/O thread writes into it: it must never be detached
   return { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer) }
 }
 
@@ -66,6 +68,7 @@ export class Engine {
     this.#native = new this.addon.Engine(this.#control, (count) => this.#onEvents(count))
     this.#native.setRef(false)
     for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
+    track(this)
   }
 
   get stopped(): boolean {
@@ -230,8 +233,32 @@ export class Engine {
 
   #shutdown(): void {
     this.#stopped = true
+    running.delete(this)
     this.#native.shutdown()
+    // The I/O thread is gone: let the garbage collector have the slabs even if sockets are still held.
+    this.#receiveSlabs.length = 0
+    this.#sendSlabs.length = 0
+    this.#freeSendSlabs.length = 0
+    this.#currentSendSlab = -1
     this.#onIdle(this)
+  }
+
+  /** Stops the I/O thread now, whatever its sockets are doing (process exit). */
+  stopNow(): void {
+    if (!this.#stopped) this.#shutdown()
+  }
+}
+
+// process.exit() skips the environment's cleanup hooks: join the I/O threads here instead.
+const running = new Set<Engine>()
+let exitHookInstalled = false
+function track(engine: Engine): void {
+  running.add(engine)
+  if (!exitHookInstalled) {
+    exitHookInstalled = true
+    process.on('exit', () => {
+      for (const engine of [...running]) engine.stopNow()
+    })
   }
 }
 

@@ -1,0 +1,39 @@
+import { execFileSync } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
+
+const root = new URL('..', import.meta.url)
+function run(fixture: string, ...args: string[]): string {
+  return execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', `test/fixtures/${fixture}`, ...args], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 30_000,
+  })
+}
+
+describe('engine lifecycle (each case in a process of its own)', () => {
+  it('closing sockets while the engine is starved is safe', () => {
+    expect(run('starve-then-close.ts').trim()).toBe('survived')
+  })
+
+  it('the process exits cleanly with unref()ed sockets receiving, by leaving the loop or by process.exit()', () => {
+    expect(run('exit-with-traffic.ts').trim()).toBe('leaving')
+    expect(run('exit-with-traffic.ts', 'exit').trim()).toBe('exiting')
+  })
+
+  it('a worker can be terminated in the middle of a handler', () => {
+    expect(run('terminate-worker.ts').trim()).toBe('survived')
+  })
+
+  it.each([['dedicated'], ['shared']])('stopped %s engines give back their descriptors and slabs', (mode) => {
+    const { before, after, arrayBuffers } = JSON.parse(run('engines-are-freed.ts', mode)) as {
+      before: Record<string, number>
+      after: Record<string, number>
+      arrayBuffers: number
+    }
+    expect(after['anon_inode:[eventfd]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventfd]'] ?? 0)
+    expect(after['anon_inode:[eventpoll]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventpoll]'] ?? 0)
+    expect(after['socket:[]'] ?? 0).toBeLessThanOrEqual(before['socket:[]'] ?? 0)
+    // 30 engines' slabs would be ~70 MiB; what remains is one engine's worth at most.
+    expect(arrayBuffers).toBeLessThan(8 << 20)
+  })
+})
