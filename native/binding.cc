@@ -183,7 +183,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // openSocket({ ipv6, ipv6Only, reuseAddress, reusePort, receiveBufferSize, sendBufferSize, address, port,
-  //              batchSize }) -> { id, address, port, family, receiveBufferSize, sendBufferSize }
+  //              batchSize, coalesceUs }) -> { id, address, port, family, receiveBufferSize, sendBufferSize }
   Napi::Value OpenSocket(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (stopped_ || !info[0].IsObject()) {
@@ -200,8 +200,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     socketOptions.sendBufferSize = options.Get("sendBufferSize").ToNumber().Int32Value();
     const double port = options.Get("port").ToNumber().DoubleValue();
     const double batchSize = options.Get("batchSize").ToNumber().DoubleValue();
-    if (!(port >= 0 && port <= 65535) || !(batchSize >= 1 && batchSize <= kMaxBatchSize)) {
-      ThrowRange(env, "port must be 0..65535 and batchSize 1..1024");
+    const double coalesceUs = options.Get("coalesceUs").ToNumber().DoubleValue();
+    if (!(port >= 0 && port <= 65535) || !(batchSize >= 1 && batchSize <= kMaxBatchSize) ||
+        !(coalesceUs >= 0 && coalesceUs <= 1000000)) {
+      ThrowRange(env, "port must be 0..65535, batchSize 1..1024 and coalesceUs 0..1000000");
       return env.Undefined();
     }
     socketOptions.bindPort = static_cast<uint16_t>(port);
@@ -229,7 +231,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     getsockopt(socket->fd(), SOL_SOCKET, SO_SNDBUF, &sendBuffer, &length);
 
     auto stats = std::make_shared<SocketStats>();
-    const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize), stats);
+    const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize),
+                                          static_cast<uint32_t>(coalesceUs * 1000), stats);
     stats_[id] = std::move(stats);
 
     Napi::Object result = Napi::Object::New(env);

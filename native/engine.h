@@ -46,7 +46,10 @@ class Engine {
   // Registers memory owned (and kept alive) by the caller. Returns the slab id, or -1 when full.
   int AddReceiveSlab(uint8_t* data, size_t size);
 
-  uint32_t AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, std::shared_ptr<SocketStats> stats);
+  // coalesceNs: how long the thread may wait for more datagrams before handing a short batch over, when
+  // they arrive densely (interrupt moderation); 0: never wait for this socket.
+  uint32_t AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
+                     std::shared_ptr<SocketStats> stats);
   void CloseSocket(uint32_t socketId);
   // Hands a filled send slab to the I/O thread. It answers with a SEND_DONE event naming the slab.
   void SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length);
@@ -73,6 +76,7 @@ class Engine {
     bool readable = false;
     bool listed = false;  // in readable_
     uint32_t kernelDropsSeen = 0;
+    uint32_t coalesceNs = 0;
   };
 
   struct Command {
@@ -106,6 +110,8 @@ class Engine {
 
   // Receiving.
   void ReceiveRound();
+  // After a turn that read datagrams densely, waits (for commands only) so the next batch is fuller.
+  void Coalesce();
   bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
   bool CopyScratchToSlabs();              // false when starved
   bool AcquireSlabSpace(size_t bytes);
@@ -150,6 +156,8 @@ class Engine {
   std::unordered_map<uint32_t, std::unique_ptr<SocketState>> sockets_;
   std::vector<SocketState*> readable_;
   ScratchState scratch_;
+  uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
+  uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
   uint32_t scratchCapacity_ = 0;
   std::unique_ptr<uint8_t[]> scratchData_;
   std::vector<mmsghdr> receiveHeaders_;

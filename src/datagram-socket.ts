@@ -34,6 +34,12 @@ export interface DatagramSocketOptions {
   ipv6Only?: boolean
   /** 'shared' (default): one I/O thread for all sockets of this thread; 'dedicated': a thread of its own. */
   engine?: 'shared' | 'dedicated'
+  /**
+   * Interrupt moderation, in microseconds: when datagrams stream in, the I/O thread waits up to this long
+   * so that it hands over fuller batches, which costs far less CPU per datagram. A lone datagram is never
+   * held back. 0 turns it off for this socket (lowest latency under load). Default 100.
+   */
+  coalesceUs?: number
 }
 
 export interface Datagram {
@@ -99,7 +105,17 @@ export interface DatagramSocketEvents {
 
 type State = 'unbound' | 'bound' | 'closing' | 'closed'
 
-const knownOptions = new Set(['type', 'batchSize', 'recvBufferSize', 'sendBufferSize', 'reusePort', 'reuseAddr', 'ipv6Only', 'engine'])
+const knownOptions = new Set([
+  'type',
+  'batchSize',
+  'recvBufferSize',
+  'sendBufferSize',
+  'reusePort',
+  'reuseAddr',
+  'ipv6Only',
+  'engine',
+  'coalesceUs',
+])
 
 export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly type: SocketType
@@ -142,6 +158,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       reuseAddr: booleanOption('reuseAddr', options.reuseAddr),
       ipv6Only: booleanOption('ipv6Only', options.ipv6Only),
       engine: engineOption(options.engine),
+      coalesceUs: integerOption('coalesceUs', options.coalesceUs, 100, 0, 1_000_000),
     }
     const socket = this
     this.#client = {
@@ -303,6 +320,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
           address,
           port,
           batchSize: this.#options.batchSize,
+          coalesceUs: this.#options.coalesceUs,
         },
         this.#client,
       )

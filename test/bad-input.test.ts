@@ -23,6 +23,7 @@ describe('invalid options', () => {
     [{ recvBufferSize: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /recvBufferSize/],
     [{ sendBufferSize: 2 ** 31 }, RangeError, 'ERR_OUT_OF_RANGE', /sendBufferSize/],
     [{ reusePort: 'yes' }, TypeError, 'ERR_INVALID_ARG_TYPE', /"reusePort" option must be of type boolean/],
+    [{ coalesceUs: -1 }, RangeError, 'ERR_OUT_OF_RANGE', /"coalesceUs" option must be an integer from 0 to 1000000/],
     [{ engine: 'mine' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"engine" option must be 'shared' or 'dedicated'/],
     [{ bacthSize: 64 }, TypeError, 'ERR_INVALID_ARG_VALUE', /Unknown option "bacthSize"/],
   ])('%j is refused', (options, type, code, message) => {

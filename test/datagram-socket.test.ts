@@ -185,7 +185,45 @@ describe('batching', () => {
   })
 })
 
+describe('accounting', () => {
+  it('every datagram sent is either received or counted as dropped by the kernel', async () => {
+    const receiver = createDatagramSocket({ recvBufferSize: 1 }) // the kernel's minimum: most are dropped
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    let received = 0
+    receiver.on('messages', (batch) => {
+      received += batch.length
+    })
+    const total = 5000
+    for (let i = 0; i < total; i++) sender.send(Buffer.alloc(1000), port, '127.0.0.1')
+    await waitFor(() => sender.stats().packetsOut === total)
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    await receiver.close() // the drops after the last datagram read are settled at close
+    const { drops, packetsIn } = receiver.stats()
+    expect(drops.receiveBufferFull).toBeGreaterThan(0)
+    expect(packetsIn).toBe(received)
+    expect(received + drops.receiveBufferFull).toBe(total)
+  })
+})
+
 describe('options', () => {
+  it('interrupt moderation never holds back a lone datagram, even with a 1 s coalesce window', async () => {
+    const server = socket({ coalesceUs: 1_000_000, engine: 'dedicated' })
+    const client = socket({ coalesceUs: 1_000_000, engine: 'dedicated' })
+    const { port } = await server.bind(0, '127.0.0.1')
+    server.on('messages', (batch) => {
+      for (const m of batch) server.send(m.data, m.port, m.address)
+    })
+    const got = record(client)
+    const started = Date.now()
+    for (let round = 1; round <= 20; round++) {
+      client.send(counterPayload(round), port, '127.0.0.1')
+      await waitFor(() => got.payloads.length === round)
+    }
+    // Twenty round trips, one datagram at a time: far from the 20 s that holding each one would take.
+    expect(Date.now() - started).toBeLessThan(5000)
+  })
+
   it('sets kernel buffer sizes (the kernel reports double the request)', async () => {
     const a = socket({ recvBufferSize: 1 << 20, sendBufferSize: 1 << 19 })
     await a.bind(0, '127.0.0.1')

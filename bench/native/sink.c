@@ -144,10 +144,12 @@ int main(int argc, char** argv) {
     firstAt = lastAt;
   }
   printf("{\"type\":\"result\",\"packets\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"cpuUserUs\":%.0f,\"cpuSystemUs\":%.0f,"
-         "\"details\":{\"batches\":%llu,\"recvBufferSize\":%d,\"batch\":%u,\"sourcePortSum\":%llu}}\n",
+         "\"details\":{\"batches\":%llu,\"recvBufferSize\":%d,\"batch\":%u,\"sourcePortSum\":%llu,"
+         "\"contextSwitches\":{\"voluntary\":%ld,\"involuntary\":%ld}}}\n",
          (unsigned long long)packets, (unsigned long long)bytes, lastAt - firstAt,
          timeval_us(last.ru_utime) - timeval_us(first.ru_utime), timeval_us(last.ru_stime) - timeval_us(first.ru_stime),
-         (unsigned long long)batches, effectiveBuffer, batch, (unsigned long long)sourcePortSum);
+         (unsigned long long)batches, effectiveBuffer, batch, (unsigned long long)sourcePortSum,
+         last.ru_nvcsw - first.ru_nvcsw, last.ru_nivcsw - first.ru_nivcsw);
   fflush(stdout);
   close(fd);
   return 0;

@@ -24,6 +24,7 @@ export interface NativeSocketOptions {
   address: string
   port: number
   batchSize: number
+  coalesceUs: number
 }
 
 export interface NativeEngine {
