@@ -7,6 +7,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
+#include <algorithm>
 #include <cstring>
 #include <system_error>
 
@@ -25,6 +27,12 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
+
+uint64_t MonotonicNs() {
+  timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
+}
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
@@ -92,7 +100,8 @@ void Engine::Stop() {
   close(epollFd_);
   epollFd_ = -1;
   wakeFd_.Close();
-  scratchData_.reset();
+  scratchHeads_.reset();
+  scratchTails_.reset();
   scratchCapacity_ = 0;
   receiveHeaders_ = {};
   receiveIov_ = {};
@@ -218,6 +227,7 @@ void Engine::Run() {
     ProcessSends(kSendBudgetPerTurn);
     turnReceived_ = 0;
     turnCoalesceNs_ = UINT32_MAX;
+    turnBatchSize_ = 0;
     ReceiveRound();
     FlushEvents();
     Coalesce();
@@ -306,21 +316,37 @@ void Engine::CloseSocketNow(SocketState* state) {
 void Engine::EnsureScratch(uint32_t batchSize) {
   if (batchSize <= scratchCapacity_) return;
   // Keeps datagrams already read (while starved) and re-points every header at the new buffers.
-  std::unique_ptr<uint8_t[]> data(new uint8_t[size_t{batchSize} * kReceiveSlotSize]);
-  if (scratchData_) std::memcpy(data.get(), scratchData_.get(), size_t{scratchCapacity_} * kReceiveSlotSize);
-  scratchData_ = std::move(data);
+  constexpr size_t kTail = kReceiveSlotSize - kReceiveHeadSize;
+  std::unique_ptr<uint8_t[]> heads(new uint8_t[size_t{batchSize} * kReceiveHeadSize]);
+  std::unique_ptr<uint8_t[]> tails(new uint8_t[size_t{batchSize} * kTail]);
+  if (scratchHeads_) {
+    std::memcpy(heads.get(), scratchHeads_.get(), size_t{scratchCapacity_} * kReceiveHeadSize);
+    // Only the tails of datagrams still waiting (read while starved) hold anything worth keeping.
+    for (uint32_t i = scratch_.next; i < scratch_.count; ++i) {
+      const size_t length = receiveHeaders_[i].msg_len;
+      if (length > kReceiveHeadSize) {
+        std::memcpy(tails.get() + size_t{i} * kTail, scratchTails_.get() + size_t{i} * kTail,
+                    std::min(length, kReceiveSlotSize) - kReceiveHeadSize);
+      }
+    }
+  }
+  scratchHeads_ = std::move(heads);
+  scratchTails_ = std::move(tails);
   controlWordsPerMessage_ = (kControlBytesPerMessage + 7) / 8;
   receiveHeaders_.resize(batchSize);
-  receiveIov_.resize(batchSize);
+  receiveIov_.resize(size_t{batchSize} * 2);
   receiveNames_.resize(batchSize);
   receiveControl_.resize(size_t{batchSize} * controlWordsPerMessage_);
   for (uint32_t i = 0; i < batchSize; ++i) {
-    receiveIov_[i].iov_base = scratchData_.get() + size_t{i} * kReceiveSlotSize;
-    receiveIov_[i].iov_len = kReceiveSlotSize;
+    iovec* slot = &receiveIov_[size_t{i} * 2];
+    slot[0].iov_base = scratchHeads_.get() + size_t{i} * kReceiveHeadSize;
+    slot[0].iov_len = kReceiveHeadSize;
+    slot[1].iov_base = scratchTails_.get() + size_t{i} * kTail;
+    slot[1].iov_len = kTail;
     msghdr& header = receiveHeaders_[i].msg_hdr;
     header.msg_name = &receiveNames_[i];
-    header.msg_iov = &receiveIov_[i];
-    header.msg_iovlen = 1;
+    header.msg_iov = slot;
+    header.msg_iovlen = 2;
     header.msg_control = &receiveControl_[size_t{i} * controlWordsPerMessage_];
   }
   scratchCapacity_ = batchSize;
@@ -332,16 +358,6 @@ void Engine::EnsureScratch(uint32_t batchSize) {
 }
 
 // --- receiving ---
-
-void Engine::Coalesce() {
-  if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return;
-  if (!readable_.empty() || (sendCount_ > 0 && !sendParked_)) return;  // there is work already
-  // Each hand-over costs two thread wake-ups (this one and JavaScript's); while datagrams stream in, a
-  // short wait buys a batch many times fuller. Commands from JavaScript still end the wait at once.
-  pollfd wake{wakeFd_.fd(), POLLIN, 0};
-  const timespec wait{0, static_cast<long>(turnCoalesceNs_)};
-  ppoll(&wake, 1, &wait, nullptr);
-}
 
 void Engine::ReceiveRound() {
   if (scratch_.next < scratch_.count && !CopyScratchToSlabs()) return;
@@ -360,6 +376,27 @@ void Engine::ReceiveRound() {
       ++i;
     }
   }
+}
+
+void Engine::Coalesce() {
+  if (turnReceived_ == 0) return;
+  const uint64_t now = MonotonicNs();
+  const uint64_t sinceLast = now - lastDenseTurnNs_;
+  lastDenseTurnNs_ = now;
+  if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return;
+  if (!readable_.empty() || (sendCount_ > 0 && !sendParked_)) return;  // there is work already
+  // Each hand-over costs two thread wake-ups (this one and JavaScript's); while datagrams stream in, a
+  // short wait buys a batch many times fuller. Wait about as long as a full batch takes to arrive at the
+  // rate of the last turn, and never longer than the sockets allow. Commands from JavaScript end the
+  // wait at once.
+  uint64_t wait = turnCoalesceNs_;
+  if (sinceLast > 0) {
+    const uint64_t fill = sinceLast * turnBatchSize_ / turnReceived_;
+    if (fill < wait) wait = fill;
+  }
+  pollfd wake{wakeFd_.fd(), POLLIN, 0};
+  const timespec timeout{0, static_cast<long>(wait)};
+  ppoll(&wake, 1, &timeout, nullptr);
 }
 
 bool Engine::ReceiveBatch(SocketState* state) {
@@ -384,6 +421,7 @@ bool Engine::ReceiveBatch(SocketState* state) {
   const auto count = static_cast<uint32_t>(received);
   turnReceived_ += count;
   if (state->coalesceNs < turnCoalesceNs_) turnCoalesceNs_ = state->coalesceNs;
+  if (state->batchSize > turnBatchSize_) turnBatchSize_ = state->batchSize;
   // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
   if (count < vlen) state->readable = false;
 
@@ -461,7 +499,10 @@ bool Engine::CopyScratchToSlabs() {
     record[6] = address.family;
     record[7] = truncated;
     std::memcpy(record + 8, address.bytes, 16);
-    std::memcpy(record + kRecvHeaderSize, receiveIov_[scratch_.next].iov_base, length);
+    const iovec* slot = &receiveIov_[size_t{scratch_.next} * 2];
+    const size_t inHead = length < kReceiveHeadSize ? length : kReceiveHeadSize;
+    std::memcpy(record + kRecvHeaderSize, slot[0].iov_base, inHead);
+    if (length > inHead) std::memcpy(record + kRecvHeaderSize + inHead, slot[1].iov_base, length - inHead);
     slab->offset += need;
     ++batchCount;
     batchBytes += length;

@@ -158,10 +158,13 @@ class Engine {
   ScratchState scratch_;
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
+  uint32_t turnBatchSize_ = 0;     // the largest batch size among them
+  uint64_t lastDenseTurnNs_ = 0;   // when the previous turn that read datagrams ended
   uint32_t scratchCapacity_ = 0;
-  std::unique_ptr<uint8_t[]> scratchData_;
+  std::unique_ptr<uint8_t[]> scratchHeads_;  // kReceiveHeadSize per slot, contiguous
+  std::unique_ptr<uint8_t[]> scratchTails_;  // kReceiveSlotSize - kReceiveHeadSize per slot
   std::vector<mmsghdr> receiveHeaders_;
-  std::vector<iovec> receiveIov_;
+  std::vector<iovec> receiveIov_;  // two per slot: head, tail
   std::vector<sockaddr_in6> receiveNames_;
   std::vector<uint64_t> receiveControl_;  // CMSG space per message, 8-byte aligned
   size_t controlWordsPerMessage_ = 0;

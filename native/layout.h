@@ -11,6 +11,10 @@ namespace volley {
 constexpr size_t kMaxDatagramSize = 65507;
 // Receive buffers are sized for the largest datagram a socket can be handed, so truncation is detectable.
 constexpr size_t kReceiveSlotSize = 65536;
+// Each receive slot is two pieces: a small head, packed next to the other slots' heads so that a batch of
+// typical datagrams touches few pages and no aliasing cache sets, and a tail for larger datagrams, which
+// stays untouched (and unbacked) memory unless one arrives.
+constexpr size_t kReceiveHeadSize = 2048;
 constexpr uint32_t kMaxBatchSize = 1024;  // UIO_MAXIOV
 constexpr uint32_t kDefaultBatchSize = 64;
 

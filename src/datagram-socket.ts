@@ -35,9 +35,10 @@ export interface DatagramSocketOptions {
   /** 'shared' (default): one I/O thread for all sockets of this thread; 'dedicated': a thread of its own. */
   engine?: 'shared' | 'dedicated'
   /**
-   * Interrupt moderation, in microseconds: when datagrams stream in, the I/O thread waits up to this long
-   * so that it hands over fuller batches, which costs far less CPU per datagram. A lone datagram is never
-   * held back. 0 turns it off for this socket (lowest latency under load). Default 100.
+   * Interrupt moderation, in microseconds. When datagrams stream in, the I/O thread waits before its next
+   * read, about as long as a full batch takes to arrive and at most this long, so that it hands over full
+   * batches: far less CPU per datagram for at most this much added latency under load. A datagram that
+   * arrives alone is never held back. 0 turns it off for this socket. Default 200.
    */
   coalesceUs?: number
 }
@@ -158,7 +159,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       reuseAddr: booleanOption('reuseAddr', options.reuseAddr),
       ipv6Only: booleanOption('ipv6Only', options.ipv6Only),
       engine: engineOption(options.engine),
-      coalesceUs: integerOption('coalesceUs', options.coalesceUs, 100, 0, 1_000_000),
+      coalesceUs: integerOption('coalesceUs', options.coalesceUs, 200, 0, 1_000_000),
     }
     const socket = this
     this.#client = {
