@@ -1,16 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
-import { closeAll, counterPayload, once, record, threadCount, waitFor } from './helpers.ts'
+import { describe, expect, it } from 'vitest'
+import { createDatagramSocket } from '../src/index.ts'
+import { closeAll, counterPayload, once, record, threadCount, waitFor, socketsClosedAfterEach } from './helpers.ts'
 
-const open: DatagramSocket[] = []
-function socket(...args: Parameters<typeof createDatagramSocket>): DatagramSocket {
-  const s = createDatagramSocket(...args)
-  open.push(s)
-  return s
-}
-afterEach(async () => {
-  await closeAll(...open.splice(0))
-})
+const socket = socketsClosedAfterEach()
 
 describe('back-pressure', () => {
   it("refuses sends when the queue is full, then emits 'drain', and every accepted datagram goes out", async () => {

@@ -1,16 +1,8 @@
-import { afterEach, describe, expect, it } from 'vitest'
-import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
-import { closeAll, counterPayload, record, waitFor } from './helpers.ts'
+import { describe, expect, it } from 'vitest'
+import { createDatagramSocket } from '../src/index.ts'
+import { closeAll, counterPayload, record, waitFor, socketsClosedAfterEach } from './helpers.ts'
 
-const open: DatagramSocket[] = []
-function socket(...args: Parameters<typeof createDatagramSocket>): DatagramSocket {
-  const s = createDatagramSocket(...args)
-  open.push(s)
-  return s
-}
-afterEach(async () => {
-  await closeAll(...open.splice(0))
-})
+const socket = socketsClosedAfterEach()
 
 describe('bind, send and receive', () => {
   it('carries datagrams both ways on IPv4 loopback, with the sender address and port', async () => {

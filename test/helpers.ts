@@ -1,6 +1,20 @@
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
-import type { Datagram, DatagramSocket } from '../src/index.ts'
+import { afterEach } from 'vitest'
+import { type Datagram, type DatagramSocket, createDatagramSocket } from '../src/index.ts'
+
+/** createDatagramSocket for a test file: every socket it makes is closed after each test. */
+export function socketsClosedAfterEach(): typeof createDatagramSocket {
+  const open: DatagramSocket[] = []
+  afterEach(async () => {
+    await closeAll(...open.splice(0))
+  })
+  return (options) => {
+    const s = createDatagramSocket(options)
+    open.push(s)
+    return s
+  }
+}
 
 /** Resolves when predicate() holds, polling each turn; rejects after timeoutMs with what was seen. */
 export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
