@@ -7,6 +7,11 @@
         "native/binding.cc",
         "native/engine.cc",
         "native/event_fd.cc",
+        "native/netcode/challenge_token.cc",
+        "native/netcode/connect_token.cc",
+        "native/netcode/packet.cc",
+        "native/netcode/server_address.cc",
+        "native/netcode_binding.cc",
         "native/udp_socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -13,6 +13,7 @@
 #include "address.h"
 #include "engine.h"
 #include "layout.h"
+#include "netcode_binding.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
 
@@ -366,6 +367,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseIp", Napi::Function::New<ParseIpBinding>(env, "parseIp"));
   exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));
   exports.Set("layout", Layout(env));
+  exports.Set("netcode", NetcodeBinding(env));
   exports.Set("sourceHash", Napi::String::New(env, VOLLEY_SOURCE_HASH));
   exports.Set("sodiumVersion", Napi::String::New(env, sodium_version_string()));
   return exports;

@@ -33,7 +33,7 @@ while [ $# -gt 0 ]; do
 done
 
 # Frames that are ours: the addon's file, its namespace, or its sources.
-OURS='volley\.node|volley::|native/[a-z_]+\.(cc|h)|(^|[^a-z_])(engine|binding|udp_socket|event_fd|address)\.(cc|h):[0-9]'
+OURS='volley\.node|volley::|native/[a-z_/]+\.(cc|h)|(^|[^a-z_])(engine|binding|udp_socket|event_fd|address)\.(cc|h):[0-9]'
 FINDINGS=0
 finding() { echo "leak-check: FINDING: $*"; FINDINGS=$((FINDINGS + 1)); }
 die() { echo "leak-check: $*" >&2; exit 2; }
@@ -53,7 +53,7 @@ prepare() {
   cp "$ROOT/scripts/source-hash.mjs" "$ROOT/scripts/leak-cycles.mjs" "$dir/scripts/"
   ln -sfn "$ROOT/node_modules" "$dir/node_modules"
   local stamp
-  stamp=$( (cat "$dir"/native/* "$dir/binding.gyp"; echo "$cxxflags|$ldflags|$(node -v)") | sha256sum | cut -c1-32)
+  stamp=$( (find "$dir/native" -type f | sort | xargs cat; cat "$dir/binding.gyp"; echo "$cxxflags|$ldflags|$(node -v)") | sha256sum | cut -c1-32)
   if [ -f "$dir/build/Release/volley.node" ] && [ "$(cat "$dir/.stamp" 2>/dev/null)" = "$stamp" ]; then
     echo "leak-check: $1 build is up to date"
     return 0

@@ -8,7 +8,8 @@ import { fileURLToPath } from 'node:url'
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 export function nativeSourceHash(root = packageRoot) {
-  const files = readdirSync(join(root, 'native'))
+  const files = readdirSync(join(root, 'native'), { recursive: true })
+    .map(String)
     .filter((name) => /\.(h|cc)$/.test(name))
     .map((name) => join(root, 'native', name))
     .concat([join(root, 'binding.gyp'), join(root, 'CMakeLists.txt')])

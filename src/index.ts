@@ -11,3 +11,13 @@ export {
 } from './datagram-socket.ts'
 export { VolleyError, VolleyRangeError, VolleyTypeError, type SystemError, type VolleyErrorCode } from './errors.ts'
 export { nativeInfo, type NativeInfo } from './native-info.ts'
+export {
+  connectTokenFromBase64,
+  connectTokenToBase64,
+  generateConnectToken,
+  generateKey,
+  readConnectToken,
+  type ConnectToken,
+  type ConnectTokenOptions,
+} from './netcode/connect-token.ts'
+export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'

@@ -39,7 +39,71 @@ export interface NativeEngine {
   shutdown(): void
 }
 
+/** The native netcode codec (native/netcode_binding.cc): the same bytes as src/netcode/. */
+export interface NativeNetcode {
+  generateConnectToken(options: {
+    protocolId: bigint
+    privateKey: Uint8Array
+    clientId: bigint
+    serverAddresses: readonly string[]
+    createTimestamp: bigint
+    expireTimestamp: bigint
+    timeoutSeconds: number
+    userData: Uint8Array
+    clientToServerKey: Uint8Array
+    serverToClientKey: Uint8Array
+    nonce: Uint8Array
+  }): Uint8Array
+  readConnectToken(token: Uint8Array): NativePublicToken | null
+  openPrivateConnectToken(sealed: Uint8Array, protocolId: bigint, expireTimestamp: bigint, nonce: Uint8Array, key: Uint8Array): NativePrivateToken | null
+  writeConnectionRequest(token: Uint8Array): Uint8Array | null
+  readConnectionRequest(
+    packet: Uint8Array,
+    protocolId: bigint,
+    privateKey: Uint8Array,
+    nowSeconds: bigint,
+  ): { reason: string } & Partial<NativePrivateToken & { expireTimestamp: bigint }>
+  encryptPacket(type: number, sequence: bigint, body: Uint8Array, protocolId: bigint, key: Uint8Array): Uint8Array
+  readEncryptedPacket(
+    packet: Uint8Array,
+    protocolId: bigint,
+    key: Uint8Array,
+    acceptMask: number,
+    replay?: NativeReplayWindow,
+  ): { reason: string; type?: number; sequence?: bigint; body?: Uint8Array }
+  sealChallengeToken(clientId: bigint, userData: Uint8Array, sequence: bigint, key: Uint8Array): Uint8Array
+  openChallengeToken(sealed: Uint8Array, sequence: bigint, key: Uint8Array): { clientId: bigint; userData: Uint8Array } | null
+  ReplayWindow: new () => NativeReplayWindow
+}
+
+export interface NativeReplayWindow {
+  alreadyReceived(sequence: bigint): boolean
+  advance(sequence: bigint): void
+}
+
+export interface NativePrivateToken {
+  clientId: bigint
+  timeoutSeconds: number
+  serverAddresses: string[]
+  clientToServerKey: Uint8Array
+  serverToClientKey: Uint8Array
+  userData: Uint8Array
+}
+
+export interface NativePublicToken {
+  protocolId: bigint
+  createTimestamp: bigint
+  expireTimestamp: bigint
+  nonce: Uint8Array
+  privateData: Uint8Array
+  timeoutSeconds: number
+  serverAddresses: string[]
+  clientToServerKey: Uint8Array
+  serverToClientKey: Uint8Array
+}
+
 export interface Addon {
+  netcode: NativeNetcode
   Engine: new (control: Int32Array, onEvents: (count: number) => void) => NativeEngine
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6
   formatIp(bytes: Uint8Array, family: number): string

@@ -1,0 +1,47 @@
+// netcode 1.02 packets: the plaintext connection request and the encrypted packet types. Readers follow
+// the standard's steps in order and report why a packet was dropped; nothing from the wire is trusted.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "connect_token.h"
+#include "constants.h"
+#include "replay_window.h"
+
+namespace volley::netcode {
+
+// Bytes the sequence takes on the wire: high zero bytes left out, at least one.
+int SequenceBytes(uint64_t sequence);
+
+void WriteConnectionRequest(const ConnectToken& token, uint8_t out[kConnectionRequestBytes]);
+
+struct ConnectionRequest {
+  uint64_t expireTimestamp = 0;
+  const uint8_t* sealedToken = nullptr;  // into the packet: its last 16 bytes (the MAC) identify the token
+  PrivateConnectToken token;
+};
+
+// The checks of a connection request that need no server state, in the standard's order: size, version,
+// protocol id, expiry, decryption, parse.
+DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t privateKey[kKeyBytes],
+                                 uint64_t nowSeconds, ConnectionRequest* out);
+
+// Encrypts `body` as a packet of `type` into out (room for kMaxPacketBytes); returns its size, 0 if the
+// body is too large.
+size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, size_t bodySize, uint64_t protocolId,
+                     const uint8_t key[kKeyBytes], uint8_t* out);
+
+struct Packet {
+  PacketType type = kConnectionDenied;
+  uint64_t sequence = 0;
+  size_t bodySize = 0;  // the plaintext is in the caller's buffer
+};
+
+// Reads an encrypted packet, decrypting its body into `body` (room for kMaxPayloadBytes or kChallengeBodyBytes,
+// whichever is larger). acceptMask has bit t set for each packet type this side takes. `replay` (may be
+// null) is checked before and advanced after decryption for keep-alive, payload and disconnect packets.
+DropReason ReadEncryptedPacket(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t key[kKeyBytes],
+                               uint32_t acceptMask, ReplayWindow* replay, Packet* out, uint8_t* body);
+
+}  // namespace volley::netcode

@@ -1,0 +1,63 @@
+// Replay protection for one direction of one connection: a window of 256 sequences as a bitmap (40 bytes
+// per peer, where a table of 256 sequences would take 2 KiB). A packet older than the window, or seen
+// already, is refused; Advance() is called only after the packet has decrypted.
+#pragma once
+
+#include <cstdint>
+
+#include "constants.h"
+
+namespace volley::netcode {
+
+class ReplayWindow {
+ public:
+  void Reset() {
+    mostRecent_ = 0;
+    for (uint64_t& word : seen_) word = 0;
+  }
+
+  bool AlreadyReceived(uint64_t sequence) const {
+    // Subtraction-side, so that sequences near 2^64 cannot wrap (IMPLEMENTERS.md §1).
+    if (mostRecent_ >= kReplayBufferSize && sequence <= mostRecent_ - kReplayBufferSize) return true;
+    if (sequence > mostRecent_) return false;
+    const uint64_t age = mostRecent_ - sequence;  // < 256
+    return (seen_[age >> 6] >> (age & 63)) & 1;
+  }
+
+  void Advance(uint64_t sequence) {
+    if (sequence > mostRecent_) {
+      Age(sequence - mostRecent_);
+      mostRecent_ = sequence;
+    }
+    const uint64_t age = mostRecent_ - sequence;
+    if (age < kReplayBufferSize) seen_[age >> 6] |= uint64_t{1} << (age & 63);
+  }
+
+  uint64_t mostRecent() const { return mostRecent_; }
+
+ private:
+  static constexpr int kWords = kReplayBufferSize / 64;
+
+  // Bit k stands for sequence mostRecent_ - k: a newer most recent sequence moves every bit up.
+  void Age(uint64_t by) {
+    if (by >= kReplayBufferSize) {
+      for (uint64_t& word : seen_) word = 0;
+      return;
+    }
+    const int words = static_cast<int>(by >> 6);
+    const int bits = static_cast<int>(by & 63);
+    for (int i = kWords - 1; i >= 0; --i) {
+      uint64_t value = 0;
+      if (i - words >= 0) {
+        value = seen_[i - words] << bits;
+        if (bits != 0 && i - words - 1 >= 0) value |= seen_[i - words - 1] >> (64 - bits);
+      }
+      seen_[i] = value;
+    }
+  }
+
+  uint64_t mostRecent_ = 0;
+  uint64_t seen_[kWords] = {};
+};
+
+}  // namespace volley::netcode

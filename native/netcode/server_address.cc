@@ -1,0 +1,65 @@
+#include "server_address.h"
+
+#include <cstdlib>
+#include <cstring>
+
+#include "constants.h"
+
+namespace volley::netcode {
+
+bool ParseServerAddress(const std::string& text, ServerAddress* out) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= text.size() || text.size() - colon - 1 > 5) return false;
+  std::string host = text.substr(0, colon);
+  const bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+  if (bracketed) host = host.substr(1, host.size() - 2);
+  for (size_t i = colon + 1; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
+  const long port = std::strtol(text.c_str() + colon + 1, nullptr, 10);
+  if (port < 1 || port > 65535) return false;
+  if (host.find('%') != std::string::npos || !ParseIp(host, &out->ip)) return false;
+  if ((out->ip.family == 6) != bracketed) return false;  // IPv6 only in brackets, IPv4 never
+  out->port = static_cast<uint16_t>(port);
+  return true;
+}
+
+void WriteServerAddress(WireWriter* writer, const ServerAddress& address) {
+  if (address.ip.family == 4) {
+    writer->U8(kAddressIpv4);
+    writer->Bytes(address.ip.bytes, 4);
+  } else {
+    writer->U8(kAddressIpv6);
+    for (int i = 0; i < 8; ++i) {
+      writer->U16(static_cast<uint16_t>((address.ip.bytes[2 * i] << 8) | address.ip.bytes[2 * i + 1]));
+    }
+  }
+  writer->U16(address.port);
+}
+
+bool ReadServerAddress(WireReader* reader, ServerAddress* out) {
+  *out = ServerAddress{};
+  const uint8_t type = reader->U8();
+  if (type == kAddressIpv4) {
+    out->ip.family = 4;
+    reader->Bytes(out->ip.bytes, 4);
+  } else if (type == kAddressIpv6) {
+    out->ip.family = 6;
+    for (int i = 0; i < 8; ++i) {
+      const uint16_t group = reader->U16();
+      out->ip.bytes[2 * i] = static_cast<uint8_t>(group >> 8);
+      out->ip.bytes[2 * i + 1] = static_cast<uint8_t>(group);
+    }
+  } else {
+    return false;
+  }
+  out->port = reader->U16();
+  return !reader->failed();
+}
+
+bool SameServerAddress(const ServerAddress& a, const ServerAddress& b) {
+  return a.ip.family == b.ip.family && a.port == b.port &&
+         std::memcmp(a.ip.bytes, b.ip.bytes, a.ip.family == 4 ? 4 : 16) == 0;
+}
+
+}  // namespace volley::netcode

@@ -1,0 +1,268 @@
+// Connect tokens (netcode 1.02): what a web backend hands a client so that it may connect to a server.
+// The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
+// private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
+import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
+import { maxUint64, sizes, versionInfo } from './constants.ts'
+import { type ServerAddress, parseServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
+import { type Sodium, loadSodium } from './sodium.ts'
+import { Reader, WireError, Writer } from './wire.ts'
+
+export interface ConnectTokenOptions {
+  /** Unique to your application: servers refuse tokens of any other. */
+  protocolId: bigint | number
+  /** 32 bytes shared by the web backend and its servers (generateKey()). */
+  privateKey: Uint8Array
+  /** Your globally unique id of the authenticated client. */
+  clientId: bigint | number
+  /** 1 to 32 addresses, 'a.b.c.d:port' or '[ipv6]:port', tried in order. */
+  serverAddresses: readonly string[]
+  /** Seconds from now until the token expires. */
+  expireSeconds: number
+  /** Seconds without packets after which a connection times out; negative disables it (development only). */
+  timeoutSeconds: number
+  /** Up to 256 bytes for the server application (zero-padded). */
+  userData?: Uint8Array
+  /** Connection keys; random when not given. */
+  clientToServerKey?: Uint8Array
+  serverToClientKey?: Uint8Array
+  /** Creation time in seconds since the epoch (default: now). */
+  nowSeconds?: number
+  /** The 24-byte nonce (default: random). Give one only to reproduce a token, as tests do. */
+  nonce?: Uint8Array
+}
+
+/** The public part of a connect token, as a client reads it. */
+export interface ConnectToken {
+  protocolId: bigint
+  createTimestamp: bigint
+  expireTimestamp: bigint
+  nonce: Uint8Array
+  /** The sealed private part, passed on to the server in connection requests. */
+  privateData: Uint8Array
+  timeoutSeconds: number
+  serverAddresses: ServerAddress[]
+  clientToServerKey: Uint8Array
+  serverToClientKey: Uint8Array
+}
+
+/** The private part, as a server reads it once unsealed. */
+export interface PrivateConnectToken {
+  clientId: bigint
+  timeoutSeconds: number
+  serverAddresses: ServerAddress[]
+  clientToServerKey: Uint8Array
+  serverToClientKey: Uint8Array
+  userData: Uint8Array
+}
+
+/** A random 32-byte key, for the private key shared with servers or for connection keys. */
+export async function generateKey(): Promise<Uint8Array> {
+  return (await loadSodium()).randombytes_buf(sizes.key)
+}
+
+/** Makes a connect token: the 2048 bytes to hand a client (see connectTokenToBase64 for transport). */
+export async function generateConnectToken(options: ConnectTokenOptions): Promise<Uint8Array> {
+  return encodeConnectToken(await loadSodium(), options)
+}
+
+export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions): Uint8Array {
+  if (typeof options !== 'object' || options === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
+  }
+  const protocolId = uint64('protocolId', options.protocolId)
+  const clientId = uint64('clientId', options.clientId)
+  const privateKey = bytesOption('privateKey', options.privateKey, sizes.key)
+  const serverAddresses = serverAddressesOption(options.serverAddresses)
+  const expireSeconds = integer('expireSeconds', options.expireSeconds, 0, 2 ** 32)
+  const timeoutSeconds = integer('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
+  const userData = new Uint8Array(sizes.userData)
+  if (options.userData !== undefined) {
+    if (!(options.userData instanceof Uint8Array)) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "userData" option must be a Uint8Array. Received ${describe(options.userData)}`)
+    }
+    if (options.userData.byteLength > sizes.userData) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "userData" option holds at most 256 bytes. Received ${options.userData.byteLength}`)
+    }
+    userData.set(options.userData)
+  }
+  const clientToServerKey =
+    options.clientToServerKey === undefined ? sodium.randombytes_buf(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
+  const serverToClientKey =
+    options.serverToClientKey === undefined ? sodium.randombytes_buf(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
+  const nonce = options.nonce === undefined ? sodium.randombytes_buf(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
+  const now = options.nowSeconds === undefined ? Math.floor(Date.now() / 1000) : integer('nowSeconds', options.nowSeconds, 0, 2 ** 53)
+  const createTimestamp = BigInt(now)
+  const expireTimestamp = createTimestamp + BigInt(expireSeconds)
+
+  const privatePlain = writePrivateConnectToken({ clientId, timeoutSeconds, serverAddresses, clientToServerKey, serverToClientKey, userData })
+  const privateData = sealPrivateConnectToken(sodium, privatePlain, protocolId, expireTimestamp, nonce, privateKey)
+
+  const token = new Uint8Array(sizes.connectToken)
+  const writer = new Writer(token)
+  writer.raw(versionInfo).u64(protocolId).u64(createTimestamp).u64(expireTimestamp).raw(nonce).raw(privateData)
+  writer.u32(timeoutSeconds).u32(serverAddresses.length)
+  for (const address of serverAddresses) writeServerAddress(writer, address)
+  writer.raw(clientToServerKey).raw(serverToClientKey)
+  return token
+}
+
+/** Reads the public part of a connect token. Throws ERR_INVALID_CONNECT_TOKEN when it is not one. */
+export function readConnectToken(token: Uint8Array): ConnectToken {
+  if (!(token instanceof Uint8Array)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A connect token must be a Uint8Array of 2048 bytes. Received ${describe(token)}`)
+  }
+  if (token.byteLength !== sizes.connectToken) {
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes. Received ${token.byteLength}`)
+  }
+  const reader = new Reader(token)
+  if (!equalBytes(reader.raw(sizes.versionInfo), versionInfo)) {
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', 'The connect token is not a netcode 1.02 token (version info differs)')
+  }
+  try {
+    const protocolId = reader.u64()
+    const createTimestamp = reader.u64()
+    const expireTimestamp = reader.u64()
+    const nonce = reader.raw(sizes.connectTokenNonce)
+    const privateData = reader.raw(sizes.privateConnectToken)
+    const timeoutSeconds = reader.i32()
+    const serverAddresses = readAddressList(reader)
+    const clientToServerKey = reader.raw(sizes.key)
+    const serverToClientKey = reader.raw(sizes.key)
+    if (createTimestamp > expireTimestamp) throw new WireError('created after it expires')
+    return { protocolId, createTimestamp, expireTimestamp, nonce, privateData, timeoutSeconds, serverAddresses, clientToServerKey, serverToClientKey }
+  } catch (error) {
+    if (!(error instanceof WireError)) throw error
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `The connect token is malformed: ${error.message}`)
+  }
+}
+
+/** The 1024-byte plaintext of the private part; its last 16 bytes stay zero for the MAC. */
+export function writePrivateConnectToken(token: PrivateConnectToken): Uint8Array {
+  const plain = new Uint8Array(sizes.privateConnectToken)
+  const writer = new Writer(plain.subarray(0, sizes.privateConnectToken - sizes.mac))
+  writer.u64(token.clientId).u32(token.timeoutSeconds).u32(token.serverAddresses.length)
+  for (const address of token.serverAddresses) writeServerAddress(writer, address)
+  writer.raw(token.clientToServerKey).raw(token.serverToClientKey).raw(token.userData)
+  return plain
+}
+
+function privateTokenAssociatedData(protocolId: bigint, expireTimestamp: bigint): Uint8Array {
+  const data = new Uint8Array(sizes.versionInfo + 16)
+  new Writer(data).raw(versionInfo).u64(protocolId).u64(expireTimestamp)
+  return data
+}
+
+export function sealPrivateConnectToken(
+  sodium: Sodium,
+  plain: Uint8Array,
+  protocolId: bigint,
+  expireTimestamp: bigint,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): Uint8Array {
+  return sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+    plain.subarray(0, sizes.privateConnectToken - sizes.mac),
+    privateTokenAssociatedData(protocolId, expireTimestamp),
+    null,
+    nonce,
+    key,
+  )
+}
+
+/** Unseals and reads a private part; null when it does not decrypt or does not parse. */
+export function openPrivateConnectToken(
+  sodium: Sodium,
+  sealed: Uint8Array,
+  protocolId: bigint,
+  expireTimestamp: bigint,
+  nonce: Uint8Array,
+  key: Uint8Array,
+): PrivateConnectToken | null {
+  let plain: Uint8Array
+  try {
+    plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(null, sealed, privateTokenAssociatedData(protocolId, expireTimestamp), nonce, key)
+  } catch {
+    return null
+  }
+  try {
+    const reader = new Reader(plain)
+    const clientId = reader.u64()
+    const timeoutSeconds = reader.i32()
+    const serverAddresses = readAddressList(reader)
+    return {
+      clientId,
+      timeoutSeconds,
+      serverAddresses,
+      clientToServerKey: reader.raw(sizes.key),
+      serverToClientKey: reader.raw(sizes.key),
+      userData: reader.raw(sizes.userData),
+    }
+  } catch (error) {
+    if (error instanceof WireError) return null
+    throw error
+  }
+}
+
+export function connectTokenToBase64(token: Uint8Array): string {
+  return Buffer.from(token.buffer, token.byteOffset, token.byteLength).toString('base64')
+}
+
+export function connectTokenFromBase64(text: string): Uint8Array {
+  if (typeof text !== 'string') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A base64 connect token must be a string. Received ${describe(text)}`)
+  }
+  const bytes = new Uint8Array(Buffer.from(text, 'base64'))
+  if (bytes.byteLength !== sizes.connectToken) {
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes; this base64 text holds ${bytes.byteLength}`)
+  }
+  return bytes
+}
+
+function readAddressList(reader: Reader): ServerAddress[] {
+  const count = reader.u32()
+  if (count < 1 || count > sizes.maxServerAddresses) throw new WireError(`${count} server addresses (1 to 32 allowed)`)
+  const addresses: ServerAddress[] = []
+  for (let i = 0; i < count; i++) addresses.push(readServerAddress(reader))
+  return addresses
+}
+
+function uint64(name: string, value: unknown): bigint {
+  let result: bigint
+  if (typeof value === 'bigint') result = value
+  else if (typeof value === 'number' && Number.isSafeInteger(value)) result = BigInt(value)
+  else throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a bigint (or a safe integer). Received ${describe(value)}`)
+  if (result < 0n || result > maxUint64) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must fit in 64 bits unsigned. Received ${result}`)
+  }
+  return result
+}
+
+function integer(name: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${describe(value)}`)
+  }
+  return value
+}
+
+function bytesOption(name: string, value: unknown, length: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${describe(value)}`)
+  }
+  if (value.byteLength !== length) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${value.byteLength}`)
+  }
+  return value
+}
+
+function serverAddressesOption(value: unknown): ServerAddress[] {
+  if (!Array.isArray(value) || value.length < 1 || value.length > sizes.maxServerAddresses) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
+  }
+  return value.map((text) => parseServerAddress(text as string))
+}
+
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
+}

@@ -1,0 +1,39 @@
+// netcode 1.02 wire constants (STANDARD.md of mas-bandwidth/netcode). native/netcode/constants.h mirrors them.
+
+/** "NETCODE 1.02" with its terminating zero: 13 bytes. */
+export const versionInfo = new Uint8Array([...new TextEncoder().encode('NETCODE 1.02'), 0])
+
+export const sizes = {
+  versionInfo: 13,
+  connectToken: 2048,
+  privateConnectToken: 1024,
+  connectTokenNonce: 24,
+  challengeToken: 300,
+  key: 32,
+  userData: 256,
+  mac: 16,
+  /** 1 prefix + 13 version + 8 protocol id + 8 expire timestamp + 24 nonce + 1024 private token. */
+  connectionRequest: 1078,
+  /** challenge token sequence + encrypted challenge token. */
+  challengeBody: 308,
+  keepAliveBody: 8,
+  maxPayload: 1200,
+  minEncryptedPacket: 18,
+  maxServerAddresses: 32,
+  replayBuffer: 256,
+} as const
+
+export const PacketType = {
+  connectionRequest: 0,
+  connectionDenied: 1,
+  connectionChallenge: 2,
+  connectionResponse: 3,
+  keepAlive: 4,
+  payload: 5,
+  disconnect: 6,
+} as const
+export type PacketType = (typeof PacketType)[keyof typeof PacketType]
+
+export const AddressType = { ipv4: 1, ipv6: 2 } as const
+
+export const maxUint64 = (1n << 64n) - 1n

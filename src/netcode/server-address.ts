@@ -1,0 +1,121 @@
+// Server addresses as connect tokens carry them: "a.b.c.d:port" or "[v6]:port" in text; on the wire a
+// type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
+import { isIPv4, isIPv6 } from 'node:net'
+import { VolleyTypeError } from '../errors.ts'
+import { AddressType } from './constants.ts'
+import type { Reader, Writer } from './wire.ts'
+import { WireError } from './wire.ts'
+
+export interface ServerAddress {
+  family: 4 | 6
+  /** 4 or 16 bytes, network order. */
+  bytes: Uint8Array
+  port: number
+}
+
+export function parseServerAddress(text: string): ServerAddress {
+  if (typeof text !== 'string') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A server address must be a string like '10.0.0.1:40000' or '[::1]:40000'. Received ${typeof text}`)
+  }
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
+  const port = match ? Number(match[3]) : Number.NaN
+  const host = match ? (match[1] ?? match[2] ?? '') : ''
+  if (match === null || !(port >= 1 && port <= 65535)) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_VALUE',
+      `Server address '${text}' does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from 1 to 65535`,
+    )
+  }
+  if (match[2] !== undefined && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
+  if (match[1] !== undefined && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
+  throw new VolleyTypeError(
+    'ERR_INVALID_ARG_VALUE',
+    `Server address '${text}' does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,
+  )
+}
+
+export function formatServerAddress(address: ServerAddress): string {
+  if (address.family === 4) return `${address.bytes.join('.')}:${address.port}`
+  const groups: string[] = []
+  for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))
+  // Compress the longest run of two or more zero groups, as RFC 5952 asks.
+  let bestStart = -1
+  let bestLength = 1
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++
+      continue
+    }
+    let j = i
+    while (j < 8 && groups[j] === '0') j++
+    if (j - i > bestLength) {
+      bestStart = i
+      bestLength = j - i
+    }
+    i = j
+  }
+  const text =
+    bestStart < 0
+      ? groups.join(':')
+      : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
+  return `[${text}]:${address.port}`
+}
+
+export function sameServerAddress(a: ServerAddress, b: ServerAddress): boolean {
+  if (a.family !== b.family || a.port !== b.port || a.bytes.length !== b.bytes.length) return false
+  for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false
+  return true
+}
+
+export function writeServerAddress(writer: Writer, address: ServerAddress): void {
+  if (address.family === 4) {
+    writer.u8(AddressType.ipv4).raw(address.bytes)
+  } else {
+    writer.u8(AddressType.ipv6)
+    for (let i = 0; i < 8; i++) writer.u16((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!)
+  }
+  writer.u16(address.port)
+}
+
+export function readServerAddress(reader: Reader): ServerAddress {
+  const type = reader.u8()
+  if (type === AddressType.ipv4) {
+    const bytes = reader.raw(4)
+    return { family: 4, bytes, port: reader.u16() }
+  }
+  if (type === AddressType.ipv6) {
+    const bytes = new Uint8Array(16)
+    for (let i = 0; i < 8; i++) {
+      const group = reader.u16()
+      bytes[2 * i] = group >> 8
+      bytes[2 * i + 1] = group & 0xff
+    }
+    return { family: 6, bytes, port: reader.u16() }
+  }
+  throw new WireError(`address type ${type} is neither 1 (IPv4) nor 2 (IPv6)`)
+}
+
+/** The 16 bytes of a valid IPv6 literal (checked by isIPv6 before). */
+function ipv6Bytes(text: string): Uint8Array {
+  let literal = text
+  const bytes = new Uint8Array(16)
+  // A trailing dotted quad stands for the last two groups.
+  const lastColon = literal.lastIndexOf(':')
+  const tail = literal.slice(lastColon + 1)
+  let v4: number[] | undefined
+  if (tail.includes('.')) {
+    v4 = tail.split('.').map(Number)
+    literal = `${literal.slice(0, lastColon + 1)}0:0`
+  }
+  const [left = '', right] = literal.split('::')
+  const leftGroups = left === '' ? [] : left.split(':')
+  const rightGroups = right === undefined || right === '' ? [] : right.split(':')
+  const groups = [...leftGroups, ...new Array<string>(8 - leftGroups.length - rightGroups.length).fill('0'), ...rightGroups]
+  groups.forEach((group, i) => {
+    const value = Number.parseInt(group, 16)
+    bytes[2 * i] = value >> 8
+    bytes[2 * i + 1] = value & 0xff
+  })
+  if (v4) bytes.set(v4, 12)
+  return bytes
+}
