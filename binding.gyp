@@ -10,6 +10,7 @@
         "native/netcode/challenge_token.cc",
         "native/netcode/connect_token.cc",
         "native/netcode/packet.cc",
+        "native/netcode/server.cc",
         "native/netcode/server_address.cc",
         "native/netcode_binding.cc",
         "native/udp_socket.cc"

@@ -7,6 +7,9 @@
 #include "netcode/connect_token.h"
 #include "netcode/packet.h"
 #include "netcode/replay_window.h"
+#include "netcode/server.h"
+
+#include <vector>
 
 namespace volley {
 namespace {
@@ -293,6 +296,163 @@ Napi::Value OpenChallengeToken(const Napi::CallbackInfo& info) {
   return result;
 }
 
+
+// The server state machine driven from JavaScript with a fake clock (tests; the engine drives it itself).
+// new ServerCore({ protocolId, privateKey, publicAddress, maxClients, challengeKey, keepAliveIntervalUs,
+//                  disconnectIntervalUs, disconnectPackets })
+// Every call takes the clock as (monotonicUs: number, unixSeconds: bigint) and returns what the server did:
+// [{ kind: 'send', to, data } | { kind: 'connect', index, clientId, address, userData }
+//  | { kind: 'disconnect', index, reason } | { kind: 'payload', index, data }]
+class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::ServerSink {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ServerCore",
+                       {InstanceMethod<&ServerCoreWrap::Receive>("receive"),
+                        InstanceMethod<&ServerCoreWrap::Update>("update"),
+                        InstanceMethod<&ServerCoreWrap::SendPayloadJs>("sendPayload"),
+                        InstanceMethod<&ServerCoreWrap::DisconnectJs>("disconnect"),
+                        InstanceMethod<&ServerCoreWrap::StopJs>("stop"),
+                        InstanceMethod<&ServerCoreWrap::State>("state")});
+  }
+
+  explicit ServerCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ServerCoreWrap>(info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) {
+      Fail(env, "ServerCore(options) expected");
+      return;
+    }
+    Napi::Object options = info[0].As<Napi::Object>();
+    netcode::ServerConfig config;
+    const uint8_t *privateKey, *challengeKey;
+    if (!GetU64(env, options.Get("protocolId"), "protocolId", &config.protocolId) ||
+        !GetBytes(env, options.Get("privateKey"), "privateKey", netcode::kKeyBytes, &privateKey) ||
+        !GetBytes(env, options.Get("challengeKey"), "challengeKey", netcode::kKeyBytes, &challengeKey)) {
+      return;
+    }
+    std::memcpy(config.privateKey, privateKey, netcode::kKeyBytes);
+    const std::string address = options.Get("publicAddress").ToString().Utf8Value();
+    if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
+      Fail(env, "publicAddress '" + address + "' does not parse");
+      return;
+    }
+    config.maxClients = options.Get("maxClients").ToNumber().Uint32Value();
+    if (config.maxClients < 1) {
+      Fail(env, "maxClients must be at least 1");
+      return;
+    }
+    if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = options.Get("keepAliveIntervalUs").ToNumber().Int64Value();
+    if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = options.Get("disconnectIntervalUs").ToNumber().Int64Value();
+    if (options.Has("disconnectPackets")) config.disconnectPackets = options.Get("disconnectPackets").ToNumber().Uint32Value();
+    core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, this);
+  }
+
+  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "send");
+    event.Set("to", FormatServerAddress(to));
+    event.Set("data", Copy(env_, data, size));
+    Push(event);
+  }
+  void Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from, const uint8_t* userData) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "connect");
+    event.Set("index", index);
+    event.Set("clientId", Napi::BigInt::New(env_, clientId));
+    event.Set("address", FormatServerAddress(from));
+    event.Set("userData", Copy(env_, userData, netcode::kUserDataBytes));
+    Push(event);
+  }
+  void Disconnected(uint32_t index, netcode::DisconnectReason reason) override {
+    static const char* const names[] = {"", "timeout", "disconnected", "server-disconnect", "server-closed"};
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "disconnect");
+    event.Set("index", index);
+    event.Set("reason", names[static_cast<int>(reason)]);
+    Push(event);
+  }
+  void Payload(uint32_t index, const uint8_t* data, size_t size) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "payload");
+    event.Set("index", index);
+    event.Set("data", Copy(env_, data, size));
+    Push(event);
+  }
+
+ private:
+  bool Begin(const Napi::CallbackInfo& info, size_t clockAt, netcode::Clock* clock) {
+    env_ = info.Env();
+    events_ = Napi::Array::New(env_);
+    if (!core_) return Fail(env_, "the server core was not created");
+    clock->monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
+    return GetU64(env_, info[clockAt + 1], "unixSeconds", &clock->unixSeconds);
+  }
+  void Push(Napi::Object event) { events_.Set(events_.Length(), event); }
+
+  // receive(from, packet, monotonicUs, unixSeconds)
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    const uint8_t* data;
+    size_t size = 0;
+    netcode::ServerAddress from;
+    if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
+    if (!netcode::ParseServerAddress(info[0].ToString().Utf8Value(), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    core_->Receive(from, data, size, clock);
+    return events_;
+  }
+  Napi::Value Update(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 0, &clock)) return env_.Undefined();
+    core_->Update(clock);
+    return events_;
+  }
+  // sendPayload(index, data, monotonicUs, unixSeconds) -> events, with .accepted
+  Napi::Value SendPayloadJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    const uint8_t* data;
+    size_t size = 0;
+    if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "data", 0, &data, &size)) return env_.Undefined();
+    const bool accepted = core_->SendPayload(info[0].ToNumber().Uint32Value(), data, size, clock);
+    events_.Set("accepted", Napi::Boolean::New(env_, accepted));
+    return events_;
+  }
+  Napi::Value DisconnectJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 1, &clock)) return env_.Undefined();
+    core_->Disconnect(info[0].ToNumber().Uint32Value(), clock);
+    return events_;
+  }
+  Napi::Value StopJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 0, &clock)) return env_.Undefined();
+    core_->Stop(clock);
+    return events_;
+  }
+  // state() -> { connectedClients, stopped, nextGlobalSequence, counters }
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object state = Napi::Object::New(env);
+    if (!core_) return state;
+    const netcode::ServerCounters& c = core_->counters();
+    state.Set("connectedClients", core_->connectedClients());
+    state.Set("stopped", core_->Stopped());
+    state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
+    Napi::Object counters = Napi::Object::New(env);
+    const std::pair<const char*, uint64_t> fields[] = {
+        {"packetsIn", c.packetsIn},     {"bytesIn", c.bytesIn},
+        {"packetsOut", c.packetsOut},   {"bytesOut", c.bytesOut},
+        {"malformed", c.malformed},     {"replayed", c.replayed},
+        {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
+        {"tokenRefused", c.tokenRefused}, {"denied", c.denied}};
+    for (const auto& field : fields) counters.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
+    state.Set("counters", counters);
+    return state;
+  }
+
+  std::unique_ptr<netcode::ServerCore> core_;
+  Napi::Env env_ = Napi::Env(nullptr);
+  Napi::Array events_;
+};
+
 }  // namespace
 
 Napi::Object NetcodeBinding(Napi::Env env) {
@@ -307,6 +467,7 @@ Napi::Object NetcodeBinding(Napi::Env env) {
   netcode.Set("sealChallengeToken", Napi::Function::New<SealChallengeToken>(env, "sealChallengeToken"));
   netcode.Set("openChallengeToken", Napi::Function::New<OpenChallengeToken>(env, "openChallengeToken"));
   netcode.Set("ReplayWindow", ReplayWindowWrap::Define(env));
+  netcode.Set("ServerCore", ServerCoreWrap::Define(env));
   return netcode;
 }
 

@@ -1,0 +1,384 @@
+#include "server.h"
+
+#include <sodium.h>
+
+#include <cstring>
+
+#include "challenge_token.h"
+#include "packet.h"
+#include "wire.h"
+
+namespace volley::netcode {
+
+namespace {
+
+// Types a server takes: requests (plaintext, handled apart), responses, keep-alives, payloads, disconnects.
+constexpr uint32_t kServerAccepts = (1u << kConnectionResponse) | (1u << kKeepAlive) | (1u << kPayload) | (1u << kDisconnect);
+
+}  // namespace
+
+bool ServerCore::AddressKey::operator==(const AddressKey& other) const {
+  return family == other.family && std::memcmp(bytes, other.bytes, sizeof(bytes)) == 0;
+}
+
+size_t ServerCore::AddressHash::operator()(const AddressKey& key) const {
+  // FNV-1a over 19 bytes: cheap, and the keys (addresses) are not attacker-chosen at scale beyond what
+  // the token checks already bound.
+  uint64_t hash = 1469598103934665603ull;
+  for (uint8_t byte : key.bytes) hash = (hash ^ byte) * 1099511628211ull;
+  hash = (hash ^ key.family) * 1099511628211ull;
+  return static_cast<size_t>(hash);
+}
+
+size_t ServerCore::MacHash::operator()(const std::array<uint8_t, kMacBytes>& mac) const {
+  size_t hash;
+  std::memcpy(&hash, mac.data(), sizeof(hash));  // a MAC is uniformly random already
+  return hash;
+}
+
+ServerCore::AddressKey ServerCore::KeyOf(const ServerAddress& address) {
+  AddressKey key;
+  key.family = address.ip.family;
+  std::memcpy(key.bytes, address.ip.bytes, address.ip.family == 4 ? 4 : 16);
+  key.bytes[16] = static_cast<uint8_t>(address.port >> 8);
+  key.bytes[17] = static_cast<uint8_t>(address.port);
+  return key;
+}
+
+ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
+    : config_(config),
+      sink_(sink),
+      slots_(config.maxClients),
+      maxMappings_(size_t{config.maxClients} * 4),
+      maxTokenHistory_(size_t{config.maxClients} * 8) {
+  std::memcpy(challengeKey_, challengeKey, kKeyBytes);
+  freeSlots_.reserve(config.maxClients);
+  for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
+  connectedList_.reserve(config.maxClients);
+  slotByAddress_.reserve(config.maxClients);
+  slotByClientId_.reserve(config.maxClients);
+}
+
+void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size) {
+  ++counters_.packetsOut;
+  counters_.bytesOut += size;
+  sink_->SendPacket(to, data, size);
+}
+
+void ServerCore::CountDrop(DropReason reason) {
+  switch (reason) {
+    case DropReason::kReplayed: ++counters_.replayed; break;
+    case DropReason::kDecryptionFailed: ++counters_.decryptionFailed; break;
+    case DropReason::kWrongProtocol:
+    case DropReason::kExpired:
+    case DropReason::kTokenRefused: ++counters_.tokenRefused; break;
+    default: ++counters_.malformed; break;
+  }
+}
+
+bool ServerCore::TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const {
+  return timeoutSeconds > 0 && now.monotonicUs - sinceUs >= uint64_t(timeoutSeconds) * 1000000u;
+}
+
+void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+  ++counters_.packetsIn;
+  counters_.bytesIn += size;
+  if (size == 0 || stopping_) {
+    ++counters_.malformed;
+    return;
+  }
+  if (data[0] == kConnectionRequest) {
+    ProcessRequest(from, data, size, now);
+    return;
+  }
+  const AddressKey key = KeyOf(from);
+  const auto connected = slotByAddress_.find(key);
+  if (connected != slotByAddress_.end()) {
+    ProcessConnected(connected->second, data, size, now);
+  } else {
+    ProcessResponse(from, key, data, size, now);
+  }
+}
+
+void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+  // Size, version, protocol id, expiry, decryption, parse: no state is touched before these pass.
+  ConnectionRequest request;
+  const DropReason reason =
+      ReadConnectionRequest(data, size, config_.protocolId, config_.privateKey, now.unixSeconds, &request);
+  if (reason != DropReason::kNone) {
+    CountDrop(reason);
+    return;
+  }
+  bool listed = false;
+  for (uint32_t i = 0; i < request.token.serverAddressCount; ++i) {
+    if (SameServerAddress(request.token.serverAddresses[i], config_.publicAddress)) listed = true;
+  }
+  if (!listed) {
+    ++counters_.tokenRefused;
+    return;
+  }
+  const AddressKey key = KeyOf(from);
+  if (slotByAddress_.count(key) != 0 || slotByClientId_.count(request.token.clientId) != 0) {
+    ++counters_.tokenRefused;  // already connected: from this address, or as this client id
+    return;
+  }
+  // A token may be used from one address only (else a captured request could be replayed from elsewhere).
+  std::array<uint8_t, kMacBytes> mac;
+  std::memcpy(mac.data(), request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
+  const auto used = tokenHistory_.find(mac);
+  if (used != tokenHistory_.end()) {
+    if (!(used->second.address == key)) {
+      ++counters_.tokenRefused;
+      return;
+    }
+  } else {
+    while (tokenHistory_.size() >= maxTokenHistory_ && !tokenHistoryOrder_.empty()) {
+      tokenHistory_.erase(tokenHistoryOrder_.front());
+      tokenHistoryOrder_.pop_front();
+    }
+    tokenHistory_.emplace(mac, TokenUse{key, request.expireTimestamp});
+    tokenHistoryOrder_.push_back(mac);
+  }
+  if (freeSlots_.empty()) {
+    ++counters_.denied;
+    SendWithGlobalSequence(from, request.token.serverToClientKey, kConnectionDenied, nullptr, 0);
+    return;
+  }
+  auto mapping = mappings_.find(key);
+  if (mapping == mappings_.end()) {
+    if (mappings_.size() >= maxMappings_) return;  // could not add the mapping: ignore
+    mapping = mappings_.emplace(key, EncryptionMapping{}).first;
+    mapping->second.createdUs = now.monotonicUs;
+  }
+  EncryptionMapping& entry = mapping->second;
+  std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
+  std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
+  entry.timeoutSeconds = request.token.timeoutSeconds;
+  entry.expireUnixSeconds = request.expireTimestamp;
+  entry.lastAccessUs = now.monotonicUs;
+
+  ChallengeToken challenge;
+  challenge.clientId = request.token.clientId;
+  std::memcpy(challenge.userData, request.token.userData, kUserDataBytes);
+  uint8_t body[kChallengeBodyBytes];
+  WireWriter writer(body, sizeof(body));
+  writer.U64(challengeSequence_);
+  SealChallengeToken(challenge, challengeSequence_, challengeKey_, body + 8);
+  ++challengeSequence_;
+  SendWithGlobalSequence(from, entry.sendKey, kConnectionChallenge, body, sizeof(body));
+}
+
+void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& key, const uint8_t* data, size_t size,
+                                 const Clock& now) {
+  const auto mapping = mappings_.find(key);
+  if (mapping == mappings_.end()) {
+    ++counters_.unknownAddress;
+    return;
+  }
+  Packet packet;
+  const DropReason reason =
+      ReadEncryptedPacket(data, size, config_.protocolId, mapping->second.receiveKey,
+                          1u << kConnectionResponse, nullptr, &packet, bodyBuffer_);
+  if (reason != DropReason::kNone) {
+    CountDrop(reason);
+    return;
+  }
+  mapping->second.lastAccessUs = now.monotonicUs;
+  WireReader reader(bodyBuffer_, packet.bodySize);
+  const uint64_t challengeSequence = reader.U64();
+  const uint8_t* sealed = reader.Skip(kChallengeTokenBytes);
+  ChallengeToken challenge;
+  if (reader.failed() || !OpenChallengeToken(sealed, challengeSequence, challengeKey_, &challenge)) {
+    ++counters_.tokenRefused;
+    return;
+  }
+  if (slotByClientId_.count(challenge.clientId) != 0) {
+    ++counters_.tokenRefused;
+    return;
+  }
+  if (freeSlots_.empty()) {
+    ++counters_.denied;
+    SendWithGlobalSequence(from, mapping->second.sendKey, kConnectionDenied, nullptr, 0);
+    return;
+  }
+  const uint32_t index = freeSlots_.back();
+  freeSlots_.pop_back();
+  Slot& slot = slots_[index];
+  slot = Slot{};
+  slot.connected = true;
+  slot.address = from;
+  slot.clientId = challenge.clientId;
+  slot.timeoutSeconds = mapping->second.timeoutSeconds;
+  slot.lastReceiveUs = now.monotonicUs;
+  slot.replay.Reset();
+  std::memcpy(slot.sendKey, mapping->second.sendKey, kKeyBytes);
+  std::memcpy(slot.receiveKey, mapping->second.receiveKey, kKeyBytes);
+  mappings_.erase(mapping);
+  slotByAddress_.emplace(key, index);
+  slotByClientId_.emplace(challenge.clientId, index);
+  slot.listPosition = static_cast<uint32_t>(connectedList_.size());
+  connectedList_.push_back(index);
+  ++connected_;
+  slot.counters.packetsIn = 1;
+  slot.counters.bytesIn = size;
+  sink_->Connected(index, challenge.clientId, from, challenge.userData);
+  SendKeepAlive(index, now);
+}
+
+void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now) {
+  Slot& slot = slots_[index];
+  Packet packet;
+  const DropReason reason =
+      ReadEncryptedPacket(data, size, config_.protocolId, slot.receiveKey, kServerAccepts, &slot.replay, &packet, bodyBuffer_);
+  if (reason != DropReason::kNone) {
+    // A connected client resending its response until the keep-alive arrives is not an attack.
+    if (reason != DropReason::kUnexpectedType) CountDrop(reason);
+    return;
+  }
+  ++slot.counters.packetsIn;
+  slot.counters.bytesIn += size;
+  switch (packet.type) {
+    case kKeepAlive:
+      slot.lastReceiveUs = now.monotonicUs;
+      slot.confirmed = true;
+      break;
+    case kPayload:
+      slot.lastReceiveUs = now.monotonicUs;
+      slot.confirmed = true;
+      sink_->Payload(index, bodyBuffer_, packet.bodySize);
+      break;
+    case kDisconnect:
+      Release(index, DisconnectReason::kDisconnected, false, now);
+      break;
+    default:  // a response from a connected address: the keep-alive was lost; send another
+      SendKeepAlive(index, now);
+      break;
+  }
+}
+
+void ServerCore::SendWithGlobalSequence(const ServerAddress& to, const uint8_t sendKey[kKeyBytes], PacketType type,
+                                        const uint8_t* body, size_t size) {
+  const size_t length = EncryptPacket(type, globalSequence_++, body, size, config_.protocolId, sendKey, packetBuffer_);
+  Emit(to, packetBuffer_, length);
+}
+
+void ServerCore::SendToSlot(uint32_t index, PacketType type, const uint8_t* body, size_t size, const Clock& now) {
+  Slot& slot = slots_[index];
+  const size_t length = EncryptPacket(type, slot.sequence++, body, size, config_.protocolId, slot.sendKey, packetBuffer_);
+  slot.lastSendUs = now.monotonicUs;
+  ++slot.counters.packetsOut;
+  slot.counters.bytesOut += length;
+  Emit(slot.address, packetBuffer_, length);
+}
+
+void ServerCore::SendKeepAlive(uint32_t index, const Clock& now) {
+  uint8_t body[kKeepAliveBodyBytes];
+  WireWriter writer(body, sizeof(body));
+  writer.U32(index);
+  writer.U32(config_.maxClients);
+  SendToSlot(index, kKeepAlive, body, sizeof(body), now);
+}
+
+bool ServerCore::SendPayload(uint32_t clientIndex, const uint8_t* data, size_t size, const Clock& now) {
+  if (clientIndex >= slots_.size() || !slots_[clientIndex].connected || size < 1 || size > kMaxPayloadBytes) return false;
+  // Until the client confirms, each payload is preceded by a keep-alive: it carries the client index the
+  // client needs to count itself connected.
+  if (!slots_[clientIndex].confirmed) SendKeepAlive(clientIndex, now);
+  SendToSlot(clientIndex, kPayload, data, size, now);
+  return true;
+}
+
+void ServerCore::Disconnect(uint32_t clientIndex, const Clock& now) {
+  if (clientIndex < slots_.size() && slots_[clientIndex].connected) {
+    Release(clientIndex, DisconnectReason::kServerDisconnect, true, now);
+  }
+}
+
+void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now) {
+  Slot& slot = slots_[index];
+  if (farewell && config_.disconnectPackets > 0) {
+    Farewell entry;
+    entry.address = slot.address;
+    std::memcpy(entry.sendKey, slot.sendKey, kKeyBytes);
+    entry.sequence = slot.sequence;
+    entry.remaining = config_.disconnectPackets;
+    entry.nextUs = now.monotonicUs;
+    farewells_.push_back(entry);
+  }
+  slotByAddress_.erase(KeyOf(slot.address));
+  slotByClientId_.erase(slot.clientId);
+  sodium_memzero(slot.sendKey, kKeyBytes);
+  sodium_memzero(slot.receiveKey, kKeyBytes);
+  slot.connected = false;
+  slot.confirmed = false;
+  const uint32_t moved = connectedList_.back();
+  connectedList_[slot.listPosition] = moved;
+  slots_[moved].listPosition = slot.listPosition;
+  connectedList_.pop_back();
+  freeSlots_.push_back(index);
+  --connected_;
+  sink_->Disconnected(index, reason);
+  // The first disconnect packet goes out at once.
+  if (farewell) SendFarewells(now);
+}
+
+void ServerCore::Stop(const Clock& now) {
+  stopping_ = true;
+  while (!connectedList_.empty()) Release(connectedList_.back(), DisconnectReason::kServerClosed, true, now);
+  mappings_.clear();
+}
+
+void ServerCore::Update(const Clock& now) {
+  for (size_t position = 0; position < connectedList_.size();) {
+    const uint32_t index = connectedList_[position];
+    Slot& slot = slots_[index];
+    if (TimedOut(slot.timeoutSeconds, slot.lastReceiveUs, now)) {
+      Release(index, DisconnectReason::kTimeout, false, now);  // moves another client into this position
+      continue;
+    }
+    if (now.monotonicUs - slot.lastSendUs >= config_.keepAliveIntervalUs) SendKeepAlive(index, now);
+    ++position;
+  }
+  SendFarewells(now);
+  for (auto it = mappings_.begin(); it != mappings_.end();) {
+    const EncryptionMapping& entry = it->second;
+    const bool idle = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.createdUs, now);
+    if (idle || entry.expireUnixSeconds <= now.unixSeconds) {
+      it = mappings_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void ServerCore::SendFarewells(const Clock& now) {
+  for (size_t i = 0; i < farewells_.size();) {
+    Farewell& entry = farewells_[i];
+    if (entry.nextUs <= now.monotonicUs) {
+      const size_t length =
+          EncryptPacket(kDisconnect, entry.sequence++, nullptr, 0, config_.protocolId, entry.sendKey, packetBuffer_);
+      Emit(entry.address, packetBuffer_, length);
+      entry.nextUs = now.monotonicUs + config_.disconnectIntervalUs;
+      if (--entry.remaining == 0) {
+        sodium_memzero(entry.sendKey, kKeyBytes);
+        entry = farewells_.back();
+        farewells_.pop_back();
+        continue;
+      }
+    }
+    ++i;
+  }
+}
+
+const PeerCounters* ServerCore::peerCounters(uint32_t clientIndex) const {
+  if (clientIndex >= slots_.size() || !slots_[clientIndex].connected) return nullptr;
+  return &slots_[clientIndex].counters;
+}
+
+bool ServerCore::clientAddress(uint32_t clientIndex, ServerAddress* out) const {
+  if (clientIndex >= slots_.size() || !slots_[clientIndex].connected) return false;
+  *out = slots_[clientIndex].address;
+  return true;
+}
+
+}  // namespace volley::netcode

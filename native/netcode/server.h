@@ -1,0 +1,175 @@
+// The netcode 1.02 server as a state machine (sans-IO): fed datagrams and the time, it answers with
+// datagrams to send and connection events. The engine's I/O thread drives it; tests drive it with a
+// fake clock. Every check of the standard runs in its order, and nothing is allocated for a request
+// before all of them have passed.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "connect_token.h"
+#include "constants.h"
+#include "replay_window.h"
+#include "server_address.h"
+
+namespace volley::netcode {
+
+struct Clock {
+  uint64_t monotonicUs = 0;  // for timers
+  uint64_t unixSeconds = 0;  // for token expiry
+};
+
+struct ServerConfig {
+  uint64_t protocolId = 0;
+  uint8_t privateKey[kKeyBytes] = {};
+  ServerAddress publicAddress;  // must be listed in a token for the server to accept it
+  uint32_t maxClients = 256;
+  uint64_t keepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
+  uint64_t disconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz
+  uint32_t disconnectPackets = 10;
+};
+
+enum class DisconnectReason : uint8_t { kTimeout = 1, kDisconnected = 2, kServerDisconnect = 3, kServerClosed = 4 };
+
+// What the server asks of its surroundings.
+class ServerSink {
+ public:
+  virtual ~ServerSink() = default;
+  virtual void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) = 0;
+  virtual void Connected(uint32_t clientIndex, uint64_t clientId, const ServerAddress& from, const uint8_t* userData) = 0;
+  virtual void Disconnected(uint32_t clientIndex, DisconnectReason reason) = 0;
+  virtual void Payload(uint32_t clientIndex, const uint8_t* data, size_t size) = 0;
+};
+
+struct ServerCounters {
+  uint64_t packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0;
+  // Drops by cause: nothing dropped is ever answered.
+  uint64_t malformed = 0, replayed = 0, decryptionFailed = 0, unknownAddress = 0, tokenRefused = 0;
+  uint64_t denied = 0;  // requests answered with "denied": the server was full
+};
+
+struct PeerCounters {
+  uint64_t packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0;
+};
+
+class ServerCore {
+ public:
+  // challengeKey: random, made at each start, never leaves the server.
+  ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink);
+
+  void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
+  // Timers: keep-alives, timeouts, redundant disconnects, expiry of encryption mappings.
+  void Update(const Clock& now);
+  // False when the client index is not connected or the payload is not 1..1200 bytes.
+  bool SendPayload(uint32_t clientIndex, const uint8_t* data, size_t size, const Clock& now);
+  void Disconnect(uint32_t clientIndex, const Clock& now);
+  // STOPPING: every client is disconnected (reason server-closed); the redundant disconnect packets go
+  // out through Update() until Stopped() is true.
+  void Stop(const Clock& now);
+  bool Stopped() const { return stopping_ && farewells_.empty(); }
+
+  uint32_t connectedClients() const { return connected_; }
+  const ServerCounters& counters() const { return counters_; }
+  const PeerCounters* peerCounters(uint32_t clientIndex) const;
+  bool clientAddress(uint32_t clientIndex, ServerAddress* out) const;
+  uint64_t nextGlobalSequence() const { return globalSequence_; }
+
+ private:
+  struct AddressKey {
+    uint8_t bytes[18] = {};  // 16 address bytes + port; family folded in by the v4 layout
+    uint8_t family = 0;
+    bool operator==(const AddressKey& other) const;
+  };
+  struct AddressHash {
+    size_t operator()(const AddressKey& key) const;
+  };
+  static AddressKey KeyOf(const ServerAddress& address);
+
+  struct Slot {
+    bool connected = false;
+    bool confirmed = false;
+    ServerAddress address;
+    uint64_t clientId = 0;
+    uint64_t sequence = 0;  // per-client send sequence, from 0
+    int32_t timeoutSeconds = 0;
+    uint64_t lastSendUs = 0;
+    uint64_t lastReceiveUs = 0;
+    uint8_t sendKey[kKeyBytes] = {};
+    uint8_t receiveKey[kKeyBytes] = {};
+    ReplayWindow replay;
+    PeerCounters counters;
+    uint32_t listPosition = 0;  // in connectedList_
+  };
+
+  // Keys for an address that has sent a valid request but is not connected yet.
+  struct EncryptionMapping {
+    uint8_t sendKey[kKeyBytes];
+    uint8_t receiveKey[kKeyBytes];
+    int32_t timeoutSeconds;
+    uint64_t expireUnixSeconds;  // the token's expiry
+    uint64_t lastAccessUs;
+    uint64_t createdUs;
+  };
+
+  struct TokenUse {
+    AddressKey address;
+    uint64_t expireUnixSeconds;
+  };
+
+  // Disconnect packets still owed to an address whose slot is already free.
+  struct Farewell {
+    ServerAddress address;
+    uint8_t sendKey[kKeyBytes];
+    uint64_t sequence;
+    uint32_t remaining;
+    uint64_t nextUs;
+  };
+
+  void ProcessRequest(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
+  void ProcessResponse(const ServerAddress& from, const AddressKey& key, const uint8_t* data, size_t size,
+                       const Clock& now);
+  void ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now);
+  void SendToSlot(uint32_t index, PacketType type, const uint8_t* body, size_t size, const Clock& now);
+  void SendWithGlobalSequence(const ServerAddress& to, const uint8_t sendKey[kKeyBytes], PacketType type,
+                              const uint8_t* body, size_t size);
+  void SendKeepAlive(uint32_t index, const Clock& now);
+  void Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now);
+  void SendFarewells(const Clock& now);
+  void Emit(const ServerAddress& to, const uint8_t* data, size_t size);
+  void CountDrop(DropReason reason);
+  bool TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const;
+
+  ServerConfig config_;
+  uint8_t challengeKey_[kKeyBytes];
+  ServerSink* sink_;
+  std::vector<Slot> slots_;
+  uint32_t connected_ = 0;
+  std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
+  std::vector<uint32_t> connectedList_;  // timers walk the connected clients only
+  std::unordered_map<AddressKey, uint32_t, AddressHash> slotByAddress_;
+  std::unordered_map<uint64_t, uint32_t> slotByClientId_;
+  std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;
+  size_t maxMappings_;
+  // Token history: the MAC of each private token seen, with the address that first used it.
+  struct MacHash {
+    size_t operator()(const std::array<uint8_t, kMacBytes>& mac) const;
+  };
+  std::unordered_map<std::array<uint8_t, kMacBytes>, TokenUse, MacHash> tokenHistory_;
+  std::deque<std::array<uint8_t, kMacBytes>> tokenHistoryOrder_;
+  size_t maxTokenHistory_;
+  std::vector<Farewell> farewells_;
+  uint64_t challengeSequence_ = 0;
+  // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
+  // starts at 2^63 so it never meets the per-client sequences that start at 0 (IMPLEMENTERS.md).
+  uint64_t globalSequence_ = uint64_t{1} << 63;
+  bool stopping_ = false;
+  ServerCounters counters_;
+  uint8_t packetBuffer_[kMaxPacketBytes];
+  uint8_t bodyBuffer_[kMaxPayloadBytes];
+};
+
+}  // namespace volley::netcode

@@ -1,0 +1,271 @@
+// The native server state machine, driven with a fake clock by clients written with the TypeScript codec:
+// every check of the standard, in order, and what the server sends (or, for bad input, does not send).
+import { beforeAll, describe, expect, it } from 'vitest'
+import { loadAddon } from '../../src/engine/addon.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
+import { PacketType } from '../../src/netcode/constants.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
+import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { fill } from './spec.ts'
+
+const protocolId = 0xabcdn
+const privateKey = fill(32, 0x5a)
+const serverAddress = '127.0.0.1:40000'
+const T0 = 1_800_000_000n // unix seconds of the fake clock
+const second = 1_000_000
+
+type Event =
+  | { kind: 'send'; to: string; data: Uint8Array }
+  | { kind: 'connect'; index: number; clientId: bigint; address: string; userData: Uint8Array }
+  | { kind: 'disconnect'; index: number; reason: string }
+  | { kind: 'payload'; index: number; data: Uint8Array }
+
+interface Core {
+  receive(from: string, packet: Uint8Array, us: number, unix: bigint): Event[]
+  update(us: number, unix: bigint): Event[]
+  sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): Event[] & { accepted: boolean }
+  disconnect(index: number, us: number, unix: bigint): Event[]
+  stop(us: number, unix: bigint): Event[]
+  state(): { connectedClients: number; stopped: boolean; nextGlobalSequence: bigint; counters: Record<string, number> }
+}
+
+let sodium: Sodium
+beforeAll(async () => {
+  sodium = await loadSodium()
+})
+
+function server(options: { maxClients?: number } = {}): Core {
+  const { ServerCore } = loadAddon().netcode as unknown as { ServerCore: new (o: object) => Core }
+  return new ServerCore({ protocolId, privateKey, publicAddress: serverAddress, maxClients: options.maxClients ?? 4, challengeKey: fill(32, 0x21) })
+}
+
+class Client {
+  readonly token
+  readonly tokenBytes: Uint8Array
+  sequence = 0n
+  constructor(
+    readonly address: string,
+    clientId: bigint,
+    options: { serverAddresses?: string[]; expireSeconds?: number; timeoutSeconds?: number; key?: Uint8Array; protocolId?: bigint } = {},
+  ) {
+    this.tokenBytes = encodeConnectToken(sodium, {
+      protocolId: options.protocolId ?? protocolId,
+      privateKey: options.key ?? privateKey,
+      clientId,
+      serverAddresses: options.serverAddresses ?? [serverAddress],
+      expireSeconds: options.expireSeconds ?? 30,
+      timeoutSeconds: options.timeoutSeconds ?? 5,
+      userData: new Uint8Array([9, 8, 7]),
+      nowSeconds: Number(T0),
+    })
+    this.token = readConnectToken(this.tokenBytes)
+  }
+  request(): Uint8Array {
+    return writeConnectionRequest(this.token)
+  }
+  packet(type: number, body: Uint8Array): Uint8Array {
+    return encryptPacket(sodium, { type: type as PacketType, sequence: this.sequence++, body }, protocolId, this.token.clientToServerKey)
+  }
+  open(data: Uint8Array) {
+    const result = readEncryptedPacket(sodium, data, { protocolId, key: this.token.serverToClientKey, accept: new Set([1, 2, 4, 5, 6]) })
+    if (!result.ok) throw new Error(`client could not read the server's packet: ${result.reason}`)
+    return result.value
+  }
+}
+
+const sends = (events: Event[]) => events.filter((e): e is Extract<Event, { kind: 'send' }> => e.kind === 'send')
+
+/** Runs the handshake; returns the client index. */
+function connect(core: Core, client: Client, us = 0): number {
+  const [challenge] = sends(core.receive(client.address, client.request(), us, T0))
+  const body = client.open(challenge!.data).body
+  const events = core.receive(client.address, client.packet(PacketType.connectionResponse, body), us, T0)
+  const connected = events.find((e) => e.kind === 'connect') as Extract<Event, { kind: 'connect' }>
+  return connected.index
+}
+
+describe('handshake', () => {
+  it('request -> challenge -> response -> connected with a keep-alive, then payloads both ways', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50000', 77n)
+    const request = client.request()
+    const answer = core.receive(client.address, request, 0, T0)
+    expect(answer).toHaveLength(1)
+    const challenge = client.open(sends(answer)[0]!.data)
+    expect(challenge.type).toBe(PacketType.connectionChallenge)
+    expect(challenge.sequence).toBe(1n << 63n) // the global sequence, apart from per-client ones
+    expect(sends(answer)[0]!.data.byteLength).toBeLessThan(request.byteLength) // no amplification
+
+    const response = client.packet(PacketType.connectionResponse, challenge.body)
+    const events = core.receive(client.address, response, 1000, T0)
+    expect(events[0]).toMatchObject({ kind: 'connect', index: 0, clientId: 77n, address: client.address })
+    expect([...(events[0] as { userData: Uint8Array }).userData.subarray(0, 4)]).toEqual([9, 8, 7, 0])
+    const keepAlive = client.open(sends(events)[0]!.data)
+    expect(keepAlive).toMatchObject({ type: PacketType.keepAlive, sequence: 0n })
+    expect([...keepAlive.body]).toEqual([0, 0, 0, 0, 4, 0, 0, 0]) // client index 0, max clients 4
+
+    const payload = core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([1, 2, 3])), 2000, T0)
+    expect(payload).toEqual([{ kind: 'payload', index: 0, data: new Uint8Array([1, 2, 3]) }])
+    const out = core.sendPayload(0, new Uint8Array([4, 5]), 3000, T0)
+    expect(out.accepted).toBe(true)
+    expect(client.open(sends(out)[0]!.data)).toMatchObject({ type: PacketType.payload, sequence: 1n, body: new Uint8Array([4, 5]) })
+    expect(core.state().connectedClients).toBe(1)
+  })
+
+  it('precedes payloads with keep-alives until the client confirms', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50000', 1n)
+    connect(core, client)
+    const first = sends(core.sendPayload(0, new Uint8Array([1]), 10, T0))
+    expect(first.map((e) => client.open(e.data).type)).toEqual([PacketType.keepAlive, PacketType.payload])
+    core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), 20, T0)
+    const after = sends(core.sendPayload(0, new Uint8Array([1]), 30, T0))
+    expect(after.map((e) => client.open(e.data).type)).toEqual([PacketType.payload])
+  })
+})
+
+describe('connection request checks (each ignored: counted, never answered)', () => {
+  function refused(mutate: (request: Uint8Array) => Uint8Array, counter: string, client = new Client('127.0.0.1:50001', 5n), core = server()) {
+    const before = core.state().counters[counter]!
+    expect(core.receive(client.address, mutate(client.request()), 0, T0)).toEqual([])
+    expect(core.state().counters[counter]).toBe(before + 1)
+    expect(core.state().counters.packetsOut).toBe(0)
+  }
+
+  it('wrong size', () => refused((r) => r.subarray(0, 1077), 'malformed'))
+  it('wrong version', () =>
+    refused((r) => {
+      const copy = r.slice()
+      copy[5] = 0
+      return copy
+    }, 'malformed'))
+  it('wrong protocol id', () => refused((r) => r, 'tokenRefused', new Client('127.0.0.1:1', 5n, { protocolId: protocolId + 1n })))
+  it('expired token', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50001', 5n, { expireSeconds: 10 })
+    expect(core.receive(client.address, client.request(), 0, T0 + 10n)).toEqual([])
+    expect(core.state().counters.tokenRefused).toBe(1)
+  })
+  it('token that does not decrypt with the private key', () => refused((r) => r, 'tokenRefused', new Client('127.0.0.1:1', 5n, { key: fill(32, 1) })))
+  it('token that does not list this server', () => refused((r) => r, 'tokenRefused', new Client('127.0.0.1:1', 5n, { serverAddresses: ['127.0.0.1:40001', '[::1]:40000'] })))
+
+  it('address already connected, client id already connected, token reused from another address', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50002', 6n)
+    connect(core, client)
+    expect(core.receive(client.address, new Client(client.address, 99n).request(), 0, T0)).toEqual([]) // same address
+    expect(core.receive('127.0.0.1:50003', new Client('127.0.0.1:50003', 6n).request(), 0, T0)).toEqual([]) // same client id
+    const fresh = new Client('127.0.0.1:50004', 7n)
+    expect(sends(core.receive(fresh.address, fresh.request(), 0, T0))).toHaveLength(1)
+    expect(core.receive('127.0.0.1:50005', fresh.request(), 0, T0)).toEqual([]) // same token, other address
+    expect(sends(core.receive(fresh.address, fresh.request(), 0, T0))).toHaveLength(1) // resent from its own address: fine
+    expect(core.state().counters.tokenRefused).toBe(3)
+  })
+})
+
+describe('full server', () => {
+  it('answers a valid request with a denied packet when every slot is taken', () => {
+    const core = server({ maxClients: 1 })
+    connect(core, new Client('127.0.0.1:50010', 1n))
+    const late = new Client('127.0.0.1:50011', 2n)
+    const answer = sends(core.receive(late.address, late.request(), 0, T0))
+    expect(answer).toHaveLength(1)
+    expect(late.open(answer[0]!.data).type).toBe(PacketType.connectionDenied)
+    expect(answer[0]!.data.byteLength).toBeLessThan(1078)
+    expect(core.state().counters.denied).toBe(1)
+  })
+})
+
+describe('connected traffic', () => {
+  it('drops replayed, tampered and unknown-address packets, counting each cause', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50020', 1n)
+    connect(core, client)
+    const packet = client.packet(PacketType.payload, new Uint8Array([1]))
+    expect(core.receive(client.address, packet, 0, T0)).toHaveLength(1)
+    expect(core.receive(client.address, packet, 0, T0)).toEqual([])
+    const tampered = client.packet(PacketType.payload, new Uint8Array([2])).slice()
+    tampered[tampered.length - 1]! ^= 1
+    expect(core.receive(client.address, tampered, 0, T0)).toEqual([])
+    expect(core.receive('127.0.0.1:50999', packet, 0, T0)).toEqual([])
+    expect(core.receive(client.address, new Uint8Array([0x15, 1, 2]), 0, T0)).toEqual([])
+    expect(core.state().counters).toMatchObject({ replayed: 1, decryptionFailed: 1, unknownAddress: 1, malformed: 1 })
+  })
+
+  it('a disconnect packet from the client frees its slot', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50021', 1n)
+    const index = connect(core, client)
+    expect(core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 0, T0)).toEqual([
+      { kind: 'disconnect', index, reason: 'disconnected' },
+    ])
+    expect(core.state().connectedClients).toBe(0)
+  })
+})
+
+describe('timers (fake clock)', () => {
+  it('sends keep-alives at 10 Hz to an idle client and times it out after the token timeout', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50030', 1n, { timeoutSeconds: 5 })
+    connect(core, client)
+    let keepAlives = 0
+    for (let ms = 10; ms <= 1000; ms += 10) keepAlives += sends(core.update(ms * 1000, T0)).length
+    expect(keepAlives).toBe(10)
+    // The client stays silent: 5 s after its last packet it is gone.
+    expect(core.update(4_999_999, T0).filter((e) => e.kind === 'disconnect')).toEqual([])
+    expect(core.update(5 * second, T0).filter((e) => e.kind === 'disconnect')).toEqual([{ kind: 'disconnect', index: 0, reason: 'timeout' }])
+    expect(core.state().connectedClients).toBe(0)
+  })
+
+  it('a client that keeps sending keep-alives stays connected for 90 s', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50031', 1n, { timeoutSeconds: 5 })
+    connect(core, client)
+    for (let ms = 100; ms <= 90_000; ms += 100) {
+      core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), ms * 1000, T0)
+      expect(core.update(ms * 1000, T0).some((e) => e.kind === 'disconnect')).toBe(false)
+    }
+    expect(core.state().connectedClients).toBe(1)
+  })
+
+  it('sends 10 redundant disconnect packets at 10 Hz when it disconnects a client', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50032', 1n)
+    const index = connect(core, client)
+    const events = core.disconnect(index, 0, T0)
+    expect(events.filter((e) => e.kind === 'disconnect')).toEqual([{ kind: 'disconnect', index, reason: 'server-disconnect' }])
+    const packets = sends(events)
+    for (let ms = 50; ms <= 2000; ms += 50) packets.push(...sends(core.update(ms * 1000, T0)))
+    const read = packets.map((e) => client.open(e.data))
+    expect(read).toHaveLength(10)
+    expect(read.every((p) => p.type === PacketType.disconnect)).toBe(true)
+    expect(read.map((p) => p.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => BigInt(i + 1)))
+  })
+
+  it('STOPPING: stop() disconnects everyone (server-closed) and is stopped once the redundant disconnects are out', () => {
+    const core = server()
+    const a = new Client('127.0.0.1:50040', 1n)
+    const b = new Client('127.0.0.1:50041', 2n)
+    connect(core, a)
+    connect(core, b)
+    const events = core.stop(0, T0)
+    expect(events.filter((e) => e.kind === 'disconnect').map((e) => (e as { reason: string }).reason)).toEqual(['server-closed', 'server-closed'])
+    expect(core.state().stopped).toBe(false)
+    let packets = sends(events).length
+    for (let ms = 100; ms <= 900; ms += 100) packets += sends(core.update(ms * 1000, T0)).length
+    expect(packets).toBe(20)
+    expect(core.state().stopped).toBe(true)
+    // A stopped server answers nothing.
+    expect(core.receive(a.address, new Client(a.address, 3n).request(), 1_000_000, T0)).toEqual([])
+  })
+
+  it('forgets a pending handshake after the token timeout', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50050', 1n, { timeoutSeconds: 2 })
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+    core.update(2 * second, T0)
+    const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, response, 2 * second, T0)).toEqual([])
+    expect(core.state().counters.unknownAddress).toBe(1)
+  })
+})
