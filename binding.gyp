@@ -8,6 +8,7 @@
         "native/engine.cc",
         "native/event_fd.cc",
         "native/netcode/challenge_token.cc",
+        "native/netcode/client.cc",
         "native/netcode/connect_token.cc",
         "native/netcode/packet.cc",
         "native/netcode/server.cc",

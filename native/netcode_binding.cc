@@ -7,6 +7,7 @@
 #include "netcode/connect_token.h"
 #include "netcode/packet.h"
 #include "netcode/replay_window.h"
+#include "netcode/client.h"
 #include "netcode/server.h"
 
 #include <vector>
@@ -453,6 +454,124 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
   Napi::Array events_;
 };
 
+
+// The client state machine driven from JavaScript with a fake clock.
+// new ClientCore({ requestIntervalUs?, keepAliveIntervalUs?, disconnectIntervalUs?, disconnectPackets? })
+// Calls return [{ kind: 'send', to, data } | { kind: 'state', state } | { kind: 'payload', data }].
+class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::ClientSink {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ClientCore",
+                       {InstanceMethod<&ClientCoreWrap::ConnectJs>("connect"),
+                        InstanceMethod<&ClientCoreWrap::ReceiveJs>("receive"),
+                        InstanceMethod<&ClientCoreWrap::UpdateJs>("update"),
+                        InstanceMethod<&ClientCoreWrap::SendPayloadJs>("sendPayload"),
+                        InstanceMethod<&ClientCoreWrap::DisconnectJs>("disconnect"),
+                        InstanceMethod<&ClientCoreWrap::State>("state")});
+  }
+
+  explicit ClientCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ClientCoreWrap>(info) {
+    netcode::ClientConfig config;
+    if (info[0].IsObject()) {
+      Napi::Object options = info[0].As<Napi::Object>();
+      if (options.Has("requestIntervalUs")) config.requestIntervalUs = options.Get("requestIntervalUs").ToNumber().Int64Value();
+      if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = options.Get("keepAliveIntervalUs").ToNumber().Int64Value();
+      if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = options.Get("disconnectIntervalUs").ToNumber().Int64Value();
+      if (options.Has("disconnectPackets")) config.disconnectPackets = options.Get("disconnectPackets").ToNumber().Uint32Value();
+    }
+    core_ = std::make_unique<netcode::ClientCore>(config, this);
+  }
+
+  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "send");
+    event.Set("to", FormatServerAddress(to));
+    event.Set("data", Copy(env_, data, size));
+    Push(event);
+  }
+  void StateChanged(netcode::ClientState state) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "state");
+    event.Set("state", netcode::ClientStateName(state));
+    Push(event);
+  }
+  void Payload(const uint8_t* data, size_t size) override {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "payload");
+    event.Set("data", Copy(env_, data, size));
+    Push(event);
+  }
+
+ private:
+  netcode::Clock Begin(const Napi::CallbackInfo& info, size_t clockAt) {
+    env_ = info.Env();
+    events_ = Napi::Array::New(env_);
+    netcode::Clock clock;
+    clock.monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
+    return clock;
+  }
+  void Push(Napi::Object event) { events_.Set(events_.Length(), event); }
+
+  // connect(token, monotonicUs)
+  Napi::Value ConnectJs(const Napi::CallbackInfo& info) {
+    const netcode::Clock clock = Begin(info, 1);
+    const uint8_t* token;
+    size_t size = 0;
+    if (!GetBytes(env_, info[0], "token", 0, &token, &size)) return env_.Undefined();
+    core_->Connect(token, size, clock);
+    return events_;
+  }
+  // receive(from, packet, monotonicUs)
+  Napi::Value ReceiveJs(const Napi::CallbackInfo& info) {
+    const netcode::Clock clock = Begin(info, 2);
+    const uint8_t* data;
+    size_t size = 0;
+    netcode::ServerAddress from;
+    if (!GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
+    if (!netcode::ParseServerAddress(info[0].ToString().Utf8Value(), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    core_->Receive(from, data, size, clock);
+    return events_;
+  }
+  Napi::Value UpdateJs(const Napi::CallbackInfo& info) {
+    core_->Update(Begin(info, 0));
+    return events_;
+  }
+  Napi::Value SendPayloadJs(const Napi::CallbackInfo& info) {
+    const netcode::Clock clock = Begin(info, 1);
+    const uint8_t* data;
+    size_t size = 0;
+    if (!GetBytes(env_, info[0], "data", 0, &data, &size)) return env_.Undefined();
+    events_.Set("accepted", Napi::Boolean::New(env_, core_->SendPayload(data, size, clock)));
+    return events_;
+  }
+  Napi::Value DisconnectJs(const Napi::CallbackInfo& info) {
+    core_->Disconnect(Begin(info, 0));
+    return events_;
+  }
+  // state() -> { state, clientIndex, maxClients, pendingDisconnects, counters }
+  Napi::Value State(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object state = Napi::Object::New(env);
+    state.Set("state", netcode::ClientStateName(core_->state()));
+    state.Set("clientIndex", core_->clientIndex());
+    state.Set("maxClients", core_->maxClients());
+    state.Set("pendingDisconnects", core_->HasPendingDisconnects());
+    const netcode::ClientCounters& c = core_->counters();
+    Napi::Object counters = Napi::Object::New(env);
+    const std::pair<const char*, uint64_t> fields[] = {
+        {"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut}, {"bytesOut", c.bytesOut},
+        {"malformed", c.malformed}, {"replayed", c.replayed}, {"decryptionFailed", c.decryptionFailed},
+        {"unknownAddress", c.unknownAddress}};
+    for (const auto& field : fields) counters.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
+    state.Set("counters", counters);
+    return state;
+  }
+
+  std::unique_ptr<netcode::ClientCore> core_;
+  Napi::Env env_ = Napi::Env(nullptr);
+  Napi::Array events_;
+};
+
 }  // namespace
 
 Napi::Object NetcodeBinding(Napi::Env env) {
@@ -468,6 +587,7 @@ Napi::Object NetcodeBinding(Napi::Env env) {
   netcode.Set("openChallengeToken", Napi::Function::New<OpenChallengeToken>(env, "openChallengeToken"));
   netcode.Set("ReplayWindow", ReplayWindowWrap::Define(env));
   netcode.Set("ServerCore", ServerCoreWrap::Define(env));
+  netcode.Set("ClientCore", ClientCoreWrap::Define(env));
   return netcode;
 }
 

@@ -1,0 +1,213 @@
+#include "client.h"
+
+#include <cstring>
+
+#include "packet.h"
+#include "wire.h"
+
+namespace volley::netcode {
+
+namespace {
+
+constexpr uint32_t kClientAccepts = (1u << kConnectionDenied) | (1u << kConnectionChallenge) | (1u << kKeepAlive) |
+                                    (1u << kPayload) | (1u << kDisconnect);
+
+bool Connecting(ClientState state) {
+  return state == ClientState::kSendingConnectionRequest || state == ClientState::kSendingConnectionResponse;
+}
+
+}  // namespace
+
+const char* ClientStateName(ClientState state) {
+  switch (state) {
+    case ClientState::kConnectTokenExpired: return "connect-token-expired";
+    case ClientState::kInvalidConnectToken: return "invalid-connect-token";
+    case ClientState::kConnectionTimedOut: return "connection-timed-out";
+    case ClientState::kConnectionResponseTimedOut: return "connection-response-timed-out";
+    case ClientState::kConnectionRequestTimedOut: return "connection-request-timed-out";
+    case ClientState::kConnectionDenied: return "connection-denied";
+    case ClientState::kDisconnected: return "disconnected";
+    case ClientState::kSendingConnectionRequest: return "sending-connection-request";
+    case ClientState::kSendingConnectionResponse: return "sending-connection-response";
+    case ClientState::kConnected: return "connected";
+  }
+  return "unknown";
+}
+
+ClientCore::ClientCore(const ClientConfig& config, ClientSink* sink) : config_(config), sink_(sink) {}
+
+const ServerAddress* ClientCore::serverAddress() const {
+  return addressIndex_ < token_.serverAddressCount ? &token_.serverAddresses[addressIndex_] : nullptr;
+}
+
+void ClientCore::SetState(ClientState state) {
+  if (state == state_) return;
+  state_ = state;
+  sink_->StateChanged(state);
+}
+
+void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
+  if (!ReadConnectToken(token, size, &token_) || (config_.protocolId != 0 && token_.protocolId != config_.protocolId)) {
+    SetState(ClientState::kInvalidConnectToken);
+    return;
+  }
+  config_.protocolId = token_.protocolId;
+  connectStartUs_ = now.monotonicUs;
+  tokenLifetimeUs_ = (token_.expireTimestamp - token_.createTimestamp) * 1000000u;
+  StartAddress(0, now);
+}
+
+void ClientCore::StartAddress(uint32_t index, const Clock& now) {
+  addressIndex_ = index;
+  lastReceiveUs_ = now.monotonicUs;
+  replay_.Reset();
+  SetState(ClientState::kSendingConnectionRequest);
+  SendHandshake(now);
+}
+
+void ClientCore::Fail(ClientState error, const Clock& now) {
+  if (addressIndex_ + 1 < token_.serverAddressCount) {
+    StartAddress(addressIndex_ + 1, now);
+  } else {
+    SetState(error);
+  }
+}
+
+void ClientCore::SendHandshake(const Clock& now) {
+  const ServerAddress& to = token_.serverAddresses[addressIndex_];
+  if (state_ == ClientState::kSendingConnectionRequest) {
+    WriteConnectionRequest(token_, packetBuffer_);
+    lastSendUs_ = now.monotonicUs;
+    ++counters_.packetsOut;
+    counters_.bytesOut += kConnectionRequestBytes;
+    sink_->SendPacket(to, packetBuffer_, kConnectionRequestBytes);
+  } else {
+    Send(kConnectionResponse, challengeBody_, kChallengeBodyBytes, now);
+  }
+}
+
+void ClientCore::Send(PacketType type, const uint8_t* body, size_t size, const Clock& now) {
+  const size_t length = EncryptPacket(type, sequence_++, body, size, config_.protocolId, token_.clientToServerKey, packetBuffer_);
+  lastSendUs_ = now.monotonicUs;
+  ++counters_.packetsOut;
+  counters_.bytesOut += length;
+  sink_->SendPacket(token_.serverAddresses[addressIndex_], packetBuffer_, length);
+}
+
+void ClientCore::CountDrop(DropReason reason) {
+  switch (reason) {
+    case DropReason::kReplayed: ++counters_.replayed; break;
+    case DropReason::kDecryptionFailed: ++counters_.decryptionFailed; break;
+    default: ++counters_.malformed; break;
+  }
+}
+
+void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+  ++counters_.packetsIn;
+  counters_.bytesIn += size;
+  if (!Connecting(state_) && state_ != ClientState::kConnected) return;
+  if (!SameServerAddress(from, token_.serverAddresses[addressIndex_])) {
+    ++counters_.unknownAddress;
+    return;
+  }
+  Packet packet;
+  const DropReason reason = ReadEncryptedPacket(data, size, config_.protocolId, token_.serverToClientKey, kClientAccepts,
+                                                &replay_, &packet, bodyBuffer_);
+  if (reason != DropReason::kNone) {
+    CountDrop(reason);
+    return;
+  }
+  switch (packet.type) {
+    case kConnectionDenied:
+      if (Connecting(state_)) Fail(ClientState::kConnectionDenied, now);
+      return;
+    case kConnectionChallenge:
+      if (state_ != ClientState::kSendingConnectionRequest) return;
+      std::memcpy(challengeBody_, bodyBuffer_, kChallengeBodyBytes);
+      lastReceiveUs_ = now.monotonicUs;
+      SetState(ClientState::kSendingConnectionResponse);
+      SendHandshake(now);
+      return;
+    case kKeepAlive:
+      if (state_ == ClientState::kSendingConnectionResponse) {
+        WireReader reader(bodyBuffer_, packet.bodySize);
+        clientIndex_ = reader.U32();
+        maxClients_ = reader.U32();
+        lastReceiveUs_ = now.monotonicUs;
+        SetState(ClientState::kConnected);
+      } else if (state_ == ClientState::kConnected) {
+        lastReceiveUs_ = now.monotonicUs;
+      }
+      return;
+    case kPayload:
+      if (state_ != ClientState::kConnected) return;  // payloads before connected are discarded
+      lastReceiveUs_ = now.monotonicUs;
+      sink_->Payload(bodyBuffer_, packet.bodySize);
+      return;
+    case kDisconnect:
+      if (state_ == ClientState::kConnected) SetState(ClientState::kDisconnected);
+      return;
+    default:
+      return;
+  }
+}
+
+void ClientCore::SendFarewells(const Clock& now) {
+  if (farewellsLeft_ > 0 && now.monotonicUs >= nextFarewellUs_) {
+    const size_t length = EncryptPacket(kDisconnect, sequence_++, nullptr, 0, config_.protocolId, token_.clientToServerKey, packetBuffer_);
+    ++counters_.packetsOut;
+    counters_.bytesOut += length;
+    sink_->SendPacket(farewellAddress_, packetBuffer_, length);
+    --farewellsLeft_;
+    nextFarewellUs_ = now.monotonicUs + config_.disconnectIntervalUs;
+  }
+}
+
+void ClientCore::Update(const Clock& now) {
+  SendFarewells(now);
+  const bool timeoutEnabled = token_.timeoutSeconds > 0;
+  const uint64_t timeoutUs = timeoutEnabled ? uint64_t(token_.timeoutSeconds) * 1000000u : 0;
+  if (Connecting(state_)) {
+    if (now.monotonicUs - connectStartUs_ >= tokenLifetimeUs_) {
+      SetState(ClientState::kConnectTokenExpired);
+      return;
+    }
+    if (timeoutEnabled && now.monotonicUs - lastReceiveUs_ >= timeoutUs) {
+      Fail(state_ == ClientState::kSendingConnectionRequest ? ClientState::kConnectionRequestTimedOut
+                                                            : ClientState::kConnectionResponseTimedOut,
+           now);
+      return;
+    }
+    if (now.monotonicUs - lastSendUs_ >= config_.requestIntervalUs) SendHandshake(now);
+  } else if (state_ == ClientState::kConnected) {
+    if (timeoutEnabled && now.monotonicUs - lastReceiveUs_ >= timeoutUs) {
+      SetState(ClientState::kConnectionTimedOut);
+      return;
+    }
+    if (now.monotonicUs - lastSendUs_ >= config_.keepAliveIntervalUs) {
+      uint8_t body[kKeepAliveBodyBytes];
+      WireWriter writer(body, sizeof(body));
+      writer.U32(clientIndex_);
+      writer.U32(maxClients_);
+      Send(kKeepAlive, body, sizeof(body), now);
+    }
+  }
+}
+
+bool ClientCore::SendPayload(const uint8_t* data, size_t size, const Clock& now) {
+  if (state_ != ClientState::kConnected || size < 1 || size > kMaxPayloadBytes) return false;
+  Send(kPayload, data, size, now);
+  return true;
+}
+
+void ClientCore::Disconnect(const Clock& now) {
+  if (state_ == ClientState::kConnected && config_.disconnectPackets > 0) {
+    farewellsLeft_ = config_.disconnectPackets;
+    farewellAddress_ = token_.serverAddresses[addressIndex_];
+    nextFarewellUs_ = now.monotonicUs;
+    SendFarewells(now);  // the first goes out at once
+  }
+  SetState(ClientState::kDisconnected);
+}
+
+}  // namespace volley::netcode

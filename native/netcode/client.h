@@ -1,0 +1,102 @@
+// The netcode 1.02 client as a state machine (sans-IO): given a connect token and the time, it sends
+// requests and responses at its rates, moves to the token's next server address on failure, keeps the
+// connection alive and reports every state of the standard.
+#pragma once
+
+#include <cstdint>
+
+#include "connect_token.h"
+#include "constants.h"
+#include "replay_window.h"
+#include "server.h"  // Clock
+
+namespace volley::netcode {
+
+enum class ClientState : int8_t {
+  kConnectTokenExpired = -6,
+  kInvalidConnectToken = -5,
+  kConnectionTimedOut = -4,
+  kConnectionResponseTimedOut = -3,
+  kConnectionRequestTimedOut = -2,
+  kConnectionDenied = -1,
+  kDisconnected = 0,
+  kSendingConnectionRequest = 1,
+  kSendingConnectionResponse = 2,
+  kConnected = 3,
+};
+
+const char* ClientStateName(ClientState state);
+
+struct ClientConfig {
+  uint64_t protocolId = 0;                 // 0: take it from the token
+  uint64_t requestIntervalUs = 100000;     // requests and responses, 10 Hz
+  uint64_t keepAliveIntervalUs = 100000;   // when nothing else was sent
+  uint64_t disconnectIntervalUs = 100000;  // redundant disconnects, 10 Hz
+  uint32_t disconnectPackets = 10;
+};
+
+class ClientSink {
+ public:
+  virtual ~ClientSink() = default;
+  virtual void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) = 0;
+  virtual void StateChanged(ClientState state) = 0;
+  virtual void Payload(const uint8_t* data, size_t size) = 0;
+};
+
+struct ClientCounters {
+  uint64_t packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0;
+  uint64_t malformed = 0, replayed = 0, decryptionFailed = 0, unknownAddress = 0;
+};
+
+class ClientCore {
+ public:
+  ClientCore(const ClientConfig& config, ClientSink* sink);
+
+  // Starts connecting with the first server address of the token (or fails as an invalid token).
+  void Connect(const uint8_t* token, size_t size, const Clock& now);
+  void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
+  void Update(const Clock& now);
+  bool SendPayload(const uint8_t* data, size_t size, const Clock& now);
+  // Sends the redundant disconnect packets (through Update) and goes to disconnected at once.
+  void Disconnect(const Clock& now);
+
+  ClientState state() const { return state_; }
+  uint32_t clientIndex() const { return clientIndex_; }
+  uint32_t maxClients() const { return maxClients_; }
+  bool HasPendingDisconnects() const { return farewellsLeft_ > 0; }
+  const ServerAddress* serverAddress() const;
+  const ClientCounters& counters() const { return counters_; }
+
+ private:
+  void SetState(ClientState state);
+  void StartAddress(uint32_t index, const Clock& now);
+  // A failure while connecting: the next server address, or the error state when none is left.
+  void Fail(ClientState error, const Clock& now);
+  void Send(PacketType type, const uint8_t* body, size_t size, const Clock& now);
+  void SendHandshake(const Clock& now);
+  void SendFarewells(const Clock& now);
+  void CountDrop(DropReason reason);
+
+  ClientConfig config_;
+  ClientSink* sink_;
+  ConnectToken token_;
+  ClientState state_ = ClientState::kDisconnected;
+  uint32_t addressIndex_ = 0;
+  uint64_t connectStartUs_ = 0;
+  uint64_t tokenLifetimeUs_ = 0;
+  uint64_t lastSendUs_ = 0;
+  uint64_t lastReceiveUs_ = 0;
+  uint64_t sequence_ = 0;  // never reset: the key is the same for every server address
+  ReplayWindow replay_;
+  uint8_t challengeBody_[kChallengeBodyBytes] = {};
+  uint32_t clientIndex_ = 0;
+  uint32_t maxClients_ = 0;
+  uint32_t farewellsLeft_ = 0;
+  uint64_t nextFarewellUs_ = 0;
+  ServerAddress farewellAddress_;
+  ClientCounters counters_;
+  uint8_t packetBuffer_[kConnectionRequestBytes];
+  uint8_t bodyBuffer_[kMaxPayloadBytes];
+};
+
+}  // namespace volley::netcode

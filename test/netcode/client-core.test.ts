@@ -1,0 +1,219 @@
+// The native client state machine against the native server, through a fake network and a fake clock:
+// every state of the standard, the rates, and moving to the token's next server address.
+import { beforeAll, describe, expect, it } from 'vitest'
+import { loadAddon } from '../../src/engine/addon.ts'
+import { encodeConnectToken } from '../../src/netcode/connect-token.ts'
+import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { fill } from './spec.ts'
+
+const protocolId = 0x77n
+const privateKey = fill(32, 0x31)
+const serverAddress = '127.0.0.1:40000'
+const clientAddress = '127.0.0.1:50000'
+const T0 = 1_900_000_000n
+const ms = 1000
+
+type Sent = { kind: 'send'; to: string; data: Uint8Array }
+type ClientEvent = Sent | { kind: 'state'; state: string } | { kind: 'payload'; data: Uint8Array }
+type ServerEvent = Sent | { kind: 'connect'; index: number } | { kind: 'disconnect'; index: number; reason: string } | { kind: 'payload'; index: number; data: Uint8Array }
+
+interface ClientCore {
+  connect(token: Uint8Array, us: number): ClientEvent[]
+  receive(from: string, packet: Uint8Array, us: number): ClientEvent[]
+  update(us: number): ClientEvent[]
+  sendPayload(data: Uint8Array, us: number): ClientEvent[] & { accepted: boolean }
+  disconnect(us: number): ClientEvent[]
+  state(): { state: string; clientIndex: number; maxClients: number; pendingDisconnects: boolean; counters: Record<string, number> }
+}
+interface ServerCore {
+  receive(from: string, packet: Uint8Array, us: number, unix: bigint): ServerEvent[]
+  update(us: number, unix: bigint): ServerEvent[]
+  sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[]
+  disconnect(index: number, us: number, unix: bigint): ServerEvent[]
+  state(): { connectedClients: number; counters: Record<string, number> }
+}
+
+let sodium: Sodium
+beforeAll(async () => {
+  sodium = await loadSodium()
+})
+const native = () => loadAddon().netcode as unknown as { ClientCore: new (o?: object) => ClientCore; ServerCore: new (o: object) => ServerCore }
+
+function token(options: { serverAddresses?: string[]; expireSeconds?: number; timeoutSeconds?: number; clientId?: bigint } = {}): Uint8Array {
+  return encodeConnectToken(sodium, {
+    protocolId,
+    privateKey,
+    clientId: options.clientId ?? 1n,
+    serverAddresses: options.serverAddresses ?? [serverAddress],
+    expireSeconds: options.expireSeconds ?? 60,
+    timeoutSeconds: options.timeoutSeconds ?? 5,
+    nowSeconds: Number(T0),
+  })
+}
+
+/** A client and a server joined by a network that drops what `drop` says, stepped in 10 ms ticks. */
+class World {
+  readonly client = new (native().ClientCore)()
+  readonly server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 9) })
+  readonly states: string[] = []
+  readonly clientPayloads: Uint8Array[] = []
+  readonly serverEvents: ServerEvent[] = []
+  readonly sentByClient: Sent[] = []
+  now = 0
+  drop: { toServer?: (data: Uint8Array) => boolean; toClient?: (data: Uint8Array) => boolean } = {}
+
+  handleClient(events: ClientEvent[]): void {
+    for (const event of events) {
+      if (event.kind === 'state') this.states.push(event.state)
+      else if (event.kind === 'payload') this.clientPayloads.push(event.data)
+      else {
+        this.sentByClient.push(event)
+        if (event.to === serverAddress && !this.drop.toServer?.(event.data)) this.handleServer(this.server.receive(clientAddress, event.data, this.now, T0))
+      }
+    }
+  }
+
+  handleServer(events: ServerEvent[]): void {
+    for (const event of events) {
+      if (event.kind !== 'send') this.serverEvents.push(event)
+      else if (!this.drop.toClient?.(event.data)) this.handleClient(this.client.receive(serverAddress, event.data, this.now))
+    }
+  }
+
+  run(durationMs: number): void {
+    const end = this.now + durationMs * ms
+    while (this.now < end) {
+      this.now += 10 * ms
+      this.handleClient(this.client.update(this.now))
+      this.handleServer(this.server.update(this.now, T0))
+    }
+  }
+
+  connect(bytes = token()): void {
+    this.handleClient(this.client.connect(bytes, this.now))
+  }
+}
+
+describe('client states', () => {
+  it('disconnected -> sending request -> sending response -> connected, then payloads both ways', () => {
+    const world = new World()
+    expect(world.client.state().state).toBe('disconnected')
+    world.connect()
+    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+    expect(world.client.state()).toMatchObject({ clientIndex: 0, maxClients: 2 })
+    const sent = world.client.sendPayload(new Uint8Array([3]), world.now)
+    expect(sent.accepted).toBe(true)
+    world.handleClient(sent)
+    expect(world.serverEvents.filter((e) => e.kind === 'payload')).toHaveLength(1)
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([9]), world.now, T0))
+    expect(world.clientPayloads.map((p) => [...p])).toEqual([[9]])
+  })
+
+  it('stays connected over 90 s of idle time: keep-alives at 10 Hz both ways', () => {
+    const world = new World()
+    world.connect()
+    world.run(90_000)
+    expect(world.client.state().state).toBe('connected')
+    expect(world.server.state().connectedClients).toBe(1)
+    const keepAlives = world.sentByClient.length
+    expect(keepAlives).toBeGreaterThanOrEqual(899)
+    expect(keepAlives).toBeLessThanOrEqual(903)
+  })
+
+  it('connection request timed out: requests at 10 Hz, then the token timeout', () => {
+    const world = new World()
+    world.drop.toServer = () => true
+    world.connect(token({ timeoutSeconds: 5 }))
+    world.run(990)
+    expect(world.sentByClient.length).toBe(10) // at 0, 100, ..., 900 ms
+    expect(world.sentByClient.every((s) => s.data.byteLength === 1078)).toBe(true)
+    world.run(4010)
+    expect(world.states).toEqual(['sending-connection-request', 'connection-request-timed-out'])
+  })
+
+  it('connection response timed out', () => {
+    const world = new World()
+    world.drop.toServer = (data) => (data[0]! & 0x0f) === 3 // responses never arrive
+    world.connect(token({ timeoutSeconds: 3 }))
+    world.run(3100)
+    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connection-response-timed-out'])
+  })
+
+  it('connection denied when the server is full', () => {
+    const world = new World()
+    for (const [clientId, address] of [[10n, '127.0.0.1:1'], [11n, '127.0.0.1:2']] as const) {
+      const other = new (native().ClientCore)()
+      const sends = (events: ClientEvent[]): Sent[] => events.filter((e): e is Sent => e.kind === 'send')
+      let outbound = sends(other.connect(token({ clientId }), 0))
+      while (outbound.length > 0) {
+        const replies = outbound.flatMap((s) => world.server.receive(address, s.data, 0, T0)).filter((e): e is Sent => e.kind === 'send')
+        outbound = replies.flatMap((r) => sends(other.receive(serverAddress, r.data, 0)))
+      }
+    }
+    expect(world.server.state().connectedClients).toBe(2)
+    world.connect()
+    expect(world.states).toEqual(['sending-connection-request', 'connection-denied'])
+  })
+
+  it('connect token expired: the whole attempt outlives the token', () => {
+    const world = new World()
+    world.drop.toServer = () => true
+    world.connect(token({ expireSeconds: 3, timeoutSeconds: 10 }))
+    world.run(3000)
+    expect(world.states).toEqual(['sending-connection-request', 'connect-token-expired'])
+  })
+
+  it('invalid connect token', () => {
+    const world = new World()
+    world.connect(new Uint8Array(2048))
+    expect(world.states).toEqual(['invalid-connect-token'])
+    const other = new World()
+    other.connect(token().subarray(0, 100))
+    expect(other.states).toEqual(['invalid-connect-token'])
+  })
+
+  it('connection timed out when the server falls silent', () => {
+    const world = new World()
+    world.connect(token({ timeoutSeconds: 2 }))
+    world.drop.toClient = () => true
+    world.run(2100)
+    expect(world.states.at(-1)).toBe('connection-timed-out')
+  })
+
+  it('disconnected by the server', () => {
+    const world = new World()
+    world.connect()
+    world.handleServer(world.server.disconnect(0, world.now, T0))
+    expect(world.states.at(-1)).toBe('disconnected')
+  })
+
+  it('a client disconnect sends 10 redundant packets at 10 Hz and frees the server slot', () => {
+    const world = new World()
+    world.connect()
+    const before = world.sentByClient.length
+    world.handleClient(world.client.disconnect(world.now))
+    expect(world.states.at(-1)).toBe('disconnected')
+    expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
+    world.run(2000)
+    expect(world.sentByClient.length - before).toBe(10)
+    expect(world.client.state().pendingDisconnects).toBe(false)
+  })
+
+  it("moves to the token's next server address when one fails", () => {
+    const world = new World()
+    const dead = '127.0.0.1:40999'
+    world.connect(token({ serverAddresses: [dead, serverAddress], timeoutSeconds: 1 }))
+    expect(world.sentByClient[0]!.to).toBe(dead)
+    world.run(1100)
+    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+    expect(world.sentByClient.at(-1)!.to).toBe(serverAddress)
+  })
+
+  it('ignores packets from any address but its server', () => {
+    const world = new World()
+    world.connect()
+    const forged = world.client.receive('127.0.0.1:40001', new Uint8Array(30), world.now)
+    expect(forged).toEqual([])
+    expect(world.client.state().counters.unknownAddress).toBe(1)
+  })
+})
