@@ -14,6 +14,8 @@
         "native/netcode/server.cc",
         "native/netcode/server_address.cc",
         "native/netcode_binding.cc",
+        "native/netcode_sockets.cc",
+        "native/socket_protocol.cc",
         "native/udp_socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -88,4 +88,13 @@ void FromSockaddr(const sockaddr_storage& storage, IpAddress* address, uint16_t*
   }
 }
 
+void UnmapIpv4(IpAddress* address) {
+  static const uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (address->family != 6 || std::memcmp(address->bytes, kMappedPrefix, 12) != 0) return;
+  std::memmove(address->bytes, address->bytes + 12, 4);
+  std::memset(address->bytes + 4, 0, 12);
+  address->family = 4;
+  address->scopeId = 0;
+}
+
 }  // namespace volley

@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "layout.h"
 #include "netcode_binding.h"
+#include "netcode_sockets.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
 
@@ -51,6 +52,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::ForgetSocket>("forgetSocket"),
                            InstanceMethod<&EngineWrap::Submit>("submit"),
                            InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
+                           InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
+                           InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
                        });
@@ -231,9 +234,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     length = sizeof(int);
     getsockopt(socket->fd(), SOL_SOCKET, SO_SNDBUF, &sendBuffer, &length);
 
+    std::unique_ptr<SocketProtocol> protocol;
+    Napi::Value protocolOption = options.Get("protocol");
+    if (protocolOption.IsObject() && !MakeProtocol(env, protocolOption.As<Napi::Object>(), localPort, &protocol)) {
+      return env.Undefined();
+    }
     auto stats = std::make_shared<SocketStats>();
     const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize),
-                                          static_cast<uint32_t>(coalesceUs * 1000), stats);
+                                          static_cast<uint32_t>(coalesceUs * 1000), stats, std::move(protocol));
     stats_[id] = std::move(stats);
 
     Napi::Object result = Napi::Object::New(env);
@@ -244,6 +252,94 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     result.Set("receiveBufferSize", Napi::Number::New(env, receiveBuffer));
     result.Set("sendBufferSize", Napi::Number::New(env, sendBuffer));
     return result;
+  }
+
+  // protocol: { kind: 'server', protocolId, privateKey, publicAddress, maxClients, keepAliveIntervalUs,
+  //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }
+  // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
+  static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out) {
+    const std::string kind = options.Get("kind").ToString().Utf8Value();
+    auto microseconds = [&](const char* name, uint64_t fallback) {
+      Napi::Value value = options.Get(name);
+      return value.IsNumber() ? static_cast<uint64_t>(value.As<Napi::Number>().Int64Value()) : fallback;
+    };
+    const uint32_t disconnectPackets =
+        options.Get("disconnectPackets").IsNumber() ? options.Get("disconnectPackets").ToNumber().Uint32Value() : 10;
+    if (kind == "client") {
+      netcode::ClientConfig config;
+      config.requestIntervalUs = microseconds("requestIntervalUs", config.requestIntervalUs);
+      config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
+      config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
+      config.disconnectPackets = disconnectPackets;
+      *out = std::make_unique<NetcodeClientProtocol>(config);
+      return true;
+    }
+    if (kind != "server") {
+      ThrowType(env, "protocol.kind must be 'server' or 'client'");
+      return false;
+    }
+    netcode::ServerConfig config;
+    bool lossless = false;
+    Napi::Value protocolId = options.Get("protocolId");
+    Napi::Value privateKey = options.Get("privateKey");
+    if (!protocolId.IsBigInt() || !privateKey.IsTypedArray() ||
+        privateKey.As<Napi::Uint8Array>().ElementLength() != netcode::kKeyBytes) {
+      ThrowType(env, "a server protocol needs protocolId (bigint) and privateKey (32 bytes)");
+      return false;
+    }
+    config.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
+    std::memcpy(config.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
+    std::string address = options.Get("publicAddress").ToString().Utf8Value();
+    const bool boundPortWanted = address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0;
+    if (boundPortWanted) address = address.substr(0, address.size() - 1) + std::to_string(boundPort);
+    if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
+      ThrowType(env, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port'");
+      return false;
+    }
+    config.maxClients = options.Get("maxClients").ToNumber().Uint32Value();
+    if (config.maxClients < 1 || config.maxClients > (1u << 20)) {
+      ThrowRange(env, "maxClients must be 1..1048576");
+      return false;
+    }
+    config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
+    config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
+    config.disconnectPackets = disconnectPackets;
+    uint8_t challengeKey[netcode::kKeyBytes];
+    randombytes_buf(challengeKey, sizeof(challengeKey));  // made at each start, never leaves the server
+    *out = std::make_unique<NetcodeServerProtocol>(config, challengeKey);
+    sodium_memzero(challengeKey, sizeof(challengeKey));
+    return true;
+  }
+
+  // control(socketId, op, arg, data?: Uint8Array)
+  Napi::Value ControlSocket(const Napi::CallbackInfo& info) {
+    std::vector<uint8_t> data;
+    if (info[3].IsTypedArray()) {
+      Napi::Uint8Array bytes = info[3].As<Napi::Uint8Array>();
+      data.assign(bytes.Data(), bytes.Data() + bytes.ElementLength());
+    }
+    if (!stopped_) {
+      engine_->Control(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),
+                       info[2].ToNumber().Uint32Value(), std::move(data));
+    }
+    return info.Env().Undefined();
+  }
+
+  // protocolStats(id, out: Float64Array(16)) -> boolean
+  Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto found = stats_.find(info[0].ToNumber().Uint32Value());
+    if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
+    Napi::TypedArray out = info[1].As<Napi::TypedArray>();
+    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kProtocolFieldCount) {
+      ThrowType(env, "protocolStats needs a Float64Array of at least 16 elements");
+      return env.Undefined();
+    }
+    auto* target = reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+    for (int i = 0; i < SocketStats::kProtocolFieldCount; ++i) {
+      target[i] = found->second->protocol[i].load(std::memory_order_relaxed);
+    }
+    return Napi::Boolean::New(env, true);
   }
 
   Napi::Value CloseSocket(const Napi::CallbackInfo& info) {
@@ -355,6 +451,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("maxReceiveSlabs", Napi::Number::New(env, Engine::kMaxReceiveSlabs));
   layout.Set("maxSendSlabs", Napi::Number::New(env, Engine::kMaxSendSlabs));
   layout.Set("statsFields", Napi::Number::New(env, SocketStats::kFieldCount));
+  layout.Set("peerRecordHeaderSize", Napi::Number::New(env, kPeerRecordHeaderSize));
   return layout;
 }
 

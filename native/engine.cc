@@ -27,6 +27,8 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
+// Protocol timers (keep-alives, resends, timeouts) run at this period.
+constexpr uint64_t kProtocolTickUs = 10000;
 
 uint64_t MonotonicNs() {
   timespec now;
@@ -53,7 +55,10 @@ Engine::Engine(std::function<void()> wake)
 Engine::~Engine() {
   Stop();
   // Sockets posted but never picked up by the I/O thread.
-  for (const Command& command : commands_) delete command.socket;
+  for (const Command& command : commands_) {
+    delete command.socket;
+    delete command.payload;
+  }
   if (epollFd_ >= 0) close(epollFd_);
 }
 
@@ -125,8 +130,10 @@ int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
 }
 
 uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                           std::shared_ptr<SocketStats> stats) {
+                           std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol) {
   auto* state = new SocketState();
+  if (protocol) protocol->socketIsV6 = socket->isV6();
+  state->protocol = std::move(protocol);
   state->id = nextSocketId_++;
   state->batchSize = batchSize;
   state->coalesceNs = coalesceNs;
@@ -142,6 +149,15 @@ uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize
 void Engine::CloseSocket(uint32_t socketId) {
   Command command{Command::kCloseSocket};
   command.id = socketId;
+  Post(command);
+}
+
+void Engine::Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data) {
+  Command command{Command::kControl};
+  command.id = socketId;
+  command.op = op;
+  command.length = arg;
+  command.payload = new std::vector<uint8_t>(std::move(data));
   Post(command);
 }
 
@@ -193,7 +209,14 @@ void Engine::Run() {
     } else if (sendParked_) {
       timeout = 1;  // the kernel was out of send buffer space; try again shortly
     }
+    if (protocolSockets_ > 0 && timeout != 0) {
+      const uint64_t since = MonotonicNs() / 1000 - lastProtocolUpdateUs_;
+      const int untilTick = since >= kProtocolTickUs ? 0 : static_cast<int>((kProtocolTickUs - since + 999) / 1000);
+      if (timeout < 0 || untilTick < timeout) timeout = untilTick;
+    }
     const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
+    clock_.monotonicUs = MonotonicNs() / 1000;
+    clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
     bool woken = false;
     for (int i = 0; i < count; ++i) {
       if (ready[i].data.u64 == kWakeToken) {
@@ -225,6 +248,7 @@ void Engine::Run() {
       if (!running) break;
     }
     ProcessSends(kSendBudgetPerTurn);
+    if (protocolSockets_ > 0) UpdateProtocols();
     turnReceived_ = 0;
     turnCoalesceNs_ = UINT32_MAX;
     turnBatchSize_ = 0;
@@ -251,7 +275,19 @@ bool Engine::ApplyCommand(const Command& command) {
       state->readable = true;
       state->listed = true;
       readable_.push_back(state.get());
+      if (state->protocol) ++protocolSockets_;
       sockets_.emplace(state->id, std::move(state));
+      return true;
+    }
+    case Command::kControl: {
+      std::unique_ptr<std::vector<uint8_t>> payload(command.payload);
+      const auto found = sockets_.find(command.id);
+      if (found != sockets_.end() && found->second->protocol) {
+        SocketState* state = found->second.get();
+        state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
+        FlushProtocol(state);
+        CloseFinishedProtocols();
+      }
       return true;
     }
     case Command::kCloseSocket: {
@@ -309,6 +345,7 @@ void Engine::CloseSocketNow(SocketState* state) {
   }
   epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
   state->socket->Close();
+  if (state->protocol) --protocolSockets_;
   Emit(kEventClosed, static_cast<int32_t>(state->id));
   sockets_.erase(state->id);
 }
@@ -367,7 +404,7 @@ void Engine::ReceiveRound() {
     for (int batch = 0; batch < kBatchesPerSocketPerRound; ++batch) {
       if (!ReceiveBatch(state)) break;
     }
-    if (scratch_.next < scratch_.count) return;  // starved: keep the list as it is
+    if (scratch_.next < scratch_.count || starved_.load(std::memory_order_relaxed)) return;  // starved: keep the list
     if (!state->readable) {
       state->listed = false;
       readable_[i] = readable_.back();
@@ -434,6 +471,10 @@ bool Engine::ReceiveBatch(SocketState* state) {
       SocketStats::Add(state->stats->kernelDrops, drops - state->kernelDropsSeen);
       state->kernelDropsSeen = drops;
     }
+  }
+  if (state->protocol) {
+    ReceiveProtocolBatch(state, count);
+    return state->readable && !starved_.load(std::memory_order_relaxed);
   }
   scratch_ = ScratchState{state, 0, count};
   return CopyScratchToSlabs() && state->readable;
@@ -514,13 +555,15 @@ bool Engine::CopyScratchToSlabs() {
   return true;
 }
 
-void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes) {
+void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes, bool datagrams) {
   if (count == 0) return;
   ReceiveSlab& slab = receiveSlabs_[currentSlab_];
   ++slab.published;
-  SocketStats::Add(state->stats->packetsIn, count);
-  SocketStats::Add(state->stats->bytesIn, bytes);
-  SocketStats::Add(state->stats->batchesIn, 1);
+  if (datagrams) {  // a protocol's records are counted as datagrams when they are read
+    SocketStats::Add(state->stats->packetsIn, count);
+    SocketStats::Add(state->stats->bytesIn, bytes);
+    SocketStats::Add(state->stats->batchesIn, 1);
+  }
   Emit(kEventBatch, static_cast<int32_t>(state->id), static_cast<int32_t>(currentSlab_), static_cast<int32_t>(start),
        static_cast<int32_t>(count), static_cast<int32_t>(slab.offset));
 }
@@ -567,7 +610,11 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
       } else if (socketId != runSocket) {
         break;
       }
-      if (state != nullptr) {
+      if (state != nullptr && state->protocol) {
+        uint32_t peer;
+        std::memcpy(&peer, record + 12, 4);
+        state->protocol->Send(peer, record + kSendHeaderSize, length, clock_);
+      } else if (state != nullptr) {
         IpAddress address;
         address.family = record[10];
         std::memcpy(&address.scopeId, record + 12, 4);
@@ -592,6 +639,11 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
       continue;
     }
     *budget -= count;
+    if (state->protocol) {  // payloads went through the protocol, which encrypted them into its outbox
+      FlushProtocol(state);
+      job->offset = cursor;
+      continue;
+    }
     uint32_t sent = 0;
     uint32_t refused = 0;
     int refusedError = 0;
@@ -623,6 +675,136 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
     job->offset = cursor;
   }
   return true;
+}
+
+// --- protocol sockets ---
+
+void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
+  uint64_t bytes = 0;
+  for (uint32_t i = 0; i < count; ++i) {
+    const mmsghdr& message = receiveHeaders_[i];
+    netcode::ServerAddress from;
+    FromSockaddr(reinterpret_cast<const sockaddr_storage&>(receiveNames_[i]), &from.ip, &from.port);
+    UnmapIpv4(&from.ip);  // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; tokens list them as IPv4
+    // No valid protocol packet is larger than a receive head: a larger datagram goes in as malformed.
+    const size_t size = message.msg_len <= kReceiveHeadSize ? message.msg_len : 0;
+    state->protocol->Receive(from, static_cast<const uint8_t*>(receiveIov_[size_t{i} * 2].iov_base), size, clock_);
+    bytes += message.msg_len;
+  }
+  SocketStats::Add(state->stats->packetsIn, count);
+  SocketStats::Add(state->stats->bytesIn, bytes);
+  SocketStats::Add(state->stats->batchesIn, 1);
+  FlushProtocol(state);
+}
+
+void Engine::FlushProtocol(SocketState* state) {
+  ProtocolOutput& output = state->protocol->output;
+  // Datagrams: sendmmsg over the outbox. What the kernel will not take at once is dropped and counted,
+  // as a lost datagram would be; the protocol's timers resend what matters.
+  for (size_t first = 0; first < output.outboxCount;) {
+    const size_t count = std::min<size_t>(output.outboxCount - first, kMaxBatchSize);
+    for (size_t i = 0; i < count; ++i) {
+      ProtocolOutput::Datagram& datagram = output.outbox[first + i];
+      msghdr& header = sendHeaders_[i].msg_hdr;
+      header = msghdr{};
+      header.msg_name = &datagram.name;
+      header.msg_namelen = datagram.nameLength;
+      sendIov_[i].iov_base = datagram.data;
+      sendIov_[i].iov_len = datagram.size;
+      header.msg_iov = &sendIov_[i];
+      header.msg_iovlen = 1;
+    }
+    size_t sent = 0;
+    while (sent < count) {
+      const int result = sendmmsg(state->socket->fd(), &sendHeaders_[sent], static_cast<unsigned>(count - sent), 0);
+      if (result > 0) {
+        uint64_t bytes = 0;
+        for (size_t i = sent; i < sent + static_cast<size_t>(result); ++i) bytes += sendIov_[i].iov_len;
+        SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
+        SocketStats::Add(state->stats->bytesOut, bytes);
+        SocketStats::Add(state->stats->batchesOut, 1);
+        sent += static_cast<size_t>(result);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+        output.sendDropped += count - sent;
+        break;
+      }
+      SocketStats::Add(state->stats->sendErrors, 1);
+      ++sent;
+    }
+    first += count;
+  }
+  output.outboxCount = 0;
+
+  // Records: copied into receive slabs as batches, as far as there is room; the rest waits.
+  if (output.recordsStart == output.records.size()) return;
+  ReceiveSlab* slab = &receiveSlabs_[currentSlab_];
+  if (receiveSlabCount_ == 0 && !AcquireSlabSpace(kSlabSize)) return;
+  slab = &receiveSlabs_[currentSlab_];
+  if (slab->offset != 0 && SlabIsFree(*slab)) slab->offset = 0;
+  size_t batchStart = slab->offset;
+  uint32_t batchCount = 0;
+  while (output.recordsStart < output.records.size()) {
+    const uint8_t* record = output.records.data() + output.recordsStart;
+    uint32_t length;
+    std::memcpy(&length, record, 4);
+    const size_t size = Align8(kPeerRecordHeaderSize + length);
+    if (slab->offset + size > slab->size) {
+      PublishBatch(state, batchStart, batchCount, 0, false);
+      batchCount = 0;
+      if (!AcquireSlabSpace(size)) return;  // the rest goes out once JavaScript frees a slab
+      slab = &receiveSlabs_[currentSlab_];
+      batchStart = slab->offset;
+    }
+    std::memcpy(slab->data + slab->offset, record, size);
+    slab->offset += size;
+    output.recordsStart += size;
+    ++batchCount;
+  }
+  PublishBatch(state, batchStart, batchCount, 0, false);
+  output.records.clear();  // keeps its capacity
+  output.recordsStart = 0;
+  output.recordCount = 0;
+}
+
+void Engine::UpdateProtocols() {
+  if (clock_.monotonicUs - lastProtocolUpdateUs_ < kProtocolTickUs) {
+    // Between ticks, only finish handing over records that were waiting for slab space.
+    for (auto& entry : sockets_) {
+      SocketState* state = entry.second.get();
+      if (state->protocol && state->protocol->output.recordsStart < state->protocol->output.records.size()) {
+        FlushProtocol(state);
+      }
+    }
+    return;
+  }
+  lastProtocolUpdateUs_ = clock_.monotonicUs;
+  double counters[SocketStats::kProtocolFieldCount];
+  for (auto& entry : sockets_) {
+    SocketState* state = entry.second.get();
+    if (!state->protocol) continue;
+    state->protocol->Update(clock_);
+    FlushProtocol(state);
+    const size_t count = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
+    for (size_t i = 0; i < count; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
+  }
+  CloseFinishedProtocols();
+}
+
+void Engine::CloseFinishedProtocols() {
+  for (auto it = sockets_.begin(); it != sockets_.end();) {
+    SocketState* state = it->second.get();
+    ++it;  // CloseSocketNow erases the entry
+    if (state->protocol && state->protocol->Finished() &&
+        state->protocol->output.recordsStart == state->protocol->output.records.size()) {
+      double counters[SocketStats::kProtocolFieldCount];
+      const size_t count = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
+      for (size_t i = 0; i < count; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
+      CloseSocketNow(state);
+    }
+  }
 }
 
 // --- events ---

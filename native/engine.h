@@ -19,6 +19,7 @@
 
 #include "event_fd.h"
 #include "layout.h"
+#include "socket_protocol.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
 
@@ -48,8 +49,11 @@ class Engine {
 
   // coalesceNs: how long the thread may wait for more datagrams before handing a short batch over, when
   // they arrive densely (interrupt moderation); 0: never wait for this socket.
+  // protocol (may be null: a raw socket) runs on the I/O thread over the socket's datagrams.
   uint32_t AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                     std::shared_ptr<SocketStats> stats);
+                     std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr);
+  // A control request for a socket's protocol (disconnect a peer, connect with a token, stop, ...).
+  void Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data);
   void CloseSocket(uint32_t socketId);
   // Hands a filled send slab to the I/O thread. It answers with a SEND_DONE event naming the slab.
   void SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length);
@@ -77,14 +81,17 @@ class Engine {
     bool listed = false;  // in readable_
     uint32_t kernelDropsSeen = 0;
     uint32_t coalesceNs = 0;
+    std::unique_ptr<SocketProtocol> protocol;
   };
 
   struct Command {
-    enum Kind { kAddSocket, kCloseSocket, kSendSlab, kAddReceiveSlab, kStop } kind;
+    enum Kind { kAddSocket, kCloseSocket, kSendSlab, kAddReceiveSlab, kControl, kStop } kind;
     uint32_t id = 0;
     uint8_t* data = nullptr;
     size_t length = 0;
     SocketState* socket = nullptr;  // kAddSocket: ownership passes to the I/O thread
+    uint32_t op = 0;                 // kControl
+    std::vector<uint8_t>* payload = nullptr;  // kControl: owned by the command
   };
 
   struct SendJob {
@@ -116,7 +123,14 @@ class Engine {
   bool CopyScratchToSlabs();              // false when starved
   bool AcquireSlabSpace(size_t bytes);
   bool SlabIsFree(const ReceiveSlab& slab) const;
-  void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes);
+  void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes, bool datagrams = true);
+
+  // Protocol sockets.
+  void ReceiveProtocolBatch(SocketState* state, uint32_t count);
+  // Sends the protocol's queued datagrams and hands its records to JavaScript (as far as slabs allow).
+  void FlushProtocol(SocketState* state);
+  void UpdateProtocols();
+  void CloseFinishedProtocols();
 
   // Sending.
   // Sends up to *budget datagrams (decremented) so that receiving gets its turn on a busy thread.
@@ -156,6 +170,9 @@ class Engine {
   std::unordered_map<uint32_t, std::unique_ptr<SocketState>> sockets_;
   std::vector<SocketState*> readable_;
   ScratchState scratch_;
+  netcode::Clock clock_;           // read once per loop turn
+  uint64_t lastProtocolUpdateUs_ = 0;
+  uint32_t protocolSockets_ = 0;
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
   uint32_t turnBatchSize_ = 0;     // the largest batch size among them

@@ -19,6 +19,10 @@ struct SocketStats {
   std::atomic<uint64_t> truncated{0};    // datagrams larger than the receive slot
   std::atomic<uint64_t> sendDropped{0};  // queued datagrams discarded because the socket closed first
 
+  // A protocol's counters (netcode server or client), copied here by the I/O thread at each timer tick.
+  static constexpr int kProtocolFieldCount = 16;
+  std::atomic<double> protocol[kProtocolFieldCount] = {};
+
   static constexpr int kFieldCount = 11;
   void CopyTo(double* out) const {
     const std::atomic<uint64_t>* fields[kFieldCount] = {&packetsIn,  &bytesIn,       &batchesIn,   &packetsOut,

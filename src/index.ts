@@ -21,3 +21,6 @@ export {
   type ConnectTokenOptions,
 } from './netcode/connect-token.ts'
 export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'
+export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
+export { Client, ConnectError, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
+export { Peer } from './peer.ts'

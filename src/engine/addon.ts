@@ -25,6 +25,27 @@ export interface NativeSocketOptions {
   port: number
   batchSize: number
   coalesceUs: number
+  /** A protocol the engine runs over the socket's datagrams; none for a raw socket. */
+  protocol?: NativeServerProtocol | NativeClientProtocol
+}
+
+export interface NativeServerProtocol {
+  kind: 'server'
+  protocolId: bigint
+  privateKey: Uint8Array
+  publicAddress: string
+  maxClients: number
+  keepAliveIntervalUs?: number
+  disconnectIntervalUs?: number
+  disconnectPackets?: number
+}
+
+export interface NativeClientProtocol {
+  kind: 'client'
+  requestIntervalUs?: number
+  keepAliveIntervalUs?: number
+  disconnectIntervalUs?: number
+  disconnectPackets?: number
 }
 
 export interface NativeEngine {
@@ -35,6 +56,8 @@ export interface NativeEngine {
   forgetSocket(id: number): void
   submit(slab: number, byteLength: number): void
   socketStats(id: number, out: Float64Array): boolean
+  protocolStats(id: number, out: Float64Array): boolean
+  control(id: number, op: number, arg: number, data?: Uint8Array): void
   setRef(ref: boolean): void
   shutdown(): void
 }

@@ -37,11 +37,18 @@ function slabView(buffer: ArrayBuffer): SlabView {
 
 /** A destination in the form send slabs hold it. */
 export interface QueuedAddress {
-  family: 4 | 6
+  /** 4 or 6; 0 for a protocol socket, whose records name a peer instead (in scopeId). */
+  family: 0 | 4 | 6
   /** 16 bytes; an IPv4 address fills the first 4. */
   bytes: Uint8Array
   scopeId: number
 }
+
+/** The destination of a payload on a protocol socket: its peer (client index); 0 for a client socket. */
+export function peerDestination(peer: number): QueuedAddress {
+  return { family: 0, bytes: noAddress, scopeId: peer }
+}
+const noAddress = new Uint8Array(16)
 
 export class Engine {
   readonly addon: Addon
@@ -104,6 +111,16 @@ export class Engine {
 
   readStats(id: number, out: Float64Array): boolean {
     return this.#native.socketStats(id, out)
+  }
+
+  readProtocolStats(id: number, out: Float64Array): boolean {
+    return this.#native.protocolStats(id, out)
+  }
+
+  /** A control request for a protocol socket; queued sends go first. */
+  control(id: number, op: number, arg = 0, data?: Uint8Array): void {
+    this.flush()
+    this.#native.control(id, op, arg, data)
   }
 
   /**

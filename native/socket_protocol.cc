@@ -1,0 +1,36 @@
+#include "socket_protocol.h"
+
+#include <cstring>
+
+namespace volley {
+
+void ProtocolOutput::Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6) {
+  if (size > kMaxProtocolDatagram) return;
+  if (outboxCount == outbox.size()) outbox.resize(outbox.size() + 64);  // grows in chunks, then is reused
+  Datagram& datagram = outbox[outboxCount++];
+  datagram.nameLength = ToSockaddr(to.ip, to.port, socketIsV6, &datagram.name);
+  datagram.size = static_cast<uint16_t>(size);
+  std::memcpy(datagram.data, data, size);
+}
+
+uint8_t* ProtocolOutput::Record(PeerRecordKind kind, uint8_t code, uint32_t peer, const netcode::ServerAddress* address,
+                                size_t size) {
+  const size_t at = records.size();
+  records.resize(at + Align8(kPeerRecordHeaderSize + size));
+  uint8_t* record = records.data() + at;
+  std::memset(record, 0, kPeerRecordHeaderSize);
+  const auto length = static_cast<uint32_t>(size);
+  std::memcpy(record, &length, 4);
+  record[4] = kind;
+  record[5] = code;
+  std::memcpy(record + 8, &peer, 4);
+  if (address != nullptr) {
+    std::memcpy(record + 6, &address->port, 2);
+    record[12] = address->ip.family;
+    std::memcpy(record + 16, address->ip.bytes, 16);
+  }
+  ++recordCount;
+  return record + kPeerRecordHeaderSize;
+}
+
+}  // namespace volley

@@ -1,0 +1,64 @@
+// A protocol run by the engine on a socket's datagrams (the netcode server or client): it takes
+// datagrams, payloads from JavaScript, control requests and the time; it gives datagrams to send and
+// records for JavaScript. Raw sockets have none.
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "address.h"
+#include "layout.h"
+#include "netcode/server.h"
+
+namespace volley {
+
+// A record for JavaScript in a receive slab, 8-byte aligned:
+//   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] 0 | u8[16] address | data
+constexpr size_t kPeerRecordHeaderSize = 32;
+enum PeerRecordKind : uint8_t { kPeerPayload = 1, kPeerConnect = 2, kPeerDisconnect = 3, kClientState = 4 };
+// Control requests from JavaScript.
+enum ProtocolControl : uint32_t { kControlDisconnectPeer = 1, kControlConnect = 2, kControlDisconnect = 3, kControlStop = 4 };
+
+// Largest datagram a protocol sends (a connection request).
+constexpr size_t kMaxProtocolDatagram = 1280;
+
+class ProtocolOutput {
+ public:
+  struct Datagram {
+    sockaddr_in6 name;
+    socklen_t nameLength;
+    uint16_t size;
+    uint8_t data[kMaxProtocolDatagram];
+  };
+
+  void Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6);
+  // Appends a record; returns where its `size` data bytes go.
+  uint8_t* Record(PeerRecordKind kind, uint8_t code, uint32_t peer, const netcode::ServerAddress* address, size_t size);
+
+  std::vector<Datagram> outbox;  // [0, outboxCount) are waiting for sendmmsg
+  size_t outboxCount = 0;
+  std::vector<uint8_t> records;  // [recordsStart, end) wait for slab space
+  size_t recordsStart = 0;
+  uint32_t recordCount = 0;
+  uint64_t sendDropped = 0;      // datagrams the kernel would not take at once (counted, not retried)
+};
+
+class SocketProtocol {
+ public:
+  virtual ~SocketProtocol() = default;
+  virtual void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
+  virtual void Update(const netcode::Clock& now) = 0;
+  virtual void Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
+  virtual void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) = 0;
+  // True once a stop has finished its work (redundant disconnects sent): the engine closes the socket.
+  virtual bool Finished() const = 0;
+  // Counters for JavaScript, copied out as doubles.
+  virtual size_t CopyCounters(double* out, size_t capacity) const = 0;
+
+  ProtocolOutput output;
+  bool socketIsV6 = false;
+};
+
+}  // namespace volley

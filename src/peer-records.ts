@@ -1,0 +1,35 @@
+// Records a protocol socket's engine hands JavaScript (native/socket_protocol.h):
+//   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
+import type { SlabView } from './engine/engine.ts'
+import { align8, layout } from './engine/layout.ts'
+import type { Addon } from './engine/addon.ts'
+
+export interface PeerRecord {
+  kind: number
+  code: number
+  peer: number
+  /** Offset of the data in the slab, and its length. */
+  at: number
+  length: number
+  /** Offset of the record (for its address). */
+  record: number
+}
+
+export function* peerRecords(slab: SlabView, start: number, count: number): Generator<PeerRecord> {
+  const { u8, u32 } = slab
+  let at = start
+  for (let i = 0; i < count; i++) {
+    const length = u32[at >>> 2]!
+    yield { kind: u8[at + 4]!, code: u8[at + 5]!, peer: u32[(at + 8) >>> 2]!, at: at + layout.peerRecordHeaderSize, length, record: at }
+    at += align8(layout.peerRecordHeaderSize + length)
+  }
+}
+
+/** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */
+export function recordAddress(addon: Addon, slab: SlabView, record: number): { address: string; port: number; family: 'IPv4' | 'IPv6' } {
+  const port = slab.u16[(record + 6) >>> 1]!
+  const family = slab.u8[record + 12]
+  const bytes = slab.u8.subarray(record + 16, record + 32)
+  if (family === 4) return { address: `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`, port, family: 'IPv4' }
+  return { address: addon.formatIp(bytes, 6), port, family: 'IPv6' }
+}

@@ -1,0 +1,253 @@
+// A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
+// turns its records into typed events and its peers into Peer objects.
+import { EventEmitter } from 'node:events'
+import { type Engine, type EngineClient, type SlabView, dedicatedEngine, peerDestination, sharedEngine } from './engine/engine.ts'
+import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
+import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
+import { Peer, type PeerHost } from './peer.ts'
+import { peerRecords, recordAddress } from './peer-records.ts'
+
+export interface ServerOptions {
+  /** Unique to your application: tokens of any other protocol id are refused. */
+  protocolId: bigint | number
+  /** The 32-byte key shared with the web backend that makes connect tokens. */
+  privateKey: Uint8Array
+  /** 'a.b.c.d:port' or '[v6]:port' to listen on; tokens must list it (or publicAddress). */
+  address: string
+  /** The address tokens list, when clients reach the server at another one than it binds (NAT, 0.0.0.0). */
+  publicAddress?: string
+  /** Client slots, 1 to 1,048,576 (default 256). */
+  maxClients?: number
+  /** Keep-alive period when nothing else was sent, ms (default 100: 10 Hz). Lower it for huge peer counts. */
+  keepAliveIntervalMs?: number
+  /** Redundant disconnect packets (default 10, sent at disconnectIntervalMs, default 100). */
+  disconnectPackets?: number
+  disconnectIntervalMs?: number
+  /** Socket options, as for createDatagramSocket. */
+  recvBufferSize?: number
+  sendBufferSize?: number
+  batchSize?: number
+  coalesceUs?: number
+  engine?: 'shared' | 'dedicated'
+}
+
+export type ServerState = 'stopped' | 'running' | 'stopping'
+export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'
+
+export interface ServerStats {
+  connectedClients: number
+  packets: { in: number; out: number }
+  bytes: { in: number; out: number }
+  /** Datagrams dropped (never answered), by cause. */
+  drops: { malformed: number; replayed: number; decryptionFailed: number; unknownAddress: number; tokenRefused: number }
+  /** Valid requests answered with "denied": the server was full. */
+  denied: number
+}
+
+export interface ServerEvents {
+  connect: [peer: Peer]
+  /** data is a view valid during the callback: copy it to keep it. */
+  message: [peer: Peer, data: Uint8Array]
+  disconnect: [peer: Peer, reason: DisconnectReason]
+  state: [state: ServerState]
+  drain: []
+  error: [error: Error]
+}
+
+const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed' }
+
+export class Server extends EventEmitter<ServerEvents> implements PeerHost {
+  readonly #options: Required<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
+  readonly #protocolId: bigint
+  readonly #bind: { host: string; port: number; family: 4 | 6 }
+  readonly #peers = new Map<number, Peer>()
+  readonly #counters = new Float64Array(protocolStatsFields)
+  #engine: Engine | undefined
+  #id = 0
+  #state: ServerState = 'stopped'
+  #closed: Promise<void> | undefined
+  #resolveClosed: (() => void) | undefined
+  readonly #client: EngineClient
+
+  constructor(options: ServerOptions) {
+    super()
+    if (typeof options !== 'object' || options === null) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
+    }
+    this.#protocolId = toProtocolId(options.protocolId)
+    if (!(options.privateKey instanceof Uint8Array) || options.privateKey.byteLength !== 32) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "privateKey" option must be a Uint8Array of 32 bytes. Received ${describe(options.privateKey)}`)
+    }
+    // Port 0 binds any free port (and then stands for it in the public address too).
+    const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
+    const bound = parseServerAddress(anyPort ? `${options.address.slice(0, -2)}:1` : options.address)
+    if (options.publicAddress !== undefined) parseServerAddress(options.publicAddress)
+    const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
+    this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family }
+    const maxClients = options.maxClients ?? 256
+    if (!Number.isInteger(maxClients) || maxClients < 1 || maxClients > 1 << 20) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "maxClients" option must be an integer from 1 to 1048576. Received ${describe(maxClients)}`)
+    }
+    for (const name of ['keepAliveIntervalMs', 'disconnectIntervalMs'] as const) {
+      const value = options[name]
+      if (value !== undefined && !(typeof value === 'number' && value >= 1 && value <= 60_000)) {
+        throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be from 1 to 60000 ms. Received ${describe(value)}`)
+      }
+    }
+    const disconnectPackets = options.disconnectPackets ?? 10
+    if (!Number.isInteger(disconnectPackets) || disconnectPackets < 0 || disconnectPackets > 100) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "disconnectPackets" option must be an integer from 0 to 100. Received ${describe(disconnectPackets)}`)
+    }
+    this.#options = { ...options, maxClients, keepAliveIntervalMs: options.keepAliveIntervalMs ?? 100, disconnectPackets, disconnectIntervalMs: options.disconnectIntervalMs ?? 100 }
+    this.#client = {
+      onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
+      onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
+      onClosed: () => this.#onClosed(),
+      onDrain: () => this.emit('drain'),
+    }
+  }
+
+  get state(): ServerState {
+    return this.#state
+  }
+
+  /** The connected peers, by client index. */
+  get peers(): ReadonlyMap<number, Peer> {
+    return this.#peers
+  }
+
+  /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. */
+  async listen(): Promise<{ address: string; port: number }> {
+    if (this.#state !== 'stopped' || this.#closed !== undefined) {
+      throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server that was never closed; it is ${this.#state}`)
+    }
+    const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    const publicAddress = this.#options.publicAddress ?? this.#options.address
+    let info
+    try {
+      info = engine.open(
+        {
+          ipv6: this.#bind.family === 6,
+          ipv6Only: false,
+          reuseAddress: false,
+          reusePort: false,
+          receiveBufferSize: this.#options.recvBufferSize ?? 4 << 20,
+          sendBufferSize: this.#options.sendBufferSize ?? 4 << 20,
+          address: this.#bind.host,
+          port: this.#bind.port,
+          batchSize: this.#options.batchSize ?? 64,
+          coalesceUs: this.#options.coalesceUs ?? 200,
+          protocol: {
+            kind: 'server',
+            protocolId: this.#protocolId,
+            privateKey: this.#options.privateKey,
+            publicAddress, // port 0: the port the socket binds
+            maxClients: this.#options.maxClients,
+            keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
+            disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
+            disconnectPackets: this.#options.disconnectPackets,
+          },
+        },
+        this.#client,
+      )
+    } catch (error) {
+      engine.releaseIfIdle()
+      throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
+    }
+    this.#engine = engine
+    this.#id = info.id
+    this.#setState('running')
+    return { address: info.address, port: info.port }
+  }
+
+  /** RUNNING -> STOPPING (every client is sent redundant disconnects) -> STOPPED. */
+  close(): Promise<void> {
+    if (this.#closed) return this.#closed
+    if (this.#state === 'stopped') {
+      this.#closed = Promise.resolve()
+      return this.#closed
+    }
+    this.#closed = new Promise((resolve) => {
+      this.#resolveClosed = resolve
+    })
+    this.#setState('stopping')
+    ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+    return this.#closed
+  }
+
+  stats(): ServerStats {
+    const c = this.#counters
+    if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
+    return {
+      connectedClients: this.#peers.size,
+      packets: { in: c[0]!, out: c[2]! },
+      bytes: { in: c[1]!, out: c[3]! },
+      drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]!, tokenRefused: c[8]! },
+      denied: c[9]!,
+    }
+  }
+
+  /** @internal */
+  sendToPeer(peer: Peer, data: Uint8Array): boolean {
+    if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
+    return (this.#engine as Engine).enqueue(this.#client, this.#id, data, 0, peerDestination(peer.index))
+  }
+
+  /** @internal */
+  disconnectPeer(peer: Peer): void {
+    if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.index)
+  }
+
+  #setState(state: ServerState): void {
+    this.#state = state
+    this.emit('state', state)
+  }
+
+  #onBatch(slab: SlabView, start: number, count: number): void {
+    const engine = this.#engine as Engine
+    for (const record of peerRecords(slab, start, count)) {
+      switch (record.kind) {
+        case PeerRecordKind.payload: {
+          const peer = this.#peers.get(record.peer)
+          if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, record.at, record.length))
+          break
+        }
+        case PeerRecordKind.connect: {
+          const { address, port } = recordAddress(engine.addon, slab, record.record)
+          const clientId = new DataView(slab.buffer, record.at, 8).getBigUint64(0, true)
+          const userData = slab.u8.slice(record.at + 8, record.at + 8 + 256)
+          const peer = new Peer(this, record.peer, clientId, address, port, userData)
+          this.#peers.set(record.peer, peer)
+          this.emit('connect', peer)
+          break
+        }
+        case PeerRecordKind.disconnect: {
+          const peer = this.#peers.get(record.peer)
+          if (peer !== undefined) {
+            this.#peers.delete(record.peer)
+            peer.markDisconnected()
+            this.emit('disconnect', peer, disconnectReasons[record.code] ?? 'disconnected')
+          }
+          break
+        }
+      }
+    }
+  }
+
+  #onClosed(): void {
+    if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    for (const peer of this.#peers.values()) peer.markDisconnected()
+    this.#peers.clear()
+    this.#setState('stopped')
+    this.#resolveClosed?.()
+  }
+}
+
+function toProtocolId(value: unknown): bigint {
+  if (typeof value === 'bigint' && value >= 0n && value < 1n << 64n) return value
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
+  throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "protocolId" option must be a 64-bit unsigned bigint. Received ${describe(value)}`)
+}
+
+export { toProtocolId }

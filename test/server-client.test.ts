@@ -1,0 +1,133 @@
+// Server and Client over loopback: the netcode protocol running on the engine's I/O thread.
+import { describe, expect, it } from 'vitest'
+import { Client, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { waitFor } from './helpers.ts'
+
+const privateKey = new Uint8Array(32).fill(3)
+const protocolId = 0x1234n
+const fast = { disconnectIntervalMs: 5 } // redundant disconnects 5 ms apart keep the tests short
+
+async function startServer(options: Partial<ConstructorParameters<typeof Server>[0]> = {}): Promise<{ server: Server; address: string }> {
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 8, ...fast, ...options })
+  const { port } = await server.listen()
+  return { server, address: `127.0.0.1:${port}` }
+}
+
+function token(address: string | string[], clientId = 1n, extra: { timeoutSeconds?: number; expireSeconds?: number; userData?: Uint8Array } = {}) {
+  return generateConnectToken({
+    protocolId,
+    privateKey,
+    clientId,
+    serverAddresses: Array.isArray(address) ? address : [address],
+    expireSeconds: extra.expireSeconds ?? 30,
+    timeoutSeconds: extra.timeoutSeconds ?? 5,
+    userData: extra.userData,
+  })
+}
+
+describe('Server and Client on loopback', () => {
+  it('connects with a token, carries payloads both ways, and reports the peer', async () => {
+    const { server, address } = await startServer()
+    const connected: Peer[] = []
+    const received: string[] = []
+    server.on('connect', (peer) => connected.push(peer))
+    server.on('message', (peer, data) => {
+      received.push(Buffer.from(data).toString())
+      peer.send(Buffer.from(`echo ${Buffer.from(data).toString()}`))
+    })
+    const client = new Client(fast)
+    const states: string[] = []
+    client.on('state', (state) => states.push(state))
+    await client.connect(await token(address, 42n, { userData: new Uint8Array([7, 7]) }))
+    expect(client.state).toBe('connected')
+    expect(states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+    await waitFor(() => connected.length === 1)
+    expect(connected[0]).toMatchObject({ clientId: 42n, address: '127.0.0.1', index: 0 })
+    expect([...connected[0]!.userData.subarray(0, 3)]).toEqual([7, 7, 0])
+    const answers: string[] = []
+    client.on('message', (data) => answers.push(Buffer.from(data).toString()))
+    for (let i = 0; i < 100; i++) client.send(Buffer.from(`m${i}`))
+    await waitFor(() => answers.length === 100, 5000, 'echoes')
+    expect(received).toEqual(Array.from({ length: 100 }, (_, i) => `m${i}`))
+    expect(answers[99]).toBe('echo m99')
+    const stats = server.stats()
+    expect(stats.connectedClients).toBe(1)
+    await client.close()
+    await waitFor(() => server.peers.size === 0)
+    await server.close()
+    expect(server.state).toBe('stopped')
+  })
+
+  it('server states STOPPED -> RUNNING -> STOPPING -> STOPPED; clients see the disconnect', async () => {
+    const { server, address } = await startServer()
+    const states: string[] = []
+    server.on('state', (state) => states.push(state))
+    const client = new Client(fast)
+    await client.connect(await token(address))
+    const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
+    const reasons: string[] = []
+    server.on('disconnect', (_peer, reason) => reasons.push(reason))
+    await waitFor(() => server.peers.size === 1)
+    await server.close()
+    expect(states).toEqual(['stopping', 'stopped'])
+    expect(reasons).toEqual(['server-closed'])
+    expect(await ended).toBe('disconnected')
+    await client.close()
+  })
+
+  it('rejects with typed errors: denied when full, request timed out, invalid token', async () => {
+    const { server, address } = await startServer({ maxClients: 1 })
+    const first = new Client(fast)
+    await first.connect(await token(address, 1n))
+    const second = new Client(fast)
+    const denied = await second.connect(await token(address, 2n)).catch((error: unknown) => error)
+    expect(denied).toBeInstanceOf(ConnectError)
+    expect(denied).toMatchObject({ code: 'ERR_CONNECTION_DENIED', state: 'connection-denied' })
+    const nobody = new Client(fast)
+    const silent = await nobody.connect(await token('127.0.0.1:9', 3n, { timeoutSeconds: 1 })).catch((error: unknown) => error)
+    expect(silent).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    await expect(new Client().connect(new Uint8Array(10))).rejects.toMatchObject({ code: 'ERR_INVALID_CONNECT_TOKEN' })
+    expect(server.stats().denied).toBe(1)
+    await Promise.all([first.close(), second.close(), nobody.close()])
+    await server.close()
+  })
+
+  it('a token for another server is refused and counted, never answered', async () => {
+    const { server } = await startServer()
+    const client = new Client(fast)
+    const attempt = client.connect(await token('127.0.0.1:1', 9n, { timeoutSeconds: 1 }))
+    await expect(attempt).rejects.toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    await client.close()
+    await server.close()
+  })
+
+  it('peer.disconnect() ends the client with redundant disconnect packets', async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    await client.connect(await token(address))
+    await waitFor(() => server.peers.size === 1)
+    const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
+    const peer = [...server.peers.values()][0]!
+    peer.disconnect()
+    expect(await ended).toBe('disconnected')
+    expect(peer.connected).toBe(false)
+    expect(() => peer.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED' }))
+    await client.close()
+    await server.close()
+  })
+
+  it('validates its arguments', async () => {
+    expect(() => new Server({ protocolId: -1n, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Server({ protocolId, privateKey: new Uint8Array(3), address: '127.0.0.1:1' })).toThrow(/32 bytes/)
+    expect(() => new Server({ protocolId, privateKey, address: 'nowhere' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:1', maxClients: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    const client = new Client()
+    expect(() => client.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED' }))
+    const { server, address } = await startServer()
+    const connected = new Client(fast)
+    await connected.connect(await token(address))
+    expect(() => connected.send(new Uint8Array(1201))).toThrow(expect.objectContaining({ code: 'ERR_PAYLOAD_SIZE' }))
+    await connected.close()
+    await server.close()
+  })
+})
