@@ -16,7 +16,7 @@ if (!isMainThread) {
   const { register } = await import('tsx/esm/api')
   register()
 }
-const { createDatagramSocket, nativeInfo } = await import(new URL('../src/index.ts', import.meta.url).href)
+const { createDatagramSocket, nativeInfo, Server, Client, generateConnectToken } = await import(new URL('../src/index.ts', import.meta.url).href)
 
 const args = process.argv.slice(2)
 const option = (name, fallback) => {
@@ -253,6 +253,31 @@ async function collect() {
   }
 }
 
+// Netcode server and clients on the engine: connect, exchange payloads, disconnect from either side, stop.
+async function protocolCycles(n) {
+  const privateKey = new Uint8Array(32).fill(5)
+  for (let i = 0; i < n; i++) {
+    const server = new Server({ protocolId: 7n, privateKey, address: '127.0.0.1:0', maxClients: 4, disconnectIntervalMs: 2, engine: i % 2 ? 'dedicated' : 'shared' })
+    const { port } = await server.listen()
+    server.on('message', (peer, data) => peer.send(data))
+    const clients = []
+    for (let c = 0; c < 3; c++) {
+      const client = new Client({ disconnectIntervalMs: 2 })
+      const token = await generateConnectToken({ protocolId: 7n, privateKey, clientId: BigInt(c + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+      await client.connect(token)
+      let echoes = 0
+      client.on('message', () => echoes++)
+      for (let m = 0; m < 20; m++) client.send(new Uint8Array(100).fill(m))
+      await waitUntil(() => echoes === 20, 5000)
+      clients.push(client)
+    }
+    await clients[0].close()
+    ;[...server.peers.values()][0]?.disconnect()
+    await server.close()
+    await Promise.all(clients.map((client) => client.close()))
+  }
+}
+
 // --- main ------------------------------------------------------------------------------------------
 
 async function main() {
@@ -271,6 +296,7 @@ async function main() {
     ['close while traffic flows (dedicated)', () => closeWhileFlowing(Math.ceil(CYCLES / 3), 'dedicated')],
     ['close/shutdown inside callbacks', () => closeInsideCallback(Math.ceil(CYCLES / 2))],
     ['starved receiver', () => starve(Math.max(1, Math.ceil(CYCLES / 10)))],
+    ['netcode server and clients', () => protocolCycles(Math.max(1, Math.ceil(CYCLES / 10)))],
   ]
   if (WORKERS) {
     phases.push(['worker exits with sockets open', () => spawnWorker('exit')])

@@ -1,79 +1,92 @@
-// The loopback demo (npm run demo): one socket floods another through the engine for a few seconds,
-// respecting back-pressure, and prints live counters and a summary.
+// The loopback demo (npm run demo): a netcode server, 1,000 clients connecting with connect tokens,
+// messages flowing both ways, live counters, and a summary at the end.
 import { parseArgs } from 'node:util'
-import { createDatagramSocket } from '../index.ts'
+import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { nativeInfo } from '../native-info.ts'
 
 const { values } = parseArgs({
   options: {
-    seconds: { type: 'string', default: '3' },
-    size: { type: 'string', default: '64' },
-    batch: { type: 'string', default: '64' },
+    clients: { type: 'string', default: '1000' },
+    seconds: { type: 'string', default: '5' },
+    rate: { type: 'string', default: '20' }, // messages per client per second
   },
 })
+const clientCount = Number(values.clients)
 const seconds = Number(values.seconds)
-const size = Number(values.size)
-const batchSize = Number(values.batch)
+const rate = Number(values.rate)
+const protocolId = 0x766f6c6c6579n // "volley"
+const privateKey = await generateKey()
 
-// The receiver gets an I/O thread of its own, so reading and writing run on both cores.
-const receiver = createDatagramSocket({ batchSize, recvBufferSize: 8 << 20, engine: 'dedicated' })
-const sender = createDatagramSocket({ batchSize, sendBufferSize: 4 << 20 })
-const { port } = await receiver.bind(0, '127.0.0.1')
-await sender.bind(0, '127.0.0.1')
-
+const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clientCount, engine: 'dedicated' })
+const { port } = await server.listen()
 const info = nativeInfo()
-console.log(`volley loopback demo: ${size} B datagrams for ${seconds} s, batches of ${batchSize}`)
-console.log(`native addon: ${info.path} (sources ${info.sourceHash}, libsodium ${info.sodiumVersion})\n`)
+console.log(`volley demo: a server on 127.0.0.1:${port}, ${clientCount} clients, ${rate} messages/s each, ${seconds} s`)
+console.log(`native addon: ${info.path} (libsodium ${info.sodiumVersion})\n`)
 
-let received = 0
-let corrupt = 0
-receiver.on('messages', (batch) => {
-  for (const m of batch) {
-    if (m.data.byteLength !== size || m.data[size - 1] !== 0x5a) corrupt++
-    received++
-  }
+let serverReceived = 0
+server.on('message', (peer, data) => {
+  serverReceived++
+  peer.send(data) // echo
 })
 
-const payload = Buffer.alloc(size, 0x5a)
-let sending = true
-let refused = 0
-const pump = (): void => {
-  // Send until the queue is full, then let 'drain' resume; yield to the event loop every 4096 sends.
-  for (let i = 0; i < 4096 && sending; i++) {
-    if (!sender.send(payload, port, '127.0.0.1')) {
-      refused++
-      return
-    }
-  }
-  if (sending) setImmediate(pump)
+// Tokens, as a web backend would make them.
+const tokens = await Promise.all(
+  Array.from({ length: clientCount }, (_, i) =>
+    generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 10 }),
+  ),
+)
+
+const connectStarted = performance.now()
+const clients: Client[] = []
+let echoes = 0
+for (let first = 0; first < clientCount; first += 100) {
+  const wave = tokens.slice(first, first + 100).map(async (token) => {
+    const client = new Client()
+    client.on('message', () => echoes++)
+    await client.connect(token)
+    clients.push(client)
+  })
+  await Promise.all(wave)
 }
-sender.on('drain', pump)
+const connectMs = performance.now() - connectStarted
+console.log(`  ${clients.length} clients connected in ${connectMs.toFixed(0)} ms (${((clients.length / connectMs) * 1000).toFixed(0)} handshakes/s)\n`)
 
-const started = process.hrtime.bigint()
+const payload = new Uint8Array(64).fill(0x2a)
+let sent = 0
+const perTick = Math.max(1, Math.round((rate * clientCount) / 20))
+let cursor = 0
+const sender = setInterval(() => {
+  for (let i = 0; i < perTick; i++) {
+    const client = clients[cursor++ % clients.length] as Client
+    if (client.send(payload)) sent++
+  }
+}, 50)
+
 const cpuStart = process.cpuUsage()
-let lastReceived = 0
+const started = performance.now()
+let last = { sent: 0, echoes: 0 }
 const ticker = setInterval(() => {
-  const rate = (received - lastReceived) * 2
-  lastReceived = received
-  process.stdout.write(`  received ${received.toLocaleString('en-US').padStart(12)}   ${Math.round(rate / 1000).toLocaleString('en-US').padStart(6)} k datagrams/s\n`)
+  const stats = server.stats()
+  console.log(
+    `  connected ${String(stats.connectedClients).padStart(5)}   sent ${String((sent - last.sent) * 2).padStart(6)}/s   echoed ${String((echoes - last.echoes) * 2).padStart(6)}/s   dropped ${stats.drops.malformed + stats.drops.replayed + stats.drops.decryptionFailed + stats.drops.unknownAddress + stats.drops.tokenRefused}`,
+  )
+  last = { sent, echoes }
 }, 500)
-pump()
 await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
-sending = false
+clearInterval(sender)
 clearInterval(ticker)
-const elapsed = Number(process.hrtime.bigint() - started) / 1e9
+await new Promise((resolve) => setTimeout(resolve, 200)) // the last echoes
+const elapsed = (performance.now() - started) / 1000
 const cpu = process.cpuUsage(cpuStart)
-await new Promise((resolve) => setTimeout(resolve, 100)) // let the last batches land
+const stats = server.stats()
 
-const sent = sender.stats()
-const got = receiver.stats()
-await Promise.all([sender.close(), receiver.close()])
+await Promise.all(clients.map((client) => client.close()))
+await server.close()
 
-const perSecond = (n: number): string => `${Math.round(n / elapsed / 1000).toLocaleString('en-US')} k/s`
 console.log('\nsummary')
-console.log(`  sent        ${sent.packetsOut.toLocaleString('en-US')} datagrams (${perSecond(sent.packetsOut)}) in ${sent.batchesOut.toLocaleString('en-US')} sendmmsg calls`)
-console.log(`  received    ${got.packetsIn.toLocaleString('en-US')} datagrams (${perSecond(got.packetsIn)}, ${((got.bytesIn / elapsed) / 1e6).toFixed(1)} MB/s) in ${got.batchesIn.toLocaleString('en-US')} batches (mean ${(got.packetsIn / Math.max(1, got.batchesIn)).toFixed(1)})`)
-console.log(`  dropped     ${got.drops.receiveBufferFull.toLocaleString('en-US')} by the kernel (receive buffer full); send queue full ${refused} times`)
-console.log(`  delivered   ${received.toLocaleString('en-US')} to the handler, ${corrupt} corrupt`)
-console.log(`  process CPU ${((cpu.user + cpu.system) / 1000 / elapsed / 10).toFixed(0)} % of one core (sender, receiver and both I/O threads)`)
-if (corrupt > 0 || received !== got.packetsIn) process.exitCode = 1
+console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms`)
+console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
+console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
+console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token ${stats.drops.tokenRefused}`)
+console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, 1,000 clients and both I/O threads)`)
+if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1
