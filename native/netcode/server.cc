@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <cstring>
+#include <iterator>
 
 #include "challenge_token.h"
 #include "packet.h"
@@ -172,7 +173,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
                                  const Clock& now) {
   const auto mapping = mappings_.find(key);
   if (mapping == mappings_.end()) {
-    ++counters_.unknownAddress;
+    if (recentlyReleased_.count(key) == 0) ++counters_.unknownAddress;
     return;
   }
   Packet packet;
@@ -306,6 +307,10 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
     farewells_.push_back(entry);
   }
   slotByAddress_.erase(KeyOf(slot.address));
+  if (reason != DisconnectReason::kTimeout) {
+    recentlyReleased_[KeyOf(slot.address)] =
+        now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 1000000u;
+  }
   slotByClientId_.erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);
   sodium_memzero(slot.receiveKey, kKeyBytes);
@@ -340,6 +345,9 @@ void ServerCore::Update(const Clock& now) {
     ++position;
   }
   SendFarewells(now);
+  for (auto it = recentlyReleased_.begin(); it != recentlyReleased_.end();) {
+    it = it->second <= now.monotonicUs ? recentlyReleased_.erase(it) : std::next(it);
+  }
   for (auto it = mappings_.begin(); it != mappings_.end();) {
     const EncryptionMapping& entry = it->second;
     const bool idle = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.createdUs, now);

@@ -162,6 +162,9 @@ class ServerCore {
   std::deque<std::array<uint8_t, kMacBytes>> tokenHistoryOrder_;
   size_t maxTokenHistory_;
   std::vector<Farewell> farewells_;
+  // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
+  // those are expected, not drops.
+  std::unordered_map<AddressKey, uint64_t, AddressHash> recentlyReleased_;
   uint64_t challengeSequence_ = 0;
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
   // starts at 2^63 so it never meets the per-client sequences that start at 0 (IMPLEMENTERS.md).

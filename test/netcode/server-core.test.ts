@@ -200,6 +200,12 @@ describe('connected traffic', () => {
       { kind: 'disconnect', index, reason: 'disconnected' },
     ])
     expect(core.state().connectedClients).toBe(0)
+    // Its redundant disconnect packets keep coming for a while: expected, ignored, not counted as drops.
+    for (let i = 0; i < 9; i++) expect(core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), i * 100_000, T0)).toEqual([])
+    expect(core.state().counters.unknownAddress).toBe(0)
+    core.update(5_000_000, T0) // long after: the address is a stranger again
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 5_000_000, T0)
+    expect(core.state().counters.unknownAddress).toBe(1)
   })
 })
 
