@@ -53,6 +53,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Submit>("submit"),
                            InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
                            InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
+                           InstanceMethod<&EngineWrap::ReadPeerStats>("peerStats"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -235,14 +236,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     getsockopt(socket->fd(), SOL_SOCKET, SO_SNDBUF, &sendBuffer, &length);
 
     std::unique_ptr<SocketProtocol> protocol;
+    std::shared_ptr<netcode::PeerCounterTable> peerCounters;
     Napi::Value protocolOption = options.Get("protocol");
-    if (protocolOption.IsObject() && !MakeProtocol(env, protocolOption.As<Napi::Object>(), localPort, &protocol)) {
+    if (protocolOption.IsObject() &&
+        !MakeProtocol(env, protocolOption.As<Napi::Object>(), localPort, &protocol, &peerCounters)) {
       return env.Undefined();
     }
     auto stats = std::make_shared<SocketStats>();
     const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize),
                                           static_cast<uint32_t>(coalesceUs * 1000), stats, std::move(protocol));
     stats_[id] = std::move(stats);
+    if (peerCounters) peerCounters_[id] = std::move(peerCounters);
 
     Napi::Object result = Napi::Object::New(env);
     result.Set("id", Napi::Number::New(env, id));
@@ -257,7 +261,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // protocol: { kind: 'server', protocolId, privateKey, publicAddress, maxClients, keepAliveIntervalUs,
   //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }
   // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
-  static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out) {
+  static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out,
+                           std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
     const std::string kind = options.Get("kind").ToString().Utf8Value();
     auto microseconds = [&](const char* name, uint64_t fallback) {
       Napi::Value value = options.Get(name);
@@ -306,8 +311,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     config.disconnectPackets = disconnectPackets;
     uint8_t challengeKey[netcode::kKeyBytes];
     randombytes_buf(challengeKey, sizeof(challengeKey));  // made at each start, never leaves the server
-    *out = std::make_unique<NetcodeServerProtocol>(config, challengeKey);
+    auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey);
     sodium_memzero(challengeKey, sizeof(challengeKey));
+    *peerCounters = server->peerCounters();
+    *out = std::move(server);
     return true;
   }
 
@@ -347,7 +354,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
+  // peerStats(socketId, clientIndex, out: Float64Array(4)) -> boolean: packets in, bytes in, packets out, bytes out
+  Napi::Value ReadPeerStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto found = peerCounters_.find(info[0].ToNumber().Uint32Value());
+    const uint32_t index = info[1].ToNumber().Uint32Value();
+    if (found == peerCounters_.end() || index >= found->second->size || !info[2].IsTypedArray()) {
+      return Napi::Boolean::New(env, false);
+    }
+    Napi::TypedArray out = info[2].As<Napi::TypedArray>();
+    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < 4) return Napi::Boolean::New(env, false);
+    auto* target = reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+    const netcode::PeerCounters& counters = found->second->entries[index];
+    target[0] = static_cast<double>(counters.packetsIn.load(std::memory_order_relaxed));
+    target[1] = static_cast<double>(counters.bytesIn.load(std::memory_order_relaxed));
+    target[2] = static_cast<double>(counters.packetsOut.load(std::memory_order_relaxed));
+    target[3] = static_cast<double>(counters.bytesOut.load(std::memory_order_relaxed));
+    return Napi::Boolean::New(env, true);
+  }
+
   Napi::Value ForgetSocket(const Napi::CallbackInfo& info) {
+    peerCounters_.erase(info[0].ToNumber().Uint32Value());
     stats_.erase(info[0].ToNumber().Uint32Value());
     return info.Env().Undefined();
   }
@@ -412,6 +439,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   std::vector<Napi::Reference<Napi::ArrayBuffer>> receiveSlabs_;
   std::vector<SendSlab> sendSlabs_;
   std::unordered_map<uint32_t, std::shared_ptr<SocketStats>> stats_;
+  std::unordered_map<uint32_t, std::shared_ptr<netcode::PeerCounterTable>> peerCounters_;
   std::vector<Event> drained_;
 };
 

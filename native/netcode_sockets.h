@@ -20,6 +20,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
+  std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return core_.peerCounterTable(); }
 
  private:
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;

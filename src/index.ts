@@ -23,5 +23,5 @@ export {
 export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'
 export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
 export { Client, ConnectError, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
-export { Peer } from './peer.ts'
+export { Peer, type PeerStats } from './peer.ts'
 export { ClientPool, type ClientPoolStats } from './client-pool.ts'

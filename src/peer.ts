@@ -4,11 +4,18 @@ import { VolleyError, VolleyRangeError } from './errors.ts'
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array): boolean
   disconnectPeer(peer: Peer): void
+  peerStats(peer: Peer): PeerStats
+}
+
+export interface PeerStats {
+  packets: { in: number; out: number }
+  bytes: { in: number; out: number }
 }
 
 export class Peer {
   readonly #host: PeerHost
   #connected = true
+  #last: PeerStats = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } }
 
   constructor(
     host: PeerHost,
@@ -37,6 +44,12 @@ export class Peer {
     return this.#host.sendToPeer(this, data)
   }
 
+  /** Packets and bytes exchanged with this client (the last reading once it has left). */
+  stats(): PeerStats {
+    if (this.#connected) this.#last = this.#host.peerStats(this)
+    return this.#last
+  }
+
   /** Disconnects the client: it is sent redundant disconnect packets; 'disconnect' follows. */
   disconnect(): void {
     if (this.#connected) this.#host.disconnectPeer(this)
@@ -44,6 +57,7 @@ export class Peer {
 
   /** @internal */
   markDisconnected(): void {
+    if (this.#connected) this.#last = this.#host.peerStats(this)
     this.#connected = false
   }
 }

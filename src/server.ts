@@ -5,7 +5,7 @@ import { type Engine, type EngineClient, type SlabView, dedicatedEngine, peerDes
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
-import { Peer, type PeerHost } from './peer.ts'
+import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { peerRecords, recordAddress } from './peer-records.ts'
 
 export interface ServerOptions {
@@ -63,6 +63,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #bind: { host: string; port: number; family: 4 | 6 }
   readonly #peers = new Map<number, Peer>()
   readonly #counters = new Float64Array(protocolStatsFields)
+  readonly #peerCounters = new Float64Array(4)
   #engine: Engine | undefined
   #id = 0
   #state: ServerState = 'stopped'
@@ -192,6 +193,13 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array): boolean {
     if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
     return (this.#engine as Engine).enqueue(this.#client, this.#id, data, 0, peerDestination(peer.index))
+  }
+
+  /** @internal */
+  peerStats(peer: Peer): PeerStats {
+    const c = this.#peerCounters
+    if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) c.fill(0)
+    return { packets: { in: c[0]!, out: c[2]! }, bytes: { in: c[1]!, out: c[3]! } }
   }
 
   /** @internal */

@@ -52,6 +52,10 @@ describe('Server and Client on loopback', () => {
     expect(answers[99]).toBe('echo m99')
     const stats = server.stats()
     expect(stats.connectedClients).toBe(1)
+    const peerStats = connected[0]!.stats()
+    expect(peerStats.packets.in).toBeGreaterThanOrEqual(101) // the response, 100 payloads, keep-alives
+    expect(peerStats.packets.out).toBeGreaterThanOrEqual(101) // the keep-alive that confirmed, 100 echoes
+    expect(peerStats.bytes.in).toBeGreaterThan(100 * 18)
     await client.close()
     await waitFor(() => server.peers.size === 0)
     await server.close()

@@ -16,6 +16,11 @@ namespace {
 // Types a server takes: requests (plaintext, handled apart), responses, keep-alives, payloads, disconnects.
 constexpr uint32_t kServerAccepts = (1u << kConnectionResponse) | (1u << kKeepAlive) | (1u << kPayload) | (1u << kDisconnect);
 
+// Single writer: a relaxed load and store, no locked add.
+void Count(std::atomic<uint64_t>& counter, uint64_t amount) {
+  counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 bool ServerCore::AddressKey::operator==(const AddressKey& other) const {
@@ -51,7 +56,8 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       sink_(sink),
       slots_(config.maxClients),
       maxMappings_(size_t{config.maxClients} * 4),
-      maxTokenHistory_(size_t{config.maxClients} * 8) {
+      maxTokenHistory_(size_t{config.maxClients} * 8),
+      peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   freeSlots_.reserve(config.maxClients);
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
@@ -220,8 +226,11 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.listPosition = static_cast<uint32_t>(connectedList_.size());
   connectedList_.push_back(index);
   ++connected_;
-  slot.counters.packetsIn = 1;
-  slot.counters.bytesIn = size;
+  PeerCounters& counters = peerCounters_->entries[index];
+  counters.packetsIn.store(1, std::memory_order_relaxed);
+  counters.bytesIn.store(size, std::memory_order_relaxed);
+  counters.packetsOut.store(0, std::memory_order_relaxed);
+  counters.bytesOut.store(0, std::memory_order_relaxed);
   sink_->Connected(index, challenge.clientId, from, challenge.userData);
   SendKeepAlive(index, now);
 }
@@ -236,8 +245,8 @@ void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t si
     if (reason != DropReason::kUnexpectedType) CountDrop(reason);
     return;
   }
-  ++slot.counters.packetsIn;
-  slot.counters.bytesIn += size;
+  Count(peerCounters_->entries[index].packetsIn, 1);
+  Count(peerCounters_->entries[index].bytesIn, size);
   switch (packet.type) {
     case kKeepAlive:
       slot.lastReceiveUs = now.monotonicUs;
@@ -267,8 +276,8 @@ void ServerCore::SendToSlot(uint32_t index, PacketType type, const uint8_t* body
   Slot& slot = slots_[index];
   const size_t length = EncryptPacket(type, slot.sequence++, body, size, config_.protocolId, slot.sendKey, packetBuffer_);
   slot.lastSendUs = now.monotonicUs;
-  ++slot.counters.packetsOut;
-  slot.counters.bytesOut += length;
+  Count(peerCounters_->entries[index].packetsOut, 1);
+  Count(peerCounters_->entries[index].bytesOut, length);
   Emit(slot.address, packetBuffer_, length);
 }
 
@@ -376,11 +385,6 @@ void ServerCore::SendFarewells(const Clock& now) {
     }
     ++i;
   }
-}
-
-const PeerCounters* ServerCore::peerCounters(uint32_t clientIndex) const {
-  if (clientIndex >= slots_.size() || !slots_[clientIndex].connected) return nullptr;
-  return &slots_[clientIndex].counters;
 }
 
 bool ServerCore::clientAddress(uint32_t clientIndex, ServerAddress* out) const {

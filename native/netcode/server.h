@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -52,8 +53,15 @@ struct ServerCounters {
   uint64_t denied = 0;  // requests answered with "denied": the server was full
 };
 
+// Per-client counters, written by the server's thread and read by JavaScript at any time.
 struct PeerCounters {
-  uint64_t packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0;
+  std::atomic<uint64_t> packetsIn{0}, bytesIn{0}, packetsOut{0}, bytesOut{0};
+};
+
+struct PeerCounterTable {
+  explicit PeerCounterTable(uint32_t count) : entries(new PeerCounters[count]), size(count) {}
+  std::unique_ptr<PeerCounters[]> entries;
+  uint32_t size;
 };
 
 class ServerCore {
@@ -74,7 +82,8 @@ class ServerCore {
 
   uint32_t connectedClients() const { return connected_; }
   const ServerCounters& counters() const { return counters_; }
-  const PeerCounters* peerCounters(uint32_t clientIndex) const;
+  // Shared with whoever reads the counters from another thread; it outlives the server if need be.
+  std::shared_ptr<PeerCounterTable> peerCounterTable() const { return peerCounters_; }
   bool clientAddress(uint32_t clientIndex, ServerAddress* out) const;
   uint64_t nextGlobalSequence() const { return globalSequence_; }
 
@@ -101,7 +110,6 @@ class ServerCore {
     uint8_t sendKey[kKeyBytes] = {};
     uint8_t receiveKey[kKeyBytes] = {};
     ReplayWindow replay;
-    PeerCounters counters;
     uint32_t listPosition = 0;  // in connectedList_
   };
 
@@ -171,6 +179,7 @@ class ServerCore {
   uint64_t globalSequence_ = uint64_t{1} << 63;
   bool stopping_ = false;
   ServerCounters counters_;
+  std::shared_ptr<PeerCounterTable> peerCounters_;
   uint8_t packetBuffer_[kMaxPacketBytes];
   uint8_t bodyBuffer_[kMaxPayloadBytes];
 };

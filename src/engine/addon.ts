@@ -57,6 +57,7 @@ export interface NativeEngine {
   submit(slab: number, byteLength: number): void
   socketStats(id: number, out: Float64Array): boolean
   protocolStats(id: number, out: Float64Array): boolean
+  peerStats(id: number, clientIndex: number, out: Float64Array): boolean
   control(id: number, op: number, arg: number, data?: Uint8Array): void
   setRef(ref: boolean): void
   shutdown(): void

@@ -117,6 +117,10 @@ export class Engine {
     return this.#native.protocolStats(id, out)
   }
 
+  readPeerStats(id: number, clientIndex: number, out: Float64Array): boolean {
+    return this.#native.peerStats(id, clientIndex, out)
+  }
+
   /** A control request for a protocol socket; queued sends go first. */
   control(id: number, op: number, arg = 0, data?: Uint8Array): void {
     this.flush()
