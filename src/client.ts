@@ -5,7 +5,7 @@ import { type Engine, type EngineClient, type SlabView, dedicatedEngine, peerDes
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, type VolleyErrorCode, describe, fromNativeError, systemError } from './errors.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
-import { peerRecords } from './peer-records.ts'
+import { forEachPeerRecord } from './peer-records.ts'
 
 export type ClientState =
   | 'connect-token-expired'
@@ -233,13 +233,13 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {
-    for (const record of peerRecords(slab, start, count)) {
-      if (record.kind === PeerRecordKind.payload) {
-        if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, record.at, record.length))
-      } else if (record.kind === PeerRecordKind.clientState) {
-        this.#onState(stateByCode[(record.code << 24) >> 24] ?? 'disconnected')
+    forEachPeerRecord(slab, start, count, (kind, code, _peer, at, length) => {
+      if (kind === PeerRecordKind.payload) {
+        if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, at, length))
+      } else if (kind === PeerRecordKind.clientState) {
+        this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
-    }
+    })
   }
 
   #onState(state: ClientState): void {

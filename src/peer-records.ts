@@ -4,23 +4,21 @@ import type { SlabView } from './engine/engine.ts'
 import { align8, layout } from './engine/layout.ts'
 import type { Addon } from './engine/addon.ts'
 
-export interface PeerRecord {
-  kind: number
-  code: number
-  peer: number
-  /** Offset of the data in the slab, and its length. */
-  at: number
-  length: number
-  /** Offset of the record (for its address). */
-  record: number
-}
-
-export function* peerRecords(slab: SlabView, start: number, count: number): Generator<PeerRecord> {
+/**
+ * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
+ * loop, not an iterator: this runs once per received message.
+ */
+export function forEachPeerRecord(
+  slab: SlabView,
+  start: number,
+  count: number,
+  visit: (kind: number, code: number, peer: number, at: number, length: number, record: number) => void,
+): void {
   const { u8, u32 } = slab
   let at = start
   for (let i = 0; i < count; i++) {
     const length = u32[at >>> 2]!
-    yield { kind: u8[at + 4]!, code: u8[at + 5]!, peer: u32[(at + 8) >>> 2]!, at: at + layout.peerRecordHeaderSize, length, record: at }
+    visit(u8[at + 4]!, u8[at + 5]!, u32[(at + 8) >>> 2]!, at + layout.peerRecordHeaderSize, length, at)
     at += align8(layout.peerRecordHeaderSize + length)
   }
 }

@@ -6,7 +6,7 @@ import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/l
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
-import { peerRecords, recordAddress } from './peer-records.ts'
+import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 
 export interface ServerOptions {
   /** Unique to your application: tokens of any other protocol id are refused. */
@@ -213,32 +213,33 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {
-    const engine = this.#engine as Engine
-    for (const record of peerRecords(slab, start, count)) {
-      switch (record.kind) {
-        case PeerRecordKind.payload: {
-          const peer = this.#peers.get(record.peer)
-          if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, record.at, record.length))
-          break
+    forEachPeerRecord(slab, start, count, this.#onRecord.bind(this, slab))
+  }
+
+  #onRecord(slab: SlabView, kind: number, code: number, index: number, at: number, length: number, record: number): void {
+    switch (kind) {
+      case PeerRecordKind.payload: {
+        const peer = this.#peers.get(index)
+        if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, at, length))
+        return
+      }
+      case PeerRecordKind.connect: {
+        const { address, port } = recordAddress((this.#engine as Engine).addon, slab, record)
+        const clientId = new DataView(slab.buffer, at, 8).getBigUint64(0, true)
+        const userData = slab.u8.slice(at + 8, at + 8 + 256)
+        const peer = new Peer(this, index, clientId, address, port, userData)
+        this.#peers.set(index, peer)
+        this.emit('connect', peer)
+        return
+      }
+      case PeerRecordKind.disconnect: {
+        const peer = this.#peers.get(index)
+        if (peer !== undefined) {
+          this.#peers.delete(index)
+          peer.markDisconnected()
+          this.emit('disconnect', peer, disconnectReasons[code] ?? 'disconnected')
         }
-        case PeerRecordKind.connect: {
-          const { address, port } = recordAddress(engine.addon, slab, record.record)
-          const clientId = new DataView(slab.buffer, record.at, 8).getBigUint64(0, true)
-          const userData = slab.u8.slice(record.at + 8, record.at + 8 + 256)
-          const peer = new Peer(this, record.peer, clientId, address, port, userData)
-          this.#peers.set(record.peer, peer)
-          this.emit('connect', peer)
-          break
-        }
-        case PeerRecordKind.disconnect: {
-          const peer = this.#peers.get(record.peer)
-          if (peer !== undefined) {
-            this.#peers.delete(record.peer)
-            peer.markDisconnected()
-            this.emit('disconnect', peer, disconnectReasons[record.code] ?? 'disconnected')
-          }
-          break
-        }
+        return
       }
     }
   }
