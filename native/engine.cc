@@ -570,6 +570,17 @@ void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint
 
 // --- sending ---
 
+int Engine::SendPrepared(SocketState* state, size_t first, size_t count) {
+  const int result = sendmmsg(state->socket->fd(), &sendHeaders_[first], static_cast<unsigned>(count), 0);
+  if (result < 0) return -errno;
+  uint64_t bytes = 0;
+  for (size_t i = first; i < first + static_cast<size_t>(result); ++i) bytes += sendIov_[i].iov_len;
+  SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
+  SocketStats::Add(state->stats->bytesOut, bytes);
+  SocketStats::Add(state->stats->batchesOut, 1);
+  return result;
+}
+
 void Engine::ProcessSends(size_t budget) {
   while (sendCount_ > 0 && budget > 0) {
     SendJob& job = sendRing_[sendHead_];
@@ -648,17 +659,12 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
     uint32_t refused = 0;
     int refusedError = 0;
     while (sent < count) {
-      const int result = sendmmsg(state->socket->fd(), &sendHeaders_[sent], count - sent, 0);
+      const int result = SendPrepared(state, sent, count - sent);
       if (result > 0) {
-        uint64_t bytes = 0;
-        for (uint32_t i = sent; i < sent + static_cast<uint32_t>(result); ++i) bytes += sendIov_[i].iov_len;
-        SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
-        SocketStats::Add(state->stats->bytesOut, bytes);
-        SocketStats::Add(state->stats->batchesOut, 1);
         sent += static_cast<uint32_t>(result);
         continue;
       }
-      const int error = errno;
+      const int error = -result;
       if (error == EINTR) continue;
       if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) {
         job->offset = sent == 0 ? job->offset : recordEnds[sent - 1];
@@ -716,18 +722,13 @@ void Engine::FlushProtocol(SocketState* state) {
     }
     size_t sent = 0;
     while (sent < count) {
-      const int result = sendmmsg(state->socket->fd(), &sendHeaders_[sent], static_cast<unsigned>(count - sent), 0);
+      const int result = SendPrepared(state, sent, count - sent);
       if (result > 0) {
-        uint64_t bytes = 0;
-        for (size_t i = sent; i < sent + static_cast<size_t>(result); ++i) bytes += sendIov_[i].iov_len;
-        SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
-        SocketStats::Add(state->stats->bytesOut, bytes);
-        SocketStats::Add(state->stats->batchesOut, 1);
         sent += static_cast<size_t>(result);
         continue;
       }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+      if (result == -EINTR) continue;
+      if (result == -EAGAIN || result == -EWOULDBLOCK || result == -ENOBUFS) {
         output.sendDropped += count - sent;
         break;
       }

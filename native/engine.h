@@ -133,6 +133,9 @@ class Engine {
   void CloseFinishedProtocols();
 
   // Sending.
+  // One sendmmsg over sendHeaders_[first, first + count), counted in the socket's stats. Returns how many
+  // went out, or -errno.
+  int SendPrepared(SocketState* state, size_t first, size_t count);
   // Sends up to *budget datagrams (decremented) so that receiving gets its turn on a busy thread.
   void ProcessSends(size_t budget);
   // Returns false when the kernel is out of buffer space (the job is retried later from job->offset).
