@@ -285,6 +285,10 @@ bool Engine::ApplyCommand(const Command& command) {
       if (found != sockets_.end() && found->second->protocol) {
         SocketState* state = found->second.get();
         state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
+        if (command.op == kControlStop && !state->stopping) {
+          state->stopping = true;
+          ++stoppingSockets_;
+        }
         FlushProtocol(state);
         CloseFinishedProtocols();
       }
@@ -346,6 +350,14 @@ void Engine::CloseSocketNow(SocketState* state) {
   epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
   state->socket->Close();
   if (state->protocol) --protocolSockets_;
+  if (state->stopping) --stoppingSockets_;
+  for (size_t i = 0; i < recordsWaiting_.size(); ++i) {
+    if (recordsWaiting_[i] == state) {
+      recordsWaiting_[i] = recordsWaiting_.back();
+      recordsWaiting_.pop_back();
+      break;
+    }
+  }
   Emit(kEventClosed, static_cast<int32_t>(state->id));
   sockets_.erase(state->id);
 }
@@ -755,7 +767,12 @@ void Engine::FlushProtocol(SocketState* state) {
     if (slab->offset + size > slab->size) {
       PublishBatch(state, batchStart, batchCount, 0, false);
       batchCount = 0;
-      if (!AcquireSlabSpace(size)) return;  // the rest goes out once JavaScript frees a slab
+      if (!AcquireSlabSpace(size)) {  // the rest goes out once JavaScript frees a slab
+        if (std::find(recordsWaiting_.begin(), recordsWaiting_.end(), state) == recordsWaiting_.end()) {
+          recordsWaiting_.push_back(state);
+        }
+        return;
+      }
       slab = &receiveSlabs_[currentSlab_];
       batchStart = slab->offset;
     }
@@ -771,16 +788,14 @@ void Engine::FlushProtocol(SocketState* state) {
 }
 
 void Engine::UpdateProtocols() {
-  if (clock_.monotonicUs - lastProtocolUpdateUs_ < kProtocolTickUs) {
-    // Between ticks, only finish handing over records that were waiting for slab space.
-    for (auto& entry : sockets_) {
-      SocketState* state = entry.second.get();
-      if (state->protocol && state->protocol->output.recordsStart < state->protocol->output.records.size()) {
-        FlushProtocol(state);
-      }
-    }
-    return;
+  if (!recordsWaiting_.empty() && !starved_.load(std::memory_order_relaxed)) {
+    // Records that were waiting for slab space: hand them over now (FlushProtocol lists them again if
+    // they still do not fit).
+    std::vector<SocketState*> waiting;
+    waiting.swap(recordsWaiting_);
+    for (SocketState* state : waiting) FlushProtocol(state);
   }
+  if (clock_.monotonicUs - lastProtocolUpdateUs_ < kProtocolTickUs) return;
   lastProtocolUpdateUs_ = clock_.monotonicUs;
   double counters[SocketStats::kProtocolFieldCount];
   for (auto& entry : sockets_) {
@@ -795,10 +810,11 @@ void Engine::UpdateProtocols() {
 }
 
 void Engine::CloseFinishedProtocols() {
+  if (stoppingSockets_ == 0) return;  // only a socket told to stop can finish
   for (auto it = sockets_.begin(); it != sockets_.end();) {
     SocketState* state = it->second.get();
     ++it;  // CloseSocketNow erases the entry
-    if (state->protocol && state->protocol->Finished() &&
+    if (state->stopping && state->protocol->Finished() &&
         state->protocol->output.recordsStart == state->protocol->output.records.size()) {
       double counters[SocketStats::kProtocolFieldCount];
       const size_t count = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);

@@ -82,6 +82,7 @@ class Engine {
     uint32_t kernelDropsSeen = 0;
     uint32_t coalesceNs = 0;
     std::unique_ptr<SocketProtocol> protocol;
+    bool stopping = false;  // a stop control was applied: close once the protocol has finished
   };
 
   struct Command {
@@ -176,6 +177,8 @@ class Engine {
   netcode::Clock clock_;           // read once per loop turn
   uint64_t lastProtocolUpdateUs_ = 0;
   uint32_t protocolSockets_ = 0;
+  uint32_t stoppingSockets_ = 0;
+  std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
   uint32_t turnBatchSize_ = 0;     // the largest batch size among them

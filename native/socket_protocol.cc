@@ -6,7 +6,8 @@ namespace volley {
 
 void ProtocolOutput::Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6) {
   if (size > kMaxProtocolDatagram) return;
-  if (outboxCount == outbox.size()) outbox.resize(outbox.size() + 64);  // grows in chunks, then is reused
+  // Grows by doubling from a few entries, then is reused: a quiet client keeps ~5 KiB, a busy server more.
+  if (outboxCount == outbox.size()) outbox.resize(outbox.empty() ? 4 : outbox.size() * 2);
   Datagram& datagram = outbox[outboxCount++];
   datagram.nameLength = ToSockaddr(to.ip, to.port, socketIsV6, &datagram.name);
   datagram.size = static_cast<uint16_t>(size);

@@ -90,7 +90,8 @@ bool ServerCore::TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock&
 void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
   ++counters_.packetsIn;
   counters_.bytesIn += size;
-  if (size == 0 || stopping_) {
+  if (stopping_) return;  // clients' own redundant disconnects and late keep-alives: expected, not drops
+  if (size == 0) {
     ++counters_.malformed;
     return;
   }
@@ -317,8 +318,9 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
   }
   slotByAddress_.erase(KeyOf(slot.address));
   if (reason != DisconnectReason::kTimeout) {
+    // Long enough for a busy client's redundant disconnects to trickle in.
     recentlyReleased_[KeyOf(slot.address)] =
-        now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 1000000u;
+        now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
   }
   slotByClientId_.erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);

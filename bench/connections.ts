@@ -1,0 +1,144 @@
+// `npm run bench:connections`: what volley's netcode Server costs per connection, side by side in one
+// run, on loopback, with the server (or receiver) and its load generator in separate processes, pinned
+// apart with taskset when it works (server on CPU 1, load on CPU 0):
+//   1. connect: N clients (ClientPool, one socket each) connect to one server; connect rate, server CPU
+//      per completed handshake, failures.
+//   2. idle hold: they stay connected with default keep-alives (10 Hz each way); connections that time
+//      out, server CPU, server RSS per connected peer.
+//   3. payload receive: 1,000 clients send 64 B payloads at a fixed total rate; server CPU per payload
+//      delivered to its JS 'message' handler, against a node:dgram receiver of 64 B plaintext datagrams
+//      at the same rate from the C paced sender (bench/native/paced-sender.c). Interleaved, repeated,
+//      medians.
+// Every figure comes from the measured process itself (getrusage, memoryUsage) at marks the runner asks
+// for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the full record to
+// bench/results/connections-<UTC date>.json and bench/results/latest-connections.json (quick runs add
+// -quick to both names, so they never replace the figures of a full run).
+//
+//   npm run bench:connections                 full run: 10,000 clients, 60 s hold, 3 × 5 s of payloads per receiver
+//   npm run bench:connections -- --quick      CI smoke run (~20 s): 1,000 clients, 5 s hold, 1 × 2 s; also BENCH_QUICK=1
+//   npm run bench:connections -- --help       the other options
+import { randomBytes } from 'node:crypto'
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { connectionsLauncher } from './lib/connections-marks.ts'
+import { buildPacedSender } from './lib/connections-native.ts'
+import { connectionsUsage, parseConnectionsOptions } from './lib/connections-options.ts'
+import { type ConnectHoldResult, type Context, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runDgramPayload, runVolleyPayload } from './lib/connections-phases.ts'
+import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
+import { ChildFailure, killAllChildren } from './lib/processes.ts'
+import { systemInfo } from './lib/system.ts'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const benchDir = join(root, 'bench')
+/** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
+const SETTLE_MS = 300
+
+async function main(): Promise<number> {
+  const started = performance.now()
+  const system = systemInfo(root)
+  const options = parseConnectionsOptions(process.argv.slice(2), process.env, system.taskset)
+  if (options === 'help') {
+    console.log(connectionsUsage)
+    return 0
+  }
+  const pacedSender = buildPacedSender(benchDir)
+  const log = (line: string): void => {
+    process.stderr.write(`${line}\n`)
+  }
+  const context: Context = {
+    launch: connectionsLauncher(root, pacedSender, options.pin === 'split'),
+    options,
+    // A fresh key for the run: the server and the load generator get it on their command lines.
+    key: randomBytes(32).toString('hex'),
+    protocolId: '0x1234',
+    log,
+  }
+  log(
+    `bench:connections: ${options.clients} clients, ${options.holdSeconds} s hold, payloads ${options.rate}/s from ${options.payloadClients} clients for ` +
+      `${options.payloadSeconds} s × ${options.repeats}, pinning ${options.pin}; ${system.node}, ${system.cpuModel}`,
+  )
+  const notes: string[] = []
+  const failures: string[] = []
+  if (system.volley.addon === null) notes.push("volley's native addon did not load in a probe process: the volley cases will fail")
+
+  let connectHold: ConnectHoldResult | null = null
+  if (!options.skipConnect) {
+    try {
+      connectHold = await runConnectAndHold(context)
+    } catch (error) {
+      failures.push(`connect/hold: ${describe(error)}`)
+      log(`connect/hold FAILED: ${describe(error)}`)
+    }
+    await settle()
+  }
+  const payloadRuns: PayloadRun[] = []
+  if (!options.skipPayload) {
+    for (let round = 1; round <= options.repeats; round++) {
+      for (const [receiver, run] of [
+        ['volley', runVolleyPayload],
+        ['dgram', runDgramPayload],
+      ] as const) {
+        try {
+          payloadRuns.push(await run(context, round))
+        } catch (error) {
+          failures.push(`payload ${receiver} #${round}: ${describe(error)}`)
+          log(`payload ${receiver} #${round} FAILED: ${describe(error)}`)
+        }
+        await settle()
+      }
+    }
+  }
+
+  const summary = summarizeConnections(connectHold, payloadRuns, [...notes, ...failures.map((failure) => `FAILED: ${failure}`)])
+  console.log(renderConnections(summary, connectHold, options, system))
+  const record = {
+    schema: 1,
+    benchmark: 'connections',
+    quick: options.quick,
+    options: { ...options, host: '127.0.0.1', payloadSize: PAYLOAD_SIZE, protocolId: context.protocolId },
+    system,
+    seconds: (performance.now() - started) / 1000,
+    summary,
+    connect: connectHold?.connect ?? null,
+    hold: connectHold?.hold ?? null,
+    final: connectHold ? { server: connectHold.serverFinal, load: connectHold.loadFinal } : null,
+    payloadRuns,
+  }
+  const written = writeResults(record, system.date, options.quick ? '-quick' : '')
+  log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)`)
+  return failures.length > 0 ? 1 : 0
+}
+
+function writeResults(record: object, date: string, suffix: string): string[] {
+  const dir = join(benchDir, 'results')
+  mkdirSync(dir, { recursive: true })
+  // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
+  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
+  const files = [join(dir, `connections-${stamp}${suffix}.json`), join(dir, `latest-connections${suffix}.json`)]
+  // NaN (a figure that could not be measured) becomes null in JSON.
+  const text = `${JSON.stringify(record, null, 2)}\n`
+  for (const file of files) writeFileSync(file, text)
+  return files.map((file) => file.slice(root.length))
+}
+
+function describe(error: unknown): string {
+  if (error instanceof ChildFailure) return error.message
+  return error instanceof Error ? error.message : String(error)
+}
+
+function settle(): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
+}
+
+main().then(
+  (code) => {
+    killAllChildren()
+    process.exitCode = code
+  },
+  (error: unknown) => {
+    killAllChildren()
+    process.stderr.write(`bench:connections failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+    process.exitCode = 1
+  },
+)

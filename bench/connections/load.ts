@@ -1,0 +1,112 @@
+// The load generator of the connections benchmark: a volley ClientPool (one UDP socket per client, all
+// on one engine thread in this process) with connect tokens for one server. Commands on stdin
+// (bench/lib/connections-child.ts):
+//   connect                       connects every client (at most --concurrency handshakes at a time);
+//                                 reports a 'connected' mark with the counts and the time it took
+//   mark <label>                  a snapshot: CPU time, memory, pool.stats()
+//   send <rate> <ms> <tick µs>    sends 64-byte payloads at <rate> per second in total for <ms>: every
+//                                 tick, the payloads due by then (rate × elapsed − sent), one per client
+//                                 in turn (the schedule of bench/native/paced-sender.c); reports 'sent'
+//   stop                          closes every client (bounded), a last mark, exit
+// Run as: node --import tsx bench/connections/load.ts --server 127.0.0.1:<port> --key <hex>
+//         --protocol-id <n> --clients <n> --concurrency <n> --timeout <s> --keep-alive-ms <ms> --max-ms <lifetime>
+import { parseArgs } from 'node:util'
+import { ClientPool, generateConnectToken } from '../../src/index.ts'
+import { type MarkCounters, emitMark, numberArg, serveCommands } from '../lib/connections-child.ts'
+import { emit, failStart } from '../lib/protocol.ts'
+
+const { values } = parseArgs({
+  options: {
+    server: { type: 'string' },
+    key: { type: 'string' },
+    'protocol-id': { type: 'string' },
+    clients: { type: 'string' },
+    concurrency: { type: 'string' },
+    timeout: { type: 'string' },
+    'keep-alive-ms': { type: 'string' },
+    'max-ms': { type: 'string' },
+  },
+  strict: true,
+})
+
+const PAYLOAD_SIZE = 64
+const counters: MarkCounters = { packets: 0, bytes: 0 }
+
+try {
+  const server = values.server ?? ''
+  const privateKey = Uint8Array.from(Buffer.from(values.key ?? '', 'hex'))
+  const protocolId = BigInt(values['protocol-id'] ?? '0x1234')
+  const count = numberArg('--clients', values.clients, 1, 60_000)
+  const concurrency = numberArg('--concurrency', values.concurrency, 1, 60_000)
+  const timeoutSeconds = numberArg('--timeout', values.timeout, 1, 600)
+  const maxLifetimeMs = numberArg('--max-ms', values['max-ms'], 1_000, 3_600_000)
+  const tokens = await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: Math.ceil(maxLifetimeMs / 1000) + 60, timeoutSeconds }),
+    ),
+  )
+  const pool = new ClientPool({ keepAliveIntervalMs: numberArg('--keep-alive-ms', values['keep-alive-ms'], 1, 60_000) })
+  const payload = new Uint8Array(PAYLOAD_SIZE).fill(1)
+
+  const send = async (rate: number, milliseconds: number, tickUs: number): Promise<void> => {
+    const clients = pool.clients
+    const total = Math.floor((rate * milliseconds) / 1000)
+    const before = process.resourceUsage()
+    const start = performance.now()
+    let attempted = 0
+    let sent = 0
+    let refused = 0
+    let notConnected = 0
+    let next = 0
+    let ticks = 0
+    const tickMs = tickUs / 1000
+    while (attempted < total && clients.length > 0) {
+      const elapsed = performance.now() - start
+      const due = Math.min(total, Math.floor((rate * elapsed) / 1000))
+      while (attempted < due) {
+        const client = clients[next]
+        next = next + 1 === clients.length ? 0 : next + 1
+        attempted++
+        if (client === undefined || client.state !== 'connected') notConnected++
+        else if (client.send(payload)) sent++
+        else refused++
+      }
+      ticks++
+      if (attempted >= total) break
+      // Sleep to the next tick boundary; setTimeout wakes late at times, the count above catches up.
+      const wait = (Math.floor(elapsed / tickMs) + 1) * tickMs - (performance.now() - start)
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, wait)))
+    }
+    const seconds = (performance.now() - start) / 1000
+    const used = process.resourceUsage()
+    counters.packets += sent
+    counters.bytes += sent * PAYLOAD_SIZE
+    emitMark('sent', counters, {
+      window: { attempted, sent, refused, notConnected, ticks, seconds, cpuUs: used.userCPUTime + used.systemCPUTime - before.userCPUTime - before.systemCPUTime },
+    })
+  }
+
+  serveCommands(
+    {
+      connect: async () => {
+        const result = await pool.connect(tokens, { concurrency })
+        emitMark('connected', counters, { connect: result, pool: pool.stats() })
+      },
+      mark: ([label = 'mark']) => emitMark(label, counters, { pool: pool.stats() }),
+      send: async ([rate, milliseconds, tick]) => {
+        await send(numberArg('rate', rate, 1, 10_000_000), numberArg('milliseconds', milliseconds, 1, 600_000), numberArg('tick', tick, 100, 1_000_000))
+      },
+      stop: async () => {
+        const stats = pool.stats()
+        const deadline = new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref())
+        await Promise.race([pool.close(), deadline])
+        emitMark('stopped', counters, { pool: stats })
+        process.exit(0)
+      },
+    },
+    maxLifetimeMs,
+  )
+  emit({ type: 'ready', port: 0, recvBufferSize: 0 })
+} catch (error) {
+  failStart(error)
+}

@@ -1,0 +1,264 @@
+// The connections benchmark's summary (medians of phase 3, targets) and its markdown.
+import type { ConnectHoldResult, PayloadRun } from './connections-phases.ts'
+import type { ConnectionsOptions } from './connections-options.ts'
+import { microseconds, percent, table, times } from './format.ts'
+import { median, ratio } from './statistics.ts'
+import type { SystemInfo } from './system.ts'
+import { isDisturbed } from './system.ts'
+import { isRecord } from './protocol.ts'
+
+/** RSS changes smaller than this are within what a node process's RSS moves by itself (GC, allocator). */
+const RSS_NOISE = 4 * 2 ** 20
+
+export interface PayloadSummary {
+  receiver: PayloadRun['receiver']
+  runs: number
+  rate: number
+  /** Medians over the runs. */
+  receivedRate: number
+  loss: number
+  cpuPerMessageUs: number
+  userPerMessageUs: number
+  systemPerMessageUs: number
+  cpuShare: number
+  cpuPerMessageNetUs: number
+  idleCpuShare: number
+  senderCpuShare: number
+  contextSwitchesPerThousand: number
+  disturbedRuns: number
+}
+
+export interface TargetCheck {
+  what: string
+  value: number
+  unit: string
+  target: string
+  met: boolean | null
+}
+
+export interface ConnectionsSummary {
+  payload: PayloadSummary[]
+  /** volley CPU per payload ÷ node:dgram CPU per datagram (medians). */
+  payloadRatio: number
+  payloadRatioNet: number
+  targets: TargetCheck[]
+  notes: string[]
+}
+
+export function summarizeConnections(connectHold: ConnectHoldResult | null, payloadRuns: readonly PayloadRun[], notes: readonly string[]): ConnectionsSummary {
+  const payload: PayloadSummary[] = []
+  for (const receiver of ['volley', 'dgram'] as const) {
+    const runs = payloadRuns.filter((run) => run.receiver === receiver)
+    if (runs.length === 0) continue
+    payload.push({
+      receiver,
+      runs: runs.length,
+      rate: runs[0]?.rate ?? Number.NaN,
+      receivedRate: median(runs.map((run) => run.received / run.window.seconds)),
+      loss: median(runs.map((run) => run.loss)),
+      cpuPerMessageUs: median(runs.map((run) => run.cpuPerMessageUs)),
+      userPerMessageUs: median(runs.map((run) => run.userPerMessageUs)),
+      systemPerMessageUs: median(runs.map((run) => run.systemPerMessageUs)),
+      cpuShare: median(runs.map((run) => run.window.cpuShare)),
+      cpuPerMessageNetUs: median(runs.map((run) => run.cpuPerMessageNetUs)),
+      idleCpuShare: median(runs.map((run) => run.idleCpuShare)),
+      senderCpuShare: median(runs.map((run) => run.senderCpuShare)),
+      contextSwitchesPerThousand: median(runs.map((run) => run.contextSwitchesPerThousand)),
+      disturbedRuns: runs.filter((run) => isDisturbed(run.disturbance, run.window.seconds)).length,
+    })
+  }
+  const volley = payload.find((entry) => entry.receiver === 'volley')
+  const dgram = payload.find((entry) => entry.receiver === 'dgram')
+  const payloadRatio = ratio(volley?.cpuPerMessageUs, dgram?.cpuPerMessageUs)
+  const payloadRatioNet = ratio(volley?.cpuPerMessageNetUs, dgram?.cpuPerMessageUs)
+
+  const targets: TargetCheck[] = []
+  const connect = connectHold?.connect
+  const hold = connectHold?.hold
+  if (connect) targets.push(check('server CPU per completed handshake', connect.server.cpuPerHandshakeUs, 'µs', '< 20 µs', (value) => value < 20))
+  if (hold) {
+    const rssChange = (hold.memory.end?.rss ?? Number.NaN) - (hold.memory.listen?.rss ?? Number.NaN)
+    // Within what a node process's RSS moves by itself, the figure says nothing (see the note).
+    const rssPerPeer = Math.abs(rssChange) < RSS_NOISE ? Number.NaN : hold.memory.rssPerPeerEnd
+    targets.push(check('server RSS per connected idle peer', rssPerPeer, 'B', '< 2 KiB', (value) => value < 2048))
+    const timedOut = (hold.clientsEnded['connection-timed-out'] ?? 0) + (hold.serverDisconnects.timeout ?? 0)
+    targets.push(check('connections timed out during the hold (clients + server)', timedOut, '', '0', (value) => value === 0))
+  }
+  targets.push(check('payload CPU: volley per encrypted payload ÷ node:dgram per datagram', payloadRatio, '×', '≤ 0.5×', (value) => value <= 0.5))
+
+  return { payload, payloadRatio, payloadRatioNet, targets, notes: [...notes, ...findings(connectHold, payloadRuns)] }
+}
+
+function check(what: string, value: number, unit: string, target: string, test: (value: number) => boolean): TargetCheck {
+  return { what, value, unit, target, met: Number.isFinite(value) ? test(value) : null }
+}
+
+/** Whatever looks wrong in the runs: failures, drops, lost connections, loss. */
+function findings(connectHold: ConnectHoldResult | null, runs: readonly PayloadRun[]): string[] {
+  const notes: string[] = []
+  const connect = connectHold?.connect
+  if (connect) {
+    if (connect.connected < connect.clients) notes.push(`connect: only ${connect.connected} of ${connect.clients} clients connected; failures by code: ${JSON.stringify(connect.failed)}`)
+    if (connect.server.handshakes !== connect.connected) {
+      notes.push(`connect: the server emitted ${connect.server.handshakes} 'connect' events in the window, the clients counted ${connect.connected} connections`)
+    }
+    if (Object.keys(connect.server.drops).length > 0) notes.push(`connect: server drops/denials in the window: ${JSON.stringify(connect.server.drops)}`)
+    if (isDisturbed(connect.disturbance, connect.server.seconds)) notes.push(`connect: disturbed by other processes: ${JSON.stringify(connect.disturbance)}`)
+    if (connect.load.cpuShare > 0.9) {
+      notes.push(
+        `connect: the load generator used ${(connect.load.cpuShare * 100).toFixed(0)} % of its core: the connect rate is its limit, not the server's ` +
+          `(the server used ${(connect.server.cpuShare * 100).toFixed(0)} %), and the server's CPU per handshake is measured at that rate`,
+      )
+    }
+  }
+  const hold = connectHold?.hold
+  if (hold) {
+    if (Object.keys(hold.clientsEnded).length > 0) notes.push(`hold: client connections ended: ${JSON.stringify(hold.clientsEnded)}`)
+    if (Object.keys(hold.serverDisconnects).length > 0) notes.push(`hold: server disconnects: ${JSON.stringify(hold.serverDisconnects)}`)
+    if (hold.peersEnd !== hold.peersStart) notes.push(`hold: the server held ${hold.peersStart} peers at the start and ${hold.peersEnd} at the end`)
+    if (Object.keys(hold.server.drops).length > 0) notes.push(`hold: server drops in the window: ${JSON.stringify(hold.server.drops)}`)
+    if (isDisturbed(hold.disturbance, hold.seconds)) notes.push(`hold: disturbed by other processes: ${JSON.stringify(hold.disturbance)}`)
+    if (hold.load.cpuShare > 0.9) notes.push(`hold: the load generator used ${(hold.load.cpuShare * 100).toFixed(0)} % of its core just to keep ${hold.peersEnd} clients alive`)
+    const listen = hold.memory.listen?.rss
+    const end = hold.memory.end?.rss
+    if (listen !== undefined && end !== undefined && Math.abs(end - listen) < RSS_NOISE) {
+      notes.push(
+        `hold: the server's RSS changed by ${((end - listen) / 2 ** 20).toFixed(1)} MiB only, within what a node process's RSS moves by itself: ` +
+          `RSS per peer is not meaningful with ${hold.peersEnd} peers (the full run's 10,000 are)`,
+      )
+    }
+  }
+  for (const source of [connectHold?.serverFinal, connectHold?.loadFinal]) if (source === null) notes.push('a phase 1/2 process did not stop cleanly within 15 s (killed)')
+  const finalStats = connectHold?.serverFinal?.stats
+  const finalDrops = isRecord(finalStats) && isRecord(finalStats.drops) ? Object.entries(finalStats.drops).filter(([, count]) => typeof count === 'number' && count > 0) : []
+  if (finalDrops.length > 0) {
+    notes.push(
+      `phases 1/2: the server's drop counters over its whole life (up to its close, after the clients had closed) are ${JSON.stringify(Object.fromEntries(finalDrops))}` +
+        (connect && hold && Object.keys(connect.server.drops).length === 0 && Object.keys(hold.server.drops).length === 0 ? ', none of them in the measured windows' : ''),
+    )
+  }
+  for (const run of runs) {
+    const tag = `payload ${run.receiver} #${run.round}`
+    if (run.loss > 0.001) notes.push(`${tag}: lost ${(run.loss * 100).toFixed(2)} % (sent ${run.sent}, received ${run.received}; kernel RcvbufErrors ${run.kernel?.RcvbufErrors ?? '?'})`)
+    if (run.notSent > 0) notes.push(`${tag}: ${run.notSent} payloads not sent (volley: send() refused or client not connected; dgram: send() errors)`)
+    if (Object.keys(run.drops).length > 0) notes.push(`${tag}: server drops in the window: ${JSON.stringify(run.drops)}`)
+    if (isDisturbed(run.disturbance, run.window.seconds)) notes.push(`${tag}: disturbed by other processes: ${JSON.stringify(run.disturbance)}`)
+  }
+  return notes
+}
+
+const integer = (value: number): string => (Number.isFinite(value) ? Math.round(value).toLocaleString('en-US') : '–')
+const bytes = (value: number): string => (Number.isFinite(value) ? `${Math.round(value).toLocaleString('en-US')} B` : '–')
+const mebibytes = (value: number | undefined): string => (value !== undefined && Number.isFinite(value) ? `${(value / 2 ** 20).toFixed(1)} MiB` : '–')
+const counts = (value: Record<string, number>): string => (Object.keys(value).length === 0 ? '0' : Object.entries(value).map(([key, count]) => `${key} ${count}`).join(', '))
+
+export function renderConnections(summary: ConnectionsSummary, connectHold: ConnectHoldResult | null, options: ConnectionsOptions, system: SystemInfo): string {
+  const out: string[] = []
+  const pinning = options.pin === 'split' ? 'server/receiver on CPU 1, load generator on CPU 0 (taskset)' : 'none'
+  out.push(`## volley connections benchmark, ${system.date.slice(0, 16).replace('T', ' ')} UTC${options.quick ? ' (quick)' : ''}`)
+  out.push('')
+  out.push(`node ${system.node} · ${system.cpuModel}, ${system.cpus} CPUs · Linux ${system.kernel} · loopback · pinning: ${pinning} · server and load generator in separate processes`)
+  out.push('')
+  const connect = connectHold?.connect
+  const hold = connectHold?.hold
+  out.push(
+    table(
+      ['phase', 'measure', 'value'],
+      [
+        ...(connect
+          ? [
+              ['1. connect', `clients connected (concurrency ${connect.concurrency})`, `${integer(connect.connected)} / ${integer(connect.clients)}`],
+              ['1. connect', 'failed connects', counts(connect.failed)],
+              ['1. connect', 'connect rate', `${integer(connect.connectRate)} handshakes/s (${(connect.ms / 1000).toFixed(2)} s)`],
+              ['1. connect', 'server CPU per handshake (keep-alives included)', `${microseconds(connect.server.cpuPerHandshakeUs)} µs`],
+              ['1. connect', 'the same, keep-alive work estimated and removed', `≈ ${microseconds(connect.server.cpuPerHandshakeNetUs)} µs`],
+              ['1. connect', 'server / load generator CPU over the connect', `${percent(connect.server.cpuShare, 0)} / ${percent(connect.load.cpuShare, 0)}`],
+              ['1. connect', 'server context switches per handshake', Number.isFinite(connect.server.contextSwitchesPerHandshake) ? connect.server.contextSwitchesPerHandshake.toFixed(1) : '–'],
+            ]
+          : []),
+        ...(hold
+          ? [
+              ['2. idle hold', 'seconds held, peers at start → end', `${hold.seconds.toFixed(1)} s, ${integer(hold.peersStart)} → ${integer(hold.peersEnd)}`],
+              ['2. idle hold', 'connections timed out (clients / server)', `${hold.clientsEnded['connection-timed-out'] ?? 0} / ${hold.serverDisconnects.timeout ?? 0}`],
+              ['2. idle hold', 'server CPU while holding (1 core = 100 %)', percent(hold.server.cpuShare, 1)],
+              ['2. idle hold', 'server datagrams in / out per second', `${integer(hold.server.packetsIn / hold.seconds)} / ${integer(hold.server.packetsOut / hold.seconds)}`],
+              ['2. idle hold', 'server CPU per keep-alive datagram (in or out)', `${microseconds(hold.server.cpuPerPacketUs)} µs`],
+              ['2. idle hold', 'server RSS after listen → connected → end of hold', `${mebibytes(hold.memory.listen?.rss)} → ${mebibytes(hold.memory.connected?.rss)} → ${mebibytes(hold.memory.end?.rss)}`],
+              ['2. idle hold', 'server RSS per idle peer (end of hold; right after connect)', `${bytes(hold.memory.rssPerPeerEnd)} (${bytes(hold.memory.rssPerPeerConnected)})`],
+              ['2. idle hold', 'of which JS heap used / external per peer', `${bytes(hold.memory.heapUsedPerPeerEnd)} / ${bytes(hold.memory.externalPerPeerEnd)}`],
+              ['2. idle hold', 'load generator CPU / RSS while holding', `${percent(hold.load.cpuShare, 1)} / ${mebibytes(hold.loadRss)} (${bytes(hold.loadRss / hold.peersEnd)} per client, process baseline included)`],
+            ]
+          : []),
+        ...summary.payload.map((entry) => [
+          '3. payload',
+          `${entry.receiver === 'volley' ? 'volley Server, encrypted' : 'node:dgram, plaintext'}: CPU per message (median of ${entry.runs})`,
+          `${microseconds(entry.cpuPerMessageUs)} µs (loss ${percent(entry.loss, 2)}, CPU ${percent(entry.cpuShare, 0)})`,
+        ]),
+        ...(Number.isFinite(summary.payloadRatio) ? [['3. payload', 'volley ÷ node:dgram CPU per message', `${times(summary.payloadRatio)} (net of idle keep-alives ${times(summary.payloadRatioNet)})`]] : []),
+      ],
+      'llr',
+    ),
+  )
+  if (summary.payload.length > 0) {
+    out.push('')
+    out.push(
+      `### 3. Payload receive: ${PAYLOAD_LABEL} at ${integer(summary.payload[0]?.rate ?? Number.NaN)} messages/s in total from ${integer(options.payloadClients)} ` +
+        `sockets (one per client), bursts every ${options.tickUs / 1000} ms, ${options.payloadSeconds} s per run`,
+    )
+    out.push('')
+    out.push(
+      table(
+        ['receiver', 'received msg/s', 'loss', 'CPU µs/msg', 'user µs/msg', 'system µs/msg', 'CPU (1 core = 100 %)', 'idle CPU (keep-alives)', 'µs/msg net of idle', 'context switches / 1000 msg', 'sender CPU', 'disturbed'],
+        summary.payload.map((entry) => [
+          entry.receiver === 'volley' ? 'volley Server (encrypted, JS message event)' : 'node:dgram (plaintext, message event)',
+          integer(entry.receivedRate),
+          percent(entry.loss, 2),
+          microseconds(entry.cpuPerMessageUs),
+          microseconds(entry.userPerMessageUs),
+          microseconds(entry.systemPerMessageUs),
+          percent(entry.cpuShare, 0),
+          Number.isFinite(entry.idleCpuShare) ? percent(entry.idleCpuShare, 1) : '–',
+          microseconds(entry.cpuPerMessageNetUs),
+          Number.isFinite(entry.contextSwitchesPerThousand) ? entry.contextSwitchesPerThousand.toFixed(0) : '–',
+          percent(entry.senderCpuShare, 0),
+          `${entry.disturbedRuns}/${entry.runs}`,
+        ]),
+        'lrrrrrrrrrrr',
+      ),
+    )
+  }
+  out.push('')
+  out.push('### Targets')
+  out.push('')
+  for (const entry of summary.targets) {
+    const value = !Number.isFinite(entry.value)
+      ? '–'
+      : entry.unit === '×'
+        ? times(entry.value)
+        : entry.unit === ''
+          ? integer(entry.value)
+          : `${entry.unit === 'µs' ? microseconds(entry.value) : integer(entry.value)} ${entry.unit}`
+    out.push(`- ${entry.what}: ${value} (target ${entry.target}): ${entry.met === null ? 'not measured (see notes)' : entry.met ? 'met' : 'NOT met'}`)
+  }
+  out.push('')
+  out.push(
+    'CPU: user + system time of the whole process (all threads, the engine\'s I/O thread included), measured by the process itself (getrusage) at marks the runner asks for. ' +
+      'Connect: server CPU from just before the load generator starts connecting to just after its last attempt ended, ÷ the handshakes the server completed; ' +
+      'it includes the keep-alives (10 Hz each way) of the clients already connected, which the second figure estimates from the hold\'s CPU per datagram and removes. ' +
+      'RSS per peer: (server RSS with the clients connected − server RSS right after listen, before any client) ÷ peers, each read after a full GC; ' +
+      'the server is made with maxClients = the client count. ' +
+      'Payload: the server\'s \'message\' handler and the dgram socket\'s handler only count messages and bytes; the volley server also sends its keep-alives ' +
+      '(10 Hz per client, as no payload goes back) in the window, which the "net of idle" column removes (using the idle share measured before sending, ' +
+      'which also contains the clients\' keep-alives that stop while payloads flow: an over-correction). ' +
+      'Both senders follow the same schedule from as many sockets: volley\'s ClientPool in a node process, the C paced sender for node:dgram. ' +
+      'Loss: 1 − received ÷ sent. Disturbed: runs during which other processes used more than 10 % of a pinned core.',
+  )
+  if (summary.notes.length > 0) {
+    out.push('')
+    out.push('Notes:')
+    for (const note of summary.notes) out.push(`- ${note}`)
+  }
+  return out.join('\n')
+}
+
+const PAYLOAD_LABEL = '64 B payloads'
