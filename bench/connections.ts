@@ -18,19 +18,14 @@
 //   npm run bench:connections -- --quick      CI smoke run (~20 s): 1,000 clients, 5 s hold, 1 × 2 s; also BENCH_QUICK=1
 //   npm run bench:connections -- --help       the other options
 import { randomBytes } from 'node:crypto'
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { connectionsLauncher } from './lib/connections-marks.ts'
 import { buildPacedSender } from './lib/connections-native.ts'
 import { connectionsUsage, parseConnectionsOptions } from './lib/connections-options.ts'
 import { type ConnectHoldResult, type Context, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runDgramPayload, runVolleyPayload } from './lib/connections-phases.ts'
 import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
-import { ChildFailure, killAllChildren } from './lib/processes.ts'
 import { systemInfo } from './lib/system.ts'
+import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const benchDir = join(root, 'bench')
 /** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
 const SETTLE_MS = 300
 
@@ -67,10 +62,10 @@ async function main(): Promise<number> {
     try {
       connectHold = await runConnectAndHold(context)
     } catch (error) {
-      failures.push(`connect/hold: ${describe(error)}`)
-      log(`connect/hold FAILED: ${describe(error)}`)
+      failures.push(`connect/hold: ${describeFailure(error)}`)
+      log(`connect/hold FAILED: ${describeFailure(error)}`)
     }
-    await settle()
+    await settle(SETTLE_MS)
   }
   const payloadRuns: PayloadRun[] = []
   if (!options.skipPayload) {
@@ -82,10 +77,10 @@ async function main(): Promise<number> {
         try {
           payloadRuns.push(await run(context, round))
         } catch (error) {
-          failures.push(`payload ${receiver} #${round}: ${describe(error)}`)
-          log(`payload ${receiver} #${round} FAILED: ${describe(error)}`)
+          failures.push(`payload ${receiver} #${round}: ${describeFailure(error)}`)
+          log(`payload ${receiver} #${round} FAILED: ${describeFailure(error)}`)
         }
-        await settle()
+        await settle(SETTLE_MS)
       }
     }
   }
@@ -105,40 +100,12 @@ async function main(): Promise<number> {
     final: connectHold ? { server: connectHold.serverFinal, load: connectHold.loadFinal } : null,
     payloadRuns,
   }
-  const written = writeResults(record, system.date, options.quick ? '-quick' : '')
+  const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '')
   log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)`)
   return failures.length > 0 ? 1 : 0
 }
 
-function writeResults(record: object, date: string, suffix: string): string[] {
-  const dir = join(benchDir, 'results')
-  mkdirSync(dir, { recursive: true })
-  // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
-  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
-  const files = [join(dir, `connections-${stamp}${suffix}.json`), join(dir, `latest-connections${suffix}.json`)]
-  // NaN (a figure that could not be measured) becomes null in JSON.
-  const text = `${JSON.stringify(record, null, 2)}\n`
-  for (const file of files) writeFileSync(file, text)
-  return files.map((file) => file.slice(root.length))
-}
 
-function describe(error: unknown): string {
-  if (error instanceof ChildFailure) return error.message
-  return error instanceof Error ? error.message : String(error)
-}
 
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-}
 
-main().then(
-  (code) => {
-    killAllChildren()
-    process.exitCode = code
-  },
-  (error: unknown) => {
-    killAllChildren()
-    process.stderr.write(`bench:connections failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
-    process.exitCode = 1
-  },
-)
+runMain('bench:connections', main)

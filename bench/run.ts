@@ -13,23 +13,18 @@
 //   npm run bench -- --quick        smoke run (0.5 s per case, 1 repeat); also BENCH_QUICK=1
 //   npm run bench -- --gso          the blaster sends with UDP GSO and saturates every receiver
 //   npm run bench -- --help         the other options
-import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { SEND_SIZE, RECEIVE_SIZES } from './lib/constants.ts'
 import { microseconds, packetsPerSecond, percent } from './lib/format.ts'
 import { launcher, receiverLabels, senderLabels } from './lib/launch.ts'
 import { buildNativeTools } from './lib/native-build.ts'
 import { type ReceiverId, parseOptions, senderIds, usage } from './lib/options.ts'
-import { ChildFailure, killAllChildren } from './lib/processes.ts'
 import { type ReceiveRun, runReceive } from './lib/receive-case.ts'
 import { type SendRun, runSend } from './lib/send-case.ts'
 import { renderMarkdown } from './lib/render.ts'
 import { summarize } from './lib/summary.ts'
 import { systemInfo } from './lib/system.ts'
+import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const benchDir = join(root, 'bench')
 /** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
 const SETTLE_MS = 200
 
@@ -72,14 +67,14 @@ async function main(): Promise<number> {
             if (receiver === 'udx-native') {
               // An optional comparison: a library that does not load (or fails) is left out, with a note.
               skipped.add(receiver)
-              notes.push(`udx-native skipped: ${describe(error)}`)
-              log(`rx ${size} B  udx-native skipped: ${describe(error)}`)
+              notes.push(`udx-native skipped: ${describeFailure(error)}`)
+              log(`rx ${size} B  udx-native skipped: ${describeFailure(error)}`)
             } else {
-              failures.push(`receive ${receiverLabels[receiver]}, ${size} B, run ${round}: ${describe(error)}`)
-              log(`rx ${size} B  ${receiverLabels[receiver]} FAILED: ${describe(error)}`)
+              failures.push(`receive ${receiverLabels[receiver]}, ${size} B, run ${round}: ${describeFailure(error)}`)
+              log(`rx ${size} B  ${receiverLabels[receiver]} FAILED: ${describeFailure(error)}`)
             }
           }
-          await settle()
+          await settle(SETTLE_MS)
         }
       }
     }
@@ -93,10 +88,10 @@ async function main(): Promise<number> {
               `${microseconds(run.cpuPerPacketUs)} µs/pkt  CPU ${percent(run.cpuShare, 0)}  arrived ${percent(run.delivered)}`,
           )
         } catch (error) {
-          failures.push(`send ${senderLabels[sender]}, run ${round}: ${describe(error)}`)
-          log(`tx ${senderLabels[sender]} FAILED: ${describe(error)}`)
+          failures.push(`send ${senderLabels[sender]}, run ${round}: ${describeFailure(error)}`)
+          log(`tx ${senderLabels[sender]} FAILED: ${describeFailure(error)}`)
         }
-        await settle()
+        await settle(SETTLE_MS)
       }
     }
   }
@@ -112,39 +107,12 @@ async function main(): Promise<number> {
     summary,
     runs: { receive: receiveRuns, send: sendRuns },
   }
-  const written = writeResults(record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`)
+  const written = writeResults('datagram', record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`)
   log(`results: ${written.join(', ')}`)
   return failures.length > 0 ? 1 : 0
 }
 
-function writeResults(record: object, date: string, suffix: string): string[] {
-  const dir = join(benchDir, 'results')
-  mkdirSync(dir, { recursive: true })
-  // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
-  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
-  const files = [join(dir, `datagram-${stamp}${suffix}.json`), join(dir, `latest-datagram${suffix}.json`)]
-  const text = `${JSON.stringify(record, null, 2)}\n`
-  for (const file of files) writeFileSync(file, text)
-  return files.map((file) => file.slice(root.length))
-}
 
-function describe(error: unknown): string {
-  if (error instanceof ChildFailure) return error.message
-  return error instanceof Error ? error.message : String(error)
-}
 
-function settle(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, SETTLE_MS))
-}
 
-main().then(
-  (code) => {
-    killAllChildren()
-    process.exitCode = code
-  },
-  (error: unknown) => {
-    killAllChildren()
-    process.stderr.write(`bench failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
-    process.exitCode = 1
-  },
-)
+runMain('bench', main)

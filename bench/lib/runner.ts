@@ -1,0 +1,46 @@
+// What every benchmark entry point shares: where results go, how a failure reads, the pause between
+// runs, and a main() that always kills its child processes.
+import { mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { ChildFailure, killAllChildren } from './processes.ts'
+
+export const root = fileURLToPath(new URL('../..', import.meta.url))
+export const benchDir = join(root, 'bench')
+
+/** Writes bench/results/<kind>-<date><suffix>.json and latest-<kind><suffix>.json; returns their paths. */
+export function writeResults(kind: string, record: object, date: string, suffix: string): string[] {
+  const dir = join(benchDir, 'results')
+  mkdirSync(dir, { recursive: true })
+  // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
+  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
+  const files = [join(dir, `${kind}-${stamp}${suffix}.json`), join(dir, `latest-${kind}${suffix}.json`)]
+  // NaN (a figure that could not be measured) becomes null in JSON.
+  const text = `${JSON.stringify(record, null, 2)}\n`
+  for (const file of files) writeFileSync(file, text)
+  return files.map((file) => file.slice(root.length))
+}
+
+export function describeFailure(error: unknown): string {
+  if (error instanceof ChildFailure) return error.message
+  return error instanceof Error ? error.message : String(error)
+}
+
+export function settle(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** Runs main() to its exit code; children are killed whatever happens. */
+export function runMain(name: string, main: () => Promise<number>): void {
+  main().then(
+    (code) => {
+      killAllChildren()
+      process.exitCode = code
+    },
+    (error: unknown) => {
+      killAllChildren()
+      process.stderr.write(`${name} failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+      process.exitCode = 1
+    },
+  )
+}
