@@ -158,6 +158,8 @@ class ServerCore {
   uint32_t connected_ = 0;
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
   std::vector<uint32_t> connectedList_;  // timers walk the connected clients only
+  size_t sweepPosition_ = 0;             // where the timer sweep goes on in connectedList_
+  uint64_t lastUpdateUs_ = 0;
   std::unordered_map<AddressKey, uint32_t, AddressHash> slotByAddress_;
   std::unordered_map<uint64_t, uint32_t> slotByClientId_;
   std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;

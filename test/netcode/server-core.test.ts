@@ -223,6 +223,23 @@ describe('timers (fake clock)', () => {
     expect(core.state().connectedClients).toBe(0)
   })
 
+  it('with many clients the timer sweep still keeps each at 10 Hz on average', () => {
+    const core = new (loadAddon().netcode as unknown as { ServerCore: new (o: object) => Core }).ServerCore({
+      protocolId, privateKey, publicAddress: serverAddress, maxClients: 200, challengeKey: fill(32, 0x21),
+    })
+    const clients = Array.from({ length: 200 }, (_, i) => new Client(`127.0.0.1:${20000 + i}`, BigInt(i + 1), { timeoutSeconds: 30 }))
+    for (const client of clients) connect(core, client)
+    const perClient = new Map<string, number>()
+    for (let ms = 10; ms <= 10_000; ms += 10) {
+      for (const event of sends(core.update(ms * 1000, T0))) perClient.set(event.to, (perClient.get(event.to) ?? 0) + 1)
+    }
+    const counts = [...perClient.values()]
+    expect(counts).toHaveLength(200)
+    // 10 s at 10 Hz: about 100 each, never far off.
+    expect(Math.min(...counts)).toBeGreaterThanOrEqual(95)
+    expect(Math.max(...counts)).toBeLessThanOrEqual(105)
+  })
+
   it('a client that keeps sending keep-alives stays connected for 90 s', () => {
     const core = server()
     const client = new Client('127.0.0.1:50031', 1n, { timeoutSeconds: 5 })
