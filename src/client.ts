@@ -1,7 +1,7 @@
 // A netcode 1.02 client on the native engine: connect with a token, then send and receive payloads.
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, type SlabView, dedicatedEngine, peerDestination, sharedEngine } from './engine/engine.ts'
+import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, type VolleyErrorCode, describe, fromNativeError, systemError } from './errors.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
@@ -203,7 +203,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (data.byteLength < 1 || data.byteLength > 1200) {
       throw new VolleyRangeError('ERR_PAYLOAD_SIZE', `A payload is 1 to 1200 bytes. Received ${data.byteLength}`)
     }
-    return (this.#engine as Engine).enqueue(this.#client, this.#id, data, 0, peerDestination(0))
+    return (this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0)
   }
 
   stats(): ClientStats {

@@ -1,7 +1,7 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, type SlabView, dedicatedEngine, peerDestination, sharedEngine } from './engine/engine.ts'
+import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
@@ -192,7 +192,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   /** @internal */
   sendToPeer(peer: Peer, data: Uint8Array): boolean {
     if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
-    return (this.#engine as Engine).enqueue(this.#client, this.#id, data, 0, peerDestination(peer.index))
+    return (this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.index)
   }
 
   /** @internal */

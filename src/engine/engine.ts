@@ -37,18 +37,11 @@ function slabView(buffer: ArrayBuffer): SlabView {
 
 /** A destination in the form send slabs hold it. */
 export interface QueuedAddress {
-  /** 4 or 6; 0 for a protocol socket, whose records name a peer instead (in scopeId). */
-  family: 0 | 4 | 6
+  family: 4 | 6
   /** 16 bytes; an IPv4 address fills the first 4. */
   bytes: Uint8Array
   scopeId: number
 }
-
-/** The destination of a payload on a protocol socket: its peer (client index); 0 for a client socket. */
-export function peerDestination(peer: number): QueuedAddress {
-  return { family: 0, bytes: noAddress, scopeId: peer }
-}
-const noAddress = new Uint8Array(16)
 
 export class Engine {
   readonly addon: Addon
@@ -132,11 +125,24 @@ export class Engine {
    * the client then gets onDrain() once one comes back.
    */
   enqueue(client: EngineClient, socketId: number, data: Uint8Array, port: number, address: QueuedAddress): boolean {
+    const at = this.#write(client, socketId, data, port, address.family, address.scopeId)
+    if (at < 0) return false
+    ;(this.#sendSlabs[this.#currentSendSlab] as SlabView).u8.set(address.bytes, at + 16)
+    return true
+  }
+
+  /** Queues a payload for a protocol socket's peer (its client index; 0 on a client socket). */
+  enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
+    return this.#write(client, socketId, data, 0, 0, peer) >= 0
+  }
+
+  /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
+  #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
     const need = align8(layout.sendHeaderSize + data.byteLength)
     if (this.#currentSendSlab < 0 || this.#sendCursor + need > layout.slabSize) {
       if (!this.#nextSendSlab()) {
         this.#waitingForDrain.add(client)
-        return false
+        return -1
       }
     }
     const slab = this.#sendSlabs[this.#currentSendSlab] as SlabView
@@ -144,17 +150,16 @@ export class Engine {
     slab.u32[at >>> 2] = socketId
     slab.u32[(at + 4) >>> 2] = data.byteLength
     slab.u16[(at + 8) >>> 1] = port
-    slab.u8[at + 10] = address.family
+    slab.u8[at + 10] = family
     slab.u8[at + 11] = 0
-    slab.u32[(at + 12) >>> 2] = address.scopeId
-    slab.u8.set(address.bytes, at + 16)
+    slab.u32[(at + 12) >>> 2] = scopeId
     slab.u8.set(data, at + layout.sendHeaderSize)
     this.#sendCursor = at + need
     if (!this.#flushScheduled) {
       this.#flushScheduled = true
       queueMicrotask(this.#flushTask)
     }
-    return true
+    return at
   }
 
   /** Hands the partly filled send slab to the I/O thread now. */
