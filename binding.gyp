@@ -16,6 +16,7 @@
         "native/netcode_binding.cc",
         "native/netcode_sockets.cc",
         "native/socket_protocol.cc",
+        "native/timer_binding.cc",
         "native/udp_socket.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

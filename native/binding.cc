@@ -15,6 +15,7 @@
 #include "layout.h"
 #include "netcode_binding.h"
 #include "netcode_sockets.h"
+#include "timer_binding.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
 
@@ -493,6 +494,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));
   exports.Set("layout", Layout(env));
   exports.Set("netcode", NetcodeBinding(env));
+  exports.Set("TimerWheel", TimerWheelBinding(env));
   exports.Set("sourceHash", Napi::String::New(env, VOLLEY_SOURCE_HASH));
   exports.Set("sodiumVersion", Napi::String::New(env, sodium_version_string()));
   return exports;

@@ -27,8 +27,6 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
-// Protocol timers (keep-alives, resends, timeouts) run at this period.
-constexpr uint64_t kProtocolTickUs = 10000;
 
 uint64_t MonotonicNs() {
   timespec now;
@@ -209,10 +207,11 @@ void Engine::Run() {
     } else if (sendParked_) {
       timeout = 1;  // the kernel was out of send buffer space; try again shortly
     }
-    if (protocolSockets_ > 0 && timeout != 0) {
-      const uint64_t since = MonotonicNs() / 1000 - lastProtocolUpdateUs_;
-      const int untilTick = since >= kProtocolTickUs ? 0 : static_cast<int>((kProtocolTickUs - since + 999) / 1000);
-      if (timeout < 0 || untilTick < timeout) timeout = untilTick;
+    const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
+    if (nextTimerUs != TimerWheel::kNever && timeout != 0) {
+      const uint64_t nowUs = MonotonicNs() / 1000;
+      const uint64_t waitMs = nextTimerUs <= nowUs ? 0 : std::min<uint64_t>((nextTimerUs - nowUs + 999) / 1000, 60000);
+      if (timeout < 0 || static_cast<int>(waitMs) < timeout) timeout = static_cast<int>(waitMs);
     }
     const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
     clock_.monotonicUs = MonotonicNs() / 1000;
@@ -275,7 +274,18 @@ bool Engine::ApplyCommand(const Command& command) {
       state->readable = true;
       state->listed = true;
       readable_.push_back(state.get());
-      if (state->protocol) ++protocolSockets_;
+      if (state->protocol) {
+        ++protocolSockets_;
+        if (freeTimerIds_.empty()) {
+          state->timerId = static_cast<uint32_t>(timerOwners_.size());
+          timerOwners_.push_back(state.get());
+        } else {
+          state->timerId = freeTimerIds_.back();
+          freeTimerIds_.pop_back();
+          timerOwners_[state->timerId] = state.get();
+        }
+        ScheduleProtocol(state.get());
+      }
       sockets_.emplace(state->id, std::move(state));
       return true;
     }
@@ -287,9 +297,10 @@ bool Engine::ApplyCommand(const Command& command) {
         state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
         if (command.op == kControlStop && !state->stopping) {
           state->stopping = true;
-          ++stoppingSockets_;
+          stopping_.push_back(state);
         }
         FlushProtocol(state);
+        ScheduleProtocol(state);
         CloseFinishedProtocols();
       }
       return true;
@@ -349,8 +360,13 @@ void Engine::CloseSocketNow(SocketState* state) {
   }
   epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
   state->socket->Close();
-  if (state->protocol) --protocolSockets_;
-  if (state->stopping) --stoppingSockets_;
+  if (state->protocol) {
+    --protocolSockets_;
+    protocolTimers_.Cancel(state->timerId);
+    timerOwners_[state->timerId] = nullptr;
+    freeTimerIds_.push_back(state->timerId);
+  }
+  if (state->stopping) stopping_.erase(std::find(stopping_.begin(), stopping_.end(), state));
   for (size_t i = 0; i < recordsWaiting_.size(); ++i) {
     if (recordsWaiting_[i] == state) {
       recordsWaiting_[i] = recordsWaiting_.back();
@@ -713,6 +729,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   SocketStats::Add(state->stats->bytesIn, bytes);
   SocketStats::Add(state->stats->batchesIn, 1);
   FlushProtocol(state);
+  ScheduleProtocol(state);
 }
 
 void Engine::FlushProtocol(SocketState* state) {
@@ -750,6 +767,9 @@ void Engine::FlushProtocol(SocketState* state) {
     first += count;
   }
   output.outboxCount = 0;
+  double counters[SocketStats::kProtocolFieldCount];
+  const size_t counterCount = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
+  for (size_t i = 0; i < counterCount; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
 
   // Records: copied into receive slabs as batches, as far as there is room; the rest waits.
   if (output.recordsStart == output.records.size()) return;
@@ -795,31 +815,31 @@ void Engine::UpdateProtocols() {
     waiting.swap(recordsWaiting_);
     for (SocketState* state : waiting) FlushProtocol(state);
   }
-  if (clock_.monotonicUs - lastProtocolUpdateUs_ < kProtocolTickUs) return;
-  lastProtocolUpdateUs_ = clock_.monotonicUs;
-  double counters[SocketStats::kProtocolFieldCount];
-  for (auto& entry : sockets_) {
-    SocketState* state = entry.second.get();
-    if (!state->protocol) continue;
+  protocolTimers_.Advance(clock_.monotonicUs, [this](uint32_t timerId) {
+    SocketState* state = timerOwners_[timerId];
     state->protocol->Update(clock_);
     FlushProtocol(state);
-    const size_t count = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
-    for (size_t i = 0; i < count; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
-  }
+    ScheduleProtocol(state);
+  });
   CloseFinishedProtocols();
 }
 
+void Engine::ScheduleProtocol(SocketState* state) {
+  const uint64_t deadline = state->protocol->NextDeadlineUs();
+  if (deadline == TimerWheel::kNever) return;  // a timer still set fires for nothing and is not set again
+  // The wheel fires at the start of a tick: round up so that the protocol is never called early.
+  const uint64_t tick = protocolTimers_.tickUs();
+  const uint64_t due = (deadline + tick - 1) / tick * tick;
+  if (due < protocolTimers_.DueUs(state->timerId)) protocolTimers_.Schedule(state->timerId, due);
+}
+
 void Engine::CloseFinishedProtocols() {
-  if (stoppingSockets_ == 0) return;  // only a socket told to stop can finish
-  for (auto it = sockets_.begin(); it != sockets_.end();) {
-    SocketState* state = it->second.get();
-    ++it;  // CloseSocketNow erases the entry
-    if (state->stopping && state->protocol->Finished() &&
-        state->protocol->output.recordsStart == state->protocol->output.records.size()) {
-      double counters[SocketStats::kProtocolFieldCount];
-      const size_t count = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
-      for (size_t i = 0; i < count; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
-      CloseSocketNow(state);
+  for (size_t i = 0; i < stopping_.size();) {
+    SocketState* state = stopping_[i];
+    if (state->protocol->Finished() && state->protocol->output.recordsStart == state->protocol->output.records.size()) {
+      CloseSocketNow(state);  // takes it out of stopping_
+    } else {
+      ++i;
     }
   }
 }

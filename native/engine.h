@@ -21,6 +21,7 @@
 #include "layout.h"
 #include "socket_protocol.h"
 #include "socket_stats.h"
+#include "timer_wheel.h"
 #include "udp_socket.h"
 
 namespace volley {
@@ -83,6 +84,7 @@ class Engine {
     uint32_t coalesceNs = 0;
     std::unique_ptr<SocketProtocol> protocol;
     bool stopping = false;  // a stop control was applied: close once the protocol has finished
+    uint32_t timerId = 0;   // protocol sockets: its timer in protocolTimers_
   };
 
   struct Command {
@@ -130,6 +132,9 @@ class Engine {
   void ReceiveProtocolBatch(SocketState* state, uint32_t count);
   // Sends the protocol's queued datagrams and hands its records to JavaScript (as far as slabs allow).
   void FlushProtocol(SocketState* state);
+  // Sets the socket's timer to its protocol's next deadline when that is earlier than the timer.
+  void ScheduleProtocol(SocketState* state);
+  // Runs the protocols whose deadline has come, and hands over records that waited for slab space.
   void UpdateProtocols();
   void CloseFinishedProtocols();
 
@@ -175,9 +180,13 @@ class Engine {
   std::vector<SocketState*> readable_;
   ScratchState scratch_;
   netcode::Clock clock_;           // read once per loop turn
-  uint64_t lastProtocolUpdateUs_ = 0;
   uint32_t protocolSockets_ = 0;
-  uint32_t stoppingSockets_ = 0;
+  // Protocol timers: one per protocol socket, at the deadline its protocol gave last (a timer that fires
+  // early finds nothing to do and is set again), so 10,000 client sockets cost nothing while idle.
+  TimerWheel protocolTimers_;
+  std::vector<SocketState*> timerOwners_;  // by timer id
+  std::vector<uint32_t> freeTimerIds_;
+  std::vector<SocketState*> stopping_;     // protocol sockets told to stop, not closed yet
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn

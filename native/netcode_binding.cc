@@ -437,6 +437,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     state.Set("connectedClients", core_->connectedClients());
     state.Set("stopped", core_->Stopped());
     state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
+    const uint64_t deadline = core_->NextDeadlineUs();
+    state.Set("nextDeadlineUs", deadline == netcode::ServerCore::kNoDeadline ? env.Null() : Napi::Number::New(env, static_cast<double>(deadline)));
     Napi::Object counters = Napi::Object::New(env);
     const std::pair<const char*, uint64_t> fields[] = {
         {"packetsIn", c.packetsIn},     {"bytesIn", c.bytesIn},
@@ -556,6 +558,8 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     state.Set("clientIndex", core_->clientIndex());
     state.Set("maxClients", core_->maxClients());
     state.Set("pendingDisconnects", core_->HasPendingDisconnects());
+    const uint64_t deadline = core_->NextDeadlineUs();
+    state.Set("nextDeadlineUs", deadline == netcode::ClientCore::kNoDeadline ? env.Null() : Napi::Number::New(env, static_cast<double>(deadline)));
     const netcode::ClientCounters& c = core_->counters();
     Napi::Object counters = Napi::Object::New(env);
     const std::pair<const char*, uint64_t> fields[] = {

@@ -50,6 +50,9 @@ class SocketProtocol {
   virtual ~SocketProtocol() = default;
   virtual void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
   virtual void Update(const netcode::Clock& now) = 0;
+  // When Update() next has work to do (monotonic µs), UINT64_MAX if never. Receive() and Control() may
+  // move it earlier (the engine asks again after them); Send() only moves it later.
+  virtual uint64_t NextDeadlineUs() const = 0;
   virtual void Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
   virtual void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) = 0;
   // True once a stop has finished its work (redundant disconnects sent): the engine closes the socket.

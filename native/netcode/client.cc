@@ -194,6 +194,24 @@ void ClientCore::Update(const Clock& now) {
   }
 }
 
+uint64_t ClientCore::NextDeadlineUs() const {
+  uint64_t next = farewellsLeft_ > 0 ? nextFarewellUs_ : kNoDeadline;
+  const auto earliest = [&next](uint64_t due) {
+    if (due < next) next = due;
+  };
+  const bool timeoutEnabled = token_.timeoutSeconds > 0;
+  const uint64_t timeoutUs = timeoutEnabled ? uint64_t(token_.timeoutSeconds) * 1000000u : 0;
+  if (Connecting(state_)) {
+    earliest(connectStartUs_ + tokenLifetimeUs_);
+    if (timeoutEnabled) earliest(lastReceiveUs_ + timeoutUs);
+    earliest(lastSendUs_ + config_.requestIntervalUs);
+  } else if (state_ == ClientState::kConnected) {
+    if (timeoutEnabled) earliest(lastReceiveUs_ + timeoutUs);
+    earliest(lastSendUs_ + config_.keepAliveIntervalUs);
+  }
+  return next;
+}
+
 bool ClientCore::SendPayload(const uint8_t* data, size_t size, const Clock& now) {
   if (state_ != ClientState::kConnected || size < 1 || size > kMaxPayloadBytes) return false;
   Send(kPayload, data, size, now);

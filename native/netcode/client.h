@@ -56,6 +56,9 @@ class ClientCore {
   void Connect(const uint8_t* token, size_t size, const Clock& now);
   void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
   void Update(const Clock& now);
+  // When Update() next has work to do (monotonic µs), kNoDeadline if never. Sends only move it later.
+  uint64_t NextDeadlineUs() const;
+  static constexpr uint64_t kNoDeadline = UINT64_MAX;
   bool SendPayload(const uint8_t* data, size_t size, const Clock& now);
   // Sends the redundant disconnect packets (through Update) and goes to disconnected at once.
   void Disconnect(const Clock& now);

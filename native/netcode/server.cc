@@ -3,7 +3,6 @@
 #include <sodium.h>
 
 #include <cstring>
-#include <iterator>
 
 #include "challenge_token.h"
 #include "packet.h"
@@ -61,7 +60,6 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   freeSlots_.reserve(config.maxClients);
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
-  connectedList_.reserve(config.maxClients);
   slotByAddress_.reserve(config.maxClients);
   slotByClientId_.reserve(config.maxClients);
 }
@@ -224,8 +222,6 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   mappings_.erase(mapping);
   slotByAddress_.emplace(key, index);
   slotByClientId_.emplace(challenge.clientId, index);
-  slot.listPosition = static_cast<uint32_t>(connectedList_.size());
-  connectedList_.push_back(index);
   ++connected_;
   PeerCounters& counters = peerCounters_->entries[index];
   counters.packetsIn.store(1, std::memory_order_relaxed);
@@ -234,6 +230,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   counters.bytesOut.store(0, std::memory_order_relaxed);
   sink_->Connected(index, challenge.clientId, from, challenge.userData);
   SendKeepAlive(index, now);
+  ScheduleSlot(index);
 }
 
 void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now) {
@@ -307,70 +304,85 @@ void ServerCore::Disconnect(uint32_t clientIndex, const Clock& now) {
 
 void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now) {
   Slot& slot = slots_[index];
-  if (farewell && config_.disconnectPackets > 0) {
-    Farewell entry;
+  Farewell entry;
+  const bool sendFarewell = farewell && config_.disconnectPackets > 0;
+  if (sendFarewell) {
     entry.address = slot.address;
     std::memcpy(entry.sendKey, slot.sendKey, kKeyBytes);
     entry.sequence = slot.sequence;
     entry.remaining = config_.disconnectPackets;
-    entry.nextUs = now.monotonicUs;
-    farewells_.push_back(entry);
   }
   slotByAddress_.erase(KeyOf(slot.address));
   if (reason != DisconnectReason::kTimeout) {
     // Long enough for a busy client's redundant disconnects to trickle in.
-    recentlyReleased_[KeyOf(slot.address)] =
-        now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
+    const uint64_t until = now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
+    recentlyReleased_[KeyOf(slot.address)] = until;
+    releaseOrder_.emplace_back(until, KeyOf(slot.address));
   }
   slotByClientId_.erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);
   sodium_memzero(slot.receiveKey, kKeyBytes);
   slot.connected = false;
   slot.confirmed = false;
-  const uint32_t moved = connectedList_.back();
-  connectedList_[slot.listPosition] = moved;
-  slots_[moved].listPosition = slot.listPosition;
-  connectedList_.pop_back();
+  slotTimers_.Cancel(index);
   freeSlots_.push_back(index);
   --connected_;
   sink_->Disconnected(index, reason);
-  // The first disconnect packet goes out at once.
-  if (farewell) SendFarewells(now);
+  if (sendFarewell) SendFarewell(entry, now);  // the first disconnect packet goes out at once
 }
 
 void ServerCore::Stop(const Clock& now) {
   stopping_ = true;
-  while (!connectedList_.empty()) Release(connectedList_.back(), DisconnectReason::kServerClosed, true, now);
+  for (uint32_t index = 0; index < slots_.size() && connected_ > 0; ++index) {
+    if (slots_[index].connected) Release(index, DisconnectReason::kServerClosed, true, now);
+  }
   mappings_.clear();
 }
 
 void ServerCore::Update(const Clock& now) {
-  // A sweep over the connected clients spread across calls: each call visits the share of them that makes
-  // every client seen twice per keep-alive interval, whatever the call rate (with 10,000 clients and calls
-  // every 10 ms: 2,000 per call instead of 10,000). A keep-alive goes out at the visit closest to its due
-  // time, so the rate stays what was asked on average.
-  const uint64_t sweepPeriodUs = config_.keepAliveIntervalUs / 2 > 0 ? config_.keepAliveIntervalUs / 2 : 1;
-  const uint64_t sinceLast = lastUpdateUs_ == 0 ? sweepPeriodUs : now.monotonicUs - lastUpdateUs_;
-  lastUpdateUs_ = now.monotonicUs;
-  const size_t count = connectedList_.size();
-  size_t visits = count;
-  if (sinceLast < sweepPeriodUs) visits = static_cast<size_t>((count * sinceLast + sweepPeriodUs - 1) / sweepPeriodUs);
-  // Until the next visit of a client: one call when every client fits in one, else a sweep period.
-  const uint64_t revisitUs = visits >= count ? sinceLast : sweepPeriodUs;
-  for (size_t visited = 0; visited < visits && !connectedList_.empty(); ++visited) {
-    if (sweepPosition_ >= connectedList_.size()) sweepPosition_ = 0;
-    const uint32_t index = connectedList_[sweepPosition_];
-    Slot& slot = slots_[index];
-    if (TimedOut(slot.timeoutSeconds, slot.lastReceiveUs, now)) {
-      Release(index, DisconnectReason::kTimeout, false, now);  // moves another client into this position
-      continue;
-    }
-    if (now.monotonicUs - slot.lastSendUs + revisitUs / 2 >= config_.keepAliveIntervalUs) SendKeepAlive(index, now);
-    ++sweepPosition_;
-  }
+  slotTimers_.Advance(now.monotonicUs, [&](uint32_t index) { SlotTimer(index, now); });
   SendFarewells(now);
-  for (auto it = recentlyReleased_.begin(); it != recentlyReleased_.end();) {
-    it = it->second <= now.monotonicUs ? recentlyReleased_.erase(it) : std::next(it);
+  if (now.monotonicUs >= nextHousekeepingUs_) Housekeeping(now);
+}
+
+uint64_t ServerCore::NextDeadlineUs() const {
+  uint64_t next = slotTimers_.NextDueUs();
+  if (!farewells_.empty() && farewells_.front().nextUs < next) next = farewells_.front().nextUs;
+  if ((!mappings_.empty() || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
+  return next;
+}
+
+void ServerCore::ScheduleSlot(uint32_t index) {
+  // Sends and receives move lastSendUs and lastReceiveUs without touching the wheel: the timer fires at the
+  // time the last schedule computed, and SlotTimer works out what is really due then.
+  const Slot& slot = slots_[index];
+  uint64_t due = slot.lastSendUs + config_.keepAliveIntervalUs;
+  if (slot.timeoutSeconds > 0) {
+    const uint64_t timeoutAt = slot.lastReceiveUs + uint64_t(slot.timeoutSeconds) * 1000000u;
+    if (timeoutAt < due) due = timeoutAt;
+  }
+  slotTimers_.Schedule(index, due);
+}
+
+void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
+  Slot& slot = slots_[index];
+  if (TimedOut(slot.timeoutSeconds, slot.lastReceiveUs, now)) {
+    Release(index, DisconnectReason::kTimeout, false, now);
+    return;
+  }
+  // The wheel fires up to a tick early: a keep-alive due within that tick goes now.
+  if (now.monotonicUs - slot.lastSendUs + slotTimers_.tickUs() > config_.keepAliveIntervalUs) SendKeepAlive(index, now);
+  ScheduleSlot(index);
+}
+
+void ServerCore::Housekeeping(const Clock& now) {
+  // Once a second: mappings live for seconds (the token's timeout), released addresses for 10 s or more.
+  nextHousekeepingUs_ = now.monotonicUs + 1000000u;
+  while (!releaseOrder_.empty() && releaseOrder_.front().first <= now.monotonicUs) {
+    const auto found = recentlyReleased_.find(releaseOrder_.front().second);
+    // Released again since: a later entry in the queue holds its new time.
+    if (found != recentlyReleased_.end() && found->second <= now.monotonicUs) recentlyReleased_.erase(found);
+    releaseOrder_.pop_front();
   }
   for (auto it = mappings_.begin(); it != mappings_.end();) {
     const EncryptionMapping& entry = it->second;
@@ -384,22 +396,24 @@ void ServerCore::Update(const Clock& now) {
 }
 
 void ServerCore::SendFarewells(const Clock& now) {
-  for (size_t i = 0; i < farewells_.size();) {
-    Farewell& entry = farewells_[i];
-    if (entry.nextUs <= now.monotonicUs) {
-      const size_t length =
-          EncryptPacket(kDisconnect, entry.sequence++, nullptr, 0, config_.protocolId, entry.sendKey, packetBuffer_);
-      Emit(entry.address, packetBuffer_, length);
-      entry.nextUs = now.monotonicUs + config_.disconnectIntervalUs;
-      if (--entry.remaining == 0) {
-        sodium_memzero(entry.sendKey, kKeyBytes);
-        entry = farewells_.back();
-        farewells_.pop_back();
-        continue;
-      }
-    }
-    ++i;
+  while (!farewells_.empty() && farewells_.front().nextUs <= now.monotonicUs) {
+    Farewell entry = farewells_.front();
+    sodium_memzero(farewells_.front().sendKey, kKeyBytes);
+    farewells_.pop_front();
+    SendFarewell(entry, now);
   }
+}
+
+void ServerCore::SendFarewell(Farewell& entry, const Clock& now) {
+  const size_t length =
+      EncryptPacket(kDisconnect, entry.sequence++, nullptr, 0, config_.protocolId, entry.sendKey, packetBuffer_);
+  Emit(entry.address, packetBuffer_, length);
+  if (--entry.remaining > 0) {
+    // Every entry waits the same interval after its last packet, so the queue stays in the order of nextUs.
+    entry.nextUs = now.monotonicUs + config_.disconnectIntervalUs;
+    farewells_.push_back(entry);
+  }
+  sodium_memzero(entry.sendKey, kKeyBytes);
 }
 
 bool ServerCore::clientAddress(uint32_t clientIndex, ServerAddress* out) const {

@@ -12,6 +12,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "../timer_wheel.h"
 #include "connect_token.h"
 #include "constants.h"
 #include "replay_window.h"
@@ -70,8 +71,12 @@ class ServerCore {
   ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink);
 
   void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
-  // Timers: keep-alives, timeouts, redundant disconnects, expiry of encryption mappings.
+  // Timers: keep-alives, timeouts, redundant disconnects, expiry of encryption mappings. Only the clients
+  // whose timer is due are visited.
   void Update(const Clock& now);
+  // When Update() next has work to do (monotonic µs; it may be called earlier or later), kNoDeadline if never.
+  uint64_t NextDeadlineUs() const;
+  static constexpr uint64_t kNoDeadline = TimerWheel::kNever;
   // False when the client index is not connected or the payload is not 1..1200 bytes.
   bool SendPayload(uint32_t clientIndex, const uint8_t* data, size_t size, const Clock& now);
   void Disconnect(uint32_t clientIndex, const Clock& now);
@@ -110,7 +115,6 @@ class ServerCore {
     uint8_t sendKey[kKeyBytes] = {};
     uint8_t receiveKey[kKeyBytes] = {};
     ReplayWindow replay;
-    uint32_t listPosition = 0;  // in connectedList_
   };
 
   // Keys for an address that has sent a valid request but is not connected yet.
@@ -147,6 +151,12 @@ class ServerCore {
   void SendKeepAlive(uint32_t index, const Clock& now);
   void Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now);
   void SendFarewells(const Clock& now);
+  void SendFarewell(Farewell& entry, const Clock& now);  // one packet; queued again while some are left
+  // A client's timer: its timeout, or a keep-alive when nothing was sent for the keep-alive interval.
+  void SlotTimer(uint32_t index, const Clock& now);
+  void ScheduleSlot(uint32_t index);
+  // Expiry of encryption mappings and of the recently released addresses.
+  void Housekeeping(const Clock& now);
   void Emit(const ServerAddress& to, const uint8_t* data, size_t size);
   void CountDrop(DropReason reason);
   bool TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const;
@@ -157,9 +167,8 @@ class ServerCore {
   std::vector<Slot> slots_;
   uint32_t connected_ = 0;
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
-  std::vector<uint32_t> connectedList_;  // timers walk the connected clients only
-  size_t sweepPosition_ = 0;             // where the timer sweep goes on in connectedList_
-  uint64_t lastUpdateUs_ = 0;
+  TimerWheel slotTimers_;                // one timer per connected slot
+  uint64_t nextHousekeepingUs_ = 0;
   std::unordered_map<AddressKey, uint32_t, AddressHash> slotByAddress_;
   std::unordered_map<uint64_t, uint32_t> slotByClientId_;
   std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;
@@ -171,10 +180,12 @@ class ServerCore {
   std::unordered_map<std::array<uint8_t, kMacBytes>, TokenUse, MacHash> tokenHistory_;
   std::deque<std::array<uint8_t, kMacBytes>> tokenHistoryOrder_;
   size_t maxTokenHistory_;
-  std::vector<Farewell> farewells_;
+  // In the order they are due: every entry waits the same interval after its last packet.
+  std::deque<Farewell> farewells_;
   // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
-  // those are expected, not drops.
+  // those are expected, not drops. The order is that of expiry (each is kept for the same time).
   std::unordered_map<AddressKey, uint64_t, AddressHash> recentlyReleased_;
+  std::deque<std::pair<uint64_t, AddressKey>> releaseOrder_;
   uint64_t challengeSequence_ = 0;
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
   // starts at 2^63 so it never meets the per-client sequences that start at 0 (IMPLEMENTERS.md).

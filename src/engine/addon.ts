@@ -126,8 +126,20 @@ export interface NativePublicToken {
   serverToClientKey: Uint8Array
 }
 
+/** The engine's timer wheel (native/timer_wheel.h), exposed for tests against a model. Times in µs. */
+export interface NativeTimerWheel {
+  schedule(id: number, dueUs: number): void
+  cancel(id: number): void
+  dueUs(id: number): number | null
+  /** The ids fired, in order. */
+  advance(nowUs: number): number[]
+  nextDueUs(): number | null
+  readonly size: number
+}
+
 export interface Addon {
   netcode: NativeNetcode
+  TimerWheel: new (tickUs?: number, bucketBits?: number) => NativeTimerWheel
   Engine: new (control: Int32Array, onEvents: (count: number) => void) => NativeEngine
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6
   formatIp(bytes: Uint8Array, family: number): string

@@ -23,14 +23,14 @@ interface ClientCore {
   update(us: number): ClientEvent[]
   sendPayload(data: Uint8Array, us: number): ClientEvent[] & { accepted: boolean }
   disconnect(us: number): ClientEvent[]
-  state(): { state: string; clientIndex: number; maxClients: number; pendingDisconnects: boolean; counters: Record<string, number> }
+  state(): { state: string; clientIndex: number; maxClients: number; pendingDisconnects: boolean; nextDeadlineUs: number | null; counters: Record<string, number> }
 }
 interface ServerCore {
   receive(from: string, packet: Uint8Array, us: number, unix: bigint): ServerEvent[]
   update(us: number, unix: bigint): ServerEvent[]
   sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[]
   disconnect(index: number, us: number, unix: bigint): ServerEvent[]
-  state(): { connectedClients: number; counters: Record<string, number> }
+  state(): { connectedClients: number; nextDeadlineUs: number | null; counters: Record<string, number> }
 }
 
 let sodium: Sodium
@@ -89,6 +89,28 @@ class World {
     }
   }
 
+  /** As the engine drives them: each core is updated only at the deadline it gives. Returns the update calls. */
+  runByDeadlines(durationMs: number): number {
+    const end = this.now + durationMs * ms
+    let calls = 0
+    for (;;) {
+      const deadlines = [this.client.state().nextDeadlineUs, this.server.state().nextDeadlineUs].filter((d): d is number => d !== null)
+      const next = Math.max(this.now, Math.min(end, ...deadlines))
+      if (next >= end) break
+      this.now = next
+      if ((this.client.state().nextDeadlineUs ?? Infinity) <= next) {
+        calls++
+        this.handleClient(this.client.update(this.now))
+      }
+      if ((this.server.state().nextDeadlineUs ?? Infinity) <= next) {
+        calls++
+        this.handleServer(this.server.update(this.now, T0))
+      }
+    }
+    this.now = end
+    return calls
+  }
+
   connect(bytes = token()): void {
     this.handleClient(this.client.connect(bytes, this.now))
   }
@@ -118,6 +140,25 @@ describe('client states', () => {
     const keepAlives = world.sentByClient.length
     expect(keepAlives).toBeGreaterThanOrEqual(899)
     expect(keepAlives).toBeLessThanOrEqual(903)
+  })
+
+  it('driven only at the deadlines the cores give (as the engine does), keep-alives flow at 10 Hz and a silent server times out', () => {
+    const world = new World()
+    world.connect(token({ timeoutSeconds: 5 }))
+    const calls = world.runByDeadlines(90_000)
+    expect(world.client.state().state).toBe('connected')
+    expect(world.server.state().connectedClients).toBe(1)
+    // 10 Hz each way for 90 s: about 1,800 timer calls in all, not one per 10 ms tick per core (18,000).
+    expect(world.sentByClient.length).toBeGreaterThanOrEqual(899)
+    expect(world.sentByClient.length).toBeLessThanOrEqual(901)
+    expect(calls).toBeLessThan(2_000)
+    // The server goes silent: the client times out 5 s after the last packet it got (a keep-alive at most
+    // 100 ms before the silence began).
+    world.drop.toClient = () => true
+    world.runByDeadlines(4_899)
+    expect(world.client.state().state).toBe('connected')
+    world.runByDeadlines(101)
+    expect(world.states.at(-1)).toBe('connection-timed-out')
   })
 
   it('connection request timed out: requests at 10 Hz, then the token timeout', () => {
