@@ -1,6 +1,10 @@
 // `npm run bench:connections`: what volley's netcode Server costs per connection, side by side in one
 // run, on loopback, with the server (or receiver) and its load generator in separate processes, pinned
 // apart with taskset when it works (server on CPU 1, load on CPU 0):
+//   0. handshakes: N clients connect to a fresh server (cold), leave, and N others connect (warm), with
+//      keep-alives every 10 s so that the window holds handshakes only: server CPU per handshake. The
+//      clients are a C++ program on volley's netcode client core (bench/native/handshake-load.cc) that
+//      connects faster than the server accepts, so the server's own cost sets the rate.
 //   1. connect: N clients (ClientPool, one socket each) connect to one server; connect rate, server CPU
 //      per completed handshake, failures.
 //   2. idle hold: they stay connected with default keep-alives (10 Hz each way); connections that time
@@ -19,9 +23,9 @@
 //   npm run bench:connections -- --help       the other options
 import { randomBytes } from 'node:crypto'
 import { connectionsLauncher } from './lib/connections-marks.ts'
-import { buildPacedSender } from './lib/connections-native.ts'
+import { buildHandshakeLoad, buildPacedSender } from './lib/connections-native.ts'
 import { connectionsUsage, parseConnectionsOptions } from './lib/connections-options.ts'
-import { type ConnectHoldResult, type Context, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runDgramPayload, runVolleyPayload } from './lib/connections-phases.ts'
+import { type ConnectHoldResult, type Context, type HandshakePhase, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runDgramPayload, runHandshakes, runVolleyPayload } from './lib/connections-phases.ts'
 import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
 import { systemInfo } from './lib/system.ts'
 import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
@@ -57,6 +61,16 @@ async function main(): Promise<number> {
   const failures: string[] = []
   if (system.volley.addon === null) notes.push("volley's native addon did not load in a probe process: the volley cases will fail")
 
+  let handshakes: HandshakePhase | null = null
+  if (!options.skipHandshakes) {
+    try {
+      handshakes = await runHandshakes(context, options.handshakeLoad === 'native' ? buildHandshakeLoad(benchDir, root) : undefined)
+    } catch (error) {
+      failures.push(`handshakes: ${describeFailure(error)}`)
+      log(`handshakes FAILED: ${describeFailure(error)}`)
+    }
+    await settle(SETTLE_MS)
+  }
   let connectHold: ConnectHoldResult | null = null
   if (!options.skipConnect) {
     try {
@@ -85,8 +99,8 @@ async function main(): Promise<number> {
     }
   }
 
-  const summary = summarizeConnections(connectHold, payloadRuns, [...notes, ...failures.map((failure) => `FAILED: ${failure}`)])
-  console.log(renderConnections(summary, connectHold, options, system))
+  const summary = summarizeConnections(handshakes, connectHold, payloadRuns, [...notes, ...failures.map((failure) => `FAILED: ${failure}`)])
+  console.log(renderConnections(summary, handshakes, connectHold, options, system))
   const record = {
     schema: 1,
     benchmark: 'connections',
@@ -95,6 +109,7 @@ async function main(): Promise<number> {
     system,
     seconds: (performance.now() - started) / 1000,
     summary,
+    handshakes,
     connect: connectHold?.connect ?? null,
     hold: connectHold?.hold ?? null,
     final: connectHold ? { server: connectHold.serverFinal, load: connectHold.loadFinal } : null,

@@ -15,7 +15,8 @@ export interface PeerStats {
 export class Peer {
   readonly #host: PeerHost
   #connected = true
-  #last: PeerStats = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } }
+  /** The last reading, kept once the client has left (made then: most peers never need it). */
+  #last: PeerStats | null = null
 
   constructor(
     host: PeerHost,
@@ -46,7 +47,7 @@ export class Peer {
 
   /** Packets and bytes exchanged with this client (the last reading once it has left). */
   stats(): PeerStats {
-    if (this.#connected) this.#last = this.#host.peerStats(this)
+    if (this.#connected || this.#last === null) this.#last = this.#host.peerStats(this)
     return this.#last
   }
 

@@ -225,7 +225,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       }
       case PeerRecordKind.connect: {
         const { address, port } = recordAddress((this.#engine as Engine).addon, slab, record)
-        const clientId = new DataView(slab.buffer, at, 8).getBigUint64(0, true)
+        const clientId = slab.view.getBigUint64(at, true)
         const userData = slab.u8.slice(at + 8, at + 8 + 256)
         const peer = new Peer(this, index, clientId, address, port, userData)
         this.#peers.set(index, peer)

@@ -7,9 +7,19 @@
 //   send <rate> <ms> <tick µs>    sends 64-byte payloads at <rate> per second in total for <ms>: every
 //                                 tick, the payloads due by then (rate × elapsed − sent), one per client
 //                                 in turn (the schedule of bench/native/paced-sender.c); reports 'sent'
+//   With --native-load <binary>, connect and leave run the C++ handshake load (bench/native/handshake-load.cc)
+//   on the same tokens instead of the ClientPool: it connects faster than the server can accept.
+//   leave                         closes every client (each sends its redundant disconnects), then makes a
+//                                 new pool with fresh tokens (new client ids) for the next connect; 'left'
 //   stop                          closes every client (bounded), a last mark, exit
 // Run as: node --import tsx bench/connections/load.ts --server 127.0.0.1:<port> --key <hex>
 //         --protocol-id <n> --clients <n> --concurrency <n> --timeout <s> --keep-alive-ms <ms> --max-ms <lifetime>
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { ClientPool, generateConnectToken } from '../../src/index.ts'
 import { type MarkCounters, emitMark, numberArg, serveCommands } from '../lib/connections-child.ts'
@@ -25,6 +35,7 @@ const { values } = parseArgs({
     timeout: { type: 'string' },
     'keep-alive-ms': { type: 'string' },
     'max-ms': { type: 'string' },
+    'native-load': { type: 'string' },
   },
   strict: true,
 })
@@ -40,12 +51,16 @@ try {
   const concurrency = numberArg('--concurrency', values.concurrency, 1, 60_000)
   const timeoutSeconds = numberArg('--timeout', values.timeout, 1, 600)
   const maxLifetimeMs = numberArg('--max-ms', values['max-ms'], 1_000, 3_600_000)
-  const tokens = await Promise.all(
-    Array.from({ length: count }, (_, i) =>
-      generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: Math.ceil(maxLifetimeMs / 1000) + 60, timeoutSeconds }),
-    ),
-  )
-  const pool = new ClientPool({ keepAliveIntervalMs: numberArg('--keep-alive-ms', values['keep-alive-ms'], 1, 60_000) })
+  const makeTokens = (firstId: number) =>
+    Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        generateConnectToken({ protocolId, privateKey, clientId: BigInt(firstId + i), serverAddresses: [server], expireSeconds: Math.ceil(maxLifetimeMs / 1000) + 60, timeoutSeconds }),
+      ),
+    )
+  const keepAliveIntervalMs = numberArg('--keep-alive-ms', values['keep-alive-ms'], 1, 60_000)
+  let tokens = await makeTokens(1)
+  let pool = new ClientPool({ keepAliveIntervalMs })
+  let generation = 1
   const payload = new Uint8Array(PAYLOAD_SIZE).fill(1)
 
   const send = async (rate: number, milliseconds: number, tickUs: number): Promise<void> => {
@@ -86,11 +101,41 @@ try {
     })
   }
 
+  // The C++ handshake load of the current round, from its 'connected' line until 'leave'.
+  let nativeRun: ChildProcess | null = null
+  const nativeConnect = async (binary: string): Promise<void> => {
+    const file = join(tmpdir(), `volley-handshake-tokens-${process.pid}.bin`)
+    writeFileSync(file, Buffer.concat(tokens))
+    const child = spawn(binary, ['--tokens', file, '--concurrency', String(concurrency)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    nativeRun = child
+    const lines = createInterface({ input: child.stdout! })
+    const [line] = (await once(lines, 'line')) as [string]
+    const result = JSON.parse(line) as { connected: number; failed: Record<string, number>; ms: number; cpuUs: number }
+    const failed = Object.values(result.failed).reduce((total, count) => total + count, 0)
+    emitMark('connected', counters, { connect: { connected: result.connected, failed, ms: result.ms, cpuUs: result.cpuUs }, pool: { failed: result.failed } })
+  }
+  const nativeLeave = async (): Promise<void> => {
+    const child = nativeRun
+    nativeRun = null
+    if (child === null) return
+    child.stdin!.write('leave\n')
+    if (child.exitCode === null) await once(child, 'exit')
+  }
+
   serveCommands(
     {
       connect: async () => {
+        if (values['native-load'] !== undefined) return nativeConnect(values['native-load'])
         const result = await pool.connect(tokens, { concurrency })
         emitMark('connected', counters, { connect: result, pool: pool.stats() })
+      },
+      leave: async () => {
+        await nativeLeave()
+        await pool.close()
+        tokens = await makeTokens(generation * count + 1)
+        generation++
+        pool = new ClientPool({ keepAliveIntervalMs })
+        emitMark('left', counters, { pool: pool.stats() })
       },
       mark: ([label = 'mark']) => emitMark(label, counters, { pool: pool.stats() }),
       send: async ([rate, milliseconds, tick]) => {

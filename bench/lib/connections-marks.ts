@@ -152,7 +152,8 @@ export function sleep(milliseconds: number): Promise<void> {
 export interface ConnectionsLauncher {
   cpus: { tested: number; counterpart: number } | null
   server(key: string, protocolId: string, maxClients: number, keepAliveMs: number, maxMs: number): BenchChild
-  load(port: number, key: string, protocolId: string, clients: number, concurrency: number, timeoutSeconds: number, keepAliveMs: number, maxMs: number): BenchChild
+  /** nativeLoad: the C++ handshake load (bench/native/handshake-load.cc) that connects in place of the ClientPool. */
+  load(port: number, key: string, protocolId: string, clients: number, concurrency: number, timeoutSeconds: number, keepAliveMs: number, maxMs: number, nativeLoad?: string): BenchChild
   dgramReceiver(maxMs: number): BenchChild
   pacedSender(port: number, size: number, rate: number, milliseconds: number, sockets: number, tickUs: number): BenchChild
 }
@@ -172,7 +173,7 @@ export function connectionsLauncher(root: string, pacedSender: string, pinned: b
         ['--key', key, '--protocol-id', protocolId, '--max-clients', String(maxClients), '--keep-alive-ms', String(keepAliveMs), '--max-ms', String(maxMs)],
         ['--expose-gc'],
       ),
-    load: (port, key, protocolId, clients, concurrency, timeoutSeconds, keepAliveMs, maxMs) =>
+    load: (port, key, protocolId, clients, concurrency, timeoutSeconds, keepAliveMs, maxMs, nativeLoad) =>
       node('volley load', 'load.ts', 'counterpart', [
         '--server',
         `127.0.0.1:${port}`,
@@ -190,6 +191,7 @@ export function connectionsLauncher(root: string, pacedSender: string, pinned: b
         String(keepAliveMs),
         '--max-ms',
         String(maxMs),
+        ...(nativeLoad === undefined ? [] : ['--native-load', nativeLoad]),
       ]),
     dgramReceiver: (maxMs) => node('node:dgram receiver', 'dgram-receiver.ts', 'tested', ['--max-ms', String(maxMs)]),
     pacedSender: (port, size, rate, milliseconds, sockets, tickUs) =>

@@ -1,5 +1,6 @@
-// Compiles the paced sender of the connections benchmark into bench/.build/ (gitignored) at every
-// start, as native-build.ts does for the blaster and the sink.
+// Compiles the native tools of the connections benchmark into bench/.build/ (gitignored) at every
+// start, as native-build.ts does for the blaster and the sink: the paced sender (C) and the handshake
+// load (C++, on volley's own netcode client core and libsodium).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -15,6 +16,25 @@ export function buildPacedSender(benchDir: string): string {
   } catch (error) {
     const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
     throw new Error(`could not compile ${source} with '${compiler} -O2' (a C compiler is required): ${stderr || String(error)}`)
+  }
+  return binary
+}
+
+export function buildHandshakeLoad(benchDir: string, root: string): string {
+  const out = join(benchDir, '.build')
+  mkdirSync(out, { recursive: true })
+  const compiler = process.env.CXX ?? 'c++'
+  const binary = join(out, 'handshake-load')
+  const native = join(root, 'native')
+  const sources = [
+    join(benchDir, 'native', 'handshake-load.cc'),
+    ...['netcode/client.cc', 'netcode/packet.cc', 'netcode/connect_token.cc', 'netcode/server_address.cc', 'netcode/challenge_token.cc', 'address.cc'].map((file) => join(native, file)),
+  ]
+  try {
+    execFileSync(compiler, ['-O2', '-std=c++17', '-Wall', '-Wextra', '-I', native, '-o', binary, ...sources, '-lsodium'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (error) {
+    const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
+    throw new Error(`could not compile the handshake load with '${compiler} -O2' (a C++ compiler and libsodium-dev are required): ${stderr || String(error)}`)
   }
   return binary
 }

@@ -5,6 +5,11 @@ import type { Pinning } from './options.ts'
 export interface ConnectionsOptions {
   quick: boolean
   pin: Pinning
+  /** Phase 0: clients that connect (twice: to a fresh server, then again after leaving), keep-alives off. */
+  handshakeClients: number
+  /** Phase 0's clients: the C++ handshake load (default) or the ClientPool. */
+  handshakeLoad: 'native' | 'pool'
+  skipHandshakes: boolean
   /** Phases 1 and 2: clients that connect, then stay connected for holdSeconds. */
   clients: number
   concurrency: number
@@ -28,6 +33,12 @@ export interface ConnectionsOptions {
 
 export const connectionsUsage = `usage: npm run bench:connections -- [options]
   --quick                 CI smoke run: 1,000 clients, 5 s hold, 2 s of payloads, 1 repeat (also BENCH_QUICK=1)
+  --handshake-clients=N   phase 0: clients that connect to a fresh server, leave, and connect again, with
+                          keep-alives every 10 s so that only handshakes are measured (default: --clients)
+  --handshake-load=native|pool
+                          phase 0's clients: the C++ handshake load, faster than the server (default), or
+                          a ClientPool in node (then the load generator sets the rate)
+  --no-handshakes         skip phase 0
   --clients=N             clients that connect and stay connected (default 10000, quick 1000)
   --concurrency=N         handshakes in flight at a time (default 256, ClientPool's default)
   --hold=S                seconds the clients stay connected, idle (default 60, quick 5)
@@ -50,6 +61,9 @@ export function parseConnectionsOptions(argv: readonly string[], env: NodeJS.Pro
     options: {
       quick: { type: 'boolean', default: false },
       clients: { type: 'string' },
+      'handshake-clients': { type: 'string' },
+      'no-handshakes': { type: 'boolean', default: false },
+      'handshake-load': { type: 'string' },
       concurrency: { type: 'string' },
       hold: { type: 'string' },
       timeout: { type: 'string' },
@@ -76,6 +90,9 @@ export function parseConnectionsOptions(argv: readonly string[], env: NodeJS.Pro
     quick,
     pin,
     clients: integerOption('clients', values.clients, quick ? 1000 : 10_000, 1, 60_000),
+    handshakeClients: integerOption('handshake-clients', values['handshake-clients'] ?? values.clients, quick ? 1000 : 10_000, 1, 60_000),
+    handshakeLoad: handshakeLoad(values['handshake-load']),
+    skipHandshakes: values['no-handshakes'] === true,
     concurrency: integerOption('concurrency', values.concurrency, 256, 1, 60_000),
     holdSeconds: numberOption('hold', values.hold, quick ? 5 : 60, 0.5, 3600),
     timeoutSeconds: integerOption('timeout', values.timeout, 10, 1, 600),
@@ -89,6 +106,11 @@ export function parseConnectionsOptions(argv: readonly string[], env: NodeJS.Pro
     skipConnect: values['no-connect'] === true,
     skipPayload: values['no-payload'] === true,
   }
+}
+
+function handshakeLoad(text: string | undefined): 'native' | 'pool' {
+  if (text === undefined || text === 'native' || text === 'pool') return text ?? 'native'
+  throw new Error(`--handshake-load must be native or pool, got ${text}`)
 }
 
 function numberOption(name: string, text: string | undefined, fallback: number, min: number, max: number): number {

@@ -116,6 +116,105 @@ export interface PayloadRun {
   details: Record<string, unknown>
 }
 
+/** One round of the handshake phase: every client connects once. */
+export interface HandshakeRound {
+  /** 'cold': the server's first clients (its memory grows); 'warm': the next clients, after those left. */
+  round: 'cold' | 'warm'
+  connected: number
+  failed: Record<string, number>
+  ms: number
+  connectRate: number
+  server: Window & { handshakes: number; cpuPerHandshakeUs: number; packetsIn: number; packetsOut: number; contextSwitchesPerHandshake: number }
+  /** The load generator's process (ClientPool) or the C++ handshake load's, over the round. */
+  load: Window
+  /** The load generator's CPU share over its connect (the C++ load measures itself). */
+  loadCpuShare: number
+  disturbance: Disturbance | null
+}
+
+export interface HandshakePhase {
+  clients: number
+  concurrency: number
+  /** 'native': the C++ handshake load; 'pool': volley's ClientPool in a node process. */
+  loader: 'native' | 'pool'
+  /** The keep-alive period of both sides in this phase: long, so that the window holds handshakes only. */
+  keepAliveMs: number
+  rounds: HandshakeRound[]
+}
+
+/** The keep-alive period and token timeout of the handshake phase. */
+const HANDSHAKE_KEEP_ALIVE_MS = 10_000
+const HANDSHAKE_TIMEOUT_SECONDS = 30
+
+/**
+ * Phase 0: what a handshake costs the server, with nothing else in the window (keep-alives every 10 s):
+ * N clients connect to a fresh server (cold), leave, and N new clients connect again (warm).
+ */
+export async function runHandshakes(context: Context, nativeLoad: string | undefined): Promise<HandshakePhase> {
+  const { launch, options, log } = context
+  const clients = options.handshakeClients
+  const children: BenchChild[] = []
+  const lifetimeMs = 600_000
+  try {
+    const server = launch.server(context.key, context.protocolId, clients, HANDSHAKE_KEEP_ALIVE_MS, lifetimeMs)
+    children.push(server)
+    const { port } = await server.expect('ready', 60_000)
+    const load = launch.load(port, context.key, context.protocolId, clients, options.concurrency, HANDSHAKE_TIMEOUT_SECONDS, HANDSHAKE_KEEP_ALIVE_MS, lifetimeMs, nativeLoad)
+    children.push(load)
+    await load.expect('ready', 60_000 + clients * 5)
+    const rounds: HandshakeRound[] = []
+    for (const round of ['cold', 'warm'] as const) {
+      if (round === 'warm') {
+        // Everyone leaves (redundant disconnects included), the load makes its next clients' tokens.
+        load.tell('leave')
+        await expectMark(load, 'left', 120_000 + clients * 5)
+        await sleep(1_500)
+      }
+      const cores0 = readCoreTimes()
+      const server0 = await takeMark(server, `${round}-start`)
+      const load0 = await takeMark(load, `${round}-start`)
+      load.tell('connect')
+      const load1 = await expectMark(load, 'connected', 60_000 + Math.ceil(clients / options.concurrency) * (HANDSHAKE_TIMEOUT_SECONDS + 5) * 1000)
+      const server1 = await takeMark(server, `${round}-end`)
+      const cores = diffCoreTimes(cores0, readCoreTimes())
+      const window = between(server0, server1)
+      const loadWindow = between(load0, load1)
+      const handshakes = at(server1, 'events', 'connects') - at(server0, 'events', 'connects')
+      const connected = at(load1, 'connect', 'connected')
+      const ms = at(load1, 'connect', 'ms')
+      const nativeCpuUs = nativeLoad === undefined ? Number.NaN : at(load1, 'connect', 'cpuUs')
+      const result: HandshakeRound = {
+        round,
+        connected,
+        failed: counts(load1, 'pool', 'failed'),
+        ms,
+        connectRate: ms > 0 ? (connected / ms) * 1000 : Number.NaN,
+        server: {
+          ...window,
+          handshakes,
+          cpuPerHandshakeUs: handshakes > 0 ? window.cpuUs / handshakes : Number.NaN,
+          packetsIn: at(server1, 'stats', 'packets', 'in') - at(server0, 'stats', 'packets', 'in'),
+          packetsOut: at(server1, 'stats', 'packets', 'out') - at(server0, 'stats', 'packets', 'out'),
+          contextSwitchesPerHandshake: handshakes > 0 ? contextSwitches(server0, server1) / handshakes : Number.NaN,
+        },
+        load: loadWindow,
+        loadCpuShare: nativeLoad === undefined ? loadWindow.cpuShare : nativeCpuUs / 1000 / ms,
+        disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, (loadWindow.cpuUs + (nativeLoad === undefined ? 0 : nativeCpuUs)) / 1e6),
+      }
+      rounds.push(result)
+      log(
+        `handshakes (${round}): ${connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${result.server.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
+          `(${(window.cpuShare * 100).toFixed(0)} % of a core), ${(result.server.packetsIn / Math.max(1, handshakes)).toFixed(2)} datagrams in and ${(result.server.packetsOut / Math.max(1, handshakes)).toFixed(2)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
+      )
+    }
+    await stop(load)
+    await stop(server)
+    return { clients, concurrency: options.concurrency, loader: nativeLoad === undefined ? 'pool' : 'native', keepAliveMs: HANDSHAKE_KEEP_ALIVE_MS, rounds }
+  } finally {
+    for (const child of children) child.kill()
+  }
+}
+
 /** Phases 1 and 2: N clients connect to one server, then stay connected (keep-alives only) for the hold. */
 export async function runConnectAndHold(context: Context): Promise<ConnectHoldResult> {
   const { launch, options, log } = context

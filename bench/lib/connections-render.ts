@@ -1,5 +1,5 @@
 // The connections benchmark's summary (medians of phase 3, targets) and its markdown.
-import type { ConnectHoldResult, PayloadRun } from './connections-phases.ts'
+import type { ConnectHoldResult, HandshakePhase, PayloadRun } from './connections-phases.ts'
 import type { ConnectionsOptions } from './connections-options.ts'
 import { microseconds, percent, table, times } from './format.ts'
 import { median, ratio } from './statistics.ts'
@@ -45,7 +45,7 @@ export interface ConnectionsSummary {
   notes: string[]
 }
 
-export function summarizeConnections(connectHold: ConnectHoldResult | null, payloadRuns: readonly PayloadRun[], notes: readonly string[]): ConnectionsSummary {
+export function summarizeConnections(handshakes: HandshakePhase | null, connectHold: ConnectHoldResult | null, payloadRuns: readonly PayloadRun[], notes: readonly string[]): ConnectionsSummary {
   const payload: PayloadSummary[] = []
   for (const receiver of ['volley', 'dgram'] as const) {
     const runs = payloadRuns.filter((run) => run.receiver === receiver)
@@ -75,7 +75,10 @@ export function summarizeConnections(connectHold: ConnectHoldResult | null, payl
   const targets: TargetCheck[] = []
   const connect = connectHold?.connect
   const hold = connectHold?.hold
-  if (connect) targets.push(check('server CPU per completed handshake', connect.server.cpuPerHandshakeUs, 'µs', '< 20 µs', (value) => value < 20))
+  for (const round of handshakes?.rounds ?? []) {
+    const which = round.round === 'cold' ? 'a fresh server\'s first clients' : 'the next clients, after those left'
+    targets.push(check(`server CPU per completed handshake (${which})`, round.server.cpuPerHandshakeUs, 'µs', '< 20 µs', (value) => value < 20))
+  }
   if (hold) {
     const rssChange = (hold.memory.end?.rss ?? Number.NaN) - (hold.memory.listen?.rss ?? Number.NaN)
     // Within what a node process's RSS moves by itself, the figure says nothing (see the note).
@@ -86,7 +89,7 @@ export function summarizeConnections(connectHold: ConnectHoldResult | null, payl
   }
   targets.push(check('payload CPU: volley per encrypted payload ÷ node:dgram per datagram', payloadRatio, '×', '≤ 0.5×', (value) => value <= 0.5))
 
-  return { payload, payloadRatio, payloadRatioNet, targets, notes: [...notes, ...findings(connectHold, payloadRuns)] }
+  return { payload, payloadRatio, payloadRatioNet, targets, notes: [...notes, ...findings(handshakes, connectHold, payloadRuns)] }
 }
 
 function check(what: string, value: number, unit: string, target: string, test: (value: number) => boolean): TargetCheck {
@@ -94,8 +97,14 @@ function check(what: string, value: number, unit: string, target: string, test: 
 }
 
 /** Whatever looks wrong in the runs: failures, drops, lost connections, loss. */
-function findings(connectHold: ConnectHoldResult | null, runs: readonly PayloadRun[]): string[] {
+function findings(handshakes: HandshakePhase | null, connectHold: ConnectHoldResult | null, runs: readonly PayloadRun[]): string[] {
   const notes: string[] = []
+  for (const round of handshakes?.rounds ?? []) {
+    const tag = `handshakes (${round.round})`
+    if (round.connected < (handshakes?.clients ?? 0)) notes.push(`${tag}: only ${round.connected} of ${handshakes?.clients} clients connected; failures by code: ${JSON.stringify(round.failed)}`)
+    if (isDisturbed(round.disturbance, round.server.seconds)) notes.push(`${tag}: disturbed by other processes: ${JSON.stringify(round.disturbance)}`)
+    if (round.loadCpuShare > 0.9) notes.push(`${tag}: the load generator used ${(round.loadCpuShare * 100).toFixed(0)} % of its core: the connect rate is its limit (the server used ${(round.server.cpuShare * 100).toFixed(0)} %)`)
+  }
   const connect = connectHold?.connect
   if (connect) {
     if (connect.connected < connect.clients) notes.push(`connect: only ${connect.connected} of ${connect.clients} clients connected; failures by code: ${JSON.stringify(connect.failed)}`)
@@ -152,7 +161,7 @@ const bytes = (value: number): string => (Number.isFinite(value) ? `${Math.round
 const mebibytes = (value: number | undefined): string => (value !== undefined && Number.isFinite(value) ? `${(value / 2 ** 20).toFixed(1)} MiB` : '–')
 const counts = (value: Record<string, number>): string => (Object.keys(value).length === 0 ? '0' : Object.entries(value).map(([key, count]) => `${key} ${count}`).join(', '))
 
-export function renderConnections(summary: ConnectionsSummary, connectHold: ConnectHoldResult | null, options: ConnectionsOptions, system: SystemInfo): string {
+export function renderConnections(summary: ConnectionsSummary, handshakes: HandshakePhase | null, connectHold: ConnectHoldResult | null, options: ConnectionsOptions, system: SystemInfo): string {
   const out: string[] = []
   const pinning = options.pin === 'split' ? 'server/receiver on CPU 1, load generator on CPU 0 (taskset)' : 'none'
   out.push(`## volley connections benchmark, ${system.date.slice(0, 16).replace('T', ' ')} UTC${options.quick ? ' (quick)' : ''}`)
@@ -165,6 +174,10 @@ export function renderConnections(summary: ConnectionsSummary, connectHold: Conn
     table(
       ['phase', 'measure', 'value'],
       [
+        ...(handshakes?.rounds ?? []).flatMap((round) => [
+          [`0. handshakes`, `${round.round === 'cold' ? 'fresh server' : 'again, after those left'}: clients connected`, `${integer(round.connected)} / ${integer(handshakes?.clients ?? Number.NaN)} at ${integer(round.connectRate)} handshakes/s`],
+          [`0. handshakes`, `${round.round === 'cold' ? 'fresh server' : 'again, after those left'}: server CPU per handshake`, `${microseconds(round.server.cpuPerHandshakeUs)} µs (${percent(round.server.cpuShare, 0)} of a core; load generator ${percent(round.loadCpuShare, 0)})`],
+        ]),
         ...(connect
           ? [
               ['1. connect', `clients connected (concurrency ${connect.concurrency})`, `${integer(connect.connected)} / ${integer(connect.clients)}`],
@@ -243,6 +256,12 @@ export function renderConnections(summary: ConnectionsSummary, connectHold: Conn
   out.push('')
   out.push(
     'CPU: user + system time of the whole process (all threads, the engine\'s I/O thread included), measured by the process itself (getrusage) at marks the runner asks for. ' +
+      'Handshakes: server CPU from just before the load generator starts connecting to just after its last attempt ended, ÷ the handshakes the server completed, ' +
+      `with keep-alives every ${(handshakes?.keepAliveMs ?? 10_000) / 1000} s on both sides so that the window holds handshakes only; ` +
+      (handshakes?.loader === 'pool'
+        ? 'the clients are a ClientPool in a node process; '
+        : "the clients are the C++ handshake load (bench/native/handshake-load.cc: volley's netcode client core, a socket per client), which connects faster than the server accepts, so the server sets the rate; ") +
+      'first on a fresh server (its memory grows: V8 heap, maps), then again with new clients after the first ones left (the steady state of a gateway whose clients come and go). ' +
       'Connect: server CPU from just before the load generator starts connecting to just after its last attempt ended, ÷ the handshakes the server completed; ' +
       'it includes the keep-alives (10 Hz each way) of the clients already connected, which the second figure estimates from the hold\'s CPU per datagram and removes. ' +
       'RSS per peer: (server RSS with the clients connected − server RSS right after listen, before any client) ÷ peers, each read after a full GC; ' +

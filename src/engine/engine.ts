@@ -18,6 +18,8 @@ export interface SlabView {
   u8: Uint8Array
   u16: Uint16Array
   u32: Uint32Array
+  /** For the 64-bit fields of records (client ids). */
+  view: DataView
 }
 
 export interface EngineLimits {
@@ -32,7 +34,7 @@ export const defaultLimits: EngineLimits = { initialReceiveSlabs: 8, maxReceiveS
 
 function slabView(buffer: ArrayBuffer): SlabView {
   markAsUntransferable(buffer) // the I/O thread writes into it: it must never be detached
-  return { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer) }
+  return { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer), view: new DataView(buffer) }
 }
 
 /** A destination in the form send slabs hold it. */
