@@ -5,6 +5,9 @@
       "sources": [
         "native/address.cc",
         "native/binding.cc",
+        "native/delivery/delivery_receive.cc",
+        "native/delivery/delivery_send.cc",
+        "native/delivery_binding.cc",
         "native/engine.cc",
         "native/event_fd.cc",
         "native/netcode/challenge_token.cc",

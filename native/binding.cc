@@ -14,6 +14,7 @@
 #include "engine.h"
 #include "layout.h"
 #include "netcode_binding.h"
+#include "delivery_binding.h"
 #include "netcode_sockets.h"
 #include "timer_binding.h"
 #include "socket_stats.h"
@@ -495,6 +496,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("layout", Layout(env));
   exports.Set("netcode", NetcodeBinding(env));
   exports.Set("TimerWheel", TimerWheelBinding(env));
+  exports.Set("DeliveryCore", DeliveryCoreBinding(env));
   exports.Set("sourceHash", Napi::String::New(env, VOLLEY_SOURCE_HASH));
   exports.Set("sodiumVersion", Napi::String::New(env, sodium_version_string()));
   return exports;

@@ -26,8 +26,29 @@ class WireWriter {
     for (int i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
     Put(b, 8);
   }
+  // LEB128: 7 bits per byte, low bits first; 1 byte below 128, at most 10.
+  void Varint(uint64_t v) {
+    uint8_t b[10];
+    size_t n = 0;
+    do {
+      b[n] = static_cast<uint8_t>(v & 0x7f);
+      v >>= 7;
+      if (v != 0) b[n] |= 0x80;
+      ++n;
+    } while (v != 0);
+    Put(b, n);
+  }
+  static size_t VarintSize(uint64_t v) {
+    size_t n = 1;
+    while (v >= 0x80) {
+      v >>= 7;
+      ++n;
+    }
+    return n;
+  }
   void Bytes(const uint8_t* p, size_t n) { Put(p, n); }
   size_t offset() const { return offset_; }
+  size_t remaining() const { return failed_ ? 0 : size_ - offset_; }
   bool failed() const { return failed_; }
 
  private:
@@ -72,7 +93,21 @@ class WireReader {
     for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
     return v;
   }
+  // LEB128 as WireWriter writes it; more than 10 bytes, or bits beyond 64, fail.
+  uint64_t Varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 70; shift += 7) {
+      if (failed_ || offset_ >= size_) break;
+      const uint8_t byte = data_[offset_++];
+      if (shift == 63 && (byte & 0x7e) != 0) break;  // would overflow 64 bits
+      v |= uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) return v;
+    }
+    failed_ = true;
+    return 0;
+  }
   void Bytes(uint8_t* out, size_t n) { Get(out, n); }
+  size_t remaining() const { return failed_ ? 0 : size_ - offset_; }
   const uint8_t* Skip(size_t n) {
     if (failed_ || n > size_ - offset_) {
       failed_ = true;

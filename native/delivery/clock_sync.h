@@ -1,0 +1,79 @@
+// The peer's clock, estimated from ping/pong exchanges (NTP's four timestamps): each exchange gives an
+// offset θ = ((t1 − t0) + (t2 − t3)) / 2 whose error is at most half its RTT minus the processing
+// delay, so only the exchange with the smallest RTT of each period is kept (minimum-RTT filtering). A
+// straight line fitted through the kept offsets over time follows a drifting clock.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+namespace volley::delivery {
+
+class ClockSync {
+ public:
+  static constexpr uint64_t kPeriodUs = 1000000;
+  static constexpr size_t kPeriods = 16;
+
+  // t0: local clock when the ping left; t1: the peer's clock when it arrived; delayUs: how long the peer
+  // held it before the pong left; t3: local clock when the pong arrived.
+  void Sample(uint64_t t0, uint64_t t1, uint64_t delayUs, uint64_t t3) {
+    if (t3 < t0) return;
+    const uint64_t elapsed = t3 - t0;
+    const double rtt = elapsed > delayUs ? static_cast<double>(elapsed - delayUs) : 0.0;
+    // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: clocks may differ by more than 2^53 µs? No,
+    // but the difference may be negative.
+    const double offset = (static_cast<double>(t1) - static_cast<double>(t0) + static_cast<double>(t1) +
+                           static_cast<double>(delayUs) - static_cast<double>(t3)) / 2.0;
+    const double at = (static_cast<double>(t0) + static_cast<double>(t3)) / 2.0;
+    const uint64_t period = t3 / kPeriodUs;
+    Best& slot = periods_[period % kPeriods];
+    if (!slot.used || slot.period != period || rtt < slot.rtt) slot = Best{true, period, rtt, offset, at};
+    ++samples_;
+  }
+
+  bool synced() const { return samples_ > 0; }
+  uint64_t samples() const { return samples_; }
+
+  // The peer's clock minus ours at local time `now` (µs; 0 before any sample).
+  double OffsetUs(uint64_t now) const {
+    const uint64_t currentPeriod = now / kPeriodUs;
+    double sumT = 0, sumO = 0;
+    size_t count = 0;
+    const Best* best = nullptr;
+    for (const Best& slot : periods_) {
+      if (!slot.used || currentPeriod - slot.period >= kPeriods) continue;
+      sumT += slot.at;
+      sumO += slot.offset;
+      ++count;
+      if (best == nullptr || slot.rtt < best->rtt) best = &slot;
+    }
+    if (count == 0) return 0;
+    if (count < 4) return best->offset;
+    // Least squares over the periods' best exchanges: offset = mean + drift × (t − mean t).
+    const double meanT = sumT / count, meanO = sumO / count;
+    double covariance = 0, variance = 0;
+    for (const Best& slot : periods_) {
+      if (!slot.used || currentPeriod - slot.period >= kPeriods) continue;
+      covariance += (slot.at - meanT) * (slot.offset - meanO);
+      variance += (slot.at - meanT) * (slot.at - meanT);
+    }
+    const double drift = variance > 0 ? covariance / variance : 0;
+    return meanO + drift * (static_cast<double>(now) - meanT);
+  }
+
+  // The drift of the peer's clock against ours (µs per µs; 0 until four periods have samples).
+  double Drift(uint64_t now) const { return (OffsetUs(now + kPeriodUs) - OffsetUs(now)) / kPeriodUs; }
+
+ private:
+  struct Best {
+    bool used = false;
+    uint64_t period = 0;
+    double rtt = 0;
+    double offset = 0;
+    double at = 0;  // local time of the exchange's middle
+  };
+  std::array<Best, kPeriods> periods_{};
+  uint64_t samples_ = 0;
+};
+
+}  // namespace volley::delivery

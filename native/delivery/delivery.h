@@ -1,0 +1,232 @@
+// The delivery layer of one connection (sans-IO): channels (reliable-ordered, unreliable, sequenced)
+// inside netcode payload packets, acknowledgements as ranges, retransmission on loss (RFC 9002's packet
+// and time thresholds, probe timeouts), NewReno congestion control with pacing, fragmentation and
+// reassembly within per-connection memory bounds, ping/pong with clock synchronisation, link statistics.
+// Fed messages from the application, packets from the peer and the time; it gives packets to send and
+// messages to deliver. See wire_format.h for the bytes.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "clock_sync.h"
+#include "received_packets.h"
+#include "rtt_estimator.h"
+#include "wire_format.h"
+
+namespace volley::delivery {
+
+enum class ChannelMode : uint8_t { kReliable = 1, kUnreliable = 2, kSequenced = 3 };
+
+struct DeliveryConfig {
+  std::vector<ChannelMode> channels{ChannelMode::kReliable};
+  uint64_t maxMessageBytes = 1 << 20;
+  // Bytes the application may queue (reliable: until acknowledged; others: until sent) before Send()
+  // refuses: back-pressure.
+  uint64_t sendQueueBytes = 8 << 20;
+  // Bytes the receiver holds for messages not yet delivered (out of order, or fragments); 0: the largest
+  // message plus 1 MiB. A packet whose data does not fit is not acknowledged: the sender sends it again.
+  uint64_t reassemblyBytes = 0;
+  // A reliable channel sends no message more than this many sequence numbers past its oldest
+  // unacknowledged one: the receiver's reorder window.
+  uint32_t reliableWindow = 1024;
+  uint64_t fragmentTimeoutUs = 5000000;  // incomplete unreliable or sequenced messages are dropped then
+  uint64_t maxAckDelayUs = 1000;
+  uint64_t pingIntervalUs = 100000;     // 10 Hz (seed 001)
+  uint64_t minPongIntervalUs = 50000;   // pongs at most 20 Hz
+  uint64_t initialRttUs = 100000;
+};
+
+enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
+
+class DeliverySink {
+ public:
+  virtual ~DeliverySink() = default;
+  virtual void SendPacket(const uint8_t* data, size_t size) = 0;  // one netcode payload
+  virtual void Message(uint8_t channel, const uint8_t* data, size_t size) = 0;
+};
+
+struct DeliveryStats {
+  uint64_t packetsIn = 0, packetsOut = 0, bytesIn = 0, bytesOut = 0;
+  uint64_t messagesIn = 0, messagesOut = 0, messageBytesIn = 0, messageBytesOut = 0;
+  uint64_t ackElicitingOut = 0, packetsAcked = 0, packetsLost = 0;
+  uint64_t resends = 0;  // message frames sent again after a loss or a probe timeout
+  uint64_t probeTimeouts = 0;
+  // Dropped on receive, by cause.
+  uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
+           expiredFragments = 0, unknownChannel = 0;
+  uint64_t unreliableDropped = 0;  // sender side: unreliable messages dropped when their queue overflowed
+};
+
+class DeliveryCore {
+ public:
+  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink);
+  ~DeliveryCore();
+
+  // Queues a message; Flush() sends it. The bytes are copied.
+  SendResult Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs);
+  // One delivery packet from the peer (the body of a netcode payload packet).
+  void Receive(const uint8_t* data, size_t size, uint64_t nowUs);
+  // Sends what congestion control and pacing allow: queued messages, acknowledgements, pings, pongs.
+  void Flush(uint64_t nowUs);
+  // Timers: loss detection, probe timeouts, delayed acknowledgements, pings, fragment expiry; then Flush.
+  void Update(uint64_t nowUs);
+  uint64_t NextDeadlineUs(uint64_t nowUs) const;
+
+  const DeliveryStats& stats() const { return stats_; }
+  const RttEstimator& rtt() const { return rtt_; }
+  const ClockSync& clock() const { return clock_; }
+  uint64_t queuedBytes() const { return queuedBytes_; }
+  uint64_t queuedMessages() const { return queuedMessages_; }
+  uint64_t bytesInFlight() const { return bytesInFlight_; }
+  uint64_t congestionWindow() const { return congestionWindow_; }
+  // Time the oldest queued message has waited (µs; 0 when none).
+  uint64_t QueueDelayUs(uint64_t nowUs) const;
+  uint64_t reassemblyUsed() const { return reassemblyUsed_; }
+
+ private:
+  static constexpr uint64_t kNotSent = UINT64_MAX - 1;
+  static constexpr uint64_t kAcked = UINT64_MAX;
+
+  struct OutMessage {
+    uint8_t channel = 0;
+    uint64_t sequence = 0;
+    uint64_t queuedUs = 0;
+    std::vector<uint8_t> data;
+    uint32_t fragments = 1;  // 1: sent whole
+    uint32_t acked = 0;      // fragments acknowledged
+    uint32_t unsent = 0;     // fragments never sent yet (unreliable/sequenced: sent once)
+    std::vector<uint64_t> lastSent;  // per fragment: the packet number it was last sent in, kNotSent, kAcked
+  };
+  struct Chunk {
+    uint8_t channel;
+    uint64_t sequence;
+    uint32_t fragment;
+  };
+  struct SendChannel {
+    ChannelMode mode = ChannelMode::kReliable;
+    uint64_t nextSequence = 0;
+    // Reliable: every message not fully acknowledged, in sequence order; others: messages not fully sent.
+    std::deque<std::unique_ptr<OutMessage>> messages;
+    size_t firstUnsent = 0;  // reliable: index of the first message with fragments never sent
+  };
+  struct SentPacket {
+    uint64_t number = 0;
+    uint64_t sentUs = 0;
+    uint32_t bytes = 0;
+    bool ackEliciting = false;
+    bool inFlight = false;  // counted in bytesInFlight_
+    bool settled = true;    // acknowledged or declared lost
+    std::vector<Chunk> chunks;  // reliable fragments it carried
+  };
+  struct InMessage {
+    bool used = false;
+    uint64_t sequence = 0;
+    uint64_t firstUs = 0;
+    std::vector<uint8_t> data;
+    std::vector<uint8_t> seen;  // per fragment
+    uint32_t fragments = 0, received = 0;
+  };
+  struct ReceiveChannel {
+    ChannelMode mode = ChannelMode::kReliable;
+    uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver
+    bool anyDelivered = false;       // sequenced
+    uint64_t lastDelivered = 0;      // sequenced
+    std::vector<InMessage> window;   // reliable: reliableWindow slots by sequence; others: partial messages
+  };
+
+  // Sending.
+  bool HasMessages() const;  // messages, resends or probes to send
+  void PruneRetransmits();
+  bool CanSend(uint64_t nowUs) const;
+  bool SendPacket(uint64_t nowUs, bool withMessages);  // false when it had nothing to put in a packet
+  bool WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_t nowUs);
+  // Writes fragment `fragment` of `message` if it fits; false otherwise.
+  bool WriteChunk(const OutMessage& message, uint32_t fragment, uint8_t* out, size_t capacity, size_t* size) const;
+  OutMessage* FindReliable(uint8_t channel, uint64_t sequence);
+  void ReleaseAcked(SendChannel& channel);
+  SentPacket* FindSent(uint64_t number);
+  std::unique_ptr<OutMessage> TakeMessage();
+  void RecycleMessage(std::unique_ptr<OutMessage> message);
+
+  // Acknowledgements and loss.
+  void OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
+  void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
+  void OnPacketLost(SentPacket& packet, uint64_t nowUs);
+  void DetectLosses(uint64_t nowUs);
+  void OnProbeTimeout(uint64_t nowUs);
+  uint64_t ProbeTimeoutUs() const;
+  void SettleFront();
+
+  void RefillPacing(uint64_t nowUs);
+  void EnsureSentCapacity();
+
+  // Receiving.
+  bool ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused);
+  bool OnMessageFrame(uint8_t channel, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
+                      const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
+  void DeliverReliable(ReceiveChannel& channel);
+  void Deliver(uint8_t channel, const uint8_t* data, size_t size);
+  bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs);
+  void FreeInMessage(InMessage& slot);
+  void ExpireFragments(uint64_t nowUs);
+
+  DeliveryConfig config_;
+  DeliverySink* sink_;
+  DeliveryStats stats_;
+  uint64_t reassemblyLimit_;
+
+  std::vector<SendChannel> sendChannels_;
+  std::vector<ReceiveChannel> receiveChannels_;
+  std::deque<Chunk> retransmits_;  // reliable fragments lost or probed, sent before new data
+  std::vector<std::unique_ptr<OutMessage>> spareMessages_;
+  uint64_t queuedBytes_ = 0;
+  uint64_t queuedMessages_ = 0;
+
+  // Sent packets from sentBase_ to nextPacket_ − 1, in a ring.
+  std::vector<SentPacket> sent_;
+  uint64_t sentBase_ = 0;
+  uint64_t nextPacket_ = 0;
+  uint64_t largestAcked_ = 0;
+  bool anyAcked_ = false;
+  uint64_t bytesInFlight_ = 0;
+  uint64_t lastAckElicitingSentUs_ = 0;
+  uint32_t ackElicitingInFlight_ = 0;
+  uint64_t lossTimeUs_ = 0;  // 0: none
+  uint32_t probeCount_ = 0;
+  uint32_t probesToSend_ = 0;
+
+  // Congestion control (NewReno, in bytes) and pacing.
+  uint64_t congestionWindow_ = 10 * kMaxPacketBytes;
+  uint64_t slowStartThreshold_ = UINT64_MAX;
+  uint64_t recoveryStartUs_ = 0;
+  bool inRecovery_ = false;
+  double pacingCredit_ = 10 * kMaxPacketBytes;  // bytes that may go out now
+  uint64_t pacingUpdatedUs_ = 0;
+
+  RttEstimator rtt_;
+  ClockSync clock_;
+
+  // Receiving.
+  ReceivedPackets received_;
+  bool ackPending_ = false;
+  bool ackImmediately_ = false;
+  uint32_t elicitingSinceAck_ = 0;
+  uint64_t ackDeadlineUs_ = 0;
+  uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
+  uint64_t reassemblyUsed_ = 0;
+  std::vector<ReceivedPackets::Range> ackScratch_;
+
+  // Ping/pong.
+  uint64_t nextPingUs_ = 0;
+  uint64_t nextPingId_ = 0;
+  uint64_t lastPongSentUs_ = 0;
+  bool pongPending_ = false;
+  uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;
+
+  uint8_t packet_[kMaxPacketBytes];
+};
+
+}  // namespace volley::delivery

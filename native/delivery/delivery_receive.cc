@@ -1,0 +1,296 @@
+// DeliveryCore, the receiving side: parsing (every length checked before use), acknowledgement
+// bookkeeping, reliable reordering, sequenced and unreliable delivery, reassembly within the memory
+// bound, pongs and the clock.
+#include <algorithm>
+
+#include "../netcode/wire.h"
+#include "delivery.h"
+
+namespace volley::delivery {
+
+using netcode::WireReader;
+
+namespace {
+
+constexpr uint64_t kMaxAckRangesAccepted = 256;
+// Buffers above this are given back when their message is done, so that memory follows the bound.
+constexpr size_t kKeptBufferBytes = 64 * 1024;
+
+}  // namespace
+
+void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
+  ++stats_.packetsIn;
+  stats_.bytesIn += size;
+  WireReader reader(data, size);
+  const uint8_t marker = reader.U8();
+  const uint64_t number = reader.Varint();
+  if (reader.failed() || marker != kPacketMarker) {
+    ++stats_.malformed;
+    return;
+  }
+  const size_t headerBytes = size - reader.remaining();
+  bool ackEliciting = false, refused = false;
+  // The whole packet is checked before any of it is acted on: a malformed packet changes nothing.
+  if (!ProcessFrames(data + headerBytes, size - headerBytes, nowUs, false, &ackEliciting, &refused)) {
+    ++stats_.malformed;
+    return;
+  }
+  if (received_.Contains(number)) {
+    ++stats_.duplicatePackets;
+    return;
+  }
+  ProcessFrames(data + headerBytes, size - headerBytes, nowUs, true, &ackEliciting, &refused);
+  // Data that did not fit in memory: the packet is not acknowledged, so its reliable data comes again.
+  if (refused) return;
+  const bool inOrder = received_.empty() || number == received_.largest() + 1;
+  received_.Add(number);
+  if (number == received_.largest()) largestReceivedUs_ = nowUs;
+  if (ackEliciting) {
+    if (!ackPending_) ackDeadlineUs_ = nowUs + config_.maxAckDelayUs;
+    ackPending_ = true;
+    ++elicitingSinceAck_;
+    if (!inOrder) ackImmediately_ = true;  // a gap: the sender should hear of it at once
+  }
+}
+
+bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused) {
+  WireReader reader(data, size);
+  if (size == 0) return false;
+  while (reader.remaining() > 0) {
+    const uint8_t type = reader.U8();
+    switch (type) {
+      case kFrameAck: {
+        const uint64_t largest = reader.Varint();
+        const uint64_t delay = reader.Varint();
+        const uint64_t firstRange = reader.Varint();
+        const uint64_t count = reader.Varint();
+        if (reader.failed() || firstRange > largest || count > kMaxAckRangesAccepted || largest >= nextPacket_) return false;
+        ackScratch_.clear();
+        ackScratch_.push_back(ReceivedPackets::Range{largest - firstRange, largest});
+        uint64_t low = largest - firstRange;
+        for (uint64_t i = 0; i < count; ++i) {
+          const uint64_t gap = reader.Varint();
+          const uint64_t length = reader.Varint();
+          if (reader.failed() || low < gap + 2) return false;
+          const uint64_t high = low - gap - 2;
+          if (length > high) return false;
+          low = high - length;
+          ackScratch_.push_back(ReceivedPackets::Range{low, high});
+        }
+        if (apply) OnAck(largest, delay, ackScratch_, nowUs);
+        break;
+      }
+      case kFramePing: {
+        const uint64_t id = reader.Varint();
+        const uint64_t senderClock = reader.Varint();  // echoed in the pong
+        if (reader.failed()) return false;
+        *ackEliciting = true;
+        // Pongs are rate-limited (20 Hz by default): a ping between two pongs is acknowledged only.
+        if (apply && (lastPongSentUs_ == 0 || nowUs - lastPongSentUs_ >= config_.minPongIntervalUs)) {
+          pongPending_ = true;
+          pongId_ = id;
+          pongEcho_ = senderClock;
+          pongReceivedUs_ = nowUs;
+        }
+        break;
+      }
+      case kFramePong: {
+        reader.Varint();  // ping id
+        const uint64_t echo = reader.Varint();
+        const uint64_t remoteReceived = reader.Varint();
+        const uint64_t delay = reader.Varint();
+        if (reader.failed()) return false;
+        *ackEliciting = true;
+        if (apply && echo <= nowUs) clock_.Sample(echo, remoteReceived, delay, nowUs);
+        break;
+      }
+      case kFrameMessage:
+      case kFrameFragment: {
+        const uint8_t channel = reader.U8();
+        const uint64_t sequence = reader.Varint();
+        const uint64_t length = reader.Varint();
+        const bool fragmented = type == kFrameFragment;
+        uint64_t fragment = 0;
+        size_t bytes = length;
+        if (fragmented) {
+          fragment = reader.Varint();
+          // A fragmented message is larger than a whole one can be, within the maximum, and the index
+          // is within it; each fragment's size follows from them.
+          if (reader.failed() || length <= kFragmentBytes || length > config_.maxMessageBytes || fragment >= FragmentCount(length)) {
+            return false;
+          }
+          bytes = std::min<uint64_t>(kFragmentBytes, length - fragment * kFragmentBytes);
+        }
+        if (reader.failed() || bytes > reader.remaining()) return false;
+        const uint8_t* payload = reader.Skip(bytes);
+        *ackEliciting = true;
+        if (!apply) break;
+        if (channel >= receiveChannels_.size()) {
+          ++stats_.unknownChannel;
+          break;
+        }
+        OnMessageFrame(channel, sequence, length, fragment, fragmented, payload, bytes, nowUs, refused);
+        break;
+      }
+      default:
+        return false;
+    }
+    if (reader.failed()) return false;
+  }
+  return !reader.failed();
+}
+
+bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs) {
+  if (reassemblyUsed_ + length > reassemblyLimit_) {
+    ++stats_.overBudget;
+    return false;
+  }
+  slot.used = true;
+  slot.sequence = sequence;
+  slot.firstUs = nowUs;
+  slot.data.resize(length);
+  slot.fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
+  slot.seen.assign(slot.fragments, 0);
+  slot.received = 0;
+  reassemblyUsed_ += length;
+  return true;
+}
+
+void DeliveryCore::FreeInMessage(InMessage& slot) {
+  reassemblyUsed_ -= slot.data.size();
+  slot.used = false;
+  if (slot.data.capacity() > kKeptBufferBytes) {
+    std::vector<uint8_t>().swap(slot.data);
+  } else {
+    slot.data.clear();
+  }
+  if (slot.seen.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(slot.seen);
+}
+
+void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size) {
+  ++stats_.messagesIn;
+  stats_.messageBytesIn += size;
+  sink_->Message(channel, data, size);
+}
+
+void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
+  for (;;) {
+    InMessage& slot = channel.window[channel.nextDeliver % channel.window.size()];
+    if (!slot.used || slot.sequence != channel.nextDeliver || slot.received < slot.fragments) return;
+    Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
+    FreeInMessage(slot);
+    ++channel.nextDeliver;
+  }
+}
+
+bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
+                                  const uint8_t* data, size_t size, uint64_t nowUs, bool* refused) {
+  ReceiveChannel& channel = receiveChannels_[channelIndex];
+  if (channel.mode == ChannelMode::kReliable) {
+    if (sequence < channel.nextDeliver) {
+      ++stats_.duplicateMessages;
+      return true;
+    }
+    if (sequence - channel.nextDeliver >= channel.window.size()) {
+      ++stats_.overBudget;  // beyond the window the sender must keep to
+      *refused = true;
+      return false;
+    }
+    if (!fragmented && sequence == channel.nextDeliver) {  // the common case: in order, whole, no copy
+      Deliver(channelIndex, data, size);
+      ++channel.nextDeliver;
+      DeliverReliable(channel);
+      return true;
+    }
+    InMessage& slot = channel.window[sequence % channel.window.size()];
+    if (!slot.used) {
+      if (!StartInMessage(slot, sequence, length, fragmented, nowUs)) {
+        *refused = true;
+        return false;
+      }
+    } else if (slot.data.size() != length) {
+      ++stats_.malformed;  // the same message with another length: the sender is broken
+      return false;
+    }
+    if (slot.seen[fragment]) {
+      ++stats_.duplicateMessages;
+      return true;
+    }
+    std::copy(data, data + size, slot.data.begin() + static_cast<long>(fragment * kFragmentBytes));
+    slot.seen[fragment] = 1;
+    ++slot.received;
+    DeliverReliable(channel);
+    return true;
+  }
+
+  // Sequenced and unreliable.
+  const bool sequenced = channel.mode == ChannelMode::kSequenced;
+  if (sequenced && channel.anyDelivered && sequence <= channel.lastDelivered) {
+    ++stats_.staleSequenced;
+    return true;
+  }
+  const auto delivered = [&](uint64_t done) {
+    if (!sequenced) return;
+    channel.anyDelivered = true;
+    channel.lastDelivered = done;
+    for (InMessage& slot : channel.window) {  // older incomplete messages can no longer be delivered
+      if (slot.used && slot.sequence <= done) FreeInMessage(slot);
+    }
+  };
+  if (!fragmented) {
+    Deliver(channelIndex, data, size);
+    delivered(sequence);
+    return true;
+  }
+  InMessage* slot = nullptr;
+  InMessage* free = nullptr;
+  InMessage* oldest = nullptr;
+  for (InMessage& candidate : channel.window) {
+    if (!candidate.used) {
+      if (free == nullptr) free = &candidate;
+    } else if (candidate.sequence == sequence) {
+      slot = &candidate;
+    } else if (oldest == nullptr || candidate.sequence < oldest->sequence) {
+      oldest = &candidate;
+    }
+  }
+  if (slot == nullptr) {
+    if (free == nullptr) {  // every partial slot taken: the oldest incomplete message gives way
+      ++stats_.expiredFragments;
+      FreeInMessage(*oldest);
+      free = oldest;
+    }
+    // Unreliable data that does not fit is dropped, not refused: it would not come again.
+    if (!StartInMessage(*free, sequence, length, true, nowUs)) return false;
+    slot = free;
+  } else if (slot->data.size() != length) {
+    ++stats_.malformed;
+    return false;
+  }
+  if (slot->seen[fragment]) {
+    ++stats_.duplicateMessages;
+    return true;
+  }
+  std::copy(data, data + size, slot->data.begin() + static_cast<long>(fragment * kFragmentBytes));
+  slot->seen[fragment] = 1;
+  if (++slot->received == slot->fragments) {
+    Deliver(channelIndex, slot->data.data(), slot->data.size());
+    FreeInMessage(*slot);
+    delivered(sequence);
+  }
+  return true;
+}
+
+void DeliveryCore::ExpireFragments(uint64_t nowUs) {
+  for (ReceiveChannel& channel : receiveChannels_) {
+    if (channel.mode == ChannelMode::kReliable) continue;
+    for (InMessage& slot : channel.window) {
+      if (slot.used && nowUs - slot.firstUs >= config_.fragmentTimeoutUs) {
+        ++stats_.expiredFragments;
+        FreeInMessage(slot);
+      }
+    }
+  }
+}
+
+}  // namespace volley::delivery

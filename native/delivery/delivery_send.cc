@@ -1,0 +1,523 @@
+// DeliveryCore, the sending side: queues, packet assembly, acknowledgements, loss detection, probe
+// timeouts, congestion control and pacing.
+#include <algorithm>
+
+#include "../netcode/wire.h"
+#include "delivery.h"
+
+namespace volley::delivery {
+
+using netcode::WireWriter;
+
+namespace {
+
+constexpr uint64_t kPacketThreshold = 3;         // RFC 9002: lost when 3 later packets are acknowledged
+constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
+constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
+constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
+constexpr double kPacingBurst = 10 * kMaxPacketBytes;
+constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at most this much of a packet
+constexpr size_t kPartialSlots = 8;               // incomplete unreliable/sequenced messages per channel
+
+}  // namespace
+
+DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
+    : config_(config),
+      sink_(sink),
+      reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
+      rtt_(config.initialRttUs) {
+  if (config_.reliableWindow == 0) config_.reliableWindow = 1;
+  // Sized once: a channel holds a deque, which a growing vector could only copy.
+  sendChannels_ = std::vector<SendChannel>(config_.channels.size());
+  receiveChannels_ = std::vector<ReceiveChannel>(config_.channels.size());
+  for (size_t i = 0; i < config_.channels.size(); ++i) {
+    const ChannelMode mode = config_.channels[i];
+    sendChannels_[i].mode = mode;
+    receiveChannels_[i].mode = mode;
+    receiveChannels_[i].window.resize(mode == ChannelMode::kReliable ? config_.reliableWindow : kPartialSlots);
+  }
+  sent_.resize(64);
+}
+
+DeliveryCore::~DeliveryCore() = default;
+
+SendResult DeliveryCore::Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs) {
+  if (channel >= sendChannels_.size()) return SendResult::kNoChannel;
+  if (size > config_.maxMessageBytes) return SendResult::kTooLarge;
+  // A message larger than the whole queue still goes when the queue is empty, else it never could.
+  if (queuedMessages_ > 0 && queuedBytes_ + size > config_.sendQueueBytes) return SendResult::kQueueFull;
+  SendChannel& target = sendChannels_[channel];
+  std::unique_ptr<OutMessage> message = TakeMessage();
+  message->channel = channel;
+  message->sequence = target.nextSequence++;
+  message->queuedUs = nowUs;
+  message->data.assign(data, data + size);
+  message->fragments = size > kFragmentBytes ? static_cast<uint32_t>(FragmentCount(size)) : 1;
+  message->acked = 0;
+  message->unsent = message->fragments;
+  message->lastSent.assign(message->fragments, kNotSent);
+  target.messages.push_back(std::move(message));
+  queuedBytes_ += size;
+  ++queuedMessages_;
+  ++stats_.messagesOut;
+  stats_.messageBytesOut += size;
+  return SendResult::kQueued;
+}
+
+std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {
+  if (spareMessages_.empty()) return std::make_unique<OutMessage>();
+  std::unique_ptr<OutMessage> message = std::move(spareMessages_.back());
+  spareMessages_.pop_back();
+  return message;
+}
+
+void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
+  queuedBytes_ -= message->data.size();
+  --queuedMessages_;
+  // Kept for reuse (no allocation per message in steady state), unless it holds a large buffer.
+  if (spareMessages_.size() < 256 && message->data.capacity() <= 64 * 1024) spareMessages_.push_back(std::move(message));
+}
+
+uint64_t DeliveryCore::QueueDelayUs(uint64_t nowUs) const {
+  uint64_t oldest = UINT64_MAX;
+  for (const SendChannel& channel : sendChannels_) {
+    if (!channel.messages.empty()) oldest = std::min(oldest, channel.messages.front()->queuedUs);
+  }
+  return oldest == UINT64_MAX || oldest > nowUs ? 0 : nowUs - oldest;
+}
+
+DeliveryCore::OutMessage* DeliveryCore::FindReliable(uint8_t channel, uint64_t sequence) {
+  SendChannel& target = sendChannels_[channel];
+  if (target.messages.empty()) return nullptr;
+  const uint64_t first = target.messages.front()->sequence;
+  if (sequence < first || sequence - first >= target.messages.size()) return nullptr;
+  return target.messages[sequence - first].get();
+}
+
+void DeliveryCore::ReleaseAcked(SendChannel& channel) {
+  while (!channel.messages.empty() && channel.messages.front()->acked == channel.messages.front()->fragments) {
+    RecycleMessage(std::move(channel.messages.front()));
+    channel.messages.pop_front();
+    if (channel.firstUnsent > 0) --channel.firstUnsent;
+  }
+}
+
+// --- sending ---
+
+bool DeliveryCore::HasMessages() const {
+  if (probesToSend_ > 0 || !retransmits_.empty()) return true;
+  for (const SendChannel& channel : sendChannels_) {
+    if (channel.mode != ChannelMode::kReliable) {
+      if (!channel.messages.empty()) return true;
+    } else if (channel.firstUnsent < channel.messages.size() &&
+               channel.messages[channel.firstUnsent]->sequence < channel.messages.front()->sequence + config_.reliableWindow) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void DeliveryCore::RefillPacing(uint64_t nowUs) {
+  if (nowUs <= pacingUpdatedUs_) return;
+  const double rate = kPacingGain * static_cast<double>(congestionWindow_) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
+  pacingCredit_ = std::min(kPacingBurst, pacingCredit_ + rate * static_cast<double>(nowUs - pacingUpdatedUs_));
+  pacingUpdatedUs_ = nowUs;
+}
+
+bool DeliveryCore::CanSend(uint64_t) const {
+  return bytesInFlight_ + kMaxPacketBytes <= congestionWindow_ && pacingCredit_ >= kMaxPacketBytes;
+}
+
+void DeliveryCore::PruneRetransmits() {
+  while (!retransmits_.empty()) {
+    const Chunk& chunk = retransmits_.front();
+    const OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+    if (message != nullptr && message->lastSent[chunk.fragment] != kAcked) return;
+    retransmits_.pop_front();  // acknowledged since it was queued again
+  }
+}
+
+void DeliveryCore::Flush(uint64_t nowUs) {
+  RefillPacing(nowUs);
+  PruneRetransmits();
+  // Bounded: a call sends at most a window's worth; the rest waits for acknowledgements or pacing.
+  for (int packets = 0; packets < 4096; ++packets) {
+    // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
+    const bool messages = HasMessages() && (probesToSend_ > 0 || CanSend(nowUs));
+    const bool control = pongPending_ || nowUs >= nextPingUs_;
+    const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
+    if (!messages && !control && !ack) break;
+    if (!SendPacket(nowUs, messages)) break;
+  }
+}
+
+void DeliveryCore::EnsureSentCapacity() {
+  if (nextPacket_ - sentBase_ < sent_.size()) return;
+  std::vector<SentPacket> grown(sent_.size() * 2);
+  for (uint64_t number = sentBase_; number < nextPacket_; ++number) {
+    grown[number & (grown.size() - 1)] = std::move(sent_[number & (sent_.size() - 1)]);
+  }
+  sent_.swap(grown);
+}
+
+DeliveryCore::SentPacket* DeliveryCore::FindSent(uint64_t number) {
+  if (number < sentBase_ || number >= nextPacket_) return nullptr;
+  return &sent_[number & (sent_.size() - 1)];
+}
+
+bool DeliveryCore::WriteChunk(const OutMessage& message, uint32_t fragment, uint8_t* out, size_t capacity, size_t* size) const {
+  WireWriter writer(out + *size, capacity - *size);
+  if (message.fragments == 1) {
+    writer.U8(kFrameMessage);
+    writer.U8(message.channel);
+    writer.Varint(message.sequence);
+    writer.Varint(message.data.size());
+    writer.Bytes(message.data.data(), message.data.size());
+  } else {
+    const size_t offset = size_t{fragment} * kFragmentBytes;
+    const size_t length = std::min(kFragmentBytes, message.data.size() - offset);
+    writer.U8(kFrameFragment);
+    writer.U8(message.channel);
+    writer.Varint(message.sequence);
+    writer.Varint(message.data.size());
+    writer.Varint(fragment);
+    writer.Bytes(message.data.data() + offset, length);
+  }
+  if (writer.failed()) return false;
+  *size += writer.offset();
+  return true;
+}
+
+bool DeliveryCore::WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_t nowUs) {
+  const std::vector<ReceivedPackets::Range>& ranges = received_.ranges();
+  if (ranges.empty()) return false;
+  const uint64_t largest = ranges.front().high;
+  const uint64_t delay = nowUs > largestReceivedUs_ ? nowUs - largestReceivedUs_ : 0;
+  const uint64_t firstRange = ranges.front().high - ranges.front().low;
+  size_t needed = 1 + WireWriter::VarintSize(largest) + WireWriter::VarintSize(delay) + WireWriter::VarintSize(firstRange) + 1;
+  if (needed > capacity - *size) return false;
+  // As many further ranges as fit, newest first.
+  size_t count = 0;
+  for (size_t i = 1; i < ranges.size() && count < kMaxAckRanges; ++i) {
+    const uint64_t gap = ranges[i - 1].low - ranges[i].high - 2;
+    const uint64_t length = ranges[i].high - ranges[i].low;
+    const size_t more = WireWriter::VarintSize(gap) + WireWriter::VarintSize(length);
+    if (needed + more > capacity - *size) break;
+    needed += more;
+    ++count;
+  }
+  WireWriter writer(out + *size, capacity - *size);
+  writer.U8(kFrameAck);
+  writer.Varint(largest);
+  writer.Varint(delay);
+  writer.Varint(firstRange);
+  writer.Varint(count);
+  for (size_t i = 1; i <= count; ++i) {
+    writer.Varint(ranges[i - 1].low - ranges[i].high - 2);
+    writer.Varint(ranges[i].high - ranges[i].low);
+  }
+  if (writer.failed()) return false;
+  *size += writer.offset();
+  return true;
+}
+
+bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
+  EnsureSentCapacity();
+  const uint64_t number = nextPacket_;
+  SentPacket& record = sent_[number & (sent_.size() - 1)];
+  record.chunks.clear();
+  size_t size = 0;
+  {
+    WireWriter header(packet_, sizeof(packet_));
+    header.U8(kPacketMarker);
+    header.Varint(number);
+    size = header.offset();
+  }
+  bool wroteAck = false;
+  if (ackPending_ || (withMessages && !received_.empty())) {
+    // Beside messages an ACK gets a small share of the packet; alone it may fill it.
+    const size_t capacity = withMessages ? std::min(sizeof(packet_), size + kAckSpaceWithData) : sizeof(packet_);
+    wroteAck = WriteAck(packet_, capacity, &size, nowUs);
+    if (wroteAck) {
+      ackPending_ = false;
+      ackImmediately_ = false;
+      elicitingSinceAck_ = 0;
+    }
+  }
+  bool eliciting = false;
+  const size_t capacity = sizeof(packet_);
+  {
+    if (pongPending_) {
+      WireWriter writer(packet_ + size, capacity - size);
+      writer.U8(kFramePong);
+      writer.Varint(pongId_);
+      writer.Varint(pongEcho_);
+      writer.Varint(pongReceivedUs_);
+      writer.Varint(nowUs - pongReceivedUs_);
+      if (!writer.failed()) {
+        size += writer.offset();
+        pongPending_ = false;
+        lastPongSentUs_ = nowUs;
+        eliciting = true;
+      }
+    }
+    if (nowUs >= nextPingUs_) {
+      WireWriter writer(packet_ + size, capacity - size);
+      writer.U8(kFramePing);
+      writer.Varint(nextPingId_);
+      writer.Varint(nowUs);
+      if (!writer.failed()) {
+        size += writer.offset();
+        ++nextPingId_;
+        nextPingUs_ = nowUs + config_.pingIntervalUs;
+        eliciting = true;
+      }
+    }
+  }
+  if (withMessages) {
+    bool full = false;
+    // Unreliable and sequenced messages first: they never wait behind reliable traffic.
+    for (SendChannel& channel : sendChannels_) {
+      if (channel.mode == ChannelMode::kReliable) continue;
+      while (!full && !channel.messages.empty()) {
+        OutMessage& message = *channel.messages.front();
+        while (message.unsent > 0) {
+          if (!WriteChunk(message, message.fragments - message.unsent, packet_, capacity, &size)) {
+            full = true;
+            break;
+          }
+          --message.unsent;
+          eliciting = true;
+        }
+        if (message.unsent > 0) break;
+        RecycleMessage(std::move(channel.messages.front()));
+        channel.messages.pop_front();
+      }
+    }
+    // Then reliable fragments that were lost or are probed, then new ones.
+    while (!full && !retransmits_.empty()) {
+      const Chunk chunk = retransmits_.front();
+      OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+      if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
+        retransmits_.pop_front();
+        continue;
+      }
+      if (!WriteChunk(*message, chunk.fragment, packet_, capacity, &size)) {
+        full = true;
+        break;
+      }
+      message->lastSent[chunk.fragment] = number;
+      record.chunks.push_back(chunk);
+      ++stats_.resends;
+      retransmits_.pop_front();
+      eliciting = true;
+    }
+    for (SendChannel& channel : sendChannels_) {
+      if (channel.mode != ChannelMode::kReliable) continue;
+      while (!full && channel.firstUnsent < channel.messages.size()) {
+        OutMessage& message = *channel.messages[channel.firstUnsent];
+        if (message.sequence >= channel.messages.front()->sequence + config_.reliableWindow) break;
+        const uint32_t fragment = message.fragments - message.unsent;
+        if (!WriteChunk(message, fragment, packet_, capacity, &size)) {
+          full = true;
+          break;
+        }
+        message.lastSent[fragment] = number;
+        record.chunks.push_back(Chunk{message.channel, message.sequence, fragment});
+        eliciting = true;
+        if (--message.unsent == 0) ++channel.firstUnsent;
+      }
+    }
+    if (probesToSend_ > 0) {
+      if (!eliciting) {  // nothing to resend: the probe is a ping
+        WireWriter writer(packet_ + size, capacity - size);
+        writer.U8(kFramePing);
+        writer.Varint(nextPingId_++);
+        writer.Varint(nowUs);
+        if (!writer.failed()) {
+          size += writer.offset();
+          eliciting = true;
+        }
+      }
+      --probesToSend_;
+    }
+  }
+  if (!eliciting && !wroteAck) return false;
+  record.number = number;
+  record.sentUs = nowUs;
+  record.bytes = static_cast<uint32_t>(size);
+  record.ackEliciting = eliciting;
+  record.inFlight = eliciting;
+  record.settled = !eliciting;  // an ACK-only packet is never acknowledged by itself: nothing to wait for
+  ++nextPacket_;
+  if (eliciting) {
+    bytesInFlight_ += size;
+    ++ackElicitingInFlight_;
+    lastAckElicitingSentUs_ = nowUs;
+    pacingCredit_ -= static_cast<double>(size);
+    ++stats_.ackElicitingOut;
+  }
+  SettleFront();
+  ++stats_.packetsOut;
+  stats_.bytesOut += size;
+  sink_->SendPacket(packet_, size);
+  return true;
+}
+
+// --- acknowledgements and loss ---
+
+void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs) {
+  bool newlyAckedEliciting = false;
+  SentPacket* largestPacket = FindSent(largest);
+  const bool sampleRtt = largestPacket != nullptr && !largestPacket->settled && largestPacket->ackEliciting;
+  const uint64_t largestSentUs = largestPacket != nullptr ? largestPacket->sentUs : 0;
+  for (const ReceivedPackets::Range& range : ranges) {
+    const uint64_t low = std::max(range.low, sentBase_);
+    for (uint64_t number = low; number <= range.high && number < nextPacket_; ++number) {
+      SentPacket& packet = sent_[number & (sent_.size() - 1)];
+      if (packet.settled || packet.number != number) continue;
+      newlyAckedEliciting = newlyAckedEliciting || packet.ackEliciting;
+      OnPacketAcked(packet, nowUs);
+    }
+  }
+  if (!anyAcked_ || largest > largestAcked_) largestAcked_ = largest;
+  anyAcked_ = true;
+  if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs));
+  if (newlyAckedEliciting) probeCount_ = 0;
+  DetectLosses(nowUs);
+  for (SendChannel& channel : sendChannels_) {
+    if (channel.mode == ChannelMode::kReliable) ReleaseAcked(channel);
+  }
+}
+
+void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
+  packet.settled = true;
+  ++stats_.packetsAcked;
+  if (packet.inFlight) {
+    packet.inFlight = false;
+    bytesInFlight_ -= packet.bytes;
+    --ackElicitingInFlight_;
+    // NewReno: no growth for packets sent before the current recovery began.
+    if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {
+      inRecovery_ = false;
+      if (congestionWindow_ < slowStartThreshold_) {
+        congestionWindow_ += packet.bytes;
+      } else {
+        congestionWindow_ += std::max<uint64_t>(1, uint64_t{kMaxPacketBytes} * packet.bytes / congestionWindow_);
+      }
+    }
+  }
+  for (const Chunk& chunk : packet.chunks) {
+    OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+    if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) continue;
+    message->lastSent[chunk.fragment] = kAcked;
+    ++message->acked;
+  }
+}
+
+void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
+  packet.settled = true;
+  ++stats_.packetsLost;
+  if (packet.inFlight) {
+    packet.inFlight = false;
+    bytesInFlight_ -= packet.bytes;
+    --ackElicitingInFlight_;
+    if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {  // one reduction per round trip
+      inRecovery_ = true;
+      recoveryStartUs_ = nowUs;
+      congestionWindow_ = std::max(congestionWindow_ / 2, kMinimumWindow);
+      slowStartThreshold_ = congestionWindow_;
+    }
+  }
+  for (const Chunk& chunk : packet.chunks) {
+    OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+    // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
+    if (message == nullptr || message->lastSent[chunk.fragment] != packet.number) continue;
+    message->lastSent[chunk.fragment] = kNotSent;
+    retransmits_.push_back(chunk);
+  }
+}
+
+void DeliveryCore::DetectLosses(uint64_t nowUs) {
+  lossTimeUs_ = 0;
+  if (!anyAcked_) return;
+  const uint64_t lossDelay = std::max<uint64_t>(std::max(rtt_.latestUs(), rtt_.smoothedUs()) * 9 / 8, kGranularityUs);
+  const uint64_t end = std::min(largestAcked_, nextPacket_ == 0 ? 0 : nextPacket_ - 1);
+  for (uint64_t number = sentBase_; number <= end && number < nextPacket_; ++number) {
+    SentPacket& packet = sent_[number & (sent_.size() - 1)];
+    if (packet.settled || !packet.ackEliciting || number >= largestAcked_) continue;
+    if (largestAcked_ - number >= kPacketThreshold || packet.sentUs + lossDelay <= nowUs) {
+      OnPacketLost(packet, nowUs);
+    } else if (lossTimeUs_ == 0 || packet.sentUs + lossDelay < lossTimeUs_) {
+      lossTimeUs_ = packet.sentUs + lossDelay;
+    }
+  }
+  SettleFront();
+}
+
+uint64_t DeliveryCore::ProbeTimeoutUs() const {
+  const uint64_t base = rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
+  return base << std::min<uint32_t>(probeCount_, 10);
+}
+
+void DeliveryCore::OnProbeTimeout(uint64_t) {
+  ++probeCount_;
+  ++stats_.probeTimeouts;
+  probesToSend_ = 2;
+  // Resend the oldest unacknowledged reliable fragments first: they are what the peer is missing.
+  for (uint64_t number = sentBase_; number < nextPacket_; ++number) {
+    const SentPacket& packet = sent_[number & (sent_.size() - 1)];
+    if (packet.settled || packet.chunks.empty()) continue;
+    for (auto chunk = packet.chunks.rbegin(); chunk != packet.chunks.rend(); ++chunk) retransmits_.push_front(*chunk);
+    break;
+  }
+}
+
+void DeliveryCore::SettleFront() {
+  while (sentBase_ < nextPacket_ && sent_[sentBase_ & (sent_.size() - 1)].settled) ++sentBase_;
+}
+
+// --- timers ---
+
+void DeliveryCore::Update(uint64_t nowUs) {
+  if (lossTimeUs_ != 0 && nowUs >= lossTimeUs_) {
+    DetectLosses(nowUs);
+  } else if (ackElicitingInFlight_ > 0 && nowUs >= lastAckElicitingSentUs_ + ProbeTimeoutUs()) {
+    OnProbeTimeout(nowUs);
+  }
+  ExpireFragments(nowUs);
+  Flush(nowUs);
+}
+
+uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
+  uint64_t next = nextPingUs_;
+  const auto earliest = [&next](uint64_t due) {
+    if (due < next) next = due;
+  };
+  if (lossTimeUs_ != 0) {
+    earliest(lossTimeUs_);
+  } else if (ackElicitingInFlight_ > 0) {
+    earliest(lastAckElicitingSentUs_ + ProbeTimeoutUs());
+  }
+  if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
+  if (pongPending_) earliest(nowUs);
+  if (HasMessages() && bytesInFlight_ + kMaxPacketBytes <= congestionWindow_) {
+    // Waiting for pacing credit only.
+    const double missing = kMaxPacketBytes - pacingCredit_;
+    if (missing <= 0) {
+      earliest(nowUs);
+    } else {
+      const double rate = kPacingGain * static_cast<double>(congestionWindow_) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
+      earliest(nowUs + static_cast<uint64_t>(missing / rate) + 1);
+    }
+  }
+  for (const ReceiveChannel& channel : receiveChannels_) {
+    if (channel.mode == ChannelMode::kReliable) continue;
+    for (const InMessage& slot : channel.window) {
+      if (slot.used) earliest(slot.firstUs + config_.fragmentTimeoutUs);
+    }
+  }
+  return next;
+}
+
+}  // namespace volley::delivery

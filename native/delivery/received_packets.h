@@ -1,0 +1,58 @@
+// The packet numbers a receiver has seen, as disjoint ranges newest first: what its ACK frames say,
+// and whether a packet number is new. At most kKeptRanges are kept: a packet older than the oldest kept
+// range counts as seen (it is far outside any sender's loss window), so memory stays bounded.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace volley::delivery {
+
+class ReceivedPackets {
+ public:
+  struct Range {
+    uint64_t low;
+    uint64_t high;  // inclusive
+  };
+  static constexpr size_t kKeptRanges = 64;
+
+  // Records `number`; false when it was seen already (or is too old to tell).
+  bool Add(uint64_t number) {
+    if (!ranges_.empty() && number < ranges_.back().low && ranges_.size() == kKeptRanges) return false;
+    size_t i = 0;
+    while (i < ranges_.size() && ranges_[i].low > number + 1) ++i;  // ranges wholly above number
+    if (i < ranges_.size() && number >= ranges_[i].low && number <= ranges_[i].high) return false;
+    if (i < ranges_.size() && ranges_[i].low == number + 1) {
+      ranges_[i].low = number;
+      // May now touch the range below.
+      if (i + 1 < ranges_.size() && ranges_[i + 1].high + 1 == number) {
+        ranges_[i].low = ranges_[i + 1].low;
+        ranges_.erase(ranges_.begin() + static_cast<long>(i) + 1);
+      }
+    } else if (i < ranges_.size() && ranges_[i].high + 1 == number) {
+      ranges_[i].high = number;
+    } else {
+      ranges_.insert(ranges_.begin() + static_cast<long>(i), Range{number, number});
+      if (ranges_.size() > kKeptRanges) ranges_.pop_back();
+    }
+    return true;
+  }
+
+  bool Contains(uint64_t number) const {
+    if (!ranges_.empty() && number < ranges_.back().low && ranges_.size() == kKeptRanges) return true;
+    for (const Range& range : ranges_) {
+      if (number > range.high) return false;
+      if (number >= range.low) return true;
+    }
+    return false;
+  }
+
+  bool empty() const { return ranges_.empty(); }
+  uint64_t largest() const { return ranges_.empty() ? 0 : ranges_.front().high; }
+  const std::vector<Range>& ranges() const { return ranges_; }
+
+ private:
+  std::vector<Range> ranges_;  // disjoint, not adjacent, descending
+};
+
+}  // namespace volley::delivery

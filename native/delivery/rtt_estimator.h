@@ -1,0 +1,55 @@
+// Round-trip time from acknowledgements (RFC 9002 §5): smoothed RTT and its variation, the minimum, the
+// maximum, and jitter as the smoothed difference between consecutive samples (RFC 3550 §6.4.1's form).
+#pragma once
+
+#include <cstdint>
+
+namespace volley::delivery {
+
+class RttEstimator {
+ public:
+  explicit RttEstimator(uint64_t initialRttUs) : smoothedUs_(initialRttUs), variationUs_(initialRttUs / 2) {}
+
+  // sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer
+  // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says).
+  void Sample(uint64_t sampleUs, uint64_t ackDelayUs) {
+    if (sampleUs == 0) sampleUs = 1;
+    if (samples_ == 0 || sampleUs < minUs_) minUs_ = sampleUs;
+    if (sampleUs > maxUs_) maxUs_ = sampleUs;
+    uint64_t adjusted = sampleUs;
+    if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
+    if (samples_ > 0) {
+      const uint64_t change = adjusted > latestUs_ ? adjusted - latestUs_ : latestUs_ - adjusted;
+      jitterUs_ += (static_cast<double>(change) - jitterUs_) / 16.0;
+    }
+    latestUs_ = adjusted;
+    if (samples_ == 0) {
+      smoothedUs_ = adjusted;
+      variationUs_ = adjusted / 2;
+    } else {
+      const uint64_t deviation = smoothedUs_ > adjusted ? smoothedUs_ - adjusted : adjusted - smoothedUs_;
+      variationUs_ = (3 * variationUs_ + deviation) / 4;
+      smoothedUs_ = (7 * smoothedUs_ + adjusted) / 8;
+    }
+    ++samples_;
+  }
+
+  uint64_t smoothedUs() const { return smoothedUs_; }
+  uint64_t variationUs() const { return variationUs_; }
+  uint64_t latestUs() const { return latestUs_; }
+  uint64_t minUs() const { return minUs_; }
+  uint64_t maxUs() const { return maxUs_; }
+  double jitterUs() const { return jitterUs_; }
+  uint64_t samples() const { return samples_; }
+
+ private:
+  uint64_t smoothedUs_;
+  uint64_t variationUs_;
+  uint64_t latestUs_ = 0;
+  uint64_t minUs_ = 0;
+  uint64_t maxUs_ = 0;
+  double jitterUs_ = 0;
+  uint64_t samples_ = 0;
+};
+
+}  // namespace volley::delivery

@@ -1,0 +1,35 @@
+// The delivery layer's packet format (version 1), carried as the payload of one netcode payload packet
+// (at most 1200 bytes). All integers are LEB128 varints unless a size is given.
+//
+//   packet   = u8 marker (0xD1) | varint packet number (per direction, from 0) | frame+
+//   ACK      = u8 0x01 | varint largest | varint ack delay (µs) | varint first range (packets acked
+//              below largest, contiguously) | varint range count | (varint gap | varint length)*
+//              (QUIC's ACK frame: each gap counts the packets not acked, minus one, below the previous range)
+//   PING     = u8 0x02 | varint ping id | varint sender's clock (µs)
+//   PONG     = u8 0x03 | varint ping id | varint the ping's sender clock, echoed | varint responder's clock
+//              when the ping arrived (µs) | varint responder's processing delay (µs)
+//   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
+//   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
+//              index | data (kFragmentBytes, or what is left in the last fragment)
+//
+// A packet that holds anything but ACK frames is ack-eliciting: the receiver acknowledges it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace volley::delivery {
+
+constexpr uint8_t kPacketMarker = 0xD1;
+enum FrameType : uint8_t { kFrameAck = 0x01, kFramePing = 0x02, kFramePong = 0x03, kFrameMessage = 0x10, kFrameFragment = 0x11 };
+
+// The largest delivery packet: the netcode payload limit.
+constexpr size_t kMaxPacketBytes = 1200;
+// Messages up to this size travel whole; larger ones in fragments of exactly this size (the last one less).
+constexpr size_t kFragmentBytes = 1100;
+// Ranges in one ACK frame, newest first; older ones are left out (their packets were acked before).
+constexpr size_t kMaxAckRanges = 32;
+
+inline uint64_t FragmentCount(uint64_t messageBytes) { return (messageBytes + kFragmentBytes - 1) / kFragmentBytes; }
+
+}  // namespace volley::delivery

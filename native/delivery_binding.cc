@@ -1,0 +1,203 @@
+#include "delivery_binding.h"
+
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "delivery/delivery.h"
+
+namespace volley {
+
+namespace {
+
+using delivery::ChannelMode;
+using delivery::DeliveryConfig;
+using delivery::DeliveryCore;
+using delivery::SendResult;
+
+Napi::Value Throw(Napi::Env env, const std::string& message) {
+  Napi::Error error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool ReadTime(const Napi::Value& value, uint64_t* out) {
+  if (!value.IsNumber()) return false;
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(number) || number < 0 || number > 9007199254740991.0) return false;
+  *out = static_cast<uint64_t>(number);
+  return true;
+}
+
+// Optional positive integer option `name` of `options` into *out.
+bool ReadOption(Napi::Env env, const Napi::Object& options, const char* name, double max, uint64_t* out) {
+  if (!options.Has(name) || options.Get(name).IsUndefined()) return true;
+  const Napi::Value value = options.Get(name);
+  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
+  if (!std::isfinite(number) || number < 1 || number > max || std::floor(number) != number) {
+    Throw(env, std::string("options.") + name + " must be an integer from 1 to " + std::to_string(static_cast<uint64_t>(max)));
+    return false;
+  }
+  *out = static_cast<uint64_t>(number);
+  return true;
+}
+
+class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public delivery::DeliverySink {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "DeliveryCore",
+                       {InstanceMethod<&DeliveryCoreWrap::SendJs>("send"),
+                        InstanceMethod<&DeliveryCoreWrap::ReceiveJs>("receive"),
+                        InstanceMethod<&DeliveryCoreWrap::FlushJs>("flush"),
+                        InstanceMethod<&DeliveryCoreWrap::UpdateJs>("update"),
+                        InstanceMethod<&DeliveryCoreWrap::TakeJs>("take"),
+                        InstanceMethod<&DeliveryCoreWrap::NextDeadlineJs>("nextDeadlineUs"),
+                        InstanceMethod<&DeliveryCoreWrap::StatsJs>("stats")});
+  }
+
+  // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
+  //                    reassemblyBytes?, reliableWindow?, fragmentTimeoutUs?, pingIntervalUs?, maxAckDelayUs? })
+  explicit DeliveryCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeliveryCoreWrap>(info) {
+    Napi::Env env = info.Env();
+    DeliveryConfig config;
+    if (info.Length() > 0 && info[0].IsObject()) {
+      const Napi::Object options = info[0].As<Napi::Object>();
+      if (options.Has("channels")) {
+        if (!options.Get("channels").IsArray()) {
+          Throw(env, "options.channels must be an array of 'reliable', 'unreliable' or 'sequenced'");
+          return;
+        }
+        const Napi::Array channels = options.Get("channels").As<Napi::Array>();
+        config.channels.clear();
+        for (uint32_t i = 0; i < channels.Length() && i < 256; ++i) {
+          const std::string mode = channels.Get(i).IsString() ? channels.Get(i).As<Napi::String>().Utf8Value() : "";
+          if (mode == "reliable") config.channels.push_back(ChannelMode::kReliable);
+          else if (mode == "unreliable") config.channels.push_back(ChannelMode::kUnreliable);
+          else if (mode == "sequenced") config.channels.push_back(ChannelMode::kSequenced);
+          else {
+            Throw(env, "options.channels[" + std::to_string(i) + "] must be 'reliable', 'unreliable' or 'sequenced'");
+            return;
+          }
+        }
+      }
+      uint64_t window = config.reliableWindow;
+      if (!ReadOption(env, options, "maxMessageBytes", 1u << 30, &config.maxMessageBytes) ||
+          !ReadOption(env, options, "sendQueueBytes", 1u << 30, &config.sendQueueBytes) ||
+          !ReadOption(env, options, "reassemblyBytes", 1u << 30, &config.reassemblyBytes) ||
+          !ReadOption(env, options, "reliableWindow", 65536, &window) ||
+          !ReadOption(env, options, "fragmentTimeoutUs", 3.6e9, &config.fragmentTimeoutUs) ||
+          !ReadOption(env, options, "pingIntervalUs", 3.6e9, &config.pingIntervalUs) ||
+          !ReadOption(env, options, "maxAckDelayUs", 1e6, &config.maxAckDelayUs)) {
+        return;
+      }
+      config.reliableWindow = static_cast<uint32_t>(window);
+    }
+    core_ = std::make_unique<DeliveryCore>(config, this);
+  }
+
+  void SendPacket(const uint8_t* data, size_t size) override { packets_.emplace_back(data, data + size); }
+  void Message(uint8_t channel, const uint8_t* data, size_t size) override {
+    messages_.push_back({channel, std::vector<uint8_t>(data, data + size)});
+  }
+
+ private:
+  Napi::Value SendJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t now;
+    if (!info[0].IsNumber() || !info[1].IsTypedArray() || !ReadTime(info[2], &now)) return Throw(env, "send(channel, data, nowUs)");
+    const Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
+    const double channel = info[0].As<Napi::Number>().DoubleValue();
+    const uint8_t index = channel >= 0 && channel < 256 ? static_cast<uint8_t>(channel) : 255;
+    switch (core_->Send(index, data.Data(), data.ByteLength(), now)) {
+      case SendResult::kQueued: return Napi::String::New(env, "queued");
+      case SendResult::kQueueFull: return Napi::String::New(env, "queue-full");
+      case SendResult::kTooLarge: return Napi::String::New(env, "too-large");
+      default: return Napi::String::New(env, "no-channel");
+    }
+  }
+  Napi::Value ReceiveJs(const Napi::CallbackInfo& info) {
+    uint64_t now;
+    if (!info[0].IsTypedArray() || !ReadTime(info[1], &now)) return Throw(info.Env(), "receive(packet, nowUs)");
+    const Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
+    core_->Receive(data.Data(), data.ByteLength(), now);
+    return info.Env().Undefined();
+  }
+  Napi::Value FlushJs(const Napi::CallbackInfo& info) {
+    uint64_t now;
+    if (!ReadTime(info[0], &now)) return Throw(info.Env(), "flush(nowUs)");
+    core_->Flush(now);
+    return info.Env().Undefined();
+  }
+  Napi::Value UpdateJs(const Napi::CallbackInfo& info) {
+    uint64_t now;
+    if (!ReadTime(info[0], &now)) return Throw(info.Env(), "update(nowUs)");
+    core_->Update(now);
+    return info.Env().Undefined();
+  }
+  // take() -> { packets: Uint8Array[], messages: { channel, data }[] } produced since the last take()
+  Napi::Value TakeJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object out = Napi::Object::New(env);
+    Napi::Array packets = Napi::Array::New(env, packets_.size());
+    for (size_t i = 0; i < packets_.size(); ++i) {
+      packets.Set(static_cast<uint32_t>(i), Napi::Buffer<uint8_t>::Copy(env, packets_[i].data(), packets_[i].size()));
+    }
+    Napi::Array messages = Napi::Array::New(env, messages_.size());
+    for (size_t i = 0; i < messages_.size(); ++i) {
+      Napi::Object message = Napi::Object::New(env);
+      message.Set("channel", messages_[i].channel);
+      message.Set("data", Napi::Buffer<uint8_t>::Copy(env, messages_[i].data.data(), messages_[i].data.size()));
+      messages.Set(static_cast<uint32_t>(i), message);
+    }
+    packets_.clear();
+    messages_.clear();
+    out.Set("packets", packets);
+    out.Set("messages", messages);
+    return out;
+  }
+  Napi::Value NextDeadlineJs(const Napi::CallbackInfo& info) {
+    uint64_t now;
+    if (!ReadTime(info[0], &now)) return Throw(info.Env(), "nextDeadlineUs(nowUs)");
+    return Napi::Number::New(info.Env(), static_cast<double>(core_->NextDeadlineUs(now)));
+  }
+  Napi::Value StatsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint64_t now = 0;
+    if (info.Length() > 0 && !ReadTime(info[0], &now)) return Throw(env, "stats(nowUs)");
+    const delivery::DeliveryStats& s = core_->stats();
+    Napi::Object out = Napi::Object::New(env);
+    const std::pair<const char*, uint64_t> fields[] = {
+        {"packetsIn", s.packetsIn}, {"packetsOut", s.packetsOut}, {"bytesIn", s.bytesIn}, {"bytesOut", s.bytesOut},
+        {"messagesIn", s.messagesIn}, {"messagesOut", s.messagesOut}, {"messageBytesIn", s.messageBytesIn},
+        {"messageBytesOut", s.messageBytesOut}, {"ackElicitingOut", s.ackElicitingOut}, {"packetsAcked", s.packetsAcked},
+        {"packetsLost", s.packetsLost}, {"resends", s.resends}, {"probeTimeouts", s.probeTimeouts},
+        {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
+        {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
+        {"unknownChannel", s.unknownChannel}, {"unreliableDropped", s.unreliableDropped},
+        {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
+        {"minRttUs", core_->rtt().minUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
+        {"congestionWindow", core_->congestionWindow()}, {"bytesInFlight", core_->bytesInFlight()},
+        {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
+        {"reassemblyUsed", core_->reassemblyUsed()}, {"clockSamples", core_->clock().samples()}};
+    for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
+    out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
+    out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
+    return out;
+  }
+
+  struct Delivered {
+    uint8_t channel;
+    std::vector<uint8_t> data;
+  };
+  std::unique_ptr<DeliveryCore> core_;
+  std::vector<std::vector<uint8_t>> packets_;
+  std::vector<Delivered> messages_;
+};
+
+}  // namespace
+
+Napi::Function DeliveryCoreBinding(Napi::Env env) { return DeliveryCoreWrap::Define(env); }
+
+}  // namespace volley

@@ -1,0 +1,233 @@
+// The delivery layer's state machine (native/delivery/), two of them over a simulated network on a fake
+// clock: reliable-ordered delivery at 0, 5 and 20 % loss with jitter, duplication and reordering,
+// sequenced and unreliable channels, fragmentation up to 16 MiB, unreliable traffic beside a reliable
+// backlog, congestion control under loss, clock synchronisation with a skewed clock, and hostile input.
+import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../helpers.ts'
+import { SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage } from './simulated-link.ts'
+
+const ms = 1000
+const second = 1_000_000
+const CHANNELS = ['reliable', 'unreliable', 'sequenced'] as ('reliable' | 'unreliable' | 'sequenced')[]
+
+describe('reliable-ordered channel through the simulator', () => {
+  for (const loss of [0, 0.05, 0.2]) {
+    it(`delivers every message once and in order at ${loss * 100} % loss with jitter, duplication and reordering`, () => {
+      const pair = new SimulatedPair({ channels: CHANNELS }, { loss, latencyMs: 10, jitterMs: 4, duplicate: 0.05, reorder: 0.05 }, 42)
+      const random = seededRandom(7)
+      const count = 1500
+      // Sizes from 1 byte to 3 fragments, sent in bursts as an application would.
+      const sizes = Array.from({ length: count }, () => (random() < 0.1 ? 1100 + Math.floor(random() * 2400) : 8 + Math.floor(random() * 300)))
+      let sent = 0
+      while (sent < count) {
+        for (let burst = 0; burst < 50 && sent < count; burst++, sent++) expect(pair.send('a', 0, numberedMessage(sent, sizes[sent]!))).toBe('queued')
+        pair.run(pair.now + 20 * ms)
+      }
+      pair.run(pair.now + 120 * second, () => pair.received.b.length >= count)
+      const order = pair.received.b.map((m) => (m.channel === 0 ? readNumberedMessage(m.data) : -2))
+      expect(order).toEqual(Array.from({ length: count }, (_, i) => i))
+      const stats = pair.a.stats()
+      if (loss > 0) {
+        expect(stats.packetsLost).toBeGreaterThan(0)
+        expect(stats.resends).toBeGreaterThan(0)
+      }
+      // Settles: everything acknowledged, nothing queued.
+      pair.run(pair.now + 5 * second, () => pair.a.stats().queuedMessages === 0)
+      expect(pair.a.stats().queuedMessages).toBe(0)
+      expect(pair.b.stats().duplicateMessages + pair.b.stats().duplicatePackets).toBeGreaterThan(0)
+    })
+  }
+
+  it('keeps many packets in flight (a window, not stop-and-wait) and measures the RTT', () => {
+    const pair = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 10 }, 3)
+    let inFlightMax = 0
+    for (let i = 0; i < 3000; i++) pair.send('a', 0, numberedMessage(i, 1000))
+    pair.run(pair.now + 30 * second, () => {
+      inFlightMax = Math.max(inFlightMax, pair.a.stats().bytesInFlight)
+      return pair.received.b.length === 3000
+    })
+    expect(pair.received.b).toHaveLength(3000)
+    // A window of many packets per 20 ms round trip.
+    expect(inFlightMax).toBeGreaterThan(50 * 1000)
+    const stats = pair.a.stats()
+    expect(stats.minRttUs).toBeGreaterThanOrEqual(20 * ms)
+    expect(stats.smoothedRttUs).toBeLessThan(60 * ms)
+  })
+})
+
+describe('sequenced and unreliable channels', () => {
+  it('sequenced never goes backwards, under reordering and loss', () => {
+    const pair = new SimulatedPair({ channels: CHANNELS }, { loss: 0.2, latencyMs: 10, jitterMs: 5, duplicate: 0.05, reorder: 0.2 }, 9)
+    for (let i = 0; i < 600; i++) {
+      pair.send('a', 2, numberedMessage(i, i % 7 === 0 ? 2500 : 40))
+      pair.run(pair.now + 2 * ms)
+    }
+    pair.run(pair.now + 2 * second)
+    const order = pair.received.b.filter((m) => m.channel === 2).map((m) => readNumberedMessage(m.data))
+    expect(order.length).toBeGreaterThan(300)
+    expect(order.every((index) => index >= 0)).toBe(true)
+    for (let i = 1; i < order.length; i++) expect(order[i]!).toBeGreaterThan(order[i - 1]!)
+    expect(pair.b.stats().staleSequenced).toBeGreaterThan(0)
+  })
+
+  it('unreliable messages arrive intact or not at all, fragmented ones included', () => {
+    const pair = new SimulatedPair({ channels: CHANNELS }, { loss: 0.05, latencyMs: 5, jitterMs: 2, duplicate: 0.05, reorder: 0.1 }, 11)
+    for (let i = 0; i < 400; i++) {
+      pair.send('a', 1, numberedMessage(i, i % 5 === 0 ? 4000 : 100))
+      pair.run(pair.now + ms)
+    }
+    pair.run(pair.now + 10 * second)
+    const got = pair.received.b.filter((m) => m.channel === 1).map((m) => readNumberedMessage(m.data))
+    expect(got.every((index) => index >= 0)).toBe(true)
+    expect(new Set(got).size).toBe(got.length) // never twice
+    expect(got.length).toBeGreaterThan(300)
+    expect(got.length).toBeLessThan(400) // some were lost: nothing resends them
+    expect(pair.b.stats().reassemblyUsed).toBe(0) // incomplete ones expired
+  })
+
+  it('unreliable traffic keeps flowing while a reliable backlog drains', () => {
+    const pair = new SimulatedPair({ channels: CHANNELS, sendQueueBytes: 16 << 20 }, { loss: 0.05, latencyMs: 10, jitterMs: 2 }, 5)
+    // 3 MiB of reliable data, queued at once.
+    for (let i = 0; i < 3000; i++) expect(pair.send('a', 0, numberedMessage(i, 1024))).toBe('queued')
+    const latencies: number[] = []
+    const sentAt = new Map<number, number>()
+    pair.onMessage.b = (channel, data, at) => {
+      if (channel === 1) latencies.push(at - sentAt.get(readNumberedMessage(data))!)
+    }
+    for (let i = 0; i < 100; i++) {
+      sentAt.set(i, pair.now)
+      pair.send('a', 1, numberedMessage(i, 64))
+      pair.run(pair.now + 10 * ms)
+    }
+    // The backlog was still draining while the unreliable messages went through.
+    expect(pair.received.b.filter((m) => m.channel === 0).length).toBeLessThan(3000)
+    expect(latencies.length).toBeGreaterThan(85)
+    latencies.sort((x, y) => x - y)
+    expect(latencies[Math.floor(latencies.length * 0.9)]!).toBeLessThan(30 * ms) // one-way latency 10 ms
+    pair.run(pair.now + 60 * second, () => pair.received.b.filter((m) => m.channel === 0).length === 3000)
+    expect(pair.received.b.filter((m) => m.channel === 0).map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 3000 }, (_, i) => i))
+  })
+})
+
+describe('fragmentation', () => {
+  it('a 16 MiB message arrives intact through 5 % loss', () => {
+    const size = 16 << 20
+    const pair = new SimulatedPair({ channels: ['reliable'], maxMessageBytes: size, sendQueueBytes: size }, { loss: 0.05, latencyMs: 2, jitterMs: 1 }, 21)
+    const message = new Uint8Array(size)
+    const random = seededRandom(99)
+    for (let i = 0; i < size; i += 4096) message[i] = Math.floor(random() * 256)
+    for (let i = 0; i < size; i++) message[i] ^= i & 0xff
+    expect(pair.send('a', 0, message)).toBe('queued')
+    pair.run(pair.now + 600 * second, () => pair.received.b.length === 1)
+    expect(pair.received.b).toHaveLength(1)
+    expect(Buffer.compare(Buffer.from(pair.received.b[0]!.data), Buffer.from(message))).toBe(0)
+    expect(pair.a.stats().resends).toBeGreaterThan(0)
+    expect(pair.b.stats().reassemblyUsed).toBe(0)
+  }, 60_000)
+
+  it('refuses messages over the maximum and channels that do not exist, with a result', () => {
+    const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 5000 })
+    expect(core.send(0, new Uint8Array(5001), 0)).toBe('too-large')
+    expect(core.send(1, new Uint8Array(10), 0)).toBe('no-channel')
+    expect(core.send(0, new Uint8Array(5000), 0)).toBe('queued')
+  })
+
+  it('applies back-pressure when the send queue is full', () => {
+    const core = deliveryCore({ channels: ['reliable'], sendQueueBytes: 10_000 })
+    let queued = 0
+    while (core.send(0, new Uint8Array(1000), 0) === 'queued') queued++
+    expect(queued).toBe(10)
+    expect(core.stats().queuedBytes).toBe(10_000)
+  })
+})
+
+describe('congestion control', () => {
+  it('backs off under 20 % loss and still completes a bulk transfer', () => {
+    const clean = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 8 << 20 }, { latencyMs: 10 }, 1)
+    const lossy = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 8 << 20 }, { loss: 0.2, latencyMs: 10 }, 1)
+    for (const pair of [clean, lossy]) {
+      for (let i = 0; i < 2000; i++) pair.send('a', 0, numberedMessage(i, 1000))
+      pair.run(pair.now + 2 * second)
+    }
+    // After 2 s the lossy link's window is far smaller than the clean one's.
+    expect(lossy.a.stats().congestionWindow).toBeLessThan(clean.a.stats().congestionWindow / 4)
+    lossy.run(lossy.now + 600 * second, () => lossy.received.b.length === 2000)
+    expect(lossy.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 2000 }, (_, i) => i))
+    // It did not flood: packets sent stay within a small multiple of what had to arrive.
+    expect(lossy.a.stats().packetsOut).toBeLessThan(2000 * 2)
+  })
+})
+
+describe('clock synchronisation', () => {
+  it('converges to within 1 ms of a skewed clock at 20 ms RTT and 5 ms jitter', () => {
+    const skew = 80e-6 // B's clock runs 80 ppm fast
+    const offsetUs = 3_700_000 // and started 3.7 s ahead
+    const pair = new SimulatedPair({ channels: ['unreliable'] }, { latencyMs: 10, jitterMs: 5 }, 13, { b: { skew, offsetUs } })
+    pair.run(30 * second)
+    const aClock = pair.clock('a')
+    const truth = pair.clock('b') - aClock // B's clock minus A's, now
+    const estimate = pair.a.stats(aClock).clockOffsetUs
+    expect(pair.a.stats().clockSamples).toBeGreaterThan(200) // pings at 10 Hz answered
+    expect(Math.abs(estimate - truth)).toBeLessThan(1 * ms)
+    // The other side's view is the mirror image.
+    expect(Math.abs(pair.b.stats(pair.clock('b')).clockOffsetUs + truth)).toBeLessThan(1 * ms)
+  })
+})
+
+describe('hostile input', () => {
+  it('drops malformed packets and counts them, never delivering anything', () => {
+    const core = deliveryCore({ channels: CHANNELS })
+    const random = seededRandom(5)
+    for (let i = 0; i < 3000; i++) {
+      const bytes = new Uint8Array(1 + Math.floor(random() * 200)).map(() => Math.floor(random() * 256))
+      if (i % 2 === 0) bytes[0] = 0xd1 // past the marker, into the frames
+      core.receive(bytes, i)
+    }
+    expect(core.take().messages).toEqual([])
+    expect(core.stats().malformed).toBeGreaterThan(2500)
+  })
+
+  const packet = (...parts: number[][]) => Uint8Array.from([0xd1, ...parts.flat()])
+  const varint = (value: number): number[] => {
+    const out: number[] = []
+    do {
+      out.push((value & 0x7f) | (value >= 0x80 ? 0x80 : 0))
+      value = Math.floor(value / 128)
+    } while (value > 0)
+    return out
+  }
+
+  it('refuses out-of-range fragment indexes, messages over the maximum and unknown channels', () => {
+    const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 4000 })
+    const fragment = (pn: number, channel: number, length: number, index: number, bytes: number) =>
+      packet(varint(pn), [0x11, channel], varint(0), varint(length), varint(index), new Array(bytes).fill(1))
+    core.receive(fragment(0, 0, 3000, 3, 800), 0) // 3,000 bytes have fragments 0..2
+    core.receive(fragment(1, 0, 5000, 0, 1100), 0) // over the maximum
+    core.receive(fragment(2, 0, 3000, 0, 1000), 0) // shorter than the fragment must be
+    expect(core.stats().malformed).toBe(3)
+    core.receive(packet(varint(3), [0x10, 7], varint(0), varint(2), [1, 2]), 0) // channel 7 does not exist
+    expect(core.stats().unknownChannel).toBe(1)
+    expect(core.take().messages).toEqual([])
+    expect(core.stats().reassemblyUsed).toBe(0)
+  })
+
+  it('a peer sending endless fragments of endless messages cannot make it hold more than its bound', () => {
+    const limit = 256 * 1024
+    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 200_000, reassemblyBytes: limit })
+    for (let i = 0; i < 5000; i++) {
+      // First fragments of ever new messages, never completed, on both channel kinds.
+      const channel = i % 2
+      core.receive(packet(varint(i), [0x11, channel], varint(1 + i), varint(200_000), varint(0), new Array(1100).fill(i & 0xff)), i)
+      expect(core.stats().reassemblyUsed).toBeLessThanOrEqual(limit)
+    }
+    expect(core.stats().overBudget).toBeGreaterThan(0)
+    expect(core.take().messages).toEqual([])
+  })
+
+  it('ignores an ACK for packets it never sent', () => {
+    const core = deliveryCore({ channels: ['reliable'] })
+    core.receive(packet(varint(0), [0x01], varint(50), varint(0), varint(0), varint(0)), 0)
+    expect(core.stats().malformed).toBe(1)
+    expect(core.stats().packetsAcked).toBe(0)
+  })
+})

@@ -1,0 +1,162 @@
+// Two delivery cores joined by a simulated network (loss, latency, jitter, duplication, reordering)
+// and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
+// so a 20-second exchange takes as long as its packets take to process.
+import { loadAddon } from '../../src/engine/addon.ts'
+import { seededRandom } from '../helpers.ts'
+
+export interface LinkConditions {
+  loss?: number
+  latencyMs?: number
+  jitterMs?: number
+  duplicate?: number
+  reorder?: number
+}
+
+export interface DeliveryOptions {
+  channels?: ('reliable' | 'unreliable' | 'sequenced')[]
+  maxMessageBytes?: number
+  sendQueueBytes?: number
+  reassemblyBytes?: number
+  reliableWindow?: number
+  fragmentTimeoutUs?: number
+  pingIntervalUs?: number
+}
+
+export interface NativeDeliveryCore {
+  send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
+  receive(packet: Uint8Array, nowUs: number): void
+  flush(nowUs: number): void
+  update(nowUs: number): void
+  take(): { packets: Uint8Array[]; messages: { channel: number; data: Uint8Array }[] }
+  nextDeadlineUs(nowUs: number): number
+  stats(nowUs?: number): Record<string, number>
+}
+
+export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
+  const addon = loadAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
+  return new addon.DeliveryCore(options)
+}
+
+/** A clock that runs at (1 + skew) × true time, plus an offset (µs). */
+export interface SideClock {
+  skew: number
+  offsetUs: number
+}
+
+type Side = 'a' | 'b'
+interface InFlight {
+  at: number
+  to: Side
+  data: Uint8Array
+}
+
+export class SimulatedPair {
+  readonly a: NativeDeliveryCore
+  readonly b: NativeDeliveryCore
+  /** True time, µs. */
+  now = 0
+  readonly received: Record<Side, { channel: number; data: Uint8Array; at: number }[]> = { a: [], b: [] }
+  readonly onMessage: Partial<Record<Side, (channel: number, data: Uint8Array, at: number) => void>> = {}
+  packetsCarried = 0
+  packetsLost = 0
+  #inFlight: InFlight[] = []
+  readonly #random: () => number
+  readonly #clocks: Record<Side, SideClock>
+
+  constructor(
+    options: DeliveryOptions,
+    readonly link: LinkConditions = {},
+    seed = 1,
+    clocks: Partial<Record<Side, SideClock>> = {},
+    optionsB: DeliveryOptions = options,
+  ) {
+    this.a = deliveryCore(options)
+    this.b = deliveryCore(optionsB)
+    this.#random = seededRandom(seed)
+    this.#clocks = { a: clocks.a ?? { skew: 0, offsetUs: 0 }, b: clocks.b ?? { skew: 0, offsetUs: 0 } }
+  }
+
+  core(side: Side): NativeDeliveryCore {
+    return side === 'a' ? this.a : this.b
+  }
+
+  /** The side's own clock at the current true time. */
+  clock(side: Side, at = this.now): number {
+    const { skew, offsetUs } = this.#clocks[side]
+    return Math.floor(at * (1 + skew) + offsetUs)
+  }
+
+  send(side: Side, channel: number, data: Uint8Array): string {
+    const result = this.core(side).send(channel, data, this.clock(side))
+    this.core(side).flush(this.clock(side))
+    this.#collect(side)
+    return result
+  }
+
+  /** Runs until true time `until` (µs) or until `done()` holds after an event. */
+  run(until: number, done: () => boolean = () => false): void {
+    while (this.now < until) {
+      let next = until
+      for (const packet of this.#inFlight) next = Math.min(next, packet.at)
+      for (const side of ['a', 'b'] as const) next = Math.min(next, this.#trueTime(side, this.core(side).nextDeadlineUs(this.clock(side))))
+      this.now = Math.max(this.now, Math.min(next, until))
+      const arriving = this.#inFlight.filter((packet) => packet.at <= this.now)
+      this.#inFlight = this.#inFlight.filter((packet) => packet.at > this.now)
+      arriving.sort((x, y) => x.at - y.at)
+      for (const packet of arriving) this.core(packet.to).receive(packet.data, this.clock(packet.to))
+      for (const side of ['a', 'b'] as const) {
+        this.core(side).update(this.clock(side))
+        this.#collect(side)
+      }
+      if (done()) return
+    }
+  }
+
+  #trueTime(side: Side, clockUs: number): number {
+    const { skew, offsetUs } = this.#clocks[side]
+    return Math.ceil((clockUs - offsetUs) / (1 + skew))
+  }
+
+  #collect(side: Side): void {
+    const { packets, messages } = this.core(side).take()
+    for (const message of messages) {
+      this.received[side].push({ ...message, at: this.now })
+      this.onMessage[side]?.(message.channel, message.data, this.now)
+    }
+    const to: Side = side === 'a' ? 'b' : 'a'
+    const { loss = 0, latencyMs = 0, jitterMs = 0, duplicate = 0, reorder = 0 } = this.link
+    for (const data of packets) {
+      this.packetsCarried++
+      if (this.#random() < loss) {
+        this.packetsLost++
+        continue
+      }
+      const copies = this.#random() < duplicate ? 2 : 1
+      for (let copy = 0; copy < copies; copy++) {
+        let delay = latencyMs * 1000 + (this.#random() * 2 - 1) * jitterMs * 1000
+        if (this.#random() < reorder) delay += latencyMs * 1000 + 2000 // held back: later packets overtake it
+        this.#inFlight.push({ at: this.now + Math.max(1, Math.round(delay)), to, data })
+      }
+    }
+  }
+}
+
+/** A message whose bytes say which one it is: u32 index, u32 length, then a pattern. */
+export function numberedMessage(index: number, size: number): Uint8Array {
+  const bytes = new Uint8Array(Math.max(8, size))
+  const view = new DataView(bytes.buffer)
+  view.setUint32(0, index, true)
+  view.setUint32(4, bytes.byteLength, true)
+  for (let i = 8; i < bytes.byteLength; i++) bytes[i] = (index * 31 + i) & 0xff
+  return bytes
+}
+
+/** The index of a numberedMessage, after checking every byte of it (-1 when it is damaged). */
+export function readNumberedMessage(bytes: Uint8Array): number {
+  if (bytes.byteLength < 8) return -1
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const index = view.getUint32(0, true)
+  if (view.getUint32(4, true) !== bytes.byteLength) return -1
+  for (let i = 8; i < bytes.byteLength; i++) if (bytes[i] !== ((index * 31 + i) & 0xff)) return -1
+  return index
+}
