@@ -278,6 +278,33 @@ async function protocolCycles(n) {
   }
 }
 
+// The delivery layer's core (native/delivery/), two of them over a lossy in-process link, plus hostile
+// packets: buffers of every kind (queues, reassembly, fragments of a large message) made and freed.
+async function deliveryCycles(n) {
+  const { loadAddon } = await import(new URL('../src/engine/addon.ts', import.meta.url).href)
+  const { DeliveryCore } = loadAddon()
+  let seed = 1
+  const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)
+  for (let i = 0; i < n; i++) {
+    const options = { channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 1 << 20 }
+    const a = new DeliveryCore(options)
+    const b = new DeliveryCore(options)
+    a.send(0, new Uint8Array(300_000).fill(i), 0)
+    for (let m = 0; m < 50; m++) a.send(m % 3, new Uint8Array(m * 97 + 1).fill(m), 0)
+    let delivered = 0
+    for (let now = 0; now < 20_000_000 && delivered < 51; now += 1000) {
+      a.update(now)
+      b.update(now)
+      for (const packet of a.take().packets) if (random() > 0.1) b.receive(packet, now + 1)
+      const fromB = b.take()
+      for (const packet of fromB.packets) if (random() > 0.1) a.receive(packet, now + 1)
+      delivered += fromB.messages.length
+    }
+    if (delivered < 51) throw new Error(`delivery cycle ${i}: ${delivered} of 51 messages arrived`)
+    for (let h = 0; h < 200; h++) b.receive(Uint8Array.from({ length: 1 + Math.floor(random() * 300) }, (_, k) => (k === 0 ? 0xd1 : Math.floor(random() * 256))), 0)
+  }
+}
+
 // --- main ------------------------------------------------------------------------------------------
 
 async function main() {
@@ -297,6 +324,7 @@ async function main() {
     ['close/shutdown inside callbacks', () => closeInsideCallback(Math.ceil(CYCLES / 2))],
     ['starved receiver', () => starve(Math.max(1, Math.ceil(CYCLES / 10)))],
     ['netcode server and clients', () => protocolCycles(Math.max(1, Math.ceil(CYCLES / 10)))],
+    ['delivery cores over a lossy link', () => deliveryCycles(Math.max(1, Math.ceil(CYCLES / 10)))],
   ]
   if (WORKERS) {
     phases.push(['worker exits with sockets open', () => spawnWorker('exit')])
