@@ -56,6 +56,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
                            InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
                            InstanceMethod<&EngineWrap::ReadPeerStats>("peerStats"),
+                           InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
+                           InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -272,13 +274,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     };
     const uint32_t disconnectPackets =
         options.Get("disconnectPackets").IsNumber() ? options.Get("disconnectPackets").ToNumber().Uint32Value() : 10;
+    DeliveryOptions delivery;
+    if (!ReadDeliveryOptions(env, options, &delivery)) return false;
     if (kind == "client") {
       netcode::ClientConfig config;
       config.requestIntervalUs = microseconds("requestIntervalUs", config.requestIntervalUs);
       config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
       config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
       config.disconnectPackets = disconnectPackets;
-      *out = std::make_unique<NetcodeClientProtocol>(config);
+      auto client = std::make_unique<NetcodeClientProtocol>(config, delivery);
+      *peerCounters = client->peerCounters();
+      *out = std::move(client);
       return true;
     }
     if (kind != "server") {
@@ -313,11 +319,74 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     config.disconnectPackets = disconnectPackets;
     uint8_t challengeKey[netcode::kKeyBytes];
     randombytes_buf(challengeKey, sizeof(challengeKey));  // made at each start, never leaves the server
-    auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey);
+    auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey, delivery);
     sodium_memzero(challengeKey, sizeof(challengeKey));
     *peerCounters = server->peerCounters();
     *out = std::move(server);
     return true;
+  }
+
+  // channels: ('reliable' | 'unreliable' | 'sequenced')[] (absent: no delivery layer), maxMessageBytes,
+  // sendQueueBytes (JavaScript's limit; the core's own is four times it), reliableWindow, fragmentTimeoutUs,
+  // pingIntervalUs. JavaScript has checked them (src/delivery-options.ts); these are the last guard.
+  static bool ReadDeliveryOptions(Napi::Env env, Napi::Object options, DeliveryOptions* out) {
+    Napi::Value channels = options.Get("channels");
+    if (!channels.IsArray()) return true;
+    const Napi::Array list = channels.As<Napi::Array>();
+    if (list.Length() < 1 || list.Length() > 255) {
+      ThrowRange(env, "channels: 1 to 255 of them");
+      return false;
+    }
+    out->enabled = true;
+    out->config.channels.clear();
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      const std::string mode = list.Get(i).ToString().Utf8Value();
+      if (mode == "reliable") out->config.channels.push_back(delivery::ChannelMode::kReliable);
+      else if (mode == "unreliable") out->config.channels.push_back(delivery::ChannelMode::kUnreliable);
+      else if (mode == "sequenced") out->config.channels.push_back(delivery::ChannelMode::kSequenced);
+      else {
+        ThrowType(env, "channels[" + std::to_string(i) + "] must be 'reliable', 'unreliable' or 'sequenced'");
+        return false;
+      }
+    }
+    const auto number = [&](const char* name, uint64_t fallback) {
+      Napi::Value value = options.Get(name);
+      return value.IsNumber() && value.As<Napi::Number>().DoubleValue() >= 1 ? static_cast<uint64_t>(value.As<Napi::Number>().DoubleValue()) : fallback;
+    };
+    out->config.maxMessageBytes = number("maxMessageBytes", out->config.maxMessageBytes);
+    out->queueLimitBytes = number("sendQueueBytes", 8u << 20);
+    out->config.sendQueueBytes = out->queueLimitBytes * 4;
+    out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow));
+    out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs);
+    out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs);
+    return true;
+  }
+
+  // peerLinks(socketId) -> Float64Array | null: the link statistics of every peer (layout.linkFields per
+  // peer), over the memory the I/O thread writes: read at any time without a native call.
+  Napi::Value PeerLinks(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const auto found = peerCounters_.find(info[0].ToNumber().Uint32Value());
+    if (found == peerCounters_.end() || !found->second->link) return env.Null();
+    auto* keep = new std::shared_ptr<netcode::PeerCounterTable>(found->second);
+    const size_t count = size_t{found->second->size} * found->second->linkFields;
+    static_assert(sizeof(std::atomic<double>) == sizeof(double), "link fields are plain doubles in memory");
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+        env, static_cast<void*>(found->second->link.get()), count * sizeof(double),
+        [](Napi::Env, void*, std::shared_ptr<netcode::PeerCounterTable>* table) { delete table; }, keep);
+    return Napi::Float64Array::New(env, count, buffer, 0);
+  }
+
+  // takeLarge(id) -> ArrayBuffer | null: a message too large for a receive slab (a large-payload record)
+  Napi::Value TakeLarge(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto* bytes = new std::vector<uint8_t>();
+    if (stopped_ || !engine_->largeMessages().Take(info[0].ToNumber().Uint32Value(), bytes)) {
+      delete bytes;
+      return env.Null();
+    }
+    return Napi::ArrayBuffer::New(
+        env, bytes->data(), bytes->size(), [](Napi::Env, void*, std::vector<uint8_t>* owned) { delete owned; }, bytes);
   }
 
   // control(socketId, op, arg, data?: Uint8Array)

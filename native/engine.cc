@@ -276,6 +276,7 @@ bool Engine::ApplyCommand(const Command& command) {
       readable_.push_back(state.get());
       if (state->protocol) {
         ++protocolSockets_;
+        state->protocol->output.large = large_;
         if (freeTimerIds_.empty()) {
           state->timerId = static_cast<uint32_t>(timerOwners_.size());
           timerOwners_.push_back(state.get());
@@ -294,7 +295,16 @@ bool Engine::ApplyCommand(const Command& command) {
       const auto found = sockets_.find(command.id);
       if (found != sockets_.end() && found->second->protocol) {
         SocketState* state = found->second.get();
-        state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
+        if (command.op == kControlSendLarge) {
+          // After everything queued before it, so that a channel keeps its order.
+          ProcessSends(SIZE_MAX);
+          if (!payload->empty()) {
+            state->protocol->Send(static_cast<uint32_t>(command.length), (*payload)[0], payload->data() + 1, payload->size() - 1, clock_);
+            state->protocol->EndSends(clock_);
+          }
+        } else {
+          state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
+        }
         if (command.op == kControlStop && !state->stopping) {
           state->stopping = true;
           stopping_.push_back(state);
@@ -652,7 +662,7 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
       if (state != nullptr && state->protocol) {
         uint32_t peer;
         std::memcpy(&peer, record + 12, 4);
-        state->protocol->Send(peer, record + kSendHeaderSize, length, clock_);
+        state->protocol->Send(peer, record[11], record + kSendHeaderSize, length, clock_);
       } else if (state != nullptr) {
         IpAddress address;
         address.family = record[10];
@@ -679,7 +689,9 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
     }
     *budget -= count;
     if (state->protocol) {  // payloads went through the protocol, which encrypted them into its outbox
+      state->protocol->EndSends(clock_);
       FlushProtocol(state);
+      ScheduleProtocol(state);
       job->offset = cursor;
       continue;
     }

@@ -59,6 +59,9 @@ class Engine {
   // Hands a filled send slab to the I/O thread. It answers with a SEND_DONE event naming the slab.
   void SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length);
 
+  // Messages too large for a receive slab, waiting for JavaScript to take them.
+  LargeMessages& largeMessages() { return *large_; }
+
   // Moves pending events into *out (swapping buffers, so no allocation in steady state).
   void TakeEvents(std::vector<Event>* out);
   // Called after JavaScript has seen the batches: their slab space may be reused.
@@ -187,6 +190,7 @@ class Engine {
   std::vector<SocketState*> timerOwners_;  // by timer id
   std::vector<uint32_t> freeTimerIds_;
   std::vector<SocketState*> stopping_;     // protocol sockets told to stop, not closed yet
+  std::shared_ptr<LargeMessages> large_ = std::make_shared<LargeMessages>();
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "delivery/link_stats.h"
+
 namespace volley {
 
 namespace {
@@ -12,28 +14,76 @@ size_t CopyFields(const uint64_t* fields, size_t count, double* out, size_t capa
   return n;
 }
 
+void AddLinkTable(netcode::PeerCounterTable* table) {
+  table->linkFields = delivery::kLinkFieldCount;
+  table->link.reset(new std::atomic<double>[size_t{table->size} * delivery::kLinkFieldCount]);
+  for (size_t i = 0; i < size_t{table->size} * delivery::kLinkFieldCount; ++i) table->link[i].store(0, std::memory_order_relaxed);
+}
+
+void ClearLinkRow(netcode::PeerCounterTable* table, uint32_t peer) {
+  if (!table->link) return;
+  for (uint32_t i = 0; i < table->linkFields; ++i) table->link[size_t{peer} * table->linkFields + i].store(0, std::memory_order_relaxed);
+}
+
 }  // namespace
 
 // --- server ---
 
 NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config,
-                                             const uint8_t challengeKey[netcode::kKeyBytes])
-    : core_(config, challengeKey, this) {}
+                                             const uint8_t challengeKey[netcode::kKeyBytes], const DeliveryOptions& delivery)
+    : core_(config, challengeKey, this), delivery_(delivery) {
+  if (delivery_.enabled) {
+    links_.resize(config.maxClients);
+    AddLinkTable(core_.peerCounterTable().get());
+  }
+}
 
 void NetcodeServerProtocol::Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size,
                                     const netcode::Clock& now) {
+  now_ = now;
   core_.Receive(from, data, size, now);
 }
 
-void NetcodeServerProtocol::Update(const netcode::Clock& now) { core_.Update(now); }
+void NetcodeServerProtocol::Update(const netcode::Clock& now) {
+  now_ = now;
+  core_.Update(now);
+}
 
-void NetcodeServerProtocol::Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) {
-  core_.SendPayload(peer, data, size, now);  // a peer that left meanwhile: nothing to send to
+void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {
+  now_ = now;
+  if (!delivery_.enabled) {
+    core_.SendPayload(peer, data, size, now);  // a peer that left meanwhile: nothing to send to
+    return;
+  }
+  if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
+  DeliveryLink& link = *links_[peer];
+  link.core.Send(channel, data, size, now.monotonicUs);  // JavaScript checked channel, size and queue room
+  if (!link.dirty) {
+    link.dirty = true;
+    dirty_.push_back(peer);
+  }
+}
+
+void NetcodeServerProtocol::EndSends(const netcode::Clock& now) {
+  now_ = now;
+  // Several messages queued in one batch share packets: one flush per peer per batch.
+  for (uint32_t peer : dirty_) {
+    if (!links_[peer]) continue;
+    links_[peer]->dirty = false;
+    links_[peer]->core.Flush(now.monotonicUs);
+    AfterDelivery(peer);
+  }
+  dirty_.clear();
 }
 
 void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>&, const netcode::Clock& now) {
+  now_ = now;
   if (op == kControlDisconnectPeer) core_.Disconnect(arg, now);
   if (op == kControlStop) core_.Stop(now);
+  if (op == kControlWatchPeer && arg < links_.size() && links_[arg]) {
+    links_[arg]->watched = true;
+    AfterDelivery(arg);
+  }
 }
 
 size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
@@ -54,36 +104,116 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
   uint8_t* data = output.Record(kPeerConnect, 0, index, &from, 8 + netcode::kUserDataBytes);
   std::memcpy(data, &clientId, 8);
   std::memcpy(data + 8, userData, netcode::kUserDataBytes);
+  if (delivery_.enabled) {
+    links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config);
+    ClearLinkRow(core_.peerCounterTable().get(), index);
+  }
 }
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
   output.Record(kPeerDisconnect, static_cast<uint8_t>(reason), index, nullptr, 0);
+  if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 
 void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t size) {
-  std::memcpy(output.Record(kPeerPayload, 0, index, nullptr, size), data, size);
+  if (!delivery_.enabled) {
+    output.Payload(0, index, data, size);
+    return;
+  }
+  DeliveryLink& link = *links_[index];
+  link.core.Receive(data, size, now_.monotonicUs);
+  link.core.Flush(now_.monotonicUs);
+  AfterDelivery(index);
+}
+
+uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
+  return delivery_.enabled && links_[index] ? links_[index]->core.NextDeadlineUs(now.monotonicUs) : UINT64_MAX;
+}
+
+void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now) {
+  if (!delivery_.enabled || !links_[index]) return;
+  now_ = now;
+  links_[index]->core.Update(now.monotonicUs);
+  AfterDelivery(index);
+}
+
+void NetcodeServerProtocol::SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) {
+  core_.SendPayload(peer, data, size, now_);
+}
+
+void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) {
+  output.Payload(channel, peer, data, size);
+}
+
+void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
+  DeliveryLink& link = *links_[peer];
+  netcode::PeerCounterTable& table = *core_.peerCounterTable();
+  delivery::WriteLinkStats(link.core, now_.monotonicUs, &table.link[size_t{peer} * table.linkFields]);
+  if (link.watched && link.core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
+    link.watched = false;
+    output.Record(kPeerDrain, 0, peer, nullptr, 0);
+  }
+  core_.WakePeer(peer, link.core.NextDeadlineUs(now_.monotonicUs));
 }
 
 // --- client ---
 
-NetcodeClientProtocol::NetcodeClientProtocol(const netcode::ClientConfig& config) : core_(config, this) {}
+NetcodeClientProtocol::NetcodeClientProtocol(const netcode::ClientConfig& config, const DeliveryOptions& delivery)
+    : core_(config, this), delivery_(delivery), table_(std::make_shared<netcode::PeerCounterTable>(1)) {
+  if (delivery_.enabled) AddLinkTable(table_.get());
+}
 
 void NetcodeClientProtocol::Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size,
                                     const netcode::Clock& now) {
+  now_ = now;
   core_.Receive(from, data, size, now);
 }
 
-void NetcodeClientProtocol::Update(const netcode::Clock& now) { core_.Update(now); }
+void NetcodeClientProtocol::Update(const netcode::Clock& now) {
+  now_ = now;
+  core_.Update(now);
+  if (link_) {
+    link_->core.Update(now.monotonicUs);
+    AfterDelivery();
+  }
+}
 
-void NetcodeClientProtocol::Send(uint32_t, const uint8_t* data, size_t size, const netcode::Clock& now) {
-  core_.SendPayload(data, size, now);
+uint64_t NetcodeClientProtocol::NextDeadlineUs() const {
+  const uint64_t netcode = core_.NextDeadlineUs();
+  if (!link_) return netcode;
+  const uint64_t delivery = link_->core.NextDeadlineUs(now_.monotonicUs);
+  return delivery < netcode ? delivery : netcode;
+}
+
+void NetcodeClientProtocol::Send(uint32_t, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {
+  now_ = now;
+  if (!delivery_.enabled) {
+    core_.SendPayload(data, size, now);
+    return;
+  }
+  if (!link_) return;  // not connected (any more)
+  link_->core.Send(channel, data, size, now.monotonicUs);
+  link_->dirty = true;
+}
+
+void NetcodeClientProtocol::EndSends(const netcode::Clock& now) {
+  now_ = now;
+  if (!link_ || !link_->dirty) return;
+  link_->dirty = false;
+  link_->core.Flush(now.monotonicUs);
+  AfterDelivery();
 }
 
 void NetcodeClientProtocol::Control(uint32_t op, uint32_t, const std::vector<uint8_t>& data, const netcode::Clock& now) {
+  now_ = now;
   if (op == kControlConnect) core_.Connect(data.data(), data.size(), now);
   if (op == kControlDisconnect || op == kControlStop) {
     core_.Disconnect(now);
     if (op == kControlStop) stopping_ = true;
+  }
+  if (op == kControlWatchPeer && link_) {
+    link_->watched = true;
+    AfterDelivery();
   }
 }
 
@@ -101,10 +231,41 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), 0, nullptr, 0);
+  if (!delivery_.enabled) return;
+  if (state == netcode::ClientState::kConnected) {
+    link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);
+    ClearLinkRow(table_.get(), 0);
+    link_->core.Flush(now_.monotonicUs);  // the first ping
+  } else {
+    link_.reset();
+  }
 }
 
 void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
-  std::memcpy(output.Record(kPeerPayload, 0, 0, nullptr, size), data, size);
+  if (!delivery_.enabled) {
+    output.Payload(0, 0, data, size);
+    return;
+  }
+  if (!link_) return;
+  link_->core.Receive(data, size, now_.monotonicUs);
+  link_->core.Flush(now_.monotonicUs);
+  AfterDelivery();
+}
+
+void NetcodeClientProtocol::SendDeliveryPacket(uint32_t, const uint8_t* data, size_t size) {
+  core_.SendPayload(data, size, now_);
+}
+
+void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint8_t* data, size_t size) {
+  output.Payload(channel, 0, data, size);
+}
+
+void NetcodeClientProtocol::AfterDelivery() {
+  delivery::WriteLinkStats(link_->core, now_.monotonicUs, &table_->link[0]);
+  if (link_->watched && link_->core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
+    link_->watched = false;
+    output.Record(kPeerDrain, 0, 0, nullptr, 0);
+  }
 }
 
 }  // namespace volley

@@ -1,55 +1,112 @@
 // The netcode server and client as protocols of engine sockets: the sans-IO cores of native/netcode,
-// with their output turned into datagrams and records for JavaScript.
+// with their output turned into datagrams and records for JavaScript. With channels configured, each
+// connection also runs the delivery layer (native/delivery/) inside its payload packets.
 #pragma once
 
 #include <memory>
+#include <vector>
 
+#include "delivery/delivery.h"
 #include "netcode/client.h"
 #include "netcode/server.h"
 #include "socket_protocol.h"
 
 namespace volley {
 
-class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink {
+struct DeliveryOptions {
+  bool enabled = false;  // false: payloads are raw netcode payloads (any netcode 1.02 peer understands them)
+  delivery::DeliveryConfig config;
+  uint64_t queueLimitBytes = 0;  // JavaScript's per-connection send limit: a drain record at half of it
+};
+
+// One connection's delivery core and the sink that ties it to its netcode connection.
+class DeliveryLink : public delivery::DeliverySink {
  public:
-  NetcodeServerProtocol(const netcode::ServerConfig& config, const uint8_t challengeKey[netcode::kKeyBytes]);
+  class Owner {
+   public:
+    virtual ~Owner() = default;
+    virtual void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) = 0;
+    virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) = 0;
+  };
+  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config) : owner_(owner), peer_(peer), core(config, this) {}
+  void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
+  void Message(uint8_t channel, const uint8_t* data, size_t size) override { owner_->DeliverMessage(peer_, channel, data, size); }
+
+ private:
+  Owner* owner_;
+  uint32_t peer_;
+
+ public:
+  delivery::DeliveryCore core;
+  bool dirty = false;    // sent to since the last flush
+  bool watched = false;  // JavaScript waits for room in the queue
+};
+
+class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink, private DeliveryLink::Owner {
+ public:
+  NetcodeServerProtocol(const netcode::ServerConfig& config, const uint8_t challengeKey[netcode::kKeyBytes],
+                        const DeliveryOptions& delivery);
 
   void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) override;
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override { return core_.NextDeadlineUs(); }
-  void Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void EndSends(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return core_.peerCounterTable(); }
 
  private:
+  // netcode::ServerSink
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;
   void Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from, const uint8_t* userData) override;
   void Disconnected(uint32_t index, netcode::DisconnectReason reason) override;
   void Payload(uint32_t index, const uint8_t* data, size_t size) override;
+  uint64_t PeerDeadlineUs(uint32_t index, const netcode::Clock& now) override;
+  void PeerTimer(uint32_t index, const netcode::Clock& now) override;
+  // DeliveryLink::Owner
+  void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
+  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
+
+  // After the delivery core of `peer` did something: its link statistics, a drain record, its timer.
+  void AfterDelivery(uint32_t peer);
 
   netcode::ServerCore core_;
+  DeliveryOptions delivery_;
+  std::vector<std::unique_ptr<DeliveryLink>> links_;  // by client index, while connected (delivery on)
+  std::vector<uint32_t> dirty_;
+  netcode::Clock now_;
 };
 
-class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink {
+class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink, private DeliveryLink::Owner {
  public:
-  explicit NetcodeClientProtocol(const netcode::ClientConfig& config);
+  NetcodeClientProtocol(const netcode::ClientConfig& config, const DeliveryOptions& delivery);
 
   void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) override;
   void Update(const netcode::Clock& now) override;
-  uint64_t NextDeadlineUs() const override { return core_.NextDeadlineUs(); }
-  void Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  uint64_t NextDeadlineUs() const override;
+  void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void EndSends(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return stopping_ && !core_.HasPendingDisconnects(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
+  // One row (peer 0): the link statistics of the connection, when delivery is on.
+  std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return table_; }
 
  private:
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;
   void StateChanged(netcode::ClientState state) override;
   void Payload(const uint8_t* data, size_t size) override;
+  void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
+  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
+  void AfterDelivery();
 
   netcode::ClientCore core_;
+  DeliveryOptions delivery_;
+  std::unique_ptr<DeliveryLink> link_;  // while connected (delivery on)
+  std::shared_ptr<netcode::PeerCounterTable> table_;
+  netcode::Clock now_;
   bool stopping_ = false;
 };
 

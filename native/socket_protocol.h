@@ -6,9 +6,11 @@
 #include <netinet/in.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "address.h"
+#include "large_messages.h"
 #include "layout.h"
 #include "netcode/server.h"
 
@@ -16,10 +18,27 @@ namespace volley {
 
 // A record for JavaScript in a receive slab, 8-byte aligned:
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] 0 | u8[16] address | data
+// Payload records carry the channel in `code`; a large payload's data is the u32 id of its parked bytes
+// (large_messages.h); a drain record says the peer's send queue went below half its limit.
 constexpr size_t kPeerRecordHeaderSize = 32;
-enum PeerRecordKind : uint8_t { kPeerPayload = 1, kPeerConnect = 2, kPeerDisconnect = 3, kClientState = 4 };
-// Control requests from JavaScript.
-enum ProtocolControl : uint32_t { kControlDisconnectPeer = 1, kControlConnect = 2, kControlDisconnect = 3, kControlStop = 4 };
+enum PeerRecordKind : uint8_t {
+  kPeerPayload = 1,
+  kPeerConnect = 2,
+  kPeerDisconnect = 3,
+  kClientState = 4,
+  kPeerLargePayload = 5,
+  kPeerDrain = 6,
+};
+// Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
+// peer's queue has room again.
+enum ProtocolControl : uint32_t {
+  kControlDisconnectPeer = 1,
+  kControlConnect = 2,
+  kControlDisconnect = 3,
+  kControlStop = 4,
+  kControlWatchPeer = 5,
+  kControlSendLarge = 6,  // arg: peer; data: u8 channel, then the message (too large for a send slab)
+};
 
 // Largest datagram a protocol sends (a connection request).
 constexpr size_t kMaxProtocolDatagram = 1280;
@@ -43,6 +62,10 @@ class ProtocolOutput {
   size_t recordsStart = 0;
   uint32_t recordCount = 0;
   uint64_t sendDropped = 0;      // datagrams the kernel would not take at once (counted, not retried)
+  std::shared_ptr<LargeMessages> large;  // set by the engine
+
+  // A payload record for `peer`, or a large-payload record when it does not belong in a slab.
+  void Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size);
 };
 
 class SocketProtocol {
@@ -53,7 +76,9 @@ class SocketProtocol {
   // When Update() next has work to do (monotonic µs), UINT64_MAX if never. Receive() and Control() may
   // move it earlier (the engine asks again after them); Send() only moves it later.
   virtual uint64_t NextDeadlineUs() const = 0;
-  virtual void Send(uint32_t peer, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
+  // A payload from JavaScript for `peer` (clients: 0) on `channel`; EndSends() follows a batch of them.
+  virtual void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
+  virtual void EndSends(const netcode::Clock&) {}
   virtual void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) = 0;
   // True once a stop has finished its work (redundant disconnects sent): the engine closes the socket.
   virtual bool Finished() const = 0;

@@ -291,16 +291,17 @@ async function deliveryCycles(n) {
     const b = new DeliveryCore(options)
     a.send(0, new Uint8Array(300_000).fill(i), 0)
     for (let m = 0; m < 50; m++) a.send(m % 3, new Uint8Array(m * 97 + 1).fill(m), 0)
+    // The reliable ones must all arrive (the 300 kB one and 17 small ones); unreliable ones may be lost.
     let delivered = 0
-    for (let now = 0; now < 20_000_000 && delivered < 51; now += 1000) {
+    for (let now = 0; now < 20_000_000 && delivered < 18; now += 1000) {
       a.update(now)
       b.update(now)
       for (const packet of a.take().packets) if (random() > 0.1) b.receive(packet, now + 1)
       const fromB = b.take()
       for (const packet of fromB.packets) if (random() > 0.1) a.receive(packet, now + 1)
-      delivered += fromB.messages.length
+      delivered += fromB.messages.filter((message) => message.channel === 0).length
     }
-    if (delivered < 51) throw new Error(`delivery cycle ${i}: ${delivered} of 51 messages arrived`)
+    if (delivered < 18) throw new Error(`delivery cycle ${i}: ${delivered} of 18 reliable messages arrived`)
     for (let h = 0; h < 200; h++) b.receive(Uint8Array.from({ length: 1 + Math.floor(random() * 300) }, (_, k) => (k === 0 ? 0xd1 : Math.floor(random() * 256))), 0)
   }
 }

@@ -79,6 +79,7 @@ class DeliveryCore {
   const RttEstimator& rtt() const { return rtt_; }
   const ClockSync& clock() const { return clock_; }
   uint64_t queuedBytes() const { return queuedBytes_; }
+  uint64_t releasedBytes() const { return releasedBytes_; }  // message bytes that have left the queue, in all
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestionWindow_; }
@@ -134,7 +135,10 @@ class DeliveryCore {
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver
     bool anyDelivered = false;       // sequenced
     uint64_t lastDelivered = 0;      // sequenced
-    std::vector<InMessage> window;   // reliable: reliableWindow slots by sequence; others: partial messages
+    // Reliable: messages from nextDeliver on that arrived out of order ([k] is nextDeliver + k), as far as
+    // the window allows; it grows with the reordering it sees, not with the window.
+    std::deque<InMessage> pending;
+    std::vector<InMessage> partials;  // unreliable and sequenced: incomplete fragmented messages
   };
 
   // Sending.
@@ -184,6 +188,7 @@ class DeliveryCore {
   std::vector<std::unique_ptr<OutMessage>> spareMessages_;
   uint64_t queuedBytes_ = 0;
   uint64_t queuedMessages_ = 0;
+  uint64_t releasedBytes_ = 0;
 
   // Sent packets from sentBase_ to nextPacket_ − 1, in a ring.
   std::vector<SentPacket> sent_;

@@ -174,11 +174,12 @@ void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size) {
 }
 
 void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
-  for (;;) {
-    InMessage& slot = channel.window[channel.nextDeliver % channel.window.size()];
-    if (!slot.used || slot.sequence != channel.nextDeliver || slot.received < slot.fragments) return;
+  while (!channel.pending.empty()) {
+    InMessage& slot = channel.pending.front();
+    if (!slot.used || slot.received < slot.fragments) return;
     Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
     FreeInMessage(slot);
+    channel.pending.pop_front();
     ++channel.nextDeliver;
   }
 }
@@ -191,7 +192,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       ++stats_.duplicateMessages;
       return true;
     }
-    if (sequence - channel.nextDeliver >= channel.window.size()) {
+    if (sequence - channel.nextDeliver >= config_.reliableWindow) {
       ++stats_.overBudget;  // beyond the window the sender must keep to
       *refused = true;
       return false;
@@ -199,10 +200,16 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     if (!fragmented && sequence == channel.nextDeliver) {  // the common case: in order, whole, no copy
       Deliver(channelIndex, data, size);
       ++channel.nextDeliver;
+      if (!channel.pending.empty()) {  // its slot: unused, unless a broken sender also sent it in fragments
+        if (channel.pending.front().used) FreeInMessage(channel.pending.front());
+        channel.pending.pop_front();
+      }
       DeliverReliable(channel);
       return true;
     }
-    InMessage& slot = channel.window[sequence % channel.window.size()];
+    const uint64_t offset = sequence - channel.nextDeliver;
+    if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
+    InMessage& slot = channel.pending[offset];
     if (!slot.used) {
       if (!StartInMessage(slot, sequence, length, fragmented, nowUs)) {
         *refused = true;
@@ -233,7 +240,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     if (!sequenced) return;
     channel.anyDelivered = true;
     channel.lastDelivered = done;
-    for (InMessage& slot : channel.window) {  // older incomplete messages can no longer be delivered
+    for (InMessage& slot : channel.partials) {  // older incomplete messages can no longer be delivered
       if (slot.used && slot.sequence <= done) FreeInMessage(slot);
     }
   };
@@ -245,7 +252,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   InMessage* slot = nullptr;
   InMessage* free = nullptr;
   InMessage* oldest = nullptr;
-  for (InMessage& candidate : channel.window) {
+  for (InMessage& candidate : channel.partials) {
     if (!candidate.used) {
       if (free == nullptr) free = &candidate;
     } else if (candidate.sequence == sequence) {
@@ -283,8 +290,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
 
 void DeliveryCore::ExpireFragments(uint64_t nowUs) {
   for (ReceiveChannel& channel : receiveChannels_) {
-    if (channel.mode == ChannelMode::kReliable) continue;
-    for (InMessage& slot : channel.window) {
+    for (InMessage& slot : channel.partials) {
       if (slot.used && nowUs - slot.firstUs >= config_.fragmentTimeoutUs) {
         ++stats_.expiredFragments;
         FreeInMessage(slot);

@@ -34,7 +34,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
     const ChannelMode mode = config_.channels[i];
     sendChannels_[i].mode = mode;
     receiveChannels_[i].mode = mode;
-    receiveChannels_[i].window.resize(mode == ChannelMode::kReliable ? config_.reliableWindow : kPartialSlots);
+    if (mode != ChannelMode::kReliable) receiveChannels_[i].partials.resize(kPartialSlots);
   }
   sent_.resize(64);
 }
@@ -73,6 +73,7 @@ std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {
 
 void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
   queuedBytes_ -= message->data.size();
+  releasedBytes_ += message->data.size();
   --queuedMessages_;
   // Kept for reuse (no allocation per message in steady state), unless it holds a large buffer.
   if (spareMessages_.size() < 256 && message->data.capacity() <= 64 * 1024) spareMessages_.push_back(std::move(message));
@@ -513,7 +514,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
   }
   for (const ReceiveChannel& channel : receiveChannels_) {
     if (channel.mode == ChannelMode::kReliable) continue;
-    for (const InMessage& slot : channel.window) {
+    for (const InMessage& slot : channel.partials) {
       if (slot.used) earliest(slot.firstUs + config_.fragmentTimeoutUs);
     }
   }

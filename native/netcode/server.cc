@@ -230,7 +230,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   counters.bytesOut.store(0, std::memory_order_relaxed);
   sink_->Connected(index, challenge.clientId, from, challenge.userData);
   SendKeepAlive(index, now);
-  ScheduleSlot(index);
+  ScheduleSlot(index, now);
 }
 
 void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now) {
@@ -352,7 +352,7 @@ uint64_t ServerCore::NextDeadlineUs() const {
   return next;
 }
 
-void ServerCore::ScheduleSlot(uint32_t index) {
+void ServerCore::ScheduleSlot(uint32_t index, const Clock& now) {
   // Sends and receives move lastSendUs and lastReceiveUs without touching the wheel: the timer fires at the
   // time the last schedule computed, and SlotTimer works out what is really due then.
   const Slot& slot = slots_[index];
@@ -361,7 +361,15 @@ void ServerCore::ScheduleSlot(uint32_t index) {
     const uint64_t timeoutAt = slot.lastReceiveUs + uint64_t(slot.timeoutSeconds) * 1000000u;
     if (timeoutAt < due) due = timeoutAt;
   }
+  const uint64_t above = sink_->PeerDeadlineUs(index, now);
+  if (above < due) due = above;
   slotTimers_.Schedule(index, due);
+}
+
+void ServerCore::WakePeer(uint32_t clientIndex, uint64_t dueUs) {
+  if (clientIndex < slots_.size() && slots_[clientIndex].connected && dueUs < slotTimers_.DueUs(clientIndex)) {
+    slotTimers_.Schedule(clientIndex, dueUs);
+  }
 }
 
 void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
@@ -370,9 +378,11 @@ void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
     Release(index, DisconnectReason::kTimeout, false, now);
     return;
   }
+  sink_->PeerTimer(index, now);
+  if (!slot.connected) return;  // the layer above may have disconnected it
   // The wheel fires up to a tick early: a keep-alive due within that tick goes now.
   if (now.monotonicUs - slot.lastSendUs + slotTimers_.tickUs() > config_.keepAliveIntervalUs) SendKeepAlive(index, now);
-  ScheduleSlot(index);
+  ScheduleSlot(index, now);
 }
 
 void ServerCore::Housekeeping(const Clock& now) {

@@ -45,6 +45,9 @@ class ServerSink {
   virtual void Connected(uint32_t clientIndex, uint64_t clientId, const ServerAddress& from, const uint8_t* userData) = 0;
   virtual void Disconnected(uint32_t clientIndex, DisconnectReason reason) = 0;
   virtual void Payload(uint32_t clientIndex, const uint8_t* data, size_t size) = 0;
+  // The layer above a connected client (delivery): when its timer is next due, and the timer itself.
+  virtual uint64_t PeerDeadlineUs(uint32_t, const Clock&) { return UINT64_MAX; }
+  virtual void PeerTimer(uint32_t, const Clock&) {}
 };
 
 struct ServerCounters {
@@ -63,6 +66,10 @@ struct PeerCounterTable {
   explicit PeerCounterTable(uint32_t count) : entries(new PeerCounters[count]), size(count) {}
   std::unique_ptr<PeerCounters[]> entries;
   uint32_t size;
+  // Per-peer doubles of the layer above (the delivery layer's link statistics), linkFields per peer;
+  // made by that layer when it is in use.
+  std::unique_ptr<std::atomic<double>[]> link;
+  uint32_t linkFields = 0;
 };
 
 class ServerCore {
@@ -80,6 +87,8 @@ class ServerCore {
   // False when the client index is not connected or the payload is not 1..1200 bytes.
   bool SendPayload(uint32_t clientIndex, const uint8_t* data, size_t size, const Clock& now);
   void Disconnect(uint32_t clientIndex, const Clock& now);
+  // The layer above has work for this client by dueUs: its timer is brought forward if need be.
+  void WakePeer(uint32_t clientIndex, uint64_t dueUs);
   // STOPPING: every client is disconnected (reason server-closed); the redundant disconnect packets go
   // out through Update() until Stopped() is true.
   void Stop(const Clock& now);
@@ -154,7 +163,7 @@ class ServerCore {
   void SendFarewell(Farewell& entry, const Clock& now);  // one packet; queued again while some are left
   // A client's timer: its timeout, or a keep-alive when nothing was sent for the keep-alive interval.
   void SlotTimer(uint32_t index, const Clock& now);
-  void ScheduleSlot(uint32_t index);
+  void ScheduleSlot(uint32_t index, const Clock& now);
   // Expiry of encryption mappings and of the recently released addresses.
   void Housekeeping(const Clock& now);
   void Emit(const ServerAddress& to, const uint8_t* data, size_t size);

@@ -17,10 +17,10 @@ describe('reliable-ordered channel through the simulator', () => {
       const random = seededRandom(7)
       const count = 1500
       // Sizes from 1 byte to 3 fragments, sent in bursts as an application would.
-      const sizes = Array.from({ length: count }, () => (random() < 0.1 ? 1100 + Math.floor(random() * 2400) : 8 + Math.floor(random() * 300)))
+      const sizes: number[] = Array.from({ length: count }, () => (random() < 0.1 ? 1100 + Math.floor(random() * 2400) : 8 + Math.floor(random() * 300)))
       let sent = 0
       while (sent < count) {
-        for (let burst = 0; burst < 50 && sent < count; burst++, sent++) expect(pair.send('a', 0, numberedMessage(sent, sizes[sent]!))).toBe('queued')
+        for (let burst = 0; burst < 50 && sent < count; burst++, sent++) expect(pair.send('a', 0, numberedMessage(sent, sizes[sent] ?? 8))).toBe('queued')
         pair.run(pair.now + 20 * ms)
       }
       pair.run(pair.now + 120 * second, () => pair.received.b.length >= count)
@@ -116,7 +116,7 @@ describe('fragmentation', () => {
     const message = new Uint8Array(size)
     const random = seededRandom(99)
     for (let i = 0; i < size; i += 4096) message[i] = Math.floor(random() * 256)
-    for (let i = 0; i < size; i++) message[i] ^= i & 0xff
+    for (let i = 0; i < size; i++) message[i] = (message[i] ?? 0) ^ (i & 0xff)
     expect(pair.send('a', 0, message)).toBe('queued')
     pair.run(pair.now + 600 * second, () => pair.received.b.length === 1)
     expect(pair.received.b).toHaveLength(1)

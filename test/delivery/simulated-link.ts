@@ -22,6 +22,13 @@ export interface DeliveryOptions {
   pingIntervalUs?: number
 }
 
+type StatName =
+  | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
+  | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'malformed' | 'duplicatePackets'
+  | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'unreliableDropped'
+  | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
+  | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs'
+
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
   receive(packet: Uint8Array, nowUs: number): void
@@ -29,7 +36,7 @@ export interface NativeDeliveryCore {
   update(nowUs: number): void
   take(): { packets: Uint8Array[]; messages: { channel: number; data: Uint8Array }[] }
   nextDeadlineUs(nowUs: number): number
-  stats(nowUs?: number): Record<string, number>
+  stats(nowUs?: number): Record<StatName, number>
 }
 
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {

@@ -1,0 +1,57 @@
+// A connection's link statistics as plain doubles in shared memory: the I/O thread writes them after
+// each delivery step, JavaScript reads them at any time through a Float64Array over the same memory
+// (aligned 8-byte stores: never torn). src/engine/layout.ts mirrors the field order.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include "delivery.h"
+
+namespace volley::delivery {
+
+enum LinkField : uint32_t {
+  kLinkRttSmoothedUs = 0,
+  kLinkRttMinUs,
+  kLinkRttMaxUs,
+  kLinkRttVariationUs,
+  kLinkJitterUs,
+  kLinkPacketsSent,       // ack-eliciting packets sent: the base of the loss ratio
+  kLinkPacketsLost,
+  kLinkResends,
+  kLinkQueuedMessages,
+  kLinkQueuedBytes,
+  kLinkOldestQueuedUs,    // monotonic µs when the oldest queued message was queued; 0 when none
+  kLinkClockOffsetUs,     // the peer's clock minus ours at kLinkClockReferenceUs
+  kLinkClockDrift,        // µs per µs
+  kLinkClockReferenceUs,
+  kLinkReleasedBytes,     // bytes that have left the send queue since the connection began (back-pressure)
+  kLinkDropped,           // received delivery packets or messages dropped (malformed, over budget, ...)
+  kLinkFieldCount
+};
+
+inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, std::atomic<double>* out) {
+  const auto put = [out](LinkField field, double value) { out[field].store(value, std::memory_order_relaxed); };
+  const RttEstimator& rtt = core.rtt();
+  const DeliveryStats& stats = core.stats();
+  put(kLinkRttSmoothedUs, rtt.samples() > 0 ? static_cast<double>(rtt.smoothedUs()) : 0);
+  put(kLinkRttMinUs, static_cast<double>(rtt.minUs()));
+  put(kLinkRttMaxUs, static_cast<double>(rtt.maxUs()));
+  put(kLinkRttVariationUs, rtt.samples() > 0 ? static_cast<double>(rtt.variationUs()) : 0);
+  put(kLinkJitterUs, rtt.jitterUs());
+  put(kLinkPacketsSent, static_cast<double>(stats.ackElicitingOut));
+  put(kLinkPacketsLost, static_cast<double>(stats.packetsLost));
+  put(kLinkResends, static_cast<double>(stats.resends));
+  put(kLinkQueuedMessages, static_cast<double>(core.queuedMessages()));
+  put(kLinkQueuedBytes, static_cast<double>(core.queuedBytes()));
+  const uint64_t delay = core.QueueDelayUs(nowUs);
+  put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? static_cast<double>(nowUs - delay) : 0);
+  put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs));
+  put(kLinkClockDrift, core.clock().Drift(nowUs));
+  put(kLinkClockReferenceUs, static_cast<double>(nowUs));
+  put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
+  put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +
+                                         stats.staleSequenced));
+}
+
+}  // namespace volley::delivery
