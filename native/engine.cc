@@ -295,9 +295,9 @@ bool Engine::ApplyCommand(const Command& command) {
       const auto found = sockets_.find(command.id);
       if (found != sockets_.end() && found->second->protocol) {
         SocketState* state = found->second.get();
+        // After everything queued before it: a channel keeps its order, a watch sees the queue as it is.
+        ProcessSends(SIZE_MAX);
         if (command.op == kControlSendLarge) {
-          // After everything queued before it, so that a channel keeps its order.
-          ProcessSends(SIZE_MAX);
           if (!payload->empty()) {
             state->protocol->Send(static_cast<uint32_t>(command.length), (*payload)[0], payload->data() + 1, payload->size() - 1, clock_);
             state->protocol->EndSends(clock_);

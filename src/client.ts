@@ -2,6 +2,7 @@
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, type VolleyErrorCode, describe, fromNativeError, systemError } from './errors.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
@@ -41,7 +42,7 @@ const errorByState: Partial<Record<ClientState, [VolleyErrorCode, string]>> = {
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
 }
 
-export interface ClientOptions {
+export interface ClientOptions extends DeliveryOptions {
   /** Resend period of connection requests and responses, ms (default 100: 10 Hz). */
   requestIntervalMs?: number
   /** Keep-alive period when nothing else was sent, ms (default 100). */
@@ -57,17 +58,16 @@ export interface ClientOptions {
 
 export interface ClientEvents {
   state: [state: ClientState]
-  /** data is a view valid during the callback: copy it to keep it. */
-  message: [data: Uint8Array]
+  /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
+  message: [data: Uint8Array, channel: number]
   /** The connection ended after it was established: by the server, a timeout, or close(). */
   disconnect: [state: ClientState]
   drain: []
   error: [error: Error]
 }
 
-export interface ClientStats {
-  packets: { in: number; out: number }
-  bytes: { in: number; out: number }
+/** The connection's link statistics (the delivery layer's, with channels), and the netcode client's drops. */
+export interface ClientStats extends LinkStats {
   drops: { malformed: number; replayed: number; decryptionFailed: number; unknownAddress: number }
   clientIndex: number
   maxClients: number
@@ -87,6 +87,10 @@ export class ConnectError extends VolleyError {
 export class Client extends EventEmitter<ClientEvents> {
   readonly #options: ClientOptions
   readonly #counters = new Float64Array(protocolStatsFields)
+  readonly #delivery: DeliverySettings | null
+  #links: Float64Array | null = null
+  #queue: SendQueue
+  readonly #reading = { atMs: performance.now(), bytesIn: 0, bytesOut: 0 }
   #engine: Engine | undefined
   #id = 0
   #state: ClientState = 'disconnected'
@@ -108,6 +112,8 @@ export class Client extends EventEmitter<ClientEvents> {
       }
     }
     this.#options = options
+    this.#delivery = deliverySettings(options)
+    this.#queue = new SendQueue(this.#delivery, () => this.#links, 0)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
@@ -161,12 +167,14 @@ export class Client extends EventEmitter<ClientEvents> {
               keepAliveIntervalUs: Math.round((this.#options.keepAliveIntervalMs ?? 100) * 1000),
               disconnectIntervalUs: Math.round((this.#options.disconnectIntervalMs ?? 100) * 1000),
               disconnectPackets: this.#options.disconnectPackets ?? 10,
+              ...deliveryFields(this.#delivery),
             },
           },
           this.#client,
         )
         this.#engine = engine
         this.#id = info.id
+        this.#links = engine.peerLinks(info.id)
         this.#open = true
       } catch (error) {
         engine.releaseIfIdle()
@@ -194,24 +202,37 @@ export class Client extends EventEmitter<ClientEvents> {
     })
   }
 
-  /** Sends a payload of 1 to 1200 bytes. Returns false when the send queue is full (wait for 'drain'). */
-  send(data: Uint8Array): boolean {
+  /**
+   * Sends a message on a channel (options.channel, default 0): with channels configured, up to
+   * maxMessageBytes; without, a raw payload of 1 to 1200 bytes. Returns false, queuing nothing, when the
+   * connection's send queue (sendQueueBytes) or the engine's is full: 'drain' follows.
+   */
+  send(data: Uint8Array, options?: SendOptions): boolean {
     if (this.#state !== 'connected') throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#state}, not connected`)
-    if (!(data instanceof Uint8Array)) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
+    const channel = this.#queue.check(data, options)
+    if (!this.#queue.admit(data.byteLength)) {
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
+      return false
     }
-    if (data.byteLength < 1 || data.byteLength > 1200) {
-      throw new VolleyRangeError('ERR_PAYLOAD_SIZE', `A payload is 1 to 1200 bytes. Received ${data.byteLength}`)
-    }
-    return (this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0)
+    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
+    this.#queue.cancel(data.byteLength)
+    return false
+  }
+
+  /**
+   * The synchronised clock: the server's, as estimated from the ping/pong exchanges of the delivery layer
+   * (ms, sub-millisecond resolution; the local monotonic clock without channels). peer.time() on the
+   * server reads the same clock.
+   */
+  time(): number {
+    return peerClockMs(this.#links, 0)
   }
 
   stats(): ClientStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
-      packets: { in: c[0]!, out: c[2]! },
-      bytes: { in: c[1]!, out: c[3]! },
+      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading),
       drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]! },
       clientIndex: c[8]!,
       maxClients: c[9]!,
@@ -235,7 +256,12 @@ export class Client extends EventEmitter<ClientEvents> {
   #onBatch(slab: SlabView, start: number, count: number): void {
     forEachPeerRecord(slab, start, count, (kind, code, _peer, at, length) => {
       if (kind === PeerRecordKind.payload) {
-        if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, at, length))
+        if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, at, length), code)
+      } else if (kind === PeerRecordKind.largePayload) {
+        const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
+        if (this.#state === 'connected' && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
+      } else if (kind === PeerRecordKind.drain) {
+        this.emit('drain')
       } else if (kind === PeerRecordKind.clientState) {
         this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
@@ -247,6 +273,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#state = state
     this.emit('state', state)
     if (state === 'connected') {
+      this.#queue = new SendQueue(this.#delivery, () => this.#links, 0) // the I/O thread's counts start again
       const pending = this.#pending
       this.#pending = undefined
       pending?.resolve()

@@ -1,20 +1,23 @@
 // A client connected to a Server.
-import { VolleyError, VolleyRangeError } from './errors.ts'
+import type { LinkStats, SendOptions } from './delivery.ts'
+import { VolleyError } from './errors.ts'
 
 export interface PeerHost {
-  sendToPeer(peer: Peer, data: Uint8Array): boolean
+  sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
   disconnectPeer(peer: Peer): void
   peerStats(peer: Peer): PeerStats
+  /** The synchronised clock: the server's own, ms. */
+  timeMs(): number
 }
 
-export interface PeerStats {
-  packets: { in: number; out: number }
-  bytes: { in: number; out: number }
-}
+/** Packets and bytes of the netcode connection; with channels, the delivery layer's link statistics too. */
+export type PeerStats = LinkStats
 
 export class Peer {
   readonly #host: PeerHost
   #connected = true
+  /** When the connection began (performance.now()): the base of the first bandwidth reading. */
+  readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
   #last: PeerStats | null = null
 
@@ -36,16 +39,23 @@ export class Peer {
     return this.#connected
   }
 
-  /** Sends a payload of 1 to 1200 bytes. Returns false when the send queue is full (wait for the server's 'drain'). */
-  send(data: Uint8Array): boolean {
+  /**
+   * Sends a message on a channel (options.channel, default 0): with channels configured, up to
+   * maxMessageBytes; without, a raw payload of 1 to 1200 bytes. Returns false, queuing nothing, when this
+   * peer's queue is full (the server emits 'drain' with this peer once it has room) or the engine's is
+   * (the server emits 'drain' with no argument).
+   */
+  send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.#connected) throw new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
-    if (data.byteLength < 1 || data.byteLength > 1200) {
-      throw new VolleyRangeError('ERR_PAYLOAD_SIZE', `A payload is 1 to 1200 bytes. Received ${data.byteLength}`)
-    }
-    return this.#host.sendToPeer(this, data)
+    return this.#host.sendToPeer(this, data, options)
   }
 
-  /** Packets and bytes exchanged with this client (the last reading once it has left). */
+  /** The synchronised clock (the server's), ms with sub-millisecond resolution; client.time() reads the same clock. */
+  time(): number {
+    return this.#host.timeMs()
+  }
+
+  /** Link statistics of this client's connection (the last reading once it has left). */
   stats(): PeerStats {
     if (this.#connected || this.#last === null) this.#last = this.#host.peerStats(this)
     return this.#last

@@ -2,13 +2,14 @@
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
+import { type DeliveryOptions, type DeliverySettings, SendQueue, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
+import { LinkField, PeerRecordKind, ProtocolControl, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 
-export interface ServerOptions {
+export interface ServerOptions extends DeliveryOptions {
   /** Unique to your application: tokens of any other protocol id are refused. */
   protocolId: bigint | number
   /** The 32-byte key shared with the web backend that makes connect tokens. */
@@ -43,15 +44,18 @@ export interface ServerStats {
   drops: { malformed: number; replayed: number; decryptionFailed: number; unknownAddress: number; tokenRefused: number }
   /** Valid requests answered with "denied": the server was full. */
   denied: number
+  /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
+  link: { rtt: { smoothedMs: number; minMs: number; maxMs: number }; lossPercent: number; resends: number; queue: { depth: number; bytes: number }; dropped: number } | null
 }
 
 export interface ServerEvents {
   connect: [peer: Peer]
-  /** data is a view valid during the callback: copy it to keep it. */
-  message: [peer: Peer, data: Uint8Array]
+  /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
+  message: [peer: Peer, data: Uint8Array, channel: number]
   disconnect: [peer: Peer, reason: DisconnectReason]
   state: [state: ServerState]
-  drain: []
+  /** With a peer: that peer's send queue has room again; without: the engine's send queue has. */
+  drain: [peer?: Peer]
   error: [error: Error]
 }
 
@@ -64,6 +68,10 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #peers = new Map<number, Peer>()
   readonly #counters = new Float64Array(protocolStatsFields)
   readonly #peerCounters = new Float64Array(4)
+  readonly #delivery: DeliverySettings | null
+  #links: Float64Array | null = null
+  readonly #queues = new Map<number, SendQueue>()
+  readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
   #engine: Engine | undefined
   #id = 0
   #state: ServerState = 'stopped'
@@ -100,6 +108,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     if (!Number.isInteger(disconnectPackets) || disconnectPackets < 0 || disconnectPackets > 100) {
       throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "disconnectPackets" option must be an integer from 0 to 100. Received ${describe(disconnectPackets)}`)
     }
+    this.#delivery = deliverySettings(options)
     this.#options = { ...options, maxClients, keepAliveIntervalMs: options.keepAliveIntervalMs ?? 100, disconnectPackets, disconnectIntervalMs: options.disconnectIntervalMs ?? 100 }
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
@@ -148,6 +157,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
             keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
             disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
             disconnectPackets: this.#options.disconnectPackets,
+            ...deliveryFields(this.#delivery),
           },
         },
         this.#client,
@@ -158,6 +168,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     }
     this.#engine = engine
     this.#id = info.id
+    this.#links = engine.peerLinks(info.id)
     this.#setState('running')
     return { address: info.address, port: info.port }
   }
@@ -186,20 +197,66 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       bytes: { in: c[1]!, out: c[3]! },
       drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]!, tokenRefused: c[8]! },
       denied: c[9]!,
+      link: this.#linkTotals(),
     }
   }
 
+  #linkTotals(): ServerStats['link'] {
+    const links = this.#links
+    if (links === null) return null
+    const totals = { rtt: { smoothedMs: 0, minMs: 0, maxMs: 0 }, lossPercent: 0, resends: 0, queue: { depth: 0, bytes: 0 }, dropped: 0 }
+    let sent = 0
+    let lost = 0
+    let measured = 0
+    for (const index of this.#peers.keys()) {
+      const field = (name: keyof typeof LinkField): number => links[index * linkFields + LinkField[name]] ?? 0
+      if (field('rttSmoothedUs') > 0) {
+        totals.rtt.smoothedMs += field('rttSmoothedUs') / 1000
+        totals.rtt.minMs = measured === 0 ? field('rttMinUs') / 1000 : Math.min(totals.rtt.minMs, field('rttMinUs') / 1000)
+        totals.rtt.maxMs = Math.max(totals.rtt.maxMs, field('rttMaxUs') / 1000)
+        measured++
+      }
+      sent += field('packetsSent')
+      lost += field('packetsLost')
+      totals.resends += field('resends')
+      totals.queue.depth += field('queuedMessages')
+      totals.queue.bytes += field('queuedBytes')
+      totals.dropped += field('dropped')
+    }
+    if (measured > 0) totals.rtt.smoothedMs /= measured
+    totals.lossPercent = sent > 0 ? (lost / sent) * 100 : 0
+    return totals
+  }
+
   /** @internal */
-  sendToPeer(peer: Peer, data: Uint8Array): boolean {
+  sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean {
     if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
-    return (this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.index)
+    const queue = this.#queues.get(peer.index) as SendQueue
+    const channel = queue.check(data, options)
+    if (!queue.admit(data.byteLength)) {
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer, peer.index)
+      return false
+    }
+    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.index, channel)) return true
+    queue.cancel(data.byteLength)
+    return false
   }
 
   /** @internal */
   peerStats(peer: Peer): PeerStats {
     const c = this.#peerCounters
     if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) c.fill(0)
-    return { packets: { in: c[0]!, out: c[2]! }, bytes: { in: c[1]!, out: c[3]! } }
+    let reading = this.#readings.get(peer.index)
+    if (reading === undefined) {
+      reading = { atMs: peer.connectedAtMs, bytesIn: 0, bytesOut: 0 }
+      this.#readings.set(peer.index, reading)
+    }
+    return readLinkStats(this.#links, peer.index, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, reading)
+  }
+
+  /** @internal */
+  timeMs(): number {
+    return monotonicUs() / 1000
   }
 
   /** @internal */
@@ -220,7 +277,18 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     switch (kind) {
       case PeerRecordKind.payload: {
         const peer = this.#peers.get(index)
-        if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, at, length))
+        if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, at, length), code)
+        return
+      }
+      case PeerRecordKind.largePayload: {
+        const peer = this.#peers.get(index)
+        const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
+        if (peer !== undefined && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
+        return
+      }
+      case PeerRecordKind.drain: {
+        const peer = this.#peers.get(index)
+        if (peer !== undefined) this.emit('drain', peer)
         return
       }
       case PeerRecordKind.connect: {
@@ -229,14 +297,17 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
         const userData = slab.u8.slice(at + 8, at + 8 + 256)
         const peer = new Peer(this, index, clientId, address, port, userData)
         this.#peers.set(index, peer)
+        this.#queues.set(index, new SendQueue(this.#delivery, () => this.#links, index))
+        this.#readings.delete(index)
         this.emit('connect', peer)
         return
       }
       case PeerRecordKind.disconnect: {
         const peer = this.#peers.get(index)
         if (peer !== undefined) {
-          this.#peers.delete(index)
           peer.markDisconnected()
+          this.#peers.delete(index)
+          this.#queues.delete(index)
           this.emit('disconnect', peer, disconnectReasons[code] ?? 'disconnected')
         }
         return

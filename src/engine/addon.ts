@@ -29,7 +29,14 @@ export interface NativeSocketOptions {
   protocol?: NativeServerProtocol | NativeClientProtocol
 }
 
-export interface NativeServerProtocol {
+/** The delivery layer's settings (native/delivery/); absent channels: raw netcode payloads. */
+export interface NativeDeliveryFields {
+  channels?: ('reliable' | 'unreliable' | 'sequenced')[]
+  maxMessageBytes?: number
+  sendQueueBytes?: number
+}
+
+export interface NativeServerProtocol extends NativeDeliveryFields {
   kind: 'server'
   protocolId: bigint
   privateKey: Uint8Array
@@ -40,7 +47,7 @@ export interface NativeServerProtocol {
   disconnectPackets?: number
 }
 
-export interface NativeClientProtocol {
+export interface NativeClientProtocol extends NativeDeliveryFields {
   kind: 'client'
   requestIntervalUs?: number
   keepAliveIntervalUs?: number
@@ -58,6 +65,8 @@ export interface NativeEngine {
   socketStats(id: number, out: Float64Array): boolean
   protocolStats(id: number, out: Float64Array): boolean
   peerStats(id: number, clientIndex: number, out: Float64Array): boolean
+  peerLinks(id: number): Float64Array | null
+  takeLarge(id: number): ArrayBuffer | null
   control(id: number, op: number, arg: number, data?: Uint8Array): void
   setRef(ref: boolean): void
   shutdown(): void

@@ -3,7 +3,10 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { markAsUntransferable } from 'node:worker_threads'
-import { EventType, align8, layout } from './layout.ts'
+import { EventType, ProtocolControl, align8, largeMessageBytes, layout } from './layout.ts'
+
+/** Payloads above this skip the send slabs (one native call each): a slab holds 256 KiB. */
+const largeSendBytes = largeMessageBytes
 
 /** What an engine calls on the sockets it serves. */
 export interface EngineClient {
@@ -133,9 +136,32 @@ export class Engine {
     return true
   }
 
-  /** Queues a payload for a protocol socket's peer (its client index; 0 on a client socket). */
-  enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
-    return this.#write(client, socketId, data, 0, 0, peer) >= 0
+  /**
+   * Queues a payload for a protocol socket's peer (its client index; 0 on a client socket) on a channel.
+   * Messages too large for a send slab go in a control request of their own, after what is queued.
+   */
+  enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number, channel = 0): boolean {
+    if (data.byteLength > largeSendBytes) {
+      const request = new Uint8Array(1 + data.byteLength)
+      request[0] = channel
+      request.set(data, 1)
+      this.control(socketId, ProtocolControl.sendLarge, peer, request)
+      return true
+    }
+    const at = this.#write(client, socketId, data, 0, 0, peer)
+    if (at < 0) return false
+    ;(this.#sendSlabs[this.#currentSendSlab] as SlabView).u8[at + 11] = channel
+    return true
+  }
+
+  /** The link statistics of a protocol socket's peers (layout.linkFields each), live; null without channels. */
+  peerLinks(id: number): Float64Array | null {
+    return this.#native.peerLinks(id)
+  }
+
+  /** The bytes of a large-payload record (taken once). */
+  takeLarge(id: number): ArrayBuffer | null {
+    return this.#native.takeLarge(id)
   }
 
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */

@@ -16,8 +16,30 @@ export const layout = {
 export const EventType = { batch: 1, sendDone: 2, closed: 3, error: 4, starved: 5 } as const
 export const Operation = { receive: 1, send: 2 } as const
 export const RecvFlag = { truncated: 1 } as const
-export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4 } as const
-export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4 } as const
+export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6 } as const
+export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6 } as const
+/** Mirror of native/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
+export const LinkField = {
+  rttSmoothedUs: 0,
+  rttMinUs: 1,
+  rttMaxUs: 2,
+  rttVariationUs: 3,
+  jitterUs: 4,
+  packetsSent: 5,
+  packetsLost: 6,
+  resends: 7,
+  queuedMessages: 8,
+  queuedBytes: 9,
+  oldestQueuedUs: 10,
+  clockOffsetUs: 11,
+  clockDrift: 12,
+  clockReferenceUs: 13,
+  releasedBytes: 14,
+  dropped: 15,
+} as const
+export const linkFields = 16
+/** Native large_messages.h: delivered messages above this come as large-payload records. */
+export const largeMessageBytes = 64 * 1024
 export const protocolStatsFields = 16
 
 export const align8 = (n: number): number => (n + 7) & ~7

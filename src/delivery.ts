@@ -1,0 +1,206 @@
+// The delivery layer as Server, Client and Peer see it: channel options, the checks before a send, the
+// per-connection send queue (back-pressure against what the I/O thread has released), link statistics
+// and the synchronised clock, all read from the memory the I/O thread writes (no native call).
+import type { NativeDeliveryFields } from './engine/addon.ts'
+import { LinkField, linkFields } from './engine/layout.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+
+export type ChannelMode = 'reliable' | 'unreliable' | 'sequenced'
+
+export interface ChannelOptions {
+  /**
+   * reliable: every message arrives once, in order; unreliable: may arrive out of order or not at all;
+   * sequenced: unreliable, and never older than the newest delivered.
+   */
+  mode: ChannelMode
+}
+
+export interface DeliveryOptions {
+  /**
+   * Channels for messages of any size (up to maxMessageBytes), e.g. [{ mode: 'reliable' }, { mode: 'unreliable' }].
+   * Without them, messages are raw netcode payloads of 1 to 1200 bytes (what any netcode 1.02 peer speaks).
+   * Both sides must configure the same channels.
+   */
+  channels?: readonly ChannelOptions[]
+  /** The largest message, bytes (default 1 MiB; at most 1 GiB). */
+  maxMessageBytes?: number
+  /** Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB). */
+  sendQueueBytes?: number
+}
+
+export interface SendOptions {
+  /** The channel's index in the channels option (default 0). */
+  channel?: number
+}
+
+export interface LinkStats {
+  rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
+  jitterMs: number
+  /** Packets declared lost ÷ packets that needed an acknowledgement, since the connection began. */
+  lossPercent: number
+  packets: { in: number; out: number }
+  bytes: { in: number; out: number }
+  /** Since the previous stats() call (or since the connection began). */
+  bandwidth: { inBps: number; outBps: number }
+  /** Message fragments sent again after a loss or a probe timeout. */
+  resends: number
+  /** Messages queued and not yet acknowledged (reliable) or sent (others); how long the oldest has waited. */
+  queue: { depth: number; bytes: number; delayMs: number }
+  /** The peer's clock minus ours, ms, and its drift (parts per million). */
+  clock: { offsetMs: number; driftPpm: number }
+  /** Delivery packets or messages dropped on receive (malformed, over the memory bound, stale, expired). */
+  dropped: number
+}
+
+/** Validated delivery settings; null when no channels are configured. */
+export interface DeliverySettings {
+  modes: ChannelMode[]
+  maxMessageBytes: number
+  sendQueueBytes: number
+}
+
+const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
+
+export function deliverySettings(options: DeliveryOptions): DeliverySettings | null {
+  const { channels } = options
+  if (channels === undefined) {
+    for (const name of ['maxMessageBytes', 'sendQueueBytes'] as const) {
+      if (options[name] !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" option needs the "channels" option`)
+    }
+    return null
+  }
+  if (!Array.isArray(channels) || channels.length < 1 || channels.length > 255) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "channels" option must be an array of 1 to 255 { mode } objects. Received ${describe(channels)}`)
+  }
+  const modes = channels.map((channel: unknown, index) => {
+    const mode = typeof channel === 'object' && channel !== null ? (channel as { mode?: unknown }).mode : undefined
+    if (!MODES.includes(mode as ChannelMode)) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `channels[${index}].mode must be 'reliable', 'unreliable' or 'sequenced'. Received ${describe(mode)}`)
+    }
+    return mode as ChannelMode
+  })
+  return {
+    modes,
+    maxMessageBytes: integerOption('maxMessageBytes', options.maxMessageBytes, 1 << 20, 1, 1 << 30),
+    sendQueueBytes: integerOption('sendQueueBytes', options.sendQueueBytes, 8 << 20, 1, 1 << 30),
+  }
+}
+
+/** The fields of the native protocol options for these settings. */
+export function deliveryFields(settings: DeliverySettings | null): NativeDeliveryFields {
+  if (settings === null) return {}
+  return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes }
+}
+
+function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${describe(value)}`)
+  }
+  return value
+}
+
+/**
+ * One connection's sending side: checks a message and its options, and keeps the connection's queue
+ * within sendQueueBytes by counting what it submitted against what the I/O thread has released.
+ */
+export class SendQueue {
+  #submitted = 0
+
+  constructor(
+    readonly settings: DeliverySettings | null,
+    readonly links: () => Float64Array | null,
+    readonly row: number,
+  ) {}
+
+  /** The channel to send on, after checking data and options (typed errors). */
+  check(data: unknown, options: SendOptions | undefined): number {
+    if (!(data instanceof Uint8Array)) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
+    }
+    const channel = options?.channel ?? 0
+    const count = this.settings?.modes.length ?? 1
+    if (!Number.isInteger(channel) || channel < 0 || channel >= count) {
+      throw new VolleyRangeError(
+        'ERR_NO_SUCH_CHANNEL',
+        this.settings === null
+          ? `No channels are configured: messages go on channel 0. Received ${describe(channel)}`
+          : `The "channel" option must be an integer from 0 to ${count - 1} (channels configured: ${count}). Received ${describe(channel)}`,
+      )
+    }
+    if (this.settings === null) {
+      if (data.byteLength < 1 || data.byteLength > 1200) {
+        throw new VolleyRangeError('ERR_PAYLOAD_SIZE', `A payload is 1 to 1200 bytes without channels (configure channels for larger messages). Received ${data.byteLength}`)
+      }
+    } else if (data.byteLength > this.settings.maxMessageBytes) {
+      throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `A message is at most ${this.settings.maxMessageBytes} bytes (the maxMessageBytes option). Received ${data.byteLength}`)
+    }
+    return channel
+  }
+
+  /** Bytes queued and not yet released by the I/O thread (sent, or acknowledged when reliable). */
+  get queued(): number {
+    const links = this.links()
+    return links === null ? 0 : this.#submitted - (links[this.row * linkFields + LinkField.releasedBytes] ?? 0)
+  }
+
+  /** Whether `size` more bytes fit; when they do, they count as submitted. A lone message always fits. */
+  admit(size: number): boolean {
+    if (this.settings === null) return true
+    const queued = this.queued
+    if (queued > 0 && queued + size > this.settings.sendQueueBytes) return false
+    this.#submitted += size
+    return true
+  }
+
+  /** Takes back an admitted message that could not be handed to the engine after all. */
+  cancel(size: number): void {
+    if (this.settings !== null) this.#submitted -= size
+  }
+}
+
+/** Reads a connection's link statistics; `previous` carries the last reading for the bandwidth. */
+export function readLinkStats(
+  links: Float64Array | null,
+  row: number,
+  counters: { packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number },
+  previous: { atMs: number; bytesIn: number; bytesOut: number },
+): LinkStats {
+  const field = (name: keyof typeof LinkField): number => (links === null ? 0 : (links[row * linkFields + LinkField[name]] ?? 0))
+  const nowMs = performance.now()
+  const elapsedS = Math.max((nowMs - previous.atMs) / 1000, 1e-3)
+  const bandwidth = { inBps: ((counters.bytesIn - previous.bytesIn) * 8) / elapsedS, outBps: ((counters.bytesOut - previous.bytesOut) * 8) / elapsedS }
+  previous.atMs = nowMs
+  previous.bytesIn = counters.bytesIn
+  previous.bytesOut = counters.bytesOut
+  const variationMs = field('rttVariationUs') / 1000
+  const sent = field('packetsSent')
+  const oldest = field('oldestQueuedUs')
+  return {
+    rtt: { smoothedMs: field('rttSmoothedUs') / 1000, minMs: field('rttMinUs') / 1000, maxMs: field('rttMaxUs') / 1000, varianceMs2: variationMs * variationMs },
+    jitterMs: field('jitterUs') / 1000,
+    lossPercent: sent > 0 ? (field('packetsLost') / sent) * 100 : 0,
+    packets: { in: counters.packetsIn, out: counters.packetsOut },
+    bytes: { in: counters.bytesIn, out: counters.bytesOut },
+    bandwidth,
+    resends: field('resends'),
+    queue: { depth: field('queuedMessages'), bytes: field('queuedBytes'), delayMs: oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0 },
+    clock: { offsetMs: field('clockOffsetUs') / 1000, driftPpm: field('clockDrift') * 1e6 },
+    dropped: field('dropped'),
+  }
+}
+
+/** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n)
+}
+
+/** The peer's clock now, ms, as estimated from the ping/pong exchanges (our clock until the first one). */
+export function peerClockMs(links: Float64Array | null, row: number): number {
+  const now = monotonicUs()
+  if (links === null) return now / 1000
+  const base = row * linkFields
+  const reference = links[base + LinkField.clockReferenceUs] ?? 0
+  const offset = (links[base + LinkField.clockOffsetUs] ?? 0) + (links[base + LinkField.clockDrift] ?? 0) * (now - reference)
+  return (now + offset) / 1000
+}

@@ -1,0 +1,115 @@
+// Channels through real Server and Client sockets on loopback: the delivery layer running in the
+// engine, messages of any size, channels and link statistics, the synchronised clock, back-pressure.
+import { once } from 'node:events'
+import { describe, expect, it } from 'vitest'
+import { Client, type ChannelOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
+import { waitFor } from '../helpers.ts'
+import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
+
+const privateKey = new Uint8Array(32).fill(9)
+const protocolId = 0x77n
+const channels: ChannelOptions[] = [{ mode: 'reliable' }, { mode: 'unreliable' }, { mode: 'sequenced' }]
+
+/** Sends every message in order, waiting for 'drain' whenever send() says the queue is full. */
+async function sendAll(send: (data: Uint8Array) => boolean, drained: () => Promise<unknown>, messages: Uint8Array[]): Promise<number> {
+  let waits = 0
+  for (const message of messages) {
+    while (!send(message)) {
+      waits++
+      await drained()
+    }
+  }
+  return waits
+}
+const fast = { disconnectIntervalMs: 5 }
+
+async function connectedPair(options: { maxMessageBytes?: number; sendQueueBytes?: number } = {}) {
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, ...fast, ...options })
+  const { port } = await server.listen()
+  const peers: Peer[] = []
+  server.on('connect', (peer) => peers.push(peer))
+  const client = new Client({ channels, ...fast, ...options })
+  await client.connect(
+    await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }),
+  )
+  await waitFor(() => peers.length === 1)
+  const close = async () => {
+    await client.close()
+    await server.close()
+  }
+  return { server, client, peer: peers[0]!, close }
+}
+
+describe('channels over loopback', () => {
+  it('carries messages of any size on each channel, in order on the reliable one, both ways', async () => {
+    const { server, client, peer, close } = await connectedPair({ maxMessageBytes: 4 << 20 })
+    const atServer: { index: number; channel: number }[] = []
+    server.on('message', (_peer, data, channel) => atServer.push({ index: readNumberedMessage(data), channel }))
+    const atClient: number[] = []
+    client.on('message', (data, channel) => {
+      if (channel === 0) atClient.push(readNumberedMessage(data))
+    })
+    const sizes = [1, 100, 1100, 1101, 5000, 70_000, 300_000, 3 << 20]
+    const toServer = Array.from({ length: 200 }, (_, i) => numberedMessage(i, sizes[i % sizes.length] ?? 1))
+    // About 85 MiB through an 8 MiB queue: send() says when to wait.
+    const waits = await sendAll((data) => client.send(data), () => once(client, 'drain'), toServer)
+    expect(waits).toBeGreaterThan(0)
+    for (let i = 0; i < 50; i++) expect(peer.send(numberedMessage(i, 2000 + i), { channel: 0 })).toBe(true)
+    client.send(numberedMessage(9999, 64), { channel: 1 })
+    await waitFor(() => atServer.filter((m) => m.channel === 0).length === 200 && atClient.length === 50, 30_000, 'reliable messages')
+    expect(atServer.filter((m) => m.channel === 0).map((m) => m.index)).toEqual(Array.from({ length: 200 }, (_, i) => i))
+    expect(atClient).toEqual(Array.from({ length: 50 }, (_, i) => i))
+    await waitFor(() => atServer.some((m) => m.channel === 1 && m.index === 9999), 2000, 'the unreliable one (loopback does not lose it)')
+    await close()
+  }, 60_000)
+
+  it('reports link statistics and a synchronised clock', async () => {
+    const { server, client, peer, close } = await connectedPair()
+    for (let i = 0; i < 100; i++) client.send(numberedMessage(i, 500))
+    await new Promise((resolve) => setTimeout(resolve, 400)) // pings at 10 Hz, acks, pongs
+    const stats = client.stats()
+    expect(stats.rtt.smoothedMs).toBeGreaterThan(0)
+    expect(stats.rtt.smoothedMs).toBeLessThan(50)
+    expect(stats.rtt.minMs).toBeLessThanOrEqual(stats.rtt.smoothedMs)
+    expect(stats.rtt.maxMs).toBeGreaterThanOrEqual(stats.rtt.smoothedMs)
+    expect(stats.lossPercent).toBe(0)
+    expect(stats.packets.out).toBeGreaterThan(10)
+    expect(stats.bytes.out).toBeGreaterThan(100 * 500)
+    expect(stats.bandwidth.outBps).toBeGreaterThan(0)
+    expect(stats.queue.depth).toBe(0)
+    const peerStats = peer.stats()
+    expect(peerStats.rtt.smoothedMs).toBeGreaterThan(0)
+    expect(peerStats.bytes.in).toBeGreaterThan(100 * 500)
+    expect(server.stats().link?.rtt.smoothedMs).toBeGreaterThan(0)
+    // Same machine, same monotonic clock: the client's estimate of the server's clock is within 1 ms of it.
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
+    await close()
+  })
+
+  it('applies back-pressure per connection: send() returns false when the queue is full, then drain', async () => {
+    const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
+    let received = 0
+    server.on('message', () => received++)
+    let accepted = 0
+    while (client.send(new Uint8Array(8 * 1024), { channel: 0 })) accepted++
+    expect(accepted).toBeGreaterThanOrEqual(8)
+    expect(accepted).toBeLessThanOrEqual(9)
+    await new Promise<void>((resolve) => client.once('drain', () => resolve()))
+    expect(client.send(new Uint8Array(8 * 1024))).toBe(true)
+    await waitFor(() => received === accepted + 1, 5000, 'every accepted message')
+    await close()
+  })
+
+  it('refuses what cannot be sent with typed errors', async () => {
+    const { client, peer, close } = await connectedPair({ maxMessageBytes: 10_000 })
+    expect(() => client.send(new Uint8Array(10_001))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
+    expect(() => client.send(new Uint8Array(10), { channel: 3 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
+    expect(() => peer.send(new Uint8Array(10), { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels: [{ mode: 'fast' as 'reliable' }] })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
+    )
+    expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Client({ maxMessageBytes: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    await close()
+  })
+})
