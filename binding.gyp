@@ -18,6 +18,7 @@
         "native/netcode/server_address.cc",
         "native/netcode_binding.cc",
         "native/netcode_sockets.cc",
+        "native/network_simulator.cc",
         "native/socket_protocol.cc",
         "native/timer_binding.cc",
         "native/udp_socket.cc"

@@ -16,6 +16,7 @@
 #include "netcode_binding.h"
 #include "delivery_binding.h"
 #include "netcode_sockets.h"
+#include "network_simulator.h"
 #include "timer_binding.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
@@ -283,6 +284,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
       config.disconnectPackets = disconnectPackets;
       auto client = std::make_unique<NetcodeClientProtocol>(config, delivery);
+      client->simulator = ReadNetworkSimulator(options);
       *peerCounters = client->peerCounters();
       *out = std::move(client);
       return true;
@@ -321,6 +323,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     randombytes_buf(challengeKey, sizeof(challengeKey));  // made at each start, never leaves the server
     auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey, delivery);
     sodium_memzero(challengeKey, sizeof(challengeKey));
+    server->simulator = ReadNetworkSimulator(options);
     *peerCounters = server->peerCounters();
     *out = std::move(server);
     return true;
@@ -360,6 +363,27 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs);
     out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs);
     return true;
+  }
+
+  // networkSimulator: { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, seed } (checked by
+  // JavaScript, src/network-simulator.ts) -> a simulator for what the socket sends; none when absent.
+  static std::unique_ptr<NetworkSimulator> ReadNetworkSimulator(Napi::Object options) {
+    Napi::Value value = options.Get("networkSimulator");
+    if (!value.IsObject()) return nullptr;
+    const Napi::Object object = value.As<Napi::Object>();
+    const auto number = [&](const char* name) {
+      Napi::Value field = object.Get(name);
+      return field.IsNumber() ? field.As<Napi::Number>().DoubleValue() : 0.0;
+    };
+    NetworkConditions conditions;
+    conditions.loss = number("loss");
+    conditions.duplicate = number("duplicate");
+    conditions.reorder = number("reorder");
+    conditions.latencyUs = static_cast<uint64_t>(number("latencyUs"));
+    conditions.jitterUs = static_cast<uint64_t>(number("jitterUs"));
+    conditions.bandwidthBytesPerSec = static_cast<uint64_t>(number("bandwidthBytesPerSec"));
+    conditions.seed = static_cast<uint64_t>(number("seed"));
+    return std::make_unique<NetworkSimulator>(conditions);
   }
 
   // peerLinks(socketId) -> Float64Array | null: the link statistics of every peer (layout.linkFields per

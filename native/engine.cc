@@ -12,6 +12,8 @@
 #include <cstring>
 #include <system_error>
 
+#include "network_simulator.h"
+
 namespace volley {
 
 namespace {
@@ -746,6 +748,11 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
 
 void Engine::FlushProtocol(SocketState* state) {
   ProtocolOutput& output = state->protocol->output;
+  if (NetworkSimulator* simulator = state->protocol->simulator.get()) {
+    // The simulated network takes what the protocol sends and gives back what is due on the wire now.
+    for (size_t i = 0; i < output.outboxCount; ++i) simulator->Submit(output.outbox[i], clock_.monotonicUs);
+    output.outboxCount = simulator->Release(clock_.monotonicUs, &output.outbox, 0);
+  }
   // Datagrams: sendmmsg over the outbox. What the kernel will not take at once is dropped and counted,
   // as a lost datagram would be; the protocol's timers resend what matters.
   for (size_t first = 0; first < output.outboxCount;) {
@@ -837,7 +844,8 @@ void Engine::UpdateProtocols() {
 }
 
 void Engine::ScheduleProtocol(SocketState* state) {
-  const uint64_t deadline = state->protocol->NextDeadlineUs();
+  uint64_t deadline = state->protocol->NextDeadlineUs();
+  if (state->protocol->simulator) deadline = std::min(deadline, state->protocol->simulator->NextReleaseUs());
   if (deadline == TimerWheel::kNever) return;  // a timer still set fires for nothing and is not set again
   // The wheel fires at the start of a tick: round up so that the protocol is never called early.
   const uint64_t tick = protocolTimers_.tickUs();

@@ -2,7 +2,12 @@
 
 #include <cstring>
 
+#include "network_simulator.h"
+
 namespace volley {
+
+SocketProtocol::SocketProtocol() = default;
+SocketProtocol::~SocketProtocol() = default;
 
 void ProtocolOutput::Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6) {
   if (size > kMaxProtocolDatagram) return;

@@ -68,9 +68,12 @@ class ProtocolOutput {
   void Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size);
 };
 
+class NetworkSimulator;
+
 class SocketProtocol {
  public:
-  virtual ~SocketProtocol() = default;
+  SocketProtocol();
+  virtual ~SocketProtocol();
   virtual void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
   virtual void Update(const netcode::Clock& now) = 0;
   // When Update() next has work to do (monotonic µs), UINT64_MAX if never. Receive() and Control() may
@@ -87,6 +90,8 @@ class SocketProtocol {
 
   ProtocolOutput output;
   bool socketIsV6 = false;
+  // Tests and benchmarks: a simulated network between the outbox and the wire (network_simulator.h).
+  std::unique_ptr<NetworkSimulator> simulator;
 };
 
 }  // namespace volley

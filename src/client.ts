@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
+import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, type VolleyErrorCode, describe, fromNativeError, systemError } from './errors.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord } from './peer-records.ts'
@@ -42,7 +43,7 @@ const errorByState: Partial<Record<ClientState, [VolleyErrorCode, string]>> = {
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
 }
 
-export interface ClientOptions extends DeliveryOptions {
+export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Resend period of connection requests and responses, ms (default 100: 10 Hz). */
   requestIntervalMs?: number
   /** Keep-alive period when nothing else was sent, ms (default 100). */
@@ -88,6 +89,7 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #options: ClientOptions
   readonly #counters = new Float64Array(protocolStatsFields)
   readonly #delivery: DeliverySettings | null
+  readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   #queue: SendQueue
   readonly #reading = { atMs: performance.now(), bytesIn: 0, bytesOut: 0 }
@@ -113,6 +115,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#options = options
     this.#delivery = deliverySettings(options)
+    this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#queue = new SendQueue(this.#delivery, () => this.#links, 0)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
@@ -168,6 +171,7 @@ export class Client extends EventEmitter<ClientEvents> {
               disconnectIntervalUs: Math.round((this.#options.disconnectIntervalMs ?? 100) * 1000),
               disconnectPackets: this.#options.disconnectPackets ?? 10,
               ...deliveryFields(this.#delivery),
+              ...this.#simulator,
             },
           },
           this.#client,

@@ -4,12 +4,13 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { type DeliveryOptions, type DeliverySettings, SendQueue, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, PeerRecordKind, ProtocolControl, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 
-export interface ServerOptions extends DeliveryOptions {
+export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */
   protocolId: bigint | number
   /** The 32-byte key shared with the web backend that makes connect tokens. */
@@ -69,6 +70,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #counters = new Float64Array(protocolStatsFields)
   readonly #peerCounters = new Float64Array(4)
   readonly #delivery: DeliverySettings | null
+  readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   readonly #queues = new Map<number, SendQueue>()
   readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
@@ -109,6 +111,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "disconnectPackets" option must be an integer from 0 to 100. Received ${describe(disconnectPackets)}`)
     }
     this.#delivery = deliverySettings(options)
+    this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#options = { ...options, maxClients, keepAliveIntervalMs: options.keepAliveIntervalMs ?? 100, disconnectPackets, disconnectIntervalMs: options.disconnectIntervalMs ?? 100 }
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
@@ -158,6 +161,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
             disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
             disconnectPackets: this.#options.disconnectPackets,
             ...deliveryFields(this.#delivery),
+            ...this.#simulator,
           },
         },
         this.#client,

@@ -1,5 +1,6 @@
 // Loads the native addon (a local build first, then the committed prebuild) and checks that its byte
 // layouts are the ones this JavaScript was written for.
+import type { NativeNetworkSimulator } from '../network-simulator.ts'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { VolleyError } from '../errors.ts'
@@ -34,6 +35,7 @@ export interface NativeDeliveryFields {
   channels?: ('reliable' | 'unreliable' | 'sequenced')[]
   maxMessageBytes?: number
   sendQueueBytes?: number
+  networkSimulator?: NativeNetworkSimulator
 }
 
 export interface NativeServerProtocol extends NativeDeliveryFields {

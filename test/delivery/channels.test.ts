@@ -2,7 +2,7 @@
 // engine, messages of any size, channels and link statistics, the synchronised clock, back-pressure.
 import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
-import { Client, type ChannelOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
+import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
@@ -23,7 +23,7 @@ async function sendAll(send: (data: Uint8Array) => boolean, drained: () => Promi
 }
 const fast = { disconnectIntervalMs: 5 }
 
-async function connectedPair(options: { maxMessageBytes?: number; sendQueueBytes?: number } = {}) {
+async function connectedPair(options: { maxMessageBytes?: number; sendQueueBytes?: number; networkSimulator?: NetworkSimulatorOptions } = {}) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, ...fast, ...options })
   const { port } = await server.listen()
   const peers: Peer[] = []
@@ -100,6 +100,38 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it('through the engine\'s network simulator (20 % loss, jitter, duplication, reordering): reliable in order, sequenced never backwards', async () => {
+    const { server, client, peer, close } = await connectedPair({
+      networkSimulator: { loss: 0.2, latencyMs: 5, jitterMs: 2, duplicate: 0.05, reorder: 0.05, seed: 7 },
+    })
+    const reliable: number[] = []
+    const sequenced: number[] = []
+    server.on('message', (_peer, data, channel) => {
+      if (channel === 0) reliable.push(readNumberedMessage(data))
+      if (channel === 2) sequenced.push(readNumberedMessage(data))
+    })
+    const echoed: number[] = []
+    client.on('message', (data, channel) => {
+      if (channel === 0) echoed.push(readNumberedMessage(data))
+    })
+    for (let i = 0; i < 300; i++) {
+      expect(client.send(numberedMessage(i, i % 10 === 0 ? 4000 : 200))).toBe(true)
+      client.send(numberedMessage(i, 64), { channel: 2 })
+      if (i % 3 === 0) peer.send(numberedMessage(i / 3, 300))
+      if (i % 20 === 0) await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    await waitFor(() => reliable.length === 300 && echoed.length === 100, 30_000, 'every reliable message')
+    expect(reliable).toEqual(Array.from({ length: 300 }, (_, i) => i))
+    expect(echoed).toEqual(Array.from({ length: 100 }, (_, i) => i))
+    expect(sequenced.length).toBeGreaterThan(50)
+    for (let i = 1; i < sequenced.length; i++) expect(sequenced[i]!).toBeGreaterThan(sequenced[i - 1]!)
+    const stats = client.stats()
+    expect(stats.lossPercent).toBeGreaterThan(5) // the simulator's 20 %, as the delivery layer saw it
+    expect(stats.resends).toBeGreaterThan(0)
+    expect(stats.rtt.minMs).toBeGreaterThan(5) // two simulated one-way trips of 5 ± 2 ms, the first one on this side
+    await close()
+  }, 40_000)
+
   it('refuses what cannot be sent with typed errors', async () => {
     const { client, peer, close } = await connectedPair({ maxMessageBytes: 10_000 })
     expect(() => client.send(new Uint8Array(10_001))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
@@ -110,6 +142,8 @@ describe('channels over loopback', () => {
     )
     expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Client({ maxMessageBytes: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Client({ networkSimulator: { loss: 1.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => new Client({ networkSimulator: { seed: 0.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     await close()
   })
 })

@@ -1,0 +1,80 @@
+#include "network_simulator.h"
+
+#include <sodium.h>
+
+#include <cmath>
+
+namespace volley {
+
+NetworkSimulator::NetworkSimulator(const NetworkConditions& conditions) : conditions_(conditions) {
+  random_ = conditions.seed != 0 ? conditions.seed : (uint64_t{randombytes_random()} << 32 | randombytes_random());
+}
+
+double NetworkSimulator::Uniform() {
+  // splitmix64: a reproducible sequence for a given seed.
+  random_ += 0x9e3779b97f4a7c15ull;
+  uint64_t z = random_;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t nowUs) {
+  ++counters_.submitted;
+  if (Uniform() < conditions_.loss) {
+    ++counters_.lost;
+    return;
+  }
+  // Bandwidth: the link sends one datagram after the other; what waits for it is delayed.
+  uint64_t departUs = nowUs;
+  if (conditions_.bandwidthBytesPerSec > 0) {
+    if (linkFreeUs_ < nowUs) linkFreeUs_ = nowUs;
+    linkFreeUs_ += (uint64_t{datagram.size} + 28) * 1000000u / conditions_.bandwidthBytesPerSec;
+    departUs = linkFreeUs_;
+  }
+  const int copies = Uniform() < conditions_.duplicate ? 2 : 1;
+  if (copies == 2) ++counters_.duplicated;
+  for (int copy = 0; copy < copies; ++copy) {
+    double delay = static_cast<double>(conditions_.latencyUs) + (Uniform() * 2 - 1) * static_cast<double>(conditions_.jitterUs);
+    if (Uniform() < conditions_.reorder) {
+      ++counters_.reordered;
+      delay += static_cast<double>(conditions_.latencyUs + conditions_.jitterUs) + 1000.0;
+    }
+    Hold(datagram, departUs + static_cast<uint64_t>(std::max(0.0, delay)));
+  }
+}
+
+void NetworkSimulator::Hold(const ProtocolOutput::Datagram& datagram, uint64_t releaseUs) {
+  if (held_.size() >= conditions_.maxHeld) {
+    ++counters_.overflowed;
+    return;
+  }
+  uint32_t slot;
+  if (!freeSlots_.empty()) {
+    slot = freeSlots_.back();
+    freeSlots_.pop_back();
+  } else {
+    slot = static_cast<uint32_t>(datagrams_.size());
+    datagrams_.emplace_back();
+  }
+  datagrams_[slot] = datagram;
+  held_.push(Held{releaseUs, order_++, slot});
+}
+
+size_t NetworkSimulator::Release(uint64_t nowUs, std::vector<ProtocolOutput::Datagram>* out, size_t count) {
+  size_t released = 0;
+  while (!held_.empty() && held_.top().releaseUs <= nowUs) {
+    const uint32_t slot = held_.top().slot;
+    held_.pop();
+    if (count + released == out->size()) out->resize(out->empty() ? 4 : out->size() * 2);
+    (*out)[count + released] = datagrams_[slot];
+    freeSlots_.push_back(slot);
+    ++released;
+  }
+  return released;
+}
+
+uint64_t NetworkSimulator::NextReleaseUs() const { return held_.empty() ? UINT64_MAX : held_.top().releaseUs; }
+
+}  // namespace volley

@@ -1,0 +1,64 @@
+// The network simulator option of Server and Client (native/network_simulator.h): what the socket sends
+// is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
+// and benchmarks; with a seed, runs repeat.
+import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+
+export interface NetworkSimulatorOptions {
+  /** Probability (0..1) that a datagram is dropped. */
+  loss?: number
+  /** One-way delay added to every datagram, ms. */
+  latencyMs?: number
+  /** Uniform ± variation of that delay, ms. */
+  jitterMs?: number
+  /** Probability that a datagram is sent twice. */
+  duplicate?: number
+  /** Probability that a datagram is held back one more latency, so that later ones overtake it. */
+  reorder?: number
+  /** The link's rate; datagrams wait for it in order. Unlimited when absent. */
+  bandwidthBytesPerSec?: number
+  /** Seeds the random choices: the same seed and traffic give the same run. Random when absent. */
+  seed?: number
+}
+
+export interface NetworkSimulatorOption {
+  /** A simulated network for what this socket sends (tests, benchmarks). */
+  networkSimulator?: NetworkSimulatorOptions
+}
+
+/** What the native protocol options take. */
+export interface NativeNetworkSimulator {
+  loss: number
+  duplicate: number
+  reorder: number
+  latencyUs: number
+  jitterUs: number
+  bandwidthBytesPerSec: number
+  seed: number
+}
+
+export function networkSimulatorFields(options: NetworkSimulatorOptions | undefined): { networkSimulator?: NativeNetworkSimulator } {
+  if (options === undefined) return {}
+  if (typeof options !== 'object' || options === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "networkSimulator" option must be an object. Received ${describe(options)}`)
+  }
+  const probability = (name: 'loss' | 'duplicate' | 'reorder'): number => ranged(name, options[name], 0, 1, false)
+  return {
+    networkSimulator: {
+      loss: probability('loss'),
+      duplicate: probability('duplicate'),
+      reorder: probability('reorder'),
+      latencyUs: Math.round(ranged('latencyMs', options.latencyMs, 0, 60_000, false) * 1000),
+      jitterUs: Math.round(ranged('jitterMs', options.jitterMs, 0, 60_000, false) * 1000),
+      bandwidthBytesPerSec: ranged('bandwidthBytesPerSec', options.bandwidthBytesPerSec, 1, 1e12, true),
+      seed: ranged('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, true),
+    },
+  }
+}
+
+function ranged(name: string, value: unknown, min: number, max: number, integer: boolean): number {
+  if (value === undefined) return 0
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `networkSimulator.${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}. Received ${describe(value)}`)
+  }
+  return value
+}
