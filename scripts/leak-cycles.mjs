@@ -257,18 +257,21 @@ async function collect() {
 async function protocolCycles(n) {
   const privateKey = new Uint8Array(32).fill(5)
   for (let i = 0; i < n; i++) {
-    const server = new Server({ protocolId: 7n, privateKey, address: '127.0.0.1:0', maxClients: 4, disconnectIntervalMs: 2, engine: i % 2 ? 'dedicated' : 'shared' })
+    // Every other cycle with channels, a lossy simulated network and a message too large for a slab.
+    const delivery = i % 2 === 1 ? { channels: [{ mode: 'reliable' }, { mode: 'unreliable' }], networkSimulator: { loss: 0.1, latencyMs: 1, seed: i } } : {}
+    const server = new Server({ protocolId: 7n, privateKey, address: '127.0.0.1:0', maxClients: 4, disconnectIntervalMs: 2, engine: i % 2 ? 'dedicated' : 'shared', ...delivery })
     const { port } = await server.listen()
     server.on('message', (peer, data) => peer.send(data))
     const clients = []
     for (let c = 0; c < 3; c++) {
-      const client = new Client({ disconnectIntervalMs: 2 })
+      const client = new Client({ disconnectIntervalMs: 2, ...delivery })
       const token = await generateConnectToken({ protocolId: 7n, privateKey, clientId: BigInt(c + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
       await client.connect(token)
       let echoes = 0
       client.on('message', () => echoes++)
       for (let m = 0; m < 20; m++) client.send(new Uint8Array(100).fill(m))
-      await waitUntil(() => echoes === 20, 5000)
+      if (delivery.channels) client.send(new Uint8Array(200_000).fill(c))
+      await waitUntil(() => echoes === (delivery.channels ? 21 : 20), 5000)
       clients.push(client)
     }
     await clients[0].close()
