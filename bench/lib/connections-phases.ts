@@ -177,34 +177,22 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       const load1 = await expectMark(load, 'connected', 60_000 + Math.ceil(clients / options.concurrency) * (HANDSHAKE_TIMEOUT_SECONDS + 5) * 1000)
       const server1 = await takeMark(server, `${round}-end`)
       const cores = diffCoreTimes(cores0, readCoreTimes())
-      const window = between(server0, server1)
       const loadWindow = between(load0, load1)
-      const handshakes = at(server1, 'events', 'connects') - at(server0, 'events', 'connects')
-      const connected = at(load1, 'connect', 'connected')
-      const ms = at(load1, 'connect', 'ms')
+      const outcome = connectOutcome(load1, server0, server1)
+      const { server: window, ms } = outcome
       const nativeCpuUs = nativeLoad === undefined ? Number.NaN : at(load1, 'connect', 'cpuUs')
       const result: HandshakeRound = {
         round,
-        connected,
-        failed: counts(load1, 'pool', 'failed'),
-        ms,
-        connectRate: ms > 0 ? (connected / ms) * 1000 : Number.NaN,
-        server: {
-          ...window,
-          handshakes,
-          cpuPerHandshakeUs: handshakes > 0 ? window.cpuUs / handshakes : Number.NaN,
-          packetsIn: at(server1, 'stats', 'packets', 'in') - at(server0, 'stats', 'packets', 'in'),
-          packetsOut: at(server1, 'stats', 'packets', 'out') - at(server0, 'stats', 'packets', 'out'),
-          contextSwitchesPerHandshake: handshakes > 0 ? contextSwitches(server0, server1) / handshakes : Number.NaN,
-        },
+        ...outcome,
         load: loadWindow,
         loadCpuShare: nativeLoad === undefined ? loadWindow.cpuShare : nativeCpuUs / 1000 / ms,
         disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, (loadWindow.cpuUs + (nativeLoad === undefined ? 0 : nativeCpuUs)) / 1e6),
       }
       rounds.push(result)
+      const perHandshake = (count: number): string => (count / Math.max(1, window.handshakes)).toFixed(2)
       log(
-        `handshakes (${round}): ${connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${result.server.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
-          `(${(window.cpuShare * 100).toFixed(0)} % of a core), ${(result.server.packetsIn / Math.max(1, handshakes)).toFixed(2)} datagrams in and ${(result.server.packetsOut / Math.max(1, handshakes)).toFixed(2)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
+        `handshakes (${round}): ${outcome.connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${window.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
+          `(${(window.cpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
       )
     }
     await stop(load)
@@ -239,27 +227,18 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
     const loadC1 = await expectMark(load, 'connected', connectBound)
     const serverC1 = await takeMark(server, 'connect-end')
     const coresConnect = diffCoreTimes(coresConnect0, readCoreTimes())
-    const connectWindow = between(serverC0, serverC1)
     const loadConnectWindow = between(loadC0, loadC1)
-    const handshakes = at(serverC1, 'events', 'connects') - at(serverC0, 'events', 'connects')
-    const connected = at(loadC1, 'connect', 'connected')
-    const ms = at(loadC1, 'connect', 'ms')
+    const outcome = connectOutcome(loadC1, serverC0, serverC1)
+    const { server: connectWindow, connected, ms } = outcome
+    const handshakes = connectWindow.handshakes
     const connect: ConnectPhase = {
       clients: options.clients,
       concurrency: options.concurrency,
-      connected,
-      failed: counts(loadC1, 'pool', 'failed'),
-      ms,
-      connectRate: ms > 0 ? (connected / ms) * 1000 : Number.NaN,
+      ...outcome,
       server: {
-        ...connectWindow,
-        handshakes,
-        cpuPerHandshakeUs: handshakes > 0 ? connectWindow.cpuUs / handshakes : Number.NaN,
-        packetsIn: at(serverC1, 'stats', 'packets', 'in') - at(serverC0, 'stats', 'packets', 'in'),
-        packetsOut: at(serverC1, 'stats', 'packets', 'out') - at(serverC0, 'stats', 'packets', 'out'),
+        ...outcome.server,
         drops: dropsBetween(serverC0, serverC1),
         cpuPerHandshakeNetUs: Number.NaN,
-        contextSwitchesPerHandshake: handshakes > 0 ? contextSwitches(serverC0, serverC1) / handshakes : Number.NaN,
       },
       load: loadConnectWindow,
       disturbance: disturbance(coresConnect, launch.cpus, connectWindow.cpuUs / 1e6, loadConnectWindow.cpuUs / 1e6),
@@ -498,6 +477,28 @@ function dropsBetween(a: Mark, b: Mark): Drops {
   const denied = at(b, 'stats', 'denied') - at(a, 'stats', 'denied')
   if (denied !== 0) drops.denied = denied
   return drops
+}
+
+/** What a connect window gives, from the load generator's 'connected' mark and the server's marks around it. */
+function connectOutcome(loadEnd: Mark, server0: Mark, server1: Mark) {
+  const window = between(server0, server1)
+  const handshakes = at(server1, 'events', 'connects') - at(server0, 'events', 'connects')
+  const connected = at(loadEnd, 'connect', 'connected')
+  const ms = at(loadEnd, 'connect', 'ms')
+  return {
+    connected,
+    failed: counts(loadEnd, 'pool', 'failed'),
+    ms,
+    connectRate: ms > 0 ? (connected / ms) * 1000 : Number.NaN,
+    server: {
+      ...window,
+      handshakes,
+      cpuPerHandshakeUs: handshakes > 0 ? window.cpuUs / handshakes : Number.NaN,
+      packetsIn: at(server1, 'stats', 'packets', 'in') - at(server0, 'stats', 'packets', 'in'),
+      packetsOut: at(server1, 'stats', 'packets', 'out') - at(server0, 'stats', 'packets', 'out'),
+      contextSwitchesPerHandshake: handshakes > 0 ? contextSwitches(server0, server1) / handshakes : Number.NaN,
+    },
+  }
 }
 
 function contextSwitches(a: Mark, b: Mark): number {
