@@ -224,6 +224,14 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
+   * Bytes handed to send() that the connection has not yet released: not yet acknowledged on a reliable
+   * channel, not yet sent on the others (as WebSocket.bufferedAmount). 0 without channels.
+   */
+  get bufferedAmount(): number {
+    return this.#queue.queued
+  }
+
+  /**
    * The synchronised clock: the server's, as estimated from the ping/pong exchanges of the delivery layer
    * (ms, sub-millisecond resolution; the local monotonic clock without channels). peer.time() on the
    * server reads the same clock.

@@ -8,6 +8,7 @@ export interface PeerHost {
   peerStats(peer: Peer): PeerStats
   /** The synchronised clock: the server's own, ms. */
   timeMs(): number
+  bufferedAmount(peer: Peer): number
 }
 
 /** Packets and bytes of the netcode connection; with channels, the delivery layer's link statistics too. */
@@ -48,6 +49,14 @@ export class Peer {
   send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.#connected) throw new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
     return this.#host.sendToPeer(this, data, options)
+  }
+
+  /**
+   * Bytes handed to send() that this connection has not yet released: not yet acknowledged on a reliable
+   * channel, not yet sent on the others. 0 without channels.
+   */
+  get bufferedAmount(): number {
+    return this.#connected ? this.#host.bufferedAmount(this) : 0
   }
 
   /** The synchronised clock (the server's), ms with sub-millisecond resolution; client.time() reads the same clock. */

@@ -259,6 +259,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   }
 
   /** @internal */
+  bufferedAmount(peer: Peer): number {
+    return this.#queues.get(peer.index)?.queued ?? 0
+  }
+
+  /** @internal */
   timeMs(): number {
     return monotonicUs() / 1000
   }

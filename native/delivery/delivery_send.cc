@@ -15,7 +15,10 @@ constexpr uint64_t kPacketThreshold = 3;         // RFC 9002: lost when 3 later 
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
 constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
-constexpr double kPacingBurst = 10 * kMaxPacketBytes;
+constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
+// The engine's timers tick every millisecond: a burst covers what the pacing rate sends in two ticks, so
+// that pacing never waits on a timer finer than the engine has.
+constexpr double kPacingQuantumUs = 2000;
 constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at most this much of a packet
 constexpr size_t kPartialSlots = 8;               // incomplete unreliable/sequenced messages per channel
 
@@ -121,7 +124,8 @@ bool DeliveryCore::HasMessages() const {
 void DeliveryCore::RefillPacing(uint64_t nowUs) {
   if (nowUs <= pacingUpdatedUs_) return;
   const double rate = kPacingGain * static_cast<double>(congestionWindow_) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
-  pacingCredit_ = std::min(kPacingBurst, pacingCredit_ + rate * static_cast<double>(nowUs - pacingUpdatedUs_));
+  const double burst = std::max(kPacingBurst, rate * kPacingQuantumUs);
+  pacingCredit_ = std::min(burst, pacingCredit_ + rate * static_cast<double>(nowUs - pacingUpdatedUs_));
   pacingUpdatedUs_ = nowUs;
 }
 

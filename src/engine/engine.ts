@@ -3,10 +3,13 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { markAsUntransferable } from 'node:worker_threads'
-import { EventType, ProtocolControl, align8, largeMessageBytes, layout } from './layout.ts'
+import { EventType, ProtocolControl, align8, layout } from './layout.ts'
 
-/** Payloads above this skip the send slabs (one native call each): a slab holds 256 KiB. */
-const largeSendBytes = largeMessageBytes
+/**
+ * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
+ * layout.maxDatagramSize), and a large message would crowd a 256 KiB slab anyway.
+ */
+const largeSendBytes = 32 * 1024
 
 /** What an engine calls on the sockets it serves. */
 export interface EngineClient {

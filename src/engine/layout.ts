@@ -38,8 +38,7 @@ export const LinkField = {
   dropped: 15,
 } as const
 export const linkFields = 16
-/** Native large_messages.h: delivered messages above this come as large-payload records. */
-export const largeMessageBytes = 64 * 1024
+
 export const protocolStatsFields = 16
 
 export const align8 = (n: number): number => (n + 7) & ~7

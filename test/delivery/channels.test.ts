@@ -49,7 +49,7 @@ describe('channels over loopback', () => {
     client.on('message', (data, channel) => {
       if (channel === 0) atClient.push(readNumberedMessage(data))
     })
-    const sizes = [1, 100, 1100, 1101, 5000, 70_000, 300_000, 3 << 20]
+    const sizes = [1, 100, 1100, 1101, 5000, 32_768, 32_769, 65_536, 70_000, 300_000, 3 << 20]
     const toServer = Array.from({ length: 200 }, (_, i) => numberedMessage(i, sizes[i % sizes.length] ?? 1))
     // About 85 MiB through an 8 MiB queue: send() says when to wait.
     const waits = await sendAll((data) => client.send(data), () => once(client, 'drain'), toServer)

@@ -1,0 +1,189 @@
+// `npm run bench:delivery`: the delivery layer (channels) against its baselines, side by side in one run,
+// on loopback, each side in its own process pinned apart (receiver/server on CPU 1, sender/client on CPU 0):
+//   1. bulk: N MiB over volley's reliable channel (encrypted, 64 KiB messages, back-pressure respected)
+//      against udx-native's reliable stream (unencrypted, 64 KiB writes); throughput first byte to last.
+//   2. messages: 100-byte reliable messages as fast as back-pressure allows, for S seconds; delivered per second.
+//   3. ping: sequential round trips of 64 B, volley (reliable channel, echoed by the server's JS handler)
+//      against a node:dgram echo; p50 and p99.
+// Interleaved repeats, medians. Results: bench/results/delivery-<UTC date>.json (quick runs: -quick).
+//
+//   npm run bench:delivery                 full run
+//   npm run bench:delivery -- --quick      CI smoke run
+import { parseArgs } from 'node:util'
+import { join } from 'node:path'
+import { BenchChild } from './lib/processes.ts'
+import { microseconds, table, times } from './lib/format.ts'
+import { median, ratio } from './lib/statistics.ts'
+import { systemInfo } from './lib/system.ts'
+import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    'total-mib': { type: 'string' },
+    seconds: { type: 'string' },
+    pings: { type: 'string' },
+    repeats: { type: 'string' },
+  },
+  strict: true,
+})
+
+interface Side {
+  seconds: number
+  bytes: number
+  packets: number
+  cpuUs: number
+  details: Record<string, unknown>
+}
+
+async function main(): Promise<number> {
+  const started = performance.now()
+  const system = systemInfo(root)
+  const quick = values.quick === true || (process.env.BENCH_QUICK ?? '') !== ''
+  const totalMiB = Number(values['total-mib'] ?? (quick ? 16 : 256))
+  const seconds = Number(values.seconds ?? (quick ? 1 : 5))
+  const pings = Number(values.pings ?? (quick ? 300 : 5000))
+  const repeats = Number(values.repeats ?? (quick ? 1 : 3))
+  const pin = system.taskset
+  const node = (name: string, file: string, cpu: 0 | 1, args: string[]): BenchChild =>
+    new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', join(benchDir, 'delivery', file), ...args], cpu: pin ? cpu : undefined, cwd: root })
+  const result = async (child: BenchChild, timeoutMs: number): Promise<Side> => {
+    const message = await child.expect('result', timeoutMs)
+    return { seconds: message.seconds, bytes: message.bytes, packets: message.packets, cpuUs: message.cpuUserUs + message.cpuSystemUs, details: message.details }
+  }
+  const log = (line: string): void => void process.stderr.write(`${line}\n`)
+  const failures: string[] = []
+  const runs: Record<string, Side[]> = { volleyBulk: [], udxBulk: [], volleyMessages: [], volleyPing: [], dgramPing: [] }
+  const total = totalMiB * 2 ** 20
+  const attempt = async (name: keyof typeof runs, run: () => Promise<Side>): Promise<void> => {
+    try {
+      const side = await run()
+      runs[name]?.push(side)
+      log(`${name}: ${side.bytes} B in ${side.seconds.toFixed(3)} s`)
+    } catch (error) {
+      failures.push(`${name}: ${describeFailure(error)}`)
+      log(`${name} FAILED: ${describeFailure(error)}`)
+    }
+    await settle(300)
+  }
+  const children: BenchChild[] = []
+  const spawn = (child: BenchChild): BenchChild => {
+    children.push(child)
+    return child
+  }
+  const cleanup = (): void => {
+    for (const child of children.splice(0)) child.kill()
+  }
+
+  for (let round = 1; round <= repeats; round++) {
+    await attempt('volleyBulk', async () => {
+      try {
+        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'bulk', '--total', String(total)]))
+        const { port } = await server.expect('ready', 30_000)
+        spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'bulk', '--port', String(port), '--total', String(total)]))
+        return await result(server, 300_000)
+      } finally {
+        cleanup()
+      }
+    })
+    await attempt('udxBulk', async () => {
+      try {
+        const sink = spawn(node('udx sink', 'udx-side.ts', 1, ['--role', 'sink']))
+        const source = spawn(node('udx source', 'udx-side.ts', 0, ['--role', 'source', '--total', String(total)]))
+        const [a, b] = [await sink.expect('ready', 30_000), await source.expect('ready', 30_000)]
+        sink.tell(`peer ${b.port}`)
+        source.tell(`peer ${a.port}`)
+        return await result(sink, 300_000)
+      } finally {
+        cleanup()
+      }
+    })
+    await attempt('volleyMessages', async () => {
+      try {
+        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'messages']))
+        const { port } = await server.expect('ready', 30_000)
+        const client = spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'messages', '--port', String(port), '--seconds', String(seconds)]))
+        const sent = await result(client, 60_000 + seconds * 1000)
+        await settle(500) // what is in flight arrives
+        server.tell('report')
+        const received = await result(server, 10_000)
+        return { ...received, details: { sent: sent.packets, senderCpuUs: sent.cpuUs } }
+      } finally {
+        cleanup()
+      }
+    })
+    await attempt('volleyPing', async () => {
+      try {
+        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'ping']))
+        const { port } = await server.expect('ready', 30_000)
+        const client = spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'ping', '--port', String(port), '--count', String(pings)]))
+        return await result(client, 120_000)
+      } finally {
+        cleanup()
+      }
+    })
+    await attempt('dgramPing', async () => {
+      try {
+        const server = spawn(node('dgram echo', 'dgram-ping.ts', 1, ['--role', 'server']))
+        const { port } = await server.expect('ready', 30_000)
+        const client = spawn(node('dgram client', 'dgram-ping.ts', 0, ['--role', 'client', '--port', String(port), '--count', String(pings)]))
+        return await result(client, 120_000)
+      } finally {
+        cleanup()
+      }
+    })
+  }
+
+  const mbps = (side: Side): number => (side.bytes / side.seconds / 1e6) * 8
+  const percentile = (side: Side, p: number): number => {
+    const rtts = [...((side.details.rttsUs as number[] | undefined) ?? [])].sort((a, b) => a - b)
+    return rtts.length === 0 ? Number.NaN : (rtts[Math.min(rtts.length - 1, Math.floor(rtts.length * p))] ?? Number.NaN)
+  }
+  const summary = {
+    bulk: {
+      volleyMbps: median(runs.volleyBulk!.map(mbps)),
+      udxMbps: median(runs.udxBulk!.map(mbps)),
+      volleyCpuPerMiB: median(runs.volleyBulk!.map((side) => side.cpuUs / (side.bytes / 2 ** 20))),
+      udxCpuPerMiB: median(runs.udxBulk!.map((side) => side.cpuUs / (side.bytes / 2 ** 20))),
+    },
+    messagesPerSecond: median(runs.volleyMessages!.map((side) => side.packets / side.seconds)),
+    ping: {
+      volleyP50Us: median(runs.volleyPing!.map((side) => percentile(side, 0.5))),
+      volleyP99Us: median(runs.volleyPing!.map((side) => percentile(side, 0.99))),
+      dgramP50Us: median(runs.dgramPing!.map((side) => percentile(side, 0.5))),
+      dgramP99Us: median(runs.dgramPing!.map((side) => percentile(side, 0.99))),
+    },
+  }
+  const bulkRatio = ratio(summary.bulk.volleyMbps, summary.bulk.udxMbps)
+  const p99Gap = summary.ping.volleyP99Us - summary.ping.dgramP99Us
+  const targets = [
+    { what: 'reliable bulk throughput, volley (encrypted) ÷ udx-native stream (unencrypted)', value: bulkRatio, target: '≥ 1×', met: Number.isFinite(bulkRatio) ? bulkRatio >= 1 : null },
+    { what: 'ping RTT p99, volley − node:dgram echo', value: p99Gap, target: '≤ 50 µs', met: Number.isFinite(p99Gap) ? p99Gap <= 50 : null },
+  ]
+  const out: string[] = []
+  out.push(`## volley delivery benchmark, ${system.date.slice(0, 16).replace('T', ' ')} UTC${quick ? ' (quick)' : ''}`)
+  out.push('')
+  out.push(`node ${system.node} · ${system.cpuModel}, ${system.cpus} CPUs · loopback · ${pin ? 'receiving side on CPU 1, sending side on CPU 0' : 'not pinned'} · medians of ${repeats}`)
+  out.push('')
+  out.push(
+    table(
+      ['measure', 'volley', 'baseline', 'ratio'],
+      [
+        [`bulk ${totalMiB} MiB, reliable, 64 KiB writes`, `${summary.bulk.volleyMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.volleyCpuPerMiB)} µs CPU/MiB at the receiver, encrypted)`, `udx-native stream: ${summary.bulk.udxMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.udxCpuPerMiB)} µs CPU/MiB, unencrypted)`, times(bulkRatio)],
+        [`100 B reliable messages, ${seconds} s`, `${Math.round(summary.messagesPerSecond).toLocaleString('en-US')} messages/s delivered`, '', ''],
+        [`ping RTT, ${pings} sequential 64 B round trips (p50 / p99)`, `${microseconds(summary.ping.volleyP50Us)} / ${microseconds(summary.ping.volleyP99Us)} µs`, `node:dgram echo: ${microseconds(summary.ping.dgramP50Us)} / ${microseconds(summary.ping.dgramP99Us)} µs`, `p99 ${p99Gap >= 0 ? '+' : ''}${microseconds(p99Gap)} µs`],
+      ],
+      'llll',
+    ),
+  )
+  out.push('')
+  for (const target of targets) out.push(`- ${target.what}: ${Number.isFinite(target.value) ? target.value.toFixed(2) : '–'} (target ${target.target}): ${target.met === null ? 'not measured' : target.met ? 'met' : 'NOT met'}`)
+  for (const failure of failures) out.push(`- FAILED: ${failure}`)
+  console.log(out.join('\n'))
+  const record = { schema: 1, benchmark: 'delivery', quick, options: { totalMiB, seconds, pings, repeats }, system, seconds: (performance.now() - started) / 1000, summary, targets, failures, runs: Object.fromEntries(Object.entries(runs).map(([name, sides]) => [name, sides.map((side) => ({ ...side, details: { ...side.details, rttsUs: undefined } }))])) }
+  const written = writeResults('delivery', record, system.date, quick ? '-quick' : '')
+  log(`results: ${written.join(', ')}`)
+  return failures.length > 0 ? 1 : 0
+}
+
+runMain('bench:delivery', main)

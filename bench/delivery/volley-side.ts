@@ -1,0 +1,125 @@
+// One side of a delivery benchmark run on volley (Server or Client with channels), in its own process.
+//   --role server --scenario bulk|messages|ping [--total N]
+//       listens on 127.0.0.1 (any port), says 'ready' with the port; bulk: a 'result' once N bytes have
+//       arrived on the reliable channel (first byte to last); messages: a 'result' on the stdin line "report";
+//       ping: echoes every message on its channel.
+//   --role client --scenario ... --port P [--total N] [--seconds S] [--count N]
+//       connects, then bulk: sends N bytes in 64 KiB messages as fast as back-pressure allows; messages:
+//       100-byte reliable messages for S seconds; ping: N round trips one after the other. A 'result' each.
+// Both sides make their token from the same fixed key (a benchmark, not a deployment).
+import { parseArgs } from 'node:util'
+import { Client, Server, generateConnectToken } from '../../src/index.ts'
+import { emit, failStart } from '../lib/protocol.ts'
+
+const { values } = parseArgs({
+  options: {
+    role: { type: 'string' },
+    scenario: { type: 'string' },
+    port: { type: 'string' },
+    total: { type: 'string' },
+    seconds: { type: 'string' },
+    count: { type: 'string' },
+  },
+  strict: true,
+})
+const privateKey = new Uint8Array(32).fill(0x42)
+const protocolId = 0xbe7cn
+const channels = [{ mode: 'reliable' as const }, { mode: 'unreliable' as const }]
+const common = { channels, maxMessageBytes: 1 << 20, sendQueueBytes: 16 << 20, engine: 'dedicated' as const }
+const cpu = () => process.resourceUsage()
+const hrMs = () => Number(process.hrtime.bigint()) / 1e6
+
+async function server(): Promise<void> {
+  const scenario = values.scenario
+  const total = Number(values.total ?? 0)
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, ...common })
+  let bytes = 0
+  let messages = 0
+  let firstMs = 0
+  let startCpu = cpu()
+  server.on('message', (peer, data, channel) => {
+    if (scenario === 'ping') {
+      peer.send(data, { channel })
+      return
+    }
+    if (messages === 0) {
+      firstMs = hrMs()
+      startCpu = cpu()
+    }
+    messages++
+    bytes += data.byteLength
+    if (scenario === 'bulk' && bytes >= total) report()
+  })
+  const report = (): void => {
+    const end = cpu()
+    emit({ type: 'result', packets: messages, bytes, seconds: (hrMs() - firstMs) / 1000, cpuUserUs: end.userCPUTime - startCpu.userCPUTime, cpuSystemUs: end.systemCPUTime - startCpu.systemCPUTime, details: {} })
+  }
+  process.stdin.setEncoding('utf8').on('data', (text: string) => {
+    if (text.includes('report')) report()
+    if (text.includes('stop')) void server.close().then(() => process.exit(0))
+  })
+  const { port } = await server.listen()
+  emit({ type: 'ready', port, recvBufferSize: 0 })
+}
+
+async function client(): Promise<void> {
+  const scenario = values.scenario
+  const client = new Client(common)
+  const token = await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${values.port}`], expireSeconds: 600, timeoutSeconds: 10 })
+  await client.connect(token)
+  await new Promise((resolve) => setTimeout(resolve, 200)) // the first pings: an RTT estimate before the run
+  const drained = () => new Promise<void>((resolve) => client.once('drain', () => resolve()))
+  const startCpu = cpu()
+  const startMs = hrMs()
+  const finish = (packets: number, bytes: number, details: Record<string, unknown>): void => {
+    const end = cpu()
+    emit({ type: 'result', packets, bytes, seconds: (hrMs() - startMs) / 1000, cpuUserUs: end.userCPUTime - startCpu.userCPUTime, cpuSystemUs: end.systemCPUTime - startCpu.systemCPUTime, details: { ...details, stats: client.stats() } })
+  }
+  if (scenario === 'bulk') {
+    const total = Number(values.total)
+    const chunk = new Uint8Array(64 * 1024).fill(7)
+    let sent = 0
+    while (sent < total) {
+      if (client.send(chunk)) sent += chunk.byteLength
+      else await drained()
+    }
+    finish(Math.ceil(total / chunk.byteLength), sent, {})
+  } else if (scenario === 'messages') {
+    const message = new Uint8Array(100).fill(3)
+    const endMs = startMs + Number(values.seconds) * 1000
+    let sent = 0
+    while (hrMs() < endMs) {
+      for (let i = 0; i < 1000; i++) {
+        if (!client.send(message)) {
+          await drained()
+          break
+        }
+        sent++
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+    }
+    finish(sent, sent * 100, {})
+  } else {
+    const count = Number(values.count)
+    const message = new Uint8Array(64).fill(1)
+    const rtts: number[] = []
+    for (let i = 0; i < count; i++) {
+      const t0 = process.hrtime.bigint()
+      const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
+      client.send(message, { channel: 0 })
+      await echoed
+      rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
+    }
+    finish(count, count * 64, { rttsUs: rtts })
+  }
+  // Everything queued is delivered (acknowledged) before the client says goodbye.
+  while (client.bufferedAmount > 0) await new Promise((resolve) => setTimeout(resolve, 5))
+  await client.close()
+  process.exit(0)
+}
+
+try {
+  await (values.role === 'server' ? server() : client())
+} catch (error) {
+  failStart(error)
+}
