@@ -75,17 +75,20 @@ async function main(): Promise<number> {
     for (const child of children.splice(0)) child.kill()
   }
 
+  // A server side (CPU 1) that says where it listens, a client side (CPU 0) told the port; the result of one.
+  const serverAndClient = async (file: string, args: string[], serverArgs: string[], clientArgs: string[], from: 'server' | 'client', timeoutMs: number): Promise<Side> => {
+    try {
+      const server = spawn(node(`${file} server`, file, 1, ['--role', 'server', ...args, ...serverArgs]))
+      const { port } = await server.expect('ready', 30_000)
+      const client = spawn(node(`${file} client`, file, 0, ['--role', 'client', ...args, '--port', String(port), ...clientArgs]))
+      return await result(from === 'server' ? server : client, timeoutMs)
+    } finally {
+      cleanup()
+    }
+  }
+
   for (let round = 1; round <= repeats; round++) {
-    await attempt('volleyBulk', async () => {
-      try {
-        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'bulk', '--total', String(total)]))
-        const { port } = await server.expect('ready', 30_000)
-        spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'bulk', '--port', String(port), '--total', String(total)]))
-        return await result(server, 300_000)
-      } finally {
-        cleanup()
-      }
-    })
+    await attempt('volleyBulk', () => serverAndClient('volley-side.ts', ['--scenario', 'bulk', '--total', String(total)], [], [], 'server', 300_000))
     await attempt('udxBulk', async () => {
       try {
         const sink = spawn(node('udx sink', 'udx-side.ts', 1, ['--role', 'sink']))
@@ -112,26 +115,8 @@ async function main(): Promise<number> {
         cleanup()
       }
     })
-    await attempt('volleyPing', async () => {
-      try {
-        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'ping']))
-        const { port } = await server.expect('ready', 30_000)
-        const client = spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'ping', '--port', String(port), '--count', String(pings)]))
-        return await result(client, 120_000)
-      } finally {
-        cleanup()
-      }
-    })
-    await attempt('dgramPing', async () => {
-      try {
-        const server = spawn(node('dgram echo', 'dgram-ping.ts', 1, ['--role', 'server']))
-        const { port } = await server.expect('ready', 30_000)
-        const client = spawn(node('dgram client', 'dgram-ping.ts', 0, ['--role', 'client', '--port', String(port), '--count', String(pings)]))
-        return await result(client, 120_000)
-      } finally {
-        cleanup()
-      }
-    })
+    await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings)], 'client', 120_000))
+    await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings)], 'client', 120_000))
   }
 
   const mbps = (side: Side): number => (side.bytes / side.seconds / 1e6) * 8
