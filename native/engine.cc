@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <linux/sock_diag.h>
+#include <netinet/udp.h>
 #include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
@@ -13,6 +14,10 @@
 #include <system_error>
 
 #include "network_simulator.h"
+
+#ifndef UDP_SEGMENT
+#define UDP_SEGMENT 103  // linux/udp.h: older libc headers lack it
+#endif
 
 namespace volley {
 
@@ -746,6 +751,85 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   ScheduleProtocol(state);
 }
 
+size_t Engine::SendOutbox(SocketState* state, size_t first) {
+  ProtocolOutput& output = state->protocol->output;
+  // Consecutive datagrams to one address, all of one size but the last, go as one UDP GSO message (the
+  // kernel cuts it up): a bulk transfer costs one pass through the stack per run, not per datagram.
+  size_t messages = 0, datagrams = 0;
+  while (first + datagrams < output.outboxCount && messages < kMaxBatchSize && datagrams < kMaxBatchSize) {
+    const size_t start = first + datagrams;
+    const ProtocolOutput::Datagram& head = output.outbox[start];
+    size_t run = 1;
+    size_t bytes = head.size;
+    while (gso_ && start + run < output.outboxCount && run < kMaxGsoSegments && datagrams + run < kMaxBatchSize) {
+      const ProtocolOutput::Datagram& next = output.outbox[start + run];
+      if (next.size > head.size || bytes + next.size > kMaxGsoBytes || next.nameLength != head.nameLength ||
+          std::memcmp(&next.name, &head.name, head.nameLength) != 0 || output.outbox[start + run - 1].size != head.size) {
+        break;
+      }
+      bytes += next.size;
+      ++run;
+    }
+    msghdr& header = sendHeaders_[messages].msg_hdr;
+    header = msghdr{};
+    header.msg_name = const_cast<sockaddr_in6*>(&head.name);
+    header.msg_namelen = head.nameLength;
+    for (size_t i = 0; i < run; ++i) {
+      sendIov_[datagrams + i].iov_base = output.outbox[start + i].data;
+      sendIov_[datagrams + i].iov_len = output.outbox[start + i].size;
+    }
+    header.msg_iov = &sendIov_[datagrams];
+    header.msg_iovlen = run;
+    if (run > 1) {
+      uint64_t* control = &gsoControl_[messages * kGsoControlWords];
+      std::memset(control, 0, kGsoControlWords * 8);
+      header.msg_control = control;
+      header.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
+      cmsghdr* segment = CMSG_FIRSTHDR(&header);
+      segment->cmsg_level = SOL_UDP;
+      segment->cmsg_type = UDP_SEGMENT;
+      segment->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+      const uint16_t size = head.size;
+      std::memcpy(CMSG_DATA(segment), &size, sizeof(size));
+    }
+    sendRuns_[messages] = static_cast<uint32_t>(run);
+    ++messages;
+    datagrams += run;
+  }
+  size_t done = 0;
+  while (done < messages) {
+    const int result = sendmmsg(state->socket->fd(), &sendHeaders_[done], static_cast<unsigned>(messages - done), 0);
+    if (result > 0) {
+      uint64_t count = 0, bytes = 0;
+      for (size_t i = done; i < done + static_cast<size_t>(result); ++i) {
+        count += sendRuns_[i];
+        bytes += sendHeaders_[i].msg_len;
+      }
+      SocketStats::Add(state->stats->packetsOut, count);
+      SocketStats::Add(state->stats->bytesOut, bytes);
+      SocketStats::Add(state->stats->batchesOut, 1);
+      done += static_cast<size_t>(result);
+      continue;
+    }
+    const int error = errno;
+    if (error == EINTR) continue;
+    if (sendRuns_[done] > 1 && (error == EIO || error == EINVAL || error == ENOPROTOOPT)) {
+      // No UDP GSO here (an old kernel, a device without it): send datagram by datagram from now on.
+      gso_ = false;
+      return 0;  // the caller starts again from the same datagram
+    }
+    size_t lost = 0;
+    for (size_t i = done; i < messages; ++i) lost += sendRuns_[i];
+    if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) {
+      output.sendDropped += lost;
+      break;
+    }
+    SocketStats::Add(state->stats->sendErrors, sendRuns_[done]);
+    ++done;
+  }
+  return datagrams;
+}
+
 void Engine::FlushProtocol(SocketState* state) {
   ProtocolOutput& output = state->protocol->output;
   if (NetworkSimulator* simulator = state->protocol->simulator.get()) {
@@ -755,36 +839,7 @@ void Engine::FlushProtocol(SocketState* state) {
   }
   // Datagrams: sendmmsg over the outbox. What the kernel will not take at once is dropped and counted,
   // as a lost datagram would be; the protocol's timers resend what matters.
-  for (size_t first = 0; first < output.outboxCount;) {
-    const size_t count = std::min<size_t>(output.outboxCount - first, kMaxBatchSize);
-    for (size_t i = 0; i < count; ++i) {
-      ProtocolOutput::Datagram& datagram = output.outbox[first + i];
-      msghdr& header = sendHeaders_[i].msg_hdr;
-      header = msghdr{};
-      header.msg_name = &datagram.name;
-      header.msg_namelen = datagram.nameLength;
-      sendIov_[i].iov_base = datagram.data;
-      sendIov_[i].iov_len = datagram.size;
-      header.msg_iov = &sendIov_[i];
-      header.msg_iovlen = 1;
-    }
-    size_t sent = 0;
-    while (sent < count) {
-      const int result = SendPrepared(state, sent, count - sent);
-      if (result > 0) {
-        sent += static_cast<size_t>(result);
-        continue;
-      }
-      if (result == -EINTR) continue;
-      if (result == -EAGAIN || result == -EWOULDBLOCK || result == -ENOBUFS) {
-        output.sendDropped += count - sent;
-        break;
-      }
-      SocketStats::Add(state->stats->sendErrors, 1);
-      ++sent;
-    }
-    first += count;
-  }
+  for (size_t first = 0; first < output.outboxCount;) first += SendOutbox(state, first);
   output.outboxCount = 0;
   double counters[SocketStats::kProtocolFieldCount];
   const size_t counterCount = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);

@@ -135,6 +135,9 @@ class Engine {
   void ReceiveProtocolBatch(SocketState* state, uint32_t count);
   // Sends the protocol's queued datagrams and hands its records to JavaScript (as far as slabs allow).
   void FlushProtocol(SocketState* state);
+  // One sendmmsg over the outbox from `first` (UDP GSO for runs to one address); returns the datagrams it
+  // took (0 only when it has just turned GSO off: call again).
+  size_t SendOutbox(SocketState* state, size_t first);
   // Sets the socket's timer to its protocol's next deadline when that is earlier than the timer.
   void ScheduleProtocol(SocketState* state);
   // Runs the protocols whose deadline has come, and hands over records that waited for slab space.
@@ -212,6 +215,13 @@ class Engine {
   std::vector<mmsghdr> sendHeaders_;
   std::vector<iovec> sendIov_;
   std::vector<sockaddr_in6> sendNames_;
+  // UDP GSO for protocol sockets: runs of up to kMaxGsoSegments datagrams, kMaxGsoBytes in all.
+  static constexpr size_t kMaxGsoSegments = 64;
+  static constexpr size_t kMaxGsoBytes = 65000;
+  static constexpr size_t kGsoControlWords = 4;  // CMSG_SPACE(sizeof(uint16_t)) in 8-byte words, with room
+  bool gso_ = true;
+  std::vector<uint64_t> gsoControl_ = std::vector<uint64_t>(kMaxBatchSize * kGsoControlWords);
+  std::vector<uint32_t> sendRuns_ = std::vector<uint32_t>(kMaxBatchSize);
 };
 
 }  // namespace volley
