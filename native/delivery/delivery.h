@@ -28,6 +28,8 @@ struct DeliveryConfig {
   uint64_t sendQueueBytes = 8 << 20;
   // Bytes the receiver holds for messages not yet delivered (out of order, or fragments); 0: the largest
   // message plus 1 MiB. A packet whose data does not fit is not acknowledged: the sender sends it again.
+  // The message each reliable channel delivers next is taken beyond it (one per channel, each at most
+  // maxMessageBytes), so the bound never blocks delivery.
   uint64_t reassemblyBytes = 0;
   // A reliable channel sends no message more than this many sequence numbers past its oldest
   // unacknowledged one: the receiver's reorder window.
@@ -173,7 +175,7 @@ class DeliveryCore {
                       const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
   void DeliverReliable(ReceiveChannel& channel);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
-  bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs);
+  bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
   void ExpireFragments(uint64_t nowUs);
 

@@ -140,8 +140,11 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
   return !reader.failed();
 }
 
-bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs) {
-  if (reassemblyUsed_ + length > reassemblyLimit_) {
+bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,
+                                  bool headOfLine) {
+  // The message a reliable channel delivers next is always taken (it is at most maxMessageBytes, one per
+  // channel): were it refused while later messages fill the bound, neither could ever be delivered.
+  if (!headOfLine && reassemblyUsed_ + length > reassemblyLimit_) {
     ++stats_.overBudget;
     return false;
   }
@@ -211,7 +214,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
     InMessage& slot = channel.pending[offset];
     if (!slot.used) {
-      if (!StartInMessage(slot, sequence, length, fragmented, nowUs)) {
+      if (!StartInMessage(slot, sequence, length, fragmented, nowUs, offset == 0)) {
         *refused = true;
         return false;
       }
@@ -268,7 +271,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       free = oldest;
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
-    if (!StartInMessage(*free, sequence, length, true, nowUs)) return false;
+    if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
     slot = free;
   } else if (slot->data.size() != length) {
     ++stats_.malformed;
