@@ -1,5 +1,7 @@
 // The loopback demo (npm run demo): a netcode server, 1,000 clients connecting with connect tokens,
-// messages flowing both ways, live counters, and a summary at the end.
+// messages flowing both ways, live counters, and a summary at the end. With --channels the messages go on
+// a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
+//   npm run demo -- --channels --loss 0.05
 import { parseArgs } from 'node:util'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { nativeInfo } from '../native-info.ts'
@@ -9,18 +11,29 @@ const { values } = parseArgs({
     clients: { type: 'string', default: '1000' },
     seconds: { type: 'string', default: '5' },
     rate: { type: 'string', default: '20' }, // messages per client per second
+    channels: { type: 'boolean', default: false },
+    loss: { type: 'string' },
   },
 })
+const loss = values.loss === undefined ? undefined : Number(values.loss)
+// With channels: a reliable channel for the echoes; with --loss: every socket sends through a lossy network.
+const delivery = {
+  ...(values.channels || loss !== undefined ? { channels: [{ mode: 'reliable' as const }] } : {}),
+  ...(loss !== undefined ? { networkSimulator: { loss, latencyMs: 1, jitterMs: 0.5 } } : {}),
+}
 const clientCount = Number(values.clients)
 const seconds = Number(values.seconds)
 const rate = Number(values.rate)
 const protocolId = 0x766f6c6c6579n // "volley"
 const privateKey = await generateKey()
 
-const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clientCount, engine: 'dedicated' })
+const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clientCount, engine: 'dedicated', ...delivery })
 const { port } = await server.listen()
 const info = nativeInfo()
-console.log(`volley demo: a server on 127.0.0.1:${port}, ${clientCount} clients, ${rate} messages/s each, ${seconds} s`)
+console.log(
+  `volley demo: a server on 127.0.0.1:${port}, ${clientCount} clients, ${rate} messages/s each, ${seconds} s` +
+    (delivery.channels ? `, reliable channel${loss !== undefined ? `, ${loss * 100} % simulated loss` : ''}` : ''),
+)
 console.log(`native addon: ${info.path} (libsodium ${info.sodiumVersion})\n`)
 
 let serverReceived = 0
@@ -41,7 +54,7 @@ const clients: Client[] = []
 let echoes = 0
 for (let first = 0; first < clientCount; first += 100) {
   const wave = tokens.slice(first, first + 100).map(async (token) => {
-    const client = new Client()
+    const client = new Client(delivery)
     client.on('message', () => echoes++)
     await client.connect(token)
     clients.push(client)
@@ -75,7 +88,8 @@ const ticker = setInterval(() => {
 await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
 clearInterval(sender)
 clearInterval(ticker)
-await new Promise((resolve) => setTimeout(resolve, 200)) // the last echoes
+// The last echoes (resent ones too, over a lossy network).
+for (let waited = 0; echoes < sent && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
 const elapsed = (performance.now() - started) / 1000
 const cpu = process.cpuUsage(cpuStart)
 const stats = server.stats()
@@ -88,5 +102,9 @@ console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms`)
 console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
 console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
 console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token ${stats.drops.tokenRefused}`)
+if (stats.link !== null) {
+  const { rtt, lossPercent, resends } = stats.link
+  console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)
+}
 console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, 1,000 clients and both I/O threads)`)
 if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1
