@@ -72,7 +72,9 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #delivery: DeliverySettings | null
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
+  // Per connected peer with channels; without, one stateless queue serves every peer.
   readonly #queues = new Map<number, SendQueue>()
+  #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
   #engine: Engine | undefined
   #id = 0
@@ -111,6 +113,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "disconnectPackets" option must be an integer from 0 to 100. Received ${describe(disconnectPackets)}`)
     }
     this.#delivery = deliverySettings(options)
+    if (this.#delivery === null) this.#rawQueue = new SendQueue(null, () => null, 0)
     this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#options = { ...options, maxClients, keepAliveIntervalMs: options.keepAliveIntervalMs ?? 100, disconnectPackets, disconnectIntervalMs: options.disconnectIntervalMs ?? 100 }
     this.#client = {
@@ -235,7 +238,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   /** @internal */
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean {
     if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
-    const queue = this.#queues.get(peer.index) as SendQueue
+    const queue = this.#rawQueue ?? (this.#queues.get(peer.index) as SendQueue)
     const channel = queue.check(data, options)
     if (!queue.admit(data.byteLength)) {
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer, peer.index)
@@ -306,7 +309,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
         const userData = slab.u8.slice(at + 8, at + 8 + 256)
         const peer = new Peer(this, index, clientId, address, port, userData)
         this.#peers.set(index, peer)
-        this.#queues.set(index, new SendQueue(this.#delivery, () => this.#links, index))
+        if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, () => this.#links, index))
         this.#readings.delete(index)
         this.emit('connect', peer)
         return

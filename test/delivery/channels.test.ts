@@ -94,8 +94,25 @@ describe('channels over loopback', () => {
     while (client.send(new Uint8Array(8 * 1024), { channel: 0 })) accepted++
     expect(accepted).toBeGreaterThanOrEqual(8)
     expect(accepted).toBeLessThanOrEqual(9)
+    expect(client.bufferedAmount).toBeGreaterThanOrEqual(accepted * 8 * 1024 - 64 * 1024)
     await new Promise<void>((resolve) => client.once('drain', () => resolve()))
     expect(client.send(new Uint8Array(8 * 1024))).toBe(true)
+    await waitFor(() => received === accepted + 1, 5000, 'every accepted message')
+    await waitFor(() => client.bufferedAmount === 0, 5000, 'everything acknowledged')
+    await close()
+  })
+
+  it('applies back-pressure per peer on the server: drain names the peer', async () => {
+    const { server, client, peer, close } = await connectedPair({ sendQueueBytes: 32 * 1024 })
+    let received = 0
+    client.on('message', () => received++)
+    let accepted = 0
+    while (peer.send(new Uint8Array(4 * 1024))) accepted++
+    expect(accepted).toBeGreaterThanOrEqual(8)
+    expect(peer.bufferedAmount).toBeGreaterThan(0)
+    const [drained] = (await once(server, 'drain')) as [unknown]
+    expect(drained).toBe(peer)
+    expect(peer.send(new Uint8Array(4 * 1024))).toBe(true)
     await waitFor(() => received === accepted + 1, 5000, 'every accepted message')
     await close()
   })
