@@ -237,6 +237,50 @@ class ReplayWindowWrap : public Napi::ObjectWrap<ReplayWindowWrap> {
   }
 };
 
+// The server's table of connected addresses, for a test against a model: insert/find/erase by
+// 'a.b.c.d:port' or '[v6]:port'.
+class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "AddressTable",
+                       {InstanceMethod<&AddressTableWrap::Insert>("insert"), InstanceMethod<&AddressTableWrap::Find>("find"),
+                        InstanceMethod<&AddressTableWrap::Erase>("erase"), InstanceAccessor<&AddressTableWrap::Size>("size")});
+  }
+  // new AddressTable(capacity)
+  explicit AddressTableWrap(const Napi::CallbackInfo& info)
+      : Napi::ObjectWrap<AddressTableWrap>(info), table_(info[0].IsNumber() ? info[0].ToNumber().Uint32Value() : 16) {}
+
+ private:
+  bool Key(const Napi::CallbackInfo& info, netcode::AddressKey* out) {
+    netcode::ServerAddress address;
+    if (!info[0].IsString() || !netcode::ParseServerAddress(info[0].As<Napi::String>().Utf8Value(), &address)) {
+      Fail(info.Env(), "an address 'a.b.c.d:port' or '[v6]:port'");
+      return false;
+    }
+    *out = netcode::AddressKey::Of(address);
+    return true;
+  }
+  Napi::Value Insert(const Napi::CallbackInfo& info) {
+    netcode::AddressKey key;
+    if (!Key(info, &key)) return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), table_.Insert(key, info[1].ToNumber().Uint32Value()));
+  }
+  Napi::Value Find(const Napi::CallbackInfo& info) {
+    netcode::AddressKey key;
+    if (!Key(info, &key)) return info.Env().Undefined();
+    const uint32_t value = table_.Find(key);
+    return value == netcode::AddressTable::kNone ? info.Env().Null() : Napi::Number::New(info.Env(), value);
+  }
+  Napi::Value Erase(const Napi::CallbackInfo& info) {
+    netcode::AddressKey key;
+    if (!Key(info, &key)) return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), table_.Erase(key));
+  }
+  Napi::Value Size(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(table_.size())); }
+
+  netcode::AddressTable table_;
+};
+
 // readEncryptedPacket(packet, protocolId, key, acceptMask, replay?) -> { reason } | { reason: 'none', type, sequence, body }
 Napi::Value ReadEncryptedPacket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -590,6 +634,7 @@ Napi::Object NetcodeBinding(Napi::Env env) {
   netcode.Set("sealChallengeToken", Napi::Function::New<SealChallengeToken>(env, "sealChallengeToken"));
   netcode.Set("openChallengeToken", Napi::Function::New<OpenChallengeToken>(env, "openChallengeToken"));
   netcode.Set("ReplayWindow", ReplayWindowWrap::Define(env));
+  netcode.Set("AddressTable", AddressTableWrap::Define(env));
   netcode.Set("ServerCore", ServerCoreWrap::Define(env));
   netcode.Set("ClientCore", ClientCoreWrap::Define(env));
   return netcode;

@@ -22,10 +22,6 @@ void Count(std::atomic<uint64_t>& counter, uint64_t amount) {
 
 }  // namespace
 
-bool ServerCore::AddressKey::operator==(const AddressKey& other) const {
-  return family == other.family && std::memcmp(bytes, other.bytes, sizeof(bytes)) == 0;
-}
-
 size_t ServerCore::AddressHash::operator()(const AddressKey& key) const {
   // FNV-1a over 19 bytes: cheap, and the keys (addresses) are not attacker-chosen at scale beyond what
   // the token checks already bound.
@@ -41,26 +37,17 @@ size_t ServerCore::MacHash::operator()(const std::array<uint8_t, kMacBytes>& mac
   return hash;
 }
 
-ServerCore::AddressKey ServerCore::KeyOf(const ServerAddress& address) {
-  AddressKey key;
-  key.family = address.ip.family;
-  std::memcpy(key.bytes, address.ip.bytes, address.ip.family == 4 ? 4 : 16);
-  key.bytes[16] = static_cast<uint8_t>(address.port >> 8);
-  key.bytes[17] = static_cast<uint8_t>(address.port);
-  return key;
-}
-
 ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
     : config_(config),
       sink_(sink),
       slots_(config.maxClients),
+      slotByAddress_(config.maxClients),
       maxMappings_(size_t{config.maxClients} * 4),
       maxTokenHistory_(size_t{config.maxClients} * 8),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   freeSlots_.reserve(config.maxClients);
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
-  slotByAddress_.reserve(config.maxClients);
   slotByClientId_.reserve(config.maxClients);
 }
 
@@ -97,10 +84,10 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     ProcessRequest(from, data, size, now);
     return;
   }
-  const AddressKey key = KeyOf(from);
-  const auto connected = slotByAddress_.find(key);
-  if (connected != slotByAddress_.end()) {
-    ProcessConnected(connected->second, data, size, now);
+  const AddressKey key = AddressKey::Of(from);
+  const uint32_t connected = slotByAddress_.Find(key);
+  if (connected != AddressTable::kNone) {
+    ProcessConnected(connected, data, size, now);
   } else {
     ProcessResponse(from, key, data, size, now);
   }
@@ -123,8 +110,8 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     ++counters_.tokenRefused;
     return;
   }
-  const AddressKey key = KeyOf(from);
-  if (slotByAddress_.count(key) != 0 || slotByClientId_.count(request.token.clientId) != 0) {
+  const AddressKey key = AddressKey::Of(from);
+  if (slotByAddress_.Find(key) != AddressTable::kNone || slotByClientId_.count(request.token.clientId) != 0) {
     ++counters_.tokenRefused;  // already connected: from this address, or as this client id
     return;
   }
@@ -220,7 +207,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   std::memcpy(slot.sendKey, mapping->second.sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->second.receiveKey, kKeyBytes);
   mappings_.erase(mapping);
-  slotByAddress_.emplace(key, index);
+  slotByAddress_.Insert(key, index);
   slotByClientId_.emplace(challenge.clientId, index);
   ++connected_;
   PeerCounters& counters = peerCounters_->entries[index];
@@ -312,12 +299,12 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
     entry.sequence = slot.sequence;
     entry.remaining = config_.disconnectPackets;
   }
-  slotByAddress_.erase(KeyOf(slot.address));
+  slotByAddress_.Erase(AddressKey::Of(slot.address));
   if (reason != DisconnectReason::kTimeout) {
     // Long enough for a busy client's redundant disconnects to trickle in.
     const uint64_t until = now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
-    recentlyReleased_[KeyOf(slot.address)] = until;
-    releaseOrder_.emplace_back(until, KeyOf(slot.address));
+    recentlyReleased_[AddressKey::Of(slot.address)] = until;
+    releaseOrder_.emplace_back(until, AddressKey::Of(slot.address));
   }
   slotByClientId_.erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);

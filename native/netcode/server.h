@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../timer_wheel.h"
+#include "address_table.h"
 #include "connect_token.h"
 #include "constants.h"
 #include "replay_window.h"
@@ -102,15 +103,10 @@ class ServerCore {
   uint64_t nextGlobalSequence() const { return globalSequence_; }
 
  private:
-  struct AddressKey {
-    uint8_t bytes[18] = {};  // 16 address bytes + port; family folded in by the v4 layout
-    uint8_t family = 0;
-    bool operator==(const AddressKey& other) const;
-  };
+  // For the maps of addresses that are not connected (pending handshakes, recently released).
   struct AddressHash {
     size_t operator()(const AddressKey& key) const;
   };
-  static AddressKey KeyOf(const ServerAddress& address);
 
   struct Slot {
     bool connected = false;
@@ -178,7 +174,7 @@ class ServerCore {
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
   TimerWheel slotTimers_;                // one timer per connected slot
   uint64_t nextHousekeepingUs_ = 0;
-  std::unordered_map<AddressKey, uint32_t, AddressHash> slotByAddress_;
+  AddressTable slotByAddress_;  // every datagram looks its sender up here
   std::unordered_map<uint64_t, uint32_t> slotByClientId_;
   std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;
   size_t maxMappings_;

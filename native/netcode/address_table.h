@@ -1,0 +1,131 @@
+// Connected clients by address, for the lookup every datagram a server receives makes: an open-addressing
+// table (linear probing, at most half full, deletion by backward shift) in one flat array, so a lookup
+// touches one or two cache lines instead of a bucket list. The hash is SipHash under a key made at each
+// start, so that addresses cannot be chosen to collide.
+#pragma once
+
+#include <sodium.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "server_address.h"
+
+namespace volley::netcode {
+
+// An address as a key: 16 address bytes (IPv4 in the first 4), the port, the family.
+struct AddressKey {
+  uint8_t bytes[18] = {};
+  uint8_t family = 0;
+  bool operator==(const AddressKey& other) const {
+    return family == other.family && std::memcmp(bytes, other.bytes, sizeof(bytes)) == 0;
+  }
+  static AddressKey Of(const ServerAddress& address) {
+    AddressKey key;
+    key.family = address.ip.family;
+    std::memcpy(key.bytes, address.ip.bytes, address.ip.family == 4 ? 4 : 16);
+    key.bytes[16] = static_cast<uint8_t>(address.port >> 8);
+    key.bytes[17] = static_cast<uint8_t>(address.port);
+    return key;
+  }
+};
+
+static_assert(offsetof(AddressKey, family) == 18, "the hash reads bytes and family as one run of 19 bytes");
+
+class AddressTable {
+ public:
+  static constexpr uint32_t kNone = UINT32_MAX;
+
+  // Room for `capacity` entries without growing.
+  explicit AddressTable(size_t capacity) {
+    size_t slots = 16;
+    while (slots < capacity * 2) slots *= 2;
+    entries_.resize(slots);
+    mask_ = slots - 1;
+    randombytes_buf(hashKey_, sizeof(hashKey_));
+  }
+
+  uint32_t Find(const AddressKey& key) const {
+    for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+      const Entry& entry = entries_[i];
+      if (entry.value == kNone) return kNone;
+      if (entry.key == key) return entry.value;
+    }
+  }
+
+  // False (and nothing changes) when the key is there already.
+  bool Insert(const AddressKey& key, uint32_t value) {
+    if ((size_ + 1) * 2 > entries_.size()) Grow();
+    for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+      Entry& entry = entries_[i];
+      if (entry.value == kNone) {
+        entry.key = key;
+        entry.value = value;
+        ++size_;
+        return true;
+      }
+      if (entry.key == key) return false;
+    }
+  }
+
+  bool Erase(const AddressKey& key) {
+    size_t i = Hash(key) & mask_;
+    for (;; i = (i + 1) & mask_) {
+      if (entries_[i].value == kNone) return false;
+      if (entries_[i].key == key) break;
+    }
+    // Backward shift: move later entries of the probe run into the hole, so no tombstones are needed.
+    for (size_t hole = i, next = (i + 1) & mask_;; next = (next + 1) & mask_) {
+      Entry& candidate = entries_[next];
+      if (candidate.value == kNone) {
+        entries_[hole].value = kNone;
+        break;
+      }
+      const size_t home = Hash(candidate.key) & mask_;
+      // The candidate may fill the hole when its home is not within (hole, next], cyclically.
+      const bool stays = hole <= next ? (home > hole && home <= next) : (home > hole || home <= next);
+      if (!stays) {
+        entries_[hole] = candidate;
+        hole = next;
+      }
+    }
+    --size_;
+    return true;
+  }
+
+  size_t size() const { return size_; }
+
+ private:
+  struct Entry {
+    AddressKey key;
+    uint32_t value = kNone;  // kNone: an empty slot
+  };
+
+  size_t Hash(const AddressKey& key) const {
+    uint8_t out[crypto_shorthash_BYTES];
+    crypto_shorthash(out, key.bytes, sizeof(key.bytes) + 1, hashKey_);  // bytes and family are contiguous
+    uint64_t hash;
+    std::memcpy(&hash, out, sizeof(hash));
+    return static_cast<size_t>(hash);
+  }
+
+  void Grow() {
+    std::vector<Entry> old;
+    old.swap(entries_);
+    entries_.resize(old.size() * 2);
+    mask_ = entries_.size() - 1;
+    size_ = 0;
+    for (const Entry& entry : old) {
+      if (entry.value != kNone) Insert(entry.key, entry.value);
+    }
+  }
+
+  std::vector<Entry> entries_;
+  size_t mask_ = 0;
+  size_t size_ = 0;
+  uint8_t hashKey_[crypto_shorthash_KEYBYTES];
+};
+
+}  // namespace volley::netcode

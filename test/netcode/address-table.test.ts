@@ -1,0 +1,49 @@
+// The server's table of connected addresses (native/netcode/address_table.h: open addressing, backward-shift
+// deletion, growth) against a Map over random inserts, lookups and erases of IPv4 and IPv6 addresses.
+import { describe, expect, it } from 'vitest'
+import { loadAddon } from '../../src/engine/addon.ts'
+import { seededRandom } from '../helpers.ts'
+
+interface NativeAddressTable {
+  insert(address: string, value: number): boolean
+  find(address: string): number | null
+  erase(address: string): boolean
+  readonly size: number
+}
+
+const table = (capacity: number) => new (loadAddon().netcode as unknown as { AddressTable: new (capacity: number) => NativeAddressTable }).AddressTable(capacity)
+
+describe('address table', () => {
+  it('agrees with a Map over 30,000 random operations, through growth and backward-shift erases', () => {
+    const random = seededRandom(11)
+    const native = table(8) // starts at 16 slots: it grows several times
+    const model = new Map<string, number>()
+    // Few distinct addresses, so that inserts, erases and lookups meet the same keys often.
+    const addresses = Array.from({ length: 600 }, (_, i) => (i % 3 === 0 ? `[2001:db8::${(i * 7) % 65536}]:${1000 + i}` : `10.0.${i % 7}.${i % 251}:${20000 + i}`))
+    for (let step = 0; step < 30_000; step++) {
+      const address = addresses[Math.floor(random() * addresses.length)]!
+      const roll = random()
+      if (roll < 0.4) {
+        const value = Math.floor(random() * 1e6)
+        const inserted = native.insert(address, value)
+        expect(inserted).toBe(!model.has(address))
+        if (inserted) model.set(address, value)
+      } else if (roll < 0.7) {
+        expect(native.erase(address)).toBe(model.delete(address))
+      } else {
+        expect(native.find(address)).toBe(model.get(address) ?? null)
+      }
+      expect(native.size).toBe(model.size)
+    }
+    for (const address of addresses) expect(native.find(address)).toBe(model.get(address) ?? null)
+  })
+
+  it('tells apart the same port on another address, and IPv4 from IPv6', () => {
+    const native = table(4)
+    expect(native.insert('127.0.0.1:5000', 1)).toBe(true)
+    expect(native.insert('127.0.0.2:5000', 2)).toBe(true)
+    expect(native.insert('[::ffff:127.0.0.1]:5000', 3)).toBe(true)
+    expect(native.insert('127.0.0.1:5000', 9)).toBe(false)
+    expect([native.find('127.0.0.1:5000'), native.find('127.0.0.2:5000'), native.find('[::ffff:127.0.0.1]:5000'), native.find('127.0.0.1:5001')]).toEqual([1, 2, 3, null])
+  })
+})
