@@ -1,7 +1,7 @@
-// Connected clients by address, for the lookup every datagram a server receives makes: an open-addressing
-// table (linear probing, at most half full, deletion by backward shift) in one flat array, so a lookup
-// touches one or two cache lines instead of a bucket list. The hash is SipHash under a key made at each
-// start, so that addresses cannot be chosen to collide.
+// The server's lookups by key (connected clients by address, for every datagram it receives; by client
+// id): an open-addressing table (linear probing, at most half full, deletion by backward shift) in one
+// flat array, so a lookup touches one or two cache lines instead of a bucket list, and nothing is allocated
+// per entry. The hash is SipHash under a key made at each start, so that keys cannot be chosen to collide.
 #pragma once
 
 #include <sodium.h>
@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "server_address.h"
@@ -32,14 +33,16 @@ struct AddressKey {
   }
 };
 
-static_assert(offsetof(AddressKey, family) == 18, "the hash reads bytes and family as one run of 19 bytes");
+static_assert(sizeof(AddressKey) == 19, "an AddressKey is hashed as its 19 bytes");
 
-class AddressTable {
+// Key: trivially copyable, compared with ==, hashed as its object bytes (so: no padding).
+template <typename Key>
+class FlatTable {
  public:
   static constexpr uint32_t kNone = UINT32_MAX;
 
   // Room for `capacity` entries without growing.
-  explicit AddressTable(size_t capacity) {
+  explicit FlatTable(size_t capacity) {
     size_t slots = 16;
     while (slots < capacity * 2) slots *= 2;
     entries_.resize(slots);
@@ -47,7 +50,7 @@ class AddressTable {
     randombytes_buf(hashKey_, sizeof(hashKey_));
   }
 
-  uint32_t Find(const AddressKey& key) const {
+  uint32_t Find(const Key& key) const {
     for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
       const Entry& entry = entries_[i];
       if (entry.value == kNone) return kNone;
@@ -56,7 +59,7 @@ class AddressTable {
   }
 
   // False (and nothing changes) when the key is there already.
-  bool Insert(const AddressKey& key, uint32_t value) {
+  bool Insert(const Key& key, uint32_t value) {
     if ((size_ + 1) * 2 > entries_.size()) Grow();
     for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
       Entry& entry = entries_[i];
@@ -70,7 +73,7 @@ class AddressTable {
     }
   }
 
-  bool Erase(const AddressKey& key) {
+  bool Erase(const Key& key) {
     size_t i = Hash(key) & mask_;
     for (;; i = (i + 1) & mask_) {
       if (entries_[i].value == kNone) return false;
@@ -98,14 +101,15 @@ class AddressTable {
   size_t size() const { return size_; }
 
  private:
+  static_assert(std::has_unique_object_representations_v<Key>, "the hash reads the key's bytes");
   struct Entry {
-    AddressKey key;
+    Key key;
     uint32_t value = kNone;  // kNone: an empty slot
   };
 
-  size_t Hash(const AddressKey& key) const {
+  size_t Hash(const Key& key) const {
     uint8_t out[crypto_shorthash_BYTES];
-    crypto_shorthash(out, key.bytes, sizeof(key.bytes) + 1, hashKey_);  // bytes and family are contiguous
+    crypto_shorthash(out, reinterpret_cast<const uint8_t*>(&key), sizeof(Key), hashKey_);
     uint64_t hash;
     std::memcpy(&hash, out, sizeof(hash));
     return static_cast<size_t>(hash);
@@ -127,5 +131,7 @@ class AddressTable {
   size_t size_ = 0;
   uint8_t hashKey_[crypto_shorthash_KEYBYTES];
 };
+
+using AddressTable = FlatTable<AddressKey>;
 
 }  // namespace volley::netcode

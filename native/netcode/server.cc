@@ -42,13 +42,13 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       sink_(sink),
       slots_(config.maxClients),
       slotByAddress_(config.maxClients),
+      slotByClientId_(config.maxClients),
       maxMappings_(size_t{config.maxClients} * 4),
       maxTokenHistory_(size_t{config.maxClients} * 8),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   freeSlots_.reserve(config.maxClients);
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
-  slotByClientId_.reserve(config.maxClients);
 }
 
 void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size) {
@@ -111,7 +111,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     return;
   }
   const AddressKey key = AddressKey::Of(from);
-  if (slotByAddress_.Find(key) != AddressTable::kNone || slotByClientId_.count(request.token.clientId) != 0) {
+  if (slotByAddress_.Find(key) != AddressTable::kNone || slotByClientId_.Find(request.token.clientId) != AddressTable::kNone) {
     ++counters_.tokenRefused;  // already connected: from this address, or as this client id
     return;
   }
@@ -185,7 +185,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     ++counters_.tokenRefused;
     return;
   }
-  if (slotByClientId_.count(challenge.clientId) != 0) {
+  if (slotByClientId_.Find(challenge.clientId) != AddressTable::kNone) {
     ++counters_.tokenRefused;
     return;
   }
@@ -208,7 +208,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   std::memcpy(slot.receiveKey, mapping->second.receiveKey, kKeyBytes);
   mappings_.erase(mapping);
   slotByAddress_.Insert(key, index);
-  slotByClientId_.emplace(challenge.clientId, index);
+  slotByClientId_.Insert(challenge.clientId, index);
   ++connected_;
   PeerCounters& counters = peerCounters_->entries[index];
   counters.packetsIn.store(1, std::memory_order_relaxed);
@@ -306,7 +306,7 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
     recentlyReleased_[AddressKey::Of(slot.address)] = until;
     releaseOrder_.emplace_back(until, AddressKey::Of(slot.address));
   }
-  slotByClientId_.erase(slot.clientId);
+  slotByClientId_.Erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);
   sodium_memzero(slot.receiveKey, kKeyBytes);
   slot.connected = false;

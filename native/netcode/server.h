@@ -175,7 +175,7 @@ class ServerCore {
   TimerWheel slotTimers_;                // one timer per connected slot
   uint64_t nextHousekeepingUs_ = 0;
   AddressTable slotByAddress_;  // every datagram looks its sender up here
-  std::unordered_map<uint64_t, uint32_t> slotByClientId_;
+  FlatTable<uint64_t> slotByClientId_;
   std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;
   size_t maxMappings_;
   // Token history: the MAC of each private token seen, with the address that first used it.
