@@ -159,6 +159,8 @@ class DeliveryCore {
 
   // Acknowledgements and loss.
   void OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
+  // Marks a packet acknowledged or lost; true when it was counted in flight (and no longer is).
+  bool Settle(SentPacket& packet);
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
   void DetectLosses(uint64_t nowUs);

@@ -395,13 +395,18 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   }
 }
 
-void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
+bool DeliveryCore::Settle(SentPacket& packet) {
   packet.settled = true;
+  if (!packet.inFlight) return false;
+  packet.inFlight = false;
+  bytesInFlight_ -= packet.bytes;
+  --ackElicitingInFlight_;
+  return true;
+}
+
+void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
   ++stats_.packetsAcked;
-  if (packet.inFlight) {
-    packet.inFlight = false;
-    bytesInFlight_ -= packet.bytes;
-    --ackElicitingInFlight_;
+  if (Settle(packet)) {
     // NewReno: no growth for packets sent before the current recovery began.
     if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {
       inRecovery_ = false;
@@ -421,12 +426,8 @@ void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
 }
 
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
-  packet.settled = true;
   ++stats_.packetsLost;
-  if (packet.inFlight) {
-    packet.inFlight = false;
-    bytesInFlight_ -= packet.bytes;
-    --ackElicitingInFlight_;
+  if (Settle(packet)) {
     if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {  // one reduction per round trip
       inRecovery_ = true;
       recoveryStartUs_ = nowUs;
