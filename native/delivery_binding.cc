@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "binding_args.h"
 #include "delivery/delivery.h"
 
 namespace volley {
@@ -17,16 +18,14 @@ using delivery::DeliveryCore;
 using delivery::SendResult;
 
 Napi::Value Throw(Napi::Env env, const std::string& message) {
-  Napi::Error error = Napi::TypeError::New(env, message);
-  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-  error.ThrowAsJavaScriptException();
+  ThrowInvalidArgument(env, message);
   return env.Undefined();
 }
 
 bool ReadTime(const Napi::Value& value, uint64_t* out) {
   if (!value.IsNumber()) return false;
   const double number = value.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(number) || number < 0 || number > 9007199254740991.0) return false;
+  if (!std::isfinite(number) || number < 0 || number > kMaxExactInteger) return false;
   *out = static_cast<uint64_t>(number);
   return true;
 }
@@ -34,14 +33,7 @@ bool ReadTime(const Napi::Value& value, uint64_t* out) {
 // Optional positive integer option `name` of `options` into *out.
 bool ReadOption(Napi::Env env, const Napi::Object& options, const char* name, double max, uint64_t* out) {
   if (!options.Has(name) || options.Get(name).IsUndefined()) return true;
-  const Napi::Value value = options.Get(name);
-  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : NAN;
-  if (!std::isfinite(number) || number < 1 || number > max || std::floor(number) != number) {
-    Throw(env, std::string("options.") + name + " must be an integer from 1 to " + std::to_string(static_cast<uint64_t>(max)));
-    return false;
-  }
-  *out = static_cast<uint64_t>(number);
-  return true;
+  return ReadInteger(env, options.Get(name), std::string("options.") + name, 1, max, out);
 }
 
 class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public delivery::DeliverySink {
