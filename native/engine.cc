@@ -307,7 +307,7 @@ bool Engine::ApplyCommand(const Command& command) {
         if (command.op == kControlSendLarge) {
           if (!payload->empty()) {
             state->protocol->Send(static_cast<uint32_t>(command.length), (*payload)[0], payload->data() + 1, payload->size() - 1, clock_);
-            state->protocol->EndSends(clock_);
+            state->protocol->EndBatch(clock_);
           }
         } else {
           state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
@@ -696,7 +696,7 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
     }
     *budget -= count;
     if (state->protocol) {  // payloads went through the protocol, which encrypted them into its outbox
-      state->protocol->EndSends(clock_);
+      state->protocol->EndBatch(clock_);
       FlushProtocol(state);
       ScheduleProtocol(state);
       job->offset = cursor;
@@ -747,6 +747,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   SocketStats::Add(state->stats->packetsIn, count);
   SocketStats::Add(state->stats->bytesIn, bytes);
   SocketStats::Add(state->stats->batchesIn, 1);
+  state->protocol->EndBatch(clock_);
   FlushProtocol(state);
   ScheduleProtocol(state);
 }

@@ -1,6 +1,7 @@
 #include "netcode_binding.h"
 
 #include <cstring>
+#include <initializer_list>
 #include <string>
 
 #include "netcode/challenge_token.h"
@@ -342,13 +343,48 @@ Napi::Value OpenChallengeToken(const Napi::CallbackInfo& info) {
 }
 
 
+// What a state machine did during one call from JavaScript, as an array of events for the test to read.
+class EventLog {
+ protected:
+  void StartLog(Napi::Env env) {
+    env_ = env;
+    events_ = Napi::Array::New(env);
+  }
+  Napi::Object Event(const char* kind) {
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", kind);
+    events_.Set(events_.Length(), event);
+    return event;
+  }
+  void LogSend(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {
+    Napi::Object event = Event("send");
+    event.Set("to", FormatServerAddress(to));
+    event.Set("data", Copy(env_, data, size));
+  }
+
+  Napi::Env env_ = Napi::Env(nullptr);
+  Napi::Array events_;
+};
+
+// A deadline for JavaScript: null for "never".
+Napi::Value Deadline(Napi::Env env, uint64_t deadline, uint64_t never) {
+  return deadline == never ? env.Null() : Napi::Number::New(env, static_cast<double>(deadline));
+}
+
+// Counters as an object of numbers.
+Napi::Object Counters(Napi::Env env, std::initializer_list<std::pair<const char*, uint64_t>> fields) {
+  Napi::Object counters = Napi::Object::New(env);
+  for (const auto& field : fields) counters.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
+  return counters;
+}
+
 // The server state machine driven from JavaScript with a fake clock (tests; the engine drives it itself).
 // new ServerCore({ protocolId, privateKey, publicAddress, maxClients, challengeKey, keepAliveIntervalUs,
 //                  disconnectIntervalUs, disconnectPackets })
 // Every call takes the clock as (monotonicUs: number, unixSeconds: bigint) and returns what the server did:
 // [{ kind: 'send', to, data } | { kind: 'connect', index, clientId, address, userData }
 //  | { kind: 'disconnect', index, reason } | { kind: 'payload', index, data }]
-class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::ServerSink {
+class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::ServerSink, private EventLog {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ServerCore",
@@ -391,47 +427,33 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, this);
   }
 
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "send");
-    event.Set("to", FormatServerAddress(to));
-    event.Set("data", Copy(env_, data, size));
-    Push(event);
-  }
+  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
   void Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from, const uint8_t* userData) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "connect");
+    Napi::Object event = Event("connect");
     event.Set("index", index);
     event.Set("clientId", Napi::BigInt::New(env_, clientId));
     event.Set("address", FormatServerAddress(from));
     event.Set("userData", Copy(env_, userData, netcode::kUserDataBytes));
-    Push(event);
   }
   void Disconnected(uint32_t index, netcode::DisconnectReason reason) override {
     static const char* const names[] = {"", "timeout", "disconnected", "server-disconnect", "server-closed"};
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "disconnect");
+    Napi::Object event = Event("disconnect");
     event.Set("index", index);
     event.Set("reason", names[static_cast<int>(reason)]);
-    Push(event);
   }
   void Payload(uint32_t index, const uint8_t* data, size_t size) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "payload");
+    Napi::Object event = Event("payload");
     event.Set("index", index);
     event.Set("data", Copy(env_, data, size));
-    Push(event);
   }
 
  private:
   bool Begin(const Napi::CallbackInfo& info, size_t clockAt, netcode::Clock* clock) {
-    env_ = info.Env();
-    events_ = Napi::Array::New(env_);
+    StartLog(info.Env());
     if (!core_) return Fail(env_, "the server core was not created");
     clock->monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
     return GetU64(env_, info[clockAt + 1], "unixSeconds", &clock->unixSeconds);
   }
-  void Push(Napi::Object event) { events_.Set(events_.Length(), event); }
 
   // receive(from, packet, monotonicUs, unixSeconds)
   Napi::Value Receive(const Napi::CallbackInfo& info) {
@@ -481,30 +503,22 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     state.Set("connectedClients", core_->connectedClients());
     state.Set("stopped", core_->Stopped());
     state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
-    const uint64_t deadline = core_->NextDeadlineUs();
-    state.Set("nextDeadlineUs", deadline == netcode::ServerCore::kNoDeadline ? env.Null() : Napi::Number::New(env, static_cast<double>(deadline)));
-    Napi::Object counters = Napi::Object::New(env);
-    const std::pair<const char*, uint64_t> fields[] = {
-        {"packetsIn", c.packetsIn},     {"bytesIn", c.bytesIn},
-        {"packetsOut", c.packetsOut},   {"bytesOut", c.bytesOut},
-        {"malformed", c.malformed},     {"replayed", c.replayed},
-        {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
-        {"tokenRefused", c.tokenRefused}, {"denied", c.denied}};
-    for (const auto& field : fields) counters.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
-    state.Set("counters", counters);
+    state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ServerCore::kNoDeadline));
+    state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
+                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
+                                         {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
+                                         {"tokenRefused", c.tokenRefused}, {"denied", c.denied}}));
     return state;
   }
 
   std::unique_ptr<netcode::ServerCore> core_;
-  Napi::Env env_ = Napi::Env(nullptr);
-  Napi::Array events_;
 };
 
 
 // The client state machine driven from JavaScript with a fake clock.
 // new ClientCore({ requestIntervalUs?, keepAliveIntervalUs?, disconnectIntervalUs?, disconnectPackets? })
 // Calls return [{ kind: 'send', to, data } | { kind: 'state', state } | { kind: 'payload', data }].
-class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::ClientSink {
+class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::ClientSink, private EventLog {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ClientCore",
@@ -528,35 +542,17 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     core_ = std::make_unique<netcode::ClientCore>(config, this);
   }
 
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "send");
-    event.Set("to", FormatServerAddress(to));
-    event.Set("data", Copy(env_, data, size));
-    Push(event);
-  }
-  void StateChanged(netcode::ClientState state) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "state");
-    event.Set("state", netcode::ClientStateName(state));
-    Push(event);
-  }
-  void Payload(const uint8_t* data, size_t size) override {
-    Napi::Object event = Napi::Object::New(env_);
-    event.Set("kind", "payload");
-    event.Set("data", Copy(env_, data, size));
-    Push(event);
-  }
+  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
+  void StateChanged(netcode::ClientState state) override { Event("state").Set("state", netcode::ClientStateName(state)); }
+  void Payload(const uint8_t* data, size_t size) override { Event("payload").Set("data", Copy(env_, data, size)); }
 
  private:
   netcode::Clock Begin(const Napi::CallbackInfo& info, size_t clockAt) {
-    env_ = info.Env();
-    events_ = Napi::Array::New(env_);
+    StartLog(info.Env());
     netcode::Clock clock;
     clock.monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
     return clock;
   }
-  void Push(Napi::Object event) { events_.Set(events_.Length(), event); }
 
   // connect(token, monotonicUs)
   Napi::Value ConnectJs(const Napi::CallbackInfo& info) {
@@ -602,22 +598,15 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     state.Set("clientIndex", core_->clientIndex());
     state.Set("maxClients", core_->maxClients());
     state.Set("pendingDisconnects", core_->HasPendingDisconnects());
-    const uint64_t deadline = core_->NextDeadlineUs();
-    state.Set("nextDeadlineUs", deadline == netcode::ClientCore::kNoDeadline ? env.Null() : Napi::Number::New(env, static_cast<double>(deadline)));
+    state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ClientCore::kNoDeadline));
     const netcode::ClientCounters& c = core_->counters();
-    Napi::Object counters = Napi::Object::New(env);
-    const std::pair<const char*, uint64_t> fields[] = {
-        {"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut}, {"bytesOut", c.bytesOut},
-        {"malformed", c.malformed}, {"replayed", c.replayed}, {"decryptionFailed", c.decryptionFailed},
-        {"unknownAddress", c.unknownAddress}};
-    for (const auto& field : fields) counters.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
-    state.Set("counters", counters);
+    state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
+                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
+                                         {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress}}));
     return state;
   }
 
   std::unique_ptr<netcode::ClientCore> core_;
-  Napi::Env env_ = Napi::Env(nullptr);
-  Napi::Array events_;
 };
 
 }  // namespace

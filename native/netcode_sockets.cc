@@ -56,17 +56,22 @@ void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* 
     return;
   }
   if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
+  links_[peer]->core.Send(channel, data, size, now.monotonicUs);  // JavaScript checked channel, size and queue room
+  MarkDirty(peer);
+}
+
+void NetcodeServerProtocol::MarkDirty(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
-  link.core.Send(channel, data, size, now.monotonicUs);  // JavaScript checked channel, size and queue room
   if (!link.dirty) {
     link.dirty = true;
     dirty_.push_back(peer);
   }
 }
 
-void NetcodeServerProtocol::EndSends(const netcode::Clock& now) {
+void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
   now_ = now;
-  // Several messages queued in one batch share packets: one flush per peer per batch.
+  // Several messages queued or packets received in one batch: one flush (shared packets, the ACKs that are
+  // due) and one link-statistics update per peer per batch.
   for (uint32_t peer : dirty_) {
     if (!links_[peer]) continue;
     links_[peer]->dirty = false;
@@ -120,10 +125,8 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
     output.Payload(0, index, data, size);
     return;
   }
-  DeliveryLink& link = *links_[index];
-  link.core.Receive(data, size, now_.monotonicUs);
-  link.core.Flush(now_.monotonicUs);
-  AfterDelivery(index);
+  links_[index]->core.Receive(data, size, now_.monotonicUs);
+  MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
@@ -196,7 +199,7 @@ void NetcodeClientProtocol::Send(uint32_t, uint8_t channel, const uint8_t* data,
   link_->dirty = true;
 }
 
-void NetcodeClientProtocol::EndSends(const netcode::Clock& now) {
+void NetcodeClientProtocol::EndBatch(const netcode::Clock& now) {
   now_ = now;
   if (!link_ || !link_->dirty) return;
   link_->dirty = false;
@@ -248,8 +251,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, now_.monotonicUs);
-  link_->core.Flush(now_.monotonicUs);
-  AfterDelivery();
+  link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
 void NetcodeClientProtocol::SendDeliveryPacket(uint32_t, const uint8_t* data, size_t size) {

@@ -38,7 +38,7 @@ class DeliveryLink : public delivery::DeliverySink {
 
  public:
   delivery::DeliveryCore core;
-  bool dirty = false;    // sent to since the last flush
+  bool dirty = false;    // sent to or received from since the last flush
   bool watched = false;  // JavaScript waits for room in the queue
 };
 
@@ -51,7 +51,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override { return core_.NextDeadlineUs(); }
   void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
-  void EndSends(const netcode::Clock& now) override;
+  void EndBatch(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
@@ -71,6 +71,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
 
   // After the delivery core of `peer` did something: its link statistics, a drain record, its timer.
   void AfterDelivery(uint32_t peer);
+  void MarkDirty(uint32_t peer);
 
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
@@ -87,7 +88,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override;
   void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
-  void EndSends(const netcode::Clock& now) override;
+  void EndBatch(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return stopping_ && !core_.HasPendingDisconnects(); }
   size_t CopyCounters(double* out, size_t capacity) const override;

@@ -79,9 +79,10 @@ class SocketProtocol {
   // When Update() next has work to do (monotonic µs), UINT64_MAX if never. Receive() and Control() may
   // move it earlier (the engine asks again after them); Send() only moves it later.
   virtual uint64_t NextDeadlineUs() const = 0;
-  // A payload from JavaScript for `peer` (clients: 0) on `channel`; EndSends() follows a batch of them.
+  // A payload from JavaScript for `peer` (clients: 0) on `channel`.
   virtual void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
-  virtual void EndSends(const netcode::Clock&) {}
+  // Follows each batch of Receive() or Send() calls: work that one batch needs once (a flush per peer).
+  virtual void EndBatch(const netcode::Clock&) {}
   virtual void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) = 0;
   // True once a stop has finished its work (redundant disconnects sent): the engine closes the socket.
   virtual bool Finished() const = 0;

@@ -22,39 +22,22 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tool.h"
+
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103
 #endif
-
-static double monotonic_seconds(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
-
-static double timeval_us(struct timeval value) { return (double)value.tv_sec * 1e6 + (double)value.tv_usec; }
-
-static long parse_arg(const char* text, const char* name, long min, long max) {
-  char* end = NULL;
-  errno = 0;
-  long value = strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
-    fprintf(stderr, "blaster: %s must be an integer from %ld to %ld, got '%s'\n", name, min, max, text);
-    exit(2);
-  }
-  return value;
-}
 
 int main(int argc, char** argv) {
   if (argc < 4 || argc > 6) {
     fprintf(stderr, "usage: blaster <port> <size> <milliseconds> [batch=64] [segments=1]\n");
     return 2;
   }
-  const int port = (int)parse_arg(argv[1], "port", 1, 65535);
-  const size_t size = (size_t)parse_arg(argv[2], "size", 1, 65507);
-  const long milliseconds = parse_arg(argv[3], "milliseconds", 1, 600000);
-  const unsigned batch = argc > 4 ? (unsigned)parse_arg(argv[4], "batch", 1, 1024) : 64;
-  const unsigned segments = argc > 5 ? (unsigned)parse_arg(argv[5], "segments", 1, 128) : 1;
+  const int port = (int)parse_arg("blaster", argv[1], "port", 1, 65535);
+  const size_t size = (size_t)parse_arg("blaster", argv[2], "size", 1, 65507);
+  const long milliseconds = parse_arg("blaster", argv[3], "milliseconds", 1, 600000);
+  const unsigned batch = argc > 4 ? (unsigned)parse_arg("blaster", argv[4], "batch", 1, 1024) : 64;
+  const unsigned segments = argc > 5 ? (unsigned)parse_arg("blaster", argv[5], "segments", 1, 128) : 1;
   if (size * segments > 65507) {
     fprintf(stderr, "blaster: %u segments of %zu bytes exceed a datagram (65507 bytes)\n", segments, size);
     return 2;

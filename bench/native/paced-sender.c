@@ -20,36 +20,19 @@
 #include <time.h>
 #include <unistd.h>
 
-static uint64_t monotonic_ns(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
-}
-
-static double timeval_us(struct timeval value) { return (double)value.tv_sec * 1e6 + (double)value.tv_usec; }
-
-static long parse_arg(const char* text, const char* name, long min, long max) {
-  char* end = NULL;
-  errno = 0;
-  long value = strtol(text, &end, 10);
-  if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
-    fprintf(stderr, "paced-sender: %s must be an integer from %ld to %ld, got '%s'\n", name, min, max, text);
-    exit(2);
-  }
-  return value;
-}
+#include "tool.h"
 
 int main(int argc, char** argv) {
   if (argc != 7) {
     fprintf(stderr, "usage: paced-sender <port> <size> <rate per second> <milliseconds> <sockets> <tick us>\n");
     return 2;
   }
-  const int port = (int)parse_arg(argv[1], "port", 1, 65535);
-  const size_t size = (size_t)parse_arg(argv[2], "size", 1, 65507);
-  const uint64_t rate = (uint64_t)parse_arg(argv[3], "rate", 1, 100000000);
-  const uint64_t milliseconds = (uint64_t)parse_arg(argv[4], "milliseconds", 1, 600000);
-  const int sockets = (int)parse_arg(argv[5], "sockets", 1, 60000);
-  const uint64_t tickNs = (uint64_t)parse_arg(argv[6], "tick", 100, 1000000) * 1000u;
+  const int port = (int)parse_arg("paced-sender", argv[1], "port", 1, 65535);
+  const size_t size = (size_t)parse_arg("paced-sender", argv[2], "size", 1, 65507);
+  const uint64_t rate = (uint64_t)parse_arg("paced-sender", argv[3], "rate", 1, 100000000);
+  const uint64_t milliseconds = (uint64_t)parse_arg("paced-sender", argv[4], "milliseconds", 1, 600000);
+  const int sockets = (int)parse_arg("paced-sender", argv[5], "sockets", 1, 60000);
+  const uint64_t tickNs = (uint64_t)parse_arg("paced-sender", argv[6], "tick", 100, 1000000) * 1000u;
   alarm((unsigned)(milliseconds / 1000 + 30));  // never outlive a confused parent by much
 
   int* fds = calloc((size_t)sockets, sizeof *fds);

@@ -24,15 +24,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tool.h"
+
 enum { kSlotSize = 2048, kIdleMs = 100, kMaxLifetimeSeconds = 600 };
-
-static double monotonic_seconds(void) {
-  struct timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return (double)now.tv_sec + (double)now.tv_nsec / 1e9;
-}
-
-static double timeval_us(struct timeval value) { return (double)value.tv_sec * 1e6 + (double)value.tv_usec; }
 
 int main(int argc, char** argv) {
   unsigned batch = 64;

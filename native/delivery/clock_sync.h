@@ -20,8 +20,7 @@ class ClockSync {
     if (t3 < t0) return;
     const uint64_t elapsed = t3 - t0;
     const double rtt = elapsed > delayUs ? static_cast<double>(elapsed - delayUs) : 0.0;
-    // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: clocks may differ by more than 2^53 µs? No,
-    // but the difference may be negative.
+    // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: the difference may be negative.
     const double offset = (static_cast<double>(t1) - static_cast<double>(t0) + static_cast<double>(t1) +
                            static_cast<double>(delayUs) - static_cast<double>(t3)) / 2.0;
     const double at = (static_cast<double>(t0) + static_cast<double>(t3)) / 2.0;
@@ -29,14 +28,30 @@ class ClockSync {
     Best& slot = periods_[period % kPeriods];
     if (!slot.used || slot.period != period || rtt < slot.rtt) slot = Best{true, period, rtt, offset, at};
     ++samples_;
+    Fit(period);
   }
 
   bool synced() const { return samples_ > 0; }
   uint64_t samples() const { return samples_; }
 
-  // The peer's clock minus ours at local time `now` (µs; 0 before any sample).
-  double OffsetUs(uint64_t now) const {
-    const uint64_t currentPeriod = now / kPeriodUs;
+  // The peer's clock minus ours at local time `now` (µs; 0 before any sample). The line is fitted when a
+  // sample arrives, not here: link statistics read this after every batch of packets.
+  double OffsetUs(uint64_t now) const { return offsetAtUs_ + drift_ * (static_cast<double>(now) - atUs_); }
+
+  // The drift of the peer's clock against ours (µs per µs; 0 until four periods have samples).
+  double Drift() const { return drift_; }
+
+ private:
+  struct Best {
+    bool used = false;
+    uint64_t period = 0;
+    double rtt = 0;
+    double offset = 0;
+    double at = 0;  // local time of the exchange's middle
+  };
+  // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a least-squares line
+  // through their best exchanges (offset = mean + drift × (t − mean t)).
+  void Fit(uint64_t currentPeriod) {
     double sumT = 0, sumO = 0;
     size_t count = 0;
     const Best* best = nullptr;
@@ -47,9 +62,12 @@ class ClockSync {
       ++count;
       if (best == nullptr || slot.rtt < best->rtt) best = &slot;
     }
-    if (count == 0) return 0;
-    if (count < 4) return best->offset;
-    // Least squares over the periods' best exchanges: offset = mean + drift × (t − mean t).
+    if (count < 4) {
+      offsetAtUs_ = best->offset;
+      atUs_ = best->at;
+      drift_ = 0;
+      return;
+    }
     const double meanT = sumT / count, meanO = sumO / count;
     double covariance = 0, variance = 0;
     for (const Best& slot : periods_) {
@@ -57,23 +75,16 @@ class ClockSync {
       covariance += (slot.at - meanT) * (slot.offset - meanO);
       variance += (slot.at - meanT) * (slot.at - meanT);
     }
-    const double drift = variance > 0 ? covariance / variance : 0;
-    return meanO + drift * (static_cast<double>(now) - meanT);
+    drift_ = variance > 0 ? covariance / variance : 0;
+    offsetAtUs_ = meanO;
+    atUs_ = meanT;
   }
 
-  // The drift of the peer's clock against ours (µs per µs; 0 until four periods have samples).
-  double Drift(uint64_t now) const { return (OffsetUs(now + kPeriodUs) - OffsetUs(now)) / kPeriodUs; }
-
- private:
-  struct Best {
-    bool used = false;
-    uint64_t period = 0;
-    double rtt = 0;
-    double offset = 0;
-    double at = 0;  // local time of the exchange's middle
-  };
   std::array<Best, kPeriods> periods_{};
   uint64_t samples_ = 0;
+  double offsetAtUs_ = 0;  // the fitted offset at local time atUs_
+  double atUs_ = 0;
+  double drift_ = 0;
 };
 
 }  // namespace volley::delivery

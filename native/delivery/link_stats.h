@@ -47,7 +47,7 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, std::atomic
   const uint64_t delay = core.QueueDelayUs(nowUs);
   put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? static_cast<double>(nowUs - delay) : 0);
   put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs));
-  put(kLinkClockDrift, core.clock().Drift(nowUs));
+  put(kLinkClockDrift, core.clock().Drift());
   put(kLinkClockReferenceUs, static_cast<double>(nowUs));
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +

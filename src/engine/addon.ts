@@ -69,7 +69,8 @@ export interface NativeEngine {
   peerStats(id: number, clientIndex: number, out: Float64Array): boolean
   peerLinks(id: number): Float64Array | null
   takeLarge(id: number): ArrayBuffer | null
-  control(id: number, op: number, arg: number, data?: Uint8Array): void
+  /** prefix: a byte the native side puts in front of data (a large send's channel), in the one copy it makes. */
+  control(id: number, op: number, arg: number, data?: Uint8Array, prefix?: number): void
   setRef(ref: boolean): void
   shutdown(): void
 }

@@ -123,9 +123,9 @@ export class Engine {
   }
 
   /** A control request for a protocol socket; queued sends go first. */
-  control(id: number, op: number, arg = 0, data?: Uint8Array): void {
+  control(id: number, op: number, arg = 0, data?: Uint8Array, prefix?: number): void {
     this.flush()
-    this.#native.control(id, op, arg, data)
+    this.#native.control(id, op, arg, data, prefix)
   }
 
   /**
@@ -145,10 +145,7 @@ export class Engine {
    */
   enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number, channel = 0): boolean {
     if (data.byteLength > largeSendBytes) {
-      const request = new Uint8Array(1 + data.byteLength)
-      request[0] = channel
-      request.set(data, 1)
-      this.control(socketId, ProtocolControl.sendLarge, peer, request)
+      this.control(socketId, ProtocolControl.sendLarge, peer, data, channel)
       return true
     }
     const at = this.#write(client, socketId, data, 0, 0, peer)
