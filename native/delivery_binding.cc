@@ -165,6 +165,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"messagesIn", s.messagesIn}, {"messagesOut", s.messagesOut}, {"messageBytesIn", s.messageBytesIn},
         {"messageBytesOut", s.messageBytesOut}, {"ackElicitingOut", s.ackElicitingOut}, {"packetsAcked", s.packetsAcked},
         {"packetsLost", s.packetsLost}, {"resends", s.resends}, {"probeTimeouts", s.probeTimeouts},
+        {"persistentCongestion", s.persistentCongestion},
         {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
         {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
         {"unknownChannel", s.unknownChannel}, {"unreliableDropped", s.unreliableDropped},
@@ -175,6 +176,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"reassemblyUsed", core_->reassemblyUsed()}, {"clockSamples", core_->clock().samples()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
+    out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
     return out;
   }

@@ -40,8 +40,13 @@ export interface LinkStats {
   lossPercent: number
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
-  /** Since the previous stats() call (or since the connection began). */
-  bandwidth: { inBps: number; outBps: number }
+  /**
+   * inBps, outBps: since the previous stats() call (or since the connection began). pathBps: the rate
+   * at which the peer has been acknowledging data lately, the congestion controller's estimate of the path.
+   */
+  bandwidth: { inBps: number; outBps: number; pathBps: number }
+  /** The congestion window and the bytes in flight against it. */
+  congestion: { windowBytes: number; inFlightBytes: number }
   /** Message fragments sent again after a loss or a probe timeout. */
   resends: number
   /** Messages queued and not yet acknowledged (reliable) or sent (others); how long the oldest has waited. */
@@ -169,7 +174,11 @@ export function readLinkStats(
   const field = (name: keyof typeof LinkField): number => (links === null ? 0 : (links[row * linkFields + LinkField[name]] ?? 0))
   const nowMs = performance.now()
   const elapsedS = Math.max((nowMs - previous.atMs) / 1000, 1e-3)
-  const bandwidth = { inBps: ((counters.bytesIn - previous.bytesIn) * 8) / elapsedS, outBps: ((counters.bytesOut - previous.bytesOut) * 8) / elapsedS }
+  const bandwidth = {
+    inBps: ((counters.bytesIn - previous.bytesIn) * 8) / elapsedS,
+    outBps: ((counters.bytesOut - previous.bytesOut) * 8) / elapsedS,
+    pathBps: field('pathBytesPerSec') * 8,
+  }
   previous.atMs = nowMs
   previous.bytesIn = counters.bytesIn
   previous.bytesOut = counters.bytesOut
@@ -183,6 +192,7 @@ export function readLinkStats(
     packets: { in: counters.packetsIn, out: counters.packetsOut },
     bytes: { in: counters.bytesIn, out: counters.bytesOut },
     bandwidth,
+    congestion: { windowBytes: field('congestionWindow'), inFlightBytes: field('bytesInFlight') },
     resends: field('resends'),
     queue: { depth: field('queuedMessages'), bytes: field('queuedBytes'), delayMs: oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0 },
     clock: { offsetMs: field('clockOffsetUs') / 1000, driftPpm: field('clockDrift') * 1e6 },

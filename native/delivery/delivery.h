@@ -1,6 +1,6 @@
 // The delivery layer of one connection (sans-IO): channels (reliable-ordered, unreliable, sequenced)
 // inside netcode payload packets, acknowledgements as ranges, retransmission on loss (RFC 9002's packet
-// and time thresholds, probe timeouts), NewReno congestion control with pacing, fragmentation and
+// and time thresholds, probe timeouts), congestion control with pacing (congestion_control.h), fragmentation and
 // reassembly within per-connection memory bounds, ping/pong with clock synchronisation, link statistics.
 // Fed messages from the application, packets from the peer and the time; it gives packets to send and
 // messages to deliver. See wire_format.h for the bytes.
@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "clock_sync.h"
+#include "congestion_control.h"
 #include "received_packets.h"
 #include "rtt_estimator.h"
 #include "wire_format.h"
@@ -56,6 +57,7 @@ struct DeliveryStats {
   uint64_t ackElicitingOut = 0, packetsAcked = 0, packetsLost = 0;
   uint64_t resends = 0;  // message frames sent again after a loss or a probe timeout
   uint64_t probeTimeouts = 0;
+  uint64_t persistentCongestion = 0;  // times the window fell to its minimum (RFC 9002 §7.6)
   // Dropped on receive, by cause.
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
@@ -84,7 +86,8 @@ class DeliveryCore {
   uint64_t releasedBytes() const { return releasedBytes_; }  // message bytes that have left the queue, in all
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
-  uint64_t congestionWindow() const { return congestionWindow_; }
+  uint64_t congestionWindow() const { return congestion_.window(); }
+  double bandwidthBytesPerUs() const { return congestion_.bandwidthBytesPerUs(); }
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
   uint64_t reassemblyUsed() const { return reassemblyUsed_; }
@@ -122,6 +125,10 @@ class DeliveryCore {
     bool ackEliciting = false;
     bool inFlight = false;  // counted in bytesInFlight_
     bool settled = true;    // acknowledged or declared lost
+    bool acked = false;
+    // Delivery-rate sampling (draft-cheng-iccrg-delivery-rate-estimation): the connection's delivered
+    // bytes, the time they reached that figure and the send time of the newest packet acknowledged then.
+    uint64_t deliveredAtSend = 0, deliveredUsAtSend = 0, firstSentUsAtSend = 0;
     std::vector<Chunk> chunks;  // reliable fragments it carried
   };
   struct InMessage {
@@ -163,6 +170,7 @@ class DeliveryCore {
   bool Settle(SentPacket& packet);
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
+  uint64_t PersistentCongestionUs() const;
   void DetectLosses(uint64_t nowUs);
   void OnProbeTimeout(uint64_t nowUs);
   uint64_t ProbeTimeoutUs() const;
@@ -207,11 +215,11 @@ class DeliveryCore {
   uint32_t probeCount_ = 0;
   uint32_t probesToSend_ = 0;
 
-  // Congestion control (NewReno, in bytes) and pacing.
-  uint64_t congestionWindow_ = 10 * kMaxPacketBytes;
-  uint64_t slowStartThreshold_ = UINT64_MAX;
-  uint64_t recoveryStartUs_ = 0;
-  bool inRecovery_ = false;
+  // Congestion control, delivery-rate samples and pacing.
+  CongestionControl congestion_;
+  uint64_t delivered_ = 0;          // bytes of in-flight packets acknowledged, in all
+  uint64_t deliveredUs_ = 0;        // when delivered_ last grew
+  uint64_t firstSentUs_ = 0;        // the send time of the packet acknowledged then
   double pacingCredit_ = 10 * kMaxPacketBytes;  // bytes that may go out now
   uint64_t pacingUpdatedUs_ = 0;
 

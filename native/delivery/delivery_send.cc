@@ -13,7 +13,6 @@ namespace {
 
 constexpr uint64_t kPacketThreshold = 3;         // RFC 9002: lost when 3 later packets are acknowledged
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
-constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
 constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
 // The engine's timers tick every millisecond: a burst covers what the pacing rate sends in two ticks, so
@@ -123,14 +122,14 @@ bool DeliveryCore::HasMessages() const {
 
 void DeliveryCore::RefillPacing(uint64_t nowUs) {
   if (nowUs <= pacingUpdatedUs_) return;
-  const double rate = kPacingGain * static_cast<double>(congestionWindow_) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
+  const double rate = kPacingGain * static_cast<double>(congestion_.window()) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
   const double burst = std::max(kPacingBurst, rate * kPacingQuantumUs);
   pacingCredit_ = std::min(burst, pacingCredit_ + rate * static_cast<double>(nowUs - pacingUpdatedUs_));
   pacingUpdatedUs_ = nowUs;
 }
 
 bool DeliveryCore::CanSend(uint64_t) const {
-  return bytesInFlight_ + kMaxPacketBytes <= congestionWindow_ && pacingCredit_ >= kMaxPacketBytes;
+  return bytesInFlight_ + kMaxPacketBytes <= congestion_.window() && pacingCredit_ >= kMaxPacketBytes;
 }
 
 void DeliveryCore::PruneRetransmits() {
@@ -354,8 +353,16 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   record.ackEliciting = eliciting;
   record.inFlight = eliciting;
   record.settled = !eliciting;  // an ACK-only packet is never acknowledged by itself: nothing to wait for
+  record.acked = false;
   ++nextPacket_;
   if (eliciting) {
+    if (bytesInFlight_ == 0) {  // a new flight: its rate is measured from now, not from the idle time before
+      deliveredUs_ = nowUs;
+      firstSentUs_ = nowUs;
+    }
+    record.deliveredAtSend = delivered_;
+    record.deliveredUsAtSend = deliveredUs_;
+    record.firstSentUsAtSend = firstSentUs_;
     bytesInFlight_ += size;
     ++ackElicitingInFlight_;
     lastAckElicitingSentUs_ = nowUs;
@@ -404,18 +411,21 @@ bool DeliveryCore::Settle(SentPacket& packet) {
   return true;
 }
 
-void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
+void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsAcked;
+  packet.acked = true;
   if (Settle(packet)) {
-    // NewReno: no growth for packets sent before the current recovery began.
-    if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {
-      inRecovery_ = false;
-      if (congestionWindow_ < slowStartThreshold_) {
-        congestionWindow_ += packet.bytes;
-      } else {
-        congestionWindow_ += std::max<uint64_t>(1, uint64_t{kMaxPacketBytes} * packet.bytes / congestionWindow_);
-      }
+    delivered_ += packet.bytes;
+    deliveredUs_ = nowUs;
+    firstSentUs_ = packet.sentUs;
+    // The rate over the longer of the send and the acknowledgement intervals: a burst sent faster than
+    // the path carries it is measured at the path's rate.
+    const uint64_t interval = std::max(packet.sentUs - packet.firstSentUsAtSend, nowUs - packet.deliveredUsAtSend);
+    if (interval > 0) {
+      const double rate = static_cast<double>(delivered_ - packet.deliveredAtSend) / static_cast<double>(interval);
+      congestion_.OnRateSample(rate, nowUs, std::max<uint64_t>(4 * rtt_.smoothedUs(), kGranularityUs));
     }
+    congestion_.OnAcked(packet.bytes, packet.sentUs);
   }
   for (const Chunk& chunk : packet.chunks) {
     OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
@@ -427,14 +437,7 @@ void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t) {
 
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsLost;
-  if (Settle(packet)) {
-    if (!inRecovery_ || packet.sentUs > recoveryStartUs_) {  // one reduction per round trip
-      inRecovery_ = true;
-      recoveryStartUs_ = nowUs;
-      congestionWindow_ = std::max(congestionWindow_ / 2, kMinimumWindow);
-      slowStartThreshold_ = congestionWindow_;
-    }
-  }
+  if (Settle(packet)) congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.latestUs());
   for (const Chunk& chunk : packet.chunks) {
     OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
     // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
@@ -449,16 +452,39 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   if (!anyAcked_) return;
   const uint64_t lossDelay = std::max<uint64_t>(std::max(rtt_.latestUs(), rtt_.smoothedUs()) * 9 / 8, kGranularityUs);
   const uint64_t end = std::min(largestAcked_, nextPacket_ == 0 ? 0 : nextPacket_ - 1);
+  // Persistent congestion (RFC 9002 §7.6): every ack-eliciting packet sent over a span longer than three
+  // probe timeouts was lost, nothing acknowledged in between.
+  const uint64_t persistentUs = PersistentCongestionUs();
+  bool lostRun = false, persistent = false;
+  uint64_t lostRunStartUs = 0;
   for (uint64_t number = sentBase_; number <= end && number < nextPacket_; ++number) {
     SentPacket& packet = sent_[number & (sent_.size() - 1)];
-    if (packet.settled || !packet.ackEliciting || number >= largestAcked_) continue;
+    if (!packet.ackEliciting || number >= largestAcked_) continue;
+    if (packet.settled) {
+      if (packet.acked) lostRun = false;
+      continue;
+    }
     if (largestAcked_ - number >= kPacketThreshold || packet.sentUs + lossDelay <= nowUs) {
       OnPacketLost(packet, nowUs);
-    } else if (lossTimeUs_ == 0 || packet.sentUs + lossDelay < lossTimeUs_) {
-      lossTimeUs_ = packet.sentUs + lossDelay;
+      if (!lostRun) {
+        lostRun = true;
+        lostRunStartUs = packet.sentUs;
+      }
+      persistent = persistent || (rtt_.samples() > 0 && packet.sentUs - lostRunStartUs > persistentUs);
+    } else {
+      lostRun = false;
+      if (lossTimeUs_ == 0 || packet.sentUs + lossDelay < lossTimeUs_) lossTimeUs_ = packet.sentUs + lossDelay;
     }
   }
+  if (persistent) {
+    congestion_.OnPersistentCongestion();
+    ++stats_.persistentCongestion;
+  }
   SettleFront();
+}
+
+uint64_t DeliveryCore::PersistentCongestionUs() const {
+  return 3 * (rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs);
 }
 
 uint64_t DeliveryCore::ProbeTimeoutUs() const {
@@ -507,13 +533,13 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
   }
   if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
   if (pongPending_) earliest(nowUs);
-  if (HasMessages() && bytesInFlight_ + kMaxPacketBytes <= congestionWindow_) {
+  if (HasMessages() && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) {
     // Waiting for pacing credit only.
     const double missing = kMaxPacketBytes - pacingCredit_;
     if (missing <= 0) {
       earliest(nowUs);
     } else {
-      const double rate = kPacingGain * static_cast<double>(congestionWindow_) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
+      const double rate = kPacingGain * static_cast<double>(congestion_.window()) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
       earliest(nowUs + static_cast<uint64_t>(missing / rate) + 1);
     }
   }

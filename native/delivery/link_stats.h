@@ -27,6 +27,9 @@ enum LinkField : uint32_t {
   kLinkClockReferenceUs,
   kLinkReleasedBytes,     // bytes that have left the send queue since the connection began (back-pressure)
   kLinkDropped,           // received delivery packets or messages dropped (malformed, over budget, ...)
+  kLinkCongestionWindow,  // bytes
+  kLinkBytesInFlight,
+  kLinkPathBytesPerSec,   // the delivery rate the congestion controller estimates for the path
   kLinkFieldCount
 };
 
@@ -52,6 +55,9 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, std::atomic
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +
                                          stats.staleSequenced));
+  put(kLinkCongestionWindow, static_cast<double>(core.congestionWindow()));
+  put(kLinkBytesInFlight, static_cast<double>(core.bytesInFlight()));
+  put(kLinkPathBytesPerSec, core.bandwidthBytesPerUs() * 1e6);
 }
 
 }  // namespace volley::delivery

@@ -36,8 +36,11 @@ export const LinkField = {
   clockReferenceUs: 13,
   releasedBytes: 14,
   dropped: 15,
+  congestionWindow: 16,
+  bytesInFlight: 17,
+  pathBytesPerSec: 18,
 } as const
-export const linkFields = 16
+export const linkFields = 19
 
 export const protocolStatsFields = 16
 

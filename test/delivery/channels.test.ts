@@ -76,6 +76,9 @@ describe('channels over loopback', () => {
     expect(stats.packets.out).toBeGreaterThan(10)
     expect(stats.bytes.out).toBeGreaterThan(100 * 500)
     expect(stats.bandwidth.outBps).toBeGreaterThan(0)
+    expect(stats.bandwidth.pathBps).toBeGreaterThan(0)  // acknowledged data measured a delivery rate
+    expect(stats.congestion.windowBytes).toBeGreaterThanOrEqual(2 * 1200)
+    expect(stats.congestion.inFlightBytes).toBe(0)  // everything acknowledged by now
     expect(stats.queue.depth).toBe(0)
     const peerStats = peer.stats()
     expect(peerStats.rtt.smoothedMs).toBeGreaterThan(0)

@@ -171,6 +171,56 @@ describe('congestion control', () => {
   })
 })
 
+/** Sends `count` 1,000-byte reliable messages over `pair` and returns the goodput, bytes per second. */
+function bulkGoodput(pair: SimulatedPair, count: number): number {
+  const start = pair.now
+  for (let i = 0; i < count; i++) expect(pair.send('a', 0, numberedMessage(i, 1000))).toBe('queued')
+  pair.run(pair.now + 600 * second, () => pair.received.b.length === count)
+  expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
+  return (count * 1000 * 1e6) / (pair.received.b.at(-1)!.at - start)
+}
+
+describe('congestion control on a bottleneck', () => {
+  // 100 Mbit/s, 4 ms RTT (a bandwidth-delay product of 50 kB), a 64 kB tail-drop queue.
+  const bottleneck = { latencyMs: 2, bandwidthBytesPerSec: 12.5e6, queueBytes: 64 * 1024 }
+  const options = { channels: ['reliable' as const], sendQueueBytes: 16 << 20 }
+
+  it('fills the path without flooding it: few drops at the queue, most of the bandwidth used', () => {
+    const pair = new SimulatedPair(options, bottleneck, 3)
+    const goodput = bulkGoodput(pair, 8000)
+    // The estimate it reduces to on congestion is the bottleneck's rate.
+    expect(pair.a.stats().bandwidthBytesPerSec).toBeGreaterThan(0.9 * 12.5e6)
+    expect(pair.a.stats().bandwidthBytesPerSec).toBeLessThan(1.1 * 12.5e6)
+    expect(goodput).toBeGreaterThan(0.8 * 12.5e6)
+    expect(pair.packetsQueueDropped / pair.packetsCarried).toBeLessThan(0.02)
+  })
+
+  it('keeps most of its rate through 5 % random loss (the window does not halve on every loss)', () => {
+    const pair = new SimulatedPair(options, { ...bottleneck, loss: 0.05 }, 4)
+    const goodput = bulkGoodput(pair, 8000)
+    // NewReno's halving on every loss kept it under 10 % of the link here.
+    expect(goodput).toBeGreaterThan(0.6 * 12.5e6)
+    expect(pair.a.stats().packetsOut).toBeLessThan(8000 * 1.25)
+  })
+
+  it('falls to the minimum window when everything sent over three probe timeouts is lost, then recovers', () => {
+    const pair = new SimulatedPair(options, { ...bottleneck }, 5)
+    for (let i = 0; i < 4000; i++) pair.send('a', 0, numberedMessage(i, 1000))
+    pair.run(pair.now + 0.1 * second)
+    expect(pair.a.stats().congestionWindow).toBeGreaterThan(20 * 1200)
+    pair.link.loss = 1  // a black hole for half a second
+    pair.run(pair.now + 0.5 * second)
+    expect(pair.a.stats().persistentCongestion).toBe(0)  // nothing acknowledged yet: no loss declared
+    pair.link.loss = 0
+    // The first acknowledgement after it declares the whole span lost: persistent congestion.
+    pair.run(pair.now + 0.5 * second, () => pair.a.stats().persistentCongestion > 0)
+    expect(pair.a.stats().persistentCongestion).toBe(1)
+    expect(pair.a.stats().congestionWindow).toBeLessThanOrEqual(4 * 1200)
+    pair.run(pair.now + 60 * second, () => pair.received.b.length === 4000)
+    expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 4000 }, (_, i) => i))
+  })
+})
+
 describe('clock synchronisation', () => {
   it('converges to within 1 ms of a skewed clock at 20 ms RTT and 5 ms jitter', () => {
     const skew = 80e-6 // B's clock runs 80 ppm fast

@@ -10,6 +10,10 @@ export interface LinkConditions {
   jitterMs?: number
   duplicate?: number
   reorder?: number
+  /** A bottleneck each way: packets leave it at this rate, after waiting in its queue. */
+  bandwidthBytesPerSec?: number
+  /** The bottleneck's queue (tail drop): a packet that finds this many bytes waiting is dropped. */
+  queueBytes?: number
 }
 
 export interface DeliveryOptions {
@@ -24,10 +28,11 @@ export interface DeliveryOptions {
 
 type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
-  | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'malformed' | 'duplicatePackets'
+  | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'unreliableDropped'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs'
+  | 'bandwidthBytesPerSec'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
@@ -66,6 +71,11 @@ export class SimulatedPair {
   readonly onMessage: Partial<Record<Side, (channel: number, data: Uint8Array, at: number) => void>> = {}
   packetsCarried = 0
   packetsLost = 0
+  /** Dropped by the bottleneck's full queue (not counted in packetsLost, the random loss). */
+  packetsQueueDropped = 0
+  /** The longest a packet waited in the bottleneck's queue, µs. */
+  maxQueueDelayUs = 0
+  readonly #bottleneckFreeAt: Record<Side, number> = { a: 0, b: 0 }
   #inFlight: InFlight[] = []
   readonly #random: () => number
   readonly #clocks: Record<Side, SideClock>
@@ -131,9 +141,21 @@ export class SimulatedPair {
       this.onMessage[side]?.(message.channel, message.data, this.now)
     }
     const to: Side = side === 'a' ? 'b' : 'a'
-    const { loss = 0, latencyMs = 0, jitterMs = 0, duplicate = 0, reorder = 0 } = this.link
+    const { loss = 0, latencyMs = 0, jitterMs = 0, duplicate = 0, reorder = 0, bandwidthBytesPerSec, queueBytes = Infinity } = this.link
     for (const data of packets) {
       this.packetsCarried++
+      let leavesAt = this.now
+      if (bandwidthBytesPerSec !== undefined) {
+        const start = Math.max(this.now, this.#bottleneckFreeAt[to])
+        const waitingBytes = ((start - this.now) * bandwidthBytesPerSec) / 1e6
+        if (waitingBytes + data.byteLength > queueBytes) {
+          this.packetsQueueDropped++
+          continue
+        }
+        this.maxQueueDelayUs = Math.max(this.maxQueueDelayUs, start - this.now)
+        this.#bottleneckFreeAt[to] = start + (data.byteLength * 1e6) / bandwidthBytesPerSec
+        leavesAt = this.#bottleneckFreeAt[to]
+      }
       if (this.#random() < loss) {
         this.packetsLost++
         continue
@@ -142,7 +164,7 @@ export class SimulatedPair {
       for (let copy = 0; copy < copies; copy++) {
         let delay = latencyMs * 1000 + (this.#random() * 2 - 1) * jitterMs * 1000
         if (this.#random() < reorder) delay += latencyMs * 1000 + 2000 // held back: later packets overtake it
-        this.#inFlight.push({ at: this.now + Math.max(1, Math.round(delay)), to, data })
+        this.#inFlight.push({ at: Math.max(this.now + 1, Math.round(leavesAt + delay)), to, data })
       }
     }
   }

@@ -1,0 +1,92 @@
+// Congestion control of one connection, in bytes: slow start and congestion avoidance as NewReno
+// (RFC 9002 §7), with two changes to what a loss does.
+// - A loss is congestion when a queue stood behind it (the latest RTT above the minimum by more than an
+//   eighth, or 250 µs) or when more than a tenth of the recent packets were lost. Other losses (a lossy
+//   radio link, say) are resent but leave the window alone: NewReno halved it on each of them and fell
+//   to two packets at 5 % random loss.
+// - On congestion the window becomes the path's bandwidth-delay product — the best recent delivery rate
+//   times the minimum RTT (TCP Westwood+'s idea) — so the queue drains, but never less than half of what
+//   it was (NewReno's cut), nor more.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+
+#include "wire_format.h"
+
+namespace volley::delivery {
+
+class CongestionControl {
+ public:
+  static constexpr uint64_t kInitialWindow = 10 * kMaxPacketBytes;
+  static constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
+
+  uint64_t window() const { return window_; }
+  bool inSlowStart() const { return window_ < slowStartThreshold_; }
+  double bandwidthBytesPerUs() const { return std::max(currentMax_, previousMax_); }
+
+  // A packet counted in flight, sent at sentUs, was acknowledged.
+  void OnAcked(uint64_t bytes, uint64_t sentUs) {
+    ++acked_[0];
+    if (inRecovery_ && sentUs <= recoveryStartUs_) return;  // sent before the reduction: no growth
+    inRecovery_ = false;
+    if (window_ < slowStartThreshold_) {
+      window_ += bytes;
+    } else {
+      window_ += std::max<uint64_t>(1, uint64_t{kMaxPacketBytes} * bytes / window_);
+    }
+  }
+
+  // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and latestRttUs: the path's
+  // minimum and latest RTT (0 when not yet measured). One reduction per round trip: losses of packets
+  // sent before the last reduction are part of the same event.
+  void OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t latestRttUs) {
+    ++lost_[0];
+    if (inRecovery_ && sentUs <= recoveryStartUs_) return;
+    const bool queued = minRttUs == 0 || latestRttUs > minRttUs + std::max<uint64_t>(minRttUs / 8, kQueueSlackUs);
+    const uint64_t lost = lost_[0] + lost_[1], acked = acked_[0] + acked_[1];
+    if (!queued && lost * 10 <= lost + acked) return;  // not congestion
+    inRecovery_ = true;
+    recoveryStartUs_ = nowUs;
+    const double pathBytes = bandwidthBytesPerUs() * static_cast<double>(minRttUs);
+    const uint64_t half = window_ / 2;
+    const uint64_t target = pathBytes >= static_cast<double>(window_) ? window_ : std::max(half, static_cast<uint64_t>(pathBytes));
+    window_ = std::max(target, kMinimumWindow);
+    slowStartThreshold_ = window_;
+  }
+
+  // Persistent congestion (every probe of a round unanswered): back to the minimum window.
+  void OnPersistentCongestion() {
+    window_ = kMinimumWindow;
+    inRecovery_ = false;
+  }
+
+  // A delivery-rate sample (bytes acknowledged over the interval they took). The estimate is the largest
+  // sample of the last two periods of periodUs, so that it follows the path down within a few round trips;
+  // the loss fraction is counted over the same periods.
+  void OnRateSample(double bytesPerUs, uint64_t nowUs, uint64_t periodUs) {
+    if (nowUs >= periodStartUs_ + periodUs) {
+      const bool skipped = nowUs >= periodStartUs_ + 2 * periodUs;
+      previousMax_ = skipped ? 0 : currentMax_;
+      lost_[1] = skipped ? 0 : lost_[0];
+      acked_[1] = skipped ? 0 : acked_[0];
+      currentMax_ = 0;
+      lost_[0] = acked_[0] = 0;
+      periodStartUs_ = nowUs;
+    }
+    currentMax_ = std::max(currentMax_, bytesPerUs);
+  }
+
+ private:
+  static constexpr uint64_t kQueueSlackUs = 250;
+
+  uint64_t window_ = kInitialWindow;
+  uint64_t slowStartThreshold_ = UINT64_MAX;
+  uint64_t recoveryStartUs_ = 0;
+  bool inRecovery_ = false;
+  double currentMax_ = 0, previousMax_ = 0;
+  uint64_t periodStartUs_ = 0;
+  uint64_t lost_[2] = {0, 0}, acked_[2] = {0, 0};  // packets, this period and the one before
+};
+
+}  // namespace volley::delivery
