@@ -2,6 +2,10 @@
 import type { LinkStats, SendOptions } from './delivery.ts'
 import { VolleyError } from './errors.ts'
 
+function abortedError(signal: AbortSignal): VolleyError {
+  return new VolleyError('ERR_ABORTED', 'Waiting for the drain was aborted', { cause: signal.reason })
+}
+
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
   disconnectPeer(peer: Peer): void
@@ -21,6 +25,10 @@ export class Peer {
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
   #last: PeerStats | null = null
+  /** A send was refused and no drain has followed yet. */
+  #blocked = false
+  /** Callers of drained() waiting for that drain (made on first use: most peers never wait). */
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | null = null
 
   constructor(
     host: PeerHost,
@@ -48,7 +56,53 @@ export class Peer {
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.#connected) throw new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
-    return this.#host.sendToPeer(this, data, options)
+    const sent = this.#host.sendToPeer(this, data, options)
+    if (!sent) this.#blocked = true
+    return sent
+  }
+
+  /**
+   * Resolves when this peer can take messages again: at once unless a send() was refused since the last
+   * drain, else at the drain that follows (the server's 'drain' event with this peer, or with none when the
+   * engine's queue was the full one). Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and
+   * with ERR_ABORTED when options.signal aborts.
+   */
+  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const { signal } = options
+    if (!this.#connected) return Promise.reject(this.#disconnectedError())
+    if (signal?.aborted === true) return Promise.reject(abortedError(signal))
+    if (!this.#blocked) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        const waiters = this.#drainWaiters ?? []
+        this.#drainWaiters = waiters.filter((waiter) => waiter !== entry)
+        reject(abortedError(signal as AbortSignal))
+      }
+      const entry = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        },
+        reject: (error: Error) => {
+          signal?.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      ;(this.#drainWaiters ??= []).push(entry)
+    })
+  }
+
+  /** @internal The queue that refused this peer's send has room again. */
+  notifyDrain(): void {
+    this.#blocked = false
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = null
+    if (waiters !== null) for (const waiter of waiters) waiter.resolve()
+  }
+
+  #disconnectedError(): VolleyError {
+    return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
   }
 
   /**
@@ -79,5 +133,8 @@ export class Peer {
   markDisconnected(): void {
     if (this.#connected) this.#last = this.#host.peerStats(this)
     this.#connected = false
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = null
+    if (waiters !== null) for (const waiter of waiters) waiter.reject(this.#disconnectedError())
   }
 }

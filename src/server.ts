@@ -74,6 +74,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   #links: Float64Array | null = null
   // Per connected peer with channels; without, one stateless queue serves every peer.
   readonly #queues = new Map<number, SendQueue>()
+  /** Peers whose send the engine's full queue refused: their drained() waits for the engine's drain. */
+  readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
   #engine: Engine | undefined
@@ -120,7 +122,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
       onClosed: () => this.#onClosed(),
-      onDrain: () => this.emit('drain'),
+      onDrain: () => {
+        for (const peer of this.#engineBlocked) peer.notifyDrain()
+        this.#engineBlocked.clear()
+        this.emit('drain')
+      },
     }
   }
 
@@ -246,6 +252,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     }
     if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.index, channel)) return true
     queue.cancel(data.byteLength)
+    this.#engineBlocked.add(peer)
     return false
   }
 
@@ -300,7 +307,10 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       }
       case PeerRecordKind.drain: {
         const peer = this.#peers.get(index)
-        if (peer !== undefined) this.emit('drain', peer)
+        if (peer !== undefined) {
+          peer.notifyDrain()
+          this.emit('drain', peer)
+        }
         return
       }
       case PeerRecordKind.connect: {
@@ -320,6 +330,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
           peer.markDisconnected()
           this.#peers.delete(index)
           this.#queues.delete(index)
+          this.#engineBlocked.delete(peer)
           this.emit('disconnect', peer, disconnectReasons[code] ?? 'disconnected')
         }
         return
@@ -331,6 +342,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
     for (const peer of this.#peers.values()) peer.markDisconnected()
     this.#peers.clear()
+    this.#engineBlocked.clear()
     this.#setState('stopped')
     this.#resolveClosed?.()
   }

@@ -123,10 +123,32 @@ describe('channels over loopback', () => {
     }
     expect(accepted).toBeGreaterThanOrEqual(8)
     expect(buffered).toBe(accepted * 4 * 1024)
-    const [drained] = (await once(server, 'drain')) as [unknown]
+    const serverDrain = once(server, 'drain')
+    await peer.drained()  // the same drain, awaited on the peer
+    const [drained] = (await serverDrain) as [unknown]
     expect(drained).toBe(peer)
+    await peer.drained()  // nothing refused since: at once
     expect(peer.send(new Uint8Array(4 * 1024))).toBe(true)
     await waitFor(() => received === accepted + 1, 5000, 'every accepted message')
+    await close()
+  })
+
+  it('peer.drained() rejects when aborted or when the client leaves first', async () => {
+    const { client, peer, close } = await connectedPair({ sendQueueBytes: 32 * 1024 })
+    client.on('message', () => {})
+    while (peer.send(new Uint8Array(4 * 1024))) {}
+    const controller = new AbortController()
+    const aborted = peer.drained({ signal: controller.signal })
+    controller.abort()
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    // Refused again, then disconnected in the same turn: the I/O thread takes the sends and then the
+    // disconnect, so no drain can come first.
+    await peer.drained()
+    while (peer.send(new Uint8Array(4 * 1024))) {}
+    const waiting = peer.drained()
+    peer.disconnect()
+    await expect(waiting).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
+    await expect(peer.drained()).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
     await close()
   })
 
