@@ -4,7 +4,9 @@
 #include <sodium.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cstring>
+#include <ctime>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -362,6 +364,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow));
     out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs);
     out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs);
+    // The network simulator's clock skew: the clock this socket's delivery layer reads.
+    Napi::Value simulator = options.Get("networkSimulator");
+    if (simulator.IsObject()) {
+      const Napi::Object object = simulator.As<Napi::Object>();
+      const Napi::Value offset = object.Get("clockOffsetUs"), drift = object.Get("clockDriftPpm");
+      out->clock.offsetUs = offset.IsNumber() ? static_cast<uint64_t>(std::max(0.0, offset.As<Napi::Number>().DoubleValue())) : 0;
+      out->clock.drift = drift.IsNumber() ? std::clamp(drift.As<Napi::Number>().DoubleValue(), -1000.0, 1000.0) * 1e-6 : 0;
+      timespec now;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      out->clock.startUs = static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+    }
     return true;
   }
 

@@ -56,7 +56,7 @@ void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* 
     return;
   }
   if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
-  links_[peer]->core.Send(channel, data, size, now.monotonicUs);  // JavaScript checked channel, size and queue room
+  links_[peer]->core.Send(channel, data, size, LocalUs(now));  // JavaScript checked channel, size and queue room
   MarkDirty(peer);
 }
 
@@ -75,7 +75,7 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
   for (uint32_t peer : dirty_) {
     if (!links_[peer]) continue;
     links_[peer]->dirty = false;
-    links_[peer]->core.Flush(now.monotonicUs);
+    links_[peer]->core.Flush(LocalUs(now));
     AfterDelivery(peer);
   }
   dirty_.clear();
@@ -125,18 +125,18 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
     output.Payload(0, index, data, size);
     return;
   }
-  links_[index]->core.Receive(data, size, now_.monotonicUs);
+  links_[index]->core.Receive(data, size, LocalUs(now_));
   MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
-  return delivery_.enabled && links_[index] ? links_[index]->core.NextDeadlineUs(now.monotonicUs) : UINT64_MAX;
+  return delivery_.enabled && links_[index] ? delivery_.clock.Real(links_[index]->core.NextDeadlineUs(LocalUs(now))) : UINT64_MAX;
 }
 
 void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now) {
   if (!delivery_.enabled || !links_[index]) return;
   now_ = now;
-  links_[index]->core.Update(now.monotonicUs);
+  links_[index]->core.Update(LocalUs(now));
   AfterDelivery(index);
 }
 
@@ -151,12 +151,12 @@ void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
   netcode::PeerCounterTable& table = *core_.peerCounterTable();
-  delivery::WriteLinkStats(link.core, now_.monotonicUs, &table.link[size_t{peer} * table.linkFields]);
+  delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table.link[size_t{peer} * table.linkFields]);
   if (link.watched && link.core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
     link.watched = false;
     output.Record(kPeerDrain, 0, peer, nullptr, 0);
   }
-  core_.WakePeer(peer, link.core.NextDeadlineUs(now_.monotonicUs));
+  core_.WakePeer(peer, delivery_.clock.Real(link.core.NextDeadlineUs(LocalUs(now_))));
 }
 
 // --- client ---
@@ -176,7 +176,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   now_ = now;
   core_.Update(now);
   if (link_) {
-    link_->core.Update(now.monotonicUs);
+    link_->core.Update(LocalUs(now));
     AfterDelivery();
   }
 }
@@ -184,7 +184,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
 uint64_t NetcodeClientProtocol::NextDeadlineUs() const {
   const uint64_t netcode = core_.NextDeadlineUs();
   if (!link_) return netcode;
-  const uint64_t delivery = link_->core.NextDeadlineUs(now_.monotonicUs);
+  const uint64_t delivery = delivery_.clock.Real(link_->core.NextDeadlineUs(LocalUs(now_)));
   return delivery < netcode ? delivery : netcode;
 }
 
@@ -195,7 +195,7 @@ void NetcodeClientProtocol::Send(uint32_t, uint8_t channel, const uint8_t* data,
     return;
   }
   if (!link_) return;  // not connected (any more)
-  link_->core.Send(channel, data, size, now.monotonicUs);
+  link_->core.Send(channel, data, size, LocalUs(now));
   link_->dirty = true;
 }
 
@@ -203,7 +203,7 @@ void NetcodeClientProtocol::EndBatch(const netcode::Clock& now) {
   now_ = now;
   if (!link_ || !link_->dirty) return;
   link_->dirty = false;
-  link_->core.Flush(now.monotonicUs);
+  link_->core.Flush(LocalUs(now));
   AfterDelivery();
 }
 
@@ -238,7 +238,7 @@ void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   if (state == netcode::ClientState::kConnected) {
     link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);
     ClearLinkRow(table_.get(), 0);
-    link_->core.Flush(now_.monotonicUs);  // the first ping
+    link_->core.Flush(LocalUs(now_));  // the first ping
   } else {
     link_.reset();
   }
@@ -250,7 +250,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
     return;
   }
   if (!link_) return;
-  link_->core.Receive(data, size, now_.monotonicUs);
+  link_->core.Receive(data, size, LocalUs(now_));
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -263,7 +263,7 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 }
 
 void NetcodeClientProtocol::AfterDelivery() {
-  delivery::WriteLinkStats(link_->core, now_.monotonicUs, &table_->link[0]);
+  delivery::WriteLinkStats(link_->core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table_->link[0]);
   if (link_->watched && link_->core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
     link_->watched = false;
     output.Record(kPeerDrain, 0, 0, nullptr, 0);

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "delivery/delivery.h"
+#include "delivery_clock.h"
 #include "netcode/client.h"
 #include "netcode/server.h"
 #include "socket_protocol.h"
@@ -17,6 +18,7 @@ struct DeliveryOptions {
   bool enabled = false;  // false: payloads are raw netcode payloads (any netcode 1.02 peer understands them)
   delivery::DeliveryConfig config;
   uint64_t queueLimitBytes = 0;  // JavaScript's per-connection send limit: a drain record at half of it
+  DeliveryClock clock;           // the time the delivery layer reads (set off only by the network simulator)
 };
 
 // One connection's delivery core and the sink that ties it to its netcode connection.
@@ -72,6 +74,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   // After the delivery core of `peer` did something: its link statistics, a drain record, its timer.
   void AfterDelivery(uint32_t peer);
   void MarkDirty(uint32_t peer);
+  uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
@@ -102,6 +105,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
   void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
   void AfterDelivery();
+  uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
   netcode::ClientCore core_;
   DeliveryOptions delivery_;

@@ -18,6 +18,13 @@ export interface NetworkSimulatorOptions {
   bandwidthBytesPerSec?: number
   /** Seeds the random choices: the same seed and traffic give the same run. Random when absent. */
   seed?: number
+  /**
+   * The clock this socket's delivery layer (channels) reads runs this far ahead of the true one, ms
+   * (0 to 86,400,000): a peer with a badly set clock, for tests of clock synchronisation.
+   */
+  clockOffsetMs?: number
+  /** ...and gains this many µs per second on it (-1,000 to 1,000 parts per million). */
+  clockDriftPpm?: number
 }
 
 export interface NetworkSimulatorOption {
@@ -34,6 +41,8 @@ export interface NativeNetworkSimulator {
   jitterUs: number
   bandwidthBytesPerSec: number
   seed: number
+  clockOffsetUs: number
+  clockDriftPpm: number
 }
 
 export function networkSimulatorFields(options: NetworkSimulatorOptions | undefined): { networkSimulator?: NativeNetworkSimulator } {
@@ -51,6 +60,8 @@ export function networkSimulatorFields(options: NetworkSimulatorOptions | undefi
       jitterUs: Math.round(ranged('jitterMs', options.jitterMs, 0, 60_000, false) * 1000),
       bandwidthBytesPerSec: ranged('bandwidthBytesPerSec', options.bandwidthBytesPerSec, 1, 1e12, true),
       seed: ranged('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, true),
+      clockOffsetUs: Math.round(ranged('clockOffsetMs', options.clockOffsetMs, 0, 86_400_000, false) * 1000),
+      clockDriftPpm: ranged('clockDriftPpm', options.clockDriftPpm, -1000, 1000, false),
     },
   }
 }

@@ -22,7 +22,7 @@ enum LinkField : uint32_t {
   kLinkQueuedMessages,
   kLinkQueuedBytes,
   kLinkOldestQueuedUs,    // monotonic µs when the oldest queued message was queued; 0 when none
-  kLinkClockOffsetUs,     // the peer's clock minus ours at kLinkClockReferenceUs
+  kLinkClockOffsetUs,     // the peer's clock minus our monotonic clock at kLinkClockReferenceUs
   kLinkClockDrift,        // µs per µs
   kLinkClockReferenceUs,
   kLinkReleasedBytes,     // bytes that have left the send queue since the connection began (back-pressure)
@@ -33,7 +33,10 @@ enum LinkField : uint32_t {
   kLinkFieldCount
 };
 
-inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, std::atomic<double>* out) {
+// nowUs: the delivery layer's clock; aheadUs: how far it is ahead of the engine's monotonic clock (0 but
+// under the network simulator's clock skew). Times and the clock offset are written against the monotonic
+// clock, the one JavaScript reads.
+inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double aheadUs, std::atomic<double>* out) {
   const auto put = [out](LinkField field, double value) { out[field].store(value, std::memory_order_relaxed); };
   const RttEstimator& rtt = core.rtt();
   const DeliveryStats& stats = core.stats();
@@ -48,10 +51,11 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, std::atomic
   put(kLinkQueuedMessages, static_cast<double>(core.queuedMessages()));
   put(kLinkQueuedBytes, static_cast<double>(core.queuedBytes()));
   const uint64_t delay = core.QueueDelayUs(nowUs);
-  put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? static_cast<double>(nowUs - delay) : 0);
-  put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs));
+  const double monotonicNowUs = static_cast<double>(nowUs) - aheadUs;
+  put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? monotonicNowUs - static_cast<double>(delay) : 0);
+  put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs) + aheadUs);
   put(kLinkClockDrift, core.clock().Drift());
-  put(kLinkClockReferenceUs, static_cast<double>(nowUs));
+  put(kLinkClockReferenceUs, monotonicNowUs);
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +
                                          stats.staleSequenced));

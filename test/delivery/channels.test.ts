@@ -23,12 +23,14 @@ async function sendAll(send: (data: Uint8Array) => boolean, drained: () => Promi
 }
 const fast = { disconnectIntervalMs: 5 }
 
-async function connectedPair(options: { maxMessageBytes?: number; sendQueueBytes?: number; networkSimulator?: NetworkSimulatorOptions } = {}) {
+type PairOptions = { maxMessageBytes?: number; sendQueueBytes?: number; networkSimulator?: NetworkSimulatorOptions }
+
+async function connectedPair(options: PairOptions = {}, clientOptions: PairOptions = options) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, ...fast, ...options })
   const { port } = await server.listen()
   const peers: Peer[] = []
   server.on('connect', (peer) => peers.push(peer))
-  const client = new Client({ channels, ...fast, ...options })
+  const client = new Client({ channels, ...fast, ...clientOptions })
   await client.connect(
     await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }),
   )
@@ -88,6 +90,24 @@ describe('channels over loopback', () => {
     expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
     await close()
   })
+
+  it('synchronises with a peer whose clock is 3 s ahead and 80 ppm fast, through 20 ms RTT and 5 ms jitter', async () => {
+    const link = { latencyMs: 10, jitterMs: 2.5 }  // each way
+    const startedMs = performance.now()
+    const { client, peer, close } = await connectedPair(
+      { networkSimulator: { ...link, seed: 1 } },
+      { networkSimulator: { ...link, seed: 2, clockOffsetMs: 3000, clockDriftPpm: 80 } },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 8000))  // eight 1-second minimum-RTT periods: a line through them
+    // The server's estimate of the client's clock, against the skew it really has now.
+    const offsetMs = peer.stats().clock.offsetMs
+    const trueOffsetMs = 3000 + 80e-6 * (performance.now() - startedMs)
+    expect(Math.abs(offsetMs - trueOffsetMs)).toBeLessThan(1)
+    // The client, whose own clock is the skewed one, still reads the server's clock.
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
+    expect(client.stats().rtt.minMs).toBeGreaterThan(15)
+    await close()
+  }, 20_000)
 
   it('applies back-pressure per connection: send() returns false when the queue is full, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
