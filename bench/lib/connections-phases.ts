@@ -129,6 +129,8 @@ export interface HandshakeRound {
   load: Window
   /** The load generator's CPU share over its connect (the C++ load measures itself). */
   loadCpuShare: number
+  /** The server's CPU over the same time (its window also holds the marks' exchanges around it). */
+  serverCpuShare: number
   disturbance: Disturbance | null
 }
 
@@ -186,13 +188,14 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
         ...outcome,
         load: loadWindow,
         loadCpuShare: nativeLoad === undefined ? loadWindow.cpuShare : nativeCpuUs / 1000 / ms,
+        serverCpuShare: window.cpuUs / 1000 / ms,
         disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, (loadWindow.cpuUs + (nativeLoad === undefined ? 0 : nativeCpuUs)) / 1e6),
       }
       rounds.push(result)
       const perHandshake = (count: number): string => (count / Math.max(1, window.handshakes)).toFixed(2)
       log(
         `handshakes (${round}): ${outcome.connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${window.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
-          `(${(window.cpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
+          `(${(result.serverCpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
       )
     }
     await stop(load)

@@ -103,7 +103,7 @@ function findings(handshakes: HandshakePhase | null, connectHold: ConnectHoldRes
     const tag = `handshakes (${round.round})`
     if (round.connected < (handshakes?.clients ?? 0)) notes.push(`${tag}: only ${round.connected} of ${handshakes?.clients} clients connected; failures by code: ${JSON.stringify(round.failed)}`)
     if (isDisturbed(round.disturbance, round.server.seconds)) notes.push(`${tag}: disturbed by other processes: ${JSON.stringify(round.disturbance)}`)
-    if (round.loadCpuShare > 0.9) notes.push(`${tag}: the load generator used ${(round.loadCpuShare * 100).toFixed(0)} % of its core: the connect rate is its limit (the server used ${(round.server.cpuShare * 100).toFixed(0)} %)`)
+    if (round.loadCpuShare > 0.9) notes.push(`${tag}: the load generator used ${(round.loadCpuShare * 100).toFixed(0)} % of its core: the connect rate is its limit (the server used ${(round.serverCpuShare * 100).toFixed(0)} %)`)
   }
   const connect = connectHold?.connect
   if (connect) {
@@ -176,7 +176,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       [
         ...(handshakes?.rounds ?? []).flatMap((round) => [
           [`0. handshakes`, `${round.round === 'cold' ? 'fresh server' : 'again, after those left'}: clients connected`, `${integer(round.connected)} / ${integer(handshakes?.clients ?? Number.NaN)} at ${integer(round.connectRate)} handshakes/s`],
-          [`0. handshakes`, `${round.round === 'cold' ? 'fresh server' : 'again, after those left'}: server CPU per handshake`, `${microseconds(round.server.cpuPerHandshakeUs)} µs (${percent(round.server.cpuShare, 0)} of a core; load generator ${percent(round.loadCpuShare, 0)})`],
+          [`0. handshakes`, `${round.round === 'cold' ? 'fresh server' : 'again, after those left'}: server CPU per handshake`, `${microseconds(round.server.cpuPerHandshakeUs)} µs (${percent(round.serverCpuShare, 0)} of a core; load generator ${percent(round.loadCpuShare, 0)})`],
         ]),
         ...(connect
           ? [
@@ -260,7 +260,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       `with keep-alives every ${(handshakes?.keepAliveMs ?? 10_000) / 1000} s on both sides so that the window holds handshakes only; ` +
       (handshakes?.loader === 'pool'
         ? 'the clients are a ClientPool in a node process; '
-        : "the clients are the C++ handshake load (bench/native/handshake-load.cc: volley's netcode client core, a socket per client), which connects faster than the server accepts, so the server sets the rate; ") +
+        : "the clients are the C++ handshake load (bench/native/handshake-load.cc: volley's netcode client core, each client at an address of its own in 127.0.0.0/8, all on one socket with batched system calls), which connects faster than the server accepts, so the server sets the rate; ") +
       'first on a fresh server (its memory grows: V8 heap, maps), then again with new clients after the first ones left (the steady state of a gateway whose clients come and go). ' +
       'Connect: server CPU from just before the load generator starts connecting to just after its last attempt ended, ÷ the handshakes the server completed; ' +
       'it includes the keep-alives (10 Hz each way) of the clients already connected, which the second figure estimates from the hold\'s CPU per datagram and removes. ' +

@@ -1,31 +1,39 @@
 // The handshake load of the connections benchmark at full speed: many netcode clients (volley's own
-// sans-IO ClientCore, native/netcode/client.*) in one C++ process, each on its own UDP socket, so that the
-// server under test, not the load generator, sets the handshake rate.
+// sans-IO ClientCore, native/netcode/client.*) in one C++ process, so that the server under test, not the
+// load generator, sets the handshake rate.
+//
+// Every client has an address of its own, as clients on other hosts would, but they share one socket:
+// client i sends from 127.x.y.z (any address in 127.0.0.0/8 is this host's) with the source chosen per
+// datagram (IP_PKTINFO), and the replies, all to the socket's port, say which address they were sent to.
+// So the load takes batches of 64 datagrams per system call (sendmmsg, recvmmsg) and no socket per
+// client; a socket per client cost the load more than the server's whole handshake, and its wake-ups
+// were charged to the server's sends on loopback.
 //
 //   handshake-load --tokens <file> --concurrency <n>
 //
-// <file> holds the 2048-byte connect tokens back to back. Every client connects (at most <concurrency>
-// handshakes at a time); then one JSON line goes to stdout:
+// <file> holds the 2048-byte connect tokens back to back (servers at IPv4 addresses). Every client
+// connects (at most <concurrency> handshakes at a time); then one JSON line goes to stdout:
 //   {"type":"connected","connected":n,"failed":{"<state>":n},"ms":t,"cpuUs":c}
 // and the clients stay connected until a line "leave" arrives on stdin: each sends its redundant
-// disconnect packets (10 at 10 Hz), closes, and {"type":"left"} ends the run. Exit status 2 on bad usage.
+// disconnect packets (10 at 10 Hz), and {"type":"left"} ends the run. Exit status 2 on bad usage.
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
-#include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "address.h"
@@ -37,6 +45,9 @@ using volley::netcode::ClientCore;
 using volley::netcode::ClientState;
 using volley::netcode::Clock;
 using volley::netcode::ServerAddress;
+
+constexpr size_t kBatch = 64;
+constexpr uint32_t kFirstAddress = (127u << 24) | (1u << 16);  // 127.1.0.0: clear of 127.0.0.1
 
 uint64_t MonotonicUs() {
   timespec now;
@@ -54,9 +65,70 @@ uint64_t CpuUs() {
   return uint64_t(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) * 1000000u + uint64_t(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
+// Datagrams waiting for one sendmmsg, each with its source address.
+class Outbox {
+ public:
+  explicit Outbox(int fd) : fd_(fd) {}
+
+  void Add(uint32_t source, const ServerAddress& to, const uint8_t* data, size_t size) {
+    if (to.ip.family != 4 || size > sizeof(Entry::data)) return;
+    if (count_ == kBatch) Flush();
+    Entry& entry = entries_[count_++];
+    std::memcpy(entry.data, data, size);
+    entry.size = size;
+    entry.to = sockaddr_in{};
+    entry.to.sin_family = AF_INET;
+    entry.to.sin_port = htons(to.port);
+    std::memcpy(&entry.to.sin_addr, to.ip.bytes, 4);
+    entry.source = source;
+  }
+
+  void Flush() {
+    mmsghdr messages[kBatch];
+    iovec vectors[kBatch];
+    alignas(cmsghdr) uint8_t control[kBatch][CMSG_SPACE(sizeof(in_pktinfo))];
+    for (size_t i = 0; i < count_; ++i) {
+      Entry& entry = entries_[i];
+      vectors[i] = iovec{entry.data, entry.size};
+      messages[i] = mmsghdr{};
+      messages[i].msg_hdr.msg_name = &entry.to;
+      messages[i].msg_hdr.msg_namelen = sizeof(entry.to);
+      messages[i].msg_hdr.msg_iov = &vectors[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+      messages[i].msg_hdr.msg_control = control[i];
+      messages[i].msg_hdr.msg_controllen = sizeof(control[i]);
+      cmsghdr* header = CMSG_FIRSTHDR(&messages[i].msg_hdr);
+      header->cmsg_level = IPPROTO_IP;
+      header->cmsg_type = IP_PKTINFO;
+      header->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+      in_pktinfo info{};
+      info.ipi_spec_dst.s_addr = htonl(entry.source);
+      std::memcpy(CMSG_DATA(header), &info, sizeof(info));
+    }
+    // A full socket buffer loses datagrams, as a network would: the clients' timers resend.
+    for (size_t sent = 0; sent < count_;) {
+      const int n = sendmmsg(fd_, messages + sent, static_cast<unsigned>(count_ - sent), 0);
+      if (n <= 0) break;
+      sent += static_cast<size_t>(n);
+    }
+    count_ = 0;
+  }
+
+ private:
+  struct Entry {
+    uint8_t data[1300];
+    size_t size;
+    sockaddr_in to;
+    uint32_t source;
+  };
+  int fd_;
+  Entry entries_[kBatch];
+  size_t count_ = 0;
+};
+
 class LoadClient : public volley::netcode::ClientSink {
  public:
-  LoadClient() : core(Config(), this) {}
+  LoadClient(Outbox* outbox, uint32_t address) : core(Config(), this), outbox_(outbox), address_(address) {}
 
   static volley::netcode::ClientConfig Config() {
     volley::netcode::ClientConfig config;
@@ -64,17 +136,16 @@ class LoadClient : public volley::netcode::ClientSink {
     return config;
   }
 
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override {
-    sockaddr_in6 name;
-    const socklen_t length = volley::ToSockaddr(to.ip, to.port, false, &name);
-    // A full socket buffer loses the datagram, as a network would: the client's timers resend.
-    (void)sendto(fd, data, size, 0, reinterpret_cast<const sockaddr*>(&name), length);
-  }
+  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { outbox_->Add(address_, to, data, size); }
   void StateChanged(ClientState) override {}
   void Payload(const uint8_t*, size_t) override {}
 
-  int fd = -1;
   ClientCore core;
+  bool listening = true;  // reads what comes to its address (until connected)
+
+ private:
+  Outbox* outbox_;
+  uint32_t address_;
 };
 
 bool ReadTokens(const char* path, std::vector<uint8_t>* out) {
@@ -103,46 +174,86 @@ int main(int argc, char** argv) {
   }
   if (sodium_init() < 0) return 1;
   const size_t count = tokens.size() / volley::netcode::kConnectTokenBytes;
-  std::vector<std::unique_ptr<LoadClient>> clients(count);
-  const int epollFd = epoll_create1(EPOLL_CLOEXEC);
+  if (count > (126u << 16)) {
+    std::fprintf(stderr, "handshake-load: at most %u clients (addresses 127.1.0.0 to 127.126.255.255)\n", 126u << 16);
+    return 2;
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  const int on = 1, buffer = 8 << 20;
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_addr.s_addr = htonl(INADDR_ANY);
+  if (fd < 0 || setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on)) != 0 ||
+      bind(fd, reinterpret_cast<const sockaddr*>(&any), sizeof(any)) != 0) {
+    std::perror("handshake-load: socket");
+    return 1;
+  }
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buffer, sizeof(buffer));
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &buffer, sizeof(buffer));
+  Outbox outbox(fd);
+  // Every client's memory is made and touched before the clock starts: page faults for hundreds of
+  // megabytes of fresh memory would otherwise slow the load below the server's rate.
+  using Storage = std::aligned_storage_t<sizeof(LoadClient), alignof(LoadClient)>;
+  std::unique_ptr<Storage[]> storage(new Storage[count]());
+  std::vector<LoadClient*> clients(count, nullptr);
+  for (size_t i = 0; i < count; ++i) clients[i] = new (&storage[i]) LoadClient(&outbox, kFirstAddress + static_cast<uint32_t>(i));
   std::vector<uint32_t> connecting;  // indexes of the handshakes in flight
   std::map<std::string, uint64_t> failed;
   size_t next = 0, connected = 0, finished = 0;
   const uint64_t startUs = MonotonicUs(), startCpu = CpuUs();
   uint64_t lastUpdateUs = startUs;
-  uint8_t datagram[2048];
-  epoll_event events[256];
+
+  struct Received {
+    uint8_t data[2048];
+    sockaddr_in from;
+    alignas(cmsghdr) uint8_t control[CMSG_SPACE(sizeof(in_pktinfo)) + 64];
+  };
+  std::vector<Received> received(kBatch);
+  mmsghdr messages[kBatch];
+  iovec vectors[kBatch];
 
   while (finished < count) {
     while (connecting.size() < size_t(concurrency) && next < count) {
-      auto client = std::make_unique<LoadClient>();
-      client->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-      if (client->fd < 0) {
-        std::perror("socket");
-        return 1;
-      }
-      epoll_event event{};
-      event.events = EPOLLIN;
-      event.data.u32 = static_cast<uint32_t>(next);
-      epoll_ctl(epollFd, EPOLL_CTL_ADD, client->fd, &event);
-      client->core.Connect(tokens.data() + next * volley::netcode::kConnectTokenBytes, volley::netcode::kConnectTokenBytes, Now());
-      clients[next] = std::move(client);
+      clients[next]->core.Connect(tokens.data() + next * volley::netcode::kConnectTokenBytes, volley::netcode::kConnectTokenBytes, Now());
       connecting.push_back(static_cast<uint32_t>(next));
       ++next;
     }
-    const int ready = epoll_wait(epollFd, events, 256, 1);
+    outbox.Flush();
+    pollfd wait{fd, POLLIN, 0};
+    poll(&wait, 1, 1);
     const Clock now = Now();
-    for (int i = 0; i < ready; ++i) {
-      LoadClient& client = *clients[events[i].data.u32];
-      for (;;) {
-        sockaddr_storage from;
-        socklen_t fromLength = sizeof(from);
-        const ssize_t size = recvfrom(client.fd, datagram, sizeof(datagram), 0, reinterpret_cast<sockaddr*>(&from), &fromLength);
-        if (size < 0) break;
-        ServerAddress address;
-        volley::FromSockaddr(from, &address.ip, &address.port);
-        client.core.Receive(address, datagram, static_cast<size_t>(size), now);
+    for (;;) {
+      for (size_t i = 0; i < kBatch; ++i) {
+        vectors[i] = iovec{received[i].data, sizeof(received[i].data)};
+        messages[i] = mmsghdr{};
+        messages[i].msg_hdr.msg_name = &received[i].from;
+        messages[i].msg_hdr.msg_namelen = sizeof(received[i].from);
+        messages[i].msg_hdr.msg_iov = &vectors[i];
+        messages[i].msg_hdr.msg_iovlen = 1;
+        messages[i].msg_hdr.msg_control = received[i].control;
+        messages[i].msg_hdr.msg_controllen = sizeof(received[i].control);
       }
+      const int n = recvmmsg(fd, messages, kBatch, 0, nullptr);
+      if (n <= 0) break;
+      for (int i = 0; i < n; ++i) {
+        uint32_t to = 0;
+        for (cmsghdr* header = CMSG_FIRSTHDR(&messages[i].msg_hdr); header != nullptr; header = CMSG_NXTHDR(&messages[i].msg_hdr, header)) {
+          if (header->cmsg_level == IPPROTO_IP && header->cmsg_type == IP_PKTINFO) {
+            in_pktinfo info;
+            std::memcpy(&info, CMSG_DATA(header), sizeof(info));
+            to = ntohl(info.ipi_addr.s_addr);
+          }
+        }
+        if (to < kFirstAddress || to - kFirstAddress >= next) continue;
+        LoadClient& client = *clients[to - kFirstAddress];
+        if (!client.listening) continue;  // connected: its keep-alives are not read
+        ServerAddress address;
+        sockaddr_storage from{};
+        std::memcpy(&from, &received[i].from, sizeof(received[i].from));
+        volley::FromSockaddr(from, &address.ip, &address.port);
+        client.core.Receive(address, received[i].data, messages[i].msg_len, now);
+      }
+      if (n < static_cast<int>(kBatch)) break;
     }
     const bool tick = now.monotonicUs - lastUpdateUs >= 10000;
     if (tick) lastUpdateUs = now.monotonicUs;
@@ -156,17 +267,16 @@ int main(int argc, char** argv) {
       }
       if (state == ClientState::kConnected) {
         ++connected;
-        epoll_ctl(epollFd, EPOLL_CTL_DEL, client.fd, nullptr);  // its keep-alives are not read
       } else {
         ++failed[volley::netcode::ClientStateName(state)];
-        close(client.fd);
-        client.fd = -1;
       }
+      client.listening = false;
       ++finished;
       connecting[i] = connecting.back();
       connecting.pop_back();
     }
   }
+  outbox.Flush();
   const uint64_t endUs = MonotonicUs(), endCpu = CpuUs();
   std::printf("{\"type\":\"connected\",\"connected\":%zu,\"failed\":{", connected);
   bool first = true;
@@ -182,23 +292,23 @@ int main(int argc, char** argv) {
   }
   // Redundant disconnects: the first at once, the rest at the client's 10 Hz.
   Clock now = Now();
-  for (auto& client : clients) {
-    if (client && client->core.state() == ClientState::kConnected) client->core.Disconnect(now);
+  for (LoadClient* client : clients) {
+    if (client->core.state() == ClientState::kConnected) client->core.Disconnect(now);
   }
+  outbox.Flush();
   for (bool pending = true; pending;) {
     poll(nullptr, 0, 10);
     now = Now();
     pending = false;
-    for (auto& client : clients) {
-      if (!client || !client->core.HasPendingDisconnects()) continue;
+    for (LoadClient* client : clients) {
+      if (!client->core.HasPendingDisconnects()) continue;
       client->core.Update(now);
       pending = pending || client->core.HasPendingDisconnects();
     }
+    outbox.Flush();
   }
-  for (auto& client : clients) {
-    if (client && client->fd >= 0) close(client->fd);
-  }
-  close(epollFd);
+  close(fd);
+  for (LoadClient* client : clients) client->~LoadClient();
   std::printf("{\"type\":\"left\"}\n");
   return 0;
 }
