@@ -1,0 +1,182 @@
+// Wire compatibility through real sockets: the engine's netcode against a second implementation — the
+// TypeScript codec of src/netcode (written from STANDARD.md, checked against the golden vectors) driven
+// over node:dgram by hand, packet by packet, as another netcode 1.02 client or server would be.
+import dgram from 'node:dgram'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Client, Server, type Peer } from '../../src/index.ts'
+import { openChallengeToken, sealChallengeToken } from '../../src/netcode/challenge-token.ts'
+import { generateConnectToken, generateKey, readConnectToken } from '../../src/netcode/connect-token.ts'
+import { PacketType, sizes } from '../../src/netcode/constants.ts'
+import { type Packet, type ReadResult, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
+import { ReplayProtection } from '../../src/netcode/replay-protection.ts'
+import { loadSodium } from '../../src/netcode/sodium.ts'
+import { Reader, Writer } from '../../src/netcode/wire.ts'
+import { waitFor } from '../helpers.ts'
+
+const protocolId = 0x7e57_1234n
+const opened: { close(): unknown }[] = []
+afterEach(async () => {
+  for (const thing of opened.splice(0)) await thing.close()
+})
+
+/** A UDP socket on 127.0.0.1 and what arrives on it, read in order by next(). */
+async function udpPeer() {
+  const socket = dgram.createSocket('udp4')
+  const queue: { data: Uint8Array; port: number }[] = []
+  let wake: (() => void) | null = null
+  socket.on('message', (data, rinfo) => {
+    queue.push({ data: new Uint8Array(data), port: rinfo.port })
+    wake?.()
+  })
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+  opened.push({ close: () => new Promise<void>((resolve) => socket.close(() => resolve())) })
+  return {
+    port: socket.address().port,
+    send(data: Uint8Array, port: number): void {
+      socket.send(data, port, '127.0.0.1')
+    },
+    /** The next datagram `read` accepts (others are skipped: keep-alives, say); throws after timeoutMs. */
+    async next<T>(read: (data: Uint8Array) => ReadResult<T>, timeoutMs = 3000): Promise<{ value: T; port: number }> {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const datagram = queue.shift()
+        if (datagram !== undefined) {
+          const result = read(datagram.data)
+          if (result.ok) return { value: result.value, port: datagram.port }
+          continue
+        }
+        if (Date.now() > deadline) throw new Error('no such datagram arrived in time')
+        await new Promise<void>((resolve) => {
+          wake = resolve
+          setTimeout(resolve, 20)
+        })
+      }
+    },
+  }
+}
+
+const ofType = (type: number) => (result: ReadResult<Packet>): ReadResult<Packet> =>
+  result.ok && result.value.type !== type ? { ok: false, reason: 'unexpected-type' } : result
+
+describe('netcode 1.02 through real sockets, engine against the TypeScript codec', () => {
+  it('a hand-driven client connects to the engine\'s server, exchanges payloads, is replay-protected and disconnects', async () => {
+    const sodium = await loadSodium()
+    const privateKey = await generateKey()
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4 })
+    opened.push(server)
+    const { port } = await server.listen()
+    const peers: Peer[] = []
+    const messages: Uint8Array[] = []
+    const disconnects: string[] = []
+    server.on('connect', (peer) => peers.push(peer))
+    server.on('message', (_peer, data) => messages.push(Uint8Array.from(data)))
+    server.on('disconnect', (_peer, reason) => disconnects.push(reason))
+    const userData = Uint8Array.from({ length: sizes.userData }, (_, i) => (i * 7) & 0xff)
+    const token = readConnectToken(
+      await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5, userData }),
+    )
+    const client = await udpPeer()
+    const fromServer = (data: Uint8Array, accept: number[], replay?: ReplayProtection) =>
+      readEncryptedPacket(sodium, data, { protocolId, key: token.serverToClientKey, accept: new Set(accept), replay })
+
+    client.send(writeConnectionRequest(token), port)
+    const { value: challenge } = await client.next((data) => fromServer(data, [PacketType.connectionChallenge]))
+    // Sent before a slot exists: the server's global sequence, from 2^63 (IMPLEMENTERS.md).
+    expect(challenge.sequence >= 1n << 63n).toBe(true)
+    expect(challenge.body.byteLength).toBe(sizes.challengeBody)
+
+    let sequence = 0n
+    const toServer = (type: PacketType, body: Uint8Array) => encryptPacket(sodium, { type, sequence: sequence++, body }, protocolId, token.clientToServerKey)
+    client.send(toServer(PacketType.connectionResponse, challenge.body), port)
+    const replay = new ReplayProtection()
+    const { value: keepAlive } = await client.next((data) => ofType(PacketType.keepAlive)(fromServer(data, [PacketType.keepAlive, PacketType.payload], replay)))
+    const reader = new Reader(keepAlive.body)
+    const clientIndex = reader.u32()
+    expect(reader.u32()).toBe(4) // max clients
+    await waitFor(() => peers.length === 1, 2000, 'the connect event')
+    const peer = peers[0]!
+    expect(peer.clientId).toBe(77n)
+    expect(peer.index).toBe(clientIndex)
+    expect(peer.port).toBe(client.port)
+    expect(Buffer.from(peer.userData).equals(Buffer.from(userData))).toBe(true)
+
+    // Payloads both ways.
+    const sent = Array.from({ length: 10 }, (_, i) => Uint8Array.from({ length: 1 + i * 100 }, (_, j) => (i + j) & 0xff))
+    const packets = sent.map((body) => toServer(PacketType.payload, body))
+    for (const packet of packets) client.send(packet, port)
+    await waitFor(() => messages.length === 10, 2000, 'ten payloads')
+    expect(messages.map((m) => Buffer.from(m).toString('hex'))).toEqual(sent.map((m) => Buffer.from(m).toString('hex')))
+    const reply = Uint8Array.from({ length: 1200 }, (_, i) => (i * 3) & 0xff)
+    expect(peer.send(reply)).toBe(true)
+    const { value: payload } = await client.next((data) => ofType(PacketType.payload)(fromServer(data, [PacketType.keepAlive, PacketType.payload], replay)))
+    expect(Buffer.from(payload.body).equals(Buffer.from(reply))).toBe(true)
+
+    // A replayed payload is dropped and counted, not delivered again.
+    client.send(packets[3]!, port)
+    await waitFor(() => server.stats().drops.replayed === 1, 2000, 'the replay counted')
+    expect(messages).toHaveLength(10)
+
+    // Redundant disconnect packets: the first ends the connection, the rest are expected and not counted.
+    for (let i = 0; i < 3; i++) client.send(toServer(PacketType.disconnect, new Uint8Array(0)), port)
+    await waitFor(() => disconnects.length === 1, 2000, 'the disconnect event')
+    expect(disconnects).toEqual(['disconnected'])
+    expect(server.stats().drops.unknownAddress).toBe(0)
+  })
+
+  it('the engine\'s client connects to a hand-driven server, exchanges payloads and is disconnected', async () => {
+    const sodium = await loadSodium()
+    const privateKey = await generateKey()
+    const challengeKey = await generateKey()
+    const server = await udpPeer()
+    const userData = Uint8Array.from({ length: sizes.userData }, (_, i) => 255 - i)
+    const tokenBytes = await generateConnectToken({
+      protocolId, privateKey, clientId: 1234n, serverAddresses: [`127.0.0.1:${server.port}`], expireSeconds: 30, timeoutSeconds: 5, userData,
+    })
+    const client = new Client()
+    opened.push(client)
+    const received: Uint8Array[] = []
+    client.on('message', (data) => received.push(Uint8Array.from(data)))
+    const connected = client.connect(tokenBytes)
+
+    const { value: request, port } = await server.next((data) =>
+      readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: BigInt(Math.floor(Date.now() / 1000)) }),
+    )
+    expect(request.token.clientId).toBe(1234n)
+    const { clientToServerKey, serverToClientKey } = request.token
+    let globalSequence = 1n << 63n
+    const challengeBody = new Uint8Array(sizes.challengeBody)
+    new Writer(challengeBody).u64(0n).raw(sealChallengeToken(sodium, { clientId: 1234n, userData: request.token.userData }, 0n, challengeKey))
+    server.send(encryptPacket(sodium, { type: PacketType.connectionChallenge, sequence: globalSequence++, body: challengeBody }, protocolId, serverToClientKey), port)
+
+    const replay = new ReplayProtection()
+    const fromClient = (data: Uint8Array, accept: number[]) =>
+      readEncryptedPacket(sodium, data, { protocolId, key: clientToServerKey, accept: new Set(accept), replay })
+    const { value: response } = await server.next((data) => fromClient(data, [PacketType.connectionResponse]))
+    const reader = new Reader(response.body)
+    const challengeSequence = reader.u64()
+    const challengeToken = openChallengeToken(sodium, reader.raw(sizes.challengeToken), challengeSequence, challengeKey)
+    expect(challengeToken?.clientId).toBe(1234n)
+
+    let sequence = 0n
+    const toClient = (type: PacketType, body: Uint8Array) => encryptPacket(sodium, { type, sequence: sequence++, body }, protocolId, serverToClientKey)
+    const keepAliveBody = new Uint8Array(sizes.keepAliveBody)
+    new Writer(keepAliveBody).u32(0).u32(1)
+    server.send(toClient(PacketType.keepAlive, keepAliveBody), port)
+    await connected
+    expect(client.state).toBe('connected')
+    expect(client.stats().maxClients).toBe(1)
+
+    const up = Uint8Array.from({ length: 500 }, (_, i) => i & 0xff)
+    client.send(up)
+    const { value: payload } = await server.next((data) => ofType(PacketType.payload)(fromClient(data, [PacketType.keepAlive, PacketType.payload])))
+    expect(Buffer.from(payload.body).equals(Buffer.from(up))).toBe(true)
+    const down = Uint8Array.from({ length: 64 }, (_, i) => 200 - i)
+    server.send(toClient(PacketType.payload, down), port)
+    await waitFor(() => received.length === 1, 2000, 'the payload')
+    expect(Buffer.from(received[0]!).equals(Buffer.from(down))).toBe(true)
+
+    const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
+    server.send(toClient(PacketType.disconnect, new Uint8Array(0)), port)
+    expect(await ended).toBe('disconnected')
+  })
+})
