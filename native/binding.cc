@@ -426,16 +426,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         env, bytes->data(), bytes->size(), [](Napi::Env, void*, std::vector<uint8_t>* owned) { delete owned; }, bytes);
   }
 
-  // control(socketId, op, arg, data?: Uint8Array, prefix?: number)
+  // control(socketId, op, arg, data?: Uint8Array, suffix?: number)
   Napi::Value ControlSocket(const Napi::CallbackInfo& info) {
     std::vector<uint8_t> data;
     if (info[3].IsTypedArray()) {
-      // An optional leading byte (a large send's channel) goes in front, in the same single copy.
+      // An optional trailing byte (a large send's channel) goes after the bytes, in the same single copy:
+      // the I/O thread drops it and hands the vector to the delivery layer as the message.
       Napi::Uint8Array bytes = info[3].As<Napi::Uint8Array>();
-      const bool prefixed = info[4].IsNumber();
-      data.reserve(bytes.ElementLength() + (prefixed ? 1 : 0));
-      if (prefixed) data.push_back(static_cast<uint8_t>(info[4].ToNumber().Uint32Value()));
+      const bool suffixed = info[4].IsNumber();
+      data.reserve(bytes.ElementLength() + (suffixed ? 1 : 0));
       data.insert(data.end(), bytes.Data(), bytes.Data() + bytes.ElementLength());
+      if (suffixed) data.push_back(static_cast<uint8_t>(info[4].ToNumber().Uint32Value()));
     }
     if (!stopped_) {
       engine_->Control(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),

@@ -306,7 +306,9 @@ bool Engine::ApplyCommand(const Command& command) {
         ProcessSends(SIZE_MAX);
         if (command.op == kControlSendLarge) {
           if (!payload->empty()) {
-            state->protocol->Send(static_cast<uint32_t>(command.length), (*payload)[0], payload->data() + 1, payload->size() - 1, clock_);
+            const uint8_t channel = payload->back();
+            payload->pop_back();  // the message stays where JavaScript's bytes were copied to
+            state->protocol->SendOwned(static_cast<uint32_t>(command.length), channel, std::move(*payload), clock_);
             state->protocol->EndBatch(clock_);
           }
         } else {

@@ -60,6 +60,17 @@ void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* 
   MarkDirty(peer);
 }
 
+void NetcodeServerProtocol::SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+  now_ = now;
+  if (!delivery_.enabled) {
+    core_.SendPayload(peer, data.data(), data.size(), now);
+    return;
+  }
+  if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
+  links_[peer]->core.Send(channel, std::move(data), LocalUs(now));
+  MarkDirty(peer);
+}
+
 void NetcodeServerProtocol::MarkDirty(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
   if (!link.dirty) {
@@ -196,6 +207,17 @@ void NetcodeClientProtocol::Send(uint32_t, uint8_t channel, const uint8_t* data,
   }
   if (!link_) return;  // not connected (any more)
   link_->core.Send(channel, data, size, LocalUs(now));
+  link_->dirty = true;
+}
+
+void NetcodeClientProtocol::SendOwned(uint32_t, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+  now_ = now;
+  if (!delivery_.enabled) {
+    core_.SendPayload(data.data(), data.size(), now);
+    return;
+  }
+  if (!link_) return;  // not connected (any more)
+  link_->core.Send(channel, std::move(data), LocalUs(now));
   link_->dirty = true;
 }
 

@@ -53,6 +53,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override { return core_.NextDeadlineUs(); }
   void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) override;
   void EndBatch(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
@@ -91,6 +92,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override;
   void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) override;
   void EndBatch(const netcode::Clock& now) override;
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return stopping_ && !core_.HasPendingDisconnects(); }

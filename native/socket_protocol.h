@@ -37,7 +37,7 @@ enum ProtocolControl : uint32_t {
   kControlDisconnect = 3,
   kControlStop = 4,
   kControlWatchPeer = 5,
-  kControlSendLarge = 6,  // arg: peer; data: u8 channel, then the message (too large for a send slab)
+  kControlSendLarge = 6,  // arg: peer; data: the message (too large for a send slab), then a u8 channel
 };
 
 // Largest datagram a protocol sends (a connection request).
@@ -84,6 +84,10 @@ class SocketProtocol {
   // Follows each batch of Receive() or Send() calls: work that one batch needs once (a flush per peer).
   virtual void EndBatch(const netcode::Clock&) {}
   virtual void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) = 0;
+  // A message too large for a send slab (kControlSendLarge), whose bytes the protocol may keep.
+  virtual void SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+    Send(peer, channel, data.data(), data.size(), now);
+  }
   // True once a stop has finished its work (redundant disconnects sent): the engine closes the socket.
   virtual bool Finished() const = 0;
   // Counters for JavaScript, copied out as doubles.

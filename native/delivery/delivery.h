@@ -71,6 +71,8 @@ class DeliveryCore {
 
   // Queues a message; Flush() sends it. The bytes are copied.
   SendResult Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs);
+  // The same, taking the bytes over (a large message is not copied again); left as it was when refused.
+  SendResult Send(uint8_t channel, std::vector<uint8_t>&& data, uint64_t nowUs);
   // One delivery packet from the peer (the body of a netcode payload packet).
   void Receive(const uint8_t* data, size_t size, uint64_t nowUs);
   // Sends what congestion control and pacing allow: queued messages, acknowledgements, pings, pongs.
@@ -151,6 +153,8 @@ class DeliveryCore {
   };
 
   // Sending.
+  SendResult Admit(uint8_t channel, size_t size) const;
+  void Enqueue(uint8_t channel, std::unique_ptr<OutMessage> message, uint64_t nowUs);
   bool HasMessages() const;  // messages, resends or probes to send
   void PruneRetransmits();
   bool CanSend(uint64_t nowUs) const;

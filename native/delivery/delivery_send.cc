@@ -43,17 +43,38 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
 
 DeliveryCore::~DeliveryCore() = default;
 
-SendResult DeliveryCore::Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs) {
+SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {
   if (channel >= sendChannels_.size()) return SendResult::kNoChannel;
   if (size > config_.maxMessageBytes) return SendResult::kTooLarge;
   // A message larger than the whole queue still goes when the queue is empty, else it never could.
   if (queuedMessages_ > 0 && queuedBytes_ + size > config_.sendQueueBytes) return SendResult::kQueueFull;
-  SendChannel& target = sendChannels_[channel];
+  return SendResult::kQueued;
+}
+
+SendResult DeliveryCore::Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs) {
+  const SendResult admitted = Admit(channel, size);
+  if (admitted != SendResult::kQueued) return admitted;
   std::unique_ptr<OutMessage> message = TakeMessage();
+  message->data.assign(data, data + size);
+  Enqueue(channel, std::move(message), nowUs);
+  return SendResult::kQueued;
+}
+
+SendResult DeliveryCore::Send(uint8_t channel, std::vector<uint8_t>&& data, uint64_t nowUs) {
+  const SendResult admitted = Admit(channel, data.size());
+  if (admitted != SendResult::kQueued) return admitted;
+  std::unique_ptr<OutMessage> message = TakeMessage();
+  message->data = std::move(data);
+  Enqueue(channel, std::move(message), nowUs);
+  return SendResult::kQueued;
+}
+
+void DeliveryCore::Enqueue(uint8_t channel, std::unique_ptr<OutMessage> message, uint64_t nowUs) {
+  SendChannel& target = sendChannels_[channel];
+  const size_t size = message->data.size();
   message->channel = channel;
   message->sequence = target.nextSequence++;
   message->queuedUs = nowUs;
-  message->data.assign(data, data + size);
   message->fragments = size > kFragmentBytes ? static_cast<uint32_t>(FragmentCount(size)) : 1;
   message->acked = 0;
   message->unsent = message->fragments;
@@ -63,7 +84,6 @@ SendResult DeliveryCore::Send(uint8_t channel, const uint8_t* data, size_t size,
   ++queuedMessages_;
   ++stats_.messagesOut;
   stats_.messageBytesOut += size;
-  return SendResult::kQueued;
 }
 
 std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {

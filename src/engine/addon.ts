@@ -69,8 +69,8 @@ export interface NativeEngine {
   peerStats(id: number, clientIndex: number, out: Float64Array): boolean
   peerLinks(id: number): Float64Array | null
   takeLarge(id: number): ArrayBuffer | null
-  /** prefix: a byte the native side puts in front of data (a large send's channel), in the one copy it makes. */
-  control(id: number, op: number, arg: number, data?: Uint8Array, prefix?: number): void
+  /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
+  control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
   setRef(ref: boolean): void
   shutdown(): void
 }

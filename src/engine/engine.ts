@@ -123,9 +123,9 @@ export class Engine {
   }
 
   /** A control request for a protocol socket; queued sends go first. */
-  control(id: number, op: number, arg = 0, data?: Uint8Array, prefix?: number): void {
+  control(id: number, op: number, arg = 0, data?: Uint8Array, suffix?: number): void {
     this.flush()
-    this.#native.control(id, op, arg, data, prefix)
+    this.#native.control(id, op, arg, data, suffix)
   }
 
   /**
