@@ -60,6 +60,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
                            InstanceMethod<&EngineWrap::ReadPeerStats>("peerStats"),
                            InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
+                           InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
                            InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
@@ -414,6 +415,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Float64Array::New(env, count, buffer, 0);
   }
 
+  // releasedSlabs() -> Int32Array: the send slabs the I/O thread has finished with (released_slabs.h),
+  // over memory it shares with this thread; kept alive by the array as long as JavaScript holds it.
+  Napi::Value ReleasedSlabsView(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto* keep = new std::shared_ptr<ReleasedSlabs>(engine_->releasedSlabs());
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+        env, static_cast<void*>((*keep)->words()), ReleasedSlabs::kWords * sizeof(int32_t),
+        [](Napi::Env, void*, std::shared_ptr<ReleasedSlabs>* slabs) { delete slabs; }, keep);
+    return Napi::Int32Array::New(env, ReleasedSlabs::kWords, buffer, 0);
+  }
+
   // takeLarge(id) -> ArrayBuffer | null: a message too large for a receive slab (a large-payload record)
   Napi::Value TakeLarge(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -593,6 +605,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("maxSendSlabs", Napi::Number::New(env, Engine::kMaxSendSlabs));
   layout.Set("statsFields", Napi::Number::New(env, SocketStats::kFieldCount));
   layout.Set("peerRecordHeaderSize", Napi::Number::New(env, kPeerRecordHeaderSize));
+  layout.Set("releasedSlabsCapacity", Napi::Number::New(env, ReleasedSlabs::kCapacity));
   return layout;
 }
 

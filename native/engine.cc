@@ -334,7 +334,7 @@ bool Engine::ApplyCommand(const Command& command) {
     }
     case Command::kSendSlab: {
       if (sendCount_ == kMaxSendSlabs) {  // cannot happen: JavaScript owns at most kMaxSendSlabs
-        Emit(kEventSendDone, static_cast<int32_t>(command.id));
+        ReleaseSendSlab(command.id);
         return true;
       }
       SendJob& job = sendRing_[(sendHead_ + sendCount_) % kMaxSendSlabs];
@@ -636,7 +636,7 @@ void Engine::ProcessSends(size_t budget) {
       return;
     }
     if (job.offset + kSendHeaderSize <= job.length) break;  // budget spent mid-slab
-    Emit(kEventSendDone, static_cast<int32_t>(job.slabId));
+    ReleaseSendSlab(job.slabId);
     sendHead_ = (sendHead_ + 1) % kMaxSendSlabs;
     --sendCount_;
   }
@@ -923,6 +923,11 @@ void Engine::CloseFinishedProtocols() {
 }
 
 // --- events ---
+
+void Engine::ReleaseSendSlab(uint32_t slabId) {
+  static_assert(ReleasedSlabs::kCapacity >= kMaxSendSlabs, "every slab fits in the ring at once");
+  if (released_->Release(static_cast<int32_t>(slabId))) Emit(kEventSendDone, static_cast<int32_t>(slabId));
+}
 
 void Engine::Emit(int32_t type, int32_t a, int32_t b, int32_t c, int32_t d, int32_t e) {
   localEvents_.push_back(Event{{type, a, b, c, d, e}});

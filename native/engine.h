@@ -22,6 +22,7 @@
 #include "socket_protocol.h"
 #include "socket_stats.h"
 #include "timer_wheel.h"
+#include "released_slabs.h"
 #include "udp_socket.h"
 
 namespace volley {
@@ -56,8 +57,11 @@ class Engine {
   // A control request for a socket's protocol (disconnect a peer, connect with a token, stop, ...).
   void Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data);
   void CloseSocket(uint32_t socketId);
-  // Hands a filled send slab to the I/O thread. It answers with a SEND_DONE event naming the slab.
+  // Hands a filled send slab to the I/O thread. When it is done with it, the slab goes back through
+  // releasedSlabs(), with a SEND_DONE event only when JavaScript waits for one (see released_slabs.h).
   void SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length);
+  // Shared with JavaScript (an Int32Array over it); outlives the engine while JavaScript holds it.
+  std::shared_ptr<ReleasedSlabs> releasedSlabs() const { return released_; }
 
   // Messages too large for a receive slab, waiting for JavaScript to take them.
   LargeMessages& largeMessages() { return *large_; }
@@ -194,6 +198,8 @@ class Engine {
   std::vector<uint32_t> freeTimerIds_;
   std::vector<SocketState*> stopping_;     // protocol sockets told to stop, not closed yet
   std::shared_ptr<LargeMessages> large_ = std::make_shared<LargeMessages>();
+  std::shared_ptr<ReleasedSlabs> released_ = std::make_shared<ReleasedSlabs>();
+  void ReleaseSendSlab(uint32_t slabId);
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn

@@ -33,7 +33,7 @@ constexpr size_t kSlabSize = 256 * 1024;
 
 // Events handed to JavaScript, each kEventWords int32 words in the control array:
 //   BATCH      socket, slab, offset, count, end offset
-//   SEND_DONE  slab
+//   SEND_DONE  slab (only when JavaScript waits for a slab: finished slabs go back through released_slabs.h)
 //   CLOSED     socket
 //   ERROR      socket, -errno, count, operation
 //   STARVED    (the I/O thread ran out of free receive slabs)

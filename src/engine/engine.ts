@@ -3,7 +3,7 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { markAsUntransferable } from 'node:worker_threads'
-import { EventType, ProtocolControl, align8, layout } from './layout.ts'
+import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
 
 /**
  * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
@@ -60,6 +60,9 @@ export class Engine {
   readonly #receiveSlabs: SlabView[] = []
   readonly #sendSlabs: SlabView[] = []
   readonly #freeSendSlabs: number[] = []
+  /** Send slabs the I/O thread has finished with (native/released_slabs.h), and how many were taken back. */
+  readonly #released: Int32Array
+  #releasedTaken = 0
   readonly #waitingForDrain = new Set<EngineClient>()
   readonly #onIdle: (engine: Engine) => void
   #currentSendSlab = -1
@@ -74,6 +77,7 @@ export class Engine {
     this.#limits = limits
     this.#onIdle = onIdle
     this.#native = new this.addon.Engine(this.#control, (count) => this.#onEvents(count))
+    this.#released = this.#native.releasedSlabs()
     this.#native.setRef(false)
     for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
     track(this)
@@ -208,14 +212,35 @@ export class Engine {
     this.flush()
     let slab = this.#freeSendSlabs.pop()
     if (slab === undefined) {
-      if (this.#sendSlabs.length >= this.#limits.maxSendSlabs) return false
+      this.#takeReleasedSlabs()
+      slab = this.#freeSendSlabs.pop()
+    }
+    if (slab === undefined && this.#sendSlabs.length < this.#limits.maxSendSlabs) {
       const view = slabView(new ArrayBuffer(layout.slabSize))
       slab = this.#native.addSendSlab(view.buffer)
       this.#sendSlabs[slab] = view
     }
+    if (slab === undefined) {
+      // Every slab is with the I/O thread: ask for a SEND_DONE event at the next one it finishes, then look
+      // once more, in case it finished one before it could see the request.
+      Atomics.store(this.#released, ReleasedSlabsWord.wanted, 1)
+      this.#takeReleasedSlabs()
+      slab = this.#freeSendSlabs.pop()
+      if (slab === undefined) return false
+    }
     this.#currentSendSlab = slab
     this.#sendCursor = 0
     return true
+  }
+
+  /** Moves the slabs the I/O thread has finished with to the free list (no native call). */
+  #takeReleasedSlabs(): void {
+    const ring = this.#released
+    const written = Atomics.load(ring, ReleasedSlabsWord.written)
+    while (this.#releasedTaken !== written) {
+      this.#freeSendSlabs.push(ring[ReleasedSlabsWord.ids + (this.#releasedTaken & (layout.releasedSlabsCapacity - 1))]!)
+      this.#releasedTaken = (this.#releasedTaken + 1) | 0
+    }
   }
 
   #addReceiveSlab(): void {
@@ -251,7 +276,8 @@ export class Engine {
         this.#clients.get(a)?.onBatch(this.#receiveSlabs[b] as SlabView, c, d)
         return
       case EventType.sendDone: {
-        this.#freeSendSlabs.push(a)
+        // Sent only while a slab was wanted; the slab itself is in the ring.
+        this.#takeReleasedSlabs()
         if (this.#waitingForDrain.size > 0) {
           const waiting = [...this.#waitingForDrain]
           this.#waitingForDrain.clear()

@@ -11,7 +11,10 @@ export const layout = {
   maxSendSlabs: 256,
   statsFields: 11,
   peerRecordHeaderSize: 32,
+  releasedSlabsCapacity: 256,
 } as const
+/** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
+export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
 
 export const EventType = { batch: 1, sendDone: 2, closed: 3, error: 4, starved: 5 } as const
 export const Operation = { receive: 1, send: 2 } as const

@@ -153,16 +153,16 @@ describe('channels over loopback', () => {
     await close()
   })
 
-  it('peer.drained() rejects when aborted or when the client leaves first', async () => {
-    const { client, peer, close } = await connectedPair({ sendQueueBytes: 32 * 1024 })
+  it('peer.drained() rejects when aborted or when the peer is disconnected first', async () => {
+    // What the server sends takes 300 ms to arrive: no acknowledgement, so no drain, comes back meanwhile.
+    const { client, peer, close } = await connectedPair({ sendQueueBytes: 32 * 1024, networkSimulator: { latencyMs: 300 } }, { sendQueueBytes: 32 * 1024 })
     client.on('message', () => {})
     while (peer.send(new Uint8Array(4 * 1024))) {}
     const controller = new AbortController()
     const aborted = peer.drained({ signal: controller.signal })
     controller.abort()
     await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
-    // Refused again, then disconnected in the same turn: the I/O thread takes the sends and then the
-    // disconnect, so no drain can come first.
+    // Refused again, then disconnected before any acknowledgement can come back.
     await peer.drained()
     while (peer.send(new Uint8Array(4 * 1024))) {}
     const waiting = peer.drained()
