@@ -34,7 +34,8 @@ export interface ConnectionsOptions {
 export const connectionsUsage = `usage: npm run bench:connections -- [options]
   --quick                 CI smoke run: 1,000 clients, 5 s hold, 2 s of payloads, 1 repeat (also BENCH_QUICK=1)
   --handshake-clients=N   phase 0: clients that connect to a fresh server, leave, and connect again, with
-                          keep-alives every 10 s so that only handshakes are measured (default: --clients)
+                          keep-alives every 10 s so that only handshakes are measured (default 30,000,
+                          quick 1,000: about half a second at the server's rate, each time)
   --handshake-load=native|pool
                           phase 0's clients: the C++ handshake load, faster than the server (default), or
                           a ClientPool in node (then the load generator sets the rate)
@@ -90,7 +91,7 @@ export function parseConnectionsOptions(argv: readonly string[], env: NodeJS.Pro
     quick,
     pin,
     clients: integerOption('clients', values.clients, quick ? 1000 : 10_000, 1, 60_000),
-    handshakeClients: integerOption('handshake-clients', values['handshake-clients'] ?? values.clients, quick ? 1000 : 10_000, 1, 60_000),
+    handshakeClients: integerOption('handshake-clients', values['handshake-clients'], quick ? 1000 : 30_000, 1, 60_000),
     handshakeLoad: handshakeLoad(values['handshake-load']),
     skipHandshakes: values['no-handshakes'] === true,
     concurrency: integerOption('concurrency', values.concurrency, 256, 1, 60_000),

@@ -22,7 +22,6 @@ class CongestionControl {
   static constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
 
   uint64_t window() const { return window_; }
-  bool inSlowStart() const { return window_ < slowStartThreshold_; }
   double bandwidthBytesPerUs() const { return std::max(currentMax_, previousMax_); }
 
   // A packet counted in flight, sent at sentUs, was acknowledged.
@@ -55,7 +54,8 @@ class CongestionControl {
     slowStartThreshold_ = window_;
   }
 
-  // Persistent congestion (every probe of a round unanswered): back to the minimum window.
+  // Persistent congestion (every packet sent over three probe timeouts lost, RFC 9002 §7.6): back to the
+  // minimum window.
   void OnPersistentCongestion() {
     window_ = kMinimumWindow;
     inRecovery_ = false;
