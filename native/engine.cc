@@ -221,7 +221,7 @@ void Engine::Run() {
       if (timeout < 0 || static_cast<int>(waitMs) < timeout) timeout = static_cast<int>(waitMs);
     }
     const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
-    clock_.monotonicUs = MonotonicNs() / 1000;
+    RefreshClock();
     clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
     bool woken = false;
     for (int i = 0; i < count; ++i) {
@@ -629,6 +629,7 @@ int Engine::SendPrepared(SocketState* state, size_t first, size_t count) {
 }
 
 void Engine::ProcessSends(size_t budget) {
+  if (sendCount_ > 0) RefreshClock();
   while (sendCount_ > 0 && budget > 0) {
     SendJob& job = sendRing_[sendHead_];
     if (!SendJobRecords(&job, &budget)) {
@@ -734,7 +735,15 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
 
 // --- protocol sockets ---
 
+void Engine::RefreshClock() {
+  // Read again for every receive batch and send pass, not once per loop turn: a busy turn lasts
+  // milliseconds, and an acknowledgement read in the same turn as the packet it acknowledges left would
+  // measure an RTT of zero (and congestion control would believe the path has no queue at all).
+  clock_.monotonicUs = MonotonicNs() / 1000;
+}
+
 void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
+  RefreshClock();
   uint64_t bytes = 0;
   for (uint32_t i = 0; i < count; ++i) {
     const mmsghdr& message = receiveHeaders_[i];
@@ -885,6 +894,7 @@ void Engine::FlushProtocol(SocketState* state) {
 }
 
 void Engine::UpdateProtocols() {
+  RefreshClock();
   if (!recordsWaiting_.empty() && !starved_.load(std::memory_order_relaxed)) {
     // Records that were waiting for slab space: hand them over now (FlushProtocol lists them again if
     // they still do not fit).

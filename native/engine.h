@@ -200,6 +200,7 @@ class Engine {
   std::shared_ptr<LargeMessages> large_ = std::make_shared<LargeMessages>();
   std::shared_ptr<ReleasedSlabs> released_ = std::make_shared<ReleasedSlabs>();
   void ReleaseSendSlab(uint32_t slabId);
+  void RefreshClock();  // clock_.monotonicUs from CLOCK_MONOTONIC
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
