@@ -211,6 +211,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     socketOptions.reusePort = options.Get("reusePort").ToBoolean();
     socketOptions.receiveBufferSize = options.Get("receiveBufferSize").ToNumber().Int32Value();
     socketOptions.sendBufferSize = options.Get("sendBufferSize").ToNumber().Int32Value();
+    socketOptions.dontFragment = options.Get("protocol").IsObject();
     const double port = options.Get("port").ToNumber().DoubleValue();
     const double batchSize = options.Get("batchSize").ToNumber().DoubleValue();
     const double coalesceUs = options.Get("coalesceUs").ToNumber().DoubleValue();

@@ -50,6 +50,12 @@ bool UdpSocket::Open(const SocketOptions& options, SystemError* error) {
   }
   // The kernel's count of datagrams dropped for want of buffer space arrives with each read.
   if (ok) ok = SetIntOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "setsockopt", error);
+  // PROBE: the bit is set, the kernel's path MTU cache is not consulted (no EMSGSIZE from a stale entry).
+  // On a dual-stack socket the IPv4 option governs its IPv4 traffic.
+  if (ok && options.dontFragment) ok = SetIntOption(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, "setsockopt", error);
+  if (ok && options.dontFragment && isV6_) {
+    ok = SetIntOption(fd, IPPROTO_IPV6, IPV6_MTU_DISCOVER, IPV6_PMTUDISC_PROBE, "setsockopt", error);
+  }
   if (ok) {
     IpAddress bindAddress = options.bindAddress;
     if (bindAddress.family == 0) bindAddress.family = isV6_ ? 6 : 4;  // all zero bytes: any address

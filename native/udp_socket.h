@@ -15,6 +15,10 @@ struct SocketOptions {
   bool reusePort = false;
   int receiveBufferSize = 0;  // 0 = kernel default
   int sendBufferSize = 0;
+  // Datagrams leave with the don't-fragment bit and are never fragmented (netcode's are at most ~1.25 kB,
+  // within any IPv6 path's 1,280 bytes). Saves the kernel an IP id per datagram (a hash and an atomic on
+  // a table every core shares) on IPv4. For protocol sockets; raw ones may send up to 64 kB.
+  bool dontFragment = false;
   IpAddress bindAddress;      // family 0 = any address of the socket's family
   uint16_t bindPort = 0;
 };

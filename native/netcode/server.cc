@@ -31,19 +31,15 @@ size_t ServerCore::AddressHash::operator()(const AddressKey& key) const {
   return static_cast<size_t>(hash);
 }
 
-size_t ServerCore::MacHash::operator()(const std::array<uint8_t, kMacBytes>& mac) const {
-  size_t hash;
-  std::memcpy(&hash, mac.data(), sizeof(hash));  // a MAC is uniformly random already
-  return hash;
-}
-
 ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
     : config_(config),
       sink_(sink),
       slots_(config.maxClients),
       slotByAddress_(config.maxClients),
       slotByClientId_(config.maxClients),
+      mappingByAddress_(1024),
       maxMappings_(size_t{config.maxClients} * 4),
+      tokenHistory_(1024),
       maxTokenHistory_(size_t{config.maxClients} * 8),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
@@ -116,34 +112,26 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     return;
   }
   // A token may be used from one address only (else a captured request could be replayed from elsewhere).
-  std::array<uint8_t, kMacBytes> mac;
-  std::memcpy(mac.data(), request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
-  const auto used = tokenHistory_.find(mac);
-  if (used != tokenHistory_.end()) {
-    if (!(used->second.address == key)) {
+  TokenMac mac;
+  std::memcpy(mac.bytes, request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
+  const uint32_t used = tokenHistory_.Find(mac);
+  if (used != FlatTable<TokenMac>::kNone) {
+    if (!(tokenUses_[used].address == key)) {
       ++counters_.tokenRefused;
       return;
     }
   } else {
-    while (tokenHistory_.size() >= maxTokenHistory_ && !tokenHistoryOrder_.empty()) {
-      tokenHistory_.erase(tokenHistoryOrder_.front());
-      tokenHistoryOrder_.pop_front();
-    }
-    tokenHistory_.emplace(mac, TokenUse{key, request.expireTimestamp});
-    tokenHistoryOrder_.push_back(mac);
+    RememberToken(mac, key);
   }
   if (freeSlots_.empty()) {
     ++counters_.denied;
     SendWithGlobalSequence(from, request.token.serverToClientKey, kConnectionDenied, nullptr, 0);
     return;
   }
-  auto mapping = mappings_.find(key);
-  if (mapping == mappings_.end()) {
-    if (mappings_.size() >= maxMappings_) return;  // could not add the mapping: ignore
-    mapping = mappings_.emplace(key, EncryptionMapping{}).first;
-    mapping->second.createdUs = now.monotonicUs;
-  }
-  EncryptionMapping& entry = mapping->second;
+  EncryptionMapping* mapping = FindMapping(key);
+  if (mapping == nullptr) mapping = AddMapping(key, now);
+  if (mapping == nullptr) return;  // could not add the mapping: ignore
+  EncryptionMapping& entry = *mapping;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
@@ -163,20 +151,20 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
 
 void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& key, const uint8_t* data, size_t size,
                                  const Clock& now) {
-  const auto mapping = mappings_.find(key);
-  if (mapping == mappings_.end()) {
+  EncryptionMapping* const mapping = FindMapping(key);
+  if (mapping == nullptr) {
     if (recentlyReleased_.count(key) == 0) ++counters_.unknownAddress;
     return;
   }
   Packet packet;
   const DropReason reason =
-      ReadEncryptedPacket(data, size, config_.protocolId, mapping->second.receiveKey,
+      ReadEncryptedPacket(data, size, config_.protocolId, mapping->receiveKey,
                           1u << kConnectionResponse, nullptr, &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
     CountDrop(reason);
     return;
   }
-  mapping->second.lastAccessUs = now.monotonicUs;
+  mapping->lastAccessUs = now.monotonicUs;
   WireReader reader(bodyBuffer_, packet.bodySize);
   const uint64_t challengeSequence = reader.U64();
   const uint8_t* sealed = reader.Skip(kChallengeTokenBytes);
@@ -191,7 +179,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   }
   if (freeSlots_.empty()) {
     ++counters_.denied;
-    SendWithGlobalSequence(from, mapping->second.sendKey, kConnectionDenied, nullptr, 0);
+    SendWithGlobalSequence(from, mapping->sendKey, kConnectionDenied, nullptr, 0);
     return;
   }
   const uint32_t index = freeSlots_.back();
@@ -201,12 +189,12 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.connected = true;
   slot.address = from;
   slot.clientId = challenge.clientId;
-  slot.timeoutSeconds = mapping->second.timeoutSeconds;
+  slot.timeoutSeconds = mapping->timeoutSeconds;
   slot.lastReceiveUs = now.monotonicUs;
   slot.replay.Reset();
-  std::memcpy(slot.sendKey, mapping->second.sendKey, kKeyBytes);
-  std::memcpy(slot.receiveKey, mapping->second.receiveKey, kKeyBytes);
-  mappings_.erase(mapping);
+  std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
+  std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
+  RemoveMapping(*mapping);
   slotByAddress_.Insert(key, index);
   slotByClientId_.Insert(challenge.clientId, index);
   ++connected_;
@@ -323,7 +311,9 @@ void ServerCore::Stop(const Clock& now) {
   for (uint32_t index = 0; index < slots_.size() && connected_ > 0; ++index) {
     if (slots_[index].connected) Release(index, DisconnectReason::kServerClosed, true, now);
   }
-  mappings_.clear();
+  for (EncryptionMapping& entry : mappings_) {
+    if (entry.used) RemoveMapping(entry);
+  }
 }
 
 void ServerCore::Update(const Clock& now) {
@@ -335,7 +325,7 @@ void ServerCore::Update(const Clock& now) {
 uint64_t ServerCore::NextDeadlineUs() const {
   uint64_t next = slotTimers_.NextDueUs();
   if (!farewells_.empty() && farewells_.front().nextUs < next) next = farewells_.front().nextUs;
-  if ((!mappings_.empty() || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
+  if ((mappingCount_ > 0 || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
   return next;
 }
 
@@ -381,15 +371,58 @@ void ServerCore::Housekeeping(const Clock& now) {
     if (found != recentlyReleased_.end() && found->second <= now.monotonicUs) recentlyReleased_.erase(found);
     releaseOrder_.pop_front();
   }
-  for (auto it = mappings_.begin(); it != mappings_.end();) {
-    const EncryptionMapping& entry = it->second;
+  for (EncryptionMapping& entry : mappings_) {
+    if (!entry.used) continue;
     const bool idle = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.createdUs, now);
-    if (idle || entry.expireUnixSeconds <= now.unixSeconds) {
-      it = mappings_.erase(it);
-    } else {
-      ++it;
-    }
+    if (idle || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
   }
+}
+
+ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {
+  const uint32_t index = mappingByAddress_.Find(key);
+  return index == FlatTable<AddressKey>::kNone ? nullptr : &mappings_[index];
+}
+
+ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key, const Clock& now) {
+  if (mappingCount_ >= maxMappings_) return nullptr;
+  uint32_t index;
+  if (!freeMappings_.empty()) {
+    index = freeMappings_.back();
+    freeMappings_.pop_back();
+  } else {
+    index = static_cast<uint32_t>(mappings_.size());
+    mappings_.emplace_back();
+  }
+  EncryptionMapping& entry = mappings_[index];
+  entry.used = true;
+  entry.address = key;
+  entry.createdUs = now.monotonicUs;
+  mappingByAddress_.Insert(key, index);
+  ++mappingCount_;
+  return &entry;
+}
+
+void ServerCore::RemoveMapping(EncryptionMapping& entry) {
+  mappingByAddress_.Erase(entry.address);
+  sodium_memzero(entry.sendKey, kKeyBytes);
+  sodium_memzero(entry.receiveKey, kKeyBytes);
+  entry.used = false;
+  freeMappings_.push_back(static_cast<uint32_t>(&entry - mappings_.data()));
+  --mappingCount_;
+}
+
+void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
+  size_t index;
+  if (tokenUses_.size() < maxTokenHistory_) {
+    index = tokenUses_.size();
+    tokenUses_.push_back(TokenUse{mac, address});
+  } else {  // full: the oldest makes room
+    index = oldestTokenUse_;
+    oldestTokenUse_ = (oldestTokenUse_ + 1) % maxTokenHistory_;
+    tokenHistory_.Erase(tokenUses_[index].mac);
+    tokenUses_[index] = TokenUse{mac, address};
+  }
+  tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
 }
 
 void ServerCore::SendFarewells(const Clock& now) {

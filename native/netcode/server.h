@@ -124,17 +124,24 @@ class ServerCore {
 
   // Keys for an address that has sent a valid request but is not connected yet.
   struct EncryptionMapping {
-    uint8_t sendKey[kKeyBytes];
-    uint8_t receiveKey[kKeyBytes];
-    int32_t timeoutSeconds;
-    uint64_t expireUnixSeconds;  // the token's expiry
-    uint64_t lastAccessUs;
-    uint64_t createdUs;
+    bool used = false;
+    AddressKey address;
+    uint8_t sendKey[kKeyBytes] = {};
+    uint8_t receiveKey[kKeyBytes] = {};
+    int32_t timeoutSeconds = 0;
+    uint64_t expireUnixSeconds = 0;  // the token's expiry
+    uint64_t lastAccessUs = 0;
+    uint64_t createdUs = 0;
   };
 
+  // The MAC of a private connect token: it names the token in the history of tokens used.
+  struct TokenMac {
+    uint8_t bytes[kMacBytes];
+    bool operator==(const TokenMac& other) const { return std::memcmp(bytes, other.bytes, kMacBytes) == 0; }
+  };
   struct TokenUse {
-    AddressKey address;
-    uint64_t expireUnixSeconds;
+    TokenMac mac;
+    AddressKey address;  // the address that first used the token
   };
 
   // Disconnect packets still owed to an address whose slot is already free.
@@ -176,14 +183,23 @@ class ServerCore {
   uint64_t nextHousekeepingUs_ = 0;
   AddressTable slotByAddress_;  // every datagram looks its sender up here
   FlatTable<uint64_t> slotByClientId_;
-  std::unordered_map<AddressKey, EncryptionMapping, AddressHash> mappings_;
+  // Pending handshakes: flat tables with their entries in vectors, so that a handshake allocates nothing
+  // once the server has seen as many at a time before (a node-based map allocated and freed one per
+  // handshake, and its hashing was a few per cent of a handshake's cost).
+  EncryptionMapping* FindMapping(const AddressKey& key);
+  EncryptionMapping* AddMapping(const AddressKey& key, const Clock& now);  // nullptr when maxMappings_ are held
+  void RemoveMapping(EncryptionMapping& entry);
+  FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
+  std::vector<EncryptionMapping> mappings_;
+  std::vector<uint32_t> freeMappings_;
+  size_t mappingCount_ = 0;
   size_t maxMappings_;
-  // Token history: the MAC of each private token seen, with the address that first used it.
-  struct MacHash {
-    size_t operator()(const std::array<uint8_t, kMacBytes>& mac) const;
-  };
-  std::unordered_map<std::array<uint8_t, kMacBytes>, TokenUse, MacHash> tokenHistory_;
-  std::deque<std::array<uint8_t, kMacBytes>> tokenHistoryOrder_;
+  // Token history: each private token seen, with the address that first used it; the oldest goes first
+  // once maxTokenHistory_ are held.
+  void RememberToken(const TokenMac& mac, const AddressKey& address);
+  FlatTable<TokenMac> tokenHistory_;  // -> index in tokenUses_
+  std::vector<TokenUse> tokenUses_;   // in arrival order, then a ring
+  size_t oldestTokenUse_ = 0;
   size_t maxTokenHistory_;
   // In the order they are due: every entry waits the same interval after its last packet.
   std::deque<Farewell> farewells_;

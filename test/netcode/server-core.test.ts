@@ -163,6 +163,47 @@ describe('connection request checks (each ignored: counted, never answered)', ()
   })
 })
 
+describe('bounded handshake state', () => {
+  it('remembers the last maxClients × 8 tokens used, forgetting the oldest first', () => {
+    const core = server({ maxClients: 1 }) // a history of 8 tokens (and 4 pending handshakes)
+    const first = new Client('127.0.0.1:51000', 1n)
+    expect(sends(core.receive(first.address, first.request(), 0, T0))).toHaveLength(1)
+    const refusals = () => core.state().counters.tokenRefused
+    const fromElsewhere = () => core.receive('127.0.0.1:52000', first.request(), 0, T0)
+    expect(fromElsewhere()).toEqual([])
+    expect(refusals()).toBe(1) // reused from another address
+    for (let i = 0; i < 7; i++) {
+      const other = new Client(`127.0.0.1:${51001 + i}`, BigInt(10 + i))
+      core.receive(other.address, other.request(), 0, T0)
+    }
+    fromElsewhere()
+    expect(refusals()).toBe(2) // eight tokens remembered: the first is still there
+    const ninth = new Client('127.0.0.1:51100', 99n)
+    core.receive(ninth.address, ninth.request(), 0, T0)
+    // The first token was the oldest of nine: forgotten, so the reuse check passes it now (it is then
+    // ignored for want of room for a ninth pending handshake, which is another bound).
+    fromElsewhere()
+    expect(refusals()).toBe(2)
+  })
+
+  it('holds at most maxClients × 4 pending handshakes, and takes new ones as others complete', () => {
+    const core = server({ maxClients: 2 }) // 8 pending handshakes
+    const clients = Array.from({ length: 9 }, (_, i) => new Client(`127.0.0.1:${53000 + i}`, BigInt(100 + i)))
+    const answered = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).length)
+    expect(answered).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0]) // the ninth is ignored: no room to remember its keys
+    // The first completes its handshake: its pending entry goes, and the ninth now gets a challenge.
+    const challenge = resentChallenge(core, clients[0]!)
+    expect(core.receive(clients[0]!.address, clients[0]!.packet(PacketType.connectionResponse, challenge), 0, T0).some((e) => e.kind === 'connect')).toBe(true)
+    expect(sends(core.receive(clients[8]!.address, clients[8]!.request(), 0, T0))).toHaveLength(1)
+  })
+})
+
+/** The challenge body the server sends to a client that asks again (a resent request). */
+function resentChallenge(core: Core, client: Client): Uint8Array {
+  const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+  return client.open(challenge!.data).body
+}
+
 describe('full server', () => {
   it('answers a valid request with a denied packet when every slot is taken', () => {
     const core = server({ maxClients: 1 })
