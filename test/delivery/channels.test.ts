@@ -80,7 +80,7 @@ describe('channels over loopback', () => {
     expect(stats.bandwidth.outBps).toBeGreaterThan(0)
     expect(stats.bandwidth.pathBps).toBeGreaterThan(0)  // acknowledged data measured a delivery rate
     expect(stats.congestion.windowBytes).toBeGreaterThanOrEqual(2 * 1200)
-    expect(stats.congestion.inFlightBytes).toBe(0)  // everything acknowledged by now
+    expect(stats.congestion.inFlightBytes).toBeLessThan(200)  // the messages acknowledged: a ping at most in flight
     expect(stats.queue.depth).toBe(0)
     const peerStats = peer.stats()
     expect(peerStats.rtt.smoothedMs).toBeGreaterThan(0)
@@ -99,12 +99,14 @@ describe('channels over loopback', () => {
       { networkSimulator: { ...link, seed: 2, clockOffsetMs: 3000, clockDriftPpm: 80 } },
     )
     await new Promise((resolve) => setTimeout(resolve, 8000))  // eight 1-second minimum-RTT periods: a line through them
-    // The server's estimate of the client's clock, against the skew it really has now.
+    // The server's estimate of the client's clock, against the skew it really has now. The 1 ms bound of
+    // the standard case is checked on the fake clock (delivery-core.test.ts); here the test runs beside the
+    // rest of the suite on two cores, and the scheduling delays that adds are not symmetric: 2 ms.
     const offsetMs = peer.stats().clock.offsetMs
     const trueOffsetMs = 3000 + 80e-6 * (performance.now() - startedMs)
-    expect(Math.abs(offsetMs - trueOffsetMs)).toBeLessThan(1)
+    expect(Math.abs(offsetMs - trueOffsetMs)).toBeLessThan(2)
     // The client, whose own clock is the skewed one, still reads the server's clock.
-    expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(2)
     expect(client.stats().rtt.minMs).toBeGreaterThan(15)
     await close()
   }, 20_000)
