@@ -18,7 +18,7 @@ struct DeliveryClock {
 
   uint64_t Local(uint64_t realUs) const {
     if (!skewed()) return realUs;
-    const double since = static_cast<double>(realUs) - static_cast<double>(startUs);
+    const double since = realUs > startUs ? static_cast<double>(realUs - startUs) : 0.0;  // drift > -1: no underflow
     return static_cast<uint64_t>(static_cast<double>(realUs + offsetUs) + drift * since);
   }
 
