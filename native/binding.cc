@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ctime>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -15,6 +14,7 @@
 #include "address.h"
 #include "engine.h"
 #include "layout.h"
+#include "monotonic_clock.h"
 #include "netcode_binding.h"
 #include "delivery_binding.h"
 #include "netcode_sockets.h"
@@ -373,9 +373,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       const Napi::Value offset = object.Get("clockOffsetUs"), drift = object.Get("clockDriftPpm");
       out->clock.offsetUs = offset.IsNumber() ? static_cast<uint64_t>(std::max(0.0, offset.As<Napi::Number>().DoubleValue())) : 0;
       out->clock.drift = drift.IsNumber() ? std::clamp(drift.As<Napi::Number>().DoubleValue(), -1000.0, 1000.0) * 1e-6 : 0;
-      timespec now;
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      out->clock.startUs = static_cast<uint64_t>(now.tv_sec) * 1000000u + static_cast<uint64_t>(now.tv_nsec) / 1000u;
+      out->clock.startUs = MonotonicNs() / 1000;
     }
     return true;
   }

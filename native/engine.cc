@@ -13,6 +13,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "monotonic_clock.h"
 #include "network_simulator.h"
 
 #ifndef UDP_SEGMENT
@@ -34,12 +35,6 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
-
-uint64_t MonotonicNs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return static_cast<uint64_t>(now.tv_sec) * 1000000000u + static_cast<uint64_t>(now.tv_nsec);
-}
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;

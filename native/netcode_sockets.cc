@@ -61,11 +61,8 @@ void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* 
 }
 
 void NetcodeServerProtocol::SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+  if (!delivery_.enabled) return Send(peer, channel, data.data(), data.size(), now);
   now_ = now;
-  if (!delivery_.enabled) {
-    core_.SendPayload(peer, data.data(), data.size(), now);
-    return;
-  }
   if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
   links_[peer]->core.Send(channel, std::move(data), LocalUs(now));
   MarkDirty(peer);
@@ -210,12 +207,9 @@ void NetcodeClientProtocol::Send(uint32_t, uint8_t channel, const uint8_t* data,
   link_->dirty = true;
 }
 
-void NetcodeClientProtocol::SendOwned(uint32_t, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+void NetcodeClientProtocol::SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+  if (!delivery_.enabled) return Send(peer, channel, data.data(), data.size(), now);
   now_ = now;
-  if (!delivery_.enabled) {
-    core_.SendPayload(data.data(), data.size(), now);
-    return;
-  }
   if (!link_) return;  // not connected (any more)
   link_->core.Send(channel, std::move(data), LocalUs(now));
   link_->dirty = true;

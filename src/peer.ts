@@ -55,7 +55,7 @@ export class Peer {
    * (the server emits 'drain' with no argument).
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
-    if (!this.#connected) throw new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
+    if (!this.#connected) throw this.#disconnectedError()
     const sent = this.#host.sendToPeer(this, data, options)
     if (!sent) this.#blocked = true
     return sent

@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "address.h"
+#include "monotonic_clock.h"
 #include "netcode/client.h"
 
 namespace {
@@ -49,11 +50,7 @@ using volley::netcode::ServerAddress;
 constexpr size_t kBatch = 64;
 constexpr uint32_t kFirstAddress = (127u << 24) | (1u << 16);  // 127.1.0.0: clear of 127.0.0.1
 
-uint64_t MonotonicUs() {
-  timespec now;
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  return uint64_t(now.tv_sec) * 1000000u + uint64_t(now.tv_nsec) / 1000u;
-}
+uint64_t MonotonicUs() { return volley::MonotonicNs() / 1000; }
 
 Clock Now() {
   return Clock{MonotonicUs(), static_cast<uint64_t>(time(nullptr))};

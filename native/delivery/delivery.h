@@ -174,9 +174,9 @@ class DeliveryCore {
   bool Settle(SentPacket& packet);
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
-  uint64_t PersistentCongestionUs() const;
   void DetectLosses(uint64_t nowUs);
   void OnProbeTimeout(uint64_t nowUs);
+  uint64_t ProbeTimeoutBaseUs() const;  // RFC 9002's PTO before backoff
   uint64_t ProbeTimeoutUs() const;
   void SettleFront();
 

@@ -474,7 +474,7 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   const uint64_t end = std::min(largestAcked_, nextPacket_ == 0 ? 0 : nextPacket_ - 1);
   // Persistent congestion (RFC 9002 §7.6): every ack-eliciting packet sent over a span longer than three
   // probe timeouts was lost, nothing acknowledged in between.
-  const uint64_t persistentUs = PersistentCongestionUs();
+  const uint64_t persistentUs = 3 * ProbeTimeoutBaseUs();
   bool lostRun = false, persistent = false;
   uint64_t lostRunStartUs = 0;
   for (uint64_t number = sentBase_; number <= end && number < nextPacket_; ++number) {
@@ -503,14 +503,11 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   SettleFront();
 }
 
-uint64_t DeliveryCore::PersistentCongestionUs() const {
-  return 3 * (rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs);
+uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {
+  return rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
 }
 
-uint64_t DeliveryCore::ProbeTimeoutUs() const {
-  const uint64_t base = rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
-  return base << std::min<uint32_t>(probeCount_, 10);
-}
+uint64_t DeliveryCore::ProbeTimeoutUs() const { return ProbeTimeoutBaseUs() << std::min<uint32_t>(probeCount_, 10); }
 
 void DeliveryCore::OnProbeTimeout(uint64_t) {
   ++probeCount_;

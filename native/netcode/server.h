@@ -4,7 +4,6 @@
 // before all of them have passed.
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <deque>

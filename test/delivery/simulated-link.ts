@@ -2,17 +2,14 @@
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
 import { loadAddon } from '../../src/engine/addon.ts'
+import type { NetworkSimulatorOptions } from '../../src/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
-export interface LinkConditions {
-  loss?: number
-  latencyMs?: number
-  jitterMs?: number
-  duplicate?: number
-  reorder?: number
-  /** A bottleneck each way: packets leave it at this rate, after waiting in its queue. */
-  bandwidthBytesPerSec?: number
-  /** The bottleneck's queue (tail drop): a packet that finds this many bytes waiting is dropped. */
+/**
+ * The engine simulator's conditions (the clocks are SideClock here, the seed the pair's), with the
+ * bandwidth as a bottleneck each way that packets wait for in a queue of queueBytes (tail drop).
+ */
+export interface LinkConditions extends Omit<NetworkSimulatorOptions, 'seed' | 'clockOffsetMs' | 'clockDriftPpm'> {
   queueBytes?: number
 }
 
