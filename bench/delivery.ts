@@ -4,7 +4,9 @@
 //      against udx-native's reliable stream (unencrypted, 64 KiB writes); throughput first byte to last.
 //   2. messages: 100-byte reliable messages as fast as back-pressure allows, for S seconds; delivered per second.
 //   3. ping: sequential round trips of 64 B, volley (reliable channel, echoed by the server's JS handler)
-//      against a node:dgram echo; p50 and p99.
+//      against a node:dgram echo; p50 and p99 of the round trips after a warm-up (the same for both:
+//      the first few thousand round trips of either side run while V8 still compiles their code, on the
+//      one core each process has, with stalls of milliseconds).
 // Interleaved repeats, medians. Results: bench/results/delivery-<UTC date>.json (quick runs: -quick).
 //
 //   npm run bench:delivery                 full run
@@ -23,6 +25,7 @@ const { values } = parseArgs({
     'total-mib': { type: 'string' },
     seconds: { type: 'string' },
     pings: { type: 'string' },
+    warmup: { type: 'string' },
     repeats: { type: 'string' },
   },
   strict: true,
@@ -43,6 +46,7 @@ async function main(): Promise<number> {
   const totalMiB = Number(values['total-mib'] ?? (quick ? 16 : 256))
   const seconds = Number(values.seconds ?? (quick ? 1 : 5))
   const pings = Number(values.pings ?? (quick ? 300 : 5000))
+  const warmup = Number(values.warmup ?? (quick ? 100 : 3000))
   const repeats = Number(values.repeats ?? (quick ? 1 : 3))
   const pin = system.taskset
   const node = (name: string, file: string, cpu: 0 | 1, args: string[]): BenchChild =>
@@ -115,8 +119,8 @@ async function main(): Promise<number> {
         cleanup()
       }
     })
-    await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings)], 'client', 120_000))
-    await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings)], 'client', 120_000))
+    await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
+    await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
   }
 
   const mbps = (side: Side): number => (side.bytes / side.seconds / 1e6) * 8
@@ -156,7 +160,7 @@ async function main(): Promise<number> {
       [
         [`bulk ${totalMiB} MiB, reliable, 64 KiB writes`, `${summary.bulk.volleyMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.volleyCpuPerMiB)} µs CPU/MiB at the receiver, encrypted)`, `udx-native stream: ${summary.bulk.udxMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.udxCpuPerMiB)} µs CPU/MiB, unencrypted)`, times(bulkRatio)],
         [`100 B reliable messages, ${seconds} s`, `${Math.round(summary.messagesPerSecond).toLocaleString('en-US')} messages/s delivered`, '', ''],
-        [`ping RTT, ${pings} sequential 64 B round trips (p50 / p99)`, `${microseconds(summary.ping.volleyP50Us)} / ${microseconds(summary.ping.volleyP99Us)} µs`, `node:dgram echo: ${microseconds(summary.ping.dgramP50Us)} / ${microseconds(summary.ping.dgramP99Us)} µs`, `p99 ${p99Gap >= 0 ? '+' : ''}${microseconds(p99Gap)} µs`],
+        [`ping RTT, ${pings} sequential 64 B round trips after ${warmup} unmeasured (p50 / p99)`, `${microseconds(summary.ping.volleyP50Us)} / ${microseconds(summary.ping.volleyP99Us)} µs`, `node:dgram echo: ${microseconds(summary.ping.dgramP50Us)} / ${microseconds(summary.ping.dgramP99Us)} µs`, `p99 ${p99Gap >= 0 ? '+' : ''}${microseconds(p99Gap)} µs`],
       ],
       'llll',
     ),
@@ -165,7 +169,7 @@ async function main(): Promise<number> {
   for (const target of targets) out.push(`- ${target.what}: ${Number.isFinite(target.value) ? target.value.toFixed(2) : '–'} (target ${target.target}): ${target.met === null ? 'not measured' : target.met ? 'met' : 'NOT met'}`)
   for (const failure of failures) out.push(`- FAILED: ${failure}`)
   console.log(out.join('\n'))
-  const record = { schema: 1, benchmark: 'delivery', quick, options: { totalMiB, seconds, pings, repeats }, system, seconds: (performance.now() - started) / 1000, summary, targets, failures, runs: Object.fromEntries(Object.entries(runs).map(([name, sides]) => [name, sides.map((side) => ({ ...side, details: { ...side.details, rttsUs: undefined } }))])) }
+  const record = { schema: 1, benchmark: 'delivery', quick, options: { totalMiB, seconds, pings, warmup, repeats }, system, seconds: (performance.now() - started) / 1000, summary, targets, failures, runs: Object.fromEntries(Object.entries(runs).map(([name, sides]) => [name, sides.map((side) => ({ ...side, details: { ...side.details, rttsUs: undefined } }))])) }
   const written = writeResults('delivery', record, system.date, quick ? '-quick' : '')
   log(`results: ${written.join(', ')}`)
   return failures.length > 0 ? 1 : 0

@@ -14,6 +14,7 @@
 #include "address.h"
 #include "engine.h"
 #include "layout.h"
+#include "loop_wake.h"
 #include "monotonic_clock.h"
 #include "netcode_binding.h"
 #include "delivery_binding.h"
@@ -86,49 +87,34 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
     // Everything that can fail comes before the wake-up: once it exists its finalizer will touch this
     // object, and node-addon-api deletes the object at once when the constructor throws.
-    engine_ = std::make_unique<Engine>([this] { napi_call_threadsafe_function(wake_, nullptr, napi_tsfn_nonblocking); });
-    SystemError error;
-    if (!engine_->Start(&error)) {  // (the I/O thread calls wake only once a socket exists)
+    engine_ = std::make_unique<Engine>([this] { wake_.Signal(); });
+    if (!wake_.Open(env, "volley:engine", OnWake, OnTeardown, this)) {
       stopped_ = true;
-      ThrowSystemError(env, error);
-      return;
-    }
-    napi_value resourceName = Napi::String::New(env, "volley:engine");
-    if (napi_create_threadsafe_function(env, nullptr, nullptr, resourceName, 0, 1, this, FinalizeWake, this, CallJs,
-                                        &wake_) != napi_ok) {
-      stopped_ = true;
-      engine_->Stop();
       Napi::Error::New(env, "could not create the engine's wake-up").ThrowAsJavaScriptException();
       return;
     }
-    Ref();  // kept alive until the wake-up is finalized, which is after the I/O thread has stopped
-    napi_add_env_cleanup_hook(env, CleanupHook, this);
-    cleanupHookAdded_ = true;
+    SystemError error;
+    if (!engine_->Start(&error)) {  // (the I/O thread calls wake only once a socket exists)
+      stopped_ = true;
+      wake_.Close();
+      ThrowSystemError(env, error);
+      return;
+    }
+    // onEvents_ closes over the JavaScript engine, which holds this wrapper: until shutdown the wrapper
+    // is kept (a running engine is never collected), and shutdown breaks the cycle.
+    Ref();
+    referenced_ = true;
   }
 
-  ~EngineWrap() override { ShutdownNow(); }
+  ~EngineWrap() override {
+    referenced_ = false;  // being finalized: nothing to release on the wrapper itself
+    ShutdownNow();
+  }
 
  private:
-  static void CleanupHook(void* self) {
-    auto* wrap = static_cast<EngineWrap*>(self);
-    wrap->cleanupHookAdded_ = false;  // the environment is removing it itself
-    wrap->ShutdownNow();
-  }
+  static void OnTeardown(void* self) { static_cast<EngineWrap*>(self)->ShutdownNow(); }
 
-  static void FinalizeWake(napi_env, void* data, void*) {
-    auto* wrap = static_cast<EngineWrap*>(data);
-    wrap->wake_ = nullptr;
-    // onEvents_ closes over the JavaScript engine, which holds this wrapper: a strong cycle through a
-    // persistent handle that the GC can never collect. Break it now that no more events can come.
-    wrap->onEvents_.Reset();
-    wrap->controlRef_.Reset();
-    wrap->Unref();
-  }
-
-  static void CallJs(napi_env env, napi_value, void* context, void*) {
-    if (env == nullptr) return;
-    static_cast<EngineWrap*>(context)->Drain(Napi::Env(env));
-  }
+  static void OnWake(napi_env env, void* self) { static_cast<EngineWrap*>(self)->Drain(Napi::Env(env)); }
 
   void Drain(Napi::Env env) {
     if (stopped_) return;
@@ -140,11 +126,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       if (calling) {
         std::memcpy(control_, &drained_[first], count * sizeof(Event));
         napi_value argument = Napi::Number::New(env, static_cast<double>(count));
-        napi_value result;
         // Not onEvents_.Call(): when the environment is being torn down the call fails with
         // napi_pending_exception and node-addon-api's attempt to rethrow aborts the process.
-        const napi_status status = napi_call_function(env, env.Undefined(), onEvents_.Value(), 1, &argument, &result);
-        if (status != napi_ok || stopped_) calling = false;
+        if (!wake_.Call(env, onEvents_.Value(), 1, &argument) || stopped_) calling = false;
       }
       // Whatever happened, JavaScript is done with these batches: their slab space is free again.
       engine_->MarkDelivered(&drained_[first], count);
@@ -157,11 +141,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (engine_) engine_->Stop();
     receiveSlabs_.clear();  // the I/O thread is gone: the slabs are JavaScript's alone again
     sendSlabs_.clear();
-    if (cleanupHookAdded_) {
-      cleanupHookAdded_ = false;
-      napi_remove_env_cleanup_hook(Env(), CleanupHook, this);
+    wake_.Close();
+    // No more events can come: break the cycle through onEvents_ and let the wrapper go.
+    onEvents_.Reset();
+    controlRef_.Reset();
+    if (referenced_) {
+      referenced_ = false;
+      Unref();
     }
-    if (wake_ != nullptr) napi_release_threadsafe_function(wake_, napi_tsfn_abort);
   }
 
   Napi::Value AddReceiveSlab(const Napi::CallbackInfo& info) {
@@ -532,13 +519,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // setRef(true) keeps the event loop alive while the engine has work; setRef(false) lets the process exit.
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
-    if (wake_ != nullptr && !stopped_) {
-      if (info[0].ToBoolean()) {
-        napi_ref_threadsafe_function(info.Env(), wake_);
-      } else {
-        napi_unref_threadsafe_function(info.Env(), wake_);
-      }
-    }
+    if (!stopped_) wake_.SetRef(info[0].ToBoolean());
     return info.Env().Undefined();
   }
 
@@ -554,9 +535,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   };
 
   std::unique_ptr<Engine> engine_;
-  napi_threadsafe_function wake_ = nullptr;
+  LoopWake wake_;
   bool stopped_ = false;
-  bool cleanupHookAdded_ = false;
+  bool referenced_ = false;
   int32_t* control_ = nullptr;
   Napi::ObjectReference controlRef_;
   Napi::FunctionReference onEvents_;

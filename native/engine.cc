@@ -25,6 +25,7 @@ namespace volley {
 namespace {
 
 constexpr uint64_t kWakeToken = 0;  // epoll data of the wake eventfd; sockets use their id (>= 1)
+constexpr uint64_t kTimerToken = UINT64_MAX;  // epoll data of the deadline timer (ids are 32-bit)
 constexpr int kReadyEvents = 64;
 // Batches read from one socket before the round moves on, so a flooded socket cannot starve the others.
 constexpr int kBatchesPerSocketPerRound = 4;
@@ -83,6 +84,9 @@ bool Engine::Start(SystemError* error) {
     error->syscall = "epoll_ctl";
     return false;
   }
+  // Without the timer the loop falls back to epoll timeouts (DeadlineTimer::ArmBy refuses).
+  event.data.u64 = kTimerToken;
+  if (deadlineTimer_.valid() && epoll_ctl(epollFd_, EPOLL_CTL_ADD, deadlineTimer_.fd(), &event) != 0) deadlineTimer_.Close();
   EnsureScratch(kDefaultBatchSize);
   try {
     thread_ = std::thread([this] { Run(); });
@@ -105,6 +109,7 @@ void Engine::Stop() {
   close(epollFd_);
   epollFd_ = -1;
   wakeFd_.Close();
+  deadlineTimer_.Close();
   scratchHeads_.reset();
   scratchTails_.reset();
   scratchCapacity_ = 0;
@@ -212,8 +217,12 @@ void Engine::Run() {
     const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
     if (nextTimerUs != TimerWheel::kNever && timeout != 0) {
       const uint64_t nowUs = MonotonicNs() / 1000;
-      const uint64_t waitMs = nextTimerUs <= nowUs ? 0 : std::min<uint64_t>((nextTimerUs - nowUs + 999) / 1000, 60000);
-      if (timeout < 0 || static_cast<int>(waitMs) < timeout) timeout = static_cast<int>(waitMs);
+      if (nextTimerUs <= nowUs) {
+        timeout = 0;
+      } else if (!deadlineTimer_.ArmBy(nextTimerUs)) {
+        const uint64_t waitMs = std::min<uint64_t>((nextTimerUs - nowUs + 999) / 1000, 60000);
+        if (timeout < 0 || static_cast<int>(waitMs) < timeout) timeout = static_cast<int>(waitMs);
+      }
     }
     const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
     RefreshClock();
@@ -222,6 +231,10 @@ void Engine::Run() {
     for (int i = 0; i < count; ++i) {
       if (ready[i].data.u64 == kWakeToken) {
         woken = true;
+        continue;
+      }
+      if (ready[i].data.u64 == kTimerToken) {
+        deadlineTimer_.Fired();  // the due timers run in UpdateProtocols below
         continue;
       }
       const auto found = sockets_.find(static_cast<uint32_t>(ready[i].data.u64));

@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "deadline_timer.h"
 #include "event_fd.h"
 #include "layout.h"
 #include "socket_protocol.h"
@@ -165,6 +166,7 @@ class Engine {
   bool started_ = false;
   int epollFd_ = -1;
   EventFd wakeFd_;
+  DeadlineTimer deadlineTimer_;
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;

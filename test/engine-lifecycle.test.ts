@@ -20,6 +20,19 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(run('exit-with-traffic.ts', 'exit').trim()).toBe('exiting')
   })
 
+  it('an exception from an event handler is an uncaught exception of the process, not an abort', () => {
+    expect(run('handler-throws.ts', 'caught').trim().split('\n')).toEqual(['caught: boom from a handler', 'delivered after the exception'])
+    let failure: { status: number | null; signal: string | null; stderr: string } | undefined
+    try {
+      run('handler-throws.ts')
+    } catch (error) {
+      failure = error as typeof failure
+    }
+    expect(failure?.signal).toBeNull()
+    expect(failure?.status).toBe(1)
+    expect(failure?.stderr).toContain('boom from a handler')
+  })
+
   it('a worker can be terminated in the middle of a handler', () => {
     expect(run('terminate-worker.ts').trim()).toBe('survived')
   })
@@ -32,6 +45,7 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     }
     expect(after['anon_inode:[eventfd]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventfd]'] ?? 0)
     expect(after['anon_inode:[eventpoll]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventpoll]'] ?? 0)
+    expect(after['anon_inode:[timerfd]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[timerfd]'] ?? 0)
     expect(after['socket:[]'] ?? 0).toBeLessThanOrEqual(before['socket:[]'] ?? 0)
     // 30 engines' slabs would be ~70 MiB; what remains is one engine's worth at most.
     expect(arrayBuffers).toBeLessThan(8 << 20)

@@ -1,11 +1,12 @@
 // node:dgram round trips, the baseline of the ping benchmark, in its own process:
 //   --role server: echoes every datagram; says 'ready' with its port
-//   --role client --port P --count N: N round trips of 64 B one after the other; a 'result' with the RTTs
+//   --role client --port P --count N [--warmup W]: W round trips of 64 B one after the other, then N
+//       measured ones; a 'result' with the RTTs of the N
 import dgram from 'node:dgram'
 import { parseArgs } from 'node:util'
 import { emit, failStart } from '../lib/protocol.ts'
 
-const { values } = parseArgs({ options: { role: { type: 'string' }, port: { type: 'string' }, count: { type: 'string' } }, strict: true })
+const { values } = parseArgs({ options: { role: { type: 'string' }, port: { type: 'string' }, count: { type: 'string' }, warmup: { type: 'string' } }, strict: true })
 
 try {
   const socket = dgram.createSocket('udp4')
@@ -17,14 +18,18 @@ try {
     const port = Number(values.port)
     const count = Number(values.count)
     const message = new Uint8Array(64).fill(1)
+    const roundTrip = (): Promise<void> => {
+      const echoed = new Promise<void>((resolve) => socket.once('message', () => resolve()))
+      socket.send(message, port, '127.0.0.1')
+      return echoed
+    }
+    for (let i = 0; i < Number(values.warmup ?? 0); i++) await roundTrip()
     const rtts: number[] = []
     const start = process.resourceUsage()
     const startMs = performance.now()
     for (let i = 0; i < count; i++) {
       const t0 = process.hrtime.bigint()
-      const echoed = new Promise<void>((resolve) => socket.once('message', () => resolve()))
-      socket.send(message, port, '127.0.0.1')
-      await echoed
+      await roundTrip()
       rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
     }
     const end = process.resourceUsage()

@@ -3,9 +3,10 @@
 //       listens on 127.0.0.1 (any port), says 'ready' with the port; bulk: a 'result' once N bytes have
 //       arrived on the reliable channel (first byte to last); messages: a 'result' on the stdin line "report";
 //       ping: echoes every message on its channel.
-//   --role client --scenario ... --port P [--total N] [--seconds S] [--count N]
+//   --role client --scenario ... --port P [--total N] [--seconds S] [--count N] [--warmup W]
 //       connects, then bulk: sends N bytes in 64 KiB messages as fast as back-pressure allows; messages:
-//       100-byte reliable messages for S seconds; ping: N round trips one after the other. A 'result' each.
+//       100-byte reliable messages for S seconds; ping: W round trips one after the other, then N measured
+//       ones. A 'result' each.
 // Both sides make their token from the same fixed key (a benchmark, not a deployment).
 import { parseArgs } from 'node:util'
 import { Client, Server, generateConnectToken } from '../../src/index.ts'
@@ -19,6 +20,7 @@ const { values } = parseArgs({
     total: { type: 'string' },
     seconds: { type: 'string' },
     count: { type: 'string' },
+    warmup: { type: 'string' },
   },
   strict: true,
 })
@@ -68,6 +70,13 @@ async function client(): Promise<void> {
   const token = await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${values.port}`], expireSeconds: 600, timeoutSeconds: 10 })
   await client.connect(token)
   await new Promise((resolve) => setTimeout(resolve, 200)) // the first pings: an RTT estimate before the run
+  const message64 = new Uint8Array(64).fill(1)
+  const roundTrip = (): Promise<void> => {
+    const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
+    client.send(message64, { channel: 0 })
+    return echoed
+  }
+  if (scenario === 'ping') for (let i = 0; i < Number(values.warmup ?? 0); i++) await roundTrip()
   const drained = () => new Promise<void>((resolve) => client.once('drain', () => resolve()))
   const startCpu = cpu()
   const startMs = hrMs()
@@ -101,13 +110,10 @@ async function client(): Promise<void> {
     finish(sent, sent * 100, {})
   } else {
     const count = Number(values.count)
-    const message = new Uint8Array(64).fill(1)
     const rtts: number[] = []
     for (let i = 0; i < count; i++) {
       const t0 = process.hrtime.bigint()
-      const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
-      client.send(message, { channel: 0 })
-      await echoed
+      await roundTrip()
       rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
     }
     finish(count, count * 64, { rttsUs: rtts })
