@@ -85,8 +85,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     controlRef_ = Napi::Persistent(control.As<Napi::Object>());
     onEvents_ = Napi::Persistent(info[1].As<Napi::Function>());
 
-    // Everything that can fail comes before the wake-up: once it exists its finalizer will touch this
-    // object, and node-addon-api deletes the object at once when the constructor throws.
+    // The wake-up exists before the I/O thread that signals it. When either fails, what was made is
+    // undone here: node-addon-api deletes the object at once when the constructor throws.
     engine_ = std::make_unique<Engine>([this] { wake_.Signal(); });
     if (!wake_.Open(env, "volley:engine", OnWake, OnTeardown, this)) {
       stopped_ = true;

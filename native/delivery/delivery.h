@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <queue>
 #include <vector>
 
 #include "clock_sync.h"
@@ -113,6 +114,17 @@ class DeliveryCore {
     uint64_t sequence;
     uint32_t fragment;
   };
+  // Orders resends lowest message first (a min-heap's "less"): the receiver always takes the message it
+  // delivers next, while a full reassembly bound makes it refuse fragments of messages it has not
+  // started. Resent in the order their losses were found, the fragments it needs next could wait behind
+  // thousands it refuses, each refusal read as a loss, at the minimum window.
+  struct ResendLater {
+    bool operator()(const Chunk& a, const Chunk& b) const {
+      if (a.sequence != b.sequence) return a.sequence > b.sequence;
+      if (a.channel != b.channel) return a.channel > b.channel;
+      return a.fragment > b.fragment;
+    }
+  };
   struct SendChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextSequence = 0;
@@ -200,7 +212,8 @@ class DeliveryCore {
 
   std::vector<SendChannel> sendChannels_;
   std::vector<ReceiveChannel> receiveChannels_;
-  std::deque<Chunk> retransmits_;  // reliable fragments lost or probed, sent before new data
+  // Reliable fragments lost or probed, sent before new data, lowest message first.
+  std::priority_queue<Chunk, std::vector<Chunk>, ResendLater> retransmits_;
   std::vector<std::unique_ptr<OutMessage>> spareMessages_;
   uint64_t queuedBytes_ = 0;
   uint64_t queuedMessages_ = 0;

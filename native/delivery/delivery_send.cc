@@ -154,10 +154,10 @@ bool DeliveryCore::CanSend(uint64_t) const {
 
 void DeliveryCore::PruneRetransmits() {
   while (!retransmits_.empty()) {
-    const Chunk& chunk = retransmits_.front();
+    const Chunk& chunk = retransmits_.top();
     const OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
     if (message != nullptr && message->lastSent[chunk.fragment] != kAcked) return;
-    retransmits_.pop_front();  // acknowledged since it was queued again
+    retransmits_.pop();  // acknowledged since it was queued again
   }
 }
 
@@ -320,10 +320,10 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     }
     // Then reliable fragments that were lost or are probed, then new ones.
     while (!full && !retransmits_.empty()) {
-      const Chunk chunk = retransmits_.front();
+      const Chunk chunk = retransmits_.top();
       OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
       if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
-        retransmits_.pop_front();
+        retransmits_.pop();
         continue;
       }
       if (!WriteChunk(*message, chunk.fragment, packet_, capacity, &size)) {
@@ -333,7 +333,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       message->lastSent[chunk.fragment] = number;
       record.chunks.push_back(chunk);
       ++stats_.resends;
-      retransmits_.pop_front();
+      retransmits_.pop();
       eliciting = true;
     }
     for (SendChannel& channel : sendChannels_) {
@@ -463,7 +463,7 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
     // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
     if (message == nullptr || message->lastSent[chunk.fragment] != packet.number) continue;
     message->lastSent[chunk.fragment] = kNotSent;
-    retransmits_.push_back(chunk);
+    retransmits_.push(chunk);
   }
 }
 
@@ -513,11 +513,11 @@ void DeliveryCore::OnProbeTimeout(uint64_t) {
   ++probeCount_;
   ++stats_.probeTimeouts;
   probesToSend_ = 2;
-  // Resend the oldest unacknowledged reliable fragments first: they are what the peer is missing.
+  // Resend the oldest unacknowledged packet's reliable fragments (with any lower ones already queued).
   for (uint64_t number = sentBase_; number < nextPacket_; ++number) {
     const SentPacket& packet = sent_[number & (sent_.size() - 1)];
     if (packet.settled || packet.chunks.empty()) continue;
-    for (auto chunk = packet.chunks.rbegin(); chunk != packet.chunks.rend(); ++chunk) retransmits_.push_front(*chunk);
+    for (const Chunk& chunk : packet.chunks) retransmits_.push(chunk);
     break;
   }
 }
