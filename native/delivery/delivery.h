@@ -190,6 +190,7 @@ class DeliveryCore {
   void OnProbeTimeout(uint64_t nowUs);
   uint64_t ProbeTimeoutBaseUs() const;  // RFC 9002's PTO before backoff
   uint64_t ProbeTimeoutUs() const;
+  uint64_t ProbeTimeoutStartUs() const;
   void SettleFront();
 
   void RefillPacing(uint64_t nowUs);
@@ -228,6 +229,8 @@ class DeliveryCore {
   uint64_t bytesInFlight_ = 0;
   uint64_t lastAckElicitingSentUs_ = 0;
   uint32_t ackElicitingInFlight_ = 0;
+  uint64_t lastDataSentUs_ = 0;         // the last packet with reliable fragments
+  uint32_t dataPacketsInFlight_ = 0;    // packets with reliable fragments, in flight
   uint64_t lossTimeUs_ = 0;  // 0: none
   uint32_t probeCount_ = 0;
   uint32_t probesToSend_ = 0;

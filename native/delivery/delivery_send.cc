@@ -386,6 +386,10 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     bytesInFlight_ += size;
     ++ackElicitingInFlight_;
     lastAckElicitingSentUs_ = nowUs;
+    if (!record.chunks.empty()) {
+      ++dataPacketsInFlight_;
+      lastDataSentUs_ = nowUs;
+    }
     pacingCredit_ -= static_cast<double>(size);
     ++stats_.ackElicitingOut;
   }
@@ -428,6 +432,7 @@ bool DeliveryCore::Settle(SentPacket& packet) {
   packet.inFlight = false;
   bytesInFlight_ -= packet.bytes;
   --ackElicitingInFlight_;
+  if (!packet.chunks.empty()) --dataPacketsInFlight_;
   return true;
 }
 
@@ -507,6 +512,11 @@ uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {
   return rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
 }
 
+// With reliable data in flight the probe timeout runs from the last packet that carried some: pings
+// (10 Hz) are ack-eliciting too, and restarting it at each would postpone it for as long as they are
+// lost, once its backoff exceeds their interval, with the data never probed.
+uint64_t DeliveryCore::ProbeTimeoutStartUs() const { return dataPacketsInFlight_ > 0 ? lastDataSentUs_ : lastAckElicitingSentUs_; }
+
 uint64_t DeliveryCore::ProbeTimeoutUs() const { return ProbeTimeoutBaseUs() << std::min<uint32_t>(probeCount_, 10); }
 
 void DeliveryCore::OnProbeTimeout(uint64_t) {
@@ -531,7 +541,7 @@ void DeliveryCore::SettleFront() {
 void DeliveryCore::Update(uint64_t nowUs) {
   if (lossTimeUs_ != 0 && nowUs >= lossTimeUs_) {
     DetectLosses(nowUs);
-  } else if (ackElicitingInFlight_ > 0 && nowUs >= lastAckElicitingSentUs_ + ProbeTimeoutUs()) {
+  } else if (ackElicitingInFlight_ > 0 && nowUs >= ProbeTimeoutStartUs() + ProbeTimeoutUs()) {
     OnProbeTimeout(nowUs);
   }
   ExpireFragments(nowUs);
@@ -546,7 +556,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
   if (lossTimeUs_ != 0) {
     earliest(lossTimeUs_);
   } else if (ackElicitingInFlight_ > 0) {
-    earliest(lastAckElicitingSentUs_ + ProbeTimeoutUs());
+    earliest(ProbeTimeoutStartUs() + ProbeTimeoutUs());
   }
   if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
   if (pongPending_) earliest(nowUs);
