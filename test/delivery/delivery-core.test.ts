@@ -72,7 +72,7 @@ describe('reassembly bound after a loss burst', () => {
   it('a fast transfer through a full bound completes in order, promptly, after a burst of loss', () => {
     // 64 KiB messages (57 fragments each) on a 10 Gbit/s path with a 4 MiB queue, so the window grows to
     // megabytes; the default bound (maxMessageBytes + 1 MiB) holds about 32 such messages. A burst of
-    // loss leaves many of them with holes while the sender's window (256 messages) reaches far beyond
+    // loss leaves many of them with holes while the sender's window (1,024 messages) reaches far beyond
     // the bound: the receiver refuses fragments of messages it cannot start (not acknowledged, resent).
     const size = 64 * 1024
     const count = 200
