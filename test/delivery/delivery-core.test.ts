@@ -68,16 +68,21 @@ describe('reassembly bound under loss', () => {
   })
 })
 
+/** 200 messages of 64 KiB queued on a reliable channel over a 10 Gbit/s path with a 4 MiB queue. */
+function fastTransfer(latencyMs: number, seed: number): { pair: SimulatedPair; count: number } {
+  const count = 200
+  const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs, bandwidthBytesPerSec: 1.25e9, queueBytes: 4 << 20 }, seed)
+  for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, 64 * 1024))
+  return { pair, count }
+}
+
 describe('reassembly bound after a loss burst', () => {
   it('a fast transfer through a full bound completes in order, promptly, after a burst of loss', () => {
     // 64 KiB messages (57 fragments each) on a 10 Gbit/s path with a 4 MiB queue, so the window grows to
     // megabytes; the default bound (maxMessageBytes + 1 MiB) holds about 32 such messages. A burst of
     // loss leaves many of them with holes while the sender's window (1,024 messages) reaches far beyond
     // the bound: the receiver refuses fragments of messages it cannot start (not acknowledged, resent).
-    const size = 64 * 1024
-    const count = 200
-    const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs: 0.5, bandwidthBytesPerSec: 1.25e9, queueBytes: 4 << 20 }, 21)
-    for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, size))
+    const { pair, count } = fastTransfer(0.5, 21)
     pair.run(pair.now + second, () => pair.received.b.length >= 40)
     expect(pair.a.stats().congestionWindow).toBeGreaterThan(1 << 20)
     expect(pair.received.b.length).toBeLessThan(count)
@@ -99,10 +104,7 @@ describe('probe timeout', () => {
     // is never acknowledged; when each ping restarted the probe timeout, the timeout (backed off beyond
     // the 100 ms between pings) never fired and the data was never probed: 153 of 200 messages after a
     // minute, and no more.
-    const size = 64 * 1024
-    const count = 200
-    const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs: 0.05, bandwidthBytesPerSec: 1.25e9, queueBytes: 4 << 20 }, 5)
-    for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, size))
+    const { pair, count } = fastTransfer(0.05, 5)
     while (pair.received.b.length < count && pair.now < 60 * second) {
       pair.link.loss = 0
       pair.run(pair.now + 4 * ms, () => pair.received.b.length === count)
