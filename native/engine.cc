@@ -922,11 +922,16 @@ void Engine::UpdateProtocols() {
 void Engine::ScheduleProtocol(SocketState* state) {
   uint64_t deadline = state->protocol->NextDeadlineUs();
   if (state->protocol->simulator) deadline = std::min(deadline, state->protocol->simulator->NextReleaseUs());
-  if (deadline == TimerWheel::kNever) return;  // a timer still set fires for nothing and is not set again
-  // The wheel fires at the start of a tick: round up so that the protocol is never called early.
+  if (deadline == TimerWheel::kNever) {
+    protocolTimers_.Cancel(state->timerId);
+    return;
+  }
+  // The wheel fires at the start of a tick: round up so that the protocol is never called early. A
+  // deadline that moved later (an acknowledgement that went out with a reply) moves its timer too, or it
+  // would wake the thread for nothing.
   const uint64_t tick = protocolTimers_.tickUs();
   const uint64_t due = (deadline + tick - 1) / tick * tick;
-  if (due < protocolTimers_.DueUs(state->timerId)) protocolTimers_.Schedule(state->timerId, due);
+  if (due != protocolTimers_.DueUs(state->timerId)) protocolTimers_.Schedule(state->timerId, due);
 }
 
 void Engine::CloseFinishedProtocols() {
