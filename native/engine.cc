@@ -13,6 +13,7 @@
 #include <cstring>
 #include <system_error>
 
+#include "free_list.h"
 #include "monotonic_clock.h"
 #include "network_simulator.h"
 
@@ -292,14 +293,8 @@ bool Engine::ApplyCommand(const Command& command) {
       if (state->protocol) {
         ++protocolSockets_;
         state->protocol->output.large = large_;
-        if (freeTimerIds_.empty()) {
-          state->timerId = static_cast<uint32_t>(timerOwners_.size());
-          timerOwners_.push_back(state.get());
-        } else {
-          state->timerId = freeTimerIds_.back();
-          freeTimerIds_.pop_back();
-          timerOwners_[state->timerId] = state.get();
-        }
+        state->timerId = TakeFreeIndex(freeTimerIds_, timerOwners_);
+        timerOwners_[state->timerId] = state.get();
         ScheduleProtocol(state.get());
       }
       sockets_.emplace(state->id, std::move(state));

@@ -6,8 +6,9 @@ bool LoopWake::Open(napi_env env, const char* name, OnWake onWake, OnTeardown on
   uv_loop_t* loop = nullptr;
   if (state_ != nullptr || napi_get_uv_event_loop(env, &loop) != napi_ok) return false;
   napi_value resourceName;
+  napi_async_context asyncContext;
   if (napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &resourceName) != napi_ok ||
-      napi_async_init(env, nullptr, resourceName, &asyncContext_) != napi_ok) {
+      napi_async_init(env, nullptr, resourceName, &asyncContext) != napi_ok) {
     return false;
   }
   auto* state = new State{};
@@ -15,32 +16,29 @@ bool LoopWake::Open(napi_env env, const char* name, OnWake onWake, OnTeardown on
   state->onWake = onWake;
   state->onTeardown = onTeardown;
   state->context = context;
+  state->asyncContext = asyncContext;
   state->handle.data = state;
   if (uv_async_init(loop, &state->handle, Dispatch) != 0) {
+    napi_async_destroy(env, asyncContext);
     delete state;  // libuv has not taken the handle
-    napi_async_destroy(env, asyncContext_);
-    asyncContext_ = nullptr;
     return false;
   }
+  state_ = state;
   // The environment waits for this hook to be removed (in Closed) before it closes the loop: a worker's
   // loop cannot close with the handle on it.
   if (napi_add_async_cleanup_hook(env, Teardown, state, &state->teardownHook) != napi_ok) {
     state->teardownHook = nullptr;
-    state_ = state;
-    env_ = env;
     Close();
     return false;
   }
-  state_ = state;
-  env_ = env;
   return true;
 }
 
 bool LoopWake::Call(napi_env env, napi_value fn, size_t argc, const napi_value* argv) {
   napi_value global;
   napi_value result;
-  if (napi_get_global(env, &global) != napi_ok) return false;
-  const napi_status status = napi_make_callback(env, asyncContext_, global, fn, argc, argv, &result);
+  if (state_ == nullptr || napi_get_global(env, &global) != napi_ok) return false;
+  const napi_status status = napi_make_callback(env, state_->asyncContext, global, fn, argc, argv, &result);
   if (status == napi_ok) return true;
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
@@ -63,8 +61,8 @@ void LoopWake::Close() {
   if (state_ == nullptr) return;
   State* state = state_;
   state_ = nullptr;
-  napi_async_destroy(env_, asyncContext_);
-  asyncContext_ = nullptr;
+  napi_async_destroy(state->env, state->asyncContext);
+  state->asyncContext = nullptr;
   uv_close(reinterpret_cast<uv_handle_t*>(&state->handle), Closed);
 }
 

@@ -29,7 +29,8 @@ class LoopWake {
     if (state_ != nullptr) uv_async_send(&state_->handle);
   }
   // From onWake: calls fn as an event from the loop (microtasks and ticks run after it). An exception it
-  // throws goes to the process's uncaught-exception handling, as any event handler's does; false then.
+  // throws goes to the process's uncaught-exception handling, as any event handler's does; false then,
+  // and after Close().
   bool Call(napi_env env, napi_value fn, size_t argc, const napi_value* argv);
   // JavaScript thread: whether a pending wake-up keeps the event loop alive.
   void SetRef(bool ref);
@@ -43,6 +44,7 @@ class LoopWake {
     OnWake onWake = nullptr;
     OnTeardown onTeardown = nullptr;
     void* context = nullptr;
+    napi_async_context asyncContext = nullptr;  // released in Close(), while the environment surely exists
     napi_async_cleanup_hook_handle teardownHook = nullptr;
   };
   static void Dispatch(uv_async_t* handle);
@@ -50,8 +52,6 @@ class LoopWake {
   static void Closed(uv_handle_t* handle);
 
   State* state_ = nullptr;  // owned by libuv from Close() until Closed()
-  napi_env env_ = nullptr;
-  napi_async_context asyncContext_ = nullptr;  // released in Close(), while the environment surely exists
 };
 
 }  // namespace volley

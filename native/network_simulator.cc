@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "free_list.h"
+
 namespace volley {
 
 NetworkSimulator::NetworkSimulator(const NetworkConditions& conditions) : conditions_(conditions) {
@@ -50,14 +52,7 @@ void NetworkSimulator::Hold(const ProtocolOutput::Datagram& datagram, uint64_t r
     ++counters_.overflowed;
     return;
   }
-  uint32_t slot;
-  if (!freeSlots_.empty()) {
-    slot = freeSlots_.back();
-    freeSlots_.pop_back();
-  } else {
-    slot = static_cast<uint32_t>(datagrams_.size());
-    datagrams_.emplace_back();
-  }
+  const uint32_t slot = TakeFreeIndex(freeSlots_, datagrams_);
   datagrams_[slot] = datagram;
   held_.push(Held{releaseUs, order_++, slot});
 }

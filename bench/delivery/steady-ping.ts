@@ -5,7 +5,8 @@
 //   taskset -c 0 node --import tsx bench/delivery/steady-ping.ts volley|dgram <port> [W=3000] [N=10000]
 import dgram from 'node:dgram'
 import { readFileSync, readdirSync } from 'node:fs'
-import { Client, generateConnectToken } from '../../src/index.ts'
+import { Client } from '../../src/index.ts'
+import { benchToken, channelOptions } from './volley-setup.ts'
 
 const [kind, portText, warmText, countText] = process.argv.slice(2)
 const port = Number(portText)
@@ -37,10 +38,8 @@ const message = new Uint8Array(64).fill(1)
 let roundTrip: () => Promise<void>
 let close: () => Promise<void>
 if (kind === 'volley') {
-  const privateKey = new Uint8Array(32).fill(0x42) // the key volley-side.ts uses
-  const client = new Client({ channels: [{ mode: 'reliable' }, { mode: 'unreliable' }], maxMessageBytes: 1 << 20, sendQueueBytes: 16 << 20, engine: 'dedicated' })
-  const token = await generateConnectToken({ protocolId: 0xbe7cn, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 600, timeoutSeconds: 10 })
-  await client.connect(token)
+  const client = new Client(channelOptions)
+  await client.connect(await benchToken(port))
   roundTrip = () => {
     const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
     client.send(message, { channel: 0 })

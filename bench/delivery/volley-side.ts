@@ -7,10 +7,10 @@
 //       connects, then bulk: sends N bytes in 64 KiB messages as fast as back-pressure allows; messages:
 //       100-byte reliable messages for S seconds; ping: W round trips one after the other, then N measured
 //       ones. A 'result' each.
-// Both sides make their token from the same fixed key (a benchmark, not a deployment).
 import { parseArgs } from 'node:util'
-import { Client, Server, generateConnectToken } from '../../src/index.ts'
+import { Client, Server } from '../../src/index.ts'
 import { emit, failStart } from '../lib/protocol.ts'
+import { benchToken, channelOptions, privateKey, protocolId } from './volley-setup.ts'
 
 const { values } = parseArgs({
   options: {
@@ -24,17 +24,13 @@ const { values } = parseArgs({
   },
   strict: true,
 })
-const privateKey = new Uint8Array(32).fill(0x42)
-const protocolId = 0xbe7cn
-const channels = [{ mode: 'reliable' as const }, { mode: 'unreliable' as const }]
-const common = { channels, maxMessageBytes: 1 << 20, sendQueueBytes: 16 << 20, engine: 'dedicated' as const }
 const cpu = () => process.resourceUsage()
 const hrMs = () => Number(process.hrtime.bigint()) / 1e6
 
 async function server(): Promise<void> {
   const scenario = values.scenario
   const total = Number(values.total ?? 0)
-  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, ...common })
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, ...channelOptions })
   let bytes = 0
   let messages = 0
   let firstMs = 0
@@ -66,8 +62,8 @@ async function server(): Promise<void> {
 
 async function client(): Promise<void> {
   const scenario = values.scenario
-  const client = new Client(common)
-  const token = await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${values.port}`], expireSeconds: 600, timeoutSeconds: 10 })
+  const client = new Client(channelOptions)
+  const token = await benchToken(values.port ?? '')
   await client.connect(token)
   await new Promise((resolve) => setTimeout(resolve, 200)) // the first pings: an RTT estimate before the run
   const message64 = new Uint8Array(64).fill(1)

@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "../free_list.h"
 #include "challenge_token.h"
 #include "packet.h"
 #include "wire.h"
@@ -385,14 +386,7 @@ ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {
 
 ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key, const Clock& now) {
   if (mappingCount_ >= maxMappings_) return nullptr;
-  uint32_t index;
-  if (!freeMappings_.empty()) {
-    index = freeMappings_.back();
-    freeMappings_.pop_back();
-  } else {
-    index = static_cast<uint32_t>(mappings_.size());
-    mappings_.emplace_back();
-  }
+  const uint32_t index = TakeFreeIndex(freeMappings_, mappings_);
   EncryptionMapping& entry = mappings_[index];
   entry.used = true;
   entry.address = key;
