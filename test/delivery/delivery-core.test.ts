@@ -82,19 +82,22 @@ describe('reassembly bound after a loss burst', () => {
     // megabytes; the default bound (maxMessageBytes + 1 MiB) holds about 32 such messages. A burst of
     // loss leaves many of them with holes while the sender's window (1,024 messages) reaches far beyond
     // the bound: the receiver refuses fragments of messages it cannot start (not acknowledged, resent).
+    // The fragments it needs next must not wait behind those it refuses: resent in the order their losses
+    // were found, they did, each refusal counted as a loss at the minimum window, and what was left took
+    // about 4 s instead of 9 ms.
     const { pair, count } = fastTransfer(0.5, 21)
     pair.run(pair.now + second, () => pair.received.b.length >= 40)
     expect(pair.a.stats().congestionWindow).toBeGreaterThan(1 << 20)
     expect(pair.received.b.length).toBeLessThan(count)
     pair.link.loss = 0.5
-    pair.run(pair.now + 2 * ms)
+    pair.run(pair.now + 5 * ms)
     pair.link.loss = 0
     const start = pair.now
     pair.run(pair.now + 120 * second, () => pair.received.b.length === count)
     expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
     expect(pair.b.stats().overBudget).toBeGreaterThan(0) // the bound was reached
     // What was left (about 10 MB at 1.25 GB/s, with resends) takes milliseconds, not seconds.
-    expect(pair.now - start).toBeLessThan(0.5 * second)
+    expect(pair.now - start).toBeLessThan(0.1 * second)
   })
 })
 
