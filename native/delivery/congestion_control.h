@@ -54,10 +54,16 @@ class CongestionControl {
     slowStartThreshold_ = window_;
   }
 
+  uint64_t slowStartThreshold() const { return slowStartThreshold_; }
+
   // Persistent congestion (every packet sent over three probe timeouts lost, RFC 9002 §7.6): back to the
-  // minimum window.
-  void OnPersistentCongestion() {
+  // minimum window, as the path may have changed. thresholdBefore: the slow-start threshold before the
+  // losses that showed it. Those losses are an outage, not a measure of the path: the threshold they set
+  // (half a window in flight when the path went, and the minimum at the next outage) is not kept, else a
+  // link that goes down and up came back a little slower each time, one packet per round trip at last.
+  void OnPersistentCongestion(uint64_t thresholdBefore) {
     window_ = kMinimumWindow;
+    slowStartThreshold_ = std::max(slowStartThreshold_, thresholdBefore);
     inRecovery_ = false;
   }
 

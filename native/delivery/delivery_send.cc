@@ -480,6 +480,7 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   // Persistent congestion (RFC 9002 §7.6): every ack-eliciting packet sent over a span longer than three
   // probe timeouts was lost, nothing acknowledged in between.
   const uint64_t persistentUs = 3 * ProbeTimeoutBaseUs();
+  const uint64_t thresholdBefore = congestion_.slowStartThreshold();
   bool lostRun = false, persistent = false;
   uint64_t lostRunStartUs = 0;
   for (uint64_t number = sentBase_; number <= end && number < nextPacket_; ++number) {
@@ -502,7 +503,7 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
     }
   }
   if (persistent) {
-    congestion_.OnPersistentCongestion();
+    congestion_.OnPersistentCongestion(thresholdBefore);
     ++stats_.persistentCongestion;
   }
   SettleFront();

@@ -119,6 +119,27 @@ describe('probe timeout', () => {
   })
 })
 
+describe('an outage', () => {
+  it('leaves no lasting mark: after 2 s down, a transfer at 100 ms RTT goes on at the rate of the path', () => {
+    // 200 messages of 64 KiB (13 MB) over 12.5 MB/s: about a second of sending. Every packet in flight when
+    // the link went down is lost, which is persistent congestion: the window goes to its minimum. Slow start
+    // must lead it back to where it was; when the threshold stayed where the outage's losses put it (half
+    // the window in flight, RFC 9002's reduction), the rest took 14 s at one packet more per round trip.
+    const count = 200
+    const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs: 50, bandwidthBytesPerSec: 12.5e6 }, 5)
+    for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, 64 * 1024))
+    pair.run(pair.now + 200 * ms)
+    pair.link.loss = 1
+    pair.run(pair.now + 2 * second)
+    pair.link.loss = 0
+    const up = pair.now
+    pair.run(pair.now + 60 * second, () => pair.received.b.length === count)
+    expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
+    expect(pair.a.stats().persistentCongestion).toBeGreaterThan(0)
+    expect(pair.now - up).toBeLessThan(4 * second)
+  })
+})
+
 describe('sequenced and unreliable channels', () => {
   it('sequenced never goes backwards, under reordering and loss', () => {
     const pair = new SimulatedPair({ channels: CHANNELS }, { loss: 0.2, latencyMs: 10, jitterMs: 5, duplicate: 0.05, reorder: 0.2 }, 9)
