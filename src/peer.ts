@@ -38,7 +38,7 @@ export class Peer {
     readonly clientId: bigint,
     readonly address: string,
     readonly port: number,
-    /** The 256 bytes of user data from its connect token. */
+    /** The 256 bytes of user data from its connect token (a view: its buffer also holds other peers' copies). */
     readonly userData: Uint8Array,
   ) {
     this.#host = host

@@ -1,6 +1,6 @@
 // Server and Client over loopback: the netcode protocol running on the engine's I/O thread.
 import { describe, expect, it } from 'vitest'
-import { Client, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
 import { waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(3)
@@ -60,6 +60,31 @@ describe('Server and Client on loopback', () => {
     await waitFor(() => server.peers.size === 0)
     await server.close()
     expect(server.state).toBe('stopped')
+  })
+
+  it("each peer keeps its own user data, after its slot went to another client", async () => {
+    // Three rounds of 8 clients through 8 slots: 24 copies, more than one of the buffers they share.
+    const { server, address } = await startServer()
+    const seen: { peer: Peer; expected: Uint8Array }[] = []
+    const dataOf = (clientId: bigint) => Uint8Array.from({ length: 256 }, (_, i) => (Number(clientId) * 31 + i) & 0xff)
+    server.on('connect', (peer) => seen.push({ peer, expected: dataOf(peer.clientId) }))
+    for (let round = 0; round < 3; round++) {
+      const ids = Array.from({ length: 8 }, (_, i) => BigInt(round * 100 + i + 1))
+      const pool = new ClientPool(fast)
+      const result = await pool.connect(await Promise.all(ids.map((id) => token(address, id, { userData: dataOf(id) }))))
+      expect(result.connected).toBe(8)
+      await waitFor(() => server.peers.size === 8)
+      await pool.close()
+      await waitFor(() => server.peers.size === 0)
+    }
+    expect(seen).toHaveLength(24)
+    expect(new Set(seen.map(({ peer }) => peer.index)).size).toBe(8)
+    for (const { peer, expected } of seen) {
+      expect(peer.connected).toBe(false)
+      expect(peer.userData.byteLength).toBe(256)
+      expect(Buffer.compare(Buffer.from(peer.userData), Buffer.from(expected))).toBe(0)
+    }
+    await server.close()
   })
 
   it('server states STOPPED -> RUNNING -> STOPPING -> STOPPED; clients see the disconnect', async () => {
