@@ -4,7 +4,7 @@
 // backlog, congestion control under loss, clock synchronisation with a skewed clock, and hostile input.
 import { describe, expect, it } from 'vitest'
 import { seededRandom } from '../helpers.ts'
-import { SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage } from './simulated-link.ts'
+import { type LinkConditions, SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -68,12 +68,31 @@ describe('reassembly bound under loss', () => {
   })
 })
 
-/** 200 messages of 64 KiB queued on a reliable channel over a 10 Gbit/s path with a 4 MiB queue. */
-function fastTransfer(latencyMs: number, seed: number): { pair: SimulatedPair; count: number } {
+/** 200 messages of 64 KiB (13 MB) queued on a reliable channel over the link. */
+function transfer(link: LinkConditions, seed: number): { pair: SimulatedPair; count: number } {
   const count = 200
-  const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs, bandwidthBytesPerSec: 1.25e9, queueBytes: 4 << 20 }, seed)
+  const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, link, seed)
   for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, 64 * 1024))
   return { pair, count }
+}
+
+/**
+ * Drops packets at rate `loss` for `durationUs`, then runs until the transfer has arrived, in order;
+ * returns how long that took once the link was back, µs.
+ */
+function completeAfterLoss(pair: SimulatedPair, count: number, loss: number, durationUs: number): number {
+  pair.link.loss = loss
+  pair.run(pair.now + durationUs)
+  pair.link.loss = 0
+  const back = pair.now
+  pair.run(pair.now + 120 * second, () => pair.received.b.length === count)
+  expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
+  return pair.now - back
+}
+
+/** The transfer over a 10 Gbit/s path with a 4 MiB queue. */
+function fastTransfer(latencyMs: number, seed: number): { pair: SimulatedPair; count: number } {
+  return transfer({ latencyMs, bandwidthBytesPerSec: 1.25e9, queueBytes: 4 << 20 }, seed)
 }
 
 describe('reassembly bound after a loss burst', () => {
@@ -89,15 +108,10 @@ describe('reassembly bound after a loss burst', () => {
     pair.run(pair.now + second, () => pair.received.b.length >= 40)
     expect(pair.a.stats().congestionWindow).toBeGreaterThan(1 << 20)
     expect(pair.received.b.length).toBeLessThan(count)
-    pair.link.loss = 0.5
-    pair.run(pair.now + 5 * ms)
-    pair.link.loss = 0
-    const start = pair.now
-    pair.run(pair.now + 120 * second, () => pair.received.b.length === count)
-    expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
+    const rest = completeAfterLoss(pair, count, 0.5, 5 * ms)
     expect(pair.b.stats().overBudget).toBeGreaterThan(0) // the bound was reached
     // What was left (about 10 MB at 1.25 GB/s, with resends) takes milliseconds, not seconds.
-    expect(pair.now - start).toBeLessThan(0.1 * second)
+    expect(rest).toBeLessThan(0.1 * second)
   })
 })
 
@@ -121,22 +135,15 @@ describe('probe timeout', () => {
 
 describe('an outage', () => {
   it('leaves no lasting mark: after 2 s down, a transfer at 100 ms RTT goes on at the rate of the path', () => {
-    // 200 messages of 64 KiB (13 MB) over 12.5 MB/s: about a second of sending. Every packet in flight when
-    // the link went down is lost, which is persistent congestion: the window goes to its minimum. Slow start
-    // must lead it back to where it was; when the threshold stayed where the outage's losses put it (half
-    // the window in flight, RFC 9002's reduction), the rest took 14 s at one packet more per round trip.
-    const count = 200
-    const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs: 50, bandwidthBytesPerSec: 12.5e6 }, 5)
-    for (let i = 0; i < count; i++) pair.send('a', 0, numberedMessage(i, 64 * 1024))
+    // 13 MB over 12.5 MB/s: about a second of sending. Every packet in flight when the link went down is
+    // lost, which is persistent congestion: the window goes to its minimum. Slow start must lead it back to
+    // where it was; when the threshold stayed where the outage's losses put it (half the window in flight,
+    // RFC 9002's reduction), the rest took 14 s at one packet more per round trip.
+    const { pair, count } = transfer({ latencyMs: 50, bandwidthBytesPerSec: 12.5e6 }, 5)
     pair.run(pair.now + 200 * ms)
-    pair.link.loss = 1
-    pair.run(pair.now + 2 * second)
-    pair.link.loss = 0
-    const up = pair.now
-    pair.run(pair.now + 60 * second, () => pair.received.b.length === count)
-    expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: count }, (_, i) => i))
+    const rest = completeAfterLoss(pair, count, 1, 2 * second)
     expect(pair.a.stats().persistentCongestion).toBeGreaterThan(0)
-    expect(pair.now - up).toBeLessThan(4 * second)
+    expect(rest).toBeLessThan(4 * second)
   })
 })
 
