@@ -65,12 +65,13 @@ const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: '
 
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
- * each copy (slice) cost an ArrayBuffer with its own backing store per handshake: 1.5–2.5 µs with the
- * garbage collection and page faults it brings, against 0.3–0.5 µs for a view. A region is never handed
- * out twice, so a Peer kept after it left still reads its own bytes; a buffer goes when no peer made from
- * it is referenced, and holds at most 4 KiB for one that is.
+ * each copy (slice) cost an ArrayBuffer with its own backing store per handshake: 1.2–2.9 µs with the
+ * garbage collection and page faults it brings, against 0.6–0.8 µs for a view
+ * (bench/micro/user-data-copies.ts). A region is never handed out twice, so a Peer kept after it left
+ * still reads its own bytes; a buffer goes when no peer made from it is referenced, and holds at most
+ * 4 KiB for one that is. Exported for that benchmark, not by the package.
  */
-class UserDataCopies {
+export class UserDataCopies {
   static readonly perBuffer = 16
   #buffer = new ArrayBuffer(0)
   #next = UserDataCopies.perBuffer
