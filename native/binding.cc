@@ -322,7 +322,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // channels: ('reliable' | 'unreliable' | 'sequenced')[] (absent: no delivery layer), maxMessageBytes,
   // sendQueueBytes (JavaScript's limit; the core's own is four times it), reliableWindow, fragmentTimeoutUs,
-  // pingIntervalUs. JavaScript has checked them (src/delivery-options.ts); these are the last guard.
+  // pingIntervalUs. JavaScript has checked them (src/delivery.ts); these are the last guard.
   static bool ReadDeliveryOptions(Napi::Env env, Napi::Object options, DeliveryOptions* out) {
     Napi::Value channels = options.Get("channels");
     if (!channels.IsArray()) return true;

@@ -26,6 +26,12 @@ export interface DeliveryOptions {
   maxMessageBytes?: number
   /** Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB). */
   sendQueueBytes?: number
+  /**
+   * How often each connection pings its peer for the RTT and the clock, ms (default 100: 10 Hz; 50 to
+   * 3,600,000, as pongs answer at most 20 a second). A ping is a packet, so it also stands in for the
+   * keep-alive: a gateway with many idle peers lowers this and keepAliveIntervalMs together.
+   */
+  pingIntervalMs?: number
 }
 
 export interface SendOptions {
@@ -62,6 +68,7 @@ export interface DeliverySettings {
   modes: ChannelMode[]
   maxMessageBytes: number
   sendQueueBytes: number
+  pingIntervalMs: number
 }
 
 const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
@@ -69,7 +76,7 @@ const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
 export function deliverySettings(options: DeliveryOptions): DeliverySettings | null {
   const { channels } = options
   if (channels === undefined) {
-    for (const name of ['maxMessageBytes', 'sendQueueBytes'] as const) {
+    for (const name of ['maxMessageBytes', 'sendQueueBytes', 'pingIntervalMs'] as const) {
       if (options[name] !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" option needs the "channels" option`)
     }
     return null
@@ -88,13 +95,14 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
     modes,
     maxMessageBytes: integerOption('maxMessageBytes', options.maxMessageBytes, 1 << 20, 1, 1 << 30),
     sendQueueBytes: integerOption('sendQueueBytes', options.sendQueueBytes, 8 << 20, 1, 1 << 30),
+    pingIntervalMs: integerOption('pingIntervalMs', options.pingIntervalMs, 100, 50, 3_600_000),
   }
 }
 
 /** The fields of the native protocol options for these settings. */
 export function deliveryFields(settings: DeliverySettings | null): NativeDeliveryFields {
   if (settings === null) return {}
-  return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes }
+  return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes, pingIntervalUs: settings.pingIntervalMs * 1000 }
 }
 
 function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {

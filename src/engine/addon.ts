@@ -35,6 +35,7 @@ export interface NativeDeliveryFields {
   channels?: ('reliable' | 'unreliable' | 'sequenced')[]
   maxMessageBytes?: number
   sendQueueBytes?: number
+  pingIntervalUs?: number
   networkSimulator?: NativeNetworkSimulator
 }
 

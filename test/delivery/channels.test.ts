@@ -23,7 +23,7 @@ async function sendAll(send: (data: Uint8Array) => boolean, drained: () => Promi
 }
 const fast = { disconnectIntervalMs: 5 }
 
-type PairOptions = { maxMessageBytes?: number; sendQueueBytes?: number; networkSimulator?: NetworkSimulatorOptions }
+type PairOptions = { maxMessageBytes?: number; sendQueueBytes?: number; pingIntervalMs?: number; keepAliveIntervalMs?: number; networkSimulator?: NetworkSimulatorOptions }
 
 async function connectedPair(options: PairOptions = {}, clientOptions: PairOptions = options) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, ...fast, ...options })
@@ -88,6 +88,25 @@ describe('channels over loopback', () => {
     expect(server.stats().link?.rtt.smoothedMs).toBeGreaterThan(0)
     // Same machine, same monotonic clock: the client's estimate of the server's clock is within 1 ms of it.
     expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
+    await close()
+  })
+
+  it('pings at the pingIntervalMs each side sets, and an idle connection sends no more than that', async () => {
+    // Both sides at 1 s for pings and keep-alives: over 2.5 s of quiet, a few packets each way instead of
+    // about 25 at the defaults (10 Hz).
+    const slow = { pingIntervalMs: 1000, keepAliveIntervalMs: 1000 }
+    const { client, peer, close } = await connectedPair(slow)
+    const clientBefore = client.stats().packets.out
+    const serverBefore = peer.stats().packets.out
+    await new Promise((resolve) => setTimeout(resolve, 2500))
+    const clientSent = client.stats().packets.out - clientBefore
+    const serverSent = peer.stats().packets.out - serverBefore
+    expect(clientSent).toBeGreaterThanOrEqual(2)
+    expect(clientSent).toBeLessThanOrEqual(6)
+    expect(serverSent).toBeGreaterThanOrEqual(2)
+    expect(serverSent).toBeLessThanOrEqual(6)
+    expect(client.stats().rtt.smoothedMs).toBeGreaterThan(0) // the pings that went were answered
+    expect(client.state).toBe('connected')
     await close()
   })
 
@@ -216,6 +235,9 @@ describe('channels over loopback', () => {
     )
     expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Client({ maxMessageBytes: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Client({ pingIntervalMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new Client({ channels, pingIntervalMs: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('50 to 3600000') }))
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels, pingIntervalMs: 1.5 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { loss: 1.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { seed: 0.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     await close()
