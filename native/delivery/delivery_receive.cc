@@ -100,7 +100,6 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t remoteReceived = reader.Varint();
         const uint64_t delay = reader.Varint();
         if (reader.failed()) return false;
-        *ackEliciting = true;
         if (apply && echo <= nowUs) clock_.Sample(echo, remoteReceived, delay, nowUs);
         break;
       }

@@ -271,6 +271,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   bool eliciting = false;
   const size_t capacity = sizeof(packet_);
   {
+    // A pong asks for nothing back (a lost one costs one RTT sample), so a packet that carries only a pong
+    // and an ACK is not acknowledged in turn.
+    bool wrotePong = false;
     if (pongPending_) {
       WireWriter writer(packet_ + size, capacity - size);
       writer.U8(kFramePong);
@@ -282,10 +285,12 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         size += writer.offset();
         pongPending_ = false;
         lastPongSentUs_ = nowUs;
-        eliciting = true;
+        wrotePong = true;
       }
     }
-    if (nowUs >= nextPingUs_) {
+    // A ping due within half an interval goes with the pong: the two sides' pings fall into step, and an
+    // idle connection sends three packets per interval between them instead of four or five.
+    if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= config_.pingIntervalUs / 2)) {
       WireWriter writer(packet_ + size, capacity - size);
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);

@@ -12,7 +12,7 @@
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
 //
-// A packet that holds anything but ACK frames is ack-eliciting: the receiver acknowledges it.
+// A packet that holds anything but ACK and PONG frames is ack-eliciting: the receiver acknowledges it.
 #pragma once
 
 #include <cstddef>

@@ -316,6 +316,24 @@ describe('clock synchronisation', () => {
   })
 })
 
+describe('an idle connection', () => {
+  it('sends two packets per ping interval on each side: its ping, then its pong with the ACK', () => {
+    // Pongs are not acknowledged; pings are, by the ACK that rides with the pong. When pongs asked for an
+    // ACK too, each side sent an ACK-only packet per pong: 30 packets a second instead of 20.
+    const pair = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 5 }, 1)
+    pair.run(second)
+    const before = { a: pair.a.stats(), b: pair.b.stats() }
+    pair.run(11 * second)
+    for (const side of ['a', 'b'] as const) {
+      const after = pair.core(side).stats()
+      expect(after.packetsOut - before[side].packetsOut).toBeLessThanOrEqual(202)
+      expect(after.ackElicitingOut - before[side].ackElicitingOut).toBeLessThanOrEqual(101) // the pings
+      expect(after.clockSamples - before[side].clockSamples).toBeGreaterThanOrEqual(99) // each one answered
+      expect(after.packetsLost).toBe(0)
+    }
+  })
+})
+
 describe('hostile input', () => {
   it('drops malformed packets and counts them, never delivering anything', () => {
     const core = deliveryCore({ channels: CHANNELS })
