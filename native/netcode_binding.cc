@@ -380,7 +380,7 @@ Napi::Object Counters(Napi::Env env, std::initializer_list<std::pair<const char*
 
 // The server state machine driven from JavaScript with a fake clock (tests; the engine drives it itself).
 // new ServerCore({ protocolId, privateKey, publicAddress, maxClients, challengeKey, keepAliveIntervalUs,
-//                  disconnectIntervalUs, disconnectPackets })
+//                  disconnectIntervalUs, disconnectPackets, layerAboveEveryUs, layerAboveStartUs })
 // Every call takes the clock as (monotonicUs: number, unixSeconds: bigint) and returns what the server did:
 // [{ kind: 'send', to, data } | { kind: 'connect', index, clientId, address, userData }
 //  | { kind: 'disconnect', index, reason } | { kind: 'payload', index, data }]
@@ -424,7 +424,25 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = options.Get("keepAliveIntervalUs").ToNumber().Int64Value();
     if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = options.Get("disconnectIntervalUs").ToNumber().Int64Value();
     if (options.Has("disconnectPackets")) config.disconnectPackets = options.Get("disconnectPackets").ToNumber().Uint32Value();
+    if (options.Has("layerAboveEveryUs")) {
+      aboveEveryUs_ = options.Get("layerAboveEveryUs").ToNumber().Int64Value();
+      const uint64_t startUs = options.Has("layerAboveStartUs") ? options.Get("layerAboveStartUs").ToNumber().Int64Value() : 0;
+      aboveNextUs_.assign(config.maxClients, startUs);
+    }
     core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, this);
+  }
+
+  // A stand-in for the layer above (the delivery layer and its pings): with layerAboveEveryUs, a 1-byte
+  // payload to each connected client every that many µs, from layerAboveStartUs on, each next one due an
+  // interval after the last went (as the delivery layer schedules its pings).
+  uint64_t PeerDeadlineUs(uint32_t index, const netcode::Clock&) override {
+    return aboveEveryUs_ > 0 && index < aboveNextUs_.size() ? aboveNextUs_[index] : UINT64_MAX;
+  }
+  void PeerTimer(uint32_t index, const netcode::Clock& now) override {
+    if (aboveEveryUs_ == 0 || index >= aboveNextUs_.size() || now.monotonicUs < aboveNextUs_[index]) return;
+    static const uint8_t kPing[1] = {0};
+    aboveNextUs_[index] = now.monotonicUs + aboveEveryUs_;
+    core_->SendPayload(index, kPing, sizeof(kPing), now);
   }
 
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
@@ -512,6 +530,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
   }
 
   std::unique_ptr<netcode::ServerCore> core_;
+  uint64_t aboveEveryUs_ = 0;
+  std::vector<uint64_t> aboveNextUs_;
 };
 
 

@@ -358,8 +358,15 @@ void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
   }
   sink_->PeerTimer(index, now);
   if (!slot.connected) return;  // the layer above may have disconnected it
-  // The wheel fires up to a tick early: a keep-alive due within that tick goes now.
-  if (now.monotonicUs - slot.lastSendUs + slotTimers_.tickUs() > config_.keepAliveIntervalUs) SendKeepAlive(index, now);
+  // The wheel fires up to a tick early: a keep-alive due within that tick goes now, unless the layer above
+  // is due within it too. Its pings run at the keep-alive's 10 Hz and would follow the keep-alive by less
+  // than a tick: one packet too many, about 3 a second per idle peer with channels.
+  const uint64_t idleUs = now.monotonicUs - slot.lastSendUs;
+  const uint64_t tickUs = slotTimers_.tickUs();
+  if (idleUs >= config_.keepAliveIntervalUs ||
+      (idleUs + tickUs > config_.keepAliveIntervalUs && sink_->PeerDeadlineUs(index, now) > now.monotonicUs + tickUs)) {
+    SendKeepAlive(index, now);
+  }
   ScheduleSlot(index, now);
 }
 

@@ -281,6 +281,28 @@ describe('timers (fake clock)', () => {
     expect(Math.max(...counts)).toBe(100)
   })
 
+  it('sends no keep-alive just before a payload of the layer above that is due within the same tick', () => {
+    // The layer above (the delivery layer's pings, here a stand-in) sends 100 ms after its last send, so
+    // its times fall anywhere within the wheel's 1 ms ticks, as the engine's turns do (here every 1.013 ms).
+    // The keep-alive falls due with each ping, and the wheel fires up to a tick early: a keep-alive went out
+    // whenever the turn came before the ping was due, a fraction of a millisecond before the ping that made
+    // it needless.
+    const core = new (loadAddon().netcode as unknown as { ServerCore: new (o: object) => Core }).ServerCore({
+      protocolId, privateKey, publicAddress: serverAddress, maxClients: 4, challengeKey: fill(32, 0x21),
+      layerAboveEveryUs: 100_000, layerAboveStartUs: 50_500,
+    })
+    const client = new Client('127.0.0.1:50033', 1n, { timeoutSeconds: 30 })
+    connect(core, client)
+    const types: number[] = []
+    for (let us = 1013; us <= 5 * second; us += 1013) {
+      core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), us - 1000, T0) // the client is alive
+      for (const event of sends(core.update(us, T0))) types.push(client.open(event.data).type)
+    }
+    const payloads = types.filter((type) => type === PacketType.payload).length
+    expect(payloads).toBeGreaterThanOrEqual(48) // every 100 ms from 50.5 ms, each a tick late at most
+    expect(types.filter((type) => type === PacketType.keepAlive).length).toBeLessThanOrEqual(1) // the one after connecting
+  })
+
   it('a client that keeps sending keep-alives stays connected for 90 s', () => {
     const core = server()
     const client = new Client('127.0.0.1:50031', 1n, { timeoutSeconds: 5 })
