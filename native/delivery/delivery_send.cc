@@ -289,7 +289,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       }
     }
     // A ping due within half an interval goes with the pong: the two sides' pings fall into step, and an
-    // idle connection sends three packets per interval between them instead of four or five.
+    // idle connection sends three packets per interval between its two sides instead of four.
     if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= config_.pingIntervalUs / 2)) {
       WireWriter writer(packet_ + size, capacity - size);
       writer.U8(kFramePing);
