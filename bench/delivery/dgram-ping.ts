@@ -5,6 +5,7 @@
 import dgram from 'node:dgram'
 import { parseArgs } from 'node:util'
 import { emit, failStart } from '../lib/protocol.ts'
+import { dgramRoundTrip, pingMessage, timeRoundTrips, warmUp } from './round-trips.ts'
 
 const { values } = parseArgs({ options: { role: { type: 'string' }, port: { type: 'string' }, count: { type: 'string' }, warmup: { type: 'string' } }, strict: true })
 
@@ -17,23 +18,13 @@ try {
   } else {
     const port = Number(values.port)
     const count = Number(values.count)
-    const message = new Uint8Array(64).fill(1)
-    const roundTrip = (): Promise<void> => {
-      const echoed = new Promise<void>((resolve) => socket.once('message', () => resolve()))
-      socket.send(message, port, '127.0.0.1')
-      return echoed
-    }
-    for (let i = 0; i < Number(values.warmup ?? 0); i++) await roundTrip()
-    const rtts: number[] = []
+    const roundTrip = dgramRoundTrip(socket, port)
+    await warmUp(roundTrip, Number(values.warmup ?? 0))
     const start = process.resourceUsage()
     const startMs = performance.now()
-    for (let i = 0; i < count; i++) {
-      const t0 = process.hrtime.bigint()
-      await roundTrip()
-      rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
-    }
+    const rtts = await timeRoundTrips(roundTrip, count)
     const end = process.resourceUsage()
-    emit({ type: 'result', packets: count, bytes: count * 64, seconds: (performance.now() - startMs) / 1000, cpuUserUs: end.userCPUTime - start.userCPUTime, cpuSystemUs: end.systemCPUTime - start.systemCPUTime, details: { rttsUs: rtts } })
+    emit({ type: 'result', packets: count, bytes: count * pingMessage.byteLength, seconds: (performance.now() - startMs) / 1000, cpuUserUs: end.userCPUTime - start.userCPUTime, cpuSystemUs: end.systemCPUTime - start.systemCPUTime, details: { rttsUs: rtts } })
     socket.close()
     process.exit(0)
   }

@@ -2,7 +2,8 @@
 // silent, and the packets each side sends per second (pings, pongs, acknowledgements, keep-alives).
 //   npx tsx bench/delivery/idle-rate.ts [--ping-ms=100] [--keep-alive-ms=100] [--seconds=5]
 import { parseArgs } from 'node:util'
-import { Client, type Peer, Server, generateConnectToken } from '../../src/index.ts'
+import { Client, type Peer, Server } from '../../src/index.ts'
+import { benchToken, privateKey, protocolId } from './volley-setup.ts'
 
 const { values } = parseArgs({ options: { 'ping-ms': { type: 'string' }, 'keep-alive-ms': { type: 'string' }, seconds: { type: 'string' } }, strict: true })
 const pingIntervalMs = Number(values['ping-ms'] ?? 100)
@@ -11,14 +12,13 @@ const seconds = Number(values.seconds ?? 5)
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const channels = [{ mode: 'reliable' as const }]
-const privateKey = crypto.getRandomValues(new Uint8Array(32))
 const options = { channels, pingIntervalMs, keepAliveIntervalMs }
-const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', maxClients: 1, ...options })
+const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 1, ...options })
 const { port } = await server.listen()
 let peer: Peer | undefined
 server.on('connect', (connected) => (peer = connected))
 const client = new Client(options)
-await client.connect(await generateConnectToken({ protocolId: 1n, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 10 }))
+await client.connect(await benchToken(port))
 while (peer === undefined) await sleep(10)
 await sleep(1000) // past the handshake's own packets
 const clientBefore = client.stats().packets.out

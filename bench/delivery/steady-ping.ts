@@ -6,6 +6,7 @@
 import dgram from 'node:dgram'
 import { readFileSync, readdirSync } from 'node:fs'
 import { Client } from '../../src/index.ts'
+import { type RoundTrip, dgramRoundTrip, timeRoundTrips, volleyRoundTrip, warmUp } from './round-trips.ts'
 import { benchToken, channelOptions } from './volley-setup.ts'
 
 const [kind, portText, warmText, countText] = process.argv.slice(2)
@@ -34,39 +35,25 @@ function threadTimes(): Map<string, ThreadTimes> {
   return times
 }
 
-const message = new Uint8Array(64).fill(1)
-let roundTrip: () => Promise<void>
+let roundTrip: RoundTrip
 let close: () => Promise<void>
 if (kind === 'volley') {
   const client = new Client(channelOptions)
   await client.connect(await benchToken(port))
-  roundTrip = () => {
-    const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
-    client.send(message, { channel: 0 })
-    return echoed
-  }
+  roundTrip = volleyRoundTrip(client)
   close = () => client.close()
 } else {
   const socket = dgram.createSocket('udp4')
   await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', () => resolve()))
-  roundTrip = () => {
-    const echoed = new Promise<void>((resolve) => socket.once('message', () => resolve()))
-    socket.send(message, port, '127.0.0.1')
-    return echoed
-  }
+  roundTrip = dgramRoundTrip(socket, port)
   close = async () => {
     socket.close()
   }
 }
 
-for (let i = 0; i < warmup; i++) await roundTrip()
+await warmUp(roundTrip, warmup)
 const before = threadTimes()
-const rtts: number[] = []
-for (let i = 0; i < count; i++) {
-  const t0 = process.hrtime.bigint()
-  await roundTrip()
-  rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
-}
+const rtts = await timeRoundTrips(roundTrip, count)
 const after = threadTimes()
 rtts.sort((a, b) => a - b)
 const at = (q: number): string => (rtts[Math.floor(q * (rtts.length - 1))] ?? Number.NaN).toFixed(0)

@@ -10,6 +10,7 @@
 import { parseArgs } from 'node:util'
 import { Client, Server } from '../../src/index.ts'
 import { emit, failStart } from '../lib/protocol.ts'
+import { pingMessage, timeRoundTrips, volleyRoundTrip, warmUp } from './round-trips.ts'
 import { benchToken, channelOptions, privateKey, protocolId } from './volley-setup.ts'
 
 const { values } = parseArgs({
@@ -66,13 +67,8 @@ async function client(): Promise<void> {
   const token = await benchToken(values.port ?? '')
   await client.connect(token)
   await new Promise((resolve) => setTimeout(resolve, 200)) // the first pings: an RTT estimate before the run
-  const message64 = new Uint8Array(64).fill(1)
-  const roundTrip = (): Promise<void> => {
-    const echoed = new Promise<void>((resolve) => client.once('message', () => resolve()))
-    client.send(message64, { channel: 0 })
-    return echoed
-  }
-  if (scenario === 'ping') for (let i = 0; i < Number(values.warmup ?? 0); i++) await roundTrip()
+  const roundTrip = volleyRoundTrip(client)
+  if (scenario === 'ping') await warmUp(roundTrip, Number(values.warmup ?? 0))
   const drained = () => new Promise<void>((resolve) => client.once('drain', () => resolve()))
   const startCpu = cpu()
   const startMs = hrMs()
@@ -106,13 +102,8 @@ async function client(): Promise<void> {
     finish(sent, sent * 100, {})
   } else {
     const count = Number(values.count)
-    const rtts: number[] = []
-    for (let i = 0; i < count; i++) {
-      const t0 = process.hrtime.bigint()
-      await roundTrip()
-      rtts.push(Number(process.hrtime.bigint() - t0) / 1000)
-    }
-    finish(count, count * 64, { rttsUs: rtts })
+    const rtts = await timeRoundTrips(roundTrip, count)
+    finish(count, count * pingMessage.byteLength, { rttsUs: rtts })
   }
   // Everything queued is delivered (acknowledged) before the client says goodbye.
   while (client.bufferedAmount > 0) await new Promise((resolve) => setTimeout(resolve, 5))
