@@ -50,7 +50,8 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
   }
 
   // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
-  //                    reassemblyBytes?, reliableWindow?, fragmentTimeoutUs?, pingIntervalUs?, maxAckDelayUs? })
+  //                    reassemblyBytes?, reliableWindow?, fragmentTimeoutUs?, pingIntervalUs?, maxAckDelayUs?,
+  //                    followsPings? })
   explicit DeliveryCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeliveryCoreWrap>(info) {
     Napi::Env env = info.Env();
     DeliveryConfig config;
@@ -85,6 +86,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         return;
       }
       config.reliableWindow = static_cast<uint32_t>(window);
+      config.followsPings = options.Has("followsPings") && options.Get("followsPings").ToBoolean().Value();
     }
     core_ = std::make_unique<DeliveryCore>(config, this);
   }

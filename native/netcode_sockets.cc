@@ -1,5 +1,6 @@
 #include "netcode_sockets.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "delivery/link_stats.h"
@@ -25,14 +26,23 @@ void ClearLinkRow(netcode::PeerCounterTable* table, uint32_t peer) {
   for (uint32_t i = 0; i < table->linkFields; ++i) table->link[size_t{peer} * table->linkFields + i].store(0, std::memory_order_relaxed);
 }
 
+// With channels the server's pings answer its clients' (delivery.h: followsPings), one ping interval
+// apart: at the same period, a keep-alive due one interval after the last packet would race each of them.
+// It waits half a period more.
+netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryOptions& delivery) {
+  if (delivery.enabled) config.keepAliveIntervalUs += std::min(config.keepAliveIntervalUs, delivery.config.pingIntervalUs) / 2;
+  return config;
+}
+
 }  // namespace
 
 // --- server ---
 
 NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config,
                                              const uint8_t challengeKey[netcode::kKeyBytes], const DeliveryOptions& delivery)
-    : core_(config, challengeKey, this), delivery_(delivery) {
+    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery) {
   if (delivery_.enabled) {
+    delivery_.config.followsPings = true;  // the clients lead
     links_.resize(config.maxClients);
     AddLinkTable(core_.peerCounterTable().get());
   }
@@ -182,11 +192,12 @@ void NetcodeClientProtocol::Receive(const netcode::ServerAddress& from, const ui
 
 void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   now_ = now;
-  core_.Update(now);
+  // The delivery layer first: a ping due with the keep-alive goes instead of it.
   if (link_) {
     link_->core.Update(LocalUs(now));
     AfterDelivery();
   }
+  core_.Update(now);
 }
 
 uint64_t NetcodeClientProtocol::NextDeadlineUs() const {

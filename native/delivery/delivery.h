@@ -40,6 +40,11 @@ struct DeliveryConfig {
   uint64_t maxAckDelayUs = 1000;
   uint64_t pingIntervalUs = 100000;     // 10 Hz (seed 001)
   uint64_t minPongIntervalUs = 50000;   // pongs at most 20 Hz
+  // One side of a connection leads the pings (the client) and the other follows (the server): the
+  // follower pings with its pongs to the leader's pings, and on its own only after two intervals without
+  // them; the leader holds its pongs for its next ping. An idle connection then sends one packet per
+  // interval each way.
+  bool followsPings = false;
   uint64_t initialRttUs = 100000;
 };
 
@@ -194,6 +199,8 @@ class DeliveryCore {
   void SettleFront();
 
   void RefillPacing(uint64_t nowUs);
+  // From one ping to the next on this side's own timer.
+  uint64_t PingSpanUs() const { return config_.followsPings ? 2 * config_.pingIntervalUs : config_.pingIntervalUs; }
   void EnsureSentCapacity();
 
   // Receiving.
@@ -259,9 +266,10 @@ class DeliveryCore {
   // Ping/pong.
   uint64_t nextPingUs_ = 0;
   uint64_t nextPingId_ = 0;
-  uint64_t lastPongSentUs_ = 0;
+  bool anyPingAnswered_ = false;
   bool pongPending_ = false;
-  uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;
+  uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;  // the last ping answered
+  uint64_t pongDueUs_ = 0;  // a pending pong goes out by then, or earlier with any other packet
 
   uint8_t packet_[kMaxPacketBytes];
 };

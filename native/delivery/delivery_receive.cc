@@ -84,23 +84,34 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t id = reader.Varint();
         const uint64_t senderClock = reader.Varint();  // echoed in the pong
         if (reader.failed()) return false;
-        *ackEliciting = true;
-        // Pongs are rate-limited (20 Hz by default): a ping between two pongs is acknowledged only.
-        if (apply && (lastPongSentUs_ == 0 || nowUs - lastPongSentUs_ >= config_.minPongIntervalUs)) {
+        // Pongs are rate-limited (20 Hz by default): a ping that comes sooner after the last one answered
+        // goes unanswered.
+        if (apply && (!anyPingAnswered_ || nowUs - pongReceivedUs_ >= config_.minPongIntervalUs)) {
+          anyPingAnswered_ = true;
           pongPending_ = true;
           pongId_ = id;
           pongEcho_ = senderClock;
           pongReceivedUs_ = nowUs;
+          // The side that leads holds its pong for its own next ping, at most an interval away: one
+          // packet carries both, and the peer subtracts the wait (the pong's processing delay).
+          pongDueUs_ = config_.followsPings ? nowUs : std::max(nowUs, nextPingUs_);
         }
         break;
       }
+      case kFrameProbe:
+        *ackEliciting = true;
+        break;
       case kFramePong: {
         reader.Varint();  // ping id
         const uint64_t echo = reader.Varint();
         const uint64_t remoteReceived = reader.Varint();
         const uint64_t delay = reader.Varint();
         if (reader.failed()) return false;
-        if (apply && echo <= nowUs) clock_.Sample(echo, remoteReceived, delay, nowUs);
+        // The echo is a time this side sent; the peer held the ping for `delay` of it.
+        if (apply && echo <= nowUs && delay <= nowUs - echo) {
+          clock_.Sample(echo, remoteReceived, delay, nowUs);
+          rtt_.Sample(nowUs - echo - delay, 0);
+        }
         break;
       }
       case kFrameMessage:

@@ -168,7 +168,7 @@ void DeliveryCore::Flush(uint64_t nowUs) {
   for (int packets = 0; packets < 4096; ++packets) {
     // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
     const bool messages = HasMessages() && (probesToSend_ > 0 || CanSend(nowUs));
-    const bool control = pongPending_ || nowUs >= nextPingUs_;
+    const bool control = (pongPending_ && nowUs >= pongDueUs_) || nowUs >= nextPingUs_;
     const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
     if (!messages && !control && !ack) break;
     if (!SendPacket(nowUs, messages)) break;
@@ -268,13 +268,10 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       elicitingSinceAck_ = 0;
     }
   }
-  bool eliciting = false;
+  bool eliciting = false, wrotePong = false, wrotePing = false;
   const size_t capacity = sizeof(packet_);
   {
-    // A pong asks for nothing back (a lost one costs one RTT sample), so a packet that carries only a pong
-    // and an ACK is not acknowledged in turn.
-    bool wrotePong = false;
-    if (pongPending_) {
+    if (pongPending_) {  // due or not: it rides along
       WireWriter writer(packet_ + size, capacity - size);
       writer.U8(kFramePong);
       writer.Varint(pongId_);
@@ -284,22 +281,28 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       if (!writer.failed()) {
         size += writer.offset();
         pongPending_ = false;
-        lastPongSentUs_ = nowUs;
         wrotePong = true;
       }
     }
-    // A ping due within half an interval goes with the pong: the two sides' pings fall into step, and an
-    // idle connection sends three packets per interval between its two sides instead of four.
-    if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= config_.pingIntervalUs / 2)) {
+    // A ping goes with a pong when half an interval has passed since the last one. The side that follows
+    // pings only so, and on its own timer (two intervals) only when the leader's pings stop coming: an
+    // idle connection sends one packet per interval each way, the leader's ping with its held pong and
+    // the follower's pong with its ping.
+    const uint64_t spanUs = PingSpanUs();
+    if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2)) {
       WireWriter writer(packet_ + size, capacity - size);
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);
       writer.Varint(nowUs);
+      // With reliable data unacknowledged it probes too: a link back from an outage is found within a ping
+      // interval, not after a backed-off probe timeout.
+      if (dataPacketsInFlight_ > 0) writer.U8(kFrameProbe);
       if (!writer.failed()) {
         size += writer.offset();
         ++nextPingId_;
-        nextPingUs_ = nowUs + config_.pingIntervalUs;
-        eliciting = true;
+        nextPingUs_ = nowUs + spanUs;
+        wrotePing = true;
+        eliciting = eliciting || dataPacketsInFlight_ > 0;
       }
     }
   }
@@ -358,11 +361,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       }
     }
     if (probesToSend_ > 0) {
-      if (!eliciting) {  // nothing to resend: the probe is a ping
+      if (!eliciting) {  // nothing to resend
         WireWriter writer(packet_ + size, capacity - size);
-        writer.U8(kFramePing);
-        writer.Varint(nextPingId_++);
-        writer.Varint(nowUs);
+        writer.U8(kFrameProbe);
         if (!writer.failed()) {
           size += writer.offset();
           eliciting = true;
@@ -371,13 +372,13 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       --probesToSend_;
     }
   }
-  if (!eliciting && !wroteAck) return false;
+  if (!eliciting && !wroteAck && !wrotePong && !wrotePing) return false;
   record.number = number;
   record.sentUs = nowUs;
   record.bytes = static_cast<uint32_t>(size);
   record.ackEliciting = eliciting;
   record.inFlight = eliciting;
-  record.settled = !eliciting;  // an ACK-only packet is never acknowledged by itself: nothing to wait for
+  record.settled = !eliciting;  // ACKs, pings and pongs alone are not acknowledged: nothing to wait for
   record.acked = false;
   ++nextPacket_;
   if (eliciting) {
@@ -518,9 +519,9 @@ uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {
   return rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
 }
 
-// With reliable data in flight the probe timeout runs from the last packet that carried some: pings
-// (10 Hz) are ack-eliciting too, and restarting it at each would postpone it for as long as they are
-// lost, once its backoff exceeds their interval, with the data never probed.
+// With reliable data in flight the probe timeout runs from the last packet that carried some: probes
+// are ack-eliciting too, and restarting it at each would postpone it for as long as they are lost, with
+// the data never probed.
 uint64_t DeliveryCore::ProbeTimeoutStartUs() const { return dataPacketsInFlight_ > 0 ? lastDataSentUs_ : lastAckElicitingSentUs_; }
 
 uint64_t DeliveryCore::ProbeTimeoutUs() const { return ProbeTimeoutBaseUs() << std::min<uint32_t>(probeCount_, 10); }
@@ -565,7 +566,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
     earliest(ProbeTimeoutStartUs() + ProbeTimeoutUs());
   }
   if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
-  if (pongPending_) earliest(nowUs);
+  if (pongPending_) earliest(std::max(nowUs, pongDueUs_));
   if (HasMessages() && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) {
     // Waiting for pacing credit only.
     const double missing = kMaxPacketBytes - pacingCredit_;

@@ -5,14 +5,17 @@
 //   ACK      = u8 0x01 | varint largest | varint ack delay (µs) | varint first range (packets acked
 //              below largest, contiguously) | varint range count | (varint gap | varint length)*
 //              (QUIC's ACK frame: each gap counts the packets not acked, minus one, below the previous range)
-//   PING     = u8 0x02 | varint ping id | varint sender's clock (µs)
+//   PING     = u8 0x02 | varint ping id | varint sender's clock (µs)   (answered by a PONG, not an ACK)
 //   PONG     = u8 0x03 | varint ping id | varint the ping's sender clock, echoed | varint responder's clock
 //              when the ping arrived (µs) | varint responder's processing delay (µs)
+//   PROBE    = u8 0x04   (asks for an ACK and nothing else: a probe timeout with nothing to resend)
 //   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
 //
-// A packet that holds anything but ACK and PONG frames is ack-eliciting: the receiver acknowledges it.
+// A packet with a PROBE, MESSAGE or FRAGMENT frame is ack-eliciting: the receiver acknowledges it. ACK,
+// PING and PONG frames ask for no ACK: a ping's answer is its pong, and a lost ping or pong costs one RTT
+// and clock sample, nothing else.
 #pragma once
 
 #include <cstddef>
@@ -21,7 +24,14 @@
 namespace volley::delivery {
 
 constexpr uint8_t kPacketMarker = 0xD1;
-enum FrameType : uint8_t { kFrameAck = 0x01, kFramePing = 0x02, kFramePong = 0x03, kFrameMessage = 0x10, kFrameFragment = 0x11 };
+enum FrameType : uint8_t {
+  kFrameAck = 0x01,
+  kFramePing = 0x02,
+  kFramePong = 0x03,
+  kFrameProbe = 0x04,
+  kFrameMessage = 0x10,
+  kFrameFragment = 0x11
+};
 
 // The largest delivery packet: the netcode payload limit.
 constexpr size_t kMaxPacketBytes = 1200;

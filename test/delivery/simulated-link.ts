@@ -21,6 +21,8 @@ export interface DeliveryOptions {
   reliableWindow?: number
   fragmentTimeoutUs?: number
   pingIntervalUs?: number
+  /** The server's side: pings with its pongs to the other side's pings (delivery.h). */
+  followsPings?: boolean
 }
 
 type StatName =
@@ -84,8 +86,9 @@ export class SimulatedPair {
     clocks: Partial<Record<Side, SideClock>> = {},
     optionsB: DeliveryOptions = options,
   ) {
+    // As a client and its server: a leads the pings, b follows.
     this.a = deliveryCore(options)
-    this.b = deliveryCore(optionsB)
+    this.b = deliveryCore({ followsPings: true, ...optionsB })
     this.#random = seededRandom(seed)
     this.#clocks = { a: clocks.a ?? { skew: 0, offsetUs: 0 }, b: clocks.b ?? { skew: 0, offsetUs: 0 } }
   }
