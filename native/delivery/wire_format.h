@@ -8,7 +8,8 @@
 //   PING     = u8 0x02 | varint ping id | varint sender's clock (µs)   (answered by a PONG, not an ACK)
 //   PONG     = u8 0x03 | varint ping id | varint the ping's sender clock, echoed | varint responder's clock
 //              when the ping arrived (µs) | varint responder's processing delay (µs)
-//   PROBE    = u8 0x04   (asks for an ACK and nothing else: a probe timeout with nothing to resend)
+//   PROBE    = u8 0x04   (asks for an ACK and nothing else: sent on a probe timeout with nothing to
+//              resend, and beside each PING while reliable data awaits an ACK)
 //   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
