@@ -42,8 +42,8 @@ struct DeliveryConfig {
   uint64_t minPongIntervalUs = 50000;   // pongs at most 20 Hz
   // One side of a connection leads the pings (the client) and the other follows (the server): the
   // follower pings with its pongs to the leader's pings, and on its own only after two intervals without
-  // them; the leader holds its pongs for its next ping. An idle connection then sends one packet per
-  // interval each way.
+  // them; the leader holds its pongs to those pings for its next ping. An idle connection then sends one
+  // packet per interval each way.
   bool followsPings = false;
   uint64_t initialRttUs = 100000;
 };

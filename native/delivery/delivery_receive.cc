@@ -56,6 +56,7 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
 bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused) {
   WireReader reader(data, size);
   if (size == 0) return false;
+  bool withPong = false;  // a PONG came before in this packet
   while (reader.remaining() > 0) {
     const uint8_t type = reader.U8();
     switch (type) {
@@ -92,9 +93,12 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           pongId_ = id;
           pongEcho_ = senderClock;
           pongReceivedUs_ = nowUs;
-          // The side that leads holds its pong for its own next ping, at most an interval away: one
-          // packet carries both, and the peer subtracts the wait (the pong's processing delay).
-          pongDueUs_ = config_.followsPings ? nowUs : std::max(nowUs, nextPingUs_);
+          // The side that leads holds its pong to a following ping (one that came with the pong to its
+          // own) for its next ping, at most an interval away: one packet carries both, and the peer
+          // subtracts the wait (the pong's processing delay). A ping on its own is the follower's timer:
+          // it hears too little from this side, so the pong goes at once.
+          const bool following = !config_.followsPings && withPong;
+          pongDueUs_ = following ? std::max(nowUs, nextPingUs_) : nowUs;
         }
         break;
       }
@@ -107,6 +111,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t remoteReceived = reader.Varint();
         const uint64_t delay = reader.Varint();
         if (reader.failed()) return false;
+        withPong = true;
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
         if (apply && echo <= nowUs && delay <= nowUs - echo) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);

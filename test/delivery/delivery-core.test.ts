@@ -339,6 +339,21 @@ describe('an idle connection', () => {
     }
   })
 
+  it('the server pings on its own when the client pings less often, and those pings are answered at once', () => {
+    // The client (a) at one ping a second, the server (b) at 100 ms: b pings every two of its intervals
+    // (200 ms) on its own. Its pings come without a pong, so a answers each at once instead of holding
+    // the pong for its own next ping, a second away (10 answers in 10 s when it held them).
+    const pair = new SimulatedPair({ channels: ['reliable'], pingIntervalUs: second }, { latencyMs: 5 }, 3, {}, { channels: ['reliable'], pingIntervalUs: 100 * ms })
+    pair.run(second)
+    const before = { a: pair.a.stats(), b: pair.b.stats() }
+    pair.run(11 * second)
+    const after = { a: pair.a.stats(), b: pair.b.stats() }
+    expect(after.b.clockSamples - before.b.clockSamples).toBeGreaterThanOrEqual(49)
+    expect(after.b.maxRttUs).toBeLessThanOrEqual(10 * ms)
+    expect(after.b.packetsOut - before.b.packetsOut).toBeLessThanOrEqual(70) // its 50 pings, pongs to a's 10
+    expect(after.a.clockSamples - before.a.clockSamples).toBeGreaterThanOrEqual(10)
+  })
+
   it('finds a link back from an outage within a ping interval while data awaits acknowledgement', () => {
     // Pings carry a PROBE frame while reliable data is unacknowledged. Without it the first ACK after a
     // 2 s outage waited for the backed-off probe timeout (1.1 s later here).
