@@ -7,7 +7,6 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <queue>
 #include <vector>
@@ -15,6 +14,7 @@
 #include "clock_sync.h"
 #include "congestion_control.h"
 #include "received_packets.h"
+#include "ring.h"
 #include "rtt_estimator.h"
 #include "wire_format.h"
 
@@ -101,6 +101,7 @@ class DeliveryCore {
   uint64_t reassemblyUsed() const { return reassemblyUsed_; }
 
  private:
+  static constexpr size_t kPartialSlots = 8;  // incomplete unreliable/sequenced messages per channel
   static constexpr uint64_t kNotSent = UINT64_MAX - 1;
   static constexpr uint64_t kAcked = UINT64_MAX;
 
@@ -134,7 +135,7 @@ class DeliveryCore {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextSequence = 0;
     // Reliable: every message not fully acknowledged, in sequence order; others: messages not fully sent.
-    std::deque<std::unique_ptr<OutMessage>> messages;
+    Ring<std::unique_ptr<OutMessage>> messages;
     size_t firstUnsent = 0;  // reliable: index of the first message with fragments never sent
   };
   struct SentPacket {
@@ -165,8 +166,8 @@ class DeliveryCore {
     uint64_t lastDelivered = 0;      // sequenced
     // Reliable: messages from nextDeliver on that arrived out of order ([k] is nextDeliver + k), as far as
     // the window allows; it grows with the reordering it sees, not with the window.
-    std::deque<InMessage> pending;
-    std::vector<InMessage> partials;  // unreliable and sequenced: incomplete fragmented messages
+    Ring<InMessage> pending;
+    std::vector<InMessage> partials;  // unreliable and sequenced: incomplete fragmented messages (made at the first)
   };
 
   // Sending.
@@ -271,7 +272,6 @@ class DeliveryCore {
   uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;  // the last ping answered
   uint64_t pongDueUs_ = 0;  // a pending pong goes out by then, or earlier with any other packet
 
-  uint8_t packet_[kMaxPacketBytes];
 };
 
 }  // namespace volley::delivery

@@ -267,6 +267,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     delivered(sequence);
     return true;
   }
+  if (channel.partials.empty()) channel.partials.resize(kPartialSlots);  // at the first fragmented message
   InMessage* slot = nullptr;
   InMessage* free = nullptr;
   InMessage* oldest = nullptr;

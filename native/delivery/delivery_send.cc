@@ -19,7 +19,14 @@ constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may 
 // that pacing never waits on a timer finer than the engine has.
 constexpr double kPacingQuantumUs = 2000;
 constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at most this much of a packet
-constexpr size_t kPartialSlots = 8;               // incomplete unreliable/sequenced messages per channel
+// Records of sent packets: an idle connection needs a few; the ring doubles for a flight and, once
+// everything in it is settled, goes back to this size from above kKeptSentRecords.
+constexpr size_t kInitialSentRecords = 4;
+constexpr size_t kKeptSentRecords = 256;
+
+// Packets are built here and handed to the sink at once: one buffer for every connection of the thread
+// (the I/O thread's, or JavaScript's for the test binding) rather than 1,200 bytes in each.
+thread_local uint8_t packetBuffer[kMaxPacketBytes];
 
 }  // namespace
 
@@ -29,16 +36,15 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
       rtt_(config.initialRttUs) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
-  // Sized once: a channel holds a deque, which a growing vector could only copy.
+  // One of each per configured channel.
   sendChannels_ = std::vector<SendChannel>(config_.channels.size());
   receiveChannels_ = std::vector<ReceiveChannel>(config_.channels.size());
   for (size_t i = 0; i < config_.channels.size(); ++i) {
     const ChannelMode mode = config_.channels[i];
     sendChannels_[i].mode = mode;
     receiveChannels_[i].mode = mode;
-    if (mode != ChannelMode::kReliable) receiveChannels_[i].partials.resize(kPartialSlots);
   }
-  sent_.resize(64);
+  sent_.resize(kInitialSentRecords);
 }
 
 DeliveryCore::~DeliveryCore() = default;
@@ -176,6 +182,10 @@ void DeliveryCore::Flush(uint64_t nowUs) {
 }
 
 void DeliveryCore::EnsureSentCapacity() {
+  if (sentBase_ == nextPacket_ && sent_.size() > kKeptSentRecords) {  // nothing outstanding: no record to keep
+    std::vector<SentPacket>(kInitialSentRecords).swap(sent_);
+    return;
+  }
   if (nextPacket_ - sentBase_ < sent_.size()) return;
   std::vector<SentPacket> grown(sent_.size() * 2);
   for (uint64_t number = sentBase_; number < nextPacket_; ++number) {
@@ -252,7 +262,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   record.chunks.clear();
   size_t size = 0;
   {
-    WireWriter header(packet_, sizeof(packet_));
+    WireWriter header(packetBuffer, sizeof(packetBuffer));
     header.U8(kPacketMarker);
     header.Varint(number);
     size = header.offset();
@@ -260,8 +270,8 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   bool wroteAck = false;
   if (ackPending_ || (withMessages && !received_.empty())) {
     // Beside messages an ACK gets a small share of the packet; alone it may fill it.
-    const size_t capacity = withMessages ? std::min(sizeof(packet_), size + kAckSpaceWithData) : sizeof(packet_);
-    wroteAck = WriteAck(packet_, capacity, &size, nowUs);
+    const size_t capacity = withMessages ? std::min(sizeof(packetBuffer), size + kAckSpaceWithData) : sizeof(packetBuffer);
+    wroteAck = WriteAck(packetBuffer, capacity, &size, nowUs);
     if (wroteAck) {
       ackPending_ = false;
       ackImmediately_ = false;
@@ -269,10 +279,10 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     }
   }
   bool eliciting = false, wrotePong = false, wrotePing = false;
-  const size_t capacity = sizeof(packet_);
+  const size_t capacity = sizeof(packetBuffer);
   {
     if (pongPending_) {  // due or not: it rides along
-      WireWriter writer(packet_ + size, capacity - size);
+      WireWriter writer(packetBuffer + size, capacity - size);
       writer.U8(kFramePong);
       writer.Varint(pongId_);
       writer.Varint(pongEcho_);
@@ -290,7 +300,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     // the follower's pong with its ping.
     const uint64_t spanUs = PingSpanUs();
     if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2)) {
-      WireWriter writer(packet_ + size, capacity - size);
+      WireWriter writer(packetBuffer + size, capacity - size);
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);
       writer.Varint(nowUs);
@@ -314,7 +324,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       while (!full && !channel.messages.empty()) {
         OutMessage& message = *channel.messages.front();
         while (message.unsent > 0) {
-          if (!WriteChunk(message, message.fragments - message.unsent, packet_, capacity, &size)) {
+          if (!WriteChunk(message, message.fragments - message.unsent, packetBuffer, capacity, &size)) {
             full = true;
             break;
           }
@@ -334,7 +344,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         retransmits_.pop();
         continue;
       }
-      if (!WriteChunk(*message, chunk.fragment, packet_, capacity, &size)) {
+      if (!WriteChunk(*message, chunk.fragment, packetBuffer, capacity, &size)) {
         full = true;
         break;
       }
@@ -350,7 +360,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         OutMessage& message = *channel.messages[channel.firstUnsent];
         if (message.sequence >= channel.messages.front()->sequence + config_.reliableWindow) break;
         const uint32_t fragment = message.fragments - message.unsent;
-        if (!WriteChunk(message, fragment, packet_, capacity, &size)) {
+        if (!WriteChunk(message, fragment, packetBuffer, capacity, &size)) {
           full = true;
           break;
         }
@@ -362,7 +372,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     }
     if (probesToSend_ > 0) {
       if (!eliciting) {  // nothing to resend
-        WireWriter writer(packet_ + size, capacity - size);
+        WireWriter writer(packetBuffer + size, capacity - size);
         writer.U8(kFrameProbe);
         if (!writer.failed()) {
           size += writer.offset();
@@ -402,7 +412,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   SettleFront();
   ++stats_.packetsOut;
   stats_.bytesOut += size;
-  sink_->SendPacket(packet_, size);
+  sink_->SendPacket(packetBuffer, size);
   return true;
 }
 

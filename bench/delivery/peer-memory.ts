@@ -1,0 +1,84 @@
+// What an idle connected peer costs the server in memory, with and without channels: the server's RSS
+// with N clients connected and idle, less its RSS right after listen, ÷ N, each read after a full GC.
+// The server and the clients (a ClientPool) run in processes of their own.
+//   npx tsx bench/delivery/peer-memory.ts [--clients=5000] [--rounds=2]
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { parseArgs } from 'node:util'
+import { ClientPool, Server, generateConnectToken } from '../../src/index.ts'
+import { privateKey, protocolId } from './volley-setup.ts'
+
+const { values } = parseArgs({
+  options: { role: { type: 'string' }, clients: { type: 'string' }, rounds: { type: 'string' }, channels: { type: 'boolean', default: false }, port: { type: 'string' } },
+  strict: true,
+})
+const clients = Number(values.clients ?? 5000)
+const channelOptions = values.channels ? { channels: [{ mode: 'reliable' as const }] } : {}
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+async function settledRss(): Promise<number> {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc === undefined) throw new Error('run the server role with --expose-gc')
+  gc()
+  await sleep(300)
+  gc()
+  return process.memoryUsage().rss
+}
+
+async function server(): Promise<void> {
+  const listening = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clients, ...channelOptions })
+  const { port } = await listening.listen()
+  const baseline = await settledRss()
+  let connected = 0
+  listening.on('connect', () => connected++)
+  console.log(JSON.stringify({ port }))
+  while (connected < clients) await sleep(100)
+  await sleep(2000) // idle: pings, pongs and keep-alives only
+  const perPeer = ((await settledRss()) - baseline) / clients
+  console.log(JSON.stringify({ perPeer, connected }))
+  await listening.close()
+}
+
+async function load(port: number): Promise<void> {
+  const pool = new ClientPool(channelOptions)
+  const tokens = []
+  for (let i = 0; i < clients; i++) {
+    tokens.push(await generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 600, timeoutSeconds: 30 }))
+  }
+  await pool.connect(tokens)
+  await new Promise((resolve) => process.stdin.once('data', resolve)) // until the runner says so
+  await pool.close()
+}
+
+function child(args: string[], execArgv: string[] = []) {
+  const process_ = spawn(process.execPath, [...execArgv, '--import', 'tsx', new URL(import.meta.url).pathname, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: process_.stdout })
+  const next = () => new Promise<Record<string, number>>((resolve) => lines.once('line', (line) => resolve(JSON.parse(line))))
+  return { process: process_, next }
+}
+
+async function measure(withChannels: boolean): Promise<number> {
+  const flag = withChannels ? ['--channels'] : []
+  const serving = child(['--role', 'server', `--clients=${clients}`, ...flag], ['--expose-gc'])
+  const { port } = await serving.next()
+  const loading = child(['--role', 'load', `--clients=${clients}`, `--port=${port}`, ...flag])
+  const { perPeer, connected } = await serving.next()
+  loading.process.stdin.end('done\n')
+  await new Promise((resolve) => serving.process.once('exit', resolve))
+  await new Promise((resolve) => loading.process.once('exit', resolve))
+  if (connected !== clients) throw new Error(`only ${connected} of ${clients} clients connected`)
+  return perPeer as number
+}
+
+if (values.role === 'server') await server()
+else if (values.role === 'load') await load(Number(values.port))
+else {
+  const rounds = Number(values.rounds ?? 2)
+  console.log(`server RSS per idle connected peer, ${clients} clients, ${rounds} rounds interleaved:`)
+  for (let round = 0; round < rounds; round++) {
+    for (const withChannels of [false, true]) {
+      const perPeer = await measure(withChannels)
+      console.log(`  ${withChannels ? 'with a reliable channel' : 'netcode only           '}: ${Math.round(perPeer)} B`)
+    }
+  }
+}
