@@ -99,6 +99,10 @@ class DeliveryCore {
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
   uint64_t reassemblyUsed() const { return reassemblyUsed_; }
+  // What the connection keeps allocated for its bookkeeping: records of sent packets, and the slots of
+  // its channels' queues (sending, and reliable receiving out of order).
+  size_t sentRecords() const { return sent_.size(); }
+  size_t queueSlots() const;
 
  private:
   static constexpr size_t kPartialSlots = 8;  // incomplete unreliable/sequenced messages per channel

@@ -49,6 +49,13 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
 
 DeliveryCore::~DeliveryCore() = default;
 
+size_t DeliveryCore::queueSlots() const {
+  size_t slots = 0;
+  for (const SendChannel& channel : sendChannels_) slots += channel.messages.capacity();
+  for (const ReceiveChannel& channel : receiveChannels_) slots += channel.pending.capacity();
+  return slots;
+}
+
 SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {
   if (channel >= sendChannels_.size()) return SendResult::kNoChannel;
   if (size > config_.maxMessageBytes) return SendResult::kTooLarge;

@@ -15,6 +15,7 @@ class Ring {
  public:
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
+  size_t capacity() const { return slots_.size(); }
   T& operator[](size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
   const T& operator[](size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
   T& front() { return slots_[head_]; }
