@@ -2,10 +2,10 @@
 // with N clients connected and idle, less its RSS right after listen, ÷ N, each read after a full GC.
 // The server and the clients (a ClientPool) run in processes of their own.
 //   npx tsx bench/delivery/peer-memory.ts [--clients=5000] [--rounds=2]
-import { spawn } from 'node:child_process'
-import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 import { ClientPool, Server, generateConnectToken } from '../../src/index.ts'
+import { BenchChild } from '../lib/processes.ts'
+import { emit } from '../lib/protocol.ts'
 import { privateKey, protocolId } from './volley-setup.ts'
 
 const { values } = parseArgs({
@@ -31,11 +31,11 @@ async function server(): Promise<void> {
   const baseline = await settledRss()
   let connected = 0
   listening.on('connect', () => connected++)
-  console.log(JSON.stringify({ port }))
+  emit({ type: 'ready', port, recvBufferSize: 0 })
   while (connected < clients) await sleep(100)
   await sleep(2000) // idle: pings, pongs and keep-alives only
-  const perPeer = ((await settledRss()) - baseline) / clients
-  console.log(JSON.stringify({ perPeer, connected }))
+  const perPeerBytes = ((await settledRss()) - baseline) / clients
+  emit({ type: 'result', packets: 0, bytes: 0, seconds: 0, cpuUserUs: 0, cpuSystemUs: 0, details: { perPeerBytes } })
   await listening.close()
 }
 
@@ -50,24 +50,20 @@ async function load(port: number): Promise<void> {
   await pool.close()
 }
 
-function child(args: string[], execArgv: string[] = []) {
-  const process_ = spawn(process.execPath, [...execArgv, '--import', 'tsx', new URL(import.meta.url).pathname, ...args], { stdio: ['pipe', 'pipe', 'inherit'] })
-  const lines = createInterface({ input: process_.stdout })
-  const next = () => new Promise<Record<string, number>>((resolve) => lines.once('line', (line) => resolve(JSON.parse(line))))
-  return { process: process_, next }
+function child(name: string, args: string[], flags: string[] = []): BenchChild {
+  const script = new URL(import.meta.url).pathname
+  return new BenchChild({ name, command: process.execPath, args: [...flags, '--import', 'tsx', script, ...args], cpu: undefined, cwd: process.cwd() })
 }
 
 async function measure(withChannels: boolean): Promise<number> {
   const flag = withChannels ? ['--channels'] : []
-  const serving = child(['--role', 'server', `--clients=${clients}`, ...flag], ['--expose-gc'])
-  const { port } = await serving.next()
-  const loading = child(['--role', 'load', `--clients=${clients}`, `--port=${port}`, ...flag])
-  const { perPeer, connected } = await serving.next()
-  loading.process.stdin.end('done\n')
-  await new Promise((resolve) => serving.process.once('exit', resolve))
-  await new Promise((resolve) => loading.process.once('exit', resolve))
-  if (connected !== clients) throw new Error(`only ${connected} of ${clients} clients connected`)
-  return perPeer as number
+  const serving = child('server', ['--role', 'server', `--clients=${clients}`, ...flag], ['--expose-gc'])
+  const { port } = await serving.expect('ready', 30_000)
+  const loading = child('clients', ['--role', 'load', `--clients=${clients}`, `--port=${port}`, ...flag])
+  const { details } = await serving.expect('result', 120_000)
+  loading.tell('done')
+  await Promise.all([serving.finish(10_000), loading.finish(10_000)])
+  return details.perPeerBytes as number
 }
 
 if (values.role === 'server') await server()
