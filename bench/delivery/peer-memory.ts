@@ -1,5 +1,6 @@
 // What an idle connected peer costs the server in memory, with and without channels: the server's RSS
-// with N clients connected and idle, less its RSS right after listen, ÷ N, each read after a full GC.
+// (and JS heap) with N clients connected and idle, less the same right after listen, ÷ N, each read after
+// a full GC.
 // The server and the clients (a ClientPool) run in processes of their own.
 //   npx tsx bench/delivery/peer-memory.ts [--clients=5000] [--rounds=2]
 import { parseArgs } from 'node:util'
@@ -16,26 +17,28 @@ const clients = Number(values.clients ?? 5000)
 const channelOptions = values.channels ? { channels: [{ mode: 'reliable' as const }] } : {}
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
-async function settledRss(): Promise<number> {
+async function settledMemory(): Promise<{ rss: number; heapUsed: number }> {
   const gc = (globalThis as { gc?: () => void }).gc
   if (gc === undefined) throw new Error('run the server role with --expose-gc')
   gc()
   await sleep(300)
   gc()
-  return process.memoryUsage().rss
+  const { rss, heapUsed } = process.memoryUsage()
+  return { rss, heapUsed }
 }
 
 async function server(): Promise<void> {
   const listening = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clients, ...channelOptions })
   const { port } = await listening.listen()
-  const baseline = await settledRss()
+  const baseline = await settledMemory()
   let connected = 0
   listening.on('connect', () => connected++)
   emit({ type: 'ready', port, recvBufferSize: 0 })
   while (connected < clients) await sleep(100)
   await sleep(2000) // idle: pings, pongs and keep-alives only
-  const perPeerBytes = ((await settledRss()) - baseline) / clients
-  emit({ type: 'result', packets: 0, bytes: 0, seconds: 0, cpuUserUs: 0, cpuSystemUs: 0, details: { perPeerBytes } })
+  const settled = await settledMemory()
+  const perPeer = { rss: (settled.rss - baseline.rss) / clients, heap: (settled.heapUsed - baseline.heapUsed) / clients }
+  emit({ type: 'result', packets: 0, bytes: 0, seconds: 0, cpuUserUs: 0, cpuSystemUs: 0, details: perPeer })
   await listening.close()
 }
 
@@ -55,7 +58,7 @@ function child(name: string, args: string[], flags: string[] = []): BenchChild {
   return new BenchChild({ name, command: process.execPath, args: [...flags, '--import', 'tsx', script, ...args], cpu: undefined, cwd: process.cwd() })
 }
 
-async function measure(withChannels: boolean): Promise<number> {
+async function measure(withChannels: boolean): Promise<{ rss: number; heap: number }> {
   const flag = withChannels ? ['--channels'] : []
   const serving = child('server', ['--role', 'server', `--clients=${clients}`, ...flag], ['--expose-gc'])
   const { port } = await serving.expect('ready', 30_000)
@@ -63,7 +66,7 @@ async function measure(withChannels: boolean): Promise<number> {
   const { details } = await serving.expect('result', 120_000)
   loading.tell('done')
   await Promise.all([serving.finish(10_000), loading.finish(10_000)])
-  return details.perPeerBytes as number
+  return { rss: details.rss as number, heap: details.heap as number }
 }
 
 if (values.role === 'server') await server()
@@ -73,8 +76,8 @@ else {
   console.log(`server RSS per idle connected peer, ${clients} clients, ${rounds} rounds interleaved:`)
   for (let round = 0; round < rounds; round++) {
     for (const withChannels of [false, true]) {
-      const perPeer = await measure(withChannels)
-      console.log(`  ${withChannels ? 'with a reliable channel' : 'netcode only           '}: ${Math.round(perPeer)} B`)
+      const { rss, heap } = await measure(withChannels)
+      console.log(`  ${withChannels ? 'with a reliable channel' : 'netcode only           '}: ${Math.round(rss)} B of RSS, of which ${Math.round(heap)} B of JS heap`)
     }
   }
 }

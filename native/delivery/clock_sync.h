@@ -25,8 +25,10 @@ class ClockSync {
                            static_cast<double>(delayUs) - static_cast<double>(t3)) / 2.0;
     const double at = (static_cast<double>(t0) + static_cast<double>(t3)) / 2.0;
     const uint64_t period = t3 / kPeriodUs;
+    const uint32_t tag = static_cast<uint32_t>(period + 1);
+    const float rttUs = static_cast<float>(rtt);
     Best& slot = periods_[period % kPeriods];
-    if (!slot.used || slot.period != period || rtt < slot.rtt) slot = Best{true, period, rtt, offset, at};
+    if (slot.periodTag != tag || rttUs < slot.rttUs) slot = Best{tag, rttUs, offset, at};
     ++samples_;
     Fit(period);
   }
@@ -42,13 +44,16 @@ class ClockSync {
   double Drift() const { return drift_; }
 
  private:
+  // 24 bytes, as every connection keeps 16 of them.
   struct Best {
-    bool used = false;
-    uint64_t period = 0;
-    double rtt = 0;
+    uint32_t periodTag = 0;  // the period's number plus one (0: never used); seconds: 136 years fit
+    float rttUs = 0;         // only compared
     double offset = 0;
     double at = 0;  // local time of the exchange's middle
   };
+  static bool Live(const Best& slot, uint64_t currentPeriod) {
+    return slot.periodTag != 0 && currentPeriod + 1 - slot.periodTag < kPeriods;
+  }
   // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a least-squares line
   // through their best exchanges (offset = mean + drift × (t − mean t)).
   void Fit(uint64_t currentPeriod) {
@@ -56,11 +61,11 @@ class ClockSync {
     size_t count = 0;
     const Best* best = nullptr;
     for (const Best& slot : periods_) {
-      if (!slot.used || currentPeriod - slot.period >= kPeriods) continue;
+      if (!Live(slot, currentPeriod)) continue;
       sumT += slot.at;
       sumO += slot.offset;
       ++count;
-      if (best == nullptr || slot.rtt < best->rtt) best = &slot;
+      if (best == nullptr || slot.rttUs < best->rttUs) best = &slot;
     }
     if (count < 4) {
       offsetAtUs_ = best->offset;
@@ -71,7 +76,7 @@ class ClockSync {
     const double meanT = sumT / count, meanO = sumO / count;
     double covariance = 0, variance = 0;
     for (const Best& slot : periods_) {
-      if (!slot.used || currentPeriod - slot.period >= kPeriods) continue;
+      if (!Live(slot, currentPeriod)) continue;
       covariance += (slot.at - meanT) * (slot.offset - meanO);
       variance += (slot.at - meanT) * (slot.at - meanT);
     }
