@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 
@@ -70,21 +71,26 @@ socklen_t ToSockaddr(const IpAddress& address, uint16_t port, bool socketIsV6, s
   return sizeof(sockaddr_in6);
 }
 
-void FromSockaddr(const sockaddr_storage& storage, IpAddress* address, uint16_t* port) {
+void FromSockaddr(const void* name, IpAddress* address, uint16_t* port) {
   *address = IpAddress{};
-  if (storage.ss_family == AF_INET) {
-    const auto& v4 = reinterpret_cast<const sockaddr_in&>(storage);
+  *port = 0;
+  // Copied out field by field: the kernel writes names into buffers of other sockaddr types, whose
+  // alignment need not be that of the one read.
+  sa_family_t family;
+  std::memcpy(&family, static_cast<const uint8_t*>(name) + offsetof(sockaddr, sa_family), sizeof(family));
+  if (family == AF_INET) {
+    sockaddr_in v4;
+    std::memcpy(&v4, name, sizeof(v4));
     address->family = 4;
     std::memcpy(address->bytes, &v4.sin_addr, 4);
     *port = ntohs(v4.sin_port);
-  } else if (storage.ss_family == AF_INET6) {
-    const auto& v6 = reinterpret_cast<const sockaddr_in6&>(storage);
+  } else if (family == AF_INET6) {
+    sockaddr_in6 v6;
+    std::memcpy(&v6, name, sizeof(v6));
     address->family = 6;
     std::memcpy(address->bytes, &v6.sin6_addr, 16);
     address->scopeId = v6.sin6_scope_id;
     *port = ntohs(v6.sin6_port);
-  } else {
-    *port = 0;
   }
 }
 

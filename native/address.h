@@ -21,7 +21,8 @@ std::string FormatIp(const IpAddress& address);
 
 // sockaddr conversions. A socket of family 6 sends IPv4 destinations as v4-mapped IPv6 addresses.
 socklen_t ToSockaddr(const IpAddress& address, uint16_t port, bool socketIsV6, sockaddr_in6* out);
-void FromSockaddr(const sockaddr_storage& storage, IpAddress* address, uint16_t* port);
+// name: a sockaddr_in or sockaddr_in6 as the kernel wrote it (other families give family 0, port 0).
+void FromSockaddr(const void* name, IpAddress* address, uint16_t* port);
 // Turns a v4-mapped IPv6 address (::ffff:a.b.c.d) into the IPv4 address it stands for.
 void UnmapIpv4(IpAddress* address);
 

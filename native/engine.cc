@@ -582,7 +582,7 @@ bool Engine::CopyScratchToSlabs() {
     uint8_t* record = slab->data + slab->offset;
     IpAddress address;
     uint16_t port = 0;
-    FromSockaddr(reinterpret_cast<const sockaddr_storage&>(receiveNames_[scratch_.next]), &address, &port);
+    FromSockaddr(&receiveNames_[scratch_.next], &address, &port);
     const auto length32 = static_cast<uint32_t>(length);
     const uint8_t truncated = (message.msg_hdr.msg_flags & MSG_TRUNC) ? kRecvFlagTruncated : 0;
     std::memcpy(record, &length32, 4);
@@ -751,7 +751,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   for (uint32_t i = 0; i < count; ++i) {
     const mmsghdr& message = receiveHeaders_[i];
     netcode::ServerAddress from;
-    FromSockaddr(reinterpret_cast<const sockaddr_storage&>(receiveNames_[i]), &from.ip, &from.port);
+    FromSockaddr(&receiveNames_[i], &from.ip, &from.port);
     UnmapIpv4(&from.ip);  // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; tokens list them as IPv4
     // No valid protocol packet is larger than a receive head: a larger datagram goes in as malformed.
     const size_t size = message.msg_len <= kReceiveHeadSize ? message.msg_len : 0;

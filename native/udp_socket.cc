@@ -79,7 +79,7 @@ bool UdpSocket::LocalAddress(IpAddress* address, uint16_t* port, SystemError* er
     error->syscall = "getsockname";
     return false;
   }
-  FromSockaddr(storage, address, port);
+  FromSockaddr(&storage, address, port);
   return true;
 }
 

@@ -245,9 +245,7 @@ int main(int argc, char** argv) {
         LoadClient& client = *clients[to - kFirstAddress];
         if (!client.listening) continue;  // connected: its keep-alives are not read
         ServerAddress address;
-        sockaddr_storage from{};
-        std::memcpy(&from, &received[i].from, sizeof(received[i].from));
-        volley::FromSockaddr(from, &address.ip, &address.port);
+        volley::FromSockaddr(&received[i].from, &address.ip, &address.port);
         client.core.Receive(address, received[i].data, messages[i].msg_len, now);
       }
       if (n < static_cast<int>(kBatch)) break;

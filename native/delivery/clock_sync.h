@@ -42,6 +42,7 @@ class ClockSync {
 
   // The drift of the peer's clock against ours (µs per µs; 0 until four periods have samples).
   double Drift() const { return drift_; }
+  bool DriftKnown() const { return driftKnown_; }
 
  private:
   // 24 bytes, as every connection keeps 16 of them.
@@ -67,7 +68,8 @@ class ClockSync {
       ++count;
       if (best == nullptr || slot.rttUs < best->rttUs) best = &slot;
     }
-    if (count < 4) {
+    driftKnown_ = count >= 4;
+    if (!driftKnown_) {
       offsetAtUs_ = best->offset;
       atUs_ = best->at;
       drift_ = 0;
@@ -90,6 +92,7 @@ class ClockSync {
   double offsetAtUs_ = 0;  // the fitted offset at local time atUs_
   double atUs_ = 0;
   double drift_ = 0;
+  bool driftKnown_ = false;
 };
 
 }  // namespace volley::delivery

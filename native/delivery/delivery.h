@@ -50,6 +50,8 @@ struct DeliveryConfig {
 
 enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
 
+// Called from within the core's own methods. A sink must not call back into the same core: the core
+// holds references into its queues across these calls.
 class DeliverySink {
  public:
   virtual ~DeliverySink() = default;
@@ -213,6 +215,7 @@ class DeliveryCore {
   bool OnMessageFrame(uint8_t channel, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
                       const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
   void DeliverReliable(ReceiveChannel& channel);
+  void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);

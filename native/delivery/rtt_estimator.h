@@ -1,5 +1,6 @@
-// Round-trip time from acknowledgements (RFC 9002 §5): smoothed RTT and its variation, the minimum, the
-// maximum, and jitter as the smoothed difference between consecutive samples (RFC 3550 §6.4.1's form).
+// Round-trip time from acknowledgements (RFC 9002 §5) and from pongs: smoothed RTT and its variation, the
+// minimum, the maximum, and jitter as the smoothed difference between consecutive samples (RFC 3550
+// §6.4.1's form).
 #pragma once
 
 #include <cstdint>
@@ -14,10 +15,37 @@ class RttEstimator {
   // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says).
   void Sample(uint64_t sampleUs, uint64_t ackDelayUs) {
     if (sampleUs == 0) sampleUs = 1;
-    if (samples_ == 0 || sampleUs < minUs_) minUs_ = sampleUs;
+    LowerMin(sampleUs);
     if (sampleUs > maxUs_) maxUs_ = sampleUs;
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
+    Smooth(adjusted);
+  }
+
+  // A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
+  // an upper bound of it for the minimum (the delay was timed on the peer's clock), 0 to leave the
+  // minimum alone.
+  void SampleNet(uint64_t rttUs, uint64_t minCandidateUs) {
+    if (rttUs == 0) rttUs = 1;
+    if (minCandidateUs != 0) LowerMin(minCandidateUs);
+    if (rttUs > maxUs_) maxUs_ = rttUs;
+    Smooth(rttUs);
+  }
+
+  uint64_t smoothedUs() const { return smoothedUs_; }
+  uint64_t variationUs() const { return variationUs_; }
+  uint64_t latestUs() const { return latestUs_; }
+  uint64_t minUs() const { return minUs_; }  // 0 until a sample gave one
+  uint64_t maxUs() const { return maxUs_; }
+  double jitterUs() const { return jitterUs_; }
+  uint64_t samples() const { return samples_; }
+
+ private:
+  void LowerMin(uint64_t candidateUs) {
+    if (minUs_ == 0 || candidateUs < minUs_) minUs_ = candidateUs;
+  }
+
+  void Smooth(uint64_t adjusted) {
     if (samples_ > 0) {
       const uint64_t change = adjusted > latestUs_ ? adjusted - latestUs_ : latestUs_ - adjusted;
       jitterUs_ += (static_cast<double>(change) - jitterUs_) / 16.0;
@@ -34,15 +62,6 @@ class RttEstimator {
     ++samples_;
   }
 
-  uint64_t smoothedUs() const { return smoothedUs_; }
-  uint64_t variationUs() const { return variationUs_; }
-  uint64_t latestUs() const { return latestUs_; }
-  uint64_t minUs() const { return minUs_; }
-  uint64_t maxUs() const { return maxUs_; }
-  double jitterUs() const { return jitterUs_; }
-  uint64_t samples() const { return samples_; }
-
- private:
   uint64_t smoothedUs_;
   uint64_t variationUs_;
   uint64_t latestUs_ = 0;

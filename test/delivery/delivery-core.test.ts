@@ -354,6 +354,21 @@ describe('an idle connection', () => {
     expect(after.a.clockSamples - before.a.clockSamples).toBeGreaterThanOrEqual(10)
   })
 
+  it('measures the RTT from held pongs right when the two clocks run at different rates', () => {
+    // 100 µs RTT; the client's clock (a) runs 1,000 ppm fast or slow, so the 100 ms it holds each pong
+    // reads 100 µs long or short on it. Taken as read, the server's minimum RTT fell to 1 µs (and never
+    // rose again): the minimum now takes held pongs only once the drift is measured, corrected.
+    for (const skew of [1000e-6, -1000e-6]) {
+      const pair = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 0.05 }, 5, { a: { skew, offsetUs: 0 } })
+      pair.run(10 * second)
+      const b = pair.b.stats()
+      expect(b.minRttUs).toBeGreaterThanOrEqual(100)
+      expect(b.minRttUs).toBeLessThanOrEqual(120)
+      expect(b.smoothedRttUs).toBeGreaterThanOrEqual(90)
+      expect(b.smoothedRttUs).toBeLessThanOrEqual(110)
+    }
+  })
+
   it('finds a link back from an outage within a ping interval while data awaits acknowledgement', () => {
     // Pings carry a PROBE frame while reliable data is unacknowledged. Without it the first ACK after a
     // 2 s outage waited for the backed-off probe timeout (1.1 s later here).
