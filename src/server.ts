@@ -23,7 +23,8 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Client slots, 1 to 1,048,576 (default 256). */
   maxClients?: number
   /**
-   * Keep-alive period when nothing else was sent, ms (default 100: 10 Hz). Lower it for huge peer counts.
+   * Keep-alive period when nothing else was sent, ms (default 100: 10 Hz). Raise it (fewer keep-alives) for
+   * huge peer counts.
    * With channels the server's pings answer the client's, which come about one period apart, so a
    * keep-alive waits half the smaller of this and pingIntervalMs longer: it would race each of them.
    */

@@ -278,7 +278,6 @@ class DeliveryCore {
   bool pongPending_ = false;
   uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;  // the last ping answered
   uint64_t pongDueUs_ = 0;  // a pending pong goes out by then, or earlier with any other packet
-
 };
 
 }  // namespace volley::delivery
