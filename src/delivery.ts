@@ -42,6 +42,10 @@ export interface SendOptions {
 }
 
 export interface LinkStats {
+  /**
+   * Round-trip times, ms; 0 until measured. The server learns its clients' RTT from pongs they hold for
+   * their next ping, timed on their clocks: its minimum waits until the clock sync knows the drift (4 s).
+   */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
   jitterMs: number
   /** Packets declared lost ÷ packets that needed an acknowledgement, since the connection began. */

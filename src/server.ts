@@ -257,10 +257,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       const field = (name: keyof typeof LinkField): number => links[index * linkFields + LinkField[name]] ?? 0
       if (field('rttSmoothedUs') > 0) {
         totals.rtt.smoothedMs += field('rttSmoothedUs') / 1000
-        totals.rtt.minMs = measured === 0 ? field('rttMinUs') / 1000 : Math.min(totals.rtt.minMs, field('rttMinUs') / 1000)
         totals.rtt.maxMs = Math.max(totals.rtt.maxMs, field('rttMaxUs') / 1000)
         measured++
       }
+      const minMs = field('rttMinUs') / 1000 // 0: not measured yet
+      if (minMs > 0 && (totals.rtt.minMs === 0 || minMs < totals.rtt.minMs)) totals.rtt.minMs = minMs
       sent += field('packetsSent')
       lost += field('packetsLost')
       totals.resends += field('resends')

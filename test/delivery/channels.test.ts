@@ -39,7 +39,7 @@ async function connectedPair(options: PairOptions = {}, clientOptions: PairOptio
     await client.close()
     await server.close()
   }
-  return { server, client, peer: peers[0]!, close }
+  return { server, client, peer: peers[0]!, port, close }
 }
 
 describe('channels over loopback', () => {
@@ -131,6 +131,29 @@ describe('channels over loopback', () => {
     expect(client.stats().rtt.minMs).toBeGreaterThan(0)
     expect(peer.stats().rtt.smoothedMs).toBeLessThan(50)
     expect(peer.stats().rtt.maxMs).toBeLessThan(50)
+    await close()
+  })
+
+  it("aggregates the peers' RTT over those measured: a peer with no minimum yet does not make it 0", async () => {
+    const { server, client, peer, port, close } = await connectedPair()
+    // The server's sends are acknowledged: its first peer has a minimum RTT at once.
+    let received = 0
+    client.on('message', () => received++)
+    for (let i = 0; i < 20; i++) peer.send(numberedMessage(i, 100))
+    await waitFor(() => received === 20 && peer.stats().rtt.minMs > 0, 5000, 'acknowledged messages')
+    // A second client, idle: the server hears from it by held pongs only, so no minimum for 4 s.
+    const second = new Client({ channels, ...fast })
+    const token = await generateConnectToken({ protocolId, privateKey, clientId: 2n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+    await second.connect(token)
+    await waitFor(() => server.peers.size === 2)
+    await new Promise((resolve) => setTimeout(resolve, 500))
+    const idle = [...server.peers.values()].find((candidate) => candidate !== peer)!
+    expect(idle.stats().rtt.smoothedMs).toBeGreaterThan(0)
+    expect(idle.stats().rtt.minMs).toBe(0)
+    const link = server.stats().link!
+    expect(link.rtt.minMs).toBeGreaterThan(0)
+    expect(link.rtt.minMs).toBeLessThanOrEqual(peer.stats().rtt.minMs)
+    await second.close()
     await close()
   })
 
