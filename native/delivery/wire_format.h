@@ -25,14 +25,8 @@
 namespace volley::delivery {
 
 constexpr uint8_t kPacketMarker = 0xD1;
-enum FrameType : uint8_t {
-  kFrameAck = 0x01,
-  kFramePing = 0x02,
-  kFramePong = 0x03,
-  kFrameProbe = 0x04,
-  kFrameMessage = 0x10,
-  kFrameFragment = 0x11
-};
+enum FrameType : uint8_t { kFrameAck = 0x01, kFramePing = 0x02, kFramePong = 0x03, kFrameProbe = 0x04,
+                           kFrameMessage = 0x10, kFrameFragment = 0x11 };
 
 // The largest delivery packet: the netcode payload limit.
 constexpr size_t kMaxPacketBytes = 1200;
