@@ -44,7 +44,8 @@ export interface SendOptions {
 export interface LinkStats {
   /**
    * Round-trip times, ms; 0 until measured. The server learns its clients' RTT from pongs they hold for
-   * their next ping, timed on their clocks: its minimum waits until the clock sync knows the drift (4 s).
+   * their next ping, timed on their clocks; its minimum comes from the first pong (not held), then from
+   * held ones once the clock sync knows the drift (4 s).
    */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
   jitterMs: number

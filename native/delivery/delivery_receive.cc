@@ -93,6 +93,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         // Pongs are rate-limited (20 Hz by default): a ping that comes sooner after the last one answered
         // goes unanswered.
         if (apply && (!anyPingAnswered_ || nowUs - pongReceivedUs_ >= config_.minPongIntervalUs)) {
+          const bool first = !anyPingAnswered_;
           anyPingAnswered_ = true;
           pongPending_ = true;
           pongId_ = id;
@@ -101,8 +102,9 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           // The side that leads holds its pong to a following ping (one that came with the pong to its
           // own) for its next ping, at most an interval away: one packet carries both, and the peer
           // subtracts the wait (the pong's processing delay). A ping on its own is the follower's timer:
-          // it hears too little from this side, so the pong goes at once.
-          const bool following = !config_.followsPings && withPong;
+          // it hears too little from this side, so the pong goes at once; so does the first, which gives
+          // the follower an RTT timed on its own clock alone, its minimum, from the start.
+          const bool following = !config_.followsPings && withPong && !first;
           pongDueUs_ = following ? std::max(nowUs, nextPingUs_) : nowUs;
         }
         break;
