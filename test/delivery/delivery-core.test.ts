@@ -401,7 +401,8 @@ describe('memory', () => {
       expect(pair.core(side).stats().sentRecords).toBe(4)
     }
     for (let i = 0; i < 3000; i++) pair.send('a', 0, numberedMessage(i, 1000))
-    // In flight, the send queue and the records grow (std::deque and the old ring never gave theirs back).
+    // In flight the send queue and the records grow; once all is acknowledged they are given back (the
+    // records never were before).
     let most = { queueSlots: 0, sentRecords: 0 }
     const end = pair.now + 30 * second
     while (pair.now < end && !(pair.received.b.length === 3000 && pair.a.stats().queuedMessages === 0)) {
