@@ -4,10 +4,10 @@
 // The server and the clients (a ClientPool) run in processes of their own.
 //   npx tsx bench/delivery/peer-memory.ts [--clients=5000] [--rounds=2]
 import { parseArgs } from 'node:util'
-import { ClientPool, Server, generateConnectToken } from '../../src/index.ts'
+import { ClientPool, Server } from '../../src/index.ts'
 import { BenchChild } from '../lib/processes.ts'
 import { emit } from '../lib/protocol.ts'
-import { privateKey, protocolId } from './volley-setup.ts'
+import { benchToken, privateKey, protocolId } from './volley-setup.ts'
 
 const { values } = parseArgs({
   options: { role: { type: 'string' }, clients: { type: 'string' }, rounds: { type: 'string' }, channels: { type: 'boolean', default: false }, port: { type: 'string' } },
@@ -46,7 +46,7 @@ async function load(port: number): Promise<void> {
   const pool = new ClientPool(channelOptions)
   const tokens = []
   for (let i = 0; i < clients; i++) {
-    tokens.push(await generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 600, timeoutSeconds: 30 }))
+    tokens.push(await benchToken(port, BigInt(i + 1)))
   }
   await pool.connect(tokens)
   await new Promise((resolve) => process.stdin.once('data', resolve)) // until the runner says so

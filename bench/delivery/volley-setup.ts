@@ -12,6 +12,6 @@ export const channelOptions = {
 }
 
 /** A connect token for the benchmark server on 127.0.0.1:port. */
-export function benchToken(port: number | string): Promise<Uint8Array> {
-  return generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 600, timeoutSeconds: 10 })
+export function benchToken(port: number | string, clientId = 1n): Promise<Uint8Array> {
+  return generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 600, timeoutSeconds: 10 })
 }

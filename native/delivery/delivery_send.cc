@@ -27,6 +27,9 @@ constexpr size_t kKeptSentRecords = 256;
 // Packets are built here and handed to the sink at once: one buffer for every connection of the thread
 // (the I/O thread's, or JavaScript's for the test binding) rather than 1,200 bytes in each.
 thread_local uint8_t packetBuffer[kMaxPacketBytes];
+// Its address, looked up once per packet: used directly, GCC redoes the thread-local lookup (a call in a
+// shared library) at each use, ten times over in SendPacket.
+[[gnu::noinline]] uint8_t* PacketBuffer() { return packetBuffer; }
 
 }  // namespace
 
@@ -263,13 +266,14 @@ bool DeliveryCore::WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_
 }
 
 bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
+  uint8_t* const packet = PacketBuffer();
   EnsureSentCapacity();
   const uint64_t number = nextPacket_;
   SentPacket& record = sent_[number & (sent_.size() - 1)];
   record.chunks.clear();
   size_t size = 0;
   {
-    WireWriter header(packetBuffer, sizeof(packetBuffer));
+    WireWriter header(packet, kMaxPacketBytes);
     header.U8(kPacketMarker);
     header.Varint(number);
     size = header.offset();
@@ -277,8 +281,8 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   bool wroteAck = false;
   if (ackPending_ || (withMessages && !received_.empty())) {
     // Beside messages an ACK gets a small share of the packet; alone it may fill it.
-    const size_t capacity = withMessages ? std::min(sizeof(packetBuffer), size + kAckSpaceWithData) : sizeof(packetBuffer);
-    wroteAck = WriteAck(packetBuffer, capacity, &size, nowUs);
+    const size_t capacity = withMessages ? std::min(kMaxPacketBytes, size + kAckSpaceWithData) : kMaxPacketBytes;
+    wroteAck = WriteAck(packet, capacity, &size, nowUs);
     if (wroteAck) {
       ackPending_ = false;
       ackImmediately_ = false;
@@ -286,10 +290,10 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     }
   }
   bool eliciting = false, wrotePong = false, wrotePing = false;
-  const size_t capacity = sizeof(packetBuffer);
+  const size_t capacity = kMaxPacketBytes;
   {
     if (pongPending_) {  // due or not: it rides along
-      WireWriter writer(packetBuffer + size, capacity - size);
+      WireWriter writer(packet + size, capacity - size);
       writer.U8(kFramePong);
       writer.Varint(pongId_);
       writer.Varint(pongEcho_);
@@ -307,7 +311,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     // the follower's pong with its ping.
     const uint64_t spanUs = PingSpanUs();
     if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2)) {
-      WireWriter writer(packetBuffer + size, capacity - size);
+      WireWriter writer(packet + size, capacity - size);
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);
       writer.Varint(nowUs);
@@ -331,7 +335,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       while (!full && !channel.messages.empty()) {
         OutMessage& message = *channel.messages.front();
         while (message.unsent > 0) {
-          if (!WriteChunk(message, message.fragments - message.unsent, packetBuffer, capacity, &size)) {
+          if (!WriteChunk(message, message.fragments - message.unsent, packet, capacity, &size)) {
             full = true;
             break;
           }
@@ -351,7 +355,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         retransmits_.pop();
         continue;
       }
-      if (!WriteChunk(*message, chunk.fragment, packetBuffer, capacity, &size)) {
+      if (!WriteChunk(*message, chunk.fragment, packet, capacity, &size)) {
         full = true;
         break;
       }
@@ -367,7 +371,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         OutMessage& message = *channel.messages[channel.firstUnsent];
         if (message.sequence >= channel.messages.front()->sequence + config_.reliableWindow) break;
         const uint32_t fragment = message.fragments - message.unsent;
-        if (!WriteChunk(message, fragment, packetBuffer, capacity, &size)) {
+        if (!WriteChunk(message, fragment, packet, capacity, &size)) {
           full = true;
           break;
         }
@@ -379,7 +383,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     }
     if (probesToSend_ > 0) {
       if (!eliciting) {  // nothing to resend
-        WireWriter writer(packetBuffer + size, capacity - size);
+        WireWriter writer(packet + size, capacity - size);
         writer.U8(kFrameProbe);
         if (!writer.failed()) {
           size += writer.offset();
@@ -419,7 +423,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   SettleFront();
   ++stats_.packetsOut;
   stats_.bytesOut += size;
-  sink_->SendPacket(packetBuffer, size);
+  sink_->SendPacket(packet, size);
   return true;
 }
 
