@@ -248,6 +248,7 @@ class DeliveryCore {
   uint32_t dataPacketsInFlight_ = 0;    // packets with reliable fragments, in flight
   uint64_t lossTimeUs_ = 0;  // 0: none
   uint32_t probeCount_ = 0;
+  uint64_t lastProbeTimeoutUs_ = 0;
   uint32_t probesToSend_ = 0;
 
   // Congestion control, delivery-rate samples and pacing.
@@ -263,6 +264,7 @@ class DeliveryCore {
 
   // Receiving.
   ReceivedPackets received_;
+  ReceivedPackets refusedPackets_;  // seen but not acknowledged: some of their reliable data did not fit
   bool ackPending_ = false;
   bool ackImmediately_ = false;
   uint32_t elicitingSinceAck_ = 0;

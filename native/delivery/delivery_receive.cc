@@ -40,13 +40,17 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
     ++stats_.malformed;
     return;
   }
-  if (received_.Contains(number)) {
+  if (received_.Contains(number) || refusedPackets_.Contains(number)) {
     ++stats_.duplicatePackets;
     return;
   }
   ProcessFrames(data + headerBytes, size - headerBytes, nowUs, true, &ackEliciting, &refused);
-  // Data that did not fit in memory: the packet is not acknowledged, so its reliable data comes again.
-  if (refused) return;
+  // Data that did not fit in memory: the packet is not acknowledged, so its reliable data comes again (in
+  // another packet). What else it carried was delivered: a copy of it must find it seen.
+  if (refused) {
+    refusedPackets_.Add(number);
+    return;
+  }
   const bool inOrder = received_.empty() || number == received_.largest() + 1;
   received_.Add(number);
   if (number == received_.largest()) largestReceivedUs_ = nowUs;
@@ -142,6 +146,8 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
             return false;
           }
           bytes = std::min<uint64_t>(kFragmentBytes, length - fragment * kFragmentBytes);
+        } else if (length > config_.maxMessageBytes) {
+          return false;  // a whole message over a maximum set below a packet's size
         }
         if (reader.failed() || bytes > reader.remaining()) return false;
         const uint8_t* payload = reader.Skip(bytes);

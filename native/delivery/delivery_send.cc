@@ -329,6 +329,29 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   }
   if (withMessages) {
     bool full = false;
+    // Reliable fragments that were lost or are probed.
+    const auto writeRetransmits = [&] {
+      while (!full && !retransmits_.empty()) {
+        const Chunk chunk = retransmits_.top();
+        OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+        if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
+          retransmits_.pop();
+          continue;
+        }
+        if (!WriteChunk(*message, chunk.fragment, packet, capacity, &size)) {
+          full = true;
+          break;
+        }
+        message->lastSent[chunk.fragment] = number;
+        record.chunks.push_back(chunk);
+        ++stats_.resends;
+        retransmits_.pop();
+        eliciting = true;
+      }
+    };
+    // A probe carries the data it probes before anything else: filled with unreliable messages, it
+    // would not bring that data's acknowledgement.
+    if (probesToSend_ > 0) writeRetransmits();
     // Unreliable and sequenced messages first: they never wait behind reliable traffic.
     for (SendChannel& channel : sendChannels_) {
       if (channel.mode == ChannelMode::kReliable) continue;
@@ -347,24 +370,8 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         channel.messages.pop_front();
       }
     }
-    // Then reliable fragments that were lost or are probed, then new ones.
-    while (!full && !retransmits_.empty()) {
-      const Chunk chunk = retransmits_.top();
-      OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
-      if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
-        retransmits_.pop();
-        continue;
-      }
-      if (!WriteChunk(*message, chunk.fragment, packet, capacity, &size)) {
-        full = true;
-        break;
-      }
-      message->lastSent[chunk.fragment] = number;
-      record.chunks.push_back(chunk);
-      ++stats_.resends;
-      retransmits_.pop();
-      eliciting = true;
-    }
+    // Then reliable fragments to resend, then new ones.
+    writeRetransmits();
     for (SendChannel& channel : sendChannels_) {
       if (channel.mode != ChannelMode::kReliable) continue;
       while (!full && channel.firstUnsent < channel.messages.size()) {
@@ -540,14 +547,19 @@ uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {
   return rtt_.smoothedUs() + std::max<uint64_t>(4 * rtt_.variationUs(), kGranularityUs) + config_.maxAckDelayUs;
 }
 
-// With reliable data in flight the probe timeout runs from the last packet that carried some: probes
-// are ack-eliciting too, and restarting it at each would postpone it for as long as they are lost, with
-// the data never probed.
-uint64_t DeliveryCore::ProbeTimeoutStartUs() const { return dataPacketsInFlight_ > 0 ? lastDataSentUs_ : lastAckElicitingSentUs_; }
+// With reliable data in flight the probe timeout runs from the last packet that carried some: the
+// pings' probes are ack-eliciting too, and restarting it at each would postpone it for as long as they
+// are lost, with the data never probed. A probe timeout restarts it (its probes go out then), so that
+// its backoff holds: counted from the last data alone, it fell behind the clock in a long outage, and
+// the timer stayed due, a probe timeout at every turn of the engine.
+uint64_t DeliveryCore::ProbeTimeoutStartUs() const {
+  return std::max(dataPacketsInFlight_ > 0 ? lastDataSentUs_ : lastAckElicitingSentUs_, lastProbeTimeoutUs_);
+}
 
 uint64_t DeliveryCore::ProbeTimeoutUs() const { return ProbeTimeoutBaseUs() << std::min<uint32_t>(probeCount_, 10); }
 
-void DeliveryCore::OnProbeTimeout(uint64_t) {
+void DeliveryCore::OnProbeTimeout(uint64_t nowUs) {
+  lastProbeTimeoutUs_ = nowUs;
   ++probeCount_;
   ++stats_.probeTimeouts;
   probesToSend_ = 2;

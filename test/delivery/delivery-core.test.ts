@@ -391,6 +391,35 @@ describe('an idle connection', () => {
   })
 })
 
+describe('a long outage on a short path', () => {
+  it('backs the probe timeout off and keeps every timer in the future', () => {
+    // Found by fuzz/delivery_fuzz.cc: with reliable data in flight the probe timeout was counted from the
+    // last packet that carried some. Here the probes fill up with queued unreliable messages and carry
+    // none, so at 100 µs RTT (a ~2 ms probe timeout, backed off at most × 1,024) the timer fell behind
+    // the clock after about 2 s of outage and stayed due: a probe timeout and two probes at every turn
+    // of the engine (here: the simulated pair looped at one instant until stopped).
+    const pair = new SimulatedPair({ channels: ['reliable', 'unreliable'] }, { latencyMs: 0.05 }, 3)
+    pair.run(second)
+    pair.link.loss = 1
+    pair.send('a', 0, numberedMessage(1, 100))
+    for (let i = 0; i < 400; i++) pair.send('a', 1, numberedMessage(i, 1100))
+    const before = pair.a.stats()
+    let turns = 0
+    const end = pair.now + 6 * second
+    pair.run(end, () => ++turns > 50_000)
+    expect(pair.now).toBe(end)
+    const probeTimeouts = pair.a.stats().probeTimeouts - before.probeTimeouts
+    // ~2 ms doubling up to its cap of ~2 s: 11 to get there, then one every ~2 s.
+    expect(probeTimeouts).toBeGreaterThanOrEqual(10)
+    expect(probeTimeouts).toBeLessThanOrEqual(16)
+    // Pings (10 Hz) and two probes per probe timeout.
+    expect(pair.a.stats().packetsOut - before.packetsOut).toBeLessThanOrEqual(6 * 10 + 2 * 16 + 4)
+    pair.link.loss = 0
+    pair.run(pair.now + second, () => pair.received.b.some((m) => m.channel === 0))
+    expect(pair.received.b.filter((m) => m.channel === 0).map((m) => readNumberedMessage(m.data))).toEqual([1])
+  })
+})
+
 describe('memory', () => {
   it('an idle connection holds no queue slots and four packet records, and is back there after a transfer', () => {
     const link = { latencyMs: 20, bandwidthBytesPerSec: 12.5e6, queueBytes: 256 * 1024, loss: 0.01 }
@@ -452,6 +481,12 @@ describe('hostile input', () => {
     core.receive(fragment(1, 0, 5000, 0, 1100), 0) // over the maximum
     core.receive(fragment(2, 0, 3000, 0, 1000), 0) // shorter than the fragment must be
     expect(core.stats().malformed).toBe(3)
+    // A whole message over a maximum below a packet's size (found by fuzz/delivery_fuzz.cc).
+    const small = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 100 })
+    small.receive(packet(varint(0), [0x10, 1], varint(0), varint(101), new Array(101).fill(1)), 0)
+    small.receive(packet(varint(1), [0x10, 0], varint(0), varint(100), new Array(100).fill(1)), 0)
+    expect(small.stats().malformed).toBe(1)
+    expect(small.take().messages.map((m) => m.data.byteLength)).toEqual([100])
     core.receive(packet(varint(3), [0x10, 7], varint(0), varint(2), [1, 2]), 0) // channel 7 does not exist
     expect(core.stats().unknownChannel).toBe(1)
     expect(core.take().messages).toEqual([])
@@ -471,6 +506,25 @@ describe('hostile input', () => {
     }
     expect(core.stats().overBudget).toBeGreaterThan(0)
     expect(core.take().messages).toEqual([])
+  })
+
+  it('a packet refused for memory delivers its unreliable message once, even when it comes twice', () => {
+    // Found by fuzz/delivery_fuzz.cc: the refused packet is not acknowledged (its reliable fragment must
+    // come again), so it was not recorded as seen either, and a network duplicate delivered the
+    // unreliable message it also carried a second time.
+    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
+    const refusedFragment = [0x11, 0, ...varint(1), ...varint(20_000), ...varint(0), ...new Array(1100).fill(7)]
+    const unreliable = [0x10, 1, ...varint(0), ...varint(2), 0xab, 0xcd]
+    const both = packet(varint(0), refusedFragment, unreliable)
+    core.receive(both, 0)
+    core.receive(both, 10)
+    expect(core.stats().overBudget).toBe(1)
+    expect(core.stats().duplicatePackets).toBe(1)
+    expect(core.take().messages.map((m) => [m.channel, [...m.data]])).toEqual([[1, [0xab, 0xcd]]])
+    // Not acknowledged: once the message before it arrives, the fragment is taken when it comes again.
+    core.receive(packet(varint(1), [0x10, 0, ...varint(0), ...varint(1), 9]), 20)
+    core.receive(packet(varint(2), refusedFragment), 30)
+    expect(core.stats().reassemblyUsed).toBe(20_000)
   })
 
   it('ignores an ACK for packets it never sent', () => {

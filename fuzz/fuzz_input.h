@@ -1,0 +1,43 @@
+// Reads a fuzzer's input as a script of operations: small integers and byte strings taken from the
+// front. Once the input runs out every read gives zeros and empty strings, so a target's loop ends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+namespace volley::fuzz {
+
+class FuzzInput {
+ public:
+  FuzzInput(const uint8_t* data, size_t size) : data_(data), size_(size) {}
+
+  bool empty() const { return at_ >= size_; }
+
+  uint8_t Byte() { return at_ < size_ ? data_[at_++] : 0; }
+
+  // A little-endian integer of `bytes` bytes (at most 8).
+  uint64_t Number(int bytes) {
+    uint64_t value = 0;
+    for (int i = 0; i < bytes; ++i) value |= uint64_t{Byte()} << (8 * i);
+    return value;
+  }
+
+  // A string of up to maxSize bytes: a 2-byte length (taken modulo maxSize + 1), then that many bytes
+  // or what is left. Points into the input: no copy.
+  const uint8_t* Bytes(size_t maxSize, size_t* size) {
+    size_t wanted = static_cast<size_t>(Number(2)) % (maxSize + 1);
+    if (wanted > size_ - at_) wanted = size_ - at_;
+    const uint8_t* start = data_ + at_;
+    at_ += wanted;
+    *size = wanted;
+    return start;
+  }
+
+ private:
+  const uint8_t* data_;
+  size_t size_;
+  size_t at_ = 0;
+};
+
+}  // namespace volley::fuzz

@@ -1,0 +1,345 @@
+// Fuzz target: the netcode 1.02 server and clients (sans-IO cores) on a link the input controls, with
+// forged, tampered and replayed packets on their way to either side, and connection requests whose
+// private tokens hold arbitrary bytes sealed under the server's real key (so the token parser is reached).
+// Checked besides memory safety (ASan, UBSan):
+//   - a packet that no honest side made (forged bytes, or a real packet with any byte changed or cut
+//     short) is never answered and changes no connection: no packet out, no event;
+//   - connect and disconnect events pair up per slot, and no more clients connect than maxClients;
+//   - nothing sent is larger than the largest netcode packet.
+#include <sodium.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "fuzz_input.h"
+#include "netcode/client.h"
+#include "netcode/packet.h"
+#include "netcode/server.h"
+#include "netcode/wire.h"
+
+namespace {
+
+using namespace volley::netcode;
+using volley::fuzz::FuzzInput;
+
+constexpr uint64_t kProtocolId = 0x1122334455667788ull;
+constexpr uint64_t kUnixStart = 1700000000;
+constexpr size_t kClients = 4;
+constexpr size_t kMaxQueued = 256;
+
+void Fail(const char* what) {
+  std::fprintf(stderr, "netcode_fuzz: %s\n", what);
+  std::abort();
+}
+
+ServerAddress Address(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
+  ServerAddress address;
+  address.ip.family = 4;
+  address.ip.bytes[0] = a;
+  address.ip.bytes[1] = b;
+  address.ip.bytes[2] = c;
+  address.ip.bytes[3] = d;
+  address.port = port;
+  return address;
+}
+
+struct Datagram {
+  ServerAddress from, to;
+  std::vector<uint8_t> bytes;
+};
+
+struct Wire {
+  std::deque<Datagram> queued;
+  uint64_t sent = 0;
+  void Add(const ServerAddress& from, const ServerAddress& to, const uint8_t* data, size_t size) {
+    if (size == 0 || size > kMaxPacketBytes + 64) Fail("a packet of an impossible size was sent");
+    ++sent;
+    if (queued.size() == kMaxQueued) queued.pop_front();
+    queued.push_back(Datagram{from, to, std::vector<uint8_t>(data, data + size)});
+  }
+};
+
+struct ServerSide : ServerSink {
+  Wire* wire = nullptr;
+  ServerAddress self;
+  uint32_t maxClients = 0;
+  std::vector<bool> connected;
+  uint64_t events = 0;
+  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
+  void Connected(uint32_t index, uint64_t, const ServerAddress&, const uint8_t*) override {
+    ++events;
+    if (index >= maxClients || connected[index]) Fail("a connect event for a slot that is taken or does not exist");
+    connected[index] = true;
+  }
+  void Disconnected(uint32_t index, DisconnectReason) override {
+    ++events;
+    if (index >= maxClients || !connected[index]) Fail("a disconnect event for a slot that is not connected");
+    connected[index] = false;
+  }
+  void Payload(uint32_t index, const uint8_t*, size_t size) override {
+    ++events;
+    if (index >= maxClients || !connected[index]) Fail("a payload from a slot that is not connected");
+    if (size == 0 || size > kMaxPayloadBytes) Fail("a payload of an impossible size");
+  }
+};
+
+struct ClientSide : ClientSink {
+  Wire* wire = nullptr;
+  ServerAddress self;
+  uint64_t events = 0;
+  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
+  void StateChanged(ClientState) override { ++events; }
+  void Payload(const uint8_t*, size_t size) override {
+    ++events;
+    if (size == 0 || size > kMaxPayloadBytes) Fail("a payload of an impossible size");
+  }
+};
+
+struct Keys {
+  uint8_t clientToServer[kKeyBytes];
+  uint8_t serverToClient[kKeyBytes];
+};
+
+// A connect token for client i, with the keys `keys`, valid for a minute from `unixNow`.
+std::vector<uint8_t> Token(uint32_t i, const uint8_t privateKey[kKeyBytes], const ServerAddress& server, int32_t timeoutSeconds,
+                           uint64_t unixNow, const Keys& keys) {
+  PrivateConnectToken secret;
+  secret.clientId = 1000 + i;
+  secret.timeoutSeconds = timeoutSeconds;
+  secret.serverAddressCount = 1;
+  secret.serverAddresses[0] = server;
+  std::memcpy(secret.clientToServerKey, keys.clientToServer, kKeyBytes);
+  std::memcpy(secret.serverToClientKey, keys.serverToClient, kKeyBytes);
+  secret.userData[0] = static_cast<uint8_t>(i);
+  ConnectToken token;
+  token.protocolId = kProtocolId;
+  token.createTimestamp = unixNow;
+  token.expireTimestamp = unixNow + 60;
+  token.nonce[0] = static_cast<uint8_t>(i + 1);
+  token.timeoutSeconds = timeoutSeconds;
+  token.serverAddressCount = 1;
+  token.serverAddresses[0] = server;
+  std::memcpy(token.clientToServerKey, keys.clientToServer, kKeyBytes);
+  std::memcpy(token.serverToClientKey, keys.serverToClient, kKeyBytes);
+  if (!SealPrivateConnectToken(secret, kProtocolId, token.expireTimestamp, token.nonce, privateKey, token.privateData)) Fail("seal");
+  std::vector<uint8_t> bytes(kConnectTokenBytes);
+  WriteConnectToken(token, bytes.data());
+  return bytes;
+}
+
+// A connection request whose private token is `plain` (padded with zeros), sealed under the server's key
+// as the standard says (associated data: version info, protocol id, expiry): only its contents are wrong.
+std::vector<uint8_t> RequestWithPrivateBytes(const uint8_t* plain, size_t size, const uint8_t privateKey[kKeyBytes], uint64_t expire) {
+  uint8_t padded[kPrivateConnectTokenBytes - kMacBytes] = {};
+  std::memcpy(padded, plain, std::min(size, sizeof(padded)));
+  uint8_t associated[kVersionInfoBytes + 16];
+  WireWriter ad(associated, sizeof(associated));
+  ad.Bytes(kVersionInfo, kVersionInfoBytes);
+  ad.U64(kProtocolId);
+  ad.U64(expire);
+  uint8_t nonce[kConnectTokenNonceBytes] = {0x5a};
+  std::vector<uint8_t> request(kConnectionRequestBytes);
+  WireWriter writer(request.data(), request.size());
+  writer.U8(kConnectionRequest);
+  writer.Bytes(kVersionInfo, kVersionInfoBytes);
+  writer.U64(kProtocolId);
+  writer.U64(expire);
+  writer.Bytes(nonce, sizeof(nonce));
+  unsigned long long sealed = 0;
+  crypto_aead_xchacha20poly1305_ietf_encrypt(request.data() + writer.offset(), &sealed, padded, sizeof(padded), associated,
+                                             sizeof(associated), nullptr, nonce, privateKey);
+  return request;
+}
+
+std::vector<uint8_t> Tampered(FuzzInput& in, const std::vector<uint8_t>& original) {
+  std::vector<uint8_t> packet = original;
+  const int edits = 1 + in.Byte() % 4;
+  for (int i = 0; i < edits && !packet.empty(); ++i) {
+    const size_t at = in.Number(2) % packet.size();
+    if (in.Byte() < 64) packet.resize(at);
+    else packet[at] = in.Byte();
+  }
+  return packet;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static const bool ready = sodium_init() >= 0;
+  if (!ready) Fail("sodium_init");
+  FuzzInput in(data, size);
+  Wire wire;
+  const ServerAddress serverAddress = Address(127, 0, 0, 1, 40000);
+  ServerConfig config;
+  config.protocolId = kProtocolId;
+  for (size_t i = 0; i < kKeyBytes; ++i) config.privateKey[i] = static_cast<uint8_t>(i * 3 + 1);
+  config.publicAddress = serverAddress;
+  config.maxClients = 1 + in.Byte() % kClients;
+  config.disconnectPackets = 1 + in.Byte() % 10;
+  uint8_t challengeKey[kKeyBytes];
+  for (size_t i = 0; i < kKeyBytes; ++i) challengeKey[i] = static_cast<uint8_t>(200 - i);
+  ServerSide serverSide;
+  serverSide.wire = &wire;
+  serverSide.self = serverAddress;
+  serverSide.maxClients = config.maxClients;
+  serverSide.connected.assign(config.maxClients, false);
+  ServerCore server(config, challengeKey, &serverSide);
+
+  ClientSide clientSides[kClients];
+  std::unique_ptr<ClientCore> clients[kClients];
+  Keys keys[kClients];
+  for (uint32_t i = 0; i < kClients; ++i) {
+    clientSides[i].wire = &wire;
+    clientSides[i].self = Address(10, 0, 0, static_cast<uint8_t>(1 + i), static_cast<uint16_t>(5000 + i));
+    clients[i] = std::make_unique<ClientCore>(ClientConfig{}, &clientSides[i]);
+    for (size_t k = 0; k < kKeyBytes; ++k) {
+      keys[i].clientToServer[k] = static_cast<uint8_t>(i * 50 + k);
+      keys[i].serverToClient[k] = static_cast<uint8_t>(i * 50 + k + 100);
+    }
+  }
+  const ServerAddress stranger = Address(192, 168, 1, 9, 7777);
+  Clock now{1000000, kUnixStart};
+  uint64_t sequence = 0;  // for packets the input encrypts under a client's keys
+
+  // What must not change when a packet no honest side made is received.
+  const auto quiet = [&](const char* what, auto&& receive) {
+    uint64_t events = serverSide.events;
+    for (const ClientSide& side : clientSides) events += side.events;
+    const uint64_t sent = wire.sent;
+    receive();
+    uint64_t after = serverSide.events;
+    for (const ClientSide& side : clientSides) after += side.events;
+    if (wire.sent != sent || after != events) Fail(what);
+  };
+  const auto deliver = [&](const Datagram& datagram) {
+    if (SameServerAddress(datagram.to, serverAddress)) {
+      server.Receive(datagram.from, datagram.bytes.data(), datagram.bytes.size(), now);
+      return;
+    }
+    for (uint32_t i = 0; i < kClients; ++i) {
+      if (SameServerAddress(datagram.to, clientSides[i].self)) clients[i]->Receive(datagram.from, datagram.bytes.data(), datagram.bytes.size(), now);
+    }
+  };
+
+  while (!in.empty()) {
+    const uint32_t who = in.Byte() % kClients;
+    switch (in.Byte() % 12) {
+      case 0: {  // a client connects
+        const int32_t timeout = static_cast<int32_t>(in.Byte() % 17) - 1;  // -1: never
+        const std::vector<uint8_t> token = Token(who, config.privateKey, serverAddress, timeout, now.unixSeconds, keys[who]);
+        clients[who]->Connect(token.data(), token.size(), now);
+        break;
+      }
+      case 1: {  // the link carries some datagrams: each lost, delivered, delivered twice or held back
+        const int count = in.Byte() % 16;
+        for (int i = 0; i < count && !wire.queued.empty(); ++i) {
+          Datagram datagram = std::move(wire.queued.front());
+          wire.queued.pop_front();
+          switch (in.Byte() % 4) {
+            case 0: break;
+            case 1: deliver(datagram); break;
+            case 2: deliver(datagram); deliver(datagram); break;
+            case 3: wire.queued.push_back(std::move(datagram)); break;
+          }
+        }
+        break;
+      }
+      case 2: {  // time passes: by an amount, or to the next deadline of the server or a client
+        const uint64_t step = in.Number(3);
+        uint64_t due = server.NextDeadlineUs();
+        for (auto& client : clients) due = std::min(due, client->NextDeadlineUs());
+        const uint64_t nowUs = now.monotonicUs;
+        now.monotonicUs = (step & 1) && due > nowUs && due - nowUs < 60000000 ? due : nowUs + step;
+        now.unixSeconds = kUnixStart + (now.monotonicUs - 1000000) / 1000000;
+        server.Update(now);
+        for (auto& client : clients) client->Update(now);
+        // A timer that stays due makes the engine's thread spin.
+        if (server.NextDeadlineUs() <= now.monotonicUs) Fail("the server's timer is still due after Update");
+        for (auto& client : clients) {
+          if (client->NextDeadlineUs() <= now.monotonicUs) Fail("a client's timer is still due after Update");
+        }
+        break;
+      }
+      case 3: {  // forged bytes to the server, from a client's address or a stranger's
+        size_t length = 0;
+        const uint8_t* bytes = in.Bytes(1400, &length);
+        const ServerAddress from = in.Byte() & 1 ? stranger : clientSides[who].self;
+        quiet("the server answered forged bytes, or they changed a connection", [&] { server.Receive(from, bytes, length, now); });
+        break;
+      }
+      case 4: {  // forged bytes to a client, from the server's address
+        size_t length = 0;
+        const uint8_t* bytes = in.Bytes(1400, &length);
+        quiet("a client answered forged bytes, or they changed its state", [&] { clients[who]->Receive(serverAddress, bytes, length, now); });
+        break;
+      }
+      case 5: {  // a packet of any type and body, encrypted under a client's key to the server (the peer
+                 // itself may be hostile: its own packets pass decryption)
+        size_t length = 0;
+        const PacketType type = static_cast<PacketType>(1 + in.Byte() % (kPacketTypeCount - 1));
+        const uint64_t packetSequence = in.Byte() & 1 ? in.Number(8) : sequence++;
+        const uint8_t* body = in.Bytes(kMaxPayloadBytes + 20, &length);
+        uint8_t packet[kMaxPacketBytes];
+        const size_t packetSize = EncryptPacket(type, packetSequence, body, length, kProtocolId, keys[who].clientToServer, packet);
+        if (packetSize > 0) server.Receive(clientSides[who].self, packet, packetSize, now);
+        break;
+      }
+      case 6: {  // the same, under the server's key to a client
+        size_t length = 0;
+        const PacketType type = static_cast<PacketType>(1 + in.Byte() % (kPacketTypeCount - 1));
+        const uint64_t packetSequence = in.Byte() & 1 ? in.Number(8) : (uint64_t{1} << 63) + sequence++;
+        const uint8_t* body = in.Bytes(kMaxPayloadBytes + 20, &length);
+        uint8_t packet[kMaxPacketBytes];
+        const size_t packetSize = EncryptPacket(type, packetSequence, body, length, kProtocolId, keys[who].serverToClient, packet);
+        if (packetSize > 0) clients[who]->Receive(serverAddress, packet, packetSize, now);
+        break;
+      }
+      case 7: {  // a real datagram on the link, tampered with, to its destination
+        if (wire.queued.empty()) break;
+        const Datagram& original = wire.queued[in.Number(2) % wire.queued.size()];
+        Datagram changed{original.from, original.to, Tampered(in, original.bytes)};
+        if (changed.bytes == original.bytes) break;
+        quiet("a tampered packet was answered, or changed a connection", [&] { deliver(changed); });
+        break;
+      }
+      case 8: {  // a real datagram from the link, sent from a stranger's address
+        if (wire.queued.empty()) break;
+        Datagram copy = wire.queued[in.Number(2) % wire.queued.size()];
+        if (!SameServerAddress(copy.to, serverAddress) || copy.bytes[0] == kConnectionRequest) break;
+        copy.from = stranger;
+        quiet("a packet replayed from another address was answered", [&] { deliver(copy); });
+        break;
+      }
+      case 9: {  // a connection request with arbitrary private token contents
+        size_t length = 0;
+        const uint8_t* plain = in.Bytes(kPrivateConnectTokenBytes, &length);
+        const std::vector<uint8_t> request = RequestWithPrivateBytes(plain, length, config.privateKey, now.unixSeconds + 30);
+        server.Receive(clientSides[who].self, request.data(), request.size(), now);
+        break;
+      }
+      case 10: {  // payloads both ways, and leaving
+        uint8_t payload[kMaxPayloadBytes + 1] = {};
+        const size_t length = in.Number(2) % (sizeof(payload) + 1);
+        const uint8_t what = in.Byte() % 4;
+        if (what == 0) server.SendPayload(in.Byte() % (kClients + 1), payload, length, now);
+        if (what == 1) clients[who]->SendPayload(payload, length, now);
+        if (what == 2) server.Disconnect(in.Byte() % (kClients + 1), now);
+        if (what == 3) clients[who]->Disconnect(now);
+        break;
+      }
+      case 11:
+        if (in.Byte() == 0xff) server.Stop(now);
+        break;
+    }
+    if (server.connectedClients() > config.maxClients) Fail("more clients connected than maxClients");
+    uint32_t connected = 0;
+    for (bool slot : serverSide.connected) connected += slot;
+    if (connected != server.connectedClients()) Fail("the events and the server disagree on who is connected");
+  }
+  return 0;
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Fuzzing of the native protocol cores with libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer:
+#   fuzz/delivery_fuzz.cc  the delivery layer between two peers on a link the input controls, with forged,
+#                          tampered and truncated packets; checks order, exactly-once and memory bounds
+#   fuzz/netcode_fuzz.cc   the netcode server and clients, with forged, tampered and replayed packets and
+#                          arbitrary private token contents; checks that nothing forged is ever answered
+#
+#   scripts/fuzz.sh [--seconds N | --runs N] [--seed N] [target...]
+#
+# --seconds N: explore for N seconds per target (default 60); --runs N --seed S: exactly N inputs from
+# seed S (deterministic: what CI runs). Corpora grow in $VOLLEY_FUZZ_DIR (default /tmp/volley-fuzz), so
+# later runs go on from them. Needs clang++ (apt-get install clang) and libsodium-dev.
+# Exit status: 0 nothing found; 1 a finding (the input that shows it is printed: replay it with
+# $VOLLEY_FUZZ_DIR/<target> <file>); 2 the fuzzers could not be built.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=${VOLLEY_FUZZ_DIR:-/tmp/volley-fuzz}
+SECONDS_PER_TARGET=60
+RUNS=""
+SEED=""
+TARGETS=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --seconds) SECONDS_PER_TARGET=$2; shift 2 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    --seed) SEED=$2; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) echo "fuzz: unknown option $1" >&2; exit 2 ;;
+    *) TARGETS+=("$1"); shift ;;
+  esac
+done
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(delivery netcode)
+
+CXX=${FUZZ_CXX:-clang++}
+command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (apt-get install clang)" >&2; exit 2; }
+SODIUM=/usr/lib/x86_64-linux-gnu/libsodium.a
+[ -f "$SODIUM" ] || { echo "fuzz: $SODIUM not found (apt-get install libsodium-dev)" >&2; exit 2; }
+
+N="$ROOT/native"
+sources() {
+  case "$1" in
+    delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc" ;;
+    netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/netcode/server.cc $N/netcode/client.cc $N/netcode/packet.cc" \
+      "$N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/server_address.cc $N/address.cc" ;;
+    *) return 1 ;;
+  esac
+}
+
+mkdir -p "$WORK"
+FINDINGS=0
+for target in "${TARGETS[@]}"; do
+  files=$(sources "$target") || { echo "fuzz: unknown target $target (delivery, netcode)" >&2; exit 2; }
+  binary="$WORK/$target"
+  # shellcheck disable=SC2086
+  if ! "$CXX" -std=c++17 -Wall -Wextra -Werror -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+      -I"$N" $files "$SODIUM" -o "$binary"; then
+    echo "fuzz: could not build $target" >&2
+    exit 2
+  fi
+  corpus="$WORK/corpus-$target"
+  mkdir -p "$corpus" "$WORK/findings"
+  if [ -n "$RUNS" ]; then limits=(-runs="$RUNS" -seed="${SEED:-1}"); else limits=(-max_total_time="$SECONDS_PER_TARGET"); [ -n "$SEED" ] && limits+=(-seed="$SEED"); fi
+  log="$WORK/$target.log"
+  echo "fuzz: $target (${limits[*]}), corpus $corpus"
+  ASAN_OPTIONS=detect_leaks=1 "$binary" "${limits[@]}" -max_len=4096 -artifact_prefix="$WORK/findings/$target-" "$corpus" >"$log" 2>&1
+  status=$?
+  echo "  $(grep -E "^#[0-9]+\s" "$log" | tail -1 | grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [^ ]+") $(grep -E "^Done " "$log")"
+  if [ $status -ne 0 ]; then
+    FINDINGS=$((FINDINGS + 1))
+    echo "fuzz: FINDING in $target:"
+    grep -E "_fuzz: |ERROR: |runtime error|SUMMARY" "$log" | head -5
+    grep -E "Test unit written to" "$log"
+  fi
+done
+[ $FINDINGS -eq 0 ] && echo "fuzz: nothing found" && exit 0
+exit 1
