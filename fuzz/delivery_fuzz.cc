@@ -122,6 +122,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.maxMessageBytes = 1 + in.Number(2) % 12000;
   config.reassemblyBytes = 4096 + in.Number(2) % 60000;
   config.sendQueueBytes = 1 << 16;
+  config.reliableWindow = 4 + in.Byte() * 4;  // small enough for honest traffic to reach its edge
   config.followsPings = (shape & 0x80) != 0;
 
   Receiver b;

@@ -4,6 +4,7 @@
 // Checked besides memory safety (ASan, UBSan):
 //   - a packet that no honest side made (forged bytes, or a real packet with any byte changed or cut
 //     short) is never answered and changes no connection: no packet out, no event;
+//   - a datagram delivered twice has no effect the second time (no event: replay protection);
 //   - connect and disconnect events pair up per slot, and no more clients connect than maxClients;
 //   - nothing sent is larger than the largest netcode packet.
 #include <sodium.h>
@@ -57,7 +58,7 @@ struct Wire {
   std::deque<Datagram> queued;
   uint64_t sent = 0;
   void Add(const ServerAddress& from, const ServerAddress& to, const uint8_t* data, size_t size) {
-    if (size == 0 || size > kMaxPacketBytes + 64) Fail("a packet of an impossible size was sent");
+    if (size == 0 || size > kMaxPacketBytes) Fail("a packet of an impossible size was sent");
     ++sent;
     if (queued.size() == kMaxQueued) queued.pop_front();
     queued.push_back(Datagram{from, to, std::vector<uint8_t>(data, data + size)});
@@ -206,15 +207,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Clock now{1000000, kUnixStart};
   uint64_t sequence = 0;  // for packets the input encrypts under a client's keys
 
+  const auto events = [&] {
+    uint64_t count = serverSide.events;
+    for (const ClientSide& side : clientSides) count += side.events;
+    return count;
+  };
   // What must not change when a packet no honest side made is received.
   const auto quiet = [&](const char* what, auto&& receive) {
-    uint64_t events = serverSide.events;
-    for (const ClientSide& side : clientSides) events += side.events;
+    const uint64_t before = events();
     const uint64_t sent = wire.sent;
     receive();
-    uint64_t after = serverSide.events;
-    for (const ClientSide& side : clientSides) after += side.events;
-    if (wire.sent != sent || after != events) Fail(what);
+    if (wire.sent != sent || events() != before) Fail(what);
   };
   const auto deliver = [&](const Datagram& datagram) {
     if (SameServerAddress(datagram.to, serverAddress)) {
@@ -228,7 +231,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   while (!in.empty()) {
     const uint32_t who = in.Byte() % kClients;
-    switch (in.Byte() % 12) {
+    switch (in.Byte() % 13) {
       case 0: {  // a client connects
         const int32_t timeout = static_cast<int32_t>(in.Byte() % 17) - 1;  // -1: never
         const std::vector<uint8_t> token = Token(who, config.privateKey, serverAddress, timeout, now.unixSeconds, keys[who]);
@@ -243,7 +246,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           switch (in.Byte() % 4) {
             case 0: break;
             case 1: deliver(datagram); break;
-            case 2: deliver(datagram); deliver(datagram); break;
+            case 2: {
+              deliver(datagram);
+              const uint64_t before = events();
+              deliver(datagram);
+              if (events() != before) Fail("a datagram delivered twice had an effect the second time");
+              break;
+            }
             case 3: wire.queued.push_back(std::move(datagram)); break;
           }
         }
@@ -335,6 +344,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 11:
         if (in.Byte() == 0xff) server.Stop(now);
         break;
+      case 12: {  // a client given arbitrary bytes as its connect token (the application's input)
+        size_t length = 0;
+        const uint8_t* bytes = in.Bytes(kConnectTokenBytes + 8, &length);
+        std::vector<uint8_t> token(bytes, bytes + length);
+        if (in.Byte() & 1) {  // mostly a real token's frame, so the parse goes past its first checks
+          token.resize(kConnectTokenBytes);
+          std::memcpy(token.data(), kVersionInfo, kVersionInfoBytes);
+        }
+        clients[who]->Connect(token.data(), token.size(), now);
+        break;
+      }
     }
     if (server.connectedClients() > config.maxClients) Fail("more clients connected than maxClients");
     uint32_t connected = 0;

@@ -22,7 +22,11 @@ export interface DeliveryOptions {
    * Both sides must configure the same channels.
    */
   channels?: readonly ChannelOptions[]
-  /** The largest message, bytes (default 1 MiB; at most 1 GiB). */
+  /**
+   * The largest message, bytes (default 1 MiB; at most 1 GiB), sent or received. A larger message from a
+   * peer configured with a larger maximum is dropped and counted in stats().dropped; a reliable channel
+   * goes on past it.
+   */
   maxMessageBytes?: number
   /** Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB). */
   sendQueueBytes?: number
@@ -66,7 +70,10 @@ export interface LinkStats {
   queue: { depth: number; bytes: number; delayMs: number }
   /** The peer's clock minus ours, ms, and its drift (parts per million). */
   clock: { offsetMs: number; driftPpm: number }
-  /** Delivery packets or messages dropped on receive (malformed, over the memory bound, stale, expired). */
+  /**
+   * Delivery packets or messages dropped on receive (malformed, over the memory bound, stale, expired, over
+   * maxMessageBytes: a peer with a larger maximum).
+   */
   dropped: number
 }
 

@@ -69,6 +69,7 @@ struct DeliveryStats {
   // Dropped on receive, by cause.
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
+  uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
   uint64_t unreliableDropped = 0;  // sender side: unreliable messages dropped when their queue overflowed
 };
 
@@ -159,6 +160,7 @@ class DeliveryCore {
   };
   struct InMessage {
     bool used = false;
+    bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     std::vector<uint8_t> data;
@@ -215,6 +217,7 @@ class DeliveryCore {
   bool OnMessageFrame(uint8_t channel, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
                       const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
   void DeliverReliable(ReceiveChannel& channel);
+  void PassOver(ReceiveChannel& channel, uint64_t sequence);  // an oversized reliable message
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);

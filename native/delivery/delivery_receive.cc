@@ -140,14 +140,10 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         size_t bytes = length;
         if (fragmented) {
           fragment = reader.Varint();
-          // A fragmented message is larger than a whole one can be, within the maximum, and the index
-          // is within it; each fragment's size follows from them.
-          if (reader.failed() || length <= kFragmentBytes || length > config_.maxMessageBytes || fragment >= FragmentCount(length)) {
-            return false;
-          }
+          // A fragmented message is larger than a whole one can be and the index is within it (written so
+          // that no length overflows); each fragment's size follows from them.
+          if (reader.failed() || length <= kFragmentBytes || fragment > (length - 1) / kFragmentBytes) return false;
           bytes = std::min<uint64_t>(kFragmentBytes, length - fragment * kFragmentBytes);
-        } else if (length > config_.maxMessageBytes) {
-          return false;  // a whole message over a maximum set below a packet's size
         }
         if (reader.failed() || bytes > reader.remaining()) return false;
         const uint8_t* payload = reader.Skip(bytes);
@@ -190,6 +186,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.data.size();
   slot.used = false;
+  slot.passedOver = false;
   if (slot.data.capacity() > kKeptBufferBytes) {
     std::vector<uint8_t>().swap(slot.data);
   } else {
@@ -223,16 +220,37 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
   while (!channel.pending.empty()) {
     InMessage& slot = channel.pending.front();
     if (!slot.used || slot.received < slot.fragments) return;
-    Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
+    if (!slot.passedOver) Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
     FreeInMessage(slot);
     channel.pending.pop_front();
     ++channel.nextDeliver;
   }
 }
 
+void DeliveryCore::PassOver(ReceiveChannel& channel, uint64_t sequence) {
+  const uint64_t offset = sequence - channel.nextDeliver;
+  if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
+  InMessage& slot = channel.pending[offset];
+  if (slot.used && slot.passedOver) {
+    ++stats_.duplicateMessages;  // another fragment of it
+    return;
+  }
+  ++stats_.oversized;
+  if (slot.used) FreeInMessage(slot);  // started with another length: a broken sender
+  slot.used = true;
+  slot.passedOver = true;
+  slot.sequence = sequence;
+  slot.fragments = 0;
+  slot.received = 0;
+  DeliverReliable(channel);
+}
+
 bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
                                   const uint8_t* data, size_t size, uint64_t nowUs, bool* refused) {
   ReceiveChannel& channel = receiveChannels_[channelIndex];
+  // A message over this side's maximum (a peer configured with a larger one) is dropped and counted, and
+  // a reliable channel passes over its sequence: refusing its packets would stall the channel for good.
+  const bool oversized = length > config_.maxMessageBytes;
   if (channel.mode == ChannelMode::kReliable) {
     if (sequence < channel.nextDeliver) {
       ++stats_.duplicateMessages;
@@ -242,6 +260,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       ++stats_.overBudget;  // beyond the window the sender must keep to
       *refused = true;
       return false;
+    }
+    if (oversized) {
+      PassOver(channel, sequence);
+      return true;
     }
     if (!fragmented && sequence == channel.nextDeliver) {  // the common case: in order, whole, no copy
       Deliver(channelIndex, data, size);
@@ -277,6 +299,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   }
 
   // Sequenced and unreliable.
+  if (oversized) {
+    ++stats_.oversized;
+    return true;
+  }
   const bool sequenced = channel.mode == ChannelMode::kSequenced;
   if (sequenced && channel.anyDelivered && sequence <= channel.lastDelivered) {
     ++stats_.staleSequenced;

@@ -271,6 +271,21 @@ describe('channels over loopback', () => {
     await close()
   }, 40_000)
 
+  it("drops and counts a message over the server's maximum from a client with a larger one, and the channel goes on", async () => {
+    const { server, client, peer, close } = await connectedPair({ maxMessageBytes: 2000 }, { maxMessageBytes: 1 << 20 })
+    const got: number[] = []
+    server.on('message', (_peer, data, channel) => {
+      if (channel === 0) got.push(readNumberedMessage(data))
+    })
+    for (const [index, size] of [[0, 100], [1, 5000], [2, 1500], [3, 100]] as const) client.send(numberedMessage(index, size))
+    await waitFor(() => got.length === 3, 5000, 'the messages within the maximum')
+    expect(got).toEqual([0, 2, 3])
+    expect(peer.stats().dropped).toBe(1)
+    // Acknowledged like the others: nothing is left for the client to send again.
+    await waitFor(() => client.stats().queue.bytes === 0, 5000, "the client's queue to empty")
+    await close()
+  })
+
   it('refuses what cannot be sent with typed errors', async () => {
     const { client, peer, close } = await connectedPair({ maxMessageBytes: 10_000 })
     expect(() => client.send(new Uint8Array(10_001))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
