@@ -5,6 +5,7 @@
 //   - a packet that no honest side made (forged bytes, or a real packet with any byte changed or cut
 //     short) is never answered and changes no connection: no packet out, no event;
 //   - a datagram delivered twice has no effect the second time (no event: replay protection);
+//   - the server's reply to a datagram is never larger than it (no amplification);
 //   - connect and disconnect events pair up per slot, and no more clients connect than maxClients;
 //   - nothing sent is larger than the largest netcode packet.
 #include <sodium.h>
@@ -57,9 +58,11 @@ struct Datagram {
 struct Wire {
   std::deque<Datagram> queued;
   uint64_t sent = 0;
+  size_t largest = 0;  // the largest datagram sent since it was last reset
   void Add(const ServerAddress& from, const ServerAddress& to, const uint8_t* data, size_t size) {
     if (size == 0 || size > kMaxPacketBytes) Fail("a packet of an impossible size was sent");
     ++sent;
+    largest = std::max(largest, size);
     if (queued.size() == kMaxQueued) queued.pop_front();
     queued.push_back(Datagram{from, to, std::vector<uint8_t>(data, data + size)});
   }
@@ -219,9 +222,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     receive();
     if (wire.sent != sent || events() != before) Fail(what);
   };
+  const auto serverReceive = [&](const ServerAddress& from, const uint8_t* bytes, size_t length) {
+    wire.largest = 0;
+    server.Receive(from, bytes, length, now);
+    if (wire.largest > length) Fail("the server replied with a datagram larger than the one it received");
+  };
   const auto deliver = [&](const Datagram& datagram) {
     if (SameServerAddress(datagram.to, serverAddress)) {
-      server.Receive(datagram.from, datagram.bytes.data(), datagram.bytes.size(), now);
+      serverReceive(datagram.from, datagram.bytes.data(), datagram.bytes.size());
       return;
     }
     for (uint32_t i = 0; i < kClients; ++i) {
@@ -278,7 +286,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         size_t length = 0;
         const uint8_t* bytes = in.Bytes(1400, &length);
         const ServerAddress from = in.Byte() & 1 ? stranger : clientSides[who].self;
-        quiet("the server answered forged bytes, or they changed a connection", [&] { server.Receive(from, bytes, length, now); });
+        quiet("the server answered forged bytes, or they changed a connection", [&] { serverReceive(from, bytes, length); });
         break;
       }
       case 4: {  // forged bytes to a client, from the server's address
@@ -295,7 +303,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t* body = in.Bytes(kMaxPayloadBytes + 20, &length);
         uint8_t packet[kMaxPacketBytes];
         const size_t packetSize = EncryptPacket(type, packetSequence, body, length, kProtocolId, keys[who].clientToServer, packet);
-        if (packetSize > 0) server.Receive(clientSides[who].self, packet, packetSize, now);
+        if (packetSize > 0) serverReceive(clientSides[who].self, packet, packetSize);
         break;
       }
       case 6: {  // the same, under the server's key to a client
@@ -328,7 +336,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         size_t length = 0;
         const uint8_t* plain = in.Bytes(kPrivateConnectTokenBytes, &length);
         const std::vector<uint8_t> request = RequestWithPrivateBytes(plain, length, config.privateKey, now.unixSeconds + 30);
-        server.Receive(clientSides[who].self, request.data(), request.size(), now);
+        serverReceive(clientSides[who].self, request.data(), request.size());
         break;
       }
       case 10: {  // payloads both ways, and leaving
