@@ -4,9 +4,10 @@
 // Checked besides memory safety (ASan, UBSan):
 //   - B never holds more for reassembly than its bound (plus one message per reliable channel);
 //   - no delivered message exceeds the maximum size;
-//   - while nothing forged reached B, every message it delivers is one A sent, intact; reliable
-//     channels deliver A's messages exactly in order, sequenced channels never go backwards, and no
-//     message is delivered twice.
+//   - on each side, while nothing forged has reached it, every message it delivers is one the other
+//     side sent, intact; reliable channels deliver in order, sequenced channels never go backwards, and
+//     no message is delivered twice;
+//   - no timer stays due after a few turns (the engine's thread would spin).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -40,31 +41,37 @@ void FillMessage(uint8_t channel, uint32_t index, std::vector<uint8_t>* out) {
   for (int i = 0; i < 4; ++i) (*out)[1 + i] = static_cast<uint8_t>(index >> (8 * i));
 }
 
-struct Link : DeliverySink {
-  std::deque<std::vector<uint8_t>> packets;  // sent by the core that owns this sink, not yet delivered
-  std::vector<uint8_t> last;                 // the newest of them, for patching
+// One side's sink: the packets its core sends (the link towards the other side), and the messages its
+// core delivers, checked against what the other side sent.
+struct Side : DeliverySink {
+  const DeliveryConfig* config = nullptr;
+  std::deque<std::vector<uint8_t>> packets;  // sent by this side's core, not yet carried
+  std::vector<uint8_t> last;                 // the newest of them, for tampering
+  bool forged = false;                       // something the other side never sent reached this one
+  std::vector<uint32_t> peerSent;            // messages the other side queued, per channel
+  std::vector<int64_t> lastIndex;            // per channel: the index of the last message delivered
+  std::vector<std::vector<bool>> seen;       // per channel: the indexes delivered
+
+  explicit Side(const DeliveryConfig* deliveryConfig)
+      : config(deliveryConfig),
+        peerSent(deliveryConfig->channels.size(), 0),
+        lastIndex(deliveryConfig->channels.size(), -1),
+        seen(deliveryConfig->channels.size()) {}
+
   void SendPacket(const uint8_t* data, size_t size) override {
     last.assign(data, data + size);
     if (packets.size() == kMaxQueued) packets.pop_front();
     packets.push_back(last);
   }
-  void Message(uint8_t, const uint8_t*, size_t) override {}
-};
 
-struct Receiver : Link {
-  const DeliveryConfig* config = nullptr;
-  bool forged = false;                  // something not sent by A reached B
-  std::vector<uint32_t> sentPerChannel;  // messages A queued, per channel
-  std::vector<int64_t> lastIndex;        // per channel: the index of the last message delivered
-  std::vector<std::vector<bool>> seen;   // per channel: the indexes delivered
   void Message(uint8_t channel, const uint8_t* data, size_t size) override {
     if (size > config->maxMessageBytes) Fail("a delivered message is larger than the maximum");
     if (channel >= config->channels.size()) Fail("a message on a channel that does not exist");
     if (forged) return;
-    if (size < 5 || data[0] != channel) Fail("a message A never sent");
+    if (size < 5 || data[0] != channel) Fail("a message the peer never sent");
     uint32_t index = 0;
     for (int i = 0; i < 4; ++i) index |= uint32_t{data[1 + i]} << (8 * i);
-    if (index >= sentPerChannel[channel]) Fail("a message index A never used");
+    if (index >= peerSent[channel]) Fail("a message index the peer never used");
     std::vector<uint8_t> expected(size);
     FillMessage(channel, index, &expected);
     if (std::memcmp(expected.data(), data, size) != 0) Fail("a message's bytes changed");
@@ -78,9 +85,19 @@ struct Receiver : Link {
   }
 };
 
+// `from` queues a message of `size` bytes on `channel` (one past the last is refused), to `to`.
+void SendMessage(DeliveryCore& from, Side& to, uint8_t channel, size_t size, uint64_t now) {
+  const size_t channels = to.config->channels.size();
+  std::vector<uint8_t> message(size);
+  FillMessage(channel, channel < channels ? to.peerSent[channel] : 0, &message);
+  if (from.Send(channel, message.data(), message.size(), now) != SendResult::kQueued) return;
+  if (channel >= channels || size > to.config->maxMessageBytes) Fail("Send took a message it must refuse");
+  ++to.peerSent[channel];
+}
+
 // Moves up to `count` packets from one direction of the link to a core: each is dropped, delivered,
 // delivered twice, or put back at the end of the queue (reordered), as the input says.
-void Carry(FuzzInput& in, Link& link, DeliveryCore& to, uint64_t now) {
+void Carry(FuzzInput& in, Side& link, DeliveryCore& to, uint64_t now) {
   const int count = in.Byte() % 16;
   for (int i = 0; i < count && !link.packets.empty(); ++i) {
     std::vector<uint8_t> packet = std::move(link.packets.front());
@@ -98,7 +115,7 @@ void Carry(FuzzInput& in, Link& link, DeliveryCore& to, uint64_t now) {
 }
 
 // The newest packet from `link`, with bytes overwritten or cut short as the input says.
-std::vector<uint8_t> Tampered(FuzzInput& in, const Link& link) {
+std::vector<uint8_t> Tampered(FuzzInput& in, const Side& link) {
   std::vector<uint8_t> packet = link.last;
   const int edits = 1 + in.Byte() % 4;
   for (int i = 0; i < edits && !packet.empty(); ++i) {
@@ -125,34 +142,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.reliableWindow = 4 + in.Byte() * 4;  // small enough for honest traffic to reach its edge
   config.followsPings = (shape & 0x80) != 0;
 
-  Receiver b;
-  b.config = &config;
-  b.sentPerChannel.assign(channelCount, 0);
-  b.lastIndex.assign(channelCount, -1);
-  b.seen.resize(channelCount);
-  Link a;
+  Side a(&config), b(&config);
   DeliveryCore coreA(config, &a);  // sends into a.packets, towards B
   DeliveryCore coreB(config, &b);  // sends into b.packets, towards A
   uint64_t now = 1000000;
 
   while (!in.empty()) {
     switch (in.Byte() % 10) {
-      case 0: {  // A sends a message
-        const uint8_t channel = in.Byte() % (channelCount + 1);  // one past the last: refused
-        std::vector<uint8_t> message(5 + in.Number(2) % (config.maxMessageBytes + 16));
-        const uint32_t index = channel < channelCount ? b.sentPerChannel[channel] : 0;
-        FillMessage(channel, index, &message);
-        const SendResult result = coreA.Send(channel, message.data(), message.size(), now);
-        if (result == SendResult::kQueued) {
-          if (channel >= channelCount || message.size() > config.maxMessageBytes) Fail("Send took a message it must refuse");
-          ++b.sentPerChannel[channel];
-        }
+      case 0: {  // A sends a message: any size up to a little over the maximum
+        const uint8_t channel = in.Byte() % (channelCount + 1);
+        SendMessage(coreA, b, channel, 5 + in.Number(2) % (config.maxMessageBytes + 16), now);
         break;
       }
-      case 1: {  // B sends, so that A has acknowledgements to make
-        const uint8_t channel = in.Byte() % channelCount;
-        std::vector<uint8_t> message(1 + in.Byte() * 8);
-        coreB.Send(channel, message.data(), message.size(), now);
+      case 1: {  // B sends a small one, so that both sides have data to acknowledge
+        const uint8_t channel = in.Byte() % (channelCount + 1);
+        SendMessage(coreB, a, channel, 5 + in.Byte() * 8, now);
         break;
       }
       case 2: {  // time passes: by an amount, or to the deadline either core gives (as the engine's timers do)
@@ -183,6 +187,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 7: {  // forged bytes to A
         size_t length = 0;
         const uint8_t* bytes = in.Bytes(1300, &length);
+        a.forged = true;
         coreA.Receive(bytes, length, now);
         break;
       }
@@ -196,6 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 9: {  // B's newest packet, tampered with, to A
         if (b.last.empty()) break;
         const std::vector<uint8_t> packet = Tampered(in, b);
+        a.forged = true;
         coreA.Receive(packet.data(), packet.size(), now);
         break;
       }

@@ -50,6 +50,16 @@ ServerAddress Address(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port)
   return address;
 }
 
+// fd00::<last>, port.
+ServerAddress Address6(uint8_t last, uint16_t port) {
+  ServerAddress address;
+  address.ip.family = 6;
+  address.ip.bytes[0] = 0xfd;
+  address.ip.bytes[15] = last;
+  address.port = port;
+  return address;
+}
+
 struct Datagram {
   ServerAddress from, to;
   std::vector<uint8_t> bytes;
@@ -199,7 +209,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Keys keys[kClients];
   for (uint32_t i = 0; i < kClients; ++i) {
     clientSides[i].wire = &wire;
-    clientSides[i].self = Address(10, 0, 0, static_cast<uint8_t>(1 + i), static_cast<uint16_t>(5000 + i));
+    // Half of them on IPv6: the server's address tables take both families.
+    const uint16_t port = static_cast<uint16_t>(5000 + i);
+    clientSides[i].self = i % 2 == 0 ? Address(10, 0, 0, static_cast<uint8_t>(1 + i), port) : Address6(static_cast<uint8_t>(1 + i), port);
     clients[i] = std::make_unique<ClientCore>(ClientConfig{}, &clientSides[i]);
     for (size_t k = 0; k < kKeyBytes; ++k) {
       keys[i].clientToServer[k] = static_cast<uint8_t>(i * 50 + k);
