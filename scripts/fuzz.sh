@@ -4,6 +4,8 @@
 #                          tampered and truncated packets; checks order, exactly-once and memory bounds
 #   fuzz/netcode_fuzz.cc   the netcode server and clients, with forged, tampered and replayed packets and
 #                          arbitrary private token contents; checks that nothing forged is ever answered
+#   fuzz/stack_fuzz.cc     the engine's protocol glue (netcode and delivery together, as the engine drives
+#                          them), with a hostile client's payloads; checks the records handed to JavaScript
 #
 #   scripts/fuzz.sh [--seconds N | --runs N] [--seed N] [target...]
 #
@@ -32,7 +34,7 @@ while [ $# -gt 0 ]; do
     *) TARGETS+=("$1"); shift ;;
   esac
 done
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(delivery netcode)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(delivery netcode stack)
 
 CXX=${FUZZ_CXX:-clang++}
 command -v "$CXX" >/dev/null || { echo "fuzz: $CXX not found (apt-get install clang)" >&2; exit 2; }
@@ -45,6 +47,10 @@ sources() {
     delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc" ;;
     netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/netcode/server.cc $N/netcode/client.cc $N/netcode/packet.cc" \
       "$N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/server_address.cc $N/address.cc" ;;
+    stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/netcode_sockets.cc $N/socket_protocol.cc $N/network_simulator.cc" \
+      "$N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/netcode/server.cc $N/netcode/client.cc" \
+      "$N/netcode/packet.cc $N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/server_address.cc" \
+      "$N/address.cc" ;;
     *) return 1 ;;
   esac
 }
@@ -52,7 +58,7 @@ sources() {
 mkdir -p "$WORK"
 FINDINGS=0
 for target in "${TARGETS[@]}"; do
-  files=$(sources "$target") || { echo "fuzz: unknown target $target (delivery, netcode)" >&2; exit 2; }
+  files=$(sources "$target") || { echo "fuzz: unknown target $target (delivery, netcode, stack)" >&2; exit 2; }
   binary="$WORK/$target"
   # shellcheck disable=SC2086
   if ! "$CXX" -std=c++17 -Wall -Wextra -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
