@@ -17,6 +17,7 @@
 
 #include "delivery/delivery.h"
 #include "fuzz_input.h"
+#include "fuzz_messages.h"
 
 namespace {
 
@@ -25,74 +26,38 @@ using volley::delivery::DeliveryConfig;
 using volley::delivery::DeliveryCore;
 using volley::delivery::DeliverySink;
 using volley::delivery::SendResult;
+using volley::fuzz::DeliveredMessages;
+using volley::fuzz::Fail;
+using volley::fuzz::FillMessage;
 using volley::fuzz::FuzzInput;
 
 constexpr size_t kMaxQueued = 512;  // packets waiting on each direction of the link
 
-void Fail(const char* what) {
-  std::fprintf(stderr, "delivery_fuzz: %s\n", what);
-  std::abort();
-}
-
-// A message's bytes: its channel, its index among that channel's messages, then a pattern of both.
-void FillMessage(uint8_t channel, uint32_t index, std::vector<uint8_t>* out) {
-  for (size_t i = 0; i < out->size(); ++i) (*out)[i] = static_cast<uint8_t>(index * 7 + i + channel);
-  (*out)[0] = channel;
-  for (int i = 0; i < 4; ++i) (*out)[1 + i] = static_cast<uint8_t>(index >> (8 * i));
-}
-
 // One side's sink: the packets its core sends (the link towards the other side), and the messages its
 // core delivers, checked against what the other side sent.
 struct Side : DeliverySink {
-  const DeliveryConfig* config = nullptr;
   std::deque<std::vector<uint8_t>> packets;  // sent by this side's core, not yet carried
   std::vector<uint8_t> last;                 // the newest of them, for tampering
-  bool forged = false;                       // something the other side never sent reached this one
-  std::vector<uint32_t> peerSent;            // messages the other side queued, per channel
-  std::vector<int64_t> lastIndex;            // per channel: the index of the last message delivered
-  std::vector<std::vector<bool>> seen;       // per channel: the indexes delivered
+  DeliveredMessages delivered;               // `unchecked` once something forged reached this side
 
-  explicit Side(const DeliveryConfig* deliveryConfig)
-      : config(deliveryConfig),
-        peerSent(deliveryConfig->channels.size(), 0),
-        lastIndex(deliveryConfig->channels.size(), -1),
-        seen(deliveryConfig->channels.size()) {}
+  explicit Side(const DeliveryConfig* config) : delivered(config) {}
 
   void SendPacket(const uint8_t* data, size_t size) override {
     last.assign(data, data + size);
     if (packets.size() == kMaxQueued) packets.pop_front();
     packets.push_back(last);
   }
-
-  void Message(uint8_t channel, const uint8_t* data, size_t size) override {
-    if (size > config->maxMessageBytes) Fail("a delivered message is larger than the maximum");
-    if (channel >= config->channels.size()) Fail("a message on a channel that does not exist");
-    if (forged) return;
-    if (size < 5 || data[0] != channel) Fail("a message the peer never sent");
-    uint32_t index = 0;
-    for (int i = 0; i < 4; ++i) index |= uint32_t{data[1 + i]} << (8 * i);
-    if (index >= peerSent[channel]) Fail("a message index the peer never used");
-    std::vector<uint8_t> expected(size);
-    FillMessage(channel, index, &expected);
-    if (std::memcmp(expected.data(), data, size) != 0) Fail("a message's bytes changed");
-    const ChannelMode mode = config->channels[channel];
-    if (mode == ChannelMode::kReliable && index != lastIndex[channel] + 1) Fail("reliable: out of order or duplicated");
-    if (mode == ChannelMode::kSequenced && static_cast<int64_t>(index) <= lastIndex[channel]) Fail("sequenced: went backwards");
-    if (seen[channel].size() <= index) seen[channel].resize(index + 1);
-    if (seen[channel][index]) Fail("a message delivered twice");
-    seen[channel][index] = true;
-    lastIndex[channel] = index;
-  }
+  void Message(uint8_t channel, const uint8_t* data, size_t size) override { delivered.Check(channel, data, size); }
 };
 
 // `from` queues a message of `size` bytes on `channel` (one past the last is refused), to `to`.
-void SendMessage(DeliveryCore& from, Side& to, uint8_t channel, size_t size, uint64_t now) {
-  const size_t channels = to.config->channels.size();
+void SendMessage(DeliveryCore& from, Side& to, const DeliveryConfig& config, uint8_t channel, size_t size, uint64_t now) {
+  const size_t channels = config.channels.size();
   std::vector<uint8_t> message(size);
-  FillMessage(channel, channel < channels ? to.peerSent[channel] : 0, &message);
+  FillMessage(channel, channel < channels ? to.delivered.sent[channel] : 0, &message);
   if (from.Send(channel, message.data(), message.size(), now) != SendResult::kQueued) return;
-  if (channel >= channels || size > to.config->maxMessageBytes) Fail("Send took a message it must refuse");
-  ++to.peerSent[channel];
+  if (channel >= channels || size > config.maxMessageBytes) Fail("Send took a message it must refuse");
+  ++to.delivered.sent[channel];
 }
 
 // Moves up to `count` packets from one direction of the link to a core: each is dropped, delivered,
@@ -148,15 +113,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t now = 1000000;
 
   while (!in.empty()) {
-    switch (in.Byte() % 10) {
+    const uint8_t op = in.Byte() % 10;
+    switch (op) {
       case 0: {  // A sends a message: any size up to a little over the maximum
         const uint8_t channel = in.Byte() % (channelCount + 1);
-        SendMessage(coreA, b, channel, 5 + in.Number(2) % (config.maxMessageBytes + 16), now);
+        SendMessage(coreA, b, config, channel, 5 + in.Number(2) % (config.maxMessageBytes + 16), now);
         break;
       }
       case 1: {  // B sends a small one, so that both sides have data to acknowledge
         const uint8_t channel = in.Byte() % (channelCount + 1);
-        SendMessage(coreB, a, channel, 5 + in.Byte() * 8, now);
+        SendMessage(coreB, a, config, channel, 5 + in.Byte() * 8, now);
         break;
       }
       case 2: {  // time passes: by an amount, or to the deadline either core gives (as the engine's timers do)
@@ -177,32 +143,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 3: coreA.Flush(now); coreB.Flush(now); break;
       case 4: Carry(in, a, coreB, now); break;
       case 5: Carry(in, b, coreA, now); break;
-      case 6: {  // forged bytes to B
-        size_t length = 0;
-        const uint8_t* bytes = in.Bytes(1300, &length);
-        b.forged = true;
-        coreB.Receive(bytes, length, now);
-        break;
-      }
+      case 6:    // forged bytes to B
       case 7: {  // forged bytes to A
+        Side& side = op == 6 ? b : a;
         size_t length = 0;
         const uint8_t* bytes = in.Bytes(1300, &length);
-        a.forged = true;
-        coreA.Receive(bytes, length, now);
+        side.delivered.unchecked = true;
+        (op == 6 ? coreB : coreA).Receive(bytes, length, now);
         break;
       }
-      case 8: {  // A's newest packet, tampered with, to B
-        if (a.last.empty()) break;
-        const std::vector<uint8_t> packet = Tampered(in, a);
-        b.forged = true;
-        coreB.Receive(packet.data(), packet.size(), now);
-        break;
-      }
+      case 8:    // A's newest packet, tampered with, to B
       case 9: {  // B's newest packet, tampered with, to A
-        if (b.last.empty()) break;
-        const std::vector<uint8_t> packet = Tampered(in, b);
-        a.forged = true;
-        coreA.Receive(packet.data(), packet.size(), now);
+        Side& from = op == 8 ? a : b;
+        Side& to = op == 8 ? b : a;
+        if (from.last.empty()) break;
+        const std::vector<uint8_t> packet = Tampered(in, from);
+        to.delivered.unchecked = true;
+        (op == 8 ? coreB : coreA).Receive(packet.data(), packet.size(), now);
         break;
       }
     }

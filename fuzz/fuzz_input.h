@@ -4,9 +4,17 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 namespace volley::fuzz {
+
+// A property a target checks does not hold: libFuzzer keeps the input that shows it.
+[[noreturn]] inline void Fail(const char* what) {
+  std::fprintf(stderr, "fuzz: FAILED: %s\n", what);
+  std::abort();
+}
 
 class FuzzInput {
  public:

@@ -33,11 +33,6 @@ using namespace volley::fuzz;
 constexpr size_t kClients = 4;
 constexpr size_t kMaxQueued = 256;
 
-void Fail(const char* what) {
-  std::fprintf(stderr, "netcode_fuzz: %s\n", what);
-  std::abort();
-}
-
 struct Datagram {
   ServerAddress from, to;
   std::vector<uint8_t> bytes;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "fuzz_input.h"
+#include "fuzz_messages.h"
 #include "large_messages.h"
 #include "netcode/packet.h"
 #include "netcode_fixtures.h"
@@ -34,51 +35,20 @@ using netcode::Clock;
 constexpr uint32_t kMaxClients = 2;
 constexpr size_t kMaxQueued = 256;
 
-void Fail(const char* what) {
-  std::fprintf(stderr, "stack_fuzz: %s\n", what);
-  std::abort();
-}
-
-// A message's bytes: its channel, its index among that channel's messages, then a pattern of both.
-void FillMessage(uint8_t channel, uint32_t index, std::vector<uint8_t>* out) {
-  for (size_t i = 0; i < out->size(); ++i) (*out)[i] = static_cast<uint8_t>(index * 7 + i + channel);
-  (*out)[0] = channel;
-  for (int i = 0; i < 4; ++i) (*out)[1 + i] = static_cast<uint8_t>(index >> (8 * i));
-}
-
 // Checks what the server's protocol handed JavaScript since the last call, and takes it.
 struct ServerRecords {
-  const netcode::ServerConfig* config = nullptr;
-  const DeliveryOptions* delivery = nullptr;
-  LargeMessages* large = nullptr;
-  // Off once something forged reached the server, or the connection ended (a new one starts its
+  explicit ServerRecords(const netcode::ServerConfig* serverConfig, const DeliveryOptions* options, LargeMessages* parked)
+      : config(serverConfig), large(parked), delivered(&options->config) {}
+
+  const netcode::ServerConfig* config;
+  LargeMessages* large;
+  // `unchecked` once something forged reached the server, or the connection ended (a new one starts its
   // channels afresh): then only the records' form is checked.
-  bool unchecked = false;
+  DeliveredMessages delivered;
   bool connected = false;
   uint32_t peer = 0;
-  std::vector<uint32_t> clientSent;  // per channel
-  std::vector<int64_t> lastIndex;
-  std::vector<std::vector<bool>> seen;
 
-  void Message(uint8_t channel, const uint8_t* data, size_t size) {
-    const auto& channels = delivery->config.channels;
-    if (channel >= channels.size()) Fail("a payload record on a channel that does not exist");
-    if (size > delivery->config.maxMessageBytes) Fail("a payload record over the maximum");
-    if (unchecked) return;
-    if (size < 5 || data[0] != channel) Fail("a message the client never sent");
-    uint32_t index = 0;
-    for (int i = 0; i < 4; ++i) index |= uint32_t{data[1 + i]} << (8 * i);
-    if (index >= clientSent[channel]) Fail("a message index the client never used");
-    std::vector<uint8_t> expected(size);
-    FillMessage(channel, index, &expected);
-    if (std::memcmp(expected.data(), data, size) != 0) Fail("a message's bytes changed");
-    if (channels[channel] == delivery::ChannelMode::kReliable && index != lastIndex[channel] + 1) Fail("reliable: out of order or duplicated");
-    if (channels[channel] == delivery::ChannelMode::kSequenced && static_cast<int64_t>(index) <= lastIndex[channel]) Fail("sequenced: went backwards");
-    if (seen[channel].size() <= index) seen[channel].resize(index + 1);
-    if (seen[channel][index]) Fail("a message delivered twice");
-    seen[channel][index] = true;
-    lastIndex[channel] = index;
-  }
+  void Message(uint8_t channel, const uint8_t* data, size_t size) { delivered.Check(channel, data, size); }
 
   void Take(ProtocolOutput& output) {
     const std::vector<uint8_t>& records = output.records;
@@ -113,7 +83,7 @@ struct ServerRecords {
         case kPeerDisconnect:
           if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
           connected = false;
-          unchecked = true;
+          delivered.unchecked = true;
           break;
         case kPeerDrain: break;
         default: Fail("a record of an unknown kind");
@@ -182,13 +152,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     keys.serverToClient[k] = static_cast<uint8_t>(k + 100);
   }
 
-  ServerRecords records;
-  records.config = &config;
-  records.delivery = &delivery;
-  records.large = large.get();
-  records.clientSent.assign(channelCount, 0);
-  records.lastIndex.assign(channelCount, -1);
-  records.seen.resize(channelCount);
+  ServerRecords records(&config, &delivery, large.get());
 
   std::deque<Datagram> link;
   Clock now{1000000, kUnixStart};
@@ -208,7 +172,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     records.Take(server.output);
     const bool wasConnected = clientConnected;
     TakeClientRecords(client.output, &clientConnected);
-    if (wasConnected && !clientConnected) records.unchecked = true;
+    if (wasConnected && !clientConnected) records.delivered.unchecked = true;
   };
 
   while (!in.empty()) {
@@ -262,8 +226,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const uint8_t channel = in.Byte() % channelCount;
         std::vector<uint8_t> message(5 + in.Number(3) % (delivery.config.maxMessageBytes + 1));
         if (message.size() > delivery.config.maxMessageBytes) break;  // JavaScript refuses it
-        FillMessage(channel, records.clientSent[channel], &message);
-        ++records.clientSent[channel];
+        FillMessage(channel, records.delivered.sent[channel], &message);
+        ++records.delivered.sent[channel];
         if (in.Byte() & 1) {
           client.SendOwned(0, channel, std::move(message), now);
         } else {
@@ -286,7 +250,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         const size_t packetSize =
             netcode::EncryptPacket(netcode::kPayload, forgedSequence++, bytes, length, kProtocolId, keys.clientToServer, packet);
         if (packetSize == 0) break;
-        records.unchecked = true;
+        records.delivered.unchecked = true;
         server.Receive(clientAddress, packet, packetSize, now);
         server.EndBatch(now);
         break;

@@ -78,7 +78,7 @@ for target in "${TARGETS[@]}"; do
   if [ $status -ne 0 ]; then
     FINDINGS=$((FINDINGS + 1))
     echo "fuzz: FINDING in $target:"
-    grep -E "_fuzz: |ERROR: |runtime error|SUMMARY" "$log" | head -5
+    grep -E "fuzz: FAILED|ERROR: |runtime error|SUMMARY" "$log" | head -5
     grep -E "Test unit written to" "$log"
   fi
 done
