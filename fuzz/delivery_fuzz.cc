@@ -30,6 +30,7 @@ using volley::fuzz::DeliveredMessages;
 using volley::fuzz::Fail;
 using volley::fuzz::FillMessage;
 using volley::fuzz::FuzzInput;
+using volley::fuzz::Tampered;
 
 constexpr size_t kMaxQueued = 512;  // packets waiting on each direction of the link
 
@@ -77,19 +78,6 @@ void Carry(FuzzInput& in, Side& link, DeliveryCore& to, uint64_t now) {
       case 3: link.packets.push_back(std::move(packet)); break;
     }
   }
-}
-
-// The newest packet from `link`, with bytes overwritten or cut short as the input says.
-std::vector<uint8_t> Tampered(FuzzInput& in, const Side& link) {
-  std::vector<uint8_t> packet = link.last;
-  const int edits = 1 + in.Byte() % 4;
-  for (int i = 0; i < edits && !packet.empty(); ++i) {
-    const size_t at = in.Number(2) % packet.size();
-    const uint8_t op = in.Byte();
-    if (op < 64) packet.resize(at);
-    else packet[at] = in.Byte();
-  }
-  return packet;
 }
 
 }  // namespace
@@ -157,7 +145,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Side& from = op == 8 ? a : b;
         Side& to = op == 8 ? b : a;
         if (from.last.empty()) break;
-        const std::vector<uint8_t> packet = Tampered(in, from);
+        const std::vector<uint8_t> packet = Tampered(in, from.last);
         to.delivered.unchecked = true;
         (op == 8 ? coreB : coreA).Receive(packet.data(), packet.size(), now);
         break;

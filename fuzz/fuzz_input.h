@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace volley::fuzz {
 
@@ -47,5 +48,16 @@ class FuzzInput {
   size_t size_;
   size_t at_ = 0;
 };
+
+// `packet` with one to four edits the input chooses: a byte overwritten, or the rest cut off.
+inline std::vector<uint8_t> Tampered(FuzzInput& in, std::vector<uint8_t> packet) {
+  const int edits = 1 + in.Byte() % 4;
+  for (int i = 0; i < edits && !packet.empty(); ++i) {
+    const size_t at = in.Number(2) % packet.size();
+    if (in.Byte() < 64) packet.resize(at);
+    else packet[at] = in.Byte();
+  }
+  return packet;
+}
 
 }  // namespace volley::fuzz

@@ -111,17 +111,6 @@ std::vector<uint8_t> RequestWithPrivateBytes(const uint8_t* plain, size_t size, 
   return request;
 }
 
-std::vector<uint8_t> Tampered(FuzzInput& in, const std::vector<uint8_t>& original) {
-  std::vector<uint8_t> packet = original;
-  const int edits = 1 + in.Byte() % 4;
-  for (int i = 0; i < edits && !packet.empty(); ++i) {
-    const size_t at = in.Number(2) % packet.size();
-    if (in.Byte() < 64) packet.resize(at);
-    else packet[at] = in.Byte();
-  }
-  return packet;
-}
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

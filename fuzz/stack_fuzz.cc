@@ -35,7 +35,7 @@ using netcode::Clock;
 constexpr uint32_t kMaxClients = 2;
 constexpr size_t kMaxQueued = 256;
 
-// Checks what the server's protocol handed JavaScript since the last call, and takes it.
+// Checks each record the server's protocol hands JavaScript.
 struct ServerRecords {
   explicit ServerRecords(const netcode::ServerConfig* serverConfig, const DeliveryOptions* options, LargeMessages* parked)
       : config(serverConfig), large(parked), delivered(&options->config) {}
@@ -50,60 +50,50 @@ struct ServerRecords {
 
   void Message(uint8_t channel, const uint8_t* data, size_t size) { delivered.Check(channel, data, size); }
 
-  void Take(ProtocolOutput& output) {
-    const std::vector<uint8_t>& records = output.records;
-    size_t at = output.recordsStart;
-    for (uint32_t n = 0; n < output.recordCount; ++n) {
-      if (records.size() - at < kPeerRecordHeaderSize) Fail("a record header past the end");
-      uint32_t length = 0, recordPeer = 0;
-      std::memcpy(&length, records.data() + at, 4);
-      std::memcpy(&recordPeer, records.data() + at + 8, 4);
-      const uint8_t kind = records[at + 4], code = records[at + 5];
-      const uint8_t* data = records.data() + at + kPeerRecordHeaderSize;
-      if (records.size() - at - kPeerRecordHeaderSize < length) Fail("a record's data past the end");
-      if (recordPeer >= config->maxClients) Fail("a record for a peer beyond maxClients");
-      switch (kind) {
-        case kPeerPayload: Message(code, data, length); break;
-        case kPeerLargePayload: {
-          if (length != 8) Fail("a large payload record of the wrong size");
-          uint32_t id = 0, size = 0;
-          std::memcpy(&id, data, 4);
-          std::memcpy(&size, data + 4, 4);
-          std::vector<uint8_t> bytes;
-          if (!large->Take(id, &bytes) || bytes.size() != size) Fail("a large payload not parked as its record says");
-          if (size <= kLargeMessageBytes) Fail("a large payload record for a small message");
-          Message(code, bytes.data(), bytes.size());
-          break;
-        }
-        case kPeerConnect:
-          if (connected) Fail("a second connect while connected");  // one client
-          connected = true;
-          peer = recordPeer;
-          break;
-        case kPeerDisconnect:
-          if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
-          connected = false;
-          delivered.unchecked = true;
-          break;
-        case kPeerDrain: break;
-        default: Fail("a record of an unknown kind");
+  void Record(uint8_t kind, uint8_t code, uint32_t recordPeer, const uint8_t* data, uint32_t length) {
+    if (recordPeer >= config->maxClients) Fail("a record for a peer beyond maxClients");
+    switch (kind) {
+      case kPeerPayload: Message(code, data, length); break;
+      case kPeerLargePayload: {
+        if (length != 8) Fail("a large payload record of the wrong size");
+        uint32_t id = 0, size = 0;
+        std::memcpy(&id, data, 4);
+        std::memcpy(&size, data + 4, 4);
+        std::vector<uint8_t> bytes;
+        if (!large->Take(id, &bytes) || bytes.size() != size) Fail("a large payload not parked as its record says");
+        if (size <= kLargeMessageBytes) Fail("a large payload record for a small message");
+        Message(code, bytes.data(), bytes.size());
+        break;
       }
-      at += (kPeerRecordHeaderSize + length + 7) & ~size_t{7};
+      case kPeerConnect:
+        if (connected) Fail("a second connect while connected");  // one client
+        connected = true;
+        peer = recordPeer;
+        break;
+      case kPeerDisconnect:
+        if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
+        connected = false;
+        delivered.unchecked = true;
+        break;
+      case kPeerDrain: break;
+      default: Fail("a record of an unknown kind");
     }
-    output.records.clear();
-    output.recordsStart = 0;
-    output.recordCount = 0;
   }
 };
 
-// Takes what the client's protocol handed JavaScript (its messages are the delivery target's to check):
-// whether it is connected, as its state records say.
-void TakeClientRecords(ProtocolOutput& output, bool* connected) {
+// Takes the records a protocol handed JavaScript since the last call: visit(kind, code, peer, data, length)
+// for each, after checking that it lies within them.
+template <typename Visit>
+void TakeRecords(ProtocolOutput& output, Visit visit) {
+  const std::vector<uint8_t>& records = output.records;
   size_t at = output.recordsStart;
   for (uint32_t n = 0; n < output.recordCount; ++n) {
-    uint32_t length = 0;
-    std::memcpy(&length, output.records.data() + at, 4);
-    if (output.records[at + 4] == kClientState) *connected = static_cast<int8_t>(output.records[at + 5]) == 3;
+    if (records.size() - at < kPeerRecordHeaderSize) Fail("a record header past the end");
+    uint32_t length = 0, peer = 0;
+    std::memcpy(&length, records.data() + at, 4);
+    std::memcpy(&peer, records.data() + at + 8, 4);
+    if (records.size() - at - kPeerRecordHeaderSize < length) Fail("a record's data past the end");
+    visit(records[at + 4], records[at + 5], peer, records.data() + at + kPeerRecordHeaderSize, length);
     at += (kPeerRecordHeaderSize + length + 7) & ~size_t{7};
   }
   output.records.clear();
@@ -141,7 +131,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   delivery.queueLimitBytes = 1 << 20;
   uint8_t challengeKey[kKeyBytes] = {7};
   NetcodeServerProtocol server(config, challengeKey, delivery);
-  delivery.config.followsPings = false;  // the client leads the pings
   NetcodeClientProtocol client(netcode::ClientConfig{}, delivery);
   const auto large = std::make_shared<LargeMessages>();
   server.output.large = large;
@@ -169,9 +158,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       output.outboxCount = 0;
     }
-    records.Take(server.output);
+    TakeRecords(server.output, [&](uint8_t kind, uint8_t code, uint32_t peer, const uint8_t* bytes, uint32_t length) {
+      records.Record(kind, code, peer, bytes, length);
+    });
+    // The client's messages are the delivery target's to check; here only whether it is connected.
     const bool wasConnected = clientConnected;
-    TakeClientRecords(client.output, &clientConnected);
+    TakeRecords(client.output, [&](uint8_t kind, uint8_t code, uint32_t, const uint8_t*, uint32_t) {
+      if (kind == kClientState) clientConnected = static_cast<int8_t>(code) == 3;
+    });
     if (wasConnected && !clientConnected) records.delivered.unchecked = true;
   };
 
@@ -265,13 +259,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (what == 4 && in.Byte() == 0xff) server.Control(kControlStop, 0, none, now);
         break;
       }
-      case 7: {  // a datagram on the link, cut short or with a byte changed
+      case 7: {  // a datagram on the link, cut short or with bytes overwritten
         if (link.empty()) break;
         Datagram& datagram = link[in.Number(2) % link.size()];
-        if (datagram.bytes.empty()) break;
-        const size_t at = in.Number(2) % datagram.bytes.size();
-        if (in.Byte() < 64) datagram.bytes.resize(at);
-        else datagram.bytes[at] ^= static_cast<uint8_t>(1 + in.Byte() % 255);
+        datagram.bytes = Tampered(in, std::move(datagram.bytes));
         break;
       }
       case 8: {  // counters, as JavaScript reads them
