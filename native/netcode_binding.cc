@@ -4,6 +4,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "binding_args.h"
 #include "netcode/challenge_token.h"
 #include "netcode/connect_token.h"
 #include "netcode/packet.h"
@@ -244,8 +245,9 @@ class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "AddressTable",
-                       {InstanceMethod<&AddressTableWrap::Insert>("insert"), InstanceMethod<&AddressTableWrap::Find>("find"),
-                        InstanceMethod<&AddressTableWrap::Erase>("erase"), InstanceAccessor<&AddressTableWrap::Size>("size")});
+                       {InstanceMethod<&AddressTableWrap::Insert>("insert"), InstanceMethod<&AddressTableWrap::Set>("set"),
+                        InstanceMethod<&AddressTableWrap::Find>("find"), InstanceMethod<&AddressTableWrap::Erase>("erase"),
+                        InstanceAccessor<&AddressTableWrap::Size>("size")});
   }
   // new AddressTable(capacity)
   explicit AddressTableWrap(const Napi::CallbackInfo& info)
@@ -261,10 +263,25 @@ class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
     *out = netcode::AddressKey::Of(address);
     return true;
   }
+  // A value the table can hold: kNone marks its empty entries.
+  bool Value(const Napi::CallbackInfo& info, uint32_t* out) {
+    uint64_t value;
+    if (!ReadInteger(info.Env(), info[1], "value", 0, netcode::AddressTable::kNone - 1, &value)) return false;
+    *out = static_cast<uint32_t>(value);
+    return true;
+  }
   Napi::Value Insert(const Napi::CallbackInfo& info) {
     netcode::AddressKey key;
-    if (!Key(info, &key)) return info.Env().Undefined();
-    return Napi::Boolean::New(info.Env(), table_.Insert(key, info[1].ToNumber().Uint32Value()));
+    uint32_t value;
+    if (!Key(info, &key) || !Value(info, &value)) return info.Env().Undefined();
+    return Napi::Boolean::New(info.Env(), table_.Insert(key, value));
+  }
+  Napi::Value Set(const Napi::CallbackInfo& info) {
+    netcode::AddressKey key;
+    uint32_t value;
+    if (!Key(info, &key) || !Value(info, &value)) return info.Env().Undefined();
+    table_.Set(key, value);
+    return info.Env().Undefined();
   }
   Napi::Value Find(const Napi::CallbackInfo& info) {
     netcode::AddressKey key;

@@ -1,5 +1,5 @@
 // The server's lookups by key (connected clients by address, for every datagram it receives; by client
-// id): an open-addressing table (linear probing, at most half full, deletion by backward shift) in one
+// id; handshakes and recently released clients by address; tokens seen): an open-addressing table (linear probing, at most half full, deletion by backward shift) in one
 // flat array, so a lookup touches one or two cache lines instead of a bucket list, and nothing is allocated
 // per entry. The hash is SipHash under a key made at each start, so that keys cannot be chosen to collide.
 #pragma once
@@ -60,17 +60,22 @@ class FlatTable {
 
   // False (and nothing changes) when the key is there already.
   bool Insert(const Key& key, uint32_t value) {
-    if ((size_ + 1) * 2 > entries_.size()) Grow();
-    for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
-      Entry& entry = entries_[i];
-      if (entry.value == kNone) {
-        entry.key = key;
-        entry.value = value;
-        ++size_;
-        return true;
-      }
-      if (entry.key == key) return false;
+    Entry& entry = Place(key);
+    if (entry.value != kNone) return false;
+    entry.key = key;
+    entry.value = value;
+    ++size_;
+    return true;
+  }
+
+  // Inserts the key, or gives it this value when it is there already.
+  void Set(const Key& key, uint32_t value) {
+    Entry& entry = Place(key);
+    if (entry.value == kNone) {
+      entry.key = key;
+      ++size_;
     }
+    entry.value = value;
   }
 
   bool Erase(const Key& key) {
@@ -106,6 +111,15 @@ class FlatTable {
     Key key;
     uint32_t value = kNone;  // kNone: an empty slot
   };
+
+  // The entry that holds the key, or the empty one where it would go (growing first when needed).
+  Entry& Place(const Key& key) {
+    if ((size_ + 1) * 2 > entries_.size()) Grow();
+    for (size_t i = Hash(key) & mask_;; i = (i + 1) & mask_) {
+      Entry& entry = entries_[i];
+      if (entry.value == kNone || entry.key == key) return entry;
+    }
+  }
 
   size_t Hash(const Key& key) const {
     uint8_t out[crypto_shorthash_BYTES];

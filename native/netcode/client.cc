@@ -52,6 +52,8 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
     return;
   }
   config_.protocolId = token_.protocolId;
+  // The token's lifetime counts over the whole attempt, across its addresses, as STANDARD.md says (the
+  // reference code restarts it at each address).
   connectStartUs_ = now.monotonicUs;
   tokenLifetimeUs_ = (token_.expireTimestamp - token_.createTimestamp) * 1000000u;
   StartAddress(0, now);
@@ -145,6 +147,8 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
       sink_->Payload(bodyBuffer_, packet.bodySize);
       return;
     case kDisconnect:
+      // The server ended the connection: disconnected, as STANDARD.md says (the reference code tries the
+      // token's next address).
       if (state_ == ClientState::kConnected) SetState(ClientState::kDisconnected);
       return;
     default:

@@ -98,7 +98,9 @@ class ClientCore {
   uint64_t nextFarewellUs_ = 0;
   ServerAddress farewellAddress_;
   ClientCounters counters_;
-  uint8_t packetBuffer_[kConnectionRequestBytes];
+  // Requests and every encrypted packet, payloads of 1,200 bytes included, are built here.
+  static_assert(kConnectionRequestBytes <= kMaxPacketBytes, "a request fits the packet buffer");
+  uint8_t packetBuffer_[kMaxPacketBytes];
   uint8_t bodyBuffer_[kMaxPayloadBytes];
 };
 

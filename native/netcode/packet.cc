@@ -89,7 +89,7 @@ DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t pr
 }
 
 size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, size_t bodySize, uint64_t protocolId,
-                     const uint8_t key[kKeyBytes], uint8_t* out) {
+                     const uint8_t key[kKeyBytes], uint8_t (&out)[kMaxPacketBytes]) {
   if (bodySize > kMaxPayloadBytes) return 0;
   const int count = SequenceBytes(sequence);
   const auto prefix = static_cast<uint8_t>((count << 4) | type);

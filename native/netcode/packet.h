@@ -27,10 +27,10 @@ struct ConnectionRequest {
 DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t privateKey[kKeyBytes],
                                  uint64_t nowSeconds, ConnectionRequest* out);
 
-// Encrypts `body` as a packet of `type` into out (room for kMaxPacketBytes); returns its size, 0 if the
-// body is too large.
+// Encrypts `body` as a packet of `type` into out; returns its size, 0 if the body is too large. out is an
+// array of the largest packet's size, so that a smaller buffer does not compile.
 size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, size_t bodySize, uint64_t protocolId,
-                     const uint8_t key[kKeyBytes], uint8_t* out);
+                     const uint8_t key[kKeyBytes], uint8_t (&out)[kMaxPacketBytes]);
 
 struct Packet {
   PacketType type = kConnectionDenied;

@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "../free_list.h"
@@ -23,15 +24,6 @@ void Count(std::atomic<uint64_t>& counter, uint64_t amount) {
 
 }  // namespace
 
-size_t ServerCore::AddressHash::operator()(const AddressKey& key) const {
-  // FNV-1a over 19 bytes: cheap, and the keys (addresses) are not attacker-chosen at scale beyond what
-  // the token checks already bound.
-  uint64_t hash = 1469598103934665603ull;
-  for (uint8_t byte : key.bytes) hash = (hash ^ byte) * 1099511628211ull;
-  hash = (hash ^ key.family) * 1099511628211ull;
-  return static_cast<size_t>(hash);
-}
-
 ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
     : config_(config),
       sink_(sink),
@@ -39,9 +31,10 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       slotByAddress_(config.maxClients),
       slotByClientId_(config.maxClients),
       mappingByAddress_(1024),
-      maxMappings_(size_t{config.maxClients} * 4),
+      maxMappings_(std::max<size_t>(size_t{config.maxClients} * 4, kMinPendingHandshakes)),
       tokenHistory_(1024),
-      maxTokenHistory_(size_t{config.maxClients} * 8),
+      maxTokenHistory_(std::max<size_t>(size_t{config.maxClients} * 8, kMinTokenHistory)),
+      recentlyReleased_(1024),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   freeSlots_.reserve(config.maxClients);
@@ -130,7 +123,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     return;
   }
   EncryptionMapping* mapping = FindMapping(key);
-  if (mapping == nullptr) mapping = AddMapping(key, now);
+  if (mapping == nullptr) mapping = AddMapping(key);
   if (mapping == nullptr) return;  // could not add the mapping: ignore
   EncryptionMapping& entry = *mapping;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
@@ -138,6 +131,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   entry.timeoutSeconds = request.token.timeoutSeconds;
   entry.expireUnixSeconds = request.expireTimestamp;
   entry.lastAccessUs = now.monotonicUs;
+  entry.requestedUs = now.monotonicUs;
 
   ChallengeToken challenge;
   challenge.clientId = request.token.clientId;
@@ -154,7 +148,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
                                  const Clock& now) {
   EncryptionMapping* const mapping = FindMapping(key);
   if (mapping == nullptr) {
-    if (recentlyReleased_.count(key) == 0) ++counters_.unknownAddress;
+    if (recentlyReleased_.Find(key) == AddressTable::kNone) ++counters_.unknownAddress;
     return;
   }
   Packet packet;
@@ -292,8 +286,11 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
   if (reason != DisconnectReason::kTimeout) {
     // Long enough for a busy client's redundant disconnects to trickle in.
     const uint64_t until = now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
-    recentlyReleased_[AddressKey::Of(slot.address)] = until;
-    releaseOrder_.emplace_back(until, AddressKey::Of(slot.address));
+    const AddressKey key = AddressKey::Of(slot.address);
+    const uint32_t serial = releaseSerial_;
+    releaseSerial_ = releaseSerial_ + 1 == AddressTable::kNone ? 0 : releaseSerial_ + 1;
+    recentlyReleased_.Set(key, serial);
+    releaseOrder_.push_back(Released{until, key, serial});
   }
   slotByClientId_.Erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);
@@ -373,16 +370,16 @@ void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
 void ServerCore::Housekeeping(const Clock& now) {
   // Once a second: mappings live for seconds (the token's timeout), released addresses for 10 s or more.
   nextHousekeepingUs_ = now.monotonicUs + 1000000u;
-  while (!releaseOrder_.empty() && releaseOrder_.front().first <= now.monotonicUs) {
-    const auto found = recentlyReleased_.find(releaseOrder_.front().second);
+  while (!releaseOrder_.empty() && releaseOrder_.front().untilUs <= now.monotonicUs) {
+    const Released& oldest = releaseOrder_.front();
     // Released again since: a later entry in the queue holds its new time.
-    if (found != recentlyReleased_.end() && found->second <= now.monotonicUs) recentlyReleased_.erase(found);
+    if (recentlyReleased_.Find(oldest.address) == oldest.serial) recentlyReleased_.Erase(oldest.address);
     releaseOrder_.pop_front();
   }
   for (EncryptionMapping& entry : mappings_) {
     if (!entry.used) continue;
-    const bool idle = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.createdUs, now);
-    if (idle || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
+    const bool timedOut = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.requestedUs, now);
+    if (timedOut || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
   }
 }
 
@@ -391,13 +388,12 @@ ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {
   return index == FlatTable<AddressKey>::kNone ? nullptr : &mappings_[index];
 }
 
-ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key, const Clock& now) {
+ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key) {
   if (mappingCount_ >= maxMappings_) return nullptr;
   const uint32_t index = TakeFreeIndex(freeMappings_, mappings_);
   EncryptionMapping& entry = mappings_[index];
   entry.used = true;
   entry.address = key;
-  entry.createdUs = now.monotonicUs;
   mappingByAddress_.Insert(key, index);
   ++mappingCount_;
   return &entry;

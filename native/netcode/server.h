@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <unordered_map>
 #include <vector>
 
 #include "../timer_wheel.h"
@@ -102,11 +101,6 @@ class ServerCore {
   uint64_t nextGlobalSequence() const { return globalSequence_; }
 
  private:
-  // For the maps of addresses that are not connected (pending handshakes, recently released).
-  struct AddressHash {
-    size_t operator()(const AddressKey& key) const;
-  };
-
   struct Slot {
     bool connected = false;
     bool confirmed = false;
@@ -130,7 +124,9 @@ class ServerCore {
     int32_t timeoutSeconds = 0;
     uint64_t expireUnixSeconds = 0;  // the token's expiry
     uint64_t lastAccessUs = 0;
-    uint64_t createdUs = 0;
+    // The latest request: a handshake lives the token's timeout from it (as in the reference), however
+    // long the client has been resending, and also ends when the token expires.
+    uint64_t requestedUs = 0;
   };
 
   // The MAC of a private connect token: it names the token in the history of tokens used.
@@ -186,7 +182,12 @@ class ServerCore {
   // once the server has seen as many at a time before (a node-based map allocated and freed one per
   // handshake, and its hashing was a few per cent of a handshake's cost).
   EncryptionMapping* FindMapping(const AddressKey& key);
-  EncryptionMapping* AddMapping(const AddressKey& key, const Clock& now);  // nullptr when maxMappings_ are held
+  // Pending handshakes and remembered tokens scale with maxClients (4× and 8×), never below the
+  // reference's fixed sizes: a small server still remembers enough tokens that a captured request cannot
+  // soon be replayed from another address.
+  static constexpr size_t kMinPendingHandshakes = 1024;
+  static constexpr size_t kMinTokenHistory = 2048;
+  EncryptionMapping* AddMapping(const AddressKey& key);  // nullptr when maxMappings_ are held
   void RemoveMapping(EncryptionMapping& entry);
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
   std::vector<EncryptionMapping> mappings_;
@@ -203,9 +204,17 @@ class ServerCore {
   // In the order they are due: every entry waits the same interval after its last packet.
   std::deque<Farewell> farewells_;
   // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
-  // those are expected, not drops. The order is that of expiry (each is kept for the same time).
-  std::unordered_map<AddressKey, uint64_t, AddressHash> recentlyReleased_;
-  std::deque<std::pair<uint64_t, AddressKey>> releaseOrder_;
+  // those are expected, not drops. The table holds the serial of each address's latest release; the queue
+  // is in the order of expiry (each is kept for the same time), and an entry whose address was released
+  // again since (another serial) leaves the table to the later one.
+  struct Released {
+    uint64_t untilUs;
+    AddressKey address;
+    uint32_t serial;
+  };
+  FlatTable<AddressKey> recentlyReleased_;  // -> serial
+  std::deque<Released> releaseOrder_;
+  uint32_t releaseSerial_ = 0;
   uint64_t challengeSequence_ = 0;
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
   // starts at 2^63 so it never meets the per-client sequences that start at 0 (IMPLEMENTERS.md).

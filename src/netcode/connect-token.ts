@@ -18,7 +18,10 @@ export interface ConnectTokenOptions {
   serverAddresses: readonly string[]
   /** Seconds from now until the token expires. */
   expireSeconds: number
-  /** Seconds without packets after which a connection times out; negative disables it (development only). */
+  /**
+   * Seconds without packets after which a connection times out; negative disables it (development only).
+   * Not 0: a netcode 1.02 server forgets a handshake with that timeout at once.
+   */
   timeoutSeconds: number
   /** Up to 256 bytes for the server application (zero-padded). */
   userData?: Uint8Array
@@ -75,6 +78,10 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
   const serverAddresses = serverAddressesOption(options.serverAddresses)
   const expireSeconds = integer('expireSeconds', options.expireSeconds, 0, 2 ** 32)
   const timeoutSeconds = integer('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
+  if (timeoutSeconds === 0) {
+    // The reference server keeps a pending handshake until request time + timeout: with 0 it never completes.
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', 'The "timeoutSeconds" option must be positive, or negative for no timeout. Received 0 (a netcode 1.02 server would drop the handshake at once)')
+  }
   const userData = new Uint8Array(sizes.userData)
   if (options.userData !== undefined) {
     if (!(options.userData instanceof Uint8Array)) {

@@ -51,6 +51,7 @@ describe('generateConnectToken', () => {
     ['serverAddresses: ["::1:40000"]', { serverAddresses: ['::1:40000'] }, 'ERR_INVALID_ARG_VALUE', /does not parse|IPv6 literal in brackets/],
     ['expireSeconds: -1', { expireSeconds: -1 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
     ['timeoutSeconds: 1.5', { timeoutSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds"/],
+    ['timeoutSeconds: 0', { timeoutSeconds: 0 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds" option must be positive, or negative for no timeout. Received 0/],
     ['userData: new Uint8Array(257)', { userData: new Uint8Array(257) }, 'ERR_OUT_OF_RANGE', /at most 256 bytes. Received 257/],
     ['nonce: new Uint8Array(12)', { nonce: new Uint8Array(12) }, 'ERR_OUT_OF_RANGE', /"nonce" option must be 24 bytes/],
   ])('refuses %s', async (_name, change, code, message) => {

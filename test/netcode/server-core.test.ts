@@ -164,37 +164,41 @@ describe('connection request checks (each ignored: counted, never answered)', ()
 })
 
 describe('bounded handshake state', () => {
-  it('remembers the last maxClients × 8 tokens used, forgetting the oldest first', () => {
-    const core = server({ maxClients: 1 }) // a history of 8 tokens (and 4 pending handshakes)
+  it('remembers the last maxClients × 8 tokens used (at least 2,048), forgetting the oldest first', () => {
+    const core = server({ maxClients: 1 }) // 8 × 1 is below the floor: a history of 2,048 tokens
     const first = new Client('127.0.0.1:51000', 1n)
     expect(sends(core.receive(first.address, first.request(), 0, T0))).toHaveLength(1)
     const refusals = () => core.state().counters.tokenRefused
     const fromElsewhere = () => core.receive('127.0.0.1:52000', first.request(), 0, T0)
     expect(fromElsewhere()).toEqual([])
     expect(refusals()).toBe(1) // reused from another address
-    for (let i = 0; i < 7; i++) {
-      const other = new Client(`127.0.0.1:${51001 + i}`, BigInt(10 + i))
-      core.receive(other.address, other.request(), 0, T0)
-    }
+    // Each request is a new token (a new MAC); the address does not matter for the history.
+    const request = (clientId: number) => core.receive(`10.0.${clientId >> 8}.${clientId & 255}:4000`, new Client('127.0.0.1:1', BigInt(clientId)).request(), 0, T0)
+    for (let i = 0; i < 2047; i++) request(10 + i)
     fromElsewhere()
-    expect(refusals()).toBe(2) // eight tokens remembered: the first is still there
-    const ninth = new Client('127.0.0.1:51100', 99n)
-    core.receive(ninth.address, ninth.request(), 0, T0)
-    // The first token was the oldest of nine: forgotten, so the reuse check passes it now (it is then
-    // ignored for want of room for a ninth pending handshake, which is another bound).
+    expect(refusals()).toBe(2) // 2,048 tokens remembered: the first is still there
+    request(5000)
+    // The first token was the oldest of 2,049: forgotten, so the reuse check passes it now (it is then
+    // ignored for want of room for another pending handshake, which is another bound).
     fromElsewhere()
     expect(refusals()).toBe(2)
   })
 
-  it('holds at most maxClients × 4 pending handshakes, and takes new ones as others complete', () => {
-    const core = server({ maxClients: 2 }) // 8 pending handshakes
-    const clients = Array.from({ length: 9 }, (_, i) => new Client(`127.0.0.1:${53000 + i}`, BigInt(100 + i)))
-    const answered = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).length)
-    expect(answered).toEqual([1, 1, 1, 1, 1, 1, 1, 1, 0]) // the ninth is ignored: no room to remember its keys
-    // The first completes its handshake: its pending entry goes, and the ninth now gets a challenge.
-    const challenge = resentChallenge(core, clients[0]!)
-    expect(core.receive(clients[0]!.address, clients[0]!.packet(PacketType.connectionResponse, challenge), 0, T0).some((e) => e.kind === 'connect')).toBe(true)
-    expect(sends(core.receive(clients[8]!.address, clients[8]!.request(), 0, T0))).toHaveLength(1)
+  it('holds at most maxClients × 4 pending handshakes (at least 1,024), and takes new ones as others complete', () => {
+    for (const [maxClients, pending] of [
+      [2, 1024],
+      [300, 1200],
+    ] as const) {
+      const core = server({ maxClients })
+      const clients = Array.from({ length: pending + 1 }, (_, i) => new Client(`10.1.${i >> 8}.${i & 255}:53000`, BigInt(100 + i)))
+      const answered = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).length)
+      expect(answered.slice(0, pending).every((count) => count === 1)).toBe(true)
+      expect(answered[pending]).toBe(0) // the last is ignored: no room to remember its keys
+      // The first completes its handshake: its pending entry goes, and the last now gets a challenge.
+      const challenge = resentChallenge(core, clients[0]!)
+      expect(core.receive(clients[0]!.address, clients[0]!.packet(PacketType.connectionResponse, challenge), 0, T0).some((e) => e.kind === 'connect')).toBe(true)
+      expect(sends(core.receive(clients[pending]!.address, clients[pending]!.request(), 0, T0))).toHaveLength(1)
+    }
   })
 })
 
@@ -246,6 +250,25 @@ describe('connected traffic', () => {
     expect(core.state().counters.unknownAddress).toBe(0)
     core.update(12_000_000, T0) // long after (the window allows a busy client 10 s more): a stranger again
     core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 12_000_000, T0)
+    expect(core.state().counters.unknownAddress).toBe(1)
+  })
+
+  it('an address that leaves, comes back and leaves again is expected for the window of its last departure', () => {
+    const core = server()
+    const address = '127.0.0.1:50022'
+    const disconnect = (client: Client, us: number) => core.receive(address, client.packet(PacketType.disconnect, new Uint8Array(0)), us, T0)
+    const before = new Client(address, 1n)
+    connect(core, before)
+    expect(disconnect(before, 0)).toHaveLength(1)
+    const after = new Client(address, 2n)
+    connect(core, after, 5 * second)
+    expect(disconnect(after, 6 * second)).toHaveLength(1)
+    // The first departure's window has passed (about 11 s), the second's has not: still expected.
+    core.update(13 * second, T0)
+    expect(disconnect(after, 13 * second)).toEqual([])
+    expect(core.state().counters.unknownAddress).toBe(0)
+    core.update(18 * second, T0)
+    disconnect(after, 18 * second)
     expect(core.state().counters.unknownAddress).toBe(1)
   })
 })
@@ -355,5 +378,17 @@ describe('timers (fake clock)', () => {
     const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
     expect(core.receive(client.address, response, 2 * second, T0)).toEqual([])
     expect(core.state().counters.unknownAddress).toBe(1)
+  })
+
+  it('keeps a pending handshake the token timeout from its latest request, as the reference does', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50051', 1n, { timeoutSeconds: 2 })
+    sends(core.receive(client.address, client.request(), 0, T0))
+    // The client resends its request (its challenges were lost) at 1.5 s: the handshake lives to 3.5 s.
+    const [challenge] = sends(core.receive(client.address, client.request(), 1.5 * second, T0))
+    core.update(2.85 * second, T0)
+    const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, response, 2.85 * second, T0).map((e) => e.kind)).toContain('connect')
+    expect(core.state().counters.unknownAddress).toBe(0)
   })
 })
