@@ -234,9 +234,12 @@ void NetcodeClientProtocol::EndBatch(const netcode::Clock& now) {
   AfterDelivery();
 }
 
-void NetcodeClientProtocol::Control(uint32_t op, uint32_t, const std::vector<uint8_t>& data, const netcode::Clock& now) {
+void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) {
   now_ = now;
-  if (op == kControlConnect) core_.Connect(data.data(), data.size(), now);
+  if (op == kControlConnect) {
+    attempt_ = arg;
+    core_.Connect(data.data(), data.size(), now);
+  }
   if (op == kControlDisconnect || op == kControlStop) {
     core_.Disconnect(now);
     if (op == kControlStop) stopping_ = true;
@@ -260,7 +263,7 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 }
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
-  output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), 0, nullptr, 0);
+  output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), attempt_, nullptr, 0);
   if (!delivery_.enabled) return;
   if (state == netcode::ClientState::kConnected) {
     link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);

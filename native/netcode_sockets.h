@@ -114,6 +114,9 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   std::unique_ptr<DeliveryLink> link_;  // while connected (delivery on)
   std::shared_ptr<netcode::PeerCounterTable> table_;
   netcode::Clock now_;
+  // The connect() this is (JavaScript numbers them): state records carry it, so that the end of an
+  // attempt JavaScript gave up on is not taken for the outcome of the next one.
+  uint32_t attempt_ = 0;
   bool stopping_ = false;
 };
 

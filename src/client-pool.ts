@@ -1,7 +1,11 @@
 // A load generator: many clients, each with a socket of its own, all on one engine thread. Used by the
 // benchmarks and the tests, and by `volley load`.
+import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientState } from './client.ts'
-import { VolleyRangeError, describe } from './errors.ts'
+import { VolleyError, VolleyTypeError, checkSignal, describe } from './errors.ts'
+import { checkOptions, integerOption } from './options.ts'
+
+const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
 
 export interface ClientPoolStats {
   clients: number
@@ -21,8 +25,13 @@ export class ClientPool {
   readonly #ended: Partial<Record<ClientState, number>> = {}
   readonly #failed: Record<string, number> = {}
   #messagesReceived = 0
+  /** Aborts the attempts in flight when the pool closes. */
+  readonly #closing = new AbortController()
+  /** connect() calls still running: close() waits for them. */
+  readonly #running = new Set<Promise<unknown>>()
 
   constructor(options: ClientOptions = {}) {
+    new Client(options) // the same checks as each client's, now rather than at connect()
     this.#options = options
   }
 
@@ -32,19 +41,37 @@ export class ClientPool {
 
   /**
    * Connects one client per token, at most `concurrency` handshakes at a time. Resolves when every attempt
-   * has ended; failures are counted (stats().failed), not thrown.
+   * has ended; failures are counted (stats().failed), not thrown. close() ends the attempts in flight
+   * (counted as ERR_ABORTED) and starts no more.
    */
-  async connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; ms: number }> {
-    const concurrency = options.concurrency ?? 256
-    if (!Number.isInteger(concurrency) || concurrency < 1) {
-      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "concurrency" option must be a positive integer. Received ${describe(concurrency)}`)
+  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; ms: number }> {
+    try {
+      checkOptions('"options" argument', options, connectOptionNames)
+      checkSignal(options.signal)
+      if (!Array.isArray(tokens)) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens" argument must be an array of connect tokens. Received ${describe(tokens)}`)
+      }
+      const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
+      if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
+      // One signal for this call's attempts (each listens to it): the caller's, or the pool closing.
+      const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal])
+      setMaxListeners(concurrency + 1, signal)
+      const run = this.#connect(tokens, concurrency, signal)
+      this.#running.add(run)
+      void run.finally(() => this.#running.delete(run)).catch(() => {})
+      return run
+    } catch (error) {
+      return Promise.reject(error)
     }
+  }
+
+  async #connect(tokens: readonly (Uint8Array | string)[], concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; ms: number }> {
     const started = performance.now()
     let next = 0
     let connected = 0
     let failed = 0
     const worker = async (): Promise<void> => {
-      while (next < tokens.length) {
+      while (next < tokens.length && !this.#closing.signal.aborted) {
         const token = tokens[next++] as Uint8Array | string
         const client = new Client(this.#options)
         client.on('message', () => this.#messagesReceived++)
@@ -52,7 +79,7 @@ export class ClientPool {
           this.#ended[state] = (this.#ended[state] ?? 0) + 1
         })
         try {
-          await client.connect(token, { signal: options.signal })
+          await client.connect(token, { signal })
           this.#clients.push(client)
           connected++
         } catch (error) {
@@ -88,7 +115,10 @@ export class ClientPool {
     return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived }
   }
 
+  /** Ends the attempts in flight, then closes every client (each sends its redundant disconnects). */
   async close(): Promise<void> {
+    this.#closing.abort()
+    await Promise.allSettled([...this.#running])
     await Promise.all(this.#clients.map((client) => client.close()))
   }
 }

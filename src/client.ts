@@ -2,10 +2,11 @@
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
+import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
-import { VolleyError, VolleyRangeError, VolleyTypeError, type VolleyErrorCode, describe, fromNativeError, systemError } from './errors.ts'
+import { VolleyError, type VolleyErrorCode, abortedError, checkSignal, fromNativeError, systemError } from './errors.ts'
+import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord } from './peer-records.ts'
 
@@ -85,8 +86,21 @@ export class ConnectError extends VolleyError {
   }
 }
 
+const clientOptionNames: ReadonlySet<string> = new Set([
+  'requestIntervalMs',
+  'keepAliveIntervalMs',
+  'disconnectPackets',
+  'disconnectIntervalMs',
+  'networkSimulator',
+  ...socketOptionNames,
+  ...deliveryOptionNames,
+])
+
+const connectOptionNames: ReadonlySet<string> = signalOnly
+
 export class Client extends EventEmitter<ClientEvents> {
-  readonly #options: ClientOptions
+  readonly #settings: { requestIntervalMs: number; keepAliveIntervalMs: number; disconnectPackets: number; disconnectIntervalMs: number }
+  readonly #socket: SocketSettings
   readonly #counters = new Float64Array(protocolStatsFields)
   readonly #delivery: DeliverySettings | null
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
@@ -97,23 +111,31 @@ export class Client extends EventEmitter<ClientEvents> {
   #id = 0
   #state: ClientState = 'disconnected'
   #open = false
+  /** The open socket is IPv6 (dual-stack: it reaches IPv4 servers too). */
+  #ipv6 = false
+  /** The number of the latest connect(): the engine's state records say which attempt they belong to. */
+  #attempt = 0
+  /** unref() was called: an open client does not keep the process alive. */
+  #unreferenced = false
+  /** This client holds one of its engine's references (it is busy and not unref'd). */
+  #held = false
   #closing: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
+  /** Set while the socket closes to reopen as IPv6: what runs once it has closed. */
+  #afterReopen: (() => void) | undefined
   #pending: { resolve: () => void; reject: (error: Error) => void } | undefined
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
     super()
-    if (typeof options !== 'object' || options === null) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
+    checkOptions('"options" argument', options, clientOptionNames)
+    this.#settings = {
+      requestIntervalMs: numberOption('requestIntervalMs', options.requestIntervalMs, 100, 1, 60_000, ' ms'),
+      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
+      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
+      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
     }
-    for (const name of ['requestIntervalMs', 'keepAliveIntervalMs', 'disconnectIntervalMs'] as const) {
-      const value = options[name]
-      if (value !== undefined && !(typeof value === 'number' && value >= 1 && value <= 60_000)) {
-        throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be from 1 to 60000 ms. Received ${describe(value)}`)
-      }
-    }
-    this.#options = options
+    this.#socket = socketSettings(options, 256 << 10)
     this.#delivery = deliverySettings(options)
     this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#queue = new SendQueue(this.#delivery, () => this.#links, 0)
@@ -131,7 +153,8 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * Connects with a connect token (2048 bytes, or its base64). Resolves once connected; rejects with a
-   * ConnectError whose code says why (denied, timed out, expired, invalid), or ERR_ABORTED.
+   * ConnectError whose code says why (denied, timed out, expired, invalid), or ERR_ABORTED when
+   * options.signal aborts or close() is called first. A client can connect again after a connection ended.
    */
   connect(token: Uint8Array | string, options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
@@ -142,15 +165,37 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #connect(token: Uint8Array | string, options: { signal?: AbortSignal }): Promise<void> {
+    checkOptions('"options" argument', options, connectOptionNames)
+    const { signal } = options
+    checkSignal(signal)
     const bytes = typeof token === 'string' ? connectTokenFromBase64(token) : token
     const parsed = readConnectToken(bytes) // typed errors for a token that is not one
-    if (this.#pending !== undefined || this.#state === 'connected' || this.#closing !== undefined) {
-      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state}`))
+    if (this.#closing !== undefined) {
+      return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
     }
-    options.signal?.throwIfAborted()
+    if (this.#pending !== undefined || this.#afterReopen !== undefined || this.#state === 'connected') {
+      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#afterReopen !== undefined ? 'connecting' : this.#state}`))
+    }
+    if (signal?.aborted === true) return Promise.reject(abortedError('The connection attempt was aborted', signal))
+    const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)
+    if (this.#open && ipv6 && !this.#ipv6) {
+      // This socket is IPv4 (its first token listed IPv4 servers only) and cannot reach this token's
+      // IPv6 servers: close it, then connect on a new dual-stack one.
+      return new Promise<void>((resolve, reject) => {
+        this.#afterReopen = () => {
+          if (this.#closing !== undefined) reject(abortedError('The client was closed while connecting', undefined))
+          else if (signal?.aborted === true) reject(abortedError('The connection attempt was aborted', signal))
+          else this.#start(bytes, ipv6, signal).then(resolve, reject)
+        }
+        ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+      })
+    }
+    return this.#start(bytes, ipv6, signal)
+  }
+
+  #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
     if (!this.#open) {
-      const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)
-      const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+      const engine = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
       try {
         const info = engine.open(
           {
@@ -158,18 +203,18 @@ export class Client extends EventEmitter<ClientEvents> {
             ipv6Only: false,
             reuseAddress: false,
             reusePort: false,
-            receiveBufferSize: this.#options.recvBufferSize ?? 256 << 10,
-            sendBufferSize: this.#options.sendBufferSize ?? 256 << 10,
+            receiveBufferSize: this.#socket.recvBufferSize,
+            sendBufferSize: this.#socket.sendBufferSize,
             address: '',
             port: 0,
             batchSize: 64,
-            coalesceUs: this.#options.coalesceUs ?? 200,
+            coalesceUs: this.#socket.coalesceUs,
             protocol: {
               kind: 'client',
-              requestIntervalUs: Math.round((this.#options.requestIntervalMs ?? 100) * 1000),
-              keepAliveIntervalUs: Math.round((this.#options.keepAliveIntervalMs ?? 100) * 1000),
-              disconnectIntervalUs: Math.round((this.#options.disconnectIntervalMs ?? 100) * 1000),
-              disconnectPackets: this.#options.disconnectPackets ?? 10,
+              requestIntervalUs: Math.round(this.#settings.requestIntervalMs * 1000),
+              keepAliveIntervalUs: Math.round(this.#settings.keepAliveIntervalMs * 1000),
+              disconnectIntervalUs: Math.round(this.#settings.disconnectIntervalMs * 1000),
+              disconnectPackets: this.#settings.disconnectPackets,
               ...deliveryFields(this.#delivery),
               ...this.#simulator,
             },
@@ -180,29 +225,36 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#id = info.id
         this.#links = engine.peerLinks(info.id)
         this.#open = true
+        this.#ipv6 = ipv6
+        this.#held = true // open() took a reference
       } catch (error) {
         engine.releaseIfIdle()
         return Promise.reject(fromNativeError(error))
       }
     }
+    const attempt = (this.#attempt = (this.#attempt + 1) >>> 0)
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
+        if (this.#pending !== entry) return
         this.#pending = undefined
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
-        reject(new VolleyError('ERR_ABORTED', 'The connection attempt was aborted', { cause: options.signal?.reason }))
+        this.#updateReference()
+        reject(abortedError('The connection attempt was aborted', signal))
       }
-      options.signal?.addEventListener('abort', onAbort, { once: true })
-      this.#pending = {
+      const entry = {
         resolve: () => {
-          options.signal?.removeEventListener('abort', onAbort)
+          signal?.removeEventListener('abort', onAbort)
           resolve()
         },
-        reject: (error) => {
-          options.signal?.removeEventListener('abort', onAbort)
+        reject: (error: Error) => {
+          signal?.removeEventListener('abort', onAbort)
           reject(error)
         },
       }
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.connect, 0, bytes)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#pending = entry
+      this.#updateReference()
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.connect, attempt, bytes)
     })
   }
 
@@ -251,22 +303,58 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
-  /** Disconnects (redundant disconnect packets go out first) and releases the socket. Harmless twice. */
+  /**
+   * Lets the process exit while this client is connecting or connected (as socket.unref() does). A client
+   * that is idle (never connected, or its connection ended) never keeps the process alive.
+   */
+  unref(): this {
+    this.#unreferenced = true
+    this.#updateReference()
+    return this
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    this.#unreferenced = false
+    this.#updateReference()
+    return this
+  }
+
+  /**
+   * Disconnects (redundant disconnect packets go out first) and releases the socket; a connect() still
+   * pending rejects with ERR_ABORTED. Harmless twice. A closed client cannot connect again.
+   */
   close(): Promise<void> {
     if (this.#closing) return this.#closing
+    const pending = this.#pending
+    this.#pending = undefined
     if (!this.#open) {
       this.#closing = Promise.resolve()
-      return this.#closing
+    } else {
+      this.#closing = new Promise((resolve) => {
+        this.#resolveClosed = resolve
+      })
+      // A reopen in progress has sent its stop already; its socket's close ends this one too.
+      if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+      this.#updateReference()
     }
-    this.#closing = new Promise((resolve) => {
-      this.#resolveClosed = resolve
-    })
-    ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+    pending?.reject(abortedError('The client was closed while connecting', undefined))
     return this.#closing
   }
 
+  /** Holds the engine (keeps the process alive) while connecting, connected or closing, unless unref'd. */
+  #updateReference(): void {
+    if (!this.#open || this.#engine === undefined) return
+    const busy = this.#pending !== undefined || this.#state === 'connected' || this.#closing !== undefined || this.#afterReopen !== undefined
+    const hold = busy && !this.#unreferenced
+    if (hold === this.#held) return
+    this.#held = hold
+    if (hold) this.#engine.ref()
+    else this.#engine.unref()
+  }
+
   #onBatch(slab: SlabView, start: number, count: number): void {
-    forEachPeerRecord(slab, start, count, (kind, code, _peer, at, length) => {
+    forEachPeerRecord(slab, start, count, (kind, code, peer, at, length) => {
       if (kind === PeerRecordKind.payload) {
         if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, at, length), code)
       } else if (kind === PeerRecordKind.largePayload) {
@@ -275,7 +363,8 @@ export class Client extends EventEmitter<ClientEvents> {
       } else if (kind === PeerRecordKind.drain) {
         this.emit('drain')
       } else if (kind === PeerRecordKind.clientState) {
-        this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
+        // The end of an attempt that a later connect() replaced (it was aborted) is not news.
+        if (peer === this.#attempt) this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
     })
   }
@@ -283,20 +372,24 @@ export class Client extends EventEmitter<ClientEvents> {
   #onState(state: ClientState): void {
     const previous = this.#state
     this.#state = state
-    this.emit('state', state)
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0) // the I/O thread's counts start again
       const pending = this.#pending
       this.#pending = undefined
+      this.emit('state', state)
       pending?.resolve()
       return
     }
-    if (state === 'sending-connection-request' || state === 'sending-connection-response') return
-    const failure = errorByState[state]
-    if (this.#pending !== undefined) {
-      const pending = this.#pending
-      this.#pending = undefined
-      const [code, message] = failure ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
+    if (state === 'sending-connection-request' || state === 'sending-connection-response') {
+      this.emit('state', state)
+      return
+    }
+    const pending = this.#pending
+    this.#pending = undefined
+    this.#updateReference() // idle: the process may exit
+    this.emit('state', state)
+    if (pending !== undefined) {
+      const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
       pending.reject(new ConnectError(code, message, state))
     } else if (previous === 'connected') {
       this.emit('disconnect', state)
@@ -304,15 +397,23 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #onClosed(): void {
-    if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    if (this.#engine !== undefined) {
+      this.#engine.readProtocolStats(this.#id, this.#counters)
+      if (this.#held) this.#engine.unref()
+    }
+    this.#held = false
     this.#open = false
+    const reopen = this.#afterReopen
+    this.#afterReopen = undefined
     if (this.#state === 'connected') {
       this.#state = 'disconnected'
       this.emit('state', 'disconnected')
       this.emit('disconnect', 'disconnected')
     }
-    this.#pending?.reject(new VolleyError('ERR_ABORTED', 'The client was closed while connecting'))
+    const pending = this.#pending
     this.#pending = undefined
+    pending?.reject(abortedError('The client was closed while connecting', undefined))
+    reopen?.()
     this.#resolveClosed?.()
   }
 }

@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events'
 import { AddressFormatter, ipFamily, parseIp } from './address.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
+import { booleanOption, checkOptions, engineOption, integerOption } from './options.ts'
 import {
   VolleyError,
   VolleyRangeError,
@@ -138,14 +139,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 
   constructor(options: DatagramSocketOptions = {}) {
     super()
-    if (typeof options !== 'object' || options === null) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
-    }
-    for (const key of Object.keys(options)) {
-      if (!knownOptions.has(key)) {
-        throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Unknown option "${key}". Known options: ${[...knownOptions].join(', ')}`)
-      }
-    }
+    checkOptions('"options" argument', options, knownOptions)
     const type = options.type ?? 'udp4'
     if (type !== 'udp4' && type !== 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "type" option must be 'udp4' or 'udp6'. Received ${describe(type)}`)
@@ -351,6 +345,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const formatter = this.#formatter as AddressFormatter
     const batch: Datagram[] = wantBatch ? new Array<Datagram>(count) : []
     let at = start
+    // A throwing 'message' handler costs nobody the rest of the batch: the first error is thrown at the end.
+    let failure: { error: unknown } | undefined
     for (let i = 0; i < count; i++) {
       const length = u32[at >>> 2]!
       const port = u16[(at + 4) >>> 1]!
@@ -364,17 +360,22 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       }
       if (wantBatch) batch[i] = datagram
       if (wantEach) {
-        this.emit('message', Buffer.copyBytesFrom(datagram.data), {
-          address: datagram.address,
-          family: datagram.family,
-          port,
-          size: length,
-        })
-        if (this.#state !== 'bound') return
+        try {
+          this.emit('message', Buffer.copyBytesFrom(datagram.data), {
+            address: datagram.address,
+            family: datagram.family,
+            port,
+            size: length,
+          })
+        } catch (error) {
+          failure ??= { error }
+        }
+        if (this.#state !== 'bound') break
       }
       at += align8(layout.recvHeaderSize + length)
     }
-    if (wantBatch) this.emit('messages', batch)
+    if (wantBatch && this.#state === 'bound') this.emit('messages', batch)
+    if (failure !== undefined) throw failure.error
   }
 
   #onClosed(): void {
@@ -391,33 +392,6 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 
 export function createDatagramSocket(options?: DatagramSocketOptions): DatagramSocket {
   return new DatagramSocket(options)
-}
-
-function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number') {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type number. Received ${describe(value)}`)
-  }
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${value}`)
-  }
-  return value
-}
-
-function booleanOption(name: string, value: unknown): boolean {
-  if (value === undefined) return false
-  if (typeof value !== 'boolean') {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type boolean. Received ${describe(value)}`)
-  }
-  return value
-}
-
-function engineOption(value: unknown): 'shared' | 'dedicated' {
-  if (value === undefined) return 'shared'
-  if (value !== 'shared' && value !== 'dedicated') {
-    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "engine" option must be 'shared' or 'dedicated'. Received ${describe(value)}`)
-  }
-  return value
 }
 
 function validatePort(port: unknown, allowZero: boolean): asserts port is number {

@@ -4,6 +4,7 @@
 import type { NativeDeliveryFields } from './engine/addon.ts'
 import { LinkField, linkFields } from './engine/layout.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+import { integerOption } from './options.ts'
 
 export type ChannelMode = 'reliable' | 'unreliable' | 'sequenced'
 
@@ -87,6 +88,9 @@ export interface DeliverySettings {
 
 const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
 
+/** The names of the delivery options, which Server and Client both take. */
+export const deliveryOptionNames = ['channels', 'maxMessageBytes', 'sendQueueBytes', 'pingIntervalMs'] as const
+
 export function deliverySettings(options: DeliveryOptions): DeliverySettings | null {
   const { channels } = options
   if (channels === undefined) {
@@ -117,14 +121,6 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
 export function deliveryFields(settings: DeliverySettings | null): NativeDeliveryFields {
   if (settings === null) return {}
   return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes, pingIntervalUs: settings.pingIntervalMs * 1000 }
-}
-
-function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
-  if (value === undefined) return fallback
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${describe(value)}`)
-  }
-  return value
 }
 
 /**

@@ -19,6 +19,8 @@ export type VolleyErrorCode =
   | 'ERR_SERVER_RUNNING'
   | 'ERR_CLIENT_NOT_CONNECTED'
   | 'ERR_CLIENT_BUSY'
+  | 'ERR_CLIENT_CLOSED'
+  | 'ERR_SERVER_CLOSED'
   | 'ERR_CONNECT_TOKEN_EXPIRED'
   | 'ERR_CONNECTION_DENIED'
   | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
@@ -57,6 +59,18 @@ export class VolleyError extends Error {
     super(message, options)
     this.name = 'Error'
     named(this, code)
+  }
+}
+
+/** ERR_ABORTED for an operation an AbortSignal ended; the signal's reason is the cause. */
+export function abortedError(message: string, signal: AbortSignal | undefined): VolleyError {
+  return new VolleyError('ERR_ABORTED', message, { cause: signal?.reason })
+}
+
+/** Throws ERR_INVALID_ARG_TYPE unless the value is absent or an AbortSignal. */
+export function checkSignal(signal: unknown): asserts signal is AbortSignal | undefined {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "signal" option must be an AbortSignal. Received ${describe(signal)}`)
   }
 }
 

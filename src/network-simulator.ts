@@ -1,7 +1,8 @@
 // The network simulator option of Server and Client (native/network_simulator.h): what the socket sends
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
-import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+import { VolleyRangeError, describe } from './errors.ts'
+import { checkOptions } from './options.ts'
 
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */
@@ -45,11 +46,11 @@ export interface NativeNetworkSimulator {
   clockDriftPpm: number
 }
 
+const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicate', 'reorder', 'bandwidthBytesPerSec', 'seed', 'clockOffsetMs', 'clockDriftPpm'])
+
 export function networkSimulatorFields(options: NetworkSimulatorOptions | undefined): { networkSimulator?: NativeNetworkSimulator } {
   if (options === undefined) return {}
-  if (typeof options !== 'object' || options === null) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "networkSimulator" option must be an object. Received ${describe(options)}`)
-  }
+  checkOptions('"networkSimulator" option', options, simulatorOptionNames)
   const probability = (name: 'loss' | 'duplicate' | 'reorder'): number => ranged(name, options[name], 0, 1, false)
   return {
     networkSimulator: {

@@ -6,7 +6,9 @@ import type { Addon } from './engine/addon.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
- * loop, not an iterator: this runs once per received message.
+ * loop, not an iterator: this runs once per received message. When visit throws (a user's event handler
+ * did), the other records of the batch are still visited (connects, messages, disconnects of other peers
+ * must not be lost), then the first error is thrown.
  */
 export function forEachPeerRecord(
   slab: SlabView,
@@ -16,11 +18,17 @@ export function forEachPeerRecord(
 ): void {
   const { u8, u32 } = slab
   let at = start
+  let failure: { error: unknown } | undefined
   for (let i = 0; i < count; i++) {
     const length = u32[at >>> 2]!
-    visit(u8[at + 4]!, u8[at + 5]!, u32[(at + 8) >>> 2]!, at + layout.peerRecordHeaderSize, length, at)
+    try {
+      visit(u8[at + 4]!, u8[at + 5]!, u32[(at + 8) >>> 2]!, at + layout.peerRecordHeaderSize, length, at)
+    } catch (error) {
+      failure ??= { error }
+    }
     at += align8(layout.peerRecordHeaderSize + length)
   }
+  if (failure !== undefined) throw failure.error
 }
 
 /** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */

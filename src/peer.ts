@@ -1,10 +1,7 @@
 // A client connected to a Server.
 import type { LinkStats, SendOptions } from './delivery.ts'
-import { VolleyError } from './errors.ts'
-
-function abortedError(signal: AbortSignal): VolleyError {
-  return new VolleyError('ERR_ABORTED', 'Waiting for the drain was aborted', { cause: signal.reason })
-}
+import { VolleyError, abortedError, checkSignal } from './errors.ts'
+import { checkOptions, signalOnly } from './options.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
@@ -68,15 +65,21 @@ export class Peer {
    * with ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      checkOptions('"options" argument', options, signalOnly)
+      checkSignal(options.signal)
+    } catch (error) {
+      return Promise.reject(error)
+    }
     const { signal } = options
     if (!this.#connected) return Promise.reject(this.#disconnectedError())
-    if (signal?.aborted === true) return Promise.reject(abortedError(signal))
+    if (signal?.aborted === true) return Promise.reject(abortedError('Waiting for the drain was aborted', signal))
     if (!this.#blocked) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         const waiters = this.#drainWaiters ?? []
         this.#drainWaiters = waiters.filter((waiter) => waiter !== entry)
-        reject(abortedError(signal as AbortSignal))
+        reject(abortedError('Waiting for the drain was aborted', signal))
       }
       const entry = {
         resolve: () => {

@@ -2,9 +2,10 @@
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { type DeliveryOptions, type DeliverySettings, SendQueue, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, PeerRecordKind, ProtocolControl, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
+import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
+import { type SocketSettings, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings } from './options.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -39,6 +40,21 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   coalesceUs?: number
   engine?: 'shared' | 'dedicated'
 }
+
+const serverOptionNames: ReadonlySet<string> = new Set([
+  'protocolId',
+  'privateKey',
+  'address',
+  'publicAddress',
+  'maxClients',
+  'keepAliveIntervalMs',
+  'disconnectPackets',
+  'disconnectIntervalMs',
+  'batchSize',
+  'networkSimulator',
+  ...socketOptionNames,
+  ...deliveryOptionNames,
+])
 
 export type ServerState = 'stopped' | 'running' | 'stopping'
 export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'
@@ -94,6 +110,7 @@ export class UserDataCopies {
 
 export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #options: Required<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
+  readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
   readonly #bind: { host: string; port: number; family: 4 | 6 }
   readonly #peers = new Map<number, Peer>()
@@ -116,15 +133,17 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   #engine: Engine | undefined
   #id = 0
   #state: ServerState = 'stopped'
+  /** unref() was called: a running server does not keep the process alive. */
+  #unreferenced = false
+  /** This server holds one of its engine's references. */
+  #held = false
   #closed: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   readonly #client: EngineClient
 
   constructor(options: ServerOptions) {
     super()
-    if (typeof options !== 'object' || options === null) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
-    }
+    checkOptions('"options" argument', options, serverOptionNames)
     this.#protocolId = toProtocolId(options.protocolId)
     if (!(options.privateKey instanceof Uint8Array) || options.privateKey.byteLength !== 32) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "privateKey" option must be a Uint8Array of 32 bytes. Received ${describe(options.privateKey)}`)
@@ -135,24 +154,17 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     if (options.publicAddress !== undefined) parseServerAddress(options.publicAddress)
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
     this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family }
-    const maxClients = options.maxClients ?? 256
-    if (!Number.isInteger(maxClients) || maxClients < 1 || maxClients > 1 << 20) {
-      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "maxClients" option must be an integer from 1 to 1048576. Received ${describe(maxClients)}`)
-    }
-    for (const name of ['keepAliveIntervalMs', 'disconnectIntervalMs'] as const) {
-      const value = options[name]
-      if (value !== undefined && !(typeof value === 'number' && value >= 1 && value <= 60_000)) {
-        throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be from 1 to 60000 ms. Received ${describe(value)}`)
-      }
-    }
-    const disconnectPackets = options.disconnectPackets ?? 10
-    if (!Number.isInteger(disconnectPackets) || disconnectPackets < 0 || disconnectPackets > 100) {
-      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "disconnectPackets" option must be an integer from 0 to 100. Received ${describe(disconnectPackets)}`)
-    }
+    this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
     this.#delivery = deliverySettings(options)
     if (this.#delivery === null) this.#rawQueue = new SendQueue(null, () => null, 0)
     this.#simulator = networkSimulatorFields(options.networkSimulator)
-    this.#options = { ...options, maxClients, keepAliveIntervalMs: options.keepAliveIntervalMs ?? 100, disconnectPackets, disconnectIntervalMs: options.disconnectIntervalMs ?? 100 }
+    this.#options = {
+      ...options,
+      maxClients: integerOption('maxClients', options.maxClients, 256, 1, 1 << 20),
+      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
+      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
+      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
+    }
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
@@ -176,10 +188,9 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
 
   /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. */
   async listen(): Promise<{ address: string; port: number }> {
-    if (this.#state !== 'stopped' || this.#closed !== undefined) {
-      throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server that was never closed; it is ${this.#state}`)
-    }
-    const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    if (this.#closed !== undefined) throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
+    if (this.#state !== 'stopped') throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#state}`)
+    const engine = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
     const publicAddress = this.#options.publicAddress ?? this.#options.address
     let info
     try {
@@ -189,12 +200,12 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
           ipv6Only: false,
           reuseAddress: false,
           reusePort: false,
-          receiveBufferSize: this.#options.recvBufferSize ?? 4 << 20,
-          sendBufferSize: this.#options.sendBufferSize ?? 4 << 20,
+          receiveBufferSize: this.#socket.recvBufferSize,
+          sendBufferSize: this.#socket.sendBufferSize,
           address: this.#bind.host,
           port: this.#bind.port,
-          batchSize: this.#options.batchSize ?? 64,
-          coalesceUs: this.#options.coalesceUs ?? 200,
+          batchSize: this.#socket.batchSize,
+          coalesceUs: this.#socket.coalesceUs,
           protocol: {
             kind: 'server',
             protocolId: this.#protocolId,
@@ -217,6 +228,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     this.#engine = engine
     this.#id = info.id
     this.#links = engine.peerLinks(info.id)
+    this.#held = true // open() took a reference
+    if (this.#unreferenced) this.#updateReference()
     this.#setState('running')
     return { address: info.address, port: info.port }
   }
@@ -232,8 +245,34 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       this.#resolveClosed = resolve
     })
     this.#setState('stopping')
+    // Every client is being disconnected: peer.connected turns false and send() throws now, not when the
+    // 'disconnect' events ('server-closed') arrive from the I/O thread.
+    for (const peer of this.#peers.values()) peer.markDisconnected()
     ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
     return this.#closed
+  }
+
+  /** Lets the process exit while the server runs (as net.Server's unref()). */
+  unref(): this {
+    this.#unreferenced = true
+    this.#updateReference()
+    return this
+  }
+
+  /** Undoes unref(). */
+  ref(): this {
+    this.#unreferenced = false
+    this.#updateReference()
+    return this
+  }
+
+  #updateReference(): void {
+    if (this.#engine === undefined || this.#state === 'stopped') return
+    const hold = !this.#unreferenced
+    if (hold === this.#held) return
+    this.#held = hold
+    if (hold) this.#engine.ref()
+    else this.#engine.unref()
   }
 
   stats(): ServerStats {
@@ -378,7 +417,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   }
 
   #onClosed(): void {
-    if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    if (this.#engine !== undefined) {
+      this.#engine.readProtocolStats(this.#id, this.#counters)
+      if (this.#held) this.#engine.unref()
+    }
+    this.#held = false
     for (const peer of this.#peers.values()) peer.markDisconnected()
     this.#peers.clear()
     this.#peerSlots.length = 0

@@ -38,6 +38,7 @@ export function emitMark(label: string, counters: MarkCounters, extra: Record<st
       memory: { rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers },
       maxRssKiB: usage.maxRSS,
       contextSwitches: { voluntary: usage.voluntaryContextSwitches, involuntary: usage.involuntaryContextSwitches },
+      pageFaults: { minor: usage.minorPageFault, major: usage.majorPageFault },
       threads: threadTimes(),
       ...extra,
     },

@@ -124,7 +124,19 @@ export interface HandshakeRound {
   failed: Record<string, number>
   ms: number
   connectRate: number
-  server: Window & { handshakes: number; cpuPerHandshakeUs: number; packetsIn: number; packetsOut: number; contextSwitchesPerHandshake: number }
+  server: Window & {
+    handshakes: number
+    cpuPerHandshakeUs: number
+    packetsIn: number
+    packetsOut: number
+    contextSwitchesPerHandshake: number
+    /**
+     * Page faults of the server process per handshake: memory touched for the first time (a fresh server
+     * grows its heaps), each a kernel entry and a page cleared, which in a VM that hands freed memory back
+     * to its host costs several µs.
+     */
+    pageFaultsPerHandshake: number
+  }
   /** The load generator's process (ClientPool) or the C++ handshake load's, over the round. */
   load: Window
   /** The load generator's CPU share over its connect (the C++ load measures itself). */
@@ -195,7 +207,8 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       const perHandshake = (count: number): string => (count / Math.max(1, window.handshakes)).toFixed(2)
       log(
         `handshakes (${round}): ${outcome.connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${window.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
-          `(${(result.serverCpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
+          `(${(result.serverCpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, ` +
+          `${window.pageFaultsPerHandshake.toFixed(2)} page faults per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
       )
     }
     await stop(load)
@@ -500,6 +513,7 @@ function connectOutcome(loadEnd: Mark, server0: Mark, server1: Mark) {
       packetsIn: at(server1, 'stats', 'packets', 'in') - at(server0, 'stats', 'packets', 'in'),
       packetsOut: at(server1, 'stats', 'packets', 'out') - at(server0, 'stats', 'packets', 'out'),
       contextSwitchesPerHandshake: handshakes > 0 ? contextSwitches(server0, server1) / handshakes : Number.NaN,
+      pageFaultsPerHandshake: handshakes > 0 ? sum(countsBetween(counts(server0, 'pageFaults'), counts(server1, 'pageFaults'))) / handshakes : Number.NaN,
     },
   }
 }

@@ -12,96 +12,152 @@ const usage = `usage:
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1]
   volley key   (prints a new random key)`
 
-const { positionals, values } = parseArgs({
-  allowPositionals: true,
-  options: {
-    address: { type: 'string' },
-    server: { type: 'string' },
-    key: { type: 'string' },
-    'protocol-id': { type: 'string', default: '0x1234' },
-    'max-clients': { type: 'string', default: '10000' },
-    clients: { type: 'string', default: '1000' },
-    seconds: { type: 'string' },
-    rate: { type: 'string', default: '0' },
-    concurrency: { type: 'string', default: '256' },
-    timeout: { type: 'string', default: '10' },
-    'keep-alive-ms': { type: 'string', default: '100' },
-    'client-id': { type: 'string', default: '1' },
-    json: { type: 'boolean', default: false },
-    help: { type: 'boolean', default: false },
-  },
-})
+const options = {
+  address: { type: 'string' },
+  server: { type: 'string' },
+  key: { type: 'string' },
+  'protocol-id': { type: 'string', default: '0x1234' },
+  'max-clients': { type: 'string', default: '10000' },
+  clients: { type: 'string', default: '1000' },
+  seconds: { type: 'string' },
+  rate: { type: 'string', default: '0' },
+  concurrency: { type: 'string', default: '256' },
+  timeout: { type: 'string', default: '10' },
+  'keep-alive-ms': { type: 'string', default: '100' },
+  'client-id': { type: 'string', default: '1' },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', default: false },
+} as const
 
-function fail(message: string): never {
-  console.error(`volley: ${message}\n\n${usage}`)
-  process.exit(2)
+/** A mistake in the command line: its message, the usage, exit status 2. */
+class UsageError extends Error {}
+
+function parse(): ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>> {
+  try {
+    return parseArgs({ allowPositionals: true, options })
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
 }
 
-function key(): Uint8Array {
-  const hex = values.key ?? fail('--key is required (64 hex digits; `volley key` makes one)')
-  if (!/^[0-9a-f]{64}$/i.test(hex)) fail('--key must be 64 hex digits')
+function key(hex: string | undefined): Uint8Array {
+  if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one)')
+  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError('--key must be 64 hex digits')
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-function number(name: string, text: string | undefined, fallback: number): number {
+function number(name: string, text: string | undefined, fallback: number, integer = false): number {
   if (text === undefined) return fallback
   const value = Number(text)
-  if (!Number.isFinite(value) || value < 0) fail(`--${name} must be a non-negative number`)
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, not '${text}'`)
+  }
   return value
 }
 
-const protocolId = BigInt(values['protocol-id'])
-const command = positionals[0]
-if (values.help || command === undefined) {
-  console.log(usage)
-  process.exit(command === undefined && !values.help ? 2 : 0)
+function bigint(name: string, text: string): bigint {
+  try {
+    const value = BigInt(text)
+    if (value >= 0n && value < 1n << 64n) return value
+  } catch {
+    // not a number: the error below says so
+  }
+  throw new UsageError(`--${name} must be an integer from 0 to 2^64 - 1 (decimal or 0x hex), not '${text}'`)
 }
 
-if (command === 'key') {
-  console.log(Buffer.from(await generateKey()).toString('hex'))
-} else if (command === 'token') {
-  const server = values.server ?? fail('--server is required')
-  const token = await generateConnectToken({ protocolId, privateKey: key(), clientId: BigInt(values['client-id']), serverAddresses: [server], expireSeconds: 300, timeoutSeconds: number('timeout', values.timeout, 10) })
-  console.log(connectTokenToBase64(token))
-} else if (command === 'serve') {
-  const address = values.address ?? fail('--address is required')
-  const server = new Server({ protocolId, privateKey: key(), address, maxClients: number('max-clients', values['max-clients'], 10000), keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100) })
-  server.on('message', (peer, data) => peer.send(data)) // echo
-  const { port } = await server.listen()
-  console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
-  const stop = async (): Promise<void> => {
-    await server.close()
-    console.log(JSON.stringify({ event: 'stopped', stats: server.stats() }))
+function required(name: string, value: string | undefined): string {
+  if (value === undefined) throw new UsageError(`--${name} is required`)
+  return value
+}
+
+async function main(): Promise<void> {
+  const { positionals, values } = parse()
+  const command = positionals[0]
+  if (values.help || command === undefined) {
+    console.log(usage)
+    process.exit(command === undefined && !values.help ? 2 : 0)
+  }
+  const protocolId = bigint('protocol-id', values['protocol-id'])
+  if (command === 'key') {
+    console.log(Buffer.from(await generateKey()).toString('hex'))
+  } else if (command === 'token') {
+    const server = required('server', values.server)
+    const token = await generateConnectToken({
+      protocolId,
+      privateKey: key(values.key),
+      clientId: bigint('client-id', values['client-id']),
+      serverAddresses: [server],
+      expireSeconds: 300,
+      timeoutSeconds: number('timeout', values.timeout, 10, true),
+    })
+    console.log(connectTokenToBase64(token))
+  } else if (command === 'serve') {
+    const address = required('address', values.address)
+    const server = new Server({
+      protocolId,
+      privateKey: key(values.key),
+      address,
+      maxClients: number('max-clients', values['max-clients'], 10000, true),
+      keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100),
+    })
+    server.on('message', (peer, data) => {
+      if (peer.connected) peer.send(data) // echo, while the server runs
+    })
+    const seconds = number('seconds', values.seconds, 0)
+    const { port } = await server.listen()
+    console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
+    const stop = async (): Promise<void> => {
+      await server.close()
+      console.log(JSON.stringify({ event: 'stopped', stats: server.stats() }))
+      process.exit(0)
+    }
+    process.once('SIGINT', stop)
+    process.once('SIGTERM', stop)
+    if (seconds > 0) setTimeout(stop, seconds * 1000)
+  } else if (command === 'load') {
+    const server = required('server', values.server)
+    const privateKey = key(values.key)
+    const count = number('clients', values.clients, 1000, true)
+    const seconds = number('seconds', values.seconds, 10)
+    const rate = number('rate', values.rate, 0)
+    const timeoutSeconds = number('timeout', values.timeout, 10, true)
+    const concurrency = number('concurrency', values.concurrency, 256, true)
+    const pool = new ClientPool({ keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100) })
+    const tokens = await Promise.all(
+      Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
+    )
+    const connect = await pool.connect(tokens, { concurrency })
+    const report = (event: string, extra: object = {}): void => {
+      // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
+      const line = { event, connect, ...pool.stats(), ...extra }
+      console.log(values.json ? JSON.stringify(line) : `${event}: ${JSON.stringify(line)}`)
+    }
+    report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
+    const payload = new Uint8Array(64).fill(1)
+    const ticker = rate > 0 ? setInterval(() => pool.broadcast(payload), 1000 / rate) : undefined
+    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    if (ticker) clearInterval(ticker)
+    report('finished')
+    await pool.close()
     process.exit(0)
+  } else {
+    throw new UsageError(`unknown command '${command}'`)
   }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
-  const seconds = number('seconds', values.seconds, 0)
-  if (seconds > 0) setTimeout(stop, seconds * 1000)
-} else if (command === 'load') {
-  const server = values.server ?? fail('--server is required')
-  const privateKey = key()
-  const count = number('clients', values.clients, 1000)
-  const seconds = number('seconds', values.seconds, 10)
-  const rate = number('rate', values.rate, 0)
-  const timeoutSeconds = number('timeout', values.timeout, 10)
-  const tokens = await Promise.all(
-    Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
-  )
-  const pool = new ClientPool({ keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100) })
-  const connect = await pool.connect(tokens, { concurrency: number('concurrency', values.concurrency, 256) })
-  const report = (event: string, extra: object = {}): void => {
-    const line = { event, ...connect, ...pool.stats(), ...extra }
-    console.log(values.json ? JSON.stringify(line) : `${event}: ${JSON.stringify(line)}`)
+}
+
+try {
+  await main()
+} catch (error) {
+  // Mistakes in the command line, and the library's typed errors for values it refuses (an address that
+  // does not parse, a port in use): one line and a status, no stack trace.
+  if (error instanceof UsageError) {
+    console.error(`volley: ${error.message}\n\n${usage}`)
+    process.exit(2)
   }
-  report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
-  const payload = new Uint8Array(64).fill(1)
-  const ticker = rate > 0 ? setInterval(() => pool.broadcast(payload), 1000 / rate) : undefined
-  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
-  if (ticker) clearInterval(ticker)
-  report('finished')
-  await pool.close()
-  process.exit(0)
-} else {
-  fail(`unknown command '${command}'`)
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string') {
+    console.error(`volley: ${(error as Error).message} (${code})`)
+    process.exit(code.startsWith('ERR_INVALID') || code === 'ERR_OUT_OF_RANGE' ? 2 : 1)
+  }
+  throw error
 }

@@ -1,0 +1,81 @@
+// Checks of the options objects every constructor takes: one wording and one set of codes for all of them
+// (ERR_INVALID_ARG_TYPE for a value of the wrong type, ERR_OUT_OF_RANGE for a number out of its range,
+// ERR_INVALID_ARG_VALUE for a name no option has).
+import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+
+/** Throws for an options argument that is not an object, or that names an option not in `known`. */
+export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
+  if (typeof options !== 'object' || options === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
+  }
+  for (const key of Object.keys(options)) {
+    if (!known.has(key)) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Unknown option "${key}" in the ${what}. Known options: ${[...known].join(', ')}`)
+    }
+  }
+}
+
+/** The options of a call that takes only an AbortSignal. */
+export const signalOnly: ReadonlySet<string> = new Set(['signal'])
+
+/** An integer from min to max, or the fallback when the option is absent. */
+export function integerOption(name: string, value: unknown, fallback: number, min: number, max: number): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type number. Received ${describe(value)}`)
+  }
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${value}`)
+  }
+  return value
+}
+
+/** A finite number from min to max (fractions allowed), or the fallback when the option is absent. */
+export function numberOption(name: string, value: unknown, fallback: number, min: number, max: number, unit = ''): number {
+  if (value === undefined) return fallback
+  if (typeof value !== 'number') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type number. Received ${describe(value)}`)
+  }
+  if (!Number.isFinite(value) || value < min || value > max) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be from ${min} to ${max}${unit}. Received ${value}`)
+  }
+  return value
+}
+
+export function booleanOption(name: string, value: unknown): boolean {
+  if (value === undefined) return false
+  if (typeof value !== 'boolean') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be of type boolean. Received ${describe(value)}`)
+  }
+  return value
+}
+
+export function engineOption(value: unknown): 'shared' | 'dedicated' {
+  if (value === undefined) return 'shared'
+  if (value !== 'shared' && value !== 'dedicated') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "engine" option must be 'shared' or 'dedicated'. Received ${describe(value)}`)
+  }
+  return value
+}
+
+/** The socket options Server and Client share with createDatagramSocket, validated, with their defaults. */
+export interface SocketSettings {
+  recvBufferSize: number
+  sendBufferSize: number
+  coalesceUs: number
+  engine: 'shared' | 'dedicated'
+}
+
+export const socketOptionNames = ['recvBufferSize', 'sendBufferSize', 'coalesceUs', 'engine'] as const
+
+export function socketSettings(
+  options: { recvBufferSize?: unknown; sendBufferSize?: unknown; coalesceUs?: unknown; engine?: unknown },
+  defaultBufferSize: number,
+): SocketSettings {
+  return {
+    recvBufferSize: integerOption('recvBufferSize', options.recvBufferSize, defaultBufferSize, 1, 0x7fffffff),
+    sendBufferSize: integerOption('sendBufferSize', options.sendBufferSize, defaultBufferSize, 1, 0x7fffffff),
+    coalesceUs: integerOption('coalesceUs', options.coalesceUs, 200, 0, 1_000_000),
+    engine: engineOption(options.engine),
+  }
+}

@@ -1,0 +1,273 @@
+// What a user meets at the edges of Server, Client and ClientPool: attempts aborted and replaced, close()
+// in the middle of things, throwing handlers, options that are wrong, and processes that must be free to
+// exit. Each case comes from a review that saw it fail.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { Client, ClientPool, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { waitFor } from './helpers.ts'
+
+const privateKey = new Uint8Array(32).fill(7)
+const protocolId = 0x4321n
+const fast = { disconnectIntervalMs: 5 }
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: unknown) => (error as { code?: unknown }).code)
+// A port nobody listens on (a request there is never answered).
+const silentAddress = '127.0.0.1:9'
+
+async function startServer(options: Partial<ConstructorParameters<typeof Server>[0]> = {}): Promise<{ server: Server; address: string }> {
+  const host = options.address ?? '127.0.0.1:0'
+  const server = new Server({ protocolId, privateKey, maxClients: 32, ...fast, ...options, address: host })
+  const { port } = await server.listen()
+  return { server, address: host.startsWith('[') ? `[::1]:${port}` : `127.0.0.1:${port}` }
+}
+
+function token(address: string, clientId: bigint, timeoutSeconds = 5) {
+  return generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [address], expireSeconds: 30, timeoutSeconds })
+}
+
+describe('connect() attempts', () => {
+  it('a connect() right after an aborted one follows its own attempt, not the end of the aborted one', async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    const abort = new AbortController()
+    const first = client.connect(await token(silentAddress, 1n), { signal: abort.signal })
+    await sleep(20)
+    abort.abort()
+    expect(await codeOf(first)).toBe('ERR_ABORTED')
+    // The engine reports the aborted attempt's end after this connect is under way.
+    expect(await codeOf(client.connect(await token(address, 2n)))).toBe('resolved')
+    expect(client.state).toBe('connected')
+    await client.close()
+    await server.close()
+  })
+
+  it('close() while connecting rejects the attempt with ERR_ABORTED, and a closed client cannot connect', async () => {
+    const client = new Client(fast)
+    const pending = client.connect(await token(silentAddress, 3n))
+    await sleep(20)
+    const closed = client.close()
+    expect(await codeOf(pending)).toBe('ERR_ABORTED')
+    await closed
+    expect(await codeOf(client.connect(await token(silentAddress, 4n)))).toBe('ERR_CLIENT_CLOSED')
+  })
+
+  it('an already aborted signal, a signal that is not one, and options that are not an object are typed errors', async () => {
+    const aborted = AbortSignal.abort()
+    const client = new Client()
+    const tokenBytes = await token(silentAddress, 5n)
+    expect(await codeOf(client.connect(tokenBytes, { signal: aborted }))).toBe('ERR_ABORTED')
+    expect(await codeOf(client.connect(tokenBytes, { signal: 'stop' as never }))).toBe('ERR_INVALID_ARG_TYPE')
+    expect(await codeOf(client.connect(tokenBytes, null as never))).toBe('ERR_INVALID_ARG_TYPE')
+    expect(await codeOf(client.connect(tokenBytes, { timeout: 5 } as never))).toBe('ERR_INVALID_ARG_VALUE')
+    await client.close()
+  })
+
+  it('a client whose first token listed IPv4 servers reconnects with a token that lists only an IPv6 one', async () => {
+    const v4 = await startServer()
+    const v6 = await startServer({ address: '[::1]:0' })
+    const again = new Client(fast)
+    await again.connect(await token(v4.address, 7n))
+    // Ended by the server: the same Client connects again, to an address its IPv4 socket cannot reach.
+    const [peer] = [...v4.server.peers.values()] as [Peer]
+    peer.disconnect()
+    await waitFor(() => again.state === 'disconnected', 5000, 'the server to end the connection')
+    expect(await codeOf(again.connect(await token(v6.address, 8n)))).toBe('resolved')
+    await waitFor(() => v6.server.peers.size === 1, 5000, 'the IPv6 server to see the client')
+    await again.close()
+    await Promise.all([v4.server.close(), v6.server.close()])
+  })
+})
+
+describe('handlers that throw', () => {
+  it('a throwing message handler costs no other message of the batch', async () => {
+    const { server, address } = await startServer()
+    const seen: number[] = []
+    const errors: unknown[] = []
+    const swallow = (error: unknown) => errors.push(error)
+    process.on('uncaughtException', swallow)
+    try {
+      server.on('message', (_peer, data) => {
+        seen.push(data[0]!)
+        if (data[0] === 0) throw new Error('handler failure')
+      })
+      const client = new Client(fast)
+      await client.connect(await token(address, 10n))
+      for (let i = 0; i < 10; i++) client.send(new Uint8Array([i]))
+      await waitFor(() => seen.length === 10, 5000, 'every message')
+      expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
+      await waitFor(() => errors.length === 1, 1000, 'the error to surface')
+      expect((errors[0] as Error).message).toBe('handler failure')
+      await client.close()
+    } finally {
+      process.off('uncaughtException', swallow)
+      await server.close()
+    }
+  })
+
+  it('a connect handler that throws every time loses no peer: each connect is emitted and its messages arrive', async () => {
+    const { server, address } = await startServer()
+    const swallow = () => {}
+    process.on('uncaughtException', swallow)
+    const connects: number[] = []
+    server.on('connect', (peer) => {
+      connects.push(peer.index)
+      throw new Error('connect handler failure')
+    })
+    const messages = new Set<number>()
+    server.on('message', (peer) => messages.add(peer.index))
+    const pool = new ClientPool(fast)
+    try {
+      const tokens = await Promise.all(Array.from({ length: 20 }, (_, i) => token(address, 100n + BigInt(i))))
+      expect((await pool.connect(tokens)).connected).toBe(20)
+      await waitFor(() => connects.length === 20, 5000, 'every connect event')
+      expect(server.peers.size).toBe(20)
+      pool.broadcast(new Uint8Array([1]))
+      await waitFor(() => messages.size === 20, 5000, 'a message from every peer')
+    } finally {
+      process.off('uncaughtException', swallow)
+      await pool.close()
+      await server.close()
+    }
+  })
+})
+
+describe('close()', () => {
+  it('a closing server: its peers are no longer connected and send() says so; it cannot listen again', async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    await client.connect(await token(address, 20n))
+    await waitFor(() => server.peers.size === 1)
+    const [peer] = [...server.peers.values()] as [Peer]
+    const closed = server.close()
+    expect(peer.connected).toBe(false)
+    expect(() => peer.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED' }))
+    await closed
+    await expect(server.listen()).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
+    await client.close()
+  })
+
+  it('ClientPool.close() during connect() ends the attempts in flight and starts no more', async () => {
+    const { server, address } = await startServer()
+    const pool = new ClientPool(fast)
+    const silent = await Promise.all([1n, 2n].map((id) => token(silentAddress, 300n + id)))
+    const good = await Promise.all([1n, 2n, 3n].map((id) => token(address, 400n + id)))
+    const connecting = pool.connect([...silent, ...good], { concurrency: 2 })
+    await sleep(30)
+    await pool.close()
+    expect(await connecting).toMatchObject({ connected: 0, failed: 2 })
+    expect(pool.stats().failed).toEqual({ ERR_ABORTED: 2 })
+    await sleep(100)
+    expect(server.peers.size).toBe(0)
+    await expect(pool.connect(good)).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' })
+    await server.close()
+  })
+})
+
+describe('options', () => {
+  const base = { protocolId, privateKey, address: '127.0.0.1:0' }
+  it.each([
+    [{ maxclients: 5 }, 'ERR_INVALID_ARG_VALUE', /Unknown option "maxclients"/],
+    [{ recvBufferSize: 'big' }, 'ERR_INVALID_ARG_TYPE', /"recvBufferSize" option must be of type number/],
+    [{ sendBufferSize: Number.NaN }, 'ERR_OUT_OF_RANGE', /"sendBufferSize"/],
+    [{ batchSize: 0 }, 'ERR_OUT_OF_RANGE', /"batchSize" option must be an integer from 1 to 1024/],
+    [{ coalesceUs: -5 }, 'ERR_OUT_OF_RANGE', /"coalesceUs"/],
+    [{ engine: 'foo' }, 'ERR_INVALID_ARG_VALUE', /"engine" option must be 'shared' or 'dedicated'/],
+    [{ keepAliveIntervalMs: '100' }, 'ERR_INVALID_ARG_TYPE', /"keepAliveIntervalMs"/],
+    [{ networkSimulator: { lossPct: 0.5 } }, 'ERR_INVALID_ARG_VALUE', /Unknown option "lossPct" in the "networkSimulator" option/],
+  ])('Server refuses %o', (change, code, message) => {
+    expect(() => new Server({ ...base, ...(change as object) })).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }))
+  })
+
+  it.each([
+    [{ disconnectPackets: -1 }, 'ERR_OUT_OF_RANGE', /"disconnectPackets" option must be an integer from 0 to 100/],
+    [{ disconnectPackets: 2.5 }, 'ERR_OUT_OF_RANGE', /"disconnectPackets"/],
+    [{ reqInterval: 5 }, 'ERR_INVALID_ARG_VALUE', /Unknown option "reqInterval"/],
+    [{ recvBufferSize: 'x' }, 'ERR_INVALID_ARG_TYPE', /"recvBufferSize"/],
+    [{ sendBufferSize: 1e30 }, 'ERR_OUT_OF_RANGE', /"sendBufferSize"/],
+    [{ coalesceUs: 2_000_000 }, 'ERR_OUT_OF_RANGE', /"coalesceUs" option must be an integer from 0 to 1000000/],
+    [{ engine: 'x' }, 'ERR_INVALID_ARG_VALUE', /"engine"/],
+  ])('Client and ClientPool refuse %o', (change, code, message) => {
+    const expected = expect.objectContaining({ code, message: expect.stringMatching(message) })
+    expect(() => new Client(change as never)).toThrow(expected)
+    expect(() => new ClientPool(change as never)).toThrow(expected)
+  })
+
+  it('ClientPool.connect refuses tokens that are not an array', async () => {
+    await expect(new ClientPool().connect('xyz' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
+  })
+})
+
+describe('the process is free to exit', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'volley-exit-'))
+  const index = join(import.meta.dirname, '../src/index.ts')
+  // Runs a script in a child node; it must end by itself (status 0) well within the time allowed.
+  function exits(name: string, body: string): { status: number | null; signal: string | null; stderr: string } {
+    const file = join(directory, `${name}.mts`) // .mts: an ES module wherever it lies
+    writeFileSync(
+      file,
+      `import { Client, Server, createDatagramSocket, generateConnectToken } from ${JSON.stringify(index)}\n` +
+        `const privateKey = new Uint8Array(32).fill(7)\n` +
+        `const token = (address: string, clientId: bigint) => generateConnectToken({ protocolId: 1n, privateKey, clientId, serverAddresses: [address], expireSeconds: 30, timeoutSeconds: 1 })\n` +
+        body,
+    )
+    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    return { status: run.status, signal: run.signal, stderr: run.stderr }
+  }
+
+  it('after a server and a client closed, beside an unref()ed socket on the same engine', () => {
+    const run = exits(
+      'closed',
+      `const socket = createDatagramSocket(); await socket.bind(0, '127.0.0.1'); socket.unref()
+       const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', disconnectIntervalMs: 5 })
+       const { port } = await server.listen()
+       const client = new Client({ disconnectIntervalMs: 5 })
+       await client.connect(await token('127.0.0.1:' + port, 1n))
+       await client.close(); await server.close()`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null })
+  }, 20_000)
+
+  it('after a connect() that failed, without close()', () => {
+    const run = exits(
+      'failed',
+      `const client = new Client()
+       const outcome = await client.connect(await token('127.0.0.1:9', 1n)).then(() => 'connected', (error) => error.code)
+       if (outcome !== 'ERR_CONNECTION_REQUEST_TIMED_OUT') throw new Error('unexpected outcome ' + outcome)`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null })
+  }, 20_000)
+
+  it('with a server and a connected client both unref()ed', () => {
+    const run = exits(
+      'unref',
+      `const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0' })
+       const { port } = await server.listen()
+       server.unref()
+       const client = new Client()
+       await client.connect(await token('127.0.0.1:' + port, 1n))
+       client.unref()`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null })
+  }, 20_000)
+})
+
+describe('the volley command line', () => {
+  const cli = join(import.meta.dirname, '../src/cli/volley.ts')
+  const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+
+  it.each([
+    [['--protocol-id', 'xyz', 'key'], /--protocol-id must be an integer/],
+    [['--bogus'], /Unknown option '--bogus'/],
+    [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' does not parse/],
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be a non-negative integer/],
+  ])('refuses %j with one line and status 2, no stack trace', (args, message) => {
+    const { status, stderr } = run(...args)
+    expect(status).toBe(2)
+    expect(stderr).toMatch(/^volley: /m)
+    expect(stderr).toMatch(message)
+    expect(stderr).not.toMatch(/^\s+at /m)
+  }, 20_000)
+})
