@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "address.h"
+#include "binding_args.h"
 #include "engine.h"
 #include "layout.h"
 #include "loop_wake.h"
@@ -38,12 +39,13 @@ void ThrowSystemError(Napi::Env env, const SystemError& error) {
   failure.ThrowAsJavaScriptException();
 }
 
+// Neither adds an error to one already pending (a getter of an options object threw): see binding_args.h.
 void ThrowRange(Napi::Env env, const std::string& message) {
-  Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+  if (!env.IsExceptionPending()) Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
 }
 
 void ThrowType(Napi::Env env, const std::string& message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  if (!env.IsExceptionPending()) Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
 }
 
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
@@ -79,6 +81,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::TypedArray control = info[0].As<Napi::TypedArray>();
     if (control.TypedArrayType() != napi_int32_array || control.ElementLength() < kEventCapacity * kEventWords) {
       ThrowType(env, "control must be an Int32Array of at least kEventCapacity * kEventWords elements");
+      return;
+    }
+    if (!FixedArrayBuffer(control.ArrayBuffer())) {
+      ThrowType(env, "control must not be on a resizable or detached buffer");
       return;
     }
     control_ = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(control.ArrayBuffer().Data()) + control.ByteOffset());
@@ -158,6 +164,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+    if (!FixedArrayBuffer(buffer)) {
+      ThrowType(env, "a receive slab must not be a resizable or detached buffer");
+      return env.Undefined();
+    }
     const int id = engine_->AddReceiveSlab(static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength());
     if (id < 0) {
       ThrowRange(env, "receive slab refused: too small, or the engine has its maximum of slabs");
@@ -178,6 +188,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
+    if (!FixedArrayBuffer(buffer)) {
+      ThrowType(env, "a send slab must not be a resizable or detached buffer");
+      return env.Undefined();
+    }
     sendSlabs_.push_back(SendSlab{Napi::Persistent(buffer), static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength()});
     return Napi::Number::New(env, static_cast<double>(sendSlabs_.size() - 1));
   }
@@ -192,23 +206,24 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     Napi::Object options = info[0].As<Napi::Object>();
     SocketOptions socketOptions;
-    socketOptions.ipv6 = options.Get("ipv6").ToBoolean();
-    socketOptions.ipv6Only = options.Get("ipv6Only").ToBoolean();
-    socketOptions.reuseAddress = options.Get("reuseAddress").ToBoolean();
-    socketOptions.reusePort = options.Get("reusePort").ToBoolean();
-    socketOptions.receiveBufferSize = options.Get("receiveBufferSize").ToNumber().Int32Value();
-    socketOptions.sendBufferSize = options.Get("sendBufferSize").ToNumber().Int32Value();
+    socketOptions.ipv6 = BoolOr(options.Get("ipv6"));
+    socketOptions.ipv6Only = BoolOr(options.Get("ipv6Only"));
+    socketOptions.reuseAddress = BoolOr(options.Get("reuseAddress"));
+    socketOptions.reusePort = BoolOr(options.Get("reusePort"));
+    socketOptions.receiveBufferSize = static_cast<int32_t>(I64Or(options.Get("receiveBufferSize"), 0));
+    socketOptions.sendBufferSize = static_cast<int32_t>(I64Or(options.Get("sendBufferSize"), 0));
     socketOptions.dontFragment = options.Get("protocol").IsObject();
-    const double port = options.Get("port").ToNumber().DoubleValue();
-    const double batchSize = options.Get("batchSize").ToNumber().DoubleValue();
-    const double coalesceUs = options.Get("coalesceUs").ToNumber().DoubleValue();
+    const double port = NumberOr(options.Get("port"), NAN);
+    const double batchSize = NumberOr(options.Get("batchSize"), NAN);
+    const double coalesceUs = NumberOr(options.Get("coalesceUs"), NAN);
     if (!(port >= 0 && port <= 65535) || !(batchSize >= 1 && batchSize <= kMaxBatchSize) ||
         !(coalesceUs >= 0 && coalesceUs <= 1000000)) {
       ThrowRange(env, "port must be 0..65535, batchSize 1..1024 and coalesceUs 0..1000000");
       return env.Undefined();
     }
+    if (env.IsExceptionPending()) return env.Undefined();  // an option's getter threw: open nothing
     socketOptions.bindPort = static_cast<uint16_t>(port);
-    const std::string address = options.Get("address").ToString().Utf8Value();
+    const std::string address = StringOr(options.Get("address"));
     if (!address.empty()) {
       if (!ParseIp(address, &socketOptions.bindAddress) ||
           (socketOptions.bindAddress.family == 6 && !socketOptions.ipv6)) {
@@ -238,6 +253,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         !MakeProtocol(env, protocolOption.As<Napi::Object>(), localPort, &protocol, &peerCounters)) {
       return env.Undefined();
     }
+    if (env.IsExceptionPending()) return env.Undefined();  // a getter of the protocol options threw
     auto stats = std::make_shared<SocketStats>();
     const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize),
                                           static_cast<uint32_t>(coalesceUs * 1000), stats, std::move(protocol));
@@ -259,13 +275,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
   static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
-    const std::string kind = options.Get("kind").ToString().Utf8Value();
+    const std::string kind = StringOr(options.Get("kind"));
     auto microseconds = [&](const char* name, uint64_t fallback) {
       Napi::Value value = options.Get(name);
       return value.IsNumber() ? static_cast<uint64_t>(value.As<Napi::Number>().Int64Value()) : fallback;
     };
     const uint32_t disconnectPackets =
-        options.Get("disconnectPackets").IsNumber() ? options.Get("disconnectPackets").ToNumber().Uint32Value() : 10;
+        options.Get("disconnectPackets").IsNumber() ? U32Or(options.Get("disconnectPackets"), 0) : 10;
     DeliveryOptions delivery;
     if (!ReadDeliveryOptions(env, options, &delivery)) return false;
     if (kind == "client") {
@@ -295,14 +311,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     config.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
     std::memcpy(config.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
-    std::string address = options.Get("publicAddress").ToString().Utf8Value();
+    std::string address = StringOr(options.Get("publicAddress"));
     const bool boundPortWanted = address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0;
     if (boundPortWanted) address = address.substr(0, address.size() - 1) + std::to_string(boundPort);
     if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
       ThrowType(env, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port'");
       return false;
     }
-    config.maxClients = options.Get("maxClients").ToNumber().Uint32Value();
+    config.maxClients = U32Or(options.Get("maxClients"), 0);
     if (config.maxClients < 1 || config.maxClients > (1u << 20)) {
       ThrowRange(env, "maxClients must be 1..1048576");
       return false;
@@ -334,7 +350,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out->enabled = true;
     out->config.channels.clear();
     for (uint32_t i = 0; i < list.Length(); ++i) {
-      const std::string mode = list.Get(i).ToString().Utf8Value();
+      const std::string mode = StringOr(list.Get(i));
       if (mode == "reliable") out->config.channels.push_back(delivery::ChannelMode::kReliable);
       else if (mode == "unreliable") out->config.channels.push_back(delivery::ChannelMode::kUnreliable);
       else if (mode == "sequenced") out->config.channels.push_back(delivery::ChannelMode::kSequenced);
@@ -390,7 +406,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // peer), over the memory the I/O thread writes: read at any time without a native call.
   Napi::Value PeerLinks(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto found = peerCounters_.find(info[0].ToNumber().Uint32Value());
+    const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));
     if (found == peerCounters_.end() || !found->second->link) return env.Null();
     auto* keep = new std::shared_ptr<netcode::PeerCounterTable>(found->second);
     const size_t count = size_t{found->second->size} * found->second->linkFields;
@@ -416,7 +432,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   Napi::Value TakeLarge(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     auto* bytes = new std::vector<uint8_t>();
-    if (stopped_ || !engine_->largeMessages().Take(info[0].ToNumber().Uint32Value(), bytes)) {
+    if (stopped_ || !engine_->largeMessages().Take(U32Or(info[0], UINT32_MAX), bytes)) {
       delete bytes;
       return env.Null();
     }
@@ -434,11 +450,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       const bool suffixed = info[4].IsNumber();
       data.reserve(bytes.ElementLength() + (suffixed ? 1 : 0));
       data.insert(data.end(), bytes.Data(), bytes.Data() + bytes.ElementLength());
-      if (suffixed) data.push_back(static_cast<uint8_t>(info[4].ToNumber().Uint32Value()));
+      if (suffixed) data.push_back(static_cast<uint8_t>(U32Or(info[4], UINT32_MAX)));
     }
     if (!stopped_) {
-      engine_->Control(info[0].ToNumber().Uint32Value(), info[1].ToNumber().Uint32Value(),
-                       info[2].ToNumber().Uint32Value(), std::move(data));
+      engine_->Control(U32Or(info[0], UINT32_MAX), U32Or(info[1], UINT32_MAX),
+                       U32Or(info[2], UINT32_MAX), std::move(data));
     }
     return info.Env().Undefined();
   }
@@ -446,7 +462,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // protocolStats(id, out: Float64Array(16)) -> boolean
   Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto found = stats_.find(info[0].ToNumber().Uint32Value());
+    const auto found = stats_.find(U32Or(info[0], UINT32_MAX));
     if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kProtocolFieldCount) {
@@ -461,15 +477,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value CloseSocket(const Napi::CallbackInfo& info) {
-    if (!stopped_) engine_->CloseSocket(info[0].ToNumber().Uint32Value());
+    if (!stopped_) engine_->CloseSocket(U32Or(info[0], UINT32_MAX));
     return info.Env().Undefined();
   }
 
   // peerStats(socketId, clientIndex, out: Float64Array(4)) -> boolean: packets in, bytes in, packets out, bytes out
   Napi::Value ReadPeerStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto found = peerCounters_.find(info[0].ToNumber().Uint32Value());
-    const uint32_t index = info[1].ToNumber().Uint32Value();
+    const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));
+    const uint32_t index = U32Or(info[1], UINT32_MAX);
     if (found == peerCounters_.end() || index >= found->second->size || !info[2].IsTypedArray()) {
       return Napi::Boolean::New(env, false);
     }
@@ -485,16 +501,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   Napi::Value ForgetSocket(const Napi::CallbackInfo& info) {
-    peerCounters_.erase(info[0].ToNumber().Uint32Value());
-    stats_.erase(info[0].ToNumber().Uint32Value());
+    peerCounters_.erase(U32Or(info[0], UINT32_MAX));
+    stats_.erase(U32Or(info[0], UINT32_MAX));
     return info.Env().Undefined();
   }
 
   // submit(slabId, byteLength): the slab's records are handed to the I/O thread.
   Napi::Value Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const uint32_t slab = info[0].ToNumber().Uint32Value();
-    const double length = info[1].ToNumber().DoubleValue();
+    const uint32_t slab = U32Or(info[0], UINT32_MAX);
+    const double length = NumberOr(info[1], NAN);
     if (stopped_ || slab >= sendSlabs_.size() || !(length >= 0 && length <= sendSlabs_[slab].size)) {
       ThrowRange(env, "submit(slab, length): unknown slab or length beyond it");
       return env.Undefined();
@@ -506,7 +522,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // socketStats(id, out: Float64Array) -> boolean
   Napi::Value ReadStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    const auto found = stats_.find(info[0].ToNumber().Uint32Value());
+    const auto found = stats_.find(U32Or(info[0], UINT32_MAX));
     if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kFieldCount) {
@@ -519,7 +535,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // setRef(true) keeps the event loop alive while the engine has work; setRef(false) lets the process exit.
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
-    if (!stopped_) wake_.SetRef(info[0].ToBoolean());
+    if (!stopped_) wake_.SetRef(BoolOr(info[0]));
     return info.Env().Undefined();
   }
 
@@ -567,8 +583,9 @@ Napi::Value FormatIpBinding(const Napi::CallbackInfo& info) {
   if (!info[0].IsTypedArray()) return Napi::String::New(env, "");
   Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
   IpAddress address;
-  address.family = static_cast<uint8_t>(info[1].ToNumber().Uint32Value());
-  std::memcpy(address.bytes, bytes.Data(), std::min<size_t>(16, bytes.ElementLength()));
+  address.family = static_cast<uint8_t>(U32Or(info[1], UINT32_MAX));
+  const size_t size = std::min<size_t>(16, bytes.ElementLength());
+  if (size > 0) std::memcpy(address.bytes, bytes.Data(), size);
   return Napi::String::New(env, FormatIp(address));
 }
 

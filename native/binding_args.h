@@ -1,5 +1,8 @@
-// Argument checks shared by the small test-surface bindings (timer wheel, delivery core): a bad argument
-// throws a TypeError with code ERR_INVALID_ARG_VALUE and a message that says what is expected.
+// Argument reading shared by the bindings. A bad argument throws a TypeError with code ERR_INVALID_ARG_VALUE
+// and a message that says what is expected. Values are read without calling into JavaScript: To*() would
+// run valueOf/toString, and with C++ exceptions off a conversion that throws leaves an empty value that
+// aborts the process when used. A getter that throws leaves its exception pending: the throw helpers then
+// add none of their own (a second throw would abort too), and JavaScript sees the getter's.
 #pragma once
 
 #include <napi.h>
@@ -13,6 +16,7 @@ namespace volley {
 constexpr double kMaxExactInteger = 9007199254740991.0;  // 2^53 - 1
 
 inline bool ThrowInvalidArgument(Napi::Env env, const std::string& message) {
+  if (env.IsExceptionPending()) return false;
   Napi::Error error = Napi::TypeError::New(env, message);
   error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
   error.ThrowAsJavaScriptException();
@@ -28,6 +32,37 @@ inline bool ReadInteger(Napi::Env env, const Napi::Value& value, const std::stri
   }
   *out = static_cast<uint64_t>(number);
   return true;
+}
+
+// A number, or the fallback for a value of any other type (an empty value too).
+inline double NumberOr(const Napi::Value& value, double fallback) {
+  return value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : fallback;
+}
+
+// An id or count: a number within 0..2^32 - 1, else the fallback (a fraction is cut).
+inline uint32_t U32Or(const Napi::Value& value, uint32_t fallback) {
+  const double number = NumberOr(value, NAN);
+  return number >= 0 && number <= 4294967295.0 ? static_cast<uint32_t>(number) : fallback;
+}
+
+// A duration or size in a signed 64-bit range, else the fallback.
+inline int64_t I64Or(const Napi::Value& value, int64_t fallback) {
+  const double number = NumberOr(value, NAN);
+  return number >= -kMaxExactInteger && number <= kMaxExactInteger ? static_cast<int64_t>(number) : fallback;
+}
+
+inline std::string StringOr(const Napi::Value& value, const std::string& fallback = std::string()) {
+  return value.IsString() ? value.As<Napi::String>().Utf8Value() : fallback;
+}
+
+inline bool BoolOr(const Napi::Value& value, bool fallback = false) {
+  return value.IsBoolean() ? value.As<Napi::Boolean>().Value() : fallback;
+}
+
+// A buffer the I/O thread may keep a pointer into: not resizable (a shrink would leave the pointer past
+// its end). JavaScript also marks the engine's buffers untransferable, so that none is detached.
+inline bool FixedArrayBuffer(Napi::ArrayBuffer buffer) {
+  return !BoolOr(buffer.Get("resizable")) && buffer.Data() != nullptr;
 }
 
 }  // namespace volley

@@ -86,7 +86,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         return;
       }
       config.reliableWindow = static_cast<uint32_t>(window);
-      config.followsPings = options.Has("followsPings") && options.Get("followsPings").ToBoolean().Value();
+      config.followsPings = options.Has("followsPings") && BoolOr(options.Get("followsPings"));
     }
     core_ = std::make_unique<DeliveryCore>(config, this);
   }

@@ -20,7 +20,7 @@ namespace {
 using netcode::DropReason;
 
 bool Fail(Napi::Env env, const std::string& message) {
-  Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  if (!env.IsExceptionPending()) Napi::TypeError::New(env, message).ThrowAsJavaScriptException();  // see binding_args.h
   return false;
 }
 
@@ -102,13 +102,13 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
   }
   token.serverAddressCount = secret.serverAddressCount = addresses.Length();
   for (uint32_t i = 0; i < addresses.Length(); ++i) {
-    const std::string text = addresses.Get(i).ToString().Utf8Value();
+    const std::string text = StringOr(addresses.Get(i));
     if (!netcode::ParseServerAddress(text, &token.serverAddresses[i])) {
       return Fail(env, "server address '" + text + "' does not parse"), env.Undefined();
     }
     secret.serverAddresses[i] = token.serverAddresses[i];
   }
-  token.timeoutSeconds = secret.timeoutSeconds = options.Get("timeoutSeconds").ToNumber().Int32Value();
+  token.timeoutSeconds = secret.timeoutSeconds = static_cast<int32_t>(I64Or(options.Get("timeoutSeconds"), 0));
   std::memcpy(token.clientToServerKey, c2s, netcode::kKeyBytes);
   std::memcpy(secret.clientToServerKey, c2s, netcode::kKeyBytes);
   std::memcpy(token.serverToClientKey, s2c, netcode::kKeyBytes);
@@ -199,7 +199,7 @@ Napi::Value OpenPrivateConnectToken(const Napi::CallbackInfo& info) {
 // encryptPacket(type, sequence, body, protocolId, key) -> Uint8Array
 Napi::Value EncryptPacket(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const uint32_t type = info[0].ToNumber().Uint32Value();
+  const uint32_t type = U32Or(info[0], UINT32_MAX);
   const uint8_t *body, *key;
   size_t bodySize = 0;
   uint64_t sequence, protocolId;
@@ -223,8 +223,17 @@ class ReplayWindowWrap : public Napi::ObjectWrap<ReplayWindowWrap> {
                        {InstanceMethod<&ReplayWindowWrap::AlreadyReceived>("alreadyReceived"),
                         InstanceMethod<&ReplayWindowWrap::Advance>("advance")});
   }
-  explicit ReplayWindowWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReplayWindowWrap>(info) {}
+  explicit ReplayWindowWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReplayWindowWrap>(info) {
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+  }
+  // The window of a ReplayWindow object, or nullptr for any other value (an object some other class
+  // wraps too: unwrapping it as this one would read a foreign object).
+  static netcode::ReplayWindow* Of(const Napi::Value& value) {
+    if (!value.IsObject() || !value.As<Napi::Object>().CheckTypeTag(&kTag)) return nullptr;
+    return &Unwrap(value.As<Napi::Object>())->window;
+  }
   netcode::ReplayWindow window;
+  static constexpr napi_type_tag kTag = {0x766f6c6c65797265ull, 0x706c617977696e64ull};
 
  private:
   Napi::Value AlreadyReceived(const Napi::CallbackInfo& info) {
@@ -243,6 +252,7 @@ class ReplayWindowWrap : public Napi::ObjectWrap<ReplayWindowWrap> {
 // 'a.b.c.d:port' or '[v6]:port'.
 class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
  public:
+  static constexpr uint32_t kMaxTableCapacity = 1u << 22;  // a test surface: what a server could ever hold
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "AddressTable",
                        {InstanceMethod<&AddressTableWrap::Insert>("insert"), InstanceMethod<&AddressTableWrap::Set>("set"),
@@ -251,7 +261,7 @@ class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
   }
   // new AddressTable(capacity)
   explicit AddressTableWrap(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<AddressTableWrap>(info), table_(info[0].IsNumber() ? info[0].ToNumber().Uint32Value() : 16) {}
+      : Napi::ObjectWrap<AddressTableWrap>(info), table_(std::min<uint32_t>(U32Or(info[0], 16), kMaxTableCapacity)) {}
 
  private:
   bool Key(const Napi::CallbackInfo& info, netcode::AddressKey* out) {
@@ -309,9 +319,12 @@ Napi::Value ReadEncryptedPacket(const Napi::CallbackInfo& info) {
       !GetBytes(env, info[2], "key", netcode::kKeyBytes, &key)) {
     return env.Undefined();
   }
-  const uint32_t acceptMask = info[3].ToNumber().Uint32Value();
+  const uint32_t acceptMask = U32Or(info[3], UINT32_MAX);
   netcode::ReplayWindow* replay = nullptr;
-  if (info[4].IsObject()) replay = &ReplayWindowWrap::Unwrap(info[4].As<Napi::Object>())->window;
+  if (!info[4].IsUndefined()) {
+    replay = ReplayWindowWrap::Of(info[4]);
+    if (replay == nullptr) return Fail(env, "readEncryptedPacket: replay must be a ReplayWindow"), env.Undefined();
+  }
   netcode::Packet result;
   uint8_t body[netcode::kMaxPayloadBytes];
   const DropReason reason = netcode::ReadEncryptedPacket(packet, size, protocolId, key, acceptMask, replay, &result, body);
@@ -428,22 +441,22 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       return;
     }
     std::memcpy(config.privateKey, privateKey, netcode::kKeyBytes);
-    const std::string address = options.Get("publicAddress").ToString().Utf8Value();
+    const std::string address = StringOr(options.Get("publicAddress"));
     if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
       Fail(env, "publicAddress '" + address + "' does not parse");
       return;
     }
-    config.maxClients = options.Get("maxClients").ToNumber().Uint32Value();
-    if (config.maxClients < 1) {
-      Fail(env, "maxClients must be at least 1");
+    config.maxClients = U32Or(options.Get("maxClients"), 0);
+    if (config.maxClients < 1 || config.maxClients > (1u << 20)) {
+      Fail(env, "maxClients must be 1..1048576");
       return;
     }
-    if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = options.Get("keepAliveIntervalUs").ToNumber().Int64Value();
-    if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = options.Get("disconnectIntervalUs").ToNumber().Int64Value();
-    if (options.Has("disconnectPackets")) config.disconnectPackets = options.Get("disconnectPackets").ToNumber().Uint32Value();
+    if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = I64Or(options.Get("keepAliveIntervalUs"), 0);
+    if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = I64Or(options.Get("disconnectIntervalUs"), 0);
+    if (options.Has("disconnectPackets")) config.disconnectPackets = U32Or(options.Get("disconnectPackets"), 0);
     if (options.Has("layerAboveEveryUs")) {
-      aboveEveryUs_ = options.Get("layerAboveEveryUs").ToNumber().Int64Value();
-      const uint64_t startUs = options.Has("layerAboveStartUs") ? options.Get("layerAboveStartUs").ToNumber().Int64Value() : 0;
+      aboveEveryUs_ = I64Or(options.Get("layerAboveEveryUs"), 0);
+      const uint64_t startUs = options.Has("layerAboveStartUs") ? I64Or(options.Get("layerAboveStartUs"), 0) : 0;
       aboveNextUs_.assign(config.maxClients, startUs);
     }
     core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, this);
@@ -486,7 +499,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
   bool Begin(const Napi::CallbackInfo& info, size_t clockAt, netcode::Clock* clock) {
     StartLog(info.Env());
     if (!core_) return Fail(env_, "the server core was not created");
-    clock->monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
+    clock->monotonicUs = static_cast<uint64_t>(I64Or(info[clockAt], 0));
     return GetU64(env_, info[clockAt + 1], "unixSeconds", &clock->unixSeconds);
   }
 
@@ -497,7 +510,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     size_t size = 0;
     netcode::ServerAddress from;
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
-    if (!netcode::ParseServerAddress(info[0].ToString().Utf8Value(), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    if (!netcode::ParseServerAddress(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
     return events_;
   }
@@ -513,14 +526,14 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     const uint8_t* data;
     size_t size = 0;
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "data", 0, &data, &size)) return env_.Undefined();
-    const bool accepted = core_->SendPayload(info[0].ToNumber().Uint32Value(), data, size, clock);
+    const bool accepted = core_->SendPayload(U32Or(info[0], UINT32_MAX), data, size, clock);
     events_.Set("accepted", Napi::Boolean::New(env_, accepted));
     return events_;
   }
   Napi::Value DisconnectJs(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 1, &clock)) return env_.Undefined();
-    core_->Disconnect(info[0].ToNumber().Uint32Value(), clock);
+    core_->Disconnect(U32Or(info[0], UINT32_MAX), clock);
     return events_;
   }
   Napi::Value StopJs(const Napi::CallbackInfo& info) {
@@ -571,10 +584,10 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     netcode::ClientConfig config;
     if (info[0].IsObject()) {
       Napi::Object options = info[0].As<Napi::Object>();
-      if (options.Has("requestIntervalUs")) config.requestIntervalUs = options.Get("requestIntervalUs").ToNumber().Int64Value();
-      if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = options.Get("keepAliveIntervalUs").ToNumber().Int64Value();
-      if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = options.Get("disconnectIntervalUs").ToNumber().Int64Value();
-      if (options.Has("disconnectPackets")) config.disconnectPackets = options.Get("disconnectPackets").ToNumber().Uint32Value();
+      if (options.Has("requestIntervalUs")) config.requestIntervalUs = I64Or(options.Get("requestIntervalUs"), 0);
+      if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = I64Or(options.Get("keepAliveIntervalUs"), 0);
+      if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = I64Or(options.Get("disconnectIntervalUs"), 0);
+      if (options.Has("disconnectPackets")) config.disconnectPackets = U32Or(options.Get("disconnectPackets"), 0);
     }
     core_ = std::make_unique<netcode::ClientCore>(config, this);
   }
@@ -587,7 +600,7 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
   netcode::Clock Begin(const Napi::CallbackInfo& info, size_t clockAt) {
     StartLog(info.Env());
     netcode::Clock clock;
-    clock.monotonicUs = static_cast<uint64_t>(info[clockAt].ToNumber().Int64Value());
+    clock.monotonicUs = static_cast<uint64_t>(I64Or(info[clockAt], 0));
     return clock;
   }
 
@@ -607,7 +620,7 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     size_t size = 0;
     netcode::ServerAddress from;
     if (!GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
-    if (!netcode::ParseServerAddress(info[0].ToString().Utf8Value(), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    if (!netcode::ParseServerAddress(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
     return events_;
   }

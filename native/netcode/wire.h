@@ -57,6 +57,7 @@ class WireWriter {
       failed_ = true;
       return;
     }
+    if (n == 0) return;  // p may be null then (an empty vector's data()): memcpy must not see it
     std::memcpy(data_ + offset_, p, n);
     offset_ += n;
   }

@@ -74,6 +74,7 @@ export class Engine {
 
   constructor(limits: EngineLimits, onIdle: (engine: Engine) => void) {
     this.addon = loadAddon()
+    markAsUntransferable(this.#control.buffer) // the addon writes events into it: it must never be detached
     this.#limits = limits
     this.#onIdle = onIdle
     this.#native = new this.addon.Engine(this.#control, (count) => this.#onEvents(count))

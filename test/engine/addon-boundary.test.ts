@@ -1,0 +1,81 @@
+// The addon called directly with arguments the TypeScript layer never passes: values whose conversion
+// throws, getters that throw, objects of the wrong class, sizes out of reach, buffers that could move.
+// Each call must throw a JavaScript error or return; before the fixes several aborted the process
+// (an addon built without C++ exceptions dies when a conversion throws) or read foreign memory. They run
+// in a child process so that a crash fails this test instead of taking the test worker with it.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const script = `
+import { loadAddon } from ${JSON.stringify(join(import.meta.dirname, '../../src/engine/addon.ts'))}
+const addon = loadAddon() as any
+const outcomes: Record<string, string> = {}
+function attempt(name: string, call: () => unknown): void {
+  try {
+    const value = call()
+    outcomes[name] = 'returned ' + (value === null ? 'null' : typeof value)
+  } catch (error) {
+    outcomes[name] = 'threw ' + (error as Error).name + ': ' + (error as Error).message
+  }
+}
+const throwing = { valueOf() { throw new Error('valueOf') }, toString() { throw new Error('toString') } }
+const engine = new addon.Engine(new Int32Array(1 << 16), () => {})
+engine.setRef(false)
+for (const [name, value] of [['bigint', 1n], ['symbol', Symbol('id')], ['throwing', throwing]] as const) {
+  attempt('closeSocket ' + name, () => engine.closeSocket(value))
+  attempt('control ' + name, () => engine.control(value, value, value))
+  attempt('takeLarge ' + name, () => engine.takeLarge(value))
+  attempt('socketStats ' + name, () => engine.socketStats(value, new Float64Array(16)))
+  attempt('peerStats ' + name, () => engine.peerStats(value, value, new Float64Array(4)))
+  attempt('submit ' + name, () => engine.submit(value, value))
+  attempt('setRef ' + name, () => engine.setRef(value))
+  attempt('formatIp ' + name, () => addon.formatIp(new Uint8Array(16), value))
+}
+const socket = { ipv6: false, ipv6Only: false, reuseAddress: false, reusePort: false, receiveBufferSize: 0, sendBufferSize: 0, address: '127.0.0.1', port: 0, batchSize: 8, coalesceUs: 0 }
+attempt('openSocket getter', () => engine.openSocket({ ...socket, get ipv6() { throw new Error('getter ipv6') } }))
+attempt('openSocket port symbol', () => engine.openSocket({ ...socket, port: Symbol('port') }))
+attempt('openSocket address throwing', () => engine.openSocket({ ...socket, address: throwing }))
+attempt('openSocket protocol getter', () => engine.openSocket({ ...socket, protocol: { get kind() { throw new Error('getter kind') } } }))
+attempt('addReceiveSlab resizable', () => engine.addReceiveSlab(new (ArrayBuffer as any)(256 << 10, { maxByteLength: 256 << 10 })))
+attempt('addSendSlab resizable', () => engine.addSendSlab(new (ArrayBuffer as any)(256 << 10, { maxByteLength: 256 << 10 })))
+attempt('Engine resizable control', () => new addon.Engine(new Int32Array(new (ArrayBuffer as any)(1 << 18, { maxByteLength: 1 << 18 })), () => {}))
+const key = new Uint8Array(32).fill(7)
+const packet = addon.netcode.encryptPacket(5, 5n, new Uint8Array(8), 1n, key)
+attempt('readEncryptedPacket plain object', () => addon.netcode.readEncryptedPacket(packet, 1n, key, 0xff, {}))
+attempt('readEncryptedPacket other class', () => addon.netcode.readEncryptedPacket(packet, 1n, key, 0xff, new addon.netcode.AddressTable(4)))
+attempt('readEncryptedPacket ReplayWindow', () => addon.netcode.readEncryptedPacket(packet, 1n, key, 0xff, new addon.netcode.ReplayWindow()))
+attempt('encryptPacket throwing type', () => addon.netcode.encryptPacket(throwing, 5n, new Uint8Array(8), 1n, key))
+attempt('AddressTable -1', () => new addon.netcode.AddressTable(-1).size)
+attempt('AddressTable 2^32 - 1', () => new addon.netcode.AddressTable(2 ** 32 - 1).size)
+attempt('ServerCore maxClients -1', () => new addon.netcode.ServerCore({ protocolId: 1n, privateKey: key, publicAddress: '127.0.0.1:1', maxClients: -1, challengeKey: key }))
+engine.shutdown()
+attempt('closeSocket after shutdown', () => engine.closeSocket(Symbol('late')))
+console.log(JSON.stringify(outcomes))
+`
+
+describe('the addon, called directly with hostile arguments', () => {
+  it('throws or returns, and never takes the process down', () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'volley-boundary-')), 'boundary.mts')
+    writeFileSync(file, script)
+    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: join(import.meta.dirname, '../..'), timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toMatchObject({ status: 0, signal: null })
+    const outcomes = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, string>
+    expect(Object.keys(outcomes)).toHaveLength(8 * 3 + 15)
+    // A getter's own exception reaches JavaScript; nothing is opened behind it.
+    expect(outcomes['openSocket getter']).toBe('threw Error: getter ipv6')
+    expect(outcomes['openSocket protocol getter']).toBe('threw Error: getter kind')
+    expect(outcomes['openSocket port symbol']).toMatch(/^threw RangeError: port must be/)
+    expect(outcomes['addReceiveSlab resizable']).toMatch(/^threw TypeError: a receive slab must not be a resizable/)
+    expect(outcomes['addSendSlab resizable']).toMatch(/^threw TypeError: a send slab must not be a resizable/)
+    expect(outcomes['Engine resizable control']).toMatch(/^threw TypeError: control must not be on a resizable/)
+    expect(outcomes['readEncryptedPacket plain object']).toMatch(/^threw TypeError: readEncryptedPacket: replay must be a ReplayWindow/)
+    expect(outcomes['readEncryptedPacket other class']).toMatch(/^threw TypeError: readEncryptedPacket: replay must be a ReplayWindow/)
+    expect(outcomes['readEncryptedPacket ReplayWindow']).toBe('returned object')
+    expect(outcomes['AddressTable -1']).toBe('returned number')
+    expect(outcomes['ServerCore maxClients -1']).toMatch(/^threw TypeError: maxClients must be 1..1048576/)
+    expect(outcomes['closeSocket symbol']).toBe('returned undefined')
+  }, 40_000)
+})
