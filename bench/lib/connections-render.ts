@@ -263,7 +263,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
         ? 'the clients are a ClientPool in a node process; '
         : "the clients are the C++ handshake load (bench/native/handshake-load.cc: volley's netcode client core, each client at an address of its own in 127.0.0.0/8, all on one socket with batched system calls), which connects faster than the server accepts, so the server sets the rate; ") +
       'first on a fresh server (its memory grows: V8 heap, maps), then again with new clients after the first ones left (the steady state of a gateway whose clients come and go). ' +
-      'Page faults per handshake count the server\'s first touches of memory (minor faults): on a VM that hands freed memory back to its host, each costs microseconds (a C loop measures 1.4–13 µs per 4 KiB page here), which is most of what a fresh server pays over the steady state. ' +
+      'Page faults per handshake count the server\'s first touches of memory (minor faults); each costs microseconds on this VM (bench/native/first-touch.c: 1.4–2.4 µs per 4 KiB page, 7.7–8.4 µs for memory the host had taken back). ' +
       'Connect: server CPU from just before the load generator starts connecting to just after its last attempt ended, ÷ the handshakes the server completed; ' +
       'it includes the keep-alives (10 Hz each way) of the clients already connected, which the second figure estimates from the hold\'s CPU per datagram and removes. ' +
       'RSS per peer: (server RSS with the clients connected − server RSS right after listen, before any client) ÷ peers, each read after a full GC; ' +
