@@ -1,7 +1,7 @@
 // A netcode 1.02 client on the native engine: connect with a token, then send and receive payloads.
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
@@ -115,10 +115,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #ipv6 = false
   /** The number of the latest connect(): the engine's state records say which attempt they belong to. */
   #attempt = 0
-  /** unref() was called: an open client does not keep the process alive. */
-  #unreferenced = false
-  /** This client holds one of its engine's references (it is busy and not unref'd). */
-  #held = false
+  /** Keeps the process alive while connecting, connected or closing, unless unref()ed. */
+  readonly #hold = new EngineHold()
   #closing: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   /** Set while the socket closes to reopen as IPv6: what runs once it has closed. */
@@ -226,7 +224,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#links = engine.peerLinks(info.id)
         this.#open = true
         this.#ipv6 = ipv6
-        this.#held = true // open() took a reference
+        this.#hold.opened(engine)
       } catch (error) {
         engine.releaseIfIdle()
         return Promise.reject(fromNativeError(error))
@@ -308,15 +306,13 @@ export class Client extends EventEmitter<ClientEvents> {
    * that is idle (never connected, or its connection ended) never keeps the process alive.
    */
   unref(): this {
-    this.#unreferenced = true
-    this.#updateReference()
+    this.#hold.setUnreferenced(true, this.#busy())
     return this
   }
 
   /** Undoes unref(). */
   ref(): this {
-    this.#unreferenced = false
-    this.#updateReference()
+    this.#hold.setUnreferenced(false, this.#busy())
     return this
   }
 
@@ -342,15 +338,12 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#closing
   }
 
-  /** Holds the engine (keeps the process alive) while connecting, connected or closing, unless unref'd. */
+  #busy(): boolean {
+    return this.#open && (this.#pending !== undefined || this.#state === 'connected' || this.#closing !== undefined || this.#afterReopen !== undefined)
+  }
+
   #updateReference(): void {
-    if (!this.#open || this.#engine === undefined) return
-    const busy = this.#pending !== undefined || this.#state === 'connected' || this.#closing !== undefined || this.#afterReopen !== undefined
-    const hold = busy && !this.#unreferenced
-    if (hold === this.#held) return
-    this.#held = hold
-    if (hold) this.#engine.ref()
-    else this.#engine.unref()
+    this.#hold.update(this.#busy())
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {
@@ -397,11 +390,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #onClosed(): void {
-    if (this.#engine !== undefined) {
-      this.#engine.readProtocolStats(this.#id, this.#counters)
-      if (this.#held) this.#engine.unref()
-    }
-    this.#held = false
+    if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    this.#hold.closed()
     this.#open = false
     const reopen = this.#afterReopen
     this.#afterReopen = undefined

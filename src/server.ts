@@ -1,7 +1,7 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
@@ -133,10 +133,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   #engine: Engine | undefined
   #id = 0
   #state: ServerState = 'stopped'
-  /** unref() was called: a running server does not keep the process alive. */
-  #unreferenced = false
-  /** This server holds one of its engine's references. */
-  #held = false
+  /** Keeps the process alive while running or stopping, unless unref()ed. */
+  readonly #hold = new EngineHold()
   #closed: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   readonly #client: EngineClient
@@ -228,8 +226,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     this.#engine = engine
     this.#id = info.id
     this.#links = engine.peerLinks(info.id)
-    this.#held = true // open() took a reference
-    if (this.#unreferenced) this.#updateReference()
+    this.#hold.opened(engine)
+    this.#hold.update(true)
     this.#setState('running')
     return { address: info.address, port: info.port }
   }
@@ -254,25 +252,14 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
 
   /** Lets the process exit while the server runs (as net.Server's unref()). */
   unref(): this {
-    this.#unreferenced = true
-    this.#updateReference()
+    this.#hold.setUnreferenced(true, this.#state !== 'stopped')
     return this
   }
 
   /** Undoes unref(). */
   ref(): this {
-    this.#unreferenced = false
-    this.#updateReference()
+    this.#hold.setUnreferenced(false, this.#state !== 'stopped')
     return this
-  }
-
-  #updateReference(): void {
-    if (this.#engine === undefined || this.#state === 'stopped') return
-    const hold = !this.#unreferenced
-    if (hold === this.#held) return
-    this.#held = hold
-    if (hold) this.#engine.ref()
-    else this.#engine.unref()
   }
 
   stats(): ServerStats {
@@ -417,11 +404,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   }
 
   #onClosed(): void {
-    if (this.#engine !== undefined) {
-      this.#engine.readProtocolStats(this.#id, this.#counters)
-      if (this.#held) this.#engine.unref()
-    }
-    this.#held = false
+    if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    this.#hold.closed()
     for (const peer of this.#peers.values()) peer.markDisconnected()
     this.#peers.clear()
     this.#peerSlots.length = 0

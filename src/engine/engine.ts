@@ -330,6 +330,44 @@ export class Engine {
   }
 }
 
+/**
+ * What one Server or Client holds of its engine's reference count (which keeps the process alive): a
+ * reference while it is busy, unless unref()ed. The engine's open() takes one for the new socket.
+ */
+export class EngineHold {
+  #engine: Engine | undefined
+  #held = false
+  #unreferenced = false
+
+  /** The socket was opened on this engine: open() took a reference for it. */
+  opened(engine: Engine): void {
+    this.#engine = engine
+    this.#held = true
+  }
+
+  /** unref() (true) or ref() (false) by the owner's user; then as update(). */
+  setUnreferenced(unreferenced: boolean, busy: boolean): void {
+    this.#unreferenced = unreferenced
+    this.update(busy)
+  }
+
+  /** Holds a reference while busy and not unref()ed, none otherwise. */
+  update(busy: boolean): void {
+    const hold = busy && !this.#unreferenced
+    if (this.#engine === undefined || hold === this.#held) return
+    this.#held = hold
+    if (hold) this.#engine.ref()
+    else this.#engine.unref()
+  }
+
+  /** The socket closed: whatever was held goes back. */
+  closed(): void {
+    if (this.#held) this.#engine?.unref()
+    this.#held = false
+    this.#engine = undefined
+  }
+}
+
 // process.exit() skips the environment's cleanup hooks: join the I/O threads here instead.
 const running = new Set<Engine>()
 let exitHookInstalled = false
