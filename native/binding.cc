@@ -83,7 +83,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ThrowType(env, "control must be an Int32Array of at least kEventCapacity * kEventWords elements");
       return;
     }
-    if (!FixedArrayBuffer(control.ArrayBuffer())) {
+    if (!FixedArrayBuffer(env, control.ArrayBuffer())) {
       ThrowType(env, "control must not be on a resizable or detached buffer");
       return;
     }
@@ -164,7 +164,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
-    if (!FixedArrayBuffer(buffer)) {
+    if (!FixedArrayBuffer(env, buffer)) {
       ThrowType(env, "a receive slab must not be a resizable or detached buffer");
       return env.Undefined();
     }
@@ -188,7 +188,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return env.Undefined();
     }
     Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
-    if (!FixedArrayBuffer(buffer)) {
+    if (!FixedArrayBuffer(env, buffer)) {
       ThrowType(env, "a send slab must not be a resizable or detached buffer");
       return env.Undefined();
     }
@@ -611,6 +611,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Error::New(env, "libsodium failed to initialise").ThrowAsJavaScriptException();
     return exports;
   }
+  TakeIntrinsics(env);
   exports.Set("Engine", EngineWrap::Define(env));
   exports.Set("parseIp", Napi::Function::New<ParseIpBinding>(env, "parseIp"));
   exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));

@@ -71,7 +71,7 @@ export class ClientPool {
     let connected = 0
     let failed = 0
     const worker = async (): Promise<void> => {
-      while (next < tokens.length && !this.#closing.signal.aborted) {
+      while (next < tokens.length && !signal.aborted) {
         const token = tokens[next++] as Uint8Array | string
         const client = new Client(this.#options)
         client.on('message', () => this.#messagesReceived++)

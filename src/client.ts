@@ -98,6 +98,12 @@ const clientOptionNames: ReadonlySet<string> = new Set([
 
 const connectOptionNames: ReadonlySet<string> = signalOnly
 
+/** A connect() waiting for the engine to report how its attempt ended. */
+interface PendingConnect {
+  resolve: () => void
+  reject: (error: Error) => void
+}
+
 export class Client extends EventEmitter<ClientEvents> {
   readonly #settings: { requestIntervalMs: number; keepAliveIntervalMs: number; disconnectPackets: number; disconnectIntervalMs: number }
   readonly #socket: SocketSettings
@@ -121,7 +127,7 @@ export class Client extends EventEmitter<ClientEvents> {
   #resolveClosed: (() => void) | undefined
   /** Set while the socket closes to reopen as IPv6: what runs once it has closed. */
   #afterReopen: (() => void) | undefined
-  #pending: { resolve: () => void; reject: (error: Error) => void } | undefined
+  #pending: PendingConnect | undefined
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
@@ -185,6 +191,7 @@ export class Client extends EventEmitter<ClientEvents> {
           else if (signal?.aborted === true) reject(abortedError('The connection attempt was aborted', signal))
           else this.#start(bytes, ipv6, signal).then(resolve, reject)
         }
+        this.#updateReference() // busy while the old socket closes
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
       })
     }
@@ -234,10 +241,8 @@ export class Client extends EventEmitter<ClientEvents> {
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.#pending !== entry) return
-        this.#pending = undefined
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
-        this.#updateReference()
-        reject(abortedError('The connection attempt was aborted', signal))
+        this.#abandonAttempt(entry, abortedError('The connection attempt was aborted', signal))
       }
       const entry = {
         resolve: () => {
@@ -323,7 +328,6 @@ export class Client extends EventEmitter<ClientEvents> {
   close(): Promise<void> {
     if (this.#closing) return this.#closing
     const pending = this.#pending
-    this.#pending = undefined
     if (!this.#open) {
       this.#closing = Promise.resolve()
     } else {
@@ -332,10 +336,25 @@ export class Client extends EventEmitter<ClientEvents> {
       })
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
       if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
-      this.#updateReference()
     }
-    pending?.reject(abortedError('The client was closed while connecting', undefined))
+    if (pending !== undefined) this.#abandonAttempt(pending, abortedError('The client was closed while connecting', undefined))
+    this.#updateReference()
     return this.#closing
+  }
+
+  /**
+   * Ends the pending connect() here and now (abort, close): its promise rejects, the state is
+   * 'disconnected', and whatever the engine still reports of that attempt (its handshake may have
+   * completed meanwhile) is ignored, as the attempt number moves on.
+   */
+  #abandonAttempt(pending: PendingConnect, error: Error): void {
+    this.#pending = undefined
+    this.#attempt = (this.#attempt + 1) >>> 0
+    const changed = this.#state !== 'disconnected'
+    this.#state = 'disconnected'
+    this.#updateReference()
+    pending.reject(error)
+    if (changed) this.emit('state', 'disconnected')
   }
 
   #busy(): boolean {
@@ -362,30 +381,32 @@ export class Client extends EventEmitter<ClientEvents> {
     })
   }
 
+  // Promises settle before the events go out: a handler that throws cannot leave connect() hanging.
   #onState(state: ClientState): void {
     const previous = this.#state
+    const pending = this.#pending
     this.#state = state
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0) // the I/O thread's counts start again
-      const pending = this.#pending
       this.#pending = undefined
-      this.emit('state', state)
       pending?.resolve()
+      this.emit('state', state)
       return
     }
     if (state === 'sending-connection-request' || state === 'sending-connection-response') {
       this.emit('state', state)
       return
     }
-    const pending = this.#pending
     this.#pending = undefined
     this.#updateReference() // idle: the process may exit
-    this.emit('state', state)
     if (pending !== undefined) {
       const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
       pending.reject(new ConnectError(code, message, state))
-    } else if (previous === 'connected') {
-      this.emit('disconnect', state)
+    }
+    try {
+      this.emit('state', state)
+    } finally {
+      if (pending === undefined && previous === 'connected') this.emit('disconnect', state)
     }
   }
 
@@ -395,15 +416,19 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#open = false
     const reopen = this.#afterReopen
     this.#afterReopen = undefined
-    if (this.#state === 'connected') {
-      this.#state = 'disconnected'
-      this.emit('state', 'disconnected')
-      this.emit('disconnect', 'disconnected')
-    }
     const pending = this.#pending
     this.#pending = undefined
+    const wasConnected = this.#state === 'connected'
+    if (wasConnected) this.#state = 'disconnected'
     pending?.reject(abortedError('The client was closed while connecting', undefined))
-    reopen?.()
     this.#resolveClosed?.()
+    reopen?.()
+    if (wasConnected) {
+      try {
+        this.emit('state', 'disconnected')
+      } finally {
+        this.emit('disconnect', 'disconnected')
+      }
+    }
   }
 }

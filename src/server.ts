@@ -345,9 +345,17 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.index)
   }
 
+  // A 'state' handler that throws must not stop the transition it reports (close() would never resolve):
+  // its error surfaces as an uncaught exception once the caller is done.
   #setState(state: ServerState): void {
     this.#state = state
-    this.emit('state', state)
+    try {
+      this.emit('state', state)
+    } catch (error) {
+      process.nextTick(() => {
+        throw error
+      })
+    }
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {

@@ -65,6 +65,55 @@ describe('connect() attempts', () => {
     await client.close()
   })
 
+  it('an attempt aborted after its handshake completed unseen reports nothing more: no connected state, no disconnect', async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    const events: string[] = []
+    client.on('state', (state) => events.push(state))
+    client.on('disconnect', (state) => events.push(`disconnect ${state}`))
+    const abort = new AbortController()
+    const attempt = client.connect(await token(address, 11n), { signal: abort.signal })
+    // The JS thread is blocked while the I/O thread completes the handshake; the abort comes first.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
+    abort.abort()
+    expect(await codeOf(attempt)).toBe('ERR_ABORTED')
+    await sleep(100)
+    // Its records (requesting, connected) arrived after the abort: none is news any more.
+    expect(events).toEqual([])
+    expect(client.state).toBe('disconnected')
+    await client.close()
+    await server.close()
+  })
+
+  it('a state handler that throws leaves no promise unsettled (connect, close of client and server)', async () => {
+    const errors: unknown[] = []
+    const swallow = (error: unknown) => errors.push(error)
+    process.on('uncaughtException', swallow)
+    try {
+      const { server, address } = await startServer()
+      server.on('state', (state) => {
+        throw new Error(`server ${state}`)
+      })
+      const client = new Client(fast)
+      client.on('state', (state) => {
+        throw new Error(`client ${state}`)
+      })
+      expect(await codeOf(client.connect(await token(address, 12n)))).toBe('resolved')
+      await client.close()
+      const failing = new Client(fast)
+      failing.on('state', () => {
+        throw new Error('failing state')
+      })
+      expect(await codeOf(failing.connect(await token(silentAddress, 13n, 1)))).toBe('ERR_CONNECTION_REQUEST_TIMED_OUT')
+      await failing.close()
+      await server.close()
+      expect(server.state).toBe('stopped')
+      await waitFor(() => errors.some((error) => (error as Error).message === 'server stopped'), 1000, 'the handler errors to surface')
+    } finally {
+      process.off('uncaughtException', swallow)
+    }
+  })
+
   it('a client whose first token listed IPv4 servers reconnects with a token that lists only an IPv6 one', async () => {
     const v4 = await startServer()
     const v6 = await startServer({ address: '[::1]:0' })
@@ -147,6 +196,18 @@ describe('close()', () => {
     await closed
     await expect(server.listen()).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
     await client.close()
+  })
+
+  it("ClientPool.connect() stops starting clients once the caller's signal aborts", async () => {
+    const pool = new ClientPool(fast)
+    const silent = await Promise.all(Array.from({ length: 40 }, (_, i) => token(silentAddress, 500n + BigInt(i))))
+    const abort = new AbortController()
+    const connecting = pool.connect(silent, { concurrency: 4, signal: abort.signal })
+    await sleep(30)
+    abort.abort()
+    expect(await connecting).toMatchObject({ connected: 0, failed: 4 })
+    expect(pool.stats().failed).toEqual({ ERR_ABORTED: 4 })
+    await pool.close()
   })
 
   it('ClientPool.close() during connect() ends the attempts in flight and starts no more', async () => {
@@ -236,6 +297,36 @@ describe('the process is free to exit', () => {
       `const client = new Client()
        const outcome = await client.connect(await token('127.0.0.1:9', 1n)).then(() => 'connected', (error) => error.code)
        if (outcome !== 'ERR_CONNECTION_REQUEST_TIMED_OUT') throw new Error('unexpected outcome ' + outcome)`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null })
+  }, 20_000)
+
+  it('after server.unref() before listen()', () => {
+    const run = exits(
+      'unref-before-listen',
+      `const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0' })
+       server.unref()
+       await server.listen()`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null })
+  }, 20_000)
+
+  it('not while a client reopens its socket for an IPv6 server: the connect completes first', () => {
+    const run = exits(
+      'reopen',
+      `const v4 = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', disconnectIntervalMs: 5 })
+       const v6 = new Server({ protocolId: 1n, privateKey, address: '[::1]:0' })
+       const port4 = (await v4.listen()).port
+       const port6 = (await v6.listen()).port
+       v4.unref(); v6.unref() // as if they were elsewhere: only the client may keep this process alive
+       const client = new Client()
+       await client.connect(await token('127.0.0.1:' + port4, 1n))
+       const ended = new Promise((resolve) => client.once('disconnect', resolve))
+       for (const peer of v4.peers.values()) peer.disconnect()
+       await ended
+       await client.connect(await token('[::1]:' + port6, 2n))
+       console.log('connected over IPv6')
+       client.unref()`,
     )
     expect(run).toMatchObject({ status: 0, signal: null })
   }, 20_000)

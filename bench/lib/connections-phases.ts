@@ -9,6 +9,9 @@ import { type CoreTimes, type Disturbance, type UdpCounters, diffCoreTimes, diff
 /** The payload size of phase 3, both sides. */
 export const PAYLOAD_SIZE = 64
 
+/** Phase 3: the payload clients' keep-alive period (well within the tokens' 10 s timeout). */
+const PAYLOAD_CLIENT_KEEP_ALIVE_MS = 3000
+
 export interface Context {
   launch: ConnectionsLauncher
   options: ConnectionsOptions
@@ -102,7 +105,7 @@ export interface PayloadRun {
   systemPerMessageUs: number
   /** volley: the server's CPU share with the clients connected and silent (keep-alives only), before sending. */
   idleCpuShare: number
-  /** volley: CPU per payload less the idle share over the window (an upper bound of the keep-alive work). */
+  /** volley: CPU per payload less the idle share over the window: the server's own keep-alive work (and timers). */
   cpuPerMessageNetUs: number
   /** volley: the server's datagrams in and out in the window (keep-alives out included). */
   packetsIn: number
@@ -344,7 +347,10 @@ export async function runVolleyPayload(context: Context, round: number): Promise
     const server = launch.server(context.key, context.protocolId, options.payloadClients, options.keepAliveMs, lifetimeMs)
     children.push(server)
     const { port } = await server.expect('ready', 60_000)
-    const load = launch.load(port, context.key, context.protocolId, options.payloadClients, options.concurrency, options.timeoutSeconds, options.keepAliveMs, lifetimeMs)
+    // The clients' own keep-alives are never due while they send (each sends 100 payloads a second), so
+    // their period changes nothing in the payload window; a long one keeps them out of the idle window
+    // too, which then holds the server's own keep-alives only: what "net of idle" takes away.
+    const load = launch.load(port, context.key, context.protocolId, options.payloadClients, options.concurrency, options.timeoutSeconds, PAYLOAD_CLIENT_KEEP_ALIVE_MS, lifetimeMs)
     children.push(load)
     await load.expect('ready', 60_000 + options.payloadClients * 5)
     load.tell('connect')
