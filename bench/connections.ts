@@ -42,6 +42,9 @@ async function main(): Promise<number> {
     return 0
   }
   const pacedSender = buildPacedSender(benchDir)
+  // The C++ load (handshakes, and volley's payload senders), built once on first use; undefined: the ClientPool.
+  let builtLoad: string | undefined
+  const nativeLoad = (): string | undefined => (options.handshakeLoad === 'native' ? (builtLoad ??= buildHandshakeLoad(benchDir, root)) : undefined)
   const log = (line: string): void => {
     process.stderr.write(`${line}\n`)
   }
@@ -64,7 +67,7 @@ async function main(): Promise<number> {
   let handshakes: HandshakePhase | null = null
   if (!options.skipHandshakes) {
     try {
-      handshakes = await runHandshakes(context, options.handshakeLoad === 'native' ? buildHandshakeLoad(benchDir, root) : undefined)
+      handshakes = await runHandshakes(context, nativeLoad())
     } catch (error) {
       failures.push(`handshakes: ${describeFailure(error)}`)
       log(`handshakes FAILED: ${describeFailure(error)}`)
@@ -83,9 +86,10 @@ async function main(): Promise<number> {
   }
   const payloadRuns: PayloadRun[] = []
   if (!options.skipPayload) {
+    const payloadLoad = nativeLoad()
     for (let round = 1; round <= options.repeats; round++) {
       for (const [receiver, run] of [
-        ['volley', runVolleyPayload],
+        ['volley', (c: Context, r: number) => runVolleyPayload(c, r, payloadLoad)],
         ['dgram', runDgramPayload],
       ] as const) {
         try {

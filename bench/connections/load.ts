@@ -7,8 +7,9 @@
 //   send <rate> <ms> <tick µs>    sends 64-byte payloads at <rate> per second in total for <ms>: every
 //                                 tick, the payloads due by then (rate × elapsed − sent), one per client
 //                                 in turn (the schedule of bench/native/paced-sender.c); reports 'sent'
-//   With --native-load <binary>, connect and leave run the C++ handshake load (bench/native/handshake-load.cc)
-//   on the same tokens instead of the ClientPool: it connects faster than the server can accept.
+//   With --native-load <binary>, connect, send and leave run the C++ handshake load
+//   (bench/native/handshake-load.cc) on the same tokens instead of the ClientPool: it connects faster
+//   than the server can accept, and sends its payloads in the bursts node:dgram's C sender makes.
 //   leave                         closes every client (each sends its redundant disconnects), then makes a
 //                                 new pool with fresh tokens (new client ids) for the next connect; 'left'
 //   stop                          closes every client (bounded), a last mark, exit
@@ -101,22 +102,37 @@ try {
     })
   }
 
-  // The C++ handshake load of the current round, from its 'connected' line until 'leave'.
+  // The C++ handshake load of the current round, from its 'connected' line until 'leave', and its lines.
   let nativeRun: ChildProcess | null = null
+  let nativeLines: AsyncIterator<string> | null = null
+  const nativeLine = async (): Promise<string> => {
+    const next = await (nativeLines as AsyncIterator<string>).next()
+    if (next.done === true) throw new Error('the native load ended early')
+    return next.value
+  }
   const nativeConnect = async (binary: string): Promise<void> => {
     const file = join(tmpdir(), `volley-handshake-tokens-${process.pid}.bin`)
     writeFileSync(file, Buffer.concat(tokens))
-    const child = spawn(binary, ['--tokens', file, '--concurrency', String(concurrency)], { stdio: ['pipe', 'pipe', 'inherit'] })
+    const child = spawn(binary, ['--tokens', file, '--concurrency', String(concurrency), '--keep-alive-ms', String(keepAliveIntervalMs)], { stdio: ['pipe', 'pipe', 'inherit'] })
     nativeRun = child
-    const lines = createInterface({ input: child.stdout! })
-    const [line] = (await once(lines, 'line')) as [string]
+    nativeLines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
+    const line = await nativeLine()
     const result = JSON.parse(line) as { connected: number; failed: Record<string, number>; ms: number; cpuUs: number }
     const failed = Object.values(result.failed).reduce((total, count) => total + count, 0)
     emitMark('connected', counters, { connect: { connected: result.connected, failed, ms: result.ms, cpuUs: result.cpuUs }, pool: { failed: result.failed } })
   }
+  // The native load sends the payloads itself, on the schedule of the ClientPool's send() above.
+  const nativeSend = async (rate: number, milliseconds: number, tickUs: number): Promise<void> => {
+    ;(nativeRun as ChildProcess).stdin!.write(`send ${rate} ${milliseconds} ${tickUs}\n`)
+    const result = JSON.parse(await nativeLine()) as { attempted: number; sent: number; notConnected: number; ticks: number; seconds: number; cpuUs: number }
+    counters.packets += result.sent
+    counters.bytes += result.sent * PAYLOAD_SIZE
+    emitMark('sent', counters, { window: { ...result, refused: 0 } })
+  }
   const nativeLeave = async (): Promise<void> => {
     const child = nativeRun
     nativeRun = null
+    nativeLines = null
     if (child === null) return
     child.stdin!.write('leave\n')
     if (child.exitCode === null) await once(child, 'exit')
@@ -139,7 +155,8 @@ try {
       },
       mark: ([label = 'mark']) => emitMark(label, counters, { pool: pool.stats() }),
       send: async ([rate, milliseconds, tick]) => {
-        await send(numberArg('rate', rate, 1, 10_000_000), numberArg('milliseconds', milliseconds, 1, 600_000), numberArg('tick', tick, 100, 1_000_000))
+        const args = [numberArg('rate', rate, 1, 10_000_000), numberArg('milliseconds', milliseconds, 1, 600_000), numberArg('tick', tick, 100, 1_000_000)] as const
+        await (nativeRun === null ? send(...args) : nativeSend(...args))
       },
       stop: async () => {
         const stats = pool.stats()

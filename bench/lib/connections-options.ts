@@ -37,8 +37,9 @@ export const connectionsUsage = `usage: npm run bench:connections -- [options]
                           keep-alives every 10 s so that only handshakes are measured (default 30,000,
                           quick 1,000: about half a second at the server's rate, each time)
   --handshake-load=native|pool
-                          phase 0's clients: the C++ handshake load, faster than the server (default), or
-                          a ClientPool in node (then the load generator sets the rate)
+                          phase 0's clients and phase 3's volley senders: the C++ load (default; it
+                          connects faster than the server, and sends payloads in the bursts of node:dgram's
+                          C sender), or a ClientPool in node (then the load generator sets the rates)
   --no-handshakes         skip phase 0
   --clients=N             clients that connect and stay connected (default 10000, quick 1000)
   --concurrency=N         handshakes in flight at a time (default 256, ClientPool's default)

@@ -338,8 +338,11 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
   }
 }
 
-/** Phase 3, volley: payloadClients clients send 64 B payloads at the given total rate to a server that counts them. */
-export async function runVolleyPayload(context: Context, round: number): Promise<PayloadRun> {
+/**
+ * Phase 3, volley: payloadClients clients send 64 B payloads at the given total rate to a server that counts
+ * them; with nativeLoad, the C++ load's clients, which send in the bursts of node:dgram's C sender.
+ */
+export async function runVolleyPayload(context: Context, round: number, nativeLoad: string | undefined): Promise<PayloadRun> {
   const { launch, options, log } = context
   const children: BenchChild[] = []
   const lifetimeMs = Math.round((options.baselineSeconds + options.payloadSeconds + 600) * 1000)
@@ -350,7 +353,7 @@ export async function runVolleyPayload(context: Context, round: number): Promise
     // The clients' own keep-alives are never due while they send (each sends 100 payloads a second), so
     // their period changes nothing in the payload window; a long one keeps them out of the idle window
     // too, which then holds the server's own keep-alives only: what "net of idle" takes away.
-    const load = launch.load(port, context.key, context.protocolId, options.payloadClients, options.concurrency, options.timeoutSeconds, PAYLOAD_CLIENT_KEEP_ALIVE_MS, lifetimeMs)
+    const load = launch.load(port, context.key, context.protocolId, options.payloadClients, options.concurrency, options.timeoutSeconds, PAYLOAD_CLIENT_KEEP_ALIVE_MS, lifetimeMs, nativeLoad)
     children.push(load)
     await load.expect('ready', 60_000 + options.payloadClients * 5)
     load.tell('connect')
@@ -366,7 +369,7 @@ export async function runVolleyPayload(context: Context, round: number): Promise
 
     const kernel0 = readUdpCounters()
     const cores0 = readCoreTimes()
-    const loadA = await takeMark(load, 'send-start')
+    await takeMark(load, 'send-start')
     const serverA = await takeMark(server, 'payload-start')
     const milliseconds = options.payloadSeconds * 1000
     load.tell(`send ${options.rate} ${Math.round(milliseconds)} ${options.tickUs}`)
@@ -377,7 +380,8 @@ export async function runVolleyPayload(context: Context, round: number): Promise
     const window = between(serverA, serverB)
     const sent = at(loadB, 'window', 'sent')
     const received = window.packets
-    const senderCpuUs = loadB.cpuUs - loadA.cpuUs
+    // The sender's CPU over its sending (the ClientPool's process, or the C++ load's).
+    const senderCpuUs = at(loadB, 'window', 'cpuUs')
     const run: PayloadRun = {
       receiver: 'volley',
       round,

@@ -9,13 +9,17 @@
 // client; a socket per client cost the load more than the server's whole handshake, and its wake-ups
 // were charged to the server's sends on loopback.
 //
-//   handshake-load --tokens <file> --concurrency <n>
+//   handshake-load --tokens <file> --concurrency <n> [--keep-alive-ms <n>]
 //
 // <file> holds the 2048-byte connect tokens back to back (servers at IPv4 addresses). Every client
 // connects (at most <concurrency> handshakes at a time); then one JSON line goes to stdout:
 //   {"type":"connected","connected":n,"failed":{"<state>":n},"ms":t,"cpuUs":c}
-// and the clients stay connected until a line "leave" arrives on stdin: each sends its redundant
-// disconnect packets (10 at 10 Hz), and {"type":"left"} ends the run. Exit status 2 on bad usage.
+// and the clients stay connected (keep-alives every --keep-alive-ms, default 10 s) until a line "leave"
+// arrives on stdin: each sends its redundant disconnect packets (10 at 10 Hz), and {"type":"left"} ends
+// the run. Meanwhile "send <rate> <ms> <tick µs>" sends 64-byte payloads on the schedule of
+// bench/native/paced-sender.c (every tick, those due by then, one per connected client in turn), then
+// reports {"type":"sent","attempted":n,"sent":n,"notConnected":n,"ticks":n,"seconds":s,"cpuUs":c}: the
+// same bursts as node:dgram's sender gives its receiver. Exit status 2 on bad usage.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -127,9 +131,12 @@ class LoadClient : public volley::netcode::ClientSink {
  public:
   LoadClient(Outbox* outbox, uint32_t address) : core(Config(), this), outbox_(outbox), address_(address) {}
 
+  // Handshakes are measured with keep-alives every 10 s (--keep-alive-ms), so that the window holds
+  // handshakes only.
+  static uint64_t keepAliveIntervalUs;
   static volley::netcode::ClientConfig Config() {
     volley::netcode::ClientConfig config;
-    config.keepAliveIntervalUs = 10000000;  // the phase measures handshakes, not keep-alives
+    config.keepAliveIntervalUs = keepAliveIntervalUs;
     return config;
   }
 
@@ -144,6 +151,68 @@ class LoadClient : public volley::netcode::ClientSink {
   Outbox* outbox_;
   uint32_t address_;
 };
+
+uint64_t LoadClient::keepAliveIntervalUs = 10000000;
+
+// Reads and drops what arrives for connected clients (the server's keep-alives), so that the socket's
+// buffer never fills.
+void DrainSocket(int fd) {
+  static uint8_t sink[kBatch][64];
+  mmsghdr messages[kBatch];
+  iovec vectors[kBatch];
+  for (;;) {
+    for (size_t i = 0; i < kBatch; ++i) {
+      vectors[i] = iovec{sink[i], sizeof(sink[i])};
+      messages[i] = mmsghdr{};
+      messages[i].msg_hdr.msg_iov = &vectors[i];
+      messages[i].msg_hdr.msg_iovlen = 1;
+    }
+    if (recvmmsg(fd, messages, kBatch, MSG_DONTWAIT, nullptr) < static_cast<int>(kBatch)) return;
+  }
+}
+
+// Sends 64-byte payloads at `rate` per second for `milliseconds`, as bench/native/paced-sender.c does:
+// every tick the payloads due by then, one per connected client in turn. Prints the "sent" line.
+void SendPayloads(int fd, Outbox* outbox, const std::vector<LoadClient*>& clients, uint64_t rate, uint64_t milliseconds, uint64_t tickUs) {
+  std::vector<LoadClient*> connected;
+  for (LoadClient* client : clients) {
+    if (client->core.state() == ClientState::kConnected) connected.push_back(client);
+  }
+  uint8_t payload[64];
+  for (size_t i = 0; i < sizeof(payload); ++i) payload[i] = 1;
+  const uint64_t total = rate * milliseconds / 1000u;
+  uint64_t attempted = 0, sent = 0, notConnected = 0, ticks = 0;
+  size_t next = 0;
+  const uint64_t startCpu = CpuUs(), startNs = volley::MonotonicNs();
+  uint64_t nowNs = startNs;
+  while (attempted < total && !connected.empty()) {
+    const uint64_t elapsedNs = nowNs - startNs;
+    uint64_t due = static_cast<uint64_t>(double(rate) * double(elapsedNs) / 1e9);
+    if (due > total) due = total;
+    const Clock now = Now();
+    while (attempted < due) {
+      LoadClient& client = *connected[next];
+      next = next + 1 == connected.size() ? 0 : next + 1;
+      ++attempted;
+      if (client.core.SendPayload(payload, sizeof(payload), now)) ++sent;
+      else ++notConnected;
+    }
+    outbox->Flush();
+    ++ticks;
+    if (attempted >= total) break;
+    DrainSocket(fd);
+    const uint64_t wake = startNs + (elapsedNs / (tickUs * 1000u) + 1) * tickUs * 1000u;
+    const timespec until{static_cast<time_t>(wake / 1000000000u), static_cast<long>(wake % 1000000000u)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &until, nullptr) == EINTR) {
+    }
+    nowNs = volley::MonotonicNs();
+  }
+  const double seconds = double(volley::MonotonicNs() - startNs) / 1e9;
+  std::printf("{\"type\":\"sent\",\"attempted\":%llu,\"sent\":%llu,\"notConnected\":%llu,\"ticks\":%llu,\"seconds\":%.6f,\"cpuUs\":%llu}\n",
+              static_cast<unsigned long long>(attempted), static_cast<unsigned long long>(sent), static_cast<unsigned long long>(notConnected),
+              static_cast<unsigned long long>(ticks), seconds, static_cast<unsigned long long>(CpuUs() - startCpu));
+  std::fflush(stdout);
+}
 
 bool ReadTokens(const char* path, std::vector<uint8_t>* out) {
   FILE* file = std::fopen(path, "rb");
@@ -163,10 +232,14 @@ int main(int argc, char** argv) {
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--tokens") == 0) tokensPath = argv[i + 1];
     if (std::strcmp(argv[i], "--concurrency") == 0) concurrency = std::strtol(argv[i + 1], nullptr, 10);
+    if (std::strcmp(argv[i], "--keep-alive-ms") == 0) {
+      const long milliseconds = std::strtol(argv[i + 1], nullptr, 10);
+      LoadClient::keepAliveIntervalUs = milliseconds > 0 ? uint64_t(milliseconds) * 1000u : 0;
+    }
   }
   std::vector<uint8_t> tokens;
-  if (tokensPath == nullptr || concurrency < 1 || !ReadTokens(tokensPath, &tokens)) {
-    std::fprintf(stderr, "usage: handshake-load --tokens <file of 2048-byte tokens> --concurrency <n>\n");
+  if (tokensPath == nullptr || concurrency < 1 || LoadClient::keepAliveIntervalUs == 0 || !ReadTokens(tokensPath, &tokens)) {
+    std::fprintf(stderr, "usage: handshake-load --tokens <file of 2048-byte tokens> --concurrency <n> [--keep-alive-ms <n>]\n");
     return 2;
   }
   if (sodium_init() < 0) return 1;
@@ -282,8 +355,28 @@ int main(int argc, char** argv) {
   std::printf("},\"ms\":%.3f,\"cpuUs\":%llu}\n", double(endUs - startUs) / 1000.0, static_cast<unsigned long long>(endCpu - startCpu));
   std::fflush(stdout);
 
-  char line[64];
-  while (std::fgets(line, sizeof(line), stdin) != nullptr && std::strncmp(line, "leave", 5) != 0) {
+  // Connected: keep-alives on the clients' timers, the server's keep-alives read and dropped, commands
+  // from stdin, until "leave" (or the parent is gone).
+  char line[128];
+  uint64_t lastTickUs = MonotonicUs();
+  for (;;) {
+    pollfd ready[2] = {{0, POLLIN, 0}, {fd, POLLIN, 0}};
+    poll(ready, 2, 10);
+    DrainSocket(fd);
+    const Clock now = Now();
+    if (now.monotonicUs - lastTickUs >= 10000) {
+      lastTickUs = now.monotonicUs;
+      for (LoadClient* client : clients) {
+        if (client->core.state() == ClientState::kConnected) client->core.Update(now);
+      }
+      outbox.Flush();
+    }
+    if ((ready[0].revents & (POLLIN | POLLHUP)) == 0) continue;
+    if (std::fgets(line, sizeof(line), stdin) == nullptr || std::strncmp(line, "leave", 5) == 0) break;
+    unsigned long long rate = 0, milliseconds = 0, tickUs = 0;
+    if (std::sscanf(line, "send %llu %llu %llu", &rate, &milliseconds, &tickUs) == 3 && rate > 0 && milliseconds > 0 && tickUs >= 100) {
+      SendPayloads(fd, &outbox, clients, rate, milliseconds, tickUs);
+    }
   }
   // Redundant disconnects: the first at once, the rest at the client's 10 Hz.
   Clock now = Now();
