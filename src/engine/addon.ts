@@ -186,7 +186,9 @@ export function loadAddon(): Addon {
   } catch (cause) {
     throw new VolleyError(
       'ERR_ADDON_NOT_FOUND',
-      `volley's native addon could not be loaded (no build in build/Release and no prebuild for ${process.platform}-${process.arch}): ${(cause as Error).message}`,
+      `volley's native addon could not be loaded (no build in build/Release and no prebuild for ${process.platform}-${process.arch}): ${(cause as Error).message}. ` +
+        'Build it from source with `npm rebuild volley` (a C++17 compiler and libsodium-dev are needed); recent npm releases skip the ' +
+        'install scripts of packages their allowScripts setting does not name, so allow this one first: `npm install-scripts approve volley`.',
       { cause },
     )
   }
