@@ -96,8 +96,6 @@ const clientOptionNames: ReadonlySet<string> = new Set([
   ...deliveryOptionNames,
 ])
 
-const connectOptionNames: ReadonlySet<string> = signalOnly
-
 /** A connect() waiting for the engine to report how its attempt ended. */
 interface PendingConnect {
   resolve: () => void
@@ -169,7 +167,7 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #connect(token: Uint8Array | string, options: { signal?: AbortSignal }): Promise<void> {
-    checkOptions('"options" argument', options, connectOptionNames)
+    checkOptions('"options" argument', options, signalOnly)
     const { signal } = options
     checkSignal(signal)
     const bytes = typeof token === 'string' ? connectTokenFromBase64(token) : token

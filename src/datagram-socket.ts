@@ -6,7 +6,7 @@ import { EventEmitter } from 'node:events'
 import { AddressFormatter, ipFamily, parseIp } from './address.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
-import { booleanOption, checkOptions, engineOption, integerOption } from './options.ts'
+import { booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
 import {
   VolleyError,
   VolleyRangeError,
@@ -147,13 +147,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.type = type
     this.#options = {
       batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize),
-      recvBufferSize: integerOption('recvBufferSize', options.recvBufferSize, 0, 1, 0x7fffffff),
-      sendBufferSize: integerOption('sendBufferSize', options.sendBufferSize, 0, 1, 0x7fffffff),
+      ...socketSettings(options, 0), // buffer sizes 0: the kernel's defaults
       reusePort: booleanOption('reusePort', options.reusePort),
       reuseAddr: booleanOption('reuseAddr', options.reuseAddr),
       ipv6Only: booleanOption('ipv6Only', options.ipv6Only),
-      engine: engineOption(options.engine),
-      coalesceUs: integerOption('coalesceUs', options.coalesceUs, 200, 0, 1_000_000),
     }
     const socket = this
     this.#client = {

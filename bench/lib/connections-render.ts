@@ -271,7 +271,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       'Payload: the server\'s \'message\' handler and the dgram socket\'s handler only count messages and bytes; the volley server also sends its keep-alives ' +
       '(10 Hz per client, as no payload goes back) in the window, which the "net of idle" column removes (using the idle share measured before sending, ' +
       'in which the clients, whose keep-alives are never due while they send payloads, send theirs every 3 s only: the idle share is the server\'s own keep-alive work and timers). ' +
-      'Both senders follow the same schedule from as many sockets: volley\'s ClientPool in a node process, the C paced sender for node:dgram. ' +
+      'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram the C paced sender. ' +
       'Loss: 1 − received ÷ sent. Disturbed: runs during which other processes used more than 10 % of a pinned core.',
   )
   if (summary.notes.length > 0) {

@@ -1,7 +1,7 @@
 // The server's lookups by key (connected clients by address, for every datagram it receives; by client
-// id; handshakes and recently released clients by address; tokens seen): an open-addressing table (linear probing, at most half full, deletion by backward shift) in one
-// flat array, so a lookup touches one or two cache lines instead of a bucket list, and nothing is allocated
-// per entry. The hash is SipHash under a key made at each start, so that keys cannot be chosen to collide.
+// id; handshakes and recently released clients by address; tokens seen): an open-addressing table
+// (linear probing, at most half full, deletion by backward shift) in one flat array, so a lookup touches
+// one or two cache lines instead of a bucket list, and nothing is allocated per entry. The hash is SipHash under a key made at each start, so that keys cannot be chosen to collide.
 #pragma once
 
 #include <sodium.h>

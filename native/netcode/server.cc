@@ -130,7 +130,6 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
   entry.expireUnixSeconds = request.expireTimestamp;
-  entry.lastAccessUs = now.monotonicUs;
   entry.requestedUs = now.monotonicUs;
 
   ChallengeToken challenge;
@@ -159,7 +158,6 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     CountDrop(reason);
     return;
   }
-  mapping->lastAccessUs = now.monotonicUs;
   WireReader reader(bodyBuffer_, packet.bodySize);
   const uint64_t challengeSequence = reader.U64();
   const uint8_t* sealed = reader.Skip(kChallengeTokenBytes);
@@ -378,8 +376,7 @@ void ServerCore::Housekeeping(const Clock& now) {
   }
   for (EncryptionMapping& entry : mappings_) {
     if (!entry.used) continue;
-    const bool timedOut = TimedOut(entry.timeoutSeconds, entry.lastAccessUs, now) || TimedOut(entry.timeoutSeconds, entry.requestedUs, now);
-    if (timedOut || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
+    if (TimedOut(entry.timeoutSeconds, entry.requestedUs, now) || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
   }
 }
 

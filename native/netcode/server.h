@@ -123,7 +123,6 @@ class ServerCore {
     uint8_t receiveKey[kKeyBytes] = {};
     int32_t timeoutSeconds = 0;
     uint64_t expireUnixSeconds = 0;  // the token's expiry
-    uint64_t lastAccessUs = 0;
     // The latest request: a handshake lives the token's timeout from it (as in the reference), however
     // long the client has been resending, and also ends when the token expires.
     uint64_t requestedUs = 0;
