@@ -11,8 +11,10 @@
 //      out, server CPU, server RSS per connected peer.
 //   3. payload receive: 1,000 clients send 64 B payloads at a fixed total rate; server CPU per payload
 //      delivered to its JS 'message' handler, against a node:dgram receiver of 64 B plaintext datagrams
-//      at the same rate from the C paced sender (bench/native/paced-sender.c). Interleaved, repeated,
-//      medians.
+//      at the same rate from the C paced sender (bench/native/paced-sender.c), and against the floor: a C
+//      receiver of the same datagrams that does only what a receiver built like volley's server cannot
+//      skip (recvmmsg batches, libsodium's AEAD per datagram, one hand-off per batch to a second thread;
+//      bench/native/floor-receiver.c). Interleaved, repeated, medians.
 // Every figure comes from the measured process itself (getrusage, memoryUsage) at marks the runner asks
 // for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the full record to
 // bench/results/connections-<UTC date>.json and bench/results/latest-connections.json (quick runs add
@@ -23,9 +25,9 @@
 //   npm run bench:connections -- --help       the other options
 import { randomBytes } from 'node:crypto'
 import { connectionsLauncher } from './lib/connections-marks.ts'
-import { buildHandshakeLoad, buildPacedSender } from './lib/connections-native.ts'
+import { buildFloorReceiver, buildHandshakeLoad, buildPacedSender } from './lib/connections-native.ts'
 import { connectionsUsage, parseConnectionsOptions } from './lib/connections-options.ts'
-import { type ConnectHoldResult, type Context, type HandshakePhase, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runDgramPayload, runHandshakes, runVolleyPayload } from './lib/connections-phases.ts'
+import { type ConnectHoldResult, type Context, type HandshakePhase, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runHandshakes, runPlaintextPayload, runVolleyPayload } from './lib/connections-phases.ts'
 import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
 import { systemInfo } from './lib/system.ts'
 import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
@@ -42,6 +44,7 @@ async function main(): Promise<number> {
     return 0
   }
   const pacedSender = buildPacedSender(benchDir)
+  const floorReceiver = buildFloorReceiver(benchDir)
   // The C++ load (handshakes, and volley's payload senders), built once on first use; undefined: the ClientPool.
   let builtLoad: string | undefined
   const nativeLoad = (): string | undefined => (options.handshakeLoad === 'native' ? (builtLoad ??= buildHandshakeLoad(benchDir, root)) : undefined)
@@ -49,7 +52,7 @@ async function main(): Promise<number> {
     process.stderr.write(`${line}\n`)
   }
   const context: Context = {
-    launch: connectionsLauncher(root, pacedSender, options.pin === 'split'),
+    launch: connectionsLauncher(root, { pacedSender, floorReceiver }, options.pin === 'split'),
     options,
     // A fresh key for the run: the server and the load generator get it on their command lines.
     key: randomBytes(32).toString('hex'),
@@ -90,7 +93,8 @@ async function main(): Promise<number> {
     for (let round = 1; round <= options.repeats; round++) {
       for (const [receiver, run] of [
         ['volley', (c: Context, r: number) => runVolleyPayload(c, r, payloadLoad)],
-        ['dgram', runDgramPayload],
+        ['dgram', (c: Context, r: number) => runPlaintextPayload(c, r, 'dgram')],
+        ['floor', (c: Context, r: number) => runPlaintextPayload(c, r, 'floor')],
       ] as const) {
         try {
           payloadRuns.push(await run(context, round))

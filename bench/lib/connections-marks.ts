@@ -1,6 +1,7 @@
 // The runner side of marks (see connections-child.ts): a child's snapshot, parsed from its 'result'
 // message, and the differences between two snapshots of the same process.
 import { join } from 'node:path'
+import { RECV_BUFFER_SIZE } from './constants.ts'
 import { BenchChild } from './processes.ts'
 import { type ResultMessage, isRecord } from './protocol.ts'
 
@@ -155,10 +156,11 @@ export interface ConnectionsLauncher {
   /** nativeLoad: the C++ handshake load (bench/native/handshake-load.cc) that connects in place of the ClientPool. */
   load(port: number, key: string, protocolId: string, clients: number, concurrency: number, timeoutSeconds: number, keepAliveMs: number, maxMs: number, nativeLoad?: string): BenchChild
   dgramReceiver(maxMs: number): BenchChild
+  floorReceiver(maxMs: number): BenchChild
   pacedSender(port: number, size: number, rate: number, milliseconds: number, sockets: number, tickUs: number): BenchChild
 }
 
-export function connectionsLauncher(root: string, pacedSender: string, pinned: boolean): ConnectionsLauncher {
+export function connectionsLauncher(root: string, tools: { pacedSender: string; floorReceiver: string }, pinned: boolean): ConnectionsLauncher {
   const cpu = (side: 'tested' | 'counterpart'): number | undefined => (pinned ? (side === 'tested' ? 1 : 0) : undefined)
   // `node --import tsx <file>`: one process, no tsx wrapper process to pin or kill.
   const node = (name: string, file: string, side: 'tested' | 'counterpart', args: readonly string[], flags: readonly string[] = []): BenchChild =>
@@ -194,10 +196,12 @@ export function connectionsLauncher(root: string, pacedSender: string, pinned: b
         ...(nativeLoad === undefined ? [] : ['--native-load', nativeLoad]),
       ]),
     dgramReceiver: (maxMs) => node('node:dgram receiver', 'dgram-receiver.ts', 'tested', ['--max-ms', String(maxMs)]),
+    floorReceiver: (maxMs) =>
+      new BenchChild({ name: 'C floor receiver', command: tools.floorReceiver, args: [String(maxMs), String(RECV_BUFFER_SIZE)], cpu: cpu('tested'), cwd: root }),
     pacedSender: (port, size, rate, milliseconds, sockets, tickUs) =>
       new BenchChild({
         name: 'C paced sender',
-        command: pacedSender,
+        command: tools.pacedSender,
         args: [String(port), String(size), String(rate), String(Math.round(milliseconds)), String(sockets), String(tickUs)],
         cpu: cpu('counterpart'),
         cwd: root,

@@ -1,21 +1,30 @@
 // Compiles the native tools of the connections benchmark into bench/.build/ (gitignored) at every
-// start, as native-build.ts does for the blaster and the sink: the paced sender (C) and the handshake
-// load (C++, on volley's own netcode client core and libsodium).
+// start, as native-build.ts does for the blaster and the sink: the paced sender and the floor receiver
+// (C, the latter on libsodium) and the handshake load (C++, on volley's own netcode client core and
+// libsodium).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 
 export function buildPacedSender(benchDir: string): string {
+  return buildC(benchDir, 'paced-sender', [], 'a C compiler is required')
+}
+
+export function buildFloorReceiver(benchDir: string): string {
+  return buildC(benchDir, 'floor-receiver', ['-pthread', '-lsodium'], 'a C compiler and libsodium-dev are required')
+}
+
+function buildC(benchDir: string, name: string, libraries: readonly string[], needs: string): string {
   const out = join(benchDir, '.build')
   mkdirSync(out, { recursive: true })
   const compiler = process.env.CC ?? 'cc'
-  const binary = join(out, 'paced-sender')
-  const source = join(benchDir, 'native', 'paced-sender.c')
+  const binary = join(out, name)
+  const source = join(benchDir, 'native', `${name}.c`)
   try {
-    execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source], { stdio: ['ignore', 'pipe', 'pipe'] })
+    execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source, ...libraries], { stdio: ['ignore', 'pipe', 'pipe'] })
   } catch (error) {
     const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
-    throw new Error(`could not compile ${source} with '${compiler} -O2' (a C compiler is required): ${stderr || String(error)}`)
+    throw new Error(`could not compile ${source} with '${compiler} -O2' (${needs}): ${stderr || String(error)}`)
   }
   return binary
 }

@@ -87,8 +87,14 @@ export interface ConnectHoldResult {
   loadFinal: Record<string, unknown> | null
 }
 
+/**
+ * Phase 3's receivers: volley's Server; a node:dgram socket (plaintext); and the floor, a C receiver that
+ * does only what a receiver built like volley's cannot skip (bench/native/floor-receiver.c).
+ */
+export type PayloadReceiver = 'volley' | 'dgram' | 'floor'
+
 export interface PayloadRun {
-  receiver: 'volley' | 'dgram'
+  receiver: PayloadReceiver
   round: number
   rate: number
   clients: number
@@ -416,13 +422,16 @@ export async function runVolleyPayload(context: Context, round: number, nativeLo
   }
 }
 
-/** Phase 3, node:dgram: the C paced sender sends 64 B plaintext datagrams at the same rate, from as many sockets. */
-export async function runDgramPayload(context: Context, round: number): Promise<PayloadRun> {
+/**
+ * Phase 3, node:dgram or the floor: the C paced sender sends 64 B plaintext datagrams at the same rate, from
+ * as many sockets.
+ */
+export async function runPlaintextPayload(context: Context, round: number, kind: 'dgram' | 'floor'): Promise<PayloadRun> {
   const { launch, options, log } = context
   const children: BenchChild[] = []
   const lifetimeMs = Math.round((options.payloadSeconds + 600) * 1000)
   try {
-    const receiver = launch.dgramReceiver(lifetimeMs)
+    const receiver = kind === 'dgram' ? launch.dgramReceiver(lifetimeMs) : launch.floorReceiver(lifetimeMs)
     children.push(receiver)
     const { port } = await receiver.expect('ready', 60_000)
     const kernel0 = readUdpCounters()
@@ -440,7 +449,7 @@ export async function runDgramPayload(context: Context, round: number): Promise<
     const received = window.packets
     const senderCpuUs = result.cpuUserUs + result.cpuSystemUs
     const run: PayloadRun = {
-      receiver: 'dgram',
+      receiver: kind,
       round,
       rate: options.rate,
       clients: options.payloadClients,
@@ -462,7 +471,7 @@ export async function runDgramPayload(context: Context, round: number): Promise<
       contextSwitchesPerThousand: received > 0 ? (contextSwitches(receiverA, receiverB) / received) * 1000 : Number.NaN,
       kernel,
       disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, senderCpuUs / 1e6),
-      details: { sender: result.details },
+      details: { sender: result.details, ...(kind === 'floor' ? { openFailures: at(receiverB, 'openFailures') } : {}) },
     }
     logPayload(log, run)
     await stop(receiver)
@@ -477,7 +486,7 @@ function logPayload(log: (line: string) => void, run: PayloadRun): void {
     `payload ${run.receiver.padEnd(6)} #${run.round}: sent ${run.sent} (not sent ${run.notSent}), received ${run.received}, loss ${(run.loss * 100).toFixed(2)} %, ` +
       `${run.cpuPerMessageUs.toFixed(2)} µs CPU/msg, CPU ${(run.window.cpuShare * 100).toFixed(0)} %` +
       (run.receiver === 'volley' ? ` (idle ${(run.idleCpuShare * 100).toFixed(1)} %, net ${run.cpuPerMessageNetUs.toFixed(2)} µs/msg)` : '') +
-      ` (JS thread ${share(run.window.jsThreadUs, run.window.seconds)}), sender CPU ${(run.senderCpuShare * 100).toFixed(0)} %`,
+      ` (${run.receiver === 'floor' ? 'hand-off thread' : 'JS thread'} ${share(run.window.jsThreadUs, run.window.seconds)}), sender CPU ${(run.senderCpuShare * 100).toFixed(0)} %`,
   )
 }
 

@@ -41,13 +41,18 @@ export interface ConnectionsSummary {
   /** volley CPU per payload ÷ node:dgram CPU per datagram (medians). */
   payloadRatio: number
   payloadRatioNet: number
+  /** The floor receiver's CPU per datagram ÷ node:dgram's: where a receiver built like volley's server cannot go below. */
+  floorRatio: number
+  /** volley's CPU per payload ÷ the floor's, gross and net of idle keep-alives: what volley adds above the floor. */
+  volleyOverFloor: number
+  volleyOverFloorNet: number
   targets: TargetCheck[]
   notes: string[]
 }
 
 export function summarizeConnections(handshakes: HandshakePhase | null, connectHold: ConnectHoldResult | null, payloadRuns: readonly PayloadRun[], notes: readonly string[]): ConnectionsSummary {
   const payload: PayloadSummary[] = []
-  for (const receiver of ['volley', 'dgram'] as const) {
+  for (const receiver of ['volley', 'dgram', 'floor'] as const) {
     const runs = payloadRuns.filter((run) => run.receiver === receiver)
     if (runs.length === 0) continue
     payload.push({
@@ -71,6 +76,10 @@ export function summarizeConnections(handshakes: HandshakePhase | null, connectH
   const dgram = payload.find((entry) => entry.receiver === 'dgram')
   const payloadRatio = ratio(volley?.cpuPerMessageUs, dgram?.cpuPerMessageUs)
   const payloadRatioNet = ratio(volley?.cpuPerMessageNetUs, dgram?.cpuPerMessageUs)
+  const floor = payload.find((entry) => entry.receiver === 'floor')
+  const floorRatio = ratio(floor?.cpuPerMessageUs, dgram?.cpuPerMessageUs)
+  const volleyOverFloor = ratio(volley?.cpuPerMessageUs, floor?.cpuPerMessageUs)
+  const volleyOverFloorNet = ratio(volley?.cpuPerMessageNetUs, floor?.cpuPerMessageUs)
 
   const targets: TargetCheck[] = []
   const connect = connectHold?.connect
@@ -89,7 +98,7 @@ export function summarizeConnections(handshakes: HandshakePhase | null, connectH
   }
   targets.push(check('payload CPU: volley per encrypted payload ÷ node:dgram per datagram', payloadRatio, '×', '≤ 0.5×', (value) => value <= 0.5))
 
-  return { payload, payloadRatio, payloadRatioNet, targets, notes: [...notes, ...findings(handshakes, connectHold, payloadRuns)] }
+  return { payload, payloadRatio, payloadRatioNet, floorRatio, volleyOverFloor, volleyOverFloorNet, targets, notes: [...notes, ...findings(handshakes, connectHold, payloadRuns)] }
 }
 
 function check(what: string, value: number, unit: string, target: string, test: (value: number) => boolean): TargetCheck {
@@ -152,6 +161,8 @@ function findings(handshakes: HandshakePhase | null, connectHold: ConnectHoldRes
     if (run.notSent > 0) notes.push(`${tag}: ${run.notSent} payloads not sent (volley: send() refused or client not connected; dgram: send() errors)`)
     if (Object.keys(run.drops).length > 0) notes.push(`${tag}: server drops in the window: ${JSON.stringify(run.drops)}`)
     if (isDisturbed(run.disturbance, run.window.seconds)) notes.push(`${tag}: disturbed by other processes: ${JSON.stringify(run.disturbance)}`)
+    const openFailures = run.details.openFailures
+    if (run.receiver === 'floor' && openFailures !== 0) notes.push(`${tag}: the floor receiver's AEAD opens failed ${String(openFailures)} times (it opens a message it sealed itself: this must be 0)`)
   }
   return notes
 }
@@ -205,10 +216,12 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
           : []),
         ...summary.payload.map((entry) => [
           '3. payload',
-          `${entry.receiver === 'volley' ? 'volley Server, encrypted' : 'node:dgram, plaintext'}: CPU per message (median of ${entry.runs})`,
+          `${PAYLOAD_SHORT_NAMES[entry.receiver]}: CPU per message (median of ${entry.runs})`,
           `${microseconds(entry.cpuPerMessageUs)} µs (loss ${percent(entry.loss, 2)}, CPU ${percent(entry.cpuShare, 0)})`,
         ]),
         ...(Number.isFinite(summary.payloadRatio) ? [['3. payload', 'volley ÷ node:dgram CPU per message', `${times(summary.payloadRatio)} (net of idle keep-alives ${times(summary.payloadRatioNet)})`]] : []),
+        ...(Number.isFinite(summary.floorRatio) ? [['3. payload', 'floor ÷ node:dgram CPU per message', times(summary.floorRatio)]] : []),
+        ...(Number.isFinite(summary.volleyOverFloor) ? [['3. payload', 'volley ÷ floor CPU per message', `${times(summary.volleyOverFloor)} (net of idle keep-alives ${times(summary.volleyOverFloorNet)})`]] : []),
       ],
       'llr',
     ),
@@ -224,7 +237,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       table(
         ['receiver', 'received msg/s', 'loss', 'CPU µs/msg', 'user µs/msg', 'system µs/msg', 'CPU (1 core = 100 %)', 'idle CPU (keep-alives)', 'µs/msg net of idle', 'context switches / 1000 msg', 'sender CPU', 'disturbed'],
         summary.payload.map((entry) => [
-          entry.receiver === 'volley' ? 'volley Server (encrypted, JS message event)' : 'node:dgram (plaintext, message event)',
+          PAYLOAD_NAMES[entry.receiver],
           integer(entry.receivedRate),
           percent(entry.loss, 2),
           microseconds(entry.cpuPerMessageUs),
@@ -271,7 +284,10 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       'Payload: the server\'s \'message\' handler and the dgram socket\'s handler only count messages and bytes; the volley server also sends its keep-alives ' +
       '(10 Hz per client, as no payload goes back) in the window, which the "net of idle" column removes (using the idle share measured before sending, ' +
       'in which the clients, whose keep-alives are never due while they send payloads, send theirs every 3 s only: the idle share is the server\'s own keep-alive work and timers). ' +
-      'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram the C paced sender. ' +
+      'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram and the floor the C paced sender. ' +
+      'The floor (bench/native/floor-receiver.c) is the least a receiver built like volley\'s server can spend on this machine: an I/O thread reads recvmmsg batches of 64 and waits between them as the engine does, ' +
+      'opens one 64 B ChaCha20-Poly1305 message per datagram with libsodium (netcode\'s 22 B of associated data), and hands each batch to a second thread with one eventfd wake-up; ' +
+      'no protocol (peer lookup, replay window, timers, keep-alives) and no JavaScript. ' +
       'Loss: 1 − received ÷ sent. Disturbed: runs during which other processes used more than 10 % of a pinned core.',
   )
   if (summary.notes.length > 0) {
@@ -283,3 +299,15 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
 }
 
 const PAYLOAD_LABEL = '64 B payloads'
+
+const PAYLOAD_SHORT_NAMES: Record<PayloadRun['receiver'], string> = {
+  volley: 'volley Server, encrypted',
+  dgram: 'node:dgram, plaintext',
+  floor: 'floor (C: recvmmsg, AEAD, hand-off)',
+}
+
+const PAYLOAD_NAMES: Record<PayloadRun['receiver'], string> = {
+  volley: 'volley Server (encrypted, JS message event)',
+  dgram: 'node:dgram (plaintext, message event)',
+  floor: 'floor (C: recvmmsg batches, libsodium AEAD per datagram, one hand-off per batch)',
+}
