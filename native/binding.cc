@@ -603,6 +603,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("statsFields", Napi::Number::New(env, SocketStats::kFieldCount));
   layout.Set("peerRecordHeaderSize", Napi::Number::New(env, kPeerRecordHeaderSize));
   layout.Set("releasedSlabsCapacity", Napi::Number::New(env, ReleasedSlabs::kCapacity));
+  layout.Set("queuedMessageOverheadBytes", Napi::Number::New(env, static_cast<double>(delivery::kQueuedMessageOverheadBytes)));
   return layout;
 }
 

@@ -170,7 +170,7 @@ void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
   netcode::PeerCounterTable& table = *core_.peerCounterTable();
   delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table.link[size_t{peer} * table.linkFields]);
-  if (link.watched && link.core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
+  if (link.watched && link.core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
     link.watched = false;
     output.Record(kPeerDrain, 0, peer, nullptr, 0);
   }
@@ -294,7 +294,7 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 
 void NetcodeClientProtocol::AfterDelivery() {
   delivery::WriteLinkStats(link_->core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table_->link[0]);
-  if (link_->watched && link_->core.queuedBytes() <= delivery_.queueLimitBytes / 2) {
+  if (link_->watched && link_->core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
     link_->watched = false;
     output.Record(kPeerDrain, 0, 0, nullptr, 0);
   }

@@ -156,7 +156,9 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Connects with a connect token (2048 bytes, or its base64). Resolves once connected; rejects with a
    * ConnectError whose code says why (denied, timed out, expired, invalid), or ERR_ABORTED when
-   * options.signal aborts or close() is called first. A client can connect again after a connection ended.
+   * options.signal aborts or close() is called first. A token that does not parse is a bad argument: a
+   * TypeError with code ERR_INVALID_CONNECT_TOKEN, before any attempt. A client can connect again after a
+   * connection ended.
    */
   connect(token: Uint8Array | string, options: { signal?: AbortSignal } = {}): Promise<void> {
     try {
@@ -278,7 +280,8 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * Bytes handed to send() that the connection has not yet released: not yet acknowledged on a reliable
-   * channel, not yet sent on the others (as WebSocket.bufferedAmount). 0 without channels.
+   * channel, not yet sent on the others (as WebSocket.bufferedAmount), each message counted 64 bytes more
+   * for its record, as the send queue counts it (sendQueueBytes). 0 without channels.
    */
   get bufferedAmount(): number {
     return this.#queue.queued

@@ -2,7 +2,7 @@
 // per-connection send queue (back-pressure against what the I/O thread has released), link statistics
 // and the synchronised clock, all read from the memory the I/O thread writes (no native call).
 import type { NativeDeliveryFields } from './engine/addon.ts'
-import { LinkField, linkFields } from './engine/layout.ts'
+import { LinkField, layout, linkFields } from './engine/layout.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
 import { integerOption } from './options.ts'
 
@@ -29,7 +29,10 @@ export interface DeliveryOptions {
    * goes on past it.
    */
   maxMessageBytes?: number
-  /** Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB). */
+  /**
+   * Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB);
+   * each message counts 64 bytes more than its size, for its record.
+   */
   sendQueueBytes?: number
   /**
    * How often a connection pings for the RTT and the clock, ms (default 100: 10 Hz; 50 to 3,600,000, as
@@ -161,7 +164,10 @@ export class SendQueue {
     return channel
   }
 
-  /** Bytes queued and not yet released by the I/O thread (sent, or acknowledged when reliable). */
+  /**
+   * Bytes queued and not yet released by the I/O thread (sent, or acknowledged when reliable), each message
+   * counted layout.queuedMessageOverheadBytes more than its size, as the engine counts it.
+   */
   get queued(): number {
     const links = this.links()
     return links === null ? 0 : this.#submitted - (links[this.row * linkFields + LinkField.releasedBytes] ?? 0)
@@ -171,14 +177,15 @@ export class SendQueue {
   admit(size: number): boolean {
     if (this.settings === null) return true
     const queued = this.queued
-    if (queued > 0 && queued + size > this.settings.sendQueueBytes) return false
-    this.#submitted += size
+    const cost = size + layout.queuedMessageOverheadBytes
+    if (queued > 0 && queued + cost > this.settings.sendQueueBytes) return false
+    this.#submitted += cost
     return true
   }
 
   /** Takes back an admitted message that could not be handed to the engine after all. */
   cancel(size: number): void {
-    if (this.settings !== null) this.#submitted -= size
+    if (this.settings !== null) this.#submitted -= size + layout.queuedMessageOverheadBytes
   }
 }
 

@@ -110,7 +110,8 @@ export class Peer {
 
   /**
    * Bytes handed to send() that this connection has not yet released: not yet acknowledged on a reliable
-   * channel, not yet sent on the others. 0 without channels.
+   * channel, not yet sent on the others; each message counts 64 bytes more, for its record, as the send
+   * queue counts it (sendQueueBytes). 0 without channels.
    */
   get bufferedAmount(): number {
     return this.#connected ? this.#host.bufferedAmount(this) : 0

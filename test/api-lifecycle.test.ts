@@ -362,3 +362,18 @@ describe('the volley command line', () => {
     expect(stderr).not.toMatch(/^\s+at /m)
   }, 20_000)
 })
+
+describe('the datagram demo (npm run demo:datagrams)', () => {
+  it('hands every datagram it received to its handler and exits with status 0', () => {
+    const demo = join(import.meta.dirname, '../src/cli/datagram-demo.ts')
+    const run = spawnSync(process.execPath, ['--import', 'tsx', demo, '--seconds', '1'], { timeout: 20_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    expect(run.stderr).toBe('')
+    // The summary's lines (the live counter lines above it also say "received").
+    const count = (line: RegExp): number => Number(line.exec(run.stdout)?.[1]?.replaceAll(',', ''))
+    const received = count(/^ {2}received +([\d,]+) datagrams/m)
+    expect(received).toBeGreaterThan(1000)
+    expect(count(/^ {2}delivered +([\d,]+) to the handler/m)).toBe(received)
+    expect(run.stdout).toMatch(/, 0 corrupt/)
+    expect(run.status).toBe(0)
+  }, 30_000)
+})

@@ -116,6 +116,7 @@ describe('Server and Client on loopback', () => {
     const silent = await nobody.connect(await token('127.0.0.1:9', 3n, { timeoutSeconds: 1 })).catch((error: unknown) => error)
     expect(silent).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
     await expect(new Client().connect(new Uint8Array(10))).rejects.toMatchObject({ code: 'ERR_INVALID_CONNECT_TOKEN' })
+    await expect(new Client().connect(new Uint8Array(2048))).rejects.toThrow(TypeError) // documented: a bad argument, not a ConnectError
     expect(server.stats().denied).toBe(1)
     await Promise.all([first.close(), second.close(), nobody.close()])
     await server.close()

@@ -22,11 +22,15 @@ namespace volley::delivery {
 
 enum class ChannelMode : uint8_t { kReliable = 1, kUnreliable = 2, kSequenced = 3 };
 
+// What a queued message costs the send queue beyond its bytes: about what its record takes in memory.
+// Without it, empty or 1-byte messages would pass sendQueueBytes by the million.
+constexpr uint64_t kQueuedMessageOverheadBytes = 64;
+
 struct DeliveryConfig {
   std::vector<ChannelMode> channels{ChannelMode::kReliable};
   uint64_t maxMessageBytes = 1 << 20;
   // Bytes the application may queue (reliable: until acknowledged; others: until sent) before Send()
-  // refuses: back-pressure.
+  // refuses: back-pressure. Each message counts kQueuedMessageOverheadBytes more than its size.
   uint64_t sendQueueBytes = 8 << 20;
   // Bytes the receiver holds for messages not yet delivered (out of order, or fragments); 0: the largest
   // message plus 1 MiB. A packet whose data does not fit is not acknowledged: the sender sends it again.
@@ -70,7 +74,6 @@ struct DeliveryStats {
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
-  uint64_t unreliableDropped = 0;  // sender side: unreliable messages dropped when their queue overflowed
 };
 
 class DeliveryCore {
@@ -94,7 +97,11 @@ class DeliveryCore {
   const RttEstimator& rtt() const { return rtt_; }
   const ClockSync& clock() const { return clock_; }
   uint64_t queuedBytes() const { return queuedBytes_; }
-  uint64_t releasedBytes() const { return releasedBytes_; }  // message bytes that have left the queue, in all
+  // What the queued messages cost the send queue's budget (sendQueueBytes): their bytes and the
+  // per-message charge.
+  uint64_t queuedCharge() const { return queuedBytes_ + queuedMessages_ * kQueuedMessageOverheadBytes; }
+  // What has left the queue, in all, counted as queuedCharge() counts it (JavaScript's send limit reads it).
+  uint64_t releasedBytes() const { return releasedBytes_; }
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestion_.window(); }

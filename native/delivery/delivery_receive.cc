@@ -138,6 +138,11 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const bool fragmented = type == kFrameFragment;
         uint64_t fragment = 0;
         size_t bytes = length;
+        // A message that fits one fragment travels whole and only such a one does (WriteChunk): a slot's
+        // layout (one fragment or many) then follows from the length every frame of the message repeats.
+        // A whole frame longer than a fragment, for a slot made by fragments or the other way round,
+        // indexed past the slot's per-fragment flags.
+        if (!fragmented && length > kFragmentBytes) return false;
         if (fragmented) {
           fragment = reader.Varint();
           // A fragmented message is larger than a whole one can be and the index is within it (written so
@@ -278,6 +283,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     const uint64_t offset = sequence - channel.nextDeliver;
     if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
     InMessage& slot = channel.pending[offset];
+    if (slot.used && slot.passedOver) {  // passed over (oversized): nothing of it is kept, not even its flags
+      ++stats_.duplicateMessages;
+      return true;
+    }
     if (!slot.used) {
       if (!StartInMessage(slot, sequence, length, fragmented, nowUs, offset == 0)) {
         *refused = true;
@@ -300,7 +309,9 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
 
   // Sequenced and unreliable.
   if (oversized) {
-    ++stats_.oversized;
+    // Once per message, as the reliable channel counts it (PassOver), not once per fragment: counted at
+    // its first fragment (a message whose first fragment is lost goes uncounted, never counted twice).
+    if (!fragmented || fragment == 0) ++stats_.oversized;
     return true;
   }
   const bool sequenced = channel.mode == ChannelMode::kSequenced;

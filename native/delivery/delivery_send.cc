@@ -63,7 +63,7 @@ SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {
   if (channel >= sendChannels_.size()) return SendResult::kNoChannel;
   if (size > config_.maxMessageBytes) return SendResult::kTooLarge;
   // A message larger than the whole queue still goes when the queue is empty, else it never could.
-  if (queuedMessages_ > 0 && queuedBytes_ + size > config_.sendQueueBytes) return SendResult::kQueueFull;
+  if (queuedMessages_ > 0 && queuedCharge() + size + kQueuedMessageOverheadBytes > config_.sendQueueBytes) return SendResult::kQueueFull;
   return SendResult::kQueued;
 }
 
@@ -111,7 +111,7 @@ std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {
 
 void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
   queuedBytes_ -= message->data.size();
-  releasedBytes_ += message->data.size();
+  releasedBytes_ += message->data.size() + kQueuedMessageOverheadBytes;
   --queuedMessages_;
   // Kept for reuse (no allocation per message in steady state), unless it holds a large buffer.
   if (spareMessages_.size() < 256 && message->data.capacity() <= 64 * 1024) spareMessages_.push_back(std::move(message));

@@ -19,10 +19,12 @@ class ReceivedPackets {
   // Records `number`; false when it was seen already (or is too old to tell).
   bool Add(uint64_t number) {
     if (!ranges_.empty() && number < ranges_.back().low && ranges_.size() == kKeptRanges) return false;
+    // Compared as low − 1, never number + 1: the peer may send the largest number, 2^64 − 1, and one
+    // more wrapped to 0 (a range from 2^64 − 1 down to its packets 0..n: duplicates seen as new).
     size_t i = 0;
-    while (i < ranges_.size() && ranges_[i].low > number + 1) ++i;  // ranges wholly above number
+    while (i < ranges_.size() && ranges_[i].low > number && ranges_[i].low - 1 > number) ++i;  // wholly above number
     if (i < ranges_.size() && number >= ranges_[i].low && number <= ranges_[i].high) return false;
-    if (i < ranges_.size() && ranges_[i].low == number + 1) {
+    if (i < ranges_.size() && ranges_[i].low > number && ranges_[i].low - 1 == number) {
       ranges_[i].low = number;
       // May now touch the range below.
       if (i + 1 < ranges_.size() && ranges_[i + 1].high + 1 == number) {

@@ -106,5 +106,5 @@ if (stats.link !== null) {
   const { rtt, lossPercent, resends } = stats.link
   console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)
 }
-console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, 1,000 clients and both I/O threads)`)
+console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${clients.length.toLocaleString('en-US')} clients and both I/O threads)`)
 if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1

@@ -7,9 +7,10 @@ import { Server, connectTokenToBase64, generateConnectToken, generateKey } from 
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
+               [--keep-alive-ms 100]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
-  volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1]
+  volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)`
 
 const options = {

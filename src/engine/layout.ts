@@ -12,6 +12,8 @@ export const layout = {
   statsFields: 11,
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
+  /** What a queued message costs a connection's send queue beyond its bytes (native/delivery/delivery.h). */
+  queuedMessageOverheadBytes: 64,
 } as const
 /** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const

@@ -3,6 +3,7 @@
 import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
+import { layout } from '../../src/engine/layout.ts'
 import { waitFor } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
@@ -188,13 +189,30 @@ describe('channels over loopback', () => {
       accepted++
       buffered = client.bufferedAmount
     }
-    expect(accepted).toBeGreaterThanOrEqual(8)
-    expect(accepted).toBeLessThanOrEqual(9)
-    expect(buffered).toBe(accepted * 8 * 1024)
+    // Each message counts its bytes and a fixed charge for its record: 7 of (8 KiB + the charge) fit in
+    // 64 KiB; an 8th when releases raced the loop.
+    const cost = 8 * 1024 + layout.queuedMessageOverheadBytes
+    expect(accepted).toBeGreaterThanOrEqual(Math.floor((64 * 1024) / cost))
+    expect(accepted).toBeLessThanOrEqual(Math.floor((64 * 1024) / cost) + 1)
+    expect(buffered).toBe(accepted * cost)
     await new Promise<void>((resolve) => client.once('drain', () => resolve()))
     expect(client.send(new Uint8Array(8 * 1024))).toBe(true)
     await waitFor(() => received === accepted + 1, 5000, 'every accepted message')
     await waitFor(() => client.bufferedAmount === 0, 5000, 'everything acknowledged')
+    await close()
+  })
+
+  it('applies back-pressure to empty messages: each counts a charge for its record, then drain', async () => {
+    const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
+    let received = 0
+    server.on('message', (_peer, data) => {
+      if (data.byteLength === 0) received++
+    })
+    let accepted = 0
+    while (accepted < 100_000 && client.send(new Uint8Array(0))) accepted++
+    expect(accepted).toBeLessThanOrEqual((64 * 1024) / layout.queuedMessageOverheadBytes + 1)
+    await new Promise<void>((resolve) => client.once('drain', () => resolve()))
+    await waitFor(() => received === accepted, 5000, 'every accepted empty message')
     await close()
   })
 
@@ -208,8 +226,9 @@ describe('channels over loopback', () => {
       accepted++
       buffered = peer.bufferedAmount // read before the I/O thread has the messages (see above)
     }
-    expect(accepted).toBeGreaterThanOrEqual(8)
-    expect(buffered).toBe(accepted * 4 * 1024)
+    const cost = 4 * 1024 + layout.queuedMessageOverheadBytes
+    expect(accepted).toBeGreaterThanOrEqual(Math.floor((32 * 1024) / cost))
+    expect(buffered).toBe(accepted * cost)
     const serverDrain = once(server, 'drain')
     await peer.drained()  // the same drain, awaited on the peer
     const [drained] = (await serverDrain) as [unknown]

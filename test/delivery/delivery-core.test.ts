@@ -3,6 +3,7 @@
 // sequenced and unreliable channels, fragmentation up to 16 MiB, unreliable traffic beside a reliable
 // backlog, congestion control under loss, clock synchronisation with a skewed clock, and hostile input.
 import { describe, expect, it } from 'vitest'
+import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
 import { type LinkConditions, SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
@@ -228,8 +229,17 @@ describe('fragmentation', () => {
     const core = deliveryCore({ channels: ['reliable'], sendQueueBytes: 10_000 })
     let queued = 0
     while (core.send(0, new Uint8Array(1000), 0) === 'queued') queued++
-    expect(queued).toBe(10)
-    expect(core.stats().queuedBytes).toBe(10_000)
+    // Each message counts its bytes and a fixed charge for its record (layout.queuedMessageOverheadBytes).
+    expect(queued).toBe(Math.floor(10_000 / (1000 + layout.queuedMessageOverheadBytes)))
+    expect(core.stats().queuedBytes).toBe(queued * 1000)
+  })
+
+  it('applies back-pressure to empty messages too: each counts a charge for its record', () => {
+    const core = deliveryCore({ channels: ['reliable'], sendQueueBytes: 64 * 1024 })
+    let queued = 0
+    // Nothing is acknowledged (no peer): the queue only grows, until it is full.
+    for (let i = 0; i < 200_000 && core.send(0, new Uint8Array(0), 0) === 'queued'; i++) queued++
+    expect(queued).toBe((64 * 1024) / layout.queuedMessageOverheadBytes)
   })
 })
 
@@ -619,6 +629,74 @@ describe('hostile input', () => {
     core.receive(packet(varint(1), [0x10, 0, ...varint(0), ...varint(1), 9]), 20)
     core.receive(packet(varint(2), refusedFragment), 30)
     expect(core.stats().reassemblyUsed).toBe(20_000)
+  })
+
+  // Whole and fragmented message frames, for a message of `length` bytes with the given sequence.
+  const whole = (pn: number, channel: number, sequence: number, length: number, fill = 1) =>
+    packet(varint(pn), [0x10, channel], varint(sequence), varint(length), new Array(length).fill(fill))
+  const fragmentOf = (pn: number, channel: number, sequence: number, length: number, index: number, bytes: number) =>
+    packet(varint(pn), [0x11, channel], varint(sequence), varint(length), varint(index), new Array(bytes).fill(1))
+
+  it('drops an empty message that takes the sequence of one passed over for its size (it crashed the process)', () => {
+    const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 100 })
+    // Sequence 1, not the next to deliver, over the maximum: passed over, nothing of it kept.
+    core.receive(fragmentOf(0, 0, 1, 3000, 0, 1100), 0)
+    expect(core.stats().oversized).toBe(1)
+    // The same sequence again, whole and empty: its length matched the passed-over slot's empty buffer, and
+    // the slot's fragment flags (never made) were written at [0], a null write that took the process down.
+    core.receive(whole(1, 0, 1, 0), 0)
+    expect(core.stats().duplicateMessages).toBe(1)
+    core.receive(whole(2, 0, 0, 5), 0)
+    expect(core.take().messages.map((m) => m.data.byteLength)).toEqual([5])
+  })
+
+  it('refuses a whole frame longer than a fragment, so that no fragment indexes past its message', () => {
+    // A sender sends whole only what fits one fragment (1,100 bytes). A whole frame of 1,150 bytes made a
+    // message of one fragment; fragment 1 of the same 1,150-byte message then read and wrote past it.
+    const core = deliveryCore({ channels: ['reliable'] })
+    core.receive(whole(0, 0, 1, 1150), 0)
+    expect(core.stats().malformed).toBe(1)
+    core.receive(fragmentOf(1, 0, 1, 1150, 1, 50), 0)
+    core.receive(fragmentOf(2, 0, 1, 1150, 0, 1100), 0)
+    core.receive(whole(3, 0, 0, 3), 0)
+    expect(core.take().messages.map((m) => m.data.byteLength)).toEqual([3, 1150])
+    expect(core.stats().reassemblyUsed).toBe(0)
+  })
+
+  it('counts a message over the maximum once on every channel mode, not once per fragment', () => {
+    const core = deliveryCore({ channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 2000 })
+    let pn = 0
+    for (const channel of [0, 1, 2]) {
+      for (let index = 0; index < 5; index++) core.receive(fragmentOf(pn++, channel, 0, 5000, index, index < 4 ? 1100 : 600), 0)
+    }
+    expect(core.stats().oversized).toBe(3)
+  })
+
+  it('keeps its record of packets seen when a peer sends the largest packet number, 2^64 − 1', () => {
+    // number + 1 wrapped to 0: the range of packets 0..2 became 2^64 − 1..2, a duplicate of packet 1
+    // delivered its message again, and every ACK said "first range 3 below largest 2" (malformed).
+    const core = deliveryCore({ channels: ['unreliable'] })
+    const maxNumber = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01] // varint of 2^64 − 1
+    for (let pn = 0; pn < 3; pn++) core.receive(whole(pn, 0, pn, 1, pn), 0)
+    core.receive(packet(maxNumber, [0x04]), 0) // a PROBE
+    core.receive(whole(1, 0, 1, 1, 1), 0) // a duplicate of packet 1
+    expect(core.take().messages.map((m) => m.data[0])).toEqual([0, 1, 2])
+    expect(core.stats().duplicatePackets).toBe(1)
+    // The ACK this side sends is one a peer accepts: its first range is not larger than its largest.
+    core.update(10_000)
+    const ack = core.take().packets.find((p) => p[2] === 0x01)!
+    let at = 3
+    const read = (): bigint => {
+      let value = 0n
+      for (let shift = 0n; ; shift += 7n) {
+        const byte = ack[at++]!
+        value |= BigInt(byte & 0x7f) << shift
+        if ((byte & 0x80) === 0) return value
+      }
+    }
+    const largest = read()
+    read() // the delay
+    expect(read()).toBeLessThanOrEqual(largest)
   })
 
   it('ignores an ACK for packets it never sent', () => {
