@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzing of the native protocol cores with libFuzzer, AddressSanitizer and UndefinedBehaviorSanitizer:
-#   fuzz/delivery_fuzz.cc  the delivery layer between two peers on a link the input controls, with forged,
-#                          tampered and truncated packets; checks order, exactly-once and memory bounds
+#   fuzz/delivery_fuzz.cc  the delivery layer between two peers on a link the input controls, with forged
+#                          (raw, and well-formed frames at the edges), tampered and truncated packets;
+#                          checks order, exactly-once and memory bounds
 #   fuzz/netcode_fuzz.cc   the netcode server and clients, with forged, tampered and replayed packets and
 #                          arbitrary private token contents; checks that nothing forged is ever answered
 #   fuzz/stack_fuzz.cc     the engine's protocol glue (netcode and delivery together, as the engine drives
