@@ -117,9 +117,12 @@ try {
     nativeRun = child
     nativeLines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]()
     const line = await nativeLine()
-    const result = JSON.parse(line) as { connected: number; failed: Record<string, number>; ms: number; cpuUs: number }
+    const result = JSON.parse(line) as { connected: number; failed: Record<string, number>; ms: number; cpuUs: number; processCpuUs: number }
     const failed = Object.values(result.failed).reduce((total, count) => total + count, 0)
-    emitMark('connected', counters, { connect: { connected: result.connected, failed, ms: result.ms, cpuUs: result.cpuUs }, pool: { failed: result.failed } })
+    emitMark('connected', counters, {
+      connect: { connected: result.connected, failed, ms: result.ms, cpuUs: result.cpuUs, processCpuUs: result.processCpuUs },
+      pool: { failed: result.failed },
+    })
   }
   // The native load sends the payloads itself, on the schedule of the ClientPool's send() above.
   const nativeSend = async (rate: number, milliseconds: number, tickUs: number): Promise<void> => {

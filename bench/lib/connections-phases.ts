@@ -204,13 +204,16 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       const outcome = connectOutcome(load1, server0, server1)
       const { server: window, ms } = outcome
       const nativeCpuUs = nativeLoad === undefined ? Number.NaN : at(load1, 'connect', 'cpuUs')
+      // The C++ load starts in the window (after load0) and reads its tokens first: all of its CPU is the
+      // load's when other work on the load's core is looked for.
+      const nativeProcessCpuUs = nativeLoad === undefined ? 0 : at(load1, 'connect', 'processCpuUs')
       const result: HandshakeRound = {
         round,
         ...outcome,
         load: loadWindow,
         loadCpuShare: nativeLoad === undefined ? loadWindow.cpuShare : nativeCpuUs / 1000 / ms,
         serverCpuShare: window.cpuUs / 1000 / ms,
-        disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, (loadWindow.cpuUs + (nativeLoad === undefined ? 0 : nativeCpuUs)) / 1e6),
+        disturbance: disturbance(cores, launch.cpus, window.cpuUs / 1e6, (loadWindow.cpuUs + nativeProcessCpuUs) / 1e6),
       }
       rounds.push(result)
       const perHandshake = (count: number): string => (count / Math.max(1, window.handshakes)).toFixed(2)

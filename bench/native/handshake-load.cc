@@ -13,7 +13,9 @@
 //
 // <file> holds the 2048-byte connect tokens back to back (servers at IPv4 addresses). Every client
 // connects (at most <concurrency> handshakes at a time); then one JSON line goes to stdout:
-//   {"type":"connected","connected":n,"failed":{"<state>":n},"ms":t,"cpuUs":c}
+//   {"type":"connected","connected":n,"failed":{"<state>":n},"ms":t,"cpuUs":c,"processCpuUs":p}
+// (cpuUs: the connecting alone; processCpuUs: everything since the process started, reading the tokens
+// included, which the runner counts as the load's when it looks for other work on the load's core)
 // and the clients stay connected (keep-alives every --keep-alive-ms, default 10 s) until a line "leave"
 // arrives on stdin: each sends its redundant disconnect packets (10 at 10 Hz), and {"type":"left"} ends
 // the run. Meanwhile "send <rate> <ms> <tick µs>" sends 64-byte payloads on the schedule of
@@ -352,7 +354,8 @@ int main(int argc, char** argv) {
     std::printf("%s\"%s\":%llu", first ? "" : ",", entry.first.c_str(), static_cast<unsigned long long>(entry.second));
     first = false;
   }
-  std::printf("},\"ms\":%.3f,\"cpuUs\":%llu}\n", double(endUs - startUs) / 1000.0, static_cast<unsigned long long>(endCpu - startCpu));
+  std::printf("},\"ms\":%.3f,\"cpuUs\":%llu,\"processCpuUs\":%llu}\n", double(endUs - startUs) / 1000.0,
+              static_cast<unsigned long long>(endCpu - startCpu), static_cast<unsigned long long>(endCpu));
   std::fflush(stdout);
 
   // Connected: keep-alives on the clients' timers, the server's keep-alives read and dropped, commands
