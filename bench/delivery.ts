@@ -11,6 +11,7 @@
 //
 //   npm run bench:delivery                 full run
 //   npm run bench:delivery -- --quick      CI smoke run
+//   npm run bench:delivery -- --help       the other options
 import { parseArgs } from 'node:util'
 import { join } from 'node:path'
 import { BenchChild } from './lib/processes.ts'
@@ -19,17 +20,66 @@ import { median, ratio } from './lib/statistics.ts'
 import { systemInfo } from './lib/system.ts'
 import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    'total-mib': { type: 'string' },
-    seconds: { type: 'string' },
-    pings: { type: 'string' },
-    warmup: { type: 'string' },
-    repeats: { type: 'string' },
-  },
-  strict: true,
-})
+const usage = `usage: npm run bench:delivery -- [options]
+  --quick           CI smoke run: 16 MiB, 1 s of messages, 300 pings after 100, 1 repeat (also BENCH_QUICK=1)
+  --total-mib=N     bulk transfer size (default 256)
+  --seconds=S       time of the 100 B message case (default 5)
+  --pings=N         measured round trips of the ping case (default 5000)
+  --warmup=N        unmeasured round trips before them (default 3000)
+  --repeats=N       interleaved repeats of every case, medians reported (default 3)
+  --only=CASES      a comma-separated subset of bulk, messages, ping (default all)
+  --help`
+
+const cases = ['bulk', 'messages', 'ping'] as const
+
+/** The command line, checked: a mistake prints one line and the usage, exit status 2. */
+function parseOptions() {
+  const fail = (message: string): never => {
+    process.stderr.write(`bench:delivery: ${message}\n\n${usage}\n`)
+    process.exit(2)
+  }
+  let values: Record<string, string | boolean | undefined> = {}
+  try {
+    values = parseArgs({
+      options: {
+        quick: { type: 'boolean', default: false },
+        'total-mib': { type: 'string' },
+        seconds: { type: 'string' },
+        pings: { type: 'string' },
+        warmup: { type: 'string' },
+        repeats: { type: 'string' },
+        only: { type: 'string' },
+        help: { type: 'boolean', default: false },
+      },
+      strict: true,
+    }).values
+  } catch (error) {
+    fail((error as Error).message)
+  }
+  if (values.help === true) {
+    console.log(usage)
+    process.exit(0)
+  }
+  const quick = values.quick === true || (process.env.BENCH_QUICK ?? '') !== ''
+  const count = (name: string, fallback: number, max: number): number => {
+    const text = values[name]
+    if (text === undefined) return fallback
+    const value = Number(text)
+    if (typeof text !== 'string' || !Number.isInteger(value) || value < 1 || value > max) fail(`--${name} must be an integer from 1 to ${max}, not '${String(text)}'`)
+    return value
+  }
+  const only = typeof values.only === 'string' ? values.only.split(',') : [...cases]
+  for (const name of only) if (!(cases as readonly string[]).includes(name)) fail(`--only takes ${cases.join(', ')}; not '${name}'`)
+  return {
+    quick,
+    totalMiB: count('total-mib', quick ? 16 : 256, 65536),
+    seconds: count('seconds', quick ? 1 : 5, 3600),
+    pings: count('pings', quick ? 300 : 5000, 10_000_000),
+    warmup: count('warmup', quick ? 100 : 3000, 10_000_000),
+    repeats: count('repeats', quick ? 1 : 3, 100),
+    only: new Set(only),
+  }
+}
 
 interface Side {
   seconds: number
@@ -42,12 +92,7 @@ interface Side {
 async function main(): Promise<number> {
   const started = performance.now()
   const system = systemInfo(root)
-  const quick = values.quick === true || (process.env.BENCH_QUICK ?? '') !== ''
-  const totalMiB = Number(values['total-mib'] ?? (quick ? 16 : 256))
-  const seconds = Number(values.seconds ?? (quick ? 1 : 5))
-  const pings = Number(values.pings ?? (quick ? 300 : 5000))
-  const warmup = Number(values.warmup ?? (quick ? 100 : 3000))
-  const repeats = Number(values.repeats ?? (quick ? 1 : 3))
+  const { quick, totalMiB, seconds, pings, warmup, repeats, only } = parseOptions()
   const pin = system.taskset
   const node = (name: string, file: string, cpu: 0 | 1, args: string[]): BenchChild =>
     new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', join(benchDir, 'delivery', file), ...args], cpu: pin ? cpu : undefined, cwd: root })
@@ -92,8 +137,8 @@ async function main(): Promise<number> {
   }
 
   for (let round = 1; round <= repeats; round++) {
-    await attempt('volleyBulk', () => serverAndClient('volley-side.ts', ['--scenario', 'bulk', '--total', String(total)], [], [], 'server', 300_000))
-    await attempt('udxBulk', async () => {
+    if (only.has('bulk')) await attempt('volleyBulk', () => serverAndClient('volley-side.ts', ['--scenario', 'bulk', '--total', String(total)], [], [], 'server', 300_000))
+    if (only.has('bulk')) await attempt('udxBulk', async () => {
       try {
         const sink = spawn(node('udx sink', 'udx-side.ts', 1, ['--role', 'sink']))
         const source = spawn(node('udx source', 'udx-side.ts', 0, ['--role', 'source', '--total', String(total)]))
@@ -105,7 +150,7 @@ async function main(): Promise<number> {
         cleanup()
       }
     })
-    await attempt('volleyMessages', async () => {
+    if (only.has('messages')) await attempt('volleyMessages', async () => {
       try {
         const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'messages']))
         const { port } = await server.expect('ready', 30_000)
@@ -119,8 +164,8 @@ async function main(): Promise<number> {
         cleanup()
       }
     })
-    await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
-    await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
+    if (only.has('ping')) await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
+    if (only.has('ping')) await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
   }
 
   const mbps = (side: Side): number => (side.bytes / side.seconds / 1e6) * 8
