@@ -448,6 +448,10 @@ void Engine::EnsureScratch(uint32_t batchSize) {
 
 void Engine::ReceiveRound() {
   if (scratch_.next < scratch_.count && !CopyScratchToSlabs()) return;
+  // Protocol records still wait for slab space (UpdateProtocols hands them over first once JavaScript frees
+  // a slab): reading on would pile more of them up in memory for as long as JavaScript is busy, where a raw
+  // socket's datagrams wait in the kernel's buffer, which bounds them.
+  if (!recordsWaiting_.empty()) return;
   size_t i = 0;
   while (i < readable_.size()) {
     SocketState* state = readable_[i];

@@ -1,7 +1,5 @@
 #include "network_simulator.h"
 
-#include <sodium.h>
-
 #include <cmath>
 
 #include "free_list.h"
@@ -9,7 +7,7 @@
 namespace volley {
 
 NetworkSimulator::NetworkSimulator(const NetworkConditions& conditions) : conditions_(conditions) {
-  random_ = conditions.seed != 0 ? conditions.seed : (uint64_t{randombytes_random()} << 32 | randombytes_random());
+  random_ = conditions.seed;  // JavaScript draws one when none is given
 }
 
 double NetworkSimulator::Uniform() {
@@ -28,12 +26,19 @@ void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t
     ++counters_.lost;
     return;
   }
-  // Bandwidth: the link sends one datagram after the other; what waits for it is delayed.
+  // A full queue drops the datagram before the link: it must not take link time, or every datagram after
+  // an overflow would wait for ones that were never sent (and the delay would grow without bound).
+  if (held_.size() >= conditions_.maxHeld) {
+    ++counters_.overflowed;
+    return;
+  }
+  // Bandwidth: the link sends one datagram after the other; what waits for it is delayed. Kept in
+  // fractions of a µs: whole µs per datagram made a fast link faster than asked, and above ~1.3 GB/s free.
   uint64_t departUs = nowUs;
   if (conditions_.bandwidthBytesPerSec > 0) {
-    if (linkFreeUs_ < nowUs) linkFreeUs_ = nowUs;
-    linkFreeUs_ += (uint64_t{datagram.size} + 28) * 1000000u / conditions_.bandwidthBytesPerSec;
-    departUs = linkFreeUs_;
+    if (linkFreeUs_ < static_cast<double>(nowUs)) linkFreeUs_ = static_cast<double>(nowUs);
+    linkFreeUs_ += static_cast<double>(uint64_t{datagram.size} + 28) * 1e6 / static_cast<double>(conditions_.bandwidthBytesPerSec);
+    departUs = static_cast<uint64_t>(std::ceil(linkFreeUs_));
   }
   const int copies = Uniform() < conditions_.duplicate ? 2 : 1;
   if (copies == 2) ++counters_.duplicated;

@@ -20,7 +20,7 @@ struct NetworkConditions {
   uint64_t latencyUs = 0;      // one way
   uint64_t jitterUs = 0;       // uniform ± around the latency
   uint64_t bandwidthBytesPerSec = 0;  // 0: unlimited
-  uint64_t seed = 0;
+  uint64_t seed = 0;           // the random choices' seed: the same seed and traffic, the same run
   size_t maxHeld = 65536;      // datagrams in flight beyond this are dropped (a full router queue)
 };
 
@@ -56,7 +56,7 @@ class NetworkSimulator {
   NetworkConditions conditions_;
   uint64_t random_;
   uint64_t order_ = 0;
-  uint64_t linkFreeUs_ = 0;  // bandwidth: when the link has sent what it holds
+  double linkFreeUs_ = 0;  // bandwidth: when the link has sent what it holds (fractions of a µs add up)
   std::priority_queue<Held, std::vector<Held>, std::greater<Held>> held_;
   std::vector<ProtocolOutput::Datagram> datagrams_;  // storage, reused through freeSlots_
   std::vector<uint32_t> freeSlots_;

@@ -229,6 +229,8 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#engine = engine
         this.#id = info.id
         this.#links = engine.peerLinks(info.id)
+        // A new socket's counts start from 0: so does the bandwidth's last reading.
+        Object.assign(this.#reading, { atMs: performance.now(), bytesIn: 0, bytesOut: 0 })
         this.#open = true
         this.#ipv6 = ipv6
         this.#hold.opened(engine)

@@ -1,6 +1,7 @@
 // The network simulator option of Server and Client (native/network_simulator.h): what the socket sends
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
+import { randomInt } from 'node:crypto'
 import { VolleyRangeError, describe } from './errors.ts'
 import { checkOptions } from './options.ts'
 
@@ -60,7 +61,8 @@ export function networkSimulatorFields(options: NetworkSimulatorOptions | undefi
       latencyUs: Math.round(ranged('latencyMs', options.latencyMs, 0, 60_000, false) * 1000),
       jitterUs: Math.round(ranged('jitterMs', options.jitterMs, 0, 60_000, false) * 1000),
       bandwidthBytesPerSec: ranged('bandwidthBytesPerSec', options.bandwidthBytesPerSec, 1, 1e12, true),
-      seed: ranged('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, true),
+      // Absent: one drawn here, so that every seed given, 0 included, repeats its run.
+      seed: options.seed === undefined ? randomInt(2 ** 47) : ranged('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, true),
       clockOffsetUs: Math.round(ranged('clockOffsetMs', options.clockOffsetMs, 0, 86_400_000, false) * 1000),
       clockDriftPpm: ranged('clockDriftPpm', options.clockDriftPpm, -1000, 1000, false),
     },

@@ -4,6 +4,7 @@
 // straight line fitted through the kept offsets over time follows a drifting clock.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -13,6 +14,10 @@ class ClockSync {
  public:
   static constexpr uint64_t kPeriodUs = 1000000;
   static constexpr size_t kPeriods = 16;
+  // The largest drift the line may show (µs per µs): 2,000 ppm, twice the worst the network simulator
+  // sets. The peer's receive times and echoes are its word: four exchanges whose middles a forged echo
+  // put 1 µs apart made a 1 ms error a drift of −300, a clock that ran backwards.
+  static constexpr double kMaxDrift = 2e-3;
 
   // t0: local clock when the ping left; t1: the peer's clock when it arrived; delayUs: how long the peer
   // held it before the pong left; t3: local clock when the pong arrived.
@@ -82,7 +87,7 @@ class ClockSync {
       covariance += (slot.at - meanT) * (slot.offset - meanO);
       variance += (slot.at - meanT) * (slot.at - meanT);
     }
-    drift_ = variance > 0 ? covariance / variance : 0;
+    drift_ = variance > 0 ? std::clamp(covariance / variance, -kMaxDrift, kMaxDrift) : 0;
     offsetAtUs_ = meanO;
     atUs_ = meanT;
   }

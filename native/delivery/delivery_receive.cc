@@ -206,7 +206,8 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   // the clock sync measures once it knows it; the minimum, which never rises again, takes a long hold only
   // then, and at an upper bound of the round trip.
   const double heldUs = static_cast<double>(delayUs) * (1.0 - clock_.Drift());
-  const double rttUs = std::max(static_cast<double>(elapsedUs) - heldUs, 1.0);
+  // Within what a pong may take (elapsedUs is): converted to an integer below, it must fit.
+  const double rttUs = std::clamp(static_cast<double>(elapsedUs) - heldUs, 1.0, static_cast<double>(kMaxPongRttUs));
   uint64_t minCandidateUs = 0;
   if (delayUs <= config_.maxAckDelayUs || clock_.DriftKnown()) {
     const double boundPpm = clock_.DriftKnown() ? kResidualDriftPpm : kMaxDriftPpm;

@@ -1,0 +1,69 @@
+// What a connected peer's pongs can do to the RTT and the clock one delivery core keeps: a pong's echo,
+// receive time and processing delay are the peer's word. Driven sans-IO with hand-built packets.
+import { describe, expect, it } from 'vitest'
+import { deliveryCore } from './simulated-link.ts'
+
+const ms = 1000
+const second = 1_000_000
+
+const varint = (value: number | bigint): number[] => {
+  let v = BigInt(value)
+  const out: number[] = []
+  do {
+    out.push(Number(v & 0x7fn) | (v >= 0x80n ? 0x80 : 0))
+    v >>= 7n
+  } while (v > 0n)
+  return out
+}
+// One packet with one PONG: the ping's id, its send time echoed, the peer's clock when it arrived, the
+// peer's processing delay.
+const pong = (pn: number, echo: number, remoteReceived: number | bigint, delay: number) =>
+  Uint8Array.from([0xd1, ...varint(pn), 0x03, ...varint(0), ...varint(echo), ...varint(remoteReceived), ...varint(delay)])
+
+// Four pongs, one in each of four clock-sync periods (seconds 100 to 103), whose exchanges' middles — the
+// echo and the arrival — lie `spacingUs` apart, and whose receive times put the peer's clock `offsetUs`
+// plus errors[k] ahead of ours. RTT net of the delay: 20 ms each.
+function fourPongs(core: ReturnType<typeof deliveryCore>, spacingUs: number, offsetUs: number, errors: (number | bigint)[]): number {
+  let now = 0
+  for (let k = 0; k < 4; k++) {
+    now = 100 * second + k * second + 500 * ms
+    const middle = 100.4 * second + k * spacingUs
+    const echo = 2 * middle - now
+    const delay = now - echo - 20 * ms
+    // θ = t1 + delay/2 − middle
+    const remote = BigInt(middle + offsetUs - delay / 2) + BigInt(errors[k]!)
+    core.receive(pong(k, echo, remote, delay), now)
+  }
+  expect(core.stats().clockSamples).toBe(4)
+  return now
+}
+
+describe('pongs from a hostile peer', () => {
+  it('a peer whose clock reads within 1 ms of ours + 5 s cannot make the estimate run backwards or drift by minutes', () => {
+    // The echoes are forged (no ping left at those times): the four exchanges' middles are 1 µs apart,
+    // and the line through their offsets takes a 1 ms error in one of them for a drift of −300 µs per µs.
+    const core = deliveryCore({ channels: ['reliable'] })
+    const now = fourPongs(core, 1, 5 * second, [0, 0, 0, -1 * ms])
+    const offsetNow = core.stats(now).clockOffsetUs
+    const offsetLater = core.stats(now + second).clockOffsetUs
+    expect(Math.abs(offsetNow - 5 * second)).toBeLessThan(10 * ms)
+    // The peer's clock as estimated (ours plus the offset) never runs backwards.
+    expect(offsetLater + second).toBeGreaterThan(offsetNow)
+  })
+
+  it('a pong held long after a forged drift cannot make the RTT absurd (over the 60 s a pong may take)', () => {
+    // The same forged echoes, with a 5 × 10^12 µs step in the peer's claimed clock: a drift of 1.5 × 10^12.
+    // The fourth pong, held 6.2 s, is then "corrected" for that drift: 6.2 s × 1.5 × 10^12 of round trip;
+    // and so is each later pong in the same period (its exchange is no better: the fit stays).
+    const core = deliveryCore({ channels: ['reliable'] })
+    let now = fourPongs(core, 1, 5 * second, [0, 0, 0, 5e12])
+    for (let i = 0; i < 12; i++) {
+      now += ms
+      core.receive(pong(10 + i, now - 6 * second, 0, 6 * second - 20 * ms), now)
+    }
+    const stats = core.stats()
+    expect(stats.maxRttUs).toBeLessThanOrEqual(60 * second)
+    expect(stats.smoothedRttUs).toBeLessThanOrEqual(60 * second)
+    expect(stats.rttVariationUs).toBeLessThanOrEqual(60 * second)
+  })
+})

@@ -1,0 +1,47 @@
+// While JavaScript holds every receive slab (the engine is starved), a raw socket stops reading: what
+// arrives waits in the kernel's buffer, and past it is dropped and counted there. A protocol socket must
+// do the same: its records wait in memory (ProtocolOutput::records) until slab space frees up, so reading
+// on while starved grows that memory with whatever the peer sends for as long as JavaScript is busy.
+import { describe, expect, it } from 'vitest'
+import { Client, Server, generateConnectToken } from '../../src/index.ts'
+import { waitFor } from '../helpers.ts'
+
+const privateKey = new Uint8Array(32).fill(3)
+const protocolId = 0x1234n
+
+describe('a starved engine and its protocol sockets', () => {
+  it('stops reading a protocol socket while every receive slab is held', async () => {
+    // 8 receive slabs of 256 KiB (the default limits) hold ~1,700 records of 1,200-byte payloads; the
+    // kernel's buffer (128 KiB) a few dozen datagrams more.
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 2, engine: 'dedicated', recvBufferSize: 64 << 10, disconnectIntervalMs: 5 })
+    const { port } = await server.listen()
+    let received = 0
+    server.on('message', () => received++)
+    // The client's simulated link paces its datagrams (~8,000 a second), so they keep arriving while the
+    // server's JavaScript is busy.
+    const client = new Client({ engine: 'dedicated', disconnectIntervalMs: 5, networkSimulator: { bandwidthBytesPerSec: 10_000_000, seed: 1 } })
+    await client.connect(
+      await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }),
+    )
+    await waitFor(() => server.peers.size === 1)
+    const before = server.stats().packets.in
+    const payload = Buffer.alloc(1200)
+    let sent = 0
+    for (; sent < 6000 && client.send(payload); sent++);
+    expect(sent).toBeGreaterThan(5000)
+    // Busy: nothing is drained, so the slabs the server's engine fills stay held.
+    const until = Date.now() + 1000
+    while (Date.now() < until) {
+      // the client's I/O thread sends what was queued; the server's reads it
+    }
+    const readWhileStarved = server.stats().packets.in - before
+    expect(received).toBe(0)
+    // Slab capacity + one batch + the kernel's buffer; before the fix the engine read every datagram
+    // (~6,000) into memory.
+    expect(readWhileStarved).toBeLessThan(2_200)
+    // Nothing is lost once JavaScript is back: what was read reaches it.
+    await waitFor(() => received >= readWhileStarved, 5000, 'the records read while starved')
+    await client.close()
+    await server.close()
+  }, 20_000)
+})
