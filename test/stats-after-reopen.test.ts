@@ -1,7 +1,7 @@
 // Client.stats() across the socket a client reopens for an IPv6 server: the I/O thread's byte and packet
 // counts start again on the new socket, while the bandwidth reading keeps the old socket's totals.
 import { expect, it } from 'vitest'
-import { Client, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { Client, Server, generateConnectToken } from '../src/index.ts'
 import { waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
@@ -24,7 +24,6 @@ it('never reports a negative bandwidth after the client reopens its socket for a
     await client.connect(await token(v4.address, 7n))
     for (let i = 0; i < 200; i++) client.send(new Uint8Array(1000))
     await waitFor(() => client.stats().bytes.out > 150_000, 5000, 'the payloads to leave')
-    const before = client.stats() // the last reading on the IPv4 socket
     ;[...v4.server.peers.values()][0]!.disconnect()
     await waitFor(() => client.state === 'disconnected', 5000, 'the server to end the connection')
     await client.connect(await token(v6.address, 8n))

@@ -82,7 +82,6 @@ export function summarizeConnections(handshakes: HandshakePhase | null, connectH
   const volleyOverFloorNet = ratio(volley?.cpuPerMessageNetUs, floor?.cpuPerMessageUs)
 
   const targets: TargetCheck[] = []
-  const connect = connectHold?.connect
   const hold = connectHold?.hold
   for (const round of handshakes?.rounds ?? []) {
     const which = round.round === 'cold' ? 'a fresh server\'s first clients' : 'the next clients, after those left'

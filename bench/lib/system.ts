@@ -1,7 +1,6 @@
 // What the results depend on: the machine, the kernel, node, the libraries; and whether taskset can pin.
 import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { createRequire } from 'node:module'
 import os from 'node:os'
 
 export interface SystemInfo {
