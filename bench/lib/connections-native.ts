@@ -1,32 +1,18 @@
 // Compiles the native tools of the connections benchmark into bench/.build/ (gitignored) at every
 // start, as native-build.ts does for the blaster and the sink: the paced sender and the floor receiver
-// (C, the latter on libsodium) and the handshake load (C++, on volley's own netcode client core and
-// libsodium).
+// (C, with native-build.ts's compileCTool; the floor on libsodium) and the handshake load (C++, on
+// volley's own netcode client core and libsodium).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
+import { compileCTool } from './native-build.ts'
 
 export function buildPacedSender(benchDir: string): string {
-  return buildC(benchDir, 'paced-sender', [], 'a C compiler is required')
+  return compileCTool(benchDir, 'paced-sender')
 }
 
 export function buildFloorReceiver(benchDir: string): string {
-  return buildC(benchDir, 'floor-receiver', ['-pthread', '-lsodium'], 'a C compiler and libsodium-dev are required')
-}
-
-function buildC(benchDir: string, name: string, libraries: readonly string[], needs: string): string {
-  const out = join(benchDir, '.build')
-  mkdirSync(out, { recursive: true })
-  const compiler = process.env.CC ?? 'cc'
-  const binary = join(out, name)
-  const source = join(benchDir, 'native', `${name}.c`)
-  try {
-    execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source, ...libraries], { stdio: ['ignore', 'pipe', 'pipe'] })
-  } catch (error) {
-    const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
-    throw new Error(`could not compile ${source} with '${compiler} -O2' (${needs}): ${stderr || String(error)}`)
-  }
-  return binary
+  return compileCTool(benchDir, 'floor-receiver', ['-pthread', '-lsodium'], 'a C compiler and libsodium-dev are required')
 }
 
 export function buildHandshakeLoad(benchDir: string, root: string): string {

@@ -1,5 +1,6 @@
-// Compiles the C blaster and sink into bench/.build/ (gitignored) at every start, so they always
-// match their sources.
+// Compiles the benchmarks' C tools into bench/.build/ (gitignored) at every start, so they always
+// match their sources: here the blaster and the sink; connections-native.ts builds the others with
+// compileCTool too.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -10,20 +11,25 @@ export interface NativeTools {
   compiler: string
 }
 
-export function buildNativeTools(benchDir: string): NativeTools {
+/** Compiles bench/native/<name>.c into bench/.build/<name>; `needs` names what a failure suggests is missing. */
+export function compileCTool(benchDir: string, name: string, libraries: readonly string[] = [], needs = 'a C compiler is required'): string {
   const out = join(benchDir, '.build')
   mkdirSync(out, { recursive: true })
   const compiler = process.env.CC ?? 'cc'
-  const tools = { blaster: join(out, 'blaster'), sink: join(out, 'sink') }
-  for (const [name, binary] of Object.entries(tools)) {
-    const source = join(benchDir, 'native', `${name}.c`)
-    try {
-      execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source], { stdio: ['ignore', 'pipe', 'pipe'] })
-    } catch (error) {
-      const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
-      throw new Error(`could not compile ${source} with '${compiler} -O2' (a C compiler is required): ${stderr || String(error)}`)
-    }
+  const binary = join(out, name)
+  const source = join(benchDir, 'native', `${name}.c`)
+  try {
+    execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source, ...libraries], { stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (error) {
+    const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
+    throw new Error(`could not compile ${source} with '${compiler} -O2' (${needs}): ${stderr || String(error)}`)
   }
+  return binary
+}
+
+export function buildNativeTools(benchDir: string): NativeTools {
+  const tools = { blaster: compileCTool(benchDir, 'blaster'), sink: compileCTool(benchDir, 'sink') }
+  const compiler = process.env.CC ?? 'cc'
   const version = execFileSync(compiler, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? compiler
   return { ...tools, compiler: version.trim() }
 }
