@@ -300,38 +300,19 @@ bool Engine::ApplyCommand(const Command& command) {
       sockets_.emplace(state->id, std::move(state));
       return true;
     }
-    case Command::kControl: {
-      std::unique_ptr<std::vector<uint8_t>> payload(command.payload);
-      const auto found = sockets_.find(command.id);
-      if (found != sockets_.end() && found->second->protocol) {
-        SocketState* state = found->second.get();
-        // After everything queued before it: a channel keeps its order, a watch sees the queue as it is.
-        ProcessSends(SIZE_MAX);
-        if (command.op == kControlSendLarge) {
-          if (!payload->empty()) {
-            const uint8_t channel = payload->back();
-            payload->pop_back();  // the message stays where JavaScript's bytes were copied to
-            state->protocol->SendOwned(static_cast<uint32_t>(command.length), channel, std::move(*payload), clock_);
-            state->protocol->EndBatch(clock_);
-          }
-        } else {
-          state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
-        }
-        if (command.op == kControlStop && !state->stopping) {
-          state->stopping = true;
-          stopping_.push_back(state);
-        }
-        FlushProtocol(state);
-        ScheduleProtocol(state);
-        CloseFinishedProtocols();
-      }
-      return true;
-    }
+    case Command::kControl:
     case Command::kCloseSocket: {
-      const auto found = sockets_.find(command.id);
-      if (found != sockets_.end()) {
-        ProcessSends(SIZE_MAX);  // what was queued before close() goes out first
-        CloseSocketNow(found->second.get());
+      std::unique_ptr<std::vector<uint8_t>> payload(command.payload);
+      if (sockets_.find(command.id) == sockets_.end()) return true;
+      // After everything queued before it: a channel keeps its order, a watch sees the queue as it is, what
+      // was sent before close() goes out. A parked slab (the kernel's send buffer full) holds it back.
+      ProcessSends(SIZE_MAX);
+      if (sendCount_ > 0) {
+        Command held = command;
+        held.payload = nullptr;  // owned by the deferred entry from here
+        deferred_.push_back(DeferredCommand{sendJobsQueued_, held, std::move(payload)});
+      } else {
+        ApplySocketCommand(command, std::move(payload));
       }
       return true;
     }
@@ -343,6 +324,7 @@ bool Engine::ApplyCommand(const Command& command) {
       SendJob& job = sendRing_[(sendHead_ + sendCount_) % kMaxSendSlabs];
       job = SendJob{command.id, command.data, command.length, 0};
       ++sendCount_;
+      ++sendJobsQueued_;
       return true;
     }
     case Command::kAddReceiveSlab:
@@ -352,6 +334,34 @@ bool Engine::ApplyCommand(const Command& command) {
       return false;
   }
   return true;
+}
+
+void Engine::ApplySocketCommand(const Command& command, std::unique_ptr<std::vector<uint8_t>> payload) {
+  const auto found = sockets_.find(command.id);
+  if (found == sockets_.end()) return;  // closed in the meantime
+  SocketState* state = found->second.get();
+  if (command.kind == Command::kCloseSocket) {
+    CloseSocketNow(state);
+    return;
+  }
+  if (!state->protocol) return;
+  if (command.op == kControlSendLarge) {
+    if (!payload->empty()) {
+      const uint8_t channel = payload->back();
+      payload->pop_back();  // the message stays where JavaScript's bytes were copied to
+      state->protocol->SendOwned(static_cast<uint32_t>(command.length), channel, std::move(*payload), clock_);
+      state->protocol->EndBatch(clock_);
+    }
+  } else {
+    state->protocol->Control(command.op, static_cast<uint32_t>(command.length), *payload, clock_);
+  }
+  if (command.op == kControlStop && !state->stopping) {
+    state->stopping = true;
+    stopping_.push_back(state);
+  }
+  FlushProtocol(state);
+  ScheduleProtocol(state);
+  CloseFinishedProtocols();
 }
 
 void Engine::CloseSocketNow(SocketState* state) {
@@ -647,6 +657,12 @@ void Engine::ProcessSends(size_t budget) {
     ReleaseSendSlab(job.slabId);
     sendHead_ = (sendHead_ + 1) % kMaxSendSlabs;
     --sendCount_;
+    ++sendJobsDone_;
+    while (!deferred_.empty() && deferred_.front().afterSendJobs <= sendJobsDone_) {
+      DeferredCommand due = std::move(deferred_.front());
+      deferred_.pop_front();
+      ApplySocketCommand(due.command, std::move(due.payload));
+    }
   }
   sendParked_ = false;
 }

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -119,10 +120,20 @@ class Engine {
     uint32_t count = 0;
   };
 
+  // A control or close that came while a send slab was parked (the kernel's send buffer full): it waits
+  // until the slabs queued before it have gone out, so it never overtakes their records.
+  struct DeferredCommand {
+    uint64_t afterSendJobs = 0;  // applied once sendJobsDone_ reaches this
+    Command command;
+    std::unique_ptr<std::vector<uint8_t>> payload;
+  };
+
   void Post(const Command& command);
   void Run();
   void RunCommands();
   bool ApplyCommand(const Command& command);  // false on kStop
+  // kControl and kCloseSocket, once every send queued before them is done.
+  void ApplySocketCommand(const Command& command, std::unique_ptr<std::vector<uint8_t>> payload);
   void CloseSocketNow(SocketState* state);
   void EnsureScratch(uint32_t batchSize);
 
@@ -221,6 +232,9 @@ class Engine {
   size_t sendHead_ = 0;
   size_t sendCount_ = 0;
   bool sendParked_ = false;
+  uint64_t sendJobsQueued_ = 0;  // send slabs taken into the ring, ever
+  uint64_t sendJobsDone_ = 0;    // and finished
+  std::deque<DeferredCommand> deferred_;  // in the order they came
   std::vector<mmsghdr> sendHeaders_;
   std::vector<iovec> sendIov_;
   std::vector<sockaddr_in6> sendNames_;

@@ -1,0 +1,31 @@
+// A raw socket's send slab parked by a full kernel send buffer (EAGAIN) must not let a later control for
+// another socket on the same engine overtake the sends queued behind it. EAGAIN cannot be provoked on
+// loopback, so the fixture runs with a sendmmsg that refuses on demand (harness/sendmmsg_eagain.c).
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+
+const root = join(import.meta.dirname, '../..')
+
+describe('controls behind a parked send slab', () => {
+  it('wait for the sends queued before them: a large message, a close, a stop', () => {
+    const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
+    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
+    const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/send-parked.ts'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, LD_PRELOAD: shim },
+    })
+    const result = JSON.parse(output) as { largeOrder: string[]; rawSentBeforeClose: boolean; rawDropped: number; stopOrder: string[] }
+    // A message over 32 KiB travels as a control; on a reliable channel it keeps its place.
+    expect(result.largeOrder).toEqual(['before', 'large 40000', 'after'])
+    // close() sends what was queued before it instead of dropping it.
+    expect(result.rawSentBeforeClose).toBe(true)
+    expect(result.rawDropped).toBe(0)
+    // close() of a client stops its protocol after the message sent before it.
+    expect(result.stopOrder).toEqual(['last words', 'disconnect'])
+  }, 40_000)
+})
