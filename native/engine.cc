@@ -37,6 +37,10 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
+// How long a close or stop waits behind a send slab the kernel keeps refusing (its path is down) before it
+// is applied anyway: closing must end. What is queued behind the slab for that socket is then dropped,
+// and counted. Other controls keep waiting: they must not overtake messages of their channel.
+constexpr uint64_t kMaxTeardownWaitUs = 1000000;
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
@@ -263,6 +267,7 @@ void Engine::Run() {
       if (!running) break;
     }
     ProcessSends(kSendBudgetPerTurn);
+    if (!deferred_.empty()) ApplyOverdueTeardowns();
     if (protocolSockets_ > 0) UpdateProtocols();
     turnReceived_ = 0;
     turnCoalesceNs_ = UINT32_MAX;
@@ -310,7 +315,7 @@ bool Engine::ApplyCommand(const Command& command) {
       if (sendCount_ > 0) {
         Command held = command;
         held.payload = nullptr;  // owned by the deferred entry from here
-        deferred_.push_back(DeferredCommand{sendJobsQueued_, held, std::move(payload)});
+        deferred_.push_back(DeferredCommand{sendJobsQueued_, MonotonicNs() / 1000, held, std::move(payload)});
       } else {
         ApplySocketCommand(command, std::move(payload));
       }
@@ -362,6 +367,22 @@ void Engine::ApplySocketCommand(const Command& command, std::unique_ptr<std::vec
   FlushProtocol(state);
   ScheduleProtocol(state);
   CloseFinishedProtocols();
+}
+
+void Engine::ApplyOverdueTeardowns() {
+  const uint64_t nowUs = MonotonicNs() / 1000;
+  for (size_t i = 0; i < deferred_.size();) {
+    DeferredCommand& entry = deferred_[i];
+    const bool teardown = entry.command.kind == Command::kCloseSocket ||
+                          (entry.command.op == kControlStop || entry.command.op == kControlDisconnect);
+    if (!teardown || nowUs - entry.deferredAtUs < kMaxTeardownWaitUs) {
+      ++i;
+      continue;
+    }
+    DeferredCommand due = std::move(entry);
+    deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
+    ApplySocketCommand(due.command, std::move(due.payload));
+  }
 }
 
 void Engine::CloseSocketNow(SocketState* state) {

@@ -124,6 +124,7 @@ class Engine {
   // until the slabs queued before it have gone out, so it never overtakes their records.
   struct DeferredCommand {
     uint64_t afterSendJobs = 0;  // applied once sendJobsDone_ reaches this
+    uint64_t deferredAtUs = 0;   // a close or stop goes anyway after kMaxTeardownWaitUs
     Command command;
     std::unique_ptr<std::vector<uint8_t>> payload;
   };
@@ -134,6 +135,8 @@ class Engine {
   bool ApplyCommand(const Command& command);  // false on kStop
   // kControl and kCloseSocket, once every send queued before them is done.
   void ApplySocketCommand(const Command& command, std::unique_ptr<std::vector<uint8_t>> payload);
+  // Closes and stops that have waited too long behind a parked slab: applied now (see kMaxTeardownWaitUs).
+  void ApplyOverdueTeardowns();
   void CloseSocketNow(SocketState* state);
   void EnsureScratch(uint32_t batchSize);
 

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest'
 const root = join(import.meta.dirname, '../..')
 
 describe('controls behind a parked send slab', () => {
-  it('wait for the sends queued before them: a large message, a close, a stop', () => {
+  it('wait for the sends queued before them (a large message, a close, a stop), and a close ends even so', () => {
     const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
     execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
     const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/send-parked.ts'], {
@@ -19,7 +19,14 @@ describe('controls behind a parked send slab', () => {
       timeout: 30_000,
       env: { ...process.env, LD_PRELOAD: shim },
     })
-    const result = JSON.parse(output) as { largeOrder: string[]; rawSentBeforeClose: boolean; rawDropped: number; stopOrder: string[] }
+    const result = JSON.parse(output) as {
+      largeOrder: string[]
+      rawSentBeforeClose: boolean
+      rawDropped: number
+      stopOrder: string[]
+      stuckCloseMs: number
+      stuckDropped: number
+    }
     // A message over 32 KiB travels as a control; on a reliable channel it keeps its place.
     expect(result.largeOrder).toEqual(['before', 'large 40000', 'after'])
     // close() sends what was queued before it instead of dropping it.
@@ -27,5 +34,9 @@ describe('controls behind a parked send slab', () => {
     expect(result.rawDropped).toBe(0)
     // close() of a client stops its protocol after the message sent before it.
     expect(result.stopOrder).toEqual(['last words', 'disconnect'])
+    // A close behind a send the kernel never takes ends after a second, and counts the datagram it dropped.
+    expect(result.stuckCloseMs).toBeGreaterThanOrEqual(900)
+    expect(result.stuckCloseMs).toBeLessThan(10_000)
+    expect(result.stuckDropped).toBe(1)
   }, 40_000)
 })
