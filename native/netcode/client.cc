@@ -1,5 +1,7 @@
 #include "client.h"
 
+#include <sodium.h>
+
 #include <cstring>
 
 #include "packet.h"
@@ -47,15 +49,24 @@ void ClientCore::SetState(ClientState state) {
 }
 
 void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
+  // Disconnect packets still owed to the previous connection go now, under its key, before the new
+  // handshake: sent later, with the same key (the same token again) they would end the new connection.
+  while (farewellsLeft_ > 0) {
+    nextFarewellUs_ = now.monotonicUs;
+    SendFarewells(now);
+  }
   if (!ReadConnectToken(token, size, &token_) || (config_.protocolId != 0 && token_.protocolId != config_.protocolId)) {
     SetState(ClientState::kInvalidConnectToken);
     return;
   }
-  config_.protocolId = token_.protocolId;
+  protocolId_ = token_.protocolId;  // config_ keeps 0 ("from the token") for the next Connect()
   // The token's lifetime counts over the whole attempt, across its addresses, as STANDARD.md says (the
   // reference code restarts it at each address).
   connectStartUs_ = now.monotonicUs;
-  tokenLifetimeUs_ = (token_.expireTimestamp - token_.createTimestamp) * 1000000u;
+  // In µs, saturating: a token may live longer than 2^64 µs (about 584,000 years), and a wrapped product
+  // would make a long-lived token expire at once.
+  const uint64_t lifetimeSeconds = token_.expireTimestamp - token_.createTimestamp;
+  tokenLifetimeUs_ = lifetimeSeconds > UINT64_MAX / 1000000u ? UINT64_MAX : lifetimeSeconds * 1000000u;
   StartAddress(0, now);
 }
 
@@ -89,7 +100,7 @@ void ClientCore::SendHandshake(const Clock& now) {
 }
 
 void ClientCore::Send(PacketType type, const uint8_t* body, size_t size, const Clock& now) {
-  const size_t length = EncryptPacket(type, sequence_++, body, size, config_.protocolId, token_.clientToServerKey, packetBuffer_);
+  const size_t length = EncryptPacket(type, sequence_++, body, size, protocolId_, token_.clientToServerKey, packetBuffer_);
   lastSendUs_ = now.monotonicUs;
   ++counters_.packetsOut;
   counters_.bytesOut += length;
@@ -113,7 +124,7 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     return;
   }
   Packet packet;
-  const DropReason reason = ReadEncryptedPacket(data, size, config_.protocolId, token_.serverToClientKey, kClientAccepts,
+  const DropReason reason = ReadEncryptedPacket(data, size, protocolId_, token_.serverToClientKey, kClientAccepts,
                                                 &replay_, &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
     CountDrop(reason);
@@ -158,12 +169,13 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
 
 void ClientCore::SendFarewells(const Clock& now) {
   if (farewellsLeft_ > 0 && now.monotonicUs >= nextFarewellUs_) {
-    const size_t length = EncryptPacket(kDisconnect, sequence_++, nullptr, 0, config_.protocolId, token_.clientToServerKey, packetBuffer_);
+    const size_t length = EncryptPacket(kDisconnect, sequence_++, nullptr, 0, protocolId_, farewellKey_, packetBuffer_);
     ++counters_.packetsOut;
     counters_.bytesOut += length;
     sink_->SendPacket(farewellAddress_, packetBuffer_, length);
     --farewellsLeft_;
     nextFarewellUs_ = now.monotonicUs + config_.disconnectIntervalUs;
+    if (farewellsLeft_ == 0) sodium_memzero(farewellKey_, kKeyBytes);
   }
 }
 
@@ -206,7 +218,7 @@ uint64_t ClientCore::NextDeadlineUs() const {
   const bool timeoutEnabled = token_.timeoutSeconds > 0;
   const uint64_t timeoutUs = timeoutEnabled ? uint64_t(token_.timeoutSeconds) * 1000000u : 0;
   if (Connecting(state_)) {
-    earliest(connectStartUs_ + tokenLifetimeUs_);
+    earliest(tokenLifetimeUs_ > UINT64_MAX - connectStartUs_ ? kNoDeadline : connectStartUs_ + tokenLifetimeUs_);
     if (timeoutEnabled) earliest(lastReceiveUs_ + timeoutUs);
     earliest(lastSendUs_ + config_.requestIntervalUs);
   } else if (state_ == ClientState::kConnected) {
@@ -226,6 +238,7 @@ void ClientCore::Disconnect(const Clock& now) {
   if (state_ == ClientState::kConnected && config_.disconnectPackets > 0) {
     farewellsLeft_ = config_.disconnectPackets;
     farewellAddress_ = token_.serverAddresses[addressIndex_];
+    std::memcpy(farewellKey_, token_.clientToServerKey, kKeyBytes);
     nextFarewellUs_ = now.monotonicUs;
     SendFarewells(now);  // the first goes out at once
   }

@@ -83,6 +83,7 @@ class ClientCore {
   ClientConfig config_;
   ClientSink* sink_;
   ConnectToken token_;
+  uint64_t protocolId_ = 0;  // of the current token
   ClientState state_ = ClientState::kDisconnected;
   uint32_t addressIndex_ = 0;
   uint64_t connectStartUs_ = 0;
@@ -97,6 +98,7 @@ class ClientCore {
   uint32_t farewellsLeft_ = 0;
   uint64_t nextFarewellUs_ = 0;
   ServerAddress farewellAddress_;
+  uint8_t farewellKey_[kKeyBytes] = {};  // the key of the connection they end: Connect() replaces token_
   ClientCounters counters_;
   // Requests and every encrypted packet, payloads of 1,200 bytes included, are built here.
   static_assert(kConnectionRequestBytes <= kMaxPacketBytes, "a request fits the packet buffer");

@@ -150,6 +150,13 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     if (recentlyReleased_.Find(key) == AddressTable::kNone) ++counters_.unknownAddress;
     return;
   }
+  // Housekeeping removes expired mappings only once a second: one past its timeout or its token's expiry
+  // must not be used in between.
+  if (MappingExpired(*mapping, now)) {
+    RemoveMapping(*mapping);
+    ++counters_.unknownAddress;
+    return;
+  }
   Packet packet;
   const DropReason reason =
       ReadEncryptedPacket(data, size, config_.protocolId, mapping->receiveKey,
@@ -376,8 +383,12 @@ void ServerCore::Housekeeping(const Clock& now) {
   }
   for (EncryptionMapping& entry : mappings_) {
     if (!entry.used) continue;
-    if (TimedOut(entry.timeoutSeconds, entry.requestedUs, now) || entry.expireUnixSeconds <= now.unixSeconds) RemoveMapping(entry);
+    if (MappingExpired(entry, now)) RemoveMapping(entry);
   }
+}
+
+bool ServerCore::MappingExpired(const EncryptionMapping& entry, const Clock& now) const {
+  return TimedOut(entry.timeoutSeconds, entry.requestedUs, now) || entry.expireUnixSeconds <= now.unixSeconds;
 }
 
 ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {

@@ -188,6 +188,7 @@ class ServerCore {
   static constexpr size_t kMinTokenHistory = 2048;
   EncryptionMapping* AddMapping(const AddressKey& key);  // nullptr when maxMappings_ are held
   void RemoveMapping(EncryptionMapping& entry);
+  bool MappingExpired(const EncryptionMapping& entry, const Clock& now) const;
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
   std::vector<EncryptionMapping> mappings_;
   std::vector<uint32_t> freeMappings_;

@@ -1,8 +1,9 @@
 // Replay protection for one direction of one connection: a packet older than the window, or one
 // already seen in it, is refused. The window only advances after a packet has decrypted.
-import { maxUint64, sizes } from './constants.ts'
+import { sizes } from './constants.ts'
 
-const empty = maxUint64
+// Below every sequence: 2^64 - 1 is a sequence a peer may send, so it cannot mark an empty entry.
+const empty = -1n
 
 export class ReplayProtection {
   #mostRecent = 0n

@@ -27,7 +27,8 @@ export function parseServerAddress(text: string): ServerAddress {
     )
   }
   if (match[2] !== undefined && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
-  if (match[1] !== undefined && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
+  // isIPv6 takes a zone ('%eth0'), which a token cannot carry: refused, as the native parser does.
+  if (match[1] !== undefined && !host.includes('%') && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
   throw new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
     `Server address '${text}' does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,

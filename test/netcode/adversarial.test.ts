@@ -184,3 +184,15 @@ describe('connection request reader', () => {
     check(otherExpiry, 'token-refused')
   })
 })
+
+describe('replay protection at 2^64 - 1', () => {
+  it('refuses a second packet with the largest sequence, in both implementations', () => {
+    const replay = { ts: new ReplayProtection(), native: new native.ReplayWindow() }
+    const top = (1n << 64n) - 1n
+    const last = packet(PacketType.payload, top, fill(4, 1))
+    expect(read(last, all, replay)).toBe('none')
+    expect(read(last, all, replay)).toBe('replayed')
+    expect(replay.ts.alreadyReceived(top)).toBe(true)
+    expect(replay.native.alreadyReceived(top)).toBe(true)
+  })
+})

@@ -258,3 +258,78 @@ describe('client states', () => {
     expect(world.client.state().counters.unknownAddress).toBe(1)
   })
 })
+
+describe('client token lifetime', () => {
+  /** A token whose public expire timestamp is patched (the client reads only the public part). */
+  function withExpire(bytes: Uint8Array, expire: bigint): Uint8Array {
+    const copy = bytes.slice()
+    new DataView(copy.buffer).setBigUint64(13 + 8 + 8, expire, true)
+    return copy
+  }
+
+  it('a token that lives for ages is not taken as expired: (expire - create) in µs must not wrap 64 bits', () => {
+    const world = new World()
+    world.drop.toServer = () => true
+    // 2^58 s × 10^6 µs is a multiple of 2^64: a wrapping product makes the lifetime 0.
+    world.connect(withExpire(token({ timeoutSeconds: 10 }), T0 + (1n << 58n)))
+    world.run(1000)
+    expect(world.states).toEqual(['sending-connection-request'])
+    expect(world.sentByClient.length).toBeGreaterThanOrEqual(10) // still requesting at 10 Hz
+    const deadline = world.client.state().nextDeadlineUs
+    expect(deadline).not.toBeNull()
+    expect(deadline!).toBeGreaterThan(world.now)
+  })
+
+  it('a token lifetime near 2^64 s does not wrap the deadline either', () => {
+    const world = new World()
+    world.drop.toServer = () => true
+    world.now = 5_000_000
+    world.connect(withExpire(token({ timeoutSeconds: -1 }), (1n << 64n) - 1n))
+    world.run(500)
+    expect(world.states).toEqual(['sending-connection-request'])
+    expect(world.client.state().nextDeadlineUs!).toBeGreaterThan(world.now)
+  })
+})
+
+describe('reconnecting right after a disconnect', () => {
+  it("the old connection's redundant disconnects do not end the new one on the same server", () => {
+    const world = new World()
+    world.connect(token({ clientId: 1n }))
+    world.run(100)
+    expect(world.states.at(-1)).toBe('connected')
+    world.handleClient(world.client.disconnect(world.now))
+    // At once a new token for the same server (as an application that reconnects does).
+    world.connect(token({ clientId: 2n }))
+    world.run(2000)
+    expect(world.states.at(-1)).toBe('connected')
+    expect(world.server.state().connectedClients).toBe(1)
+    expect(world.serverEvents.filter((e) => e.kind === 'disconnect')).toHaveLength(1) // the first connection only
+  })
+
+  it('nor when the same token is used again (the same key)', () => {
+    const world = new World()
+    const same = token({ clientId: 3n })
+    world.connect(same)
+    world.run(100)
+    world.handleClient(world.client.disconnect(world.now))
+    world.connect(same)
+    world.run(2000)
+    expect(world.states.at(-1)).toBe('connected')
+    expect(world.server.state().connectedClients).toBe(1)
+  })
+})
+
+describe('a client that takes the protocol id from its token', () => {
+  it('takes it from each token: a later token of another protocol id is not refused as invalid', () => {
+    const world = new World() // ClientCore() without a protocolId, as the engine makes it
+    world.connect()
+    world.run(100)
+    expect(world.states.at(-1)).toBe('connected')
+    world.handleClient(world.client.disconnect(world.now))
+    const other = encodeConnectToken(sodium, {
+      protocolId: protocolId + 1n, privateKey, clientId: 9n, serverAddresses: ['127.0.0.1:40123'], expireSeconds: 60, timeoutSeconds: 5, nowSeconds: Number(T0),
+    })
+    world.connect(other)
+    expect(world.states.at(-1)).toBe('sending-connection-request')
+  })
+})

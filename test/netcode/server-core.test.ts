@@ -391,4 +391,24 @@ describe('timers (fake clock)', () => {
     expect(core.receive(client.address, response, 2.85 * second, T0).map((e) => e.kind)).toContain('connect')
     expect(core.state().counters.unknownAddress).toBe(0)
   })
+
+  it('a pending handshake past its timeout or its token expiry is gone when the response comes, whenever housekeeping last ran', () => {
+    // Timeout: request at 0 (timeout 2 s); housekeeping runs at 1.5 s, next at 2.5 s; the response at 2.2 s.
+    const core = server()
+    const client = new Client('127.0.0.1:50052', 1n, { timeoutSeconds: 2 })
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+    core.update(1.5 * second, T0)
+    const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, response, 2.2 * second, T0)).toEqual([])
+    expect(core.state().connectedClients).toBe(0)
+
+    // Token expiry: the token expires at T0 + 30; the request comes at T0 + 29, the response at T0 + 30.
+    const late = server()
+    const other = new Client('127.0.0.1:50053', 2n, { timeoutSeconds: 10 })
+    const [otherChallenge] = sends(late.receive(other.address, other.request(), 0, T0 + 29n))
+    late.update(0.1 * second, T0 + 29n)
+    const otherResponse = other.packet(PacketType.connectionResponse, other.open(otherChallenge!.data).body)
+    expect(late.receive(other.address, otherResponse, 0.5 * second, T0 + 30n)).toEqual([])
+    expect(late.state().connectedClients).toBe(0)
+  })
 })
