@@ -47,6 +47,10 @@ struct ServerRecords {
   DeliveredMessages delivered;
   bool connected = false;
   uint32_t peer = 0;
+  uint32_t slotEnds[kMaxClients] = {};  // disconnect records by slot: with the slot, JavaScript's name for a peer
+
+  // The connected peer as JavaScript names it in sends (socket_protocol.h: kPeerSlotBits).
+  uint32_t Tag() const { return peer | (slotEnds[peer] & 0xfff) << kPeerSlotBits; }
 
   void Message(uint8_t channel, const uint8_t* data, size_t size) { delivered.Check(channel, data, size); }
 
@@ -73,6 +77,7 @@ struct ServerRecords {
       case kPeerDisconnect:
         if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
         connected = false;
+        ++slotEnds[peer];
         delivered.unchecked = true;
         break;
       case kPeerDrain: break;
@@ -233,7 +238,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       case 4: {  // the server sends
         const uint8_t channel = in.Byte() % channelCount;
         std::vector<uint8_t> message(1 + in.Number(2) % 3000);
-        server.Send(records.peer, channel, message.data(), message.size(), now);
+        server.Send(records.Tag(), channel, message.data(), message.size(), now);
         server.EndBatch(now);
         break;
       }

@@ -604,6 +604,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("peerRecordHeaderSize", Napi::Number::New(env, kPeerRecordHeaderSize));
   layout.Set("releasedSlabsCapacity", Napi::Number::New(env, ReleasedSlabs::kCapacity));
   layout.Set("queuedMessageOverheadBytes", Napi::Number::New(env, static_cast<double>(delivery::kQueuedMessageOverheadBytes)));
+  layout.Set("peerSlotBits", Napi::Number::New(env, kPeerSlotBits));
   return layout;
 }
 

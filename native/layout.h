@@ -25,7 +25,8 @@ constexpr uint8_t kRecvFlagTruncated = 1;
 
 // A datagram queued in a send slab by JavaScript, 8-byte aligned:
 //   u32 socket id | u32 length | u16 port | u8 family | u8 channel | u32 IPv6 scope id | u8[16] address | data, padded to 8
-// Protocol sockets read the u32 after the channel as the peer (a server's client index) and ignore the address.
+// Protocol sockets read the u32 after the channel as the peer (a server's client index, tagged as
+// socket_protocol.h's kPeerSlotBits says) and ignore the address.
 constexpr size_t kSendHeaderSize = 32;
 
 // Both kinds of slab are ArrayBuffers of this size, allocated by JavaScript and pinned by the engine.

@@ -40,7 +40,7 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
 
 NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config,
                                              const uint8_t challengeKey[netcode::kKeyBytes], const DeliveryOptions& delivery)
-    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery) {
+    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery), slotEnds_(config.maxClients, 0) {
   if (delivery_.enabled) {
     delivery_.config.followsPings = true;  // the clients lead
     links_.resize(config.maxClients);
@@ -59,8 +59,15 @@ void NetcodeServerProtocol::Update(const netcode::Clock& now) {
   core_.Update(now);
 }
 
-void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {
+bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
+  *slot = peer & ((1u << kPeerSlotBits) - 1);
+  return *slot < slotEnds_.size() && (peer >> kPeerSlotBits) == slotEnds_[*slot];
+}
+
+void NetcodeServerProtocol::Send(uint32_t tagged, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {
   now_ = now;
+  uint32_t peer;
+  if (!Current(tagged, &peer)) return;  // for a client that has left, whoever has its slot now
   if (!delivery_.enabled) {
     core_.SendPayload(peer, data, size, now);  // a peer that left meanwhile: nothing to send to
     return;
@@ -70,9 +77,11 @@ void NetcodeServerProtocol::Send(uint32_t peer, uint8_t channel, const uint8_t* 
   MarkDirty(peer);
 }
 
-void NetcodeServerProtocol::SendOwned(uint32_t peer, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
-  if (!delivery_.enabled) return Send(peer, channel, data.data(), data.size(), now);
+void NetcodeServerProtocol::SendOwned(uint32_t tagged, uint8_t channel, std::vector<uint8_t>&& data, const netcode::Clock& now) {
+  if (!delivery_.enabled) return Send(tagged, channel, data.data(), data.size(), now);
   now_ = now;
+  uint32_t peer;
+  if (!Current(tagged, &peer)) return;  // for a client that has left
   if (peer >= links_.size() || !links_[peer]) return;  // left meanwhile
   links_[peer]->core.Send(channel, std::move(data), LocalUs(now));
   MarkDirty(peer);
@@ -101,11 +110,13 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
 
 void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>&, const netcode::Clock& now) {
   now_ = now;
-  if (op == kControlDisconnectPeer) core_.Disconnect(arg, now);
+  uint32_t peer = 0;
+  const bool current = (op == kControlDisconnectPeer || op == kControlWatchPeer) && Current(arg, &peer);  // else: a client that left
+  if (op == kControlDisconnectPeer && current) core_.Disconnect(peer, now);
   if (op == kControlStop) core_.Stop(now);
-  if (op == kControlWatchPeer && arg < links_.size() && links_[arg]) {
-    links_[arg]->watched = true;
-    AfterDelivery(arg);
+  if (op == kControlWatchPeer && current && peer < links_.size() && links_[peer]) {
+    links_[peer]->watched = true;
+    AfterDelivery(peer);
   }
 }
 
@@ -135,6 +146,7 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
   output.Record(kPeerDisconnect, static_cast<uint8_t>(reason), index, nullptr, 0);
+  slotEnds_[index] = static_cast<uint16_t>((slotEnds_[index] + 1) & ((1u << (32 - kPeerSlotBits)) - 1));
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 

@@ -75,11 +75,14 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   // After the delivery core of `peer` did something: its link statistics, a drain record, its timer.
   void AfterDelivery(uint32_t peer);
   void MarkDirty(uint32_t peer);
+  // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
+  bool Current(uint32_t peer, uint32_t* slot) const;
   uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
   std::vector<std::unique_ptr<DeliveryLink>> links_;  // by client index, while connected (delivery on)
+  std::vector<uint16_t> slotEnds_;  // by client index: its clients that left, mod 4096 (kPeerSlotBits)
   std::vector<uint32_t> dirty_;
   netcode::Clock now_;
 };

@@ -41,6 +41,11 @@ enum ProtocolControl : uint32_t {
   kControlWatchPeer = 5,
   kControlSendLarge = 6,  // arg: peer; data: the message (too large for a send slab), then a u8 channel
 };
+// How JavaScript names a server's peer in sends and control requests: its slot (client index) in the low
+// kPeerSlotBits (maxClients is at most 2^20), and above them how many clients the slot had before, mod 4096
+// (the disconnect records JavaScript has seen for it). A send or control for a client that left while
+// JavaScript was behind is then dropped, not taken for the client that has its slot now.
+constexpr uint32_t kPeerSlotBits = 20;
 
 // Largest datagram a protocol sends (a connection request).
 constexpr size_t kMaxProtocolDatagram = 1280;

@@ -96,6 +96,7 @@ export class ClientPool {
 
   /** Sends data from every connected client; returns how many took it. */
   broadcast(data: Uint8Array): number {
+    if (this.#closing.signal.aborted) return 0 // closing clients refuse sends
     let sent = 0
     for (const client of this.#clients) if (client.state === 'connected' && client.send(data)) sent++
     return sent

@@ -266,9 +266,12 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Sends a message on a channel (options.channel, default 0): with channels configured, up to
    * maxMessageBytes; without, a raw payload of 1 to 1200 bytes. Returns false, queuing nothing, when the
-   * connection's send queue (sendQueueBytes) or the engine's is full: 'drain' follows.
+   * connection's send queue (sendQueueBytes) or the engine's is full: 'drain' follows. Throws
+   * ERR_CLIENT_CLOSED from the close() call on.
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
+    // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
+    if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
     if (this.#state !== 'connected') throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#state}, not connected`)
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
@@ -370,11 +373,12 @@ export class Client extends EventEmitter<ClientEvents> {
 
   #onBatch(slab: SlabView, start: number, count: number): void {
     forEachPeerRecord(slab, start, count, (kind, code, peer, at, length) => {
+      // Messages stop at close(), as sends do: what arrives while the disconnects go out is not news.
       if (kind === PeerRecordKind.payload) {
-        if (this.#state === 'connected') this.emit('message', new Uint8Array(slab.buffer, at, length), code)
+        if (this.#state === 'connected' && this.#closing === undefined) this.emit('message', new Uint8Array(slab.buffer, at, length), code)
       } else if (kind === PeerRecordKind.largePayload) {
         const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
-        if (this.#state === 'connected' && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
+        if (this.#state === 'connected' && this.#closing === undefined && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
       } else if (kind === PeerRecordKind.drain) {
         this.emit('drain')
       } else if (kind === PeerRecordKind.clientState) {

@@ -130,6 +130,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   #closed: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   #referenced = true
+  /** This socket holds one of its engine's references (from open to close, while referenced). */
+  #holdsReference = false
   #accepted = 0
   #refused = 0
   #bufferSizes = { recv: 0, send: 0 }
@@ -256,7 +258,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   unref(): this {
     if (this.#referenced) {
       this.#referenced = false
-      if (this.#state === 'bound') this.#engine?.unref()
+      if (this.#state === 'bound' && this.#holdsReference) {
+        this.#holdsReference = false
+        this.#engine?.unref()
+      }
     }
     return this
   }
@@ -264,7 +269,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   ref(): this {
     if (!this.#referenced) {
       this.#referenced = true
-      if (this.#state === 'bound') this.#engine?.ref()
+      if (this.#state === 'bound' && !this.#holdsReference) {
+        this.#holdsReference = true
+        this.#engine?.ref()
+      }
     }
     return this
   }
@@ -326,7 +334,11 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#state = 'bound'
-    if (!this.#referenced) engine.unref()
+    this.#holdsReference = true // open() took one
+    if (!this.#referenced) {
+      this.#holdsReference = false
+      engine.unref()
+    }
     process.nextTick(() => {
       if (this.#state === 'bound') this.emit('listening')
     })
@@ -380,7 +392,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const final = new Float64Array(layout.statsFields)
     // The engine forgets the socket's counters after this event: keep the last reading.
     this.#finalStats = engine.readStats(this.#id, final) ? final : this.#statsScratch
-    if (this.#referenced) engine.unref()
+    // What this socket holds, whatever ref() or unref() said while it closed.
+    if (this.#holdsReference) engine.unref()
+    this.#holdsReference = false
     this.#state = 'closed'
     this.#resolveClosed?.()
     this.emit('close')

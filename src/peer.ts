@@ -37,6 +37,11 @@ export class Peer {
     readonly port: number,
     /** The 256 bytes of user data from its connect token (a view: its buffer also holds other peers' copies). */
     readonly userData: Uint8Array,
+    /**
+     * @internal How the engine knows this connection in sends and controls: the slot and how many clients it
+     * had before (layout.peerSlotBits), so that nothing meant for this client reaches a later one in its slot.
+     */
+    readonly tag: number = index,
   ) {
     this.#host = host
   }

@@ -129,6 +129,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
   readonly #userData = new UserDataCopies()
+  /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
+  readonly #slotEnds: Uint16Array
   readonly #readLinks = (): Float64Array | null => this.#links
   #engine: Engine | undefined
   #id = 0
@@ -163,6 +165,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
       disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
     }
+    this.#slotEnds = new Uint16Array(this.#options.maxClients)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
@@ -309,10 +312,10 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     const queue = this.#rawQueue ?? (this.#queues.get(peer.index) as SendQueue)
     const channel = queue.check(data, options)
     if (!queue.admit(data.byteLength)) {
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer, peer.index)
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer, peer.tag)
       return false
     }
-    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.index, channel)) return true
+    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)) return true
     queue.cancel(data.byteLength)
     this.#engineBlocked.add(peer)
     return false
@@ -342,7 +345,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
 
   /** @internal */
   disconnectPeer(peer: Peer): void {
-    if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.index)
+    if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.tag)
   }
 
   // A 'state' handler that throws must not stop the transition it reports (close() would never resolve):
@@ -364,15 +367,16 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
 
   #onRecord(slab: SlabView, kind: number, code: number, index: number, at: number, length: number, record: number): void {
     switch (kind) {
+      // Not for a peer close() has disconnected already: what arrives while the server stops is not news.
       case PeerRecordKind.payload: {
         const peer = this.#peerSlots[index]
-        if (peer !== undefined) this.emit('message', peer, new Uint8Array(slab.buffer, at, length), code)
+        if (peer?.connected === true) this.emit('message', peer, new Uint8Array(slab.buffer, at, length), code)
         return
       }
       case PeerRecordKind.largePayload: {
         const peer = this.#peerSlots[index]
         const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
-        if (peer !== undefined && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
+        if (peer?.connected === true && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
         return
       }
       case PeerRecordKind.drain: {
@@ -386,17 +390,21 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       case PeerRecordKind.connect: {
         const { address, port } = recordAddress((this.#engine as Engine).addon, slab, record)
         const clientId = slab.view.getBigUint64(at, true)
-        const peer = new Peer(this, index, clientId, address, port, this.#userData.copy(slab.u8, at + 8))
+        const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
+        const peer = new Peer(this, index, clientId, address, port, this.#userData.copy(slab.u8, at + 8), tag)
         this.#peers.set(index, peer)
         // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
         while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
         this.#peerSlots[index] = peer
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index))
         this.#readings.delete(index)
+        // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
+        if (this.#state !== 'running') peer.markDisconnected()
         this.emit('connect', peer)
         return
       }
       case PeerRecordKind.disconnect: {
+        this.#slotEnds[index] = (this.#slotEnds[index]! + 1) & 0xfff // as the engine counts them
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {
           peer.markDisconnected()

@@ -198,6 +198,97 @@ describe('close()', () => {
     await client.close()
   })
 
+  it("a closing server emits no more 'message' events: the README's echo handler does not throw while it stops", async () => {
+    const { server, address } = await startServer()
+    const errors: string[] = []
+    let afterClose = 0
+    let closing = false
+    server.on('message', (peer, data) => {
+      if (closing) afterClose++
+      try {
+        peer.send(data) // the README's echo
+      } catch (error) {
+        errors.push((error as { code: string }).code)
+      }
+    })
+    const clients = await Promise.all(
+      [31n, 32n, 33n, 34n].map(async (id) => {
+        const client = new Client(fast)
+        await client.connect(await token(address, id))
+        return client
+      }),
+    )
+    const flood = setInterval(() => {
+      for (const client of clients) if (client.state === 'connected') for (let i = 0; i < 50; i++) client.send(new Uint8Array(100))
+    }, 1)
+    await sleep(100)
+    closing = true
+    await server.close()
+    clearInterval(flood)
+    expect({ afterClose, errors }).toEqual({ afterClose: 0, errors: [] })
+    await Promise.all(clients.map((client) => client.close()))
+  })
+
+  it('a client whose handshake completed just before close() is reported, but as not connected', async () => {
+    const { server, address } = await startServer()
+    const seen: { connected: boolean; send: string }[] = []
+    server.on('connect', (peer) => {
+      let send = 'sent'
+      try {
+        peer.send(new Uint8Array([1]))
+      } catch (error) {
+        send = (error as { code: string }).code
+      }
+      seen.push({ connected: peer.connected, send })
+    })
+    const disconnects: string[] = []
+    server.on('disconnect', (_peer, reason) => disconnects.push(reason))
+    const client = new Client(fast)
+    const connecting = client.connect(await token(address, 35n))
+    const end = Date.now() + 300
+    while (Date.now() < end); // the handshake completes on the I/O threads; its connect record waits for JavaScript
+    await server.close()
+    await connecting
+    expect({ seen, disconnects }).toEqual({ seen: [{ connected: false, send: 'ERR_PEER_DISCONNECTED' }], disconnects: ['server-closed'] })
+    await client.close()
+  })
+
+  it('a closing client refuses send() (ERR_CLIENT_CLOSED) instead of accepting a message it will never send', async () => {
+    const { server, address } = await startServer()
+    const received: number[] = []
+    server.on('message', (_peer, data) => received.push(data[0]!))
+    const client = new Client(fast)
+    await client.connect(await token(address, 21n))
+    client.send(new Uint8Array([1]))
+    const closed = client.close()
+    expect(() => client.send(new Uint8Array([2]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_CLOSED' }))
+    await closed
+    await waitFor(() => server.peers.size === 0)
+    expect(received).toEqual([1])
+    await server.close()
+  })
+
+  it("a closing client emits no more 'message' events (an echo handler would throw)", async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    await client.connect(await token(address, 22n))
+    await waitFor(() => server.peers.size === 1)
+    const [peer] = [...server.peers.values()] as [Peer]
+    let closing = false
+    let afterClose = 0
+    client.on('message', () => {
+      if (closing) afterClose++
+    })
+    for (let i = 0; i < 200; i++) peer.send(new Uint8Array(100))
+    await waitFor(() => client.stats().packets.in > 0)
+    const end = Date.now() + 100
+    while (Date.now() < end); // the echoes land in the engine and wait for JavaScript
+    closing = true
+    await client.close()
+    expect(afterClose).toBe(0)
+    await server.close()
+  })
+
   it("ClientPool.connect() stops starting clients once the caller's signal aborts", async () => {
     const pool = new ClientPool(fast)
     const silent = await Promise.all(Array.from({ length: 40 }, (_, i) => token(silentAddress, 500n + BigInt(i))))
@@ -354,6 +445,8 @@ describe('the volley command line', () => {
     [['--bogus'], /Unknown option '--bogus'/],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' does not parse/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be a non-negative integer/],
+    // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--seconds', '3000000'], /--seconds must be/],
   ])('refuses %j with one line and status 2, no stack trace', (args, message) => {
     const { status, stderr } = run(...args)
     expect(status).toBe(2)

@@ -177,6 +177,52 @@ describe('close', () => {
     expect(out.trim()).toBe('bound')
     expect(Date.now() - started).toBeLessThan(10_000)
   })
+
+  it('unref() on a closing socket, beside an unref()ed one on the same engine, lets the process exit', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      const idle = createDatagramSocket()
+      await idle.bind(0, '127.0.0.1')
+      idle.unref()
+      const s = createDatagramSocket()
+      await s.bind(0, '127.0.0.1')
+      const closed = s.close()
+      s.unref()
+      await closed
+      console.log('closed')
+    `
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+      timeout: 10_000,
+      killSignal: 'SIGKILL',
+    })
+    expect({ out: run.stdout.trim(), signal: run.signal, status: run.status }).toEqual({ out: 'closed', signal: null, status: 0 })
+  }, 15_000)
+
+  it('ref() on a closing socket that was unref()ed takes no reference from another socket of the engine', async () => {
+    const { spawnSync } = await import('node:child_process')
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      const busy = createDatagramSocket()
+      await busy.bind(0, '127.0.0.1') // referenced: the process lives until it closes
+      const s = createDatagramSocket()
+      await s.bind(0, '127.0.0.1')
+      s.unref()
+      const closed = s.close()
+      s.ref()
+      await closed
+      setTimeout(() => { console.log('alive'); busy.close() }, 300).unref()
+    `
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+      timeout: 10_000,
+      killSignal: 'SIGKILL',
+    })
+    expect({ out: run.stdout.trim(), signal: run.signal, status: run.status }).toEqual({ out: 'alive', signal: null, status: 0 })
+  }, 15_000)
 })
 
 describe('send errors', () => {

@@ -27,7 +27,10 @@ describe('ClientPool (load generator)', () => {
     await waitFor(() => pool.stats().messagesReceived === 150, 5000, 'echoes')
     expect(received).toBe(150)
     expect(pool.stats()).toMatchObject({ clients: 150, connected: 150, ended: {} })
-    await pool.close()
+    const closed = pool.close()
+    await new Promise((resolve) => setImmediate(resolve)) // the clients are closing
+    expect(pool.broadcast(new Uint8Array([4]))).toBe(0) // they send nothing, and it says so (and throws nothing)
+    await closed
     await server.close()
   })
 })

@@ -146,6 +146,44 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
+  it('a Peer whose client left before JavaScript heard of it never reaches the client that took its slot', async () => {
+    // The I/O threads run on while JavaScript is busy: A leaves and B takes slot 0 before the server's
+    // JavaScript has seen either; what it then does with A's Peer must not reach B.
+    const block = (ms: number) => {
+      const end = Date.now() + ms
+      while (Date.now() < end);
+    }
+    for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
+      const { server, address } = await startServer({ maxClients: 1, ...options })
+      const peers: Peer[] = []
+      server.on('connect', (peer) => peers.push(peer))
+      const a = new Client({ ...fast, ...options })
+      await a.connect(await token(address, 1n))
+      await waitFor(() => peers.length === 1)
+      const b = new Client({ ...fast, ...options })
+      const tokenB = await token(address, 2n)
+      const reachedB: number[] = []
+      b.on('message', (data) => reachedB.push(data.byteLength))
+      const aClosed = a.close()
+      const bConnected = b.connect(tokenB)
+      block(400)
+      const stale = peers[0]!
+      expect(stale.connected).toBe(true) // as far as JavaScript knows
+      stale.send(new Uint8Array(10))
+      if ('channels' in options) stale.send(new Uint8Array(40_000)) // past the send slabs: a control of its own
+      stale.disconnect()
+      await Promise.all([aClosed, bConnected])
+      await waitFor(() => peers.length === 2 && server.peers.get(0) === peers[1])
+      expect(stale.connected).toBe(false)
+      peers[1]!.send(new Uint8Array(3)) // B's own Peer reaches B
+      await waitFor(() => reachedB.length === 1)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect({ reachedB, state: b.state }).toEqual({ reachedB: [3], state: 'connected' })
+      await b.close()
+      await server.close()
+    }
+  })
+
   it('validates its arguments', async () => {
     expect(() => new Server({ protocolId: -1n, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Server({ protocolId, privateKey: new Uint8Array(3), address: '127.0.0.1:1' })).toThrow(/32 bytes/)

@@ -47,14 +47,17 @@ function key(hex: string | undefined): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-function number(name: string, text: string | undefined, fallback: number, integer = false): number {
+function number(name: string, text: string | undefined, fallback: number, integer = false, max = Number.MAX_VALUE): number {
   if (text === undefined) return fallback
   const value = Number(text)
-  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || (integer && !Number.isInteger(value))) {
-    throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}, not '${text}'`)
+  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > max || (integer && !Number.isInteger(value))) {
+    throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}, not '${text}'`)
   }
   return value
 }
+
+/** The longest a timer waits (2^31 - 1 ms): a longer delay would fire at once. */
+const maxSeconds = 2_147_483
 
 function bigint(name: string, text: string): bigint {
   try {
@@ -104,7 +107,7 @@ async function main(): Promise<void> {
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
     })
-    const seconds = number('seconds', values.seconds, 0)
+    const seconds = number('seconds', values.seconds, 0, false, maxSeconds)
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
     const stop = async (): Promise<void> => {
@@ -119,7 +122,7 @@ async function main(): Promise<void> {
     const server = required('server', values.server)
     const privateKey = key(values.key)
     const count = number('clients', values.clients, 1000, true)
-    const seconds = number('seconds', values.seconds, 10)
+    const seconds = number('seconds', values.seconds, 10, false, maxSeconds)
     const rate = number('rate', values.rate, 0)
     const timeoutSeconds = number('timeout', values.timeout, 10, true)
     const concurrency = number('concurrency', values.concurrency, 256, true)

@@ -14,6 +14,8 @@ export const layout = {
   releasedSlabsCapacity: 256,
   /** What a queued message costs a connection's send queue beyond its bytes (native/delivery/delivery.h). */
   queuedMessageOverheadBytes: 64,
+  /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/socket_protocol.h). */
+  peerSlotBits: 20,
 } as const
 /** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
