@@ -4,7 +4,10 @@
 import type { NativeDeliveryFields } from './engine/addon.ts'
 import { LinkField, layout, linkFields } from './engine/layout.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
-import { integerOption } from './options.ts'
+import { checkOptions, integerOption } from './options.ts'
+
+/** The options of send(). */
+const sendOptionNames: ReadonlySet<string> = new Set(['channel'])
 
 export type ChannelMode = 'reliable' | 'unreliable' | 'sequenced'
 
@@ -144,6 +147,8 @@ export class SendQueue {
     if (!(data instanceof Uint8Array)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
     }
+    // A misspelt option would otherwise send on channel 0 without a word.
+    if (options !== undefined) checkOptions('"options" argument', options, sendOptionNames)
     const channel = options?.channel ?? 0
     const count = this.settings?.modes.length ?? 1
     if (!Number.isInteger(channel) || channel < 0 || channel >= count) {

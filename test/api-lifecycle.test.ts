@@ -454,6 +454,20 @@ describe('the volley command line', () => {
     expect(stderr).toMatch(message)
     expect(stderr).not.toMatch(/^\s+at /m)
   }, 20_000)
+
+  it.each([
+    ['demo.ts', ['--clients', 'abc'], /^volley demo: --clients must be an integer from 1 to 65536, not 'abc'$/m],
+    ['demo.ts', ['--loss', '2'], /^volley demo: --loss must be a non-negative number up to 1, not '2'$/m],
+    ['demo.ts', ['--bogus'], /^volley demo: Unknown option '--bogus'/m],
+    ['datagram-demo.ts', ['--size', '0'], /^volley demo:datagrams: --size must be an integer from 1 to 65507, not '0'$/m],
+  ])('the demo %s refuses %j with one line, its usage and status 2', (file, args, message) => {
+    const demo = join(import.meta.dirname, '../src/cli', file)
+    const { status, stderr } = spawnSync(process.execPath, ['--import', 'tsx', demo, ...args], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    expect(status).toBe(2)
+    expect(stderr).toMatch(message)
+    expect(stderr).toMatch(/^usage: npm run demo/m)
+    expect(stderr).not.toMatch(/^\s+at /m)
+  }, 20_000)
 })
 
 describe('the datagram demo (npm run demo:datagrams)', () => {

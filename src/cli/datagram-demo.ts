@@ -1,19 +1,27 @@
 // The loopback demo (npm run demo): one socket floods another through the engine for a few seconds,
 // respecting back-pressure, and prints live counters and a summary.
-import { parseArgs } from 'node:util'
 import { createDatagramSocket } from '../index.ts'
 import { nativeInfo } from '../native-info.ts'
+import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 
-const { values } = parseArgs({
-  options: {
-    seconds: { type: 'string', default: '3' },
-    size: { type: 'string', default: '64' },
-    batch: { type: 'string', default: '64' },
-  },
-})
-const seconds = Number(values.seconds)
-const size = Number(values.size)
-const batchSize = Number(values.batch)
+const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
+
+function settings(): { seconds: number; size: number; batchSize: number } {
+  const { values } = parseCommandLine({ options: { seconds: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' } } })
+  return {
+    seconds: numberArgument('seconds', values.seconds, 3, { min: 0.1, max: maxTimerSeconds }),
+    size: numberArgument('size', values.size, 64, { integer: true, min: 1, max: 65_507 }),
+    batchSize: numberArgument('batch', values.batch, 64, { integer: true, min: 1, max: 1024 }),
+  }
+}
+
+let demo: ReturnType<typeof settings>
+try {
+  demo = settings()
+} catch (error) {
+  exitOnCommandError('volley demo:datagrams', usage, error)
+}
+const { seconds, size, batchSize } = demo
 
 // The receiver gets an I/O thread of its own, so reading and writing run on both cores.
 const receiver = createDatagramSocket({ batchSize, recvBufferSize: 8 << 20, engine: 'dedicated' })

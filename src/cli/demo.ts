@@ -2,28 +2,43 @@
 // messages flowing both ways, live counters, and a summary at the end. With --channels the messages go on
 // a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
 //   npm run demo -- --channels --loss 0.05
-import { parseArgs } from 'node:util'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { nativeInfo } from '../native-info.ts'
+import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 
-const { values } = parseArgs({
-  options: {
-    clients: { type: 'string', default: '1000' },
-    seconds: { type: 'string', default: '5' },
-    rate: { type: 'string', default: '20' }, // messages per client per second
-    channels: { type: 'boolean', default: false },
-    loss: { type: 'string' },
-  },
-})
-const loss = values.loss === undefined ? undefined : Number(values.loss)
+const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
+
+function settings(): { clientCount: number; seconds: number; rate: number; channels: boolean; loss: number | undefined } {
+  const { values } = parseCommandLine({
+    options: {
+      clients: { type: 'string' },
+      seconds: { type: 'string' },
+      rate: { type: 'string' }, // messages per client per second
+      channels: { type: 'boolean', default: false },
+      loss: { type: 'string' },
+    },
+  })
+  return {
+    clientCount: numberArgument('clients', values.clients, 1000, { integer: true, min: 1, max: 65_536 }),
+    seconds: numberArgument('seconds', values.seconds, 5, { min: 0.1, max: maxTimerSeconds }),
+    rate: numberArgument('rate', values.rate, 20, { max: 100_000 }),
+    channels: values.channels,
+    loss: values.loss === undefined ? undefined : numberArgument('loss', values.loss, 0, { max: 1 }),
+  }
+}
+
+let demo: ReturnType<typeof settings>
+try {
+  demo = settings()
+} catch (error) {
+  exitOnCommandError('volley demo', usage, error)
+}
+const { clientCount, seconds, rate, loss } = demo
 // With channels: a reliable channel for the echoes; with --loss: every socket sends through a lossy network.
 const delivery = {
-  ...(values.channels || loss !== undefined ? { channels: [{ mode: 'reliable' as const }] } : {}),
+  ...(demo.channels || loss !== undefined ? { channels: [{ mode: 'reliable' as const }] } : {}),
   ...(loss !== undefined ? { networkSimulator: { loss, latencyMs: 1, jitterMs: 0.5 } } : {}),
 }
-const clientCount = Number(values.clients)
-const seconds = Number(values.seconds)
-const rate = Number(values.rate)
 const protocolId = 0x766f6c6c6579n // "volley"
 const privateKey = await generateKey()
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env node
 // volley: `volley serve` runs a server, `volley load` connects many clients to one (a load generator),
 // `volley token` prints a connect token. Keys are given in hex; all traffic is whatever address you name.
-import { parseArgs } from 'node:util'
 import { ClientPool } from '../client-pool.ts'
 import { Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
+import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
@@ -30,17 +30,6 @@ const options = {
   help: { type: 'boolean', default: false },
 } as const
 
-/** A mistake in the command line: its message, the usage, exit status 2. */
-class UsageError extends Error {}
-
-function parse(): ReturnType<typeof parseArgs<{ allowPositionals: true; options: typeof options }>> {
-  try {
-    return parseArgs({ allowPositionals: true, options })
-  } catch (error) {
-    throw new UsageError((error as Error).message)
-  }
-}
-
 function key(hex: string | undefined): Uint8Array {
   if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one)')
   if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError('--key must be 64 hex digits')
@@ -48,16 +37,8 @@ function key(hex: string | undefined): Uint8Array {
 }
 
 function number(name: string, text: string | undefined, fallback: number, integer = false, max = Number.MAX_VALUE): number {
-  if (text === undefined) return fallback
-  const value = Number(text)
-  if (text.trim() === '' || !Number.isFinite(value) || value < 0 || value > max || (integer && !Number.isInteger(value))) {
-    throw new UsageError(`--${name} must be a non-negative ${integer ? 'integer' : 'number'}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}, not '${text}'`)
-  }
-  return value
+  return numberArgument(name, text, fallback, { integer, max })
 }
-
-/** The longest a timer waits (2^31 - 1 ms): a longer delay would fire at once. */
-const maxSeconds = 2_147_483
 
 function bigint(name: string, text: string): bigint {
   try {
@@ -75,7 +56,7 @@ function required(name: string, value: string | undefined): string {
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parse()
+  const { positionals, values } = parseCommandLine({ allowPositionals: true, options })
   const command = positionals[0]
   if (values.help || command === undefined) {
     console.log(usage)
@@ -107,7 +88,7 @@ async function main(): Promise<void> {
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
     })
-    const seconds = number('seconds', values.seconds, 0, false, maxSeconds)
+    const seconds = number('seconds', values.seconds, 0, false, maxTimerSeconds)
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
     const stop = async (): Promise<void> => {
@@ -122,7 +103,7 @@ async function main(): Promise<void> {
     const server = required('server', values.server)
     const privateKey = key(values.key)
     const count = number('clients', values.clients, 1000, true)
-    const seconds = number('seconds', values.seconds, 10, false, maxSeconds)
+    const seconds = number('seconds', values.seconds, 10, false, maxTimerSeconds)
     const rate = number('rate', values.rate, 0)
     const timeoutSeconds = number('timeout', values.timeout, 10, true)
     const concurrency = number('concurrency', values.concurrency, 256, true)
@@ -152,16 +133,5 @@ async function main(): Promise<void> {
 try {
   await main()
 } catch (error) {
-  // Mistakes in the command line, and the library's typed errors for values it refuses (an address that
-  // does not parse, a port in use): one line and a status, no stack trace.
-  if (error instanceof UsageError) {
-    console.error(`volley: ${error.message}\n\n${usage}`)
-    process.exit(2)
-  }
-  const code = (error as { code?: unknown }).code
-  if (typeof code === 'string') {
-    console.error(`volley: ${(error as Error).message} (${code})`)
-    process.exit(code.startsWith('ERR_INVALID') || code === 'ERR_OUT_OF_RANGE' ? 2 : 1)
-  }
-  throw error
+  exitOnCommandError('volley', usage, error)
 }

@@ -310,6 +310,9 @@ describe('channels over loopback', () => {
     expect(() => client.send(new Uint8Array(10_001))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
     expect(() => client.send(new Uint8Array(10), { channel: 3 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
     expect(() => peer.send(new Uint8Array(10), { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
+    // A misspelt option is refused, not taken as channel 0.
+    expect(() => client.send(new Uint8Array(10), { chanel: 1 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "chanel"/) }))
+    expect(() => peer.send(new Uint8Array(10), 1 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels: [{ mode: 'fast' as 'reliable' }] })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
     )

@@ -1,0 +1,52 @@
+// Command lines of the volley CLI and the demos: a mistake is one line and the usage, exit status 2, never a
+// stack trace.
+import { type ParseArgsConfig, parseArgs } from 'node:util'
+
+/** A mistake in the command line. */
+export class UsageError extends Error {}
+
+export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config)
+  } catch (error) {
+    throw new UsageError((error as Error).message)
+  }
+}
+
+/** --name's value as a number from min (default 0) to max, or the fallback when it is absent. */
+export function numberArgument(
+  name: string,
+  text: string | undefined,
+  fallback: number,
+  { integer = false, min = 0, max = Number.MAX_VALUE }: { integer?: boolean; min?: number; max?: number } = {},
+): number {
+  if (text === undefined) return fallback
+  const value = Number(text)
+  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+    const kind = integer ? 'integer' : 'number'
+    const range = min === 0 ? `a non-negative ${kind}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}` : `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`
+    throw new UsageError(`--${name} must be ${range}, not '${text}'`)
+  }
+  return value
+}
+
+/** The longest a timer waits (2^31 - 1 ms, in whole seconds): a longer delay would fire at once. */
+export const maxTimerSeconds = 2_147_483
+
+/**
+ * Ends the process for a mistake in the command line (status 2) or a typed error of the library (an address
+ * that does not parse, a port in use: status 2 for bad values, 1 otherwise), with one line each. Anything
+ * else is a bug: thrown on.
+ */
+export function exitOnCommandError(program: string, usage: string, error: unknown): never {
+  if (error instanceof UsageError) {
+    console.error(`${program}: ${error.message}\n\n${usage}`)
+    process.exit(2)
+  }
+  const code = (error as { code?: unknown }).code
+  if (typeof code === 'string') {
+    console.error(`${program}: ${(error as Error).message} (${code})`)
+    process.exit(code.startsWith('ERR_INVALID') || code === 'ERR_OUT_OF_RANGE' ? 2 : 1)
+  }
+  throw error
+}
