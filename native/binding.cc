@@ -32,6 +32,9 @@
 namespace volley {
 namespace {
 
+// An hour: the longest interval or timeout an option may set through the addon.
+constexpr double kMaxIntervalUs = 3.6e9;
+
 void ThrowSystemError(Napi::Env env, const SystemError& error) {
   Napi::Error failure = Napi::Error::New(env, std::string(error.syscall) + " " + std::strerror(error.code));
   failure.Set("errno", Napi::Number::New(env, -error.code));
@@ -134,6 +137,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         napi_value argument = Napi::Number::New(env, static_cast<double>(count));
         // Not onEvents_.Call(): when the environment is being torn down the call fails with
         // napi_pending_exception and node-addon-api's attempt to rethrow aborts the process.
+        // A call that threw (the process's uncaught-exception handling had it and went on) does not end
+        // the calls: the batches after it are delivered too, or their closes and datagrams would be lost.
         if (!wake_.Call(env, onEvents_.Value(), 1, &argument) || stopped_) calling = false;
       }
       // Whatever happened, JavaScript is done with these batches: their slab space is free again.
@@ -276,9 +281,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
     const std::string kind = StringOr(options.Get("kind"));
+    // JavaScript checked every value; a direct caller's NaN, negative or huge one is brought into range here
+    // (an interval of 0 would fire the timer on every loop turn).
     auto microseconds = [&](const char* name, uint64_t fallback) {
       Napi::Value value = options.Get(name);
-      return value.IsNumber() ? static_cast<uint64_t>(value.As<Napi::Number>().Int64Value()) : fallback;
+      if (!value.IsNumber()) return fallback;
+      const double us = value.As<Napi::Number>().DoubleValue();
+      return us >= 1 ? static_cast<uint64_t>(std::min(us, kMaxIntervalUs)) : uint64_t{1};
     };
     const uint32_t disconnectPackets =
         options.Get("disconnectPackets").IsNumber() ? U32Or(options.Get("disconnectPackets"), 0) : 10;
@@ -359,16 +368,18 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
         return false;
       }
     }
-    const auto number = [&](const char* name, uint64_t fallback) {
+    // At most max (JavaScript's limits, or the core's): a direct caller cannot make a window or a buffer huge.
+    const auto number = [&](const char* name, uint64_t fallback, double max) {
       Napi::Value value = options.Get(name);
-      return value.IsNumber() && value.As<Napi::Number>().DoubleValue() >= 1 ? static_cast<uint64_t>(value.As<Napi::Number>().DoubleValue()) : fallback;
+      const double given = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : 0;
+      return given >= 1 ? static_cast<uint64_t>(std::min(given, max)) : fallback;
     };
-    out->config.maxMessageBytes = number("maxMessageBytes", out->config.maxMessageBytes);
-    out->queueLimitBytes = number("sendQueueBytes", 8u << 20);
+    out->config.maxMessageBytes = number("maxMessageBytes", out->config.maxMessageBytes, 1 << 30);
+    out->queueLimitBytes = number("sendQueueBytes", 8u << 20, 1 << 30);
     out->config.sendQueueBytes = out->queueLimitBytes * 4;
-    out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow));
-    out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs);
-    out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs);
+    out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow, 65536));
+    out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs, kMaxIntervalUs);
+    out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs, kMaxIntervalUs);
     // The network simulator's clock skew: the clock this socket's delivery layer reads.
     Napi::Value simulator = options.Get("networkSimulator");
     if (simulator.IsObject()) {
@@ -469,7 +480,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ThrowType(env, "protocolStats needs a Float64Array of at least 16 elements");
       return env.Undefined();
     }
-    auto* target = reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+    // The array's own data pointer: out.ArrayBuffer().Data() is null (and throws) for a SharedArrayBuffer.
+    double* target = out.As<Napi::Float64Array>().Data();
     for (int i = 0; i < SocketStats::kProtocolFieldCount; ++i) {
       target[i] = found->second->protocol[i].load(std::memory_order_relaxed);
     }
@@ -491,7 +503,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     Napi::TypedArray out = info[2].As<Napi::TypedArray>();
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < 4) return Napi::Boolean::New(env, false);
-    auto* target = reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset());
+    double* target = out.As<Napi::Float64Array>().Data();  // (not out.ArrayBuffer(): see ReadProtocolStats)
     const netcode::PeerCounters& counters = found->second->entries[index];
     target[0] = static_cast<double>(counters.packetsIn.load(std::memory_order_relaxed));
     target[1] = static_cast<double>(counters.bytesIn.load(std::memory_order_relaxed));
@@ -529,7 +541,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       ThrowType(env, "socketStats needs a Float64Array of at least 11 elements");
       return env.Undefined();
     }
-    found->second->CopyTo(reinterpret_cast<double*>(static_cast<uint8_t*>(out.ArrayBuffer().Data()) + out.ByteOffset()));
+    found->second->CopyTo(out.As<Napi::Float64Array>().Data());  // (not out.ArrayBuffer(): see ReadProtocolStats)
     return Napi::Boolean::New(env, true);
   }
 

@@ -59,6 +59,19 @@ inline bool BoolOr(const Napi::Value& value, bool fallback = false) {
   return value.IsBoolean() ? value.As<Napi::Boolean>().Value() : fallback;
 }
 
+// The object behind `this` of an ObjectWrap<T> with accessors, or nullptr with a TypeError thrown. node-addon-api
+// finds it with T::Unwrap, and V8 checks the receiver of methods only: an accessor's getter called on an object
+// of another class would read that object as one of its own. Such a class tags its objects in its constructor
+// and hides ObjectWrap<T>::Unwrap behind a static Unwrap that calls this.
+template <typename T>
+T* UnwrapTagged(Napi::Object object, const napi_type_tag* tag) {
+  if (!object.CheckTypeTag(tag)) {
+    if (!object.Env().IsExceptionPending()) Napi::TypeError::New(object.Env(), "Illegal invocation").ThrowAsJavaScriptException();
+    return nullptr;
+  }
+  return Napi::ObjectWrap<T>::Unwrap(object);
+}
+
 // What the addon takes from JavaScript when it loads (Init), before any other code could have changed it.
 struct Intrinsics {
   // The built-in getter of ArrayBuffer.prototype.resizable (empty where JavaScript has no resizable

@@ -43,7 +43,11 @@ bool LoopWake::Call(napi_env env, napi_value fn, size_t argc, const napi_value* 
   bool pending = false;
   if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
     napi_value error;
-    if (napi_get_and_clear_last_exception(env, &error) == napi_ok) napi_fatal_exception(env, error);
+    if (napi_get_and_clear_last_exception(env, &error) == napi_ok && napi_fatal_exception(env, error) == napi_ok) {
+      // Handled (an 'uncaughtException' listener) when this returns; a worker being torn down fails the
+      // next call without an exception.
+      return true;
+    }
   }
   return false;
 }

@@ -29,8 +29,9 @@ class LoopWake {
     if (state_ != nullptr) uv_async_send(&state_->handle);
   }
   // From onWake: calls fn as an event from the loop (microtasks and ticks run after it). An exception it
-  // throws goes to the process's uncaught-exception handling, as any event handler's does; false then,
-  // and after Close().
+  // throws goes to the process's uncaught-exception handling, as any event handler's does, and JavaScript
+  // may be called again when that handling returns. False when JavaScript could not be called (the
+  // environment is going away), and after Close().
   bool Call(napi_env env, napi_value fn, size_t argc, const napi_value* argv);
   // JavaScript thread: whether a pending wake-up keeps the event loop alive.
   void SetRef(bool ref);

@@ -1,5 +1,7 @@
 #include "netcode_binding.h"
 
+#include <sodium.h>
+
 #include <cstring>
 #include <initializer_list>
 #include <string>
@@ -83,17 +85,30 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
   netcode::ConnectToken token;
   netcode::PrivateConnectToken secret;
   const uint8_t *privateKey, *userData, *c2s, *s2c, *nonce;
+  // A getter runs JavaScript, which may shrink or detach a buffer whose bytes were located before it: every
+  // buffer is read first, then located and copied with no JavaScript in between.
+  const Napi::Value privateKeyValue = options.Get("privateKey"), userDataValue = options.Get("userData"),
+                    c2sValue = options.Get("clientToServerKey"), s2cValue = options.Get("serverToClientKey"),
+                    nonceValue = options.Get("nonce");
   if (!GetU64(env, options.Get("protocolId"), "protocolId", &token.protocolId) ||
       !GetU64(env, options.Get("clientId"), "clientId", &secret.clientId) ||
       !GetU64(env, options.Get("createTimestamp"), "createTimestamp", &token.createTimestamp) ||
       !GetU64(env, options.Get("expireTimestamp"), "expireTimestamp", &token.expireTimestamp) ||
-      !GetBytes(env, options.Get("privateKey"), "privateKey", netcode::kKeyBytes, &privateKey) ||
-      !GetBytes(env, options.Get("userData"), "userData", netcode::kUserDataBytes, &userData) ||
-      !GetBytes(env, options.Get("clientToServerKey"), "clientToServerKey", netcode::kKeyBytes, &c2s) ||
-      !GetBytes(env, options.Get("serverToClientKey"), "serverToClientKey", netcode::kKeyBytes, &s2c) ||
-      !GetBytes(env, options.Get("nonce"), "nonce", netcode::kConnectTokenNonceBytes, &nonce)) {
+      !GetBytes(env, privateKeyValue, "privateKey", netcode::kKeyBytes, &privateKey) ||
+      !GetBytes(env, userDataValue, "userData", netcode::kUserDataBytes, &userData) ||
+      !GetBytes(env, c2sValue, "clientToServerKey", netcode::kKeyBytes, &c2s) ||
+      !GetBytes(env, s2cValue, "serverToClientKey", netcode::kKeyBytes, &s2c) ||
+      !GetBytes(env, nonceValue, "nonce", netcode::kConnectTokenNonceBytes, &nonce)) {
     return env.Undefined();
   }
+  uint8_t key[netcode::kKeyBytes];
+  std::memcpy(key, privateKey, netcode::kKeyBytes);
+  std::memcpy(token.clientToServerKey, c2s, netcode::kKeyBytes);
+  std::memcpy(secret.clientToServerKey, c2s, netcode::kKeyBytes);
+  std::memcpy(token.serverToClientKey, s2c, netcode::kKeyBytes);
+  std::memcpy(secret.serverToClientKey, s2c, netcode::kKeyBytes);
+  std::memcpy(secret.userData, userData, netcode::kUserDataBytes);
+  std::memcpy(token.nonce, nonce, netcode::kConnectTokenNonceBytes);
   Napi::Value list = options.Get("serverAddresses");
   if (!list.IsArray()) return Fail(env, "serverAddresses must be an array"), env.Undefined();
   Napi::Array addresses = list.As<Napi::Array>();
@@ -109,16 +124,10 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
     secret.serverAddresses[i] = token.serverAddresses[i];
   }
   token.timeoutSeconds = secret.timeoutSeconds = static_cast<int32_t>(I64Or(options.Get("timeoutSeconds"), 0));
-  std::memcpy(token.clientToServerKey, c2s, netcode::kKeyBytes);
-  std::memcpy(secret.clientToServerKey, c2s, netcode::kKeyBytes);
-  std::memcpy(token.serverToClientKey, s2c, netcode::kKeyBytes);
-  std::memcpy(secret.serverToClientKey, s2c, netcode::kKeyBytes);
-  std::memcpy(secret.userData, userData, netcode::kUserDataBytes);
-  std::memcpy(token.nonce, nonce, netcode::kConnectTokenNonceBytes);
-  if (!netcode::SealPrivateConnectToken(secret, token.protocolId, token.expireTimestamp, token.nonce, privateKey,
-                                        token.privateData)) {
-    return Fail(env, "the private connect token could not be sealed"), env.Undefined();
-  }
+  const bool sealed = netcode::SealPrivateConnectToken(secret, token.protocolId, token.expireTimestamp, token.nonce, key,
+                                                       token.privateData);
+  sodium_memzero(key, sizeof(key));
+  if (!sealed) return Fail(env, "the private connect token could not be sealed"), env.Undefined();
   Napi::Uint8Array out = Napi::Uint8Array::New(env, netcode::kConnectTokenBytes);
   netcode::WriteConnectToken(token, out.Data());
   return out;
@@ -261,7 +270,13 @@ class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
   }
   // new AddressTable(capacity)
   explicit AddressTableWrap(const Napi::CallbackInfo& info)
-      : Napi::ObjectWrap<AddressTableWrap>(info), table_(std::min<uint32_t>(U32Or(info[0], 16), kMaxTableCapacity)) {}
+      : Napi::ObjectWrap<AddressTableWrap>(info), table_(std::min<uint32_t>(U32Or(info[0], 16), kMaxTableCapacity)) {
+    info.This().As<Napi::Object>().TypeTag(&kTag);
+  }
+  // What node-addon-api calls to find the table of `this` (binding_args.h: the size getter can be called on
+  // any object).
+  static AddressTableWrap* Unwrap(Napi::Object object) { return UnwrapTagged<AddressTableWrap>(object, &kTag); }
+  static constexpr napi_type_tag kTag = {0x766f6c6c65796164ull, 0x6472657373746162ull};
 
  private:
   bool Key(const Napi::CallbackInfo& info, netcode::AddressKey* out) {
@@ -435,12 +450,17 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     Napi::Object options = info[0].As<Napi::Object>();
     netcode::ServerConfig config;
     const uint8_t *privateKey, *challengeKey;
+    const Napi::Value privateKeyValue = options.Get("privateKey"), challengeKeyValue = options.Get("challengeKey");
     if (!GetU64(env, options.Get("protocolId"), "protocolId", &config.protocolId) ||
-        !GetBytes(env, options.Get("privateKey"), "privateKey", netcode::kKeyBytes, &privateKey) ||
-        !GetBytes(env, options.Get("challengeKey"), "challengeKey", netcode::kKeyBytes, &challengeKey)) {
+        !GetBytes(env, privateKeyValue, "privateKey", netcode::kKeyBytes, &privateKey) ||
+        !GetBytes(env, challengeKeyValue, "challengeKey", netcode::kKeyBytes, &challengeKey)) {
       return;
     }
     std::memcpy(config.privateKey, privateKey, netcode::kKeyBytes);
+    // Copied before the getters below run JavaScript, which could shrink or detach its buffer.
+    uint8_t challengeKeyCopy[netcode::kKeyBytes];
+    std::memcpy(challengeKeyCopy, challengeKey, netcode::kKeyBytes);
+    challengeKey = challengeKeyCopy;
     const std::string address = StringOr(options.Get("publicAddress"));
     if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
       Fail(env, "publicAddress '" + address + "' does not parse");

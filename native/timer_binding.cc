@@ -21,14 +21,19 @@ class TimerWheelWrap : public Napi::ObjectWrap<TimerWheelWrap> {
 
   // new TimerWheel(tickUs, bucketBits)
   explicit TimerWheelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<TimerWheelWrap>(info) {
+    info.This().As<Napi::Object>().TypeTag(&kTag);
     uint64_t tickUs = 1000, bucketBits = 10;
     if (info.Length() > 0 && !ReadInteger(info.Env(), info[0], "tickUs", 1, 1e9, &tickUs)) return;
     if (info.Length() > 1 && !ReadInteger(info.Env(), info[1], "bucketBits", 0, 20, &bucketBits)) return;
     wheel_ = TimerWheel(tickUs, static_cast<uint32_t>(bucketBits));
   }
+  // What node-addon-api calls to find the wheel of `this` (binding_args.h: the size getter can be called on
+  // any object).
+  static TimerWheelWrap* Unwrap(Napi::Object object) { return UnwrapTagged<TimerWheelWrap>(object, &kTag); }
 
  private:
   static constexpr double kMaxId = 1 << 20;
+  static constexpr napi_type_tag kTag = {0x766f6c6c65797469ull, 0x6d65727768656c6cull};
 
   Napi::Value Schedule(const Napi::CallbackInfo& info) {
     uint64_t id, due;

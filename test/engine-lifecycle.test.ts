@@ -33,6 +33,13 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(failure?.stderr).toContain('boom from a handler')
   })
 
+  it('an exception from an event handler does not cost the rest of a long event list its delivery', () => {
+    const { total, read, received, caught } = JSON.parse(run('handler-throws-mid-drain.ts')) as Record<string, number>
+    expect(read).toBe(total)
+    expect(caught).toBe(1)
+    expect(received).toBe(total)
+  })
+
   it('a worker can be terminated in the middle of a handler', () => {
     expect(run('terminate-worker.ts').trim()).toBe('survived')
   })
