@@ -131,7 +131,8 @@ int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
   const uint32_t id = receiveSlabsAdded_.load(std::memory_order_relaxed);
   if (id >= kMaxReceiveSlabs || size < kSlabSize) return -1;
   receiveSlabs_[id].data = data;
-  receiveSlabs_[id].size = size;
+  // Events carry offsets as int32: the engine uses at most the first GiB of a larger buffer.
+  receiveSlabs_[id].size = std::min<size_t>(size, size_t{1} << 30);
   receiveSlabsAdded_.store(id + 1, std::memory_order_relaxed);
   Command command{Command::kAddReceiveSlab};
   command.id = id;
