@@ -74,6 +74,7 @@ struct DeliveryStats {
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
+  uint64_t reassemblyMade = 0;  // bytes of buffers made for reassembly, in all (each whole at a message's first frame)
 };
 
 class DeliveryCore {
@@ -217,7 +218,7 @@ class DeliveryCore {
   void RefillPacing(uint64_t nowUs);
   // From one ping to the next on this side's own timer.
   uint64_t PingSpanUs() const { return config_.followsPings ? 2 * config_.pingIntervalUs : config_.pingIntervalUs; }
-  void EnsureSentCapacity();
+  void EnsureSentCapacity(uint64_t nowUs);  // room for one more record (past the bound, the oldest is lost)
 
   // Receiving.
   bool ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused);
@@ -281,6 +282,11 @@ class DeliveryCore {
   uint64_t ackDeadlineUs_ = 0;
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
+  // What unreliable and sequenced messages may still start (bytes): a message started takes its length,
+  // each byte of their data received gives two back, up to the reassembly bound. A message's buffer is
+  // made whole at its first fragment; a peer whose messages are never completed (each evicted or passed
+  // by the next) made one of up to maxMessageBytes for every fragment frame of a few bytes it sent.
+  uint64_t partialCredit_;
   std::vector<ReceivedPackets::Range> ackScratch_;
 
   // Ping/pong.

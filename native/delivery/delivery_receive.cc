@@ -185,6 +185,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   slot.seen.assign(slot.fragments, 0);
   slot.received = 0;
   reassemblyUsed_ += length;
+  stats_.reassemblyMade += length;
   return true;
 }
 
@@ -241,8 +242,13 @@ void DeliveryCore::PassOver(ReceiveChannel& channel, uint64_t sequence) {
     ++stats_.duplicateMessages;  // another fragment of it
     return;
   }
+  if (slot.used) {
+    // Started with another length: the sender is broken, as in OnMessageFrame. Passed over, its buffer
+    // (up to maxMessageBytes) was made and freed for two frames of a few bytes, dozens of times a packet.
+    ++stats_.malformed;
+    return;
+  }
   ++stats_.oversized;
-  if (slot.used) FreeInMessage(slot);  // started with another length: a broken sender
   slot.used = true;
   slot.passedOver = true;
   slot.sequence = sequence;
@@ -272,12 +278,15 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return true;
     }
     if (!fragmented && sequence == channel.nextDeliver) {  // the common case: in order, whole, no copy
+      // Its slot is unused, unless a broken sender also sent it in fragments (another length): as below.
+      // Delivered whole, that slot's buffer was made and freed for two frames of a few bytes.
+      if (!channel.pending.empty() && channel.pending.front().used) {
+        ++stats_.malformed;
+        return false;
+      }
       Deliver(channelIndex, data, size);
       ++channel.nextDeliver;
-      if (!channel.pending.empty()) {  // its slot: unused, unless a broken sender also sent it in fragments
-        if (channel.pending.front().used) FreeInMessage(channel.pending.front());
-        channel.pending.pop_front();
-      }
+      if (!channel.pending.empty()) channel.pending.pop_front();
       DeliverReliable(channel);
       return true;
     }
@@ -309,6 +318,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   }
 
   // Sequenced and unreliable.
+  partialCredit_ = std::min(partialCredit_ + 2 * uint64_t{size}, reassemblyLimit_);
   if (oversized) {
     // Once per message, as the reliable channel counts it (PassOver), not once per fragment: counted at
     // its first fragment (a message whose first fragment is lost goes uncounted, never counted twice).
@@ -347,6 +357,12 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     }
   }
   if (slot == nullptr) {
+    // Messages started faster than their data comes (each evicted or passed by the next): dropped, as
+    // unreliable data over the bound is.
+    if (length > partialCredit_) {
+      ++stats_.overBudget;
+      return false;
+    }
     if (free == nullptr) {  // every partial slot taken: the oldest incomplete message gives way
       ++stats_.expiredFragments;
       FreeInMessage(*oldest);
@@ -354,6 +370,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
+    partialCredit_ -= length;
     slot = free;
   } else if (slot->data.size() != length) {
     ++stats_.malformed;

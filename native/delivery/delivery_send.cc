@@ -23,6 +23,11 @@ constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at
 // everything in it is settled, goes back to this size from above kKeptSentRecords.
 constexpr size_t kInitialSentRecords = 4;
 constexpr size_t kKeptSentRecords = 256;
+// Every packet this side sends takes a record until it and all before it are settled: ACKs, pings and
+// pongs too, behind the oldest packet not yet acknowledged. A peer that never acknowledges, and elicits an
+// ACK with each of its packets, made the records grow by one per packet it sent, for as long as the
+// connection lasted. Past this many (2.3 MB; 39 MB of full packets in flight) the oldest is declared lost.
+constexpr uint64_t kMaxSentRecords = uint64_t{1} << 15;
 
 // Packets are built here and handed to the sink at once: one buffer for every connection of the thread
 // (the I/O thread's, or JavaScript's for the test binding) rather than 1,200 bytes in each.
@@ -37,7 +42,8 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
     : config_(config),
       sink_(sink),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
-      rtt_(config.initialRttUs) {
+      rtt_(config.initialRttUs),
+      partialCredit_(reassemblyLimit_) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
   // One of each per configured channel.
   sendChannels_ = std::vector<SendChannel>(config_.channels.size());
@@ -191,10 +197,16 @@ void DeliveryCore::Flush(uint64_t nowUs) {
   }
 }
 
-void DeliveryCore::EnsureSentCapacity() {
+void DeliveryCore::EnsureSentCapacity(uint64_t nowUs) {
   if (sentBase_ == nextPacket_ && sent_.size() > kKeptSentRecords) {  // nothing outstanding: no record to keep
     std::vector<SentPacket>(kInitialSentRecords).swap(sent_);
     return;
+  }
+  // The oldest outstanding packet is not settled (SettleFront): lost, its reliable data goes again.
+  while (nextPacket_ - sentBase_ >= kMaxSentRecords) {
+    SentPacket& oldest = sent_[sentBase_ & (sent_.size() - 1)];
+    if (!oldest.settled) OnPacketLost(oldest, nowUs);
+    SettleFront();
   }
   if (nextPacket_ - sentBase_ < sent_.size()) return;
   std::vector<SentPacket> grown(sent_.size() * 2);
@@ -267,7 +279,7 @@ bool DeliveryCore::WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_
 
 bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   uint8_t* const packet = PacketBuffer();
-  EnsureSentCapacity();
+  EnsureSentCapacity(nowUs);
   const uint64_t number = nextPacket_;
   SentPacket& record = sent_[number & (sent_.size() - 1)];
   record.chunks.clear();

@@ -1,0 +1,92 @@
+// What a connected peer can make one delivery core hold or do with well-formed packets of its own making:
+// packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
+// hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
+import { describe, expect, it } from 'vitest'
+import { deliveryCore } from './simulated-link.ts'
+
+const varint = (value: number): number[] => {
+  let v = BigInt(value)
+  const out: number[] = []
+  do {
+    out.push(Number(v & 0x7fn) | (v >= 0x80n ? 0x80 : 0))
+    v >>= 7n
+  } while (v > 0n)
+  return out
+}
+const fragmentBytes = 1100
+// A FRAGMENT frame with the last fragment of a message of `length` bytes: a few bytes on the wire
+// whatever the length (lengths of k × 1100 + 1 carry one byte).
+const lastFragment = (channel: number, sequence: number, length: number): number[] => {
+  const index = Math.floor((length - 1) / fragmentBytes)
+  return [0x11, channel, ...varint(sequence), ...varint(length), ...varint(index), ...new Array<number>(length - index * fragmentBytes).fill(7)]
+}
+const message = (channel: number, sequence: number): number[] => [0x10, channel, ...varint(sequence), 1, 9]
+// Packets of about 1,200 bytes, each filled with as many of `frames(k)` (k counting on) as fit.
+function packets(count: number, firstNumber: number, frames: (k: number) => number[]): Uint8Array[] {
+  const out: Uint8Array[] = []
+  let k = 0
+  for (let p = 0; p < count; p++) {
+    const bytes = [0xd1, ...varint(firstNumber + p)]
+    while (bytes.length < 1150) bytes.push(...frames(k++))
+    out.push(Uint8Array.from(bytes))
+  }
+  return out
+}
+
+describe('a peer that never acknowledges', () => {
+  it('cannot make the records of sent packets grow with each packet it sends', () => {
+    // The server's side holds a reliable message the peer never acknowledges; each of the peer's packets
+    // (a PROBE, one packet number skipped: a gap) gets an ACK at once, and each ACK a record behind it.
+    const core = deliveryCore({ channels: ['reliable'], followsPings: true })
+    let now = 1_000_000
+    expect(core.send(0, new Uint8Array(100), now)).toBe('queued')
+    core.flush(now)
+    core.take()
+    let most = 0
+    for (let i = 0; i < 40_000; i++) {
+      now += 100
+      core.receive(Uint8Array.from([0xd1, ...varint(2 * i), 0x04]), now)
+      core.update(now)
+      core.take()
+      most = Math.max(most, core.stats(now).sentRecords)
+    }
+    const stats = core.stats(now)
+    expect(stats.packetsOut).toBeGreaterThan(40_000)
+    expect(most).toBeLessThanOrEqual(32_768)
+    // The unacknowledged message was declared lost and goes again; nothing was acknowledged.
+    expect(stats.resends).toBeGreaterThan(0)
+    expect(stats.packetsAcked).toBe(0)
+  })
+})
+
+describe('fragments of messages a peer never completes', () => {
+  const maxMessageBytes = 1 << 20
+  const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1 // within the maximum
+  const over = big + fragmentBytes // over it
+  const reassemblyLimit = maxMessageBytes + (1 << 20)
+  // Each case: the channel and what each frame group does with message k. Before, every group made (and
+  // then dropped) a buffer of a whole megabyte for a dozen bytes: 0.4 to 0.8 ms of a thread per packet at
+  // this maximum, 8 to 16 ms at 16 MiB.
+  const cases = [
+    // The message the channel delivers next, started in fragments, then passed over as oversized.
+    { name: 'reliable, passed over', mode: 'reliable', frames: (k: number) => [...lastFragment(0, k, big), ...lastFragment(0, k, over)] },
+    // The same, then delivered whole.
+    { name: 'reliable, sent whole', mode: 'reliable', frames: (k: number) => [...lastFragment(0, k, big), ...message(0, k)] },
+    // Each message evicts the last one's partial slot (the others hold the peer's small messages).
+    { name: 'unreliable, evicted', mode: 'unreliable', frames: (k: number) => lastFragment(0, k, big) },
+    // Each message is passed by a newer whole one.
+    { name: 'sequenced, passed', mode: 'sequenced', frames: (k: number) => [...lastFragment(0, 2 * k, big), ...message(0, 2 * k + 1)] },
+  ] as const
+  for (const { name, mode, frames } of cases) {
+    it(`make buffers of no more than twice the data it sent beyond the bound (${name})`, () => {
+      const core = deliveryCore({ channels: [mode], maxMessageBytes })
+      let now = 1_000_000
+      // Seven small messages, never completed, at sequences above the attack's: the eviction's oldest is its own.
+      const small = [0xd1, 0, ...Array.from({ length: 7 }, (_, k) => lastFragment(0, 1_000_000 + k, fragmentBytes + 1)).flat()]
+      if (mode === 'unreliable') core.receive(Uint8Array.from(small), now)
+      for (const packet of packets(50, 1, frames)) core.receive(packet, (now += 100))
+      const stats = core.stats(now)
+      expect(stats.reassemblyMade).toBeLessThanOrEqual(maxMessageBytes + reassemblyLimit + 2 * stats.bytesIn)
+    })
+  }
+})
