@@ -68,6 +68,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
                            InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
                            InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
+                           InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -449,6 +450,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     return Napi::ArrayBuffer::New(
         env, bytes->data(), bytes->size(), [](Napi::Env, void*, std::vector<uint8_t>* owned) { delete owned; }, bytes);
+  }
+
+  // largeBytes() -> number: the bytes of large messages parked for JavaScript and not taken yet
+  Napi::Value LargeBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), stopped_ ? 0.0 : static_cast<double>(engine_->largeMessages().bytes()));
   }
 
   // control(socketId, op, arg, data?: Uint8Array, suffix?: number)

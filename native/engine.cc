@@ -41,6 +41,10 @@ constexpr uint32_t kDenseTurn = 2;
 // is applied anyway: closing must end. What is queued behind the slab for that socket is then dropped,
 // and counted. Other controls keep waiting: they must not overtake messages of their channel.
 constexpr uint64_t kMaxTeardownWaitUs = 1000000;
+// Large messages JavaScript has not taken yet: past this, protocol sockets stop reading until it takes
+// some (the kernel's buffer, then the peers' flow control, take the rest). Slab space does not bound them:
+// a slab holds only a small record for each.
+constexpr uint64_t kMaxParkedLargeBytes = uint64_t{64} << 20;
 
 uint32_t LoadU32(const uint8_t* p) {
   uint32_t v;
@@ -484,6 +488,13 @@ void Engine::ReceiveRound() {
   // a slab): reading on would pile more of them up in memory for as long as JavaScript is busy, where a raw
   // socket's datagrams wait in the kernel's buffer, which bounds them.
   if (!recordsWaiting_.empty()) return;
+  if (large_->bytes() > kMaxParkedLargeBytes) {
+    // Waits as when starved for slabs: JavaScript's next MarkDelivered, after it took messages, wakes this
+    // thread. Publish the flag, then look again, in case it took them before it could see the flag.
+    starved_.store(true, std::memory_order_seq_cst);
+    if (large_->bytes() > kMaxParkedLargeBytes) return;
+    starved_.store(false, std::memory_order_relaxed);
+  }
   size_t i = 0;
   while (i < readable_.size()) {
     SocketState* state = readable_[i];

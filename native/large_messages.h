@@ -3,6 +3,7 @@
 // JavaScript takes them (one native call per large message) as an ArrayBuffer that owns them.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <unordered_map>
@@ -18,6 +19,7 @@ class LargeMessages {
   uint32_t Park(std::vector<uint8_t> bytes) {
     std::lock_guard<std::mutex> lock(mutex_);
     const uint32_t id = nextId_++;
+    bytes_.fetch_add(bytes.size(), std::memory_order_seq_cst);
     parked_.emplace(id, std::move(bytes));
     return id;
   }
@@ -28,13 +30,17 @@ class LargeMessages {
     if (found == parked_.end()) return false;
     *out = std::move(found->second);
     parked_.erase(found);
+    bytes_.fetch_sub(out->size(), std::memory_order_seq_cst);
     return true;
   }
+  // The bytes parked and not taken yet (sequentially consistent: see Engine::ReceiveRound).
+  uint64_t bytes() const { return bytes_.load(std::memory_order_seq_cst); }
 
  private:
   std::mutex mutex_;
   std::unordered_map<uint32_t, std::vector<uint8_t>> parked_;
   uint32_t nextId_ = 1;
+  std::atomic<uint64_t> bytes_{0};
 };
 
 }  // namespace volley

@@ -72,6 +72,8 @@ export interface NativeEngine {
   /** The ring of send slabs the I/O thread has finished with (native/released_slabs.h). */
   releasedSlabs(): Int32Array
   takeLarge(id: number): ArrayBuffer | null
+  /** The bytes of large messages parked for JavaScript and not taken yet (the engine reads no more past 64 MiB). */
+  largeBytes(): number
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
   setRef(ref: boolean): void

@@ -169,6 +169,11 @@ export class Engine {
     return this.#native.takeLarge(id)
   }
 
+  /** The bytes of large messages waiting for JavaScript to take them (past 64 MiB the engine stops reading). */
+  largeBytes(): number {
+    return this.#native.largeBytes()
+  }
+
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
   #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
     const need = align8(layout.sendHeaderSize + data.byteLength)

@@ -1,0 +1,50 @@
+// Large messages (over 64 KiB) wait for JavaScript outside the receive slabs, so slab space does not bound
+// them: the engine stops reading past 64 MiB of them and goes on once JavaScript has taken some.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { Server } from '../../src/index.ts'
+import { sharedEngine } from '../../src/engine/engine.ts'
+import { waitFor } from '../helpers.ts'
+
+const MiB = 1 << 20
+
+describe('large messages while JavaScript is busy', () => {
+  it('are held to 64 MiB, then all arrive, intact and in order', async () => {
+    const privateKey = new Uint8Array(32).fill(5)
+    const server = new Server({ protocolId: 0x4c41n, privateKey, address: '127.0.0.1:0', maxClients: 2, channels: [{ mode: 'reliable' }], maxMessageBytes: MiB })
+    const { port } = await server.listen()
+    const received: number[] = []
+    let corrupt = 0
+    server.on('message', (_peer, data) => {
+      const index = new DataView(data.buffer, data.byteOffset).getUint32(0)
+      if (data.byteLength !== MiB || data[MiB - 1] !== (index & 0xff)) corrupt++
+      received.push(index)
+    })
+    const count = 160
+    const sender = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../fixtures/large-sender.ts'), String(port), Buffer.from(privateKey).toString('hex'), String(count), String(MiB)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let output = ''
+    sender.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      await once(server, 'connect')
+      // Busy: the I/O thread delivers, nothing is taken.
+      const until = Date.now() + 2000
+      while (Date.now() < until);
+      const held = sharedEngine().largeBytes()
+      expect(held).toBeGreaterThan(32 * MiB) // the sender did fill it
+      expect(held).toBeLessThanOrEqual(66 * MiB) // the bound, and the message that crossed it
+      await waitFor(() => received.length === count, 30_000, 'every message')
+      expect(received).toEqual(Array.from({ length: count }, (_, i) => i))
+      expect(corrupt).toBe(0)
+      expect(sharedEngine().largeBytes()).toBe(0)
+      const [code] = (await once(sender, 'exit')) as [number]
+      expect({ code, output: output.trim() }).toEqual({ code: 0, output: 'sent' })
+    } finally {
+      sender.kill()
+      await server.close()
+    }
+  }, 60_000)
+})
