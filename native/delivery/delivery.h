@@ -169,6 +169,7 @@ class DeliveryCore {
   struct InMessage {
     bool used = false;
     bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
+    bool beyondBound = false;  // a channel's next message, taken past the reassembly bound (StartInMessage)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     std::vector<uint8_t> data;
@@ -282,6 +283,7 @@ class DeliveryCore {
   uint64_t ackDeadlineUs_ = 0;
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
+  bool headBeyondBound_ = false;  // one channel's next message is held past the bound
   // What unreliable and sequenced messages may still start (bytes): a message started takes its length,
   // each byte of their data received gives two back, up to the reassembly bound. A message's buffer is
   // made whole at its first fragment; a peer whose messages are never completed (each evicted or passed

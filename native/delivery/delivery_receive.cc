@@ -171,11 +171,16 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
 
 bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,
                                   bool headOfLine) {
-  // The message a reliable channel delivers next is always taken (it is at most maxMessageBytes, one per
-  // channel): were it refused while later messages fill the bound, neither could ever be delivered.
-  if (!headOfLine && reassemblyUsed_ + length > reassemblyLimit_) {
-    ++stats_.overBudget;
-    return false;
+  // The message a reliable channel delivers next is taken past the bound (it is at most maxMessageBytes):
+  // were it refused while later messages fill the bound, neither could ever be delivered. One at a time,
+  // whatever the number of channels: it completes (its fragments need no room), then another may start.
+  if (reassemblyUsed_ + length > reassemblyLimit_) {
+    if (!headOfLine || headBeyondBound_) {
+      ++stats_.overBudget;
+      return false;
+    }
+    headBeyondBound_ = true;
+    slot.beyondBound = true;
   }
   slot.used = true;
   slot.sequence = sequence;
@@ -191,6 +196,10 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.data.size();
+  if (slot.beyondBound) {
+    slot.beyondBound = false;
+    headBeyondBound_ = false;
+  }
   slot.used = false;
   slot.passedOver = false;
   if (slot.data.capacity() > kKeptBufferBytes) {

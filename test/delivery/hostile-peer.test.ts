@@ -90,3 +90,18 @@ describe('fragments of messages a peer never completes', () => {
     })
   }
 })
+
+describe('the next message of every reliable channel', () => {
+  it('is taken past the reassembly bound for one channel at a time, not for each', () => {
+    // Five reliable channels, each sent the last fragment of its next message (about 1 MiB): a few bytes
+    // each. The bound (the largest message plus 1 MiB) takes two; one more may go past it, not three.
+    const maxMessageBytes = 1 << 20
+    const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1
+    const core = deliveryCore({ channels: ['reliable', 'reliable', 'reliable', 'reliable', 'reliable'], maxMessageBytes })
+    const frames = [0, 1, 2, 3, 4].flatMap((channel) => lastFragment(channel, 0, big))
+    core.receive(Uint8Array.from([0xd1, 0, ...frames]), 1_000_000)
+    const stats = core.stats(1_000_000)
+    expect(stats.reassemblyUsed).toBe(3 * big)
+    expect(stats.overBudget).toBe(2)
+  })
+})
