@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
-import { type LinkConditions, SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage } from './simulated-link.ts'
+import { type LinkConditions, SimulatedPair, deliveryCore, numberedMessage, readNumberedMessage, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -542,14 +542,6 @@ describe('hostile input', () => {
   })
 
   const packet = (...parts: number[][]) => Uint8Array.from([0xd1, ...parts.flat()])
-  const varint = (value: number): number[] => {
-    const out: number[] = []
-    do {
-      out.push((value & 0x7f) | (value >= 0x80 ? 0x80 : 0))
-      value = Math.floor(value / 128)
-    } while (value > 0)
-    return out
-  }
 
   it('refuses out-of-range fragment indexes and unknown channels, and drops messages over the maximum', () => {
     const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 4000 })

@@ -2,17 +2,8 @@
 // packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
 // hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
 import { describe, expect, it } from 'vitest'
-import { deliveryCore } from './simulated-link.ts'
+import { deliveryCore, varint } from './simulated-link.ts'
 
-const varint = (value: number): number[] => {
-  let v = BigInt(value)
-  const out: number[] = []
-  do {
-    out.push(Number(v & 0x7fn) | (v >= 0x80n ? 0x80 : 0))
-    v >>= 7n
-  } while (v > 0n)
-  return out
-}
 const fragmentBytes = 1100
 // A FRAGMENT frame with the last fragment of a message of `length` bytes: a few bytes on the wire
 // whatever the length (lengths of k × 1100 + 1 carry one byte).

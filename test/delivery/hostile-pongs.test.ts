@@ -1,20 +1,11 @@
 // What a connected peer's pongs can do to the RTT and the clock one delivery core keeps: a pong's echo,
 // receive time and processing delay are the peer's word. Driven sans-IO with hand-built packets.
 import { describe, expect, it } from 'vitest'
-import { deliveryCore } from './simulated-link.ts'
+import { deliveryCore, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
 
-const varint = (value: number | bigint): number[] => {
-  let v = BigInt(value)
-  const out: number[] = []
-  do {
-    out.push(Number(v & 0x7fn) | (v >= 0x80n ? 0x80 : 0))
-    v >>= 7n
-  } while (v > 0n)
-  return out
-}
 // One packet with one PONG: the ping's id, its send time echoed, the peer's clock when it arrived, the
 // peer's processing delay.
 const pong = (pn: number, echo: number, remoteReceived: number | bigint, delay: number) =>

@@ -189,3 +189,14 @@ export function readNumberedMessage(bytes: Uint8Array): number {
   for (let i = 8; i < bytes.byteLength; i++) if (bytes[i] !== ((index * 31 + i) & 0xff)) return -1
   return index
 }
+
+/** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */
+export function varint(value: number | bigint): number[] {
+  let v = BigInt(value)
+  const out: number[] = []
+  do {
+    out.push(Number(v & 0x7fn) | (v >= 0x80n ? 0x80 : 0))
+    v >>= 7n
+  } while (v > 0n)
+  return out
+}

@@ -3,24 +3,10 @@
 // Each call must throw a JavaScript error or return; before the fixes several aborted the process
 // (an addon built without C++ exceptions dies when a conversion throws) or read foreign memory. They run
 // in a child process so that a crash fails this test instead of taking the test worker with it.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { runAddonScript } from './harness/addon-script.ts'
 
 const script = `
-import { loadAddon } from ${JSON.stringify(join(import.meta.dirname, '../../src/engine/addon.ts'))}
-const addon = loadAddon() as any
-const outcomes: Record<string, string> = {}
-function attempt(name: string, call: () => unknown): void {
-  try {
-    const value = call()
-    outcomes[name] = 'returned ' + (value === null ? 'null' : typeof value)
-  } catch (error) {
-    outcomes[name] = 'threw ' + (error as Error).name + ': ' + (error as Error).message
-  }
-}
 const throwing = { valueOf() { throw new Error('valueOf') }, toString() { throw new Error('toString') } }
 const engine = new addon.Engine(new Int32Array(1 << 16), () => {})
 engine.setRef(false)
@@ -56,16 +42,11 @@ attempt('AddressTable 2^32 - 1', () => new addon.netcode.AddressTable(2 ** 32 - 
 attempt('ServerCore maxClients -1', () => new addon.netcode.ServerCore({ protocolId: 1n, privateKey: key, publicAddress: '127.0.0.1:1', maxClients: -1, challengeKey: key }))
 engine.shutdown()
 attempt('closeSocket after shutdown', () => engine.closeSocket(Symbol('late')))
-console.log(JSON.stringify(outcomes))
 `
 
 describe('the addon, called directly with hostile arguments', () => {
   it('throws or returns, and never takes the process down', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'volley-boundary-')), 'boundary.mts')
-    writeFileSync(file, script)
-    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: join(import.meta.dirname, '../..'), timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
-    expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toMatchObject({ status: 0, signal: null })
-    const outcomes = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, string>
+    const outcomes = runAddonScript(script) as Record<string, string>
     expect(Object.keys(outcomes)).toHaveLength(8 * 3 + 16)
     // A getter's own exception reaches JavaScript; nothing is opened behind it.
     expect(outcomes['openSocket getter']).toBe('threw Error: getter ipv6')

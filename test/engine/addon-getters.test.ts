@@ -2,24 +2,10 @@
 // that shrinks the resizable buffer under an earlier key must not leave the addon reading where that key
 // was (decommitted memory: the process died of SIGSEGV). Each option's bytes are read after the getters,
 // or copied before them. In a child process, so that a crash fails this test instead of the test worker.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { runAddonScript } from './harness/addon-script.ts'
 
 const script = `
-import { loadAddon } from ${JSON.stringify(join(import.meta.dirname, '../../src/engine/addon.ts'))}
-const addon = loadAddon() as any
-const outcomes: Record<string, string> = {}
-function attempt(name: string, call: () => unknown): void {
-  try {
-    const value = call()
-    outcomes[name] = 'returned ' + (value === null ? 'null' : typeof value)
-  } catch (error) {
-    outcomes[name] = 'threw ' + (error as Error).name + ': ' + (error as Error).message
-  }
-}
 // A key 512 KiB into a 1 MiB resizable buffer: a resize to 0 takes its pages away.
 function shrinkableKey(): { key: Uint8Array; shrink: () => void } {
   const buffer = new (ArrayBuffer as any)(1 << 20, { maxByteLength: 1 << 20 })
@@ -54,16 +40,11 @@ const tokenOptions = {
     new addon.netcode.ServerCore({ protocolId: 1n, privateKey: key, maxClients: 4, publicAddress: '127.0.0.1:1',
       get challengeKey() { shrink(); return new Uint8Array(32) } }))
 }
-console.log(JSON.stringify(outcomes))
 `
 
 describe('the addon, with getters that shrink a key read before them', () => {
   it('copies or refuses the key, and never reads where it was', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'volley-getters-')), 'getters.mts')
-    writeFileSync(file, script)
-    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: join(import.meta.dirname, '../..'), timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
-    expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toMatchObject({ status: 0, signal: null })
-    const outcomes = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, string>
+    const outcomes = runAddonScript(script) as Record<string, string>
     // The bytes are read once every getter has run: a key shrunk away by then is refused.
     expect(outcomes['generateConnectToken, a later option shrinks privateKey']).toMatch(/^threw TypeError: privateKey must be 32 bytes/)
     expect(outcomes['ServerCore, challengeKey shrinks privateKey']).toMatch(/^threw TypeError: privateKey must be 32 bytes/)

@@ -1,23 +1,10 @@
 // An accessor of an addon class called on another object (V8 checks the receiver of methods, not of
 // getters): the size getters of TimerWheel and AddressTable read whatever object `this` was as one of
 // their own (another class's native object, a number out of its memory). They must refuse it.
-import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { runAddonScript } from './harness/addon-script.ts'
 
 const script = `
-import { loadAddon } from ${JSON.stringify(join(import.meta.dirname, '../../src/engine/addon.ts'))}
-const addon = loadAddon() as any
-const outcomes: Record<string, string> = {}
-function attempt(name: string, call: () => unknown): void {
-  try {
-    outcomes[name] = 'returned ' + String(call())
-  } catch (error) {
-    outcomes[name] = 'threw ' + (error as Error).name + ': ' + (error as Error).message
-  }
-}
 const engine = new addon.Engine(new Int32Array(1 << 16), () => {})
 engine.setRef(false)
 const receivers: Record<string, object> = {
@@ -36,16 +23,11 @@ for (const [getter, get] of Object.entries(getters)) {
 }
 attempt('submit on timerWheel', () => addon.Engine.prototype.submit.call(receivers.timerWheel, 0, 0))
 engine.shutdown()
-console.log(JSON.stringify(outcomes))
 `
 
 describe('the addon, with accessors called on objects of other classes', () => {
   it('refuses them, and still serves its own', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'volley-receivers-')), 'receivers.mts')
-    writeFileSync(file, script)
-    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { cwd: join(import.meta.dirname, '../..'), timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
-    expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toMatchObject({ status: 0, signal: null })
-    const outcomes = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as Record<string, string>
+    const outcomes = runAddonScript(script, "'returned ' + String(value)") as Record<string, string>
     expect(outcomes).toEqual({
       'TimerWheel size on engine': 'threw TypeError: Illegal invocation',
       'TimerWheel size on replayWindow': 'threw TypeError: Illegal invocation',
