@@ -35,7 +35,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden"],
-      "libraries": ["/usr/lib/x86_64-linux-gnu/libsodium.a"],
+      "libraries": ["-l:libsodium.a"],
       "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"]
     }
   ]

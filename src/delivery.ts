@@ -41,7 +41,7 @@ export interface DeliveryOptions {
    * How often a connection pings for the RTT and the clock, ms (default 100: 10 Hz; 50 to 3,600,000, as
    * pongs answer at most 20 a second). The client's sets the pace: the server pings with its pongs to the
    * client's pings, and on its own only after twice its own interval without them. A ping is a packet, so
-   * it also stands in for the keep-alive: a gateway with many idle peers lowers this and
+   * it also stands in for the keep-alive: a gateway with many idle peers lengthens this interval and
    * keepAliveIntervalMs together, on both sides.
    */
   pingIntervalMs?: number

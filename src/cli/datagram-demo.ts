@@ -1,5 +1,5 @@
-// The loopback demo (npm run demo): one socket floods another through the engine for a few seconds,
-// respecting back-pressure, and prints live counters and a summary.
+// The raw datagram demo (npm run demo:datagrams): one socket floods another through the engine for a few
+// seconds, respecting back-pressure, and prints live counters and a summary.
 import { createDatagramSocket } from '../index.ts'
 import { nativeInfo } from '../native-info.ts'
 import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
