@@ -1,7 +1,8 @@
 // A load generator: many clients, each with a socket of its own, all on one engine thread. Used by the
 // benchmarks and the tests, and by `volley load`.
 import { setMaxListeners } from 'node:events'
-import { Client, type ClientOptions, type ClientState } from './client.ts'
+import { Client, type ClientOptions, type ClientState, useDedicatedEngine } from './client.ts'
+import { type Engine, dedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption } from './options.ts'
 
@@ -29,6 +30,12 @@ export class ClientPool {
   readonly #closing = new AbortController()
   /** connect() calls still running: close() waits for them. */
   readonly #running = new Set<Promise<unknown>>()
+  /** With engine: 'dedicated', the pool's own engine: one thread for all its clients, not one per client. */
+  #engine: Engine | undefined
+  readonly #dedicatedEngine = (): Engine => {
+    if (this.#engine === undefined || this.#engine.stopped) this.#engine = dedicatedEngine() // stops with its last socket
+    return this.#engine
+  }
 
   constructor(options: ClientOptions = {}) {
     new Client(options) // the same checks as each client's, now rather than at connect()
@@ -74,6 +81,7 @@ export class ClientPool {
       while (next < tokens.length && !signal.aborted) {
         const token = tokens[next++] as Uint8Array | string
         const client = new Client(this.#options)
+        if (this.#options.engine === 'dedicated') useDedicatedEngine(client, this.#dedicatedEngine)
         client.on('message', () => this.#messagesReceived++)
         client.on('disconnect', (state) => {
           this.#ended[state] = (this.#ended[state] ?? 0) + 1
@@ -98,7 +106,15 @@ export class ClientPool {
   broadcast(data: Uint8Array): number {
     if (this.#closing.signal.aborted) return 0 // closing clients refuse sends
     let sent = 0
-    for (const client of this.#clients) if (client.state === 'connected' && client.send(data)) sent++
+    for (const client of this.#clients) {
+      if (client.state !== 'connected') continue
+      try {
+        if (client.send(data)) sent++
+      } catch (error) {
+        // A client closed on its own (pool.clients) says 'connected' until its disconnects have gone out.
+        if ((error as VolleyError).code !== 'ERR_CLIENT_CLOSED') throw error
+      }
+    }
     return sent
   }
 

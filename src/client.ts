@@ -102,6 +102,14 @@ interface PendingConnect {
   reject: (error: Error) => void
 }
 
+/** Engines that clients share in place of one dedicated engine each (ClientPool's: one thread for all its clients). */
+const sharedDedicated = new WeakMap<Client, () => Engine>()
+
+/** Makes `client` open its sockets on engine() rather than on a dedicated engine of its own. */
+export function useDedicatedEngine(client: Client, engine: () => Engine): void {
+  sharedDedicated.set(client, engine)
+}
+
 export class Client extends EventEmitter<ClientEvents> {
   readonly #settings: { requestIntervalMs: number; keepAliveIntervalMs: number; disconnectPackets: number; disconnectIntervalMs: number }
   readonly #socket: SocketSettings
@@ -125,6 +133,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #resolveClosed: (() => void) | undefined
   /** Set while the socket closes to reopen as IPv6: what runs once it has closed. */
   #afterReopen: (() => void) | undefined
+  /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
+  #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
   readonly #client: EngineClient
 
@@ -177,19 +187,37 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.#closing !== undefined) {
       return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
     }
-    if (this.#pending !== undefined || this.#afterReopen !== undefined || this.#state === 'connected') {
-      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#afterReopen !== undefined ? 'connecting' : this.#state}`))
+    if (this.#pending !== undefined || this.#reopening !== undefined || this.#state === 'connected') {
+      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#reopening !== undefined ? 'connecting' : this.#state}`))
     }
     if (signal?.aborted === true) return Promise.reject(abortedError('The connection attempt was aborted', signal))
     const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)
-    if (this.#open && ipv6 && !this.#ipv6) {
+    if ((this.#open && ipv6 && !this.#ipv6) || this.#afterReopen !== undefined) {
       // This socket is IPv4 (its first token listed IPv4 servers only) and cannot reach this token's
-      // IPv6 servers: close it, then connect on a new dual-stack one.
+      // IPv6 servers: close it, then connect on a new dual-stack one. (A socket still closing for an attempt
+      // that was aborted meanwhile: this one waits for it instead.) The abort and close() end the wait at
+      // once, as they end an attempt under way: the old socket may take a second to send its disconnects.
       return new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          if (this.#reopening === entry) this.#abandonReopen(abortedError('The connection attempt was aborted', signal))
+        }
+        const entry: PendingConnect = {
+          resolve: () => {
+            signal?.removeEventListener('abort', onAbort)
+            this.#start(bytes, ipv6, signal).then(resolve, reject)
+          },
+          reject: (error: Error) => {
+            signal?.removeEventListener('abort', onAbort)
+            reject(error)
+          },
+        }
+        signal?.addEventListener('abort', onAbort, { once: true })
+        this.#reopening = entry
+        if (this.#afterReopen !== undefined) return // the old socket is closing already
         this.#afterReopen = () => {
-          if (this.#closing !== undefined) reject(abortedError('The client was closed while connecting', undefined))
-          else if (signal?.aborted === true) reject(abortedError('The connection attempt was aborted', signal))
-          else this.#start(bytes, ipv6, signal).then(resolve, reject)
+          const waiting = this.#reopening
+          this.#reopening = undefined
+          waiting?.resolve()
         }
         this.#updateReference() // busy while the old socket closes
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
@@ -198,9 +226,16 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#start(bytes, ipv6, signal)
   }
 
+  /** Ends the connect() that waits for the socket to reopen, here and now (abort, close). */
+  #abandonReopen(error: Error): void {
+    const waiting = this.#reopening as PendingConnect
+    this.#reopening = undefined
+    waiting.reject(error)
+  }
+
   #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
     if (!this.#open) {
-      const engine = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+      const engine = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
       try {
         const info = engine.open(
           {
@@ -344,6 +379,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
     }
     if (pending !== undefined) this.#abandonAttempt(pending, abortedError('The client was closed while connecting', undefined))
+    if (this.#reopening !== undefined) this.#abandonReopen(abortedError('The client was closed while connecting', undefined))
     this.#updateReference()
     return this.#closing
   }

@@ -130,6 +130,51 @@ describe('connect() attempts', () => {
   })
 })
 
+describe('connect() while the socket reopens for an IPv6 server', () => {
+  // An attempt aborted after its handshake completed unseen leaves the IPv4 socket owing the server its 10
+  // disconnects, 100 ms apart: reopening it takes about a second.
+  async function owingDisconnects(): Promise<{ client: Client; v6: string; close: () => Promise<void> }> {
+    const v4 = await startServer()
+    const v6 = await startServer({ address: '[::1]:0' })
+    const client = new Client() // disconnects at the default 100 ms
+    const abort = new AbortController()
+    const attempt = client.connect(await token(v4.address, 21n), { signal: abort.signal })
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
+    abort.abort()
+    expect(await codeOf(attempt)).toBe('ERR_ABORTED')
+    return { client, v6: v6.address, close: async () => void (await Promise.all([v4.server.close(), v6.server.close()])) }
+  }
+
+  it('an abort rejects at once, not once the old socket has sent its disconnects; the next connect() waits for it', async () => {
+    const { client, v6, close } = await owingDisconnects()
+    const abort = new AbortController()
+    const attempt = client.connect(await token(v6, 22n), { signal: abort.signal })
+    await sleep(20)
+    const abortedAt = performance.now()
+    abort.abort()
+    expect(await codeOf(attempt)).toBe('ERR_ABORTED')
+    expect(performance.now() - abortedAt).toBeLessThan(300)
+    // Not busy: this attempt takes over the reopen, and connects on the new socket.
+    expect(await codeOf(client.connect(await token(v6, 23n)))).toBe('resolved')
+    expect(client.state).toBe('connected')
+    await client.close()
+    await close()
+  })
+
+  it('close() rejects the waiting connect() at once, as it does an attempt under way', async () => {
+    const { client, v6, close } = await owingDisconnects()
+    const attempt = client.connect(await token(v6, 24n))
+    await sleep(20)
+    const closedAt = performance.now()
+    const closed = client.close()
+    expect(await codeOf(attempt)).toBe('ERR_ABORTED')
+    expect(performance.now() - closedAt).toBeLessThan(300)
+    await closed
+    expect(await codeOf(client.connect(await token(v6, 25n)))).toBe('ERR_CLIENT_CLOSED')
+    await close()
+  })
+})
+
 describe('handlers that throw', () => {
   it('a throwing message handler costs no other message of the batch', async () => {
     const { server, address } = await startServer()

@@ -1,7 +1,8 @@
-import { execFileSync } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
+import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ClientPool, Server, connectTokenFromBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
-import { waitFor } from './helpers.ts'
+import { threadCount, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(8)
 
@@ -35,7 +36,77 @@ describe('ClientPool (load generator)', () => {
   })
 })
 
+describe('ClientPool edges', () => {
+  const tokens = (port: number, count: number, first = 1) =>
+    Promise.all(
+      Array.from({ length: count }, (_, i) =>
+        generateConnectToken({ protocolId: 5n, privateKey, clientId: BigInt(first + i), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }),
+      ),
+    )
+
+  it('broadcast() skips a client closed on its own, where it threw ERR_CLIENT_CLOSED for the whole pool', async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8, disconnectIntervalMs: 2 })
+    const { port } = await server.listen()
+    let received = 0
+    server.on('message', () => received++)
+    const pool = new ClientPool({ disconnectIntervalMs: 2 })
+    expect(await pool.connect(await tokens(port, 3))).toMatchObject({ connected: 3 })
+    const closing = (pool.clients[0] as (typeof pool.clients)[number]).close() // 'connected' until its disconnects are out
+    expect(pool.broadcast(new Uint8Array([1]))).toBe(2)
+    await waitFor(() => received === 2, 5000, 'the two messages')
+    await closing
+    await pool.close()
+    await server.close()
+  })
+
+  it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 32, disconnectIntervalMs: 2 })
+    const { port } = await server.listen()
+    const before = threadCount()
+    const pool = new ClientPool({ engine: 'dedicated', disconnectIntervalMs: 2 })
+    expect(await pool.connect(await tokens(port, 20), { concurrency: 5 })).toMatchObject({ connected: 20 })
+    expect(threadCount() - before).toBe(1)
+    await pool.close()
+    await waitFor(() => threadCount() === before, 5000, 'the pool engine to stop')
+    // Its engine stopped with its last socket: the next clients get a new one, again one for all.
+    const again = new ClientPool({ engine: 'dedicated', disconnectIntervalMs: 2 })
+    expect(await again.connect(await tokens(port, 4, 100))).toMatchObject({ connected: 4 })
+    expect(threadCount() - before).toBe(1)
+    await again.close()
+    await server.close()
+  })
+})
+
 describe('volley CLI', () => {
+  it('volley load --rate sends that many broadcasts a second, above 1,000 and at rates a timer period cannot express', async () => {
+    const key = '07'.repeat(32)
+    const servers = await Promise.all(
+      [1500, 400].map(async (rate) => {
+        const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8 })
+        const { port } = await server.listen()
+        const counted = { server, rate, port, received: 0 }
+        server.on('message', () => counted.received++)
+        return counted
+      }),
+    )
+    const load = promisify(execFile)
+    await Promise.all(
+      servers.map(({ port, rate }) =>
+        load(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '4', '--seconds', '1', '--rate', String(rate), '--json'], {
+          cwd: new URL('..', import.meta.url),
+          timeout: 20_000,
+        }),
+      ),
+    )
+    for (const { server, rate, received } of servers) {
+      // 4 clients, 1 s: 4 × rate messages, where a timer every 1000 / rate ms sent 3,404 of 6,000 at 1,500/s
+      // (it fires about 930 times a second at most) and 1,890 of 1,600 at 400/s (every 2.5 ms fired every 2).
+      expect(received, `--rate ${rate}`).toBeGreaterThanOrEqual(0.97 * 4 * rate)
+      expect(received, `--rate ${rate}`).toBeLessThanOrEqual(4 * rate)
+      await server.close()
+    }
+  }, 30_000)
+
   it('prints keys and tokens', () => {
     const run = (...args: string[]): string =>
       execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 }).trim()
