@@ -2,7 +2,7 @@
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
+import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, type VolleyErrorCode, abortedError, checkSignal, fromNativeError, systemError } from './errors.ts'
@@ -118,7 +118,7 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   #queue: SendQueue
-  readonly #reading = { atMs: performance.now(), bytesIn: 0, bytesOut: 0 }
+  #reading = new BandwidthWindow()
   #engine: Engine | undefined
   #id = 0
   #state: ClientState = 'disconnected'
@@ -265,7 +265,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#id = info.id
         this.#links = engine.peerLinks(info.id)
         // A new socket's counts start from 0: so does the bandwidth's last reading.
-        Object.assign(this.#reading, { atMs: performance.now(), bytesIn: 0, bytesOut: 0 })
+        this.#reading = new BandwidthWindow()
         this.#open = true
         this.#ipv6 = ipv6
         this.#hold.opened(engine)

@@ -65,8 +65,9 @@ export interface LinkStats {
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
   /**
-   * inBps, outBps: since the previous stats() call (or since the connection began). pathBps: the rate
-   * at which the peer has been acknowledging data lately, the congestion controller's estimate of the path.
+   * inBps, outBps: over the last one to two seconds (since the connection began, in its first second),
+   * whoever else reads them. pathBps: the rate at which the peer has been acknowledging data lately, the
+   * congestion controller's estimate of the path.
    */
   bandwidth: { inBps: number; outBps: number; pathBps: number }
   /** The congestion window and the bytes in flight against it. */
@@ -194,24 +195,51 @@ export class SendQueue {
   }
 }
 
-/** Reads a connection's link statistics; `previous` carries the last reading for the bandwidth. */
+/** Byte counts of a connection at a moment (performance.now()). */
+interface ByteReading {
+  atMs: number
+  bytesIn: number
+  bytesOut: number
+}
+
+/**
+ * What a connection's bandwidth is measured from: a reading at least a second old (`from`), and the next
+ * one (`next`), which takes its place once it is a second old itself. The window is one to two seconds
+ * whoever reads and however often: a reading that restarted at every stats() call gave each reader the
+ * rate since anyone's last call (a monitor polling the pool read 0).
+ */
+export class BandwidthWindow {
+  static readonly spanMs = 1000
+  from: ByteReading
+  next: ByteReading | null = null
+
+  constructor(atMs = performance.now()) {
+    this.from = { atMs, bytesIn: 0, bytesOut: 0 }
+  }
+
+  /** The rates, in bits per second, up to these counts, and the window moved on if it is time. */
+  read(nowMs: number, bytesIn: number, bytesOut: number): { inBps: number; outBps: number } {
+    const elapsedS = Math.max((nowMs - this.from.atMs) / 1000, 1e-3)
+    const rates = { inBps: ((bytesIn - this.from.bytesIn) * 8) / elapsedS, outBps: ((bytesOut - this.from.bytesOut) * 8) / elapsedS }
+    if (this.next === null) {
+      if (nowMs - this.from.atMs >= BandwidthWindow.spanMs) this.next = { atMs: nowMs, bytesIn, bytesOut }
+    } else if (nowMs - this.next.atMs >= BandwidthWindow.spanMs) {
+      this.from = this.next
+      this.next = { atMs: nowMs, bytesIn, bytesOut }
+    }
+    return rates
+  }
+}
+
+/** Reads a connection's link statistics; `window` measures its bandwidth. */
 export function readLinkStats(
   links: Float64Array | null,
   row: number,
   counters: { packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number },
-  previous: { atMs: number; bytesIn: number; bytesOut: number },
+  window: BandwidthWindow,
 ): LinkStats {
   const field = (name: keyof typeof LinkField): number => (links === null ? 0 : (links[row * linkFields + LinkField[name]] ?? 0))
-  const nowMs = performance.now()
-  const elapsedS = Math.max((nowMs - previous.atMs) / 1000, 1e-3)
-  const bandwidth = {
-    inBps: ((counters.bytesIn - previous.bytesIn) * 8) / elapsedS,
-    outBps: ((counters.bytesOut - previous.bytesOut) * 8) / elapsedS,
-    pathBps: field('pathBytesPerSec') * 8,
-  }
-  previous.atMs = nowMs
-  previous.bytesIn = counters.bytesIn
-  previous.bytesOut = counters.bytesOut
+  const bandwidth = { ...window.read(performance.now(), counters.bytesIn, counters.bytesOut), pathBps: field('pathBytesPerSec') * 8 }
   const variationMs = field('rttVariationUs') / 1000
   const sent = field('packetsSent')
   const oldest = field('oldestQueuedUs')

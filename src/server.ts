@@ -2,7 +2,7 @@
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
+import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings } from './options.ts'
@@ -127,7 +127,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   /** Peers whose send the engine's full queue refused: their drained() waits for the engine's drain. */
   readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
-  readonly #readings = new Map<number, { atMs: number; bytesIn: number; bytesOut: number }>()
+  readonly #readings = new Map<number, BandwidthWindow>()
   readonly #userData = new UserDataCopies()
   /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
   readonly #slotEnds: Uint16Array
@@ -327,7 +327,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) c.fill(0)
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
-      reading = { atMs: peer.connectedAtMs, bytesIn: 0, bytesOut: 0 }
+      reading = new BandwidthWindow(peer.connectedAtMs)
       this.#readings.set(peer.index, reading)
     }
     return readLinkStats(this.#links, peer.index, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, reading)

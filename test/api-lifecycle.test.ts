@@ -13,6 +13,12 @@ const privateKey = new Uint8Array(32).fill(7)
 const protocolId = 0x4321n
 const fast = { disconnectIntervalMs: 5 }
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+/** Keeps the JS thread busy (nothing is delivered meanwhile) until condition() holds; false after timeoutMs. */
+function blockUntil(condition: () => boolean, timeoutMs: number): boolean {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) if (Date.now() > deadline) return false
+  return true
+}
 const codeOf = (promise: Promise<unknown>) => promise.then(() => 'resolved', (error: unknown) => (error as { code?: unknown }).code)
 // A port nobody listens on (a request there is never answered).
 const silentAddress = '127.0.0.1:9'
@@ -71,12 +77,17 @@ describe('connect() attempts', () => {
     const events: string[] = []
     client.on('state', (state) => events.push(state))
     client.on('disconnect', (state) => events.push(`disconnect ${state}`))
+    const serverConnects: bigint[] = []
+    server.on('connect', (peer) => serverConnects.push(peer.clientId))
     const abort = new AbortController()
     const attempt = client.connect(await token(address, 11n), { signal: abort.signal })
-    // The JS thread is blocked while the I/O thread completes the handshake; the abort comes first.
-    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 300)
+    // The JS thread is blocked while the I/O threads complete the handshake (the client's engine has
+    // its keep-alive: it knows the server's maxClients); the abort comes first.
+    expect(blockUntil(() => client.stats().maxClients > 0, 10_000)).toBe(true)
     abort.abort()
     expect(await codeOf(attempt)).toBe('ERR_ABORTED')
+    // The handshake did complete: the server reports the connect (its records came after the abort too).
+    await waitFor(() => serverConnects.length === 1, 5000, "the server's connect event")
     await sleep(100)
     // Its records (requesting, connected) arrived after the abort: none is news any more.
     expect(events).toEqual([])
@@ -247,9 +258,11 @@ describe('close()', () => {
     const { server, address } = await startServer()
     const errors: string[] = []
     let afterClose = 0
+    let beforeClose = 0
     let closing = false
     server.on('message', (peer, data) => {
       if (closing) afterClose++
+      else beforeClose++
       try {
         peer.send(data) // the README's echo
       } catch (error) {
@@ -266,7 +279,7 @@ describe('close()', () => {
     const flood = setInterval(() => {
       for (const client of clients) if (client.state === 'connected') for (let i = 0; i < 50; i++) client.send(new Uint8Array(100))
     }, 1)
-    await sleep(100)
+    await waitFor(() => beforeClose >= 400, 5000, 'the flood to reach the server')
     closing = true
     await server.close()
     clearInterval(flood)
@@ -290,8 +303,9 @@ describe('close()', () => {
     server.on('disconnect', (_peer, reason) => disconnects.push(reason))
     const client = new Client(fast)
     const connecting = client.connect(await token(address, 35n))
-    const end = Date.now() + 300
-    while (Date.now() < end); // the handshake completes on the I/O threads; its connect record waits for JavaScript
+    // The handshake completes on the I/O threads (the client has its keep-alive); its connect record waits
+    // for JavaScript.
+    expect(blockUntil(() => client.stats().maxClients > 0, 10_000)).toBe(true)
     await server.close()
     await connecting
     expect({ seen, disconnects }).toEqual({ seen: [{ connected: false, send: 'ERR_PEER_DISCONNECTED' }], disconnects: ['server-closed'] })
@@ -321,16 +335,19 @@ describe('close()', () => {
     const [peer] = [...server.peers.values()] as [Peer]
     let closing = false
     let afterClose = 0
+    let beforeClose = 0
     client.on('message', () => {
       if (closing) afterClose++
+      else beforeClose++
     })
+    const before = client.stats().packets.in
     for (let i = 0; i < 200; i++) peer.send(new Uint8Array(100))
-    await waitFor(() => client.stats().packets.in > 0)
-    const end = Date.now() + 100
-    while (Date.now() < end); // the echoes land in the engine and wait for JavaScript
+    await Promise.resolve() // the send slabs go to the I/O thread (no event is delivered in a microtask)
+    // All 200 land in the client's engine and wait for JavaScript, which has not run since.
+    expect(blockUntil(() => client.stats().packets.in - before >= 200, 10_000)).toBe(true)
     closing = true
     await client.close()
-    expect(afterClose).toBe(0)
+    expect({ beforeClose, afterClose }).toEqual({ beforeClose: 0, afterClose: 0 })
     await server.close()
   })
 

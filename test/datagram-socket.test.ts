@@ -167,10 +167,14 @@ describe('batching', () => {
     const total = 3000 // 3000 x 1200 B is more than the 2 MiB of receive slabs an engine starts with
     for (let i = 0; i < total; i++) sender.send(counterPayload(i, 1200), port, '127.0.0.1')
     sender.flush()
+    // JavaScript is busy (300 ms, and until every datagram was sent, however slow this machine is): the
+    // I/O thread fills every slab, then must wait rather than overwrite one.
     const until = Date.now() + 300
-    while (Date.now() < until) {
-      // JavaScript is busy: the I/O thread fills every slab, then must wait rather than overwrite one
+    const deadline = Date.now() + 10_000
+    while ((Date.now() < until || sender.stats().packetsOut < total) && Date.now() < deadline) {
+      // busy
     }
+    expect(sender.stats().packetsOut).toBe(total)
     await waitFor(() => got.payloads.length === total, 10_000, `${total} datagrams (got ${got.payloads.length})`)
     expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: total }, (_, i) => i))
     expect(receiver.stats().drops.receiveBufferFull).toBe(0)
@@ -232,6 +236,15 @@ describe('options', () => {
     const failure = await c.bind(port, '127.0.0.1').catch((error: unknown) => error)
     expect(failure).toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', address: '127.0.0.1', port })
     expect((failure as { errno: number }).errno).toBeLessThan(0)
+  })
+
+  it('ipv6Only: a udp6 socket on :: leaves the IPv4 port free, where a dual-stack one takes it too', async () => {
+    const only = socket({ type: 'udp6', ipv6Only: true })
+    const { port } = await only.bind(0, '::')
+    await expect(socket().bind(port, '0.0.0.0')).resolves.toMatchObject({ port })
+    const dual = socket({ type: 'udp6' })
+    const { port: dualPort } = await dual.bind(0, '::')
+    await expect(socket().bind(dualPort, '0.0.0.0')).rejects.toMatchObject({ code: 'EADDRINUSE' })
   })
 
   it('gives a socket an engine of its own, whose thread ends when the socket closes', async () => {

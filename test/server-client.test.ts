@@ -1,6 +1,10 @@
 // Server and Client over loopback: the netcode protocol running on the engine's I/O thread.
+import dgram from 'node:dgram'
 import { describe, expect, it } from 'vitest'
-import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { Client, ClientPool, ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
+import { PacketType } from '../src/netcode/constants.ts'
+import { readEncryptedPacket, writeConnectionRequest } from '../src/netcode/packets.ts'
+import { loadSodium } from '../src/netcode/sodium.ts'
 import { waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(3)
@@ -23,6 +27,36 @@ function token(address: string | string[], clientId = 1n, extra: { timeoutSecond
     timeoutSeconds: extra.timeoutSeconds ?? 5,
     userData: extra.userData,
   })
+}
+
+/**
+ * Sends the connection request of each token to the server by hand, from one socket, one after the other
+ * (each once the server has counted or answered the one before). Replies come back in order: the types
+ * of those that arrived, and which tokens (by position) they answer, once the last token was answered.
+ */
+async function requestsByHand(server: Server, address: string, tokens: Uint8Array[]) {
+  const sodium = await loadSodium()
+  const port = Number(address.split(':')[1])
+  const socket = dgram.createSocket('udp4')
+  const replies: Uint8Array[] = []
+  socket.on('message', (data) => replies.push(new Uint8Array(data)))
+  await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+  try {
+    const parsed = tokens.map((bytes) => readConnectToken(bytes))
+    for (const each of parsed) {
+      const handled = () => server.stats().drops.tokenRefused + replies.length
+      const before = handled()
+      socket.send(writeConnectionRequest(each), port, '127.0.0.1')
+      await waitFor(() => handled() > before, 5000, 'the server to refuse or answer the request')
+    }
+    const answered = replies.map((reply) =>
+      parsed.findIndex((each) => readEncryptedPacket(sodium, reply, { protocolId, key: each.serverToClientKey, accept: new Set([1, 2]) }).ok),
+    )
+    const types = replies.map((reply) => reply[0]! & 0x0f)
+    return { tokenRefused: server.stats().drops.tokenRefused, replies: types, answered }
+  } finally {
+    await new Promise<void>((resolve) => socket.close(() => resolve()))
+  }
 }
 
 describe('Server and Client on loopback', () => {
@@ -123,11 +157,38 @@ describe('Server and Client on loopback', () => {
   })
 
   it('a token for another server is refused and counted, never answered', async () => {
-    const { server } = await startServer()
+    // The request goes to this server by hand (a Client would send it to the token's address instead).
+    const { server, address } = await startServer()
+    const seen = await requestsByHand(server, address, [await token('127.0.0.1:1', 9n), await token(address, 10n)])
+    // The first is refused and counted; only the second, which lists this server, gets its challenge.
+    expect(seen).toEqual({ tokenRefused: 1, replies: [PacketType.connectionChallenge], answered: [1] })
+    await server.close()
+  })
+
+  it('with a publicAddress, takes tokens that list it and refuses those that list only the bound address', async () => {
+    const publicAddress = '10.20.30.40:5000' // as behind NAT: clients reach the server at another address
+    const { server, address } = await startServer({ publicAddress })
+    const seen = await requestsByHand(server, address, [await token(address, 11n), await token(publicAddress, 12n)])
+    expect(seen).toEqual({ tokenRefused: 1, replies: [PacketType.connectionChallenge], answered: [1] })
+    await server.close()
+  })
+
+  it('connect() rejects with ERR_CLIENT_BUSY while connecting or connected, takes a base64 token, and reports an expired one', async () => {
+    const { server, address } = await startServer()
     const client = new Client(fast)
-    const attempt = client.connect(await token('127.0.0.1:1', 9n, { timeoutSeconds: 1 }))
-    await expect(attempt).rejects.toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    const first = client.connect(connectTokenToBase64(await token(address, 13n))) // the text form
+    await expect(client.connect(await token(address, 14n))).rejects.toMatchObject({ code: 'ERR_CLIENT_BUSY' })
+    await first
+    expect(client.state).toBe('connected')
+    await expect(client.connect(await token(address, 15n))).rejects.toMatchObject({ code: 'ERR_CLIENT_BUSY' })
+    await waitFor(() => server.peers.size === 1)
+    expect([...server.peers.values()].map((peer) => peer.clientId)).toEqual([13n])
     await client.close()
+    const late = new Client(fast)
+    const expired = await late.connect(await token(address, 16n, { expireSeconds: 0 })).catch((error: unknown) => error)
+    expect(expired).toBeInstanceOf(ConnectError)
+    expect(expired).toMatchObject({ code: 'ERR_CONNECT_TOKEN_EXPIRED', state: 'connect-token-expired' })
+    await late.close()
     await server.close()
   })
 
@@ -195,6 +256,8 @@ describe('Server and Client on loopback', () => {
     const connected = new Client(fast)
     await connected.connect(await token(address))
     expect(() => connected.send(new Uint8Array(1201))).toThrow(expect.objectContaining({ code: 'ERR_PAYLOAD_SIZE' }))
+    expect(() => connected.send(new Uint8Array(0))).toThrow(expect.objectContaining({ code: 'ERR_PAYLOAD_SIZE' })) // 1 to 1,200 bytes
+    expect(connected.send(new Uint8Array(1200))).toBe(true)
     await connected.close()
     await server.close()
   })

@@ -69,7 +69,8 @@ describe('channels over loopback', () => {
   it('reports link statistics and a synchronised clock', async () => {
     const { server, client, peer, close } = await connectedPair()
     for (let i = 0; i < 100; i++) client.send(numberedMessage(i, 500))
-    await new Promise((resolve) => setTimeout(resolve, 400)) // pings at 10 Hz, acks, pongs
+    // Pings at 10 Hz, acks, pongs: until every message is acknowledged and the server has an RTT sample.
+    await waitFor(() => client.bufferedAmount === 0 && peer.stats().rtt.smoothedMs > 0, 5000, 'the messages acknowledged, an RTT sample at the server')
     const stats = client.stats()
     expect(stats.rtt.smoothedMs).toBeGreaterThan(0)
     expect(stats.rtt.smoothedMs).toBeLessThan(50)
@@ -144,7 +145,8 @@ describe('channels over loopback', () => {
     const token = await generateConnectToken({ protocolId, privateKey, clientId: 2n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
     await second.connect(token)
     await waitFor(() => server.peers.size === 2)
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    // Within a second, far from the 4 s the clock's drift takes.
+    await waitFor(() => [...server.peers.values()].every((each) => each.stats().rtt.minMs > 0), 1000, "both peers' minimum RTT")
     const mins = [...server.peers.values()].map((each) => each.stats().rtt.minMs)
     for (const minMs of mins) {
       expect(minMs).toBeGreaterThan(0)

@@ -30,11 +30,14 @@ describe('large messages while JavaScript is busy', () => {
     sender.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     try {
       await once(server, 'connect')
-      // Busy: the I/O thread delivers, nothing is taken.
-      const until = Date.now() + 2000
-      while (Date.now() < until);
+      // Busy: the I/O thread delivers, nothing is taken; until the sender has filled the 64 MiB (however
+      // slow this machine is), then 300 ms more, in which the engine must read nothing more.
+      const deadline = Date.now() + 30_000
+      while (sharedEngine().largeBytes() <= 64 * MiB && Date.now() < deadline);
+      const filled = sharedEngine().largeBytes()
+      for (const until = Date.now() + 300; Date.now() < until; );
       const held = sharedEngine().largeBytes()
-      expect(held).toBeGreaterThan(32 * MiB) // the sender did fill it
+      expect(filled).toBeGreaterThan(64 * MiB) // the sender did fill it
       expect(held).toBeLessThanOrEqual(66 * MiB) // the bound, and the message that crossed it
       await waitFor(() => received.length === count, 30_000, 'every message')
       expect(received).toEqual(Array.from({ length: count }, (_, i) => i))

@@ -29,12 +29,16 @@ describe('a starved engine and its protocol sockets', () => {
     let sent = 0
     for (; sent < 6000 && client.send(payload); sent++);
     expect(sent).toBeGreaterThan(5000)
-    // Busy: nothing is drained, so the slabs the server's engine fills stay held.
-    const until = Date.now() + 1000
-    while (Date.now() < until) {
+    // Busy: nothing is drained, so the slabs the server's engine fills stay held. For the second its
+    // simulated link takes to send all of it (~0.75 s), and at least until the server's engine has filled
+    // its slabs (so that it was starved while datagrams kept coming, however slow this machine is).
+    const started = Date.now()
+    const starved = () => server.stats().packets.in - before >= 1500
+    while ((Date.now() < started + 1000 || !starved()) && Date.now() < started + 15_000) {
       // the client's I/O thread sends what was queued; the server's reads it
     }
     const readWhileStarved = server.stats().packets.in - before
+    expect(readWhileStarved).toBeGreaterThanOrEqual(1500) // the slabs filled up: it was starved
     expect(received).toBe(0)
     // Slab capacity + one batch + the kernel's buffer; before the fix the engine read every datagram
     // (~6,000) into memory.

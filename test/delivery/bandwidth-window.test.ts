@@ -1,0 +1,27 @@
+// stats().bandwidth: the rate over the last one to two seconds, the same for every reader. It used to be
+// the rate since the previous stats() call, whoever made it: a second reader right after the first read 0.
+import { describe, expect, it } from 'vitest'
+import { BandwidthWindow } from '../../src/delivery.ts'
+
+describe('the bandwidth window', () => {
+  it('gives a reader right after another the same rate, and forgets what is over two seconds old', () => {
+    const window = new BandwidthWindow(0)
+    // 1 MB in the first second (8 Mbit/s), then nothing.
+    expect(window.read(500, 500_000, 0).inBps).toBe(8e6)
+    expect(window.read(1000, 1_000_000, 0).inBps).toBe(8e6)
+    expect(window.read(1001, 1_000_000, 0).inBps).toBeCloseTo(8e6 / 1.001) // not 0 over the last millisecond
+    expect(window.read(2000, 1_000_000, 0).inBps).toBe(4e6) // 1 MB over the two seconds since the start
+    expect(window.read(2500, 1_000_000, 0).inBps).toBe(0) // from the reading at 1 s: nothing since
+    expect(window.read(2500, 1_000_000, 0).outBps).toBe(0)
+  })
+
+  it('measures a steady rate over a window of one to two seconds, however often it is read', () => {
+    const window = new BandwidthWindow(0)
+    for (let ms = 1; ms <= 10_000; ms++) {
+      const outBps = window.read(ms, 0, ms * 125).outBps // 125 B per ms: 1 Mbit/s
+      expect(outBps).toBeCloseTo(1e6)
+    }
+    expect(window.next!.atMs - window.from.atMs).toBeGreaterThanOrEqual(1000)
+    expect(10_000 - window.from.atMs).toBeLessThanOrEqual(2000)
+  })
+})
