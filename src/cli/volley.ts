@@ -111,7 +111,12 @@ async function main(): Promise<void> {
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
     )
-    const connect = await pool.connect(tokens, { concurrency })
+    // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
+    const interrupted = new AbortController()
+    const interrupt = (): void => interrupted.abort()
+    process.once('SIGINT', interrupt)
+    process.once('SIGTERM', interrupt)
+    const connect = await pool.connect(tokens, { concurrency, signal: interrupted.signal })
     const report = (event: string, extra: object = {}): void => {
       // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
       const line = { event, connect, ...pool.stats(), ...extra }
@@ -125,21 +130,30 @@ async function main(): Promise<void> {
     const started = performance.now()
     const period = Math.min(Math.max(1000 / rate, 1), 100)
     let broadcasts = 0
-    const catchUp = (): void => {
+    const catchUp = (budgetMs = period): void => {
       const due = Math.min(Math.floor(((performance.now() - started) * rate) / 1000), Math.floor(seconds * rate))
-      const until = performance.now() + period
+      const until = performance.now() + budgetMs
       while (broadcasts < due && performance.now() < until) {
         pool.broadcast(payload)
         broadcasts++
       }
     }
     const ticker = rate > 0 ? setInterval(catchUp, period) : undefined
-    await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+    // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, seconds * 1000)
+      const end = (): void => {
+        clearTimeout(timer)
+        resolve()
+      }
+      if (interrupted.signal.aborted) end()
+      else interrupted.signal.addEventListener('abort', end, { once: true })
+    })
     if (ticker) {
       clearInterval(ticker)
-      catchUp() // the last ones due in the window
+      if (!interrupted.signal.aborted) catchUp(250) // the last ones due in the window, behind a busy machine's timers
     }
-    report('finished')
+    report('finished', interrupted.signal.aborted ? { interrupted: true } : {})
     await pool.close()
     process.exit(0)
   } else {
