@@ -282,16 +282,16 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
     const std::string kind = StringOr(options.Get("kind"));
-    // JavaScript checked every value; a direct caller's NaN, negative or huge one is brought into range here
-    // (an interval of 0 would fire the timer on every loop turn).
+    // JavaScript checked every value; a direct caller's NaN, negative or zero one gives the default, a huge
+    // one an hour (an interval of 0 would fire the timer on every loop turn).
     auto microseconds = [&](const char* name, uint64_t fallback) {
       Napi::Value value = options.Get(name);
       if (!value.IsNumber()) return fallback;
       const double us = value.As<Napi::Number>().DoubleValue();
-      return us >= 1 ? static_cast<uint64_t>(std::min(us, kMaxIntervalUs)) : uint64_t{1};
+      return us >= 1 ? static_cast<uint64_t>(std::min(us, kMaxIntervalUs)) : fallback;
     };
     const uint32_t disconnectPackets =
-        options.Get("disconnectPackets").IsNumber() ? U32Or(options.Get("disconnectPackets"), 0) : 10;
+        options.Get("disconnectPackets").IsNumber() ? std::min<uint32_t>(U32Or(options.Get("disconnectPackets"), 0), 100) : 10;
     DeliveryOptions delivery;
     if (!ReadDeliveryOptions(env, options, &delivery)) return false;
     if (kind == "client") {

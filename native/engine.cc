@@ -38,10 +38,11 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
 // How long a close or stop waits behind a send slab the kernel keeps refusing (its path is down) before it
-// is applied anyway: closing must end. What is queued behind the slab for that socket is then dropped,
-// and counted. Other controls keep waiting: they must not overtake messages of their channel.
+// is applied anyway: closing must end. What is queued behind the slab for that socket is then dropped (its
+// datagrams counted, its controls with them). Other controls keep waiting: they must not overtake messages
+// of their channel.
 constexpr uint64_t kMaxTeardownWaitUs = 1000000;
-// Large messages JavaScript has not taken yet: past this, protocol sockets stop reading until it takes
+// Large messages JavaScript has not taken yet: past this, the engine's sockets stop reading until it takes
 // some (the kernel's buffer, then the peers' flow control, take the rest). Slab space does not bound them:
 // a slab holds only a small record for each.
 constexpr uint64_t kMaxParkedLargeBytes = uint64_t{64} << 20;
@@ -386,6 +387,13 @@ void Engine::ApplyOverdueTeardowns() {
     }
     DeferredCommand due = std::move(entry);
     deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
+    // The socket's controls deferred before it go as its datagrams behind the slab do: dropped. Applied once
+    // the slab went, after it, a connect would undo the disconnect of its abort.
+    for (size_t j = i; j-- > 0;) {
+      if (deferred_[j].command.id != due.command.id) continue;
+      deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(j));
+      --i;
+    }
     ApplySocketCommand(due.command, std::move(due.payload));
   }
 }

@@ -65,9 +65,10 @@ export interface LinkStats {
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
   /**
-   * inBps, outBps: over the last one to two seconds (since the connection began, in its first second),
-   * whoever else reads them. pathBps: the rate at which the peer has been acknowledging data lately, the
-   * congestion controller's estimate of the path.
+   * inBps, outBps: over the last one to two seconds (since the connection began, in its first second;
+   * since the previous reading, read less often than every second), whoever else reads them. pathBps: the
+   * rate at which the peer has been acknowledging data lately, the congestion controller's estimate of the
+   * path.
    */
   bandwidth: { inBps: number; outBps: number; pathBps: number }
   /** The congestion window and the bytes in flight against it. */
@@ -205,8 +206,9 @@ interface ByteReading {
 /**
  * What a connection's bandwidth is measured from: a reading at least a second old (`from`), and the next
  * one (`next`), which takes its place once it is a second old itself. The window is one to two seconds
- * whoever reads and however often: a reading that restarted at every stats() call gave each reader the
- * rate since anyone's last call (a monitor polling the pool read 0).
+ * whoever reads, read at least every second (less often, it runs from the last reading): a reading that
+ * restarted at every stats() call gave each reader the rate since anyone's last call (a monitor polling the
+ * pool read 0).
  */
 export class BandwidthWindow {
   static readonly spanMs = 1000
@@ -219,6 +221,12 @@ export class BandwidthWindow {
 
   /** The rates, in bits per second, up to these counts, and the window moved on if it is time. */
   read(nowMs: number, bytesIn: number, bytesOut: number): { inBps: number; outBps: number } {
+    // Read less often than every second, `next` is the last reading: the rate is measured from it, not from
+    // the one before (a monitor reading every 5 s got the average of the last 10).
+    if (this.next !== null && nowMs - this.next.atMs > BandwidthWindow.spanMs) {
+      this.from = this.next
+      this.next = null
+    }
     const elapsedS = Math.max((nowMs - this.from.atMs) / 1000, 1e-3)
     const rates = { inBps: ((bytesIn - this.from.bytesIn) * 8) / elapsedS, outBps: ((bytesOut - this.from.bytesOut) * 8) / elapsedS }
     if (this.next === null) {

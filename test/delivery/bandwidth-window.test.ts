@@ -24,4 +24,13 @@ describe('the bandwidth window', () => {
     expect(window.next!.atMs - window.from.atMs).toBeGreaterThanOrEqual(1000)
     expect(10_000 - window.from.atMs).toBeLessThanOrEqual(2000)
   })
+
+  it('gives a reader that reads less often than every second the rate since its last reading, not since the one before', () => {
+    const window = new BandwidthWindow(0)
+    // 5 MB in the first 5 s (8 Mbit/s), then nothing; a monitor reads every 5 s.
+    expect(window.read(5000, 5_000_000, 0).inBps).toBe(8e6)
+    // Nothing came in the last 5 s: it was averaged with the 5 s before (4 Mbit/s, a window of 10 s).
+    expect(window.read(10_000, 5_000_000, 0).inBps).toBe(0)
+    expect(window.read(15_000, 5_000_000, 5_000_000).outBps).toBe(8e6)
+  })
 })

@@ -39,4 +39,22 @@ describe('controls behind a parked send slab', () => {
     expect(result.stuckCloseMs).toBeLessThan(10_000)
     expect(result.stuckDropped).toBe(1)
   }, 40_000)
+
+  it('an aborted connect does not connect once the slab goes, after its disconnect went on its own', () => {
+    const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
+    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
+    const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/send-parked-abort.ts'], {
+      cwd: root,
+      encoding: 'utf8',
+      timeout: 30_000,
+      env: { ...process.env, LD_PRELOAD: shim },
+    })
+    const result = JSON.parse(output) as { outcome: string; parkEnded: boolean; connects: number; state: string }
+    expect(result.outcome).toBe('ERR_ABORTED')
+    expect(result.parkEnded).toBe(true)
+    // The connect queued before the disconnect went with the slab's datagrams: applied after it, the
+    // client connected behind JavaScript's back (the server had a peer the Client said was not there).
+    expect(result.connects).toBe(0)
+    expect(result.state).toBe('disconnected')
+  }, 40_000)
 })
