@@ -1,6 +1,9 @@
 // A raw socket's send slab parked by a full kernel send buffer (EAGAIN) must not let a later control for
 // another socket on the same engine overtake the sends queued behind it. EAGAIN cannot be provoked on
-// loopback, so the fixture runs with a sendmmsg that refuses on demand (harness/sendmmsg_eagain.c).
+// loopback, so the fixture runs with a sendmmsg that refuses on demand (harness/sendmmsg_eagain.c). The
+// setting is in the environment from the start, and the fixture only ever replaces its value: the shim
+// reads it on the I/O thread, and getenv races with a setenv that adds or removes a variable, not with one
+// that replaces a value (glibc keeps the old string).
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -17,7 +20,7 @@ describe('controls behind a parked send slab', () => {
       cwd: root,
       encoding: 'utf8',
       timeout: 30_000,
-      env: { ...process.env, LD_PRELOAD: shim },
+      env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
     })
     const result = JSON.parse(output) as {
       largeOrder: string[]
@@ -47,7 +50,7 @@ describe('controls behind a parked send slab', () => {
       cwd: root,
       encoding: 'utf8',
       timeout: 30_000,
-      env: { ...process.env, LD_PRELOAD: shim },
+      env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
     })
     const result = JSON.parse(output) as { outcome: string; parkEnded: boolean; connects: number; state: string }
     expect(result.outcome).toBe('ERR_ABORTED')
