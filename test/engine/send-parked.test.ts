@@ -12,17 +12,22 @@ import { describe, expect, it } from 'vitest'
 
 const root = join(import.meta.dirname, '../..')
 
+/** Runs a fixture (test/fixtures) with the shim loaded, and returns the JSON it prints. */
+function runWithShim(fixture: string): unknown {
+  const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
+  execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
+  const output = execFileSync(process.execPath, ['--import', 'tsx', join('test/fixtures', fixture)], {
+    cwd: root,
+    encoding: 'utf8',
+    timeout: 30_000,
+    env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
+  })
+  return JSON.parse(output)
+}
+
 describe('controls behind a parked send slab', () => {
   it('wait for the sends queued before them (a large message, a close, a stop), and a close ends even so', () => {
-    const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
-    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
-    const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/send-parked.ts'], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
-    })
-    const result = JSON.parse(output) as {
+    const result = runWithShim('send-parked.ts') as {
       largeOrder: string[]
       rawSentBeforeClose: boolean
       rawDropped: number
@@ -44,15 +49,7 @@ describe('controls behind a parked send slab', () => {
   }, 40_000)
 
   it('an aborted connect does not connect once the slab goes, after its disconnect went on its own', () => {
-    const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
-    execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
-    const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/send-parked-abort.ts'], {
-      cwd: root,
-      encoding: 'utf8',
-      timeout: 30_000,
-      env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
-    })
-    const result = JSON.parse(output) as { outcome: string; parkEnded: boolean; connects: number; state: string }
+    const result = runWithShim('send-parked-abort.ts') as { outcome: string; parkEnded: boolean; connects: number; state: string }
     expect(result.outcome).toBe('ERR_ABORTED')
     expect(result.parkEnded).toBe(true)
     // The connect queued before the disconnect went with the slab's datagrams: applied after it, the
