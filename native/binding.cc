@@ -499,7 +499,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // peerStats(socketId, clientIndex, out: Float64Array(4)) -> boolean: packets in, bytes in, packets out, bytes out
+  // peerStats(socketId, clientIndex, out: Float64Array(5)) -> boolean: packets in, bytes in, packets out, bytes out,
+  // and the clients the slot has had (the fifth only when the array has room for it)
   Napi::Value ReadPeerStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));
@@ -515,6 +516,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     target[1] = static_cast<double>(counters.bytesIn.load(std::memory_order_relaxed));
     target[2] = static_cast<double>(counters.packetsOut.load(std::memory_order_relaxed));
     target[3] = static_cast<double>(counters.bytesOut.load(std::memory_order_relaxed));
+    if (out.ElementLength() >= 5) target[4] = static_cast<double>(counters.clients.load(std::memory_order_relaxed));
     return Napi::Boolean::New(env, true);
   }
 

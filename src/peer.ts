@@ -1,12 +1,13 @@
 // A client connected to a Server.
-import type { LinkStats, SendOptions } from './delivery.ts'
+import { BandwidthWindow, type LinkStats, type SendOptions, readLinkStats } from './delivery.ts'
 import { VolleyError, abortedError, checkSignal } from './errors.ts'
 import { checkOptions, signalOnly } from './options.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
   disconnectPeer(peer: Peer): void
-  peerStats(peer: Peer): PeerStats
+  /** null when the peer's slot already has a later client, whose counters these would be. */
+  peerStats(peer: Peer): PeerStats | null
   /** The synchronised clock: the server's own, ms. */
   timeMs(): number
   bufferedAmount(peer: Peer): number
@@ -14,6 +15,11 @@ export interface PeerHost {
 
 /** Packets and bytes of the netcode connection; with channels, the delivery layer's link statistics too. */
 export type PeerStats = LinkStats
+
+/** The statistics of a peer never read before its slot went to a later client: nothing known. */
+function vacantStats(): PeerStats {
+  return readLinkStats(null, 0, { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, new BandwidthWindow())
+}
 
 export class Peer {
   readonly #host: PeerHost
@@ -129,8 +135,13 @@ export class Peer {
 
   /** Link statistics of this client's connection (the last reading once it has left). */
   stats(): PeerStats {
-    if (this.#connected || this.#last === null) this.#last = this.#host.peerStats(this)
-    return this.#last
+    if (this.#connected || this.#last === null) this.#read()
+    return this.#last ?? vacantStats()
+  }
+
+  // A slot taken by a later client before JavaScript heard that this one left: the last reading stands.
+  #read(): void {
+    this.#last = this.#host.peerStats(this) ?? this.#last
   }
 
   /** Disconnects the client: it is sent redundant disconnect packets; 'disconnect' follows. */
@@ -140,7 +151,7 @@ export class Peer {
 
   /** @internal */
   markDisconnected(): void {
-    if (this.#connected) this.#last = this.#host.peerStats(this)
+    if (this.#connected) this.#read()
     this.#connected = false
     const waiters = this.#drainWaiters
     this.#drainWaiters = null

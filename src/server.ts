@@ -118,7 +118,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   // was 3 % of the server's CPU per message (bench:connections' payload phase).
   readonly #peerSlots: (Peer | undefined)[] = []
   readonly #counters = new Float64Array(protocolStatsFields)
-  readonly #peerCounters = new Float64Array(4)
+  readonly #peerCounters = new Float64Array(5)
   readonly #delivery: DeliverySettings | null
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
@@ -322,9 +322,13 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   }
 
   /** @internal */
-  peerStats(peer: Peer): PeerStats {
+  peerStats(peer: Peer): PeerStats | null {
     const c = this.#peerCounters
-    if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) c.fill(0)
+    if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) {
+      c.fill(0)
+    } else if (((c[4]! - 1) & 0xfff) !== Math.floor(peer.tag / 2 ** layout.peerSlotBits)) {
+      return null // the slot has a later client already (JavaScript has not heard that this one left)
+    }
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)

@@ -221,6 +221,12 @@ describe('Server and Client on loopback', () => {
       const a = new Client({ ...fast, ...options })
       await a.connect(await token(address, 1n))
       await waitFor(() => peers.length === 1)
+      let fromA = 0
+      server.on('message', () => fromA++)
+      for (let i = 0; i < 50; i++) a.send(new Uint8Array(200))
+      await waitFor(() => fromA === 50, 5000, "A's messages")
+      const before = peers[0]!.stats()
+      expect(before.bytes.in).toBeGreaterThan(50 * 200) // (with channels, several messages share a packet)
       const b = new Client({ ...fast, ...options })
       const tokenB = await token(address, 2n)
       const reachedB: number[] = []
@@ -230,12 +236,16 @@ describe('Server and Client on loopback', () => {
       block(400)
       const stale = peers[0]!
       expect(stale.connected).toBe(true) // as far as JavaScript knows
+      // Its counters are B's now: its statistics stay its own last reading.
+      expect(stale.stats().bytes.in).toBeGreaterThanOrEqual(before.bytes.in)
       stale.send(new Uint8Array(10))
       if ('channels' in options) stale.send(new Uint8Array(40_000)) // past the send slabs: a control of its own
       stale.disconnect()
       await Promise.all([aClosed, bConnected])
       await waitFor(() => peers.length === 2 && server.peers.get(0) === peers[1])
       expect(stale.connected).toBe(false)
+      expect(stale.stats().bytes.in).toBeGreaterThanOrEqual(before.bytes.in)
+      expect(peers[1]!.stats().bytes.in).toBeLessThan(before.bytes.in) // B's, counted from its handshake
       peers[1]!.send(new Uint8Array(3)) // B's own Peer reaches B
       await waitFor(() => reachedB.length === 1)
       await new Promise((resolve) => setTimeout(resolve, 100))

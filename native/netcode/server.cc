@@ -199,6 +199,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slotByClientId_.Insert(challenge.clientId, index);
   ++connected_;
   PeerCounters& counters = peerCounters_->entries[index];
+  counters.clients.store(counters.clients.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   counters.packetsIn.store(1, std::memory_order_relaxed);
   counters.bytesIn.store(size, std::memory_order_relaxed);
   counters.packetsOut.store(0, std::memory_order_relaxed);

@@ -59,6 +59,9 @@ struct ServerCounters {
 // Per-client counters, written by the server's thread and read by JavaScript at any time.
 struct PeerCounters {
   std::atomic<uint64_t> packetsIn{0}, bytesIn{0}, packetsOut{0}, bytesOut{0};
+  // Clients the slot has had, this one included: a reader that knows which of them it asks about (JavaScript's
+  // Peer, whose tag counts the ones before it) can tell when the counters belong to a later one.
+  std::atomic<uint32_t> clients{0};
 };
 
 struct PeerCounterTable {
