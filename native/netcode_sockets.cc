@@ -40,11 +40,11 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
 
 NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config,
                                              const uint8_t challengeKey[netcode::kKeyBytes], const DeliveryOptions& delivery)
-    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery), slotEnds_(config.maxClients, 0) {
+    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery) {
   if (delivery_.enabled) {
     delivery_.config.followsPings = true;  // the clients lead
     links_.resize(config.maxClients);
-    AddLinkTable(core_.peerCounterTable().get());
+    AddLinkTable(&core_.peerCounters());
   }
 }
 
@@ -60,8 +60,12 @@ void NetcodeServerProtocol::Update(const netcode::Clock& now) {
 }
 
 bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
+  // The slot's clients before the one JavaScript names, against those before the slot's latest: between a
+  // client's leaving and the next one's coming they match, which is harmless (an empty slot takes nothing).
   *slot = peer & ((1u << kPeerSlotBits) - 1);
-  return *slot < slotEnds_.size() && (peer >> kPeerSlotBits) == slotEnds_[*slot];
+  const netcode::PeerCounterTable& table = core_.peerCounters();
+  return *slot < table.size &&
+         (peer >> kPeerSlotBits) == ((table.entries[*slot].clients.load(std::memory_order_relaxed) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
 }
 
 void NetcodeServerProtocol::Send(uint32_t tagged, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {
@@ -140,13 +144,12 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
   std::memcpy(data + 8, userData, netcode::kUserDataBytes);
   if (delivery_.enabled) {
     links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config);
-    ClearLinkRow(core_.peerCounterTable().get(), index);
+    ClearLinkRow(&core_.peerCounters(), index);
   }
 }
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
   output.Record(kPeerDisconnect, static_cast<uint8_t>(reason), index, nullptr, 0);
-  slotEnds_[index] = static_cast<uint16_t>((slotEnds_[index] + 1) & ((1u << (32 - kPeerSlotBits)) - 1));
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 
@@ -180,7 +183,7 @@ void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const
 
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
-  netcode::PeerCounterTable& table = *core_.peerCounterTable();
+  netcode::PeerCounterTable& table = core_.peerCounters();
   delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table.link[size_t{peer} * table.linkFields]);
   if (link.watched && link.core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
     link.watched = false;

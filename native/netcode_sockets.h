@@ -82,7 +82,6 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
   std::vector<std::unique_ptr<DeliveryLink>> links_;  // by client index, while connected (delivery on)
-  std::vector<uint16_t> slotEnds_;  // by client index: its clients that left, mod 4096 (kPeerSlotBits)
   std::vector<uint32_t> dirty_;
   netcode::Clock now_;
 };

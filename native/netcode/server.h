@@ -100,6 +100,8 @@ class ServerCore {
   const ServerCounters& counters() const { return counters_; }
   // Shared with whoever reads the counters from another thread; it outlives the server if need be.
   std::shared_ptr<PeerCounterTable> peerCounterTable() const { return peerCounters_; }
+  // The same table, for the server's own thread: no reference count taken (per packet, it would be).
+  PeerCounterTable& peerCounters() const { return *peerCounters_; }
   bool clientAddress(uint32_t clientIndex, ServerAddress* out) const;
   uint64_t nextGlobalSequence() const { return globalSequence_; }
 
