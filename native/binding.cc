@@ -21,6 +21,7 @@
 #include "delivery_binding.h"
 #include "netcode_sockets.h"
 #include "network_simulator.h"
+#include "shared_memory.h"
 #include "timer_binding.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
@@ -56,8 +57,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {
+                           InstanceMethod<&EngineWrap::Events>("events"),
                            InstanceMethod<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
                            InstanceMethod<&EngineWrap::AddSendSlab>("addSendSlab"),
+                           InstanceMethod<&EngineWrap::ReceiveSlab>("receiveSlab"),
+                           InstanceMethod<&EngineWrap::SendSlab>("sendSlab"),
                            InstanceMethod<&EngineWrap::OpenSocket>("openSocket"),
                            InstanceMethod<&EngineWrap::CloseSocket>("closeSocket"),
                            InstanceMethod<&EngineWrap::ForgetSocket>("forgetSocket"),
@@ -75,25 +79,19 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                        });
   }
 
-  // new Engine(control: Int32Array, onEvents: (count: number) => void)
+  // new Engine(onEvents: (count: number) => void): onEvents reads `count` events from events().
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 2 || !info[0].IsTypedArray() || !info[1].IsFunction()) {
-      ThrowType(env, "Engine(control: Int32Array, onEvents: Function) expected");
+    if (info.Length() < 1 || !info[0].IsFunction()) {
+      ThrowType(env, "Engine(onEvents: Function) expected");
       return;
     }
-    Napi::TypedArray control = info[0].As<Napi::TypedArray>();
-    if (control.TypedArrayType() != napi_int32_array || control.ElementLength() < kEventCapacity * kEventWords) {
-      ThrowType(env, "control must be an Int32Array of at least kEventCapacity * kEventWords elements");
+    events_ = SharedMemory::Allocate(kEventCapacity * sizeof(Event));
+    if (!events_) {
+      Napi::Error::New(env, "no memory for the engine's event list").ThrowAsJavaScriptException();
       return;
     }
-    if (!FixedArrayBuffer(env, control.ArrayBuffer())) {
-      ThrowType(env, "control must not be on a resizable or detached buffer");
-      return;
-    }
-    control_ = reinterpret_cast<int32_t*>(static_cast<uint8_t*>(control.ArrayBuffer().Data()) + control.ByteOffset());
-    controlRef_ = Napi::Persistent(control.As<Napi::Object>());
-    onEvents_ = Napi::Persistent(info[1].As<Napi::Function>());
+    onEvents_ = Napi::Persistent(info[0].As<Napi::Function>());
 
     // The wake-up exists before the I/O thread that signals it. When either fails, what was made is
     // undone here: node-addon-api deletes the object at once when the constructor throws.
@@ -134,7 +132,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     for (size_t first = 0; first < drained_.size(); first += kEventCapacity) {
       const size_t count = std::min(kEventCapacity, drained_.size() - first);
       if (calling) {
-        std::memcpy(control_, &drained_[first], count * sizeof(Event));
+        std::memcpy(events_->data(), &drained_[first], count * sizeof(Event));
         napi_value argument = Napi::Number::New(env, static_cast<double>(count));
         // Not onEvents_.Call(): when the environment is being torn down the call fails with
         // napi_pending_exception and node-addon-api's attempt to rethrow aborts the process.
@@ -151,55 +149,81 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (stopped_) return;
     stopped_ = true;
     if (engine_) engine_->Stop();
-    receiveSlabs_.clear();  // the I/O thread is gone: the slabs are JavaScript's alone again
+    receiveSlabs_.clear();  // the I/O thread is gone: the slabs live on only in buffers JavaScript holds
     sendSlabs_.clear();
     wake_.Close();
     // No more events can come: break the cycle through onEvents_ and let the wrapper go.
     onEvents_.Reset();
-    controlRef_.Reset();
     if (referenced_) {
       referenced_ = false;
       Unref();
     }
   }
 
+  // events() -> Int32Array: the event list onEvents reads (kEventCapacity events of kEventWords words)
+  Napi::Value Events(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::ArrayBuffer buffer = ArrayBufferSharing(env, events_);
+    if (buffer.IsEmpty()) return env.Undefined();
+    return Napi::Int32Array::New(env, kEventCapacity * kEventWords, buffer, 0);
+  }
+
+  // addReceiveSlab() -> id: a receive slab of kSlabSize bytes, made here and read through receiveSlab(id)
   Napi::Value AddReceiveSlab(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (stopped_ || !info[0].IsArrayBuffer()) {
-      ThrowType(env, "addReceiveSlab(ArrayBuffer) on a running engine expected");
+    if (stopped_) {
+      ThrowType(env, "addReceiveSlab() on a running engine expected");
       return env.Undefined();
     }
-    Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
-    if (!FixedArrayBuffer(env, buffer)) {
-      ThrowType(env, "a receive slab must not be a resizable or detached buffer");
+    if (receiveSlabs_.size() >= Engine::kMaxReceiveSlabs) {
+      ThrowRange(env, "the engine has its maximum of receive slabs");
       return env.Undefined();
     }
-    const int id = engine_->AddReceiveSlab(static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength());
+    std::shared_ptr<SharedMemory> slab = SharedMemory::Allocate(kSlabSize);
+    if (!slab) {
+      Napi::Error::New(env, "no memory for a receive slab").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    const int id = engine_->AddReceiveSlab(slab->data(), slab->size());
     if (id < 0) {
-      ThrowRange(env, "receive slab refused: too small, or the engine has its maximum of slabs");
+      ThrowRange(env, "the engine has its maximum of receive slabs");
       return env.Undefined();
     }
-    receiveSlabs_.push_back(Napi::Persistent(buffer));
+    receiveSlabs_.push_back(std::move(slab));
     return Napi::Number::New(env, id);
   }
 
+  // addSendSlab() -> id: a send slab of kSlabSize bytes, made here and written through sendSlab(id)
   Napi::Value AddSendSlab(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (stopped_ || !info[0].IsArrayBuffer()) {
-      ThrowType(env, "addSendSlab(ArrayBuffer) on a running engine expected");
+    if (stopped_) {
+      ThrowType(env, "addSendSlab() on a running engine expected");
       return env.Undefined();
     }
     if (sendSlabs_.size() >= Engine::kMaxSendSlabs) {
       ThrowRange(env, "the engine has its maximum of send slabs");
       return env.Undefined();
     }
-    Napi::ArrayBuffer buffer = info[0].As<Napi::ArrayBuffer>();
-    if (!FixedArrayBuffer(env, buffer)) {
-      ThrowType(env, "a send slab must not be a resizable or detached buffer");
+    std::shared_ptr<SharedMemory> slab = SharedMemory::Allocate(kSlabSize);
+    if (!slab) {
+      Napi::Error::New(env, "no memory for a send slab").ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    sendSlabs_.push_back(SendSlab{Napi::Persistent(buffer), static_cast<uint8_t*>(buffer.Data()), buffer.ByteLength()});
+    sendSlabs_.push_back(std::move(slab));
     return Napi::Number::New(env, static_cast<double>(sendSlabs_.size() - 1));
+  }
+
+  // receiveSlab(id) / sendSlab(id) -> ArrayBuffer | null: a new buffer over the slab's memory, each time;
+  // JavaScript asks again when something detached the one it had.
+  Napi::Value ReceiveSlab(const Napi::CallbackInfo& info) { return SlabBuffer(info.Env(), receiveSlabs_, info[0]); }
+  Napi::Value SendSlab(const Napi::CallbackInfo& info) { return SlabBuffer(info.Env(), sendSlabs_, info[0]); }
+
+  static Napi::Value SlabBuffer(Napi::Env env, const std::vector<std::shared_ptr<SharedMemory>>& slabs, Napi::Value id) {
+    const uint32_t index = U32Or(id, UINT32_MAX);
+    if (index >= slabs.size()) return env.Null();
+    Napi::ArrayBuffer buffer = ArrayBufferSharing(env, slabs[index]);
+    if (buffer.IsEmpty()) return env.Undefined();
+    return buffer;
   }
 
   // openSocket({ ipv6, ipv6Only, reuseAddress, reusePort, receiveBufferSize, sendBufferSize, address, port,
@@ -420,12 +444,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));
     if (found == peerCounters_.end() || !found->second->link) return env.Null();
-    auto* keep = new std::shared_ptr<netcode::PeerCounterTable>(found->second);
     const size_t count = size_t{found->second->size} * found->second->linkFields;
     static_assert(sizeof(std::atomic<double>) == sizeof(double), "link fields are plain doubles in memory");
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-        env, static_cast<void*>(found->second->link.get()), count * sizeof(double),
-        [](Napi::Env, void*, std::shared_ptr<netcode::PeerCounterTable>* table) { delete table; }, keep);
+    Napi::ArrayBuffer buffer = ArrayBufferSharing(env, found->second, static_cast<void*>(found->second->link.get()), count * sizeof(double));
+    if (buffer.IsEmpty()) return env.Undefined();
     return Napi::Float64Array::New(env, count, buffer, 0);
   }
 
@@ -433,10 +455,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // over memory it shares with this thread; kept alive by the array as long as JavaScript holds it.
   Napi::Value ReleasedSlabsView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    auto* keep = new std::shared_ptr<ReleasedSlabs>(engine_->releasedSlabs());
-    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-        env, static_cast<void*>((*keep)->words()), ReleasedSlabs::kWords * sizeof(int32_t),
-        [](Napi::Env, void*, std::shared_ptr<ReleasedSlabs>* slabs) { delete slabs; }, keep);
+    const std::shared_ptr<ReleasedSlabs>& slabs = engine_->releasedSlabs();
+    Napi::ArrayBuffer buffer = ArrayBufferSharing(env, slabs, static_cast<void*>(slabs->words()), ReleasedSlabs::kWords * sizeof(int32_t));
+    if (buffer.IsEmpty()) return env.Undefined();
     return Napi::Int32Array::New(env, ReleasedSlabs::kWords, buffer, 0);
   }
 
@@ -531,11 +552,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Env env = info.Env();
     const uint32_t slab = U32Or(info[0], UINT32_MAX);
     const double length = NumberOr(info[1], NAN);
-    if (stopped_ || slab >= sendSlabs_.size() || !(length >= 0 && length <= sendSlabs_[slab].size)) {
+    if (stopped_ || slab >= sendSlabs_.size() || !(length >= 0 && length <= sendSlabs_[slab]->size())) {
       ThrowRange(env, "submit(slab, length): unknown slab or length beyond it");
       return env.Undefined();
     }
-    engine_->SubmitSendSlab(slab, sendSlabs_[slab].data, static_cast<size_t>(length));
+    engine_->SubmitSendSlab(slab, sendSlabs_[slab]->data(), static_cast<size_t>(length));
     return env.Undefined();
   }
 
@@ -564,21 +585,15 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  struct SendSlab {
-    Napi::Reference<Napi::ArrayBuffer> buffer;
-    uint8_t* data;
-    size_t size;
-  };
-
   std::unique_ptr<Engine> engine_;
   LoopWake wake_;
   bool stopped_ = false;
   bool referenced_ = false;
-  int32_t* control_ = nullptr;
-  Napi::ObjectReference controlRef_;
+  std::shared_ptr<SharedMemory> events_;
   Napi::FunctionReference onEvents_;
-  std::vector<Napi::Reference<Napi::ArrayBuffer>> receiveSlabs_;
-  std::vector<SendSlab> sendSlabs_;
+  // The slabs, by id; the I/O thread uses them until it has stopped, JavaScript through its buffers.
+  std::vector<std::shared_ptr<SharedMemory>> receiveSlabs_;
+  std::vector<std::shared_ptr<SharedMemory>> sendSlabs_;
   std::unordered_map<uint32_t, std::shared_ptr<SocketStats>> stats_;
   std::unordered_map<uint32_t, std::shared_ptr<netcode::PeerCounterTable>> peerCounters_;
   std::vector<Event> drained_;
@@ -633,7 +648,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Napi::Error::New(env, "libsodium failed to initialise").ThrowAsJavaScriptException();
     return exports;
   }
-  TakeIntrinsics(env);
   exports.Set("Engine", EngineWrap::Define(env));
   exports.Set("parseIp", Napi::Function::New<ParseIpBinding>(env, "parseIp"));
   exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));
@@ -641,6 +655,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netcode", NetcodeBinding(env));
   exports.Set("TimerWheel", TimerWheelBinding(env));
   exports.Set("DeliveryCore", DeliveryCoreBinding(env));
+  exports.Set("sharedMemoryBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::Number::New(info.Env(), static_cast<double>(SharedMemory::LiveBytes()));
+              }, "sharedMemoryBytes"));
   exports.Set("sourceHash", Napi::String::New(env, VOLLEY_SOURCE_HASH));
   exports.Set("sodiumVersion", Napi::String::New(env, sodium_version_string()));
   return exports;

@@ -72,37 +72,4 @@ T* UnwrapTagged(Napi::Object object, const napi_type_tag* tag) {
   return Napi::ObjectWrap<T>::Unwrap(object);
 }
 
-// What the addon takes from JavaScript when it loads (Init), before any other code could have changed it.
-struct Intrinsics {
-  // The built-in getter of ArrayBuffer.prototype.resizable (empty where JavaScript has no resizable
-  // buffers): a buffer's own or inherited "resizable" property can be made to lie, this getter cannot.
-  Napi::FunctionReference arrayBufferResizable;
-};
-
-inline void TakeIntrinsics(Napi::Env env) {
-  auto* intrinsics = new Intrinsics();
-  Napi::Value object = env.Global().Get("Object");
-  Napi::Value arrayBuffer = env.Global().Get("ArrayBuffer");
-  if (object.IsFunction() && arrayBuffer.IsFunction()) {
-    Napi::Value describe = object.As<Napi::Object>().Get("getOwnPropertyDescriptor");
-    Napi::Value prototype = arrayBuffer.As<Napi::Object>().Get("prototype");
-    if (describe.IsFunction() && prototype.IsObject()) {
-      Napi::Value descriptor = describe.As<Napi::Function>().Call(object, {prototype, Napi::String::New(env, "resizable")});
-      Napi::Value getter = descriptor.IsObject() ? descriptor.As<Napi::Object>().Get("get") : env.Undefined();
-      if (getter.IsFunction()) intrinsics->arrayBufferResizable = Napi::Persistent(getter.As<Napi::Function>());
-    }
-  }
-  env.SetInstanceData(intrinsics);
-}
-
-// A buffer the I/O thread may keep a pointer into: attached and not resizable (a shrink would leave the
-// pointer past its end). JavaScript also marks the engine's buffers untransferable, so none is detached.
-inline bool FixedArrayBuffer(Napi::Env env, Napi::ArrayBuffer buffer) {
-  if (buffer.Data() == nullptr) return false;
-  Intrinsics* intrinsics = env.GetInstanceData<Intrinsics>();
-  if (intrinsics == nullptr || intrinsics->arrayBufferResizable.IsEmpty()) return true;
-  Napi::Value resizable = intrinsics->arrayBufferResizable.Call(buffer, {});
-  return resizable.IsBoolean() && !resizable.As<Napi::Boolean>().Value();
-}
-
 }  // namespace volley

@@ -29,7 +29,7 @@ constexpr uint8_t kRecvFlagTruncated = 1;
 // socket_protocol.h's kPeerSlotBits says) and ignore the address.
 constexpr size_t kSendHeaderSize = 32;
 
-// Both kinds of slab are ArrayBuffers of this size, allocated by JavaScript and pinned by the engine.
+// Both kinds of slab are this size, made by the addon and shared with JavaScript (shared_memory.h).
 constexpr size_t kSlabSize = 256 * 1024;
 
 // Events handed to JavaScript, each kEventWords int32 words in the control array:

@@ -16,10 +16,11 @@ export function forEachPeerRecord(
   count: number,
   visit: (kind: number, code: number, peer: number, at: number, length: number, record: number) => void,
 ): void {
-  const { u8, u32 } = slab
   let at = start
   let failure: { error: unknown } | undefined
   for (let i = 0; i < count; i++) {
+    if (i > 0) slab.ensureAttached() // the handler before may have detached the slab's buffer
+    const { u8, u32 } = slab
     const length = u32[at >>> 2]!
     try {
       visit(u8[at + 4]!, u8[at + 5]!, u32[(at + 8) >>> 2]!, at + layout.peerRecordHeaderSize, length, at)

@@ -40,21 +40,38 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(received).toBe(total)
   })
 
+  it('a handler that detaches the buffer under a message loses nothing and frees nothing the I/O thread uses', () => {
+    type Seen = { received: number; intact: number; inOrder: number; detached: number }
+    const outcome = JSON.parse(run('detach-message-buffers.ts')) as { total: number; server: Seen; client: Seen; socket: Seen; warnings: string[] }
+    for (const receiver of [outcome.server, outcome.client, outcome.socket]) {
+      expect(receiver).toEqual({ received: outcome.total, intact: outcome.total, inOrder: outcome.total, detached: 4 })
+    }
+    // Once per process: the application learns that it holds memory the engine reuses.
+    expect(outcome.warnings).toEqual(['VOLLEY_MESSAGE_BUFFER_DETACHED'])
+  })
+
   it('a worker can be terminated in the middle of a handler', () => {
     expect(run('terminate-worker.ts').trim()).toBe('survived')
   })
 
   it.each([['dedicated'], ['shared']])('stopped %s engines give back their descriptors and slabs', (mode) => {
-    const { before, after, arrayBuffers } = JSON.parse(run('engines-are-freed.ts', mode)) as {
+    const { before, after, arrayBuffers, peak, shared } = JSON.parse(run('engines-are-freed.ts', mode)) as {
       before: Record<string, number>
       after: Record<string, number>
       arrayBuffers: number
+      peak: number
+      shared: number
     }
     expect(after['anon_inode:[eventfd]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventfd]'] ?? 0)
     expect(after['anon_inode:[eventpoll]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[eventpoll]'] ?? 0)
     expect(after['anon_inode:[timerfd]'] ?? 0).toBeLessThanOrEqual(before['anon_inode:[timerfd]'] ?? 0)
     expect(after['socket:[]'] ?? 0).toBeLessThanOrEqual(before['socket:[]'] ?? 0)
-    // 30 engines' slabs would be ~70 MiB; what remains is one engine's worth at most.
+    // 30 engines' slabs would be ~70 MiB; what remains is one engine's worth at most. The slabs are the
+    // addon's memory: a running engine holds its 8 receive slabs and a send slab (2.25 MiB), and a stopped
+    // one gives them back once JavaScript has dropped its buffers over them.
     expect(arrayBuffers).toBeLessThan(8 << 20)
+    expect(peak).toBeGreaterThanOrEqual(9 * 256 * 1024)
+    expect(shared).toBeLessThan(peak + 1)
+    expect(shared).toBeLessThan(4 << 20)
   })
 })

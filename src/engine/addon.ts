@@ -59,8 +59,14 @@ export interface NativeClientProtocol extends NativeDeliveryFields {
 }
 
 export interface NativeEngine {
-  addReceiveSlab(buffer: ArrayBuffer): number
-  addSendSlab(buffer: ArrayBuffer): number
+  /** The event list onEvents(count) reads: memory of the addon's, as the slabs'. */
+  events(): Int32Array
+  /** A new slab (layout.slabSize bytes, the addon's memory): its id. */
+  addReceiveSlab(): number
+  addSendSlab(): number
+  /** A new buffer over a slab's memory each call; null for an unknown slab or once the engine stopped. */
+  receiveSlab(id: number): ArrayBuffer | null
+  sendSlab(id: number): ArrayBuffer | null
   openSocket(options: NativeSocketOptions): NativeSocketInfo
   closeSocket(id: number): void
   forgetSocket(id: number): void
@@ -157,9 +163,11 @@ export interface NativeTimerWheel {
 export interface Addon {
   netcode: NativeNetcode
   TimerWheel: new (tickUs?: number, bucketBits?: number) => NativeTimerWheel
-  Engine: new (control: Int32Array, onEvents: (count: number) => void) => NativeEngine
+  Engine: new (onEvents: (count: number) => void) => NativeEngine
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6
   formatIp(bytes: Uint8Array, family: number): string
+  /** Bytes of slab and event memory (native/shared_memory.h) not freed yet, in the whole process. */
+  sharedMemoryBytes(): number
   layout: Record<keyof typeof layout, number>
   sourceHash: string
   sodiumVersion: string

@@ -19,13 +19,61 @@ export interface EngineClient {
   onDrain(): void
 }
 
-export interface SlabView {
-  buffer: ArrayBuffer
-  u8: Uint8Array
-  u16: Uint16Array
-  u32: Uint32Array
+/**
+ * Views over one slab. The memory is the addon's (native/shared_memory.h): a buffer over it that JavaScript
+ * detaches takes its share of the memory along, so the I/O thread never writes into freed memory, and the
+ * slab is seen again through a new buffer over the same memory.
+ */
+export class SlabView {
+  buffer!: ArrayBuffer
+  u8!: Uint8Array
+  u16!: Uint16Array
+  u32!: Uint32Array
   /** For the 64-bit fields of records (client ids). */
-  view: DataView
+  view!: DataView
+  readonly #reopen: () => ArrayBuffer | null
+
+  /** reopen: a new buffer over the slab's memory (null once the engine has stopped). */
+  constructor(reopen: () => ArrayBuffer | null) {
+    this.#reopen = reopen
+    this.#open(reopen() ?? new ArrayBuffer(0))
+  }
+
+  /**
+   * Views over the slab again if something detached its buffer: a handler passed a message's buffer to
+   * ArrayBuffer.prototype.transfer(), a BYOB stream read or a transfer list. What the I/O thread wrote is
+   * still in the memory, so the batch goes on where it was. Cheap: one length check when nothing happened.
+   */
+  ensureAttached(): void {
+    if (this.u8.byteLength !== 0) return
+    const buffer = this.#reopen()
+    if (buffer === null) return
+    this.#open(buffer)
+    warnDetached()
+  }
+
+  #open(buffer: ArrayBuffer): void {
+    markAsUntransferable(buffer) // refuses transfer lists, where JavaScript honours the mark
+    this.buffer = buffer
+    this.u8 = new Uint8Array(buffer)
+    this.u16 = new Uint16Array(buffer)
+    this.u32 = new Uint32Array(buffer)
+    this.view = new DataView(buffer)
+  }
+}
+
+let detachedWarned = false
+
+/** Once per process: the application keeps the engine's memory, which the engine goes on reusing. */
+function warnDetached(): void {
+  if (detachedWarned) return
+  detachedWarned = true
+  process.emitWarning(
+    "A received message's buffer was detached (transfer(), a BYOB read or a transfer list). It is volley's receive memory, " +
+      'valid during the callback only: what was transferred will be overwritten by later messages. Copy a message to keep it ' +
+      '(Uint8Array.prototype.slice or Buffer.from).',
+    { type: 'VolleyWarning', code: 'VOLLEY_MESSAGE_BUFFER_DETACHED' },
+  )
 }
 
 export interface EngineLimits {
@@ -37,11 +85,6 @@ export interface EngineLimits {
 }
 
 export const defaultLimits: EngineLimits = { initialReceiveSlabs: 8, maxReceiveSlabs: 64, maxSendSlabs: 32 }
-
-function slabView(buffer: ArrayBuffer): SlabView {
-  markAsUntransferable(buffer) // the I/O thread writes into it: it must never be detached
-  return { buffer, u8: new Uint8Array(buffer), u16: new Uint16Array(buffer), u32: new Uint32Array(buffer), view: new DataView(buffer) }
-}
 
 /** A destination in the form send slabs hold it. */
 export interface QueuedAddress {
@@ -55,7 +98,8 @@ export class Engine {
   readonly addon: Addon
   readonly #native: NativeEngine
   readonly #limits: EngineLimits
-  readonly #control = new Int32Array(layout.eventCapacity * layout.eventWords)
+  /** The event list the addon writes before each onEvents call (its memory, as the slabs'). */
+  readonly #control: Int32Array
   readonly #clients = new Map<number, EngineClient>()
   readonly #receiveSlabs: SlabView[] = []
   readonly #sendSlabs: SlabView[] = []
@@ -74,10 +118,11 @@ export class Engine {
 
   constructor(limits: EngineLimits, onIdle: (engine: Engine) => void) {
     this.addon = loadAddon()
-    markAsUntransferable(this.#control.buffer) // the addon writes events into it: it must never be detached
     this.#limits = limits
     this.#onIdle = onIdle
-    this.#native = new this.addon.Engine(this.#control, (count) => this.#onEvents(count))
+    this.#native = new this.addon.Engine((count) => this.#onEvents(count))
+    this.#control = this.#native.events()
+    markAsUntransferable(this.#control.buffer)
     this.#released = this.#native.releasedSlabs()
     this.#native.setRef(false)
     for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
@@ -222,9 +267,9 @@ export class Engine {
       slab = this.#freeSendSlabs.pop()
     }
     if (slab === undefined && this.#sendSlabs.length < this.#limits.maxSendSlabs) {
-      const view = slabView(new ArrayBuffer(layout.slabSize))
-      slab = this.#native.addSendSlab(view.buffer)
-      this.#sendSlabs[slab] = view
+      const id = this.#native.addSendSlab()
+      this.#sendSlabs[id] = new SlabView(() => this.#native.sendSlab(id))
+      slab = id
     }
     if (slab === undefined) {
       // Every slab is with the I/O thread: ask for a SEND_DONE event at the next one it finishes, then look
@@ -250,9 +295,8 @@ export class Engine {
   }
 
   #addReceiveSlab(): void {
-    const view = slabView(new ArrayBuffer(layout.slabSize))
-    const id = this.#native.addReceiveSlab(view.buffer)
-    this.#receiveSlabs[id] = view
+    const id = this.#native.addReceiveSlab()
+    this.#receiveSlabs[id] = new SlabView(() => this.#native.receiveSlab(id))
   }
 
   #onEvents(count: number): void {
@@ -278,9 +322,12 @@ export class Engine {
 
   #dispatch(type: number, a: number, b: number, c: number, d: number): void {
     switch (type) {
-      case EventType.batch:
-        this.#clients.get(a)?.onBatch(this.#receiveSlabs[b] as SlabView, c, d)
+      case EventType.batch: {
+        const slab = this.#receiveSlabs[b] as SlabView
+        slab.ensureAttached() // an earlier batch's handler may have detached it
+        this.#clients.get(a)?.onBatch(slab, c, d)
         return
+      }
       case EventType.sendDone: {
         // Sent only while a slab was wanted; the slab itself is in the ring.
         this.#takeReleasedSlabs()

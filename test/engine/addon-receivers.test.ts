@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { runAddonScript } from './harness/addon-script.ts'
 
 const script = `
-const engine = new addon.Engine(new Int32Array(1 << 16), () => {})
+const engine = new addon.Engine(() => {})
 engine.setRef(false)
 const receivers: Record<string, object> = {
   engine,

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest'
 import { runAddonScript } from './harness/addon-script.ts'
 
 const script = `
-const engine = new addon.Engine(new Int32Array(1 << 16), () => {})
+const engine = new addon.Engine(() => {})
 engine.setRef(false)
 const options = { ipv6: false, ipv6Only: false, reuseAddress: false, reusePort: false, receiveBufferSize: 0, sendBufferSize: 0, address: '127.0.0.1', port: 0, batchSize: 8, coalesceUs: 0 }
 const raw = engine.openSocket(options)

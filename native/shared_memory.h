@@ -1,0 +1,66 @@
+// Memory that the engine's I/O thread and JavaScript both use (the receive and send slabs, the event list),
+// owned jointly: the engine holds one share, and every ArrayBuffer made over the memory holds another until
+// it is collected. JavaScript can detach an ArrayBuffer (ArrayBuffer.prototype.transfer(), a BYOB stream
+// read, a transfer list) whatever markAsUntransferable() said; the detached memory then belongs to the new
+// buffer, which may be collected at once. Were the memory JavaScript's, the I/O thread would go on writing
+// into freed memory; here the new buffer takes a share along, and the memory lives while anyone uses it.
+#pragma once
+
+#include <napi.h>
+
+#include <atomic>
+#include <cstdint>
+#include <cstdlib>
+#include <memory>
+
+namespace volley {
+
+class SharedMemory {
+ public:
+  // Zeroed memory, or nullptr when there is none. calloc: a large block comes from mmap, its pages touched
+  // (and counted in RSS) only once used, as an ArrayBuffer's are.
+  static std::shared_ptr<SharedMemory> Allocate(size_t bytes) {
+    void* data = std::calloc(bytes, 1);
+    if (data == nullptr) return nullptr;
+    live_.fetch_add(bytes, std::memory_order_relaxed);
+    return std::shared_ptr<SharedMemory>(new SharedMemory(static_cast<uint8_t*>(data), bytes));
+  }
+
+  // The bytes of all SharedMemory not yet freed, in the process: tests see engines give theirs back.
+  static size_t LiveBytes() { return live_.load(std::memory_order_relaxed); }
+
+  ~SharedMemory() {
+    std::free(data_);
+    live_.fetch_sub(size_, std::memory_order_relaxed);
+  }
+  SharedMemory(const SharedMemory&) = delete;
+  SharedMemory& operator=(const SharedMemory&) = delete;
+
+  uint8_t* data() const { return data_; }
+  size_t size() const { return size_; }
+
+ private:
+  SharedMemory(uint8_t* data, size_t size) : data_(data), size_(size) {}
+
+  uint8_t* data_;
+  size_t size_;
+  inline static std::atomic<size_t> live_{0};
+};
+
+// An ArrayBuffer over `bytes` bytes at `data`, memory that `owner` keeps alive: the buffer holds a share of
+// the owner until it is collected, wherever a detach took it. Empty, with a JavaScript exception pending,
+// when N-API refuses external buffers.
+template <typename Owner>
+Napi::ArrayBuffer ArrayBufferSharing(Napi::Env env, const std::shared_ptr<Owner>& owner, void* data, size_t bytes) {
+  auto* share = new std::shared_ptr<Owner>(owner);
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, data, bytes, [](Napi::Env, void*, std::shared_ptr<Owner>* held) { delete held; }, share);
+  if (buffer.IsEmpty()) delete share;  // no buffer, so no finalizer will
+  return buffer;
+}
+
+inline Napi::ArrayBuffer ArrayBufferSharing(Napi::Env env, const std::shared_ptr<SharedMemory>& memory) {
+  return ArrayBufferSharing(env, memory, memory->data(), memory->size());
+}
+
+}  // namespace volley
