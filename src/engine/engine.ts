@@ -2,7 +2,6 @@
 // event list into calls on sockets (one native crossing per drain), and queues sends into send slabs
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
-import { markAsUntransferable } from 'node:worker_threads'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
 
 /**
@@ -41,7 +40,7 @@ export class SlabView {
 
   /**
    * Views over the slab again if something detached its buffer: a handler passed a message's buffer to
-   * ArrayBuffer.prototype.transfer(), a BYOB stream read or a transfer list. What the I/O thread wrote is
+   * ArrayBuffer.prototype.transfer() or to a BYOB stream read. What the I/O thread wrote is
    * still in the memory, so the batch goes on where it was. Cheap: one length check when nothing happened.
    */
   ensureAttached(): void {
@@ -53,7 +52,6 @@ export class SlabView {
   }
 
   #open(buffer: ArrayBuffer): void {
-    markAsUntransferable(buffer) // refuses transfer lists, where JavaScript honours the mark
     this.buffer = buffer
     this.u8 = new Uint8Array(buffer)
     this.u16 = new Uint16Array(buffer)
@@ -69,7 +67,7 @@ function warnDetached(): void {
   if (detachedWarned) return
   detachedWarned = true
   process.emitWarning(
-    "A received message's buffer was detached (transfer(), a BYOB read or a transfer list). It is volley's receive memory, " +
+    "A received message's buffer was detached (by transfer() or a BYOB read). It is volley's receive memory, " +
       'valid during the callback only: what was transferred will be overwritten by later messages. Copy a message to keep it ' +
       '(Uint8Array.prototype.slice or Buffer.from).',
     { type: 'VolleyWarning', code: 'VOLLEY_MESSAGE_BUFFER_DETACHED' },
@@ -122,7 +120,6 @@ export class Engine {
     this.#onIdle = onIdle
     this.#native = new this.addon.Engine((count) => this.#onEvents(count))
     this.#control = this.#native.events()
-    markAsUntransferable(this.#control.buffer)
     this.#released = this.#native.releasedSlabs()
     this.#native.setRef(false)
     for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
