@@ -19,6 +19,7 @@
 #include "monotonic_clock.h"
 #include "netcode_binding.h"
 #include "delivery_binding.h"
+#include "delivery/link_stats.h"
 #include "netcode_sockets.h"
 #include "network_simulator.h"
 #include "shared_memory.h"
@@ -640,6 +641,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("releasedSlabsCapacity", Napi::Number::New(env, ReleasedSlabs::kCapacity));
   layout.Set("queuedMessageOverheadBytes", Napi::Number::New(env, static_cast<double>(delivery::kQueuedMessageOverheadBytes)));
   layout.Set("peerSlotBits", Napi::Number::New(env, kPeerSlotBits));
+  layout.Set("linkFields", Napi::Number::New(env, delivery::kLinkFieldCount));
   return layout;
 }
 

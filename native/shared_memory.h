@@ -2,8 +2,9 @@
 // owned jointly: the engine holds one share, and every ArrayBuffer made over the memory holds another until
 // it is collected. JavaScript can detach an ArrayBuffer with ArrayBuffer.prototype.transfer() (Node 22 on)
 // or a BYOB stream read, whatever markAsUntransferable() said (which on such buffers makes Node 24 abort at
-// exit); the detached memory then belongs to the new buffer, which may be collected at once. Were the memory JavaScript's, the I/O thread would go on writing
-// into freed memory; here the new buffer takes a share along, and the memory lives while anyone uses it.
+// exit); the detached memory then belongs to the new buffer, which may be collected at once. Were the
+// memory JavaScript's, the I/O thread would go on writing into freed memory; here the new buffer takes a
+// share along, and the memory lives while anyone uses it.
 #pragma once
 
 #include <napi.h>

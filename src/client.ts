@@ -340,7 +340,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
-      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading),
+      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#queue.outstanding()),
       drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]! },
       clientIndex: c[8]!,
       maxClients: c[9]!,

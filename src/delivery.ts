@@ -75,7 +75,10 @@ export interface LinkStats {
   congestion: { windowBytes: number; inFlightBytes: number }
   /** Message fragments sent again after a loss or a probe timeout. */
   resends: number
-  /** Messages queued and not yet acknowledged (reliable) or sent (others); how long the oldest has waited. */
+  /**
+   * Messages handed to send() and not yet acknowledged (reliable) or sent (others), those the I/O thread has
+   * not taken yet included, and their bytes; how long the oldest the I/O thread holds has waited.
+   */
   queue: { depth: number; bytes: number; delayMs: number }
   /** The peer's clock minus ours, ms, and its drift (parts per million). */
   clock: { offsetMs: number; driftPpm: number }
@@ -137,6 +140,7 @@ export function deliveryFields(settings: DeliverySettings | null): NativeDeliver
  */
 export class SendQueue {
   #submitted = 0
+  #submittedMessages = 0
 
   constructor(
     readonly settings: DeliverySettings | null,
@@ -187,12 +191,30 @@ export class SendQueue {
     const cost = size + layout.queuedMessageOverheadBytes
     if (queued > 0 && queued + cost > this.settings.sendQueueBytes) return false
     this.#submitted += cost
+    this.#submittedMessages++
     return true
   }
 
   /** Takes back an admitted message that could not be handed to the engine after all. */
   cancel(size: number): void {
-    if (this.settings !== null) this.#submitted -= size + layout.queuedMessageOverheadBytes
+    if (this.settings === null) return
+    this.#submitted -= size + layout.queuedMessageOverheadBytes
+    this.#submittedMessages--
+  }
+
+  /**
+   * The messages not yet released and their bytes, those the I/O thread has not taken yet included (the
+   * engine's own queue figures miss them): what stats().queue shows. Null without channels.
+   */
+  outstanding(): { depth: number; bytes: number } | null {
+    const links = this.links()
+    if (links === null || this.settings === null) return null
+    const base = this.row * linkFields
+    // The I/O thread writes the two fields one after the other: a reading between them is off by one
+    // message for an instant, never below zero here.
+    const depth = Math.max(0, this.#submittedMessages - (links[base + LinkField.releasedMessages] ?? 0))
+    const charge = this.#submitted - (links[base + LinkField.releasedBytes] ?? 0)
+    return { depth, bytes: Math.max(0, charge - depth * layout.queuedMessageOverheadBytes) }
   }
 }
 
@@ -239,12 +261,16 @@ export class BandwidthWindow {
   }
 }
 
-/** Reads a connection's link statistics; `window` measures its bandwidth. */
+/**
+ * Reads a connection's link statistics; `window` measures its bandwidth; `outstanding`, from its
+ * SendQueue, counts the queue (the engine's figures when null).
+ */
 export function readLinkStats(
   links: Float64Array | null,
   row: number,
   counters: { packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number },
   window: BandwidthWindow,
+  outstanding: { depth: number; bytes: number } | null = null,
 ): LinkStats {
   const field = (name: keyof typeof LinkField): number => (links === null ? 0 : (links[row * linkFields + LinkField[name]] ?? 0))
   const bandwidth = { ...window.read(performance.now(), counters.bytesIn, counters.bytesOut), pathBps: field('pathBytesPerSec') * 8 }
@@ -260,7 +286,11 @@ export function readLinkStats(
     bandwidth,
     congestion: { windowBytes: field('congestionWindow'), inFlightBytes: field('bytesInFlight') },
     resends: field('resends'),
-    queue: { depth: field('queuedMessages'), bytes: field('queuedBytes'), delayMs: oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0 },
+    queue: {
+      depth: outstanding?.depth ?? field('queuedMessages'),
+      bytes: outstanding?.bytes ?? field('queuedBytes'),
+      delayMs: oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
+    },
     clock: { offsetMs: field('clockOffsetUs') / 1000, driftPpm: field('clockDrift') * 1e6 },
     dropped: field('dropped'),
   }

@@ -334,7 +334,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       reading = new BandwidthWindow(peer.connectedAtMs)
       this.#readings.set(peer.index, reading)
     }
-    return readLinkStats(this.#links, peer.index, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, reading)
+    const outstanding = this.#queues.get(peer.index)?.outstanding() ?? null
+    return readLinkStats(this.#links, peer.index, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, reading, outstanding)
   }
 
   /** @internal */

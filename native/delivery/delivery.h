@@ -103,6 +103,7 @@ class DeliveryCore {
   uint64_t queuedCharge() const { return queuedBytes_ + queuedMessages_ * kQueuedMessageOverheadBytes; }
   // What has left the queue, in all, counted as queuedCharge() counts it (JavaScript's send limit reads it).
   uint64_t releasedBytes() const { return releasedBytes_; }
+  uint64_t releasedMessages() const { return releasedMessages_; }
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestion_.window(); }
@@ -246,6 +247,7 @@ class DeliveryCore {
   uint64_t queuedBytes_ = 0;
   uint64_t queuedMessages_ = 0;
   uint64_t releasedBytes_ = 0;
+  uint64_t releasedMessages_ = 0;
 
   // Sent packets from sentBase_ to nextPacket_ − 1, in a ring.
   std::vector<SentPacket> sent_;

@@ -118,6 +118,7 @@ std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {
 void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
   queuedBytes_ -= message->data.size();
   releasedBytes_ += message->data.size() + kQueuedMessageOverheadBytes;
+  ++releasedMessages_;
   --queuedMessages_;
   // Kept for reuse (no allocation per message in steady state), unless it holds a large buffer.
   if (spareMessages_.size() < 256 && message->data.capacity() <= 64 * 1024) spareMessages_.push_back(std::move(message));

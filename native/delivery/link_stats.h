@@ -30,6 +30,7 @@ enum LinkField : uint32_t {
   kLinkCongestionWindow,  // bytes
   kLinkBytesInFlight,
   kLinkPathBytesPerSec,   // the delivery rate the congestion controller estimates for the path
+  kLinkReleasedMessages,  // messages that have left the send queue since the connection began
   kLinkFieldCount
 };
 
@@ -62,6 +63,7 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double ahea
   put(kLinkCongestionWindow, static_cast<double>(core.congestionWindow()));
   put(kLinkBytesInFlight, static_cast<double>(core.bytesInFlight()));
   put(kLinkPathBytesPerSec, core.bandwidthBytesPerUs() * 1e6);
+  put(kLinkReleasedMessages, static_cast<double>(core.releasedMessages()));
 }
 
 }  // namespace volley::delivery

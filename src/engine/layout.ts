@@ -16,6 +16,8 @@ export const layout = {
   queuedMessageOverheadBytes: 64,
   /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/socket_protocol.h). */
   peerSlotBits: 20,
+  /** Doubles of link statistics per peer (LinkField below). */
+  linkFields: 20,
 } as const
 /** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
@@ -46,8 +48,9 @@ export const LinkField = {
   congestionWindow: 16,
   bytesInFlight: 17,
   pathBytesPerSec: 18,
+  releasedMessages: 19,
 } as const
-export const linkFields = 19
+export const linkFields = layout.linkFields
 
 export const protocolStatsFields = 16
 

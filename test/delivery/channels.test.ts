@@ -204,6 +204,26 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it('counts in stats().queue the messages the I/O thread has not taken yet, as bufferedAmount does', async () => {
+    const { client, server, peer, close } = await connectedPair({})
+    let received = 0
+    server.on('message', () => received++)
+    client.on('message', () => received++)
+    // Still in this turn's send slab: only JavaScript knows of them. The queue used to read empty here,
+    // and a sender that waited for it to empty before close() lost the messages still in flight.
+    client.send(new Uint8Array(1000))
+    client.send(new Uint8Array(24))
+    peer.send(new Uint8Array(300))
+    expect(client.stats().queue).toMatchObject({ depth: 2, bytes: 1024 })
+    expect(client.bufferedAmount).toBe(1024 + 2 * layout.queuedMessageOverheadBytes)
+    expect(peer.stats().queue).toMatchObject({ depth: 1, bytes: 300 })
+    await waitFor(() => received === 3 && client.stats().queue.depth === 0 && peer.stats().queue.depth === 0, 5000, 'every message acknowledged')
+    expect(client.stats().queue.bytes).toBe(0)
+    expect(client.bufferedAmount).toBe(0)
+    expect(peer.stats().queue.bytes).toBe(0)
+    await close()
+  })
+
   it('applies back-pressure to empty messages: each counts a charge for its record, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
     let received = 0
