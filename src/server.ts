@@ -1,6 +1,7 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
+import { markAsUntransferable } from 'node:worker_threads'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
@@ -100,6 +101,8 @@ export class UserDataCopies {
   copy(from: Uint8Array, at: number): Uint8Array {
     if (this.#next === UserDataCopies.perBuffer) {
       this.#buffer = new ArrayBuffer(sizes.userData * UserDataCopies.perBuffer)
+      // A transfer list naming one peer's userData.buffer would empty the other peers' copies.
+      markAsUntransferable(this.#buffer)
       this.#next = 0
     }
     const copy = new Uint8Array(this.#buffer, this.#next++ * sizes.userData, sizes.userData)

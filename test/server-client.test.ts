@@ -113,6 +113,13 @@ describe('Server and Client on loopback', () => {
     }
     expect(seen).toHaveLength(24)
     expect(new Set(seen.map(({ peer }) => peer.index)).size).toBe(8)
+    // Handing one peer's user data to a worker with a transfer list must not take the others' from them:
+    // Node refuses the transfer (from 21 on) or copies (20).
+    try {
+      structuredClone(seen[0]!.peer.userData, { transfer: [seen[0]!.peer.userData.buffer as ArrayBuffer] })
+    } catch (error) {
+      expect((error as Error).name).toBe('DataCloneError')
+    }
     for (const { peer, expected } of seen) {
       expect(peer.connected).toBe(false)
       expect(peer.userData.byteLength).toBe(256)
