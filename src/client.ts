@@ -110,6 +110,9 @@ export function useDedicatedEngine(client: Client, engine: () => Engine): void {
   sharedDedicated.set(client, engine)
 }
 
+/** The queue of a connection that has ended: what it held will never be released. */
+const ended = { depth: 0, bytes: 0 } as const
+
 export class Client extends EventEmitter<ClientEvents> {
   readonly #settings: { requestIntervalMs: number; keepAliveIntervalMs: number; disconnectPackets: number; disconnectIntervalMs: number }
   readonly #socket: SocketSettings
@@ -321,10 +324,11 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Bytes handed to send() that the connection has not yet released: not yet acknowledged on a reliable
    * channel, not yet sent on the others (as WebSocket.bufferedAmount), each message counted 64 bytes more
-   * for its record, as the send queue counts it (sendQueueBytes). 0 without channels.
+   * for its record, as the send queue counts it (sendQueueBytes). 0 without channels, and 0 once the
+   * connection has ended (as peer.bufferedAmount): what it still held will never be released.
    */
   get bufferedAmount(): number {
-    return this.#queue.queued
+    return this.#state === 'connected' ? this.#queue.queued : 0
   }
 
   /**
@@ -340,7 +344,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
-      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#queue.outstanding()),
+      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#state === 'connected' ? this.#queue.outstanding() : ended),
       drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]! },
       clientIndex: c[8]!,
       maxClients: c[9]!,

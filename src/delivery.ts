@@ -277,6 +277,7 @@ export function readLinkStats(
   const variationMs = field('rttVariationUs') / 1000
   const sent = field('packetsSent')
   const oldest = field('oldestQueuedUs')
+  const depth = outstanding?.depth ?? field('queuedMessages')
   return {
     rtt: { smoothedMs: field('rttSmoothedUs') / 1000, minMs: field('rttMinUs') / 1000, maxMs: field('rttMaxUs') / 1000, varianceMs2: variationMs * variationMs },
     jitterMs: field('jitterUs') / 1000,
@@ -287,9 +288,9 @@ export function readLinkStats(
     congestion: { windowBytes: field('congestionWindow'), inFlightBytes: field('bytesInFlight') },
     resends: field('resends'),
     queue: {
-      depth: outstanding?.depth ?? field('queuedMessages'),
+      depth,
       bytes: outstanding?.bytes ?? field('queuedBytes'),
-      delayMs: oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
+      delayMs: depth > 0 && oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
     },
     clock: { offsetMs: field('clockOffsetUs') / 1000, driftPpm: field('clockDrift') * 1e6 },
     dropped: field('dropped'),

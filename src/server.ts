@@ -85,6 +85,18 @@ export interface ServerEvents {
 
 const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed' }
 
+/** Whether markAsUntransferable() makes a buffer non-detachable (Node 24 on): transfer() then throws. */
+const markedBuffersStay = ((): boolean => {
+  const probe = new ArrayBuffer(1)
+  markAsUntransferable(probe)
+  try {
+    ;(probe as { transfer?: () => ArrayBuffer }).transfer?.()
+  } catch {
+    return true
+  }
+  return false
+})()
+
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
  * each copy (slice) cost an ArrayBuffer with its own backing store per handshake: 1.2–2.9 µs with the
@@ -99,6 +111,13 @@ export class UserDataCopies {
   #next = UserDataCopies.perBuffer
 
   copy(from: Uint8Array, at: number): Uint8Array {
+    // Before Node 24 a marked buffer can still be detached (a BYOB read; transfer() on 22): one handler
+    // would empty the other peers' copies and make the next copies throw. There each copy has its own.
+    if (!markedBuffersStay) {
+      const own = from.slice(at, at + sizes.userData)
+      markAsUntransferable(own.buffer) // a transfer list still copies it (20) or is refused (22)
+      return own
+    }
     if (this.#next === UserDataCopies.perBuffer) {
       this.#buffer = new ArrayBuffer(sizes.userData * UserDataCopies.perBuffer)
       // A transfer list naming one peer's userData.buffer would empty the other peers' copies.

@@ -128,6 +128,38 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
+  it.each([['a BYOB read into it'], ['transfer()']])("%s detaches one peer's user data, not the others'", async (how) => {
+    // Both detach whatever markAsUntransferable() said on Node 20 and 22 (transfer() from 22 on); the
+    // peers' copies shared a buffer, and one handler emptied every other peer's user data.
+    const { server, address } = await startServer()
+    const transfer = (ArrayBuffer.prototype as { transfer?: () => ArrayBuffer }).transfer
+    const peers: Peer[] = []
+    server.on('connect', (peer) => {
+      if (peers.push(peer) !== 2) return
+      if (how === 'transfer()' && transfer !== undefined) {
+        try {
+          transfer.call(peer.userData.buffer) // refused where buffers can be made non-detachable (Node 24 on)
+        } catch {}
+      } else {
+        void new ReadableStream({ type: 'bytes' })
+          .getReader({ mode: 'byob' })
+          .read(peer.userData)
+          .catch(() => {})
+      }
+    })
+    const dataOf = (clientId: bigint) => new Uint8Array(256).fill(Number(clientId))
+    const pool = new ClientPool(fast)
+    const ids = [1n, 2n, 3n]
+    expect((await pool.connect(await Promise.all(ids.map((id) => token(address, id, { userData: dataOf(id) }))), { concurrency: 1 })).connected).toBe(3)
+    await waitFor(() => peers.length === 3)
+    for (const peer of peers.filter((_, i) => i !== 1)) {
+      expect(peer.userData.byteLength).toBe(256)
+      expect(Buffer.compare(Buffer.from(peer.userData), Buffer.from(dataOf(peer.clientId)))).toBe(0)
+    }
+    await pool.close()
+    await server.close()
+  })
+
   it('server states STOPPED -> RUNNING -> STOPPING -> STOPPED; clients see the disconnect', async () => {
     const { server, address } = await startServer()
     const states: string[] = []

@@ -224,6 +224,20 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it("reads 0 in the client's bufferedAmount once its connection ended, so a sender waiting for it to empty does not wait for good", async () => {
+    const { server, client, close } = await connectedPair({})
+    for (let i = 0; i < 4; i++) client.send(new Uint8Array(1 << 20))
+    expect(client.bufferedAmount).toBeGreaterThan(0)
+    const ended = once(client, 'disconnect')
+    await server.close() // before the client has acknowledgements for all of it
+    await ended
+    expect(client.state).toBe('disconnected')
+    // As peer.bufferedAmount: nothing this connection holds will ever be released now.
+    expect(client.bufferedAmount).toBe(0)
+    expect(client.stats().queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })
+    await close()
+  })
+
   it('applies back-pressure to empty messages: each counts a charge for its record, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
     let received = 0
