@@ -167,7 +167,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"messagesIn", s.messagesIn}, {"messagesOut", s.messagesOut}, {"messageBytesIn", s.messageBytesIn},
         {"messageBytesOut", s.messageBytesOut}, {"ackElicitingOut", s.ackElicitingOut}, {"packetsAcked", s.packetsAcked},
         {"packetsLost", s.packetsLost}, {"resends", s.resends}, {"probeTimeouts", s.probeTimeouts},
-        {"persistentCongestion", s.persistentCongestion},
+        {"persistentCongestion", s.persistentCongestion}, {"spuriousLosses", s.spuriousLosses},
         {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
         {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
         {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"reassemblyMade", s.reassemblyMade},

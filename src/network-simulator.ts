@@ -10,7 +10,7 @@ export interface NetworkSimulatorOptions {
   loss?: number
   /** One-way delay added to every datagram, ms. */
   latencyMs?: number
-  /** Uniform ± variation of that delay, ms. */
+  /** Uniform ± variation of that delay, ms, drawn for each datagram: datagrams sent close together overtake each other. */
   jitterMs?: number
   /** Probability that a datagram is sent twice. */
   duplicate?: number

@@ -1,7 +1,8 @@
 // Congestion control of one connection, in bytes: slow start and congestion avoidance as NewReno
 // (RFC 9002 §7), with two changes to what a loss does.
-// - A loss is congestion when a queue stood behind it (the latest RTT above the minimum by more than an
-//   eighth, or 250 µs) or when more than a tenth of the recent packets were lost. Other losses (a lossy
+// - A loss is congestion when a queue stood behind it (the smallest recent RTT above the minimum by more
+//   than an eighth, or 250 µs: jitter alone leaves it low) or when more than a tenth of the recent packets
+//   were lost. Other losses (a lossy
 //   radio link, say) are resent but leave the window alone: NewReno halved it on each of them and fell
 //   to two packets at 5 % random loss.
 // - On congestion the window becomes the path's bandwidth-delay product — the best recent delivery rate
@@ -36,22 +37,34 @@ class CongestionControl {
     }
   }
 
-  // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and latestRttUs: the path's
-  // minimum and latest RTT (0 when not yet measured). One reduction per round trip: losses of packets
-  // sent before the last reduction are part of the same event.
-  void OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t latestRttUs) {
+  // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and recentRttUs: the path's
+  // minimum RTT and the smallest of its recent samples (0 when not yet measured). One reduction per round
+  // trip: losses of packets sent before the last reduction are part of the same event.
+  void OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t recentRttUs) {
     ++lost_[0];
     if (inRecovery_ && sentUs <= recoveryStartUs_) return;
-    const bool queued = minRttUs == 0 || latestRttUs > minRttUs + std::max<uint64_t>(minRttUs / 8, kQueueSlackUs);
+    const bool queued = minRttUs == 0 || recentRttUs > minRttUs + std::max<uint64_t>(minRttUs / 8, kQueueSlackUs);
     const uint64_t lost = lost_[0] + lost_[1], acked = acked_[0] + acked_[1];
     if (!queued && lost * 10 <= lost + acked) return;  // not congestion
     inRecovery_ = true;
     recoveryStartUs_ = nowUs;
+    undo_ = Undo{true, sentUs, window_, slowStartThreshold_};
     const double pathBytes = bandwidthBytesPerUs() * static_cast<double>(minRttUs);
     const uint64_t half = window_ / 2;
     const uint64_t target = pathBytes >= static_cast<double>(window_) ? window_ : std::max(half, static_cast<uint64_t>(pathBytes));
     window_ = std::max(target, kMinimumWindow);
     slowStartThreshold_ = window_;
+  }
+
+  // A packet sent at sentUs, declared lost, was acknowledged after all (reordered). When its loss made
+  // the last reduction, the reduction is undone (as TCP's Eifel response does); it is not counted as lost.
+  void OnSpuriousLoss(uint64_t sentUs) {
+    if (lost_[0] > 0) --lost_[0];
+    if (!undo_.possible || sentUs != undo_.sentUs) return;
+    window_ = std::max(window_, undo_.window);
+    slowStartThreshold_ = undo_.slowStartThreshold;
+    inRecovery_ = false;
+    undo_.possible = false;
   }
 
   uint64_t slowStartThreshold() const { return slowStartThreshold_; }
@@ -65,6 +78,7 @@ class CongestionControl {
     window_ = kMinimumWindow;
     slowStartThreshold_ = std::max(slowStartThreshold_, thresholdBefore);
     inRecovery_ = false;
+    undo_.possible = false;
   }
 
   // A delivery-rate sample (bytes acknowledged over the interval they took). The estimate is the largest
@@ -93,6 +107,13 @@ class CongestionControl {
   double currentMax_ = 0, previousMax_ = 0;
   uint64_t periodStartUs_ = 0;
   uint64_t lost_[2] = {0, 0}, acked_[2] = {0, 0};  // packets, this period and the one before
+  // The last reduction: the send time of the lost packet that made it, and what it changed.
+  struct Undo {
+    bool possible = false;
+    uint64_t sentUs = 0;
+    uint64_t window = 0;
+    uint64_t slowStartThreshold = 0;
+  } undo_;
 };
 
 }  // namespace volley::delivery

@@ -70,6 +70,7 @@ struct DeliveryStats {
   uint64_t resends = 0;  // message frames sent again after a loss or a probe timeout
   uint64_t probeTimeouts = 0;
   uint64_t persistentCongestion = 0;  // times the window fell to its minimum (RFC 9002 §7.6)
+  uint64_t spuriousLosses = 0;  // packets declared lost, then acknowledged (reordered, not lost): not in packetsLost
   // Dropped on receive, by cause.
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
@@ -211,6 +212,7 @@ class DeliveryCore {
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
   void DetectLosses(uint64_t nowUs);
+  void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges);
   void OnProbeTimeout(uint64_t nowUs);
   uint64_t ProbeTimeoutBaseUs() const;  // RFC 9002's PTO before backoff
   uint64_t ProbeTimeoutUs() const;
@@ -262,6 +264,16 @@ class DeliveryCore {
   uint32_t dataPacketsInFlight_ = 0;    // packets with reliable fragments, in flight
   uint64_t lossTimeUs_ = 0;  // 0: none
   uint32_t probeCount_ = 0;
+  // Reordering (RFC 9002 §6.1 lets both thresholds adapt): packets declared lost lately, so that an
+  // acknowledgement of one proves the loss wrong, and the thresholds it raised. Without this, jitter
+  // that reorders packets read as loss and congestion, and a path with ±3 ms of jitter carried 2 Mbit/s.
+  struct LostRecord {
+    uint64_t number;
+    uint64_t sentUs;
+  };
+  std::vector<LostRecord> recentlyLost_;  // oldest first, at most kRecentlyLost
+  uint64_t packetThreshold_ = 0;
+  uint32_t timeThresholdEighths_ = 0;
   uint64_t lastProbeTimeoutUs_ = 0;
   uint32_t probesToSend_ = 0;
 

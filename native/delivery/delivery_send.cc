@@ -12,6 +12,10 @@ using netcode::WireWriter;
 namespace {
 
 constexpr uint64_t kPacketThreshold = 3;         // RFC 9002: lost when 3 later packets are acknowledged
+constexpr uint64_t kMaxPacketThreshold = 256;     // as far as reordering proven by spurious losses raises it
+constexpr uint32_t kTimeThresholdEighths = 9;     // RFC 9002: lost 9/8 of an RTT after it was sent...
+constexpr uint32_t kMaxTimeThresholdEighths = 16; // ...or up to 2 RTTs once reordering was seen
+constexpr size_t kRecentlyLost = 128;             // declared losses remembered, to see one proved wrong
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
 constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
@@ -45,6 +49,9 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
       rtt_(config.initialRttUs),
       partialCredit_(reassemblyLimit_) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
+  packetThreshold_ = kPacketThreshold;
+  timeThresholdEighths_ = kTimeThresholdEighths;
+  recentlyLost_.reserve(kRecentlyLost);
   // One of each per configured channel.
   sendChannels_ = std::vector<SendChannel>(config_.channels.size());
   receiveChannels_ = std::vector<ReceiveChannel>(config_.channels.size());
@@ -465,6 +472,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   }
   if (!anyAcked_ || largest > largestAcked_) largestAcked_ = largest;
   anyAcked_ = true;
+  if (!recentlyLost_.empty()) OnSpuriousLosses(ranges);
   if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs));
   if (newlyAckedEliciting) probeCount_ = 0;
   DetectLosses(nowUs);
@@ -509,7 +517,11 @@ void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
 
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsLost;
-  if (Settle(packet)) congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.latestUs());
+  if (packet.ackEliciting) {
+    if (recentlyLost_.size() == kRecentlyLost) recentlyLost_.erase(recentlyLost_.begin());
+    recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs});
+  }
+  if (Settle(packet)) congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0);
   for (const Chunk& chunk : packet.chunks) {
     OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
     // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
@@ -519,10 +531,32 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   }
 }
 
+// Packets this ACK acknowledges that were declared lost: reordered, not lost. Each raises the packet
+// threshold past the distance it was reordered by and the time threshold by an eighth of an RTT, is taken
+// out of the loss count, and undoes the window reduction it caused (the data it carried is resent anyway;
+// the receiver drops the copy).
+void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges) {
+  size_t kept = 0;
+  for (const LostRecord& lost : recentlyLost_) {
+    bool acknowledged = false;
+    for (const ReceivedPackets::Range& range : ranges) acknowledged = acknowledged || (lost.number >= range.low && lost.number <= range.high);
+    if (!acknowledged) {
+      recentlyLost_[kept++] = lost;
+      continue;
+    }
+    ++stats_.spuriousLosses;
+    if (stats_.packetsLost > 0) --stats_.packetsLost;
+    packetThreshold_ = std::min(kMaxPacketThreshold, std::max(packetThreshold_, largestAcked_ - lost.number + 1));
+    timeThresholdEighths_ = std::min(kMaxTimeThresholdEighths, timeThresholdEighths_ + 1);
+    congestion_.OnSpuriousLoss(lost.sentUs);
+  }
+  recentlyLost_.resize(kept);
+}
+
 void DeliveryCore::DetectLosses(uint64_t nowUs) {
   lossTimeUs_ = 0;
   if (!anyAcked_) return;
-  const uint64_t lossDelay = std::max<uint64_t>(std::max(rtt_.latestUs(), rtt_.smoothedUs()) * 9 / 8, kGranularityUs);
+  const uint64_t lossDelay = std::max<uint64_t>(std::max(rtt_.latestUs(), rtt_.smoothedUs()) * timeThresholdEighths_ / 8, kGranularityUs);
   const uint64_t end = std::min(largestAcked_, nextPacket_ == 0 ? 0 : nextPacket_ - 1);
   // Persistent congestion (RFC 9002 §7.6): every ack-eliciting packet sent over a span longer than three
   // probe timeouts was lost, nothing acknowledged in between.
@@ -537,7 +571,7 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
       if (packet.acked) lostRun = false;
       continue;
     }
-    if (largestAcked_ - number >= kPacketThreshold || packet.sentUs + lossDelay <= nowUs) {
+    if (largestAcked_ - number >= packetThreshold_ || packet.sentUs + lossDelay <= nowUs) {
       OnPacketLost(packet, nowUs);
       if (!lostRun) {
         lostRun = true;

@@ -3,6 +3,7 @@
 // §6.4.1's form).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 namespace volley::delivery {
@@ -35,6 +36,10 @@ class RttEstimator {
   uint64_t smoothedUs() const { return smoothedUs_; }
   uint64_t variationUs() const { return variationUs_; }
   uint64_t latestUs() const { return latestUs_; }
+  // The smallest of the last kRecentSamples to 2 × kRecentSamples samples: a queue that stands behind the
+  // path raises it, jitter alone hardly does (some packets still cross fast), where the latest sample
+  // rises and falls with every packet.
+  uint64_t recentMinUs() const { return std::min(recentMin_[0], recentMin_[1]); }
   uint64_t minUs() const { return minUs_; }  // 0 until a sample gave one
   uint64_t maxUs() const { return maxUs_; }
   double jitterUs() const { return jitterUs_; }
@@ -51,6 +56,13 @@ class RttEstimator {
       jitterUs_ += (static_cast<double>(change) - jitterUs_) / 16.0;
     }
     latestUs_ = adjusted;
+    if (recentCount_ == kRecentSamples) {
+      recentMin_[1] = recentMin_[0];
+      recentMin_[0] = UINT64_MAX;
+      recentCount_ = 0;
+    }
+    recentMin_[0] = std::min(recentMin_[0], adjusted);
+    ++recentCount_;
     if (samples_ == 0) {
       smoothedUs_ = adjusted;
       variationUs_ = adjusted / 2;
@@ -69,6 +81,9 @@ class RttEstimator {
   uint64_t maxUs_ = 0;
   double jitterUs_ = 0;
   uint64_t samples_ = 0;
+  static constexpr uint32_t kRecentSamples = 32;
+  uint64_t recentMin_[2] = {UINT64_MAX, UINT64_MAX};
+  uint32_t recentCount_ = 0;
 };
 
 }  // namespace volley::delivery

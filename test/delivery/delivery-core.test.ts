@@ -179,7 +179,9 @@ describe('sequenced and unreliable channels', () => {
   })
 
   it('unreliable traffic keeps flowing while a reliable backlog drains', () => {
-    const pair = new SimulatedPair({ channels: CHANNELS, sendQueueBytes: 16 << 20 }, { loss: 0.05, latencyMs: 10, jitterMs: 2 }, 5)
+    // A 20 Mbit/s path with a short queue: the backlog takes longer than the second the test watches.
+    const link = { loss: 0.05, latencyMs: 10, jitterMs: 2, bandwidthBytesPerSec: 2.5e6, queueBytes: 16 * 1024 }
+    const pair = new SimulatedPair({ channels: CHANNELS, sendQueueBytes: 16 << 20 }, link, 5)
     // 3 MiB of reliable data, queued at once.
     for (let i = 0; i < 3000; i++) expect(pair.send('a', 0, numberedMessage(i, 1024))).toBe('queued')
     const latencies: number[] = []
@@ -290,6 +292,29 @@ describe('congestion control on a bottleneck', () => {
     // NewReno's halving on every loss kept it under 10 % of the link here.
     expect(goodput).toBeGreaterThan(0.6 * 12.5e6)
     expect(pair.a.stats().packetsOut).toBeLessThan(8000 * 1.25)
+  })
+
+  it('keeps its rate on a path whose jitter reorders packets: losses proved wrong raise the thresholds and undo the cut', () => {
+    // ±1 ms of jitter on each packet: back-to-back packets overtake each other all the time, and nothing
+    // is lost. With RFC 9002's fixed thresholds (3 packets, 9/8 RTT) this read as loss and congestion and
+    // held the path to a few per cent of its rate.
+    const steady = bulkGoodput(new SimulatedPair(options, { ...bottleneck }, 8), 8000)
+    const pair = new SimulatedPair(options, { ...bottleneck, jitterMs: 1 }, 8)
+    const goodput = bulkGoodput(pair, 8000)
+    const stats = pair.a.stats()
+    expect(stats.spuriousLosses).toBeGreaterThan(0)
+    // Fixed thresholds: 5 % of the steady path's rate here, and 1,230 packets counted lost.
+    expect(goodput).toBeGreaterThan(0.8 * steady)
+    // The only losses are the bottleneck queue's drops: what was declared lost and then acknowledged is
+    // not counted.
+    expect(pair.packetsLost).toBe(0)
+    expect(stats.packetsLost).toBeLessThanOrEqual(pair.packetsQueueDropped + 0.002 * stats.ackElicitingOut)
+  })
+
+  it('keeps most of its rate through 5 % random loss on a jittery path (jitter is not taken for a queue)', () => {
+    const pair = new SimulatedPair(options, { ...bottleneck, loss: 0.05, jitterMs: 1 }, 9)
+    const goodput = bulkGoodput(pair, 8000)
+    expect(goodput).toBeGreaterThan(0.5 * 12.5e6)
   })
 
   it('falls to the minimum window when everything sent over three probe timeouts is lost, then recovers', () => {

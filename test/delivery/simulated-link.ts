@@ -27,7 +27,7 @@ export interface DeliveryOptions {
 
 type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
-  | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'malformed' | 'duplicatePackets'
+  | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs'
