@@ -139,6 +139,9 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
   #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
+  /** A send() was refused since the last 'drain'; drained() waits for the next. */
+  #blocked = false
+  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = []
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
@@ -158,7 +161,7 @@ export class Client extends EventEmitter<ClientEvents> {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
       onClosed: () => this.#onClosed(),
-      onDrain: () => this.emit('drain'),
+      onDrain: () => this.#onDrain(),
     }
   }
 
@@ -314,11 +317,69 @@ export class Client extends EventEmitter<ClientEvents> {
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
+      this.#blocked = true
       return false
     }
     if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
     this.#queue.cancel(data.byteLength)
+    this.#blocked = true
     return false
+  }
+
+  /**
+   * Resolves when the client can take messages again: at once unless a send() was refused since the last
+   * 'drain', else at the 'drain' that follows. Rejects with ERR_CLIENT_NOT_CONNECTED when the connection
+   * ends first (or was not up), and with ERR_ABORTED when options.signal aborts.
+   */
+  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+    try {
+      checkOptions('"options" argument', options, signalOnly)
+      checkSignal(options.signal)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const { signal } = options
+    if (this.#state !== 'connected' || this.#closing !== undefined) return Promise.reject(this.#notConnectedError())
+    if (signal?.aborted === true) return Promise.reject(abortedError('Waiting for the drain was aborted', signal))
+    if (!this.#blocked) return Promise.resolve()
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        this.#drainWaiters = this.#drainWaiters.filter((waiter) => waiter !== entry)
+        reject(abortedError('Waiting for the drain was aborted', signal))
+      }
+      const entry = {
+        resolve: () => {
+          signal?.removeEventListener('abort', onAbort)
+          resolve()
+        },
+        reject: (error: Error) => {
+          signal?.removeEventListener('abort', onAbort)
+          reject(error)
+        },
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#drainWaiters.push(entry)
+    })
+  }
+
+  #onDrain(): void {
+    this.#blocked = false
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const waiter of waiters) waiter.resolve()
+    this.emit('drain')
+  }
+
+  /** The connection ended: nothing drains any more. */
+  #failDrainWaiters(): void {
+    this.#blocked = false
+    const waiters = this.#drainWaiters
+    this.#drainWaiters = []
+    for (const waiter of waiters) waiter.reject(this.#notConnectedError())
+  }
+
+  #notConnectedError(): VolleyError {
+    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#closing !== undefined ? 'closed' : this.#state}, not connected`)
   }
 
   /**
@@ -420,7 +481,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
         if (this.#state === 'connected' && this.#closing === undefined && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
       } else if (kind === PeerRecordKind.drain) {
-        this.emit('drain')
+        this.#onDrain()
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer === this.#attempt) this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
@@ -446,6 +507,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#pending = undefined
     this.#updateReference() // idle: the process may exit
+    if (previous === 'connected') this.#failDrainWaiters()
     if (pending !== undefined) {
       const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
       pending.reject(new ConnectError(code, message, state))
@@ -467,6 +529,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#pending = undefined
     const wasConnected = this.#state === 'connected'
     if (wasConnected) this.#state = 'disconnected'
+    this.#failDrainWaiters()
     pending?.reject(abortedError('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()

@@ -294,6 +294,33 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it('client.drained() waits for the drain after a refused send, and rejects when aborted or when the connection ends first', async () => {
+    // What the client sends takes 300 ms to arrive: no acknowledgement, so no drain, comes back meanwhile.
+    const { server, client, close } = await connectedPair({ sendQueueBytes: 32 * 1024 }, { sendQueueBytes: 32 * 1024, networkSimulator: { latencyMs: 300 } })
+    let received = 0
+    server.on('message', () => received++)
+    await client.drained() // nothing refused: at once
+    let accepted = 0
+    while (client.send(new Uint8Array(4 * 1024))) accepted++
+    const controller = new AbortController()
+    const aborted = client.drained({ signal: controller.signal })
+    controller.abort()
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    let drainEvents = 0
+    client.on('drain', () => drainEvents++)
+    await client.drained()
+    expect(drainEvents).toBe(1)
+    expect(received).toBeGreaterThan(0) // the drain came with acknowledgements, not before
+    // Refused again, then the connection ends before any acknowledgement can come back.
+    while (client.send(new Uint8Array(4 * 1024))) accepted++
+    const waiting = expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    await server.close()
+    await waiting
+    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    await expect(client.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
+    await close()
+  })
+
   it('through the engine\'s network simulator (20 % loss, jitter, duplication, reordering): reliable in order, sequenced never backwards', async () => {
     const { server, client, peer, close } = await connectedPair({
       networkSimulator: { loss: 0.2, latencyMs: 5, jitterMs: 2, duplicate: 0.05, reorder: 0.05, seed: 7 },
