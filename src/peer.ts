@@ -32,6 +32,9 @@ export class Peer {
   #blocked = false
   /** Callers of drained() waiting for that drain (made on first use: most peers never wait). */
   #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | null = null
+  readonly #userDataShared: Uint8Array
+  /** The copy userData hands out (made on first read: most servers read few peers' user data). */
+  #userData: Uint8Array | undefined
 
   constructor(
     host: PeerHost,
@@ -41,8 +44,8 @@ export class Peer {
     readonly clientId: bigint,
     readonly address: string,
     readonly port: number,
-    /** The 256 bytes of user data from its connect token (a view: its buffer also holds other peers' copies). */
-    readonly userData: Uint8Array,
+    /** The 256 bytes of user data from its connect token: a view whose buffer holds other peers' too. */
+    userDataShared: Uint8Array,
     /**
      * @internal How the engine knows this connection in sends and controls: the slot and how many clients it
      * had before (layout.peerSlotBits), so that nothing meant for this client reaches a later one in its slot.
@@ -50,6 +53,15 @@ export class Peer {
     readonly tag: number = index,
   ) {
     this.#host = host
+    this.#userDataShared = userDataShared
+  }
+
+  /**
+   * The 256 bytes of user data from the client's connect token: this peer's own copy, the same array at
+   * every read.
+   */
+  get userData(): Uint8Array {
+    return (this.#userData ??= this.#userDataShared.slice())
   }
 
   get connected(): boolean {

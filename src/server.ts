@@ -1,7 +1,6 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
-import { markAsUntransferable } from 'node:worker_threads'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
@@ -85,25 +84,16 @@ export interface ServerEvents {
 
 const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed' }
 
-/** Whether markAsUntransferable() makes a buffer non-detachable (Node 24 on): transfer() then throws. */
-const markedBuffersStay = ((): boolean => {
-  const probe = new ArrayBuffer(1)
-  markAsUntransferable(probe)
-  try {
-    ;(probe as { transfer?: () => ArrayBuffer }).transfer?.()
-  } catch {
-    return true
-  }
-  return false
-})()
-
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
  * each copy (slice) cost an ArrayBuffer with its own backing store per handshake: 1.2–2.9 µs with the
  * garbage collection and page faults it brings, against 0.6–0.8 µs for a view
- * (bench/micro/user-data-copies.ts). A region is never handed out twice, so a Peer kept after it left
- * still reads its own bytes; a buffer goes when no peer made from it is referenced, and holds at most
- * 4 KiB for one that is. Exported for that benchmark, not by the package.
+ * (bench/micro/user-data-copies.ts), and about 850 B more RSS per idle peer. A region is never handed out
+ * twice, so a Peer kept after it left still reads its own bytes; a buffer goes when no peer made from it
+ * is referenced, and holds at most 4 KiB for one that is. These views stay inside Peer: what peer.userData
+ * hands out is a copy of its own, made when first read, so that nothing an application does to it (a
+ * detach, by a BYOB read or transfer()) reaches another peer's bytes. Exported for that benchmark, not by
+ * the package.
  */
 export class UserDataCopies {
   static readonly perBuffer = 16
@@ -111,17 +101,8 @@ export class UserDataCopies {
   #next = UserDataCopies.perBuffer
 
   copy(from: Uint8Array, at: number): Uint8Array {
-    // Before Node 24 a marked buffer can still be detached (a BYOB read; transfer() on 22): one handler
-    // would empty the other peers' copies and make the next copies throw. There each copy has its own.
-    if (!markedBuffersStay) {
-      const own = from.slice(at, at + sizes.userData)
-      markAsUntransferable(own.buffer) // a transfer list still copies it (20) or is refused (22)
-      return own
-    }
     if (this.#next === UserDataCopies.perBuffer) {
       this.#buffer = new ArrayBuffer(sizes.userData * UserDataCopies.perBuffer)
-      // A transfer list naming one peer's userData.buffer would empty the other peers' copies.
-      markAsUntransferable(this.#buffer)
       this.#next = 0
     }
     const copy = new Uint8Array(this.#buffer, this.#next++ * sizes.userData, sizes.userData)
