@@ -2,10 +2,11 @@
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
-import { VolleyError, type VolleyErrorCode, abortedError, checkSignal, fromNativeError, systemError } from './errors.ts'
+import { VolleyError, type VolleyErrorCode, abortedError, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord } from './peer-records.ts'
@@ -139,9 +140,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
   #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
-  /** A send() was refused since the last 'drain'; drained() waits for the next. */
-  #blocked = false
-  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] = []
+  /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
+  readonly #drain = new DrainWaiters()
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
@@ -207,17 +207,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const onAbort = (): void => {
           if (this.#reopening === entry) this.#abandonReopen(abortedError('The connection attempt was aborted', signal))
         }
-        const entry: PendingConnect = {
-          resolve: () => {
-            signal?.removeEventListener('abort', onAbort)
-            this.#start(bytes, ipv6, signal).then(resolve, reject)
-          },
-          reject: (error: Error) => {
-            signal?.removeEventListener('abort', onAbort)
-            reject(error)
-          },
-        }
-        signal?.addEventListener('abort', onAbort, { once: true })
+        const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal).then(resolve, reject), reject)
         this.#reopening = entry
         if (this.#afterReopen !== undefined) return // the old socket is closing already
         this.#afterReopen = () => {
@@ -287,17 +277,7 @@ export class Client extends EventEmitter<ClientEvents> {
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
         this.#abandonAttempt(entry, abortedError('The connection attempt was aborted', signal))
       }
-      const entry = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        },
-        reject: (error: Error) => {
-          signal?.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
+      const entry: PendingConnect = settleUnlistening(signal, onAbort, resolve, reject)
       this.#pending = entry
       this.#updateReference()
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.connect, attempt, bytes)
@@ -317,12 +297,12 @@ export class Client extends EventEmitter<ClientEvents> {
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
-      this.#blocked = true
+      this.#drain.block()
       return false
     }
     if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
     this.#queue.cancel(data.byteLength)
-    this.#blocked = true
+    this.#drain.block()
     return false
   }
 
@@ -332,50 +312,12 @@ export class Client extends EventEmitter<ClientEvents> {
    * ends first (or was not up), and with ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      checkOptions('"options" argument', options, signalOnly)
-      checkSignal(options.signal)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    const { signal } = options
-    if (this.#state !== 'connected' || this.#closing !== undefined) return Promise.reject(this.#notConnectedError())
-    if (signal?.aborted === true) return Promise.reject(abortedError('Waiting for the drain was aborted', signal))
-    if (!this.#blocked) return Promise.resolve()
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        this.#drainWaiters = this.#drainWaiters.filter((waiter) => waiter !== entry)
-        reject(abortedError('Waiting for the drain was aborted', signal))
-      }
-      const entry = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        },
-        reject: (error: Error) => {
-          signal?.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.#drainWaiters.push(entry)
-    })
+    return this.#drain.wait(options, this.#state === 'connected' && this.#closing === undefined ? null : this.#notConnectedError())
   }
 
   #onDrain(): void {
-    this.#blocked = false
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const waiter of waiters) waiter.resolve()
+    this.#drain.drain()
     this.emit('drain')
-  }
-
-  /** The connection ended: nothing drains any more. */
-  #failDrainWaiters(): void {
-    this.#blocked = false
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = []
-    for (const waiter of waiters) waiter.reject(this.#notConnectedError())
   }
 
   #notConnectedError(): VolleyError {
@@ -507,7 +449,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#pending = undefined
     this.#updateReference() // idle: the process may exit
-    if (previous === 'connected') this.#failDrainWaiters()
+    if (previous === 'connected') this.#drain.fail(() => this.#notConnectedError())
     if (pending !== undefined) {
       const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
       pending.reject(new ConnectError(code, message, state))
@@ -529,7 +471,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#pending = undefined
     const wasConnected = this.#state === 'connected'
     if (wasConnected) this.#state = 'disconnected'
-    this.#failDrainWaiters()
+    this.#drain.fail(() => this.#notConnectedError())
     pending?.reject(abortedError('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()

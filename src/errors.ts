@@ -74,6 +74,29 @@ export function checkSignal(signal: unknown): asserts signal is AbortSignal | un
   }
 }
 
+/**
+ * What a promise waiting on `signal` settles with: resolve and reject that also stop listening for the abort,
+ * and onAbort listening for it until then.
+ */
+export function settleUnlistening(
+  signal: AbortSignal | undefined,
+  onAbort: () => void,
+  resolve: () => void,
+  reject: (error: Error) => void,
+): { resolve: () => void; reject: (error: Error) => void } {
+  signal?.addEventListener('abort', onAbort, { once: true })
+  return {
+    resolve: () => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    },
+    reject: (error: Error) => {
+      signal?.removeEventListener('abort', onAbort)
+      reject(error)
+    },
+  }
+}
+
 /** An error from a system call, shaped like Node's own (code, errno, syscall, address, port). */
 export interface SystemError extends Error {
   code: string

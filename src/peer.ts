@@ -1,7 +1,7 @@
 // A client connected to a Server.
 import { BandwidthWindow, type LinkStats, type SendOptions, readLinkStats } from './delivery.ts'
-import { VolleyError, abortedError, checkSignal } from './errors.ts'
-import { checkOptions, signalOnly } from './options.ts'
+import { DrainWaiters } from './drain-waiters.ts'
+import { VolleyError } from './errors.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
@@ -28,10 +28,8 @@ export class Peer {
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
   #last: PeerStats | null = null
-  /** A send was refused and no drain has followed yet. */
-  #blocked = false
-  /** Callers of drained() waiting for that drain (made on first use: most peers never wait). */
-  #drainWaiters: { resolve: () => void; reject: (error: Error) => void }[] | null = null
+  /** drained(): whether a send was refused since the last drain, and who waits for the next. */
+  readonly #drain = new DrainWaiters()
   readonly #userDataShared: Uint8Array
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
   #userData: Uint8Array | undefined
@@ -77,7 +75,7 @@ export class Peer {
   send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.#connected) throw this.#disconnectedError()
     const sent = this.#host.sendToPeer(this, data, options)
-    if (!sent) this.#blocked = true
+    if (!sent) this.#drain.block()
     return sent
   }
 
@@ -88,43 +86,12 @@ export class Peer {
    * with ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    try {
-      checkOptions('"options" argument', options, signalOnly)
-      checkSignal(options.signal)
-    } catch (error) {
-      return Promise.reject(error)
-    }
-    const { signal } = options
-    if (!this.#connected) return Promise.reject(this.#disconnectedError())
-    if (signal?.aborted === true) return Promise.reject(abortedError('Waiting for the drain was aborted', signal))
-    if (!this.#blocked) return Promise.resolve()
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        const waiters = this.#drainWaiters ?? []
-        this.#drainWaiters = waiters.filter((waiter) => waiter !== entry)
-        reject(abortedError('Waiting for the drain was aborted', signal))
-      }
-      const entry = {
-        resolve: () => {
-          signal?.removeEventListener('abort', onAbort)
-          resolve()
-        },
-        reject: (error: Error) => {
-          signal?.removeEventListener('abort', onAbort)
-          reject(error)
-        },
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      ;(this.#drainWaiters ??= []).push(entry)
-    })
+    return this.#drain.wait(options, this.#connected ? null : this.#disconnectedError())
   }
 
   /** @internal The queue that refused this peer's send has room again. */
   notifyDrain(): void {
-    this.#blocked = false
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = null
-    if (waiters !== null) for (const waiter of waiters) waiter.resolve()
+    this.#drain.drain()
   }
 
   #disconnectedError(): VolleyError {
@@ -165,8 +132,6 @@ export class Peer {
   markDisconnected(): void {
     if (this.#connected) this.#read()
     this.#connected = false
-    const waiters = this.#drainWaiters
-    this.#drainWaiters = null
-    if (waiters !== null) for (const waiter of waiters) waiter.reject(this.#disconnectedError())
+    this.#drain.fail(() => this.#disconnectedError())
   }
 }
