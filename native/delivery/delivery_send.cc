@@ -534,13 +534,14 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
 // Packets this ACK acknowledges that were declared lost: reordered, not lost. Each raises the packet
 // threshold past the distance it was reordered by and the time threshold by an eighth of an RTT, is taken
 // out of the loss count, and undoes the window reduction it caused (the data it carried is resent anyway;
-// the receiver drops the copy).
+// the receiver drops the copy). ranges: descending and disjoint, as the ACK frame's parser makes them, so
+// each record costs a binary search (a peer's ACK may carry 257 ranges).
 void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges) {
   size_t kept = 0;
   for (const LostRecord& lost : recentlyLost_) {
-    bool acknowledged = false;
-    for (const ReceivedPackets::Range& range : ranges) acknowledged = acknowledged || (lost.number >= range.low && lost.number <= range.high);
-    if (!acknowledged) {
+    const auto range = std::partition_point(ranges.begin(), ranges.end(),
+                                            [&lost](const ReceivedPackets::Range& r) { return r.low > lost.number; });
+    if (range == ranges.end() || lost.number > range->high) {
       recentlyLost_[kept++] = lost;
       continue;
     }
