@@ -20,6 +20,10 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(run('exit-with-traffic.ts', 'exit').trim()).toBe('exiting')
   })
 
+  it("a send from an 'exit' handler after the engines stopped throws ERR_SOCKET_CLOSED", () => {
+    expect(run('send-at-exit.ts').trim()).toBe('ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED')
+  })
+
   it('an exception from an event handler is an uncaught exception of the process, not an abort', () => {
     expect(run('handler-throws.ts', 'caught').trim().split('\n')).toEqual(['caught: boom from a handler', 'delivered after the exception'])
     let failure: { status: number | null; signal: string | null; stderr: string } | undefined

@@ -3,6 +3,7 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
+import { VolleyError } from '../errors.ts'
 
 /**
  * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
@@ -192,6 +193,7 @@ export class Engine {
    */
   enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number, channel = 0): boolean {
     if (data.byteLength > largeSendBytes) {
+      this.#checkRunning()
       this.control(socketId, ProtocolControl.sendLarge, peer, data, channel)
       return true
     }
@@ -218,6 +220,7 @@ export class Engine {
 
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
   #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
+    this.#checkRunning()
     const need = align8(layout.sendHeaderSize + data.byteLength)
     if (this.#currentSendSlab < 0 || this.#sendCursor + need > layout.slabSize) {
       if (!this.#nextSendSlab()) {
@@ -240,6 +243,11 @@ export class Engine {
       queueMicrotask(this.#flushTask)
     }
     return at
+  }
+
+  /** A send on a stopped engine: stopped under an open socket only at process exit (an 'exit' handler after volley's own). */
+  #checkRunning(): void {
+    if (this.#stopped) throw new VolleyError('ERR_SOCKET_CLOSED', 'The engine has stopped: the process is exiting')
   }
 
   /** Hands the partly filled send slab to the I/O thread now. */
