@@ -2,6 +2,7 @@
 import { BandwidthWindow, type LinkStats, type SendOptions, readLinkStats } from './delivery.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { VolleyError } from './errors.ts'
+import { sizes } from './netcode/constants.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
@@ -28,9 +29,10 @@ export class Peer {
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
   #last: PeerStats | null = null
-  /** drained(): whether a send was refused since the last drain, and who waits for the next. */
-  readonly #drain = new DrainWaiters()
-  readonly #userDataShared: Uint8Array
+  /** drained(): whether a send was refused since the last drain, and who waits for the next (made on first use). */
+  #drain: DrainWaiters | null = null
+  readonly #userDataPool: Uint8Array
+  readonly #userDataAt: number
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
   #userData: Uint8Array | undefined
 
@@ -42,8 +44,9 @@ export class Peer {
     readonly clientId: bigint,
     readonly address: string,
     readonly port: number,
-    /** The 256 bytes of user data from its connect token: a view whose buffer holds other peers' too. */
-    userDataShared: Uint8Array,
+    /** The 256 bytes of user data from its connect token: at userDataAt in a buffer that holds other peers' too. */
+    userDataPool: Uint8Array,
+    userDataAt: number,
     /**
      * @internal How the engine knows this connection in sends and controls: the slot and how many clients it
      * had before (layout.peerSlotBits), so that nothing meant for this client reaches a later one in its slot.
@@ -51,7 +54,8 @@ export class Peer {
     readonly tag: number = index,
   ) {
     this.#host = host
-    this.#userDataShared = userDataShared
+    this.#userDataPool = userDataPool
+    this.#userDataAt = userDataAt
   }
 
   /**
@@ -59,7 +63,7 @@ export class Peer {
    * every read.
    */
   get userData(): Uint8Array {
-    return (this.#userData ??= this.#userDataShared.slice())
+    return (this.#userData ??= this.#userDataPool.slice(this.#userDataAt, this.#userDataAt + sizes.userData))
   }
 
   get connected(): boolean {
@@ -75,7 +79,7 @@ export class Peer {
   send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.#connected) throw this.#disconnectedError()
     const sent = this.#host.sendToPeer(this, data, options)
-    if (!sent) this.#drain.block()
+    if (!sent) (this.#drain ??= new DrainWaiters()).block()
     return sent
   }
 
@@ -86,12 +90,12 @@ export class Peer {
    * with ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#drain.wait(options, this.#connected ? null : this.#disconnectedError())
+    return (this.#drain ??= new DrainWaiters()).wait(options, this.#connected ? null : this.#disconnectedError())
   }
 
   /** @internal The queue that refused this peer's send has room again. */
   notifyDrain(): void {
-    this.#drain.drain()
+    this.#drain?.drain()
   }
 
   #disconnectedError(): VolleyError {
@@ -132,6 +136,6 @@ export class Peer {
   markDisconnected(): void {
     if (this.#connected) this.#read()
     this.#connected = false
-    this.#drain.fail(() => this.#disconnectedError())
+    this.#drain?.fail(() => this.#disconnectedError())
   }
 }

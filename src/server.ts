@@ -87,27 +87,36 @@ const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: '
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
  * each copy (slice) cost an ArrayBuffer with its own backing store per handshake: 1.2–2.9 µs with the
- * garbage collection and page faults it brings, against 0.6–0.8 µs for a view
- * (bench/micro/user-data-copies.ts), and about 850 B more RSS per idle peer. A region is never handed out
- * twice, so a Peer kept after it left still reads its own bytes; a buffer goes when no peer made from it
- * is referenced, and holds at most 4 KiB for one that is. These views stay inside Peer: what peer.userData
- * hands out is a copy of its own, made when first read, so that nothing an application does to it (a
- * detach, by a BYOB read or transfer()) reaches another peer's bytes. Exported for that benchmark, not by
- * the package.
+ * garbage collection and page faults it brings (bench/micro/user-data-copies.ts), and about 850 B more RSS
+ * per idle peer. A region is never handed out twice, so a Peer kept after it left still reads its own
+ * bytes; a buffer goes when no peer made from it is referenced, and holds at most 4 KiB for one that is.
+ * The pools stay inside Peer: what peer.userData hands out is a copy of its own, made when first read, so
+ * that nothing an application does to it (a detach, by a BYOB read or transfer()) reaches another peer's
+ * bytes. Exported for that benchmark, not by the package.
  */
 export class UserDataCopies {
   static readonly perBuffer = 16
-  #buffer = new ArrayBuffer(0)
+  #pool = new Uint8Array(0)
   #next = UserDataCopies.perBuffer
 
-  copy(from: Uint8Array, at: number): Uint8Array {
+  /** The buffer the last copy went into (shared by perBuffer peers' copies; never handed to users). */
+  get pool(): Uint8Array {
+    return this.#pool
+  }
+
+  /**
+   * Copies 256 bytes of user data into the pool and returns where they start: a peer keeps the pool and the
+   * offset, two fields rather than a view of its own (96 bytes a peer that every young-generation
+   * collection copies while a server fills).
+   */
+  copy(from: Uint8Array, at: number): number {
     if (this.#next === UserDataCopies.perBuffer) {
-      this.#buffer = new ArrayBuffer(sizes.userData * UserDataCopies.perBuffer)
+      this.#pool = new Uint8Array(sizes.userData * UserDataCopies.perBuffer)
       this.#next = 0
     }
-    const copy = new Uint8Array(this.#buffer, this.#next++ * sizes.userData, sizes.userData)
-    copy.set(from.subarray(at, at + sizes.userData))
-    return copy
+    const offset = this.#next++ * sizes.userData
+    this.#pool.set(from.subarray(at, at + sizes.userData), offset)
+    return offset
   }
 }
 
@@ -399,7 +408,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
         const { address, port } = recordAddress((this.#engine as Engine).addon, slab, record)
         const clientId = slab.view.getBigUint64(at, true)
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
-        const peer = new Peer(this, index, clientId, address, port, this.#userData.copy(slab.u8, at + 8), tag)
+        const userDataAt = this.#userData.copy(slab.u8, at + 8)
+        const peer = new Peer(this, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
         this.#peers.set(index, peer)
         // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
         while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
