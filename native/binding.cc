@@ -69,7 +69,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::Submit>("submit"),
                            InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
                            InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
-                           InstanceMethod<&EngineWrap::ReadPeerStats>("peerStats"),
+                           InstanceMethod<&EngineWrap::PeerCounterView>("peerCounters"),
                            InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
                            InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
                            InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
@@ -521,25 +521,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // peerStats(socketId, clientIndex, out: Float64Array(5)) -> boolean: packets in, bytes in, packets out, bytes out,
-  // and the clients the slot has had (the fifth only when the array has room for it)
-  Napi::Value ReadPeerStats(const Napi::CallbackInfo& info) {
+  // peerCounters(socketId) -> Float64Array | null: every client slot's packets in, bytes in, packets out, bytes
+  // out and clients so far (layout.peerCounterFields per slot), over the memory the I/O thread writes: read at
+  // any time without a native call.
+  Napi::Value PeerCounterView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));
-    const uint32_t index = U32Or(info[1], UINT32_MAX);
-    if (found == peerCounters_.end() || index >= found->second->size || !info[2].IsTypedArray()) {
-      return Napi::Boolean::New(env, false);
-    }
-    Napi::TypedArray out = info[2].As<Napi::TypedArray>();
-    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < 4) return Napi::Boolean::New(env, false);
-    double* target = out.As<Napi::Float64Array>().Data();  // (not out.ArrayBuffer(): see ReadProtocolStats)
-    const netcode::PeerCounters& counters = found->second->entries[index];
-    target[0] = static_cast<double>(counters.packetsIn.load(std::memory_order_relaxed));
-    target[1] = static_cast<double>(counters.bytesIn.load(std::memory_order_relaxed));
-    target[2] = static_cast<double>(counters.packetsOut.load(std::memory_order_relaxed));
-    target[3] = static_cast<double>(counters.bytesOut.load(std::memory_order_relaxed));
-    if (out.ElementLength() >= 5) target[4] = static_cast<double>(counters.clients.load(std::memory_order_relaxed));
-    return Napi::Boolean::New(env, true);
+    if (found == peerCounters_.end()) return env.Null();
+    const size_t count = size_t{found->second->size} * netcode::kPeerCounterFields;
+    Napi::ArrayBuffer buffer = ArrayBufferSharing(env, found->second, static_cast<void*>(found->second->entries.get()), count * sizeof(double));
+    if (buffer.IsEmpty()) return env.Undefined();
+    return Napi::Float64Array::New(env, count, buffer, 0);
   }
 
   Napi::Value ForgetSocket(const Napi::CallbackInfo& info) {
@@ -642,6 +634,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("queuedMessageOverheadBytes", Napi::Number::New(env, static_cast<double>(delivery::kQueuedMessageOverheadBytes)));
   layout.Set("peerSlotBits", Napi::Number::New(env, kPeerSlotBits));
   layout.Set("linkFields", Napi::Number::New(env, delivery::kLinkFieldCount));
+  layout.Set("peerCounterFields", Napi::Number::New(env, netcode::kPeerCounterFields));
   return layout;
 }
 

@@ -65,7 +65,7 @@ bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
   *slot = peer & ((1u << kPeerSlotBits) - 1);
   const netcode::PeerCounterTable& table = core_.peerCounters();
   return *slot < table.size &&
-         (peer >> kPeerSlotBits) == ((table.entries[*slot].clients.load(std::memory_order_relaxed) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
+         (peer >> kPeerSlotBits) == ((static_cast<uint32_t>(table.entries[*slot].clients.load(std::memory_order_relaxed)) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
 }
 
 void NetcodeServerProtocol::Send(uint32_t tagged, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {

@@ -272,30 +272,40 @@ export function readLinkStats(
   window: BandwidthWindow,
   outstanding: { depth: number; bytes: number } | null = null,
 ): LinkStats {
-  const field = (name: keyof typeof LinkField): number => (links === null ? 0 : (links[row * linkFields + LinkField[name]] ?? 0))
-  const bandwidth = { ...window.read(performance.now(), counters.bytesIn, counters.bytesOut), pathBps: field('pathBytesPerSec') * 8 }
-  const variationMs = field('rttVariationUs') / 1000
-  const sent = field('packetsSent')
-  const oldest = field('oldestQueuedUs')
-  const depth = outstanding?.depth ?? field('queuedMessages')
+  // No closure or spread here: peer.stats() of every peer, every second, is what a gateway's monitor does.
+  const row0 = links === null ? 0 : row * linkFields
+  const f = links ?? noLinkStats
+  const rates = window.read(performance.now(), counters.bytesIn, counters.bytesOut)
+  const variationMs = f[row0 + LinkField.rttVariationUs]! / 1000
+  const sent = f[row0 + LinkField.packetsSent]!
+  const oldest = f[row0 + LinkField.oldestQueuedUs]!
+  const depth = outstanding?.depth ?? f[row0 + LinkField.queuedMessages]!
   return {
-    rtt: { smoothedMs: field('rttSmoothedUs') / 1000, minMs: field('rttMinUs') / 1000, maxMs: field('rttMaxUs') / 1000, varianceMs2: variationMs * variationMs },
-    jitterMs: field('jitterUs') / 1000,
-    lossPercent: sent > 0 ? (field('packetsLost') / sent) * 100 : 0,
+    rtt: {
+      smoothedMs: f[row0 + LinkField.rttSmoothedUs]! / 1000,
+      minMs: f[row0 + LinkField.rttMinUs]! / 1000,
+      maxMs: f[row0 + LinkField.rttMaxUs]! / 1000,
+      varianceMs2: variationMs * variationMs,
+    },
+    jitterMs: f[row0 + LinkField.jitterUs]! / 1000,
+    lossPercent: sent > 0 ? (f[row0 + LinkField.packetsLost]! / sent) * 100 : 0,
     packets: { in: counters.packetsIn, out: counters.packetsOut },
     bytes: { in: counters.bytesIn, out: counters.bytesOut },
-    bandwidth,
-    congestion: { windowBytes: field('congestionWindow'), inFlightBytes: field('bytesInFlight') },
-    resends: field('resends'),
+    bandwidth: { inBps: rates.inBps, outBps: rates.outBps, pathBps: f[row0 + LinkField.pathBytesPerSec]! * 8 },
+    congestion: { windowBytes: f[row0 + LinkField.congestionWindow]!, inFlightBytes: f[row0 + LinkField.bytesInFlight]! },
+    resends: f[row0 + LinkField.resends]!,
     queue: {
       depth,
-      bytes: outstanding?.bytes ?? field('queuedBytes'),
+      bytes: outstanding?.bytes ?? f[row0 + LinkField.queuedBytes]!,
       delayMs: depth > 0 && oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
     },
-    clock: { offsetMs: field('clockOffsetUs') / 1000, driftPpm: field('clockDrift') * 1e6 },
-    dropped: field('dropped'),
+    clock: { offsetMs: f[row0 + LinkField.clockOffsetUs]! / 1000, driftPpm: f[row0 + LinkField.clockDrift]! * 1e6 },
+    dropped: f[row0 + LinkField.dropped]!,
   }
 }
+
+/** The link statistics of a connection without channels: all zero. */
+const noLinkStats = new Float64Array(linkFields)
 
 /** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */
 export function monotonicUs(): number {

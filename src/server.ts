@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
@@ -130,7 +130,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   // was 3 % of the server's CPU per message (bench:connections' payload phase).
   readonly #peerSlots: (Peer | undefined)[] = []
   readonly #counters = new Float64Array(protocolStatsFields)
-  readonly #peerCounters = new Float64Array(5)
+  /** Every slot's packet and byte counters, live (PeerCounterField), read with no native call; null until listen(). */
+  #slotCounters: Float64Array | null = null
   readonly #delivery: DeliverySettings | null
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
@@ -241,6 +242,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     this.#engine = engine
     this.#id = info.id
     this.#links = engine.peerLinks(info.id)
+    this.#slotCounters = engine.peerCounters(info.id)
     this.#hold.opened(engine)
     this.#hold.update(true)
     this.#setState('running')
@@ -335,10 +337,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
 
   /** @internal */
   peerStats(peer: Peer): PeerStats | null {
-    const c = this.#peerCounters
-    if (this.#engine === undefined || !this.#engine.readPeerStats(this.#id, peer.index, c)) {
-      c.fill(0)
-    } else if (((c[4]! - 1) & 0xfff) !== Math.floor(peer.tag / 2 ** layout.peerSlotBits)) {
+    const table = this.#slotCounters
+    const at = peer.index * layout.peerCounterFields
+    if (table === null) return null
+    // The slot's clients so far, against those before this peer (mod 4096, as its tag counts them).
+    if (((table[at + PeerCounterField.clients]! - 1) & 0xfff) !== Math.floor(peer.tag / 2 ** layout.peerSlotBits)) {
       return null // the slot has a later client already (JavaScript has not heard that this one left)
     }
     let reading = this.#readings.get(peer.index)
@@ -347,7 +350,13 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       this.#readings.set(peer.index, reading)
     }
     const outstanding = this.#queues.get(peer.index)?.outstanding() ?? null
-    return readLinkStats(this.#links, peer.index, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, reading, outstanding)
+    const counters = {
+      packetsIn: table[at + PeerCounterField.packetsIn]!,
+      bytesIn: table[at + PeerCounterField.bytesIn]!,
+      packetsOut: table[at + PeerCounterField.packetsOut]!,
+      bytesOut: table[at + PeerCounterField.bytesOut]!,
+    }
+    return readLinkStats(this.#links, peer.index, counters, reading, outstanding)
   }
 
   /** @internal */

@@ -18,8 +18,8 @@ namespace {
 constexpr uint32_t kServerAccepts = (1u << kConnectionResponse) | (1u << kKeepAlive) | (1u << kPayload) | (1u << kDisconnect);
 
 // Single writer: a relaxed load and store, no locked add.
-void Count(std::atomic<uint64_t>& counter, uint64_t amount) {
-  counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
+void Count(std::atomic<double>& counter, uint64_t amount) {
+  counter.store(counter.load(std::memory_order_relaxed) + static_cast<double>(amount), std::memory_order_relaxed);
 }
 
 }  // namespace
@@ -201,7 +201,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   PeerCounters& counters = peerCounters_->entries[index];
   counters.clients.store(counters.clients.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   counters.packetsIn.store(1, std::memory_order_relaxed);
-  counters.bytesIn.store(size, std::memory_order_relaxed);
+  counters.bytesIn.store(static_cast<double>(size), std::memory_order_relaxed);
   counters.packetsOut.store(0, std::memory_order_relaxed);
   counters.bytesOut.store(0, std::memory_order_relaxed);
   sink_->Connected(index, challenge.clientId, from, challenge.userData);

@@ -56,13 +56,18 @@ struct ServerCounters {
   uint64_t denied = 0;  // requests answered with "denied": the server was full
 };
 
-// Per-client counters, written by the server's thread and read by JavaScript at any time.
+// Per-client counters, written by the server's thread alone and read by JavaScript at any time with no
+// native call: doubles (exact to 2^53) in memory JavaScript sees as a Float64Array, kPeerCounterFields per
+// client in this order.
 struct PeerCounters {
-  std::atomic<uint64_t> packetsIn{0}, bytesIn{0}, packetsOut{0}, bytesOut{0};
+  std::atomic<double> packetsIn{0}, bytesIn{0}, packetsOut{0}, bytesOut{0};
   // Clients the slot has had, this one included: a reader that knows which of them it asks about (JavaScript's
   // Peer, whose tag counts the ones before it) can tell when the counters belong to a later one.
-  std::atomic<uint32_t> clients{0};
+  std::atomic<double> clients{0};
 };
+constexpr uint32_t kPeerCounterFields = 5;
+static_assert(sizeof(PeerCounters) == kPeerCounterFields * sizeof(double) && sizeof(std::atomic<double>) == sizeof(double),
+              "peer counters are plain doubles in memory");
 
 struct PeerCounterTable {
   explicit PeerCounterTable(uint32_t count) : entries(new PeerCounters[count]), size(count) {}

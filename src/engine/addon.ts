@@ -73,7 +73,8 @@ export interface NativeEngine {
   submit(slab: number, byteLength: number): void
   socketStats(id: number, out: Float64Array): boolean
   protocolStats(id: number, out: Float64Array): boolean
-  peerStats(id: number, clientIndex: number, out: Float64Array): boolean
+  /** Every client slot's counters (layout.peerCounterFields each: PeerCounterField), live. */
+  peerCounters(id: number): Float64Array | null
   peerLinks(id: number): Float64Array | null
   /** The ring of send slabs the I/O thread has finished with (native/released_slabs.h). */
   releasedSlabs(): Int32Array

@@ -166,8 +166,12 @@ export class Engine {
     return this.#native.protocolStats(id, out)
   }
 
-  readPeerStats(id: number, clientIndex: number, out: Float64Array): boolean {
-    return this.#native.peerStats(id, clientIndex, out)
+  /**
+   * The packet and byte counters of a protocol socket's client slots (layout.peerCounterFields each:
+   * PeerCounterField), live; null for a socket without them.
+   */
+  peerCounters(id: number): Float64Array | null {
+    return this.#native.peerCounters(id)
   }
 
   /** A control request for a protocol socket; queued sends go first. */

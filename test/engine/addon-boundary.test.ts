@@ -15,7 +15,7 @@ for (const [name, value] of [['bigint', 1n], ['symbol', Symbol('id')], ['throwin
   attempt('control ' + name, () => engine.control(value, value, value))
   attempt('takeLarge ' + name, () => engine.takeLarge(value))
   attempt('socketStats ' + name, () => engine.socketStats(value, new Float64Array(16)))
-  attempt('peerStats ' + name, () => engine.peerStats(value, value, new Float64Array(4)))
+  attempt('peerCounters ' + name, () => engine.peerCounters(value))
   attempt('submit ' + name, () => engine.submit(value, value))
   attempt('setRef ' + name, () => engine.setRef(value))
   attempt('formatIp ' + name, () => addon.formatIp(new Uint8Array(16), value))
