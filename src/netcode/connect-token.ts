@@ -4,7 +4,7 @@
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
-import { type Sodium, loadSodium } from './sodium.ts'
+import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
 import { Reader, WireError, Writer } from './wire.ts'
 
 export interface ConnectTokenOptions {
@@ -60,7 +60,7 @@ export interface PrivateConnectToken {
 
 /** A random 32-byte key, for the private key shared with servers or for connection keys. */
 export async function generateKey(): Promise<Uint8Array> {
-  return (await loadSodium()).randombytes_buf(sizes.key)
+  return randomBytes(sizes.key)
 }
 
 /** Makes a connect token: the 2048 bytes to hand a client (see connectTokenToBase64 for transport). */
@@ -93,10 +93,10 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
     userData.set(options.userData)
   }
   const clientToServerKey =
-    options.clientToServerKey === undefined ? sodium.randombytes_buf(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
+    options.clientToServerKey === undefined ? randomBytes(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
   const serverToClientKey =
-    options.serverToClientKey === undefined ? sodium.randombytes_buf(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
-  const nonce = options.nonce === undefined ? sodium.randombytes_buf(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
+    options.serverToClientKey === undefined ? randomBytes(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
+  const nonce = options.nonce === undefined ? randomBytes(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
   const now = options.nowSeconds === undefined ? Math.floor(Date.now() / 1000) : integer('nowSeconds', options.nowSeconds, 0, 2 ** 53)
   const createTimestamp = BigInt(now)
   const expireTimestamp = createTimestamp + BigInt(expireSeconds)

@@ -25,6 +25,8 @@ describe('generateConnectToken', () => {
     expect(read.serverAddresses.map(formatServerAddress)).toEqual(['10.0.0.1:1', '[fe80::1:2:3]:65535'])
     expect(Buffer.from(read.nonce).equals(Buffer.from(readConnectToken(b).nonce))).toBe(false)
     expect(Buffer.from(read.clientToServerKey).equals(Buffer.from(readConnectToken(b).clientToServerKey))).toBe(false)
+    expect(Buffer.from(read.serverToClientKey).equals(Buffer.from(readConnectToken(b).serverToClientKey))).toBe(false)
+    expect(Buffer.from(read.clientToServerKey).equals(Buffer.from(read.serverToClientKey))).toBe(false)
     // The native reader agrees on every field.
     expect(loadAddon().netcode.readConnectToken(a)).toMatchObject({ timeoutSeconds: 10, serverAddresses: ['10.0.0.1:1', '[fe80::1:2:3]:65535'] })
   })
