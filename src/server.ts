@@ -300,20 +300,21 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     let lost = 0
     let measured = 0
     for (const index of this.#peers.keys()) {
-      const field = (name: keyof typeof LinkField): number => links[index * linkFields + LinkField[name]] ?? 0
-      if (field('rttSmoothedUs') > 0) {
-        totals.rtt.smoothedMs += field('rttSmoothedUs') / 1000
-        totals.rtt.maxMs = Math.max(totals.rtt.maxMs, field('rttMaxUs') / 1000)
+      const at = index * linkFields // no closure per peer: this loop is O(peers) per call
+      const smoothedUs = links[at + LinkField.rttSmoothedUs]!
+      if (smoothedUs > 0) {
+        totals.rtt.smoothedMs += smoothedUs / 1000
+        totals.rtt.maxMs = Math.max(totals.rtt.maxMs, links[at + LinkField.rttMaxUs]! / 1000)
         measured++
       }
-      const minMs = field('rttMinUs') / 1000 // 0: not measured yet
+      const minMs = links[at + LinkField.rttMinUs]! / 1000 // 0: not measured yet
       if (minMs > 0 && (totals.rtt.minMs === 0 || minMs < totals.rtt.minMs)) totals.rtt.minMs = minMs
-      sent += field('packetsSent')
-      lost += field('packetsLost')
-      totals.resends += field('resends')
-      totals.queue.depth += field('queuedMessages')
-      totals.queue.bytes += field('queuedBytes')
-      totals.dropped += field('dropped')
+      sent += links[at + LinkField.packetsSent]!
+      lost += links[at + LinkField.packetsLost]!
+      totals.resends += links[at + LinkField.resends]!
+      totals.queue.depth += links[at + LinkField.queuedMessages]!
+      totals.queue.bytes += links[at + LinkField.queuedBytes]!
+      totals.dropped += links[at + LinkField.dropped]!
     }
     if (measured > 0) totals.rtt.smoothedMs /= measured
     totals.lossPercent = sent > 0 ? (lost / sent) * 100 : 0

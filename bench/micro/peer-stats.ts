@@ -1,7 +1,8 @@
-// What peer.stats() costs a server's JS thread: a monitor that reads every peer's statistics every
-// second pays it once per peer. N clients (the C++ handshake load of bench:connections, in a process of
-// its own) connect to a server, without channels and then with a reliable channel; every peer's
-// stats() is read 20 times per round. CPU time of the whole process per call, 7 rounds, each printed.
+// What peer.stats() and server.stats() cost a server's JS thread: a monitor that reads every peer's
+// statistics every second pays the first once per peer; the second sums the link statistics of every
+// peer. N clients (the C++ handshake load of bench:connections, in a process of its own) connect to a
+// server, without channels and then with a reliable channel; every peer's stats() is read 20 times per
+// round, and server.stats() 50 times. CPU time of the whole process per call, 7 rounds, each printed.
 //   npx tsx bench/micro/peer-stats.ts [--clients N] [--lib <volley's index.js or index.ts>]
 // --lib measures another build side by side (e.g. an older checkout's dist/index.js, compiled with
 // `npm run compile` there).
@@ -21,7 +22,7 @@ const volley = (await import(pathToFileURL(resolve(values.lib)).href)) as typeof
 const load = buildHandshakeLoad(benchDir, root)
 const tokensFile = join(tmpdir(), `volley-peer-stats-${process.pid}.tokens`)
 
-async function measure(channels: boolean): Promise<number[]> {
+async function measure(channels: boolean): Promise<{ peer: number[]; server: number[] }> {
   const privateKey = await volley.generateKey()
   const server = new volley.Server({
     protocolId: 0x1234n,
@@ -42,12 +43,18 @@ async function measure(channels: boolean): Promise<number[]> {
   while (server.peers.size < clients) await new Promise((wait) => setTimeout(wait, 5))
   const peers = [...server.peers.values()]
   let packets = 0
-  const nsPerCall: number[] = []
-  for (let round = 0; round < 7; round++) {
-    const before = process.cpuUsage()
-    for (let repeat = 0; repeat < 20; repeat++) for (const peer of peers) packets += peer.stats().packets.in
+  const nsPerCall = { peer: [] as number[], server: [] as number[] }
+  const cpuNs = (before: NodeJS.CpuUsage): number => {
     const used = process.cpuUsage(before)
-    nsPerCall.push(((used.user + used.system) * 1000) / (20 * clients))
+    return (used.user + used.system) * 1000
+  }
+  for (let round = 0; round < 7; round++) {
+    let before = process.cpuUsage()
+    for (let repeat = 0; repeat < 20; repeat++) for (const peer of peers) packets += peer.stats().packets.in
+    nsPerCall.peer.push(cpuNs(before) / (20 * clients))
+    before = process.cpuUsage()
+    for (let repeat = 0; repeat < 50; repeat++) packets += server.stats().packets.in
+    nsPerCall.server.push(cpuNs(before) / 50)
   }
   if (packets < clients) throw new Error('the peers counted no packets')
   child.stdin!.write('leave\n')
@@ -59,5 +66,7 @@ async function measure(channels: boolean): Promise<number[]> {
 console.log(`# npx tsx bench/micro/peer-stats.ts --clients ${clients} --lib ${values.lib}; ${new Date().toISOString()}, node ${process.version}`)
 for (const channels of [false, true]) {
   const nsPerCall = await measure(channels)
-  console.log(`${channels ? 'reliable channel' : 'netcode only'}: peer.stats() ${nsPerCall.map((ns) => Math.round(ns)).join(', ')} ns CPU per call (7 rounds)`)
+  const label = channels ? 'reliable channel' : 'netcode only'
+  console.log(`${label}: peer.stats() ${nsPerCall.peer.map((ns) => Math.round(ns)).join(', ')} ns CPU per call (7 rounds)`)
+  console.log(`${label}: server.stats() ${nsPerCall.server.map((ns) => (ns / 1000).toFixed(1)).join(', ')} µs CPU per call, ${clients} peers (7 rounds)`)
 }
