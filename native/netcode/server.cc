@@ -150,8 +150,8 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     if (recentlyReleased_.Find(key) == AddressTable::kNone) ++counters_.unknownAddress;
     return;
   }
-  // Housekeeping removes expired mappings only once a second: one past its timeout or its token's expiry
-  // must not be used in between.
+  // Housekeeping removes expired mappings only once a second: one past its timeout (or, with none, its
+  // token's expiry) must not be used in between.
   if (MappingExpired(*mapping, now)) {
     RemoveMapping(*mapping);
     ++counters_.unknownAddress;
@@ -234,9 +234,8 @@ void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t si
     case kDisconnect:
       Release(index, DisconnectReason::kDisconnected, false, now);
       break;
-    default:  // a response from a connected address: the keep-alive was lost; send another
-      SendKeepAlive(index, now);
-      break;
+    default:  // a response from a connected address: ignored (STANDARD.md, as the reference); the 10 Hz
+      break;  // keep-alives reach a client whose first one was lost
   }
 }
 
@@ -389,7 +388,10 @@ void ServerCore::Housekeeping(const Clock& now) {
 }
 
 bool ServerCore::MappingExpired(const EncryptionMapping& entry, const Clock& now) const {
-  return TimedOut(entry.timeoutSeconds, entry.requestedUs, now) || entry.expireUnixSeconds <= now.unixSeconds;
+  // The token's expiry was checked on the request: as in the reference, it does not end a handshake that has a
+  // timeout. Only one with none (0 or negative) is bounded by it, so that it cannot hold a place for ever.
+  if (entry.timeoutSeconds > 0) return TimedOut(entry.timeoutSeconds, entry.requestedUs, now);
+  return entry.expireUnixSeconds <= now.unixSeconds;
 }
 
 ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {

@@ -132,9 +132,9 @@ class ServerCore {
     uint8_t sendKey[kKeyBytes] = {};
     uint8_t receiveKey[kKeyBytes] = {};
     int32_t timeoutSeconds = 0;
-    uint64_t expireUnixSeconds = 0;  // the token's expiry
+    uint64_t expireUnixSeconds = 0;  // the token's expiry: the bound of a handshake with no timeout
     // The latest request: a handshake lives the token's timeout from it (as in the reference), however
-    // long the client has been resending, and also ends when the token expires.
+    // long the client has been resending.
     uint64_t requestedUs = 0;
   };
 

@@ -237,6 +237,18 @@ describe('connected traffic', () => {
     expect(core.state().counters).toMatchObject({ replayed: 1, decryptionFailed: 1, unknownAddress: 1, malformed: 1 })
   })
 
+  it('ignores a connection response from an address already connected: no keep-alive in answer (STANDARD.md, as the reference)', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50023', 1n)
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+    const body = client.open(challenge!.data).body
+    expect(core.receive(client.address, client.packet(PacketType.connectionResponse, body), 1000, T0).map((e) => e.kind)).toEqual(['connect', 'send'])
+    const outBefore = core.state().counters.packetsOut
+    // The same response again (the client resending it, or anyone replaying it: responses have no replay window).
+    expect(core.receive(client.address, client.packet(PacketType.connectionResponse, body), 2000, T0)).toEqual([])
+    expect(core.state().counters.packetsOut).toBe(outBefore)
+  })
+
   it('a disconnect packet from the client frees its slot', () => {
     const core = server()
     const client = new Client('127.0.0.1:50021', 1n)
@@ -401,14 +413,25 @@ describe('timers (fake clock)', () => {
     const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
     expect(core.receive(client.address, response, 2.2 * second, T0)).toEqual([])
     expect(core.state().connectedClients).toBe(0)
+  })
 
-    // Token expiry: the token expires at T0 + 30; the request comes at T0 + 29, the response at T0 + 30.
-    const late = server()
-    const other = new Client('127.0.0.1:50053', 2n, { timeoutSeconds: 10 })
-    const [otherChallenge] = sends(late.receive(other.address, other.request(), 0, T0 + 29n))
-    late.update(0.1 * second, T0 + 29n)
-    const otherResponse = other.packet(PacketType.connectionResponse, other.open(otherChallenge!.data).body)
-    expect(late.receive(other.address, otherResponse, 0.5 * second, T0 + 30n)).toEqual([])
-    expect(late.state().connectedClients).toBe(0)
+  it("the token's expiry ends no pending handshake that has a timeout: it was checked on the request (STANDARD.md, and the reference's mapping lives request time + timeout)", () => {
+    // The token expires at T0 + 30; the request comes at T0 + 29, the response at T0 + 30, well within the 10 s timeout.
+    const core = server()
+    const client = new Client('127.0.0.1:50053', 2n, { timeoutSeconds: 10 })
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0 + 29n))
+    core.update(0.1 * second, T0 + 29n)
+    const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, response, 0.5 * second, T0 + 30n).map((e) => e.kind)).toContain('connect')
+    expect(core.state().connectedClients).toBe(1)
+  })
+
+  it('with no timeout (negative), a pending handshake still ends when its token expires', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50054', 3n, { timeoutSeconds: -1 })
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0 + 29n))
+    const response = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, response, 0.5 * second, T0 + 30n)).toEqual([])
+    expect(core.state().connectedClients).toBe(0)
   })
 })
