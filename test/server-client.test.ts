@@ -96,6 +96,15 @@ describe('Server and Client on loopback', () => {
     expect(server.state).toBe('stopped')
   })
 
+  it('a token that never expires (negative expireSeconds) connects', async () => {
+    const { server, address } = await startServer()
+    const client = new Client(fast)
+    await client.connect(await token(address, 7n, { expireSeconds: -1 }))
+    expect(client.state).toBe('connected')
+    await client.close()
+    await server.close()
+  })
+
   it("each peer keeps its own user data, after its slot went to another client", async () => {
     // Three rounds of 8 clients through 8 slots: 24 copies, more than one of the buffers they share.
     const { server, address } = await startServer()

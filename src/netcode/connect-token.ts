@@ -16,7 +16,7 @@ export interface ConnectTokenOptions {
   clientId: bigint | number
   /** 1 to 32 addresses, 'a.b.c.d:port' or '[ipv6]:port', tried in order. */
   serverAddresses: readonly string[]
-  /** Seconds from now until the token expires. */
+  /** Seconds from now until the token expires; negative: it never expires (as the reference's generator). */
   expireSeconds: number
   /**
    * Seconds without packets after which a connection times out; negative disables it (development only).
@@ -76,7 +76,7 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
   const clientId = uint64('clientId', options.clientId)
   const privateKey = bytesOption('privateKey', options.privateKey, sizes.key)
   const serverAddresses = serverAddressesOption(options.serverAddresses)
-  const expireSeconds = integer('expireSeconds', options.expireSeconds, 0, 2 ** 32)
+  const expireSeconds = integer('expireSeconds', options.expireSeconds, -(2 ** 31), 2 ** 32)
   const timeoutSeconds = integer('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
   if (timeoutSeconds === 0) {
     // The reference server keeps a pending handshake until request time + timeout: with 0 it never completes.
@@ -99,7 +99,7 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
   const nonce = options.nonce === undefined ? randomBytes(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
   const now = options.nowSeconds === undefined ? Math.floor(Date.now() / 1000) : integer('nowSeconds', options.nowSeconds, 0, 2 ** 53)
   const createTimestamp = BigInt(now)
-  const expireTimestamp = createTimestamp + BigInt(expireSeconds)
+  const expireTimestamp = expireSeconds < 0 ? maxUint64 : createTimestamp + BigInt(expireSeconds)
 
   const privatePlain = writePrivateConnectToken({ clientId, timeoutSeconds, serverAddresses, clientToServerKey, serverToClientKey, userData })
   const privateData = sealPrivateConnectToken(sodium, privatePlain, protocolId, expireTimestamp, nonce, privateKey)

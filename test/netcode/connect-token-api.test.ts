@@ -31,6 +31,12 @@ describe('generateConnectToken', () => {
     expect(loadAddon().netcode.readConnectToken(a)).toMatchObject({ timeoutSeconds: 10, serverAddresses: ['10.0.0.1:1', '[fe80::1:2:3]:65535'] })
   })
 
+  it('makes a token that never expires from a negative expireSeconds, as the reference does (expiry 2^64 - 1)', async () => {
+    const token = await generateConnectToken({ ...base, expireSeconds: -1 })
+    expect(readConnectToken(token).expireTimestamp).toBe(2n ** 64n - 1n)
+    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ expireTimestamp: 2n ** 64n - 1n })
+  })
+
   it('round-trips through base64, and generateKey gives 32 random bytes', async () => {
     const token = await generateConnectToken(base)
     expect([...connectTokenFromBase64(connectTokenToBase64(token))]).toEqual([...token])
@@ -53,7 +59,8 @@ describe('generateConnectToken', () => {
     ['serverAddresses: ["::1:40000"]', { serverAddresses: ['::1:40000'] }, 'ERR_INVALID_ARG_VALUE', /does not parse|IPv6 literal in brackets/],
     // A token has no room for an IPv6 zone: dropping it silently would name another address (the native parser refuses it too).
     ['serverAddresses: ["[fe80::1%eth0]:40000"]', { serverAddresses: ['[fe80::1%eth0]:40000'] }, 'ERR_INVALID_ARG_VALUE', /IPv6 literal in brackets/],
-    ['expireSeconds: -1', { expireSeconds: -1 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
+    ['expireSeconds: 0.5', { expireSeconds: 0.5 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
+    ['expireSeconds: 2 ** 32 + 1', { expireSeconds: 2 ** 32 + 1 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
     ['timeoutSeconds: 1.5', { timeoutSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds"/],
     ['timeoutSeconds: 0', { timeoutSeconds: 0 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds" option must be positive, or negative for no timeout. Received 0/],
     ['userData: new Uint8Array(257)', { userData: new Uint8Array(257) }, 'ERR_OUT_OF_RANGE', /at most 256 bytes. Received 257/],
