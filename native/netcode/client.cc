@@ -235,7 +235,10 @@ bool ClientCore::SendPayload(const uint8_t* data, size_t size, const Clock& now)
 }
 
 void ClientCore::Disconnect(const Clock& now) {
-  if (state_ == ClientState::kConnected && config_.disconnectPackets > 0) {
+  // While sending its response too, as the reference does: the server may have given it a slot already
+  // (the keep-alive that says so lost), which would otherwise last until it times out.
+  const bool mayHaveSlot = state_ == ClientState::kConnected || state_ == ClientState::kSendingConnectionResponse;
+  if (mayHaveSlot && config_.disconnectPackets > 0) {
     farewellsLeft_ = config_.disconnectPackets;
     farewellAddress_ = token_.serverAddresses[addressIndex_];
     std::memcpy(farewellKey_, token_.clientToServerKey, kKeyBytes);

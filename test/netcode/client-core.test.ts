@@ -240,6 +240,18 @@ describe('client states', () => {
     expect(world.client.state().pendingDisconnects).toBe(false)
   })
 
+  it('a client that disconnects while sending its response frees the slot the server gave it already (its keep-alives were lost)', () => {
+    const world = new World()
+    world.drop.toClient = (data) => (data[0]! & 0xf) === 4 // every keep-alive
+    world.connect()
+    world.run(50)
+    expect(world.states.at(-1)).toBe('sending-connection-response')
+    expect(world.serverEvents.map((event) => event.kind)).toEqual(['connect'])
+    world.handleClient(world.client.disconnect(world.now))
+    expect(world.states.at(-1)).toBe('disconnected')
+    expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
+  })
+
   it("moves to the token's next server address when one fails", () => {
     const world = new World()
     const dead = '127.0.0.1:40999'
