@@ -194,7 +194,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
     }
     if (this.#pending !== undefined || this.#reopening !== undefined || this.#state === 'connected') {
-      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#reopening !== undefined ? 'connecting' : this.#state}`))
+      return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
     }
     if (signal?.aborted === true) return Promise.reject(abortedError('The connection attempt was aborted', signal))
     const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)

@@ -7,7 +7,7 @@ import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, layout, l
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
-import { parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
+import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -163,8 +163,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     }
     // Port 0 binds any free port (and then stands for it in the public address too).
     const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
-    const bound = parseServerAddress(anyPort ? `${options.address.slice(0, -2)}:1` : options.address)
-    if (options.publicAddress !== undefined) parseServerAddress(options.publicAddress)
+    const bound = serverAddressOption('address', options.address, anyPort)
+    if (options.publicAddress !== undefined) serverAddressOption('publicAddress', options.publicAddress, false)
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
     this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family }
     this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
@@ -456,6 +456,27 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     this.#engineBlocked.clear()
     this.#setState('stopped')
     this.#resolveClosed?.()
+  }
+}
+
+/**
+ * The address or publicAddress option, parsed; anyPort: the address ends in ':0' (any free port), parsed as
+ * port 1. Errors name the option and show the value as given: parseServerAddress's alone say neither which
+ * option was wrong nor, for port 0, the value received.
+ */
+function serverAddressOption(name: 'address' | 'publicAddress', value: unknown, anyPort: boolean): ServerAddress {
+  if (typeof value !== 'string') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a string like '127.0.0.1:40000' or '[::1]:40000'. Received ${describe(value)}`)
+  }
+  try {
+    return parseServerAddress(anyPort ? `${value.slice(0, -2)}:1` : value)
+  } catch (error) {
+    if (!(error instanceof VolleyTypeError)) throw error
+    const ports = name === 'address' ? 'a port from 0 (any free port) to 65535' : 'a port from 1 to 65535'
+    throw new VolleyTypeError(
+      error.code,
+      `The "${name}" option must be an IPv4 literal or an IPv6 literal in brackets, and ${ports}: 'a.b.c.d:port' or '[ipv6]:port'. Received '${value}'`,
+    )
   }
 }
 

@@ -60,6 +60,18 @@ describe('connect() attempts', () => {
     expect(await codeOf(client.connect(await token(silentAddress, 4n)))).toBe('ERR_CLIENT_CLOSED')
   })
 
+  it('a second connect() while the first is under way is ERR_CLIENT_BUSY, and says the client is connecting', async () => {
+    const client = new Client(fast)
+    const first = codeOf(client.connect(await token(silentAddress, 6n))) // handled at once: close() rejects it
+    // Before the engine's first state record the client still says 'disconnected': the message must not.
+    const busy = client.connect(await token(silentAddress, 7n))
+    await expect(busy).rejects.toMatchObject({ code: 'ERR_CLIENT_BUSY', message: expect.stringMatching(/it is connecting/) })
+    await sleep(20)
+    await expect(client.connect(await token(silentAddress, 8n))).rejects.toMatchObject({ code: 'ERR_CLIENT_BUSY', message: expect.not.stringMatching(/it is disconnected/) })
+    await client.close()
+    expect(await first).toBe('ERR_ABORTED')
+  })
+
   it('an already aborted signal, a signal that is not one, and options that are not an object are typed errors', async () => {
     const aborted = AbortSignal.abort()
     const client = new Client()
@@ -391,6 +403,11 @@ describe('options', () => {
     [{ engine: 'foo' }, 'ERR_INVALID_ARG_VALUE', /"engine" option must be 'shared' or 'dedicated'/],
     [{ keepAliveIntervalMs: '100' }, 'ERR_INVALID_ARG_TYPE', /"keepAliveIntervalMs"/],
     [{ networkSimulator: { lossPct: 0.5 } }, 'ERR_INVALID_ARG_VALUE', /Unknown option "lossPct" in the "networkSimulator" option/],
+    // The address options: a message that names the option (the address alone does not say which was wrong).
+    [{ address: '127.0.0.1' }, 'ERR_INVALID_ARG_VALUE', /"address" option.*Received '127\.0\.0\.1'/],
+    [{ address: 'nowhere:0' }, 'ERR_INVALID_ARG_VALUE', /"address" option.*Received 'nowhere:0'/],
+    [{ address: 40000 }, 'ERR_INVALID_ARG_TYPE', /"address" option must be a string/],
+    [{ publicAddress: '10.0.0.1' }, 'ERR_INVALID_ARG_VALUE', /"publicAddress" option.*Received '10\.0\.0\.1'/],
   ])('Server refuses %o', (change, code, message) => {
     expect(() => new Server({ ...base, ...(change as object) })).toThrow(expect.objectContaining({ code, message: expect.stringMatching(message) }))
   })
