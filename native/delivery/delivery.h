@@ -116,6 +116,9 @@ class DeliveryCore {
   // its channels' queues (sending, and reliable receiving out of order).
   size_t sentRecords() const { return sent_.size(); }
   size_t queueSlots() const;
+  // Room kept for declared losses, to see one proved wrong: none until the first loss, none again once
+  // they are settled.
+  size_t lostRecords() const { return recentlyLost_.capacity(); }
 
  private:
   static constexpr size_t kPartialSlots = 8;  // incomplete unreliable/sequenced messages per channel
@@ -212,7 +215,10 @@ class DeliveryCore {
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
   void DetectLosses(uint64_t nowUs);
-  void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges);
+  void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
+  // Records of declared losses older than a few RTTs go (a packet that late was lost, or too late for the
+  // thresholds to follow), and their room with the last: an idle connection keeps none, however lossy its past.
+  void ForgetOldLosses(uint64_t nowUs);
   void OnProbeTimeout(uint64_t nowUs);
   uint64_t ProbeTimeoutBaseUs() const;  // RFC 9002's PTO before backoff
   uint64_t ProbeTimeoutUs() const;

@@ -15,7 +15,10 @@ constexpr uint64_t kPacketThreshold = 3;         // RFC 9002: lost when 3 later 
 constexpr uint64_t kMaxPacketThreshold = 256;     // as far as reordering proven by spurious losses raises it
 constexpr uint32_t kTimeThresholdEighths = 9;     // RFC 9002: lost 9/8 of an RTT after it was sent...
 constexpr uint32_t kMaxTimeThresholdEighths = 16; // ...or up to 2 RTTs once reordering was seen
-constexpr size_t kRecentlyLost = 128;             // declared losses remembered, to see one proved wrong
+constexpr size_t kRecentlyLost = 128;             // declared losses remembered, to see one proved wrong...
+constexpr uint64_t kLostMemoryRtts = 8;           // ...for 8 smoothed RTTs (past 2, thresholds cannot follow)
+constexpr uint64_t kLostMemoryMinUs = 50000;      // ...and at least 50 ms
+constexpr size_t kLostRecordsKept = 8;            // room kept once none is remembered (more is given back)
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
 constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
@@ -51,7 +54,6 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
   packetThreshold_ = kPacketThreshold;
   timeThresholdEighths_ = kTimeThresholdEighths;
-  recentlyLost_.reserve(kRecentlyLost);
   // One of each per configured channel.
   sendChannels_ = std::vector<SendChannel>(config_.channels.size());
   receiveChannels_ = std::vector<ReceiveChannel>(config_.channels.size());
@@ -472,7 +474,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   }
   if (!anyAcked_ || largest > largestAcked_) largestAcked_ = largest;
   anyAcked_ = true;
-  if (!recentlyLost_.empty()) OnSpuriousLosses(ranges);
+  if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
   if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs));
   if (newlyAckedEliciting) probeCount_ = 0;
   DetectLosses(nowUs);
@@ -536,7 +538,7 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
 // out of the loss count, and undoes the window reduction it caused (the data it carried is resent anyway;
 // the receiver drops the copy). ranges: descending and disjoint, as the ACK frame's parser makes them, so
 // each record costs a binary search (a peer's ACK may carry 257 ranges).
-void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges) {
+void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs) {
   size_t kept = 0;
   for (const LostRecord& lost : recentlyLost_) {
     const auto range = std::partition_point(ranges.begin(), ranges.end(),
@@ -552,6 +554,15 @@ void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& r
     congestion_.OnSpuriousLoss(lost.sentUs);
   }
   recentlyLost_.resize(kept);
+  ForgetOldLosses(nowUs);
+}
+
+void DeliveryCore::ForgetOldLosses(uint64_t nowUs) {
+  const uint64_t memoryUs = std::max(kLostMemoryRtts * rtt_.smoothedUs(), kLostMemoryMinUs);
+  recentlyLost_.erase(std::remove_if(recentlyLost_.begin(), recentlyLost_.end(),
+                                     [&](const LostRecord& lost) { return nowUs - lost.sentUs >= memoryUs; }),
+                      recentlyLost_.end());
+  if (recentlyLost_.empty() && recentlyLost_.capacity() > kLostRecordsKept) recentlyLost_.shrink_to_fit();
 }
 
 void DeliveryCore::DetectLosses(uint64_t nowUs) {
@@ -627,6 +638,7 @@ void DeliveryCore::SettleFront() {
 // --- timers ---
 
 void DeliveryCore::Update(uint64_t nowUs) {
+  if (!recentlyLost_.empty()) ForgetOldLosses(nowUs);  // idle: no ACK comes to do it
   if (lossTimeUs_ != 0 && nowUs >= lossTimeUs_) {
     DetectLosses(nowUs);
   } else if (ackElicitingInFlight_ > 0 && nowUs >= ProbeTimeoutStartUs() + ProbeTimeoutUs()) {

@@ -524,30 +524,33 @@ describe('a spurious probe, then an outage', () => {
 })
 
 describe('memory', () => {
-  it('an idle connection holds no queue slots and four packet records, and is back there after a transfer', () => {
+  it('an idle connection holds no queue slots, four packet records and no loss records, and is back there after a transfer', () => {
     const link = { latencyMs: 20, bandwidthBytesPerSec: 12.5e6, queueBytes: 256 * 1024, loss: 0.01 }
     const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 16 << 20 }, link, 4)
     pair.run(second)
     for (const side of ['a', 'b'] as const) {
       expect(pair.core(side).stats().queueSlots).toBe(0)
       expect(pair.core(side).stats().sentRecords).toBe(4)
+      expect(pair.core(side).stats().lostRecords).toBe(0) // 128 reserved per connection (2 KiB) before
     }
     for (let i = 0; i < 3000; i++) pair.send('a', 0, numberedMessage(i, 1000))
     // In flight the send queue and the records grow; once all is acknowledged they are given back (the
     // records never were before).
-    let most = { queueSlots: 0, sentRecords: 0 }
+    let most = { queueSlots: 0, sentRecords: 0, lostRecords: 0 }
     const end = pair.now + 30 * second
     while (pair.now < end && !(pair.received.b.length === 3000 && pair.a.stats().queuedMessages === 0)) {
       pair.run(pair.now + 10 * ms)
-      const { queueSlots, sentRecords } = pair.a.stats()
-      most = { queueSlots: Math.max(most.queueSlots, queueSlots), sentRecords: Math.max(most.sentRecords, sentRecords) }
+      const { queueSlots, sentRecords, lostRecords } = pair.a.stats()
+      most = { queueSlots: Math.max(most.queueSlots, queueSlots), sentRecords: Math.max(most.sentRecords, sentRecords), lostRecords: Math.max(most.lostRecords, lostRecords) }
     }
     expect(most.queueSlots).toBeGreaterThan(1024)
     expect(most.sentRecords).toBeGreaterThan(256)
+    expect(most.lostRecords).toBeGreaterThan(0) // 1 % loss
     expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 3000 }, (_, i) => i))
     pair.run(pair.now + second) // the next pings find nothing outstanding
     expect(pair.a.stats().queueSlots).toBe(0)
     expect(pair.a.stats().sentRecords).toBe(4)
+    expect(pair.a.stats().lostRecords).toBe(0) // the losses, real ones among them, forgotten
     // The receiver keeps its reorder ring for the losses when it is small (up to 1,024 slots).
     expect(pair.b.stats().queueSlots).toBeLessThanOrEqual(1024)
   })

@@ -31,7 +31,7 @@ type StatName =
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs'
-  | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'reassemblyMade'
+  | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
