@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { createDatagramSocket } from '../src/index.ts'
-import { closeAll, counterPayload, once, record, threadCount, waitFor, socketsClosedAfterEach } from './helpers.ts'
+import { closeAll, counterPayload, once, record, engineThreadCount, waitFor, socketsClosedAfterEach } from './helpers.ts'
 
 const socket = socketsClosedAfterEach()
 
@@ -91,7 +91,7 @@ describe('back-pressure', () => {
 
 describe('close', () => {
   it('closes cleanly while traffic flows in both directions', async () => {
-    const before = threadCount()
+    const before = engineThreadCount()
     const a = createDatagramSocket({ engine: 'dedicated', recvBufferSize: 1 << 20 })
     const b = createDatagramSocket({ engine: 'dedicated' })
     const { port: aPort } = await a.bind(0, '127.0.0.1')
@@ -118,7 +118,7 @@ describe('close', () => {
     expect(a.stats().packetsIn).toBe(afterClose) // nothing is read after close
     sending = false
     await b.close()
-    await waitFor(() => threadCount() <= before, 2000, 'both engine threads to end')
+    await waitFor(() => engineThreadCount() <= before, 2000, 'both engine threads to end')
   })
 
   it('sends what was queued before close(), then closes', async () => {
@@ -152,14 +152,14 @@ describe('close', () => {
   })
 
   it('opening and closing many sockets leaves no thread behind', async () => {
-    const before = threadCount()
+    const before = engineThreadCount()
     for (let round = 0; round < 5; round++) {
       const sockets = Array.from({ length: 20 }, (_, i) => createDatagramSocket({ engine: i % 2 === 0 ? 'shared' : 'dedicated' }))
       const ports = await Promise.all(sockets.map(async (s) => (await s.bind(0, '127.0.0.1')).port))
       for (const s of sockets) for (const p of ports.slice(0, 4)) s.send('x', p, '127.0.0.1')
       await closeAll(...sockets)
     }
-    await waitFor(() => threadCount() <= before, 2000, 'engine threads to end')
+    await waitFor(() => engineThreadCount() <= before, 2000, 'engine threads to end')
   })
 
   it('an unref()ed socket does not keep the process alive', async () => {

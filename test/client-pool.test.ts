@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { ClientPool, Server, connectTokenFromBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
-import { threadCount, waitFor } from './helpers.ts'
+import { engineThreadCount, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(8)
 
@@ -63,16 +63,16 @@ describe('ClientPool edges', () => {
   it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
     const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 32, disconnectIntervalMs: 2 })
     const { port } = await server.listen()
-    const before = threadCount()
+    const before = engineThreadCount()
     const pool = new ClientPool({ engine: 'dedicated', disconnectIntervalMs: 2 })
     expect(await pool.connect(await tokens(port, 20), { concurrency: 5 })).toMatchObject({ connected: 20 })
-    expect(threadCount() - before).toBe(1)
+    expect(engineThreadCount() - before).toBe(1)
     await pool.close()
-    await waitFor(() => threadCount() === before, 5000, 'the pool engine to stop')
+    await waitFor(() => engineThreadCount() === before, 5000, 'the pool engine to stop')
     // Its engine stopped with its last socket: the next clients get a new one, again one for all.
     const again = new ClientPool({ engine: 'dedicated', disconnectIntervalMs: 2 })
     expect(await again.connect(await tokens(port, 4, 100))).toMatchObject({ connected: 4 })
-    expect(threadCount() - before).toBe(1)
+    expect(engineThreadCount() - before).toBe(1)
     await again.close()
     await server.close()
   })

@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { afterEach } from 'vitest'
 import { type Datagram, type DatagramSocket, createDatagramSocket } from '../src/index.ts'
 
@@ -54,8 +54,17 @@ export async function closeAll(...sockets: DatagramSocket[]): Promise<void> {
   await Promise.all(sockets.map((s) => s.close()))
 }
 
-export function threadCount(): number {
-  return Number(/Threads:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))?.[1])
+/** The engine I/O threads of this process (named volley-io). Other threads (V8's, libuv's) come and go. */
+export function engineThreadCount(): number {
+  let count = 0
+  for (const task of readdirSync('/proc/self/task')) {
+    try {
+      if (readFileSync(`/proc/self/task/${task}/comm`, 'utf8').trim() === 'volley-io') count++
+    } catch {
+      // the thread ended while we looked
+    }
+  }
+  return count
 }
 
 export { once }
