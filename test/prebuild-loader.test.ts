@@ -49,23 +49,26 @@ describe('prebuild', () => {
     expect(got).toBe('through the prebuild')
   })
 
-  it('missing, with no local build either: a socket that binds or sends gets ERR_ADDON_NOT_FOUND, saying how to build one', () => {
+  it('missing, with no local build either: binding, sending, listening and connecting get ERR_ADDON_NOT_FOUND, saying how to build one; tokens are still made', () => {
     const dir = mkdtempSync(join(tmpdir(), 'volley-no-addon-'))
     temporary.push(dir)
     for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
     const script = `
-      import { Server, createDatagramSocket } from './src/index.ts'
+      import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
       const failure = (error) => ({ code: error.code, message: error.message })
       const bind = await createDatagramSocket().bind(0, '127.0.0.1').then(() => 'bound', failure)
       let send = 'sent'
       try { createDatagramSocket().send('x', 9, '127.0.0.1') } catch (error) { send = failure(error) }
       const listen = await new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0' }).listen().then(() => 'listening', failure)
-      console.log(JSON.stringify({ bind, send, listen }))
+      const token = await generateConnectToken({ protocolId: 1n, privateKey: await generateKey(), clientId: 1n,
+        serverAddresses: ['127.0.0.1:9'], expireSeconds: 30, timeoutSeconds: 5 })
+      const connect = await new Client().connect(token).then(() => 'connected', failure)
+      console.log(JSON.stringify({ bind, send, listen, connect, tokenBytes: token.byteLength }))
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
     const outcomes = JSON.parse(out) as Record<string, unknown>
     const notFound = { code: 'ERR_ADDON_NOT_FOUND', message: expect.stringMatching(/could not be loaded.*npm rebuild volley/s) }
-    expect(outcomes).toEqual({ bind: notFound, send: notFound, listen: notFound })
+    expect(outcomes).toEqual({ bind: notFound, send: notFound, listen: notFound, connect: notFound, tokenBytes: 2048 })
   })
 })
