@@ -84,7 +84,7 @@ describe('back-pressure', () => {
     }
     sender.on('drain', pump)
     pump()
-    await waitFor(() => received === total, 15_000, `${total} datagrams (got ${received})`)
+    await waitFor(() => received === total, 15_000, () => `${total} datagrams (got ${received})`)
     expect(inOrder).toBe(true)
   })
 })

@@ -133,7 +133,7 @@ describe('batching', () => {
     let accepted = 0
     for (let i = 0; i < total; i++) if (sender.send(counterPayload(i), port, '127.0.0.1')) accepted++
     expect(accepted).toBe(total)
-    await waitFor(() => got.payloads.length === total, 10_000, `${total} datagrams (got ${got.payloads.length})`)
+    await waitFor(() => got.payloads.length === total, 10_000, () => `${total} datagrams (got ${got.payloads.length})`)
     expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: total }, (_, i) => i))
     expect(Math.max(...got.batches)).toBeLessThanOrEqual(64)
     expect(got.batches.length).toBeLessThan(total / 4) // batched, not one event per datagram
@@ -175,7 +175,7 @@ describe('batching', () => {
       // busy
     }
     expect(sender.stats().packetsOut).toBe(total)
-    await waitFor(() => got.payloads.length === total, 10_000, `${total} datagrams (got ${got.payloads.length})`)
+    await waitFor(() => got.payloads.length === total, 10_000, () => `${total} datagrams (got ${got.payloads.length})`)
     expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: total }, (_, i) => i))
     expect(receiver.stats().drops.receiveBufferFull).toBe(0)
   })

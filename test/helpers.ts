@@ -16,11 +16,14 @@ export function socketsClosedAfterEach(): typeof createDatagramSocket {
   }
 }
 
-/** Resolves when predicate() holds, polling each turn; rejects after timeoutMs with what was seen. */
-export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what = 'condition'): Promise<void> {
+/**
+ * Resolves when predicate() holds, polling each turn; rejects after timeoutMs with what was seen. `what` may
+ * be a function, read at the timeout: a count in it is then the count reached, not the one at the call.
+ */
+export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what: string | (() => string) = 'condition'): Promise<void> {
   const deadline = Date.now() + timeoutMs
   while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`)
     await new Promise((resolve) => setTimeout(resolve, 2))
   }
 }
