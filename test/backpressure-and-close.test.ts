@@ -61,30 +61,42 @@ describe('back-pressure', () => {
     let received = 0
     let expected = 0
     let inOrder = true
+    const total = 2000
+    const payload = Buffer.alloc(8000)
+    // UDP has no flow control: what the receiver has not read waits in its kernel buffer, and past it is
+    // dropped (and counted). So that the receiver is never the bottleneck, the writer keeps at most `window`
+    // datagrams ahead of what the receiver's handler has had: 1 MB, less than its engine's receive slabs
+    // hold (2 MiB) and a quarter of its kernel buffer (8 MiB, ~500 datagrams of 8000 bytes at ~16 KiB of
+    // kernel memory each on loopback). Paced by a clock instead (200 every 5 ms), it lost datagrams on a
+    // loaded machine: the timer kept queueing while the I/O thread waited for a core, and the receiver
+    // then had 544 unread. Refusal and 'drain' themselves are the test above (a 1 MB window does not fill
+    // the 8 MiB queue); this writer still stops at a refusal until 'drain'.
+    const window = 128
+    let next = 0
+    let waitingForDrain = false
+    const pump = (): void => {
+      while (next < total && next - received < window) {
+        payload.writeUInt32BE(next, 0)
+        if (!sender.send(payload, port, '127.0.0.1')) {
+          waitingForDrain = true // nothing more until 'drain'
+          return
+        }
+        next++
+      }
+    }
     receiver.on('messages', (batch) => {
       for (const m of batch) {
         if (new DataView(m.data.buffer, m.data.byteOffset).getUint32(0) !== expected++) inOrder = false
         received++
       }
+      if (!waitingForDrain) pump()
     })
-    const total = 2000
-    const payload = Buffer.alloc(8000)
-    let next = 0
-    const pump = (): void => {
-      while (next < total) {
-        payload.writeUInt32BE(next, 0)
-        if (!sender.send(payload, port, '127.0.0.1')) return
-        next++
-        // Pace the writer so the receiver's kernel buffer is not the bottleneck of this test.
-        if (next % 200 === 0) {
-          setTimeout(pump, 5)
-          return
-        }
-      }
-    }
-    sender.on('drain', pump)
+    sender.on('drain', () => {
+      waitingForDrain = false
+      pump()
+    })
     pump()
-    await waitFor(() => received === total, 15_000, () => `${total} datagrams (got ${received})`)
+    await waitFor(() => received === total, 15_000, () => `${total} datagrams (got ${received}, ${receiver.stats().drops.receiveBufferFull} dropped)`)
     expect(inOrder).toBe(true)
   })
 })
