@@ -6,6 +6,7 @@
 #pragma once
 
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -144,6 +145,8 @@ class Engine {
   void ReceiveRound();
   // After a turn that read datagrams densely, waits (for commands only) so the next batch is fuller.
   void Coalesce();
+  // Marks the sockets epoll reported readable (listed in readable_); true when the wake eventfd was among them.
+  bool TakeReadyEvents(const epoll_event* ready, int count);
   bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
   bool CopyScratchToSlabs();              // false when starved
   bool AcquireSlabSpace(size_t bytes);
