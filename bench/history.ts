@@ -1,0 +1,197 @@
+// The history of the benchmarks, from the result files themselves: one markdown table per benchmark, a row
+// per full run in bench/results (quick runs are left out), newest first. The figures are the ratios each run
+// measured side by side, so runs hours apart compare; absolute times do not (this machine moves them by
+// 20–40 %). `--write FILE` replaces the part of FILE between the history markers; without it, prints.
+//   npx tsx bench/history.ts [--write docs/performance.md]
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { idlePeerRss } from './lib/connections-render.ts'
+import { benchDir } from './lib/runner.ts'
+
+const resultsDir = join(benchDir, 'results')
+const begin = '<!-- history:begin (npx tsx bench/history.ts --write docs/performance.md) -->'
+const end = '<!-- history:end -->'
+
+type Json = Record<string, unknown>
+
+/** A value at a path of keys and indexes, or undefined when any step is missing. */
+function at(value: unknown, ...path: (string | number)[]): unknown {
+  let current = value
+  for (const key of path) {
+    if (current === null || typeof current !== 'object') return undefined
+    current = (current as Record<string | number, unknown>)[key]
+  }
+  return current
+}
+
+function num(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? value : undefined
+}
+
+const fixed = (digits: number, suffix = '') => (value: number | undefined): string => (value === undefined ? '–' : `${value.toFixed(digits)}${suffix}`)
+const times = fixed(2, '×')
+const us = fixed(1, ' µs')
+
+function signedUs(value: number | undefined): string {
+  return value === undefined ? '–' : `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(0)} µs`
+}
+
+function thousands(value: number | undefined): string {
+  return value === undefined ? '–' : Math.round(value).toLocaleString('en-US')
+}
+
+interface Run {
+  file: string
+  stamp: string
+  record: Json
+}
+
+/** Full runs of one benchmark, newest first (the file name's stamp sorts as its time). */
+function runs(kind: string): Run[] {
+  const pattern = new RegExp(`^${kind}-(\\d{4}-\\d{2}-\\d{2}T\\d{4})(-gso)?\\.json$`)
+  const found: Run[] = []
+  for (const file of readdirSync(resultsDir)) {
+    const match = pattern.exec(file)
+    if (match === null) continue
+    const record = JSON.parse(readFileSync(join(resultsDir, file), 'utf8')) as Json
+    if (record.quick === true) continue
+    found.push({ file, stamp: `${match[1]}${match[2] ?? ''}`, record })
+  }
+  return found.sort((a, b) => (a.stamp < b.stamp ? 1 : -1))
+}
+
+function link(run: Run): string {
+  return `[${run.stamp}](../bench/results/${run.file})`
+}
+
+function table(header: string[], rows: string[][]): string {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
+  for (const row of rows) lines.push(`| ${row.join(' | ')} |`)
+  return lines.join('\n')
+}
+
+/** A summary entry of a datagram run: receive (by receiver and size) or send (by sender). */
+function entry(run: Run, list: 'receive' | 'send', who: string, size: number): Json | undefined {
+  const entries = at(run.record, 'summary', list)
+  if (!Array.isArray(entries)) return undefined
+  return entries.find((e: Json) => (e.receiver ?? e.sender) === who && e.size === size) as Json | undefined
+}
+
+function datagramTable(): string {
+  const rows = runs('datagram').map((run) => {
+    const ratio = (size: number, field: string, over: string): number | undefined => {
+      const a = num(entry(run, 'receive', 'volley', size)?.[field])
+      const b = num(entry(run, 'receive', over, size)?.[field])
+      return a !== undefined && b !== undefined && b > 0 ? a / b : undefined
+    }
+    const send = (field: string): number | undefined => {
+      const a = num(entry(run, 'send', 'volley', 64)?.[field])
+      const b = num(entry(run, 'send', 'dgram', 64)?.[field])
+      return a !== undefined && b !== undefined && b > 0 ? a / b : undefined
+    }
+    return [
+      link(run),
+      us(num(entry(run, 'receive', 'volley', 64)?.cpuPerPacketUs)),
+      times(ratio(64, 'cpuPerPacketUs', 'dgram')),
+      times(ratio(1200, 'cpuPerPacketUs', 'dgram')),
+      times(ratio(64, 'rate', 'c-recvmmsg')),
+      times(send('rate')),
+      times(send('cpuPerPacketUs')),
+    ]
+  })
+  return table(
+    ['run', 'volley CPU per 64 B datagram', 'CPU ÷ node:dgram, 64 B', '1200 B', 'rate ÷ C recvmmsg loop, 64 B', 'send rate ÷ node:dgram', 'send CPU ÷ node:dgram'],
+    rows,
+  )
+}
+
+/** The server's RSS per idle peer, and its upper bound where the RSS moved within its noise. */
+function idleRss(run: Run): string {
+  const memory = at(run.record, 'hold', 'memory') as Parameters<typeof idlePeerRss>[0] | undefined
+  const peers = num(at(run.record, 'hold', 'peersEnd'))
+  if (memory === undefined || peers === undefined || num(memory.rssPerPeerEnd) === undefined) return '–'
+  const rss = idlePeerRss(memory, peers)
+  return rss.atMost === null ? `${thousands(rss.perPeer)} B` : `${thousands(rss.perPeer)} B (≤ ${thousands(rss.atMost)} B)`
+}
+
+function connectionsTable(): string {
+  const rows = runs('connections').map((run) => {
+    const round = (name: string): number | undefined => {
+      const rounds = at(run.record, 'handshakes', 'rounds')
+      if (!Array.isArray(rounds)) return undefined
+      return num(at(rounds.find((r: Json) => r.round === name), 'server', 'cpuPerHandshakeUs'))
+    }
+    const targets = at(run.record, 'summary', 'targets')
+    const target = (prefix: string): number | undefined =>
+      Array.isArray(targets) ? num((targets.find((t: Json) => String(t.what).startsWith(prefix)) as Json | undefined)?.value) : undefined
+    const cold = round('cold')
+    const warm = round('warm')
+    return [
+      link(run),
+      cold === undefined && warm === undefined ? '–' : `${us(cold)} / ${us(warm)}`,
+      idleRss(run),
+      target('connections timed out') === undefined ? '–' : String(target('connections timed out')),
+      times(num(at(run.record, 'summary', 'payloadRatio'))),
+      times(num(at(run.record, 'summary', 'payloadRatioNet'))),
+      times(num(at(run.record, 'summary', 'floorRatio'))),
+    ]
+  })
+  return table(
+    ['run', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of keep-alives', 'floor ÷ node:dgram'],
+    rows,
+  )
+}
+
+function deliveryTable(): string {
+  const rows = runs('delivery').map((run) => {
+    const volley = num(at(run.record, 'summary', 'bulk', 'volleyMbps'))
+    const udx = num(at(run.record, 'summary', 'bulk', 'udxMbps'))
+    const p99 = num(at(run.record, 'summary', 'ping', 'volleyP99Us'))
+    const dgramP99 = num(at(run.record, 'summary', 'ping', 'dgramP99Us'))
+    const p50 = num(at(run.record, 'summary', 'ping', 'volleyP50Us'))
+    const dgramP50 = num(at(run.record, 'summary', 'ping', 'dgramP50Us'))
+    return [
+      link(run),
+      volley === undefined ? '–' : `${thousands(volley)} Mbit/s`,
+      times(volley !== undefined && udx !== undefined && udx > 0 ? volley / udx : undefined),
+      thousands(num(at(run.record, 'summary', 'messagesPerSecond'))),
+      p50 === undefined ? '–' : `${p50.toFixed(0)} / ${p99?.toFixed(0) ?? '–'} µs`,
+      dgramP50 === undefined ? '–' : `${dgramP50.toFixed(0)} / ${dgramP99?.toFixed(0) ?? '–'} µs`,
+      signedUs(p99 !== undefined && dgramP99 !== undefined ? p99 - dgramP99 : undefined),
+    ]
+  })
+  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)'], rows)
+}
+
+export function history(): string {
+  return [
+    begin,
+    '',
+    '### Datagrams (`npm run bench`; `-gso`: the saturating run)',
+    '',
+    datagramTable(),
+    '',
+    '### Connections (`npm run bench:connections`; a dash: the run skipped that phase)',
+    '',
+    connectionsTable(),
+    '',
+    '### Delivery (`npm run bench:delivery`)',
+    '',
+    deliveryTable(),
+    '',
+    end,
+  ].join('\n')
+}
+
+const { values } = parseArgs({ options: { write: { type: 'string' } } })
+if (values.write === undefined) {
+  console.log(history())
+} else {
+  const text = readFileSync(values.write, 'utf8')
+  const from = text.indexOf(begin)
+  const to = text.indexOf(end)
+  if (from < 0 || to < from) throw new Error(`${values.write} has no history markers (${begin} ... ${end})`)
+  writeFileSync(values.write, text.slice(0, from) + history() + text.slice(to + end.length))
+  console.log(`history written to ${values.write}`)
+}
