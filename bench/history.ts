@@ -7,7 +7,9 @@ import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { idlePeerRss } from './lib/connections-render.ts'
+import { table, times } from './lib/format.ts'
 import { benchDir } from './lib/runner.ts'
+import { ratio } from './lib/statistics.ts'
 
 const resultsDir = join(benchDir, 'results')
 const begin = '<!-- history:begin (npx tsx bench/history.ts --write docs/performance.md) -->'
@@ -29,9 +31,9 @@ function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined
 }
 
-const fixed = (digits: number, suffix = '') => (value: number | undefined): string => (value === undefined ? '–' : `${value.toFixed(digits)}${suffix}`)
-const times = fixed(2, '×')
-const us = fixed(1, ' µs')
+function us(value: number | undefined): string {
+  return value === undefined ? '–' : `${value.toFixed(1)} µs`
+}
 
 function signedUs(value: number | undefined): string {
   return value === undefined ? '–' : `${value >= 0 ? '+' : '−'}${Math.abs(value).toFixed(0)} µs`
@@ -65,12 +67,6 @@ function link(run: Run): string {
   return `[${run.stamp}](../bench/results/${run.file})`
 }
 
-function table(header: string[], rows: string[][]): string {
-  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`]
-  for (const row of rows) lines.push(`| ${row.join(' | ')} |`)
-  return lines.join('\n')
-}
-
 /** A summary entry of a datagram run: receive (by receiver and size) or send (by sender). */
 function entry(run: Run, list: 'receive' | 'send', who: string, size: number): Json | undefined {
   const entries = at(run.record, 'summary', list)
@@ -80,29 +76,23 @@ function entry(run: Run, list: 'receive' | 'send', who: string, size: number): J
 
 function datagramTable(): string {
   const rows = runs('datagram').map((run) => {
-    const ratio = (size: number, field: string, over: string): number | undefined => {
-      const a = num(entry(run, 'receive', 'volley', size)?.[field])
-      const b = num(entry(run, 'receive', over, size)?.[field])
-      return a !== undefined && b !== undefined && b > 0 ? a / b : undefined
-    }
-    const send = (field: string): number | undefined => {
-      const a = num(entry(run, 'send', 'volley', 64)?.[field])
-      const b = num(entry(run, 'send', 'dgram', 64)?.[field])
-      return a !== undefined && b !== undefined && b > 0 ? a / b : undefined
-    }
+    // volley's figure over another's, from the same run
+    const over = (list: 'receive' | 'send', size: number, field: string, other: string): number =>
+      ratio(num(entry(run, list, 'volley', size)?.[field]), num(entry(run, list, other, size)?.[field]))
     return [
       link(run),
       us(num(entry(run, 'receive', 'volley', 64)?.cpuPerPacketUs)),
-      times(ratio(64, 'cpuPerPacketUs', 'dgram')),
-      times(ratio(1200, 'cpuPerPacketUs', 'dgram')),
-      times(ratio(64, 'rate', 'c-recvmmsg')),
-      times(send('rate')),
-      times(send('cpuPerPacketUs')),
+      times(over('receive', 64, 'cpuPerPacketUs', 'dgram')),
+      times(over('receive', 1200, 'cpuPerPacketUs', 'dgram')),
+      times(over('receive', 64, 'rate', 'c-recvmmsg')),
+      times(over('send', 64, 'rate', 'dgram')),
+      times(over('send', 64, 'cpuPerPacketUs', 'dgram')),
     ]
   })
   return table(
     ['run', 'volley CPU per 64 B datagram', 'CPU ÷ node:dgram, 64 B', '1200 B', 'rate ÷ C recvmmsg loop, 64 B', 'send rate ÷ node:dgram', 'send CPU ÷ node:dgram'],
     rows,
+    'lrrrrrr',
   )
 }
 
@@ -132,14 +122,15 @@ function connectionsTable(): string {
       cold === undefined && warm === undefined ? '–' : `${us(cold)} / ${us(warm)}`,
       idleRss(run),
       target('connections timed out') === undefined ? '–' : String(target('connections timed out')),
-      times(num(at(run.record, 'summary', 'payloadRatio'))),
-      times(num(at(run.record, 'summary', 'payloadRatioNet'))),
-      times(num(at(run.record, 'summary', 'floorRatio'))),
+      times(num(at(run.record, 'summary', 'payloadRatio')) ?? Number.NaN),
+      times(num(at(run.record, 'summary', 'payloadRatioNet')) ?? Number.NaN),
+      times(num(at(run.record, 'summary', 'floorRatio')) ?? Number.NaN),
     ]
   })
   return table(
     ['run', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of keep-alives', 'floor ÷ node:dgram'],
     rows,
+    'lrrrrrr',
   )
 }
 
@@ -154,14 +145,14 @@ function deliveryTable(): string {
     return [
       link(run),
       volley === undefined ? '–' : `${thousands(volley)} Mbit/s`,
-      times(volley !== undefined && udx !== undefined && udx > 0 ? volley / udx : undefined),
+      times(ratio(volley, udx)),
       thousands(num(at(run.record, 'summary', 'messagesPerSecond'))),
       p50 === undefined ? '–' : `${p50.toFixed(0)} / ${p99?.toFixed(0) ?? '–'} µs`,
       dgramP50 === undefined ? '–' : `${dgramP50.toFixed(0)} / ${dgramP99?.toFixed(0) ?? '–'} µs`,
       signedUs(p99 !== undefined && dgramP99 !== undefined ? p99 - dgramP99 : undefined),
     ]
   })
-  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)'], rows)
+  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)'], rows, 'lrrrrrr')
 }
 
 export function history(): string {
