@@ -63,8 +63,12 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
           return;
         }
         const Napi::Array channels = options.Get("channels").As<Napi::Array>();
+        if (channels.Length() < 1 || channels.Length() > 255) {
+          Throw(env, "options.channels must hold 1 to 255 channels");
+          return;
+        }
         config.channels.clear();
-        for (uint32_t i = 0; i < channels.Length() && i < 256; ++i) {
+        for (uint32_t i = 0; i < channels.Length(); ++i) {
           const std::string mode = channels.Get(i).IsString() ? channels.Get(i).As<Napi::String>().Utf8Value() : "";
           if (mode == "reliable") config.channels.push_back(ChannelMode::kReliable);
           else if (mode == "unreliable") config.channels.push_back(ChannelMode::kUnreliable);
@@ -103,8 +107,11 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     if (!info[0].IsNumber() || !info[1].IsTypedArray() || !ReadTime(info[2], &now)) return Throw(env, "send(channel, data, nowUs)");
     const Napi::Uint8Array data = info[1].As<Napi::Uint8Array>();
     const double channel = info[0].As<Napi::Number>().DoubleValue();
-    const uint8_t index = channel >= 0 && channel < 256 ? static_cast<uint8_t>(channel) : 255;
-    switch (core_->Send(index, data.Data(), data.ByteLength(), now)) {
+    // Channels are 0 to 254: anything else (a fraction, NaN, 255 and above) names none.
+    if (!(channel >= 0 && channel < 255) || channel != static_cast<double>(static_cast<uint8_t>(channel))) {
+      return Napi::String::New(env, "no-channel");
+    }
+    switch (core_->Send(static_cast<uint8_t>(channel), data.Data(), data.ByteLength(), now)) {
       case SendResult::kQueued: return Napi::String::New(env, "queued");
       case SendResult::kQueueFull: return Napi::String::New(env, "queue-full");
       case SendResult::kTooLarge: return Napi::String::New(env, "too-large");

@@ -174,7 +174,6 @@ class DeliveryCore {
   struct InMessage {
     bool used = false;
     bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
-    bool beyondBound = false;  // a channel's next message, taken past the reassembly bound (StartInMessage)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     std::vector<uint8_t> data;
@@ -236,6 +235,9 @@ class DeliveryCore {
                       const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
   void DeliverReliable(ReceiveChannel& channel);
   void PassOver(ReceiveChannel& channel, uint64_t sequence);  // an oversized reliable message
+  // Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would take the
+  // memory held past the reassembly bound.
+  bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
@@ -303,7 +305,6 @@ class DeliveryCore {
   uint64_t ackDeadlineUs_ = 0;
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
-  bool headBeyondBound_ = false;  // one channel's next message is held past the bound
   // What unreliable and sequenced messages may still start (bytes): a message started takes its length,
   // each byte of their data received gives two back, up to the reassembly bound. A message's buffer is
   // made whole at its first fragment; a peer whose messages are never completed (each evicted or passed

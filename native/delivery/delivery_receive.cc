@@ -172,15 +172,17 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
 bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,
                                   bool headOfLine) {
   // The message a reliable channel delivers next is taken past the bound (it is at most maxMessageBytes):
-  // were it refused while later messages fill the bound, neither could ever be delivered. One at a time,
-  // whatever the number of channels: it completes (its fragments need no room), then another may start.
+  // were it refused while later messages fill the bound, neither could ever be delivered. Only while
+  // nothing else is past it, so that memory stays within bound + maxMessageBytes; and the permission is
+  // not held until that message completes: once what is held is back within the bound (another channel's
+  // message delivered), the next channel's may go past. Held, two reliable channels stalled each other for
+  // good: one's next message refused, its resends taking every packet at the minimum window, the other's
+  // fragments never sent.
   if (reassemblyUsed_ + length > reassemblyLimit_) {
-    if (!headOfLine || headBeyondBound_) {
+    if (!headOfLine || reassemblyUsed_ > reassemblyLimit_) {
       ++stats_.overBudget;
       return false;
     }
-    headBeyondBound_ = true;
-    slot.beyondBound = true;
   }
   slot.used = true;
   slot.sequence = sequence;
@@ -196,10 +198,6 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.data.size();
-  if (slot.beyondBound) {
-    slot.beyondBound = false;
-    headBeyondBound_ = false;
-  }
   slot.used = false;
   slot.passedOver = false;
   if (slot.data.capacity() > kKeptBufferBytes) {
@@ -243,10 +241,27 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
   }
 }
 
+bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
+  if (offset < channel.pending.size()) return true;
+  // The queue's slots (each an InMessage, kept until the queue drains) count against the bound with the
+  // messages: else a peer that holds back the message a channel delivers next could grow its queue to the
+  // window with frames of a few bytes, 80 kB a channel at the default window and megabytes at larger ones,
+  // none of it in reassemblyUsed_. The slot for the next message itself is always made (a queue of 4).
+  const size_t grown = channel.pending.CapacityFor(static_cast<size_t>(offset) + 1);
+  if (offset > 0 && grown > channel.pending.capacity()) {
+    size_t slots = grown - channel.pending.capacity();
+    for (const ReceiveChannel& each : receiveChannels_) slots += each.pending.capacity();
+    if (reassemblyUsed_ + slots * sizeof(InMessage) > reassemblyLimit_) {
+      ++stats_.overBudget;
+      return false;
+    }
+  }
+  channel.pending.resize(static_cast<size_t>(offset) + 1);
+  return true;
+}
+
 void DeliveryCore::PassOver(ReceiveChannel& channel, uint64_t sequence) {
-  const uint64_t offset = sequence - channel.nextDeliver;
-  if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
-  InMessage& slot = channel.pending[offset];
+  InMessage& slot = channel.pending[sequence - channel.nextDeliver];  // its slot made by MakeRoomInQueue
   if (slot.used && slot.passedOver) {
     ++stats_.duplicateMessages;  // another fragment of it
     return;
@@ -283,6 +298,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return false;
     }
     if (oversized) {
+      if (!MakeRoomInQueue(channel, sequence - channel.nextDeliver)) {
+        *refused = true;
+        return false;
+      }
       PassOver(channel, sequence);
       return true;
     }
@@ -300,7 +319,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return true;
     }
     const uint64_t offset = sequence - channel.nextDeliver;
-    if (channel.pending.size() <= offset) channel.pending.resize(offset + 1);
+    if (!MakeRoomInQueue(channel, offset)) {
+      *refused = true;
+      return false;
+    }
     InMessage& slot = channel.pending[offset];
     if (slot.used && slot.passedOver) {  // passed over (oversized): nothing of it is kept, not even its flags
       ++stats_.duplicateMessages;

@@ -16,6 +16,12 @@ class Ring {
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   size_t capacity() const { return slots_.size(); }
+  // The capacity resize(count) leaves.
+  size_t CapacityFor(size_t count) const {
+    size_t capacity = slots_.size();
+    while (capacity < count) capacity = capacity == 0 ? 4 : capacity * 2;
+    return capacity;
+  }
   T& operator[](size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
   const T& operator[](size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
   T& front() { return slots_[head_]; }

@@ -69,6 +69,26 @@ describe('reassembly bound under loss', () => {
   })
 })
 
+describe('reassembly bound with two reliable channels', () => {
+  it("neither channel's next message waits for good on the other's", () => {
+    // Two 60 kB messages a channel against a bound of 100 kB: each channel's next message needs to go past
+    // the bound while the other's is held. That permission was held until the message completed; when the
+    // other channel's next message was then refused, its resends took every packet at the minimum window,
+    // the holder's fragments were never sent, and both channels stalled for good (these seeds, and about
+    // one in four others, found by review with a harness of its own).
+    for (const seed of [11, 12, 15, 23, 25]) {
+      const options = { channels: ['reliable' as const, 'reliable' as const], maxMessageBytes: 65_536, reassemblyBytes: 100_000, sendQueueBytes: 8 << 20 }
+      const pair = new SimulatedPair(options, { loss: 0.02, latencyMs: 5, jitterMs: 2 }, seed)
+      for (let i = 0; i < 2; i++) for (const channel of [0, 1]) pair.send('a', channel, numberedMessage(i, 60_000))
+      pair.run(pair.now + 120 * second, () => pair.received.b.length === 4)
+      for (const channel of [0, 1]) {
+        expect(pair.received.b.filter((m) => m.channel === channel).map((m) => readNumberedMessage(m.data)), `seed ${seed}, channel ${channel}`).toEqual([0, 1])
+      }
+      expect(pair.b.stats().overBudget).toBeGreaterThan(0) // the bound was reached
+    }
+  })
+})
+
 /** 200 messages of 64 KiB (13 MB) queued on a reliable channel over the link. */
 function transfer(link: LinkConditions, seed: number): { pair: SimulatedPair; count: number } {
   const count = 200
@@ -630,6 +650,23 @@ describe('hostile input', () => {
     }
     expect(core.stats().overBudget).toBeGreaterThan(0)
     expect(core.take().messages).toEqual([])
+  })
+
+  it("a peer that holds back a channel's next message cannot grow its queue of later ones past the bound", () => {
+    // One empty message far ahead on each channel, at the edge of a large window: each made a channel's
+    // out-of-order queue that far long (80 bytes a slot, none of it counted), 15 MB for one 20-byte packet
+    // with three channels at a window of 65,536.
+    const limit = 64 * 1024
+    const core = deliveryCore({ channels: ['reliable', 'reliable', 'reliable'], reliableWindow: 65_536, reassemblyBytes: limit })
+    core.receive(packet(varint(0), ...[0, 1, 2].map((channel) => [0x10, channel, ...varint(65_535), ...varint(0)])), 0)
+    expect(core.stats().queueSlots * 80).toBeLessThanOrEqual(limit)
+    expect(core.stats().overBudget).toBe(3)
+    // Refused, not acknowledged; the channels go on: their next messages are always taken.
+    core.receive(packet(varint(1), ...[0, 1, 2].map((channel) => [0x10, channel, ...varint(0), ...varint(1), channel])), 10)
+    expect(core.take().messages.map((m) => [m.channel, [...m.data]])).toEqual([[0, [0]], [1, [1]], [2, [2]]])
+    // Within the bound, messages ahead are held as before: a few hundred slots' worth.
+    core.receive(packet(varint(2), [0x10, 0, ...varint(300), ...varint(1), 7]), 20)
+    expect(core.stats().overBudget).toBe(3)
   })
 
   it('a packet refused for memory delivers its unreliable message once, even when it comes twice', () => {
