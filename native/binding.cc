@@ -498,21 +498,26 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // protocolStats(id, out: Float64Array(16)) -> boolean
+  // protocolStats(id, out: Float64Array(18)) -> boolean: the protocol's 16 counters, then what the kernel
+  // dropped of the socket's traffic (receive buffer full) and the sends it refused with an error.
   Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto found = stats_.find(U32Or(info[0], UINT32_MAX));
     if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
-    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kProtocolFieldCount) {
-      ThrowType(env, "protocolStats needs a Float64Array of at least 16 elements");
+    constexpr int kFields = SocketStats::kProtocolFieldCount + 2;
+    if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < kFields) {
+      ThrowType(env, "protocolStats needs a Float64Array of at least 18 elements");
       return env.Undefined();
     }
     // The array's own data pointer: out.ArrayBuffer().Data() is null (and throws) for a SharedArrayBuffer.
     double* target = out.As<Napi::Float64Array>().Data();
+    const SocketStats& stats = *found->second;
     for (int i = 0; i < SocketStats::kProtocolFieldCount; ++i) {
-      target[i] = found->second->protocol[i].load(std::memory_order_relaxed);
+      target[i] = stats.protocol[i].load(std::memory_order_relaxed);
     }
+    target[SocketStats::kProtocolFieldCount] = static_cast<double>(stats.kernelDrops.load(std::memory_order_relaxed));
+    target[SocketStats::kProtocolFieldCount + 1] = static_cast<double>(stats.sendErrors.load(std::memory_order_relaxed));
     return Napi::Boolean::New(env, true);
   }
 

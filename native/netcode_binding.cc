@@ -575,7 +575,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
                                          {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
-                                         {"tokenRefused", c.tokenRefused}, {"denied", c.denied}}));
+                                         {"tokenRefused", c.tokenRefused}, {"denied", c.denied},
+                                         {"handshakesFull", c.handshakesFull}}));
     return state;
   }
 

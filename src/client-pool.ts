@@ -3,7 +3,7 @@
 import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientState, useDedicatedEngine } from './client.ts'
 import { type Engine, dedicatedEngine } from './engine/engine.ts'
-import { VolleyError, VolleyTypeError, checkSignal, describe } from './errors.ts'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption } from './options.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
@@ -48,10 +48,11 @@ export class ClientPool {
 
   /**
    * Connects one client per token, at most `concurrency` handshakes at a time. Resolves when every attempt
-   * has ended; failures are counted (stats().failed), not thrown. close() ends the attempts in flight
-   * (counted as ERR_ABORTED) and starts no more.
+   * has ended; failures are counted (stats().failed), not thrown. options.signal aborting, or close(), ends
+   * the attempts in flight (counted as ERR_ABORTED) and starts no more: the tokens never tried are
+   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED.
    */
-  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; ms: number }> {
+  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     try {
       checkOptions('"options" argument', options, connectOptionNames)
       checkSignal(options.signal)
@@ -60,6 +61,7 @@ export class ClientPool {
       }
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
+      if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
       // One signal for this call's attempts (each listens to it): the caller's, or the pool closing.
       const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal])
       setMaxListeners(concurrency + 1, signal)
@@ -72,7 +74,7 @@ export class ClientPool {
     }
   }
 
-  async #connect(tokens: readonly (Uint8Array | string)[], concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; ms: number }> {
+  async #connect(tokens: readonly (Uint8Array | string)[], concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     const started = performance.now()
     let next = 0
     let connected = 0
@@ -99,7 +101,7 @@ export class ClientPool {
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, tokens.length) }, worker))
-    return { connected, failed, ms: performance.now() - started }
+    return { connected, failed, skipped: tokens.length - next, ms: performance.now() - started }
   }
 
   /** Sends data from every connected client; returns how many took it. */

@@ -4,9 +4,9 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
-import { PeerRecordKind, ProtocolControl, protocolStatsFields } from './engine/layout.ts'
+import { PeerRecordKind, ProtocolControl, ProtocolStat, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
-import { VolleyError, type VolleyErrorCode, abortedError, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
+import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord } from './peer-records.ts'
@@ -71,7 +71,21 @@ export interface ClientEvents {
 
 /** The connection's link statistics (the delivery layer's, with channels), and the netcode client's drops. */
 export interface ClientStats extends LinkStats {
-  drops: { malformed: number; replayed: number; decryptionFailed: number; unknownAddress: number }
+  /**
+   * Datagrams dropped, by cause: received ones refused by a check; receiveBufferFull, the ones the kernel
+   * dropped because the socket's receive buffer was full; sendBufferFull, the client's own that the kernel
+   * would not take (its send buffer was full).
+   */
+  drops: {
+    malformed: number
+    replayed: number
+    decryptionFailed: number
+    unknownAddress: number
+    receiveBufferFull: number
+    sendBufferFull: number
+  }
+  /** Datagrams the kernel refused to send with an error (an unreachable network, for one). */
+  errors: { send: number }
   clientIndex: number
   maxClients: number
 }
@@ -82,9 +96,15 @@ export class ConnectError extends VolleyError {
     message: string,
     /** The client state the attempt ended in. */
     readonly state: ClientState,
+    options?: ErrorOptions,
   ) {
-    super(code, message)
+    super(code, message, options)
   }
+}
+
+/** ERR_ABORTED (as errors.ts's abortedError, the signal's reason the cause) for a connect() that a signal or close() ended. */
+function connectAborted(message: string, signal: AbortSignal | undefined): ConnectError {
+  return new ConnectError('ERR_ABORTED', message, 'disconnected', { cause: signal?.reason })
 }
 
 const clientOptionNames: ReadonlySet<string> = new Set([
@@ -196,7 +216,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.#pending !== undefined || this.#reopening !== undefined || this.#state === 'connected') {
       return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
     }
-    if (signal?.aborted === true) return Promise.reject(abortedError('The connection attempt was aborted', signal))
+    if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
     const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)
     if ((this.#open && ipv6 && !this.#ipv6) || this.#afterReopen !== undefined) {
       // This socket is IPv4 (its first token listed IPv4 servers only) and cannot reach this token's
@@ -205,7 +225,7 @@ export class Client extends EventEmitter<ClientEvents> {
       // once, as they end an attempt under way: the old socket may take a second to send its disconnects.
       return new Promise<void>((resolve, reject) => {
         const onAbort = (): void => {
-          if (this.#reopening === entry) this.#abandonReopen(abortedError('The connection attempt was aborted', signal))
+          if (this.#reopening === entry) this.#abandonReopen(connectAborted('The connection attempt was aborted', signal))
         }
         const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal).then(resolve, reject), reject)
         this.#reopening = entry
@@ -275,7 +295,7 @@ export class Client extends EventEmitter<ClientEvents> {
       const onAbort = (): void => {
         if (this.#pending !== entry) return
         ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
-        this.#abandonAttempt(entry, abortedError('The connection attempt was aborted', signal))
+        this.#abandonAttempt(entry, connectAborted('The connection attempt was aborted', signal))
       }
       const entry: PendingConnect = settleUnlistening(signal, onAbort, resolve, reject)
       this.#pending = entry
@@ -348,7 +368,15 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
       ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#state === 'connected' ? this.#queue.outstanding() : ended),
-      drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]! },
+      drops: {
+        malformed: c[4]!,
+        replayed: c[5]!,
+        decryptionFailed: c[6]!,
+        unknownAddress: c[7]!,
+        receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,
+        sendBufferFull: c[10]!,
+      },
+      errors: { send: c[ProtocolStat.sendErrors]! },
       clientIndex: c[8]!,
       maxClients: c[9]!,
     }
@@ -385,8 +413,8 @@ export class Client extends EventEmitter<ClientEvents> {
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
       if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
     }
-    if (pending !== undefined) this.#abandonAttempt(pending, abortedError('The client was closed while connecting', undefined))
-    if (this.#reopening !== undefined) this.#abandonReopen(abortedError('The client was closed while connecting', undefined))
+    if (pending !== undefined) this.#abandonAttempt(pending, connectAborted('The client was closed while connecting', undefined))
+    if (this.#reopening !== undefined) this.#abandonReopen(connectAborted('The client was closed while connecting', undefined))
     this.#updateReference()
     return this.#closing
   }
@@ -472,7 +500,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const wasConnected = this.#state === 'connected'
     if (wasConnected) this.#state = 'disconnected'
     this.#drain.fail(() => this.#notConnectedError())
-    pending?.reject(abortedError('The client was closed while connecting', undefined))
+    pending?.reject(connectAborted('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()
     if (wasConnected) {

@@ -4,6 +4,7 @@
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
 import { AddressFormatter, ipFamily, parseIp } from './address.ts'
+import { loadAddon } from './engine/addon.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
 import { booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
@@ -186,6 +187,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
     }
+    if (literal !== '' && parseIp(this.#engine?.addon ?? loadAddon(), literal) === null) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
+    }
     return this.#open(port, literal)
   }
 
@@ -208,15 +212,16 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (typeof address !== 'string') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
     }
-    if (this.#state === 'unbound') this.#open(0, '') // as node:dgram does: bind to any address and port
-    const engine = this.#engine as Engine
-    const destination = parseIp(engine.addon, address)
+    const destination = parseIp(this.#engine?.addon ?? loadAddon(), address)
     if (destination === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address literal. Received '${address}'`)
     }
     if (destination.family === 6 && this.type === 'udp4') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `A udp4 socket cannot send to the IPv6 address '${address}'`)
     }
+    // Checked first: a send refused for its address binds nothing.
+    if (this.#state === 'unbound') this.#open(0, '') // as node:dgram does: bind to any address and port
+    const engine = this.#engine as Engine
     if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
       this.#accepted++
       return true

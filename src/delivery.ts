@@ -113,13 +113,16 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
   if (!Array.isArray(channels) || channels.length < 1 || channels.length > 255) {
     throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "channels" option must be an array of 1 to 255 { mode } objects. Received ${describe(channels)}`)
   }
-  const modes = channels.map((channel: unknown, index) => {
+  const modes: ChannelMode[] = []
+  // An indexed loop: map() would skip the holes of a sparse array.
+  for (let index = 0; index < channels.length; index++) {
+    const channel: unknown = channels[index]
     const mode = typeof channel === 'object' && channel !== null ? (channel as { mode?: unknown }).mode : undefined
     if (!MODES.includes(mode as ChannelMode)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `channels[${index}].mode must be 'reliable', 'unreliable' or 'sequenced'. Received ${describe(mode)}`)
     }
-    return mode as ChannelMode
-  })
+    modes.push(mode as ChannelMode)
+  }
   return {
     modes,
     maxMessageBytes: integerOption('maxMessageBytes', options.maxMessageBytes, 1 << 20, 1, 1 << 30),
@@ -156,6 +159,9 @@ export class SendQueue {
     // A misspelt option would otherwise send on channel 0 without a word.
     if (options !== undefined) checkOptions('"options" argument', options, sendOptionNames)
     const channel = options?.channel ?? 0
+    if (typeof channel !== 'number') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "channel" option must be of type number. Received ${describe(channel)}`)
+    }
     const count = this.settings?.modes.length ?? 1
     if (!Number.isInteger(channel) || channel < 0 || channel >= count) {
       throw new VolleyRangeError(

@@ -140,6 +140,8 @@ export function fromNativeError(error: unknown, detail?: { address?: string; por
 export function describe(value: unknown): string {
   if (value === null) return 'null'
   if (typeof value === 'string') return `type string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`
+  if (ArrayBuffer.isView(value)) return `an instance of ${value.constructor.name} of ${value.byteLength} bytes`
+  if (Array.isArray(value)) return `an array of ${value.length} items`
   if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
   if (typeof value === 'function') return 'a function'
   return `type ${typeof value} (${String(value)})`

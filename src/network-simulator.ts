@@ -2,8 +2,7 @@
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
 import { randomInt } from 'node:crypto'
-import { VolleyRangeError, describe } from './errors.ts'
-import { checkOptions } from './options.ts'
+import { checkOptions, integerOption, numberOption } from './options.ts'
 
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */
@@ -52,27 +51,22 @@ const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicat
 export function networkSimulatorFields(options: NetworkSimulatorOptions | undefined): { networkSimulator?: NativeNetworkSimulator } {
   if (options === undefined) return {}
   checkOptions('"networkSimulator" option', options, simulatorOptionNames)
-  const probability = (name: 'loss' | 'duplicate' | 'reorder'): number => ranged(name, options[name], 0, 1, false)
+  // Absent: 0 (no loss, no latency, no bandwidth limit, ...).
+  const number = (name: keyof NetworkSimulatorOptions, min: number, max: number): number => numberOption(`networkSimulator.${name}`, options[name], 0, min, max)
+  const integer = (name: keyof NetworkSimulatorOptions, min: number, max: number): number => integerOption(`networkSimulator.${name}`, options[name], 0, min, max)
+  const probability = (name: 'loss' | 'duplicate' | 'reorder'): number => number(name, 0, 1)
   return {
     networkSimulator: {
       loss: probability('loss'),
       duplicate: probability('duplicate'),
       reorder: probability('reorder'),
-      latencyUs: Math.round(ranged('latencyMs', options.latencyMs, 0, 60_000, false) * 1000),
-      jitterUs: Math.round(ranged('jitterMs', options.jitterMs, 0, 60_000, false) * 1000),
-      bandwidthBytesPerSec: ranged('bandwidthBytesPerSec', options.bandwidthBytesPerSec, 1, 1e12, true),
+      latencyUs: Math.round(number('latencyMs', 0, 60_000) * 1000),
+      jitterUs: Math.round(number('jitterMs', 0, 60_000) * 1000),
+      bandwidthBytesPerSec: integer('bandwidthBytesPerSec', 1, 1e12),
       // Absent: one drawn here, so that every seed given, 0 included, repeats its run.
-      seed: options.seed === undefined ? randomInt(2 ** 47) : ranged('seed', options.seed, 0, Number.MAX_SAFE_INTEGER, true),
-      clockOffsetUs: Math.round(ranged('clockOffsetMs', options.clockOffsetMs, 0, 86_400_000, false) * 1000),
-      clockDriftPpm: ranged('clockDriftPpm', options.clockDriftPpm, -1000, 1000, false),
+      seed: options.seed === undefined ? randomInt(2 ** 47) : integer('seed', 0, Number.MAX_SAFE_INTEGER),
+      clockOffsetUs: Math.round(number('clockOffsetMs', 0, 86_400_000) * 1000),
+      clockDriftPpm: number('clockDriftPpm', -1000, 1000),
     },
   }
-}
-
-function ranged(name: string, value: unknown, min: number, max: number, integer: boolean): number {
-  if (value === undefined) return 0
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `networkSimulator.${name} must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}. Received ${describe(value)}`)
-  }
-  return value
 }

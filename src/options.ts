@@ -2,6 +2,7 @@
 // (ERR_INVALID_ARG_TYPE for a value of the wrong type, ERR_OUT_OF_RANGE for a number out of its range,
 // ERR_INVALID_ARG_VALUE for a name no option has).
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
+import { maxUint64 } from './netcode/constants.ts'
 
 /** Throws for an options argument that is not an object, or that names an option not in `known`. */
 export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
@@ -26,6 +27,37 @@ export function integerOption(name: string, value: unknown, fallback: number, mi
   }
   if (!Number.isInteger(value) || value < min || value > max) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${value}`)
+  }
+  return value
+}
+
+/** A required integer from min to max. */
+export function requiredIntegerOption(name: string, value: unknown, min: number, max: number): number {
+  if (value === undefined) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option is required: an integer from ${min} to ${max}`)
+  }
+  return integerOption(name, value, 0, min, max)
+}
+
+/** A required 64-bit unsigned integer: a bigint, or a number that is a safe integer. */
+export function uint64Option(name: string, value: unknown): bigint {
+  let result: bigint
+  if (typeof value === 'bigint') result = value
+  else if (typeof value === 'number' && Number.isSafeInteger(value)) result = BigInt(value)
+  else throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a bigint (or a safe integer). Received ${describe(value)}`)
+  if (result < 0n || result > maxUint64) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must fit in 64 bits unsigned. Received ${result}`)
+  }
+  return result
+}
+
+/** A required Uint8Array of exactly `length` bytes (a key, a nonce). */
+export function bytesOption(name: string, value: unknown, length: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${describe(value)}`)
+  }
+  if (value.byteLength !== length) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${value.byteLength} bytes`)
   }
   return value
 }

@@ -3,9 +3,9 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, ProtocolStat, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
-import { type SocketSettings, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings } from './options.ts'
+import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -63,8 +63,25 @@ export interface ServerStats {
   connectedClients: number
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
-  /** Datagrams dropped (never answered), by cause. */
-  drops: { malformed: number; replayed: number; decryptionFailed: number; unknownAddress: number; tokenRefused: number }
+  /**
+   * Datagrams dropped, by cause: received ones refused by a check (never answered); handshakesFull, valid
+   * requests ignored because as many handshakes were in progress as the server holds (4 × maxClients, at
+   * least 1,024; the client resends); receiveBufferFull, the ones the kernel dropped because the socket's
+   * receive buffer was full (the server read too slowly); sendBufferFull, the server's own that the kernel
+   * would not take (its send buffer was full).
+   */
+  drops: {
+    malformed: number
+    replayed: number
+    decryptionFailed: number
+    unknownAddress: number
+    tokenRefused: number
+    handshakesFull: number
+    receiveBufferFull: number
+    sendBufferFull: number
+  }
+  /** Datagrams the kernel refused to send with an error (an unreachable network, for one). */
+  errors: { send: number }
   /** Valid requests answered with "denied": the server was full. */
   denied: number
   /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
@@ -120,7 +137,7 @@ export class UserDataCopies {
   }
 }
 
-export class Server extends EventEmitter<ServerEvents> implements PeerHost {
+export class Server extends EventEmitter<ServerEvents> {
   readonly #options: Required<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
@@ -141,6 +158,14 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, BandwidthWindow>()
+  /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
+  readonly #peerHost: PeerHost = {
+    sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
+    disconnectPeer: (peer) => this.#disconnectPeer(peer),
+    peerStats: (peer) => this.#peerStats(peer),
+    timeMs: () => monotonicUs() / 1000,
+    bufferedAmount: (peer) => this.#bufferedAmount(peer),
+  }
   readonly #userData = new UserDataCopies()
   /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
   readonly #slotEnds: Uint16Array
@@ -157,10 +182,8 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
   constructor(options: ServerOptions) {
     super()
     checkOptions('"options" argument', options, serverOptionNames)
-    this.#protocolId = toProtocolId(options.protocolId)
-    if (!(options.privateKey instanceof Uint8Array) || options.privateKey.byteLength !== 32) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "privateKey" option must be a Uint8Array of 32 bytes. Received ${describe(options.privateKey)}`)
-    }
+    this.#protocolId = uint64Option('protocolId', options.protocolId)
+    bytesOption('privateKey', options.privateKey, 32)
     // Port 0 binds any free port (and then stands for it in the public address too).
     const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
     const bound = serverAddressOption('address', options.address, anyPort)
@@ -286,7 +309,17 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
       connectedClients: this.#peers.size,
       packets: { in: c[0]!, out: c[2]! },
       bytes: { in: c[1]!, out: c[3]! },
-      drops: { malformed: c[4]!, replayed: c[5]!, decryptionFailed: c[6]!, unknownAddress: c[7]!, tokenRefused: c[8]! },
+      drops: {
+        malformed: c[4]!,
+        replayed: c[5]!,
+        decryptionFailed: c[6]!,
+        unknownAddress: c[7]!,
+        tokenRefused: c[8]!,
+        handshakesFull: c[12]!,
+        receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,
+        sendBufferFull: c[11]!,
+      },
+      errors: { send: c[ProtocolStat.sendErrors]! },
       denied: c[9]!,
       link: this.#linkTotals(),
     }
@@ -321,8 +354,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     return totals
   }
 
-  /** @internal */
-  sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean {
+  #sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean {
     if (this.#state !== 'running') throw new VolleyError('ERR_SERVER_NOT_RUNNING', `The server is ${this.#state}`)
     const queue = this.#rawQueue ?? (this.#queues.get(peer.index) as SendQueue)
     const channel = queue.check(data, options)
@@ -336,8 +368,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     return false
   }
 
-  /** @internal */
-  peerStats(peer: Peer): PeerStats | null {
+  #peerStats(peer: Peer): PeerStats | null {
     const table = this.#slotCounters
     const at = peer.index * layout.peerCounterFields
     if (table === null) return null
@@ -360,18 +391,11 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
     return readLinkStats(this.#links, peer.index, counters, reading, outstanding)
   }
 
-  /** @internal */
-  bufferedAmount(peer: Peer): number {
+  #bufferedAmount(peer: Peer): number {
     return this.#queues.get(peer.index)?.queued ?? 0
   }
 
-  /** @internal */
-  timeMs(): number {
-    return monotonicUs() / 1000
-  }
-
-  /** @internal */
-  disconnectPeer(peer: Peer): void {
+  #disconnectPeer(peer: Peer): void {
     if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.tag)
   }
 
@@ -419,7 +443,7 @@ export class Server extends EventEmitter<ServerEvents> implements PeerHost {
         const clientId = slab.view.getBigUint64(at, true)
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
         const userDataAt = this.#userData.copy(slab.u8, at + 8)
-        const peer = new Peer(this, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
+        const peer = new Peer(this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
         this.#peers.set(index, peer)
         // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
         while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
@@ -480,10 +504,3 @@ function serverAddressOption(name: 'address' | 'publicAddress', value: unknown, 
   }
 }
 
-function toProtocolId(value: unknown): bigint {
-  if (typeof value === 'bigint' && value >= 0n && value < 1n << 64n) return value
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
-  throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "protocolId" option must be a 64-bit unsigned bigint. Received ${describe(value)}`)
-}
-
-export { toProtocolId }

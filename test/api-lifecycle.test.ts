@@ -6,7 +6,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { Client, ClientPool, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
 import { waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
@@ -41,8 +41,10 @@ describe('connect() attempts', () => {
     const abort = new AbortController()
     const first = client.connect(await token(silentAddress, 1n), { signal: abort.signal })
     await sleep(20)
-    abort.abort()
-    expect(await codeOf(first)).toBe('ERR_ABORTED')
+    const reason = new Error('the user went away')
+    abort.abort(reason)
+    // A ConnectError like every other end of an attempt (the documented `instanceof ConnectError` sees it).
+    await expect(first).rejects.toSatisfy((error) => error instanceof ConnectError && error.code === 'ERR_ABORTED' && error.state === 'disconnected' && error.cause === reason)
     // The engine reports the aborted attempt's end after this connect is under way.
     expect(await codeOf(client.connect(await token(address, 2n)))).toBe('resolved')
     expect(client.state).toBe('connected')
@@ -55,7 +57,7 @@ describe('connect() attempts', () => {
     const pending = client.connect(await token(silentAddress, 3n))
     await sleep(20)
     const closed = client.close()
-    expect(await codeOf(pending)).toBe('ERR_ABORTED')
+    await expect(pending).rejects.toSatisfy((error) => error instanceof ConnectError && error.code === 'ERR_ABORTED' && error.state === 'disconnected')
     await closed
     expect(await codeOf(client.connect(await token(silentAddress, 4n)))).toBe('ERR_CLIENT_CLOSED')
   })
@@ -370,8 +372,11 @@ describe('close()', () => {
     const connecting = pool.connect(silent, { concurrency: 4, signal: abort.signal })
     await sleep(30)
     abort.abort()
-    expect(await connecting).toMatchObject({ connected: 0, failed: 4 })
+    expect(await connecting).toMatchObject({ connected: 0, failed: 4, skipped: 36 })
     expect(pool.stats().failed).toEqual({ ERR_ABORTED: 4 })
+    // A signal aborted already: nothing is tried.
+    await expect(pool.connect(silent, { signal: abort.signal })).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    expect(pool.clients).toHaveLength(0)
     await pool.close()
   })
 

@@ -57,6 +57,12 @@ describe('invalid bind', () => {
     await Promise.all([v4.close(), v6.close()])
   })
 
+  it('an IPv6 scope that names no interface is refused before anything is opened', async () => {
+    const v6 = createDatagramSocket({ type: 'udp6' })
+    await expect(v6.bind(0, 'fe80::1%no-such-interface')).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' })
+    await v6.close()
+  })
+
   it('an address not on this host rejects with EADDRNOTAVAIL', async () => {
     const s = createDatagramSocket()
     await expect(s.bind(0, '192.0.2.1')).rejects.toMatchObject({ code: 'EADDRNOTAVAIL', syscall: 'bind' })
@@ -123,6 +129,16 @@ describe('invalid send', () => {
   it('nothing was queued by the refused calls', () => {
     expect(s.stats().queue.depth).toBe(0)
     expect(s.stats().packetsOut).toBe(0)
+  })
+
+  it('a send refused for its address does not bind an unbound socket', async () => {
+    const t = createDatagramSocket()
+    expectError(() => t.send('x', 9, 'localhost'), TypeError, 'ERR_INVALID_ARG_VALUE', /must be an IP address literal/)
+    expectError(() => t.send('x', 9, '::1'), TypeError, 'ERR_INVALID_ARG_VALUE', /udp4 socket cannot send to the IPv6 address/)
+    // Still unbound: it may bind where its owner asks.
+    const { port } = await t.bind(0, '127.0.0.1')
+    expect(t.address()).toMatchObject({ address: '127.0.0.1', port })
+    await t.close()
   })
 
   it('send after close throws ERR_SOCKET_CLOSED', async () => {

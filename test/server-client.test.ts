@@ -300,8 +300,14 @@ describe('Server and Client on loopback', () => {
   })
 
   it('validates its arguments', async () => {
-    expect(() => new Server({ protocolId: -1n, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
-    expect(() => new Server({ protocolId, privateKey: new Uint8Array(3), address: '127.0.0.1:1' })).toThrow(/32 bytes/)
+    expect(() => new Server({ protocolId: -1n, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => new Server({ protocolId: '5' as never, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(() => new Server({ protocolId, privateKey: new Uint8Array(3), address: '127.0.0.1:1' })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/must be 32 bytes\. Received 3 bytes/) }),
+    )
+    expect(() => new Server({ protocolId, privateKey: [1, 2] as never, address: '127.0.0.1:1' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/Received an array of 2 items/) }),
+    )
     expect(() => new Server({ protocolId, privateKey, address: 'nowhere' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:1', maxClients: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     const client = new Client()

@@ -108,15 +108,17 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   // A token may be used from one address only (else a captured request could be replayed from elsewhere).
   TokenMac mac;
   std::memcpy(mac.bytes, request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
-  const uint32_t used = tokenHistory_.Find(mac);
-  if (used != FlatTable<TokenMac>::kNone) {
-    if (!(tokenUses_[used].address == key)) {
+  uint32_t tokenUse = tokenHistory_.Find(mac);
+  if (tokenUse != FlatTable<TokenMac>::kNone) {
+    if (!(tokenUses_[tokenUse].address == key)) {
       ++counters_.tokenRefused;
       return;
     }
   } else {
-    RememberToken(mac, key);
+    tokenUse = RememberToken(mac, key);
   }
+  // Its client is back: the disconnect packets still owed to this address stop (see Farewell).
+  if (!releaseOrder_.empty()) recentlyReleased_.Erase(key);
   if (freeSlots_.empty()) {
     ++counters_.denied;
     SendWithGlobalSequence(from, request.token.serverToClientKey, kConnectionDenied, nullptr, 0);
@@ -124,8 +126,12 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   }
   EncryptionMapping* mapping = FindMapping(key);
   if (mapping == nullptr) mapping = AddMapping(key);
-  if (mapping == nullptr) return;  // could not add the mapping: ignore
+  if (mapping == nullptr) {  // as many handshakes in progress as the server holds: ignored (the client resends)
+    ++counters_.handshakesFull;
+    return;
+  }
   EncryptionMapping& entry = *mapping;
+  entry.tokenUse = tokenUse;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
@@ -186,6 +192,8 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   freeSlots_.pop_back();
   Slot& slot = slots_[index];
   slot = Slot{};
+  slot.tokenUse = mapping->tokenUse;
+  slot.sequence = tokenUses_[slot.tokenUse].nextSequence;
   slot.connected = true;
   slot.address = from;
   slot.clientId = challenge.clientId;
@@ -215,8 +223,7 @@ void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t si
   const DropReason reason =
       ReadEncryptedPacket(data, size, config_.protocolId, slot.receiveKey, kServerAccepts, &slot.replay, &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
-    // A connected client resending its response until the keep-alive arrives is not an attack.
-    if (reason != DropReason::kUnexpectedType) CountDrop(reason);
+    CountDrop(reason);
     return;
   }
   Count(peerCounters_->entries[index].packetsIn, 1);
@@ -279,23 +286,28 @@ void ServerCore::Disconnect(uint32_t clientIndex, const Clock& now) {
 
 void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now) {
   Slot& slot = slots_[index];
-  Farewell entry;
+  const AddressKey key = AddressKey::Of(slot.address);
   const bool sendFarewell = farewell && config_.disconnectPackets > 0;
+  // A later connection with the same token starts past every packet of this one, its disconnects included.
+  TokenUse& use = tokenUses_[slot.tokenUse];
+  use.nextSequence = std::max(use.nextSequence, slot.sequence + (sendFarewell ? config_.disconnectPackets : 0));
+  slotByAddress_.Erase(key);
+  uint32_t serial = 0;
+  if (reason != DisconnectReason::kTimeout || sendFarewell) {
+    // Long enough for a busy client's redundant disconnects to trickle in.
+    const uint64_t until = now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
+    serial = releaseSerial_;
+    releaseSerial_ = releaseSerial_ + 1 == AddressTable::kNone ? 0 : releaseSerial_ + 1;
+    recentlyReleased_.Set(key, serial);
+    releaseOrder_.push_back(Released{until, key, serial});
+  }
+  Farewell entry;
   if (sendFarewell) {
     entry.address = slot.address;
     std::memcpy(entry.sendKey, slot.sendKey, kKeyBytes);
     entry.sequence = slot.sequence;
     entry.remaining = config_.disconnectPackets;
-  }
-  slotByAddress_.Erase(AddressKey::Of(slot.address));
-  if (reason != DisconnectReason::kTimeout) {
-    // Long enough for a busy client's redundant disconnects to trickle in.
-    const uint64_t until = now.monotonicUs + (uint64_t{config_.disconnectPackets} + 1) * config_.disconnectIntervalUs + 10000000u;
-    const AddressKey key = AddressKey::Of(slot.address);
-    const uint32_t serial = releaseSerial_;
-    releaseSerial_ = releaseSerial_ + 1 == AddressTable::kNone ? 0 : releaseSerial_ + 1;
-    recentlyReleased_.Set(key, serial);
-    releaseOrder_.push_back(Released{until, key, serial});
+    entry.releaseSerial = serial;
   }
   slotByClientId_.Erase(slot.clientId);
   sodium_memzero(slot.sendKey, kKeyBytes);
@@ -419,7 +431,7 @@ void ServerCore::RemoveMapping(EncryptionMapping& entry) {
   --mappingCount_;
 }
 
-void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
+uint32_t ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
   size_t index;
   if (tokenUses_.size() < maxTokenHistory_) {
     index = tokenUses_.size();
@@ -431,6 +443,7 @@ void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
     tokenUses_[index] = TokenUse{mac, address};
   }
   tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
+  return static_cast<uint32_t>(index);
 }
 
 void ServerCore::SendFarewells(const Clock& now) {
@@ -438,7 +451,11 @@ void ServerCore::SendFarewells(const Clock& now) {
     Farewell entry = farewells_.front();
     sodium_memzero(farewells_.front().sendKey, kKeyBytes);
     farewells_.pop_front();
-    SendFarewell(entry, now);
+    if (recentlyReleased_.Find(AddressKey::Of(entry.address)) == entry.releaseSerial) {
+      SendFarewell(entry, now);
+    } else {
+      sodium_memzero(entry.sendKey, kKeyBytes);  // its client is back (or the address was released again)
+    }
   }
 }
 

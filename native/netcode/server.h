@@ -54,6 +54,7 @@ struct ServerCounters {
   // Drops by cause: nothing dropped is ever answered.
   uint64_t malformed = 0, replayed = 0, decryptionFailed = 0, unknownAddress = 0, tokenRefused = 0;
   uint64_t denied = 0;  // requests answered with "denied": the server was full
+  uint64_t handshakesFull = 0;  // valid requests ignored: as many handshakes were in progress as it holds
 };
 
 // Per-client counters, written by the server's thread alone and read by JavaScript at any time with no
@@ -116,7 +117,8 @@ class ServerCore {
     bool confirmed = false;
     ServerAddress address;
     uint64_t clientId = 0;
-    uint64_t sequence = 0;  // per-client send sequence, from 0
+    uint64_t sequence = 0;  // per-client send sequence: from 0, or where the token's last connection ended
+    uint32_t tokenUse = 0;  // its token's entry in the history, where the sequence is carried forward
     int32_t timeoutSeconds = 0;
     uint64_t lastSendUs = 0;
     uint64_t lastReceiveUs = 0;
@@ -136,6 +138,7 @@ class ServerCore {
     // The latest request: a handshake lives the token's timeout from it (as in the reference), however
     // long the client has been resending.
     uint64_t requestedUs = 0;
+    uint32_t tokenUse = 0;  // the token's entry in the history
   };
 
   // The MAC of a private connect token: it names the token in the history of tokens used.
@@ -146,15 +149,22 @@ class ServerCore {
   struct TokenUse {
     TokenMac mac;
     AddressKey address;  // the address that first used the token
+    // Where a later connection with this token starts its send sequence: past every packet an earlier one
+    // sent under the token's server-to-client key (its disconnects included), so that no nonce is used
+    // twice with that key when a client connects again with the same token.
+    uint64_t nextSequence = 0;
   };
 
-  // Disconnect packets still owed to an address whose slot is already free.
+  // Disconnect packets still owed to an address whose slot is already free. They stop when the address
+  // is released again or sends a valid connection request (its client has left: were they sent on, one
+  // would end the new connection of a client that connects again with the same token).
   struct Farewell {
     ServerAddress address;
     uint8_t sendKey[kKeyBytes];
     uint64_t sequence;
     uint32_t remaining;
     uint64_t nextUs;
+    uint32_t releaseSerial;  // its entry in recentlyReleased_ while they are owed
   };
 
   void ProcessRequest(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
@@ -206,7 +216,7 @@ class ServerCore {
   size_t maxMappings_;
   // Token history: each private token seen, with the address that first used it; the oldest goes first
   // once maxTokenHistory_ are held.
-  void RememberToken(const TokenMac& mac, const AddressKey& address);
+  uint32_t RememberToken(const TokenMac& mac, const AddressKey& address);  // -> its index in tokenUses_
   FlatTable<TokenMac> tokenHistory_;  // -> index in tokenUses_
   std::vector<TokenUse> tokenUses_;   // in arrival order, then a ring
   size_t oldestTokenUse_ = 0;
@@ -214,7 +224,7 @@ class ServerCore {
   // In the order they are due: every entry waits the same interval after its last packet.
   std::deque<Farewell> farewells_;
   // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
-  // those are expected, not drops. The table holds the serial of each address's latest release; the queue
+  // those are expected, not drops. An address that sends a valid request is no longer among them. The table holds the serial of each address's latest release; the queue
   // is in the order of expiry (each is kept for the same time), and an entry whose address was released
   // again since (another serial) leaves the table to the later one.
   struct Released {

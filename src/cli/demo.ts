@@ -96,7 +96,7 @@ let last = { sent: 0, echoes: 0 }
 const ticker = setInterval(() => {
   const stats = server.stats()
   console.log(
-    `  connected ${String(stats.connectedClients).padStart(5)}   sent ${String((sent - last.sent) * 2).padStart(6)}/s   echoed ${String((echoes - last.echoes) * 2).padStart(6)}/s   dropped ${stats.drops.malformed + stats.drops.replayed + stats.drops.decryptionFailed + stats.drops.unknownAddress + stats.drops.tokenRefused}`,
+    `  connected ${String(stats.connectedClients).padStart(5)}   sent ${String((sent - last.sent) * 2).padStart(6)}/s   echoed ${String((echoes - last.echoes) * 2).padStart(6)}/s   dropped ${Object.values(stats.drops).reduce((sum, count) => sum + count, 0)}`,
   )
   last = { sent, echoes }
 }, 500)
@@ -116,7 +116,7 @@ console.log('\nsummary')
 console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms`)
 console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
 console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
-console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token ${stats.drops.tokenRefused}`)
+console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token ${stats.drops.tokenRefused}, receive buffer full ${stats.drops.receiveBufferFull}, send buffer full ${stats.drops.sendBufferFull}`)
 if (stats.link !== null) {
   const { rtt, lossPercent, resends } = stats.link
   console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)

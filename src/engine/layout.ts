@@ -56,6 +56,8 @@ export const LinkField = {
 } as const
 export const linkFields = layout.linkFields
 
-export const protocolStatsFields = 16
+/** engine.readProtocolStats(): the protocol's 16 counters, then the socket's kernel receive drops and send errors. */
+export const protocolStatsFields = 18
+export const ProtocolStat = { receiveBufferFull: 16, sendErrors: 17 } as const
 
 export const align8 = (n: number): number => (n + 7) & ~7

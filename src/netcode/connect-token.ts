@@ -2,10 +2,25 @@
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
+import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option } from '../options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
 import { Reader, WireError, Writer } from './wire.ts'
+
+const connectTokenOptionNames: ReadonlySet<string> = new Set([
+  'protocolId',
+  'privateKey',
+  'clientId',
+  'serverAddresses',
+  'expireSeconds',
+  'timeoutSeconds',
+  'userData',
+  'clientToServerKey',
+  'serverToClientKey',
+  'nowSeconds',
+  'nonce',
+])
 
 export interface ConnectTokenOptions {
   /** Unique to your application: servers refuse tokens of any other. */
@@ -69,15 +84,13 @@ export async function generateConnectToken(options: ConnectTokenOptions): Promis
 }
 
 export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions): Uint8Array {
-  if (typeof options !== 'object' || options === null) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "options" argument must be an object. Received ${describe(options)}`)
-  }
-  const protocolId = uint64('protocolId', options.protocolId)
-  const clientId = uint64('clientId', options.clientId)
+  checkOptions('options of generateConnectToken()', options, connectTokenOptionNames)
+  const protocolId = uint64Option('protocolId', options.protocolId)
+  const clientId = uint64Option('clientId', options.clientId)
   const privateKey = bytesOption('privateKey', options.privateKey, sizes.key)
   const serverAddresses = serverAddressesOption(options.serverAddresses)
-  const expireSeconds = integer('expireSeconds', options.expireSeconds, -(2 ** 31), 2 ** 32)
-  const timeoutSeconds = integer('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
+  const expireSeconds = requiredIntegerOption('expireSeconds', options.expireSeconds, -(2 ** 31), 2 ** 32)
+  const timeoutSeconds = requiredIntegerOption('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
   if (timeoutSeconds === 0) {
     // The reference server keeps a pending handshake until request time + timeout: with 0 it never completes.
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', 'The "timeoutSeconds" option must be positive, or negative for no timeout. Received 0 (a netcode 1.02 server would drop the handshake at once)')
@@ -97,7 +110,7 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
   const serverToClientKey =
     options.serverToClientKey === undefined ? randomBytes(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
   const nonce = options.nonce === undefined ? randomBytes(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
-  const now = options.nowSeconds === undefined ? Math.floor(Date.now() / 1000) : integer('nowSeconds', options.nowSeconds, 0, 2 ** 53)
+  const now = integerOption('nowSeconds', options.nowSeconds, Math.floor(Date.now() / 1000), 0, 2 ** 53)
   const createTimestamp = BigInt(now)
   const expireTimestamp = expireSeconds < 0 ? maxUint64 : createTimestamp + BigInt(expireSeconds)
 
@@ -211,6 +224,9 @@ export function openPrivateConnectToken(
 }
 
 export function connectTokenToBase64(token: Uint8Array): string {
+  if (!(token instanceof Uint8Array) || token.byteLength !== sizes.connectToken) {
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is a Uint8Array of 2048 bytes. Received ${describe(token)}`)
+  }
   return Buffer.from(token.buffer, token.byteOffset, token.byteLength).toString('base64')
 }
 
@@ -233,39 +249,17 @@ function readAddressList(reader: Reader): ServerAddress[] {
   return addresses
 }
 
-function uint64(name: string, value: unknown): bigint {
-  let result: bigint
-  if (typeof value === 'bigint') result = value
-  else if (typeof value === 'number' && Number.isSafeInteger(value)) result = BigInt(value)
-  else throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a bigint (or a safe integer). Received ${describe(value)}`)
-  if (result < 0n || result > maxUint64) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must fit in 64 bits unsigned. Received ${result}`)
-  }
-  return result
-}
-
-function integer(name: string, value: unknown, min: number, max: number): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from ${min} to ${max}. Received ${describe(value)}`)
-  }
-  return value
-}
-
-function bytesOption(name: string, value: unknown, length: number): Uint8Array {
-  if (!(value instanceof Uint8Array)) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${describe(value)}`)
-  }
-  if (value.byteLength !== length) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${value.byteLength}`)
-  }
-  return value
-}
-
 function serverAddressesOption(value: unknown): ServerAddress[] {
-  if (!Array.isArray(value) || value.length < 1 || value.length > sizes.maxServerAddresses) {
+  if (!Array.isArray(value)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
+  }
+  if (value.length < 1 || value.length > sizes.maxServerAddresses) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
   }
-  return value.map((text) => parseServerAddress(text as string))
+  const addresses: ServerAddress[] = []
+  // An indexed loop: map() would skip the holes of a sparse array.
+  for (let i = 0; i < value.length; i++) addresses.push(parseServerAddress(value[i] as string))
+  return addresses
 }
 
 export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

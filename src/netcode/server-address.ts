@@ -1,7 +1,7 @@
 // Server addresses as connect tokens carry them: "a.b.c.d:port" or "[v6]:port" in text; on the wire a
 // type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
 import { isIPv4, isIPv6 } from 'node:net'
-import { VolleyTypeError } from '../errors.ts'
+import { VolleyTypeError, describe } from '../errors.ts'
 import { AddressType } from './constants.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
@@ -36,6 +36,21 @@ export function parseServerAddress(text: string): ServerAddress {
 }
 
 export function formatServerAddress(address: ServerAddress): string {
+  const valid =
+    typeof address === 'object' &&
+    address !== null &&
+    (address.family === 4 || address.family === 6) &&
+    address.bytes instanceof Uint8Array &&
+    address.bytes.byteLength === (address.family === 4 ? 4 : 16) &&
+    Number.isInteger(address.port) &&
+    address.port >= 0 &&
+    address.port <= 65535
+  if (!valid) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_VALUE',
+      `A server address must be { family: 4 | 6, bytes: a Uint8Array of 4 or 16 bytes, port: 0 to 65535 }. Received ${describe(address)}`,
+    )
+  }
   if (address.family === 4) return `${address.bytes.join('.')}:${address.port}`
   const groups: string[] = []
   for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))

@@ -376,6 +376,7 @@ describe('channels over loopback', () => {
     expect(() => client.send(new Uint8Array(10_001))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
     expect(() => client.send(new Uint8Array(10), { channel: 3 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
     expect(() => peer.send(new Uint8Array(10), { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
+    expect(() => peer.send(new Uint8Array(10), { channel: '1' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     // A misspelt option is refused, not taken as channel 0.
     expect(() => client.send(new Uint8Array(10), { chanel: 1 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "chanel"/) }))
     expect(() => peer.send(new Uint8Array(10), 1 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
@@ -383,12 +384,19 @@ describe('channels over loopback', () => {
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
     )
     expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    // A sparse array: its holes are refused here, not by the engine later with an error that has no code.
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels: new Array(2) })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/channels\[0\]\.mode/) }),
+    )
     expect(() => new Client({ maxMessageBytes: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Client({ pingIntervalMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Client({ channels, pingIntervalMs: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('50 to 3600000') }))
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels, pingIntervalMs: 1.5 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { loss: 1.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { seed: 0.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => new Client({ networkSimulator: { loss: '0.1' as never } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/"networkSimulator\.loss" option must be of type number/) }),
+    )
     await close()
   })
 })

@@ -2,6 +2,7 @@
 // arrives waits in the kernel's buffer, and past it is dropped and counted there. A protocol socket must
 // do the same: its records wait in memory (ProtocolOutput::records) until slab space frees up, so reading
 // on while starved grows that memory with whatever the peer sends for as long as JavaScript is busy.
+// What the kernel drops meanwhile, the server counts (stats().drops.receiveBufferFull).
 import { describe, expect, it } from 'vitest'
 import { Client, Server, generateConnectToken } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
@@ -45,6 +46,15 @@ describe('a starved engine and its protocol sockets', () => {
     expect(readWhileStarved).toBeLessThan(2_200)
     // Nothing is lost once JavaScript is back: what was read reaches it.
     await waitFor(() => received >= readWhileStarved, 5000, 'the records read while starved')
+    // Nor silently lost: every datagram the client sent was read by the server or counted as dropped by the
+    // kernel (the server's receive buffer was full while it was starved).
+    const accounted = () => server.stats().packets.in + server.stats().drops.receiveBufferFull
+    await waitFor(() => accounted() === client.stats().packets.out, 5000, () => `${client.stats().packets.out} datagrams accounted for (${accounted()})`)
+    const dropped = () => server.stats().drops.receiveBufferFull
+    expect(dropped()).toBeGreaterThan(1000)
+    // Every payload that was read reaches JavaScript: with those the kernel dropped, all that were sent.
+    await waitFor(() => received + dropped() >= sent, 5000, () => `${sent} payloads accounted for (${received} received, ${dropped()} dropped)`)
+    expect(client.stats().drops.receiveBufferFull).toBe(0)
     await client.close()
     await server.close()
   }, 20_000)

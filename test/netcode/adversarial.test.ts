@@ -7,7 +7,7 @@ import { PacketType } from '../../src/netcode/constants.ts'
 import { type DropReason, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
 import { ReplayProtection } from '../../src/netcode/replay-protection.ts'
 import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
-import { fill, goldenToken } from './spec.ts'
+import { fill, goldenToken, goldenTokenOptions } from './spec.ts'
 
 const native = loadAddon().netcode
 const protocolId = goldenToken.protocolId
@@ -157,7 +157,7 @@ describe('replay protection', () => {
 describe('connection request reader', () => {
   const now = goldenToken.createTimestamp + 1n
   function request(): Uint8Array {
-    return writeConnectionRequest(readConnectToken(encodeConnectToken(sodium, { ...goldenToken, nowSeconds: Number(goldenToken.createTimestamp) })))
+    return writeConnectionRequest(readConnectToken(encodeConnectToken(sodium, goldenTokenOptions())))
   }
   function check(bytes: Uint8Array, expected: string, options: { protocolId?: bigint; privateKey?: Uint8Array; now?: bigint } = {}): void {
     const expectedBy = { protocolId: options.protocolId ?? protocolId, privateKey: options.privateKey ?? goldenToken.privateKey, nowSeconds: options.now ?? now }

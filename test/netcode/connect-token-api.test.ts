@@ -65,6 +65,12 @@ describe('generateConnectToken', () => {
     ['timeoutSeconds: 0', { timeoutSeconds: 0 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds" option must be positive, or negative for no timeout. Received 0/],
     ['userData: new Uint8Array(257)', { userData: new Uint8Array(257) }, 'ERR_OUT_OF_RANGE', /at most 256 bytes. Received 257/],
     ['nonce: new Uint8Array(12)', { nonce: new Uint8Array(12) }, 'ERR_OUT_OF_RANGE', /"nonce" option must be 24 bytes/],
+    // A misspelt option would otherwise make a token without what it names (here: user data all zeros).
+    ['userdata: (misspelt)', { userdata: new Uint8Array([1]) }, 'ERR_INVALID_ARG_VALUE', /Unknown option "userdata"/],
+    ['expireSeconds: "30"', { expireSeconds: '30' }, 'ERR_INVALID_ARG_TYPE', /"expireSeconds" option must be of type number/],
+    ['expireSeconds: undefined', { expireSeconds: undefined }, 'ERR_INVALID_ARG_TYPE', /"expireSeconds" option is required/],
+    ['serverAddresses: "127.0.0.1:1"', { serverAddresses: '127.0.0.1:1' }, 'ERR_INVALID_ARG_TYPE', /array of 1 to 32 addresses/],
+    ['serverAddresses: new Array(2) (holes)', { serverAddresses: new Array(2) }, 'ERR_INVALID_ARG_TYPE', /server address must be a string/],
   ])('refuses %s', async (_name, change, code, message) => {
     const failure = await generateConnectToken({ ...base, ...(change as object) }).catch((error: unknown) => error)
     expect(failure).toMatchObject({ code })
@@ -87,6 +93,10 @@ describe('readConnectToken', () => {
     expect(() => readConnectToken(type)).toThrow(/address type 3/)
     expect(() => connectTokenFromBase64('AAAA')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN' }))
     expect(() => readConnectToken('x' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(() => connectTokenToBase64(new Uint8Array(3))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: expect.stringMatching(/Received an instance of Uint8Array of 3 bytes/) }))
+    expect(() => connectTokenToBase64('abc' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN' }))
+    expect(() => formatServerAddress({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => formatServerAddress({ family: 4, bytes: new Uint8Array(16), port: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(loadAddon().netcode.readConnectToken(count)).toBeNull()
   })
 })

@@ -194,6 +194,7 @@ describe('bounded handshake state', () => {
       const answered = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).length)
       expect(answered.slice(0, pending).every((count) => count === 1)).toBe(true)
       expect(answered[pending]).toBe(0) // the last is ignored: no room to remember its keys
+      expect(core.state().counters.handshakesFull).toBe(1) // and counted
       // The first completes its handshake: its pending entry goes, and the last now gets a challenge.
       const challenge = resentChallenge(core, clients[0]!)
       expect(core.receive(clients[0]!.address, clients[0]!.packet(PacketType.connectionResponse, challenge), 0, T0).some((e) => e.kind === 'connect')).toBe(true)
@@ -235,6 +236,16 @@ describe('connected traffic', () => {
     expect(core.receive('127.0.0.1:50999', packet, 0, T0)).toEqual([])
     expect(core.receive(client.address, new Uint8Array([0x15, 1, 2]), 0, T0)).toEqual([])
     expect(core.state().counters).toMatchObject({ replayed: 1, decryptionFailed: 1, unknownAddress: 1, malformed: 1 })
+  })
+
+  it('drops and counts the packet types a server never takes when a connected client sends them', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50024', 1n)
+    connect(core, client)
+    for (const type of [PacketType.connectionDenied, PacketType.connectionChallenge]) {
+      expect(core.receive(client.address, client.packet(type, new Uint8Array(type === PacketType.connectionDenied ? 0 : 308)), 0, T0)).toEqual([])
+    }
+    expect(core.state().counters.malformed).toBe(2)
   })
 
   it('ignores a connection response from an address already connected: no keep-alive in answer (STANDARD.md, as the reference)', () => {
@@ -361,6 +372,37 @@ describe('timers (fake clock)', () => {
     expect(read).toHaveLength(10)
     expect(read.every((p) => p.type === PacketType.disconnect)).toBe(true)
     expect(read.map((p) => p.sequence)).toEqual(Array.from({ length: 10 }, (_, i) => BigInt(i + 1)))
+  })
+
+  it('a client that connects again with the same token: the old disconnects stop, and no sequence is used twice under its key', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50033', 1n)
+    const index = connect(core, client)
+    const first = sends(core.sendPayload(index, new Uint8Array([1]), 0, T0)).map((e) => client.open(e.data).sequence)
+    expect(first).toEqual([1n, 2n]) // the keep-alive before an unconfirmed payload, and the payload
+    // The server disconnects it; the client reads the first disconnect packet and connects again at once
+    // with the same token from the same address, as it may while the token lasts.
+    const kicked = sends(core.disconnect(index, 10_000, T0)).map((e) => client.open(e.data))
+    expect(kicked).toMatchObject([{ type: PacketType.disconnect, sequence: 3n }])
+    const again = connect(core, client, 20_000)
+    const welcome = sends(core.sendPayload(again, new Uint8Array([2]), 30_000, T0)).map((e) => client.open(e.data).sequence)
+    // Past the 10 disconnect packets the first connection had (sequences 3 to 12): 13 went to the keep-alive
+    // that answered the response, then the keep-alive and the payload here.
+    expect(welcome).toEqual([14n, 15n])
+    // The 9 disconnect packets still owed to the address do not go out: one would end the new connection.
+    const later: Event[] = []
+    for (let ms = 50; ms <= 2000; ms += 50) later.push(...core.update(ms * 1000, T0))
+    expect(sends(later).map((e) => client.open(e.data).type).filter((type) => type === PacketType.disconnect)).toEqual([])
+    expect(core.state().connectedClients).toBe(1)
+    // The client leaves by itself: a third connection with the token starts past everything sent before.
+    const last = sends(later).map((e) => client.open(e.data).sequence).at(-1)!
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 2_000_000, T0)
+    const third = connect(core, client, 2_100_000)
+    const keepAlive = sends(core.update(2_300_000, T0)).map((e) => client.open(e.data))
+    expect(keepAlive[0]).toMatchObject({ type: PacketType.keepAlive })
+    expect(keepAlive[0]!.sequence).toBeGreaterThan(last + 1n) // + 1: the keep-alive that confirmed the connection
+    expect(core.state().connectedClients).toBe(1)
+    expect(third).toBe(again)
   })
 
   it('STOPPING: stop() disconnects everyone (server-closed) and is stopped once the redundant disconnects are out', () => {

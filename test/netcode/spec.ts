@@ -56,6 +56,12 @@ export const goldenToken = {
   nonce: fill(24, 0xaa),
 }
 
+/** The golden token as generateConnectToken's options: made at its createTimestamp. */
+export function goldenTokenOptions() {
+  const { createTimestamp, ...options } = goldenToken
+  return { ...options, nowSeconds: Number(createTimestamp) }
+}
+
 /** The private part's plaintext (1008 bytes before the MAC), per the standard. */
 export function specPrivatePlain(): Uint8Array {
   const t = goldenToken
