@@ -137,15 +137,21 @@ class DeliveryCore {
   };
   struct Chunk {
     uint8_t channel;
+    // Queued for a resend: part of a message the receiver had acknowledged fragments of (so it takes the
+    // rest, whatever its reassembly bound), when its loss was found.
+    bool started = false;
     uint64_t sequence;
     uint32_t fragment;
   };
-  // Orders resends lowest message first (a min-heap's "less"): the receiver always takes the message it
-  // delivers next, while a full reassembly bound makes it refuse fragments of messages it has not
-  // started. Resent in the order their losses were found, the fragments it needs next could wait behind
-  // thousands it refuses, each refusal read as a loss, at the minimum window.
+  // Orders resends (a min-heap's "less"): first the fragments of messages the receiver has started, which
+  // it always takes, then lowest message first. A full reassembly bound makes the receiver refuse
+  // fragments of messages it has not started, and only while one it started is incomplete: resent in the
+  // order their losses were found, the fragments it needs next could wait behind thousands it refuses,
+  // each refusal read as a loss, at the minimum window; and sequences are per channel, so lowest first
+  // alone could put one channel's refused message for good before another's started one.
   struct ResendLater {
     bool operator()(const Chunk& a, const Chunk& b) const {
+      if (a.started != b.started) return b.started;
       if (a.sequence != b.sequence) return a.sequence > b.sequence;
       if (a.channel != b.channel) return a.channel > b.channel;
       return a.fragment > b.fragment;

@@ -392,12 +392,13 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         channel.messages.pop_front();
       }
     }
-    // Then reliable fragments to resend, then new ones.
-    writeRetransmits();
-    for (SendChannel& channel : sendChannels_) {
-      if (channel.mode != ChannelMode::kReliable) continue;
+    // Then reliable fragments: the unsent ones of messages the receiver has started (it always takes them:
+    // sent after resends, they could wait for good behind another channel's that it refuses), resends,
+    // then new ones.
+    const auto writeNew = [&](SendChannel& channel, bool startedOnly) {
       while (!full && channel.firstUnsent < channel.messages.size()) {
         OutMessage& message = *channel.messages[channel.firstUnsent];
+        if (startedOnly && message.acked == 0) break;
         if (message.sequence >= channel.messages.front()->sequence + config_.reliableWindow) break;
         const uint32_t fragment = message.fragments - message.unsent;
         if (!WriteChunk(message, fragment, packet, capacity, &size)) {
@@ -405,10 +406,20 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
           break;
         }
         message.lastSent[fragment] = number;
-        record.chunks.push_back(Chunk{message.channel, message.sequence, fragment});
+        record.chunks.push_back(Chunk{message.channel, false, message.sequence, fragment});
         eliciting = true;
-        if (--message.unsent == 0) ++channel.firstUnsent;
+        if (--message.unsent == 0) {
+          ++channel.firstUnsent;
+          if (startedOnly) break;  // the next message is not started: it has never been sent
+        }
       }
+    };
+    for (SendChannel& channel : sendChannels_) {
+      if (channel.mode == ChannelMode::kReliable) writeNew(channel, true);
+    }
+    writeRetransmits();
+    for (SendChannel& channel : sendChannels_) {
+      if (channel.mode == ChannelMode::kReliable) writeNew(channel, false);
     }
     if (probesToSend_ > 0) {
       if (!eliciting) {  // nothing to resend
@@ -529,7 +540,9 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
     // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
     if (message == nullptr || message->lastSent[chunk.fragment] != packet.number) continue;
     message->lastSent[chunk.fragment] = kNotSent;
-    retransmits_.push(chunk);
+    Chunk resend = chunk;
+    resend.started = message->acked > 0;
+    retransmits_.push(resend);
   }
 }
 
@@ -626,7 +639,13 @@ void DeliveryCore::OnProbeTimeout(uint64_t nowUs) {
   for (uint64_t number = sentBase_; number < nextPacket_; ++number) {
     const SentPacket& packet = sent_[number & (sent_.size() - 1)];
     if (packet.settled || packet.chunks.empty()) continue;
-    for (const Chunk& chunk : packet.chunks) retransmits_.push(chunk);
+    for (const Chunk& chunk : packet.chunks) {
+      const OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+      if (message == nullptr) continue;  // acknowledged whole since
+      Chunk resend = chunk;
+      resend.started = message->acked > 0;
+      retransmits_.push(resend);
+    }
     break;
   }
 }

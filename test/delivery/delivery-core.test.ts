@@ -89,6 +89,24 @@ describe('reassembly bound with two reliable channels', () => {
   })
 })
 
+describe('reassembly bound smaller than a message, two reliable channels', () => {
+  it('the sender finishes the message the receiver took past its bound before resending what it refuses', () => {
+    // The receiver takes one channel's next message past the bound and refuses the other's until that one
+    // completes. The sender resent the refused one's fragments first (lower sequence) and sent the started
+    // one's remaining fragments only after every resend: at the minimum window that was never (these seeds).
+    for (const seed of [1, 8, 14, 16, 17]) {
+      const options = { channels: ['reliable' as const, 'reliable' as const], maxMessageBytes: 65_536, reassemblyBytes: 50_000, reliableWindow: 4, sendQueueBytes: 8 << 20 }
+      const pair = new SimulatedPair(options, { loss: 0.05, latencyMs: 20, jitterMs: 10, duplicate: 0.05 }, seed)
+      const sizes = [60_000, 15_000, 500, 40_000]
+      for (let i = 0; i < 20; i++) for (const channel of [0, 1]) pair.send('a', channel, numberedMessage(i, sizes[(i + channel) % 4]!))
+      pair.run(pair.now + 300 * second, () => pair.received.b.length === 40)
+      for (const channel of [0, 1]) {
+        expect(pair.received.b.filter((m) => m.channel === channel).map((m) => readNumberedMessage(m.data)), `seed ${seed}, channel ${channel}`).toEqual(Array.from({ length: 20 }, (_, i) => i))
+      }
+    }
+  })
+})
+
 /** 200 messages of 64 KiB (13 MB) queued on a reliable channel over the link. */
 function transfer(link: LinkConditions, seed: number): { pair: SimulatedPair; count: number } {
   const count = 200
