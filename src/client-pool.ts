@@ -17,6 +17,8 @@ export interface ClientPoolStats {
   failed: Record<string, number>
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
+  /** Datagrams the kernel dropped: the clients' receive buffers were full (a saturated pool), or their send buffers. */
+  drops: { receiveBufferFull: number; sendBufferFull: number }
   messagesReceived: number
 }
 
@@ -121,7 +123,7 @@ export class ClientPool {
   }
 
   stats(): ClientPoolStats {
-    const totals = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 } }
+    const totals = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, drops: { receiveBufferFull: 0, sendBufferFull: 0 } }
     let connected = 0
     for (const client of this.#clients) {
       if (client.state === 'connected') connected++
@@ -130,6 +132,8 @@ export class ClientPool {
       totals.packets.out += stats.packets.out
       totals.bytes.in += stats.bytes.in
       totals.bytes.out += stats.bytes.out
+      totals.drops.receiveBufferFull += stats.drops.receiveBufferFull
+      totals.drops.sendBufferFull += stats.drops.sendBufferFull
     }
     return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived }
   }
