@@ -41,10 +41,13 @@ export function requiredIntegerOption(name: string, value: unknown, min: number,
 
 /** A required 64-bit unsigned integer: a bigint, or a number that is a safe integer. */
 export function uint64Option(name: string, value: unknown): bigint {
-  let result: bigint
-  if (typeof value === 'bigint') result = value
-  else if (typeof value === 'number' && Number.isSafeInteger(value)) result = BigInt(value)
-  else throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a bigint (or a safe integer). Received ${describe(value)}`)
+  if (typeof value !== 'bigint' && typeof value !== 'number') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a bigint (or a safe integer). Received ${describe(value)}`)
+  }
+  if (typeof value === 'number' && !Number.isSafeInteger(value)) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be an integer from 0 to 2^64 - 1 (a bigint beyond 2^53). Received ${value}`)
+  }
+  const result = BigInt(value)
   if (result < 0n || result > maxUint64) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must fit in 64 bits unsigned. Received ${result}`)
   }

@@ -145,10 +145,10 @@ class DeliveryCore {
   };
   // Orders resends (a min-heap's "less"): first the fragments of messages the receiver has started, which
   // it always takes, then lowest message first. A full reassembly bound makes the receiver refuse
-  // fragments of messages it has not started, and only while one it started is incomplete: resent in the
-  // order their losses were found, the fragments it needs next could wait behind thousands it refuses,
-  // each refusal read as a loss, at the minimum window; and sequences are per channel, so lowest first
-  // alone could put one channel's refused message for good before another's started one.
+  // fragments of messages it has not started (a channel's next one only while another is past the bound):
+  // resent in the order their losses were found, the fragments it needs next could wait behind thousands
+  // it refuses, each refusal read as a loss, at the minimum window; and sequences are per channel, so
+  // lowest first alone could put one channel's refused message for good before another's started one.
   struct ResendLater {
     bool operator()(const Chunk& a, const Chunk& b) const {
       if (a.started != b.started) return b.started;
@@ -244,6 +244,8 @@ class DeliveryCore {
   // Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would take the
   // memory held past the reassembly bound.
   bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
+  size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
+  static constexpr size_t kFreeQueueSlots = 4;  // a queue's first slots (Ring's first allocation): not counted
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);

@@ -173,16 +173,16 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
                                   bool headOfLine) {
   // The message a reliable channel delivers next is taken past the bound (it is at most maxMessageBytes):
   // were it refused while later messages fill the bound, neither could ever be delivered. Only while
-  // nothing else is past it, so that memory stays within bound + maxMessageBytes; and the permission is
+  // nothing else is past it (what is held, the queues' slots included, is within the bound), so that memory
+  // stays within bound + maxMessageBytes (+ the queues' first slots); and the permission is
   // not held until that message completes: once what is held is back within the bound (another channel's
   // message delivered), the next channel's may go past. Held, two reliable channels stalled each other for
   // good: one's next message refused, its resends taking every packet at the minimum window, the other's
   // fragments never sent.
-  if (reassemblyUsed_ + length > reassemblyLimit_) {
-    if (!headOfLine || reassemblyUsed_ > reassemblyLimit_) {
-      ++stats_.overBudget;
-      return false;
-    }
+  const uint64_t held = reassemblyUsed_ + QueueSlotBytes();
+  if (held + length > reassemblyLimit_ && (!headOfLine || held > reassemblyLimit_)) {
+    ++stats_.overBudget;
+    return false;
   }
   slot.used = true;
   slot.sequence = sequence;
@@ -241,17 +241,27 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
   }
 }
 
+size_t DeliveryCore::QueueSlotBytes() const {
+  // Beyond the first slots of each queue, which every channel may always have (the one for its next
+  // message among them): counted, they could keep the bound full with nothing to free it. Summed when a
+  // message starts or a queue grows, not per packet: a few channels each time.
+  size_t slots = 0;
+  for (const ReceiveChannel& channel : receiveChannels_) {
+    if (channel.pending.capacity() > kFreeQueueSlots) slots += channel.pending.capacity() - kFreeQueueSlots;
+  }
+  return slots * sizeof(InMessage);
+}
+
 bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   if (offset < channel.pending.size()) return true;
   // The queue's slots (each an InMessage, kept until the queue drains) count against the bound with the
   // messages: else a peer that holds back the message a channel delivers next could grow its queue to the
   // window with frames of a few bytes, 80 kB a channel at the default window and megabytes at larger ones,
-  // none of it in reassemblyUsed_. The slot for the next message itself is always made (a queue of 4).
+  // none of it in reassemblyUsed_. A queue's first slots, the next message's among them, are always made.
   const size_t grown = channel.pending.CapacityFor(static_cast<size_t>(offset) + 1);
-  if (offset > 0 && grown > channel.pending.capacity()) {
-    size_t slots = grown - channel.pending.capacity();
-    for (const ReceiveChannel& each : receiveChannels_) slots += each.pending.capacity();
-    if (reassemblyUsed_ + slots * sizeof(InMessage) > reassemblyLimit_) {
+  if (grown > std::max(channel.pending.capacity(), kFreeQueueSlots)) {
+    const size_t more = (grown - std::max(channel.pending.capacity(), kFreeQueueSlots)) * sizeof(InMessage);
+    if (reassemblyUsed_ + QueueSlotBytes() + more > reassemblyLimit_) {
       ++stats_.overBudget;
       return false;
     }

@@ -351,10 +351,12 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   }
   if (withMessages) {
     bool full = false;
-    // Reliable fragments that were lost or are probed.
-    const auto writeRetransmits = [&] {
+    // Reliable fragments that were lost or are probed (startedOnly: those of messages the receiver has
+    // started, which come first in the heap).
+    const auto writeRetransmits = [&](bool startedOnly) {
       while (!full && !retransmits_.empty()) {
         const Chunk chunk = retransmits_.top();
+        if (startedOnly && !chunk.started) break;
         OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
         if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
           retransmits_.pop();
@@ -373,7 +375,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     };
     // A probe carries the data it probes before anything else: filled with unreliable messages, it
     // would not bring that data's acknowledgement.
-    if (probesToSend_ > 0) writeRetransmits();
+    if (probesToSend_ > 0) writeRetransmits(false);
     // Unreliable and sequenced messages first: they never wait behind reliable traffic.
     for (SendChannel& channel : sendChannels_) {
       if (channel.mode == ChannelMode::kReliable) continue;
@@ -392,9 +394,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         channel.messages.pop_front();
       }
     }
-    // Then reliable fragments: the unsent ones of messages the receiver has started (it always takes them:
-    // sent after resends, they could wait for good behind another channel's that it refuses), resends,
-    // then new ones.
+    // Then reliable fragments: resends of messages the receiver has started, the unsent fragments of those
+    // (it always takes them: sent after every resend, they could wait for good behind the resends of
+    // another channel's message that it refuses), the other resends, then new messages.
     const auto writeNew = [&](SendChannel& channel, bool startedOnly) {
       while (!full && channel.firstUnsent < channel.messages.size()) {
         OutMessage& message = *channel.messages[channel.firstUnsent];
@@ -414,10 +416,11 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         }
       }
     };
+    writeRetransmits(true);
     for (SendChannel& channel : sendChannels_) {
       if (channel.mode == ChannelMode::kReliable) writeNew(channel, true);
     }
-    writeRetransmits();
+    writeRetransmits(false);
     for (SendChannel& channel : sendChannels_) {
       if (channel.mode == ChannelMode::kReliable) writeNew(channel, false);
     }

@@ -108,14 +108,14 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   // A token may be used from one address only (else a captured request could be replayed from elsewhere).
   TokenMac mac;
   std::memcpy(mac.bytes, request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
-  uint32_t tokenUse = tokenHistory_.Find(mac);
-  if (tokenUse != FlatTable<TokenMac>::kNone) {
-    if (!(tokenUses_[tokenUse].address == key)) {
+  const uint32_t used = tokenHistory_.Find(mac);
+  if (used != FlatTable<TokenMac>::kNone) {
+    if (!(tokenUses_[used].address == key)) {
       ++counters_.tokenRefused;
       return;
     }
   } else {
-    tokenUse = RememberToken(mac, key);
+    RememberToken(mac, key);
   }
   // Its client is back: the disconnect packets still owed to this address stop (see Farewell).
   if (!releaseOrder_.empty()) recentlyReleased_.Erase(key);
@@ -131,7 +131,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     return;
   }
   EncryptionMapping& entry = *mapping;
-  entry.tokenUse = tokenUse;
+  entry.token = mac;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
@@ -192,8 +192,8 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   freeSlots_.pop_back();
   Slot& slot = slots_[index];
   slot = Slot{};
-  slot.tokenUse = mapping->tokenUse;
-  slot.sequence = tokenUses_[slot.tokenUse].nextSequence;
+  slot.token = mapping->token;
+  slot.sequence = FirstSequence(slot.token);
   slot.connected = true;
   slot.address = from;
   slot.clientId = challenge.clientId;
@@ -289,8 +289,7 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
   const AddressKey key = AddressKey::Of(slot.address);
   const bool sendFarewell = farewell && config_.disconnectPackets > 0;
   // A later connection with the same token starts past every packet of this one, its disconnects included.
-  TokenUse& use = tokenUses_[slot.tokenUse];
-  use.nextSequence = std::max(use.nextSequence, slot.sequence + (sendFarewell ? config_.disconnectPackets : 0));
+  CarryForward(slot.token, slot.sequence + (sendFarewell ? config_.disconnectPackets : 0));
   slotByAddress_.Erase(key);
   uint32_t serial = 0;
   if (reason != DisconnectReason::kTimeout || sendFarewell) {
@@ -431,19 +430,30 @@ void ServerCore::RemoveMapping(EncryptionMapping& entry) {
   --mappingCount_;
 }
 
-uint32_t ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
+void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
   size_t index;
   if (tokenUses_.size() < maxTokenHistory_) {
     index = tokenUses_.size();
-    tokenUses_.push_back(TokenUse{mac, address});
+    tokenUses_.push_back(TokenUse{mac, address, forgottenSequenceFloor_});
   } else {  // full: the oldest makes room
     index = oldestTokenUse_;
     oldestTokenUse_ = (oldestTokenUse_ + 1) % maxTokenHistory_;
     tokenHistory_.Erase(tokenUses_[index].mac);
-    tokenUses_[index] = TokenUse{mac, address};
+    forgottenSequenceFloor_ = std::max(forgottenSequenceFloor_, tokenUses_[index].nextSequence);
+    tokenUses_[index] = TokenUse{mac, address, forgottenSequenceFloor_};
   }
   tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
-  return static_cast<uint32_t>(index);
+}
+
+uint64_t ServerCore::FirstSequence(const TokenMac& mac) const {
+  const uint32_t use = tokenHistory_.Find(mac);
+  return use != FlatTable<TokenMac>::kNone ? tokenUses_[use].nextSequence : forgottenSequenceFloor_;
+}
+
+void ServerCore::CarryForward(const TokenMac& mac, uint64_t nextSequence) {
+  const uint32_t use = tokenHistory_.Find(mac);
+  uint64_t& carried = use != FlatTable<TokenMac>::kNone ? tokenUses_[use].nextSequence : forgottenSequenceFloor_;
+  carried = std::max(carried, nextSequence);
 }
 
 void ServerCore::SendFarewells(const Clock& now) {

@@ -112,13 +112,19 @@ class ServerCore {
   uint64_t nextGlobalSequence() const { return globalSequence_; }
 
  private:
+  // The MAC of a private connect token: it names the token in the history of tokens used.
+  struct TokenMac {
+    uint8_t bytes[kMacBytes] = {};
+    bool operator==(const TokenMac& other) const { return std::memcmp(bytes, other.bytes, kMacBytes) == 0; }
+  };
+
   struct Slot {
     bool connected = false;
     bool confirmed = false;
     ServerAddress address;
     uint64_t clientId = 0;
     uint64_t sequence = 0;  // per-client send sequence: from 0, or where the token's last connection ended
-    uint32_t tokenUse = 0;  // its token's entry in the history, where the sequence is carried forward
+    TokenMac token;         // its connect token: where its last sequence is carried forward at the end
     int32_t timeoutSeconds = 0;
     uint64_t lastSendUs = 0;
     uint64_t lastReceiveUs = 0;
@@ -138,14 +144,9 @@ class ServerCore {
     // The latest request: a handshake lives the token's timeout from it (as in the reference), however
     // long the client has been resending.
     uint64_t requestedUs = 0;
-    uint32_t tokenUse = 0;  // the token's entry in the history
+    TokenMac token;
   };
 
-  // The MAC of a private connect token: it names the token in the history of tokens used.
-  struct TokenMac {
-    uint8_t bytes[kMacBytes];
-    bool operator==(const TokenMac& other) const { return std::memcmp(bytes, other.bytes, kMacBytes) == 0; }
-  };
   struct TokenUse {
     TokenMac mac;
     AddressKey address;  // the address that first used the token
@@ -216,7 +217,14 @@ class ServerCore {
   size_t maxMappings_;
   // Token history: each private token seen, with the address that first used it; the oldest goes first
   // once maxTokenHistory_ are held.
-  uint32_t RememberToken(const TokenMac& mac, const AddressKey& address);  // -> its index in tokenUses_
+  void RememberToken(const TokenMac& mac, const AddressKey& address);
+  // Where a connection with this token starts its send sequence, and where the next one will.
+  uint64_t FirstSequence(const TokenMac& mac) const;
+  void CarryForward(const TokenMac& mac, uint64_t nextSequence);
+  // At least the nextSequence of every token the history forgot (its oldest go once it is full): a
+  // forgotten token used again starts past what it sent before, as does every new one after the first
+  // such (a token cannot be told from a forgotten one).
+  uint64_t forgottenSequenceFloor_ = 0;
   FlatTable<TokenMac> tokenHistory_;  // -> index in tokenUses_
   std::vector<TokenUse> tokenUses_;   // in arrival order, then a ring
   size_t oldestTokenUse_ = 0;

@@ -687,6 +687,29 @@ describe('hostile input', () => {
     expect(core.stats().overBudget).toBe(3)
   })
 
+  it('holds its queues of messages ahead and the messages in them within one bound', () => {
+    // The queues' slots were checked against the bound only as they grew, and messages ahead against the
+    // bound only with their own bytes: slots up to the bound, then messages up to it as well.
+    const limit = 64 * 1024
+    const channels = ['reliable', 'reliable', 'reliable', 'reliable'] as const
+    const core = deliveryCore({ channels: [...channels], maxMessageBytes: limit, reassemblyBytes: limit })
+    let pn = 0
+    // Empty messages far ahead grow each channel's queue as far as the bound lets them.
+    for (let channel = 0; channel < 4; channel++) {
+      for (const sequence of [60, 120, 250]) core.receive(packet(varint(pn++), [0x10, channel, ...varint(sequence), ...varint(0)]), pn)
+    }
+    // Then the first fragment of a 20 kB message ahead on each channel, and of the one each delivers next.
+    for (let channel = 0; channel < 4; channel++) {
+      core.receive(fragmentOf(pn++, channel, 2, 20_000, 0, 1100), pn)
+      core.receive(fragmentOf(pn++, channel, 0, 60_000, 0, 1100), pn)
+    }
+    const { queueSlots, reassemblyUsed, overBudget } = core.stats()
+    // The bound, one message past it (the next one of a channel), and the four slots each queue may always have.
+    expect(queueSlots * 80 + reassemblyUsed).toBeLessThanOrEqual(limit + limit + 4 * 4 * 80)
+    expect(reassemblyUsed).toBeGreaterThanOrEqual(60_000) // a channel's next message was still taken
+    expect(overBudget).toBeGreaterThan(0)
+  })
+
   it('a packet refused for memory delivers its unreliable message once, even when it comes twice', () => {
     // Found by fuzz/delivery_fuzz.cc: the refused packet is not acknowledged (its reliable fragment must
     // come again), so it was not recorded as seen either, and a network duplicate delivered the

@@ -405,6 +405,27 @@ describe('timers (fake clock)', () => {
     expect(third).toBe(again)
   })
 
+  it('a token the history forgot starts past what it sent before when used again, as every token after it', () => {
+    const core = server({ maxClients: 1 }) // a history of 2,048 tokens
+    const client = new Client('127.0.0.1:50034', 1n)
+    const index = connect(core, client)
+    expect(sends(core.sendPayload(index, new Uint8Array([1]), 0, T0)).map((e) => client.open(e.data).sequence)).toEqual([1n, 2n])
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 1000, T0)
+    // 2,048 other tokens: the history forgets this one (a token that never expires may come back after that).
+    for (let i = 0; i < 2048; i++) core.receive(`10.2.${i >> 8}.${i & 255}:53000`, new Client('127.0.0.1:1', BigInt(100 + i)).request(), 2000, T0)
+    const firstSequence = (who: Client, us: number): bigint => {
+      const [challenge] = sends(core.receive(who.address, who.request(), us, T0))
+      const events = core.receive(who.address, who.packet(PacketType.connectionResponse, who.open(challenge!.data).body), us, T0)
+      expect(events.some((e) => e.kind === 'connect')).toBe(true)
+      return who.open(sends(events)[0]!.data).sequence // the keep-alive that confirms the connection
+    }
+    core.update(8 * second, T0) // their pending handshakes time out (5 s), which frees room for more
+    expect(firstSequence(client, 8 * second)).toBe(3n) // past 0 to 2, not 0 again under the same key
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 8 * second, T0)
+    // A token never seen starts there too: the server cannot tell it from a forgotten one.
+    expect(firstSequence(new Client('127.0.0.1:50035', 2n), 8 * second)).toBe(3n)
+  })
+
   it('STOPPING: stop() disconnects everyone (server-closed) and is stopped once the redundant disconnects are out', () => {
     const core = server()
     const a = new Client('127.0.0.1:50040', 1n)
