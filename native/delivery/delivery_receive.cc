@@ -173,11 +173,11 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
                                   bool headOfLine) {
   // The message a reliable channel delivers next is taken past the bound (it is at most maxMessageBytes):
   // were it refused while later messages fill the bound, neither could ever be delivered. Only while
-  // nothing else is past it (what is held, the queues' slots included, is within the bound), so that memory
-  // stays within bound + maxMessageBytes (+ the queues' first slots); and the permission is
-  // not held until that message completes: once what is held is back within the bound (another channel's
-  // message delivered), the next channel's may go past. Held, two reliable channels stalled each other for
-  // good: one's next message refused, its resends taking every packet at the minimum window, the other's
+  // nothing else is past it (what is held, the queues' slots included, is within the bound), so that
+  // memory stays within bound + maxMessageBytes (+ the queues' first slots). The permission is not held
+  // until that message completes: once what is held is back within the bound (another channel's message
+  // delivered), the next channel's may go past. Held, two reliable channels stalled each other for good:
+  // one's next message refused, its resends taking every packet at the minimum window, the other's
   // fragments never sent.
   const uint64_t held = reassemblyUsed_ + QueueSlotBytes();
   if (held + length > reassemblyLimit_ && (!headOfLine || held > reassemblyLimit_)) {

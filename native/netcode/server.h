@@ -232,9 +232,10 @@ class ServerCore {
   // In the order they are due: every entry waits the same interval after its last packet.
   std::deque<Farewell> farewells_;
   // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
-  // those are expected, not drops. An address that sends a valid request is no longer among them. The table holds the serial of each address's latest release; the queue
-  // is in the order of expiry (each is kept for the same time), and an entry whose address was released
-  // again since (another serial) leaves the table to the later one.
+  // those are expected, not drops; an address that sends a valid request is no longer among them. The
+  // table holds the serial of each address's latest release; the queue is in the order of expiry (each is
+  // kept for the same time), and an entry whose address was released again since (another serial) leaves
+  // the table to the later one.
   struct Released {
     uint64_t untilUs;
     AddressKey address;
