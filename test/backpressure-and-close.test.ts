@@ -125,15 +125,19 @@ describe('close', () => {
       setImmediate(blast)
     }
     blast()
-    await waitFor(() => received > 5000, 10_000, 'traffic to flow')
-    const closed = a.close()
-    expect(() => a.send('late', bPort, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
-    await closed
-    const afterClose = a.stats().packetsIn
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    expect(a.stats().packetsIn).toBe(afterClose) // nothing is read after close
-    sending = false
-    await b.close()
+    try {
+      await waitFor(() => received > 5000, 10_000, 'traffic to flow')
+      const closed = a.close()
+      expect(() => a.send('late', bPort, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
+      await closed
+      const afterClose = a.stats().packetsIn
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(a.stats().packetsIn).toBe(afterClose) // nothing is read after close
+    } finally {
+      // Also when an assertion failed: else the blaster floods loopback through the rest of the file.
+      sending = false
+      await Promise.all([a.close(), b.close()])
+    }
     await waitFor(() => engineThreadCount() <= before, 2000, 'both engine threads to end')
   })
 

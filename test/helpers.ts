@@ -28,6 +28,16 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what: 
   }
 }
 
+/**
+ * Holds the JavaScript thread (the engines' I/O threads run on) until the condition holds: for what must
+ * happen before JavaScript hears of it. False at the deadline.
+ */
+export function blockUntil(condition: () => boolean, timeoutMs: number): boolean {
+  const deadline = Date.now() + timeoutMs
+  while (!condition()) if (Date.now() > deadline) return false
+  return true
+}
+
 export interface Received {
   payloads: Buffer[]
   senders: { address: string; port: number; family: string }[]

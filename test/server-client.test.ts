@@ -5,7 +5,7 @@ import { Client, ClientPool, ConnectError, type Peer, Server, connectTokenToBase
 import { PacketType } from '../src/netcode/constants.ts'
 import { readEncryptedPacket, writeConnectionRequest } from '../src/netcode/packets.ts'
 import { loadSodium } from '../src/netcode/sodium.ts'
-import { waitFor } from './helpers.ts'
+import { blockUntil, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(3)
 const protocolId = 0x1234n
@@ -157,6 +157,7 @@ describe('Server and Client on loopback', () => {
     const ids = [1n, 2n, 3n]
     expect((await pool.connect(await Promise.all(ids.map((id) => token(address, id, { userData: dataOf(id) }))), { concurrency: 1 })).connected).toBe(3)
     await waitFor(() => peers.length === 3)
+    expect(peers[1]!.userData.byteLength).toBe(0) // detached, as the handler asked
     for (const peer of peers.filter((_, i) => i !== 1)) {
       expect(peer.userData.byteLength).toBe(256)
       expect(Buffer.compare(Buffer.from(peer.userData), Buffer.from(dataOf(peer.clientId)))).toBe(0)
@@ -254,10 +255,6 @@ describe('Server and Client on loopback', () => {
   it('a Peer whose client left before JavaScript heard of it never reaches the client that took its slot', async () => {
     // The I/O threads run on while JavaScript is busy: A leaves and B takes slot 0 before the server's
     // JavaScript has seen either; what it then does with A's Peer must not reach B.
-    const block = (ms: number) => {
-      const end = Date.now() + ms
-      while (Date.now() < end);
-    }
     for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
       const { server, address } = await startServer({ maxClients: 1, ...options })
       const peers: Peer[] = []
@@ -277,7 +274,9 @@ describe('Server and Client on loopback', () => {
       b.on('message', (data) => reachedB.push(data.byteLength))
       const aClosed = a.close()
       const bConnected = b.connect(tokenB)
-      block(400)
+      // Until B is connected as its engine knows it (the server's keep-alive told it maxClients): slot 0, the
+      // only one, is B's, A has left, and the server's JavaScript has seen neither.
+      expect(blockUntil(() => b.stats().maxClients > 0, 10_000)).toBe(true)
       const stale = peers[0]!
       expect(stale.connected).toBe(true) // as far as JavaScript knows
       // Its counters are B's now: its statistics stay its own last reading.

@@ -130,11 +130,12 @@ async function main(): Promise<void> {
     const started = performance.now()
     const period = Math.min(Math.max(1000 / rate, 1), 100)
     let broadcasts = 0
+    let messagesSent = 0 // the clients' sends that each broadcast's clients took
     const catchUp = (budgetMs = period): void => {
       const due = Math.min(Math.floor(((performance.now() - started) * rate) / 1000), Math.floor(seconds * rate))
       const until = performance.now() + budgetMs
       while (broadcasts < due && performance.now() < until) {
-        pool.broadcast(payload)
+        messagesSent += pool.broadcast(payload)
         broadcasts++
       }
     }
@@ -153,7 +154,7 @@ async function main(): Promise<void> {
       clearInterval(ticker)
       if (!interrupted.signal.aborted) catchUp(250) // the last ones due in the window, behind a busy machine's timers
     }
-    report('finished', interrupted.signal.aborted ? { interrupted: true } : {})
+    report('finished', { broadcasts, messagesSent, ...(interrupted.signal.aborted ? { interrupted: true } : {}) })
     await pool.close()
     process.exit(0)
   } else {

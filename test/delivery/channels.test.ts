@@ -88,8 +88,9 @@ describe('channels over loopback', () => {
     expect(peerStats.rtt.smoothedMs).toBeGreaterThan(0)
     expect(peerStats.bytes.in).toBeGreaterThan(100 * 500)
     expect(server.stats().link?.rtt.smoothedMs).toBeGreaterThan(0)
-    // Same machine, same monotonic clock: the client's estimate of the server's clock is within 1 ms of it.
-    expect(Math.abs(client.time() - peer.time())).toBeLessThan(1)
+    // Same machine, same monotonic clock: the client's estimate of the server's clock is within half the
+    // round trip it was taken over (its minimum), and 1 ms, of it: 0.1 ms on an idle loopback.
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(1 + client.stats().rtt.minMs / 2)
     await close()
   })
 
@@ -128,14 +129,17 @@ describe('channels over loopback', () => {
     await new Promise((resolve) => setTimeout(resolve, 300))
     const clientBefore = client.stats().packets.out
     const serverBefore = peer.stats().packets.out
+    const startedAt = performance.now()
     await new Promise((resolve) => setTimeout(resolve, 2000))
-    expect(client.stats().packets.out - clientBefore).toBeLessThanOrEqual(24)
-    expect(peer.stats().packets.out - serverBefore).toBeLessThanOrEqual(24)
+    // Ten a second over the time that really passed (the timer may fire late), and four for the edges.
+    const bound = Math.ceil((10 * (performance.now() - startedAt)) / 1000) + 4
+    expect(client.stats().packets.out - clientBefore).toBeLessThanOrEqual(bound)
+    expect(peer.stats().packets.out - serverBefore).toBeLessThanOrEqual(bound)
     // RTT samples on both sides: the client's minimum (0 before the first sample), the server's smoothed
     // RTT from the held pongs, away from the initial 100 ms and net of the time each was held (~100 ms).
     expect(client.stats().rtt.minMs).toBeGreaterThan(0)
     expect(peer.stats().rtt.smoothedMs).toBeLessThan(50)
-    expect(peer.stats().rtt.maxMs).toBeLessThan(50)
+    expect(peer.stats().rtt.maxMs).toBeLessThan(90) // not the ~100 ms a pong is held (a stall of a few tens of ms may show)
     await close()
   })
 
@@ -148,8 +152,8 @@ describe('channels over loopback', () => {
     const token = await generateConnectToken({ protocolId, privateKey, clientId: 2n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
     await second.connect(token)
     await waitFor(() => server.peers.size === 2)
-    // Within a second, far from the 4 s the clock's drift takes.
-    await waitFor(() => [...server.peers.values()].every((each) => each.stats().rtt.minMs > 0), 1000, "both peers' minimum RTT")
+    // Within a second when idle (3 s allowed for a loaded machine), well before the 4 s the clock's drift takes.
+    await waitFor(() => [...server.peers.values()].every((each) => each.stats().rtt.minMs > 0), 3000, "both peers' minimum RTT")
     const mins = [...server.peers.values()].map((each) => each.stats().rtt.minMs)
     for (const minMs of mins) {
       expect(minMs).toBeGreaterThan(0)

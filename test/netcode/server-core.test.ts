@@ -467,7 +467,7 @@ describe('timers (fake clock)', () => {
     expect(core.state().counters.unknownAddress).toBe(0)
   })
 
-  it('a pending handshake past its timeout or its token expiry is gone when the response comes, whenever housekeeping last ran', () => {
+  it('a pending handshake past its timeout is gone when the response comes, whenever housekeeping last ran (past the token expiry, without a timeout: below)', () => {
     // Timeout: request at 0 (timeout 2 s); housekeeping runs at 1.5 s, next at 2.5 s; the response at 2.2 s.
     const core = server()
     const client = new Client('127.0.0.1:50052', 1n, { timeoutSeconds: 2 })
