@@ -555,7 +555,8 @@ void Engine::Coalesce() {
     if (fill < wait) wait = fill;
   }
   pollfd wake{wakeFd_.fd(), POLLIN, 0};
-  const timespec timeout{0, static_cast<long>(wait)};
+  // tv_nsec must stay below a second: at coalesceUs = 1,000,000 ppoll refused {0, 1e9} and did not wait.
+  const timespec timeout{static_cast<time_t>(wait / 1000000000u), static_cast<long>(wait % 1000000000u)};
   ppoll(&wake, 1, &timeout, nullptr);
 }
 
@@ -908,9 +909,12 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
     const int error = errno;
     if (error == EINTR) continue;
     if (sendRuns_[done] > 1 && (error == EIO || error == EINVAL || error == ENOPROTOOPT)) {
-      // No UDP GSO here (an old kernel, a device without it): send datagram by datagram from now on.
+      // No UDP GSO here (an old kernel, a device without it): send datagram by datagram from now on. The
+      // caller starts again at the run that failed: the messages before it went out (else they went twice).
       gso_ = false;
-      return 0;  // the caller starts again from the same datagram
+      size_t sent = 0;
+      for (size_t i = 0; i < done; ++i) sent += sendRuns_[i];
+      return sent;
     }
     size_t lost = 0;
     for (size_t i = done; i < messages; ++i) lost += sendRuns_[i];
