@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
-import { PeerRecordKind, ProtocolControl, ProtocolStat, protocolStatsFields } from './engine/layout.ts'
+import { PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
@@ -368,15 +368,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
       ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#state === 'connected' ? this.#queue.outstanding() : ended),
-      drops: {
-        malformed: c[4]!,
-        replayed: c[5]!,
-        decryptionFailed: c[6]!,
-        unknownAddress: c[7]!,
-        receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,
-        sendBufferFull: c[10]!,
-      },
-      errors: { send: c[ProtocolStat.sendErrors]! },
+      ...commonProtocolDrops(c, 10),
       clientIndex: c[8]!,
       maxClients: c[9]!,
     }

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, ProtocolStat, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
@@ -305,21 +305,13 @@ export class Server extends EventEmitter<ServerEvents> {
   stats(): ServerStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
+    const { drops, errors } = commonProtocolDrops(c, 11)
     return {
       connectedClients: this.#peers.size,
       packets: { in: c[0]!, out: c[2]! },
       bytes: { in: c[1]!, out: c[3]! },
-      drops: {
-        malformed: c[4]!,
-        replayed: c[5]!,
-        decryptionFailed: c[6]!,
-        unknownAddress: c[7]!,
-        tokenRefused: c[8]!,
-        handshakesFull: c[12]!,
-        receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,
-        sendBufferFull: c[11]!,
-      },
-      errors: { send: c[ProtocolStat.sendErrors]! },
+      drops: { ...drops, tokenRefused: c[8]!, handshakesFull: c[12]! },
+      errors,
       denied: c[9]!,
       link: this.#linkTotals(),
     }

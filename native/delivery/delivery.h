@@ -245,7 +245,7 @@ class DeliveryCore {
   // memory held past the reassembly bound.
   bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
-  static constexpr size_t kFreeQueueSlots = 4;  // a queue's first slots (Ring's first allocation): not counted
+  static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);

@@ -259,9 +259,9 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   // window with frames of a few bytes, 80 kB a channel at the default window and megabytes at larger ones,
   // none of it in reassemblyUsed_. A queue's first slots, the next message's among them, are always made.
   const size_t grown = channel.pending.CapacityFor(static_cast<size_t>(offset) + 1);
-  if (grown > std::max(channel.pending.capacity(), kFreeQueueSlots)) {
-    const size_t more = (grown - std::max(channel.pending.capacity(), kFreeQueueSlots)) * sizeof(InMessage);
-    if (reassemblyUsed_ + QueueSlotBytes() + more > reassemblyLimit_) {
+  const size_t counted = std::max(channel.pending.capacity(), kFreeQueueSlots);
+  if (grown > counted) {
+    if (reassemblyUsed_ + QueueSlotBytes() + (grown - counted) * sizeof(InMessage) > reassemblyLimit_) {
       ++stats_.overBudget;
       return false;
     }

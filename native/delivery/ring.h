@@ -13,13 +13,15 @@ namespace volley::delivery {
 template <typename T>
 class Ring {
  public:
+  static constexpr size_t kFirstCapacity = 4;  // its first allocation; then it doubles
+
   bool empty() const { return size_ == 0; }
   size_t size() const { return size_; }
   size_t capacity() const { return slots_.size(); }
   // The capacity resize(count) leaves.
   size_t CapacityFor(size_t count) const {
     size_t capacity = slots_.size();
-    while (capacity < count) capacity = capacity == 0 ? 4 : capacity * 2;
+    while (capacity < count) capacity = capacity == 0 ? kFirstCapacity : capacity * 2;
     return capacity;
   }
   T& operator[](size_t i) { return slots_[(head_ + i) & (slots_.size() - 1)]; }
@@ -51,7 +53,7 @@ class Ring {
   static constexpr size_t kKeptSlots = 1024;  // an empty ring larger than this gives its memory back
 
   void Grow() {
-    std::vector<T> grown(slots_.empty() ? 4 : slots_.size() * 2);
+    std::vector<T> grown(CapacityFor(size_ + 1));
     for (size_t i = 0; i < size_; ++i) grown[i] = std::move((*this)[i]);
     slots_.swap(grown);
     head_ = 0;

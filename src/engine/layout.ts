@@ -60,4 +60,22 @@ export const linkFields = layout.linkFields
 export const protocolStatsFields = 18
 export const ProtocolStat = { receiveBufferFull: 16, sendErrors: 17 } as const
 
+/**
+ * The drops a netcode server's and client's counters (readProtocolStats) have in common, and their send
+ * errors; sendBufferFullAt: where that protocol's counters put its send-buffer drops.
+ */
+export function commonProtocolDrops(c: Float64Array, sendBufferFullAt: number) {
+  return {
+    drops: {
+      malformed: c[4]!,
+      replayed: c[5]!,
+      decryptionFailed: c[6]!,
+      unknownAddress: c[7]!,
+      receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,
+      sendBufferFull: c[sendBufferFullAt]!,
+    },
+    errors: { send: c[ProtocolStat.sendErrors]! },
+  }
+}
+
 export const align8 = (n: number): number => (n + 7) & ~7
