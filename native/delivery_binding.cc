@@ -189,6 +189,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
     out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
+    out.Set("clockErrorBoundUs", Napi::Number::New(env, core_->clock().ErrorBoundUs(now)));
     return out;
   }
 

@@ -80,8 +80,13 @@ export interface LinkStats {
    * not taken yet included, and their bytes; how long the oldest the I/O thread holds has waited.
    */
   queue: { depth: number; bytes: number; delayMs: number }
-  /** The peer's clock minus ours, ms, and its drift (parts per million). */
-  clock: { offsetMs: number; driftPpm: number }
+  /**
+   * The peer's clock minus ours, ms, and its drift (parts per million). errorBoundMs: the most the offset
+   * can be wrong by now, however the network splits the delay between the two ways (half the round trips
+   * it rests on; Infinity before the first ping/pong exchange). Until the drift is known (4 s) it assumes
+   * the two clocks tick at the same rate. exchanges: the ping/pong exchanges taken so far.
+   */
+  clock: { offsetMs: number; driftPpm: number; errorBoundMs: number; exchanges: number }
   /**
    * Delivery packets or messages dropped on receive (malformed, over the memory bound, stale, expired, over
    * maxMessageBytes: a peer with a larger maximum).
@@ -286,6 +291,7 @@ export function readLinkStats(
   const sent = f[row0 + LinkField.packetsSent]!
   const oldest = f[row0 + LinkField.oldestQueuedUs]!
   const depth = outstanding?.depth ?? f[row0 + LinkField.queuedMessages]!
+  const exchanges = f[row0 + LinkField.clockExchanges]!
   return {
     rtt: {
       smoothedMs: f[row0 + LinkField.rttSmoothedUs]! / 1000,
@@ -305,13 +311,25 @@ export function readLinkStats(
       bytes: outstanding?.bytes ?? f[row0 + LinkField.queuedBytes]!,
       delayMs: depth > 0 && oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
     },
-    clock: { offsetMs: f[row0 + LinkField.clockOffsetUs]! / 1000, driftPpm: f[row0 + LinkField.clockDrift]! * 1e6 },
+    clock: {
+      offsetMs: f[row0 + LinkField.clockOffsetUs]! / 1000,
+      driftPpm: f[row0 + LinkField.clockDrift]! * 1e6,
+      errorBoundMs: exchanges > 0 ? clockErrorBoundUs(f, row0) / 1000 : Infinity,
+      exchanges,
+    },
     dropped: f[row0 + LinkField.dropped]!,
   }
 }
 
 /** The link statistics of a connection without channels: all zero. */
 const noLinkStats = new Float64Array(linkFields)
+
+/** The clock's error bound, µs, widened from when the I/O thread wrote it to now. */
+function clockErrorBoundUs(f: Float64Array, row0: number): number {
+  const bound = f[row0 + LinkField.clockErrorUs]!
+  const growth = f[row0 + LinkField.clockErrorGrowth]!
+  return growth > 0 ? bound + growth * Math.max(0, monotonicUs() - f[row0 + LinkField.clockReferenceUs]!) : bound
+}
 
 /** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */
 export function monotonicUs(): number {

@@ -1,12 +1,16 @@
 // The peer's clock, estimated from ping/pong exchanges (NTP's four timestamps): each exchange gives an
 // offset θ = ((t1 − t0) + (t2 − t3)) / 2 whose error is at most half its RTT minus the processing
 // delay, so only the exchange with the smallest RTT of each period is kept (minimum-RTT filtering). A
-// straight line fitted through the kept offsets over time follows a drifting clock.
+// straight line fitted through the kept offsets over time follows a drifting clock. The same half RTTs
+// bound the estimate's error, which link statistics report: however the delay splits between the two
+// ways, the estimate is off by no more than that bound.
 #pragma once
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 
 namespace volley::delivery {
 
@@ -25,15 +29,18 @@ class ClockSync {
     if (t3 < t0) return;
     const uint64_t elapsed = t3 - t0;
     const double rtt = elapsed > delayUs ? static_cast<double>(elapsed - delayUs) : 0.0;
+    // The exchange's offset is within half its RTT of the truth. The delay was timed on the peer's clock,
+    // which runs by the drift apart from ours: that much of it may belong to the RTT too.
+    const double halfSpan = (rtt + std::abs(drift_) * static_cast<double>(delayUs)) / 2.0;
     // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: the difference may be negative.
     const double offset = (static_cast<double>(t1) - static_cast<double>(t0) + static_cast<double>(t1) +
                            static_cast<double>(delayUs) - static_cast<double>(t3)) / 2.0;
     const double at = (static_cast<double>(t0) + static_cast<double>(t3)) / 2.0;
     const uint64_t period = t3 / kPeriodUs;
     const uint32_t tag = static_cast<uint32_t>(period + 1);
-    const float rttUs = static_cast<float>(rtt);
+    const float errorUs = static_cast<float>(halfSpan);
     Best& slot = periods_[period % kPeriods];
-    if (slot.periodTag != tag || rttUs < slot.rttUs) slot = Best{tag, rttUs, offset, at};
+    if (slot.periodTag != tag || errorUs < slot.errorUs) slot = Best{tag, errorUs, offset, at};
     ++samples_;
     Fit(period);
   }
@@ -45,6 +52,16 @@ class ClockSync {
   // sample arrives, not here: link statistics read this after every batch of packets.
   double OffsetUs(uint64_t now) const { return offsetAtUs_ + drift_ * (static_cast<double>(now) - atUs_); }
 
+  // The most the offset at local time `now` can be wrong by, µs (infinite before any sample): each kept
+  // exchange's offset is within half its RTT of the truth, and the line through them is within the mean
+  // of those halves at its centre, widening with the distance from it by how far the errors could tilt
+  // it. Until the drift is known (four periods) it assumes the two clocks tick at the same rate.
+  double ErrorBoundUs(uint64_t now) const {
+    return errorAtCentreUs_ + errorGrowth_ * std::max(0.0, static_cast<double>(now) - atUs_);
+  }
+  // How fast that bound widens (µs per µs), for readers that extrapolate it as they do the offset.
+  double ErrorGrowth() const { return errorGrowth_; }
+
   // The drift of the peer's clock against ours (µs per µs; 0 until four periods have samples).
   double Drift() const { return drift_; }
   bool DriftKnown() const { return driftKnown_; }
@@ -53,7 +70,7 @@ class ClockSync {
   // 24 bytes, as every connection keeps 16 of them.
   struct Best {
     uint32_t periodTag = 0;  // the period's number plus one (0: never used); seconds: 136 years fit
-    float rttUs = 0;         // only compared
+    float errorUs = 0;       // half the exchange's RTT: how far its offset can be off
     double offset = 0;
     double at = 0;  // local time of the exchange's middle
   };
@@ -61,7 +78,9 @@ class ClockSync {
     return slot.periodTag != 0 && currentPeriod + 1 - slot.periodTag < kPeriods;
   }
   // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a least-squares line
-  // through their best exchanges (offset = mean + drift × (t − mean t)).
+  // through their best exchanges (offset = mean + drift × (t − mean t)). With each offset oᵢ off by eᵢ,
+  // |eᵢ| ≤ hᵢ (half its RTT), the line at t is off by mean(e) + (t − mean t) × Σ(tᵢ − mean t)eᵢ / Σ(tᵢ − mean t)²:
+  // at most mean(h) + |t − mean t| × Σ|tᵢ − mean t|hᵢ / Σ(tᵢ − mean t)².
   void Fit(uint64_t currentPeriod) {
     double sumT = 0, sumO = 0;
     size_t count = 0;
@@ -71,32 +90,45 @@ class ClockSync {
       sumT += slot.at;
       sumO += slot.offset;
       ++count;
-      if (best == nullptr || slot.rttUs < best->rttUs) best = &slot;
+      if (best == nullptr || slot.errorUs < best->errorUs) best = &slot;
     }
     driftKnown_ = count >= 4;
     if (!driftKnown_) {
       offsetAtUs_ = best->offset;
       atUs_ = best->at;
       drift_ = 0;
+      errorAtCentreUs_ = best->errorUs;
+      errorGrowth_ = 0;
       return;
     }
     const double meanT = sumT / count, meanO = sumO / count;
-    double covariance = 0, variance = 0;
+    double covariance = 0, variance = 0, sumError = 0, tilt = 0;
     for (const Best& slot : periods_) {
       if (!Live(slot, currentPeriod)) continue;
       covariance += (slot.at - meanT) * (slot.offset - meanO);
       variance += (slot.at - meanT) * (slot.at - meanT);
+      sumError += slot.errorUs;
+      tilt += std::abs(slot.at - meanT) * slot.errorUs;
     }
-    drift_ = variance > 0 ? std::clamp(covariance / variance, -kMaxDrift, kMaxDrift) : 0;
+    const double fitted = variance > 0 ? covariance / variance : 0;
+    drift_ = std::clamp(fitted, -kMaxDrift, kMaxDrift);
     offsetAtUs_ = meanO;
     atUs_ = meanT;
+    // A drift past the limit is not the line the exchanges give: nothing bounds the estimate then.
+    const bool clamped = drift_ != fitted;
+    errorAtCentreUs_ = clamped ? kUnbounded : sumError / count;
+    errorGrowth_ = clamped || variance <= 0 ? 0 : tilt / variance;
   }
+
+  static constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
   std::array<Best, kPeriods> periods_{};
   uint64_t samples_ = 0;
   double offsetAtUs_ = 0;  // the fitted offset at local time atUs_
   double atUs_ = 0;
   double drift_ = 0;
+  double errorAtCentreUs_ = kUnbounded;  // the error bound at atUs_
+  double errorGrowth_ = 0;
   bool driftKnown_ = false;
 };
 

@@ -31,6 +31,9 @@ enum LinkField : uint32_t {
   kLinkBytesInFlight,
   kLinkPathBytesPerSec,   // the delivery rate the congestion controller estimates for the path
   kLinkReleasedMessages,  // messages that have left the send queue since the connection began
+  kLinkClockExchanges,    // ping/pong exchanges the clock has taken (0: the offset means nothing yet)
+  kLinkClockErrorUs,      // the most the clock offset can be off at kLinkClockReferenceUs (infinite: unbounded)
+  kLinkClockErrorGrowth,  // how fast that bound widens after it, µs per µs
   kLinkFieldCount
 };
 
@@ -64,6 +67,9 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double ahea
   put(kLinkBytesInFlight, static_cast<double>(core.bytesInFlight()));
   put(kLinkPathBytesPerSec, core.bandwidthBytesPerUs() * 1e6);
   put(kLinkReleasedMessages, static_cast<double>(core.releasedMessages()));
+  put(kLinkClockExchanges, static_cast<double>(core.clock().samples()));
+  put(kLinkClockErrorUs, core.clock().ErrorBoundUs(nowUs));
+  put(kLinkClockErrorGrowth, core.clock().ErrorGrowth());
 }
 
 }  // namespace volley::delivery

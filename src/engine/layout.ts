@@ -17,7 +17,7 @@ export const layout = {
   /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/socket_protocol.h). */
   peerSlotBits: 20,
   /** Doubles of link statistics per peer (LinkField below). */
-  linkFields: 20,
+  linkFields: 23,
   /** Doubles of packet and byte counters per client slot of a server (PeerCounterField below). */
   peerCounterFields: 5,
 } as const
@@ -53,6 +53,9 @@ export const LinkField = {
   bytesInFlight: 17,
   pathBytesPerSec: 18,
   releasedMessages: 19,
+  clockExchanges: 20,
+  clockErrorUs: 21,
+  clockErrorGrowth: 22,
 } as const
 export const linkFields = layout.linkFields
 

@@ -387,6 +387,52 @@ describe('clock synchronisation', () => {
     // The other side's view is the mirror image.
     expect(Math.abs(pair.b.stats(pair.clock('b')).clockOffsetUs + truth)).toBeLessThan(1 * ms)
   })
+
+  it('bounds its own error, however the path splits the delay between the two ways', () => {
+    // Checked every 100 ms of 12 s (the line through 1-second periods starts at 4 s), on both sides.
+    // The 1 µs added covers the whole microseconds the clocks are read in.
+    const cases: { name: string; link: LinkConditions; skew: number; at?: (pair: SimulatedPair, ms: number) => void }[] = [
+      { name: 'loopback', link: { latencyMs: 0.02 }, skew: 0 },
+      { name: '20 ms RTT with jitter', link: { latencyMs: 10, jitterMs: 5 }, skew: 80e-6 },
+      { name: 'lossy, reordering, clock 500 ppm slow', link: { latencyMs: 5, jitterMs: 3, loss: 0.2, reorder: 0.1, duplicate: 0.05 }, skew: -500e-6 },
+      // 9 ms one way, 1 ms back: every exchange is 4 ms off, which no two-way measurement can see.
+      { name: 'asymmetric', link: { latencyMs: 1, extraLatencyToBMs: 8 }, skew: 0 },
+      // The same, then the other way round from 5 s on: the line through the exchanges tilts, and where
+      // it is extrapolated its error passes their half RTTs.
+      {
+        name: 'asymmetry that flips',
+        link: { latencyMs: 1, extraLatencyToBMs: 8 },
+        skew: 0,
+        at: (pair, ms) => {
+          if (ms === 5000) Object.assign(pair.link, { extraLatencyToBMs: 0, extraLatencyToAMs: 8 })
+        },
+      },
+    ]
+    for (const { name, link, skew, at } of cases) {
+      const pair = new SimulatedPair({ channels: ['reliable'] }, link, 7, { b: { skew, offsetUs: 2_500_000 } })
+      expect(pair.a.stats(pair.clock('a')).clockErrorBoundUs, name).toBe(Infinity) // before any exchange
+      let worstShare = 0 // the largest error seen, as a share of the bound at the time
+      let worstOverHalfRtt = 0 // and as a share of the largest half RTT of the exchanges (5 ms where asymmetric)
+      let checks = 0
+      for (let ms = 100; ms <= 12_000; ms += 100) {
+        at?.(pair, ms)
+        pair.run(ms * 1000)
+        const truth = pair.clock('b') - pair.clock('a')
+        for (const [side, sign] of [['a', 1], ['b', -1]] as const) {
+          const stats = pair.core(side).stats(pair.clock(side))
+          if (stats.clockSamples === 0) continue
+          const error = Math.abs(stats.clockOffsetUs - sign * truth)
+          expect(error, `${name}, side ${side} at ${ms} ms`).toBeLessThanOrEqual(stats.clockErrorBoundUs + 1)
+          worstShare = Math.max(worstShare, error / (stats.clockErrorBoundUs + 1))
+          worstOverHalfRtt = Math.max(worstOverHalfRtt, error / 5000)
+          checks++
+        }
+      }
+      expect(checks, name).toBeGreaterThan(230)
+      if (name === 'asymmetric') expect(worstShare, 'the bound is not loose: the error comes near it').toBeGreaterThan(0.75)
+      if (name === 'asymmetry that flips') expect(worstOverHalfRtt, 'the error passes the half RTT: the bound must widen').toBeGreaterThan(1)
+    }
+  })
 })
 
 describe('an idle connection', () => {

@@ -11,6 +11,9 @@ import { seededRandom } from '../helpers.ts'
  */
 export interface LinkConditions extends Omit<NetworkSimulatorOptions, 'seed' | 'clockOffsetMs' | 'clockDriftPpm'> {
   queueBytes?: number
+  /** Extra latency, ms, on the way to b only and on the way to a only: an asymmetric path. */
+  extraLatencyToBMs?: number
+  extraLatencyToAMs?: number
 }
 
 export interface DeliveryOptions {
@@ -30,7 +33,7 @@ type StatName =
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
-  | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs'
+  | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade'
 
 export interface NativeDeliveryCore {
@@ -141,7 +144,8 @@ export class SimulatedPair {
       this.onMessage[side]?.(message.channel, message.data, this.now)
     }
     const to: Side = side === 'a' ? 'b' : 'a'
-    const { loss = 0, latencyMs = 0, jitterMs = 0, duplicate = 0, reorder = 0, bandwidthBytesPerSec, queueBytes = Infinity } = this.link
+    const { loss = 0, jitterMs = 0, duplicate = 0, reorder = 0, bandwidthBytesPerSec, queueBytes = Infinity } = this.link
+    const latencyMs = (this.link.latencyMs ?? 0) + ((to === 'b' ? this.link.extraLatencyToBMs : this.link.extraLatencyToAMs) ?? 0)
     for (const data of packets) {
       this.packetsCarried++
       let leavesAt = this.now
