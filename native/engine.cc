@@ -62,7 +62,7 @@ uint32_t LoadU32(const uint8_t* p) {
 }  // namespace
 
 Engine::Engine(std::function<void()> wake)
-    : wake_(std::move(wake)), receiveSlabs_(new ReceiveSlab[kMaxReceiveSlabs]), sendRing_(kMaxSendSlabs) {
+    : wake_(std::move(wake)), receiveSlabs_(new ReceiveSlab[kMaxReceiveSlabs]), sendJobs_(kMaxSendSlabs), sendRing_(kMaxSendSlabs) {
   commands_.reserve(64);
   commandsInFlight_.reserve(64);
   events_.reserve(4096);
@@ -228,9 +228,9 @@ void Engine::Run() {
   epoll_event ready[kReadyEvents];
   for (;;) {
     int timeout = -1;
-    if ((!readable_.empty() && !starved_.load(std::memory_order_relaxed)) || (sendCount_ > 0 && !sendParked_)) {
+    if ((!readable_.empty() && !starved_.load(std::memory_order_relaxed)) || sendCount_ > 0) {
       timeout = 0;
-    } else if (sendParked_) {
+    } else if (!sendHeld_.empty()) {
       timeout = 1;  // the kernel was out of send buffer space; try again shortly
     }
     const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
@@ -332,28 +332,26 @@ bool Engine::ApplyCommand(const Command& command) {
     case Command::kControl:
     case Command::kCloseSocket: {
       std::unique_ptr<std::vector<uint8_t>> payload(command.payload);
-      if (sockets_.find(command.id) == sockets_.end()) return true;
       // After everything queued before it: a channel keeps its order, a watch sees the queue as it is, what
-      // was sent before close() goes out. A parked slab (the kernel's send buffer full) holds it back.
+      // was sent before close() goes out. Sends the socket holds (its kernel buffer full) hold it back.
       ProcessSends(SIZE_MAX);
-      if (sendCount_ > 0) {
-        Command held = command;
-        held.payload = nullptr;  // owned by the deferred entry from here
-        deferred_.push_back(DeferredCommand{sendJobsQueued_, MonotonicNs() / 1000, held, std::move(payload)});
+      const auto found = sockets_.find(command.id);  // looked up after: a deferred close may have gone
+      if (found == sockets_.end()) return true;
+      if (!found->second->held.empty()) {
+        Command deferred = command;
+        deferred.payload = nullptr;  // owned by the deferred entry from here
+        deferred_.push_back(DeferredCommand{MonotonicNs() / 1000, deferred, std::move(payload)});
       } else {
         ApplySocketCommand(command, std::move(payload));
       }
       return true;
     }
     case Command::kSendSlab: {
-      if (sendCount_ == kMaxSendSlabs) {  // cannot happen: JavaScript owns at most kMaxSendSlabs
-        ReleaseSendSlab(command.id);
-        return true;
-      }
-      SendJob& job = sendRing_[(sendHead_ + sendCount_) % kMaxSendSlabs];
-      job = SendJob{command.id, command.data, command.length, 0};
+      // A slab the I/O thread still has cannot come again (JavaScript gets it back only once released).
+      if (command.id >= kMaxSendSlabs || sendJobs_[command.id].queued) return true;
+      sendJobs_[command.id] = SendJob{command.data, command.length, 0, 0, true, false};
+      sendRing_[(sendHead_ + sendCount_) % kMaxSendSlabs] = command.id;
       ++sendCount_;
-      ++sendJobsQueued_;
       return true;
     }
     case Command::kAddReceiveSlab:
@@ -393,6 +391,18 @@ void Engine::ApplySocketCommand(const Command& command, std::unique_ptr<std::vec
   CloseFinishedProtocols();
 }
 
+void Engine::ApplyDeferred(uint32_t socketId) {
+  for (size_t i = 0; i < deferred_.size();) {
+    if (deferred_[i].command.id != socketId) {
+      ++i;
+      continue;
+    }
+    DeferredCommand due = std::move(deferred_[i]);
+    deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
+    ApplySocketCommand(due.command, std::move(due.payload));
+  }
+}
+
 void Engine::ApplyOverdueTeardowns() {
   const uint64_t nowUs = MonotonicNs() / 1000;
   for (size_t i = 0; i < deferred_.size();) {
@@ -405,8 +415,8 @@ void Engine::ApplyOverdueTeardowns() {
     }
     DeferredCommand due = std::move(entry);
     deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
-    // The socket's controls deferred before it go as its datagrams behind the slab do: dropped. Applied once
-    // the slab went, after it, a connect would undo the disconnect of its abort.
+    // The socket's controls deferred before it go as its held datagrams do: dropped. Applied once they
+    // went, after it, a connect would undo the disconnect of its abort.
     for (size_t j = i; j-- > 0;) {
       if (deferred_[j].command.id != due.command.id) continue;
       deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(j));
@@ -417,9 +427,11 @@ void Engine::ApplyOverdueTeardowns() {
 }
 
 void Engine::CloseSocketNow(SocketState* state) {
-  // Datagrams of this socket still queued behind a parked send are dropped, and counted.
+  // Datagrams of this socket not sent yet are dropped, and counted: those it holds, and those the pass
+  // over the slabs has not reached (it skips them once the socket is gone).
+  DropHeldSends(state);
   for (size_t i = 0; i < sendCount_; ++i) {
-    const SendJob& job = sendRing_[(sendHead_ + i) % kMaxSendSlabs];
+    const SendJob& job = sendJobs_[sendRing_[(sendHead_ + i) % kMaxSendSlabs]];
     for (size_t cursor = job.offset; cursor + kSendHeaderSize <= job.length;) {
       const uint32_t length = LoadU32(job.data + cursor + 4);
       if (length > kMaxDatagramSize) break;
@@ -451,6 +463,10 @@ void Engine::CloseSocketNow(SocketState* state) {
     freeTimerIds_.push_back(state->timerId);
   }
   if (state->stopping) stopping_.erase(std::find(stopping_.begin(), stopping_.end(), state));
+  // Its deferred commands can do nothing now (ids are never reused): they go.
+  for (size_t i = deferred_.size(); i-- > 0;) {
+    if (deferred_[i].command.id == state->id) deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
+  }
   for (size_t i = 0; i < recordsWaiting_.size(); ++i) {
     if (recordsWaiting_[i] == state) {
       recordsWaiting_[i] = recordsWaiting_.back();
@@ -544,7 +560,7 @@ void Engine::Coalesce() {
   const uint64_t sinceLast = now - lastDenseTurnNs_;
   lastDenseTurnNs_ = now;
   if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return;
-  if (!readable_.empty() || (sendCount_ > 0 && !sendParked_)) return;  // there is work already
+  if (!readable_.empty() || sendCount_ > 0) return;  // there is work already
   // Each hand-over costs two thread wake-ups (this one and JavaScript's); while datagrams stream in, a
   // short wait buys a batch many times fuller. Wait about as long as a full batch takes to arrive at the
   // rate of the last turn, and never longer than the sockets allow. Commands from JavaScript end the
@@ -706,28 +722,150 @@ int Engine::SendPrepared(SocketState* state, size_t first, size_t count) {
 }
 
 void Engine::ProcessSends(size_t budget) {
-  if (sendCount_ > 0) RefreshClock();
-  while (sendCount_ > 0 && budget > 0) {
-    SendJob& job = sendRing_[sendHead_];
-    if (!SendJobRecords(&job, &budget)) {
-      sendParked_ = true;
-      return;
+  if (sendCount_ == 0 && sendHeld_.empty()) return;
+  RefreshClock();
+  // What the kernel refused before goes first, in its order, before those sockets' later records.
+  for (size_t i = 0; i < sendHeld_.size() && budget > 0;) {
+    SocketState* state = sendHeld_[i];
+    if (!SendHeld(state, &budget)) {
+      ++i;
+      continue;
     }
+    sendHeld_[i] = sendHeld_.back();
+    sendHeld_.pop_back();
+    ApplyDeferred(state->id);
+  }
+  while (sendCount_ > 0 && budget > 0) {
+    const uint32_t slabId = sendRing_[sendHead_];
+    SendJob& job = sendJobs_[slabId];
+    SendJobRecords(slabId, &job, &budget);
     if (job.offset + kSendHeaderSize <= job.length) break;  // budget spent mid-slab
-    ReleaseSendSlab(job.slabId);
     sendHead_ = (sendHead_ + 1) % kMaxSendSlabs;
     --sendCount_;
-    ++sendJobsDone_;
-    while (!deferred_.empty() && deferred_.front().afterSendJobs <= sendJobsDone_) {
-      DeferredCommand due = std::move(deferred_.front());
-      deferred_.pop_front();
-      ApplySocketCommand(due.command, std::move(due.payload));
+    job.passed = true;
+    if (job.heldBy == 0) {
+      job.queued = false;
+      ReleaseSendSlab(slabId);
     }
   }
-  sendParked_ = false;
 }
 
-bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
+void Engine::PrepareRawSend(const SocketState* state, const uint8_t* record, uint32_t length, uint32_t index) {
+  IpAddress address;
+  address.family = record[10];
+  std::memcpy(&address.scopeId, record + 12, 4);
+  std::memcpy(address.bytes, record + 16, 16);
+  uint16_t port;
+  std::memcpy(&port, record + 8, 2);
+  msghdr& header = sendHeaders_[index].msg_hdr;
+  header = msghdr{};
+  header.msg_name = &sendNames_[index];
+  header.msg_namelen = ToSockaddr(address, port, state->socket->isV6(), &sendNames_[index]);
+  sendIov_[index].iov_base = const_cast<uint8_t*>(record + kSendHeaderSize);
+  sendIov_[index].iov_len = length;
+  header.msg_iov = &sendIov_[index];
+  header.msg_iovlen = 1;
+}
+
+uint32_t Engine::SendRawRun(SocketState* state, uint32_t count) {
+  uint32_t sent = 0;
+  uint32_t refused = 0;
+  int refusedError = 0;
+  while (sent < count) {
+    const int result = SendPrepared(state, sent, count - sent);
+    if (result > 0) {
+      sent += static_cast<uint32_t>(result);
+      continue;
+    }
+    const int error = -result;
+    if (error == EINTR) continue;
+    if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) break;
+    // The kernel refused this datagram (too large for the path, unreachable, ...): count it, go on.
+    SocketStats::Add(state->stats->sendErrors, 1);
+    ++refused;
+    refusedError = error;
+    ++sent;
+  }
+  if (refused > 0) Emit(kEventError, static_cast<int32_t>(state->id), -refusedError, refused, kOpSend);
+  return sent;
+}
+
+void Engine::HoldSends(SocketState* state, uint32_t slabId, size_t offset) {
+  if (state->held.empty()) sendHeld_.push_back(state);
+  if (state->held.empty() || state->held.back().slabId != slabId) {
+    state->held.push_back(HeldSends{slabId, offset});
+    ++sendJobs_[slabId].heldBy;
+  }
+}
+
+void Engine::DropHeldSlab(uint32_t slabId) {
+  SendJob& job = sendJobs_[slabId];
+  if (--job.heldBy == 0 && job.passed) {
+    job.queued = false;
+    ReleaseSendSlab(slabId);
+  }
+}
+
+bool Engine::SendHeld(SocketState* state, size_t* budget) {
+  size_t recordStarts[kMaxBatchSize];
+  while (!state->held.empty()) {
+    if (*budget == 0) return false;
+    HeldSends& held = state->held.front();
+    const SendJob& job = sendJobs_[held.slabId];
+    // The pass has not looked past job.offset yet: this socket's records beyond it are the pass's to send.
+    const size_t limit = job.passed ? job.length : job.offset;
+    const size_t most = *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
+    uint32_t count = 0;
+    size_t cursor = held.offset;
+    while (cursor + kSendHeaderSize <= limit && count < most) {
+      const uint8_t* record = job.data + cursor;
+      const uint32_t length = LoadU32(record + 4);
+      const size_t end = cursor + Align8(kSendHeaderSize + length);
+      if (length > kMaxDatagramSize || end > limit) {  // as the pass found it: malformed, the slab ends here
+        cursor = limit;
+        break;
+      }
+      if (LoadU32(record) == state->id) {
+        PrepareRawSend(state, record, length, count);
+        recordStarts[count++] = cursor;
+      }
+      cursor = end;
+    }
+    if (count == 0) {  // nothing more of it in this slab
+      const uint32_t slabId = held.slabId;
+      state->held.pop_front();
+      DropHeldSlab(slabId);
+      continue;
+    }
+    const uint32_t sent = SendRawRun(state, count);
+    *budget -= sent;  // sent <= most <= *budget
+    if (sent < count) {  // the kernel is still out of buffer space: later
+      held.offset = recordStarts[sent];
+      return false;
+    }
+    held.offset = cursor;
+  }
+  return true;
+}
+
+void Engine::DropHeldSends(SocketState* state) {
+  if (state->held.empty()) return;
+  sendHeld_.erase(std::find(sendHeld_.begin(), sendHeld_.end(), state));
+  for (const HeldSends& held : state->held) {
+    const SendJob& job = sendJobs_[held.slabId];
+    const size_t limit = job.passed ? job.length : job.offset;
+    for (size_t cursor = held.offset; cursor + kSendHeaderSize <= limit;) {
+      const uint32_t length = LoadU32(job.data + cursor + 4);
+      if (length > kMaxDatagramSize) break;
+      if (LoadU32(job.data + cursor) == state->id) SocketStats::Add(state->stats->sendDropped, 1);
+      cursor += Align8(kSendHeaderSize + length);
+    }
+    DropHeldSlab(held.slabId);
+  }
+  state->held.clear();
+}
+
+void Engine::SendJobRecords(uint32_t slabId, SendJob* job, size_t* budget) {
   size_t recordEnds[kMaxBatchSize];
   while (job->offset + kSendHeaderSize <= job->length && *budget > 0) {
     const size_t runLimit = *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
@@ -736,6 +874,7 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
     uint32_t count = 0;
     size_t cursor = job->offset;
     SocketState* state = nullptr;
+    bool holding = false;  // the socket holds earlier records: these wait behind them
     while (cursor + kSendHeaderSize <= job->length && count < runLimit) {
       const uint8_t* record = job->data + cursor;
       const uint32_t socketId = LoadU32(record);
@@ -743,12 +882,13 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
       const size_t end = cursor + Align8(kSendHeaderSize + length);
       if (length > kMaxDatagramSize || end > job->length) {
         job->offset = job->length;  // malformed slab: JavaScript wrote it, so this is a bug; stop here
-        return true;
+        return;
       }
       if (count == 0) {
         runSocket = socketId;
         const auto found = sockets_.find(socketId);
         state = found == sockets_.end() ? nullptr : found->second.get();
+        holding = state != nullptr && !state->held.empty();
       } else if (socketId != runSocket) {
         break;
       }
@@ -756,27 +896,19 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
         uint32_t peer;
         std::memcpy(&peer, record + 12, 4);
         state->protocol->Send(peer, record[11], record + kSendHeaderSize, length, clock_);
-      } else if (state != nullptr) {
-        IpAddress address;
-        address.family = record[10];
-        std::memcpy(&address.scopeId, record + 12, 4);
-        std::memcpy(address.bytes, record + 16, 16);
-        uint16_t port;
-        std::memcpy(&port, record + 8, 2);
-        msghdr& header = sendHeaders_[count].msg_hdr;
-        header = msghdr{};
-        header.msg_name = &sendNames_[count];
-        header.msg_namelen = ToSockaddr(address, port, state->socket->isV6(), &sendNames_[count]);
-        sendIov_[count].iov_base = const_cast<uint8_t*>(record + kSendHeaderSize);
-        sendIov_[count].iov_len = length;
-        header.msg_iov = &sendIov_[count];
-        header.msg_iovlen = 1;
+      } else if (state != nullptr && !holding) {
+        PrepareRawSend(state, record, length, count);
       }
       recordEnds[count] = end;
       cursor = end;
       ++count;
     }
     if (state == nullptr) {  // the socket closed after these were queued; its counters were settled then
+      job->offset = cursor;
+      continue;
+    }
+    if (holding) {
+      HoldSends(state, slabId, job->offset);
       job->offset = cursor;
       continue;
     }
@@ -788,32 +920,11 @@ bool Engine::SendJobRecords(SendJob* job, size_t* budget) {
       job->offset = cursor;
       continue;
     }
-    uint32_t sent = 0;
-    uint32_t refused = 0;
-    int refusedError = 0;
-    while (sent < count) {
-      const int result = SendPrepared(state, sent, count - sent);
-      if (result > 0) {
-        sent += static_cast<uint32_t>(result);
-        continue;
-      }
-      const int error = -result;
-      if (error == EINTR) continue;
-      if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) {
-        job->offset = sent == 0 ? job->offset : recordEnds[sent - 1];
-        if (refused > 0) Emit(kEventError, static_cast<int32_t>(runSocket), -refusedError, refused, kOpSend);
-        return false;
-      }
-      // The kernel refused this datagram (too large for the path, unreachable, ...): count it, go on.
-      SocketStats::Add(state->stats->sendErrors, 1);
-      ++refused;
-      refusedError = error;
-      ++sent;
-    }
-    if (refused > 0) Emit(kEventError, static_cast<int32_t>(runSocket), -refusedError, refused, kOpSend);
+    const uint32_t sent = SendRawRun(state, count);
+    // Out of buffer space: the socket holds the rest, and the pass goes on with the other sockets.
+    if (sent < count) HoldSends(state, slabId, sent == 0 ? job->offset : recordEnds[sent - 1]);
     job->offset = cursor;
   }
-  return true;
 }
 
 // --- protocol sockets ---

@@ -83,6 +83,12 @@ class Engine {
     std::atomic<uint64_t> delivered{0};     // JavaScript thread: batches it is done with
   };
 
+  // From `offset` on in slab `slabId`, a held socket's records wait (the others' are skipped).
+  struct HeldSends {
+    uint32_t slabId = 0;
+    size_t offset = 0;
+  };
+
   struct SocketState {
     uint32_t id = 0;
     uint32_t batchSize = kDefaultBatchSize;
@@ -95,6 +101,9 @@ class Engine {
     std::unique_ptr<SocketProtocol> protocol;
     bool stopping = false;  // a stop control was applied: close once the protocol has finished
     uint32_t timerId = 0;   // protocol sockets: its timer in protocolTimers_
+    // Raw sockets whose datagrams the kernel refused for want of buffer space (EAGAIN, ENOBUFS): where
+    // their records wait, slab by slab, in order. Empty when nothing waits (no allocation then).
+    std::deque<HeldSends> held;
   };
 
   struct Command {
@@ -107,12 +116,19 @@ class Engine {
     std::vector<uint8_t>* payload = nullptr;  // kControl: owned by the command
   };
 
+  // A submitted send slab, by its id. The slabs are passed over in the order they came; a raw socket the
+  // kernel refuses holds its records where they are (HeldSends) and the pass goes on with the other
+  // sockets', so one full send buffer never holds up another socket. A slab goes back to JavaScript
+  // once the pass is done with it and no socket holds records in it.
   struct SendJob {
-    uint32_t slabId = 0;
     uint8_t* data = nullptr;
     size_t length = 0;
-    size_t offset = 0;  // next record to send
+    size_t offset = 0;    // the pass: next record to look at
+    uint32_t heldBy = 0;  // sockets holding records of this slab
+    bool queued = false;  // submitted and not yet released
+    bool passed = false;  // the pass is done with it
   };
+
 
   // Datagrams read by the last recvmmsg and not yet copied into a slab (kept while starved).
   struct ScratchState {
@@ -121,10 +137,9 @@ class Engine {
     uint32_t count = 0;
   };
 
-  // A control or close that came while a send slab was parked (the kernel's send buffer full): it waits
-  // until the slabs queued before it have gone out, so it never overtakes their records.
+  // A close (or control) for a socket with held sends: it waits until they have gone out, so it never
+  // overtakes them.
   struct DeferredCommand {
-    uint64_t afterSendJobs = 0;  // applied once sendJobsDone_ reaches this
     uint64_t deferredAtUs = 0;   // a close or stop goes anyway after kMaxTeardownWaitUs
     Command command;
     std::unique_ptr<std::vector<uint8_t>> payload;
@@ -136,7 +151,9 @@ class Engine {
   bool ApplyCommand(const Command& command);  // false on kStop
   // kControl and kCloseSocket, once every send queued before them is done.
   void ApplySocketCommand(const Command& command, std::unique_ptr<std::vector<uint8_t>> payload);
-  // Closes and stops that have waited too long behind a parked slab: applied now (see kMaxTeardownWaitUs).
+  // The commands deferred for a socket whose held sends have all gone out, in the order they came.
+  void ApplyDeferred(uint32_t socketId);
+  // Closes and stops that have waited too long behind held sends: applied now (see kMaxTeardownWaitUs).
   void ApplyOverdueTeardowns();
   void CloseSocketNow(SocketState* state);
   void EnsureScratch(uint32_t batchSize);
@@ -170,10 +187,24 @@ class Engine {
   // One sendmmsg over sendHeaders_[first, first + count), counted in the socket's stats. Returns how many
   // went out, or -errno.
   int SendPrepared(SocketState* state, size_t first, size_t count);
-  // Sends up to *budget datagrams (decremented) so that receiving gets its turn on a busy thread.
+  // Sends up to *budget datagrams (decremented) so that receiving gets its turn on a busy thread: first
+  // the held sends of the sockets the kernel refused before, then the slabs in order.
   void ProcessSends(size_t budget);
-  // Returns false when the kernel is out of buffer space (the job is retried later from job->offset).
-  bool SendJobRecords(SendJob* job, size_t* budget);
+  // The pass over one slab, from job->offset, as far as the budget goes.
+  void SendJobRecords(uint32_t slabId, SendJob* job, size_t* budget);
+  // A raw socket's record at `record` into sendHeaders_[index] and its address and iovec.
+  void PrepareRawSend(const SocketState* state, const uint8_t* record, uint32_t length, uint32_t index);
+  // sendmmsg over the count prepared datagrams, past refusals of single datagrams (counted and reported).
+  // Returns how many were dealt with: fewer than count when the kernel is out of buffer space.
+  uint32_t SendRawRun(SocketState* state, uint32_t count);
+  // Holds the socket's records of slab `slabId` from `offset` on (and lists the socket as held).
+  void HoldSends(SocketState* state, uint32_t slabId, size_t offset);
+  // Sends what a held socket holds, in order; true once nothing is held any more.
+  bool SendHeld(SocketState* state, size_t* budget);
+  // One held slab done with for this socket: it goes back to JavaScript when nothing else needs it.
+  void DropHeldSlab(uint32_t slabId);
+  // Counts a closing socket's held records as dropped and lets go of their slabs.
+  void DropHeldSends(SocketState* state);
 
   void Emit(int32_t type, int32_t a = 0, int32_t b = 0, int32_t c = 0, int32_t d = 0, int32_t e = 0);
   void FlushEvents();
@@ -234,12 +265,11 @@ class Engine {
   std::vector<uint64_t> receiveControl_;  // CMSG space per message, 8-byte aligned
   size_t controlWordsPerMessage_ = 0;
 
-  std::vector<SendJob> sendRing_;  // capacity kMaxSendSlabs
+  std::vector<SendJob> sendJobs_;     // by slab id
+  std::vector<uint32_t> sendRing_;    // slab ids in the order they came, not yet passed over
   size_t sendHead_ = 0;
   size_t sendCount_ = 0;
-  bool sendParked_ = false;
-  uint64_t sendJobsQueued_ = 0;  // send slabs taken into the ring, ever
-  uint64_t sendJobsDone_ = 0;    // and finished
+  std::vector<SocketState*> sendHeld_;    // sockets with held sends: retried every turn (about 1 ms apart)
   std::deque<DeferredCommand> deferred_;  // in the order they came
   std::vector<mmsghdr> sendHeaders_;
   std::vector<iovec> sendIov_;
