@@ -43,10 +43,9 @@ constexpr size_t kSendBudgetPerTurn = 512;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
-// How long a close or stop waits behind a send slab the kernel keeps refusing (its path is down) before it
-// is applied anyway: closing must end. What is queued behind the slab for that socket is then dropped (its
-// datagrams counted, its controls with them). Other controls keep waiting: they must not overtake messages
-// of their channel.
+// How long a close waits for the datagrams its socket holds while the kernel keeps refusing them (its path
+// is down) before it is applied anyway: closing must end. What the socket still holds is then dropped, and
+// counted.
 constexpr uint64_t kMaxTeardownWaitUs = 1000000;
 // Large messages JavaScript has not taken yet: past this, the engine's sockets stop reading until it takes
 // some (the kernel's buffer, then the peers' flow control, take the rest). Slab space does not bound them:
@@ -333,8 +332,9 @@ bool Engine::ApplyCommand(const Command& command) {
     case Command::kCloseSocket: {
       std::unique_ptr<std::vector<uint8_t>> payload(command.payload);
       // After everything queued before it: a channel keeps its order, a watch sees the queue as it is, what
-      // was sent before close() goes out. Sends the socket holds (its kernel buffer full) hold it back.
-      ProcessSends(SIZE_MAX);
+      // was sent before close() goes out. Sends the socket holds (its kernel buffer full) hold it back; they
+      // are retried on the loop's own time, not at every command.
+      ProcessSends(SIZE_MAX, false);
       const auto found = sockets_.find(command.id);  // looked up after: a deferred close may have gone
       if (found == sockets_.end()) return true;
       if (!found->second->held.empty()) {
@@ -405,24 +405,15 @@ void Engine::ApplyDeferred(uint32_t socketId) {
 
 void Engine::ApplyOverdueTeardowns() {
   const uint64_t nowUs = MonotonicNs() / 1000;
-  for (size_t i = 0; i < deferred_.size();) {
-    DeferredCommand& entry = deferred_[i];
-    const bool teardown = entry.command.kind == Command::kCloseSocket ||
-                          (entry.command.op == kControlStop || entry.command.op == kControlDisconnect);
-    if (!teardown || nowUs - entry.deferredAtUs < kMaxTeardownWaitUs) {
-      ++i;
-      continue;
+  // Closing a socket takes its other deferred commands with it: look again from the start after each.
+  for (bool closed = true; closed;) {
+    closed = false;
+    for (const DeferredCommand& entry : deferred_) {
+      if (entry.command.kind != Command::kCloseSocket || nowUs - entry.deferredAtUs < kMaxTeardownWaitUs) continue;
+      CloseSocketNow(sockets_.find(entry.command.id)->second.get());  // deferred only while it is open
+      closed = true;
+      break;
     }
-    DeferredCommand due = std::move(entry);
-    deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
-    // The socket's controls deferred before it go as its held datagrams do: dropped. Applied once they
-    // went, after it, a connect would undo the disconnect of its abort.
-    for (size_t j = i; j-- > 0;) {
-      if (deferred_[j].command.id != due.command.id) continue;
-      deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(j));
-      --i;
-    }
-    ApplySocketCommand(due.command, std::move(due.payload));
   }
 }
 
@@ -721,11 +712,13 @@ int Engine::SendPrepared(SocketState* state, size_t first, size_t count) {
   return result;
 }
 
-void Engine::ProcessSends(size_t budget) {
-  if (sendCount_ == 0 && sendHeld_.empty()) return;
+void Engine::ProcessSends(size_t budget, bool retryHeld) {
+  if (sendCount_ == 0 && (sendHeld_.empty() || !retryHeld)) return;
   RefreshClock();
-  // What the kernel refused before goes first, in its order, before those sockets' later records.
-  for (size_t i = 0; i < sendHeld_.size() && budget > 0;) {
+  // What the kernel refused before goes first, in its order, before those sockets' later records. Their
+  // deferred commands (a close) wait until the list has been walked.
+  heldReleased_.clear();
+  for (size_t i = 0; retryHeld && i < sendHeld_.size() && budget > 0;) {
     SocketState* state = sendHeld_[i];
     if (!SendHeld(state, &budget)) {
       ++i;
@@ -733,8 +726,9 @@ void Engine::ProcessSends(size_t budget) {
     }
     sendHeld_[i] = sendHeld_.back();
     sendHeld_.pop_back();
-    ApplyDeferred(state->id);
+    heldReleased_.push_back(state->id);
   }
+  for (const uint32_t socketId : heldReleased_) ApplyDeferred(socketId);
   while (sendCount_ > 0 && budget > 0) {
     const uint32_t slabId = sendRing_[sendHead_];
     SendJob& job = sendJobs_[slabId];
@@ -808,13 +802,15 @@ void Engine::DropHeldSlab(uint32_t slabId) {
 
 bool Engine::SendHeld(SocketState* state, size_t* budget) {
   size_t recordStarts[kMaxBatchSize];
+  // One datagram first: while the kernel still refuses, a retry costs one small call, not a full batch.
+  bool probing = true;
   while (!state->held.empty()) {
     if (*budget == 0) return false;
     HeldSends& held = state->held.front();
     const SendJob& job = sendJobs_[held.slabId];
     // The pass has not looked past job.offset yet: this socket's records beyond it are the pass's to send.
     const size_t limit = job.passed ? job.length : job.offset;
-    const size_t most = *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
+    const size_t most = probing ? 1 : *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
     uint32_t count = 0;
     size_t cursor = held.offset;
     while (cursor + kSendHeaderSize <= limit && count < most) {
@@ -844,6 +840,7 @@ bool Engine::SendHeld(SocketState* state, size_t* budget) {
       return false;
     }
     held.offset = cursor;
+    probing = false;
   }
   return true;
 }
@@ -851,7 +848,8 @@ bool Engine::SendHeld(SocketState* state, size_t* budget) {
 void Engine::DropHeldSends(SocketState* state) {
   if (state->held.empty()) return;
   sendHeld_.erase(std::find(sendHeld_.begin(), sendHeld_.end(), state));
-  for (const HeldSends& held : state->held) {
+  for (size_t i = 0; i < state->held.size(); ++i) {
+    const HeldSends& held = state->held[i];
     const SendJob& job = sendJobs_[held.slabId];
     const size_t limit = job.passed ? job.length : job.offset;
     for (size_t cursor = held.offset; cursor + kSendHeaderSize <= limit;) {

@@ -28,6 +28,7 @@ class Ring {
   const T& operator[](size_t i) const { return slots_[(head_ + i) & (slots_.size() - 1)]; }
   T& front() { return slots_[head_]; }
   const T& front() const { return slots_[head_]; }
+  T& back() { return (*this)[size_ - 1]; }
 
   void push_back(T&& value) {
     if (size_ == slots_.size()) Grow();
@@ -38,6 +39,13 @@ class Ring {
   // Adds default-made entries at the back until there are `count` (never removes any).
   void resize(size_t count) {
     while (size_ < count) push_back(T{});
+  }
+
+  // Empties it and gives its memory back.
+  void clear() {
+    std::vector<T>().swap(slots_);
+    head_ = 0;
+    size_ = 0;
   }
 
   void pop_front() {
