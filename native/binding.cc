@@ -418,7 +418,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return true;
   }
 
-  // networkSimulator: { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, seed } (checked by
+  // networkSimulator: { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, queueBytes, seed } (checked by
   // JavaScript, src/network-simulator.ts) -> a simulator for what the socket sends; none when absent.
   static std::unique_ptr<NetworkSimulator> ReadNetworkSimulator(Napi::Object options) {
     Napi::Value value = options.Get("networkSimulator");
@@ -435,6 +435,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     conditions.latencyUs = static_cast<uint64_t>(number("latencyUs"));
     conditions.jitterUs = static_cast<uint64_t>(number("jitterUs"));
     conditions.bandwidthBytesPerSec = static_cast<uint64_t>(number("bandwidthBytesPerSec"));
+    conditions.queueBytes = static_cast<uint64_t>(number("queueBytes"));
     conditions.seed = static_cast<uint64_t>(number("seed"));
     return std::make_unique<NetworkSimulator>(conditions);
   }

@@ -1124,7 +1124,11 @@ void Engine::ScheduleProtocol(SocketState* state) {
 void Engine::CloseFinishedProtocols() {
   for (size_t i = 0; i < stopping_.size();) {
     SocketState* state = stopping_[i];
-    if (state->protocol->Finished() && state->protocol->output.recordsStart == state->protocol->output.records.size()) {
+    // Finished once its protocol is, JavaScript has its last records, and the simulated network (if any)
+    // has delivered what it carries: closing must not lose the last disconnect packets on their way.
+    const NetworkSimulator* simulator = state->protocol->simulator.get();
+    if (state->protocol->Finished() && state->protocol->output.recordsStart == state->protocol->output.records.size() &&
+        (simulator == nullptr || simulator->NextReleaseUs() == UINT64_MAX)) {
       CloseSocketNow(state);  // takes it out of stopping_
     } else {
       ++i;

@@ -22,29 +22,31 @@ double NetworkSimulator::Uniform() {
 
 void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t nowUs) {
   ++counters_.submitted;
-  if (Uniform() < conditions_.loss) {
+  // Every datagram draws the same six numbers, whatever becomes of it: a datagram dropped by a full queue
+  // (which depends on when the engine ran) must not shift the choices made for the ones after it.
+  const double lossDraw = Uniform();
+  const double duplicateDraw = Uniform();
+  double delayDraws[2], reorderDraws[2];
+  for (int copy = 0; copy < 2; ++copy) {
+    delayDraws[copy] = Uniform();
+    reorderDraws[copy] = Uniform();
+  }
+  if (lossDraw < conditions_.loss) {
     ++counters_.lost;
     return;
   }
-  // A full queue drops the datagram before the link: it must not take link time, or every datagram after
-  // an overflow would wait for ones that were never sent (and the delay would grow without bound).
-  if (held_.size() >= conditions_.maxHeld) {
-    ++counters_.overflowed;
-    return;
-  }
-  // Bandwidth: the link sends one datagram after the other; what waits for it is delayed. Kept in
-  // fractions of a µs: whole µs per datagram made a fast link faster than asked, and above ~1.3 GB/s free.
-  uint64_t departUs = nowUs;
-  if (conditions_.bandwidthBytesPerSec > 0) {
-    if (linkFreeUs_ < static_cast<double>(nowUs)) linkFreeUs_ = static_cast<double>(nowUs);
-    linkFreeUs_ += static_cast<double>(uint64_t{datagram.size} + 28) * 1e6 / static_cast<double>(conditions_.bandwidthBytesPerSec);
-    departUs = static_cast<uint64_t>(std::ceil(linkFreeUs_));
-  }
-  const int copies = Uniform() < conditions_.duplicate ? 2 : 1;
+  const int copies = duplicateDraw < conditions_.duplicate ? 2 : 1;
   if (copies == 2) ++counters_.duplicated;
   for (int copy = 0; copy < copies; ++copy) {
-    double delay = static_cast<double>(conditions_.latencyUs) + (Uniform() * 2 - 1) * static_cast<double>(conditions_.jitterUs);
-    if (Uniform() < conditions_.reorder) {
+    // A full queue drops the copy before the link: it must not take link time, or every datagram after an
+    // overflow would wait for ones that were never sent.
+    uint64_t departUs = nowUs;
+    if (held_.size() >= conditions_.maxHeld || !Depart(datagram.size, nowUs, &departUs)) {
+      ++counters_.overflowed;
+      continue;
+    }
+    double delay = static_cast<double>(conditions_.latencyUs) + (delayDraws[copy] * 2 - 1) * static_cast<double>(conditions_.jitterUs);
+    if (reorderDraws[copy] < conditions_.reorder) {
       ++counters_.reordered;
       delay += static_cast<double>(conditions_.latencyUs + conditions_.jitterUs) + 1000.0;
     }
@@ -52,11 +54,24 @@ void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t
   }
 }
 
+bool NetworkSimulator::Depart(size_t size, uint64_t nowUs, uint64_t* departUs) {
+  const uint64_t rate = conditions_.bandwidthBytesPerSec;
+  if (rate == 0) return true;
+  // The link sends one datagram after the other (each copy too), with 28 bytes of IP and UDP headers;
+  // what waits for it is delayed. Kept in fractions of a µs: whole µs per datagram made a fast link faster
+  // than asked, and above ~1.3 GB/s free.
+  const double now = static_cast<double>(nowUs);
+  if (linkFreeUs_ < now) linkFreeUs_ = now;
+  const double bytes = static_cast<double>(uint64_t{size} + 28);
+  const double queued = (linkFreeUs_ - now) * static_cast<double>(rate) / 1e6;
+  const double limit = static_cast<double>(conditions_.queueBytes > 0 ? conditions_.queueBytes : rate);
+  if (queued > 0 && queued + bytes > limit) return false;  // an empty queue takes any datagram
+  linkFreeUs_ += bytes * 1e6 / static_cast<double>(rate);
+  *departUs = static_cast<uint64_t>(std::ceil(linkFreeUs_));
+  return true;
+}
+
 void NetworkSimulator::Hold(const ProtocolOutput::Datagram& datagram, uint64_t releaseUs) {
-  if (held_.size() >= conditions_.maxHeld) {
-    ++counters_.overflowed;
-    return;
-  }
   const uint32_t slot = TakeFreeIndex(freeSlots_, datagrams_);
   datagrams_[slot] = datagram;
   held_.push(Held{releaseUs, order_++, slot});

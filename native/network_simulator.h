@@ -16,12 +16,15 @@ namespace volley {
 struct NetworkConditions {
   double loss = 0;             // probability a datagram is dropped
   double duplicate = 0;        // probability it is sent twice
-  double reorder = 0;          // probability it is held back one extra latency, so later ones overtake it
+  double reorder = 0;          // probability it is held back latency + jitter + 1 ms more, so later ones overtake it
   uint64_t latencyUs = 0;      // one way
-  uint64_t jitterUs = 0;       // uniform ± around the latency
+  uint64_t jitterUs = 0;       // uniform ± around the latency (a delay below 0 is 0)
   uint64_t bandwidthBytesPerSec = 0;  // 0: unlimited
-  uint64_t seed = 0;           // the random choices' seed: the same seed and traffic, the same run
-  size_t maxHeld = 65536;      // datagrams in flight beyond this are dropped (a full router queue)
+  // The link's queue in bytes (0: one second of the bandwidth): a datagram that would wait behind more is
+  // dropped, as a router's full queue drops it.
+  uint64_t queueBytes = 0;
+  uint64_t seed = 0;           // the random choices' seed: the same seed and datagrams, the same choices
+  size_t maxHeld = 65536;      // datagrams held at once (queued or on the way) beyond this are dropped
 };
 
 struct NetworkSimulatorCounters {
@@ -52,6 +55,9 @@ class NetworkSimulator {
 
   double Uniform();  // [0, 1)
   void Hold(const ProtocolOutput::Datagram& datagram, uint64_t releaseUs);
+  // When a datagram of this size that enters the link now leaves it (whole µs, rounded up); false when the
+  // link's queue is full.
+  bool Depart(size_t size, uint64_t nowUs, uint64_t* departUs);
 
   NetworkConditions conditions_;
   uint64_t random_;

@@ -2,6 +2,7 @@
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
 import { randomInt } from 'node:crypto'
+import { VolleyTypeError } from './errors.ts'
 import { checkOptions, integerOption, numberOption } from './options.ts'
 
 export interface NetworkSimulatorOptions {
@@ -9,14 +10,25 @@ export interface NetworkSimulatorOptions {
   loss?: number
   /** One-way delay added to every datagram, ms. */
   latencyMs?: number
-  /** Uniform ± variation of that delay, ms, drawn for each datagram: datagrams sent close together overtake each other. */
+  /**
+   * Uniform ± variation of that delay, ms, drawn for each datagram: datagrams sent close together overtake
+   * each other. A delay that would fall below 0 is 0 (jitter above the latency piles datagrams up there).
+   */
   jitterMs?: number
   /** Probability that a datagram is sent twice. */
   duplicate?: number
-  /** Probability that a datagram is held back one more latency, so that later ones overtake it. */
+  /** Probability that a datagram is held back a further latency + jitter + 1 ms, so that later ones overtake it. */
   reorder?: number
-  /** The link's rate; datagrams wait for it in order. Unlimited when absent. */
+  /**
+   * The link's rate, counting 28 bytes of IP and UDP headers per datagram (and each duplicate); datagrams
+   * wait for it in order. Unlimited when absent.
+   */
   bandwidthBytesPerSec?: number
+  /**
+   * The link's queue, bytes (default: one second of bandwidthBytesPerSec): a datagram that would wait
+   * behind more is dropped, as a router's full queue drops it. Needs bandwidthBytesPerSec.
+   */
+  queueBytes?: number
   /** Seeds the random choices: the same seed and traffic give the same run. Random when absent. */
   seed?: number
   /**
@@ -41,12 +53,22 @@ export interface NativeNetworkSimulator {
   latencyUs: number
   jitterUs: number
   bandwidthBytesPerSec: number
+  queueBytes: number
   seed: number
   clockOffsetUs: number
   clockDriftPpm: number
 }
 
-const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicate', 'reorder', 'bandwidthBytesPerSec', 'seed', 'clockOffsetMs', 'clockDriftPpm'])
+const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicate', 'reorder', 'bandwidthBytesPerSec', 'queueBytes', 'seed', 'clockOffsetMs', 'clockDriftPpm'])
+
+/** The queueBytes option, checked; 0 (one second of the bandwidth) when absent. */
+function queueBytes(options: NetworkSimulatorOptions): number {
+  const bytes = integerOption('networkSimulator.queueBytes', options.queueBytes, 0, 1, 1e12)
+  if (options.queueBytes !== undefined && options.bandwidthBytesPerSec === undefined) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "networkSimulator.queueBytes" option needs the "networkSimulator.bandwidthBytesPerSec" option (the queue waits for the link)')
+  }
+  return bytes
+}
 
 export function networkSimulatorFields(options: NetworkSimulatorOptions | undefined): { networkSimulator?: NativeNetworkSimulator } {
   if (options === undefined) return {}
@@ -63,6 +85,7 @@ export function networkSimulatorFields(options: NetworkSimulatorOptions | undefi
       latencyUs: Math.round(number('latencyMs', 0, 60_000) * 1000),
       jitterUs: Math.round(number('jitterMs', 0, 60_000) * 1000),
       bandwidthBytesPerSec: integer('bandwidthBytesPerSec', 1, 1e12),
+      queueBytes: queueBytes(options),
       // Absent: one drawn here, so that every seed given, 0 included, repeats its run.
       seed: options.seed === undefined ? randomInt(2 ** 47) : integer('seed', 0, Number.MAX_SAFE_INTEGER),
       clockOffsetUs: Math.round(number('clockOffsetMs', 0, 86_400_000) * 1000),

@@ -6,7 +6,7 @@ import { maxUint64 } from './netcode/constants.ts'
 
 /** Throws for an options argument that is not an object, or that names an option not in `known`. */
 export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
-  if (typeof options !== 'object' || options === null) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
   }
   for (const key of Object.keys(options)) {

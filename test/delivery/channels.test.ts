@@ -372,6 +372,20 @@ describe('channels over loopback', () => {
     await close()
   }, 40_000)
 
+  it('closes after the simulated network has carried its disconnect packets, so the server hears of the close', async () => {
+    // 300 ms one way; the client's 10 disconnect packets leave 5 ms apart, all within 50 ms. The socket
+    // used to close as soon as they had left the client: into the simulator, which went with it.
+    const { server, client, close } = await connectedPair({}, { networkSimulator: { latencyMs: 300, seed: 3 } })
+    const reasons: string[] = []
+    server.on('disconnect', (_peer, reason) => reasons.push(reason))
+    const startedAt = performance.now()
+    await client.close()
+    expect(performance.now() - startedAt).toBeGreaterThanOrEqual(290) // the last packet's 300 ms on the way
+    await waitFor(() => reasons.length === 1, 2000, "the server's disconnect event")
+    expect(reasons).toEqual(['disconnected']) // not 'timeout' (the token's 5 s)
+    await close()
+  })
+
   it("drops and counts a message over the server's maximum from a client with a larger one, and the channel goes on", async () => {
     const { server, client, peer, close } = await connectedPair({ maxMessageBytes: 2000 }, { maxMessageBytes: 1 << 20 })
     const got: number[] = []
@@ -409,6 +423,7 @@ describe('channels over loopback', () => {
     expect(() => new Client({ channels, pingIntervalMs: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('50 to 3600000') }))
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels, pingIntervalMs: 1.5 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { loss: 1.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => new Client({ networkSimulator: [] as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/must be an object. Received an array/) }))
     expect(() => new Client({ networkSimulator: { seed: 0.5 } })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Client({ networkSimulator: { loss: '0.1' as never } })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/"networkSimulator\.loss" option must be of type number/) }),

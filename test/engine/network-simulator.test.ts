@@ -9,11 +9,25 @@ import { networkSimulatorFields } from '../../src/network-simulator.ts'
 
 const root = join(import.meta.dirname, '../..')
 
-function runHarness(): { overflowed: number; afterOverflowUs: number; fastLinkLastUs: number; seedZeroRepeats: boolean; seedZeroLost: number } {
+interface HarnessResult {
+  overflowed: number
+  afterOverflowUs: number
+  fastLinkLastUs: number
+  seedZeroRepeats: boolean
+  seedZeroLost: number
+  queueHeld: number
+  queueDropped: number
+  defaultQueueDropped: number
+  duplicatesLastUs: number
+  overflowKeepsChoices: boolean
+  overflowDropped: number
+}
+
+function runHarness(): HarnessResult {
   const binary = join(mkdtempSync(join(tmpdir(), 'volley-simulator-')), 'check')
   const sources = ['test/engine/harness/network_simulator_check.cc', 'native/network_simulator.cc', 'native/socket_protocol.cc', 'native/address.cc']
   execFileSync('g++', ['-std=c++17', '-O1', '-g', '-fsanitize=address,undefined', '-Inative', ...sources, '-l:libsodium.a', '-o', binary], { cwd: root })
-  return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as ReturnType<typeof runHarness>
+  return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as HarnessResult
 }
 
 describe('the network simulator under a bandwidth limit', () => {
@@ -30,10 +44,28 @@ describe('the network simulator under a bandwidth limit', () => {
     expect(result.seedZeroRepeats).toBe(true)
     expect(result.seedZeroLost).toBeGreaterThan(400)
     expect(result.seedZeroLost).toBeLessThan(600)
+    // The link's queue holds queueBytes: 10 datagrams of 1,200 bytes in 12,000, the other 90 dropped; by
+    // default one second of the bandwidth (it used to grow without bound: 22 hours of queue at 1,000 B/s).
+    expect(result.queueHeld).toBe(10)
+    expect(result.queueDropped).toBe(90)
+    expect(result.defaultQueueDropped).toBe(9)
+    // Both copies of a duplicated datagram take the link (they used to share one departure).
+    expect(result.duplicatesLastUs).toBe(20_000)
+    // Datagrams dropped by a full queue still draw their random choices: the others' do not shift.
+    expect(result.overflowDropped).toBeGreaterThan(100)
+    expect(result.overflowKeepsChoices).toBe(true)
   }, 60_000)
 })
 
 describe('the networkSimulator option', () => {
+  it('takes queueBytes with a bandwidth only, and passes 0 (one second of it) when absent', () => {
+    expect(networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: 5000 }).networkSimulator?.queueBytes).toBe(5000)
+    expect(networkSimulatorFields({ bandwidthBytesPerSec: 1000 }).networkSimulator?.queueBytes).toBe(0)
+    expect(() => networkSimulatorFields({ queueBytes: 5000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/needs the "networkSimulator.bandwidthBytesPerSec" option/) }))
+    expect(() => networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+    expect(() => networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: '1' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+  })
+
   it('passes every seed given on, 0 included, and draws one when none is', () => {
     expect(networkSimulatorFields({ seed: 0 }).networkSimulator?.seed).toBe(0)
     expect(networkSimulatorFields({ seed: 42 }).networkSimulator?.seed).toBe(42)

@@ -71,9 +71,90 @@ int main() {
     }
     seedZeroLost = first.counters().lost;
   }
-  std::printf("{\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu}\n",
-              static_cast<unsigned long long>(overflowed), static_cast<unsigned long long>(afterOverflowUs),
-              static_cast<unsigned long long>(fastLinkLastUs), seedZeroRepeats ? "true" : "false",
-              static_cast<unsigned long long>(seedZeroLost));
+  // 4. The link's queue in bytes: 1,172 + 28 bytes at 1,200,000 B/s, a queue of 12,000 bytes. The first
+  // finds the link idle; nine more fit behind it; the rest are dropped. Left to its default (one second of
+  // the bandwidth: 1,200 bytes at 1,200 B/s), the queue takes the first and nothing behind it.
+  uint64_t queueHeld = 0, queueDropped = 0, defaultQueueDropped = 0;
+  {
+    NetworkConditions conditions;
+    conditions.bandwidthBytesPerSec = 1200000;
+    conditions.queueBytes = 12000;
+    conditions.seed = 1;
+    NetworkSimulator simulator(conditions);
+    for (int i = 0; i < 100; ++i) simulator.Submit(Datagram(1172), 0);
+    queueDropped = simulator.counters().overflowed;
+    queueHeld = ReleasedBy(&simulator, 1000000);
+    conditions.bandwidthBytesPerSec = 1200;
+    conditions.queueBytes = 0;
+    NetworkSimulator slow(conditions);
+    for (int i = 0; i < 10; ++i) slow.Submit(Datagram(1172), 0);
+    defaultQueueDropped = slow.counters().overflowed;
+  }
+  // 5. Each copy of a duplicated datagram takes the link: ten datagrams, twenty copies of 1 ms each.
+  uint64_t duplicatesLastUs = 0;
+  {
+    NetworkConditions conditions;
+    conditions.bandwidthBytesPerSec = 1200000;
+    conditions.duplicate = 1;
+    conditions.seed = 1;
+    NetworkSimulator simulator(conditions);
+    for (int i = 0; i < 10; ++i) simulator.Submit(Datagram(1172), 0);
+    while (simulator.NextReleaseUs() != UINT64_MAX) {
+      duplicatesLastUs = simulator.NextReleaseUs();
+      ReleasedBy(&simulator, duplicatesLastUs);
+    }
+  }
+  // 6. A datagram a full queue drops draws its random choices all the same: the datagrams after it get the
+  // choices they get without the overflow. Two simulators with one seed, one of them able to hold only
+  // 5 datagrams; each datagram's size names it, and each kept one must come out at the same time in both.
+  bool overflowKeepsChoices = true;
+  uint64_t overflowDropped = 0;
+  {
+    NetworkConditions conditions;
+    conditions.loss = 0.3;
+    conditions.duplicate = 0.2;
+    conditions.reorder = 0.2;
+    conditions.latencyUs = 10000;
+    conditions.jitterUs = 5000;
+    conditions.seed = 9;
+    NetworkSimulator roomy(conditions);
+    conditions.maxHeld = 5;
+    NetworkSimulator cramped(conditions);
+    for (uint16_t id = 1; id <= 400; ++id) {
+      const uint64_t nowUs = uint64_t{id} * 1000;
+      roomy.Submit(Datagram(id), nowUs);
+      cramped.Submit(Datagram(id), nowUs);
+    }
+    overflowDropped = cramped.counters().overflowed;
+    if (roomy.counters().lost != cramped.counters().lost || roomy.counters().duplicated != cramped.counters().duplicated) {
+      overflowKeepsChoices = false;
+    }
+    // Release times by datagram (the last copy's), from the roomy one; then the cramped one's must match.
+    std::vector<uint64_t> releasedAt(401, 0);
+    std::vector<ProtocolOutput::Datagram> out;
+    while (roomy.NextReleaseUs() != UINT64_MAX) {
+      const uint64_t at = roomy.NextReleaseUs();
+      const size_t count = roomy.Release(at, &out, 0);
+      for (size_t i = 0; i < count; ++i) releasedAt[out[i].size] = at;
+    }
+    while (cramped.NextReleaseUs() != UINT64_MAX) {
+      const uint64_t at = cramped.NextReleaseUs();
+      const size_t count = cramped.Release(at, &out, 0);
+      for (size_t i = 0; i < count; ++i) {
+        // A duplicate's first copy may be the one kept: it left at or before the last copy.
+        if (at > releasedAt[out[i].size] || releasedAt[out[i].size] == 0) overflowKeepsChoices = false;
+      }
+    }
+  }
+  std::printf(
+      "{\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu,"
+      "\"queueHeld\":%llu,\"queueDropped\":%llu,\"defaultQueueDropped\":%llu,\"duplicatesLastUs\":%llu,"
+      "\"overflowKeepsChoices\":%s,\"overflowDropped\":%llu}\n",
+      static_cast<unsigned long long>(overflowed), static_cast<unsigned long long>(afterOverflowUs),
+      static_cast<unsigned long long>(fastLinkLastUs), seedZeroRepeats ? "true" : "false",
+      static_cast<unsigned long long>(seedZeroLost), static_cast<unsigned long long>(queueHeld),
+      static_cast<unsigned long long>(queueDropped), static_cast<unsigned long long>(defaultQueueDropped),
+      static_cast<unsigned long long>(duplicatesLastUs), overflowKeepsChoices ? "true" : "false",
+      static_cast<unsigned long long>(overflowDropped));
   return 0;
 }
