@@ -20,6 +20,8 @@ export interface ClientPoolStats {
   /** Datagrams the kernel dropped: the clients' receive buffers were full (a saturated pool), or their send buffers. */
   drops: { receiveBufferFull: number; sendBufferFull: number }
   messagesReceived: number
+  /** Errors the clients' sockets reported (their 'error' events: a send the kernel refused, ...), by code. */
+  errors: Record<string, number>
 }
 
 export class ClientPool {
@@ -27,6 +29,7 @@ export class ClientPool {
   readonly #clients: Client[] = []
   readonly #ended: Partial<Record<ClientState, number>> = {}
   readonly #failed: Record<string, number> = {}
+  readonly #errors: Record<string, number> = {}
   #messagesReceived = 0
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
@@ -41,7 +44,7 @@ export class ClientPool {
 
   constructor(options: ClientOptions = {}) {
     new Client(options) // the same checks as each client's, now rather than at connect()
-    this.#options = options
+    this.#options = { ...options } // the caller's object may change after: each client gets what was checked
   }
 
   get clients(): readonly Client[] {
@@ -87,6 +90,11 @@ export class ClientPool {
         const client = new Client(this.#options)
         if (this.#options.engine === 'dedicated') useDedicatedEngine(client, this.#dedicatedEngine)
         client.on('message', () => this.#messagesReceived++)
+        // Counted, not thrown: with no listener an 'error' event would throw out of the engine's dispatch.
+        client.on('error', (error: Error & { code?: string }) => {
+          const code = error.code ?? 'unknown'
+          this.#errors[code] = (this.#errors[code] ?? 0) + 1
+        })
         client.on('disconnect', (state) => {
           this.#ended[state] = (this.#ended[state] ?? 0) + 1
         })
@@ -135,7 +143,7 @@ export class ClientPool {
       totals.drops.receiveBufferFull += stats.drops.receiveBufferFull
       totals.drops.sendBufferFull += stats.drops.sendBufferFull
     }
-    return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived }
+    return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived, errors: { ...this.#errors } }
   }
 
   /** Ends the attempts in flight, then closes every client (each sends its redundant disconnects). */

@@ -4,7 +4,7 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
-import { PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from './engine/layout.ts'
+import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
@@ -179,7 +179,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#queue = new SendQueue(this.#delivery, () => this.#links, 0)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
-      onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
+      onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
       onClosed: () => this.#onClosed(),
       onDrain: () => this.#onDrain(),
     }

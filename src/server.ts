@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
+import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
 import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
@@ -204,7 +204,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#slotEnds = new Uint16Array(this.#options.maxClients)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
-      onError: (errno, count) => this.emit('error', systemError(errno, 'sendmmsg', { count })),
+      onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
       onClosed: () => this.#onClosed(),
       onDrain: () => {
         for (const peer of this.#engineBlocked) peer.notifyDrain()

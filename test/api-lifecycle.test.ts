@@ -532,7 +532,16 @@ describe('the volley command line', () => {
     [['--protocol-id', 'xyz', 'key'], /--protocol-id must be an integer/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' does not parse/],
-    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be a non-negative integer/],
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be an integer from -1 to 2147483647, not '5.5'/],
+    // Decimal or 0x hex only: BigInt('') was 0 and Number(' 0x3 ') was 3.
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--protocol-id', ''], /--protocol-id must be an integer from 0 to 2\^64 - 1/],
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--client-id', ' 0x10 '], /--client-id must be an integer/],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--clients', ' 0x3 '], /--clients must be an integer from 1 to 1000000, not ' 0x3 '/],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--clients', '1e3'], /--clients must be an integer/],
+    // The library's ranges, checked by the command line: the flag is named and the usage follows.
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--keep-alive-ms', '0'], /--keep-alive-ms must be a number from 1 to 60000, not '0'/],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--concurrency', '0'], /--concurrency must be an integer from 1 to 1000000/],
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--max-clients', '1e9'], /--max-clients must be an integer/],
     // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--seconds', '3000000'], /--seconds must be/],
   ])('refuses %j with one line and status 2, no stack trace', (args, message) => {
@@ -540,7 +549,18 @@ describe('the volley command line', () => {
     expect(status).toBe(2)
     expect(stderr).toMatch(/^volley: /m)
     expect(stderr).toMatch(message)
+    // A mistake in a flag shows the usage too; a value the library refuses (an address) is one line.
+    if (message.source.startsWith('--')) expect(stderr).toMatch(/^usage:/m)
     expect(stderr).not.toMatch(/^\s+at /m)
+  }, 20_000)
+
+  it('volley load exits with status 1 when its clients could not connect, after its report', () => {
+    // No server on the port: each request times out after the token's 1 s.
+    const { status, stdout } = run('load', '--server', '127.0.0.1:9', '--key', '00'.repeat(32), '--clients', '2', '--timeout', '1', '--seconds', '0.1', '--json')
+    const lines = stdout.trim().split('\n').map((line) => JSON.parse(line) as { event: string; connect: { connected: number; failed: number } })
+    expect(lines.map((line) => line.event)).toEqual(['connected', 'finished'])
+    expect(lines[1]!.connect).toMatchObject({ connected: 0, failed: 2 })
+    expect(status).toBe(1)
   }, 20_000)
 
   it.each([
@@ -556,6 +576,29 @@ describe('the volley command line', () => {
     expect(stderr).toMatch(/^usage: npm run demo/m)
     expect(stderr).not.toMatch(/^\s+at /m)
   }, 20_000)
+})
+
+describe('the demo (npm run demo)', () => {
+  const demo = join(import.meta.dirname, '../src/cli/demo.ts')
+  const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', demo, ...args], { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+
+  it.each([
+    [['--clients', '3', '--rate', '2', '--seconds', '1'], 6],
+    // --rate 0 used to send 20 a second (one message per 50 ms tick at least), whatever the clients.
+    [['--clients', '2', '--rate', '0', '--seconds', '0.5'], 0],
+  ])('%j sends --rate messages a second from each client, no more, no fewer', (args, sent) => {
+    const { status, stdout } = run(...args)
+    expect(stdout).toMatch(new RegExp(`^ {2}messages +${sent} sent by clients, ${sent} received by the server, ${sent} echoes back`, 'm'))
+    expect(status).toBe(0)
+  }, 40_000)
+
+  it('reports clients that could not connect, and exits with status 1 instead of a stack trace', () => {
+    // Every datagram lost: each request times out after the token's 10 s.
+    const { status, stdout, stderr } = run('--clients', '2', '--seconds', '0.2', '--loss', '1')
+    expect(stdout).toMatch(/^ {2}handshakes +0 in \d+ ms; 2 ERR_CONNECTION_REQUEST_TIMED_OUT failed$/m)
+    expect(stderr).not.toMatch(/^\s+at /m)
+    expect(status).toBe(1)
+  }, 40_000)
 })
 
 describe('the datagram demo (npm run demo:datagrams)', () => {

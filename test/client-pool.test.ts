@@ -130,7 +130,7 @@ describe('volley CLI', () => {
       await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
       load.kill('SIGINT')
       const [code] = (await once(load, 'exit')) as [number]
-      expect(code).toBe(0)
+      expect(code).toBe(130) // as a shell reports a command a signal ended
       const finished = output.trim().split('\n').map((line) => JSON.parse(line) as { event: string; interrupted?: boolean; connected: number }).at(-1)
       expect(finished).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
       await waitFor(() => reasons.length === 4, 5000, 'the disconnects')

@@ -21,8 +21,9 @@ export function numberArgument(
   { integer = false, min = 0, max = Number.MAX_VALUE }: { integer?: boolean; min?: number; max?: number } = {},
 ): number {
   if (text === undefined) return fallback
-  const value = Number(text)
-  if (text.trim() === '' || !Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value))) {
+  // Decimal digits only: Number() alone took '', ' 0x3 ', '0b11' and '1e3'.
+  const value = /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN
+  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value)) || Object.is(value, -0)) {
     const kind = integer ? 'integer' : 'number'
     const range = min === 0 ? `a non-negative ${kind}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}` : `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`
     throw new UsageError(`--${name} must be ${range}, not '${text}'`)

@@ -11,7 +11,12 @@ const usage = `usage:
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
-  volley key   (prints a new random key)`
+  volley key   (prints a new random key)
+
+  --rate        broadcasts a second: each is a message from every connected client (0: none)
+  --timeout     the connect token's timeout, seconds (-1: none)
+  --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
+  load exits with status 1 when a client failed to connect, 130 when interrupted`
 
 const options = {
   address: { type: 'string' },
@@ -36,19 +41,25 @@ function key(hex: string | undefined): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-function number(name: string, text: string | undefined, fallback: number, integer = false, max = Number.MAX_VALUE): number {
-  return numberArgument(name, text, fallback, { integer, max })
+function number(name: string, text: string | undefined, fallback: number, range: { integer?: boolean; min?: number; max?: number } = {}): number {
+  return numberArgument(name, text, fallback, range)
 }
 
 function bigint(name: string, text: string): bigint {
-  try {
+  // Decimal or 0x hex, nothing else: BigInt() alone took '' (as 0) and ' 0x10 '.
+  if (/^(0x[0-9a-f]+|\d+)$/i.test(text)) {
     const value = BigInt(text)
-    if (value >= 0n && value < 1n << 64n) return value
-  } catch {
-    // not a number: the error below says so
+    if (value < 1n << 64n) return value
   }
   throw new UsageError(`--${name} must be an integer from 0 to 2^64 - 1 (decimal or 0x hex), not '${text}'`)
 }
+
+// The ranges the library takes, checked here so that a mistake names the flag and shows the usage.
+const timeoutRange = { integer: true, min: -1, max: 2_147_483_647 } // the token's timeout, s; -1: none
+const keepAliveRange = { min: 1, max: 60_000 }
+const maxClientsRange = { integer: true, min: 1, max: 1 << 20 }
+const concurrencyRange = { integer: true, min: 1, max: 1_000_000 }
+const clientsRange = { integer: true, min: 1, max: 1_000_000 }
 
 function required(name: string, value: string | undefined): string {
   if (value === undefined) throw new UsageError(`--${name} is required`)
@@ -73,7 +84,7 @@ async function main(): Promise<void> {
       clientId: bigint('client-id', values['client-id']),
       serverAddresses: [server],
       expireSeconds: 300,
-      timeoutSeconds: number('timeout', values.timeout, 10, true),
+      timeoutSeconds: number('timeout', values.timeout, 10, timeoutRange),
     })
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
@@ -82,13 +93,15 @@ async function main(): Promise<void> {
       protocolId,
       privateKey: key(values.key),
       address,
-      maxClients: number('max-clients', values['max-clients'], 10000, true),
-      keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100),
+      maxClients: number('max-clients', values['max-clients'], 10000, maxClientsRange),
+      keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
     })
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
     })
-    const seconds = number('seconds', values.seconds, 0, false, maxTimerSeconds)
+    // Reported, not thrown: a socket error (a send the kernel refused) must not end a server that runs on.
+    server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
+    const seconds = number('seconds', values.seconds, 0, { max: maxTimerSeconds })
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
     const stop = async (): Promise<void> => {
@@ -102,12 +115,12 @@ async function main(): Promise<void> {
   } else if (command === 'load') {
     const server = required('server', values.server)
     const privateKey = key(values.key)
-    const count = number('clients', values.clients, 1000, true)
-    const seconds = number('seconds', values.seconds, 10, false, maxTimerSeconds)
-    const rate = number('rate', values.rate, 0)
-    const timeoutSeconds = number('timeout', values.timeout, 10, true)
-    const concurrency = number('concurrency', values.concurrency, 256, true)
-    const pool = new ClientPool({ keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100) })
+    const count = number('clients', values.clients, 1000, clientsRange)
+    const seconds = number('seconds', values.seconds, 10, { max: maxTimerSeconds })
+    const rate = number('rate', values.rate, 0, { max: 1_000_000 })
+    const timeoutSeconds = number('timeout', values.timeout, 10, timeoutRange)
+    const concurrency = number('concurrency', values.concurrency, 256, concurrencyRange)
+    const pool = new ClientPool({ keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange) })
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
     )
@@ -156,9 +169,15 @@ async function main(): Promise<void> {
       clearInterval(ticker)
       if (!interrupted.signal.aborted) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
     }
+    // The echoes of the last broadcasts are on their way: the report waits until they stop coming (1 s at most).
+    for (let waited = 0, seen = -1; waited < 1000 && pool.stats().messagesReceived !== seen; waited += 50) {
+      seen = pool.stats().messagesReceived
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
     report('finished', { broadcasts, messagesSent, ...(interrupted.signal.aborted ? { interrupted: true } : {}) })
     await pool.close()
-    process.exit(0)
+    // A load that did not connect every client failed (1), one cut short by a signal ends as signals do (130).
+    process.exit(interrupted.signal.aborted ? 130 : connect.connected < tokens.length ? 1 : 0)
   } else {
     throw new UsageError(`unknown command '${command}'`)
   }
