@@ -499,16 +499,17 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // protocolStats(id, out: Float64Array(18)) -> boolean: the protocol's 16 counters, then what the kernel
-  // dropped of the socket's traffic (receive buffer full) and the sends it refused with an error.
+  // protocolStats(id, out: Float64Array(22)) -> boolean: the protocol's 16 counters, then what the kernel
+  // dropped of the socket's traffic (receive buffer full) and the sends it refused with an error, then the
+  // network simulator's 4 (lost, duplicated, reordered, overflowed; 0 without one).
   Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto found = stats_.find(U32Or(info[0], UINT32_MAX));
     if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
-    constexpr int kFields = SocketStats::kProtocolFieldCount + 2;
+    constexpr int kFields = SocketStats::kProtocolFieldCount + 2 + SocketStats::kSimulatorFieldCount;
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < kFields) {
-      ThrowType(env, "protocolStats needs a Float64Array of at least 18 elements");
+      ThrowType(env, "protocolStats needs a Float64Array of at least 22 elements");
       return env.Undefined();
     }
     // The array's own data pointer: out.ArrayBuffer().Data() is null (and throws) for a SharedArrayBuffer.
@@ -519,6 +520,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     target[SocketStats::kProtocolFieldCount] = static_cast<double>(stats.kernelDrops.load(std::memory_order_relaxed));
     target[SocketStats::kProtocolFieldCount + 1] = static_cast<double>(stats.sendErrors.load(std::memory_order_relaxed));
+    for (int i = 0; i < SocketStats::kSimulatorFieldCount; ++i) {
+      target[SocketStats::kProtocolFieldCount + 2 + i] = stats.simulator[i].load(std::memory_order_relaxed);
+    }
     return Napi::Boolean::New(env, true);
   }
 

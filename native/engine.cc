@@ -1051,6 +1051,13 @@ void Engine::FlushProtocol(SocketState* state) {
   double counters[SocketStats::kProtocolFieldCount];
   const size_t counterCount = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
   for (size_t i = 0; i < counterCount; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);
+  if (const NetworkSimulator* simulator = state->protocol->simulator.get()) {
+    const NetworkSimulatorCounters& simulated = simulator->counters();
+    const uint64_t fields[SocketStats::kSimulatorFieldCount] = {simulated.lost, simulated.duplicated, simulated.reordered, simulated.overflowed};
+    for (int i = 0; i < SocketStats::kSimulatorFieldCount; ++i) {
+      state->stats->simulator[i].store(static_cast<double>(fields[i]), std::memory_order_relaxed);
+    }
+  }
 
   // Records: copied into receive slabs as batches, as far as there is room; the rest waits.
   if (output.recordsStart == output.records.size()) return;

@@ -22,6 +22,10 @@ struct SocketStats {
   // A protocol's counters (netcode server or client), copied here by the I/O thread at each timer tick.
   static constexpr int kProtocolFieldCount = 16;
   std::atomic<double> protocol[kProtocolFieldCount] = {};
+  // The network simulator's (network_simulator.h), when the socket has one: datagrams it lost, duplicated,
+  // reordered, and dropped because its queue was full.
+  static constexpr int kSimulatorFieldCount = 4;
+  std::atomic<double> simulator[kSimulatorFieldCount] = {};
 
   static constexpr int kFieldCount = 11;
   void CopyTo(double* out) const {

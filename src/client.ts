@@ -4,8 +4,8 @@ import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
-import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from './engine/layout.ts'
-import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
+import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
+import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
@@ -86,6 +86,8 @@ export interface ClientStats extends LinkStats {
   }
   /** Datagrams the kernel refused to send with an error (an unreachable network, for one). */
   errors: { send: number }
+  /** What the networkSimulator option did to this socket's datagrams; null without one. */
+  networkSimulator: SimulatedNetworkStats | null
   clientIndex: number
   maxClients: number
 }
@@ -371,6 +373,7 @@ export class Client extends EventEmitter<ClientEvents> {
       ...commonProtocolDrops(c, 10),
       clientIndex: c[8]!,
       maxClients: c[9]!,
+      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator !== undefined),
     }
   }
 

@@ -24,6 +24,6 @@ export { formatServerAddress, type ServerAddress } from './netcode/server-addres
 export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
 export { Client, ConnectError, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
 export { Peer, type PeerStats } from './peer.ts'
-export type { NetworkSimulatorOptions } from './network-simulator.ts'
+export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'
 export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, SendOptions } from './delivery.ts'
 export { ClientPool, type ClientPoolStats } from './client-pool.ts'

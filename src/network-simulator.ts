@@ -40,6 +40,18 @@ export interface NetworkSimulatorOptions {
   clockDriftPpm?: number
 }
 
+/** What a socket's network simulator did to its datagrams (null without one). */
+export interface SimulatedNetworkStats {
+  /** Dropped as `loss` says. */
+  lost: number
+  /** Sent twice, as `duplicate` says. */
+  duplicated: number
+  /** Held back, as `reorder` says (each copy counts). */
+  reordered: number
+  /** Dropped because the link's queue (queueBytes) or the simulator (65,536 datagrams) was full. */
+  overflowed: number
+}
+
 export interface NetworkSimulatorOption {
   /** A simulated network for what this socket sends (tests, benchmarks). */
   networkSimulator?: NetworkSimulatorOptions

@@ -3,8 +3,8 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
-import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields } from './engine/layout.ts'
-import { type NetworkSimulatorOption, networkSimulatorFields } from './network-simulator.ts'
+import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
+import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
 import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
@@ -82,6 +82,8 @@ export interface ServerStats {
   }
   /** Datagrams the kernel refused to send with an error (an unreachable network, for one). */
   errors: { send: number }
+  /** What the networkSimulator option did to this socket's datagrams; null without one. */
+  networkSimulator: SimulatedNetworkStats | null
   /** Valid requests answered with "denied": the server was full. */
   denied: number
   /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
@@ -314,6 +316,7 @@ export class Server extends EventEmitter<ServerEvents> {
       errors,
       denied: c[9]!,
       link: this.#linkTotals(),
+      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator !== undefined),
     }
   }
 

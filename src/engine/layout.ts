@@ -1,4 +1,5 @@
 // Mirror of native/layout.h (checked against the addon when it loads).
+import type { SimulatedNetworkStats } from '../network-simulator.ts'
 export const layout = {
   maxDatagramSize: 65507,
   maxBatchSize: 1024,
@@ -59,9 +60,12 @@ export const LinkField = {
 } as const
 export const linkFields = layout.linkFields
 
-/** engine.readProtocolStats(): the protocol's 16 counters, then the socket's kernel receive drops and send errors. */
-export const protocolStatsFields = 18
-export const ProtocolStat = { receiveBufferFull: 16, sendErrors: 17 } as const
+/**
+ * engine.readProtocolStats(): the protocol's 16 counters, then the socket's kernel receive drops and send
+ * errors, then its network simulator's lost, duplicated, reordered and overflowed datagrams.
+ */
+export const protocolStatsFields = 22
+export const ProtocolStat = { receiveBufferFull: 16, sendErrors: 17, simulatorLost: 18 } as const
 
 /**
  * The drops a netcode server's and client's counters (readProtocolStats) have in common, and their send
@@ -79,6 +83,13 @@ export function commonProtocolDrops(c: Float64Array, sendBufferFullAt: number) {
     },
     errors: { send: c[ProtocolStat.sendErrors]! },
   }
+}
+
+/** The network simulator's counters among readProtocolStats' (null when the socket has none). */
+export function simulatedNetworkStats(c: Float64Array, simulated: boolean): SimulatedNetworkStats | null {
+  if (!simulated) return null
+  const at = ProtocolStat.simulatorLost
+  return { lost: c[at]!, duplicated: c[at + 1]!, reordered: c[at + 2]!, overflowed: c[at + 3]! }
 }
 
 export const align8 = (n: number): number => (n + 7) & ~7

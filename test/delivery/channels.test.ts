@@ -84,6 +84,8 @@ describe('channels over loopback', () => {
     expect(stats.congestion.windowBytes).toBeGreaterThanOrEqual(2 * 1200)
     expect(stats.congestion.inFlightBytes).toBeLessThan(200)  // the messages acknowledged: a ping at most in flight
     expect(stats.queue.depth).toBe(0)
+    expect(stats.networkSimulator).toBeNull() // none configured
+    expect(server.stats().networkSimulator).toBeNull()
     const peerStats = peer.stats()
     expect(peerStats.rtt.smoothedMs).toBeGreaterThan(0)
     expect(peerStats.bytes.in).toBeGreaterThan(100 * 500)
@@ -369,6 +371,15 @@ describe('channels over loopback', () => {
     expect(stats.lossPercent).toBeGreaterThan(5) // the simulator's 20 %, as the delivery layer saw it
     expect(stats.resends).toBeGreaterThan(0)
     expect(stats.rtt.minMs).toBeGreaterThan(5) // two simulated one-way trips of 5 ± 2 ms, the first one on this side
+    // What the simulator did, as each socket's stats say: about 20 % lost, 5 % duplicated and reordered.
+    for (const simulated of [stats.networkSimulator, server.stats().networkSimulator]) {
+      const sent = (simulated?.lost ?? 0) / 0.2
+      expect(simulated?.lost).toBeGreaterThan(20)
+      expect(simulated?.duplicated).toBeGreaterThan(sent * 0.01)
+      expect(simulated?.duplicated).toBeLessThan(sent * 0.15)
+      expect(simulated?.reordered).toBeGreaterThan(sent * 0.01)
+      expect(simulated?.overflowed).toBe(0)
+    }
     await close()
   }, 40_000)
 
