@@ -373,7 +373,7 @@ export class Client extends EventEmitter<ClientEvents> {
       ...commonProtocolDrops(c, 10),
       clientIndex: c[8]!,
       maxClients: c[9]!,
-      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator !== undefined),
+      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
     }
   }
 

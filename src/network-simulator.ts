@@ -42,6 +42,8 @@ export interface NetworkSimulatorOptions {
 
 /** What a socket's network simulator did to its datagrams (null without one). */
 export interface SimulatedNetworkStats {
+  /** The seed of its random choices: the one given, or the one drawn (give it back to repeat a run). */
+  seed: number
   /** Dropped as `loss` says. */
   lost: number
   /** Sent twice, as `duplicate` says. */

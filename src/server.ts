@@ -316,7 +316,7 @@ export class Server extends EventEmitter<ServerEvents> {
       errors,
       denied: c[9]!,
       link: this.#linkTotals(),
-      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator !== undefined),
+      networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
     }
   }
 

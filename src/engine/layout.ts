@@ -86,10 +86,10 @@ export function commonProtocolDrops(c: Float64Array, sendBufferFullAt: number) {
 }
 
 /** The network simulator's counters among readProtocolStats' (null when the socket has none). */
-export function simulatedNetworkStats(c: Float64Array, simulated: boolean): SimulatedNetworkStats | null {
-  if (!simulated) return null
+export function simulatedNetworkStats(c: Float64Array, seed: number | undefined): SimulatedNetworkStats | null {
+  if (seed === undefined) return null
   const at = ProtocolStat.simulatorLost
-  return { lost: c[at]!, duplicated: c[at + 1]!, reordered: c[at + 2]!, overflowed: c[at + 3]! }
+  return { seed, lost: c[at]!, duplicated: c[at + 1]!, reordered: c[at + 2]!, overflowed: c[at + 3]! }
 }
 
 export const align8 = (n: number): number => (n + 7) & ~7

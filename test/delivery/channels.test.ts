@@ -373,6 +373,7 @@ describe('channels over loopback', () => {
     expect(stats.rtt.minMs).toBeGreaterThan(5) // two simulated one-way trips of 5 ± 2 ms, the first one on this side
     // What the simulator did, as each socket's stats say: about 20 % lost, 5 % duplicated and reordered.
     for (const simulated of [stats.networkSimulator, server.stats().networkSimulator]) {
+      expect(simulated?.seed).toBe(7)
       const sent = (simulated?.lost ?? 0) / 0.2
       expect(simulated?.lost).toBeGreaterThan(20)
       expect(simulated?.duplicated).toBeGreaterThan(sent * 0.01)

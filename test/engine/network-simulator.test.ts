@@ -5,6 +5,7 @@ import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { Client } from '../../src/index.ts'
 import { networkSimulatorFields } from '../../src/network-simulator.ts'
 
 const root = join(import.meta.dirname, '../..')
@@ -58,6 +59,13 @@ describe('the network simulator under a bandwidth limit', () => {
 })
 
 describe('the networkSimulator option', () => {
+  it('reports its seed in stats, the one drawn when none was given, so that a run can be repeated', () => {
+    const drawn = new Client({ networkSimulator: { loss: 0.1 } }).stats().networkSimulator?.seed
+    expect(Number.isSafeInteger(drawn)).toBe(true)
+    expect(new Client({ networkSimulator: { loss: 0.1, seed: drawn } }).stats().networkSimulator?.seed).toBe(drawn)
+    expect(new Client().stats().networkSimulator).toBeNull()
+  })
+
   it('takes queueBytes with a bandwidth only, and passes 0 (one second of it) when absent', () => {
     expect(networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: 5000 }).networkSimulator?.queueBytes).toBe(5000)
     expect(networkSimulatorFields({ bandwidthBytesPerSec: 1000 }).networkSimulator?.queueBytes).toBe(0)
