@@ -54,11 +54,10 @@ class ClockSync {
 
   // The most the offset at local time `now` can be wrong by, µs (infinite before any sample): each kept
   // exchange's offset is within half its RTT of the truth, and the line through them is within the mean
-  // of those halves at its centre (or within one exchange's half at that exchange, when it goes through
-  // it), widening with the distance by how far the errors could tilt it. Until the drift is known (four
-  // periods) it assumes the two clocks tick at the same rate.
+  // of those halves at its centre, widening with the distance from it by how far the errors could tilt
+  // it. Until the drift is known (four periods) it assumes the two clocks tick at the same rate.
   double ErrorBoundUs(uint64_t now) const {
-    return errorAtUs_ + errorGrowth_ * std::max(0.0, static_cast<double>(now) - atUs_);
+    return errorAtCentreUs_ + errorGrowth_ * std::max(0.0, static_cast<double>(now) - atUs_);
   }
   // How fast that bound widens (µs per µs), for readers that extrapolate it as they do the offset.
   double ErrorGrowth() const { return errorGrowth_; }
@@ -98,7 +97,7 @@ class ClockSync {
       offsetAtUs_ = best->offset;
       atUs_ = best->at;
       drift_ = 0;
-      errorAtUs_ = best->errorUs;
+      errorAtCentreUs_ = best->errorUs;
       errorGrowth_ = 0;
       return;
     }
@@ -117,31 +116,18 @@ class ClockSync {
     atUs_ = meanT;
     // A drift past the limit is not the line the exchanges give: nothing bounds the estimate then.
     const bool clamped = drift_ != fitted;
-    errorAtUs_ = clamped ? kUnbounded : sumError / count;
+    errorAtCentreUs_ = clamped ? kUnbounded : sumError / count;
     errorGrowth_ = clamped || variance <= 0 ? 0 : tilt / variance;
-    if (clamped) return;
-    // The line may also go through one kept exchange instead of the centre, with the fitted drift: off by
-    // that exchange's own error, widening by the drift's. Later than both, the two bounds differ by a
-    // constant, so whichever is tighter now stays so: a recent tight exchange (an idle loopback's 7 µs)
-    // beats the centre (the mean of 16 seconds' halves, seconds back).
-    for (const Best& slot : periods_) {
-      if (!Live(slot, currentPeriod)) continue;
-      if (slot.errorUs - errorGrowth_ * slot.at < errorAtUs_ - errorGrowth_ * atUs_) {
-        offsetAtUs_ = slot.offset;
-        atUs_ = slot.at;
-        errorAtUs_ = slot.errorUs;
-      }
-    }
   }
 
   static constexpr double kUnbounded = std::numeric_limits<double>::infinity();
 
   std::array<Best, kPeriods> periods_{};
   uint64_t samples_ = 0;
-  double offsetAtUs_ = 0;  // the estimated offset at local time atUs_
+  double offsetAtUs_ = 0;  // the fitted offset at local time atUs_
   double atUs_ = 0;
   double drift_ = 0;
-  double errorAtUs_ = kUnbounded;  // the error bound at atUs_ (the line's centre, or the exchange it goes through)
+  double errorAtCentreUs_ = kUnbounded;  // the error bound at atUs_
   double errorGrowth_ = 0;
   bool driftKnown_ = false;
 };
