@@ -58,6 +58,18 @@ uint32_t LoadU32(const uint8_t* p) {
   return v;
 }
 
+// The records of socket `socketId` in data[from, limit) of a send slab (the pass has checked their lengths).
+uint64_t CountRecordsOf(const uint8_t* data, size_t from, size_t limit, uint32_t socketId) {
+  uint64_t count = 0;
+  for (size_t cursor = from; cursor + kSendHeaderSize <= limit;) {
+    const uint32_t length = LoadU32(data + cursor + 4);
+    if (length > kMaxDatagramSize) break;
+    if (LoadU32(data + cursor) == socketId) ++count;
+    cursor += Align8(kSendHeaderSize + length);
+  }
+  return count;
+}
+
 }  // namespace
 
 Engine::Engine(std::function<void()> wake)
@@ -423,12 +435,7 @@ void Engine::CloseSocketNow(SocketState* state) {
   DropHeldSends(state);
   for (size_t i = 0; i < sendCount_; ++i) {
     const SendJob& job = sendJobs_[sendRing_[(sendHead_ + i) % kMaxSendSlabs]];
-    for (size_t cursor = job.offset; cursor + kSendHeaderSize <= job.length;) {
-      const uint32_t length = LoadU32(job.data + cursor + 4);
-      if (length > kMaxDatagramSize) break;
-      if (LoadU32(job.data + cursor) == state->id) SocketStats::Add(state->stats->sendDropped, 1);
-      cursor += Align8(kSendHeaderSize + length);
-    }
+    SocketStats::Add(state->stats->sendDropped, CountRecordsOf(job.data, job.offset, job.length, state->id));
   }
   for (size_t i = 0; i < readable_.size(); ++i) {
     if (readable_[i] == state) {
@@ -809,7 +816,7 @@ bool Engine::SendHeld(SocketState* state, size_t* budget) {
     HeldSends& held = state->held.front();
     const SendJob& job = sendJobs_[held.slabId];
     // The pass has not looked past job.offset yet: this socket's records beyond it are the pass's to send.
-    const size_t limit = job.passed ? job.length : job.offset;
+    const size_t limit = job.passedUpTo();
     const size_t most = probing ? 1 : *budget < kMaxBatchSize ? *budget : kMaxBatchSize;
     uint32_t count = 0;
     size_t cursor = held.offset;
@@ -851,13 +858,7 @@ void Engine::DropHeldSends(SocketState* state) {
   for (size_t i = 0; i < state->held.size(); ++i) {
     const HeldSends& held = state->held[i];
     const SendJob& job = sendJobs_[held.slabId];
-    const size_t limit = job.passed ? job.length : job.offset;
-    for (size_t cursor = held.offset; cursor + kSendHeaderSize <= limit;) {
-      const uint32_t length = LoadU32(job.data + cursor + 4);
-      if (length > kMaxDatagramSize) break;
-      if (LoadU32(job.data + cursor) == state->id) SocketStats::Add(state->stats->sendDropped, 1);
-      cursor += Align8(kSendHeaderSize + length);
-    }
+    SocketStats::Add(state->stats->sendDropped, CountRecordsOf(job.data, held.offset, job.passedUpTo(), state->id));
     DropHeldSlab(held.slabId);
   }
   state->held.clear();

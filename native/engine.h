@@ -129,6 +129,8 @@ class Engine {
     uint32_t heldBy = 0;  // sockets holding records of this slab
     bool queued = false;  // submitted and not yet released
     bool passed = false;  // the pass is done with it
+    // Where the pass has looked up to: what a holding socket has there is its own to send.
+    size_t passedUpTo() const { return passed ? length : offset; }
   };
 
 

@@ -41,10 +41,6 @@ function key(hex: string | undefined): Uint8Array {
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 
-function number(name: string, text: string | undefined, fallback: number, range: { integer?: boolean; min?: number; max?: number } = {}): number {
-  return numberArgument(name, text, fallback, range)
-}
-
 function bigint(name: string, text: string): bigint {
   // Decimal or 0x hex, nothing else: BigInt() alone took '' (as 0) and ' 0x10 '.
   if (/^(0x[0-9a-f]+|\d+)$/i.test(text)) {
@@ -84,7 +80,7 @@ async function main(): Promise<void> {
       clientId: bigint('client-id', values['client-id']),
       serverAddresses: [server],
       expireSeconds: 300,
-      timeoutSeconds: number('timeout', values.timeout, 10, timeoutRange),
+      timeoutSeconds: numberArgument('timeout', values.timeout, 10, timeoutRange),
     })
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
@@ -93,15 +89,15 @@ async function main(): Promise<void> {
       protocolId,
       privateKey: key(values.key),
       address,
-      maxClients: number('max-clients', values['max-clients'], 10000, maxClientsRange),
-      keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
+      maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
+      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
     })
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
     })
     // Reported, not thrown: a socket error (a send the kernel refused) must not end a server that runs on.
     server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
-    const seconds = number('seconds', values.seconds, 0, { max: maxTimerSeconds })
+    const seconds = numberArgument('seconds', values.seconds, 0, { max: maxTimerSeconds })
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
     const stop = async (): Promise<void> => {
@@ -115,12 +111,12 @@ async function main(): Promise<void> {
   } else if (command === 'load') {
     const server = required('server', values.server)
     const privateKey = key(values.key)
-    const count = number('clients', values.clients, 1000, clientsRange)
-    const seconds = number('seconds', values.seconds, 10, { max: maxTimerSeconds })
-    const rate = number('rate', values.rate, 0, { max: 1_000_000 })
-    const timeoutSeconds = number('timeout', values.timeout, 10, timeoutRange)
-    const concurrency = number('concurrency', values.concurrency, 256, concurrencyRange)
-    const pool = new ClientPool({ keepAliveIntervalMs: number('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange) })
+    const count = numberArgument('clients', values.clients, 1000, clientsRange)
+    const seconds = numberArgument('seconds', values.seconds, 10, { max: maxTimerSeconds })
+    const rate = numberArgument('rate', values.rate, 0, { max: 1_000_000 })
+    const timeoutSeconds = numberArgument('timeout', values.timeout, 10, timeoutRange)
+    const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
+    const pool = new ClientPool({ keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange) })
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
     )

@@ -23,6 +23,24 @@ size_t ReleasedBy(NetworkSimulator* simulator, uint64_t nowUs) {
   return simulator->Release(nowUs, &out, 0);
 }
 
+// Releases everything, each datagram when it is due, calling onRelease(datagram, atUs) for each; returns
+// when the last one left (0 when none).
+template <typename OnRelease>
+uint64_t ReleaseAll(NetworkSimulator* simulator, OnRelease onRelease) {
+  uint64_t last = 0;
+  std::vector<ProtocolOutput::Datagram> out;
+  while (simulator->NextReleaseUs() != UINT64_MAX) {
+    last = simulator->NextReleaseUs();
+    const size_t count = simulator->Release(last, &out, 0);
+    for (size_t i = 0; i < count; ++i) onRelease(out[i], last);
+  }
+  return last;
+}
+
+uint64_t LastReleaseUs(NetworkSimulator* simulator) {
+  return ReleaseAll(simulator, [](const ProtocolOutput::Datagram&, uint64_t) {});
+}
+
 }  // namespace
 
 int main() {
@@ -49,12 +67,7 @@ int main() {
     conditions.seed = 1;
     NetworkSimulator simulator(conditions);
     for (int i = 0; i < 1000; ++i) simulator.Submit(Datagram(1200), 0);
-    // When the last one leaves (0: every datagram left at once).
-    ReleasedBy(&simulator, 0);
-    while (simulator.NextReleaseUs() != UINT64_MAX) {
-      fastLinkLastUs = simulator.NextReleaseUs();
-      ReleasedBy(&simulator, fastLinkLastUs);
-    }
+    fastLinkLastUs = LastReleaseUs(&simulator);  // 0: every datagram left at once
   }
   // 3. Seed 0 is a seed like any other: two simulators with it lose the same datagrams.
   bool seedZeroRepeats = true;
@@ -99,10 +112,7 @@ int main() {
     conditions.seed = 1;
     NetworkSimulator simulator(conditions);
     for (int i = 0; i < 10; ++i) simulator.Submit(Datagram(1172), 0);
-    while (simulator.NextReleaseUs() != UINT64_MAX) {
-      duplicatesLastUs = simulator.NextReleaseUs();
-      ReleasedBy(&simulator, duplicatesLastUs);
-    }
+    duplicatesLastUs = LastReleaseUs(&simulator);
   }
   // 6. A datagram a full queue drops draws its random choices all the same: the datagrams after it get the
   // choices they get without the overflow. Two simulators with one seed, one of them able to hold only
@@ -131,20 +141,11 @@ int main() {
     }
     // Release times by datagram (the last copy's), from the roomy one; then the cramped one's must match.
     std::vector<uint64_t> releasedAt(401, 0);
-    std::vector<ProtocolOutput::Datagram> out;
-    while (roomy.NextReleaseUs() != UINT64_MAX) {
-      const uint64_t at = roomy.NextReleaseUs();
-      const size_t count = roomy.Release(at, &out, 0);
-      for (size_t i = 0; i < count; ++i) releasedAt[out[i].size] = at;
-    }
-    while (cramped.NextReleaseUs() != UINT64_MAX) {
-      const uint64_t at = cramped.NextReleaseUs();
-      const size_t count = cramped.Release(at, &out, 0);
-      for (size_t i = 0; i < count; ++i) {
-        // A duplicate's first copy may be the one kept: it left at or before the last copy.
-        if (at > releasedAt[out[i].size] || releasedAt[out[i].size] == 0) overflowKeepsChoices = false;
-      }
-    }
+    ReleaseAll(&roomy, [&](const ProtocolOutput::Datagram& datagram, uint64_t at) { releasedAt[datagram.size] = at; });
+    ReleaseAll(&cramped, [&](const ProtocolOutput::Datagram& datagram, uint64_t at) {
+      // A duplicate's first copy may be the one kept: it left at or before the last copy.
+      if (at > releasedAt[datagram.size] || releasedAt[datagram.size] == 0) overflowKeepsChoices = false;
+    });
   }
   std::printf(
       "{\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu,"
