@@ -167,7 +167,12 @@ int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
 uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
                            std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol) {
   auto* state = new SocketState();
-  if (protocol) protocol->socketIsV6 = socket->isV6();
+  if (protocol) {
+    protocol->socketIsV6 = socket->isV6();
+    // Runs on the I/O thread, within the protocol's own calls, which the engine makes only while the
+    // socket is open.
+    protocol->output.drain = [this, state] { SendProtocolDatagrams(state); };
+  }
   state->protocol = std::move(protocol);
   state->id = nextSocketId_++;
   state->batchSize = batchSize;
@@ -1038,17 +1043,22 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
   return datagrams;
 }
 
-void Engine::FlushProtocol(SocketState* state) {
+void Engine::SendProtocolDatagrams(SocketState* state) {
   ProtocolOutput& output = state->protocol->output;
   if (NetworkSimulator* simulator = state->protocol->simulator.get()) {
     // The simulated network takes what the protocol sends and gives back what is due on the wire now.
     for (size_t i = 0; i < output.outboxCount; ++i) simulator->Submit(output.outbox[i], clock_.monotonicUs);
     output.outboxCount = simulator->Release(clock_.monotonicUs, &output.outbox, 0);
   }
-  // Datagrams: sendmmsg over the outbox. What the kernel will not take at once is dropped and counted,
-  // as a lost datagram would be; the protocol's timers resend what matters.
+  // sendmmsg over the outbox. What the kernel will not take at once is dropped and counted, as a lost
+  // datagram would be; the protocol's timers resend what matters.
   for (size_t first = 0; first < output.outboxCount;) first += SendOutbox(state, first);
   output.outboxCount = 0;
+}
+
+void Engine::FlushProtocol(SocketState* state) {
+  ProtocolOutput& output = state->protocol->output;
+  SendProtocolDatagrams(state);
   double counters[SocketStats::kProtocolFieldCount];
   const size_t counterCount = state->protocol->CopyCounters(counters, SocketStats::kProtocolFieldCount);
   for (size_t i = 0; i < counterCount; ++i) state->stats->protocol[i].store(counters[i], std::memory_order_relaxed);

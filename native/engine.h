@@ -178,6 +178,8 @@ class Engine {
   void ReceiveProtocolBatch(SocketState* state, uint32_t count);
   // Sends the protocol's queued datagrams and hands its records to JavaScript (as far as slabs allow).
   void FlushProtocol(SocketState* state);
+  // The first half of that: the outbox, through the network simulator if there is one, to sendmmsg.
+  void SendProtocolDatagrams(SocketState* state);
   // One sendmmsg over the outbox from `first` (UDP GSO for runs to one address); returns the datagrams it
   // took (0 only when it has just turned GSO off: call again).
   size_t SendOutbox(SocketState* state, size_t first);

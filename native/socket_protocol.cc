@@ -11,7 +11,9 @@ SocketProtocol::~SocketProtocol() = default;
 
 void ProtocolOutput::Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6) {
   if (size > kMaxProtocolDatagram) return;
-  // Grows by doubling from a few entries, then is reused: a quiet client keeps ~5 KiB, a busy server more.
+  // Grows by doubling from a few entries, then is reused: a quiet client keeps ~5 KiB, a busy server at most
+  // kOutboxDrainAt entries.
+  if (outboxCount >= kOutboxDrainAt && drain) drain();
   if (outboxCount == outbox.size()) outbox.resize(outbox.empty() ? 4 : outbox.size() * 2);
   Datagram& datagram = outbox[outboxCount++];
   datagram.nameLength = ToSockaddr(to.ip, to.port, socketIsV6, &datagram.name);

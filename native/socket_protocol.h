@@ -6,6 +6,7 @@
 #include <netinet/in.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -49,6 +50,10 @@ constexpr uint32_t kPeerSlotBits = 20;
 
 // Largest datagram a protocol sends (a connection request).
 constexpr size_t kMaxProtocolDatagram = 1280;
+// Datagrams the outbox holds before it is sent on (~330 KiB). A server whose timers fire for every peer at
+// once (after a stall, or its redundant disconnects to 10,000 peers) would otherwise grow it to megabytes,
+// which it keeps: it is reused, never shrunk.
+constexpr size_t kOutboxDrainAt = 256;
 
 class ProtocolOutput {
  public:
@@ -60,6 +65,8 @@ class ProtocolOutput {
   };
 
   void Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size, bool socketIsV6);
+  // Set by the engine: sends the outbox on (and empties it) when it holds kOutboxDrainAt datagrams.
+  std::function<void()> drain;
   // Appends a record; returns where its `size` data bytes go.
   uint8_t* Record(PeerRecordKind kind, uint8_t code, uint32_t peer, const netcode::ServerAddress* address, size_t size);
 
