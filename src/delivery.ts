@@ -1,6 +1,7 @@
 // The delivery layer as Server, Client and Peer see it: channel options, the checks before a send, the
 // per-connection send queue (back-pressure against what the I/O thread has released), link statistics
 // and the synchronised clock, all read from the memory the I/O thread writes (no native call).
+import { isUint8Array } from 'node:util/types'
 import type { NativeDeliveryFields } from './engine/addon.ts'
 import { LinkField, layout, linkFields } from './engine/layout.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
@@ -158,7 +159,8 @@ export class SendQueue {
 
   /** The channel to send on, after checking data and options (typed errors). */
   check(data: unknown, options: SendOptions | undefined): number {
-    if (!(data instanceof Uint8Array)) {
+    // instanceof first: the common case, checked per message; isUint8Array takes one from another realm.
+    if (!(data instanceof Uint8Array) && !isUint8Array(data)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
     }
     // A misspelt option would otherwise send on channel 0 without a word.

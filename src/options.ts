@@ -1,6 +1,7 @@
 // Checks of the options objects every constructor takes: one wording and one set of codes for all of them
 // (ERR_INVALID_ARG_TYPE for a value of the wrong type, ERR_OUT_OF_RANGE for a number out of its range,
 // ERR_INVALID_ARG_VALUE for a name no option has).
+import { isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
 import { maxUint64 } from './netcode/constants.ts'
 
@@ -54,15 +55,25 @@ export function uint64Option(name: string, value: unknown): bigint {
   return result
 }
 
+/**
+ * `value` as a Uint8Array of this realm, or undefined when it is none. One made in another realm (a vm
+ * context, some test environments) fails `instanceof` and libsodium-wrappers' checks: it is viewed anew.
+ */
+export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
+  if (value instanceof Uint8Array) return value
+  return isUint8Array(value) ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : undefined
+}
+
 /** A required Uint8Array of exactly `length` bytes (a key, a nonce). */
 export function bytesOption(name: string, value: unknown, length: number): Uint8Array {
-  if (!(value instanceof Uint8Array)) {
+  const bytes = uint8ArrayOf(value)
+  if (bytes === undefined) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${describe(value)}`)
   }
-  if (value.byteLength !== length) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${value.byteLength} bytes`)
+  if (bytes.byteLength !== length) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }
-  return value
+  return bytes
 }
 
 /** A finite number from min to max (fractions allowed), or the fallback when the option is absent. */

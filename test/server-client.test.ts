@@ -201,6 +201,24 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
+  it("a token from another generator whose first address has port 0 is read as the reference reads it: the client moves on to the next", async () => {
+    const { server, address } = await startServer()
+    const bytes = await token(['127.0.0.1:9', address], 1n, { timeoutSeconds: 1 })
+    // generateConnectToken never writes port 0; the first public address's port is at 1098.
+    bytes.set([0, 0], 1098)
+    expect(readConnectToken(bytes).serverAddresses[0]).toMatchObject({ family: 4, port: 0 })
+    const client = new Client(fast)
+    const started = Date.now()
+    await client.connect(bytes)
+    // The request to port 0 failed in the kernel (counted) and timed out after the token's 1 s; the second
+    // address answered.
+    expect(Date.now() - started).toBeGreaterThanOrEqual(900)
+    expect(client.state).toBe('connected')
+    expect(client.stats().errors.send).toBeGreaterThan(0)
+    await client.close()
+    await server.close()
+  })
+
   it('a token for another server is refused and counted, never answered', async () => {
     // The request goes to this server by hand (a Client would send it to the token's address instead).
     const { server, address } = await startServer()

@@ -2,18 +2,11 @@
 // the address it claims. 300 bytes: client id, user data, zero padding, MAC.
 import { sizes } from './constants.ts'
 import type { Sodium } from './sodium.ts'
-import { Reader, Writer } from './wire.ts'
+import { Reader, Writer, sequenceNonce } from './wire.ts'
 
 export interface ChallengeToken {
   clientId: bigint
   userData: Uint8Array
-}
-
-/** The 12-byte nonce of netcode's ChaCha20-Poly1305-IETF uses: 4 zero bytes, then the sequence little-endian. */
-export function sequenceNonce(sequence: bigint): Uint8Array {
-  const nonce = new Uint8Array(12)
-  new DataView(nonce.buffer).setBigUint64(4, sequence, true)
-  return nonce
 }
 
 export function sealChallengeToken(sodium: Sodium, token: ChallengeToken, sequence: bigint, key: Uint8Array): Uint8Array {

@@ -2,11 +2,11 @@
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
-import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option } from '../options.ts'
+import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option, uint8ArrayOf } from '../options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
-import { Reader, WireError, Writer } from './wire.ts'
+import { Reader, WireError, Writer, equalBytes } from './wire.ts'
 
 const connectTokenOptionNames: ReadonlySet<string> = new Set([
   'protocolId',
@@ -31,7 +31,10 @@ export interface ConnectTokenOptions {
   clientId: bigint | number
   /** 1 to 32 addresses, 'a.b.c.d:port' or '[ipv6]:port', tried in order. */
   serverAddresses: readonly string[]
-  /** Seconds from now until the token expires; negative: it never expires (as the reference's generator). */
+  /**
+   * Seconds from now until the token expires; negative: it never expires (as the reference's generator).
+   * 0 makes a token that has expired already (servers refuse it; tests use one).
+   */
   expireSeconds: number
   /**
    * Seconds without packets after which a connection times out; negative disables it (development only).
@@ -40,8 +43,9 @@ export interface ConnectTokenOptions {
   timeoutSeconds: number
   /** Up to 256 bytes for the server application (zero-padded). */
   userData?: Uint8Array
-  /** Connection keys; random when not given. */
+  /** The 32-byte key of the connection's client-to-server packets; random when not given. */
   clientToServerKey?: Uint8Array
+  /** The 32-byte key of the connection's server-to-client packets; random when not given. */
   serverToClientKey?: Uint8Array
   /** Creation time in seconds since the epoch (default: now). */
   nowSeconds?: number
@@ -52,12 +56,17 @@ export interface ConnectTokenOptions {
 /** The public part of a connect token, as a client reads it. */
 export interface ConnectToken {
   protocolId: bigint
+  /** Seconds since the epoch when the backend made the token. */
   createTimestamp: bigint
+  /** Seconds since the epoch after which servers refuse it; 2^64 - 1: never. */
   expireTimestamp: bigint
+  /** The 24-byte XChaCha20 nonce the private part is sealed with. */
   nonce: Uint8Array
   /** The sealed private part, passed on to the server in connection requests. */
   privateData: Uint8Array
+  /** Seconds without packets after which the connection times out; negative: never. */
   timeoutSeconds: number
+  /** The servers to try, in order. */
   serverAddresses: ServerAddress[]
   clientToServerKey: Uint8Array
   serverToClientKey: Uint8Array
@@ -97,13 +106,14 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
   }
   const userData = new Uint8Array(sizes.userData)
   if (options.userData !== undefined) {
-    if (!(options.userData instanceof Uint8Array)) {
+    const given = uint8ArrayOf(options.userData)
+    if (given === undefined) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "userData" option must be a Uint8Array. Received ${describe(options.userData)}`)
     }
-    if (options.userData.byteLength > sizes.userData) {
-      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "userData" option holds at most 256 bytes. Received ${options.userData.byteLength}`)
+    if (given.byteLength > sizes.userData) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "userData" option holds at most 256 bytes. Received ${given.byteLength}`)
     }
-    userData.set(options.userData)
+    userData.set(given)
   }
   const clientToServerKey =
     options.clientToServerKey === undefined ? randomBytes(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
@@ -128,13 +138,7 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
 
 /** Reads the public part of a connect token. Throws ERR_INVALID_CONNECT_TOKEN when it is not one. */
 export function readConnectToken(token: Uint8Array): ConnectToken {
-  if (!(token instanceof Uint8Array)) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A connect token must be a Uint8Array of 2048 bytes. Received ${describe(token)}`)
-  }
-  if (token.byteLength !== sizes.connectToken) {
-    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes. Received ${token.byteLength}`)
-  }
-  const reader = new Reader(token)
+  const reader = new Reader(connectTokenBytes(token))
   if (!equalBytes(reader.raw(sizes.versionInfo), versionInfo)) {
     throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', 'The connect token is not a netcode 1.02 token (version info differs)')
   }
@@ -223,20 +227,42 @@ export function openPrivateConnectToken(
   }
 }
 
+/** A token's 2048 bytes as text, for JSON or an HTTP header: standard base64, 2,732 characters. */
 export function connectTokenToBase64(token: Uint8Array): string {
-  if (!(token instanceof Uint8Array) || token.byteLength !== sizes.connectToken) {
-    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is a Uint8Array of 2048 bytes. Received ${describe(token)}`)
-  }
-  return Buffer.from(token.buffer, token.byteOffset, token.byteLength).toString('base64')
+  const bytes = connectTokenBytes(token)
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
 }
 
+// Standard base64 of 2048 bytes, canonical: 682 groups of four characters for 2046 bytes, then three for the
+// last two (the third's low bits zero) and '='.
+const base64Token = /^[A-Za-z0-9+/]{2730}[AEIMQUYcgkosw048]=$/
+
+/**
+ * The token connectTokenToBase64 wrote. Whitespace around it (a line end from a file or a terminal) is
+ * ignored; anything else that is not that base64 text is refused, where Buffer.from() would skip it.
+ */
 export function connectTokenFromBase64(text: string): Uint8Array {
   if (typeof text !== 'string') {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A base64 connect token must be a string. Received ${describe(text)}`)
   }
-  const bytes = new Uint8Array(Buffer.from(text, 'base64'))
+  const trimmed = text.trim()
+  if (!base64Token.test(trimmed)) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_CONNECT_TOKEN',
+      `A base64 connect token is 2,732 characters of standard base64 (A-Z, a-z, 0-9, '+', '/') ending in '='. Received ${describe(text)} of ${text.length} characters`,
+    )
+  }
+  return new Uint8Array(Buffer.from(trimmed, 'base64'))
+}
+
+/** The 2048 bytes of a token argument, checked for type and size. */
+function connectTokenBytes(token: unknown): Uint8Array {
+  const bytes = uint8ArrayOf(token)
+  if (bytes === undefined) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A connect token must be a Uint8Array of 2048 bytes. Received ${describe(token)}`)
+  }
   if (bytes.byteLength !== sizes.connectToken) {
-    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes; this base64 text holds ${bytes.byteLength}`)
+    throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes. Received ${bytes.byteLength}`)
   }
   return bytes
 }
@@ -258,12 +284,6 @@ function serverAddressesOption(value: unknown): ServerAddress[] {
   }
   const addresses: ServerAddress[] = []
   // An indexed loop: map() would skip the holes of a sparse array.
-  for (let i = 0; i < value.length; i++) addresses.push(parseServerAddress(value[i] as string))
+  for (let i = 0; i < value.length; i++) addresses.push(parseServerAddress(value[i], `serverAddresses[${i}]`))
   return addresses
-}
-
-export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
 }

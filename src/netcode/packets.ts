@@ -3,11 +3,10 @@
 // Readers follow the standard's steps in order and say why a packet was dropped; they never throw on
 // bytes from the network.
 import { PacketType, sizes, versionInfo } from './constants.ts'
-import { type ConnectToken, type PrivateConnectToken, equalBytes, openPrivateConnectToken } from './connect-token.ts'
-import { sequenceNonce } from './challenge-token.ts'
+import { type ConnectToken, type PrivateConnectToken, openPrivateConnectToken } from './connect-token.ts'
 import type { ReplayProtection } from './replay-protection.ts'
 import type { Sodium } from './sodium.ts'
-import { Reader, Writer } from './wire.ts'
+import { Reader, Writer, equalBytes, sequenceNonce } from './wire.ts'
 
 export type DropReason = 'malformed' | 'unexpected-type' | 'replayed' | 'decryption-failed' | 'wrong-protocol' | 'expired' | 'token-refused'
 

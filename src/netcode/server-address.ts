@@ -1,6 +1,7 @@
 // Server addresses as connect tokens carry them: "a.b.c.d:port" or "[v6]:port" in text; on the wire a
 // type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
 import { isIPv4, isIPv6 } from 'node:net'
+import { isUint8Array } from 'node:util/types'
 import { VolleyTypeError, describe } from '../errors.ts'
 import { AddressType } from './constants.ts'
 import type { Reader, Writer } from './wire.ts'
@@ -13,9 +14,14 @@ export interface ServerAddress {
   port: number
 }
 
-export function parseServerAddress(text: string): ServerAddress {
+/** Parses 'a.b.c.d:port' or '[ipv6]:port'; `name` names the option it came from in errors. */
+export function parseServerAddress(text: unknown, name?: string): ServerAddress {
+  const from = name === undefined ? '' : ` (the "${name}" option)`
   if (typeof text !== 'string') {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A server address must be a string like '10.0.0.1:40000' or '[::1]:40000'. Received ${typeof text}`)
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_TYPE',
+      `A server address${from} must be a string like '10.0.0.1:40000' or '[::1]:40000'. Received ${describe(text)}`,
+    )
   }
   const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
   const port = match ? Number(match[3]) : Number.NaN
@@ -23,7 +29,7 @@ export function parseServerAddress(text: string): ServerAddress {
   if (match === null || !(port >= 1 && port <= 65535)) {
     throw new VolleyTypeError(
       'ERR_INVALID_ARG_VALUE',
-      `Server address '${text}' does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from 1 to 65535`,
+      `Server address '${text}'${from} does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from 1 to 65535`,
     )
   }
   if (match[2] !== undefined && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
@@ -31,7 +37,7 @@ export function parseServerAddress(text: string): ServerAddress {
   if (match[1] !== undefined && !host.includes('%') && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
   throw new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
-    `Server address '${text}' does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,
+    `Server address '${text}'${from} does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,
   )
 }
 
@@ -40,7 +46,7 @@ export function formatServerAddress(address: ServerAddress): string {
     typeof address === 'object' &&
     address !== null &&
     (address.family === 4 || address.family === 6) &&
-    address.bytes instanceof Uint8Array &&
+    isUint8Array(address.bytes) &&
     address.bytes.byteLength === (address.family === 4 ? 4 : 16) &&
     Number.isInteger(address.port) &&
     address.port >= 0 &&
@@ -70,17 +76,15 @@ export function formatServerAddress(address: ServerAddress): string {
     }
     i = j
   }
+  // An IPv4 address in the last 32 bits is written dotted where it is embedded (::a.b.c.d) or mapped
+  // (::ffff:a.b.c.d), as inet_ntop writes it: the native side names peers that way.
+  const embeddedV4 = bestStart === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))
+  if (embeddedV4) groups.splice(6, 2, address.bytes.subarray(12).join('.'))
   const text =
     bestStart < 0
       ? groups.join(':')
       : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
   return `[${text}]:${address.port}`
-}
-
-export function sameServerAddress(a: ServerAddress, b: ServerAddress): boolean {
-  if (a.family !== b.family || a.port !== b.port || a.bytes.length !== b.bytes.length) return false
-  for (let i = 0; i < a.bytes.length; i++) if (a.bytes[i] !== b.bytes[i]) return false
-  return true
 }
 
 export function writeServerAddress(writer: Writer, address: ServerAddress): void {
@@ -93,6 +97,10 @@ export function writeServerAddress(writer: Writer, address: ServerAddress): void
   writer.u16(address.port)
 }
 
+/**
+ * Reads one address as the reference does: port 0 is taken (a client sending there fails and moves on to
+ * the token's next address), though generateConnectToken never writes it.
+ */
 export function readServerAddress(reader: Reader): ServerAddress {
   const type = reader.u8()
   if (type === AddressType.ipv4) {

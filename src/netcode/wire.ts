@@ -96,8 +96,23 @@ export class Reader extends Cursor {
 
   raw(n: number): Uint8Array {
     this.need(n, 'read')
-    const value = this.bytes.slice(this.offset, this.offset + n)
+    // A copy, as a plain Uint8Array: a Buffer's slice() would be a view into the caller's (pooled) memory.
+    const value = new Uint8Array(this.bytes.subarray(this.offset, this.offset + n))
     this.offset += n
     return value
   }
+}
+
+/** The 12-byte nonce of netcode's ChaCha20-Poly1305-IETF uses: 4 zero bytes, then the sequence little-endian. */
+export function sequenceNonce(sequence: bigint): Uint8Array {
+  const nonce = new Uint8Array(12)
+  new DataView(nonce.buffer).setBigUint64(4, sequence, true)
+  return nonce
+}
+
+/** Byte-wise equality (for public fields such as the version info; not constant-time). */
+export function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }

@@ -7,7 +7,11 @@ import {
   generateKey,
   readConnectToken,
 } from '../../src/index.ts'
+import { runInNewContext } from 'node:vm'
 import { loadAddon } from '../../src/engine/addon.ts'
+import { encodeConnectToken, openPrivateConnectToken } from '../../src/netcode/connect-token.ts'
+import { parseServerAddress } from '../../src/netcode/server-address.ts'
+import { loadSodium } from '../../src/netcode/sodium.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const base = { protocolId: 0x1234n, privateKey, clientId: 42n, serverAddresses: ['127.0.0.1:40000'], expireSeconds: 30, timeoutSeconds: 10 }
@@ -71,7 +75,18 @@ describe('generateConnectToken', () => {
     ['expireSeconds: "30"', { expireSeconds: '30' }, 'ERR_INVALID_ARG_TYPE', /"expireSeconds" option must be of type number/],
     ['expireSeconds: undefined', { expireSeconds: undefined }, 'ERR_INVALID_ARG_TYPE', /"expireSeconds" option is required/],
     ['serverAddresses: "127.0.0.1:1"', { serverAddresses: '127.0.0.1:1' }, 'ERR_INVALID_ARG_TYPE', /array of 1 to 32 addresses/],
-    ['serverAddresses: new Array(2) (holes)', { serverAddresses: new Array(2) }, 'ERR_INVALID_ARG_TYPE', /server address must be a string/],
+    ['serverAddresses: new Array(2) (holes)', { serverAddresses: new Array(2) }, 'ERR_INVALID_ARG_TYPE', /server address \(the "serverAddresses\[0\]" option\) must be a string.*Received type undefined/],
+    ['serverAddresses: ["1.2.3.4:5", null]', { serverAddresses: ['1.2.3.4:5', null] }, 'ERR_INVALID_ARG_TYPE', /"serverAddresses\[1\]" option\) must be a string.*Received null/],
+    ['serverAddresses: [40000]', { serverAddresses: [40000] }, 'ERR_INVALID_ARG_TYPE', /"serverAddresses\[0\]".*Received type number \(40000\)/],
+    ['serverAddresses: ["1.2.3.4:5", "1.2.3.4"]', { serverAddresses: ['1.2.3.4:5', '1.2.3.4'] }, 'ERR_INVALID_ARG_VALUE', /'1.2.3.4' \(the "serverAddresses\[1\]" option\) does not parse/],
+    ['nowSeconds: -1', { nowSeconds: -1 }, 'ERR_OUT_OF_RANGE', /"nowSeconds"/],
+    ['nowSeconds: 1.5', { nowSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"nowSeconds"/],
+    ['nowSeconds: null', { nowSeconds: null }, 'ERR_INVALID_ARG_TYPE', /"nowSeconds"/],
+    ['userData: [1, 2]', { userData: [1, 2] }, 'ERR_INVALID_ARG_TYPE', /"userData" option must be a Uint8Array. Received an array of 2 items/],
+    ['clientToServerKey: new Uint8Array(16)', { clientToServerKey: new Uint8Array(16) }, 'ERR_OUT_OF_RANGE', /"clientToServerKey" option must be 32 bytes/],
+    ['serverToClientKey: new Uint8Array(33)', { serverToClientKey: new Uint8Array(33) }, 'ERR_OUT_OF_RANGE', /"serverToClientKey" option must be 32 bytes/],
+    ['protocolId: NaN', { protocolId: Number.NaN }, 'ERR_OUT_OF_RANGE', /"protocolId" option must be an integer/],
+    ['protocolId: 2 ** 53', { protocolId: 2 ** 53 }, 'ERR_OUT_OF_RANGE', /"protocolId" option must be an integer from 0 to 2\^64 - 1 \(a bigint beyond 2\^53\)/],
   ])('refuses %s', async (_name, change, code, message) => {
     const failure = await generateConnectToken({ ...base, ...(change as object) }).catch((error: unknown) => error)
     expect(failure).toMatchObject({ code })
@@ -94,10 +109,92 @@ describe('readConnectToken', () => {
     expect(() => readConnectToken(type)).toThrow(/address type 3/)
     expect(() => connectTokenFromBase64('AAAA')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN' }))
     expect(() => readConnectToken('x' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
-    expect(() => connectTokenToBase64(new Uint8Array(3))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: expect.stringMatching(/Received an instance of Uint8Array of 3 bytes/) }))
-    expect(() => connectTokenToBase64('abc' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN' }))
+    expect(() => connectTokenToBase64(new Uint8Array(3))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: 'A connect token is 2048 bytes. Received 3' }))
+    expect(() => connectTokenToBase64('abc' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/must be a Uint8Array of 2048 bytes. Received type string/) }))
     expect(() => formatServerAddress({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => formatServerAddress({ family: 4, bytes: new Uint8Array(16), port: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(loadAddon().netcode.readConnectToken(count)).toBeNull()
+  })
+
+  it('reads what the public part says: a negative timeout, a token created after it expires refused', async () => {
+    const token = await generateConnectToken({ ...base, timeoutSeconds: -1 })
+    expect(readConnectToken(token).timeoutSeconds).toBe(-1)
+    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ timeoutSeconds: -1 })
+    const late = token.slice()
+    late.set(late.subarray(29, 37), 21) // create timestamp := expire timestamp + 1
+    new DataView(late.buffer).setBigUint64(21, new DataView(late.buffer).getBigUint64(29, true) + 1n, true)
+    expect(() => readConnectToken(late)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: expect.stringMatching(/created after it expires/) }))
+    expect(loadAddon().netcode.readConnectToken(late)).toBeNull()
+  })
+
+  it('reads a token inside a larger buffer (a pooled Buffer) and one made in another realm', async () => {
+    const token = await generateConnectToken(base)
+    const pooled = Buffer.alloc(4096)
+    pooled.set(token, 1000)
+    const inside = pooled.subarray(1000, 3048)
+    expect(readConnectToken(inside).nonce).toEqual(readConnectToken(token).nonce)
+    expect(connectTokenToBase64(inside)).toBe(connectTokenToBase64(token))
+    // A Uint8Array of another realm fails instanceof and libsodium-wrappers' own checks: it is viewed anew.
+    const foreign = runInNewContext('(bytes) => new Uint8Array(bytes)')(token) as Uint8Array
+    expect(foreign instanceof Uint8Array).toBe(false)
+    expect(connectTokenToBase64(foreign)).toBe(connectTokenToBase64(token))
+    const foreignKey = runInNewContext('new Uint8Array(32).fill(7)') as Uint8Array
+    const made = await generateConnectToken({ ...base, privateKey: foreignKey, userData: runInNewContext('new Uint8Array([9])') as Uint8Array })
+    expect(readConnectToken(made).protocolId).toBe(0x1234n)
+  })
+
+  it('keeps 32 IPv6 addresses, the most a token holds, and pads short user data with zeros', async () => {
+    const sodium = await loadSodium()
+    const serverAddresses = Array.from({ length: 32 }, (_, i) => `[2001:db8:ffff:ffff:ffff:ffff:ffff:${(i + 1).toString(16)}]:${65535 - i}`)
+    const token = encodeConnectToken(sodium, { ...base, serverAddresses, userData: new Uint8Array([1, 2, 3]) })
+    const read = readConnectToken(token)
+    expect(read.serverAddresses.map(formatServerAddress)).toEqual(serverAddresses)
+    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ serverAddresses })
+    const opened = openPrivateConnectToken(sodium, read.privateData, read.protocolId, read.expireTimestamp, read.nonce, privateKey)
+    expect(opened?.serverAddresses.map(formatServerAddress)).toEqual(serverAddresses)
+    expect(opened?.userData).toEqual(Uint8Array.from({ length: 256 }, (_, i) => (i < 3 ? i + 1 : 0)))
+  })
+})
+
+describe('connectTokenFromBase64', () => {
+  it('takes the text connectTokenToBase64 wrote, with whitespace around it, and nothing else', async () => {
+    const text = connectTokenToBase64(await generateConnectToken(base))
+    expect(text).toHaveLength(2732)
+    expect(connectTokenFromBase64(`  ${text}\n`)).toEqual(connectTokenFromBase64(text))
+    // Buffer.from(text, 'base64') would skip the junk, or stop at '=' and ignore what follows.
+    for (const bad of [`${text}AAAA`, `${text.slice(0, 100)}!${text.slice(101)}`, `${text.slice(0, 100)} ${text.slice(100)}`, text.slice(0, -4), `${text.slice(0, -1)}A`, `${text.slice(0, -2)}B=`]) {
+      expect(() => connectTokenFromBase64(bad)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: expect.stringMatching(/2,732 characters of standard base64/) }))
+    }
+    expect(() => connectTokenFromBase64(5 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+  })
+})
+
+describe('server addresses', () => {
+  it('are written as the native side names peers (inet_ntop): compressed as RFC 5952 asks, IPv4 dotted where embedded', () => {
+    const addon = loadAddon()
+    const cases = [
+      '::',
+      '::1',
+      '::2',
+      '1::',
+      '::ffff:1.2.3.4', // mapped
+      '::1.2.3.4', // embedded (deprecated, still inet_ntop's form)
+      '::0.1.0.0',
+      '::ffff:0.0.0.0',
+      '::1:0:0',
+      '::fffe:102:304', // not mapped: stays hex
+      '1:0:1:1:1:1:1:1', // a single zero group is not compressed
+      '1::1:0:0:1:1', // two equal runs: the first is compressed
+      '2001:db8::ff00:42:8329',
+      'fe80::1:2:3',
+    ]
+    for (const text of cases) {
+      const address = parseServerAddress(`[${text}]:9`)
+      expect(formatServerAddress(address)).toBe(`[${text}]:9`)
+      expect(addon.formatIp(address.bytes, 6)).toBe(text)
+    }
+    // A dotted tail parses to the same bytes as its hex form.
+    expect(parseServerAddress('[::ffff:1.2.3.4]:9').bytes).toEqual(parseServerAddress('[::ffff:102:304]:9').bytes)
+    expect(formatServerAddress(parseServerAddress('[0:0:0:0:0:ffff:102:304]:9'))).toBe('[::ffff:1.2.3.4]:9')
   })
 })
