@@ -109,10 +109,14 @@ async function main(): Promise<number> {
 
   const summary = summarizeConnections(handshakes, connectHold, payloadRuns, [...notes, ...failures.map((failure) => `FAILED: ${failure}`)])
   console.log(renderConnections(summary, handshakes, connectHold, options, system))
+  const complete =
+    failures.length === 0 && !options.skipHandshakes && !options.skipConnect && !options.skipPayload && options.clients >= 10_000 && options.holdSeconds >= 60 && options.repeats >= 3
   const record = {
     schema: 1,
     benchmark: 'connections',
     quick: options.quick,
+    complete,
+    failed: failures.length > 0,
     options: { ...options, host: '127.0.0.1', payloadSize: PAYLOAD_SIZE, protocolId: context.protocolId },
     system,
     seconds: (performance.now() - started) / 1000,
@@ -123,7 +127,7 @@ async function main(): Promise<number> {
     final: connectHold ? { server: connectHold.serverFinal, load: connectHold.loadFinal } : null,
     payloadRuns,
   }
-  const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '')
+  const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '', complete || options.quick)
   log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)`)
   return failures.length > 0 ? 1 : 0
 }

@@ -63,8 +63,9 @@ function runs(kind: string): Run[] {
   return found.sort((a, b) => (a.stamp < b.stamp ? 1 : -1))
 }
 
+/** A run's link; one in which a case failed is marked (its figures may lack that case). */
 function link(run: Run): string {
-  return `[${run.stamp}](../bench/results/${run.file})`
+  return `[${run.stamp}](../bench/results/${run.file})${run.record.failed === true ? ' (a case failed)' : ''}`
 }
 
 /** A summary entry of a datagram run: receive (by receiver and size) or send (by sender). */
@@ -96,13 +97,12 @@ function datagramTable(): string {
   )
 }
 
-/** The server's RSS per idle peer, and its upper bound where the RSS moved within its noise. */
+/** The server's RSS per idle peer; marked where it was measured from right after listen (older runs). */
 function idleRss(run: Run): string {
   const memory = at(run.record, 'hold', 'memory') as Parameters<typeof idlePeerRss>[0] | undefined
-  const peers = num(at(run.record, 'hold', 'peersEnd'))
-  if (memory === undefined || peers === undefined || num(memory.rssPerPeerEnd) === undefined) return '–'
-  const rss = idlePeerRss(memory, peers)
-  return rss.atMost === null ? `${thousands(rss.perPeer)} B` : `${thousands(rss.perPeer)} B (≤ ${thousands(rss.atMost)} B)`
+  if (memory === undefined || num(memory.rssPerPeerEnd) === undefined) return '–'
+  const rss = idlePeerRss(memory)
+  return `${thousands(rss.perPeer)} B${rss.fromListen ? ' ¹' : ''}`
 }
 
 function connectionsTable(): string {
@@ -128,7 +128,7 @@ function connectionsTable(): string {
     ]
   })
   return table(
-    ['run', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of keep-alives', 'floor ÷ node:dgram'],
+    ['run', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of the idle share', 'floor ÷ node:dgram'],
     rows,
     'lrrrrrr',
   )
@@ -164,6 +164,8 @@ export function history(): string {
     datagramTable(),
     '',
     '### Connections (`npm run bench:connections`; a dash: the run skipped that phase)',
+    '',
+    '¹ From the RSS right after listen, at the end of the hold: these runs did not count the engine and the slots the server makes for maxClients, nor the RSS right after connect. Later runs measure from before the Server was made and take the larger reading.',
     '',
     connectionsTable(),
     '',

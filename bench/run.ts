@@ -17,7 +17,7 @@ import { SEND_SIZE, RECEIVE_SIZES } from './lib/constants.ts'
 import { microseconds, packetsPerSecond, percent } from './lib/format.ts'
 import { launcher, receiverLabels, senderLabels } from './lib/launch.ts'
 import { buildNativeTools } from './lib/native-build.ts'
-import { type ReceiverId, parseOptions, senderIds, usage } from './lib/options.ts'
+import { type ReceiverId, parseOptions, receiverIds, senderIds, usage } from './lib/options.ts'
 import { type ReceiveRun, runReceive } from './lib/receive-case.ts'
 import { type SendRun, runSend } from './lib/send-case.ts'
 import { renderMarkdown } from './lib/render.ts'
@@ -98,16 +98,19 @@ async function main(): Promise<number> {
 
   const summary = summarize(receiveRuns, sendRuns, [...notes, ...failures.map((failure) => `FAILED: ${failure}`)], options.segments > 1)
   console.log(renderMarkdown(summary, system, options))
+  const complete = failures.length === 0 && options.receive && options.send && options.receivers.length === receiverIds.length && options.repeats >= 3
   const record = {
     schema: 1,
     benchmark: 'datagram',
     quick: options.quick,
+    complete,
+    failed: failures.length > 0,
     options: { ...options, host: '127.0.0.1', receiveSizes: RECEIVE_SIZES, sendSize: SEND_SIZE },
     system: { ...system, compiler: tools.compiler },
     summary,
     runs: { receive: receiveRuns, send: sendRuns },
   }
-  const written = writeResults('datagram', record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`)
+  const written = writeResults('datagram', record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`, complete || options.quick)
   log(`results: ${written.join(', ')}`)
   return failures.length > 0 ? 1 : 0
 }

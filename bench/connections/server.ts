@@ -7,7 +7,7 @@
 //         --max-clients <n> --keep-alive-ms <ms> --max-ms <lifetime>
 import { parseArgs } from 'node:util'
 import { Server } from '../../src/index.ts'
-import { type MarkCounters, emitMark, numberArg, serveCommands } from '../lib/connections-child.ts'
+import { type MarkCounters, emitMark, memoryNow, numberArg, serveCommands } from '../lib/connections-child.ts'
 import { HOST } from '../lib/constants.ts'
 import { emit, failStart } from '../lib/protocol.ts'
 
@@ -24,6 +24,10 @@ const { values } = parseArgs({
 
 const counters: MarkCounters = { packets: 0, bytes: 0 }
 const events = { connects: 0, disconnects: {} as Record<string, number>, errors: 0, lastError: '' }
+
+// The process before it has a server (its engine, its slots for maxClients): the baseline of the memory
+// per peer, which so counts everything the server holds for its peers.
+const beforeServer = memoryNow(true)
 
 try {
   const server = new Server({
@@ -49,7 +53,7 @@ try {
     events.lastError = error.message
   })
   const { port } = await server.listen()
-  const snapshot = (): Record<string, unknown> => ({ stats: server.stats(), peers: server.peers.size, events: { ...events, disconnects: { ...events.disconnects } } })
+  const snapshot = (): Record<string, unknown> => ({ stats: server.stats(), peers: server.peers.size, events: { ...events, disconnects: { ...events.disconnects } }, beforeServer })
   serveCommands(
     {
       mark: ([label = 'mark', collect]) => emitMark(label, counters, snapshot(), collect === 'gc'),

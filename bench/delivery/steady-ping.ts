@@ -6,6 +6,7 @@
 import dgram from 'node:dgram'
 import { readFileSync, readdirSync } from 'node:fs'
 import { Client } from '../../src/index.ts'
+import { percentile } from '../lib/statistics.ts'
 import { type RoundTrip, dgramRoundTrip, timeRoundTrips, volleyRoundTrip, warmUp } from './round-trips.ts'
 import { benchToken, channelOptions } from './volley-setup.ts'
 
@@ -55,8 +56,7 @@ await warmUp(roundTrip, warmup)
 const before = threadTimes()
 const rtts = await timeRoundTrips(roundTrip, count)
 const after = threadTimes()
-rtts.sort((a, b) => a - b)
-const at = (q: number): string => (rtts[Math.floor(q * (rtts.length - 1))] ?? Number.NaN).toFixed(0)
+const at = (p: number): string => percentile(rtts, p).toFixed(0) // the delivery benchmark's definition
 console.log(`${kind}: p50 ${at(0.5)} p90 ${at(0.9)} p99 ${at(0.99)} p99.9 ${at(0.999)} max ${at(1)} µs`)
 for (const [thread, end] of after) {
   const start = before.get(thread) ?? { cpuUs: 0, voluntary: 0, involuntary: 0 }

@@ -23,8 +23,7 @@ const gc = (globalThis as { gc?: () => void }).gc
 export function emitMark(label: string, counters: MarkCounters, extra: Record<string, unknown>, collect = false): void {
   const usage = process.resourceUsage()
   const seconds = performance.now() / 1000
-  if (collect && gc !== undefined) gc()
-  const memory = process.memoryUsage()
+  const memory = memoryNow(collect)
   emit({
     type: 'result',
     packets: counters.packets,
@@ -35,7 +34,7 @@ export function emitMark(label: string, counters: MarkCounters, extra: Record<st
     details: {
       label,
       collected: collect && gc !== undefined,
-      memory: { rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers },
+      memory,
       maxRssKiB: usage.maxRSS,
       contextSwitches: { voluntary: usage.voluntaryContextSwitches, involuntary: usage.involuntaryContextSwitches },
       pageFaults: { minor: usage.minorPageFault, major: usage.majorPageFault },
@@ -43,6 +42,13 @@ export function emitMark(label: string, counters: MarkCounters, extra: Record<st
       ...extra,
     },
   })
+}
+
+/** The process's memory, after a full garbage collection when asked (and run with --expose-gc). */
+export function memoryNow(collect: boolean): { rss: number; heapTotal: number; heapUsed: number; external: number; arrayBuffers: number } {
+  if (collect && gc !== undefined) gc()
+  const memory = process.memoryUsage()
+  return { rss: memory.rss, heapTotal: memory.heapTotal, heapUsed: memory.heapUsed, external: memory.external, arrayBuffers: memory.arrayBuffers }
 }
 
 /**

@@ -63,15 +63,31 @@ export interface HoldPhase {
   load: Window
   /** The load generator's RSS at the end of the hold (no GC), bytes. */
   loadRss: number
+  /**
+   * The keep-alives each client sent and received a second, on average over the hold (the server's
+   * datagrams in and out ÷ peers ÷ seconds): what the hold asked for is 1000 ÷ keepAliveMs each way.
+   */
+  keepAliveHzIn: number
+  keepAliveHzOut: number
+  /** The keep-alive period the server and the clients were given. */
+  keepAliveMs: number
   memory: {
+    /** The server process before it made its Server (no engine, no slots): the baseline. */
+    beforeServer: Memory | null
     listen: Memory | null
     connected: Memory | null
     end: Memory | null
-    /** (RSS with the clients connected − RSS right after listen) ÷ connected peers, bytes; after a full GC each. */
+    /**
+     * (RSS with the clients connected − RSS before the Server was made) ÷ connected peers, bytes, after a
+     * full GC each: right after they connected, and at the end of the hold. The server's fixed costs (its
+     * engine, the slots it made for maxClients = the clients) count as the peers'.
+     */
     rssPerPeerConnected: number
     rssPerPeerEnd: number
     heapUsedPerPeerEnd: number
     externalPerPeerEnd: number
+    /** RSS right after listen − RSS before the Server, bytes: the engine and the slots, before any peer. */
+    serverFixedRss: number
   }
   /** The server's peers and RSS during the hold (no GC), by seconds into the hold. */
   samples: { seconds: number; peers: number; rss: number; cpuShare: number }[]
@@ -231,6 +247,13 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
   }
 }
 
+/** A memory snapshot the child put in its mark's details under `key`, or null. */
+function memoryAt(mark: Mark, key: string): Memory | null {
+  const rss = at(mark, key, 'rss')
+  if (!Number.isFinite(rss)) return null
+  return { rss, heapTotal: at(mark, key, 'heapTotal'), heapUsed: at(mark, key, 'heapUsed'), external: at(mark, key, 'external'), arrayBuffers: at(mark, key, 'arrayBuffers') }
+}
+
 /** Phases 1 and 2: N clients connect to one server, then stay connected (keep-alives only) for the hold. */
 export async function runConnectAndHold(context: Context): Promise<ConnectHoldResult> {
   const { launch, options, log } = context
@@ -302,10 +325,12 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
     const loadHoldWindow = between(loadH0, loadH1)
     const holdIn = at(serverH1, 'stats', 'packets', 'in') - at(serverH0, 'stats', 'packets', 'in')
     const holdOut = at(serverH1, 'stats', 'packets', 'out') - at(serverH0, 'stats', 'packets', 'out')
+    const beforeServer = memoryAt(listen, 'beforeServer')
     const perPeer = (memory: Mark, field: keyof Memory): number => {
       const peers = at(memory, 'peers')
-      return memory.memory !== null && listen.memory !== null && peers > 0 ? (memory.memory[field] - listen.memory[field]) / peers : Number.NaN
+      return memory.memory !== null && beforeServer !== null && peers > 0 ? (memory.memory[field] - beforeServer[field]) / peers : Number.NaN
     }
+    const peerSeconds = at(serverH0, 'peers') * holdWindow.seconds
     const hold: HoldPhase = {
       seconds: holdWindow.seconds,
       peersStart: at(serverH0, 'peers'),
@@ -315,7 +340,11 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
       server: { ...holdWindow, packetsIn: holdIn, packetsOut: holdOut, drops: dropsBetween(serverH0, serverH1), cpuPerPacketUs: holdWindow.cpuUs / (holdIn + holdOut) },
       load: loadHoldWindow,
       loadRss: loadH1.memory?.rss ?? Number.NaN,
+      keepAliveHzIn: holdIn / peerSeconds,
+      keepAliveHzOut: holdOut / peerSeconds,
+      keepAliveMs: options.keepAliveMs,
       memory: {
+        beforeServer,
         listen: listen.memory,
         connected: connectedMemory.memory,
         end: endMemory.memory,
@@ -323,6 +352,7 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
         rssPerPeerEnd: perPeer(endMemory, 'rss'),
         heapUsedPerPeerEnd: perPeer(endMemory, 'heapUsed'),
         externalPerPeerEnd: perPeer(endMemory, 'external'),
+        serverFixedRss: listen.memory !== null && beforeServer !== null ? listen.memory.rss - beforeServer.rss : Number.NaN,
       },
       samples,
       disturbance: disturbance(coresHold, launch.cpus, holdWindow.cpuUs / 1e6, loadHoldWindow.cpuUs / 1e6),

@@ -78,6 +78,8 @@ export async function runReceive(
     await sink.finish(5_000)
     const kernel = diffUdpCounters(before, readUdpCounters())
     const cores = diffCoreTimes(coresBefore, readCoreTimes())
+    // A run that delivered nothing measured nothing: a failure, not a NaN among the medians.
+    if (got.packets === 0) throw new Error(`the receiver got none of the ${sent.packets} datagrams sent`)
     const cpu = got.cpuUserUs + got.cpuSystemUs
     const blasterCpu = sent.cpuUserUs + sent.cpuSystemUs
     return {

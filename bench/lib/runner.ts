@@ -8,15 +8,20 @@ import { ChildFailure, killAllChildren } from './processes.ts'
 export const root = fileURLToPath(new URL('../..', import.meta.url))
 export const benchDir = join(root, 'bench')
 
-/** Writes bench/results/<kind>-<date><suffix>.json and latest-<kind><suffix>.json; returns their paths. */
-export function writeResults(kind: string, record: object, date: string, suffix: string): string[] {
+/**
+ * Writes bench/results/<kind>-<date><suffix>.json, and latest-<kind><suffix>.json when the run is
+ * `complete` (every case, the default repeats, no failure): a partial or failed run never stands for the
+ * latest. Returns the paths written.
+ */
+export function writeResults(kind: string, record: object, date: string, suffix: string, complete: boolean): string[] {
   const dir = join(benchDir, 'results')
   mkdirSync(dir, { recursive: true })
   // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
   const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
-  const files = [join(dir, `${kind}-${stamp}${suffix}.json`), join(dir, `latest-${kind}${suffix}.json`)]
-  // NaN (a figure that could not be measured) becomes null in JSON.
-  const text = `${JSON.stringify(record, null, 2)}\n`
+  const files = [join(dir, `${kind}-${stamp}${suffix}.json`), ...(complete ? [join(dir, `latest-${kind}${suffix}.json`)] : [])]
+  // NaN (a figure that could not be measured) becomes null in JSON. Arrays of numbers (samples such as the
+  // ping's 5,000 RTTs) take one line each, not a line per number.
+  const text = `${JSON.stringify(record, null, 2).replace(/\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g, (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`)}\n`
   for (const file of files) writeFileSync(file, text)
   return files.map((file) => file.slice(root.length))
 }

@@ -245,6 +245,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   if (sodium_init() < 0) return 1;
+  // Never outlive a confused parent by much: a benchmark's longest phase with this load is minutes.
+  alarm(1800);
   const size_t count = tokens.size() / volley::netcode::kConnectTokenBytes;
   if (count > (126u << 16)) {
     std::fprintf(stderr, "handshake-load: at most %u clients (addresses 127.1.0.0 to 127.126.255.255)\n", 126u << 16);
