@@ -36,7 +36,6 @@ constexpr int kReadyEvents = 256;
 constexpr int kMaxReadyCallsPerTurn = 64;
 // Batches read from one socket before the round moves on, so a flooded socket cannot starve the others.
 constexpr int kBatchesPerSocketPerRound = 4;
-constexpr size_t kControlBytesPerMessage = CMSG_SPACE(sizeof(uint32_t));
 // Datagrams sent per loop turn before the turn moves on to receiving: sending and receiving share the
 // thread fairly when one process both floods and reads.
 constexpr size_t kSendBudgetPerTurn = 512;
@@ -145,7 +144,6 @@ void Engine::Stop() {
   receiveHeaders_ = {};
   receiveIov_ = {};
   receiveNames_ = {};
-  receiveControl_ = {};
   sendHeaders_ = {};
   sendIov_ = {};
   sendNames_ = {};
@@ -450,13 +448,7 @@ void Engine::CloseSocketNow(SocketState* state) {
     }
   }
   if (scratch_.socket == state) scratch_ = ScratchState{};
-  // SO_RXQ_OVFL reports drops with the next datagram read; the ones after the last read show here.
-  uint32_t memory[SK_MEMINFO_VARS] = {};
-  socklen_t length = sizeof(memory);
-  if (getsockopt(state->socket->fd(), SOL_SOCKET, SO_MEMINFO, memory, &length) == 0 &&
-      length > SK_MEMINFO_DROPS * sizeof(uint32_t)) {
-    SocketStats::Add(state->stats->kernelDrops, memory[SK_MEMINFO_DROPS] - state->kernelDropsSeen);
-  }
+  ReadKernelDrops(state);  // what it dropped since the last read
   epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
   state->socket->Close();
   if (state->protocol) {
@@ -500,11 +492,9 @@ void Engine::EnsureScratch(uint32_t batchSize) {
   }
   scratchHeads_ = std::move(heads);
   scratchTails_ = std::move(tails);
-  controlWordsPerMessage_ = (kControlBytesPerMessage + 7) / 8;
   receiveHeaders_.resize(batchSize);
   receiveIov_.resize(size_t{batchSize} * 2);
   receiveNames_.resize(batchSize);
-  receiveControl_.resize(size_t{batchSize} * controlWordsPerMessage_);
   for (uint32_t i = 0; i < batchSize; ++i) {
     iovec* slot = &receiveIov_[size_t{i} * 2];
     slot[0].iov_base = scratchHeads_.get() + size_t{i} * kReceiveHeadSize;
@@ -515,7 +505,6 @@ void Engine::EnsureScratch(uint32_t batchSize) {
     header.msg_name = &receiveNames_[i];
     header.msg_iov = slot;
     header.msg_iovlen = 2;
-    header.msg_control = &receiveControl_[size_t{i} * controlWordsPerMessage_];
   }
   scratchCapacity_ = batchSize;
   if (sendHeaders_.size() < kMaxBatchSize) {
@@ -584,7 +573,6 @@ bool Engine::ReceiveBatch(SocketState* state) {
   for (uint32_t i = 0; i < vlen; ++i) {
     msghdr& header = receiveHeaders_[i].msg_hdr;
     header.msg_namelen = sizeof(sockaddr_in6);
-    header.msg_controllen = kControlBytesPerMessage;
     header.msg_flags = 0;
   }
   const int received = recvmmsg(state->socket->fd(), receiveHeaders_.data(), vlen, MSG_DONTWAIT, nullptr);
@@ -592,6 +580,7 @@ bool Engine::ReceiveBatch(SocketState* state) {
     const int error = received < 0 ? errno : EAGAIN;
     if (error == EINTR) return true;
     state->readable = false;
+    if (error == EAGAIN || error == EWOULDBLOCK) SettleKernelDropsAtDrain(state);
     if (error != EAGAIN && error != EWOULDBLOCK) {
       SocketStats::Add(state->stats->receiveErrors, 1);
       Emit(kEventError, static_cast<int32_t>(state->id), -error, 1, kOpReceive);
@@ -603,17 +592,11 @@ bool Engine::ReceiveBatch(SocketState* state) {
   if (state->coalesceNs < turnCoalesceNs_) turnCoalesceNs_ = state->coalesceNs;
   if (state->batchSize > turnBatchSize_) turnBatchSize_ = state->batchSize;
   // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
-  if (count < vlen) state->readable = false;
-
-  // The kernel attaches its running drop counter (SO_RXQ_OVFL) once it is non-zero.
-  msghdr& last = receiveHeaders_[count - 1].msg_hdr;
-  for (cmsghdr* control = CMSG_FIRSTHDR(&last); control != nullptr; control = CMSG_NXTHDR(&last, control)) {
-    if (control->cmsg_level == SOL_SOCKET && control->cmsg_type == SO_RXQ_OVFL) {
-      uint32_t drops;
-      std::memcpy(&drops, CMSG_DATA(control), sizeof(drops));
-      SocketStats::Add(state->stats->kernelDrops, drops - state->kernelDropsSeen);
-      state->kernelDropsSeen = drops;
-    }
+  if (count < vlen) {
+    state->readable = false;
+    SettleKernelDropsAtDrain(state);
+  } else if (++state->fullBatchesSinceDropsRead >= kFullBatchesPerDropsRead) {
+    ReadKernelDrops(state);  // a queue that never empties (saturated): now and then
   }
   if (state->protocol) {
     ReceiveProtocolBatch(state, count);
@@ -621,6 +604,25 @@ bool Engine::ReceiveBatch(SocketState* state) {
   }
   scratch_ = ScratchState{state, 0, count};
   return CopyScratchToSlabs() && state->readable;
+}
+
+void Engine::ReadKernelDrops(SocketState* state) {
+  uint32_t memory[SK_MEMINFO_VARS] = {};
+  socklen_t length = sizeof(memory);
+  if (getsockopt(state->socket->fd(), SOL_SOCKET, SO_MEMINFO, memory, &length) == 0 &&
+      length > SK_MEMINFO_DROPS * sizeof(uint32_t)) {
+    SocketStats::Add(state->stats->kernelDrops, memory[SK_MEMINFO_DROPS] - state->kernelDropsSeen);
+    state->kernelDropsSeen = memory[SK_MEMINFO_DROPS];
+  }
+  state->fullBatchesSinceDropsRead = 0;
+  state->dropsReadNs = MonotonicNs();
+}
+
+void Engine::SettleKernelDropsAtDrain(SocketState* state) {
+  // The queue overflowed only if it was deep: a full batch since the last read says it was (the queue
+  // holds more datagrams than a batch unless the buffer is tiny). A buffer so small that it overflows in
+  // short batches is read at most kDropsReadIntervalNs late.
+  if (state->fullBatchesSinceDropsRead > 0 || MonotonicNs() - state->dropsReadNs >= kDropsReadIntervalNs) ReadKernelDrops(state);
 }
 
 bool Engine::SlabIsFree(const ReceiveSlab& slab) const {

@@ -15,7 +15,7 @@ struct SocketStats {
   std::atomic<uint64_t> batchesOut{0};   // sendmmsg calls that sent at least one datagram
   std::atomic<uint64_t> sendErrors{0};   // datagrams the kernel refused (EMSGSIZE, EHOSTUNREACH, ...)
   std::atomic<uint64_t> receiveErrors{0};
-  std::atomic<uint64_t> kernelDrops{0};  // SO_RXQ_OVFL: dropped by the kernel, receive buffer full
+  std::atomic<uint64_t> kernelDrops{0};  // SO_MEMINFO: dropped by the kernel, receive buffer full
   std::atomic<uint64_t> truncated{0};    // datagrams larger than the receive slot
   std::atomic<uint64_t> sendDropped{0};  // queued datagrams discarded because the socket closed first
 

@@ -48,8 +48,6 @@ bool UdpSocket::Open(const SocketOptions& options, SystemError* error) {
   if (ok && options.sendBufferSize > 0) {
     ok = SetIntOption(fd, SOL_SOCKET, SO_SNDBUF, options.sendBufferSize, "setsockopt", error);
   }
-  // The kernel's count of datagrams dropped for want of buffer space arrives with each read.
-  if (ok) ok = SetIntOption(fd, SOL_SOCKET, SO_RXQ_OVFL, 1, "setsockopt", error);
   // PROBE: the bit is set, the kernel's path MTU cache is not consulted (no EMSGSIZE from a stale entry).
   // On a dual-stack socket the IPv4 option governs its IPv4 traffic.
   if (ok && options.dontFragment) ok = SetIntOption(fd, IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_PROBE, "setsockopt", error);

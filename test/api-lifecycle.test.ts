@@ -531,7 +531,7 @@ describe('the volley command line', () => {
   it.each([
     [['--protocol-id', 'xyz', 'key'], /--protocol-id must be an integer/],
     [['--bogus'], /Unknown option '--bogus'/],
-    [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' does not parse/],
+    [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' \(the "--server" option\) does not parse/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be an integer from -1 to 2147483647, not '5.5'/],
     // Decimal or 0x hex only: BigInt('') was 0 and Number(' 0x3 ') was 3.
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--protocol-id', ''], /--protocol-id must be an integer from 0 to 2\^64 - 1/],

@@ -36,8 +36,8 @@ describe('back-pressure', () => {
     accepted++
     await waitFor(() => sender.stats().packetsOut === accepted, 10_000, 'every accepted datagram to be sent')
     expect(sender.stats().queue.depth).toBe(0)
-    // Every one arrives, in order, or is counted as dropped by the receiver's full kernel buffer. The kernel
-    // reports drops with the next datagram read: small markers follow until one arrives.
+    // Every one arrives, in order, or is counted as dropped by the receiver's full kernel buffer. Small
+    // markers follow until one arrives: the buffer has room again, and the burst has been read.
     const marker = Buffer.from('end')
     const markers = () => got.payloads.filter((p) => p.byteLength === marker.byteLength).length
     let markersSent = 0

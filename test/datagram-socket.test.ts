@@ -202,6 +202,28 @@ describe('accounting', () => {
   })
 })
 
+describe('kernel drops while open', () => {
+  it('are counted once the burst that overflowed the buffer is read, with no later datagram and no close', async () => {
+    // A buffer that holds some 100 datagrams of 1,000 bytes, read 8 at a time: a burst of 3,000 overflows it.
+    const receiver = createDatagramSocket({ recvBufferSize: 100_000, batchSize: 8 })
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    let received = 0
+    receiver.on('messages', (batch) => {
+      received += batch.length
+    })
+    const total = 3000
+    for (let i = 0; i < total; i++) sender.send(Buffer.alloc(1000), port, '127.0.0.1')
+    await waitFor(() => sender.stats().packetsOut === total)
+    // Read as the queue drained after being deep: SO_RXQ_OVFL, which came with the next datagram read,
+    // missed every drop after the last datagram until close.
+    await waitFor(() => received + receiver.stats().drops.receiveBufferFull === total, 5000, () => `${received} received + ${receiver.stats().drops.receiveBufferFull} dropped = ${total}`)
+    expect(receiver.stats().drops.receiveBufferFull).toBeGreaterThan(0)
+    await receiver.close()
+    expect(received + receiver.stats().drops.receiveBufferFull).toBe(total) // and nothing more at close
+  })
+})
+
 describe('options', () => {
   it('interrupt moderation never holds back a lone datagram, even with a 1 s coalesce window', async () => {
     const server = socket({ coalesceUs: 1_000_000, engine: 'dedicated' })

@@ -3,6 +3,7 @@
 // `volley token` prints a connect token. Keys are given in hex; all traffic is whatever address you name.
 import { ClientPool } from '../client-pool.ts'
 import { Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
+import { parseServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 
 const usage = `usage:
@@ -62,6 +63,13 @@ function required(name: string, value: string | undefined): string {
   return value
 }
 
+/** --server, checked here so that an error names the flag rather than the token option it fills. */
+function serverArgument(value: string | undefined): string {
+  const server = required('server', value)
+  parseServerAddress(server, '--server')
+  return server
+}
+
 async function main(): Promise<void> {
   const { positionals, values } = parseCommandLine({ allowPositionals: true, options })
   const command = positionals[0]
@@ -73,7 +81,7 @@ async function main(): Promise<void> {
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
   } else if (command === 'token') {
-    const server = required('server', values.server)
+    const server = serverArgument(values.server)
     const token = await generateConnectToken({
       protocolId,
       privateKey: key(values.key),
@@ -109,7 +117,7 @@ async function main(): Promise<void> {
     process.once('SIGTERM', stop)
     if (seconds > 0) setTimeout(stop, seconds * 1000)
   } else if (command === 'load') {
-    const server = required('server', values.server)
+    const server = serverArgument(values.server)
     const privateKey = key(values.key)
     const count = numberArgument('clients', values.clients, 1000, clientsRange)
     const seconds = numberArgument('seconds', values.seconds, 10, { max: maxTimerSeconds })
