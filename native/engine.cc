@@ -329,6 +329,11 @@ bool Engine::ApplyCommand(const Command& command) {
       if (epoll_ctl(epollFd_, EPOLL_CTL_ADD, state->socket->fd(), &event) != 0) {
         Emit(kEventError, static_cast<int32_t>(state->id), -errno, 1, kOpReceive);
       }
+      int receiveBuffer = 0;
+      socklen_t optionLength = sizeof(receiveBuffer);
+      if (getsockopt(state->socket->fd(), SOL_SOCKET, SO_RCVBUF, &receiveBuffer, &optionLength) == 0 && receiveBuffer > 0) {
+        state->receiveBufferBytes = static_cast<size_t>(receiveBuffer);
+      }
       // Datagrams may have arrived between bind and registration: read once without waiting for an edge.
       state->readable = true;
       state->listed = true;
@@ -580,7 +585,7 @@ bool Engine::ReceiveBatch(SocketState* state) {
     const int error = received < 0 ? errno : EAGAIN;
     if (error == EINTR) return true;
     state->readable = false;
-    if (error == EAGAIN || error == EWOULDBLOCK) SettleKernelDropsAtDrain(state);
+    if (error == EAGAIN || error == EWOULDBLOCK) SettleKernelDropsAtDrain(state, 0, 0);
     if (error != EAGAIN && error != EWOULDBLOCK) {
       SocketStats::Add(state->stats->receiveErrors, 1);
       Emit(kEventError, static_cast<int32_t>(state->id), -error, 1, kOpReceive);
@@ -594,7 +599,9 @@ bool Engine::ReceiveBatch(SocketState* state) {
   // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
   if (count < vlen) {
     state->readable = false;
-    SettleKernelDropsAtDrain(state);
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; ++i) bytes += receiveHeaders_[i].msg_len;
+    SettleKernelDropsAtDrain(state, count, bytes);
   } else if (++state->fullBatchesSinceDropsRead >= kFullBatchesPerDropsRead) {
     ReadKernelDrops(state);  // a queue that never empties (saturated): now and then
   }
@@ -615,14 +622,15 @@ void Engine::ReadKernelDrops(SocketState* state) {
     state->kernelDropsSeen = memory[SK_MEMINFO_DROPS];
   }
   state->fullBatchesSinceDropsRead = 0;
-  state->dropsReadNs = MonotonicNs();
 }
 
-void Engine::SettleKernelDropsAtDrain(SocketState* state) {
-  // The queue overflowed only if it was deep: a full batch since the last read says it was (the queue
-  // holds more datagrams than a batch unless the buffer is tiny). A buffer so small that it overflows in
-  // short batches is read at most kDropsReadIntervalNs late.
-  if (state->fullBatchesSinceDropsRead > 0 || MonotonicNs() - state->dropsReadNs >= kDropsReadIntervalNs) ReadKernelDrops(state);
+void Engine::SettleKernelDropsAtDrain(SocketState* state, uint32_t count, size_t bytes) {
+  // The queue overflowed only if it was full since the last read: then a batch came back full, or, from a
+  // buffer too small to hold a batch's worth, carried a good part of the buffer (each datagram takes its
+  // bytes and at least kLeastDatagramOverhead of it). A quiet socket costs no system call here.
+  if (state->fullBatchesSinceDropsRead > 0 || bytes + size_t{count} * kLeastDatagramOverhead >= state->receiveBufferBytes / 4) {
+    ReadKernelDrops(state);
+  }
 }
 
 bool Engine::SlabIsFree(const ReceiveSlab& slab) const {

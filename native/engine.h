@@ -97,12 +97,12 @@ class Engine {
     std::shared_ptr<SocketStats> stats;
     bool readable = false;
     bool listed = false;  // in readable_
-    // The kernel's drop counter (SO_MEMINFO) as last read, and when: read when a receive drains the queue
-    // after it was deep, now and then while it never drains, and at close. (Not SO_RXQ_OVFL: a control
+    // The kernel's drop counter (SO_MEMINFO) as last read: read when a receive drains a queue that may
+    // have been full, now and then while it never drains, and at close. (Not SO_RXQ_OVFL: a control
     // message with every datagram cost 7 % of a saturated receive, and missed the drops after the last.)
     uint32_t kernelDropsSeen = 0;
     uint32_t fullBatchesSinceDropsRead = 0;
-    uint64_t dropsReadNs = 0;
+    size_t receiveBufferBytes = 0;  // SO_RCVBUF as the kernel granted it
     uint32_t coalesceNs = 0;
     std::unique_ptr<SocketProtocol> protocol;
     bool stopping = false;  // a stop control was applied: close once the protocol has finished
@@ -179,10 +179,11 @@ class Engine {
   bool SlabIsFree(const ReceiveSlab& slab) const;
   // Adds what the kernel dropped at the socket since the last read to its stats.
   void ReadKernelDrops(SocketState* state);
-  // At a receive that emptied the queue: ReadKernelDrops if the queue was deep, or the last read is old.
-  void SettleKernelDropsAtDrain(SocketState* state);
+  // At a receive that emptied the queue (its last batch: count datagrams, bytes in all): ReadKernelDrops
+  // if the queue may have been full since the last read.
+  void SettleKernelDropsAtDrain(SocketState* state, uint32_t count, size_t bytes);
   static constexpr uint32_t kFullBatchesPerDropsRead = 16;
-  static constexpr uint64_t kDropsReadIntervalNs = 100'000'000;
+  static constexpr size_t kLeastDatagramOverhead = 256;  // of a queued datagram's truesize, beyond its bytes
   void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes, bool datagrams = true);
 
   // Protocol sockets.

@@ -78,7 +78,7 @@ export interface DatagramSocketStats {
   /** sendmmsg calls. */
   batchesOut: number
   drops: {
-    /** Dropped by the kernel because the receive buffer was full (its SO_MEMINFO counter, read as the queue drains). */
+    /** Dropped by the kernel because the receive buffer was full (its SO_MEMINFO counter, read as a queue that may have been full drains). */
     receiveBufferFull: number
     /** send() calls refused because the send queue was full (the caller was told: send returned false). */
     sendQueueFull: number
