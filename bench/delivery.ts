@@ -193,6 +193,10 @@ async function main(): Promise<number> {
       volleyP99Us: median(runs.volleyPing!.map((side) => rtt(side, 0.99))),
       dgramP50Us: median(runs.dgramPing!.map((side) => rtt(side, 0.5))),
       dgramP99Us: median(runs.dgramPing!.map((side) => rtt(side, 0.99))),
+      // Each round runs volley's ping, then node:dgram's: the gap of each such pair, for a machine whose
+      // noise comes and goes by the minute (the target takes the medians of each side, as above).
+      p99GapsByRoundUs:
+        runs.volleyPing!.length === runs.dgramPing!.length ? runs.volleyPing!.map((side, i) => rtt(side, 0.99) - rtt(runs.dgramPing![i]!, 0.99)) : [],
     },
   }
   const bulkRatio = ratio(summary.bulk.volleyMbps, summary.bulk.udxMbps)
@@ -219,6 +223,9 @@ async function main(): Promise<number> {
   )
   out.push('')
   for (const target of targets) out.push(`- ${target.what}: ${Number.isFinite(target.value) ? target.value.toFixed(2) : '–'} (target ${target.target}): ${target.met === null ? 'not measured' : target.met ? 'met' : 'NOT met'}`)
+  if (summary.ping.p99GapsByRoundUs.length > 1) {
+    out.push(`- ping RTT p99 gap of each round (volley's run, then node:dgram's): ${summary.ping.p99GapsByRoundUs.map((gap) => `${gap >= 0 ? '+' : '−'}${Math.abs(gap).toFixed(0)}`).join(', ')} µs`)
+  }
   for (const failure of failures) out.push(`- FAILED: ${failure}`)
   console.log(out.join('\n'))
   const complete = failures.length === 0 && only.size === cases.length && totalMiB >= 256 && seconds >= 5 && pings >= 5000 && warmup >= 3000 && repeats >= 3

@@ -1,6 +1,6 @@
 // What an idle connected peer costs the server in memory, with and without channels: the server's RSS
-// (and JS heap) with N clients connected and idle, less the same right after listen, ÷ N, each read after
-// a full GC.
+// (and JS heap) with N clients connected and idle, less the same before the Server was made (its engine
+// and the slots it makes for maxClients = N count as the peers'), ÷ N, each read after a full GC.
 // The server and the clients (a ClientPool) run in processes of their own.
 //   npx tsx bench/delivery/peer-memory.ts [--clients=5000] [--rounds=2]
 import { parseArgs } from 'node:util'
@@ -28,9 +28,9 @@ async function settledMemory(): Promise<{ rss: number; heapUsed: number }> {
 }
 
 async function server(): Promise<void> {
+  const baseline = await settledMemory()
   const listening = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clients, ...channelOptions })
   const { port } = await listening.listen()
-  const baseline = await settledMemory()
   let connected = 0
   listening.on('connect', () => connected++)
   emit({ type: 'ready', port, recvBufferSize: 0 })
