@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ClientPool, Server, generateConnectToken, generateKey } from '../../src/index.ts'
+import { waitFor } from '../helpers.ts'
 
 const root = join(import.meta.dirname, '../..')
 
@@ -37,7 +38,9 @@ describe("a protocol's outbox", () => {
       // On a loaded machine a few may miss the handshake: more than two runs of 256 are what counts.
       const { connected } = await pool.connect(tokens, { concurrency: 200 })
       expect(connected, JSON.stringify(pool.stats().failed)).toBeGreaterThan(512)
-      expect(server.peers.size).toBe(connected)
+      // A client is connected once the server's keep-alive reached it; the server's JavaScript hears of the
+      // connection in its next batch of records.
+      await waitFor(() => server.peers.size === connected, 5_000, () => `the server's 'connect' events (${server.peers.size} of ${connected})`)
       await server.close()
       // Every client hears a disconnect (each Update of the closing server sends one to each, in runs of
       // 256), long before its 10 s timeout.
