@@ -10,6 +10,7 @@ import { idlePeerRss } from './lib/connections-render.ts'
 import { table, times } from './lib/format.ts'
 import { benchDir } from './lib/runner.ts'
 import { ratio } from './lib/statistics.ts'
+import { SATURATED_LOSS } from './lib/summary.ts'
 
 const resultsDir = join(benchDir, 'results')
 const begin = '<!-- history:begin (npx tsx bench/history.ts --write docs/performance.md) -->'
@@ -78,7 +79,7 @@ function entry(run: Run, list: 'receive' | 'send', who: string, size: number): J
 /** Whether volley and the C loop both lost datagrams at this size: only then are their rates ceilings. */
 function saturated(run: Run, size: number): boolean {
   const loss = (who: string): number => num(entry(run, 'receive', who, size)?.loss) ?? 0
-  return loss('volley') >= 0.005 && loss('c-recvmmsg') >= 0.005
+  return loss('volley') >= SATURATED_LOSS && loss('c-recvmmsg') >= SATURATED_LOSS
 }
 
 function datagramTable(): string {

@@ -585,7 +585,7 @@ bool Engine::ReceiveBatch(SocketState* state) {
     const int error = received < 0 ? errno : EAGAIN;
     if (error == EINTR) return true;
     state->readable = false;
-    if (error == EAGAIN || error == EWOULDBLOCK) SettleKernelDropsAtDrain(state, 0, 0);
+    if (error == EAGAIN || error == EWOULDBLOCK) SettleKernelDropsAtDrain(state, 0);
     if (error != EAGAIN && error != EWOULDBLOCK) {
       SocketStats::Add(state->stats->receiveErrors, 1);
       Emit(kEventError, static_cast<int32_t>(state->id), -error, 1, kOpReceive);
@@ -599,9 +599,7 @@ bool Engine::ReceiveBatch(SocketState* state) {
   // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
   if (count < vlen) {
     state->readable = false;
-    size_t bytes = 0;
-    for (uint32_t i = 0; i < count; ++i) bytes += receiveHeaders_[i].msg_len;
-    SettleKernelDropsAtDrain(state, count, bytes);
+    SettleKernelDropsAtDrain(state, count);
   } else if (++state->fullBatchesSinceDropsRead >= kFullBatchesPerDropsRead) {
     ReadKernelDrops(state);  // a queue that never empties (saturated): now and then
   }
@@ -624,13 +622,17 @@ void Engine::ReadKernelDrops(SocketState* state) {
   state->fullBatchesSinceDropsRead = 0;
 }
 
-void Engine::SettleKernelDropsAtDrain(SocketState* state, uint32_t count, size_t bytes) {
+void Engine::SettleKernelDropsAtDrain(SocketState* state, uint32_t count) {
   // The queue overflowed only if it was full since the last read: then a batch came back full, or, from a
   // buffer too small to hold a batch's worth, carried a good part of the buffer (each datagram takes its
   // bytes and at least kLeastDatagramOverhead of it). A quiet socket costs no system call here.
-  if (state->fullBatchesSinceDropsRead > 0 || bytes + size_t{count} * kLeastDatagramOverhead >= state->receiveBufferBytes / 4) {
+  if (state->fullBatchesSinceDropsRead > 0) {
     ReadKernelDrops(state);
+    return;
   }
+  size_t taken = 0;
+  for (uint32_t i = 0; i < count; ++i) taken += receiveHeaders_[i].msg_len + kLeastDatagramOverhead;
+  if (taken >= state->receiveBufferBytes / 4) ReadKernelDrops(state);
 }
 
 bool Engine::SlabIsFree(const ReceiveSlab& slab) const {

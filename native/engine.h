@@ -138,7 +138,6 @@ class Engine {
     size_t passedUpTo() const { return passed ? length : offset; }
   };
 
-
   // Datagrams read by the last recvmmsg and not yet copied into a slab (kept while starved).
   struct ScratchState {
     SocketState* socket = nullptr;
@@ -179,9 +178,9 @@ class Engine {
   bool SlabIsFree(const ReceiveSlab& slab) const;
   // Adds what the kernel dropped at the socket since the last read to its stats.
   void ReadKernelDrops(SocketState* state);
-  // At a receive that emptied the queue (its last batch: count datagrams, bytes in all): ReadKernelDrops
+  // At a receive that emptied the queue (its last batch: the first count receiveHeaders_): ReadKernelDrops
   // if the queue may have been full since the last read.
-  void SettleKernelDropsAtDrain(SocketState* state, uint32_t count, size_t bytes);
+  void SettleKernelDropsAtDrain(SocketState* state, uint32_t count);
   static constexpr uint32_t kFullBatchesPerDropsRead = 16;
   static constexpr size_t kLeastDatagramOverhead = 256;  // of a queued datagram's truesize, beyond its bytes
   void PublishBatch(SocketState* state, size_t start, uint32_t count, uint64_t bytes, bool datagrams = true);

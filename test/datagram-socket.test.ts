@@ -182,47 +182,46 @@ describe('batching', () => {
 })
 
 describe('accounting', () => {
-  it('every datagram sent is either received or counted as dropped by the kernel', async () => {
-    const receiver = createDatagramSocket({ recvBufferSize: 1 }) // the kernel's minimum: most are dropped
+  /**
+   * Floods a receiver made with `options` with `total` datagrams of 1,000 bytes, then waits until each of
+   * them was received or counted as dropped by the kernel, while the receiver stays open.
+   */
+  async function burstAccountedWhileOpen(options: Parameters<typeof createDatagramSocket>[0], total: number) {
+    const receiver = createDatagramSocket(options)
     const sender = socket()
     const { port } = await receiver.bind(0, '127.0.0.1')
-    let received = 0
+    const counts = { received: 0 }
     receiver.on('messages', (batch) => {
-      received += batch.length
+      counts.received += batch.length
     })
-    const total = 5000
     for (let i = 0; i < total; i++) sender.send(Buffer.alloc(1000), port, '127.0.0.1')
     await waitFor(() => sender.stats().packetsOut === total)
-    // Counted while the socket is open: a buffer this small never fills a batch, but each batch carries
-    // a good part of it.
-    await waitFor(() => received + receiver.stats().drops.receiveBufferFull === total, 5000, () => `${received} received + ${receiver.stats().drops.receiveBufferFull} dropped = ${total}`)
+    const dropped = () => receiver.stats().drops.receiveBufferFull
+    await waitFor(() => counts.received + dropped() === total, 5000, () => `${counts.received} received + ${dropped()} dropped = ${total}`)
+    return { receiver, counts }
+  }
+
+  it('every datagram sent is either received or counted as dropped by the kernel', async () => {
+    // The kernel's minimum buffer: most are dropped. It never fills a batch, but each batch carries a good
+    // part of it, so the drops are counted while the socket is open.
+    const total = 5000
+    const { receiver, counts } = await burstAccountedWhileOpen({ recvBufferSize: 1 }, total)
     await receiver.close()
     const { drops, packetsIn } = receiver.stats()
     expect(drops.receiveBufferFull).toBeGreaterThan(0)
-    expect(packetsIn).toBe(received)
-    expect(received + drops.receiveBufferFull).toBe(total)
+    expect(packetsIn).toBe(counts.received)
+    expect(counts.received + drops.receiveBufferFull).toBe(total)
   })
-})
 
-describe('kernel drops while open', () => {
-  it('are counted once the burst that overflowed the buffer is read, with no later datagram and no close', async () => {
+  it('drops are counted once the burst that overflowed the buffer is read, with no later datagram and no close', async () => {
     // A buffer that holds some 100 datagrams of 1,000 bytes, read 8 at a time: a burst of 3,000 overflows it.
-    const receiver = createDatagramSocket({ recvBufferSize: 100_000, batchSize: 8 })
-    const sender = socket()
-    const { port } = await receiver.bind(0, '127.0.0.1')
-    let received = 0
-    receiver.on('messages', (batch) => {
-      received += batch.length
-    })
-    const total = 3000
-    for (let i = 0; i < total; i++) sender.send(Buffer.alloc(1000), port, '127.0.0.1')
-    await waitFor(() => sender.stats().packetsOut === total)
     // Read as the queue drained after being deep: SO_RXQ_OVFL, which came with the next datagram read,
     // missed every drop after the last datagram until close.
-    await waitFor(() => received + receiver.stats().drops.receiveBufferFull === total, 5000, () => `${received} received + ${receiver.stats().drops.receiveBufferFull} dropped = ${total}`)
+    const total = 3000
+    const { receiver, counts } = await burstAccountedWhileOpen({ recvBufferSize: 100_000, batchSize: 8 }, total)
     expect(receiver.stats().drops.receiveBufferFull).toBeGreaterThan(0)
     await receiver.close()
-    expect(received + receiver.stats().drops.receiveBufferFull).toBe(total) // and nothing more at close
+    expect(counts.received + receiver.stats().drops.receiveBufferFull).toBe(total) // and nothing more at close
   })
 })
 

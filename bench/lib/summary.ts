@@ -197,7 +197,7 @@ function rateTarget(entry: ReceiveRatios, receive: readonly ReceiveSummary[]): T
 }
 
 /** Median loss from which a receiver is taken to have reached its ceiling. */
-const SATURATED_LOSS = 0.005
+export const SATURATED_LOSS = 0.005
 
 function target(what: string, value: number, limit: number, kind: Target['kind']): Target {
   const met = Number.isFinite(value) ? (kind === 'at most' ? value <= limit : value >= limit) : null

@@ -41,6 +41,14 @@ uint64_t LastReleaseUs(NetworkSimulator* simulator) {
   return ReleaseAll(simulator, [](const ProtocolOutput::Datagram&, uint64_t) {});
 }
 
+// A link of this bandwidth and nothing else, seeded 1.
+NetworkConditions Link(uint64_t bytesPerSec) {
+  NetworkConditions conditions;
+  conditions.bandwidthBytesPerSec = bytesPerSec;
+  conditions.seed = 1;
+  return conditions;
+}
+
 }  // namespace
 
 int main() {
@@ -48,9 +56,7 @@ int main() {
   // 1,200,000 B/s take 1 ms each.
   uint64_t afterOverflowUs = 0, overflowed = 0;
   {
-    NetworkConditions conditions;
-    conditions.bandwidthBytesPerSec = 1200000;
-    conditions.seed = 1;
+    NetworkConditions conditions = Link(1200000);
     conditions.maxHeld = 4;
     NetworkSimulator simulator(conditions);
     for (int i = 0; i < 1004; ++i) simulator.Submit(Datagram(1172), 0);  // 4 held (1..4 ms), 1,000 dropped
@@ -62,10 +68,7 @@ int main() {
   // 2. A fast link: 1,000 datagrams of 1,200 + 28 bytes at 2e9 B/s take 614 µs, not nothing.
   uint64_t fastLinkLastUs = 0;
   {
-    NetworkConditions conditions;
-    conditions.bandwidthBytesPerSec = 2000000000;
-    conditions.seed = 1;
-    NetworkSimulator simulator(conditions);
+    NetworkSimulator simulator(Link(2000000000));
     for (int i = 0; i < 1000; ++i) simulator.Submit(Datagram(1200), 0);
     fastLinkLastUs = LastReleaseUs(&simulator);  // 0: every datagram left at once
   }
@@ -89,27 +92,21 @@ int main() {
   // the bandwidth: 1,200 bytes at 1,200 B/s), the queue takes the first and nothing behind it.
   uint64_t queueHeld = 0, queueDropped = 0, defaultQueueDropped = 0;
   {
-    NetworkConditions conditions;
-    conditions.bandwidthBytesPerSec = 1200000;
+    NetworkConditions conditions = Link(1200000);
     conditions.queueBytes = 12000;
-    conditions.seed = 1;
     NetworkSimulator simulator(conditions);
     for (int i = 0; i < 100; ++i) simulator.Submit(Datagram(1172), 0);
     queueDropped = simulator.counters().overflowed;
     queueHeld = ReleasedBy(&simulator, 1000000);
-    conditions.bandwidthBytesPerSec = 1200;
-    conditions.queueBytes = 0;
-    NetworkSimulator slow(conditions);
+    NetworkSimulator slow(Link(1200));
     for (int i = 0; i < 10; ++i) slow.Submit(Datagram(1172), 0);
     defaultQueueDropped = slow.counters().overflowed;
   }
   // 5. Each copy of a duplicated datagram takes the link: ten datagrams, twenty copies of 1 ms each.
   uint64_t duplicatesLastUs = 0;
   {
-    NetworkConditions conditions;
-    conditions.bandwidthBytesPerSec = 1200000;
+    NetworkConditions conditions = Link(1200000);
     conditions.duplicate = 1;
-    conditions.seed = 1;
     NetworkSimulator simulator(conditions);
     for (int i = 0; i < 10; ++i) simulator.Submit(Datagram(1172), 0);
     duplicatesLastUs = LastReleaseUs(&simulator);
