@@ -614,7 +614,11 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
   }
 
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
-  void StateChanged(netcode::ClientState state) override { Event("state").Set("state", netcode::ClientStateName(state)); }
+  void StateChanged(netcode::ClientState state) override {
+    Napi::Object event = Event("state");
+    event.Set("state", netcode::ClientStateName(state));
+    if (const netcode::ServerAddress* server = core_->serverAddress()) event.Set("server", FormatServerAddress(*server));
+  }
   void Payload(const uint8_t* data, size_t size) override { Event("payload").Set("data", Copy(env_, data, size)); }
 
  private:

@@ -278,7 +278,8 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 }
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
-  output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), attempt_, nullptr, 0);
+  // The server it tries or is connected to rides along (none once the attempt or connection has ended).
+  output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), attempt_, core_.serverAddress(), 0);
   if (!delivery_.enabled) return;
   if (state == netcode::ClientState::kConnected) {
     link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);

@@ -21,8 +21,8 @@ namespace volley {
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] 0 | u8[16] address | data
 // Payload records carry the channel in `code`; a large payload's data is the u32 id of its parked bytes
 // (large_messages.h); a drain record says the peer's send queue went below half its limit. A client state
-// record carries the state in `code` and, in `peer`, the number JavaScript gave the connect (kControlConnect's
-// argument) that the state belongs to.
+// record carries the state in `code`, in `peer` the number JavaScript gave the connect (kControlConnect's
+// argument) that the state belongs to, and, while an attempt or a connection is under way, its server's address.
 constexpr size_t kPeerRecordHeaderSize = 32;
 enum PeerRecordKind : uint8_t {
   kPeerPayload = 1,

@@ -4,6 +4,13 @@ import { isIP } from 'node:net'
 import type { Addon } from './engine/addon.ts'
 import type { QueuedAddress } from './engine/engine.ts'
 
+/** A local or remote socket address, as node:net and node:dgram give them. */
+export interface AddressInfo {
+  address: string
+  family: 'IPv4' | 'IPv6'
+  port: number
+}
+
 const parsed = new Map<string, QueuedAddress | null>()
 const maxCached = 4096
 const scratch = new Uint8Array(20)

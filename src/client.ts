@@ -9,7 +9,8 @@ import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulat
 import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
-import { forEachPeerRecord } from './peer-records.ts'
+import { forEachPeerRecord, recordAddress } from './peer-records.ts'
+import type { AddressInfo } from './address.ts'
 
 export type ClientState =
   | 'connect-token-expired'
@@ -148,6 +149,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #engine: Engine | undefined
   #id = 0
   #state: ClientState = 'disconnected'
+  /** The token's server this client tries or is connected to. */
+  #server: AddressInfo | null = null
   #open = false
   /** The open socket is IPv6 (dual-stack: it reaches IPv4 servers too). */
   #ipv6 = false
@@ -189,6 +192,15 @@ export class Client extends EventEmitter<ClientEvents> {
 
   get state(): ClientState {
     return this.#state
+  }
+
+  /**
+   * The server, of those the connect token lists, that this client is trying or is connected to; null when
+   * no attempt or connection is under way. A token lists up to 32: the client moves to the next when one
+   * fails ('state' reports 'sending-connection-request' again).
+   */
+  get serverAddress(): AddressInfo | null {
+    return this.#server === null ? null : { ...this.#server }
   }
 
   /**
@@ -424,6 +436,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#attempt = (this.#attempt + 1) >>> 0
     const changed = this.#state !== 'disconnected'
     this.#state = 'disconnected'
+    this.#server = null
     this.#updateReference()
     pending.reject(error)
     if (changed) this.emit('state', 'disconnected')
@@ -438,7 +451,7 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {
-    forEachPeerRecord(slab, start, count, (kind, code, peer, at, length) => {
+    forEachPeerRecord(slab, start, count, (kind, code, peer, at, length, record) => {
       // Messages stop at close(), as sends do: what arrives while the disconnects go out is not news.
       if (kind === PeerRecordKind.payload) {
         if (this.#state === 'connected' && this.#closing === undefined) this.emit('message', new Uint8Array(slab.buffer, at, length), code)
@@ -449,7 +462,10 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#onDrain()
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
-        if (peer === this.#attempt) this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
+        if (peer !== this.#attempt) return
+        // The record names the server while an attempt or a connection is under way (family 0: none).
+        this.#server = slab.u8[record + 12] === 0 ? null : recordAddress((this.#engine as Engine).addon, slab, record)
+        this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
     })
   }
@@ -494,6 +510,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#pending = undefined
     const wasConnected = this.#state === 'connected'
     if (wasConnected) this.#state = 'disconnected'
+    this.#server = null
     this.#drain.fail(() => this.#notConnectedError())
     pending?.reject(connectAborted('The client was closed while connecting', undefined))
     this.#resolveClosed?.()

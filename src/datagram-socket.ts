@@ -3,7 +3,7 @@
 // I/O thread once per event-loop turn, with back-pressure when the queue is full.
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
-import { AddressFormatter, ipFamily, parseIp } from './address.ts'
+import { type AddressInfo, AddressFormatter, ipFamily, parseIp } from './address.ts'
 import { loadAddon } from './engine/addon.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
@@ -60,12 +60,6 @@ export interface RemoteInfo {
   family: 'IPv4' | 'IPv6'
   port: number
   size: number
-}
-
-export interface AddressInfo {
-  address: string
-  family: 'IPv4' | 'IPv6'
-  port: number
 }
 
 export interface DatagramSocketStats {

@@ -1,7 +1,6 @@
 export {
   DatagramSocket,
   createDatagramSocket,
-  type AddressInfo,
   type Datagram,
   type DatagramSocketEvents,
   type DatagramSocketOptions,
@@ -9,6 +8,7 @@ export {
   type RemoteInfo,
   type SocketType,
 } from './datagram-socket.ts'
+export type { AddressInfo } from './address.ts'
 export { VolleyError, VolleyRangeError, VolleyTypeError, type SystemError, type VolleyErrorCode } from './errors.ts'
 export { nativeInfo, type NativeInfo } from './native-info.ts'
 export {

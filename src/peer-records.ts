@@ -3,6 +3,7 @@
 import type { SlabView } from './engine/engine.ts'
 import { align8, layout } from './engine/layout.ts'
 import type { Addon } from './engine/addon.ts'
+import type { AddressInfo } from './address.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
@@ -33,7 +34,7 @@ export function forEachPeerRecord(
 }
 
 /** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */
-export function recordAddress(addon: Addon, slab: SlabView, record: number): { address: string; port: number; family: 'IPv4' | 'IPv6' } {
+export function recordAddress(addon: Addon, slab: SlabView, record: number): AddressInfo {
   const port = slab.u16[(record + 6) >>> 1]!
   const family = slab.u8[record + 12]
   const bytes = slab.u8.subarray(record + 16, record + 32)

@@ -11,6 +11,7 @@ import { type ServerAddress, parseServerAddress, formatServerAddress } from './n
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
+import type { AddressInfo } from './address.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */
@@ -175,6 +176,8 @@ export class Server extends EventEmitter<ServerEvents> {
   #engine: Engine | undefined
   #id = 0
   #state: ServerState = 'stopped'
+  /** Where listen() bound the socket. */
+  #local: AddressInfo | undefined
   /** Keeps the process alive while running or stopping, unless unref()ed. */
   readonly #hold = new EngineHold()
   #closed: Promise<void> | undefined
@@ -225,8 +228,8 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#peers
   }
 
-  /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. */
-  async listen(): Promise<{ address: string; port: number }> {
+  /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. Resolves with address(). */
+  async listen(): Promise<AddressInfo> {
     if (this.#closed !== undefined) throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
     if (this.#state !== 'stopped') throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#state}`)
     const engine = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
@@ -270,8 +273,14 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#slotCounters = engine.peerCounters(info.id)
     this.#hold.opened(engine)
     this.#hold.update(true)
+    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#setState('running')
-    return { address: info.address, port: info.port }
+    return { ...this.#local }
+  }
+
+  /** The address the server is bound to (port 0 resolved), as net.Server's: null unless it is running. */
+  address(): AddressInfo | null {
+    return this.#state === 'running' && this.#local !== undefined ? { ...this.#local } : null
   }
 
   /** RUNNING -> STOPPING (every client is sent redundant disconnects) -> STOPPED. */

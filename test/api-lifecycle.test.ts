@@ -147,6 +147,8 @@ describe('connect() attempts', () => {
     peer.disconnect()
     await waitFor(() => again.state === 'disconnected', 5000, 'the server to end the connection')
     expect(await codeOf(again.connect(await token(v6.address, 8n)))).toBe('resolved')
+    expect(again.serverAddress).toEqual(v6.server.address())
+    expect(again.serverAddress).toMatchObject({ address: '::1', family: 'IPv6' })
     await waitFor(() => v6.server.peers.size === 1, 5000, 'the IPv6 server to see the client')
     await again.close()
     await Promise.all([v4.server.close(), v6.server.close()])

@@ -96,6 +96,26 @@ describe('Server and Client on loopback', () => {
     expect(server.state).toBe('stopped')
   })
 
+  it('server.address() and client.serverAddress say where each end is, and only while they are in use', async () => {
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 8, ...fast })
+    expect(server.address()).toBeNull()
+    const listening = await server.listen()
+    expect(listening).toEqual({ address: '127.0.0.1', family: 'IPv4', port: expect.any(Number) })
+    expect(listening.port).toBeGreaterThan(0)
+    expect(server.address()).toEqual(listening)
+    const client = new Client(fast)
+    expect(client.serverAddress).toBeNull()
+    const named: (string | undefined)[] = []
+    client.on('state', () => named.push(client.serverAddress?.address))
+    await client.connect(await token(`127.0.0.1:${listening.port}`))
+    expect(client.serverAddress).toEqual(listening)
+    expect(named).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1'])
+    await client.close()
+    expect(client.serverAddress).toBeNull()
+    await server.close()
+    expect(server.address()).toBeNull()
+  })
+
   it('a token that never expires (negative expireSeconds) connects', async () => {
     const { server, address } = await startServer()
     const client = new Client(fast)
@@ -208,12 +228,17 @@ describe('Server and Client on loopback', () => {
     bytes.set([0, 0], 1098)
     expect(readConnectToken(bytes).serverAddresses[0]).toMatchObject({ family: 4, port: 0 })
     const client = new Client(fast)
+    const tried: [string, number | undefined][] = []
+    client.on('state', (state) => tried.push([state, client.serverAddress?.port]))
     const started = Date.now()
     await client.connect(bytes)
     // The request to port 0 failed in the kernel (counted) and timed out after the token's 1 s; the second
     // address answered.
     expect(Date.now() - started).toBeGreaterThanOrEqual(900)
     expect(client.state).toBe('connected')
+    const port = Number(address.split(':')[1])
+    expect(tried).toEqual([['sending-connection-request', 0], ['sending-connection-request', port], ['sending-connection-response', port], ['connected', port]])
+    expect(client.serverAddress).toEqual({ address: '127.0.0.1', family: 'IPv4', port })
     expect(client.stats().errors.send).toBeGreaterThan(0)
     await client.close()
     await server.close()

@@ -39,7 +39,7 @@ const char* ClientStateName(ClientState state) {
 ClientCore::ClientCore(const ClientConfig& config, ClientSink* sink) : config_(config), sink_(sink) {}
 
 const ServerAddress* ClientCore::serverAddress() const {
-  return addressIndex_ < token_.serverAddressCount ? &token_.serverAddresses[addressIndex_] : nullptr;
+  return Connecting(state_) || state_ == ClientState::kConnected ? &token_.serverAddresses[addressIndex_] : nullptr;
 }
 
 void ClientCore::SetState(ClientState state) {
@@ -74,7 +74,10 @@ void ClientCore::StartAddress(uint32_t index, const Clock& now) {
   addressIndex_ = index;
   lastReceiveUs_ = now.monotonicUs;
   replay_.Reset();
-  SetState(ClientState::kSendingConnectionRequest);
+  // Reported at each address, even when the state stays "sending connection request" (a request that timed
+  // out moves on to the next one): the sink learns which server the client now tries.
+  state_ = ClientState::kSendingConnectionRequest;
+  sink_->StateChanged(state_);
   SendHandshake(now);
 }
 

@@ -39,6 +39,7 @@ class ClientSink {
  public:
   virtual ~ClientSink() = default;
   virtual void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) = 0;
+  // Each change of state, and each server address the client starts on (serverAddress() names it).
   virtual void StateChanged(ClientState state) = 0;
   virtual void Payload(const uint8_t* data, size_t size) = 0;
 };
@@ -67,6 +68,7 @@ class ClientCore {
   uint32_t clientIndex() const { return clientIndex_; }
   uint32_t maxClients() const { return maxClients_; }
   bool HasPendingDisconnects() const { return farewellsLeft_ > 0; }
+  // The token's address the client tries or is connected to; null when no attempt or connection is under way.
   const ServerAddress* serverAddress() const;
   const ClientCounters& counters() const { return counters_; }
 

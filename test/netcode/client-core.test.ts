@@ -14,7 +14,7 @@ const T0 = 1_900_000_000n
 const ms = 1000
 
 type Sent = { kind: 'send'; to: string; data: Uint8Array }
-type ClientEvent = Sent | { kind: 'state'; state: string } | { kind: 'payload'; data: Uint8Array }
+type ClientEvent = Sent | { kind: 'state'; state: string; server?: string } | { kind: 'payload'; data: Uint8Array }
 type ServerEvent = Sent | { kind: 'connect'; index: number } | { kind: 'disconnect'; index: number; reason: string } | { kind: 'payload'; index: number; data: Uint8Array }
 
 interface ClientCore {
@@ -56,6 +56,8 @@ class World {
   readonly client = new (native().ClientCore)()
   readonly server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 9) })
   readonly states: string[] = []
+  /** The server each state named (none once the attempt or the connection ended). */
+  readonly servers: (string | undefined)[] = []
   readonly clientPayloads: Uint8Array[] = []
   readonly serverEvents: ServerEvent[] = []
   readonly sentByClient: Sent[] = []
@@ -64,8 +66,10 @@ class World {
 
   handleClient(events: ClientEvent[]): void {
     for (const event of events) {
-      if (event.kind === 'state') this.states.push(event.state)
-      else if (event.kind === 'payload') this.clientPayloads.push(event.data)
+      if (event.kind === 'state') {
+        this.states.push(event.state)
+        this.servers.push(event.server)
+      } else if (event.kind === 'payload') this.clientPayloads.push(event.data)
       else {
         this.sentByClient.push(event)
         if (event.to === serverAddress && !this.drop.toServer?.(event.data)) this.handleServer(this.server.receive(clientAddress, event.data, this.now, T0))
@@ -258,8 +262,21 @@ describe('client states', () => {
     world.connect(token({ serverAddresses: [dead, serverAddress], timeoutSeconds: 1 }))
     expect(world.sentByClient[0]!.to).toBe(dead)
     world.run(1100)
-    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+    // Each address starts with 'sending-connection-request', and names the server it is for.
+    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'sending-connection-response', 'connected'])
+    expect(world.servers).toEqual([dead, serverAddress, serverAddress, serverAddress])
     expect(world.sentByClient.at(-1)!.to).toBe(serverAddress)
+    world.handleClient(world.client.disconnect(world.now))
+    expect(world.states.at(-1)).toBe('disconnected')
+    expect(world.servers.at(-1)).toBeUndefined()
+  })
+
+  it('names no server once every address has failed', () => {
+    const world = new World()
+    world.connect(token({ serverAddresses: ['127.0.0.1:40998', '127.0.0.1:40999'], timeoutSeconds: 1 }))
+    world.run(2200)
+    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'connection-request-timed-out'])
+    expect(world.servers).toEqual(['127.0.0.1:40998', '127.0.0.1:40999', undefined])
   })
 
   it('ignores packets from any address but its server', () => {
