@@ -16,9 +16,10 @@
 
 namespace volley::netcode {
 
-// An address as a key: 16 address bytes (IPv4 in the first 4), the port, the family.
+// An address as a key: 16 address bytes (IPv4 in the first 4), the port, the IPv6 scope (two peers with
+// one link-local address on two interfaces are two peers), the family.
 struct AddressKey {
-  uint8_t bytes[18] = {};
+  uint8_t bytes[22] = {};
   uint8_t family = 0;
   bool operator==(const AddressKey& other) const {
     return family == other.family && std::memcmp(bytes, other.bytes, sizeof(bytes)) == 0;
@@ -29,11 +30,12 @@ struct AddressKey {
     std::memcpy(key.bytes, address.ip.bytes, address.ip.family == 4 ? 4 : 16);
     key.bytes[16] = static_cast<uint8_t>(address.port >> 8);
     key.bytes[17] = static_cast<uint8_t>(address.port);
+    std::memcpy(key.bytes + 18, &address.ip.scopeId, 4);
     return key;
   }
 };
 
-static_assert(sizeof(AddressKey) == 19, "an AddressKey is hashed as its 19 bytes");
+static_assert(sizeof(AddressKey) == 23, "an AddressKey is hashed as its 23 bytes");
 
 // Key: trivially copyable, compared with ==, hashed as its object bytes (so: no padding).
 template <typename Key>

@@ -3,6 +3,8 @@
 // connection alive and reports every state of the standard.
 #pragma once
 
+#include <sodium.h>
+
 #include <cstdint>
 
 #include "connect_token.h"
@@ -52,6 +54,9 @@ struct ClientCounters {
 class ClientCore {
  public:
   ClientCore(const ClientConfig& config, ClientSink* sink);
+  ~ClientCore() { sodium_memzero(farewellKey_, kKeyBytes); }  // token_ wipes its own
+  ClientCore(const ClientCore&) = delete;
+  ClientCore& operator=(const ClientCore&) = delete;
 
   // Starts connecting with the first server address of the token (or fails as an invalid token).
   void Connect(const uint8_t* token, size_t size, const Clock& now);

@@ -2,6 +2,8 @@
 // XChaCha20-Poly1305 under the key a web backend shares with its servers.
 #pragma once
 
+#include <sodium.h>
+
 #include <cstdint>
 
 #include "constants.h"
@@ -17,6 +19,11 @@ struct PrivateConnectToken {
   uint8_t clientToServerKey[kKeyBytes] = {};
   uint8_t serverToClientKey[kKeyBytes] = {};
   uint8_t userData[kUserDataBytes] = {};
+  // Keys are wiped wherever a token ends (a request read on the stack included).
+  ~PrivateConnectToken() {
+    sodium_memzero(clientToServerKey, kKeyBytes);
+    sodium_memzero(serverToClientKey, kKeyBytes);
+  }
 };
 
 struct ConnectToken {
@@ -30,6 +37,10 @@ struct ConnectToken {
   ServerAddress serverAddresses[kMaxServerAddresses];
   uint8_t clientToServerKey[kKeyBytes] = {};
   uint8_t serverToClientKey[kKeyBytes] = {};
+  ~ConnectToken() {
+    sodium_memzero(clientToServerKey, kKeyBytes);
+    sodium_memzero(serverToClientKey, kKeyBytes);
+  }
 };
 
 // Seals `token` into out[kPrivateConnectTokenBytes]. False when it does not fit (cannot happen for 32

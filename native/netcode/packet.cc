@@ -39,6 +39,20 @@ bool BodySizeFits(uint8_t type, size_t size) {
 
 bool ReplayProtected(uint8_t type) { return type == kKeepAlive || type == kPayload || type == kDisconnect; }
 
+// The checks on an encrypted packet that need no key, in the order they are made.
+DropReason CheckShape(const uint8_t* packet, size_t size, uint32_t acceptMask) {
+  if (size < kMinEncryptedPacketBytes) return DropReason::kMalformed;
+  const uint8_t prefix = packet[0];
+  const uint8_t type = prefix & 0x0f;
+  if (type >= kPacketTypeCount || type == kConnectionRequest) return DropReason::kMalformed;
+  if (((acceptMask >> type) & 1) == 0) return DropReason::kUnexpectedType;
+  const int count = prefix >> 4;
+  if (count < 1 || count > 8) return DropReason::kMalformed;
+  if (size < 1 + static_cast<size_t>(count) + kMacBytes) return DropReason::kMalformed;
+  if (!BodySizeFits(type, size - 1 - static_cast<size_t>(count) - kMacBytes)) return DropReason::kMalformed;
+  return DropReason::kNone;
+}
+
 }  // namespace
 
 const char* DropReasonName(DropReason reason) {
@@ -105,21 +119,21 @@ size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, si
   return 1 + static_cast<size_t>(count) + static_cast<size_t>(length);
 }
 
+bool EncryptedPacketShaped(const uint8_t* packet, size_t size, uint32_t acceptMask) {
+  return CheckShape(packet, size, acceptMask) == DropReason::kNone;
+}
+
 DropReason ReadEncryptedPacket(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t key[kKeyBytes],
                                uint32_t acceptMask, ReplayWindow* replay, Packet* out, uint8_t* body) {
-  if (size < kMinEncryptedPacketBytes) return DropReason::kMalformed;
+  const DropReason shape = CheckShape(packet, size, acceptMask);
+  if (shape != DropReason::kNone) return shape;
   const uint8_t prefix = packet[0];
   const uint8_t type = prefix & 0x0f;
-  if (type >= kPacketTypeCount || type == kConnectionRequest) return DropReason::kMalformed;
-  if (((acceptMask >> type) & 1) == 0) return DropReason::kUnexpectedType;
   const int count = prefix >> 4;
-  if (count < 1 || count > 8) return DropReason::kMalformed;
-  if (size < 1 + static_cast<size_t>(count) + kMacBytes) return DropReason::kMalformed;
   uint64_t sequence = 0;
   for (int i = 0; i < count; ++i) sequence |= static_cast<uint64_t>(packet[1 + i]) << (8 * i);
   const uint8_t* encrypted = packet + 1 + count;
   const size_t encryptedSize = size - 1 - static_cast<size_t>(count);
-  if (!BodySizeFits(type, encryptedSize - kMacBytes)) return DropReason::kMalformed;
   ReplayWindow* window = ReplayProtected(type) ? replay : nullptr;
   if (window != nullptr && window->AlreadyReceived(sequence)) return DropReason::kReplayed;
   uint8_t associated[kPacketAssociatedBytes];

@@ -38,6 +38,10 @@ struct Packet {
   size_t bodySize = 0;  // the plaintext is in the caller's buffer
 };
 
+// Whether a datagram has the shape of an encrypted packet of a type in acceptMask (prefix, sequence bytes,
+// body size for its type), without decrypting it: the checks ReadEncryptedPacket makes first.
+bool EncryptedPacketShaped(const uint8_t* packet, size_t size, uint32_t acceptMask);
+
 // Reads an encrypted packet, decrypting its body into `body` (room for kMaxPayloadBytes or kChallengeBodyBytes,
 // whichever is larger). acceptMask has bit t set for each packet type this side takes. `replay` (may be
 // null) is checked before and advanced after decryption for keep-alive, payload and disconnect packets.

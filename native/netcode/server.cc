@@ -41,6 +41,20 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
 }
 
+ServerCore::~ServerCore() {
+  sodium_memzero(challengeKey_, kKeyBytes);
+  for (Slot& slot : slots_) {
+    if (!slot.connected) continue;  // a release wipes a slot's keys
+    sodium_memzero(slot.sendKey, kKeyBytes);
+    sodium_memzero(slot.receiveKey, kKeyBytes);
+  }
+  for (const uint32_t index : liveMappings_) {
+    sodium_memzero(mappings_[index].sendKey, kKeyBytes);
+    sodium_memzero(mappings_[index].receiveKey, kKeyBytes);
+  }
+  for (Farewell& farewell : farewells_) sodium_memzero(farewell.sendKey, kKeyBytes);
+}
+
 void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size) {
   ++counters_.packetsOut;
   counters_.bytesOut += size;
@@ -66,7 +80,8 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
   ++counters_.packetsIn;
   counters_.bytesIn += size;
   if (stopping_) return;  // clients' own redundant disconnects and late keep-alives: expected, not drops
-  if (size == 0) {
+  // Port 0: nothing can be sent back there (the kernel refuses it), so nothing from it is answered.
+  if (size == 0 || from.port == 0) {
     ++counters_.malformed;
     return;
   }
@@ -132,6 +147,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   }
   EncryptionMapping& entry = *mapping;
   entry.token = mac;
+  entry.clientId = request.token.clientId;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
@@ -153,7 +169,14 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
                                  const Clock& now) {
   EncryptionMapping* const mapping = FindMapping(key);
   if (mapping == nullptr) {
-    if (recentlyReleased_.Find(key) == AddressTable::kNone) ++counters_.unknownAddress;
+    // From a client that just left, what it may still send (its redundant disconnects, a late keep-alive
+    // or payload) is expected; anything else from there is counted.
+    constexpr uint32_t kLate = (1u << kDisconnect) | (1u << kKeepAlive) | (1u << kPayload);
+    if (recentlyReleased_.Find(key) == AddressTable::kNone) {
+      ++counters_.unknownAddress;
+    } else if (!EncryptedPacketShaped(data, size, kLate)) {
+      ++counters_.malformed;
+    }
     return;
   }
   // Housekeeping removes expired mappings only once a second: one past its timeout (or, with none, its
@@ -175,7 +198,12 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   const uint64_t challengeSequence = reader.U64();
   const uint8_t* sealed = reader.Skip(kChallengeTokenBytes);
   ChallengeToken challenge;
-  if (reader.failed() || !OpenChallengeToken(sealed, challengeSequence, challengeKey_, &challenge)) {
+  // The challenge token must be the one this address was sent for its connect token: one sent for another
+  // token (to another address, or earlier to this one) would connect this token's keys as another client,
+  // which the checks on the client id and the token history then cannot tell from a new one (a second
+  // connection of the same token while the first lives: the same keys and sequence numbers, twice).
+  if (reader.failed() || !OpenChallengeToken(sealed, challengeSequence, challengeKey_, &challenge) ||
+      challenge.clientId != mapping->clientId) {
     ++counters_.tokenRefused;
     return;
   }
@@ -339,7 +367,7 @@ void ServerCore::Update(const Clock& now) {
 uint64_t ServerCore::NextDeadlineUs() const {
   uint64_t next = slotTimers_.NextDueUs();
   if (!farewells_.empty() && farewells_.front().nextUs < next) next = farewells_.front().nextUs;
-  if ((mappingCount_ > 0 || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
+  if ((!liveMappings_.empty() || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
   return next;
 }
 
@@ -392,8 +420,9 @@ void ServerCore::Housekeeping(const Clock& now) {
     if (recentlyReleased_.Find(oldest.address) == oldest.serial) recentlyReleased_.Erase(oldest.address);
     releaseOrder_.pop_front();
   }
-  for (EncryptionMapping& entry : mappings_) {
-    if (!entry.used) continue;
+  // Backwards: a removal moves the last live mapping, one already visited, into the place it leaves.
+  for (size_t i = liveMappings_.size(); i-- > 0;) {
+    EncryptionMapping& entry = mappings_[liveMappings_[i]];
     if (MappingExpired(entry, now)) RemoveMapping(entry);
   }
 }
@@ -411,13 +440,14 @@ ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {
 }
 
 ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key) {
-  if (mappingCount_ >= maxMappings_) return nullptr;
+  if (liveMappings_.size() >= maxMappings_) return nullptr;
   const uint32_t index = TakeFreeIndex(freeMappings_, mappings_);
   EncryptionMapping& entry = mappings_[index];
   entry.used = true;
   entry.address = key;
+  entry.livePosition = static_cast<uint32_t>(liveMappings_.size());
+  liveMappings_.push_back(index);
   mappingByAddress_.Insert(key, index);
-  ++mappingCount_;
   return &entry;
 }
 
@@ -427,7 +457,10 @@ void ServerCore::RemoveMapping(EncryptionMapping& entry) {
   sodium_memzero(entry.receiveKey, kKeyBytes);
   entry.used = false;
   freeMappings_.push_back(static_cast<uint32_t>(&entry - mappings_.data()));
-  --mappingCount_;
+  const uint32_t moved = liveMappings_.back();
+  liveMappings_[entry.livePosition] = moved;
+  mappings_[moved].livePosition = entry.livePosition;
+  liveMappings_.pop_back();
 }
 
 void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {

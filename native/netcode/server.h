@@ -10,6 +10,8 @@
 #include <memory>
 #include <vector>
 
+#include <sodium.h>
+
 #include "../timer_wheel.h"
 #include "address_table.h"
 #include "connect_token.h"
@@ -32,6 +34,7 @@ struct ServerConfig {
   uint64_t keepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
   uint64_t disconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz
   uint32_t disconnectPackets = 10;
+  ~ServerConfig() { sodium_memzero(privateKey, kKeyBytes); }
 };
 
 enum class DisconnectReason : uint8_t { kTimeout = 1, kDisconnected = 2, kServerDisconnect = 3, kServerClosed = 4 };
@@ -84,6 +87,9 @@ class ServerCore {
  public:
   // challengeKey: random, made at each start, never leaves the server.
   ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink);
+  ~ServerCore();  // wipes every key it holds
+  ServerCore(const ServerCore&) = delete;
+  ServerCore& operator=(const ServerCore&) = delete;
 
   void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
   // Timers: keep-alives, timeouts, redundant disconnects, expiry of encryption mappings. Only the clients
@@ -145,6 +151,8 @@ class ServerCore {
     // long the client has been resending.
     uint64_t requestedUs = 0;
     TokenMac token;
+    uint64_t clientId = 0;  // the token's: a response must carry a challenge token for the same client
+    uint32_t livePosition = 0;  // in liveMappings_
   };
 
   struct TokenUse {
@@ -213,7 +221,9 @@ class ServerCore {
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
   std::vector<EncryptionMapping> mappings_;
   std::vector<uint32_t> freeMappings_;
-  size_t mappingCount_ = 0;
+  // The mappings in use, so that the housekeeping visits those only (not every entry a past burst of
+  // handshakes left in mappings_).
+  std::vector<uint32_t> liveMappings_;
   size_t maxMappings_;
   // Token history: each private token seen, with the address that first used it; the oldest goes first
   // once maxTokenHistory_ are held.

@@ -52,6 +52,13 @@ describe('address table', () => {
     expect([native.find('127.0.0.1:5000'), native.find('127.0.0.2:5000'), native.find('[::ffff:127.0.0.1]:5000'), native.find('127.0.0.1:5001')]).toEqual([1, 2, 3, null])
   })
 
+  it('tells apart one link-local address on two interfaces (its scope)', () => {
+    const native = table(4)
+    expect(native.insert('[fe80::1%1]:5000', 1)).toBe(true)
+    expect(native.insert('[fe80::1%2]:5000', 2)).toBe(true)
+    expect([native.find('[fe80::1%1]:5000'), native.find('[fe80::1%2]:5000'), native.find('[fe80::1]:5000')]).toEqual([1, 2, null])
+  })
+
   it('refuses a value it cannot hold (its empty mark) or an address that does not parse, with a TypeError', () => {
     const native = table(4)
     expect(() => native.insert('127.0.0.1:5000', 2 ** 32 - 1)).toThrow(TypeError)

@@ -161,6 +161,23 @@ describe('connection request checks (each ignored: counted, never answered)', ()
     expect(sends(core.receive(fresh.address, fresh.request(), 0, T0))).toHaveLength(1) // resent from its own address: fine
     expect(core.state().counters.tokenRefused).toBe(3)
   })
+
+  it("refuses a response that carries the challenge token sent for another client's request", () => {
+    // With another token's challenge, this token's keys would connect as that other client id: a second
+    // connection of the same token (once the history has forgotten it) would then pass the client-id check
+    // and send the same sequence numbers under the same key.
+    const core = server()
+    const mine = new Client('127.0.0.1:50010', 1n)
+    const other = new Client('127.0.0.1:50011', 2n)
+    const othersChallenge = resentChallenge(core, other)
+    resentChallenge(core, mine)
+    const swapped = core.receive(mine.address, mine.packet(PacketType.connectionResponse, othersChallenge), 0, T0)
+    expect(swapped).toEqual([]) // not connected, not answered
+    expect(core.state()).toMatchObject({ connectedClients: 0, counters: { tokenRefused: 1 } })
+    // Each with its own challenge connects, as the client it is.
+    const events = core.receive(mine.address, mine.packet(PacketType.connectionResponse, resentChallenge(core, mine)), 0, T0)
+    expect(events.find((e) => e.kind === 'connect')).toMatchObject({ clientId: 1n })
+  })
 })
 
 describe('bounded handshake state', () => {
@@ -293,6 +310,32 @@ describe('connected traffic', () => {
     core.update(18 * second, T0)
     disconnect(after, 18 * second)
     expect(core.state().counters.unknownAddress).toBe(1)
+  })
+
+  it('from an address that just left, only what its client may still send goes uncounted', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50023', 1n)
+    connect(core, client)
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 0, T0)
+    // Its redundant disconnects, a late keep-alive or payload: expected.
+    core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 0, T0)
+    core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), 0, T0)
+    core.receive(client.address, client.packet(PacketType.payload, new Uint8Array(5)), 0, T0)
+    const dropped = () => core.state().counters.malformed + core.state().counters.unknownAddress
+    expect(dropped()).toBe(0)
+    // Junk is not: a bad prefix, a body of the wrong size, a type a client never sends after connecting.
+    for (const junk of [new Uint8Array(40).fill(0xff), Uint8Array.of(0x0f, ...new Uint8Array(30)), client.packet(PacketType.keepAlive, new Uint8Array(3)), client.packet(PacketType.connectionResponse, new Uint8Array(308))]) {
+      expect(core.receive(client.address, junk, 0, T0)).toEqual([])
+    }
+    expect(core.state().counters.malformed).toBe(4)
+  })
+
+  it('drops what comes from port 0, which no reply could reach', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:0', 1n)
+    expect(core.receive(client.address, client.request(), 0, T0)).toEqual([])
+    expect(core.state().counters.malformed).toBe(1)
+    expect(core.state().counters.packetsIn).toBe(1)
   })
 })
 
