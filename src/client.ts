@@ -190,8 +190,17 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
+  /**
+   * The state the engine last reported: an attempt shows as 'sending-connection-request' once the I/O thread
+   * has started it, a moment after connect() was called (see `connecting`).
+   */
   get state(): ClientState {
     return this.#state
+  }
+
+  /** True from a connect() call until it settles (as net.Socket's `connecting`). */
+  get connecting(): boolean {
+    return this.#pending !== undefined || this.#reopening !== undefined
   }
 
   /**
@@ -327,7 +336,9 @@ export class Client extends EventEmitter<ClientEvents> {
   send(data: Uint8Array, options?: SendOptions): boolean {
     // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
     if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
-    if (this.#state !== 'connected') throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#state}, not connected`)
+    if (this.#state !== 'connected') {
+      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.connecting ? 'connecting' : this.#state}, not connected`)
+    }
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
@@ -417,6 +428,7 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#closing = new Promise((resolve) => {
         this.#resolveClosed = resolve
       })
+      this.#hold.closing() // the disconnects go out, unref() or not
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
       if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
     }

@@ -14,6 +14,7 @@ import {
   VolleyTypeError,
   describe,
   fromNativeError,
+  surfaceLater,
   systemError,
 } from './errors.ts'
 
@@ -249,6 +250,11 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    // The queued datagrams go out and the promise settles, unref() or not (as node:dgram's close).
+    if (!this.#holdsReference) {
+      this.#holdsReference = true
+      ;(this.#engine as Engine).ref()
+    }
     ;(this.#engine as Engine).close(this.#id)
     return this.#closed
   }
@@ -353,8 +359,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const formatter = this.#formatter as AddressFormatter
     const batch: Datagram[] = wantBatch ? new Array<Datagram>(count) : []
     let at = start
-    // A throwing 'message' handler costs nobody the rest of the batch: the first error is thrown at the end.
-    let failure: { error: unknown } | undefined
+    // A throwing 'message' handler costs nobody the rest of the batch (surfaceLater).
     for (let i = 0; i < count; i++) {
       const length = u32[at >>> 2]!
       const port = u16[(at + 4) >>> 1]!
@@ -376,14 +381,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
             size: length,
           })
         } catch (error) {
-          failure ??= { error }
+          surfaceLater(error)
         }
         if (this.#state !== 'bound') break
       }
       at += align8(layout.recvHeaderSize + length)
     }
     if (wantBatch && this.#state === 'bound') this.emit('messages', batch)
-    if (failure !== undefined) throw failure.error
   }
 
   #onClosed(): void {

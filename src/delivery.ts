@@ -106,6 +106,8 @@ export interface DeliverySettings {
 const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
 
 /** The names of the delivery options, which Server and Client both take. */
+const channelOptionNames: ReadonlySet<string> = new Set(['mode'])
+
 export const deliveryOptionNames = ['channels', 'maxMessageBytes', 'sendQueueBytes', 'pingIntervalMs'] as const
 
 export function deliverySettings(options: DeliveryOptions): DeliverySettings | null {
@@ -124,6 +126,7 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
   for (let index = 0; index < channels.length; index++) {
     const channel: unknown = channels[index]
     const mode = typeof channel === 'object' && channel !== null ? (channel as { mode?: unknown }).mode : undefined
+    if (typeof channel === 'object' && channel !== null) checkOptions(`channels[${index}] entry`, channel, channelOptionNames)
     if (!MODES.includes(mode as ChannelMode)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `channels[${index}].mode must be 'reliable', 'unreliable' or 'sequenced'. Received ${describe(mode)}`)
     }

@@ -63,6 +63,17 @@ export class VolleyError extends Error {
 }
 
 /** ERR_ABORTED for an operation an AbortSignal ended; the signal's reason is the cause. */
+/**
+ * An event handler threw while volley delivered events: the error surfaces as an uncaught exception once the
+ * delivery is done (so that other peers and sockets still get theirs), each error on its own, as a throw
+ * from a node emitter would.
+ */
+export function surfaceLater(error: unknown): void {
+  process.nextTick(() => {
+    throw error
+  })
+}
+
 export function abortedError(message: string, signal: AbortSignal | undefined): VolleyError {
   return new VolleyError('ERR_ABORTED', message, { cause: signal?.reason })
 }

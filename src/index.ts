@@ -1,3 +1,5 @@
+/// <reference types="node" preserve="true" />
+// The declarations use node's types (EventEmitter, Buffer): say so, for readers whose tsconfig lists no types.
 export {
   DatagramSocket,
   createDatagramSocket,

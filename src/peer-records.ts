@@ -4,12 +4,13 @@ import type { SlabView } from './engine/engine.ts'
 import { align8, layout } from './engine/layout.ts'
 import type { Addon } from './engine/addon.ts'
 import type { AddressInfo } from './address.ts'
+import { surfaceLater } from './errors.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
  * loop, not an iterator: this runs once per received message. When visit throws (a user's event handler
  * did), the other records of the batch are still visited (connects, messages, disconnects of other peers
- * must not be lost), then the first error is thrown.
+ * must not be lost), and each error surfaces as an uncaught exception once the batch is done.
  */
 export function forEachPeerRecord(
   slab: SlabView,
@@ -18,7 +19,6 @@ export function forEachPeerRecord(
   visit: (kind: number, code: number, peer: number, at: number, length: number, record: number) => void,
 ): void {
   let at = start
-  let failure: { error: unknown } | undefined
   for (let i = 0; i < count; i++) {
     if (i > 0) slab.ensureAttached() // the handler before may have detached the slab's buffer
     const { u8, u32 } = slab
@@ -26,11 +26,10 @@ export function forEachPeerRecord(
     try {
       visit(u8[at + 4]!, u8[at + 5]!, u32[(at + 8) >>> 2]!, at + layout.peerRecordHeaderSize, length, at)
     } catch (error) {
-      failure ??= { error }
+      surfaceLater(error)
     }
     at += align8(layout.peerRecordHeaderSize + length)
   }
-  if (failure !== undefined) throw failure.error
 }
 
 /** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */

@@ -127,9 +127,14 @@ export class Peer {
     this.#last = this.#host.peerStats(this) ?? this.#last
   }
 
-  /** Disconnects the client: it is sent redundant disconnect packets; 'disconnect' follows. */
+  /**
+   * Disconnects the client: it is sent redundant disconnect packets; 'disconnect' follows. From the call
+   * on the peer is not connected (send() throws ERR_PEER_DISCONNECTED) and its messages are not emitted.
+   */
   disconnect(): void {
-    if (this.#connected) this.#host.disconnectPeer(this)
+    if (!this.#connected) return
+    this.#host.disconnectPeer(this)
+    this.markDisconnected()
   }
 
   /** @internal */

@@ -6,7 +6,7 @@ import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
-import { VolleyError, VolleyTypeError, describe, fromNativeError, systemError } from './errors.ts'
+import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
@@ -294,6 +294,7 @@ export class Server extends EventEmitter<ServerEvents> {
       this.#resolveClosed = resolve
     })
     this.#setState('stopping')
+    this.#hold.closing() // the disconnects go out, unref() or not
     // Every client is being disconnected: peer.connected turns false and send() throws now, not when the
     // 'disconnect' events ('server-closed') arrive from the I/O thread.
     for (const peer of this.#peers.values()) peer.markDisconnected()
@@ -410,9 +411,7 @@ export class Server extends EventEmitter<ServerEvents> {
     try {
       this.emit('state', state)
     } catch (error) {
-      process.nextTick(() => {
-        throw error
-      })
+      surfaceLater(error)
     }
   }
 

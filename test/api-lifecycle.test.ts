@@ -2,11 +2,11 @@
 // in the middle of things, throwing handlers, options that are wrong, and processes that must be free to
 // exit. Each case comes from a review that saw it fail.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { blockUntil, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
@@ -212,15 +212,16 @@ describe('handlers that throw', () => {
     try {
       server.on('message', (_peer, data) => {
         seen.push(data[0]!)
-        if (data[0] === 0) throw new Error('handler failure')
+        if (data[0]! % 3 === 0) throw new Error(`handler failure ${data[0]}`)
       })
       const client = new Client(fast)
       await client.connect(await token(address, 10n))
       for (let i = 0; i < 10; i++) client.send(new Uint8Array([i]))
       await waitFor(() => seen.length === 10, 5000, 'every message')
       expect(seen).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
-      await waitFor(() => errors.length === 1, 1000, 'the error to surface')
-      expect((errors[0] as Error).message).toBe('handler failure')
+      // Each error surfaces, not only the first of its batch.
+      await waitFor(() => errors.length === 4, 1000, 'the errors to surface')
+      expect(errors.map((error) => (error as Error).message)).toEqual(['handler failure 0', 'handler failure 3', 'handler failure 6', 'handler failure 9'])
       await client.close()
     } finally {
       process.off('uncaughtException', swallow)
@@ -446,7 +447,7 @@ describe('the process is free to exit', () => {
   const directory = mkdtempSync(join(tmpdir(), 'volley-exit-'))
   const index = join(import.meta.dirname, '../src/index.ts')
   // Runs a script in a child node; it must end by itself (status 0) well within the time allowed.
-  function exits(name: string, body: string): { status: number | null; signal: string | null; stderr: string } {
+  function exits(name: string, body: string): { status: number | null; signal: string | null; stdout: string; stderr: string } {
     const file = join(directory, `${name}.mts`) // .mts: an ES module wherever it lies
     writeFileSync(
       file,
@@ -456,7 +457,7 @@ describe('the process is free to exit', () => {
         body,
     )
     const run = spawnSync(process.execPath, ['--import', 'tsx', file], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
-    return { status: run.status, signal: run.signal, stderr: run.stderr }
+    return { status: run.status, signal: run.signal, stdout: run.stdout, stderr: run.stderr }
   }
 
   it('after a server and a client closed, beside an unref()ed socket on the same engine', () => {
@@ -512,6 +513,23 @@ describe('the process is free to exit', () => {
     expect(run).toMatchObject({ status: 0, signal: null })
   }, 20_000)
 
+  it('only once close() has finished, unref() or not (as node:net and node:dgram handles)', () => {
+    const run = exits(
+      'close-after-unref',
+      `const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', disconnectPackets: 3 })
+       const { port } = await server.listen()
+       const client = new Client({ disconnectPackets: 3 })
+       await client.connect(await token('127.0.0.1:' + port, 1n))
+       const socket = createDatagramSocket(); await socket.bind(0, '127.0.0.1')
+       server.unref(); client.unref(); socket.unref()
+       socket.send('x', port, '127.0.0.1')
+       await client.close(); console.log('client closed', client.state)
+       await server.close(); console.log('server closed', server.state)
+       await socket.close(); console.log('socket closed', socket.stats().packetsOut)`,
+    )
+    expect(run).toMatchObject({ status: 0, signal: null, stdout: 'client closed disconnected\nserver closed stopped\nsocket closed 1\n' })
+  }, 20_000)
+
   it('with a server and a connected client both unref()ed', () => {
     const run = exits(
       'unref',
@@ -554,6 +572,18 @@ describe('the volley command line', () => {
     // A mistake in a flag shows the usage too; a value the library refuses (an address) is one line.
     if (message.source.startsWith('--')) expect(stderr).toMatch(/^usage:/m)
     expect(stderr).not.toMatch(/^\s+at /m)
+  }, 20_000)
+
+  it('takes a negative value after a space (--timeout -1), and -h and --version', () => {
+    const token = run('token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '-1')
+    expect(token.status).toBe(0)
+    const bytes = Buffer.from(token.stdout.trim(), 'base64')
+    expect(bytes.byteLength).toBe(2048)
+    expect(readConnectToken(bytes).timeoutSeconds).toBe(-1)
+    expect(run('token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '-2').stderr).toMatch(/--timeout must be an integer from -1 to 2147483647, not '-2'/)
+    expect(run('-h')).toMatchObject({ status: 0, stdout: expect.stringMatching(/^usage:/) })
+    const version = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')).version as string
+    expect(run('--version')).toMatchObject({ status: 0, stdout: `${version}\n` })
   }, 20_000)
 
   it('volley load exits with status 1 when its clients could not connect, after its report', () => {

@@ -66,6 +66,31 @@ describe('bind, send and receive', () => {
     expect(seen[0]!.rinfo).toEqual({ address: '127.0.0.1', family: 'IPv4', port: bPort, size: 3 })
   })
 
+  it("a 'message' handler that throws costs no datagram, and each of its errors surfaces", async () => {
+    const a = socket()
+    const b = socket()
+    const { port } = await a.bind(0, '127.0.0.1')
+    const errors: unknown[] = []
+    const swallow = (error: unknown) => errors.push(error)
+    process.on('uncaughtException', swallow)
+    try {
+      const each: string[] = []
+      const batched: string[] = []
+      a.on('message', (data) => {
+        each.push(data.toString())
+        throw new Error(`failed on ${data.toString()}`)
+      })
+      a.on('messages', (batch) => batched.push(...batch.map((m) => Buffer.from(m.data).toString())))
+      for (const text of ['x', 'y', 'z']) b.send(text, port, '127.0.0.1')
+      await waitFor(() => each.length === 3 && errors.length === 3, 5000, 'every datagram and every error')
+      expect(each).toEqual(['x', 'y', 'z'])
+      expect(batched).toEqual(['x', 'y', 'z'])
+      expect(errors.map((error) => (error as Error).message)).toEqual(['failed on x', 'failed on y', 'failed on z'])
+    } finally {
+      process.off('uncaughtException', swallow)
+    }
+  })
+
   it('resolves a host name given to bind', async () => {
     const a = socket()
     const info = await a.bind(0, 'localhost')

@@ -107,7 +107,13 @@ describe('Server and Client on loopback', () => {
     expect(client.serverAddress).toBeNull()
     const named: (string | undefined)[] = []
     client.on('state', () => named.push(client.serverAddress?.address))
-    await client.connect(await token(`127.0.0.1:${listening.port}`))
+    expect(client.connecting).toBe(false)
+    const connected = client.connect(await token(`127.0.0.1:${listening.port}`))
+    // connecting from the call on (the engine reports its first state a moment later), as net.Socket's
+    expect(client.connecting).toBe(true)
+    expect(() => client.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED', message: 'The client is connecting, not connected' }))
+    await connected
+    expect(client.connecting).toBe(false)
     expect(client.serverAddress).toEqual(listening)
     expect(named).toEqual(['127.0.0.1', '127.0.0.1', '127.0.0.1'])
     await client.close()
@@ -287,10 +293,16 @@ describe('Server and Client on loopback', () => {
     await waitFor(() => server.peers.size === 1)
     const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
     const peer = [...server.peers.values()][0]!
+    const reason = new Promise<string>((resolve) => server.once('disconnect', (_, why) => resolve(why)))
     peer.disconnect()
-    expect(await ended).toBe('disconnected')
+    // From the call on, as after server.close(): not connected, and a send throws (it would be lost).
     expect(peer.connected).toBe(false)
     expect(() => peer.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED' }))
+    await expect(peer.drained()).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
+    peer.disconnect() // harmless twice
+    expect(await ended).toBe('disconnected')
+    expect(await reason).toBe('server-disconnect')
+    expect(server.peers.size).toBe(0)
     await client.close()
     await server.close()
   })

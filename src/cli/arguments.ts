@@ -6,11 +6,32 @@ import { type ParseArgsConfig, parseArgs } from 'node:util'
 export class UsageError extends Error {}
 
 export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  const args = joinNegativeValues(config.args ?? process.argv.slice(2), config.options ?? {})
   try {
-    return parseArgs(config)
+    return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>
   } catch (error) {
     throw new UsageError((error as Error).message)
   }
+}
+
+/**
+ * `--timeout -1` as `--timeout=-1`: parseArgs takes a value that starts with a dash for another option,
+ * and refuses it as ambiguous. A negative number after an option that takes a value is that value.
+ */
+function joinNegativeValues(args: readonly string[], options: NonNullable<ParseArgsConfig['options']>): string[] {
+  const joined: string[] = []
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!
+    const option = arg.startsWith('--') && !arg.includes('=') ? options[arg.slice(2)] : undefined
+    const next = args[i + 1]
+    if (option?.type === 'string' && next !== undefined && /^-\d/.test(next)) {
+      joined.push(`${arg}=${next}`)
+      i++
+    } else {
+      joined.push(arg)
+    }
+  }
+  return joined
 }
 
 /** --name's value as a number from min (default 0) to max, or the fallback when it is absent. */

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // volley: `volley serve` runs a server, `volley load` connects many clients to one (a load generator),
 // `volley token` prints a connect token. Keys are given in hex; all traffic is whatever address you name.
+import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
 import { Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseServerAddress } from '../netcode/server-address.ts'
@@ -13,6 +14,7 @@ const usage = `usage:
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
+  volley --version | --help
 
   --rate        broadcasts a second: each is a message from every connected client (0: none)
   --timeout     the connect token's timeout, seconds (-1: none)
@@ -33,8 +35,14 @@ const options = {
   'keep-alive-ms': { type: 'string', default: '100' },
   'client-id': { type: 'string', default: '1' },
   json: { type: 'boolean', default: false },
-  help: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', default: false },
 } as const
+
+/** The package's version, from its package.json (two levels up from src/cli and from dist/cli alike). */
+function packageVersion(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
 
 function key(hex: string | undefined): Uint8Array {
   if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one)')
@@ -73,6 +81,10 @@ function serverArgument(value: string | undefined): string {
 async function main(): Promise<void> {
   const { positionals, values } = parseCommandLine({ allowPositionals: true, options })
   const command = positionals[0]
+  if (values.version) {
+    console.log(packageVersion())
+    return
+  }
   if (values.help || command === undefined) {
     console.log(usage)
     process.exit(command === undefined && !values.help ? 2 : 0)

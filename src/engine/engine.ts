@@ -3,7 +3,7 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
-import { VolleyError } from '../errors.ts'
+import { VolleyError, surfaceLater } from '../errors.ts'
 
 /**
  * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
@@ -310,22 +310,14 @@ export class Engine {
 
   #onEvents(count: number): void {
     const control = this.#control
-    let failure: unknown
     for (let i = 0; i < count; i++) {
       const at = i * layout.eventWords
       try {
         this.#dispatch(control[at]!, control[at + 1]!, control[at + 2]!, control[at + 3]!, control[at + 4]!)
       } catch (error) {
-        // A throwing handler must not cost other sockets their events (closes, drained slabs):
-        // finish the list, then let the error surface as an uncaught exception.
-        failure ??= { error }
+        // A throwing handler must not cost other sockets their events (closes, drained slabs).
+        surfaceLater(error)
       }
-    }
-    if (failure !== undefined) {
-      const { error } = failure as { error: unknown }
-      process.nextTick(() => {
-        throw error
-      })
     }
   }
 
@@ -399,6 +391,7 @@ export class EngineHold {
   #engine: Engine | undefined
   #held = false
   #unreferenced = false
+  #closing = false
 
   /** The socket was opened on this engine: open() took a reference for it. */
   opened(engine: Engine): void {
@@ -412,9 +405,18 @@ export class EngineHold {
     this.update(busy)
   }
 
-  /** Holds a reference while busy and not unref()ed, none otherwise. */
+  /**
+   * close() was called: the process stays alive until the socket has closed (its disconnects or queued
+   * datagrams sent), unref() or not, as node's handles do.
+   */
+  closing(): void {
+    this.#closing = true
+    this.update(true)
+  }
+
+  /** Holds a reference while busy and not unref()ed (or closing), none otherwise. */
   update(busy: boolean): void {
-    const hold = busy && !this.#unreferenced
+    const hold = busy && (!this.#unreferenced || this.#closing)
     if (this.#engine === undefined || hold === this.#held) return
     this.#held = hold
     if (hold) this.#engine.ref()

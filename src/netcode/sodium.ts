@@ -1,7 +1,10 @@
 // libsodium-wrappers (WebAssembly), loaded once: the crypto of the pure-TypeScript side.
 import sodiumModule from 'libsodium-wrappers'
 
-export type Sodium = typeof sodiumModule
+// The module's named exports, which its default export carries too: named so, not by the default import's
+// type, the declarations read the same whatever the reader's module settings (a default import of the
+// package's CommonJS types fails without esModuleInterop).
+export type Sodium = Omit<typeof import('libsodium-wrappers'), 'default'>
 
 let ready: Promise<Sodium> | undefined
 

@@ -426,6 +426,10 @@ describe('channels over loopback', () => {
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
     )
     expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    // A channel's own options are checked as the others are: a misspelt or unknown one is refused.
+    expect(() => new Client({ channels: [{ mode: 'reliable', ordered: true } as never] })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "ordered" in the channels\[0\] entry/) }),
+    )
     // A sparse array: its holes are refused here, not by the engine later with an error that has no code.
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels: new Array(2) })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/channels\[0\]\.mode/) }),

@@ -321,7 +321,7 @@ describe('connected traffic', () => {
     core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 0, T0)
     core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), 0, T0)
     core.receive(client.address, client.packet(PacketType.payload, new Uint8Array(5)), 0, T0)
-    const dropped = () => core.state().counters.malformed + core.state().counters.unknownAddress
+    const dropped = () => core.state().counters.malformed! + core.state().counters.unknownAddress!
     expect(dropped()).toBe(0)
     // Junk is not: a bad prefix, a body of the wrong size, a type a client never sends after connecting.
     for (const junk of [new Uint8Array(40).fill(0xff), Uint8Array.of(0x0f, ...new Uint8Array(30)), client.packet(PacketType.keepAlive, new Uint8Array(3)), client.packet(PacketType.connectionResponse, new Uint8Array(308))]) {
