@@ -7,8 +7,9 @@
 
 namespace volley {
 
-// Largest UDP payload over IPv4 (65535 - 8 byte UDP header - 20 byte IP header).
-constexpr size_t kMaxDatagramSize = 65507;
+// Largest UDP payload: over IPv6, 65535 - 8 (the UDP header; IPv6's own header is not counted in its
+// payload length). Over IPv4 the IP header counts too: 65507, which JavaScript checks per destination.
+constexpr size_t kMaxDatagramSize = 65527;
 // Receive buffers are sized for the largest datagram a socket can be handed, so truncation is detectable.
 constexpr size_t kReceiveSlotSize = 65536;
 // Each receive slot is two pieces: a small head, packed next to the other slots' heads so that a batch of

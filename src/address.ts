@@ -30,6 +30,15 @@ export function parseIp(addon: Addon, text: string): QueuedAddress | null {
   return result
 }
 
+/** The largest UDP payload to an IPv4 address: 65,535 less the IP (20) and UDP (8) headers. */
+export const maxIpv4DatagramSize = 65_507
+
+/** Whether 16 address bytes are an IPv4-mapped IPv6 address (::ffff:a.b.c.d), which the kernel sends as IPv4. */
+export function isIpv4Mapped(bytes: Uint8Array): boolean {
+  for (let i = 0; i < 10; i++) if (bytes[i] !== 0) return false
+  return bytes[10] === 0xff && bytes[11] === 0xff
+}
+
 export function ipFamily(text: string): 0 | 4 | 6 {
   const bare = text.includes('%') ? text.slice(0, text.indexOf('%')) : text
   return isIP(bare) as 0 | 4 | 6

@@ -3,7 +3,7 @@
 // I/O thread once per event-loop turn, with back-pressure when the queue is full.
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
-import { type AddressInfo, AddressFormatter, ipFamily, parseIp } from './address.ts'
+import { type AddressInfo, AddressFormatter, ipFamily, isIpv4Mapped, maxIpv4DatagramSize, parseIp } from './address.ts'
 import { loadAddon } from './engine/addon.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
@@ -200,7 +200,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (bytes.byteLength > layout.maxDatagramSize) {
       throw new VolleyRangeError(
         'ERR_DATAGRAM_TOO_LARGE',
-        `A datagram carries at most ${layout.maxDatagramSize} bytes. Received ${bytes.byteLength}`,
+        `A datagram carries at most ${layout.maxDatagramSize} bytes (over IPv6; ${maxIpv4DatagramSize} over IPv4). Received ${bytes.byteLength}`,
       )
     }
     validatePort(port, false)
@@ -213,6 +213,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     }
     if (destination.family === 6 && this.type === 'udp4') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `A udp4 socket cannot send to the IPv6 address '${address}'`)
+    }
+    // IPv4 (an IPv4-mapped IPv6 address included) counts its own header in the 65,535: 20 bytes fewer.
+    if (bytes.byteLength > maxIpv4DatagramSize && (destination.family === 4 || isIpv4Mapped(destination.bytes))) {
+      throw new VolleyRangeError(
+        'ERR_DATAGRAM_TOO_LARGE',
+        `A datagram to an IPv4 address carries at most ${maxIpv4DatagramSize} bytes. Received ${bytes.byteLength}`,
+      )
     }
     // Checked first: a send refused for its address binds nothing.
     if (this.#state === 'unbound') this.#open(0, '') // as node:dgram does: bind to any address and port

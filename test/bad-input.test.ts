@@ -102,8 +102,18 @@ describe('invalid send', () => {
   })
   afterAll(() => s.close())
 
-  it('a datagram over 65507 bytes is refused with a RangeError', () => {
-    expectError(() => s.send(Buffer.alloc(65508), 9, '127.0.0.1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /at most 65507 bytes. Received 65508/)
+  it('a datagram over 65507 bytes (to IPv4) or 65527 (to IPv6) is refused with a RangeError', async () => {
+    expectError(() => s.send(Buffer.alloc(65508), 9, '127.0.0.1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /to an IPv4 address carries at most 65507 bytes. Received 65508/)
+    expectError(() => s.send(Buffer.alloc(65528), 9, '127.0.0.1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /at most 65527 bytes \(over IPv6; 65507 over IPv4\). Received 65528/)
+    const v6 = createDatagramSocket({ type: 'udp6' })
+    try {
+      await v6.bind(0, '::')
+      expectError(() => v6.send(Buffer.alloc(65528), 9, '::1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /at most 65527 bytes/)
+      // An IPv4-mapped destination goes out as IPv4.
+      expectError(() => v6.send(Buffer.alloc(65508), 9, '::ffff:127.0.0.1'), RangeError, 'ERR_DATAGRAM_TOO_LARGE', /to an IPv4 address carries at most 65507/)
+    } finally {
+      await v6.close()
+    }
   })
 
   it.each([[0], [65536], [-5], [2.5], ['53'], [undefined]])('port %j is refused', (port) => {

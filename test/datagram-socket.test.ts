@@ -133,6 +133,19 @@ describe('bind, send and receive', () => {
     expect(atA.payloads[1]!.toString()).toBe('after')
   })
 
+  it('carries the largest IPv6 datagram, 65527 bytes, intact', async () => {
+    const a = socket({ type: 'udp6', recvBufferSize: 1 << 20 })
+    const b = socket({ type: 'udp6' })
+    const { port } = await a.bind(0, '::1')
+    const atA = record(a)
+    const big = Buffer.alloc(65527)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff
+    b.send(big, port, '::1')
+    await waitFor(() => atA.payloads.length === 1)
+    expect(atA.payloads[0]!.equals(big)).toBe(true)
+    expect(a.stats().drops.truncated).toBe(0)
+  })
+
   it('sends every kind of ArrayBufferView and strings', async () => {
     const a = socket()
     const b = socket()
