@@ -184,7 +184,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
         {"reassemblyUsed", core_->reassemblyUsed()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"queueSlots", core_->queueSlots()},
-        {"lostRecords", core_->lostRecords()}};
+        {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
     out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));

@@ -1123,9 +1123,9 @@ void Engine::UpdateProtocols() {
   if (!recordsWaiting_.empty() && !starved_.load(std::memory_order_relaxed)) {
     // Records that were waiting for slab space: hand them over now (FlushProtocol lists them again if
     // they still do not fit).
-    std::vector<SocketState*> waiting;
-    waiting.swap(recordsWaiting_);
-    for (SocketState* state : waiting) FlushProtocol(state);
+    recordsResuming_.swap(recordsWaiting_);  // both keep their capacity: nothing allocated per episode
+    for (SocketState* state : recordsResuming_) FlushProtocol(state);
+    recordsResuming_.clear();
   }
   protocolTimers_.Advance(clock_.monotonicUs, [this](uint32_t timerId) {
     SocketState* state = timerOwners_[timerId];

@@ -269,6 +269,7 @@ class Engine {
   void ReleaseSendSlab(uint32_t slabId);
   void RefreshClock();  // clock_.monotonicUs from CLOCK_MONOTONIC
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
+  std::vector<SocketState*> recordsResuming_;  // those being handed over (UpdateProtocols)
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
   uint32_t turnBatchSize_ = 0;     // the largest batch size among them

@@ -25,11 +25,13 @@ class CongestionControl {
   uint64_t window() const { return window_; }
   double bandwidthBytesPerUs() const { return std::max(currentMax_, previousMax_); }
 
-  // A packet counted in flight, sent at sentUs, was acknowledged.
-  void OnAcked(uint64_t bytes, uint64_t sentUs) {
+  // A packet counted in flight, sent at sentUs, was acknowledged; windowInUse: much of the window is in
+  // flight (else the acknowledgement shows nothing about a larger one, RFC 9002 §7.8).
+  void OnAcked(uint64_t bytes, uint64_t sentUs, bool windowInUse) {
     ++acked_[0];
     if (inRecovery_ && sentUs <= recoveryStartUs_) return;  // sent before the reduction: no growth
     inRecovery_ = false;
+    if (!windowInUse) return;
     if (window_ < slowStartThreshold_) {
       window_ += bytes;
     } else {

@@ -119,6 +119,7 @@ class DeliveryCore {
   // Room kept for declared losses, to see one proved wrong: none until the first loss, none again once
   // they are settled.
   size_t lostRecords() const { return recentlyLost_.capacity(); }
+  size_t spareBytes() const { return spareBytes_; }  // buffers kept for the next messages sent
 
  private:
   static constexpr size_t kPartialSlots = 8;  // incomplete unreliable/sequenced messages per channel
@@ -219,6 +220,8 @@ class DeliveryCore {
   bool Settle(SentPacket& packet);
   void OnPacketAcked(SentPacket& packet, uint64_t nowUs);
   void OnPacketLost(SentPacket& packet, uint64_t nowUs);
+  // A reliable fragment the receiver has (acknowledged, or in a packet declared lost and acknowledged after).
+  void CreditFragment(const Chunk& chunk);
   void DetectLosses(uint64_t nowUs);
   void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
   // Records of declared losses older than a few RTTs go (a packet that late was lost, or too late for the
@@ -262,6 +265,9 @@ class DeliveryCore {
   // Reliable fragments lost or probed, sent before new data, lowest message first.
   std::priority_queue<Chunk, std::vector<Chunk>, ResendLater> retransmits_;
   std::vector<std::unique_ptr<OutMessage>> spareMessages_;
+  static constexpr size_t kSpareMessages = 256;
+  static constexpr size_t kSpareBytes = 256 * 1024;
+  size_t spareBytes_ = 0;  // the capacity of the spare messages' buffers
   uint64_t queuedBytes_ = 0;
   uint64_t queuedMessages_ = 0;
   uint64_t releasedBytes_ = 0;
@@ -292,6 +298,7 @@ class DeliveryCore {
   uint32_t timeThresholdEighths_ = 0;
   uint64_t lastProbeTimeoutUs_ = 0;
   uint32_t probesToSend_ = 0;
+  bool reliableFirst_ = false;  // which kind of message the next packet takes first (they alternate)
 
   // Congestion control, delivery-rate samples and pacing.
   CongestionControl congestion_;

@@ -81,7 +81,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         for (uint64_t i = 0; i < count; ++i) {
           const uint64_t gap = reader.Varint();
           const uint64_t length = reader.Varint();
-          if (reader.failed() || low < gap + 2) return false;
+          if (reader.failed() || low < 2 || gap > low - 2) return false;  // (gap + 2 could wrap)
           const uint64_t high = low - gap - 2;
           if (length > high) return false;
           low = high - length;

@@ -121,6 +121,7 @@ std::unique_ptr<DeliveryCore::OutMessage> DeliveryCore::TakeMessage() {
   if (spareMessages_.empty()) return std::make_unique<OutMessage>();
   std::unique_ptr<OutMessage> message = std::move(spareMessages_.back());
   spareMessages_.pop_back();
+  spareBytes_ -= message->data.capacity();
   return message;
 }
 
@@ -129,8 +130,12 @@ void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
   releasedBytes_ += message->data.size() + kQueuedMessageOverheadBytes;
   ++releasedMessages_;
   --queuedMessages_;
-  // Kept for reuse (no allocation per message in steady state), unless it holds a large buffer.
-  if (spareMessages_.size() < 256 && message->data.capacity() <= 64 * 1024) spareMessages_.push_back(std::move(message));
+  // Kept for reuse (no allocation per message in steady state), up to kSpareBytes of buffers: what a
+  // connection keeps once it goes idle.
+  if (spareMessages_.size() < kSpareMessages && spareBytes_ + message->data.capacity() <= kSpareBytes) {
+    spareBytes_ += message->data.capacity();
+    spareMessages_.push_back(std::move(message));
+  }
 }
 
 uint64_t DeliveryCore::QueueDelayUs(uint64_t nowUs) const {
@@ -358,7 +363,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         const Chunk chunk = retransmits_.top();
         if (startedOnly && !chunk.started) break;
         OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
-        if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) {
+        // Gone, acknowledged, or queued before its message was started: that entry has a started copy
+        // (CreditFragment), which goes ahead.
+        if (message == nullptr || message->lastSent[chunk.fragment] == kAcked || (!chunk.started && message->acked > 0)) {
           retransmits_.pop();
           continue;
         }
@@ -376,24 +383,25 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     // A probe carries the data it probes before anything else: filled with unreliable messages, it
     // would not bring that data's acknowledgement.
     if (probesToSend_ > 0) writeRetransmits(false);
-    // Unreliable and sequenced messages first: they never wait behind reliable traffic.
-    for (SendChannel& channel : sendChannels_) {
-      if (channel.mode == ChannelMode::kReliable) continue;
-      while (!full && !channel.messages.empty()) {
-        OutMessage& message = *channel.messages.front();
-        while (message.unsent > 0) {
-          if (!WriteChunk(message, message.fragments - message.unsent, packet, capacity, &size)) {
-            full = true;
-            break;
+    const auto writeUnreliable = [&] {
+      for (SendChannel& channel : sendChannels_) {
+        if (channel.mode == ChannelMode::kReliable) continue;
+        while (!full && !channel.messages.empty()) {
+          OutMessage& message = *channel.messages.front();
+          while (message.unsent > 0) {
+            if (!WriteChunk(message, message.fragments - message.unsent, packet, capacity, &size)) {
+              full = true;
+              break;
+            }
+            --message.unsent;
+            eliciting = true;
           }
-          --message.unsent;
-          eliciting = true;
+          if (message.unsent > 0) break;
+          RecycleMessage(std::move(channel.messages.front()));
+          channel.messages.pop_front();
         }
-        if (message.unsent > 0) break;
-        RecycleMessage(std::move(channel.messages.front()));
-        channel.messages.pop_front();
       }
-    }
+    };
     // Then reliable fragments: resends of messages the receiver has started, the unsent fragments of those
     // (it always takes them: sent after every resend, they could wait for good behind the resends of
     // another channel's message that it refuses), the other resends, then new messages.
@@ -416,13 +424,25 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         }
       }
     };
-    writeRetransmits(true);
-    for (SendChannel& channel : sendChannels_) {
-      if (channel.mode == ChannelMode::kReliable) writeNew(channel, true);
-    }
-    writeRetransmits(false);
-    for (SendChannel& channel : sendChannels_) {
-      if (channel.mode == ChannelMode::kReliable) writeNew(channel, false);
+    const auto writeReliable = [&] {
+      writeRetransmits(true);
+      for (SendChannel& channel : sendChannels_) {
+        if (channel.mode == ChannelMode::kReliable) writeNew(channel, true);
+      }
+      writeRetransmits(false);
+      for (SendChannel& channel : sendChannels_) {
+        if (channel.mode == ChannelMode::kReliable) writeNew(channel, false);
+      }
+    };
+    // Unreliable and sequenced messages go first in every other packet, reliable fragments in the others:
+    // neither kind waits more than a packet behind the other, however much of it is queued.
+    reliableFirst_ = !reliableFirst_;
+    if (reliableFirst_) {
+      writeReliable();
+      writeUnreliable();
+    } else {
+      writeUnreliable();
+      writeReliable();
     }
     if (probesToSend_ > 0) {
       if (!eliciting) {  // nothing to resend
@@ -510,6 +530,9 @@ bool DeliveryCore::Settle(SentPacket& packet) {
 void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsAcked;
   packet.acked = true;
+  // The window is in use (at least half of it in flight, this packet included): only then does an
+  // acknowledgement grow it (RFC 9002 §7.8); a connection that sends little would grow it for ever.
+  const bool windowInUse = bytesInFlight_ * 2 >= congestion_.window();
   if (Settle(packet)) {
     delivered_ += packet.bytes;
     deliveredUs_ = nowUs;
@@ -521,13 +544,21 @@ void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
       const double rate = static_cast<double>(delivered_ - packet.deliveredAtSend) / static_cast<double>(interval);
       congestion_.OnRateSample(rate, nowUs, std::max<uint64_t>(4 * rtt_.smoothedUs(), kGranularityUs));
     }
-    congestion_.OnAcked(packet.bytes, packet.sentUs);
+    congestion_.OnAcked(packet.bytes, packet.sentUs, windowInUse);
   }
-  for (const Chunk& chunk : packet.chunks) {
-    OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
-    if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) continue;
-    message->lastSent[chunk.fragment] = kAcked;
-    ++message->acked;
+  for (const Chunk& chunk : packet.chunks) CreditFragment(chunk);
+}
+
+void DeliveryCore::CreditFragment(const Chunk& chunk) {
+  OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
+  if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) return;
+  message->lastSent[chunk.fragment] = kAcked;
+  if (message->acked++ > 0) return;
+  // The receiver has started this message, so it takes the rest whatever its bound: its fragments already
+  // queued for a resend go again, ahead (ResendLater); the entries queued before are skipped.
+  const uint32_t everSent = message->fragments - message->unsent;  // fragments go out in order
+  for (uint32_t fragment = 0; fragment < everSent; ++fragment) {
+    if (message->lastSent[fragment] == kNotSent) retransmits_.push(Chunk{message->channel, true, message->sequence, fragment});
   }
 }
 
@@ -565,6 +596,12 @@ void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& r
     }
     ++stats_.spuriousLosses;
     if (stats_.packetsLost > 0) --stats_.packetsLost;
+    // What it carried arrived: no resend is owed for it (and the receiver has started its messages).
+    SentPacket& packet = sent_[lost.number & (sent_.size() - 1)];
+    if (packet.number == lost.number && !packet.acked) {
+      packet.acked = true;
+      for (const Chunk& chunk : packet.chunks) CreditFragment(chunk);
+    }
     packetThreshold_ = std::min(kMaxPacketThreshold, std::max(packetThreshold_, largestAcked_ - lost.number + 1));
     timeThresholdEighths_ = std::min(kMaxTimeThresholdEighths, timeThresholdEighths_ + 1);
     congestion_.OnSpuriousLoss(lost.sentUs);

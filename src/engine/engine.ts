@@ -123,7 +123,12 @@ export class Engine {
     this.#control = this.#native.events()
     this.#released = this.#native.releasedSlabs()
     this.#native.setRef(false)
-    for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
+    try {
+      for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
+    } catch (error) {
+      this.#native.shutdown() // its I/O thread runs already: no engine would ever stop it
+      throw error
+    }
     track(this)
   }
 
@@ -335,7 +340,14 @@ export class Engine {
         if (this.#waitingForDrain.size > 0) {
           const waiting = [...this.#waitingForDrain]
           this.#waitingForDrain.clear()
-          for (const client of waiting) client.onDrain()
+          // Each socket gets its 'drain' whatever another's listener throws: none would come again.
+          for (const client of waiting) {
+            try {
+              client.onDrain()
+            } catch (error) {
+              surfaceLater(error)
+            }
+          }
         }
         return
       }

@@ -34,7 +34,7 @@ type StatName =
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
-  | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade'
+  | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
