@@ -59,25 +59,6 @@ std::string FormatServerAddress(const netcode::ServerAddress& address) {
   return (address.ip.family == 6 ? "[" + host + "]" : host) + ":" + std::to_string(address.port);
 }
 
-// A datagram's source: as a server address, except that port 0 is taken (a forged source can carry it), and
-// an IPv6 scope as a number ('[fe80::1%2]:5000'), as the kernel reports a link-local source.
-bool ParseSource(std::string text, netcode::ServerAddress* out) {
-  uint32_t scopeId = 0;
-  const size_t percent = text.find('%');
-  const size_t bracket = text.find(']');
-  if (percent != std::string::npos && bracket != std::string::npos && percent < bracket) {
-    const std::string scope = text.substr(percent + 1, bracket - percent - 1);
-    if (scope.empty() || scope.size() > 9 || scope.find_first_not_of("0123456789") != std::string::npos) return false;
-    scopeId = static_cast<uint32_t>(std::stoul(scope));
-    text.erase(percent, bracket - percent);
-  }
-  const bool portZero = text.size() > 2 && text.compare(text.size() - 2, 2, ":0") == 0;
-  if (!netcode::ParseServerAddress(portZero ? text.substr(0, text.size() - 1) + "1" : text, out)) return false;
-  if (portZero) out->port = 0;
-  out->ip.scopeId = scopeId;
-  return true;
-}
-
 Napi::Array Addresses(Napi::Env env, const netcode::ServerAddress* addresses, uint32_t count) {
   Napi::Array list = Napi::Array::New(env, count);
   for (uint32_t i = 0; i < count; ++i) list.Set(i, FormatServerAddress(addresses[i]));
@@ -300,7 +281,7 @@ class AddressTableWrap : public Napi::ObjectWrap<AddressTableWrap> {
  private:
   bool Key(const Napi::CallbackInfo& info, netcode::AddressKey* out) {
     netcode::ServerAddress address;
-    if (!info[0].IsString() || !ParseSource(info[0].As<Napi::String>().Utf8Value(), &address)) {
+    if (!info[0].IsString() || !netcode::ParseDatagramSource(info[0].As<Napi::String>().Utf8Value(), &address)) {
       Fail(info.Env(), "an address 'a.b.c.d:port' or '[v6]:port'");
       return false;
     }
@@ -549,7 +530,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     size_t size = 0;
     netcode::ServerAddress from;
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
-    if (!ParseSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    if (!netcode::ParseDatagramSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
     return events_;
   }
@@ -664,7 +645,7 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     size_t size = 0;
     netcode::ServerAddress from;
     if (!GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
-    if (!ParseSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    if (!netcode::ParseDatagramSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
     return events_;
   }

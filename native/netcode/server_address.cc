@@ -7,7 +7,11 @@
 
 namespace volley::netcode {
 
-bool ParseServerAddress(const std::string& text, ServerAddress* out) {
+namespace {
+
+// "host:port", the host an IPv4 literal or an IPv6 one in brackets. A token's address has a port from 1 and
+// no IPv6 scope; a datagram's source (asSource) may have port 0 and a scope ('%2' or an interface name).
+bool ParseAddressText(const std::string& text, bool asSource, ServerAddress* out) {
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 >= text.size() || text.size() - colon - 1 > 5) return false;
   std::string host = text.substr(0, colon);
@@ -17,12 +21,18 @@ bool ParseServerAddress(const std::string& text, ServerAddress* out) {
     if (text[i] < '0' || text[i] > '9') return false;
   }
   const long port = std::strtol(text.c_str() + colon + 1, nullptr, 10);
-  if (port < 1 || port > 65535) return false;
-  if (host.find('%') != std::string::npos || !ParseIp(host, &out->ip)) return false;
+  if (port < (asSource ? 0 : 1) || port > 65535) return false;
+  if ((!asSource && host.find('%') != std::string::npos) || !ParseIp(host, &out->ip)) return false;
   if ((out->ip.family == 6) != bracketed) return false;  // IPv6 only in brackets, IPv4 never
   out->port = static_cast<uint16_t>(port);
   return true;
 }
+
+}  // namespace
+
+bool ParseServerAddress(const std::string& text, ServerAddress* out) { return ParseAddressText(text, false, out); }
+
+bool ParseDatagramSource(const std::string& text, ServerAddress* out) { return ParseAddressText(text, true, out); }
 
 void WriteServerAddress(WireWriter* writer, const ServerAddress& address) {
   if (address.ip.family == 4) {

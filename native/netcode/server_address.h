@@ -15,6 +15,8 @@ struct ServerAddress {
 };
 
 bool ParseServerAddress(const std::string& text, ServerAddress* out);
+// A datagram's source in the same text form, as the test bindings take it: port 0 and an IPv6 scope allowed.
+bool ParseDatagramSource(const std::string& text, ServerAddress* out);
 void WriteServerAddress(WireWriter* writer, const ServerAddress& address);
 bool ReadServerAddress(WireReader* reader, ServerAddress* out);
 bool SameServerAddress(const ServerAddress& a, const ServerAddress& b);

@@ -13,14 +13,14 @@ import { describe, expect, it } from 'vitest'
 const root = join(import.meta.dirname, '../..')
 
 /** Runs a fixture (test/fixtures) with the shim loaded, and returns the JSON it prints. */
-function runWithShim(fixture: string): unknown {
+function runWithShim(fixture: string, env: Record<string, string> = {}): unknown {
   const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
   execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
   const output = execFileSync(process.execPath, ['--import', 'tsx', join('test/fixtures', fixture)], {
     cwd: root,
     encoding: 'utf8',
     timeout: 30_000,
-    env: { ...process.env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
+    env: { ...process.env, ...env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
   })
   return JSON.parse(output)
 }
@@ -80,6 +80,12 @@ describe('sends the kernel refuses (EAGAIN)', () => {
     expect(result.packetsOut).toBe(result.total)
     expect(result.dropped).toBe(0)
   }, 40_000)
+
+  it("wake every socket waiting for a send slab, each with its 'drain', whatever another's listener throws", () => {
+    const drains = (throwing: boolean) => runWithShim('drain-handler-throws.ts', { THROW: throwing ? '1' : '0' })
+    expect(drains(false)).toMatchObject({ bAccepted: false, aDrains: 1, bDrains: 1 }) // control
+    expect(drains(true)).toMatchObject({ bAccepted: false, aDrains: 1, bDrains: 1 }) // B drains though A threw
+  }, 60_000)
 
   it('an aborted connect on the same engine neither waits for them nor connects behind the abort', () => {
     const result = runWithShim('send-held-abort.ts') as {
