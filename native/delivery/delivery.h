@@ -146,10 +146,10 @@ class DeliveryCore {
   };
   // Orders resends (a min-heap's "less"): first the fragments of messages the receiver has started, which
   // it always takes, then lowest message first. A full reassembly bound makes the receiver refuse
-  // fragments of messages it has not started (a channel's next one only while another is past the bound):
-  // resent in the order their losses were found, the fragments it needs next could wait behind thousands
-  // it refuses, each refusal read as a loss, at the minimum window; and sequences are per channel, so
-  // lowest first alone could put one channel's refused message for good before another's started one.
+  // fragments of messages it has not started (other than each channel's next one): resent in the order
+  // their losses were found, the fragments it needs next could wait behind thousands it refuses, each
+  // refusal read as a loss, at the minimum window. The order is for speed; the receiver's taking each
+  // channel's next message is what keeps every channel going.
   struct ResendLater {
     bool operator()(const Chunk& a, const Chunk& b) const {
       if (a.started != b.started) return b.started;

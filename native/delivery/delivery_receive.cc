@@ -171,16 +171,15 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
 
 bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,
                                   bool headOfLine) {
-  // The message a reliable channel delivers next is taken past the bound (it is at most maxMessageBytes):
-  // were it refused while later messages fill the bound, neither could ever be delivered. Only while
-  // nothing else is past it (what is held, the queues' slots included, is within the bound), so that
-  // memory stays within bound + maxMessageBytes (+ the queues' first slots). The permission is not held
-  // until that message completes: once what is held is back within the bound (another channel's message
-  // delivered), the next channel's may go past. Held, two reliable channels stalled each other for good:
-  // one's next message refused, its resends taking every packet at the minimum window, the other's
-  // fragments never sent.
+  // The message each reliable channel delivers next is always taken, past the bound if need be (it is at
+  // most maxMessageBytes): memory stays within the bound + one message per reliable channel (+ the queues'
+  // first slots). Whether a channel can go on then never depends on another channel, nor on what the
+  // sender has learnt: taking only one channel's next message past the bound at a time, another's was
+  // refused until that one completed, and a sender that had not learnt which one was taken (its
+  // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
+  // minimum window, for good.
   const uint64_t held = reassemblyUsed_ + QueueSlotBytes();
-  if (held + length > reassemblyLimit_ && (!headOfLine || held > reassemblyLimit_)) {
+  if (!headOfLine && held + length > reassemblyLimit_) {
     ++stats_.overBudget;
     return false;
   }

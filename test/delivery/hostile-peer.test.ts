@@ -83,16 +83,19 @@ describe('fragments of messages a peer never completes', () => {
 })
 
 describe('the next message of every reliable channel', () => {
-  it('is taken past the reassembly bound for one channel at a time, not for each', () => {
+  it('is taken past the reassembly bound, one message a channel and nothing more', () => {
     // Five reliable channels, each sent the last fragment of its next message (about 1 MiB): a few bytes
-    // each. The bound (the largest message plus 1 MiB) takes two; one more may go past it, not three.
+    // each. The bound (the largest message plus 1 MiB) takes two, and each channel's next message goes past
+    // it (so that no channel waits on another): five. A message behind any of them is refused.
     const maxMessageBytes = 1 << 20
     const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1
-    const core = deliveryCore({ channels: ['reliable', 'reliable', 'reliable', 'reliable', 'reliable'], maxMessageBytes })
-    const frames = [0, 1, 2, 3, 4].flatMap((channel) => lastFragment(channel, 0, big))
-    core.receive(Uint8Array.from([0xd1, 0, ...frames]), 1_000_000)
-    const stats = core.stats(1_000_000)
-    expect(stats.reassemblyUsed).toBe(3 * big)
-    expect(stats.overBudget).toBe(2)
+    const channels = [0, 1, 2, 3, 4]
+    const core = deliveryCore({ channels: channels.map(() => 'reliable' as const), maxMessageBytes })
+    core.receive(Uint8Array.from([0xd1, 0, ...channels.flatMap((channel) => lastFragment(channel, 0, big))]), 1_000_000)
+    expect(core.stats(1_000_000).reassemblyUsed).toBe(5 * big)
+    core.receive(Uint8Array.from([0xd1, 1, ...channels.flatMap((channel) => lastFragment(channel, 1, big))]), 1_000_100)
+    const stats = core.stats(1_000_100)
+    expect(stats.reassemblyUsed).toBe(5 * big) // within the bound + one message of each reliable channel
+    expect(stats.overBudget).toBe(5)
   })
 })

@@ -14,6 +14,11 @@ export interface LinkConditions extends Omit<NetworkSimulatorOptions, 'seed' | '
   /** Extra latency, ms, on the way to b only and on the way to a only: an asymmetric path. */
   extraLatencyToBMs?: number
   extraLatencyToAMs?: number
+  /**
+   * A path's one-off events, applied after the random ones: the extra delay (µs) of a packet sent at true
+   * time `sentUs` on its way `to`, or null to lose it.
+   */
+  shape?: (packet: { to: 'a' | 'b'; sentUs: number; data: Uint8Array }) => number | null
 }
 
 export interface DeliveryOptions {
@@ -165,8 +170,13 @@ export class SimulatedPair {
         continue
       }
       const copies = this.#random() < duplicate ? 2 : 1
+      const shaped = this.link.shape === undefined ? 0 : this.link.shape({ to, sentUs: this.now, data })
+      if (shaped === null) {
+        this.packetsLost++
+        continue
+      }
       for (let copy = 0; copy < copies; copy++) {
-        let delay = latencyMs * 1000 + (this.#random() * 2 - 1) * jitterMs * 1000
+        let delay = shaped + latencyMs * 1000 + (this.#random() * 2 - 1) * jitterMs * 1000
         if (this.#random() < reorder) delay += latencyMs * 1000 + 2000 // held back: later packets overtake it
         this.#inFlight.push({ at: Math.max(this.now + 1, Math.round(leavesAt + delay)), to, data })
       }
@@ -192,6 +202,53 @@ export function readNumberedMessage(bytes: Uint8Array): number {
   if (view.getUint32(4, true) !== bytes.byteLength) return -1
   for (let i = 8; i < bytes.byteLength; i++) if (bytes[i] !== ((index * 31 + i) & 0xff)) return -1
   return index
+}
+
+/** A message or fragment frame of a delivery packet: which part of which message it carries. */
+export interface DataFrame {
+  channel: number
+  sequence: number
+  /** 0 for a message sent whole. */
+  fragment: number
+}
+
+/** The message and fragment frames of a delivery packet (native/delivery/wire_format.h), in order. */
+export function dataFrames(packet: Uint8Array): DataFrame[] {
+  let at = 1 // the marker
+  const next = (): number => {
+    let value = 0
+    for (let scale = 1; ; scale *= 128) {
+      const byte = packet[at++]!
+      value += (byte & 0x7f) * scale
+      if (byte < 0x80) return value
+    }
+  }
+  const skip = (count: number): void => {
+    for (let i = 0; i < count; i++) next()
+  }
+  next() // packet number
+  const frames: DataFrame[] = []
+  while (at < packet.byteLength) {
+    const type = packet[at++]
+    if (type === 0x01) {
+      skip(3)
+      skip(2 * next())
+    } else if (type === 0x02) {
+      skip(2)
+    } else if (type === 0x03) {
+      skip(4)
+    } else if (type === 0x10 || type === 0x11) {
+      const channel = packet[at++]!
+      const sequence = next()
+      const length = next()
+      const fragment = type === 0x11 ? next() : 0
+      frames.push({ channel, sequence, fragment })
+      at += type === 0x10 ? length : Math.min(1100, length - fragment * 1100)
+    } else if (type !== 0x04) {
+      throw new Error(`frame type ${type} at ${at - 1}`)
+    }
+  }
+  return frames
 }
 
 /** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */
