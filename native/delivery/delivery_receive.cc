@@ -178,8 +178,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // refused until that one completed, and a sender that had not learnt which one was taken (its
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good.
-  const uint64_t held = reassemblyUsed_ + QueueSlotBytes();
-  if (!headOfLine && held + length > reassemblyLimit_) {
+  if (!headOfLine && reassemblyUsed_ + QueueSlotBytes() + length > reassemblyLimit_) {
     ++stats_.overBudget;
     return false;
   }

@@ -403,7 +403,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       }
     };
     // Then reliable fragments: resends of messages the receiver has started, the unsent fragments of those
-    // (it always takes them: sent after every resend, they could wait for good behind the resends of
+    // (it always takes them: sent after every resend, they could wait long behind the resends of
     // another channel's message that it refuses), the other resends, then new messages.
     const auto writeNew = [&](SendChannel& channel, bool startedOnly) {
       while (!full && channel.firstUnsent < channel.messages.size()) {

@@ -2,9 +2,8 @@
 // packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
 // hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
 import { describe, expect, it } from 'vitest'
-import { deliveryCore, varint } from './simulated-link.ts'
+import { deliveryCore, fragmentBytes, varint } from './simulated-link.ts'
 
-const fragmentBytes = 1100
 // A FRAGMENT frame with the last fragment of a message of `length` bytes: a few bytes on the wire
 // whatever the length (lengths of k × 1100 + 1 carry one byte).
 const lastFragment = (channel: number, sequence: number, length: number): number[] => {

@@ -204,6 +204,9 @@ export function readNumberedMessage(bytes: Uint8Array): number {
   return index
 }
 
+/** The size of every fragment but a message's last (native/delivery/wire_format.h, kFragmentBytes). */
+export const fragmentBytes = 1100
+
 /** A message or fragment frame of a delivery packet: which part of which message it carries. */
 export interface DataFrame {
   channel: number
@@ -243,7 +246,7 @@ export function dataFrames(packet: Uint8Array): DataFrame[] {
       const length = next()
       const fragment = type === 0x11 ? next() : 0
       frames.push({ channel, sequence, fragment })
-      at += type === 0x10 ? length : Math.min(1100, length - fragment * 1100)
+      at += type === 0x10 ? length : Math.min(fragmentBytes, length - fragment * fragmentBytes)
     } else if (type !== 0x04) {
       throw new Error(`frame type ${type} at ${at - 1}`)
     }
