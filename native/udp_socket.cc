@@ -17,6 +17,20 @@ bool SetIntOption(int fd, int level, int name, int value, const char* syscall, S
   return false;
 }
 
+// A buffer size: SO_RCVBUF or SO_SNDBUF, which the kernel caps at net.core.rmem_max or wmem_max (208 KiB on
+// most distributions, a few milliseconds of a busy server's datagrams). A process allowed to (CAP_NET_ADMIN)
+// gets what it asked past the cap with the FORCE variant; one that is not keeps the capped size, which
+// JavaScript reports (the kernel reads back twice what it grants, its bookkeeping included).
+bool SetBufferSize(int fd, int name, int forceName, int bytes, SystemError* error) {
+  if (!SetIntOption(fd, SOL_SOCKET, name, bytes, "setsockopt", error)) return false;
+  int granted = 0;
+  socklen_t length = sizeof(granted);
+  if (getsockopt(fd, SOL_SOCKET, name, &granted, &length) == 0 && granted / 2 < bytes) {
+    setsockopt(fd, SOL_SOCKET, forceName, &bytes, sizeof(bytes));  // EPERM without the capability: capped it stays
+  }
+  return true;
+}
+
 }  // namespace
 
 UdpSocket::~UdpSocket() { Close(); }
@@ -43,10 +57,10 @@ bool UdpSocket::Open(const SocketOptions& options, SystemError* error) {
   if (ok && options.reuseAddress) ok = SetIntOption(fd, SOL_SOCKET, SO_REUSEADDR, 1, "setsockopt", error);
   if (ok && options.reusePort) ok = SetIntOption(fd, SOL_SOCKET, SO_REUSEPORT, 1, "setsockopt", error);
   if (ok && options.receiveBufferSize > 0) {
-    ok = SetIntOption(fd, SOL_SOCKET, SO_RCVBUF, options.receiveBufferSize, "setsockopt", error);
+    ok = SetBufferSize(fd, SO_RCVBUF, SO_RCVBUFFORCE, options.receiveBufferSize, error);
   }
   if (ok && options.sendBufferSize > 0) {
-    ok = SetIntOption(fd, SOL_SOCKET, SO_SNDBUF, options.sendBufferSize, "setsockopt", error);
+    ok = SetBufferSize(fd, SO_SNDBUF, SO_SNDBUFFORCE, options.sendBufferSize, error);
   }
   // PROBE: the bit is set, the kernel's path MTU cache is not consulted (no EMSGSIZE from a stale entry).
   // On a dual-stack socket the IPv4 option governs its IPv4 traffic.

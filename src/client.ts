@@ -91,6 +91,12 @@ export interface ClientStats extends LinkStats {
   networkSimulator: SimulatedNetworkStats | null
   clientIndex: number
   maxClients: number
+  /**
+   * SO_RCVBUF and SO_SNDBUF of the connection's socket as the kernel reads them back (twice what it granted,
+   * as node:dgram's getRecvBufferSize()); 0 before the first connect().
+   */
+  recvBufferSize: number
+  sendBufferSize: number
 }
 
 export class ConnectError extends VolleyError {
@@ -152,6 +158,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The token's server this client tries or is connected to. */
   #server: AddressInfo | null = null
   #open = false
+  #bufferSizes = { recv: 0, send: 0 }
   /** The open socket is IPv6 (dual-stack: it reaches IPv4 servers too). */
   #ipv6 = false
   /** The number of the latest connect(): the engine's state records say which attempt they belong to. */
@@ -302,6 +309,7 @@ export class Client extends EventEmitter<ClientEvents> {
         )
         this.#engine = engine
         this.#id = info.id
+        this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
         this.#links = engine.peerLinks(info.id)
         // A new socket's counts start from 0: so does the bandwidth's last reading.
         this.#reading = new BandwidthWindow()
@@ -397,6 +405,8 @@ export class Client extends EventEmitter<ClientEvents> {
       clientIndex: c[8]!,
       maxClients: c[9]!,
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
+      recvBufferSize: this.#bufferSizes.recv,
+      sendBufferSize: this.#bufferSizes.send,
     }
   }
 

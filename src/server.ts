@@ -89,6 +89,12 @@ export interface ServerStats {
   denied: number
   /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
   link: { rtt: { smoothedMs: number; minMs: number; maxMs: number }; lossPercent: number; resends: number; queue: { depth: number; bytes: number }; dropped: number } | null
+  /**
+   * SO_RCVBUF and SO_SNDBUF as the kernel reads them back (twice what it granted, as node:dgram's
+   * getRecvBufferSize()); 0 before listen(). Less than twice recvBufferSize: the kernel capped it.
+   */
+  recvBufferSize: number
+  sendBufferSize: number
 }
 
 export interface ServerEvents {
@@ -178,6 +184,7 @@ export class Server extends EventEmitter<ServerEvents> {
   #state: ServerState = 'stopped'
   /** Where listen() bound the socket. */
   #local: AddressInfo | undefined
+  #bufferSizes = { recv: 0, send: 0 }
   /** Keeps the process alive while running or stopping, unless unref()ed. */
   readonly #hold = new EngineHold()
   #closed: Promise<void> | undefined
@@ -274,6 +281,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#hold.opened(engine)
     this.#hold.update(true)
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
     this.#setState('running')
     return { ...this.#local }
   }
@@ -327,6 +335,8 @@ export class Server extends EventEmitter<ServerEvents> {
       denied: c[9]!,
       link: this.#linkTotals(),
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
+      recvBufferSize: this.#bufferSizes.recv,
+      sendBufferSize: this.#bufferSizes.send,
     }
   }
 

@@ -4,6 +4,7 @@
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
 import { VolleyError, surfaceLater } from '../errors.ts'
+import { reportCappedBuffers } from './socket-buffers.ts'
 
 /**
  * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
@@ -139,6 +140,10 @@ export class Engine {
   /** Opens and binds a socket; throws the addon's system error on failure. */
   open(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
     const info = this.#native.openSocket(options)
+    reportCappedBuffers(
+      { receive: options.receiveBufferSize, send: options.sendBufferSize },
+      { receive: info.receiveBufferSize, send: info.sendBufferSize },
+    )
     this.#clients.set(info.id, client)
     this.#openSockets++
     this.ref()

@@ -1,0 +1,51 @@
+// The socket buffer sizes the kernel granted, against those asked. Linux caps SO_RCVBUF and SO_SNDBUF at
+// net.core.rmem_max and wmem_max (208 KiB on most distributions); the addon goes past the cap where the
+// process may (CAP_NET_ADMIN, native/udp_socket.cc). Where it may not, a server that asked for 4 MiB holds a
+// few milliseconds of its datagrams and drops the rest of any burst: the application is told once, with the
+// fix, rather than left to find receiveBufferFull in its drop counters.
+
+/** The sizes asked (0: the kernel's default, nothing asked) and, as the kernel reads them back, granted. */
+export interface BufferSizes {
+  receive: number
+  send: number
+}
+
+let cappedWarned = false
+
+/**
+ * Warns once per process when the kernel granted a socket less than half the buffer asked (a little less
+ * is common and harmless: the default cap is just under a client's 256 KiB). The kernel reads back twice
+ * what it grants, its own bookkeeping included.
+ */
+export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes): void {
+  if (cappedWarned) return
+  const findings: string[] = []
+  const granted = { receive: readBack.receive / 2, send: readBack.send / 2 }
+  if (asked.receive > 0 && granted.receive < asked.receive / 2) {
+    findings.push(
+      `its receive buffer (SO_RCVBUF) at ${formatBytes(granted.receive)}, not the ${formatBytes(asked.receive)} asked: ` +
+        `datagrams past what it holds are dropped (counted as receiveBufferFull); raise the cap with ` +
+        `sysctl -w net.core.rmem_max=${asked.receive}`,
+    )
+  }
+  if (asked.send > 0 && granted.send < asked.send / 2) {
+    findings.push(
+      `its send buffer (SO_SNDBUF) at ${formatBytes(granted.send)}, not the ${formatBytes(asked.send)} asked: ` +
+        `a burst of sends past what it holds is dropped (sendBufferFull), or held back on a datagram socket; raise the cap ` +
+        `with sysctl -w net.core.wmem_max=${asked.send}`,
+    )
+  }
+  if (findings.length === 0) return
+  cappedWarned = true
+  process.emitWarning(
+    `The kernel capped a socket's buffers: ${findings.join('; and ')}. A process with CAP_NET_ADMIN gets the size asked ` +
+      'past the cap; the option recvBufferSize / sendBufferSize asks for another size.',
+    { type: 'VolleyWarning', code: 'VOLLEY_SOCKET_BUFFER_CAPPED' },
+  )
+}
+
+function formatBytes(bytes: number): string {
+  if (bytes >= 1 << 20 && bytes % (1 << 20) === 0) return `${bytes / (1 << 20)} MiB`
+  if (bytes >= 1024) return `${Math.round(bytes / 1024)} KiB`
+  return `${bytes} B`
+}
