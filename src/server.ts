@@ -5,7 +5,7 @@ import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEng
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type SocketSettings, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
+import { type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -34,6 +34,12 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Redundant disconnect packets (default 10, sent at disconnectIntervalMs, default 100). */
   disconnectPackets?: number
   disconnectIntervalMs?: number
+  /**
+   * SO_REUSEPORT: servers in other worker threads or processes (of the same user) may listen on the same
+   * address, and the kernel shares the clients out among them by address, each client's datagrams always
+   * to the same server, so each is a shard with a core of its own (default false). See docs/connections.md.
+   */
+  reusePort?: boolean
   /** Socket options, as for createDatagramSocket. */
   recvBufferSize?: number
   sendBufferSize?: number
@@ -53,6 +59,7 @@ const serverOptionNames: ReadonlySet<string> = new Set([
   'disconnectIntervalMs',
   'batchSize',
   'networkSimulator',
+  'reusePort',
   ...socketOptionNames,
   ...deliveryOptionNames,
 ])
@@ -150,7 +157,7 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #options: Required<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
-  readonly #bind: { host: string; port: number; family: 4 | 6 }
+  readonly #bind: { host: string; port: number; family: 4 | 6; reusePort: boolean }
   readonly #peers = new Map<number, Peer>()
   // The same peers by slot index, for the lookup each received message makes: a Map's hashed lookup
   // was 3 % of the server's CPU per message (bench:connections' payload phase).
@@ -201,7 +208,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const bound = serverAddressOption('address', options.address, anyPort)
     if (options.publicAddress !== undefined) serverAddressOption('publicAddress', options.publicAddress, false)
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
-    this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family }
+    this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family, reusePort: booleanOption('reusePort', options.reusePort) }
     this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
     this.#delivery = deliverySettings(options)
     if (this.#delivery === null) this.#rawQueue = new SendQueue(null, () => null, 0)
@@ -248,7 +255,7 @@ export class Server extends EventEmitter<ServerEvents> {
           ipv6: this.#bind.family === 6,
           ipv6Only: false,
           reuseAddress: false,
-          reusePort: false,
+          reusePort: this.#bind.reusePort,
           receiveBufferSize: this.#socket.recvBufferSize,
           sendBufferSize: this.#socket.sendBufferSize,
           address: this.#bind.host,

@@ -376,3 +376,34 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 })
+
+describe('reusePort: servers that share an address', () => {
+  it('shares the clients out among them, each client to one of them; a server without the option cannot listen there', async () => {
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', reusePort: 1 as unknown as boolean })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: 'The "reusePort" option must be of type boolean. Received type number (1)' }),
+    )
+    const first = await startServer({ maxClients: 32, reusePort: true })
+    // Both sides must ask for the shared port.
+    await expect(new Server({ protocolId, privateKey, address: first.address }).listen()).rejects.toMatchObject({ code: 'EADDRINUSE' })
+    const second = new Server({ protocolId, privateKey, address: first.address, maxClients: 32, reusePort: true, ...fast })
+    await second.listen()
+    const servers = [first.server, second]
+    for (const server of servers) server.on('message', (peer, data) => peer.send(data))
+    const clients = Array.from({ length: 24 }, () => new Client())
+    try {
+      await Promise.all(clients.map(async (client, i) => client.connect(await token(first.address, BigInt(i + 1)))))
+      // Each client's echo comes back from the server it connected to: its datagrams all reach that one.
+      const echoes = clients.map((client) => new Promise<number>((resolve) => client.once('message', (data) => resolve(data[0]!))))
+      clients.forEach((client, i) => client.send(Uint8Array.of(i)))
+      expect(await Promise.all(echoes)).toEqual(clients.map((_, i) => i))
+      const peers = servers.map((server) => [...server.peers.values()].map((peer) => peer.clientId))
+      expect(new Set(peers.flat()).size).toBe(24)
+      expect(peers[0]!.length + peers[1]!.length).toBe(24)
+      // The kernel hashes each client's address and port: all 24 on one server would have odds of 2^-23.
+      expect(Math.min(peers[0]!.length, peers[1]!.length)).toBeGreaterThan(0)
+    } finally {
+      await Promise.all(clients.map((client) => client.close()))
+      await Promise.all(servers.map((server) => server.close()))
+    }
+  })
+})
