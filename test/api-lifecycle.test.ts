@@ -1,7 +1,7 @@
 // What a user meets at the edges of Server, Client and ClientPool: attempts aborted and replaced, close()
 // in the middle of things, throwing handlers, options that are wrong, and processes that must be free to
 // exit. Each case comes from a review that saw it fail.
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -585,6 +585,44 @@ describe('the volley command line', () => {
     const version = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')).version as string
     expect(run('--version')).toMatchObject({ status: 0, stdout: `${version}\n` })
   }, 20_000)
+
+  it('volley serve --reuse-port: two servers on one port share the clients of volley load', async () => {
+    const key = '00'.repeat(32)
+    /** A server process; resolves its JSON lines (listening, then stopped) as they come. */
+    const serve = (address: string) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--address', address, '--key', key, '--reuse-port', '--seconds', '25'])
+      const lines: { event: string; port?: number; stats?: { packets: { in: number } } }[] = []
+      let text = ''
+      child.stdout.on('data', (chunk: Buffer) => {
+        text += chunk.toString()
+        for (let end = text.indexOf('\n'); end >= 0; end = text.indexOf('\n')) {
+          lines.push(JSON.parse(text.slice(0, end)))
+          text = text.slice(end + 1)
+        }
+      })
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+      return { lines, exited, stop: () => child.kill('SIGTERM') }
+    }
+    const first = serve('127.0.0.1:0')
+    await waitFor(() => first.lines.length > 0, 10_000, 'the first server to listen')
+    const port = first.lines[0]!.port!
+    const second = serve(`127.0.0.1:${port}`)
+    await waitFor(() => second.lines.length > 0, 10_000, 'the second server to listen')
+    expect(second.lines[0]).toMatchObject({ event: 'listening', port })
+    const load = spawnSync(process.execPath, ['--import', 'tsx', cli, 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '20', '--seconds', '0.2', '--json'], {
+      timeout: 15_000,
+      killSignal: 'SIGKILL',
+      encoding: 'utf8',
+    })
+    expect(load.status).toBe(0)
+    expect(JSON.parse(load.stdout.trim().split('\n')[0]!)).toMatchObject({ event: 'connected', connect: { connected: 20, failed: 0 } })
+    first.stop()
+    second.stop()
+    expect(await Promise.all([first.exited, second.exited])).toEqual([0, 0])
+    // Each server took some of the 20 clients (their ports hashed: all on one has odds of 2^-19).
+    for (const server of [first, second]) expect(server.lines[1]).toMatchObject({ event: 'stopped', stats: { packets: { in: expect.any(Number) } } })
+    expect(Math.min(first.lines[1]!.stats!.packets.in, second.lines[1]!.stats!.packets.in)).toBeGreaterThan(0)
+  }, 30_000)
 
   it('volley load exits with status 1 when its clients could not connect, after its report', () => {
     // No server on the port: each request times out after the token's 1 s.

@@ -9,7 +9,7 @@ import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseC
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
-               [--keep-alive-ms 100]
+               [--keep-alive-ms 100] [--reuse-port]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
@@ -19,6 +19,7 @@ const usage = `usage:
   --rate        broadcasts a second: each is a message from every connected client (0: none)
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
+  --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
   load exits with status 1 when a client failed to connect, 130 when interrupted`
 
 const options = {
@@ -35,6 +36,7 @@ const options = {
   'keep-alive-ms': { type: 'string', default: '100' },
   'client-id': { type: 'string', default: '1' },
   json: { type: 'boolean', default: false },
+  'reuse-port': { type: 'boolean', default: false },
   help: { type: 'boolean', short: 'h', default: false },
   version: { type: 'boolean', default: false },
 } as const
@@ -111,6 +113,7 @@ async function main(): Promise<void> {
       address,
       maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
+      reusePort: values['reuse-port'],
     })
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
