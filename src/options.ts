@@ -114,13 +114,16 @@ export interface SocketSettings {
 
 export const socketOptionNames = ['recvBufferSize', 'sendBufferSize', 'coalesceUs', 'engine'] as const
 
+const maxBufferSize = 1 << 30
+
 export function socketSettings(
   options: { recvBufferSize?: unknown; sendBufferSize?: unknown; coalesceUs?: unknown; engine?: unknown },
   defaultBufferSize: number,
 ): SocketSettings {
   return {
-    recvBufferSize: integerOption('recvBufferSize', options.recvBufferSize, defaultBufferSize, 1, 0x7fffffff),
-    sendBufferSize: integerOption('sendBufferSize', options.sendBufferSize, defaultBufferSize, 1, 0x7fffffff),
+    // At most 1 GiB: the kernel keeps twice the size in an int, and a process with CAP_NET_ADMIN gets what it asks.
+    recvBufferSize: integerOption('recvBufferSize', options.recvBufferSize, defaultBufferSize, 1, maxBufferSize),
+    sendBufferSize: integerOption('sendBufferSize', options.sendBufferSize, defaultBufferSize, 1, maxBufferSize),
     coalesceUs: integerOption('coalesceUs', options.coalesceUs, 200, 0, 1_000_000),
     engine: engineOption(options.engine),
   }

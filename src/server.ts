@@ -36,8 +36,9 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   disconnectIntervalMs?: number
   /**
    * SO_REUSEPORT: servers in other worker threads or processes (of the same user) may listen on the same
-   * address, and the kernel shares the clients out among them by address, each client's datagrams always
-   * to the same server, so each is a shard with a core of its own (default false). See docs/connections.md.
+   * address (a fixed port), and the kernel shares the clients out among them by address, each client's
+   * datagrams always to the same server, so each is a shard with a core of its own (default false). What
+   * stays per shard, and why their number must not change while clients are connected: docs/connections.md.
    */
   reusePort?: boolean
   /** Socket options, as for createDatagramSocket. */
@@ -208,7 +209,11 @@ export class Server extends EventEmitter<ServerEvents> {
     const bound = serverAddressOption('address', options.address, anyPort)
     if (options.publicAddress !== undefined) serverAddressOption('publicAddress', options.publicAddress, false)
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
-    this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family, reusePort: booleanOption('reusePort', options.reusePort) }
+    const reusePort = booleanOption('reusePort', options.reusePort)
+    // The kernel's choice of a free port passes over none that sockets of this user share: port 0 could
+    // join another group of servers and take its clients.
+    if (reusePort && anyPort) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "reusePort" option needs a fixed port in "address", not port 0')
+    this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family, reusePort }
     this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
     this.#delivery = deliverySettings(options)
     if (this.#delivery === null) this.#rawQueue = new SendQueue(null, () => null, 0)

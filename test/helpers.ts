@@ -106,3 +106,11 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296
   }
 }
+
+/** A UDP port on 127.0.0.1 that no socket holds now: bound by a socket without SO_REUSEPORT, then let go. */
+export async function freeUdpPort(): Promise<number> {
+  const probe = createDatagramSocket()
+  const { port } = await probe.bind(0, '127.0.0.1')
+  await probe.close()
+  return port
+}

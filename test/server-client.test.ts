@@ -5,7 +5,7 @@ import { Client, ClientPool, ConnectError, type Peer, Server, connectTokenToBase
 import { PacketType } from '../src/netcode/constants.ts'
 import { readEncryptedPacket, writeConnectionRequest } from '../src/netcode/packets.ts'
 import { loadSodium } from '../src/netcode/sodium.ts'
-import { blockUntil, waitFor } from './helpers.ts'
+import { blockUntil, freeUdpPort, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(3)
 const protocolId = 0x1234n
@@ -382,7 +382,10 @@ describe('reusePort: servers that share an address', () => {
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', reusePort: 1 as unknown as boolean })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: 'The "reusePort" option must be of type boolean. Received type number (1)' }),
     )
-    const first = await startServer({ maxClients: 32, reusePort: true })
+    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', reusePort: true })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: 'The "reusePort" option needs a fixed port in "address", not port 0' }),
+    )
+    const first = await startServer({ address: `127.0.0.1:${await freeUdpPort()}`, maxClients: 32, reusePort: true })
     // Both sides must ask for the shared port.
     await expect(new Server({ protocolId, privateKey, address: first.address }).listen()).rejects.toMatchObject({ code: 'EADDRINUSE' })
     const second = new Server({ protocolId, privateKey, address: first.address, maxClients: 32, reusePort: true, ...fast })

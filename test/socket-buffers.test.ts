@@ -52,7 +52,7 @@ function expectCapped(report: Report): void {
   for (const granted of report.granted) expect(granted.recvBufferSize).toBe(2 * report.rmemMax)
   for (const granted of report.granted.slice(0, 2)) expect(granted.sendBufferSize).toBe(2 * report.wmemMax)
   const capped = report.warnings.filter((warning) => warning.code === 'VOLLEY_SOCKET_BUFFER_CAPPED')
-  expect(capped).toHaveLength(1) // three sockets capped, one warning a process
+  expect(capped).toHaveLength(1) // three sockets capped, one warning for the thread
   expect(capped[0]!.message).toContain(`sysctl -w net.core.rmem_max=${report.asked.recv}`)
   expect(capped[0]!.message).toContain(`sysctl -w net.core.wmem_max=${report.asked.send}`)
   expect(capped[0]!.message).toContain('receiveBufferFull')

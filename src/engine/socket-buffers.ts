@@ -10,10 +10,10 @@ export interface BufferSizes {
   send: number
 }
 
-let cappedWarned = false
+let cappedWarned = false // per thread: each worker has its own
 
 /**
- * Warns once per process when the kernel granted a socket less than half the buffer asked (a little less
+ * Warns once per thread when the kernel granted a socket less than half the buffer asked (a little less
  * is common and harmless: the default cap is just under a client's 256 KiB). The kernel reads back twice
  * what it grants, its own bookkeeping included.
  */
@@ -31,7 +31,7 @@ export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes): 
   if (asked.send > 0 && granted.send < asked.send / 2) {
     findings.push(
       `its send buffer (SO_SNDBUF) at ${formatBytes(granted.send)}, not the ${formatBytes(asked.send)} asked: ` +
-        `a burst of sends past what it holds is dropped (sendBufferFull), or held back on a datagram socket; raise the cap ` +
+        `a burst of sends past what it holds is dropped (sendBufferFull; a datagram socket's wait instead); raise the cap ` +
         `with sysctl -w net.core.wmem_max=${asked.send}`,
     )
   }
