@@ -210,8 +210,8 @@ export class Server extends EventEmitter<ServerEvents> {
     if (options.publicAddress !== undefined) serverAddressOption('publicAddress', options.publicAddress, false)
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
     const reusePort = booleanOption('reusePort', options.reusePort)
-    // The kernel's choice of a free port passes over none that sockets of this user share: port 0 could
-    // join another group of servers and take its clients.
+    // For port 0 the kernel may pick a port that sockets of this user already share: the server would join
+    // that group and take some of its clients.
     if (reusePort && anyPort) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "reusePort" option needs a fixed port in "address", not port 0')
     this.#bind = { host, port: anyPort ? 0 : bound.port, family: bound.family, reusePort }
     this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
