@@ -12,6 +12,12 @@ export interface BufferSizes {
 
 let cappedWarned = false // per thread: each worker has its own
 
+/** Each buffer: its socket option, the sysctl that caps it, and what a socket capped below its need loses. */
+const buffers = [
+  { size: 'receive', option: 'SO_RCVBUF', cap: 'rmem_max', loss: 'datagrams past what it holds are dropped (counted as receiveBufferFull)' },
+  { size: 'send', option: 'SO_SNDBUF', cap: 'wmem_max', loss: "a burst of sends past what it holds is dropped (sendBufferFull; a datagram socket's wait instead)" },
+] as const
+
 /**
  * Warns once per thread when the kernel granted a socket less than half the buffer asked (a little less
  * is common and harmless: the default cap is just under a client's 256 KiB). The kernel reads back twice
@@ -19,22 +25,13 @@ let cappedWarned = false // per thread: each worker has its own
  */
 export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes): void {
   if (cappedWarned) return
-  const findings: string[] = []
-  const granted = { receive: readBack.receive / 2, send: readBack.send / 2 }
-  if (asked.receive > 0 && granted.receive < asked.receive / 2) {
-    findings.push(
-      `its receive buffer (SO_RCVBUF) at ${formatBytes(granted.receive)}, not the ${formatBytes(asked.receive)} asked: ` +
-        `datagrams past what it holds are dropped (counted as receiveBufferFull); raise the cap with ` +
-        `sysctl -w net.core.rmem_max=${asked.receive}`,
+  const findings = buffers
+    .filter(({ size }) => asked[size] > 0 && readBack[size] / 2 < asked[size] / 2)
+    .map(
+      ({ size, option, cap, loss }) =>
+        `its ${size} buffer (${option}) at ${formatBytes(readBack[size] / 2)}, not the ${formatBytes(asked[size])} asked: ${loss}; ` +
+        `raise the cap with sysctl -w net.core.${cap}=${asked[size]}`,
     )
-  }
-  if (asked.send > 0 && granted.send < asked.send / 2) {
-    findings.push(
-      `its send buffer (SO_SNDBUF) at ${formatBytes(granted.send)}, not the ${formatBytes(asked.send)} asked: ` +
-        `a burst of sends past what it holds is dropped (sendBufferFull; a datagram socket's wait instead); raise the cap ` +
-        `with sysctl -w net.core.wmem_max=${asked.send}`,
-    )
-  }
   if (findings.length === 0) return
   cappedWarned = true
   process.emitWarning(
