@@ -39,6 +39,11 @@ constexpr int kBatchesPerSocketPerRound = 4;
 // Datagrams sent per loop turn before the turn moves on to receiving: sending and receiving share the
 // thread fairly when one process both floods and reads.
 constexpr size_t kSendBudgetPerTurn = 512;
+// A slab up to this size is sent by the JavaScript thread itself when the I/O thread sleeps (SendInline): a
+// request's reply, a ping, a few messages. Waking the I/O thread for them would cost two context switches
+// and 10-20 µs of latency on a VM; a larger slab is worth handing over, so that the JavaScript thread gets
+// back to its work and the I/O thread encrypts on the other core.
+constexpr size_t kMaxInlineSendBytes = 2048;
 // A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
 // next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
 constexpr uint32_t kDenseTurn = 2;
@@ -204,7 +209,39 @@ void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
   command.id = slabId;
   command.data = data;
   command.length = length;
+  if (length <= kMaxInlineSendBytes && SendInline(command)) return;
   Post(command);
+}
+
+bool Engine::SendInline(const Command& command) {
+  // Only while the I/O thread sleeps (it holds ioMutex_ for the whole of each turn, never while it waits):
+  // this thread never blocks here.
+  if (!started_) return false;
+  std::unique_lock<std::mutex> turn(ioMutex_, std::try_to_lock);
+  if (!turn.owns_lock()) return false;
+  {
+    // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
+    std::lock_guard<std::mutex> lock(commandMutex_);
+    if (!commands_.empty()) return false;
+  }
+  if (sendCount_ > 0) return false;
+  clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
+  ApplyCommand(command);
+  sendingInline_ = true;
+  ProcessSends(kSendBudgetPerTurn, false);
+  sendingInline_ = false;
+  FlushEvents();
+  if (sendCount_ > 0 || !sendHeld_.empty()) {
+    // The budget ran out (a protocol's records may be many datagrams each), or the kernel refused some:
+    // the I/O thread goes on, and retries on its own time.
+    wakeFd_.Signal();
+    return true;
+  }
+  // The protocols' new deadlines (a resend, an acknowledgement): the sleeping thread's timer must fire by
+  // the earliest. Without the timer it waits with a timeout computed before: wake it to compute another.
+  const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
+  if (nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) wakeFd_.Signal();
+  return true;
 }
 
 void Engine::TakeEvents(std::vector<Event>* out) {
@@ -237,9 +274,10 @@ void Engine::Post(const Command& command) {
 // I/O thread
 
 void Engine::Run() {
-  // Short waits (Coalesce) should last what they ask for, not the default 50 µs timer slack.
+  // Short waits (CoalesceWait's) should last what they ask for, not the default 50 µs timer slack.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   epoll_event ready[kReadyEvents];
+  std::unique_lock<std::mutex> turn(ioMutex_);
   for (;;) {
     int timeout = -1;
     if ((!readable_.empty() && !starved_.load(std::memory_order_relaxed)) || sendCount_ > 0) {
@@ -258,7 +296,9 @@ void Engine::Run() {
       }
     }
     bool woken = false;
+    turn.unlock();  // while it sleeps, JavaScript may send itself (SendInline)
     int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
+    turn.lock();
     for (int call = 1;; ++call) {
       if (TakeReadyEvents(ready, count)) woken = true;
       if (count < kReadyEvents || call == kMaxReadyCallsPerTurn) break;
@@ -287,7 +327,13 @@ void Engine::Run() {
     turnBatchSize_ = 0;
     ReceiveRound();
     FlushEvents();
-    Coalesce();
+    timespec coalesce;
+    if (CoalesceWait(&coalesce)) {
+      pollfd wake{wakeFd_.fd(), POLLIN, 0};
+      turn.unlock();
+      ppoll(&wake, 1, &coalesce, nullptr);
+      turn.lock();
+    }
   }
   while (!sockets_.empty()) CloseSocketNow(sockets_.begin()->second.get());
   FlushEvents();
@@ -551,13 +597,13 @@ void Engine::ReceiveRound() {
   }
 }
 
-void Engine::Coalesce() {
-  if (turnReceived_ == 0) return;
+bool Engine::CoalesceWait(timespec* timeout) {
+  if (turnReceived_ == 0) return false;
   const uint64_t now = MonotonicNs();
   const uint64_t sinceLast = now - lastDenseTurnNs_;
   lastDenseTurnNs_ = now;
-  if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return;
-  if (!readable_.empty() || sendCount_ > 0) return;  // there is work already
+  if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return false;
+  if (!readable_.empty() || sendCount_ > 0) return false;  // there is work already
   // Each hand-over costs two thread wake-ups (this one and JavaScript's); while datagrams stream in, a
   // short wait buys a batch many times fuller. Wait about as long as a full batch takes to arrive at the
   // rate of the last turn, and never longer than the sockets allow. Commands from JavaScript end the
@@ -567,10 +613,9 @@ void Engine::Coalesce() {
     const uint64_t fill = sinceLast * turnBatchSize_ / turnReceived_;
     if (fill < wait) wait = fill;
   }
-  pollfd wake{wakeFd_.fd(), POLLIN, 0};
   // tv_nsec must stay below a second: at coalesceUs = 1,000,000 ppoll refused {0, 1e9} and did not wait.
-  const timespec timeout{static_cast<time_t>(wait / 1000000000u), static_cast<long>(wait % 1000000000u)};
-  ppoll(&wake, 1, &timeout, nullptr);
+  *timeout = timespec{static_cast<time_t>(wait / 1000000000u), static_cast<long>(wait % 1000000000u)};
+  return true;
 }
 
 bool Engine::ReceiveBatch(SocketState* state) {
@@ -733,6 +778,7 @@ int Engine::SendPrepared(SocketState* state, size_t first, size_t count) {
   SocketStats::Add(state->stats->packetsOut, static_cast<uint64_t>(result));
   SocketStats::Add(state->stats->bytesOut, bytes);
   SocketStats::Add(state->stats->batchesOut, 1);
+  if (sendingInline_) SocketStats::Add(state->stats->batchesOutInline, 1);
   return result;
 }
 
@@ -1030,6 +1076,7 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
       SocketStats::Add(state->stats->packetsOut, count);
       SocketStats::Add(state->stats->bytesOut, bytes);
       SocketStats::Add(state->stats->batchesOut, 1);
+      if (sendingInline_) SocketStats::Add(state->stats->batchesOutInline, 1);
       done += static_cast<size_t>(result);
       continue;
     }

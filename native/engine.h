@@ -2,7 +2,8 @@
 // writes queued send slabs with sendmmsg, and hands JavaScript a list of events to drain in one call.
 //
 // Threads: every public method except the constructor's callback runs on the JavaScript thread.
-// The I/O thread talks back only through the event list and the wake callback.
+// The I/O thread talks back only through the event list and the wake callback. A small send slab may be
+// sent by the JavaScript thread itself while the I/O thread sleeps (SendInline, under ioMutex_).
 #pragma once
 
 #include <netinet/in.h>
@@ -168,8 +169,12 @@ class Engine {
 
   // Receiving.
   void ReceiveRound();
-  // After a turn that read datagrams densely, waits (for commands only) so the next batch is fuller.
-  void Coalesce();
+  // After a turn that read datagrams densely: true, and how long to wait (for commands only) so that the
+  // next batch is fuller.
+  bool CoalesceWait(timespec* timeout);
+  // JavaScript thread: sends a small slab at once, on this thread, when the I/O thread sleeps and nothing
+  // is queued before it; false (nothing done) otherwise.
+  bool SendInline(const Command& command);
   // Marks the sockets epoll reported readable (listed in readable_); true when the wake eventfd was among them.
   bool TakeReadyEvents(const epoll_event* ready, int count);
   bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
@@ -232,6 +237,13 @@ class Engine {
   int epollFd_ = -1;
   EventFd wakeFd_;
   DeadlineTimer deadlineTimer_;
+
+  // The I/O thread's state below (sockets, send jobs, protocols, timers, the deadline timer) belongs to
+  // whichever thread holds this: the I/O thread for each whole turn, releasing it only while it sleeps
+  // (epoll_wait, the coalescing wait), and the JavaScript thread for a small send while it sleeps
+  // (SendInline). Taken before commandMutex_ and eventMutex_, never after.
+  std::mutex ioMutex_;
+  bool sendingInline_ = false;  // SendInline is sending (counted in batchesOutInline)
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;

@@ -1,4 +1,5 @@
-// Counters of one socket, written by the I/O thread and read by JavaScript at any time.
+// Counters of one socket, written by whichever thread holds the engine's ioMutex_ (the I/O thread, or
+// JavaScript's for a small send while the I/O thread sleeps) and read by JavaScript at any time.
 #pragma once
 
 #include <atomic>
@@ -18,6 +19,7 @@ struct SocketStats {
   std::atomic<uint64_t> kernelDrops{0};  // SO_MEMINFO: dropped by the kernel, receive buffer full
   std::atomic<uint64_t> truncated{0};    // datagrams larger than the receive slot
   std::atomic<uint64_t> sendDropped{0};  // queued datagrams discarded because the socket closed first
+  std::atomic<uint64_t> batchesOutInline{0};  // of batchesOut, those the JavaScript thread made itself
 
   // A protocol's counters (netcode server or client), copied here by the I/O thread at each timer tick.
   static constexpr int kProtocolFieldCount = 16;
@@ -27,15 +29,15 @@ struct SocketStats {
   static constexpr int kSimulatorFieldCount = 4;
   std::atomic<double> simulator[kSimulatorFieldCount] = {};
 
-  static constexpr int kFieldCount = 11;
+  static constexpr int kFieldCount = 12;
   void CopyTo(double* out) const {
-    const std::atomic<uint64_t>* fields[kFieldCount] = {&packetsIn,  &bytesIn,       &batchesIn,   &packetsOut,
-                                                        &bytesOut,   &batchesOut,    &sendErrors,  &receiveErrors,
-                                                        &kernelDrops, &truncated,    &sendDropped};
+    const std::atomic<uint64_t>* fields[kFieldCount] = {&packetsIn,   &bytesIn,    &batchesIn,   &packetsOut,
+                                                        &bytesOut,    &batchesOut, &sendErrors,  &receiveErrors,
+                                                        &kernelDrops, &truncated,  &sendDropped, &batchesOutInline};
     for (int i = 0; i < kFieldCount; ++i) out[i] = static_cast<double>(fields[i]->load(std::memory_order_relaxed));
   }
   static void Add(std::atomic<uint64_t>& counter, uint64_t amount) {
-    // Single writer (the I/O thread): a plain load/store pair is enough and avoids a locked add.
+    // One writer at a time (ioMutex_ orders them): a plain load/store pair is enough and avoids a locked add.
     counter.store(counter.load(std::memory_order_relaxed) + amount, std::memory_order_relaxed);
   }
 };

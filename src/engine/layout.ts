@@ -11,7 +11,7 @@ export const layout = {
   eventCapacity: 1024,
   maxReceiveSlabs: 256,
   maxSendSlabs: 256,
-  statsFields: 11,
+  statsFields: 12,
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
   /** What a queued message costs a connection's send queue beyond its bytes (native/delivery/delivery.h). */
