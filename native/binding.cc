@@ -570,7 +570,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (found == stats_.end() || !info[1].IsTypedArray()) return Napi::Boolean::New(env, false);
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < SocketStats::kFieldCount) {
-      ThrowType(env, "socketStats needs a Float64Array of at least 11 elements");
+      ThrowType(env, "socketStats needs a Float64Array of at least " + std::to_string(SocketStats::kFieldCount) + " elements");
       return env.Undefined();
     }
     found->second->CopyTo(out.As<Napi::Float64Array>().Data());  // (not out.ArrayBuffer(): see ReadProtocolStats)

@@ -216,24 +216,31 @@ void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
 bool Engine::SendInline(const Command& command) {
   // Only while the I/O thread sleeps (it holds ioMutex_ for the whole of each turn, never while it waits):
   // this thread never blocks here.
-  if (!started_) return false;
+  // A woken I/O thread goes first: JavaScript sending small slabs back to back would otherwise take the lock
+  // again each time before that thread is scheduled, and nothing would be received meanwhile.
+  if (!started_ || ioWantsTurn_.load(std::memory_order_acquire)) return false;
   std::unique_lock<std::mutex> turn(ioMutex_, std::try_to_lock);
-  if (!turn.owns_lock()) return false;
+  if (!turn.owns_lock() || ioWantsTurn_.load(std::memory_order_relaxed)) return false;
   {
     // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
     std::lock_guard<std::mutex> lock(commandMutex_);
     if (!commands_.empty()) return false;
   }
+  // A slab the I/O thread is partway through: the ring would keep the order anyway, but the rest of a large
+  // slab is the I/O thread's to send.
   if (sendCount_ > 0) return false;
+  const bool wasStarved = starved_.load(std::memory_order_relaxed);
   clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
   ApplyCommand(command);
   sendingInline_ = true;
   ProcessSends(kSendBudgetPerTurn, false);
   sendingInline_ = false;
   FlushEvents();
-  if (sendCount_ > 0 || !sendHeld_.empty()) {
-    // The budget ran out (a protocol's records may be many datagrams each), or the kernel refused some:
-    // the I/O thread goes on, and retries on its own time.
+  // Work left for the I/O thread: the budget ran out (a protocol's records may be many datagrams each); the
+  // kernel refused some datagrams (retried on the thread's own time); or the send found slab space and so
+  // cleared the starved flag the thread sleeps on (its sockets have datagrams it stopped reading, and
+  // JavaScript's next MarkDelivered would no longer wake it).
+  if (sendCount_ > 0 || !sendHeld_.empty() || (wasStarved && !starved_.load(std::memory_order_relaxed))) {
     wakeFd_.Signal();
     return true;
   }
@@ -298,7 +305,7 @@ void Engine::Run() {
     bool woken = false;
     turn.unlock();  // while it sleeps, JavaScript may send itself (SendInline)
     int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
-    turn.lock();
+    TakeTurn(&turn);
     for (int call = 1;; ++call) {
       if (TakeReadyEvents(ready, count)) woken = true;
       if (count < kReadyEvents || call == kMaxReadyCallsPerTurn) break;
@@ -329,14 +336,21 @@ void Engine::Run() {
     FlushEvents();
     timespec coalesce;
     if (CoalesceWait(&coalesce)) {
-      pollfd wake{wakeFd_.fd(), POLLIN, 0};
+      // Commands end the wait, and so does a deadline a send from JavaScript armed meanwhile.
+      pollfd wake[2] = {{wakeFd_.fd(), POLLIN, 0}, {deadlineTimer_.fd(), POLLIN, 0}};
       turn.unlock();
-      ppoll(&wake, 1, &coalesce, nullptr);
-      turn.lock();
+      ppoll(wake, deadlineTimer_.valid() ? 2 : 1, &coalesce, nullptr);
+      TakeTurn(&turn);
     }
   }
   while (!sockets_.empty()) CloseSocketNow(sockets_.begin()->second.get());
   FlushEvents();
+}
+
+void Engine::TakeTurn(std::unique_lock<std::mutex>* turn) {
+  ioWantsTurn_.store(true, std::memory_order_release);
+  turn->lock();
+  ioWantsTurn_.store(false, std::memory_order_relaxed);
 }
 
 bool Engine::TakeReadyEvents(const epoll_event* ready, int count) {

@@ -243,7 +243,10 @@ class Engine {
   // (epoll_wait, the coalescing wait), and the JavaScript thread for a small send while it sleeps
   // (SendInline). Taken before commandMutex_ and eventMutex_, never after.
   std::mutex ioMutex_;
-  bool sendingInline_ = false;  // SendInline is sending (counted in batchesOutInline)
+  std::atomic<bool> ioWantsTurn_{false};  // the I/O thread woke and waits for ioMutex_: SendInline stands back
+  bool sendingInline_ = false;            // SendInline is sending (counted in batchesOutInline)
+  // The I/O thread: takes ioMutex_ after a sleep, ahead of any SendInline.
+  void TakeTurn(std::unique_lock<std::mutex>* turn);
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;
