@@ -175,6 +175,8 @@ class Engine {
   // JavaScript thread: sends a small slab at once, on this thread, when the I/O thread sleeps and nothing
   // is queued before it; false (nothing done) otherwise.
   bool SendInline(const Command& command);
+  // The I/O thread, after a sleep: takes ioMutex_ back, ahead of any SendInline.
+  void TakeTurn(std::unique_lock<std::mutex>* turn);
   // Marks the sockets epoll reported readable (listed in readable_); true when the wake eventfd was among them.
   bool TakeReadyEvents(const epoll_event* ready, int count);
   bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
@@ -245,8 +247,6 @@ class Engine {
   std::mutex ioMutex_;
   std::atomic<bool> ioWantsTurn_{false};  // the I/O thread woke and waits for ioMutex_: SendInline stands back
   bool sendingInline_ = false;            // SendInline is sending (counted in batchesOutInline)
-  // The I/O thread: takes ioMutex_ after a sleep, ahead of any SendInline.
-  void TakeTurn(std::unique_lock<std::mutex>* turn);
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;
