@@ -20,8 +20,10 @@ export interface ClientPoolStats {
   /** Datagrams the kernel dropped: the clients' receive buffers were full (a saturated pool), or their send buffers. */
   drops: { receiveBufferFull: number; sendBufferFull: number }
   messagesReceived: number
-  /** Errors the clients' sockets reported (their 'error' events: a send the kernel refused, ...), by code. */
+  /** Errors the clients' sockets reported as 'error' events (a receive the kernel failed), by code. */
   errors: Record<string, number>
+  /** Datagrams the kernel refused to send (an unreachable address, ...), failed clients' included: as `client.stats().errors.send` counts them. */
+  sendErrors: number
 }
 
 export class ClientPool {
@@ -30,6 +32,8 @@ export class ClientPool {
   readonly #ended: Partial<Record<ClientState, number>> = {}
   readonly #failed: Record<string, number> = {}
   readonly #errors: Record<string, number> = {}
+  /** Refused sends of clients whose attempt failed (they leave the pool). */
+  #sendErrorsOfFailed = 0
   #messagesReceived = 0
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
@@ -107,6 +111,7 @@ export class ClientPool {
           const code = (error as { code?: string }).code ?? 'unknown'
           this.#failed[code] = (this.#failed[code] ?? 0) + 1
           await client.close()
+          this.#sendErrorsOfFailed += client.stats().errors.send // a token's unreachable address, say
         }
       }
     }
@@ -131,7 +136,7 @@ export class ClientPool {
   }
 
   stats(): ClientPoolStats {
-    const totals = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, drops: { receiveBufferFull: 0, sendBufferFull: 0 } }
+    const totals = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, drops: { receiveBufferFull: 0, sendBufferFull: 0 }, sendErrors: this.#sendErrorsOfFailed }
     let connected = 0
     for (const client of this.#clients) {
       if (client.state === 'connected') connected++
@@ -142,6 +147,7 @@ export class ClientPool {
       totals.bytes.out += stats.bytes.out
       totals.drops.receiveBufferFull += stats.drops.receiveBufferFull
       totals.drops.sendBufferFull += stats.drops.sendBufferFull
+      totals.sendErrors += stats.errors.send
     }
     return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived, errors: { ...this.#errors } }
   }

@@ -6,7 +6,7 @@ import { DrainWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, systemError } from './errors.ts'
+import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -281,8 +281,10 @@ export class Client extends EventEmitter<ClientEvents> {
 
   #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
     if (!this.#open) {
-      const engine = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
+      let engine: Engine | undefined
       try {
+        // Made here, in the try: an engine that cannot start (out of file descriptors) rejects this attempt.
+        engine = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
         const info = engine.open(
           {
             ipv6,
@@ -317,7 +319,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#ipv6 = ipv6
         this.#hold.opened(engine)
       } catch (error) {
-        engine.releaseIfIdle()
+        engine?.releaseIfIdle()
         return Promise.reject(fromNativeError(error))
       }
     }
@@ -461,7 +463,14 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#server = null
     this.#updateReference()
     pending.reject(error)
-    if (changed) this.emit('state', 'disconnected')
+    // A 'state' handler that throws must not make close() or the abort throw: its error surfaces later.
+    if (changed) {
+      try {
+        this.emit('state', 'disconnected')
+      } catch (thrown) {
+        surfaceLater(thrown)
+      }
+    }
   }
 
   #busy(): boolean {

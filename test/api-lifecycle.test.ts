@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { blockUntil, freeUdpPort, waitFor } from './helpers.ts'
@@ -126,11 +127,23 @@ describe('connect() attempts', () => {
       })
       expect(await codeOf(failing.connect(await token(silentAddress, 13n, 1)))).toBe('ERR_CONNECTION_REQUEST_TIMED_OUT')
       await failing.close()
+      // close() while connecting ends the attempt ('disconnected' from it): a promise still, never a throw.
+      const closing = new Client(fast)
+      closing.on('state', (state) => {
+        if (state === 'disconnected') throw new Error('closing state')
+      })
+      const attempt = codeOf(closing.connect(await token(silentAddress, 14n, 5)))
+      let closed: Promise<void> | undefined
+      expect(() => {
+        closed = closing.close()
+      }).not.toThrow()
+      expect(await attempt).toBe('ERR_ABORTED')
+      await closed
       await server.close()
       expect(server.state).toBe('stopped')
       await waitFor(() => errors.some((error) => (error as Error).message === 'server stopped'), 1000, 'the handler errors to surface')
       // The handlers' own errors, and nothing else (an error of volley's would hide among them).
-      const unexpected = errors.filter((error) => !(error instanceof Error && /^(server [a-z-]+|client [a-z-]+|failing state)$/.test(error.message)))
+      const unexpected = errors.filter((error) => !(error instanceof Error && /^(server [a-z-]+|client [a-z-]+|failing state|closing state)$/.test(error.message)))
       expect(unexpected).toEqual([])
     } finally {
       process.off('uncaughtException', swallow)
@@ -686,4 +699,20 @@ describe('the datagram demo (npm run demo:datagrams)', () => {
     expect(run.stdout).toMatch(/, 0 corrupt/)
     expect(run.status).toBe(0)
   }, 30_000)
+})
+
+describe('an engine that cannot start', () => {
+  it('rejects listen(), connect() and bind() with the system error and its code, a reopening connect() too', () => {
+    // Out of file descriptors (256 at most), in a child process of its own.
+    const file = fileURLToPath(new URL('./fixtures/engine-start-failure.ts', import.meta.url))
+    const run = spawnSync('prlimit', ['--nofile=256:256', process.execPath, '--import', 'tsx', file], { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    expect(run.status, run.stderr).toBe(0)
+    expect(JSON.parse(run.stdout.trim().split('\n').at(-1)!)).toEqual({
+      dedicatedListen: 'rejected EMFILE',
+      dedicatedConnect: 'rejected EMFILE',
+      dedicatedBind: 'rejected EMFILE',
+      reopen: 'rejected EMFILE',
+      uncaught: [],
+    })
+  })
 })

@@ -60,6 +60,26 @@ describe('ClientPool edges', () => {
     await server.close()
   })
 
+  it('counts the sends the kernel refused (stats().sendErrors), which are no error event', async () => {
+    // Port 0 (generateConnectToken never writes it; the first address's port is at byte 1098): the kernel
+    // refuses each request, and the attempts time out after the token's second.
+    const refused = await Promise.all(
+      [1n, 2n].map(async (clientId) => {
+        const bytes = await generateConnectToken({ protocolId: 5n, privateKey, clientId, serverAddresses: ['127.0.0.1:9'], expireSeconds: 30, timeoutSeconds: 1 })
+        bytes.set([0, 0], 1098)
+        return bytes
+      }),
+    )
+    const pool = new ClientPool({ requestIntervalMs: 100 })
+    expect(await pool.connect(refused)).toMatchObject({ connected: 0, failed: 2 })
+    const stats = pool.stats()
+    expect(stats.failed).toEqual({ ERR_CONNECTION_REQUEST_TIMED_OUT: 2 })
+    expect(stats.sendErrors).toBeGreaterThanOrEqual(2 * 5) // 10 Hz over a second, each refused
+    expect(pool.clients).toHaveLength(0) // failed clients leave the pool; their refused sends stay counted
+    expect(stats.errors).toEqual({})
+    await pool.close()
+  })
+
   it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
     const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 32, disconnectIntervalMs: 2 })
     const { port } = await server.listen()

@@ -267,6 +267,29 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
+  it('a token that lists the server as an IPv4-mapped IPv6 address connects (::ffff:a.b.c.d is a.b.c.d)', async () => {
+    // A dual-stack server: its IPv4 clients' packets come from ::ffff:127.0.0.1, and its replies reach the
+    // client from 127.0.0.1, which the client must take for the token's [::ffff:127.0.0.1].
+    const probe = await startServer()
+    const port = Number(probe.address.split(':')[1])
+    await probe.server.close()
+    const mapped = `[::ffff:127.0.0.1]:${port}`
+    const server = new Server({ protocolId, privateKey, address: `[::]:${port}`, publicAddress: mapped, maxClients: 2, ...fast })
+    await server.listen()
+    const client = new Client(fast)
+    await client.connect(await token(mapped, 21n))
+    expect(client.state).toBe('connected')
+    expect(client.stats().drops.unknownAddress).toBe(0)
+    // And a server whose public address is the IPv4 form takes a token that lists the mapped one.
+    const plain = await startServer()
+    const plainPort = Number(plain.address.split(':')[1])
+    const other = new Client(fast)
+    await other.connect(await token(`[::ffff:127.0.0.1]:${plainPort}`, 22n))
+    expect(other.state).toBe('connected')
+    await Promise.all([client.close(), other.close()])
+    await Promise.all([server.close(), plain.server.close()])
+  })
+
   it('connect() rejects with ERR_CLIENT_BUSY while connecting or connected, takes a base64 token, and reports an expired one', async () => {
     const { server, address } = await startServer()
     const client = new Client(fast)

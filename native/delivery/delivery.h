@@ -112,6 +112,9 @@ class DeliveryCore {
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
   uint64_t reassemblyUsed() const { return reassemblyUsed_; }
+  // The bytes the receiving channels' message slots hold allocated: what reassemblyUsed() counts, and
+  // whatever a slot kept past its message (nothing: tests and the fuzzer check that).
+  size_t reassemblyHeld() const;
   // What the connection keeps allocated for its bookkeeping: records of sent packets, and the slots of
   // its channels' queues (sending, and reliable receiving out of order).
   size_t sentRecords() const { return sent_.size(); }

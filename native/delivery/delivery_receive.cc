@@ -13,8 +13,6 @@ using netcode::WireReader;
 namespace {
 
 constexpr uint64_t kMaxAckRangesAccepted = 256;
-// Buffers above this are given back when their message is done, so that memory follows the bound.
-constexpr size_t kKeptBufferBytes = 64 * 1024;
 // Pong round trips: longer ones are not samples (a forged echo); the clocks' rate difference bounds
 // before and after the clock sync has measured it.
 constexpr uint64_t kMaxPongRttUs = 60000000;
@@ -198,12 +196,10 @@ void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.data.size();
   slot.used = false;
   slot.passedOver = false;
-  if (slot.data.capacity() > kKeptBufferBytes) {
-    std::vector<uint8_t>().swap(slot.data);
-  } else {
-    slot.data.clear();
-  }
-  if (slot.seen.capacity() > kKeptBufferBytes) std::vector<uint8_t>().swap(slot.seen);
+  // Given back with the message, whatever their size: kept in a slot (a reliable queue's, a partial one),
+  // they would be memory outside the bound, which a peer could fill with a few bytes per kept buffer.
+  std::vector<uint8_t>().swap(slot.data);
+  std::vector<uint8_t>().swap(slot.seen);
 }
 
 void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
@@ -237,6 +233,16 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
     channel.pending.pop_front();
     ++channel.nextDeliver;
   }
+}
+
+size_t DeliveryCore::reassemblyHeld() const {
+  size_t held = 0;
+  const auto add = [&held](const InMessage& slot) { held += slot.data.capacity() + slot.seen.capacity(); };
+  for (const ReceiveChannel& channel : receiveChannels_) {
+    for (size_t i = 0; i < channel.pending.size(); ++i) add(channel.pending[i]);  // popped slots are reset
+    for (const InMessage& slot : channel.partials) add(slot);
+  }
+  return held;
 }
 
 size_t DeliveryCore::QueueSlotBytes() const {

@@ -73,7 +73,11 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
 void ClientCore::StartAddress(uint32_t index, const Clock& now) {
   addressIndex_ = index;
   lastReceiveUs_ = now.monotonicUs;
-  replay_.Reset();
+  if (!replayHeld_ || !SameServerAddress(replayServer_, token_.serverAddresses[index]) ||
+      sodium_memcmp(replayKey_, token_.serverToClientKey, kKeyBytes) != 0) {
+    replay_.Reset();
+    replayHeld_ = false;
+  }
   // Reported at each address, even when the state stays "sending connection request" (a request that timed
   // out moves on to the next one): the sink learns which server the client now tries.
   state_ = ClientState::kSendingConnectionRequest;
@@ -150,6 +154,9 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
         clientIndex_ = reader.U32();
         maxClients_ = reader.U32();
         lastReceiveUs_ = now.monotonicUs;
+        replayHeld_ = true;
+        replayServer_ = token_.serverAddresses[addressIndex_];
+        std::memcpy(replayKey_, token_.serverToClientKey, kKeyBytes);
         SetState(ClientState::kConnected);
       } else if (state_ == ClientState::kConnected) {
         lastReceiveUs_ = now.monotonicUs;

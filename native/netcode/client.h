@@ -54,7 +54,10 @@ struct ClientCounters {
 class ClientCore {
  public:
   ClientCore(const ClientConfig& config, ClientSink* sink);
-  ~ClientCore() { sodium_memzero(farewellKey_, kKeyBytes); }  // token_ wipes its own
+  ~ClientCore() {  // token_ wipes its own
+    sodium_memzero(farewellKey_, kKeyBytes);
+    sodium_memzero(replayKey_, kKeyBytes);
+  }
   ClientCore(const ClientCore&) = delete;
   ClientCore& operator=(const ClientCore&) = delete;
 
@@ -99,6 +102,12 @@ class ClientCore {
   uint64_t lastReceiveUs_ = 0;
   uint64_t sequence_ = 0;  // never reset: the key is the same for every server address
   ReplayWindow replay_;
+  // The connection whose packets replay_ holds: a connection again with the same token to the same server
+  // keeps the window, since that server (this library's) goes on past the sequences the earlier one sent,
+  // and those, captured and replayed, must not be taken for new packets.
+  bool replayHeld_ = false;
+  ServerAddress replayServer_;
+  uint8_t replayKey_[kKeyBytes] = {};
   uint8_t challengeBody_[kChallengeBodyBytes] = {};
   uint32_t clientIndex_ = 0;
   uint32_t maxClients_ = 0;

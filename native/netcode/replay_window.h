@@ -16,6 +16,22 @@ class ReplayWindow {
     for (uint64_t& word : seen_) word = 0;
   }
 
+  // Counts every sequence below `end` as received: a later connection under the same key must not take an
+  // earlier one's packets, replayed, for new ones.
+  void ResetBelow(uint64_t end) {
+    Reset();
+    if (end == 0) return;
+    mostRecent_ = end - 1;
+    for (uint64_t& word : seen_) word = ~uint64_t{0};
+  }
+
+  // The sequence after every one received (or counted as received) so far; 0 when there was none. Bit 0
+  // stands for mostRecent_, set whenever mostRecent_ is a received sequence.
+  uint64_t ReceivedEnd() const {
+    if ((seen_[0] & 1) == 0) return 0;
+    return mostRecent_ == UINT64_MAX ? UINT64_MAX : mostRecent_ + 1;
+  }
+
   bool AlreadyReceived(uint64_t sequence) const {
     // Subtraction-side, so that sequences near 2^64 cannot wrap (IMPLEMENTERS.md §1).
     if (mostRecent_ >= kReplayBufferSize && sequence <= mostRecent_ - kReplayBufferSize) return true;

@@ -227,7 +227,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.clientId = challenge.clientId;
   slot.timeoutSeconds = mapping->timeoutSeconds;
   slot.lastReceiveUs = now.monotonicUs;
-  slot.replay.Reset();
+  slot.replay.ResetBelow(FirstReceived(slot.token));
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
   RemoveMapping(*mapping);
@@ -316,8 +316,9 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
   Slot& slot = slots_[index];
   const AddressKey key = AddressKey::Of(slot.address);
   const bool sendFarewell = farewell && config_.disconnectPackets > 0;
-  // A later connection with the same token starts past every packet of this one, its disconnects included.
-  CarryForward(slot.token, slot.sequence + (sendFarewell ? config_.disconnectPackets : 0));
+  // A later connection with the same token starts past every packet of this one, its disconnects included,
+  // and takes none this one received.
+  CarryForward(slot.token, slot.sequence + (sendFarewell ? config_.disconnectPackets : 0), slot.replay.ReceivedEnd());
   slotByAddress_.Erase(key);
   uint32_t serial = 0;
   if (reason != DisconnectReason::kTimeout || sendFarewell) {
@@ -467,13 +468,13 @@ void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
   size_t index;
   if (tokenUses_.size() < maxTokenHistory_) {
     index = tokenUses_.size();
-    tokenUses_.push_back(TokenUse{mac, address, forgottenSequenceFloor_});
+    tokenUses_.push_back(TokenUse{mac, address, forgottenSequenceFloor_, 0});
   } else {  // full: the oldest makes room
     index = oldestTokenUse_;
     oldestTokenUse_ = (oldestTokenUse_ + 1) % maxTokenHistory_;
     tokenHistory_.Erase(tokenUses_[index].mac);
     forgottenSequenceFloor_ = std::max(forgottenSequenceFloor_, tokenUses_[index].nextSequence);
-    tokenUses_[index] = TokenUse{mac, address, forgottenSequenceFloor_};
+    tokenUses_[index] = TokenUse{mac, address, forgottenSequenceFloor_, 0};
   }
   tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
 }
@@ -483,10 +484,16 @@ uint64_t ServerCore::FirstSequence(const TokenMac& mac) const {
   return use != FlatTable<TokenMac>::kNone ? tokenUses_[use].nextSequence : forgottenSequenceFloor_;
 }
 
-void ServerCore::CarryForward(const TokenMac& mac, uint64_t nextSequence) {
+uint64_t ServerCore::FirstReceived(const TokenMac& mac) const {
+  const uint32_t use = tokenHistory_.Find(mac);
+  return use != FlatTable<TokenMac>::kNone ? tokenUses_[use].receivedEnd : 0;
+}
+
+void ServerCore::CarryForward(const TokenMac& mac, uint64_t nextSequence, uint64_t receivedEnd) {
   const uint32_t use = tokenHistory_.Find(mac);
   uint64_t& carried = use != FlatTable<TokenMac>::kNone ? tokenUses_[use].nextSequence : forgottenSequenceFloor_;
   carried = std::max(carried, nextSequence);
+  if (use != FlatTable<TokenMac>::kNone) tokenUses_[use].receivedEnd = std::max(tokenUses_[use].receivedEnd, receivedEnd);
 }
 
 void ServerCore::SendFarewells(const Clock& now) {

@@ -162,6 +162,10 @@ class ServerCore {
     // sent under the token's server-to-client key (its disconnects included), so that no nonce is used
     // twice with that key when a client connects again with the same token.
     uint64_t nextSequence = 0;
+    // Where a later connection with this token starts receiving: past every packet an earlier one took, so
+    // that those, captured and replayed, are refused (a client connecting again goes on with its sequence,
+    // as this library's does; one that starts again at 0 reuses its nonces, and its packets are refused).
+    uint64_t receivedEnd = 0;
   };
 
   // Disconnect packets still owed to an address whose slot is already free. They stop when the address
@@ -230,7 +234,10 @@ class ServerCore {
   void RememberToken(const TokenMac& mac, const AddressKey& address);
   // Where a connection with this token starts its send sequence, and where the next one will.
   uint64_t FirstSequence(const TokenMac& mac) const;
-  void CarryForward(const TokenMac& mac, uint64_t nextSequence);
+  void CarryForward(const TokenMac& mac, uint64_t nextSequence, uint64_t receivedEnd);
+  // Where a connection with this token starts receiving (0 for a token the history does not hold: a new
+  // token cannot be told from a forgotten one, and a new client starts at 0).
+  uint64_t FirstReceived(const TokenMac& mac) const;
   // At least the nextSequence of every token the history forgot (its oldest go once it is full): a
   // forgotten token used again starts past what it sent before, as does every new one after the first
   // such (a token cannot be told from a forgotten one).

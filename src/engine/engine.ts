@@ -3,7 +3,7 @@
 // that are handed over once per event-loop turn or when full.
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
-import { VolleyError, surfaceLater } from '../errors.ts'
+import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
 import { reportCappedBuffers } from './socket-buffers.ts'
 
 /**
@@ -120,7 +120,11 @@ export class Engine {
     this.addon = loadAddon()
     this.#limits = limits
     this.#onIdle = onIdle
-    this.#native = new this.addon.Engine((count) => this.#onEvents(count))
+    try {
+      this.#native = new this.addon.Engine((count) => this.#onEvents(count)) // epoll, eventfd, timerfd, thread
+    } catch (error) {
+      throw fromNativeError(error) // EMFILE and the like, with their code
+    }
     this.#control = this.#native.events()
     this.#released = this.#native.releasedSlabs()
     this.#native.setRef(false)
@@ -128,7 +132,7 @@ export class Engine {
       for (let i = 0; i < limits.initialReceiveSlabs; i++) this.#addReceiveSlab()
     } catch (error) {
       this.#native.shutdown() // its I/O thread runs already: no engine would ever stop it
-      throw error
+      throw fromNativeError(error)
     }
     track(this)
   }

@@ -38,7 +38,7 @@ type StatName =
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
-  | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
+  | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
 
 export interface NativeDeliveryCore {

@@ -348,6 +348,46 @@ describe('reconnecting right after a disconnect', () => {
   })
 })
 
+describe('connecting again with the same token', () => {
+  it("the server's packets of the first connection, captured and replayed, are refused", () => {
+    const world = new World()
+    const same = token({ clientId: 4n })
+    world.connect(same)
+    world.run(300)
+    const out = world.server.sendPayload(0, new Uint8Array([0x42]), world.now, T0)
+    const captured = out.filter((e): e is Sent => e.kind === 'send').map((e) => e.data)
+    world.handleServer(out)
+    expect(world.clientPayloads).toHaveLength(1)
+    world.handleClient(world.client.disconnect(world.now))
+    world.run(1500)
+    world.connect(same)
+    world.run(300)
+    expect(world.client.state().state).toBe('connected')
+    const before = world.client.state().counters.replayed!
+    for (const data of captured) world.handleClient(world.client.receive(serverAddress, data, world.now))
+    expect(world.clientPayloads).toHaveLength(1)
+    expect(world.client.state().counters.replayed).toBe(before + captured.length)
+    // The server goes on past what it sent before: its new payloads arrive.
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
+    expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
+  })
+
+  it('a new token starts a new window', () => {
+    const world = new World()
+    world.connect(token({ clientId: 5n }))
+    world.run(300)
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
+    world.handleClient(world.client.disconnect(world.now))
+    world.run(1500)
+    // Another token: other keys, and the server starts its sequence for them where it likes.
+    world.connect(token({ clientId: 6n }))
+    world.run(300)
+    expect(world.client.state().state).toBe('connected')
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
+    expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
+  })
+})
+
 describe('a client that takes the protocol id from its token', () => {
   it('takes it from each token: a later token of another protocol id is not refused as invalid', () => {
     const world = new World() // ClientCore() without a protocolId, as the engine makes it

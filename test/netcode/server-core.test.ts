@@ -448,6 +448,29 @@ describe('timers (fake clock)', () => {
     expect(third).toBe(again)
   })
 
+  it('a client that connects again with the same token: what it sent before, captured and replayed, is refused', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50036', 1n)
+    connect(core, client)
+    const payload = client.packet(PacketType.payload, new Uint8Array([0xde, 0xad]))
+    expect(core.receive(client.address, payload, 1000, T0)).toMatchObject([{ kind: 'payload' }])
+    const bye = client.packet(PacketType.disconnect, new Uint8Array(0))
+    expect(core.receive(client.address, bye, 2000, T0)).toMatchObject([{ kind: 'disconnect' }])
+    const index = connect(core, client, 10_000) // again, with the same token from the same address
+    const before = core.state().counters.replayed!
+    // The first connection's packets, byte for byte: the new connection's window starts past them.
+    expect(core.receive(client.address, payload, 20_000, T0)).toEqual([])
+    expect(core.receive(client.address, bye, 21_000, T0)).toEqual([])
+    expect(core.state().counters.replayed).toBe(before + 2)
+    expect(core.state().connectedClients).toBe(1)
+    // The client goes on with its sequence, as this library's does: its new packets pass.
+    expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([1])), 22_000, T0)).toMatchObject([{ kind: 'payload', index }])
+    // One that starts again at 0 under the same key (reusing its nonces) is refused as a replay.
+    client.sequence = 1n
+    expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([2])), 23_000, T0)).toEqual([])
+    expect(core.state().counters.replayed).toBe(before + 3)
+  })
+
   it('a token the history forgot starts past what it sent before when used again, as every token after it', () => {
     const core = server({ maxClients: 1 }) // a history of 2,048 tokens
     const client = new Client('127.0.0.1:50034', 1n)
@@ -466,7 +489,12 @@ describe('timers (fake clock)', () => {
     expect(firstSequence(client, 8 * second)).toBe(3n) // past 0 to 2, not 0 again under the same key
     core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 8 * second, T0)
     // A token never seen starts there too: the server cannot tell it from a forgotten one.
-    expect(firstSequence(new Client('127.0.0.1:50035', 2n), 8 * second)).toBe(3n)
+    const fresh = new Client('127.0.0.1:50035', 2n)
+    expect(firstSequence(fresh, 8 * second)).toBe(3n)
+    // What it receives starts at 0, though: the forgotten token's received sequences are not carried over
+    // to it (a new client starts at 0; a floor would refuse its packets as replays).
+    expect(fresh.sequence).toBe(1n) // its response was 0
+    expect(core.receive(fresh.address, fresh.packet(PacketType.payload, new Uint8Array([3])), 8 * second + 1000, T0)).toMatchObject([{ kind: 'payload' }])
   })
 
   it('STOPPING: stop() disconnects everyone (server-closed) and is stopped once the redundant disconnects are out', () => {
