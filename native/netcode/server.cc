@@ -221,13 +221,14 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   Slot& slot = slots_[index];
   slot = Slot{};
   slot.token = mapping->token;
-  slot.sequence = FirstSequence(slot.token);
+  const Resumption resumed = Resume(slot.token);
+  slot.sequence = resumed.nextSequence;
   slot.connected = true;
   slot.address = from;
   slot.clientId = challenge.clientId;
   slot.timeoutSeconds = mapping->timeoutSeconds;
   slot.lastReceiveUs = now.monotonicUs;
-  slot.replay.ResetBelow(FirstReceived(slot.token));
+  slot.replay.ResetBelow(resumed.receivedEnd);
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
   RemoveMapping(*mapping);
@@ -479,14 +480,10 @@ void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
   tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
 }
 
-uint64_t ServerCore::FirstSequence(const TokenMac& mac) const {
+ServerCore::Resumption ServerCore::Resume(const TokenMac& mac) const {
   const uint32_t use = tokenHistory_.Find(mac);
-  return use != FlatTable<TokenMac>::kNone ? tokenUses_[use].nextSequence : forgottenSequenceFloor_;
-}
-
-uint64_t ServerCore::FirstReceived(const TokenMac& mac) const {
-  const uint32_t use = tokenHistory_.Find(mac);
-  return use != FlatTable<TokenMac>::kNone ? tokenUses_[use].receivedEnd : 0;
+  if (use == FlatTable<TokenMac>::kNone) return Resumption{forgottenSequenceFloor_, 0};
+  return Resumption{tokenUses_[use].nextSequence, tokenUses_[use].receivedEnd};
 }
 
 void ServerCore::CarryForward(const TokenMac& mac, uint64_t nextSequence, uint64_t receivedEnd) {

@@ -232,12 +232,16 @@ class ServerCore {
   // Token history: each private token seen, with the address that first used it; the oldest goes first
   // once maxTokenHistory_ are held.
   void RememberToken(const TokenMac& mac, const AddressKey& address);
-  // Where a connection with this token starts its send sequence, and where the next one will.
-  uint64_t FirstSequence(const TokenMac& mac) const;
+  // Where a connection with this token starts: its send sequence, and its receive window. A token the history
+  // does not hold starts sending past every forgotten token's packets, and receiving at 0 (a new token cannot
+  // be told from a forgotten one, and a new client starts at 0).
+  struct Resumption {
+    uint64_t nextSequence;
+    uint64_t receivedEnd;
+  };
+  Resumption Resume(const TokenMac& mac) const;
+  // Where the next connection with this token will start.
   void CarryForward(const TokenMac& mac, uint64_t nextSequence, uint64_t receivedEnd);
-  // Where a connection with this token starts receiving (0 for a token the history does not hold: a new
-  // token cannot be told from a forgotten one, and a new client starts at 0).
-  uint64_t FirstReceived(const TokenMac& mac) const;
   // At least the nextSequence of every token the history forgot (its oldest go once it is full): a
   // forgotten token used again starts past what it sent before, as does every new one after the first
   // such (a token cannot be told from a forgotten one).

@@ -68,13 +68,14 @@ bool ReadServerAddress(WireReader* reader, ServerAddress* out) {
 }
 
 bool SameServerAddress(const ServerAddress& a, const ServerAddress& b) {
+  if (a.port != b.port) return false;
+  if (a.ip.family == b.ip.family) return std::memcmp(a.ip.bytes, b.ip.bytes, a.ip.family == 4 ? 4 : 16) == 0;
   // ::ffff:a.b.c.d is a.b.c.d: a token may list either, and a dual-stack socket reports the second form.
   IpAddress left = a.ip;
   IpAddress right = b.ip;
   UnmapIpv4(&left);
   UnmapIpv4(&right);
-  return left.family == right.family && a.port == b.port &&
-         std::memcmp(left.bytes, right.bytes, left.family == 4 ? 4 : 16) == 0;
+  return left.family == 4 && right.family == 4 && std::memcmp(left.bytes, right.bytes, 4) == 0;
 }
 
 }  // namespace volley::netcode
