@@ -177,7 +177,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"persistentCongestion", s.persistentCongestion}, {"spuriousLosses", s.spuriousLosses},
         {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
         {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
-        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"reassemblyMade", s.reassemblyMade},
+        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade},
         {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
         {"minRttUs", core_->rtt().minUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
         {"congestionWindow", core_->congestionWindow()}, {"bytesInFlight", core_->bytesInFlight()},

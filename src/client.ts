@@ -224,7 +224,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * ConnectError whose code says why (denied, timed out, expired, invalid), or ERR_ABORTED when
    * options.signal aborts or close() is called first. A token that does not parse is a bad argument: a
    * TypeError with code ERR_INVALID_CONNECT_TOKEN, before any attempt. A client can connect again after a
-   * connection ended.
+   * connection ended: it keeps its socket, and so its address, until close().
    */
   connect(token: Uint8Array | string, options: { signal?: AbortSignal } = {}): Promise<void> {
     try {

@@ -125,8 +125,15 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
   // An indexed loop: map() would skip the holes of a sparse array.
   for (let index = 0; index < channels.length; index++) {
     const channel: unknown = channels[index]
-    const mode = typeof channel === 'object' && channel !== null ? (channel as { mode?: unknown }).mode : undefined
-    if (typeof channel === 'object' && channel !== null) checkOptions(`channels[${index}] entry`, channel, channelOptionNames)
+    if (typeof channel !== 'object' || channel === null) {
+      const hint = MODES.includes(channel as ChannelMode) ? ` (write { mode: '${String(channel)}' })` : ''
+      throw new VolleyTypeError(
+        'ERR_INVALID_ARG_TYPE',
+        `channels[${index}] must be an object { mode: 'reliable' | 'unreliable' | 'sequenced' }${hint}. Received ${describe(channel)}`,
+      )
+    }
+    checkOptions(`channels[${index}] entry`, channel, channelOptionNames)
+    const mode = (channel as { mode?: unknown }).mode
     if (!MODES.includes(mode as ChannelMode)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `channels[${index}].mode must be 'reliable', 'unreliable' or 'sequenced'. Received ${describe(mode)}`)
     }

@@ -565,7 +565,9 @@ describe('the volley command line', () => {
     [['--protocol-id', 'xyz', 'key'], /--protocol-id must be an integer/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' \(the "--server" option\) does not parse/],
-    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be an integer from -1 to 2147483647, not '5.5'/],
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '5.5'/],
+    // 0 is no timeout the library takes: the flag's own message, not the library's "timeoutSeconds" option.
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '0'], /--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '0'/],
     // Decimal or 0x hex only: BigInt('') was 0 and Number(' 0x3 ') was 3.
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--protocol-id', ''], /--protocol-id must be an integer from 0 to 2\^64 - 1/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--client-id', ' 0x10 '], /--client-id must be an integer/],
@@ -593,7 +595,7 @@ describe('the volley command line', () => {
     const bytes = Buffer.from(token.stdout.trim(), 'base64')
     expect(bytes.byteLength).toBe(2048)
     expect(readConnectToken(bytes).timeoutSeconds).toBe(-1)
-    expect(run('token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '-2').stderr).toMatch(/--timeout must be an integer from -1 to 2147483647, not '-2'/)
+    expect(run('token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '-2').stderr).toMatch(/--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '-2'/)
     expect(run('-h')).toMatchObject({ status: 0, stdout: expect.stringMatching(/^usage:/) })
     const version = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')).version as string
     expect(run('--version')).toMatchObject({ status: 0, stdout: `${version}\n` })

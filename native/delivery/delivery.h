@@ -74,6 +74,7 @@ struct DeliveryStats {
   // Dropped on receive, by cause.
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
            expiredFragments = 0, unknownChannel = 0;
+  uint64_t forgottenPackets = 0;  // older than the record of packets seen: a copy or not, cannot be told
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
   uint64_t reassemblyMade = 0;  // bytes of buffers made for reassembly, in all (each whole at a message's first frame)
 };

@@ -38,6 +38,12 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
     ++stats_.malformed;
     return;
   }
+  // Older than what either record remembers: a copy or a packet late beyond them, which cannot be told
+  // apart. Dropped, for a copy must not deliver its messages twice; its reliable data comes again.
+  if (!received_.Remembers(number) || !refusedPackets_.Remembers(number)) {
+    ++stats_.forgottenPackets;
+    return;
+  }
   if (received_.Contains(number) || refusedPackets_.Contains(number)) {
     ++stats_.duplicatePackets;
     return;
@@ -371,8 +377,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     return true;
   }
   const bool sequenced = channel.mode == ChannelMode::kSequenced;
+  // A stale message is counted once, at its first fragment, as an oversized one is: at most once, never
+  // per fragment (one whose first fragment is lost goes uncounted).
   if (sequenced && channel.anyDelivered && sequence <= channel.lastDelivered) {
-    ++stats_.staleSequenced;
+    if (!fragmented || fragment == 0) ++stats_.staleSequenced;
     return true;
   }
   const auto delivered = [&](uint64_t done) {
@@ -380,7 +388,9 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     channel.anyDelivered = true;
     channel.lastDelivered = done;
     for (InMessage& slot : channel.partials) {  // older incomplete messages can no longer be delivered
-      if (slot.used && slot.sequence <= done) FreeInMessage(slot);
+      if (!slot.used || slot.sequence > done) continue;
+      if (slot.seen[0]) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
+      FreeInMessage(slot);
     }
   };
   if (!fragmented) {

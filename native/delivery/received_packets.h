@@ -1,6 +1,6 @@
 // The packet numbers a receiver has seen, as disjoint ranges newest first: what its ACK frames say,
-// and whether a packet number is new. At most kKeptRanges are kept: a packet older than the oldest kept
-// range counts as seen (it is far outside any sender's loss window), so memory stays bounded.
+// and whether a packet number is new. At most kKeptRanges are kept, so memory stays bounded: of a packet
+// older than the oldest kept range nothing can be told (Remembers is false), and Add takes it as seen.
 #pragma once
 
 #include <cstdint>
@@ -40,8 +40,13 @@ class ReceivedPackets {
     return true;
   }
 
+  // False for a number older than every kept range once kKeptRanges are kept: seen or not, forgotten.
+  bool Remembers(uint64_t number) const {
+    return ranges_.size() < kKeptRanges || number >= ranges_.back().low;
+  }
+
+  // Whether a number is in a kept range (see Remembers for one older than them).
   bool Contains(uint64_t number) const {
-    if (!ranges_.empty() && number < ranges_.back().low && ranges_.size() == kKeptRanges) return true;
     for (const Range& range : ranges_) {
       if (number > range.high) return false;
       if (number >= range.low) return true;

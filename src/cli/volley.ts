@@ -62,11 +62,20 @@ function bigint(name: string, text: string): bigint {
 }
 
 // The ranges the library takes, checked here so that a mistake names the flag and shows the usage.
-const timeoutRange = { integer: true, min: -1, max: 2_147_483_647 } // the token's timeout, s; -1: none
 const keepAliveRange = { min: 1, max: 60_000 }
 const maxClientsRange = { integer: true, min: 1, max: 1 << 20 }
 const concurrencyRange = { integer: true, min: 1, max: 1_000_000 }
 const clientsRange = { integer: true, min: 1, max: 1_000_000 }
+
+/** --timeout: the token's timeout in whole seconds, or -1 for none (0 would drop every handshake at once). */
+function timeoutArgument(text: string | undefined): number {
+  if (text === undefined || text === '-1') return text === undefined ? 10 : -1
+  if (/^\d+$/.test(text)) {
+    const value = Number(text)
+    if (value >= 1 && value <= 2_147_483_647) return value
+  }
+  throw new UsageError(`--timeout must be -1 (no timeout) or a whole number of seconds from 1 to 2147483647, not '${text}'`)
+}
 
 function required(name: string, value: string | undefined): string {
   if (value === undefined) throw new UsageError(`--${name} is required`)
@@ -102,7 +111,7 @@ async function main(): Promise<void> {
       clientId: bigint('client-id', values['client-id']),
       serverAddresses: [server],
       expireSeconds: 300,
-      timeoutSeconds: numberArgument('timeout', values.timeout, 10, timeoutRange),
+      timeoutSeconds: timeoutArgument(values.timeout),
     })
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
@@ -137,7 +146,7 @@ async function main(): Promise<void> {
     const count = numberArgument('clients', values.clients, 1000, clientsRange)
     const seconds = numberArgument('seconds', values.seconds, 10, { max: maxTimerSeconds })
     const rate = numberArgument('rate', values.rate, 0, { max: 1_000_000 })
-    const timeoutSeconds = numberArgument('timeout', values.timeout, 10, timeoutRange)
+    const timeoutSeconds = timeoutArgument(values.timeout)
     const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
     const pool = new ClientPool({ keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange) })
     const tokens = await Promise.all(

@@ -42,9 +42,11 @@ export function parseServerAddress(text: unknown, name?: string): ServerAddress 
 }
 
 export function formatServerAddress(address: ServerAddress): string {
+  const shape = 'A server address must be { family: 4 | 6, bytes: a Uint8Array of 4 or 16 bytes, port: 0 to 65535 }'
+  if (typeof address !== 'object' || address === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `${shape}. Received ${describe(address)}`)
+  }
   const valid =
-    typeof address === 'object' &&
-    address !== null &&
     (address.family === 4 || address.family === 6) &&
     isUint8Array(address.bytes) &&
     address.bytes.byteLength === (address.family === 4 ? 4 : 16) &&
@@ -52,10 +54,7 @@ export function formatServerAddress(address: ServerAddress): string {
     address.port >= 0 &&
     address.port <= 65535
   if (!valid) {
-    throw new VolleyTypeError(
-      'ERR_INVALID_ARG_VALUE',
-      `A server address must be { family: 4 | 6, bytes: a Uint8Array of 4 or 16 bytes, port: 0 to 65535 }. Received ${describe(address)}`,
-    )
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${shape}. Received ${describe(address)}`)
   }
   if (address.family === 4) return `${address.bytes.join('.')}:${address.port}`
   const groups: string[] = []

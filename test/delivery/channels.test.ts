@@ -432,7 +432,11 @@ describe('channels over loopback', () => {
     )
     // A sparse array: its holes are refused here, not by the engine later with an error that has no code.
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', channels: new Array(2) })).toThrow(
-      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/channels\[0\]\.mode/) }),
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/channels\[0\] must be an object/) }),
+    )
+    // A bare mode where an entry belongs: the message shows the entry to write.
+    expect(() => new Client({ channels: ['reliable' as never] })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining("(write { mode: 'reliable' }). Received type string ('reliable')") }),
     )
     expect(() => new Client({ maxMessageBytes: 5 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Client({ pingIntervalMs: 1000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))

@@ -938,6 +938,41 @@ describe('hostile input', () => {
     expect(core.stats().oversized).toBe(3)
   })
 
+  it('counts a stale sequenced message once: when a newer one supersedes it, or at its first fragment', () => {
+    // Found in review: a partial message that a newer one superseded was freed uncounted, and each of its
+    // late fragments then counted as a stale message of its own.
+    const core = deliveryCore({ channels: ['sequenced'] })
+    core.receive(fragmentOf(0, 0, 1, 3000, 0, 1100), 0)
+    core.receive(fragmentOf(1, 0, 1, 3000, 1, 1100), 0)
+    core.receive(whole(2, 0, 2, 10), 0) // supersedes message 1, two of its three fragments in
+    expect(core.stats().staleSequenced).toBe(1)
+    core.receive(fragmentOf(3, 0, 1, 3000, 2, 800), 0) // its last fragment, late: counted already
+    expect(core.stats().staleSequenced).toBe(1)
+    // Message 0, all late: counted once, at its first fragment, whatever the order its fragments come in.
+    core.receive(fragmentOf(4, 0, 0, 3000, 2, 800), 0)
+    core.receive(fragmentOf(5, 0, 0, 3000, 1, 1100), 0)
+    core.receive(fragmentOf(6, 0, 0, 3000, 0, 1100), 0)
+    expect(core.stats().staleSequenced).toBe(2)
+    expect(core.take().messages.map((m) => m.data.byteLength)).toEqual([10])
+    expect(core.stats().reassemblyUsed).toBe(0)
+  })
+
+  it('drops a packet older than its records remember, counted as forgotten, not as a duplicate', () => {
+    // 64 refused packets far apart fill the record of refused packets: an older packet may be one of those
+    // it forgot (a copy must not deliver its messages twice), so it is dropped, and counted as what it is.
+    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
+    const refusedFragment = [0x11, 0, ...varint(1), ...varint(20_000), ...varint(0), ...new Array(1100).fill(7)]
+    const unreliable = (tag: number) => [0x10, 1, ...varint(tag), ...varint(1), tag]
+    for (let k = 0; k < 64; k++) core.receive(packet(varint(10 + 2 * k), refusedFragment), k)
+    expect(core.stats().overBudget).toBe(64)
+    core.receive(packet(varint(5), unreliable(5)), 100) // never seen, but older than every refused one kept
+    expect(core.stats()).toMatchObject({ forgottenPackets: 1, duplicatePackets: 0 })
+    core.receive(packet(varint(11), unreliable(11)), 101) // between two refused ones: remembered as unseen
+    core.receive(packet(varint(12), unreliable(12)), 102) // refused before: a duplicate
+    expect(core.stats()).toMatchObject({ forgottenPackets: 1, duplicatePackets: 1 })
+    expect(core.take().messages.map((m) => m.data[0])).toEqual([11])
+  })
+
   it('keeps its record of packets seen when a peer sends the largest packet number, 2^64 − 1', () => {
     // number + 1 wrapped to 0: the range of packets 0..2 became 2^64 − 1..2, a duplicate of packet 1
     // delivered its message again, and every ACK said "first range 3 below largest 2" (malformed).

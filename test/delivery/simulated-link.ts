@@ -36,7 +36,7 @@ export interface DeliveryOptions {
 type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
-  | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized'
+  | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'forgottenPackets'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'

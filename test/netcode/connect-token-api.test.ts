@@ -112,6 +112,8 @@ describe('readConnectToken', () => {
     expect(() => connectTokenToBase64(new Uint8Array(3))).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: 'A connect token is 2048 bytes. Received 3' }))
     expect(() => connectTokenToBase64('abc' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/must be a Uint8Array of 2048 bytes. Received type string/) }))
     expect(() => formatServerAddress({} as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => formatServerAddress(undefined as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(() => formatServerAddress('10.0.0.1:1' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => formatServerAddress({ family: 4, bytes: new Uint8Array(16), port: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(loadAddon().netcode.readConnectToken(count)).toBeNull()
   })
