@@ -428,15 +428,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Value field = object.Get(name);
       return field.IsNumber() ? field.As<Napi::Number>().DoubleValue() : 0.0;
     };
+    // Within JavaScript's ranges here too: a double out of uint64_t's range (NaN, negative) is undefined
+    // behaviour to convert, and a direct caller's could hold datagrams for ever.
+    const auto count = [&](const char* name, double max) {
+      const double given = number(name);
+      return given >= 0 ? static_cast<uint64_t>(std::min(given, max)) : uint64_t{0};
+    };
     NetworkConditions conditions;
     conditions.loss = number("loss");
     conditions.duplicate = number("duplicate");
     conditions.reorder = number("reorder");
-    conditions.latencyUs = static_cast<uint64_t>(number("latencyUs"));
-    conditions.jitterUs = static_cast<uint64_t>(number("jitterUs"));
-    conditions.bandwidthBytesPerSec = static_cast<uint64_t>(number("bandwidthBytesPerSec"));
-    conditions.queueBytes = static_cast<uint64_t>(number("queueBytes"));
-    conditions.seed = static_cast<uint64_t>(number("seed"));
+    conditions.latencyUs = count("latencyUs", 60e6);
+    conditions.jitterUs = count("jitterUs", 60e6);
+    conditions.bandwidthBytesPerSec = count("bandwidthBytesPerSec", 1e12);
+    conditions.queueBytes = count("queueBytes", 1e12);
+    conditions.seed = count("seed", 9007199254740991.0);
     return std::make_unique<NetworkSimulator>(conditions);
   }
 

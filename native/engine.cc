@@ -1043,7 +1043,7 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
     const ProtocolOutput::Datagram& head = output.outbox[start];
     size_t run = 1;
     size_t bytes = head.size;
-    while (gso_ && start + run < output.outboxCount && run < kMaxGsoSegments && datagrams + run < kMaxBatchSize) {
+    while (state->gso && start + run < output.outboxCount && run < kMaxGsoSegments && datagrams + run < kMaxBatchSize) {
       const ProtocolOutput::Datagram& next = output.outbox[start + run];
       if (next.size > head.size || bytes + next.size > kMaxGsoBytes || next.nameLength != head.nameLength ||
           std::memcmp(&next.name, &head.name, head.nameLength) != 0 || output.outbox[start + run - 1].size != head.size) {
@@ -1097,9 +1097,11 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
     const int error = errno;
     if (error == EINTR) continue;
     if (sendRuns_[done] > 1 && (error == EIO || error == EINVAL || error == ENOPROTOOPT)) {
-      // No UDP GSO here (an old kernel, a device without it): send datagram by datagram from now on. The
-      // caller starts again at the run that failed: the messages before it went out (else they went twice).
-      gso_ = false;
+      // No UDP GSO here (an old kernel, a device without it, or this socket's path: an MTU too small for
+      // the run): this socket sends datagram by datagram from now on; the engine's other sockets go on as
+      // before. The caller starts again at the run that failed: the messages before it went out (else they
+      // went twice).
+      state->gso = false;
       size_t sent = 0;
       for (size_t i = 0; i < done; ++i) sent += sendRuns_[i];
       return sent;
@@ -1118,15 +1120,19 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
 
 void Engine::SendProtocolDatagrams(SocketState* state) {
   ProtocolOutput& output = state->protocol->output;
-  if (NetworkSimulator* simulator = state->protocol->simulator.get()) {
-    // The simulated network takes what the protocol sends and gives back what is due on the wire now.
+  NetworkSimulator* simulator = state->protocol->simulator.get();
+  if (simulator != nullptr) {
+    // The simulated network takes what the protocol sends and gives back what is due on the wire now, an
+    // outbox at a time: after a latency step thousands may be due at once, and the outbox is kept.
     for (size_t i = 0; i < output.outboxCount; ++i) simulator->Submit(output.outbox[i], clock_.monotonicUs);
-    output.outboxCount = simulator->Release(clock_.monotonicUs, &output.outbox, 0);
+    output.outboxCount = simulator->Release(clock_.monotonicUs, &output.outbox, kOutboxDrainAt);
   }
-  // sendmmsg over the outbox. What the kernel will not take at once is dropped and counted, as a lost
-  // datagram would be; the protocol's timers resend what matters.
-  for (size_t first = 0; first < output.outboxCount;) first += SendOutbox(state, first);
-  output.outboxCount = 0;
+  while (output.outboxCount > 0) {
+    // sendmmsg over the outbox. What the kernel will not take at once is dropped and counted, as a lost
+    // datagram would be; the protocol's timers resend what matters.
+    for (size_t first = 0; first < output.outboxCount;) first += SendOutbox(state, first);
+    output.outboxCount = simulator != nullptr ? simulator->Release(clock_.monotonicUs, &output.outbox, kOutboxDrainAt) : 0;
+  }
 }
 
 void Engine::FlushProtocol(SocketState* state) {
@@ -1208,6 +1214,10 @@ void Engine::ScheduleProtocol(SocketState* state) {
   // deadline that moved later (an acknowledgement that went out with a reply) moves its timer too, or it
   // would wake the thread for nothing.
   const uint64_t tick = protocolTimers_.tickUs();
+  if (deadline > TimerWheel::kNever - tick) {  // rounded up it would wrap to 0 and fire every tick; it is never
+    protocolTimers_.Cancel(state->timerId);
+    return;
+  }
   const uint64_t due = (deadline + tick - 1) / tick * tick;
   if (due != protocolTimers_.DueUs(state->timerId)) protocolTimers_.Schedule(state->timerId, due);
 }

@@ -98,6 +98,7 @@ class Engine {
     std::shared_ptr<SocketStats> stats;
     bool readable = false;
     bool listed = false;  // in readable_
+    bool gso = true;      // sends runs as UDP GSO messages; off once the kernel refused one
     // The kernel's drop counter (SO_MEMINFO) as last read: read when a receive drains a queue that may
     // have been full, now and then while it never drains, and at close. (Not SO_RXQ_OVFL: a control
     // message with every datagram cost 7 % of a saturated receive, and missed the drops after the last.)
@@ -306,11 +307,10 @@ class Engine {
   std::vector<mmsghdr> sendHeaders_;
   std::vector<iovec> sendIov_;
   std::vector<sockaddr_in6> sendNames_;
-  // UDP GSO for protocol sockets: runs of up to kMaxGsoSegments datagrams, kMaxGsoBytes in all.
+  // UDP GSO for protocol sockets (SocketState::gso): runs of up to kMaxGsoSegments datagrams, kMaxGsoBytes in all.
   static constexpr size_t kMaxGsoSegments = 64;
   static constexpr size_t kMaxGsoBytes = 65000;
   static constexpr size_t kGsoControlWords = 4;  // CMSG_SPACE(sizeof(uint16_t)) in 8-byte words, with room
-  bool gso_ = true;
   std::vector<uint64_t> gsoControl_ = std::vector<uint64_t>(kMaxBatchSize * kGsoControlWords);
   std::vector<uint32_t> sendRuns_ = std::vector<uint32_t>(kMaxBatchSize);
 };

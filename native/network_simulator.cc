@@ -77,13 +77,13 @@ void NetworkSimulator::Hold(const ProtocolOutput::Datagram& datagram, uint64_t r
   held_.push(Held{releaseUs, order_++, slot});
 }
 
-size_t NetworkSimulator::Release(uint64_t nowUs, std::vector<ProtocolOutput::Datagram>* out, size_t count) {
+size_t NetworkSimulator::Release(uint64_t nowUs, std::vector<ProtocolOutput::Datagram>* out, size_t limit) {
   size_t released = 0;
-  while (!held_.empty() && held_.top().releaseUs <= nowUs) {
+  while (released < limit && !held_.empty() && held_.top().releaseUs <= nowUs) {
     const uint32_t slot = held_.top().slot;
     held_.pop();
-    if (count + released == out->size()) out->resize(out->empty() ? 4 : out->size() * 2);
-    (*out)[count + released] = datagrams_[slot];
+    if (released == out->size()) out->resize(out->empty() ? 4 : out->size() * 2);
+    (*out)[released] = datagrams_[slot];
     freeSlots_.push_back(slot);
     ++released;
   }

@@ -37,8 +37,8 @@ class NetworkSimulator {
 
   // Takes a datagram the socket would send now.
   void Submit(const ProtocolOutput::Datagram& datagram, uint64_t nowUs);
-  // Moves the datagrams due by nowUs into out[count...]; returns how many it appended.
-  size_t Release(uint64_t nowUs, std::vector<ProtocolOutput::Datagram>* out, size_t count);
+  // Moves up to `limit` of the datagrams due by nowUs into out[0...]; returns how many.
+  size_t Release(uint64_t nowUs, std::vector<ProtocolOutput::Datagram>* out, size_t limit);
   // When the next held datagram is due; UINT64_MAX when none is held.
   uint64_t NextReleaseUs() const;
   const NetworkSimulatorCounters& counters() const { return counters_; }

@@ -46,9 +46,29 @@ export class ClientPool {
     return this.#engine
   }
 
+  /** Clients made so far: the number of the next (each seeds its network simulator with its number). */
+  #made = 0
+
   constructor(options: ClientOptions = {}) {
     new Client(options) // the same checks as each client's, now rather than at connect()
-    this.#options = { ...options } // the caller's object may change after: each client gets what was checked
+    // The caller's objects may change after: each client gets what was checked, nested options included.
+    this.#options = {
+      ...options,
+      ...(options.channels !== undefined ? { channels: options.channels.map((channel) => ({ ...channel })) } : {}),
+      ...(options.networkSimulator !== undefined ? { networkSimulator: { ...options.networkSimulator } } : {}),
+    }
+  }
+
+  /**
+   * The options of the pool's next client. With a seeded network simulator, each client draws its own
+   * random choices (one seed for all would make them lose the same packets at once): the first client
+   * takes the seed given, client n a seed derived from it and n, so that a run repeats as a whole.
+   */
+  #nextClientOptions(): ClientOptions {
+    const number = this.#made++
+    const simulator = this.#options.networkSimulator
+    if (simulator?.seed === undefined || number === 0) return this.#options
+    return { ...this.#options, networkSimulator: { ...simulator, seed: clientSeed(simulator.seed, number) } }
   }
 
   get clients(): readonly Client[] {
@@ -91,7 +111,7 @@ export class ClientPool {
     const worker = async (): Promise<void> => {
       while (next < tokens.length && !signal.aborted) {
         const token = tokens[next++] as Uint8Array | string
-        const client = new Client(this.#options)
+        const client = new Client(this.#nextClientOptions())
         if (this.#options.engine === 'dedicated') useDedicatedEngine(client, this.#dedicatedEngine)
         client.on('message', () => this.#messagesReceived++)
         // Counted, not thrown: with no listener an 'error' event would throw out of the engine's dispatch.
@@ -158,4 +178,13 @@ export class ClientPool {
     await Promise.allSettled([...this.#running])
     await Promise.all(this.#clients.map((client) => client.close()))
   }
+}
+
+/** A seed for client `number` of a pool seeded with `seed`: splitmix64's mix of the two, in 0 .. 2^53 − 1. */
+function clientSeed(seed: number, number: number): number {
+  const mask = (1n << 64n) - 1n
+  let z = (BigInt(seed) + BigInt(number) * 0x9e3779b97f4a7c15n) & mask
+  z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & mask
+  z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & mask
+  return Number((z ^ (z >> 31n)) >> 11n)
 }

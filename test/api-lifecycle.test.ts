@@ -562,7 +562,7 @@ describe('the volley command line', () => {
   const run = (...args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
 
   it.each([
-    [['--protocol-id', 'xyz', 'key'], /--protocol-id must be an integer/],
+    [['--protocol-id', 'xyz', 'token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32)], /--protocol-id must be an integer/],
     [['--bogus'], /Unknown option '--bogus'/],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' \(the "--server" option\) does not parse/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '5.5'/],
@@ -577,6 +577,15 @@ describe('the volley command line', () => {
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--keep-alive-ms', '0'], /--keep-alive-ms must be a number from 1 to 60000, not '0'/],
     [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--concurrency', '0'], /--concurrency must be an integer from 1 to 1000000/],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--max-clients', '1e9'], /--max-clients must be an integer/],
+    // A flag of another command, or a word more, was ignored: load used client ids 1..N whatever --client-id said.
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--client-id', '500'], /load takes no --client-id/],
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--timeout', '-1'], /serve takes no --timeout/],
+    [['key', '--server', 'nonsense'], /key takes no --server/],
+    [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), 'extra'], /unexpected argument 'extra' after token/],
+    [['launch'], /unknown command 'launch'/],
+    // --address is checked as --server is: the flag named, not the Server option it fills.
+    [['serve', '--address', 'bogus', '--key', '00'.repeat(32)], /Server address 'bogus' \(the "--address" option\) does not parse/],
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--reuse-port'], /--reuse-port needs a fixed port in --address, not port 0/],
     // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--seconds', '3000000'], /--seconds must be/],
   ])('refuses %j with one line and status 2, no stack trace', (args, message) => {

@@ -80,6 +80,27 @@ describe('ClientPool edges', () => {
     await pool.close()
   })
 
+  it('gives each client of a seeded pool a seed of its own, the same on every run, and copies its options', async () => {
+    // One seed for all made every client lose the same packets at once: with loss 0.5, all or none.
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 16, disconnectIntervalMs: 2 })
+    const { port } = await server.listen()
+    const seedsOf = async (first: number): Promise<number[]> => {
+      const networkSimulator = { loss: 0.2, seed: 42 }
+      const pool = new ClientPool({ networkSimulator, requestIntervalMs: 20, disconnectIntervalMs: 2 })
+      networkSimulator.loss = 1 // after the constructor: changes nothing
+      expect(await pool.connect(await tokens(port, 6, first), { concurrency: 1 })).toMatchObject({ connected: 6 })
+      const seeds = pool.clients.map((client) => client.stats().networkSimulator!.seed)
+      await pool.close()
+      return seeds
+    }
+    const seeds = await seedsOf(1)
+    expect(seeds[0]).toBe(42) // the first takes the seed given, as a lone Client would
+    expect(new Set(seeds).size).toBe(6)
+    for (const seed of seeds) expect(Number.isSafeInteger(seed) && seed >= 0).toBe(true)
+    expect(await seedsOf(101)).toEqual(seeds) // derived from the seed and the client's number: a run repeats
+    await server.close()
+  })
+
   it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
     const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 32, disconnectIntervalMs: 2 })
     const { port } = await server.listen()
@@ -158,6 +179,28 @@ describe('volley CLI', () => {
     } finally {
       load.kill()
       await server.close()
+    }
+  }, 30_000)
+
+  it('volley load exits with status 1 when the connections are lost during its window', async () => {
+    const key = '0b'.repeat(32)
+    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8, disconnectIntervalMs: 5 })
+    const { port } = await server.listen()
+    const load = spawn(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '3', '--seconds', '3', '--json'], {
+      cwd: new URL('..', import.meta.url),
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    let output = ''
+    load.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
+      await server.close() // the server goes away: its disconnects end every connection
+      const [code] = (await once(load, 'exit')) as [number]
+      const finished = JSON.parse(output.trim().split('\n').at(-1)!) as { event: string; connect: { connected: number }; connected: number; ended: Record<string, number> }
+      expect(finished).toMatchObject({ event: 'finished', connect: { connected: 3 }, connected: 0, ended: { disconnected: 3 } })
+      expect(code).toBe(1) // it exited 0: a smoke test against a server that died passed
+    } finally {
+      load.kill()
     }
   }, 30_000)
 

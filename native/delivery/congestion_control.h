@@ -29,8 +29,7 @@ class CongestionControl {
   // flight (else the acknowledgement shows nothing about a larger one, RFC 9002 §7.8).
   void OnAcked(uint64_t bytes, uint64_t sentUs, bool windowInUse) {
     ++acked_[0];
-    if (inRecovery_ && sentUs <= recoveryStartUs_) return;  // sent before the reduction: no growth
-    inRecovery_ = false;
+    if (InRecovery(sentUs)) return;  // sent before the reduction: no growth
     if (!windowInUse) return;
     if (window_ < slowStartThreshold_) {
       window_ += bytes;
@@ -41,31 +40,41 @@ class CongestionControl {
 
   // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and recentRttUs: the path's
   // minimum RTT and the smallest of its recent samples (0 when not yet measured). One reduction per round
-  // trip: losses of packets sent before the last reduction are part of the same event.
-  void OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t recentRttUs) {
+  // trip: losses of packets sent before the last reduction are part of the same event, whenever they are
+  // found (RFC 9002's InCongestionRecovery, by send time alone). Returns the reduction the loss belongs to
+  // (0: none), for OnSpuriousLoss.
+  uint64_t OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t recentRttUs) {
     ++lost_[0];
-    if (inRecovery_ && sentUs <= recoveryStartUs_) return;
+    if (InRecovery(sentUs)) {
+      ++undo_.unproven;
+      return reductions_;
+    }
     const bool queued = minRttUs == 0 || recentRttUs > minRttUs + std::max<uint64_t>(minRttUs / 8, kQueueSlackUs);
     const uint64_t lost = lost_[0] + lost_[1], acked = acked_[0] + acked_[1];
-    if (!queued && lost * 10 <= lost + acked) return;  // not congestion
-    inRecovery_ = true;
+    if (!queued && lost * 10 <= lost + acked) return 0;  // not congestion
+    undo_ = Undo{true, 1, window_, slowStartThreshold_, reduced_, recoveryStartUs_};
+    ++reductions_;
+    reduced_ = true;
     recoveryStartUs_ = nowUs;
-    undo_ = Undo{true, sentUs, window_, slowStartThreshold_};
     const double pathBytes = bandwidthBytesPerUs() * static_cast<double>(minRttUs);
     const uint64_t half = window_ / 2;
     const uint64_t target = pathBytes >= static_cast<double>(window_) ? window_ : std::max(half, static_cast<uint64_t>(pathBytes));
     window_ = std::max(target, kMinimumWindow);
     slowStartThreshold_ = window_;
+    return reductions_;
   }
 
-  // A packet sent at sentUs, declared lost, was acknowledged after all (reordered). When its loss made
-  // the last reduction, the reduction is undone (as TCP's Eifel response does); it is not counted as lost.
-  void OnSpuriousLoss(uint64_t sentUs) {
+  // A packet declared lost was acknowledged after all (reordered); reduction: what OnLost returned for it.
+  // It is not counted as lost. Once every loss of the last reduction's event has proved spurious, the
+  // reduction is undone (as TCP's Eifel response does), its recovery period with it; one real loss among
+  // them (a packet of the same flush, say) and it stands.
+  void OnSpuriousLoss(uint64_t reduction) {
     if (lost_[0] > 0) --lost_[0];
-    if (!undo_.possible || sentUs != undo_.sentUs) return;
+    if (!undo_.possible || reduction == 0 || reduction != reductions_ || --undo_.unproven > 0) return;
     window_ = std::max(window_, undo_.window);
     slowStartThreshold_ = undo_.slowStartThreshold;
-    inRecovery_ = false;
+    reduced_ = undo_.reduced;
+    recoveryStartUs_ = undo_.recoveryStartUs;
     undo_.possible = false;
   }
 
@@ -79,7 +88,7 @@ class CongestionControl {
   void OnPersistentCongestion(uint64_t thresholdBefore) {
     window_ = kMinimumWindow;
     slowStartThreshold_ = std::max(slowStartThreshold_, thresholdBefore);
-    inRecovery_ = false;
+    reduced_ = false;  // no recovery period (RFC 9002 §7.6.2): the window grows from the next acknowledgement
     undo_.possible = false;
   }
 
@@ -102,19 +111,25 @@ class CongestionControl {
  private:
   static constexpr uint64_t kQueueSlackUs = 250;
 
+  // Sent before the last reduction: a loss of it is part of that event, its acknowledgement grows nothing.
+  bool InRecovery(uint64_t sentUs) const { return reduced_ && sentUs <= recoveryStartUs_; }
+
   uint64_t window_ = kInitialWindow;
   uint64_t slowStartThreshold_ = UINT64_MAX;
   uint64_t recoveryStartUs_ = 0;
-  bool inRecovery_ = false;
+  bool reduced_ = false;  // a reduction was made: recoveryStartUs_ holds when
   double currentMax_ = 0, previousMax_ = 0;
   uint64_t periodStartUs_ = 0;
   uint64_t lost_[2] = {0, 0}, acked_[2] = {0, 0};  // packets, this period and the one before
-  // The last reduction: the send time of the lost packet that made it, and what it changed.
+  uint64_t reductions_ = 0;  // made so far: the number of the last
+  // The last reduction: its losses not yet proved spurious, and what it changed.
   struct Undo {
     bool possible = false;
-    uint64_t sentUs = 0;
+    uint64_t unproven = 0;
     uint64_t window = 0;
     uint64_t slowStartThreshold = 0;
+    bool reduced = false;
+    uint64_t recoveryStartUs = 0;
   } undo_;
 };
 

@@ -119,6 +119,8 @@ class DeliveryCore {
   // What the connection keeps allocated for its bookkeeping: records of sent packets, and the slots of
   // its channels' queues (sending, and reliable receiving out of order).
   size_t sentRecords() const { return sent_.size(); }
+  // Bytes the records of sent packets hold, their lists of fragments included (a scan: for stats and tests).
+  size_t sentRecordsHeld() const;
   size_t queueSlots() const;
   // Room kept for declared losses, to see one proved wrong: none until the first loss, none again once
   // they are settled.
@@ -279,6 +281,7 @@ class DeliveryCore {
 
   // Sent packets from sentBase_ to nextPacket_ − 1, in a ring.
   std::vector<SentPacket> sent_;
+  size_t chunkCapacity_ = 0;  // Chunk entries the records' lists have room for, in all
   uint64_t sentBase_ = 0;
   uint64_t nextPacket_ = 0;
   uint64_t largestAcked_ = 0;
@@ -296,6 +299,7 @@ class DeliveryCore {
   struct LostRecord {
     uint64_t number;
     uint64_t sentUs;
+    uint64_t reduction;  // the window reduction its loss belongs to (CongestionControl::OnLost), 0: none
   };
   std::vector<LostRecord> recentlyLost_;  // oldest first, at most kRecentlyLost
   uint64_t packetThreshold_ = 0;

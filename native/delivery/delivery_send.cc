@@ -30,6 +30,10 @@ constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at
 // everything in it is settled, goes back to this size from above kKeptSentRecords.
 constexpr size_t kInitialSentRecords = 4;
 constexpr size_t kKeptSentRecords = 256;
+// Each record keeps its list of the reliable fragments it carried, room for about 200 in a packet of small
+// messages: kept, up to 256 records held 1.5 MB on an idle connection. Past this much, once everything is
+// settled, the ring goes back to its first size with empty lists.
+constexpr size_t kKeptChunkBytes = 64 * 1024;
 // Every packet this side sends takes a record until it and all before it are settled: ACKs, pings and
 // pongs too, behind the oldest packet not yet acknowledged. A peer that never acknowledges, and elicits an
 // ACK with each of its packets, made the records grow by one per packet it sent, for as long as the
@@ -213,8 +217,10 @@ void DeliveryCore::Flush(uint64_t nowUs) {
 }
 
 void DeliveryCore::EnsureSentCapacity(uint64_t nowUs) {
-  if (sentBase_ == nextPacket_ && sent_.size() > kKeptSentRecords) {  // nothing outstanding: no record to keep
+  // Nothing outstanding: no record to keep.
+  if (sentBase_ == nextPacket_ && (sent_.size() > kKeptSentRecords || chunkCapacity_ * sizeof(Chunk) > kKeptChunkBytes)) {
     std::vector<SentPacket>(kInitialSentRecords).swap(sent_);
+    chunkCapacity_ = 0;
     return;
   }
   // The oldest outstanding packet is not settled (SettleFront): lost, its reliable data goes again.
@@ -229,6 +235,14 @@ void DeliveryCore::EnsureSentCapacity(uint64_t nowUs) {
     grown[number & (grown.size() - 1)] = std::move(sent_[number & (sent_.size() - 1)]);
   }
   sent_.swap(grown);
+  chunkCapacity_ = 0;  // the records left behind took their lists with them
+  for (const SentPacket& record : sent_) chunkCapacity_ += record.chunks.capacity();
+}
+
+size_t DeliveryCore::sentRecordsHeld() const {
+  size_t held = sent_.capacity() * sizeof(SentPacket);
+  for (const SentPacket& record : sent_) held += record.chunks.capacity() * sizeof(Chunk);
+  return held;
 }
 
 DeliveryCore::SentPacket* DeliveryCore::FindSent(uint64_t number) {
@@ -298,6 +312,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   const uint64_t number = nextPacket_;
   SentPacket& record = sent_[number & (sent_.size() - 1)];
   record.chunks.clear();
+  const size_t chunksBefore = record.chunks.capacity();
   size_t size = 0;
   {
     WireWriter header(packet, kMaxPacketBytes);
@@ -464,6 +479,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   record.inFlight = eliciting;
   record.settled = !eliciting;  // ACKs, pings and pongs alone are not acknowledged: nothing to wait for
   record.acked = false;
+  chunkCapacity_ += record.chunks.capacity() - chunksBefore;  // a list only grows here
   ++nextPacket_;
   if (eliciting) {
     if (bytesInFlight_ == 0) {  // a new flight: its rate is measured from now, not from the idle time before
@@ -564,11 +580,12 @@ void DeliveryCore::CreditFragment(const Chunk& chunk) {
 
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsLost;
+  const uint64_t reduction =
+      Settle(packet) ? congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0) : 0;
   if (packet.ackEliciting) {
     if (recentlyLost_.size() == kRecentlyLost) recentlyLost_.erase(recentlyLost_.begin());
-    recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs});
+    recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs, reduction});
   }
-  if (Settle(packet)) congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0);
   for (const Chunk& chunk : packet.chunks) {
     OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
     // Only the latest copy of a fragment counts: an older copy's loss says nothing new.
@@ -604,7 +621,7 @@ void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& r
     }
     packetThreshold_ = std::min(kMaxPacketThreshold, std::max(packetThreshold_, largestAcked_ - lost.number + 1));
     timeThresholdEighths_ = std::min(kMaxTimeThresholdEighths, timeThresholdEighths_ + 1);
-    congestion_.OnSpuriousLoss(lost.sentUs);
+    congestion_.OnSpuriousLoss(lost.reduction);
   }
   recentlyLost_.resize(kept);
   ForgetOldLosses(nowUs);

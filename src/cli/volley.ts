@@ -20,26 +20,35 @@ const usage = `usage:
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
-  load exits with status 1 when a client failed to connect, 130 when interrupted`
+  load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted`
 
+// No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
   address: { type: 'string' },
   server: { type: 'string' },
   key: { type: 'string' },
-  'protocol-id': { type: 'string', default: '0x1234' },
-  'max-clients': { type: 'string', default: '10000' },
-  clients: { type: 'string', default: '1000' },
+  'protocol-id': { type: 'string' },
+  'max-clients': { type: 'string' },
+  clients: { type: 'string' },
   seconds: { type: 'string' },
-  rate: { type: 'string', default: '0' },
-  concurrency: { type: 'string', default: '256' },
-  timeout: { type: 'string', default: '10' },
-  'keep-alive-ms': { type: 'string', default: '100' },
-  'client-id': { type: 'string', default: '1' },
-  json: { type: 'boolean', default: false },
-  'reuse-port': { type: 'boolean', default: false },
-  help: { type: 'boolean', short: 'h', default: false },
-  version: { type: 'boolean', default: false },
+  rate: { type: 'string' },
+  concurrency: { type: 'string' },
+  timeout: { type: 'string' },
+  'keep-alive-ms': { type: 'string' },
+  'client-id': { type: 'string' },
+  json: { type: 'boolean' },
+  'reuse-port': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
 } as const
+
+/** The flags each command takes (--help and --version go with any). */
+const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
+  serve: ['address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port'],
+  load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json'],
+  token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
+  key: [],
+}
 
 /** The package's version, from its package.json (two levels up from src/cli and from dist/cli alike). */
 function packageVersion(): string {
@@ -82,6 +91,15 @@ function required(name: string, value: string | undefined): string {
   return value
 }
 
+/** --address, checked here so that an error names the flag rather than the Server option it fills. */
+function addressArgument(value: string | undefined, reusePort: boolean): string {
+  const address = required('address', value)
+  const anyPort = address.endsWith(':0') // any free port: parsed as port 1
+  parseServerAddress(anyPort ? `${address.slice(0, -2)}:1` : address, '--address')
+  if (anyPort && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
+  return address
+}
+
 /** --server, checked here so that an error names the flag rather than the token option it fills. */
 function serverArgument(value: string | undefined): string {
   const server = required('server', value)
@@ -96,11 +114,18 @@ async function main(): Promise<void> {
     console.log(packageVersion())
     return
   }
-  if (values.help || command === undefined) {
+  if (values.help === true || command === undefined) {
     console.log(usage)
-    process.exit(command === undefined && !values.help ? 2 : 0)
+    process.exit(command === undefined && values.help !== true ? 2 : 0)
   }
-  const protocolId = bigint('protocol-id', values['protocol-id'])
+  const flags = commandFlags[command]
+  if (flags === undefined) throw new UsageError(`unknown command '${command}'`)
+  // A flag of another command was a mistake (--client-id to load would have been ignored), as is a word more.
+  for (const flag of Object.keys(values) as (keyof typeof options)[]) {
+    if (!flags.includes(flag)) throw new UsageError(`${command} takes no --${flag}`)
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' after ${command}`)
+  const protocolId = bigint('protocol-id', values['protocol-id'] ?? '0x1234')
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
   } else if (command === 'token') {
@@ -108,21 +133,22 @@ async function main(): Promise<void> {
     const token = await generateConnectToken({
       protocolId,
       privateKey: key(values.key),
-      clientId: bigint('client-id', values['client-id']),
+      clientId: bigint('client-id', values['client-id'] ?? '1'),
       serverAddresses: [server],
       expireSeconds: 300,
       timeoutSeconds: timeoutArgument(values.timeout),
     })
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
-    const address = required('address', values.address)
+    const reusePort = values['reuse-port'] === true
+    const address = addressArgument(values.address, reusePort)
     const server = new Server({
       protocolId,
       privateKey: key(values.key),
       address,
       maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
-      reusePort: values['reuse-port'],
+      reusePort,
     })
     server.on('message', (peer, data) => {
       if (peer.connected) peer.send(data) // echo, while the server runs
@@ -161,7 +187,7 @@ async function main(): Promise<void> {
     const report = (event: string, extra: object = {}): void => {
       // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
       const line = { event, connect, ...pool.stats(), ...extra }
-      console.log(values.json ? JSON.stringify(line) : `${event}: ${JSON.stringify(line)}`)
+      console.log(values.json === true ? JSON.stringify(line) : `${event}: ${JSON.stringify(line)}`)
     }
     report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
     const payload = new Uint8Array(64).fill(1)
@@ -203,11 +229,12 @@ async function main(): Promise<void> {
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
     report('finished', { broadcasts, messagesSent, ...(interrupted.signal.aborted ? { interrupted: true } : {}) })
+    // Read before the clients close: a connection that ended in the window was lost (the server went away).
+    const lost = pool.stats().connected < connect.connected
     await pool.close()
-    // A load that did not connect every client failed (1), one cut short by a signal ends as signals do (130).
-    process.exit(interrupted.signal.aborted ? 130 : connect.connected < tokens.length ? 1 : 0)
-  } else {
-    throw new UsageError(`unknown command '${command}'`)
+    // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
+    // signals do (130).
+    process.exit(interrupted.signal.aborted ? 130 : connect.connected < tokens.length || lost ? 1 : 0)
   }
 }
 

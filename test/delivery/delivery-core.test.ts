@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
-import { type LinkConditions, SimulatedPair, dataFrames, deliveryCore, numberedMessage, readNumberedMessage, varint } from './simulated-link.ts'
+import { type LinkConditions, SimulatedPair, ackPacket, dataFrames, deliveryCore, numberedMessage, packetNumber, readNumberedMessage, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -759,6 +759,86 @@ describe('memory', () => {
     expect(pair.received.b).toHaveLength(256)
     expect(pair.a.stats().spareBytes).toBeGreaterThan(0) // some are kept: no allocation per message
     expect(pair.a.stats().spareBytes).toBeLessThanOrEqual(256 * 1024)
+  })
+
+  it('an idle connection gives back the lists of fragments its packet records kept (1.5 MB before)', () => {
+    // Found in review: a record's list of the reliable fragments its packet carried kept its room when the
+    // record was reused, and a ring of up to 256 records is kept: room for ~200 small messages in each.
+    const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 64 << 20 }, { latencyMs: 10 }, 5)
+    pair.run(second)
+    for (let i = 0; i < 250; i++) pair.send('a', 0, new Uint8Array(1000)) // a ring of about 128 records
+    pair.run(pair.now + second)
+    let most = 0
+    for (let t = 0; t < 1000; t++) {
+      // Packets full of small messages, queued together and sent at the next timer (not flushed one by one).
+      for (let i = 0; i < 150; i++) pair.a.send(0, new Uint8Array(1), pair.clock('a'))
+      pair.run(pair.now + 2 * ms)
+      most = Math.max(most, pair.a.stats().sentRecordsHeld)
+    }
+    pair.run(pair.now + 5 * second) // idle
+    expect(pair.received.b).toHaveLength(250 + 150_000)
+    expect(most).toBeGreaterThan(256 * 1024) // what the lists held in flight
+    const { sentRecordsHeld, sentRecords, queuedMessages } = pair.a.stats()
+    expect(queuedMessages).toBe(0)
+    expect(sentRecords).toBeLessThanOrEqual(256)
+    expect(sentRecordsHeld).toBeLessThan(64 * 1024) // was 795,648 bytes, in 128 records
+  })
+})
+
+describe('congestion window reductions', () => {
+  /** A core that has sent `count` 1,000-byte messages in one flush at `now`: their packet numbers. */
+  const flight = (core: ReturnType<typeof deliveryCore>, count: number, now: number): number[] => {
+    for (let i = 0; i < count; i++) core.send(0, new Uint8Array(1000), now)
+    core.flush(now)
+    return core.take().packets.filter((p) => dataFrames(p).length > 0).map(packetNumber)
+  }
+
+  it('keeps the cut of a real loss when another packet of the same flush proves only reordered', () => {
+    // Found in review: the undo was keyed by the send time of the loss that made the cut, which every
+    // packet of one flush shares: the late acknowledgement of any of them undid a real loss's cut.
+    const core = deliveryCore({ channels: ['reliable'] })
+    let now = second
+    const sent = flight(core, 40, now)
+    const [lost, late] = [sent[2]!, sent[4]!]
+    now += 50 * ms
+    core.receive(ackPacket(0, sent.slice(0, 10).filter((n) => n !== lost && n !== late)), now)
+    const cut = core.stats()
+    expect(cut.packetsLost).toBe(2)
+    expect(cut.congestionWindow).toBeLessThan(10 * 1200) // the initial window, cut
+    now += 5 * ms
+    core.receive(ackPacket(1, sent.slice(0, 10).filter((n) => n !== lost)), now) // `late` arrives after all
+    expect(core.stats()).toMatchObject({ spuriousLosses: 1, packetsLost: 1, congestionWindow: cut.congestionWindow })
+    // Once the other proves reordered too, every loss of the event was spurious: the cut is undone.
+    now += 5 * ms
+    core.receive(ackPacket(2, sent.slice(0, 10)), now)
+    expect(core.stats().spuriousLosses).toBe(2)
+    expect(core.stats().congestionWindow).toBeGreaterThan(cut.congestionWindow)
+  })
+
+  it('cuts once for the losses of one flight, even when a later packet was acknowledged first', () => {
+    // Found in review: an acknowledgement of a packet sent after the cut ended the recovery before the
+    // losses of the same ACK were looked at, and a loss from before the cut cut the window again.
+    const core = deliveryCore({ channels: ['reliable'] })
+    let now = second
+    const first = flight(core, 60, now)
+    const acked = new Set<number>()
+    let number = 0
+    const ack = (numbers: number[]): void => {
+      for (const n of numbers) acked.add(n)
+      core.receive(ackPacket(number++, acked), now)
+    }
+    now += 50 * ms
+    ack(first.slice(0, 7).filter((n) => n !== first[3]))
+    expect(core.stats().packetsLost).toBe(1)
+    now += ms
+    core.flush(now)
+    const second_ = core.take().packets.filter((p) => dataFrames(p).length > 0).map(packetNumber)
+    expect(second_.length).toBeGreaterThan(0)
+    now += 20 * ms
+    const before = core.stats().congestionWindow
+    ack([...first.slice(7).filter((n) => n !== first[9]), ...second_]) // first[9], sent before the cut, lost
+    expect(core.stats().packetsLost).toBe(2)
+    expect(core.stats().congestionWindow).toBeGreaterThanOrEqual(before)
   })
 })
 

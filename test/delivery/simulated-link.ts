@@ -39,7 +39,7 @@ type StatName =
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'forgottenPackets'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
-  | 'bandwidthBytesPerSec' | 'sentRecords' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
+  | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
@@ -263,4 +263,29 @@ export function varint(value: number | bigint): number[] {
     v >>= 7n
   } while (v > 0n)
   return out
+}
+
+/** The packet number of a delivery packet (after its marker byte). */
+export function packetNumber(packet: Uint8Array): number {
+  let value = 0
+  for (let at = 1, scale = 1; ; scale *= 128) {
+    const byte = packet[at++]!
+    value += (byte & 0x7f) * scale
+    if (byte < 0x80) return value
+  }
+}
+
+/** A delivery packet numbered `number` that holds one ACK frame for the packet numbers `acked`. */
+export function ackPacket(number: number, acked: Iterable<number>): Uint8Array {
+  const descending = [...new Set(acked)].sort((a, b) => b - a)
+  const ranges: { low: number; high: number }[] = []
+  for (const n of descending) {
+    const last = ranges.at(-1)
+    if (last !== undefined && last.low - 1 === n) last.low = n
+    else ranges.push({ low: n, high: n })
+  }
+  const [first] = ranges as [{ low: number; high: number }]
+  const bytes = [0xd1, ...varint(number), 0x01, ...varint(first.high), ...varint(0), ...varint(first.high - first.low), ...varint(ranges.length - 1)]
+  for (let i = 1; i < ranges.length; i++) bytes.push(...varint(ranges[i - 1]!.low - ranges[i]!.high - 2), ...varint(ranges[i]!.high - ranges[i]!.low))
+  return Uint8Array.from(bytes)
 }

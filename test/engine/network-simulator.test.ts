@@ -11,6 +11,10 @@ import { networkSimulatorFields } from '../../src/network-simulator.ts'
 const root = join(import.meta.dirname, '../..')
 
 interface HarnessResult {
+  firstPart: number
+  secondPart: number
+  leftAfter: number
+  partsInOrder: boolean
   overflowed: number
   afterOverflowUs: number
   fastLinkLastUs: number
@@ -55,6 +59,9 @@ describe('the network simulator under a bandwidth limit', () => {
     // Datagrams dropped by a full queue still draw their random choices: the others' do not shift.
     expect(result.overflowDropped).toBeGreaterThan(100)
     expect(result.overflowKeepsChoices).toBe(true)
+    // Released an outbox at a time, in due order, none lost between the parts: 600 due, 256 + 256 + 88.
+    expect([result.firstPart, result.secondPart, result.leftAfter]).toEqual([256, 256, 88])
+    expect(result.partsInOrder).toBe(true)
   }, 60_000)
 })
 

@@ -1,5 +1,6 @@
 // Drives native/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
 // JSON, for test/engine/network-simulator.test.ts.
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 
@@ -20,7 +21,7 @@ ProtocolOutput::Datagram Datagram(uint16_t size) {
 // Datagrams Release() gives back by nowUs.
 size_t ReleasedBy(NetworkSimulator* simulator, uint64_t nowUs) {
   std::vector<ProtocolOutput::Datagram> out;
-  return simulator->Release(nowUs, &out, 0);
+  return simulator->Release(nowUs, &out, SIZE_MAX);
 }
 
 // Releases everything, each datagram when it is due, calling onRelease(datagram, atUs) for each; returns
@@ -31,7 +32,7 @@ uint64_t ReleaseAll(NetworkSimulator* simulator, OnRelease onRelease) {
   std::vector<ProtocolOutput::Datagram> out;
   while (simulator->NextReleaseUs() != UINT64_MAX) {
     last = simulator->NextReleaseUs();
-    const size_t count = simulator->Release(last, &out, 0);
+    const size_t count = simulator->Release(last, &out, SIZE_MAX);
     for (size_t i = 0; i < count; ++i) onRelease(out[i], last);
   }
   return last;
@@ -144,10 +145,30 @@ int main() {
       if (at > releasedAt[datagram.size] || releasedAt[datagram.size] == 0) overflowKeepsChoices = false;
     });
   }
+  // 7. Release gives back at most what it is asked for, in due order, and keeps the rest for the next call:
+  // the engine sends an outbox at a time (a latency step could make 65,536 due at once).
+  uint64_t firstPart = 0, secondPart = 0, leftAfter = 0;
+  bool partsInOrder = true;
+  {
+    NetworkConditions conditions;
+    conditions.latencyUs = 1000;
+    conditions.seed = 3;
+    NetworkSimulator simulator(conditions);
+    for (uint16_t id = 1; id <= 600; ++id) simulator.Submit(Datagram(id), id);  // due at 1,001 .. 1,600 µs
+    std::vector<ProtocolOutput::Datagram> out;
+    firstPart = simulator.Release(5000, &out, 256);
+    for (size_t i = 0; i < firstPart; ++i) partsInOrder = partsInOrder && out[i].size == i + 1;
+    secondPart = simulator.Release(5000, &out, 256);
+    for (size_t i = 0; i < secondPart; ++i) partsInOrder = partsInOrder && out[i].size == 256 + i + 1;
+    leftAfter = simulator.Release(5000, &out, 256);
+  }
   std::printf(
-      "{\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu,"
+      "{\"firstPart\":%llu,\"secondPart\":%llu,\"leftAfter\":%llu,\"partsInOrder\":%s,"
+      "\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu,"
       "\"queueHeld\":%llu,\"queueDropped\":%llu,\"defaultQueueDropped\":%llu,\"duplicatesLastUs\":%llu,"
       "\"overflowKeepsChoices\":%s,\"overflowDropped\":%llu}\n",
+      static_cast<unsigned long long>(firstPart), static_cast<unsigned long long>(secondPart),
+      static_cast<unsigned long long>(leftAfter), partsInOrder ? "true" : "false",
       static_cast<unsigned long long>(overflowed), static_cast<unsigned long long>(afterOverflowUs),
       static_cast<unsigned long long>(fastLinkLastUs), seedZeroRepeats ? "true" : "false",
       static_cast<unsigned long long>(seedZeroLost), static_cast<unsigned long long>(queueHeld),
