@@ -191,14 +191,13 @@ describe('close', () => {
       s.unref()
       console.log('bound')
     `
-    const started = Date.now()
+    // The child exits by itself, or execFileSync throws at its timeout: the process was kept alive.
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
       cwd: new URL('..', import.meta.url),
       encoding: 'utf8',
       timeout: 10_000,
     })
     expect(out.trim()).toBe('bound')
-    expect(Date.now() - started).toBeLessThan(10_000)
   })
 
   it('unref() on a closing socket, beside an unref()ed one on the same engine, lets the process exit', async () => {

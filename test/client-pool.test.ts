@@ -170,7 +170,7 @@ describe('volley CLI', () => {
     try {
       await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
       load.kill('SIGINT')
-      const [code] = (await once(load, 'exit')) as [number]
+      const [code] = (await once(load, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number] // bounded: the finally kills it
       expect(code).toBe(130) // as a shell reports a command a signal ended
       const finished = output.trim().split('\n').map((line) => JSON.parse(line) as { event: string; interrupted?: boolean; connected: number }).at(-1)
       expect(finished).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
@@ -195,7 +195,7 @@ describe('volley CLI', () => {
     try {
       await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
       await server.close() // the server goes away: its disconnects end every connection
-      const [code] = (await once(load, 'exit')) as [number]
+      const [code] = (await once(load, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number] // bounded: the finally kills it
       const finished = JSON.parse(output.trim().split('\n').at(-1)!) as { event: string; connect: { connected: number }; connected: number; ended: Record<string, number> }
       expect(finished).toMatchObject({ event: 'finished', connect: { connected: 3 }, connected: 0, ended: { disconnected: 3 } })
       expect(code).toBe(1) // it exited 0: a smoke test against a server that died passed

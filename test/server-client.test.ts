@@ -161,16 +161,19 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
-  it.each([['a BYOB read into it'], ['transfer()']])("%s detaches one peer's user data, not the others'", async (how) => {
-    // Both detach the buffer under peer.userData (transfer() from Node 22 on). The peers' copies shared a
-    // buffer, and one handler emptied every other peer's user data and broke the next connects.
+  it.each([['a BYOB read into it'], ['a transfer']])("%s detaches one peer's user data, not the others'", async (how) => {
+    // Both detach the buffer under peer.userData (a transfer: ArrayBuffer's transfer() from Node 22 on,
+    // structuredClone's transfer list before). The peers' copies shared a buffer, and one handler emptied
+    // every other peer's user data and broke the next connects.
     const { server, address } = await startServer()
     const transfer = (ArrayBuffer.prototype as { transfer?: () => ArrayBuffer }).transfer
     const peers: Peer[] = []
     server.on('connect', (peer) => {
       if (peers.push(peer) !== 2) return
-      if (how === 'transfer()' && transfer !== undefined) {
-        transfer.call(peer.userData.buffer)
+      if (how === 'a transfer') {
+        const buffer = peer.userData.buffer as ArrayBuffer
+        if (transfer !== undefined) transfer.call(buffer)
+        else structuredClone(buffer, { transfer: [buffer] })
       } else {
         void new ReadableStream({ type: 'bytes' })
           .getReader({ mode: 'byob' })

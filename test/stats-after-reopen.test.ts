@@ -24,9 +24,16 @@ it('never reports a negative bandwidth after the client reopens its socket for a
     await client.connect(await token(v4.address, 7n))
     for (let i = 0; i < 200; i++) client.send(new Uint8Array(1000))
     await waitFor(() => client.stats().bytes.out > 150_000, 5000, 'the payloads to leave')
+    // Two readings over a second apart: the bandwidth is then measured from the old socket's high counts
+    // (sooner, it is measured from 0 bytes, and no reading could come out negative).
+    for (let reading = 0; reading < 2; reading++) {
+      await new Promise((resolve) => setTimeout(resolve, 1100))
+      expect(client.stats().bandwidth.outBps).toBeGreaterThanOrEqual(0)
+    }
     ;[...v4.server.peers.values()][0]!.disconnect()
     await waitFor(() => client.state === 'disconnected', 5000, 'the server to end the connection')
     await client.connect(await token(v6.address, 8n))
+    await waitFor(() => client.stats().bytes.out > 0, 5000, 'the new socket to send') // fewer bytes than the old had sent
     const after = client.stats()
     expect(after.bandwidth.inBps).toBeGreaterThanOrEqual(0)
     expect(after.bandwidth.outBps).toBeGreaterThanOrEqual(0)
@@ -34,4 +41,4 @@ it('never reports a negative bandwidth after the client reopens its socket for a
     await client.close()
     await Promise.all([v4.server.close(), v6.server.close()])
   }
-})
+}, 15_000)

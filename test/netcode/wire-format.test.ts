@@ -1,5 +1,6 @@
-// Golden vectors for netcode 1.02 tokens and packets, checked three ways: against layouts written here
-// from the standard, against libsodium-wrappers used directly, and TypeScript against native.
+// Golden vectors for netcode 1.02 tokens and packets (pinned: see the fixture's note), checked three ways:
+// against layouts written here from the standard, against libsodium-wrappers used directly, and TypeScript
+// against native.
 import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/addon.ts'
