@@ -79,7 +79,8 @@ export class ClientPool {
    * Connects one client per token, at most `concurrency` handshakes at a time. Resolves when every attempt
    * has ended; failures are counted (stats().failed), not thrown. options.signal aborting, or close(), ends
    * the attempts in flight (counted as ERR_ABORTED) and starts no more: the tokens never tried are
-   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED.
+   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED,
+   * a token that is neither a Uint8Array nor a string with ERR_INVALID_ARG_TYPE, before any attempt.
    */
   connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     try {
@@ -87,6 +88,12 @@ export class ClientPool {
       checkSignal(options.signal)
       if (!Array.isArray(tokens)) {
         throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens" argument must be an array of connect tokens. Received ${describe(tokens)}`)
+      }
+      // A token of the wrong type is a mistake in the call, not a connection that failed: refused before any
+      // attempt. (A Uint8Array or string that is no token fails its attempt: ERR_INVALID_CONNECT_TOKEN.)
+      const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && !(token instanceof Uint8Array))
+      if (misfit >= 0) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
       }
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')

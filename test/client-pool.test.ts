@@ -101,6 +101,16 @@ describe('ClientPool edges', () => {
     await server.close()
   })
 
+  it('refuses tokens of the wrong type before any attempt, and counts a token that does not parse as its failure', async () => {
+    const pool = new ClientPool()
+    const good = await tokens(9, 1)
+    await expect(pool.connect([...good, 5 as never])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('tokens[1] must be a connect token') })
+    expect(pool.stats().failed).toEqual({}) // nothing was tried
+    expect(await pool.connect([new Uint8Array(10)])).toMatchObject({ connected: 0, failed: 1 })
+    expect(pool.stats().failed).toEqual({ ERR_INVALID_CONNECT_TOKEN: 1 })
+    await pool.close()
+  })
+
   it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
     const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 32, disconnectIntervalMs: 2 })
     const { port } = await server.listen()
