@@ -29,6 +29,22 @@ export async function waitFor(predicate: () => boolean, timeoutMs = 5000, what: 
 }
 
 /**
+ * The promise, or a rejection naming `what` after timeoutMs: an awaited event that never comes fails the test
+ * then, and its finally closes what it opened (at vitest's own timeout no finally runs).
+ */
+export async function within<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([promise, expired])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/**
  * Holds the JavaScript thread (the engines' I/O threads run on) until the condition holds: for what must
  * happen before JavaScript hears of it. False at the deadline.
  */

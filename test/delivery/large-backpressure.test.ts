@@ -29,7 +29,7 @@ describe('large messages while JavaScript is busy', () => {
     let output = ''
     sender.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     try {
-      await once(server, 'connect')
+      await once(server, 'connect', { signal: AbortSignal.timeout(15_000) }) // bounded: the finally kills the sender
       // Busy: the I/O thread delivers, nothing is taken; until the sender has filled the 64 MiB (however
       // slow this machine is), then 300 ms more, in which the engine must read nothing more.
       const deadline = Date.now() + 30_000
@@ -43,7 +43,7 @@ describe('large messages while JavaScript is busy', () => {
       expect(received).toEqual(Array.from({ length: count }, (_, i) => i))
       expect(corrupt).toBe(0)
       expect(sharedEngine().largeBytes()).toBe(0)
-      const [code] = (await once(sender, 'exit')) as [number]
+      const [code] = (await once(sender, 'exit', { signal: AbortSignal.timeout(10_000) })) as [number]
       expect({ code, output: output.trim() }).toEqual({ code: 0, output: 'sent' })
     } finally {
       sender.kill()
