@@ -130,6 +130,26 @@ describe('ClientPool edges', () => {
 })
 
 describe('volley CLI', () => {
+  /** `volley load --json` with `clients` clients for `seconds`, once they have connected: its last report line and exit code. */
+  async function connectedLoad(port: number, key: string, clients: string, seconds: string) {
+    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', clients, '--seconds', seconds, '--json']
+    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'inherit'] })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
+    } catch (error) {
+      child.kill()
+      throw error
+    }
+    return {
+      child,
+      lastLine: (): unknown => JSON.parse(output.trim().split('\n').at(-1)!),
+      // Bounded: the caller's finally kills the child (at vitest's own timeout no finally runs).
+      exitCode: async (): Promise<number> => ((await once(child, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number])[0],
+    }
+  }
+
   it('volley load --rate sends that many broadcasts a second, above 1,000 and at rates a timer period cannot express', async () => {
     const key = '07'.repeat(32)
     const servers = await Promise.all(
@@ -171,23 +191,15 @@ describe('volley CLI', () => {
     const { port } = await server.listen()
     const reasons: string[] = []
     server.on('disconnect', (_peer, reason) => reasons.push(reason))
-    const load = spawn(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '4', '--seconds', '600', '--json'], {
-      cwd: new URL('..', import.meta.url),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let output = ''
-    load.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const load = await connectedLoad(port, key, '4', '600')
     try {
-      await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
-      load.kill('SIGINT')
-      const [code] = (await once(load, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number] // bounded: the finally kills it
-      expect(code).toBe(130) // as a shell reports a command a signal ended
-      const finished = output.trim().split('\n').map((line) => JSON.parse(line) as { event: string; interrupted?: boolean; connected: number }).at(-1)
-      expect(finished).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
+      load.child.kill('SIGINT')
+      expect(await load.exitCode()).toBe(130) // as a shell reports a command a signal ended
+      expect(load.lastLine()).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
       await waitFor(() => reasons.length === 4, 5000, 'the disconnects')
       expect(reasons).toEqual(['disconnected', 'disconnected', 'disconnected', 'disconnected'])
     } finally {
-      load.kill()
+      load.child.kill()
       await server.close()
     }
   }, 30_000)
@@ -196,21 +208,14 @@ describe('volley CLI', () => {
     const key = '0b'.repeat(32)
     const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8, disconnectIntervalMs: 5 })
     const { port } = await server.listen()
-    const load = spawn(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '3', '--seconds', '3', '--json'], {
-      cwd: new URL('..', import.meta.url),
-      stdio: ['ignore', 'pipe', 'inherit'],
-    })
-    let output = ''
-    load.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const load = await connectedLoad(port, key, '3', '3')
     try {
-      await waitFor(() => output.includes('"event":"connected"'), 15_000, 'the clients to connect')
       await server.close() // the server goes away: its disconnects end every connection
-      const [code] = (await once(load, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number] // bounded: the finally kills it
-      const finished = JSON.parse(output.trim().split('\n').at(-1)!) as { event: string; connect: { connected: number }; connected: number; ended: Record<string, number> }
-      expect(finished).toMatchObject({ event: 'finished', connect: { connected: 3 }, connected: 0, ended: { disconnected: 3 } })
+      const code = await load.exitCode()
+      expect(load.lastLine()).toMatchObject({ event: 'finished', connect: { connected: 3 }, connected: 0, ended: { disconnected: 3 } })
       expect(code).toBe(1) // it exited 0: a smoke test against a server that died passed
     } finally {
-      load.kill()
+      load.child.kill()
     }
   }, 30_000)
 

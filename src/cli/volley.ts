@@ -78,7 +78,8 @@ const clientsRange = { integer: true, min: 1, max: 1_000_000 }
 
 /** --timeout: the token's timeout in whole seconds, or -1 for none (0 would drop every handshake at once). */
 function timeoutArgument(text: string | undefined): number {
-  if (text === undefined || text === '-1') return text === undefined ? 10 : -1
+  if (text === undefined) return 10
+  if (text === '-1') return -1
   if (/^\d+$/.test(text)) {
     const value = Number(text)
     if (value >= 1 && value <= 2_147_483_647) return value
