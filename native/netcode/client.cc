@@ -78,6 +78,7 @@ void ClientCore::StartAddress(uint32_t index, const Clock& now) {
     replay_.Reset();
     replayHeld_ = false;
   }
+  windowCarried_ = replayHeld_;
   // Reported at each address, even when the state stays "sending connection request" (a request that timed
   // out moves on to the next one): the sink learns which server the client now tries.
   state_ = ClientState::kSendingConnectionRequest;
@@ -130,9 +131,12 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     ++counters_.unknownAddress;
     return;
   }
+  // Whether a carried window still applies is known only at this connection's first keep-alive (below);
+  // until then nothing replay-protected is taken (payloads and disconnects are ignored while connecting).
+  const bool deciding = windowCarried_ && state_ == ClientState::kSendingConnectionResponse;
   Packet packet;
   const DropReason reason = ReadEncryptedPacket(data, size, protocolId_, token_.serverToClientKey, kClientAccepts,
-                                                &replay_, &packet, bodyBuffer_);
+                                                deciding ? nullptr : &replay_, &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
     CountDrop(reason);
     return;
@@ -150,6 +154,12 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
       return;
     case kKeepAlive:
       if (state_ == ClientState::kSendingConnectionResponse) {
+        if (deciding) {
+          // Below where the earlier connection ended: the server started its sequence again.
+          if (packet.sequence < replay_.ReceivedEnd()) replay_.Reset();
+          replay_.Advance(packet.sequence);
+          windowCarried_ = false;
+        }
         WireReader reader(bodyBuffer_, packet.bodySize);
         clientIndex_ = reader.U32();
         maxClients_ = reader.U32();

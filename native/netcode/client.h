@@ -102,10 +102,13 @@ class ClientCore {
   uint64_t lastReceiveUs_ = 0;
   uint64_t sequence_ = 0;  // never reset: the key is the same for every server address
   ReplayWindow replay_;
-  // The connection whose packets replay_ holds: a connection again with the same token to the same server
-  // keeps the window, since that server (this library's) goes on past the sequences the earlier one sent,
-  // and those, captured and replayed, must not be taken for new packets.
+  // The connection whose packets replay_ holds. A connection again with the same token to the same server
+  // starts with that window (windowCarried_): this library's server goes on past the sequences the earlier
+  // connection sent, and those, captured and replayed, must not be taken for new packets. A server that
+  // starts again at 0, as STANDARD.md has it (the reference's, or one restarted), shows it with its first
+  // keep-alive, and the window then starts afresh (Receive): refused, it could never connect.
   bool replayHeld_ = false;
+  bool windowCarried_ = false;
   ServerAddress replayServer_;
   uint8_t replayKey_[kKeyBytes] = {};
   uint8_t challengeBody_[kChallengeBodyBytes] = {};

@@ -228,7 +228,9 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.clientId = challenge.clientId;
   slot.timeoutSeconds = mapping->timeoutSeconds;
   slot.lastReceiveUs = now.monotonicUs;
-  slot.replay.ResetBelow(resumed.receivedEnd);
+  // The response is the connection's first packet from the client: at or past where an earlier connection
+  // with this token ended, the client went on with its sequence; below, it started again.
+  if (packet.sequence >= resumed.receivedEnd) slot.replay.ResetBelow(resumed.receivedEnd);
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
   RemoveMapping(*mapping);

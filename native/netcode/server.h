@@ -162,9 +162,10 @@ class ServerCore {
     // sent under the token's server-to-client key (its disconnects included), so that no nonce is used
     // twice with that key when a client connects again with the same token.
     uint64_t nextSequence = 0;
-    // Where a later connection with this token starts receiving: past every packet an earlier one took, so
-    // that those, captured and replayed, are refused (a client connecting again goes on with its sequence,
-    // as this library's does; one that starts again at 0 reuses its nonces, and its packets are refused).
+    // Where a later connection with this token starts receiving, if its client goes on with its sequence
+    // (as this library's does): past every packet an earlier one took, so that those, captured and
+    // replayed, are refused. A client that starts again at 0, as STANDARD.md has it, gets a window of its
+    // own (ProcessResponse): refusing its packets would connect it and then drop all it sends.
     uint64_t receivedEnd = 0;
   };
 

@@ -54,7 +54,8 @@ function token(options: { serverAddresses?: string[]; expireSeconds?: number; ti
 /** A client and a server joined by a network that drops what `drop` says, stepped in 10 ms ticks. */
 class World {
   readonly client = new (native().ClientCore)()
-  readonly server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 9) })
+  /** Replaced to restart the server: a new one knows no token, and starts its sequences at 0 again. */
+  server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 9) })
   readonly states: string[] = []
   /** The server each state named (none once the attempt or the connection ended). */
   readonly servers: (string | undefined)[] = []
@@ -370,6 +371,27 @@ describe('connecting again with the same token', () => {
     // The server goes on past what it sent before: its new payloads arrive.
     world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
     expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
+  })
+
+  it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
+    const world = new World()
+    const same = token({ clientId: 7n })
+    world.connect(same)
+    world.run(300)
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
+    world.handleClient(world.client.disconnect(world.now))
+    world.run(1500)
+    world.server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 8) })
+    const refusedBefore = world.client.state().counters.replayed!
+    world.connect(same)
+    world.run(300)
+    // Its first keep-alive (sequence 0) is below where the first connection ended: the window starts afresh.
+    expect(world.states.slice(-3)).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+    world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
+    expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
+    expect(world.client.state().counters.replayed).toBe(refusedBefore)
+    world.run(6000) // past the token's 5 s timeout: the keep-alives of both sides pass
+    expect(world.client.state().state).toBe('connected')
   })
 
   it('a new token starts a new window', () => {

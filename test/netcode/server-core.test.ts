@@ -471,6 +471,27 @@ describe('timers (fake clock)', () => {
     expect(core.state().counters.replayed).toBe(before + 3)
   })
 
+  it('a client that connects again with the same token and starts its sequence at 0 again, as STANDARD.md has it, is served', () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50037', 1n)
+    connect(core, client)
+    for (let i = 1; i <= 3; i++) expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([i])), 1000 + i, T0)).toMatchObject([{ kind: 'payload' }])
+    expect(core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 2000, T0)).toMatchObject([{ kind: 'disconnect' }])
+    // The reference client, or this library's in a new process on the same port: sequences from 0 again.
+    client.sequence = 0n
+    const index = connect(core, client, 10_000) // its response is sequence 0, below the first connection's 5
+    const refusedBefore = core.state().counters.replayed!
+    for (let i = 1; i <= 3; i++) {
+      expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([i])), 20_000 + i, T0)).toMatchObject([{ kind: 'payload', index }])
+    }
+    expect(core.state().counters.replayed).toBe(refusedBefore)
+    // Within its own connection the window holds as ever: a packet again is refused.
+    client.sequence = 2n
+    expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([9])), 30_000, T0)).toEqual([])
+    expect(core.state().counters.replayed).toBe(refusedBefore + 1)
+    expect(core.state().connectedClients).toBe(1)
+  })
+
   it('a token the history forgot starts past what it sent before when used again, as every token after it', () => {
     const core = server({ maxClients: 1 }) // a history of 2,048 tokens
     const client = new Client('127.0.0.1:50034', 1n)
