@@ -76,7 +76,7 @@ const maxClientsRange = { integer: true, min: 1, max: 1 << 20 }
 const concurrencyRange = { integer: true, min: 1, max: 1_000_000 }
 const clientsRange = { integer: true, min: 1, max: 1_000_000 }
 
-/** --timeout: the token's timeout in whole seconds, or -1 for none (0 would drop every handshake at once). */
+/** --timeout: the token's timeout in whole seconds, or -1 for none (the generator refuses 0, which the standard leaves unclear). */
 function timeoutArgument(text: string | undefined): number {
   if (text === undefined) return 10
   if (text === '-1') return -1
