@@ -59,7 +59,7 @@ const ofType = (type: number) => (result: ReadResult<Packet>): ReadResult<Packet
   result.ok && result.value.type !== type ? { ok: false, reason: 'unexpected-type' } : result
 
 describe('netcode 1.02 through real sockets, engine against the TypeScript codec', () => {
-  it('a hand-driven client connects to the engine\'s server, exchanges payloads, is replay-protected and disconnects', async () => {
+  it('a hand-driven client connects to the engine\'s server, exchanges payloads, is replay-protected, disconnects, and connects again with the same token as netcode.c\'s does', async () => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4 })
@@ -121,9 +121,23 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     await waitFor(() => disconnects.length === 1, 2000, 'the disconnect event')
     expect(disconnects).toEqual(['disconnected'])
     expect(server.stats().drops.unknownAddress).toBe(0)
+
+    // Again with the same token from the same socket, its sequence from 0 again, as netcode.c's client does:
+    // connected, and served (not connected and then refused as replays).
+    sequence = 0n
+    client.send(writeConnectionRequest(token), port)
+    const { value: again } = await client.next((data) => fromServer(data, [PacketType.connectionChallenge]))
+    client.send(toServer(PacketType.connectionResponse, again.body), port)
+    await waitFor(() => peers.length === 2, 2000, 'the second connect event')
+    const replayedBefore = server.stats().drops.replayed
+    const more = Array.from({ length: 3 }, (_, i) => Uint8Array.of(0xa0 + i))
+    for (const body of more) client.send(toServer(PacketType.payload, body), port)
+    await waitFor(() => messages.length === 13, 2000, 'three payloads of the second connection')
+    expect(messages.slice(10).map((m) => m[0])).toEqual([0xa0, 0xa1, 0xa2])
+    expect(server.stats().drops.replayed).toBe(replayedBefore)
   })
 
-  it('the engine\'s client connects to a hand-driven server, exchanges payloads and is disconnected', async () => {
+  it('the engine\'s client connects to a hand-driven server, exchanges payloads, is disconnected, and connects again with the same token to a server that starts at 0 again', async () => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
     const challengeKey = await generateKey()
@@ -178,5 +192,19 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
     server.send(toClient(PacketType.disconnect, new Uint8Array(0)), port)
     expect(await ended).toBe('disconnected')
+
+    // Again with the same token, to a server that starts its sequence at 0 again, as netcode.c's does (or
+    // this one, restarted): the client connects and takes its payloads.
+    const reconnected = client.connect(tokenBytes)
+    await server.next((data) => readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: BigInt(Math.floor(Date.now() / 1000)) }))
+    server.send(encryptPacket(sodium, { type: PacketType.connectionChallenge, sequence: globalSequence++, body: challengeBody }, protocolId, serverToClientKey), port)
+    await server.next((data) => fromClient(data, [PacketType.connectionResponse]))
+    sequence = 0n
+    server.send(toClient(PacketType.keepAlive, keepAliveBody), port)
+    await reconnected
+    expect(client.state).toBe('connected')
+    server.send(toClient(PacketType.payload, Uint8Array.of(7)), port)
+    await waitFor(() => received.length === 2, 2000, 'the payload of the second connection')
+    expect(received[1]).toEqual(Uint8Array.of(7))
   })
 })
