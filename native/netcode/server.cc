@@ -140,12 +140,14 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     return;
   }
   EncryptionMapping* mapping = FindMapping(key);
+  const bool newHandshake = mapping == nullptr || !(mapping->token == mac);
   if (mapping == nullptr) mapping = AddMapping(key);
   if (mapping == nullptr) {  // as many handshakes in progress as the server holds: ignored (the client resends)
     ++counters_.handshakesFull;
     return;
   }
   EncryptionMapping& entry = *mapping;
+  if (newHandshake) entry.firstChallenge = challengeSequence_;
   entry.token = mac;
   entry.clientId = request.token.clientId;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
@@ -198,12 +200,14 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   const uint64_t challengeSequence = reader.U64();
   const uint8_t* sealed = reader.Skip(kChallengeTokenBytes);
   ChallengeToken challenge;
-  // The challenge token must be the one this address was sent for its connect token: one sent for another
-  // token (to another address, or earlier to this one) would connect this token's keys as another client,
-  // which the checks on the client id and the token history then cannot tell from a new one (a second
-  // connection of the same token while the first lives: the same keys and sequence numbers, twice).
-  if (reader.failed() || !OpenChallengeToken(sealed, challengeSequence, challengeKey_, &challenge) ||
-      challenge.clientId != mapping->clientId) {
+  // The challenge token must be one this address was sent for its connect token in this handshake: one sent
+  // for another token (to another address, or earlier to this one) would connect this token's keys as
+  // another client, which the checks on the client id and the token history then cannot tell from a new
+  // one (a second connection of the same token while the first lives: the same keys and sequence numbers,
+  // twice); and an earlier handshake's response, captured and replayed, would pass for a client that
+  // started its sequence again (below), with a replay window that takes the earlier connection's packets.
+  if (reader.failed() || challengeSequence < mapping->firstChallenge ||
+      !OpenChallengeToken(sealed, challengeSequence, challengeKey_, &challenge) || challenge.clientId != mapping->clientId) {
     ++counters_.tokenRefused;
     return;
   }
@@ -228,8 +232,9 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.clientId = challenge.clientId;
   slot.timeoutSeconds = mapping->timeoutSeconds;
   slot.lastReceiveUs = now.monotonicUs;
-  // The response is the connection's first packet from the client: at or past where an earlier connection
-  // with this token ended, the client went on with its sequence; below, it started again.
+  // The response is the connection's first packet from the client, made for this handshake's challenge:
+  // at or past where an earlier connection with this token ended, the client went on with its sequence;
+  // below, it started again.
   if (packet.sequence >= resumed.receivedEnd) slot.replay.ResetBelow(resumed.receivedEnd);
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);

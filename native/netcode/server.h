@@ -152,6 +152,9 @@ class ServerCore {
     uint64_t requestedUs = 0;
     TokenMac token;
     uint64_t clientId = 0;  // the token's: a response must carry a challenge token for the same client
+    // The first challenge sent for this handshake (this address and token): a response must carry it or a
+    // later one, so that an earlier handshake's response, replayed, completes none.
+    uint64_t firstChallenge = 0;
     uint32_t livePosition = 0;  // in liveMappings_
   };
 

@@ -492,6 +492,30 @@ describe('timers (fake clock)', () => {
     expect(core.state().connectedClients).toBe(1)
   })
 
+  it("an earlier handshake's response, captured and replayed, completes no later handshake", () => {
+    const core = server()
+    const client = new Client('127.0.0.1:50038', 1n)
+    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+    const oldResponse = client.packet(PacketType.connectionResponse, client.open(challenge!.data).body)
+    expect(core.receive(client.address, oldResponse, 1000, T0).find((e) => e.kind === 'connect')).toBeDefined()
+    const payload = client.packet(PacketType.payload, new Uint8Array([1]))
+    expect(core.receive(client.address, payload, 2000, T0)).toMatchObject([{ kind: 'payload' }])
+    expect(core.receive(client.address, client.packet(PacketType.disconnect, new Uint8Array(0)), 3000, T0)).toMatchObject([{ kind: 'disconnect' }])
+    // The client connects again with the same token (going on with its sequence); before its response, the
+    // first handshake's response arrives again, as an attacker would send it: its sequence is below where
+    // the first connection ended, so taken, it would start a window that takes the first connection's packets.
+    const [challengeAgain] = sends(core.receive(client.address, client.request(), 10_000, T0))
+    const refusedBefore = core.state().counters.tokenRefused!
+    expect(core.receive(client.address, oldResponse, 11_000, T0)).toEqual([])
+    expect(core.state().counters.tokenRefused).toBe(refusedBefore + 1)
+    expect(core.state().connectedClients).toBe(0)
+    // The client's own response connects it, with the window carried: the replayed payload is refused.
+    const events = core.receive(client.address, client.packet(PacketType.connectionResponse, client.open(challengeAgain!.data).body), 12_000, T0)
+    expect(events.find((e) => e.kind === 'connect')).toBeDefined()
+    expect(core.receive(client.address, payload, 13_000, T0)).toEqual([])
+    expect(core.state().counters.replayed).toBe(1)
+  })
+
   it('a token the history forgot starts past what it sent before when used again, as every token after it', () => {
     const core = server({ maxClients: 1 }) // a history of 2,048 tokens
     const client = new Client('127.0.0.1:50034', 1n)
