@@ -41,7 +41,13 @@ const errorByState: Partial<Record<ClientState, [VolleyErrorCode, string]>> = {
   'connect-token-expired': ['ERR_CONNECT_TOKEN_EXPIRED', 'The connect token expired before a server accepted it'],
   'invalid-connect-token': ['ERR_INVALID_CONNECT_TOKEN', 'The connect token is not a valid netcode 1.02 token'],
   'connection-denied': ['ERR_CONNECTION_DENIED', 'The server denied the connection: it is full'],
-  'connection-request-timed-out': ['ERR_CONNECTION_REQUEST_TIMED_OUT', 'No server answered the connection request in time'],
+  'connection-request-timed-out': [
+    'ERR_CONNECTION_REQUEST_TIMED_OUT',
+    // A netcode server answers no request it refuses: say what that silence may mean.
+    'No server answered the connection request in time: it may be down, or it refused the token without a word, as netcode servers do ' +
+      "(a protocolId or private key other than the server's, the server's address not in the token, the client id connected already: " +
+      "the server counts these in stats().drops.tokenRefused and drops.decryptionFailed)",
+  ],
   'connection-response-timed-out': ['ERR_CONNECTION_RESPONSE_TIMED_OUT', 'The server did not confirm the challenge response in time'],
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
 }
@@ -157,6 +163,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #state: ClientState = 'disconnected'
   /** The token's server this client tries or is connected to. */
   #server: AddressInfo | null = null
+  /** The server tried last: what a failed attempt's error names. */
+  #lastServer: AddressInfo | null = null
   #open = false
   #bufferSizes = { recv: 0, send: 0 }
   /** The open socket is IPv6 (dual-stack: it reaches IPv4 servers too). */
@@ -496,6 +504,7 @@ export class Client extends EventEmitter<ClientEvents> {
         if (peer !== this.#attempt) return
         // The record names the server while an attempt or a connection is under way (family 0: none).
         this.#server = slab.u8[record + 12] === 0 ? null : recordAddress((this.#engine as Engine).addon, slab, record)
+        if (this.#server !== null) this.#lastServer = this.#server
         this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
     })
@@ -522,7 +531,10 @@ export class Client extends EventEmitter<ClientEvents> {
     if (previous === 'connected') this.#drain.fail(() => this.#notConnectedError())
     if (pending !== undefined) {
       const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
-      pending.reject(new ConnectError(code, message, state))
+      const last = this.#lastServer
+      const where = last === null ? '' : last.family === 'IPv6' ? `[${last.address}]:${last.port}` : `${last.address}:${last.port}`
+      const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`
+      pending.reject(new ConnectError(code, `${message}${at}`, state))
     }
     try {
       this.emit('state', state)

@@ -62,7 +62,15 @@ export class VolleyError extends Error {
   }
 }
 
-/** ERR_ABORTED for an operation an AbortSignal ended; the signal's reason is the cause. */
+/**
+ * Whether an error is one volley made, whichever of its three classes (they extend Error, TypeError and
+ * RangeError, as Node's own errors do, so they share no class of their own): then `code` is a
+ * VolleyErrorCode. System errors (EADDRINUSE, ...) are not.
+ */
+export function isVolleyError(error: unknown): error is VolleyError | VolleyTypeError | VolleyRangeError {
+  return error instanceof VolleyError || error instanceof VolleyTypeError || error instanceof VolleyRangeError
+}
+
 /**
  * An event handler threw while volley delivered events: the error surfaces as an uncaught exception once the
  * delivery is done (so that other peers and sockets still get theirs), each error on its own, as a throw
@@ -74,6 +82,7 @@ export function surfaceLater(error: unknown): void {
   })
 }
 
+/** ERR_ABORTED for an operation an AbortSignal ended; the signal's reason is the cause. */
 export function abortedError(message: string, signal: AbortSignal | undefined): VolleyError {
   return new VolleyError('ERR_ABORTED', message, { cause: signal?.reason })
 }

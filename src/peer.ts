@@ -25,6 +25,7 @@ function vacantStats(): PeerStats {
 export class Peer {
   readonly #host: PeerHost
   #connected = true
+  #disconnectedBecause = ''
   /** When the connection began (performance.now()): the base of the first bandwidth reading. */
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
@@ -99,7 +100,7 @@ export class Peer {
   }
 
   #disconnectedError(): VolleyError {
-    return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected`)
+    return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected: ${this.#disconnectedBecause}`)
   }
 
   /**
@@ -134,12 +135,15 @@ export class Peer {
   disconnect(): void {
     if (!this.#connected) return
     this.#host.disconnectPeer(this)
-    this.markDisconnected()
+    this.markDisconnected('peer.disconnect() ended its connection')
   }
 
-  /** @internal */
-  markDisconnected(): void {
-    if (this.#connected) this.#read()
+  /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
+  markDisconnected(why: string): void {
+    if (this.#connected) {
+      this.#read()
+      this.#disconnectedBecause = why
+    }
     this.#connected = false
     this.#drain?.fail(() => this.#disconnectedError())
   }

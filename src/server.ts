@@ -317,7 +317,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#hold.closing() // the disconnects go out, unref() or not
     // Every client is being disconnected: peer.connected turns false and send() throws now, not when the
     // 'disconnect' events ('server-closed') arrive from the I/O thread.
-    for (const peer of this.#peers.values()) peer.markDisconnected()
+    for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)
     ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
     return this.#closed
   }
@@ -476,7 +476,7 @@ export class Server extends EventEmitter<ServerEvents> {
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index))
         this.#readings.delete(index)
         // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
-        if (this.#state !== 'running') peer.markDisconnected()
+        if (this.#state !== 'running') peer.markDisconnected(closingPeer)
         this.emit('connect', peer)
         return
       }
@@ -484,12 +484,13 @@ export class Server extends EventEmitter<ServerEvents> {
         this.#slotEnds[index] = (this.#slotEnds[index]! + 1) & 0xfff // as the engine counts them
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {
-          peer.markDisconnected()
+          const reason = disconnectReasons[code] ?? 'disconnected'
+          peer.markDisconnected(`its connection ended ('${reason}')`)
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)
           this.#engineBlocked.delete(peer)
-          this.emit('disconnect', peer, disconnectReasons[code] ?? 'disconnected')
+          this.emit('disconnect', peer, reason)
         }
         return
       }
@@ -499,7 +500,7 @@ export class Server extends EventEmitter<ServerEvents> {
   #onClosed(): void {
     if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
     this.#hold.closed()
-    for (const peer of this.#peers.values()) peer.markDisconnected()
+    for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)
     this.#peers.clear()
     this.#peerSlots.length = 0
     this.#engineBlocked.clear()
@@ -507,6 +508,11 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#resolveClosed?.()
   }
 }
+
+/** Why a peer's send() fails once close() began: every peer is disconnected before the 'disconnect' events. */
+const closingPeer =
+  "the server is closing (server.close() disconnects every peer at once, before their 'disconnect' events: " +
+  "a handler that sends to other peers checks peer.connected first)"
 
 /**
  * The address or publicAddress option, parsed; anyPort: the address ends in ':0' (any free port), parsed as

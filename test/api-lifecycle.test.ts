@@ -282,7 +282,10 @@ describe('close()', () => {
     const [peer] = [...server.peers.values()] as [Peer]
     const closed = server.close()
     expect(peer.connected).toBe(false)
-    expect(() => peer.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED' }))
+    // The message says why, and what a 'disconnect' handler that sends to other peers should do.
+    expect(() => peer.send(new Uint8Array([1]))).toThrow(
+      expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED', message: expect.stringMatching(/not connected: the server is closing .* checks peer\.connected first\)$/) }),
+    )
     await closed
     await expect(server.listen()).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
     await client.close()

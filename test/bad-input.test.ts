@@ -158,3 +158,32 @@ describe('invalid send', () => {
     expectError(() => t.send('x', 9, '127.0.0.1'), Error, 'ERR_SOCKET_CLOSED', /send\(\) after close\(\)/)
   })
 })
+
+describe('isVolleyError', () => {
+  it("tells volley's errors, of any of their three classes, from system errors", async () => {
+    const { isVolleyError, VolleyError, VolleyRangeError, VolleyTypeError } = await import('../src/index.ts')
+    const first = createDatagramSocket()
+    const { port } = await first.bind(0, '127.0.0.1')
+    const second = createDatagramSocket()
+    const inUse = await second.bind(port, '127.0.0.1').catch((error: unknown) => error)
+    expect(inUse).toMatchObject({ code: 'EADDRINUSE' })
+    expect(isVolleyError(inUse)).toBe(false)
+    const badPort = await createDatagramSocket().bind(-1).catch((error: unknown) => error)
+    expect(badPort).toBeInstanceOf(VolleyRangeError)
+    expect(badPort).not.toBeInstanceOf(VolleyError)
+    expect(isVolleyError(badPort)).toBe(true)
+    await first.close()
+    let closed: unknown
+    try {
+      first.send(new Uint8Array(1), port, '127.0.0.1')
+    } catch (error) {
+      closed = error
+    }
+    expect(closed).toBeInstanceOf(VolleyError)
+    expect(isVolleyError(closed)).toBe(true)
+    expect(isVolleyError(new VolleyTypeError('ERR_INVALID_ARG_TYPE', 'x'))).toBe(true)
+    expect(isVolleyError(new TypeError('x'))).toBe(false)
+    expect(isVolleyError(Object.assign(new Error('x'), { code: 'ERR_ABORTED' }))).toBe(false)
+    await second.close()
+  })
+})

@@ -220,9 +220,12 @@ describe('Server and Client on loopback', () => {
     const denied = await second.connect(await token(address, 2n)).catch((error: unknown) => error)
     expect(denied).toBeInstanceOf(ConnectError)
     expect(denied).toMatchObject({ code: 'ERR_CONNECTION_DENIED', state: 'connection-denied' })
+    expect((denied as Error).message).toContain(`(at ${address}, the last address tried)`)
     const nobody = new Client(fast)
     const silent = await nobody.connect(await token('127.0.0.1:9', 3n, { timeoutSeconds: 1 })).catch((error: unknown) => error)
     expect(silent).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    // Silence may be a refusal: the message says so, and where to look, and names the server.
+    expect((silent as Error).message).toMatch(/refused the token without a word.*drops\.tokenRefused.*\(at 127\.0\.0\.1:9, the last address tried\)$/)
     await expect(new Client().connect(new Uint8Array(10))).rejects.toMatchObject({ code: 'ERR_INVALID_CONNECT_TOKEN' })
     await expect(new Client().connect(new Uint8Array(2048))).rejects.toThrow(TypeError) // documented: a bad argument, not a ConnectError
     expect(server.stats().denied).toBe(1)
@@ -323,7 +326,9 @@ describe('Server and Client on loopback', () => {
     peer.disconnect()
     // From the call on, as after server.close(): not connected, and a send throws (it would be lost).
     expect(peer.connected).toBe(false)
-    expect(() => peer.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED' }))
+    expect(() => peer.send(new Uint8Array([1]))).toThrow(
+      expect.objectContaining({ code: 'ERR_PEER_DISCONNECTED', message: `Peer ${peer.clientId} is not connected: peer.disconnect() ended its connection` }),
+    )
     await expect(peer.drained()).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
     peer.disconnect() // harmless twice
     expect(await within(ended, 5000, "the client's disconnect")).toBe('disconnected')
