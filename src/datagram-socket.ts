@@ -5,6 +5,7 @@ import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
 import { type AddressInfo, AddressFormatter, ipFamily, isIpv4Mapped, maxIpv4DatagramSize, parseIp } from './address.ts'
 import { loadAddon } from './engine/addon.ts'
+import { DrainWaiters } from './drain-waiters.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
 import { booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
@@ -135,6 +136,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   #holdsReference = false
   #accepted = 0
   #refused = 0
+  /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
+  readonly #drain = new DrainWaiters()
   #bufferSizes = { recv: 0, send: 0 }
   readonly #statsScratch = new Float64Array(layout.statsFields)
   #finalStats: Float64Array | undefined
@@ -163,7 +166,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       },
       onClosed: () => socket.#onClosed(),
       onDrain: () => {
-        if (socket.#state === 'bound') socket.emit('drain')
+        if (socket.#state !== 'bound') return
+        socket.#drain.drain()
+        socket.emit('drain')
       },
     }
   }
@@ -190,7 +195,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && parseIp(this.#engine?.addon ?? loadAddon(), literal) === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
     }
-    return this.#open(port, literal)
+    return this.#open(port, literal, true)
   }
 
   /**
@@ -227,14 +232,28 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       )
     }
     // Checked first: a send refused for its address binds nothing.
-    if (this.#state === 'unbound') this.#open(0, '') // as node:dgram does: bind to any address and port
+    if (this.#state === 'unbound') this.#open(0, '', false) // as node:dgram does: bind to any address and port
     const engine = this.#engine as Engine
     if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
       this.#accepted++
       return true
     }
     this.#refused++
+    this.#drain.block()
     return false
+  }
+
+  /**
+   * Resolves at once unless a send was refused since the last 'drain', else at the next 'drain' (as
+   * client.drained() and peer.drained()). Rejects with ERR_SOCKET_CLOSED once close() was called, and
+   * ERR_ABORTED when options.signal aborts.
+   */
+  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#drain.wait(options, this.#state === 'closing' || this.#state === 'closed' ? this.#closedError() : null)
+  }
+
+  #closedError(): VolleyError {
+    return new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: nothing drains after close()')
   }
 
   /**
@@ -262,6 +281,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       return this.#closed
     }
     this.#state = 'closing'
+    this.#drain.fail(() => this.#closedError())
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
@@ -326,7 +346,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (this.#state !== 'unbound') throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed')
   }
 
-  #open(port: number, address: string): AddressInfo {
+  /** announceNow: 'listening' before returning (bind()), else on the next tick (the bind a send() makes). */
+  #open(port: number, address: string, announceNow: boolean): AddressInfo {
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
     let info
     try {
@@ -360,9 +381,18 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#holdsReference = false
       engine.unref()
     }
-    process.nextTick(() => {
-      if (this.#state === 'bound') this.emit('listening')
-    })
+    // Before bind() resolves, as node:dgram emits it before its bind callback (a listener that throws does
+    // not fail the bind that succeeded); not inside the send() that binds, before its datagram is queued.
+    const announce = (): void => {
+      if (this.#state !== 'bound') return
+      try {
+        this.emit('listening')
+      } catch (error) {
+        surfaceLater(error)
+      }
+    }
+    if (announceNow) announce()
+    else process.nextTick(announce)
     return { ...this.#local }
   }
 

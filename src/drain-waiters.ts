@@ -1,5 +1,5 @@
-// What drained() of a Peer or a Client waits on: whether a send was refused since the last drain, and the
-// callers waiting for the next one.
+// What drained() of a Peer, a Client or a DatagramSocket waits on: whether a send was refused since the last
+// drain, and the callers waiting for the next one.
 import { abortedError, checkSignal, settleUnlistening } from './errors.ts'
 import { checkOptions, signalOnly } from './options.ts'
 

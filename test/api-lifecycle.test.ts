@@ -566,7 +566,9 @@ describe('the volley command line', () => {
 
   it.each([
     [['--protocol-id', 'xyz', 'token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32)], /--protocol-id must be an integer/],
-    [['--bogus'], /Unknown option '--bogus'/],
+    [['--bogus'], /^volley: unknown flag '--bogus'$/m],
+    [['serve', '--adress', '127.0.0.1:4', '--key', '00'.repeat(32)], /^volley: unknown flag '--adress' \(did you mean --address\?\)$/m],
+    [['token', '--clientid', '4'], /^volley: unknown flag '--clientid' \(did you mean --client-id\?\)$/m],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' \(the "--server" option\) does not parse/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '5.5'/],
     // 0 is no timeout the library takes: the flag's own message, not the library's "timeoutSeconds" option.
@@ -664,7 +666,8 @@ describe('the volley command line', () => {
   it.each([
     ['demo.ts', ['--clients', 'abc'], /^volley demo: --clients must be an integer from 1 to 65536, not 'abc'$/m],
     ['demo.ts', ['--loss', '2'], /^volley demo: --loss must be a non-negative number up to 1, not '2'$/m],
-    ['demo.ts', ['--bogus'], /^volley demo: Unknown option '--bogus'/m],
+    ['demo.ts', ['--bogus'], /^volley demo: unknown flag '--bogus'$/m],
+    ['demo.ts', ['--chanels'], /^volley demo: unknown flag '--chanels' \(did you mean --channels\?\)$/m],
     ['datagram-demo.ts', ['--size', '0'], /^volley demo:datagrams: --size must be an integer from 1 to 65507, not '0'$/m],
   ])('the demo %s refuses %j with one line, its usage and status 2', (file, args, message) => {
     const demo = join(import.meta.dirname, '../src/cli', file)

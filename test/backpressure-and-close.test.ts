@@ -31,7 +31,14 @@ describe('back-pressure', () => {
     expect(sender.stats().drops.sendQueueFull).toBe(1)
     // Full slabs go to the I/O thread at once, so part of the queue may already be sent.
     expect(sender.stats().queue.depth).toBeLessThanOrEqual(accepted)
+    // drained(), as a Client's or a Peer's: pending since the refusal, settled with the 'drain'.
+    let drainedFirst = false
+    const drained = sender.drained().then(() => {
+      drainedFirst = true
+    })
     await once(sender, 'drain')
+    await drained
+    expect(drainedFirst).toBe(true)
     expect(sender.send(big, port, '127.0.0.1')).toBe(true) // room again after 'drain'
     accepted++
     await waitFor(() => sender.stats().packetsOut === accepted, 10_000, 'every accepted datagram to be sent')

@@ -151,11 +151,14 @@ describe('invalid send', () => {
     await t.close()
   })
 
-  it('send after close throws ERR_SOCKET_CLOSED', async () => {
+  it('send after close throws ERR_SOCKET_CLOSED, and drained() rejects with it', async () => {
     const t = createDatagramSocket()
     await t.bind(0, '127.0.0.1')
+    await t.drained() // nothing refused: at once
+    await expect(t.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
     await t.close()
     expectError(() => t.send('x', 9, '127.0.0.1'), Error, 'ERR_SOCKET_CLOSED', /send\(\) after close\(\)/)
+    await expect(t.drained()).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
   })
 })
 

@@ -10,8 +10,39 @@ export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnTy
   try {
     return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>
   } catch (error) {
+    const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
+    // parseArgs's own text goes on about positionals, which no command here takes.
+    if (unknown !== undefined) throw new UsageError(unknownFlag(unknown, Object.keys(config.options ?? {})))
     throw new UsageError((error as Error).message)
   }
+}
+
+/** "unknown flag '--adress' (did you mean --address?)", the nearest flag by edit distance, if near. */
+function unknownFlag(given: string, known: readonly string[]): string {
+  const name = given.replace(/^-+/, '')
+  let nearest: string | undefined
+  let nearestDistance = Math.max(2, Math.floor(name.length / 3)) + 1 // at most a third of the letters wrong
+  for (const flag of known) {
+    const distance = editDistance(name, flag)
+    if (distance < nearestDistance) {
+      nearest = flag
+      nearestDistance = distance
+    }
+  }
+  return `unknown flag '${given}'${nearest === undefined ? '' : ` (did you mean --${nearest}?)`}`
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]!
 }
 
 /**

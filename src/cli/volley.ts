@@ -16,6 +16,7 @@ const usage = `usage:
   volley key   (prints a new random key)
   volley --version | --help
 
+  --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
   --rate        broadcasts a second: each is a message from every connected client (0: none)
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
@@ -158,7 +159,7 @@ async function main(): Promise<void> {
     server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
     const seconds = numberArgument('seconds', values.seconds, 0, { max: maxTimerSeconds })
     const { port } = await server.listen()
-    console.log(JSON.stringify({ event: 'listening', port, pid: process.pid }))
+    console.log(JSON.stringify({ event: 'listening', port, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
     const stop = async (): Promise<void> => {
       await server.close()
       console.log(JSON.stringify({ event: 'stopped', stats: server.stats() }))
