@@ -372,7 +372,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Resolves when the client can take messages again: at once unless a send() was refused since the last
    * 'drain', else at the 'drain' that follows. Rejects with ERR_CLIENT_NOT_CONNECTED when the connection
-   * ends first (or was not up), and with ERR_ABORTED when options.signal aborts.
+   * ends first (or was not up), ERR_CLIENT_CLOSED once close() was called, and ERR_ABORTED when
+   * options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
     return this.#drain.wait(options, this.#state === 'connected' && this.#closing === undefined ? null : this.#notConnectedError())
@@ -384,7 +385,9 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #notConnectedError(): VolleyError {
-    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#closing !== undefined ? 'closed' : this.#state}, not connected`)
+    // As send() says it: once close() was called, the client is closed, whatever its connection's state.
+    if (this.#closing !== undefined) return new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: nothing drains after close()')
+    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#state}, not connected`)
   }
 
   /**

@@ -340,6 +340,7 @@ describe('channels over loopback', () => {
     await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
     await expect(client.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
     await close()
+    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' }) // as send() after close()
   })
 
   it('through the engine\'s network simulator (20 % loss, jitter, duplication, reordering): reliable in order, sequenced never backwards', async () => {
