@@ -115,11 +115,12 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
 void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>&, const netcode::Clock& now) {
   now_ = now;
   uint32_t peer = 0;
-  const bool current = (op == kControlDisconnectPeer || op == kControlWatchPeer) && Current(arg, &peer);  // else: a client that left
+  const bool watch = op == kControlWatchPeer || op == kControlWatchFlush;
+  const bool current = (op == kControlDisconnectPeer || watch) && Current(arg, &peer);  // else: a client that left
   if (op == kControlDisconnectPeer && current) core_.Disconnect(peer, now);
   if (op == kControlStop) core_.Stop(now);
-  if (op == kControlWatchPeer && current && peer < links_.size() && links_[peer]) {
-    links_[peer]->watched = true;
+  if (watch && current && peer < links_.size() && links_[peer]) {
+    (op == kControlWatchPeer ? links_[peer]->watched : links_[peer]->flushWatched) = true;
     AfterDelivery(peer);
   }
 }
@@ -188,6 +189,10 @@ void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   if (link.watched && link.core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
     link.watched = false;
     output.Record(kPeerDrain, 0, peer, nullptr, 0);
+  }
+  if (link.flushWatched && link.core.queuedCharge() == 0) {
+    link.flushWatched = false;
+    output.Record(kPeerFlushed, 0, peer, nullptr, 0);
   }
   core_.WakePeer(peer, delivery_.clock.Real(link.core.NextDeadlineUs(LocalUs(now_))));
 }
@@ -259,8 +264,8 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
     core_.Disconnect(now);
     if (op == kControlStop) stopping_ = true;
   }
-  if (op == kControlWatchPeer && link_) {
-    link_->watched = true;
+  if ((op == kControlWatchPeer || op == kControlWatchFlush) && link_) {
+    (op == kControlWatchPeer ? link_->watched : link_->flushWatched) = true;
     AfterDelivery();
   }
 }
@@ -313,6 +318,10 @@ void NetcodeClientProtocol::AfterDelivery() {
   if (link_->watched && link_->core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
     link_->watched = false;
     output.Record(kPeerDrain, 0, 0, nullptr, 0);
+  }
+  if (link_->flushWatched && link_->core.queuedCharge() == 0) {
+    link_->flushWatched = false;
+    output.Record(kPeerFlushed, 0, 0, nullptr, 0);
   }
 }
 

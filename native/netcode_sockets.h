@@ -42,6 +42,7 @@ class DeliveryLink : public delivery::DeliverySink {
   delivery::DeliveryCore core;
   bool dirty = false;    // sent to or received from since the last flush
   bool watched = false;  // JavaScript waits for room in the queue
+  bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
 };
 
 class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink, private DeliveryLink::Owner {

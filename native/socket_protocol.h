@@ -20,7 +20,8 @@ namespace volley {
 // A record for JavaScript in a receive slab, 8-byte aligned:
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] 0 | u8[16] address | data
 // Payload records carry the channel in `code`; a large payload's data is the u32 id of its parked bytes
-// (large_messages.h); a drain record says the peer's send queue went below half its limit. A client state
+// (large_messages.h); a drain record says the peer's send queue went below half its limit, a flushed record
+// that it emptied (everything sent, and acknowledged on the reliable channels). A client state
 // record carries the state in `code`, in `peer` the number JavaScript gave the connect (kControlConnect's
 // argument) that the state belongs to, and, while an attempt or a connection is under way, its server's address.
 constexpr size_t kPeerRecordHeaderSize = 32;
@@ -31,9 +32,10 @@ enum PeerRecordKind : uint8_t {
   kClientState = 4,
   kPeerLargePayload = 5,
   kPeerDrain = 6,
+  kPeerFlushed = 7,
 };
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
-// peer's queue has room again.
+// peer's queue has room again. kControlWatchFlush: report (flushed record) when the queue is empty.
 enum ProtocolControl : uint32_t {
   kControlDisconnectPeer = 1,
   kControlConnect = 2,
@@ -41,6 +43,7 @@ enum ProtocolControl : uint32_t {
   kControlStop = 4,
   kControlWatchPeer = 5,
   kControlSendLarge = 6,  // arg: peer; data: the message (too large for a send slab), then a u8 channel
+  kControlWatchFlush = 7,
 };
 // How JavaScript names a server's peer in sends and control requests: its slot (client index) in the low
 // kPeerSlotBits (maxClients is at most 2^20), and above them how many clients the slot had before, mod 4096

@@ -182,6 +182,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #pending: PendingConnect | undefined
   /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
   readonly #drain = new DrainWaiters()
+  /** flushed(): whether the queue held anything at the last call, and who waits for it to empty. */
+  readonly #flush = new DrainWaiters()
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
@@ -384,6 +386,29 @@ export class Client extends EventEmitter<ClientEvents> {
     this.emit('drain')
   }
 
+  /**
+   * Resolves once everything sent so far has left the queue (bufferedAmount 0): sent, and acknowledged by
+   * the server on the reliable channels. At once with nothing queued, and without channels. Before close(),
+   * so that reliable messages in flight are not lost with the connection. Rejects as drained() does.
+   */
+  flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const connected = this.#state === 'connected' && this.#closing === undefined
+    if (connected && this.bufferedAmount > 0) {
+      this.#flush.block()
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush)
+    }
+    return this.#flush.wait(options, connected ? null : this.#notConnectedError())
+  }
+
+  #onFlushed(): void {
+    // Sent before the I/O thread had taken what JavaScript queued last: ask again.
+    if (this.#state === 'connected' && this.#closing === undefined && this.bufferedAmount > 0) {
+      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush)
+    } else {
+      this.#flush.drain()
+    }
+  }
+
   #notConnectedError(): VolleyError {
     // As send() says it: once close() was called, the client is closed, whatever its connection's state.
     if (this.#closing !== undefined) return new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: nothing drains after close()')
@@ -502,6 +527,8 @@ export class Client extends EventEmitter<ClientEvents> {
         if (this.#state === 'connected' && this.#closing === undefined && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
       } else if (kind === PeerRecordKind.drain) {
         this.#onDrain()
+      } else if (kind === PeerRecordKind.flushed) {
+        this.#onFlushed()
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer !== this.#attempt) return
@@ -531,7 +558,10 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#pending = undefined
     this.#updateReference() // idle: the process may exit
-    if (previous === 'connected') this.#drain.fail(() => this.#notConnectedError())
+    if (previous === 'connected') {
+      this.#drain.fail(() => this.#notConnectedError())
+      this.#flush.fail(() => this.#notConnectedError())
+    }
     if (pending !== undefined) {
       const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
       const last = this.#lastServer
@@ -558,6 +588,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (wasConnected) this.#state = 'disconnected'
     this.#server = null
     this.#drain.fail(() => this.#notConnectedError())
+    this.#flush.fail(() => this.#notConnectedError())
     pending?.reject(connectAborted('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()

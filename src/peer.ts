@@ -7,6 +7,8 @@ import { sizes } from './netcode/constants.ts'
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
   disconnectPeer(peer: Peer): void
+  /** Asks for notifyFlushed() once the peer's queue is empty. */
+  watchFlush(peer: Peer): void
   /** null when the peer's slot already has a later client, whose counters these would be. */
   peerStats(peer: Peer): PeerStats | null
   /** The synchronised clock: the server's own, ms. */
@@ -32,6 +34,8 @@ export class Peer {
   #last: PeerStats | null = null
   /** drained(): whether a send was refused since the last drain, and who waits for the next (made on first use). */
   #drain: DrainWaiters | null = null
+  /** flushed(): whether the queue held anything at the last call, and who waits for it to empty (made on first use). */
+  #flush: DrainWaiters | null = null
   readonly #userDataPool: Uint8Array
   readonly #userDataAt: number
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
@@ -99,6 +103,29 @@ export class Peer {
     this.#drain?.drain()
   }
 
+  /**
+   * Resolves once everything sent to this peer so far has left its queue (bufferedAmount 0): sent, and
+   * acknowledged by the client on the reliable channels. At once with nothing queued, and without
+   * channels. Before peer.disconnect() or server.close(), so that reliable messages in flight are not
+   * lost with the connection. Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and with
+   * ERR_ABORTED when options.signal aborts.
+   */
+  flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
+    const flush = (this.#flush ??= new DrainWaiters())
+    if (this.#connected && this.bufferedAmount > 0) {
+      flush.block()
+      this.#host.watchFlush(this)
+    }
+    return flush.wait(options, this.#connected ? null : this.#disconnectedError())
+  }
+
+  /** @internal The I/O thread found this peer's queue empty. */
+  notifyFlushed(): void {
+    // Sent before the I/O thread had taken what JavaScript queued last: ask again.
+    if (this.#connected && this.bufferedAmount > 0) this.#host.watchFlush(this)
+    else this.#flush?.drain()
+  }
+
   #disconnectedError(): VolleyError {
     return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected: ${this.#disconnectedBecause}`)
   }
@@ -146,5 +173,6 @@ export class Peer {
     }
     this.#connected = false
     this.#drain?.fail(() => this.#disconnectedError())
+    this.#flush?.fail(() => this.#disconnectedError())
   }
 }

@@ -179,6 +179,9 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #peerHost: PeerHost = {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
     disconnectPeer: (peer) => this.#disconnectPeer(peer),
+    watchFlush: (peer) => {
+      if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush, peer.tag)
+    },
     peerStats: (peer) => this.#peerStats(peer),
     timeMs: () => monotonicUs() / 1000,
     bufferedAmount: (peer) => this.#bufferedAmount(peer),
@@ -455,6 +458,9 @@ export class Server extends EventEmitter<ServerEvents> {
         if (peer?.connected === true && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
         return
       }
+      case PeerRecordKind.flushed:
+        this.#peerSlots[index]?.notifyFlushed()
+        return
       case PeerRecordKind.drain: {
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {

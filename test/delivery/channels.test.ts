@@ -4,7 +4,7 @@ import { once } from 'node:events'
 import { describe, expect, it } from 'vitest'
 import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
 import { layout } from '../../src/engine/layout.ts'
-import { waitFor } from '../helpers.ts'
+import { waitFor, within } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
 const privateKey = new Uint8Array(32).fill(9)
@@ -312,6 +312,57 @@ describe('channels over loopback', () => {
     peer.disconnect()
     await expect(waiting).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
     await expect(peer.drained()).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
+    await close()
+  })
+
+  it('client.flushed() resolves once every message sent is acknowledged, so that close() loses none', async () => {
+    // What the client sends takes 300 ms to arrive: nothing is acknowledged sooner.
+    const { server, client, close } = await connectedPair({}, { networkSimulator: { latencyMs: 300 } })
+    const received: number[] = []
+    server.on('message', (_peer, data, channel) => {
+      if (channel === 0) received.push(data[0]!)
+    })
+    await client.flushed() // nothing queued: at once
+    const started = performance.now()
+    for (let i = 0; i < 50; i++) expect(client.send(Uint8Array.of(i, ...new Uint8Array(999)))).toBe(true)
+    expect(client.bufferedAmount).toBeGreaterThan(50_000)
+    await client.flushed()
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290) // the acknowledgements, not the sends
+    expect(client.bufferedAmount).toBe(0)
+    // The server's I/O thread took and acknowledged them all; its JavaScript hears of them in its next turns.
+    await waitFor(() => received.length === 50, 2000, 'the 50 messages')
+    expect(received).toEqual(Array.from({ length: 50 }, (_, i) => i))
+    // Refused when the connection ends first, aborted, and after close(), as drained().
+    client.send(new Uint8Array(100))
+    const controller = new AbortController()
+    const aborted = client.flushed({ signal: controller.signal })
+    controller.abort()
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    const waiting = expect(client.flushed()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    await server.close()
+    await waiting
+    await close()
+    await expect(client.flushed()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' })
+  })
+
+  it('peer.flushed() resolves once the client acknowledged every message, then peer.disconnect() loses none', async () => {
+    const { client, peer, close } = await connectedPair({ networkSimulator: { latencyMs: 200 } }, {})
+    const received: number[] = []
+    client.on('message', (data) => received.push(data[0]!))
+    const bigger = new Uint8Array(300_000) // fragments too
+    bigger[0] = 7
+    for (let i = 0; i < 20; i++) peer.send(Uint8Array.of(i))
+    peer.send(bigger)
+    const waitingTwice = [peer.flushed(), peer.flushed()] // both settle with the one flush
+    await Promise.all(waitingTwice)
+    expect(peer.bufferedAmount).toBe(0)
+    // Acknowledged: the client's I/O thread has them all; its JavaScript hears of them in its next turns.
+    await waitFor(() => received.length === 21, 2000, 'the 21 messages')
+    expect(received).toEqual([...Array.from({ length: 20 }, (_, i) => i), 7])
+    const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
+    peer.disconnect()
+    await expect(peer.flushed()).rejects.toMatchObject({ code: 'ERR_PEER_DISCONNECTED' })
+    expect(await within(ended, 5000, "the client's disconnect")).toBe('disconnected')
     await close()
   })
 
