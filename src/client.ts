@@ -37,7 +37,7 @@ const stateByCode: Record<number, ClientState> = {
   3: 'connected',
 }
 
-const errorByState: Partial<Record<ClientState, [VolleyErrorCode, string]>> = {
+const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
   'connect-token-expired': ['ERR_CONNECT_TOKEN_EXPIRED', 'The connect token expired before a server accepted it'],
   'invalid-connect-token': ['ERR_INVALID_CONNECT_TOKEN', 'The connect token is not a valid netcode 1.02 token'],
   'connection-denied': ['ERR_CONNECTION_DENIED', 'The server denied the connection: it is full'],
@@ -105,9 +105,22 @@ export interface ClientStats extends LinkStats {
   sendBufferSize: number
 }
 
+/** The codes a ConnectError takes: how an attempt ended (the state table of docs/connections.md). */
+export type ConnectErrorCode = Extract<
+  VolleyErrorCode,
+  | 'ERR_CONNECT_TOKEN_EXPIRED'
+  | 'ERR_INVALID_CONNECT_TOKEN'
+  | 'ERR_CONNECTION_DENIED'
+  | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
+  | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
+  | 'ERR_CONNECTION_TIMED_OUT'
+  | 'ERR_ABORTED'
+>
+
 export class ConnectError extends VolleyError {
+  declare readonly code: ConnectErrorCode
   constructor(
-    code: VolleyErrorCode,
+    code: ConnectErrorCode,
     message: string,
     /** The client state the attempt ended in. */
     readonly state: ClientState,

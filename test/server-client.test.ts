@@ -1,7 +1,7 @@
 // Server and Client over loopback: the netcode protocol running on the engine's I/O thread.
 import dgram from 'node:dgram'
 import { describe, expect, it } from 'vitest'
-import { Client, ClientPool, ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
+import { Client, ClientPool, ConnectError, type ConnectErrorCode, type Peer, Server, connectTokenToBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { PacketType } from '../src/netcode/constants.ts'
 import { readEncryptedPacket, writeConnectionRequest } from '../src/netcode/packets.ts'
 import { loadSodium } from '../src/netcode/sodium.ts'
@@ -221,6 +221,13 @@ describe('Server and Client on loopback', () => {
     expect(denied).toBeInstanceOf(ConnectError)
     expect(denied).toMatchObject({ code: 'ERR_CONNECTION_DENIED', state: 'connection-denied' })
     expect((denied as Error).message).toContain(`(at ${address}, the last address tried)`)
+    if (denied instanceof ConnectError) {
+      const code: ConnectErrorCode = denied.code // the codes of how an attempt ends, for exhaustive switches
+      // a ConnectError never carries a send-time code (tsc checks this file):
+      // @ts-expect-error
+      const impossible: ConnectErrorCode = 'ERR_NO_SUCH_CHANNEL'
+      expect([code, impossible]).toEqual(['ERR_CONNECTION_DENIED', 'ERR_NO_SUCH_CHANNEL'])
+    }
     const nobody = new Client(fast)
     const silent = await nobody.connect(await token('127.0.0.1:9', 3n, { timeoutSeconds: 1 })).catch((error: unknown) => error)
     expect(silent).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
