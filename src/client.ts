@@ -46,7 +46,7 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
     // A netcode server answers no request it refuses: say what that silence may mean.
     'No server answered the connection request in time: it may be down, or it refused the token without a word, as netcode servers do ' +
       "(a protocolId or private key other than the server's, the server's address not in the token, the client id connected already: " +
-      "the server counts these in stats().drops.tokenRefused and drops.decryptionFailed)",
+      'the server counts these in stats().drops.tokenRefused)',
   ],
   'connection-response-timed-out': ['ERR_CONNECTION_RESPONSE_TIMED_OUT', 'The server did not confirm the challenge response in time'],
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],

@@ -1,5 +1,6 @@
 // What drained() of a Peer, a Client or a DatagramSocket waits on: whether a send was refused since the last
-// drain, and the callers waiting for the next one.
+// drain, and the callers waiting for the next one. flushed() waits on one too: whether the queue held
+// anything, and the callers waiting for it to empty.
 import { abortedError, checkSignal, settleUnlistening } from './errors.ts'
 import { checkOptions, signalOnly } from './options.ts'
 
