@@ -1,20 +1,24 @@
 // Errors with Node-style codes. Each class matches the built-in error type Node itself would use.
 import { getSystemErrorName } from 'node:util'
 
-export type VolleyErrorCode =
-  | 'ERR_INVALID_ARG_TYPE'
-  | 'ERR_INVALID_ARG_VALUE'
+/** The codes of VolleyTypeError: a value of the wrong type, or one that is not among those allowed. */
+export type VolleyTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_CONNECT_TOKEN'
+
+/** The codes of VolleyRangeError: a number or a size out of range. */
+export type VolleyRangeErrorCode =
   | 'ERR_OUT_OF_RANGE'
   | 'ERR_SOCKET_BAD_PORT'
-  | 'ERR_SOCKET_CLOSED'
-  | 'ERR_SOCKET_ALREADY_BOUND'
-  | 'ERR_SOCKET_NOT_BOUND'
   | 'ERR_DATAGRAM_TOO_LARGE'
-  | 'ERR_INVALID_CONNECT_TOKEN'
-  | 'ERR_PEER_DISCONNECTED'
   | 'ERR_PAYLOAD_SIZE'
   | 'ERR_MESSAGE_TOO_LARGE'
   | 'ERR_NO_SUCH_CHANNEL'
+
+/** The codes of VolleyError (and ConnectError): a call in the wrong state, an ended connection, the addon. */
+export type VolleyStateErrorCode =
+  | 'ERR_SOCKET_CLOSED'
+  | 'ERR_SOCKET_ALREADY_BOUND'
+  | 'ERR_SOCKET_NOT_BOUND'
+  | 'ERR_PEER_DISCONNECTED'
   | 'ERR_SERVER_NOT_RUNNING'
   | 'ERR_SERVER_RUNNING'
   | 'ERR_CLIENT_NOT_CONNECTED'
@@ -22,6 +26,7 @@ export type VolleyErrorCode =
   | 'ERR_CLIENT_CLOSED'
   | 'ERR_SERVER_CLOSED'
   | 'ERR_CONNECT_TOKEN_EXPIRED'
+  | 'ERR_INVALID_CONNECT_TOKEN'
   | 'ERR_CONNECTION_DENIED'
   | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
   | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
@@ -30,14 +35,17 @@ export type VolleyErrorCode =
   | 'ERR_ADDON_NOT_FOUND'
   | 'ERR_ADDON_MISMATCH'
 
+/** Every code of volley's own errors (isVolleyError() narrows to them). */
+export type VolleyErrorCode = VolleyTypeErrorCode | VolleyRangeErrorCode | VolleyStateErrorCode
+
 function named<T extends Error>(error: T, code: string): T & { code: string } {
   Object.defineProperty(error, 'code', { value: code, enumerable: true, writable: true, configurable: true })
   return error as T & { code: string }
 }
 
 export class VolleyTypeError extends TypeError {
-  declare readonly code: VolleyErrorCode
-  constructor(code: VolleyErrorCode, message: string) {
+  declare readonly code: VolleyTypeErrorCode
+  constructor(code: VolleyTypeErrorCode, message: string) {
     super(message)
     this.name = 'TypeError'
     named(this, code)
@@ -45,8 +53,8 @@ export class VolleyTypeError extends TypeError {
 }
 
 export class VolleyRangeError extends RangeError {
-  declare readonly code: VolleyErrorCode
-  constructor(code: VolleyErrorCode, message: string) {
+  declare readonly code: VolleyRangeErrorCode
+  constructor(code: VolleyRangeErrorCode, message: string) {
     super(message)
     this.name = 'RangeError'
     named(this, code)
@@ -54,8 +62,8 @@ export class VolleyRangeError extends RangeError {
 }
 
 export class VolleyError extends Error {
-  declare readonly code: VolleyErrorCode
-  constructor(code: VolleyErrorCode, message: string, options?: ErrorOptions) {
+  declare readonly code: VolleyStateErrorCode
+  constructor(code: VolleyStateErrorCode, message: string, options?: ErrorOptions) {
     super(message, options)
     this.name = 'Error'
     named(this, code)

@@ -11,7 +11,17 @@ export {
   type SocketType,
 } from './datagram-socket.ts'
 export type { AddressInfo } from './address.ts'
-export { VolleyError, VolleyRangeError, VolleyTypeError, isVolleyError, type SystemError, type VolleyErrorCode } from './errors.ts'
+export {
+  VolleyError,
+  VolleyRangeError,
+  VolleyTypeError,
+  isVolleyError,
+  type SystemError,
+  type VolleyErrorCode,
+  type VolleyRangeErrorCode,
+  type VolleyStateErrorCode,
+  type VolleyTypeErrorCode,
+} from './errors.ts'
 export { nativeInfo, type NativeInfo } from './native-info.ts'
 export {
   connectTokenFromBase64,

@@ -187,6 +187,13 @@ describe('isVolleyError', () => {
     expect(isVolleyError(new VolleyTypeError('ERR_INVALID_ARG_TYPE', 'x'))).toBe(true)
     expect(isVolleyError(new TypeError('x'))).toBe(false)
     expect(isVolleyError(Object.assign(new Error('x'), { code: 'ERR_ABORTED' }))).toBe(false)
+    // Each class's code is typed as the codes it takes (tsc checks this file): asking a VolleyError for a
+    // range error's code does not compile.
+    const wrongClass = (error: InstanceType<typeof VolleyError>): boolean =>
+      // @ts-expect-error ERR_NO_SUCH_CHANNEL is a VolleyRangeError's
+      error.code === 'ERR_NO_SUCH_CHANNEL'
+    expect(wrongClass(new VolleyError('ERR_SOCKET_CLOSED', 'x'))).toBe(false)
+    if (isVolleyError(badPort)) expect(['ERR_SOCKET_BAD_PORT'].includes(badPort.code)).toBe(true)
     await second.close()
   })
 })
