@@ -2,11 +2,11 @@
 // The client state machine runs on the I/O thread; its state changes arrive here as records.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { DrainWaiters } from './drain-waiters.ts'
+import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { VolleyError, type VolleyErrorCode, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
+import { type ConnectErrorCode, VolleyError, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -105,18 +105,6 @@ export interface ClientStats extends LinkStats {
   sendBufferSize: number
 }
 
-/** The codes a ConnectError takes: how an attempt ended (the state table of docs/connections.md). */
-export type ConnectErrorCode = Extract<
-  VolleyErrorCode,
-  | 'ERR_CONNECT_TOKEN_EXPIRED'
-  | 'ERR_INVALID_CONNECT_TOKEN'
-  | 'ERR_CONNECTION_DENIED'
-  | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
-  | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
-  | 'ERR_CONNECTION_TIMED_OUT'
-  | 'ERR_ABORTED'
->
-
 export class ConnectError extends VolleyError {
   declare readonly code: ConnectErrorCode
   constructor(
@@ -195,8 +183,11 @@ export class Client extends EventEmitter<ClientEvents> {
   #pending: PendingConnect | undefined
   /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
   readonly #drain = new DrainWaiters()
-  /** flushed(): whether the queue held anything at the last call, and who waits for it to empty. */
-  readonly #flush = new DrainWaiters()
+  /** flushed(): who waits for the queue to empty. */
+  readonly #flush = new FlushWaiters(
+    () => (this.#closing === undefined ? this.bufferedAmount : 0), // bufferedAmount: 0 unless connected
+    () => (this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush),
+  )
   readonly #client: EngineClient
 
   constructor(options: ClientOptions = {}) {
@@ -405,21 +396,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * so that reliable messages in flight are not lost with the connection. Rejects as drained() does.
    */
   flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const connected = this.#state === 'connected' && this.#closing === undefined
-    if (connected && this.bufferedAmount > 0) {
-      this.#flush.block()
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush)
-    }
-    return this.#flush.wait(options, connected ? null : this.#notConnectedError())
-  }
-
-  #onFlushed(): void {
-    // Sent before the I/O thread had taken what JavaScript queued last: ask again.
-    if (this.#state === 'connected' && this.#closing === undefined && this.bufferedAmount > 0) {
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush)
-    } else {
-      this.#flush.drain()
-    }
+    return this.#flush.wait(options, this.#state === 'connected' && this.#closing === undefined ? null : this.#notConnectedError())
   }
 
   #notConnectedError(): VolleyError {
@@ -541,7 +518,7 @@ export class Client extends EventEmitter<ClientEvents> {
       } else if (kind === PeerRecordKind.drain) {
         this.#onDrain()
       } else if (kind === PeerRecordKind.flushed) {
-        this.#onFlushed()
+        this.#flush.emptied()
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer !== this.#attempt) return

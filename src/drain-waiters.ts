@@ -1,6 +1,6 @@
 // What drained() of a Peer, a Client or a DatagramSocket waits on: whether a send was refused since the last
-// drain, and the callers waiting for the next one. flushed() waits on one too: whether the queue held
-// anything, and the callers waiting for it to empty.
+// drain, and the callers waiting for the next one; and what flushed() of a Peer or a Client waits on (the
+// queue to empty).
 import { abortedError, checkSignal, settleUnlistening } from './errors.ts'
 import { checkOptions, signalOnly } from './options.ts'
 
@@ -59,5 +59,41 @@ export class DrainWaiters {
     const waiters = this.#waiters
     this.#waiters = null
     if (waiters !== null) for (const waiter of waiters) waiter.reject(error())
+  }
+}
+
+/**
+ * What flushed() waits on: the connection's queue to empty (sent, the reliable acknowledged). The I/O thread
+ * reports it once asked (watch); what JavaScript queued after asking may reach it after the report, so an
+ * empty report with bytes still queued asks again.
+ */
+export class FlushWaiters {
+  readonly #waiters = new DrainWaiters()
+  readonly #queued: () => number
+  readonly #watch: () => void
+
+  /** queued: the connection's bufferedAmount, 0 once it cannot send; watch: asks the I/O thread for a report. */
+  constructor(queued: () => number, watch: () => void) {
+    this.#queued = queued
+    this.#watch = watch
+  }
+
+  /** notConnected: as DrainWaiters.wait's. */
+  wait(options: { signal?: AbortSignal }, notConnected: Error | null): Promise<void> {
+    if (notConnected === null && this.#queued() > 0) {
+      this.#waiters.block()
+      this.#watch()
+    }
+    return this.#waiters.wait(options, notConnected)
+  }
+
+  /** The I/O thread found the queue empty. */
+  emptied(): void {
+    if (this.#queued() > 0) this.#watch()
+    else this.#waiters.drain()
+  }
+
+  fail(error: () => Error): void {
+    this.#waiters.fail(error)
   }
 }

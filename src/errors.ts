@@ -13,8 +13,19 @@ export type VolleyRangeErrorCode =
   | 'ERR_MESSAGE_TOO_LARGE'
   | 'ERR_NO_SUCH_CHANNEL'
 
-/** The codes of VolleyError (and ConnectError): a call in the wrong state, an ended connection, the addon. */
+/** The codes a ConnectError takes: how an attempt ended (the state table of docs/connections.md). */
+export type ConnectErrorCode =
+  | 'ERR_CONNECT_TOKEN_EXPIRED'
+  | 'ERR_INVALID_CONNECT_TOKEN'
+  | 'ERR_CONNECTION_DENIED'
+  | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
+  | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
+  | 'ERR_CONNECTION_TIMED_OUT'
+  | 'ERR_ABORTED'
+
+/** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =
+  | ConnectErrorCode
   | 'ERR_SOCKET_CLOSED'
   | 'ERR_SOCKET_ALREADY_BOUND'
   | 'ERR_SOCKET_NOT_BOUND'
@@ -25,13 +36,6 @@ export type VolleyStateErrorCode =
   | 'ERR_CLIENT_BUSY'
   | 'ERR_CLIENT_CLOSED'
   | 'ERR_SERVER_CLOSED'
-  | 'ERR_CONNECT_TOKEN_EXPIRED'
-  | 'ERR_INVALID_CONNECT_TOKEN'
-  | 'ERR_CONNECTION_DENIED'
-  | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
-  | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
-  | 'ERR_CONNECTION_TIMED_OUT'
-  | 'ERR_ABORTED'
   | 'ERR_ADDON_NOT_FOUND'
   | 'ERR_ADDON_MISMATCH'
 

@@ -1,6 +1,6 @@
 // A client connected to a Server.
 import { BandwidthWindow, type LinkStats, type SendOptions, readLinkStats } from './delivery.ts'
-import { DrainWaiters } from './drain-waiters.ts'
+import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import { VolleyError } from './errors.ts'
 import { sizes } from './netcode/constants.ts'
 
@@ -34,8 +34,8 @@ export class Peer {
   #last: PeerStats | null = null
   /** drained(): whether a send was refused since the last drain, and who waits for the next (made on first use). */
   #drain: DrainWaiters | null = null
-  /** flushed(): whether the queue held anything at the last call, and who waits for it to empty (made on first use). */
-  #flush: DrainWaiters | null = null
+  /** flushed(): who waits for the queue to empty (made on first use). */
+  #flush: FlushWaiters | null = null
   readonly #userDataPool: Uint8Array
   readonly #userDataAt: number
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
@@ -111,19 +111,16 @@ export class Peer {
    * ERR_ABORTED when options.signal aborts.
    */
   flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
-    const flush = (this.#flush ??= new DrainWaiters())
-    if (this.#connected && this.bufferedAmount > 0) {
-      flush.block()
-      this.#host.watchFlush(this)
-    }
-    return flush.wait(options, this.#connected ? null : this.#disconnectedError())
+    this.#flush ??= new FlushWaiters(
+      () => this.bufferedAmount, // 0 once disconnected
+      () => this.#host.watchFlush(this),
+    )
+    return this.#flush.wait(options, this.#connected ? null : this.#disconnectedError())
   }
 
   /** @internal The I/O thread found this peer's queue empty. */
   notifyFlushed(): void {
-    // Sent before the I/O thread had taken what JavaScript queued last: ask again.
-    if (this.#connected && this.bufferedAmount > 0) this.#host.watchFlush(this)
-    else this.#flush?.drain()
+    this.#flush?.emptied()
   }
 
   #disconnectedError(): VolleyError {
