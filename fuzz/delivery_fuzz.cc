@@ -203,6 +203,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // What the slots hold allocated: the counted bytes, a flag per fragment (under 1/1000 of them, and a
     // byte per slot), and nothing kept past a message.
     if (coreB.reassemblyHeld() > bound + bound / 1000 + 64 * 1024) Fail("B holds more than its reassembly bound");
+    // The two sides have the same settings: each learns them exactly, and sees no mismatch, unless
+    // something forged reached it.
+    for (const auto& [core, side] : {std::pair<const DeliveryCore*, const Side*>{&coreA, &a}, {&coreB, &b}}) {
+      if (side->delivered.unchecked) continue;
+      if (core->mismatch() != volley::delivery::Mismatch::kNone) Fail("a mismatch between two sides with the same settings");
+      const volley::delivery::PeerSettings& peer = core->peerSettings();
+      if (peer.known && (peer.maxMessageBytes != config.maxMessageBytes || peer.channels != config.channels)) Fail("the peer's settings misread");
+    }
   }
   return 0;
 }

@@ -5,7 +5,10 @@
 // packets (encrypted under its real key, so they pass netcode) carry arbitrary delivery bytes.
 // Checked besides memory safety (ASan, UBSan):
 //   - every record handed to JavaScript is well formed: a known kind, a peer within maxClients, a length
-//     within the records; a large payload's bytes are parked under its id, with its length;
+//     within the records; a large payload's bytes are parked under its id, with its length; a settings
+//     record once per connection, with valid modes;
+//   - while nothing forged has reached the server, the client's settings arrive as they are and no
+//     connection ends for a mismatch of channels (both sides have the same);
 //   - while nothing forged has reached the server, the client's messages arrive intact, in order on
 //     reliable channels, never twice;
 //   - no protocol timer stays due after a few turns (the engine's thread would spin).
@@ -38,14 +41,16 @@ constexpr size_t kMaxQueued = 256;
 // Checks each record the server's protocol hands JavaScript.
 struct ServerRecords {
   explicit ServerRecords(const netcode::ServerConfig* serverConfig, const DeliveryOptions* options, LargeMessages* parked)
-      : config(serverConfig), large(parked), delivered(&options->config) {}
+      : config(serverConfig), settings(&options->config), large(parked), delivered(&options->config) {}
 
   const netcode::ServerConfig* config;
+  const delivery::DeliveryConfig* settings;  // both sides'
   LargeMessages* large;
   // `unchecked` once something forged reached the server, or the connection ended (a new one starts its
   // channels afresh): then only the records' form is checked.
   DeliveredMessages delivered;
   bool connected = false;
+  bool settingsSeen = false;  // of the connected peer
   uint32_t peer = 0;
   uint32_t slotEnds[kMaxClients] = {};  // disconnect records by slot: with the slot, JavaScript's name for a peer
 
@@ -72,10 +77,31 @@ struct ServerRecords {
       case kPeerConnect:
         if (connected) Fail("a second connect while connected");  // one client
         connected = true;
+        settingsSeen = false;
         peer = recordPeer;
         break;
+      case kPeerSettings: {
+        if (!connected || recordPeer != peer) Fail("settings for a peer that is not connected");
+        if (settingsSeen) Fail("a second settings record for one connection");
+        settingsSeen = true;
+        if (length < 5 || length > 4 + delivery::kMaxChannels) Fail("a settings record of the wrong size");
+        uint32_t maxMessageBytes = 0;
+        std::memcpy(&maxMessageBytes, data, 4);
+        if (maxMessageBytes < 1 || maxMessageBytes > delivery::kMaxMessageBytesLimit) Fail("a settings record's largest message out of range");
+        for (uint32_t i = 4; i < length; ++i) {
+          if (data[i] < 1 || data[i] > 3) Fail("a settings record with an unknown mode");
+        }
+        if (!delivered.unchecked) {
+          bool same = maxMessageBytes == settings->maxMessageBytes && length - 4 == settings->channels.size();
+          for (uint32_t i = 4; same && i < length; ++i) same = data[i] == static_cast<uint8_t>(settings->channels[i - 4]);
+          if (!same) Fail("the client's settings misreported");
+        }
+        break;
+      }
       case kPeerDisconnect:
         if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
+        if (code < 1 || code > kDisconnectChannelsMismatch) Fail("a disconnect record with an unknown reason");
+        if (code == kDisconnectChannelsMismatch && !delivered.unchecked) Fail("a mismatch of channels between two sides with the same");
         connected = false;
         ++slotEnds[peer];
         delivered.unchecked = true;
@@ -170,6 +196,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const bool wasConnected = clientConnected;
     TakeRecords(client.output, [&](uint8_t kind, uint8_t code, uint32_t, const uint8_t*, uint32_t) {
       if (kind == kClientState) clientConnected = static_cast<int8_t>(code) == 3;
+      // The server sends nothing forged: the client never finds a mismatch.
+      if (kind == kClientState && static_cast<int8_t>(code) == kClientStateChannelsMismatch) Fail("the client found a mismatch of channels");
     });
     if (wasConnected && !clientConnected) records.delivered.unchecked = true;
   };

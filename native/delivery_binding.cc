@@ -46,7 +46,9 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
                         InstanceMethod<&DeliveryCoreWrap::UpdateJs>("update"),
                         InstanceMethod<&DeliveryCoreWrap::TakeJs>("take"),
                         InstanceMethod<&DeliveryCoreWrap::NextDeadlineJs>("nextDeadlineUs"),
-                        InstanceMethod<&DeliveryCoreWrap::StatsJs>("stats")});
+                        InstanceMethod<&DeliveryCoreWrap::StatsJs>("stats"),
+                        InstanceMethod<&DeliveryCoreWrap::PeerSettingsJs>("peerSettings"),
+                        InstanceMethod<&DeliveryCoreWrap::MismatchJs>("mismatch")});
   }
 
   // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
@@ -191,6 +193,30 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
     out.Set("clockErrorBoundUs", Napi::Number::New(env, core_->clock().ErrorBoundUs(now)));
     return out;
+  }
+
+  // peerSettings() -> { maxMessageBytes, channels: ('reliable' | 'unreliable' | 'sequenced')[] } | null
+  Napi::Value PeerSettingsJs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const delivery::PeerSettings& peer = core_->peerSettings();
+    if (!peer.known) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("maxMessageBytes", Napi::Number::New(env, static_cast<double>(peer.maxMessageBytes)));
+    Napi::Array channels = Napi::Array::New(env, peer.channels.size());
+    for (size_t i = 0; i < peer.channels.size(); ++i) {
+      const ChannelMode mode = peer.channels[i];
+      channels.Set(static_cast<uint32_t>(i), mode == ChannelMode::kReliable ? "reliable" : mode == ChannelMode::kUnreliable ? "unreliable" : "sequenced");
+    }
+    out.Set("channels", channels);
+    return out;
+  }
+  // mismatch() -> 'none' | 'channel-modes' | 'no-delivery-layer'
+  Napi::Value MismatchJs(const Napi::CallbackInfo& info) {
+    switch (core_->mismatch()) {
+      case delivery::Mismatch::kChannelModes: return Napi::String::New(info.Env(), "channel-modes");
+      case delivery::Mismatch::kNoDeliveryLayer: return Napi::String::New(info.Env(), "no-delivery-layer");
+      default: return Napi::String::New(info.Env(), "none");
+    }
   }
 
   struct Delivered {

@@ -34,6 +34,14 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
   return config;
 }
 
+// A settings record: the peer's largest message (u32: at most 2^30), then its channels' modes.
+void RecordSettings(ProtocolOutput& output, uint32_t peer, const delivery::PeerSettings& settings) {
+  uint8_t* data = output.Record(kPeerSettings, 0, peer, nullptr, 4 + settings.channels.size());
+  const uint32_t maxMessageBytes = static_cast<uint32_t>(settings.maxMessageBytes);
+  std::memcpy(data, &maxMessageBytes, 4);
+  for (size_t i = 0; i < settings.channels.size(); ++i) data[4 + i] = static_cast<uint8_t>(settings.channels[i]);
+}
+
 }  // namespace
 
 // --- server ---
@@ -57,6 +65,7 @@ void NetcodeServerProtocol::Receive(const netcode::ServerAddress& from, const ui
 void NetcodeServerProtocol::Update(const netcode::Clock& now) {
   now_ = now;
   core_.Update(now);
+  EndMismatched(now);
 }
 
 bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
@@ -110,6 +119,15 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
     AfterDelivery(peer);
   }
   dirty_.clear();
+  EndMismatched(now);
+}
+
+void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
+  for (uint32_t peer : mismatched_) {
+    // Not a client that took the slot since (its link is another).
+    if (peer < links_.size() && links_[peer] && links_[peer]->ending) core_.Disconnect(peer, now);  // Disconnected() names the reason
+  }
+  mismatched_.clear();
 }
 
 void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>&, const netcode::Clock& now) {
@@ -123,6 +141,7 @@ void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector
     (op == kControlWatchPeer ? links_[peer]->watched : links_[peer]->flushWatched) = true;
     AfterDelivery(peer);
   }
+  EndMismatched(now);
 }
 
 size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
@@ -150,7 +169,8 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
 }
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
-  output.Record(kPeerDisconnect, static_cast<uint8_t>(reason), index, nullptr, 0);
+  const bool mismatch = delivery_.enabled && links_[index] && links_[index]->ending;
+  output.Record(kPeerDisconnect, mismatch ? kDisconnectChannelsMismatch : static_cast<uint8_t>(reason), index, nullptr, 0);
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 
@@ -160,7 +180,20 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
     return;
   }
   links_[index]->core.Receive(data, size, LocalUs(now_));
+  NoteSettings(index);
   MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
+}
+
+void NetcodeServerProtocol::NoteSettings(uint32_t peer) {
+  DeliveryLink& link = *links_[peer];
+  if (!link.settingsReported && link.core.peerSettings().known) {
+    link.settingsReported = true;
+    RecordSettings(output, peer, link.core.peerSettings());
+  }
+  if (link.core.mismatch() != delivery::Mismatch::kNone && !link.ending) {
+    link.ending = true;
+    mismatched_.push_back(peer);
+  }
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
@@ -258,6 +291,7 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
   now_ = now;
   if (op == kControlConnect) {
     attempt_ = arg;
+    mismatched_ = false;
     core_.Connect(data.data(), data.size(), now);
   }
   if (op == kControlDisconnect || op == kControlStop) {
@@ -284,7 +318,8 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   // The server it tries or is connected to rides along (none once the attempt or connection has ended).
-  output.Record(kClientState, static_cast<uint8_t>(static_cast<int8_t>(state)), attempt_, core_.serverAddress(), 0);
+  const int8_t code = state == netcode::ClientState::kDisconnected && mismatched_ ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
+  output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), 0);
   if (!delivery_.enabled) return;
   if (state == netcode::ClientState::kConnected) {
     link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);
@@ -302,6 +337,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, LocalUs(now_));
+  NoteSettings();
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -323,6 +359,15 @@ void NetcodeClientProtocol::AfterDelivery() {
     link_->flushWatched = false;
     output.Record(kPeerFlushed, 0, 0, nullptr, 0);
   }
+  if (mismatched_) core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
+}
+
+void NetcodeClientProtocol::NoteSettings() {
+  if (!link_->settingsReported && link_->core.peerSettings().known) {
+    link_->settingsReported = true;
+    RecordSettings(output, 0, link_->core.peerSettings());
+  }
+  if (link_->core.mismatch() != delivery::Mismatch::kNone) mismatched_ = true;
 }
 
 }  // namespace volley

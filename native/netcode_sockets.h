@@ -43,6 +43,8 @@ class DeliveryLink : public delivery::DeliverySink {
   bool dirty = false;    // sent to or received from since the last flush
   bool watched = false;  // JavaScript waits for room in the queue
   bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
+  bool settingsReported = false;  // the peer's settings went to JavaScript
+  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch)
 };
 
 class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink, private DeliveryLink::Owner {
@@ -73,8 +75,14 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
   void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
 
-  // After the delivery core of `peer` did something: its link statistics, a drain record, its timer.
+  // After the delivery core of `peer` did something: its link statistics, drain and flushed records, its timer.
   void AfterDelivery(uint32_t peer);
+  // Disconnects the peers whose channels do not work with this server's (outside the core's callbacks).
+  void EndMismatched(const netcode::Clock& now);
+  // After each payload: the peer's settings record once they are known, and a mismatch marked for
+  // EndMismatched at once, so that whatever ends the connection (a disconnect later in the same batch)
+  // names the mismatch.
+  void NoteSettings(uint32_t peer);
   void MarkDirty(uint32_t peer);
   // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
   bool Current(uint32_t peer, uint32_t* slot) const;
@@ -84,6 +92,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   DeliveryOptions delivery_;
   std::vector<std::unique_ptr<DeliveryLink>> links_;  // by client index, while connected (delivery on)
   std::vector<uint32_t> dirty_;
+  std::vector<uint32_t> mismatched_;
   netcode::Clock now_;
 };
 
@@ -109,7 +118,11 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void Payload(const uint8_t* data, size_t size) override;
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
   void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
+  // Link statistics, drain and flushed records; a mismatch of channels ends the connection (link_ is gone
+  // after it).
   void AfterDelivery();
+  // After each payload, as the server's: the settings record, and a mismatch marked.
+  void NoteSettings();
   uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
   netcode::ClientCore core_;
@@ -121,6 +134,8 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   // attempt JavaScript gave up on is not taken for the outcome of the next one.
   uint32_t attempt_ = 0;
   bool stopping_ = false;
+  // The channels do not work with the server's: the connection ends, and its state record says why.
+  bool mismatched_ = false;
 };
 
 }  // namespace volley

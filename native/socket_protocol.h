@@ -21,7 +21,8 @@ namespace volley {
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] 0 | u8[16] address | data
 // Payload records carry the channel in `code`; a large payload's data is the u32 id of its parked bytes
 // (large_messages.h); a drain record says the peer's send queue went below half its limit, a flushed record
-// that it emptied (everything sent, and acknowledged on the reliable channels). A client state
+// that it emptied (everything sent, and acknowledged on the reliable channels), a settings record what the
+// peer's delivery layer announced (data: u32 its largest message, then a u8 mode per channel). A client state
 // record carries the state in `code`, in `peer` the number JavaScript gave the connect (kControlConnect's
 // argument) that the state belongs to, and, while an attempt or a connection is under way, its server's address.
 constexpr size_t kPeerRecordHeaderSize = 32;
@@ -33,7 +34,12 @@ enum PeerRecordKind : uint8_t {
   kPeerLargePayload = 5,
   kPeerDrain = 6,
   kPeerFlushed = 7,
+  kPeerSettings = 8,
 };
+// The disconnect record's code (a server's peer) and the client state record's, when the two sides' channels
+// do not work together (delivery::Mismatch): past netcode's own reasons and states.
+constexpr uint8_t kDisconnectChannelsMismatch = 5;
+constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
 // peer's queue has room again. kControlWatchFlush: report (flushed record) when the queue is empty.
 enum ProtocolControl : uint32_t {

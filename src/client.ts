@@ -3,7 +3,22 @@
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
-import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, type LinkStats, SendQueue, type SendOptions, deliveryFields, deliveryOptionNames, deliverySettings, peerClockMs, readLinkStats } from './delivery.ts'
+import {
+  BandwidthWindow,
+  type DeliveryOptions,
+  type DeliverySettings,
+  type LinkStats,
+  type RemoteChannels,
+  SendQueue,
+  type SendOptions,
+  deliveryFields,
+  deliveryOptionNames,
+  deliverySettings,
+  describeChannelsMismatch,
+  peerClockMs,
+  readLinkStats,
+  readRemoteChannels,
+} from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type ConnectErrorCode, VolleyError, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
@@ -13,6 +28,7 @@ import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
 export type ClientState =
+  | 'channels-mismatch'
   | 'connect-token-expired'
   | 'invalid-connect-token'
   | 'connection-timed-out'
@@ -25,6 +41,8 @@ export type ClientState =
   | 'connected'
 
 const stateByCode: Record<number, ClientState> = {
+  // Not a netcode state: the connection ended because the server's channels do not work with this client's.
+  [-7]: 'channels-mismatch',
   [-6]: 'connect-token-expired',
   [-5]: 'invalid-connect-token',
   [-4]: 'connection-timed-out',
@@ -70,7 +88,11 @@ export interface ClientEvents {
   state: [state: ClientState]
   /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
   message: [data: Uint8Array, channel: number]
-  /** The connection ended after it was established: by the server, a timeout, or close(). */
+  /**
+   * The connection ended after it was established: by the server ('disconnected'), a timeout
+   * ('connection-timed-out'), close() ('disconnected'), or channels that do not work with the server's
+   * ('channels-mismatch': a channel both have in two modes, or a server without channels sending).
+   */
   disconnect: [state: ClientState]
   drain: []
   error: [error: Error]
@@ -158,6 +180,7 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   #queue: SendQueue
+  #remoteChannels: RemoteChannels | null = null
   #reading = new BandwidthWindow()
   #engine: Engine | undefined
   #id = 0
@@ -202,7 +225,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#socket = socketSettings(options, 256 << 10)
     this.#delivery = deliverySettings(options)
     this.#simulator = networkSimulatorFields(options.networkSimulator)
-    this.#queue = new SendQueue(this.#delivery, () => this.#links, 0)
+    this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server')
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
       onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
@@ -361,7 +384,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
     if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
     if (this.#state !== 'connected') {
-      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.connecting ? 'connecting' : this.#state}, not connected`)
+      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.connecting ? 'connecting' : this.#describeState()}, not connected`)
     }
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
@@ -402,7 +425,21 @@ export class Client extends EventEmitter<ClientEvents> {
   #notConnectedError(): VolleyError {
     // As send() says it: once close() was called, the client is closed, whatever its connection's state.
     if (this.#closing !== undefined) return new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: nothing drains after close()')
-    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#state}, not connected`)
+    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#describeState()}, not connected`)
+  }
+
+  #describeState(): string {
+    if (this.#state !== 'channels-mismatch') return this.#state
+    return `channels-mismatch (${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')})`
+  }
+
+  /**
+   * With channels: the channels and largest message the server announced (it sends them as the connection
+   * opens: they arrive with connect()'s resolving or just after); null until then, and without channels. send() checks messages
+   * against them. Kept once the connection has ended, until the next one: what a 'channels-mismatch' was.
+   */
+  get remoteChannels(): RemoteChannels | null {
+    return this.#remoteChannels
   }
 
   /**
@@ -519,6 +556,10 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#onDrain()
       } else if (kind === PeerRecordKind.flushed) {
         this.#flush.emptied()
+      } else if (kind === PeerRecordKind.settings) {
+        if (this.#state !== 'connected') return // of a connection that has ended
+        this.#remoteChannels = readRemoteChannels(slab.u8, at, length)
+        this.#queue.remote = this.#remoteChannels
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer !== this.#attempt) return
@@ -536,7 +577,8 @@ export class Client extends EventEmitter<ClientEvents> {
     const pending = this.#pending
     this.#state = state
     if (state === 'connected') {
-      this.#queue = new SendQueue(this.#delivery, () => this.#links, 0) // the I/O thread's counts start again
+      this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server') // the I/O thread's counts start again
+      this.#remoteChannels = null
       this.#pending = undefined
       pending?.resolve()
       this.emit('state', state)

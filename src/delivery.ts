@@ -24,13 +24,16 @@ export interface DeliveryOptions {
   /**
    * Channels for messages of any size (up to maxMessageBytes), e.g. [{ mode: 'reliable' }, { mode: 'unreliable' }].
    * Without them, messages are raw netcode payloads of 1 to 1200 bytes (what any netcode 1.02 peer speaks).
-   * Both sides must configure the same channels.
+   * Both sides configure channels, in the same modes: each side announces its own, and a channel in another
+   * mode on the other side (or a peer without channels sending) ends the connection ('channels-mismatch').
+   * A channel only one side has is refused by send() once the peer's channels are known (remoteChannels).
    */
   channels?: readonly ChannelOptions[]
   /**
-   * The largest message, bytes (default 1 MiB; at most 1 GiB), sent or received. A larger message from a
-   * peer configured with a larger maximum is dropped and counted in stats().dropped; a reliable channel
-   * goes on past it.
+   * The largest message, bytes (default 1 MiB; at most 1 GiB), sent or received. Each side announces its
+   * own: send() refuses a message over the peer's once it is known (remoteChannels). One sent before (in the
+   * first round trip) is dropped by the peer and counted in its stats().dropped; a reliable channel goes on
+   * past it.
    */
   maxMessageBytes?: number
   /**
@@ -95,6 +98,15 @@ export interface LinkStats {
   dropped: number
 }
 
+/**
+ * The delivery settings a peer announced (the first of its pings carries them): its channels and its
+ * largest message. send() checks messages against them as well as against this side's own options.
+ */
+export interface RemoteChannels {
+  channels: readonly ChannelOptions[]
+  maxMessageBytes: number
+}
+
 /** Validated delivery settings; null when no channels are configured. */
 export interface DeliverySettings {
   modes: ChannelMode[]
@@ -153,6 +165,30 @@ export function deliveryFields(settings: DeliverySettings | null): NativeDeliver
   return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes, pingIntervalUs: settings.pingIntervalMs * 1000 }
 }
 
+/** A settings record's data (native/socket_protocol.h): u32 the peer's largest message, a u8 mode per channel. */
+export function readRemoteChannels(bytes: Uint8Array, at: number, length: number): RemoteChannels {
+  const maxMessageBytes = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 2 ** 24
+  const channels: ChannelOptions[] = []
+  // The engine sends only modes 1 to 3 (it checked the frame).
+  for (let i = at + 4; i < at + length; i++) channels.push({ mode: MODES[bytes[i]! - 1]! })
+  return { channels, maxMessageBytes }
+}
+
+/**
+ * Why the two sides' channels do not work together, for a 'channels-mismatch' error's message: `remote` is
+ * null when the peer sent payloads without the delivery layer (it has no channels).
+ */
+export function describeChannelsMismatch(own: DeliverySettings | null, remote: RemoteChannels | null, peer: string): string {
+  if (own !== null && remote !== null) {
+    const shared = Math.min(own.modes.length, remote.channels.length)
+    for (let channel = 0; channel < shared; channel++) {
+      const theirs = remote.channels[channel]!.mode
+      if (theirs !== own.modes[channel]) return `channel ${channel} is '${own.modes[channel]}' on this side and '${theirs}' on ${peer}`
+    }
+  }
+  return `${peer} sent a payload without the delivery layer: it has no channels configured`
+}
+
 /**
  * One connection's sending side: checks a message and its options, and keeps the connection's queue
  * within sendQueueBytes by counting what it submitted against what the I/O thread has released.
@@ -160,11 +196,15 @@ export function deliveryFields(settings: DeliverySettings | null): NativeDeliver
 export class SendQueue {
   #submitted = 0
   #submittedMessages = 0
+  /** What the peer announced of its channels: messages are checked against it too once it is known. */
+  remote: RemoteChannels | null = null
 
   constructor(
     readonly settings: DeliverySettings | null,
     readonly links: () => Float64Array | null,
     readonly row: number,
+    /** Who the peer is, in error messages: 'the server', 'the client'. */
+    readonly peerName = 'the peer',
   ) {}
 
   /** The channel to send on, after checking data and options (typed errors). */
@@ -194,6 +234,23 @@ export class SendQueue {
       }
     } else if (data.byteLength > this.settings.maxMessageBytes) {
       throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `A message is at most ${this.settings.maxMessageBytes} bytes (the maxMessageBytes option). Received ${data.byteLength}`)
+    }
+    const remote = this.remote
+    if (remote !== null) {
+      // It would be dropped there (after being acknowledged, on a reliable channel): refused here instead.
+      if (channel >= remote.channels.length) {
+        throw new VolleyRangeError(
+          'ERR_NO_SUCH_CHANNEL',
+          `${capitalized(this.peerName)} has ${remote.channels.length} channel${remote.channels.length === 1 ? '' : 's'} (channels 0 to ${remote.channels.length - 1}): ` +
+            `it would drop a message on channel ${channel}`,
+        )
+      }
+      if (data.byteLength > remote.maxMessageBytes) {
+        throw new VolleyRangeError(
+          'ERR_MESSAGE_TOO_LARGE',
+          `${capitalized(this.peerName)} takes messages of at most ${remote.maxMessageBytes} bytes (its maxMessageBytes option). Received ${data.byteLength}`,
+        )
+      }
     }
     return channel
   }
@@ -239,6 +296,10 @@ export class SendQueue {
     const charge = this.#submitted - (links[base + LinkField.releasedBytes] ?? 0)
     return { depth, bytes: Math.max(0, charge - depth * layout.queuedMessageOverheadBytes) }
   }
+}
+
+function capitalized(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1)
 }
 
 /** Byte counts of a connection at a moment (performance.now()). */

@@ -38,5 +38,5 @@ export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, t
 export { Client, ConnectError, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
 export { Peer, type PeerStats } from './peer.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'
-export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, SendOptions } from './delivery.ts'
+export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './delivery.ts'
 export { ClientPool, type ClientPoolStats } from './client-pool.ts'

@@ -1,5 +1,5 @@
 // A client connected to a Server.
-import { BandwidthWindow, type LinkStats, type SendOptions, readLinkStats } from './delivery.ts'
+import { BandwidthWindow, type LinkStats, type RemoteChannels, type SendOptions, readLinkStats } from './delivery.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import { VolleyError } from './errors.ts'
 import { sizes } from './netcode/constants.ts'
@@ -40,6 +40,7 @@ export class Peer {
   readonly #userDataAt: number
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
   #userData: Uint8Array | undefined
+  #remoteChannels: RemoteChannels | null = null
 
   constructor(
     host: PeerHost,
@@ -69,6 +70,21 @@ export class Peer {
    */
   get userData(): Uint8Array {
     return (this.#userData ??= this.#userDataPool.slice(this.#userDataAt, this.#userDataAt + sizes.userData))
+  }
+
+  /**
+   * With channels: the channels and largest message the client announced (its first ping carries them, so
+   * they are known about a round trip after 'connect'); null until then, and without channels. send()
+   * checks messages against them. Kept after the client leaves: a 'disconnect' handler can show what a
+   * 'channels-mismatch' was.
+   */
+  get remoteChannels(): RemoteChannels | null {
+    return this.#remoteChannels
+  }
+
+  /** @internal The client's settings record arrived. */
+  setRemoteChannels(remote: RemoteChannels): void {
+    this.#remoteChannels = remote
   }
 
   get connected(): boolean {

@@ -2,7 +2,20 @@
 // turns its records into typed events and its peers into Peer objects.
 import { EventEmitter } from 'node:events'
 import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
-import { BandwidthWindow, type DeliveryOptions, type DeliverySettings, SendQueue, deliveryOptionNames, type SendOptions, deliveryFields, deliverySettings, monotonicUs, readLinkStats } from './delivery.ts'
+import {
+  BandwidthWindow,
+  type DeliveryOptions,
+  type DeliverySettings,
+  SendQueue,
+  deliveryOptionNames,
+  type SendOptions,
+  deliveryFields,
+  deliverySettings,
+  describeChannelsMismatch,
+  monotonicUs,
+  readLinkStats,
+  readRemoteChannels,
+} from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
@@ -66,7 +79,11 @@ const serverOptionNames: ReadonlySet<string> = new Set([
 ])
 
 export type ServerState = 'stopped' | 'running' | 'stopping'
-export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'
+/**
+ * Why a peer left: it stopped answering; it disconnected; peer.disconnect(); server.close(); its channels do
+ * not work with the server's (a channel both have in two modes, or a client without channels sending).
+ */
+export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed' | 'channels-mismatch'
 
 export interface ServerStats {
   connectedClients: number
@@ -116,7 +133,7 @@ export interface ServerEvents {
   error: [error: Error]
 }
 
-const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed' }
+const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch' }
 
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
@@ -461,6 +478,14 @@ export class Server extends EventEmitter<ServerEvents> {
       case PeerRecordKind.flushed:
         this.#peerSlots[index]?.notifyFlushed()
         return
+      case PeerRecordKind.settings: {
+        const peer = this.#peerSlots[index]
+        const queue = this.#queues.get(index)
+        if (peer === undefined || queue === undefined) return
+        queue.remote = readRemoteChannels(slab.u8, at, length)
+        peer.setRemoteChannels(queue.remote)
+        return
+      }
       case PeerRecordKind.drain: {
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {
@@ -479,7 +504,7 @@ export class Server extends EventEmitter<ServerEvents> {
         // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
         while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
         this.#peerSlots[index] = peer
-        if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index))
+        if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index, 'the client'))
         this.#readings.delete(index)
         // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
         if (this.#state !== 'running') peer.markDisconnected(closingPeer)
@@ -491,7 +516,8 @@ export class Server extends EventEmitter<ServerEvents> {
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'
-          peer.markDisconnected(`its connection ended ('${reason}')`)
+          const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
+          peer.markDisconnected(`its connection ended ('${reason}'${why})`)
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)

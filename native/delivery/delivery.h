@@ -52,6 +52,20 @@ struct DeliveryConfig {
   uint64_t initialRttUs = 100000;
 };
 
+// What the peer's SETTINGS frame said (the first one; wire_format.h).
+struct PeerSettings {
+  bool known = false;
+  uint64_t maxMessageBytes = 0;
+  std::vector<ChannelMode> channels;
+};
+
+// Why the two sides' delivery layers cannot work together; the connection should end.
+enum class Mismatch : uint8_t {
+  kNone = 0,
+  kChannelModes = 1,     // a channel both have is in one mode here and another there
+  kNoDeliveryLayer = 2,  // a payload without the delivery marker: the peer has no channels
+};
+
 enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
 
 // Called from within the core's own methods. A sink must not call back into the same core: the core
@@ -97,6 +111,10 @@ class DeliveryCore {
   uint64_t NextDeadlineUs(uint64_t nowUs) const;
 
   const DeliveryStats& stats() const { return stats_; }
+  const PeerSettings& peerSettings() const { return peer_; }
+  // Set for good by the first packet that shows it: channels are then delivered with guarantees the
+  // sender did not ask for, or not at all.
+  Mismatch mismatch() const { return mismatch_; }
   const RttEstimator& rtt() const { return rtt_; }
   const ClockSync& clock() const { return clock_; }
   uint64_t queuedBytes() const { return queuedBytes_; }
@@ -256,6 +274,7 @@ class DeliveryCore {
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
   static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
+  void OnSettings(uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
@@ -334,6 +353,11 @@ class DeliveryCore {
   // by the next) made one of up to maxMessageBytes for every fragment frame of a few bytes it sent.
   uint64_t partialCredit_;
   std::vector<ReceivedPackets::Range> ackScratch_;
+
+  // Settings: the peer's, and whether it has shown (by a PONG) that it has this side's.
+  PeerSettings peer_;
+  Mismatch mismatch_ = Mismatch::kNone;
+  bool settingsDelivered_ = false;
 
   // Ping/pong.
   uint64_t nextPingUs_ = 0;

@@ -29,6 +29,9 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
   const uint64_t number = reader.Varint();
   if (reader.failed() || marker != kPacketMarker) {
     ++stats_.malformed;
+    // Every delivery packet starts with the marker: a payload without it comes from a peer that sends raw
+    // netcode payloads, one without channels.
+    if (size > 0 && marker != kPacketMarker && mismatch_ == Mismatch::kNone) mismatch_ = Mismatch::kNoDeliveryLayer;
     return;
   }
   const size_t headerBytes = size - reader.remaining();
@@ -120,6 +123,20 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
       case kFrameProbe:
         *ackEliciting = true;
         break;
+      case kFrameSettings: {
+        const uint64_t maxMessageBytes = reader.Varint();
+        const uint64_t count = reader.Varint();
+        if (reader.failed() || maxMessageBytes < 1 || maxMessageBytes > kMaxMessageBytesLimit || count < 1 ||
+            count > kMaxChannels || count > reader.remaining()) {
+          return false;
+        }
+        const uint8_t* modes = reader.Skip(count);
+        for (size_t i = 0; i < count; ++i) {
+          if (modes[i] < static_cast<uint8_t>(ChannelMode::kReliable) || modes[i] > static_cast<uint8_t>(ChannelMode::kSequenced)) return false;
+        }
+        if (apply) OnSettings(maxMessageBytes, modes, count);
+        break;
+      }
       case kFramePong: {
         reader.Varint();  // ping id
         const uint64_t echo = reader.Varint();
@@ -127,6 +144,8 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t delay = reader.Varint();
         if (reader.failed()) return false;
         withPong = true;
+        // Every ping carried the settings until now: the peer has them.
+        if (apply) settingsDelivered_ = true;
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
         if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxPongRttUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
@@ -171,6 +190,21 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
     if (reader.failed()) return false;
   }
   return !reader.failed();
+}
+
+void DeliveryCore::OnSettings(uint64_t maxMessageBytes, const uint8_t* modes, size_t count) {
+  // The first counts: settings do not change during a connection (later copies are resends).
+  if (peer_.known) return;
+  peer_.known = true;
+  peer_.maxMessageBytes = maxMessageBytes;
+  peer_.channels.resize(count);
+  for (size_t i = 0; i < count; ++i) peer_.channels[i] = static_cast<ChannelMode>(modes[i]);
+  // Channels only one side has are not a mismatch (the sender refuses them: JavaScript reads the peer's
+  // settings); one both have in two modes would be delivered with guarantees its sender did not ask for.
+  const size_t shared = std::min(count, config_.channels.size());
+  for (size_t i = 0; i < shared; ++i) {
+    if (peer_.channels[i] != config_.channels[i] && mismatch_ == Mismatch::kNone) mismatch_ = Mismatch::kChannelModes;
+  }
 }
 
 bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,

@@ -357,6 +357,14 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);
       writer.Varint(nowUs);
+      // Until a pong shows the peer has them, every ping carries this side's settings (in the same
+      // writer: a ping without them, answered, would prove nothing).
+      if (!settingsDelivered_) {
+        writer.U8(kFrameSettings);
+        writer.Varint(config_.maxMessageBytes);
+        writer.Varint(config_.channels.size());
+        for (const ChannelMode mode : config_.channels) writer.U8(static_cast<uint8_t>(mode));
+      }
       // With reliable data unacknowledged it probes too: a link back from an outage is found within a ping
       // interval, not after a backed-off probe timeout.
       if (dataPacketsInFlight_ > 0) writer.U8(kFrameProbe);

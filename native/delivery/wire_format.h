@@ -10,12 +10,15 @@
 //              when the ping arrived (µs) | varint responder's processing delay (µs)
 //   PROBE    = u8 0x04   (asks for an ACK and nothing else: sent on a probe timeout with nothing to
 //              resend, and beside each PING while reliable data awaits an ACK)
+//   SETTINGS = u8 0x05 | varint the sender's largest message (1 to 2^30) | varint channel count (1 to 255) |
+//              u8 mode per channel (1 reliable, 2 unreliable, 3 sequenced)   (beside each PING until a
+//              PONG shows the peer has them; the receiver keeps the first and compares it with its own)
 //   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
 //
 // A packet with a PROBE, MESSAGE or FRAGMENT frame is ack-eliciting: the receiver acknowledges it. ACK,
-// PING and PONG frames ask for no ACK: a ping's answer is its pong, and a lost ping or pong costs one RTT
+// PING, PONG and SETTINGS frames ask for no ACK: a ping's answer is its pong, and a lost ping or pong costs one RTT
 // and clock sample, nothing else.
 #pragma once
 
@@ -26,12 +29,15 @@ namespace volley::delivery {
 
 constexpr uint8_t kPacketMarker = 0xD1;
 enum FrameType : uint8_t { kFrameAck = 0x01, kFramePing = 0x02, kFramePong = 0x03, kFrameProbe = 0x04,
-                           kFrameMessage = 0x10, kFrameFragment = 0x11 };
+                           kFrameSettings = 0x05, kFrameMessage = 0x10, kFrameFragment = 0x11 };
 
 // The largest delivery packet: the netcode payload limit.
 constexpr size_t kMaxPacketBytes = 1200;
 // Messages up to this size travel whole; larger ones in fragments of exactly this size (the last one less).
 constexpr size_t kFragmentBytes = 1100;
+// What a SETTINGS frame may say (the options' own bounds).
+constexpr uint64_t kMaxMessageBytesLimit = uint64_t{1} << 30;
+constexpr size_t kMaxChannels = 255;
 // Ranges in one ACK frame, newest first; older ones are left out (their packets were acked before).
 constexpr size_t kMaxAckRanges = 32;
 

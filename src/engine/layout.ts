@@ -29,7 +29,7 @@ export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
 export const EventType = { batch: 1, sendDone: 2, closed: 3, error: 4, starved: 5 } as const
 export const Operation = { receive: 1, send: 2 } as const
 export const RecvFlag = { truncated: 1 } as const
-export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7 } as const
+export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7, settings: 8 } as const
 export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7 } as const
 /** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
 export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4 } as const

@@ -49,6 +49,9 @@ export interface NativeDeliveryCore {
   take(): { packets: Uint8Array[]; messages: { channel: number; data: Uint8Array }[] }
   nextDeadlineUs(nowUs: number): number
   stats(nowUs?: number): Record<StatName, number>
+  /** What the peer's SETTINGS frame announced; null before it arrives. */
+  peerSettings(): { maxMessageBytes: number; channels: ('reliable' | 'unreliable' | 'sequenced')[] } | null
+  mismatch(): 'none' | 'channel-modes' | 'no-delivery-layer'
 }
 
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
@@ -217,6 +220,15 @@ export interface DataFrame {
 
 /** The message and fragment frames of a delivery packet (native/delivery/wire_format.h), in order. */
 export function dataFrames(packet: Uint8Array): DataFrame[] {
+  return parseFrames(packet).data
+}
+
+/** The types of a delivery packet's frames, in order. */
+export function frameTypes(packet: Uint8Array): number[] {
+  return parseFrames(packet).types
+}
+
+function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] } {
   let at = 1 // the marker
   const next = (): number => {
     let value = 0
@@ -231,8 +243,10 @@ export function dataFrames(packet: Uint8Array): DataFrame[] {
   }
   next() // packet number
   const frames: DataFrame[] = []
+  const types: number[] = []
   while (at < packet.byteLength) {
-    const type = packet[at++]
+    const type = packet[at++]!
+    types.push(type)
     if (type === 0x01) {
       skip(3)
       skip(2 * next())
@@ -240,6 +254,10 @@ export function dataFrames(packet: Uint8Array): DataFrame[] {
       skip(2)
     } else if (type === 0x03) {
       skip(4)
+    } else if (type === 0x05) {
+      next() // the largest message
+      const channels = next()
+      at += channels // a mode per channel
     } else if (type === 0x10 || type === 0x11) {
       const channel = packet[at++]!
       const sequence = next()
@@ -251,7 +269,7 @@ export function dataFrames(packet: Uint8Array): DataFrame[] {
       throw new Error(`frame type ${type} at ${at - 1}`)
     }
   }
-  return frames
+  return { types, data: frames }
 }
 
 /** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */

@@ -1,0 +1,132 @@
+// Each side's delivery layer announces its channels and largest message in a SETTINGS frame beside its
+// pings until a pong shows the peer has them (native/delivery/wire_format.h); the receiver keeps the first
+// and flags a mismatch: a channel both have in two modes, or a payload without the delivery marker.
+// Sans-IO, on the fake clock of the simulated pair, and with hand-built packets.
+import { describe, expect, it } from 'vitest'
+import { SimulatedPair, deliveryCore, frameTypes, varint } from './simulated-link.ts'
+
+const ms = 1000
+const second = 1_000_000
+const SETTINGS = 0x05
+
+describe('SETTINGS frame', () => {
+  it('goes beside the first ping, in the bytes of wire_format.h', () => {
+    const core = deliveryCore({ channels: ['reliable', 'sequenced'], maxMessageBytes: 5000 })
+    core.flush(1000)
+    const [packet] = core.take().packets
+    // marker, packet 0 | PING id 0, clock 1000 | SETTINGS 5000, 2 channels: reliable (1), sequenced (3)
+    expect([...packet!]).toEqual([0xd1, 0x00, 0x02, 0x00, 0xe8, 0x07, 0x05, 0x88, 0x27, 0x02, 0x01, 0x03])
+  })
+
+  it('each side learns the other\'s; pings stop carrying them once a pong shows the peer has them', () => {
+    const sent: { to: 'a' | 'b'; sentUs: number; types: number[] }[] = []
+    const pair = new SimulatedPair(
+      { channels: ['reliable', 'unreliable'], maxMessageBytes: 4096 },
+      { latencyMs: 10, shape: ({ to, sentUs, data }) => (sent.push({ to, sentUs, types: frameTypes(data) }), 0) },
+      1,
+      {},
+      { channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 1 << 30 },
+    )
+    pair.a.flush(0)
+    pair.run(2 * second)
+    expect(pair.b.peerSettings()).toEqual({ maxMessageBytes: 4096, channels: ['reliable', 'unreliable'] })
+    expect(pair.a.peerSettings()).toEqual({ maxMessageBytes: 1 << 30, channels: ['reliable', 'unreliable', 'sequenced'] })
+    // A channel only one side has is no mismatch: its sender refuses it (JavaScript reads peerSettings).
+    expect(pair.a.mismatch()).toBe('none')
+    expect(pair.b.mismatch()).toBe('none')
+    for (const to of ['a', 'b'] as const) {
+      const pings = sent.filter((packet) => packet.to === to && packet.types.includes(0x02))
+      const withSettings = pings.filter((packet) => packet.types.includes(SETTINGS))
+      // The first ping carries them, its pong arrives a round trip (20 ms) later, and no ping after carries them.
+      expect(pings.length).toBeGreaterThan(10)
+      expect(withSettings.length).toBeGreaterThanOrEqual(1)
+      expect(withSettings.length).toBeLessThanOrEqual(2)
+      expect(pings.indexOf(withSettings.at(-1)!)).toBe(withSettings.length - 1)
+      // Never without a ping.
+      expect(sent.filter((packet) => packet.to === to && packet.types.includes(SETTINGS) && !packet.types.includes(0x02))).toEqual([])
+    }
+  })
+
+  it('comes again with every ping while they are lost', () => {
+    // Every packet from a lost for the first 550 ms: a pings at 10 Hz, each with its settings.
+    let lostWithSettings = 0
+    const pair = new SimulatedPair(
+      { channels: ['reliable'] },
+      {
+        latencyMs: 5,
+        shape: ({ to, sentUs, data }) => {
+          if (to !== 'b' || sentUs >= 550 * ms) return 0
+          if (frameTypes(data).includes(SETTINGS)) lostWithSettings++
+          return null
+        },
+      },
+    )
+    pair.a.flush(0)
+    pair.run(2 * second)
+    expect(lostWithSettings).toBeGreaterThanOrEqual(5)
+    expect(pair.b.peerSettings()).toEqual({ maxMessageBytes: 1 << 20, channels: ['reliable'] })
+  })
+
+  it('a channel both have in two modes is a mismatch, on both sides', () => {
+    const pair = new SimulatedPair({ channels: ['reliable', 'unreliable'] }, { latencyMs: 10 }, 1, {}, { channels: ['reliable', 'sequenced', 'reliable'] })
+    pair.a.flush(0)
+    pair.run(second)
+    expect(pair.a.mismatch()).toBe('channel-modes')
+    expect(pair.b.mismatch()).toBe('channel-modes')
+  })
+
+  it('a payload without the delivery marker is a mismatch (the peer has no channels), dropped and counted', () => {
+    const core = deliveryCore({ channels: ['reliable'] })
+    core.receive(Uint8Array.from([0x68, 0x65, 0x6c, 0x6c, 0x6f]), 1000)
+    expect(core.mismatch()).toBe('no-delivery-layer')
+    expect(core.stats().malformed).toBe(1)
+    expect(core.take().messages).toEqual([])
+    // A marked packet that does not parse is malformed only: a peer with channels sent it.
+    const other = deliveryCore({ channels: ['reliable'] })
+    other.receive(Uint8Array.from([0xd1, 0x00, 0x7f]), 1000)
+    expect(other.stats().malformed).toBe(1)
+    expect(other.mismatch()).toBe('none')
+  })
+
+  it('keeps the first settings: a later frame that says otherwise changes nothing', () => {
+    const core = deliveryCore({ channels: ['reliable', 'unreliable'] })
+    const settings = (pn: number, modes: number[]) => Uint8Array.from([0xd1, ...varint(pn), SETTINGS, ...varint(2048), modes.length, ...modes])
+    core.receive(settings(0, [1, 2]), 1000)
+    core.receive(settings(1, [3, 3, 3]), 2000)
+    expect(core.peerSettings()).toEqual({ maxMessageBytes: 2048, channels: ['reliable', 'unreliable'] })
+    expect(core.mismatch()).toBe('none')
+    expect(core.stats().malformed).toBe(0)
+  })
+
+  describe('a hostile or broken frame drops its whole packet, counted, and announces nothing', () => {
+    const message = [0x10, 0x00, 0x00, 0x01, 0x41] // channel 0, sequence 0, "A"
+    const cases: [string, number[]][] = [
+      ['no channels', [SETTINGS, ...varint(1024), 0]],
+      ['256 channels', [SETTINGS, ...varint(1024), ...varint(256), ...new Array<number>(256).fill(1)]],
+      ['mode 0', [SETTINGS, ...varint(1024), 2, 1, 0]],
+      ['mode 4', [SETTINGS, ...varint(1024), 1, 4]],
+      ['a largest message of 0', [SETTINGS, 0, 1, 1]],
+      ['a largest message over 1 GiB', [SETTINGS, ...varint(2 ** 30 + 1), 1, 1]],
+      ['fewer modes than channels', [SETTINGS, ...varint(1024), 3, 1, 1]],
+      ['a truncated varint', [SETTINGS, 0x80]],
+    ]
+    for (const [name, frame] of cases) {
+      it(name, () => {
+        const core = deliveryCore({ channels: ['reliable'] })
+        core.receive(Uint8Array.from([0xd1, 0x00, ...message, ...frame]), 1000)
+        expect(core.stats().malformed).toBe(1)
+        expect(core.take().messages).toEqual([])
+        expect(core.peerSettings()).toBeNull()
+        expect(core.mismatch()).toBe('none')
+      })
+    }
+
+    it('the same packet with a valid frame is taken (the cases differ from it only in the frame)', () => {
+      const core = deliveryCore({ channels: ['reliable'] })
+      core.receive(Uint8Array.from([0xd1, 0x00, ...message, SETTINGS, ...varint(1024), 1, 1]), 1000)
+      expect(core.stats().malformed).toBe(0)
+      expect(core.take().messages.map((m) => [...m.data])).toEqual([[0x41]])
+      expect(core.peerSettings()).toEqual({ maxMessageBytes: 1024, channels: ['reliable'] })
+    })
+  })
+})
