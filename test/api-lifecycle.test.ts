@@ -661,6 +661,10 @@ describe('the volley command line', () => {
     expect(lines.map((line) => line.event)).toEqual(['connected', 'finished'])
     expect(lines[1]!.connect).toMatchObject({ connected: 0, failed: 2 })
     expect(status).toBe(1)
+    // Without --json, the same reports as text (src/cli/load-report.ts).
+    const text = run('load', '--server', '127.0.0.1:9', '--key', '00'.repeat(32), '--clients', '2', '--timeout', '1', '--seconds', '0.1')
+    expect(text.stdout).toMatch(/^connected 0 of 2 clients in \d+\.\d\d s; failed: ERR_CONNECTION_REQUEST_TIMED_OUT 2\nfinished: 0 clients connected\n/)
+    expect(text.status).toBe(1)
   }, 20_000)
 
   it.each([

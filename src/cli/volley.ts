@@ -6,6 +6,7 @@ import { ClientPool } from '../client-pool.ts'
 import { Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
+import { type LoadReport, loadReportText } from './load-report.ts'
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
@@ -21,6 +22,7 @@ const usage = `usage:
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
+  --json        load: its two reports (connected, finished) as a JSON object a line
   load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted`
 
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
@@ -186,10 +188,10 @@ async function main(): Promise<void> {
     process.once('SIGINT', interrupt)
     process.once('SIGTERM', interrupt)
     const connect = await pool.connect(tokens, { concurrency, signal: interrupted.signal })
-    const report = (event: string, extra: object = {}): void => {
+    const report = (event: LoadReport['event'], extra: Partial<LoadReport> = {}): void => {
       // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
-      const line = { event, connect, ...pool.stats(), ...extra }
-      console.log(values.json === true ? JSON.stringify(line) : `${event}: ${JSON.stringify(line)}`)
+      const line: LoadReport = { event, connect, ...pool.stats(), ...extra }
+      console.log(values.json === true ? JSON.stringify(line) : loadReportText(line))
     }
     report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
     const payload = new Uint8Array(64).fill(1)
