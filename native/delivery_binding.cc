@@ -48,7 +48,8 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
                         InstanceMethod<&DeliveryCoreWrap::NextDeadlineJs>("nextDeadlineUs"),
                         InstanceMethod<&DeliveryCoreWrap::StatsJs>("stats"),
                         InstanceMethod<&DeliveryCoreWrap::PeerSettingsJs>("peerSettings"),
-                        InstanceMethod<&DeliveryCoreWrap::MismatchJs>("mismatch")});
+                        InstanceMethod<&DeliveryCoreWrap::MismatchJs>("mismatch"),
+                        InstanceMethod<&DeliveryCoreWrap::AnnounceSettingsJs>("announceSettings")});
   }
 
   // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
@@ -179,7 +180,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"persistentCongestion", s.persistentCongestion}, {"spuriousLosses", s.spuriousLosses},
         {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
         {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
-        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade},
+        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"mismatched", s.mismatched}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade},
         {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
         {"minRttUs", core_->rtt().minUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
         {"congestionWindow", core_->congestionWindow()}, {"bytesInFlight", core_->bytesInFlight()},
@@ -209,6 +210,13 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     }
     out.Set("channels", channels);
     return out;
+  }
+  // announceSettings(nowUs, copies)
+  Napi::Value AnnounceSettingsJs(const Napi::CallbackInfo& info) {
+    uint64_t now;
+    if (!ReadTime(info[0], &now) || !info[1].IsNumber()) return Throw(info.Env(), "announceSettings(nowUs, copies)");
+    core_->AnnounceSettings(now, std::min(16, std::max(0, info[1].As<Napi::Number>().Int32Value())));
+    return info.Env().Undefined();
   }
   // mismatch() -> 'none' | 'channel-modes' | 'no-delivery-layer'
   Napi::Value MismatchJs(const Napi::CallbackInfo& info) {

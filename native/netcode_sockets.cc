@@ -34,6 +34,9 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
   return config;
 }
 
+// Packets of settings alone sent before a connection ends for a mismatch of channels.
+constexpr int kMismatchAnnouncements = 2;
+
 // A settings record: the peer's largest message (u32: at most 2^30), then its channels' modes.
 void RecordSettings(ProtocolOutput& output, uint32_t peer, const delivery::PeerSettings& settings) {
   uint8_t* data = output.Record(kPeerSettings, 0, peer, nullptr, 4 + settings.channels.size());
@@ -125,7 +128,11 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
 void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
   for (uint32_t peer : mismatched_) {
     // Not a client that took the slot since (its link is another).
-    if (peer < links_.size() && links_[peer] && links_[peer]->ending) core_.Disconnect(peer, now);  // Disconnected() names the reason
+    if (peer >= links_.size() || !links_[peer] || !links_[peer]->ending) continue;
+    // The client may not have found the mismatch yet (the packets with this side's settings lost): it
+    // learns why from these, not only that it was disconnected.
+    links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
+    core_.Disconnect(peer, now);  // Disconnected() names the reason
   }
   mismatched_.clear();
 }
@@ -359,7 +366,9 @@ void NetcodeClientProtocol::AfterDelivery() {
     link_->flushWatched = false;
     output.Record(kPeerFlushed, 0, 0, nullptr, 0);
   }
-  if (mismatched_) core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
+  if (!mismatched_) return;
+  link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does
+  core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
 }
 
 void NetcodeClientProtocol::NoteSettings() {

@@ -103,8 +103,8 @@ export interface LinkStats {
  * largest message. send() checks messages against them as well as against this side's own options.
  */
 export interface RemoteChannels {
-  channels: readonly ChannelOptions[]
-  maxMessageBytes: number
+  readonly channels: readonly Readonly<ChannelOptions>[]
+  readonly maxMessageBytes: number
 }
 
 /** Validated delivery settings; null when no channels are configured. */
@@ -168,10 +168,11 @@ export function deliveryFields(settings: DeliverySettings | null): NativeDeliver
 /** A settings record's data (native/socket_protocol.h): u32 the peer's largest message, a u8 mode per channel. */
 export function readRemoteChannels(bytes: Uint8Array, at: number, length: number): RemoteChannels {
   const maxMessageBytes = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 2 ** 24
-  const channels: ChannelOptions[] = []
+  const channels: Readonly<ChannelOptions>[] = []
   // The engine sends only modes 1 to 3 (it checked the frame).
-  for (let i = at + 4; i < at + length; i++) channels.push({ mode: MODES[bytes[i]! - 1]! })
-  return { channels, maxMessageBytes }
+  for (let i = at + 4; i < at + length; i++) channels.push(Object.freeze({ mode: MODES[bytes[i]! - 1]! }))
+  // Frozen: send() checks against this object, which peer.remoteChannels hands out.
+  return Object.freeze({ channels: Object.freeze(channels), maxMessageBytes })
 }
 
 /**

@@ -73,7 +73,7 @@ export class Peer {
   }
 
   /**
-   * With channels: the channels and largest message the client announced (its first ping carries them, so
+   * With channels: the channels and largest message the client announced (its first packet carries them, so
    * they are known about a round trip after 'connect'); null until then, and without channels. send()
    * checks messages against them. Kept after the client leaves: a 'disconnect' handler can show what a
    * 'channels-mismatch' was.

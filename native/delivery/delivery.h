@@ -90,6 +90,7 @@ struct DeliveryStats {
            expiredFragments = 0, unknownChannel = 0;
   uint64_t forgottenPackets = 0;  // older than the record of packets seen: a copy or not, cannot be told
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
+  uint64_t mismatched = 0;  // messages not delivered once the channels were found not to match
   uint64_t reassemblyMade = 0;  // bytes of buffers made for reassembly, in all (each whole at a message's first frame)
 };
 
@@ -112,9 +113,13 @@ class DeliveryCore {
 
   const DeliveryStats& stats() const { return stats_; }
   const PeerSettings& peerSettings() const { return peer_; }
-  // Set for good by the first packet that shows it: channels are then delivered with guarantees the
-  // sender did not ask for, or not at all.
+  // Set for good by the first packet that shows it; from then on no message is delivered (one on a
+  // channel in another mode would come with guarantees its sender did not ask for). The connection ends.
   Mismatch mismatch() const { return mismatch_; }
+  // Sends this side's settings in packets of their own (`copies` of them), whether or not the peer has
+  // them: before a connection ends for a mismatch, so that the peer, which may not have found it yet,
+  // learns why.
+  void AnnounceSettings(uint64_t nowUs, int copies);
   const RttEstimator& rtt() const { return rtt_; }
   const ClockSync& clock() const { return clock_; }
   uint64_t queuedBytes() const { return queuedBytes_; }
@@ -357,7 +362,10 @@ class DeliveryCore {
   // Settings: the peer's, and whether it has shown (by a PONG) that it has this side's.
   PeerSettings peer_;
   Mismatch mismatch_ = Mismatch::kNone;
+  // Until a pong shows the peer has them, every packet carries this side's settings, ahead of its
+  // messages: the peer knows them before it delivers any message of this side's.
   bool settingsDelivered_ = false;
+  bool announcing_ = false;  // AnnounceSettings: a packet of settings alone is worth sending
 
   // Ping/pong.
   uint64_t nextPingUs_ = 0;

@@ -259,6 +259,10 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
 }
 
 void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size) {
+  if (mismatch_ != Mismatch::kNone) {
+    ++stats_.mismatched;
+    return;
+  }
   ++stats_.messagesIn;
   stats_.messageBytesIn += size;
   sink_->Message(channel, data, size);

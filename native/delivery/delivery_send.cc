@@ -216,6 +216,12 @@ void DeliveryCore::Flush(uint64_t nowUs) {
   }
 }
 
+void DeliveryCore::AnnounceSettings(uint64_t nowUs, int copies) {
+  announcing_ = true;
+  for (int i = 0; i < copies; ++i) SendPacket(nowUs, false);
+  announcing_ = false;
+}
+
 void DeliveryCore::EnsureSentCapacity(uint64_t nowUs) {
   // Nothing outstanding: no record to keep.
   if (sentBase_ == nextPacket_ && (sent_.size() > kKeptSentRecords || chunkCapacity_ * sizeof(Chunk) > kKeptChunkBytes)) {
@@ -331,8 +337,23 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       elicitingSinceAck_ = 0;
     }
   }
-  bool eliciting = false, wrotePong = false, wrotePing = false;
+  bool eliciting = false, wrotePong = false, wrotePing = false, wroteSettings = false;
   const size_t capacity = kMaxPacketBytes;
+  // Settings the peer may not have yet, ahead of any message (they take at most 263 bytes: after an ACK
+  // and a PONG they always fit). Unwritten, no ping goes in the packet either: its pong would say the
+  // peer has them.
+  if (!settingsDelivered_ || announcing_) {
+    WireWriter writer(packet + size, capacity - size);
+    writer.U8(kFrameSettings);
+    writer.Varint(config_.maxMessageBytes);
+    writer.Varint(config_.channels.size());
+    for (const ChannelMode mode : config_.channels) writer.U8(static_cast<uint8_t>(mode));
+    if (!writer.failed()) {
+      size += writer.offset();
+      wroteSettings = true;
+    }
+  }
+  const bool mayPing = settingsDelivered_ || wroteSettings;
   {
     if (pongPending_) {  // due or not: it rides along
       WireWriter writer(packet + size, capacity - size);
@@ -352,19 +373,11 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     // idle connection sends one packet per interval each way, the leader's ping with its held pong and
     // the follower's pong with its ping.
     const uint64_t spanUs = PingSpanUs();
-    if (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2)) {
+    if (mayPing && (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2))) {
       WireWriter writer(packet + size, capacity - size);
       writer.U8(kFramePing);
       writer.Varint(nextPingId_);
       writer.Varint(nowUs);
-      // Until a pong shows the peer has them, every ping carries this side's settings (in the same
-      // writer: a ping without them, answered, would prove nothing).
-      if (!settingsDelivered_) {
-        writer.U8(kFrameSettings);
-        writer.Varint(config_.maxMessageBytes);
-        writer.Varint(config_.channels.size());
-        for (const ChannelMode mode : config_.channels) writer.U8(static_cast<uint8_t>(mode));
-      }
       // With reliable data unacknowledged it probes too: a link back from an outage is found within a ping
       // interval, not after a backed-off probe timeout.
       if (dataPacketsInFlight_ > 0) writer.U8(kFrameProbe);
@@ -479,7 +492,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       --probesToSend_;
     }
   }
-  if (!eliciting && !wroteAck && !wrotePong && !wrotePing) return false;
+  // Settings alone make a packet only when announced: with every packet carrying them, they would
+  // otherwise keep Flush() sending.
+  if (!eliciting && !wroteAck && !wrotePong && !wrotePing && !(wroteSettings && announcing_)) return false;
   record.number = number;
   record.sentUs = nowUs;
   record.bytes = static_cast<uint32_t>(size);

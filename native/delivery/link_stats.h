@@ -62,7 +62,7 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double ahea
   put(kLinkClockReferenceUs, monotonicNowUs);
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +
-                                         stats.staleSequenced + stats.oversized + stats.forgottenPackets));
+                                         stats.staleSequenced + stats.oversized + stats.forgottenPackets + stats.mismatched));
   put(kLinkCongestionWindow, static_cast<double>(core.congestionWindow()));
   put(kLinkBytesInFlight, static_cast<double>(core.bytesInFlight()));
   put(kLinkPathBytesPerSec, core.bandwidthBytesPerUs() * 1e6);

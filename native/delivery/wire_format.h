@@ -1,4 +1,4 @@
-// The delivery layer's packet format (version 1), carried as the payload of one netcode payload packet
+// The delivery layer's packet format (version 2; version 1 had no SETTINGS frame), carried as the payload of one netcode payload packet
 // (at most 1200 bytes). All integers are LEB128 varints unless a size is given.
 //
 //   packet   = u8 marker (0xD1) | varint packet number (per direction, from 0) | frame+
@@ -11,15 +11,16 @@
 //   PROBE    = u8 0x04   (asks for an ACK and nothing else: sent on a probe timeout with nothing to
 //              resend, and beside each PING while reliable data awaits an ACK)
 //   SETTINGS = u8 0x05 | varint the sender's largest message (1 to 2^30) | varint channel count (1 to 255) |
-//              u8 mode per channel (1 reliable, 2 unreliable, 3 sequenced)   (beside each PING until a
-//              PONG shows the peer has them; the receiver keeps the first and compares it with its own)
+//              u8 mode per channel (1 reliable, 2 unreliable, 3 sequenced)   (first in every packet until
+//              a PONG shows the peer has them; the receiver keeps the first and compares it with its own)
 //   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
 //
 // A packet with a PROBE, MESSAGE or FRAGMENT frame is ack-eliciting: the receiver acknowledges it. ACK,
 // PING, PONG and SETTINGS frames ask for no ACK: a ping's answer is its pong, and a lost ping or pong costs one RTT
-// and clock sample, nothing else.
+// and clock sample, nothing else. A frame of a type the receiver does not know makes the whole packet
+// malformed: a new frame type is a new version of the format, which both sides must run.
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
-// Each side's delivery layer announces its channels and largest message in a SETTINGS frame beside its
-// pings until a pong shows the peer has them (native/delivery/wire_format.h); the receiver keeps the first
-// and flags a mismatch: a channel both have in two modes, or a payload without the delivery marker.
+// Each side's delivery layer announces its channels and largest message in a SETTINGS frame first in every
+// packet until a pong shows the peer has them (native/delivery/wire_format.h); the receiver keeps the first
+// and flags a mismatch (a channel both have in two modes, or a payload without the delivery marker), after
+// which it delivers nothing.
 // Sans-IO, on the fake clock of the simulated pair, and with hand-built packets.
 import { describe, expect, it } from 'vitest'
 import { SimulatedPair, deliveryCore, frameTypes, varint } from './simulated-link.ts'
@@ -10,12 +11,42 @@ const second = 1_000_000
 const SETTINGS = 0x05
 
 describe('SETTINGS frame', () => {
-  it('goes beside the first ping, in the bytes of wire_format.h', () => {
+  it('goes first in the first packet, before its ping, in the bytes of wire_format.h', () => {
     const core = deliveryCore({ channels: ['reliable', 'sequenced'], maxMessageBytes: 5000 })
     core.flush(1000)
     const [packet] = core.take().packets
-    // marker, packet 0 | PING id 0, clock 1000 | SETTINGS 5000, 2 channels: reliable (1), sequenced (3)
-    expect([...packet!]).toEqual([0xd1, 0x00, 0x02, 0x00, 0xe8, 0x07, 0x05, 0x88, 0x27, 0x02, 0x01, 0x03])
+    // marker, packet 0 | SETTINGS 5000, 2 channels: reliable (1), sequenced (3) | PING id 0, clock 1000
+    expect([...packet!]).toEqual([0xd1, 0x00, 0x05, 0x88, 0x27, 0x02, 0x01, 0x03, 0x02, 0x00, 0xe8, 0x07])
+  })
+
+  it('goes ahead of the messages of every packet until a pong shows the peer has them', () => {
+    const core = deliveryCore({ channels: ['reliable', 'unreliable'] })
+    // Two messages a packet: six packets, within the first congestion window.
+    for (let i = 0; i < 12; i++) core.send(i % 2, new Uint8Array(400).fill(i), 1000)
+    core.flush(1000)
+    const { packets } = core.take()
+    expect(packets.length).toBeGreaterThanOrEqual(5)
+    for (const packet of packets) expect(frameTypes(packet)[0]).toBe(SETTINGS)
+    // The peer's pong to ping 0 (its clock 1,500 when the ping came, held 100 µs): settings no more.
+    core.receive(Uint8Array.from([0xd1, 0x00, 0x03, 0x00, ...varint(1000), ...varint(1500), ...varint(100)]), 2000)
+    core.send(0, new Uint8Array(10), 2000)
+    core.flush(2000)
+    const after = core.take().packets
+    expect(after.length).toBeGreaterThan(0)
+    for (const packet of after) expect(frameTypes(packet)).not.toContain(SETTINGS)
+  })
+
+  it('announced: in packets of their own, however many asked, even once the peer has them', () => {
+    const core = deliveryCore({ channels: ['sequenced'], maxMessageBytes: 300 })
+    core.flush(1000)
+    core.receive(Uint8Array.from([0xd1, 0x00, 0x03, 0x00, ...varint(1000), ...varint(1500), ...varint(100)]), 2000)
+    core.take()
+    core.announceSettings(3000, 2)
+    const { packets } = core.take()
+    expect(packets.map((packet) => [...packet])).toEqual([
+      [0xd1, 0x01, 0x05, ...varint(300), 0x01, 0x03],
+      [0xd1, 0x02, 0x05, ...varint(300), 0x01, 0x03],
+    ])
   })
 
   it('each side learns the other\'s; pings stop carrying them once a pong shows the peer has them', () => {
@@ -35,15 +66,15 @@ describe('SETTINGS frame', () => {
     expect(pair.a.mismatch()).toBe('none')
     expect(pair.b.mismatch()).toBe('none')
     for (const to of ['a', 'b'] as const) {
-      const pings = sent.filter((packet) => packet.to === to && packet.types.includes(0x02))
-      const withSettings = pings.filter((packet) => packet.types.includes(SETTINGS))
-      // The first ping carries them, its pong arrives a round trip (20 ms) later, and no ping after carries them.
-      expect(pings.length).toBeGreaterThan(10)
+      // Towards `to`: the other side's packets. The first ones carry the settings, up to the pong to its
+      // first ping (a round trip, 20 ms, later), and none after.
+      const packets = sent.filter((packet) => packet.to === to)
+      const withSettings = packets.filter((packet) => packet.types.includes(SETTINGS))
+      expect(packets.length).toBeGreaterThan(10)
       expect(withSettings.length).toBeGreaterThanOrEqual(1)
-      expect(withSettings.length).toBeLessThanOrEqual(2)
-      expect(pings.indexOf(withSettings.at(-1)!)).toBe(withSettings.length - 1)
-      // Never without a ping.
-      expect(sent.filter((packet) => packet.to === to && packet.types.includes(SETTINGS) && !packet.types.includes(0x02))).toEqual([])
+      expect(withSettings.length).toBeLessThanOrEqual(3)
+      expect(packets.slice(0, withSettings.length)).toEqual(withSettings)
+      expect(withSettings.every((packet) => packet.sentUs < 25 * ms)).toBe(true)
     }
   })
 
@@ -67,12 +98,20 @@ describe('SETTINGS frame', () => {
     expect(pair.b.peerSettings()).toEqual({ maxMessageBytes: 1 << 20, channels: ['reliable'] })
   })
 
-  it('a channel both have in two modes is a mismatch, on both sides', () => {
+  it('a channel both have in two modes is a mismatch, on both sides, and no message is delivered', () => {
     const pair = new SimulatedPair({ channels: ['reliable', 'unreliable'] }, { latencyMs: 10 }, 1, {}, { channels: ['reliable', 'sequenced', 'reliable'] })
-    pair.a.flush(0)
+    // Messages from the start, on every channel: the settings ahead of them in the same packets.
+    for (let i = 0; i < 5; i++) {
+      pair.send('a', i % 2, new Uint8Array(20).fill(i))
+      pair.send('b', i % 3, new Uint8Array(20).fill(i))
+    }
     pair.run(second)
     expect(pair.a.mismatch()).toBe('channel-modes')
     expect(pair.b.mismatch()).toBe('channel-modes')
+    expect([pair.received.a, pair.received.b]).toEqual([[], []])
+    // b's message on its channel 2, which a does not have, is dropped as such; the others for the mismatch.
+    expect([pair.a.stats().mismatched, pair.a.stats().unknownChannel]).toEqual([4, 1])
+    expect(pair.b.stats().mismatched).toBe(5)
   })
 
   it('a payload without the delivery marker is a mismatch (the peer has no channels), dropped and counted', () => {

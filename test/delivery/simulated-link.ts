@@ -36,7 +36,7 @@ export interface DeliveryOptions {
 type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
-  | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'forgottenPackets'
+  | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
   | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
@@ -52,6 +52,8 @@ export interface NativeDeliveryCore {
   /** What the peer's SETTINGS frame announced; null before it arrives. */
   peerSettings(): { maxMessageBytes: number; channels: ('reliable' | 'unreliable' | 'sequenced')[] } | null
   mismatch(): 'none' | 'channel-modes' | 'no-delivery-layer'
+  /** Sends `copies` packets of this side's settings alone. */
+  announceSettings(nowUs: number, copies: number): void
 }
 
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
