@@ -124,8 +124,11 @@ function connectionsTable(): string {
       Array.isArray(targets) ? num((targets.find((t: Json) => String(t.what).startsWith(prefix)) as Json | undefined)?.value) : undefined
     const cold = round('cold')
     const warm = round('warm')
+    // A run with other keep-alives than the library's 10 Hz says so: its payload figures are not the default's.
+    const keepAliveMs = num(at(run.record, 'options', 'keepAliveMs'))
+    const keepAlives = keepAliveMs !== undefined && keepAliveMs !== 100 ? ` (keep-alives every ${thousands(keepAliveMs)} ms)` : ''
     return [
-      link(run),
+      `${link(run)}${keepAlives}`,
       cold === undefined && warm === undefined ? '–' : `${us(cold)} / ${us(warm)}`,
       idleRss(run),
       target('connections timed out') === undefined ? '–' : String(target('connections timed out')),
