@@ -435,8 +435,9 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * With channels: the channels and largest message the server announced (it sends them as the connection
-   * opens: they arrive with connect()'s resolving or just after); null until then, and without channels. send() checks messages
-   * against them. Kept once the connection has ended, until the next one: what a 'channels-mismatch' was.
+   * opens: they arrive with connect()'s resolving or just after); null until then, and without channels.
+   * send() checks messages against them. Kept once the connection has ended, until the next one: what a
+   * 'channels-mismatch' was.
    */
   get remoteChannels(): RemoteChannels | null {
     return this.#remoteChannels

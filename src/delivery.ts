@@ -99,8 +99,8 @@ export interface LinkStats {
 }
 
 /**
- * The delivery settings a peer announced (the first of its pings carries them): its channels and its
- * largest message. send() checks messages against them as well as against this side's own options.
+ * The delivery settings a peer announced (its first packets carry them): its channels and its largest
+ * message. send() checks messages against them as well as against this side's own options.
  */
 export interface RemoteChannels {
   readonly channels: readonly Readonly<ChannelOptions>[]

@@ -11,6 +11,8 @@ export interface PeerHost {
   watchFlush(peer: Peer): void
   /** null when the peer's slot already has a later client, whose counters these would be. */
   peerStats(peer: Peer): PeerStats | null
+  /** What the client announced of its channels; null until then, and without channels. */
+  remoteChannels(peer: Peer): RemoteChannels | null
   /** The synchronised clock: the server's own, ms. */
   timeMs(): number
   bufferedAmount(peer: Peer): number
@@ -40,7 +42,6 @@ export class Peer {
   readonly #userDataAt: number
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
   #userData: Uint8Array | undefined
-  #remoteChannels: RemoteChannels | null = null
 
   constructor(
     host: PeerHost,
@@ -79,12 +80,7 @@ export class Peer {
    * 'channels-mismatch' was.
    */
   get remoteChannels(): RemoteChannels | null {
-    return this.#remoteChannels
-  }
-
-  /** @internal The client's settings record arrived. */
-  setRemoteChannels(remote: RemoteChannels): void {
-    this.#remoteChannels = remote
+    return this.#host.remoteChannels(this)
   }
 
   get connected(): boolean {

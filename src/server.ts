@@ -6,6 +6,7 @@ import {
   BandwidthWindow,
   type DeliveryOptions,
   type DeliverySettings,
+  type RemoteChannels,
   SendQueue,
   deliveryOptionNames,
   type SendOptions,
@@ -192,6 +193,11 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, BandwidthWindow>()
+  /**
+   * What each peer's client announced of its channels (with channels only): beside the Peer rather than in
+   * it, so that a server without channels keeps nothing more per peer; weak, kept as long as the Peer is.
+   */
+  readonly #remoteChannels = new WeakMap<Peer, RemoteChannels>()
   /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
   readonly #peerHost: PeerHost = {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
@@ -202,6 +208,7 @@ export class Server extends EventEmitter<ServerEvents> {
     peerStats: (peer) => this.#peerStats(peer),
     timeMs: () => monotonicUs() / 1000,
     bufferedAmount: (peer) => this.#bufferedAmount(peer),
+    remoteChannels: (peer) => this.#remoteChannels.get(peer) ?? null,
   }
   readonly #userData = new UserDataCopies()
   /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
@@ -483,7 +490,7 @@ export class Server extends EventEmitter<ServerEvents> {
         const queue = this.#queues.get(index)
         if (peer === undefined || queue === undefined) return
         queue.remote = readRemoteChannels(slab.u8, at, length)
-        peer.setRemoteChannels(queue.remote)
+        this.#remoteChannels.set(peer, queue.remote)
         return
       }
       case PeerRecordKind.drain: {
