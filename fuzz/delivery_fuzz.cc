@@ -132,9 +132,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   config.reliableWindow = 4 + in.Byte() * 4;  // small enough for honest traffic to reach its edge
   config.followsPings = (shape & 0x80) != 0;
 
+  // The same settings on both sides, in the two roles a client and its server take.
+  DeliveryConfig configB = config;
+  configB.followsPings = !config.followsPings;
   Side a(&config), b(&config);
-  DeliveryCore coreA(config, &a);  // sends into a.packets, towards B
-  DeliveryCore coreB(config, &b);  // sends into b.packets, towards A
+  DeliveryCore coreA(config, &a);   // sends into a.packets, towards B
+  DeliveryCore coreB(configB, &b);  // sends into b.packets, towards A
   uint64_t now = 1000000;
 
   while (!in.empty()) {

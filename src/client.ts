@@ -16,6 +16,7 @@ import {
   deliverySettings,
   describeChannelsMismatch,
   peerClockMs,
+  channelsAgree,
   readLinkStats,
   readRemoteChannels,
 } from './delivery.ts'
@@ -63,11 +64,21 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
     'ERR_CONNECTION_REQUEST_TIMED_OUT',
     // A netcode server answers no request it refuses: say what that silence may mean.
     'No server answered the connection request in time: it may be down, or it refused the token without a word, as netcode servers do ' +
-      "(a protocolId or private key other than the server's, the server's address not in the token, the client id connected already: " +
+      "(a protocolId or private key other than the server's, the server's address not in the token, the client id connected already, " +
+      'the token used before from another socket: ' +
       'the server counts these in stats().drops.tokenRefused)',
   ],
   'connection-response-timed-out': ['ERR_CONNECTION_RESPONSE_TIMED_OUT', 'The server did not confirm the challenge response in time'],
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
+}
+
+/**
+ * How long connect() waits, connected, for the server's delivery settings when the client has channels: a
+ * server with channels sends them first thing and in every packet until the client has them; one without
+ * never does.
+ */
+function settingsWaitMs(pingIntervalMs: number): number {
+  return Math.max(2000, 4 * pingIntervalMs)
 }
 
 export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
@@ -181,6 +192,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #links: Float64Array | null = null
   #queue: SendQueue
   #remoteChannels: RemoteChannels | null = null
+  /** connect() waits for the server's settings (with channels): gives up at this timer. */
+  #settingsWait: NodeJS.Timeout | undefined
   #reading = new BandwidthWindow()
   #engine: Engine | undefined
   #id = 0
@@ -384,7 +397,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
     if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
     if (this.#state !== 'connected') {
-      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.connecting ? 'connecting' : this.#describeState()}, not connected`)
+      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.connecting ? 'The client is connecting, not connected' : this.#notConnectedMessage())
     }
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
@@ -425,12 +438,12 @@ export class Client extends EventEmitter<ClientEvents> {
   #notConnectedError(): VolleyError {
     // As send() says it: once close() was called, the client is closed, whatever its connection's state.
     if (this.#closing !== undefined) return new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: nothing drains after close()')
-    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', `The client is ${this.#describeState()}, not connected`)
+    return new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
   }
 
-  #describeState(): string {
-    if (this.#state !== 'channels-mismatch') return this.#state
-    return `channels-mismatch (${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')})`
+  #notConnectedMessage(): string {
+    if (this.#state !== 'channels-mismatch') return `The client is ${this.#state}, not connected`
+    return `The client is not connected: its channels do not work with the server's ('channels-mismatch': ${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')})`
   }
 
   /**
@@ -519,22 +532,47 @@ export class Client extends EventEmitter<ClientEvents> {
    * 'disconnected', and whatever the engine still reports of that attempt (its handshake may have
    * completed meanwhile) is ignored, as the attempt number moves on.
    */
-  #abandonAttempt(pending: PendingConnect, error: Error): void {
+  #abandonAttempt(pending: PendingConnect, error: Error, state: ClientState = 'disconnected'): void {
     this.#pending = undefined
+    this.#stopSettingsWait()
     this.#attempt = (this.#attempt + 1) >>> 0
-    const changed = this.#state !== 'disconnected'
-    this.#state = 'disconnected'
+    const changed = this.#state !== state
+    const wasConnected = this.#state === 'connected' // waiting for the server's settings
+    this.#state = state
     this.#server = null
     this.#updateReference()
     pending.reject(error)
+    if (wasConnected) {
+      this.#drain.fail(() => this.#notConnectedError())
+      this.#flush.fail(() => this.#notConnectedError())
+    }
     // A 'state' handler that throws must not make close() or the abort throw: its error surfaces later.
     if (changed) {
       try {
-        this.emit('state', 'disconnected')
+        this.emit('state', state)
       } catch (thrown) {
         surfaceLater(thrown)
       }
     }
+  }
+
+  /** Connected, the server's settings never came: it runs without channels (or everything it sent was lost). */
+  #noSettings(pending: PendingConnect, waitMs: number): void {
+    this.#settingsWait = undefined
+    if (this.#pending !== pending) return
+    ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
+    const error = new ConnectError(
+      'ERR_CHANNELS_MISMATCH',
+      `The server sent no delivery settings in the ${waitMs} ms after connecting: it has no channels configured, which this client has (or the network lost all it sent)`,
+      'channels-mismatch',
+    )
+    this.#abandonAttempt(pending, error, 'channels-mismatch')
+  }
+
+  #stopSettingsWait(): void {
+    if (this.#settingsWait === undefined) return
+    clearTimeout(this.#settingsWait)
+    this.#settingsWait = undefined
   }
 
   #busy(): boolean {
@@ -561,6 +599,14 @@ export class Client extends EventEmitter<ClientEvents> {
         if (this.#state !== 'connected') return // of a connection that has ended
         this.#remoteChannels = readRemoteChannels(slab.u8, at, length)
         this.#queue.remote = this.#remoteChannels
+        // connect() resolves now, unless they do not match: the engine ends the connection then, and
+        // connect() rejects with its state.
+        const pending = this.#pending
+        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, this.#remoteChannels)) {
+          this.#stopSettingsWait()
+          this.#pending = undefined
+          pending.resolve()
+        }
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer !== this.#attempt) return
@@ -580,8 +626,17 @@ export class Client extends EventEmitter<ClientEvents> {
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server') // the I/O thread's counts start again
       this.#remoteChannels = null
-      this.#pending = undefined
-      pending?.resolve()
+      if (this.#delivery === null || pending === undefined) {
+        this.#pending = undefined
+        pending?.resolve()
+      } else {
+        // With channels, connect() resolves once the server's settings show they match (they come with its
+        // first packet, usually in this same batch): a mismatch rejects it rather than ending a connection
+        // it already reported.
+        const waitMs = settingsWaitMs(this.#delivery.pingIntervalMs)
+        this.#settingsWait = setTimeout(() => this.#noSettings(pending, waitMs), waitMs)
+        this.#settingsWait.unref() // the pending connect() holds the process (EngineHold)
+      }
       this.emit('state', state)
       return
     }
@@ -590,13 +645,17 @@ export class Client extends EventEmitter<ClientEvents> {
       return
     }
     this.#pending = undefined
+    this.#stopSettingsWait()
     this.#updateReference() // idle: the process may exit
     if (previous === 'connected') {
       this.#drain.fail(() => this.#notConnectedError())
       this.#flush.fail(() => this.#notConnectedError())
     }
     if (pending !== undefined) {
-      const [code, message] = errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`]
+      const [code, message] =
+        state === 'channels-mismatch'
+          ? (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')}`] as const)
+          : (errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`])
       const last = this.#lastServer
       const where = last === null ? '' : last.family === 'IPv6' ? `[${last.address}]:${last.port}` : `${last.address}:${last.port}`
       const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`

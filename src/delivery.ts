@@ -176,8 +176,18 @@ export function readRemoteChannels(bytes: Uint8Array, at: number, length: number
 }
 
 /**
+ * Whether a peer's announced channels work with this side's: every channel both have is in the same mode
+ * (as the engine's delivery layer checks them; one that only one side has is refused by send()).
+ */
+export function channelsAgree(own: DeliverySettings, remote: RemoteChannels): boolean {
+  const shared = Math.min(own.modes.length, remote.channels.length)
+  for (let channel = 0; channel < shared; channel++) if (remote.channels[channel]!.mode !== own.modes[channel]) return false
+  return true
+}
+
+/**
  * Why the two sides' channels do not work together, for a 'channels-mismatch' error's message: `remote` is
- * null when the peer sent payloads without the delivery layer (it has no channels).
+ * null when the peer does not run the delivery layer (it has no channels).
  */
 export function describeChannelsMismatch(own: DeliverySettings | null, remote: RemoteChannels | null, peer: string): string {
   if (own !== null && remote !== null) {
@@ -187,7 +197,7 @@ export function describeChannelsMismatch(own: DeliverySettings | null, remote: R
       if (theirs !== own.modes[channel]) return `channel ${channel} is '${own.modes[channel]}' on this side and '${theirs}' on ${peer}`
     }
   }
-  return `${peer} sent a payload without the delivery layer: it has no channels configured`
+  return `${peer} does not run the delivery layer: it has no channels configured (its payloads are not delivery packets, or are this side's own sent back)`
 }
 
 /**

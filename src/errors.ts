@@ -21,6 +21,7 @@ export type ConnectErrorCode =
   | 'ERR_CONNECTION_REQUEST_TIMED_OUT'
   | 'ERR_CONNECTION_RESPONSE_TIMED_OUT'
   | 'ERR_CONNECTION_TIMED_OUT'
+  | 'ERR_CHANNELS_MISMATCH'
   | 'ERR_ABORTED'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */

@@ -63,7 +63,8 @@ struct PeerSettings {
 enum class Mismatch : uint8_t {
   kNone = 0,
   kChannelModes = 1,     // a channel both have is in one mode here and another there
-  kNoDeliveryLayer = 2,  // a payload without the delivery marker: the peer has no channels
+  kNoDeliveryLayer = 2,  // a payload without the delivery marker, or this side's own settings sent back:
+                         // the peer has no channels (an echo server without them sends them back)
 };
 
 enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
@@ -279,7 +280,7 @@ class DeliveryCore {
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
   static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
-  void OnSettings(uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
+  void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);

@@ -124,9 +124,10 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         *ackEliciting = true;
         break;
       case kFrameSettings: {
+        const uint8_t role = reader.U8();
         const uint64_t maxMessageBytes = reader.Varint();
         const uint64_t count = reader.Varint();
-        if (reader.failed() || maxMessageBytes < 1 || maxMessageBytes > kMaxMessageBytesLimit || count < 1 ||
+        if (reader.failed() || role > 1 || maxMessageBytes < 1 || maxMessageBytes > kMaxMessageBytesLimit || count < 1 ||
             count > kMaxChannels || count > reader.remaining()) {
           return false;
         }
@@ -134,7 +135,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         for (size_t i = 0; i < count; ++i) {
           if (modes[i] < static_cast<uint8_t>(ChannelMode::kReliable) || modes[i] > static_cast<uint8_t>(ChannelMode::kSequenced)) return false;
         }
-        if (apply) OnSettings(maxMessageBytes, modes, count);
+        if (apply) OnSettings(role == 1, maxMessageBytes, modes, count);
         break;
       }
       case kFramePong: {
@@ -192,9 +193,15 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
   return !reader.failed();
 }
 
-void DeliveryCore::OnSettings(uint64_t maxMessageBytes, const uint8_t* modes, size_t count) {
+void DeliveryCore::OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count) {
   // The first counts: settings do not change during a connection (later copies are resends).
   if (peer_.known) return;
+  // A client and its server take the two roles: this side's own, coming back, is its own packet echoed by
+  // a peer that takes payloads for messages (without channels), whatever settings it carries.
+  if (followsPings == config_.followsPings) {
+    if (mismatch_ == Mismatch::kNone) mismatch_ = Mismatch::kNoDeliveryLayer;
+    return;
+  }
   peer_.known = true;
   peer_.maxMessageBytes = maxMessageBytes;
   peer_.channels.resize(count);

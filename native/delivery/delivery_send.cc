@@ -345,6 +345,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   if (!settingsDelivered_ || announcing_) {
     WireWriter writer(packet + size, capacity - size);
     writer.U8(kFrameSettings);
+    writer.U8(config_.followsPings ? 1 : 0);
     writer.Varint(config_.maxMessageBytes);
     writer.Varint(config_.channels.size());
     for (const ChannelMode mode : config_.channels) writer.U8(static_cast<uint8_t>(mode));

@@ -2,15 +2,16 @@
 // other's channels and largest message (remoteChannels), send() refuses what the peer would drop, and
 // channels that cannot work together end the connection on both sides with 'channels-mismatch'.
 import { describe, expect, it } from 'vitest'
-import { type ChannelOptions, Client, type ClientOptions, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
+import { type ChannelOptions, Client, type ClientOptions, type ConnectError, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n
 const fast = { disconnectIntervalMs: 5 }
 
-async function pair(serverOptions: Partial<ServerOptions>, clientOptions: ClientOptions, onConnect?: (peer: Peer) => void) {
+async function pair(serverOptions: Partial<ServerOptions>, clientOptions: ClientOptions, onConnect?: (peer: Peer) => void, prepare?: (server: Server) => void) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, ...fast, ...serverOptions })
+  prepare?.(server)
   const { port } = await server.listen()
   const peers: Peer[] = []
   const serverSaw: DisconnectReason[] = []
@@ -24,15 +25,18 @@ async function pair(serverOptions: Partial<ServerOptions>, clientOptions: Client
   client.on('disconnect', (state) => clientSaw.push(state))
   const clientGot: number[] = []
   client.on('message', (_data, channel) => clientGot.push(channel))
-  await client.connect(
-    await generateConnectToken({ protocolId, privateKey, clientId: 3n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }),
+  const token = await generateConnectToken({ protocolId, privateKey, clientId: 3n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+  // connect()'s outcome: undefined when it resolved, else its error as "code: message (state)".
+  const refused = await client.connect(token).then(
+    () => undefined,
+    (error: ConnectError) => `${error.code}: ${error.message} (${error.state})`,
   )
   await waitFor(() => peers.length === 1)
   const close = async () => {
     await client.close()
     await server.close()
   }
-  return { server, client, peer: peers[0]!, serverSaw, clientSaw, clientGot, close }
+  return { server, client, peer: peers[0]!, serverSaw, clientSaw, clientGot, refused, close }
 }
 
 function codeOf(action: () => unknown): string | undefined {
@@ -75,42 +79,53 @@ describe('channels that differ between server and client', () => {
     }
   })
 
-  it('a channel both have in two modes ends the connection on both sides, delivering nothing, and the errors say which', async () => {
+  it('a channel both have in two modes: connect() rejects, the server ends the peer, delivering nothing, and the errors say which', async () => {
     // The server sends on every channel at once. Those that reach the client in the batch where it finds
     // the mismatch (before it disconnects) are not delivered; later ones find it disconnected.
     // (settings.test.ts shows the same without the sockets' timing.)
     const sendAtConnect = (peer: Peer) => {
       for (let i = 0; i < 6; i++) peer.send(new Uint8Array(8).fill(i), { channel: i % 2 })
     }
-    const { client, peer, serverSaw, clientSaw, clientGot, close } = await pair({ channels: modes('reliable', 'unreliable') }, { channels: modes('reliable', 'reliable') }, sendAtConnect)
+    const { client, peer, serverSaw, clientSaw, clientGot, refused, close } = await pair(
+      { channels: modes('reliable', 'unreliable') },
+      { channels: modes('reliable', 'reliable') },
+      sendAtConnect,
+    )
     try {
-      await waitFor(() => serverSaw.length === 1 && clientSaw.length === 1, 3000, 'both sides disconnected')
-      expect(clientGot).toEqual([])
-      expect(serverSaw).toEqual(['channels-mismatch'])
-      expect(clientSaw).toEqual(['channels-mismatch'])
+      expect(refused).toMatch(
+        /^ERR_CHANNELS_MISMATCH: The server's channels do not work with this client's: channel 1 is 'reliable' on this side and 'unreliable' on the server \(at 127\.0\.0\.1:\d+, the last address tried\) \(channels-mismatch\)$/,
+      )
       expect(client.state).toBe('channels-mismatch')
+      await waitFor(() => serverSaw.length === 1, 3000, 'the server disconnected the peer')
+      expect(serverSaw).toEqual(['channels-mismatch'])
+      // connect() rejected: the connection was never reported, nor its end.
+      expect(clientSaw).toEqual([])
+      expect(clientGot).toEqual([])
       expect(codeOf(() => peer.send(new Uint8Array(1)))).toBe(
         "ERR_PEER_DISCONNECTED: Peer 3 is not connected: its connection ended ('channels-mismatch': channel 1 is 'unreliable' on this side and 'reliable' on the client)",
       )
       expect(codeOf(() => client.send(new Uint8Array(1)))).toBe(
-        "ERR_CLIENT_NOT_CONNECTED: The client is channels-mismatch (channel 1 is 'reliable' on this side and 'unreliable' on the server), not connected",
+        "ERR_CLIENT_NOT_CONNECTED: The client is not connected: its channels do not work with the server's ('channels-mismatch': channel 1 is 'reliable' on this side and 'unreliable' on the server)",
       )
       // What the peer announced stays readable after the end.
       expect(peer.remoteChannels?.channels).toEqual(modes('reliable', 'reliable'))
+      expect(client.remoteChannels?.channels).toEqual(modes('reliable', 'unreliable'))
     } finally {
       await close()
     }
   })
 
   it('a client without channels that sends is disconnected by a server with channels', async () => {
-    const { client, peer, serverSaw, close } = await pair({ channels: modes('reliable') }, {})
+    const { client, peer, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
     try {
+      expect(refused).toBeUndefined() // it has no channels: nothing to wait for
       client.send(new TextEncoder().encode('raw netcode payload'))
       await waitFor(() => serverSaw.length === 1, 3000, 'the server disconnected it')
       expect(serverSaw).toEqual(['channels-mismatch'])
       expect(peer.remoteChannels).toBeNull()
       expect(codeOf(() => peer.send(new Uint8Array(1)))).toBe(
-        "ERR_PEER_DISCONNECTED: Peer 3 is not connected: its connection ended ('channels-mismatch': the client sent a payload without the delivery layer: it has no channels configured)",
+        "ERR_PEER_DISCONNECTED: Peer 3 is not connected: its connection ended ('channels-mismatch': the client does not run the delivery layer: " +
+          "it has no channels configured (its payloads are not delivery packets, or are this side's own sent back))",
       )
       await waitFor(() => client.state !== 'connected', 3000, 'the client hears of it')
       expect(client.state).toBe('disconnected')
@@ -119,21 +134,52 @@ describe('channels that differ between server and client', () => {
     }
   })
 
-  it('a client with channels ends its connection to a server without them that sends', async () => {
-    const { client, peer, clientSaw, serverSaw, close } = await pair({}, { channels: modes('reliable') })
-    try {
-      peer.send(new TextEncoder().encode('raw netcode payload'))
-      await waitFor(() => clientSaw.length === 1, 3000, 'the client disconnected')
-      expect(clientSaw).toEqual(['channels-mismatch'])
-      expect(client.remoteChannels).toBeNull()
-      expect(codeOf(() => client.send(new Uint8Array(1)))).toBe(
-        'ERR_CLIENT_NOT_CONNECTED: The client is channels-mismatch (the server sent a payload without the delivery layer: it has no channels configured), not connected',
-      )
-      // It said goodbye with netcode's disconnect packets.
-      await waitFor(() => serverSaw.length === 1, 3000, 'the server saw it leave')
-      expect(serverSaw).toEqual(['disconnected'])
-    } finally {
-      await close()
-    }
+  describe('a client with channels, a server without', () => {
+    const noDeliveryLayer =
+      "ERR_CHANNELS_MISMATCH: The server's channels do not work with this client's: the server does not run the delivery layer: it has no channels configured " +
+      "(its payloads are not delivery packets, or are this side's own sent back)"
+
+    it('that sends at once: connect() rejects as soon as a payload comes', async () => {
+      const { client, serverSaw, refused, close } = await pair({}, { channels: modes('reliable') }, (peer) => peer.send(new TextEncoder().encode('welcome')))
+      try {
+        expect(refused?.startsWith(noDeliveryLayer)).toBe(true)
+        expect(refused?.endsWith('(channels-mismatch)')).toBe(true)
+        expect(client.remoteChannels).toBeNull()
+        // It said goodbye with netcode's disconnect packets.
+        await waitFor(() => serverSaw.length === 1, 3000, 'the server saw it leave')
+        expect(serverSaw).toEqual(['disconnected'])
+      } finally {
+        await close()
+      }
+    })
+
+    it("that echoes what it gets (as volley serve does): connect() rejects on the client's own settings sent back", async () => {
+      const echo = (server: Server) => server.on('message', (peer, data) => peer.connected && peer.send(data))
+      const { client, serverSaw, refused, close } = await pair({}, { channels: modes('reliable') }, undefined, echo)
+      try {
+        expect(refused?.startsWith(noDeliveryLayer)).toBe(true)
+        expect(client.remoteChannels).toBeNull()
+        await waitFor(() => serverSaw.length === 1, 3000, 'the server saw it leave')
+      } finally {
+        await close()
+      }
+    })
+
+    it('that stays silent: connect() rejects once the wait for its settings is over (2 s)', async () => {
+      const started = performance.now()
+      const { client, serverSaw, refused, close } = await pair({}, { channels: modes('reliable') })
+      try {
+        expect(refused).toBe(
+          'ERR_CHANNELS_MISMATCH: The server sent no delivery settings in the 2000 ms after connecting: it has no channels configured, which this client has ' +
+            '(or the network lost all it sent) (channels-mismatch)',
+        )
+        expect(performance.now() - started).toBeGreaterThanOrEqual(1900)
+        expect(client.state).toBe('channels-mismatch')
+        await waitFor(() => serverSaw.length === 1, 3000, 'the server saw it leave')
+        expect(serverSaw).toEqual(['disconnected'])
+      } finally {
+        await close()
+      }
+    })
   })
 })

@@ -15,8 +15,13 @@ describe('SETTINGS frame', () => {
     const core = deliveryCore({ channels: ['reliable', 'sequenced'], maxMessageBytes: 5000 })
     core.flush(1000)
     const [packet] = core.take().packets
-    // marker, packet 0 | SETTINGS 5000, 2 channels: reliable (1), sequenced (3) | PING id 0, clock 1000
-    expect([...packet!]).toEqual([0xd1, 0x00, 0x05, 0x88, 0x27, 0x02, 0x01, 0x03, 0x02, 0x00, 0xe8, 0x07])
+    // marker, packet 0 | SETTINGS role 0 (leads the pings), 5000, 2 channels: reliable (1), sequenced (3) |
+    // PING id 0, clock 1000
+    expect([...packet!]).toEqual([0xd1, 0x00, 0x05, 0x00, 0x88, 0x27, 0x02, 0x01, 0x03, 0x02, 0x00, 0xe8, 0x07])
+    // The side that follows the pings (a server) says so.
+    const follower = deliveryCore({ channels: ['unreliable'], maxMessageBytes: 100, followsPings: true })
+    follower.flush(1000)
+    expect([...follower.take().packets[0]!.subarray(0, 7)]).toEqual([0xd1, 0x00, 0x05, 0x01, 0x64, 0x01, 0x02])
   })
 
   it('goes ahead of the messages of every packet until a pong shows the peer has them', () => {
@@ -44,8 +49,8 @@ describe('SETTINGS frame', () => {
     core.announceSettings(3000, 2)
     const { packets } = core.take()
     expect(packets.map((packet) => [...packet])).toEqual([
-      [0xd1, 0x01, 0x05, ...varint(300), 0x01, 0x03],
-      [0xd1, 0x02, 0x05, ...varint(300), 0x01, 0x03],
+      [0xd1, 0x01, 0x05, 0x00, ...varint(300), 0x01, 0x03],
+      [0xd1, 0x02, 0x05, 0x00, ...varint(300), 0x01, 0x03],
     ])
   })
 
@@ -127,9 +132,20 @@ describe('SETTINGS frame', () => {
     expect(other.mismatch()).toBe('none')
   })
 
+  it("its own role coming back is its own packets echoed by a peer without channels: a mismatch, nothing taken", () => {
+    const client = deliveryCore({ channels: ['reliable'] })
+    client.send(0, Uint8Array.from([1, 2, 3]), 1000)
+    client.flush(1000)
+    // An echo server without channels sends each payload back as it came.
+    for (const packet of client.take().packets) client.receive(packet, 2000)
+    expect(client.mismatch()).toBe('no-delivery-layer')
+    expect(client.peerSettings()).toBeNull()
+    expect(client.take().messages).toEqual([])
+  })
+
   it('keeps the first settings: a later frame that says otherwise changes nothing', () => {
     const core = deliveryCore({ channels: ['reliable', 'unreliable'] })
-    const settings = (pn: number, modes: number[]) => Uint8Array.from([0xd1, ...varint(pn), SETTINGS, ...varint(2048), modes.length, ...modes])
+    const settings = (pn: number, modes: number[]) => Uint8Array.from([0xd1, ...varint(pn), SETTINGS, 1, ...varint(2048), modes.length, ...modes])
     core.receive(settings(0, [1, 2]), 1000)
     core.receive(settings(1, [3, 3, 3]), 2000)
     expect(core.peerSettings()).toEqual({ maxMessageBytes: 2048, channels: ['reliable', 'unreliable'] })
@@ -139,15 +155,18 @@ describe('SETTINGS frame', () => {
 
   describe('a hostile or broken frame drops its whole packet, counted, and announces nothing', () => {
     const message = [0x10, 0x00, 0x00, 0x01, 0x41] // channel 0, sequence 0, "A"
+    // From a server (role 1) to this core, a client's.
     const cases: [string, number[]][] = [
-      ['no channels', [SETTINGS, ...varint(1024), 0]],
-      ['256 channels', [SETTINGS, ...varint(1024), ...varint(256), ...new Array<number>(256).fill(1)]],
-      ['mode 0', [SETTINGS, ...varint(1024), 2, 1, 0]],
-      ['mode 4', [SETTINGS, ...varint(1024), 1, 4]],
-      ['a largest message of 0', [SETTINGS, 0, 1, 1]],
-      ['a largest message over 1 GiB', [SETTINGS, ...varint(2 ** 30 + 1), 1, 1]],
-      ['fewer modes than channels', [SETTINGS, ...varint(1024), 3, 1, 1]],
-      ['a truncated varint', [SETTINGS, 0x80]],
+      ['role 2', [SETTINGS, 2, ...varint(1024), 1, 1]],
+      ['no channels', [SETTINGS, 1, ...varint(1024), 0]],
+      ['256 channels', [SETTINGS, 1, ...varint(1024), ...varint(256), ...new Array<number>(256).fill(1)]],
+      ['mode 0', [SETTINGS, 1, ...varint(1024), 2, 1, 0]],
+      ['mode 4', [SETTINGS, 1, ...varint(1024), 1, 4]],
+      ['a largest message of 0', [SETTINGS, 1, 0, 1, 1]],
+      ['a largest message over 1 GiB', [SETTINGS, 1, ...varint(2 ** 30 + 1), 1, 1]],
+      ['fewer modes than channels', [SETTINGS, 1, ...varint(1024), 3, 1, 1]],
+      ['a truncated varint', [SETTINGS, 1, 0x80]],
+      ['no role', [SETTINGS]],
     ]
     for (const [name, frame] of cases) {
       it(name, () => {
@@ -162,7 +181,7 @@ describe('SETTINGS frame', () => {
 
     it('the same packet with a valid frame is taken (the cases differ from it only in the frame)', () => {
       const core = deliveryCore({ channels: ['reliable'] })
-      core.receive(Uint8Array.from([0xd1, 0x00, ...message, SETTINGS, ...varint(1024), 1, 1]), 1000)
+      core.receive(Uint8Array.from([0xd1, 0x00, ...message, SETTINGS, 1, ...varint(1024), 1, 1]), 1000)
       expect(core.stats().malformed).toBe(0)
       expect(core.take().messages.map((m) => [...m.data])).toEqual([[0x41]])
       expect(core.peerSettings()).toEqual({ maxMessageBytes: 1024, channels: ['reliable'] })

@@ -257,6 +257,7 @@ function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] }
     } else if (type === 0x03) {
       skip(4)
     } else if (type === 0x05) {
+      at++ // the role
       next() // the largest message
       const channels = next()
       at += channels // a mode per channel
