@@ -591,6 +591,9 @@ describe('the volley command line', () => {
     // --address is checked as --server is: the flag named, not the Server option it fills.
     [['serve', '--address', 'bogus', '--key', '00'.repeat(32)], /Server address 'bogus' \(the "--address" option\) does not parse/],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--reuse-port'], /--reuse-port needs a fixed port in --address, not port 0/],
+    [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--channels', 'reliable,fast'], /--channels must be modes separated by commas \(reliable, unreliable, sequenced\), not 'reliable,fast'/],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--max-message-bytes', '100'], /--max-message-bytes needs --channels/],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--channels', 'reliable', '--max-message-bytes', '0'], /--max-message-bytes must be an integer from 1 to 1073741824, not '0'/],
     // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--seconds', '3000000'], /--seconds must be/],
   ])('refuses %j with one line and status 2, no stack trace', (args, message) => {
@@ -653,6 +656,38 @@ describe('the volley command line', () => {
     for (const server of servers) expect(server.lines[1]).toMatchObject({ event: 'stopped', stats: { packets: { in: expect.any(Number) } } })
     expect(Math.min(...servers.map((server) => server.lines[1]!.stats!.packets.in))).toBeGreaterThan(0)
   }, 30_000)
+
+  it('volley serve and load --channels: echoes on the channels; load with other channels cannot connect, and says why', async () => {
+    const key = '00'.repeat(32)
+    const port = await freeUdpPort()
+    const server = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--address', `127.0.0.1:${port}`, '--key', key, '--channels', 'reliable,unreliable', '--seconds', '20'])
+    let out = ''
+    server.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => server.once('exit', resolve))
+    try {
+      await waitFor(() => out.includes('"listening"'), 10_000, 'the server to listen')
+      const load = (...channels: string[]) =>
+        spawnSync(process.execPath, ['--import', 'tsx', cli, 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '10', '--seconds', '0.5', '--rate', '20', '--json', ...channels], {
+          timeout: 15_000,
+          killSignal: 'SIGKILL',
+          encoding: 'utf8',
+        })
+      type Line = { event: string; connect: { connected: number }; failed: Record<string, number>; messagesSent: number; messagesReceived: number }
+      const same = load('--channels', 'reliable,unreliable')
+      expect(same.status).toBe(0)
+      const finished = JSON.parse(same.stdout.trim().split('\n')[1]!) as Line
+      expect(finished).toMatchObject({ event: 'finished', connect: { connected: 10 } })
+      // Reliable both ways: every broadcast message comes back.
+      expect(finished.messagesSent).toBe(100)
+      expect(finished.messagesReceived).toBe(100)
+      const other = load('--channels', 'reliable,sequenced')
+      expect(other.status).toBe(1)
+      expect(JSON.parse(other.stdout.trim().split('\n')[0]!)).toMatchObject({ event: 'connected', connect: { connected: 0 }, failed: { ERR_CHANNELS_MISMATCH: 10 } })
+    } finally {
+      server.kill('SIGTERM')
+    }
+    expect(await exited).toBe(0)
+  }, 40_000)
 
   it('volley load exits with status 1 when its clients could not connect, after its report', () => {
     // No server on the port: each request times out after the token's 1 s.

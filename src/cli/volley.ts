@@ -3,16 +3,17 @@
 // `volley token` prints a connect token. Keys are given in hex; all traffic is whatever address you name.
 import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
-import { Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
+import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
-               [--keep-alive-ms 100] [--reuse-port]
+               [--keep-alive-ms 100] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
+               [--channels reliable,unreliable] [--max-message-bytes N]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
   volley --version | --help
@@ -22,6 +23,9 @@ const usage = `usage:
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
+  --channels    the delivery layer's channels, modes separated by commas (reliable, unreliable, sequenced):
+                serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
+  --max-message-bytes  with --channels: the largest message (default 1048576)
   --json        load: its two reports (connected, finished) as a JSON object a line
   load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted`
 
@@ -41,14 +45,16 @@ const options = {
   'client-id': { type: 'string' },
   json: { type: 'boolean' },
   'reuse-port': { type: 'boolean' },
+  channels: { type: 'string' },
+  'max-message-bytes': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const
 
 /** The flags each command takes (--help and --version go with any). */
 const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
-  serve: ['address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port'],
-  load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json'],
+  serve: ['address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port', 'channels', 'max-message-bytes'],
+  load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json', 'channels', 'max-message-bytes'],
   token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
   key: [],
 }
@@ -104,6 +110,25 @@ function addressArgument(value: string | undefined, reusePort: boolean): string 
   return address
 }
 
+/** --channels and --max-message-bytes: the delivery options (none without --channels). */
+function deliveryArguments(channels: string | undefined, maxMessageBytes: string | undefined): { channels?: ChannelOptions[]; maxMessageBytes?: number } {
+  if (channels === undefined) {
+    if (maxMessageBytes !== undefined) throw new UsageError('--max-message-bytes needs --channels')
+    return {}
+  }
+  const modes = channels.split(',').map((mode) => mode.trim())
+  for (const mode of modes) {
+    if (mode !== 'reliable' && mode !== 'unreliable' && mode !== 'sequenced') {
+      throw new UsageError(`--channels must be modes separated by commas (reliable, unreliable, sequenced), not '${channels}'`)
+    }
+  }
+  if (modes.length > 255) throw new UsageError('--channels takes 1 to 255 modes')
+  return {
+    channels: modes.map((mode) => ({ mode: mode as ChannelOptions['mode'] })),
+    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes: numberArgument('max-message-bytes', maxMessageBytes, 1 << 20, { integer: true, min: 1, max: 1 << 30 }) }),
+  }
+}
+
 /** --server, checked here so that an error names the flag rather than the token option it fills. */
 function serverArgument(value: string | undefined): string {
   const server = required('server', value)
@@ -153,9 +178,10 @@ async function main(): Promise<void> {
       maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
       reusePort,
+      ...deliveryArguments(values.channels, values['max-message-bytes']),
     })
-    server.on('message', (peer, data) => {
-      if (peer.connected) peer.send(data) // echo, while the server runs
+    server.on('message', (peer, data, channel) => {
+      if (peer.connected) peer.send(data, { channel }) // echo, on its channel, while the server runs
     })
     // Reported, not thrown: a socket error (a send the kernel refused) must not end a server that runs on.
     server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
@@ -178,7 +204,10 @@ async function main(): Promise<void> {
     const rate = numberArgument('rate', values.rate, 0, { max: 1_000_000 })
     const timeoutSeconds = timeoutArgument(values.timeout)
     const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
-    const pool = new ClientPool({ keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange) })
+    const pool = new ClientPool({
+      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
+      ...deliveryArguments(values.channels, values['max-message-bytes']),
+    })
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
     )
@@ -212,9 +241,11 @@ async function main(): Promise<void> {
         broadcasts++
       }
     }
-    const ticker = rate > 0 ? setInterval(catchUp, period) : undefined
+    const ticker = rate > 0 && connect.connected > 0 ? setInterval(catchUp, period) : undefined
     // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
+    // With no client connected there is nothing to wait for.
     await new Promise<void>((resolve) => {
+      if (connect.connected === 0) return resolve()
       const timer = setTimeout(resolve, seconds * 1000)
       const end = (): void => {
         clearTimeout(timer)
