@@ -5,6 +5,7 @@ import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEng
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import {
   BandwidthWindow,
+  channelsAgree,
   type DeliveryOptions,
   type DeliverySettings,
   type LinkStats,
@@ -16,7 +17,6 @@ import {
   deliverySettings,
   describeChannelsMismatch,
   peerClockMs,
-  channelsAgree,
   readLinkStats,
   readRemoteChannels,
 } from './delivery.ts'
