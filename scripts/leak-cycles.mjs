@@ -290,8 +290,9 @@ async function deliveryCycles(n) {
   const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)
   for (let i = 0; i < n; i++) {
     const options = { channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 1 << 20 }
+    // A client's core and its server's: the two roles (each side's settings say which it takes).
     const a = new DeliveryCore(options)
-    const b = new DeliveryCore(options)
+    const b = new DeliveryCore({ ...options, followsPings: true })
     a.send(0, new Uint8Array(300_000).fill(i), 0)
     for (let m = 0; m < 50; m++) a.send(m % 3, new Uint8Array(m * 97 + 1).fill(m), 0)
     // The reliable ones must all arrive (the 300 kB one and 17 small ones); unreliable ones may be lost.
