@@ -37,15 +37,33 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
 // Packets of settings alone sent before a connection ends for a mismatch of channels.
 constexpr int kMismatchAnnouncements = 2;
 
-// A settings record: the peer's largest message (u32: at most 2^30), then its channels' modes.
-void RecordSettings(ProtocolOutput& output, uint32_t peer, const delivery::PeerSettings& settings) {
-  uint8_t* data = output.Record(kPeerSettings, 0, peer, nullptr, 4 + settings.channels.size());
-  const uint32_t maxMessageBytes = static_cast<uint32_t>(settings.maxMessageBytes);
-  std::memcpy(data, &maxMessageBytes, 4);
-  for (size_t i = 0; i < settings.channels.size(); ++i) data[4 + i] = static_cast<uint8_t>(settings.channels[i]);
+}  // namespace
+
+// --- a connection's delivery link ---
+
+void DeliveryLink::ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes) {
+  if (watched && core.queuedCharge() <= queueLimitBytes / 2) {
+    watched = false;
+    output.Record(kPeerDrain, 0, peer_, nullptr, 0);
+  }
+  if (flushWatched && core.queuedCharge() == 0) {
+    flushWatched = false;
+    output.Record(kPeerFlushed, 0, peer_, nullptr, 0);
+  }
 }
 
-}  // namespace
+bool DeliveryLink::ReportSettings(ProtocolOutput& output) {
+  const delivery::PeerSettings& settings = core.peerSettings();
+  if (!settingsReported && settings.known) {
+    settingsReported = true;
+    // The peer's largest message (u32: at most 2^30), then its channels' modes.
+    uint8_t* data = output.Record(kPeerSettings, 0, peer_, nullptr, 4 + settings.channels.size());
+    const uint32_t maxMessageBytes = static_cast<uint32_t>(settings.maxMessageBytes);
+    std::memcpy(data, &maxMessageBytes, 4);
+    for (size_t i = 0; i < settings.channels.size(); ++i) data[4 + i] = static_cast<uint8_t>(settings.channels[i]);
+  }
+  return core.mismatch() != delivery::Mismatch::kNone;
+}
 
 // --- server ---
 
@@ -186,21 +204,15 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
     output.Payload(0, index, data, size);
     return;
   }
-  links_[index]->core.Receive(data, size, LocalUs(now_));
-  NoteSettings(index);
-  MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
-}
-
-void NetcodeServerProtocol::NoteSettings(uint32_t peer) {
-  DeliveryLink& link = *links_[peer];
-  if (!link.settingsReported && link.core.peerSettings().known) {
-    link.settingsReported = true;
-    RecordSettings(output, peer, link.core.peerSettings());
-  }
-  if (link.core.mismatch() != delivery::Mismatch::kNone && !link.ending) {
+  DeliveryLink& link = *links_[index];
+  link.core.Receive(data, size, LocalUs(now_));
+  // Marked at once, so that whatever ends the connection (a disconnect later in the same batch) names the
+  // mismatch; EndMismatched disconnects it, outside the core's callbacks.
+  if (link.ReportSettings(output) && !link.ending) {
     link.ending = true;
-    mismatched_.push_back(peer);
+    mismatched_.push_back(index);
   }
+  MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
@@ -226,14 +238,7 @@ void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
   netcode::PeerCounterTable& table = core_.peerCounters();
   delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table.link[size_t{peer} * table.linkFields]);
-  if (link.watched && link.core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
-    link.watched = false;
-    output.Record(kPeerDrain, 0, peer, nullptr, 0);
-  }
-  if (link.flushWatched && link.core.queuedCharge() == 0) {
-    link.flushWatched = false;
-    output.Record(kPeerFlushed, 0, peer, nullptr, 0);
-  }
+  link.ReportQueue(output, delivery_.queueLimitBytes);
   core_.WakePeer(peer, delivery_.clock.Real(link.core.NextDeadlineUs(LocalUs(now_))));
 }
 
@@ -344,7 +349,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, LocalUs(now_));
-  NoteSettings();
+  if (link_->ReportSettings(output)) mismatched_ = true;  // marked at once, as the server's (AfterDelivery ends it)
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -358,25 +363,10 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 
 void NetcodeClientProtocol::AfterDelivery() {
   delivery::WriteLinkStats(link_->core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table_->link[0]);
-  if (link_->watched && link_->core.queuedCharge() <= delivery_.queueLimitBytes / 2) {
-    link_->watched = false;
-    output.Record(kPeerDrain, 0, 0, nullptr, 0);
-  }
-  if (link_->flushWatched && link_->core.queuedCharge() == 0) {
-    link_->flushWatched = false;
-    output.Record(kPeerFlushed, 0, 0, nullptr, 0);
-  }
+  link_->ReportQueue(output, delivery_.queueLimitBytes);
   if (!mismatched_) return;
   link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does
   core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
-}
-
-void NetcodeClientProtocol::NoteSettings() {
-  if (!link_->settingsReported && link_->core.peerSettings().known) {
-    link_->settingsReported = true;
-    RecordSettings(output, 0, link_->core.peerSettings());
-  }
-  if (link_->core.mismatch() != delivery::Mismatch::kNone) mismatched_ = true;
 }
 
 }  // namespace volley

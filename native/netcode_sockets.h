@@ -33,6 +33,12 @@ class DeliveryLink : public delivery::DeliverySink {
   DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config) : owner_(owner), peer_(peer), core(config, this) {}
   void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
   void Message(uint8_t channel, const uint8_t* data, size_t size) override { owner_->DeliverMessage(peer_, channel, data, size); }
+  // The drain and flushed records JavaScript waits for, once their moment has come (queueLimitBytes: its
+  // send limit, a drain at half of it).
+  void ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes);
+  // The settings record once the peer's settings are known; true when the two sides' channels do not work
+  // together (delivery::Mismatch).
+  bool ReportSettings(ProtocolOutput& output);
 
  private:
   Owner* owner_;
@@ -79,10 +85,6 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void AfterDelivery(uint32_t peer);
   // Disconnects the peers whose channels do not work with this server's (outside the core's callbacks).
   void EndMismatched(const netcode::Clock& now);
-  // After each payload: the peer's settings record once they are known, and a mismatch marked for
-  // EndMismatched at once, so that whatever ends the connection (a disconnect later in the same batch)
-  // names the mismatch.
-  void NoteSettings(uint32_t peer);
   void MarkDirty(uint32_t peer);
   // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
   bool Current(uint32_t peer, uint32_t* slot) const;
@@ -121,8 +123,6 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   // Link statistics, drain and flushed records; a mismatch of channels ends the connection (link_ is gone
   // after it).
   void AfterDelivery();
-  // After each payload, as the server's: the settings record, and a mismatch marked.
-  void NoteSettings();
   uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
   netcode::ClientCore core_;

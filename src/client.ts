@@ -191,7 +191,6 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   #queue: SendQueue
-  #remoteChannels: RemoteChannels | null = null
   /** connect() waits for the server's settings (with channels): gives up at this timer. */
   #settingsWait: NodeJS.Timeout | undefined
   #reading = new BandwidthWindow()
@@ -443,7 +442,7 @@ export class Client extends EventEmitter<ClientEvents> {
 
   #notConnectedMessage(): string {
     if (this.#state !== 'channels-mismatch') return `The client is ${this.#state}, not connected`
-    return `The client is not connected: its channels do not work with the server's ('channels-mismatch': ${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')})`
+    return `The client is not connected: its channels do not work with the server's ('channels-mismatch': ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')})`
   }
 
   /**
@@ -453,7 +452,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * 'channels-mismatch' was.
    */
   get remoteChannels(): RemoteChannels | null {
-    return this.#remoteChannels
+    return this.#queue.remote // the connection's queue, kept until the next connection's
   }
 
   /**
@@ -543,8 +542,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#updateReference()
     pending.reject(error)
     if (wasConnected) {
-      this.#drain.fail(() => this.#notConnectedError())
-      this.#flush.fail(() => this.#notConnectedError())
+      this.#failWaiters()
     }
     // A 'state' handler that throws must not make close() or the abort throw: its error surfaces later.
     if (changed) {
@@ -567,6 +565,12 @@ export class Client extends EventEmitter<ClientEvents> {
       'channels-mismatch',
     )
     this.#abandonAttempt(pending, error, 'channels-mismatch')
+  }
+
+  /** drained() and flushed() callers: the connection they waited on has ended. */
+  #failWaiters(): void {
+    this.#drain.fail(() => this.#notConnectedError())
+    this.#flush.fail(() => this.#notConnectedError())
   }
 
   #stopSettingsWait(): void {
@@ -597,12 +601,11 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#flush.emptied()
       } else if (kind === PeerRecordKind.settings) {
         if (this.#state !== 'connected') return // of a connection that has ended
-        this.#remoteChannels = readRemoteChannels(slab.u8, at, length)
-        this.#queue.remote = this.#remoteChannels
+        const remote = (this.#queue.remote = readRemoteChannels(slab.u8, at, length))
         // connect() resolves now, unless they do not match: the engine ends the connection then, and
         // connect() rejects with its state.
         const pending = this.#pending
-        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, this.#remoteChannels)) {
+        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, remote)) {
           this.#stopSettingsWait()
           this.#pending = undefined
           pending.resolve()
@@ -625,7 +628,6 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#state = state
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server') // the I/O thread's counts start again
-      this.#remoteChannels = null
       if (this.#delivery === null || pending === undefined) {
         this.#pending = undefined
         pending?.resolve()
@@ -648,13 +650,12 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#stopSettingsWait()
     this.#updateReference() // idle: the process may exit
     if (previous === 'connected') {
-      this.#drain.fail(() => this.#notConnectedError())
-      this.#flush.fail(() => this.#notConnectedError())
+      this.#failWaiters()
     }
     if (pending !== undefined) {
       const [code, message] =
         state === 'channels-mismatch'
-          ? (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#remoteChannels, 'the server')}`] as const)
+          ? (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')}`] as const)
           : (errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`])
       const last = this.#lastServer
       const where = last === null ? '' : last.family === 'IPv6' ? `[${last.address}]:${last.port}` : `${last.address}:${last.port}`
@@ -679,8 +680,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const wasConnected = this.#state === 'connected'
     if (wasConnected) this.#state = 'disconnected'
     this.#server = null
-    this.#drain.fail(() => this.#notConnectedError())
-    this.#flush.fail(() => this.#notConnectedError())
+    this.#failWaiters()
     pending?.reject(connectAborted('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()

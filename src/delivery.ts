@@ -175,14 +175,19 @@ export function readRemoteChannels(bytes: Uint8Array, at: number, length: number
   return Object.freeze({ channels: Object.freeze(channels), maxMessageBytes })
 }
 
+/** The first channel both sides have in two modes; -1 when none (a channel only one side has is no clash). */
+function firstClash(own: DeliverySettings, remote: RemoteChannels): number {
+  const shared = Math.min(own.modes.length, remote.channels.length)
+  for (let channel = 0; channel < shared; channel++) if (remote.channels[channel]!.mode !== own.modes[channel]) return channel
+  return -1
+}
+
 /**
- * Whether a peer's announced channels work with this side's: every channel both have is in the same mode
- * (as the engine's delivery layer checks them; one that only one side has is refused by send()).
+ * Whether a peer's announced channels work with this side's, as the engine's delivery layer checks them
+ * (one that only one side has is refused by send()).
  */
 export function channelsAgree(own: DeliverySettings, remote: RemoteChannels): boolean {
-  const shared = Math.min(own.modes.length, remote.channels.length)
-  for (let channel = 0; channel < shared; channel++) if (remote.channels[channel]!.mode !== own.modes[channel]) return false
-  return true
+  return firstClash(own, remote) < 0
 }
 
 /**
@@ -190,13 +195,8 @@ export function channelsAgree(own: DeliverySettings, remote: RemoteChannels): bo
  * null when the peer does not run the delivery layer (it has no channels).
  */
 export function describeChannelsMismatch(own: DeliverySettings | null, remote: RemoteChannels | null, peer: string): string {
-  if (own !== null && remote !== null) {
-    const shared = Math.min(own.modes.length, remote.channels.length)
-    for (let channel = 0; channel < shared; channel++) {
-      const theirs = remote.channels[channel]!.mode
-      if (theirs !== own.modes[channel]) return `channel ${channel} is '${own.modes[channel]}' on this side and '${theirs}' on ${peer}`
-    }
-  }
+  const channel = own !== null && remote !== null ? firstClash(own, remote) : -1
+  if (channel >= 0) return `channel ${channel} is '${own?.modes[channel]}' on this side and '${remote?.channels[channel]?.mode}' on ${peer}`
   return `${peer} does not run the delivery layer: it has no channels configured (its payloads are not delivery packets, or are this side's own sent back)`
 }
 

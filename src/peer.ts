@@ -28,8 +28,8 @@ function vacantStats(): PeerStats {
 
 export class Peer {
   readonly #host: PeerHost
-  #connected = true
-  #disconnectedBecause = ''
+  /** Why the peer is not connected (for the error of a later send()); null while it is. */
+  #endedBecause: string | null = null
   /** When the connection began (performance.now()): the base of the first bandwidth reading. */
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left (made then: most peers never need it). */
@@ -84,7 +84,7 @@ export class Peer {
   }
 
   get connected(): boolean {
-    return this.#connected
+    return this.#endedBecause === null
   }
 
   /**
@@ -94,7 +94,7 @@ export class Peer {
    * (the server emits 'drain' with no argument).
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
-    if (!this.#connected) throw this.#disconnectedError()
+    if (!this.connected) throw this.#disconnectedError()
     const sent = this.#host.sendToPeer(this, data, options)
     if (!sent) (this.#drain ??= new DrainWaiters()).block()
     return sent
@@ -107,7 +107,7 @@ export class Peer {
    * with ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return (this.#drain ??= new DrainWaiters()).wait(options, this.#connected ? null : this.#disconnectedError())
+    return (this.#drain ??= new DrainWaiters()).wait(options, this.connected ? null : this.#disconnectedError())
   }
 
   /** @internal The queue that refused this peer's send has room again. */
@@ -127,7 +127,7 @@ export class Peer {
       () => this.bufferedAmount, // 0 once disconnected
       () => this.#host.watchFlush(this),
     )
-    return this.#flush.wait(options, this.#connected ? null : this.#disconnectedError())
+    return this.#flush.wait(options, this.connected ? null : this.#disconnectedError())
   }
 
   /** @internal The I/O thread found this peer's queue empty. */
@@ -136,7 +136,7 @@ export class Peer {
   }
 
   #disconnectedError(): VolleyError {
-    return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected: ${this.#disconnectedBecause}`)
+    return new VolleyError('ERR_PEER_DISCONNECTED', `Peer ${this.clientId} is not connected: ${this.#endedBecause}`)
   }
 
   /**
@@ -145,7 +145,7 @@ export class Peer {
    * queue counts it (sendQueueBytes). 0 without channels.
    */
   get bufferedAmount(): number {
-    return this.#connected ? this.#host.bufferedAmount(this) : 0
+    return this.connected ? this.#host.bufferedAmount(this) : 0
   }
 
   /** The synchronised clock (the server's), ms with sub-millisecond resolution; client.time() reads the same clock. */
@@ -155,7 +155,7 @@ export class Peer {
 
   /** Link statistics of this client's connection (the last reading once it has left). */
   stats(): PeerStats {
-    if (this.#connected || this.#last === null) this.#read()
+    if (this.connected || this.#last === null) this.#read()
     return this.#last ?? vacantStats()
   }
 
@@ -169,18 +169,17 @@ export class Peer {
    * on the peer is not connected (send() throws ERR_PEER_DISCONNECTED) and its messages are not emitted.
    */
   disconnect(): void {
-    if (!this.#connected) return
+    if (!this.connected) return
     this.#host.disconnectPeer(this)
     this.markDisconnected('peer.disconnect() ended its connection')
   }
 
   /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
   markDisconnected(why: string): void {
-    if (this.#connected) {
+    if (this.#endedBecause === null) {
       this.#read()
-      this.#disconnectedBecause = why
+      this.#endedBecause = why
     }
-    this.#connected = false
     this.#drain?.fail(() => this.#disconnectedError())
     this.#flush?.fail(() => this.#disconnectedError())
   }
