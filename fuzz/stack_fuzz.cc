@@ -6,7 +6,7 @@
 // Checked besides memory safety (ASan, UBSan):
 //   - every record handed to JavaScript is well formed: a known kind, a peer within maxClients, a length
 //     within the records; a large payload's bytes are parked under its id, with its length; a settings
-//     record once per connection, with valid modes;
+//     record once per connection, with valid modes, ahead of the connection's first message;
 //   - while nothing forged has reached the server, the client's settings arrive as they are and no
 //     connection ends for a mismatch of channels (both sides have the same);
 //   - while nothing forged has reached the server, the client's messages arrive intact, in order on
@@ -62,8 +62,12 @@ struct ServerRecords {
   void Record(uint8_t kind, uint8_t code, uint32_t recordPeer, const uint8_t* data, uint32_t length) {
     if (recordPeer >= config->maxClients) Fail("a record for a peer beyond maxClients");
     switch (kind) {
-      case kPeerPayload: Message(code, data, length); break;
+      case kPeerPayload:
+        if (!settingsSeen) Fail("a message before the peer's settings");  // JavaScript announces the peer on them
+        Message(code, data, length);
+        break;
       case kPeerLargePayload: {
+        if (!settingsSeen) Fail("a message before the peer's settings");
         if (length != 8) Fail("a large payload record of the wrong size");
         uint32_t id = 0, size = 0;
         std::memcpy(&id, data, 4);

@@ -231,6 +231,10 @@ void NetcodeServerProtocol::SendDeliveryPacket(uint32_t peer, const uint8_t* dat
 }
 
 void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) {
+  // The peer's settings reach JavaScript before its first message, which came in the same packet (the
+  // server announces a peer once its settings are in).
+  DeliveryLink& link = *links_[peer];
+  if (!link.settingsReported) link.ReportSettings(output);
   output.Payload(channel, peer, data, size);
 }
 
@@ -358,6 +362,7 @@ void NetcodeClientProtocol::SendDeliveryPacket(uint32_t, const uint8_t* data, si
 }
 
 void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint8_t* data, size_t size) {
+  if (!link_->settingsReported) link_->ReportSettings(output);  // ahead of the first message, as the server's
   output.Payload(channel, 0, data, size);
 }
 

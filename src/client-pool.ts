@@ -1,7 +1,7 @@
 // A load generator: many clients, each with a socket of its own, all on one engine thread. Used by the
 // benchmarks and the tests, and by `volley load`.
 import { setMaxListeners } from 'node:events'
-import { Client, type ClientOptions, type ClientState, useDedicatedEngine } from './client.ts'
+import { Client, type ClientOptions, type ClientDisconnectReason, useDedicatedEngine } from './client.ts'
 import { type Engine, dedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption } from './options.ts'
@@ -11,8 +11,8 @@ const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'
 export interface ClientPoolStats {
   clients: number
   connected: number
-  /** Clients whose connection ended after it was established, by final state. */
-  ended: Partial<Record<ClientState, number>>
+  /** Clients whose connection ended after it was established, by reason. */
+  ended: Partial<Record<ClientDisconnectReason, number>>
   /** Connection attempts that failed, by error code. */
   failed: Record<string, number>
   packets: { in: number; out: number }
@@ -29,7 +29,7 @@ export interface ClientPoolStats {
 export class ClientPool {
   readonly #options: ClientOptions
   readonly #clients: Client[] = []
-  readonly #ended: Partial<Record<ClientState, number>> = {}
+  readonly #ended: Partial<Record<ClientDisconnectReason, number>> = {}
   readonly #failed: Record<string, number> = {}
   readonly #errors: Record<string, number> = {}
   /** Refused sends of clients whose attempt failed (they leave the pool). */
@@ -126,8 +126,8 @@ export class ClientPool {
           const code = error.code ?? 'unknown'
           this.#errors[code] = (this.#errors[code] ?? 0) + 1
         })
-        client.on('disconnect', (state) => {
-          this.#ended[state] = (this.#ended[state] ?? 0) + 1
+        client.on('disconnect', (reason) => {
+          this.#ended[reason] = (this.#ended[reason] ?? 0) + 1
         })
         try {
           await client.connect(token, { signal })

@@ -19,6 +19,7 @@ import {
   peerClockMs,
   readLinkStats,
   readRemoteChannels,
+  settingsWaitMs,
 } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
@@ -40,6 +41,9 @@ export type ClientState =
   | 'sending-connection-request'
   | 'sending-connection-response'
   | 'connected'
+
+/** How an established connection ends: the states a connected client moves to. */
+export type ClientDisconnectReason = Extract<ClientState, 'disconnected' | 'connection-timed-out' | 'channels-mismatch'>
 
 const stateByCode: Record<number, ClientState> = {
   // Not a netcode state: the connection ended because the server's channels do not work with this client's.
@@ -72,15 +76,6 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
 }
 
-/**
- * How long connect() waits, connected, for the server's delivery settings when the client has channels: a
- * server with channels sends them first thing and in every packet until the client has them; one without
- * never does.
- */
-function settingsWaitMs(pingIntervalMs: number): number {
-  return Math.max(2000, 4 * pingIntervalMs)
-}
-
 export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Resend period of connection requests and responses, ms (default 100: 10 Hz). */
   requestIntervalMs?: number
@@ -102,9 +97,9 @@ export interface ClientEvents {
   /**
    * The connection ended after it was established: by the server ('disconnected'), a timeout
    * ('connection-timed-out'), close() ('disconnected'), or channels that do not work with the server's
-   * ('channels-mismatch': a channel both have in two modes, or a server without channels sending).
+   * ('channels-mismatch': a connected server that sent a payload outside the delivery layer).
    */
-  disconnect: [state: ClientState]
+  disconnect: [reason: ClientDisconnectReason]
   drain: []
   error: [error: Error]
 }
@@ -665,7 +660,9 @@ export class Client extends EventEmitter<ClientEvents> {
     try {
       this.emit('state', state)
     } finally {
-      if (pending === undefined && previous === 'connected') this.emit('disconnect', state)
+      if (pending === undefined && previous === 'connected') {
+        this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
+      }
     }
   }
 

@@ -183,6 +183,15 @@ function firstClash(own: DeliverySettings, remote: RemoteChannels): number {
 }
 
 /**
+ * How long a side with channels waits, connected, for its peer's delivery settings: a peer with channels
+ * sends them first thing and in every packet until it has a pong; one without never does. The client's
+ * connect() and the server's 'connect' wait for them.
+ */
+export function settingsWaitMs(pingIntervalMs: number): number {
+  return Math.max(2000, 4 * pingIntervalMs)
+}
+
+/**
  * Whether a peer's announced channels work with this side's, as the engine's delivery layer checks them
  * (one that only one side has is refused by send()).
  */
@@ -197,7 +206,7 @@ export function channelsAgree(own: DeliverySettings, remote: RemoteChannels): bo
 export function describeChannelsMismatch(own: DeliverySettings | null, remote: RemoteChannels | null, peer: string): string {
   const channel = own !== null && remote !== null ? firstClash(own, remote) : -1
   if (channel >= 0) return `channel ${channel} is '${own?.modes[channel]}' on this side and '${remote?.channels[channel]?.mode}' on ${peer}`
-  return `${peer} does not run the delivery layer: it has no channels configured (its payloads are not delivery packets, or are this side's own sent back)`
+  return `${peer} does not run the delivery layer: it has no channels configured, or runs an older volley (its payloads are not delivery packets that announce their channels, or are this side's own sent back)`
 }
 
 /**

@@ -10,12 +10,14 @@ import {
   SendQueue,
   deliveryOptionNames,
   type SendOptions,
+  channelsAgree,
   deliveryFields,
   deliverySettings,
   describeChannelsMismatch,
   monotonicUs,
   readLinkStats,
   readRemoteChannels,
+  settingsWaitMs,
 } from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
@@ -113,6 +115,12 @@ export interface ServerStats {
   networkSimulator: SimulatedNetworkStats | null
   /** Valid requests answered with "denied": the server was full. */
   denied: number
+  /**
+   * With channels: clients disconnected before 'connect' because their channels do not work with the
+   * server's (a channel in two modes, no channels, an older delivery format) or were not announced within
+   * max(2 s, 4 ping intervals). Never reported as peers.
+   */
+  channelsMismatch: number
   /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
   link: { rtt: { smoothedMs: number; minMs: number; maxMs: number }; lossPercent: number; resends: number; queue: { depth: number; bytes: number }; dropped: number } | null
   /**
@@ -124,6 +132,10 @@ export interface ServerStats {
 }
 
 export interface ServerEvents {
+  /**
+   * A client completed its handshake. With channels, once its own channels have come too (a round trip
+   * later) and agree with the server's: peer.remoteChannels is set, and send() checks against it.
+   */
   connect: [peer: Peer]
   /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
   message: [peer: Peer, data: Uint8Array, channel: number]
@@ -198,6 +210,14 @@ export class Server extends EventEmitter<ServerEvents> {
    * it, so that a server without channels keeps nothing more per peer; weak, kept as long as the Peer is.
    */
   readonly #remoteChannels = new WeakMap<Peer, RemoteChannels>()
+  /**
+   * With channels: peers whose client has not announced its channels yet (they come with its first packet,
+   * a round trip after the handshake). 'connect' waits for them, so that every peer it reports has its
+   * channels known and agreeing; a client whose channels disagree, or that announces none in time, is
+   * disconnected unannounced and counted (stats().channelsMismatch), as a denied one is.
+   */
+  readonly #unannounced = new Map<number, { peer: Peer; wait: NodeJS.Timeout; waited: boolean }>()
+  #channelsMismatch = 0
   /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
   readonly #peerHost: PeerHost = {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
@@ -372,6 +392,7 @@ export class Server extends EventEmitter<ServerEvents> {
       drops: { ...drops, tokenRefused: c[8]!, handshakesFull: c[12]! },
       errors,
       denied: c[9]!,
+      channelsMismatch: this.#channelsMismatch,
       link: this.#linkTotals(),
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
       recvBufferSize: this.#bufferSizes.recv,
@@ -486,11 +507,19 @@ export class Server extends EventEmitter<ServerEvents> {
         this.#peerSlots[index]?.notifyFlushed()
         return
       case PeerRecordKind.settings: {
-        const peer = this.#peerSlots[index]
+        // Ahead of the client's first message (the engine sends it so).
+        const pending = this.#unannounced.get(index)
+        const peer = pending?.peer ?? this.#peerSlots[index]
         const queue = this.#queues.get(index)
         if (peer === undefined || queue === undefined) return
         queue.remote = readRemoteChannels(slab.u8, at, length)
         this.#remoteChannels.set(peer, queue.remote)
+        // When they disagree, the engine is disconnecting the client: its record follows.
+        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, queue.remote)) {
+          clearTimeout(pending.wait)
+          this.#unannounced.delete(index)
+          this.#announce(index, peer)
+        }
         return
       }
       case PeerRecordKind.drain: {
@@ -507,19 +536,36 @@ export class Server extends EventEmitter<ServerEvents> {
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
         const userDataAt = this.#userData.copy(slab.u8, at + 8)
         const peer = new Peer(this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
-        this.#peers.set(index, peer)
-        // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
-        while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
-        this.#peerSlots[index] = peer
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index, 'the client'))
         this.#readings.delete(index)
-        // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
-        if (this.#state !== 'running') peer.markDisconnected(closingPeer)
-        this.emit('connect', peer)
+        if (this.#delivery !== null && this.#state === 'running') {
+          const waitMs = settingsWaitMs(this.#delivery.pingIntervalMs)
+          const pending = {
+            peer,
+            waited: false,
+            wait: setTimeout(() => {
+              pending.waited = true
+              this.#disconnectPeer(peer)
+            }, waitMs).unref(),
+          }
+          this.#unannounced.set(index, pending)
+          return
+        }
+        this.#announce(index, peer)
         return
       }
       case PeerRecordKind.disconnect: {
         this.#slotEnds[index] = (this.#slotEnds[index]! + 1) & 0xfff // as the engine counts them
+        const pending = this.#unannounced.get(index)
+        if (pending !== undefined) {
+          // Never reported by 'connect', so not by 'disconnect' either.
+          clearTimeout(pending.wait)
+          this.#unannounced.delete(index)
+          this.#queues.delete(index)
+          pending.peer.markDisconnected('its client was refused before it was announced')
+          if (disconnectReasons[code] === 'channels-mismatch' || pending.waited) this.#channelsMismatch++
+          return
+        }
         const peer = this.#peerSlots[index]
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'
@@ -536,8 +582,20 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
+  #announce(index: number, peer: Peer): void {
+    this.#peers.set(index, peer)
+    // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
+    while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
+    this.#peerSlots[index] = peer
+    // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
+    if (this.#state !== 'running') peer.markDisconnected(closingPeer)
+    this.emit('connect', peer)
+  }
+
   #onClosed(): void {
     if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
+    for (const { wait } of this.#unannounced.values()) clearTimeout(wait)
+    this.#unannounced.clear()
     this.#hold.closed()
     for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)
     this.#peers.clear()

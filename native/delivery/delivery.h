@@ -63,8 +63,9 @@ struct PeerSettings {
 enum class Mismatch : uint8_t {
   kNone = 0,
   kChannelModes = 1,     // a channel both have is in one mode here and another there
-  kNoDeliveryLayer = 2,  // a payload without the delivery marker, or this side's own settings sent back:
-                         // the peer has no channels (an echo server without them sends them back)
+  kNoDeliveryLayer = 2,  // a payload without the delivery marker, this side's own settings sent back, or a
+                         // packet without settings before the peer's are known: the peer has no channels
+                         // (an echo server without them sends them back) or an older format
 };
 
 enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
@@ -269,7 +270,8 @@ class DeliveryCore {
   void EnsureSentCapacity(uint64_t nowUs);  // room for one more record (past the bound, the oldest is lost)
 
   // Receiving.
-  bool ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused);
+  bool ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused,
+                     bool* withSettings);
   bool OnMessageFrame(uint8_t channel, uint64_t sequence, uint64_t length, uint64_t fragment, bool fragmented,
                       const uint8_t* data, size_t size, uint64_t nowUs, bool* refused);
   void DeliverReliable(ReceiveChannel& channel);

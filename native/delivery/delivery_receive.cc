@@ -35,12 +35,17 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
     return;
   }
   const size_t headerBytes = size - reader.remaining();
-  bool ackEliciting = false, refused = false;
+  bool ackEliciting = false, refused = false, withSettings = false;
   // The whole packet is checked before any of it is acted on: a malformed packet changes nothing.
-  if (!ProcessFrames(data + headerBytes, size - headerBytes, nowUs, false, &ackEliciting, &refused)) {
+  if (!ProcessFrames(data + headerBytes, size - headerBytes, nowUs, false, &ackEliciting, &refused, &withSettings)) {
     ++stats_.malformed;
     return;
   }
+  // A peer that runs this layer puts its settings in every packet until this side has them (a pong tells
+  // it so): a packet without them before then comes from one that does not announce its channels, an
+  // older format's. Its messages are not delivered (Deliver counts them), so none ever is before the
+  // peer's settings are known.
+  if (!peer_.known && !withSettings && mismatch_ == Mismatch::kNone) mismatch_ = Mismatch::kNoDeliveryLayer;
   // Older than what either record remembers: a copy or a packet late beyond them, which cannot be told
   // apart. Dropped, for a copy must not deliver its messages twice; its reliable data comes again.
   if (!received_.Remembers(number) || !refusedPackets_.Remembers(number)) {
@@ -51,7 +56,7 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
     ++stats_.duplicatePackets;
     return;
   }
-  ProcessFrames(data + headerBytes, size - headerBytes, nowUs, true, &ackEliciting, &refused);
+  ProcessFrames(data + headerBytes, size - headerBytes, nowUs, true, &ackEliciting, &refused, &withSettings);
   // Data that did not fit in memory: the packet is not acknowledged, so its reliable data comes again (in
   // another packet). What else it carried was delivered: a copy of it must find it seen.
   if (refused) {
@@ -69,7 +74,8 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
   }
 }
 
-bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused) {
+bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowUs, bool apply, bool* ackEliciting, bool* refused,
+                                 bool* withSettings) {
   WireReader reader(data, size);
   if (size == 0) return false;
   bool withPong = false;  // a PONG came before in this packet
@@ -135,6 +141,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         for (size_t i = 0; i < count; ++i) {
           if (modes[i] < static_cast<uint8_t>(ChannelMode::kReliable) || modes[i] > static_cast<uint8_t>(ChannelMode::kSequenced)) return false;
         }
+        *withSettings = true;
         if (apply) OnSettings(role == 1, maxMessageBytes, modes, count);
         break;
       }

@@ -12,9 +12,11 @@
 //              resend, and beside each PING while reliable data awaits an ACK)
 //   SETTINGS = u8 0x05 | u8 role (0: leads the pings, a client; 1: follows them, a server) | varint the
 //              sender's largest message (1 to 2^30) | varint channel count (1 to 255) | u8 mode per channel
-//              (1 reliable, 2 unreliable, 3 sequenced)   (first in every packet until a PONG shows the peer
-//              has them; the receiver keeps the first and compares it with its own; its own role coming
-//              back means a peer without channels echoes this side's packets)
+//              (1 reliable, 2 unreliable, 3 sequenced)   (in every packet, after any ACK and ahead of the
+//              other frames, until a PONG shows the peer has them; the receiver keeps the first and
+//              compares it with its own. Its own role coming back means a peer without channels echoes
+//              this side's packets; a packet without SETTINGS before the receiver has them, a peer of
+//              version 1)
 //   MESSAGE  = u8 0x10 | u8 channel | varint message sequence (per channel, from 0) | varint length | data
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)

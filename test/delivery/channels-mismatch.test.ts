@@ -22,7 +22,7 @@ async function pair(serverOptions: Partial<ServerOptions>, clientOptions: Client
   server.on('disconnect', (_peer, reason) => serverSaw.push(reason))
   const client = new Client({ ...fast, ...clientOptions })
   const clientSaw: string[] = []
-  client.on('disconnect', (state) => clientSaw.push(state))
+  client.on('disconnect', (reason) => clientSaw.push(reason))
   const clientGot: number[] = []
   client.on('message', (_data, channel) => clientGot.push(channel))
   const token = await generateConnectToken({ protocolId, privateKey, clientId: 3n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
@@ -31,12 +31,14 @@ async function pair(serverOptions: Partial<ServerOptions>, clientOptions: Client
     () => undefined,
     (error: ConnectError) => `${error.code}: ${error.message} (${error.state})`,
   )
-  await waitFor(() => peers.length === 1)
+  // A server with channels announces a peer once its client's channels are in and agree (none otherwise).
+  const announced = serverOptions.channels === undefined || (clientOptions.channels !== undefined && refused === undefined)
+  if (announced) await waitFor(() => peers.length === 1)
   const close = async () => {
     await client.close()
     await server.close()
   }
-  return { server, client, peer: peers[0]!, serverSaw, clientSaw, clientGot, refused, close }
+  return { server, client, peer: peers[0]!, peers, serverSaw, clientSaw, clientGot, refused, close }
 }
 
 function codeOf(action: () => unknown): string | undefined {
@@ -79,65 +81,93 @@ describe('channels that differ between server and client', () => {
     }
   })
 
-  it('a channel both have in two modes: connect() rejects, the server ends the peer, delivering nothing, and the errors say which', async () => {
-    // The server sends on every channel at once. Those that reach the client in the batch where it finds
-    // the mismatch (before it disconnects) are not delivered; later ones find it disconnected.
-    // (settings.test.ts shows the same without the sockets' timing.)
-    const sendAtConnect = (peer: Peer) => {
-      for (let i = 0; i < 6; i++) peer.send(new Uint8Array(8).fill(i), { channel: i % 2 })
-    }
-    const { client, peer, serverSaw, clientSaw, clientGot, refused, close } = await pair(
+  it("a channel both have in two modes: connect() rejects, the server never announces the peer, and the errors say which", async () => {
+    const { server, client, peers, serverSaw, clientSaw, clientGot, refused, close } = await pair(
       { channels: modes('reliable', 'unreliable') },
       { channels: modes('reliable', 'reliable') },
-      sendAtConnect,
     )
     try {
       expect(refused).toMatch(
         /^ERR_CHANNELS_MISMATCH: The server's channels do not work with this client's: channel 1 is 'reliable' on this side and 'unreliable' on the server \(at 127\.0\.0\.1:\d+, the last address tried\) \(channels-mismatch\)$/,
       )
       expect(client.state).toBe('channels-mismatch')
-      await waitFor(() => serverSaw.length === 1, 3000, 'the server disconnected the peer')
-      expect(serverSaw).toEqual(['channels-mismatch'])
+      // The server disconnects the client unannounced: no 'connect', no 'disconnect'; counted.
+      await waitFor(() => server.stats().channelsMismatch === 1, 3000, 'the server refused the client')
+      expect(server.stats().connectedClients).toBe(0)
+      expect([peers, serverSaw]).toEqual([[], []])
       // connect() rejected: the connection was never reported, nor its end.
       expect(clientSaw).toEqual([])
       expect(clientGot).toEqual([])
-      expect(codeOf(() => peer.send(new Uint8Array(1)))).toBe(
-        "ERR_PEER_DISCONNECTED: Peer 3 is not connected: its connection ended ('channels-mismatch': channel 1 is 'unreliable' on this side and 'reliable' on the client)",
-      )
       expect(codeOf(() => client.send(new Uint8Array(1)))).toBe(
         "ERR_CLIENT_NOT_CONNECTED: The client is not connected: its channels do not work with the server's ('channels-mismatch': channel 1 is 'reliable' on this side and 'unreliable' on the server)",
       )
-      // What the peer announced stays readable after the end.
-      expect(peer.remoteChannels?.channels).toEqual(modes('reliable', 'reliable'))
+      // What the server announced stays readable after the end.
       expect(client.remoteChannels?.channels).toEqual(modes('reliable', 'unreliable'))
     } finally {
       await close()
     }
   })
 
-  it('a client without channels that sends is disconnected by a server with channels', async () => {
-    const { client, peer, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
+  it("announces a peer only with its channels known: 'connect' has them, and send() checks against them from the first message", async () => {
+    // The client's packets take 300 ms: its settings (with its first ping, sent as it connects) reach the
+    // server that long after the handshake, and 'connect' waits for them.
+    let atConnect: { remote: unknown; refused: string | undefined } | undefined
+    const { client, peer, clientGot, close } = await pair(
+      { channels: modes('reliable', 'unreliable') },
+      { channels: modes('reliable'), maxMessageBytes: 1000, networkSimulator: { latencyMs: 300, seed: 1 } },
+      (peer) => {
+        atConnect = { remote: peer.remoteChannels, refused: codeOf(() => peer.send(new Uint8Array(1001))) }
+        peer.send(new Uint8Array(10)) // a welcome
+      },
+    )
     try {
-      expect(refused).toBeUndefined() // it has no channels: nothing to wait for
-      client.send(new TextEncoder().encode('raw netcode payload'))
-      await waitFor(() => serverSaw.length === 1, 3000, 'the server disconnected it')
-      expect(serverSaw).toEqual(['channels-mismatch'])
-      expect(peer.remoteChannels).toBeNull()
-      expect(codeOf(() => peer.send(new Uint8Array(1)))).toBe(
-        "ERR_PEER_DISCONNECTED: Peer 3 is not connected: its connection ended ('channels-mismatch': the client does not run the delivery layer: " +
-          "it has no channels configured (its payloads are not delivery packets, or are this side's own sent back))",
-      )
-      await waitFor(() => client.state !== 'connected', 3000, 'the client hears of it')
-      expect(client.state).toBe('disconnected')
+      expect(atConnect).toEqual({
+        remote: { channels: modes('reliable'), maxMessageBytes: 1000 },
+        refused: 'ERR_MESSAGE_TOO_LARGE: The client takes messages of at most 1000 bytes (its maxMessageBytes option). Received 1001',
+      })
+      await waitFor(() => clientGot.length === 1, 3000, 'the welcome')
+      expect(peer.connected).toBe(true)
+      expect(client.stats().dropped).toBe(0)
     } finally {
       await close()
     }
   })
 
+  describe('a client without channels is never announced by a server with channels', () => {
+    it('that sends: disconnected at its first payload', async () => {
+      const { server, client, peers, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
+      try {
+        expect(refused).toBeUndefined() // it has no channels: nothing to wait for
+        client.send(new TextEncoder().encode('raw netcode payload'))
+        await waitFor(() => server.stats().channelsMismatch === 1, 3000, 'the server refused it')
+        await waitFor(() => client.state !== 'connected', 3000, 'the client hears of it')
+        expect(client.state).toBe('disconnected')
+        expect([peers, serverSaw]).toEqual([[], []])
+      } finally {
+        await close()
+      }
+    })
+
+    it('that stays silent: disconnected once the wait for its settings is over (2 s)', async () => {
+      const { server, client, peers, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
+      try {
+        expect(refused).toBeUndefined()
+        const connected = performance.now()
+        await waitFor(() => client.state !== 'connected', 4000, 'the server refused it')
+        expect(performance.now() - connected).toBeGreaterThanOrEqual(1800)
+        expect(client.state).toBe('disconnected')
+        expect(server.stats().channelsMismatch).toBe(1)
+        expect([peers, serverSaw]).toEqual([[], []])
+      } finally {
+        await close()
+      }
+    })
+  })
+
   describe('a client with channels, a server without', () => {
     const noDeliveryLayer =
-      "ERR_CHANNELS_MISMATCH: The server's channels do not work with this client's: the server does not run the delivery layer: it has no channels configured " +
-      "(its payloads are not delivery packets, or are this side's own sent back)"
+      "ERR_CHANNELS_MISMATCH: The server's channels do not work with this client's: the server does not run the delivery layer: it has no channels configured, " +
+      "or runs an older volley (its payloads are not delivery packets that announce their channels, or are this side's own sent back)"
 
     it('that sends at once: connect() rejects as soon as a payload comes', async () => {
       const { client, serverSaw, refused, close } = await pair({}, { channels: modes('reliable') }, (peer) => peer.send(new TextEncoder().encode('welcome')))

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
-import { type LinkConditions, SimulatedPair, ackPacket, dataFrames, deliveryCore, numberedMessage, packetNumber, readNumberedMessage, varint } from './simulated-link.ts'
+import { type DeliveryOptions, type LinkConditions, type NativeDeliveryCore, SimulatedPair, ackPacket, dataFrames, deliveryCore, numberedMessage, packetNumber, peerSettingsFrame, readNumberedMessage, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -844,7 +844,7 @@ describe('congestion window reductions', () => {
 
 describe('hostile input', () => {
   it('drops malformed packets and counts them, never delivering anything', () => {
-    const core = deliveryCore({ channels: CHANNELS })
+    const core = coreWith({ channels: CHANNELS })
     const random = seededRandom(5)
     for (let i = 0; i < 3000; i++) {
       const bytes = new Uint8Array(1 + Math.floor(random() * 200)).map(() => Math.floor(random() * 256))
@@ -855,10 +855,17 @@ describe('hostile input', () => {
     expect(core.stats().malformed).toBeGreaterThan(2500)
   })
 
-  const packet = (...parts: number[][]) => Uint8Array.from([0xd1, ...parts.flat()])
+  // Packets from the peer of the core made last: its settings first, as a peer sends them until it has a
+  // pong (without them the core takes it for a peer without channels, and delivers nothing).
+  let peerSettings: number[] = []
+  const coreWith = (options: DeliveryOptions): NativeDeliveryCore => {
+    peerSettings = peerSettingsFrame(options)
+    return deliveryCore(options)
+  }
+  const packet = (number: number[], ...frames: number[][]) => Uint8Array.from([0xd1, ...number, ...peerSettings, ...frames.flat()])
 
   it('refuses out-of-range fragment indexes and unknown channels, and drops messages over the maximum', () => {
-    const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 4000 })
+    const core = coreWith({ channels: ['reliable'], maxMessageBytes: 4000 })
     const fragment = (pn: number, channel: number, length: number, index: number, bytes: number) =>
       packet(varint(pn), [0x11, channel], varint(0), varint(length), varint(index), new Array(bytes).fill(1))
     core.receive(fragment(0, 0, 3000, 3, 800), 0) // 3,000 bytes have fragments 0..2
@@ -877,7 +884,7 @@ describe('hostile input', () => {
     // A peer configured with a larger maxMessageBytes. Whole messages over the maximum were delivered
     // (found by fuzz/delivery_fuzz.cc); refusing their packets instead stalled the channel for good (the
     // sender resends them forever).
-    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 100 })
+    const core = coreWith({ channels: ['reliable', 'unreliable'], maxMessageBytes: 100 })
     const whole = (pn: number, channel: number, sequence: number, length: number) =>
       packet(varint(pn), [0x10, channel], varint(sequence), varint(length), new Array(length).fill(sequence))
     const fragment = (pn: number, sequence: number, index: number) =>
@@ -906,7 +913,7 @@ describe('hostile input', () => {
   it('a peer sending endless fragments of endless messages cannot make it hold more than its bound', () => {
     const limit = 256 * 1024
     const maxMessage = 200_000
-    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: maxMessage, reassemblyBytes: limit })
+    const core = coreWith({ channels: ['reliable', 'unreliable'], maxMessageBytes: maxMessage, reassemblyBytes: limit })
     for (let i = 0; i < 5000; i++) {
       // First fragments of ever new messages, never completed, on both channel kinds (the reliable
       // channel's next message, sequence 0, among them: it is taken beyond the bound, once).
@@ -923,7 +930,7 @@ describe('hostile input', () => {
     // out-of-order queue that far long (80 bytes a slot, none of it counted), 15 MB for one 20-byte packet
     // with three channels at a window of 65,536.
     const limit = 64 * 1024
-    const core = deliveryCore({ channels: ['reliable', 'reliable', 'reliable'], reliableWindow: 65_536, reassemblyBytes: limit })
+    const core = coreWith({ channels: ['reliable', 'reliable', 'reliable'], reliableWindow: 65_536, reassemblyBytes: limit })
     core.receive(packet(varint(0), ...[0, 1, 2].map((channel) => [0x10, channel, ...varint(65_535), ...varint(0)])), 0)
     expect(core.stats().queueSlots * 80).toBeLessThanOrEqual(limit)
     expect(core.stats().overBudget).toBe(3)
@@ -940,7 +947,7 @@ describe('hostile input', () => {
     // bound only with their own bytes: slots up to the bound, then messages up to it as well.
     const limit = 64 * 1024
     const channels = ['reliable', 'reliable', 'reliable', 'reliable'] as const
-    const core = deliveryCore({ channels: [...channels], maxMessageBytes: limit, reassemblyBytes: limit })
+    const core = coreWith({ channels: [...channels], maxMessageBytes: limit, reassemblyBytes: limit })
     let pn = 0
     // Empty messages far ahead grow each channel's queue as far as the bound lets them.
     for (let channel = 0; channel < 4; channel++) {
@@ -962,7 +969,7 @@ describe('hostile input', () => {
     // Found by fuzz/delivery_fuzz.cc: the refused packet is not acknowledged (its reliable fragment must
     // come again), so it was not recorded as seen either, and a network duplicate delivered the
     // unreliable message it also carried a second time.
-    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
+    const core = coreWith({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
     const refusedFragment = [0x11, 0, ...varint(1), ...varint(20_000), ...varint(0), ...new Array(1100).fill(7)]
     const unreliable = [0x10, 1, ...varint(0), ...varint(2), 0xab, 0xcd]
     const both = packet(varint(0), refusedFragment, unreliable)
@@ -984,7 +991,7 @@ describe('hostile input', () => {
     packet(varint(pn), [0x11, channel], varint(sequence), varint(length), varint(index), new Array(bytes).fill(1))
 
   it('drops an empty message that takes the sequence of one passed over for its size (it crashed the process)', () => {
-    const core = deliveryCore({ channels: ['reliable'], maxMessageBytes: 100 })
+    const core = coreWith({ channels: ['reliable'], maxMessageBytes: 100 })
     // Sequence 1, not the next to deliver, over the maximum: passed over, nothing of it kept.
     core.receive(fragmentOf(0, 0, 1, 3000, 0, 1100), 0)
     expect(core.stats().oversized).toBe(1)
@@ -999,7 +1006,7 @@ describe('hostile input', () => {
   it('refuses a whole frame longer than a fragment, so that no fragment indexes past its message', () => {
     // A sender sends whole only what fits one fragment (1,100 bytes). A whole frame of 1,150 bytes made a
     // message of one fragment; fragment 1 of the same 1,150-byte message then read and wrote past it.
-    const core = deliveryCore({ channels: ['reliable'] })
+    const core = coreWith({ channels: ['reliable'] })
     core.receive(whole(0, 0, 1, 1150), 0)
     expect(core.stats().malformed).toBe(1)
     core.receive(fragmentOf(1, 0, 1, 1150, 1, 50), 0)
@@ -1010,7 +1017,7 @@ describe('hostile input', () => {
   })
 
   it('counts a message over the maximum once on every channel mode, not once per fragment', () => {
-    const core = deliveryCore({ channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 2000 })
+    const core = coreWith({ channels: ['reliable', 'unreliable', 'sequenced'], maxMessageBytes: 2000 })
     let pn = 0
     for (const channel of [0, 1, 2]) {
       for (let index = 0; index < 5; index++) core.receive(fragmentOf(pn++, channel, 0, 5000, index, index < 4 ? 1100 : 600), 0)
@@ -1021,7 +1028,7 @@ describe('hostile input', () => {
   it('counts a stale sequenced message once: when a newer one supersedes it, or at its first fragment', () => {
     // Found in review: a partial message that a newer one superseded was freed uncounted, and each of its
     // late fragments then counted as a stale message of its own.
-    const core = deliveryCore({ channels: ['sequenced'] })
+    const core = coreWith({ channels: ['sequenced'] })
     core.receive(fragmentOf(0, 0, 1, 3000, 0, 1100), 0)
     core.receive(fragmentOf(1, 0, 1, 3000, 1, 1100), 0)
     core.receive(whole(2, 0, 2, 10), 0) // supersedes message 1, two of its three fragments in
@@ -1040,7 +1047,7 @@ describe('hostile input', () => {
   it('drops a packet older than its records remember, counted as forgotten, not as a duplicate', () => {
     // 64 refused packets far apart fill the record of refused packets: an older packet may be one of those
     // it forgot (a copy must not deliver its messages twice), so it is dropped, and counted as what it is.
-    const core = deliveryCore({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
+    const core = coreWith({ channels: ['reliable', 'unreliable'], maxMessageBytes: 20_000, reassemblyBytes: 4096 })
     const refusedFragment = [0x11, 0, ...varint(1), ...varint(20_000), ...varint(0), ...new Array(1100).fill(7)]
     const unreliable = (tag: number) => [0x10, 1, ...varint(tag), ...varint(1), tag]
     for (let k = 0; k < 64; k++) core.receive(packet(varint(10 + 2 * k), refusedFragment), k)
@@ -1056,7 +1063,7 @@ describe('hostile input', () => {
   it('keeps its record of packets seen when a peer sends the largest packet number, 2^64 − 1', () => {
     // number + 1 wrapped to 0: the range of packets 0..2 became 2^64 − 1..2, a duplicate of packet 1
     // delivered its message again, and every ACK said "first range 3 below largest 2" (malformed).
-    const core = deliveryCore({ channels: ['unreliable'] })
+    const core = coreWith({ channels: ['unreliable'] })
     const maxNumber = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01] // varint of 2^64 − 1
     for (let pn = 0; pn < 3; pn++) core.receive(whole(pn, 0, pn, 1, pn), 0)
     core.receive(packet(maxNumber, [0x04]), 0) // a PROBE
@@ -1081,7 +1088,7 @@ describe('hostile input', () => {
   })
 
   it('refuses an ACK whose gap would wrap below packet 0', () => {
-    const core = deliveryCore({ channels: ['reliable'] })
+    const core = coreWith({ channels: ['reliable'] })
     let now = second
     for (let i = 0; i < 8; i++) {
       core.send(0, new Uint8Array(10), now)
@@ -1098,7 +1105,7 @@ describe('hostile input', () => {
   })
 
   it('ignores an ACK for packets it never sent', () => {
-    const core = deliveryCore({ channels: ['reliable'] })
+    const core = coreWith({ channels: ['reliable'] })
     core.receive(packet(varint(0), [0x01], varint(50), varint(0), varint(0), varint(0)), 0)
     expect(core.stats().malformed).toBe(1)
     expect(core.stats().packetsAcked).toBe(0)

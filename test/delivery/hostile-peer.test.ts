@@ -2,7 +2,7 @@
 // packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
 // hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
 import { describe, expect, it } from 'vitest'
-import { deliveryCore, fragmentBytes, varint } from './simulated-link.ts'
+import { type DeliveryOptions, deliveryCore, fragmentBytes, peerSettingsFrame, varint } from './simulated-link.ts'
 
 // A FRAGMENT frame with the last fragment of a message of `length` bytes: a few bytes on the wire
 // whatever the length (lengths of k × 1100 + 1 carry one byte).
@@ -11,14 +11,18 @@ const lastFragment = (channel: number, sequence: number, length: number): number
   return [0x11, channel, ...varint(sequence), ...varint(length), ...varint(index), ...new Array<number>(length - index * fragmentBytes).fill(7)]
 }
 const message = (channel: number, sequence: number): number[] => [0x10, channel, ...varint(sequence), 1, 9]
+// A packet from the peer of a core made with `options`: its settings first, as a peer that has no pong
+// yet sends them (without them the core takes it for a peer without channels, and delivers nothing).
+const fromPeer = (options: DeliveryOptions, number: number, frames: number[]): Uint8Array =>
+  Uint8Array.from([0xd1, ...varint(number), ...peerSettingsFrame(options), ...frames])
 // Packets of about 1,200 bytes, each filled with as many of `frames(k)` (k counting on) as fit.
-function packets(count: number, firstNumber: number, frames: (k: number) => number[]): Uint8Array[] {
+function packets(options: DeliveryOptions, count: number, firstNumber: number, frames: (k: number) => number[]): Uint8Array[] {
   const out: Uint8Array[] = []
   let k = 0
   for (let p = 0; p < count; p++) {
-    const bytes = [0xd1, ...varint(firstNumber + p)]
-    while (bytes.length < 1150) bytes.push(...frames(k++))
-    out.push(Uint8Array.from(bytes))
+    const bytes: number[] = []
+    while (bytes.length < 1140) bytes.push(...frames(k++))
+    out.push(fromPeer(options, firstNumber + p, bytes))
   }
   return out
 }
@@ -27,7 +31,8 @@ describe('a peer that never acknowledges', () => {
   it('cannot make the records of sent packets grow with each packet it sends', () => {
     // The server's side holds a reliable message the peer never acknowledges; each of the peer's packets
     // (a PROBE, one packet number skipped: a gap) gets an ACK at once, and each ACK a record behind it.
-    const core = deliveryCore({ channels: ['reliable'], followsPings: true })
+    const options: DeliveryOptions = { channels: ['reliable'], followsPings: true }
+    const core = deliveryCore(options)
     let now = 1_000_000
     expect(core.send(0, new Uint8Array(100), now)).toBe('queued')
     core.flush(now)
@@ -35,7 +40,7 @@ describe('a peer that never acknowledges', () => {
     let most = 0
     for (let i = 0; i < 40_000; i++) {
       now += 100
-      core.receive(Uint8Array.from([0xd1, ...varint(2 * i), 0x04]), now)
+      core.receive(fromPeer(options, 2 * i, [0x04]), now)
       core.update(now)
       core.take()
       most = Math.max(most, core.stats(now).sentRecords)
@@ -69,12 +74,13 @@ describe('fragments of messages a peer never completes', () => {
   ] as const
   for (const { name, mode, frames } of cases) {
     it(`make buffers of no more than twice the data it sent beyond the bound (${name})`, () => {
-      const core = deliveryCore({ channels: [mode], maxMessageBytes })
+      const options: DeliveryOptions = { channels: [mode], maxMessageBytes }
+      const core = deliveryCore(options)
       let now = 1_000_000
       // Seven small messages, never completed, at sequences above the attack's: the eviction's oldest is its own.
-      const small = [0xd1, 0, ...Array.from({ length: 7 }, (_, k) => lastFragment(0, 1_000_000 + k, fragmentBytes + 1)).flat()]
-      if (mode === 'unreliable') core.receive(Uint8Array.from(small), now)
-      for (const packet of packets(50, 1, frames)) core.receive(packet, (now += 100))
+      const small = Array.from({ length: 7 }, (_, k) => lastFragment(0, 1_000_000 + k, fragmentBytes + 1)).flat()
+      if (mode === 'unreliable') core.receive(fromPeer(options, 0, small), now)
+      for (const packet of packets(options, 50, 1, frames)) core.receive(packet, (now += 100))
       const stats = core.stats(now)
       expect(stats.reassemblyMade).toBeLessThanOrEqual(maxMessageBytes + reassemblyLimit + 2 * stats.bytesIn)
     })
@@ -89,10 +95,11 @@ describe('the next message of every reliable channel', () => {
     const maxMessageBytes = 1 << 20
     const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1
     const channels = [0, 1, 2, 3, 4]
-    const core = deliveryCore({ channels: channels.map(() => 'reliable' as const), maxMessageBytes })
-    core.receive(Uint8Array.from([0xd1, 0, ...channels.flatMap((channel) => lastFragment(channel, 0, big))]), 1_000_000)
+    const options: DeliveryOptions = { channels: channels.map(() => 'reliable' as const), maxMessageBytes }
+    const core = deliveryCore(options)
+    core.receive(fromPeer(options, 0, channels.flatMap((channel) => lastFragment(channel, 0, big))), 1_000_000)
     expect(core.stats(1_000_000).reassemblyUsed).toBe(5 * big)
-    core.receive(Uint8Array.from([0xd1, 1, ...channels.flatMap((channel) => lastFragment(channel, 1, big))]), 1_000_100)
+    core.receive(fromPeer(options, 1, channels.flatMap((channel) => lastFragment(channel, 1, big))), 1_000_100)
     const stats = core.stats(1_000_100)
     expect(stats.reassemblyUsed).toBe(5 * big) // within the bound + one message of each reliable channel
     expect(stats.overBudget).toBe(5)
@@ -106,21 +113,23 @@ describe('buffers of messages that are done', () => {
     // were 512 KiB a channel that reassemblyUsed did not count, for a few KiB from the peer.
     // Three channels: within the credit a peer starts with for unreliable data (2 MiB).
     const channels = ['reliable', 'sequenced', 'sequenced', 'sequenced'] as const
-    const core = deliveryCore({ channels: [...channels] })
+    const options: DeliveryOptions = { channels: [...channels] }
+    const core = deliveryCore(options)
     let number = 0
     for (let channel = 1; channel < channels.length; channel++) {
       for (let sequence = 1; sequence <= 8; sequence++) {
-        core.receive(Uint8Array.from([0xd1, ...varint(number++), ...lastFragment(channel, sequence, 65_536)]), 1000)
+        core.receive(fromPeer(options, number++, lastFragment(channel, sequence, 65_536)), 1000)
       }
       expect(core.stats(1000).reassemblyHeld).toBeGreaterThanOrEqual(8 * 65_536) // the 8 in the making
-      core.receive(Uint8Array.from([0xd1, ...varint(number++), ...message(channel, 100)]), 1000)
+      core.receive(fromPeer(options, number++, message(channel, 100)), 1000)
       expect(core.stats(1000)).toMatchObject({ reassemblyUsed: 0, reassemblyHeld: 0 })
     }
     expect(core.take().messages).toHaveLength(channels.length - 1)
   })
 
   it('of reliable messages delivered out of order too', () => {
-    const core = deliveryCore({ channels: ['reliable'] })
+    const options: DeliveryOptions = { channels: ['reliable'] }
+    const core = deliveryCore(options)
     // Messages 1 to 20 of 30 KB each, their fragments in reverse order, and then message 0: all delivered.
     let number = 0
     const length = 27 * fragmentBytes + 1
@@ -128,7 +137,7 @@ describe('buffers of messages that are done', () => {
       for (let index = 27; index >= 0; index--) {
         const size = index === 27 ? 1 : fragmentBytes
         const frame = [0x11, 0, ...varint(sequence), ...varint(length), ...varint(index), ...new Array<number>(size).fill(sequence)]
-        core.receive(Uint8Array.from([0xd1, ...varint(number++), ...frame]), 1000)
+        core.receive(fromPeer(options, number++, frame), 1000)
       }
     }
     const delivered = core.take().messages

@@ -1,15 +1,15 @@
 // What a connected peer's pongs can do to the RTT and the clock one delivery core keeps: a pong's echo,
 // receive time and processing delay are the peer's word. Driven sans-IO with hand-built packets.
 import { describe, expect, it } from 'vitest'
-import { deliveryCore, varint } from './simulated-link.ts'
+import { deliveryCore, peerSettingsFrame, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
 
-// One packet with one PONG: the ping's id, its send time echoed, the peer's clock when it arrived, the
-// peer's processing delay.
+// One packet with one PONG (after the peer's settings, as it sends them until it has a pong itself): the
+// ping's id, its send time echoed, the peer's clock when it arrived, the peer's processing delay.
 const pong = (pn: number, echo: number, remoteReceived: number | bigint, delay: number) =>
-  Uint8Array.from([0xd1, ...varint(pn), 0x03, ...varint(0), ...varint(echo), ...varint(remoteReceived), ...varint(delay)])
+  Uint8Array.from([0xd1, ...varint(pn), ...peerSettingsFrame({ channels: ['reliable'] }), 0x03, ...varint(0), ...varint(echo), ...varint(remoteReceived), ...varint(delay)])
 
 // Four pongs, one in each of four clock-sync periods (seconds 100 to 103), whose exchanges' middles — the
 // echo and the arrival — lie `spacingUs` apart, and whose receive times put the peer's clock `offsetUs`

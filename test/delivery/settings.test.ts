@@ -143,6 +143,27 @@ describe('SETTINGS frame', () => {
     expect(client.take().messages).toEqual([])
   })
 
+  it('a packet that does not begin with settings before they are known comes from a peer of an older format: a mismatch, nothing delivered', () => {
+    // Version 1 of the format had no SETTINGS frame; a peer of this version sends them first in every
+    // packet until it has a pong, and this side pongs only pings that came after them.
+    const message = [0x10, 0x00, 0x00, 0x01, 0x41] // channel 0, sequence 0, "A"
+    const core = deliveryCore({ channels: ['reliable'] })
+    core.receive(Uint8Array.from([0xd1, 0x00, ...message]), 1000)
+    expect(core.mismatch()).toBe('no-delivery-layer')
+    expect(core.take().messages).toEqual([])
+    expect(core.stats()).toMatchObject({ malformed: 0, mismatched: 1 })
+    // Settings that come after it change nothing: the peer was found out.
+    core.receive(Uint8Array.from([0xd1, 0x01, SETTINGS, 1, ...varint(1024), 1, 1, 0x10, 0x00, 0x01, 0x01, 0x42]), 2000)
+    expect(core.mismatch()).toBe('no-delivery-layer')
+    expect(core.take().messages).toEqual([])
+    // Once they are known, packets without them are the peer's ordinary ones (it had this side's pong).
+    const other = deliveryCore({ channels: ['reliable'] })
+    other.receive(Uint8Array.from([0xd1, 0x00, SETTINGS, 1, ...varint(1024), 1, 1, ...message]), 1000)
+    other.receive(Uint8Array.from([0xd1, 0x01, 0x10, 0x00, 0x01, 0x01, 0x42]), 2000)
+    expect(other.mismatch()).toBe('none')
+    expect(other.take().messages.map((m) => [...m.data])).toEqual([[0x41], [0x42]])
+  })
+
   it('keeps the first settings: a later frame that says otherwise changes nothing', () => {
     const core = deliveryCore({ channels: ['reliable', 'unreliable'] })
     const settings = (pn: number, modes: number[]) => Uint8Array.from([0xd1, ...varint(pn), SETTINGS, 1, ...varint(2048), modes.length, ...modes])
@@ -171,7 +192,7 @@ describe('SETTINGS frame', () => {
     for (const [name, frame] of cases) {
       it(name, () => {
         const core = deliveryCore({ channels: ['reliable'] })
-        core.receive(Uint8Array.from([0xd1, 0x00, ...message, ...frame]), 1000)
+        core.receive(Uint8Array.from([0xd1, 0x00, ...frame, ...message]), 1000)
         expect(core.stats().malformed).toBe(1)
         expect(core.take().messages).toEqual([])
         expect(core.peerSettings()).toBeNull()
@@ -181,7 +202,7 @@ describe('SETTINGS frame', () => {
 
     it('the same packet with a valid frame is taken (the cases differ from it only in the frame)', () => {
       const core = deliveryCore({ channels: ['reliable'] })
-      core.receive(Uint8Array.from([0xd1, 0x00, ...message, SETTINGS, 1, ...varint(1024), 1, 1]), 1000)
+      core.receive(Uint8Array.from([0xd1, 0x00, SETTINGS, 1, ...varint(1024), 1, 1, ...message]), 1000)
       expect(core.stats().malformed).toBe(0)
       expect(core.take().messages.map((m) => [...m.data])).toEqual([[0x41]])
       expect(core.peerSettings()).toEqual({ maxMessageBytes: 1024, channels: ['reliable'] })

@@ -275,6 +275,18 @@ function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] }
   return { types, data: frames }
 }
 
+const modeCodes = { reliable: 1, unreliable: 2, sequenced: 3 } as const
+
+/**
+ * The SETTINGS frame of the peer of a core made with `options`: the other role, the same channels, the
+ * largest maximum. A peer puts it first in each packet until it has a pong; hand-built packets without it
+ * come, to the core, from a peer without channels, and deliver nothing.
+ */
+export function peerSettingsFrame(options: DeliveryOptions): number[] {
+  const modes = (options.channels ?? ['reliable']).map((mode) => modeCodes[mode])
+  return [0x05, options.followsPings === true ? 0 : 1, ...varint(2 ** 30), modes.length, ...modes]
+}
+
 /** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */
 export function varint(value: number | bigint): number[] {
   let v = BigInt(value)
