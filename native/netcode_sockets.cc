@@ -37,6 +37,10 @@ netcode::ServerConfig WithDelivery(netcode::ServerConfig config, const DeliveryO
 // Packets of settings alone sent before a connection ends for a mismatch of channels.
 constexpr int kMismatchAnnouncements = 2;
 
+// How long each side waits for the peer's settings once connected: a few pings' worth, at least 2 s (a
+// peer with channels sends them with its first packet, and again with each until it has a pong).
+uint64_t SettingsWaitUs(const delivery::DeliveryConfig& config) { return std::max<uint64_t>(2000000, 4 * config.pingIntervalUs); }
+
 }  // namespace
 
 // --- a connection's delivery link ---
@@ -57,7 +61,8 @@ bool DeliveryLink::ReportSettings(ProtocolOutput& output) {
   if (!settingsReported && settings.known) {
     settingsReported = true;
     // The peer's largest message (u32: at most 2^30), then its channels' modes.
-    uint8_t* data = output.Record(kPeerSettings, 0, peer_, nullptr, 4 + settings.channels.size());
+    const uint8_t refused = core.mismatch() != delivery::Mismatch::kNone ? 1 : 0;
+    uint8_t* data = output.Record(kPeerSettings, refused, peer_, nullptr, 4 + settings.channels.size());
     const uint32_t maxMessageBytes = static_cast<uint32_t>(settings.maxMessageBytes);
     std::memcpy(data, &maxMessageBytes, 4);
     for (size_t i = 0; i < settings.channels.size(); ++i) data[4 + i] = static_cast<uint8_t>(settings.channels[i]);
@@ -189,13 +194,17 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
   std::memcpy(data + 8, userData, netcode::kUserDataBytes);
   if (delivery_.enabled) {
     links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config);
+    links_[index]->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(&core_.peerCounters(), index);
   }
 }
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
-  const bool mismatch = delivery_.enabled && links_[index] && links_[index]->ending;
-  output.Record(kPeerDisconnect, mismatch ? kDisconnectChannelsMismatch : static_cast<uint8_t>(reason), index, nullptr, 0);
+  const DeliveryLink* link = delivery_.enabled ? links_[index].get() : nullptr;
+  const uint8_t code = link == nullptr || !link->ending ? static_cast<uint8_t>(reason)
+                       : link->settingsLate          ? kDisconnectSettingsLate
+                                                     : kDisconnectChannelsMismatch;
+  output.Record(kPeerDisconnect, code, index, nullptr, 0);
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 
@@ -216,13 +225,18 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
-  return delivery_.enabled && links_[index] ? delivery_.clock.Real(links_[index]->core.NextDeadlineUs(LocalUs(now))) : UINT64_MAX;
+  return delivery_.enabled && links_[index] ? delivery_.clock.Real(links_[index]->NextDeadlineUs(LocalUs(now))) : UINT64_MAX;
 }
 
 void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now) {
   if (!delivery_.enabled || !links_[index]) return;
   now_ = now;
-  links_[index]->core.Update(LocalUs(now));
+  DeliveryLink& link = *links_[index];
+  link.core.Update(LocalUs(now));
+  if (link.SettingsLate(LocalUs(now))) {
+    link.ending = link.settingsLate = true;
+    mismatched_.push_back(index);  // EndMismatched disconnects it, after the core's timers
+  }
   AfterDelivery(index);
 }
 
@@ -243,7 +257,7 @@ void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   netcode::PeerCounterTable& table = core_.peerCounters();
   delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table.link[size_t{peer} * table.linkFields]);
   link.ReportQueue(output, delivery_.queueLimitBytes);
-  core_.WakePeer(peer, delivery_.clock.Real(link.core.NextDeadlineUs(LocalUs(now_))));
+  core_.WakePeer(peer, delivery_.clock.Real(link.NextDeadlineUs(LocalUs(now_))));
 }
 
 // --- client ---
@@ -264,6 +278,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   // The delivery layer first: a ping due with the keep-alive goes instead of it.
   if (link_) {
     link_->core.Update(LocalUs(now));
+    if (!mismatched_ && link_->SettingsLate(LocalUs(now))) mismatched_ = link_->settingsLate = true;
     AfterDelivery();
   }
   core_.Update(now);
@@ -272,7 +287,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
 uint64_t NetcodeClientProtocol::NextDeadlineUs() const {
   const uint64_t netcode = core_.NextDeadlineUs();
   if (!link_) return netcode;
-  const uint64_t delivery = delivery_.clock.Real(link_->core.NextDeadlineUs(LocalUs(now_)));
+  const uint64_t delivery = delivery_.clock.Real(link_->NextDeadlineUs(LocalUs(now_)));
   return delivery < netcode ? delivery : netcode;
 }
 
@@ -334,11 +349,18 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   // The server it tries or is connected to rides along (none once the attempt or connection has ended).
-  const int8_t code = state == netcode::ClientState::kDisconnected && mismatched_ ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
-  output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), 0);
+  const bool mismatch = state == netcode::ClientState::kDisconnected && mismatched_;
+  const bool late = mismatch && link_ && link_->settingsLate;
+  const int8_t code = mismatch ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
+  uint8_t* data = output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), late ? 4 : 0);
+  if (late) {
+    const uint32_t waitMs = static_cast<uint32_t>(SettingsWaitUs(delivery_.config) / 1000);
+    std::memcpy(data, &waitMs, 4);
+  }
   if (!delivery_.enabled) return;
   if (state == netcode::ClientState::kConnected) {
     link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);
+    link_->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(table_.get(), 0);
     link_->core.Flush(LocalUs(now_));  // the first ping
   } else {

@@ -39,6 +39,15 @@ class DeliveryLink : public delivery::DeliverySink {
   // The settings record once the peer's settings are known; true when the two sides' channels do not work
   // together (delivery::Mismatch).
   bool ReportSettings(ProtocolOutput& output);
+  // Whether the peer's settings are still to come: neither known nor found wanting.
+  bool AwaitsSettings() const { return !core.peerSettings().known && core.mismatch() == delivery::Mismatch::kNone; }
+  // Their wait is over (nowUs on the core's clock): the connection ends as for a mismatch.
+  bool SettingsLate(uint64_t nowUs) const { return !ending && AwaitsSettings() && nowUs >= settingsDeadlineUs; }
+  // The core's next deadline, or the end of the wait for the peer's settings.
+  uint64_t NextDeadlineUs(uint64_t nowUs) const {
+    const uint64_t next = core.NextDeadlineUs(nowUs);
+    return !ending && AwaitsSettings() && settingsDeadlineUs < next ? settingsDeadlineUs : next;
+  }
 
  private:
   Owner* owner_;
@@ -50,7 +59,11 @@ class DeliveryLink : public delivery::DeliverySink {
   bool watched = false;  // JavaScript waits for room in the queue
   bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
   bool settingsReported = false;  // the peer's settings went to JavaScript
-  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch)
+  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch), or settingsLate
+  bool settingsLate = false;      // the peer's settings did not come by settingsDeadlineUs
+  // A peer with channels sends its settings first thing and in every packet until it has a pong; one without
+  // never does. Set as the connection opens: kSettingsWait from then (core clock, µs).
+  uint64_t settingsDeadlineUs = UINT64_MAX;
 };
 
 class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink, private DeliveryLink::Owner {

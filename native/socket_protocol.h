@@ -22,9 +22,11 @@ namespace volley {
 // Payload records carry the channel in `code`; a large payload's data is the u32 id of its parked bytes
 // (large_messages.h); a drain record says the peer's send queue went below half its limit, a flushed record
 // that it emptied (everything sent, and acknowledged on the reliable channels), a settings record what the
-// peer's delivery layer announced (data: u32 its largest message, then a u8 mode per channel). A client state
-// record carries the state in `code`, in `peer` the number JavaScript gave the connect (kControlConnect's
-// argument) that the state belongs to, and, while an attempt or a connection is under way, its server's address.
+// peer's delivery layer announced (data: u32 its largest message, then a u8 mode per channel; code 1 when they
+// do not work with this side's: the connection is ending). A client state record carries the state in `code`,
+// in `peer` the number JavaScript gave the connect (kControlConnect's argument) that the state belongs to,
+// and, while an attempt or a connection is under way, its server's address; for kClientStateChannelsMismatch
+// because the server's settings did not come in time, data: u32 the wait in ms.
 constexpr size_t kPeerRecordHeaderSize = 32;
 enum PeerRecordKind : uint8_t {
   kPeerPayload = 1,
@@ -37,8 +39,10 @@ enum PeerRecordKind : uint8_t {
   kPeerSettings = 8,
 };
 // The disconnect record's code (a server's peer) and the client state record's, when the two sides' channels
-// do not work together (delivery::Mismatch): past netcode's own reasons and states.
+// do not work together (delivery::Mismatch), or the peer's settings did not come in time (a peer without
+// channels, or all it sent lost; DeliveryLink::settingsDeadlineUs): past netcode's own reasons and states.
 constexpr uint8_t kDisconnectChannelsMismatch = 5;
+constexpr uint8_t kDisconnectSettingsLate = 6;
 constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
 // peer's queue has room again. kControlWatchFlush: report (flushed record) when the queue is empty.

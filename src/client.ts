@@ -5,7 +5,6 @@ import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEng
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import {
   BandwidthWindow,
-  channelsAgree,
   type DeliveryOptions,
   type DeliverySettings,
   type LinkStats,
@@ -19,7 +18,6 @@ import {
   peerClockMs,
   readLinkStats,
   readRemoteChannels,
-  settingsWaitMs,
 } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
@@ -187,7 +185,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #links: Float64Array | null = null
   #queue: SendQueue
   /** connect() waits for the server's settings (with channels): gives up at this timer. */
-  #settingsWait: NodeJS.Timeout | undefined
+  /** The engine's wait for the server's settings, when it ended the connection for their lateness (ms). */
+  #settingsWaitedMs = 0
   #reading = new BandwidthWindow()
   #engine: Engine | undefined
   #id = 0
@@ -528,7 +527,6 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   #abandonAttempt(pending: PendingConnect, error: Error, state: ClientState = 'disconnected'): void {
     this.#pending = undefined
-    this.#stopSettingsWait()
     this.#attempt = (this.#attempt + 1) >>> 0
     const changed = this.#state !== state
     const wasConnected = this.#state === 'connected' // waiting for the server's settings
@@ -549,29 +547,10 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
-  /** Connected, the server's settings never came: it runs without channels (or everything it sent was lost). */
-  #noSettings(pending: PendingConnect, waitMs: number): void {
-    this.#settingsWait = undefined
-    if (this.#pending !== pending) return
-    ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
-    const error = new ConnectError(
-      'ERR_CHANNELS_MISMATCH',
-      `The server sent no delivery settings in the ${waitMs} ms after connecting: it has no channels configured, which this client has (or the network lost all it sent)`,
-      'channels-mismatch',
-    )
-    this.#abandonAttempt(pending, error, 'channels-mismatch')
-  }
-
   /** drained() and flushed() callers: the connection they waited on has ended. */
   #failWaiters(): void {
     this.#drain.fail(() => this.#notConnectedError())
     this.#flush.fail(() => this.#notConnectedError())
-  }
-
-  #stopSettingsWait(): void {
-    if (this.#settingsWait === undefined) return
-    clearTimeout(this.#settingsWait)
-    this.#settingsWait = undefined
   }
 
   #busy(): boolean {
@@ -596,12 +575,11 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#flush.emptied()
       } else if (kind === PeerRecordKind.settings) {
         if (this.#state !== 'connected') return // of a connection that has ended
-        const remote = (this.#queue.remote = readRemoteChannels(slab.u8, at, length))
-        // connect() resolves now, unless they do not match: the engine ends the connection then, and
-        // connect() rejects with its state.
+        this.#queue.remote = readRemoteChannels(slab.u8, at, length)
+        // connect() resolves now, unless they do not work with this client's (code 1): the engine ends the
+        // connection then, and connect() rejects with its state.
         const pending = this.#pending
-        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, remote)) {
-          this.#stopSettingsWait()
+        if (pending !== undefined && code === 0) {
           this.#pending = undefined
           pending.resolve()
         }
@@ -611,6 +589,7 @@ export class Client extends EventEmitter<ClientEvents> {
         // The record names the server while an attempt or a connection is under way (family 0: none).
         this.#server = slab.u8[record + 12] === 0 ? null : recordAddress((this.#engine as Engine).addon, slab, record)
         if (this.#server !== null) this.#lastServer = this.#server
+        this.#settingsWaitedMs = length >= 4 ? slab.u32[at >>> 2]! : 0
         this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')
       }
     })
@@ -626,14 +605,10 @@ export class Client extends EventEmitter<ClientEvents> {
       if (this.#delivery === null || pending === undefined) {
         this.#pending = undefined
         pending?.resolve()
-      } else {
-        // With channels, connect() resolves once the server's settings show they match (they come with its
-        // first packet, usually in this same batch): a mismatch rejects it rather than ending a connection
-        // it already reported.
-        const waitMs = settingsWaitMs(this.#delivery.pingIntervalMs)
-        this.#settingsWait = setTimeout(() => this.#noSettings(pending, waitMs), waitMs)
-        this.#settingsWait.unref() // the pending connect() holds the process (EngineHold)
       }
+      // Else, with channels, connect() resolves once the server's settings show they match (they come with
+      // its first packet, usually in this same batch): a mismatch, or no settings within the engine's wait,
+      // rejects it rather than ending a connection it already reported.
       this.emit('state', state)
       return
     }
@@ -642,16 +617,20 @@ export class Client extends EventEmitter<ClientEvents> {
       return
     }
     this.#pending = undefined
-    this.#stopSettingsWait()
     this.#updateReference() // idle: the process may exit
     if (previous === 'connected') {
       this.#failWaiters()
     }
     if (pending !== undefined) {
       const [code, message] =
-        state === 'channels-mismatch'
-          ? (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')}`] as const)
-          : (errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`])
+        state !== 'channels-mismatch'
+          ? (errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`])
+          : this.#settingsWaitedMs > 0
+            ? ([
+                'ERR_CHANNELS_MISMATCH',
+                `The server sent no delivery settings in the ${this.#settingsWaitedMs} ms after connecting: it has no channels configured, which this client has (or the network lost all it sent)`,
+              ] as const)
+            : (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')}`] as const)
       const last = this.#lastServer
       const where = last === null ? '' : last.family === 'IPv6' ? `[${last.address}]:${last.port}` : `${last.address}:${last.port}`
       const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`

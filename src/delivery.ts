@@ -183,23 +183,6 @@ function firstClash(own: DeliverySettings, remote: RemoteChannels): number {
 }
 
 /**
- * How long a side with channels waits, connected, for its peer's delivery settings: a peer with channels
- * sends them first thing and in every packet until it has a pong; one without never does. The client's
- * connect() and the server's 'connect' wait for them.
- */
-export function settingsWaitMs(pingIntervalMs: number): number {
-  return Math.max(2000, 4 * pingIntervalMs)
-}
-
-/**
- * Whether a peer's announced channels work with this side's, as the engine's delivery layer checks them
- * (one that only one side has is refused by send()).
- */
-export function channelsAgree(own: DeliverySettings, remote: RemoteChannels): boolean {
-  return firstClash(own, remote) < 0
-}
-
-/**
  * Why the two sides' channels do not work together, for a 'channels-mismatch' error's message: `remote` is
  * null when the peer does not run the delivery layer (it has no channels).
  */

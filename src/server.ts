@@ -10,14 +10,12 @@ import {
   SendQueue,
   deliveryOptionNames,
   type SendOptions,
-  channelsAgree,
   deliveryFields,
   deliverySettings,
   describeChannelsMismatch,
   monotonicUs,
   readLinkStats,
   readRemoteChannels,
-  settingsWaitMs,
 } from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
@@ -117,10 +115,16 @@ export interface ServerStats {
   denied: number
   /**
    * With channels: clients disconnected before 'connect' because their channels do not work with the
-   * server's (a channel in two modes, no channels, an older delivery format) or were not announced within
-   * max(2 s, 4 ping intervals). Never reported as peers.
+   * server's (a channel in two modes, no channels and a payload, an older delivery format). Never reported
+   * as peers.
    */
   channelsMismatch: number
+  /**
+   * With channels: clients disconnected before 'connect' because they announced no channels within
+   * max(2 s, 4 ping intervals) of their handshake: clients without channels that stay silent, or with
+   * channels whose packets were all lost meanwhile. Never reported as peers.
+   */
+  channelsUnannounced: number
   /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
   link: { rtt: { smoothedMs: number; minMs: number; maxMs: number }; lossPercent: number; resends: number; queue: { depth: number; bytes: number }; dropped: number } | null
   /**
@@ -147,6 +151,8 @@ export interface ServerEvents {
 }
 
 const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch' }
+// The engine's codes past netcode's reasons (native/socket_protocol.h); settingsLate ends only peers not yet announced.
+const disconnectCodes = { channelsMismatch: 5, settingsLate: 6 } as const
 
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
@@ -213,11 +219,12 @@ export class Server extends EventEmitter<ServerEvents> {
   /**
    * With channels: peers whose client has not announced its channels yet (they come with its first packet,
    * a round trip after the handshake). 'connect' waits for them, so that every peer it reports has its
-   * channels known and agreeing; a client whose channels disagree, or that announces none in time, is
-   * disconnected unannounced and counted (stats().channelsMismatch), as a denied one is.
+   * channels known and agreeing; a client whose channels disagree, or that announces none within the
+   * engine's wait, is disconnected unannounced and counted (stats()), as a denied one is.
    */
-  readonly #unannounced = new Map<number, { peer: Peer; wait: NodeJS.Timeout; waited: boolean }>()
+  readonly #unannounced = new Map<number, Peer>()
   #channelsMismatch = 0
+  #channelsUnannounced = 0
   /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
   readonly #peerHost: PeerHost = {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
@@ -393,6 +400,7 @@ export class Server extends EventEmitter<ServerEvents> {
       errors,
       denied: c[9]!,
       channelsMismatch: this.#channelsMismatch,
+      channelsUnannounced: this.#channelsUnannounced,
       link: this.#linkTotals(),
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
       recvBufferSize: this.#bufferSizes.recv,
@@ -509,14 +517,14 @@ export class Server extends EventEmitter<ServerEvents> {
       case PeerRecordKind.settings: {
         // Ahead of the client's first message (the engine sends it so).
         const pending = this.#unannounced.get(index)
-        const peer = pending?.peer ?? this.#peerSlots[index]
+        const peer = pending ?? this.#peerSlots[index]
         const queue = this.#queues.get(index)
         if (peer === undefined || queue === undefined) return
         queue.remote = readRemoteChannels(slab.u8, at, length)
         this.#remoteChannels.set(peer, queue.remote)
-        // When they disagree, the engine is disconnecting the client: its record follows.
-        if (pending !== undefined && channelsAgree(this.#delivery as DeliverySettings, queue.remote)) {
-          clearTimeout(pending.wait)
+        // Code 1: they do not work with the server's, and the engine is disconnecting the client (its record
+        // follows); so it is while the server closes.
+        if (pending !== undefined && code === 0 && this.#state === 'running') {
           this.#unannounced.delete(index)
           this.#announce(index, peer)
         }
@@ -538,20 +546,8 @@ export class Server extends EventEmitter<ServerEvents> {
         const peer = new Peer(this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index, 'the client'))
         this.#readings.delete(index)
-        if (this.#delivery !== null && this.#state === 'running') {
-          const waitMs = settingsWaitMs(this.#delivery.pingIntervalMs)
-          const pending = {
-            peer,
-            waited: false,
-            wait: setTimeout(() => {
-              pending.waited = true
-              this.#disconnectPeer(peer)
-            }, waitMs).unref(),
-          }
-          this.#unannounced.set(index, pending)
-          return
-        }
-        this.#announce(index, peer)
+        if (this.#delivery !== null) this.#unannounced.set(index, peer)
+        else this.#announce(index, peer)
         return
       }
       case PeerRecordKind.disconnect: {
@@ -559,11 +555,11 @@ export class Server extends EventEmitter<ServerEvents> {
         const pending = this.#unannounced.get(index)
         if (pending !== undefined) {
           // Never reported by 'connect', so not by 'disconnect' either.
-          clearTimeout(pending.wait)
           this.#unannounced.delete(index)
           this.#queues.delete(index)
-          pending.peer.markDisconnected('its client was refused before it was announced')
-          if (disconnectReasons[code] === 'channels-mismatch' || pending.waited) this.#channelsMismatch++
+          pending.markDisconnected('its connection ended before its channels were known')
+          if (code === disconnectCodes.channelsMismatch) this.#channelsMismatch++
+          if (code === disconnectCodes.settingsLate) this.#channelsUnannounced++
           return
         }
         const peer = this.#peerSlots[index]
@@ -594,7 +590,6 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #onClosed(): void {
     if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
-    for (const { wait } of this.#unannounced.values()) clearTimeout(wait)
     this.#unannounced.clear()
     this.#hold.closed()
     for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)

@@ -41,10 +41,10 @@ void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
     ++stats_.malformed;
     return;
   }
-  // A peer that runs this layer puts its settings in every packet until this side has them (a pong tells
-  // it so): a packet without them before then comes from one that does not announce its channels, an
-  // older format's. Its messages are not delivered (Deliver counts them), so none ever is before the
-  // peer's settings are known.
+  // A peer that runs this layer puts its settings in every packet, ahead of its messages, until this side
+  // has them (a pong tells it so): a packet without them before then comes from one that does not announce
+  // its channels, an older format's. Its messages are not delivered (Deliver counts them), so none ever is
+  // before the peer's settings are known.
   if (!peer_.known && !withSettings && mismatch_ == Mismatch::kNone) mismatch_ = Mismatch::kNoDeliveryLayer;
   // Older than what either record remembers: a copy or a packet late beyond them, which cannot be told
   // apart. Dropped, for a copy must not deliver its messages twice; its reliable data comes again.
@@ -79,8 +79,10 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
   WireReader reader(data, size);
   if (size == 0) return false;
   bool withPong = false;  // a PONG came before in this packet
+  bool withData = false;  // a MESSAGE or FRAGMENT came before
   while (reader.remaining() > 0) {
     const uint8_t type = reader.U8();
+    withData = withData || type == kFrameMessage || type == kFrameFragment;
     switch (type) {
       case kFrameAck: {
         const uint64_t largest = reader.Varint();
@@ -141,7 +143,8 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         for (size_t i = 0; i < count; ++i) {
           if (modes[i] < static_cast<uint8_t>(ChannelMode::kReliable) || modes[i] > static_cast<uint8_t>(ChannelMode::kSequenced)) return false;
         }
-        *withSettings = true;
+        // Ahead of the messages, as a sender puts them: messages before them would be delivered first.
+        if (!withData) *withSettings = true;
         if (apply) OnSettings(role == 1, maxMessageBytes, modes, count);
         break;
       }

@@ -143,7 +143,7 @@ describe('SETTINGS frame', () => {
     expect(client.take().messages).toEqual([])
   })
 
-  it('a packet that does not begin with settings before they are known comes from a peer of an older format: a mismatch, nothing delivered', () => {
+  it('a packet without settings before they are known comes from a peer of an older format: a mismatch, nothing delivered', () => {
     // Version 1 of the format had no SETTINGS frame; a peer of this version sends them first in every
     // packet until it has a pong, and this side pongs only pings that came after them.
     const message = [0x10, 0x00, 0x00, 0x01, 0x41] // channel 0, sequence 0, "A"
@@ -162,6 +162,19 @@ describe('SETTINGS frame', () => {
     other.receive(Uint8Array.from([0xd1, 0x01, 0x10, 0x00, 0x01, 0x01, 0x42]), 2000)
     expect(other.mismatch()).toBe('none')
     expect(other.take().messages.map((m) => [...m.data])).toEqual([[0x41], [0x42]])
+    // After an ACK is where a sender puts them; after a message is not (it would come before them).
+    const acked = deliveryCore({ channels: ['reliable'] })
+    acked.flush(500) // its packet 0, which the ACK (largest 0, no delay, no other range) acknowledges
+    acked.take()
+    acked.receive(Uint8Array.from([0xd1, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, SETTINGS, 1, ...varint(1024), 1, 1, ...message]), 1000)
+    expect(acked.stats().malformed).toBe(0)
+    expect(acked.mismatch()).toBe('none')
+    expect(acked.take().messages).toHaveLength(1)
+    const late = deliveryCore({ channels: ['reliable'] })
+    late.receive(Uint8Array.from([0xd1, 0x00, ...message, SETTINGS, 1, ...varint(1024), 1, 1]), 1000)
+    expect(late.mismatch()).toBe('no-delivery-layer')
+    expect(late.take().messages).toEqual([])
+    expect(late.stats()).toMatchObject({ malformed: 0, mismatched: 1 })
   })
 
   it('keeps the first settings: a later frame that says otherwise changes nothing', () => {
