@@ -9,7 +9,13 @@ const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n
 const fast = { disconnectIntervalMs: 5 }
 
-async function pair(serverOptions: Partial<ServerOptions>, clientOptions: ClientOptions, onConnect?: (peer: Peer) => void, prepare?: (server: Server) => void) {
+async function pair(
+  serverOptions: Partial<ServerOptions>,
+  clientOptions: ClientOptions,
+  onConnect?: (peer: Peer) => void,
+  prepare?: (server: Server) => void,
+  prepareClient?: (client: Client) => void,
+) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, ...fast, ...serverOptions })
   prepare?.(server)
   const { port } = await server.listen()
@@ -21,6 +27,7 @@ async function pair(serverOptions: Partial<ServerOptions>, clientOptions: Client
   })
   server.on('disconnect', (_peer, reason) => serverSaw.push(reason))
   const client = new Client({ ...fast, ...clientOptions })
+  prepareClient?.(client)
   const clientSaw: string[] = []
   client.on('disconnect', (reason) => clientSaw.push(reason))
   const clientGot: number[] = []
@@ -161,6 +168,33 @@ describe('channels that differ between server and client', () => {
     } finally {
       await Promise.all(clients.map((client) => client.close()))
       await server.close()
+    }
+  }, 20_000)
+
+  it("waits for the client's settings on the engine's clock: a JavaScript thread busy past the wait does not cut it short", async () => {
+    // The client's settings reach the server 200 ms after the handshake, while the JavaScript thread (the
+    // server's as well as the client's) is blocked for 2.6 s, past the 2 s wait: a timer of its own would
+    // fire first when it comes back, and end a peer whose settings were already in.
+    const block = (state: string) => {
+      if (state !== 'connected') return
+      const until = performance.now() + 2600
+      while (performance.now() < until) {} // a long GC pause, a busy handler
+    }
+    const { server, client, serverSaw, refused, close } = await pair(
+      { channels: modes('reliable') },
+      { channels: modes('reliable'), networkSimulator: { latencyMs: 200, seed: 1 } },
+      undefined,
+      undefined,
+      (client) => client.on('state', block),
+    )
+    try {
+      expect(refused).toBeUndefined()
+      await new Promise((resolve) => setTimeout(resolve, 500))
+      expect(client.state).toBe('connected')
+      expect(serverSaw).toEqual([])
+      expect(server.stats()).toMatchObject({ connectedClients: 1, channelsMismatch: 0, channelsUnannounced: 0 })
+    } finally {
+      await close()
     }
   }, 20_000)
 
