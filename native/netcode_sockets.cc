@@ -217,10 +217,7 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
   link.core.Receive(data, size, LocalUs(now_));
   // Marked at once, so that whatever ends the connection (a disconnect later in the same batch) names the
   // mismatch; EndMismatched disconnects it, outside the core's callbacks.
-  if (link.ReportSettings(output) && !link.ending) {
-    link.ending = true;
-    mismatched_.push_back(index);
-  }
+  if (link.ReportSettings(output) && link.BeginEnding(false)) mismatched_.push_back(index);
   MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -233,10 +230,8 @@ void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now)
   now_ = now;
   DeliveryLink& link = *links_[index];
   link.core.Update(LocalUs(now));
-  if (link.SettingsLate(LocalUs(now))) {
-    link.ending = link.settingsLate = true;
-    mismatched_.push_back(index);  // EndMismatched disconnects it, after the core's timers
-  }
+  // EndMismatched disconnects it, after the core's timers.
+  if (link.SettingsLate(LocalUs(now)) && link.BeginEnding(true)) mismatched_.push_back(index);
   AfterDelivery(index);
 }
 
@@ -278,7 +273,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   // The delivery layer first: a ping due with the keep-alive goes instead of it.
   if (link_) {
     link_->core.Update(LocalUs(now));
-    if (!mismatched_ && link_->SettingsLate(LocalUs(now))) mismatched_ = link_->settingsLate = true;
+    if (link_->SettingsLate(LocalUs(now))) link_->BeginEnding(true);
     AfterDelivery();
   }
   core_.Update(now);
@@ -322,7 +317,6 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
   now_ = now;
   if (op == kControlConnect) {
     attempt_ = arg;
-    mismatched_ = false;
     core_.Connect(data.data(), data.size(), now);
   }
   if (op == kControlDisconnect || op == kControlStop) {
@@ -349,8 +343,9 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   // The server it tries or is connected to rides along (none once the attempt or connection has ended).
-  const bool mismatch = state == netcode::ClientState::kDisconnected && mismatched_;
-  const bool late = mismatch && link_ && link_->settingsLate;
+  // A connection that ends for its channels still has its link here (it goes below).
+  const bool mismatch = state == netcode::ClientState::kDisconnected && link_ && link_->ending;
+  const bool late = mismatch && link_->settingsLate;
   const int8_t code = mismatch ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
   uint8_t* data = output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), late ? 4 : 0);
   if (late) {
@@ -375,7 +370,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, LocalUs(now_));
-  if (link_->ReportSettings(output)) mismatched_ = true;  // marked at once, as the server's (AfterDelivery ends it)
+  if (link_->ReportSettings(output)) link_->BeginEnding(false);  // marked at once, as the server's (AfterDelivery ends it)
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -391,7 +386,7 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 void NetcodeClientProtocol::AfterDelivery() {
   delivery::WriteLinkStats(link_->core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), &table_->link[0]);
   link_->ReportQueue(output, delivery_.queueLimitBytes);
-  if (!mismatched_) return;
+  if (!link_->ending) return;
   link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does
   core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
 }

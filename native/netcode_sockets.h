@@ -43,6 +43,13 @@ class DeliveryLink : public delivery::DeliverySink {
   bool AwaitsSettings() const { return !core.peerSettings().known && core.mismatch() == delivery::Mismatch::kNone; }
   // Their wait is over (nowUs on the core's clock): the connection ends as for a mismatch.
   bool SettingsLate(uint64_t nowUs) const { return !ending && AwaitsSettings() && nowUs >= settingsDeadlineUs; }
+  // Marks the connection as ending for its channels (late: their settings never came); true the first time.
+  bool BeginEnding(bool late) {
+    if (ending) return false;
+    ending = true;
+    settingsLate = late;
+    return true;
+  }
   // The core's next deadline, or the end of the wait for the peer's settings.
   uint64_t NextDeadlineUs(uint64_t nowUs) const {
     const uint64_t next = core.NextDeadlineUs(nowUs);
@@ -147,8 +154,6 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   // attempt JavaScript gave up on is not taken for the outcome of the next one.
   uint32_t attempt_ = 0;
   bool stopping_ = false;
-  // The channels do not work with the server's: the connection ends, and its state record says why.
-  bool mismatched_ = false;
 };
 
 }  // namespace volley

@@ -184,7 +184,6 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   #queue: SendQueue
-  /** connect() waits for the server's settings (with channels): gives up at this timer. */
   /** The engine's wait for the server's settings, when it ended the connection for their lateness (ms). */
   #settingsWaitedMs = 0
   #reading = new BandwidthWindow()
@@ -440,8 +439,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * With channels: the channels and largest message the server announced (it sends them as the connection
-   * opens: they arrive with connect()'s resolving or just after); null until then, and without channels.
+   * With channels: the channels and largest message the server announced (connect() resolves once they are
+   * in); null until then, and without channels.
    * send() checks messages against them. Kept once the connection has ended, until the next one: what a
    * 'channels-mismatch' was.
    */

@@ -31,8 +31,8 @@ export interface DeliveryOptions {
   channels?: readonly ChannelOptions[]
   /**
    * The largest message, bytes (default 1 MiB; at most 1 GiB), sent or received. Each side announces its
-   * own: send() refuses a message over the peer's once it is known (remoteChannels). One sent before (in the
-   * first round trip) is dropped by the peer and counted in its stats().dropped; a reliable channel goes on
+   * own, before either reports the connection: send() refuses a message over the peer's (remoteChannels). A
+   * larger one that comes all the same is dropped and counted in stats().dropped; a reliable channel goes on
    * past it.
    */
   maxMessageBytes?: number

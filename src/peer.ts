@@ -74,10 +74,9 @@ export class Peer {
   }
 
   /**
-   * With channels: the channels and largest message the client announced (its first packet carries them, so
-   * they are known about a round trip after 'connect'); null until then, and without channels. send()
-   * checks messages against them. Kept after the client leaves: a 'disconnect' handler can show what a
-   * 'channels-mismatch' was.
+   * With channels: the channels and largest message the client announced (the server reports a peer with
+   * 'connect' once they are in); null without channels. send() checks messages against them. Kept after the
+   * client leaves.
    */
   get remoteChannels(): RemoteChannels | null {
     return this.#host.remoteChannels(this)
