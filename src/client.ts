@@ -72,6 +72,11 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
   ],
   'connection-response-timed-out': ['ERR_CONNECTION_RESPONSE_TIMED_OUT', 'The server did not confirm the challenge response in time'],
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],
+  // With channels, after the handshake: the engine reports 'disconnected' only so while connect() waits.
+  disconnected: [
+    'ERR_CONNECTION_CLOSED',
+    "The server ended the connection before it was ready: it disconnected the client, or closed, while the client waited for the server's channel settings",
+  ],
 }
 
 export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
@@ -209,6 +214,12 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
   #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
+  /**
+   * With channels: the engine's connection is up and connect() waits for the server's settings. Until they
+   * are in, the client reports the state before (nothing may be sent: send() could not check it against
+   * the server's channels), as the server announces a client only once its settings are in.
+   */
+  #awaitingSettings = false
   /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
   readonly #drain = new DrainWaiters()
   /** flushed(): who waits for the queue to empty. */
@@ -244,7 +255,12 @@ export class Client extends EventEmitter<ClientEvents> {
    * has started it, a moment after connect() was called (see `connecting`).
    */
   get state(): ClientState {
-    return this.#state
+    return this.#awaitingSettings ? 'sending-connection-response' : this.#state
+  }
+
+  /** Connected, and with channels the server's settings in: messages may go. */
+  get #ready(): boolean {
+    return this.#state === 'connected' && !this.#awaitingSettings
   }
 
   /** True from a connect() call until it settles (as net.Socket's `connecting`). */
@@ -388,9 +404,7 @@ export class Client extends EventEmitter<ClientEvents> {
   send(data: Uint8Array, options?: SendOptions): boolean {
     // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
     if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
-    if (this.#state !== 'connected') {
-      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.connecting ? 'The client is connecting, not connected' : this.#notConnectedMessage())
-    }
+    if (!this.#ready) throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
       ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
@@ -410,10 +424,12 @@ export class Client extends EventEmitter<ClientEvents> {
    * options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#drain.wait(options, this.#state === 'connected' && this.#closing === undefined ? null : this.#notConnectedError())
+    return this.#drain.wait(options, this.#ready && this.#closing === undefined ? null : this.#notConnectedError())
   }
 
   #onDrain(): void {
+    // From close() on nothing more can be sent: its waiters end with ERR_CLIENT_CLOSED once the socket closes.
+    if (this.#closing !== undefined) return
     this.#drain.drain()
     this.emit('drain')
   }
@@ -424,7 +440,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * so that reliable messages in flight are not lost with the connection. Rejects as drained() does.
    */
   flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#flush.wait(options, this.#state === 'connected' && this.#closing === undefined ? null : this.#notConnectedError())
+    return this.#flush.wait(options, this.#ready && this.#closing === undefined ? null : this.#notConnectedError())
   }
 
   #notConnectedError(): VolleyError {
@@ -434,6 +450,7 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #notConnectedMessage(): string {
+    if (this.connecting) return 'The client is connecting, not connected'
     if (this.#state !== 'channels-mismatch') return `The client is ${this.#state}, not connected`
     return `The client is not connected: its channels do not work with the server's ('channels-mismatch': ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')})`
   }
@@ -527,9 +544,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #abandonAttempt(pending: PendingConnect, error: Error, state: ClientState = 'disconnected'): void {
     this.#pending = undefined
     this.#attempt = (this.#attempt + 1) >>> 0
-    const changed = this.#state !== state
+    const changed = this.state !== state
     const wasConnected = this.#state === 'connected' // waiting for the server's settings
     this.#state = state
+    this.#awaitingSettings = false
     this.#server = null
     this.#updateReference()
     pending.reject(error)
@@ -580,7 +598,9 @@ export class Client extends EventEmitter<ClientEvents> {
         const pending = this.#pending
         if (pending !== undefined && code === 0) {
           this.#pending = undefined
+          this.#awaitingSettings = false
           pending.resolve()
+          this.emit('state', 'connected')
         }
       } else if (kind === PeerRecordKind.clientState) {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
@@ -601,13 +621,15 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#state = state
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server') // the I/O thread's counts start again
-      if (this.#delivery === null || pending === undefined) {
-        this.#pending = undefined
-        pending?.resolve()
+      if (this.#delivery !== null && pending !== undefined) {
+        // With channels, connect() resolves, and 'state' says 'connected', once the server's settings show
+        // they match (they come with its first packet, usually in this same batch): a mismatch, or no
+        // settings within the engine's wait, rejects it rather than ending a connection it reported.
+        this.#awaitingSettings = true
+        return
       }
-      // Else, with channels, connect() resolves once the server's settings show they match (they come with
-      // its first packet, usually in this same batch): a mismatch, or no settings within the engine's wait,
-      // rejects it rather than ending a connection it already reported.
+      this.#pending = undefined
+      pending?.resolve()
       this.emit('state', state)
       return
     }
@@ -616,6 +638,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return
     }
     this.#pending = undefined
+    this.#awaitingSettings = false
     this.#updateReference() // idle: the process may exit
     if (previous === 'connected') {
       this.#failWaiters()
@@ -623,7 +646,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (pending !== undefined) {
       const [code, message] =
         state !== 'channels-mismatch'
-          ? (errorByState[state] ?? ['ERR_CONNECTION_TIMED_OUT' as const, `The connection attempt ended: ${state}`])
+          ? (errorByState[state] ?? ['ERR_CONNECTION_CLOSED' as const, `The connection attempt ended: ${state}`])
           : this.#settingsWaitedMs > 0
             ? ([
                 'ERR_CHANNELS_MISMATCH',
@@ -635,12 +658,14 @@ export class Client extends EventEmitter<ClientEvents> {
       const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`
       pending.reject(new ConnectError(code, `${message}${at}`, state))
     }
+    // Each handler's error surfaces on its own: one that throws does not hide the other's.
     try {
       this.emit('state', state)
-    } finally {
-      if (pending === undefined && previous === 'connected') {
-        this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
-      }
+    } catch (error) {
+      surfaceLater(error)
+    }
+    if (pending === undefined && previous === 'connected') {
+      this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
     }
   }
 
@@ -652,8 +677,10 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#afterReopen = undefined
     const pending = this.#pending
     this.#pending = undefined
-    const wasConnected = this.#state === 'connected'
+    const wasConnected = this.#state === 'connected' // (or waiting for the server's settings)
+    const wasReady = this.#ready
     if (wasConnected) this.#state = 'disconnected'
+    this.#awaitingSettings = false
     this.#server = null
     this.#failWaiters()
     pending?.reject(connectAborted('The client was closed while connecting', undefined))
@@ -662,9 +689,10 @@ export class Client extends EventEmitter<ClientEvents> {
     if (wasConnected) {
       try {
         this.emit('state', 'disconnected')
-      } finally {
-        this.emit('disconnect', 'disconnected')
+      } catch (error) {
+        surfaceLater(error)
       }
     }
+    if (wasReady) this.emit('disconnect', 'disconnected')
   }
 }

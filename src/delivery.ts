@@ -131,7 +131,10 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
     return null
   }
   if (!Array.isArray(channels) || channels.length < 1 || channels.length > 255) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "channels" option must be an array of 1 to 255 { mode } objects. Received ${describe(channels)}`)
+    throw new VolleyTypeError(
+      Array.isArray(channels) ? 'ERR_INVALID_ARG_VALUE' : 'ERR_INVALID_ARG_TYPE',
+      `The "channels" option must be an array of 1 to 255 { mode } objects. Received ${describe(channels)}`,
+    )
   }
   const modes: ChannelMode[] = []
   // An indexed loop: map() would skip the holes of a sparse array.

@@ -10,9 +10,15 @@ interface Waiter {
 }
 
 export class DrainWaiters {
+  /** What the callers wait for, as an abort's message says it. */
+  readonly #awaited: string
   #blocked = false
   /** Made on first use: most connections never wait. */
   #waiters: Waiter[] | null = null
+
+  constructor(awaited = 'the drain') {
+    this.#awaited = awaited
+  }
 
   /** A send was refused: drained() waits for the next drain. */
   block(): void {
@@ -33,12 +39,12 @@ export class DrainWaiters {
     }
     const { signal } = options
     if (notConnected !== null) return Promise.reject(notConnected)
-    if (signal?.aborted === true) return Promise.reject(abortedError('Waiting for the drain was aborted', signal))
+    if (signal?.aborted === true) return Promise.reject(abortedError(`Waiting for ${this.#awaited} was aborted`, signal))
     if (!this.#blocked) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         this.#waiters = (this.#waiters ?? []).filter((waiter) => waiter !== entry)
-        reject(abortedError('Waiting for the drain was aborted', signal))
+        reject(abortedError(`Waiting for ${this.#awaited} was aborted`, signal))
       }
       const entry: Waiter = settleUnlistening(signal, onAbort, resolve, reject)
       ;(this.#waiters ??= []).push(entry)
@@ -68,7 +74,7 @@ export class DrainWaiters {
  * empty report with bytes still queued asks again.
  */
 export class FlushWaiters {
-  readonly #waiters = new DrainWaiters()
+  readonly #waiters = new DrainWaiters('the queue to empty')
   readonly #queued: () => number
   readonly #watch: () => void
 

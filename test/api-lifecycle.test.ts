@@ -150,6 +150,33 @@ describe('connect() attempts', () => {
     }
   })
 
+  it("a 'state' handler and a 'disconnect' handler that both throw: each error surfaces", async () => {
+    const errors: string[] = []
+    const swallow = (error: unknown) => errors.push((error as Error).message)
+    process.on('uncaughtException', swallow)
+    try {
+      const { server, address } = await startServer()
+      for (const how of ['kicked', 'closed'] as const) {
+        const client = new Client(fast)
+        await client.connect(await token(address, how === 'kicked' ? 21n : 22n))
+        client.on('state', (state) => {
+          throw new Error(`${how}: state ${state}`)
+        })
+        client.on('disconnect', (reason) => {
+          throw new Error(`${how}: disconnect ${reason}`)
+        })
+        if (how === 'kicked') [...server.peers.values()].find((peer) => peer.clientId === 21n)!.disconnect()
+        else await client.close()
+        await waitFor(() => errors.filter((message) => message.startsWith(how)).length === 2, 2000, `both errors of the ${how} client`)
+        await client.close()
+      }
+      expect(errors.sort()).toEqual(['closed: disconnect disconnected', 'closed: state disconnected', 'kicked: disconnect disconnected', 'kicked: state disconnected'])
+      await server.close()
+    } finally {
+      process.off('uncaughtException', swallow)
+    }
+  })
+
   it('a client whose first token listed IPv4 servers reconnects with a token that lists only an IPv6 one', async () => {
     const v4 = await startServer()
     const v6 = await startServer({ address: '[::1]:0' })
@@ -569,6 +596,9 @@ describe('the volley command line', () => {
     [['--bogus'], /^volley: unknown flag '--bogus'$/m],
     [['serve', '--adress', '127.0.0.1:4', '--key', '00'.repeat(32)], /^volley: unknown flag '--adress' \(did you mean --address\?\)$/m],
     [['token', '--clientid', '4'], /^volley: unknown flag '--clientid' \(did you mean --client-id\?\)$/m],
+    // Only a flag the command takes is suggested: load has no --address.
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--adress', 'x'], /^volley: unknown flag '--adress'$/m],
+    [['token', ...Array.from({ length: 33 }, (_, i) => ['--server', `127.0.0.1:${i + 1}`]).flat(), '--key', '00'.repeat(32)], /--server is given 33 times: a connect token lists 1 to 32 servers/],
     [['token', '--server', 'nope', '--key', '00'.repeat(32)], /Server address 'nope' \(the "--server" option\) does not parse/],
     [['token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '5.5'], /--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '5.5'/],
     // 0 is no timeout the library takes: the flag's own message, not the library's "timeoutSeconds" option.
@@ -613,6 +643,13 @@ describe('the volley command line', () => {
     expect(bytes.byteLength).toBe(2048)
     expect(readConnectToken(bytes).timeoutSeconds).toBe(-1)
     expect(run('token', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--timeout', '-2').stderr).toMatch(/--timeout must be -1 \(no timeout\) or a whole number of seconds from 1 to 2147483647, not '-2'/)
+    // --server again: the token lists each, in order (a client tries them in turn).
+    const two = run('token', '--server', '127.0.0.1:4', '--server', '[::1]:5', '--key', '00'.repeat(32))
+    expect(two.status).toBe(0)
+    expect(readConnectToken(Buffer.from(two.stdout.trim(), 'base64')).serverAddresses.map((a) => [a.family, a.port])).toEqual([
+      [4, 4],
+      [6, 5],
+    ])
     expect(run('-h')).toMatchObject({ status: 0, stdout: expect.stringMatching(/^usage:/) })
     const version = JSON.parse(readFileSync(join(import.meta.dirname, '../package.json'), 'utf8')).version as string
     expect(run('--version')).toMatchObject({ status: 0, stdout: `${version}\n` })

@@ -74,8 +74,10 @@ class ClockSync {
     double offset = 0;
     double at = 0;  // local time of the exchange's middle
   };
+  // Tags compare modulo 2^32, so that a clock past 136 years (any time a caller may pass) still works; the
+  // one period whose tag wraps to 0 keeps no sample.
   static bool Live(const Best& slot, uint64_t currentPeriod) {
-    return slot.periodTag != 0 && currentPeriod + 1 - slot.periodTag < kPeriods;
+    return slot.periodTag != 0 && static_cast<uint32_t>(static_cast<uint32_t>(currentPeriod + 1) - slot.periodTag) < kPeriods;
   }
   // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a least-squares line
   // through their best exchanges (offset = mean + drift × (t − mean t)). With each offset oᵢ off by eᵢ,
@@ -92,6 +94,7 @@ class ClockSync {
       ++count;
       if (best == nullptr || slot.errorUs < best->errorUs) best = &slot;
     }
+    if (best == nullptr) return;  // (the period whose tag wrapped to 0)
     driftKnown_ = count >= 4;
     if (!driftKnown_) {
       offsetAtUs_ = best->offset;

@@ -233,6 +233,8 @@ class DeliveryCore {
   SendResult Admit(uint8_t channel, size_t size) const;
   void Enqueue(uint8_t channel, std::unique_ptr<OutMessage> message, uint64_t nowUs);
   bool HasMessages() const;  // messages, resends or probes to send
+  // What Flush() may send now: probes, and messages unless they wait for this side's settings to be delivered.
+  bool MessagesReady() const { return probesToSend_ > 0 || (!messagesWaitForSettings_ && HasMessages()); }
   void PruneRetransmits();
   bool CanSend(uint64_t nowUs) const;
   bool SendPacket(uint64_t nowUs, bool withMessages);  // false when it had nothing to put in a packet
@@ -280,6 +282,9 @@ class DeliveryCore {
   // memory held past the reassembly bound.
   bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
+  // Whether `extraBytes` more stay within the reassembly bound, once the queues that have drained (but one,
+  // `growing`) have given their slots back if need be.
+  bool FitsBound(size_t extraBytes, const ReceiveChannel* growing = nullptr);
   static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
@@ -369,6 +374,10 @@ class DeliveryCore {
   // messages: the peer knows them before it delivers any message of this side's.
   bool settingsDelivered_ = false;
   bool announcing_ = false;  // AnnounceSettings: a packet of settings alone is worth sending
+  // The next message frame did not fit beside the settings (many channels, a long ACK): each packet would
+  // carry the settings and no message, and Flush() send them as fast as it can. Messages wait for the pong
+  // that ends the settings' ride, a round trip or so.
+  bool messagesWaitForSettings_ = false;
 
   // Ping/pong.
   uint64_t nextPingUs_ = 0;

@@ -156,7 +156,10 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         if (reader.failed()) return false;
         withPong = true;
         // Every ping carried the settings until now: the peer has them.
-        if (apply) settingsDelivered_ = true;
+        if (apply) {
+          settingsDelivered_ = true;
+          messagesWaitForSettings_ = false;
+        }
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
         if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxPongRttUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
@@ -233,7 +236,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // refused until that one completed, and a sender that had not learnt which one was taken (its
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good.
-  if (!headOfLine && reassemblyUsed_ + QueueSlotBytes() + length > reassemblyLimit_) {
+  if (!headOfLine && !FitsBound(length)) {
     ++stats_.overBudget;
     return false;
   }
@@ -317,6 +320,22 @@ size_t DeliveryCore::QueueSlotBytes() const {
   return slots * sizeof(InMessage);
 }
 
+bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
+  if (reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_) return true;
+  // A queue keeps the slots a reordering burst grew it to after it drains (Ring gives back only the
+  // largest), and they count: left so, a burst on each of a few channels would keep the bound full of
+  // empty slots for the rest of the connection. Given back only here, when the bound is reached, so that
+  // a link that reorders all the time does not remake them at each episode.
+  bool released = false;
+  for (ReceiveChannel& channel : receiveChannels_) {
+    if (&channel != growing && channel.pending.empty() && channel.pending.capacity() > kFreeQueueSlots) {
+      channel.pending.clear();
+      released = true;
+    }
+  }
+  return released && reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
+}
+
 bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   if (offset < channel.pending.size()) return true;
   // The queue's slots (each an InMessage, kept until the queue drains) count against the bound with the
@@ -326,7 +345,7 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   const size_t grown = channel.pending.CapacityFor(static_cast<size_t>(offset) + 1);
   const size_t counted = std::max(channel.pending.capacity(), kFreeQueueSlots);
   if (grown > counted) {
-    if (reassemblyUsed_ + QueueSlotBytes() + (grown - counted) * sizeof(InMessage) > reassemblyLimit_) {
+    if (!FitsBound((grown - counted) * sizeof(InMessage), &channel)) {
       ++stats_.overBudget;
       return false;
     }
@@ -477,6 +496,18 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       ++stats_.expiredFragments;
       FreeInMessage(*oldest);
       free = oldest;
+    }
+    if (!FitsBound(length)) {
+      // So do the channel's older incomplete messages when it would not fit beside them. A sender sends a
+      // channel's messages one after another: one still incomplete when a later one starts has lost a
+      // fragment (a sequenced one is passed by it too). Kept until they expire, a few large ones would
+      // keep every newer message out, though each arrives whole.
+      for (InMessage& older : channel.partials) {
+        if (older.used && older.sequence < sequence) {
+          ++stats_.expiredFragments;
+          FreeInMessage(older);
+        }
+      }
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;

@@ -208,7 +208,7 @@ void DeliveryCore::Flush(uint64_t nowUs) {
   // Bounded: a call sends at most a window's worth; the rest waits for acknowledgements or pacing.
   for (int packets = 0; packets < 4096; ++packets) {
     // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
-    const bool messages = HasMessages() && (probesToSend_ > 0 || CanSend(nowUs));
+    const bool messages = MessagesReady() && (probesToSend_ > 0 || CanSend(nowUs));
     const bool control = (pongPending_ && nowUs >= pongDueUs_) || nowUs >= nextPingUs_;
     const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
     if (!messages && !control && !ack) break;
@@ -327,6 +327,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
     size = header.offset();
   }
   bool wroteAck = false;
+  const bool ackDue = ackPending_;  // else an ACK beside messages is worth no packet of its own
   if (ackPending_ || (withMessages && !received_.empty())) {
     // Beside messages an ACK gets a small share of the packet; alone it may fill it.
     const size_t capacity = withMessages ? std::min(kMaxPacketBytes, size + kAckSpaceWithData) : kMaxPacketBytes;
@@ -391,6 +392,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       }
     }
   }
+  const size_t beforeMessages = size;
   if (withMessages) {
     bool full = false;
     // Reliable fragments that were lost or are probed (startedOnly: those of messages the receiver has
@@ -493,9 +495,11 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       --probesToSend_;
     }
   }
+  // (A pong or ping took room too: the next packet, without them, may have it.)
+  if (withMessages && size == beforeMessages && !settingsDelivered_ && !wrotePong && !wrotePing) messagesWaitForSettings_ = true;
   // Settings alone make a packet only when announced: with every packet carrying them, they would
   // otherwise keep Flush() sending.
-  if (!eliciting && !wroteAck && !wrotePong && !wrotePing && !(wroteSettings && announcing_)) return false;
+  if (!eliciting && !(wroteAck && ackDue) && !wrotePong && !wrotePing && !(wroteSettings && announcing_)) return false;
   record.number = number;
   record.sentUs = nowUs;
   record.bytes = static_cast<uint32_t>(size);
@@ -760,7 +764,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
   }
   if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
   if (pongPending_) earliest(std::max(nowUs, pongDueUs_));
-  if (HasMessages() && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) {
+  if (MessagesReady() && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) {
     // Waiting for pacing credit only.
     const double missing = kMaxPacketBytes - pacingCredit_;
     if (missing <= 0) {

@@ -155,8 +155,15 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     case kKeepAlive:
       if (state_ == ClientState::kSendingConnectionResponse) {
         if (deciding) {
-          // Below where the earlier connection ended: the server started its sequence again.
-          if (packet.sequence < replay_.ReceivedEnd()) replay_.Reset();
+          // Below where the earlier connection ended: the server started its sequence again. At or past it,
+          // it went on, and every sequence below its first keep-alive counts as received: the earlier
+          // connection's packets that never arrived (its last redundant disconnects) would otherwise pass
+          // for new if replayed. The server sends this connection's payloads after that keep-alive.
+          if (packet.sequence < replay_.ReceivedEnd()) {
+            replay_.Reset();
+          } else {
+            replay_.ResetBelow(packet.sequence);
+          }
           replay_.Advance(packet.sequence);
           windowCarried_ = false;
         }

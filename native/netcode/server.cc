@@ -234,8 +234,11 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   slot.lastReceiveUs = now.monotonicUs;
   // The response is the connection's first packet from the client, made for this handshake's challenge:
   // at or past where an earlier connection with this token ended, the client went on with its sequence;
-  // below, it started again.
-  if (packet.sequence >= resumed.receivedEnd) slot.replay.ResetBelow(resumed.receivedEnd);
+  // below, it started again. Going on, every sequence below this response counts as received, not only
+  // those the server took: what the earlier connection sent and never delivered (its last redundant
+  // disconnects, a tail lost before a timeout), captured and replayed, would pass for new. This
+  // connection's own packets all come after its responses.
+  if (packet.sequence >= resumed.receivedEnd) slot.replay.ResetBelow(packet.sequence);
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
   RemoveMapping(*mapping);

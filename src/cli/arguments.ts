@@ -5,14 +5,24 @@ import { type ParseArgsConfig, parseArgs } from 'node:util'
 /** A mistake in the command line. */
 export class UsageError extends Error {}
 
-export function parseCommandLine<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+/**
+ * parseArgs, its mistakes as UsageErrors. flagsFor: of a command line with commands, the flags the one
+ * named takes (from the positionals), so that an unknown flag's "did you mean" names one of them.
+ */
+export function parseCommandLine<T extends ParseArgsConfig>(
+  config: T,
+  flagsFor?: (positionals: string[]) => readonly string[] | undefined,
+): ReturnType<typeof parseArgs<T>> {
   const args = joinNegativeValues(config.args ?? process.argv.slice(2), config.options ?? {})
   try {
     return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>
   } catch (error) {
     const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
     // parseArgs's own text goes on about positionals, which no command here takes.
-    if (unknown !== undefined) throw new UsageError(unknownFlag(unknown, Object.keys(config.options ?? {})))
+    if (unknown !== undefined) {
+      const known = flagsFor?.(parseArgs({ ...config, args, strict: false }).positionals) ?? Object.keys(config.options ?? {})
+      throw new UsageError(unknownFlag(unknown, known))
+    }
     throw new UsageError((error as Error).message)
   }
 }

@@ -18,6 +18,7 @@ const usage = `usage:
   volley key   (prints a new random key)
   volley --version | --help
 
+  --server      load and token: a server's address; repeat it for up to 32, which a client tries in turn
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
   --rate        broadcasts a second: each is a message from every connected client (0: none)
   --timeout     the connect token's timeout, seconds (-1: none)
@@ -32,7 +33,7 @@ const usage = `usage:
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
   address: { type: 'string' },
-  server: { type: 'string' },
+  server: { type: 'string', multiple: true },
   key: { type: 'string' },
   'protocol-id': { type: 'string' },
   'max-clients': { type: 'string' },
@@ -129,15 +130,17 @@ function deliveryArguments(channels: string | undefined, maxMessageBytes: string
   }
 }
 
-/** --server, checked here so that an error names the flag rather than the token option it fills. */
-function serverArgument(value: string | undefined): string {
-  const server = required('server', value)
-  parseServerAddress(server, '--server')
-  return server
+/** --server, once or more: checked here so that an error names the flag rather than the token option it fills. */
+function serverArguments(values: string[] | undefined): string[] {
+  if (values === undefined || values.length === 0) throw new UsageError('--server is required')
+  if (values.length > 32) throw new UsageError(`--server is given ${values.length} times: a connect token lists 1 to 32 servers`)
+  for (const server of values) parseServerAddress(server, '--server')
+  return values
 }
 
 async function main(): Promise<void> {
-  const { positionals, values } = parseCommandLine({ allowPositionals: true, options })
+  // An unknown flag's "did you mean" names one of the command's own flags.
+  const { positionals, values } = parseCommandLine({ allowPositionals: true, options }, (words) => commandFlags[words[0] ?? ''])
   const command = positionals[0]
   if (values.version) {
     console.log(packageVersion())
@@ -158,12 +161,12 @@ async function main(): Promise<void> {
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
   } else if (command === 'token') {
-    const server = serverArgument(values.server)
+    const servers = serverArguments(values.server)
     const token = await generateConnectToken({
       protocolId,
       privateKey: key(values.key),
       clientId: bigint('client-id', values['client-id'] ?? '1'),
-      serverAddresses: [server],
+      serverAddresses: servers,
       expireSeconds: 300,
       timeoutSeconds: timeoutArgument(values.timeout),
     })
@@ -197,7 +200,7 @@ async function main(): Promise<void> {
     process.once('SIGTERM', stop)
     if (seconds > 0) setTimeout(stop, seconds * 1000)
   } else if (command === 'load') {
-    const server = serverArgument(values.server)
+    const servers = serverArguments(values.server)
     const privateKey = key(values.key)
     const count = numberArgument('clients', values.clients, 1000, clientsRange)
     const seconds = numberArgument('seconds', values.seconds, 10, { max: maxTimerSeconds })
@@ -209,7 +212,7 @@ async function main(): Promise<void> {
       ...deliveryArguments(values.channels, values['max-message-bytes']),
     })
     const tokens = await Promise.all(
-      Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [server], expireSeconds: 600, timeoutSeconds })),
+      Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds: 600, timeoutSeconds })),
     )
     // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
     const interrupted = new AbortController()

@@ -140,6 +140,45 @@ describe('channels that differ between server and client', () => {
     }
   })
 
+  it("reports the client 'connected' once the server's channels are in: nothing is sent unchecked before", async () => {
+    // The server's packets take 300 ms: its settings come that long after the handshake completed.
+    const seen: { state: string; remote: unknown; sent: string | undefined }[] = []
+    const { client, clientGot, close } = await pair(
+      { channels: modes('reliable'), maxMessageBytes: 1000, networkSimulator: { latencyMs: 300, seed: 2 } },
+      { channels: modes('reliable', 'unreliable') },
+      undefined,
+      undefined,
+      (client) =>
+        client.on('state', (state) => {
+          seen.push({ state, remote: client.remoteChannels, sent: codeOf(() => client.send(new Uint8Array(10), { channel: 1 })) })
+        }),
+    )
+    try {
+      expect(seen.map((entry) => entry.state)).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+      // In 'connected', the server's channels are known: the channel it lacks is refused, not lost.
+      expect(seen.at(-1)).toEqual({
+        state: 'connected',
+        remote: { channels: modes('reliable'), maxMessageBytes: 1000 },
+        sent: "ERR_NO_SUCH_CHANNEL: The server has 1 channel (channels 0 to 0): it would drop a message on channel 1",
+      })
+      expect(seen[1]!.sent).toBe('ERR_CLIENT_NOT_CONNECTED: The client is connecting, not connected')
+      expect(clientGot).toEqual([])
+    } finally {
+      await close()
+    }
+  })
+
+  it('connect() rejects with ERR_CONNECTION_CLOSED when the server ends the connection while the client waits for its channels', async () => {
+    // A server without channels announces the client at the handshake, and disconnects it there.
+    const { refused, clientSaw, close } = await pair({}, { channels: modes('reliable') }, (peer) => peer.disconnect())
+    try {
+      expect(refused).toMatch(/^ERR_CONNECTION_CLOSED: The server ended the connection before it was ready: it disconnected the client, or closed, while the client waited for the server's channel settings \(at 127\.0\.0\.1:\d+, the last address tried\) \(disconnected\)$/)
+      expect(clientSaw).toEqual([]) // never reported connected: no 'disconnect'
+    } finally {
+      await close()
+    }
+  })
+
   it("hands the server a client's messages only after its 'connect', even when they come in its first packet", async () => {
     // Half the clients' packets lost: for some of them the first to arrive carries messages with the
     // settings, and the engine reports the settings (on which the server announces the peer) first.

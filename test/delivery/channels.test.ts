@@ -337,7 +337,7 @@ describe('channels over loopback', () => {
     const controller = new AbortController()
     const aborted = client.flushed({ signal: controller.signal })
     controller.abort()
-    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED', message: 'Waiting for the queue to empty was aborted' })
     const waiting = expect(client.flushed()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
     await server.close()
     await waiting
@@ -463,6 +463,8 @@ describe('channels over loopback', () => {
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }),
     )
     expect(() => new Client({ channels: [] })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    // Not an array at all: the wrong type, as for any option (connections.md, Options).
+    for (const channels of ['reliable', {}, 5]) expect(() => new Client({ channels: channels as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     // A channel's own options are checked as the others are: a misspelt or unknown one is refused.
     expect(() => new Client({ channels: [{ mode: 'reliable', ordered: true } as never] })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "ordered" in the channels\[0\] entry/) }),

@@ -4,7 +4,7 @@
 // which it delivers nothing.
 // Sans-IO, on the fake clock of the simulated pair, and with hand-built packets.
 import { describe, expect, it } from 'vitest'
-import { SimulatedPair, deliveryCore, frameTypes, varint } from './simulated-link.ts'
+import { SimulatedPair, dataFrames, deliveryCore, frameTypes, peerSettingsFrame, pingFrames, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -221,4 +221,68 @@ describe('SETTINGS frame', () => {
       expect(core.peerSettings()).toEqual({ maxMessageBytes: 1024, channels: ['reliable'] })
     })
   })
+})
+
+describe('many channels: a message whose frame does not fit beside the settings', () => {
+  // With 255 channels the SETTINGS frame takes 264 bytes, and a packet has no room left for a 1,000-byte
+  // message. Each packet carried the settings and an ACK alone, and Flush() sent 4,096 of them at once,
+  // again at every tick: a storm a peer that never answers pings could keep going.
+  const channels = new Array<'reliable'>(255).fill('reliable')
+  const PONG = 0x03
+
+  it('waits for the pong that shows the peer has the settings, then goes', () => {
+    const server = deliveryCore({ channels, followsPings: true })
+    let now = 1_000_000
+    // The client's first packet (its settings and a ping), answered with a pong and the server's own ping.
+    server.receive(Uint8Array.from([0xd1, 0, ...peerSettingsFrame({ channels, followsPings: true }), 0x02, 0, ...varint(now)]), now)
+    server.update(now)
+    const [ping] = server.take().packets.flatMap(pingFrames)
+    expect(ping).toBeDefined()
+    // A welcome in the 'connect' handler.
+    now += 100
+    expect(server.send(0, new Uint8Array(1000).fill(7), now)).toBe('queued')
+    server.flush(now)
+    let sent = server.take().packets.length
+    expect(server.nextDeadlineUs(now)).toBeGreaterThan(now) // the engine is not called again at once
+    for (let i = 0; i < 10; i++) {
+      now += 100
+      server.update(now)
+      sent += server.take().packets.length
+    }
+    expect(sent).toBeLessThanOrEqual(1) // (an ACK that was due)
+    expect(server.stats().queuedMessages).toBe(1)
+    // The client's pong to the server's ping: it has the settings, and the message goes without them.
+    server.receive(Uint8Array.from([0xd1, 1, ...peerSettingsFrame({ channels, followsPings: true }), PONG, ...varint(ping!.id), ...varint(ping!.clockUs), ...varint(now - 500), 0]), now)
+    server.flush(now)
+    const after = server.take().packets
+    expect(after.flatMap(dataFrames)).toEqual([{ channel: 0, sequence: 0, fragment: 0 }])
+    for (const packet of after) expect(frameTypes(packet)).not.toContain(SETTINGS)
+  })
+
+  it('sends a bounded number of packets to a peer whose packets came with gaps (a long ACK), and never settles into a loop', () => {
+    const few = new Array<'reliable'>(24).fill('reliable')
+    const server = deliveryCore({ channels: few, followsPings: true, maxMessageBytes: 16 << 20 })
+    const settings = peerSettingsFrame({ channels: few, followsPings: true })
+    let now = 5_000_000_000
+    // The client's packets 0, 2, 4, ...: each with its settings and a PROBE, none a pong.
+    for (let pn = 0; pn < 80; pn += 2) {
+      now += 1000
+      server.receive(Uint8Array.from([0xd1, ...varint(pn), ...settings, 0x04]), now)
+      server.update(now)
+      server.take()
+    }
+    now += 100
+    expect(server.send(0, new Uint8Array(4000), now)).toBe('queued')
+    server.flush(now)
+    expect(server.take().packets.length).toBeLessThanOrEqual(2)
+    let updates = 0
+    for (let deadline = server.nextDeadlineUs(now); deadline <= now + 100_000 && updates < 1000; deadline = server.nextDeadlineUs(now)) {
+      now = Math.max(now, deadline)
+      server.update(now)
+      server.take()
+      updates++
+    }
+    expect(updates).toBeLessThan(10) // the ping timer, not a loop
+  })
+
 })

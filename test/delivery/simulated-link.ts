@@ -230,7 +230,12 @@ export function frameTypes(packet: Uint8Array): number[] {
   return parseFrames(packet).types
 }
 
-function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] } {
+/** The PING frames of a delivery packet: what a pong to each must echo. */
+export function pingFrames(packet: Uint8Array): { id: number; clockUs: number }[] {
+  return parseFrames(packet).pings
+}
+
+function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[]; pings: { id: number; clockUs: number }[] } {
   let at = 1 // the marker
   const next = (): number => {
     let value = 0
@@ -246,6 +251,7 @@ function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] }
   next() // packet number
   const frames: DataFrame[] = []
   const types: number[] = []
+  const pings: { id: number; clockUs: number }[] = []
   while (at < packet.byteLength) {
     const type = packet[at++]!
     types.push(type)
@@ -253,7 +259,8 @@ function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] }
       skip(3)
       skip(2 * next())
     } else if (type === 0x02) {
-      skip(2)
+      const id = next()
+      pings.push({ id, clockUs: next() })
     } else if (type === 0x03) {
       skip(4)
     } else if (type === 0x05) {
@@ -272,7 +279,7 @@ function parseFrames(packet: Uint8Array): { types: number[]; data: DataFrame[] }
       throw new Error(`frame type ${type} at ${at - 1}`)
     }
   }
-  return { types, data: frames }
+  return { types, data: frames, pings }
 }
 
 const modeCodes = { reliable: 1, unreliable: 2, sequenced: 3 } as const
@@ -284,7 +291,7 @@ const modeCodes = { reliable: 1, unreliable: 2, sequenced: 3 } as const
  */
 export function peerSettingsFrame(options: DeliveryOptions): number[] {
   const modes = (options.channels ?? ['reliable']).map((mode) => modeCodes[mode])
-  return [0x05, options.followsPings === true ? 0 : 1, ...varint(2 ** 30), modes.length, ...modes]
+  return [0x05, options.followsPings === true ? 0 : 1, ...varint(2 ** 30), ...varint(modes.length), ...modes]
 }
 
 /** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */

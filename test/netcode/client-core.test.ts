@@ -62,6 +62,7 @@ class World {
   readonly clientPayloads: Uint8Array[] = []
   readonly serverEvents: ServerEvent[] = []
   readonly sentByClient: Sent[] = []
+  readonly sentByServer: Sent[] = []
   now = 0
   drop: { toServer?: (data: Uint8Array) => boolean; toClient?: (data: Uint8Array) => boolean } = {}
 
@@ -81,7 +82,10 @@ class World {
   handleServer(events: ServerEvent[]): void {
     for (const event of events) {
       if (event.kind !== 'send') this.serverEvents.push(event)
-      else if (!this.drop.toClient?.(event.data)) this.handleClient(this.client.receive(serverAddress, event.data, this.now))
+      else {
+        this.sentByServer.push(event)
+        if (!this.drop.toClient?.(event.data)) this.handleClient(this.client.receive(serverAddress, event.data, this.now))
+      }
     }
   }
 
@@ -371,6 +375,66 @@ describe('connecting again with the same token', () => {
     // The server goes on past what it sent before: its new payloads arrive.
     world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
     expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
+  })
+
+  // What the first connection sent and the other side never took (its last redundant disconnects, a tail
+  // lost before a timeout) is under the same key: captured and replayed, it must not pass for new.
+  const DISCONNECT = 6
+  const disconnectsAfter = (sent: Sent[], mark: number): Uint8Array[] => sent.slice(mark).map((e) => e.data).filter((d) => (d[0]! & 0x0f) === DISCONNECT)
+  /** A client connected with a token, and how to connect it again with the same token. */
+  const connectedByToken = (clientId: bigint, timeoutSeconds?: number) => {
+    const world = new World()
+    const same = token({ clientId, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) })
+    world.connect(same)
+    world.run(300)
+    const again = (): void => {
+      world.connect(same)
+      world.run(300)
+      expect(world.client.state().state).toBe('connected')
+    }
+    return { world, again }
+  }
+
+  it("the client's later redundant disconnects of the first connection, replayed to the server, do not end the new one", () => {
+    const { world, again } = connectedByToken(11n)
+    const mark = world.sentByClient.length
+    world.handleClient(world.client.disconnect(world.now)) // the first reaches the server: it releases the slot
+    world.run(300) // the next ones are ignored (an address just released)
+    const captured = disconnectsAfter(world.sentByClient, mark)
+    expect(captured.length).toBeGreaterThanOrEqual(3)
+    again()
+    const refused = world.server.state().counters.replayed!
+    for (const data of captured.slice(1)) expect(world.server.receive(clientAddress, data, world.now, T0)).toEqual([])
+    expect(world.server.state().connectedClients).toBe(1)
+    expect(world.server.state().counters.replayed).toBe(refused + captured.length - 1)
+  })
+
+  it("the client's payloads the server never received before it timed the client out, replayed, are not delivered", () => {
+    const { world, again } = connectedByToken(12n, 2)
+    world.drop.toServer = () => true // from here the client's packets are lost (and captured on the way)
+    const sent = world.client.sendPayload(new Uint8Array([0x99]), world.now)
+    const payload = sent.find((e): e is Sent => e.kind === 'send')!.data
+    world.handleClient(sent)
+    world.run(4500)
+    expect(world.serverEvents.some((e) => e.kind === 'disconnect' && e.reason === 'timeout')).toBe(true)
+    world.drop.toServer = undefined
+    again()
+    expect(world.server.receive(clientAddress, payload, world.now, T0)).toEqual([])
+  })
+
+  it("the server's later redundant disconnects of the first connection, replayed to the client, do not end the new one", () => {
+    const { world, again } = connectedByToken(13n)
+    const mark = world.sentByServer.length
+    world.handleServer(world.server.disconnect(0, world.now, T0)) // the first reaches the client
+    expect(world.client.state().state).toBe('disconnected')
+    world.run(250) // the next ones are ignored: the client is disconnected
+    const captured = disconnectsAfter(world.sentByServer, mark)
+    expect(captured.length).toBeGreaterThanOrEqual(3)
+    again()
+    const refused = world.client.state().counters.replayed!
+    for (const data of captured.slice(1)) world.handleClient(world.client.receive(serverAddress, data, world.now))
+    expect(world.client.state().state).toBe('connected')
+    expect(world.client.state().counters.replayed).toBe(refused + captured.length - 1)
   })
 
   it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
