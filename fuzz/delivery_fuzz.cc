@@ -7,7 +7,8 @@
 //   - on each side, while nothing forged has reached it, every message it delivers is one the other
 //     side sent, intact; reliable channels deliver in order, sequenced channels never go backwards, and
 //     no message is delivered twice;
-//   - no timer stays due after a few turns (the engine's thread would spin).
+//   - no timer stays due after a few turns (the engine's thread would spin);
+//   - each side's running counts agree with what they count (DeliveryCore::CountsAgree).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -206,6 +207,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // What the slots hold allocated: the counted bytes, a flag per fragment (under 1/1000 of them, and a
     // byte per slot), and nothing kept past a message.
     if (coreB.reassemblyHeld() > bound + bound / 1000 + 64 * 1024) Fail("B holds more than its reassembly bound");
+    if (!coreA.CountsAgree() || !coreB.CountsAgree()) Fail("a running count disagrees with what it counts");
     // The two sides have the same settings: each learns them exactly, and sees no mismatch, unless
     // something forged reached it.
     for (const auto& [core, side] : {std::pair<const DeliveryCore*, const Side*>{&coreA, &a}, {&coreB, &b}}) {

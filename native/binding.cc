@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -36,6 +37,8 @@ namespace {
 
 // An hour: the longest interval or timeout an option may set through the addon.
 constexpr double kMaxIntervalUs = 3.6e9;
+// A day: the largest clock offset the network simulator may give a socket (as its JavaScript option).
+constexpr double kMaxClockOffsetUs = 8.64e10;
 
 void ThrowSystemError(Napi::Env env, const SystemError& error) {
   Napi::Error failure = Napi::Error::New(env, std::string(error.syscall) + " " + std::strerror(error.code));
@@ -411,8 +414,13 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (simulator.IsObject()) {
       const Napi::Object object = simulator.As<Napi::Object>();
       const Napi::Value offset = object.Get("clockOffsetUs"), drift = object.Get("clockDriftPpm");
-      out->clock.offsetUs = offset.IsNumber() ? static_cast<uint64_t>(std::max(0.0, offset.As<Napi::Number>().DoubleValue())) : 0;
-      out->clock.drift = drift.IsNumber() ? std::clamp(drift.As<Napi::Number>().DoubleValue(), -1000.0, 1000.0) * 1e-6 : 0;
+      // Finite values only (NaN went through std::clamp, and a cast of Infinity is undefined): a direct
+      // caller's other value gives the default, as for the other options.
+      const auto finite = [](const Napi::Value& value) {
+        return value.IsNumber() && std::isfinite(value.As<Napi::Number>().DoubleValue()) ? value.As<Napi::Number>().DoubleValue() : 0.0;
+      };
+      out->clock.offsetUs = static_cast<uint64_t>(std::clamp(finite(offset), 0.0, kMaxClockOffsetUs));
+      out->clock.drift = std::clamp(finite(drift), -1000.0, 1000.0) * 1e-6;
       out->clock.startUs = MonotonicNs() / 1000;
     }
     return true;
@@ -477,8 +485,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       delete bytes;
       return env.Null();
     }
-    return Napi::ArrayBuffer::New(
+    Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
         env, bytes->data(), bytes->size(), [](Napi::Env, void*, std::vector<uint8_t>* owned) { delete owned; }, bytes);
+    if (buffer.IsEmpty()) delete bytes;  // external buffers refused (a V8 sandbox): the exception is pending
+    return buffer;
   }
 
   // largeBytes() -> number: the bytes of large messages parked for JavaScript and not taken yet

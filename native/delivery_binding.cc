@@ -193,6 +193,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
     out.Set("clockErrorBoundUs", Napi::Number::New(env, core_->clock().ErrorBoundUs(now)));
+    out.Set("countsAgree", Napi::Boolean::New(env, core_->CountsAgree()));
     return out;
   }
 

@@ -178,6 +178,7 @@ uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize
   }
   state->protocol = std::move(protocol);
   state->id = nextSocketId_++;
+  if (nextSocketId_ == kWakeToken) nextSocketId_ = 1;  // after 2^32 sockets: 0 is the wake-up's
   state->batchSize = batchSize;
   state->coalesceNs = coalesceNs;
   state->socket = std::move(socket);

@@ -10,8 +10,9 @@ export function checkOptions(what: string, options: unknown, known: ReadonlySet<
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
   }
-  for (const key of Object.keys(options)) {
-    if (!known.has(key)) {
+  // for…in, not Object.keys(): no array per call (send() checks its options object each time).
+  for (const key in options) {
+    if (Object.hasOwn(options, key) && !known.has(key)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Unknown option "${key}" in the ${what}. Known options: ${[...known].join(', ')}`)
     }
   }

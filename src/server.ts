@@ -285,6 +285,7 @@ export class Server extends EventEmitter<ServerEvents> {
       onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
       onClosed: () => this.#onClosed(),
       onDrain: () => {
+        if (this.#state !== 'running') return // nothing more is sent: close() ends the waiters
         for (const peer of this.#engineBlocked) peer.notifyDrain()
         this.#engineBlocked.clear()
         this.emit('drain')
@@ -409,9 +410,10 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   #linkTotals(): ServerStats['link'] {
-    const links = this.#links
-    if (links === null) return null
+    if (this.#delivery === null) return null
     const totals = { rtt: { smoothedMs: 0, minMs: 0, maxMs: 0 }, lossPercent: 0, resends: 0, queue: { depth: 0, bytes: 0 }, dropped: 0 }
+    const links = this.#links
+    if (links === null) return totals // not listening: no peer
     let sent = 0
     let lost = 0
     let measured = 0
@@ -456,9 +458,8 @@ export class Server extends EventEmitter<ServerEvents> {
     const at = peer.index * layout.peerCounterFields
     if (table === null) return null
     // The slot's clients so far, against those before this peer (mod 4096, as its tag counts them).
-    if (((table[at + PeerCounterField.clients]! - 1) & 0xfff) !== Math.floor(peer.tag / 2 ** layout.peerSlotBits)) {
-      return null // the slot has a later client already (JavaScript has not heard that this one left)
-    }
+    const ours = (): boolean => ((table[at + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(peer.tag / 2 ** layout.peerSlotBits)
+    if (!ours()) return null // the slot has a later client already (JavaScript has not heard that this one left)
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)
@@ -471,7 +472,10 @@ export class Server extends EventEmitter<ServerEvents> {
       packetsOut: table[at + PeerCounterField.packetsOut]!,
       bytesOut: table[at + PeerCounterField.bytesOut]!,
     }
-    return readLinkStats(this.#links, peer.index, counters, reading, outstanding)
+    const stats = readLinkStats(this.#links, peer.index, counters, reading, outstanding)
+    // A later client took the slot while these were read (the I/O thread counts it, then resets the row):
+    // they may be its own.
+    return ours() ? stats : null
   }
 
   #bufferedAmount(peer: Peer): number {
@@ -531,8 +535,9 @@ export class Server extends EventEmitter<ServerEvents> {
         return
       }
       case PeerRecordKind.drain: {
+        // Not for a peer close() or disconnect() has ended already: a handler that sends again would throw.
         const peer = this.#peerSlots[index]
-        if (peer !== undefined) {
+        if (peer?.connected === true) {
           peer.notifyDrain()
           this.emit('drain', peer)
         }
@@ -596,6 +601,12 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#peers.clear()
     this.#peerSlots.length = 0
     this.#engineBlocked.clear()
+    // The per-slot tables (native memory, maxClients rows each) go with the socket: a Peer an application
+    // keeps reaches this server through its host, and must not keep them (230 MB at 2^20 clients).
+    this.#links = null
+    this.#slotCounters = null
+    this.#queues.clear()
+    this.#readings.clear()
     this.#setState('stopped')
     this.#resolveClosed?.()
   }

@@ -147,6 +147,10 @@ class DeliveryCore {
   // Bytes the records of sent packets hold, their lists of fragments included (a scan: for stats and tests).
   size_t sentRecordsHeld() const;
   size_t queueSlots() const;
+  // Whether the running counts that spare the per-packet paths a walk over the channels (unsent messages,
+  // incomplete unreliable messages, the queues' counted and drained slots, channels to release) agree
+  // with what they count, recomputed by that walk: for the fuzzer and tests.
+  bool CountsAgree() const;
   // Room kept for declared losses, to see one proved wrong: none until the first loss, none again once
   // they are settled.
   size_t lostRecords() const { return recentlyLost_.capacity(); }
@@ -195,6 +199,7 @@ class DeliveryCore {
     // Reliable: every message not fully acknowledged, in sequence order; others: messages not fully sent.
     Ring<std::unique_ptr<OutMessage>> messages;
     size_t firstUnsent = 0;  // reliable: index of the first message with fragments never sent
+    bool completed = false;  // a message was acknowledged whole since the last release (in completedChannels_)
   };
   struct SentPacket {
     uint64_t number = 0;
@@ -212,6 +217,7 @@ class DeliveryCore {
   struct InMessage {
     bool used = false;
     bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
+    bool partial = false;     // unreliable or sequenced (counted in partialsUsed_)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     std::vector<uint8_t> data;
@@ -282,6 +288,9 @@ class DeliveryCore {
   // memory held past the reassembly bound.
   bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
+  // Every change to a reliable channel's queue goes through here: it keeps the counts below.
+  template <typename Change>
+  void ChangeQueue(ReceiveChannel& channel, Change change);
   // Whether `extraBytes` more stay within the reassembly bound, once the queues that have drained (but one,
   // `growing`) have given their slots back if need be.
   bool FitsBound(size_t extraBytes, const ReceiveChannel* growing = nullptr);
@@ -308,6 +317,13 @@ class DeliveryCore {
   size_t spareBytes_ = 0;  // the capacity of the spare messages' buffers
   uint64_t queuedBytes_ = 0;
   uint64_t queuedMessages_ = 0;
+  // Counts and lists that spare the per-packet paths a walk over every channel (up to 255): messages with
+  // fragments never sent, channels with a message acknowledged whole, incomplete unreliable messages.
+  uint64_t unsentMessages_ = 0;
+  std::vector<uint8_t> completedChannels_;
+  size_t partialsUsed_ = 0;
+  size_t countedQueueSlots_ = 0;  // slots of the reliable channels' queues counted against the bound
+  size_t drainedQueues_ = 0;      // queues empty with counted slots: what FitsBound() can give back
   uint64_t releasedBytes_ = 0;
   uint64_t releasedMessages_ = 0;
 

@@ -80,9 +80,20 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
   if (size == 0) return false;
   bool withPong = false;  // a PONG came before in this packet
   bool withData = false;  // a MESSAGE or FRAGMENT came before
+  // A sender writes at most one ACK, PING, PONG and SETTINGS frame a packet: a second is malformed. Each
+  // costs far more than its few bytes (an ACK walks the packets in flight and looks for losses), so a
+  // packet full of them would cost the receiver a hundred times a normal one.
+  unsigned controlFrames = 0;
+  const auto once = [&controlFrames](uint8_t type) {
+    const unsigned bit = 1u << type;
+    const bool first = (controlFrames & bit) == 0;
+    controlFrames |= bit;
+    return first;
+  };
   while (reader.remaining() > 0) {
     const uint8_t type = reader.U8();
     withData = withData || type == kFrameMessage || type == kFrameFragment;
+    if ((type == kFrameAck || type == kFramePing || type == kFramePong || type == kFrameSettings) && !once(type)) return false;
     switch (type) {
       case kFrameAck: {
         const uint64_t largest = reader.Varint();
@@ -254,6 +265,8 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.data.size();
+  if (slot.partial) --partialsUsed_;
+  slot.partial = false;
   slot.used = false;
   slot.passedOver = false;
   // Given back with the message, whatever their size: kept in a slot (a reliable queue's, a partial one),
@@ -294,7 +307,7 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
     if (!slot.used || slot.received < slot.fragments) return;
     if (!slot.passedOver) Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
     FreeInMessage(slot);
-    channel.pending.pop_front();
+    ChangeQueue(channel, [&channel] { channel.pending.pop_front(); });
     ++channel.nextDeliver;
   }
 }
@@ -309,15 +322,20 @@ size_t DeliveryCore::reassemblyHeld() const {
   return held;
 }
 
-size_t DeliveryCore::QueueSlotBytes() const {
+size_t DeliveryCore::QueueSlotBytes() const { return countedQueueSlots_ * sizeof(InMessage); }
+
+template <typename Change>
+void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
   // Beyond the first slots of each queue, which every channel may always have (the one for its next
-  // message among them): counted, they could keep the bound full with nothing to free it. Summed when a
-  // message starts or a queue grows, not per packet: a few channels each time.
-  size_t slots = 0;
-  for (const ReceiveChannel& channel : receiveChannels_) {
-    if (channel.pending.capacity() > kFreeQueueSlots) slots += channel.pending.capacity() - kFreeQueueSlots;
-  }
-  return slots * sizeof(InMessage);
+  // message among them): counted, they could keep the bound full with nothing to free it. Kept as running
+  // counts, so that the bound's check costs the same with 255 channels as with one.
+  const auto counted = [](const Ring<InMessage>& queue) { return queue.capacity() > kFreeQueueSlots ? queue.capacity() - kFreeQueueSlots : 0; };
+  const auto drained = [](const Ring<InMessage>& queue) { return queue.empty() && queue.capacity() > kFreeQueueSlots; };
+  countedQueueSlots_ -= counted(channel.pending);
+  drainedQueues_ -= drained(channel.pending) ? 1 : 0;
+  change();
+  countedQueueSlots_ += counted(channel.pending);
+  drainedQueues_ += drained(channel.pending) ? 1 : 0;
 }
 
 bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
@@ -326,14 +344,14 @@ bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
   // largest), and they count: left so, a burst on each of a few channels would keep the bound full of
   // empty slots for the rest of the connection. Given back only here, when the bound is reached, so that
   // a link that reorders all the time does not remake them at each episode.
-  bool released = false;
+  const bool growingDrained = growing != nullptr && growing->pending.empty() && growing->pending.capacity() > kFreeQueueSlots;
+  if (drainedQueues_ == (growingDrained ? 1u : 0u)) return false;  // nothing to give back
   for (ReceiveChannel& channel : receiveChannels_) {
     if (&channel != growing && channel.pending.empty() && channel.pending.capacity() > kFreeQueueSlots) {
-      channel.pending.clear();
-      released = true;
+      ChangeQueue(channel, [&channel] { channel.pending.clear(); });
     }
   }
-  return released && reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
+  return reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
 }
 
 bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
@@ -350,7 +368,7 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
       return false;
     }
   }
-  channel.pending.resize(static_cast<size_t>(offset) + 1);
+  ChangeQueue(channel, [&channel, offset] { channel.pending.resize(static_cast<size_t>(offset) + 1); });
   return true;
 }
 
@@ -408,7 +426,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       }
       Deliver(channelIndex, data, size);
       ++channel.nextDeliver;
-      if (!channel.pending.empty()) channel.pending.pop_front();
+      if (!channel.pending.empty()) ChangeQueue(channel, [&channel] { channel.pending.pop_front(); });
       DeliverReliable(channel);
       return true;
     }
@@ -513,6 +531,8 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
     partialCredit_ -= length;
     slot = free;
+    slot->partial = true;
+    ++partialsUsed_;
   } else if (slot->data.size() != length) {
     ++stats_.malformed;
     return false;
@@ -532,6 +552,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
 }
 
 void DeliveryCore::ExpireFragments(uint64_t nowUs) {
+  if (partialsUsed_ == 0) return;
   for (ReceiveChannel& channel : receiveChannels_) {
     for (InMessage& slot : channel.partials) {
       if (slot.used && nowUs - slot.firstUs >= config_.fragmentTimeoutUs) {

@@ -67,6 +67,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
     receiveChannels_[i].mode = mode;
   }
   sent_.resize(kInitialSentRecords);
+  completedChannels_.reserve(config_.channels.size());
 }
 
 DeliveryCore::~DeliveryCore() = default;
@@ -76,6 +77,23 @@ size_t DeliveryCore::queueSlots() const {
   for (const SendChannel& channel : sendChannels_) slots += channel.messages.capacity();
   for (const ReceiveChannel& channel : receiveChannels_) slots += channel.pending.capacity();
   return slots;
+}
+
+bool DeliveryCore::CountsAgree() const {
+  uint64_t unsent = 0;
+  for (const SendChannel& channel : sendChannels_) {
+    for (size_t i = 0; i < channel.messages.size(); ++i) unsent += channel.messages[i]->unsent > 0 ? 1 : 0;
+    if (channel.completed) return false;  // released at the end of each ACK
+  }
+  size_t partials = 0, counted = 0, drained = 0;
+  for (const ReceiveChannel& channel : receiveChannels_) {
+    for (const InMessage& slot : channel.partials) partials += slot.used ? 1 : 0;
+    const size_t capacity = channel.pending.capacity();
+    counted += capacity > kFreeQueueSlots ? capacity - kFreeQueueSlots : 0;
+    drained += channel.pending.empty() && capacity > kFreeQueueSlots ? 1 : 0;
+  }
+  return unsent == unsentMessages_ && completedChannels_.empty() && partials == partialsUsed_ && counted == countedQueueSlots_ &&
+         drained == drainedQueues_;
 }
 
 SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {
@@ -115,6 +133,7 @@ void DeliveryCore::Enqueue(uint8_t channel, std::unique_ptr<OutMessage> message,
   message->unsent = message->fragments;
   message->lastSent.assign(message->fragments, kNotSent);
   target.messages.push_back(std::move(message));
+  ++unsentMessages_;
   queuedBytes_ += size;
   ++queuedMessages_;
   ++stats_.messagesOut;
@@ -143,6 +162,7 @@ void DeliveryCore::RecycleMessage(std::unique_ptr<OutMessage> message) {
 }
 
 uint64_t DeliveryCore::QueueDelayUs(uint64_t nowUs) const {
+  if (queuedMessages_ == 0) return 0;  // read after every batch: no walk over the channels when idle
   uint64_t oldest = UINT64_MAX;
   for (const SendChannel& channel : sendChannels_) {
     if (!channel.messages.empty()) oldest = std::min(oldest, channel.messages.front()->queuedUs);
@@ -170,6 +190,7 @@ void DeliveryCore::ReleaseAcked(SendChannel& channel) {
 
 bool DeliveryCore::HasMessages() const {
   if (probesToSend_ > 0 || !retransmits_.empty()) return true;
+  if (unsentMessages_ == 0) return false;  // the common case, idle or all sent: no walk over the channels
   for (const SendChannel& channel : sendChannels_) {
     if (channel.mode != ChannelMode::kReliable) {
       if (!channel.messages.empty()) return true;
@@ -436,6 +457,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
             eliciting = true;
           }
           if (message.unsent > 0) break;
+          --unsentMessages_;
           RecycleMessage(std::move(channel.messages.front()));
           channel.messages.pop_front();
         }
@@ -459,6 +481,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         eliciting = true;
         if (--message.unsent == 0) {
           ++channel.firstUnsent;
+          --unsentMessages_;
           if (startedOnly) break;  // the next message is not started: it has never been sent
         }
       }
@@ -537,7 +560,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
 // --- acknowledgements and loss ---
 
 void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs) {
-  bool newlyAckedEliciting = false;
+  bool newlyAcked = false, newlyAckedEliciting = false;
   SentPacket* largestPacket = FindSent(largest);
   const bool sampleRtt = largestPacket != nullptr && !largestPacket->settled && largestPacket->ackEliciting;
   const uint64_t largestSentUs = largestPacket != nullptr ? largestPacket->sentUs : 0;
@@ -546,19 +569,25 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
     for (uint64_t number = low; number <= range.high && number < nextPacket_; ++number) {
       SentPacket& packet = sent_[number & (sent_.size() - 1)];
       if (packet.settled || packet.number != number) continue;
+      newlyAcked = true;
       newlyAckedEliciting = newlyAckedEliciting || packet.ackEliciting;
       OnPacketAcked(packet, nowUs);
     }
   }
-  if (!anyAcked_ || largest > largestAcked_) largestAcked_ = largest;
+  const bool largestRaised = !anyAcked_ || largest > largestAcked_;
+  if (largestRaised) largestAcked_ = largest;
   anyAcked_ = true;
   if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
   if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs));
   if (newlyAckedEliciting) probeCount_ = 0;
-  DetectLosses(nowUs);
-  for (SendChannel& channel : sendChannels_) {
-    if (channel.mode == ChannelMode::kReliable) ReleaseAcked(channel);
+  // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
+  if (newlyAcked || largestRaised) DetectLosses(nowUs);
+  // Only the channels where a message was acknowledged whole have any to release.
+  for (const uint8_t index : completedChannels_) {
+    sendChannels_[index].completed = false;
+    ReleaseAcked(sendChannels_[index]);
   }
+  completedChannels_.clear();
 }
 
 bool DeliveryCore::Settle(SentPacket& packet) {
@@ -597,7 +626,12 @@ void DeliveryCore::CreditFragment(const Chunk& chunk) {
   OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
   if (message == nullptr || message->lastSent[chunk.fragment] == kAcked) return;
   message->lastSent[chunk.fragment] = kAcked;
-  if (message->acked++ > 0) return;
+  const bool first = message->acked++ == 0;
+  if (message->acked == message->fragments && !sendChannels_[chunk.channel].completed) {
+    sendChannels_[chunk.channel].completed = true;
+    completedChannels_.push_back(chunk.channel);  // (reserved for every channel: no allocation)
+  }
+  if (!first) return;
   // The receiver has started this message, so it takes the rest whatever its bound: its fragments already
   // queued for a resend go again, ahead (ResendLater); the entries queued before are skipped.
   const uint32_t everSent = message->fragments - message->unsent;  // fragments go out in order
@@ -774,10 +808,12 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
       earliest(nowUs + static_cast<uint64_t>(missing / rate) + 1);
     }
   }
-  for (const ReceiveChannel& channel : receiveChannels_) {
-    if (channel.mode == ChannelMode::kReliable) continue;
-    for (const InMessage& slot : channel.partials) {
-      if (slot.used) earliest(slot.firstUs + config_.fragmentTimeoutUs);
+  if (partialsUsed_ > 0) {
+    for (const ReceiveChannel& channel : receiveChannels_) {
+      if (channel.mode == ChannelMode::kReliable) continue;
+      for (const InMessage& slot : channel.partials) {
+        if (slot.used) earliest(slot.firstUs + config_.fragmentTimeoutUs);
+      }
     }
   }
   return next;

@@ -21,6 +21,7 @@
 //   FRAGMENT = u8 0x11 | u8 channel | varint message sequence | varint message length | varint fragment
 //              index | data (kFragmentBytes, or what is left in the last fragment)
 //
+// A packet carries at most one ACK, PING, PONG and SETTINGS frame; a second of any makes it malformed.
 // A packet with a PROBE, MESSAGE or FRAGMENT frame is ack-eliciting: the receiver acknowledges it. ACK,
 // PING, PONG and SETTINGS frames ask for no ACK: a ping's answer is its pong, and a lost ping or pong costs one RTT
 // and clock sample, nothing else. A frame of a type the receiver does not know makes the whole packet

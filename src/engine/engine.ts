@@ -327,7 +327,8 @@ export class Engine {
     for (let i = 0; i < count; i++) {
       const at = i * layout.eventWords
       try {
-        this.#dispatch(control[at]!, control[at + 1]!, control[at + 2]!, control[at + 3]!, control[at + 4]!)
+        // The socket id unsigned: an engine that has opened 2^31 sockets gives ids past int32's range.
+        this.#dispatch(control[at]!, control[at + 1]! >>> 0, control[at + 2]!, control[at + 3]!, control[at + 4]!)
       } catch (error) {
         // A throwing handler must not cost other sockets their events (closes, drained slabs).
         surfaceLater(error)

@@ -1,6 +1,7 @@
 // Channels through real Server and Client sockets on loopback: the delivery layer running in the
 // engine, messages of any size, channels and link statistics, the synchronised clock, back-pressure.
 import { once } from 'node:events'
+import { setTimeout as delay } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
 import { layout } from '../../src/engine/layout.ts'
@@ -392,6 +393,33 @@ describe('channels over loopback', () => {
     await expect(client.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
     await close()
     await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' }) // as send() after close()
+  })
+
+  it("a server that closes while a peer's queue drains emits no 'drain' for it: a handler that sends again does not throw", async () => {
+    // The peers' links run on while the disconnects go out, and their drain records came as 'drain' events
+    // for peers close() had ended: the usual handler, which sends again, threw from close().
+    const { server, client, peer } = await connectedPair({ sendQueueBytes: 4096 })
+    const errors: unknown[] = []
+    const swallow = (error: unknown) => errors.push(error)
+    process.on('uncaughtException', swallow)
+    try {
+      const drains: boolean[] = []
+      const pump = (): void => {
+        while (peer.send(new Uint8Array(1000)));
+      }
+      server.on('drain', (drained) => {
+        drains.push(drained?.connected === true)
+        if (drained !== undefined) pump()
+      })
+      pump()
+      await server.close()
+      await delay(100)
+      expect(drains.every((connected) => connected)).toBe(true)
+      expect(errors).toEqual([])
+    } finally {
+      process.off('uncaughtException', swallow)
+      await client.close()
+    }
   })
 
   it('through the engine\'s network simulator (20 % loss, jitter, duplication, reordering): reliable in order, sequenced never backwards', async () => {

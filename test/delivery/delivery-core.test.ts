@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
-import { type DeliveryOptions, type LinkConditions, type NativeDeliveryCore, SimulatedPair, ackPacket, dataFrames, deliveryCore, numberedMessage, packetNumber, peerSettingsFrame, readNumberedMessage, varint } from './simulated-link.ts'
+import { type DeliveryOptions, type LinkConditions, type NativeDeliveryCore, SimulatedPair, ackPacket, dataFrames, deliveryCore, frameTypes, numberedMessage, packetNumber, peerSettingsFrame, readNumberedMessage, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -962,7 +962,7 @@ describe('hostile input', () => {
     const whole = (pn: number, channel: number, sequence: number, length: number) =>
       packet(varint(pn), [0x10, channel], varint(sequence), varint(length), new Array(length).fill(sequence))
     const fragment = (pn: number, sequence: number, index: number) =>
-      packet(varint(pn), [0x11, 0], varint(sequence), varint(3000), varint(index), new Array(1100).fill(sequence))
+      packet(varint(pn), [0x11, 0], varint(sequence), varint(3000), varint(index), new Array(Math.min(1100, 3000 - index * 1100)).fill(sequence))
     core.receive(whole(0, 1, 0, 101), 0) // unreliable, over the maximum
     core.receive(whole(1, 0, 0, 50), 0)
     core.receive(fragment(2, 2, 1), 0) // reliable 2, fragmented, over the maximum: ahead of 1
@@ -1159,6 +1159,31 @@ describe('hostile input', () => {
     const largest = read()
     read() // the delay
     expect(read()).toBeLessThanOrEqual(largest)
+  })
+
+  it('takes one ACK, PING, PONG and SETTINGS frame a packet: a second makes the packet malformed, and changes nothing', () => {
+    // Each costs far more than its bytes (an ACK walks the packets in flight and looks for losses): a
+    // packet of 200 ACKs cost 150 µs with 255 channels, a hundred times a normal one.
+    const core = coreWith({ channels: ['reliable'] })
+    let now = second
+    for (let i = 0; i < 4; i++) {
+      core.send(0, new Uint8Array(10), now)
+      core.flush(now)
+      now += 10 * ms
+    }
+    core.take()
+    const ack = [0x01, ...varint(3), 0, 0, 0] // packet 3 acknowledged
+    const ping = [0x02, 0, ...varint(5)]
+    const pong = [0x03, 0, ...varint(second), ...varint(7), 0]
+    const cases = [[...ack, ...ack], [...ping, ...ping], [...pong, 0x04, ...pong], [...peerSettings]] // (the last: settings twice)
+    cases.forEach((frames, pn) => core.receive(packet(varint(pn), frames), now))
+    expect(core.stats().malformed).toBe(cases.length)
+    expect(core.stats()).toMatchObject({ packetsAcked: 0, rttSamples: 0, clockSamples: 0 })
+    core.update(now)
+    expect(core.take().packets.flatMap(frameTypes)).not.toContain(0x03) // no pong to the pings
+    // One of each is taken.
+    core.receive(packet(varint(10), ack, ping), now)
+    expect(core.stats()).toMatchObject({ malformed: cases.length, packetsAcked: 1 })
   })
 
   it('refuses an ACK whose gap would wrap below packet 0', () => {

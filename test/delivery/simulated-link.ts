@@ -48,7 +48,7 @@ export interface NativeDeliveryCore {
   update(nowUs: number): void
   take(): { packets: Uint8Array[]; messages: { channel: number; data: Uint8Array }[] }
   nextDeadlineUs(nowUs: number): number
-  stats(nowUs?: number): Record<StatName, number>
+  stats(nowUs?: number): Record<StatName, number> & { countsAgree: boolean }
   /** What the peer's SETTINGS frame announced; null before it arrives. */
   peerSettings(): { maxMessageBytes: number; channels: ('reliable' | 'unreliable' | 'sequenced')[] } | null
   mismatch(): 'none' | 'channel-modes' | 'no-delivery-layer'
@@ -138,7 +138,11 @@ export class SimulatedPair {
         this.core(side).update(this.clock(side))
         this.#collect(side)
       }
-      if (done()) return
+      if (done()) break
+    }
+    // The cores' running counts (native/delivery/delivery.h, CountsAgree), checked after every run.
+    for (const side of ['a', 'b'] as const) {
+      if (!this.core(side).stats().countsAgree) throw new Error(`side ${side}: a running count disagrees with what it counts`)
     }
   }
 

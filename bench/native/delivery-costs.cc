@@ -1,0 +1,411 @@
+// Micro-benchmarks of the delivery core's per-packet paths (native/delivery/), sans-IO, on a fake clock,
+// with a counting operator new: the time per packet and the allocations as the channel count, the window
+// and a hostile peer's frames grow. They look for costs that scale (x10 input, x10 time), not for small
+// differences: this machine is noisy. From the repository's root:
+//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/delivery/delivery_*.cc
+//   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|all]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "delivery/delivery.h"
+
+using namespace volley::delivery;
+
+// ---- allocation counting ----
+// (GCC takes the malloc/free of a replaced global operator new/delete for a mismatch.)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+static uint64_t gAllocs = 0, gAllocBytes = 0;
+void* operator new(size_t n) {
+  ++gAllocs;
+  gAllocBytes += n;
+  void* p = std::malloc(n ? n : 1);
+  if (!p) throw std::bad_alloc();
+  return p;
+}
+void* operator new[](size_t n) { return operator new(n); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+void operator delete[](void* p, size_t) noexcept { std::free(p); }
+
+static double NowNs() {
+  return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// A sink that keeps packets in a fixed ring of buffers (no allocation in steady state).
+struct Sink : DeliverySink {
+  struct Pkt {
+    size_t size;
+    uint8_t data[1200];
+  };
+  std::vector<Pkt> packets;
+  size_t count = 0;
+  uint64_t messages = 0;
+  Sink() { packets.resize(8192); }
+  void SendPacket(const uint8_t* data, size_t size) override {
+    if (count < packets.size()) {
+      packets[count].size = size;
+      std::memcpy(packets[count].data, data, size);
+      ++count;
+    }
+  }
+  void Message(uint8_t, const uint8_t*, size_t) override { ++messages; }
+};
+
+static void Varint(std::vector<uint8_t>& out, uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<uint8_t>(v) | 0x80);
+    v >>= 7;
+  }
+  out.push_back(static_cast<uint8_t>(v));
+}
+
+static DeliveryConfig Config(size_t channels, ChannelMode mode, bool follows) {
+  DeliveryConfig c;
+  c.channels.assign(channels, mode);
+  c.followsPings = follows;
+  return c;
+}
+
+// Moves every packet a has sent to b.
+static void Pump(DeliveryCore& from, Sink& fromSink, DeliveryCore& to, uint64_t now) {
+  (void)from;
+  for (size_t i = 0; i < fromSink.count; ++i) to.Receive(fromSink.packets[i].data, fromSink.packets[i].size, now);
+  fromSink.count = 0;
+}
+
+struct Pair {
+  Sink sa, sb;
+  DeliveryCore a, b;  // a: client (leads pings), b: server
+  uint64_t now = 1000000;
+  Pair(size_t channels, ChannelMode mode) : a(Config(channels, mode, false), &sa), b(Config(channels, mode, true), &sb) {
+    // Handshake of settings: a few rounds of pings/pongs.
+    for (int i = 0; i < 20; ++i) Step(5000);
+  }
+  void Step(uint64_t dt) {
+    now += dt;
+    a.Update(now);
+    Pump(a, sa, b, now);
+    b.Update(now);
+    Pump(b, sb, a, now);
+  }
+};
+
+// ---- 1. steady state, one small reliable message per round trip, vs channel count ----
+static void SteadyState(size_t channels, ChannelMode mode) {
+  Pair p(channels, mode);
+  uint8_t msg[100] = {1, 2, 3};
+  // warm up
+  for (int i = 0; i < 2000; ++i) {
+    p.a.Send(0, msg, sizeof msg, p.now);
+    p.a.Flush(p.now);
+    Pump(p.a, p.sa, p.b, p.now);
+    p.b.Flush(p.now);
+    Pump(p.b, p.sb, p.a, p.now);
+    p.now += 500;
+    p.b.Update(p.now);
+    Pump(p.b, p.sb, p.a, p.now);
+    p.a.Update(p.now);
+    Pump(p.a, p.sa, p.b, p.now);
+  }
+  const int rounds = 20000;
+  uint64_t deadlineSum = 0;
+  const uint64_t allocs0 = gAllocs, in0 = p.b.stats().packetsIn + p.a.stats().packetsIn;
+  const double t0 = NowNs();
+  for (int i = 0; i < rounds; ++i) {
+    p.a.Send(0, msg, sizeof msg, p.now);
+    p.a.Flush(p.now);
+    deadlineSum += p.a.NextDeadlineUs(p.now);  // as the engine does after each batch (AfterDelivery)
+    Pump(p.a, p.sa, p.b, p.now);
+    p.b.Flush(p.now);
+    deadlineSum += p.b.NextDeadlineUs(p.now);
+    Pump(p.b, p.sb, p.a, p.now);
+    p.now += 500;
+    p.b.Update(p.now);
+    deadlineSum += p.b.NextDeadlineUs(p.now);
+    Pump(p.b, p.sb, p.a, p.now);
+    p.a.Update(p.now);
+    deadlineSum += p.a.NextDeadlineUs(p.now);
+    Pump(p.a, p.sa, p.b, p.now);
+  }
+  const double t1 = NowNs();
+  const uint64_t packets = p.b.stats().packetsIn + p.a.stats().packetsIn - in0;
+  std::printf("steady  mode=%d channels=%3zu: %7.0f ns/round, %5.0f ns/packet, packets/round %.2f, allocs/round %.3f (delivered %llu)\n",
+              static_cast<int>(mode), channels, (t1 - t0) / rounds, (t1 - t0) / packets, double(packets) / rounds,
+              double(gAllocs - allocs0) / rounds, (unsigned long long)p.sb.messages + p.b.stats().messagesIn);
+  (void)deadlineSum;
+}
+
+// ---- 2. NextDeadlineUs, Flush (idle) and Update (idle) alone, vs channel count; partials in use ----
+static void IdleCalls(size_t channels, ChannelMode mode, bool partials) {
+  Pair p(channels, mode);
+  if (partials) {
+    // One incomplete fragmented message on every channel: partial slots made (8 per channel) and one used.
+    std::vector<uint8_t> big(3000, 7);
+    for (size_t c = 0; c < channels; ++c) p.a.Send(static_cast<uint8_t>(c), big.data(), big.size(), p.now);
+    p.a.Flush(p.now);
+    // deliver only the first packet's fragments: leaves messages incomplete
+    for (size_t i = 0; i < p.sa.count; i += 3) p.b.Receive(p.sa.packets[i].data, p.sa.packets[i].size, p.now);
+    p.sa.count = 0;
+  }
+  const int n = 200000;
+  uint64_t sink = 0;
+  double t0 = NowNs();
+  for (int i = 0; i < n; ++i) sink += p.b.NextDeadlineUs(p.now + i);
+  double t1 = NowNs();
+  const double deadline = (t1 - t0) / n;
+  p.sb.count = 0;
+  t0 = NowNs();
+  for (int i = 0; i < n; ++i) p.b.Flush(p.now);
+  t1 = NowNs();
+  const double flush = (t1 - t0) / n;
+  p.sb.count = 0;
+  std::printf("idle    mode=%d channels=%3zu partials=%d: NextDeadlineUs %6.1f ns, Flush(idle) %6.1f ns\n", static_cast<int>(mode),
+              channels, partials, deadline, flush);
+  (void)sink;
+}
+
+// ---- 3. hostile: packets made of many minimal ACK frames ----
+static void AckFlood(size_t channels, int framesPerPacket) {
+  Pair p(channels, ChannelMode::kReliable);
+  // The victim is b (server). It has sent packets; find a packet number it sent.
+  // Have b send some reliable data so there is a window.
+  uint8_t msg[50] = {};
+  for (int i = 0; i < 5; ++i) p.b.Send(0, msg, sizeof msg, p.now);
+  p.b.Flush(p.now);
+  p.sb.count = 0;  // lost: stays in flight
+  const uint64_t largest = p.b.stats().packetsOut - 1;
+  std::vector<std::vector<uint8_t>> pkts;
+  uint64_t pn = 100000;
+  const int npk = 2000;
+  for (int k = 0; k < npk; ++k) {
+    std::vector<uint8_t> out{0xD1};
+    Varint(out, pn++);
+    for (int f = 0; f < framesPerPacket && out.size() + 8 < 1200; ++f) {
+      out.push_back(0x01);
+      Varint(out, largest);  // largest
+      out.push_back(0);      // delay
+      Varint(out, largest);  // first range: the whole window
+      out.push_back(0);      // count
+    }
+    pkts.push_back(std::move(out));
+  }
+  const double t0 = NowNs();
+  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
+  const double t1 = NowNs();
+  std::printf("ackflood channels=%3zu frames/packet=%3d (bytes %zu): %8.0f ns/packet, malformed %llu\n", channels, framesPerPacket,
+              pkts[0].size(), (t1 - t0) / npk, (unsigned long long)p.b.stats().malformed);
+}
+
+// ---- 4. hostile: fragment frames that start reliable messages out of order ----
+static void FragmentFlood(size_t channels, uint64_t reassemblyBytes) {
+  DeliveryConfig ca = Config(channels, ChannelMode::kReliable, false), cb = Config(channels, ChannelMode::kReliable, true);
+  cb.reassemblyBytes = reassemblyBytes;
+  Sink sa, sb;
+  DeliveryCore a(ca, &sa), b(cb, &sb);
+  uint64_t now = 1000000;
+  for (int i = 0; i < 20; ++i) {
+    now += 5000;
+    a.Update(now);
+    Pump(a, sa, b, now);
+    b.Update(now);
+    Pump(b, sb, a, now);
+  }
+  // Frames: FRAGMENT channel c, sequence s (1..1023; 0 held back), length 1101, fragment 1 (1 byte).
+  uint64_t pn = 1000;
+  uint64_t nextSeq = 1;
+  size_t nextChannel = 0;
+  const int npk = 3000;
+  std::vector<std::vector<uint8_t>> pkts;
+  for (int k = 0; k < npk; ++k) {
+    std::vector<uint8_t> out{0xD1};
+    Varint(out, pn++);
+    while (out.size() + 12 < 1200) {
+      out.push_back(0x11);
+      out.push_back(static_cast<uint8_t>(nextChannel));
+      Varint(out, nextSeq);
+      Varint(out, 1101);
+      Varint(out, 1);
+      out.push_back(0xAA);
+      if (++nextChannel == channels) {
+        nextChannel = 0;
+        if (++nextSeq == 1024) nextSeq = 1;
+      }
+    }
+    pkts.push_back(std::move(out));
+  }
+  const uint64_t allocs0 = gAllocs;
+  const double t0 = NowNs();
+  for (auto& pk : pkts) b.Receive(pk.data(), pk.size(), now);
+  const double t1 = NowNs();
+  std::printf("fragflood channels=%3zu bound=%7llu: %8.0f ns/packet, allocs/packet %.1f, overBudget %llu, used %llu\n", channels,
+              (unsigned long long)reassemblyBytes, (t1 - t0) / npk, double(gAllocs - allocs0) / npk,
+              (unsigned long long)b.stats().overBudget, (unsigned long long)b.reassemblyUsed());
+}
+
+// ---- 5. hostile: packets of many PONG frames ----
+static void PongFlood(int pongs) {
+  Pair p(1, ChannelMode::kReliable);
+  const int npk = 5000;
+  std::vector<std::vector<uint8_t>> pkts;
+  uint64_t pn = 1000;
+  for (int k = 0; k < npk; ++k) {
+    std::vector<uint8_t> out{0xD1};
+    Varint(out, pn++);
+    for (int i = 0; i < pongs && out.size() + 16 < 1200; ++i) {
+      out.push_back(0x03);
+      out.push_back(0);
+      Varint(out, p.now - 20000);  // echo
+      Varint(out, 5000000 + i);    // remote received
+      out.push_back(0);            // delay
+    }
+    pkts.push_back(std::move(out));
+  }
+  const double t0 = NowNs();
+  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
+  const double t1 = NowNs();
+  std::printf("pongflood pongs/packet=%3d: %8.0f ns/packet\n", pongs, (t1 - t0) / npk);
+}
+
+// ---- 6. allocations per fragmented message received in order (reassembly) ----
+static void FragmentedSteady(size_t size) {
+  Pair p(1, ChannelMode::kReliable);
+  std::vector<uint8_t> msg(size, 3);
+  for (int i = 0; i < 200; ++i) {
+    p.a.Send(0, msg.data(), msg.size(), p.now);
+    for (int r = 0; r < 10; ++r) p.Step(2000);
+  }
+  const int n = 500;
+  const uint64_t a0 = gAllocs, b0 = gAllocBytes;
+  const uint64_t m0 = p.sb.messages;
+  for (int i = 0; i < n; ++i) {
+    p.a.Send(0, msg.data(), msg.size(), p.now);
+    for (int r = 0; r < 10; ++r) p.Step(2000);
+  }
+  std::printf("fragmented size=%zu: allocs/message %.2f, bytes/message %.0f (delivered %llu)\n", size, double(gAllocs - a0) / n,
+              double(gAllocBytes - b0) / n, (unsigned long long)(p.sb.messages - m0));
+}
+
+
+// ---- 7. hostile: ACK frames against a large sent window, after the peer raised the packet threshold ----
+static void AckWindow(bool raiseThreshold, size_t channels) {
+  Pair p(channels, ChannelMode::kReliable);
+  std::vector<uint8_t> msg(1000, 1);
+  // Grow the window: b streams to a, a acknowledges (a proper peer).
+  for (int r = 0; r < 400; ++r) {
+    while (p.b.queuedBytes() < 2000000) p.b.Send(0, msg.data(), msg.size(), p.now);
+    p.Step(5000);
+  }
+  if (raiseThreshold) {
+    // Reorder one packet by 300: b declares it lost, then sees it acknowledged (spurious): threshold 256.
+    for (int r = 0; r < 50; ++r) p.Step(5000);
+    while (p.b.queuedBytes() < 2000000) p.b.Send(0, msg.data(), msg.size(), p.now);
+    std::vector<Sink::Pkt> held;
+    for (int s = 0; s < 100 && held.size() < 300; ++s) {
+      p.now += 1000;
+      p.b.Update(p.now);
+      held.insert(held.end(), p.sb.packets.begin(), p.sb.packets.begin() + p.sb.count);
+      p.sb.count = 0;
+    }
+    std::printf("  (reorder flight %zu packets, cwnd %llu)\n", held.size(), (unsigned long long)p.b.congestionWindow());
+    if (held.size() < 2) return;
+    for (size_t i = 1; i < held.size(); ++i) p.a.Receive(held[i].data, held[i].size, p.now);
+    p.a.Flush(p.now);
+    Pump(p.a, p.sa, p.b, p.now);
+    p.a.Receive(held[0].data, held[0].size, p.now);
+    p.a.Flush(p.now);
+    Pump(p.a, p.sa, p.b, p.now);
+    for (int r = 0; r < 10; ++r) p.Step(5000);
+  }
+  // Everything settled; now a flight that the hostile peer will not let settle.
+  for (int r = 0; r < 50; ++r) p.Step(5000);
+  while (p.b.queuedBytes() < 4000000) p.b.Send(0, msg.data(), msg.size(), p.now);
+  const uint64_t first = p.b.stats().packetsOut;
+  size_t flight = 0;
+  for (int s = 0; s < 100 && flight < 400; ++s) {
+    p.now += 1000;
+    p.b.Update(p.now);
+    flight += p.sb.count;
+    p.sb.count = 0;
+  }
+  const uint64_t span = raiseThreshold ? 255 : 2;
+  std::vector<std::vector<uint8_t>> pkts;
+  uint64_t pn = 10000000;
+  const int npk = 2000;
+  for (int k = 0; k < npk; ++k) {
+    std::vector<uint8_t> out{0xD1};
+    Varint(out, pn++);
+    while (out.size() + 12 < 1200) {
+      out.push_back(0x01);
+      Varint(out, first + span);
+      out.push_back(0);
+      Varint(out, span - 1);
+      out.push_back(0);
+    }
+    pkts.push_back(std::move(out));
+  }
+  const double t0 = NowNs();
+  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
+  const double t1 = NowNs();
+  std::printf("ackwindow raise=%d channels=%3zu: cwnd %llu, flight %zu packets, %8.0f ns/packet, lost %llu, spurious %llu\n", raiseThreshold,
+              channels, (unsigned long long)p.b.congestionWindow(), flight, (t1 - t0) / npk, (unsigned long long)p.b.stats().packetsLost,
+              (unsigned long long)p.b.stats().spuriousLosses);
+}
+
+// ---- 8. an idle peer's timer firing on a server (ServerCore::SlotTimer -> PeerTimer -> Update, AfterDelivery
+// (WriteLinkStats' QueueDelayUs, NextDeadlineUs), SlotTimer's PeerDeadlineUs, ScheduleSlot's PeerDeadlineUs) ----
+static void TimerFiring(size_t channels) {
+  Pair p(channels, ChannelMode::kReliable);
+  const int n = 200000;
+  uint64_t sink = 0;
+  const double t0 = NowNs();
+  for (int i = 0; i < n; ++i) {
+    p.b.Update(p.now);
+    sink += p.b.QueueDelayUs(p.now);
+    sink += p.b.NextDeadlineUs(p.now);
+    sink += p.b.NextDeadlineUs(p.now);
+    sink += p.b.NextDeadlineUs(p.now);
+  }
+  const double t1 = NowNs();
+  p.sb.count = 0;
+  std::printf("timer   channels=%3zu: %6.0f ns per idle peer timer firing (delivery part)\n", channels, (t1 - t0) / n);
+  (void)sink;
+}
+
+int main(int argc, char** argv) {
+  const std::string which = argc > 1 ? argv[1] : "all";
+  if (which == "all" || which == "steady") {
+    for (size_t c : {1, 16, 255}) SteadyState(c, ChannelMode::kReliable);
+    for (size_t c : {1, 16, 255}) SteadyState(c, ChannelMode::kUnreliable);
+  }
+  if (which == "all" || which == "idle") {
+    for (size_t c : {1, 16, 255}) IdleCalls(c, ChannelMode::kReliable, false);
+    for (size_t c : {1, 16, 255}) IdleCalls(c, ChannelMode::kUnreliable, true);
+  }
+  if (which == "all" || which == "ack") {
+    for (size_t c : {1, 255})
+      for (int f : {1, 10, 100, 300}) AckFlood(c, f);
+  }
+  if (which == "all" || which == "frag") {
+    for (size_t c : {1, 16, 255}) FragmentFlood(c, 0);
+  }
+  if (which == "all" || which == "pong") {
+    for (int n : {1, 10, 100}) PongFlood(n);
+  }
+  if (which == "all" || which == "fragsteady") {
+    for (size_t s : {2000, 20000, 200000}) FragmentedSteady(s);
+  }
+  if (which == "all" || which == "ackwindow") {
+    AckWindow(false, 1);
+    AckWindow(true, 1);
+  }
+  if (which == "all" || which == "timer") {
+    for (size_t c : {1, 16, 255}) TimerFiring(c);
+  }
+  return 0;
+}
