@@ -44,7 +44,12 @@ std::string FormatIp(const IpAddress& address) {
     inet_ntop(AF_INET6, address.bytes, text, sizeof(text));
   }
   std::string result = text;
-  if (address.family == 6 && address.scopeId != 0) result += "%" + std::to_string(address.scopeId);
+  if (address.family == 6 && address.scopeId != 0) {
+    // As node:dgram names it: the interface's name, or its index when it has none (gone since).
+    char name[IF_NAMESIZE] = {};
+    result += "%";
+    result += if_indextoname(address.scopeId, name) != nullptr ? std::string(name) : std::to_string(address.scopeId);
+  }
   return result;
 }
 

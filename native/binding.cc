@@ -631,13 +631,14 @@ Napi::Value ParseIpBinding(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, address.family);
 }
 
-// formatIp(bytes: Uint8Array(16), family) -> string
+// formatIp(bytes: Uint8Array(16), family, scopeId = 0) -> string
 Napi::Value FormatIpBinding(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsTypedArray()) return Napi::String::New(env, "");
   Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
   IpAddress address;
   address.family = static_cast<uint8_t>(U32Or(info[1], UINT32_MAX));
+  address.scopeId = info.Length() > 2 ? U32Or(info[2], 0) : 0;
   const size_t size = std::min<size_t>(16, bytes.ElementLength());
   if (size > 0) std::memcpy(address.bytes, bytes.Data(), size);
   return Napi::String::New(env, FormatIp(address));

@@ -755,6 +755,8 @@ bool Engine::CopyScratchToSlabs() {
     record[6] = address.family;
     record[7] = truncated;
     std::memcpy(record + 8, address.bytes, 16);
+    std::memcpy(record + 24, &address.scopeId, 4);
+    std::memset(record + 28, 0, 4);
     const iovec* slot = &receiveIov_[size_t{scratch_.next} * 2];
     const size_t inHead = length < kReceiveHeadSize ? length : kReceiveHeadSize;
     std::memcpy(record + kRecvHeaderSize, slot[0].iov_base, inHead);

@@ -20,8 +20,9 @@ constexpr uint32_t kMaxBatchSize = 1024;  // UIO_MAXIOV
 constexpr uint32_t kDefaultBatchSize = 64;
 
 // A received datagram in a receive slab, 8-byte aligned:
-//   u32 length | u16 port | u8 family (4|6) | u8 flags | u8[16] address | data, padded to 8
-constexpr size_t kRecvHeaderSize = 24;
+//   u32 length | u16 port | u8 family (4|6) | u8 flags | u8[16] address | u32 IPv6 scope id | u32 0 | data, padded to 8
+// (The scope: a link-local sender's interface, without which a reply to it cannot be addressed.)
+constexpr size_t kRecvHeaderSize = 32;
 constexpr uint8_t kRecvFlagTruncated = 1;
 
 // A datagram queued in a send slab by JavaScript, 8-byte aligned:

@@ -49,7 +49,7 @@ export class AddressFormatter {
   readonly #addon: Addon
   #v4Key = -1
   #v4Text = ''
-  readonly #v6Key = new Uint32Array(4)
+  readonly #v6Key = new Uint32Array(5) // the address and its scope
   #v6Text = ''
 
   constructor(addon: Addon) {
@@ -66,15 +66,17 @@ export class AddressFormatter {
     return this.#v4Text
   }
 
+  /** As v4(); the scope id (a link-local sender's interface, 0 for none) follows the 16 bytes. */
   v6(u8: Uint8Array, u32: Uint32Array, at: number): string {
     const w = at >>> 2
     const key = this.#v6Key
-    if (this.#v6Text === '' || key[0] !== u32[w] || key[1] !== u32[w + 1] || key[2] !== u32[w + 2] || key[3] !== u32[w + 3]) {
+    if (this.#v6Text === '' || key[0] !== u32[w] || key[1] !== u32[w + 1] || key[2] !== u32[w + 2] || key[3] !== u32[w + 3] || key[4] !== u32[w + 4]) {
       key[0] = u32[w]!
       key[1] = u32[w + 1]!
       key[2] = u32[w + 2]!
       key[3] = u32[w + 3]!
-      this.#v6Text = this.#addon.formatIp(u8.subarray(at, at + 16), 6)
+      key[4] = u32[w + 4]!
+      this.#v6Text = this.#addon.formatIp(u8.subarray(at, at + 16), 6, key[4])
     }
     return this.#v6Text
   }

@@ -1,4 +1,7 @@
 import { describe, expect, it } from 'vitest'
+import { AddressFormatter } from '../src/address.ts'
+import { loadAddon } from '../src/engine/addon.ts'
+import { layout } from '../src/engine/layout.ts'
 import { createDatagramSocket } from '../src/index.ts'
 import { closeAll, counterPayload, record, seededRandom, waitFor, socketsClosedAfterEach } from './helpers.ts'
 
@@ -158,6 +161,26 @@ describe('bind, send and receive', () => {
     b.send(new Uint8Array(0), port, '127.0.0.1')
     await waitFor(() => atA.payloads.length === 4)
     expect(atA.payloads.map((p) => [...p])).toEqual([[7, 6, 5], [...new Uint8Array(new Uint16Array([0x0102]).buffer)], [0xc3, 0xa9], []])
+  })
+})
+
+describe("a sender's address", () => {
+  it('names a link-local sender with its interface, as node:dgram does, so that a reply reaches it', () => {
+    // A receive record's address and scope (native/layout.h), as the I/O thread writes them; the tests
+    // have loopback only, whose ::1 has no scope.
+    const addon = loadAddon()
+    const record = new Uint8Array(layout.recvHeaderSize)
+    const u32 = new Uint32Array(record.buffer)
+    const formatter = new AddressFormatter(addon)
+    addon.parseIp('fe80::1', record.subarray(8, 28))
+    u32[24 >>> 2] = 0
+    expect(formatter.v6(record, u32, 8)).toBe('fe80::1')
+    u32[24 >>> 2] = 1 // the loopback interface's index
+    expect(formatter.v6(record, u32, 8)).toBe('fe80::1%lo') // a new scope: not the cached text
+    // An index no interface has (gone since): the number, which sends take too.
+    u32[24 >>> 2] = 99_999
+    expect(formatter.v6(record, u32, 8)).toBe('fe80::1%99999')
+    expect(addon.parseIp('fe80::1%99999', new Uint8Array(20))).toBe(6)
   })
 })
 

@@ -166,7 +166,8 @@ export interface Addon {
   TimerWheel: new (tickUs?: number, bucketBits?: number) => NativeTimerWheel
   Engine: new (onEvents: (count: number) => void) => NativeEngine
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6
-  formatIp(bytes: Uint8Array, family: number): string
+  /** scopeId: an IPv6 address's interface (0: none), formatted as %name as node:dgram does. */
+  formatIp(bytes: Uint8Array, family: number, scopeId?: number): string
   /** Bytes of slab and event memory (native/shared_memory.h) not freed yet, in the whole process. */
   sharedMemoryBytes(): number
   layout: Record<keyof typeof layout, number>

@@ -4,7 +4,7 @@ export const layout = {
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
-  recvHeaderSize: 24,
+  recvHeaderSize: 32,
   sendHeaderSize: 32,
   slabSize: 256 * 1024,
   eventWords: 6,
