@@ -65,11 +65,20 @@ export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
   return isUint8Array(value) ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : undefined
 }
 
-/** A required Uint8Array of exactly `length` bytes (a key, a nonce). */
+/**
+ * A required Uint8Array of exactly `length` bytes (a key, a nonce). Its value is never quoted in an error:
+ * a key given as its base64 or hex text would be written into the logs, most of it.
+ */
 export function bytesOption(name: string, value: unknown, length: number): Uint8Array {
   const bytes = uint8ArrayOf(value)
   if (bytes === undefined) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${describe(value)}`)
+    const received =
+      typeof value === 'string'
+        ? `type string of ${value.length} characters (decode it first, e.g. Buffer.from(text, 'base64') or Buffer.from(text, 'hex'))`
+        : typeof value === 'object' || typeof value === 'function' || value === undefined
+          ? describe(value)
+          : `type ${typeof value}`
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${received}`)
   }
   if (bytes.byteLength !== length) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)

@@ -223,10 +223,11 @@ describe('Server and Client on loopback', () => {
     expect((denied as Error).message).toContain(`(at ${address}, the last address tried)`)
     if (denied instanceof ConnectError) {
       const code: ConnectErrorCode = denied.code // the codes of how an attempt ends, for exhaustive switches
-      // a ConnectError never carries a send-time code (tsc checks this file):
+      expect(code).toBe('ERR_CONNECTION_DENIED')
+      // A ConnectError never carries a send-time code: a compile-time check, which CI's type-check step runs.
       // @ts-expect-error
       const impossible: ConnectErrorCode = 'ERR_NO_SUCH_CHANNEL'
-      expect([code, impossible]).toEqual(['ERR_CONNECTION_DENIED', 'ERR_NO_SUCH_CHANNEL'])
+      void impossible
     }
     const nobody = new Client(fast)
     const silent = await nobody.connect(await token('127.0.0.1:9', 3n, { timeoutSeconds: 1 })).catch((error: unknown) => error)

@@ -32,8 +32,9 @@ export interface ConnectTokenOptions {
   /** 1 to 32 addresses, 'a.b.c.d:port' or '[ipv6]:port', tried in order. */
   serverAddresses: readonly string[]
   /**
-   * Seconds from now until the token expires; negative: it never expires (as the reference's generator).
-   * 0 makes a token that has expired already (servers refuse it; tests use one).
+   * Seconds from now until the token expires; -1: it never expires (as the reference's generator does with
+   * any negative value: here others are refused, for a negative result of arithmetic means a token that
+   * should have expired). 0 makes a token that has expired already (servers refuse it; tests use one).
    */
   expireSeconds: number
   /**
@@ -47,9 +48,12 @@ export interface ConnectTokenOptions {
   clientToServerKey?: Uint8Array
   /** The 32-byte key of the connection's server-to-client packets; random when not given. */
   serverToClientKey?: Uint8Array
-  /** Creation time in seconds since the epoch (default: now). */
+  /** Creation time in seconds since the epoch (default: now), up to 2^32 − 1: not Date.now()'s milliseconds. */
   nowSeconds?: number
-  /** The 24-byte nonce (default: random). Give one only to reproduce a token, as tests do. */
+  /**
+   * The 24-byte nonce (default: random). Give one only to reproduce a token, as tests do: two tokens sealed
+   * with one nonce under one private key give away what their private parts differ by.
+   */
   nonce?: Uint8Array
 }
 
@@ -89,16 +93,26 @@ export async function generateKey(): Promise<Uint8Array> {
 
 /** Makes a connect token: the 2048 bytes to hand a client (see connectTokenToBase64 for transport). */
 export async function generateConnectToken(options: ConnectTokenOptions): Promise<Uint8Array> {
-  return encodeConnectToken(await loadSodium(), options)
+  const parsed = parseConnectTokenOptions(options) // a mistake is told before the crypto loads, or fails to
+  return sealConnectToken(await loadSodium(), parsed)
 }
 
 export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions): Uint8Array {
+  return sealConnectToken(sodium, parseConnectTokenOptions(options))
+}
+
+type ParsedConnectTokenOptions = ReturnType<typeof parseConnectTokenOptions>
+
+function parseConnectTokenOptions(options: ConnectTokenOptions) {
   checkOptions('options of generateConnectToken()', options, connectTokenOptionNames)
   const protocolId = uint64Option('protocolId', options.protocolId)
   const clientId = uint64Option('clientId', options.clientId)
   const privateKey = bytesOption('privateKey', options.privateKey, sizes.key)
   const serverAddresses = serverAddressesOption(options.serverAddresses)
-  const expireSeconds = requiredIntegerOption('expireSeconds', options.expireSeconds, -(2 ** 31), 2 ** 32)
+  if (typeof options.expireSeconds === 'number' && Number.isInteger(options.expireSeconds) && options.expireSeconds < -1) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "expireSeconds" option must be -1 (never expires) or from 0 to 4294967296. Received ${options.expireSeconds} (a negative lifetime from arithmetic is a token that should have expired)`)
+  }
+  const expireSeconds = requiredIntegerOption('expireSeconds', options.expireSeconds, -1, 2 ** 32)
   const timeoutSeconds = requiredIntegerOption('timeoutSeconds', options.timeoutSeconds, -(2 ** 31), 2 ** 31 - 1)
   if (timeoutSeconds === 0) {
     // The reference server keeps a pending handshake until request time + timeout: with 0 it never completes.
@@ -119,11 +133,27 @@ export function encodeConnectToken(sodium: Sodium, options: ConnectTokenOptions)
     options.clientToServerKey === undefined ? randomBytes(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
   const serverToClientKey =
     options.serverToClientKey === undefined ? randomBytes(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
+  // One key for both ways: both sides would seal sequences 0, 1, 2… under it with the same nonces (a
+  // keystream used twice), and each would take the other's packets for its own.
+  if (equalBytes(clientToServerKey, serverToClientKey)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "clientToServerKey" and "serverToClientKey" options must differ: each direction needs a key of its own')
+  }
+  for (const [name, key] of [['clientToServerKey', clientToServerKey], ['serverToClientKey', serverToClientKey]] as const) {
+    if (key.every((byte) => byte === 0)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" option is all zeros: give a random key (generateKey()), or none`)
+  }
   const nonce = options.nonce === undefined ? randomBytes(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
-  const now = integerOption('nowSeconds', options.nowSeconds, Math.floor(Date.now() / 1000), 0, 2 ** 53)
+  if (typeof options.nowSeconds === 'number' && options.nowSeconds > 2 ** 32 - 1) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "nowSeconds" option is seconds since the epoch, at most 4294967295. Received ${options.nowSeconds}: milliseconds (Date.now())? Divide them by 1000`)
+  }
+  const now = integerOption('nowSeconds', options.nowSeconds, Math.floor(Date.now() / 1000), 0, 2 ** 32 - 1)
   const createTimestamp = BigInt(now)
   const expireTimestamp = expireSeconds < 0 ? maxUint64 : createTimestamp + BigInt(expireSeconds)
 
+  return { protocolId, clientId, privateKey, serverAddresses, timeoutSeconds, userData, clientToServerKey, serverToClientKey, nonce, createTimestamp, expireTimestamp }
+}
+
+function sealConnectToken(sodium: Sodium, parsed: ParsedConnectTokenOptions): Uint8Array {
+  const { protocolId, clientId, privateKey, serverAddresses, timeoutSeconds, userData, clientToServerKey, serverToClientKey, nonce, createTimestamp, expireTimestamp } = parsed
   const privatePlain = writePrivateConnectToken({ clientId, timeoutSeconds, serverAddresses, clientToServerKey, serverToClientKey, userData })
   const privateData = sealPrivateConnectToken(sodium, privatePlain, protocolId, expireTimestamp, nonce, privateKey)
 

@@ -1,5 +1,6 @@
 // libsodium-wrappers (WebAssembly), loaded once: the crypto of the pure-TypeScript side.
 import sodiumModule from 'libsodium-wrappers'
+import { VolleyError } from '../errors.ts'
 
 // The module's named exports, which its default export carries too: named so, not by the default import's
 // type, the declarations read the same whatever the reader's module settings (a default import of the
@@ -8,8 +9,15 @@ export type Sodium = Omit<typeof import('libsodium-wrappers'), 'default'>
 
 let ready: Promise<Sodium> | undefined
 
+/** libsodium-wrappers, ready; ERR_CRYPTO_UNAVAILABLE where it cannot load (no WebAssembly: node --jitless). */
 export function loadSodium(): Promise<Sodium> {
-  ready ??= sodiumModule.ready.then(() => sodiumModule)
+  ready ??= sodiumModule.ready.then(
+    () => sodiumModule,
+    (cause: unknown) => {
+      ready = undefined // a later call tries again
+      throw new VolleyError('ERR_CRYPTO_UNAVAILABLE', `libsodium-wrappers could not load (it needs WebAssembly): ${(cause as Error)?.message ?? String(cause)}`, { cause })
+    },
+  )
   return ready
 }
 

@@ -7,6 +7,8 @@ import {
   generateKey,
   readConnectToken,
 } from '../../src/index.ts'
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { runInNewContext } from 'node:vm'
 import { loadAddon } from '../../src/engine/addon.ts'
 import { encodeConnectToken, openPrivateConnectToken } from '../../src/netcode/connect-token.ts'
@@ -35,7 +37,7 @@ describe('generateConnectToken', () => {
     expect(loadAddon().netcode.readConnectToken(a)).toMatchObject({ timeoutSeconds: 10, serverAddresses: ['10.0.0.1:1', '[fe80::1:2:3]:65535'] })
   })
 
-  it('makes a token that never expires from a negative expireSeconds, as the reference does (expiry 2^64 - 1)', async () => {
+  it('makes a token that never expires from expireSeconds -1, as the reference does (expiry 2^64 - 1)', async () => {
     const token = await generateConnectToken({ ...base, expireSeconds: -1 })
     expect(readConnectToken(token).expireTimestamp).toBe(2n ** 64n - 1n)
     expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ expireTimestamp: 2n ** 64n - 1n })
@@ -52,6 +54,8 @@ describe('generateConnectToken', () => {
   it.each([
     ['privateKey: new Uint8Array(31)', { privateKey: new Uint8Array(31) }, 'ERR_OUT_OF_RANGE', /"privateKey" option must be 32 bytes/],
     ['privateKey: "key"', { privateKey: 'key' }, 'ERR_INVALID_ARG_TYPE', /"privateKey" option must be a Uint8Array/],
+    // A key given as its text (from an environment variable) is never quoted: the logs would have it.
+    ['privateKey: its base64 text', { privateKey: 'nIHUeOirsFKDVKUol537O9fuMd5LlkvUqOv4AJCIabc=' }, 'ERR_INVALID_ARG_TYPE', /^(?!.*nIHUeOir).*Received type string of 44 characters \(decode it first/],
     ['protocolId: -1n', { protocolId: -1n }, 'ERR_OUT_OF_RANGE', /"protocolId" option must fit in 64 bits/],
     ['clientId: 1.5', { clientId: 1.5 }, 'ERR_OUT_OF_RANGE', /"clientId" option must be an integer from 0 to 2\^64 - 1/],
     ['clientId: "1"', { clientId: '1' }, 'ERR_INVALID_ARG_TYPE', /"clientId" option must be a bigint/],
@@ -80,6 +84,13 @@ describe('generateConnectToken', () => {
     ['serverAddresses: [40000]', { serverAddresses: [40000] }, 'ERR_INVALID_ARG_TYPE', /"serverAddresses\[0\]".*Received type number \(40000\)/],
     ['serverAddresses: ["1.2.3.4:5", "1.2.3.4"]', { serverAddresses: ['1.2.3.4:5', '1.2.3.4'] }, 'ERR_INVALID_ARG_VALUE', /'1.2.3.4' \(the "serverAddresses\[1\]" option\) does not parse/],
     ['nowSeconds: -1', { nowSeconds: -1 }, 'ERR_OUT_OF_RANGE', /"nowSeconds"/],
+    // Date.now()'s milliseconds made a 30 s token that expired in the year 58866.
+    ['nowSeconds: Date.now()', { nowSeconds: 1_795_514_129_717 }, 'ERR_OUT_OF_RANGE', /seconds since the epoch, at most 4294967295\. Received 1795514129717: milliseconds \(Date\.now\(\)\)\? Divide them by 1000/],
+    // A negative lifetime from arithmetic (a session that has ended) made a token that never expires.
+    ['expireSeconds: -5', { expireSeconds: -5 }, 'ERR_OUT_OF_RANGE', /"expireSeconds" option must be -1 \(never expires\) or from 0/],
+    // One key both ways: each side's packets would pass for the other's, under one keystream.
+    ['the same key both ways', { clientToServerKey: new Uint8Array(32).fill(3), serverToClientKey: new Uint8Array(32).fill(3) }, 'ERR_INVALID_ARG_VALUE', /must differ/],
+    ['clientToServerKey: all zeros', { clientToServerKey: new Uint8Array(32) }, 'ERR_INVALID_ARG_VALUE', /"clientToServerKey" option is all zeros/],
     ['nowSeconds: 1.5', { nowSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"nowSeconds"/],
     ['nowSeconds: null', { nowSeconds: null }, 'ERR_INVALID_ARG_TYPE', /"nowSeconds"/],
     ['userData: [1, 2]', { userData: [1, 2] }, 'ERR_INVALID_ARG_TYPE', /"userData" option must be a Uint8Array. Received an array of 2 items/],
@@ -92,6 +103,20 @@ describe('generateConnectToken', () => {
     expect(failure).toMatchObject({ code })
     expect((failure as Error).message).toMatch(message)
   })
+})
+
+describe('generateConnectToken where libsodium-wrappers cannot load', () => {
+  it('rejects with ERR_CRYPTO_UNAVAILABLE (node --jitless has no WebAssembly), after checking its options', () => {
+    const script = `
+      import { generateConnectToken } from './src/index.ts'
+      const options = { protocolId: 1n, privateKey: new Uint8Array(32).fill(1), clientId: 1n, serverAddresses: ['127.0.0.1:4'], expireSeconds: 30, timeoutSeconds: 5 }
+      const codes = []
+      for (const change of [{}, { privateKey: 'text' }, {}]) codes.push(await generateConnectToken({ ...options, ...change }).then(() => 'made', (error) => error.code))
+      console.log(codes.join(' '))`
+    const run = spawnSync(process.execPath, ['--jitless', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, cwd: join(import.meta.dirname, '../..') })
+    // Each call tries again, and a mistake in the options is told first.
+    expect(run.stdout.trim()).toBe('ERR_CRYPTO_UNAVAILABLE ERR_INVALID_ARG_TYPE ERR_CRYPTO_UNAVAILABLE')
+  }, 30_000)
 })
 
 describe('readConnectToken', () => {
