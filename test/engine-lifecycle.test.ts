@@ -59,11 +59,12 @@ describe('engine lifecycle (each case in a process of its own)', () => {
   })
 
   it("a Peer kept after its server closed keeps none of the server's per-slot tables", () => {
-    // 3 more servers of 2^18 slots, each with 29 MiB of tables: kept, they were 88 MiB.
+    // 3 more servers of 2^20 slots: kept, their tables grew the process by 699 MiB; let go, by 6–27 MiB
+    // (RSS moves with the runtime's own heap too: 52 MiB once on Node 26 with a quarter of the slots).
     const { grownMiB, kept, statsAfter } = JSON.parse(run('kept-peer-after-close.ts')) as { grownMiB: number; kept: number; statsAfter: boolean }
     expect(kept).toBe(4)
     expect(statsAfter).toBe(true) // its last statistics stay readable
-    expect(grownMiB).toBeLessThan(30)
+    expect(grownMiB).toBeLessThan(200)
   })
 
   it.each([['dedicated'], ['shared']])('stopped %s engines give back their descriptors and slabs', (mode) => {
