@@ -214,12 +214,6 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
   #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
-  /**
-   * With channels: the engine's connection is up and connect() waits for the server's settings. Until they
-   * are in, the client reports the state before (nothing may be sent: send() could not check it against
-   * the server's channels), as the server announces a client only once its settings are in.
-   */
-  #awaitingSettings = false
   /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
   readonly #drain = new DrainWaiters()
   /** flushed(): who waits for the queue to empty. */
@@ -258,9 +252,19 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#awaitingSettings ? 'sending-connection-response' : this.#state
   }
 
+  /**
+   * With channels: the engine's connection is up and connect() still waits for the server's settings (a
+   * connect() without channels resolves as it connects). Until they are in, the client reports the state
+   * before (nothing may be sent: send() could not check it against the server's channels), as the server
+   * announces a client only once its settings are in.
+   */
+  get #awaitingSettings(): boolean {
+    return this.#state === 'connected' && this.#pending !== undefined
+  }
+
   /** Connected, and with channels the server's settings in: messages may go. */
   get #ready(): boolean {
-    return this.#state === 'connected' && !this.#awaitingSettings
+    return this.#state === 'connected' && this.#pending === undefined
   }
 
   /** True from a connect() call until it settles (as net.Socket's `connecting`). */
@@ -542,12 +546,11 @@ export class Client extends EventEmitter<ClientEvents> {
    * completed meanwhile) is ignored, as the attempt number moves on.
    */
   #abandonAttempt(pending: PendingConnect, error: Error, state: ClientState = 'disconnected'): void {
+    const changed = this.state !== state
     this.#pending = undefined
     this.#attempt = (this.#attempt + 1) >>> 0
-    const changed = this.state !== state
     const wasConnected = this.#state === 'connected' // waiting for the server's settings
     this.#state = state
-    this.#awaitingSettings = false
     this.#server = null
     this.#updateReference()
     pending.reject(error)
@@ -598,7 +601,6 @@ export class Client extends EventEmitter<ClientEvents> {
         const pending = this.#pending
         if (pending !== undefined && code === 0) {
           this.#pending = undefined
-          this.#awaitingSettings = false
           pending.resolve()
           this.emit('state', 'connected')
         }
@@ -625,7 +627,6 @@ export class Client extends EventEmitter<ClientEvents> {
         // With channels, connect() resolves, and 'state' says 'connected', once the server's settings show
         // they match (they come with its first packet, usually in this same batch): a mismatch, or no
         // settings within the engine's wait, rejects it rather than ending a connection it reported.
-        this.#awaitingSettings = true
         return
       }
       this.#pending = undefined
@@ -638,7 +639,6 @@ export class Client extends EventEmitter<ClientEvents> {
       return
     }
     this.#pending = undefined
-    this.#awaitingSettings = false
     this.#updateReference() // idle: the process may exit
     if (previous === 'connected') {
       this.#failWaiters()
@@ -675,12 +675,11 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#open = false
     const reopen = this.#afterReopen
     this.#afterReopen = undefined
+    const wasReady = this.#ready
     const pending = this.#pending
     this.#pending = undefined
     const wasConnected = this.#state === 'connected' // (or waiting for the server's settings)
-    const wasReady = this.#ready
     if (wasConnected) this.#state = 'disconnected'
-    this.#awaitingSettings = false
     this.#server = null
     this.#failWaiters()
     pending?.reject(connectAborted('The client was closed while connecting', undefined))

@@ -295,6 +295,10 @@ class DeliveryCore {
   // `growing`) have given their slots back if need be.
   bool FitsBound(size_t extraBytes, const ReceiveChannel* growing = nullptr);
   static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
+  // A queue's slots counted against the bound (those beyond its first ones), and whether it holds such
+  // slots empty: what FitsBound() gives back.
+  static size_t CountedSlots(const Ring<InMessage>& queue) { return queue.capacity() > kFreeQueueSlots ? queue.capacity() - kFreeQueueSlots : 0; }
+  static bool Drained(const Ring<InMessage>& queue) { return queue.empty() && CountedSlots(queue) > 0; }
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size);

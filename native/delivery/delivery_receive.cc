@@ -78,7 +78,6 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
                                  bool* withSettings) {
   WireReader reader(data, size);
   if (size == 0) return false;
-  bool withPong = false;  // a PONG came before in this packet
   bool withData = false;  // a MESSAGE or FRAGMENT came before
   // A sender writes at most one ACK, PING, PONG and SETTINGS frame a packet: a second is malformed. Each
   // costs far more than its few bytes (an ACK walks the packets in flight and looks for losses), so a
@@ -134,6 +133,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           // subtracts the wait (the pong's processing delay). A ping on its own is the follower's timer:
           // it hears too little from this side, so the pong goes at once; so does the first, which gives
           // the follower an RTT timed on its own clock alone, its minimum, from the start.
+          const bool withPong = (controlFrames & (1u << kFramePong)) != 0;  // a PONG came before in this packet
           const bool following = !config_.followsPings && withPong && !first;
           pongDueUs_ = following ? std::max(nowUs, nextPingUs_) : nowUs;
         }
@@ -165,7 +165,6 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t remoteReceived = reader.Varint();
         const uint64_t delay = reader.Varint();
         if (reader.failed()) return false;
-        withPong = true;
         // Every ping carried the settings until now: the peer has them.
         if (apply) {
           settingsDelivered_ = true;
@@ -329,13 +328,11 @@ void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
   // Beyond the first slots of each queue, which every channel may always have (the one for its next
   // message among them): counted, they could keep the bound full with nothing to free it. Kept as running
   // counts, so that the bound's check costs the same with 255 channels as with one.
-  const auto counted = [](const Ring<InMessage>& queue) { return queue.capacity() > kFreeQueueSlots ? queue.capacity() - kFreeQueueSlots : 0; };
-  const auto drained = [](const Ring<InMessage>& queue) { return queue.empty() && queue.capacity() > kFreeQueueSlots; };
-  countedQueueSlots_ -= counted(channel.pending);
-  drainedQueues_ -= drained(channel.pending) ? 1 : 0;
+  countedQueueSlots_ -= CountedSlots(channel.pending);
+  drainedQueues_ -= Drained(channel.pending) ? 1 : 0;
   change();
-  countedQueueSlots_ += counted(channel.pending);
-  drainedQueues_ += drained(channel.pending) ? 1 : 0;
+  countedQueueSlots_ += CountedSlots(channel.pending);
+  drainedQueues_ += Drained(channel.pending) ? 1 : 0;
 }
 
 bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
@@ -344,10 +341,9 @@ bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
   // largest), and they count: left so, a burst on each of a few channels would keep the bound full of
   // empty slots for the rest of the connection. Given back only here, when the bound is reached, so that
   // a link that reorders all the time does not remake them at each episode.
-  const bool growingDrained = growing != nullptr && growing->pending.empty() && growing->pending.capacity() > kFreeQueueSlots;
-  if (drainedQueues_ == (growingDrained ? 1u : 0u)) return false;  // nothing to give back
+  if (drainedQueues_ == (growing != nullptr && Drained(growing->pending) ? 1u : 0u)) return false;  // nothing to give back
   for (ReceiveChannel& channel : receiveChannels_) {
-    if (&channel != growing && channel.pending.empty() && channel.pending.capacity() > kFreeQueueSlots) {
+    if (&channel != growing && Drained(channel.pending)) {
       ChangeQueue(channel, [&channel] { channel.pending.clear(); });
     }
   }

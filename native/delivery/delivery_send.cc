@@ -88,9 +88,8 @@ bool DeliveryCore::CountsAgree() const {
   size_t partials = 0, counted = 0, drained = 0;
   for (const ReceiveChannel& channel : receiveChannels_) {
     for (const InMessage& slot : channel.partials) partials += slot.used ? 1 : 0;
-    const size_t capacity = channel.pending.capacity();
-    counted += capacity > kFreeQueueSlots ? capacity - kFreeQueueSlots : 0;
-    drained += channel.pending.empty() && capacity > kFreeQueueSlots ? 1 : 0;
+    counted += CountedSlots(channel.pending);
+    drained += Drained(channel.pending) ? 1 : 0;
   }
   return unsent == unsentMessages_ && completedChannels_.empty() && partials == partialsUsed_ && counted == countedQueueSlots_ &&
          drained == drainedQueues_;
