@@ -353,7 +353,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     const bool boundPortWanted = address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0;
     if (boundPortWanted) address = address.substr(0, address.size() - 1) + std::to_string(boundPort);
     if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
-      ThrowType(env, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port'");
+      ThrowType(env, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port' that clients can send to");
       return false;
     }
     config.maxClients = U32Or(options.Get("maxClients"), 0);

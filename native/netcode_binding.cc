@@ -119,7 +119,7 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
   for (uint32_t i = 0; i < addresses.Length(); ++i) {
     const std::string text = StringOr(addresses.Get(i));
     if (!netcode::ParseServerAddress(text, &token.serverAddresses[i])) {
-      return Fail(env, "server address '" + text + "' does not parse"), env.Undefined();
+      return Fail(env, "server address '" + text + "' does not parse as a destination"), env.Undefined();
     }
     secret.serverAddresses[i] = token.serverAddresses[i];
   }
@@ -463,7 +463,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     challengeKey = challengeKeyCopy;
     const std::string address = StringOr(options.Get("publicAddress"));
     if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
-      Fail(env, "publicAddress '" + address + "' does not parse");
+      Fail(env, "publicAddress '" + address + "' does not parse as a destination");
       return;
     }
     config.maxClients = U32Or(options.Get("maxClients"), 0);

@@ -21,7 +21,7 @@ import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
-import { type ServerAddress, parseServerAddress, formatServerAddress } from './netcode/server-address.ts'
+import { type ServerAddress, formatServerAddress, parseServerAddress, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -34,7 +34,7 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   privateKey: Uint8Array
   /** 'a.b.c.d:port' or '[v6]:port' to listen on; tokens must list it (or publicAddress). */
   address: string
-  /** The address tokens list, when clients reach the server at another one than it binds (NAT, 0.0.0.0). */
+  /** The address tokens list, when clients reach the server at another one than it binds (NAT, 0.0.0.0); port 0: the port bound. */
   publicAddress?: string
   /** Client slots, 1 to 1,048,576 (default 256). */
   maxClients?: number
@@ -261,7 +261,17 @@ export class Server extends EventEmitter<ServerEvents> {
     // Port 0 binds any free port (and then stands for it in the public address too).
     const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
     const bound = serverAddressOption('address', options.address, anyPort)
-    if (options.publicAddress !== undefined) serverAddressOption('publicAddress', options.publicAddress, false)
+    const published = options.publicAddress === undefined ? undefined : serverAddressOption('publicAddress', options.publicAddress, typeof options.publicAddress === 'string' && options.publicAddress.endsWith(':0'))
+    // Tokens list the public address (by default the bound one), and the server takes only requests whose token lists it.
+    const unreachable = unreachableServerAddress(published ?? bound)
+    if (unreachable !== undefined) {
+      throw new VolleyTypeError(
+        'ERR_INVALID_ARG_VALUE',
+        published === undefined
+          ? `The "address" option '${options.address as string}' is ${unreachable}, which clients cannot send to: give the "publicAddress" option too, the address that connect tokens list and clients reach the server at`
+          : `The "publicAddress" option must be an address clients can send to; '${options.publicAddress as string}' is ${unreachable}`,
+      )
+    }
     const host = formatServerAddress(bound).replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
     const reusePort = booleanOption('reusePort', options.reusePort)
     // For port 0 the kernel may pick a port that sockets of this user already share: the server would join
@@ -618,7 +628,8 @@ const closingPeer =
   "a handler that sends to other peers checks peer.connected first)"
 
 /**
- * The address or publicAddress option, parsed; anyPort: the address ends in ':0' (any free port), parsed as
+ * The address or publicAddress option, parsed; anyPort: the address ends in ':0' (any free port; in
+ * publicAddress, the port bound), parsed as
  * port 1. Errors name the option and show the value as given: parseServerAddress's alone say neither which
  * option was wrong nor, for port 0, the value received.
  */
@@ -630,7 +641,7 @@ function serverAddressOption(name: 'address' | 'publicAddress', value: unknown, 
     return parseServerAddress(anyPort ? `${value.slice(0, -2)}:1` : value)
   } catch (error) {
     if (!(error instanceof VolleyTypeError)) throw error
-    const ports = name === 'address' ? 'a port from 0 (any free port) to 65535' : 'a port from 1 to 65535'
+    const ports = name === 'address' ? 'a port from 0 (any free port) to 65535' : 'a port from 0 (the port bound) to 65535'
     throw new VolleyTypeError(
       error.code,
       `The "${name}" option must be an IPv4 literal or an IPv6 literal in brackets, and ${ports}: 'a.b.c.d:port' or '[ipv6]:port'. Received '${value}'`,

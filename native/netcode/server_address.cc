@@ -9,8 +9,19 @@ namespace volley::netcode {
 
 namespace {
 
-// "host:port", the host an IPv4 literal or an IPv6 one in brackets. A token's address has a port from 1 and
-// no IPv6 scope; a datagram's source (asSource) may have port 0 and a scope ('%2' or an interface name).
+// A token's address is one a client sends to: not the unspecified address or the rest of 0.0.0.0/8, not the
+// broadcast address, not a multicast group (IPv4-mapped forms alike), as the TypeScript side refuses them.
+bool IsDestination(IpAddress ip) {
+  UnmapIpv4(&ip);
+  if (ip.family == 4) return ip.bytes[0] != 0 && !(ip.bytes[0] >= 224 && ip.bytes[0] <= 239) &&
+                             !(ip.bytes[0] == 255 && ip.bytes[1] == 255 && ip.bytes[2] == 255 && ip.bytes[3] == 255);
+  static const uint8_t kUnspecified[16] = {};
+  return ip.bytes[0] != 0xff && std::memcmp(ip.bytes, kUnspecified, 16) != 0;
+}
+
+// "host:port", the host an IPv4 literal or an IPv6 one in brackets. A token's address is a destination with a
+// port from 1 and no IPv6 scope; a datagram's source (asSource) may have port 0 and a scope ('%2' or an
+// interface name).
 bool ParseAddressText(const std::string& text, bool asSource, ServerAddress* out) {
   const size_t colon = text.rfind(':');
   if (colon == std::string::npos || colon + 1 >= text.size() || text.size() - colon - 1 > 5) return false;
@@ -24,6 +35,7 @@ bool ParseAddressText(const std::string& text, bool asSource, ServerAddress* out
   if (port < (asSource ? 0 : 1) || port > 65535) return false;
   if ((!asSource && host.find('%') != std::string::npos) || !ParseIp(host, &out->ip)) return false;
   if ((out->ip.family == 6) != bracketed) return false;  // IPv6 only in brackets, IPv4 never
+  if (!asSource && !IsDestination(out->ip)) return false;
   out->port = static_cast<uint16_t>(port);
   return true;
 }

@@ -4,13 +4,13 @@
 import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
-import { parseServerAddress } from '../netcode/server-address.ts'
+import { type ServerAddress, parseReachableServerAddress, parseServerAddress, unreachableServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
 const usage = `usage:
-  volley serve --address 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--max-clients 10000] [--seconds N]
-               [--keep-alive-ms 100] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
+  volley serve --address 127.0.0.1:40000 --key <64 hex> [--public-address 203.0.113.7:40000] [--protocol-id 0x1234]
+               [--max-clients 10000] [--seconds N] [--keep-alive-ms 100] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
                [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
                [--channels reliable,unreliable] [--max-message-bytes N]
@@ -18,6 +18,7 @@ const usage = `usage:
   volley key   (prints a new random key)
   volley --version | --help
 
+  --public-address  serve: the address tokens list and clients send to, when not --address (0.0.0.0, NAT)
   --server      load and token: a server's address; repeat it for up to 32, which a client tries in turn
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
   --rate        broadcasts a second: each is a message from every connected client (0: none)
@@ -33,6 +34,7 @@ const usage = `usage:
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
   address: { type: 'string' },
+  'public-address': { type: 'string' },
   server: { type: 'string', multiple: true },
   key: { type: 'string' },
   'protocol-id': { type: 'string' },
@@ -54,7 +56,7 @@ const options = {
 
 /** The flags each command takes (--help and --version go with any). */
 const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
-  serve: ['address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port', 'channels', 'max-message-bytes'],
+  serve: ['address', 'public-address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port', 'channels', 'max-message-bytes'],
   load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json', 'channels', 'max-message-bytes'],
   token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
   key: [],
@@ -102,13 +104,29 @@ function required(name: string, value: string | undefined): string {
   return value
 }
 
-/** --address, checked here so that an error names the flag rather than the Server option it fills. */
-function addressArgument(value: string | undefined, reusePort: boolean): string {
-  const address = required('address', value)
-  const anyPort = address.endsWith(':0') // any free port: parsed as port 1
-  parseServerAddress(anyPort ? `${address.slice(0, -2)}:1` : address, '--address')
-  if (anyPort && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
-  return address
+/**
+ * --address and --public-address, checked here so that an error names the flag rather than the Server option
+ * it fills. What tokens list (the public address, or the bound one) must be an address clients can send to.
+ */
+function addressArguments(values: { address?: string; 'public-address'?: string }, reusePort: boolean): { address: string; publicAddress?: string } {
+  const address = required('address', values.address)
+  const bound = addressFlag('--address', address)
+  if (address.endsWith(':0') && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
+  const publicAddress = values['public-address']
+  const unreachable = unreachableServerAddress(publicAddress === undefined ? bound : addressFlag('--public-address', publicAddress))
+  if (unreachable !== undefined) {
+    throw new UsageError(
+      publicAddress === undefined
+        ? `--address ${address} is ${unreachable}, which clients cannot send to: give --public-address too, the address tokens list`
+        : `--public-address ${publicAddress} is ${unreachable}, which clients cannot send to`,
+    )
+  }
+  return publicAddress === undefined ? { address } : { address, publicAddress }
+}
+
+/** An address flag's value; port 0 (any free port, or the port bound) is parsed as port 1. */
+function addressFlag(flag: string, text: string): ServerAddress {
+  return parseServerAddress(text.endsWith(':0') ? `${text.slice(0, -2)}:1` : text, flag)
 }
 
 /** --channels and --max-message-bytes: the delivery options (none without --channels). */
@@ -134,7 +152,7 @@ function deliveryArguments(channels: string | undefined, maxMessageBytes: string
 function serverArguments(values: string[] | undefined): string[] {
   if (values === undefined || values.length === 0) throw new UsageError('--server is required')
   if (values.length > 32) throw new UsageError(`--server is given ${values.length} times: a connect token lists 1 to 32 servers`)
-  for (const server of values) parseServerAddress(server, '--server')
+  for (const server of values) parseReachableServerAddress(server, '--server')
   return values
 }
 
@@ -173,11 +191,11 @@ async function main(): Promise<void> {
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
     const reusePort = values['reuse-port'] === true
-    const address = addressArgument(values.address, reusePort)
+    const addresses = addressArguments(values, reusePort)
     const server = new Server({
       protocolId,
       privateKey: key(values.key),
-      address,
+      ...addresses,
       maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
       reusePort,

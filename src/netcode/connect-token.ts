@@ -4,7 +4,7 @@
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
 import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option, uint8ArrayOf } from '../options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
-import { type ServerAddress, parseServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
+import { type ServerAddress, parseReachableServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
 import { Reader, WireError, Writer, equalBytes } from './wire.ts'
 
@@ -314,6 +314,6 @@ function serverAddressesOption(value: unknown): ServerAddress[] {
   }
   const addresses: ServerAddress[] = []
   // An indexed loop: map() would skip the holes of a sparse array.
-  for (let i = 0; i < value.length; i++) addresses.push(parseServerAddress(value[i], `serverAddresses[${i}]`))
+  for (let i = 0; i < value.length; i++) addresses.push(parseReachableServerAddress(value[i], `serverAddresses[${i}]`))
   return addresses
 }

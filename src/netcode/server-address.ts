@@ -41,6 +41,39 @@ export function parseServerAddress(text: unknown, name?: string): ServerAddress 
   )
 }
 
+/**
+ * Why a client could not send to this address, or undefined when it can: the unspecified address (a
+ * wildcard to bind to, not a destination), the 0.0.0.0/8 block, the limited broadcast, or a multicast
+ * group; IPv4-mapped IPv6 forms alike. A connect token listing one would only make clients time out there.
+ */
+export function unreachableServerAddress(address: ServerAddress): string | undefined {
+  const { bytes } = address
+  const mapped = address.family === 6 && bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff
+  const v4 = address.family === 4 ? bytes : mapped ? bytes.subarray(12) : undefined
+  if (v4 !== undefined) {
+    if (v4[0] === 0) return v4.every((byte) => byte === 0) ? 'the unspecified address' : 'an address in 0.0.0.0/8'
+    if (v4.every((byte) => byte === 255)) return 'the broadcast address'
+    if (v4[0]! >= 224 && v4[0]! <= 239) return 'a multicast address'
+    return undefined
+  }
+  if (bytes.every((byte) => byte === 0)) return 'the unspecified address'
+  if (bytes[0] === 0xff) return 'a multicast address'
+  return undefined
+}
+
+/** parseServerAddress, for an address that clients send to (a token's, a server's public one): refuses those unreachableServerAddress names. */
+export function parseReachableServerAddress(text: unknown, name: string): ServerAddress {
+  const address = parseServerAddress(text, name)
+  const unreachable = unreachableServerAddress(address)
+  if (unreachable !== undefined) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_VALUE',
+      `Server address '${text as string}' (the "${name}" option) is ${unreachable}, which a client cannot send to: give the address clients reach the server at`,
+    )
+  }
+  return address
+}
+
 export function formatServerAddress(address: ServerAddress): string {
   const shape = 'A server address must be { family: 4 | 6, bytes: a Uint8Array of 4 or 16 bytes, port: 0 to 65535 }'
   if (typeof address !== 'object' || address === null) {

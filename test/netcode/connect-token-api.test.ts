@@ -197,6 +197,33 @@ describe('connectTokenFromBase64', () => {
 })
 
 describe('server addresses', () => {
+  it('in a token are destinations, in TypeScript and native alike: no wildcard, broadcast or multicast', async () => {
+    const native = loadAddon().netcode
+    const nativeToken = (address: string) => () =>
+      native.generateConnectToken({ ...base, serverAddresses: [address], userData: new Uint8Array(256), clientToServerKey: new Uint8Array(32).fill(1), serverToClientKey: new Uint8Array(32).fill(2), nonce: new Uint8Array(24), createTimestamp: 1n, expireTimestamp: 100n })
+    const refused = {
+      '0.0.0.0:40000': 'the unspecified address',
+      '0.1.2.3:40000': 'an address in 0.0.0.0/8',
+      '255.255.255.255:40000': 'the broadcast address',
+      '224.0.0.1:40000': 'a multicast address',
+      '239.255.255.255:40000': 'a multicast address',
+      '[::]:40000': 'the unspecified address',
+      '[::ffff:0.0.0.0]:40000': 'the unspecified address',
+      '[::ffff:239.1.1.1]:40000': 'a multicast address',
+      '[ff02::1]:40000': 'a multicast address',
+    }
+    for (const [address, why] of Object.entries(refused)) {
+      const failure = await generateConnectToken({ ...base, serverAddresses: ['127.0.0.1:1', address] }).catch((error: unknown) => error)
+      expect(failure, address).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: `Server address '${address}' (the "serverAddresses[1]" option) is ${why}, which a client cannot send to: give the address clients reach the server at` })
+      expect(nativeToken(address), address).toThrow(/does not parse as a destination/)
+    }
+    // Their neighbours are destinations, and so is every unicast IPv6 address, link-local and loopback too.
+    for (const address of ['1.0.0.0:1', '223.255.255.255:1', '240.0.0.1:1', '255.255.255.254:1', '[::1]:1', '[::2]:1', '[fe80::1]:1', '[::ffff:1.2.3.4]:1', '[feff::1]:1']) {
+      expect(readConnectToken(await generateConnectToken({ ...base, serverAddresses: [address] })).serverAddresses.map(formatServerAddress), address).toEqual([address])
+      expect(nativeToken(address), address).not.toThrow()
+    }
+  })
+
   it('are written as the native side names peers (inet_ntop): compressed as RFC 5952 asks, IPv4 dotted where embedded', () => {
     const addon = loadAddon()
     const cases = [
