@@ -576,7 +576,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
                                          {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
                                          {"tokenRefused", c.tokenRefused}, {"denied", c.denied},
-                                         {"handshakesFull", c.handshakesFull}}));
+                                         {"handshakesFull", c.handshakesFull}, {"wrongProtocol", c.wrongProtocol},
+                                         {"tokenExpired", c.tokenExpired}}));
     return state;
   }
 

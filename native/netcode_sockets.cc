@@ -179,7 +179,7 @@ size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
   const uint64_t fields[] = {c.packetsIn,        c.bytesIn,        c.packetsOut,   c.bytesOut,
                              c.malformed,        c.replayed,       c.decryptionFailed,
                              c.unknownAddress,   c.tokenRefused,   c.denied,       core_.connectedClients(),
-                             output.sendDropped, c.handshakesFull};
+                             output.sendDropped, c.handshakesFull, c.wrongProtocol, c.tokenExpired};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 

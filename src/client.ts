@@ -66,9 +66,9 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
     'ERR_CONNECTION_REQUEST_TIMED_OUT',
     // A netcode server answers no request it refuses: say what that silence may mean.
     'No server answered the connection request in time: it may be down, or it refused the token without a word, as netcode servers do ' +
-      "(a protocolId or private key other than the server's, the server's address not in the token, the client id connected already, " +
-      'the token used before from another socket: ' +
-      'the server counts these in stats().drops.tokenRefused)',
+      "(a protocolId other than the server's, counted in its stats().drops.wrongProtocol; a token expired by the server's clock, in " +
+      "drops.tokenExpired; a private key other than the server's, the server's address not in the token, the client id connected " +
+      'already, the token used before from another socket, in drops.tokenRefused)',
   ],
   'connection-response-timed-out': ['ERR_CONNECTION_RESPONSE_TIMED_OUT', 'The server did not confirm the challenge response in time'],
   'connection-timed-out': ['ERR_CONNECTION_TIMED_OUT', 'The server stopped answering'],

@@ -102,6 +102,11 @@ export interface ServerStats {
     replayed: number
     decryptionFailed: number
     unknownAddress: number
+    /** Connection requests of another netcode version or protocol id. */
+    wrongProtocol: number
+    /** Connection requests whose token had expired by the server's clock (a token server's clock ahead of it, or a token kept too long). */
+    tokenExpired: number
+    /** Connection requests whose token failed a check of its own: not sealed with the private key, not listing this server, for a client connected already, or used before from another address. */
     tokenRefused: number
     handshakesFull: number
     receiveBufferFull: number
@@ -407,7 +412,7 @@ export class Server extends EventEmitter<ServerEvents> {
       connectedClients: this.#peers.size,
       packets: { in: c[0]!, out: c[2]! },
       bytes: { in: c[1]!, out: c[3]! },
-      drops: { ...drops, tokenRefused: c[8]!, handshakesFull: c[12]! },
+      drops: { ...drops, wrongProtocol: c[13]!, tokenExpired: c[14]!, tokenRefused: c[8]!, handshakesFull: c[12]! },
       errors,
       denied: c[9]!,
       channelsMismatch: this.#channelsMismatch,

@@ -88,7 +88,7 @@ void WriteConnectionRequest(const ConnectToken& token, uint8_t out[kConnectionRe
 DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t privateKey[kKeyBytes],
                                  uint64_t nowSeconds, ConnectionRequest* out) {
   if (size != kConnectionRequestBytes || packet[0] != kConnectionRequest) return DropReason::kMalformed;
-  if (std::memcmp(packet + 1, kVersionInfo, kVersionInfoBytes) != 0) return DropReason::kMalformed;
+  if (std::memcmp(packet + 1, kVersionInfo, kVersionInfoBytes) != 0) return DropReason::kWrongProtocol;  // another version
   WireReader reader(packet + 1 + kVersionInfoBytes, size - 1 - kVersionInfoBytes);
   if (reader.U64() != protocolId) return DropReason::kWrongProtocol;
   out->expireTimestamp = reader.U64();

@@ -65,8 +65,8 @@ void ServerCore::CountDrop(DropReason reason) {
   switch (reason) {
     case DropReason::kReplayed: ++counters_.replayed; break;
     case DropReason::kDecryptionFailed: ++counters_.decryptionFailed; break;
-    case DropReason::kWrongProtocol:
-    case DropReason::kExpired:
+    case DropReason::kWrongProtocol: ++counters_.wrongProtocol; break;
+    case DropReason::kExpired: ++counters_.tokenExpired; break;
     case DropReason::kTokenRefused: ++counters_.tokenRefused; break;
     default: ++counters_.malformed; break;
   }

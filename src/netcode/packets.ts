@@ -59,7 +59,7 @@ export function readConnectionRequest(
   if (packet.byteLength !== sizes.connectionRequest || packet[0] !== PacketType.connectionRequest) return dropped('malformed')
   const reader = new Reader(packet)
   reader.u8()
-  if (!equalBytes(reader.raw(sizes.versionInfo), versionInfo)) return dropped('malformed')
+  if (!equalBytes(reader.raw(sizes.versionInfo), versionInfo)) return dropped('wrong-protocol') // another version
   if (reader.u64() !== expected.protocolId) return dropped('wrong-protocol')
   const expireTimestamp = reader.u64()
   if (expireTimestamp <= expected.nowSeconds) return dropped('expired')

@@ -175,7 +175,7 @@ describe('connection request reader', () => {
     check(Uint8Array.from([...request(), 0]), 'malformed')
     const version = request()
     version[12] = 0x33 // "NETCODE 1.03"
-    check(version, 'malformed')
+    check(version, 'wrong-protocol')
     check(request(), 'wrong-protocol', { protocolId: protocolId + 1n })
     check(request(), 'expired', { now: goldenToken.createTimestamp + 30n })
     check(request(), 'token-refused', { privateKey: fill(32, 0x78) })
