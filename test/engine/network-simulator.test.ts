@@ -26,6 +26,7 @@ interface HarnessResult {
   duplicatesLastUs: number
   overflowKeepsChoices: boolean
   overflowDropped: number
+  keptAfterOverflow: number
 }
 
 function runHarness(): HarnessResult {
@@ -58,6 +59,7 @@ describe('the network simulator under a bandwidth limit', () => {
     expect(result.duplicatesLastUs).toBe(20_000)
     // Datagrams dropped by a full queue still draw their random choices: the others' do not shift.
     expect(result.overflowDropped).toBeGreaterThan(100)
+    expect(result.keptAfterOverflow).toBeGreaterThan(50) // compared: copies let out between overflows
     expect(result.overflowKeepsChoices).toBe(true)
     // Released an outbox at a time, in due order, none lost between the parts: 600 due, 256 + 256 + 88.
     expect([result.firstPart, result.secondPart, result.leftAfter]).toEqual([256, 256, 88])

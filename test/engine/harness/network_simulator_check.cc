@@ -1,5 +1,6 @@
 // Drives native/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
 // JSON, for test/engine/network-simulator.test.ts.
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
@@ -114,9 +115,11 @@ int main() {
   }
   // 6. A datagram a full queue drops draws its random choices all the same: the datagrams after it get the
   // choices they get without the overflow. Two simulators with one seed, one of them able to hold only
-  // 5 datagrams; each datagram's size names it, and each kept one must come out at the same time in both.
+  // 5 datagrams, both released as time goes on, so that the cramped one keeps datagrams between its
+  // overflows; each datagram's size names it, and each copy the cramped one lets out must leave when one of
+  // the roomy one's copies of that datagram leaves.
   bool overflowKeepsChoices = true;
-  uint64_t overflowDropped = 0;
+  uint64_t overflowDropped = 0, keptAfterOverflow = 0;
   {
     NetworkConditions conditions;
     conditions.loss = 0.3;
@@ -128,22 +131,33 @@ int main() {
     NetworkSimulator roomy(conditions);
     conditions.maxHeld = 5;
     NetworkSimulator cramped(conditions);
+    std::vector<std::vector<uint64_t>> roomyAt(401);
+    std::vector<std::pair<uint16_t, uint64_t>> crampedAt;
+    std::vector<ProtocolOutput::Datagram> out;
+    const auto releaseBoth = [&](uint64_t nowUs) {
+      for (size_t i = 0, n = roomy.Release(nowUs, &out, SIZE_MAX); i < n; ++i) roomyAt[out[i].size].push_back(nowUs);
+      for (size_t i = 0, n = cramped.Release(nowUs, &out, SIZE_MAX); i < n; ++i) crampedAt.emplace_back(out[i].size, nowUs);
+    };
+    uint16_t firstOverflow = 0;
     for (uint16_t id = 1; id <= 400; ++id) {
-      const uint64_t nowUs = uint64_t{id} * 1000;
-      roomy.Submit(Datagram(id), nowUs);
-      cramped.Submit(Datagram(id), nowUs);
+      // Every 250 µs a step, every 1 ms a datagram: a released copy is seen within 250 µs of its time in both.
+      for (int step = 0; step < 4; ++step) releaseBoth(uint64_t{id} * 1000 + step * 250);
+      roomy.Submit(Datagram(id), uint64_t{id} * 1000);
+      cramped.Submit(Datagram(id), uint64_t{id} * 1000);
+      if (firstOverflow == 0 && cramped.counters().overflowed > 0) firstOverflow = id;
+    }
+    for (uint64_t nowUs = 401000; roomy.NextReleaseUs() != UINT64_MAX || cramped.NextReleaseUs() != UINT64_MAX; nowUs += 250) {
+      releaseBoth(nowUs);
     }
     overflowDropped = cramped.counters().overflowed;
     if (roomy.counters().lost != cramped.counters().lost || roomy.counters().duplicated != cramped.counters().duplicated) {
       overflowKeepsChoices = false;
     }
-    // Release times by datagram (the last copy's), from the roomy one; then the cramped one's must match.
-    std::vector<uint64_t> releasedAt(401, 0);
-    ReleaseAll(&roomy, [&](const ProtocolOutput::Datagram& datagram, uint64_t at) { releasedAt[datagram.size] = at; });
-    ReleaseAll(&cramped, [&](const ProtocolOutput::Datagram& datagram, uint64_t at) {
-      // A duplicate's first copy may be the one kept: it left at or before the last copy.
-      if (at > releasedAt[datagram.size] || releasedAt[datagram.size] == 0) overflowKeepsChoices = false;
-    });
+    for (const auto& [id, at] : crampedAt) {
+      const std::vector<uint64_t>& times = roomyAt[id];
+      if (std::find(times.begin(), times.end(), at) == times.end()) overflowKeepsChoices = false;
+      if (firstOverflow != 0 && id > firstOverflow) ++keptAfterOverflow;
+    }
   }
   // 7. Release gives back at most what it is asked for, in due order, and keeps the rest for the next call:
   // the engine sends an outbox at a time (a latency step could make 65,536 due at once).
@@ -166,7 +180,7 @@ int main() {
       "{\"firstPart\":%llu,\"secondPart\":%llu,\"leftAfter\":%llu,\"partsInOrder\":%s,"
       "\"overflowed\":%llu,\"afterOverflowUs\":%llu,\"fastLinkLastUs\":%llu,\"seedZeroRepeats\":%s,\"seedZeroLost\":%llu,"
       "\"queueHeld\":%llu,\"queueDropped\":%llu,\"defaultQueueDropped\":%llu,\"duplicatesLastUs\":%llu,"
-      "\"overflowKeepsChoices\":%s,\"overflowDropped\":%llu}\n",
+      "\"overflowKeepsChoices\":%s,\"overflowDropped\":%llu,\"keptAfterOverflow\":%llu}\n",
       static_cast<unsigned long long>(firstPart), static_cast<unsigned long long>(secondPart),
       static_cast<unsigned long long>(leftAfter), partsInOrder ? "true" : "false",
       static_cast<unsigned long long>(overflowed), static_cast<unsigned long long>(afterOverflowUs),
@@ -174,6 +188,6 @@ int main() {
       static_cast<unsigned long long>(seedZeroLost), static_cast<unsigned long long>(queueHeld),
       static_cast<unsigned long long>(queueDropped), static_cast<unsigned long long>(defaultQueueDropped),
       static_cast<unsigned long long>(duplicatesLastUs), overflowKeepsChoices ? "true" : "false",
-      static_cast<unsigned long long>(overflowDropped));
+      static_cast<unsigned long long>(overflowDropped), static_cast<unsigned long long>(keptAfterOverflow));
   return 0;
 }
