@@ -5,36 +5,42 @@
 // reads it on the I/O thread, and getenv races with a setenv that adds or removes a variable, not with one
 // that replaces a value (glibc keeps the old string).
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 const root = join(import.meta.dirname, '../..')
 
-/** Runs a fixture (test/fixtures) with the shim loaded, and returns the JSON it prints. */
-function runWithShim(fixture: string, env: Record<string, string> = {}): unknown {
-  const shim = join(mkdtempSync(join(tmpdir(), 'volley-eagain-')), 'sendmmsg_eagain.so')
+/**
+ * Runs a fixture (test/fixtures) with the shim loaded, and returns the JSON it prints, with refusedCalls:
+ * the sendmmsg calls the shim refused (none would make a test of held sends pass without holding any).
+ */
+function runWithShim<Result>(fixture: string, env: Record<string, string> = {}): Result & { refusedCalls: number } {
+  const directory = mkdtempSync(join(tmpdir(), 'volley-eagain-'))
+  const shim = join(directory, 'sendmmsg_eagain.so')
+  const refused = join(directory, 'refused')
   execFileSync('gcc', ['-shared', '-fPIC', '-O1', '-Wall', '-Wextra', '-o', shim, 'test/engine/harness/sendmmsg_eagain.c', '-ldl'], { cwd: root })
   const output = execFileSync(process.execPath, ['--import', 'tsx', join('test/fixtures', fixture)], {
     cwd: root,
     encoding: 'utf8',
     timeout: 30_000,
-    env: { ...process.env, ...env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start' },
+    env: { ...process.env, ...env, LD_PRELOAD: shim, VOLLEY_EAGAIN: '0:0:start', VOLLEY_EAGAIN_REFUSED: refused },
   })
-  return JSON.parse(output)
+  return { ...(JSON.parse(output) as Result), refusedCalls: Number(readFileSync(refused, 'utf8')) }
 }
 
 describe('sends the kernel refuses (EAGAIN)', () => {
   it('are waited for by what was queued after them (a large message, a close, a stop), and a close ends even so', () => {
-    const result = runWithShim('send-held-controls.ts') as {
+    const result = runWithShim<{
       largeOrder: string[]
       rawSentBeforeClose: boolean
       rawDropped: number
       stopOrder: string[]
       stuckCloseMs: number
       stuckDropped: number
-    }
+    }>('send-held-controls.ts')
+    expect(result.refusedCalls).toBeGreaterThan(0)
     // A message over 32 KiB travels as a control; on a reliable channel it keeps its place.
     expect(result.largeOrder).toEqual(['before', 'large 40000', 'after'])
     // close() sends what was queued before it instead of dropping it.
@@ -49,7 +55,7 @@ describe('sends the kernel refuses (EAGAIN)', () => {
   }, 40_000)
 
   it("hold up no other socket of the engine: another raw socket's datagrams, a client's message and a close go meanwhile", () => {
-    const result = runWithShim('send-held-apart.ts') as {
+    const result = runWithShim<{
       othersSent: boolean
       otherOrder: string[]
       heldBeforeRelease: string[]
@@ -58,7 +64,8 @@ describe('sends the kernel refuses (EAGAIN)', () => {
       heldOrder: string[]
       heldPacketsOut: number
       heldDropped: number
-    }
+    }>('send-held-apart.ts')
+    expect(result.refusedCalls).toBeGreaterThan(0)
     // While the refused socket held its three datagrams (refused until released), the others went, in order.
     // When one refused send held the whole engine, none of them went before the release.
     expect(result.othersSent).toBe(true)
@@ -73,7 +80,8 @@ describe('sends the kernel refuses (EAGAIN)', () => {
   }, 40_000)
 
   it('refused now and then over many slabs: every datagram of three sockets arrives once, each socket in its order', () => {
-    const result = runWithShim('send-held-order.ts') as { total: number; arrived: number; inOrder: boolean; unique: number; packetsOut: number; dropped: number }
+    const result = runWithShim<{ total: number; arrived: number; inOrder: boolean; unique: number; packetsOut: number; dropped: number }>('send-held-order.ts')
+    expect(result.refusedCalls).toBeGreaterThan(20) // 1 to 4 a round, 40 rounds
     expect(result.arrived).toBe(result.total)
     expect(result.unique).toBe(result.total)
     expect(result.inOrder).toBe(true)
@@ -83,12 +91,16 @@ describe('sends the kernel refuses (EAGAIN)', () => {
 
   it("wake every socket waiting for a send slab, each with its 'drain', whatever another's listener throws", () => {
     const drains = (throwing: boolean) => runWithShim('drain-handler-throws.ts', { THROW: throwing ? '1' : '0' })
-    expect(drains(false)).toMatchObject({ bAccepted: false, aDrains: 1, bDrains: 1 }) // control
-    expect(drains(true)).toMatchObject({ bAccepted: false, aDrains: 1, bDrains: 1 }) // B drains though A threw
+    for (const throwing of [false, true]) {
+      // Without the throw, the control; with it, B drains though A threw.
+      const result = drains(throwing)
+      expect(result).toMatchObject({ bAccepted: false, aDrains: 1, bDrains: 1 })
+      expect(result.refusedCalls).toBeGreaterThan(0)
+    }
   }, 60_000)
 
   it('an aborted connect on the same engine neither waits for them nor connects behind the abort', () => {
-    const result = runWithShim('send-held-abort.ts') as {
+    const result = runWithShim<{
       outcome: string
       endedWhileHeld: boolean
       heldSent: boolean
@@ -96,7 +108,8 @@ describe('sends the kernel refuses (EAGAIN)', () => {
       disconnects: number
       connectedClients: number
       state: string
-    }
+    }>('send-held-abort.ts')
+    expect(result.refusedCalls).toBeGreaterThan(0)
     expect(result.outcome).toBe('ERR_ABORTED')
     // The abort's disconnect did not wait for the held datagram: whatever the server saw of the attempt
     // ended while the raw socket still held it.
