@@ -99,8 +99,9 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
   }
 
   void SendPacket(const uint8_t* data, size_t size) override { packets_.emplace_back(data, data + size); }
-  void Message(uint8_t channel, const uint8_t* data, size_t size) override {
-    messages_.push_back({channel, std::vector<uint8_t>(data, data + size)});
+  void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
+    // Taken when offered, as the engine takes a large message: what the core does after must not need it.
+    messages_.push_back({channel, owned != nullptr ? std::move(*owned) : std::vector<uint8_t>(data, data + size)});
   }
 
  private:
@@ -187,6 +188,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
         {"reassemblyUsed", core_->reassemblyUsed()}, {"reassemblyHeld", core_->reassemblyHeld()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"sentRecordsHeld", core_->sentRecordsHeld()}, {"queueSlots", core_->queueSlots()},
+        {"receiveSlotBytes", DeliveryCore::receiveSlotBytes()},
         {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));

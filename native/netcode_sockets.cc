@@ -239,12 +239,13 @@ void NetcodeServerProtocol::SendDeliveryPacket(uint32_t peer, const uint8_t* dat
   core_.SendPayload(peer, data, size, now_);
 }
 
-void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) {
+void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size,
+                                           std::vector<uint8_t>* owned) {
   // The peer's settings reach JavaScript before its first message, which came in the same packet (the
   // server announces a peer once its settings are in).
   DeliveryLink& link = *links_[peer];
   if (!link.settingsReported) link.ReportSettings(output);
-  output.Payload(channel, peer, data, size);
+  output.Payload(channel, peer, data, size, owned);
 }
 
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
@@ -378,9 +379,10 @@ void NetcodeClientProtocol::SendDeliveryPacket(uint32_t, const uint8_t* data, si
   core_.SendPayload(data, size, now_);
 }
 
-void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint8_t* data, size_t size) {
+void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint8_t* data, size_t size,
+                                           std::vector<uint8_t>* owned) {
   if (!link_->settingsReported) link_->ReportSettings(output);  // ahead of the first message, as the server's
-  output.Payload(channel, 0, data, size);
+  output.Payload(channel, 0, data, size, owned);
 }
 
 void NetcodeClientProtocol::AfterDelivery() {

@@ -28,11 +28,13 @@ class DeliveryLink : public delivery::DeliverySink {
    public:
     virtual ~Owner() = default;
     virtual void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) = 0;
-    virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) = 0;
+    virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
   };
   DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config) : owner_(owner), peer_(peer), core(config, this) {}
   void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
-  void Message(uint8_t channel, const uint8_t* data, size_t size) override { owner_->DeliverMessage(peer_, channel, data, size); }
+  void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
+    owner_->DeliverMessage(peer_, channel, data, size, owned);
+  }
   // The drain and flushed records JavaScript waits for, once their moment has come (queueLimitBytes: its
   // send limit, a drain at half of it).
   void ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes);
@@ -99,7 +101,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void PeerTimer(uint32_t index, const netcode::Clock& now) override;
   // DeliveryLink::Owner
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
-  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
+  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override;
 
   // After the delivery core of `peer` did something: its link statistics, drain and flushed records, its timer.
   void AfterDelivery(uint32_t peer);
@@ -139,7 +141,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void StateChanged(netcode::ClientState state) override;
   void Payload(const uint8_t* data, size_t size) override;
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
-  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size) override;
+  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override;
   // Link statistics, drain and flushed records; a mismatch of channels ends the connection (link_ is gone
   // after it).
   void AfterDelivery();

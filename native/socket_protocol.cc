@@ -41,12 +41,12 @@ uint8_t* ProtocolOutput::Record(PeerRecordKind kind, uint8_t code, uint32_t peer
   return record + kPeerRecordHeaderSize;
 }
 
-void ProtocolOutput::Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size) {
+void ProtocolOutput::Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) {
   if (size <= kLargeMessageBytes || !large) {
     std::memcpy(Record(kPeerPayload, channel, peer, nullptr, size), data, size);
     return;
   }
-  const uint32_t id = large->Park(std::vector<uint8_t>(data, data + size));
+  const uint32_t id = large->Park(owned != nullptr ? std::move(*owned) : std::vector<uint8_t>(data, data + size));
   uint8_t* record = Record(kPeerLargePayload, channel, peer, nullptr, 8);
   std::memcpy(record, &id, 4);
   const auto length = static_cast<uint32_t>(size);

@@ -92,7 +92,8 @@ class ProtocolOutput {
   std::shared_ptr<LargeMessages> large;  // set by the engine
 
   // A payload record for `peer`, or a large-payload record when it does not belong in a slab.
-  void Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size);
+  // owned (may be null): a buffer holding exactly the message, taken rather than copied when it is parked.
+  void Payload(uint8_t channel, uint32_t peer, const uint8_t* data, size_t size, std::vector<uint8_t>* owned = nullptr);
 };
 
 class NetworkSimulator;

@@ -54,7 +54,7 @@ struct Sink : DeliverySink {
       ++count;
     }
   }
-  void Message(uint8_t, const uint8_t*, size_t) override { ++messages; }
+  void Message(uint8_t, const uint8_t*, size_t, std::vector<uint8_t>*) override { ++messages; }
 };
 
 static void Varint(std::vector<uint8_t>& out, uint64_t v) {

@@ -76,7 +76,8 @@ class DeliverySink {
  public:
   virtual ~DeliverySink() = default;
   virtual void SendPacket(const uint8_t* data, size_t size) = 0;  // one netcode payload
-  virtual void Message(uint8_t channel, const uint8_t* data, size_t size) = 0;
+  // owned, when not null, holds the message and nothing else: the sink may move it away rather than copy.
+  virtual void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
 };
 
 struct DeliveryStats {
@@ -147,6 +148,7 @@ class DeliveryCore {
   // Bytes the records of sent packets hold, their lists of fragments included (a scan: for stats and tests).
   size_t sentRecordsHeld() const;
   size_t queueSlots() const;
+  static size_t receiveSlotBytes();  // one slot of a reliable receive queue, as the bound counts it
   // Whether the running counts that spare the per-packet paths a walk over the channels (unsent messages,
   // incomplete unreliable messages, the queues' counted and drained slots, channels to release) agree
   // with what they count, recomputed by that walk: for the fuzzer and tests.
@@ -220,9 +222,12 @@ class DeliveryCore {
     bool partial = false;     // unreliable or sequenced (counted in partialsUsed_)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
-    std::vector<uint8_t> data;
-    std::vector<uint8_t> seen;  // per fragment
+    uint64_t length = 0;
+    // One allocation: the message's bytes, then a flag per fragment received. Whole, it is cut to the
+    // message, and the sink may take it (a large message goes to JavaScript without a copy).
+    std::vector<uint8_t> bytes;
     uint32_t fragments = 0, received = 0;
+    uint8_t* seen() { return bytes.data() + length; }
   };
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
@@ -301,7 +306,8 @@ class DeliveryCore {
   static bool Drained(const Ring<InMessage>& queue) { return queue.empty() && CountedSlots(queue) > 0; }
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
-  void Deliver(uint8_t channel, const uint8_t* data, size_t size);
+  void Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned = nullptr);
+  void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
   void ExpireFragments(uint64_t nowUs);

@@ -253,9 +253,9 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   slot.used = true;
   slot.sequence = sequence;
   slot.firstUs = nowUs;
-  slot.data.resize(length);
+  slot.length = length;
   slot.fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
-  slot.seen.assign(slot.fragments, 0);
+  slot.bytes.resize(length + slot.fragments);  // zeroed: no fragment seen
   slot.received = 0;
   reassemblyUsed_ += length;
   stats_.reassemblyMade += length;
@@ -263,15 +263,15 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 }
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
-  reassemblyUsed_ -= slot.data.size();
+  reassemblyUsed_ -= slot.length;
+  slot.length = 0;
   if (slot.partial) --partialsUsed_;
   slot.partial = false;
   slot.used = false;
   slot.passedOver = false;
   // Given back with the message, whatever their size: kept in a slot (a reliable queue's, a partial one),
   // they would be memory outside the bound, which a peer could fill with a few bytes per kept buffer.
-  std::vector<uint8_t>().swap(slot.data);
-  std::vector<uint8_t>().swap(slot.seen);
+  std::vector<uint8_t>().swap(slot.bytes);
 }
 
 void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
@@ -290,22 +290,31 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   rtt_.SampleNet(static_cast<uint64_t>(rttUs), minCandidateUs);
 }
 
-void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size) {
+void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) {
   if (mismatch_ != Mismatch::kNone) {
     ++stats_.mismatched;
     return;
   }
   ++stats_.messagesIn;
   stats_.messageBytesIn += size;
-  sink_->Message(channel, data, size);
+  sink_->Message(channel, data, size, owned);
+}
+
+void DeliveryCore::DeliverWhole(uint8_t channel, InMessage& slot) {
+  slot.bytes.resize(slot.length);  // the flags are done with (no reallocation)
+  Deliver(channel, slot.bytes.data(), slot.length, &slot.bytes);
+  FreeInMessage(slot);  // its accounting is by length: right whether the sink took the bytes or not
 }
 
 void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
   while (!channel.pending.empty()) {
     InMessage& slot = channel.pending.front();
     if (!slot.used || slot.received < slot.fragments) return;
-    if (!slot.passedOver) Deliver(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot.data.data(), slot.data.size());
-    FreeInMessage(slot);
+    if (slot.passedOver) {
+      FreeInMessage(slot);
+    } else {
+      DeliverWhole(static_cast<uint8_t>(&channel - receiveChannels_.data()), slot);
+    }
     ChangeQueue(channel, [&channel] { channel.pending.pop_front(); });
     ++channel.nextDeliver;
   }
@@ -313,7 +322,7 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
 
 size_t DeliveryCore::reassemblyHeld() const {
   size_t held = 0;
-  const auto add = [&held](const InMessage& slot) { held += slot.data.capacity() + slot.seen.capacity(); };
+  const auto add = [&held](const InMessage& slot) { held += slot.bytes.capacity(); };
   for (const ReceiveChannel& channel : receiveChannels_) {
     for (size_t i = 0; i < channel.pending.size(); ++i) add(channel.pending[i]);  // popped slots are reset
     for (const InMessage& slot : channel.partials) add(slot);
@@ -322,6 +331,8 @@ size_t DeliveryCore::reassemblyHeld() const {
 }
 
 size_t DeliveryCore::QueueSlotBytes() const { return countedQueueSlots_ * sizeof(InMessage); }
+
+size_t DeliveryCore::receiveSlotBytes() { return sizeof(InMessage); }
 
 template <typename Change>
 void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
@@ -441,16 +452,16 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
         *refused = true;
         return false;
       }
-    } else if (slot.data.size() != length) {
+    } else if (slot.length != length) {
       ++stats_.malformed;  // the same message with another length: the sender is broken
       return false;
     }
-    if (slot.seen[fragment]) {
+    if (slot.seen()[fragment]) {
       ++stats_.duplicateMessages;
       return true;
     }
-    std::copy(data, data + size, slot.data.begin() + static_cast<long>(fragment * kFragmentBytes));
-    slot.seen[fragment] = 1;
+    std::copy(data, data + size, slot.bytes.begin() + static_cast<long>(fragment * kFragmentBytes));
+    slot.seen()[fragment] = 1;
     ++slot.received;
     DeliverReliable(channel);
     return true;
@@ -477,7 +488,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     channel.lastDelivered = done;
     for (InMessage& slot : channel.partials) {  // older incomplete messages can no longer be delivered
       if (!slot.used || slot.sequence > done) continue;
-      if (slot.seen[0]) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
+      if (slot.seen()[0]) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
       FreeInMessage(slot);
     }
   };
@@ -529,19 +540,18 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     slot = free;
     slot->partial = true;
     ++partialsUsed_;
-  } else if (slot->data.size() != length) {
+  } else if (slot->length != length) {
     ++stats_.malformed;
     return false;
   }
-  if (slot->seen[fragment]) {
+  if (slot->seen()[fragment]) {
     ++stats_.duplicateMessages;
     return true;
   }
-  std::copy(data, data + size, slot->data.begin() + static_cast<long>(fragment * kFragmentBytes));
-  slot->seen[fragment] = 1;
+  std::copy(data, data + size, slot->bytes.begin() + static_cast<long>(fragment * kFragmentBytes));
+  slot->seen()[fragment] = 1;
   if (++slot->received == slot->fragments) {
-    Deliver(channelIndex, slot->data.data(), slot->data.size());
-    FreeInMessage(*slot);
+    DeliverWhole(channelIndex, *slot);
     delivered(sequence);
   }
   return true;
