@@ -104,7 +104,7 @@ export interface ServerStats {
     unknownAddress: number
     /** Connection requests of another netcode version or protocol id. */
     wrongProtocol: number
-    /** Connection requests whose token had expired by the server's clock (a token server's clock ahead of it, or a token kept too long). */
+    /** Connection requests whose token had expired by the server's clock (a token server whose clock runs behind this one's, or a token kept too long). */
     tokenExpired: number
     /** Connection requests whose token failed a check of its own: not sealed with the private key, not listing this server, for a client connected already, or used before from another address. */
     tokenRefused: number
