@@ -106,7 +106,10 @@ export interface ServerStats {
     wrongProtocol: number
     /** Connection requests whose token had expired by the server's clock (a token server whose clock runs behind this one's, or a token kept too long). */
     tokenExpired: number
-    /** Connection requests whose token failed a check of its own: not sealed with the private key, not listing this server, for a client connected already, or used before from another address. */
+    /**
+     * Connection requests whose token failed a check of its own (not sealed with the private key, not listing this server, for a
+     * client connected already, or used before from another address), and connection responses whose challenge token was not one their handshake was sent, or is for a client connected already.
+     */
     tokenRefused: number
     handshakesFull: number
     receiveBufferFull: number

@@ -273,6 +273,40 @@ describe('Server and Client on loopback', () => {
     await server.close()
   })
 
+  it("counts each refused request under its cause in server.stats().drops, and answers none", async () => {
+    const { server, address } = await startServer()
+    const port = Number(address.split(':')[1])
+    const socket = dgram.createSocket('udp4')
+    let replies = 0
+    socket.on('message', () => replies++)
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+    const request = async (options: { protocolId?: bigint; nowSeconds?: number; clientId: bigint }) =>
+      writeConnectionRequest(readConnectToken(await generateConnectToken({ protocolId, privateKey, serverAddresses: [address], expireSeconds: 30, timeoutSeconds: 5, ...options })))
+    const anotherVersion = await request({ clientId: 3n })
+    anotherVersion[12] = 0x33 // "NETCODE 1.03"
+    const cases: [Uint8Array, string][] = [
+      [await request({ protocolId: protocolId + 1n, clientId: 1n }), 'wrongProtocol'],
+      [anotherVersion, 'wrongProtocol'],
+      [await request({ nowSeconds: Math.floor(Date.now() / 1000) - 100, clientId: 2n }), 'tokenExpired'],
+      [(await request({ clientId: 4n })).subarray(0, 1077), 'malformed'],
+    ]
+    try {
+      for (const [bytes, cause] of cases) {
+        const before = server.stats().drops
+        const handled = () => (['malformed', 'wrongProtocol', 'tokenExpired', 'tokenRefused'] as const).reduce((sum, name) => sum + server.stats().drops[name], 0)
+        const total = handled()
+        socket.send(bytes, port, '127.0.0.1')
+        await waitFor(() => handled() > total, 5000, `the server to count a request refused as ${cause}`)
+        expect(server.stats().drops, cause).toEqual({ ...before, [cause]: before[cause as keyof typeof before] + 1 })
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50)) // an answer would have come by now
+      expect(replies).toBe(0)
+    } finally {
+      socket.close()
+      await server.close()
+    }
+  })
+
   it('with a publicAddress, takes tokens that list it and refuses those that list only the bound address', async () => {
     const publicAddress = '10.20.30.40:5000' // as behind NAT: clients reach the server at another address
     const { server, address } = await startServer({ publicAddress })
