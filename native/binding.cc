@@ -77,6 +77,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
                            InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
                            InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
+                           InstanceMethod<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -492,6 +493,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // largeBytes() -> number: the bytes of large messages parked for JavaScript and not taken yet
+  Napi::Value InlineSendsYielded(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), stopped_ ? 0.0 : static_cast<double>(engine_->inlineSendsYielded()));
+  }
+
   Napi::Value LargeBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), stopped_ ? 0.0 : static_cast<double>(engine_->largeMessages().bytes()));
   }

@@ -214,14 +214,21 @@ void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
   Post(command);
 }
 
+bool Engine::YieldInlineSend() {
+  inlineSendsYielded_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
 bool Engine::SendInline(const Command& command) {
   // Only while the I/O thread sleeps (it holds ioMutex_ for the whole of each turn, never while it waits):
   // this thread never blocks here.
   // A woken I/O thread goes first: JavaScript sending small slabs back to back would otherwise take the lock
   // again each time before that thread is scheduled, and nothing would be received meanwhile.
-  if (!started_ || ioWantsTurn_.load(std::memory_order_acquire)) return false;
+  if (!started_) return false;
+  if (ioWantsTurn_.load(std::memory_order_acquire)) return YieldInlineSend();
   std::unique_lock<std::mutex> turn(ioMutex_, std::try_to_lock);
-  if (!turn.owns_lock() || ioWantsTurn_.load(std::memory_order_relaxed)) return false;
+  if (!turn.owns_lock()) return false;
+  if (ioWantsTurn_.load(std::memory_order_relaxed)) return YieldInlineSend();
   {
     // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
     std::lock_guard<std::mutex> lock(commandMutex_);

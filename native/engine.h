@@ -70,6 +70,8 @@ class Engine {
 
   // Messages too large for a receive slab, waiting for JavaScript to take them.
   LargeMessages& largeMessages() { return *large_; }
+  // Small sends JavaScript left to the I/O thread because that thread had woken and waited for its turn.
+  uint64_t inlineSendsYielded() const { return inlineSendsYielded_.load(std::memory_order_relaxed); }
 
   // Moves pending events into *out (swapping buffers, so no allocation in steady state).
   void TakeEvents(std::vector<Event>* out);
@@ -176,6 +178,7 @@ class Engine {
   // JavaScript thread: sends a small slab at once, on this thread, when the I/O thread sleeps and nothing
   // is queued before it; false (nothing done) otherwise.
   bool SendInline(const Command& command);
+  bool YieldInlineSend();  // counts a send SendInline leaves to the woken I/O thread; false
   // The I/O thread, after a sleep: takes ioMutex_ back, ahead of any SendInline.
   void TakeTurn(std::unique_lock<std::mutex>* turn);
   // Marks the sockets epoll reported readable (listed in readable_); true when the wake eventfd was among them.
@@ -248,6 +251,7 @@ class Engine {
   std::mutex ioMutex_;
   std::atomic<bool> ioWantsTurn_{false};  // the I/O thread woke and waits for ioMutex_: SendInline stands back
   bool sendingInline_ = false;            // SendInline is sending (counted in batchesOutInline)
+  std::atomic<uint64_t> inlineSendsYielded_{0};
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;

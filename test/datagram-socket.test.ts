@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { AddressFormatter } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
+import { sharedEngine } from '../src/engine/engine.ts'
 import { layout } from '../src/engine/layout.ts'
 import { createDatagramSocket } from '../src/index.ts'
 import { closeAll, counterPayload, record, seededRandom, waitFor, socketsClosedAfterEach } from './helpers.ts'
@@ -375,12 +376,15 @@ describe('small sends from the JavaScript thread', () => {
   })
 
   it('JavaScript sending small flushes back to back leaves the I/O thread its turns: it goes on receiving', async () => {
-    // Both on one engine: every datagram the sender writes makes the receiver readable, which wakes the I/O
-    // thread, which must then get the lock between two of JavaScript's sends.
-    const sender = socket({ engine: 'dedicated' })
+    // One socket, sending to itself: every datagram makes it readable, which wakes the I/O thread, which
+    // must then get the lock between two of JavaScript's sends. On the shared engine (this file's other
+    // sockets are closed), whose count of the sends JavaScript left to the woken thread the test reads.
+    const sender = socket()
     const { port } = await sender.bind(0, '127.0.0.1')
+    const engine = sharedEngine()
     await new Promise((resolve) => setTimeout(resolve, 5))
     const before = sender.stats()
+    const yieldedBefore = engine.inlineSendsYielded()
     const payload = counterPayload(0)
     let sent = 0
     for (const until = performance.now() + 100; performance.now() < until; sent++) {
@@ -389,6 +393,9 @@ describe('small sends from the JavaScript thread', () => {
     }
     const during = sender.stats()
     expect(during.batchesOutInline - before.batchesOutInline).toBeGreaterThan(0)
+    // JavaScript stood back for the woken thread (without that, it took the lock again before the thread
+    // was scheduled, and this test passed all the same on two cores).
+    expect(engine.inlineSendsYielded() - yieldedBefore).toBeGreaterThan(0)
     // The I/O thread read while JavaScript was still in the loop (the kernel buffer bounds what it can find).
     expect(during.packetsIn - before.packetsIn).toBeGreaterThan(Math.min(100, sent / 10))
   })

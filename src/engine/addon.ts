@@ -81,6 +81,8 @@ export interface NativeEngine {
   takeLarge(id: number): ArrayBuffer | null
   /** The bytes of large messages parked for JavaScript and not taken yet (the engine reads no more past 64 MiB). */
   largeBytes(): number
+  /** Small sends the JavaScript thread left to the I/O thread because that thread had woken and waited for its turn. */
+  inlineSendsYielded(): number
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
   setRef(ref: boolean): void

@@ -236,6 +236,11 @@ export class Engine {
     return this.#native.largeBytes()
   }
 
+  /** Small sends this thread left to the I/O thread because that thread had woken and waited for its turn (0 once stopped). */
+  inlineSendsYielded(): number {
+    return this.#native.inlineSendsYielded()
+  }
+
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
   #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
     this.#checkRunning()
