@@ -140,8 +140,8 @@ int main() {
     };
     uint16_t firstOverflow = 0;
     for (uint16_t id = 1; id <= 400; ++id) {
-      // Every 250 µs a step, every 1 ms a datagram: a released copy is seen within 250 µs of its time in both.
-      for (int step = 0; step < 4; ++step) releaseBoth(uint64_t{id} * 1000 + step * 250);
+      // A step every 250 µs up to the datagram's time, one every 1 ms: a copy leaves within 250 µs of its time, in both.
+      for (int step = 1; step <= 4; ++step) releaseBoth((uint64_t{id} - 1) * 1000 + step * 250);
       roomy.Submit(Datagram(id), uint64_t{id} * 1000);
       cramped.Submit(Datagram(id), uint64_t{id} * 1000);
       if (firstOverflow == 0 && cramped.counters().overflowed > 0) firstOverflow = id;
