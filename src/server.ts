@@ -21,7 +21,7 @@ import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
-import { type ServerAddress, formatServerAddress, parseServerAddress, unreachableServerAddress } from './netcode/server-address.ts'
+import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -268,8 +268,8 @@ export class Server extends EventEmitter<ServerEvents> {
     bytesOption('privateKey', options.privateKey, 32)
     // Port 0 binds any free port (and then stands for it in the public address too).
     const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
-    const bound = serverAddressOption('address', options.address, anyPort)
-    const published = options.publicAddress === undefined ? undefined : serverAddressOption('publicAddress', options.publicAddress, typeof options.publicAddress === 'string' && options.publicAddress.endsWith(':0'))
+    const bound = serverAddressOption('address', options.address)
+    const published = options.publicAddress === undefined ? undefined : serverAddressOption('publicAddress', options.publicAddress)
     // Tokens list the public address (by default the bound one), and the server takes only requests whose token lists it.
     const unreachable = unreachableServerAddress(published ?? bound)
     if (unreachable !== undefined) {
@@ -636,17 +636,16 @@ const closingPeer =
   "a handler that sends to other peers checks peer.connected first)"
 
 /**
- * The address or publicAddress option, parsed; anyPort: the address ends in ':0' (any free port; in
- * publicAddress, the port bound), parsed as
- * port 1. Errors name the option and show the value as given: parseServerAddress's alone say neither which
- * option was wrong nor, for port 0, the value received.
+ * The address or publicAddress option, parsed (port 0: any free port; in publicAddress, the port bound).
+ * Errors name the option and show the value as given: parseServerAddress's alone say neither which option
+ * was wrong nor, for port 0, the value received.
  */
-function serverAddressOption(name: 'address' | 'publicAddress', value: unknown, anyPort: boolean): ServerAddress {
+function serverAddressOption(name: 'address' | 'publicAddress', value: unknown): ServerAddress {
   if (typeof value !== 'string') {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a string like '127.0.0.1:40000' or '[::1]:40000'. Received ${describe(value)}`)
   }
   try {
-    return parseServerAddress(anyPort ? `${value.slice(0, -2)}:1` : value)
+    return parseServerAddressPortZero(value)
   } catch (error) {
     if (!(error instanceof VolleyTypeError)) throw error
     const ports = name === 'address' ? 'a port from 0 (any free port) to 65535' : 'a port from 0 (the port bound) to 65535'

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "delivery/delivery.h"
+#include "delivery/wire_format.h"
 
 using namespace volley::delivery;
 
@@ -72,27 +73,51 @@ static DeliveryConfig Config(size_t channels, ChannelMode mode, bool follows) {
   return c;
 }
 
-// Moves every packet a has sent to b.
-static void Pump(DeliveryCore& from, Sink& fromSink, DeliveryCore& to, uint64_t now) {
-  (void)from;
+// Moves every packet a sink holds to a core.
+static void Pump(Sink& fromSink, DeliveryCore& to, uint64_t now) {
   for (size_t i = 0; i < fromSink.count; ++i) to.Receive(fromSink.packets[i].data, fromSink.packets[i].size, now);
   fromSink.count = 0;
+}
+
+// `count` packets numbered from `firstNumber`, each filled with frames by writeFrames(packet).
+template <typename WriteFrames>
+static std::vector<std::vector<uint8_t>> ForgedPackets(int count, uint64_t firstNumber, WriteFrames writeFrames) {
+  std::vector<std::vector<uint8_t>> packets;
+  for (int k = 0; k < count; ++k) {
+    std::vector<uint8_t> out{kPacketMarker};
+    Varint(out, firstNumber + k);
+    writeFrames(out);
+    packets.push_back(std::move(out));
+  }
+  return packets;
+}
+
+// Nanoseconds per packet for `core` to receive them all.
+static double ReceiveAll(DeliveryCore& core, const std::vector<std::vector<uint8_t>>& packets, uint64_t now) {
+  const double t0 = NowNs();
+  for (const std::vector<uint8_t>& packet : packets) core.Receive(packet.data(), packet.size(), now);
+  return (NowNs() - t0) / static_cast<double>(packets.size());
 }
 
 struct Pair {
   Sink sa, sb;
   DeliveryCore a, b;  // a: client (leads pings), b: server
   uint64_t now = 1000000;
-  Pair(size_t channels, ChannelMode mode) : a(Config(channels, mode, false), &sa), b(Config(channels, mode, true), &sb) {
+  Pair(size_t channels, ChannelMode mode, uint64_t serverReassemblyBytes = DeliveryConfig{}.reassemblyBytes)
+      : a(Config(channels, mode, false), &sa), b(ServerConfig(Config(channels, mode, true), serverReassemblyBytes), &sb) {
     // Handshake of settings: a few rounds of pings/pongs.
     for (int i = 0; i < 20; ++i) Step(5000);
   }
   void Step(uint64_t dt) {
     now += dt;
     a.Update(now);
-    Pump(a, sa, b, now);
+    Pump(sa, b, now);
     b.Update(now);
-    Pump(b, sb, a, now);
+    Pump(sb, a, now);
+  }
+  static DeliveryConfig ServerConfig(DeliveryConfig config, uint64_t reassemblyBytes) {
+    config.reassemblyBytes = reassemblyBytes;
+    return config;
   }
 };
 
@@ -104,14 +129,14 @@ static void SteadyState(size_t channels, ChannelMode mode) {
   for (int i = 0; i < 2000; ++i) {
     p.a.Send(0, msg, sizeof msg, p.now);
     p.a.Flush(p.now);
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
     p.b.Flush(p.now);
-    Pump(p.b, p.sb, p.a, p.now);
+    Pump(p.sb, p.a, p.now);
     p.now += 500;
     p.b.Update(p.now);
-    Pump(p.b, p.sb, p.a, p.now);
+    Pump(p.sb, p.a, p.now);
     p.a.Update(p.now);
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
   }
   const int rounds = 20000;
   uint64_t deadlineSum = 0;
@@ -121,17 +146,17 @@ static void SteadyState(size_t channels, ChannelMode mode) {
     p.a.Send(0, msg, sizeof msg, p.now);
     p.a.Flush(p.now);
     deadlineSum += p.a.NextDeadlineUs(p.now);  // as the engine does after each batch (AfterDelivery)
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
     p.b.Flush(p.now);
     deadlineSum += p.b.NextDeadlineUs(p.now);
-    Pump(p.b, p.sb, p.a, p.now);
+    Pump(p.sb, p.a, p.now);
     p.now += 500;
     p.b.Update(p.now);
     deadlineSum += p.b.NextDeadlineUs(p.now);
-    Pump(p.b, p.sb, p.a, p.now);
+    Pump(p.sb, p.a, p.now);
     p.a.Update(p.now);
     deadlineSum += p.a.NextDeadlineUs(p.now);
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
   }
   const double t1 = NowNs();
   const uint64_t packets = p.b.stats().packetsIn + p.a.stats().packetsIn - in0;
@@ -180,53 +205,29 @@ static void AckFlood(size_t channels, int framesPerPacket) {
   p.b.Flush(p.now);
   p.sb.count = 0;  // lost: stays in flight
   const uint64_t largest = p.b.stats().packetsOut - 1;
-  std::vector<std::vector<uint8_t>> pkts;
-  uint64_t pn = 100000;
-  const int npk = 2000;
-  for (int k = 0; k < npk; ++k) {
-    std::vector<uint8_t> out{0xD1};
-    Varint(out, pn++);
+  const auto packets = ForgedPackets(2000, 100000, [&](std::vector<uint8_t>& out) {
     for (int f = 0; f < framesPerPacket && out.size() + 8 < 1200; ++f) {
-      out.push_back(0x01);
+      out.push_back(kFrameAck);
       Varint(out, largest);  // largest
       out.push_back(0);      // delay
       Varint(out, largest);  // first range: the whole window
       out.push_back(0);      // count
     }
-    pkts.push_back(std::move(out));
-  }
-  const double t0 = NowNs();
-  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
-  const double t1 = NowNs();
+  });
+  const double perPacket = ReceiveAll(p.b, packets, p.now);
   std::printf("ackflood channels=%3zu frames/packet=%3d (bytes %zu): %8.0f ns/packet, malformed %llu\n", channels, framesPerPacket,
-              pkts[0].size(), (t1 - t0) / npk, (unsigned long long)p.b.stats().malformed);
+              packets[0].size(), perPacket, (unsigned long long)p.b.stats().malformed);
 }
 
 // ---- 4. hostile: fragment frames that start reliable messages out of order ----
 static void FragmentFlood(size_t channels, uint64_t reassemblyBytes) {
-  DeliveryConfig ca = Config(channels, ChannelMode::kReliable, false), cb = Config(channels, ChannelMode::kReliable, true);
-  cb.reassemblyBytes = reassemblyBytes;
-  Sink sa, sb;
-  DeliveryCore a(ca, &sa), b(cb, &sb);
-  uint64_t now = 1000000;
-  for (int i = 0; i < 20; ++i) {
-    now += 5000;
-    a.Update(now);
-    Pump(a, sa, b, now);
-    b.Update(now);
-    Pump(b, sb, a, now);
-  }
+  Pair p(channels, ChannelMode::kReliable, reassemblyBytes);
   // Frames: FRAGMENT channel c, sequence s (1..1023; 0 held back), length 1101, fragment 1 (1 byte).
-  uint64_t pn = 1000;
   uint64_t nextSeq = 1;
   size_t nextChannel = 0;
-  const int npk = 3000;
-  std::vector<std::vector<uint8_t>> pkts;
-  for (int k = 0; k < npk; ++k) {
-    std::vector<uint8_t> out{0xD1};
-    Varint(out, pn++);
+  const auto packets = ForgedPackets(3000, 1000, [&](std::vector<uint8_t>& out) {
     while (out.size() + 12 < 1200) {
-      out.push_back(0x11);
+      out.push_back(kFrameFragment);
       out.push_back(static_cast<uint8_t>(nextChannel));
       Varint(out, nextSeq);
       Varint(out, 1101);
@@ -237,39 +238,27 @@ static void FragmentFlood(size_t channels, uint64_t reassemblyBytes) {
         if (++nextSeq == 1024) nextSeq = 1;
       }
     }
-    pkts.push_back(std::move(out));
-  }
+  });
   const uint64_t allocs0 = gAllocs;
-  const double t0 = NowNs();
-  for (auto& pk : pkts) b.Receive(pk.data(), pk.size(), now);
-  const double t1 = NowNs();
+  const double perPacket = ReceiveAll(p.b, packets, p.now);
   std::printf("fragflood channels=%3zu bound=%7llu: %8.0f ns/packet, allocs/packet %.1f, overBudget %llu, used %llu\n", channels,
-              (unsigned long long)reassemblyBytes, (t1 - t0) / npk, double(gAllocs - allocs0) / npk,
-              (unsigned long long)b.stats().overBudget, (unsigned long long)b.reassemblyUsed());
+              (unsigned long long)reassemblyBytes, perPacket, double(gAllocs - allocs0) / packets.size(),
+              (unsigned long long)p.b.stats().overBudget, (unsigned long long)p.b.reassemblyUsed());
 }
 
 // ---- 5. hostile: packets of many PONG frames ----
 static void PongFlood(int pongs) {
   Pair p(1, ChannelMode::kReliable);
-  const int npk = 5000;
-  std::vector<std::vector<uint8_t>> pkts;
-  uint64_t pn = 1000;
-  for (int k = 0; k < npk; ++k) {
-    std::vector<uint8_t> out{0xD1};
-    Varint(out, pn++);
+  const auto packets = ForgedPackets(5000, 1000, [&](std::vector<uint8_t>& out) {
     for (int i = 0; i < pongs && out.size() + 16 < 1200; ++i) {
-      out.push_back(0x03);
+      out.push_back(kFramePong);
       out.push_back(0);
       Varint(out, p.now - 20000);  // echo
       Varint(out, 5000000 + i);    // remote received
       out.push_back(0);            // delay
     }
-    pkts.push_back(std::move(out));
-  }
-  const double t0 = NowNs();
-  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
-  const double t1 = NowNs();
-  std::printf("pongflood pongs/packet=%3d: %8.0f ns/packet\n", pongs, (t1 - t0) / npk);
+  });
+  std::printf("pongflood pongs/packet=%3d: %8.0f ns/packet\n", pongs, ReceiveAll(p.b, packets, p.now));
 }
 
 // ---- 6. allocations per fragmented message received in order (reassembly) ----
@@ -316,10 +305,10 @@ static void AckWindow(bool raiseThreshold, size_t channels) {
     if (held.size() < 2) return;
     for (size_t i = 1; i < held.size(); ++i) p.a.Receive(held[i].data, held[i].size, p.now);
     p.a.Flush(p.now);
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
     p.a.Receive(held[0].data, held[0].size, p.now);
     p.a.Flush(p.now);
-    Pump(p.a, p.sa, p.b, p.now);
+    Pump(p.sa, p.b, p.now);
     for (int r = 0; r < 10; ++r) p.Step(5000);
   }
   // Everything settled; now a flight that the hostile peer will not let settle.
@@ -334,26 +323,18 @@ static void AckWindow(bool raiseThreshold, size_t channels) {
     p.sb.count = 0;
   }
   const uint64_t span = raiseThreshold ? 255 : 2;
-  std::vector<std::vector<uint8_t>> pkts;
-  uint64_t pn = 10000000;
-  const int npk = 2000;
-  for (int k = 0; k < npk; ++k) {
-    std::vector<uint8_t> out{0xD1};
-    Varint(out, pn++);
+  const auto packets = ForgedPackets(2000, 10000000, [&](std::vector<uint8_t>& out) {
     while (out.size() + 12 < 1200) {
-      out.push_back(0x01);
-      Varint(out, first + span);
-      out.push_back(0);
-      Varint(out, span - 1);
-      out.push_back(0);
+      out.push_back(kFrameAck);
+      Varint(out, first + span);  // largest
+      out.push_back(0);           // delay
+      Varint(out, span - 1);      // first range
+      out.push_back(0);           // count
     }
-    pkts.push_back(std::move(out));
-  }
-  const double t0 = NowNs();
-  for (auto& pk : pkts) p.b.Receive(pk.data(), pk.size(), p.now);
-  const double t1 = NowNs();
+  });
+  const double perPacket = ReceiveAll(p.b, packets, p.now);
   std::printf("ackwindow raise=%d channels=%3zu: cwnd %llu, flight %zu packets, %8.0f ns/packet, lost %llu, spurious %llu\n", raiseThreshold,
-              channels, (unsigned long long)p.b.congestionWindow(), flight, (t1 - t0) / npk, (unsigned long long)p.b.stats().packetsLost,
+              channels, (unsigned long long)p.b.congestionWindow(), flight, perPacket, (unsigned long long)p.b.stats().packetsLost,
               (unsigned long long)p.b.stats().spuriousLosses);
 }
 

@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
-import { type ServerAddress, parseReachableServerAddress, parseServerAddress, unreachableServerAddress } from '../netcode/server-address.ts'
+import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
@@ -110,10 +110,10 @@ function required(name: string, value: string | undefined): string {
  */
 function addressArguments(values: { address?: string; 'public-address'?: string }, reusePort: boolean): { address: string; publicAddress?: string } {
   const address = required('address', values.address)
-  const bound = addressFlag('--address', address)
+  const bound = parseServerAddressPortZero(address, '--address')
   if (address.endsWith(':0') && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
   const publicAddress = values['public-address']
-  const unreachable = unreachableServerAddress(publicAddress === undefined ? bound : addressFlag('--public-address', publicAddress))
+  const unreachable = unreachableServerAddress(publicAddress === undefined ? bound : parseServerAddressPortZero(publicAddress, '--public-address'))
   if (unreachable !== undefined) {
     throw new UsageError(
       publicAddress === undefined
@@ -122,11 +122,6 @@ function addressArguments(values: { address?: string; 'public-address'?: string 
     )
   }
   return publicAddress === undefined ? { address } : { address, publicAddress }
-}
-
-/** An address flag's value; port 0 (any free port, or the port bound) is parsed as port 1. */
-function addressFlag(flag: string, text: string): ServerAddress {
-  return parseServerAddress(text.endsWith(':0') ? `${text.slice(0, -2)}:1` : text, flag)
 }
 
 /** --channels and --max-message-bytes: the delivery options (none without --channels). */

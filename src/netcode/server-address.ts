@@ -42,6 +42,14 @@ export function parseServerAddress(text: unknown, name?: string): ServerAddress 
 }
 
 /**
+ * parseServerAddress for an address whose port 0 stands for one the socket gets when it binds (a Server's
+ * address or publicAddress): that port is parsed as port 1.
+ */
+export function parseServerAddressPortZero(text: string, name?: string): ServerAddress {
+  return parseServerAddress(text.endsWith(':0') ? `${text.slice(0, -2)}:1` : text, name)
+}
+
+/**
  * Why a client could not send to this address, or undefined when it can: the unspecified address (a
  * wildcard to bind to, not a destination), the 0.0.0.0/8 block, the limited broadcast, or a multicast
  * group; IPv4-mapped IPv6 forms alike. A connect token listing one would only make clients time out there.
