@@ -230,7 +230,9 @@ class ReplayWindowWrap : public Napi::ObjectWrap<ReplayWindowWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ReplayWindow",
                        {InstanceMethod<&ReplayWindowWrap::AlreadyReceived>("alreadyReceived"),
-                        InstanceMethod<&ReplayWindowWrap::Advance>("advance")});
+                        InstanceMethod<&ReplayWindowWrap::Advance>("advance"),
+                        InstanceMethod<&ReplayWindowWrap::ResetBelow>("resetBelow"),
+                        InstanceMethod<&ReplayWindowWrap::ReceivedEnd>("receivedEnd")});
   }
   explicit ReplayWindowWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReplayWindowWrap>(info) {
     info.This().As<Napi::Object>().TypeTag(&kTag);
@@ -255,6 +257,12 @@ class ReplayWindowWrap : public Napi::ObjectWrap<ReplayWindowWrap> {
     if (GetU64(info.Env(), info[0], "sequence", &sequence)) window.Advance(sequence);
     return info.Env().Undefined();
   }
+  Napi::Value ResetBelow(const Napi::CallbackInfo& info) {
+    uint64_t end;
+    if (GetU64(info.Env(), info[0], "end", &end)) window.ResetBelow(end);
+    return info.Env().Undefined();
+  }
+  Napi::Value ReceivedEnd(const Napi::CallbackInfo& info) { return Napi::BigInt::New(info.Env(), window.ReceivedEnd()); }
 };
 
 // The server's table of connected addresses, for a test against a model: insert/find/erase by

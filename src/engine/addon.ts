@@ -129,6 +129,8 @@ export interface NativeNetcode {
 export interface NativeReplayWindow {
   alreadyReceived(sequence: bigint): boolean
   advance(sequence: bigint): void
+  resetBelow(end: bigint): void
+  receivedEnd(): bigint
 }
 
 export interface NativePrivateToken {

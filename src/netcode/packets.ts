@@ -114,6 +114,24 @@ function bodySizeFits(type: number, size: number): boolean {
 const replayProtected = new Set<number>([PacketType.keepAlive, PacketType.payload, PacketType.disconnect])
 
 /**
+ * The checks on an encrypted packet that need no key, in the order reading makes them (prefix, sequence
+ * bytes, body size for its type): the reason it would be dropped, or undefined when it has the shape of a
+ * packet of a type in `accept`.
+ */
+export function encryptedPacketShape(packet: Uint8Array, accept: ReadonlySet<number>): DropReason | undefined {
+  if (packet.byteLength < sizes.minEncryptedPacket) return 'malformed'
+  const prefix = packet[0]!
+  const type = prefix & 0x0f
+  if (type >= 7 || type === PacketType.connectionRequest) return 'malformed'
+  if (!accept.has(type)) return 'unexpected-type'
+  const count = prefix >> 4
+  if (count < 1 || count > 8) return 'malformed'
+  if (packet.byteLength < 1 + count + sizes.mac) return 'malformed'
+  if (!bodySizeFits(type, packet.byteLength - 1 - count - sizes.mac)) return 'malformed'
+  return undefined
+}
+
+/**
  * Reads an encrypted packet. `accept` lists the types this side takes (a server ignores challenges, a
  * client requests and responses); `replay` is the connection's window, checked before and advanced after
  * decryption for keep-alive, payload and disconnect packets.
@@ -123,18 +141,14 @@ export function readEncryptedPacket(
   packet: Uint8Array,
   expected: { protocolId: bigint; key: Uint8Array; accept: ReadonlySet<number>; replay?: ReplayProtection },
 ): ReadResult<Packet> {
-  if (packet.byteLength < sizes.minEncryptedPacket) return dropped('malformed')
+  const shape = encryptedPacketShape(packet, expected.accept)
+  if (shape !== undefined) return dropped(shape)
   const prefix = packet[0]!
   const type = prefix & 0x0f
-  if (type >= 7 || type === PacketType.connectionRequest) return dropped('malformed')
-  if (!expected.accept.has(type)) return dropped('unexpected-type')
   const count = prefix >> 4
-  if (count < 1 || count > 8) return dropped('malformed')
-  if (packet.byteLength < 1 + count + sizes.mac) return dropped('malformed')
   let sequence = 0n
   for (let i = 0; i < count; i++) sequence |= BigInt(packet[1 + i]!) << BigInt(8 * i)
   const encrypted = packet.subarray(1 + count)
-  if (!bodySizeFits(type, encrypted.byteLength - sizes.mac)) return dropped('malformed')
   const replay = replayProtected.has(type) ? expected.replay : undefined
   if (replay?.alreadyReceived(sequence)) return dropped('replayed')
   let body: Uint8Array

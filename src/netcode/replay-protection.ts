@@ -1,6 +1,6 @@
 // Replay protection for one direction of one connection: a packet older than the window, or one
 // already seen in it, is refused. The window only advances after a packet has decrypted.
-import { sizes } from './constants.ts'
+import { maxUint64, sizes } from './constants.ts'
 
 // Below every sequence: 2^64 - 1 is a sequence a peer may send, so it cannot mark an empty entry.
 const empty = -1n
@@ -30,5 +30,26 @@ export class ReplayProtection {
   reset(): void {
     this.#mostRecent = 0n
     this.#received.fill(empty)
+  }
+
+  /**
+   * Counts every sequence below `end` as received: a later connection under the same key must not take an
+   * earlier one's packets, replayed, for new ones.
+   */
+  resetBelow(end: bigint): void {
+    this.reset()
+    if (end === 0n) return
+    this.#mostRecent = end - 1n
+    const window = BigInt(sizes.replayBuffer)
+    for (let age = 0n; age < window && age < end; age++) {
+      const sequence = end - 1n - age
+      this.#received[Number(sequence % window)] = sequence
+    }
+  }
+
+  /** The sequence after every one received (or counted as received) so far; 0 when there was none. */
+  receivedEnd(): bigint {
+    if (this.#received[Number(this.#mostRecent % BigInt(sizes.replayBuffer))] !== this.#mostRecent) return 0n
+    return this.#mostRecent === maxUint64 ? maxUint64 : this.#mostRecent + 1n
   }
 }

@@ -14,6 +14,21 @@ export interface ServerAddress {
   port: number
 }
 
+/** 'a.b.c.d:port' or '[ipv6]:port' split, the port not yet range-checked; null when the text has neither shape. */
+function splitAddressText(text: string): { host: string; bracketed: boolean; port: number } | null {
+  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
+  if (match === null) return null
+  return { host: match[1] ?? match[2] ?? '', bracketed: match[1] !== undefined, port: Number(match[3]) }
+}
+
+/** The address of a host and port that splitAddressText gave, or null when the host is not an IP literal of its shape. */
+function addressOf(host: string, bracketed: boolean, port: number): ServerAddress | null {
+  if (!bracketed && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
+  // isIPv6 takes a zone ('%eth0'), which a token cannot carry: refused, as the native parser does.
+  if (bracketed && !host.includes('%') && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
+  return null
+}
+
 /** Parses 'a.b.c.d:port' or '[ipv6]:port'; `name` names the option it came from in errors. */
 export function parseServerAddress(text: unknown, name?: string): ServerAddress {
   const from = name === undefined ? '' : ` (the "${name}" option)`
@@ -23,22 +38,45 @@ export function parseServerAddress(text: unknown, name?: string): ServerAddress 
       `A server address${from} must be a string like '10.0.0.1:40000' or '[::1]:40000'. Received ${describe(text)}`,
     )
   }
-  const match = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
-  const port = match ? Number(match[3]) : Number.NaN
-  const host = match ? (match[1] ?? match[2] ?? '') : ''
-  if (match === null || !(port >= 1 && port <= 65535)) {
+  const parts = splitAddressText(text)
+  if (parts === null || !(parts.port >= 1 && parts.port <= 65535)) {
     throw new VolleyTypeError(
       'ERR_INVALID_ARG_VALUE',
       `Server address '${text}'${from} does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from 1 to 65535`,
     )
   }
-  if (match[2] !== undefined && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
-  // isIPv6 takes a zone ('%eth0'), which a token cannot carry: refused, as the native parser does.
-  if (match[1] !== undefined && !host.includes('%') && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
+  const address = addressOf(parts.host, parts.bracketed, parts.port)
+  if (address !== null) return address
   throw new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
     `Server address '${text}'${from} does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,
   )
+}
+
+/**
+ * A datagram's source in the same text form ('a.b.c.d:port' or '[ipv6]:port', port 0 allowed), as the
+ * sans-IO cores take it; null when it does not parse (never thrown: it comes from the network layer).
+ */
+export function readDatagramSource(text: string): ServerAddress | null {
+  const parts = splitAddressText(text)
+  return parts === null || parts.port > 65535 ? null : addressOf(parts.host, parts.bracketed, parts.port)
+}
+
+/** ::ffff:a.b.c.d is a.b.c.d: a token may list either, and a dual-stack socket reports the second form. */
+export function sameServerAddress(a: ServerAddress, b: ServerAddress): boolean {
+  if (a.port !== b.port) return false
+  const left = a.family === b.family ? a.bytes : ipv4Of(a)
+  const right = a.family === b.family ? b.bytes : ipv4Of(b)
+  if (left === undefined || right === undefined || left.byteLength !== right.byteLength) return false
+  for (let i = 0; i < left.byteLength; i++) if (left[i] !== right[i]) return false
+  return true
+}
+
+/** The 4 bytes of an IPv4 address, unmapped from ::ffff:a.b.c.d; undefined for any other IPv6 address. */
+function ipv4Of(address: ServerAddress): Uint8Array | undefined {
+  if (address.family === 4) return address.bytes
+  const { bytes } = address
+  return bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff ? bytes.subarray(12) : undefined
 }
 
 /**
@@ -56,8 +94,7 @@ export function parseServerAddressPortZero(text: string, name?: string): ServerA
  */
 export function unreachableServerAddress(address: ServerAddress): string | undefined {
   const { bytes } = address
-  const mapped = address.family === 6 && bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff
-  const v4 = address.family === 4 ? bytes : mapped ? bytes.subarray(12) : undefined
+  const v4 = ipv4Of(address)
   if (v4 !== undefined) {
     if (v4[0] === 0) return v4.every((byte) => byte === 0) ? 'the unspecified address' : 'an address in 0.0.0.0/8'
     if (v4.every((byte) => byte === 255)) return 'the broadcast address'

@@ -155,6 +155,52 @@ describe('replay protection', () => {
       }
     }
   })
+
+  it('alike too where a connection again with the same token carries the window (resetBelow, receivedEnd)', () => {
+    const random = seededRandom(12)
+    for (let round = 0; round < 20; round++) {
+      const { ts, native: bitmap } = windows()
+      expect(ts.receivedEnd()).toBe(0n)
+      expect(bitmap.receivedEnd()).toBe(0n)
+      let base = BigInt(Math.floor(random() * 2 ** 40))
+      for (let i = 0; i < 2000; i++) {
+        const roll = random()
+        if (roll < 0.01) {
+          // Every sequence below `end` counts as received, those far below included.
+          const end = base + BigInt(Math.floor(random() * 300))
+          ts.resetBelow(end)
+          bitmap.resetBelow(end)
+          base = end
+        } else if (roll < 0.02) {
+          ts.resetBelow(0n) // a fresh window
+          bitmap.resetBelow(0n)
+        }
+        base += BigInt(Math.floor(random() * 8))
+        const sequence = base - BigInt(Math.floor(random() * 400)) + 50n
+        const seen = ts.alreadyReceived(sequence)
+        expect(bitmap.alreadyReceived(sequence)).toBe(seen)
+        if (!seen && random() < 0.9) {
+          ts.advance(sequence)
+          bitmap.advance(sequence)
+        }
+        expect(ts.receivedEnd()).toBe(bitmap.receivedEnd())
+      }
+    }
+  })
+
+  it('resetBelow: below the end refused, the end itself taken; receivedEnd past the last received, saturating at 2^64 - 1', () => {
+    for (const window of [new ReplayProtection(), new native.ReplayWindow()]) {
+      window.resetBelow(300n)
+      expect([299n, 200n, 44n, 0n].map((s) => window.alreadyReceived(s))).toEqual([true, true, true, true])
+      expect(window.alreadyReceived(300n)).toBe(false)
+      expect(window.receivedEnd()).toBe(300n)
+      window.resetBelow(3n)
+      expect([0n, 1n, 2n, 3n].map((s) => window.alreadyReceived(s))).toEqual([true, true, true, false])
+      const top = (1n << 64n) - 1n
+      window.advance(top)
+      expect(window.receivedEnd()).toBe(top)
+    }
+  })
 })
 
 describe('connection request reader', () => {

@@ -1,9 +1,11 @@
-// The native client state machine against the native server, through a fake network and a fake clock:
-// every state of the standard, the rates, and moving to the token's next server address.
+// The client state machine against the server, through a fake network and a fake clock: every state of the
+// standard, the rates, and moving to the token's next server address. Each suite runs four times: native and
+// TypeScript (the fallback engine's) cores, each with its own kind of server and with the other kind.
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/addon.ts'
 import { encodeConnectToken } from '../../src/netcode/connect-token.ts'
 import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { type ClientCoreBinding as ClientCore, type ClientEvent, type Sent, type ServerCoreBinding as ServerCore, type ServerCoreOptions, type ServerEvent, typescriptClientCore, typescriptServerCore } from './core-adapters.ts'
 import { fill } from './spec.ts'
 
 const protocolId = 0x77n
@@ -13,31 +15,26 @@ const clientAddress = '127.0.0.1:50000'
 const T0 = 1_900_000_000n
 const ms = 1000
 
-type Sent = { kind: 'send'; to: string; data: Uint8Array }
-type ClientEvent = Sent | { kind: 'state'; state: string; server?: string } | { kind: 'payload'; data: Uint8Array }
-type ServerEvent = Sent | { kind: 'connect'; index: number } | { kind: 'disconnect'; index: number; reason: string } | { kind: 'payload'; index: number; data: Uint8Array }
-
-interface ClientCore {
-  connect(token: Uint8Array, us: number): ClientEvent[]
-  receive(from: string, packet: Uint8Array, us: number): ClientEvent[]
-  update(us: number): ClientEvent[]
-  sendPayload(data: Uint8Array, us: number): ClientEvent[] & { accepted: boolean }
-  disconnect(us: number): ClientEvent[]
-  state(): { state: string; clientIndex: number; maxClients: number; pendingDisconnects: boolean; nextDeadlineUs: number | null; counters: Record<string, number> }
-}
-interface ServerCore {
-  receive(from: string, packet: Uint8Array, us: number, unix: bigint): ServerEvent[]
-  update(us: number, unix: bigint): ServerEvent[]
-  sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[]
-  disconnect(index: number, us: number, unix: bigint): ServerEvent[]
-  state(): { connectedClients: number; nextDeadlineUs: number | null; counters: Record<string, number> }
-}
-
 let sodium: Sodium
 beforeAll(async () => {
   sodium = await loadSodium()
 })
-const native = () => loadAddon().netcode as unknown as { ClientCore: new (o?: object) => ClientCore; ServerCore: new (o: object) => ServerCore }
+
+/** How a world makes its cores: a client, and a server with a given challenge key. */
+interface Cores {
+  client(): ClientCore
+  server(challengeKey: Uint8Array): ServerCore
+}
+const native = () => loadAddon().netcode as unknown as { ClientCore: new () => ClientCore; ServerCore: new (o: ServerCoreOptions) => ServerCore }
+const serverOptions = (challengeKey: Uint8Array): ServerCoreOptions => ({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey })
+const makeClient = { native: () => new (native().ClientCore)(), typescript: () => typescriptClientCore(sodium) }
+const makeServer = {
+  native: (challengeKey: Uint8Array) => new (native().ServerCore)(serverOptions(challengeKey)),
+  typescript: (challengeKey: Uint8Array) => typescriptServerCore(sodium, serverOptions(challengeKey)),
+}
+const pairings = (['native', 'typescript'] as const).flatMap((client) =>
+  (['native', 'typescript'] as const).map((server) => [`${client} client, ${server} server`, { client: makeClient[client], server: makeServer[server] }] as const),
+)
 
 function token(options: { serverAddresses?: string[]; expireSeconds?: number; timeoutSeconds?: number; clientId?: bigint } = {}): Uint8Array {
   return encodeConnectToken(sodium, {
@@ -53,9 +50,9 @@ function token(options: { serverAddresses?: string[]; expireSeconds?: number; ti
 
 /** A client and a server joined by a network that drops what `drop` says, stepped in 10 ms ticks. */
 class World {
-  readonly client = new (native().ClientCore)()
+  readonly client: ClientCore
   /** Replaced to restart the server: a new one knows no token, and starts its sequences at 0 again. */
-  server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 9) })
+  server: ServerCore
   readonly states: string[] = []
   /** The server each state named (none once the attempt or the connection ended). */
   readonly servers: (string | undefined)[] = []
@@ -65,6 +62,11 @@ class World {
   readonly sentByServer: Sent[] = []
   now = 0
   drop: { toServer?: (data: Uint8Array) => boolean; toClient?: (data: Uint8Array) => boolean } = {}
+
+  constructor(readonly cores: Cores) {
+    this.client = cores.client()
+    this.server = cores.server(fill(32, 9))
+  }
 
   handleClient(events: ClientEvent[]): void {
     for (const event of events) {
@@ -125,366 +127,395 @@ class World {
   }
 }
 
-describe('client states', () => {
-  it('disconnected -> sending request -> sending response -> connected, then payloads both ways', () => {
-    const world = new World()
-    expect(world.client.state().state).toBe('disconnected')
-    world.connect()
-    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
-    expect(world.client.state()).toMatchObject({ clientIndex: 0, maxClients: 2 })
-    const sent = world.client.sendPayload(new Uint8Array([3]), world.now)
-    expect(sent.accepted).toBe(true)
-    world.handleClient(sent)
-    expect(world.serverEvents.filter((e) => e.kind === 'payload')).toHaveLength(1)
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([9]), world.now, T0))
-    expect(world.clientPayloads.map((p) => [...p])).toEqual([[9]])
-  })
+describe.each(pairings)('%s', (_pairing, cores) => {
+  describe('client states', () => {
+    it('disconnected -> sending request -> sending response -> connected, then payloads both ways', () => {
+      const world = new World(cores)
+      expect(world.client.state().state).toBe('disconnected')
+      world.connect()
+      expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+      expect(world.client.state()).toMatchObject({ clientIndex: 0, maxClients: 2 })
+      const sent = world.client.sendPayload(new Uint8Array([3]), world.now)
+      expect(sent.accepted).toBe(true)
+      world.handleClient(sent)
+      expect(world.serverEvents.filter((e) => e.kind === 'payload')).toHaveLength(1)
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([9]), world.now, T0))
+      expect(world.clientPayloads.map((p) => [...p])).toEqual([[9]])
+    })
 
-  it('stays connected over 90 s of idle time: keep-alives at 10 Hz both ways', () => {
-    const world = new World()
-    world.connect()
-    world.run(90_000)
-    expect(world.client.state().state).toBe('connected')
-    expect(world.server.state().connectedClients).toBe(1)
-    const keepAlives = world.sentByClient.length
-    expect(keepAlives).toBeGreaterThanOrEqual(899)
-    expect(keepAlives).toBeLessThanOrEqual(903)
-  })
+    it('stays connected over 90 s of idle time: keep-alives at 10 Hz both ways', () => {
+      const world = new World(cores)
+      world.connect()
+      world.run(90_000)
+      expect(world.client.state().state).toBe('connected')
+      expect(world.server.state().connectedClients).toBe(1)
+      const keepAlives = world.sentByClient.length
+      expect(keepAlives).toBeGreaterThanOrEqual(899)
+      expect(keepAlives).toBeLessThanOrEqual(903)
+    })
 
-  it('driven only at the deadlines the cores give (as the engine does), keep-alives flow at 10 Hz and a silent server times out', () => {
-    const world = new World()
-    world.connect(token({ timeoutSeconds: 5 }))
-    const calls = world.runByDeadlines(90_000)
-    expect(world.client.state().state).toBe('connected')
-    expect(world.server.state().connectedClients).toBe(1)
-    // 10 Hz each way for 90 s: about 1,800 timer calls in all, not one per 10 ms tick per core (18,000).
-    expect(world.sentByClient.length).toBeGreaterThanOrEqual(899)
-    expect(world.sentByClient.length).toBeLessThanOrEqual(901)
-    expect(calls).toBeLessThan(2_000)
-    // The server goes silent: the client times out 5 s after the last packet it got (a keep-alive at most
-    // 100 ms before the silence began).
-    world.drop.toClient = () => true
-    world.runByDeadlines(4_899)
-    expect(world.client.state().state).toBe('connected')
-    world.runByDeadlines(101)
-    expect(world.states.at(-1)).toBe('connection-timed-out')
-  })
+    it('driven only at the deadlines the cores give (as the engine does), keep-alives flow at 10 Hz and a silent server times out', () => {
+      const world = new World(cores)
+      world.connect(token({ timeoutSeconds: 5 }))
+      const calls = world.runByDeadlines(90_000)
+      expect(world.client.state().state).toBe('connected')
+      expect(world.server.state().connectedClients).toBe(1)
+      // 10 Hz each way for 90 s: about 1,800 timer calls in all, not one per 10 ms tick per core (18,000).
+      expect(world.sentByClient.length).toBeGreaterThanOrEqual(899)
+      expect(world.sentByClient.length).toBeLessThanOrEqual(901)
+      expect(calls).toBeLessThan(2_000)
+      // The server goes silent: the client times out 5 s after the last packet it got (a keep-alive at most
+      // 100 ms before the silence began).
+      world.drop.toClient = () => true
+      world.runByDeadlines(4_899)
+      expect(world.client.state().state).toBe('connected')
+      world.runByDeadlines(101)
+      expect(world.states.at(-1)).toBe('connection-timed-out')
+    })
 
-  it('connection request timed out: requests at 10 Hz, then the token timeout', () => {
-    const world = new World()
-    world.drop.toServer = () => true
-    world.connect(token({ timeoutSeconds: 5 }))
-    world.run(990)
-    expect(world.sentByClient.length).toBe(10) // at 0, 100, ..., 900 ms
-    expect(world.sentByClient.every((s) => s.data.byteLength === 1078)).toBe(true)
-    world.run(4010)
-    expect(world.states).toEqual(['sending-connection-request', 'connection-request-timed-out'])
-  })
+    it('connection request timed out: requests at 10 Hz, then the token timeout', () => {
+      const world = new World(cores)
+      world.drop.toServer = () => true
+      world.connect(token({ timeoutSeconds: 5 }))
+      world.run(990)
+      expect(world.sentByClient.length).toBe(10) // at 0, 100, ..., 900 ms
+      expect(world.sentByClient.every((s) => s.data.byteLength === 1078)).toBe(true)
+      world.run(4010)
+      expect(world.states).toEqual(['sending-connection-request', 'connection-request-timed-out'])
+    })
 
-  it('connection response timed out', () => {
-    const world = new World()
-    world.drop.toServer = (data) => (data[0]! & 0x0f) === 3 // responses never arrive
-    world.connect(token({ timeoutSeconds: 3 }))
-    world.run(3100)
-    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connection-response-timed-out'])
-  })
+    it('connection response timed out', () => {
+      const world = new World(cores)
+      world.drop.toServer = (data) => (data[0]! & 0x0f) === 3 // responses never arrive
+      world.connect(token({ timeoutSeconds: 3 }))
+      world.run(3100)
+      expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connection-response-timed-out'])
+    })
 
-  it('connection denied when the server is full', () => {
-    const world = new World()
-    for (const [clientId, address] of [[10n, '127.0.0.1:1'], [11n, '127.0.0.1:2']] as const) {
-      const other = new (native().ClientCore)()
-      const sends = (events: ClientEvent[]): Sent[] => events.filter((e): e is Sent => e.kind === 'send')
-      let outbound = sends(other.connect(token({ clientId }), 0))
-      while (outbound.length > 0) {
-        const replies = outbound.flatMap((s) => world.server.receive(address, s.data, 0, T0)).filter((e): e is Sent => e.kind === 'send')
-        outbound = replies.flatMap((r) => sends(other.receive(serverAddress, r.data, 0)))
+    it('connection denied when the server is full', () => {
+      const world = new World(cores)
+      for (const [clientId, address] of [[10n, '127.0.0.1:1'], [11n, '127.0.0.1:2']] as const) {
+        const other = cores.client()
+        const sends = (events: ClientEvent[]): Sent[] => events.filter((e): e is Sent => e.kind === 'send')
+        let outbound = sends(other.connect(token({ clientId }), 0))
+        while (outbound.length > 0) {
+          const replies = outbound.flatMap((s) => world.server.receive(address, s.data, 0, T0)).filter((e): e is Sent => e.kind === 'send')
+          outbound = replies.flatMap((r) => sends(other.receive(serverAddress, r.data, 0)))
+        }
       }
+      expect(world.server.state().connectedClients).toBe(2)
+      world.connect()
+      expect(world.states).toEqual(['sending-connection-request', 'connection-denied'])
+    })
+
+    it('connect token expired: the whole attempt outlives the token', () => {
+      const world = new World(cores)
+      world.drop.toServer = () => true
+      world.connect(token({ expireSeconds: 3, timeoutSeconds: 10 }))
+      world.run(3000)
+      expect(world.states).toEqual(['sending-connection-request', 'connect-token-expired'])
+    })
+
+    it('invalid connect token', () => {
+      const world = new World(cores)
+      world.connect(new Uint8Array(2048))
+      expect(world.states).toEqual(['invalid-connect-token'])
+      const other = new World(cores)
+      other.connect(token().subarray(0, 100))
+      expect(other.states).toEqual(['invalid-connect-token'])
+    })
+
+    it('connection timed out when the server falls silent', () => {
+      const world = new World(cores)
+      world.connect(token({ timeoutSeconds: 2 }))
+      world.drop.toClient = () => true
+      world.run(2100)
+      expect(world.states.at(-1)).toBe('connection-timed-out')
+    })
+
+    it('disconnected by the server', () => {
+      const world = new World(cores)
+      world.connect()
+      world.handleServer(world.server.disconnect(0, world.now, T0))
+      expect(world.states.at(-1)).toBe('disconnected')
+    })
+
+    it("disconnected by the server: the token's next address is not tried (STANDARD.md; the reference code tries it)", () => {
+      const world = new World(cores)
+      const next = '127.0.0.1:40998'
+      world.connect(token({ serverAddresses: [serverAddress, next] }))
+      world.run(100)
+      expect(world.states.at(-1)).toBe('connected')
+      world.handleServer(world.server.disconnect(0, world.now, T0))
+      world.run(500)
+      expect(world.states).toEqual(['sending-connection-request', 'sending-connection-response', 'connected', 'disconnected'])
+      expect(world.sentByClient.filter((sent) => sent.to === next)).toEqual([])
+    })
+
+    it('a client disconnect sends 10 redundant packets at 10 Hz and frees the server slot', () => {
+      const world = new World(cores)
+      world.connect()
+      const before = world.sentByClient.length
+      world.handleClient(world.client.disconnect(world.now))
+      expect(world.states.at(-1)).toBe('disconnected')
+      expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
+      world.run(2000)
+      expect(world.sentByClient.length - before).toBe(10)
+      expect(world.client.state().pendingDisconnects).toBe(false)
+    })
+
+    it('a client that disconnects while sending its response frees the slot the server gave it already (its keep-alives were lost)', () => {
+      const world = new World(cores)
+      world.drop.toClient = (data) => (data[0]! & 0xf) === 4 // every keep-alive
+      world.connect()
+      world.run(50)
+      expect(world.states.at(-1)).toBe('sending-connection-response')
+      expect(world.serverEvents.map((event) => event.kind)).toEqual(['connect'])
+      world.handleClient(world.client.disconnect(world.now))
+      expect(world.states.at(-1)).toBe('disconnected')
+      expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
+    })
+
+    it("moves to the token's next server address when one fails", () => {
+      const world = new World(cores)
+      const dead = '127.0.0.1:40999'
+      world.connect(token({ serverAddresses: [dead, serverAddress], timeoutSeconds: 1 }))
+      expect(world.sentByClient[0]!.to).toBe(dead)
+      world.run(1100)
+      // Each address starts with 'sending-connection-request', and names the server it is for.
+      expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'sending-connection-response', 'connected'])
+      expect(world.servers).toEqual([dead, serverAddress, serverAddress, serverAddress])
+      expect(world.sentByClient.at(-1)!.to).toBe(serverAddress)
+      world.handleClient(world.client.disconnect(world.now))
+      expect(world.states.at(-1)).toBe('disconnected')
+      expect(world.servers.at(-1)).toBeUndefined()
+    })
+
+    it('names no server once every address has failed', () => {
+      const world = new World(cores)
+      world.connect(token({ serverAddresses: ['127.0.0.1:40998', '127.0.0.1:40999'], timeoutSeconds: 1 }))
+      world.run(2200)
+      expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'connection-request-timed-out'])
+      expect(world.servers).toEqual(['127.0.0.1:40998', '127.0.0.1:40999', undefined])
+    })
+
+    it('ignores packets from any address but its server', () => {
+      const world = new World(cores)
+      world.connect()
+      const forged = world.client.receive('127.0.0.1:40001', new Uint8Array(30), world.now)
+      expect(forged).toEqual([])
+      expect(world.client.state().counters.unknownAddress).toBe(1)
+    })
+
+    it("takes its server's packets from the IPv4-mapped form of the token's address, as a dual-stack socket reports them", () => {
+      const world = new World(cores)
+      world.drop.toClient = () => true
+      world.connect()
+      world.run(20)
+      world.drop.toClient = undefined
+      const challenge = world.sentByServer.at(-1)!
+      const events = world.client.receive('[::ffff:127.0.0.1]:40000', challenge.data, world.now)
+      expect(events.filter((e) => e.kind === 'state')).toMatchObject([{ state: 'sending-connection-response', server: serverAddress }])
+      // Another port, or another address in the mapped form, is not the server.
+      expect(world.client.receive('[::ffff:127.0.0.1]:40001', challenge.data, world.now)).toEqual([])
+      expect(world.client.receive('[::ffff:127.0.0.2]:40000', challenge.data, world.now)).toEqual([])
+      expect(world.client.state().counters.unknownAddress).toBe(2)
+    })
+  })
+
+  describe('client token lifetime', () => {
+    /** A token whose public expire timestamp is patched (the client reads only the public part). */
+    function withExpire(bytes: Uint8Array, expire: bigint): Uint8Array {
+      const copy = bytes.slice()
+      new DataView(copy.buffer).setBigUint64(13 + 8 + 8, expire, true)
+      return copy
     }
-    expect(world.server.state().connectedClients).toBe(2)
-    world.connect()
-    expect(world.states).toEqual(['sending-connection-request', 'connection-denied'])
+
+    it('a token that lives for ages is not taken as expired: (expire - create) in µs must not wrap 64 bits', () => {
+      const world = new World(cores)
+      world.drop.toServer = () => true
+      // 2^58 s × 10^6 µs is a multiple of 2^64: a wrapping product makes the lifetime 0.
+      world.connect(withExpire(token({ timeoutSeconds: 10 }), T0 + (1n << 58n)))
+      world.run(1000)
+      expect(world.states).toEqual(['sending-connection-request'])
+      expect(world.sentByClient.length).toBeGreaterThanOrEqual(10) // still requesting at 10 Hz
+      const deadline = world.client.state().nextDeadlineUs
+      expect(deadline).not.toBeNull()
+      expect(deadline!).toBeGreaterThan(world.now)
+    })
+
+    it('a token lifetime near 2^64 s does not wrap the deadline either', () => {
+      const world = new World(cores)
+      world.drop.toServer = () => true
+      world.now = 5_000_000
+      world.connect(withExpire(token({ timeoutSeconds: -1 }), (1n << 64n) - 1n))
+      world.run(500)
+      expect(world.states).toEqual(['sending-connection-request'])
+      expect(world.client.state().nextDeadlineUs!).toBeGreaterThan(world.now)
+    })
   })
 
-  it('connect token expired: the whole attempt outlives the token', () => {
-    const world = new World()
-    world.drop.toServer = () => true
-    world.connect(token({ expireSeconds: 3, timeoutSeconds: 10 }))
-    world.run(3000)
-    expect(world.states).toEqual(['sending-connection-request', 'connect-token-expired'])
+  describe('reconnecting right after a disconnect', () => {
+    it("the old connection's redundant disconnects do not end the new one on the same server", () => {
+      const world = new World(cores)
+      world.connect(token({ clientId: 1n }))
+      world.run(100)
+      expect(world.states.at(-1)).toBe('connected')
+      world.handleClient(world.client.disconnect(world.now))
+      // At once a new token for the same server (as an application that reconnects does).
+      world.connect(token({ clientId: 2n }))
+      world.run(2000)
+      expect(world.states.at(-1)).toBe('connected')
+      expect(world.server.state().connectedClients).toBe(1)
+      expect(world.serverEvents.filter((e) => e.kind === 'disconnect')).toHaveLength(1) // the first connection only
+    })
+
+    it('nor when the same token is used again (the same key)', () => {
+      const world = new World(cores)
+      const same = token({ clientId: 3n })
+      world.connect(same)
+      world.run(100)
+      world.handleClient(world.client.disconnect(world.now))
+      world.connect(same)
+      world.run(2000)
+      expect(world.states.at(-1)).toBe('connected')
+      expect(world.server.state().connectedClients).toBe(1)
+    })
   })
 
-  it('invalid connect token', () => {
-    const world = new World()
-    world.connect(new Uint8Array(2048))
-    expect(world.states).toEqual(['invalid-connect-token'])
-    const other = new World()
-    other.connect(token().subarray(0, 100))
-    expect(other.states).toEqual(['invalid-connect-token'])
-  })
-
-  it('connection timed out when the server falls silent', () => {
-    const world = new World()
-    world.connect(token({ timeoutSeconds: 2 }))
-    world.drop.toClient = () => true
-    world.run(2100)
-    expect(world.states.at(-1)).toBe('connection-timed-out')
-  })
-
-  it('disconnected by the server', () => {
-    const world = new World()
-    world.connect()
-    world.handleServer(world.server.disconnect(0, world.now, T0))
-    expect(world.states.at(-1)).toBe('disconnected')
-  })
-
-  it('a client disconnect sends 10 redundant packets at 10 Hz and frees the server slot', () => {
-    const world = new World()
-    world.connect()
-    const before = world.sentByClient.length
-    world.handleClient(world.client.disconnect(world.now))
-    expect(world.states.at(-1)).toBe('disconnected')
-    expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
-    world.run(2000)
-    expect(world.sentByClient.length - before).toBe(10)
-    expect(world.client.state().pendingDisconnects).toBe(false)
-  })
-
-  it('a client that disconnects while sending its response frees the slot the server gave it already (its keep-alives were lost)', () => {
-    const world = new World()
-    world.drop.toClient = (data) => (data[0]! & 0xf) === 4 // every keep-alive
-    world.connect()
-    world.run(50)
-    expect(world.states.at(-1)).toBe('sending-connection-response')
-    expect(world.serverEvents.map((event) => event.kind)).toEqual(['connect'])
-    world.handleClient(world.client.disconnect(world.now))
-    expect(world.states.at(-1)).toBe('disconnected')
-    expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
-  })
-
-  it("moves to the token's next server address when one fails", () => {
-    const world = new World()
-    const dead = '127.0.0.1:40999'
-    world.connect(token({ serverAddresses: [dead, serverAddress], timeoutSeconds: 1 }))
-    expect(world.sentByClient[0]!.to).toBe(dead)
-    world.run(1100)
-    // Each address starts with 'sending-connection-request', and names the server it is for.
-    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'sending-connection-response', 'connected'])
-    expect(world.servers).toEqual([dead, serverAddress, serverAddress, serverAddress])
-    expect(world.sentByClient.at(-1)!.to).toBe(serverAddress)
-    world.handleClient(world.client.disconnect(world.now))
-    expect(world.states.at(-1)).toBe('disconnected')
-    expect(world.servers.at(-1)).toBeUndefined()
-  })
-
-  it('names no server once every address has failed', () => {
-    const world = new World()
-    world.connect(token({ serverAddresses: ['127.0.0.1:40998', '127.0.0.1:40999'], timeoutSeconds: 1 }))
-    world.run(2200)
-    expect(world.states).toEqual(['sending-connection-request', 'sending-connection-request', 'connection-request-timed-out'])
-    expect(world.servers).toEqual(['127.0.0.1:40998', '127.0.0.1:40999', undefined])
-  })
-
-  it('ignores packets from any address but its server', () => {
-    const world = new World()
-    world.connect()
-    const forged = world.client.receive('127.0.0.1:40001', new Uint8Array(30), world.now)
-    expect(forged).toEqual([])
-    expect(world.client.state().counters.unknownAddress).toBe(1)
-  })
-})
-
-describe('client token lifetime', () => {
-  /** A token whose public expire timestamp is patched (the client reads only the public part). */
-  function withExpire(bytes: Uint8Array, expire: bigint): Uint8Array {
-    const copy = bytes.slice()
-    new DataView(copy.buffer).setBigUint64(13 + 8 + 8, expire, true)
-    return copy
-  }
-
-  it('a token that lives for ages is not taken as expired: (expire - create) in µs must not wrap 64 bits', () => {
-    const world = new World()
-    world.drop.toServer = () => true
-    // 2^58 s × 10^6 µs is a multiple of 2^64: a wrapping product makes the lifetime 0.
-    world.connect(withExpire(token({ timeoutSeconds: 10 }), T0 + (1n << 58n)))
-    world.run(1000)
-    expect(world.states).toEqual(['sending-connection-request'])
-    expect(world.sentByClient.length).toBeGreaterThanOrEqual(10) // still requesting at 10 Hz
-    const deadline = world.client.state().nextDeadlineUs
-    expect(deadline).not.toBeNull()
-    expect(deadline!).toBeGreaterThan(world.now)
-  })
-
-  it('a token lifetime near 2^64 s does not wrap the deadline either', () => {
-    const world = new World()
-    world.drop.toServer = () => true
-    world.now = 5_000_000
-    world.connect(withExpire(token({ timeoutSeconds: -1 }), (1n << 64n) - 1n))
-    world.run(500)
-    expect(world.states).toEqual(['sending-connection-request'])
-    expect(world.client.state().nextDeadlineUs!).toBeGreaterThan(world.now)
-  })
-})
-
-describe('reconnecting right after a disconnect', () => {
-  it("the old connection's redundant disconnects do not end the new one on the same server", () => {
-    const world = new World()
-    world.connect(token({ clientId: 1n }))
-    world.run(100)
-    expect(world.states.at(-1)).toBe('connected')
-    world.handleClient(world.client.disconnect(world.now))
-    // At once a new token for the same server (as an application that reconnects does).
-    world.connect(token({ clientId: 2n }))
-    world.run(2000)
-    expect(world.states.at(-1)).toBe('connected')
-    expect(world.server.state().connectedClients).toBe(1)
-    expect(world.serverEvents.filter((e) => e.kind === 'disconnect')).toHaveLength(1) // the first connection only
-  })
-
-  it('nor when the same token is used again (the same key)', () => {
-    const world = new World()
-    const same = token({ clientId: 3n })
-    world.connect(same)
-    world.run(100)
-    world.handleClient(world.client.disconnect(world.now))
-    world.connect(same)
-    world.run(2000)
-    expect(world.states.at(-1)).toBe('connected')
-    expect(world.server.state().connectedClients).toBe(1)
-  })
-})
-
-describe('connecting again with the same token', () => {
-  it("the server's packets of the first connection, captured and replayed, are refused", () => {
-    const world = new World()
-    const same = token({ clientId: 4n })
-    world.connect(same)
-    world.run(300)
-    const out = world.server.sendPayload(0, new Uint8Array([0x42]), world.now, T0)
-    const captured = out.filter((e): e is Sent => e.kind === 'send').map((e) => e.data)
-    world.handleServer(out)
-    expect(world.clientPayloads).toHaveLength(1)
-    world.handleClient(world.client.disconnect(world.now))
-    world.run(1500)
-    world.connect(same)
-    world.run(300)
-    expect(world.client.state().state).toBe('connected')
-    const before = world.client.state().counters.replayed!
-    for (const data of captured) world.handleClient(world.client.receive(serverAddress, data, world.now))
-    expect(world.clientPayloads).toHaveLength(1)
-    expect(world.client.state().counters.replayed).toBe(before + captured.length)
-    // The server goes on past what it sent before: its new payloads arrive.
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
-    expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
-  })
-
-  // What the first connection sent and the other side never took (its last redundant disconnects, a tail
-  // lost before a timeout) is under the same key: captured and replayed, it must not pass for new.
-  const DISCONNECT = 6
-  const disconnectsAfter = (sent: Sent[], mark: number): Uint8Array[] => sent.slice(mark).map((e) => e.data).filter((d) => (d[0]! & 0x0f) === DISCONNECT)
-  /** A client connected with a token, and how to connect it again with the same token. */
-  const connectedByToken = (clientId: bigint, timeoutSeconds?: number) => {
-    const world = new World()
-    const same = token({ clientId, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) })
-    world.connect(same)
-    world.run(300)
-    const again = (): void => {
+  describe('connecting again with the same token', () => {
+    it("the server's packets of the first connection, captured and replayed, are refused", () => {
+      const world = new World(cores)
+      const same = token({ clientId: 4n })
+      world.connect(same)
+      world.run(300)
+      const out = world.server.sendPayload(0, new Uint8Array([0x42]), world.now, T0)
+      const captured = out.filter((e): e is Sent => e.kind === 'send').map((e) => e.data)
+      world.handleServer(out)
+      expect(world.clientPayloads).toHaveLength(1)
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
       world.connect(same)
       world.run(300)
       expect(world.client.state().state).toBe('connected')
-    }
-    return { world, again }
-  }
-
-  it("the client's later redundant disconnects of the first connection, replayed to the server, do not end the new one", () => {
-    const { world, again } = connectedByToken(11n)
-    const mark = world.sentByClient.length
-    world.handleClient(world.client.disconnect(world.now)) // the first reaches the server: it releases the slot
-    world.run(300) // the next ones are ignored (an address just released)
-    const captured = disconnectsAfter(world.sentByClient, mark)
-    expect(captured.length).toBeGreaterThanOrEqual(3)
-    again()
-    const refused = world.server.state().counters.replayed!
-    for (const data of captured.slice(1)) expect(world.server.receive(clientAddress, data, world.now, T0)).toEqual([])
-    expect(world.server.state().connectedClients).toBe(1)
-    expect(world.server.state().counters.replayed).toBe(refused + captured.length - 1)
-  })
-
-  it("the client's payloads the server never received before it timed the client out, replayed, are not delivered", () => {
-    const { world, again } = connectedByToken(12n, 2)
-    world.drop.toServer = () => true // from here the client's packets are lost (and captured on the way)
-    const sent = world.client.sendPayload(new Uint8Array([0x99]), world.now)
-    const payload = sent.find((e): e is Sent => e.kind === 'send')!.data
-    world.handleClient(sent)
-    world.run(4500)
-    expect(world.serverEvents.some((e) => e.kind === 'disconnect' && e.reason === 'timeout')).toBe(true)
-    world.drop.toServer = undefined
-    again()
-    expect(world.server.receive(clientAddress, payload, world.now, T0)).toEqual([])
-  })
-
-  it("the server's later redundant disconnects of the first connection, replayed to the client, do not end the new one", () => {
-    const { world, again } = connectedByToken(13n)
-    const mark = world.sentByServer.length
-    world.handleServer(world.server.disconnect(0, world.now, T0)) // the first reaches the client
-    expect(world.client.state().state).toBe('disconnected')
-    world.run(250) // the next ones are ignored: the client is disconnected
-    const captured = disconnectsAfter(world.sentByServer, mark)
-    expect(captured.length).toBeGreaterThanOrEqual(3)
-    again()
-    const refused = world.client.state().counters.replayed!
-    for (const data of captured.slice(1)) world.handleClient(world.client.receive(serverAddress, data, world.now))
-    expect(world.client.state().state).toBe('connected')
-    expect(world.client.state().counters.replayed).toBe(refused + captured.length - 1)
-  })
-
-  it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
-    const world = new World()
-    const same = token({ clientId: 7n })
-    world.connect(same)
-    world.run(300)
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
-    world.handleClient(world.client.disconnect(world.now))
-    world.run(1500)
-    world.server = new (native().ServerCore)({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey: fill(32, 8) })
-    const refusedBefore = world.client.state().counters.replayed!
-    world.connect(same)
-    world.run(300)
-    // Its first keep-alive (sequence 0) is below where the first connection ended: the window starts afresh.
-    expect(world.states.slice(-3)).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
-    expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
-    expect(world.client.state().counters.replayed).toBe(refusedBefore)
-    world.run(6000) // past the token's 5 s timeout: the keep-alives of both sides pass
-    expect(world.client.state().state).toBe('connected')
-  })
-
-  it('a new token starts a new window', () => {
-    const world = new World()
-    world.connect(token({ clientId: 5n }))
-    world.run(300)
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
-    world.handleClient(world.client.disconnect(world.now))
-    world.run(1500)
-    // Another token: other keys, and the server starts its sequence for them where it likes.
-    world.connect(token({ clientId: 6n }))
-    world.run(300)
-    expect(world.client.state().state).toBe('connected')
-    world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
-    expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
-  })
-})
-
-describe('a client that takes the protocol id from its token', () => {
-  it('takes it from each token: a later token of another protocol id is not refused as invalid', () => {
-    const world = new World() // ClientCore() without a protocolId, as the engine makes it
-    world.connect()
-    world.run(100)
-    expect(world.states.at(-1)).toBe('connected')
-    world.handleClient(world.client.disconnect(world.now))
-    const other = encodeConnectToken(sodium, {
-      protocolId: protocolId + 1n, privateKey, clientId: 9n, serverAddresses: ['127.0.0.1:40123'], expireSeconds: 60, timeoutSeconds: 5, nowSeconds: Number(T0),
+      const before = world.client.state().counters.replayed!
+      for (const data of captured) world.handleClient(world.client.receive(serverAddress, data, world.now))
+      expect(world.clientPayloads).toHaveLength(1)
+      expect(world.client.state().counters.replayed).toBe(before + captured.length)
+      // The server goes on past what it sent before: its new payloads arrive.
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
+      expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
     })
-    world.connect(other)
-    expect(world.states.at(-1)).toBe('sending-connection-request')
+
+    // What the first connection sent and the other side never took (its last redundant disconnects, a tail
+    // lost before a timeout) is under the same key: captured and replayed, it must not pass for new.
+    const DISCONNECT = 6
+    const disconnectsAfter = (sent: Sent[], mark: number): Uint8Array[] => sent.slice(mark).map((e) => e.data).filter((d) => (d[0]! & 0x0f) === DISCONNECT)
+    /** A client connected with a token, and how to connect it again with the same token. */
+    const connectedByToken = (clientId: bigint, timeoutSeconds?: number) => {
+      const world = new World(cores)
+      const same = token({ clientId, ...(timeoutSeconds === undefined ? {} : { timeoutSeconds }) })
+      world.connect(same)
+      world.run(300)
+      const again = (): void => {
+        world.connect(same)
+        world.run(300)
+        expect(world.client.state().state).toBe('connected')
+      }
+      return { world, again }
+    }
+
+    it("the client's later redundant disconnects of the first connection, replayed to the server, do not end the new one", () => {
+      const { world, again } = connectedByToken(11n)
+      const mark = world.sentByClient.length
+      world.handleClient(world.client.disconnect(world.now)) // the first reaches the server: it releases the slot
+      world.run(300) // the next ones are ignored (an address just released)
+      const captured = disconnectsAfter(world.sentByClient, mark)
+      expect(captured.length).toBeGreaterThanOrEqual(3)
+      again()
+      const refused = world.server.state().counters.replayed!
+      for (const data of captured.slice(1)) expect(world.server.receive(clientAddress, data, world.now, T0)).toEqual([])
+      expect(world.server.state().connectedClients).toBe(1)
+      expect(world.server.state().counters.replayed).toBe(refused + captured.length - 1)
+    })
+
+    it("the client's payloads the server never received before it timed the client out, replayed, are not delivered", () => {
+      const { world, again } = connectedByToken(12n, 2)
+      world.drop.toServer = () => true // from here the client's packets are lost (and captured on the way)
+      const sent = world.client.sendPayload(new Uint8Array([0x99]), world.now)
+      const payload = sent.find((e): e is Sent => e.kind === 'send')!.data
+      world.handleClient(sent)
+      world.run(4500)
+      expect(world.serverEvents.some((e) => e.kind === 'disconnect' && e.reason === 'timeout')).toBe(true)
+      world.drop.toServer = undefined
+      again()
+      expect(world.server.receive(clientAddress, payload, world.now, T0)).toEqual([])
+    })
+
+    it("the server's later redundant disconnects of the first connection, replayed to the client, do not end the new one", () => {
+      const { world, again } = connectedByToken(13n)
+      const mark = world.sentByServer.length
+      world.handleServer(world.server.disconnect(0, world.now, T0)) // the first reaches the client
+      expect(world.client.state().state).toBe('disconnected')
+      world.run(250) // the next ones are ignored: the client is disconnected
+      const captured = disconnectsAfter(world.sentByServer, mark)
+      expect(captured.length).toBeGreaterThanOrEqual(3)
+      again()
+      const refused = world.client.state().counters.replayed!
+      for (const data of captured.slice(1)) world.handleClient(world.client.receive(serverAddress, data, world.now))
+      expect(world.client.state().state).toBe('connected')
+      expect(world.client.state().counters.replayed).toBe(refused + captured.length - 1)
+    })
+
+    it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
+      const world = new World(cores)
+      const same = token({ clientId: 7n })
+      world.connect(same)
+      world.run(300)
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      world.server = cores.server(fill(32, 8))
+      const refusedBefore = world.client.state().counters.replayed!
+      world.connect(same)
+      world.run(300)
+      // Its first keep-alive (sequence 0) is below where the first connection ended: the window starts afresh.
+      expect(world.states.slice(-3)).toEqual(['sending-connection-request', 'sending-connection-response', 'connected'])
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
+      expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
+      expect(world.client.state().counters.replayed).toBe(refusedBefore)
+      world.run(6000) // past the token's 5 s timeout: the keep-alives of both sides pass
+      expect(world.client.state().state).toBe('connected')
+    })
+
+    it('a new token starts a new window', () => {
+      const world = new World(cores)
+      world.connect(token({ clientId: 5n }))
+      world.run(300)
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([1]), world.now, T0))
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      // Another token: other keys, and the server starts its sequence for them where it likes.
+      world.connect(token({ clientId: 6n }))
+      world.run(300)
+      expect(world.client.state().state).toBe('connected')
+      world.handleServer(world.server.sendPayload(0, new Uint8Array([2]), world.now, T0))
+      expect(world.clientPayloads.map((p) => p[0])).toEqual([1, 2])
+    })
+  })
+
+  describe('a client that takes the protocol id from its token', () => {
+    it('takes it from each token: a later token of another protocol id is not refused as invalid', () => {
+      const world = new World(cores) // ClientCore() without a protocolId, as the engine makes it
+      world.connect()
+      world.run(100)
+      expect(world.states.at(-1)).toBe('connected')
+      world.handleClient(world.client.disconnect(world.now))
+      const other = encodeConnectToken(sodium, {
+        protocolId: protocolId + 1n, privateKey, clientId: 9n, serverAddresses: ['127.0.0.1:40123'], expireSeconds: 60, timeoutSeconds: 5, nowSeconds: Number(T0),
+      })
+      world.connect(other)
+      expect(world.states.at(-1)).toBe('sending-connection-request')
+    })
   })
 })
