@@ -1,7 +1,12 @@
 // A netcode 1.02 client on the native engine: connect with a token, then send and receive payloads.
-// The client state machine runs on the I/O thread; its state changes arrive here as records.
+// The client state machine runs on the I/O thread; its state changes arrive here as records (from the
+// fallback engine, engine/fallback-engine.ts, where the addon cannot load).
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
+import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
+import { type Engine, type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { sharedFallbackEngine } from './engine/fallback-engine.ts'
+import { loadSodium, loadedSodium } from './netcode/sodium.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import {
   BandwidthWindow,
@@ -192,7 +197,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** The engine's wait for the server's settings, when it ended the connection for their lateness (ms). */
   #settingsWaitedMs = 0
   #reading = new BandwidthWindow()
-  #engine: Engine | undefined
+  #engine: ProtocolEngine | undefined
   #id = 0
   #state: ClientState = 'disconnected'
   /** The token's server this client tries or is connected to. */
@@ -211,7 +216,10 @@ export class Client extends EventEmitter<ClientEvents> {
   #resolveClosed: (() => void) | undefined
   /** Set while the socket closes to reopen as IPv6: what runs once it has closed. */
   #afterReopen: (() => void) | undefined
-  /** The connect() waiting for that socket to close, until it is aborted or close() is called. */
+  /**
+   * The connect() waiting before it can start, until it is aborted or close() is called: for that socket to close,
+   * or for the fallback engine's crypto to load.
+   */
   #reopening: PendingConnect | undefined
   #pending: PendingConnect | undefined
   /** drained(): whether a send was refused since the last 'drain', and who waits for the next. */
@@ -219,7 +227,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** flushed(): who waits for the queue to empty. */
   readonly #flush = new FlushWaiters(
     () => (this.#closing === undefined ? this.bufferedAmount : 0), // bufferedAmount: 0 unless connected
-    () => (this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush),
+    () => (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchFlush),
   )
   readonly #client: EngineClient
 
@@ -328,7 +336,7 @@ export class Client extends EventEmitter<ClientEvents> {
           waiting?.resolve()
         }
         this.#updateReference() // busy while the old socket closes
-        ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+        ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
       })
     }
     return this.#start(bytes, ipv6, signal)
@@ -341,36 +349,70 @@ export class Client extends EventEmitter<ClientEvents> {
     waiting.reject(error)
   }
 
+  /**
+   * #start() once libsodium-wrappers has loaded (the fallback engine's crypto, once per process; ERR_CRYPTO_UNAVAILABLE
+   * where it cannot): meanwhile the client is busy as while its socket reopens, and an abort or close() ends the wait.
+   */
+  #startAfterSodium(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (this.#reopening === entry) this.#abandonReopen(connectAborted('The connection attempt was aborted', signal))
+      }
+      const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal).then(resolve, reject), reject)
+      this.#reopening = entry
+      const settle = (outcome: () => void): void => {
+        if (this.#reopening !== entry) return // aborted or closed meanwhile
+        this.#reopening = undefined
+        outcome()
+      }
+      loadSodium().then(
+        () => settle(() => entry.resolve()),
+        (error: unknown) => settle(() => entry.reject(error as Error)),
+      )
+    })
+  }
+
   #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
     if (!this.#open) {
-      let engine: Engine | undefined
+      let engine: ProtocolEngine | undefined
       try {
-        // Made here, in the try: an engine that cannot start (out of file descriptors) rejects this attempt.
-        engine = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
-        const info = engine.open(
-          {
-            ipv6,
-            ipv6Only: false,
-            reuseAddress: false,
-            reusePort: false,
-            receiveBufferSize: this.#socket.recvBufferSize,
-            sendBufferSize: this.#socket.sendBufferSize,
-            address: '',
-            port: 0,
-            batchSize: 64,
-            coalesceUs: this.#socket.coalesceUs,
-            protocol: {
-              kind: 'client',
-              requestIntervalUs: Math.round(this.#settings.requestIntervalMs * 1000),
-              keepAliveIntervalUs: Math.round(this.#settings.keepAliveIntervalMs * 1000),
-              disconnectIntervalUs: Math.round(this.#settings.disconnectIntervalMs * 1000),
-              disconnectPackets: this.#settings.disconnectPackets,
-              ...deliveryFields(this.#delivery),
-              ...this.#simulator,
-            },
+        const fallback = fallbackReason()
+        if (fallback !== undefined) {
+          checkFallbackSupports({ channels: this.#delivery !== null, networkSimulator: this.#simulator.networkSimulator !== undefined }, fallback)
+          if (loadedSodium() === undefined) return this.#startAfterSodium(bytes, ipv6, signal)
+        }
+        const options: NativeSocketOptions = {
+          ipv6,
+          ipv6Only: false,
+          reuseAddress: false,
+          reusePort: false,
+          receiveBufferSize: this.#socket.recvBufferSize,
+          sendBufferSize: this.#socket.sendBufferSize,
+          address: '',
+          port: 0,
+          batchSize: 64,
+          coalesceUs: this.#socket.coalesceUs,
+          protocol: {
+            kind: 'client',
+            requestIntervalUs: Math.round(this.#settings.requestIntervalMs * 1000),
+            keepAliveIntervalUs: Math.round(this.#settings.keepAliveIntervalMs * 1000),
+            disconnectIntervalUs: Math.round(this.#settings.disconnectIntervalMs * 1000),
+            disconnectPackets: this.#settings.disconnectPackets,
+            ...deliveryFields(this.#delivery),
+            ...this.#simulator,
           },
-          this.#client,
-        )
+        }
+        let info: NativeSocketInfo
+        if (fallback !== undefined) {
+          const fallbackEngine = sharedFallbackEngine()
+          engine = fallbackEngine
+          info = fallbackEngine.openNow(options, this.#client)
+        } else {
+          // Made here, in the try: an engine that cannot start (out of file descriptors) rejects this attempt.
+          const native = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
+          engine = native
+          info = native.open(options, this.#client)
+        }
         this.#engine = engine
         this.#id = info.id
         this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
@@ -389,13 +431,13 @@ export class Client extends EventEmitter<ClientEvents> {
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.#pending !== entry) return
-        ;(this.#engine as Engine).control(this.#id, ProtocolControl.disconnect)
+        ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.disconnect)
         this.#abandonAttempt(entry, connectAborted('The connection attempt was aborted', signal))
       }
       const entry: PendingConnect = settleUnlistening(signal, onAbort, resolve, reject)
       this.#pending = entry
       this.#updateReference()
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.connect, attempt, bytes)
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.connect, attempt, bytes)
     })
   }
 
@@ -411,11 +453,11 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!this.#ready) throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer)
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer)
       this.#drain.block()
       return false
     }
-    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
+    if ((this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
     this.#queue.cancel(data.byteLength)
     this.#drain.block()
     return false
@@ -532,7 +574,7 @@ export class Client extends EventEmitter<ClientEvents> {
       })
       this.#hold.closing() // the disconnects go out, unref() or not
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
-      if (this.#afterReopen === undefined) (this.#engine as Engine).control(this.#id, ProtocolControl.stop)
+      if (this.#afterReopen === undefined) (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
     }
     if (pending !== undefined) this.#abandonAttempt(pending, connectAborted('The client was closed while connecting', undefined))
     if (this.#reopening !== undefined) this.#abandonReopen(connectAborted('The client was closed while connecting', undefined))
@@ -587,7 +629,7 @@ export class Client extends EventEmitter<ClientEvents> {
       if (kind === PeerRecordKind.payload) {
         if (this.#state === 'connected' && this.#closing === undefined) this.emit('message', new Uint8Array(slab.buffer, at, length), code)
       } else if (kind === PeerRecordKind.largePayload) {
-        const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
+        const bytes = (this.#engine as ProtocolEngine).takeLarge(slab.u32[at >>> 2]!)
         if (this.#state === 'connected' && this.#closing === undefined && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
       } else if (kind === PeerRecordKind.drain) {
         this.#onDrain()
@@ -608,7 +650,7 @@ export class Client extends EventEmitter<ClientEvents> {
         // The end of an attempt that a later connect() replaced (it was aborted) is not news.
         if (peer !== this.#attempt) return
         // The record names the server while an attempt or a connection is under way (family 0: none).
-        this.#server = slab.u8[record + 12] === 0 ? null : recordAddress((this.#engine as Engine).addon, slab, record)
+        this.#server = slab.u8[record + 12] === 0 ? null : recordAddress(slab, record)
         if (this.#server !== null) this.#lastServer = this.#server
         this.#settingsWaitedMs = length >= 4 ? slab.u32[at >>> 2]! : 0
         this.#onState(stateByCode[(code << 24) >> 24] ?? 'disconnected')

@@ -40,6 +40,7 @@ export type VolleyStateErrorCode =
   | 'ERR_SERVER_CLOSED'
   | 'ERR_ADDON_NOT_FOUND'
   | 'ERR_ADDON_MISMATCH'
+  | 'ERR_FALLBACK_UNSUPPORTED'
   | 'ERR_CRYPTO_UNAVAILABLE'
 
 /** Every code of volley's own errors (isVolleyError() narrows to them). */

@@ -2,9 +2,9 @@
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
 import type { SlabView } from './engine/engine.ts'
 import { align8, layout } from './engine/layout.ts'
-import type { Addon } from './engine/addon.ts'
 import type { AddressInfo } from './address.ts'
 import { surfaceLater } from './errors.ts'
+import { formatIpBytes } from './netcode/server-address.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
@@ -33,10 +33,8 @@ export function forEachPeerRecord(
 }
 
 /** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */
-export function recordAddress(addon: Addon, slab: SlabView, record: number): AddressInfo {
+export function recordAddress(slab: SlabView, record: number): AddressInfo {
   const port = slab.u16[(record + 6) >>> 1]!
-  const family = slab.u8[record + 12]
-  const bytes = slab.u8.subarray(record + 16, record + 32)
-  if (family === 4) return { address: `${bytes[0]}.${bytes[1]}.${bytes[2]}.${bytes[3]}`, port, family: 'IPv4' }
-  return { address: addon.formatIp(bytes, 6), port, family: 'IPv6' }
+  const family = slab.u8[record + 12] === 4 ? 4 : 6
+  return { address: formatIpBytes({ family, bytes: slab.u8.subarray(record + 16, record + 32) }), port, family: family === 4 ? 'IPv4' : 'IPv6' }
 }

@@ -1,7 +1,11 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
-// turns its records into typed events and its peers into Peer objects.
+// turns its records into typed events and its peers into Peer objects. Where the addon cannot load, the
+// fallback engine (engine/fallback-engine.ts) writes the same records on the JavaScript thread.
 import { EventEmitter } from 'node:events'
-import { type Engine, type EngineClient, EngineHold, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
+import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
+import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { sharedFallbackEngine } from './engine/fallback-engine.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
@@ -238,7 +242,7 @@ export class Server extends EventEmitter<ServerEvents> {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
     disconnectPeer: (peer) => this.#disconnectPeer(peer),
     watchFlush: (peer) => {
-      if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.watchFlush, peer.tag)
+      if (this.#state === 'running') (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchFlush, peer.tag)
     },
     peerStats: (peer) => this.#peerStats(peer),
     timeMs: () => monotonicUs() / 1000,
@@ -249,7 +253,9 @@ export class Server extends EventEmitter<ServerEvents> {
   /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
   readonly #slotEnds: Uint16Array
   readonly #readLinks = (): Float64Array | null => this.#links
-  #engine: Engine | undefined
+  #engine: ProtocolEngine | undefined
+  /** The fallback engine is binding the socket (listen() awaits it). */
+  #opening = false
   #id = 0
   #state: ServerState = 'stopped'
   /** Where listen() bound the socket. */
@@ -323,41 +329,60 @@ export class Server extends EventEmitter<ServerEvents> {
   /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. Resolves with address(). */
   async listen(): Promise<AddressInfo> {
     if (this.#closed !== undefined) throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
-    if (this.#state !== 'stopped') throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#state}`)
-    const engine = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    if (this.#state !== 'stopped' || this.#opening) throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#opening ? 'starting' : this.#state}`)
     const publicAddress = this.#options.publicAddress ?? this.#options.address
-    let info
-    try {
-      info = engine.open(
-        {
-          ipv6: this.#bind.family === 6,
-          ipv6Only: false,
-          reuseAddress: false,
-          reusePort: this.#bind.reusePort,
-          receiveBufferSize: this.#socket.recvBufferSize,
-          sendBufferSize: this.#socket.sendBufferSize,
-          address: this.#bind.host,
-          port: this.#bind.port,
-          batchSize: this.#socket.batchSize,
-          coalesceUs: this.#socket.coalesceUs,
-          protocol: {
-            kind: 'server',
-            protocolId: this.#protocolId,
-            privateKey: this.#options.privateKey,
-            publicAddress, // port 0: the port the socket binds
-            maxClients: this.#options.maxClients,
-            keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
-            disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
-            disconnectPackets: this.#options.disconnectPackets,
-            ...deliveryFields(this.#delivery),
-            ...this.#simulator,
-          },
-        },
-        this.#client,
-      )
-    } catch (error) {
-      engine.releaseIfIdle()
-      throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
+    const options: NativeSocketOptions = {
+      ipv6: this.#bind.family === 6,
+      ipv6Only: false,
+      reuseAddress: false,
+      reusePort: this.#bind.reusePort,
+      receiveBufferSize: this.#socket.recvBufferSize,
+      sendBufferSize: this.#socket.sendBufferSize,
+      address: this.#bind.host,
+      port: this.#bind.port,
+      batchSize: this.#socket.batchSize,
+      coalesceUs: this.#socket.coalesceUs,
+      protocol: {
+        kind: 'server',
+        protocolId: this.#protocolId,
+        privateKey: this.#options.privateKey,
+        publicAddress, // port 0: the port the socket binds
+        maxClients: this.#options.maxClients,
+        keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
+        disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
+        disconnectPackets: this.#options.disconnectPackets,
+        ...deliveryFields(this.#delivery),
+        ...this.#simulator,
+      },
+    }
+    let engine: ProtocolEngine
+    let info: NativeSocketInfo
+    const fallback = fallbackReason()
+    if (fallback === undefined) {
+      const native = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+      engine = native
+      try {
+        info = native.open(options, this.#client)
+      } catch (error) {
+        native.releaseIfIdle()
+        throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
+      }
+    } else {
+      checkFallbackSupports({ channels: this.#delivery !== null, networkSimulator: this.#simulator.networkSimulator !== undefined, reusePort: this.#bind.reusePort }, fallback)
+      const fallbackEngine = sharedFallbackEngine()
+      engine = fallbackEngine
+      // The fallback binds asynchronously: meanwhile a second listen() is refused, and a close() waits for
+      // the socket to open, then stops the server (below).
+      this.#opening = true
+      try {
+        info = await fallbackEngine.open(options, this.#client)
+      } catch (error) {
+        fallbackEngine.releaseIfIdle()
+        this.#resolveClosed?.() // a close() that came meanwhile: there is nothing to stop
+        throw error
+      } finally {
+        this.#opening = false
+      }
     }
     this.#engine = engine
     this.#id = info.id
@@ -368,6 +393,10 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
     this.#setState('running')
+    if (this.#closed !== undefined) {
+      this.#stop()
+      throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed while it started listening')
+    }
     return { ...this.#local }
   }
 
@@ -379,20 +408,24 @@ export class Server extends EventEmitter<ServerEvents> {
   /** RUNNING -> STOPPING (every client is sent redundant disconnects) -> STOPPED. */
   close(): Promise<void> {
     if (this.#closed) return this.#closed
-    if (this.#state === 'stopped') {
+    if (this.#state === 'stopped' && !this.#opening) {
       this.#closed = Promise.resolve()
       return this.#closed
     }
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    if (!this.#opening) this.#stop() // else listen() stops the server once its socket is open
+    return this.#closed
+  }
+
+  #stop(): void {
     this.#setState('stopping')
     this.#hold.closing() // the disconnects go out, unref() or not
     // Every client is being disconnected: peer.connected turns false and send() throws now, not when the
     // 'disconnect' events ('server-closed') arrive from the I/O thread.
     for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)
-    ;(this.#engine as Engine).control(this.#id, ProtocolControl.stop)
-    return this.#closed
+    ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
   }
 
   /** Lets the process exit while the server runs (as net.Server's unref()). */
@@ -462,10 +495,10 @@ export class Server extends EventEmitter<ServerEvents> {
     const queue = this.#rawQueue ?? (this.#queues.get(peer.index) as SendQueue)
     const channel = queue.check(data, options)
     if (!queue.admit(data.byteLength)) {
-      ;(this.#engine as Engine).control(this.#id, ProtocolControl.watchPeer, peer.tag)
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer, peer.tag)
       return false
     }
-    if ((this.#engine as Engine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)) return true
+    if ((this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)) return true
     queue.cancel(data.byteLength)
     this.#engineBlocked.add(peer)
     return false
@@ -501,7 +534,7 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   #disconnectPeer(peer: Peer): void {
-    if (this.#state === 'running') (this.#engine as Engine).control(this.#id, ProtocolControl.disconnectPeer, peer.tag)
+    if (this.#state === 'running') (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.disconnectPeer, peer.tag)
   }
 
   // A 'state' handler that throws must not stop the transition it reports (close() would never resolve):
@@ -529,7 +562,7 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       case PeerRecordKind.largePayload: {
         const peer = this.#peerSlots[index]
-        const bytes = (this.#engine as Engine).takeLarge(slab.u32[at >>> 2]!)
+        const bytes = (this.#engine as ProtocolEngine).takeLarge(slab.u32[at >>> 2]!)
         if (peer?.connected === true && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
         return
       }
@@ -562,7 +595,7 @@ export class Server extends EventEmitter<ServerEvents> {
         return
       }
       case PeerRecordKind.connect: {
-        const { address, port } = recordAddress((this.#engine as Engine).addon, slab, record)
+        const { address, port } = recordAddress(slab, record)
         const clientId = slab.view.getBigUint64(at, true)
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
         const userDataAt = this.#userData.copy(slab.u8, at + 8)

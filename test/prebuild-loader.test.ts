@@ -49,7 +49,7 @@ describe('prebuild', () => {
     expect(got).toBe('through the prebuild')
   })
 
-  it('missing, with no local build either: binding, sending, listening and connecting get ERR_ADDON_NOT_FOUND, saying how to build one; tokens are still made', () => {
+  it('missing, with no local build either: Server and Client run on the fallback engine (warning once), datagram sockets get ERR_ADDON_NOT_FOUND, saying how to build one', () => {
     const dir = mkdtempSync(join(tmpdir(), 'volley-no-addon-'))
     temporary.push(dir)
     for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
@@ -57,18 +57,36 @@ describe('prebuild', () => {
     const script = `
       import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
       const failure = (error) => ({ code: error.code, message: error.message })
+      const warnings = []
+      process.on('warning', (warning) => warnings.push({ code: warning.code, message: warning.message }))
       const bind = await createDatagramSocket().bind(0, '127.0.0.1').then(() => 'bound', failure)
       let send = 'sent'
       try { createDatagramSocket().send('x', 9, '127.0.0.1') } catch (error) { send = failure(error) }
-      const listen = await new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0' }).listen().then(() => 'listening', failure)
-      const token = await generateConnectToken({ protocolId: 1n, privateKey: await generateKey(), clientId: 1n,
-        serverAddresses: ['127.0.0.1:9'], expireSeconds: 30, timeoutSeconds: 5 })
-      const connect = await new Client().connect(token).then(() => 'connected', failure)
-      console.log(JSON.stringify({ bind, send, listen, connect, tokenBytes: token.byteLength }))
+      const privateKey = await generateKey()
+      const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0' })
+      server.on('message', (peer, data) => peer.send(data))
+      const { port } = await server.listen()
+      const token = await generateConnectToken({ protocolId: 1n, privateKey, clientId: 1n,
+        serverAddresses: ['127.0.0.1:' + port], expireSeconds: 30, timeoutSeconds: 5 })
+      const client = new Client()
+      const echo = new Promise((resolve) => client.on('message', (data) => resolve(Buffer.from(data).toString())))
+      await client.connect(token)
+      client.send(Buffer.from('through the fallback engine'))
+      const echoed = await echo
+      const channels = await new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', channels: [{ mode: 'reliable' }] }).listen().then(() => 'listening', failure)
+      await client.close()
+      await server.close()
+      console.log(JSON.stringify({ bind, send, echoed, channels, warnings }))
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
     const outcomes = JSON.parse(out) as Record<string, unknown>
     const notFound = { code: 'ERR_ADDON_NOT_FOUND', message: expect.stringMatching(/could not be loaded.*npm rebuild volley/s) }
-    expect(outcomes).toEqual({ bind: notFound, send: notFound, listen: notFound, connect: notFound, tokenBytes: 2048 })
+    expect(outcomes).toEqual({
+      bind: notFound,
+      send: notFound,
+      echoed: 'through the fallback engine',
+      channels: { code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringMatching(/"channels" option needs volley's native engine.*could not load: ERR_ADDON_NOT_FOUND/s) },
+      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded.*pure-TypeScript fallback engine/s) }],
+    })
   })
 })

@@ -3,6 +3,7 @@
 // a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
 //   npm run demo -- --channels --loss 0.05
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
+import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
 import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 
@@ -43,14 +44,24 @@ const protocolId = 0x766f6c6c6579n // "volley"
 const privateKey = await generateKey()
 
 const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: clientCount, engine: 'dedicated', ...delivery })
-const { port } = await server.listen()
-const info = nativeInfo()
+let port: number
+try {
+  ;({ port } = await server.listen())
+} catch (error) {
+  exitOnCommandError('volley demo', usage, error) // a port in use; channels on the fallback engine
+}
+const fallback = fallbackReason()
 const plural = (count: number, noun: string): string => `${count.toLocaleString('en-US')} ${noun}${count === 1 ? '' : 's'}`
 console.log(
   `volley demo: a server on 127.0.0.1:${port}, ${plural(clientCount, 'client')}, ${rate} messages/s each, ${seconds} s` +
     (delivery.channels ? `, reliable channel${loss !== undefined ? `, ${loss * 100} % simulated loss` : ''}` : ''),
 )
-console.log(`native addon: ${info.path} (libsodium ${info.sodiumVersion})\n`)
+if (fallback === undefined) {
+  const info = nativeInfo()
+  console.log(`native addon: ${info.path} (libsodium ${info.sodiumVersion})\n`)
+} else {
+  console.log(`the pure-TypeScript fallback engine (${fallback})\n`)
+}
 
 let serverReceived = 0
 server.on('message', (peer, data) => {
@@ -136,5 +147,5 @@ if (stats.link !== null) {
   const { rtt, lossPercent, resends } = stats.link
   console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)
 }
-console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${plural(clients.length, 'client')} and both I/O threads)`)
+console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${plural(clients.length, 'client')}${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
 if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1

@@ -21,6 +21,24 @@ export interface EngineClient {
 }
 
 /**
+ * What a Server or Client asks of its engine once its socket is open: the native engine (Engine), or the
+ * fallback engine on node:dgram (fallback-engine.ts) where the addon cannot load. Each opens sockets its own
+ * way (the native open is synchronous, the fallback's binds asynchronously); choose.ts says which runs.
+ */
+export interface ProtocolEngine {
+  readonly stopped: boolean
+  releaseIfIdle(): void
+  ref(): void
+  unref(): void
+  readProtocolStats(id: number, out: Float64Array): boolean
+  peerCounters(id: number): Float64Array | null
+  peerLinks(id: number): Float64Array | null
+  control(id: number, op: number, arg?: number, data?: Uint8Array, suffix?: number): void
+  enqueueToPeer(client: EngineClient, socketId: number, data: Uint8Array, peer: number, channel?: number): boolean
+  takeLarge(id: number): ArrayBuffer | null
+}
+
+/**
  * Views over one slab. The memory is the addon's (native/shared_memory.h): a buffer over it that JavaScript
  * detaches takes its share of the memory along, so the I/O thread never writes into freed memory, and the
  * slab is seen again through a new buffer over the same memory.
@@ -94,7 +112,7 @@ export interface QueuedAddress {
   scopeId: number
 }
 
-export class Engine {
+export class Engine implements ProtocolEngine {
   readonly addon: Addon
   readonly #native: NativeEngine
   readonly #limits: EngineLimits
@@ -415,13 +433,13 @@ export class Engine {
  * reference while it is busy, unless unref()ed. The engine's open() takes one for the new socket.
  */
 export class EngineHold {
-  #engine: Engine | undefined
+  #engine: ProtocolEngine | undefined
   #held = false
   #unreferenced = false
   #closing = false
 
   /** The socket was opened on this engine: open() took a reference for it. */
-  opened(engine: Engine): void {
+  opened(engine: ProtocolEngine): void {
     this.#engine = engine
     this.#held = true
   }

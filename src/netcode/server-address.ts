@@ -134,10 +134,18 @@ export function formatServerAddress(address: ServerAddress): string {
   if (!valid) {
     throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${shape}. Received ${describe(address)}`)
   }
-  if (address.family === 4) return `${address.bytes.join('.')}:${address.port}`
+  return address.family === 4 ? `${formatIpBytes(address)}:${address.port}` : `[${formatIpBytes(address)}]:${address.port}`
+}
+
+/**
+ * An address's IP as text, as inet_ntop writes it (the native side names peers that way): IPv4 dotted;
+ * IPv6 with the longest run of two or more zero groups compressed, as RFC 5952 asks, and an IPv4 address
+ * in the last 32 bits dotted where it is embedded (::a.b.c.d) or mapped (::ffff:a.b.c.d).
+ */
+export function formatIpBytes(address: Pick<ServerAddress, 'family' | 'bytes'>): string {
+  if (address.family === 4) return address.bytes.subarray(0, 4).join('.')
   const groups: string[] = []
   for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))
-  // Compress the longest run of two or more zero groups, as RFC 5952 asks.
   let bestStart = -1
   let bestLength = 1
   for (let i = 0; i < 8; ) {
@@ -153,15 +161,9 @@ export function formatServerAddress(address: ServerAddress): string {
     }
     i = j
   }
-  // An IPv4 address in the last 32 bits is written dotted where it is embedded (::a.b.c.d) or mapped
-  // (::ffff:a.b.c.d), as inet_ntop writes it: the native side names peers that way.
   const embeddedV4 = bestStart === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))
   if (embeddedV4) groups.splice(6, 2, address.bytes.subarray(12).join('.'))
-  const text =
-    bestStart < 0
-      ? groups.join(':')
-      : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
-  return `[${text}]:${address.port}`
+  return bestStart < 0 ? groups.join(':') : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
 }
 
 export function writeServerAddress(writer: Writer, address: ServerAddress): void {

@@ -8,11 +8,17 @@ import { VolleyError } from '../errors.ts'
 export type Sodium = Omit<typeof import('libsodium-wrappers'), 'default'>
 
 let ready: Promise<Sodium> | undefined
+let loaded: Sodium | undefined
+
+/** libsodium-wrappers if loadSodium() has finished loading it, else undefined. */
+export function loadedSodium(): Sodium | undefined {
+  return loaded
+}
 
 /** libsodium-wrappers, ready; ERR_CRYPTO_UNAVAILABLE where it cannot load (no WebAssembly: node --jitless). */
 export function loadSodium(): Promise<Sodium> {
   ready ??= sodiumModule.ready.then(
-    () => sodiumModule,
+    () => (loaded = sodiumModule),
     (cause: unknown) => {
       ready = undefined // a later call tries again
       throw new VolleyError('ERR_CRYPTO_UNAVAILABLE', `libsodium-wrappers could not load (it needs WebAssembly): ${(cause as Error)?.message ?? String(cause)}`, { cause })

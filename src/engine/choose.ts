@@ -1,0 +1,45 @@
+// Which engine runs a Server or Client: the native one, or the fallback engine (fallback-engine.ts) where the
+// addon cannot load, or where VOLLEY_ENGINE=fallback asks for it (to compare the two, or to test the fallback).
+import { VolleyError } from '../errors.ts'
+import { loadAddon } from './addon.ts'
+
+let warned = false
+
+/** Why Server and Client run on the fallback engine in this process; undefined when the native one runs them. */
+export function fallbackReason(): string | undefined {
+  if (process.env.VOLLEY_ENGINE === 'fallback') return 'VOLLEY_ENGINE=fallback'
+  try {
+    loadAddon()
+    return undefined
+  } catch (error) {
+    if (!(error instanceof VolleyError) || (error.code !== 'ERR_ADDON_NOT_FOUND' && error.code !== 'ERR_ADDON_MISMATCH')) throw error
+    if (!warned) {
+      warned = true
+      process.emitWarning(
+        `${error.message} Server and Client run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
+          'the same bytes on the wire, at a fraction of the native engine’s speed, without channels or the network simulator yet.',
+        { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
+      )
+    }
+    return `the native addon could not load: ${error.code}`
+  }
+}
+
+/** What the fallback engine does not do yet, among a Server's or Client's options. */
+export interface FallbackNeeds {
+  channels: boolean
+  networkSimulator: boolean
+  reusePort?: boolean
+}
+
+/** Throws ERR_FALLBACK_UNSUPPORTED, naming the option, when the fallback engine cannot do what the options ask. */
+export function checkFallbackSupports(needs: FallbackNeeds, reason: string): void {
+  const option = needs.channels ? 'channels' : needs.networkSimulator ? 'networkSimulator' : needs.reusePort === true ? 'reusePort' : undefined
+  if (option === undefined) return
+  throw new VolleyError(
+    'ERR_FALLBACK_UNSUPPORTED',
+    `The "${option}" option needs volley's native engine: this process runs the pure-TypeScript fallback engine (${reason}), ` +
+      `which does not run ${option === 'channels' ? 'channels' : option === 'networkSimulator' ? 'the network simulator' : 'shared ports (SO_REUSEPORT)'} yet. ` +
+      'Build the native addon (`npm rebuild volley`), or leave the option out.',
+  )
+}

@@ -1,0 +1,503 @@
+// The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the TypeScript
+// netcode cores (src/netcode/server-core.ts, client-core.ts) and libsodium-wrappers, for where the native
+// addon cannot load. It hands its Server and Client the records the native engine writes (the same layout,
+// native/socket_protocol.h), keeps the same counters and takes the same control requests, so that both run
+// unchanged on it; the bytes on the wire are the same. It runs on the JavaScript thread: slower than the
+// native engine, and so far without channels or a network simulator (choose.ts refuses those options).
+import dgram from 'node:dgram'
+import { performance } from 'node:perf_hooks'
+import { ClientCore, type ClientCoreState } from '../netcode/client-core.ts'
+import { ServerCore } from '../netcode/server-core.ts'
+import { type ServerAddress, parseServerAddress, readDatagramSource } from '../netcode/server-address.ts'
+import { type Sodium, loadSodium } from '../netcode/sodium.ts'
+import { fromNativeError } from '../errors.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
+import type { EngineClient, ProtocolEngine } from './engine.ts'
+import { SlabView } from './engine.ts'
+import { Operation, PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
+
+/** The client states as the native engine's records number them (native/netcode/client.h). */
+const clientStateCodes: Record<ClientCoreState, number> = {
+  'connect-token-expired': -6,
+  'invalid-connect-token': -5,
+  'connection-timed-out': -4,
+  'connection-response-timed-out': -3,
+  'connection-request-timed-out': -2,
+  'connection-denied': -1,
+  disconnected: 0,
+  'sending-connection-request': 1,
+  'sending-connection-response': 2,
+  connected: 3,
+}
+
+const peerSlotMask = (1 << layout.peerSlotBits) - 1
+
+/** µs of a monotonic clock, as the cores take it. */
+const monotonicUs = (): number => Math.floor(performance.now() * 1000)
+
+/** A batch of records for JavaScript, in the native layout: u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data. */
+class RecordBatch {
+  #bytes = new Uint8Array(4096)
+  #view = new DataView(this.#bytes.buffer)
+  #end = 0
+  count = 0
+
+  /** Appends a record; returns where its data goes in bytes(). */
+  add(kind: number, code: number, peer: number, address: ServerAddress | null, data: Uint8Array | null, dataLength = data?.byteLength ?? 0): number {
+    const size = align8(layout.peerRecordHeaderSize + dataLength)
+    if (this.#end + size > this.#bytes.byteLength) {
+      const grown = new Uint8Array(Math.max(this.#bytes.byteLength * 2, this.#end + size))
+      grown.set(this.#bytes.subarray(0, this.#end))
+      this.#bytes = grown
+      this.#view = new DataView(grown.buffer)
+    }
+    const at = this.#end
+    this.#bytes.fill(0, at, at + size)
+    this.#view.setUint32(at, dataLength, true)
+    this.#bytes[at + 4] = kind
+    this.#bytes[at + 5] = code & 0xff
+    this.#view.setUint16(at + 6, address?.port ?? 0, true)
+    this.#view.setUint32(at + 8, peer >>> 0, true)
+    if (address !== null) {
+      this.#bytes[at + 12] = address.family
+      this.#bytes.set(address.bytes, at + 16)
+    }
+    if (data !== null) this.#bytes.set(data, at + layout.peerRecordHeaderSize)
+    this.#end = at + size
+    this.count++
+    return at + layout.peerRecordHeaderSize
+  }
+
+  get view(): DataView {
+    return this.#view
+  }
+
+  /** The records so far as a slab of their own, and a fresh batch begun. */
+  take(): { slab: SlabView; count: number } {
+    const buffer = this.#bytes.buffer.slice(0, this.#end) as ArrayBuffer
+    const taken = { slab: new SlabView(() => buffer), count: this.count }
+    this.#end = 0
+    this.count = 0
+    return taken
+  }
+}
+
+/** 'a.b.c.d:port' or '[v6]:port' as node:dgram's send takes it, on a socket of this family. */
+function destination(to: string, socketIsV6: boolean): { host: string; port: number } {
+  const colon = to.lastIndexOf(':')
+  const host = to.slice(0, colon).replace(/^\[|\]$/g, '')
+  return { host: socketIsV6 && !host.includes(':') ? `::ffff:${host}` : host, port: Number(to.slice(colon + 1)) }
+}
+
+/** A datagram's source as the cores take it (an IPv6 zone dropped: the cores key by address and port). */
+function sourceText(rinfo: dgram.RemoteInfo): string {
+  if (rinfo.family === 'IPv4') return `${rinfo.address}:${rinfo.port}`
+  const zone = rinfo.address.indexOf('%')
+  return `[${zone < 0 ? rinfo.address : rinfo.address.slice(0, zone)}]:${rinfo.port}`
+}
+
+interface ProtocolSocket {
+  readonly id: number
+  readonly client: EngineClient
+  readonly socket: dgram.Socket
+  readonly ipv6: boolean
+  readonly records: RecordBatch
+  /** Settles once the socket is bound and its core made (libsodium-wrappers loads first). */
+  ready: Promise<void>
+  opened: boolean
+  /** What was asked of the socket before it opened, in order. */
+  readonly waiting: (() => void)[]
+  server?: ServerCore
+  clientCore?: ClientCore
+  /** The connect() a client's state records belong to (JavaScript numbers them). */
+  attempt: number
+  stopping: boolean
+  closing: boolean
+  timer: NodeJS.Timeout | undefined
+  timerDueUs: number
+  deliveryScheduled: boolean
+  sendErrors: number
+}
+
+export class FallbackEngine implements ProtocolEngine {
+  readonly #sockets = new Map<number, ProtocolSocket>()
+  #nextId = 1
+  #refs = 0
+  /** Holds the event loop open while referenced: sockets and timers themselves never do (as the native engine's one handle). */
+  #keepAlive: NodeJS.Timeout | undefined
+  #stopped = false
+  readonly #onIdle: (engine: FallbackEngine) => void
+
+  constructor(onIdle: (engine: FallbackEngine) => void) {
+    this.#onIdle = onIdle
+  }
+
+  get stopped(): boolean {
+    return this.#stopped
+  }
+
+  /**
+   * Opens a protocol socket (a netcode server or client; options.protocol says which) and binds it; resolves
+   * once it is bound, or rejects with the bind's system error.
+   */
+  async open(options: NativeSocketOptions, client: EngineClient): Promise<NativeSocketInfo> {
+    const entry = this.#newSocket(options, client)
+    try {
+      await entry.ready
+    } catch (error) {
+      this.#forget(entry)
+      throw fromNativeError(error, { address: options.address, port: options.port })
+    }
+    return this.#info(entry)
+  }
+
+  /**
+   * open(), returning at once (a client's socket: no address to report, any port): what is asked of the
+   * socket meanwhile waits for it to be bound; a bind that fails is reported as a receive error.
+   */
+  openNow(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
+    const entry = this.#newSocket(options, client)
+    entry.ready.catch((error: NodeJS.ErrnoException) => {
+      // As a socket that failed and closed: its owner hears the error, then the close (which gives back
+      // the reference open took).
+      this.#sockets.delete(entry.id)
+      entry.closing = true
+      entry.socket.close()
+      client.onError(Math.abs(error.errno ?? 0), 1, Operation.receive)
+      client.onClosed()
+      if (this.#sockets.size === 0) this.#shutdown()
+    })
+    return { id: entry.id, address: '', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
+  }
+
+  #newSocket(options: NativeSocketOptions, client: EngineClient): ProtocolSocket {
+    const protocol = options.protocol
+    if (protocol === undefined) throw new TypeError('the fallback engine runs protocol sockets only')
+    const socket = dgram.createSocket({ type: options.ipv6 ? 'udp6' : 'udp4', ipv6Only: options.ipv6Only, reuseAddr: options.reuseAddress })
+    socket.unref()
+    const bound = new Promise<void>((resolve, reject) => {
+      socket.once('error', reject)
+      socket.bind({ port: options.port, ...(options.address !== '' && { address: options.address }), exclusive: true }, () => {
+        socket.off('error', reject)
+        resolve()
+      })
+    })
+    const entry: ProtocolSocket = {
+      id: this.#nextId++,
+      client,
+      socket,
+      ipv6: options.ipv6,
+      records: new RecordBatch(),
+      ready: Promise.resolve(),
+      opened: false,
+      waiting: [],
+      attempt: 0,
+      stopping: false,
+      closing: false,
+      timer: undefined,
+      timerDueUs: Number.POSITIVE_INFINITY,
+      deliveryScheduled: false,
+      sendErrors: 0,
+    }
+    entry.ready = Promise.all([loadSodium(), bound]).then(([sodium]) => {
+      if (options.receiveBufferSize > 0) trySetting(() => socket.setRecvBufferSize(options.receiveBufferSize))
+      if (options.sendBufferSize > 0) trySetting(() => socket.setSendBufferSize(options.sendBufferSize))
+      if (protocol.kind === 'server') {
+        // Port 0 in the public address: the port the socket bound.
+        const text = protocol.publicAddress.endsWith(':0') ? `${protocol.publicAddress.slice(0, -2)}:${socket.address().port}` : protocol.publicAddress
+        entry.server = this.#serverCore(sodium, entry, protocol, parseServerAddress(text))
+      } else {
+        entry.clientCore = this.#clientCore(sodium, entry, protocol)
+      }
+      socket.on('message', (data, rinfo) => this.#receive(entry, data, rinfo))
+      socket.on('error', () => {
+        entry.sendErrors++ // a send refused asynchronously (the send callbacks count the others)
+      })
+      entry.opened = true
+      for (const run of entry.waiting.splice(0)) run()
+      this.#arm(entry)
+    })
+    this.#sockets.set(entry.id, entry)
+    this.ref() // the socket's, as the native engine's open() takes one; EngineHold gives it back
+    return entry
+  }
+
+  #info(entry: ProtocolSocket): NativeSocketInfo {
+    const local = entry.socket.address()
+    return {
+      id: entry.id,
+      address: local.address,
+      family: local.family === 'IPv6' ? 6 : 4,
+      port: local.port,
+      receiveBufferSize: readSetting(() => entry.socket.getRecvBufferSize()),
+      sendBufferSize: readSetting(() => entry.socket.getSendBufferSize()),
+    }
+  }
+
+  /** A socket whose open() failed: gone, with the reference its open took. */
+  #forget(entry: ProtocolSocket): void {
+    this.#sockets.delete(entry.id)
+    entry.closing = true
+    entry.socket.close()
+    this.unref()
+  }
+
+  releaseIfIdle(): void {
+    if (this.#sockets.size === 0) this.#shutdown()
+  }
+
+  ref(): void {
+    if (this.#refs++ === 0) this.#keepAlive = setInterval(() => {}, 1 << 30)
+  }
+
+  unref(): void {
+    if (--this.#refs === 0) {
+      clearInterval(this.#keepAlive)
+      this.#keepAlive = undefined
+    }
+  }
+
+  readProtocolStats(id: number, out: Float64Array): boolean {
+    const entry = this.#sockets.get(id)
+    if (entry === undefined) return false
+    out.fill(0, 0, protocolStatsFields)
+    if (entry.server !== undefined) {
+      const c = entry.server.counters
+      // native/netcode_sockets.cc (CopyCounters): 15 fields; sends the kernel would not take are send errors here.
+      const fields = [c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied, entry.server.connectedClients, 0, c.handshakesFull, c.wrongProtocol, c.tokenExpired]
+      out.set(fields)
+    } else if (entry.clientCore !== undefined) {
+      const core = entry.clientCore
+      const c = core.counters
+      out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, core.clientIndex, core.maxClients, 0])
+    }
+    out[17] = entry.sendErrors
+    return true
+  }
+
+  peerCounters(id: number): Float64Array | null {
+    return this.#sockets.get(id)?.server?.peerCounters ?? null
+  }
+
+  /** No link statistics: they come from the delivery layer, which this engine does not run yet. */
+  peerLinks(): Float64Array | null {
+    return null
+  }
+
+  /** No large messages: without channels a payload is at most 1,200 bytes. */
+  takeLarge(): ArrayBuffer | null {
+    return null
+  }
+
+  control(id: number, op: number, arg = 0, data?: Uint8Array): void {
+    const entry = this.#sockets.get(id)
+    if (entry === undefined || entry.closing) return
+    if (!entry.opened) {
+      const copy = data?.slice()
+      entry.waiting.push(() => this.control(id, op, arg, copy))
+      return
+    }
+    const now = monotonicUs()
+    if (entry.server !== undefined) {
+      const slot = this.#currentSlot(entry, arg)
+      if (op === ProtocolControl.disconnectPeer && slot !== undefined) entry.server.disconnect(slot, this.#serverClock(now))
+      if (op === ProtocolControl.stop) {
+        entry.stopping = true
+        entry.server.stop(this.#serverClock(now))
+      }
+    } else if (entry.clientCore !== undefined) {
+      if (op === ProtocolControl.connect && data !== undefined) {
+        entry.attempt = arg
+        entry.clientCore.connect(data, now)
+      }
+      if (op === ProtocolControl.disconnect || op === ProtocolControl.stop) {
+        entry.clientCore.disconnect(now)
+        if (op === ProtocolControl.stop) entry.stopping = true
+      }
+    }
+    this.#afterWork(entry)
+  }
+
+  enqueueToPeer(_client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
+    const entry = this.#sockets.get(socketId)
+    if (entry === undefined || entry.closing || entry.stopping) return true // gone as the native engine drops it
+    if (!entry.opened) {
+      const copy = data.slice()
+      entry.waiting.push(() => this.enqueueToPeer(_client, socketId, copy, peer))
+      return true
+    }
+    const now = monotonicUs()
+    if (entry.server !== undefined) {
+      const slot = this.#currentSlot(entry, peer)
+      if (slot !== undefined) entry.server.sendPayload(slot, data, this.#serverClock(now))
+    } else {
+      entry.clientCore?.sendPayload(data, now)
+    }
+    this.#afterWork(entry)
+    return true
+  }
+
+  #serverClock(now: number) {
+    return { monotonicUs: now, unixSeconds: BigInt(Math.floor(Date.now() / 1000)) }
+  }
+
+  /** The slot JavaScript's name for a peer stands for, if that client still has it (native: NetcodeServerProtocol::Current). */
+  #currentSlot(entry: ProtocolSocket, tagged: number): number | undefined {
+    const slot = tagged & peerSlotMask
+    const counters = (entry.server as ServerCore).peerCounters
+    const clients = counters[slot * layout.peerCounterFields + PeerCounterField.clients]
+    if (clients === undefined || Math.floor(tagged / 2 ** layout.peerSlotBits) !== ((clients - 1) & 0xfff)) return undefined
+    return slot
+  }
+
+  #serverCore(sodium: Sodium, entry: ProtocolSocket, protocol: Extract<NonNullable<NativeSocketOptions['protocol']>, { kind: 'server' }>, publicAddress: ServerAddress): ServerCore {
+    const config = {
+      protocolId: protocol.protocolId,
+      privateKey: protocol.privateKey,
+      publicAddress,
+      maxClients: protocol.maxClients,
+      keepAliveIntervalUs: protocol.keepAliveIntervalUs,
+      disconnectIntervalUs: protocol.disconnectIntervalUs,
+      disconnectPackets: protocol.disconnectPackets,
+    }
+    return new ServerCore(sodium, config, sodium.randombytes_buf(32), {
+      sendPacket: (to, data) => this.#send(entry, to, data),
+      connected: (index, clientId, from, userData) => {
+        const at = entry.records.add(PeerRecordKind.connect, 0, index, readDatagramSource(from), null, 8 + userData.byteLength)
+        entry.records.view.setBigUint64(at, clientId, true)
+        new Uint8Array(entry.records.view.buffer).set(userData, at + 8)
+      },
+      disconnected: (index, reason) => {
+        const codes = { timeout: 1, disconnected: 2, 'server-disconnect': 3, 'server-closed': 4 } as const
+        entry.records.add(PeerRecordKind.disconnect, codes[reason], index, null, null)
+      },
+      payload: (index, data) => entry.records.add(PeerRecordKind.payload, 0, index, null, data),
+    })
+  }
+
+  #clientCore(sodium: Sodium, entry: ProtocolSocket, protocol: Extract<NonNullable<NativeSocketOptions['protocol']>, { kind: 'client' }>): ClientCore {
+    const config = {
+      requestIntervalUs: protocol.requestIntervalUs,
+      keepAliveIntervalUs: protocol.keepAliveIntervalUs,
+      disconnectIntervalUs: protocol.disconnectIntervalUs,
+      disconnectPackets: protocol.disconnectPackets,
+    }
+    return new ClientCore(sodium, config, {
+      sendPacket: (to, data) => this.#send(entry, to, data),
+      stateChanged: (state, server) => {
+        entry.records.add(PeerRecordKind.clientState, clientStateCodes[state], entry.attempt, server === undefined ? null : parseServerAddress(server), null)
+      },
+      payload: (data) => entry.records.add(PeerRecordKind.payload, 0, 0, null, data),
+    })
+  }
+
+  #send(entry: ProtocolSocket, to: string, data: Uint8Array): void {
+    const { host, port } = destination(to, entry.ipv6)
+    entry.socket.send(data, port, host, (error) => {
+      if (error !== null) entry.sendErrors++
+    })
+  }
+
+  #receive(entry: ProtocolSocket, data: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (entry.closing) return
+    const now = monotonicUs()
+    const from = sourceText(rinfo)
+    if (entry.server !== undefined) entry.server.receive(from, data, this.#serverClock(now))
+    else entry.clientCore?.receive(from, data, now)
+    this.#afterWork(entry)
+  }
+
+  /** After the core did something: its records go to JavaScript at the end of this turn, its timer is set again. */
+  #afterWork(entry: ProtocolSocket): void {
+    if (!entry.deliveryScheduled && (entry.records.count > 0 || this.#finished(entry))) {
+      entry.deliveryScheduled = true
+      // Once per turn of the event loop: the datagrams node:dgram hands over in one poll phase make one batch.
+      setImmediate(() => this.#deliver(entry))
+    }
+    this.#arm(entry)
+  }
+
+  #finished(entry: ProtocolSocket): boolean {
+    if (!entry.stopping) return false
+    return entry.server !== undefined ? entry.server.stopped : !(entry.clientCore?.hasPendingDisconnects ?? false)
+  }
+
+  #deliver(entry: ProtocolSocket): void {
+    entry.deliveryScheduled = false
+    if (entry.records.count > 0) {
+      const { slab, count } = entry.records.take()
+      entry.client.onBatch(slab, 0, count)
+    }
+    if (this.#finished(entry) && !entry.closing) this.#close(entry)
+  }
+
+  /** Sets the socket's timer for the core's next deadline (one timer per socket, moved only when that changes). */
+  #arm(entry: ProtocolSocket): void {
+    if (entry.closing) return
+    const due = entry.server?.nextDeadlineUs() ?? entry.clientCore?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY
+    if (due === entry.timerDueUs) return
+    clearTimeout(entry.timer)
+    entry.timerDueUs = due
+    entry.timer = undefined
+    if (!Number.isFinite(due)) return
+    entry.timer = setTimeout(() => this.#fire(entry), Math.max(0, Math.ceil((due - monotonicUs()) / 1000)))
+    entry.timer.unref()
+  }
+
+  #fire(entry: ProtocolSocket): void {
+    entry.timer = undefined
+    entry.timerDueUs = Number.POSITIVE_INFINITY
+    if (entry.closing) return
+    const now = monotonicUs()
+    if (entry.server !== undefined) entry.server.update(this.#serverClock(now))
+    else entry.clientCore?.update(now)
+    this.#afterWork(entry)
+  }
+
+  #close(entry: ProtocolSocket): void {
+    entry.closing = true
+    clearTimeout(entry.timer)
+    entry.socket.close(() => {
+      this.#sockets.delete(entry.id)
+      try {
+        entry.client.onClosed()
+      } finally {
+        if (this.#sockets.size === 0) this.#shutdown()
+      }
+    })
+  }
+
+  #shutdown(): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    this.#onIdle(this)
+  }
+}
+
+function trySetting(set: () => void): void {
+  try {
+    set()
+  } catch {
+    // Above the system's cap: the kernel's size stays, as the native engine reports (and warns of) it.
+  }
+}
+
+function readSetting(read: () => number): number {
+  try {
+    return read()
+  } catch {
+    return 0
+  }
+}
+
+let shared: FallbackEngine | undefined
+
+/** The process's fallback engine, made on first use and forgotten when its last socket closes. */
+export function sharedFallbackEngine(): FallbackEngine {
+  if (shared === undefined || shared.stopped) {
+    shared = new FallbackEngine((engine) => {
+      if (shared === engine) shared = undefined
+    })
+  }
+  return shared
+}

@@ -1,0 +1,199 @@
+// Server and Client on the fallback engine (node:dgram and the TypeScript netcode cores), over loopback:
+// alone, and against the native engine on the other side (the same bytes on the wire). VOLLEY_ENGINE=fallback
+// picks the fallback for the listen() or connect() it is set around; a process without the addon picks it by
+// itself (prebuild-loader.test.ts).
+import { spawnSync } from 'node:child_process'
+import dgram from 'node:dgram'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
+import { waitFor, within } from './helpers.ts'
+
+const privateKey = new Uint8Array(32).fill(7)
+const protocolId = 0xfa11n
+type EngineKind = 'native' | 'fallback'
+
+/** Runs start() with VOLLEY_ENGINE set for `engine`: listen() and connect() choose their engine as they begin. */
+function on<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
+  const before = process.env.VOLLEY_ENGINE
+  if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
+  else delete process.env.VOLLEY_ENGINE
+  try {
+    return start()
+  } finally {
+    if (before === undefined) delete process.env.VOLLEY_ENGINE
+    else process.env.VOLLEY_ENGINE = before
+  }
+}
+
+const opened: { close(): Promise<void> }[] = []
+afterEach(async () => {
+  for (const each of opened.splice(0).reverse()) await each.close()
+})
+
+async function startServer(engine: EngineKind, options: Partial<ConstructorParameters<typeof Server>[0]> = {}) {
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, disconnectIntervalMs: 5, ...options })
+  opened.push(server)
+  const { port } = await on(engine, () => server.listen())
+  return { server, address: `127.0.0.1:${port}` }
+}
+
+function token(address: string, clientId: bigint, timeoutSeconds = 5) {
+  return generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [address], expireSeconds: 30, timeoutSeconds, userData: new Uint8Array([1, 2, 3]) })
+}
+
+async function connectClient(engine: EngineKind, address: string, clientId: bigint, timeoutSeconds = 5): Promise<Client> {
+  const client = new Client({ disconnectIntervalMs: 5 })
+  opened.push(client)
+  const bytes = await token(address, clientId, timeoutSeconds)
+  await on(engine, () => client.connect(bytes))
+  return client
+}
+
+const pairings: [string, EngineKind, EngineKind][] = [
+  ['fallback server, fallback client', 'fallback', 'fallback'],
+  ['native server, fallback client', 'native', 'fallback'],
+  ['fallback server, native client', 'fallback', 'native'],
+]
+
+describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
+  it('connect with the token (client id, user data, address), payloads both ways, counters, and the client leaving', async () => {
+    const { server, address } = await startServer(serverEngine)
+    const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+    server.on('message', (peer, data) => peer.send(data.slice().reverse()))
+    const client = await connectClient(clientEngine, address, 77n)
+    const peer = await within(connected, 2000, 'the connect event')
+    expect(peer.clientId).toBe(77n)
+    expect([...peer.userData.subarray(0, 4)]).toEqual([1, 2, 3, 0])
+    expect(peer.address).toBe('127.0.0.1')
+    expect(client.state).toBe('connected')
+    expect(client.stats()).toMatchObject({ clientIndex: peer.index, maxClients: 4 })
+
+    const echoes: number[][] = []
+    client.on('message', (data) => echoes.push([...data]))
+    for (let i = 0; i < 50; i++) client.send(new Uint8Array([i, 200]))
+    await waitFor(() => echoes.length === 50, 3000, 'the echoes')
+    expect(echoes.map((echo) => echo.join())).toEqual(Array.from({ length: 50 }, (_, i) => `200,${i}`)) // on loopback, in order
+    const stats = server.stats()
+    expect(stats.connectedClients).toBe(1)
+    expect(stats.packets.in).toBeGreaterThanOrEqual(52) // request, response, 50 payloads (and keep-alives)
+    expect(peer.stats()?.packets.in).toBeGreaterThanOrEqual(50)
+    expect(Object.values(stats.drops).every((count) => count === 0)).toBe(true)
+
+    const left = new Promise<string>((resolve) => server.once('disconnect', (_peer, reason) => resolve(reason)))
+    await client.close()
+    expect(await within(left, 2000, "the server's disconnect event")).toBe('disconnected')
+    expect(server.stats().connectedClients).toBe(0)
+  })
+
+  it("peer.disconnect() and server.close() end the client's connection: its redundant disconnects arrive", async () => {
+    const { server, address } = await startServer(serverEngine)
+    const peers: Peer[] = []
+    server.on('connect', (peer) => peers.push(peer))
+    const first = await connectClient(clientEngine, address, 1n)
+    const second = await connectClient(clientEngine, address, 2n)
+    await waitFor(() => peers.length === 2, 2000, 'both connects')
+    const reasons: string[] = []
+    server.on('disconnect', (_peer, reason) => reasons.push(reason))
+    const firstLeft = new Promise<string>((resolve) => first.once('disconnect', resolve))
+    peers[0]!.disconnect()
+    expect(await within(firstLeft, 2000, "the first client's disconnect")).toBe('disconnected')
+    const secondLeft = new Promise<string>((resolve) => second.once('disconnect', resolve))
+    await within(server.close(), 3000, 'server.close()')
+    expect(await within(secondLeft, 2000, "the second client's disconnect")).toBe('disconnected')
+    expect(reasons).toEqual(['server-disconnect', 'server-closed'])
+    expect(server.state).toBe('stopped')
+  })
+})
+
+describe('fallback engine', () => {
+  it('keeps an idle connection alive past the token timeout (keep-alives both ways), and times out a silent server', async () => {
+    const { server, address } = await startServer('fallback')
+    const client = await connectClient('fallback', address, 5n, 1)
+    await new Promise((resolve) => setTimeout(resolve, 1500))
+    expect(client.state).toBe('connected')
+    expect(server.stats().connectedClients).toBe(1)
+    // A server that stops answering (no redundant disconnects: there are none to send) times the client out.
+    const silent = await startServer('fallback', { disconnectPackets: 0 })
+    const lonely = await connectClient('fallback', silent.address, 6n, 1)
+    const gone = new Promise<string>((resolve) => lonely.once('disconnect', resolve))
+    silent.server.close()
+    expect(await within(gone, 3000, 'the timeout')).toBe('connection-timed-out')
+  })
+
+  it('rejects connect() with the state it ended in: request timed out, denied (a full server)', async () => {
+    const nobody = await connectClient('fallback', '127.0.0.1:9', 1n, 1).catch((error: ConnectError) => error)
+    expect(nobody).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    const { address } = await startServer('fallback', { maxClients: 1 })
+    await connectClient('fallback', address, 1n)
+    const late = await connectClient('fallback', address, 2n).catch((error: ConnectError) => error)
+    expect(late).toMatchObject({ code: 'ERR_CONNECTION_DENIED' })
+  })
+
+  it('drops and counts a malformed datagram, answering nothing', async () => {
+    const { server, address } = await startServer('fallback')
+    const socket = dgram.createSocket('udp4')
+    const replies: Buffer[] = []
+    socket.on('message', (data) => replies.push(data))
+    await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve))
+    try {
+      socket.send(Buffer.alloc(40, 0x5f), Number(address.split(':')[1]), '127.0.0.1')
+      await waitFor(() => server.stats().packets.in === 1, 2000, 'the datagram')
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect(server.stats().drops.unknownAddress + server.stats().drops.malformed).toBe(1)
+      expect(replies).toEqual([])
+    } finally {
+      socket.close()
+    }
+  })
+
+  it('refuses the options it does not run yet with ERR_FALLBACK_UNSUPPORTED, naming the option', async () => {
+    const refused = (option: string) => ({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining(`"${option}" option needs volley's native engine`) })
+    const channels = [{ mode: 'reliable' as const }]
+    await expect(startServer('fallback', { channels })).rejects.toMatchObject(refused('channels'))
+    await expect(startServer('fallback', { networkSimulator: { loss: 0.1, seed: 1 } })).rejects.toMatchObject(refused('networkSimulator'))
+    await expect(startServer('fallback', { address: '127.0.0.1:40555', reusePort: true })).rejects.toMatchObject(refused('reusePort'))
+    const client = new Client({ channels })
+    opened.push(client)
+    const bytes = await token('127.0.0.1:9', 1n)
+    await expect(on('fallback', () => client.connect(bytes))).rejects.toMatchObject(refused('channels'))
+  })
+
+  it('a bind that fails rejects listen() with the system error, as on the native engine', async () => {
+    const { address } = await startServer('fallback')
+    const taken = startServer('fallback', { address })
+    await expect(taken).rejects.toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', address: '127.0.0.1', port: Number(address.split(':')[1]) })
+  })
+
+  it('where libsodium-wrappers cannot load either (node --jitless: no WebAssembly), listen() and connect() reject with ERR_CRYPTO_UNAVAILABLE', async () => {
+    const base64 = connectTokenToBase64(await token('127.0.0.1:9', 1n))
+    const script = `
+      import { Client, Server } from './src/index.ts'
+      const code = (error) => error.code
+      const listen = await new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0' }).listen().then(() => 'listening', code)
+      const client = new Client()
+      const connect = await client.connect('${base64}').then(() => 'connected', code)
+      await client.close()
+      console.log(listen, connect)`
+    const run = spawnSync(process.execPath, ['--jitless', '--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
+    })
+    expect(run.stdout.trim()).toBe('ERR_CRYPTO_UNAVAILABLE ERR_CRYPTO_UNAVAILABLE')
+  }, 30_000)
+
+  it('a close() while listen() binds: listen() rejects with ERR_SERVER_CLOSED and close() resolves; a second listen() meanwhile is refused', async () => {
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
+    const states: string[] = []
+    server.on('state', (state) => states.push(state))
+    const listening = on('fallback', () => server.listen())
+    await expect(on('fallback', () => server.listen())).rejects.toMatchObject({ code: 'ERR_SERVER_RUNNING', message: expect.stringContaining('starting') })
+    const closed = server.close()
+    await expect(listening).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
+    await within(closed, 3000, 'close()')
+    expect(states).toEqual(['running', 'stopping', 'stopped'])
+    expect(server.state).toBe('stopped')
+  })
+})
