@@ -14,7 +14,8 @@
 //      at the same rate from the C paced sender (bench/native/paced-sender.c), and against the floor: a C
 //      receiver of the same datagrams that does only what a receiver built like volley's server cannot
 //      skip (recvmmsg batches, libsodium's AEAD per datagram, one hand-off per batch to a second thread;
-//      bench/native/floor-receiver.c). Interleaved, repeated, medians.
+//      bench/native/floor-receiver.c); and the same Server on volley's pure-TypeScript fallback engine
+//      (VOLLEY_ENGINE=fallback), the baseline the native engine beats. Interleaved, repeated, medians.
 // Every figure comes from the measured process itself (getrusage, memoryUsage) at marks the runner asks
 // for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the full record to
 // bench/results/connections-<UTC date>.json and bench/results/latest-connections.json (quick runs add
@@ -93,6 +94,7 @@ async function main(): Promise<number> {
     for (let round = 1; round <= options.repeats; round++) {
       for (const [receiver, run] of [
         ['volley', (c: Context, r: number) => runVolleyPayload(c, r, payloadLoad)],
+        ['fallback', (c: Context, r: number) => runVolleyPayload(c, r, payloadLoad, 'fallback')],
         ['dgram', (c: Context, r: number) => runPlaintextPayload(c, r, 'dgram')],
         ['floor', (c: Context, r: number) => runPlaintextPayload(c, r, 'floor')],
       ] as const) {

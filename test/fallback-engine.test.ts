@@ -147,6 +147,54 @@ describe('fallback engine', () => {
     }
   })
 
+  it('a token address with port 0 is tried and fails as on the native engine: counted as send errors, and the client connects again after', async () => {
+    for (const engine of ['native', 'fallback'] as const) {
+      const client = new Client()
+      opened.push(client)
+      // As another token server may write it (generateConnectToken refuses port 0): the second address's port patched to 0.
+      const bytes = await generateConnectToken({ protocolId, privateKey, clientId: 9n, serverAddresses: ['127.0.0.1:9', '127.0.0.1:10'], expireSeconds: 30, timeoutSeconds: 1 })
+      const secondPort = 13 + 8 + 8 + 8 + 24 + 1024 + 4 + 4 + 7 + 1 + 4 // version, protocol id, times, nonce, private part, timeout, count, first address, type, IPv4
+      expect(bytes[secondPort]).toBe(10)
+      bytes.fill(0, secondPort, secondPort + 2)
+      const failed = await on(engine, () => client.connect(bytes)).catch((error: ConnectError) => error)
+      expect(failed, engine).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+      expect(client.stats().errors.send, engine).toBeGreaterThan(0)
+      const { address } = await startServer(engine)
+      await on(engine, async () => client.connect(await token(address, 10n)))
+      expect(client.state, engine).toBe('connected')
+    }
+  }, 15_000)
+
+  it("keeps a socket's last counters when it closes, and names IPv4 clients of a dual-stack server as IPv4", async () => {
+    for (const clientEngine of ['fallback', 'native'] as const) {
+      const server = new Server({ protocolId, privateKey, address: '[::]:0', publicAddress: '127.0.0.1:0', disconnectIntervalMs: 5 })
+      opened.push(server)
+      const { port } = await on('fallback', () => server.listen())
+      const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+      const client = await connectClient(clientEngine, `127.0.0.1:${port}`, 3n)
+      expect((await connected).address, clientEngine).toBe('127.0.0.1')
+      client.send(new Uint8Array([1]))
+      await waitFor(() => server.stats().packets.in >= 3, 2000, 'the payload')
+      await client.close()
+      await server.close()
+      expect(server.stats().packets.in, clientEngine).toBeGreaterThanOrEqual(3)
+      expect(client.stats().packets.out, clientEngine).toBeGreaterThanOrEqual(3)
+    }
+  })
+
+  it("goes on with a batch whose buffer a handler detached (transfer()): every message arrives", async () => {
+    const { server, address } = await startServer('fallback')
+    const got: number[] = []
+    server.on('message', (_peer, data) => {
+      got.push(data[0]!)
+      structuredClone(data.buffer, { transfer: [data.buffer as ArrayBuffer] }) // the handler takes the memory away
+    })
+    const client = await connectClient('fallback', address, 4n)
+    for (let i = 0; i < 20; i++) client.send(new Uint8Array([i]))
+    await waitFor(() => got.length === 20, 3000, 'the messages')
+    expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i))
+  })
+
   it('refuses the options it does not run yet with ERR_FALLBACK_UNSUPPORTED, naming the option', async () => {
     const refused = (option: string) => ({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining(`"${option}" option needs volley's native engine`) })
     const channels = [{ mode: 'reliable' as const }]

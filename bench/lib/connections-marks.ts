@@ -152,7 +152,8 @@ export function sleep(milliseconds: number): Promise<void> {
 /** The children of the connections benchmark, pinned: the measured process on CPU 1, the load on CPU 0. */
 export interface ConnectionsLauncher {
   cpus: { tested: number; counterpart: number } | null
-  server(key: string, protocolId: string, maxClients: number, keepAliveMs: number, maxMs: number): BenchChild
+  /** engine 'fallback': the server on volley's pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback). */
+  server(key: string, protocolId: string, maxClients: number, keepAliveMs: number, maxMs: number, engine?: 'native' | 'fallback'): BenchChild
   /** nativeLoad: the C++ handshake load (bench/native/handshake-load.cc) that connects in place of the ClientPool. */
   load(port: number, key: string, protocolId: string, clients: number, concurrency: number, timeoutSeconds: number, keepAliveMs: number, maxMs: number, nativeLoad?: string): BenchChild
   dgramReceiver(maxMs: number): BenchChild
@@ -163,17 +164,26 @@ export interface ConnectionsLauncher {
 export function connectionsLauncher(root: string, tools: { pacedSender: string; floorReceiver: string }, pinned: boolean): ConnectionsLauncher {
   const cpu = (side: 'tested' | 'counterpart'): number | undefined => (pinned ? (side === 'tested' ? 1 : 0) : undefined)
   // `node --import tsx <file>`: one process, no tsx wrapper process to pin or kill.
-  const node = (name: string, file: string, side: 'tested' | 'counterpart', args: readonly string[], flags: readonly string[] = []): BenchChild =>
-    new BenchChild({ name, command: process.execPath, args: [...flags, '--import', 'tsx', join('bench', 'connections', file), ...args], cpu: cpu(side), cwd: root })
+  // Each child chooses volley's engine as VOLLEY_ENGINE says: the native one unless told otherwise here.
+  const node = (name: string, file: string, side: 'tested' | 'counterpart', args: readonly string[], flags: readonly string[] = [], engine: 'native' | 'fallback' = 'native'): BenchChild =>
+    new BenchChild({
+      name,
+      command: process.execPath,
+      args: [...flags, '--import', 'tsx', join('bench', 'connections', file), ...args],
+      cpu: cpu(side),
+      cwd: root,
+      env: { VOLLEY_ENGINE: engine },
+    })
   return {
     cpus: pinned ? { tested: 1, counterpart: 0 } : null,
-    server: (key, protocolId, maxClients, keepAliveMs, maxMs) =>
+    server: (key, protocolId, maxClients, keepAliveMs, maxMs, engine = 'native') =>
       node(
-        'volley server',
+        engine === 'fallback' ? 'volley server (fallback engine)' : 'volley server',
         'server.ts',
         'tested',
         ['--key', key, '--protocol-id', protocolId, '--max-clients', String(maxClients), '--keep-alive-ms', String(keepAliveMs), '--max-ms', String(maxMs)],
         ['--expose-gc'],
+        engine,
       ),
     load: (port, key, protocolId, clients, concurrency, timeoutSeconds, keepAliveMs, maxMs, nativeLoad) =>
       node('volley load', 'load.ts', 'counterpart', [

@@ -104,10 +104,11 @@ export interface ConnectHoldResult {
 }
 
 /**
- * Phase 3's receivers: volley's Server; a node:dgram socket (plaintext); and the floor, a C receiver that
- * does only what a receiver built like volley's cannot skip (bench/native/floor-receiver.c).
+ * Phase 3's receivers: volley's Server; the same on volley's pure-TypeScript fallback engine (the baseline
+ * the native engine beats); a node:dgram socket (plaintext); and the floor, a C receiver that does only what a
+ * receiver built like volley's cannot skip (bench/native/floor-receiver.c).
  */
-export type PayloadReceiver = 'volley' | 'dgram' | 'floor'
+export type PayloadReceiver = 'volley' | 'fallback' | 'dgram' | 'floor'
 
 export interface PayloadRun {
   receiver: PayloadReceiver
@@ -379,16 +380,18 @@ export async function runConnectAndHold(context: Context): Promise<ConnectHoldRe
 
 /**
  * Phase 3, volley: payloadClients clients send 64 B payloads at the given total rate to a server that counts
- * them; with nativeLoad, the C++ load's clients, which send in the bursts of node:dgram's C sender.
+ * them; with nativeLoad, the C++ load's clients, which send in the bursts of node:dgram's C sender. engine
+ * 'fallback': the server on the fallback engine (its clients stay on the native one).
  */
-export async function runVolleyPayload(context: Context, round: number, nativeLoad: string | undefined): Promise<PayloadRun> {
+export async function runVolleyPayload(context: Context, round: number, nativeLoad: string | undefined, engine: 'native' | 'fallback' = 'native'): Promise<PayloadRun> {
   const { launch, options, log } = context
   const children: BenchChild[] = []
   const lifetimeMs = Math.round((options.baselineSeconds + options.payloadSeconds + 600) * 1000)
   try {
-    const server = launch.server(context.key, context.protocolId, options.payloadClients, options.keepAliveMs, lifetimeMs)
+    const server = launch.server(context.key, context.protocolId, options.payloadClients, options.keepAliveMs, lifetimeMs, engine)
     children.push(server)
     const { port } = await server.expect('ready', 60_000)
+    const receiver: PayloadReceiver = engine === 'fallback' ? 'fallback' : 'volley'
     // The clients' own keep-alives are never due while they send (each sends 100 payloads a second), so
     // their period changes nothing in the payload window; a long one keeps them out of the idle window
     // too, which then holds the server's own keep-alives only: what "net of idle" takes away.
@@ -398,7 +401,7 @@ export async function runVolleyPayload(context: Context, round: number, nativeLo
     load.tell('connect')
     const connected = await expectMark(load, 'connected', 60_000 + Math.ceil(options.payloadClients / options.concurrency) * (options.timeoutSeconds + 5) * 1000)
     const clients = at(connected, 'connect', 'connected')
-    if (clients < options.payloadClients) log(`payload volley #${round}: only ${clients} of ${options.payloadClients} clients connected`)
+    if (clients < options.payloadClients) log(`payload ${receiver} #${round}: only ${clients} of ${options.payloadClients} clients connected`)
     await sleep(300) // the last handshakes' packets are gone
 
     const idle0 = await takeMark(server, 'idle-start')
@@ -422,7 +425,7 @@ export async function runVolleyPayload(context: Context, round: number, nativeLo
     // The sender's CPU over its sending (the ClientPool's process, or the C++ load's).
     const senderCpuUs = at(loadB, 'window', 'cpuUs')
     const run: PayloadRun = {
-      receiver: 'volley',
+      receiver,
       round,
       rate: options.rate,
       clients,
@@ -518,7 +521,7 @@ function logPayload(log: (line: string) => void, run: PayloadRun): void {
   log(
     `payload ${run.receiver.padEnd(6)} #${run.round}: sent ${run.sent} (not sent ${run.notSent}), received ${run.received}, loss ${(run.loss * 100).toFixed(2)} %, ` +
       `${run.cpuPerMessageUs.toFixed(2)} µs CPU/msg, CPU ${(run.window.cpuShare * 100).toFixed(0)} %` +
-      (run.receiver === 'volley' ? ` (idle ${(run.idleCpuShare * 100).toFixed(1)} %, net ${run.cpuPerMessageNetUs.toFixed(2)} µs/msg)` : '') +
+      (run.receiver === 'volley' || run.receiver === 'fallback' ? ` (idle ${(run.idleCpuShare * 100).toFixed(1)} %, net ${run.cpuPerMessageNetUs.toFixed(2)} µs/msg)` : '') +
       ` (${run.receiver === 'floor' ? 'hand-off thread' : 'JS thread'} ${share(run.window.jsThreadUs, run.window.seconds)}), sender CPU ${(run.senderCpuShare * 100).toFixed(0)} %`,
   )
 }

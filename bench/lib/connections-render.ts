@@ -53,13 +53,15 @@ export interface ConnectionsSummary {
   /** volley's CPU per payload ÷ the floor's, gross and net of idle keep-alives: what volley adds above the floor. */
   volleyOverFloor: number
   volleyOverFloorNet: number
+  /** volley's CPU per payload on its native engine ÷ on its pure-TypeScript fallback engine (the baseline). */
+  nativeOverFallback: number
   targets: TargetCheck[]
   notes: string[]
 }
 
 export function summarizeConnections(handshakes: HandshakePhase | null, connectHold: ConnectHoldResult | null, payloadRuns: readonly PayloadRun[], notes: readonly string[]): ConnectionsSummary {
   const payload: PayloadSummary[] = []
-  for (const receiver of ['volley', 'dgram', 'floor'] as const) {
+  for (const receiver of ['volley', 'fallback', 'dgram', 'floor'] as const) {
     const runs = payloadRuns.filter((run) => run.receiver === receiver)
     if (runs.length === 0) continue
     payload.push({
@@ -87,6 +89,8 @@ export function summarizeConnections(handshakes: HandshakePhase | null, connectH
   const floorRatio = ratio(floor?.cpuPerMessageUs, dgram?.cpuPerMessageUs)
   const volleyOverFloor = ratio(volley?.cpuPerMessageUs, floor?.cpuPerMessageUs)
   const volleyOverFloorNet = ratio(volley?.cpuPerMessageNetUs, floor?.cpuPerMessageUs)
+  const fallback = payload.find((entry) => entry.receiver === 'fallback')
+  const nativeOverFallback = ratio(volley?.cpuPerMessageUs, fallback?.cpuPerMessageUs)
 
   const targets: TargetCheck[] = []
   const hold = connectHold?.hold
@@ -101,7 +105,7 @@ export function summarizeConnections(handshakes: HandshakePhase | null, connectH
   }
   targets.push(check('payload CPU: volley per encrypted payload ÷ node:dgram per datagram', payloadRatio, '×', '≤ 0.5×', (value) => value <= 0.5))
 
-  return { payload, payloadRatio, payloadRatioNet, floorRatio, volleyOverFloor, volleyOverFloorNet, targets, notes: [...notes, ...findings(handshakes, connectHold, payloadRuns)] }
+  return { payload, payloadRatio, payloadRatioNet, floorRatio, volleyOverFloor, volleyOverFloorNet, nativeOverFallback, targets, notes: [...notes, ...findings(handshakes, connectHold, payloadRuns)] }
 }
 
 function check(what: string, value: number, unit: string, target: string, test: (value: number) => boolean): TargetCheck {
@@ -228,6 +232,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
         ...(Number.isFinite(summary.payloadRatio) ? [['3. payload', 'volley ÷ node:dgram CPU per message', `${times(summary.payloadRatio)} (net of the idle share ${times(summary.payloadRatioNet)})`]] : []),
         ...(Number.isFinite(summary.floorRatio) ? [['3. payload', 'floor ÷ node:dgram CPU per message', times(summary.floorRatio)]] : []),
         ...(Number.isFinite(summary.volleyOverFloor) ? [['3. payload', 'volley ÷ floor CPU per message', `${times(summary.volleyOverFloor)} (net of the idle share ${times(summary.volleyOverFloorNet)})`]] : []),
+        ...(Number.isFinite(summary.nativeOverFallback) ? [['3. payload', 'volley on its native engine ÷ on its fallback engine, CPU per message', times(summary.nativeOverFallback)]] : []),
       ],
       'llr',
     ),
@@ -291,6 +296,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       '(10 Hz per client, as no payload goes back) in the window, which the "net of idle" column removes (using the idle share measured before sending, ' +
       'in which the clients, whose keep-alives are never due while they send payloads, send theirs every 3 s only: the idle share is the server\'s own keep-alive work and timers, ' +
       'and each of its wake-ups, which under load are shared with payloads: what it removes is an upper bound on the keep-alives\' part, and the net figure a lower bound). ' +
+      'The fallback row is the same Server on volley\'s pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback: node:dgram and libsodium-wrappers on the JavaScript thread), the baseline the native engine beats; where it cannot keep up, its loss shows it. ' +
       'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram and the floor the C paced sender. ' +
       'The floor (bench/native/floor-receiver.c) is the least a receiver built like volley\'s server can spend on this machine: an I/O thread reads recvmmsg batches of 64 and waits between them as the engine does, ' +
       'opens one 64 B ChaCha20-Poly1305 message per datagram with libsodium (netcode\'s 22 B of associated data), and hands each batch to a second thread with one eventfd wake-up; ' +
@@ -309,12 +315,14 @@ const PAYLOAD_LABEL = '64 B payloads'
 
 const PAYLOAD_SHORT_NAMES: Record<PayloadRun['receiver'], string> = {
   volley: 'volley Server, encrypted',
+  fallback: 'volley Server on its fallback engine',
   dgram: 'node:dgram, plaintext',
   floor: 'floor (C: recvmmsg, AEAD, hand-off)',
 }
 
 const PAYLOAD_NAMES: Record<PayloadRun['receiver'], string> = {
   volley: 'volley Server (encrypted, JS message event)',
+  fallback: 'volley Server on the fallback engine (pure TypeScript: node:dgram, libsodium-wrappers)',
   dgram: 'node:dgram (plaintext, message event)',
   floor: 'floor (C: recvmmsg batches, libsodium AEAD per datagram, one hand-off per batch)',
 }

@@ -30,6 +30,8 @@ export interface LaunchSpec {
   /** Run on this CPU only (taskset -c), or anywhere. */
   cpu: number | undefined
   cwd: string
+  /** Variables set for the child, over this process's environment. */
+  env?: Record<string, string>
 }
 
 export interface Exit {
@@ -50,7 +52,7 @@ export class BenchChild {
     this.name = spec.name
     const [command, args] =
       spec.cpu === undefined ? [spec.command, spec.args] : ['taskset', ['-c', String(spec.cpu), spec.command, ...spec.args]]
-    this.#child = spawn(command, args, { cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'] })
+    this.#child = spawn(command, args, { cwd: spec.cwd, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...spec.env } })
     live.add(this.#child)
     this.exited = new Promise((resolve) => {
       this.#child.on('close', (code, signal) => {

@@ -10,7 +10,7 @@ import { ClientCore, type ClientCoreState } from '../netcode/client-core.ts'
 import { ServerCore } from '../netcode/server-core.ts'
 import { type ServerAddress, parseServerAddress, readDatagramSource } from '../netcode/server-address.ts'
 import { type Sodium, loadSodium } from '../netcode/sodium.ts'
-import { fromNativeError } from '../errors.ts'
+import { fromNativeError, surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient, ProtocolEngine } from './engine.ts'
 import { SlabView } from './engine.ts'
@@ -72,10 +72,14 @@ class RecordBatch {
     return this.#view
   }
 
-  /** The records so far as a slab of their own, and a fresh batch begun. */
+  /**
+   * The records so far as a slab of their own, and a fresh batch begun. A handler may detach the slab's
+   * buffer (transfer()): the slab then reopens over a new copy of the records, as the native engine's over
+   * its memory, and the batch goes on.
+   */
   take(): { slab: SlabView; count: number } {
-    const buffer = this.#bytes.buffer.slice(0, this.#end) as ArrayBuffer
-    const taken = { slab: new SlabView(() => buffer), count: this.count }
+    const kept = this.#bytes.slice(0, this.#end)
+    const taken = { slab: new SlabView(() => kept.slice().buffer), count: this.count }
     this.#end = 0
     this.count = 0
     return taken
@@ -89,11 +93,16 @@ function destination(to: string, socketIsV6: boolean): { host: string; port: num
   return { host: socketIsV6 && !host.includes(':') ? `::ffff:${host}` : host, port: Number(to.slice(colon + 1)) }
 }
 
-/** A datagram's source as the cores take it (an IPv6 zone dropped: the cores key by address and port). */
+/**
+ * A datagram's source as the cores take it: an IPv4 sender to a dual-stack socket as a.b.c.d (unmapped, as
+ * the native engine does), an IPv6 zone dropped (the cores key by address and port).
+ */
 function sourceText(rinfo: dgram.RemoteInfo): string {
   if (rinfo.family === 'IPv4') return `${rinfo.address}:${rinfo.port}`
   const zone = rinfo.address.indexOf('%')
-  return `[${zone < 0 ? rinfo.address : rinfo.address.slice(0, zone)}]:${rinfo.port}`
+  const address = zone < 0 ? rinfo.address : rinfo.address.slice(0, zone)
+  if (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address)) return `${address.slice(7)}:${rinfo.port}`
+  return `[${address}]:${rinfo.port}`
 }
 
 interface ProtocolSocket {
@@ -160,11 +169,11 @@ export class FallbackEngine implements ProtocolEngine {
     entry.ready.catch((error: NodeJS.ErrnoException) => {
       // As a socket that failed and closed: its owner hears the error, then the close (which gives back
       // the reference open took).
-      this.#sockets.delete(entry.id)
       entry.closing = true
       entry.socket.close()
       client.onError(Math.abs(error.errno ?? 0), 1, Operation.receive)
       client.onClosed()
+      this.#sockets.delete(entry.id)
       if (this.#sockets.size === 0) this.#shutdown()
     })
     return { id: entry.id, address: '', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
@@ -213,10 +222,20 @@ export class FallbackEngine implements ProtocolEngine {
       socket.on('error', () => {
         entry.sendErrors++ // a send refused asynchronously (the send callbacks count the others)
       })
-      entry.opened = true
-      for (const run of entry.waiting.splice(0)) run()
       this.#arm(entry)
     })
+    // Outside the chain above: what waited runs once the socket is open, in order, and its own failure is not
+    // taken for the bind's.
+    entry.ready.then(() => {
+      entry.opened = true
+      for (const run of entry.waiting.splice(0)) {
+        try {
+          run()
+        } catch (error) {
+          surfaceLater(error)
+        }
+      }
+    }, () => {})
     this.#sockets.set(entry.id, entry)
     this.ref() // the socket's, as the native engine's open() takes one; EngineHold gives it back
     return entry
@@ -385,7 +404,7 @@ export class FallbackEngine implements ProtocolEngine {
     return new ClientCore(sodium, config, {
       sendPacket: (to, data) => this.#send(entry, to, data),
       stateChanged: (state, server) => {
-        entry.records.add(PeerRecordKind.clientState, clientStateCodes[state], entry.attempt, server === undefined ? null : parseServerAddress(server), null)
+        entry.records.add(PeerRecordKind.clientState, clientStateCodes[state], entry.attempt, server ?? null, null)
       },
       payload: (data) => entry.records.add(PeerRecordKind.payload, 0, 0, null, data),
     })
@@ -393,9 +412,18 @@ export class FallbackEngine implements ProtocolEngine {
 
   #send(entry: ProtocolSocket, to: string, data: Uint8Array): void {
     const { host, port } = destination(to, entry.ipv6)
-    entry.socket.send(data, port, host, (error) => {
-      if (error !== null) entry.sendErrors++
-    })
+    // Port 0 (a token may list it): the kernel refuses it, as sendmmsg does on the native engine; counted.
+    if (port === 0) {
+      entry.sendErrors++
+      return
+    }
+    try {
+      entry.socket.send(data, port, host, (error) => {
+        if (error !== null) entry.sendErrors++
+      })
+    } catch {
+      entry.sendErrors++ // refused before it was queued (an address node:dgram will not take)
+    }
   }
 
   #receive(entry: ProtocolSocket, data: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -458,10 +486,10 @@ export class FallbackEngine implements ProtocolEngine {
     entry.closing = true
     clearTimeout(entry.timer)
     entry.socket.close(() => {
-      this.#sockets.delete(entry.id)
       try {
-        entry.client.onClosed()
+        entry.client.onClosed() // reads the socket's final counters first
       } finally {
+        this.#sockets.delete(entry.id)
         if (this.#sockets.size === 0) this.#shutdown()
       }
     })

@@ -40,7 +40,7 @@ export interface ClientCoreSink {
   /** to: the server address as text, 'a.b.c.d:port' or '[v6]:port'. */
   sendPacket(to: string, data: Uint8Array): void
   /** Each change of state, and each server address the client starts on; server: the one it tries or is connected to. */
-  stateChanged(state: ClientCoreState, server: string | undefined): void
+  stateChanged(state: ClientCoreState, server: ServerAddress | undefined): void
   /** data is the decrypted body, the sink's to keep. */
   payload(data: Uint8Array): void
 }
@@ -311,8 +311,7 @@ export class ClientCore {
   }
 
   #announce(): void {
-    const server = this.serverAddress
-    this.#sink.stateChanged(this.#state, server === undefined ? undefined : formatServerAddress(server))
+    this.#sink.stateChanged(this.#state, this.serverAddress)
   }
 
   #startAddress(index: number, now: number): void {

@@ -153,10 +153,21 @@ function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
 }
 
-/** A min-heap of (due, index) pairs; entries whose due is no longer their slot's are skipped when popped. */
+/** Whether a timer due at dueA, scheduled as the orderA-th, fires before one due at dueB, the orderB-th. */
+function earlier(dueA: number, orderA: number, dueB: number, orderB: number): boolean {
+  return dueA < dueB || (dueA === dueB && orderA > orderB)
+}
+
+/**
+ * A min-heap of (due, index) pairs; entries whose due is no longer their slot's are skipped when popped.
+ * Entries due at the same time come out latest scheduled first, as from the native timer wheel's buckets,
+ * so that both engines visit (and free) slots in the same order.
+ */
 class TimerHeap {
   readonly #due: number[] = []
   readonly #index: number[] = []
+  readonly #order: number[] = []
+  #scheduled = 0
 
   get size(): number {
     return this.#due.length
@@ -166,42 +177,57 @@ class TimerHeap {
     return this.#due.length === 0 ? Number.POSITIVE_INFINITY : this.#due[0]!
   }
 
+  /** The index of the earliest entry (the heap must not be empty). */
+  peekIndex(): number {
+    return this.#index[0]!
+  }
+
   push(due: number, index: number): void {
+    const order = this.#scheduled++
     let at = this.#due.length
     this.#due.push(due)
     this.#index.push(index)
+    this.#order.push(order)
     while (at > 0) {
       const parent = (at - 1) >> 1
-      if (this.#due[parent]! <= due) break
-      this.#due[at] = this.#due[parent]!
-      this.#index[at] = this.#index[parent]!
+      if (!earlier(due, order, this.#due[parent]!, this.#order[parent]!)) break
+      this.#move(parent, at)
       at = parent
     }
-    this.#due[at] = due
-    this.#index[at] = index
+    this.#place(at, due, index, order)
   }
 
   /** Removes the earliest entry; returns its index. */
   pop(): number {
     const top = this.#index[0]!
-    const lastDue = this.#due.pop()!
-    const lastIndex = this.#index.pop()!
+    const due = this.#due.pop()!
+    const index = this.#index.pop()!
+    const order = this.#order.pop()!
     const size = this.#due.length
-    if (size > 0) {
-      let at = 0
-      for (;;) {
-        let child = 2 * at + 1
-        if (child >= size) break
-        if (child + 1 < size && this.#due[child + 1]! < this.#due[child]!) child++
-        if (this.#due[child]! >= lastDue) break
-        this.#due[at] = this.#due[child]!
-        this.#index[at] = this.#index[child]!
-        at = child
-      }
-      this.#due[at] = lastDue
-      this.#index[at] = lastIndex
+    if (size === 0) return top
+    let at = 0
+    for (;;) {
+      let child = 2 * at + 1
+      if (child >= size) break
+      if (child + 1 < size && earlier(this.#due[child + 1]!, this.#order[child + 1]!, this.#due[child]!, this.#order[child]!)) child++
+      if (!earlier(this.#due[child]!, this.#order[child]!, due, order)) break
+      this.#move(child, at)
+      at = child
     }
+    this.#place(at, due, index, order)
     return top
+  }
+
+  #move(from: number, to: number): void {
+    this.#due[to] = this.#due[from]!
+    this.#index[to] = this.#index[from]!
+    this.#order[to] = this.#order[from]!
+  }
+
+  #place(at: number, due: number, index: number, order: number): void {
+    this.#due[at] = due
+    this.#index[at] = index
+    this.#order[at] = order
   }
 }
 
@@ -217,10 +243,11 @@ export class ServerCore {
   readonly #disconnectPackets: number
   readonly #challengeKey: Uint8Array
 
-  readonly #slots: Slot[]
+  readonly #slots: (Slot | undefined)[]
   #connected = 0
-  /** A stack: O(1) to take and to give back; the lowest index on top. */
-  readonly #freeSlots: number[]
+  /** Slots given back, a stack (the latest first); then those never taken, lowest first (as the native free list). */
+  readonly #freedSlots: number[] = []
+  #neverTaken = 0
   readonly #timers = new TimerHeap()
   #nextHousekeepingUs = 0
   readonly #slotByAddress = new Map<string, number>()
@@ -278,22 +305,8 @@ export class ServerCore {
     this.#disconnectIntervalUs = config.disconnectIntervalUs ?? 100_000
     this.#disconnectPackets = config.disconnectPackets ?? 10
     this.#challengeKey = challengeKey.slice()
-    this.#slots = Array.from({ length: config.maxClients }, () => ({
-      connected: false,
-      confirmed: false,
-      address: '',
-      clientId: 0n,
-      sequence: 0n,
-      token: '',
-      timeoutSeconds: 0,
-      lastSendUs: 0,
-      lastReceiveUs: 0,
-      sendKey: new Uint8Array(sizes.key),
-      receiveKey: new Uint8Array(sizes.key),
-      replay: new ReplayProtection(),
-      dueUs: Number.POSITIVE_INFINITY,
-    }))
-    this.#freeSlots = Array.from({ length: config.maxClients }, (_, i) => config.maxClients - 1 - i)
+    // Made as clients first take them: a server for a million clients holds only what it has had.
+    this.#slots = new Array<Slot | undefined>(config.maxClients)
     this.#maxMappings = Math.max(config.maxClients * 4, minPendingHandshakes)
     this.#maxTokenHistory = Math.max(config.maxClients * 8, minTokenHistory)
     this.peerCounters = new Float64Array(config.maxClients * peerCounterFields)
@@ -357,9 +370,9 @@ export class ServerCore {
 
   /** When update() next has work to do (monotonic µs; it may be called earlier or later); Infinity if never. */
   nextDeadlineUs(): number {
-    let next = Number.POSITIVE_INFINITY
-    // Stale heap entries may come first: they only make a caller look early.
-    if (this.#timers.size > 0) next = this.#timers.peekDue()
+    // Entries for a time that is no longer their slot's (rescheduled, or the slot freed) go first.
+    while (this.#timers.size > 0 && this.#slots[this.#timers.peekIndex()]!.dueUs !== this.#timers.peekDue()) this.#timers.pop()
+    let next = this.#timers.peekDue()
     const farewell = this.#farewells[0]
     if (farewell !== undefined && farewell.nextUs < next) next = farewell.nextUs
     if ((this.#mappings.size > 0 || this.#releaseOrder.length > 0) && this.#nextHousekeepingUs < next) next = this.#nextHousekeepingUs
@@ -391,10 +404,14 @@ export class ServerCore {
   stop(now: ServerClock): void {
     this.#stopping = true
     for (let index = 0; index < this.#slots.length && this.#connected > 0; index++) {
-      if (this.#slots[index]!.connected) this.#release(index, 'server-closed', true, now)
+      if (this.#slots[index]?.connected === true) this.#release(index, 'server-closed', true, now)
     }
     for (const mapping of this.#mappings.values()) this.#wipeMapping(mapping)
     this.#mappings.clear()
+  }
+
+  #full(): boolean {
+    return this.#freedSlots.length === 0 && this.#neverTaken >= this.#maxClients
   }
 
   #countDrop(reason: DropReason): void {
@@ -452,7 +469,7 @@ export class ServerCore {
     }
     // Its client is back: the disconnect packets still owed to this address stop (see Farewell).
     this.#recentlyReleased.delete(from)
-    if (this.#freeSlots.length === 0) {
+    if (this.#full()) {
       this.#counters.denied++
       this.#sendWithGlobalSequence(from, token.serverToClientKey, PacketType.connectionDenied, new Uint8Array(0))
       return
@@ -529,13 +546,27 @@ export class ServerCore {
       this.#counters.tokenRefused++
       return
     }
-    if (this.#freeSlots.length === 0) {
+    if (this.#full()) {
       this.#counters.denied++
       this.#sendWithGlobalSequence(from, mapping.sendKey, PacketType.connectionDenied, new Uint8Array(0))
       return
     }
-    const index = this.#freeSlots.pop()!
-    const slot = this.#slots[index]!
+    const index = this.#freedSlots.pop() ?? this.#neverTaken++
+    const slot = (this.#slots[index] ??= {
+      connected: false,
+      confirmed: false,
+      address: '',
+      clientId: 0n,
+      sequence: 0n,
+      token: '',
+      timeoutSeconds: 0,
+      lastSendUs: 0,
+      lastReceiveUs: 0,
+      sendKey: new Uint8Array(sizes.key),
+      receiveKey: new Uint8Array(sizes.key),
+      replay: new ReplayProtection(),
+      dueUs: Number.POSITIVE_INFINITY,
+    })
     const resumed = this.#resume(mapping.token)
     slot.connected = true
     slot.confirmed = false
@@ -650,7 +681,7 @@ export class ServerCore {
     slot.connected = false
     slot.confirmed = false
     slot.dueUs = Number.POSITIVE_INFINITY
-    this.#freeSlots.push(index)
+    this.#freedSlots.push(index)
     this.#connected--
     this.#sink.disconnected(index, reason)
     if (entry !== undefined) this.#sendFarewell(entry, now) // the first disconnect packet goes out at once

@@ -3,7 +3,7 @@
 // the same fields, so that one suite drives either implementation, or one against the other.
 import { ClientCore, type ClientCoreSink } from '../../src/netcode/client-core.ts'
 import { ServerCore, type ServerCoreSink } from '../../src/netcode/server-core.ts'
-import { parseServerAddress } from '../../src/netcode/server-address.ts'
+import { formatServerAddress, parseServerAddress } from '../../src/netcode/server-address.ts'
 import type { Sodium } from '../../src/netcode/sodium.ts'
 
 export type Sent = { kind: 'send'; to: string; data: Uint8Array }
@@ -107,7 +107,7 @@ export function typescriptClientCore(sodium: Sodium): ClientCoreBinding {
   const log = new EventLog<ClientEvent>()
   const sink: ClientCoreSink = {
     sendPacket: (to, data) => log.events.push({ kind: 'send', to, data }),
-    stateChanged: (state, server) => log.events.push({ kind: 'state', state, ...(server !== undefined && { server }) }),
+    stateChanged: (state, server) => log.events.push({ kind: 'state', state, ...(server !== undefined && { server: formatServerAddress(server) }) }),
     payload: (data) => log.events.push({ kind: 'payload', data }),
   }
   const core = new ClientCore(sodium, {}, sink)

@@ -1,0 +1,142 @@
+// The native and the TypeScript server cores, fed the same seeded stream of datagrams and calls (honest
+// handshakes and traffic, and their datagrams mutated, replayed, sent from other addresses, out of time),
+// must do the same thing at every step: the same events, byte for byte (the same keys and sequences make
+// the same ciphertexts), and the same counters.
+import { beforeAll, describe, expect, it } from 'vitest'
+import { loadAddon } from '../../src/engine/addon.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
+import { PacketType } from '../../src/netcode/constants.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
+import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { seededRandom } from '../helpers.ts'
+import { type ServerCoreBinding, type ServerCoreOptions, type ServerEvent, typescriptServerCore } from './core-adapters.ts'
+import { fill } from './spec.ts'
+
+const protocolId = 0xd1ffn
+const privateKey = fill(32, 0x42)
+const serverAddress = '127.0.0.1:40000'
+const T0 = 1_800_000_000n
+
+let sodium: Sodium
+beforeAll(async () => {
+  sodium = await loadSodium()
+})
+
+interface Honest {
+  address: string
+  token: ReturnType<typeof readConnectToken>
+  sequence: bigint
+  challenge: Uint8Array | undefined
+}
+
+function honestClient(clientId: number, address: string, timeoutSeconds: number): Honest {
+  const bytes = encodeConnectToken(sodium, {
+    protocolId,
+    privateKey,
+    clientId: BigInt(clientId),
+    serverAddresses: [serverAddress],
+    expireSeconds: 40,
+    timeoutSeconds,
+    userData: fill(8, clientId),
+    nowSeconds: Number(T0),
+  })
+  return { address, token: readConnectToken(bytes), sequence: 0n, challenge: undefined }
+}
+
+/** Events grouped by whom they concern (the address sent to, or the slot), each group in its order. */
+function byRecipient(events: readonly ServerEvent[]): Map<string, ServerEvent[]> {
+  const groups = new Map<string, ServerEvent[]>()
+  for (const event of events) {
+    const key = event.kind === 'send' ? event.to : `slot ${event.index}`
+    groups.set(key, [...(groups.get(key) ?? []), event])
+  }
+  return new Map([...groups].sort(([a], [b]) => (a < b ? -1 : 1)))
+}
+
+function run(seed: number, steps: number): void {
+  const random = seededRandom(seed)
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!
+  const options: ServerCoreOptions = { protocolId, privateKey, publicAddress: serverAddress, maxClients: 3, challengeKey: fill(32, 0x17), keepAliveIntervalUs: 100_000 } as ServerCoreOptions
+  const native = new (loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => ServerCoreBinding }).ServerCore(options)
+  const typescript = typescriptServerCore(sodium, options)
+  const clients = [honestClient(1, '127.0.0.1:50001', 2), honestClient(2, '127.0.0.1:50002', 5), honestClient(3, '10.0.0.3:50003', -1), honestClient(4, '[::1]:50004', 3)]
+  const strangers = ['127.0.0.1:50099', '127.0.0.1:0', '[::ffff:127.0.0.1]:50001']
+  const seen: { from: string; data: Uint8Array }[] = []
+  let us = 0
+  let unix = T0
+
+  const both = (call: (core: ServerCoreBinding) => ServerEvent[], what: string): ServerEvent[] => {
+    const a = call(native)
+    const b = call(typescript)
+    // Timers due in one update may fire in another order (a wheel's buckets, a heap): the same events for
+    // each address and slot, in the same order, is what must hold.
+    expect(byRecipient(b), `seed ${seed}: ${what}`).toEqual(byRecipient(a))
+    expect(typescript.state(), `seed ${seed}: state after ${what}`).toEqual(native.state())
+    return a
+  }
+  const deliver = (from: string, data: Uint8Array, what: string): void => {
+    seen.push({ from, data })
+    for (const event of both((core) => core.receive(from, data, us, unix), what)) {
+      if (event.kind !== 'send') continue
+      const client = clients.find((each) => each.address === event.to)
+      if (client === undefined) continue
+      const read = readEncryptedPacket(sodium, event.data, { protocolId, key: client.token.serverToClientKey, accept: new Set([PacketType.connectionChallenge]) })
+      if (read.ok) client.challenge = read.value.body
+    }
+  }
+  const encrypted = (client: Honest, type: PacketType, body: Uint8Array): Uint8Array =>
+    encryptPacket(sodium, { type, sequence: client.sequence++, body }, protocolId, client.token.clientToServerKey)
+
+  for (let step = 0; step < steps; step++) {
+    const roll = random()
+    const client = pick(clients)
+    if (roll < 0.15) {
+      deliver(client.address, writeConnectionRequest(client.token), `step ${step}: request from ${client.address}`)
+    } else if (roll < 0.3) {
+      if (client.challenge !== undefined) deliver(client.address, encrypted(client, PacketType.connectionResponse, client.challenge), `step ${step}: response`)
+    } else if (roll < 0.45) {
+      const type = pick([PacketType.payload, PacketType.keepAlive, PacketType.payload, PacketType.disconnect])
+      const body = type === PacketType.payload ? fill(1 + Math.floor(random() * 40), step & 0xff) : type === PacketType.keepAlive ? new Uint8Array(8) : new Uint8Array(0)
+      deliver(client.address, encrypted(client, type, body), `step ${step}: type ${type}`)
+    } else if (roll < 0.65 && seen.length > 0) {
+      // A datagram seen before: again, mutated (bits flipped, cut, extended), and maybe from elsewhere.
+      const { from, data } = pick(seen)
+      const copy = Uint8Array.from(data)
+      const mutation = random()
+      let bytes: Uint8Array = copy
+      if (mutation < 0.4) copy[Math.floor(random() * copy.length)]! ^= 1 << Math.floor(random() * 8)
+      else if (mutation < 0.55) bytes = copy.subarray(0, Math.floor(random() * copy.length))
+      else if (mutation < 0.65) bytes = Uint8Array.from([...copy, 0])
+      deliver(random() < 0.7 ? from : pick(strangers), bytes, `step ${step}: replayed or mutated`)
+    } else if (roll < 0.8) {
+      // Whole milliseconds, the native timer wheel's ticks (it fires up to a tick early; the TypeScript core's
+      // timers are exact), so that both see every timer due at the same update; at most one turn of the wheel
+      // (1,024 ticks) at a time, past which it visits its buckets once each, not in the order they fall due.
+      us += 1000 * Math.floor(random() * (random() < 0.2 ? 1000 : 150))
+      if (random() < 0.05) unix += 1n
+      both((core) => core.update(us, unix), `step ${step}: update at ${us}`)
+    } else if (roll < 0.9) {
+      const index = Math.floor(random() * 4)
+      const body = fill(1 + Math.floor(random() * 30), 7)
+      both((core) => core.sendPayload(index, body, us, unix), `step ${step}: send to ${index}`)
+    } else if (roll < 0.95) {
+      const index = Math.floor(random() * 4)
+      both((core) => core.disconnect(index, us, unix), `step ${step}: disconnect ${index}`)
+    } else {
+      // A client that starts its sequence again (a new process with the same token).
+      client.sequence = random() < 0.5 ? 0n : client.sequence
+    }
+  }
+  both((core) => core.stop(us, unix), 'stop')
+  for (let i = 0; i < 12; i++) {
+    us += 100_000
+    both((core) => core.update(us, unix), `update ${i} while stopping`)
+  }
+  expect(typescript.state().stopped).toBe(true)
+}
+
+describe('server cores, native and TypeScript, on the same datagrams', () => {
+  it('do the same at every step: events byte for byte, and counters', () => {
+    for (let seed = 1; seed <= 12; seed++) run(seed, 400)
+  })
+})
