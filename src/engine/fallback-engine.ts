@@ -136,6 +136,8 @@ export class FallbackEngine implements ProtocolEngine {
   #keepAlive: NodeJS.Timeout | undefined
   #stopped = false
   readonly #onIdle: (engine: FallbackEngine) => void
+  #unixSeconds = 0
+  #unixSecondsBig = 0n
 
   constructor(onIdle: (engine: FallbackEngine) => void) {
     this.#onIdle = onIdle
@@ -357,7 +359,12 @@ export class FallbackEngine implements ProtocolEngine {
   }
 
   #serverClock(now: number) {
-    return { monotonicUs: now, unixSeconds: BigInt(Math.floor(Date.now() / 1000)) }
+    const seconds = Math.floor(Date.now() / 1000)
+    if (seconds !== this.#unixSeconds) {
+      this.#unixSeconds = seconds
+      this.#unixSecondsBig = BigInt(seconds) // a BigInt a second, not one per datagram
+    }
+    return { monotonicUs: now, unixSeconds: this.#unixSecondsBig }
   }
 
   /** The slot JavaScript's name for a peer stands for, if that client still has it (native: NetcodeServerProtocol::Current). */

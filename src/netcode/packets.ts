@@ -70,9 +70,18 @@ export function readConnectionRequest(
   return { ok: true, value: { expireTimestamp, sealedToken, token } }
 }
 
+// The associated data of a protocol id's packets, one per prefix byte, made once: every packet sealed or
+// opened needs one, and libsodium copies it in, so the same array serves them all.
+let associatedFor: { protocolId: bigint; byPrefix: (Uint8Array | undefined)[] } | undefined
+
 function associatedData(protocolId: bigint, prefix: number): Uint8Array {
-  const data = new Uint8Array(sizes.versionInfo + 9)
-  new Writer(data).raw(versionInfo).u64(protocolId).u8(prefix)
+  if (associatedFor?.protocolId !== protocolId) associatedFor = { protocolId, byPrefix: [] }
+  let data = associatedFor.byPrefix[prefix]
+  if (data === undefined) {
+    data = new Uint8Array(sizes.versionInfo + 9)
+    new Writer(data).raw(versionInfo).u64(protocolId).u8(prefix)
+    associatedFor.byPrefix[prefix] = data
+  }
   return data
 }
 

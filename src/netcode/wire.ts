@@ -106,7 +106,13 @@ export class Reader extends Cursor {
 /** The 12-byte nonce of netcode's ChaCha20-Poly1305-IETF uses: 4 zero bytes, then the sequence little-endian. */
 export function sequenceNonce(sequence: bigint): Uint8Array {
   const nonce = new Uint8Array(12)
-  new DataView(nonce.buffer).setBigUint64(4, sequence, true)
+  // Two BigInt operations, not a DataView per call: this runs for every packet sealed or opened.
+  const low = Number(sequence & 0xffff_ffffn)
+  const high = Number((sequence >> 32n) & 0xffff_ffffn)
+  for (let i = 0; i < 4; i++) {
+    nonce[4 + i] = (low >>> (8 * i)) & 0xff
+    nonce[8 + i] = (high >>> (8 * i)) & 0xff
+  }
   return nonce
 }
 
