@@ -1,6 +1,7 @@
 // IP literals to the byte form send slabs use, with a cache so that a busy sender parses each
 // destination once; and received address bytes back to strings, remembering the last one seen.
 import { isIP } from 'node:net'
+import { networkInterfaces } from 'node:os'
 import type { Addon } from './engine/addon.ts'
 import type { QueuedAddress } from './engine/engine.ts'
 
@@ -15,8 +16,11 @@ const parsed = new Map<string, QueuedAddress | null>()
 const maxCached = 4096
 const scratch = new Uint8Array(20)
 
+/** What turns IP text into bytes and back: the native addon, or javascriptIp below. */
+export type IpCodec = Pick<Addon, 'parseIp' | 'formatIp'>
+
 /** Parses an IPv4 or IPv6 literal (IPv6 may carry a %scope). Returns null when it is not one. */
-export function parseIp(addon: Addon, text: string): QueuedAddress | null {
+export function parseIp(addon: IpCodec, text: string): QueuedAddress | null {
   const hit = parsed.get(text)
   if (hit !== undefined) return hit
   let result: QueuedAddress | null = null
@@ -46,13 +50,13 @@ export function ipFamily(text: string): 0 | 4 | 6 {
 
 /** Formats source addresses of received datagrams, reusing the string while the source stays the same. */
 export class AddressFormatter {
-  readonly #addon: Addon
+  readonly #addon: IpCodec
   #v4Key = -1
   #v4Text = ''
   readonly #v6Key = new Uint32Array(5) // the address and its scope
   #v6Text = ''
 
-  constructor(addon: Addon) {
+  constructor(addon: IpCodec) {
     this.#addon = addon
   }
 
@@ -80,4 +84,113 @@ export class AddressFormatter {
     }
     return this.#v6Text
   }
+}
+
+/**
+ * An address's IP as text, as inet_ntop writes it (the native side names peers that way): IPv4 dotted;
+ * IPv6 with the longest run of two or more zero groups compressed, as RFC 5952 asks, and an IPv4 address
+ * in the last 32 bits dotted where it is embedded (::a.b.c.d) or mapped (::ffff:a.b.c.d).
+ */
+export function formatIpBytes(address: { family: 4 | 6; bytes: Uint8Array }): string {
+  if (address.family === 4) return address.bytes.subarray(0, 4).join('.')
+  const groups: string[] = []
+  for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))
+  let bestStart = -1
+  let bestLength = 1
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== '0') {
+      i++
+      continue
+    }
+    let j = i
+    while (j < 8 && groups[j] === '0') j++
+    if (j - i > bestLength) {
+      bestStart = i
+      bestLength = j - i
+    }
+    i = j
+  }
+  const embeddedV4 = bestStart === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))
+  if (embeddedV4) groups.splice(6, 2, address.bytes.subarray(12).join('.'))
+  return bestStart < 0 ? groups.join(':') : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
+}
+
+/** The 16 bytes of a valid IPv6 literal (checked by isIPv6 before). */
+export function ipv6Bytes(text: string): Uint8Array {
+  let literal = text
+  const bytes = new Uint8Array(16)
+  // A trailing dotted quad stands for the last two groups.
+  const lastColon = literal.lastIndexOf(':')
+  const tail = literal.slice(lastColon + 1)
+  let v4: number[] | undefined
+  if (tail.includes('.')) {
+    v4 = tail.split('.').map(Number)
+    literal = `${literal.slice(0, lastColon + 1)}0:0`
+  }
+  const [left = '', right] = literal.split('::')
+  const leftGroups = left === '' ? [] : left.split(':')
+  const rightGroups = right === undefined || right === '' ? [] : right.split(':')
+  const groups = [...leftGroups, ...new Array<string>(8 - leftGroups.length - rightGroups.length).fill('0'), ...rightGroups]
+  groups.forEach((group, i) => {
+    const value = Number.parseInt(group, 16)
+    bytes[2 * i] = value >> 8
+    bytes[2 * i + 1] = value & 0xff
+  })
+  if (v4) bytes.set(v4, 12)
+  return bytes
+}
+
+/**
+ * The interfaces whose index an IPv6 scope can name, by name and by index: those node:os lists with an
+ * IPv6 address that carries one (a link-local address). Read when asked (interfaces come and go).
+ */
+function scopedInterfaces(): { byName: Map<string, number>; byIndex: Map<number, string> } {
+  // Read at most once a second: a link-local sender's every datagram asks.
+  const now = Date.now()
+  if (interfaces !== undefined && now - interfaces.readAtMs < 1000) return interfaces
+  const byName = new Map<string, number>()
+  const byIndex = new Map<number, string>()
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    for (const address of addresses ?? []) {
+      if (address.family !== 'IPv6' || !address.scopeid) continue
+      byName.set(name, address.scopeid)
+      byIndex.set(address.scopeid, name)
+    }
+  }
+  interfaces = { byName, byIndex, readAtMs: now }
+  return interfaces
+}
+
+let interfaces: { byName: Map<string, number>; byIndex: Map<number, string>; readAtMs: number } | undefined
+
+/**
+ * The addon's parseIp and formatIp in JavaScript, for the fallback engine: the same bytes (16 of them, then
+ * the u32 scope), and a scope by its interface's name or number. Unlike the addon's, it knows an interface's
+ * index only if node:os lists a link-local IPv6 address on it.
+ */
+export const javascriptIp: IpCodec = {
+  parseIp(text: string, out: Uint8Array): 0 | 4 | 6 {
+    const cut = text.indexOf('%')
+    const bare = cut < 0 ? text : text.slice(0, cut)
+    const family = isIP(bare) as 0 | 4 | 6
+    if (family === 0 || (family === 4 && cut >= 0)) return 0
+    out.fill(0, 0, 20)
+    if (family === 4) {
+      out.set(bare.split('.').map(Number), 0)
+      return 4
+    }
+    out.set(ipv6Bytes(bare), 0)
+    if (cut >= 0) {
+      const scope = text.slice(cut + 1)
+      const index = /^\d+$/.test(scope) ? Number(scope) : scopedInterfaces().byName.get(scope)
+      if (index === undefined || index < 1 || index > 0xffff_ffff) return 0 // names no interface
+      new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(16, index, true)
+    }
+    return 6
+  },
+  formatIp(bytes: Uint8Array, family: number, scopeId = 0): string {
+    const text = formatIpBytes({ family: family === 4 ? 4 : 6, bytes })
+    if (family === 4 || scopeId === 0) return text
+    return `${text}%${scopedInterfaces().byIndex.get(scopeId) ?? scopeId}`
+  },
 }

@@ -1,10 +1,13 @@
 // Layer 0: a raw UDP socket on the native engine. Received datagrams arrive in batches (one event per
 // recvmmsg batch, payloads as views valid during the callback); sends are queued and handed to the
-// I/O thread once per event-loop turn, with back-pressure when the queue is full.
+// I/O thread once per event-loop turn, with back-pressure when the queue is full. Where the addon cannot
+// load, the fallback engine (engine/fallback-datagrams.ts) does the same on node:dgram.
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
-import { type AddressInfo, AddressFormatter, ipFamily, isIpv4Mapped, maxIpv4DatagramSize, parseIp } from './address.ts'
-import { loadAddon } from './engine/addon.ts'
+import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp } from './address.ts'
+import { type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './engine/addon.ts'
+import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
+import { type FallbackDatagramEngine, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
@@ -124,7 +127,9 @@ const knownOptions = new Set([
 export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly type: SocketType
   readonly #options: Required<Omit<DatagramSocketOptions, 'type'>>
-  #engine: Engine | undefined
+  #engine: Engine | FallbackDatagramEngine | undefined
+  /** The fallback engine is binding the socket (bind() awaits it): sends wait, and a close() waits for it. */
+  #binding: { sends: (() => void)[]; closeAfter: boolean } | undefined
   #id = 0
   #state: State = 'unbound'
   #local: AddressInfo | undefined
@@ -192,10 +197,22 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
     }
-    if (literal !== '' && parseIp(this.#engine?.addon ?? loadAddon(), literal) === null) {
+    const fallback = this.#engine === undefined ? fallbackReason() : undefined
+    if (literal !== '' && parseIp(this.#ipCodec(fallback), literal) === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
     }
+    if (fallback !== undefined) return this.#openFallback(port, literal, fallback)
     return this.#open(port, literal, true)
+  }
+
+  /**
+   * What turns addresses into bytes and back: the addon's, or, on the fallback engine (fallback: why it runs;
+   * asked for when no engine is open yet), its JavaScript equivalent.
+   */
+  #ipCodec(fallback = this.#engine === undefined ? fallbackReason() : undefined): IpCodec {
+    const engine = this.#engine
+    if (engine !== undefined) return 'ip' in engine ? engine.ip : engine.addon
+    return fallback === undefined ? loadAddon() : javascriptIp
   }
 
   /**
@@ -217,7 +234,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (typeof address !== 'string') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
     }
-    const destination = parseIp(this.#engine?.addon ?? loadAddon(), address)
+    const destination = parseIp(this.#ipCodec(), address)
     if (destination === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address literal. Received '${address}'`)
     }
@@ -231,9 +248,15 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         `A datagram to an IPv4 address carries at most ${maxIpv4DatagramSize} bytes. Received ${bytes.byteLength}`,
       )
     }
+    if (this.#binding !== undefined) {
+      // The fallback engine is binding the socket: sent once it is bound, as node:dgram does.
+      const copy = bytes.slice()
+      this.#binding.sends.push(() => void this.send(copy, port, address))
+      return true
+    }
     // Checked first: a send refused for its address binds nothing.
     if (this.#state === 'unbound') this.#open(0, '', false) // as node:dgram does: bind to any address and port
-    const engine = this.#engine as Engine
+    const engine = this.#engine as Engine | FallbackDatagramEngine
     if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
       this.#accepted++
       return true
@@ -268,30 +291,45 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (this.#local === undefined || this.#state !== 'bound') {
       throw new VolleyError('ERR_SOCKET_NOT_BOUND', 'The socket is not bound')
     }
+    // The fallback engine binds in the background for a send(): its port is known once that is done.
+    if (this.#local.port === 0 && this.#engine !== undefined && 'localAddress' in this.#engine) this.#local = this.#engine.localAddress(this.#id) ?? this.#local
     return { ...this.#local }
   }
 
   /** Closes the socket after the datagrams queued so far are sent. Closing twice is harmless. */
   close(): Promise<void> {
     if (this.#closed) return this.#closed
-    if (this.#state === 'unbound') {
-      this.#state = 'closed'
-      this.#closed = Promise.resolve()
-      process.nextTick(() => this.emit('close'))
-      return this.#closed
-    }
-    this.#state = 'closing'
-    this.#drain.fail(() => this.#closedError())
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    if (this.#binding !== undefined) {
+      this.#binding.closeAfter = true // the fallback engine is binding the socket: closed once that ends
+    } else if (this.#state === 'unbound') {
+      this.#closeUnbound()
+    } else {
+      this.#beginClose()
+    }
+    return this.#closed
+  }
+
+  /** close() of a socket never bound: at once. */
+  #closeUnbound(): void {
+    this.#state = 'closed'
+    this.#resolveClosed?.()
+    process.nextTick(() => this.emit('close'))
+  }
+
+  /** close() of a bound socket: the engine closes it once the datagrams queued so far are out. */
+  #beginClose(): void {
+    this.#state = 'closing'
+    this.#drain.fail(() => this.#closedError())
     // The queued datagrams go out and the promise settles, unref() or not (as node:dgram's close).
+    const engine = this.#engine as Engine | FallbackDatagramEngine
     if (!this.#holdsReference) {
       this.#holdsReference = true
-      ;(this.#engine as Engine).ref()
+      engine.ref()
     }
-    ;(this.#engine as Engine).close(this.#id)
-    return this.#closed
+    engine.close(this.#id)
   }
 
   /** Lets the process exit while this socket is open (as node:dgram's unref). */
@@ -342,37 +380,75 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   }
 
   #assertCanBind(): void {
-    if (this.#state === 'bound') throw new VolleyError('ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound')
+    if (this.#state === 'bound' || this.#binding !== undefined) throw new VolleyError('ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound')
     if (this.#state !== 'unbound') throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed')
+  }
+
+  #socketOptions(port: number, address: string): NativeSocketOptions {
+    return {
+      ipv6: this.type === 'udp6',
+      ipv6Only: this.#options.ipv6Only,
+      reuseAddress: this.#options.reuseAddr,
+      reusePort: this.#options.reusePort,
+      receiveBufferSize: this.#options.recvBufferSize,
+      sendBufferSize: this.#options.sendBufferSize,
+      address,
+      port,
+      batchSize: this.#options.batchSize,
+      coalesceUs: this.#options.coalesceUs,
+    }
   }
 
   /** announceNow: 'listening' before returning (bind()), else on the next tick (the bind a send() makes). */
   #open(port: number, address: string, announceNow: boolean): AddressInfo {
+    const fallback = fallbackReason()
+    if (fallback !== undefined) {
+      // The bind a send() makes, on the fallback engine: it completes in the background.
+      checkFallbackSupports({ channels: false, networkSimulator: false, reusePort: this.#options.reusePort }, fallback)
+      const engine = sharedFallbackDatagramEngine()
+      return this.#opened(engine, engine.openNow(this.#socketOptions(port, address), this.#client), announceNow)
+    }
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
     let info
     try {
-      info = engine.open(
-        {
-          ipv6: this.type === 'udp6',
-          ipv6Only: this.#options.ipv6Only,
-          reuseAddress: this.#options.reuseAddr,
-          reusePort: this.#options.reusePort,
-          receiveBufferSize: this.#options.recvBufferSize,
-          sendBufferSize: this.#options.sendBufferSize,
-          address,
-          port,
-          batchSize: this.#options.batchSize,
-          coalesceUs: this.#options.coalesceUs,
-        },
-        this.#client,
-      )
+      info = engine.open(this.#socketOptions(port, address), this.#client)
     } catch (error) {
       engine.releaseIfIdle()
       throw fromNativeError(error, { address: address === '' ? (this.type === 'udp4' ? '0.0.0.0' : '::') : address, port })
     }
+    return this.#opened(engine, info, announceNow)
+  }
+
+  /** bind() on the fallback engine, which binds asynchronously: sends and a close() meanwhile wait for it. */
+  async #openFallback(port: number, address: string, fallback: string): Promise<AddressInfo> {
+    checkFallbackSupports({ channels: false, networkSimulator: false, reusePort: this.#options.reusePort }, fallback)
+    const engine = sharedFallbackDatagramEngine()
+    const binding: { sends: (() => void)[]; closeAfter: boolean } = { sends: [], closeAfter: false }
+    this.#binding = binding
+    let info: NativeSocketInfo
+    try {
+      info = await engine.open(this.#socketOptions(port, address), this.#client)
+    } catch (error) {
+      engine.releaseIfIdle()
+      if (binding.closeAfter) this.#closeUnbound()
+      throw error
+    } finally {
+      this.#binding = undefined
+    }
+    // A close() meanwhile: the socket closes now (no 'listening': it is closing by the next tick).
+    const local = this.#opened(engine, info, !binding.closeAfter)
+    if (binding.closeAfter) {
+      this.#beginClose()
+      throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: close() was called while it was binding')
+    }
+    for (const send of binding.sends) send()
+    return local
+  }
+
+  #opened(engine: Engine | FallbackDatagramEngine, info: NativeSocketInfo, announceNow: boolean): AddressInfo {
     this.#engine = engine
     this.#id = info.id
-    this.#formatter = new AddressFormatter(engine.addon)
+    this.#formatter = new AddressFormatter(this.#ipCodec())
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#state = 'bound'
@@ -437,7 +513,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   }
 
   #onClosed(): void {
-    const engine = this.#engine as Engine
+    const engine = this.#engine as Engine | FallbackDatagramEngine
     const final = new Float64Array(layout.statsFields)
     // The engine forgets the socket's counters after this event: keep the last reading.
     this.#finalStats = engine.readStats(this.#id, final) ? final : this.#statsScratch

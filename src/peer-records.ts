@@ -2,9 +2,8 @@
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
 import type { SlabView } from './engine/engine.ts'
 import { align8, layout } from './engine/layout.ts'
-import type { AddressInfo } from './address.ts'
 import { surfaceLater } from './errors.ts'
-import { formatIpBytes } from './netcode/server-address.ts'
+import { type AddressInfo, formatIpBytes } from './address.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain

@@ -1,5 +1,6 @@
-// Which engine runs a Server or Client: the native one, or the fallback engine (fallback-engine.ts) where the
-// addon cannot load, or where VOLLEY_ENGINE=fallback asks for it (to compare the two, or to test the fallback).
+// Which engine runs a Server, a Client or a datagram socket: the native one, or the fallback engine
+// (fallback-engine.ts, fallback-datagrams.ts) where the addon cannot load, or where VOLLEY_ENGINE=fallback asks
+// for it (to compare the two, or to test the fallback).
 import { VolleyError } from '../errors.ts'
 import { loadAddon } from './addon.ts'
 
@@ -16,8 +17,8 @@ export function fallbackReason(): string | undefined {
     if (!warned) {
       warned = true
       process.emitWarning(
-        `${error.message} Server and Client run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
-          'the same bytes on the wire, at a fraction of the native engine’s speed, without channels or the network simulator yet.',
+        `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
+          'the same bytes on the wire, at a fraction of the native engine’s speed, without channels, the network simulator or reusePort yet.',
         { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
       )
     }

@@ -4,17 +4,18 @@
 // native/socket_protocol.h), keeps the same counters and takes the same control requests, so that both run
 // unchanged on it; the bytes on the wire are the same. It runs on the JavaScript thread: slower than the
 // native engine, and so far without channels or a network simulator (choose.ts refuses those options).
-import dgram from 'node:dgram'
+import type dgram from 'node:dgram'
 import { performance } from 'node:perf_hooks'
 import { ClientCore, type ClientCoreState } from '../netcode/client-core.ts'
 import { ServerCore } from '../netcode/server-core.ts'
 import { type ServerAddress, parseServerAddress, readDatagramSource } from '../netcode/server-address.ts'
 import { type Sodium, loadSodium } from '../netcode/sodium.ts'
-import { fromNativeError, surfaceLater } from '../errors.ts'
+import { surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient, ProtocolEngine } from './engine.ts'
 import { SlabView } from './engine.ts'
-import { Operation, PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
+import { FallbackSockets, bindSocket, sharedInstance } from './fallback-sockets.ts'
+import { PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
 
 /** The client states as the native engine's records number them (native/netcode/client.h). */
 const clientStateCodes: Record<ClientCoreState, number> = {
@@ -128,73 +129,34 @@ interface ProtocolSocket {
   sendErrors: number
 }
 
-export class FallbackEngine implements ProtocolEngine {
-  readonly #sockets = new Map<number, ProtocolSocket>()
-  #nextId = 1
-  #refs = 0
-  /** Holds the event loop open while referenced: sockets and timers themselves never do (as the native engine's one handle). */
-  #keepAlive: NodeJS.Timeout | undefined
-  #stopped = false
-  readonly #onIdle: (engine: FallbackEngine) => void
+export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements ProtocolEngine {
   #unixSeconds = 0
   #unixSecondsBig = 0n
-
-  constructor(onIdle: (engine: FallbackEngine) => void) {
-    this.#onIdle = onIdle
-  }
-
-  get stopped(): boolean {
-    return this.#stopped
-  }
 
   /**
    * Opens a protocol socket (a netcode server or client; options.protocol says which) and binds it; resolves
    * once it is bound, or rejects with the bind's system error.
    */
-  async open(options: NativeSocketOptions, client: EngineClient): Promise<NativeSocketInfo> {
+  open(options: NativeSocketOptions, client: EngineClient): Promise<NativeSocketInfo> {
     const entry = this.#newSocket(options, client)
-    try {
-      await entry.ready
-    } catch (error) {
-      this.#forget(entry)
-      throw fromNativeError(error, { address: options.address, port: options.port })
-    }
-    return this.#info(entry)
+    return this.whenOpen(entry, entry.ready, options)
   }
 
   /**
    * open(), returning at once (a client's socket: no address to report, any port): what is asked of the
-   * socket meanwhile waits for it to be bound; a bind that fails is reported as a receive error.
+   * socket meanwhile waits for it to be bound.
    */
   openNow(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
     const entry = this.#newSocket(options, client)
-    entry.ready.catch((error: NodeJS.ErrnoException) => {
-      // As a socket that failed and closed: its owner hears the error, then the close (which gives back
-      // the reference open took).
-      entry.closing = true
-      entry.socket.close()
-      client.onError(Math.abs(error.errno ?? 0), 1, Operation.receive)
-      client.onClosed()
-      this.#sockets.delete(entry.id)
-      if (this.#sockets.size === 0) this.#shutdown()
-    })
-    return { id: entry.id, address: '', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
+    return this.openingNow(entry, entry.ready, options, client)
   }
 
   #newSocket(options: NativeSocketOptions, client: EngineClient): ProtocolSocket {
     const protocol = options.protocol
     if (protocol === undefined) throw new TypeError('the fallback engine runs protocol sockets only')
-    const socket = dgram.createSocket({ type: options.ipv6 ? 'udp6' : 'udp4', ipv6Only: options.ipv6Only, reuseAddr: options.reuseAddress })
-    socket.unref()
-    const bound = new Promise<void>((resolve, reject) => {
-      socket.once('error', reject)
-      socket.bind({ port: options.port, ...(options.address !== '' && { address: options.address }), exclusive: true }, () => {
-        socket.off('error', reject)
-        resolve()
-      })
-    })
+    const { socket, bound } = bindSocket(options)
     const entry: ProtocolSocket = {
-      id: this.#nextId++,
+      id: this.nextId(),
       client,
       socket,
       ipv6: options.ipv6,
@@ -211,8 +173,6 @@ export class FallbackEngine implements ProtocolEngine {
       sendErrors: 0,
     }
     entry.ready = Promise.all([loadSodium(), bound]).then(([sodium]) => {
-      if (options.receiveBufferSize > 0) trySetting(() => socket.setRecvBufferSize(options.receiveBufferSize))
-      if (options.sendBufferSize > 0) trySetting(() => socket.setSendBufferSize(options.sendBufferSize))
       if (protocol.kind === 'server') {
         // Port 0 in the public address: the port the socket bound.
         const text = protocol.publicAddress.endsWith(':0') ? `${protocol.publicAddress.slice(0, -2)}:${socket.address().port}` : protocol.publicAddress
@@ -238,48 +198,12 @@ export class FallbackEngine implements ProtocolEngine {
         }
       }
     }, () => {})
-    this.#sockets.set(entry.id, entry)
-    this.ref() // the socket's, as the native engine's open() takes one; EngineHold gives it back
+    this.add(entry) // with the reference the native engine's open() takes too: EngineHold gives it back
     return entry
   }
 
-  #info(entry: ProtocolSocket): NativeSocketInfo {
-    const local = entry.socket.address()
-    return {
-      id: entry.id,
-      address: local.address,
-      family: local.family === 'IPv6' ? 6 : 4,
-      port: local.port,
-      receiveBufferSize: readSetting(() => entry.socket.getRecvBufferSize()),
-      sendBufferSize: readSetting(() => entry.socket.getSendBufferSize()),
-    }
-  }
-
-  /** A socket whose open() failed: gone, with the reference its open took. */
-  #forget(entry: ProtocolSocket): void {
-    this.#sockets.delete(entry.id)
-    entry.closing = true
-    entry.socket.close()
-    this.unref()
-  }
-
-  releaseIfIdle(): void {
-    if (this.#sockets.size === 0) this.#shutdown()
-  }
-
-  ref(): void {
-    if (this.#refs++ === 0) this.#keepAlive = setInterval(() => {}, 1 << 30)
-  }
-
-  unref(): void {
-    if (--this.#refs === 0) {
-      clearInterval(this.#keepAlive)
-      this.#keepAlive = undefined
-    }
-  }
-
   readProtocolStats(id: number, out: Float64Array): boolean {
-    const entry = this.#sockets.get(id)
+    const entry = this.sockets.get(id)
     if (entry === undefined) return false
     out.fill(0, 0, protocolStatsFields)
     if (entry.server !== undefined) {
@@ -297,7 +221,7 @@ export class FallbackEngine implements ProtocolEngine {
   }
 
   peerCounters(id: number): Float64Array | null {
-    return this.#sockets.get(id)?.server?.peerCounters ?? null
+    return this.sockets.get(id)?.server?.peerCounters ?? null
   }
 
   /** No link statistics: they come from the delivery layer, which this engine does not run yet. */
@@ -311,7 +235,7 @@ export class FallbackEngine implements ProtocolEngine {
   }
 
   control(id: number, op: number, arg = 0, data?: Uint8Array): void {
-    const entry = this.#sockets.get(id)
+    const entry = this.sockets.get(id)
     if (entry === undefined || entry.closing) return
     if (!entry.opened) {
       const copy = data?.slice()
@@ -340,7 +264,7 @@ export class FallbackEngine implements ProtocolEngine {
   }
 
   enqueueToPeer(_client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
-    const entry = this.#sockets.get(socketId)
+    const entry = this.sockets.get(socketId)
     if (entry === undefined || entry.closing || entry.stopping) return true // gone as the native engine drops it
     if (!entry.opened) {
       const copy = data.slice()
@@ -496,43 +420,11 @@ export class FallbackEngine implements ProtocolEngine {
       try {
         entry.client.onClosed() // reads the socket's final counters first
       } finally {
-        this.#sockets.delete(entry.id)
-        if (this.#sockets.size === 0) this.#shutdown()
+        this.remove(entry)
       }
     })
   }
-
-  #shutdown(): void {
-    if (this.#stopped) return
-    this.#stopped = true
-    this.#onIdle(this)
-  }
 }
-
-function trySetting(set: () => void): void {
-  try {
-    set()
-  } catch {
-    // Above the system's cap: the kernel's size stays, as the native engine reports (and warns of) it.
-  }
-}
-
-function readSetting(read: () => number): number {
-  try {
-    return read()
-  } catch {
-    return 0
-  }
-}
-
-let shared: FallbackEngine | undefined
 
 /** The process's fallback engine, made on first use and forgotten when its last socket closes. */
-export function sharedFallbackEngine(): FallbackEngine {
-  if (shared === undefined || shared.stopped) {
-    shared = new FallbackEngine((engine) => {
-      if (shared === engine) shared = undefined
-    })
-  }
-  return shared
-}
+export const sharedFallbackEngine = sharedInstance((onIdle) => new FallbackEngine(onIdle))

@@ -4,6 +4,7 @@ import { isIPv4, isIPv6 } from 'node:net'
 import { isUint8Array } from 'node:util/types'
 import { VolleyTypeError, describe } from '../errors.ts'
 import { AddressType } from './constants.ts'
+import { formatIpBytes, ipv6Bytes } from '../address.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
 
@@ -137,35 +138,6 @@ export function formatServerAddress(address: ServerAddress): string {
   return address.family === 4 ? `${formatIpBytes(address)}:${address.port}` : `[${formatIpBytes(address)}]:${address.port}`
 }
 
-/**
- * An address's IP as text, as inet_ntop writes it (the native side names peers that way): IPv4 dotted;
- * IPv6 with the longest run of two or more zero groups compressed, as RFC 5952 asks, and an IPv4 address
- * in the last 32 bits dotted where it is embedded (::a.b.c.d) or mapped (::ffff:a.b.c.d).
- */
-export function formatIpBytes(address: Pick<ServerAddress, 'family' | 'bytes'>): string {
-  if (address.family === 4) return address.bytes.subarray(0, 4).join('.')
-  const groups: string[] = []
-  for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))
-  let bestStart = -1
-  let bestLength = 1
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== '0') {
-      i++
-      continue
-    }
-    let j = i
-    while (j < 8 && groups[j] === '0') j++
-    if (j - i > bestLength) {
-      bestStart = i
-      bestLength = j - i
-    }
-    i = j
-  }
-  const embeddedV4 = bestStart === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))
-  if (embeddedV4) groups.splice(6, 2, address.bytes.subarray(12).join('.'))
-  return bestStart < 0 ? groups.join(':') : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
-}
-
 export function writeServerAddress(writer: Writer, address: ServerAddress): void {
   if (address.family === 4) {
     writer.u8(AddressType.ipv4).raw(address.bytes)
@@ -198,27 +170,3 @@ export function readServerAddress(reader: Reader): ServerAddress {
   throw new WireError(`address type ${type} is neither 1 (IPv4) nor 2 (IPv6)`)
 }
 
-/** The 16 bytes of a valid IPv6 literal (checked by isIPv6 before). */
-function ipv6Bytes(text: string): Uint8Array {
-  let literal = text
-  const bytes = new Uint8Array(16)
-  // A trailing dotted quad stands for the last two groups.
-  const lastColon = literal.lastIndexOf(':')
-  const tail = literal.slice(lastColon + 1)
-  let v4: number[] | undefined
-  if (tail.includes('.')) {
-    v4 = tail.split('.').map(Number)
-    literal = `${literal.slice(0, lastColon + 1)}0:0`
-  }
-  const [left = '', right] = literal.split('::')
-  const leftGroups = left === '' ? [] : left.split(':')
-  const rightGroups = right === undefined || right === '' ? [] : right.split(':')
-  const groups = [...leftGroups, ...new Array<string>(8 - leftGroups.length - rightGroups.length).fill('0'), ...rightGroups]
-  groups.forEach((group, i) => {
-    const value = Number.parseInt(group, 16)
-    bytes[2 * i] = value >> 8
-    bytes[2 * i + 1] = value & 0xff
-  })
-  if (v4) bytes.set(v4, 12)
-  return bytes
-}

@@ -1,0 +1,181 @@
+// What the fallback engines (fallback-engine.ts for Server and Client, fallback-datagrams.ts for datagram
+// sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
+// and a node:dgram socket bound as the native engine binds one.
+import dgram from 'node:dgram'
+import { fromNativeError } from '../errors.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
+import type { EngineClient } from './engine.ts'
+import { Operation } from './layout.ts'
+
+/** What every fallback socket has. */
+interface FallbackSocket {
+  readonly id: number
+  readonly socket: dgram.Socket
+  /** Closed or closing: nothing more is taken or handed over. */
+  closing: boolean
+}
+
+/**
+ * Holds the event loop open while referenced, as the native engine's one handle does: the sockets and timers
+ * of a fallback engine never do themselves.
+ */
+class EventLoopHold {
+  #refs = 0
+  #handle: NodeJS.Timeout | undefined
+
+  ref(): void {
+    if (this.#refs++ === 0) this.#handle = setInterval(() => {}, 1 << 30)
+  }
+
+  unref(): void {
+    if (--this.#refs === 0) {
+      clearInterval(this.#handle)
+      this.#handle = undefined
+    }
+  }
+}
+
+export abstract class FallbackSockets<Socket extends FallbackSocket> {
+  protected readonly sockets = new Map<number, Socket>()
+  readonly #hold = new EventLoopHold()
+  #nextId = 1
+  #stopped = false
+  readonly #onIdle: () => void
+
+  /** onIdle: called once, when the last socket has closed. */
+  constructor(onIdle: () => void) {
+    this.#onIdle = onIdle
+  }
+
+  get stopped(): boolean {
+    return this.#stopped
+  }
+
+  /** Stops an engine that has no socket (for example after its only bind failed). */
+  releaseIfIdle(): void {
+    if (this.sockets.size === 0) this.#shutdown()
+  }
+
+  /** A reference on the event loop: open() takes one per socket, which its owner gives back. */
+  ref(): void {
+    this.#hold.ref()
+  }
+
+  unref(): void {
+    this.#hold.unref()
+  }
+
+  /** The socket open() made, once ready (bound; its protocol core made): where it is, or the bind's error. */
+  protected async whenOpen(entry: Socket, ready: Promise<unknown>, options: NativeSocketOptions): Promise<NativeSocketInfo> {
+    try {
+      await ready
+    } catch (error) {
+      entry.closing = true
+      entry.socket.close()
+      this.unref() // the reference its open took: no owner has it
+      this.remove(entry)
+      throw fromNativeError(error, { address: options.address, port: options.port })
+    }
+    return boundInfo(entry.id, entry.socket, options)
+  }
+
+  /**
+   * The socket openNow() made, at once: the wildcard address and port 0 until it is bound. A bind that fails
+   * is the owner's as for a socket that failed and closed: the error, then the close (where the owner gives
+   * back the reference open took).
+   */
+  protected openingNow(entry: Socket, ready: Promise<unknown>, options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
+    ready.catch((error: NodeJS.ErrnoException) => {
+      entry.closing = true
+      entry.socket.close()
+      client.onError(Math.abs(error.errno ?? 0), 1, Operation.receive)
+      client.onClosed()
+      this.remove(entry)
+    })
+    return { id: entry.id, address: options.ipv6 ? '::' : '0.0.0.0', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
+  }
+
+  protected nextId(): number {
+    return this.#nextId++
+  }
+
+  /** Adds a socket, with the reference its owner will give back. */
+  protected add(socket: Socket): void {
+    this.sockets.set(socket.id, socket)
+    this.ref()
+  }
+
+  /** Forgets a socket; the engine ends with its last one. */
+  protected remove(socket: Socket): void {
+    this.sockets.delete(socket.id)
+    if (this.sockets.size === 0) this.#shutdown()
+  }
+
+  #shutdown(): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    this.#onIdle()
+  }
+}
+
+/**
+ * A node:dgram socket for these options (it never holds the event loop itself), and its bind: settled once
+ * bound, with the buffer sizes asked for set (past the system's cap the kernel's stay, as on the native
+ * engine), or rejected with the bind's error.
+ */
+export function bindSocket(options: NativeSocketOptions): { socket: dgram.Socket; bound: Promise<void> } {
+  const socket = dgram.createSocket({ type: options.ipv6 ? 'udp6' : 'udp4', ipv6Only: options.ipv6Only, reuseAddr: options.reuseAddress })
+  socket.unref()
+  const bound = new Promise<void>((resolve, reject) => {
+    socket.once('error', reject)
+    socket.bind({ port: options.port, ...(options.address !== '' && { address: options.address }), exclusive: true }, () => {
+      socket.off('error', reject)
+      for (const [size, set] of [
+        [options.receiveBufferSize, (bytes: number) => socket.setRecvBufferSize(bytes)],
+        [options.sendBufferSize, (bytes: number) => socket.setSendBufferSize(bytes)],
+      ] as const) {
+        try {
+          if (size > 0) set(size)
+        } catch {
+          // Above the system's cap: the kernel's size stays.
+        }
+      }
+      resolve()
+    })
+  })
+  return { socket, bound }
+}
+
+/** Where a bound socket is, and its buffer sizes as the kernel reports them (what was asked, if it cannot tell). */
+function boundInfo(id: number, socket: dgram.Socket, options: NativeSocketOptions): NativeSocketInfo {
+  const local = socket.address()
+  const read = (get: () => number, asked: number): number => {
+    try {
+      return get()
+    } catch {
+      return asked
+    }
+  }
+  return {
+    id,
+    address: local.address,
+    family: local.family === 'IPv6' ? (6 as const) : (4 as const),
+    port: local.port,
+    receiveBufferSize: read(() => socket.getRecvBufferSize(), options.receiveBufferSize),
+    sendBufferSize: read(() => socket.getSendBufferSize(), options.sendBufferSize),
+  }
+}
+
+/** A process-wide engine, made on first use and made again once the last has ended. */
+export function sharedInstance<Engine extends { readonly stopped: boolean }>(make: (onIdle: () => void) => Engine): () => Engine {
+  let shared: Engine | undefined
+  return () => {
+    if (shared === undefined || shared.stopped) {
+      const made: Engine = make(() => {
+        if (shared === made) shared = undefined
+      })
+      shared = made
+    }
+    return shared
+  }
+}

@@ -1,0 +1,198 @@
+// createDatagramSocket() on the fallback engine (node:dgram), as where the native addon cannot load: the
+// same events, batches, counters and errors as on the native engine, over loopback.
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { javascriptIp } from '../src/address.ts'
+import { loadAddon } from '../src/engine/addon.ts'
+import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
+import { seededRandom, waitFor } from './helpers.ts'
+
+let before: string | undefined
+beforeAll(() => {
+  before = process.env.VOLLEY_ENGINE
+  process.env.VOLLEY_ENGINE = 'fallback'
+})
+afterAll(() => {
+  if (before === undefined) delete process.env.VOLLEY_ENGINE
+  else process.env.VOLLEY_ENGINE = before
+})
+
+const opened: DatagramSocket[] = []
+function socket(options: DatagramSocketOptions = {}): DatagramSocket {
+  const made = createDatagramSocket(options)
+  opened.push(made)
+  return made
+}
+async function closeAll(): Promise<void> {
+  await Promise.all(opened.splice(0).map((each) => each.close()))
+}
+
+describe('datagram sockets on the fallback engine', () => {
+  it('deliver batches of at most batchSize, the message event, IPv4 and IPv6, and count both ways', async () => {
+    const receiver = socket({ batchSize: 8 })
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    expect(receiver.address()).toEqual({ address: '127.0.0.1', family: 'IPv4', port })
+    const batches: string[][] = []
+    const each: string[] = []
+    receiver.on('messages', (batch) => batches.push(batch.map((datagram) => `${Buffer.from(datagram.data)} ${datagram.address} ${datagram.family} ${datagram.truncated}`)))
+    receiver.on('message', (data, rinfo) => each.push(`${data} ${rinfo.size}`))
+    const sender = socket()
+    for (let i = 0; i < 20; i++) expect(sender.send(`datagram ${i}`, port, '127.0.0.1')).toBe(true)
+    await waitFor(() => each.length === 20, 3000, 'the datagrams')
+    expect(batches.flat()).toEqual(Array.from({ length: 20 }, (_, i) => `datagram ${i} 127.0.0.1 IPv4 false`))
+    expect(batches.every((batch) => batch.length <= 8)).toBe(true)
+    expect(each[3]).toBe('datagram 3 10')
+    const sent = sender.address()
+    expect(sent).toMatchObject({ address: '0.0.0.0', family: 'IPv4' })
+    expect(sent.port).toBeGreaterThan(0) // bound by the first send()
+    const stats = receiver.stats()
+    expect(stats).toMatchObject({ packetsIn: 20, bytesIn: 10 * 10 + 10 * 11, batchesIn: batches.length })
+    expect(sender.stats()).toMatchObject({ packetsOut: 20, bytesOut: 210, queue: { depth: 0 }, errors: { send: 0 } })
+
+    const six = socket({ type: 'udp6' })
+    const { port: port6 } = await six.bind(0, '::1')
+    const got = new Promise<string>((resolve) => six.once('message', (data, rinfo) => resolve(`${data} ${rinfo.address} ${rinfo.family}`)))
+    socket({ type: 'udp6' }).send('over IPv6', port6, '::1')
+    expect(await got).toBe('over IPv6 ::1 IPv6')
+    // An IPv4 sender to a dual-stack socket, as the kernel and the native engine name it.
+    const dual = socket({ type: 'udp6' })
+    const { port: dualPort } = await dual.bind(0, '::')
+    const mapped = new Promise<string>((resolve) => dual.once('messages', (batch) => resolve(`${batch[0]!.address} ${batch[0]!.family}`)))
+    sender.send('to a dual-stack socket', dualPort, '127.0.0.1')
+    expect(await mapped).toBe('::ffff:127.0.0.1 IPv6')
+    await closeAll()
+  })
+
+  it('closes after what was sent is out, and refuses misuse with the codes of the native engine', async () => {
+    const receiver = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    let received = 0
+    receiver.on('messages', (batch) => {
+      received += batch.length
+    })
+    const sender = socket()
+    await sender.bind(0, '127.0.0.1')
+    for (let i = 0; i < 100; i++) sender.send(Buffer.alloc(32, i), port, '127.0.0.1')
+    const closed = new Promise<void>((resolve) => sender.once('close', resolve))
+    await sender.close()
+    await closed
+    expect(sender.stats().packetsOut).toBe(100) // the last counters, kept after the close
+    await waitFor(() => received === 100, 3000, 'every datagram sent before close()')
+
+    expect(() => sender.send('late', port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
+    const fresh = socket()
+    expect(() => fresh.send('x', 0, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_BAD_PORT' }))
+    expect(() => fresh.send('x', port, 'not an address')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => fresh.send('x', port, '::1')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' })) // udp4
+    expect(() => fresh.send(Buffer.alloc(65_508), port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_DATAGRAM_TOO_LARGE' }))
+    await expect(socket().bind(port, '127.0.0.1')).rejects.toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', port })
+    const twice = socket()
+    const first = twice.bind(0, '127.0.0.1')
+    await expect(twice.bind(0, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_SOCKET_ALREADY_BOUND' })
+    await first
+    await expect(socket({ reusePort: true }).bind(port, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining('"reusePort"') })
+    await closeAll()
+  })
+
+  it('a send() while bind() binds goes out once bound; a close() then ends the bind with ERR_SOCKET_CLOSED', async () => {
+    const receiver = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const got: string[] = []
+    receiver.on('message', (data) => got.push(String(data)))
+    const sender = socket()
+    const binding = sender.bind(0, '127.0.0.1')
+    expect(sender.send('sent while binding', port, '127.0.0.1')).toBe(true)
+    await binding
+    await waitFor(() => got.length === 1, 3000, 'the datagram')
+    expect(got).toEqual(['sent while binding'])
+
+    const closing = socket()
+    const events: string[] = []
+    closing.on('listening', () => events.push('listening'))
+    closing.on('close', () => events.push('close'))
+    const bound = closing.bind(0, '127.0.0.1')
+    const closed = closing.close()
+    await expect(bound).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
+    await closed
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(events).toEqual(['close'])
+    await closeAll()
+  })
+
+  it('refuses sends past what it holds in flight, then drains', async () => {
+    const receiver = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const sender = socket()
+    await sender.bind(0, '127.0.0.1')
+    let accepted = 0
+    while (accepted < 20_000 && sender.send(Buffer.alloc(16), port, '127.0.0.1')) accepted++
+    expect(accepted).toBeLessThan(20_000) // refused before that many
+    expect(sender.stats().drops.sendQueueFull).toBe(1)
+    await sender.drained()
+    expect(sender.send(Buffer.alloc(16), port, '127.0.0.1')).toBe(true)
+    await waitFor(() => sender.stats().packetsOut + sender.stats().errors.send === accepted + 1, 5000, 'every accepted send')
+    await closeAll()
+  })
+})
+
+describe('datagram sockets on the fallback engine and the life of the process', () => {
+  it('a bound socket keeps it alive, one after another; an unref()ed one does not', () => {
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      // Open throughout (unref()ed: it holds nothing), so that every socket below is on the same engine.
+      await createDatagramSocket().unref().bind(0, '127.0.0.1')
+      const first = createDatagramSocket()
+      await first.bind(0, '127.0.0.1')
+      await first.close()
+      // The second holds the process as the first did: until its close, 300 ms on.
+      const second = createDatagramSocket()
+      const { port } = await second.bind(0, '127.0.0.1')
+      second.on('message', (data) => console.log(String(data)))
+      setTimeout(() => createDatagramSocket().unref().send('still alive', port, '127.0.0.1'), 200).unref()
+      setTimeout(() => second.close().then(() => console.log('closed')), 300).unref()`
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
+    })
+    expect(run.status).toBe(0)
+    expect(run.stdout.trim().split('\n')).toEqual(['still alive', 'closed'])
+  }, 30_000)
+})
+
+describe("the fallback engine's IP text codec", () => {
+  it('writes the bytes the addon does and reads them back as it does, on random IPv4 and IPv6 addresses', () => {
+    const addon = loadAddon()
+    const random = seededRandom(5)
+    const byte = () => Math.floor(random() * 256)
+    for (let i = 0; i < 2000; i++) {
+      const v6 = random() < 0.6
+      let text: string
+      if (!v6) text = [byte(), byte(), byte(), byte()].join('.')
+      else {
+        // Runs of zero groups (compressed), mapped and embedded IPv4, and plain groups.
+        const groups = Array.from({ length: 8 }, () => (random() < 0.4 ? 0 : Math.floor(random() * 0x10000)))
+        if (random() < 0.2) groups.splice(0, 6, 0, 0, 0, 0, 0, 0xffff)
+        text = groups.map((group) => group.toString(16)).join(':')
+      }
+      // Each codec itself (parseIp() caches by text, whichever codec filled the cache).
+      const native = new Uint8Array(20)
+      const ours = new Uint8Array(20).fill(0xee)
+      const family = addon.parseIp(text, native)
+      expect(family, text).toBe(v6 ? 6 : 4)
+      expect(javascriptIp.parseIp(text, ours), text).toBe(family)
+      expect(ours, text).toEqual(native)
+      expect(javascriptIp.formatIp(ours.subarray(0, 16), family, 0), text).toBe(addon.formatIp(native.subarray(0, 16), family, 0))
+    }
+    for (const bad of ['1.2.3', '1.2.3.4%1', '::1%no-such-interface', 'fe80::1%', '12345::', 'host']) {
+      expect(javascriptIp.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
+      expect(addon.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
+    }
+    // A numeric scope: the interface's index, as the addon reads it (loopback is interface 1 on Linux).
+    const scoped = new Uint8Array(20)
+    expect(javascriptIp.parseIp('fe80::1%1', scoped)).toBe(6)
+    expect(new DataView(scoped.buffer).getUint32(16, true)).toBe(1)
+  })
+})
