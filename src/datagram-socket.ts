@@ -435,13 +435,14 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     } finally {
       this.#binding = undefined
     }
-    // A close() meanwhile: the socket closes now (no 'listening': it is closing by the next tick).
+    // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
+    // closing by the next tick).
     const local = this.#opened(engine, info, !binding.closeAfter)
+    for (const send of binding.sends) send()
     if (binding.closeAfter) {
       this.#beginClose()
       throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: close() was called while it was binding')
     }
-    for (const send of binding.sends) send()
     return local
   }
 

@@ -112,11 +112,14 @@ describe('datagram sockets on the fallback engine', () => {
     closing.on('listening', () => events.push('listening'))
     closing.on('close', () => events.push('close'))
     const bound = closing.bind(0, '127.0.0.1')
+    closing.send('sent before the close', port, '127.0.0.1') // goes out before the socket closes, as close() promises
     const closed = closing.close()
     await expect(bound).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
     await closed
     await new Promise((resolve) => setImmediate(resolve))
     expect(events).toEqual(['close'])
+    await waitFor(() => got.length === 2, 3000, 'the datagram sent before close()')
+    expect(got[1]).toBe('sent before the close')
     await closeAll()
   })
 

@@ -4,25 +4,26 @@
 import { VolleyError } from '../errors.ts'
 import { loadAddon } from './addon.ts'
 
-let warned = false
+/** Why the addon could not load, once it failed (it will not load later in this process). */
+let addonFailure: string | undefined
 
-/** Why Server and Client run on the fallback engine in this process; undefined when the native one runs them. */
+/** Why Server, Client and datagram sockets run on the fallback engine in this process; undefined when the native one runs them. */
 export function fallbackReason(): string | undefined {
   if (process.env.VOLLEY_ENGINE === 'fallback') return 'VOLLEY_ENGINE=fallback'
+  if (addonFailure !== undefined) return addonFailure
   try {
     loadAddon()
     return undefined
   } catch (error) {
     if (!(error instanceof VolleyError) || (error.code !== 'ERR_ADDON_NOT_FOUND' && error.code !== 'ERR_ADDON_MISMATCH')) throw error
-    if (!warned) {
-      warned = true
-      process.emitWarning(
-        `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
-          'the same bytes on the wire, at a fraction of the native engine’s speed, without channels, the network simulator or reusePort yet.',
-        { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
-      )
-    }
-    return `the native addon could not load: ${error.code}`
+    // Once: the failure is kept.
+    process.emitWarning(
+      `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
+        'the same bytes on the wire, at a fraction of the native engine’s speed, without channels, the network simulator or reusePort yet.',
+      { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
+    )
+    addonFailure = `the native addon could not load: ${error.code}`
+    return addonFailure
   }
 }
 
