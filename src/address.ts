@@ -1,6 +1,7 @@
 // IP literals to the byte form send slabs use, with a cache so that a busy sender parses each
 // destination once; and received address bytes back to strings, remembering the last one seen.
 import { isIP } from 'node:net'
+import { readFileSync, readdirSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
 import type { Addon } from './engine/addon.ts'
 import type { QueuedAddress } from './engine/engine.ts'
@@ -141,18 +142,29 @@ export function ipv6Bytes(text: string): Uint8Array {
 }
 
 /**
- * The interfaces whose index an IPv6 scope can name, by name and by index: those node:os lists with an
- * IPv6 address that carries one (a link-local address). Read when asked (interfaces come and go).
+ * The interfaces an IPv6 scope can name, by name and by index: on Linux every one (/sys/class/net), elsewhere
+ * those node:os lists with an address that carries its index (a link-local IPv6 address). Read at most once a
+ * second (interfaces come and go; a link-local sender's every datagram asks).
  */
 function scopedInterfaces(): { byName: Map<string, number>; byIndex: Map<number, string> } {
-  // Read at most once a second: a link-local sender's every datagram asks.
   const now = Date.now()
   if (interfaces !== undefined && now - interfaces.readAtMs < 1000) return interfaces
   const byName = new Map<string, number>()
   const byIndex = new Map<number, string>()
+  try {
+    for (const name of readdirSync('/sys/class/net')) {
+      const index = Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8'))
+      if (Number.isInteger(index) && index > 0) {
+        byName.set(name, index)
+        byIndex.set(index, name)
+      }
+    }
+  } catch {
+    // No sysfs: what node:os says, below.
+  }
   for (const [name, addresses] of Object.entries(networkInterfaces())) {
     for (const address of addresses ?? []) {
-      if (address.family !== 'IPv6' || !address.scopeid) continue
+      if (address.family !== 'IPv6' || !address.scopeid || byName.has(name)) continue
       byName.set(name, address.scopeid)
       byIndex.set(address.scopeid, name)
     }
@@ -165,8 +177,8 @@ let interfaces: { byName: Map<string, number>; byIndex: Map<number, string>; rea
 
 /**
  * The addon's parseIp and formatIp in JavaScript, for the fallback engine: the same bytes (16 of them, then
- * the u32 scope), and a scope by its interface's name or number. Unlike the addon's, it knows an interface's
- * index only if node:os lists a link-local IPv6 address on it.
+ * the u32 scope), and a scope by its interface's name or number. Without /sys (not Linux) it knows an
+ * interface's index only if node:os lists a link-local IPv6 address on it.
  */
 export const javascriptIp: IpCodec = {
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6 {
@@ -183,7 +195,7 @@ export const javascriptIp: IpCodec = {
     if (cut >= 0) {
       const scope = text.slice(cut + 1)
       const index = /^\d+$/.test(scope) ? Number(scope) : scopedInterfaces().byName.get(scope)
-      if (index === undefined || index < 1 || index > 0xffff_ffff) return 0 // names no interface
+      if (index === undefined || index > 0xffff_ffff) return 0 // names no interface (0: none, as the addon takes it)
       new DataView(out.buffer, out.byteOffset, out.byteLength).setUint32(16, index, true)
     }
     return 6

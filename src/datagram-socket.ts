@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events'
 import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp } from './address.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type FallbackDatagramEngine, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
+import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
@@ -129,7 +129,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly #options: Required<Omit<DatagramSocketOptions, 'type'>>
   #engine: Engine | FallbackDatagramEngine | undefined
   /** The fallback engine is binding the socket (bind() awaits it): sends wait, and a close() waits for it. */
-  #binding: { sends: (() => void)[]; closeAfter: boolean } | undefined
+  #binding: { sends: (() => void)[]; closeAfter: boolean; refused: boolean } | undefined
   #id = 0
   #state: State = 'unbound'
   #local: AddressInfo | undefined
@@ -220,7 +220,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * again after 'drain'. Throws on invalid arguments and after close().
    */
   send(data: Uint8Array | ArrayBufferView | string, port: number, address: string): boolean {
-    if (this.#state === 'closing' || this.#state === 'closed') {
+    if (this.#closedOrClosing()) {
       throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: send() after close()')
     }
     const bytes = toBytes(data)
@@ -249,9 +249,17 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       )
     }
     if (this.#binding !== undefined) {
-      // The fallback engine is binding the socket: sent once it is bound, as node:dgram does.
+      // The fallback engine is binding the socket: sent once it is bound, as node:dgram does, up to what it
+      // takes in flight (then false, and 'drain' once bound and sent).
+      if (this.#binding.sends.length >= maxInFlight) {
+        this.#refused++
+        this.#binding.refused = true
+        this.#drain.block()
+        return false
+      }
       const copy = bytes.slice()
       this.#binding.sends.push(() => void this.send(copy, port, address))
+      this.#accepted++
       return true
     }
     // Checked first: a send refused for its address binds nothing.
@@ -272,7 +280,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * ERR_ABORTED when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal } = {}): Promise<void> {
-    return this.#drain.wait(options, this.#state === 'closing' || this.#state === 'closed' ? this.#closedError() : null)
+    return this.#drain.wait(options, this.#closedOrClosing() ? this.#closedError() : null)
+  }
+
+  /** close() was called (while the fallback engine bound the socket, too). */
+  #closedOrClosing(): boolean {
+    return this.#state === 'closing' || this.#state === 'closed' || this.#binding?.closeAfter === true
   }
 
   #closedError(): VolleyError {
@@ -291,8 +304,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (this.#local === undefined || this.#state !== 'bound') {
       throw new VolleyError('ERR_SOCKET_NOT_BOUND', 'The socket is not bound')
     }
-    // The fallback engine binds in the background for a send(): its port is known once that is done.
-    if (this.#local.port === 0 && this.#engine !== undefined && 'localAddress' in this.#engine) this.#local = this.#engine.localAddress(this.#id) ?? this.#local
+    this.#refreshBound()
     return { ...this.#local }
   }
 
@@ -355,7 +367,20 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this
   }
 
+  /**
+   * The fallback engine binds in the background for a send(): the port and the buffer sizes are known once
+   * that is done (port 0 until then).
+   */
+  #refreshBound(): void {
+    if (this.#local?.port !== 0 || this.#engine === undefined || !('boundInfo' in this.#engine)) return
+    const info = this.#engine.boundInfo(this.#id)
+    if (info === undefined) return
+    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+  }
+
   stats(): DatagramSocketStats {
+    this.#refreshBound()
     let counters = this.#finalStats
     if (counters === undefined) {
       counters = this.#statsScratch
@@ -423,7 +448,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   async #openFallback(port: number, address: string, fallback: string): Promise<AddressInfo> {
     checkFallbackSupports({ channels: false, networkSimulator: false, reusePort: this.#options.reusePort }, fallback)
     const engine = sharedFallbackDatagramEngine()
-    const binding: { sends: (() => void)[]; closeAfter: boolean } = { sends: [], closeAfter: false }
+    const binding: { sends: (() => void)[]; closeAfter: boolean; refused: boolean } = { sends: [], closeAfter: false, refused: false }
     this.#binding = binding
     let info: NativeSocketInfo
     try {
@@ -438,7 +463,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
     // closing by the next tick).
     const local = this.#opened(engine, info, !binding.closeAfter)
+    // Each was counted as accepted when it was queued: send() counts it again.
+    this.#accepted -= binding.sends.length
     for (const send of binding.sends) send()
+    if (binding.refused && !binding.closeAfter) engine.watchDrain(this.#id)
     if (binding.closeAfter) {
       this.#beginClose()
       throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: close() was called while it was binding')

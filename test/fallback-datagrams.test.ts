@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { javascriptIp } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
 import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
-import { seededRandom, waitFor } from './helpers.ts'
+import { seededRandom, waitFor, within } from './helpers.ts'
 
 let before: string | undefined
 beforeAll(() => {
@@ -114,12 +114,53 @@ describe('datagram sockets on the fallback engine', () => {
     const bound = closing.bind(0, '127.0.0.1')
     closing.send('sent before the close', port, '127.0.0.1') // goes out before the socket closes, as close() promises
     const closed = closing.close()
+    expect(() => closing.send('after close()', port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
+    await expect(closing.drained()).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
     await expect(bound).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
     await closed
     await new Promise((resolve) => setImmediate(resolve))
     expect(events).toEqual(['close'])
     await waitFor(() => got.length === 2, 3000, 'the datagram sent before close()')
     expect(got[1]).toBe('sent before the close')
+    await closeAll()
+  })
+
+  it('takes sends while bind() binds up to what it holds in flight, then refuses them until drained; all it took go out', async () => {
+    const receiver = socket({ recvBufferSize: 4 << 20 })
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const sender = socket()
+    const binding = sender.bind(0, '127.0.0.1')
+    let accepted = 0
+    for (let i = 0; i < 6000; i++) if (sender.send(Buffer.alloc(16), port, '127.0.0.1')) accepted++
+    expect(accepted).toBe(4096)
+    expect(sender.stats().drops.sendQueueFull).toBe(6000 - 4096)
+    await binding
+    await within(sender.drained(), 5000, "'drain' after the bind")
+    await waitFor(() => sender.stats().packetsOut === accepted, 5000, 'every accepted send')
+    await closeAll()
+  })
+
+  it('reports a send the kernel refuses as an error event, as the native engine does', async () => {
+    const sender = socket()
+    await sender.bind(0, '127.0.0.1')
+    const error = new Promise<NodeJS.ErrnoException>((resolve) => sender.once('error', resolve))
+    sender.send('x', 9, '255.255.255.255') // broadcast without SO_BROADCAST: EACCES
+    expect(await within(error, 3000, "the 'error' event")).toMatchObject({ code: 'EACCES', syscall: 'sendmmsg' })
+    expect(sender.stats().errors.send).toBe(1)
+    await closeAll()
+  })
+
+  it('names the address a bind failed on, and reads the buffer sizes of a socket a send() bound', async () => {
+    const taken = socket()
+    const { port } = await taken.bind(0)
+    await expect(socket().bind(port)).rejects.toMatchObject({ code: 'EADDRINUSE', address: '0.0.0.0', port })
+    const implicit = socket({ recvBufferSize: 1 << 20 })
+    implicit.send('x', port, '127.0.0.1')
+    await waitFor(() => implicit.address().port !== 0, 3000, 'the bind a send() makes')
+    const stats = implicit.stats()
+    expect(stats.recvBufferSize).toBeGreaterThan(0)
+    expect(stats.recvBufferSize).not.toBe(1 << 20) // the kernel's size (doubled, or capped), as the native engine reports it
+    expect(stats.sendBufferSize).toBeGreaterThan(0)
     await closeAll()
   })
 
@@ -165,6 +206,47 @@ describe('datagram sockets on the fallback engine and the life of the process', 
   }, 30_000)
 })
 
+describe('datagram sockets on the fallback engine, each case in a process of its own', () => {
+  const run = (script: string) =>
+    spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
+    })
+
+  it('a throwing handler costs the batches after it nothing; a send from a late exit handler throws ERR_SOCKET_CLOSED', () => {
+    const outcome = run(`
+      import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
+      const receiver = createDatagramSocket({ batchSize: 1 })
+      const { port } = await receiver.bind(0, '127.0.0.1')
+      let calls = 0
+      let caught = 0
+      process.on('uncaughtException', () => caught++)
+      receiver.on('messages', () => {
+        if (calls++ === 0) throw new Error('boom from a handler')
+      })
+      const sender = createDatagramSocket()
+      for (let i = 0; i < 5; i++) sender.send('x', port, '127.0.0.1')
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      console.log(JSON.stringify({ calls, caught, packetsIn: receiver.stats().packetsIn }))
+      const privateKey = await generateKey()
+      const server = new Server({ protocolId: 3n, privateKey, address: '127.0.0.1:0' })
+      const { port: serverPort } = await server.listen()
+      const client = new Client()
+      await client.connect(await generateConnectToken({ protocolId: 3n, privateKey, clientId: 1n, serverAddresses: ['127.0.0.1:' + serverPort], expireSeconds: 30, timeoutSeconds: 5 }))
+      process.on('exit', () => {
+        const code = (send) => { try { send(); return 'sent' } catch (error) { return error.code } }
+        console.log(code(() => sender.send('x', port, '127.0.0.1')), code(() => client.send(new Uint8Array(8))))
+      })
+      receiver.unref(); sender.unref(); server.unref(); client.unref()`)
+    expect(outcome.status).toBe(0)
+    const [first, second] = outcome.stdout.trim().split('\n')
+    expect(JSON.parse(first!)).toEqual({ calls: 5, caught: 1, packetsIn: 5 })
+    expect(second).toBe('ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED')
+  }, 30_000)
+})
+
 describe("the fallback engine's IP text codec", () => {
   it('writes the bytes the addon does and reads them back as it does, on random IPv4 and IPv6 addresses', () => {
     const addon = loadAddon()
@@ -193,9 +275,16 @@ describe("the fallback engine's IP text codec", () => {
       expect(javascriptIp.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
       expect(addon.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
     }
-    // A numeric scope: the interface's index, as the addon reads it (loopback is interface 1 on Linux).
-    const scoped = new Uint8Array(20)
-    expect(javascriptIp.parseIp('fe80::1%1', scoped)).toBe(6)
-    expect(new DataView(scoped.buffer).getUint32(16, true)).toBe(1)
+    // Scopes by number and by name (every interface, loopback's included), and back to names, as the addon.
+    for (const text of ['fe80::1%1', 'fe80::1%lo', '::1%lo', 'fe80::1%0', 'fe80::2%eth0']) {
+      const native = new Uint8Array(20)
+      const ours = new Uint8Array(20)
+      const family = addon.parseIp(text, native)
+      expect(javascriptIp.parseIp(text, ours), text).toBe(family)
+      expect(ours, text).toEqual(native)
+      if (family === 0) continue
+      const scope = new DataView(native.buffer).getUint32(16, true)
+      expect(javascriptIp.formatIp(ours.subarray(0, 16), 6, scope), text).toBe(addon.formatIp(native.subarray(0, 16), 6, scope))
+    }
   })
 })

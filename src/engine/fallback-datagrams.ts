@@ -6,11 +6,12 @@ import type dgram from 'node:dgram'
 import { javascriptIp } from '../address.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import { type EngineClient, type QueuedAddress, SlabView } from './engine.ts'
-import { FallbackSockets, bindSocket, sharedInstance } from './fallback-sockets.ts'
-import { align8, layout } from './layout.ts'
+import { FallbackSockets, bindSocket, boundInfo, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
+import { surfaceLater } from '../errors.ts'
+import { Operation, align8, layout } from './layout.ts'
 
 /** Datagrams a socket may have handed to node:dgram and not seen sent; past it, send() returns false. */
-const maxInFlight = 4096
+export const maxInFlight = 4096
 
 /** The stats fields of a socket, in the native order (engine.readStats). */
 const Stat = { packetsIn: 0, bytesIn: 1, batchesIn: 2, packetsOut: 3, bytesOut: 4, batchesOut: 5, sendErrors: 6, receiveErrors: 7 } as const
@@ -29,6 +30,7 @@ interface RawSocket {
   /** send() was refused: 'drain' once in-flight sends fall to half the bound. */
   blocked: boolean
   closing: boolean
+  bound: boolean
 }
 
 export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
@@ -50,14 +52,19 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
     return this.openingNow(entry, bound, options, client)
   }
 
-  /** Where a socket is bound, once it is (openNow() returns before). */
-  localAddress(id: number): { address: string; family: 'IPv4' | 'IPv6'; port: number } | undefined {
-    try {
-      const local = this.sockets.get(id)?.socket.address()
-      return local === undefined ? undefined : { address: local.address, family: local.family === 'IPv6' ? 'IPv6' : 'IPv4', port: local.port }
-    } catch {
-      return undefined // not bound yet
-    }
+  /** Where a socket is bound and its buffer sizes, once it is bound (openNow() returns before); undefined until then. */
+  boundInfo(id: number): NativeSocketInfo | undefined {
+    const entry = this.sockets.get(id)
+    if (entry === undefined || !entry.bound) return undefined
+    return boundInfo(id, entry.socket, { receiveBufferSize: 0, sendBufferSize: 0 })
+  }
+
+  /** onDrain() for the client once this socket has room for sends (at once, on the next tick, if it has). */
+  watchDrain(id: number): void {
+    const entry = this.sockets.get(id)
+    if (entry === undefined) return
+    if (entry.inFlight <= maxInFlight / 2) process.nextTick(() => entry.client.onDrain())
+    else entry.blocked = true
   }
 
   #newSocket(options: NativeSocketOptions, client: EngineClient): { entry: RawSocket; bound: Promise<void> } {
@@ -74,12 +81,20 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       inFlight: 0,
       blocked: false,
       closing: false,
+      bound: false,
     }
     void bound.then(
-      () =>
-        socket.on('error', () => {
+      () => {
+        entry.bound = true
+        socket.on('error', (error: NodeJS.ErrnoException) => {
           entry.stats[Stat.receiveErrors]!++
-        }),
+          try {
+            client.onError(error.errno ?? 0, 1, Operation.receive)
+          } catch (thrown) {
+            surfaceLater(thrown)
+          }
+        })
+      },
       () => {},
     )
     socket.on('message', (data, rinfo) => this.#receive(entry, data, rinfo))
@@ -102,6 +117,7 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
    * are on their way already; the client then gets onDrain() once half of them are.
    */
   enqueue(_client: EngineClient, socketId: number, data: Uint8Array, port: number, address: QueuedAddress): boolean {
+    checkNotExiting()
     const entry = this.sockets.get(socketId)
     if (entry === undefined || entry.closing) return true // as the native engine drops it
     if (entry.inFlight >= maxInFlight) {
@@ -128,6 +144,12 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       entry.stats[Stat.batchesOut]!++
     } else {
       entry.stats[Stat.sendErrors]!++
+      // Reported as the native engine reports a send the kernel refused: an 'error' event.
+      try {
+        entry.client.onError((error as NodeJS.ErrnoException).errno ?? 0, 1, Operation.send)
+      } catch (thrown) {
+        surfaceLater(thrown)
+      }
     }
     if (entry.blocked && entry.inFlight <= maxInFlight / 2) {
       entry.blocked = false
@@ -185,7 +207,11 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       }
       entry.stats[Stat.batchesIn]!++
       // A handler may detach the slab's buffer (transfer()): it reopens over a new copy, and the batch goes on.
-      entry.client.onBatch(new SlabView(() => bytes.slice().buffer), 0, batch.length)
+      try {
+        entry.client.onBatch(new SlabView(() => bytes.slice().buffer), 0, batch.length)
+      } catch (error) {
+        surfaceLater(error) // a throwing handler costs the batches after it nothing
+      }
     }
   }
 }

@@ -14,7 +14,7 @@ import { surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient, ProtocolEngine } from './engine.ts'
 import { SlabView } from './engine.ts'
-import { FallbackSockets, bindSocket, sharedInstance } from './fallback-sockets.ts'
+import { FallbackSockets, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
 import { PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
 
 /** The client states as the native engine's records number them (native/netcode/client.h). */
@@ -264,6 +264,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   }
 
   enqueueToPeer(_client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
+    checkNotExiting()
     const entry = this.sockets.get(socketId)
     if (entry === undefined || entry.closing || entry.stopping) return true // gone as the native engine drops it
     if (!entry.opened) {
@@ -385,7 +386,11 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     entry.deliveryScheduled = false
     if (entry.records.count > 0) {
       const { slab, count } = entry.records.take()
-      entry.client.onBatch(slab, 0, count)
+      try {
+        entry.client.onBatch(slab, 0, count)
+      } catch (error) {
+        surfaceLater(error) // the socket's close below must still happen
+      }
     }
     if (this.#finished(entry) && !entry.closing) this.#close(entry)
   }

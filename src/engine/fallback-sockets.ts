@@ -2,7 +2,7 @@
 // sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
-import { fromNativeError } from '../errors.ts'
+import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient } from './engine.ts'
 import { Operation } from './layout.ts'
@@ -13,6 +13,25 @@ interface FallbackSocket {
   readonly socket: dgram.Socket
   /** Closed or closing: nothing more is taken or handed over. */
   closing: boolean
+}
+
+let exiting = false
+let exitHookInstalled = false
+
+/**
+ * At process exit the native engines stop, and a send from an 'exit' handler after volley's own throws
+ * ERR_SOCKET_CLOSED: so on the fallback engines (nothing sent then would leave the process).
+ */
+export function checkNotExiting(): void {
+  if (exiting) throw new VolleyError('ERR_SOCKET_CLOSED', 'The engine has stopped: the process is exiting')
+}
+
+function installExitHook(): void {
+  if (exitHookInstalled) return
+  exitHookInstalled = true
+  process.on('exit', () => {
+    exiting = true
+  })
 }
 
 /**
@@ -45,6 +64,7 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
   /** onIdle: called once, when the last socket has closed. */
   constructor(onIdle: () => void) {
     this.#onIdle = onIdle
+    installExitHook()
   }
 
   get stopped(): boolean {
@@ -74,7 +94,7 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
       entry.socket.close()
       this.unref() // the reference its open took: no owner has it
       this.remove(entry)
-      throw fromNativeError(error, { address: options.address, port: options.port })
+      throw fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port })
     }
     return boundInfo(entry.id, entry.socket, options)
   }
@@ -88,9 +108,14 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
     ready.catch((error: NodeJS.ErrnoException) => {
       entry.closing = true
       entry.socket.close()
-      client.onError(Math.abs(error.errno ?? 0), 1, Operation.receive)
-      client.onClosed()
-      this.remove(entry)
+      try {
+        client.onError(error.errno ?? 0, 1, Operation.receive) // node's errno, negative, as the native engine's
+      } catch (thrown) {
+        surfaceLater(thrown) // an 'error' event nobody listens to
+      } finally {
+        client.onClosed()
+        this.remove(entry)
+      }
     })
     return { id: entry.id, address: options.ipv6 ? '::' : '0.0.0.0', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
   }
@@ -147,7 +172,7 @@ export function bindSocket(options: NativeSocketOptions): { socket: dgram.Socket
 }
 
 /** Where a bound socket is, and its buffer sizes as the kernel reports them (what was asked, if it cannot tell). */
-function boundInfo(id: number, socket: dgram.Socket, options: NativeSocketOptions): NativeSocketInfo {
+export function boundInfo(id: number, socket: dgram.Socket, options: Pick<NativeSocketOptions, 'receiveBufferSize' | 'sendBufferSize'>): NativeSocketInfo {
   const local = socket.address()
   const read = (get: () => number, asked: number): number => {
     try {
