@@ -96,14 +96,17 @@ function destination(to: string, socketIsV6: boolean): { host: string; port: num
 
 /**
  * A datagram's source as the cores take it: an IPv4 sender to a dual-stack socket as a.b.c.d (unmapped, as
- * the native engine does), an IPv6 zone dropped (the cores key by address and port).
+ * the native engine does); a link-local sender with its zone, which a reply to it needs.
  */
 function sourceText(rinfo: dgram.RemoteInfo): string {
   if (rinfo.family === 'IPv4') return `${rinfo.address}:${rinfo.port}`
-  const zone = rinfo.address.indexOf('%')
-  const address = zone < 0 ? rinfo.address : rinfo.address.slice(0, zone)
-  if (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(address)) return `${address.slice(7)}:${rinfo.port}`
-  return `[${address}]:${rinfo.port}`
+  if (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(rinfo.address)) return `${rinfo.address.slice(7)}:${rinfo.port}`
+  return `[${rinfo.address}]:${rinfo.port}`
+}
+
+/** A source text without its zone: for records, which carry none, and the client, whose server a token names without one. */
+function withoutZone(from: string): string {
+  return from.replace(/%[^\]]*\]/, ']')
 }
 
 interface ProtocolSocket {
@@ -314,7 +317,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     return new ServerCore(sodium, config, sodium.randombytes_buf(32), {
       sendPacket: (to, data) => this.#send(entry, to, data),
       connected: (index, clientId, from, userData) => {
-        const at = entry.records.add(PeerRecordKind.connect, 0, index, readDatagramSource(from), null, 8 + userData.byteLength)
+        const at = entry.records.add(PeerRecordKind.connect, 0, index, readDatagramSource(withoutZone(from)), null, 8 + userData.byteLength)
         entry.records.view.setBigUint64(at, clientId, true)
         new Uint8Array(entry.records.view.buffer).set(userData, at + 8)
       },
@@ -363,7 +366,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     const now = monotonicUs()
     const from = sourceText(rinfo)
     if (entry.server !== undefined) entry.server.receive(from, data, this.#serverClock(now))
-    else entry.clientCore?.receive(from, data, now)
+    else entry.clientCore?.receive(withoutZone(from), data, now)
     this.#afterWork(entry)
   }
 
