@@ -392,8 +392,10 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#hold.update(true)
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+    // Read before 'running' goes out: a close() from a handler of that event stops the server itself.
+    const closedWhileOpening = this.#closed !== undefined
     this.#setState('running')
-    if (this.#closed !== undefined) {
+    if (closedWhileOpening) {
       this.#stop()
       throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed while it started listening')
     }

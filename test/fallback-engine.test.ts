@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process'
 import dgram from 'node:dgram'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { lastingAddonFailure } from '../src/engine/choose.ts'
+import { VolleyError } from '../src/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
 import { waitFor, within } from './helpers.ts'
 
@@ -231,6 +233,32 @@ describe('fallback engine', () => {
     })
     expect(run.stdout.trim()).toBe('ERR_CRYPTO_UNAVAILABLE ERR_CRYPTO_UNAVAILABLE')
   }, 30_000)
+
+  it("a close() from a 'running' handler stops the server once, and listen() resolves (both engines)", async () => {
+    for (const engine of ['native', 'fallback'] as const) {
+      const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
+      const states: string[] = []
+      let closed: Promise<void> | undefined
+      server.on('state', (state) => {
+        states.push(state)
+        if (state === 'running') closed = server.close()
+      })
+      const local = await on(engine, () => server.listen())
+      expect(local.port, engine).toBeGreaterThan(0)
+      await within(closed!, 3000, 'close()')
+      expect(states, engine).toEqual(['running', 'stopping', 'stopped'])
+    }
+  })
+
+  it('takes for good only an addon failure that will last: not one of a process out of file descriptors or memory', () => {
+    const failure = (code: 'ERR_ADDON_NOT_FOUND' | 'ERR_ADDON_MISMATCH', cause?: object) => new VolleyError(code, 'the addon', { cause })
+    expect(lastingAddonFailure(failure('ERR_ADDON_MISMATCH'))).toBe(true)
+    expect(lastingAddonFailure(failure('ERR_ADDON_NOT_FOUND', Object.assign(new Error("Cannot find module 'x'"), { code: 'MODULE_NOT_FOUND' })))).toBe(true)
+    expect(lastingAddonFailure(failure('ERR_ADDON_NOT_FOUND', new Error('No native build was found for platform=darwin arch=arm64')))).toBe(true)
+    expect(lastingAddonFailure(failure('ERR_ADDON_NOT_FOUND', Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })))).toBe(false)
+    expect(lastingAddonFailure(failure('ERR_ADDON_NOT_FOUND', Object.assign(new Error('volley.node: cannot open shared object file: Too many open files'), { code: 'ERR_DLOPEN_FAILED' })))).toBe(false)
+    expect(lastingAddonFailure(failure('ERR_ADDON_NOT_FOUND', new Error('volley.node: failed to map segment from shared object: Cannot allocate memory')))).toBe(false)
+  })
 
   it('a close() while listen() binds: listen() rejects with ERR_SERVER_CLOSED and close() resolves; a second listen() meanwhile is refused', async () => {
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })

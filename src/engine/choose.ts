@@ -4,8 +4,20 @@
 import { VolleyError } from '../errors.ts'
 import { loadAddon } from './addon.ts'
 
-/** Why the addon could not load, once it failed (it will not load later in this process). */
+/** Why the addon could not load, once it failed for good (it will not load later in this process). */
 let addonFailure: string | undefined
+
+/**
+ * Whether the addon's failure to load will last: no build or prebuild for this platform, one that does not
+ * load here, one of another layout. Not so for a process out of file descriptors or memory: the call fails
+ * as it did before there was a fallback, and the next one tries the addon again.
+ */
+export function lastingAddonFailure(error: VolleyError): boolean {
+  if (error.code === 'ERR_ADDON_MISMATCH') return true
+  const cause = error.cause as { code?: unknown; message?: unknown } | undefined
+  const text = `${String(cause?.code ?? '')} ${String(cause?.message ?? '')}`
+  return !/EMFILE|ENFILE|ENOMEM|EAGAIN|Too many open files|Cannot allocate memory|Resource temporarily unavailable/i.test(text)
+}
 
 /** Why Server, Client and datagram sockets run on the fallback engine in this process; undefined when the native one runs them. */
 export function fallbackReason(): string | undefined {
@@ -16,6 +28,7 @@ export function fallbackReason(): string | undefined {
     return undefined
   } catch (error) {
     if (!(error instanceof VolleyError) || (error.code !== 'ERR_ADDON_NOT_FOUND' && error.code !== 'ERR_ADDON_MISMATCH')) throw error
+    if (!lastingAddonFailure(error)) throw error
     // Once: the failure is kept.
     process.emitWarning(
       `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
