@@ -117,7 +117,7 @@ export function formatIpBytes(address: { family: 4 | 6; bytes: Uint8Array }): st
 }
 
 /** The 16 bytes of a valid IPv6 literal (checked by isIPv6 before). */
-export function ipv6Bytes(text: string): Uint8Array {
+function ipv6Bytes(text: string): Uint8Array {
   let literal = text
   const bytes = new Uint8Array(16)
   // A trailing dotted quad stands for the last two groups.
@@ -139,6 +139,14 @@ export function ipv6Bytes(text: string): Uint8Array {
   })
   if (v4) bytes.set(v4, 12)
   return bytes
+}
+
+/** The bytes of an IP literal (4 of IPv4, 16 of IPv6); null for anything else, an IPv6 zone ('%eth0') included. */
+export function ipLiteralBytes(text: string): { family: 4 | 6; bytes: Uint8Array } | null {
+  if (text.includes('%')) return null
+  const family = isIP(text)
+  if (family === 4) return { family, bytes: Uint8Array.from(text.split('.').map(Number)) }
+  return family === 6 ? { family, bytes: ipv6Bytes(text) } : null
 }
 
 /**
@@ -183,15 +191,11 @@ let interfaces: { byName: Map<string, number>; byIndex: Map<number, string>; rea
 export const javascriptIp: IpCodec = {
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6 {
     const cut = text.indexOf('%')
-    const bare = cut < 0 ? text : text.slice(0, cut)
-    const family = isIP(bare) as 0 | 4 | 6
-    if (family === 0 || (family === 4 && cut >= 0)) return 0
+    const ip = ipLiteralBytes(cut < 0 ? text : text.slice(0, cut))
+    if (ip === null || (ip.family === 4 && cut >= 0)) return 0
     out.fill(0, 0, 20)
-    if (family === 4) {
-      out.set(bare.split('.').map(Number), 0)
-      return 4
-    }
-    out.set(ipv6Bytes(bare), 0)
+    out.set(ip.bytes, 0)
+    if (ip.family === 4) return 4
     if (cut >= 0) {
       const scope = text.slice(cut + 1)
       const index = /^\d+$/.test(scope) ? Number(scope) : scopedInterfaces().byName.get(scope)

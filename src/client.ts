@@ -6,6 +6,7 @@ import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type Engine, type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
+import { type ClientCoreState, clientStateCodes } from './netcode/client-core.ts'
 import { loadSodium, loadedSodium } from './netcode/sodium.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
 import {
@@ -32,18 +33,8 @@ import { connectTokenFromBase64, readConnectToken } from './netcode/connect-toke
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
-export type ClientState =
-  | 'channels-mismatch'
-  | 'connect-token-expired'
-  | 'invalid-connect-token'
-  | 'connection-timed-out'
-  | 'connection-response-timed-out'
-  | 'connection-request-timed-out'
-  | 'connection-denied'
-  | 'disconnected'
-  | 'sending-connection-request'
-  | 'sending-connection-response'
-  | 'connected'
+/** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
+export type ClientState = 'channels-mismatch' | ClientCoreState
 
 /** How an established connection ends: the states a connected client moves to. */
 export type ClientDisconnectReason = Extract<ClientState, 'disconnected' | 'connection-timed-out' | 'channels-mismatch'>
@@ -51,16 +42,7 @@ export type ClientDisconnectReason = Extract<ClientState, 'disconnected' | 'conn
 const stateByCode: Record<number, ClientState> = {
   // Not a netcode state: the connection ended because the server's channels do not work with this client's.
   [-7]: 'channels-mismatch',
-  [-6]: 'connect-token-expired',
-  [-5]: 'invalid-connect-token',
-  [-4]: 'connection-timed-out',
-  [-3]: 'connection-response-timed-out',
-  [-2]: 'connection-request-timed-out',
-  [-1]: 'connection-denied',
-  0: 'disconnected',
-  1: 'sending-connection-request',
-  2: 'sending-connection-response',
-  3: 'connected',
+  ...Object.fromEntries(Object.entries(clientStateCodes).map(([state, code]) => [code, state as ClientCoreState])),
 }
 
 const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {

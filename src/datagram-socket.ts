@@ -429,8 +429,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const fallback = fallbackReason()
     if (fallback !== undefined) {
       // The bind a send() makes, on the fallback engine: it completes in the background.
-      checkFallbackSupports({ channels: false, networkSimulator: false, reusePort: this.#options.reusePort }, fallback)
-      const engine = sharedFallbackDatagramEngine()
+      const engine = this.#fallbackEngine(fallback)
       return this.#opened(engine, engine.openNow(this.#socketOptions(port, address), this.#client), announceNow)
     }
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
@@ -444,10 +443,15 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this.#opened(engine, info, announceNow)
   }
 
+  /** The fallback engine, if it runs this socket's options (not reusePort yet: ERR_FALLBACK_UNSUPPORTED). */
+  #fallbackEngine(fallback: string): FallbackDatagramEngine {
+    checkFallbackSupports({ reusePort: this.#options.reusePort }, fallback)
+    return sharedFallbackDatagramEngine()
+  }
+
   /** bind() on the fallback engine, which binds asynchronously: sends and a close() meanwhile wait for it. */
   async #openFallback(port: number, address: string, fallback: string): Promise<AddressInfo> {
-    checkFallbackSupports({ channels: false, networkSimulator: false, reusePort: this.#options.reusePort }, fallback)
-    const engine = sharedFallbackDatagramEngine()
+    const engine = this.#fallbackEngine(fallback)
     const binding: { sends: (() => void)[]; closeAfter: boolean; refused: boolean } = { sends: [], closeAfter: false, refused: false }
     this.#binding = binding
     let info: NativeSocketInfo

@@ -42,14 +42,14 @@ export function fallbackReason(): string | undefined {
 
 /** What the fallback engine does not do yet, among a Server's or Client's options. */
 export interface FallbackNeeds {
-  channels: boolean
-  networkSimulator: boolean
+  channels?: boolean
+  networkSimulator?: boolean
   reusePort?: boolean
 }
 
 /** Throws ERR_FALLBACK_UNSUPPORTED, naming the option, when the fallback engine cannot do what the options ask. */
 export function checkFallbackSupports(needs: FallbackNeeds, reason: string): void {
-  const option = needs.channels ? 'channels' : needs.networkSimulator ? 'networkSimulator' : needs.reusePort === true ? 'reusePort' : undefined
+  const option = needs.channels === true ? 'channels' : needs.networkSimulator === true ? 'networkSimulator' : needs.reusePort === true ? 'reusePort' : undefined
   if (option === undefined) return
   throw new VolleyError(
     'ERR_FALLBACK_UNSUPPORTED',

@@ -194,12 +194,22 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       const bytes = new Uint8Array(size)
       const view = new DataView(bytes.buffer)
       let at = 0
+      // The sender's address as the kernel reports it (an IPv4 one to a dual-stack socket as ::ffff:a.b.c.d), as
+      // the native engine does: parsed once for a run of datagrams from the same address, then copied.
+      let lastAddress = ''
+      let lastAt = 0
       for (const { data, rinfo } of batch) {
         view.setUint32(at, data.byteLength, true)
         view.setUint16(at + 4, rinfo.port, true)
-        // As the kernel reports the sender (an IPv4 one to a dual-stack socket as ::ffff:a.b.c.d), as the native engine does.
-        const family = this.ip.parseIp(rinfo.address, bytes.subarray(at + 8, at + 28))
-        bytes[at + 6] = family === 0 ? (rinfo.family === 'IPv4' ? 4 : 6) : family
+        if (rinfo.address === lastAddress) {
+          bytes[at + 6] = bytes[lastAt + 6]!
+          bytes.copyWithin(at + 8, lastAt + 8, lastAt + 28)
+        } else {
+          const family = this.ip.parseIp(rinfo.address, bytes.subarray(at + 8, at + 28))
+          bytes[at + 6] = family === 0 ? (rinfo.family === 'IPv4' ? 4 : 6) : family
+          lastAddress = rinfo.address
+          lastAt = at
+        }
         bytes.set(data, at + layout.recvHeaderSize)
         entry.stats[Stat.packetsIn]!++
         entry.stats[Stat.bytesIn]! += data.byteLength

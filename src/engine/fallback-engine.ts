@@ -6,7 +6,7 @@
 // native engine, and so far without channels or a network simulator (choose.ts refuses those options).
 import type dgram from 'node:dgram'
 import { performance } from 'node:perf_hooks'
-import { ClientCore, type ClientCoreState } from '../netcode/client-core.ts'
+import { ClientCore, clientStateCodes } from '../netcode/client-core.ts'
 import { ServerCore } from '../netcode/server-core.ts'
 import { type ServerAddress, parseServerAddress, readDatagramSource } from '../netcode/server-address.ts'
 import { type Sodium, loadSodium } from '../netcode/sodium.ts'
@@ -16,20 +16,6 @@ import type { EngineClient, ProtocolEngine } from './engine.ts'
 import { SlabView } from './engine.ts'
 import { FallbackSockets, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
 import { PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
-
-/** The client states as the native engine's records number them (native/netcode/client.h). */
-const clientStateCodes: Record<ClientCoreState, number> = {
-  'connect-token-expired': -6,
-  'invalid-connect-token': -5,
-  'connection-timed-out': -4,
-  'connection-response-timed-out': -3,
-  'connection-request-timed-out': -2,
-  'connection-denied': -1,
-  disconnected: 0,
-  'sending-connection-request': 1,
-  'sending-connection-response': 2,
-  connected: 3,
-}
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
 
@@ -52,8 +38,7 @@ class RecordBatch {
       this.#bytes = grown
       this.#view = new DataView(grown.buffer)
     }
-    const at = this.#end
-    this.#bytes.fill(0, at, at + size)
+    const at = this.#end // never written before in this buffer: zero, padding included
     this.#view.setUint32(at, dataLength, true)
     this.#bytes[at + 4] = kind
     this.#bytes[at + 5] = code & 0xff
@@ -79,8 +64,12 @@ class RecordBatch {
    * its memory, and the batch goes on.
    */
   take(): { slab: SlabView; count: number } {
-    const kept = this.#bytes.slice(0, this.#end)
+    // The records stay where they were written (the next batch gets a buffer of its own): one copy each time
+    // the slab opens over them.
+    const kept = this.#bytes.subarray(0, this.#end)
     const taken = { slab: new SlabView(() => kept.slice().buffer), count: this.count }
+    this.#bytes = new Uint8Array(this.#bytes.byteLength)
+    this.#view = new DataView(this.#bytes.buffer)
     this.#end = 0
     this.count = 0
     return taken

@@ -11,17 +11,21 @@ import { type ServerAddress, formatServerAddress, readDatagramSource, sameServer
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer, equalBytes } from './wire.ts'
 
-export type ClientCoreState =
-  | 'connect-token-expired'
-  | 'invalid-connect-token'
-  | 'connection-timed-out'
-  | 'connection-response-timed-out'
-  | 'connection-request-timed-out'
-  | 'connection-denied'
-  | 'disconnected'
-  | 'sending-connection-request'
-  | 'sending-connection-response'
-  | 'connected'
+/** The states of the standard, as the native engine's records number them (native/netcode/client.h). */
+export const clientStateCodes = {
+  'connect-token-expired': -6,
+  'invalid-connect-token': -5,
+  'connection-timed-out': -4,
+  'connection-response-timed-out': -3,
+  'connection-request-timed-out': -2,
+  'connection-denied': -1,
+  disconnected: 0,
+  'sending-connection-request': 1,
+  'sending-connection-response': 2,
+  connected: 3,
+} as const
+
+export type ClientCoreState = keyof typeof clientStateCodes
 
 export interface ClientCoreConfig {
   /** Tokens of another protocol id are refused as invalid; undefined: take it from each token. */
@@ -76,6 +80,8 @@ export class ClientCore {
   #protocolId = 0n
   #state: ClientCoreState = 'disconnected'
   #addressIndex = 0
+  /** The token's address at #addressIndex, as text: where its packets go. */
+  #serverText = ''
   #connectStartUs = 0
   /** In µs; Infinity for a token that outlives any clock. */
   #tokenLifetimeUs = 0
@@ -170,10 +176,13 @@ export class ClientCore {
     this.#counters.bytesIn += data.byteLength
     if (!connecting(this.#state) && this.#state !== 'connected') return
     const token = this.#token as ConnectToken
-    const source = readDatagramSource(from)
-    if (source === null || !sameServerAddress(source, token.serverAddresses[this.#addressIndex]!)) {
-      this.#counters.unknownAddress++
-      return
+    // Most often the very text the packets went to; else maybe the same address in another form (IPv4-mapped).
+    if (from !== this.#serverText) {
+      const source = readDatagramSource(from)
+      if (source === null || !sameServerAddress(source, token.serverAddresses[this.#addressIndex]!)) {
+        this.#counters.unknownAddress++
+        return
+      }
     }
     // Whether a carried window still applies is known only at this connection's first keep-alive (below);
     // until then nothing replay-protected is taken (payloads and disconnects are ignored while connecting).
@@ -296,7 +305,7 @@ export class ClientCore {
     const token = this.#token
     if (mayHaveSlot && token !== undefined && this.#disconnectPackets > 0) {
       this.#farewellsLeft = this.#disconnectPackets
-      this.#farewellAddress = formatServerAddress(token.serverAddresses[this.#addressIndex]!)
+      this.#farewellAddress = this.#serverText
       this.#farewellKey.set(token.clientToServerKey)
       this.#nextFarewellUs = now
       this.#sendFarewells(now) // the first goes out at once
@@ -319,6 +328,7 @@ export class ClientCore {
     this.#addressIndex = index
     this.#lastReceiveUs = now
     const server = token.serverAddresses[index]!
+    this.#serverText = formatServerAddress(server)
     if (!this.#replayHeld || this.#replayServer === undefined || !sameServerAddress(this.#replayServer, server) || !equalBytes(this.#replayKey, token.serverToClientKey)) {
       this.#replay.reset()
       this.#replayHeld = false
@@ -342,7 +352,7 @@ export class ClientCore {
       const token = this.#token as ConnectToken
       const request = writeConnectionRequest(token)
       this.#lastSendUs = now
-      this.#emit(formatServerAddress(token.serverAddresses[this.#addressIndex]!), request)
+      this.#emit(this.#serverText, request)
     } else {
       this.#send(PacketType.connectionResponse, this.#challengeBody, now)
     }
@@ -352,7 +362,7 @@ export class ClientCore {
     const token = this.#token as ConnectToken
     const packet = encryptPacket(this.#sodium, { type, sequence: this.#nextSequence(), body }, this.#protocolId, token.clientToServerKey)
     this.#lastSendUs = now
-    this.#emit(formatServerAddress(token.serverAddresses[this.#addressIndex]!), packet)
+    this.#emit(this.#serverText, packet)
   }
 
   #nextSequence(): bigint {

@@ -1,10 +1,9 @@
 // Server addresses as connect tokens carry them: "a.b.c.d:port" or "[v6]:port" in text; on the wire a
 // type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
-import { isIPv4, isIPv6 } from 'node:net'
 import { isUint8Array } from 'node:util/types'
 import { VolleyTypeError, describe } from '../errors.ts'
 import { AddressType } from './constants.ts'
-import { formatIpBytes, ipv6Bytes } from '../address.ts'
+import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../address.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
 
@@ -22,12 +21,13 @@ function splitAddressText(text: string): { host: string; bracketed: boolean; por
   return { host: match[1] ?? match[2] ?? '', bracketed: match[1] !== undefined, port: Number(match[3]) }
 }
 
-/** The address of a host and port that splitAddressText gave, or null when the host is not an IP literal of its shape. */
+/**
+ * The address of a host and port that splitAddressText gave, or null when the host is not an IP literal of
+ * its shape (IPv6 in brackets, IPv4 without), or has a zone ('%eth0'), which a token cannot carry.
+ */
 function addressOf(host: string, bracketed: boolean, port: number): ServerAddress | null {
-  if (!bracketed && isIPv4(host)) return { family: 4, bytes: Uint8Array.from(host.split('.').map(Number)), port }
-  // isIPv6 takes a zone ('%eth0'), which a token cannot carry: refused, as the native parser does.
-  if (bracketed && !host.includes('%') && isIPv6(host)) return { family: 6, bytes: ipv6Bytes(host), port }
-  return null
+  const ip = ipLiteralBytes(host)
+  return ip !== null && (ip.family === 6) === bracketed ? { ...ip, port } : null
 }
 
 /** Parses 'a.b.c.d:port' or '[ipv6]:port'; `name` names the option it came from in errors. */
@@ -76,8 +76,7 @@ export function sameServerAddress(a: ServerAddress, b: ServerAddress): boolean {
 /** The 4 bytes of an IPv4 address, unmapped from ::ffff:a.b.c.d; undefined for any other IPv6 address. */
 function ipv4Of(address: ServerAddress): Uint8Array | undefined {
   if (address.family === 4) return address.bytes
-  const { bytes } = address
-  return bytes.subarray(0, 10).every((byte) => byte === 0) && bytes[10] === 0xff && bytes[11] === 0xff ? bytes.subarray(12) : undefined
+  return isIpv4Mapped(address.bytes) ? address.bytes.subarray(12) : undefined
 }
 
 /**
