@@ -1,11 +1,18 @@
 import { defineConfig } from 'vitest/config'
 
+/** The delivery layer's core suites (a fake clock, no sockets), which test/delivery/simulated-link.ts points at either core. */
+const deliveryCoreSuites = ['delivery-core', 'settings', 'hostile-peer', 'hostile-pongs', 'bandwidth-window'].map((name) => `test/delivery/${name}.test.ts`)
+
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 30_000,
     hookTimeout: 30_000,
     // Network tests share two cores with the I/O threads: run files one after another.
     fileParallelism: false,
+    projects: [
+      { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'] } },
+      // The same suites on the TypeScript delivery core, the fallback engine's.
+      { extends: true, test: { name: 'typescript-delivery-core', include: deliveryCoreSuites, env: { VOLLEY_TEST_DELIVERY_CORE: 'typescript' } } },
+    ],
   },
 })

@@ -95,7 +95,7 @@ std::vector<uint8_t> ForgedFrames(FuzzInput& in, const DeliveryConfig& config) {
   volley::netcode::WireWriter writer(buffer, sizeof buffer);
   writer.U8(volley::delivery::kPacketMarker);
   const uint8_t number = in.Byte();
-  writer.Varint(number < 16 ? UINT64_MAX - number : in.Number(2));
+  writer.Varint(number < 16 ? volley::netcode::WireReader::kMaxVarint + 8 - number : in.Number(2));  // around the largest
   const int frames = 1 + in.Byte() % 3;
   for (int i = 0; i < frames; ++i) {
     const uint8_t kind = in.Byte();

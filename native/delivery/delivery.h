@@ -68,7 +68,7 @@ enum class Mismatch : uint8_t {
                          // (an echo server without them sends them back) or an older format
 };
 
-enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3, kEmpty = 4 };
+enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3 };
 
 // Called from within the core's own methods. A sink must not call back into the same core: the core
 // holds references into its queues across these calls.

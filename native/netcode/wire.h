@@ -94,19 +94,25 @@ class WireReader {
     for (int i = 7; i >= 0; --i) v = (v << 8) | b[i];
     return v;
   }
-  // LEB128 as WireWriter writes it; more than 10 bytes, or bits beyond 64, fail.
+  // LEB128 as WireWriter writes it, up to 2^53 − 1: what JavaScript holds exactly, so that the TypeScript
+  // parser (src/delivery-core/wire-format.ts) reads every packet as this one does. No honest value comes
+  // near it (packet numbers and sequences count from 0, times are µs). More than 8 bytes, or a larger
+  // value, fail.
   uint64_t Varint() {
     uint64_t v = 0;
-    for (int shift = 0; shift < 70; shift += 7) {
+    for (int shift = 0; shift < 56; shift += 7) {
       if (failed_ || offset_ >= size_) break;
       const uint8_t byte = data_[offset_++];
-      if (shift == 63 && (byte & 0x7e) != 0) break;  // would overflow 64 bits
       v |= uint64_t{byte & 0x7fu} << shift;
-      if ((byte & 0x80) == 0) return v;
+      if ((byte & 0x80) == 0) {
+        if (v > kMaxVarint) break;
+        return v;
+      }
     }
     failed_ = true;
     return 0;
   }
+  static constexpr uint64_t kMaxVarint = (uint64_t{1} << 53) - 1;
   void Bytes(uint8_t* out, size_t n) { Get(out, n); }
   size_t remaining() const { return failed_ ? 0 : size_ - offset_; }
   const uint8_t* Skip(size_t n) {

@@ -2,6 +2,7 @@
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
 import { loadAddon } from '../../src/engine/addon.ts'
+import { typescriptDeliveryCore } from './core-adapter.ts'
 import type { NetworkSimulatorOptions } from '../../src/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
@@ -56,9 +57,20 @@ export interface NativeDeliveryCore {
   announceSettings(nowUs: number, copies: number): void
 }
 
-export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
+/** The native core (the addon's test binding). */
+export function nativeDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   const addon = loadAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
   return new addon.DeliveryCore(options)
+}
+
+/**
+ * The core the suites test: the native one, or the TypeScript one (the fallback engine's) when
+ * VOLLEY_TEST_DELIVERY_CORE=typescript (vitest.config.ts runs the suites of test/delivery both ways).
+ */
+export const deliveryCoreImplementation: 'native' | 'typescript' = process.env.VOLLEY_TEST_DELIVERY_CORE === 'typescript' ? 'typescript' : 'native'
+
+export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
+  return deliveryCoreImplementation === 'typescript' ? typescriptDeliveryCore(options) : nativeDeliveryCore(options)
 }
 
 /** A clock that runs at (1 + skew) × true time, plus an offset (µs). */

@@ -1,0 +1,602 @@
+// The delivery layer of one connection in TypeScript (sans-IO), for the fallback engine: the native core
+// (native/delivery/) decision for decision, so that the two interoperate and, fed the same calls, send
+// the same bytes and deliver the same messages (test/delivery/delivery-core-differential.test.ts). This
+// file is its receiving side, as native/delivery/delivery_receive.cc: parsing (every length checked
+// before use, the whole packet before any of it is acted on), acknowledgement bookkeeping, reliable
+// reordering, sequenced and unreliable delivery, reassembly within the memory bound, settings, pongs and
+// the clock. sending.ts holds the state and the sending side.
+import { type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from './config.ts'
+import { ReceivedPackets, type PacketRange } from './received-packets.ts'
+import { Ring } from './ring.ts'
+import { DeliverySending } from './sending.ts'
+import { ChannelModeCode, Frame, FrameReader, fragmentBytes, fragmentCount, maxChannels, maxMessageBytesLimit, packetMarker } from './wire-format.ts'
+
+export { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type PeerSettings, type SendResult, defaultDeliveryConfig } from './config.ts'
+
+const maxAckRangesAccepted = 256
+/** Pong round trips: longer ones are not samples (a forged echo). */
+const maxPongRttUs = 60_000_000
+/** The clocks' rate difference bounds, before and after the clock sync has measured it. */
+const maxDriftPpm = 200
+const residualDriftPpm = 50
+/** Incomplete unreliable/sequenced messages per channel. */
+const partialSlots = 8
+/** One slot of a reliable receive queue as the bound counts it: the native core's sizeof(InMessage). */
+export const receiveSlotBytes = 64
+/** A queue's first slots, which every channel may always have: not counted against the bound. */
+const freeQueueSlots = Ring.firstCapacity
+
+interface InMessage {
+  used: boolean
+  /** Reliable, over the maximum: not delivered, its sequence passed over. */
+  passedOver: boolean
+  /** Unreliable or sequenced (counted in #partialsUsed). */
+  partial: boolean
+  sequence: number
+  firstUs: number
+  length: number
+  bytes: Uint8Array
+  /** A flag per fragment received. */
+  seen: Uint8Array
+  fragments: number
+  received: number
+}
+
+const noBytes = new Uint8Array(0)
+const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, length: 0, bytes: noBytes, seen: noBytes, fragments: 0, received: 0 })
+
+interface ReceiveChannel {
+  mode: ChannelModeCode
+  /** Reliable: the next sequence to deliver. */
+  nextDeliver: number
+  anyDelivered: boolean
+  lastDelivered: number
+  /** Reliable: messages from nextDeliver on that arrived out of order ([k] is nextDeliver + k). */
+  pending: Ring<InMessage>
+  /** Unreliable and sequenced: incomplete fragmented messages (made at the first). */
+  partials: InMessage[]
+}
+
+/** A queue's slots counted against the bound (those beyond its first ones). */
+const countedSlots = (queue: Ring<InMessage>): number => (queue.capacity > freeQueueSlots ? queue.capacity - freeQueueSlots : 0)
+/** Whether a queue holds counted slots empty: what fitsBound() can give back. */
+const drained = (queue: Ring<InMessage>): boolean => queue.empty && countedSlots(queue) > 0
+
+export class DeliveryCore extends DeliverySending {
+  readonly #receiveChannels: ReceiveChannel[]
+  /** Seen but not acknowledged: some of their reliable data did not fit. */
+  readonly #refusedPackets = new ReceivedPackets()
+  /** Bytes of messages being reassembled. */
+  reassemblyUsed = 0
+  /** What unreliable and sequenced messages may still start (bytes); see the native core. */
+  #partialCredit: number
+  #partialsUsed = 0
+  #countedQueueSlots = 0
+  #drainedQueues = 0
+  readonly #ackRanges: PacketRange[] = []
+
+  constructor(config: Partial<DeliveryConfig>, sink: DeliverySink) {
+    super({ ...defaultDeliveryConfig, ...config }, sink)
+    this.#partialCredit = this.reassemblyLimit
+    this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [] }))
+  }
+
+  /** One delivery packet from the peer (the body of a netcode payload packet). */
+  receive(data: Uint8Array, nowUs: number): void {
+    const stats = this.stats
+    stats.packetsIn++
+    stats.bytesIn += data.byteLength
+    const reader = new FrameReader(data)
+    const marker = reader.u8()
+    const number = reader.varint()
+    if (reader.failed || marker !== packetMarker) {
+      stats.malformed++
+      // Every delivery packet starts with the marker: a payload without it comes from a peer without channels.
+      if (data.byteLength > 0 && marker !== packetMarker && this.mismatchFound === Mismatch.none) this.mismatchFound = Mismatch.noDeliveryLayer
+      return
+    }
+    const start = reader.offset
+    const outcome = { ackEliciting: false, refused: false, withSettings: false }
+    // The whole packet is checked before any of it is acted on: a malformed packet changes nothing.
+    if (!this.#processFrames(data, start, nowUs, false, outcome)) {
+      stats.malformed++
+      return
+    }
+    // A peer that runs this layer puts its settings in every packet until this side has them.
+    if (!this.peerSettings.known && !outcome.withSettings && this.mismatchFound === Mismatch.none) this.mismatchFound = Mismatch.noDeliveryLayer
+    // Older than what either record remembers: a copy or a late packet, which cannot be told apart.
+    if (!this.received.remembers(number) || !this.#refusedPackets.remembers(number)) {
+      stats.forgottenPackets++
+      return
+    }
+    if (this.received.contains(number) || this.#refusedPackets.contains(number)) {
+      stats.duplicatePackets++
+      return
+    }
+    this.#processFrames(data, start, nowUs, true, outcome)
+    // Data that did not fit in memory: the packet is not acknowledged, so its reliable data comes again.
+    if (outcome.refused) {
+      this.#refusedPackets.add(number)
+      return
+    }
+    const inOrder = this.received.empty || number === this.received.largest + 1
+    this.received.add(number)
+    if (number === this.received.largest) this.largestReceivedUs = nowUs
+    if (outcome.ackEliciting) {
+      if (!this.ackPending) this.ackDeadlineUs = nowUs + this.config.maxAckDelayUs
+      this.ackPending = true
+      this.elicitingSinceAck++
+      if (!inOrder) this.ackImmediately = true // a gap: the sender should hear of it at once
+    }
+  }
+
+  #processFrames(data: Uint8Array, start: number, nowUs: number, apply: boolean, outcome: { ackEliciting: boolean; refused: boolean; withSettings: boolean }): boolean {
+    if (start === data.byteLength) return false
+    const reader = new FrameReader(data, start)
+    let withData = false
+    // At most one ACK, PING, PONG and SETTINGS frame a packet: a second is malformed.
+    let controlFrames = 0
+    while (reader.remaining > 0) {
+      const type = reader.u8()
+      withData = withData || type === Frame.message || type === Frame.fragment
+      if (type === Frame.ack || type === Frame.ping || type === Frame.pong || type === Frame.settings) {
+        const bit = 1 << type
+        if ((controlFrames & bit) !== 0) return false
+        controlFrames |= bit
+      }
+      switch (type) {
+        case Frame.ack: {
+          const largest = reader.varint()
+          const delay = reader.varint()
+          const firstRange = reader.varint()
+          const count = reader.varint()
+          if (reader.failed || firstRange > largest || count > maxAckRangesAccepted || largest >= this.nextPacketNumber) return false
+          const ranges = this.#ackRanges
+          ranges.length = 0
+          let low = largest - firstRange
+          ranges.push({ low, high: largest })
+          for (let i = 0; i < count; i++) {
+            const gap = reader.varint()
+            const length = reader.varint()
+            if (reader.failed || low < 2 || gap > low - 2) return false
+            const high = low - gap - 2
+            if (length > high) return false
+            low = high - length
+            ranges.push({ low, high })
+          }
+          if (apply) this.onAck(largest, delay, ranges, nowUs)
+          break
+        }
+        case Frame.ping: {
+          const id = reader.varint()
+          const senderClock = reader.varint() // echoed in the pong
+          if (reader.failed) return false
+          // Pongs are rate-limited: a ping sooner after the last one answered goes unanswered.
+          if (apply && (!this.anyPingAnswered || nowUs - this.pongReceivedUs >= this.config.minPongIntervalUs)) {
+            const first = !this.anyPingAnswered
+            this.anyPingAnswered = true
+            this.pongPending = true
+            this.pongId = id
+            this.pongEcho = senderClock
+            this.pongReceivedUs = nowUs
+            // The leader holds its pong to a following ping (one that came with the pong to its own) for its
+            // next ping; a ping on its own, and the first, are answered at once.
+            const withPong = (controlFrames & (1 << Frame.pong)) !== 0
+            const following = !this.config.followsPings && withPong && !first
+            this.pongDueUs = following ? Math.max(nowUs, this.nextPingUs) : nowUs
+          }
+          break
+        }
+        case Frame.probe:
+          outcome.ackEliciting = true
+          break
+        case Frame.settings: {
+          const role = reader.u8()
+          const maxMessageBytes = reader.varint()
+          const count = reader.varint()
+          if (reader.failed || role > 1 || maxMessageBytes < 1 || maxMessageBytes > maxMessageBytesLimit || count < 1 || count > maxChannels || count > reader.remaining) return false
+          const modes = reader.skip(count)
+          for (let i = 0; i < count; i++) {
+            const mode = data[modes + i]!
+            if (mode < ChannelModeCode.reliable || mode > ChannelModeCode.sequenced) return false
+          }
+          // Ahead of the messages, as a sender puts them.
+          if (!withData) outcome.withSettings = true
+          if (apply) this.#onSettings(role === 1, maxMessageBytes, data.subarray(modes, modes + count) as Uint8Array)
+          break
+        }
+        case Frame.pong: {
+          reader.varint() // ping id
+          const echo = reader.varint()
+          const remoteReceived = reader.varint()
+          const delay = reader.varint()
+          if (reader.failed) return false
+          // Every ping carried the settings until now: the peer has them.
+          if (apply) {
+            this.settingsDelivered = true
+            this.messagesWaitForSettings = false
+          }
+          // The echo is a time this side sent; the peer held the ping for `delay` of it.
+          if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxPongRttUs) {
+            this.clock.sample(echo, remoteReceived, delay, nowUs)
+            this.#samplePongRtt(nowUs - echo, delay)
+          }
+          break
+        }
+        case Frame.message:
+        case Frame.fragment: {
+          const channel = reader.u8()
+          const sequence = reader.varint()
+          const length = reader.varint()
+          const fragmented = type === Frame.fragment
+          let fragment = 0
+          let bytes = length
+          // A message that fits one fragment travels whole, and only such a one does.
+          if (!fragmented && length > fragmentBytes) return false
+          if (fragmented) {
+            fragment = reader.varint()
+            if (reader.failed || length <= fragmentBytes || fragment > Math.floor((length - 1) / fragmentBytes)) return false
+            bytes = Math.min(fragmentBytes, length - fragment * fragmentBytes)
+          }
+          if (reader.failed || bytes > reader.remaining) return false
+          const at = reader.skip(bytes)
+          outcome.ackEliciting = true
+          if (!apply) break
+          if (channel >= this.#receiveChannels.length) {
+            this.stats.unknownChannel++
+            break
+          }
+          this.#onMessageFrame(channel, sequence, length, fragment, fragmented, data, at, bytes, nowUs, outcome)
+          break
+        }
+        default:
+          return false
+      }
+      if (reader.failed) return false
+    }
+    return !reader.failed
+  }
+
+  #onSettings(followsPings: boolean, maxMessageBytes: number, modes: Uint8Array): void {
+    const peer = this.peerSettings
+    // The first counts: settings do not change during a connection (later copies are resends).
+    if (peer.known) return
+    // This side's own role coming back: its own packets echoed by a peer without channels.
+    if (followsPings === this.config.followsPings) {
+      if (this.mismatchFound === Mismatch.none) this.mismatchFound = Mismatch.noDeliveryLayer
+      return
+    }
+    peer.known = true
+    peer.maxMessageBytes = maxMessageBytes
+    peer.channels = Array.from(modes) as ChannelModeCode[]
+    // Channels only one side has are not a mismatch; one both have in two modes is.
+    const shared = Math.min(modes.length, this.config.channels.length)
+    for (let i = 0; i < shared; i++) {
+      if (peer.channels[i] !== this.config.channels[i] && this.mismatchFound === Mismatch.none) this.mismatchFound = Mismatch.channelModes
+    }
+  }
+
+  #startInMessage(slot: InMessage, sequence: number, length: number, fragmented: boolean, nowUs: number, headOfLine: boolean): boolean {
+    // The message each reliable channel delivers next is always taken, past the bound if need be.
+    if (!headOfLine && !this.#fitsBound(length)) {
+      this.stats.overBudget++
+      return false
+    }
+    slot.used = true
+    slot.sequence = sequence
+    slot.firstUs = nowUs
+    slot.length = length
+    slot.fragments = fragmented ? fragmentCount(length) : 1
+    slot.bytes = new Uint8Array(length)
+    slot.seen = new Uint8Array(slot.fragments)
+    slot.received = 0
+    this.reassemblyUsed += length
+    this.stats.reassemblyMade += length
+    return true
+  }
+
+  #freeInMessage(slot: InMessage): void {
+    this.reassemblyUsed -= slot.length
+    slot.length = 0
+    if (slot.partial) this.#partialsUsed--
+    slot.partial = false
+    slot.used = false
+    slot.passedOver = false
+    // Given back with the message: kept in a slot, it would be memory outside the bound.
+    slot.bytes = noBytes
+    slot.seen = noBytes
+  }
+
+  #samplePongRtt(elapsedUs: number, delayUs: number): void {
+    // The delay was timed on the peer's clock: corrected by the drift once the clock sync knows it; the
+    // minimum takes a long hold only then, at an upper bound of the round trip.
+    const heldUs = delayUs * (1 - this.clock.drift)
+    const rttUs = Math.min(Math.max(elapsedUs - heldUs, 1), maxPongRttUs)
+    let minCandidateUs = 0
+    if (delayUs <= this.config.maxAckDelayUs || this.clock.driftKnown) {
+      const boundPpm = this.clock.driftKnown ? residualDriftPpm : maxDriftPpm
+      minCandidateUs = Math.trunc(rttUs + delayUs * boundPpm * 1e-6)
+    }
+    this.rtt.sampleNet(Math.trunc(rttUs), minCandidateUs)
+  }
+
+  #deliver(channel: number, data: Uint8Array, owned: boolean): void {
+    if (this.mismatchFound !== Mismatch.none) {
+      this.stats.mismatched++
+      return
+    }
+    this.stats.messagesIn++
+    this.stats.messageBytesIn += data.byteLength
+    this.sink.message(channel, data, owned)
+  }
+
+  /** A reassembled message; its slot is freed after. */
+  #deliverWhole(channel: number, slot: InMessage): void {
+    this.#deliver(channel, slot.bytes, true)
+    this.#freeInMessage(slot)
+  }
+
+  #deliverReliable(channel: ReceiveChannel, index: number): void {
+    while (!channel.pending.empty) {
+      const slot = channel.pending.front()
+      if (!slot.used || slot.received < slot.fragments) return
+      if (slot.passedOver) this.#freeInMessage(slot)
+      else this.#deliverWhole(index, slot)
+      this.#changeQueue(channel, () => channel.pending.popFront())
+      channel.nextDeliver++
+    }
+  }
+
+  /** Bytes the receiving channels' message slots hold. */
+  get reassemblyHeld(): number {
+    let held = 0
+    const add = (slot: InMessage): void => {
+      held += slot.bytes.byteLength + slot.seen.byteLength
+    }
+    for (const channel of this.#receiveChannels) {
+      for (let i = 0; i < channel.pending.size; i++) add(channel.pending.at(i))
+      for (const slot of channel.partials) add(slot)
+    }
+    return held
+  }
+
+  protected receiveQueueSlots(): number {
+    let slots = 0
+    for (const channel of this.#receiveChannels) slots += channel.pending.capacity
+    return slots
+  }
+
+  protected receiveCountsAgree(): boolean {
+    let partials = 0
+    let counted = 0
+    let drainedCount = 0
+    for (const channel of this.#receiveChannels) {
+      for (const slot of channel.partials) partials += slot.used ? 1 : 0
+      counted += countedSlots(channel.pending)
+      drainedCount += drained(channel.pending) ? 1 : 0
+    }
+    return partials === this.#partialsUsed && counted === this.#countedQueueSlots && drainedCount === this.#drainedQueues
+  }
+
+  /** Every change to a reliable channel's queue goes through here: it keeps the running counts. */
+  #changeQueue(channel: ReceiveChannel, change: () => void): void {
+    this.#countedQueueSlots -= countedSlots(channel.pending)
+    this.#drainedQueues -= drained(channel.pending) ? 1 : 0
+    change()
+    this.#countedQueueSlots += countedSlots(channel.pending)
+    this.#drainedQueues += drained(channel.pending) ? 1 : 0
+  }
+
+  /** Whether `extraBytes` more stay within the reassembly bound, once drained queues (but `growing`) gave their slots back if need be. */
+  #fitsBound(extraBytes: number, growing?: ReceiveChannel): boolean {
+    if (this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit) return true
+    if (this.#drainedQueues === (growing !== undefined && drained(growing.pending) ? 1 : 0)) return false // nothing to give back
+    for (const channel of this.#receiveChannels) {
+      if (channel !== growing && drained(channel.pending)) this.#changeQueue(channel, () => channel.pending.clear())
+    }
+    return this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit
+  }
+
+  /** Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would pass the bound. */
+  #makeRoomInQueue(channel: ReceiveChannel, offset: number): boolean {
+    if (offset < channel.pending.size) return true
+    const grown = channel.pending.capacityFor(offset + 1)
+    const counted = Math.max(channel.pending.capacity, freeQueueSlots)
+    if (grown > counted && !this.#fitsBound((grown - counted) * receiveSlotBytes, channel)) {
+      this.stats.overBudget++
+      return false
+    }
+    this.#changeQueue(channel, () => channel.pending.resize(offset + 1))
+    return true
+  }
+
+  /** An oversized reliable message: its sequence is passed over. */
+  #passOver(channel: ReceiveChannel, index: number, sequence: number): void {
+    const slot = channel.pending.at(sequence - channel.nextDeliver) // made by #makeRoomInQueue
+    if (slot.used && slot.passedOver) {
+      this.stats.duplicateMessages++ // another fragment of it
+      return
+    }
+    if (slot.used) {
+      this.stats.malformed++ // started with another length: the sender is broken
+      return
+    }
+    this.stats.oversized++
+    slot.used = true
+    slot.passedOver = true
+    slot.sequence = sequence
+    slot.fragments = 0
+    slot.received = 0
+    this.#deliverReliable(channel, index)
+  }
+
+  #onMessageFrame(index: number, sequence: number, length: number, fragment: number, fragmented: boolean, data: Uint8Array, at: number, size: number, nowUs: number, outcome: { refused: boolean }): void {
+    const channel = this.#receiveChannels[index]!
+    const stats = this.stats
+    // Over this side's maximum: dropped and counted; a reliable channel passes over its sequence.
+    const oversized = length > this.config.maxMessageBytes
+    if (channel.mode === ChannelModeCode.reliable) {
+      if (sequence < channel.nextDeliver) {
+        stats.duplicateMessages++
+        return
+      }
+      if (sequence - channel.nextDeliver >= this.config.reliableWindow) {
+        stats.overBudget++ // beyond the window the sender must keep to
+        outcome.refused = true
+        return
+      }
+      if (oversized) {
+        if (!this.#makeRoomInQueue(channel, sequence - channel.nextDeliver)) {
+          outcome.refused = true
+          return
+        }
+        this.#passOver(channel, index, sequence)
+        return
+      }
+      if (!fragmented && sequence === channel.nextDeliver) {
+        // The common case: in order, whole, no copy (its slot unused, unless a broken sender also sent it in fragments).
+        if (!channel.pending.empty && channel.pending.front().used) {
+          stats.malformed++
+          return
+        }
+        this.#deliver(index, data.subarray(at, at + size), false)
+        channel.nextDeliver++
+        if (!channel.pending.empty) this.#changeQueue(channel, () => channel.pending.popFront())
+        this.#deliverReliable(channel, index)
+        return
+      }
+      const offset = sequence - channel.nextDeliver
+      if (!this.#makeRoomInQueue(channel, offset)) {
+        outcome.refused = true
+        return
+      }
+      const slot = channel.pending.at(offset)
+      if (slot.used && slot.passedOver) {
+        stats.duplicateMessages++
+        return
+      }
+      if (!slot.used) {
+        if (!this.#startInMessage(slot, sequence, length, fragmented, nowUs, offset === 0)) {
+          outcome.refused = true
+          return
+        }
+      } else if (slot.length !== length) {
+        stats.malformed++ // the same message with another length: the sender is broken
+        return
+      }
+      if (slot.seen[fragment] !== 0) {
+        stats.duplicateMessages++
+        return
+      }
+      slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
+      slot.seen[fragment] = 1
+      slot.received++
+      this.#deliverReliable(channel, index)
+      return
+    }
+
+    // Sequenced and unreliable.
+    this.#partialCredit = Math.min(this.#partialCredit + 2 * size, this.reassemblyLimit)
+    if (oversized) {
+      if (!fragmented || fragment === 0) stats.oversized++ // once per message, at its first fragment
+      return
+    }
+    const sequenced = channel.mode === ChannelModeCode.sequenced
+    if (sequenced && channel.anyDelivered && sequence <= channel.lastDelivered) {
+      if (!fragmented || fragment === 0) stats.staleSequenced++
+      return
+    }
+    const delivered = (done: number): void => {
+      if (!sequenced) return
+      channel.anyDelivered = true
+      channel.lastDelivered = done
+      for (const slot of channel.partials) {
+        // Older incomplete messages can no longer be delivered.
+        if (!slot.used || slot.sequence > done) continue
+        if (slot.seen[0] !== 0) stats.staleSequenced++ // else counted if its first fragment comes, as stale
+        this.#freeInMessage(slot)
+      }
+    }
+    if (!fragmented) {
+      this.#deliver(index, data.subarray(at, at + size), false)
+      delivered(sequence)
+      return
+    }
+    if (channel.partials.length === 0) channel.partials = Array.from({ length: partialSlots }, inMessage) // at the first fragmented message
+    let slot: InMessage | undefined
+    let free: InMessage | undefined
+    let oldest: InMessage | undefined
+    for (const candidate of channel.partials) {
+      if (!candidate.used) {
+        if (free === undefined) free = candidate
+      } else if (candidate.sequence === sequence) {
+        slot = candidate
+      } else if (oldest === undefined || candidate.sequence < oldest.sequence) {
+        oldest = candidate
+      }
+    }
+    if (slot === undefined) {
+      // Messages started faster than their data comes: dropped, as unreliable data over the bound is.
+      if (length > this.#partialCredit) {
+        stats.overBudget++
+        return
+      }
+      if (free === undefined) {
+        // Every partial slot taken: the oldest incomplete message gives way.
+        stats.expiredFragments++
+        this.#freeInMessage(oldest!)
+        free = oldest!
+      }
+      if (!this.#fitsBound(length)) {
+        // So do the channel's older incomplete messages when it would not fit beside them.
+        for (const older of channel.partials) {
+          if (older.used && older.sequence < sequence) {
+            stats.expiredFragments++
+            this.#freeInMessage(older)
+          }
+        }
+      }
+      // Unreliable data that does not fit is dropped, not refused: it would not come again.
+      if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) return
+      this.#partialCredit -= length
+      slot = free
+      slot.partial = true
+      this.#partialsUsed++
+    } else if (slot.length !== length) {
+      stats.malformed++
+      return
+    }
+    if (slot.seen[fragment] !== 0) {
+      stats.duplicateMessages++
+      return
+    }
+    slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
+    slot.seen[fragment] = 1
+    if (++slot.received === slot.fragments) {
+      this.#deliverWhole(index, slot)
+      delivered(sequence)
+    }
+  }
+
+  protected expireFragments(nowUs: number): void {
+    if (this.#partialsUsed === 0) return
+    for (const channel of this.#receiveChannels) {
+      for (const slot of channel.partials) {
+        if (slot.used && nowUs - slot.firstUs >= this.config.fragmentTimeoutUs) {
+          this.stats.expiredFragments++
+          this.#freeInMessage(slot)
+        }
+      }
+    }
+  }
+
+  protected fragmentDeadlineUs(): number {
+    let next = Number.POSITIVE_INFINITY
+    if (this.#partialsUsed === 0) return next
+    for (const channel of this.#receiveChannels) {
+      if (channel.mode === ChannelModeCode.reliable) continue
+      for (const slot of channel.partials) if (slot.used) next = Math.min(next, slot.firstUs + this.config.fragmentTimeoutUs)
+    }
+    return next
+  }
+}

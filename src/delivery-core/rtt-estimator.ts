@@ -1,0 +1,76 @@
+// Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/delivery/rtt_estimator.h:
+// smoothed RTT and its variation, the minimum, the maximum, and jitter as the smoothed difference between
+// consecutive samples (RFC 3550 §6.4.1's form). Integer µs, divided as the native one divides.
+const recentSamples = 32
+
+export class RttEstimator {
+  smoothedUs: number
+  variationUs: number
+  latestUs = 0
+  /** 0 until a sample gave one. */
+  minUs = 0
+  maxUs = 0
+  jitterUs = 0
+  samples = 0
+  readonly #recentMin = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]
+  #recentCount = 0
+
+  constructor(initialRttUs: number) {
+    this.smoothedUs = initialRttUs
+    this.variationUs = Math.floor(initialRttUs / 2)
+  }
+
+  /**
+   * sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer says
+   * it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says).
+   */
+  sample(sampleUs: number, ackDelayUs: number): void {
+    if (sampleUs === 0) sampleUs = 1
+    this.#lowerMin(sampleUs)
+    if (sampleUs > this.maxUs) this.maxUs = sampleUs
+    let adjusted = sampleUs
+    if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
+    this.#smooth(adjusted)
+  }
+
+  /**
+   * A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
+   * an upper bound of it for the minimum, 0 to leave the minimum alone.
+   */
+  sampleNet(rttUs: number, minCandidateUs: number): void {
+    if (rttUs === 0) rttUs = 1
+    if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs)
+    if (rttUs > this.maxUs) this.maxUs = rttUs
+    this.#smooth(rttUs)
+  }
+
+  /** The smallest of the last 32 to 64 samples: a standing queue raises it, jitter alone hardly does. */
+  get recentMinUs(): number {
+    return Math.min(this.#recentMin[0]!, this.#recentMin[1]!)
+  }
+
+  #lowerMin(candidateUs: number): void {
+    if (this.minUs === 0 || candidateUs < this.minUs) this.minUs = candidateUs
+  }
+
+  #smooth(adjusted: number): void {
+    if (this.samples > 0) this.jitterUs += (Math.abs(adjusted - this.latestUs) - this.jitterUs) / 16
+    this.latestUs = adjusted
+    if (this.#recentCount === recentSamples) {
+      this.#recentMin[1] = this.#recentMin[0]!
+      this.#recentMin[0] = Number.POSITIVE_INFINITY
+      this.#recentCount = 0
+    }
+    this.#recentMin[0] = Math.min(this.#recentMin[0]!, adjusted)
+    this.#recentCount++
+    if (this.samples === 0) {
+      this.smoothedUs = adjusted
+      this.variationUs = Math.floor(adjusted / 2)
+    } else {
+      const deviation = Math.abs(this.smoothedUs - adjusted)
+      this.variationUs = Math.floor((3 * this.variationUs + deviation) / 4)
+      this.smoothedUs = Math.floor((7 * this.smoothedUs + adjusted) / 8)
+    }
+    this.samples++
+  }
+}

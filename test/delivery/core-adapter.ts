@@ -1,0 +1,70 @@
+// The TypeScript delivery core (src/delivery-core/, the fallback engine's) behind the interface of the
+// native test binding (native/delivery_binding.cc), so that one suite drives either, or one against the other.
+import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
+import { receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
+import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
+import type { DeliveryOptions, NativeDeliveryCore } from './simulated-link.ts'
+
+const modeNames = ['', 'reliable', 'unreliable', 'sequenced'] as const
+
+export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
+  const packets: Uint8Array[] = []
+  const messages: { channel: number; data: Uint8Array }[] = []
+  const { channels, ...rest } = options
+  const config = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined))
+  const core = new DeliveryCore(
+    { ...config, ...(channels === undefined ? {} : { channels: channels.map((mode) => ChannelModeCode[mode]) }) },
+    {
+      sendPacket: (data) => packets.push(data.slice()),
+      // Copied as the binding copies: the suites keep what they take.
+      message: (channel, data, owned) => messages.push({ channel, data: owned ? data : data.slice() }),
+    },
+  )
+  return {
+    send: (channel, data, nowUs) => {
+      // The binding's own check: channels are 0 to 254.
+      if (!(channel >= 0 && channel < 255) || !Number.isInteger(channel)) return 'no-channel'
+      return core.send(channel, data, nowUs)
+    },
+    receive: (packet, nowUs) => core.receive(packet, nowUs),
+    flush: (nowUs) => core.flush(nowUs),
+    update: (nowUs) => core.update(nowUs),
+    take: () => ({ packets: packets.splice(0), messages: messages.splice(0) }),
+    nextDeadlineUs: (nowUs) => core.nextDeadlineUs(nowUs),
+    stats: (nowUs = 0) => {
+      const rtt = core.rtt
+      return {
+        ...core.stats,
+        smoothedRttUs: rtt.smoothedUs,
+        rttVariationUs: rtt.variationUs,
+        minRttUs: rtt.minUs,
+        maxRttUs: rtt.maxUs,
+        rttSamples: rtt.samples,
+        congestionWindow: core.congestionWindow,
+        bytesInFlight: core.bytesInFlight,
+        queuedBytes: core.queuedBytes,
+        queuedMessages: core.queuedMessages,
+        reassemblyUsed: core.reassemblyUsed,
+        reassemblyHeld: core.reassemblyHeld,
+        clockSamples: core.clock.samples,
+        sentRecords: core.sentRecords,
+        sentRecordsHeld: core.sentRecordsHeld,
+        queueSlots: core.queueSlots,
+        receiveSlotBytes,
+        lostRecords: core.lostRecords,
+        spareBytes: 0,
+        jitterUs: rtt.jitterUs,
+        bandwidthBytesPerSec: core.bandwidthBytesPerUs * 1e6,
+        clockOffsetUs: core.clock.offsetUs(nowUs),
+        clockErrorBoundUs: core.clock.errorBoundUs(nowUs),
+        countsAgree: core.countsAgree(),
+      }
+    },
+    peerSettings: () => {
+      const peer = core.peerSettings
+      return peer.known ? { maxMessageBytes: peer.maxMessageBytes, channels: peer.channels.map((mode) => modeNames[mode]) as ('reliable' | 'unreliable' | 'sequenced')[] } : null
+    },
+    mismatch: () => (['none', 'channel-modes', 'no-delivery-layer'] as const)[core.mismatch],
+    announceSettings: (nowUs, copies) => core.announceSettings(nowUs, Math.min(16, Math.max(0, copies))),
+  }
+}
