@@ -73,8 +73,8 @@ function run(seed: number, steps: number): { delivered: number; malformed: numbe
   }
   // Some seeds' sides disagree: another mode on channel 0 (the connection's end), or a larger maximum on
   // the other side (messages over this side's, passed over).
-  const otherMode = modes[0] === 'reliable' ? 'unreliable' : 'reliable'
-  const other = seed % 6 === 0 ? { ...options, channels: [otherMode, ...modes.slice(1)] } : seed % 6 === 3 ? { ...options, maxMessageBytes: 1 << 20 } : options
+  const otherMode: Mode = modes[0] === 'reliable' ? 'unreliable' : 'reliable'
+  const other: DeliveryOptions = seed % 6 === 0 ? { ...options, channels: [otherMode, ...modes.slice(1)] } : seed % 6 === 3 ? { ...options, maxMessageBytes: 1 << 20 } : options
   const sides = [new Twin(`seed ${seed} side a`, options), new Twin(`seed ${seed} side b`, { ...other, followsPings: true })] as const
   // Each side's own clock: b's runs ahead of a's.
   const offsets = [1_000_000, 1_000_000 + Math.floor(random() * 5_000_000)]
