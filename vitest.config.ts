@@ -13,6 +13,8 @@ export default defineConfig({
       { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'] } },
       // The same suites on the TypeScript delivery core, the fallback engine's.
       { extends: true, test: { name: 'typescript-delivery-core', include: deliveryCoreSuites, env: { VOLLEY_TEST_DELIVERY_CORE: 'typescript' } } },
+      // Channels over loopback, Server and Client on the fallback engine (its suites of their own are in the first project).
+      { extends: true, test: { name: 'fallback-engine', include: ['test/delivery/channels.test.ts', 'test/delivery/channels-mismatch.test.ts'], env: { VOLLEY_ENGINE: 'fallback' } } },
     ],
   },
 })

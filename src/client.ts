@@ -360,7 +360,6 @@ export class Client extends EventEmitter<ClientEvents> {
       try {
         const fallback = fallbackReason()
         if (fallback !== undefined) {
-          checkFallbackSupports({ channels: this.#delivery !== null, networkSimulator: this.#simulator.networkSimulator !== undefined }, fallback)
           if (loadedSodium() === undefined) return this.#startAfterSodium(bytes, ipv6, signal)
         }
         const options: NativeSocketOptions = {

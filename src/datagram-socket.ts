@@ -443,7 +443,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this.#opened(engine, info, announceNow)
   }
 
-  /** The fallback engine, if it runs this socket's options (not reusePort yet: ERR_FALLBACK_UNSUPPORTED). */
+  /** The fallback engine, if it runs this socket's options (reusePort needs a Node whose node:dgram has it: ERR_FALLBACK_UNSUPPORTED). */
   #fallbackEngine(fallback: string): FallbackDatagramEngine {
     checkFallbackSupports({ reusePort: this.#options.reusePort }, fallback)
     return sharedFallbackDatagramEngine()

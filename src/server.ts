@@ -368,7 +368,7 @@ export class Server extends EventEmitter<ServerEvents> {
         throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
       }
     } else {
-      checkFallbackSupports({ channels: this.#delivery !== null, networkSimulator: this.#simulator.networkSimulator !== undefined, reusePort: this.#bind.reusePort }, fallback)
+      checkFallbackSupports({ reusePort: this.#bind.reusePort }, fallback)
       const fallbackEngine = sharedFallbackEngine()
       engine = fallbackEngine
       // The fallback binds asynchronously: meanwhile a second listen() is refused, and a close() waits for

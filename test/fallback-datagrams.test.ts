@@ -5,6 +5,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { javascriptIp } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
+import { dgramReusesPorts } from '../src/engine/choose.ts'
 import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
 import { seededRandom, waitFor, within } from './helpers.ts'
 
@@ -91,7 +92,14 @@ describe('datagram sockets on the fallback engine', () => {
     const first = twice.bind(0, '127.0.0.1')
     await expect(twice.bind(0, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_SOCKET_ALREADY_BOUND' })
     await first
-    await expect(socket({ reusePort: true }).bind(port, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining('"reusePort"') })
+    // reusePort: where node:dgram has it, two sockets that both ask share a port (one without it keeps its own).
+    if (dgramReusesPorts()) {
+      await expect(socket({ reusePort: true }).bind(port, '127.0.0.1')).rejects.toMatchObject({ code: 'EADDRINUSE' })
+      const { port: shared } = await socket({ reusePort: true }).bind(0, '127.0.0.1')
+      await expect(socket({ reusePort: true }).bind(shared, '127.0.0.1')).resolves.toMatchObject({ port: shared })
+    } else {
+      await expect(socket({ reusePort: true }).bind(port, '127.0.0.1')).rejects.toMatchObject({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining('"reusePort"') })
+    }
     await closeAll()
   })
 

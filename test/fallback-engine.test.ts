@@ -6,10 +6,10 @@ import { spawnSync } from 'node:child_process'
 import dgram from 'node:dgram'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { lastingAddonFailure } from '../src/engine/choose.ts'
+import { dgramReusesPorts, lastingAddonFailure } from '../src/engine/choose.ts'
 import { VolleyError } from '../src/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
-import { waitFor, within } from './helpers.ts'
+import { freeUdpPort, waitFor, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const protocolId = 0xfa11n
@@ -197,16 +197,19 @@ describe('fallback engine', () => {
     expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i))
   })
 
-  it('refuses the options it does not run yet with ERR_FALLBACK_UNSUPPORTED, naming the option', async () => {
-    const refused = (option: string) => ({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining(`"${option}" option needs volley's native engine`) })
-    const channels = [{ mode: 'reliable' as const }]
-    await expect(startServer('fallback', { channels })).rejects.toMatchObject(refused('channels'))
-    await expect(startServer('fallback', { networkSimulator: { loss: 0.1, seed: 1 } })).rejects.toMatchObject(refused('networkSimulator'))
-    await expect(startServer('fallback', { address: '127.0.0.1:40555', reusePort: true })).rejects.toMatchObject(refused('reusePort'))
-    const client = new Client({ channels })
-    opened.push(client)
-    const bytes = await token('127.0.0.1:9', 1n)
-    await expect(on('fallback', () => client.connect(bytes))).rejects.toMatchObject(refused('channels'))
+  it('shares a port between servers with reusePort where node:dgram can (Node 22.12, 23.1 on), else refuses it with ERR_FALLBACK_UNSUPPORTED', async () => {
+    const first = startServer('fallback', { address: `127.0.0.1:${await freeUdpPort()}`, reusePort: true })
+    if (!dgramReusesPorts()) {
+      await expect(first).rejects.toMatchObject({ code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringContaining('"reusePort" option needs volley\'s native engine on Node') })
+      return
+    }
+    const { address } = await first
+    const { server: second } = await startServer('fallback', { address, reusePort: true })
+    // Both take clients: the kernel gives each client's datagrams to one of them.
+    const clients = await Promise.all([1n, 2n, 3n, 4n, 5n, 6n, 7n, 8n].map((id) => connectClient('fallback', address, id)))
+    expect(clients.every((client) => client.state === 'connected')).toBe(true)
+    expect(second.stats().connectedClients).toBeGreaterThan(0)
+    expect(dgramReusesPorts('22.11.0')).toBe(false)
   })
 
   it('a bind that fails rejects listen() with the system error, as on the native engine', async () => {

@@ -56,7 +56,6 @@ describe('prebuild', () => {
     symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
     const script = `
       import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
-      const failure = (error) => ({ code: error.code, message: error.message })
       const warnings = []
       process.on('warning', (warning) => warnings.push({ code: warning.code, message: warning.message }))
       const receiver = createDatagramSocket()
@@ -77,17 +76,30 @@ describe('prebuild', () => {
       await client.connect(token)
       client.send(Buffer.from('through the fallback engine'))
       const echoed = await echo
-      const channels = await new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', channels: [{ mode: 'reliable' }] }).listen().then(() => 'listening', failure)
       await client.close()
       await server.close()
-      console.log(JSON.stringify({ datagramReceived, echoed, channels, warnings }))
+      // Channels too: a 100 kB message each way on a reliable channel, in fragments.
+      const channels = [{ mode: 'reliable' }, { mode: 'unreliable' }]
+      const channelServer = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0', channels })
+      channelServer.on('message', (peer, data, channel) => peer.send(data.slice().reverse(), { channel }))
+      const { port: channelPort } = await channelServer.listen()
+      const channelClient = new Client({ channels })
+      const reply = new Promise((resolve) => channelClient.on('message', (data, channel) => resolve({ channel, bytes: data.byteLength, first: data[0], last: data[data.byteLength - 1] })))
+      await channelClient.connect(await generateConnectToken({ protocolId: 1n, privateKey, clientId: 2n,
+        serverAddresses: ['127.0.0.1:' + channelPort], expireSeconds: 30, timeoutSeconds: 5 }))
+      const message = new Uint8Array(100_000).map((_, i) => i % 251)
+      channelClient.send(message, { channel: 0 })
+      const channelEcho = await reply
+      await channelClient.close()
+      await channelServer.close()
+      console.log(JSON.stringify({ datagramReceived, echoed, channelEcho, warnings }))
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
     const outcomes = JSON.parse(out) as Record<string, unknown>
     expect(outcomes).toEqual({
       datagramReceived: 'a datagram through the fallback engine',
       echoed: 'through the fallback engine',
-      channels: { code: 'ERR_FALLBACK_UNSUPPORTED', message: expect.stringMatching(/"channels" option needs volley's native engine.*could not load: ERR_ADDON_NOT_FOUND/s) },
+      channelEcho: { channel: 0, bytes: 100_000, first: 99_999 % 251, last: 0 },
       warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded.*npm rebuild volley.*pure-TypeScript fallback engine/s) }],
     })
   })

@@ -32,7 +32,7 @@ export function fallbackReason(): string | undefined {
     // Once: the failure is kept.
     process.emitWarning(
       `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
-        'the same bytes on the wire, at a fraction of the native engine’s speed, without channels, the network simulator or reusePort yet.',
+        'the same bytes on the wire, at a fraction of the native engine’s speed.',
       { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
     )
     addonFailure = `the native addon could not load: ${error.code}`
@@ -40,21 +40,21 @@ export function fallbackReason(): string | undefined {
   }
 }
 
-/** What the fallback engine does not do yet, among a Server's or Client's options. */
-export interface FallbackNeeds {
-  channels?: boolean
-  networkSimulator?: boolean
-  reusePort?: boolean
+/**
+ * Whether node:dgram shares ports here (its reusePort option, from Node 22.12 and 23.1): the fallback engine
+ * binds with SO_REUSEPORT only through it.
+ */
+export function dgramReusesPorts(version = process.versions.node): boolean {
+  const [major = 0, minor = 0] = version.split('.').map(Number)
+  return major > 23 || (major === 23 && minor >= 1) || (major === 22 && minor >= 12)
 }
 
-/** Throws ERR_FALLBACK_UNSUPPORTED, naming the option, when the fallback engine cannot do what the options ask. */
-export function checkFallbackSupports(needs: FallbackNeeds, reason: string): void {
-  const option = needs.channels === true ? 'channels' : needs.networkSimulator === true ? 'networkSimulator' : needs.reusePort === true ? 'reusePort' : undefined
-  if (option === undefined) return
+/** Throws ERR_FALLBACK_UNSUPPORTED when the fallback engine cannot do what the options ask: shared ports on a Node without them in node:dgram. */
+export function checkFallbackSupports(needs: { reusePort: boolean }, reason: string): void {
+  if (!needs.reusePort || dgramReusesPorts()) return
   throw new VolleyError(
     'ERR_FALLBACK_UNSUPPORTED',
-    `The "${option}" option needs volley's native engine: this process runs the pure-TypeScript fallback engine (${reason}), ` +
-      `which does not run ${option === 'channels' ? 'channels' : option === 'networkSimulator' ? 'the network simulator' : 'shared ports (SO_REUSEPORT)'} yet. ` +
-      'Build the native addon (`npm rebuild volley`), or leave the option out.',
+    `The "reusePort" option needs volley's native engine on Node ${process.versions.node}: this process runs the pure-TypeScript fallback engine (${reason}), ` +
+      "whose node:dgram shares ports (SO_REUSEPORT) from Node 22.12 and 23.1 on. Build the native addon (`npm rebuild volley`), use a newer Node, or leave the option out.",
   )
 }

@@ -1,80 +1,23 @@
 // The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the TypeScript
-// netcode cores (src/netcode/server-core.ts, client-core.ts) and libsodium-wrappers, for where the native
-// addon cannot load. It hands its Server and Client the records the native engine writes (the same layout,
-// native/socket_protocol.h), keeps the same counters and takes the same control requests, so that both run
-// unchanged on it; the bytes on the wire are the same. It runs on the JavaScript thread: slower than the
-// native engine, and so far without channels or a network simulator (choose.ts refuses those options).
+// netcode cores (src/netcode/), the TypeScript delivery layer (src/delivery-core/) and libsodium-wrappers,
+// for where the native addon cannot load. fallback-protocols.ts runs the protocols as the native engine
+// does; this is their I/O: it hands Server and Client the records the native engine writes (the same
+// layout, native/socket_protocol.h), keeps the same counters and takes the same control requests, so that
+// both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
+// The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'
-import { performance } from 'node:perf_hooks'
-import { ClientCore, clientStateCodes } from '../netcode/client-core.ts'
-import { ServerCore } from '../netcode/server-core.ts'
-import { type ServerAddress, parseServerAddress, readDatagramSource } from '../netcode/server-address.ts'
-import { type Sodium, loadSodium } from '../netcode/sodium.ts'
+import { monotonicUs } from '../delivery.ts'
+import { parseServerAddress } from '../netcode/server-address.ts'
+import { loadSodium } from '../netcode/sodium.ts'
 import { surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient, ProtocolEngine } from './engine.ts'
-import { SlabView } from './engine.ts'
+import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './fallback-protocols.ts'
 import { FallbackSockets, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
-import { PeerCounterField, PeerRecordKind, ProtocolControl, align8, layout, protocolStatsFields } from './layout.ts'
+import { ProtocolStat, linkFields, protocolStatsFields } from './layout.ts'
+import { RecordBatch } from './record-batch.ts'
+import { SimulatedNetwork } from './simulated-network.ts'
 
-const peerSlotMask = (1 << layout.peerSlotBits) - 1
-
-/** µs of a monotonic clock, as the cores take it. */
-const monotonicUs = (): number => Math.floor(performance.now() * 1000)
-
-/** A batch of records for JavaScript, in the native layout: u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data. */
-class RecordBatch {
-  #bytes = new Uint8Array(4096)
-  #view = new DataView(this.#bytes.buffer)
-  #end = 0
-  count = 0
-
-  /** Appends a record; returns where its data goes in bytes(). */
-  add(kind: number, code: number, peer: number, address: ServerAddress | null, data: Uint8Array | null, dataLength = data?.byteLength ?? 0): number {
-    const size = align8(layout.peerRecordHeaderSize + dataLength)
-    if (this.#end + size > this.#bytes.byteLength) {
-      const grown = new Uint8Array(Math.max(this.#bytes.byteLength * 2, this.#end + size))
-      grown.set(this.#bytes.subarray(0, this.#end))
-      this.#bytes = grown
-      this.#view = new DataView(grown.buffer)
-    }
-    const at = this.#end // never written before in this buffer: zero, padding included
-    this.#view.setUint32(at, dataLength, true)
-    this.#bytes[at + 4] = kind
-    this.#bytes[at + 5] = code & 0xff
-    this.#view.setUint16(at + 6, address?.port ?? 0, true)
-    this.#view.setUint32(at + 8, peer >>> 0, true)
-    if (address !== null) {
-      this.#bytes[at + 12] = address.family
-      this.#bytes.set(address.bytes, at + 16)
-    }
-    if (data !== null) this.#bytes.set(data, at + layout.peerRecordHeaderSize)
-    this.#end = at + size
-    this.count++
-    return at + layout.peerRecordHeaderSize
-  }
-
-  get view(): DataView {
-    return this.#view
-  }
-
-  /**
-   * The records so far as a slab of their own, and a fresh batch begun. A handler may detach the slab's
-   * buffer (transfer()): the slab then reopens over a new copy of the records, as the native engine's over
-   * its memory, and the batch goes on.
-   */
-  take(): { slab: SlabView; count: number } {
-    // The records stay where they were written (the next batch gets a buffer of its own): one copy each time
-    // the slab opens over them.
-    const kept = this.#bytes.subarray(0, this.#end)
-    const taken = { slab: new SlabView(() => kept.slice().buffer), count: this.count }
-    this.#bytes = new Uint8Array(this.#bytes.byteLength)
-    this.#view = new DataView(this.#bytes.buffer)
-    this.#end = 0
-    this.count = 0
-    return taken
-  }
-}
 
 /** 'a.b.c.d:port' or '[v6]:port' as node:dgram's send takes it, on a socket of this family. */
 function destination(to: string, socketIsV6: boolean): { host: string; port: number } {
@@ -93,9 +36,9 @@ function sourceText(rinfo: dgram.RemoteInfo): string {
   return `[${rinfo.address}]:${rinfo.port}`
 }
 
-/** A source text without its zone: for records, which carry none, and the client, whose server a token names without one. */
-function withoutZone(from: string): string {
-  return from.replace(/%[^\]]*\]/, ']')
+interface OutgoingDatagram {
+  to: string
+  data: Uint8Array
 }
 
 interface ProtocolSocket {
@@ -104,26 +47,27 @@ interface ProtocolSocket {
   readonly socket: dgram.Socket
   readonly ipv6: boolean
   readonly records: RecordBatch
-  /** Settles once the socket is bound and its core made (libsodium-wrappers loads first). */
+  /** Settles once the socket is bound and its protocol made (libsodium-wrappers loads first). */
   ready: Promise<void>
   opened: boolean
   /** What was asked of the socket before it opened, in order. */
   readonly waiting: (() => void)[]
-  server?: ServerCore
-  clientCore?: ClientCore
-  /** The connect() a client's state records belong to (JavaScript numbers them). */
-  attempt: number
-  stopping: boolean
+  protocol?: FallbackProtocol
+  /** Link statistics, made at once: JavaScript takes them as the socket opens (with channels). */
+  readonly links: Float64Array | null
+  /** The network simulator between the protocol and the wire, when asked for. */
+  readonly simulator?: SimulatedNetwork<OutgoingDatagram>
   closing: boolean
   timer: NodeJS.Timeout | undefined
   timerDueUs: number
-  deliveryScheduled: boolean
+  turnScheduled: boolean
   sendErrors: number
 }
 
 export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements ProtocolEngine {
-  #unixSeconds = 0
-  #unixSecondsBig = 0n
+  /** Large delivered messages parked for takeLarge(), by id. */
+  readonly #large = new Map<number, ArrayBuffer>()
+  #nextLargeId = 1
 
   /**
    * Opens a protocol socket (a netcode server or client; options.protocol says which) and binds it; resolves
@@ -156,21 +100,27 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       ready: Promise.resolve(),
       opened: false,
       waiting: [],
-      attempt: 0,
-      stopping: false,
+      links: protocol.channels === undefined ? null : new Float64Array((protocol.kind === 'server' ? protocol.maxClients : 1) * linkFields),
+      ...(protocol.networkSimulator !== undefined && { simulator: new SimulatedNetwork<OutgoingDatagram>(protocol.networkSimulator) }),
       closing: false,
       timer: undefined,
       timerDueUs: Number.POSITIVE_INFINITY,
-      deliveryScheduled: false,
+      turnScheduled: false,
       sendErrors: 0,
     }
+    const output: ProtocolOutput = {
+      records: entry.records,
+      send: (to, data) => this.#send(entry, to, data),
+      park: (bytes) => this.#park(bytes),
+    }
     entry.ready = Promise.all([loadSodium(), bound]).then(([sodium]) => {
+      const now = monotonicUs()
       if (protocol.kind === 'server') {
         // Port 0 in the public address: the port the socket bound.
         const text = protocol.publicAddress.endsWith(':0') ? `${protocol.publicAddress.slice(0, -2)}:${socket.address().port}` : protocol.publicAddress
-        entry.server = this.#serverCore(sodium, entry, protocol, parseServerAddress(text))
+        entry.protocol = new FallbackServerProtocol(sodium, protocol, parseServerAddress(text), output, entry.links, now)
       } else {
-        entry.clientCore = this.#clientCore(sodium, entry, protocol)
+        entry.protocol = new FallbackClientProtocol(sodium, protocol, output, entry.links, now)
       }
       socket.on('message', (data, rinfo) => this.#receive(entry, data, rinfo))
       socket.on('error', () => {
@@ -198,32 +148,33 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     const entry = this.sockets.get(id)
     if (entry === undefined) return false
     out.fill(0, 0, protocolStatsFields)
-    if (entry.server !== undefined) {
-      const c = entry.server.counters
-      // native/netcode_sockets.cc (CopyCounters): 15 fields; sends the kernel would not take are send errors here.
-      const fields = [c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied, entry.server.connectedClients, 0, c.handshakesFull, c.wrongProtocol, c.tokenExpired]
-      out.set(fields)
-    } else if (entry.clientCore !== undefined) {
-      const core = entry.clientCore
-      const c = core.counters
-      out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, core.clientIndex, core.maxClients, 0])
-    }
-    out[17] = entry.sendErrors
+    entry.protocol?.copyCounters(out)
+    out[ProtocolStat.sendErrors] = entry.sendErrors
+    const simulated = entry.simulator?.counters
+    if (simulated !== undefined) out.set([simulated.lost, simulated.duplicated, simulated.reordered, simulated.overflowed], ProtocolStat.simulatorLost)
     return true
   }
 
   peerCounters(id: number): Float64Array | null {
-    return this.sockets.get(id)?.server?.peerCounters ?? null
+    return this.sockets.get(id)?.protocol?.peerCounters ?? null
   }
 
-  /** No link statistics: they come from the delivery layer, which this engine does not run yet. */
-  peerLinks(): Float64Array | null {
-    return null
+  peerLinks(id: number): Float64Array | null {
+    return this.sockets.get(id)?.links ?? null
   }
 
-  /** No large messages: without channels a payload is at most 1,200 bytes. */
-  takeLarge(): ArrayBuffer | null {
-    return null
+  takeLarge(id: number): ArrayBuffer | null {
+    const bytes = this.#large.get(id)
+    if (bytes === undefined) return null
+    this.#large.delete(id)
+    return bytes
+  }
+
+  #park(bytes: Uint8Array): number {
+    const id = this.#nextLargeId++
+    // The message's own buffer when it is all of it (a reassembled message is): no copy.
+    this.#large.set(id, bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : bytes.slice().buffer)
+    return id
   }
 
   control(id: number, op: number, arg = 0, data?: Uint8Array): void {
@@ -234,107 +185,42 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       entry.waiting.push(() => this.control(id, op, arg, copy))
       return
     }
-    const now = monotonicUs()
-    if (entry.server !== undefined) {
-      const slot = this.#currentSlot(entry, arg)
-      if (op === ProtocolControl.disconnectPeer && slot !== undefined) entry.server.disconnect(slot, this.#serverClock(now))
-      if (op === ProtocolControl.stop) {
-        entry.stopping = true
-        entry.server.stop(this.#serverClock(now))
-      }
-    } else if (entry.clientCore !== undefined) {
-      if (op === ProtocolControl.connect && data !== undefined) {
-        entry.attempt = arg
-        entry.clientCore.connect(data, now)
-      }
-      if (op === ProtocolControl.disconnect || op === ProtocolControl.stop) {
-        entry.clientCore.disconnect(now)
-        if (op === ProtocolControl.stop) entry.stopping = true
-      }
-    }
+    entry.protocol?.control(op, arg, data, monotonicUs())
     this.#afterWork(entry)
   }
 
-  enqueueToPeer(_client: EngineClient, socketId: number, data: Uint8Array, peer: number): boolean {
+  enqueueToPeer(_client: EngineClient, socketId: number, data: Uint8Array, peer: number, channel = 0): boolean {
     checkNotExiting()
     const entry = this.sockets.get(socketId)
-    if (entry === undefined || entry.closing || entry.stopping) return true // gone as the native engine drops it
+    if (entry === undefined || entry.closing || (entry.protocol?.finished ?? false)) return true // gone as the native engine drops it
     if (!entry.opened) {
       const copy = data.slice()
-      entry.waiting.push(() => this.enqueueToPeer(_client, socketId, copy, peer))
+      entry.waiting.push(() => this.enqueueToPeer(_client, socketId, copy, peer, channel))
       return true
     }
-    const now = monotonicUs()
-    if (entry.server !== undefined) {
-      const slot = this.#currentSlot(entry, peer)
-      if (slot !== undefined) entry.server.sendPayload(slot, data, this.#serverClock(now))
-    } else {
-      entry.clientCore?.sendPayload(data, now)
-    }
+    entry.protocol?.send(peer, channel, data, monotonicUs())
     this.#afterWork(entry)
     return true
   }
 
-  #serverClock(now: number) {
-    const seconds = Math.floor(Date.now() / 1000)
-    if (seconds !== this.#unixSeconds) {
-      this.#unixSeconds = seconds
-      this.#unixSecondsBig = BigInt(seconds) // a BigInt a second, not one per datagram
-    }
-    return { monotonicUs: now, unixSeconds: this.#unixSecondsBig }
-  }
-
-  /** The slot JavaScript's name for a peer stands for, if that client still has it (native: NetcodeServerProtocol::Current). */
-  #currentSlot(entry: ProtocolSocket, tagged: number): number | undefined {
-    const slot = tagged & peerSlotMask
-    const counters = (entry.server as ServerCore).peerCounters
-    const clients = counters[slot * layout.peerCounterFields + PeerCounterField.clients]
-    if (clients === undefined || Math.floor(tagged / 2 ** layout.peerSlotBits) !== ((clients - 1) & 0xfff)) return undefined
-    return slot
-  }
-
-  #serverCore(sodium: Sodium, entry: ProtocolSocket, protocol: Extract<NonNullable<NativeSocketOptions['protocol']>, { kind: 'server' }>, publicAddress: ServerAddress): ServerCore {
-    const config = {
-      protocolId: protocol.protocolId,
-      privateKey: protocol.privateKey,
-      publicAddress,
-      maxClients: protocol.maxClients,
-      keepAliveIntervalUs: protocol.keepAliveIntervalUs,
-      disconnectIntervalUs: protocol.disconnectIntervalUs,
-      disconnectPackets: protocol.disconnectPackets,
-    }
-    return new ServerCore(sodium, config, sodium.randombytes_buf(32), {
-      sendPacket: (to, data) => this.#send(entry, to, data),
-      connected: (index, clientId, from, userData) => {
-        const at = entry.records.add(PeerRecordKind.connect, 0, index, readDatagramSource(withoutZone(from)), null, 8 + userData.byteLength)
-        entry.records.view.setBigUint64(at, clientId, true)
-        new Uint8Array(entry.records.view.buffer).set(userData, at + 8)
-      },
-      disconnected: (index, reason) => {
-        const codes = { timeout: 1, disconnected: 2, 'server-disconnect': 3, 'server-closed': 4 } as const
-        entry.records.add(PeerRecordKind.disconnect, codes[reason], index, null, null)
-      },
-      payload: (index, data) => entry.records.add(PeerRecordKind.payload, 0, index, null, data),
-    })
-  }
-
-  #clientCore(sodium: Sodium, entry: ProtocolSocket, protocol: Extract<NonNullable<NativeSocketOptions['protocol']>, { kind: 'client' }>): ClientCore {
-    const config = {
-      requestIntervalUs: protocol.requestIntervalUs,
-      keepAliveIntervalUs: protocol.keepAliveIntervalUs,
-      disconnectIntervalUs: protocol.disconnectIntervalUs,
-      disconnectPackets: protocol.disconnectPackets,
-    }
-    return new ClientCore(sodium, config, {
-      sendPacket: (to, data) => this.#send(entry, to, data),
-      stateChanged: (state, server) => {
-        entry.records.add(PeerRecordKind.clientState, clientStateCodes[state], entry.attempt, server ?? null, null)
-      },
-      payload: (data) => entry.records.add(PeerRecordKind.payload, 0, 0, null, data),
-    })
-  }
-
+  /** A datagram the protocol sends: through the simulator when there is one, else to the socket. */
   #send(entry: ProtocolSocket, to: string, data: Uint8Array): void {
+    if (entry.simulator === undefined) {
+      this.#sendNow(entry, to, data)
+      return
+    }
+    const now = monotonicUs()
+    entry.simulator.submit({ to, data }, data.byteLength, now)
+    this.#releaseSimulated(entry, now)
+  }
+
+  /** What the simulated network has due on the wire now. */
+  #releaseSimulated(entry: ProtocolSocket, nowUs: number): void {
+    for (const datagram of entry.simulator?.release(nowUs) ?? []) this.#sendNow(entry, datagram.to, datagram.data)
+  }
+
+  #sendNow(entry: ProtocolSocket, to: string, data: Uint8Array): void {
+    if (entry.closing) return
     const { host, port } = destination(to, entry.ipv6)
     // Port 0 (a token may list it): the kernel refuses it, as sendmmsg does on the native engine; counted.
     if (port === 0) {
@@ -352,30 +238,28 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
 
   #receive(entry: ProtocolSocket, data: Buffer, rinfo: dgram.RemoteInfo): void {
     if (entry.closing) return
-    const now = monotonicUs()
-    const from = sourceText(rinfo)
-    if (entry.server !== undefined) entry.server.receive(from, data, this.#serverClock(now))
-    else entry.clientCore?.receive(withoutZone(from), data, now)
+    entry.protocol?.receive(sourceText(rinfo), data, monotonicUs())
     this.#afterWork(entry)
   }
 
-  /** After the core did something: its records go to JavaScript at the end of this turn, its timer is set again. */
+  /**
+   * After the protocol did something: the end of this turn flushes its connections and hands its records to
+   * JavaScript (once per turn of the event loop: the datagrams node:dgram hands over in one poll phase make
+   * one batch); its timer is set again.
+   */
   #afterWork(entry: ProtocolSocket): void {
-    if (!entry.deliveryScheduled && (entry.records.count > 0 || this.#finished(entry))) {
-      entry.deliveryScheduled = true
-      // Once per turn of the event loop: the datagrams node:dgram hands over in one poll phase make one batch.
-      setImmediate(() => this.#deliver(entry))
+    const protocol = entry.protocol
+    if (!entry.turnScheduled && (entry.records.count > 0 || protocol?.pending === true || this.#finished(entry))) {
+      entry.turnScheduled = true
+      setImmediate(() => this.#endTurn(entry))
     }
     this.#arm(entry)
   }
 
-  #finished(entry: ProtocolSocket): boolean {
-    if (!entry.stopping) return false
-    return entry.server !== undefined ? entry.server.stopped : !(entry.clientCore?.hasPendingDisconnects ?? false)
-  }
-
-  #deliver(entry: ProtocolSocket): void {
-    entry.deliveryScheduled = false
+  #endTurn(entry: ProtocolSocket): void {
+    entry.turnScheduled = false
+    if (entry.closing) return
+    entry.protocol?.endBatch(monotonicUs())
     if (entry.records.count > 0) {
       const { slab, count } = entry.records.take()
       try {
@@ -384,13 +268,19 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
         surfaceLater(error) // the socket's close below must still happen
       }
     }
-    if (this.#finished(entry) && !entry.closing) this.#close(entry)
+    if (this.#finished(entry)) this.#close(entry)
+    else this.#arm(entry)
   }
 
-  /** Sets the socket's timer for the core's next deadline (one timer per socket, moved only when that changes). */
+  /** The protocol has stopped and the simulated network has put on the wire all it held: the socket may close. */
+  #finished(entry: ProtocolSocket): boolean {
+    return entry.protocol?.finished === true && (entry.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY) === Number.POSITIVE_INFINITY
+  }
+
+  /** Sets the socket's timer for the protocol's or the simulator's next deadline (one timer per socket, moved only when that changes). */
   #arm(entry: ProtocolSocket): void {
     if (entry.closing) return
-    const due = entry.server?.nextDeadlineUs() ?? entry.clientCore?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY
+    const due = Math.min(entry.protocol?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY, entry.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY)
     if (due === entry.timerDueUs) return
     clearTimeout(entry.timer)
     entry.timerDueUs = due
@@ -404,10 +294,22 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     entry.timer = undefined
     entry.timerDueUs = Number.POSITIVE_INFINITY
     if (entry.closing) return
+    // The protocol's timers run after this turn's poll phase: when the thread was busy past a deadline
+    // (a long handler, a GC pause), the datagrams that came meanwhile are read first, as the native engine
+    // on its own thread read them when they came; else a wait for a peer's settings, say, would end for
+    // want of a packet that had arrived. Datagrams the simulated networks of this engine's sockets hold
+    // (the other end may be in this process) go on the wire first, whichever socket's timer fires first.
     const now = monotonicUs()
-    if (entry.server !== undefined) entry.server.update(this.#serverClock(now))
-    else entry.clientCore?.update(now)
-    this.#afterWork(entry)
+    for (const each of this.sockets.values()) {
+      if ((each.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY) > now) continue
+      this.#releaseSimulated(each, now)
+      if (each !== entry) this.#arm(each)
+    }
+    setImmediate(() => {
+      if (entry.closing) return
+      entry.protocol?.update(monotonicUs())
+      this.#afterWork(entry)
+    })
   }
 
   #close(entry: ProtocolSocket): void {

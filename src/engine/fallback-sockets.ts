@@ -149,7 +149,8 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
  * engine), or rejected with the bind's error.
  */
 export function bindSocket(options: NativeSocketOptions): { socket: dgram.Socket; bound: Promise<void> } {
-  const socket = dgram.createSocket({ type: options.ipv6 ? 'udp6' : 'udp4', ipv6Only: options.ipv6Only, reuseAddr: options.reuseAddress })
+  // reusePort: checked first (choose.ts: checkFallbackSupports) to be one this Node's node:dgram takes.
+  const socket = dgram.createSocket({ type: options.ipv6 ? 'udp6' : 'udp4', ipv6Only: options.ipv6Only, reuseAddr: options.reuseAddress, ...(options.reusePort && { reusePort: true }) })
   socket.unref()
   const bound = new Promise<void>((resolve, reject) => {
     socket.once('error', reject)

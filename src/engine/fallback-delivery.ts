@@ -1,0 +1,190 @@
+// The delivery layer as the fallback engine runs it on each connection: the TypeScript core
+// (src/delivery-core/) with what the native engine keeps beside it (native/netcode_sockets.h's DeliveryLink,
+// native/delivery/link_stats.h, native/delivery_clock.h): the records JavaScript waits for (drain, flushed,
+// the peer's settings), the wait for those settings, link statistics in the native layout, and the clock
+// the network simulator may set off.
+import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../delivery-core/delivery-core.ts'
+import { ChannelModeCode } from '../delivery-core/wire-format.ts'
+import type { NativeDeliveryFields } from './addon.ts'
+import { LinkField, PeerRecordKind, linkFields } from './layout.ts'
+import type { RecordBatch } from './record-batch.ts'
+
+/** Packets of settings alone sent before a connection ends for a mismatch of channels. */
+export const mismatchAnnouncements = 2
+
+/** How long each side waits for the peer's settings once connected: a few pings' worth, at least 2 s. */
+export const settingsWaitUs = (config: DeliveryConfig): number => Math.max(2_000_000, 4 * config.pingIntervalUs)
+
+/**
+ * The clock a socket's delivery layer reads: the monotonic clock, or one the network simulator's
+ * clockOffsetMs and clockDriftPpm set ahead of it and running fast or slow. Deadlines in its time go back
+ * to the monotonic clock through real().
+ */
+export class DeliveryClock {
+  constructor(
+    readonly offsetUs = 0,
+    /** µs gained per µs; > -1. */
+    readonly drift = 0,
+    /** Monotonic time the drift counts from. */
+    readonly startUs = 0,
+  ) {}
+
+  get skewed(): boolean {
+    return this.offsetUs !== 0 || this.drift !== 0
+  }
+
+  local(realUs: number): number {
+    if (!this.skewed) return realUs
+    const since = realUs > this.startUs ? realUs - this.startUs : 0
+    return Math.floor(realUs + this.offsetUs + this.drift * since)
+  }
+
+  /** The monotonic time at which this clock reads localUs. */
+  real(localUs: number): number {
+    if (!this.skewed || localUs === Number.POSITIVE_INFINITY) return localUs
+    const since = (localUs - this.offsetUs - this.startUs) / (1 + this.drift)
+    return since <= 0 ? this.startUs : this.startUs + Math.ceil(since)
+  }
+
+  /** This clock minus the monotonic one at realUs, µs. */
+  aheadUs(realUs: number): number {
+    return this.local(realUs) - realUs
+  }
+}
+
+/** A socket's delivery settings, from the native protocol options (native/binding.cc reads the same). */
+export interface DeliverySetup {
+  config: DeliveryConfig
+  /** JavaScript's per-connection send limit: a drain record at half of it (the core's own limit is four times it). */
+  queueLimitBytes: number
+  clock: DeliveryClock
+}
+
+export function deliverySetup(fields: NativeDeliveryFields, followsPings: boolean, nowUs: number): DeliverySetup | undefined {
+  if (fields.channels === undefined) return undefined
+  const queueLimitBytes = fields.sendQueueBytes ?? 8 << 20
+  const config: DeliveryConfig = {
+    ...defaultDeliveryConfig,
+    channels: fields.channels.map((mode) => ChannelModeCode[mode]),
+    maxMessageBytes: fields.maxMessageBytes ?? defaultDeliveryConfig.maxMessageBytes,
+    sendQueueBytes: queueLimitBytes * 4,
+    pingIntervalUs: fields.pingIntervalUs ?? defaultDeliveryConfig.pingIntervalUs,
+    followsPings,
+  }
+  const simulator = fields.networkSimulator
+  const clock = simulator === undefined ? new DeliveryClock() : new DeliveryClock(simulator.clockOffsetUs, simulator.clockDriftPpm * 1e-6, nowUs)
+  return { config, queueLimitBytes, clock }
+}
+
+/** One connection's delivery core and what the engine keeps beside it. */
+export class DeliveryLink {
+  readonly core: DeliveryCore
+  /** Sent to or received from since the last flush. */
+  dirty = false
+  /** JavaScript waits for room in the queue. */
+  watched = false
+  /** JavaScript waits for the queue to empty. */
+  flushWatched = false
+  /** The peer's settings went to JavaScript. */
+  settingsReported = false
+  /** Disconnected for a mismatch of channels, or because the peer's settings never came. */
+  ending = false
+  settingsLate = false
+  /** When the wait for the peer's settings ends (the core's clock). */
+  settingsDeadlineUs: number
+
+  constructor(
+    readonly peer: number,
+    config: DeliveryConfig,
+    sink: DeliverySink,
+    nowUs: number,
+  ) {
+    this.core = new DeliveryCore(config, sink)
+    this.settingsDeadlineUs = nowUs + settingsWaitUs(config)
+  }
+
+  /** The drain and flushed records JavaScript waits for, once their moment has come. */
+  reportQueue(records: RecordBatch, queueLimitBytes: number): void {
+    if (this.watched && this.core.queuedCharge <= queueLimitBytes / 2) {
+      this.watched = false
+      records.add(PeerRecordKind.drain, 0, this.peer, null, null)
+    }
+    if (this.flushWatched && this.core.queuedCharge === 0) {
+      this.flushWatched = false
+      records.add(PeerRecordKind.flushed, 0, this.peer, null, null)
+    }
+  }
+
+  /** The settings record once the peer's settings are known; true when the two sides' channels do not work together. */
+  reportSettings(records: RecordBatch): boolean {
+    const settings = this.core.peerSettings
+    const mismatch = this.core.mismatch !== Mismatch.none
+    if (!this.settingsReported && settings.known) {
+      this.settingsReported = true
+      // The peer's largest message (u32), then its channels' modes.
+      const data = new Uint8Array(4 + settings.channels.length)
+      new DataView(data.buffer).setUint32(0, settings.maxMessageBytes, true)
+      data.set(settings.channels, 4)
+      records.add(PeerRecordKind.settings, mismatch ? 1 : 0, this.peer, null, data)
+    }
+    return mismatch
+  }
+
+  /** Whether the peer's settings are still to come: neither known nor found wanting. */
+  get awaitsSettings(): boolean {
+    return !this.core.peerSettings.known && this.core.mismatch === Mismatch.none
+  }
+
+  /** Their wait is over: the connection ends as for a mismatch. */
+  settingsOverdue(nowUs: number): boolean {
+    return !this.ending && this.awaitsSettings && nowUs >= this.settingsDeadlineUs
+  }
+
+  /** Marks the connection as ending for its channels; true the first time. */
+  beginEnding(late: boolean): boolean {
+    if (this.ending) return false
+    this.ending = true
+    this.settingsLate = late
+    return true
+  }
+
+  /** The core's next deadline, or the end of the wait for the peer's settings. */
+  nextDeadlineUs(nowUs: number): number {
+    const next = this.core.nextDeadlineUs(nowUs)
+    return !this.ending && this.awaitsSettings && this.settingsDeadlineUs < next ? this.settingsDeadlineUs : next
+  }
+}
+
+/**
+ * A connection's link statistics into its row of `out` (linkFields doubles), as the native engine writes
+ * them: nowUs on the delivery layer's clock, aheadUs how far that is ahead of the monotonic clock.
+ */
+export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: number, out: Float64Array, row: number): void {
+  const at = row * linkFields
+  const rtt = core.rtt
+  const stats = core.stats
+  out[at + LinkField.rttSmoothedUs] = rtt.samples > 0 ? rtt.smoothedUs : 0
+  out[at + LinkField.rttMinUs] = rtt.minUs
+  out[at + LinkField.rttMaxUs] = rtt.maxUs
+  out[at + LinkField.rttVariationUs] = rtt.samples > 0 ? rtt.variationUs : 0
+  out[at + LinkField.jitterUs] = rtt.jitterUs
+  out[at + LinkField.packetsSent] = stats.ackElicitingOut
+  out[at + LinkField.packetsLost] = stats.packetsLost
+  out[at + LinkField.resends] = stats.resends
+  out[at + LinkField.queuedMessages] = core.queuedMessages
+  out[at + LinkField.queuedBytes] = core.queuedBytes
+  const monotonicNowUs = nowUs - aheadUs
+  out[at + LinkField.oldestQueuedUs] = core.queuedMessages > 0 ? monotonicNowUs - core.queueDelayUs(nowUs) : 0
+  out[at + LinkField.clockOffsetUs] = core.clock.offsetUs(nowUs) + aheadUs
+  out[at + LinkField.clockDrift] = core.clock.drift
+  out[at + LinkField.clockReferenceUs] = monotonicNowUs
+  out[at + LinkField.releasedBytes] = core.releasedBytes
+  out[at + LinkField.dropped] = stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments + stats.staleSequenced + stats.oversized + stats.forgottenPackets + stats.mismatched
+  out[at + LinkField.congestionWindow] = core.congestionWindow
+  out[at + LinkField.bytesInFlight] = core.bytesInFlight
+  out[at + LinkField.pathBytesPerSec] = core.bandwidthBytesPerUs * 1e6
+  out[at + LinkField.releasedMessages] = core.releasedMessages
+  out[at + LinkField.clockExchanges] = core.clock.samples
+  out[at + LinkField.clockErrorUs] = core.clock.errorBoundUs(nowUs)
+  out[at + LinkField.clockErrorGrowth] = core.clock.errorGrowth
+}

@@ -1,0 +1,125 @@
+// Channels on the fallback engine (the TypeScript delivery layer, src/delivery-core/), over loopback: against
+// the native engine both ways, through the fallback's network simulator, and the two engines agreeing on a
+// mismatch. test/delivery/channels*.test.ts run whole on the fallback engine too (vitest.config.ts).
+import { afterEach, describe, expect, it } from 'vitest'
+import { Client, type Peer, Server, generateConnectToken } from '../src/index.ts'
+import { numberedMessage, readNumberedMessage } from './delivery/simulated-link.ts'
+import { waitFor, within } from './helpers.ts'
+
+const privateKey = new Uint8Array(32).fill(9)
+const protocolId = 0xc4a7n
+const channels = [{ mode: 'reliable' as const }, { mode: 'unreliable' as const }, { mode: 'sequenced' as const }]
+type EngineKind = 'native' | 'fallback'
+type ServerOptions = Partial<ConstructorParameters<typeof Server>[0]>
+type ClientOptions = ConstructorParameters<typeof Client>[0]
+
+/** Runs start() with VOLLEY_ENGINE set for `engine`: listen() and connect() choose their engine as they begin. */
+function on<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
+  const before = process.env.VOLLEY_ENGINE
+  if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
+  else delete process.env.VOLLEY_ENGINE
+  try {
+    return start()
+  } finally {
+    if (before === undefined) delete process.env.VOLLEY_ENGINE
+    else process.env.VOLLEY_ENGINE = before
+  }
+}
+
+const opened: { close(): Promise<void> }[] = []
+afterEach(async () => {
+  for (const each of opened.splice(0).reverse()) await each.close()
+})
+
+async function pair(serverEngine: EngineKind, clientEngine: EngineKind, serverOptions: ServerOptions = {}, clientOptions: ClientOptions = {}) {
+  const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, disconnectIntervalMs: 5, ...serverOptions })
+  opened.push(server)
+  const { port } = await on(serverEngine, () => server.listen())
+  const peers: Peer[] = []
+  server.on('connect', (peer) => peers.push(peer))
+  const client = new Client({ channels, disconnectIntervalMs: 5, ...clientOptions })
+  opened.push(client)
+  const token = await generateConnectToken({ protocolId, privateKey, clientId: 5n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+  return { server, client, peers, connect: () => on(clientEngine, () => client.connect(token)) }
+}
+
+const pairings: [string, EngineKind, EngineKind][] = [
+  ['fallback server, fallback client', 'fallback', 'fallback'],
+  ['native server, fallback client', 'native', 'fallback'],
+  ['fallback server, native client', 'fallback', 'native'],
+]
+
+describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
+  it('carries messages of any size on each channel both ways, in order on the reliable one, and measures the link', async () => {
+    const { server, client, peers, connect } = await pair(serverEngine, clientEngine, { maxMessageBytes: 4 << 20 }, { maxMessageBytes: 4 << 20 })
+    await connect()
+    await waitFor(() => peers.length === 1, 2000, 'the connect event')
+    const peer = peers[0]!
+    expect(peer.remoteChannels).toEqual({ channels, maxMessageBytes: 4 << 20 })
+    const atServer: number[] = []
+    server.on('message', (from, data, channel) => {
+      if (channel === 0) atServer.push(readNumberedMessage(data))
+      else from.send(data, { channel }) // back on its own channel
+    })
+    const atClient: { channel: number; index: number }[] = []
+    client.on('message', (data, channel) => atClient.push({ channel, index: readNumberedMessage(data) }))
+    // Whole, fragmented, and large enough to go to JavaScript whole (over 64 KiB), each way; send() says
+    // when the queue (8 MiB) is full.
+    const sizes = [1, 100, 1100, 1101, 5000, 70_000, 1 << 20, 3 << 20]
+    const sendAll = async (send: (data: Uint8Array) => boolean, drained: () => Promise<void>) => {
+      for (let i = 0; i < 24; i++) {
+        const message = numberedMessage(i, sizes[i % sizes.length]!)
+        while (!send(message)) await drained()
+      }
+    }
+    await Promise.all([
+      sendAll((data) => client.send(data, { channel: 0 }), () => client.drained()),
+      sendAll((data) => peer.send(data, { channel: 0 }), () => peer.drained()),
+    ])
+    for (let i = 0; i < 20; i++) client.send(numberedMessage(1000 + i, 300), { channel: i % 2 === 0 ? 1 : 2 })
+    await waitFor(() => atServer.length === 24 && atClient.filter((m) => m.channel === 0).length === 24, 20_000, 'the reliable messages')
+    expect(atServer).toEqual(Array.from({ length: 24 }, (_, i) => i))
+    expect(atClient.filter((m) => m.channel === 0).map((m) => m.index)).toEqual(Array.from({ length: 24 }, (_, i) => i))
+    // Unreliable and sequenced: loopback loses nothing; sequenced never goes backwards.
+    await waitFor(() => atClient.length === 44, 3000, 'the echoes')
+    const sequenced = atClient.filter((m) => m.channel === 2).map((m) => m.index)
+    expect(sequenced).toEqual([...sequenced].sort((a, b) => a - b))
+    expect(atClient.every((m) => m.index >= 0)).toBe(true) // every byte intact
+    await waitFor(() => client.stats().clock.exchanges > 0 && peer.stats().rtt.smoothedMs > 0, 3000, 'a ping/pong exchange each way')
+    expect(client.stats().rtt.smoothedMs).toBeGreaterThan(0)
+    expect(client.stats().rtt.smoothedMs).toBeLessThan(100)
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(5) // the same clock on both sides of loopback
+    expect(server.stats().link?.rtt.smoothedMs).toBeGreaterThan(0)
+    await client.flushed()
+    expect(client.stats().queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })
+  }, 40_000)
+
+  it('ends the connection when a channel is in two modes: connect() rejects, the server counts it', async () => {
+    const { server, client, peers, connect } = await pair(serverEngine, clientEngine, { channels: [{ mode: 'reliable' }] }, { channels: [{ mode: 'sequenced' }] })
+    await expect(connect()).rejects.toMatchObject({ code: 'ERR_CHANNELS_MISMATCH', message: expect.stringContaining("channel 0 is 'sequenced' on this side and 'reliable' on the server") })
+    await waitFor(() => server.stats().channelsMismatch === 1, 3000, 'the server counts it')
+    expect(peers).toEqual([])
+    expect(client.state).toBe('channels-mismatch')
+  })
+})
+
+describe('the fallback engine', () => {
+  it('runs the network simulator: 20 % loss, jitter, duplication and reordering both ways, every reliable message once and in order', async () => {
+    const link = { loss: 0.2, latencyMs: 5, jitterMs: 2, duplicate: 0.05, reorder: 0.05 }
+    const { server, client, peers, connect } = await pair('fallback', 'fallback', { networkSimulator: { ...link, seed: 3 } }, { networkSimulator: { ...link, seed: 4 } })
+    await within(connect(), 10_000, 'connect() through the lossy link')
+    await waitFor(() => peers.length === 1, 5000, 'the connect event')
+    const received: number[] = []
+    server.on('message', (_peer, data, channel) => {
+      if (channel === 0) received.push(readNumberedMessage(data))
+    })
+    for (let i = 0; i < 300; i++) client.send(numberedMessage(i, i % 10 === 0 ? 3000 : 200), { channel: 0 })
+    await waitFor(() => received.length === 300, 20_000, 'every message')
+    expect(received).toEqual(Array.from({ length: 300 }, (_, i) => i))
+    const simulated = client.stats().networkSimulator!
+    expect(simulated.seed).toBe(4)
+    expect(simulated.lost).toBeGreaterThan(0)
+    expect(simulated.duplicated).toBeGreaterThan(0)
+    expect(client.stats().resends).toBeGreaterThan(0)
+  }, 40_000)
+})
