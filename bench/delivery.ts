@@ -3,6 +3,8 @@
 //   1. bulk: N MiB over volley's reliable channel (encrypted, 64 KiB messages, back-pressure respected)
 //      against udx-native's reliable stream (unencrypted, 64 KiB writes); throughput first byte to last.
 //   2. messages: 100-byte reliable messages as fast as back-pressure allows, for S seconds; delivered per second.
+//   1b, 2b. the same on volley's pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback, both sides: the
+//      TypeScript delivery layer on node:dgram), the baseline the native engine beats.
 //   3. ping: sequential round trips of 64 B, volley (reliable channel, echoed by the server's JS handler)
 //      against a node:dgram echo; p50 and p99 of the round trips after a warm-up (the same for both:
 //      the first few thousand round trips of either side run while V8 still compiles their code, on the
@@ -95,8 +97,9 @@ async function main(): Promise<number> {
   const system = systemInfo(root)
   const { quick, totalMiB, seconds, pings, warmup, repeats, only } = parseOptions()
   const pin = system.taskset
-  const node = (name: string, file: string, cpu: 0 | 1, args: string[]): BenchChild =>
-    new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', join(benchDir, 'delivery', file), ...args], cpu: pin ? cpu : undefined, cwd: root })
+  // Each child chooses volley's engine as VOLLEY_ENGINE says: the native one unless `engine` says otherwise.
+  const node = (name: string, file: string, cpu: 0 | 1, args: string[], engine: 'native' | 'fallback' = 'native'): BenchChild =>
+    new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', join(benchDir, 'delivery', file), ...args], cpu: pin ? cpu : undefined, cwd: root, env: { VOLLEY_ENGINE: engine } })
   const result = async (child: BenchChild, timeoutMs: number): Promise<Side> => {
     const message = await child.expect('result', timeoutMs)
     const details = { ...message.details }
@@ -107,7 +110,7 @@ async function main(): Promise<number> {
   }
   const log = (line: string): void => void process.stderr.write(`${line}\n`)
   const failures: string[] = []
-  const runs: Record<string, Side[]> = { volleyBulk: [], udxBulk: [], volleyMessages: [], volleyPing: [], dgramPing: [] }
+  const runs: Record<string, Side[]> = { volleyBulk: [], udxBulk: [], fallbackBulk: [], volleyMessages: [], fallbackMessages: [], volleyPing: [], dgramPing: [] }
   const total = totalMiB * 2 ** 20
   // A bulk transfer that lost or duplicated bytes has no throughput worth a median: it fails the case.
   const whole = (side: Side): Side => {
@@ -135,11 +138,11 @@ async function main(): Promise<number> {
   }
 
   // A server side (CPU 1) that says where it listens, a client side (CPU 0) told the port; the result of one.
-  const serverAndClient = async (file: string, args: string[], serverArgs: string[], clientArgs: string[], from: 'server' | 'client', timeoutMs: number): Promise<Side> => {
+  const serverAndClient = async (file: string, args: string[], serverArgs: string[], clientArgs: string[], from: 'server' | 'client', timeoutMs: number, engine: 'native' | 'fallback' = 'native'): Promise<Side> => {
     try {
-      const server = spawn(node(`${file} server`, file, 1, ['--role', 'server', ...args, ...serverArgs]))
+      const server = spawn(node(`${file} server`, file, 1, ['--role', 'server', ...args, ...serverArgs], engine))
       const { port } = await server.expect('ready', 30_000)
-      const client = spawn(node(`${file} client`, file, 0, ['--role', 'client', ...args, '--port', String(port), ...clientArgs]))
+      const client = spawn(node(`${file} client`, file, 0, ['--role', 'client', ...args, '--port', String(port), ...clientArgs], engine))
       return await result(from === 'server' ? server : client, timeoutMs)
     } finally {
       cleanup()
@@ -160,11 +163,12 @@ async function main(): Promise<number> {
         cleanup()
       }
     })
-    if (only.has('messages')) await attempt('volleyMessages', async () => {
+    if (only.has('bulk')) await attempt('fallbackBulk', async () => whole(await serverAndClient('volley-side.ts', ['--scenario', 'bulk', '--total', String(total)], [], [], 'server', 600_000, 'fallback')))
+    const messages = (engine: 'native' | 'fallback') => async (): Promise<Side> => {
       try {
-        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'messages']))
+        const server = spawn(node('volley server', 'volley-side.ts', 1, ['--role', 'server', '--scenario', 'messages'], engine))
         const { port } = await server.expect('ready', 30_000)
-        const client = spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'messages', '--port', String(port), '--seconds', String(seconds)]))
+        const client = spawn(node('volley client', 'volley-side.ts', 0, ['--role', 'client', '--scenario', 'messages', '--port', String(port), '--seconds', String(seconds)], engine))
         const sent = await result(client, 60_000 + seconds * 1000)
         await settle(500) // what is in flight arrives (the server's window ends at the last message, not here)
         server.tell('report')
@@ -173,7 +177,9 @@ async function main(): Promise<number> {
       } finally {
         cleanup()
       }
-    })
+    }
+    if (only.has('messages')) await attempt('volleyMessages', messages('native'))
+    if (only.has('messages')) await attempt('fallbackMessages', messages('fallback'))
     if (only.has('ping')) await attempt('volleyPing', () => serverAndClient('volley-side.ts', ['--scenario', 'ping'], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
     if (only.has('ping')) await attempt('dgramPing', () => serverAndClient('dgram-ping.ts', [], [], ['--count', String(pings), '--warmup', String(warmup)], 'client', 120_000))
   }
@@ -186,8 +192,11 @@ async function main(): Promise<number> {
       udxMbps: median(runs.udxBulk!.map(mbps)),
       volleyCpuPerMiB: median(runs.volleyBulk!.map((side) => side.cpuUs / (side.bytes / 2 ** 20))),
       udxCpuPerMiB: median(runs.udxBulk!.map((side) => side.cpuUs / (side.bytes / 2 ** 20))),
+      fallbackMbps: median(runs.fallbackBulk!.map(mbps)),
+      fallbackCpuPerMiB: median(runs.fallbackBulk!.map((side) => side.cpuUs / (side.bytes / 2 ** 20))),
     },
     messagesPerSecond: median(runs.volleyMessages!.map((side) => side.packets / side.seconds)),
+    fallbackMessagesPerSecond: median(runs.fallbackMessages!.map((side) => side.packets / side.seconds)),
     ping: {
       volleyP50Us: median(runs.volleyPing!.map((side) => rtt(side, 0.5))),
       volleyP99Us: median(runs.volleyPing!.map((side) => rtt(side, 0.99))),
@@ -215,7 +224,8 @@ async function main(): Promise<number> {
       ['measure', 'volley', 'baseline', 'ratio'],
       [
         [`bulk ${totalMiB} MiB, reliable, 64 KiB writes`, `${summary.bulk.volleyMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.volleyCpuPerMiB)} µs CPU/MiB at the receiver, encrypted)`, `udx-native stream: ${summary.bulk.udxMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.udxCpuPerMiB)} µs CPU/MiB, unencrypted)`, times(bulkRatio)],
-        [`100 B reliable messages, ${seconds} s`, `${Math.round(summary.messagesPerSecond).toLocaleString('en-US')} messages/s delivered`, '', ''],
+        [`bulk ${totalMiB} MiB on the fallback engine`, '', `volley's fallback (TypeScript delivery layer on node:dgram): ${summary.bulk.fallbackMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.fallbackCpuPerMiB)} µs CPU/MiB)`, `native ${times(ratio(summary.bulk.volleyMbps, summary.bulk.fallbackMbps))}`],
+        [`100 B reliable messages, ${seconds} s`, `${Math.round(summary.messagesPerSecond).toLocaleString('en-US')} messages/s delivered`, `fallback engine: ${Math.round(summary.fallbackMessagesPerSecond).toLocaleString('en-US')} messages/s`, `native ${times(ratio(summary.messagesPerSecond, summary.fallbackMessagesPerSecond))}`],
         [`ping RTT, ${pings} sequential 64 B round trips after ${warmup} unmeasured (p50 / p99)`, `${microseconds(summary.ping.volleyP50Us)} / ${microseconds(summary.ping.volleyP99Us)} µs`, `node:dgram echo: ${microseconds(summary.ping.dgramP50Us)} / ${microseconds(summary.ping.dgramP99Us)} µs`, `p99 ${p99Gap >= 0 ? '+' : ''}${microseconds(p99Gap)} µs`],
       ],
       'llll',

@@ -74,6 +74,9 @@ export class DeliveryCore extends DeliverySending {
   #countedQueueSlots = 0
   #drainedQueues = 0
   readonly #ackRanges: PacketRange[] = []
+  /** Reused by every packet received (receive() is not reentered: a sink must not call back into its core). */
+  readonly #reader = new FrameReader(new Uint8Array(0))
+  readonly #outcome = { ackEliciting: false, refused: false, withSettings: false }
 
   constructor(config: Partial<DeliveryConfig>, sink: DeliverySink) {
     super({ ...defaultDeliveryConfig, ...config }, sink)
@@ -86,7 +89,7 @@ export class DeliveryCore extends DeliverySending {
     const stats = this.stats
     stats.packetsIn++
     stats.bytesIn += data.byteLength
-    const reader = new FrameReader(data)
+    const reader = this.#reader.reset(data, 0)
     const marker = reader.u8()
     const number = reader.varint()
     if (reader.failed || marker !== packetMarker) {
@@ -96,7 +99,10 @@ export class DeliveryCore extends DeliverySending {
       return
     }
     const start = reader.offset
-    const outcome = { ackEliciting: false, refused: false, withSettings: false }
+    const outcome = this.#outcome
+    outcome.ackEliciting = false
+    outcome.refused = false
+    outcome.withSettings = false
     // The whole packet is checked before any of it is acted on: a malformed packet changes nothing.
     if (!this.#processFrames(data, start, nowUs, false, outcome)) {
       stats.malformed++
@@ -132,7 +138,7 @@ export class DeliveryCore extends DeliverySending {
 
   #processFrames(data: Uint8Array, start: number, nowUs: number, apply: boolean, outcome: { ackEliciting: boolean; refused: boolean; withSettings: boolean }): boolean {
     if (start === data.byteLength) return false
-    const reader = new FrameReader(data, start)
+    const reader = this.#reader.reset(data, start)
     let withData = false
     // At most one ACK, PING, PONG and SETTINGS frame a packet: a second is malformed.
     let controlFrames = 0

@@ -143,8 +143,9 @@ class ResendQueue {
   }
 }
 
-/** Packets are built here and handed to the sink at once: one buffer for every core. */
+/** Packets are built here and handed to the sink at once: one buffer (and its writer) for every core. */
 const packetBuffer = new Uint8Array(maxPacketBytes)
+const packetWriter = new FrameWriter(packetBuffer)
 
 export abstract class DeliverySending {
   protected readonly config: DeliveryConfig
@@ -494,8 +495,9 @@ export abstract class DeliverySending {
     const number = this.#nextPacket
     const record = this.#record(number)
     this.#sentChunks -= record.chunks.length
-    record.chunks.length = 0
-    const writer = new FrameWriter(packetBuffer)
+    if (record.chunks.length !== 0) record.chunks.length = 0
+    const writer = packetWriter
+    writer.offset = 0
     writer.u8(packetMarker)
     writer.varint(number)
     let wroteAck = false
@@ -561,88 +563,23 @@ export abstract class DeliverySending {
     }
     const beforeMessages = writer.offset
     if (withMessages) {
-      let full = false
-      // Reliable fragments that were lost or are probed (startedOnly: those of messages the receiver has started).
-      const writeRetransmits = (startedOnly: boolean): void => {
-        while (!full && !this.#retransmits.empty) {
-          const chunk = this.#retransmits.top()
-          if (startedOnly && !chunk.started) break
-          const message = this.#findReliable(chunk.channel, chunk.sequence)
-          // Gone, acknowledged, or queued before its message was started: that entry has a started copy.
-          if (message === undefined || message.lastSent[chunk.fragment] === acked || (!chunk.started && message.acked > 0)) {
-            this.#retransmits.pop()
-            continue
-          }
-          if (DeliverySending.#writeChunk(writer, message, chunk.fragment, capacity) < 0) {
-            full = true
-            break
-          }
-          message.lastSent[chunk.fragment] = number
-          record.chunks.push(chunk)
-          this.stats.resends++
-          this.#retransmits.pop()
-          eliciting = true
-        }
-      }
+      const packet = this.#packet
+      packet.record = record
+      packet.number = number
+      packet.full = false
+      packet.eliciting = eliciting
       // A probe carries the data it probes before anything else.
-      if (this.#probesToSend > 0) writeRetransmits(false)
-      const writeUnreliable = (): void => {
-        for (const channel of this.#sendChannels) {
-          if (channel.mode === ChannelModeCode.reliable) continue
-          while (!full && !channel.messages.empty) {
-            const message = channel.messages.front()
-            while (message.unsent > 0) {
-              if (DeliverySending.#writeChunk(writer, message, message.fragments - message.unsent, capacity) < 0) {
-                full = true
-                break
-              }
-              message.unsent--
-              eliciting = true
-            }
-            if (message.unsent > 0) break
-            this.#unsentMessages--
-            this.#release(message)
-            channel.messages.popFront()
-          }
-        }
-      }
-      // Then reliable fragments: resends of started messages, the unsent fragments of those, the other
-      // resends, then new messages.
-      const writeNew = (channel: SendChannel, startedOnly: boolean): void => {
-        while (!full && channel.firstUnsent < channel.messages.size) {
-          const message = channel.messages.at(channel.firstUnsent)
-          if (startedOnly && message.acked === 0) break
-          if (message.sequence >= channel.messages.front().sequence + this.config.reliableWindow) break
-          const fragment = message.fragments - message.unsent
-          if (DeliverySending.#writeChunk(writer, message, fragment, capacity) < 0) {
-            full = true
-            break
-          }
-          message.lastSent[fragment] = number
-          record.chunks.push({ channel: message.channel, started: false, sequence: message.sequence, fragment })
-          eliciting = true
-          if (--message.unsent === 0) {
-            channel.firstUnsent++
-            this.#unsentMessages--
-            if (startedOnly) break // the next message is not started: it has never been sent
-          }
-        }
-      }
-      const writeReliable = (): void => {
-        writeRetransmits(true)
-        for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) writeNew(channel, true)
-        writeRetransmits(false)
-        for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) writeNew(channel, false)
-      }
+      if (this.#probesToSend > 0) this.#writeRetransmits(false)
       // Each kind goes first in every other packet: neither waits more than a packet behind the other.
       this.#reliableFirst = !this.#reliableFirst
       if (this.#reliableFirst) {
-        writeReliable()
-        writeUnreliable()
+        this.#writeReliable()
+        this.#writeUnreliable()
       } else {
-        writeUnreliable()
-        writeReliable()
+        this.#writeUnreliable()
+        this.#writeReliable()
       }
+      eliciting = packet.eliciting
       if (this.#probesToSend > 0) {
         if (!eliciting && writer.offset < capacity) {
           // Nothing to resend.
@@ -690,6 +627,90 @@ export abstract class DeliverySending {
     this.stats.bytesOut += size
     this.sink.sendPacket(packetBuffer.subarray(0, size))
     return true
+  }
+
+  /** The packet #sendPacket is filling with messages. */
+  #packet: { writer: FrameWriter; record: SentPacket; number: number; full: boolean; eliciting: boolean } = { writer: packetWriter, record: sentPacket(), number: 0, full: false, eliciting: false }
+
+  /** Reliable fragments that were lost or are probed (startedOnly: those of messages the receiver has started, which come first). */
+  #writeRetransmits(startedOnly: boolean): void {
+    const packet = this.#packet
+    while (!packet.full && !this.#retransmits.empty) {
+      const chunk = this.#retransmits.top()
+      if (startedOnly && !chunk.started) break
+      const message = this.#findReliable(chunk.channel, chunk.sequence)
+      // Gone, acknowledged, or queued before its message was started: that entry has a started copy.
+      if (message === undefined || message.lastSent[chunk.fragment] === acked || (!chunk.started && message.acked > 0)) {
+        this.#retransmits.pop()
+        continue
+      }
+      if (DeliverySending.#writeChunk(packet.writer, message, chunk.fragment, maxPacketBytes) < 0) {
+        packet.full = true
+        break
+      }
+      message.lastSent[chunk.fragment] = packet.number
+      packet.record.chunks.push(chunk)
+      this.stats.resends++
+      this.#retransmits.pop()
+      packet.eliciting = true
+    }
+  }
+
+  /** Unreliable and sequenced messages, each sent once, whole or in all its fragments. */
+  #writeUnreliable(): void {
+    const packet = this.#packet
+    for (const channel of this.#sendChannels) {
+      if (channel.mode === ChannelModeCode.reliable) continue
+      while (!packet.full && !channel.messages.empty) {
+        const message = channel.messages.front()
+        while (message.unsent > 0) {
+          if (DeliverySending.#writeChunk(packet.writer, message, message.fragments - message.unsent, maxPacketBytes) < 0) {
+            packet.full = true
+            break
+          }
+          message.unsent--
+          packet.eliciting = true
+        }
+        if (message.unsent > 0) break
+        this.#unsentMessages--
+        this.#release(message)
+        channel.messages.popFront()
+      }
+    }
+  }
+
+  /** A reliable channel's fragments never sent (startedOnly: of the message the receiver has started, if that is the next). */
+  #writeNew(channel: SendChannel, startedOnly: boolean): void {
+    const packet = this.#packet
+    while (!packet.full && channel.firstUnsent < channel.messages.size) {
+      const message = channel.messages.at(channel.firstUnsent)
+      if (startedOnly && message.acked === 0) break
+      if (message.sequence >= channel.messages.front().sequence + this.config.reliableWindow) break
+      const fragment = message.fragments - message.unsent
+      if (DeliverySending.#writeChunk(packet.writer, message, fragment, maxPacketBytes) < 0) {
+        packet.full = true
+        break
+      }
+      message.lastSent[fragment] = packet.number
+      packet.record.chunks.push({ channel: message.channel, started: false, sequence: message.sequence, fragment })
+      packet.eliciting = true
+      if (--message.unsent === 0) {
+        channel.firstUnsent++
+        this.#unsentMessages--
+        if (startedOnly) break // the next message is not started: it has never been sent
+      }
+    }
+  }
+
+  /**
+   * Reliable fragments: resends of messages the receiver has started, the unsent fragments of those (it always
+   * takes them), the other resends, then new messages.
+   */
+  #writeReliable(): void {
+    this.#writeRetransmits(true)
+    for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, true)
+    this.#writeRetransmits(false)
+    for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, false)
   }
 
   #pingSpanUs(): number {

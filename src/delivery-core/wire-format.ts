@@ -39,13 +39,22 @@ export function varintSize(value: number): number {
 export class FrameReader {
   failed = false
   offset: number
-  readonly #bytes: Uint8Array
-  readonly #end: number
+  #bytes: Uint8Array
+  #end: number
 
   constructor(bytes: Uint8Array, start = 0, end = bytes.byteLength) {
     this.#bytes = bytes
     this.offset = start
     this.#end = end
+  }
+
+  /** Reads `bytes` from `start` on, as a new reader would. */
+  reset(bytes: Uint8Array, start: number, end = bytes.byteLength): this {
+    this.#bytes = bytes
+    this.offset = start
+    this.#end = end
+    this.failed = false
+    return this
   }
 
   get remaining(): number {
