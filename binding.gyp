@@ -22,6 +22,7 @@
         "native/netcode_sockets.cc",
         "native/network_simulator.cc",
         "native/socket_protocol.cc",
+        "native/simulator_binding.cc",
         "native/timer_binding.cc",
         "native/udp_socket.cc"
       ],

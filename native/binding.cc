@@ -24,6 +24,7 @@
 #include "netcode_sockets.h"
 #include "network_simulator.h"
 #include "shared_memory.h"
+#include "simulator_binding.h"
 #include "timer_binding.h"
 #include "socket_stats.h"
 #include "udp_socket.h"
@@ -432,27 +433,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static std::unique_ptr<NetworkSimulator> ReadNetworkSimulator(Napi::Object options) {
     Napi::Value value = options.Get("networkSimulator");
     if (!value.IsObject()) return nullptr;
-    const Napi::Object object = value.As<Napi::Object>();
-    const auto number = [&](const char* name) {
-      Napi::Value field = object.Get(name);
-      return field.IsNumber() ? field.As<Napi::Number>().DoubleValue() : 0.0;
-    };
-    // Within JavaScript's ranges here too: a double out of uint64_t's range (NaN, negative) is undefined
-    // behaviour to convert, and a direct caller's could hold datagrams for ever.
-    const auto count = [&](const char* name, double max) {
-      const double given = number(name);
-      return given >= 0 ? static_cast<uint64_t>(std::min(given, max)) : uint64_t{0};
-    };
-    NetworkConditions conditions;
-    conditions.loss = number("loss");
-    conditions.duplicate = number("duplicate");
-    conditions.reorder = number("reorder");
-    conditions.latencyUs = count("latencyUs", 60e6);
-    conditions.jitterUs = count("jitterUs", 60e6);
-    conditions.bandwidthBytesPerSec = count("bandwidthBytesPerSec", 1e12);
-    conditions.queueBytes = count("queueBytes", 1e12);
-    conditions.seed = count("seed", 9007199254740991.0);
-    return std::make_unique<NetworkSimulator>(conditions);
+    return std::make_unique<NetworkSimulator>(ReadNetworkConditions(value.As<Napi::Object>()));
   }
 
   // peerLinks(socketId) -> Float64Array | null: the link statistics of every peer (layout.linkFields per
@@ -683,6 +664,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netcode", NetcodeBinding(env));
   exports.Set("TimerWheel", TimerWheelBinding(env));
   exports.Set("DeliveryCore", DeliveryCoreBinding(env));
+  exports.Set("NetworkSimulator", NetworkSimulatorBinding(env));
   exports.Set("sharedMemoryBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), static_cast<double>(SharedMemory::LiveBytes()));
               }, "sharedMemoryBytes"));
