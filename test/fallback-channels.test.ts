@@ -103,6 +103,32 @@ describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
   })
 })
 
+describe.each(['native', 'fallback'] as const)('a %s server with channels', (serverEngine) => {
+  it('keeps every new peer through a JavaScript stall past the wait for their settings, with their packets queued behind others', async () => {
+    // Found in review: 60 clients (300 ms away) send their settings while the server's thread is busy for 2.6 s,
+    // past the 2 s wait, behind other datagrams. The native engine's thread reads them meanwhile; the fallback
+    // reads 32 a socket per turn, and judged the wait before it had read them all. A stall does not count now.
+    const count = 60
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: count, channels })
+    opened.push(server)
+    const { port } = await on(serverEngine, () => server.listen())
+    const clients = Array.from({ length: count }, () => new Client({ channels, disconnectIntervalMs: 5, networkSimulator: { latencyMs: 300, seed: 1 } }))
+    try {
+      const tokens = await Promise.all(clients.map((_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 10 })))
+      const outcomes = clients.map((client, i) => on('native', () => client.connect(tokens[i]!)).then(() => 'ok', (error: { code: string }) => error.code))
+      // The handshakes take 2 × 300 ms (the clients' simulated latency); the clients' first pings, with their settings, 300 ms more.
+      await new Promise((resolve) => setTimeout(resolve, 700))
+      const until = performance.now() + 2600
+      while (performance.now() < until) {} // a GC pause, a busy handler
+      expect(await Promise.all(outcomes)).toEqual(clients.map(() => 'ok'))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect(server.stats()).toMatchObject({ connectedClients: count, channelsUnannounced: 0 })
+    } finally {
+      await Promise.all(clients.map((client) => client.close()))
+    }
+  }, 30_000)
+})
+
 describe('the fallback engine', () => {
   it('runs the network simulator: 20 % loss, jitter, duplication and reordering both ways, every reliable message once and in order', async () => {
     const link = { loss: 0.2, latencyMs: 5, jitterMs: 2, duplicate: 0.05, reorder: 0.05 }

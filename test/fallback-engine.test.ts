@@ -162,7 +162,8 @@ describe('fallback engine', () => {
       expect(failed, engine).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
       expect(client.stats().errors.send, engine).toBeGreaterThan(0)
       const { address } = await startServer(engine)
-      await on(engine, async () => client.connect(await token(address, 10n)))
+      const again = await token(address, 10n)
+      await on(engine, () => client.connect(again)) // (connect() chooses its engine as it begins, if it opens a socket)
       expect(client.state, engine).toBe('connected')
     }
   }, 15_000)
@@ -210,6 +211,33 @@ describe('fallback engine', () => {
     expect(clients.every((client) => client.state === 'connected')).toBe(true)
     expect(second.stats().connectedClients).toBeGreaterThan(0)
     expect(dgramReusesPorts('22.11.0')).toBe(false)
+  })
+
+  it("a client's close() resolves when another socket's timer puts its last held datagram on the wire (both engines)", async () => {
+    // Found in review: the other socket's timer sent the stopping client's last simulated datagram, then only
+    // re-armed that client's timer (none was due any more), and nothing closed it: close() never resolved.
+    const busy = (ms: number) => {
+      const end = Date.now() + ms
+      while (Date.now() < end);
+    }
+    for (const engine of ['native', 'fallback'] as const) {
+      // (A server of the default timers: one whose own timer comes first closes the client anyway.)
+      const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
+      opened.push(server)
+      const address = `127.0.0.1:${(await on(engine, () => server.listen())).port}`
+      // a: closes; its one disconnect packet spends 300 ms in its simulated network. b: another socket of the
+      // same engine, whose keep-alive timer (10 ms) comes due first.
+      const a = new Client({ disconnectPackets: 1, keepAliveIntervalMs: 10_000, networkSimulator: { latencyMs: 300, seed: 1 } })
+      const b = new Client({ keepAliveIntervalMs: 10 })
+      opened.push(b)
+      const [first, second] = [await token(address, 1n), await token(address, 2n)]
+      await on(engine, () => a.connect(first)) // (connect() chooses its engine as it begins)
+      await on(engine, () => b.connect(second))
+      const closed = a.close()
+      await new Promise((resolve) => setImmediate(resolve))
+      busy(500) // a GC pause, a long handler: past a's release time and b's timer
+      await within(closed, 3000, `close() on the ${engine} engine`)
+    }
   })
 
   it('a bind that fails rejects listen() with the system error, as on the native engine', async () => {

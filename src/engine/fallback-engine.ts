@@ -19,6 +19,9 @@ import { RecordBatch } from './record-batch.ts'
 import { SimulatedNetwork } from './simulated-network.ts'
 
 
+/** A timer this late (µs) means the thread was busy, not merely scheduled a little late. */
+const stallUs = 100_000
+
 /** 'a.b.c.d:port' or '[v6]:port' as node:dgram's send takes it, on a socket of this family. */
 function destination(to: string, socketIsV6: boolean): { host: string; port: number } {
   const colon = to.lastIndexOf(':')
@@ -291,9 +294,13 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   }
 
   #fire(entry: ProtocolSocket): void {
+    const lateUs = monotonicUs() - entry.timerDueUs
     entry.timer = undefined
     entry.timerDueUs = Number.POSITIVE_INFINITY
     if (entry.closing) return
+    // Late by much: the thread was busy (a long handler, a GC pause). That time does not count against a
+    // peer's wait for settings, which its packets may well have kept (they wait in the kernel's buffer).
+    if (lateUs > stallUs) entry.protocol?.stalled(lateUs)
     // The protocol's timers run after this turn's poll phase: when the thread was busy past a deadline
     // (a long handler, a GC pause), the datagrams that came meanwhile are read first, as the native engine
     // on its own thread read them when they came; else a wait for a peer's settings, say, would end for
@@ -303,7 +310,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     for (const each of this.sockets.values()) {
       if ((each.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY) > now) continue
       this.#releaseSimulated(each, now)
-      if (each !== entry) this.#arm(each)
+      if (each !== entry) this.#afterWork(each) // its last held datagram out: a stopping socket may close now
     }
     setImmediate(() => {
       if (entry.closing) return

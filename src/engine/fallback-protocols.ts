@@ -39,6 +39,8 @@ export interface FallbackProtocol {
   /** Flushes what this turn's receives and sends left: one flush (shared packets, the ACKs that are due) per connection. */
   endBatch(nowUs: number): void
   control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void
+  /** The thread was busy for about this long (a timer fired that late): the waits for peers' settings are longer by it. */
+  stalled(us: number): void
   /** Stopped: the socket may close. */
   readonly finished: boolean
   /** The protocol's counters, in the native engine's order. */
@@ -223,6 +225,10 @@ export class FallbackServerProtocol implements FallbackProtocol {
     this.#endMismatched()
   }
 
+  stalled(us: number): void {
+    for (const link of this.#links) if (link?.awaitsSettings === true) link.settingsDeadlineUs += us
+  }
+
   copyCounters(out: Float64Array): void {
     const c = this.#core.counters
     // native/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
@@ -254,11 +260,12 @@ export class FallbackServerProtocol implements FallbackProtocol {
   }
 
   #payload(index: number, data: Uint8Array): void {
-    const link = this.#links[index]
-    if (this.#delivery === undefined || link === undefined) {
+    if (this.#delivery === undefined) {
       this.#output.records.add(PeerRecordKind.payload, 0, index, null, data)
       return
     }
+    const link = this.#links[index]
+    if (link === undefined) return // (every connected client has one)
     link.core.receive(data, this.#localUs())
     // Marked at once, so that whatever ends the connection names the mismatch; #endMismatched disconnects it.
     if (link.reportSettings(this.#output.records) && link.beginEnding(false)) this.#mismatched.push(index)
@@ -391,6 +398,11 @@ export class FallbackClientProtocol implements FallbackProtocol {
       else link.flushWatched = true
       this.#afterDelivery(link)
     }
+  }
+
+  stalled(us: number): void {
+    const link = this.#link
+    if (link?.awaitsSettings === true) link.settingsDeadlineUs += us
   }
 
   copyCounters(out: Float64Array): void {

@@ -5,8 +5,11 @@ import { SlabView } from './engine.ts'
 import { align8, layout } from './layout.ts'
 
 /** A batch of records for JavaScript, in the native layout: u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data. */
+/** A batch's first buffer; it doubles as records need. */
+const initialBytes = 4096
+
 export class RecordBatch {
-  #bytes = new Uint8Array(4096)
+  #bytes = new Uint8Array(initialBytes)
   #view = new DataView(this.#bytes.buffer)
   #end = 0
   count = 0
@@ -50,7 +53,9 @@ export class RecordBatch {
     // the slab opens over them.
     const kept = this.#bytes.subarray(0, this.#end)
     const taken = { slab: new SlabView(() => kept.slice().buffer), count: this.count }
-    this.#bytes = new Uint8Array(this.#bytes.byteLength)
+    // The next batch's buffer follows what this one needed: one busy turn (a burst of 64 KiB messages released
+    // together) does not make every later turn make and zero a buffer of its size.
+    this.#bytes = new Uint8Array(Math.max(initialBytes, Math.min(this.#bytes.byteLength, 2 * this.#end)))
     this.#view = new DataView(this.#bytes.buffer)
     this.#end = 0
     this.count = 0
