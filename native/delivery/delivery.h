@@ -358,6 +358,10 @@ class DeliveryCore {
     uint64_t number;
     uint64_t sentUs;
     uint64_t reduction;  // the window reduction its loss belongs to (CongestionControl::OnLost), 0: none
+    // The reliable fragments it carried, credited if it proves only late: kept here, not read from its record
+    // of sent packets, which the ring may have started over since (EnsureSentCapacity) and the TypeScript
+    // core (src/delivery-core/) keeps by another rule.
+    std::vector<Chunk> chunks;
   };
   std::vector<LostRecord> recentlyLost_;  // oldest first, at most kRecentlyLost
   uint64_t packetThreshold_ = 0;

@@ -645,7 +645,7 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
       Settle(packet) ? congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0) : 0;
   if (packet.ackEliciting) {
     if (recentlyLost_.size() == kRecentlyLost) recentlyLost_.erase(recentlyLost_.begin());
-    recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs, reduction});
+    recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs, reduction, packet.chunks});
   }
   for (const Chunk& chunk : packet.chunks) {
     OutMessage* message = FindReliable(chunk.channel, chunk.sequence);
@@ -665,21 +665,21 @@ void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
 // each record costs a binary search (a peer's ACK may carry 257 ranges).
 void DeliveryCore::OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs) {
   size_t kept = 0;
-  for (const LostRecord& lost : recentlyLost_) {
+  for (LostRecord& lost : recentlyLost_) {
     const auto range = std::partition_point(ranges.begin(), ranges.end(),
                                             [&lost](const ReceivedPackets::Range& r) { return r.low > lost.number; });
     if (range == ranges.end() || lost.number > range->high) {
-      recentlyLost_[kept++] = lost;
+      if (&recentlyLost_[kept] != &lost) recentlyLost_[kept] = std::move(lost);
+      ++kept;
       continue;
     }
     ++stats_.spuriousLosses;
     if (stats_.packetsLost > 0) --stats_.packetsLost;
     // What it carried arrived: no resend is owed for it (and the receiver has started its messages).
+    for (const Chunk& chunk : lost.chunks) CreditFragment(chunk);
+    // Its record, if the ring still has it (one before the oldest outstanding is never read again).
     SentPacket& packet = sent_[lost.number & (sent_.size() - 1)];
-    if (packet.number == lost.number && !packet.acked) {
-      packet.acked = true;
-      for (const Chunk& chunk : packet.chunks) CreditFragment(chunk);
-    }
+    if (packet.number == lost.number) packet.acked = true;
     packetThreshold_ = std::min(kMaxPacketThreshold, std::max(packetThreshold_, largestAcked_ - lost.number + 1));
     timeThresholdEighths_ = std::min(kMaxTimeThresholdEighths, timeThresholdEighths_ + 1);
     congestion_.OnSpuriousLoss(lost.reduction);

@@ -91,6 +91,8 @@ interface LostRecord {
   sentUs: number
   /** The window reduction its loss belongs to, 0: none. */
   reduction: number
+  /** The reliable fragments it carried, credited if it proves only late (its record may have gone since). */
+  chunks: Chunk[]
 }
 
 /** Whether `a` is resent before `b`: fragments of messages the receiver has started first, then lowest message. */
@@ -806,7 +808,7 @@ export abstract class DeliverySending {
     const reduction = this.#settle(packet) ? this.congestion.onLost(packet.sentUs, nowUs, this.rtt.minUs, this.rtt.samples > 0 ? this.rtt.recentMinUs : 0) : 0
     if (packet.ackEliciting) {
       if (this.#recentlyLost.length === recentlyLostKept) this.#recentlyLost.shift()
-      this.#recentlyLost.push({ number: packet.number, sentUs: packet.sentUs, reduction })
+      this.#recentlyLost.push({ number: packet.number, sentUs: packet.sentUs, reduction, chunks: packet.chunks.slice() }) // (the record's list is reused)
     }
     for (const chunk of packet.chunks) {
       const message = this.#findReliable(chunk.channel, chunk.sequence)
@@ -840,11 +842,10 @@ export abstract class DeliverySending {
       this.stats.spuriousLosses++
       if (this.stats.packetsLost > 0) this.stats.packetsLost--
       // What it carried arrived: no resend is owed for it.
+      for (const chunk of lost.chunks) this.#creditFragment(chunk)
+      // Its record, if the ring still has it (one before the oldest outstanding is never read again).
       const packet = this.#record(lost.number)
-      if (packet.number === lost.number && !packet.acked) {
-        packet.acked = true
-        for (const chunk of packet.chunks) this.#creditFragment(chunk)
-      }
+      if (packet.number === lost.number) packet.acked = true
       this.#packetThreshold = Math.min(maxPacketThreshold, Math.max(this.#packetThreshold, this.#largestAcked - lost.number + 1))
       this.#timeThresholdEighths = Math.min(maxTimeThresholdEighths, this.#timeThresholdEighths + 1)
       this.congestion.onSpuriousLoss(lost.reduction)

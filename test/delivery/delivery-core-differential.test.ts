@@ -181,3 +181,30 @@ describe('the TypeScript delivery core against the native one', () => {
     })
   }
 })
+
+describe('the two cores where their memory policies differ', () => {
+  it('credit a packet declared lost and acknowledged late whether or not the records of sent packets started over since', () => {
+    // Found in review: the native core starts its records over when their lists of fragments hold more than
+    // 64 KiB of capacity, the TypeScript one when they list that many fragments; a late acknowledgement was
+    // credited from the record, so one core credited it and the other, whose record had gone, resent. Now a
+    // declared loss keeps its fragments itself. Here the native core starts over (2,816 entries of capacity),
+    // the TypeScript one does not (2,404 listed).
+    const side = new Twin('late acknowledgement', { channels: ['reliable'], reliableWindow: 65_536 })
+    let now = 1_000_000
+    for (let i = 0; i < 2500; i++) side.do('send', (core) => core.send(0, new Uint8Array(0), now), now)
+    const first = side.do('flush', (core) => core.flush(now), now).packets
+    expect(first).toHaveLength(10)
+    const peerSettings = [0x05, 1, ...varint(1 << 20), 1, 1]
+    const ack = (largest: number, firstRange: number, more: number[] = []) => [0x01, ...varint(largest), 0, ...varint(firstRange), ...varint(more.length / 2), ...more]
+    now += 50_000
+    // Every packet but 1 acknowledged: 1 is declared lost (3 later ones are acknowledged), everything is settled.
+    side.do('ack all but 1', (core) => core.receive(Uint8Array.from([0xd1, 0, ...peerSettings, ...ack(9, 7, [0, 0])]), now), now)
+    expect(side.native.stats().packetsLost).toBe(1)
+    side.do('flush: the resends', (core) => core.flush(now), now)
+    now += 1000
+    side.do('the late acknowledgement of packet 1', (core) => core.receive(Uint8Array.from([0xd1, 1, ...ack(9, 9)]), now), now)
+    expect(side.native.stats().spuriousLosses).toBe(1)
+    now += 2_000_000
+    side.do('a probe timeout', (core) => core.update(now), now)
+  })
+})
