@@ -160,9 +160,18 @@ function deliveryTable(): string {
       p50 === undefined ? '–' : `${p50.toFixed(0)} / ${p99?.toFixed(0) ?? '–'} µs`,
       dgramP50 === undefined ? '–' : `${dgramP50.toFixed(0)} / ${dgramP99?.toFixed(0) ?? '–'} µs`,
       signedUs(p99 !== undefined && dgramP99 !== undefined ? p99 - dgramP99 : undefined),
+      fallbackRatios(run.record, volley),
     ]
   })
-  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)'], rows, 'lrrrrrr')
+  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)', 'native ÷ fallback engine: bulk, messages'], rows, 'lrrrrrrr')
+}
+
+/** The native engine against the fallback engine in a delivery run (runs before the fallback had channels: –). */
+function fallbackRatios(record: unknown, volleyMbps: number | undefined): string {
+  const bulk = num(at(record, 'summary', 'bulk', 'fallbackMbps'))
+  const messages = num(at(record, 'summary', 'fallbackMessagesPerSecond'))
+  if (bulk === undefined || messages === undefined) return '–'
+  return `${times(ratio(volleyMbps, bulk))}, ${times(ratio(num(at(record, 'summary', 'messagesPerSecond')), messages))}`
 }
 
 export function history(): string {
