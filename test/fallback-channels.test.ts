@@ -4,27 +4,13 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Client, type Peer, Server, generateConnectToken } from '../src/index.ts'
 import { numberedMessage, readNumberedMessage } from './delivery/simulated-link.ts'
-import { waitFor, within } from './helpers.ts'
+import { type EngineKind, onEngine, waitFor, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(9)
 const protocolId = 0xc4a7n
 const channels = [{ mode: 'reliable' as const }, { mode: 'unreliable' as const }, { mode: 'sequenced' as const }]
-type EngineKind = 'native' | 'fallback'
 type ServerOptions = Partial<ConstructorParameters<typeof Server>[0]>
 type ClientOptions = ConstructorParameters<typeof Client>[0]
-
-/** Runs start() with VOLLEY_ENGINE set for `engine`: listen() and connect() choose their engine as they begin. */
-function on<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
-  const before = process.env.VOLLEY_ENGINE
-  if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
-  else delete process.env.VOLLEY_ENGINE
-  try {
-    return start()
-  } finally {
-    if (before === undefined) delete process.env.VOLLEY_ENGINE
-    else process.env.VOLLEY_ENGINE = before
-  }
-}
 
 const opened: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -34,13 +20,13 @@ afterEach(async () => {
 async function pair(serverEngine: EngineKind, clientEngine: EngineKind, serverOptions: ServerOptions = {}, clientOptions: ClientOptions = {}) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, disconnectIntervalMs: 5, ...serverOptions })
   opened.push(server)
-  const { port } = await on(serverEngine, () => server.listen())
+  const { port } = await onEngine(serverEngine, () => server.listen())
   const peers: Peer[] = []
   server.on('connect', (peer) => peers.push(peer))
   const client = new Client({ channels, disconnectIntervalMs: 5, ...clientOptions })
   opened.push(client)
   const token = await generateConnectToken({ protocolId, privateKey, clientId: 5n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
-  return { server, client, peers, connect: () => on(clientEngine, () => client.connect(token)) }
+  return { server, client, peers, connect: () => onEngine(clientEngine, () => client.connect(token)) }
 }
 
 const pairings: [string, EngineKind, EngineKind][] = [
@@ -113,11 +99,11 @@ describe.each(['native', 'fallback'] as const)('a %s server with channels', (ser
     const count = 60
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: count, channels })
     opened.push(server)
-    const { port } = await on(serverEngine, () => server.listen())
+    const { port } = await onEngine(serverEngine, () => server.listen())
     const clients = Array.from({ length: count }, () => new Client({ channels, disconnectIntervalMs: 5, networkSimulator: { latencyMs: 300, seed: 1 } }))
     try {
       const tokens = await Promise.all(clients.map((_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 10 })))
-      const outcomes = clients.map((client, i) => on('native', () => client.connect(tokens[i]!)).then(() => 'ok', (error: { code: string }) => error.code))
+      const outcomes = clients.map((client, i) => onEngine('native', () => client.connect(tokens[i]!)).then(() => 'ok', (error: { code: string }) => error.code))
       // The handshakes take 2 × 300 ms (the clients' simulated latency); the clients' first pings, with their settings, 300 ms more.
       await new Promise((resolve) => setTimeout(resolve, 700))
       const until = performance.now() + 2600

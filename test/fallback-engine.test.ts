@@ -9,24 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { dgramReusesPorts, lastingAddonFailure } from '../src/engine/choose.ts'
 import { VolleyError } from '../src/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
-import { freeUdpPort, waitFor, within } from './helpers.ts'
+import { type EngineKind, freeUdpPort, onEngine, waitFor, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const protocolId = 0xfa11n
-type EngineKind = 'native' | 'fallback'
-
-/** Runs start() with VOLLEY_ENGINE set for `engine`: listen() and connect() choose their engine as they begin. */
-function on<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
-  const before = process.env.VOLLEY_ENGINE
-  if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
-  else delete process.env.VOLLEY_ENGINE
-  try {
-    return start()
-  } finally {
-    if (before === undefined) delete process.env.VOLLEY_ENGINE
-    else process.env.VOLLEY_ENGINE = before
-  }
-}
 
 const opened: { close(): Promise<void> }[] = []
 afterEach(async () => {
@@ -36,7 +22,7 @@ afterEach(async () => {
 async function startServer(engine: EngineKind, options: Partial<ConstructorParameters<typeof Server>[0]> = {}) {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, disconnectIntervalMs: 5, ...options })
   opened.push(server)
-  const { port } = await on(engine, () => server.listen())
+  const { port } = await onEngine(engine, () => server.listen())
   return { server, address: `127.0.0.1:${port}` }
 }
 
@@ -48,7 +34,7 @@ async function connectClient(engine: EngineKind, address: string, clientId: bigi
   const client = new Client({ disconnectIntervalMs: 5 })
   opened.push(client)
   const bytes = await token(address, clientId, timeoutSeconds)
-  await on(engine, () => client.connect(bytes))
+  await onEngine(engine, () => client.connect(bytes))
   return client
 }
 
@@ -158,12 +144,12 @@ describe('fallback engine', () => {
       const secondPort = 13 + 8 + 8 + 8 + 24 + 1024 + 4 + 4 + 7 + 1 + 4 // version, protocol id, times, nonce, private part, timeout, count, first address, type, IPv4
       expect(bytes[secondPort]).toBe(10)
       bytes.fill(0, secondPort, secondPort + 2)
-      const failed = await on(engine, () => client.connect(bytes)).catch((error: ConnectError) => error)
+      const failed = await onEngine(engine, () => client.connect(bytes)).catch((error: ConnectError) => error)
       expect(failed, engine).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
       expect(client.stats().errors.send, engine).toBeGreaterThan(0)
       const { address } = await startServer(engine)
       const again = await token(address, 10n)
-      await on(engine, () => client.connect(again)) // (connect() chooses its engine as it begins, if it opens a socket)
+      await onEngine(engine, () => client.connect(again)) // (connect() chooses its engine as it begins, if it opens a socket)
       expect(client.state, engine).toBe('connected')
     }
   }, 15_000)
@@ -172,7 +158,7 @@ describe('fallback engine', () => {
     for (const clientEngine of ['fallback', 'native'] as const) {
       const server = new Server({ protocolId, privateKey, address: '[::]:0', publicAddress: '127.0.0.1:0', disconnectIntervalMs: 5 })
       opened.push(server)
-      const { port } = await on('fallback', () => server.listen())
+      const { port } = await onEngine('fallback', () => server.listen())
       const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
       const client = await connectClient(clientEngine, `127.0.0.1:${port}`, 3n)
       expect((await connected).address, clientEngine).toBe('127.0.0.1')
@@ -225,15 +211,15 @@ describe('fallback engine', () => {
       // (A server of the default timers: one whose own timer comes first closes the client anyway.)
       const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
       opened.push(server)
-      const address = `127.0.0.1:${(await on(engine, () => server.listen())).port}`
+      const address = `127.0.0.1:${(await onEngine(engine, () => server.listen())).port}`
       // a: closes; its one disconnect packet spends 300 ms in its simulated network. b: another socket of the
       // same engine, whose keep-alive timer (10 ms) comes due first.
       const a = new Client({ disconnectPackets: 1, keepAliveIntervalMs: 10_000, networkSimulator: { latencyMs: 300, seed: 1 } })
       const b = new Client({ keepAliveIntervalMs: 10 })
       opened.push(b)
       const [first, second] = [await token(address, 1n), await token(address, 2n)]
-      await on(engine, () => a.connect(first)) // (connect() chooses its engine as it begins)
-      await on(engine, () => b.connect(second))
+      await onEngine(engine, () => a.connect(first)) // (connect() chooses its engine as it begins)
+      await onEngine(engine, () => b.connect(second))
       const closed = a.close()
       await new Promise((resolve) => setImmediate(resolve))
       busy(500) // a GC pause, a long handler: past a's release time and b's timer
@@ -275,7 +261,7 @@ describe('fallback engine', () => {
         states.push(state)
         if (state === 'running') closed = server.close()
       })
-      const local = await on(engine, () => server.listen())
+      const local = await onEngine(engine, () => server.listen())
       expect(local.port, engine).toBeGreaterThan(0)
       await within(closed!, 3000, 'close()')
       expect(states, engine).toEqual(['running', 'stopping', 'stopped'])
@@ -296,8 +282,8 @@ describe('fallback engine', () => {
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
     const states: string[] = []
     server.on('state', (state) => states.push(state))
-    const listening = on('fallback', () => server.listen())
-    await expect(on('fallback', () => server.listen())).rejects.toMatchObject({ code: 'ERR_SERVER_RUNNING', message: expect.stringContaining('starting') })
+    const listening = onEngine('fallback', () => server.listen())
+    await expect(onEngine('fallback', () => server.listen())).rejects.toMatchObject({ code: 'ERR_SERVER_RUNNING', message: expect.stringContaining('starting') })
     const closed = server.close()
     await expect(listening).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
     await within(closed, 3000, 'close()')

@@ -130,3 +130,21 @@ export async function freeUdpPort(): Promise<number> {
   await probe.close()
   return port
 }
+
+export type EngineKind = 'native' | 'fallback'
+
+/**
+ * Runs start() with VOLLEY_ENGINE set for `engine`, and puts it back: listen(), connect() and bind() choose
+ * their engine as they begin, so start() must call them at once (a token made first, not awaited inside).
+ */
+export function onEngine<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
+  const before = process.env.VOLLEY_ENGINE
+  if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
+  else delete process.env.VOLLEY_ENGINE
+  try {
+    return start()
+  } finally {
+    if (before === undefined) delete process.env.VOLLEY_ENGINE
+    else process.env.VOLLEY_ENGINE = before
+  }
+}

@@ -490,14 +490,7 @@ export class DeliveryCore extends DeliverySending {
         stats.malformed++ // the same message with another length: the sender is broken
         return
       }
-      if (slot.seen[fragment] !== 0) {
-        stats.duplicateMessages++
-        return
-      }
-      slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
-      slot.seen[fragment] = 1
-      slot.received++
-      this.#deliverReliable(channel, index)
+      if (this.#storeFragment(slot, fragment, data, at, size)) this.#deliverReliable(channel, index)
       return
     }
 
@@ -572,16 +565,22 @@ export class DeliveryCore extends DeliverySending {
       stats.malformed++
       return
     }
-    if (slot.seen[fragment] !== 0) {
-      stats.duplicateMessages++
-      return
-    }
-    slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
-    slot.seen[fragment] = 1
-    if (++slot.received === slot.fragments) {
+    if (this.#storeFragment(slot, fragment, data, at, size) && slot.received === slot.fragments) {
       this.#deliverWhole(index, slot)
       delivered(sequence)
     }
+  }
+
+  /** Copies a fragment into its message's slot; false, counted, when the slot has it already. */
+  #storeFragment(slot: InMessage, fragment: number, data: Uint8Array, at: number, size: number): boolean {
+    if (slot.seen[fragment] !== 0) {
+      this.stats.duplicateMessages++
+      return false
+    }
+    slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
+    slot.seen[fragment] = 1
+    slot.received++
+    return true
   }
 
   protected expireFragments(nowUs: number): void {

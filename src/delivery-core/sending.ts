@@ -3,6 +3,7 @@
 // time thresholds, adapted by spurious losses), probe timeouts, congestion control and pacing. The
 // receiving side (delivery-core.ts) extends it. Decision for decision the native core's, so that the two
 // send the same bytes for the same calls (test/delivery/delivery-core-differential.test.ts).
+import { BinaryHeap } from '../binary-heap.ts'
 import { ClockSync } from './clock-sync.ts'
 import { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type PeerSettings, type SendResult, queuedMessageOverheadBytes } from './config.ts'
 import { CongestionControl } from './congestion-control.ts'
@@ -103,48 +104,6 @@ function resendFirst(a: Chunk, b: Chunk): boolean {
   return a.fragment < b.fragment
 }
 
-/** Reliable fragments lost or probed, in the order resendFirst gives (a binary heap). */
-class ResendQueue {
-  readonly #heap: Chunk[] = []
-
-  get empty(): boolean {
-    return this.#heap.length === 0
-  }
-
-  top(): Chunk {
-    return this.#heap[0]!
-  }
-
-  push(chunk: Chunk): void {
-    const heap = this.#heap
-    let at = heap.push(chunk) - 1
-    while (at > 0) {
-      const parent = (at - 1) >> 1
-      if (!resendFirst(chunk, heap[parent]!)) break
-      heap[at] = heap[parent]!
-      at = parent
-    }
-    heap[at] = chunk
-  }
-
-  pop(): void {
-    const heap = this.#heap
-    const last = heap.pop()!
-    if (heap.length === 0) return
-    let at = 0
-    for (;;) {
-      const left = 2 * at + 1
-      if (left >= heap.length) break
-      const right = left + 1
-      const child = right < heap.length && resendFirst(heap[right]!, heap[left]!) ? right : left
-      if (!resendFirst(heap[child]!, last)) break
-      heap[at] = heap[child]!
-      at = child
-    }
-    heap[at] = last
-  }
-}
-
 /** Packets are built here and handed to the sink at once: one buffer (and its writer) for every core. */
 const packetBuffer = new Uint8Array(maxPacketBytes)
 const packetWriter = new FrameWriter(packetBuffer)
@@ -156,7 +115,8 @@ export abstract class DeliverySending {
   protected readonly reassemblyLimit: number
 
   readonly #sendChannels: SendChannel[]
-  readonly #retransmits = new ResendQueue()
+  /** Reliable fragments lost or probed, in the order resendFirst gives. */
+  readonly #retransmits = new BinaryHeap<Chunk>(resendFirst)
   queuedBytes = 0
   queuedMessages = 0
   #unsentMessages = 0
@@ -179,7 +139,7 @@ export abstract class DeliverySending {
   #dataPacketsInFlight = 0
   #lossTimeUs = 0
   #probeCount = 0
-  #recentlyLost: LostRecord[] = []
+  readonly #recentlyLost: LostRecord[] = []
   #packetThreshold = packetThreshold
   #timeThresholdEighths = timeThresholdEighths
   #lastProbeTimeoutUs = 0
@@ -387,7 +347,7 @@ export abstract class DeliverySending {
 
   #pruneRetransmits(): void {
     while (!this.#retransmits.empty) {
-      const chunk = this.#retransmits.top()
+      const chunk = this.#retransmits.top()!
       const message = this.#findReliable(chunk.channel, chunk.sequence)
       if (message !== undefined && message.lastSent[chunk.fragment] !== acked) return
       this.#retransmits.pop() // acknowledged since it was queued again
@@ -638,7 +598,7 @@ export abstract class DeliverySending {
   #writeRetransmits(startedOnly: boolean): void {
     const packet = this.#packet
     while (!packet.full && !this.#retransmits.empty) {
-      const chunk = this.#retransmits.top()
+      const chunk = this.#retransmits.top()!
       if (startedOnly && !chunk.started) break
       const message = this.#findReliable(chunk.channel, chunk.sequence)
       // Gone, acknowledged, or queued before its message was started: that entry has a started copy.
@@ -856,7 +816,10 @@ export abstract class DeliverySending {
 
   #forgetOldLosses(nowUs: number): void {
     const memoryUs = Math.max(lostMemoryRtts * this.rtt.smoothedUs, lostMemoryMinUs)
-    this.#recentlyLost = this.#recentlyLost.filter((lost) => nowUs - lost.sentUs < memoryUs)
+    const lost = this.#recentlyLost
+    let kept = 0
+    for (const record of lost) if (nowUs - record.sentUs < memoryUs) lost[kept++] = record
+    lost.length = kept
   }
 
   #detectLosses(nowUs: number): void {

@@ -70,6 +70,8 @@ interface ProtocolSocket {
 export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements ProtocolEngine {
   /** Large delivered messages parked for takeLarge(), by id. */
   readonly #large = new Map<number, ArrayBuffer>()
+  /** The sockets whose simulated networks hold datagrams: a late timer puts what they have due on the wire first. */
+  readonly #holding = new Set<ProtocolSocket>()
   #nextLargeId = 1
 
   /**
@@ -217,9 +219,13 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     this.#releaseSimulated(entry, now)
   }
 
-  /** What the simulated network has due on the wire now. */
+  /** What the simulated network has due on the wire now; the sockets whose simulated networks still hold some stay in #holding. */
   #releaseSimulated(entry: ProtocolSocket, nowUs: number): void {
-    for (const datagram of entry.simulator?.release(nowUs) ?? []) this.#sendNow(entry, datagram.to, datagram.data)
+    const simulator = entry.simulator
+    if (simulator === undefined) return
+    for (const datagram of simulator.release(nowUs)) this.#sendNow(entry, datagram.to, datagram.data)
+    if (simulator.nextReleaseUs === Number.POSITIVE_INFINITY) this.#holding.delete(entry)
+    else this.#holding.add(entry)
   }
 
   #sendNow(entry: ProtocolSocket, to: string, data: Uint8Array): void {
@@ -307,8 +313,8 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     // want of a packet that had arrived. Datagrams the simulated networks of this engine's sockets hold
     // (the other end may be in this process) go on the wire first, whichever socket's timer fires first.
     const now = monotonicUs()
-    for (const each of this.sockets.values()) {
-      if ((each.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY) > now) continue
+    for (const each of this.#holding) {
+      if (each.simulator!.nextReleaseUs > now) continue
       this.#releaseSimulated(each, now)
       if (each !== entry) this.#afterWork(each) // its last held datagram out: a stopping socket may close now
     }
@@ -321,6 +327,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
 
   #close(entry: ProtocolSocket): void {
     entry.closing = true
+    this.#holding.delete(entry) // (empty: a socket closes once its simulated network is)
     clearTimeout(entry.timer)
     entry.socket.close(() => {
       try {

@@ -2,6 +2,7 @@
 // engine's): what a socket sends is lost, delayed (latency ± jitter), duplicated, reordered and held to a
 // bandwidth. The same seeded draws (splitmix64, six per datagram) and the same arithmetic, so that a seed
 // makes the same choices on either engine.
+import { BinaryHeap } from '../binary-heap.ts'
 import type { NativeNetworkSimulator } from '../network-simulator.ts'
 
 const mask64 = (1n << 64n) - 1n
@@ -32,8 +33,8 @@ export class SimulatedNetwork<T> {
   #order = 0
   /** Bandwidth: when the link has sent what it holds (fractions of a µs add up). */
   #linkFreeUs = 0
-  /** A binary heap, earliest release first. */
-  readonly #held: Held<T>[] = []
+  /** Earliest release first. */
+  readonly #held = new BinaryHeap<Held<T>>(releasedBefore)
 
   constructor(conditions: NativeNetworkSimulator) {
     this.#conditions = conditions
@@ -72,7 +73,7 @@ export class SimulatedNetwork<T> {
     if (copies === 2) this.counters.duplicated++
     for (let copy = 0; copy < copies; copy++) {
       // A full queue drops the copy before the link: it must not take link time.
-      const departUs = this.#held.length >= maxHeld ? -1 : this.#depart(size, nowUs)
+      const departUs = this.#held.size >= maxHeld ? -1 : this.#depart(size, nowUs)
       if (departUs < 0) {
         this.counters.overflowed++
         continue
@@ -101,43 +102,21 @@ export class SimulatedNetwork<T> {
   }
 
   #hold(item: T, releaseUs: number): void {
-    const heap = this.#held
-    const entry = { releaseUs, order: this.#order++, item }
-    let at = heap.push(entry) - 1
-    while (at > 0) {
-      const parent = (at - 1) >> 1
-      if (!releasedBefore(entry, heap[parent]!)) break
-      heap[at] = heap[parent]!
-      at = parent
-    }
-    heap[at] = entry
+    this.#held.push({ releaseUs, order: this.#order++, item })
   }
 
   /** The datagrams due by nowUs, in the order they leave. */
   release(nowUs: number): T[] {
-    const heap = this.#held
     const due: T[] = []
-    while (heap.length > 0 && heap[0]!.releaseUs <= nowUs) {
-      due.push(heap[0]!.item)
-      const last = heap.pop()!
-      if (heap.length === 0) break
-      let at = 0
-      for (;;) {
-        const left = 2 * at + 1
-        if (left >= heap.length) break
-        const right = left + 1
-        const child = right < heap.length && releasedBefore(heap[right]!, heap[left]!) ? right : left
-        if (!releasedBefore(heap[child]!, last)) break
-        heap[at] = heap[child]!
-        at = child
-      }
-      heap[at] = last
+    for (let next = this.#held.top(); next !== undefined && next.releaseUs <= nowUs; next = this.#held.top()) {
+      due.push(next.item)
+      this.#held.pop()
     }
     return due
   }
 
   /** When the next held datagram is due; Infinity when none is held. */
   get nextReleaseUs(): number {
-    return this.#held[0]?.releaseUs ?? Number.POSITIVE_INFINITY
+    return this.#held.top()?.releaseUs ?? Number.POSITIVE_INFINITY
   }
 }
