@@ -9,7 +9,10 @@ export interface NativeInfo {
   packageRoot: string
 }
 
-/** Which native build is loaded. */
+/**
+ * Which native build is loaded. Throws ERR_ADDON_NOT_FOUND or ERR_ADDON_MISMATCH, with how to build it, where
+ * none loads (a Server, a Client or a datagram socket then runs on the fallback engine instead).
+ */
 export function nativeInfo(): NativeInfo {
   const addon = loadAddon()
   return { path: addonPath(), sourceHash: addon.sourceHash, sodiumVersion: addon.sodiumVersion, packageRoot }

@@ -641,10 +641,12 @@ describe('the volley command line', () => {
     [['serve', '--address', '0.0.0.0:0', '--key', '00'.repeat(32)], /--address 0.0.0.0:0 is the unspecified address, which clients cannot send to: give --public-address too/, true],
     [['serve', '--address', '0.0.0.0:0', '--public-address', '[ff02::1]:0', '--key', '00'.repeat(32)], /--public-address \[ff02::1\]:0 is a multicast address, which clients cannot send to/, true],
     [['serve', '--address', '0.0.0.0:0', '--public-address', 'here', '--key', '00'.repeat(32)], /Server address 'here' \(the "--public-address" option\) does not parse/, false],
+    [['serve', '--address', '127.0.0.1:99999', '--key', '00'.repeat(32)], /'127.0.0.1:99999' \(the "--address" option\) does not parse: expected 'a.b.c.d:port' or '\[ipv6\]:port' with a port from 0 to 65535/, false],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--reuse-port'], /--reuse-port needs a fixed port in --address, not port 0/, true],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--channels', 'reliable,fast'], /--channels must be modes separated by commas \(reliable, unreliable, sequenced\), not 'reliable,fast'/, true],
     [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--max-message-bytes', '100'], /--max-message-bytes needs --channels/, true],
     [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--channels', 'reliable', '--max-message-bytes', '0'], /--max-message-bytes must be an integer from 1 to 1073741824, not '0'/, true],
+    [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--channels', 'reliable', '--max-message-bytes', '10', '--rate', '5'], /--max-message-bytes must be at least 64 with --rate: each broadcast is a 64-byte message/, true],
     // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--seconds', '3000000'], /--seconds must be/, true],
   ])('refuses %j with one line and status 2, no stack trace', (args, message, withUsage) => {
@@ -741,6 +743,38 @@ describe('the volley command line', () => {
       const other = load('--channels', 'reliable,sequenced')
       expect(other.status).toBe(1)
       expect(JSON.parse(other.stdout.trim().split('\n')[0]!)).toMatchObject({ event: 'connected', connect: { connected: 0 }, failed: { ERR_CHANNELS_MISMATCH: 10 } })
+    } finally {
+      server.kill('SIGTERM')
+    }
+    expect(await exited).toBe(0)
+  }, 40_000)
+
+  it("volley load against a server whose largest message is under its broadcasts: it stops them, reports, disconnects its clients and exits 1", async () => {
+    const key = '00'.repeat(32)
+    const port = await freeUdpPort()
+    const server = spawn(process.execPath, ['--import', 'tsx', cli, 'serve', '--address', `127.0.0.1:${port}`, '--key', key, '--channels', 'reliable', '--max-message-bytes', '10', '--seconds', '20'])
+    let out = ''
+    server.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()))
+    const exited = new Promise<number | null>((resolve) => server.once('exit', resolve))
+    try {
+      await waitFor(() => out.includes('"listening"'), 10_000, 'the server to listen')
+      const load = (rate: string) =>
+        spawnSync(process.execPath, ['--import', 'tsx', cli, 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '3', '--seconds', '2', '--rate', rate, '--json', '--channels', 'reliable'], {
+          timeout: 15_000,
+          killSignal: 'SIGKILL',
+          encoding: 'utf8',
+        })
+      const refused = load('20')
+      expect(refused.status).toBe(1)
+      expect(refused.stderr).toMatch(/^volley load: the broadcasts stopped: .* \(ERR_MESSAGE_TOO_LARGE\)$/m)
+      expect(refused.stderr).not.toMatch(/^\s+at /m)
+      const lines = refused.stdout.trim().split('\n').map((line) => JSON.parse(line) as { event: string; connect: { connected: number }; broadcasts: number })
+      expect(lines.map((line) => line.event)).toEqual(['connected', 'finished'])
+      expect(lines[1]).toMatchObject({ connect: { connected: 3 }, broadcasts: 0 })
+      // Its clients said goodbye: the same client ids connect again at once (not refused as connected still).
+      const again = load('0')
+      expect(again.status).toBe(0)
+      expect(JSON.parse(again.stdout.trim().split('\n')[0]!)).toMatchObject({ event: 'connected', connect: { connected: 3 } })
     } finally {
       server.kill('SIGTERM')
     }

@@ -8,6 +8,9 @@ import { parseReachableServerAddress, parseServerAddressPortZero, unreachableSer
 import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
+/** The size of each message --rate broadcasts. */
+const broadcastBytes = 64
+
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--public-address 203.0.113.7:40000] [--protocol-id 0x1234]
                [--max-clients 10000] [--seconds N] [--keep-alive-ms 100] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
@@ -220,9 +223,13 @@ async function main(): Promise<void> {
     const rate = numberArgument('rate', values.rate, 0, { max: 1_000_000 })
     const timeoutSeconds = timeoutArgument(values.timeout)
     const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
+    const delivery = deliveryArguments(values.channels, values['max-message-bytes'])
+    if (rate > 0 && (delivery.maxMessageBytes ?? broadcastBytes) < broadcastBytes) {
+      throw new UsageError(`--max-message-bytes must be at least ${broadcastBytes} with --rate: each broadcast is a ${broadcastBytes}-byte message`)
+    }
     const pool = new ClientPool({
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
-      ...deliveryArguments(values.channels, values['max-message-bytes']),
+      ...delivery,
     })
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds: 600, timeoutSeconds })),
@@ -239,7 +246,7 @@ async function main(): Promise<void> {
       console.log(values.json === true ? JSON.stringify(line) : loadReportText(line))
     }
     report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
-    const payload = new Uint8Array(64).fill(1)
+    const payload = new Uint8Array(broadcastBytes).fill(1)
     // --rate broadcasts a second, counted from the start: a timer fires at most about once a millisecond
     // and not at fractions of one (every 2.5 ms fires every 2), so each tick sends what is due by then,
     // for a tick's time at most (a rate beyond reach must not hold up the event loop and the window's end).
@@ -247,16 +254,27 @@ async function main(): Promise<void> {
     const period = Math.min(Math.max(1000 / rate, 1), 100)
     let broadcasts = 0
     let messagesSent = 0 // the clients' sends that each broadcast's clients took
+    // A broadcast the servers refuse ends the window (broadcast() throws: a message over their maximum).
+    let broadcastFailure: Error | undefined
+    const windowCut = new AbortController()
     const catchUp = (budgetMs = period, windowEnded = false): void => {
       // At the window's end, all of it: its timer may fire a fraction of a millisecond early by this clock.
       const window = Math.floor(seconds * rate)
       const due = windowEnded ? window : Math.min(Math.floor(((performance.now() - started) * rate) / 1000), window)
       const until = performance.now() + budgetMs
-      while (broadcasts < due && performance.now() < until) {
-        messagesSent += pool.broadcast(payload)
+      while (broadcasts < due && performance.now() < until && broadcastFailure === undefined) {
+        try {
+          messagesSent += pool.broadcast(payload)
+        } catch (error) {
+          // A smaller maximum than ours, announced by the servers at connect.
+          broadcastFailure = error as Error
+          windowCut.abort()
+          return
+        }
         broadcasts++
       }
     }
+
     const ticker = rate > 0 && connect.connected > 0 ? setInterval(catchUp, period) : undefined
     // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
     // With no client connected there is nothing to wait for.
@@ -269,10 +287,11 @@ async function main(): Promise<void> {
       }
       if (interrupted.signal.aborted) end()
       else interrupted.signal.addEventListener('abort', end, { once: true })
+      windowCut.signal.addEventListener('abort', end, { once: true })
     })
     if (ticker) {
       clearInterval(ticker)
-      if (!interrupted.signal.aborted) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
+      if (!interrupted.signal.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
     }
     // The echoes of the last broadcasts are on their way: the report waits until they stop coming (1 s at most).
     for (let waited = 0, seen = -1; waited < 1000 && pool.stats().messagesReceived !== seen; waited += 50) {
@@ -283,6 +302,11 @@ async function main(): Promise<void> {
     // Read before the clients close: a connection that ended in the window was lost (the server went away).
     const lost = pool.stats().connected < connect.connected
     await pool.close()
+    if (broadcastFailure !== undefined) {
+      const code = (broadcastFailure as { code?: string }).code
+      console.error(`volley load: the broadcasts stopped: ${broadcastFailure.message}${code === undefined ? '' : ` (${code})`}`)
+      process.exit(1)
+    }
     // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
     // signals do (130).
     process.exit(interrupted.signal.aborted ? 130 : connect.connected < tokens.length || lost ? 1 : 0)

@@ -30,8 +30,11 @@ function addressOf(host: string, bracketed: boolean, port: number): ServerAddres
   return ip !== null && (ip.family === 6) === bracketed ? { ...ip, port } : null
 }
 
-/** Parses 'a.b.c.d:port' or '[ipv6]:port'; `name` names the option it came from in errors. */
-export function parseServerAddress(text: unknown, name?: string): ServerAddress {
+/**
+ * Parses 'a.b.c.d:port' or '[ipv6]:port'; `name` names the option it came from in errors; lowestPort: 0 where
+ * port 0 means "any free port".
+ */
+export function parseServerAddress(text: unknown, name?: string, lowestPort: 0 | 1 = 1): ServerAddress {
   const from = name === undefined ? '' : ` (the "${name}" option)`
   if (typeof text !== 'string') {
     throw new VolleyTypeError(
@@ -40,10 +43,10 @@ export function parseServerAddress(text: unknown, name?: string): ServerAddress 
     )
   }
   const parts = splitAddressText(text)
-  if (parts === null || !(parts.port >= 1 && parts.port <= 65535)) {
+  if (parts === null || !(parts.port >= lowestPort && parts.port <= 65535)) {
     throw new VolleyTypeError(
       'ERR_INVALID_ARG_VALUE',
-      `Server address '${text}'${from} does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from 1 to 65535`,
+      `Server address '${text}'${from} does not parse: expected 'a.b.c.d:port' or '[ipv6]:port' with a port from ${lowestPort} to 65535`,
     )
   }
   const address = addressOf(parts.host, parts.bracketed, parts.port)
@@ -81,10 +84,10 @@ function ipv4Of(address: ServerAddress): Uint8Array | undefined {
 
 /**
  * parseServerAddress for an address whose port 0 stands for one the socket gets when it binds (a Server's
- * address or publicAddress): that port is parsed as port 1.
+ * address or publicAddress).
  */
 export function parseServerAddressPortZero(text: string, name?: string): ServerAddress {
-  return parseServerAddress(text.endsWith(':0') ? `${text.slice(0, -2)}:1` : text, name)
+  return parseServerAddress(text, name, 0)
 }
 
 /**
