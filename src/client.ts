@@ -4,8 +4,9 @@
 import { EventEmitter } from 'node:events'
 import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type Engine, type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type Engine, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
+import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { type ClientCoreState, clientStateCodes } from './netcode/client-core.ts'
 import { loadSodium, loadedSodium } from './netcode/sodium.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
@@ -211,7 +212,9 @@ export class Client extends EventEmitter<ClientEvents> {
     () => (this.#closing === undefined ? this.bufferedAmount : 0), // bufferedAmount: 0 unless connected
     () => (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchFlush),
   )
-  readonly #client: EngineClient
+  readonly #client: OpeningClient
+  /** The fallback engine could not bind the socket (it binds in the background): what the pending connect() rejects with. */
+  #openFailure: Error | undefined
 
   constructor(options: ClientOptions = {}) {
     super()
@@ -231,6 +234,12 @@ export class Client extends EventEmitter<ClientEvents> {
       onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
       onClosed: () => this.#onClosed(),
       onDrain: () => this.#onDrain(),
+      onOpened: (info) => {
+        this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+      },
+      onOpenFailed: (error) => {
+        this.#openFailure = error
+      },
     }
   }
 
@@ -705,7 +714,10 @@ export class Client extends EventEmitter<ClientEvents> {
     if (wasConnected) this.#state = 'disconnected'
     this.#server = null
     this.#failWaiters()
-    pending?.reject(connectAborted('The client was closed while connecting', undefined))
+    // As a native engine's connect() rejects when it cannot open the socket (EMFILE, say).
+    const openFailure = this.#openFailure
+    this.#openFailure = undefined
+    pending?.reject(openFailure ?? connectAborted('The client was closed while connecting', undefined))
     this.#resolveClosed?.()
     reopen?.()
     if (wasConnected) {

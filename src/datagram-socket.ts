@@ -8,6 +8,7 @@ import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mappe
 import { type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
+import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
@@ -90,6 +91,11 @@ export interface DatagramSocketStats {
     closed: number
     /** Received datagrams cut to the receive slot size. */
     truncated: number
+    /**
+     * Datagrams send() accepted while the socket was binding (a host name resolving, or the fallback engine
+     * binding in the background), discarded because that bind failed.
+     */
+    bindFailed: number
   }
   errors: { send: number; receive: number }
   queue: {
@@ -112,6 +118,13 @@ export interface DatagramSocketEvents {
 
 type State = 'unbound' | 'bound' | 'closing' | 'closed'
 
+/** A bind() under way: the sends it holds back, and whether close() or a refused send came meanwhile. */
+interface Binding {
+  sends: (() => void)[]
+  closeAfter: boolean
+  refused: boolean
+}
+
 const knownOptions = new Set([
   'type',
   'batchSize',
@@ -128,8 +141,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly type: SocketType
   readonly #options: Required<Omit<DatagramSocketOptions, 'type'>>
   #engine: Engine | FallbackDatagramEngine | undefined
-  /** The fallback engine is binding the socket (bind() awaits it): sends wait, and a close() waits for it. */
-  #binding: { sends: (() => void)[]; closeAfter: boolean; refused: boolean } | undefined
+  /** bind() is under way (a host name resolving, the fallback engine binding): sends wait, and a close() waits for it. */
+  #binding: Binding | undefined
+  /** The fallback engine could not make the bind a send() asked for (it binds in the background). */
+  #openFailure: Error | undefined
+  /** Datagrams send() accepted while a bind was under way that then failed: never sent. */
+  #bindFailed = 0
   #id = 0
   #state: State = 'unbound'
   #local: AddressInfo | undefined
@@ -146,7 +163,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   #bufferSizes = { recv: 0, send: 0 }
   readonly #statsScratch = new Float64Array(layout.statsFields)
   #finalStats: Float64Array | undefined
-  readonly #client: EngineClient
+  readonly #client: OpeningClient
 
   constructor(options: DatagramSocketOptions = {}) {
     super()
@@ -175,21 +192,73 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         socket.#drain.drain()
         socket.emit('drain')
       },
+      // The bind a send() made, on the fallback engine: where it is bound, now that it is.
+      onOpened: (info) => {
+        socket.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+        socket.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+        socket.#announce()
+      },
+      onOpenFailed: (error) => {
+        socket.#openFailure = error
+      },
     }
   }
 
-  /** Binds to a port (0: any free port) and address (default: every address of the socket's family). */
+  /**
+   * Binds to a port (0: any free port) and address (default: every address of the socket's family). What is
+   * sent meanwhile (while a host name resolves, or the fallback engine binds) is sent once bound, as
+   * node:dgram does; a close() meanwhile lets the bind finish, sends that, then closes the socket.
+   */
   async bind(port = 0, address?: string): Promise<AddressInfo> {
     validatePort(port, true)
     if (address !== undefined && typeof address !== 'string') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
     }
     this.#assertCanBind()
-    let literal = address ?? ''
+    const binding: Binding = { sends: [], closeAfter: false, refused: false }
+    this.#binding = binding
+    let engine: Engine | FallbackDatagramEngine | undefined
+    let info: NativeSocketInfo
+    try {
+      const literal = await this.#bindAddress(address ?? '')
+      const fallback = fallbackReason()
+      if (fallback !== undefined) {
+        engine = this.#fallbackEngine(fallback)
+        info = await engine.open(this.#socketOptions(port, literal), this.#client)
+      } else {
+        engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+        info = openNative(engine, this.#socketOptions(port, literal), this.#client, this.type)
+      }
+    } catch (error) {
+      engine?.releaseIfIdle()
+      this.#binding = undefined
+      // Accepted by send(), never sent: the bind that would have sent them failed.
+      this.#accepted -= binding.sends.length
+      this.#bindFailed += binding.sends.length
+      if (binding.refused) this.#drain.drain() // nothing is queued now: what send() refused may be sent again
+      if (binding.closeAfter) this.#closeUnbound()
+      throw error
+    }
+    this.#binding = undefined
+    // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
+    // closing by the next tick).
+    const local = this.#opened(engine, info, binding.closeAfter ? 'never' : 'now')
+    // Each was counted as accepted when it was queued: send() counts it again.
+    this.#accepted -= binding.sends.length
+    const refusedBefore = this.#refused
+    for (const send of binding.sends) send()
+    // A send refused while binding waits for a 'drain': the engine's, if it refused one of these too, else now.
+    if (binding.refused && !binding.closeAfter && this.#refused === refusedBefore) process.nextTick(() => this.#client.onDrain())
+    if (binding.closeAfter) this.#beginClose()
+    return local
+  }
+
+  /** The address to bind: '' (any), or an IP literal of the socket's family, a host name resolved to one. */
+  async #bindAddress(address: string): Promise<string> {
+    let literal = address
     if (literal !== '' && ipFamily(literal) === 0) {
       // A host name: resolve it once, to an address of the socket's family.
       literal = (await lookup(literal, { family: this.type === 'udp4' ? 4 : 6 })).address
-      this.#assertCanBind()
     }
     if (literal !== '' && ipFamily(literal) === 6 && this.type === 'udp4') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp4 socket to the IPv6 address '${literal}'`)
@@ -197,12 +266,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
     }
-    const fallback = this.#engine === undefined ? fallbackReason() : undefined
-    if (literal !== '' && parseIp(this.#ipCodec(fallback), literal) === null) {
+    if (literal !== '' && parseIp(this.#ipCodec(), literal) === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
     }
-    if (fallback !== undefined) return this.#openFallback(port, literal, fallback)
-    return this.#open(port, literal, true)
+    return literal
   }
 
   /**
@@ -249,8 +316,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       )
     }
     if (this.#binding !== undefined) {
-      // The fallback engine is binding the socket: sent once it is bound, as node:dgram does, up to what it
-      // takes in flight (then false, and 'drain' once bound and sent).
+      // bind() is under way: sent once it is bound, as node:dgram does, up to what the fallback engine takes
+      // in flight (then false, and 'drain' once bound and sent).
       if (this.#binding.sends.length >= maxInFlight) {
         this.#refused++
         this.#binding.refused = true
@@ -263,7 +330,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       return true
     }
     // Checked first: a send refused for its address binds nothing.
-    if (this.#state === 'unbound') this.#open(0, '', false) // as node:dgram does: bind to any address and port
+    if (this.#state === 'unbound') this.#bindForSend()
     const engine = this.#engine as Engine | FallbackDatagramEngine
     if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
       this.#accepted++
@@ -304,7 +371,6 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (this.#local === undefined || this.#state !== 'bound') {
       throw new VolleyError('ERR_SOCKET_NOT_BOUND', 'The socket is not bound')
     }
-    this.#refreshBound()
     return { ...this.#local }
   }
 
@@ -315,7 +381,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#resolveClosed = resolve
     })
     if (this.#binding !== undefined) {
-      this.#binding.closeAfter = true // the fallback engine is binding the socket: closed once that ends
+      this.#binding.closeAfter = true // bind() is under way: closed once it ends
     } else if (this.#state === 'unbound') {
       this.#closeUnbound()
     } else {
@@ -367,20 +433,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this
   }
 
-  /**
-   * The fallback engine binds in the background for a send(): the port and the buffer sizes are known once
-   * that is done (port 0 until then).
-   */
-  #refreshBound(): void {
-    if (this.#local?.port !== 0 || this.#engine === undefined || !('boundInfo' in this.#engine)) return
-    const info = this.#engine.boundInfo(this.#id)
-    if (info === undefined) return
-    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
-    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
-  }
-
   stats(): DatagramSocketStats {
-    this.#refreshBound()
     let counters = this.#finalStats
     if (counters === undefined) {
       counters = this.#statsScratch
@@ -396,7 +449,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       bytesOut: bytesOut!,
       batchesOut: batchesOut!,
       batchesOutInline: batchesOutInline!,
-      drops: { receiveBufferFull: kernelDrops!, sendQueueFull: this.#refused, closed: sendDropped!, truncated: truncated! },
+      drops: { receiveBufferFull: kernelDrops!, sendQueueFull: this.#refused, closed: sendDropped!, truncated: truncated!, bindFailed: this.#bindFailed },
       errors: { send: sendErrors!, receive: receiveErrors! },
       queue: { depth: Math.max(0, this.#accepted - packetsOut! - sendErrors! - sendDropped!) },
       recvBufferSize: this.#bufferSizes.recv,
@@ -424,23 +477,21 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     }
   }
 
-  /** announceNow: 'listening' before returning (bind()), else on the next tick (the bind a send() makes). */
-  #open(port: number, address: string, announceNow: boolean): AddressInfo {
+  /**
+   * The bind a send() makes (any address, any port), as node:dgram does. On the fallback engine it completes
+   * in the background: 'listening' comes once it has, and a failure is reported then (#onClosed).
+   */
+  #bindForSend(): void {
     const fallback = fallbackReason()
+    const options = this.#socketOptions(0, '')
     if (fallback !== undefined) {
-      // The bind a send() makes, on the fallback engine: it completes in the background.
       const engine = this.#fallbackEngine(fallback)
-      return this.#opened(engine, engine.openNow(this.#socketOptions(port, address), this.#client), announceNow)
+      this.#opened(engine, engine.openNow(options, this.#client), 'when-bound')
+      return
     }
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
-    let info
-    try {
-      info = engine.open(this.#socketOptions(port, address), this.#client)
-    } catch (error) {
-      engine.releaseIfIdle()
-      throw fromNativeError(error, { address: address === '' ? (this.type === 'udp4' ? '0.0.0.0' : '::') : address, port })
-    }
-    return this.#opened(engine, info, announceNow)
+    // Not inside the send() that binds, before its datagram is queued.
+    this.#opened(engine, openNative(engine, options, this.#client, this.type), 'next-tick')
   }
 
   /** The fallback engine, if it runs this socket's options (reusePort needs a Node whose node:dgram has it: ERR_FALLBACK_UNSUPPORTED). */
@@ -449,36 +500,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return sharedFallbackDatagramEngine()
   }
 
-  /** bind() on the fallback engine, which binds asynchronously: sends and a close() meanwhile wait for it. */
-  async #openFallback(port: number, address: string, fallback: string): Promise<AddressInfo> {
-    const engine = this.#fallbackEngine(fallback)
-    const binding: { sends: (() => void)[]; closeAfter: boolean; refused: boolean } = { sends: [], closeAfter: false, refused: false }
-    this.#binding = binding
-    let info: NativeSocketInfo
-    try {
-      info = await engine.open(this.#socketOptions(port, address), this.#client)
-    } catch (error) {
-      engine.releaseIfIdle()
-      if (binding.closeAfter) this.#closeUnbound()
-      throw error
-    } finally {
-      this.#binding = undefined
-    }
-    // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
-    // closing by the next tick).
-    const local = this.#opened(engine, info, !binding.closeAfter)
-    // Each was counted as accepted when it was queued: send() counts it again.
-    this.#accepted -= binding.sends.length
-    for (const send of binding.sends) send()
-    if (binding.refused && !binding.closeAfter) engine.watchDrain(this.#id)
-    if (binding.closeAfter) {
-      this.#beginClose()
-      throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: close() was called while it was binding')
-    }
-    return local
-  }
-
-  #opened(engine: Engine | FallbackDatagramEngine, info: NativeSocketInfo, announceNow: boolean): AddressInfo {
+  /**
+   * The socket is open: 'listening' now (bind(): before it resolves, as node:dgram emits it before its bind
+   * callback; a listener that throws does not fail the bind that succeeded), on the next tick, once the
+   * fallback engine has bound it (onOpened), or never (closing already).
+   */
+  #opened(engine: Engine | FallbackDatagramEngine, info: NativeSocketInfo, listening: 'now' | 'next-tick' | 'when-bound' | 'never'): AddressInfo {
     this.#engine = engine
     this.#id = info.id
     this.#formatter = new AddressFormatter(this.#ipCodec())
@@ -490,19 +517,18 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#holdsReference = false
       engine.unref()
     }
-    // Before bind() resolves, as node:dgram emits it before its bind callback (a listener that throws does
-    // not fail the bind that succeeded); not inside the send() that binds, before its datagram is queued.
-    const announce = (): void => {
-      if (this.#state !== 'bound') return
-      try {
-        this.emit('listening')
-      } catch (error) {
-        surfaceLater(error)
-      }
-    }
-    if (announceNow) announce()
-    else process.nextTick(announce)
+    if (listening === 'now') this.#announce()
+    else if (listening === 'next-tick') process.nextTick(() => this.#announce())
     return { ...this.#local }
+  }
+
+  #announce(): void {
+    if (this.#state !== 'bound') return
+    try {
+      this.emit('listening')
+    } catch (error) {
+      surfaceLater(error)
+    }
   }
 
   #onBatch(slab: SlabView, start: number, count: number): void {
@@ -545,8 +571,38 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (wantBatch && this.#state === 'bound') this.emit('messages', batch)
   }
 
+  /**
+   * The fallback engine could not make the bind a send() asked for: as node:dgram, an 'error' event, and the
+   * socket is unbound again (the next send() tries anew), or closed if close() came meanwhile. What send()
+   * accepted meanwhile was never sent: counted in drops.bindFailed.
+   */
+  #bindForSendFailed(engine: Engine | FallbackDatagramEngine, error: Error): void {
+    this.#openFailure = undefined
+    this.#bindFailed += this.#accepted
+    this.#accepted = 0
+    if (this.#holdsReference) engine.unref()
+    this.#holdsReference = false
+    this.#engine = undefined
+    this.#local = undefined
+    this.#formatter = undefined
+    if (this.#state === 'closing') {
+      this.#finalStats = new Float64Array(layout.statsFields)
+      this.#state = 'closed'
+      this.#resolveClosed?.()
+      this.emit('close')
+      return
+    }
+    this.#state = 'unbound'
+    this.#drain.drain() // nothing is queued now: what send() refused may be sent again
+    this.emit('error', error)
+  }
+
   #onClosed(): void {
     const engine = this.#engine as Engine | FallbackDatagramEngine
+    if (this.#openFailure !== undefined) {
+      this.#bindForSendFailed(engine, this.#openFailure)
+      return
+    }
     const final = new Float64Array(layout.statsFields)
     // The engine forgets the socket's counters after this event: keep the last reading.
     this.#finalStats = engine.readStats(this.#id, final) ? final : this.#statsScratch
@@ -556,6 +612,16 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#state = 'closed'
     this.#resolveClosed?.()
     this.emit('close')
+  }
+}
+
+/** A native engine's open; its failure as a system error naming the address, the engine let go if it has no socket. */
+function openNative(engine: Engine, options: NativeSocketOptions, client: EngineClient, type: SocketType): NativeSocketInfo {
+  try {
+    return engine.open(options, client)
+  } catch (error) {
+    engine.releaseIfIdle()
+    throw fromNativeError(error, { address: options.address === '' ? (type === 'udp4' ? '0.0.0.0' : '::') : options.address, port: options.port })
   }
 }
 

@@ -372,7 +372,7 @@ export class Server extends EventEmitter<ServerEvents> {
       const fallbackEngine = sharedFallbackEngine()
       engine = fallbackEngine
       // The fallback binds asynchronously: meanwhile a second listen() is refused, and a close() waits for
-      // the socket to open, then stops the server (below).
+      // the socket to open, then stops the server (below; listen() still resolves: it did listen).
       this.#opening = true
       try {
         info = await fallbackEngine.open(options, this.#client)
@@ -395,10 +395,8 @@ export class Server extends EventEmitter<ServerEvents> {
     // Read before 'running' goes out: a close() from a handler of that event stops the server itself.
     const closedWhileOpening = this.#closed !== undefined
     this.#setState('running')
-    if (closedWhileOpening) {
-      this.#stop()
-      throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed while it started listening')
-    }
+    // It listened, and stops now: as on the native engine, whose bind is done before a close() can come.
+    if (closedWhileOpening) this.#stop()
     return { ...this.#local }
   }
 

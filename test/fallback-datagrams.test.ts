@@ -124,7 +124,8 @@ describe('datagram sockets on the fallback engine', () => {
     const closed = closing.close()
     expect(() => closing.send('after close()', port, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_SOCKET_CLOSED' }))
     await expect(closing.drained()).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
-    await expect(bound).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' })
+    // Resolved: it did bind (as on the native engine, whose bind is done before close() can come); then it closed.
+    expect(await bound).toMatchObject({ address: '127.0.0.1', family: 'IPv4', port: expect.any(Number) })
     await closed
     await new Promise((resolve) => setImmediate(resolve))
     expect(events).toEqual(['close'])
@@ -211,6 +212,31 @@ describe('datagram sockets on the fallback engine and the life of the process', 
     })
     expect(run.status).toBe(0)
     expect(run.stdout.trim().split('\n')).toEqual(['still alive', 'closed'])
+  }, 30_000)
+})
+
+describe('sockets the fallback engine binds in the background, when the bind fails', () => {
+  it('a Client rejects connect() with the system error; a datagram socket reports it, counts what it took, and binds again on the next send()', () => {
+    // Out of file descriptors (ulimit), in a process of its own (test/fixtures/open-fails.ts).
+    const run = spawnSync('bash', ['-c', 'ulimit -n 64 && exec "$0" --import tsx test/fixtures/open-fails.ts', process.execPath], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
+    })
+    expect(run.status, run.stderr).toBe(0)
+    const outcome = JSON.parse(run.stdout)
+    // As the native engine's connect() rejects when it cannot open its socket; no 'error' event besides.
+    expect(outcome.connect).toEqual({ code: 'EMFILE', syscall: 'bind' })
+    expect(outcome.clientErrors).toEqual([])
+    // As node:dgram: send() took both, then the bind they waited for failed: one 'error', no 'listening'.
+    expect(outcome.accepted).toEqual([true, true])
+    expect(outcome.socketErrors).toEqual([{ code: 'EMFILE', syscall: 'bind' }])
+    expect(outcome.afterFailure).toMatchObject({ bindFailed: 2, depth: 0, closed: 0, listening: 0 })
+    // Unbound again, not closed: the next send() bound it, and went out.
+    expect(outcome.sentAgain).toBe(true)
+    expect(outcome.port).toBeGreaterThan(0)
+    expect(outcome.afterRetry).toEqual({ packetsOut: 1, bindFailed: 2, depth: 0, listening: 1 })
   }, 30_000)
 })
 

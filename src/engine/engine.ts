@@ -104,6 +104,23 @@ export interface EngineLimits {
 
 export const defaultLimits: EngineLimits = { initialReceiveSlabs: 8, maxReceiveSlabs: 64, maxSendSlabs: 32 }
 
+/**
+ * onDrain() for every client whose send the engine's full queue refused, and forgets them. Each gets its
+ * 'drain' whatever another's listener throws: none would come again.
+ */
+export function drainWaiting(waitingForDrain: Set<EngineClient>): void {
+  if (waitingForDrain.size === 0) return
+  const waiting = [...waitingForDrain]
+  waitingForDrain.clear()
+  for (const client of waiting) {
+    try {
+      client.onDrain()
+    } catch (error) {
+      surfaceLater(error)
+    }
+  }
+}
+
 /** A destination in the form send slabs hold it. */
 export interface QueuedAddress {
   family: 4 | 6
@@ -370,18 +387,7 @@ export class Engine implements ProtocolEngine {
       case EventType.sendDone: {
         // Sent only while a slab was wanted; the slab itself is in the ring.
         this.#takeReleasedSlabs()
-        if (this.#waitingForDrain.size > 0) {
-          const waiting = [...this.#waitingForDrain]
-          this.#waitingForDrain.clear()
-          // Each socket gets its 'drain' whatever another's listener throws: none would come again.
-          for (const client of waiting) {
-            try {
-              client.onDrain()
-            } catch (error) {
-              surfaceLater(error)
-            }
-          }
-        }
+        drainWaiting(this.#waitingForDrain)
         return
       }
       case EventType.closed: {

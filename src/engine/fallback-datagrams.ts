@@ -6,7 +6,7 @@ import type dgram from 'node:dgram'
 import { javascriptIp } from '../address.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import { type EngineClient, type QueuedAddress, SlabView } from './engine.ts'
-import { FallbackSockets, bindSocket, boundInfo, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
+import { FallbackSockets, type OpeningClient, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
 import { surfaceLater } from '../errors.ts'
 import { Operation, align8, layout } from './layout.ts'
 
@@ -30,7 +30,6 @@ interface RawSocket {
   /** send() was refused: 'drain' once in-flight sends fall to half the bound. */
   blocked: boolean
   closing: boolean
-  bound: boolean
 }
 
 export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
@@ -47,24 +46,9 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
    * open() returning at once, for the bind a send() makes (any address, any port): node:dgram keeps what is
    * sent meanwhile until the socket is bound.
    */
-  openNow(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
+  openNow(options: NativeSocketOptions, client: OpeningClient): NativeSocketInfo {
     const { entry, bound } = this.#newSocket(options, client)
     return this.openingNow(entry, bound, options, client)
-  }
-
-  /** Where a socket is bound and its buffer sizes, once it is bound (openNow() returns before); undefined until then. */
-  boundInfo(id: number): NativeSocketInfo | undefined {
-    const entry = this.sockets.get(id)
-    if (entry === undefined || !entry.bound) return undefined
-    return boundInfo(id, entry.socket, { receiveBufferSize: 0, sendBufferSize: 0 })
-  }
-
-  /** onDrain() for the client once this socket has room for sends (at once, on the next tick, if it has). */
-  watchDrain(id: number): void {
-    const entry = this.sockets.get(id)
-    if (entry === undefined) return
-    if (entry.inFlight <= maxInFlight / 2) process.nextTick(() => entry.client.onDrain())
-    else entry.blocked = true
   }
 
   #newSocket(options: NativeSocketOptions, client: EngineClient): { entry: RawSocket; bound: Promise<void> } {
@@ -81,11 +65,9 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       inFlight: 0,
       blocked: false,
       closing: false,
-      bound: false,
     }
     void bound.then(
       () => {
-        entry.bound = true
         socket.on('error', (error: NodeJS.ErrnoException) => {
           entry.stats[Stat.receiveErrors]!++
           try {

@@ -11,10 +11,10 @@ import { parseServerAddress } from '../netcode/server-address.ts'
 import { loadSodium } from '../netcode/sodium.ts'
 import { surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
-import type { EngineClient, ProtocolEngine } from './engine.ts'
+import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting } from './engine.ts'
 import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './fallback-protocols.ts'
-import { FallbackSockets, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
-import { ProtocolStat, linkFields, protocolStatsFields } from './layout.ts'
+import { FallbackSockets, type OpeningClient, bindSocket, checkNotExiting, sharedInstance } from './fallback-sockets.ts'
+import { ProtocolStat, layout, linkFields, protocolStatsFields } from './layout.ts'
 import { RecordBatch } from './record-batch.ts'
 import { SimulatedNetwork } from './simulated-network.ts'
 
@@ -44,6 +44,13 @@ interface OutgoingDatagram {
   data: Uint8Array
 }
 
+/**
+ * Bytes handed to node:dgram and not yet sent, at most: what the native engine's send queue holds (its send
+ * slabs). Past it a message is refused (send() returns false) until half of it has gone ('drain'), so that a
+ * sender faster than the socket meets back-pressure rather than growing node:dgram's queue without bound.
+ */
+const maxBytesInFlight = defaultLimits.maxSendSlabs * layout.slabSize
+
 interface ProtocolSocket {
   readonly id: number
   readonly client: EngineClient
@@ -65,6 +72,8 @@ interface ProtocolSocket {
   timerDueUs: number
   turnScheduled: boolean
   sendErrors: number
+  /** Of the engine's bytes in flight, this socket's (given back whole when it closes). */
+  bytesInFlight: number
 }
 
 export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements ProtocolEngine {
@@ -73,6 +82,10 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   /** The sockets whose simulated networks hold datagrams: a late timer puts what they have due on the wire first. */
   readonly #holding = new Set<ProtocolSocket>()
   #nextLargeId = 1
+  /** Bytes handed to node:dgram and not yet sent, all sockets (maxBytesInFlight). */
+  #bytesInFlight = 0
+  /** Whose message was refused for want of room: onDrain() once half of maxBytesInFlight is free. */
+  readonly #waitingForDrain = new Set<EngineClient>()
 
   /**
    * Opens a protocol socket (a netcode server or client; options.protocol says which) and binds it; resolves
@@ -87,7 +100,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
    * open(), returning at once (a client's socket: no address to report, any port): what is asked of the
    * socket meanwhile waits for it to be bound.
    */
-  openNow(options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
+  openNow(options: NativeSocketOptions, client: OpeningClient): NativeSocketInfo {
     const entry = this.#newSocket(options, client)
     return this.openingNow(entry, entry.ready, options, client)
   }
@@ -112,6 +125,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       timerDueUs: Number.POSITIVE_INFINITY,
       turnScheduled: false,
       sendErrors: 0,
+      bytesInFlight: 0,
     }
     const output: ProtocolOutput = {
       records: entry.records,
@@ -203,6 +217,10 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       entry.waiting.push(() => this.enqueueToPeer(_client, socketId, copy, peer, channel))
       return true
     }
+    if (this.#bytesInFlight >= maxBytesInFlight) {
+      this.#waitingForDrain.add(entry.client)
+      return false
+    }
     entry.protocol?.send(peer, channel, data, monotonicUs())
     this.#afterWork(entry)
     return true
@@ -236,13 +254,30 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       entry.sendErrors++
       return
     }
+    const size = data.byteLength + layout.sendHeaderSize // as a send slab holds it
     try {
       entry.socket.send(data, port, host, (error) => {
         if (error !== null) entry.sendErrors++
+        this.#sent(entry, size)
       })
     } catch {
       entry.sendErrors++ // refused before it was queued (an address node:dgram will not take)
+      return
     }
+    entry.bytesInFlight += size
+    this.#bytesInFlight += size
+  }
+
+  /** node:dgram is done with a datagram (or the socket closed with it: #close gave back what it had). */
+  #sent(entry: ProtocolSocket, size: number): void {
+    if (entry.bytesInFlight === 0) return
+    entry.bytesInFlight -= size
+    this.#bytesInFlight -= size
+    this.#drainIfRoom()
+  }
+
+  #drainIfRoom(): void {
+    if (this.#bytesInFlight <= maxBytesInFlight / 2) drainWaiting(this.#waitingForDrain)
   }
 
   #receive(entry: ProtocolSocket, data: Buffer, rinfo: dgram.RemoteInfo): void {
@@ -329,7 +364,12 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     entry.closing = true
     this.#holding.delete(entry) // (empty: a socket closes once its simulated network is)
     clearTimeout(entry.timer)
+    this.#waitingForDrain.delete(entry.client)
     entry.socket.close(() => {
+      // What node:dgram had not sent goes with the socket, its send callbacks or not.
+      this.#bytesInFlight -= entry.bytesInFlight
+      entry.bytesInFlight = 0
+      this.#drainIfRoom()
       try {
         entry.client.onClosed() // reads the socket's final counters first
       } finally {

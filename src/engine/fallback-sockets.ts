@@ -5,7 +5,17 @@ import dgram from 'node:dgram'
 import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
 import type { EngineClient } from './engine.ts'
-import { Operation } from './layout.ts'
+
+/**
+ * The owner of a socket that binds in the background (openNow(): the bind a datagram send() makes, a
+ * client's socket), told how the bind ended.
+ */
+export interface OpeningClient extends EngineClient {
+  /** Bound: where, and the buffer sizes the kernel granted. Not called once the socket is closing. */
+  onOpened(info: NativeSocketInfo): void
+  /** The bind failed; onClosed follows. */
+  onOpenFailed(error: Error): void
+}
 
 /** What every fallback socket has. */
 interface FallbackSocket {
@@ -100,23 +110,29 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
   }
 
   /**
-   * The socket openNow() made, at once: the wildcard address and port 0 until it is bound. A bind that fails
-   * is the owner's as for a socket that failed and closed: the error, then the close (where the owner gives
-   * back the reference open took).
+   * The socket openNow() made, at once: the wildcard address and port 0 until it is bound. The owner learns
+   * how the bind ended: onOpened with where it is bound, or onOpenFailed with the error open() would have
+   * rejected with (its syscall, address and port), then onClosed (where the owner gives back the reference
+   * open took), as for a socket that failed and closed.
    */
-  protected openingNow(entry: Socket, ready: Promise<unknown>, options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
-    ready.catch((error: NodeJS.ErrnoException) => {
-      entry.closing = true
-      entry.socket.close()
-      try {
-        client.onError(error.errno ?? 0, 1, Operation.receive) // node's errno, negative, as the native engine's
-      } catch (thrown) {
-        surfaceLater(thrown) // an 'error' event nobody listens to
-      } finally {
-        client.onClosed()
-        this.remove(entry)
-      }
-    })
+  protected openingNow(entry: Socket, ready: Promise<unknown>, options: NativeSocketOptions, client: OpeningClient): NativeSocketInfo {
+    ready.then(
+      () => {
+        if (!entry.closing) client.onOpened(boundInfo(entry.id, entry.socket, options))
+      },
+      (error: unknown) => {
+        entry.closing = true
+        entry.socket.close()
+        try {
+          client.onOpenFailed(fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port }))
+          client.onClosed()
+        } catch (thrown) {
+          surfaceLater(thrown) // an 'error' event nobody listens to
+        } finally {
+          this.remove(entry)
+        }
+      },
+    )
     return { id: entry.id, address: options.ipv6 ? '::' : '0.0.0.0', family: options.ipv6 ? 6 : 4, port: 0, receiveBufferSize: options.receiveBufferSize, sendBufferSize: options.sendBufferSize }
   }
 
