@@ -308,6 +308,14 @@ export class Client extends EventEmitter<ClientEvents> {
       return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
     }
     if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
+    // The engine of a socket this attempt opens: chosen as the call begins, not once crypto has loaded or the
+    // old socket has closed (VOLLEY_ENGINE may have changed by then).
+    let fallback: string | undefined
+    try {
+      fallback = fallbackReason()
+    } catch (error) {
+      return Promise.reject(fromNativeError(error))
+    }
     const ipv6 = parsed.serverAddresses.some((address) => address.family === 6)
     if ((this.#open && ipv6 && !this.#ipv6) || this.#afterReopen !== undefined) {
       // This socket is IPv4 (its first token listed IPv4 servers only) and cannot reach this token's
@@ -318,7 +326,7 @@ export class Client extends EventEmitter<ClientEvents> {
         const onAbort = (): void => {
           if (this.#reopening === entry) this.#abandonReopen(connectAborted('The connection attempt was aborted', signal))
         }
-        const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal).then(resolve, reject), reject)
+        const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal, fallback).then(resolve, reject), reject)
         this.#reopening = entry
         if (this.#afterReopen !== undefined) return // the old socket is closing already
         this.#afterReopen = () => {
@@ -330,7 +338,7 @@ export class Client extends EventEmitter<ClientEvents> {
         ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
       })
     }
-    return this.#start(bytes, ipv6, signal)
+    return this.#start(bytes, ipv6, signal, fallback)
   }
 
   /** Ends the connect() that waits for the socket to reopen, here and now (abort, close). */
@@ -344,12 +352,12 @@ export class Client extends EventEmitter<ClientEvents> {
    * #start() once libsodium-wrappers has loaded (the fallback engine's crypto, once per process; ERR_CRYPTO_UNAVAILABLE
    * where it cannot): meanwhile the client is busy as while its socket reopens, and an abort or close() ends the wait.
    */
-  #startAfterSodium(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
+  #startAfterSodium(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined, fallback: string): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.#reopening === entry) this.#abandonReopen(connectAborted('The connection attempt was aborted', signal))
       }
-      const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal).then(resolve, reject), reject)
+      const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal, fallback).then(resolve, reject), reject)
       this.#reopening = entry
       const settle = (outcome: () => void): void => {
         if (this.#reopening !== entry) return // aborted or closed meanwhile
@@ -363,13 +371,13 @@ export class Client extends EventEmitter<ClientEvents> {
     })
   }
 
-  #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined): Promise<void> {
+  /** fallback: why the fallback engine runs a socket this opens (fallbackReason()), undefined for the native one. */
+  #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined, fallback: string | undefined): Promise<void> {
     if (!this.#open) {
       let engine: ProtocolEngine | undefined
       try {
-        const fallback = fallbackReason()
         if (fallback !== undefined) {
-          if (loadedSodium() === undefined) return this.#startAfterSodium(bytes, ipv6, signal)
+          if (loadedSodium() === undefined) return this.#startAfterSodium(bytes, ipv6, signal, fallback)
         }
         const options: NativeSocketOptions = {
           ipv6,

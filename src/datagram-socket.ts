@@ -215,13 +215,14 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
     }
     this.#assertCanBind()
+    // Chosen as the call begins, not after a host name resolves (VOLLEY_ENGINE may have changed by then).
+    const fallback = fallbackReason()
     const binding: Binding = { sends: [], closeAfter: false, refused: false }
     this.#binding = binding
     let engine: Engine | FallbackDatagramEngine | undefined
     let info: NativeSocketInfo
     try {
-      const literal = await this.#bindAddress(address ?? '')
-      const fallback = fallbackReason()
+      const literal = await this.#bindAddress(address ?? '', fallback)
       if (fallback !== undefined) {
         engine = this.#fallbackEngine(fallback)
         info = await engine.open(this.#socketOptions(port, literal), this.#client)
@@ -254,7 +255,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   }
 
   /** The address to bind: '' (any), or an IP literal of the socket's family, a host name resolved to one. */
-  async #bindAddress(address: string): Promise<string> {
+  async #bindAddress(address: string, fallback: string | undefined): Promise<string> {
     let literal = address
     if (literal !== '' && ipFamily(literal) === 0) {
       // A host name: resolve it once, to an address of the socket's family.
@@ -266,7 +267,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
     }
-    if (literal !== '' && parseIp(this.#ipCodec(), literal) === null) {
+    if (literal !== '' && parseIp(this.#ipCodec(fallback), literal) === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
     }
     return literal
@@ -571,44 +572,32 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (wantBatch && this.#state === 'bound') this.emit('messages', batch)
   }
 
-  /**
-   * The fallback engine could not make the bind a send() asked for: as node:dgram, an 'error' event, and the
-   * socket is unbound again (the next send() tries anew), or closed if close() came meanwhile. What send()
-   * accepted meanwhile was never sent: counted in drops.bindFailed.
-   */
-  #bindForSendFailed(engine: Engine | FallbackDatagramEngine, error: Error): void {
-    this.#openFailure = undefined
-    this.#bindFailed += this.#accepted
-    this.#accepted = 0
-    if (this.#holdsReference) engine.unref()
-    this.#holdsReference = false
-    this.#engine = undefined
-    this.#local = undefined
-    this.#formatter = undefined
-    if (this.#state === 'closing') {
-      this.#finalStats = new Float64Array(layout.statsFields)
-      this.#state = 'closed'
-      this.#resolveClosed?.()
-      this.emit('close')
-      return
-    }
-    this.#state = 'unbound'
-    this.#drain.drain() // nothing is queued now: what send() refused may be sent again
-    this.emit('error', error)
-  }
-
   #onClosed(): void {
     const engine = this.#engine as Engine | FallbackDatagramEngine
-    if (this.#openFailure !== undefined) {
-      this.#bindForSendFailed(engine, this.#openFailure)
-      return
-    }
     const final = new Float64Array(layout.statsFields)
     // The engine forgets the socket's counters after this event: keep the last reading.
     this.#finalStats = engine.readStats(this.#id, final) ? final : this.#statsScratch
     // What this socket holds, whatever ref() or unref() said while it closed.
     if (this.#holdsReference) engine.unref()
     this.#holdsReference = false
+    const openFailure = this.#openFailure
+    this.#openFailure = undefined
+    if (openFailure !== undefined) {
+      // The fallback engine could not make the bind a send() asked for: what send() took was never sent.
+      this.#bindFailed += this.#accepted
+      this.#accepted = 0
+      if (this.#state === 'bound') {
+        // As node:dgram: an 'error' event, and unbound again (the next send() binds anew).
+        this.#engine = undefined
+        this.#local = undefined
+        this.#formatter = undefined
+        this.#finalStats = undefined
+        this.#state = 'unbound'
+        this.#drain.drain() // nothing is queued now: what send() refused may be sent again
+        this.emit('error', openFailure)
+        return
+      }
+    }
     this.#state = 'closed'
     this.#resolveClosed?.()
     this.emit('close')
