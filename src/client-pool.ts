@@ -82,7 +82,7 @@ export class ClientPool {
    * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED,
    * a token that is neither a Uint8Array nor a string with ERR_INVALID_ARG_TYPE, before any attempt.
    */
-  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number; signal?: AbortSignal } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
+  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     try {
       checkOptions('"options" argument', options, connectOptionNames)
       checkSignal(options.signal)

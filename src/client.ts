@@ -69,16 +69,16 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
 
 export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Resend period of connection requests and responses, ms (default 100: 10 Hz). */
-  requestIntervalMs?: number
+  requestIntervalMs?: number | undefined
   /** Keep-alive period when nothing else was sent, ms (default 100). */
-  keepAliveIntervalMs?: number
+  keepAliveIntervalMs?: number | undefined
   /** Redundant disconnect packets on close (default 10, at disconnectIntervalMs, default 100). */
-  disconnectPackets?: number
-  disconnectIntervalMs?: number
-  recvBufferSize?: number
-  sendBufferSize?: number
-  coalesceUs?: number
-  engine?: 'shared' | 'dedicated'
+  disconnectPackets?: number | undefined
+  disconnectIntervalMs?: number | undefined
+  recvBufferSize?: number | undefined
+  sendBufferSize?: number | undefined
+  coalesceUs?: number | undefined
+  engine?: 'shared' | 'dedicated' | undefined
 }
 
 export interface ClientEvents {
@@ -287,7 +287,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * TypeError with code ERR_INVALID_CONNECT_TOKEN, before any attempt. A client can connect again after a
    * connection ended: it keeps its socket, and so its address, until close().
    */
-  connect(token: Uint8Array | string, options: { signal?: AbortSignal } = {}): Promise<void> {
+  connect(token: Uint8Array | string, options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     try {
       return this.#connect(token, options)
     } catch (error) {
@@ -295,7 +295,7 @@ export class Client extends EventEmitter<ClientEvents> {
     }
   }
 
-  #connect(token: Uint8Array | string, options: { signal?: AbortSignal }): Promise<void> {
+  #connect(token: Uint8Array | string, options: { signal?: AbortSignal | undefined }): Promise<void> {
     checkOptions('"options" argument', options, signalOnly)
     const { signal } = options
     checkSignal(signal)
@@ -467,7 +467,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * ends first (or was not up), ERR_CLIENT_CLOSED once close() was called, and ERR_ABORTED when
    * options.signal aborts.
    */
-  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+  drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return this.#drain.wait(options, this.#ready && this.#closing === undefined ? null : this.#notConnectedError())
   }
 
@@ -483,7 +483,7 @@ export class Client extends EventEmitter<ClientEvents> {
    * the server on the reliable channels. At once with nothing queued, and without channels. Before close(),
    * so that reliable messages in flight are not lost with the connection. Rejects as drained() does.
    */
-  flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
+  flushed(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return this.#flush.wait(options, this.#ready && this.#closing === undefined ? null : this.#notConnectedError())
   }
 

@@ -12,7 +12,7 @@ import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { DrainWaiters } from './drain-waiters.ts'
 import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
-import { booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
+import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
 import {
   VolleyError,
   VolleyRangeError,
@@ -27,28 +27,28 @@ export type SocketType = 'udp4' | 'udp6'
 
 export interface DatagramSocketOptions {
   /** 'udp4' (default) or 'udp6'. A udp6 socket is dual-stack unless ipv6Only is set. */
-  type?: SocketType
+  type?: SocketType | undefined
   /** Datagrams read per recvmmsg call and delivered per 'messages' event: 1..1024, default 64. */
-  batchSize?: number
+  batchSize?: number | undefined
   /** SO_RCVBUF in bytes (the kernel doubles it and caps it at net.core.rmem_max). */
-  recvBufferSize?: number
+  recvBufferSize?: number | undefined
   /** SO_SNDBUF in bytes (capped at net.core.wmem_max). */
-  sendBufferSize?: number
+  sendBufferSize?: number | undefined
   /** SO_REUSEPORT: several sockets may bind the same address and port; the kernel spreads datagrams. */
-  reusePort?: boolean
+  reusePort?: boolean | undefined
   /** SO_REUSEADDR. */
-  reuseAddr?: boolean
+  reuseAddr?: boolean | undefined
   /** IPV6_V6ONLY for udp6 sockets. */
-  ipv6Only?: boolean
+  ipv6Only?: boolean | undefined
   /** 'shared' (default): one I/O thread for all sockets of this thread; 'dedicated': a thread of its own. */
-  engine?: 'shared' | 'dedicated'
+  engine?: 'shared' | 'dedicated' | undefined
   /**
    * Interrupt moderation, in microseconds. When datagrams stream in, the I/O thread waits before its next
    * read, about as long as a full batch takes to arrive and at most this long, so that it hands over full
    * batches: far less CPU per datagram for at most this much added latency under load. A datagram that
    * arrives alone is never held back. 0 turns it off for this socket. Default 200.
    */
-  coalesceUs?: number
+  coalesceUs?: number | undefined
 }
 
 export interface Datagram {
@@ -139,7 +139,7 @@ const knownOptions = new Set([
 
 export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly type: SocketType
-  readonly #options: Required<Omit<DatagramSocketOptions, 'type'>>
+  readonly #options: Settled<Omit<DatagramSocketOptions, 'type'>>
   #engine: Engine | FallbackDatagramEngine | undefined
   /** bind() is under way (a host name resolving, the fallback engine binding): sends wait, and a close() waits for it. */
   #binding: Binding | undefined
@@ -347,7 +347,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * client.drained() and peer.drained()). Rejects with ERR_SOCKET_CLOSED once close() was called, and
    * ERR_ABORTED when options.signal aborts.
    */
-  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+  drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return this.#drain.wait(options, this.#closedOrClosing() ? this.#closedError() : null)
   }
 

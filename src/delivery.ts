@@ -28,19 +28,19 @@ export interface DeliveryOptions {
    * mode on the other side (or a peer without channels sending) ends the connection ('channels-mismatch').
    * A channel only one side has is refused by send() once the peer's channels are known (remoteChannels).
    */
-  channels?: readonly ChannelOptions[]
+  channels?: readonly ChannelOptions[] | undefined
   /**
    * The largest message, bytes (default 1 MiB; at most 1 GiB), sent or received. Each side announces its
    * own, before either reports the connection: send() refuses a message over the peer's (remoteChannels). A
    * larger one that comes all the same is dropped and counted in stats().dropped; a reliable channel goes on
    * past it.
    */
-  maxMessageBytes?: number
+  maxMessageBytes?: number | undefined
   /**
    * Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB);
    * each message counts 64 bytes more than its size, for its record.
    */
-  sendQueueBytes?: number
+  sendQueueBytes?: number | undefined
   /**
    * How often a connection pings for the RTT and the clock, ms (default 100: 10 Hz; 50 to 3,600,000, as
    * pongs answer at most 20 a second). The client's sets the pace: the server pings with its pongs to the
@@ -48,12 +48,12 @@ export interface DeliveryOptions {
    * it also stands in for the keep-alive: a gateway with many idle peers lengthens this interval and
    * keepAliveIntervalMs together, on both sides.
    */
-  pingIntervalMs?: number
+  pingIntervalMs?: number | undefined
 }
 
 export interface SendOptions {
   /** The channel's index in the channels option (default 0). */
-  channel?: number
+  channel?: number | undefined
 }
 
 export interface LinkStats {

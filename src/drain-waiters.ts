@@ -30,7 +30,7 @@ export class DrainWaiters {
    * to reject with when the connection is not up (null when it is). Rejects with ERR_ABORTED when
    * options.signal aborts.
    */
-  wait(options: { signal?: AbortSignal }, notConnected: Error | null): Promise<void> {
+  wait(options: { signal?: AbortSignal | undefined }, notConnected: Error | null): Promise<void> {
     try {
       checkOptions('"options" argument', options, signalOnly)
       checkSignal(options.signal)
@@ -85,7 +85,7 @@ export class FlushWaiters {
   }
 
   /** notConnected: as DrainWaiters.wait's. */
-  wait(options: { signal?: AbortSignal }, notConnected: Error | null): Promise<void> {
+  wait(options: { signal?: AbortSignal | undefined }, notConnected: Error | null): Promise<void> {
     if (notConnected === null && this.#queued() > 0) {
       this.#waiters.block()
       this.#watch()

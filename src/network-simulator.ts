@@ -7,37 +7,37 @@ import { checkOptions, integerOption, numberOption } from './options.ts'
 
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */
-  loss?: number
+  loss?: number | undefined
   /** One-way delay added to every datagram, ms. */
-  latencyMs?: number
+  latencyMs?: number | undefined
   /**
    * Uniform ± variation of that delay, ms, drawn for each datagram: datagrams sent close together overtake
    * each other. A delay that would fall below 0 is 0 (jitter above the latency piles datagrams up there).
    */
-  jitterMs?: number
+  jitterMs?: number | undefined
   /** Probability that a datagram is sent twice. */
-  duplicate?: number
+  duplicate?: number | undefined
   /** Probability that a datagram is held back a further latency + jitter + 1 ms, so that later ones overtake it. */
-  reorder?: number
+  reorder?: number | undefined
   /**
    * The link's rate, counting 28 bytes of IP and UDP headers per datagram (and each duplicate); datagrams
    * wait for it in order. Unlimited when absent.
    */
-  bandwidthBytesPerSec?: number
+  bandwidthBytesPerSec?: number | undefined
   /**
    * The link's queue, bytes (default: one second of bandwidthBytesPerSec): a datagram that would wait
    * behind more is dropped, as a router's full queue drops it. Needs bandwidthBytesPerSec.
    */
-  queueBytes?: number
+  queueBytes?: number | undefined
   /** Seeds the random choices: the same seed and traffic give the same run. Random when absent. */
-  seed?: number
+  seed?: number | undefined
   /**
    * The clock this socket's delivery layer (channels) reads runs this far ahead of the true one, ms
    * (0 to 86,400,000): a peer with a badly set clock, for tests of clock synchronisation.
    */
-  clockOffsetMs?: number
+  clockOffsetMs?: number | undefined
   /** ...and gains this many µs per second on it (-1,000 to 1,000 parts per million). */
-  clockDriftPpm?: number
+  clockDriftPpm?: number | undefined
 }
 
 /** What a socket's network simulator did to its datagrams (null without one). */
@@ -56,7 +56,7 @@ export interface SimulatedNetworkStats {
 
 export interface NetworkSimulatorOption {
   /** A simulated network for what this socket sends (tests, benchmarks). */
-  networkSimulator?: NetworkSimulatorOptions
+  networkSimulator?: NetworkSimulatorOptions | undefined
 }
 
 /** What the native protocol options take. */

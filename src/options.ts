@@ -18,6 +18,9 @@ export function checkOptions(what: string, options: unknown, known: ReadonlySet<
   }
 }
 
+/** Options once checked and defaulted: each present, none undefined (a caller may pass undefined for "the default"). */
+export type Settled<T> = { [K in keyof T]-?: Exclude<T[K], undefined> }
+
 /** The options of a call that takes only an AbortSignal. */
 export const signalOnly: ReadonlySet<string> = new Set(['signal'])
 

@@ -105,7 +105,7 @@ export class Peer {
    * engine's queue was the full one). Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and
    * with ERR_ABORTED when options.signal aborts.
    */
-  drained(options: { signal?: AbortSignal } = {}): Promise<void> {
+  drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return (this.#drain ??= new DrainWaiters()).wait(options, this.connected ? null : this.#disconnectedError())
   }
 
@@ -121,7 +121,7 @@ export class Peer {
    * lost with the connection. Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and with
    * ERR_ABORTED when options.signal aborts.
    */
-  flushed(options: { signal?: AbortSignal } = {}): Promise<void> {
+  flushed(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     this.#flush ??= new FlushWaiters(
       () => this.bufferedAmount, // 0 once disconnected
       () => this.#host.watchFlush(this),

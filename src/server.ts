@@ -23,7 +23,7 @@ import {
 } from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
+import { type Settled, type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -39,32 +39,32 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** 'a.b.c.d:port' or '[v6]:port' to listen on; tokens must list it (or publicAddress). */
   address: string
   /** The address tokens list, when clients reach the server at another one than it binds (NAT, 0.0.0.0); port 0: the port bound. */
-  publicAddress?: string
+  publicAddress?: string | undefined
   /** Client slots, 1 to 1,048,576 (default 256). */
-  maxClients?: number
+  maxClients?: number | undefined
   /**
    * Keep-alive period when nothing else was sent, ms (default 100: 10 Hz). Raise it (fewer keep-alives) for
    * huge peer counts.
    * With channels the server's pings answer the client's, which come about one period apart, so a
    * keep-alive waits half the smaller of this and pingIntervalMs longer: it would race each of them.
    */
-  keepAliveIntervalMs?: number
+  keepAliveIntervalMs?: number | undefined
   /** Redundant disconnect packets (default 10, sent at disconnectIntervalMs, default 100). */
-  disconnectPackets?: number
-  disconnectIntervalMs?: number
+  disconnectPackets?: number | undefined
+  disconnectIntervalMs?: number | undefined
   /**
    * SO_REUSEPORT: servers in other worker threads or processes (of the same user) may listen on the same
    * address (a fixed port), and the kernel shares the clients out among them by address, each client's
    * datagrams always to the same server, so each is a shard with a core of its own (default false). What
    * stays per shard, and why their number must not change while clients are connected: docs/connections.md.
    */
-  reusePort?: boolean
+  reusePort?: boolean | undefined
   /** Socket options, as for createDatagramSocket. */
-  recvBufferSize?: number
-  sendBufferSize?: number
-  batchSize?: number
-  coalesceUs?: number
-  engine?: 'shared' | 'dedicated'
+  recvBufferSize?: number | undefined
+  sendBufferSize?: number | undefined
+  batchSize?: number | undefined
+  coalesceUs?: number | undefined
+  engine?: 'shared' | 'dedicated' | undefined
 }
 
 const serverOptionNames: ReadonlySet<string> = new Set([
@@ -203,7 +203,7 @@ export class UserDataCopies {
 }
 
 export class Server extends EventEmitter<ServerEvents> {
-  readonly #options: Required<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
+  readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
   readonly #bind: { host: string; port: number; family: 4 | 6; reusePort: boolean }

@@ -29,15 +29,15 @@ export type ClientCoreState = keyof typeof clientStateCodes
 
 export interface ClientCoreConfig {
   /** Tokens of another protocol id are refused as invalid; undefined: take it from each token. */
-  protocolId?: bigint
+  protocolId?: bigint | undefined
   /** Requests and responses (default 100 ms: 10 Hz). */
-  requestIntervalUs?: number
+  requestIntervalUs?: number | undefined
   /** Keep-alive when nothing else was sent for this long (default 100 ms). */
-  keepAliveIntervalUs?: number
+  keepAliveIntervalUs?: number | undefined
   /** Between redundant disconnect packets (default 100 ms). */
-  disconnectIntervalUs?: number
+  disconnectIntervalUs?: number | undefined
   /** Redundant disconnect packets sent when the client disconnects (default 10). */
-  disconnectPackets?: number
+  disconnectPackets?: number | undefined
 }
 
 export interface ClientCoreSink {

@@ -43,18 +43,18 @@ export interface ConnectTokenOptions {
    */
   timeoutSeconds: number
   /** Up to 256 bytes for the server application (zero-padded). */
-  userData?: Uint8Array
+  userData?: Uint8Array | undefined
   /** The 32-byte key of the connection's client-to-server packets; random when not given. */
-  clientToServerKey?: Uint8Array
+  clientToServerKey?: Uint8Array | undefined
   /** The 32-byte key of the connection's server-to-client packets; random when not given. */
-  serverToClientKey?: Uint8Array
+  serverToClientKey?: Uint8Array | undefined
   /** Creation time in seconds since the epoch (default: now), up to 2^32 − 1: not Date.now()'s milliseconds. */
-  nowSeconds?: number
+  nowSeconds?: number | undefined
   /**
    * The 24-byte nonce (default: random). Give one only to reproduce a token, as tests do: two tokens sealed
    * with one nonce under one private key give away what their private parts differ by.
    */
-  nonce?: Uint8Array
+  nonce?: Uint8Array | undefined
 }
 
 /** The public part of a connect token, as a client reads it. */

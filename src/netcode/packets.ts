@@ -148,7 +148,7 @@ export function encryptedPacketShape(packet: Uint8Array, accept: ReadonlySet<num
 export function readEncryptedPacket(
   sodium: Sodium,
   packet: Uint8Array,
-  expected: { protocolId: bigint; key: Uint8Array; accept: ReadonlySet<number>; replay?: ReplayProtection },
+  expected: { protocolId: bigint; key: Uint8Array; accept: ReadonlySet<number>; replay?: ReplayProtection | undefined },
 ): ReadResult<Packet> {
   const shape = encryptedPacketShape(packet, expected.accept)
   if (shape !== undefined) return dropped(shape)

@@ -25,11 +25,11 @@ export interface ServerCoreConfig {
   publicAddress: ServerAddress
   maxClients: number
   /** Keep-alive when nothing else was sent for this long (default 100 ms: 10 Hz). */
-  keepAliveIntervalUs?: number
+  keepAliveIntervalUs?: number | undefined
   /** Between redundant disconnect packets (default 100 ms). */
-  disconnectIntervalUs?: number
+  disconnectIntervalUs?: number | undefined
   /** Redundant disconnect packets sent when the server ends a connection (default 10). */
-  disconnectPackets?: number
+  disconnectPackets?: number | undefined
 }
 
 export type ServerCoreDisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'

@@ -26,7 +26,7 @@ export interface DeliveryOptions {
   channels?: ('reliable' | 'unreliable' | 'sequenced')[]
   maxMessageBytes?: number
   sendQueueBytes?: number
-  reassemblyBytes?: number
+  reassemblyBytes?: number | undefined
   reliableWindow?: number
   fragmentTimeoutUs?: number
   pingIntervalUs?: number

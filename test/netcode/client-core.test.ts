@@ -61,7 +61,7 @@ class World {
   readonly sentByClient: Sent[] = []
   readonly sentByServer: Sent[] = []
   now = 0
-  drop: { toServer?: (data: Uint8Array) => boolean; toClient?: (data: Uint8Array) => boolean } = {}
+  drop: { toServer?: ((data: Uint8Array) => boolean) | undefined; toClient?: ((data: Uint8Array) => boolean) | undefined } = {}
 
   constructor(readonly cores: Cores) {
     this.client = cores.client()
