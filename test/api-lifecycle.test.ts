@@ -2,6 +2,7 @@
 // in the middle of things, throwing handlers, options that are wrong, and processes that must be free to
 // exit. Each case comes from a review that saw it fail.
 import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -830,6 +831,57 @@ describe('the demo (npm run demo)', () => {
     expect(stdout).toMatch(/^ {2}handshakes +0 in \d+ ms; 2 ERR_CONNECTION_REQUEST_TIMED_OUT failed$/m)
     expect(stderr).not.toMatch(/^\s+at /m)
     expect(status).toBe(1)
+  }, 40_000)
+})
+
+/**
+ * Runs a demo, sends it `signal` once its output matches `when`, and gives back its output and status. The
+ * demo is killed (status null) if it has not ended 15 s after the signal.
+ */
+async function interruptDemo(file: string, args: string[], when: RegExp, signal: NodeJS.Signals): Promise<{ stdout: string; status: number | null }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli', file), ...args])
+  let stdout = ''
+  let signalled = false
+  let killer: NodeJS.Timeout | undefined
+  child.stdout.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+    if (!signalled && when.test(stdout)) {
+      signalled = true
+      child.kill(signal)
+      killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    }
+  })
+  const [status] = (await once(child, 'exit')) as [number | null]
+  clearTimeout(killer)
+  return { stdout, status }
+}
+
+describe('the demos end at Ctrl-C with the summary so far', () => {
+  it('in the message window: the clients disconnect, every message sent was echoed, status 130', async () => {
+    const { stdout, status } = await interruptDemo('demo.ts', ['--clients', '20', '--seconds', '60'], /^ {2}connected +20 /m, 'SIGINT')
+    expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
+    const [, sent, received, echoed] = /^ {2}messages +(\d+) sent by clients, (\d+) received by the server, (\d+) echoes back/m.exec(stdout) ?? []
+    expect(Number(sent)).toBeGreaterThan(0)
+    expect([Number(received), Number(echoed)]).toEqual([Number(sent), Number(sent)])
+    expect(stdout).toMatch(/^ {2}CPU +\d+ % of one core/m)
+    expect(status).toBe(130)
+  }, 40_000)
+
+  it('while the clients connect: the attempts end, not counted as failures', async () => {
+    // Every datagram lost: the attempts would wait for the token's 10 s timeout.
+    const { stdout, status } = await interruptDemo('demo.ts', ['--clients', '3', '--loss', '1', '--seconds', '60'], /^volley demo: /m, 'SIGINT')
+    expect(stdout).toMatch(/^ {2}handshakes +0 in \d+ ms$/m)
+    expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
+    expect(stdout).not.toMatch(/^ {2}CPU/m) // the message window never began
+    expect(status).toBe(130)
+  }, 40_000)
+
+  it('the datagram demo at SIGTERM: every datagram received was handed over', async () => {
+    const { stdout, status } = await interruptDemo('datagram-demo.ts', ['--seconds', '60'], /^ {2}received +[\d,]+ +\d/m, 'SIGTERM')
+    expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
+    const count = (line: RegExp): number => Number(line.exec(stdout)?.[1]?.replaceAll(',', ''))
+    expect(count(/^ {2}delivered +([\d,]+) to the handler/m)).toBe(count(/^ {2}received +([\d,]+) datagrams/m))
+    expect(status).toBe(130)
   }, 40_000)
 })
 

@@ -113,3 +113,33 @@ export function exitOnCommandError(program: string, usage: string, error: unknow
   }
   throw error
 }
+
+/**
+ * Aborts at the first SIGINT or SIGTERM, so that a command can end what it does, report and disconnect. Its
+ * listeners go with it: a second Ctrl-C ends the process at once, as it does by default.
+ */
+export function interruption(): AbortSignal {
+  const controller = new AbortController()
+  const interrupt = (): void => {
+    process.off('SIGINT', interrupt)
+    process.off('SIGTERM', interrupt)
+    controller.abort()
+  }
+  process.on('SIGINT', interrupt)
+  process.on('SIGTERM', interrupt)
+  return controller.signal
+}
+
+/** Waits ms, or until the signal aborts (resolving, not rejecting: the caller reads signal.aborted). */
+export function pause(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve()
+    const end = (): void => {
+      clearTimeout(timer)
+      signal.removeEventListener('abort', end)
+      resolve()
+    }
+    const timer = setTimeout(end, ms)
+    signal.addEventListener('abort', end, { once: true })
+  })
+}

@@ -1,9 +1,10 @@
 // The raw datagram demo (npm run demo:datagrams): one socket floods another through the engine for a few
-// seconds, respecting back-pressure, and prints live counters and a summary.
+// seconds, respecting back-pressure, and prints live counters and a summary. Ctrl-C ends it early, with the
+// summary so far (status 130); a second Ctrl-C ends it at once.
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
+import { exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
 
@@ -30,6 +31,7 @@ const sender = createDatagramSocket({ batchSize, sendBufferSize: 4 << 20 })
 const { port } = await receiver.bind(0, '127.0.0.1')
 await sender.bind(0, '127.0.0.1')
 
+const interrupted = interruption()
 const fallback = fallbackReason()
 console.log(`volley loopback demo: ${size} B datagrams for ${seconds} s, batches of ${batchSize}`)
 if (fallback === undefined) {
@@ -73,7 +75,7 @@ const ticker = setInterval(() => {
   process.stdout.write(`  received ${received.toLocaleString('en-US').padStart(12)}   ${Math.round(rate / 1000).toLocaleString('en-US').padStart(6)} k datagrams/s\n`)
 }, 500)
 pump()
-await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+await pause(seconds * 1000, interrupted)
 sending = false
 clearInterval(ticker)
 // Let the last datagrams land: the sender's queue (up to its 8 MiB) empties into the kernel, and the
@@ -103,7 +105,7 @@ const got = receiver.stats()
 await Promise.all([sender.close(), receiver.close()])
 
 const perSecond = (n: number): string => `${Math.round(n / elapsed / 1000).toLocaleString('en-US')} k/s`
-console.log('\nsummary')
+console.log(interrupted.aborted ? `\nsummary (interrupted after ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(1)} s)` : '\nsummary')
 console.log(`  sent        ${sent.packetsOut.toLocaleString('en-US')} datagrams (${perSecond(sent.packetsOut)}) in ${sent.batchesOut.toLocaleString('en-US')} sendmmsg calls`)
 console.log(`  received    ${got.packetsIn.toLocaleString('en-US')} datagrams (${perSecond(got.packetsIn)}, ${((got.bytesIn / elapsed) / 1e6).toFixed(1)} MB/s) in ${got.batchesIn.toLocaleString('en-US')} batches (mean ${(got.packetsIn / Math.max(1, got.batchesIn)).toFixed(1)})`)
 console.log(
@@ -112,3 +114,4 @@ console.log(
 console.log(`  delivered   ${received.toLocaleString('en-US')} to the handler, ${corrupt} corrupt`)
 console.log(`  process CPU ${((cpu.user + cpu.system) / 1000 / elapsed / 10).toFixed(0)} % of one core (sender, receiver${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
 if (corrupt > 0 || received !== got.packetsIn) process.exitCode = 1
+else if (interrupted.aborted) process.exitCode = 130

@@ -2,10 +2,11 @@
 // messages flowing both ways, live counters, and a summary at the end. With --channels the messages go on
 // a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
 //   npm run demo -- --channels --loss 0.05
+// Ctrl-C ends it early, with the summary so far (status 130); a second Ctrl-C ends it at once.
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
+import { exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
 
@@ -50,6 +51,8 @@ try {
 } catch (error) {
   exitOnCommandError('volley demo', usage, error) // a port in use; channels on the fallback engine
 }
+// From here on, Ctrl-C (or SIGTERM) stops the connecting or the messages, and the summary follows.
+const interrupted = interruption()
 const fallback = fallbackReason()
 const plural = (count: number, noun: string): string => `${count.toLocaleString('en-US')} ${noun}${count === 1 ? '' : 's'}`
 console.log(
@@ -80,16 +83,17 @@ const connectStarted = performance.now()
 const clients: Client[] = []
 const failures = new Map<string, number>() // connect() rejections by code: the demo goes on with the others
 let echoes = 0
-for (let first = 0; first < clientCount; first += 100) {
+for (let first = 0; first < clientCount && !interrupted.aborted; first += 100) {
   const wave = tokens.slice(first, first + 100).map(async (token) => {
     const client = new Client(delivery)
     client.on('message', () => echoes++)
     try {
-      await client.connect(token)
+      await client.connect(token, { signal: interrupted })
       clients.push(client)
     } catch (error) {
       const code = String((error as { code?: unknown }).code ?? (error as Error).message)
-      failures.set(code, (failures.get(code) ?? 0) + 1)
+      // Ctrl-C ended the attempt: not a failure (the summary says it was interrupted).
+      if (!(interrupted.aborted && code === 'ERR_ABORTED')) failures.set(code, (failures.get(code) ?? 0) + 1)
       await client.close()
     }
   })
@@ -125,12 +129,12 @@ const ticker = setInterval(() => {
   )
   last = { sent, echoes }
 }, 500)
-await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+await pause(seconds * 1000, interrupted)
 clearInterval(sender)
 clearInterval(ticker)
-sendDue(seconds, 250) // the window's last sends: its timer may not have fired at its very end
-// The last echoes (resent ones too, over a lossy network).
-for (let waited = 0; echoes < sent && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
+if (!interrupted.aborted) sendDue(seconds, 250) // the window's last sends: its timer may not have fired at its very end
+// The last echoes (resent ones too, over a lossy network); after a Ctrl-C, for a second at most.
+for (let waited = 0; echoes < sent && waited < (interrupted.aborted ? 1000 : 5000); waited += 50) await new Promise((resolve) => setTimeout(resolve, 50))
 const elapsed = (performance.now() - started) / 1000
 const cpu = process.cpuUsage(cpuStart)
 const stats = server.stats()
@@ -138,14 +142,17 @@ const stats = server.stats()
 await Promise.all(clients.map((client) => client.close()))
 await server.close()
 
-console.log('\nsummary')
+console.log(interrupted.aborted ? `\nsummary (interrupted after ${((performance.now() - connectStarted) / 1000).toFixed(1)} s)` : '\nsummary')
 console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms${failed === '' ? '' : `; ${failed} failed`}`)
 console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
 console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
 console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token refused ${stats.drops.tokenRefused}, expired ${stats.drops.tokenExpired}, wrong protocol ${stats.drops.wrongProtocol}, receive buffer full ${stats.drops.receiveBufferFull}, send buffer full ${stats.drops.sendBufferFull}`)
-if (stats.link !== null) {
+if (stats.link !== null && clients.length > 0) {
   const { rtt, lossPercent, resends } = stats.link
   console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)
 }
-console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${plural(clients.length, 'client')}${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
-if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1
+// Over the message window: none when Ctrl-C came while the clients connected.
+if (elapsed >= 0.1) console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${plural(clients.length, 'client')}${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
+// Cut short by a signal: the status signals give (130).
+if (interrupted.aborted) process.exitCode = 130
+else if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1

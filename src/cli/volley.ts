@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
-import { UsageError, exitOnCommandError, maxTimerSeconds, numberArgument, parseCommandLine } from './arguments.ts'
+import { UsageError, exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
 /** The size of each message --rate broadcasts. */
@@ -235,11 +235,8 @@ async function main(): Promise<void> {
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds: 600, timeoutSeconds })),
     )
     // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
-    const interrupted = new AbortController()
-    const interrupt = (): void => interrupted.abort()
-    process.once('SIGINT', interrupt)
-    process.once('SIGTERM', interrupt)
-    const connect = await pool.connect(tokens, { concurrency, signal: interrupted.signal })
+    const interrupted = interruption()
+    const connect = await pool.connect(tokens, { concurrency, signal: interrupted })
     const report = (event: LoadReport['event'], extra: Partial<LoadReport> = {}): void => {
       // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
       const line: LoadReport = { event, connect, ...pool.stats(), ...extra }
@@ -278,27 +275,17 @@ async function main(): Promise<void> {
     const ticker = rate > 0 && connect.connected > 0 ? setInterval(catchUp, period) : undefined
     // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
     // With no client connected there is nothing to wait for.
-    await new Promise<void>((resolve) => {
-      if (connect.connected === 0) return resolve()
-      const timer = setTimeout(resolve, seconds * 1000)
-      const end = (): void => {
-        clearTimeout(timer)
-        resolve()
-      }
-      if (interrupted.signal.aborted) end()
-      else interrupted.signal.addEventListener('abort', end, { once: true })
-      windowCut.signal.addEventListener('abort', end, { once: true })
-    })
+    if (connect.connected > 0) await pause(seconds * 1000, AbortSignal.any([interrupted, windowCut.signal]))
     if (ticker) {
       clearInterval(ticker)
-      if (!interrupted.signal.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
+      if (!interrupted.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
     }
     // The echoes of the last broadcasts are on their way: the report waits until they stop coming (1 s at most).
     for (let waited = 0, seen = -1; waited < 1000 && pool.stats().messagesReceived !== seen; waited += 50) {
       seen = pool.stats().messagesReceived
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    report('finished', { broadcasts, messagesSent, ...(interrupted.signal.aborted ? { interrupted: true } : {}) })
+    report('finished', { broadcasts, messagesSent, ...(interrupted.aborted ? { interrupted: true } : {}) })
     // Read before the clients close: a connection that ended in the window was lost (the server went away).
     const lost = pool.stats().connected < connect.connected
     await pool.close()
@@ -309,7 +296,7 @@ async function main(): Promise<void> {
     }
     // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
     // signals do (130).
-    process.exit(interrupted.signal.aborted ? 130 : connect.connected < tokens.length || lost ? 1 : 0)
+    process.exit(interrupted.aborted ? 130 : connect.connected < tokens.length || lost ? 1 : 0)
   }
 }
 
