@@ -263,6 +263,8 @@ export class Server extends EventEmitter<ServerEvents> {
   #bufferSizes = { recv: 0, send: 0 }
   /** Keeps the process alive while running or stopping, unless unref()ed. */
   readonly #hold = new EngineHold()
+  /** What tokens list, formatServerAddress's text (port 0: the port bound). */
+  readonly #publicAddress: string
   #closed: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   readonly #client: EngineClient
@@ -272,10 +274,12 @@ export class Server extends EventEmitter<ServerEvents> {
     checkOptions('"options" argument', options, serverOptionNames)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
     bytesOption('privateKey', options.privateKey, 32)
-    // Port 0 binds any free port (and then stands for it in the public address too).
-    const anyPort = typeof options.address === 'string' && options.address.endsWith(':0')
     const bound = serverAddressOption('address', options.address)
+    // Port 0 binds any free port (and then stands for it in the public address too), however it is written ('00').
+    const anyPort = bound.port === 0
     const published = options.publicAddress === undefined ? undefined : serverAddressOption('publicAddress', options.publicAddress)
+    // The engines take it as text: the canonical form, whose port 0 they replace with the port bound.
+    this.#publicAddress = formatServerAddress(published ?? bound)
     // Tokens list the public address (by default the bound one), and the server takes only requests whose token lists it.
     const unreachable = unreachableServerAddress(published ?? bound)
     if (unreachable !== undefined) {
@@ -330,7 +334,6 @@ export class Server extends EventEmitter<ServerEvents> {
   async listen(): Promise<AddressInfo> {
     if (this.#closed !== undefined) throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
     if (this.#state !== 'stopped' || this.#opening) throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#opening ? 'starting' : this.#state}`)
-    const publicAddress = this.#options.publicAddress ?? this.#options.address
     const options: NativeSocketOptions = {
       ipv6: this.#bind.family === 6,
       ipv6Only: false,
@@ -346,7 +349,7 @@ export class Server extends EventEmitter<ServerEvents> {
         kind: 'server',
         protocolId: this.#protocolId,
         privateKey: this.#options.privateKey,
-        publicAddress, // port 0: the port the socket binds
+        publicAddress: this.#publicAddress, // port 0: the port the socket binds
         maxClients: this.#options.maxClients,
         keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
         disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),

@@ -644,6 +644,8 @@ describe('the volley command line', () => {
     [['serve', '--address', '0.0.0.0:0', '--public-address', 'here', '--key', '00'.repeat(32)], /Server address 'here' \(the "--public-address" option\) does not parse/, false],
     [['serve', '--address', '127.0.0.1:99999', '--key', '00'.repeat(32)], /'127.0.0.1:99999' \(the "--address" option\) does not parse: expected 'a.b.c.d:port' or '\[ipv6\]:port' with a port from 0 to 65535/, false],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--reuse-port'], /--reuse-port needs a fixed port in --address, not port 0/, true],
+    // Port 0 however written (it crashed on '00' with a stack trace).
+    [['serve', '--address', '127.0.0.1:00', '--key', '00'.repeat(32), '--reuse-port'], /--reuse-port needs a fixed port in --address, not port 0/, true],
     [['serve', '--address', '127.0.0.1:0', '--key', '00'.repeat(32), '--channels', 'reliable,fast'], /--channels must be modes separated by commas \(reliable, unreliable, sequenced\), not 'reliable,fast'/, true],
     [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--max-message-bytes', '100'], /--max-message-bytes needs --channels/, true],
     [['load', '--server', '127.0.0.1:4', '--key', '00'.repeat(32), '--channels', 'reliable', '--max-message-bytes', '0'], /--max-message-bytes must be an integer from 1 to 1073741824, not '0'/, true],

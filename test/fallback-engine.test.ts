@@ -296,6 +296,16 @@ describe('fallback engine', () => {
 })
 
 describe.each(['native', 'fallback'] as const)('without channels, on the %s engine', (engine) => {
+  it("binds any free port for port 0 written with more zeros ('00'), and lists that port for a public address of '000'", async () => {
+    for (const [address, publicAddress] of [['127.0.0.1:00', undefined], ['[::]:0', '127.0.0.1:000']] as const) {
+      const { server } = await startServer(engine, { address, publicAddress })
+      const { port } = server.address()!
+      expect(port).toBeGreaterThan(0)
+      const client = await connectClient(engine, `127.0.0.1:${port}`, 6n)
+      expect(client.state).toBe('connected')
+    }
+  })
+
   it("a sender faster than its socket meets the engine's queue: send() returns false, 'drain' follows, and sending goes on", async () => {
     const { server, address } = await startServer(engine)
     const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))

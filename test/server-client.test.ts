@@ -485,9 +485,11 @@ describe('reusePort: servers that share an address', () => {
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', reusePort: 1 as unknown as boolean })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: 'The "reusePort" option must be of type boolean. Received type number (1)' }),
     )
-    expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', reusePort: true })).toThrow(
-      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: 'The "reusePort" option needs a fixed port in "address", not port 0' }),
-    )
+    for (const address of ['127.0.0.1:0', '127.0.0.1:00', '[::1]:000']) {
+      expect(() => new Server({ protocolId, privateKey, address, reusePort: true })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: 'The "reusePort" option needs a fixed port in "address", not port 0' }),
+      )
+    }
     const first = await startServer({ address: `127.0.0.1:${await freeUdpPort()}`, maxClients: 32, reusePort: true })
     // Both sides must ask for the shared port.
     await expect(new Server({ protocolId, privateKey, address: first.address }).listen()).rejects.toMatchObject({ code: 'EADDRINUSE' })

@@ -114,7 +114,7 @@ function required(name: string, value: string | undefined): string {
 function addressArguments(values: { address?: string; 'public-address'?: string }, reusePort: boolean): { address: string; publicAddress?: string } {
   const address = required('address', values.address)
   const bound = parseServerAddressPortZero(address, '--address')
-  if (address.endsWith(':0') && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
+  if (bound.port === 0 && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
   const publicAddress = values['public-address']
   const unreachable = unreachableServerAddress(publicAddress === undefined ? bound : parseServerAddressPortZero(publicAddress, '--public-address'))
   if (unreachable !== undefined) {
