@@ -21,6 +21,27 @@ void AddLinkTable(netcode::PeerCounterTable* table) {
   for (size_t i = 0; i < size_t{table->size} * delivery::kLinkFieldCount; ++i) table->link[i].store(0, std::memory_order_relaxed);
 }
 
+constexpr size_t kFinalCounters = 4;  // PeerCounters' packetsIn, bytesIn, packetsOut, bytesOut, in that order
+
+// A disconnect record carries the peer's last counters (packets and bytes in and out) and, with channels, its
+// link row: a next client may take the slot, and reset both, before JavaScript reads the record.
+size_t FinalReadingsBytes(const netcode::PeerCounterTable& table) {
+  return (kFinalCounters + (table.link ? table.linkFields : 0)) * sizeof(double);
+}
+
+void WriteFinalReadings(const netcode::PeerCounterTable& table, uint32_t peer, uint8_t* out) {
+  const netcode::PeerCounters& counters = table.entries[peer];
+  const double values[kFinalCounters] = {counters.packetsIn.load(std::memory_order_relaxed), counters.bytesIn.load(std::memory_order_relaxed),
+                                         counters.packetsOut.load(std::memory_order_relaxed), counters.bytesOut.load(std::memory_order_relaxed)};
+  std::memcpy(out, values, sizeof(values));
+  out += sizeof(values);
+  if (!table.link) return;
+  for (uint32_t i = 0; i < table.linkFields; ++i, out += sizeof(double)) {
+    const double value = table.link[size_t{peer} * table.linkFields + i].load(std::memory_order_relaxed);
+    std::memcpy(out, &value, sizeof(double));
+  }
+}
+
 void ClearLinkRow(netcode::PeerCounterTable* table, uint32_t peer) {
   if (!table->link) return;
   for (uint32_t i = 0; i < table->linkFields; ++i) table->link[size_t{peer} * table->linkFields + i].store(0, std::memory_order_relaxed);
@@ -204,7 +225,7 @@ void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReas
   const uint8_t code = link == nullptr || !link->ending ? static_cast<uint8_t>(reason)
                        : link->settingsLate          ? kDisconnectSettingsLate
                                                      : kDisconnectChannelsMismatch;
-  output.Record(kPeerDisconnect, code, index, nullptr, 0);
+  WriteFinalReadings(core_.peerCounters(), index, output.Record(kPeerDisconnect, code, index, nullptr, FinalReadingsBytes(core_.peerCounters())));
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 

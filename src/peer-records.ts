@@ -1,7 +1,7 @@
 // Records a protocol socket's engine hands JavaScript (native/socket_protocol.h):
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
 import type { SlabView } from './engine/engine.ts'
-import { align8, layout } from './engine/layout.ts'
+import { PeerCounterField, align8, layout } from './engine/layout.ts'
 import { surfaceLater } from './errors.ts'
 import { type AddressInfo, formatIpBytes } from './address.ts'
 
@@ -37,3 +37,48 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
   const family = slab.u8[record + 12] === 4 ? 4 : 6
   return { address: formatIpBytes({ family, bytes: slab.u8.subarray(record + 16, record + 32) }), port, family: family === 4 ? 'IPv4' : 'IPv6' }
 }
+
+/**
+ * A disconnect record's data: the peer's last packet and byte counters and, with channels, its link row
+ * (native/netcode_sockets.cc: WriteFinalReadings). A next client may have taken the slot, and reset both,
+ * before JavaScript reads the record.
+ */
+export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PeerCounts; link: Float64Array | null } {
+  const { view } = slab
+  const counters = {
+    packetsIn: view.getFloat64(at, true),
+    bytesIn: view.getFloat64(at + 8, true),
+    packetsOut: view.getFloat64(at + 16, true),
+    bytesOut: view.getFloat64(at + 24, true),
+  }
+  const linkFields = length / 8 - finalCounters
+  if (linkFields <= 0) return { counters, link: null }
+  const link = new Float64Array(linkFields)
+  for (let i = 0; i < linkFields; i++) link[i] = view.getFloat64(at + (finalCounters + i) * 8, true)
+  return { counters, link }
+}
+
+/** Writes what readFinalReadings reads (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
+export function writeFinalReadings(view: DataView, at: number, peerCounters: Float64Array, peer: number, links: Float64Array | null): void {
+  const row = peer * layout.peerCounterFields
+  view.setFloat64(at, peerCounters[row + PeerCounterField.packetsIn]!, true)
+  view.setFloat64(at + 8, peerCounters[row + PeerCounterField.bytesIn]!, true)
+  view.setFloat64(at + 16, peerCounters[row + PeerCounterField.packetsOut]!, true)
+  view.setFloat64(at + 24, peerCounters[row + PeerCounterField.bytesOut]!, true)
+  if (links === null) return
+  for (let i = 0; i < layout.linkFields; i++) view.setFloat64(at + (finalCounters + i) * 8, links[peer * layout.linkFields + i]!, true)
+}
+
+export function finalReadingsBytes(links: Float64Array | null): number {
+  return (finalCounters + (links === null ? 0 : layout.linkFields)) * 8
+}
+
+/** A peer's packet and byte counters. */
+export interface PeerCounts {
+  packetsIn: number
+  bytesIn: number
+  packetsOut: number
+  bytesOut: number
+}
+
+const finalCounters = 4

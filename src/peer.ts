@@ -173,7 +173,12 @@ export class Peer {
     this.markDisconnected('peer.disconnect() ended its connection')
   }
 
-  /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
+  /** @internal Its readings as the connection ended, once it is marked disconnected: they stand from now on. */
+  setFinalStats(stats: PeerStats): void {
+    this.#last = stats
+  }
+
+    /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
   markDisconnected(why: string): void {
     if (this.#endedBecause === null) {
       this.#read()

@@ -28,7 +28,7 @@ import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, 
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
-import { forEachPeerRecord, recordAddress } from './peer-records.ts'
+import { type PeerCounts, forEachPeerRecord, readFinalReadings, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
@@ -514,22 +514,27 @@ export class Server extends EventEmitter<ServerEvents> {
     // The slot's clients so far, against those before this peer (mod 4096, as its tag counts them).
     const ours = (): boolean => ((table[at + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(peer.tag / 2 ** layout.peerSlotBits)
     if (!ours()) return null // the slot has a later client already (JavaScript has not heard that this one left)
-    let reading = this.#readings.get(peer.index)
-    if (reading === undefined) {
-      reading = new BandwidthWindow(peer.connectedAtMs)
-      this.#readings.set(peer.index, reading)
-    }
-    const outstanding = this.#queues.get(peer.index)?.outstanding() ?? null
     const counters = {
       packetsIn: table[at + PeerCounterField.packetsIn]!,
       bytesIn: table[at + PeerCounterField.bytesIn]!,
       packetsOut: table[at + PeerCounterField.packetsOut]!,
       bytesOut: table[at + PeerCounterField.bytesOut]!,
     }
-    const stats = readLinkStats(this.#links, peer.index, counters, reading, outstanding)
+    const stats = this.#linkStats(peer, counters, this.#links, peer.index)
     // A later client took the slot while these were read (the I/O thread counts it, then resets the row):
     // they may be its own.
     return ours() ? stats : null
+  }
+
+  /** A peer's stats from its counters and its row of link statistics (links null: without channels). */
+  #linkStats(peer: Peer, counters: PeerCounts, links: Float64Array | null, row: number): PeerStats {
+    let reading = this.#readings.get(peer.index)
+    if (reading === undefined) {
+      reading = new BandwidthWindow(peer.connectedAtMs)
+      this.#readings.set(peer.index, reading)
+    }
+    const outstanding = this.#queues.get(peer.index)?.outstanding() ?? null
+    return readLinkStats(links, row, counters, reading, outstanding)
   }
 
   #bufferedAmount(peer: Peer): number {
@@ -626,6 +631,9 @@ export class Server extends EventEmitter<ServerEvents> {
           const reason = disconnectReasons[code] ?? 'disconnected'
           const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
           peer.markDisconnected(`its connection ended ('${reason}'${why})`)
+          // The last readings, from the record: the slot's own may be a next client's already.
+          const { counters, link } = readFinalReadings(slab, at, length)
+          peer.setFinalStats(this.#linkStats(peer, counters, link, 0))
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)

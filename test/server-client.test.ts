@@ -426,6 +426,39 @@ describe('Server and Client on loopback', () => {
     }
   })
 
+  it("'disconnect' reports the peer's last statistics when a next client took its slot before JavaScript heard", async () => {
+    // Its stats never read while it was connected: a server that logs each session's figures at 'disconnect'.
+    for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
+      const { server, address } = await startServer({ maxClients: 1, ...options })
+      const ended: { clientId: bigint; bytesIn: number; packetsIn: number; rttMs: number }[] = []
+      server.on('disconnect', (peer) => {
+        const stats = peer.stats()
+        ended.push({ clientId: peer.clientId, bytesIn: stats.bytes.in, packetsIn: stats.packets.in, rttMs: stats.rtt.smoothedMs })
+      })
+      let fromA = 0
+      server.on('message', () => fromA++)
+      const a = new Client({ ...fast, ...options })
+      await a.connect(await token(address, 1n))
+      for (let i = 0; i < 50; i++) a.send(new Uint8Array(200))
+      await waitFor(() => fromA === 50, 5000, "A's messages")
+      const b = new Client({ ...fast, ...options })
+      const tokenB = await token(address, 2n)
+      const aClosed = a.close()
+      const bConnected = b.connect(tokenB)
+      // B holds slot 0, the only one, and has reset its counters, before the server's JavaScript runs again.
+      expect(blockUntil(() => b.stats().maxClients > 0, 10_000)).toBe(true)
+      await Promise.all([aClosed, bConnected])
+      await waitFor(() => ended.length === 1, 5000, "A's 'disconnect'")
+      expect(ended[0]!.clientId).toBe(1n)
+      expect(ended[0]!.bytesIn).toBeGreaterThan(50 * 200)
+      expect(ended[0]!.packetsIn).toBeGreaterThan(1)
+      // With channels, its link statistics too (the pings measured its round trips).
+      if ('channels' in options) expect(ended[0]!.rttMs).toBeGreaterThan(0)
+      await b.close()
+      await server.close()
+    }
+  })
+
   it('validates its arguments', async () => {
     expect(() => new Server({ protocolId: -1n, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new Server({ protocolId: '5' as never, privateKey, address: '127.0.0.1:1' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))

@@ -9,6 +9,7 @@ import type { Sodium } from '../netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
 import { PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields } from './layout.ts'
+import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from './record-batch.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
@@ -101,7 +102,8 @@ export class FallbackServerProtocol implements FallbackProtocol {
       disconnected: (index, reason) => {
         const link = this.#links[index]
         const code = link === undefined || !link.ending ? disconnectCodes[reason] : link.settingsLate ? disconnectCodes.settingsLate : disconnectCodes.channelsMismatch
-        output.records.add(PeerRecordKind.disconnect, code, index, null, null)
+        const at = output.records.add(PeerRecordKind.disconnect, code, index, null, null, finalReadingsBytes(this.links))
+        writeFinalReadings(output.records.view, at, this.#core.peerCounters, index, this.links)
         this.#links[index] = undefined // a #dirty entry for it is skipped
       },
       payload: (index, data) => this.#payload(index, data),
