@@ -33,6 +33,7 @@ import { type SocketSettings, checkOptions, integerOption, numberOption, signalO
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
+import { copyBytes } from './bytes.ts'
 
 /** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
 export type ClientState = 'channels-mismatch' | ClientCoreState
@@ -299,7 +300,8 @@ export class Client extends EventEmitter<ClientEvents> {
     checkOptions('"options" argument', options, signalOnly)
     const { signal } = options
     checkSignal(signal)
-    const bytes = typeof token === 'string' ? connectTokenFromBase64(token) : token
+    // A copy: the attempt reads the token later too (the next server address), and the caller may wipe its own.
+    const bytes = typeof token === 'string' ? connectTokenFromBase64(token) : copyBytes(token)
     const parsed = readConnectToken(bytes) // typed errors for a token that is not one
     if (this.#closing !== undefined) {
       return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
@@ -513,10 +515,16 @@ export class Client extends EventEmitter<ClientEvents> {
    * Bytes handed to send() that the connection has not yet released: not yet acknowledged on a reliable
    * channel, not yet sent on the others (as WebSocket.bufferedAmount), each message counted 64 bytes more
    * for its record, as the send queue counts it (sendQueueBytes). 0 without channels, and 0 once the
-   * connection has ended (as peer.bufferedAmount): what it still held will never be released.
+   * connection has ended or close() was called (as peer.bufferedAmount after disconnect()): what it still
+   * held will never be released.
    */
   get bufferedAmount(): number {
-    return this.#state === 'connected' ? this.#queue.queued : 0
+    return this.#queueLive() ? this.#queue.queued : 0
+  }
+
+  /** The send queue still stands for a connection: connected, and not closing. */
+  #queueLive(): boolean {
+    return this.#state === 'connected' && this.#closing === undefined
   }
 
   /**
@@ -532,7 +540,7 @@ export class Client extends EventEmitter<ClientEvents> {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
-      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#state === 'connected' ? this.#queue.outstanding() : ended),
+      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#queueLive() ? this.#queue.outstanding() : ended),
       ...commonProtocolDrops(c, 10),
       clientIndex: c[8]!,
       maxClients: c[9]!,

@@ -22,6 +22,7 @@ import {
   surfaceLater,
   systemError,
 } from './errors.ts'
+import { copyBytes } from './bytes.ts'
 
 export type SocketType = 'udp4' | 'udp6'
 
@@ -325,7 +326,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         this.#drain.block()
         return false
       }
-      const copy = bytes.slice()
+      const copy = copyBytes(bytes)
       this.#binding.sends.push(() => void this.send(copy, port, address))
       this.#accepted++
       return true

@@ -4,6 +4,7 @@
 import { isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
 import { maxUint64 } from './netcode/constants.ts'
+import { copyBytes } from './bytes.ts'
 
 /** Throws for an options argument that is not an object, or that names an option not in `known`. */
 export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
@@ -69,7 +70,7 @@ export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
 }
 
 /**
- * A required Uint8Array of exactly `length` bytes (a key, a nonce). Its value is never quoted in an error:
+ * A required Uint8Array of exactly `length` bytes (a key, a nonce), copied. Its value is never quoted in an error:
  * a key given as its base64 or hex text would be written into the logs, most of it.
  */
 export function bytesOption(name: string, value: unknown, length: number): Uint8Array {
@@ -86,7 +87,7 @@ export function bytesOption(name: string, value: unknown, length: number): Uint8
   if (bytes.byteLength !== length) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }
-  return bytes
+  return copyBytes(bytes) // used later (after an await, at listen()): the caller may wipe or reuse its own
 }
 
 /** A finite number from min to max (fractions allowed), or the fallback when the option is absent. */

@@ -273,7 +273,7 @@ export class Server extends EventEmitter<ServerEvents> {
     super()
     checkOptions('"options" argument', options, serverOptionNames)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
-    bytesOption('privateKey', options.privateKey, 32)
+    const privateKey = bytesOption('privateKey', options.privateKey, 32)
     const bound = serverAddressOption('address', options.address)
     // Port 0 binds any free port (and then stands for it in the public address too), however it is written ('00').
     const anyPort = bound.port === 0
@@ -302,6 +302,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#options = {
       ...options,
+      privateKey,
       maxClients: integerOption('maxClients', options.maxClients, 256, 1, 1 << 20),
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
       disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),

@@ -11,6 +11,7 @@ import { type PacketRange, ReceivedPackets } from './received-packets.ts'
 import { Ring } from './ring.ts'
 import { RttEstimator } from './rtt-estimator.ts'
 import { ChannelModeCode, Frame, FrameWriter, fragmentBytes, fragmentCount, maxAckRanges, maxPacketBytes, packetMarker, varintSize } from './wire-format.ts'
+import { copyBytes } from '../bytes.ts'
 
 const packetThreshold = 3 // RFC 9002: lost when 3 later packets are acknowledged
 const maxPacketThreshold = 256 // as far as reordering proven by spurious losses raises it
@@ -237,7 +238,7 @@ export abstract class DeliverySending {
   /** Queues a message; flush() sends it. The bytes are copied. */
   send(channel: number, data: Uint8Array, nowUs: number): SendResult {
     const admitted = this.#admit(channel, data.byteLength)
-    if (admitted === 'queued') this.#enqueue(channel, data.slice(), nowUs)
+    if (admitted === 'queued') this.#enqueue(channel, copyBytes(data), nowUs)
     return admitted
   }
 

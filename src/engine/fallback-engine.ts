@@ -17,6 +17,7 @@ import { FallbackSockets, type OpeningClient, bindSocket, checkNotExiting, share
 import { ProtocolStat, layout, linkFields, protocolStatsFields } from './layout.ts'
 import { RecordBatch } from './record-batch.ts'
 import { SimulatedNetwork } from './simulated-network.ts'
+import { copyBytes } from '../bytes.ts'
 
 
 /** A timer this late (µs) means the thread was busy, not merely scheduled a little late. */
@@ -192,7 +193,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #park(bytes: Uint8Array): number {
     const id = this.#nextLargeId++
     // The message's own buffer when it is all of it (a reassembled message is): no copy.
-    this.#large.set(id, bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : bytes.slice().buffer)
+    this.#large.set(id, bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : copyBytes(bytes).buffer)
     return id
   }
 
@@ -200,7 +201,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     const entry = this.sockets.get(id)
     if (entry === undefined || entry.closing) return
     if (!entry.opened) {
-      const copy = data?.slice()
+      const copy = data === undefined ? undefined : copyBytes(data)
       entry.waiting.push(() => this.control(id, op, arg, copy))
       return
     }
@@ -213,7 +214,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     const entry = this.sockets.get(socketId)
     if (entry === undefined || entry.closing || (entry.protocol?.finished ?? false)) return true // gone as the native engine drops it
     if (!entry.opened) {
-      const copy = data.slice()
+      const copy = copyBytes(data)
       entry.waiting.push(() => this.enqueueToPeer(_client, socketId, copy, peer, channel))
       return true
     }

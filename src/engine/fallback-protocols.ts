@@ -11,6 +11,7 @@ import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements,
 import { PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields } from './layout.ts'
 import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from './record-batch.ts'
+import { copyBytes } from '../bytes.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */
@@ -57,7 +58,7 @@ function payloadRecord(output: ProtocolOutput, channel: number, peer: number, da
     output.records.add(PeerRecordKind.payload, channel, peer, null, data)
     return
   }
-  const id = output.park(owned ? data : data.slice())
+  const id = output.park(owned ? data : copyBytes(data))
   const at = output.records.add(PeerRecordKind.largePayload, channel, peer, null, null, 8)
   output.records.view.setUint32(at, id, true)
   output.records.view.setUint32(at + 4, data.byteLength, true)

@@ -10,6 +10,7 @@ import { ReplayProtection } from './replay-protection.ts'
 import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer } from './wire.ts'
+import { copyBytes } from '../bytes.ts'
 
 export interface ServerClock {
   /** Microseconds of a monotonic clock: timers. */
@@ -298,13 +299,13 @@ export class ServerCore {
     this.#sodium = sodium
     this.#sink = sink
     this.#protocolId = config.protocolId
-    this.#privateKey = config.privateKey.slice()
+    this.#privateKey = copyBytes(config.privateKey)
     this.#publicAddress = config.publicAddress
     this.#maxClients = config.maxClients
     this.#keepAliveIntervalUs = config.keepAliveIntervalUs ?? 100_000
     this.#disconnectIntervalUs = config.disconnectIntervalUs ?? 100_000
     this.#disconnectPackets = config.disconnectPackets ?? 10
-    this.#challengeKey = challengeKey.slice()
+    this.#challengeKey = copyBytes(challengeKey)
     // Made as clients first take them: a server for a million clients holds only what it has had.
     this.#slots = new Array<Slot | undefined>(config.maxClients)
     this.#maxMappings = Math.max(config.maxClients * 4, minPendingHandshakes)

@@ -260,6 +260,19 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it("reads 0 in the client's bufferedAmount from close() on, as send() refuses from then", async () => {
+    const { client, close } = await connectedPair({})
+    for (let i = 0; i < 4; i++) client.send(new Uint8Array(1 << 20))
+    expect(client.bufferedAmount).toBeGreaterThan(0)
+    const closed = client.close()
+    expect(client.state).toBe('connected') // until its disconnects are out
+    expect(() => client.send(new Uint8Array(1))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_CLOSED' }))
+    expect(client.bufferedAmount).toBe(0)
+    expect(client.stats().queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })
+    await closed
+    await close()
+  })
+
   it('applies back-pressure to empty messages: each counts a charge for its record, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
     let received = 0

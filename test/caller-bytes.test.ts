@@ -1,0 +1,94 @@
+// What a call takes is the bytes as they were at the call: a caller may reuse or wipe its Buffer (or key,
+// or token) as soon as the call returns. (The fallback engine kept views of Buffers: Buffer's slice() is
+// a view, not a copy, and a reliable channel delivered, and resent, the caller's later bytes.)
+import { describe, expect, it } from 'vitest'
+import { type ChannelMode, Client, type Peer, Server, generateConnectToken, generateKey } from '../src/index.ts'
+import { type EngineKind, onEngine, socketsClosedAfterEach, waitFor, within } from './helpers.ts'
+
+const protocolId = 0x42n
+const createDatagramSocket = socketsClosedAfterEach()
+
+function tokenFor(privateKey: Uint8Array, port: number, clientId: bigint): Promise<Uint8Array> {
+  return generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+}
+
+/** The number a message carries in its last 4 bytes. */
+const numberOf = (data: Uint8Array): number => new DataView(data.buffer, data.byteOffset, data.byteLength).getUint32(data.byteLength - 4)
+
+describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes after the call (%s engine)', (engine) => {
+  it.each<[ChannelMode | 'none', number]>([
+    ['reliable', 100],
+    ['reliable', 5000], // fragments
+    ['unreliable', 100],
+    ['sequenced', 5000],
+    ['none', 100],
+  ])('send() from one Buffer, rewritten between sends, both ways: each message as it was sent (%s, %d B)', async (mode, size) => {
+    const privateKey = await generateKey()
+    const delivery = mode === 'none' ? {} : { channels: [{ mode }] }
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', disconnectIntervalMs: 5, ...delivery })
+    const { port } = await onEngine(engine, () => server.listen())
+    const client = new Client({ disconnectIntervalMs: 5, ...delivery })
+    try {
+      const atServer: number[] = []
+      const atClient: number[] = []
+      server.on('message', (_peer, data) => atServer.push(numberOf(data)))
+      client.on('message', (data) => atClient.push(numberOf(data)))
+      const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+      const token = await tokenFor(privateKey, port, 1n)
+      await onEngine(engine, () => client.connect(token))
+      const peer = await within(connected, 5000, "the server's 'connect'")
+      const buffer = Buffer.alloc(size)
+      for (let i = 0; i < 5; i++) {
+        buffer.writeUInt32BE(i, size - 4)
+        expect(client.send(buffer)).toBe(true)
+        expect(peer.send(buffer)).toBe(true)
+      }
+      buffer.fill(0xff) // and once more after the last
+      await waitFor(() => atServer.length === 5 && atClient.length === 5, 5000, 'the 5 messages each way')
+      expect({ atServer, atClient }).toEqual({ atServer: [0, 1, 2, 3, 4], atClient: [0, 1, 2, 3, 4] })
+    } finally {
+      await client.close()
+      await server.close()
+    }
+  })
+
+  it("a server's key, a token's key and a token, wiped as soon as the calls return: the connection is made all the same", async () => {
+    const privateKey = await generateKey()
+    const serverKey = Buffer.from(privateKey)
+    const server = new Server({ protocolId, privateKey: serverKey, address: '127.0.0.1:0', disconnectIntervalMs: 5 })
+    serverKey.fill(0) // before listen(), which hands the key to the engine
+    const { port } = await onEngine(engine, () => server.listen())
+    const backendKey = Buffer.from(privateKey)
+    const made = tokenFor(backendKey, port, 2n)
+    backendKey.fill(0) // before generateConnectToken() has sealed the token (it awaits libsodium first)
+    const token = Buffer.from(await made)
+    const client = new Client({ disconnectIntervalMs: 5 })
+    try {
+      const connecting = onEngine(engine, () => client.connect(token))
+      token.fill(0) // the attempt reads it on (the fallback engine once its crypto has loaded and its socket is open)
+      await connecting
+      expect(client.state).toBe('connected')
+    } finally {
+      await client.close()
+      await server.close()
+    }
+  })
+
+  it('a datagram socket sending while its bind resolves a host name: each datagram as it was sent', async () => {
+    const receiver = createDatagramSocket()
+    const { port } = await onEngine(engine, () => receiver.bind(0, '127.0.0.1'))
+    const got: number[] = []
+    receiver.on('message', (data) => got.push(numberOf(data)))
+    const sender = createDatagramSocket()
+    const bound = onEngine(engine, () => sender.bind(0, 'localhost')) // sends wait for it
+    const buffer = Buffer.alloc(8)
+    for (let i = 0; i < 3; i++) {
+      buffer.writeUInt32BE(i, 4)
+      expect(sender.send(buffer, port, '127.0.0.1')).toBe(true)
+    }
+    buffer.fill(0xff)
+    await bound
+    await waitFor(() => got.length === 3, 5000, 'the 3 datagrams')
+    expect(got).toEqual([0, 1, 2])
+  })
+})
