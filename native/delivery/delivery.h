@@ -369,6 +369,7 @@ class DeliveryCore {
   uint64_t lastProbeTimeoutUs_ = 0;
   uint32_t probesToSend_ = 0;
   bool reliableFirst_ = false;  // which kind of message the next packet takes first (they alternate)
+  size_t reliableTurn_ = 0;     // the reliable channel whose new messages the next packet takes first (they take turns)
 
   // Congestion control, delivery-rate samples and pacing.
   CongestionControl congestion_;

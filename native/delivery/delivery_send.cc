@@ -491,8 +491,18 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
         if (channel.mode == ChannelMode::kReliable) writeNew(channel, true);
       }
       writeRetransmits(false);
-      for (SendChannel& channel : sendChannels_) {
+      // New messages: the reliable channels take turns to go first, so that a backlog on one (a bulk
+      // transfer) does not hold back the others (a chat) until it has all been sent.
+      const size_t count = sendChannels_.size();
+      for (size_t i = 0; i < count; ++i) {
+        SendChannel& channel = sendChannels_[(reliableTurn_ + i) % count];
         if (channel.mode == ChannelMode::kReliable) writeNew(channel, false);
+      }
+      for (size_t i = 1; i <= count; ++i) {
+        if (sendChannels_[(reliableTurn_ + i) % count].mode == ChannelMode::kReliable) {
+          reliableTurn_ = (reliableTurn_ + i) % count;
+          break;
+        }
       }
     };
     // Unreliable and sequenced messages go first in every other packet, reliable fragments in the others:

@@ -146,6 +146,8 @@ export abstract class DeliverySending {
   #lastProbeTimeoutUs = 0
   #probesToSend = 0
   #reliableFirst = false
+  /** The reliable channel whose new messages the next packet takes first (they take turns). */
+  #reliableTurn = 0
 
   protected readonly congestion = new CongestionControl()
   #delivered = 0
@@ -673,7 +675,20 @@ export abstract class DeliverySending {
     this.#writeRetransmits(true)
     for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, true)
     this.#writeRetransmits(false)
-    for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, false)
+    // New messages: the reliable channels take turns to go first, so that a backlog on one (a bulk transfer)
+    // does not hold back the others (a chat) until it has all been sent.
+    const channels = this.#sendChannels
+    const count = channels.length
+    for (let i = 0; i < count; i++) {
+      const channel = channels[(this.#reliableTurn + i) % count]!
+      if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, false)
+    }
+    for (let i = 1; i <= count; i++) {
+      if (channels[(this.#reliableTurn + i) % count]!.mode === ChannelModeCode.reliable) {
+        this.#reliableTurn = (this.#reliableTurn + i) % count
+        break
+      }
+    }
   }
 
   #pingSpanUs(): number {
