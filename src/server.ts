@@ -6,6 +6,7 @@ import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
+import { DeliveryClock } from './engine/fallback-delivery.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
@@ -245,7 +246,7 @@ export class Server extends EventEmitter<ServerEvents> {
       if (this.#state === 'running') (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchFlush, peer.tag)
     },
     peerStats: (peer) => this.#peerStats(peer),
-    timeMs: () => monotonicUs() / 1000,
+    timeMs: () => this.#clock.local(monotonicUs()) / 1000,
     bufferedAmount: (peer) => this.#bufferedAmount(peer),
     remoteChannels: (peer) => this.#remoteChannels.get(peer) ?? null,
   }
@@ -263,6 +264,8 @@ export class Server extends EventEmitter<ServerEvents> {
   #bufferSizes = { recv: 0, send: 0 }
   /** Keeps the process alive while running or stopping, unless unref()ed. */
   readonly #hold = new EngineHold()
+  /** What peer.time() reads: the clock of the delivery layer, skewed as the network simulator says. */
+  #clock = new DeliveryClock()
   /** What tokens list, formatServerAddress's text (port 0: the port bound). */
   readonly #publicAddress: string
   #closed: Promise<void> | undefined
@@ -390,6 +393,11 @@ export class Server extends EventEmitter<ServerEvents> {
     }
     this.#engine = engine
     this.#id = info.id
+    // The clock the delivery layer reads (the network simulator's clockOffsetMs and clockDriftPpm), which
+    // the clients synchronise to: from the engine's start of it, within a few µs (a millisecond or so on
+    // the fallback engine, which starts it once bound).
+    const simulator = this.#simulator.networkSimulator
+    if (simulator !== undefined) this.#clock = new DeliveryClock(simulator.clockOffsetUs, simulator.clockDriftPpm * 1e-6, monotonicUs())
     this.#links = engine.peerLinks(info.id)
     this.#slotCounters = engine.peerCounters(info.id)
     this.#hold.opened(engine)

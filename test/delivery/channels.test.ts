@@ -201,6 +201,14 @@ describe('channels over loopback', () => {
     await close()
   }, 20_000)
 
+  it("reads the server's skewed clock in peer.time() too, as its clients do in client.time()", async () => {
+    // The server's clock 3 s ahead and 500 ppm fast: peer.time() read the unskewed one, 3 s from client.time().
+    const { client, peer, close } = await connectedPair({ networkSimulator: { seed: 3, clockOffsetMs: 3000, clockDriftPpm: 500 } }, {})
+    await waitFor(() => client.stats().clock.exchanges >= 3, 5000, 'three clock exchanges')
+    expect(Math.abs(client.time() - peer.time())).toBeLessThan(2)
+    await close()
+  })
+
   it('applies back-pressure per connection: send() returns false when the queue is full, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
     let received = 0
