@@ -178,7 +178,7 @@ export class Peer {
     this.#last = stats
   }
 
-    /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
+  /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
   markDisconnected(why: string): void {
     if (this.#endedBecause === null) {
       this.#read()

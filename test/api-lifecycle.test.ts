@@ -840,9 +840,11 @@ describe('the demo (npm run demo)', () => {
  * Runs a demo, sends it `signal` once its output matches `when`, and gives back its output and status. The
  * demo is killed (status null) if it has not ended 15 s after the signal.
  */
-async function interruptDemo(file: string, args: string[], when: RegExp, signal: NodeJS.Signals): Promise<{ stdout: string; status: number | null }> {
+async function interruptDemo(file: string, args: string[], when: RegExp, signal: NodeJS.Signals): Promise<{ stdout: string; stderr: string; status: number | null }> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli', file), ...args])
   let stdout = ''
+  let stderr = ''
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
   let signalled = false
   let killer: NodeJS.Timeout | undefined
   child.stdout.on('data', (chunk: Buffer) => {
@@ -855,12 +857,13 @@ async function interruptDemo(file: string, args: string[], when: RegExp, signal:
   })
   const [status] = (await once(child, 'exit')) as [number | null]
   clearTimeout(killer)
-  return { stdout, status }
+  return { stdout, stderr, status }
 }
 
 describe('the demos end at Ctrl-C with the summary so far', () => {
   it('in the message window: the clients disconnect, every message sent was echoed, status 130', async () => {
-    const { stdout, status } = await interruptDemo('demo.ts', ['--clients', '20', '--seconds', '60'], /^ {2}connected +20 /m, 'SIGINT')
+    const { stdout, stderr, status } = await interruptDemo('demo.ts', ['--clients', '20', '--seconds', '60'], /^ {2}connected +20 /m, 'SIGINT')
+    expect(stderr).toBe('') // no warning either (20 attempts listened to one signal: MaxListenersExceededWarning)
     expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
     const [, sent, received, echoed] = /^ {2}messages +(\d+) sent by clients, (\d+) received by the server, (\d+) echoes back/m.exec(stdout) ?? []
     expect(Number(sent)).toBeGreaterThan(0)

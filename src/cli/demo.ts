@@ -3,6 +3,7 @@
 // a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
 //   npm run demo -- --channels --loss 0.05
 // Ctrl-C ends it early, with the summary so far (status 130); a second Ctrl-C ends it at once.
+import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
@@ -41,6 +42,8 @@ const delivery = {
   ...(demo.channels || loss !== undefined ? { channels: [{ mode: 'reliable' as const }] } : {}),
   ...(loss !== undefined ? { networkSimulator: { loss, latencyMs: 1, jitterMs: 0.5 } } : {}),
 }
+/** Clients that connect at once. */
+const connectWave = 100
 const protocolId = 0x766f6c6c6579n // "volley"
 const privateKey = await generateKey()
 
@@ -53,6 +56,7 @@ try {
 }
 // From here on, Ctrl-C (or SIGTERM) stops the connecting or the messages, and the summary follows.
 const interrupted = interruption()
+setMaxListeners(connectWave + 1, interrupted) // each attempt of a wave listens to it
 const fallback = fallbackReason()
 const plural = (count: number, noun: string): string => `${count.toLocaleString('en-US')} ${noun}${count === 1 ? '' : 's'}`
 console.log(
@@ -83,8 +87,8 @@ const connectStarted = performance.now()
 const clients: Client[] = []
 const failures = new Map<string, number>() // connect() rejections by code: the demo goes on with the others
 let echoes = 0
-for (let first = 0; first < clientCount && !interrupted.aborted; first += 100) {
-  const wave = tokens.slice(first, first + 100).map(async (token) => {
+for (let first = 0; first < clientCount && !interrupted.aborted; first += connectWave) {
+  const wave = tokens.slice(first, first + connectWave).map(async (token) => {
     const client = new Client(delivery)
     client.on('message', () => echoes++)
     try {
