@@ -5,6 +5,7 @@ import { Client, type ClientOptions, type ClientDisconnectReason, useDedicatedEn
 import { type Engine, dedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption } from './options.ts'
+import { copyBytes } from './bytes.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
 
@@ -96,12 +97,14 @@ export class ClientPool {
         throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
       }
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
+      // Copies: the attempts read them later, and the caller may wipe or reuse its own once this returns.
+      const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(token)))
       if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
       // One signal for this call's attempts (each listens to it): the caller's, or the pool closing.
       const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal])
       setMaxListeners(concurrency + 1, signal)
-      const run = this.#connect(tokens, concurrency, signal)
+      const run = this.#connect(owned, concurrency, signal)
       this.#running.add(run)
       void run.finally(() => this.#running.delete(run)).catch(() => {})
       return run

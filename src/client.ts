@@ -300,9 +300,10 @@ export class Client extends EventEmitter<ClientEvents> {
     checkOptions('"options" argument', options, signalOnly)
     const { signal } = options
     checkSignal(signal)
+    const given = typeof token === 'string' ? connectTokenFromBase64(token) : token
+    const parsed = readConnectToken(given) // typed errors for a token that is not one
     // A copy: the attempt reads the token later too (the next server address), and the caller may wipe its own.
-    const bytes = typeof token === 'string' ? connectTokenFromBase64(token) : copyBytes(token)
-    const parsed = readConnectToken(bytes) // typed errors for a token that is not one
+    const bytes = typeof token === 'string' ? given : copyBytes(given)
     if (this.#closing !== undefined) {
       return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
     }

@@ -268,19 +268,20 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (literal !== '' && ipFamily(literal) === 4 && this.type === 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Cannot bind a udp6 socket to the IPv4 address '${literal}' (use '::ffff:${literal}')`)
     }
-    if (literal !== '' && parseIp(this.#ipCodec(fallback), literal) === null) {
+    if (literal !== '' && parseIp(this.#ipCodec({ fallback }), literal) === null) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "address" argument must be an IP address, with a scope that names an interface of this machine. Received '${literal}'`)
     }
     return literal
   }
 
   /**
-   * What turns addresses into bytes and back: the addon's, or, on the fallback engine (fallback: why it runs;
-   * asked for when no engine is open yet), its JavaScript equivalent.
+   * What turns addresses into bytes and back: the open engine's; before one is open, the addon's, or on the
+   * fallback engine its JavaScript equivalent (chosen: the engine a bind() under way chose, else asked now).
    */
-  #ipCodec(fallback = this.#engine === undefined ? fallbackReason() : undefined): IpCodec {
+  #ipCodec(chosen?: { fallback: string | undefined }): IpCodec {
     const engine = this.#engine
     if (engine !== undefined) return 'ip' in engine ? engine.ip : engine.addon
+    const fallback = chosen === undefined ? fallbackReason() : chosen.fallback
     return fallback === undefined ? loadAddon() : javascriptIp
   }
 

@@ -43,7 +43,8 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
  * (native/netcode_sockets.cc: WriteFinalReadings). A next client may have taken the slot, and reset both,
  * before JavaScript reads the record.
  */
-export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PeerCounts; link: Float64Array | null } {
+export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PeerCounts; link: Float64Array | null } | null {
+  if (length < finalCounters * 8) return null // (an addon built before disconnect records carried them)
   const { view } = slab
   const counters = {
     packetsIn: view.getFloat64(at, true),

@@ -529,20 +529,22 @@ export class Server extends EventEmitter<ServerEvents> {
       packetsOut: table[at + PeerCounterField.packetsOut]!,
       bytesOut: table[at + PeerCounterField.bytesOut]!,
     }
-    const stats = this.#linkStats(peer, counters, this.#links, peer.index)
+    const stats = this.#linkStats(peer, counters, this.#links, peer.index, this.#queues.get(peer.index)?.outstanding() ?? null)
     // A later client took the slot while these were read (the I/O thread counts it, then resets the row):
     // they may be its own.
     return ours() ? stats : null
   }
 
-  /** A peer's stats from its counters and its row of link statistics (links null: without channels). */
-  #linkStats(peer: Peer, counters: PeerCounts, links: Float64Array | null, row: number): PeerStats {
+  /**
+   * A peer's stats from its counters and its row of link statistics (links null: without channels);
+   * outstanding: what its send queue holds (null: the row's count).
+   */
+  #linkStats(peer: Peer, counters: PeerCounts, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)
       this.#readings.set(peer.index, reading)
     }
-    const outstanding = this.#queues.get(peer.index)?.outstanding() ?? null
     return readLinkStats(links, row, counters, reading, outstanding)
   }
 
@@ -640,9 +642,10 @@ export class Server extends EventEmitter<ServerEvents> {
           const reason = disconnectReasons[code] ?? 'disconnected'
           const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
           peer.markDisconnected(`its connection ended ('${reason}'${why})`)
-          // The last readings, from the record: the slot's own may be a next client's already.
-          const { counters, link } = readFinalReadings(slab, at, length)
-          peer.setFinalStats(this.#linkStats(peer, counters, link, 0))
+          // The last readings, from the record: the slot's own may be a next client's already. Its queue holds
+          // nothing now: what it held will never be released (as peer.bufferedAmount says).
+          const final = readFinalReadings(slab, at, length)
+          if (final !== null) peer.setFinalStats(this.#linkStats(peer, final.counters, final.link, 0, { depth: 0, bytes: 0 }))
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)

@@ -2,7 +2,7 @@
 // or token) as soon as the call returns. (The fallback engine kept views of Buffers: Buffer's slice() is
 // a view, not a copy, and a reliable channel delivered, and resent, the caller's later bytes.)
 import { describe, expect, it } from 'vitest'
-import { type ChannelMode, Client, type Peer, Server, generateConnectToken, generateKey } from '../src/index.ts'
+import { type ChannelMode, Client, ClientPool, type Peer, Server, generateConnectToken, generateKey } from '../src/index.ts'
 import { type EngineKind, onEngine, socketsClosedAfterEach, waitFor, within } from './helpers.ts'
 
 const protocolId = 0x42n
@@ -74,6 +74,22 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
     }
   })
 
+  it("ClientPool.connect()'s tokens, wiped as soon as the call returns: each attempt reads its token as it was", async () => {
+    const privateKey = await generateKey()
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', disconnectIntervalMs: 5 })
+    const { port } = await onEngine(engine, () => server.listen())
+    const pool = new ClientPool({ disconnectIntervalMs: 5 })
+    try {
+      const tokens = await Promise.all([3n, 4n, 5n].map(async (id) => Buffer.from(await tokenFor(privateKey, port, id))))
+      const result = onEngine(engine, () => pool.connect(tokens, { concurrency: 1 })) // one after another
+      for (const token of tokens) token.fill(0)
+      expect(await result).toMatchObject({ connected: 3, failed: 0 })
+    } finally {
+      await pool.close()
+      await server.close()
+    }
+  })
+
   it('a datagram socket sending while its bind resolves a host name: each datagram as it was sent', async () => {
     const receiver = createDatagramSocket()
     const { port } = await onEngine(engine, () => receiver.bind(0, '127.0.0.1'))
@@ -91,4 +107,15 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
     await waitFor(() => got.length === 3, 5000, 'the 3 datagrams')
     expect(got).toEqual([0, 1, 2])
   })
+})
+
+describe('a connect token that is no Uint8Array', () => {
+  it.each([undefined, null, {}, 5, new ArrayBuffer(2048), new DataView(new ArrayBuffer(2048)), Array.from({ length: 2048 }, () => 0)])(
+    'connect(%o) rejects with ERR_INVALID_ARG_TYPE before any copy or attempt',
+    async (token) => {
+      const client = new Client()
+      await expect(client.connect(token as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/^A connect token must be a Uint8Array of 2048 bytes/) })
+      await client.close()
+    },
+  )
 })

@@ -492,7 +492,11 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       }
       writeRetransmits(false);
       // New messages: the reliable channels take turns to go first, so that a backlog on one (a bulk
-      // transfer) does not hold back the others (a chat) until it has all been sent.
+      // transfer) does not hold back the others (a chat) until it has all been sent. Only a packet with
+      // room for them is a turn: counting those that resends or unreliable messages filled, the turns would
+      // keep in step with the packets' alternation of kinds, and one channel would go first in every packet
+      // that has room.
+      if (full) return;
       const size_t count = sendChannels_.size();
       for (size_t i = 0; i < count; ++i) {
         SendChannel& channel = sendChannels_[(reliableTurn_ + i) % count];

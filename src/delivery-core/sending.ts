@@ -676,7 +676,10 @@ export abstract class DeliverySending {
     for (const channel of this.#sendChannels) if (channel.mode === ChannelModeCode.reliable) this.#writeNew(channel, true)
     this.#writeRetransmits(false)
     // New messages: the reliable channels take turns to go first, so that a backlog on one (a bulk transfer)
-    // does not hold back the others (a chat) until it has all been sent.
+    // does not hold back the others (a chat) until it has all been sent. Only a packet with room for them is
+    // a turn: counting those that resends or unreliable messages filled, the turns would keep in step with
+    // the packets' alternation of kinds, and one channel would go first in every packet that has room.
+    if (this.#packet.full) return
     const channels = this.#sendChannels
     const count = channels.length
     for (let i = 0; i < count; i++) {

@@ -281,6 +281,17 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it("shows an empty queue in a peer's stats from 'disconnect' on, as its bufferedAmount does", async () => {
+    const { server, peer, close } = await connectedPair({})
+    for (let i = 0; i < 3; i++) peer.send(new Uint8Array(100_000))
+    expect(peer.stats().queue.depth).toBeGreaterThan(0)
+    const ended = new Promise<ReturnType<Peer['stats']>>((resolve) => server.once('disconnect', (left) => resolve(left.stats())))
+    peer.disconnect() // before the client has acknowledged them
+    expect((await ended).queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })
+    expect(peer.bufferedAmount).toBe(0)
+    await close()
+  })
+
   it('applies back-pressure to empty messages: each counts a charge for its record, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })
     let received = 0

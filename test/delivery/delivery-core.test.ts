@@ -309,11 +309,16 @@ describe('sequenced and unreliable channels', () => {
     pair.run(pair.now + 60 * second, () => pair.received.b.filter((m) => m.channel === 0).length === 3000)
     expect(pair.received.b.filter((m) => m.channel === 0).map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 3000 }, (_, i) => i))
   })
-  it('a reliable channel is not held back by a backlog on another: they take turns', () => {
+  it.each([
+    ['two reliable channels', ['reliable', 'reliable'] as const, 0],
+    // Unreliable messages filling every other packet: the turns kept in step with the packets' alternation
+    // of kinds, and channel 1 never went first in a packet with room.
+    ['beside an unreliable flood', ['reliable', 'reliable', 'unreliable'] as const, 40],
+  ])('a reliable channel is not held back by a backlog on another: they take turns (%s)', (_name, channels, flood) => {
     // A bulk transfer on channel 0, a chat on channel 1, both reliable, over a 20 Mbit/s path: the chat's
     // messages went out only once all of the bulk had (strict channel order).
     const link = { latencyMs: 10, bandwidthBytesPerSec: 2.5e6, queueBytes: 64 * 1024 }
-    const pair = new SimulatedPair({ channels: ['reliable', 'reliable'], sendQueueBytes: 16 << 20 }, link, 9)
+    const pair = new SimulatedPair({ channels: [...channels], sendQueueBytes: 64 << 20 }, link, 9)
     for (let i = 0; i < 3000; i++) expect(pair.send('a', 0, numberedMessage(i, 1024))).toBe('queued')
     const latencies: number[] = []
     const sentAt = new Map<number, number>()
@@ -323,6 +328,7 @@ describe('sequenced and unreliable channels', () => {
     for (let i = 0; i < 50; i++) {
       sentAt.set(i, pair.now)
       expect(pair.send('a', 1, numberedMessage(i, 64))).toBe('queued')
+      for (let k = 0; k < flood; k++) pair.send('a', 2, numberedMessage(k, 1100))
       pair.run(pair.now + 10 * ms)
     }
     pair.run(pair.now + 100 * ms)
@@ -330,7 +336,7 @@ describe('sequenced and unreliable channels', () => {
     expect(pair.received.b.filter((m) => m.channel === 1).map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 50 }, (_, i) => i))
     expect(pair.received.b.filter((m) => m.channel === 0).length).toBeLessThan(3000)
     expect(Math.max(...latencies)).toBeLessThan(100 * ms)
-    pair.run(pair.now + 60 * second, () => pair.received.b.filter((m) => m.channel === 0).length === 3000)
+    pair.run(pair.now + 120 * second, () => pair.received.b.filter((m) => m.channel === 0).length === 3000)
     expect(pair.received.b.filter((m) => m.channel === 0).map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 3000 }, (_, i) => i))
   })
 })
