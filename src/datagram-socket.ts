@@ -5,7 +5,7 @@
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
 import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp } from './address.ts'
-import { type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './engine/addon.ts'
+import { type NativeSocketInfo, type NativeSocketOptions, loadAddon, openError } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'
@@ -18,7 +18,6 @@ import {
   VolleyRangeError,
   VolleyTypeError,
   describe,
-  fromNativeError,
   surfaceLater,
   systemError,
 } from './errors.ts'
@@ -195,8 +194,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       },
       // The bind a send() made, on the fallback engine: where it is bound, now that it is.
       onOpened: (info) => {
-        socket.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
-        socket.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+        socket.#takeBound(info)
         socket.#announce()
       },
       onOpenFailed: (error) => {
@@ -229,7 +227,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         info = await engine.open(this.#socketOptions(port, literal), this.#client)
       } else {
         engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
-        info = openNative(engine, this.#socketOptions(port, literal), this.#client, this.type)
+        info = openNative(engine, this.#socketOptions(port, literal), this.#client)
       }
     } catch (error) {
       engine?.releaseIfIdle()
@@ -494,7 +492,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     }
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
     // Not inside the send() that binds, before its datagram is queued.
-    this.#opened(engine, openNative(engine, options, this.#client, this.type), 'next-tick')
+    this.#opened(engine, openNative(engine, options, this.#client), 'next-tick')
   }
 
   /** The fallback engine, if it runs this socket's options (reusePort needs a Node whose node:dgram has it: ERR_FALLBACK_UNSUPPORTED). */
@@ -512,8 +510,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#engine = engine
     this.#id = info.id
     this.#formatter = new AddressFormatter(this.#ipCodec())
-    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
-    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+    const local = this.#takeBound(info)
     this.#state = 'bound'
     this.#holdsReference = true // open() took one
     if (!this.#referenced) {
@@ -522,7 +519,14 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     }
     if (listening === 'now') this.#announce()
     else if (listening === 'next-tick') process.nextTick(() => this.#announce())
-    return { ...this.#local }
+    return { ...local }
+  }
+
+  /** Where the socket is bound, and the buffer sizes the kernel granted. */
+  #takeBound(info: NativeSocketInfo): AddressInfo {
+    this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
+    this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+    return this.#local
   }
 
   #announce(): void {
@@ -607,12 +611,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 }
 
 /** A native engine's open; its failure as a system error naming the address, the engine let go if it has no socket. */
-function openNative(engine: Engine, options: NativeSocketOptions, client: EngineClient, type: SocketType): NativeSocketInfo {
+function openNative(engine: Engine, options: NativeSocketOptions, client: EngineClient): NativeSocketInfo {
   try {
     return engine.open(options, client)
   } catch (error) {
     engine.releaseIfIdle()
-    throw fromNativeError(error, { address: options.address === '' ? (type === 'udp4' ? '0.0.0.0' : '::') : options.address, port: options.port })
+    throw openError(error, options)
   }
 }
 

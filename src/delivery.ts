@@ -351,6 +351,14 @@ export class BandwidthWindow {
   }
 }
 
+/** A connection's packets and bytes in and out. */
+export interface PacketCounts {
+  packetsIn: number
+  bytesIn: number
+  packetsOut: number
+  bytesOut: number
+}
+
 /**
  * Reads a connection's link statistics; `window` measures its bandwidth; `outstanding`, from its
  * SendQueue, counts the queue (the engine's figures when null).
@@ -358,7 +366,7 @@ export class BandwidthWindow {
 export function readLinkStats(
   links: Float64Array | null,
   row: number,
-  counters: { packetsIn: number; packetsOut: number; bytesIn: number; bytesOut: number },
+  counters: PacketCounts,
   window: BandwidthWindow,
   outstanding: { depth: number; bytes: number } | null = null,
 ): LinkStats {

@@ -4,6 +4,7 @@ import type { SlabView } from './engine/engine.ts'
 import { PeerCounterField, align8, layout } from './engine/layout.ts'
 import { surfaceLater } from './errors.ts'
 import { type AddressInfo, formatIpBytes } from './address.ts'
+import type { PacketCounts } from './delivery.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
@@ -43,43 +44,29 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
  * (native/netcode_sockets.cc: WriteFinalReadings). A next client may have taken the slot, and reset both,
  * before JavaScript reads the record.
  */
-export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PeerCounts; link: Float64Array | null } | null {
+export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PacketCounts; link: Float64Array | null } | null {
   if (length < finalCounters * 8) return null // (an addon built before disconnect records carried them)
-  const { view } = slab
-  const counters = {
-    packetsIn: view.getFloat64(at, true),
-    bytesIn: view.getFloat64(at + 8, true),
-    packetsOut: view.getFloat64(at + 16, true),
-    bytesOut: view.getFloat64(at + 24, true),
-  }
-  const linkFields = length / 8 - finalCounters
-  if (linkFields <= 0) return { counters, link: null }
-  const link = new Float64Array(linkFields)
-  for (let i = 0; i < linkFields; i++) link[i] = view.getFloat64(at + (finalCounters + i) * 8, true)
-  return { counters, link }
+  // Doubles in the machine's order, as the engine copies them; the data of a record starts 8-aligned. Read
+  // during the batch only: views, not copies.
+  const doubles = new Float64Array(slab.buffer, at, length / 8)
+  const counters = { packetsIn: doubles[0]!, bytesIn: doubles[1]!, packetsOut: doubles[2]!, bytesOut: doubles[3]! }
+  return { counters, link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
 }
 
 /** Writes what readFinalReadings reads (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
 export function writeFinalReadings(view: DataView, at: number, peerCounters: Float64Array, peer: number, links: Float64Array | null): void {
+  const out = new Float64Array(view.buffer, view.byteOffset + at, finalReadingsBytes(links) / 8)
   const row = peer * layout.peerCounterFields
-  view.setFloat64(at, peerCounters[row + PeerCounterField.packetsIn]!, true)
-  view.setFloat64(at + 8, peerCounters[row + PeerCounterField.bytesIn]!, true)
-  view.setFloat64(at + 16, peerCounters[row + PeerCounterField.packetsOut]!, true)
-  view.setFloat64(at + 24, peerCounters[row + PeerCounterField.bytesOut]!, true)
-  if (links === null) return
-  for (let i = 0; i < layout.linkFields; i++) view.setFloat64(at + (finalCounters + i) * 8, links[peer * layout.linkFields + i]!, true)
+  out[0] = peerCounters[row + PeerCounterField.packetsIn]!
+  out[1] = peerCounters[row + PeerCounterField.bytesIn]!
+  out[2] = peerCounters[row + PeerCounterField.packetsOut]!
+  out[3] = peerCounters[row + PeerCounterField.bytesOut]!
+  if (links !== null) out.set(links.subarray(peer * layout.linkFields, (peer + 1) * layout.linkFields), finalCounters)
 }
 
 export function finalReadingsBytes(links: Float64Array | null): number {
   return (finalCounters + (links === null ? 0 : layout.linkFields)) * 8
 }
 
-/** A peer's packet and byte counters. */
-export interface PeerCounts {
-  packetsIn: number
-  bytesIn: number
-  packetsOut: number
-  bytesOut: number
-}
-
+/** The counters a disconnect record begins with: PacketCounts' four. */
 const finalCounters = 4

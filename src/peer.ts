@@ -173,15 +173,15 @@ export class Peer {
     this.markDisconnected('peer.disconnect() ended its connection')
   }
 
-  /** @internal Its readings as the connection ended, once it is marked disconnected: they stand from now on. */
-  setFinalStats(stats: PeerStats): void {
-    this.#last = stats
-  }
-
-  /** @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>". */
-  markDisconnected(why: string): void {
+  /**
+   * @internal why: for the error of a later send(), as "Peer 7 is not connected: <why>"; final: its readings
+   * as the connection ended (the engine's disconnect record), which stand from then on, also after an earlier
+   * disconnect(); without them, the last reading of its slot.
+   */
+  markDisconnected(why: string, final?: PeerStats): void {
+    if (final !== undefined) this.#last = final
     if (this.#endedBecause === null) {
-      this.#read()
+      if (final === undefined) this.#read()
       this.#endedBecause = why
     }
     this.#drain?.fail(() => this.#disconnectedError())

@@ -10,6 +10,7 @@ import { DeliveryClock } from './engine/fallback-delivery.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
+  type PacketCounts,
   type DeliverySettings,
   type RemoteChannels,
   SendQueue,
@@ -29,7 +30,7 @@ import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, 
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerHost, type PeerStats } from './peer.ts'
-import { type PeerCounts, forEachPeerRecord, readFinalReadings, recordAddress } from './peer-records.ts'
+import { forEachPeerRecord, readFinalReadings, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
@@ -539,7 +540,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * A peer's stats from its counters and its row of link statistics (links null: without channels);
    * outstanding: what its send queue holds (null: the row's count).
    */
-  #linkStats(peer: Peer, counters: PeerCounts, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
+  #linkStats(peer: Peer, counters: PacketCounts, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)
@@ -641,11 +642,10 @@ export class Server extends EventEmitter<ServerEvents> {
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'
           const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
-          peer.markDisconnected(`its connection ended ('${reason}'${why})`)
           // The last readings, from the record: the slot's own may be a next client's already. Its queue holds
           // nothing now: what it held will never be released (as peer.bufferedAmount says).
           const final = readFinalReadings(slab, at, length)
-          if (final !== null) peer.setFinalStats(this.#linkStats(peer, final.counters, final.link, 0, { depth: 0, bytes: 0 }))
+          peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#linkStats(peer, final.counters, final.link, 0, { depth: 0, bytes: 0 }))
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)

@@ -3,7 +3,7 @@
 import type { NativeNetworkSimulator } from '../network-simulator.ts'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { VolleyError } from '../errors.ts'
+import { VolleyError, fromNativeError } from '../errors.ts'
 import { layout } from './layout.ts'
 
 export interface NativeSocketInfo {
@@ -28,6 +28,11 @@ export interface NativeSocketOptions {
   coalesceUs: number
   /** A protocol the engine runs over the socket's datagrams; none for a raw socket. */
   protocol?: NativeServerProtocol | NativeClientProtocol
+}
+
+/** A socket's open (its bind) failed: the system error, naming the address (its family's wildcard for '') and port. */
+export function openError(error: unknown, options: Pick<NativeSocketOptions, 'address' | 'ipv6' | 'port'>): Error {
+  return fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port })
 }
 
 /** The delivery layer's settings (native/delivery/); absent channels: raw netcode payloads. */

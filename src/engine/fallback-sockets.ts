@@ -2,8 +2,8 @@
 // sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
-import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
-import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
+import { VolleyError, surfaceLater } from '../errors.ts'
+import { type NativeSocketInfo, type NativeSocketOptions, openError } from './addon.ts'
 import type { EngineClient } from './engine.ts'
 
 /**
@@ -104,7 +104,7 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
       entry.socket.close()
       this.unref() // the reference its open took: no owner has it
       this.remove(entry)
-      throw fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port })
+      throw openError(error, options)
     }
     return boundInfo(entry.id, entry.socket, options)
   }
@@ -124,7 +124,7 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
         entry.closing = true
         entry.socket.close()
         try {
-          client.onOpenFailed(fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port }))
+          client.onOpenFailed(openError(error, options))
           client.onClosed()
         } catch (thrown) {
           surfaceLater(thrown) // an 'error' event nobody listens to

@@ -11,6 +11,23 @@ const ms = 1000
 const second = 1_000_000
 const CHANNELS = ['reliable', 'unreliable', 'sequenced'] as ('reliable' | 'unreliable' | 'sequenced')[]
 
+/**
+ * Numbered 64-byte messages from a to b on `channel`: send(i) sends message i now, and `latencies` gets each
+ * one's one-way latency (µs) as it arrives.
+ */
+function latencyProbe(pair: SimulatedPair, channel: number): { latencies: number[]; send: (i: number) => ReturnType<SimulatedPair['send']> } {
+  const latencies: number[] = []
+  const sentAt = new Map<number, number>()
+  pair.onMessage.b = (from, data, at) => {
+    if (from === channel) latencies.push(at - sentAt.get(readNumberedMessage(data))!)
+  }
+  const send = (i: number): ReturnType<SimulatedPair['send']> => {
+    sentAt.set(i, pair.now)
+    return pair.send('a', channel, numberedMessage(i, 64))
+  }
+  return { latencies, send }
+}
+
 describe('reliable-ordered channel through the simulator', () => {
   for (const loss of [0, 0.05, 0.2]) {
     it(`delivers every message once and in order at ${loss * 100} % loss with jitter, duplication and reordering`, () => {
@@ -291,14 +308,9 @@ describe('sequenced and unreliable channels', () => {
     const pair = new SimulatedPair({ channels: CHANNELS, sendQueueBytes: 16 << 20 }, link, 5)
     // 3 MiB of reliable data, queued at once.
     for (let i = 0; i < 3000; i++) expect(pair.send('a', 0, numberedMessage(i, 1024))).toBe('queued')
-    const latencies: number[] = []
-    const sentAt = new Map<number, number>()
-    pair.onMessage.b = (channel, data, at) => {
-      if (channel === 1) latencies.push(at - sentAt.get(readNumberedMessage(data))!)
-    }
+    const { latencies, send } = latencyProbe(pair, 1)
     for (let i = 0; i < 100; i++) {
-      sentAt.set(i, pair.now)
-      pair.send('a', 1, numberedMessage(i, 64))
+      send(i)
       pair.run(pair.now + 10 * ms)
     }
     // The backlog was still draining while the unreliable messages went through.
@@ -309,6 +321,7 @@ describe('sequenced and unreliable channels', () => {
     pair.run(pair.now + 60 * second, () => pair.received.b.filter((m) => m.channel === 0).length === 3000)
     expect(pair.received.b.filter((m) => m.channel === 0).map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 3000 }, (_, i) => i))
   })
+
   it.each([
     ['two reliable channels', ['reliable', 'reliable'] as const, 0],
     // Unreliable messages filling every other packet: the turns kept in step with the packets' alternation
@@ -320,14 +333,9 @@ describe('sequenced and unreliable channels', () => {
     const link = { latencyMs: 10, bandwidthBytesPerSec: 2.5e6, queueBytes: 64 * 1024 }
     const pair = new SimulatedPair({ channels: [...channels], sendQueueBytes: 64 << 20 }, link, 9)
     for (let i = 0; i < 3000; i++) expect(pair.send('a', 0, numberedMessage(i, 1024))).toBe('queued')
-    const latencies: number[] = []
-    const sentAt = new Map<number, number>()
-    pair.onMessage.b = (channel, data, at) => {
-      if (channel === 1) latencies.push(at - sentAt.get(readNumberedMessage(data))!)
-    }
+    const { latencies, send } = latencyProbe(pair, 1)
     for (let i = 0; i < 50; i++) {
-      sentAt.set(i, pair.now)
-      expect(pair.send('a', 1, numberedMessage(i, 64))).toBe('queued')
+      expect(send(i)).toBe('queued')
       for (let k = 0; k < flood; k++) pair.send('a', 2, numberedMessage(k, 1100))
       pair.run(pair.now + 10 * ms)
     }
