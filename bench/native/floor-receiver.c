@@ -3,7 +3,7 @@
  * what no such receiver can skip, the way the engine does it, and nothing else:
  *   - an I/O thread reads the socket with recvmmsg batches (64) after an edge-triggered epoll wake-up,
  *     and waits like the engine before the next batch once traffic is dense (the same rule and the same
- *     200 µs ceiling, native/engine.cc Coalesce);
+ *     200 µs ceiling, native/engine_receive.cc CoalesceWait);
  *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram with libsodium, with netcode's
  *     22 bytes of associated data: a copy sealed at start, as the datagrams themselves are plaintext
  *     from the C paced sender that node:dgram also receives;
