@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "volley_glibc%": "<!(node -p \"process.report.getReport().header.glibcVersionRuntime ? 1 : 0\")"
+  },
   "targets": [
     {
       "target_name": "volley",
@@ -42,7 +45,19 @@
       # its TypeScript twin's do (src/delivery-core/, checked against this one value for value).
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden", "-ffp-contract=off"],
       "libraries": ["-l:libsodium.a"],
-      "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"]
+      "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"],
+      "conditions": [
+        # On glibc x64 (the prebuild's platform) the addon needs no newer C library than Node's own binaries
+        # (glibc 2.28) and no libstdc++ of the system: native/glibc_baseline.cc says how.
+        ["OS=='linux' and target_arch=='x64' and volley_glibc==1", {
+          "sources": ["native/glibc_baseline.cc"],
+          "ldflags": [
+            "-static-libstdc++",
+            "-Wl,--wrap=pthread_create,--wrap=pthread_detach,--wrap=pthread_join",
+            "-Wl,--wrap=pthread_mutex_trylock,--wrap=pthread_setname_np,--wrap=fstat"
+          ]
+        }]
+      ]
     }
   ]
 }

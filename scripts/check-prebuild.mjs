@@ -1,4 +1,6 @@
-// Fails when the committed prebuild was built from other native sources than the ones in the tree.
+// Fails when the committed prebuild was built from other native sources than the ones in the tree, or (Linux
+// x64) needs a newer C library than Node's own binaries do (native/glibc_baseline.cc).
+import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
@@ -28,6 +30,43 @@ export function checkPrebuild(root = packageRoot) {
     return false
   }
   console.log(`prebuild check: ${path} matches the native sources (${expected})`)
+  return process.platform === 'linux' && process.arch === 'x64' ? checkLibraryBaseline(path) : true
+}
+
+// What Node's Linux x64 binaries need (glibc 2.28, RHEL 8's libgcc_s), and the shared libraries they load.
+const baseline = { GLIBC: [2, 28], GCC: [7, 0, 0] }
+const allowedLibraries = ['libc.so.6', 'libm.so.6', 'libpthread.so.0', 'libdl.so.2', 'librt.so.1', 'libgcc_s.so.1', 'ld-linux-x86-64.so.2']
+
+function newerThan(version, limit) {
+  for (let i = 0; i < Math.max(version.length, limit.length); i++) {
+    if ((version[i] ?? 0) !== (limit[i] ?? 0)) return (version[i] ?? 0) > (limit[i] ?? 0)
+  }
+  return false
+}
+
+/** The shared libraries and symbol versions the addon needs (objdump -p), held to Node's own. */
+export function checkLibraryBaseline(path) {
+  let dump
+  try {
+    dump = execFileSync('objdump', ['-p', path], { encoding: 'utf8' })
+  } catch (error) {
+    console.error(`prebuild check: cannot read ${path} with objdump (binutils): ${error.message}`)
+    return false
+  }
+  const problems = []
+  for (const [, library] of dump.matchAll(/^\s+NEEDED\s+(\S+)$/gm)) {
+    if (!allowedLibraries.includes(library)) problems.push(`it needs ${library}`)
+  }
+  for (const [, family, version] of dump.matchAll(/^\s+0x[0-9a-f]+ 0x[0-9a-f]+ \d+ ([A-Z]+)_([0-9.]+)$/gm)) {
+    const limit = baseline[family]
+    if (limit === undefined) problems.push(`it needs ${family}_${version}`)
+    else if (newerThan(version.split('.').map(Number), limit)) problems.push(`it needs ${family}_${version} (Node's binaries: ${family}_${limit.join('.')})`)
+  }
+  if (problems.length > 0) {
+    console.error(`prebuild check: ${path} would not load where Node does: ${[...new Set(problems)].join('; ')}`)
+    return false
+  }
+  console.log(`prebuild check: ${path} needs no newer libraries than Node's own (glibc ${baseline.GLIBC.join('.')})`)
   return true
 }
 

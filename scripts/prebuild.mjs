@@ -6,7 +6,7 @@ import { checkPrebuild } from './check-prebuild.mjs'
 import { packageRoot } from './source-hash.mjs'
 
 const bin = join(packageRoot, 'node_modules', '.bin', 'prebuildify')
-execFileSync(bin, ['--napi', '--strip', '--target', `node@${process.versions.node}`], {
+execFileSync(bin, ['--napi', '--strip', '--tag-libc', '--target', `node@${process.versions.node}`], {
   cwd: packageRoot,
   stdio: 'inherit',
   // Node's headers come with Node here; without this node-gyp tries to download them.

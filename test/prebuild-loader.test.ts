@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process'
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 // @ts-expect-error plain ESM script without declarations
 import { checkPrebuild, prebuildPath } from '../scripts/check-prebuild.mjs'
@@ -16,7 +16,7 @@ afterAll(() => {
 
 describe('prebuild', () => {
   it('is committed for linux-x64 and built from the current native sources', () => {
-    expect(prebuildPath()).toMatch(/prebuilds\/linux-x64\/volley\.node$/)
+    expect(prebuildPath()).toMatch(/prebuilds\/linux-x64\/volley\.glibc\.node$/)
     expect(checkPrebuild()).toBe(true)
   })
 
@@ -43,7 +43,7 @@ describe('prebuild', () => {
       timeout: 20_000,
     })
     const { info, got } = JSON.parse(out) as { info: { path: string; sourceHash: string; sodiumVersion: string }; got: string }
-    expect(info.path).toBe(join(dir, 'prebuilds', 'linux-x64', 'volley.node'))
+    expect(info.path).toBe(join(dir, 'prebuilds', 'linux-x64', 'volley.glibc.node'))
     expect(info.sourceHash).toBe(nativeSourceHash())
     expect(info.sodiumVersion).toMatch(/^1\.0\.\d+$/)
     expect(got).toBe('through the prebuild')
@@ -100,7 +100,32 @@ describe('prebuild', () => {
       datagramReceived: 'a datagram through the fallback engine',
       echoed: 'through the fallback engine',
       channelEcho: { channel: 0, bytes: 100_000, first: 99_999 % 251, last: 0 },
-      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded.*npm rebuild volley.*pure-TypeScript fallback engine/s) }],
+      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*npm rebuild volley.*pure-TypeScript fallback engine/s) }],
     })
+  })
+
+  it('there but unloadable (another libc, a damaged file): the warning names the file and why it did not load', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'volley-bad-addon-'))
+    temporary.push(dir)
+    for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const damaged = join(dir, 'prebuilds', 'linux-x64', 'volley.glibc.node')
+    mkdirSync(dirname(damaged), { recursive: true })
+    writeFileSync(damaged, 'not an ELF file')
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      const warnings = []
+      process.on('warning', (warning) => warnings.push({ code: warning.code, message: warning.message }))
+      const socket = createDatagramSocket()
+      await socket.bind(0, '127.0.0.1')
+      await socket.close()
+      console.log(JSON.stringify(warnings))
+    `
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
+    const warnings = JSON.parse(out) as { code: string; message: string }[]
+    expect(warnings).toHaveLength(1)
+    expect(warnings[0]!.code).toBe('VOLLEY_FALLBACK_ENGINE')
+    expect(warnings[0]!.message).toContain(`could not be loaded: ${damaged} is there but did not load (a prebuild needs glibc 2.28 or newer, as Node’s own binaries do): ${damaged}: file too short. Build it`)
+    expect(warnings[0]!.message).not.toContain('no prebuild')
   })
 })

@@ -190,6 +190,21 @@ export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
 let loaded: Addon | undefined
 let loadedFrom = ''
 
+/** An error's message on one line (node-gyp-build's span several). */
+function oneLine(error: unknown): string {
+  return String((error as Error).message ?? error).trim().replace(/\.?\s*\n\s*/g, '; ')
+}
+
+function addonNotFound(what: string, cause: unknown): VolleyError {
+  return new VolleyError(
+    'ERR_ADDON_NOT_FOUND',
+    `volley's native addon could not be loaded: ${what}. ` +
+      'Build it from source with `npm rebuild volley` (a C++17 compiler and libsodium-dev are needed); recent npm releases skip the ' +
+      'install scripts of packages their allowScripts setting does not name, so allow this one first: `npm install-scripts approve volley`.',
+    { cause },
+  )
+}
+
 /** The file the addon was loaded from (build/Release for a local build, else the prebuild). */
 export function addonPath(): string {
   loadAddon()
@@ -200,19 +215,19 @@ export function loadAddon(): Addon {
   if (loaded) return loaded
   const require = createRequire(import.meta.url)
   let addon: Addon
+  let found: string
   try {
-    const nodeGypBuild = require('node-gyp-build') as { resolve(dir: string): string }
-    loadedFrom = nodeGypBuild.resolve(packageRoot)
-    addon = require(loadedFrom) as Addon
+    found = (require('node-gyp-build') as { resolve(dir: string): string }).resolve(packageRoot)
   } catch (cause) {
-    throw new VolleyError(
-      'ERR_ADDON_NOT_FOUND',
-      `volley's native addon could not be loaded (no build in build/Release and no prebuild for ${process.platform}-${process.arch}): ${(cause as Error).message}. ` +
-        'Build it from source with `npm rebuild volley` (a C++17 compiler and libsodium-dev are needed); recent npm releases skip the ' +
-        'install scripts of packages their allowScripts setting does not name, so allow this one first: `npm install-scripts approve volley`.',
-      { cause },
-    )
+    throw addonNotFound(`no build in build/Release and no prebuild for ${process.platform}-${process.arch} (${oneLine(cause)})`, cause)
   }
+  try {
+    addon = require(found) as Addon
+  } catch (cause) {
+    const needs = found.includes(`prebuilds/${process.platform}-${process.arch}`) ? ' (a prebuild needs glibc 2.28 or newer, as Node’s own binaries do)' : ''
+    throw addonNotFound(`${found} is there but did not load${needs}: ${oneLine(cause)}`, cause)
+  }
+  loadedFrom = found
   for (const [name, value] of Object.entries(layout)) {
     if (addon.layout[name as keyof typeof layout] !== value) {
       throw new VolleyError(
