@@ -16,15 +16,36 @@ export interface ClientPoolStats {
   ended: Partial<Record<ClientDisconnectReason, number>>
   /** Connection attempts that failed, by error code. */
   failed: Record<string, number>
+  /** Every client's datagrams (requests, keep-alives, payloads), those of attempts under way and failed included. */
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
   /** Datagrams the kernel dropped: the clients' receive buffers were full (a saturated pool), or their send buffers. */
   drops: { receiveBufferFull: number; sendBufferFull: number }
   messagesReceived: number
+  /** Messages broadcast() did not queue because a client's send queue was full (its send() returned false). */
+  sendsRefused: number
   /** Errors the clients' sockets reported as 'error' events (a receive the kernel failed), by code. */
   errors: Record<string, number>
-  /** Datagrams the kernel refused to send (an unreachable address, ...), failed clients' included: as `client.stats().errors.send` counts them. */
+  /** Datagrams the kernel refused to send (an unreachable address, ...): as `client.stats().errors.send` counts them. */
   sendErrors: number
+}
+
+/** The counters stats() sums over clients. */
+type ClientTotals = Pick<ClientPoolStats, 'packets' | 'bytes' | 'drops' | 'sendErrors'>
+
+function emptyTotals(): ClientTotals {
+  return { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, drops: { receiveBufferFull: 0, sendBufferFull: 0 }, sendErrors: 0 }
+}
+
+function addClientTotals(totals: ClientTotals, client: Client): void {
+  const stats = client.stats()
+  totals.packets.in += stats.packets.in
+  totals.packets.out += stats.packets.out
+  totals.bytes.in += stats.bytes.in
+  totals.bytes.out += stats.bytes.out
+  totals.drops.receiveBufferFull += stats.drops.receiveBufferFull
+  totals.drops.sendBufferFull += stats.drops.sendBufferFull
+  totals.sendErrors += stats.errors.send
 }
 
 export class ClientPool {
@@ -33,9 +54,12 @@ export class ClientPool {
   readonly #ended: Partial<Record<ClientDisconnectReason, number>> = {}
   readonly #failed: Record<string, number> = {}
   readonly #errors: Record<string, number> = {}
-  /** Refused sends of clients whose attempt failed (they leave the pool). */
-  #sendErrorsOfFailed = 0
+  /** Clients whose attempt is under way. */
+  readonly #attempting = new Set<Client>()
+  /** The counters of clients whose attempt failed (they leave the pool), as they were when it did. */
+  readonly #failedTotals = emptyTotals()
   #messagesReceived = 0
+  #sendsRefused = 0
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
   /** connect() calls still running: close() waits for them. */
@@ -132,16 +156,19 @@ export class ClientPool {
         client.on('disconnect', (reason) => {
           this.#ended[reason] = (this.#ended[reason] ?? 0) + 1
         })
+        this.#attempting.add(client)
         try {
           await client.connect(token, { signal })
           this.#clients.push(client)
+          this.#attempting.delete(client)
           connected++
         } catch (error) {
           failed++
           const code = (error as { code?: string }).code ?? 'unknown'
           this.#failed[code] = (this.#failed[code] ?? 0) + 1
           await client.close()
-          this.#sendErrorsOfFailed += client.stats().errors.send // a token's unreachable address, say
+          addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
+          this.#attempting.delete(client)
         }
       }
     }
@@ -157,6 +184,7 @@ export class ClientPool {
       if (client.state !== 'connected') continue
       try {
         if (client.send(data)) sent++
+        else this.#sendsRefused++
       } catch (error) {
         // A client closed on its own (pool.clients) says 'connected' until its disconnects have gone out.
         if ((error as VolleyError).code !== 'ERR_CLIENT_CLOSED') throw error
@@ -166,20 +194,24 @@ export class ClientPool {
   }
 
   stats(): ClientPoolStats {
-    const totals = { packets: { in: 0, out: 0 }, bytes: { in: 0, out: 0 }, drops: { receiveBufferFull: 0, sendBufferFull: 0 }, sendErrors: this.#sendErrorsOfFailed }
+    const failed = this.#failedTotals
+    const totals: ClientTotals = { packets: { ...failed.packets }, bytes: { ...failed.bytes }, drops: { ...failed.drops }, sendErrors: failed.sendErrors }
     let connected = 0
     for (const client of this.#clients) {
       if (client.state === 'connected') connected++
-      const stats = client.stats()
-      totals.packets.in += stats.packets.in
-      totals.packets.out += stats.packets.out
-      totals.bytes.in += stats.bytes.in
-      totals.bytes.out += stats.bytes.out
-      totals.drops.receiveBufferFull += stats.drops.receiveBufferFull
-      totals.drops.sendBufferFull += stats.drops.sendBufferFull
-      totals.sendErrors += stats.errors.send
+      addClientTotals(totals, client)
     }
-    return { clients: this.#clients.length, connected, ended: { ...this.#ended }, failed: { ...this.#failed }, ...totals, messagesReceived: this.#messagesReceived, errors: { ...this.#errors } }
+    for (const client of this.#attempting) addClientTotals(totals, client)
+    return {
+      clients: this.#clients.length,
+      connected,
+      ended: { ...this.#ended },
+      failed: { ...this.#failed },
+      ...totals,
+      messagesReceived: this.#messagesReceived,
+      sendsRefused: this.#sendsRefused,
+      errors: { ...this.#errors },
+    }
   }
 
   /** Ends the attempts in flight, then closes every client (each sends its redundant disconnects). */

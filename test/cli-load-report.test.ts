@@ -11,6 +11,7 @@ const quiet = {
   bytes: { in: 180_036_000, out: 222_066_600 },
   drops: { receiveBufferFull: 0, sendBufferFull: 0 },
   messagesReceived: 1_999_800,
+  sendsRefused: 0,
   errors: {},
   sendErrors: 0,
 }
@@ -31,7 +32,7 @@ describe('volley load reports as text', () => {
     expect(loadReportText(report)).toBe(
       [
         'finished: 1,000 clients connected',
-        '  messages: 2,000 broadcasts, 2,000,000 sent, 1,999,800 received',
+        '  messages: 2,000 broadcasts, 2,000,000 sent, 1,999,800 received (200 fewer than sent, 0.010 %)',
         '  datagrams: 2,000,600 out, 2,000,400 in; bytes: 222,066,600 out, 180,036,000 in',
       ].join('\n'),
     )
@@ -43,14 +44,17 @@ describe('volley load reports as text', () => {
       drops: { receiveBufferFull: 17, sendBufferFull: 0 },
       errors: { ECONNREFUSED: 1 },
       sendErrors: 4,
+      messagesSent: 1_500_000,
+      sendsRefused: 500_000,
+      messagesReceived: 1_500_000,
     }
     expect(loadReportText(troubled).split('\n')).toEqual([
       'finished (interrupted): 998 clients connected, 2 lost',
-      '  messages: 2,000 broadcasts, 2,000,000 sent, 1,999,800 received',
+      '  messages: 2,000 broadcasts, 1,500,000 sent (500,000 more not queued: send queues full), 1,500,000 received',
       '  datagrams: 2,000,600 out, 2,000,400 in; bytes: 222,066,600 out, 180,036,000 in',
       '  connections lost: connection-timed-out 2',
       '  dropped by the kernel: receiveBufferFull 17',
-      '  socket errors: ECONNREFUSED 1, sends refused 4',
+      '  socket errors: ECONNREFUSED 1, sends the kernel refused 4',
     ])
   })
 })

@@ -1,8 +1,9 @@
-import { execFile, execFileSync, spawn } from 'node:child_process'
+import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { createSocket } from 'node:dgram'
 import { once } from 'node:events'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { ClientPool, Server, connectTokenFromBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
+import { Client, ClientPool, Server, connectTokenFromBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { engineThreadCount, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(8)
@@ -78,6 +79,44 @@ describe('ClientPool edges', () => {
     expect(pool.clients).toHaveLength(0) // failed clients leave the pool; their refused sends stay counted
     expect(stats.errors).toEqual({})
     await pool.close()
+  })
+
+  it("counts every client's datagrams: those of attempts under way and of attempts that failed, as the far end received them", async () => {
+    // A silent "server": it counts what reaches it and answers nothing, so the attempts time out after the token's second.
+    const silent = createSocket('udp4')
+    let reached = 0
+    silent.on('message', () => reached++)
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve))
+    const { port } = silent.address()
+    const pool = new ClientPool({ requestIntervalMs: 50 })
+    const unanswered = await Promise.all(
+      [1n, 2n, 3n].map((clientId) => generateConnectToken({ protocolId: 5n, privateKey, clientId, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 1 })),
+    )
+    const attempts = pool.connect(unanswered)
+    await waitFor(() => reached >= 6, 5000, 'the first requests')
+    // Under way: counted already (it read 0 out until an attempt ended).
+    expect(pool.stats().packets.out).toBeGreaterThanOrEqual(6)
+    expect(await attempts).toMatchObject({ connected: 0, failed: 3 })
+    await waitFor(() => reached === pool.stats().packets.out, 2000, () => `${pool.stats().packets.out} requests counted, ${reached} reached`)
+    expect(reached).toBeGreaterThanOrEqual(3 * 15) // 20 Hz each for the token's second (it read 0 out after they failed)
+    expect(pool.stats().bytes.out).toBe(reached * 1078) // a connection request is 1078 bytes
+    expect(pool.stats().clients).toBe(0)
+    await pool.close()
+    silent.close()
+  })
+
+  it('counts the messages broadcast() could not queue (stats().sendsRefused)', async () => {
+    const channels = [{ mode: 'reliable' }] as const
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8, channels })
+    const { port } = await server.listen()
+    const pool = new ClientPool({ channels, sendQueueBytes: 200_000 })
+    expect(await pool.connect(await tokens(port, 3))).toMatchObject({ connected: 3 })
+    let refused = 0
+    for (let i = 0; i < 10; i++) refused += 3 - pool.broadcast(new Uint8Array(50_000)) // queued in one turn: the queues fill
+    expect(refused).toBeGreaterThan(0)
+    expect(pool.stats().sendsRefused).toBe(refused)
+    await pool.close()
+    await server.close()
   })
 
   it('gives each client of a seeded pool a seed of its own, the same on every run, and copies its options', async () => {
@@ -204,6 +243,64 @@ describe('volley CLI', () => {
     }
   }, 30_000)
 
+  it('volley load ends at SIGTERM with status 143, as a shell reports it', async () => {
+    const key = '0d'.repeat(32)
+    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 4 })
+    const { port } = await server.listen()
+    const load = await connectedLoad(port, key, '2', '600')
+    try {
+      load.child.kill('SIGTERM')
+      expect(await load.exitCode()).toBe(143) // it said 130, SIGINT's
+      expect(load.lastLine()).toMatchObject({ event: 'finished', interrupted: true, connected: 2 })
+    } finally {
+      load.child.kill()
+      await server.close()
+    }
+  }, 30_000)
+
+  it('volley load whose reader has gone (| true) runs to its end: no uncaught EPIPE', async () => {
+    const key = '0f'.repeat(32)
+    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 4 })
+    const { port } = await server.listen()
+    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '2', '--seconds', '1']
+    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout.destroy() // the reader is gone before the first report
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    try {
+      const [code] = (await once(child, 'exit', { signal: AbortSignal.timeout(20_000) })) as [number]
+      expect(stderr).not.toMatch(/EPIPE|Unhandled/)
+      expect(code).toBe(0) // it exited 1 with "Unhandled 'error' event ... write EPIPE"
+    } finally {
+      child.kill()
+      await server.close()
+    }
+  }, 30_000)
+
+  it('volley serve reports, as it stops, the clients connected then and the echoes it could not queue', async () => {
+    const key = '11'.repeat(32)
+    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '3']
+    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'inherit'] })
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const client = new Client()
+    try {
+      await waitFor(() => output.includes('"event":"listening"'), 15_000, 'the server to listen')
+      const { port } = JSON.parse(output.split('\n')[0]!) as { port: number }
+      const token = await generateConnectToken({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+      const ended = once(client, 'disconnect')
+      await client.connect(token)
+      const [code] = (await once(child, 'exit', { signal: AbortSignal.timeout(12_000) })) as [number]
+      expect(code).toBe(0)
+      const stopped = JSON.parse(output.trim().split('\n').at(-1)!) as { event: string; connectedAtStop: number; echoesRefused: number; stats: { connectedClients: number } }
+      expect(stopped).toMatchObject({ event: 'stopped', connectedAtStop: 1, echoesRefused: 0, stats: { connectedClients: 0 } }) // it said 0: read after the close
+      expect(await ended).toEqual(['disconnected'])
+    } finally {
+      child.kill()
+      await client.close()
+    }
+  }, 30_000)
+
   it('volley load exits with status 1 when the connections are lost during its window', async () => {
     const key = '0b'.repeat(32)
     const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8, disconnectIntervalMs: 5 })
@@ -234,5 +331,10 @@ describe('volley CLI', () => {
     }
     expect(failure.status).toBe(2)
     expect(failure.stderr).toMatch(/--address is required/)
+    // No command: a mistake too, its usage on stderr (it was on stdout, with status 2).
+    const bare = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts'], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 })
+    expect(bare.status).toBe(2)
+    expect(bare.stdout).toBe('')
+    expect(bare.stderr).toMatch(/^usage:\n  volley serve /)
   })
 })

@@ -1,5 +1,6 @@
 // Command lines of the volley CLI and the demos: a mistake is one line and the usage, exit status 2, never a
 // stack trace.
+import { constants } from 'node:os'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 
 /** A mistake in the command line. */
@@ -120,14 +121,31 @@ export function exitOnCommandError(program: string, usage: string, error: unknow
  */
 export function interruption(): AbortSignal {
   const controller = new AbortController()
-  const interrupt = (): void => {
+  const interrupt = (signal: NodeJS.Signals): void => {
     process.off('SIGINT', interrupt)
     process.off('SIGTERM', interrupt)
-    controller.abort()
+    controller.abort(signal) // the reason: which signal, for interruptedStatus()
   }
   process.on('SIGINT', interrupt)
   process.on('SIGTERM', interrupt)
   return controller.signal
+}
+
+/** The status a shell reports for a command a signal ended, 128 + its number: 130 for SIGINT, 143 for SIGTERM. */
+export function interruptedStatus(interrupted: AbortSignal): number {
+  return 128 + (constants.signals[interrupted.reason as NodeJS.Signals] ?? constants.signals.SIGINT)
+}
+
+/**
+ * Output to a reader that has gone (`volley load | head -1`, a closed terminal) is dropped, not thrown as
+ * an uncaught EPIPE: the command still ends what it does (its clients disconnect) and exits with its status.
+ */
+export function tolerateClosedOutput(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error
+    })
+  }
 }
 
 /** Waits ms, or until the signal aborts (resolving, not rejecting: the caller reads signal.aborted). */

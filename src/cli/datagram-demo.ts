@@ -1,10 +1,10 @@
 // The raw datagram demo (npm run demo:datagrams): one socket floods another through the engine for a few
 // seconds, respecting back-pressure, and prints live counters and a summary. Ctrl-C ends it early, with the
-// summary so far (status 130); a second Ctrl-C ends it at once.
+// summary so far (status 130; SIGTERM 143); a second Ctrl-C ends it at once.
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
+import { exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
 
@@ -31,6 +31,7 @@ const sender = createDatagramSocket({ batchSize, sendBufferSize: 4 << 20 })
 const { port } = await receiver.bind(0, '127.0.0.1')
 await sender.bind(0, '127.0.0.1')
 
+tolerateClosedOutput()
 const interrupted = interruption()
 const fallback = fallbackReason()
 console.log(`volley loopback demo: ${size} B datagrams for ${seconds} s, batches of ${batchSize}`)
@@ -114,4 +115,4 @@ console.log(
 console.log(`  delivered   ${received.toLocaleString('en-US')} to the handler, ${corrupt} corrupt`)
 console.log(`  process CPU ${((cpu.user + cpu.system) / 1000 / elapsed / 10).toFixed(0)} % of one core (sender, receiver${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
 if (corrupt > 0 || received !== got.packetsIn) process.exitCode = 1
-else if (interrupted.aborted) process.exitCode = 130
+else if (interrupted.aborted) process.exitCode = interruptedStatus(interrupted)

@@ -2,12 +2,12 @@
 // messages flowing both ways, live counters, and a summary at the end. With --channels the messages go on
 // a reliable channel (the delivery layer), and --loss P puts a simulated lossy network under every socket:
 //   npm run demo -- --channels --loss 0.05
-// Ctrl-C ends it early, with the summary so far (status 130); a second Ctrl-C ends it at once.
+// Ctrl-C ends it early, with the summary so far (status 130; SIGTERM 143); a second Ctrl-C ends it at once.
 import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
+import { exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
 
@@ -55,6 +55,7 @@ try {
   exitOnCommandError('volley demo', usage, error) // a port in use; channels on the fallback engine
 }
 // From here on, Ctrl-C (or SIGTERM) stops the connecting or the messages, and the summary follows.
+tolerateClosedOutput()
 const interrupted = interruption()
 setMaxListeners(connectWave + 1, interrupted) // each attempt of a wave listens to it
 const fallback = fallbackReason()
@@ -157,6 +158,6 @@ if (stats.link !== null && clients.length > 0) {
 }
 // Over the message window: none when Ctrl-C came while the clients connected.
 if (elapsed >= 0.1) console.log(`  CPU         ${(((cpu.user + cpu.system) / 1000 / elapsed) / 10).toFixed(0)} % of one core (server, ${plural(clients.length, 'client')}${fallback === undefined ? ' and both I/O threads' : ', all on the JavaScript thread'})`)
-// Cut short by a signal: the status signals give (130).
-if (interrupted.aborted) process.exitCode = 130
+// Cut short by a signal: the status signals give (130 for SIGINT).
+if (interrupted.aborted) process.exitCode = interruptedStatus(interrupted)
 else if (echoes < sent * 0.99 || clients.length !== clientCount) process.exitCode = 1

@@ -21,6 +21,10 @@ function tally(entries: Record<string, number | undefined>): string {
     .join(', ')
 }
 
+function percent(fraction: number): string {
+  return `${(fraction * 100).toFixed(fraction < 0.001 ? 3 : fraction < 0.1 ? 2 : 1)} %`
+}
+
 /** The report's lines, for a terminal. */
 export function loadReportText(report: LoadReport): string {
   const { connect } = report
@@ -35,17 +39,23 @@ export function loadReportText(report: LoadReport): string {
       (connect.skipped > 0 ? `; not tried (interrupted): ${count.format(connect.skipped)}` : '')
     )
   }
+  const sent = report.messagesSent ?? 0
+  const missing = sent - report.messagesReceived
   const lines = [
     `finished${report.interrupted === true ? ' (interrupted)' : ''}: ${count.format(report.connected)} clients connected` +
       (report.connected < connect.connected ? `, ${count.format(connect.connected - report.connected)} lost` : ''),
-    `  messages: ${count.format(report.broadcasts ?? 0)} broadcasts, ${count.format(report.messagesSent ?? 0)} sent, ${count.format(report.messagesReceived)} received`,
+    `  messages: ${count.format(report.broadcasts ?? 0)} broadcasts, ${count.format(sent)} sent` +
+      (report.sendsRefused > 0 ? ` (${count.format(report.sendsRefused)} more not queued: send queues full)` : '') +
+      `, ${count.format(report.messagesReceived)} received` +
+      // An echo server (volley serve) sends each back: what did not come back was lost on the way, or refused.
+      (missing > 0 ? ` (${count.format(missing)} fewer than sent, ${percent(missing / sent)})` : ''),
     `  datagrams: ${count.format(report.packets.out)} out, ${count.format(report.packets.in)} in; bytes: ${count.format(report.bytes.out)} out, ${count.format(report.bytes.in)} in`,
   ]
   const ended = tally(report.ended)
   if (ended !== '') lines.push(`  connections lost: ${ended}`)
   const drops = tally(report.drops)
   if (drops !== '') lines.push(`  dropped by the kernel: ${drops}`)
-  const errors = tally({ ...report.errors, 'sends refused': report.sendErrors })
+  const errors = tally({ ...report.errors, 'sends the kernel refused': report.sendErrors })
   if (errors !== '') lines.push(`  socket errors: ${errors}`)
   return lines.join('\n')
 }

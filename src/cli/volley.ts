@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
-import { UsageError, exitOnCommandError, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause } from './arguments.ts'
+import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
 /** The size of each message --rate broadcasts. */
@@ -24,7 +24,8 @@ const usage = `usage:
   --public-address  serve: the address tokens list and clients send to, when not --address (0.0.0.0, NAT)
   --server      load and token: a server's address; repeat it for up to 32, which a client tries in turn
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
-  --rate        broadcasts a second: each is a message from every connected client (0: none)
+  --rate        broadcasts a second: each is a message from every connected client whose send queue has
+                room (the report counts the others as not queued; 0: none)
   --timeout     the connect token's timeout, seconds (-1: none)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
@@ -32,7 +33,8 @@ const usage = `usage:
                 serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
   --max-message-bytes  with --channels: the largest message (default 1048576)
   --json        load: its two reports (connected, finished) as a JSON object a line
-  load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted`
+  load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted
+  (143 at SIGTERM)`
 
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
@@ -155,6 +157,7 @@ function serverArguments(values: string[] | undefined): string[] {
 }
 
 async function main(): Promise<void> {
+  tolerateClosedOutput()
   // An unknown flag's "did you mean" names one of the command's own flags.
   const { positionals, values } = parseCommandLine({ allowPositionals: true, options }, (words) => commandFlags[words[0] ?? ''])
   const command = positionals[0]
@@ -162,9 +165,13 @@ async function main(): Promise<void> {
     console.log(packageVersion())
     return
   }
-  if (values.help === true || command === undefined) {
+  if (values.help === true) {
     console.log(usage)
-    process.exit(command === undefined && values.help !== true ? 2 : 0)
+    process.exit(0)
+  }
+  if (command === undefined) {
+    console.error(usage) // a command was missing: a mistake, as the others are
+    process.exit(2)
   }
   const flags = commandFlags[command]
   if (flags === undefined) throw new UsageError(`unknown command '${command}'`)
@@ -199,8 +206,10 @@ async function main(): Promise<void> {
       reusePort,
       ...deliveryArguments(values.channels, values['max-message-bytes']),
     })
+    // Echoes a full send queue refused (the load outran the server's sends): counted, as nothing else would.
+    let echoesRefused = 0
     server.on('message', (peer, data, channel) => {
-      if (peer.connected) peer.send(data, { channel }) // echo, on its channel, while the server runs
+      if (peer.connected && !peer.send(data, { channel })) echoesRefused++ // echo, on its channel, while the server runs
     })
     // Reported, not thrown: a socket error (a send the kernel refused) must not end a server that runs on.
     server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
@@ -208,8 +217,9 @@ async function main(): Promise<void> {
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
     const stop = async (): Promise<void> => {
+      const connectedAtStop = server.stats().connectedClients // close() disconnects them
       await server.close()
-      console.log(JSON.stringify({ event: 'stopped', stats: server.stats() }))
+      console.log(JSON.stringify({ event: 'stopped', connectedAtStop, echoesRefused, stats: server.stats() }))
       process.exit(0)
     }
     process.once('SIGINT', stop)
@@ -295,8 +305,8 @@ async function main(): Promise<void> {
       process.exit(1)
     }
     // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
-    // signals do (130).
-    process.exit(interrupted.aborted ? 130 : connect.connected < tokens.length || lost ? 1 : 0)
+    // signals do (130 for SIGINT, 143 for SIGTERM).
+    process.exit(interrupted.aborted ? interruptedStatus(interrupted) : connect.connected < tokens.length || lost ? 1 : 0)
   }
 }
 
