@@ -252,6 +252,25 @@ describe('fallback engine', () => {
     expect(run.stdout.trim()).toBe('ERR_CRYPTO_UNAVAILABLE ERR_CRYPTO_UNAVAILABLE')
   }, 30_000)
 
+  it('a program that imports volley under node --jitless and needs no TypeScript crypto runs on (the native engine)', () => {
+    // An echo on the native engine: its crypto is the addon's. libsodium-wrappers' failed load was an
+    // unhandled rejection that ended the process, whatever it did.
+    const script = `
+      import { createDatagramSocket } from './src/index.ts'
+      const socket = createDatagramSocket()
+      const { port } = await socket.bind(0, '127.0.0.1')
+      const got = new Promise((resolve) => socket.on('message', (data) => resolve(String(data))))
+      socket.send('still here', port, '127.0.0.1')
+      const echoed = await got
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      await socket.close()
+      console.log(echoed)`
+    const run = spawnSync(process.execPath, ['--jitless', '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000, cwd: join(import.meta.dirname, '..') })
+    expect(run.stderr).not.toMatch(/WebAssembly is not defined/)
+    expect(run.status).toBe(0)
+    expect(run.stdout.trim()).toBe('still here')
+  })
+
   it("a close() from a 'running' handler stops the server once, and listen() resolves (both engines)", async () => {
     for (const engine of ['native', 'fallback'] as const) {
       const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })

@@ -5,6 +5,7 @@ import dgram from 'node:dgram'
 import { VolleyError, surfaceLater } from '../errors.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, openError } from './addon.ts'
 import type { EngineClient } from './engine.ts'
+import { reportCappedBuffers } from './socket-buffers.ts'
 
 /**
  * The owner of a socket that binds in the background (openNow(): the bind a datagram send() makes, a
@@ -188,7 +189,7 @@ export function bindSocket(options: NativeSocketOptions): { socket: dgram.Socket
   return { socket, bound }
 }
 
-/** Where a bound socket is, and its buffer sizes as the kernel reports them (what was asked, if it cannot tell). */
+/** Where a bound socket is, and its buffer sizes as the kernel reports them (what was asked, if it cannot tell); warns once where the kernel capped them. */
 export function boundInfo(id: number, socket: dgram.Socket, options: Pick<NativeSocketOptions, 'receiveBufferSize' | 'sendBufferSize'>): NativeSocketInfo {
   const local = socket.address()
   const read = (get: () => number, asked: number): number => {
@@ -198,14 +199,11 @@ export function boundInfo(id: number, socket: dgram.Socket, options: Pick<Native
       return asked
     }
   }
-  return {
-    id,
-    address: local.address,
-    family: local.family === 'IPv6' ? (6 as const) : (4 as const),
-    port: local.port,
-    receiveBufferSize: read(() => socket.getRecvBufferSize(), options.receiveBufferSize),
-    sendBufferSize: read(() => socket.getSendBufferSize(), options.sendBufferSize),
-  }
+  const receiveBufferSize = read(() => socket.getRecvBufferSize(), options.receiveBufferSize)
+  const sendBufferSize = read(() => socket.getSendBufferSize(), options.sendBufferSize)
+  // As the native engine does, but past the cap there is no going: node:dgram has no SO_RCVBUFFORCE.
+  reportCappedBuffers({ receive: options.receiveBufferSize, send: options.sendBufferSize }, { receive: receiveBufferSize, send: sendBufferSize }, 'fallback')
+  return { id, address: local.address, family: local.family === 'IPv6' ? (6 as const) : (4 as const), port: local.port, receiveBufferSize, sendBufferSize }
 }
 
 /** A process-wide engine, made on first use and made again once the last has ended. */

@@ -14,8 +14,8 @@ let cappedWarned = false // per thread: each worker has its own
 
 /** Each buffer: its socket option, the sysctl that caps it, and what a socket capped below its need loses. */
 const buffers = [
-  { size: 'receive', option: 'SO_RCVBUF', cap: 'rmem_max', loss: 'datagrams past what it holds are dropped (counted as receiveBufferFull)' },
-  { size: 'send', option: 'SO_SNDBUF', cap: 'wmem_max', loss: "a burst of sends past what it holds is dropped (sendBufferFull; a datagram socket's wait instead)" },
+  { size: 'receive', option: 'SO_RCVBUF', cap: 'rmem_max', loss: { native: 'datagrams past what it holds are dropped (counted as receiveBufferFull)', fallback: 'datagrams past what it holds are dropped' } },
+  { size: 'send', option: 'SO_SNDBUF', cap: 'wmem_max', loss: { native: "a burst of sends past what it holds is dropped (sendBufferFull; a datagram socket's wait instead)", fallback: 'a burst of sends past what it holds waits' } },
 ] as const
 
 /**
@@ -23,20 +23,23 @@ const buffers = [
  * is common and harmless: the default cap is just under a client's 256 KiB). The kernel reads back twice
  * what it grants, its own bookkeeping included.
  */
-export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes): void {
+export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes, engine: 'native' | 'fallback' = 'native'): void {
   if (cappedWarned) return
   const findings = buffers
     .filter(({ size }) => asked[size] > 0 && readBack[size] / 2 < asked[size] / 2)
     .map(
       ({ size, option, cap, loss }) =>
-        `its ${size} buffer (${option}) at ${formatBytes(readBack[size] / 2)}, not the ${formatBytes(asked[size])} asked: ${loss}; ` +
+        `its ${size} buffer (${option}) at ${formatBytes(readBack[size] / 2)}, not the ${formatBytes(asked[size])} asked: ${loss[engine]}; ` +
         `raise the cap with sysctl -w net.core.${cap}=${asked[size]}`,
     )
   if (findings.length === 0) return
   cappedWarned = true
   process.emitWarning(
-    `The kernel capped a socket's buffers: ${findings.join('; and ')}. A process with CAP_NET_ADMIN gets the size asked ` +
-      'past the cap; the option recvBufferSize / sendBufferSize asks for another size.',
+    `The kernel capped a socket's buffers: ${findings.join('; and ')}. ` +
+      (engine === 'native'
+        ? 'A process with CAP_NET_ADMIN gets the size asked past the cap'
+        : 'The fallback engine cannot go past the cap (node:dgram has no SO_RCVBUFFORCE), nor count the datagrams the kernel drops') +
+      '; the option recvBufferSize / sendBufferSize asks for another size.',
     { type: 'VolleyWarning', code: 'VOLLEY_SOCKET_BUFFER_CAPPED' },
   )
 }

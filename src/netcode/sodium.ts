@@ -10,6 +10,11 @@ export type Sodium = Omit<typeof import('libsodium-wrappers'), 'default'>
 let ready: Promise<Sodium> | undefined
 let loaded: Sodium | undefined
 
+// The module starts loading as it is imported, and its promise rejects where WebAssembly is missing (node
+// --jitless): left unhandled until something needs the crypto, that rejection ended the process of any
+// program that merely imported volley. loadSodium() reports it, as ERR_CRYPTO_UNAVAILABLE, to what needs it.
+sodiumModule.ready.catch(() => {})
+
 /** libsodium-wrappers if loadSodium() has finished loading it, else undefined. */
 export function loadedSodium(): Sodium | undefined {
   return loaded
