@@ -169,10 +169,16 @@ describe('ClientPool edges', () => {
 })
 
 describe('volley CLI', () => {
+  /** `volley <args>` in a child process, its output piped. */
+  const volleyCli = (args: string[]) => spawn(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'pipe'] })
+
+  /** A server the CLI's commands reach with --key `key` and the default --protocol-id. */
+  const cliServer = (key: string, options: { maxClients: number; disconnectIntervalMs?: number }): Server =>
+    new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', ...options })
+
   /** `volley load --json` with `clients` clients for `seconds`, once they have connected: its last report line and exit code. */
   async function connectedLoad(port: number, key: string, clients: string, seconds: string) {
-    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', clients, '--seconds', seconds, '--json']
-    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = volleyCli(['load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', clients, '--seconds', seconds, '--json'])
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     try {
@@ -193,7 +199,7 @@ describe('volley CLI', () => {
     const key = '07'.repeat(32)
     const servers = await Promise.all(
       [1500, 400].map(async (rate) => {
-        const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8 })
+        const server = cliServer(key, { maxClients: 8 })
         const { port } = await server.listen()
         const counted = { server, rate, port, received: 0 }
         server.on('message', () => counted.received++)
@@ -224,46 +230,36 @@ describe('volley CLI', () => {
     }
   }, 30_000)
 
-  it('volley load ends at SIGINT with its report, and its clients disconnect rather than time out', async () => {
+  it('volley load ends at SIGINT (130) or SIGTERM (143) with its report, and its clients disconnect rather than time out', async () => {
     const key = '09'.repeat(32)
-    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8 })
+    const server = cliServer(key, { maxClients: 8 })
     const { port } = await server.listen()
     const reasons: string[] = []
     server.on('disconnect', (_peer, reason) => reasons.push(reason))
-    const load = await connectedLoad(port, key, '4', '600')
     try {
-      load.child.kill('SIGINT')
-      expect(await load.exitCode()).toBe(130) // as a shell reports a command a signal ended
-      expect(load.lastLine()).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
-      await waitFor(() => reasons.length === 4, 5000, 'the disconnects')
-      expect(reasons).toEqual(['disconnected', 'disconnected', 'disconnected', 'disconnected'])
+      for (const [signal, status] of [['SIGINT', 130], ['SIGTERM', 143]] as const) {
+        reasons.length = 0
+        const load = await connectedLoad(port, key, '4', '600')
+        try {
+          load.child.kill(signal)
+          expect(await load.exitCode(), signal).toBe(status) // as a shell reports a command a signal ended (SIGTERM gave 130)
+          expect(load.lastLine()).toMatchObject({ event: 'finished', interrupted: true, connected: 4 })
+          await waitFor(() => reasons.length === 4, 5000, 'the disconnects')
+          expect(reasons).toEqual(['disconnected', 'disconnected', 'disconnected', 'disconnected'])
+        } finally {
+          load.child.kill()
+        }
+      }
     } finally {
-      load.child.kill()
       await server.close()
     }
-  }, 30_000)
-
-  it('volley load ends at SIGTERM with status 143, as a shell reports it', async () => {
-    const key = '0d'.repeat(32)
-    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 4 })
-    const { port } = await server.listen()
-    const load = await connectedLoad(port, key, '2', '600')
-    try {
-      load.child.kill('SIGTERM')
-      expect(await load.exitCode()).toBe(143) // it said 130, SIGINT's
-      expect(load.lastLine()).toMatchObject({ event: 'finished', interrupted: true, connected: 2 })
-    } finally {
-      load.child.kill()
-      await server.close()
-    }
-  }, 30_000)
+  }, 40_000)
 
   it('volley load whose reader has gone (| true) runs to its end: no uncaught EPIPE', async () => {
     const key = '0f'.repeat(32)
-    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 4 })
+    const server = cliServer(key, { maxClients: 4 })
     const { port } = await server.listen()
-    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '2', '--seconds', '1']
-    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = volleyCli(['load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '2', '--seconds', '1'])
     child.stdout.destroy() // the reader is gone before the first report
     let stderr = ''
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
@@ -279,8 +275,7 @@ describe('volley CLI', () => {
 
   it('volley serve reports, as it stops, the clients connected then and the echoes it could not queue', async () => {
     const key = '11'.repeat(32)
-    const args = ['--import', 'tsx', 'src/cli/volley.ts', 'serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '3']
-    const child = spawn(process.execPath, args, { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'inherit'] })
+    const child = volleyCli(['serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '3'])
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
     const client = new Client()
@@ -303,7 +298,7 @@ describe('volley CLI', () => {
 
   it('volley load exits with status 1 when the connections are lost during its window', async () => {
     const key = '0b'.repeat(32)
-    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 8, disconnectIntervalMs: 5 })
+    const server = cliServer(key, { maxClients: 8, disconnectIntervalMs: 5 })
     const { port } = await server.listen()
     const load = await connectedLoad(port, key, '3', '3')
     try {
