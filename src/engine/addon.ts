@@ -192,7 +192,7 @@ let loadedFrom = ''
 
 /** An error's message on one line (node-gyp-build's span several). */
 function oneLine(error: unknown): string {
-  return String((error as Error).message ?? error).trim().replace(/\.?\s*\n\s*/g, '; ')
+  return (error instanceof Error ? error.message : String(error)).trim().replace(/\.?\s*\n\s*/g, '; ')
 }
 
 function addonNotFound(what: string, cause: unknown): VolleyError {
