@@ -18,6 +18,7 @@
         "native/engine_send.cc",
         "native/event_fd.cc",
         "native/loop_wake.cc",
+        "native/netcode/aead.cc",
         "native/netcode/challenge_token.cc",
         "native/netcode/client.cc",
         "native/netcode/connect_token.cc",

@@ -1,7 +1,7 @@
 // Compiles the native tools of the connections benchmark into bench/.build/ (gitignored) at every
-// start, as native-build.ts does for the blaster and the sink: the paced sender and the floor receiver
-// (C, with native-build.ts's compileCTool; the floor on libsodium) and the handshake load (C++, on
-// volley's own netcode client core and libsodium).
+// start, as native-build.ts does for the blaster and the sink: the paced sender (C, with native-build.ts's
+// compileCTool), the floor receiver (C, with the engine's ChaCha20-Poly1305 and libsodium) and the
+// handshake load (C++, on volley's own netcode client core and libsodium).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -11,25 +11,32 @@ export function buildPacedSender(benchDir: string): string {
   return compileCTool(benchDir, 'paced-sender')
 }
 
-export function buildFloorReceiver(benchDir: string): string {
-  return compileCTool(benchDir, 'floor-receiver', ['-pthread', '-lsodium'], 'a C compiler and libsodium-dev are required')
+export function buildFloorReceiver(benchDir: string, root: string): string {
+  // C and C++ in one program: the C source goes in as an object, c++ compiles the rest and links.
+  const object = join(benchDir, '.build', 'floor-receiver.o')
+  compileCTool(benchDir, 'floor-receiver', ['-c'], 'a C compiler is required', object)
+  return compileCxxTool(benchDir, root, 'floor-receiver', [object, join(benchDir, 'native', 'floor-aead.cc'), join(root, 'native', 'netcode', 'aead.cc')], ['-pthread'])
 }
 
 export function buildHandshakeLoad(benchDir: string, root: string): string {
+  const sources = [
+    join(benchDir, 'native', 'handshake-load.cc'),
+    ...['netcode/client.cc', 'netcode/packet.cc', 'netcode/connect_token.cc', 'netcode/server_address.cc', 'netcode/challenge_token.cc', 'netcode/aead.cc', 'address.cc'].map((file) => join(root, 'native', file)),
+  ]
+  return compileCxxTool(benchDir, root, 'handshake-load', sources)
+}
+
+/** Compiles C++ sources (and objects) on volley's native/ and libsodium into bench/.build/<name>. */
+function compileCxxTool(benchDir: string, root: string, name: string, sources: readonly string[], flags: readonly string[] = []): string {
   const out = join(benchDir, '.build')
   mkdirSync(out, { recursive: true })
   const compiler = process.env.CXX ?? 'c++'
-  const binary = join(out, 'handshake-load')
-  const native = join(root, 'native')
-  const sources = [
-    join(benchDir, 'native', 'handshake-load.cc'),
-    ...['netcode/client.cc', 'netcode/packet.cc', 'netcode/connect_token.cc', 'netcode/server_address.cc', 'netcode/challenge_token.cc', 'address.cc'].map((file) => join(native, file)),
-  ]
+  const binary = join(out, name)
   try {
-    execFileSync(compiler, ['-O2', '-std=c++17', '-Wall', '-Wextra', '-I', native, '-o', binary, ...sources, '-lsodium'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    execFileSync(compiler, ['-O2', '-std=c++17', '-Wall', '-Wextra', '-I', join(root, 'native'), '-o', binary, ...sources, ...flags, '-lsodium'], { stdio: ['ignore', 'pipe', 'pipe'] })
   } catch (error) {
     const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
-    throw new Error(`could not compile the handshake load with '${compiler} -O2' (a C++ compiler and libsodium-dev are required): ${stderr || String(error)}`)
+    throw new Error(`could not compile the ${name} with '${compiler} -O2' (a C++ compiler and libsodium-dev are required): ${stderr || String(error)}`)
   }
   return binary
 }

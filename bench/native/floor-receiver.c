@@ -4,9 +4,10 @@
  *   - an I/O thread reads the socket with recvmmsg batches (64) after an edge-triggered epoll wake-up,
  *     and waits like the engine before the next batch once traffic is dense (the same rule and the same
  *     200 µs ceiling, native/engine_receive.cc CoalesceWait);
- *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram with libsodium, with netcode's
- *     22 bytes of associated data: a copy sealed at start, as the datagrams themselves are plaintext
- *     from the C paced sender that node:dgram also receives;
+ *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram as the engine does (with its
+ *     native/netcode/aead.cc, through floor-aead.cc), with netcode's 22 bytes of associated data: a copy
+ *     sealed at start by libsodium, as the datagrams themselves are plaintext from the C paced sender
+ *     that node:dgram also receives;
  *   - it hands each turn's messages to a second thread (the main thread, as JavaScript's is for volley)
  *     with one eventfd wake-up, which that thread takes only while none is pending (as uv_async_send).
  * No protocol (no peer lookup, replay window, timers or keep-alives) and no JavaScript.
@@ -53,8 +54,11 @@ static atomic_int io_tid;
 static unsigned char key[crypto_aead_chacha20poly1305_ietf_KEYBYTES];
 static unsigned char nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
 static unsigned char associated[kAssociatedBytes];
-static unsigned char sealed[kPayloadBytes];
-static unsigned char tag[crypto_aead_chacha20poly1305_ietf_ABYTES];
+static unsigned char sealed[kPayloadBytes + crypto_aead_chacha20poly1305_ietf_ABYTES];
+
+/* floor-aead.cc: the engine's ChaCha20-Poly1305 open; 0 when the tag verifies. */
+int floor_open_aead(const unsigned char* sealed, size_t sealed_size, const unsigned char* associated,
+                    size_t associated_size, const unsigned char* nonce, const unsigned char* key, unsigned char* plain);
 
 static void fail(const char* what) {
   printf("{\"type\":\"error\",\"message\":\"floor-receiver: %s: %s\"}\n", what, strerror(errno));
@@ -92,8 +96,7 @@ static void* io_thread(void* unused) {
       const int count = recvmmsg(socket_fd, headers, kBatch, MSG_DONTWAIT, NULL);
       if (count <= 0) break;
       for (int i = 0; i < count; ++i) {
-        if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(opened, NULL, sealed, sizeof sealed, tag, associated,
-                                                                sizeof associated, nonce, key) != 0) {
+        if (floor_open_aead(sealed, sizeof sealed, associated, sizeof associated, nonce, key, opened) != 0) {
           atomic_fetch_add(&open_failures, 1);
         }
         turn_bytes += headers[i].msg_len;
@@ -160,8 +163,8 @@ int main(int argc, char** argv) {
   randombytes_buf(key, sizeof key);
   randombytes_buf(associated, sizeof associated);
   unsigned char plain[kPayloadBytes] = {0};
-  crypto_aead_chacha20poly1305_ietf_encrypt_detached(sealed, tag, NULL, plain, sizeof plain, associated, sizeof associated, NULL,
-                                                     nonce, key);
+  crypto_aead_chacha20poly1305_ietf_encrypt(sealed, NULL, plain, sizeof plain, associated, sizeof associated, NULL, nonce,
+                                            key);
 
   socket_fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (socket_fd < 0) fail("socket");

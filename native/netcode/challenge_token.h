@@ -12,9 +12,6 @@ struct ChallengeToken {
   uint8_t userData[kUserDataBytes] = {};
 };
 
-// The 12-byte nonce netcode uses with ChaCha20-Poly1305-IETF: four zero bytes, then the sequence (LE).
-void SequenceNonce(uint64_t sequence, uint8_t out[12]);
-
 void SealChallengeToken(const ChallengeToken& token, uint64_t sequence, const uint8_t key[kKeyBytes],
                         uint8_t out[kChallengeTokenBytes]);
 bool OpenChallengeToken(const uint8_t sealed[kChallengeTokenBytes], uint64_t sequence, const uint8_t key[kKeyBytes],

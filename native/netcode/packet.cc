@@ -1,10 +1,8 @@
 #include "packet.h"
 
-#include <sodium.h>
-
 #include <cstring>
 
-#include "challenge_token.h"
+#include "aead.h"
 #include "wire.h"
 
 namespace volley::netcode {
@@ -111,12 +109,10 @@ size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, si
   for (int i = 0; i < count; ++i) out[1 + i] = static_cast<uint8_t>(sequence >> (8 * i));
   uint8_t associated[kPacketAssociatedBytes];
   PacketAssociatedData(protocolId, prefix, associated);
-  uint8_t nonce[12];
+  uint8_t nonce[kAeadNonceBytes];
   SequenceNonce(sequence, nonce);
-  unsigned long long length = 0;
-  crypto_aead_chacha20poly1305_ietf_encrypt(out + 1 + count, &length, body, bodySize, associated, sizeof(associated),
-                                            nullptr, nonce, key);
-  return 1 + static_cast<size_t>(count) + static_cast<size_t>(length);
+  SealAead(body, bodySize, associated, sizeof(associated), nonce, key, out + 1 + count);
+  return 1 + static_cast<size_t>(count) + bodySize + kMacBytes;
 }
 
 bool EncryptedPacketShaped(const uint8_t* packet, size_t size, uint32_t acceptMask) {
@@ -138,17 +134,15 @@ DropReason ReadEncryptedPacket(const uint8_t* packet, size_t size, uint64_t prot
   if (window != nullptr && window->AlreadyReceived(sequence)) return DropReason::kReplayed;
   uint8_t associated[kPacketAssociatedBytes];
   PacketAssociatedData(protocolId, prefix, associated);
-  uint8_t nonce[12];
+  uint8_t nonce[kAeadNonceBytes];
   SequenceNonce(sequence, nonce);
-  unsigned long long length = 0;
-  if (crypto_aead_chacha20poly1305_ietf_decrypt(body, &length, nullptr, encrypted, encryptedSize, associated,
-                                                sizeof(associated), nonce, key) != 0) {
+  if (!OpenAead(encrypted, encryptedSize, associated, sizeof(associated), nonce, key, body)) {
     return DropReason::kDecryptionFailed;
   }
   if (window != nullptr) window->Advance(sequence);
   out->type = static_cast<PacketType>(type);
   out->sequence = sequence;
-  out->bodySize = static_cast<size_t>(length);
+  out->bodySize = encryptedSize - kMacBytes;
   return DropReason::kNone;
 }
 
