@@ -111,7 +111,7 @@ size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, si
   PacketAssociatedData(protocolId, prefix, associated);
   uint8_t nonce[kAeadNonceBytes];
   SequenceNonce(sequence, nonce);
-  SealAead(body, bodySize, associated, sizeof(associated), nonce, key, out + 1 + count);
+  if (!SealAead(body, bodySize, associated, sizeof(associated), nonce, key, out + 1 + count)) return 0;
   return 1 + static_cast<size_t>(count) + bodySize + kMacBytes;
 }
 
