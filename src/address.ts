@@ -13,6 +13,11 @@ export interface AddressInfo {
   port: number
 }
 
+/** 'host:port', with an IPv6 address in brackets. */
+export function addressText(info: AddressInfo): string {
+  return info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`
+}
+
 const parsed = new Map<string, QueuedAddress | null>()
 const maxCached = 4096
 const scratch = new Uint8Array(20)

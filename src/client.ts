@@ -32,8 +32,9 @@ import { type ConnectErrorCode, VolleyError, checkSignal, fromNativeError, settl
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
-import type { AddressInfo } from './address.ts'
+import { type AddressInfo, addressText } from './address.ts'
 import { copyBytes } from './bytes.ts'
+import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 
 /** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
 export type ClientState = 'channels-mismatch' | ClientCoreState
@@ -180,6 +181,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #queue: SendQueue
   /** The engine's wait for the server's settings, when it ended the connection for their lateness (ms). */
   #settingsWaitedMs = 0
+  /** Payloads of this connection still to look at for a server's channels, without channels of its own. */
+  #channelsHintChecks = 0
   #reading = new BandwidthWindow()
   #engine: ProtocolEngine | undefined
   #id = 0
@@ -634,7 +637,11 @@ export class Client extends EventEmitter<ClientEvents> {
     forEachPeerRecord(slab, start, count, (kind, code, peer, at, length, record) => {
       // Messages stop at close(), as sends do: what arrives while the disconnects go out is not news.
       if (kind === PeerRecordKind.payload) {
-        if (this.#state === 'connected' && this.#closing === undefined) this.emit('message', new Uint8Array(slab.buffer, at, length), code)
+        if (this.#state === 'connected' && this.#closing === undefined) {
+          const data = new Uint8Array(slab.buffer, at, length)
+          if (this.#channelsHintChecks > 0) this.#lookForServerChannels(data)
+          this.emit('message', data, code)
+        }
       } else if (kind === PeerRecordKind.largePayload) {
         const bytes = (this.#engine as ProtocolEngine).takeLarge(slab.u32[at >>> 2]!)
         if (this.#state === 'connected' && this.#closing === undefined && bytes !== null) this.emit('message', new Uint8Array(bytes), code)
@@ -665,6 +672,13 @@ export class Client extends EventEmitter<ClientEvents> {
     })
   }
 
+  /** Without channels: the server's delivery packets would come as messages, and it would end the connection unexplained. */
+  #lookForServerChannels(payload: Uint8Array): void {
+    const server = this.#server ?? this.#lastServer
+    const found = warnIfServerHasChannels(payload, server === null ? 'its address' : addressText(server))
+    this.#channelsHintChecks = found ? 0 : this.#channelsHintChecks - 1
+  }
+
   // Promises settle before the events go out: a handler that throws cannot leave connect() hanging.
   #onState(state: ClientState): void {
     const previous = this.#state
@@ -672,6 +686,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#state = state
     if (state === 'connected') {
       this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server') // the I/O thread's counts start again
+      this.#channelsHintChecks = this.#delivery === null ? channelsHintChecks : 0
       if (this.#delivery !== null && pending !== undefined) {
         // With channels, connect() resolves, and 'state' says 'connected', once the server's settings show
         // they match (they come with its first packet, usually in this same batch): a mismatch, or no
@@ -703,7 +718,7 @@ export class Client extends EventEmitter<ClientEvents> {
               ] as const)
             : (['ERR_CHANNELS_MISMATCH', `The server's channels do not work with this client's: ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')}`] as const)
       const last = this.#lastServer
-      const where = last === null ? '' : last.family === 'IPv6' ? `[${last.address}]:${last.port}` : `${last.address}:${last.port}`
+      const where = last === null ? '' : addressText(last)
       const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`
       pending.reject(new ConnectError(code, `${message}${at}`, state))
     }

@@ -311,6 +311,28 @@ describe('volley CLI', () => {
     }
   }, 30_000)
 
+  it('volley load without --channels against a server with channels says why its clients were lost', async () => {
+    const key = '13'.repeat(32)
+    const server = new Server({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), address: '127.0.0.1:0', maxClients: 4, channels: [{ mode: 'reliable' }] })
+    const { port } = await server.listen()
+    const child = volleyCli(['load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '2', '--seconds', '1', '--rate', '5', '--json'])
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()))
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+    try {
+      const [code] = (await once(child, 'exit', { signal: AbortSignal.timeout(20_000) })) as [number]
+      expect(code).toBe(1)
+      // The server refuses each client at its first payload: a plain disconnect, which says nothing of why.
+      expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toMatchObject({ event: 'finished', connected: 0, ended: { disconnected: 2 } })
+      expect(stderr).toContain(`[VOLLEY_SERVER_HAS_CHANNELS] VolleyWarning: The server at 127.0.0.1:${port} runs channels (reliable; messages up to 1048576 bytes)`)
+      expect(stderr).toContain("volley load: the server runs channels and these clients have none (see the warning): give load the server's --channels")
+    } finally {
+      child.kill()
+      await server.close()
+    }
+  }, 30_000)
+
   it('prints keys and tokens', () => {
     const run = (...args: string[]): string =>
       execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 }).trim()

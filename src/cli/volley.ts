@@ -237,6 +237,11 @@ async function main(): Promise<void> {
     if (rate > 0 && (delivery.maxMessageBytes ?? broadcastBytes) < broadcastBytes) {
       throw new UsageError(`--max-message-bytes must be at least ${broadcastBytes} with --rate: each broadcast is a ${broadcastBytes}-byte message`)
     }
+    // Clients without channels told by the engine that the server has them: the report says what to do.
+    let serverHasChannels = false
+    process.on('warning', (warning: Error & { code?: string }) => {
+      if (warning.code === 'VOLLEY_SERVER_HAS_CHANNELS') serverHasChannels = true
+    })
     const pool = new ClientPool({
       keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
       ...delivery,
@@ -299,6 +304,9 @@ async function main(): Promise<void> {
     // Read before the clients close: a connection that ended in the window was lost (the server went away).
     const lost = pool.stats().connected < connect.connected
     await pool.close()
+    if (lost && serverHasChannels) {
+      console.error("volley load: the server runs channels and these clients have none (see the warning): give load the server's --channels")
+    }
     if (broadcastFailure !== undefined) {
       const code = (broadcastFailure as { code?: string }).code
       console.error(`volley load: the broadcasts stopped: ${broadcastFailure.message}${code === undefined ? '' : ` (${code})`}`)

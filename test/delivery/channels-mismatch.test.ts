@@ -1,9 +1,13 @@
 // Server and client with channels that differ, through real sockets on loopback: each side learns the
 // other's channels and largest message (remoteChannels), send() refuses what the peer would drop, and
 // channels that cannot work together end the connection on both sides with 'channels-mismatch'.
+import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { type ChannelOptions, Client, type ClientOptions, type ConnectError, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
+import { serverAnnouncement } from '../../src/channels-hint.ts'
+import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
+import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
 
 const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n
@@ -318,4 +322,51 @@ describe('channels that differ between server and client', () => {
       }
     })
   })
+})
+
+describe('a client without channels whose server has them', () => {
+  // Two cores' packets: the announcement as a server's and a client's delivery layer send it.
+  function announcement(followsPings: boolean, channels: ChannelModeCode[]): Uint8Array {
+    const packets: Uint8Array[] = []
+    const core = new DeliveryCore({ followsPings, channels, maxMessageBytes: 4096 }, { sendPacket: (data) => packets.push(data.slice()), message: () => {} })
+    core.announceSettings(1000, 1)
+    expect(packets.length).toBeGreaterThan(0)
+    return packets[0]!
+  }
+
+  it("reads a server's announcement with the delivery layer's own receive path, and nothing else", () => {
+    const server = announcement(true, [ChannelModeCode.reliable, ChannelModeCode.sequenced])
+    expect(serverAnnouncement(server)).toMatchObject({ known: true, maxMessageBytes: 4096, channels: [ChannelModeCode.reliable, ChannelModeCode.sequenced] })
+    // A client's own announcement echoed back (an echo server), a truncated one, one with a byte changed
+    // into an unknown mode, a raw payload with the marker byte, and an empty one: no server's channels.
+    expect(serverAnnouncement(announcement(false, [ChannelModeCode.reliable]))).toBeNull()
+    expect(serverAnnouncement(server.subarray(0, server.byteLength - 1))).toBeNull()
+    const badMode = server.slice()
+    badMode[badMode.lastIndexOf(ChannelModeCode.sequenced)] = 9
+    expect(serverAnnouncement(badMode)).toBeNull()
+    expect(serverAnnouncement(Uint8Array.of(0xd1, 0x00, 0x05, 0x07))).toBeNull()
+    expect(serverAnnouncement(new Uint8Array(0))).toBeNull()
+  })
+
+  for (const engine of ['native', 'fallback'] as const) {
+    it(`is warned once, naming the server's channels, and not by a raw payload that starts with the marker (${engine} engine)`, () => {
+      // In a process of its own: the warning is given once a process.
+      const output = execFileSync(process.execPath, ['--import', 'tsx', 'test/fixtures/server-has-channels.ts'], {
+        encoding: 'utf8',
+        env: { ...process.env, VOLLEY_ENGINE: engine === 'fallback' ? 'fallback' : '' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+        timeout: 20_000,
+      })
+      const seen = JSON.parse(output) as {
+        warnings: { phase: string; code?: string; message: string }[]
+        raw: { port: number; firstBytes: number[]; reason: string }
+        withChannels: { port: number; firstBytes: number[]; reason: string }
+      }
+      // Messages still arrive as they are: the warning changes nothing on the wire.
+      expect(seen.raw).toMatchObject({ firstBytes: [0xd1], reason: 'still connected' })
+      expect(seen.withChannels).toMatchObject({ firstBytes: [0xd1], reason: 'disconnected' })
+      expect(seen.warnings.map(({ phase, code }) => `${phase} ${code}`)).toEqual(['channels VOLLEY_SERVER_HAS_CHANNELS'])
+      expect(seen.warnings[0]!.message).toContain(`The server at 127.0.0.1:${seen.withChannels.port} runs channels (reliable, unreliable; messages up to 65536 bytes)`)
+    }, 30_000)
+  }
 })

@@ -1,0 +1,49 @@
+// A client without channels whose server has them takes the server's delivery packets (its pings,
+// acknowledgements and settings) for messages, and the server ends the connection soon after: at the
+// client's first payload, or when its wait for the client's settings is over. A netcode disconnect carries
+// no reason, so nothing else would tell the client's user why. The first such packet in a process is
+// reported as a warning that names the server's channels.
+import { DeliveryCore, type PeerSettings } from './delivery-core/delivery-core.ts'
+import { packetMarker } from './delivery-core/wire-format.ts'
+import type { ChannelMode } from './delivery.ts'
+
+/**
+ * Payloads of a connection looked at, at most. The server puts its settings in every packet until the
+ * client acknowledges them, which a client without channels never does, so the first one tells.
+ */
+export const channelsHintChecks = 4
+
+const modeNames: Record<number, ChannelMode> = { 1: 'reliable', 2: 'unreliable', 3: 'sequenced' }
+const ignoringSink = { sendPacket(): void {}, message(): void {} }
+let warned = false
+
+/**
+ * The settings `payload` announces as a server's delivery packet, or null. It is read by the delivery
+ * layer's own receive path, on a client's core, so that only what a client with channels would take as the
+ * server's announcement counts.
+ */
+export function serverAnnouncement(payload: Uint8Array): PeerSettings | null {
+  if (payload.byteLength === 0 || payload[0] !== packetMarker) return null
+  const core = new DeliveryCore({ followsPings: false }, ignoringSink)
+  core.receive(payload, 0)
+  return core.peerSettings.known ? core.peerSettings : null
+}
+
+/**
+ * For a client without channels: warns (once a process, VOLLEY_SERVER_HAS_CHANNELS) when `payload` is its
+ * server's delivery-layer announcement. True when it was one, so that the caller looks no further.
+ */
+export function warnIfServerHasChannels(payload: Uint8Array, server: string): boolean {
+  if (warned) return true
+  const settings = serverAnnouncement(payload)
+  if (settings === null) return false
+  warned = true
+  const channels = settings.channels.map((mode) => modeNames[mode]).join(', ')
+  process.emitWarning(
+    `The server at ${server} runs channels (${channels}; messages up to ${settings.maxMessageBytes} bytes) and this client has none: ` +
+      "its delivery packets (pings, acknowledgements) arrive as 'message' events, and it ends the connection at this client's first " +
+      'payload or within about 2 s. Give the Client the same channels as the server (new Client({ channels })).',
+    { type: 'VolleyWarning', code: 'VOLLEY_SERVER_HAS_CHANNELS' },
+  )
+  return true
+}
