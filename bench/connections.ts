@@ -45,7 +45,7 @@ async function main(): Promise<number> {
     return 0
   }
   const pacedSender = buildPacedSender(benchDir)
-  const floorReceiver = buildFloorReceiver(benchDir, root)
+  const floorReceiver = buildFloorReceiver(benchDir)
   // The C++ load (handshakes, and volley's payload senders), built once on first use; undefined: the ClientPool.
   let builtLoad: string | undefined
   const nativeLoad = (): string | undefined => (options.handshakeLoad === 'native' ? (builtLoad ??= buildHandshakeLoad(benchDir, root)) : undefined)

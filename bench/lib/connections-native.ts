@@ -1,6 +1,6 @@
 // Compiles the native tools of the connections benchmark into bench/.build/ (gitignored) at every
 // start, as native-build.ts does for the blaster and the sink: the paced sender (C, with native-build.ts's
-// compileCTool), the floor receiver (C, with the engine's ChaCha20-Poly1305 and libsodium) and the
+// compileCTool), the floor receiver (C, on libsodium) and the
 // handshake load (C++, on volley's own netcode client core and libsodium).
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
@@ -11,11 +11,8 @@ export function buildPacedSender(benchDir: string): string {
   return compileCTool(benchDir, 'paced-sender')
 }
 
-export function buildFloorReceiver(benchDir: string, root: string): string {
-  // C and C++ in one program: the C source goes in as an object, c++ compiles the rest and links.
-  const object = join(benchDir, '.build', 'floor-receiver.o')
-  compileCTool(benchDir, 'floor-receiver', ['-c'], 'a C compiler is required', object)
-  return compileCxxTool(benchDir, root, 'floor-receiver', [object, join(benchDir, 'native', 'floor-aead.cc'), join(root, 'native', 'netcode', 'aead.cc')], ['-pthread'])
+export function buildFloorReceiver(benchDir: string): string {
+  return compileCTool(benchDir, 'floor-receiver', ['-pthread', '-lsodium'], 'a C compiler and libsodium-dev are required')
 }
 
 export function buildHandshakeLoad(benchDir: string, root: string): string {

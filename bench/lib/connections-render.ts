@@ -299,7 +299,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       'The fallback row is the same Server on volley\'s pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback: node:dgram and libsodium-wrappers on the JavaScript thread), the baseline the native engine beats; where it cannot keep up, its loss shows it. ' +
       'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram and the floor the C paced sender. ' +
       'The floor (bench/native/floor-receiver.c) is the least a receiver built like volley\'s server can spend on this machine: an I/O thread reads recvmmsg batches of 64 and waits between them as the engine does, ' +
-      'opens one 64 B ChaCha20-Poly1305 message per datagram as the engine does (libsodium\'s AEAD call, through native/netcode/aead.cc; netcode\'s 22 B of associated data), and hands each batch to a second thread with one eventfd wake-up; ' +
+      'opens one 64 B ChaCha20-Poly1305 message per datagram with libsodium\'s AEAD call, as the engine does (netcode\'s 22 B of associated data), and hands each batch to a second thread with one eventfd wake-up; ' +
       'no protocol (peer lookup, replay window, timers, keep-alives) and no JavaScript. ' +
       'Loss: 1 − received ÷ sent. Disturbed: runs during which other processes used more than 10 % of a pinned core.',
   )

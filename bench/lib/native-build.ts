@@ -11,15 +11,12 @@ export interface NativeTools {
   compiler: string
 }
 
-/**
- * Compiles bench/native/<name>.c into bench/.build/<name> (or `output`: an object with `-c` in `flags`);
- * `needs` names what a failure suggests is missing.
- */
-export function compileCTool(benchDir: string, name: string, flags: readonly string[] = [], needs = 'a C compiler is required', output?: string): string {
+/** Compiles bench/native/<name>.c into bench/.build/<name>; `needs` names what a failure suggests is missing. */
+export function compileCTool(benchDir: string, name: string, flags: readonly string[] = [], needs = 'a C compiler is required'): string {
   const out = join(benchDir, '.build')
   mkdirSync(out, { recursive: true })
   const compiler = process.env.CC ?? 'cc'
-  const binary = output ?? join(out, name)
+  const binary = join(out, name)
   const source = join(benchDir, 'native', `${name}.c`)
   try {
     execFileSync(compiler, ['-O2', '-Wall', '-Wextra', '-o', binary, source, ...flags], { stdio: ['ignore', 'pipe', 'pipe'] })

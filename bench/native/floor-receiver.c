@@ -4,8 +4,8 @@
  *   - an I/O thread reads the socket with recvmmsg batches (64) after an edge-triggered epoll wake-up,
  *     and waits like the engine before the next batch once traffic is dense (the same rule and the same
  *     200 µs ceiling, native/engine_receive.cc CoalesceWait);
- *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram as the engine does (libsodium's
- *     AEAD call through native/netcode/aead.cc, by floor-aead.cc), with netcode's 22 bytes of associated data: a copy
+ *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram with libsodium's AEAD call, as the
+ *     engine does (native/netcode/aead.cc), with netcode's 22 bytes of associated data: a copy
  *     sealed at start by libsodium, as the datagrams themselves are plaintext from the C paced sender
  *     that node:dgram also receives;
  *   - it hands each turn's messages to a second thread (the main thread, as JavaScript's is for volley)
@@ -56,10 +56,6 @@ static unsigned char nonce[crypto_aead_chacha20poly1305_ietf_NPUBBYTES];
 static unsigned char associated[kAssociatedBytes];
 static unsigned char sealed[kPayloadBytes + crypto_aead_chacha20poly1305_ietf_ABYTES];
 
-/* floor-aead.cc: the engine's ChaCha20-Poly1305 open; 0 when the tag verifies. */
-int floor_open_aead(const unsigned char* sealed, size_t sealed_size, const unsigned char* associated,
-                    size_t associated_size, const unsigned char* nonce, const unsigned char* key, unsigned char* plain);
-
 static void fail(const char* what) {
   printf("{\"type\":\"error\",\"message\":\"floor-receiver: %s: %s\"}\n", what, strerror(errno));
   fflush(stdout);
@@ -96,7 +92,8 @@ static void* io_thread(void* unused) {
       const int count = recvmmsg(socket_fd, headers, kBatch, MSG_DONTWAIT, NULL);
       if (count <= 0) break;
       for (int i = 0; i < count; ++i) {
-        if (floor_open_aead(sealed, sizeof sealed, associated, sizeof associated, nonce, key, opened) != 0) {
+        if (crypto_aead_chacha20poly1305_ietf_decrypt(opened, NULL, NULL, sealed, sizeof sealed, associated, sizeof associated,
+                                                      nonce, key) != 0) {
           atomic_fetch_add(&open_failures, 1);
         }
         turn_bytes += headers[i].msg_len;
