@@ -5,7 +5,7 @@
 // reported as a warning that names the server's channels.
 import { DeliveryCore, type PeerSettings } from './delivery-core/delivery-core.ts'
 import { packetMarker } from './delivery-core/wire-format.ts'
-import type { ChannelMode } from './delivery.ts'
+import { MODES } from './delivery.ts'
 
 /**
  * Payloads of a connection looked at, at most. The server puts its settings in every packet until the
@@ -13,7 +13,6 @@ import type { ChannelMode } from './delivery.ts'
  */
 export const channelsHintChecks = 4
 
-const modeNames: Record<number, ChannelMode> = { 1: 'reliable', 2: 'unreliable', 3: 'sequenced' }
 const ignoringSink = { sendPacket(): void {}, message(): void {} }
 let warned = false
 
@@ -38,7 +37,7 @@ export function warnIfServerHasChannels(payload: Uint8Array, server: string): bo
   const settings = serverAnnouncement(payload)
   if (settings === null) return false
   warned = true
-  const channels = settings.channels.map((mode) => modeNames[mode]).join(', ')
+  const channels = settings.channels.map((mode) => MODES[mode - 1]).join(', ')
   process.emitWarning(
     `The server at ${server} runs channels (${channels}; messages up to ${settings.maxMessageBytes} bytes) and this client has none: ` +
       "its delivery packets (pings, acknowledgements) arrive as 'message' events, and it ends the connection at this client's first " +

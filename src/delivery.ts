@@ -115,7 +115,8 @@ export interface DeliverySettings {
   pingIntervalMs: number
 }
 
-const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
+/** The modes by their wire codes (1, 2, 3) less one. */
+export const MODES: readonly ChannelMode[] = ['reliable', 'unreliable', 'sequenced']
 
 /** The names of the delivery options, which Server and Client both take. */
 const channelOptionNames: ReadonlySet<string> = new Set(['mode'])
