@@ -581,7 +581,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
     state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ServerCore::kNoDeadline));
     state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
-                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
+                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed}, {"tooOld", c.tooOld},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
                                          {"tokenRefused", c.tokenRefused}, {"denied", c.denied},
                                          {"handshakesFull", c.handshakesFull}, {"wrongProtocol", c.wrongProtocol},
@@ -685,7 +685,7 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ClientCore::kNoDeadline));
     const netcode::ClientCounters& c = core_->counters();
     state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
-                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed},
+                                         {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed}, {"tooOld", c.tooOld},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress}}));
     return state;
   }

@@ -200,7 +200,8 @@ size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
   const uint64_t fields[] = {c.packetsIn,        c.bytesIn,        c.packetsOut,   c.bytesOut,
                              c.malformed,        c.replayed,       c.decryptionFailed,
                              c.unknownAddress,   c.tokenRefused,   c.denied,       core_.connectedClients(),
-                             output.sendDropped, c.handshakesFull, c.wrongProtocol, c.tokenExpired};
+                             output.sendDropped, c.handshakesFull, c.wrongProtocol, c.tokenExpired,
+                             c.tooOld};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 
@@ -355,7 +356,9 @@ size_t NetcodeClientProtocol::CopyCounters(double* out, size_t capacity) const {
   const netcode::ClientCounters& c = core_.counters();
   const uint64_t fields[] = {c.packetsIn, c.bytesIn,          c.packetsOut,     c.bytesOut,
                              c.malformed, c.replayed,         c.decryptionFailed, c.unknownAddress,
-                             core_.clientIndex(), core_.maxClients(), output.sendDropped};
+                             core_.clientIndex(), core_.maxClients(), output.sendDropped,
+                             0, 0, 0, 0,  // the server's fields 11 to 14, which a client has not
+                             c.tooOld};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 

@@ -16,6 +16,8 @@ export interface ClientPoolStats {
   ended: Partial<Record<ClientDisconnectReason, number>>
   /** Connection attempts that failed, by error code. */
   failed: Record<string, number>
+  /** For each code in `failed`, the message of its first failure: what it means and its likely causes. */
+  failureMessages: Record<string, string>
   /** Every client's datagrams (requests, keep-alives, payloads), those of attempts under way and failed included. */
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
@@ -53,6 +55,7 @@ export class ClientPool {
   readonly #clients: Client[] = []
   readonly #ended: Partial<Record<ClientDisconnectReason, number>> = {}
   readonly #failed: Record<string, number> = {}
+  readonly #failureMessages: Record<string, string> = {}
   readonly #errors: Record<string, number> = {}
   /** Clients whose attempt is under way. */
   readonly #attempting = new Set<Client>()
@@ -62,6 +65,8 @@ export class ClientPool {
   #sendsRefused = 0
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
+  /** Clients of aborted attempts still closing: close() waits for them. */
+  readonly #retiring = new Set<Promise<void>>()
   /** connect() calls still running: close() waits for them. */
   readonly #running = new Set<Promise<unknown>>()
   /** With engine: 'dedicated', the pool's own engine: one thread for all its clients, not one per client. */
@@ -103,7 +108,8 @@ export class ClientPool {
   /**
    * Connects one client per token, at most `concurrency` handshakes at a time. Resolves when every attempt
    * has ended; failures are counted (stats().failed), not thrown. options.signal aborting, or close(), ends
-   * the attempts in flight (counted as ERR_ABORTED) and starts no more: the tokens never tried are
+   * the attempts in flight (counted as ERR_ABORTED; their clients finish closing afterwards, and close()
+   * waits for them) and starts no more, resolving at once: the tokens never tried are
    * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED,
    * a token that is neither a Uint8Array nor a string with ERR_INVALID_ARG_TYPE, before any attempt.
    */
@@ -166,9 +172,19 @@ export class ClientPool {
           failed++
           const code = (error as { code?: string }).code ?? 'unknown'
           this.#failed[code] = (this.#failed[code] ?? 0) + 1
-          await client.close()
-          addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
-          this.#attempting.delete(client)
+          this.#failureMessages[code] ??= (error as Error).message
+          const retired = client.close().then(() => {
+            addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
+            this.#attempting.delete(client)
+          })
+          // An aborted attempt may owe the server its redundant disconnects (a second at 10 Hz): they go out
+          // after connect() has returned, as the abort asked for at once; close() waits for them.
+          if (signal.aborted) {
+            const tracked: Promise<void> = retired.finally(() => this.#retiring.delete(tracked))
+            this.#retiring.add(tracked)
+          } else {
+            await retired
+          }
         }
       }
     }
@@ -207,6 +223,7 @@ export class ClientPool {
       connected,
       ended: { ...this.#ended },
       failed: { ...this.#failed },
+      failureMessages: { ...this.#failureMessages },
       ...totals,
       messagesReceived: this.#messagesReceived,
       sendsRefused: this.#sendsRefused,
@@ -218,7 +235,7 @@ export class ClientPool {
   async close(): Promise<void> {
     this.#closing.abort()
     await Promise.allSettled([...this.#running])
-    await Promise.all(this.#clients.map((client) => client.close()))
+    await Promise.all([...this.#clients.map((client) => client.close()), ...this.#retiring])
   }
 }
 

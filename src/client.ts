@@ -106,7 +106,13 @@ export interface ClientStats extends LinkStats {
    */
   drops: {
     malformed: number
+    /** Seen already, within the replay window: a duplicate (the network's, or a simulated one) or a replay. */
     replayed: number
+    /**
+     * Older than the replay window (256 packets behind the newest): delayed or reordered that far (a
+     * simulator's jitter at bulk rates does it), or a replay. The delivery layer counts them as lost.
+     */
+    tooOld: number
     decryptionFailed: number
     unknownAddress: number
     receiveBufferFull: number
@@ -187,6 +193,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #engine: ProtocolEngine | undefined
   #id = 0
   #state: ClientState = 'disconnected'
+  /** Whether the state is that of a connection that ended, not of an attempt that failed or of none (for errors). */
+  #connectionEnded = false
   /** The token's server this client tries or is connected to. */
   #server: AddressInfo | null = null
   /** The server tried last: what a failed attempt's error names. */
@@ -314,6 +322,7 @@ export class Client extends EventEmitter<ClientEvents> {
       return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
     }
     if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
+    this.#connectionEnded = false
     // The engine of a socket this attempt opens: chosen as the call begins, not once crypto has loaded or the
     // old socket has closed (VOLLEY_ENGINE may have changed by then).
     let fallback: string | undefined
@@ -448,7 +457,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Sends a message on a channel (options.channel, default 0): with channels configured, up to
    * maxMessageBytes; without, a raw payload of 1 to 1200 bytes. Returns false, queuing nothing, when the
-   * connection's send queue (sendQueueBytes) or the engine's is full: 'drain' follows. Throws
+   * connection's send queue (sendQueueBytes) or the engine's is full: 'drain' follows, and the message, not
+   * sent, can be sent again then (`while (!client.send(data)) await client.drained()`). Throws
    * ERR_CLIENT_CLOSED from the close() call on.
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
@@ -500,8 +510,12 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   #notConnectedMessage(): string {
-    if (this.connecting) return 'The client is connecting, not connected'
-    if (this.#state !== 'channels-mismatch') return `The client is ${this.#state}, not connected`
+    if (this.connecting) return 'The client is still connecting: send once connect() has resolved'
+    if (this.#state !== 'channels-mismatch') {
+      if (this.#connectionEnded) return `The client's connection has ended ('${this.#state}'): connect() again to send`
+      if (this.#state === 'disconnected') return 'The client is not connected: connect() first, and send once it has resolved'
+      return `The client is not connected: its connect() failed ('${this.#state}')`
+    }
     return `The client is not connected: its channels do not work with the server's ('channels-mismatch': ${describeChannelsMismatch(this.#delivery, this.#queue.remote, 'the server')})`
   }
 
@@ -729,6 +743,7 @@ export class Client extends EventEmitter<ClientEvents> {
       surfaceLater(error)
     }
     if (pending === undefined && previous === 'connected') {
+      this.#connectionEnded = true
       this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
     }
   }

@@ -292,10 +292,17 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: send() after close()')
     }
     const bytes = toBytes(data)
+    // Checked before the address is parsed, against the largest this socket's family can send.
+    if (this.type === 'udp4' && bytes.byteLength > maxIpv4DatagramSize) {
+      throw new VolleyRangeError(
+        'ERR_DATAGRAM_TOO_LARGE',
+        `A datagram from a udp4 socket carries at most ${maxIpv4DatagramSize} bytes. Received ${bytes.byteLength}`,
+      )
+    }
     if (bytes.byteLength > layout.maxDatagramSize) {
       throw new VolleyRangeError(
         'ERR_DATAGRAM_TOO_LARGE',
-        `A datagram carries at most ${layout.maxDatagramSize} bytes (over IPv6; ${maxIpv4DatagramSize} over IPv4). Received ${bytes.byteLength}`,
+        `A datagram from a udp6 socket carries at most ${layout.maxDatagramSize} bytes (${maxIpv4DatagramSize} to an IPv4 address). Received ${bytes.byteLength}`,
       )
     }
     validatePort(port, false)

@@ -90,7 +90,8 @@ export class Peer {
    * Sends a message on a channel (options.channel, default 0): with channels configured, up to
    * maxMessageBytes; without, a raw payload of 1 to 1200 bytes. Returns false, queuing nothing, when this
    * peer's queue is full (the server emits 'drain' with this peer once it has room) or the engine's is
-   * (the server emits 'drain' with no argument).
+   * (the server emits 'drain' with no argument): the message was not sent, so send it again then
+   * (`while (!peer.send(data)) await peer.drained()`).
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
     if (!this.connected) throw this.#disconnectedError()

@@ -25,7 +25,7 @@ import {
 } from './delivery.ts'
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type Settled, type SocketSettings, booleanOption, bytesOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
+import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -105,7 +105,13 @@ export interface ServerStats {
    */
   drops: {
     malformed: number
+    /** Seen already, within the replay window: a duplicate (the network's, or a simulated one) or a replay. */
     replayed: number
+    /**
+     * Older than the replay window (256 packets behind the newest): delayed or reordered that far (a
+     * simulator's jitter at bulk rates does it), or a replay. The delivery layer counts them as lost.
+     */
+    tooOld: number
     decryptionFailed: number
     unknownAddress: number
     /** Connection requests of another netcode version or protocol id. */
@@ -277,7 +283,7 @@ export class Server extends EventEmitter<ServerEvents> {
     super()
     checkOptions('"options" argument', options, serverOptionNames)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
-    const privateKey = bytesOption('privateKey', options.privateKey, 32)
+    const privateKey = secretKeyOption('privateKey', options.privateKey)
     const bound = serverAddressOption('address', options.address)
     // Port 0 binds any free port (and then stands for it in the public address too), however it is written ('00').
     const anyPort = bound.port === 0

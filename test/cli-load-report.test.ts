@@ -7,6 +7,7 @@ const quiet = {
   connected: 1000,
   ended: {},
   failed: {},
+  failureMessages: {},
   packets: { in: 2_000_400, out: 2_000_600 },
   bytes: { in: 180_036_000, out: 222_066_600 },
   drops: { receiveBufferFull: 0, sendBufferFull: 0 },
@@ -18,8 +19,18 @@ const quiet = {
 
 describe('volley load reports as text', () => {
   it('connected: how many of how many, how fast, and which failed', () => {
-    const report: LoadReport = { event: 'connected', connect: { connected: 997, failed: 3, skipped: 0, ms: 412.5 }, connectRate: 2417.0, ...quiet, failed: { ERR_CONNECTION_DENIED: 3 } }
-    expect(loadReportText(report)).toBe('connected 997 of 1,000 clients in 0.41 s (2,417 handshakes a second); failed: ERR_CONNECTION_DENIED 3')
+    const report: LoadReport = {
+      event: 'connected',
+      connect: { connected: 997, failed: 3, skipped: 0, ms: 412.5 },
+      connectRate: 2417.0,
+      ...quiet,
+      failed: { ERR_CONNECTION_DENIED: 3 },
+      failureMessages: { ERR_CONNECTION_DENIED: 'The server denied the connection: it is full' },
+    }
+    expect(loadReportText(report)).toBe(
+      'connected 997 of 1,000 clients in 0.41 s (2,417 handshakes a second); failed: ERR_CONNECTION_DENIED 3\n' +
+        '  ERR_CONNECTION_DENIED: The server denied the connection: it is full',
+    )
   })
 
   it('connected after an interrupt: the clients not tried', () => {

@@ -26,6 +26,7 @@ describe('ClientPool (load generator)', () => {
     const result = await pool.connect(tokens, { concurrency: 40 })
     expect(result).toMatchObject({ connected: 150, failed: 10, skipped: 0 })
     expect(pool.stats().failed).toEqual({ ERR_CONNECTION_DENIED: 10 })
+    expect(pool.stats().failureMessages).toEqual({ ERR_CONNECTION_DENIED: `The server denied the connection: it is full (at 127.0.0.1:${port}, the last address tried)` })
     expect(pool.broadcast(new Uint8Array([1, 2, 3]))).toBe(150)
     await waitFor(() => pool.stats().messagesReceived === 150, 5000, 'echoes')
     expect(received).toBe(150)
@@ -75,6 +76,8 @@ describe('ClientPool edges', () => {
     expect(await pool.connect(refused)).toMatchObject({ connected: 0, failed: 2 })
     const stats = pool.stats()
     expect(stats.failed).toEqual({ ERR_CONNECTION_REQUEST_TIMED_OUT: 2 })
+    // The message says what the code alone does not: a silent server may have refused the token.
+    expect(stats.failureMessages.ERR_CONNECTION_REQUEST_TIMED_OUT).toMatch(/^No server answered the connection request in time: .*a private key other than the server's/)
     expect(stats.sendErrors).toBeGreaterThanOrEqual(2 * 5) // 10 Hz over a second, each refused
     expect(pool.clients).toHaveLength(0) // failed clients leave the pool; their refused sends stay counted
     expect(stats.errors).toEqual({})
@@ -348,6 +351,14 @@ describe('volley CLI', () => {
     }
     expect(failure.status).toBe(2)
     expect(failure.stderr).toMatch(/--address is required/)
+    const zeros = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', 'token', '--server', '127.0.0.1:40000', '--key', '0'.repeat(64)], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+      timeout: 20_000,
+    })
+    expect(zeros.status).toBe(2)
+    expect(zeros.stdout).toBe('')
+    expect(zeros.stderr).toMatch(/^volley: --key is all zeros, which is no secret \(`volley key` makes a random one\)\n/)
     // No command: a mistake too, its usage on stderr (it was on stdout, with status 2).
     const bare = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts'], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 })
     expect(bare.status).toBe(2)

@@ -238,7 +238,7 @@ describe('fallback engine', () => {
     const script = `
       import { Client, Server } from './src/index.ts'
       const code = (error) => error.code
-      const listen = await new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0' }).listen().then(() => 'listening', code)
+      const listen = await new Server({ protocolId: 1n, privateKey: new Uint8Array(32).fill(7), address: '127.0.0.1:0' }).listen().then(() => 'listening', code)
       const client = new Client()
       const connect = await client.connect('${base64}').then(() => 'connected', code)
       await client.close()

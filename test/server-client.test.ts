@@ -111,7 +111,7 @@ describe('Server and Client on loopback', () => {
     const connected = client.connect(await token(`127.0.0.1:${listening.port}`))
     // connecting from the call on (the engine reports its first state a moment later), as net.Socket's
     expect(client.connecting).toBe(true)
-    expect(() => client.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED', message: 'The client is connecting, not connected' }))
+    expect(() => client.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED', message: 'The client is still connecting: send once connect() has resolved' }))
     await connected
     expect(client.connecting).toBe(false)
     expect(client.serverAddress).toEqual(listening)
@@ -221,6 +221,7 @@ describe('Server and Client on loopback', () => {
     expect(denied).toBeInstanceOf(ConnectError)
     expect(denied).toMatchObject({ code: 'ERR_CONNECTION_DENIED', state: 'connection-denied' })
     expect((denied as Error).message).toContain(`(at ${address}, the last address tried)`)
+    expect(() => second.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED', message: "The client is not connected: its connect() failed ('connection-denied')" }))
     if (denied instanceof ConnectError) {
       const code: ConnectErrorCode = denied.code // the codes of how an attempt ends, for exhaustive switches
       expect(code).toBe('ERR_CONNECTION_DENIED')
@@ -465,13 +466,19 @@ describe('Server and Client on loopback', () => {
     expect(() => new Server({ protocolId, privateKey: new Uint8Array(3), address: '127.0.0.1:1' })).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/must be 32 bytes\. Received 3 bytes/) }),
     )
+    // A placeholder key: tokens sealed with it can be opened, and so made, by anyone.
+    expect(() => new Server({ protocolId, privateKey: new Uint8Array(32), address: '127.0.0.1:1' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/"privateKey" option is all zeros, which is no secret: give a random key \(generateKey\(\)\)$/) }),
+    )
     expect(() => new Server({ protocolId, privateKey: [1, 2] as never, address: '127.0.0.1:1' })).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/Received an array of 2 items/) }),
     )
     expect(() => new Server({ protocolId, privateKey, address: 'nowhere' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => new Server({ protocolId, privateKey, address: '127.0.0.1:1', maxClients: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     const client = new Client()
-    expect(() => client.send(new Uint8Array([1]))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED' }))
+    expect(() => client.send(new Uint8Array([1]))).toThrow(
+      expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED', message: 'The client is not connected: connect() first, and send once it has resolved' }),
+    )
     const { server, address } = await startServer()
     const connected = new Client(fast)
     await connected.connect(await token(address))

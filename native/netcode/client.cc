@@ -118,6 +118,7 @@ void ClientCore::Send(PacketType type, const uint8_t* body, size_t size, const C
 void ClientCore::CountDrop(DropReason reason) {
   switch (reason) {
     case DropReason::kReplayed: ++counters_.replayed; break;
+    case DropReason::kTooOld: ++counters_.tooOld; break;
     case DropReason::kDecryptionFailed: ++counters_.decryptionFailed; break;
     default: ++counters_.malformed; break;
   }

@@ -49,6 +49,7 @@ class ClientSink {
 struct ClientCounters {
   uint64_t packetsIn = 0, bytesIn = 0, packetsOut = 0, bytesOut = 0;
   uint64_t malformed = 0, replayed = 0, decryptionFailed = 0, unknownAddress = 0;
+  uint64_t tooOld = 0;  // older than the replay window: delayed or reordered that far, or replayed
 };
 
 class ClientCore {

@@ -43,7 +43,8 @@ enum class DropReason : uint8_t {
   kNone = 0,
   kMalformed,
   kUnexpectedType,
-  kReplayed,
+  kReplayed,  // seen already, within the replay window
+  kTooOld,    // older than the replay window
   kDecryptionFailed,
   kWrongProtocol,
   kExpired,

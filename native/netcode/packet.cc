@@ -59,6 +59,7 @@ const char* DropReasonName(DropReason reason) {
     case DropReason::kMalformed: return "malformed";
     case DropReason::kUnexpectedType: return "unexpected-type";
     case DropReason::kReplayed: return "replayed";
+    case DropReason::kTooOld: return "too-old";
     case DropReason::kDecryptionFailed: return "decryption-failed";
     case DropReason::kWrongProtocol: return "wrong-protocol";
     case DropReason::kExpired: return "expired";
@@ -131,7 +132,10 @@ DropReason ReadEncryptedPacket(const uint8_t* packet, size_t size, uint64_t prot
   const uint8_t* encrypted = packet + 1 + count;
   const size_t encryptedSize = size - 1 - static_cast<size_t>(count);
   ReplayWindow* window = ReplayProtected(type) ? replay : nullptr;
-  if (window != nullptr && window->AlreadyReceived(sequence)) return DropReason::kReplayed;
+  if (window != nullptr) {
+    if (window->OlderThanWindow(sequence)) return DropReason::kTooOld;
+    if (window->AlreadyReceived(sequence)) return DropReason::kReplayed;
+  }
   uint8_t associated[kPacketAssociatedBytes];
   PacketAssociatedData(protocolId, prefix, associated);
   uint8_t nonce[kAeadNonceBytes];

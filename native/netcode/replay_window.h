@@ -32,9 +32,14 @@ class ReplayWindow {
     return mostRecent_ == UINT64_MAX ? UINT64_MAX : mostRecent_ + 1;
   }
 
+  // Behind the window: refused whether or not it was received (a packet delayed or reordered that far,
+  // or a replay). Subtraction-side, so that sequences near 2^64 cannot wrap (IMPLEMENTERS.md §1).
+  bool OlderThanWindow(uint64_t sequence) const {
+    return mostRecent_ >= kReplayBufferSize && sequence <= mostRecent_ - kReplayBufferSize;
+  }
+
   bool AlreadyReceived(uint64_t sequence) const {
-    // Subtraction-side, so that sequences near 2^64 cannot wrap (IMPLEMENTERS.md §1).
-    if (mostRecent_ >= kReplayBufferSize && sequence <= mostRecent_ - kReplayBufferSize) return true;
+    if (OlderThanWindow(sequence)) return true;
     if (sequence > mostRecent_) return false;
     const uint64_t age = mostRecent_ - sequence;  // < 256
     return (seen_[age >> 6] >> (age & 63)) & 1;

@@ -64,6 +64,7 @@ void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size)
 void ServerCore::CountDrop(DropReason reason) {
   switch (reason) {
     case DropReason::kReplayed: ++counters_.replayed; break;
+    case DropReason::kTooOld: ++counters_.tooOld; break;
     case DropReason::kDecryptionFailed: ++counters_.decryptionFailed; break;
     case DropReason::kWrongProtocol: ++counters_.wrongProtocol; break;
     case DropReason::kExpired: ++counters_.tokenExpired; break;

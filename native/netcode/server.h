@@ -58,6 +58,7 @@ struct ServerCounters {
   uint64_t malformed = 0, replayed = 0, decryptionFailed = 0, unknownAddress = 0, tokenRefused = 0;
   uint64_t wrongProtocol = 0;  // requests of another netcode version or protocol id
   uint64_t tokenExpired = 0;   // requests whose token had expired (by the server's clock)
+  uint64_t tooOld = 0;  // older than the replay window: delayed or reordered that far, or replayed
   uint64_t denied = 0;  // requests answered with "denied": the server was full
   uint64_t handshakesFull = 0;  // valid requests ignored: as many handshakes were in progress as it holds
 };

@@ -151,7 +151,7 @@ console.log(interrupted.aborted ? `\nsummary (interrupted after ${((performance.
 console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms${failed === '' ? '' : `; ${failed} failed`}`)
 console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
 console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
-console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token refused ${stats.drops.tokenRefused}, expired ${stats.drops.tokenExpired}, wrong protocol ${stats.drops.wrongProtocol}, receive buffer full ${stats.drops.receiveBufferFull}, send buffer full ${stats.drops.sendBufferFull}`)
+console.log(`  drops       malformed ${stats.drops.malformed}, replayed ${stats.drops.replayed}, too old ${stats.drops.tooOld}, decryption ${stats.drops.decryptionFailed}, unknown address ${stats.drops.unknownAddress}, token refused ${stats.drops.tokenRefused}, expired ${stats.drops.tokenExpired}, wrong protocol ${stats.drops.wrongProtocol}, receive buffer full ${stats.drops.receiveBufferFull}, send buffer full ${stats.drops.sendBufferFull}`)
 if (stats.link !== null && clients.length > 0) {
   const { rtt, lossPercent, resends } = stats.link
   console.log(`  link        RTT ${rtt.smoothedMs.toFixed(2)} ms (min ${rtt.minMs.toFixed(2)}, max ${rtt.maxMs.toFixed(2)}), ${lossPercent.toFixed(1)} % of packets lost, ${resends} resends`)

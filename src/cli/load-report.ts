@@ -32,12 +32,14 @@ export function loadReportText(report: LoadReport): string {
     const attempted = connect.connected + connect.failed + connect.skipped
     const seconds = (connect.ms / 1000).toFixed(2)
     const failed = tally(report.failed)
-    return (
+    const summary =
       `connected ${count.format(connect.connected)} of ${count.format(attempted)} clients in ${seconds} s` +
       (report.connectRate !== undefined && connect.connected > 0 ? ` (${count.format(report.connectRate)} handshakes a second)` : '') +
       (failed === '' ? '' : `; failed: ${failed}`) +
       (connect.skipped > 0 ? `; not tried (interrupted): ${count.format(connect.skipped)}` : '')
-    )
+    // What each failure means: a code alone does not say that a silent server may have refused the key.
+    const reasons = Object.entries(report.failureMessages).map(([code, message]) => `  ${code}: ${message}`)
+    return [summary, ...reasons].join('\n')
   }
   const sent = report.messagesSent ?? 0
   const missing = sent - report.messagesReceived

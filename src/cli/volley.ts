@@ -75,6 +75,8 @@ function packageVersion(): string {
 function key(hex: string | undefined): Uint8Array {
   if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one)')
   if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError('--key must be 64 hex digits')
+  // The library refuses it too, but in the words of its options: say it in the CLI's.
+  if (/^0+$/.test(hex)) throw new UsageError('--key is all zeros, which is no secret (`volley key` makes a random one)')
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 

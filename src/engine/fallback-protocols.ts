@@ -235,7 +235,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
   copyCounters(out: Float64Array): void {
     const c = this.#core.counters
     // native/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
-    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied, this.#core.connectedClients, 0, c.handshakesFull, c.wrongProtocol, c.tokenExpired])
+    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied, this.#core.connectedClients, 0, c.handshakesFull, c.wrongProtocol, c.tokenExpired, c.tooOld])
   }
 
   #connected(index: number, clientId: bigint, from: string, userData: Uint8Array): void {
@@ -411,7 +411,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
   copyCounters(out: Float64Array): void {
     const core = this.#core
     const c = core.counters
-    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, core.clientIndex, core.maxClients, 0])
+    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, core.clientIndex, core.maxClients, 0, 0, 0, 0, 0, c.tooOld])
   }
 
   #stateChanged(state: keyof typeof clientStateCodes, server: ServerAddress | undefined): void {

@@ -66,7 +66,7 @@ export const linkFields = layout.linkFields
  * errors, then its network simulator's lost, duplicated, reordered and overflowed datagrams.
  */
 export const protocolStatsFields = 22
-export const ProtocolStat = { receiveBufferFull: 16, sendErrors: 17, simulatorLost: 18 } as const
+export const ProtocolStat = { tooOld: 15, receiveBufferFull: 16, sendErrors: 17, simulatorLost: 18 } as const
 
 /**
  * The drops a netcode server's and client's counters (readProtocolStats) have in common, and their send
@@ -77,6 +77,7 @@ export function commonProtocolDrops(c: Float64Array, sendBufferFullAt: number) {
     drops: {
       malformed: c[4]!,
       replayed: c[5]!,
+      tooOld: c[ProtocolStat.tooOld]!,
       decryptionFailed: c[6]!,
       unknownAddress: c[7]!,
       receiveBufferFull: c[ProtocolStat.receiveBufferFull]!,

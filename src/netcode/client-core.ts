@@ -56,6 +56,8 @@ export interface ClientCoreCounters {
   bytesOut: number
   malformed: number
   replayed: number
+  /** Older than the replay window: delayed or reordered that far, or replayed. */
+  tooOld: number
   decryptionFailed: number
   unknownAddress: number
 }
@@ -107,7 +109,7 @@ export class ClientCore {
   #farewellAddress = ''
   /** The key of the connection they end: connect() replaces the token. */
   readonly #farewellKey = new Uint8Array(sizes.key)
-  readonly #counters: ClientCoreCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, malformed: 0, replayed: 0, decryptionFailed: 0, unknownAddress: 0 }
+  readonly #counters: ClientCoreCounters = { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0, malformed: 0, replayed: 0, tooOld: 0, decryptionFailed: 0, unknownAddress: 0 }
 
   constructor(sodium: Sodium, config: ClientCoreConfig, sink: ClientCoreSink) {
     this.#sodium = sodium
@@ -388,6 +390,7 @@ export class ClientCore {
 
   #countDrop(reason: DropReason): void {
     if (reason === 'replayed') this.#counters.replayed++
+    else if (reason === 'too-old') this.#counters.tooOld++
     else if (reason === 'decryption-failed') this.#counters.decryptionFailed++
     else this.#counters.malformed++
   }

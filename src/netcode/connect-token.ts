@@ -2,7 +2,7 @@
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
-import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option, uint8ArrayOf } from '../options.ts'
+import { bytesOption, checkOptions, integerOption, requiredIntegerOption, secretKeyOption, uint64Option, uint8ArrayOf } from '../options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseReachableServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
@@ -107,7 +107,7 @@ function parseConnectTokenOptions(options: ConnectTokenOptions) {
   checkOptions('options of generateConnectToken()', options, connectTokenOptionNames)
   const protocolId = uint64Option('protocolId', options.protocolId)
   const clientId = uint64Option('clientId', options.clientId)
-  const privateKey = bytesOption('privateKey', options.privateKey, sizes.key)
+  const privateKey = secretKeyOption('privateKey', options.privateKey)
   const serverAddresses = serverAddressesOption(options.serverAddresses)
   if (typeof options.expireSeconds === 'number' && Number.isInteger(options.expireSeconds) && options.expireSeconds < -1) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "expireSeconds" option must be -1 (never expires) or from 0 to 4294967296. Received ${options.expireSeconds} (a negative lifetime from arithmetic is a token that should have expired)`)
@@ -130,16 +130,13 @@ function parseConnectTokenOptions(options: ConnectTokenOptions) {
     userData.set(given)
   }
   const clientToServerKey =
-    options.clientToServerKey === undefined ? randomBytes(sizes.key) : bytesOption('clientToServerKey', options.clientToServerKey, sizes.key)
+    options.clientToServerKey === undefined ? randomBytes(sizes.key) : secretKeyOption('clientToServerKey', options.clientToServerKey, true)
   const serverToClientKey =
-    options.serverToClientKey === undefined ? randomBytes(sizes.key) : bytesOption('serverToClientKey', options.serverToClientKey, sizes.key)
+    options.serverToClientKey === undefined ? randomBytes(sizes.key) : secretKeyOption('serverToClientKey', options.serverToClientKey, true)
   // One key for both ways: both sides would seal sequences 0, 1, 2… under it with the same nonces (a
   // keystream used twice), and each would take the other's packets for its own.
   if (equalBytes(clientToServerKey, serverToClientKey)) {
     throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "clientToServerKey" and "serverToClientKey" options must differ: each direction needs a key of its own')
-  }
-  for (const [name, key] of [['clientToServerKey', clientToServerKey], ['serverToClientKey', serverToClientKey]] as const) {
-    if (key.every((byte) => byte === 0)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" option is all zeros: give a random key (generateKey()), or none`)
   }
   const nonce = options.nonce === undefined ? randomBytes(sizes.connectTokenNonce) : bytesOption('nonce', options.nonce, sizes.connectTokenNonce)
   if (typeof options.nowSeconds === 'number' && options.nowSeconds > 2 ** 32 - 1) {

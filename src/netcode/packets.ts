@@ -8,7 +8,7 @@ import type { ReplayProtection } from './replay-protection.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer, equalBytes, sequenceNonce } from './wire.ts'
 
-export type DropReason = 'malformed' | 'unexpected-type' | 'replayed' | 'decryption-failed' | 'wrong-protocol' | 'expired' | 'token-refused'
+export type DropReason = 'malformed' | 'unexpected-type' | 'replayed' | 'too-old' | 'decryption-failed' | 'wrong-protocol' | 'expired' | 'token-refused'
 
 export interface Packet {
   type: PacketType
@@ -159,6 +159,7 @@ export function readEncryptedPacket(
   for (let i = 0; i < count; i++) sequence |= BigInt(packet[1 + i]!) << BigInt(8 * i)
   const encrypted = packet.subarray(1 + count)
   const replay = replayProtected.has(type) ? expected.replay : undefined
+  if (replay?.olderThanWindow(sequence)) return dropped('too-old')
   if (replay?.alreadyReceived(sequence)) return dropped('replayed')
   let body: Uint8Array
   try {

@@ -13,10 +13,18 @@ export class ReplayProtection {
     return this.#mostRecent
   }
 
-  alreadyReceived(sequence: bigint): boolean {
-    // Written subtraction-side: sequence + window could wrap past 2^64 (IMPLEMENTERS.md §1).
+  /**
+   * Behind the window: refused whether or not it was received (a packet delayed or reordered that far, or
+   * a replay). Written subtraction-side: sequence + window could wrap past 2^64 (IMPLEMENTERS.md §1).
+   */
+  olderThanWindow(sequence: bigint): boolean {
     const window = BigInt(sizes.replayBuffer)
-    if (this.#mostRecent >= window && sequence <= this.#mostRecent - window) return true
+    return this.#mostRecent >= window && sequence <= this.#mostRecent - window
+  }
+
+  alreadyReceived(sequence: bigint): boolean {
+    if (this.olderThanWindow(sequence)) return true
+    const window = BigInt(sizes.replayBuffer)
     const seen = this.#received[Number(sequence % window)]!
     return seen !== empty && seen >= sequence
   }

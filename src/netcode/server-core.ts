@@ -57,6 +57,8 @@ export interface ServerCoreCounters {
   bytesOut: number
   malformed: number
   replayed: number
+  /** Older than the replay window: delayed or reordered that far, or replayed. */
+  tooOld: number
   decryptionFailed: number
   unknownAddress: number
   tokenRefused: number
@@ -283,6 +285,7 @@ export class ServerCore {
     bytesOut: 0,
     malformed: 0,
     replayed: 0,
+    tooOld: 0,
     decryptionFailed: 0,
     unknownAddress: 0,
     tokenRefused: 0,
@@ -419,6 +422,9 @@ export class ServerCore {
     switch (reason) {
       case 'replayed':
         this.#counters.replayed++
+        return
+      case 'too-old':
+        this.#counters.tooOld++
         return
       case 'decryption-failed':
         this.#counters.decryptionFailed++

@@ -165,7 +165,7 @@ describe('channels that differ between server and client', () => {
         remote: { channels: modes('reliable'), maxMessageBytes: 1000 },
         sent: "ERR_NO_SUCH_CHANNEL: The server has 1 channel (channels 0 to 0): it would drop a message on channel 1",
       })
-      expect(seen[1]!.sent).toBe('ERR_CLIENT_NOT_CONNECTED: The client is connecting, not connected')
+      expect(seen[1]!.sent).toBe('ERR_CLIENT_NOT_CONNECTED: The client is still connecting: send once connect() has resolved')
       expect(clientGot).toEqual([])
     } finally {
       await close()

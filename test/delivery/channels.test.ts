@@ -421,7 +421,8 @@ describe('channels over loopback', () => {
     const waiting = expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
     await server.close()
     await waiting
-    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    // The error says the connection ended, and how, not only that the client is not connected.
+    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED', message: "The client's connection has ended ('disconnected'): connect() again to send" })
     await expect(client.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
     await close()
     await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' }) // as send() after close()

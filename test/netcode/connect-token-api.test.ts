@@ -53,6 +53,7 @@ describe('generateConnectToken', () => {
 
   it.each([
     ['privateKey: new Uint8Array(31)', { privateKey: new Uint8Array(31) }, 'ERR_OUT_OF_RANGE', /"privateKey" option must be 32 bytes/],
+    ['privateKey: all zeros', { privateKey: new Uint8Array(32) }, 'ERR_INVALID_ARG_VALUE', /"privateKey" option is all zeros, which is no secret: give a random key \(generateKey\(\)\)$/],
     ['privateKey: "key"', { privateKey: 'key' }, 'ERR_INVALID_ARG_TYPE', /"privateKey" option must be a Uint8Array/],
     // A key given as its text (from an environment variable) is never quoted: the logs would have it.
     ['privateKey: its base64 text', { privateKey: 'nIHUeOirsFKDVKUol537O9fuMd5LlkvUqOv4AJCIabc=' }, 'ERR_INVALID_ARG_TYPE', /^(?!.*nIHUeOir).*Received type string of 44 characters \(decode it first/],
@@ -90,7 +91,7 @@ describe('generateConnectToken', () => {
     ['expireSeconds: -5', { expireSeconds: -5 }, 'ERR_OUT_OF_RANGE', /"expireSeconds" option must be -1 \(never expires\) or from 0/],
     // One key both ways: each side's packets would pass for the other's, under one keystream.
     ['the same key both ways', { clientToServerKey: new Uint8Array(32).fill(3), serverToClientKey: new Uint8Array(32).fill(3) }, 'ERR_INVALID_ARG_VALUE', /must differ/],
-    ['clientToServerKey: all zeros', { clientToServerKey: new Uint8Array(32) }, 'ERR_INVALID_ARG_VALUE', /"clientToServerKey" option is all zeros/],
+    ['clientToServerKey: all zeros', { clientToServerKey: new Uint8Array(32) }, 'ERR_INVALID_ARG_VALUE', /"clientToServerKey" option is all zeros, which is no secret: give a random key \(generateKey\(\)\), or none$/],
     ['nowSeconds: 1.5', { nowSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"nowSeconds"/],
     ['nowSeconds: null', { nowSeconds: null }, 'ERR_INVALID_ARG_TYPE', /"nowSeconds"/],
     ['userData: [1, 2]', { userData: [1, 2] }, 'ERR_INVALID_ARG_TYPE', /"userData" option must be a Uint8Array. Received an array of 2 items/],

@@ -3,7 +3,7 @@
 // over node:dgram by hand, packet by packet, as another netcode 1.02 client or server would be.
 import dgram from 'node:dgram'
 import { afterEach, describe, expect, it } from 'vitest'
-import { Client, Server, type Peer } from '../../src/index.ts'
+import { Client, ClientPool, Server, type Peer } from '../../src/index.ts'
 import { openChallengeToken, sealChallengeToken } from '../../src/netcode/challenge-token.ts'
 import { generateConnectToken, generateKey, readConnectToken } from '../../src/netcode/connect-token.ts'
 import { PacketType, sizes } from '../../src/netcode/constants.ts'
@@ -11,9 +11,10 @@ import { type Packet, type ReadResult, encryptPacket, readConnectionRequest, rea
 import { ReplayProtection } from '../../src/netcode/replay-protection.ts'
 import { loadSodium } from '../../src/netcode/sodium.ts'
 import { Reader, Writer } from '../../src/netcode/wire.ts'
-import { waitFor } from '../helpers.ts'
+import { type EngineKind, onEngine, waitFor } from '../helpers.ts'
 
 const protocolId = 0x7e57_1234n
+const engines: EngineKind[] = ['native', 'fallback']
 const opened: { close(): unknown }[] = []
 afterEach(async () => {
   for (const thing of opened.splice(0)) await thing.close()
@@ -34,6 +35,10 @@ async function udpPeer() {
     port: socket.address().port,
     send(data: Uint8Array, port: number): void {
       socket.send(data, port, '127.0.0.1')
+    },
+    /** How many of the datagrams not yet read `read` accepts (they stay queued). */
+    count<T>(read: (data: Uint8Array) => ReadResult<T>): number {
+      return queue.filter((datagram) => read(datagram.data).ok).length
     },
     /** The next datagram `read` accepts (others are skipped: keep-alives, say); throws after timeoutMs. */
     async next<T>(read: (data: Uint8Array) => ReadResult<T>, timeoutMs = 3000): Promise<{ value: T; port: number }> {
@@ -59,12 +64,13 @@ const ofType = (type: number) => (result: ReadResult<Packet>): ReadResult<Packet
   result.ok && result.value.type !== type ? { ok: false, reason: 'unexpected-type' } : result
 
 describe('netcode 1.02 through real sockets, engine against the TypeScript codec', () => {
-  it('a hand-driven client connects to the engine\'s server, exchanges payloads, is replay-protected, disconnects, and connects again with the same token as netcode.c\'s does', async () => {
+  // The native engine is the one under test; the fallback engine's run checks its wiring of the same (its counters).
+  it.each(engines)('a hand-driven client connects to the engine\'s server, exchanges payloads, is replay-protected, disconnects, and connects again with the same token as netcode.c\'s does (%s engine)', async (engine) => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4 })
     opened.push(server)
-    const { port } = await server.listen()
+    const { port } = await onEngine(engine, () => server.listen())
     const peers: Peer[] = []
     const messages: Uint8Array[] = []
     const disconnects: string[] = []
@@ -115,6 +121,15 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     client.send(packets[3]!, port)
     await waitFor(() => server.stats().drops.replayed === 1, 2000, 'the replay counted')
     expect(messages).toHaveLength(10)
+    // One held back past the window (256 packets behind the newest taken) is too old: counted apart.
+    sequence += 300n
+    const keepAliveBody = new Uint8Array(sizes.keepAliveBody)
+    new Writer(keepAliveBody).u32(clientIndex).u32(4)
+    client.send(toServer(PacketType.keepAlive, keepAliveBody), port)
+    client.send(packets[4]!, port)
+    await waitFor(() => server.stats().drops.tooOld === 1, 2000, 'the packet too old counted')
+    expect(server.stats().drops.replayed).toBe(1)
+    expect(messages).toHaveLength(10)
 
     // Redundant disconnect packets: the first ends the connection, the rest are expected and not counted.
     for (let i = 0; i < 3; i++) client.send(toServer(PacketType.disconnect, new Uint8Array(0)), port)
@@ -137,7 +152,7 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     expect(server.stats().drops.replayed).toBe(replayedBefore)
   })
 
-  it('the engine\'s client connects to a hand-driven server, exchanges payloads, is disconnected, and connects again with the same token to a server that starts at 0 again', async () => {
+  it.each(engines)('the engine\'s client connects to a hand-driven server, exchanges payloads, is disconnected, and connects again with the same token to a server that starts at 0 again (%s engine)', async (engine) => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
     const challengeKey = await generateKey()
@@ -150,7 +165,7 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     opened.push(client)
     const received: Uint8Array[] = []
     client.on('message', (data) => received.push(Uint8Array.from(data)))
-    const connected = client.connect(tokenBytes)
+    const connected = onEngine(engine, () => client.connect(tokenBytes))
 
     const { value: request, port } = await server.next((data) =>
       readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: BigInt(Math.floor(Date.now() / 1000)) }),
@@ -188,6 +203,16 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     server.send(toClient(PacketType.payload, down), port)
     await waitFor(() => received.length === 1, 2000, 'the payload')
     expect(Buffer.from(received[0]!).equals(Buffer.from(down))).toBe(true)
+    // The same payload again is a replay; one 256 packets behind the newest is too old: each counted.
+    const downPacket = encryptPacket(sodium, { type: PacketType.payload, sequence: sequence - 1n, body: down }, protocolId, serverToClientKey)
+    server.send(downPacket, port)
+    await waitFor(() => client.stats().drops.replayed === 1, 2000, 'the replay counted')
+    sequence += 300n
+    server.send(toClient(PacketType.keepAlive, keepAliveBody), port)
+    server.send(downPacket, port)
+    await waitFor(() => client.stats().drops.tooOld === 1, 2000, 'the packet too old counted')
+    expect(client.stats().drops.replayed).toBe(1)
+    expect(received).toHaveLength(1)
 
     const ended = new Promise<string>((resolve) => client.once('disconnect', resolve))
     server.send(toClient(PacketType.disconnect, new Uint8Array(0)), port)
@@ -195,7 +220,7 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
 
     // Again with the same token, to a server that starts its sequence at 0 again, as netcode.c's does (or
     // this one, restarted): the client connects and takes its payloads.
-    const reconnected = client.connect(tokenBytes)
+    const reconnected = onEngine(engine, () => client.connect(tokenBytes))
     await server.next((data) => readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: BigInt(Math.floor(Date.now() / 1000)) }))
     server.send(encryptPacket(sodium, { type: PacketType.connectionChallenge, sequence: globalSequence++, body: challengeBody }, protocolId, serverToClientKey), port)
     await server.next((data) => fromClient(data, [PacketType.connectionResponse]))
@@ -206,5 +231,32 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     server.send(toClient(PacketType.payload, Uint8Array.of(7)), port)
     await waitFor(() => received.length === 2, 2000, 'the payload of the second connection')
     expect(received[1]).toEqual(Uint8Array.of(7))
+  })
+
+  it("ClientPool.connect() aborted mid-handshake resolves at once: the redundant disconnects a client owes go out after, and close() waits for them", async () => {
+    const sodium = await loadSodium()
+    const privateKey = await generateKey()
+    const server = await udpPeer()
+    const tokenBytes = await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${server.port}`], expireSeconds: 30, timeoutSeconds: 5 })
+    const pool = new ClientPool()
+    opened.push(pool)
+    const abort = new AbortController()
+    const connecting = pool.connect([tokenBytes], { signal: abort.signal })
+    const nowSeconds = (): bigint => BigInt(Math.floor(Date.now() / 1000))
+    const { value: request, port } = await server.next((data) => readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: nowSeconds() }))
+    const { clientToServerKey, serverToClientKey } = request.token
+    const challengeBody = new Uint8Array(sizes.challengeBody)
+    new Writer(challengeBody).u64(0n).raw(sealChallengeToken(sodium, { clientId: 77n, userData: request.token.userData }, 0n, await generateKey()))
+    server.send(encryptPacket(sodium, { type: PacketType.connectionChallenge, sequence: 1n << 63n, body: challengeBody }, protocolId, serverToClientKey), port)
+    const fromClient = (type: PacketType) => (data: Uint8Array) =>
+      ofType(type)(readEncryptedPacket(sodium, data, { protocolId, key: clientToServerKey, accept: new Set([type]), replay: new ReplayProtection() }))
+    await server.next(fromClient(PacketType.connectionResponse))
+    // Sending its response, the client may hold a slot on the server already: it owes 10 disconnects, 10 Hz.
+    abort.abort()
+    expect(await connecting).toMatchObject({ connected: 0, failed: 1, skipped: 0 })
+    expect(server.count(fromClient(PacketType.disconnect))).toBeLessThan(10) // connect() did not wait for them
+    expect(pool.stats().failed).toEqual({ ERR_ABORTED: 1 })
+    await pool.close()
+    await waitFor(() => server.count(fromClient(PacketType.disconnect)) === 10, 2000, 'the ten disconnects')
   })
 })

@@ -245,7 +245,12 @@ describe.each([
       expect(core.receive(client.address, tampered, 0, T0)).toEqual([])
       expect(core.receive('127.0.0.1:50999', packet, 0, T0)).toEqual([])
       expect(core.receive(client.address, new Uint8Array([0x15, 1, 2]), 0, T0)).toEqual([])
-      expect(core.state().counters).toMatchObject({ replayed: 1, decryptionFailed: 1, unknownAddress: 1, malformed: 1 })
+      expect(core.state().counters).toMatchObject({ replayed: 1, tooOld: 0, decryptionFailed: 1, unknownAddress: 1, malformed: 1 })
+      // One held back past the window (256 packets behind the newest) is too old, not a replay.
+      const heldBack = client.packet(PacketType.payload, new Uint8Array([3]))
+      for (let i = 0; i < 256; i++) expect(core.receive(client.address, client.packet(PacketType.payload, new Uint8Array([4])), 0, T0)).toHaveLength(1)
+      expect(core.receive(client.address, heldBack, 0, T0)).toEqual([])
+      expect(core.state().counters).toMatchObject({ replayed: 1, tooOld: 1 })
     })
 
     it('drops and counts the packet types a server never takes when a connected client sends them', () => {
