@@ -307,7 +307,8 @@ function serverAddressesOption(value: unknown): ServerAddress[] {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
   }
   if (value.length < 1 || value.length > sizes.maxServerAddresses) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
+    // An array of the wrong length is a wrong value, as an empty "channels" is.
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "serverAddresses" option must be an array of 1 to 32 addresses. Received ${describe(value)}`)
   }
   const addresses: ServerAddress[] = []
   // An indexed loop: map() would skip the holes of a sparse array.
