@@ -535,8 +535,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // peerCounters(socketId) -> Float64Array | null: every client slot's packets in, bytes in, packets out, bytes
-  // out and clients so far (layout.peerCounterFields per slot), over the memory the I/O thread writes: read at
-  // any time without a native call.
+  // out, clients so far and drops by cause (layout.peerCounterFields per slot: netcode/server.h's PeerCounters),
+  // over the memory the I/O thread writes: read at any time without a native call.
   Napi::Value PeerCounterView(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     const auto found = peerCounters_.find(U32Or(info[0], UINT32_MAX));

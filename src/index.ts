@@ -36,7 +36,7 @@ export {
 export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'
 export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
 export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
-export { Peer, type PeerStats } from './peer.ts'
+export { Peer, type PeerDrops, type PeerStats } from './peer.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'
 export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './delivery.ts'
 export { ClientPool, type ClientPoolStats } from './client-pool.ts'

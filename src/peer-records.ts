@@ -5,6 +5,7 @@ import { PeerCounterField, align8, layout } from './engine/layout.ts'
 import { surfaceLater } from './errors.ts'
 import { type AddressInfo, formatIpBytes } from './address.ts'
 import type { PacketCounts } from './delivery.ts'
+import type { PeerDrops } from './peer.ts'
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain
@@ -44,13 +45,14 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
  * (native/netcode_sockets.cc: WriteFinalReadings). A next client may have taken the slot, and reset both,
  * before JavaScript reads the record.
  */
-export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PacketCounts; link: Float64Array | null } | null {
+export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PacketCounts; drops: PeerDrops; link: Float64Array | null } | null {
   if (length < finalCounters * 8) return null // (an addon built before disconnect records carried them)
   // Doubles in the machine's order, as the engine copies them; the data of a record starts 8-aligned. Read
   // during the batch only: views, not copies.
   const doubles = new Float64Array(slab.buffer, at, length / 8)
   const counters = { packetsIn: doubles[0]!, bytesIn: doubles[1]!, packetsOut: doubles[2]!, bytesOut: doubles[3]! }
-  return { counters, link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
+  const drops = { malformed: doubles[4]!, replayed: doubles[5]!, tooOld: doubles[6]!, decryptionFailed: doubles[7]! }
+  return { counters, drops, link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
 }
 
 /** Writes what readFinalReadings reads (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
@@ -61,6 +63,10 @@ export function writeFinalReadings(view: DataView, at: number, peerCounters: Flo
   out[1] = peerCounters[row + PeerCounterField.bytesIn]!
   out[2] = peerCounters[row + PeerCounterField.packetsOut]!
   out[3] = peerCounters[row + PeerCounterField.bytesOut]!
+  out[4] = peerCounters[row + PeerCounterField.malformed]!
+  out[5] = peerCounters[row + PeerCounterField.replayed]!
+  out[6] = peerCounters[row + PeerCounterField.tooOld]!
+  out[7] = peerCounters[row + PeerCounterField.decryptionFailed]!
   if (links !== null) out.set(links.subarray(peer * layout.linkFields, (peer + 1) * layout.linkFields), finalCounters)
 }
 
@@ -68,5 +74,5 @@ export function finalReadingsBytes(links: Float64Array | null): number {
   return (finalCounters + (links === null ? 0 : layout.linkFields)) * 8
 }
 
-/** The counters a disconnect record begins with: PacketCounts' four. */
-const finalCounters = 4
+/** The counters a disconnect record begins with: PacketCounts' four, then PeerDrops' four. */
+const finalCounters = 8

@@ -18,12 +18,27 @@ export interface PeerHost {
   bufferedAmount(peer: Peer): number
 }
 
-/** Packets and bytes of the netcode connection; with channels, the delivery layer's link statistics too. */
-export type PeerStats = LinkStats
+/**
+ * Packets from the client's address that its connection refused, by cause: malformed (or of a type a server
+ * never takes), replayed (seen already within the replay window), tooOld (older than that window),
+ * decryptionFailed (not sealed with the connection's key). What a spoofer of the address sends counts too.
+ */
+export interface PeerDrops {
+  malformed: number
+  replayed: number
+  tooOld: number
+  decryptionFailed: number
+}
+
+/** Packets, bytes and drops of the netcode connection; with channels, the delivery layer's link statistics too. */
+export interface PeerStats extends LinkStats {
+  drops: PeerDrops
+}
 
 /** The statistics of a peer never read before its slot went to a later client: nothing known. */
 function vacantStats(): PeerStats {
-  return readLinkStats(null, 0, { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, new BandwidthWindow())
+  const drops = { malformed: 0, replayed: 0, tooOld: 0, decryptionFailed: 0 }
+  return Object.assign(readLinkStats(null, 0, { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, new BandwidthWindow()), { drops })
 }
 
 export class Peer {

@@ -29,7 +29,7 @@ import { type Settled, type SocketSettings, booleanOption, checkOptions, integer
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
-import { Peer, type PeerHost, type PeerStats } from './peer.ts'
+import { Peer, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, readFinalReadings, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
@@ -536,23 +536,29 @@ export class Server extends EventEmitter<ServerEvents> {
       packetsOut: table[at + PeerCounterField.packetsOut]!,
       bytesOut: table[at + PeerCounterField.bytesOut]!,
     }
-    const stats = this.#linkStats(peer, counters, this.#links, peer.index, this.#queues.get(peer.index)?.outstanding() ?? null)
+    const drops = {
+      malformed: table[at + PeerCounterField.malformed]!,
+      replayed: table[at + PeerCounterField.replayed]!,
+      tooOld: table[at + PeerCounterField.tooOld]!,
+      decryptionFailed: table[at + PeerCounterField.decryptionFailed]!,
+    }
+    const stats = this.#linkStats(peer, counters, drops, this.#links, peer.index, this.#queues.get(peer.index)?.outstanding() ?? null)
     // A later client took the slot while these were read (the I/O thread counts it, then resets the row):
     // they may be its own.
     return ours() ? stats : null
   }
 
   /**
-   * A peer's stats from its counters and its row of link statistics (links null: without channels);
+   * A peer's stats from its counters, its drops and its row of link statistics (links null: without channels);
    * outstanding: what its send queue holds (null: the row's count).
    */
-  #linkStats(peer: Peer, counters: PacketCounts, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
+  #linkStats(peer: Peer, counters: PacketCounts, drops: PeerDrops, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)
       this.#readings.set(peer.index, reading)
     }
-    return readLinkStats(links, row, counters, reading, outstanding)
+    return Object.assign(readLinkStats(links, row, counters, reading, outstanding), { drops })
   }
 
   #bufferedAmount(peer: Peer): number {
@@ -651,7 +657,7 @@ export class Server extends EventEmitter<ServerEvents> {
           // The last readings, from the record: the slot's own may be a next client's already. Its queue holds
           // nothing now: what it held will never be released (as peer.bufferedAmount says).
           const final = readFinalReadings(slab, at, length)
-          peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#linkStats(peer, final.counters, final.link, 0, { depth: 0, bytes: 0 }))
+          peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#linkStats(peer, final.counters, final.drops, final.link, 0, { depth: 0, bytes: 0 }))
           this.#peers.delete(index)
           this.#peerSlots[index] = undefined
           this.#queues.delete(index)

@@ -73,6 +73,17 @@ void ServerCore::CountDrop(DropReason reason) {
   }
 }
 
+void ServerCore::CountPeerDrop(uint32_t index, DropReason reason) {
+  CountDrop(reason);
+  PeerCounters& counters = peerCounters_->entries[index];
+  switch (reason) {
+    case DropReason::kReplayed: Count(counters.replayed, 1); break;
+    case DropReason::kTooOld: Count(counters.tooOld, 1); break;
+    case DropReason::kDecryptionFailed: Count(counters.decryptionFailed, 1); break;
+    default: Count(counters.malformed, 1); break;
+  }
+}
+
 bool ServerCore::TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const {
   return timeoutSeconds > 0 && now.monotonicUs - sinceUs >= uint64_t(timeoutSeconds) * 1000000u;
 }
@@ -252,6 +263,9 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   counters.bytesIn.store(static_cast<double>(size), std::memory_order_relaxed);
   counters.packetsOut.store(0, std::memory_order_relaxed);
   counters.bytesOut.store(0, std::memory_order_relaxed);
+  for (std::atomic<double>* drops : {&counters.malformed, &counters.replayed, &counters.tooOld, &counters.decryptionFailed}) {
+    drops->store(0, std::memory_order_relaxed);
+  }
   sink_->Connected(index, challenge.clientId, from, challenge.userData);
   SendKeepAlive(index, now);
   ScheduleSlot(index, now);
@@ -263,7 +277,7 @@ void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t si
   const DropReason reason =
       ReadEncryptedPacket(data, size, config_.protocolId, slot.receiveKey, kServerAccepts, &slot.replay, &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
-    CountDrop(reason);
+    CountPeerDrop(index, reason);
     return;
   }
   Count(peerCounters_->entries[index].packetsIn, 1);

@@ -71,8 +71,11 @@ struct PeerCounters {
   // Clients the slot has had, this one included: a reader that knows which of them it asks about (JavaScript's
   // Peer, whose tag counts the ones before it) can tell when the counters belong to a later one.
   std::atomic<double> clients{0};
+  // Packets from the client's address that its connection refused, by cause (a spoofer of the address
+  // counts here too): malformed or of a type a server never takes, replayed, too old, decryption failed.
+  std::atomic<double> malformed{0}, replayed{0}, tooOld{0}, decryptionFailed{0};
 };
-constexpr uint32_t kPeerCounterFields = 5;
+constexpr uint32_t kPeerCounterFields = 9;
 static_assert(sizeof(PeerCounters) == kPeerCounterFields * sizeof(double) && sizeof(std::atomic<double>) == sizeof(double),
               "peer counters are plain doubles in memory");
 
@@ -205,6 +208,7 @@ class ServerCore {
   void Housekeeping(const Clock& now);
   void Emit(const ServerAddress& to, const uint8_t* data, size_t size);
   void CountDrop(DropReason reason);
+  void CountPeerDrop(uint32_t index, DropReason reason);  // and CountDrop: a connected client's refused packet
   bool TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const;
 
   ServerConfig config_;

@@ -216,7 +216,7 @@ export class Engine implements ProtocolEngine {
   }
 
   /**
-   * The packet and byte counters of a protocol socket's client slots (layout.peerCounterFields each:
+   * The packet, byte and drop counters of a protocol socket's client slots (layout.peerCounterFields each:
    * PeerCounterField), live; null for a socket without them.
    */
   peerCounters(id: number): Float64Array | null {

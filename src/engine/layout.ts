@@ -20,8 +20,8 @@ export const layout = {
   peerSlotBits: 20,
   /** Doubles of link statistics per peer (LinkField below). */
   linkFields: 23,
-  /** Doubles of packet and byte counters per client slot of a server (PeerCounterField below). */
-  peerCounterFields: 5,
+  /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField below). */
+  peerCounterFields: 9,
 } as const
 /** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
@@ -32,7 +32,7 @@ export const RecvFlag = { truncated: 1 } as const
 export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7, settings: 8 } as const
 export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7 } as const
 /** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
-export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4 } as const
+export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
 /** Mirror of native/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
 export const LinkField = {
   rttSmoothedUs: 0,

@@ -69,8 +69,16 @@ export interface ServerCoreCounters {
 }
 
 /** Per-client counters, in this order, peerCounterFields per client (as the native table). */
-export const PeerCounter = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4 } as const
-export const peerCounterFields = 5
+export const PeerCounter = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
+export const peerCounterFields = 9
+
+/** Where a connected client's refused packet counts among its counters (as the native core's CountPeerDrop). */
+function peerDropField(reason: DropReason): number {
+  if (reason === 'replayed') return PeerCounter.replayed
+  if (reason === 'too-old') return PeerCounter.tooOld
+  if (reason === 'decryption-failed') return PeerCounter.decryptionFailed
+  return PeerCounter.malformed
+}
 
 const serverAccepts = new Set<number>([PacketType.connectionResponse, PacketType.keepAlive, PacketType.payload, PacketType.disconnect])
 const responseOnly = new Set<number>([PacketType.connectionResponse])
@@ -602,6 +610,7 @@ export class ServerCore {
     counters[at + PeerCounter.bytesIn] = data.byteLength
     counters[at + PeerCounter.packetsOut] = 0
     counters[at + PeerCounter.bytesOut] = 0
+    counters.fill(0, at + PeerCounter.malformed, at + peerCounterFields) // its drops
     this.#sink.connected(index, challenge.clientId, from, challenge.userData)
     this.#sendKeepAlive(index, now)
     this.#scheduleSlot(index, now)
@@ -610,11 +619,12 @@ export class ServerCore {
   #processConnected(index: number, data: Uint8Array, now: ServerClock): void {
     const slot = this.#slots[index]!
     const read = readEncryptedPacket(this.#sodium, data, { protocolId: this.#protocolId, key: slot.receiveKey, accept: serverAccepts, replay: slot.replay })
+    const at = index * peerCounterFields
     if (!read.ok) {
       this.#countDrop(read.reason)
+      this.peerCounters[at + peerDropField(read.reason)]!++
       return
     }
-    const at = index * peerCounterFields
     this.peerCounters[at + PeerCounter.packetsIn]!++
     this.peerCounters[at + PeerCounter.bytesIn]! += data.byteLength
     switch (read.value.type) {

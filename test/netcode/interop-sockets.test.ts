@@ -130,12 +130,22 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     await waitFor(() => server.stats().drops.tooOld === 1, 2000, 'the packet too old counted')
     expect(server.stats().drops.replayed).toBe(1)
     expect(messages).toHaveLength(10)
+    // A forged packet and a malformed one from the peer's address: the peer's drops say which peer, by cause.
+    const forged = toServer(PacketType.payload, Uint8Array.of(1, 2, 3))
+    forged[forged.length - 1]! ^= 1
+    client.send(forged, port)
+    client.send(Uint8Array.of(0x15, 1, 2), port)
+    await waitFor(() => server.stats().drops.malformed === 1, 2000, 'the malformed packet counted')
+    const peerDrops = { malformed: 1, replayed: 1, tooOld: 1, decryptionFailed: 1 }
+    expect(peer.stats().drops).toEqual(peerDrops)
+    expect(server.stats().drops).toMatchObject(peerDrops)
 
     // Redundant disconnect packets: the first ends the connection, the rest are expected and not counted.
     for (let i = 0; i < 3; i++) client.send(toServer(PacketType.disconnect, new Uint8Array(0)), port)
     await waitFor(() => disconnects.length === 1, 2000, 'the disconnect event')
     expect(disconnects).toEqual(['disconnected'])
     expect(server.stats().drops.unknownAddress).toBe(0)
+    expect(peer.stats().drops).toEqual(peerDrops) // the last readings, from the disconnect record
 
     // Again with the same token from the same socket, its sequence from 0 again, as netcode.c's client does:
     // connected, and served (not connected and then refused as replays).
@@ -149,6 +159,10 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     for (const body of more) client.send(toServer(PacketType.payload, body), port)
     await waitFor(() => messages.length === 13, 2000, 'three payloads of the second connection')
     expect(messages.slice(10).map((m) => m[0])).toEqual([0xa0, 0xa1, 0xa2])
+    // The slot's next client starts with no drops of its own; the first peer keeps its last readings.
+    expect(peers[1]!.index).toBe(peer.index)
+    expect(peers[1]!.stats().drops).toEqual({ malformed: 0, replayed: 0, tooOld: 0, decryptionFailed: 0 })
+    expect(peer.stats().drops).toEqual(peerDrops)
     expect(server.stats().drops.replayed).toBe(replayedBefore)
   })
 
