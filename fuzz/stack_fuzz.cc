@@ -106,8 +106,11 @@ struct ServerRecords {
       case kPeerDisconnect:
         if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
         if (code < 1 || code > kDisconnectSettingsLate) Fail("a disconnect record with an unknown reason");
-        // The peer's last counters (4 doubles) and, with channels, its link row.
-        if (length != 4 * sizeof(double) && length != (4 + delivery::kLinkFieldCount) * sizeof(double)) Fail("a disconnect record of the wrong size");
+        // The peer's last counters and, with channels, its link row.
+        if (length != kFinalReadingsCounters * sizeof(double) &&
+            length != (kFinalReadingsCounters + delivery::kLinkFieldCount) * sizeof(double)) {
+          Fail("a disconnect record of the wrong size");
+        }
         // (kDisconnectSettingsLate may come for the same settings: the link lost all the client sent for the wait.)
         if (code == kDisconnectChannelsMismatch && !delivered.unchecked) Fail("a mismatch of channels between two sides with the same");
         connected = false;

@@ -21,19 +21,15 @@ void AddLinkTable(netcode::PeerCounterTable* table) {
   for (size_t i = 0; i < size_t{table->size} * delivery::kLinkFieldCount; ++i) table->link[i].store(0, std::memory_order_relaxed);
 }
 
-// PeerCounters' packetsIn, bytesIn, packetsOut, bytesOut, then its drops: malformed, replayed, tooOld,
-// decryptionFailed, in that order.
-constexpr size_t kFinalCounters = 8;
-
 // A disconnect record carries the peer's last counters (packets and bytes in and out, drops) and, with
 // channels, its link row: a next client may take the slot, and reset both, before JavaScript reads the record.
 size_t FinalReadingsBytes(const netcode::PeerCounterTable& table) {
-  return (kFinalCounters + (table.link ? table.linkFields : 0)) * sizeof(double);
+  return (kFinalReadingsCounters + (table.link ? table.linkFields : 0)) * sizeof(double);
 }
 
 void WriteFinalReadings(const netcode::PeerCounterTable& table, uint32_t peer, uint8_t* out) {
   const netcode::PeerCounters& counters = table.entries[peer];
-  const double values[kFinalCounters] = {
+  const double values[kFinalReadingsCounters] = {
       counters.packetsIn.load(std::memory_order_relaxed),  counters.bytesIn.load(std::memory_order_relaxed),
       counters.packetsOut.load(std::memory_order_relaxed), counters.bytesOut.load(std::memory_order_relaxed),
       counters.malformed.load(std::memory_order_relaxed),  counters.replayed.load(std::memory_order_relaxed),

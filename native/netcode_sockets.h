@@ -14,6 +14,10 @@
 
 namespace volley {
 
+// The counters a server's disconnect record begins with (src/peer-records.ts reads them): PeerCounters'
+// packetsIn, bytesIn, packetsOut, bytesOut, then its drops: malformed, replayed, tooOld, decryptionFailed.
+constexpr size_t kFinalReadingsCounters = 8;
+
 struct DeliveryOptions {
   bool enabled = false;  // false: payloads are raw netcode payloads (any netcode 1.02 peer understands them)
   delivery::DeliveryConfig config;
