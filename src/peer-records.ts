@@ -51,8 +51,7 @@ export function readFinalReadings(slab: SlabView, at: number, length: number): {
   // during the batch only: views, not copies.
   const doubles = new Float64Array(slab.buffer, at, length / 8)
   const counters = { packetsIn: doubles[0]!, bytesIn: doubles[1]!, packetsOut: doubles[2]!, bytesOut: doubles[3]! }
-  const drops = { malformed: doubles[4]!, replayed: doubles[5]!, tooOld: doubles[6]!, decryptionFailed: doubles[7]! }
-  return { counters, drops, link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
+  return { counters, drops: readPeerDrops(doubles, packetCounts), link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
 }
 
 /** Writes what readFinalReadings reads (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
@@ -63,10 +62,8 @@ export function writeFinalReadings(view: DataView, at: number, peerCounters: Flo
   out[1] = peerCounters[row + PeerCounterField.bytesIn]!
   out[2] = peerCounters[row + PeerCounterField.packetsOut]!
   out[3] = peerCounters[row + PeerCounterField.bytesOut]!
-  out[4] = peerCounters[row + PeerCounterField.malformed]!
-  out[5] = peerCounters[row + PeerCounterField.replayed]!
-  out[6] = peerCounters[row + PeerCounterField.tooOld]!
-  out[7] = peerCounters[row + PeerCounterField.decryptionFailed]!
+  const firstDrop = row + PeerCounterField.malformed
+  out.set(peerCounters.subarray(firstDrop, firstDrop + peerDropCount), packetCounts)
   if (links !== null) out.set(links.subarray(peer * layout.linkFields, (peer + 1) * layout.linkFields), finalCounters)
 }
 
@@ -74,5 +71,15 @@ export function finalReadingsBytes(links: Float64Array | null): number {
   return (finalCounters + (links === null ? 0 : layout.linkFields)) * 8
 }
 
-/** The counters a disconnect record begins with: PacketCounts' four, then PeerDrops' four. */
-const finalCounters = 8
+/**
+ * A peer's drops from `peerDropCount` doubles at `first`, in PeerCounterField's order (malformed, replayed,
+ * tooOld, decryptionFailed): its slot's live counters, or a disconnect record's.
+ */
+export function readPeerDrops(values: Float64Array, first: number): PeerDrops {
+  return { malformed: values[first]!, replayed: values[first + 1]!, tooOld: values[first + 2]!, decryptionFailed: values[first + 3]! }
+}
+
+const packetCounts = 4
+const peerDropCount = 4
+/** The counters a disconnect record begins with (native/netcode_sockets.h: kFinalReadingsCounters): PacketCounts', then PeerDrops'. */
+const finalCounters = packetCounts + peerDropCount

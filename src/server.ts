@@ -30,7 +30,7 @@ import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, 
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
-import { forEachPeerRecord, readFinalReadings, recordAddress } from './peer-records.ts'
+import { forEachPeerRecord, readFinalReadings, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
@@ -536,13 +536,7 @@ export class Server extends EventEmitter<ServerEvents> {
       packetsOut: table[at + PeerCounterField.packetsOut]!,
       bytesOut: table[at + PeerCounterField.bytesOut]!,
     }
-    const drops = {
-      malformed: table[at + PeerCounterField.malformed]!,
-      replayed: table[at + PeerCounterField.replayed]!,
-      tooOld: table[at + PeerCounterField.tooOld]!,
-      decryptionFailed: table[at + PeerCounterField.decryptionFailed]!,
-    }
-    const stats = this.#linkStats(peer, counters, drops, this.#links, peer.index, this.#queues.get(peer.index)?.outstanding() ?? null)
+    const stats = this.#linkStats(peer, counters, readPeerDrops(table, at + PeerCounterField.malformed), this.#links, peer.index, this.#queues.get(peer.index)?.outstanding() ?? null)
     // A later client took the slot while these were read (the I/O thread counts it, then resets the row):
     // they may be its own.
     return ours() ? stats : null

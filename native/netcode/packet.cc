@@ -134,7 +134,7 @@ DropReason ReadEncryptedPacket(const uint8_t* packet, size_t size, uint64_t prot
   ReplayWindow* window = ReplayProtected(type) ? replay : nullptr;
   if (window != nullptr) {
     if (window->OlderThanWindow(sequence)) return DropReason::kTooOld;
-    if (window->AlreadyReceived(sequence)) return DropReason::kReplayed;
+    if (window->SeenInWindow(sequence)) return DropReason::kReplayed;
   }
   uint8_t associated[kPacketAssociatedBytes];
   PacketAssociatedData(protocolId, prefix, associated);

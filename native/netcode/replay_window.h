@@ -38,12 +38,14 @@ class ReplayWindow {
     return mostRecent_ >= kReplayBufferSize && sequence <= mostRecent_ - kReplayBufferSize;
   }
 
-  bool AlreadyReceived(uint64_t sequence) const {
-    if (OlderThanWindow(sequence)) return true;
+  // Received already, for a sequence not older than the window.
+  bool SeenInWindow(uint64_t sequence) const {
     if (sequence > mostRecent_) return false;
     const uint64_t age = mostRecent_ - sequence;  // < 256
     return (seen_[age >> 6] >> (age & 63)) & 1;
   }
+
+  bool AlreadyReceived(uint64_t sequence) const { return OlderThanWindow(sequence) || SeenInWindow(sequence); }
 
   void Advance(uint64_t sequence) {
     if (sequence > mostRecent_) {

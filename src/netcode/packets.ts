@@ -160,7 +160,7 @@ export function readEncryptedPacket(
   const encrypted = packet.subarray(1 + count)
   const replay = replayProtected.has(type) ? expected.replay : undefined
   if (replay?.olderThanWindow(sequence)) return dropped('too-old')
-  if (replay?.alreadyReceived(sequence)) return dropped('replayed')
+  if (replay?.seenInWindow(sequence)) return dropped('replayed')
   let body: Uint8Array
   try {
     body = sodium.crypto_aead_chacha20poly1305_ietf_decrypt(null, encrypted, associatedData(expected.protocolId, prefix), sequenceNonce(sequence), expected.key)

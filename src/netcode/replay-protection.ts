@@ -4,6 +4,7 @@ import { maxUint64, sizes } from './constants.ts'
 
 // Below every sequence: 2^64 - 1 is a sequence a peer may send, so it cannot mark an empty entry.
 const empty = -1n
+const windowSize = BigInt(sizes.replayBuffer)
 
 export class ReplayProtection {
   #mostRecent = 0n
@@ -18,21 +19,23 @@ export class ReplayProtection {
    * a replay). Written subtraction-side: sequence + window could wrap past 2^64 (IMPLEMENTERS.md §1).
    */
   olderThanWindow(sequence: bigint): boolean {
-    const window = BigInt(sizes.replayBuffer)
-    return this.#mostRecent >= window && sequence <= this.#mostRecent - window
+    return this.#mostRecent >= windowSize && sequence <= this.#mostRecent - windowSize
+  }
+
+  /** Received already, for a sequence not older than the window. */
+  seenInWindow(sequence: bigint): boolean {
+    const seen = this.#received[Number(sequence % windowSize)]!
+    return seen !== empty && seen >= sequence
   }
 
   alreadyReceived(sequence: bigint): boolean {
-    if (this.olderThanWindow(sequence)) return true
-    const window = BigInt(sizes.replayBuffer)
-    const seen = this.#received[Number(sequence % window)]!
-    return seen !== empty && seen >= sequence
+    return this.olderThanWindow(sequence) || this.seenInWindow(sequence)
   }
 
   /** Records a sequence that has passed alreadyReceived() and decrypted. */
   advance(sequence: bigint): void {
     if (sequence > this.#mostRecent) this.#mostRecent = sequence
-    this.#received[Number(sequence % BigInt(sizes.replayBuffer))] = sequence
+    this.#received[Number(sequence % windowSize)] = sequence
   }
 
   reset(): void {
@@ -48,16 +51,15 @@ export class ReplayProtection {
     this.reset()
     if (end === 0n) return
     this.#mostRecent = end - 1n
-    const window = BigInt(sizes.replayBuffer)
-    for (let age = 0n; age < window && age < end; age++) {
+    for (let age = 0n; age < windowSize && age < end; age++) {
       const sequence = end - 1n - age
-      this.#received[Number(sequence % window)] = sequence
+      this.#received[Number(sequence % windowSize)] = sequence
     }
   }
 
   /** The sequence after every one received (or counted as received) so far; 0 when there was none. */
   receivedEnd(): bigint {
-    if (this.#received[Number(this.#mostRecent % BigInt(sizes.replayBuffer))] !== this.#mostRecent) return 0n
+    if (this.#received[Number(this.#mostRecent % windowSize)] !== this.#mostRecent) return 0n
     return this.#mostRecent === maxUint64 ? maxUint64 : this.#mostRecent + 1n
   }
 }

@@ -11,6 +11,7 @@ import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer } from './wire.ts'
 import { copyBytes } from '../bytes.ts'
+import { PeerCounterField, layout } from '../engine/layout.ts'
 
 export interface ServerClock {
   /** Microseconds of a monotonic clock: timers. */
@@ -68,16 +69,15 @@ export interface ServerCoreCounters {
   tokenExpired: number
 }
 
-/** Per-client counters, in this order, peerCounterFields per client (as the native table). */
-export const PeerCounter = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
-export const peerCounterFields = 9
+// Per-client counters: the native table's layout (engine/layout.ts), which the fallback engine hands on as is.
+const { peerCounterFields } = layout
 
 /** Where a connected client's refused packet counts among its counters (as the native core's CountPeerDrop). */
 function peerDropField(reason: DropReason): number {
-  if (reason === 'replayed') return PeerCounter.replayed
-  if (reason === 'too-old') return PeerCounter.tooOld
-  if (reason === 'decryption-failed') return PeerCounter.decryptionFailed
-  return PeerCounter.malformed
+  if (reason === 'replayed') return PeerCounterField.replayed
+  if (reason === 'too-old') return PeerCounterField.tooOld
+  if (reason === 'decryption-failed') return PeerCounterField.decryptionFailed
+  return PeerCounterField.malformed
 }
 
 const serverAccepts = new Set<number>([PacketType.connectionResponse, PacketType.keepAlive, PacketType.payload, PacketType.disconnect])
@@ -302,7 +302,7 @@ export class ServerCore {
     wrongProtocol: 0,
     tokenExpired: 0,
   }
-  /** Per-client counters, peerCounterFields per client (PeerCounter's order). */
+  /** Per-client counters, peerCounterFields per client (PeerCounterField's order). */
   readonly peerCounters: Float64Array
 
   /** challengeKey: random, made at each start, never leaves the server. */
@@ -605,12 +605,12 @@ export class ServerCore {
     this.#connected++
     const counters = this.peerCounters
     const at = index * peerCounterFields
-    counters[at + PeerCounter.clients]!++
-    counters[at + PeerCounter.packetsIn] = 1
-    counters[at + PeerCounter.bytesIn] = data.byteLength
-    counters[at + PeerCounter.packetsOut] = 0
-    counters[at + PeerCounter.bytesOut] = 0
-    counters.fill(0, at + PeerCounter.malformed, at + peerCounterFields) // its drops
+    counters[at + PeerCounterField.clients]!++
+    counters[at + PeerCounterField.packetsIn] = 1
+    counters[at + PeerCounterField.bytesIn] = data.byteLength
+    counters[at + PeerCounterField.packetsOut] = 0
+    counters[at + PeerCounterField.bytesOut] = 0
+    counters.fill(0, at + PeerCounterField.malformed, at + peerCounterFields) // its drops
     this.#sink.connected(index, challenge.clientId, from, challenge.userData)
     this.#sendKeepAlive(index, now)
     this.#scheduleSlot(index, now)
@@ -625,8 +625,8 @@ export class ServerCore {
       this.peerCounters[at + peerDropField(read.reason)]!++
       return
     }
-    this.peerCounters[at + PeerCounter.packetsIn]!++
-    this.peerCounters[at + PeerCounter.bytesIn]! += data.byteLength
+    this.peerCounters[at + PeerCounterField.packetsIn]!++
+    this.peerCounters[at + PeerCounterField.bytesIn]! += data.byteLength
     switch (read.value.type) {
       case PacketType.keepAlive:
         slot.lastReceiveUs = now.monotonicUs
@@ -662,8 +662,8 @@ export class ServerCore {
     const packet = encryptPacket(this.#sodium, { type, sequence: slot.sequence++, body }, this.#protocolId, slot.sendKey)
     slot.lastSendUs = now.monotonicUs
     const at = index * peerCounterFields
-    this.peerCounters[at + PeerCounter.packetsOut]!++
-    this.peerCounters[at + PeerCounter.bytesOut]! += packet.byteLength
+    this.peerCounters[at + PeerCounterField.packetsOut]!++
+    this.peerCounters[at + PeerCounterField.bytesOut]! += packet.byteLength
     this.#emit(slot.address, packet)
   }
 
