@@ -197,12 +197,12 @@ describe('connect() attempts', () => {
 })
 
 describe('connect() while the socket reopens for an IPv6 server', () => {
-  // An attempt aborted after its handshake completed unseen leaves the IPv4 socket owing the server its 10
-  // disconnects, 100 ms apart: reopening it takes about a second.
+  // An attempt aborted after its handshake completed unseen leaves the IPv4 socket owing the server its 30
+  // disconnects, 100 ms apart: reopening it takes about 3 s, far from what "at once" allows a loaded machine.
   async function owingDisconnects(): Promise<{ client: Client; v6: string; close: () => Promise<void> }> {
     const v4 = await startServer()
     const v6 = await startServer({ address: '[::1]:0' })
-    const client = new Client() // disconnects at the default 100 ms
+    const client = new Client({ disconnectPackets: 30 }) // at the default 100 ms
     const abort = new AbortController()
     const attempt = client.connect(await token(v4.address, 21n), { signal: abort.signal })
     // The JS thread blocked until the handshake completed unseen (the client's engine knows the server's
@@ -221,7 +221,7 @@ describe('connect() while the socket reopens for an IPv6 server', () => {
     const abortedAt = performance.now()
     abort.abort()
     expect(await codeOf(attempt)).toBe('ERR_ABORTED')
-    expect(performance.now() - abortedAt).toBeLessThan(300)
+    expect(performance.now() - abortedAt).toBeLessThan(1500)
     // Not busy: this attempt takes over the reopen, and connects on the new socket.
     expect(await codeOf(client.connect(await token(v6, 23n)))).toBe('resolved')
     expect(client.state).toBe('connected')
@@ -236,7 +236,7 @@ describe('connect() while the socket reopens for an IPv6 server', () => {
     const closedAt = performance.now()
     const closed = client.close()
     expect(await codeOf(attempt)).toBe('ERR_ABORTED')
-    expect(performance.now() - closedAt).toBeLessThan(300)
+    expect(performance.now() - closedAt).toBeLessThan(1500)
     await closed
     expect(await codeOf(client.connect(await token(v6, 25n)))).toBe('ERR_CLIENT_CLOSED')
     await close()

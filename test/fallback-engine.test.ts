@@ -97,8 +97,10 @@ describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
 describe('fallback engine', () => {
   it('keeps an idle connection alive past the token timeout (keep-alives both ways), and times out a silent server', async () => {
     const { server, address } = await startServer('fallback')
-    const client = await connectClient('fallback', address, 5n, 1)
-    await new Promise((resolve) => setTimeout(resolve, 1500))
+    // Both ends on the JavaScript thread: a stall of most of a 1 s timeout could let the timer run before the
+    // keep-alives waiting to be read. 2 s, and held past it.
+    const client = await connectClient('fallback', address, 5n, 2)
+    await new Promise((resolve) => setTimeout(resolve, 2500))
     expect(client.state).toBe('connected')
     expect(server.stats().connectedClients).toBe(1)
     // A server that stops answering (no redundant disconnects: there are none to send) times the client out.

@@ -502,7 +502,9 @@ describe('small sends from the JavaScript thread', () => {
       client.on('message', (data) => echoes.push(data[0]!))
       let sentAtOnce = 0
       for (let i = 0; i < 20; i++) {
-        await new Promise((resolve) => setTimeout(resolve, 3))
+        // The last echo in (and, on the channel, its acknowledgement out 1 ms later): the I/O thread sleeps.
+        await waitFor(() => echoes.length === i, 5000, () => `echo ${i}`)
+        await new Promise((resolve) => setTimeout(resolve, 5))
         const before = client.stats().packets.out
         client.send(new Uint8Array([i]))
         await Promise.resolve() // the engine's flush, queued by send() as a microtask, has run

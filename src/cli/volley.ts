@@ -297,10 +297,14 @@ async function main(): Promise<void> {
       clearInterval(ticker)
       if (!interrupted.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
     }
-    // The echoes of the last broadcasts are on their way: the report waits until they stop coming (1 s at most).
-    for (let waited = 0, seen = -1; waited < 1000 && pool.stats().messagesReceived !== seen; waited += 50) {
-      seen = pool.stats().messagesReceived
+    // The echoes of the last broadcasts are on their way: the report waits until every message came back, or
+    // none came for 250 ms (a server that does not echo, or lost ones), 2 s at most. One quiet poll was not
+    // enough: on a busy machine the server's JavaScript can stall that long with echoes still to send.
+    for (let waited = 0, quiet = 0, seen = pool.stats().messagesReceived; seen < messagesSent && quiet < 250 && waited < 2000; waited += 50) {
       await new Promise((resolve) => setTimeout(resolve, 50))
+      const received = pool.stats().messagesReceived
+      quiet = received === seen ? quiet + 50 : 0
+      seen = received
     }
     report('finished', { broadcasts, messagesSent, ...(interrupted.aborted ? { interrupted: true } : {}) })
     // Read before the clients close: a connection that ended in the window was lost (the server went away).

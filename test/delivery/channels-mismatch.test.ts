@@ -249,7 +249,7 @@ describe('channels that differ between server and client', () => {
         const sent = performance.now()
         client.send(new TextEncoder().encode('raw netcode payload'))
         await waitFor(() => server.stats().channelsMismatch === 1, 3000, 'the server refused it')
-        expect(performance.now() - sent).toBeLessThan(1000) // at the payload, not at the end of the wait
+        expect(performance.now() - sent).toBeLessThan(1900) // at the payload, not at the end of the wait (2 s)
         expect(server.stats().channelsUnannounced).toBe(0)
         await waitFor(() => client.state !== 'connected', 3000, 'the client hears of it')
         expect(client.state).toBe('disconnected')
@@ -260,12 +260,13 @@ describe('channels that differ between server and client', () => {
     })
 
     it('that stays silent: disconnected once the wait for its settings is over (2 s)', async () => {
+      // Read before the handshake, whose end starts the server's wait: late news of it cannot shorten this.
+      const started = performance.now()
       const { server, client, peers, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
       try {
         expect(refused).toBeUndefined()
-        const connected = performance.now()
         await waitFor(() => client.state !== 'connected', 4000, 'the server refused it')
-        expect(performance.now() - connected).toBeGreaterThanOrEqual(1800)
+        expect(performance.now() - started).toBeGreaterThanOrEqual(1900)
         expect(client.state).toBe('disconnected')
         expect(server.stats()).toMatchObject({ channelsMismatch: 0, channelsUnannounced: 1 })
         expect([peers, serverSaw]).toEqual([[], []])

@@ -72,9 +72,10 @@ describe('channels over loopback', () => {
     for (let i = 0; i < 100; i++) client.send(numberedMessage(i, 500))
     // Pings at 10 Hz, acks, pongs: until every message is acknowledged and the server has an RTT sample.
     await waitFor(() => client.bufferedAmount === 0 && peer.stats().rtt.smoothedMs > 0, 5000, 'the messages acknowledged, an RTT sample at the server')
+    // One sample a stall delayed weighs an eighth in the smoothed RTT: the next samples bring it back.
+    await waitFor(() => client.stats().rtt.smoothedMs < 50, 5000, () => `the client's smoothed RTT under 50 ms (${client.stats().rtt.smoothedMs} ms)`)
     const stats = client.stats()
     expect(stats.rtt.smoothedMs).toBeGreaterThan(0)
-    expect(stats.rtt.smoothedMs).toBeLessThan(50)
     expect(stats.rtt.minMs).toBeLessThanOrEqual(stats.rtt.smoothedMs)
     expect(stats.rtt.maxMs).toBeGreaterThanOrEqual(stats.rtt.smoothedMs)
     expect(stats.lossPercent).toBe(0)
@@ -129,8 +130,9 @@ describe('channels over loopback', () => {
     expect(serverSent).toBeLessThanOrEqual(bound)
     expect(client.stats().rtt.minMs).toBeGreaterThan(0) // the pings that went were answered (0 before a sample)
     // The server's pongs come held, so its minimum waits for the clock's drift (4 s); its smoothed RTT
-    // has left the initial 100 ms at the first sample.
-    expect(peer.stats().rtt.smoothedMs).toBeLessThan(50)
+    // has left the initial 100 ms at the first sample (on a loaded machine a stalled first sample takes
+    // a few more, one a second, to wear off).
+    await waitFor(() => peer.stats().rtt.smoothedMs < 50, 15_000, () => `the server's smoothed RTT under 50 ms (${peer.stats().rtt.smoothedMs} ms)`)
     expect(client.state).toBe('connected')
     await close()
   })
@@ -151,9 +153,9 @@ describe('channels over loopback', () => {
     expect(peer.stats().packets.out - serverBefore).toBeLessThanOrEqual(bound)
     // RTT samples on both sides: the client's minimum (0 before the first sample), the server's smoothed
     // RTT from the held pongs, away from the initial 100 ms and net of the time each was held (~100 ms).
+    // Held pongs counted with their hold would keep it near 100 ms; a sample a stall delayed wears off.
     expect(client.stats().rtt.minMs).toBeGreaterThan(0)
-    expect(peer.stats().rtt.smoothedMs).toBeLessThan(50)
-    expect(peer.stats().rtt.maxMs).toBeLessThan(90) // not the ~100 ms a pong is held (a stall of a few tens of ms may show)
+    await waitFor(() => peer.stats().rtt.smoothedMs < 50, 5000, () => `the server's smoothed RTT under 50 ms (${peer.stats().rtt.smoothedMs} ms)`)
     await close()
   })
 
@@ -168,11 +170,11 @@ describe('channels over loopback', () => {
     await waitFor(() => server.peers.size === 2)
     // Within a second when idle (3 s allowed for a loaded machine), well before the 4 s the clock's drift takes.
     await waitFor(() => [...server.peers.values()].every((each) => each.stats().rtt.minMs > 0), 3000, "both peers' minimum RTT")
+    // Not the ~100 ms of a held pong. Should a stall have delayed the first sample, the held ones lower the
+    // minimum once the clock's drift is known (4 s).
+    await waitFor(() => [...server.peers.values()].every((each) => each.stats().rtt.minMs < 20), 8000, "both peers' minimum RTT under 20 ms")
     const mins = [...server.peers.values()].map((each) => each.stats().rtt.minMs)
-    for (const minMs of mins) {
-      expect(minMs).toBeGreaterThan(0)
-      expect(minMs).toBeLessThan(20)
-    }
+    for (const minMs of mins) expect(minMs).toBeGreaterThan(0)
     expect(server.stats().link!.rtt.minMs).toBe(Math.min(...mins))
     expect(peer.stats().rtt.smoothedMs).toBeGreaterThan(0)
     expect(client.state).toBe('connected')

@@ -26,16 +26,20 @@ describe('a starved engine and its protocol sockets', () => {
     )
     await waitFor(() => server.peers.size === 1)
     const before = server.stats().packets.in
+    const clientOutBefore = client.stats().packets.out
     const payload = Buffer.alloc(1200)
     let sent = 0
     for (; sent < 6000 && client.send(payload); sent++);
     expect(sent).toBeGreaterThan(5000)
+    await Promise.resolve() // the client's flush of its last, partly filled slab (a microtask) has run
     // Busy: nothing is drained, so the slabs the server's engine fills stay held. For the second its
     // simulated link takes to send all of it (~0.75 s), and at least until the server's engine has filled
-    // its slabs (so that it was starved while datagrams kept coming, however slow this machine is).
+    // its slabs (so that it was starved while datagrams kept coming, however slow this machine is), and until
+    // the client has sent them all (so that how many the kernel dropped does not hang on how fast its thread ran).
     const started = Date.now()
     const starved = () => server.stats().packets.in - before >= 1500
-    while ((Date.now() < started + 1000 || !starved()) && Date.now() < started + 15_000) {
+    const allSent = () => client.stats().packets.out - clientOutBefore >= sent
+    while ((Date.now() < started + 1000 || !starved() || !allSent()) && Date.now() < started + 4000) {
       // the client's I/O thread sends what was queued; the server's reads it
     }
     const readWhileStarved = server.stats().packets.in - before
