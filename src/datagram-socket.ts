@@ -242,7 +242,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#binding = undefined
     // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
     // closing by the next tick).
-    const local = this.#opened(engine, info, binding.closeAfter ? 'never' : 'now')
+    const local = this.#takeBound(info)
+    this.#opened(engine, info, binding.closeAfter ? 'never' : 'now')
     // Each was counted as accepted when it was queued: send() counts it again.
     this.#accepted -= binding.sends.length
     const refusedBefore = this.#refused
@@ -493,13 +494,16 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const fallback = fallbackReason()
     const options = this.#socketOptions(0, '')
     if (fallback !== undefined) {
+      // Where it lands is known at onOpened: until then address() throws, as node:dgram's does.
       const engine = this.#fallbackEngine(fallback)
       this.#opened(engine, engine.openNow(options, this.#client), 'when-bound')
       return
     }
     const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    const info = openNative(engine, options, this.#client)
+    this.#takeBound(info)
     // Not inside the send() that binds, before its datagram is queued.
-    this.#opened(engine, openNative(engine, options, this.#client), 'next-tick')
+    this.#opened(engine, info, 'next-tick')
   }
 
   /** The fallback engine, if it runs this socket's options (reusePort needs a Node whose node:dgram has it: ERR_FALLBACK_UNSUPPORTED). */
@@ -513,11 +517,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * callback; a listener that throws does not fail the bind that succeeded), on the next tick, once the
    * fallback engine has bound it (onOpened), or never (closing already).
    */
-  #opened(engine: Engine | FallbackDatagramEngine, info: NativeSocketInfo, listening: 'now' | 'next-tick' | 'when-bound' | 'never'): AddressInfo {
+  #opened(engine: Engine | FallbackDatagramEngine, info: NativeSocketInfo, listening: 'now' | 'next-tick' | 'when-bound' | 'never'): void {
     this.#engine = engine
     this.#id = info.id
     this.#formatter = new AddressFormatter(this.#ipCodec())
-    const local = this.#takeBound(info)
     this.#state = 'bound'
     this.#holdsReference = true // open() took one
     if (!this.#referenced) {
@@ -526,14 +529,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     }
     if (listening === 'now') this.#announce()
     else if (listening === 'next-tick') process.nextTick(() => this.#announce())
-    return { ...local }
   }
 
   /** Where the socket is bound, and the buffer sizes the kernel granted. */
   #takeBound(info: NativeSocketInfo): AddressInfo {
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
-    return this.#local
+    return { ...this.#local }
   }
 
   #announce(): void {

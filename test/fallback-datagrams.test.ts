@@ -164,8 +164,9 @@ describe('datagram sockets on the fallback engine', () => {
     const { port } = await taken.bind(0)
     await expect(socket().bind(port)).rejects.toMatchObject({ code: 'EADDRINUSE', address: '0.0.0.0', port })
     const implicit = socket({ recvBufferSize: 1 << 20 })
+    const listening = new Promise<void>((resolve) => implicit.once('listening', () => resolve()))
     implicit.send('x', port, '127.0.0.1')
-    await waitFor(() => implicit.address().port !== 0, 3000, 'the bind a send() makes')
+    await within(listening, 3000, 'the bind a send() makes')
     const stats = implicit.stats()
     expect(stats.recvBufferSize).toBeGreaterThan(0)
     expect(stats.recvBufferSize).not.toBe(1 << 20) // the kernel's size (doubled, or capped), as the native engine reports it
