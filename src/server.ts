@@ -27,7 +27,7 @@ import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
-import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress } from './netcode/server-address.ts'
+import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, readFinalReadings, readPeerDrops, recordAddress } from './peer-records.ts'
@@ -713,7 +713,7 @@ function serverAddressOption(name: 'address' | 'publicAddress', value: unknown):
     const ports = name === 'address' ? 'a port from 0 (any free port) to 65535' : 'a port from 0 (the port bound) to 65535'
     throw new VolleyTypeError(
       error.code,
-      `The "${name}" option must be an IPv4 literal or an IPv6 literal in brackets, and ${ports}: 'a.b.c.d:port' or '[ipv6]:port'. Received '${value}'`,
+      `The "${name}" option must be an IPv4 literal or an IPv6 literal in brackets${zoneRefused(value)}, and ${ports}: 'a.b.c.d:port' or '[ipv6]:port'. Received '${value}'`,
     )
   }
 }

@@ -463,6 +463,7 @@ describe('options', () => {
     [{ address: '127.0.0.1' }, 'ERR_INVALID_ARG_VALUE', /"address" option.*Received '127\.0\.0\.1'/],
     [{ address: 'nowhere:0' }, 'ERR_INVALID_ARG_VALUE', /"address" option.*Received 'nowhere:0'/],
     [{ address: 40000 }, 'ERR_INVALID_ARG_TYPE', /"address" option must be a string/],
+    [{ address: '[fe80::1%lo]:0' }, 'ERR_INVALID_ARG_VALUE', /"address" option must be .* with no zone \('%eth0': netcode's addresses carry none\)/],
     [{ publicAddress: '10.0.0.1' }, 'ERR_INVALID_ARG_VALUE', /"publicAddress" option.*Received '10\.0\.0\.1'/],
     // What tokens list must be an address clients can send to: a wildcard bind needs publicAddress.
     [{ address: '0.0.0.0:0' }, 'ERR_INVALID_ARG_VALUE', /^The "address" option '0\.0\.0\.0:0' is the unspecified address, which clients cannot send to: give the "publicAddress" option too/],

@@ -53,8 +53,13 @@ export function parseServerAddress(text: unknown, name?: string, lowestPort: 0 |
   if (address !== null) return address
   throw new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
-    `Server address '${text}'${from} does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets`,
+    `Server address '${text}'${from} does not parse: the host must be an IPv4 literal, or an IPv6 literal in brackets${zoneRefused(text)}`,
   )
+}
+
+/** Why an address with an IPv6 zone ('%eth0') is refused, for an error's message; '' for one without. */
+export function zoneRefused(text: string): string {
+  return text.includes('%') ? " with no zone ('%eth0': netcode's addresses carry none)" : ''
 }
 
 /**

@@ -68,7 +68,7 @@ describe('generateConnectToken', () => {
     ['serverAddresses: ["127.0.0.1:0"]', { serverAddresses: ['127.0.0.1:0'] }, 'ERR_INVALID_ARG_VALUE', /port from 1 to 65535/],
     ['serverAddresses: ["::1:40000"]', { serverAddresses: ['::1:40000'] }, 'ERR_INVALID_ARG_VALUE', /does not parse|IPv6 literal in brackets/],
     // A token has no room for an IPv6 zone: dropping it silently would name another address (the native parser refuses it too).
-    ['serverAddresses: ["[fe80::1%eth0]:40000"]', { serverAddresses: ['[fe80::1%eth0]:40000'] }, 'ERR_INVALID_ARG_VALUE', /IPv6 literal in brackets/],
+    ['serverAddresses: ["[fe80::1%eth0]:40000"]', { serverAddresses: ['[fe80::1%eth0]:40000'] }, 'ERR_INVALID_ARG_VALUE', /IPv6 literal in brackets with no zone/],
     ['expireSeconds: 0.5', { expireSeconds: 0.5 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
     ['expireSeconds: 2 ** 32 + 1', { expireSeconds: 2 ** 32 + 1 }, 'ERR_OUT_OF_RANGE', /"expireSeconds"/],
     ['timeoutSeconds: 1.5', { timeoutSeconds: 1.5 }, 'ERR_OUT_OF_RANGE', /"timeoutSeconds"/],
