@@ -85,7 +85,8 @@ export interface LinkStats {
    */
   queue: { depth: number; bytes: number; delayMs: number }
   /**
-   * The peer's clock minus ours, ms, and its drift (parts per million). errorBoundMs: the most the offset
+   * The peer's clock minus this process's monotonic clock, ms (a clock skew this side's own network simulator
+   * makes shows in the peer's figure, not here), and its drift (parts per million). errorBoundMs: the most the offset
    * can be wrong by now, however the network splits the delay between the two ways (half the round trips
    * it rests on; Infinity before the first ping/pong exchange). Until the drift is known (4 s) it assumes
    * the two clocks tick at the same rate. exchanges: the ping/pong exchanges taken so far.
