@@ -21,7 +21,7 @@ import {
   surfaceLater,
   systemError,
 } from './errors.ts'
-import { copyBytes } from './bytes.ts'
+import { copyBytes, detachedDataError, isDetached } from './bytes.ts'
 
 export type SocketType = 'udp4' | 'udp6'
 
@@ -643,11 +643,13 @@ function validatePort(port: unknown, allowZero: boolean): asserts port is number
 }
 
 function toBytes(data: unknown): Uint8Array {
-  if (data instanceof Uint8Array) return data
   if (typeof data === 'string') return Buffer.from(data)
-  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
-  throw new VolleyTypeError(
-    'ERR_INVALID_ARG_TYPE',
-    `The "data" argument must be a string, a Buffer, a TypedArray or a DataView. Received ${describe(data)}`,
-  )
+  if (!ArrayBuffer.isView(data)) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_TYPE',
+      `The "data" argument must be a string, a Buffer, a TypedArray or a DataView. Received ${describe(data)}`,
+    )
+  }
+  if (isDetached(data)) throw detachedDataError()
+  return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
 }

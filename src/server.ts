@@ -500,8 +500,12 @@ export class Server extends EventEmitter<ServerEvents> {
       sent += links[at + LinkField.packetsSent]!
       lost += links[at + LinkField.packetsLost]!
       totals.resends += links[at + LinkField.resends]!
-      totals.queue.depth += links[at + LinkField.queuedMessages]!
-      totals.queue.bytes += links[at + LinkField.queuedBytes]!
+      // As peer.stats() counts it: what the I/O thread has not taken yet included.
+      const queue = this.#queues.get(index)?.outstanding()
+      if (queue) {
+        totals.queue.depth += queue.depth
+        totals.queue.bytes += queue.bytes
+      }
       totals.dropped += links[at + LinkField.dropped]!
     }
     if (measured > 0) totals.rtt.smoothedMs /= measured

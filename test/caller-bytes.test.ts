@@ -107,6 +107,47 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
     await waitFor(() => got.length === 3, 5000, 'the 3 datagrams')
     expect(got).toEqual([0, 1, 2])
   })
+
+  it.each<ChannelMode | 'none'>(['reliable', 'none'])(
+    'a view whose buffer was transferred away (detached): send() throws ERR_INVALID_ARG_VALUE and counts nothing, so the queue still empties (%s)',
+    async (mode) => {
+      const privateKey = await generateKey()
+      const delivery = mode === 'none' ? {} : { channels: [{ mode }], sendQueueBytes: 10_000 }
+      const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', disconnectIntervalMs: 5, ...delivery })
+      const { port } = await onEngine(engine, () => server.listen())
+      const client = new Client({ disconnectIntervalMs: 5, ...delivery })
+      try {
+        const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+        await onEngine(engine, async () => client.connect(await tokenFor(privateKey, port, 1n)))
+        const peer = await within(connected, 5000, "the server's 'connect'")
+        const detached = (): Uint8Array => {
+          const view = new Uint8Array(new ArrayBuffer(100), 10, 50)
+          structuredClone(view.buffer, { transfer: [view.buffer] })
+          return view
+        }
+        const refused = { code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/detached ArrayBuffer/) }
+        expect(() => client.send(detached())).toThrow(expect.objectContaining(refused))
+        expect(() => peer.send(detached())).toThrow(expect.objectContaining(refused))
+        const socket = createDatagramSocket()
+        await onEngine(engine, () => socket.bind(0, '127.0.0.1'))
+        expect(() => socket.send(detached(), port, '127.0.0.1')).toThrow(expect.objectContaining(refused))
+        expect(socket.stats().queue.depth).toBe(0)
+        // An empty view of a live buffer is no detached one.
+        expect(socket.send(new Uint8Array(0), port, '127.0.0.1')).toBe(true)
+        if (mode !== 'none') {
+          expect(client.send(new Uint8Array(0))).toBe(true)
+          // Nothing was counted against the queue for the detached views: it empties, and then takes a
+          // message larger than its bound (a lone message always fits).
+          await within(Promise.all([client.flushed(), peer.flushed()]), 3000, 'flushed() on both sides')
+          expect([client.bufferedAmount, peer.bufferedAmount]).toEqual([0, 0])
+          expect(client.send(new Uint8Array(20_000))).toBe(true)
+        }
+      } finally {
+        await client.close()
+        await server.close()
+      }
+    },
+  )
 })
 
 describe('a connect token that is no Uint8Array', () => {

@@ -182,6 +182,16 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it("sums its peers' queues in its totals as each peer counts its own, messages the I/O thread has not taken yet included", async () => {
+    const { server, peer, close } = await connectedPair()
+    for (let i = 0; i < 10; i++) expect(peer.send(new Uint8Array(1000))).toBe(true)
+    // In the same tick as the sends: the engine's own figures do not have them yet.
+    const own = peer.stats().queue
+    expect({ depth: own.depth, bytes: own.bytes }).toEqual({ depth: 10, bytes: 10_000 })
+    expect(server.stats().link!.queue).toEqual({ depth: 10, bytes: 10_000 })
+    await close()
+  })
+
   it('synchronises with a peer whose clock is 3 s ahead and 80 ppm fast, through 20 ms RTT and 5 ms jitter', async () => {
     const link = { latencyMs: 10, jitterMs: 2.5 }  // each way
     const startedMs = performance.now()
