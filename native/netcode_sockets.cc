@@ -67,9 +67,21 @@ uint64_t SettingsWaitUs(const delivery::DeliveryConfig& config) { return std::ma
 
 // --- a connection's delivery link ---
 
+void DeliveryLink::WatchRoom(const std::vector<uint8_t>& data) {
+  watched = true;
+  uint32_t charge = 0;
+  if (data.size() == sizeof(charge)) std::memcpy(&charge, data.data(), sizeof(charge));  // little-endian hosts
+  watchedCharge = std::max<uint64_t>(watchedCharge, charge);
+}
+
 void DeliveryLink::ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes) {
-  if (watched && core.queuedCharge() <= queueLimitBytes / 2) {
+  // At half the limit (not at every message acknowledged), or lower where the refused message would not fit
+  // then (a drain it cannot use would have JavaScript try again, and again, until the queue emptied); one
+  // larger than the limit waits for an empty queue, which takes any message.
+  const uint64_t room = watchedCharge < queueLimitBytes ? queueLimitBytes - watchedCharge : 0;
+  if (watched && core.queuedCharge() <= std::min(queueLimitBytes / 2, room)) {
     watched = false;
+    watchedCharge = 0;
     output.Record(kPeerDrain, 0, peer_, nullptr, 0);
   }
   if (flushWatched && core.queuedCharge() == 0) {
@@ -182,7 +194,7 @@ void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
   mismatched_.clear();
 }
 
-void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>&, const netcode::Clock& now) {
+void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) {
   now_ = now;
   uint32_t peer = 0;
   const bool watch = op == kControlWatchPeer || op == kControlWatchFlush;
@@ -190,7 +202,8 @@ void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector
   if (op == kControlDisconnectPeer && current) core_.Disconnect(peer, now);
   if (op == kControlStop) core_.Stop(now);
   if (watch && current && peer < links_.size() && links_[peer]) {
-    (op == kControlWatchPeer ? links_[peer]->watched : links_[peer]->flushWatched) = true;
+    if (op == kControlWatchPeer) links_[peer]->WatchRoom(data);
+    else links_[peer]->flushWatched = true;
     AfterDelivery(peer);
   }
   EndMismatched(now);
@@ -348,7 +361,8 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
     if (op == kControlStop) stopping_ = true;
   }
   if ((op == kControlWatchPeer || op == kControlWatchFlush) && link_) {
-    (op == kControlWatchPeer ? link_->watched : link_->flushWatched) = true;
+    if (op == kControlWatchPeer) link_->WatchRoom(data);
+    else link_->flushWatched = true;
     AfterDelivery();
   }
 }

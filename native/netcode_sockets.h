@@ -39,8 +39,11 @@ class DeliveryLink : public delivery::DeliverySink {
   void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
     owner_->DeliverMessage(peer_, channel, data, size, owned);
   }
+  // A send was refused: a drain record once the queue has room for it. data: the refused message's charge
+  // (u32, little-endian; its bytes and its record's overhead), the largest since the last drain counting.
+  void WatchRoom(const std::vector<uint8_t>& data);
   // The drain and flushed records JavaScript waits for, once their moment has come (queueLimitBytes: its
-  // send limit, a drain at half of it).
+  // send limit; a drain at half of it, or lower: room for what was refused).
   void ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes);
   // The settings record once the peer's settings are known; true when the two sides' channels do not work
   // together (delivery::Mismatch).
@@ -70,6 +73,7 @@ class DeliveryLink : public delivery::DeliverySink {
   delivery::DeliveryCore core;
   bool dirty = false;    // sent to or received from since the last flush
   bool watched = false;  // JavaScript waits for room in the queue
+  uint64_t watchedCharge = 0;  // for a message of this charge (WatchRoom)
   bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
   bool settingsReported = false;  // the peer's settings went to JavaScript
   bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch), or settingsLate

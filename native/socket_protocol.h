@@ -45,7 +45,8 @@ constexpr uint8_t kDisconnectChannelsMismatch = 5;
 constexpr uint8_t kDisconnectSettingsLate = 6;
 constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
-// peer's queue has room again. kControlWatchFlush: report (flushed record) when the queue is empty.
+// peer's queue has room again, for it too (data: its charge, u32 LE). kControlWatchFlush: report (flushed
+// record) when the queue is empty.
 enum ProtocolControl : uint32_t {
   kControlDisconnectPeer = 1,
   kControlConnect = 2,

@@ -467,7 +467,7 @@ export class Client extends EventEmitter<ClientEvents> {
     if (!this.#ready) throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
-      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer)
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer, 0, this.#queue.refused(data.byteLength))
       this.#drain.block()
       return false
     }

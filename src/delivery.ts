@@ -286,6 +286,15 @@ export class SendQueue {
     return true
   }
 
+  /**
+   * What a watchPeer control carries for a message admit() refused: its charge (u32 LE), so that the engine's
+   * 'drain' waits until the queue has room for it. The same bytes each call: the engine copies them at once.
+   */
+  refused(size: number): Uint8Array {
+    refusedCharge.setUint32(0, Math.min(size + layout.queuedMessageOverheadBytes, 0xffff_ffff), true)
+    return refusedChargeBytes
+  }
+
   /** Takes back an admitted message that could not be handed to the engine after all. */
   cancel(size: number): void {
     if (this.settings === null) return
@@ -308,6 +317,9 @@ export class SendQueue {
     return { depth, bytes: Math.max(0, charge - depth * layout.queuedMessageOverheadBytes) }
   }
 }
+
+const refusedChargeBytes = new Uint8Array(4)
+const refusedCharge = new DataView(refusedChargeBytes.buffer)
 
 function capitalized(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1)

@@ -518,7 +518,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const queue = this.#rawQueue ?? (this.#queues.get(peer.index) as SendQueue)
     const channel = queue.check(data, options)
     if (!queue.admit(data.byteLength)) {
-      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer, peer.tag)
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer, peer.tag, queue.refused(data.byteLength))
       return false
     }
     if ((this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)) return true

@@ -81,8 +81,10 @@ export class DeliveryLink {
   readonly core: DeliveryCore
   /** Sent to or received from since the last flush. */
   dirty = false
-  /** JavaScript waits for room in the queue. */
+  /** JavaScript waits for room in the queue, */
   watched = false
+  /** for a message of this charge (watchRoom). */
+  watchedCharge = 0
   /** JavaScript waits for the queue to empty. */
   flushWatched = false
   /** The peer's settings went to JavaScript. */
@@ -103,10 +105,27 @@ export class DeliveryLink {
     this.settingsDeadlineUs = nowUs + settingsWaitUs(config)
   }
 
-  /** The drain and flushed records JavaScript waits for, once their moment has come. */
+  /**
+   * A send was refused: a drain record once the queue has room for it. data: the refused message's charge
+   * (u32, little-endian: its bytes and its record's overhead), the largest since the last drain counting.
+   */
+  watchRoom(data: Uint8Array | undefined): void {
+    this.watched = true
+    const charge = data?.byteLength === 4 ? new DataView(data.buffer, data.byteOffset, 4).getUint32(0, true) : 0
+    this.watchedCharge = Math.max(this.watchedCharge, charge)
+  }
+
+  /**
+   * The drain and flushed records JavaScript waits for, once their moment has come: a drain at half the
+   * limit (not at every message acknowledged), or lower where the refused message would not fit then (a
+   * drain it cannot use would have JavaScript try again, and again, until the queue emptied); one larger
+   * than the limit waits for an empty queue, which takes any message.
+   */
   reportQueue(records: RecordBatch, queueLimitBytes: number): void {
-    if (this.watched && this.core.queuedCharge <= queueLimitBytes / 2) {
+    const room = Math.max(0, queueLimitBytes - this.watchedCharge)
+    if (this.watched && this.core.queuedCharge <= Math.min(queueLimitBytes / 2, room)) {
       this.watched = false
+      this.watchedCharge = 0
       records.add(PeerRecordKind.drain, 0, this.peer, null, null)
     }
     if (this.flushWatched && this.core.queuedCharge === 0) {

@@ -213,7 +213,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     }
   }
 
-  control(op: number, arg: number, _data: Uint8Array | undefined, nowUs: number): void {
+  control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void {
     const now = this.#clock(nowUs)
     const watch = op === ProtocolControl.watchPeer || op === ProtocolControl.watchFlush
     const slot = op === ProtocolControl.disconnectPeer || watch ? this.#currentSlot(arg) : undefined // else: a client that left
@@ -221,7 +221,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     if (op === ProtocolControl.stop) this.#core.stop(now)
     const link = watch && slot !== undefined ? this.#links[slot] : undefined
     if (link !== undefined) {
-      if (op === ProtocolControl.watchPeer) link.watched = true
+      if (op === ProtocolControl.watchPeer) link.watchRoom(data)
       else link.flushWatched = true
       this.#afterDelivery(link)
     }
@@ -397,7 +397,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
     }
     const link = this.#link
     if ((op === ProtocolControl.watchPeer || op === ProtocolControl.watchFlush) && link !== undefined) {
-      if (op === ProtocolControl.watchPeer) link.watched = true
+      if (op === ProtocolControl.watchPeer) link.watchRoom(data)
       else link.flushWatched = true
       this.#afterDelivery(link)
     }

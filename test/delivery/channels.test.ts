@@ -182,6 +182,35 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it("'drain' comes once the queue has room for the message send() refused, so a retry loop waits instead of spinning (both sides)", async () => {
+    // 20 ms each way: what is queued stays unacknowledged for a round trip at least.
+    const slow = { sendQueueBytes: 20_000, networkSimulator: { latencyMs: 20 } }
+    const { client, peer, close } = await connectedPair(slow)
+    const sides = [
+      { name: 'client', send: (data: Uint8Array) => client.send(data), drained: () => client.drained(), flushed: () => client.flushed() },
+      { name: 'peer', send: (data: Uint8Array) => peer.send(data), drained: () => peer.drained(), flushed: () => peer.flushed() },
+    ]
+    const refusals: Record<string, number[]> = {}
+    for (const { name, send, drained, flushed } of sides) {
+      refusals[name] = []
+      // Larger than the queue: it waits for an empty queue (which takes any message), not for half of one.
+      // Then one that fits in the queue but not beside what is queued: it waits for room for itself, which
+      // is less than half of the queue.
+      for (const [queued, size] of [[1, 30_000], [10, 12_000]] as const) {
+        for (let i = 0; i < queued; i++) expect(send(new Uint8Array(1000))).toBe(true)
+        let refused = 0
+        while (!send(new Uint8Array(size))) {
+          refused++
+          await within(drained(), 5000, `'drain' for the ${size} B message (${name})`)
+        }
+        refusals[name].push(refused)
+        await within(flushed(), 5000, `flushed() (${name})`)
+      }
+    }
+    expect(refusals).toEqual({ client: [1, 1], peer: [1, 1] })
+    await close()
+  })
+
   it("sums its peers' queues in its totals as each peer counts its own, messages the I/O thread has not taken yet included", async () => {
     const { server, peer, close } = await connectedPair()
     for (let i = 0; i < 10; i++) expect(peer.send(new Uint8Array(1000))).toBe(true)
