@@ -6,6 +6,7 @@
 // messages to deliver. See wire_format.h for the bytes.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <queue>
@@ -160,6 +161,9 @@ class DeliveryCore {
 
  private:
   static constexpr size_t kPartialSlots = 8;  // incomplete unreliable/sequenced messages per channel
+  // An incomplete unreliable/sequenced message with no fragment for this long (or 4 smoothed RTTs, if
+  // longer) has lost one: a sender sends a message's fragments one after another.
+  static constexpr uint64_t kIdlePartialUs = 250000;
   static constexpr uint64_t kNotSent = UINT64_MAX - 1;
   static constexpr uint64_t kAcked = UINT64_MAX;
 
@@ -220,6 +224,7 @@ class DeliveryCore {
     bool used = false;
     bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
     bool partial = false;     // unreliable or sequenced (counted in partialsUsed_)
+    uint32_t lastAfterUs = 0;  // its latest new fragment, after firstUs (in the bools' padding: 64 B a slot)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     uint64_t length = 0;
@@ -228,6 +233,8 @@ class DeliveryCore {
     std::vector<uint8_t> bytes;
     uint32_t fragments = 0, received = 0;
     uint8_t* seen() { return bytes.data() + length; }
+    uint64_t lastUs() const { return firstUs + lastAfterUs; }
+    void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
@@ -310,6 +317,9 @@ class DeliveryCore {
   void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
+  // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
+  // `length` more fit in the bound or none is left.
+  void EvictIdlePartials(uint64_t length, uint64_t nowUs);
   void ExpireFragments(uint64_t nowUs);
 
   DeliveryConfig config_;

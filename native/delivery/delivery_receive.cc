@@ -253,6 +253,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   slot.used = true;
   slot.sequence = sequence;
   slot.firstUs = nowUs;
+  slot.lastAfterUs = 0;
   slot.length = length;
   slot.fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
   slot.bytes.resize(length + slot.fragments);  // zeroed: no fragment seen
@@ -533,6 +534,9 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
           FreeInMessage(older);
         }
       }
+      // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
+      // every fragmented message of the other channels out until it expired.
+      EvictIdlePartials(length, nowUs);
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
@@ -550,11 +554,28 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   }
   std::copy(data, data + size, slot->bytes.begin() + static_cast<long>(fragment * kFragmentBytes));
   slot->seen()[fragment] = 1;
+  slot->FragmentAt(nowUs);
   if (++slot->received == slot->fragments) {
     DeliverWhole(channelIndex, *slot);
     delivered(sequence);
   }
   return true;
+}
+
+void DeliveryCore::EvictIdlePartials(uint64_t length, uint64_t nowUs) {
+  if (partialsUsed_ == 0) return;
+  const uint64_t idleUs = std::max<uint64_t>(kIdlePartialUs, 4 * rtt_.smoothedUs());
+  while (!FitsBound(length)) {
+    InMessage* idlest = nullptr;
+    for (ReceiveChannel& channel : receiveChannels_) {
+      for (InMessage& slot : channel.partials) {
+        if (slot.used && nowUs - slot.lastUs() >= idleUs && (idlest == nullptr || slot.lastUs() < idlest->lastUs())) idlest = &slot;
+      }
+    }
+    if (idlest == nullptr) return;
+    ++stats_.expiredFragments;
+    FreeInMessage(*idlest);
+  }
 }
 
 void DeliveryCore::ExpireFragments(uint64_t nowUs) {

@@ -21,6 +21,11 @@ const maxDriftPpm = 200
 const residualDriftPpm = 50
 /** Incomplete unreliable/sequenced messages per channel. */
 const partialSlots = 8
+/**
+ * An incomplete unreliable/sequenced message with no fragment for this long (or 4 smoothed RTTs, if longer)
+ * has lost one: a sender sends a message's fragments one after another.
+ */
+const idlePartialUs = 250_000
 /** One slot of a reliable receive queue as the bound counts it: the native core's sizeof(InMessage). */
 export const receiveSlotBytes = 64
 /** A queue's first slots, which every channel may always have: not counted against the bound. */
@@ -34,6 +39,8 @@ interface InMessage {
   partial: boolean
   sequence: number
   firstUs: number
+  /** Its latest new fragment. */
+  lastUs: number
   length: number
   bytes: Uint8Array
   /** A flag per fragment received. */
@@ -43,7 +50,7 @@ interface InMessage {
 }
 
 const noBytes = new Uint8Array(0)
-const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, length: 0, bytes: noBytes, seen: noBytes, fragments: 0, received: 0 })
+const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, bytes: noBytes, seen: noBytes, fragments: 0, received: 0 })
 
 interface ReceiveChannel {
   mode: ChannelModeCode
@@ -291,6 +298,7 @@ export class DeliveryCore extends DeliverySending {
     slot.used = true
     slot.sequence = sequence
     slot.firstUs = nowUs
+    slot.lastUs = nowUs
     slot.length = length
     slot.fragments = fragmented ? fragmentCount(length) : 1
     slot.bytes = new Uint8Array(length)
@@ -554,6 +562,9 @@ export class DeliveryCore extends DeliverySending {
             this.#freeInMessage(older)
           }
         }
+        // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
+        // every fragmented message of the other channels out until it expired.
+        this.#evictIdlePartials(length, nowUs)
       }
       // Unreliable data that does not fit is dropped, not refused: it would not come again.
       if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) return
@@ -565,9 +576,31 @@ export class DeliveryCore extends DeliverySending {
       stats.malformed++
       return
     }
-    if (this.#storeFragment(slot, fragment, data, at, size) && slot.received === slot.fragments) {
+    if (!this.#storeFragment(slot, fragment, data, at, size)) return
+    slot.lastUs = nowUs
+    if (slot.received === slot.fragments) {
       this.#deliverWhole(index, slot)
       delivered(sequence)
+    }
+  }
+
+  /**
+   * Frees idle incomplete messages of any channel (idlePartialUs), the longest idle first, until `length`
+   * more fit in the bound or none is left.
+   */
+  #evictIdlePartials(length: number, nowUs: number): void {
+    if (this.#partialsUsed === 0) return
+    const idleUs = Math.max(idlePartialUs, 4 * this.rtt.smoothedUs)
+    while (!this.#fitsBound(length)) {
+      let idlest: InMessage | undefined
+      for (const channel of this.#receiveChannels) {
+        for (const slot of channel.partials) {
+          if (slot.used && nowUs - slot.lastUs >= idleUs && (idlest === undefined || slot.lastUs < idlest.lastUs)) idlest = slot
+        }
+      }
+      if (idlest === undefined) return
+      this.stats.expiredFragments++
+      this.#freeInMessage(idlest)
     }
   }
 

@@ -383,6 +383,37 @@ describe('incomplete messages over the reassembly bound', () => {
   })
 })
 
+describe("another channel's incomplete messages over the reassembly bound", () => {
+  it('give way once they have had no fragment for a while, to fragmented messages that would not fit beside them', () => {
+    // Two 1 MiB messages on channel 0 each lose a fragment: incomplete, they fill the bound (2 MiB). The
+    // sequenced messages of channel 1, fragmented (2,500 B), were all dropped until those two expired (5 s).
+    const shape = ({ to, data }: { to: 'a' | 'b'; data: Uint8Array }): number | null => {
+      if (to !== 'b') return 0
+      return dataFrames(data).some((frame) => frame.channel === 0 && frame.sequence < 2 && frame.fragment === 3) ? null : 0
+    }
+    for (const mode of ['sequenced', 'unreliable'] as const) {
+      const pair = new SimulatedPair({ channels: [mode, 'sequenced'], sendQueueBytes: 64 << 20 }, { latencyMs: 10, shape }, 3)
+      pair.run(200 * ms)
+      expect(pair.send('a', 0, numberedMessage(0, 1 << 20))).toBe('queued')
+      expect(pair.send('a', 0, numberedMessage(1, 1 << 20))).toBe('queued')
+      pair.run(pair.now + 100 * ms)
+      // While their fragments still come, the two are kept: a message of channel 1 does not fit.
+      expect(pair.send('a', 1, numberedMessage(100, 2500))).toBe('queued')
+      pair.run(pair.now + 100 * ms)
+      expect(pair.b.stats().overBudget, mode).toBe(3) // each of its 3 fragments
+      pair.run(pair.now + 400 * ms) // idle since, longer than 250 ms
+      for (let i = 0; i < 20; i++) {
+        expect(pair.send('a', 1, numberedMessage(i, 2500))).toBe('queued')
+        pair.run(pair.now + 100 * ms)
+      }
+      // 2.8 s in all, about half the fragment timeout: one of the two gave way, which made room enough.
+      expect(pair.received.b.map((m) => ({ channel: m.channel, index: readNumberedMessage(m.data) })), mode).toEqual(Array.from({ length: 20 }, (_, i) => ({ channel: 1, index: i })))
+      expect(pair.b.stats().overBudget, mode).toBe(3)
+      expect(pair.b.stats().expiredFragments, mode).toBe(1)
+    }
+  })
+})
+
 describe('reliable queues that a reordering burst grew', () => {
   it('give their room in the bound back once they have drained', () => {
     // On each of 30 channels one burst: message 0 late, 1 to 1,000 ahead of it. Drained, each queue kept
