@@ -548,7 +548,9 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * The synchronised clock: the server's, as estimated from the ping/pong exchanges of the delivery layer
    * (ms, sub-millisecond resolution; the local monotonic clock without channels). peer.time() on the
-   * server reads the same clock.
+   * server reads the same clock. Each exchange corrects the estimate, forwards or back (within the error
+   * bound, stats().clock.errorBoundMs), and time() follows: a schedule that must never run backwards keeps
+   * the largest it has read.
    */
   time(): number {
     return peerClockMs(this.#links, 0)
