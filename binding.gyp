@@ -37,6 +37,8 @@
       "defines": [
         "NAPI_VERSION=8",
         "NAPI_DISABLE_CPP_EXCEPTIONS",
+        # A call made while a Worker terminates fails: without this node-addon-api aborts the process on it.
+        "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS",
         "NODE_ADDON_API_DISABLE_DEPRECATED",
         "VOLLEY_SOURCE_HASH=\"<!(node scripts/source-hash.mjs)\""
       ],

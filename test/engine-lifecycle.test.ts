@@ -58,6 +58,10 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(run('terminate-worker.ts').trim()).toBe('survived')
   })
 
+  it('a worker can be terminated while it loads the addon or calls into it (40 workers, at seeded moments)', () => {
+    expect(run('terminate-worker-in-call.mjs', '40').trim()).toBe('survived 40')
+  })
+
   it("a Peer kept after its server closed keeps none of the server's per-slot tables", () => {
     // 3 more servers of 2^20 slots: kept, their tables grew the process by 699 MiB; let go, by 6–27 MiB
     // (RSS moves with the runtime's own heap too: 52 MiB once on Node 26 with a quarter of the slots).
