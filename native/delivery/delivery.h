@@ -401,11 +401,16 @@ class DeliveryCore {
   uint64_t ackDeadlineUs_ = 0;
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
-  // What unreliable and sequenced messages may still start (bytes): a message started takes its length,
-  // each byte of their data received gives two back, up to the reassembly bound. A message's buffer is
-  // made whole at its first fragment; a peer whose messages are never completed (each evicted or passed
-  // by the next) made one of up to maxMessageBytes for every fragment frame of a few bytes it sent.
-  uint64_t partialCredit_;
+  // What buffers may still be made ahead of their data (bytes): each unreliable or sequenced message
+  // started takes its length, and so does the next message of a reliable channel taken past the reassembly
+  // bound; each byte of data received gives two back, up to the bound. A message's buffer is made whole at
+  // its first fragment: without the credit a peer whose messages are never completed (each evicted or
+  // passed by the next) made one of up to maxMessageBytes for every fragment frame of a few bytes it sent,
+  // and a packet a reliable channel made one of maxMessageBytes on each.
+  uint64_t bufferCredit_;
+  // Where the credit stops growing: the bound, and never below the largest message, which must be able to
+  // start (a bound set below it is for tests).
+  uint64_t BufferCreditLimit() const { return std::max<uint64_t>(reassemblyLimit_, config_.maxMessageBytes); }
   std::vector<ReceivedPackets::Range> ackScratch_;
 
   // Settings: the peer's, and whether it has shown (by a PONG) that it has this side's.

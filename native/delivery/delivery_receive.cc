@@ -239,16 +239,20 @@ void DeliveryCore::OnSettings(bool followsPings, uint64_t maxMessageBytes, const
 
 bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs,
                                   bool headOfLine) {
-  // The message each reliable channel delivers next is always taken, past the bound if need be (it is at
-  // most maxMessageBytes): memory stays within the bound + one message per reliable channel (+ the queues'
-  // first slots). Whether a channel can go on then never depends on another channel, nor on what the
-  // sender has learnt: taking only one channel's next message past the bound at a time, another's was
-  // refused until that one completed, and a sender that had not learnt which one was taken (its
+  // The message each reliable channel delivers next is taken past the bound if need be (it is at most
+  // maxMessageBytes), as the peer's data pays for it: memory stays within the bound + one message per
+  // reliable channel (+ the queues' first slots), and buffers are made no faster than twice the data (a
+  // packet on each of 16 channels made 16 of maxMessageBytes). Whether a channel can go on never depends on
+  // another channel for good: taking only one channel's next message past the bound at a time, another's
+  // was refused until that one completed, and a sender that had not learnt which one was taken (its
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
-  // minimum window, for good.
-  if (!headOfLine && !FitsBound(length)) {
-    ++stats_.overBudget;
-    return false;
+  // minimum window, for good; refused for credit, its resends bring the credit it waits for.
+  if (!FitsBound(length)) {
+    if (!headOfLine || length > bufferCredit_) {
+      ++stats_.overBudget;
+      return false;
+    }
+    bufferCredit_ -= length;
   }
   slot.used = true;
   slot.sequence = sequence;
@@ -407,6 +411,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   // A message over this side's maximum (a peer configured with a larger one) is dropped and counted, and
   // a reliable channel passes over its sequence: refusing its packets would stall the channel for good.
   const bool oversized = length > config_.maxMessageBytes;
+  bufferCredit_ = std::min(bufferCredit_ + 2 * uint64_t{size}, BufferCreditLimit());
   if (channel.mode == ChannelMode::kReliable) {
     if (sequence < channel.nextDeliver) {
       ++stats_.duplicateMessages;
@@ -469,7 +474,6 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   }
 
   // Sequenced and unreliable.
-  partialCredit_ = std::min(partialCredit_ + 2 * uint64_t{size}, reassemblyLimit_);
   if (oversized) {
     // Once per message, as the reliable channel counts it (PassOver), not once per fragment: counted at
     // its first fragment (a message whose first fragment is lost goes uncounted, never counted twice).
@@ -514,7 +518,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   if (slot == nullptr) {
     // Messages started faster than their data comes (each evicted or passed by the next): dropped, as
     // unreliable data over the bound is.
-    if (length > partialCredit_) {
+    if (length > bufferCredit_) {
       ++stats_.overBudget;
       return false;
     }
@@ -540,7 +544,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
-    partialCredit_ -= length;
+    bufferCredit_ -= length;
     slot = free;
     slot->partial = true;
     ++partialsUsed_;

@@ -54,7 +54,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
       sink_(sink),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
       rtt_(config.initialRttUs),
-      partialCredit_(reassemblyLimit_) {
+      bufferCredit_(BufferCreditLimit()) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
   packetThreshold_ = kPacketThreshold;
   timeThresholdEighths_ = kTimeThresholdEighths;

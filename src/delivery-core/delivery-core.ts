@@ -75,8 +75,8 @@ export class DeliveryCore extends DeliverySending {
   readonly #refusedPackets = new ReceivedPackets()
   /** Bytes of messages being reassembled. */
   reassemblyUsed = 0
-  /** What unreliable and sequenced messages may still start (bytes); see the native core. */
-  #partialCredit: number
+  /** What buffers may still be made ahead of their data (bytes); see the native core. */
+  #bufferCredit: number
   #partialsUsed = 0
   #countedQueueSlots = 0
   #drainedQueues = 0
@@ -87,7 +87,7 @@ export class DeliveryCore extends DeliverySending {
 
   constructor(config: Partial<DeliveryConfig>, sink: DeliverySink) {
     super({ ...defaultDeliveryConfig, ...config }, sink)
-    this.#partialCredit = this.reassemblyLimit
+    this.#bufferCredit = this.#bufferCreditLimit()
     this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [] }))
   }
 
@@ -289,11 +289,20 @@ export class DeliveryCore extends DeliverySending {
     }
   }
 
+  /** Where the credit stops growing: the bound, never below the largest message (see the native core). */
+  #bufferCreditLimit(): number {
+    return Math.max(this.reassemblyLimit, this.config.maxMessageBytes)
+  }
+
   #startInMessage(slot: InMessage, sequence: number, length: number, fragmented: boolean, nowUs: number, headOfLine: boolean): boolean {
-    // The message each reliable channel delivers next is always taken, past the bound if need be.
-    if (!headOfLine && !this.#fitsBound(length)) {
-      this.stats.overBudget++
-      return false
+    // The message each reliable channel delivers next is taken past the bound if need be, as the peer's data
+    // pays for it (see the native core).
+    if (!this.#fitsBound(length)) {
+      if (!headOfLine || length > this.#bufferCredit) {
+        this.stats.overBudget++
+        return false
+      }
+      this.#bufferCredit -= length
     }
     slot.used = true
     slot.sequence = sequence
@@ -449,6 +458,7 @@ export class DeliveryCore extends DeliverySending {
     const stats = this.stats
     // Over this side's maximum: dropped and counted; a reliable channel passes over its sequence.
     const oversized = length > this.config.maxMessageBytes
+    this.#bufferCredit = Math.min(this.#bufferCredit + 2 * size, this.#bufferCreditLimit())
     if (channel.mode === ChannelModeCode.reliable) {
       if (sequence < channel.nextDeliver) {
         stats.duplicateMessages++
@@ -503,7 +513,6 @@ export class DeliveryCore extends DeliverySending {
     }
 
     // Sequenced and unreliable.
-    this.#partialCredit = Math.min(this.#partialCredit + 2 * size, this.reassemblyLimit)
     if (oversized) {
       if (!fragmented || fragment === 0) stats.oversized++ // once per message, at its first fragment
       return
@@ -544,7 +553,7 @@ export class DeliveryCore extends DeliverySending {
     }
     if (slot === undefined) {
       // Messages started faster than their data comes: dropped, as unreliable data over the bound is.
-      if (length > this.#partialCredit) {
+      if (length > this.#bufferCredit) {
         stats.overBudget++
         return
       }
@@ -568,7 +577,7 @@ export class DeliveryCore extends DeliverySending {
       }
       // Unreliable data that does not fit is dropped, not refused: it would not come again.
       if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) return
-      this.#partialCredit -= length
+      this.#bufferCredit -= length
       slot = free
       slot.partial = true
       this.#partialsUsed++

@@ -1106,7 +1106,7 @@ describe('hostile input', () => {
     expect(core.stats().overBudget).toBe(3)
   })
 
-  it('holds its queues of messages ahead and the messages in them within one bound', () => {
+  it('holds its queues of messages ahead and the messages in them within one bound; each next message is taken as data pays for it', () => {
     // The queues' slots were checked against the bound only as they grew, and messages ahead against the
     // bound only with their own bytes: slots up to the bound, then messages up to it as well.
     const limit = 64 * 1024
@@ -1126,8 +1126,17 @@ describe('hostile input', () => {
     // The bound, the next message of each channel past it, and the four slots each queue may always have.
     expect(receiveSlotBytes).toBeGreaterThan(0)
     expect(queueSlots * receiveSlotBytes + reassemblyUsed).toBeLessThanOrEqual(limit + 4 * 60_000 + 4 * 4 * receiveSlotBytes)
-    expect(reassemblyUsed).toBeGreaterThanOrEqual(4 * 60_000) // each channel's next message was still taken
+    // Past the bound the next messages are taken as the peer's data pays for them (twice its bytes, from a
+    // bound's worth at the start): one now, the others as the sender sends their fragments again.
+    expect(reassemblyUsed).toBe(60_000)
     expect(overBudget).toBeGreaterThan(0)
+    let resent = 0
+    while (core.stats().reassemblyUsed < 4 * 60_000 && resent < 400) {
+      for (let channel = 1; channel < 4; channel++, resent++) core.receive(fragmentOf(pn++, channel, 0, 60_000, 0, 1100), pn)
+    }
+    expect(core.stats().reassemblyUsed).toBe(4 * 60_000) // each channel's next message was taken in the end
+    // 180,000 bytes of buffers past the first credit, at twice the 1,100 of each resent fragment: about 82.
+    expect(resent).toBeLessThanOrEqual(90)
   })
 
   it('a packet refused for memory delivers its unreliable message once, even when it comes twice', () => {

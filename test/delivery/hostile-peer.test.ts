@@ -88,21 +88,39 @@ describe('fragments of messages a peer never completes', () => {
 })
 
 describe('the next message of every reliable channel', () => {
-  it('is taken past the reassembly bound, one message a channel and nothing more', () => {
+  it('is taken past the reassembly bound as the data pays for it, one message a channel and nothing more', () => {
     // Five reliable channels, each sent the last fragment of its next message (about 1 MiB): a few bytes
-    // each. The bound (the largest message plus 1 MiB) takes two, and each channel's next message goes past
-    // it (so that no channel waits on another): five. A message behind any of them is refused.
+    // each. The bound (the largest message plus 1 MiB) takes two; past it each channel's next message goes
+    // as the peer's data pays for it, twice its bytes, from a bound's worth at the start: two more. A
+    // message behind any of them is refused.
     const maxMessageBytes = 1 << 20
     const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1
     const channels = [0, 1, 2, 3, 4]
     const options: DeliveryOptions = { channels: channels.map(() => 'reliable' as const), maxMessageBytes }
     const core = deliveryCore(options)
     core.receive(fromPeer(options, 0, channels.flatMap((channel) => lastFragment(channel, 0, big))), 1_000_000)
-    expect(core.stats(1_000_000).reassemblyUsed).toBe(5 * big)
+    expect(core.stats(1_000_000).reassemblyUsed).toBe(4 * big)
     core.receive(fromPeer(options, 1, channels.flatMap((channel) => lastFragment(channel, 1, big))), 1_000_100)
     const stats = core.stats(1_000_100)
-    expect(stats.reassemblyUsed).toBe(5 * big) // within the bound + one message of each reliable channel
-    expect(stats.overBudget).toBe(5)
+    expect(stats.reassemblyUsed).toBe(4 * big) // within the bound + one message of each reliable channel
+    expect(stats.overBudget).toBe(1 + 5)
+  })
+
+  it('is not made faster than twice the data beyond the bound: a first fragment on each of 16 channels of 16 MiB', () => {
+    // A packet a channel, 1,100 bytes of data each, made a buffer of 16 MiB on each (256 MiB, zeroed, for
+    // 18 kB): now the bound's worth (17 MiB), one more on its first credit, then twice the bytes sent.
+    const maxMessageBytes = 16 << 20
+    const reassemblyLimit = maxMessageBytes + (1 << 20)
+    const channels = Array.from({ length: 16 }, (_, channel) => channel)
+    const options: DeliveryOptions = { channels: channels.map(() => 'reliable' as const), maxMessageBytes }
+    const core = deliveryCore(options)
+    let now = 1_000_000
+    const firstFragment = (channel: number): number[] => [0x11, channel, ...varint(0), ...varint(maxMessageBytes), ...varint(0), ...new Array<number>(fragmentBytes).fill(3)]
+    for (const channel of channels) core.receive(fromPeer(options, channel, firstFragment(channel)), (now += 100))
+    const stats = core.stats(now)
+    expect(stats.reassemblyMade).toBe(2 * maxMessageBytes)
+    expect(stats.reassemblyMade).toBeLessThanOrEqual(reassemblyLimit + reassemblyLimit + 2 * stats.bytesIn)
+    expect(stats.overBudget).toBe(14)
   })
 })
 
