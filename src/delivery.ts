@@ -279,7 +279,7 @@ export class SendQueue {
   admit(size: number): boolean {
     if (this.settings === null) return true
     const queued = this.queued
-    const cost = size + layout.queuedMessageOverheadBytes
+    const cost = chargeOf(size)
     if (queued > 0 && queued + cost > this.settings.sendQueueBytes) return false
     this.#submitted += cost
     this.#submittedMessages++
@@ -291,14 +291,14 @@ export class SendQueue {
    * 'drain' waits until the queue has room for it. The same bytes each call: the engine copies them at once.
    */
   refused(size: number): Uint8Array {
-    refusedCharge.setUint32(0, Math.min(size + layout.queuedMessageOverheadBytes, 0xffff_ffff), true)
+    refusedCharge.setUint32(0, Math.min(chargeOf(size), 0xffff_ffff), true)
     return refusedChargeBytes
   }
 
   /** Takes back an admitted message that could not be handed to the engine after all. */
   cancel(size: number): void {
     if (this.settings === null) return
-    this.#submitted -= size + layout.queuedMessageOverheadBytes
+    this.#submitted -= chargeOf(size)
     this.#submittedMessages--
   }
 
@@ -316,6 +316,11 @@ export class SendQueue {
     const charge = this.#submitted - (links[base + LinkField.releasedBytes] ?? 0)
     return { depth, bytes: Math.max(0, charge - depth * layout.queuedMessageOverheadBytes) }
   }
+}
+
+/** What a message of `size` bytes counts against its queue: its bytes and its record's, as the engine counts it. */
+function chargeOf(size: number): number {
+  return size + layout.queuedMessageOverheadBytes
 }
 
 const refusedChargeBytes = new Uint8Array(4)
