@@ -28,7 +28,7 @@ import {
 } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type ConnectErrorCode, VolleyError, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
+import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -139,7 +139,7 @@ export class ConnectError extends VolleyError {
     message: string,
     /** The client state the attempt ended in. */
     readonly state: ClientState,
-    options?: ErrorOptions,
+    options?: VolleyErrorOptions,
   ) {
     super(code, message, options)
   }

@@ -69,9 +69,14 @@ export class VolleyRangeError extends RangeError {
   }
 }
 
+/** What an error was caused by: ES2022's `ErrorOptions`, spelled out so that the declarations need no ES2022 lib. */
+export interface VolleyErrorOptions {
+  cause?: unknown
+}
+
 export class VolleyError extends Error {
   declare readonly code: VolleyStateErrorCode
-  constructor(code: VolleyStateErrorCode, message: string, options?: ErrorOptions) {
+  constructor(code: VolleyStateErrorCode, message: string, options?: VolleyErrorOptions) {
     super(message, options)
     this.name = 'Error'
     named(this, code)

@@ -19,6 +19,7 @@ export {
   type ConnectErrorCode,
   type SystemError,
   type VolleyErrorCode,
+  type VolleyErrorOptions,
   type VolleyRangeErrorCode,
   type VolleyStateErrorCode,
   type VolleyTypeErrorCode,

@@ -1,0 +1,83 @@
+// The declarations a consumer gets, checked as a consumer checks them: emitted from src/ as the package's
+// build does, installed as node_modules/volley, and compiled with skipLibCheck off, strict and
+// exactOptionalPropertyTypes on, and the oldest lib the package supports (ES2020, Node 20's @types/node), so
+// that a declaration needing a newer lib (ES2022's ErrorOptions did) fails here, not in a user's build.
+import { execFile } from 'node:child_process'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const repo = join(import.meta.dirname, '..')
+const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc')
+const work = mkdtempSync(join(tmpdir(), 'volley-declarations-'))
+afterAll(() => rmSync(work, { recursive: true, force: true }))
+
+async function compile(args: string[]): Promise<{ status: number; output: string }> {
+  try {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, [tsc, ...args], { cwd: work })
+    return { status: 0, output: stdout + stderr }
+  } catch (error) {
+    const failed = error as { code?: number; stdout?: string; stderr?: string }
+    return { status: failed.code ?? 1, output: `${failed.stdout ?? ''}${failed.stderr ?? ''}` }
+  }
+}
+
+/** The README's first example, as a user pastes it. */
+function readmeExample(): string {
+  const block = /```ts\n([\s\S]*?)```/.exec(readFileSync(join(repo, 'README.md'), 'utf8'))
+  if (!block?.[1]) throw new Error('README.md has no ts block')
+  return block[1]
+}
+
+const consumer = `
+import { Client, ClientPool, Server, isVolleyError, type ConnectErrorCode, type LinkStats, type Peer } from 'volley'
+
+const server = new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0',
+  channels: [{ mode: 'reliable' }, { mode: 'unreliable' }] })
+server.on('message', (peer, data, channel) => {
+  const who: Peer = peer
+  const size: number = data.byteLength + channel
+  void who, size
+})
+server.on('disconnect', (peer, reason) => { const text: string = reason; void peer, text })
+const client = new Client({ channels: [{ mode: 'reliable' }, { mode: 'unreliable' }] })
+client.on('message', (data, channel) => { const n: number = data[0] ?? channel; void n })
+const stats: LinkStats = client.stats()
+const rttMs: number = stats.rtt.smoothedMs
+client.connect(new Uint8Array(2048)).catch((error: unknown) => {
+  if (isVolleyError(error)) { const code: string = error.code; void code }
+})
+const denied: ConnectErrorCode = 'ERR_CONNECTION_DENIED'
+// @ts-expect-error a channel's mode is one of three words
+new Client({ channels: [{ mode: 'reliabel' }] })
+void rttMs, denied, ClientPool
+`
+
+describe('the published declarations', () => {
+  it('compile in a consumer with skipLibCheck off, on lib ES2020', { timeout: 120_000 }, async () => {
+    const pkg = join(work, 'node_modules', 'volley')
+    mkdirSync(pkg, { recursive: true })
+    cpSync(join(repo, 'package.json'), join(pkg, 'package.json'))
+    const emitted = await compile(['-p', join(repo, 'tsconfig.build.json'), '--emitDeclarationOnly', '--sourceMap', 'false',
+      '--outDir', join(pkg, 'dist')])
+    expect(emitted.output).toBe('')
+    expect(emitted.status).toBe(0)
+
+    writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
+    writeFileSync(join(work, 'readme.ts'), readmeExample())
+    writeFileSync(join(work, 'consumer.ts'), consumer)
+    writeFileSync(join(work, 'tsconfig.json'), JSON.stringify({
+      compilerOptions: {
+        target: 'ES2020', lib: ['ES2020'], module: 'nodenext', moduleResolution: 'nodenext', noEmit: true,
+        strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true, skipLibCheck: false,
+        types: ['node'], typeRoots: [join(repo, 'node_modules', '@types')],
+      },
+      files: ['readme.ts', 'consumer.ts'],
+    }))
+    const checked = await compile(['-p', join(work, 'tsconfig.json')])
+    expect(checked.output).toBe('')
+    expect(checked.status).toBe(0)
+  })
+})
