@@ -1,5 +1,5 @@
-import { execFileSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { execFileSync, spawnSync } from 'node:child_process'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -127,5 +127,36 @@ describe('prebuild', () => {
     expect(warnings[0]!.code).toBe('VOLLEY_FALLBACK_ENGINE')
     expect(warnings[0]!.message).toContain(`could not be loaded: ${damaged} is there but did not load (a prebuild needs glibc 2.28 or newer, as Node’s own binaries do): ${damaged}: file too short. Build it`)
     expect(warnings[0]!.message).not.toContain('no prebuild')
+  })
+
+  describe('npm install, where no prebuild fits and the build fails (no compiler)', () => {
+    // The package as npm unpacks it where no prebuild fits: no prebuilds/, no build/; a compiler that fails.
+    function unpacked(): string {
+      const dir = mkdtempSync(join(tmpdir(), 'volley-install-'))
+      temporary.push(dir)
+      for (const part of ['package.json', 'binding.gyp', 'native', 'scripts']) cpSync(join(root, part), join(dir, part), { recursive: true })
+      symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+      return dir
+    }
+    function install(dir: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
+      const env = { ...process.env, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
+      env.PATH = `${join(root, 'node_modules', '.bin')}:${env.PATH ?? ''}`
+      const run = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 })
+      return { status: run.status, stderr: run.stderr }
+    }
+
+    it('still installs, and says the fallback engine will run and how to build the addon', { timeout: 70_000 }, () => {
+      const dir = unpacked()
+      const { status, stderr } = install(dir)
+      expect(stderr).toMatch(/volley: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nServer, Client and datagram sockets will run on the pure-TypeScript fallback engine.*\nTo build the native addon: .*`npm rebuild volley`/)
+      expect(status).toBe(0)
+      expect(existsSync(join(dir, 'build', 'Release', 'volley.node'))).toBe(false)
+    })
+
+    it('fails with VOLLEY_REQUIRE_ADDON=1, for deployments that must run natively', { timeout: 70_000 }, () => {
+      const { status, stderr } = install(unpacked(), { VOLLEY_REQUIRE_ADDON: '1' })
+      expect(stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so the install fails.')
+      expect(status).toBe(1)
+    })
   })
 })
