@@ -24,6 +24,7 @@
 #include "netcode_sockets.h"
 #include "network_simulator.h"
 #include "shared_memory.h"
+#include "socket_ids.h"
 #include "simulator_binding.h"
 #include "timer_binding.h"
 #include "socket_stats.h"
@@ -291,8 +292,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     if (env.IsExceptionPending()) return env.Undefined();  // a getter of the protocol options threw
     auto stats = std::make_shared<SocketStats>();
-    const uint32_t id = engine_->AddSocket(std::move(socket), static_cast<uint32_t>(batchSize),
-                                          static_cast<uint32_t>(coalesceUs * 1000), stats, std::move(protocol));
+    // An id JavaScript has not forgotten yet (its socket's closed event not handled) is still in use.
+    const uint32_t id = socketIds_.Next([this](uint32_t candidate) { return stats_.count(candidate) != 0; });
+    engine_->AddSocket(id, std::move(socket), static_cast<uint32_t>(batchSize), static_cast<uint32_t>(coalesceUs * 1000), stats,
+                       std::move(protocol));
     stats_[id] = std::move(stats);
     if (peerCounters) peerCounters_[id] = std::move(peerCounters);
 
@@ -600,7 +603,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // The slabs, by id; the I/O thread uses them until it has stopped, JavaScript through its buffers.
   std::vector<std::shared_ptr<SharedMemory>> receiveSlabs_;
   std::vector<std::shared_ptr<SharedMemory>> sendSlabs_;
-  std::unordered_map<uint32_t, std::shared_ptr<SocketStats>> stats_;
+  std::unordered_map<uint32_t, std::shared_ptr<SocketStats>> stats_;  // by socket id: the ids in use
+  SocketIds socketIds_;
   std::unordered_map<uint32_t, std::shared_ptr<netcode::PeerCounterTable>> peerCounters_;
   std::vector<Event> drained_;
 };

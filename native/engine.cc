@@ -138,8 +138,8 @@ int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
   return static_cast<int>(id);
 }
 
-uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                           std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol) {
+void Engine::AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
+                       std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol) {
   auto* state = new SocketState();
   if (protocol) {
     protocol->socketIsV6 = socket->isV6();
@@ -148,8 +148,7 @@ uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize
     protocol->output.drain = [this, state] { SendProtocolDatagrams(state); };
   }
   state->protocol = std::move(protocol);
-  state->id = nextSocketId_++;
-  if (nextSocketId_ == kWakeToken) nextSocketId_ = 1;  // after 2^32 sockets: 0 is the wake-up's
+  state->id = id;
   state->batchSize = batchSize;
   state->coalesceNs = coalesceNs;
   state->socket = std::move(socket);
@@ -158,7 +157,6 @@ uint32_t Engine::AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize
   command.id = state->id;
   command.socket = state;
   Post(command);
-  return state->id;
 }
 
 void Engine::CloseSocket(uint32_t socketId) {
@@ -502,7 +500,7 @@ void Engine::CloseSocketNow(SocketState* state) {
     freeTimerIds_.push_back(state->timerId);
   }
   if (state->stopping) stopping_.erase(std::find(stopping_.begin(), stopping_.end(), state));
-  // Its deferred commands can do nothing now (ids are never reused): they go.
+  // Its deferred commands can do nothing now (its id is not reused before JavaScript forgets it): they go.
   for (size_t i = deferred_.size(); i-- > 0;) {
     if (deferred_[i].command.id == state->id) deferred_.erase(deferred_.begin() + static_cast<std::ptrdiff_t>(i));
   }

@@ -57,7 +57,8 @@ class Engine {
   // coalesceNs: how long the thread may wait for more datagrams before handing a short batch over, when
   // they arrive densely (interrupt moderation); 0: never wait for this socket.
   // protocol (may be null: a raw socket) runs on the I/O thread over the socket's datagrams.
-  uint32_t AddSocket(std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
+  // id: from the caller's SocketIds (socket_ids.h), which knows the ids JavaScript still holds.
+  void AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
                      std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr);
   // A control request for a socket's protocol (disconnect a peer, connect with a token, stop, ...).
   void Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data);
@@ -257,7 +258,6 @@ class Engine {
   std::mutex commandMutex_;
   std::vector<Command> commands_;
   std::vector<Command> commandsInFlight_;  // I/O thread
-  uint32_t nextSocketId_ = 1;              // JavaScript thread
 
   // I/O thread -> JavaScript thread.
   std::mutex eventMutex_;
