@@ -192,6 +192,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
+    out.Set("rttVarianceUs2", Napi::Number::New(env, core_->rtt().varianceUs2()));
     out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
     out.Set("clockErrorBoundUs", Napi::Number::New(env, core_->clock().ErrorBoundUs(now)));

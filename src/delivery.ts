@@ -61,7 +61,9 @@ export interface LinkStats {
   /**
    * Round-trip times, ms; 0 until measured. The server learns its clients' RTT from pongs they hold for
    * their next ping, timed on their clocks; its minimum comes from the first pong (not held), then from
-   * held ones once the clock sync knows the drift (4 s).
+   * held ones once the clock sync knows the drift (4 s). varianceMs2: the variance of the round trips, ms²
+   * (smoothed over the last few dozen; 0 after the first): not the square of RFC 9002's rttvar, a mean
+   * deviation, which reads about 0.64 of it.
    */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
   jitterMs: number
@@ -70,7 +72,7 @@ export interface LinkStats {
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
   /**
-   * inBps, outBps: over the last one to two seconds (since the connection began, in its first second;
+   * Bits per second (not bytes). inBps, outBps: over the last one to two seconds (since the connection began, in its first second;
    * since the previous reading, read less often than every second), whoever else reads them. pathBps: the
    * rate at which the peer has been acknowledging data lately, the congestion controller's estimate of the
    * path.
@@ -87,7 +89,8 @@ export interface LinkStats {
   queue: { depth: number; bytes: number; delayMs: number }
   /**
    * The peer's clock minus this process's monotonic clock, ms (a clock skew this side's own network simulator
-   * makes shows in the peer's figure, not here), and its drift (parts per million). errorBoundMs: the most the offset
+   * makes shows in the peer's figure, not here), and its drift: how fast that difference grows, parts per
+   * million (0 until the drift is known, but for such a simulated skew of this side's own). errorBoundMs: the most the offset
    * can be wrong by now, however the network splits the delay between the two ways (half the round trips
    * it rests on; Infinity before the first ping/pong exchange). Until the drift is known (4 s) it assumes
    * the two clocks tick at the same rate. exchanges: the ping/pong exchanges taken so far.
@@ -348,17 +351,23 @@ export class BandwidthWindow {
   static readonly spanMs = 1000
   from: ByteReading
   next: ByteReading | null = null
+  /** The previous reading (kept as numbers: a gateway's monitor reads every peer every second). */
+  #lastAtMs: number
+  #lastIn = 0
+  #lastOut = 0
 
   constructor(atMs = performance.now()) {
     this.from = { atMs, bytesIn: 0, bytesOut: 0 }
+    this.#lastAtMs = atMs
   }
 
   /** The rates, in bits per second, up to these counts, and the window moved on if it is time. */
   read(nowMs: number, bytesIn: number, bytesOut: number): { inBps: number; outBps: number } {
-    // Read less often than every second, `next` is the last reading: the rate is measured from it, not from
-    // the one before (a monitor reading every 5 s got the average of the last 10).
-    if (this.next !== null && nowMs - this.next.atMs > BandwidthWindow.spanMs) {
-      this.from = this.next
+    // Read less often than every second, the rate is measured from the previous reading: not from the one
+    // before it (a monitor reading every 5 s got the average of the last 10), nor from `next`, up to a second
+    // before it (a reading after a pause counted traffic the previous one had already shown).
+    if (nowMs - this.#lastAtMs > BandwidthWindow.spanMs) {
+      this.from = { atMs: this.#lastAtMs, bytesIn: this.#lastIn, bytesOut: this.#lastOut }
       this.next = null
     }
     const elapsedS = Math.max((nowMs - this.from.atMs) / 1000, 1e-3)
@@ -369,6 +378,9 @@ export class BandwidthWindow {
       this.from = this.next
       this.next = { atMs: nowMs, bytesIn, bytesOut }
     }
+    this.#lastAtMs = nowMs
+    this.#lastIn = bytesIn
+    this.#lastOut = bytesOut
     return rates
   }
 }
@@ -396,7 +408,6 @@ export function readLinkStats(
   const row0 = links === null ? 0 : row * linkFields
   const f = links ?? noLinkStats
   const rates = window.read(performance.now(), counters.bytesIn, counters.bytesOut)
-  const variationMs = f[row0 + LinkField.rttVariationUs]! / 1000
   const sent = f[row0 + LinkField.packetsSent]!
   const oldest = f[row0 + LinkField.oldestQueuedUs]!
   const depth = outstanding?.depth ?? f[row0 + LinkField.queuedMessages]!
@@ -406,7 +417,7 @@ export function readLinkStats(
       smoothedMs: f[row0 + LinkField.rttSmoothedUs]! / 1000,
       minMs: f[row0 + LinkField.rttMinUs]! / 1000,
       maxMs: f[row0 + LinkField.rttMaxUs]! / 1000,
-      varianceMs2: variationMs * variationMs,
+      varianceMs2: f[row0 + LinkField.rttVarianceUs2]! / 1e6,
     },
     jitterMs: f[row0 + LinkField.jitterUs]! / 1000,
     lossPercent: sent > 0 ? (f[row0 + LinkField.packetsLost]! / sent) * 100 : 0,

@@ -139,7 +139,7 @@ describe('prebuild', () => {
       return dir
     }
     function install(dir: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
-      const env = { ...process.env, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
+      const env: NodeJS.ProcessEnv = { ...process.env, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
       env.PATH = `${join(root, 'node_modules', '.bin')}:${env.PATH ?? ''}`
       const run = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 })
       return { status: run.status, stderr: run.stderr }

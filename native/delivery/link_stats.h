@@ -14,7 +14,7 @@ enum LinkField : uint32_t {
   kLinkRttSmoothedUs = 0,
   kLinkRttMinUs,
   kLinkRttMaxUs,
-  kLinkRttVariationUs,
+  kLinkRttVarianceUs2,
   kLinkJitterUs,
   kLinkPacketsSent,       // ack-eliciting packets sent: the base of the loss ratio
   kLinkPacketsLost,
@@ -37,17 +37,17 @@ enum LinkField : uint32_t {
   kLinkFieldCount
 };
 
-// nowUs: the delivery layer's clock; aheadUs: how far it is ahead of the engine's monotonic clock (0 but
-// under the network simulator's clock skew). Times and the clock offset are written against the monotonic
-// clock, the one JavaScript reads.
-inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double aheadUs, std::atomic<double>* out) {
+// nowUs: the delivery layer's clock; aheadUs: how far it is ahead of the engine's monotonic clock, and
+// aheadDrift: how fast it gains on it, µs per µs (both 0 but under the network simulator's clock skew). Times,
+// the clock offset and its drift are written against the monotonic clock, the one JavaScript reads.
+inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double aheadUs, double aheadDrift, std::atomic<double>* out) {
   const auto put = [out](LinkField field, double value) { out[field].store(value, std::memory_order_relaxed); };
   const RttEstimator& rtt = core.rtt();
   const DeliveryStats& stats = core.stats();
   put(kLinkRttSmoothedUs, rtt.samples() > 0 ? static_cast<double>(rtt.smoothedUs()) : 0);
   put(kLinkRttMinUs, static_cast<double>(rtt.minUs()));
   put(kLinkRttMaxUs, static_cast<double>(rtt.maxUs()));
-  put(kLinkRttVariationUs, rtt.samples() > 0 ? static_cast<double>(rtt.variationUs()) : 0);
+  put(kLinkRttVarianceUs2, rtt.varianceUs2());
   put(kLinkJitterUs, rtt.jitterUs());
   put(kLinkPacketsSent, static_cast<double>(stats.ackElicitingOut));
   put(kLinkPacketsLost, static_cast<double>(stats.packetsLost));
@@ -58,7 +58,9 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double ahea
   const double monotonicNowUs = static_cast<double>(nowUs) - aheadUs;
   put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? monotonicNowUs - static_cast<double>(delay) : 0);
   put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs) + aheadUs);
-  put(kLinkClockDrift, core.clock().Drift());
+  // The offset moves by Drift() per µs of the delivery clock, which runs 1 + aheadDrift µs per monotonic µs,
+  // and aheadUs itself grows by aheadDrift: what was measured against a skewed clock is not the peer's drift.
+  put(kLinkClockDrift, core.clock().Drift() * (1 + aheadDrift) + aheadDrift);
   put(kLinkClockReferenceUs, monotonicNowUs);
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +

@@ -1,6 +1,6 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs: smoothed RTT and its variation, the
-// minimum, the maximum, and jitter as the smoothed difference between consecutive samples (RFC 3550
-// §6.4.1's form).
+// minimum, the maximum, the variance, and jitter as the smoothed difference between consecutive samples
+// (RFC 3550 §6.4.1's form).
 #pragma once
 
 #include <algorithm>
@@ -35,6 +35,11 @@ class RttEstimator {
 
   uint64_t smoothedUs() const { return smoothedUs_; }
   uint64_t variationUs() const { return variationUs_; }
+  // The samples' variance, µs²: RFC 9002's variation is a mean deviation (its square reads about 0.64 of the
+  // variance of Gaussian jitter, and (RTT/2)² after one sample), so this is kept apart: the smoothed square of
+  // each sample's distance from the smoothed RTT before it, at its gain (1/8), times (2 − 1/8)/2, which takes
+  // out what the smoothed RTT's own spread adds to that distance for independent samples.
+  double varianceUs2() const { return squaredDeviationUs2_ * (15.0 / 16.0); }
   uint64_t latestUs() const { return latestUs_; }
   // The smallest of the last kRecentSamples to 2 × kRecentSamples samples: a queue that stands behind the
   // path raises it, jitter alone hardly does (some packets still cross fast), where the latest sample
@@ -67,6 +72,8 @@ class RttEstimator {
       smoothedUs_ = adjusted;
       variationUs_ = adjusted / 2;
     } else {
+      const double distance = static_cast<double>(adjusted) - static_cast<double>(smoothedUs_);
+      squaredDeviationUs2_ += (distance * distance - squaredDeviationUs2_) / 8.0;
       const uint64_t deviation = smoothedUs_ > adjusted ? smoothedUs_ - adjusted : adjusted - smoothedUs_;
       variationUs_ = (3 * variationUs_ + deviation) / 4;
       smoothedUs_ = (7 * smoothedUs_ + adjusted) / 8;
@@ -80,6 +87,7 @@ class RttEstimator {
   uint64_t minUs_ = 0;
   uint64_t maxUs_ = 0;
   double jitterUs_ = 0;
+  double squaredDeviationUs2_ = 0;
   uint64_t samples_ = 0;
   static constexpr uint32_t kRecentSamples = 32;
   uint64_t recentMin_[2] = {UINT64_MAX, UINT64_MAX};

@@ -1,5 +1,5 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/delivery/rtt_estimator.h:
-// smoothed RTT and its variation, the minimum, the maximum, and jitter as the smoothed difference between
+// smoothed RTT and its variation, the minimum, the maximum, the variance, and jitter as the smoothed difference between
 // consecutive samples (RFC 3550 §6.4.1's form). Integer µs, divided as the native one divides.
 const recentSamples = 32
 
@@ -12,6 +12,7 @@ export class RttEstimator {
   maxUs = 0
   jitterUs = 0
   samples = 0
+  #squaredDeviationUs2 = 0
   readonly #recentMin = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]
   #recentCount = 0
 
@@ -44,6 +45,14 @@ export class RttEstimator {
     this.#smooth(rttUs)
   }
 
+  /**
+   * The samples' variance, µs² (variationUs is RFC 9002's mean deviation): the smoothed square of each
+   * sample's distance from the smoothed RTT before it, at gain 1/8, times 15/16, as the native estimator.
+   */
+  get varianceUs2(): number {
+    return this.#squaredDeviationUs2 * (15 / 16)
+  }
+
   /** The smallest of the last 32 to 64 samples: a standing queue raises it, jitter alone hardly does. */
   get recentMinUs(): number {
     return Math.min(this.#recentMin[0]!, this.#recentMin[1]!)
@@ -67,6 +76,8 @@ export class RttEstimator {
       this.smoothedUs = adjusted
       this.variationUs = Math.floor(adjusted / 2)
     } else {
+      const distance = adjusted - this.smoothedUs
+      this.#squaredDeviationUs2 += (distance * distance - this.#squaredDeviationUs2) / 8
       const deviation = Math.abs(this.smoothedUs - adjusted)
       this.variationUs = Math.floor((3 * this.variationUs + deviation) / 4)
       this.smoothedUs = Math.floor((7 * this.smoothedUs + adjusted) / 8)

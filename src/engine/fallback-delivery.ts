@@ -176,16 +176,17 @@ export class DeliveryLink {
 
 /**
  * A connection's link statistics into its row of `out` (linkFields doubles), as the native engine writes
- * them: nowUs on the delivery layer's clock, aheadUs how far that is ahead of the monotonic clock.
+ * them: nowUs on the delivery layer's clock, aheadUs how far that is ahead of the monotonic clock and
+ * aheadDrift how fast it gains on it (µs per µs).
  */
-export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: number, out: Float64Array, row: number): void {
+export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: number, aheadDrift: number, out: Float64Array, row: number): void {
   const at = row * linkFields
   const rtt = core.rtt
   const stats = core.stats
   out[at + LinkField.rttSmoothedUs] = rtt.samples > 0 ? rtt.smoothedUs : 0
   out[at + LinkField.rttMinUs] = rtt.minUs
   out[at + LinkField.rttMaxUs] = rtt.maxUs
-  out[at + LinkField.rttVariationUs] = rtt.samples > 0 ? rtt.variationUs : 0
+  out[at + LinkField.rttVarianceUs2] = rtt.varianceUs2
   out[at + LinkField.jitterUs] = rtt.jitterUs
   out[at + LinkField.packetsSent] = stats.ackElicitingOut
   out[at + LinkField.packetsLost] = stats.packetsLost
@@ -195,7 +196,8 @@ export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: numbe
   const monotonicNowUs = nowUs - aheadUs
   out[at + LinkField.oldestQueuedUs] = core.queuedMessages > 0 ? monotonicNowUs - core.queueDelayUs(nowUs) : 0
   out[at + LinkField.clockOffsetUs] = core.clock.offsetUs(nowUs) + aheadUs
-  out[at + LinkField.clockDrift] = core.clock.drift
+  // Against the monotonic clock, as the offset: measured against a skewed clock, it is not the peer's drift.
+  out[at + LinkField.clockDrift] = core.clock.drift * (1 + aheadDrift) + aheadDrift
   out[at + LinkField.clockReferenceUs] = monotonicNowUs
   out[at + LinkField.releasedBytes] = core.releasedBytes
   out[at + LinkField.dropped] = stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments + stats.staleSequenced + stats.oversized + stats.forgottenPackets + stats.mismatched

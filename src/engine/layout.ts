@@ -38,7 +38,7 @@ export const LinkField = {
   rttSmoothedUs: 0,
   rttMinUs: 1,
   rttMaxUs: 2,
-  rttVariationUs: 3,
+  rttVarianceUs2: 3,
   jitterUs: 4,
   packetsSent: 5,
   packetsLost: 6,

@@ -33,4 +33,15 @@ describe('the bandwidth window', () => {
     expect(window.read(10_000, 5_000_000, 0).inBps).toBe(0)
     expect(window.read(15_000, 5_000_000, 5_000_000).outBps).toBe(8e6)
   })
+
+  it('after a pause in the readings, counts only what came since the previous reading', () => {
+    const window = new BandwidthWindow(0)
+    // 1 Mbit/s read every 200 ms for 3.1 s; then the traffic stops, one reading 30 ms later, and the next 2.5 s after it.
+    for (let ms = 200; ms <= 3000; ms += 200) expect(window.read(ms, 0, ms * 125).outBps).toBeCloseTo(1e6)
+    expect(window.read(3100, 0, 3100 * 125).outBps).toBeCloseTo(1e6)
+    expect(window.read(3130, 0, 3100 * 125).outBps).toBeGreaterThan(0.9e6) // the last 1–2 s: mostly traffic
+    // 2,500 B of pings since the reading at 3,130 ms: 8 kbit/s, not the traffic of the window before it.
+    expect(window.read(5630, 2500, 3100 * 125 + 2500).outBps).toBeCloseTo(8000)
+    expect(window.read(5630, 2500, 3100 * 125 + 2500).inBps).toBeCloseTo(8000)
+  })
 })

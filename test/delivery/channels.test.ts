@@ -247,8 +247,16 @@ describe('channels over loopback', () => {
     const { client, peer, close } = await connectedPair({ networkSimulator: { seed: 3, clockOffsetMs: 3000, clockDriftPpm: 500 } }, {})
     await waitFor(() => client.stats().clock.exchanges >= 3, 5000, 'three clock exchanges')
     expect(Math.abs(client.time() - peer.time())).toBeLessThan(2)
+    // Once the drift is known (four 1-second periods), each side's figure is against its process's true
+    // clock: the server's 500 ppm in the client's, and none in the server's own view of its client (it read
+    // −500 ppm, measured against the server's skewed clock, while its offset read 0).
+    await waitFor(() => client.stats().clock.driftPpm > 250 && Math.abs(peer.stats().clock.driftPpm) < 250, 9000, 'the drift known on both sides')
+    expect(client.stats().clock.driftPpm).toBeGreaterThan(500 - 50)
+    expect(client.stats().clock.driftPpm).toBeLessThan(500 + 50)
+    expect(Math.abs(peer.stats().clock.driftPpm)).toBeLessThan(50)
+    expect(Math.abs(peer.stats().clock.offsetMs)).toBeLessThan(2)
     await close()
-  })
+  }, 15_000)
 
   it('applies back-pressure per connection: send() returns false when the queue is full, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })

@@ -37,6 +37,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
         ...core.stats,
         smoothedRttUs: rtt.smoothedUs,
         rttVariationUs: rtt.variationUs,
+        rttVarianceUs2: rtt.varianceUs2,
         minRttUs: rtt.minUs,
         maxRttUs: rtt.maxUs,
         rttSamples: rtt.samples,

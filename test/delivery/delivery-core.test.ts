@@ -713,6 +713,31 @@ describe('an idle connection', () => {
     }
   })
 
+  it("reports the RTT's variance, not the square of RFC 9002's mean deviation", () => {
+    // 20 ms each way, each datagram delayed a further uniform ±6 ms: the RTT's variance is 2 × 6²/3 = 24 ms².
+    // The square of RFC 9002's rttvar (a mean deviation) read about 0.64 of it, and (RTT/2)², 400 ms², after
+    // the first sample; on a path without jitter the variance is 0 (within a tick of rounding).
+    const jittery = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 20, jitterMs: 6 }, 5)
+    const steady = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 20 }, 5)
+    steady.run(steady.now + 150 * ms, () => steady.a.stats().rttSamples > 0)
+    expect(steady.a.stats().rttSamples).toBe(1)
+    expect(steady.a.stats().rttVarianceUs2).toBe(0)
+    jittery.run(2 * second)
+    steady.run(2 * second)
+    const readings: Record<'a' | 'b', number[]> = { a: [], b: [] }
+    for (let t = 0; t < 600; t++) {
+      jittery.run(jittery.now + 100 * ms)
+      for (const side of ['a', 'b'] as const) readings[side].push(jittery.core(side).stats().rttVarianceUs2 / 1e6)
+    }
+    steady.run(steady.now + 10 * second)
+    for (const side of ['a', 'b'] as const) {
+      const mean = readings[side].reduce((sum, value) => sum + value, 0) / readings[side].length
+      expect(mean, side).toBeGreaterThan(24 * 0.8)
+      expect(mean, side).toBeLessThan(24 * 1.2)
+      expect(steady.core(side).stats().rttVarianceUs2 / 1e6, side).toBeLessThan(0.01)
+    }
+  })
+
   it('the server pings on its own when the client pings less often, and those pings are answered at once', () => {
     // The client (a) at one ping a second, the server (b) at 100 ms: b pings every two of its intervals
     // (200 ms) on its own. Its pings come without a pong, so a answers each at once instead of holding

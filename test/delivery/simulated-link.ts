@@ -38,7 +38,7 @@ type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
-  | 'smoothedRttUs' | 'rttVariationUs' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
+  | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
 
