@@ -172,7 +172,7 @@ export class ClientPool {
           failed++
           const code = (error as { code?: string }).code ?? 'unknown'
           this.#failed[code] = (this.#failed[code] ?? 0) + 1
-          this.#failureMessages[code] ??= (error as Error).message
+          this.#failureMessages[code] ??= failureMessage(error as Error, code)
           const retired = client.close().then(() => {
             addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
             this.#attempting.delete(client)
@@ -246,4 +246,18 @@ function clientSeed(seed: number, number: number): number {
   z = ((z ^ (z >> 30n)) * 0xbf58476d1ce4e5b9n) & mask
   z = ((z ^ (z >> 27n)) * 0x94d049bb133111ebn) & mask
   return Number((z ^ (z >> 31n)) >> 11n)
+}
+
+/** The likely cause of a system error a pool's client met, where the code alone does not say it. */
+const systemErrorCauses: Record<string, string> = {
+  EMFILE: 'this process is out of file descriptors: each client has a socket of its own; raise the limit (ulimit -n, systemd LimitNOFILE)',
+  ENFILE: 'the system is out of file descriptors: each client has a socket of its own; raise fs.file-max',
+  ENOBUFS: 'the kernel is out of socket buffer memory',
+  ENOMEM: 'the kernel or this process is out of memory',
+}
+
+/** failureMessages' text: a connect error's own message says what it means; a system error's gets its cause. */
+function failureMessage(error: Error, code: string): string {
+  const cause = systemErrorCauses[code]
+  return cause === undefined ? error.message : `${error.message}: ${cause}`
 }

@@ -172,6 +172,24 @@ describe('ClientPool edges', () => {
   })
 })
 
+describe('ClientPool out of file descriptors', () => {
+  for (const engine of ['native', 'fallback'] as const) {
+    it(`says what EMFILE means for a pool, and what to do (${engine} engine)`, () => {
+      const file = new URL('./fixtures/pool-out-of-descriptors.ts', import.meta.url).pathname
+      const env = engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : process.env
+      const run = spawnSync('prlimit', ['--nofile=64:64', process.execPath, '--import', 'tsx', file], { env, timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+      expect(run.status, run.stderr).toBe(0)
+      const outcome = JSON.parse(run.stdout.trim().split('\n').at(-1)!) as { connected: number; failed: Record<string, number>; message: string }
+      // Those that got a socket wait for a server that is not there.
+      const { EMFILE = 0, ERR_CONNECTION_REQUEST_TIMED_OUT = 0, ...others } = outcome.failed
+      expect(EMFILE).toBeGreaterThan(0)
+      expect(EMFILE + ERR_CONNECTION_REQUEST_TIMED_OUT).toBe(100)
+      expect(others).toEqual({})
+      expect(outcome.message).toMatch(/^(socket|bind) EMFILE.*: this process is out of file descriptors: each client has a socket of its own; raise the limit \(ulimit -n/)
+    })
+  }
+})
+
 describe('volley CLI', () => {
   /** `volley <args>` in a child process, its output piped. */
   const volleyCli = (args: string[]) => spawn(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), stdio: ['ignore', 'pipe', 'pipe'] })
