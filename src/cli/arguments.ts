@@ -24,7 +24,10 @@ export function parseCommandLine<T extends ParseArgsConfig>(
       const known = flagsFor?.(parseArgs({ ...config, args, strict: false }).positionals) ?? Object.keys(config.options ?? {})
       throw new UsageError(unknownFlag(unknown, known))
     }
-    throw new UsageError((error as Error).message)
+    // "--server --key k": parseArgs's three lines about an ambiguous argument, for a flag missing its value.
+    const ambiguous = /^Option '(?:-\w, )?(--[^ ']+)[^']*' argument is ambiguous/.exec((error as Error).message)?.[1]
+    if (ambiguous !== undefined) throw new UsageError(`${ambiguous} needs a value`)
+    throw new UsageError((error as Error).message.split('\n')[0])
   }
 }
 
@@ -113,6 +116,12 @@ export function exitOnCommandError(program: string, usage: string, error: unknow
     process.exit(code.startsWith('ERR_INVALID') || code === 'ERR_OUT_OF_RANGE' ? 2 : 1)
   }
   throw error
+}
+
+/** Prints a command's help on stdout and ends the process with status 0, as --help asks. */
+export function exitWithHelp(help: string): never {
+  console.log(help)
+  process.exit(0)
 }
 
 /**

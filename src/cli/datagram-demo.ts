@@ -4,12 +4,23 @@
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
+const help = `${usage}
+
+One datagram socket floods another on loopback through the engine, as fast as back-pressure allows;
+live counters every second, and a summary at the end.
+  --seconds   how long it sends (default 3)
+  --size      bytes a datagram (1 to 65,507; default 64)
+  --batch     datagrams a system call moves at most, each way (1 to 1,024; default 64)
+Ctrl-C ends it early, with the summary so far; a second Ctrl-C ends it at once.`
 
 function settings(): { seconds: number; size: number; batchSize: number } {
-  const { values } = parseCommandLine({ options: { seconds: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' } } })
+  const { values } = parseCommandLine({
+    options: { seconds: { type: 'string' }, size: { type: 'string' }, batch: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+  })
+  if (values.help === true) exitWithHelp(help)
   return {
     seconds: numberArgument('seconds', values.seconds, 3, { min: 0.1, max: maxTimerSeconds }),
     size: numberArgument('size', values.size, 64, { integer: true, min: 1, max: 65_507 }),

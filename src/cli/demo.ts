@@ -7,9 +7,20 @@ import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
+const help = `${usage}
+
+A netcode server and its clients on loopback: each client connects with a connect token, then sends
+messages that the server echoes back; live counters every second, and a summary at the end.
+  --clients   how many clients (1 to 65,536; default 1,000)
+  --seconds   how long the messages flow (default 5)
+  --rate      messages a second from each client (default 20)
+  --channels  the messages on a reliable channel (the delivery layer) instead of bare netcode payloads
+  --loss      every socket sends through a simulated network that loses this share of its datagrams
+              (0 to 1; implies --channels, so every message still arrives)
+Ctrl-C ends it early, with the summary so far; a second Ctrl-C ends it at once.`
 
 function settings(): { clientCount: number; seconds: number; rate: number; channels: boolean; loss: number | undefined } {
   const { values } = parseCommandLine({
@@ -19,8 +30,10 @@ function settings(): { clientCount: number; seconds: number; rate: number; chann
       rate: { type: 'string' }, // messages per client per second
       channels: { type: 'boolean', default: false },
       loss: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
   })
+  if (values.help === true) exitWithHelp(help)
   return {
     clientCount: numberArgument('clients', values.clients, 1000, { integer: true, min: 1, max: 65_536 }),
     seconds: numberArgument('seconds', values.seconds, 5, { min: 0.1, max: maxTimerSeconds }),

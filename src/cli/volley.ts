@@ -171,10 +171,7 @@ async function main(): Promise<void> {
     console.log(usage)
     process.exit(0)
   }
-  if (command === undefined) {
-    console.error(usage) // a command was missing: a mistake, as the others are
-    process.exit(2)
-  }
+  if (command === undefined) throw new UsageError('a command is needed: serve, load, token or key') // a mistake, as the others are
   const flags = commandFlags[command]
   if (flags === undefined) throw new UsageError(`unknown command '${command}'`)
   // A flag of another command was a mistake (--client-id to load would have been ignored), as is a word more.
