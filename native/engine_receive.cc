@@ -71,7 +71,9 @@ bool Engine::CoalesceWait(timespec* timeout) {
   // rate of the last turn, and never longer than the sockets allow. Commands from JavaScript end the
   // wait at once.
   uint64_t wait = turnCoalesceNs_;
-  if (sinceLast > 0) {
+  // Below 2^53 ns (104 days idle, or since boot on the first turn) the product with a batch of at most
+  // 1,024 stays below 2^64.
+  if (sinceLast > 0 && sinceLast < (uint64_t{1} << 53)) {
     const uint64_t fill = sinceLast * turnBatchSize_ / turnReceived_;
     if (fill < wait) wait = fill;
   }

@@ -133,8 +133,11 @@ bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
   // client's leaving and the next one's coming they match, which is harmless (an empty slot takes nothing).
   *slot = peer & ((1u << kPeerSlotBits) - 1);
   const netcode::PeerCounterTable& table = core_.peerCounters();
-  return *slot < table.size &&
-         (peer >> kPeerSlotBits) == ((static_cast<uint32_t>(table.entries[*slot].clients.load(std::memory_order_relaxed)) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
+  if (*slot >= table.size) return false;
+  // A double in memory JavaScript can write: converted only when it is a count (out of range, UB).
+  const double clients = table.entries[*slot].clients.load(std::memory_order_relaxed);
+  if (!(clients >= 1 && clients <= 4294967295.0)) return false;  // no client yet: the slot takes nothing
+  return (peer >> kPeerSlotBits) == ((static_cast<uint32_t>(clients) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
 }
 
 void NetcodeServerProtocol::Send(uint32_t tagged, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {

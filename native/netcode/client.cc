@@ -55,10 +55,14 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
     nextFarewellUs_ = now.monotonicUs;
     SendFarewells(now);
   }
-  if (!ReadConnectToken(token, size, &token_) || (config_.protocolId != 0 && token_.protocolId != config_.protocolId)) {
+  // Read apart: a token that fails half way must not leave token_ half overwritten (an address count past
+  // the list) for whatever reads it next.
+  ConnectToken read;
+  if (!ReadConnectToken(token, size, &read) || (config_.protocolId != 0 && read.protocolId != config_.protocolId)) {
     SetState(ClientState::kInvalidConnectToken);
     return;
   }
+  token_ = read;
   protocolId_ = token_.protocolId;  // config_ keeps 0 ("from the token") for the next Connect()
   // The token's lifetime counts over the whole attempt, across its addresses, as STANDARD.md says (the
   // reference code restarts it at each address).
