@@ -313,8 +313,11 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
         surfaceLater(error) // the socket's close below must still happen
       }
     }
-    if (this.#finished(entry)) this.#close(entry)
-    else this.#arm(entry)
+    // What a handler's call wrote meanwhile (a close()'s 'disconnect' events, a client's 'disconnected') goes
+    // in the next turn, which that call scheduled, before the socket may close: the native engine hands it
+    // over in its next batch, before its closed event.
+    if (entry.records.count === 0 && this.#finished(entry)) this.#close(entry)
+    else this.#afterWork(entry)
   }
 
   /** The protocol has stopped and the simulated network has put on the wire all it held: the socket may close. */
