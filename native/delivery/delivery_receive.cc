@@ -18,6 +18,11 @@ constexpr uint64_t kMaxAckRangesAccepted = 256;
 constexpr uint64_t kMaxPongRttUs = 60000000;
 constexpr double kMaxDriftPpm = 200;
 constexpr double kResidualDriftPpm = 50;
+// A pong held at most this long (or the ACK delay, if longer) was sent at once, not held for a ping: the
+// minimum RTT may take it before the drift is known, at its upper bound (at most 1 µs above the truth at
+// 200 ppm). At the ACK delay alone (1 ms), the fallback engine's JavaScript turn sometimes took longer, and
+// its server's minimum stayed 0 for the 4 s the drift takes.
+constexpr uint64_t kPromptPongUs = 5000;
 
 }  // namespace
 
@@ -288,7 +293,7 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   // Within what a pong may take (elapsedUs is): converted to an integer below, it must fit.
   const double rttUs = std::clamp(static_cast<double>(elapsedUs) - heldUs, 1.0, static_cast<double>(kMaxPongRttUs));
   uint64_t minCandidateUs = 0;
-  if (delayUs <= config_.maxAckDelayUs || clock_.DriftKnown()) {
+  if (delayUs <= std::max(config_.maxAckDelayUs, kPromptPongUs) || clock_.DriftKnown()) {
     const double boundPpm = clock_.DriftKnown() ? kResidualDriftPpm : kMaxDriftPpm;
     minCandidateUs = static_cast<uint64_t>(rttUs + static_cast<double>(delayUs) * boundPpm * 1e-6);
   }

@@ -19,6 +19,8 @@ const maxPongRttUs = 60_000_000
 /** The clocks' rate difference bounds, before and after the clock sync has measured it. */
 const maxDriftPpm = 200
 const residualDriftPpm = 50
+/** A pong held at most this long (or the ACK delay, if longer) was sent at once: the minimum RTT may take it early. */
+const promptPongUs = 5000
 /** Incomplete unreliable/sequenced messages per channel. */
 const partialSlots = 8
 /**
@@ -336,7 +338,7 @@ export class DeliveryCore extends DeliverySending {
     const heldUs = delayUs * (1 - this.clock.drift)
     const rttUs = Math.min(Math.max(elapsedUs - heldUs, 1), maxPongRttUs)
     let minCandidateUs = 0
-    if (delayUs <= this.config.maxAckDelayUs || this.clock.driftKnown) {
+    if (delayUs <= Math.max(this.config.maxAckDelayUs, promptPongUs) || this.clock.driftKnown) {
       const boundPpm = this.clock.driftKnown ? residualDriftPpm : maxDriftPpm
       minCandidateUs = Math.trunc(rttUs + delayUs * boundPpm * 1e-6)
     }

@@ -738,6 +738,47 @@ describe('an idle connection', () => {
     }
   })
 
+  it("the follower's minimum RTT comes from the first exchange, though the leader took 3 ms to answer it", () => {
+    // The fallback engine answers a ping at the end of its JavaScript turn, a millisecond or more after it
+    // came: at the ACK delay (1 ms) as the limit for a prompt pong, the server's minimum stayed 0 for the 4 s
+    // the drift takes to measure, beside a smoothed RTT. Driven by hand: the leader (a) reads each packet
+    // when it arrives and acts on it 3 ms later; 20 ms each way.
+    const a = deliveryCore({ channels: ['reliable'] })
+    const b = deliveryCore({ channels: ['reliable'], followsPings: true })
+    const oneWayUs = 20 * ms
+    const turnUs = 3 * ms
+    let arrivals: { at: number; to: NativeDeliveryCore; data: Uint8Array }[] = []
+    let aActsAt = Number.POSITIVE_INFINITY
+    const send = (from: NativeDeliveryCore, to: NativeDeliveryCore, at: number) => {
+      for (const data of from.take().packets) arrivals.push({ at: at + oneWayUs, to, data })
+    }
+    let now = 0
+    a.update(now)
+    b.update(now)
+    send(a, b, now)
+    send(b, a, now)
+    while (now < 400 * ms && b.stats().rttSamples === 0) {
+      const aNext = aActsAt !== Number.POSITIVE_INFINITY ? aActsAt : a.nextDeadlineUs(now)
+      now = Math.max(now, Math.min(aNext, b.nextDeadlineUs(now), ...arrivals.map((arrival) => arrival.at)))
+      for (const arrival of arrivals.filter((each) => each.at <= now)) {
+        arrival.to.receive(arrival.data, now)
+        if (arrival.to === a && aActsAt === Number.POSITIVE_INFINITY) aActsAt = now + turnUs
+      }
+      arrivals = arrivals.filter((each) => each.at > now)
+      if (aActsAt !== Number.POSITIVE_INFINITY ? now >= aActsAt : aNext <= now) {
+        aActsAt = Number.POSITIVE_INFINITY
+        a.update(now)
+        send(a, b, now)
+      }
+      b.update(now)
+      send(b, a, now)
+    }
+    const stats = b.stats()
+    expect(stats.rttSamples).toBe(1)
+    expect(stats.minRttUs).toBeGreaterThanOrEqual(2 * oneWayUs)
+    expect(stats.minRttUs).toBeLessThanOrEqual(stats.smoothedRttUs + 1)
+  })
+
   it('the server pings on its own when the client pings less often, and those pings are answered at once', () => {
     // The client (a) at one ping a second, the server (b) at 100 ms: b pings every two of its intervals
     // (200 ms) on its own. Its pings come without a pong, so a answers each at once instead of holding
