@@ -134,10 +134,11 @@ bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
   *slot = peer & ((1u << kPeerSlotBits) - 1);
   const netcode::PeerCounterTable& table = core_.peerCounters();
   if (*slot >= table.size) return false;
-  // A double in memory JavaScript can write: converted only when it is a count (out of range, UB).
+  // A double in memory JavaScript can write: converted only when it is a count (out of range, UB); through
+  // 64 bits, so that it wraps past 2^32 clients as JavaScript's 32-bit tags do.
   const double clients = table.entries[*slot].clients.load(std::memory_order_relaxed);
-  if (!(clients >= 1 && clients <= 4294967295.0)) return false;  // no client yet: the slot takes nothing
-  return (peer >> kPeerSlotBits) == ((static_cast<uint32_t>(clients) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
+  if (!(clients >= 0 && clients < 9007199254740992.0)) return false;
+  return (peer >> kPeerSlotBits) == (static_cast<uint32_t>(static_cast<uint64_t>(clients) - 1) & ((1u << (32 - kPeerSlotBits)) - 1));
 }
 
 void NetcodeServerProtocol::Send(uint32_t tagged, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) {

@@ -63,7 +63,7 @@ export interface LinkStats {
    * their next ping, timed on their clocks; its minimum comes from the first pong (not held), then from
    * held ones once the clock sync knows the drift (4 s). varianceMs2: the variance of the round trips, ms²
    * (smoothed over the last few dozen; 0 after the first): not the square of RFC 9002's rttvar, a mean
-   * deviation, which reads about 0.64 of it.
+   * deviation, which reads about three quarters of it.
    */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
   jitterMs: number

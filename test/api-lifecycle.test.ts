@@ -860,11 +860,9 @@ describe('the demo (npm run demo)', () => {
 
 /**
  * Runs a demo, sends it `signal` once its output matches `when`, and gives back its output and status. The
- * demo is killed (status null) if it has not ended 15 s after the signal.
- */
-/**
- * Runs a demo and sends it `signal` once its output matches `when`. throughNpm: `npm run <script>` instead,
- * in a process group of its own that gets the signal as a whole, as a terminal's Ctrl-C does.
+ * demo is killed (status null) if it has not ended 15 s after the signal. throughNpm: `npm run <script>`
+ * instead, in a process group of its own that gets the signal as a whole, as a terminal's Ctrl-C does.
+ * twice: the signal again 5 ms later, as a relay that forwards the terminal's Ctrl-C does.
  */
 async function interruptDemo(
   file: string,
@@ -872,6 +870,7 @@ async function interruptDemo(
   when: RegExp,
   signal: NodeJS.Signals,
   throughNpm?: string,
+  twice = false,
 ): Promise<{ stdout: string; stderr: string; status: number | null }> {
   const child =
     throughNpm === undefined
@@ -886,9 +885,10 @@ async function interruptDemo(
     stdout += chunk.toString()
     if (!signalled && when.test(stdout)) {
       signalled = true
-      if (throughNpm === undefined) child.kill(signal)
-      else process.kill(-child.pid!, signal)
-      killer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+      const send = (what: NodeJS.Signals) => (throughNpm === undefined ? child.kill(what) : process.kill(-child.pid!, what))
+      send(signal)
+      if (twice) setTimeout(() => send(signal), 5)
+      killer = setTimeout(() => send('SIGKILL'), 15_000)
     }
   })
   const [status] = (await once(child, 'exit')) as [number | null]
@@ -925,6 +925,12 @@ describe('the demos end at Ctrl-C with the summary so far', () => {
       expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
     }
   }, 60_000)
+
+  it('a Ctrl-C relayed as well as sent (two signals 5 ms apart) is one: the summary still comes', async () => {
+    const { stdout, status } = await interruptDemo('datagram-demo.ts', ['--seconds', '60'], /^ {2}received +[\d,]+ +\d/m, 'SIGINT', undefined, true)
+    expect(stdout).toMatch(/^summary \(interrupted after \d+\.\d s\)$/m)
+    expect(status).toBe(130)
+  }, 40_000)
 
   it('the datagram demo at SIGTERM: every datagram received was handed over', async () => {
     const { stdout, status } = await interruptDemo('datagram-demo.ts', ['--seconds', '60'], /^ {2}received +[\d,]+ +\d/m, 'SIGTERM')

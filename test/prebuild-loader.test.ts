@@ -104,6 +104,29 @@ describe('prebuild', () => {
     })
   })
 
+  it('missing, with VOLLEY_REQUIRE_ADDON=1: listen(), connect() and bind() fail with the addon error instead of falling back', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'volley-require-addon-'))
+    temporary.push(dir)
+    for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
+    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const script = `
+      import { Client, Server, createDatagramSocket, generateConnectToken } from './src/index.ts'
+      const warnings = []
+      process.on('warning', (warning) => warnings.push(warning.code))
+      const code = (promise) => promise.then(() => 'ok', (error) => error.code)
+      const privateKey = new Uint8Array(32).fill(9)
+      const server = await code(new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0' }).listen())
+      const token = await generateConnectToken({ protocolId: 1n, privateKey, clientId: 1n, serverAddresses: ['127.0.0.1:9'], expireSeconds: 30, timeoutSeconds: 5 })
+      const client = await code(new Client().connect(token))
+      const socket = await code(createDatagramSocket().bind(0, '127.0.0.1'))
+      console.log(JSON.stringify({ server, client, socket, warnings }))
+    `
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      cwd: dir, encoding: 'utf8', timeout: 20_000, env: { ...process.env, VOLLEY_REQUIRE_ADDON: '1' },
+    })
+    expect(JSON.parse(out)).toEqual({ server: 'ERR_ADDON_NOT_FOUND', client: 'ERR_ADDON_NOT_FOUND', socket: 'ERR_ADDON_NOT_FOUND', warnings: [] })
+  })
+
   it('there but unloadable (another libc, a damaged file): the warning names the file and why it did not load', () => {
     const dir = mkdtempSync(join(tmpdir(), 'volley-bad-addon-'))
     temporary.push(dir)
@@ -131,32 +154,45 @@ describe('prebuild', () => {
 
   describe('npm install, where no prebuild fits and the build fails (no compiler)', () => {
     // The package as npm unpacks it where no prebuild fits: no prebuilds/, no build/; a compiler that fails.
-    function unpacked(): string {
+    function unpacked(withDependencies = true): string {
       const dir = mkdtempSync(join(tmpdir(), 'volley-install-'))
       temporary.push(dir)
-      for (const part of ['package.json', 'binding.gyp', 'native', 'scripts']) cpSync(join(root, part), join(dir, part), { recursive: true })
-      symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+      for (const part of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts']) cpSync(join(root, part), join(dir, part), { recursive: true })
+      if (withDependencies) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
       return dir
     }
+    /** The install step as npm runs it (from elsewhere here: it must find its package by itself). */
     function install(dir: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
-      const env: NodeJS.ProcessEnv = { ...process.env, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
+      const { npm_command: _underNpmTest, ...inherited } = process.env // npm test sets it
+      const env: NodeJS.ProcessEnv = { ...inherited, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
       env.PATH = `${join(root, 'node_modules', '.bin')}:${env.PATH ?? ''}`
-      const run = spawnSync(process.execPath, ['scripts/install.mjs'], { cwd: dir, env, encoding: 'utf8', timeout: 60_000 })
+      const run = spawnSync(process.execPath, [join(dir, 'scripts', 'install.mjs')], { cwd: tmpdir(), env, encoding: 'utf8', timeout: 60_000 })
       return { status: run.status, stderr: run.stderr }
     }
 
     it('still installs, and says the fallback engine will run and how to build the addon', { timeout: 70_000 }, () => {
       const dir = unpacked()
       const { status, stderr } = install(dir)
+      expect(stderr).toMatch(/gyp ERR! build error/) // configured, then the compiler failed
       expect(stderr).toMatch(/volley: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nServer, Client and datagram sockets will run on the pure-TypeScript fallback engine.*\nTo build the native addon: .*`npm rebuild volley`/)
       expect(status).toBe(0)
+      expect(existsSync(join(dir, 'build', 'Makefile'))).toBe(true) // in the package, not where it ran from
       expect(existsSync(join(dir, 'build', 'Release', 'volley.node'))).toBe(false)
     })
 
-    it('fails with VOLLEY_REQUIRE_ADDON=1, for deployments that must run natively', { timeout: 70_000 }, () => {
-      const { status, stderr } = install(unpacked(), { VOLLEY_REQUIRE_ADDON: '1' })
-      expect(stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so the install fails.')
-      expect(status).toBe(1)
+    it('still installs where node-gyp-build cannot be found', { timeout: 70_000 }, () => {
+      const { status, stderr } = install(unpacked(false))
+      expect(stderr).toMatch(/building one failed \(node-gyp-build could not run: Cannot find module 'node-gyp-build\/bin\.js'/)
+      expect(status).toBe(0)
+    })
+
+    it('fails with VOLLEY_REQUIRE_ADDON=1, and in npm rebuild, which asks for the addon', { timeout: 70_000 }, () => {
+      const required = install(unpacked(), { VOLLEY_REQUIRE_ADDON: '1' })
+      expect(required.stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so this step fails.')
+      expect(required.status).toBe(1)
+      const rebuilt = install(unpacked(), { npm_command: 'rebuild' })
+      expect(rebuilt.stderr).toContain('npm rebuild asked for the addon, so this step fails.')
+      expect(rebuilt.status).toBe(1)
     })
   })
 })

@@ -35,11 +35,14 @@ class RttEstimator {
 
   uint64_t smoothedUs() const { return smoothedUs_; }
   uint64_t variationUs() const { return variationUs_; }
-  // The samples' variance, µs²: RFC 9002's variation is a mean deviation (its square reads about 0.64 of the
-  // variance of Gaussian jitter, and (RTT/2)² after one sample), so this is kept apart: the smoothed square of
-  // each sample's distance from the smoothed RTT before it, at its gain (1/8), times (2 − 1/8)/2, which takes
-  // out what the smoothed RTT's own spread adds to that distance for independent samples.
-  double varianceUs2() const { return squaredDeviationUs2_ * (15.0 / 16.0); }
+  // The samples' variance, µs²: RFC 9002's variation is a mean deviation (its square reads about three
+  // quarters of the variance of Gaussian jitter, and (RTT/2)² after one sample), so this is kept apart: the
+  // smoothed square of each sample's distance from the smoothed RTT before it, at its gain (1/8), divided by
+  // the weight the average has gathered (1 − (7/8)^n after n distances: it starts from 0), times
+  // (2 − 1/8)/2, which takes out what the smoothed RTT's own spread adds to that distance.
+  double varianceUs2() const {
+    return squaredDeviationWeight_ < 1.0 ? squaredDeviationUs2_ / (1.0 - squaredDeviationWeight_) * (15.0 / 16.0) : 0.0;
+  }
   uint64_t latestUs() const { return latestUs_; }
   // The smallest of the last kRecentSamples to 2 × kRecentSamples samples: a queue that stands behind the
   // path raises it, jitter alone hardly does (some packets still cross fast), where the latest sample
@@ -74,6 +77,7 @@ class RttEstimator {
     } else {
       const double distance = static_cast<double>(adjusted) - static_cast<double>(smoothedUs_);
       squaredDeviationUs2_ += (distance * distance - squaredDeviationUs2_) / 8.0;
+      squaredDeviationWeight_ *= 0.875;  // exact in binary: the TypeScript estimator's doubles are the same
       const uint64_t deviation = smoothedUs_ > adjusted ? smoothedUs_ - adjusted : adjusted - smoothedUs_;
       variationUs_ = (3 * variationUs_ + deviation) / 4;
       smoothedUs_ = (7 * smoothedUs_ + adjusted) / 8;
@@ -88,6 +92,7 @@ class RttEstimator {
   uint64_t maxUs_ = 0;
   double jitterUs_ = 0;
   double squaredDeviationUs2_ = 0;
+  double squaredDeviationWeight_ = 1;  // (7/8)^n: what the average still owes its start at 0
   uint64_t samples_ = 0;
   static constexpr uint32_t kRecentSamples = 32;
   uint64_t recentMin_[2] = {UINT64_MAX, UINT64_MAX};

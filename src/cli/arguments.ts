@@ -124,15 +124,23 @@ export function exitWithHelp(help: string): never {
   process.exit(0)
 }
 
+/** A signal this soon after the first is the same Ctrl-C, relayed (by npm, a shell, tsx) as well as sent. */
+const relayedSignalMs = 250
+
 /**
  * Aborts at the first SIGINT or SIGTERM, so that a command can end what it does, report and disconnect. Its
- * listeners go with it: a second Ctrl-C ends the process at once, as it does by default.
+ * listeners go a moment later: a second Ctrl-C then ends the process at once, as it does by default; one
+ * that comes within relayedSignalMs is the first one again (a terminal signals the whole process group, and
+ * npm relays it to the child as well) and must not cut the report short.
  */
 export function interruption(): AbortSignal {
   const controller = new AbortController()
   const interrupt = (signal: NodeJS.Signals): void => {
-    process.off('SIGINT', interrupt)
-    process.off('SIGTERM', interrupt)
+    if (controller.signal.aborted) return
+    setTimeout(() => {
+      process.off('SIGINT', interrupt)
+      process.off('SIGTERM', interrupt)
+    }, relayedSignalMs).unref()
     controller.abort(signal) // the reason: which signal, for interruptedStatus()
   }
   process.on('SIGINT', interrupt)

@@ -13,6 +13,8 @@ export class RttEstimator {
   jitterUs = 0
   samples = 0
   #squaredDeviationUs2 = 0
+  /** (7/8)^n: what the average still owes its start at 0. */
+  #squaredDeviationWeight = 1
   readonly #recentMin = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]
   #recentCount = 0
 
@@ -47,10 +49,11 @@ export class RttEstimator {
 
   /**
    * The samples' variance, µs² (variationUs is RFC 9002's mean deviation): the smoothed square of each
-   * sample's distance from the smoothed RTT before it, at gain 1/8, times 15/16, as the native estimator.
+   * sample's distance from the smoothed RTT before it, at gain 1/8, divided by the weight it has gathered
+   * (1 − (7/8)^n), times 15/16, as the native estimator computes it.
    */
   get varianceUs2(): number {
-    return this.#squaredDeviationUs2 * (15 / 16)
+    return this.#squaredDeviationWeight < 1 ? (this.#squaredDeviationUs2 / (1 - this.#squaredDeviationWeight)) * (15 / 16) : 0
   }
 
   /** The smallest of the last 32 to 64 samples: a standing queue raises it, jitter alone hardly does. */
@@ -78,6 +81,7 @@ export class RttEstimator {
     } else {
       const distance = adjusted - this.smoothedUs
       this.#squaredDeviationUs2 += (distance * distance - this.#squaredDeviationUs2) / 8
+      this.#squaredDeviationWeight *= 0.875
       const deviation = Math.abs(this.smoothedUs - adjusted)
       this.variationUs = Math.floor((3 * this.variationUs + deviation) / 4)
       this.smoothedUs = Math.floor((7 * this.smoothedUs + adjusted) / 8)

@@ -29,6 +29,8 @@ export function fallbackReason(): string | undefined {
   } catch (error) {
     if (!(error instanceof VolleyError) || (error.code !== 'ERR_ADDON_NOT_FOUND' && error.code !== 'ERR_ADDON_MISMATCH')) throw error
     if (!lastingAddonFailure(error)) throw error
+    // A deployment that must run natively says so: the addon's error, not a fallback with a warning.
+    if (process.env.VOLLEY_REQUIRE_ADDON === '1') throw error
     // Once: the failure is kept.
     process.emitWarning(
       `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +

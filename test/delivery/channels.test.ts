@@ -250,13 +250,12 @@ describe('channels over loopback', () => {
     // Once the drift is known (four 1-second periods), each side's figure is against its process's true
     // clock: the server's 500 ppm in the client's, and none in the server's own view of its client (it read
     // −500 ppm, measured against the server's skewed clock, while its offset read 0).
-    await waitFor(() => client.stats().clock.driftPpm > 250 && Math.abs(peer.stats().clock.driftPpm) < 250, 9000, 'the drift known on both sides')
-    expect(client.stats().clock.driftPpm).toBeGreaterThan(500 - 50)
-    expect(client.stats().clock.driftPpm).toBeLessThan(500 + 50)
-    expect(Math.abs(peer.stats().clock.driftPpm)).toBeLessThan(50)
+    // The line through the exchanges settles within seconds, on a machine busy with the rest of the suite.
+    const settled = () => Math.abs(client.stats().clock.driftPpm - 500) < 50 && Math.abs(peer.stats().clock.driftPpm) < 50
+    await waitFor(settled, 12_000, "each side's drift within 50 ppm of the truth")
     expect(Math.abs(peer.stats().clock.offsetMs)).toBeLessThan(2)
     await close()
-  }, 15_000)
+  }, 20_000)
 
   it('applies back-pressure per connection: send() returns false when the queue is full, then drain', async () => {
     const { client, server, close } = await connectedPair({ sendQueueBytes: 64 * 1024 })

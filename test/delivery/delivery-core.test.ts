@@ -730,6 +730,15 @@ describe('an idle connection', () => {
       for (const side of ['a', 'b'] as const) readings[side].push(jittery.core(side).stats().rttVarianceUs2 / 1e6)
     }
     steady.run(steady.now + 10 * second)
+    // From the first few samples on, not only once the average has filled: after 5 distances, over 40 seeds.
+    let early = 0
+    for (let seed = 1; seed <= 40; seed++) {
+      const pair = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 20, jitterMs: 6 }, seed)
+      pair.run(2 * second, () => pair.a.stats().rttSamples >= 6)
+      early += pair.a.stats().rttVarianceUs2 / 1e6 / 40
+    }
+    expect(early).toBeGreaterThan(24 * 0.8)
+    expect(early).toBeLessThan(24 * 1.2)
     for (const side of ['a', 'b'] as const) {
       const mean = readings[side].reduce((sum, value) => sum + value, 0) / readings[side].length
       expect(mean, side).toBeGreaterThan(24 * 0.8)
