@@ -637,6 +637,7 @@ Napi::Value FormatIpBinding(const Napi::CallbackInfo& info) {
 
 Napi::Object Layout(Napi::Env env) {
   Napi::Object layout = Napi::Object::New(env);
+  layout.Set("revision", Napi::Number::New(env, kLayoutRevision));
   layout.Set("maxDatagramSize", Napi::Number::New(env, kMaxDatagramSize));
   layout.Set("maxBatchSize", Napi::Number::New(env, kMaxBatchSize));
   layout.Set("recvHeaderSize", Napi::Number::New(env, kRecvHeaderSize));

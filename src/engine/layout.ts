@@ -1,6 +1,11 @@
 // Mirror of native/layout.h (checked against the addon when it loads).
 import type { SimulatedNetworkStats } from '../network-simulator.ts'
 export const layout = {
+  /**
+   * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the
+   * same (2: link field 3 became the RTT's variance), so that an addon of other sources is refused, not misread.
+   */
+  revision: 2,
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
