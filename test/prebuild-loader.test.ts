@@ -14,6 +14,15 @@ afterAll(() => {
   for (const dir of temporary) rmSync(dir, { recursive: true, force: true })
 })
 
+/** A copy of these parts of the package in a temporary directory, with this one's node_modules unless told otherwise. */
+function packageCopy(prefix: string, parts: string[], withDependencies = true): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  temporary.push(dir)
+  for (const part of parts) cpSync(join(root, part), join(dir, part), { recursive: true })
+  if (withDependencies) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+  return dir
+}
+
 describe('prebuild', () => {
   it('is committed for linux-x64 and built from the current native sources', () => {
     expect(prebuildPath()).toMatch(/prebuilds\/linux-x64\/volley\.glibc\.node$/)
@@ -22,12 +31,7 @@ describe('prebuild', () => {
 
   it('is what the loader picks when there is no local build, and it works', () => {
     // A copy of the package without build/: node-gyp-build must fall back to prebuilds/.
-    const dir = mkdtempSync(join(tmpdir(), 'volley-prebuild-'))
-    temporary.push(dir)
-    for (const part of ['package.json', 'src', 'prebuilds', 'scripts', 'native', 'binding.gyp', 'CMakeLists.txt']) {
-      cpSync(join(root, part), join(dir, part), { recursive: true })
-    }
-    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const dir = packageCopy('volley-prebuild-', ['package.json', 'src', 'prebuilds', 'scripts', 'native', 'binding.gyp', 'CMakeLists.txt'])
     const script = `
       import { createDatagramSocket, nativeInfo } from './src/index.ts'
       const s = createDatagramSocket()
@@ -50,10 +54,7 @@ describe('prebuild', () => {
   })
 
   it('missing, with no local build either: Server, Client and datagram sockets run on the fallback engine, with one warning that says how to build the addon', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'volley-no-addon-'))
-    temporary.push(dir)
-    for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
-    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const dir = packageCopy('volley-no-addon-', ['package.json', 'src'])
     const script = `
       import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
       const warnings = []
@@ -105,10 +106,7 @@ describe('prebuild', () => {
   })
 
   it('missing, with VOLLEY_REQUIRE_ADDON=1: listen(), connect() and bind() fail with the addon error instead of falling back', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'volley-require-addon-'))
-    temporary.push(dir)
-    for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
-    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const dir = packageCopy('volley-require-addon-', ['package.json', 'src'])
     const script = `
       import { Client, Server, createDatagramSocket, generateConnectToken } from './src/index.ts'
       const warnings = []
@@ -128,10 +126,7 @@ describe('prebuild', () => {
   })
 
   it('there but unloadable (another libc, a damaged file): the warning names the file and why it did not load', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'volley-bad-addon-'))
-    temporary.push(dir)
-    for (const part of ['package.json', 'src']) cpSync(join(root, part), join(dir, part), { recursive: true })
-    symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
+    const dir = packageCopy('volley-bad-addon-', ['package.json', 'src'])
     const damaged = join(dir, 'prebuilds', 'linux-x64', 'volley.glibc.node')
     mkdirSync(dirname(damaged), { recursive: true })
     writeFileSync(damaged, 'not an ELF file')
@@ -155,11 +150,7 @@ describe('prebuild', () => {
   describe('npm install, where no prebuild fits and the build fails (no compiler)', () => {
     // The package as npm unpacks it where no prebuild fits: no prebuilds/, no build/; a compiler that fails.
     function unpacked(withDependencies = true): string {
-      const dir = mkdtempSync(join(tmpdir(), 'volley-install-'))
-      temporary.push(dir)
-      for (const part of ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts']) cpSync(join(root, part), join(dir, part), { recursive: true })
-      if (withDependencies) symlinkSync(join(root, 'node_modules'), join(dir, 'node_modules'))
-      return dir
+      return packageCopy('volley-install-', ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts'], withDependencies)
     }
     /** The install step as npm runs it (from elsewhere here: it must find its package by itself). */
     function install(dir: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
