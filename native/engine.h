@@ -59,7 +59,7 @@ class Engine {
   // protocol (may be null: a raw socket) runs on the I/O thread over the socket's datagrams.
   // id: from the caller's SocketIds (socket_ids.h), which knows the ids JavaScript still holds.
   void AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                     std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr);
+                 std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr);
   // A control request for a socket's protocol (disconnect a peer, connect with a token, stop, ...).
   void Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data);
   void CloseSocket(uint32_t socketId);

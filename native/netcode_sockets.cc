@@ -291,8 +291,7 @@ void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   DeliveryLink& link = *links_[peer];
   netcode::PeerCounterTable& table = core_.peerCounters();
-  delivery::WriteLinkStats(link.core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), delivery_.clock.drift,
-                           &table.link[size_t{peer} * table.linkFields]);
+  delivery::WriteLinkStats(link.core, delivery_.clock, now_.monotonicUs, &table.link[size_t{peer} * table.linkFields]);
   link.ReportQueue(output, delivery_.queueLimitBytes);
   core_.WakePeer(peer, delivery_.clock.Real(link.NextDeadlineUs(LocalUs(now_))));
 }
@@ -430,7 +429,7 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 }
 
 void NetcodeClientProtocol::AfterDelivery() {
-  delivery::WriteLinkStats(link_->core, LocalUs(now_), delivery_.clock.AheadUs(now_.monotonicUs), delivery_.clock.drift, &table_->link[0]);
+  delivery::WriteLinkStats(link_->core, delivery_.clock, now_.monotonicUs, &table_->link[0]);
   link_->ReportQueue(output, delivery_.queueLimitBytes);
   if (!link_->ending) return;
   link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "../delivery_clock.h"
 #include "delivery.h"
 
 namespace volley::delivery {
@@ -37,11 +38,13 @@ enum LinkField : uint32_t {
   kLinkFieldCount
 };
 
-// nowUs: the delivery layer's clock; aheadUs: how far it is ahead of the engine's monotonic clock, and
-// aheadDrift: how fast it gains on it, µs per µs (both 0 but under the network simulator's clock skew). Times,
-// the clock offset and its drift are written against the monotonic clock, the one JavaScript reads.
-inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double aheadUs, double aheadDrift, std::atomic<double>* out) {
+// clock: the one the delivery layer reads (the engine's monotonic clock, but under the network simulator's
+// clock skew); realUs: the monotonic time now. Times, the clock offset and its drift are written against the
+// monotonic clock, the one JavaScript reads.
+inline void WriteLinkStats(const DeliveryCore& core, const DeliveryClock& clock, uint64_t realUs, std::atomic<double>* out) {
   const auto put = [out](LinkField field, double value) { out[field].store(value, std::memory_order_relaxed); };
+  const uint64_t nowUs = clock.Local(realUs);
+  const double aheadUs = clock.AheadUs(realUs);
   const RttEstimator& rtt = core.rtt();
   const DeliveryStats& stats = core.stats();
   put(kLinkRttSmoothedUs, rtt.samples() > 0 ? static_cast<double>(rtt.smoothedUs()) : 0);
@@ -58,9 +61,9 @@ inline void WriteLinkStats(const DeliveryCore& core, uint64_t nowUs, double ahea
   const double monotonicNowUs = static_cast<double>(nowUs) - aheadUs;
   put(kLinkOldestQueuedUs, core.queuedMessages() > 0 ? monotonicNowUs - static_cast<double>(delay) : 0);
   put(kLinkClockOffsetUs, core.clock().OffsetUs(nowUs) + aheadUs);
-  // The offset moves by Drift() per µs of the delivery clock, which runs 1 + aheadDrift µs per monotonic µs,
-  // and aheadUs itself grows by aheadDrift: what was measured against a skewed clock is not the peer's drift.
-  put(kLinkClockDrift, core.clock().Drift() * (1 + aheadDrift) + aheadDrift);
+  // The offset moves by Drift() per µs of the delivery clock, which runs 1 + clock.drift µs per monotonic µs,
+  // and aheadUs itself grows by clock.drift: what was measured against a skewed clock is not the peer's drift.
+  put(kLinkClockDrift, core.clock().Drift() * (1 + clock.drift) + clock.drift);
   put(kLinkClockReferenceUs, monotonicNowUs);
   put(kLinkReleasedBytes, static_cast<double>(core.releasedBytes()));
   put(kLinkDropped, static_cast<double>(stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments +

@@ -176,10 +176,11 @@ export class DeliveryLink {
 
 /**
  * A connection's link statistics into its row of `out` (linkFields doubles), as the native engine writes
- * them: nowUs on the delivery layer's clock, aheadUs how far that is ahead of the monotonic clock and
- * aheadDrift how fast it gains on it (µs per µs).
+ * them: clock the one the delivery layer reads, realUs the monotonic time now.
  */
-export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: number, aheadDrift: number, out: Float64Array, row: number): void {
+export function writeLinkStats(core: DeliveryCore, clock: DeliveryClock, realUs: number, out: Float64Array, row: number): void {
+  const nowUs = clock.local(realUs)
+  const aheadUs = clock.aheadUs(realUs)
   const at = row * linkFields
   const rtt = core.rtt
   const stats = core.stats
@@ -197,7 +198,7 @@ export function writeLinkStats(core: DeliveryCore, nowUs: number, aheadUs: numbe
   out[at + LinkField.oldestQueuedUs] = core.queuedMessages > 0 ? monotonicNowUs - core.queueDelayUs(nowUs) : 0
   out[at + LinkField.clockOffsetUs] = core.clock.offsetUs(nowUs) + aheadUs
   // Against the monotonic clock, as the offset: measured against a skewed clock, it is not the peer's drift.
-  out[at + LinkField.clockDrift] = core.clock.drift * (1 + aheadDrift) + aheadDrift
+  out[at + LinkField.clockDrift] = core.clock.drift * (1 + clock.drift) + clock.drift
   out[at + LinkField.clockReferenceUs] = monotonicNowUs
   out[at + LinkField.releasedBytes] = core.releasedBytes
   out[at + LinkField.dropped] = stats.malformed + stats.overBudget + stats.unknownChannel + stats.expiredFragments + stats.staleSequenced + stats.oversized + stats.forgottenPackets + stats.mismatched

@@ -288,10 +288,9 @@ export class FallbackServerProtocol implements FallbackProtocol {
   /** After a connection's delivery core did something: its link statistics, drain and flushed records, its timer. */
   #afterDelivery(link: DeliveryLink): void {
     const delivery = this.#delivery!
-    const local = this.#localUs()
-    writeLinkStats(link.core, local, delivery.clock.aheadUs(this.#now.monotonicUs), delivery.clock.drift, this.links!, link.peer)
+    writeLinkStats(link.core, delivery.clock, this.#now.monotonicUs, this.links!, link.peer)
     link.reportQueue(this.#output.records, delivery.queueLimitBytes)
-    this.#core.wakePeer(link.peer, delivery.clock.real(link.nextDeadlineUs(local)))
+    this.#core.wakePeer(link.peer, delivery.clock.real(link.nextDeadlineUs(this.#localUs())))
   }
 }
 
@@ -460,7 +459,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
   /** Link statistics, drain and flushed records; a mismatch of channels ends the connection. */
   #afterDelivery(link: DeliveryLink): void {
     const delivery = this.#delivery!
-    writeLinkStats(link.core, this.#localUs(), delivery.clock.aheadUs(this.#nowUs), delivery.clock.drift, this.links!, 0)
+    writeLinkStats(link.core, delivery.clock, this.#nowUs, this.links!, 0)
     link.reportQueue(this.#output.records, delivery.queueLimitBytes)
     if (!link.ending) return
     link.core.announceSettings(this.#localUs(), mismatchAnnouncements) // as the server does
