@@ -28,6 +28,7 @@
         "native/netcode_binding.cc",
         "native/netcode_sockets.cc",
         "native/network_simulator.cc",
+        "native/reply_source.cc",
         "native/socket_protocol.cc",
         "native/simulator_binding.cc",
         "native/timer_binding.cc",

@@ -287,7 +287,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::shared_ptr<netcode::PeerCounterTable> peerCounters;
     Napi::Value protocolOption = options.Get("protocol");
     if (protocolOption.IsObject() &&
-        !MakeProtocol(env, protocolOption.As<Napi::Object>(), localPort, &protocol, &peerCounters)) {
+        !MakeProtocol(env, protocolOption.As<Napi::Object>(), local, localPort, socket->isV6(), &protocol, &peerCounters)) {
       return env.Undefined();
     }
     if (env.IsExceptionPending()) return env.Undefined();  // a getter of the protocol options threw
@@ -312,7 +312,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // protocol: { kind: 'server', protocolId, privateKey, publicAddress, maxClients, keepAliveIntervalUs,
   //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }
   // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
-  static bool MakeProtocol(Napi::Env env, Napi::Object options, uint16_t boundPort, std::unique_ptr<SocketProtocol>* out,
+  static bool MakeProtocol(Napi::Env env, Napi::Object options, const IpAddress& boundAddress, uint16_t boundPort,
+                           bool socketIsV6, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
     const std::string kind = StringOr(options.Get("kind"));
     // JavaScript checked every value; a direct caller's NaN, negative or zero one gives the default, a huge
@@ -374,6 +375,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey, delivery);
     sodium_memzero(challengeKey, sizeof(challengeKey));
     server->simulator = ReadNetworkSimulator(options);
+    server->replySource.Choose(boundAddress, config.publicAddress.ip, socketIsV6);
     *peerCounters = server->peerCounters();
     *out = std::move(server);
     return true;

@@ -314,8 +314,10 @@ class Engine {
   // UDP GSO for protocol sockets (SocketState::gso): runs of up to kMaxGsoSegments datagrams, kMaxGsoBytes in all.
   static constexpr size_t kMaxGsoSegments = 64;
   static constexpr size_t kMaxGsoBytes = 65000;
-  static constexpr size_t kGsoControlWords = 4;  // CMSG_SPACE(sizeof(uint16_t)) in 8-byte words, with room
-  std::vector<uint64_t> gsoControl_ = std::vector<uint64_t>(kMaxBatchSize * kGsoControlWords);
+  // Each message's control data: a GSO segment size, then the source a wildcard-bound server names
+  // (reply_source.h), in 8-byte words.
+  static constexpr size_t kSendControlWords = (CMSG_SPACE(sizeof(uint16_t)) + ReplySource::kControlBytes + 7) / 8;
+  std::vector<uint64_t> sendControl_ = std::vector<uint64_t>(kMaxBatchSize * kSendControlWords);
   std::vector<uint32_t> sendRuns_ = std::vector<uint32_t>(kMaxBatchSize);
 };
 

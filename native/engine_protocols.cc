@@ -74,17 +74,22 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
     }
     header.msg_iov = &sendIov_[datagrams];
     header.msg_iovlen = run;
+    auto* control = reinterpret_cast<uint8_t*>(&sendControl_[messages * kSendControlWords]);
+    size_t controlBytes = 0;
     if (run > 1) {
-      uint64_t* control = &gsoControl_[messages * kGsoControlWords];
-      std::memset(control, 0, kGsoControlWords * 8);
-      header.msg_control = control;
-      header.msg_controllen = CMSG_SPACE(sizeof(uint16_t));
-      cmsghdr* segment = CMSG_FIRSTHDR(&header);
+      std::memset(control, 0, CMSG_SPACE(sizeof(uint16_t)));
+      auto* segment = reinterpret_cast<cmsghdr*>(control);
       segment->cmsg_level = SOL_UDP;
       segment->cmsg_type = UDP_SEGMENT;
       segment->cmsg_len = CMSG_LEN(sizeof(uint16_t));
       const uint16_t size = head.size;
       std::memcpy(CMSG_DATA(segment), &size, sizeof(size));
+      controlBytes = CMSG_SPACE(sizeof(uint16_t));
+    }
+    controlBytes += state->protocol->replySource.Write(head.name, control + controlBytes);
+    if (controlBytes > 0) {
+      header.msg_control = control;
+      header.msg_controllen = controlBytes;
     }
     sendRuns_[messages] = static_cast<uint32_t>(run);
     ++messages;

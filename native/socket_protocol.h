@@ -14,6 +14,7 @@
 #include "large_messages.h"
 #include "layout.h"
 #include "netcode/server.h"
+#include "reply_source.h"
 
 namespace volley {
 
@@ -124,6 +125,8 @@ class SocketProtocol {
 
   ProtocolOutput output;
   bool socketIsV6 = false;
+  // A server bound to a wildcard address: the source its datagrams name (reply_source.h).
+  ReplySource replySource;
   // Tests and benchmarks: a simulated network between the outbox and the wire (network_simulator.h).
   std::unique_ptr<NetworkSimulator> simulator;
 };

@@ -49,7 +49,7 @@ const stateByCode: Record<number, ClientState> = {
 }
 
 const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
-  'connect-token-expired': ['ERR_CONNECT_TOKEN_EXPIRED', 'The connect token expired before a server accepted it'],
+  'connect-token-expired': ['ERR_CONNECT_TOKEN_EXPIRED', "The connect token expired before the connection was established (a server that had taken the challenge response meanwhile times the client out after the token's timeoutSeconds)"],
   'invalid-connect-token': ['ERR_INVALID_CONNECT_TOKEN', 'The connect token is not a valid netcode 1.02 token'],
   'connection-denied': ['ERR_CONNECTION_DENIED', 'The server denied the connection: it is full'],
   'connection-request-timed-out': [
@@ -205,6 +205,8 @@ export class Client extends EventEmitter<ClientEvents> {
   #ipv6 = false
   /** The number of the latest connect(): the engine's state records say which attempt they belong to. */
   #attempt = 0
+  /** drops.unknownAddress as the latest attempt began: what came from elsewhere meanwhile explains a timeout. */
+  #strayAtStart = 0
   /** Keeps the process alive while connecting, connected or closing, unless unref()ed. */
   readonly #hold = new EngineHold()
   #closing: Promise<void> | undefined
@@ -356,6 +358,21 @@ export class Client extends EventEmitter<ClientEvents> {
     return this.#start(bytes, ipv6, signal, fallback)
   }
 
+  /**
+   * For an attempt that timed out: the datagrams that came meanwhile from an address other than the server's
+   * (dropped, as netcode drops them). A server that answers from another of its host's addresses (bound to
+   * 0.0.0.0 or [::] where it cannot name its source) looks silent otherwise.
+   */
+  #strayAnswers(state: ClientState): string {
+    if (state !== 'connection-request-timed-out' && state !== 'connection-response-timed-out') return ''
+    const stray = this.stats().drops.unknownAddress - this.#strayAtStart
+    if (stray <= 0) return ''
+    return (
+      `; meanwhile ${stray} datagram${stray === 1 ? '' : 's'} came from addresses other than the server's and ${stray === 1 ? 'was' : 'were'} dropped ` +
+      "(stats().drops.unknownAddress): a server that answers from another address than the one its tokens list (one bound to 0.0.0.0 or [::] on a host with several addresses may) cannot be reached"
+    )
+  }
+
   /** Ends the connect() that waits for the socket to reopen, here and now (abort, close). */
   #abandonReopen(error: Error): void {
     const waiting = this.#reopening as PendingConnect
@@ -441,6 +458,7 @@ export class Client extends EventEmitter<ClientEvents> {
       }
     }
     const attempt = (this.#attempt = (this.#attempt + 1) >>> 0)
+    this.#strayAtStart = this.stats().drops.unknownAddress
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {
         if (this.#pending !== entry) return
@@ -736,7 +754,7 @@ export class Client extends EventEmitter<ClientEvents> {
       const last = this.#lastServer
       const where = last === null ? '' : addressText(last)
       const at = where === '' || state === 'connect-token-expired' ? '' : ` (at ${where}, the last address tried)`
-      pending.reject(new ConnectError(code, `${message}${at}`, state))
+      pending.reject(new ConnectError(code, `${message}${at}${this.#strayAnswers(state)}`, state))
     }
     // Each handler's error surfaces on its own: one that throws does not hide the other's.
     try {

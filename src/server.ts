@@ -447,6 +447,17 @@ export class Server extends EventEmitter<ServerEvents> {
     ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
   }
 
+  /**
+   * The address connect tokens must list to reach this server, as `serverAddresses` takes it
+   * (`'203.0.113.7:40000'`, `'[2001:db8::7]:40000'`): publicAddress, or else address, with port 0 replaced
+   * by the port bound. null unless it is running.
+   */
+  get publicAddress(): string | null {
+    if (this.#state !== 'running' || this.#local === undefined) return null
+    const text = this.#publicAddress
+    return text.endsWith(':0') ? `${text.slice(0, -1)}${this.#local.port}` : text
+  }
+
   /** Lets the process exit while the server runs (as net.Server's unref()). */
   unref(): this {
     this.#hold.setUnreferenced(true, this.#state !== 'stopped')

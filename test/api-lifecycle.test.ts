@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { Client, ClientPool, ConnectError, type Peer, Server, generateConnectToken, readConnectToken } from '../src/index.ts'
-import { blockUntil, freeUdpPort, waitFor } from './helpers.ts'
+import { blockUntil, freeUdpPort, onEngine, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const protocolId = 0x4321n
@@ -32,6 +32,16 @@ function token(address: string, clientId: bigint, timeoutSeconds = 5) {
 }
 
 describe('connect() attempts', () => {
+  it("drained() and flushed() check a signal aborted already first, as Node's APIs do", async () => {
+    const client = new Client()
+    const signal = AbortSignal.abort(new Error('gone'))
+    for (const wait of [client.drained({ signal }), client.flushed({ signal })]) {
+      await expect(wait).rejects.toMatchObject({ code: 'ERR_ABORTED', name: 'AbortError', cause: signal.reason })
+    }
+    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    await client.close()
+  })
+
   it('a connect() right after an aborted one follows its own attempt, not the end of the aborted one', async () => {
     const { server, address } = await startServer()
     const client = new Client(fast)
@@ -41,7 +51,7 @@ describe('connect() attempts', () => {
     const reason = new Error('the user went away')
     abort.abort(reason)
     // A ConnectError like every other end of an attempt (the documented `instanceof ConnectError` sees it).
-    await expect(first).rejects.toSatisfy((error) => error instanceof ConnectError && error.code === 'ERR_ABORTED' && error.state === 'disconnected' && error.cause === reason)
+    await expect(first).rejects.toSatisfy((error) => error instanceof ConnectError && error.code === 'ERR_ABORTED' && error.name === 'AbortError' && error.state === 'disconnected' && error.cause === reason)
     // The engine reports the aborted attempt's end after this connect is under way.
     expect(await codeOf(client.connect(await token(address, 2n)))).toBe('resolved')
     expect(client.state).toBe('connected')
@@ -490,11 +500,71 @@ describe('options', () => {
 
   it('a Server bound to the wildcard address takes the clients of tokens that list its publicAddress', async () => {
     const server = new Server({ protocolId, privateKey, address: '0.0.0.0:0', publicAddress: '127.0.0.1:0', ...fast })
+    expect(server.publicAddress).toBeNull()
     const { address, port } = await server.listen()
     expect(address).toBe('0.0.0.0')
+    expect(server.publicAddress).toBe(`127.0.0.1:${port}`)
     const client = new Client(fast)
-    await client.connect(await token(`127.0.0.1:${port}`, 9n))
+    await client.connect(await token(server.publicAddress as string, 9n))
     expect(client.state).toBe('connected')
+    await client.close()
+    await server.close()
+  })
+
+  // 127.0.0.2 stands for a host's second address (a floating or secondary one): the kernel's route to a client
+  // on 127.0.0.1 picks 127.0.0.1 as the source, and the client drops what does not come from its token's address.
+  it('server.publicAddress is what tokens list, as serverAddresses takes it', async () => {
+    const cases: [{ address: string; publicAddress?: string }, (port: number) => string][] = [
+      [{ address: '[::1]:0' }, (port) => `[::1]:${port}`], // address() gives '::1': tokens need the brackets
+      [{ address: '[0:0:0:0:0:0:0:1]:0' }, (port) => `[::1]:${port}`],
+      [{ address: '[::]:0', publicAddress: '[2001:db8::7]:40000' }, () => '[2001:db8::7]:40000'], // NAT: the port given stands
+    ]
+    for (const [options, expected] of cases) {
+      const server = new Server({ protocolId, privateKey, ...fast, ...options })
+      const { port } = await server.listen()
+      expect(server.publicAddress).toBe(expected(port))
+      await server.close()
+      expect(server.publicAddress).toBeNull()
+    }
+  })
+
+  for (const bound of ['0.0.0.0:0', '[::]:0']) {
+    it(`a Server bound to ${bound} whose publicAddress is another address of the host answers from that address`, async () => {
+      // With channels, so that a large message's fragments leave in UDP GSO runs, which name the source too.
+      const channels = [{ mode: 'reliable' as const }]
+      const server = new Server({ protocolId, privateKey, address: bound, publicAddress: '127.0.0.2:0', channels, ...fast })
+      const { port } = await server.listen()
+      const received: number[] = []
+      server.on('message', (peer, data) => {
+        received.push(data.byteLength)
+        peer.send(data)
+      })
+      const client = new Client({ channels, ...fast })
+      const echoed = new Promise<Uint8Array>((resolve) => client.once('message', (data) => resolve(data.slice())))
+      await client.connect(await token(`127.0.0.2:${port}`, 10n, 2))
+      const message = new Uint8Array(200_000).map((_, i) => i * 7)
+      client.send(message)
+      expect(await echoed).toEqual(message)
+      expect(received).toEqual([200_000])
+      expect(client.stats().drops.unknownAddress).toBe(0)
+      await client.close()
+      await server.close()
+    })
+  }
+
+  it('on the fallback engine, which cannot name its source, the timeout says what came from elsewhere', async () => {
+    const server = new Server({ protocolId, privateKey, address: '0.0.0.0:0', publicAddress: '127.0.0.2:0', ...fast })
+    const { port } = await onEngine('fallback', () => server.listen())
+    const client = new Client(fast)
+    const error = await client.connect(await token(`127.0.0.2:${port}`, 11n, 1)).catch((caught: unknown) => caught)
+    expect(error).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    const stray = client.stats().drops.unknownAddress
+    expect(stray).toBeGreaterThan(0)
+    expect((error as Error).message).toContain(`; meanwhile ${stray} datagrams came from addresses other than the server's and were dropped (stats().drops.unknownAddress)`)
+    // A timeout with nothing from elsewhere says nothing of it.
+    const silent = await client.connect(await token(silentAddress, 12n, 1)).catch((caught: unknown) => caught)
+    expect(silent).toMatchObject({ code: 'ERR_CONNECTION_REQUEST_TIMED_OUT' })
+    expect((silent as Error).message).not.toContain('meanwhile')
     await client.close()
     await server.close()
   })
@@ -707,7 +777,7 @@ describe('the volley command line', () => {
     const servers = [serve(`127.0.0.1:${port}`), serve(`127.0.0.1:${port}`)]
     try {
       await waitFor(() => servers.every((server) => server.lines.length > 0), 10_000, 'both servers to listen')
-      for (const server of servers) expect(server.lines[0]).toMatchObject({ event: 'listening', port })
+      for (const server of servers) expect(server.lines[0]).toMatchObject({ event: 'listening', port, publicAddress: `127.0.0.1:${port}` })
       const load = spawnSync(process.execPath, ['--import', 'tsx', cli, 'load', '--server', `127.0.0.1:${port}`, '--key', key, '--clients', '20', '--seconds', '0.2', '--json'], {
         timeout: 15_000,
         killSignal: 'SIGKILL',

@@ -214,7 +214,7 @@ async function main(): Promise<void> {
     server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
     const seconds = numberArgument('seconds', values.seconds, 0, { max: maxTimerSeconds })
     const { port } = await server.listen()
-    console.log(JSON.stringify({ event: 'listening', port, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
+    console.log(JSON.stringify({ event: 'listening', port, publicAddress: server.publicAddress, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
     const stop = async (): Promise<void> => {
       const connectedAtStop = server.stats().connectedClients // close() disconnects them
       await server.close()
