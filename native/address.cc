@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <net/if.h>
 
+#include <climits>
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
@@ -22,9 +23,10 @@ bool ParseIp(const std::string& text, IpAddress* out) {
     host = text.substr(0, percent);
     const std::string scope = text.substr(percent + 1);
     if (scope.empty()) return false;
-    char* end = nullptr;
-    const unsigned long numeric = std::strtoul(scope.c_str(), &end, 10);
-    if (*end == '\0' && numeric <= UINT32_MAX) {
+    // A number is digits only (strtoul would take "+1", " 1" and "-1" too, which the fallback engine refuses).
+    const bool digits = scope.find_first_not_of("0123456789") == std::string::npos;
+    const unsigned long numeric = digits ? std::strtoul(scope.c_str(), nullptr, 10) : ULONG_MAX;  // saturates
+    if (digits && numeric <= UINT32_MAX) {
       out->scopeId = static_cast<uint32_t>(numeric);
     } else {
       out->scopeId = if_nametoindex(scope.c_str());

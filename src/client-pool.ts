@@ -177,14 +177,12 @@ export class ClientPool {
             addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
             this.#attempting.delete(client)
           })
-          // An aborted attempt may owe the server its redundant disconnects (a second at 10 Hz): they go out
-          // after connect() has returned, as the abort asked for at once; close() waits for them.
-          if (signal.aborted) {
-            const tracked: Promise<void> = retired.finally(() => this.#retiring.delete(tracked))
-            this.#retiring.add(tracked)
-          } else {
-            await retired
-          }
+          // A failed attempt may owe the server its redundant disconnects (a second at 10 Hz). The next attempt
+          // waits for them (the pool holds at most `concurrency` sockets), unless the signal aborts first: then
+          // they go out after connect() has returned, as the abort asked for at once; close() waits for them.
+          const tracked: Promise<void> = retired.finally(() => this.#retiring.delete(tracked))
+          this.#retiring.add(tracked)
+          if (!signal.aborted) await settledOrAborted(tracked, signal)
         }
       }
     }
@@ -260,4 +258,16 @@ const systemErrorCauses: Record<string, string> = {
 function failureMessage(error: Error, code: string): string {
   const cause = systemErrorCauses[code]
   return cause === undefined ? error.message : `${error.message}: ${cause}`
+}
+
+/** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */
+function settledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const onAbort = (): void => resolve()
+    signal.addEventListener('abort', onAbort, { once: true })
+    void work.finally(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    })
+  })
 }

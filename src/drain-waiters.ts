@@ -38,8 +38,9 @@ export class DrainWaiters {
       return Promise.reject(error)
     }
     const { signal } = options
-    if (notConnected !== null) return Promise.reject(notConnected)
+    // A signal aborted already is checked first, as Node's own APIs do.
     if (signal?.aborted === true) return Promise.reject(abortedError(`Waiting for ${this.#awaited} was aborted`, signal))
+    if (notConnected !== null) return Promise.reject(notConnected)
     if (!this.#blocked) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
       const onAbort = (): void => {

@@ -78,7 +78,9 @@ export class VolleyError extends Error {
   declare readonly code: VolleyStateErrorCode
   constructor(code: VolleyStateErrorCode, message: string, options?: VolleyErrorOptions) {
     super(message, options)
-    this.name = 'Error'
+    // An aborted operation is named as Node names its own (AbortError), so that `error.name === 'AbortError'`
+    // checks written for them hold; its code stays ERR_ABORTED.
+    this.name = code === 'ERR_ABORTED' ? 'AbortError' : 'Error'
     named(this, code)
   }
 }

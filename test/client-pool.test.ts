@@ -62,6 +62,26 @@ describe('ClientPool edges', () => {
     await server.close()
   })
 
+  it("an abort while a failed attempt's client closes resolves connect() at once; close() waits for that client", async () => {
+    // A server without channels ends each attempt after its handshake, once the client has waited for the
+    // server's channel settings (ERR_CHANNELS_MISMATCH, 2 s), and the client that failed then owes the
+    // server its redundant disconnects: 10 at 100 ms, about a second.
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
+    const { port } = await server.listen()
+    const pool = new ClientPool({ channels: [{ mode: 'reliable' }] })
+    const abort = new AbortController()
+    const run = pool.connect(await tokens(port, 3), { concurrency: 1, signal: abort.signal })
+    await waitFor(() => (pool.stats().failed.ERR_CHANNELS_MISMATCH ?? 0) === 1, 5000, 'the first attempt to fail')
+    const abortedAt = performance.now()
+    abort.abort()
+    expect(await run).toMatchObject({ connected: 0, failed: 1, skipped: 2 })
+    expect(performance.now() - abortedAt).toBeLessThan(300) // it waited for the close: 770 to 920 ms
+    const closing = performance.now()
+    await pool.close()
+    expect(performance.now() - closing).toBeGreaterThan(300) // the disconnects still went out
+    await server.close()
+  })
+
   it('counts the sends the kernel refused (stats().sendErrors), which are no error event', async () => {
     // Port 0 (generateConnectToken never writes it; the first address's port is at byte 1098): the kernel
     // refuses each request, and the attempts time out after the token's second.

@@ -310,12 +310,14 @@ describe("the fallback engine's IP text codec", () => {
       expect(ours, text).toEqual(native)
       expect(javascriptIp.formatIp(ours.subarray(0, 16), family, 0), text).toBe(addon.formatIp(native.subarray(0, 16), family, 0))
     }
-    for (const bad of ['1.2.3', '1.2.3.4%1', '::1%no-such-interface', 'fe80::1%', '12345::', 'host']) {
+    // A scope is a number of digits only, or an interface's name ('+1', ' 1' and '-1' were scope 1, 1 and a
+    // name to the addon's strtoul).
+    for (const bad of ['1.2.3', '1.2.3.4%1', '::1%no-such-interface', 'fe80::1%', '12345::', 'host', '::1%+1', '::1% 1', '::1%-1', '::1%1 ', '::1%4294967296']) {
       expect(javascriptIp.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
       expect(addon.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
     }
     // Scopes by number and by name (every interface, loopback's included), and back to names, as the addon.
-    for (const text of ['fe80::1%1', 'fe80::1%lo', '::1%lo', 'fe80::1%0', 'fe80::2%eth0']) {
+    for (const text of ['fe80::1%1', 'fe80::1%lo', '::1%lo', 'fe80::1%0', 'fe80::2%eth0', 'fe80::1%0001', 'fe80::1%4294967295']) {
       const native = new Uint8Array(20)
       const ours = new Uint8Array(20)
       const family = addon.parseIp(text, native)

@@ -418,7 +418,7 @@ describe('channels over loopback', () => {
     const controller = new AbortController()
     const aborted = client.flushed({ signal: controller.signal })
     controller.abort()
-    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED', message: 'Waiting for the queue to empty was aborted' })
+    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED', name: 'AbortError', message: 'Waiting for the queue to empty was aborted' })
     const waiting = expect(client.flushed()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
     await server.close()
     await waiting
