@@ -27,6 +27,18 @@ bool IsLocal(const IpAddress& address) {
   return bound;
 }
 
+// One control message at `control` (zeroed first, padding included); returns the bytes it takes.
+template <typename Info>
+size_t WriteControl(int level, int type, const Info& info, uint8_t* control) {
+  std::memset(control, 0, CMSG_SPACE(sizeof(info)));
+  auto* header = reinterpret_cast<cmsghdr*>(control);
+  header->cmsg_level = level;
+  header->cmsg_type = type;
+  header->cmsg_len = CMSG_LEN(sizeof(info));
+  std::memcpy(CMSG_DATA(header), &info, sizeof(info));
+  return CMSG_SPACE(sizeof(info));
+}
+
 }  // namespace
 
 void ReplySource::Choose(const IpAddress& bound, const IpAddress& published, bool socketIsV6) {
@@ -44,16 +56,10 @@ void ReplySource::Choose(const IpAddress& bound, const IpAddress& published, boo
 
 size_t ReplySource::Write(const sockaddr_in6& to, uint8_t* control) const {
   if (family_ == 0) return 0;
-  auto* header = reinterpret_cast<cmsghdr*>(control);
   if (!socketIsV6_) {
     in_pktinfo info{};
     std::memcpy(&info.ipi_spec_dst, bytes_, 4);
-    std::memset(control, 0, CMSG_SPACE(sizeof(info)));
-    header->cmsg_level = IPPROTO_IP;
-    header->cmsg_type = IP_PKTINFO;
-    header->cmsg_len = CMSG_LEN(sizeof(info));
-    std::memcpy(CMSG_DATA(header), &info, sizeof(info));
-    return CMSG_SPACE(sizeof(info));
+    return WriteControl(IPPROTO_IP, IP_PKTINFO, info, control);
   }
   // A dual-stack socket sends to IPv4 peers at v4-mapped addresses; the kernel takes a v4-mapped source
   // for those, and only for those.
@@ -67,12 +73,7 @@ size_t ReplySource::Write(const sockaddr_in6& to, uint8_t* control) const {
   } else {
     std::memcpy(&info.ipi6_addr, bytes_, 16);
   }
-  std::memset(control, 0, CMSG_SPACE(sizeof(info)));
-  header->cmsg_level = IPPROTO_IPV6;
-  header->cmsg_type = IPV6_PKTINFO;
-  header->cmsg_len = CMSG_LEN(sizeof(info));
-  std::memcpy(CMSG_DATA(header), &info, sizeof(info));
-  return CMSG_SPACE(sizeof(info));
+  return WriteControl(IPPROTO_IPV6, IPV6_PKTINFO, info, control);
 }
 
 }  // namespace volley
