@@ -104,14 +104,19 @@ bool Engine::Start(SystemError* error) {
 }
 
 void Engine::Stop() {
-  if (!started_) return;
-  Post(Command{Command::kStop});
-  thread_.join();
-  started_ = false;
-  // A stopped engine may live on until the garbage collector finds it: give back its descriptors and
-  // its scratch memory now.
-  close(epollFd_);
+  if (started_) {
+    Post(Command{Command::kStop});
+    thread_.join();
+    started_ = false;
+  }
+  // A stopped engine (or one that never started: a listen() that failed) may live on until the garbage
+  // collector finds it: give back its descriptors and its memory now (a loop of failing listen()s that
+  // never yields to a timer held 195 KB for each).
+  if (epollFd_ >= 0) close(epollFd_);
   epollFd_ = -1;
+  std::vector<Event>().swap(events_);
+  std::vector<Event>().swap(localEvents_);
+  std::vector<uint64_t>().swap(sendControl_);
   wakeFd_.Close();
   deadlineTimer_.Close();
   scratchHeads_.reset();

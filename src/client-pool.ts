@@ -10,7 +10,9 @@ import { copyBytes } from './bytes.ts'
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
 
 export interface ClientPoolStats {
+  /** Clients that connected, those whose connection has ended since included. */
   clients: number
+  /** Clients connected now. */
   connected: number
   /** Clients whose connection ended after it was established, by reason. */
   ended: Partial<Record<ClientDisconnectReason, number>>
@@ -59,13 +61,19 @@ export class ClientPool {
   readonly #errors: Record<string, number> = {}
   /** Clients whose attempt is under way. */
   readonly #attempting = new Set<Client>()
-  /** The counters of clients whose attempt failed (they leave the pool), as they were when it did. */
-  readonly #failedTotals = emptyTotals()
+  /**
+   * The counters of clients that left the pool, as they were when they did: those whose attempt failed, and
+   * those whose connection ended (closed then, so that a pool that replaces lost clients for weeks holds
+   * the sockets and memory of the clients it has now, not of every one it ever had).
+   */
+  readonly #leftTotals = emptyTotals()
+  /** Clients that connected, those that left since included. */
+  #connectedOnce = 0
   #messagesReceived = 0
   #sendsRefused = 0
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
-  /** Clients of aborted attempts still closing: close() waits for them. */
+  /** Clients that failed or whose connection ended, still closing: close() waits for them. */
   readonly #retiring = new Set<Promise<void>>()
   /** connect() calls still running: close() waits for them. */
   readonly #running = new Set<Promise<unknown>>()
@@ -101,6 +109,10 @@ export class ClientPool {
     return { ...this.#options, networkSimulator: { ...simulator, seed: clientSeed(simulator.seed, number) } }
   }
 
+  /**
+   * The clients connected (or whose connection is ending now): one whose connection ended is closed and
+   * leaves the pool, its counts kept in stats(). Not a copy: the pool changes it as clients come and go.
+   */
   get clients(): readonly Client[] {
     return this.#clients
   }
@@ -161,6 +173,10 @@ export class ClientPool {
         })
         client.on('disconnect', (reason) => {
           this.#ended[reason] = (this.#ended[reason] ?? 0) + 1
+          this.#retire(client, () => {
+            const index = this.#clients.indexOf(client)
+            if (index >= 0) this.#clients.splice(index, 1)
+          })
         })
         this.#attempting.add(client)
         try {
@@ -168,26 +184,39 @@ export class ClientPool {
           this.#clients.push(client)
           this.#attempting.delete(client)
           connected++
+          this.#connectedOnce++
         } catch (error) {
           failed++
           const code = (error as { code?: string }).code ?? 'unknown'
           this.#failed[code] = (this.#failed[code] ?? 0) + 1
           this.#failureMessages[code] ??= failureMessage(error as Error, code)
-          const retired = client.close().then(() => {
-            addClientTotals(this.#failedTotals, client) // its requests, a token's unreachable address, ...
-            this.#attempting.delete(client)
-          })
+          // Its counts stay: its requests, a token's unreachable address, ...
+          const retired = this.#retire(client, () => this.#attempting.delete(client))
           // A failed attempt may owe the server its redundant disconnects (a second at 10 Hz). The next attempt
           // waits for them (the pool holds at most `concurrency` sockets), unless the signal aborts first: then
           // they go out after connect() has returned, as the abort asked for at once; close() waits for them.
-          const tracked: Promise<void> = retired.finally(() => this.#retiring.delete(tracked))
-          this.#retiring.add(tracked)
-          if (!signal.aborted) await settledOrAborted(tracked, signal)
+          if (!signal.aborted) await settledOrAborted(retired, signal)
         }
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, tokens.length) }, worker))
     return { connected, failed, skipped: tokens.length - next, ms: performance.now() - started }
+  }
+
+  /**
+   * Closes a client that leaves the pool (its attempt failed, or its connection ended); once it has closed,
+   * its counts join #leftTotals and `leave` takes it out of the pool's sets. close() waits for it.
+   */
+  #retire(client: Client, leave: () => void): Promise<void> {
+    const retired: Promise<void> = client
+      .close()
+      .then(() => {
+        addClientTotals(this.#leftTotals, client)
+        leave()
+      })
+      .finally(() => this.#retiring.delete(retired))
+    this.#retiring.add(retired)
+    return retired
   }
 
   /** Sends data from every connected client; returns how many took it. */
@@ -208,8 +237,8 @@ export class ClientPool {
   }
 
   stats(): ClientPoolStats {
-    const failed = this.#failedTotals
-    const totals: ClientTotals = { packets: { ...failed.packets }, bytes: { ...failed.bytes }, drops: { ...failed.drops }, sendErrors: failed.sendErrors }
+    const left = this.#leftTotals
+    const totals: ClientTotals = { packets: { ...left.packets }, bytes: { ...left.bytes }, drops: { ...left.drops }, sendErrors: left.sendErrors }
     let connected = 0
     for (const client of this.#clients) {
       if (client.state === 'connected') connected++
@@ -217,7 +246,7 @@ export class ClientPool {
     }
     for (const client of this.#attempting) addClientTotals(totals, client)
     return {
-      clients: this.#clients.length,
+      clients: this.#connectedOnce,
       connected,
       ended: { ...this.#ended },
       failed: { ...this.#failed },

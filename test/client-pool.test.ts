@@ -1,5 +1,6 @@
 import { execFile, execFileSync, spawn, spawnSync } from 'node:child_process'
 import { createSocket } from 'node:dgram'
+import { readdirSync } from 'node:fs'
 import { once } from 'node:events'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
@@ -58,6 +59,31 @@ describe('ClientPool edges', () => {
     expect(pool.broadcast(new Uint8Array([1]))).toBe(2)
     await waitFor(() => received === 2, 5000, 'the two messages')
     await closing
+    await pool.close()
+    await server.close()
+  })
+
+  it('a client whose connection ended is closed and leaves the pool; its counts stay in stats()', async () => {
+    // A load generator that replaces lost clients for weeks held every client it ever had, and its socket.
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 64, disconnectIntervalMs: 2 })
+    const { port } = await server.listen()
+    server.on('message', (peer, data) => peer.send(data))
+    const pool = new ClientPool({ disconnectIntervalMs: 2 })
+    const descriptors = () => readdirSync('/proc/self/fd').length
+    let before = 0
+    for (let round = 0; round < 4; round++) {
+      expect(await pool.connect(await tokens(port, 20, 1 + round * 20))).toMatchObject({ connected: 20 })
+      if (round === 0) before = descriptors()
+      expect(pool.clients).toHaveLength(20)
+      expect(pool.broadcast(new Uint8Array([round]))).toBe(20)
+      await waitFor(() => pool.stats().messagesReceived === 20 * (round + 1), 5000, 'the echoes')
+      for (const peer of server.peers.values()) peer.disconnect()
+      await waitFor(() => pool.clients.length === 0, 5000, 'the ended clients to leave the pool')
+    }
+    expect(descriptors()).toBeLessThanOrEqual(before - 20 + 2) // their sockets went with them
+    const stats = pool.stats()
+    expect(stats).toMatchObject({ clients: 80, connected: 0, ended: { disconnected: 80 }, messagesReceived: 80 })
+    expect(stats.packets.in).toBeGreaterThanOrEqual(80 * 2) // each client's challenge and echo at least
     await pool.close()
     await server.close()
   })

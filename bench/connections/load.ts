@@ -81,7 +81,7 @@ try {
       const due = Math.min(total, Math.floor((rate * elapsed) / 1000))
       while (attempted < due) {
         const client = clients[next]
-        next = next + 1 === clients.length ? 0 : next + 1
+        next = next + 1 >= clients.length ? 0 : next + 1 // clients whose connection ended leave the pool
         attempted++
         if (client === undefined || client.state !== 'connected') notConnected++
         else if (client.send(payload)) sent++
