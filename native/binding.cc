@@ -19,6 +19,7 @@
 #include "loop_wake.h"
 #include "monotonic_clock.h"
 #include "netcode_binding.h"
+#include "netcode/sequence_starts.h"
 #include "delivery_binding.h"
 #include "delivery/link_stats.h"
 #include "netcode_sockets.h"
@@ -330,6 +331,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     if (!ReadDeliveryOptions(env, options, &delivery)) return false;
     if (kind == "client") {
       netcode::ClientConfig config;
+      config.sequenceBase = netcode::RandomSequenceBase();
       config.requestIntervalUs = microseconds("requestIntervalUs", config.requestIntervalUs);
       config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
       config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
@@ -345,6 +347,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return false;
     }
     netcode::ServerConfig config;
+    config.sequenceBase = netcode::RandomSequenceBase();
+    config.globalSequenceStart = netcode::RandomGlobalSequenceStart();
     bool lossless = false;
     Napi::Value protocolId = options.Get("protocolId");
     Napi::Value privateKey = options.Get("privateKey");

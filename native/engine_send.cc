@@ -83,8 +83,13 @@ uint32_t Engine::SendRawRun(SocketState* state, uint32_t count) {
     const int error = -result;
     if (error == EINTR) continue;
     if (error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS) break;
-    // The kernel refused this datagram (too large for the path, unreachable, ...): count it, go on.
+    // The kernel refused this datagram (too large for the path, unreachable, ...): count it, go on. Each
+    // run of one error is reported with its own code (the last code for all of them misnamed the others).
     SocketStats::Add(state->stats->sendErrors, 1);
+    if (refused > 0 && error != refusedError) {
+      Emit(kEventError, static_cast<int32_t>(state->id), -refusedError, refused, kOpSend);
+      refused = 0;
+    }
     ++refused;
     refusedError = error;
     ++sent;

@@ -172,6 +172,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (type !== 'udp4' && type !== 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "type" option must be 'udp4' or 'udp6'. Received ${describe(type)}`)
     }
+    if (type === 'udp4' && options.ipv6Only === true) {
+      // node:dgram's bind fails with a bare EINVAL; the native engine would ignore it.
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "ipv6Only" option applies to 'udp6' sockets only; this one is 'udp4'`)
+    }
     this.type = type
     this.#options = {
       batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize),

@@ -736,6 +736,19 @@ describe('the volley command line', () => {
     expect(stderr).not.toMatch(/^\s+at /m)
   }, 20_000)
 
+  it('takes the key from VOLLEY_KEY without --key (a flag is in the command line, which other users can read)', () => {
+    const withEnvironment = (env: Record<string, string>, ...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', cli, ...args], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8', env: { ...process.env, ...env } })
+    const made = withEnvironment({ VOLLEY_KEY: '07'.repeat(32) }, 'token', '--server', '127.0.0.1:4')
+    expect(made.status).toBe(0)
+    expect(Buffer.from(made.stdout.trim(), 'base64').byteLength).toBe(2048)
+    const { VOLLEY_KEY: _unset, ...without } = process.env
+    const missing = spawnSync(process.execPath, ['--import', 'tsx', cli, 'token', '--server', '127.0.0.1:4'], { timeout: 15_000, encoding: 'utf8', env: without })
+    expect(missing.status).toBe(2)
+    expect(missing.stderr).toMatch(/--key is required \(64 hex digits; `volley key` makes one\), or VOLLEY_KEY in the environment/)
+    expect(withEnvironment({ VOLLEY_KEY: 'xyz' }, 'token', '--server', '127.0.0.1:4').stderr).toMatch(/^volley: VOLLEY_KEY must be 64 hex digits$/m)
+  }, 20_000)
+
   it('takes a negative value after a space (--timeout -1), and -h and --version', () => {
     const token = run('token', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), '--timeout', '-1')
     expect(token.status).toBe(0)

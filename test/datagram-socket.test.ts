@@ -323,6 +323,31 @@ describe('options', () => {
     expect((failure as { errno: number }).errno).toBeLessThan(0)
   })
 
+  it("sends the kernel refuses for different reasons in one batch are each reported with their own code", async () => {
+    // Nothing leaves the host: a udp6 socket bound to ::ffff:127.0.0.1 cannot send to ::1 (EAFNOSUPPORT) nor
+    // to the broadcast address (EACCES). One event with the last code and the count of all misnamed the others.
+    const sender = socket({ type: 'udp6' })
+    const refused: Record<string, number> = {}
+    sender.on('error', (error: NodeJS.ErrnoException) => {
+      const count = Number(/\((\d+) datagrams\)$/.exec(error.message)?.[1] ?? 1) // 'sendmmsg EACCES (3 datagrams)'
+      refused[error.code as string] = (refused[error.code as string] ?? 0) + count
+    })
+    await sender.bind(0, '::ffff:127.0.0.1')
+    sender.send(new Uint8Array([1]), 9999, '::1')
+    sender.send(new Uint8Array([2]), 9999, '::1')
+    sender.send(new Uint8Array([3]), 9999, '::ffff:255.255.255.255')
+    await waitFor(() => sender.stats().errors.send === 3, 2000, 'the three refusals')
+    await waitFor(() => Object.values(refused).reduce((sum, count) => sum + count, 0) === 3, 2000, 'their error events')
+    expect(refused).toEqual({ EAFNOSUPPORT: 2, EACCES: 1 })
+  })
+
+  it("ipv6Only on a 'udp4' socket is refused when the socket is made", () => {
+    expect(() => createDatagramSocket({ type: 'udp4', ipv6Only: true })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: `The "ipv6Only" option applies to 'udp6' sockets only; this one is 'udp4'` }),
+    )
+    createDatagramSocket({ type: 'udp4', ipv6Only: false }).close() // false asks nothing of it
+  })
+
   it('ipv6Only: a udp6 socket on :: leaves the IPv4 port free, where a dual-stack one takes it too', async () => {
     const only = socket({ type: 'udp6', ipv6Only: true })
     const { port } = await only.bind(0, '::')

@@ -36,7 +36,9 @@ const char* ClientStateName(ClientState state) {
   return "unknown";
 }
 
-ClientCore::ClientCore(const ClientConfig& config, ClientSink* sink) : config_(config), sink_(sink) {}
+ClientCore::ClientCore(const ClientConfig& config, ClientSink* sink) : config_(config), sink_(sink) {
+  sequence_ = config.sequenceBase;
+}
 
 const ServerAddress* ClientCore::serverAddress() const {
   return Connecting(state_) || state_ == ClientState::kConnected ? &token_.serverAddresses[addressIndex_] : nullptr;

@@ -35,6 +35,9 @@ struct ClientConfig {
   uint64_t keepAliveIntervalUs = 100000;   // when nothing else was sent
   uint64_t disconnectIntervalUs = 100000;  // redundant disconnects, 10 Hz
   uint32_t disconnectPackets = 10;
+  // Where the client's sequence starts: random per socket in the engine (RandomSequenceStarts), so that a
+  // token used again from another socket does not encrypt under one key and nonce; tests give it.
+  uint64_t sequenceBase = 0;
 };
 
 class ClientSink {
@@ -101,7 +104,7 @@ class ClientCore {
   uint64_t tokenLifetimeUs_ = 0;
   uint64_t lastSendUs_ = 0;
   uint64_t lastReceiveUs_ = 0;
-  uint64_t sequence_ = 0;  // never reset: the key is the same for every server address
+  uint64_t sequence_ = 0;  // from config_.sequenceBase, never reset: the key is the same for every server address
   ReplayWindow replay_;
   // The connection whose packets replay_ holds. A connection again with the same token to the same server
   // starts with that window (windowCarried_): this library's server goes on past the sequences the earlier

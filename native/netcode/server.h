@@ -34,6 +34,12 @@ struct ServerConfig {
   uint64_t keepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
   uint64_t disconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz
   uint32_t disconnectPackets = 10;
+  // Where the sequences start: the per-client ones of tokens the server has no record of, and the global one
+  // (challenge and denied packets), at least 2^63. The engine draws both at random at each start
+  // (RandomSequenceStarts), so that two processes serving one token (a token's next server address after
+  // a failover, another reusePort shard, a restart) do not encrypt under one key and nonce; tests give them.
+  uint64_t sequenceBase = 0;
+  uint64_t globalSequenceStart = uint64_t{1} << 63;
   ~ServerConfig() { sodium_memzero(privateKey, kKeyBytes); }
 };
 
@@ -135,7 +141,7 @@ class ServerCore {
     bool confirmed = false;
     ServerAddress address;
     uint64_t clientId = 0;
-    uint64_t sequence = 0;  // per-client send sequence: from 0, or where the token's last connection ended
+    uint64_t sequence = 0;  // per-client send sequence: from config_.sequenceBase, or where the token's last connection ended
     TokenMac token;         // its connect token: where its last sequence is carried forward at the end
     int32_t timeoutSeconds = 0;
     uint64_t lastSendUs = 0;
@@ -245,7 +251,7 @@ class ServerCore {
   void RememberToken(const TokenMac& mac, const AddressKey& address);
   // Where a connection with this token starts: its send sequence, and its receive window. A token the history
   // does not hold starts sending past every forgotten token's packets, and receiving at 0 (a new token cannot
-  // be told from a forgotten one, and a new client starts at 0).
+  // be told from a forgotten one, and a new client starts anywhere).
   struct Resumption {
     uint64_t nextSequence;
     uint64_t receivedEnd;
@@ -278,7 +284,8 @@ class ServerCore {
   uint32_t releaseSerial_ = 0;
   uint64_t challengeSequence_ = 0;
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
-  // starts at 2^63 so it never meets the per-client sequences that start at 0 (IMPLEMENTERS.md).
+  // starts at or above 2^63 (config_.globalSequenceStart) so it never meets the per-client sequences, which
+  // start below 2^48 (IMPLEMENTERS.md: at 2^63, and per client at 0).
   uint64_t globalSequence_ = uint64_t{1} << 63;
   bool stopping_ = false;
   ServerCounters counters_;

@@ -21,6 +21,8 @@ const usage = `usage:
   volley key   (prints a new random key)
   volley --version | --help
 
+  --key         the private key; without it, VOLLEY_KEY from the environment (a flag's value is in the
+                command line, which other users of the host can read, and in the shell's history)
   --public-address  serve: the address tokens list and clients send to, when not --address (0.0.0.0, NAT)
   --server      load and token: a server's address; repeat it for up to 32, which a client tries in turn
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
@@ -72,11 +74,17 @@ function packageVersion(): string {
   return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
 }
 
-function key(hex: string | undefined): Uint8Array {
-  if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one)')
-  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError('--key must be 64 hex digits')
+/**
+ * --key, or else VOLLEY_KEY from the environment: a flag's value is in the process's command line, which
+ * other users of the host can read (/proc/<pid>/cmdline, ps) and the shell keeps in its history.
+ */
+function key(flag: string | undefined): Uint8Array {
+  const hex = flag ?? process.env.VOLLEY_KEY
+  if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one), or VOLLEY_KEY in the environment')
+  const source = flag !== undefined ? '--key' : 'VOLLEY_KEY'
+  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError(`${source} must be 64 hex digits`)
   // The library refuses it too, but in the words of its options: say it in the CLI's.
-  if (/^0+$/.test(hex)) throw new UsageError('--key is all zeros, which is no secret (`volley key` makes a random one)')
+  if (/^0+$/.test(hex)) throw new UsageError(`${source} is all zeros, which is no secret (\`volley key\` makes a random one)`)
   return Uint8Array.from(Buffer.from(hex, 'hex'))
 }
 

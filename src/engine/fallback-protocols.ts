@@ -5,6 +5,7 @@
 import { ClientCore, clientStateCodes } from '../netcode/client-core.ts'
 import { ServerCore, type ServerClock } from '../netcode/server-core.ts'
 import { type ServerAddress, readDatagramSource } from '../netcode/server-address.ts'
+import { randomGlobalSequenceStart, randomSequenceBase } from '../netcode/sequence-starts.ts'
 import type { Sodium } from '../netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
@@ -96,6 +97,8 @@ export class FallbackServerProtocol implements FallbackProtocol {
       keepAliveIntervalUs,
       disconnectIntervalUs: protocol.disconnectIntervalUs,
       disconnectPackets: protocol.disconnectPackets,
+      sequenceBase: randomSequenceBase(sodium),
+      globalSequenceStart: randomGlobalSequenceStart(sodium),
     }
     this.#core = new ServerCore(sodium, config, sodium.randombytes_buf(32), {
       sendPacket: (to, data) => output.send(to, data),
@@ -317,6 +320,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
       keepAliveIntervalUs: protocol.keepAliveIntervalUs,
       disconnectIntervalUs: protocol.disconnectIntervalUs,
       disconnectPackets: protocol.disconnectPackets,
+      sequenceBase: randomSequenceBase(sodium),
     }
     this.#core = new ClientCore(sodium, config, {
       sendPacket: (to, data) => output.send(to, data),

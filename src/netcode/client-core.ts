@@ -38,6 +38,11 @@ export interface ClientCoreConfig {
   disconnectIntervalUs?: number | undefined
   /** Redundant disconnect packets sent when the client disconnects (default 10). */
   disconnectPackets?: number | undefined
+  /**
+   * Where the client's sequence starts (default 0): random per socket in the engine (sequence-starts.ts),
+   * so that a token used again from another socket never encrypts under one key and nonce.
+   */
+  sequenceBase?: bigint | undefined
 }
 
 export interface ClientCoreSink {
@@ -119,6 +124,7 @@ export class ClientCore {
     this.#keepAliveIntervalUs = config.keepAliveIntervalUs ?? 100_000
     this.#disconnectIntervalUs = config.disconnectIntervalUs ?? 100_000
     this.#disconnectPackets = config.disconnectPackets ?? 10
+    this.#sequence = config.sequenceBase ?? 0n
   }
 
   get state(): ClientCoreState {

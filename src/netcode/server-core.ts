@@ -32,6 +32,13 @@ export interface ServerCoreConfig {
   disconnectIntervalUs?: number | undefined
   /** Redundant disconnect packets sent when the server ends a connection (default 10). */
   disconnectPackets?: number | undefined
+  /**
+   * Where the per-client sequences of tokens the server has no record of start (default 0), and the global
+   * one of challenge and denied packets (default 2^63; at least 2^63): random at each start in the engine
+   * (sequence-starts.ts), so that two processes serving one token never encrypt under one key and nonce.
+   */
+  sequenceBase?: bigint | undefined
+  globalSequenceStart?: bigint | undefined
 }
 
 export type ServerCoreDisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'
@@ -99,7 +106,7 @@ interface Slot {
   confirmed: boolean
   address: string
   clientId: bigint
-  /** Per-client send sequence: from 0, or where the token's last connection ended. */
+  /** Per-client send sequence: from config.sequenceBase, or where the token's last connection ended. */
   sequence: bigint
   /** Its token's MAC, where its last sequence is carried forward at the end. */
   token: string
@@ -283,7 +290,8 @@ export class ServerCore {
   #releaseSerial = 0
   #challengeSequence = 0n
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it
-  // starts at 2^63 so that it never meets the per-client sequences, which start at 0 (IMPLEMENTERS.md).
+  // starts at or above 2^63 (config.globalSequenceStart) so that it never meets the per-client sequences,
+  // which start below 2^48 (IMPLEMENTERS.md: at 2^63, and per client at 0).
   #globalSequence = 1n << 63n
   #stopping = false
   readonly #counters: ServerCoreCounters = {
@@ -317,6 +325,8 @@ export class ServerCore {
     this.#disconnectIntervalUs = config.disconnectIntervalUs ?? 100_000
     this.#disconnectPackets = config.disconnectPackets ?? 10
     this.#challengeKey = copyBytes(challengeKey)
+    this.#forgottenSequenceFloor = config.sequenceBase ?? 0n
+    this.#globalSequence = (config.globalSequenceStart ?? 0n) | (1n << 63n) // never among the per-client ones
     // Made as clients first take them: a server for a million clients holds only what it has had.
     this.#slots = new Array<Slot | undefined>(config.maxClients)
     this.#maxMappings = Math.max(config.maxClients * 4, minPendingHandshakes)

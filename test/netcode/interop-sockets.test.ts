@@ -247,6 +247,59 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     expect(received[1]).toEqual(Uint8Array.of(7))
   })
 
+  // A packet's nonce is its sequence under the token's key. Two servers that serve one token (its next
+  // address after a failover, another reusePort shard, a restart) each started at 0 (and 2^63 for
+  // challenges): one key and nonce for two different packets, whose XOR gives away their plaintexts' XOR.
+  it.each(engines)('two servers serving one token, and two clients using it, start their sequences apart (%s engine)', async (engine) => {
+    const sodium = await loadSodium()
+    const privateKey = await generateKey()
+    const servers = [0, 1].map(() => new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4 }))
+    opened.push(...servers)
+    const ports = await Promise.all(servers.map((server) => onEngine(engine, () => server.listen()).then((info) => info.port)))
+    const token = readConnectToken(
+      await generateConnectToken({ protocolId, privateKey, clientId: 5n, serverAddresses: ports.map((port) => `127.0.0.1:${port}`), expireSeconds: 30, timeoutSeconds: 5 }),
+    )
+    const challenges: bigint[] = []
+    const keepAlives: bigint[] = []
+    for (const port of ports) {
+      const client = await udpPeer()
+      const fromServer = (data: Uint8Array, accept: number[]) => readEncryptedPacket(sodium, data, { protocolId, key: token.serverToClientKey, accept: new Set(accept) })
+      client.send(writeConnectionRequest(token), port)
+      const { value: challenge } = await client.next((data) => fromServer(data, [PacketType.connectionChallenge]))
+      client.send(encryptPacket(sodium, { type: PacketType.connectionResponse, sequence: 0n, body: challenge.body }, protocolId, token.clientToServerKey), port)
+      const { value: keepAlive } = await client.next((data) => ofType(PacketType.keepAlive)(fromServer(data, [PacketType.keepAlive, PacketType.payload])))
+      challenges.push(challenge.sequence)
+      keepAlives.push(keepAlive.sequence)
+    }
+    expect(challenges.every((sequence) => sequence >= 1n << 63n)).toBe(true)
+    expect(challenges[0]).not.toBe(challenges[1])
+    expect(keepAlives.every((sequence) => sequence < 1n << 48n)).toBe(true) // six bytes on the wire at most
+    expect(keepAlives[0]).not.toBe(keepAlives[1])
+
+    // Two clients with one token, to a hand-driven server: their connection responses (the first packets
+    // under the client-to-server key) carry different sequences.
+    const responses: bigint[] = []
+    for (let i = 0; i < 2; i++) {
+      const server = await udpPeer()
+      const tokenBytes = await generateConnectToken({ protocolId, privateKey, clientId: 6n, serverAddresses: [`127.0.0.1:${server.port}`], expireSeconds: 30, timeoutSeconds: 1 })
+      const client = new Client()
+      opened.push(client)
+      const attempt = onEngine(engine, () => client.connect(tokenBytes)).catch(() => {})
+      const { value: request, port } = await server.next((data) => readConnectionRequest(sodium, data, { protocolId, privateKey, nowSeconds: BigInt(Math.floor(Date.now() / 1000)) }))
+      const challengeBody = new Uint8Array(sizes.challengeBody)
+      new Writer(challengeBody).u64(0n).raw(sealChallengeToken(sodium, { clientId: 6n, userData: request.token.userData }, 0n, await generateKey()))
+      server.send(encryptPacket(sodium, { type: PacketType.connectionChallenge, sequence: 1n << 63n, body: challengeBody }, protocolId, request.token.serverToClientKey), port)
+      const { value: response } = await server.next((data) =>
+        readEncryptedPacket(sodium, data, { protocolId, key: request.token.clientToServerKey, accept: new Set([PacketType.connectionResponse]) }),
+      )
+      responses.push(response.sequence)
+      await client.close()
+      await attempt
+    }
+    expect(responses.every((sequence) => sequence < 1n << 48n)).toBe(true)
+    expect(responses[0]).not.toBe(responses[1])
+  })
+
   it("ClientPool.connect() aborted mid-handshake resolves at once: the redundant disconnects a client owes go out after, and close() waits for them", async () => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
