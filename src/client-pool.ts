@@ -294,9 +294,10 @@ function settledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<voi
   return new Promise<void>((resolve) => {
     const onAbort = (): void => resolve()
     signal.addEventListener('abort', onAbort, { once: true })
-    void work.finally(() => {
+    const settled = (): void => {
       signal.removeEventListener('abort', onAbort)
       resolve()
-    })
+    }
+    work.then(settled, settled) // its failure is the caller's to see (close() awaits it), not this wait's
   })
 }
