@@ -428,6 +428,7 @@ export class Server extends EventEmitter<ServerEvents> {
   close(): Promise<void> {
     if (this.#closed) return this.#closed
     if (this.#state === 'stopped' && !this.#opening) {
+      this.#options.privateKey.fill(0) // its copy: a closed server cannot listen again
       this.#closed = Promise.resolve()
       return this.#closed
     }
@@ -702,6 +703,8 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#slotCounters = null
     this.#queues.clear()
     this.#readings.clear()
+    // Its copy (the engine's is wiped too), once close() was called: a closed server cannot listen again.
+    if (this.#closed !== undefined) this.#options.privateKey.fill(0)
     this.#setState('stopped')
     this.#resolveClosed?.()
   }

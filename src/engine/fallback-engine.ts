@@ -377,6 +377,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       try {
         entry.client.onClosed() // reads the socket's final counters first
       } finally {
+        entry.protocol?.closed()
         this.remove(entry)
       }
     })

@@ -46,6 +46,8 @@ export interface FallbackProtocol {
   stalled(us: number): void
   /** Stopped: the socket may close. */
   readonly finished: boolean
+  /** The socket has closed: a server wipes its keys. */
+  closed(): void
   /** The protocol's counters, in the native engine's order. */
   copyCounters(out: Float64Array): void
   readonly peerCounters: Float64Array | null
@@ -125,6 +127,10 @@ export class FallbackServerProtocol implements FallbackProtocol {
 
   get finished(): boolean {
     return this.#core.stopped
+  }
+
+  closed(): void {
+    this.#core.wipeKeys()
   }
 
   get pending(): boolean {
@@ -334,6 +340,8 @@ export class FallbackClientProtocol implements FallbackProtocol {
   get finished(): boolean {
     return this.#stopping && !this.#core.hasPendingDisconnects
   }
+
+  closed(): void {}
 
   get pending(): boolean {
     return this.#link?.dirty === true

@@ -351,6 +351,25 @@ export class ServerCore {
     return this.#stopping && this.#farewells.length === 0
   }
 
+  /**
+   * Its socket has closed: nothing more is sent or opened. Wipes every key the core holds (the private key,
+   * the challenge key, each connection's and pending handshake's), as the native core's destructor does;
+   * a closed server's memory no longer gives them away.
+   */
+  wipeKeys(): void {
+    this.#privateKey.fill(0)
+    this.#challengeKey.fill(0)
+    for (const slot of this.#slots) {
+      slot?.sendKey.fill(0)
+      slot?.receiveKey.fill(0)
+    }
+    for (const mapping of this.#mappings.values()) {
+      mapping.sendKey.fill(0)
+      mapping.receiveKey.fill(0)
+    }
+    for (const farewell of this.#farewells) farewell.sendKey.fill(0)
+  }
+
   /** The address of a connected client, or undefined. */
   clientAddress(index: number): string | undefined {
     const slot = this.#slots[index]

@@ -608,3 +608,25 @@ describe.each([
     })
   })
 })
+
+describe('the TypeScript core once its socket has closed', () => {
+  it('wipes its keys: a valid request is no longer opened, and the keys it held read as zeros', async () => {
+    const { ServerCore } = await import('../../src/netcode/server-core.ts')
+    const { parseServerAddress } = await import('../../src/netcode/server-address.ts')
+    const sent: Uint8Array[] = []
+    const sink = { sendPacket: (_to: string, data: Uint8Array) => sent.push(data), connected: () => {}, disconnected: () => {}, payload: () => {} }
+    const configKey = Uint8Array.from(privateKey)
+    const challengeKey = fill(32, 0x21)
+    const core = new ServerCore(sodium, { protocolId, privateKey: configKey, publicAddress: parseServerAddress(serverAddress), maxClients: 4 }, challengeKey, sink)
+    const clock = { monotonicUs: 0, unixSeconds: T0 }
+    core.receive('127.0.0.1:50000', new Client('127.0.0.1:50000', 1n).request(), clock)
+    expect(sent).toHaveLength(1) // its challenge
+    core.wipeKeys()
+    core.receive('127.0.0.1:50001', new Client('127.0.0.1:50001', 2n).request(), clock)
+    expect(sent).toHaveLength(1) // the private key is gone: the token does not open
+    expect(core.counters.tokenRefused).toBe(1)
+    // The core held copies: the caller's keys are its own.
+    expect(configKey).toEqual(privateKey)
+    expect(challengeKey).toEqual(fill(32, 0x21))
+  })
+})
