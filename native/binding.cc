@@ -379,7 +379,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey, delivery);
     sodium_memzero(challengeKey, sizeof(challengeKey));
     server->simulator = ReadNetworkSimulator(options);
-    server->replySource.Choose(boundAddress, config.publicAddress.ip, socketIsV6);
+    server->replySource.Configure(boundAddress, config.publicAddress.ip, socketIsV6);
     *peerCounters = server->peerCounters();
     *out = std::move(server);
     return true;

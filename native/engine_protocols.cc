@@ -47,6 +47,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
 
 size_t Engine::SendOutbox(SocketState* state, size_t first) {
   ProtocolOutput& output = state->protocol->output;
+  state->protocol->replySource.Refresh(clock_.monotonicUs);
   // Consecutive datagrams to one address, all of one size but the last, go as one UDP GSO message (the
   // kernel cuts it up): a bulk transfer costs one pass through the stack per run, not per datagram.
   size_t messages = 0, datagrams = 0;

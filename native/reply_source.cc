@@ -1,6 +1,6 @@
 #include "reply_source.h"
 
-#include <unistd.h>
+#include <ifaddrs.h>
 
 #include <cstring>
 
@@ -16,15 +16,25 @@ bool IsWildcard(const IpAddress& address) {
          (std::memcmp(address.bytes, kZero, 16) == 0 || std::memcmp(address.bytes, kMappedZero, 16) == 0);
 }
 
-// Whether `address` is one of this host's: a socket of its family can bind to it.
+// Whether `address` is one of this host's: assigned to an interface, or in 127.0.0.0/8, all of which
+// loopback takes. (Not whether a socket can bind to it: with net.ipv4.ip_nonlocal_bind, common on
+// keepalived and HAProxy hosts, any address binds, and a NAT's public address named as the source made
+// every datagram fail.)
 bool IsLocal(const IpAddress& address) {
-  const int fd = socket(address.family == 4 ? AF_INET : AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in6 name{};
-  const socklen_t length = ToSockaddr(address, 0, address.family == 6, &name);
-  const bool bound = bind(fd, reinterpret_cast<const sockaddr*>(&name), length) == 0;
-  close(fd);
-  return bound;
+  if (address.family == 4 && address.bytes[0] == 127) return true;
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return false;
+  bool found = false;
+  for (const ifaddrs* entry = list; entry != nullptr && !found; entry = entry->ifa_next) {
+    if (entry->ifa_addr == nullptr) continue;
+    if (address.family == 4 && entry->ifa_addr->sa_family == AF_INET) {
+      found = std::memcmp(&reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr, address.bytes, 4) == 0;
+    } else if (address.family == 6 && entry->ifa_addr->sa_family == AF_INET6) {
+      found = std::memcmp(&reinterpret_cast<const sockaddr_in6*>(entry->ifa_addr)->sin6_addr, address.bytes, 16) == 0;
+    }
+  }
+  freeifaddrs(list);
+  return found;
 }
 
 // One control message at `control` (zeroed first, padding included); returns the bytes it takes.
@@ -41,37 +51,38 @@ size_t WriteControl(int level, int type, const Info& info, uint8_t* control) {
 
 }  // namespace
 
-void ReplySource::Choose(const IpAddress& bound, const IpAddress& published, bool socketIsV6) {
-  family_ = 0;
-  IpAddress source = published;
-  UnmapIpv4(&source);
-  if (!IsWildcard(bound) || (source.family != 4 && source.family != 6) || (source.family == 6 && !socketIsV6) ||
-      IsWildcard(source) || !IsLocal(source)) {
-    return;
-  }
-  family_ = source.family;
+void ReplySource::Configure(const IpAddress& bound, const IpAddress& published, bool socketIsV6) {
+  source_ = published;
+  UnmapIpv4(&source_);
   socketIsV6_ = socketIsV6;
-  std::memcpy(bytes_, source.bytes, source.family == 4 ? 4 : 16);
+  candidate_ = IsWildcard(bound) && (source_.family == 4 || (source_.family == 6 && socketIsV6)) && !IsWildcard(source_);
+  set_ = false;
+  nextCheckUs_ = 0;
+}
+
+void ReplySource::Recheck(uint64_t nowUs) {
+  set_ = IsLocal(source_);
+  nextCheckUs_ = nowUs + kRecheckUs;
 }
 
 size_t ReplySource::Write(const sockaddr_in6& to, uint8_t* control) const {
-  if (family_ == 0) return 0;
+  if (!set_) return 0;
   if (!socketIsV6_) {
     in_pktinfo info{};
-    std::memcpy(&info.ipi_spec_dst, bytes_, 4);
+    std::memcpy(&info.ipi_spec_dst, source_.bytes, 4);
     return WriteControl(IPPROTO_IP, IP_PKTINFO, info, control);
   }
   // A dual-stack socket sends to IPv4 peers at v4-mapped addresses; the kernel takes a v4-mapped source
   // for those, and only for those.
   const bool toIpv4 = IN6_IS_ADDR_V4MAPPED(&to.sin6_addr);
-  if (toIpv4 != (family_ == 4)) return 0;
+  if (toIpv4 != (source_.family == 4)) return 0;
   in6_pktinfo info{};
-  if (family_ == 4) {
+  if (source_.family == 4) {
     info.ipi6_addr.s6_addr[10] = 0xff;
     info.ipi6_addr.s6_addr[11] = 0xff;
-    std::memcpy(&info.ipi6_addr.s6_addr[12], bytes_, 4);
+    std::memcpy(&info.ipi6_addr.s6_addr[12], source_.bytes, 4);
   } else {
-    std::memcpy(&info.ipi6_addr, bytes_, 16);
+    std::memcpy(&info.ipi6_addr, source_.bytes, 16);
   }
   return WriteControl(IPPROTO_IPV6, IPV6_PKTINFO, info, control);
 }

@@ -22,11 +22,18 @@ class ReplySource {
  public:
   // Room one control message of Write() takes (CMSG_SPACE of the larger pktinfo), in bytes.
   static constexpr size_t kControlBytes = CMSG_SPACE(sizeof(in6_pktinfo));
+  // How often a wildcard-bound server asks again whether the public address is the host's: a floating
+  // address (keepalived's) comes and goes while the server runs.
+  static constexpr uint64_t kRecheckUs = 1000000;
 
-  // Sets the source when `bound` is a wildcard address and `published` is an address of this host (a
-  // socket of its family binds to it); leaves it unset otherwise.
-  void Choose(const IpAddress& bound, const IpAddress& published, bool socketIsV6);
-  bool set() const { return family_ != 0; }
+  // A socket bound to `bound` that publishes `published`: only a wildcard bind with a specific public
+  // address may name a source; Refresh() decides whether it does.
+  void Configure(const IpAddress& bound, const IpAddress& published, bool socketIsV6);
+  // Asks the host's interfaces again, at most once every kRecheckUs (monotonic µs).
+  void Refresh(uint64_t nowUs) {
+    if (candidate_ && nowUs >= nextCheckUs_) Recheck(nowUs);
+  }
+  bool set() const { return set_; }
 
   // Writes the control message naming the source for a datagram to `to` at `control` (kControlBytes of
   // room, 8-byte aligned); returns the bytes it takes (CMSG_SPACE), 0 when none applies: no source set, or
@@ -34,9 +41,13 @@ class ReplySource {
   size_t Write(const sockaddr_in6& to, uint8_t* control) const;
 
  private:
-  uint8_t family_ = 0;  // 0: none; 4 or 6: the public address's family
+  void Recheck(uint64_t nowUs);
+
+  bool candidate_ = false;  // bound to a wildcard, publishing a specific address of the socket's families
+  bool set_ = false;        // the public address is the host's now: it is named
   bool socketIsV6_ = false;
-  uint8_t bytes_[16] = {};
+  uint64_t nextCheckUs_ = 0;
+  IpAddress source_;  // the public address, IPv4 unmapped
 };
 
 }  // namespace volley

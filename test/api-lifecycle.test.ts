@@ -552,6 +552,19 @@ describe('options', () => {
     })
   }
 
+  it('a Server bound to 0.0.0.0 behind NAT (its publicAddress not the host\'s) leaves the source to the route', async () => {
+    // The token lists the NAT's inside address (here 127.0.0.1) first, which the client sends to, then the
+    // public one, which the server checks for: answers from the public address would fail, or be dropped.
+    const server = new Server({ protocolId, privateKey, address: '0.0.0.0:0', publicAddress: '203.0.113.7:0', ...fast })
+    const { port } = await server.listen()
+    const client = new Client(fast)
+    await client.connect(await generateConnectToken({ protocolId, privateKey, clientId: 13n, serverAddresses: [`127.0.0.1:${port}`, `203.0.113.7:${port}`], expireSeconds: 30, timeoutSeconds: 2 }))
+    expect(client.state).toBe('connected')
+    expect(server.stats().errors.send).toBe(0)
+    await client.close()
+    await server.close()
+  })
+
   it('on the fallback engine, which cannot name its source, the timeout says what came from elsewhere', async () => {
     const server = new Server({ protocolId, privateKey, address: '0.0.0.0:0', publicAddress: '127.0.0.2:0', ...fast })
     const { port } = await onEngine('fallback', () => server.listen())
