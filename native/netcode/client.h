@@ -35,7 +35,7 @@ struct ClientConfig {
   uint64_t keepAliveIntervalUs = 100000;   // when nothing else was sent
   uint64_t disconnectIntervalUs = 100000;  // redundant disconnects, 10 Hz
   uint32_t disconnectPackets = 10;
-  // Where the client's sequence starts: random per socket in the engine (RandomSequenceStarts), so that a
+  // Where the client's sequence starts: random per socket in the engine (netcode/sequence_starts.h), so that a
   // token used again from another socket does not encrypt under one key and nonce; tests give it.
   uint64_t sequenceBase = 0;
 };

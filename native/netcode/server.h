@@ -36,7 +36,7 @@ struct ServerConfig {
   uint32_t disconnectPackets = 10;
   // Where the sequences start: the per-client ones of tokens the server has no record of, and the global one
   // (challenge and denied packets), at least 2^63. The engine draws both at random at each start
-  // (RandomSequenceStarts), so that two processes serving one token (a token's next server address after
+  // (netcode/sequence_starts.h), so that two processes serving one token (a token's next server address after
   // a failover, another reusePort shard, a restart) do not encrypt under one key and nonce; tests give them.
   uint64_t sequenceBase = 0;
   uint64_t globalSequenceStart = uint64_t{1} << 63;

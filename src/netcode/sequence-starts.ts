@@ -6,7 +6,8 @@
 import type { Sodium } from './sodium.ts'
 
 function random64(sodium: Sodium): bigint {
-  return new DataView(sodium.randombytes_buf(8).buffer).getBigUint64(0, true)
+  const bytes = sodium.randombytes_buf(8)
+  return new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true)
 }
 
 /** Below 2^48: six sequence bytes on the wire instead of one or two, and 2^62 and more left to count. */
