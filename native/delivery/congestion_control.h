@@ -1,7 +1,7 @@
 // Congestion control of one connection, in bytes: slow start and congestion avoidance as NewReno
 // (RFC 9002 §7), with two changes to what a loss does.
 // - A loss is congestion when a queue stood behind it (the smallest recent RTT above the minimum by more
-//   than an eighth, or 250 µs: jitter alone leaves it low) or when more than a tenth of the recent packets
+//   than QueueSlackUs: jitter alone leaves it low) or when more than a tenth of the recent packets
 //   were lost. Other losses (a lossy
 //   radio link, say) are resent but leave the window alone: NewReno halved it on each of them and fell
 //   to two packets at 5 % random loss.
@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "rtt_estimator.h"
 #include "wire_format.h"
 
 namespace volley::delivery {
@@ -22,7 +23,12 @@ class CongestionControl {
   static constexpr uint64_t kInitialWindow = 10 * kMaxPacketBytes;
   static constexpr uint64_t kMinimumWindow = 2 * kMaxPacketBytes;
 
-  uint64_t window() const { return window_; }
+  uint64_t window() const { return std::min(window_, held_); }
+
+  // While the sender drains to recheck the path's RTT (DeliveryCore::UpdateDrain), the window is held to
+  // capBytes (at least the minimum) and does not grow; Release gives back the window it had.
+  void Hold(uint64_t capBytes) { held_ = std::max(capBytes, kMinimumWindow); }
+  void Release() { held_ = UINT64_MAX; }
   double bandwidthBytesPerUs() const { return std::max(currentMax_, previousMax_); }
 
   // A packet counted in flight, sent at sentUs, was acknowledged; windowInUse: much of the window is in
@@ -30,7 +36,7 @@ class CongestionControl {
   void OnAcked(uint64_t bytes, uint64_t sentUs, bool windowInUse) {
     ++acked_[0];
     if (InRecovery(sentUs)) return;  // sent before the reduction: no growth
-    if (!windowInUse) return;
+    if (!windowInUse || held_ != UINT64_MAX) return;
     if (window_ < slowStartThreshold_) {
       window_ += bytes;
     } else {
@@ -39,7 +45,7 @@ class CongestionControl {
   }
 
   // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and recentRttUs: the path's
-  // minimum RTT and the smallest of its recent samples (0 when not yet measured). One reduction per round
+  // minimum RTT (RttEstimator::pathMinUs) and the smallest of its recent samples (0 when not yet measured). One reduction per round
   // trip: losses of packets sent before the last reduction are part of the same event, whenever they are
   // found (RFC 9002's InCongestionRecovery, by send time alone). Returns the reduction the loss belongs to
   // (0: none), for OnSpuriousLoss.
@@ -49,7 +55,7 @@ class CongestionControl {
       ++undo_.unproven;
       return reductions_;
     }
-    const bool queued = minRttUs == 0 || recentRttUs > minRttUs + std::max<uint64_t>(minRttUs / 8, kQueueSlackUs);
+    const bool queued = minRttUs == 0 || recentRttUs > minRttUs + QueueSlackUs(minRttUs);
     const uint64_t lost = lost_[0] + lost_[1], acked = acked_[0] + acked_[1];
     if (!queued && lost * 10 <= lost + acked) return 0;  // not congestion
     undo_ = Undo{true, 1, window_, slowStartThreshold_, reduced_, recoveryStartUs_};
@@ -109,12 +115,11 @@ class CongestionControl {
   }
 
  private:
-  static constexpr uint64_t kQueueSlackUs = 250;
-
   // Sent before the last reduction: a loss of it is part of that event, its acknowledgement grows nothing.
   bool InRecovery(uint64_t sentUs) const { return reduced_ && sentUs <= recoveryStartUs_; }
 
   uint64_t window_ = kInitialWindow;
+  uint64_t held_ = UINT64_MAX;  // the cap of a drain, UINT64_MAX when none
   uint64_t slowStartThreshold_ = UINT64_MAX;
   uint64_t recoveryStartUs_ = 0;
   bool reduced_ = false;  // a reduction was made: recoveryStartUs_ holds when

@@ -88,6 +88,7 @@ struct DeliveryStats {
   uint64_t resends = 0;  // message frames sent again after a loss or a probe timeout
   uint64_t probeTimeouts = 0;
   uint64_t persistentCongestion = 0;  // times the window fell to its minimum (RFC 9002 §7.6)
+  uint64_t rttDrains = 0;  // times the window was held low to recheck the path's minimum RTT
   uint64_t spuriousLosses = 0;  // packets declared lost, then acknowledged (reordered, not lost): not in packetsLost
   // Dropped on receive, by cause.
   uint64_t malformed = 0, duplicatePackets = 0, duplicateMessages = 0, staleSequenced = 0, overBudget = 0,
@@ -274,6 +275,9 @@ class DeliveryCore {
   // A reliable fragment the receiver has (acknowledged, or in a packet declared lost and acknowledged after).
   void CreditFragment(const Chunk& chunk);
   void DetectLosses(uint64_t nowUs);
+  // Starts a drain when the path's minimum RTT is stale (RttEstimator::pathMinUs) and ends it when its time
+  // is up: checked at each ACK, as a drain needs them to measure.
+  void UpdateDrain(uint64_t nowUs);
   void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
   // Records of declared losses older than a few RTTs go (a packet that late was lost, or too late for the
   // thresholds to follow), and their room with the last: an idle connection keeps none, however lossy its past.
@@ -311,7 +315,7 @@ class DeliveryCore {
   // slots empty: what FitsBound() gives back.
   static size_t CountedSlots(const Ring<InMessage>& queue) { return queue.capacity() > kFreeQueueSlots ? queue.capacity() - kFreeQueueSlots : 0; }
   static bool Drained(const Ring<InMessage>& queue) { return queue.empty() && CountedSlots(queue) > 0; }
-  void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
+  void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs, uint64_t nowUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned = nullptr);
   void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after
@@ -361,6 +365,7 @@ class DeliveryCore {
   uint32_t dataPacketsInFlight_ = 0;    // packets with reliable fragments, in flight
   uint64_t lossTimeUs_ = 0;  // 0: none
   uint32_t probeCount_ = 0;
+  uint64_t drainEndUs_ = 0;  // 0: no drain under way
   // Reordering (RFC 9002 §6.1 lets both thresholds adapt): packets declared lost lately, so that an
   // acknowledgement of one proves the loss wrong, and the thresholds it raised. Without this, jitter
   // that reorders packets read as loss and congestion, and a path with ±3 ms of jitter carried 2 Mbit/s.

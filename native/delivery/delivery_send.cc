@@ -21,6 +21,7 @@ constexpr uint64_t kLostMemoryMinUs = 50000;      // ...and at least 50 ms
 constexpr size_t kLostRecordsKept = 8;            // room kept once none is remembered (more is given back)
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
+constexpr uint64_t kDrainHoldUs = 200000;         // a drain's round trips of the path alone last this at least
 constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
 // The engine's timers tick every millisecond: a burst covers what the pacing rate sends in two ticks, so
 // that pacing never waits on a timer finer than the engine has.
@@ -591,10 +592,11 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   if (largestRaised) largestAcked_ = largest;
   anyAcked_ = true;
   if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
-  if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs));
+  if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
   if (newlyAckedEliciting) probeCount_ = 0;
   // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
   if (newlyAcked || largestRaised) DetectLosses(nowUs);
+  UpdateDrain(nowUs);
   // Only the channels where a message was acknowledged whole have any to release.
   for (const uint8_t index : completedChannels_) {
     sendChannels_[index].completed = false;
@@ -656,7 +658,7 @@ void DeliveryCore::CreditFragment(const Chunk& chunk) {
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsLost;
   const uint64_t reduction =
-      Settle(packet) ? congestion_.OnLost(packet.sentUs, nowUs, rtt_.minUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0) : 0;
+      Settle(packet) ? congestion_.OnLost(packet.sentUs, nowUs, rtt_.pathMinUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0) : 0;
   if (packet.ackEliciting) {
     if (recentlyLost_.size() == kRecentlyLost) recentlyLost_.erase(recentlyLost_.begin());
     recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs, reduction, packet.chunks});
@@ -742,9 +744,29 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   }
   if (persistent) {
     congestion_.OnPersistentCongestion(thresholdBefore);
+    rtt_.ForgetPathMin();
     ++stats_.persistentCongestion;
   }
   SettleFront();
+}
+
+// The window held to half the path's bandwidth-delay product at its old minimum: a queue of our own
+// empties within the smoothed RTT (which holds its delay) and the round trips after it show the path alone,
+// for at least kDrainHoldUs. BBR's ProbeRTT drains the same way, to four packets. A sample near the old
+// minimum ends it at once.
+void DeliveryCore::UpdateDrain(uint64_t nowUs) {
+  if (drainEndUs_ != 0) {
+    if (nowUs < drainEndUs_ && rtt_.draining()) return;
+    drainEndUs_ = 0;
+    if (rtt_.draining()) rtt_.EndDrain(nowUs);
+    congestion_.Release();
+    return;
+  }
+  if (!rtt_.PathMinStale(nowUs)) return;
+  ++stats_.rttDrains;
+  rtt_.StartDrain();
+  congestion_.Hold(static_cast<uint64_t>(congestion_.bandwidthBytesPerUs() * static_cast<double>(rtt_.pathMinUs()) / 2));
+  drainEndUs_ = nowUs + rtt_.smoothedUs() + std::max(kDrainHoldUs, rtt_.smoothedUs());
 }
 
 uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {

@@ -1,6 +1,6 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs: smoothed RTT and its variation, the
 // minimum, the maximum, the variance, and jitter as the smoothed difference between consecutive samples
-// (RFC 3550 §6.4.1's form).
+// (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
 #pragma once
 
 #include <algorithm>
@@ -8,15 +8,19 @@
 
 namespace volley::delivery {
 
+// How far above the path's minimum RTT a round trip may be and still show no standing queue: jitter alone
+// keeps some samples within it.
+inline uint64_t QueueSlackUs(uint64_t minRttUs) { return std::max<uint64_t>(minRttUs / 8, 250); }
+
 class RttEstimator {
  public:
   explicit RttEstimator(uint64_t initialRttUs) : smoothedUs_(initialRttUs), variationUs_(initialRttUs / 2) {}
 
   // sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer
-  // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says).
-  void Sample(uint64_t sampleUs, uint64_t ackDelayUs) {
+  // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says); nowUs: when it came.
+  void Sample(uint64_t sampleUs, uint64_t ackDelayUs, uint64_t nowUs) {
     if (sampleUs == 0) sampleUs = 1;
-    LowerMin(sampleUs);
+    LowerMin(sampleUs, nowUs);
     if (sampleUs > maxUs_) maxUs_ = sampleUs;
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
@@ -26,9 +30,9 @@ class RttEstimator {
   // A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
   // an upper bound of it for the minimum (the delay was timed on the peer's clock), 0 to leave the
   // minimum alone.
-  void SampleNet(uint64_t rttUs, uint64_t minCandidateUs) {
+  void SampleNet(uint64_t rttUs, uint64_t minCandidateUs, uint64_t nowUs) {
     if (rttUs == 0) rttUs = 1;
-    if (minCandidateUs != 0) LowerMin(minCandidateUs);
+    if (minCandidateUs != 0) LowerMin(minCandidateUs, nowUs);
     if (rttUs > maxUs_) maxUs_ = rttUs;
     Smooth(rttUs);
   }
@@ -49,13 +53,40 @@ class RttEstimator {
   // rises and falls with every packet.
   uint64_t recentMinUs() const { return std::min(recentMin_[0], recentMin_[1]); }
   uint64_t minUs() const { return minUs_; }  // 0 until a sample gave one
+  // The path's own round trip as congestion control needs it (0 until a sample gave one): the smallest
+  // sample, held while samples keep coming within the queue slack of it. The lifetime minimum held a route
+  // that got longer to its old RTT and took the new one for a standing queue, so that every later loss read
+  // as congestion (1.5 of 9 Mbit/s after a 4 to 40 ms change at 2 % random loss). When no sample has come
+  // that close for kPathMinHoldUs, the sender drains (DeliveryCore::UpdateDrain): a queue of its own empties
+  // and the old minimum shows again, or the smallest sample of the drain becomes the path's. A minimum that
+  // simply expired would take a standing queue of our own for path, and the queue would stay for good.
+  uint64_t pathMinUs() const { return pathMinUs_; }
+  bool PathMinStale(uint64_t nowUs) const { return pathMinUs_ != 0 && !draining_ && nowUs >= pathMinHeldUs_ + kPathMinHoldUs; }
+  bool draining() const { return draining_; }
+  void StartDrain() {
+    draining_ = true;
+    drainMinUs_ = UINT64_MAX;
+  }
+  void EndDrain(uint64_t nowUs) {  // its time is up with no sample near the old minimum
+    draining_ = false;
+    if (drainMinUs_ != UINT64_MAX) pathMinUs_ = drainMinUs_;
+    pathMinHeldUs_ = nowUs;
+  }
+  // The path may have changed (persistent congestion, RFC 9002 §5.2): the next sample starts it afresh.
+  void ForgetPathMin() { pathMinUs_ = 0; }
   uint64_t maxUs() const { return maxUs_; }
   double jitterUs() const { return jitterUs_; }
   uint64_t samples() const { return samples_; }
 
  private:
-  void LowerMin(uint64_t candidateUs) {
+  void LowerMin(uint64_t candidateUs, uint64_t nowUs) {
     if (minUs_ == 0 || candidateUs < minUs_) minUs_ = candidateUs;
+    if (draining_) drainMinUs_ = std::min(drainMinUs_, candidateUs);
+    if (pathMinUs_ == 0 || candidateUs <= pathMinUs_ + QueueSlackUs(pathMinUs_)) {
+      if (pathMinUs_ == 0 || candidateUs < pathMinUs_) pathMinUs_ = candidateUs;
+      pathMinHeldUs_ = nowUs;
+      draining_ = false;  // the queue was ours and is gone: the minimum holds, the drain can end
+    }
   }
 
   void Smooth(uint64_t adjusted) {
@@ -97,6 +128,11 @@ class RttEstimator {
   static constexpr uint32_t kRecentSamples = 32;
   uint64_t recentMin_[2] = {UINT64_MAX, UINT64_MAX};
   uint32_t recentCount_ = 0;
+  static constexpr uint64_t kPathMinHoldUs = 10'000'000;
+  uint64_t pathMinUs_ = 0;
+  uint64_t pathMinHeldUs_ = 0;  // when a sample last came within the queue slack of it
+  bool draining_ = false;
+  uint64_t drainMinUs_ = UINT64_MAX;  // the smallest sample of the drain under way
 };
 
 }  // namespace volley::delivery

@@ -78,6 +78,8 @@ export class DeliveryStats {
   resends = 0
   probeTimeouts = 0
   persistentCongestion = 0
+  /** Times the window was held low to recheck the path's minimum RTT. */
+  rttDrains = 0
   /** Packets declared lost, then acknowledged (reordered, not lost): not in packetsLost. */
   spuriousLosses = 0
   // Dropped on receive, by cause.

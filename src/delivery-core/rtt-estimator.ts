@@ -1,7 +1,17 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/delivery/rtt_estimator.h:
 // smoothed RTT and its variation, the minimum, the maximum, the variance, and jitter as the smoothed difference between
-// consecutive samples (RFC 3550 §6.4.1's form). Integer µs, divided as the native one divides.
+// consecutive samples (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
+// Integer µs, divided as the native one divides.
 const recentSamples = 32
+const pathMinHoldUs = 10_000_000
+
+/**
+ * How far above the path's minimum RTT a round trip may be and still show no standing queue: jitter alone
+ * keeps some samples within it.
+ */
+export function queueSlackUs(minRttUs: number): number {
+  return Math.max(Math.floor(minRttUs / 8), 250)
+}
 
 export class RttEstimator {
   smoothedUs: number
@@ -17,6 +27,11 @@ export class RttEstimator {
   #squaredDeviationWeight = 1
   readonly #recentMin = [Number.POSITIVE_INFINITY, Number.POSITIVE_INFINITY]
   #recentCount = 0
+  /** The path's minimum RTT (pathMinUs), when a sample last came within the queue slack of it, and the drain's. */
+  #pathMinUs = 0
+  #pathMinHeldUs = 0
+  #draining = false
+  #drainMinUs = Number.POSITIVE_INFINITY
 
   constructor(initialRttUs: number) {
     this.smoothedUs = initialRttUs
@@ -25,11 +40,11 @@ export class RttEstimator {
 
   /**
    * sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer says
-   * it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says).
+   * it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says); nowUs: when it came.
    */
-  sample(sampleUs: number, ackDelayUs: number): void {
+  sample(sampleUs: number, ackDelayUs: number, nowUs: number): void {
     if (sampleUs === 0) sampleUs = 1
-    this.#lowerMin(sampleUs)
+    this.#lowerMin(sampleUs, nowUs)
     if (sampleUs > this.maxUs) this.maxUs = sampleUs
     let adjusted = sampleUs
     if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
@@ -40,9 +55,9 @@ export class RttEstimator {
    * A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
    * an upper bound of it for the minimum, 0 to leave the minimum alone.
    */
-  sampleNet(rttUs: number, minCandidateUs: number): void {
+  sampleNet(rttUs: number, minCandidateUs: number, nowUs: number): void {
     if (rttUs === 0) rttUs = 1
-    if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs)
+    if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs, nowUs)
     if (rttUs > this.maxUs) this.maxUs = rttUs
     this.#smooth(rttUs)
   }
@@ -61,8 +76,48 @@ export class RttEstimator {
     return Math.min(this.#recentMin[0]!, this.#recentMin[1]!)
   }
 
-  #lowerMin(candidateUs: number): void {
+  /**
+   * The path's own round trip for congestion control (0 until a sample gave one): the smallest sample, held
+   * while samples keep coming within the queue slack of it; stale after 10 s without one, when the sender
+   * drains to measure it again (native/delivery/rtt_estimator.h says why).
+   */
+  get pathMinUs(): number {
+    return this.#pathMinUs
+  }
+
+  pathMinStale(nowUs: number): boolean {
+    return this.#pathMinUs !== 0 && !this.#draining && nowUs >= this.#pathMinHeldUs + pathMinHoldUs
+  }
+
+  get draining(): boolean {
+    return this.#draining
+  }
+
+  startDrain(): void {
+    this.#draining = true
+    this.#drainMinUs = Number.POSITIVE_INFINITY
+  }
+
+  /** Its time is up with no sample near the old minimum. */
+  endDrain(nowUs: number): void {
+    this.#draining = false
+    if (this.#drainMinUs !== Number.POSITIVE_INFINITY) this.#pathMinUs = this.#drainMinUs
+    this.#pathMinHeldUs = nowUs
+  }
+
+  /** The path may have changed (persistent congestion, RFC 9002 §5.2): the next sample starts it afresh. */
+  forgetPathMin(): void {
+    this.#pathMinUs = 0
+  }
+
+  #lowerMin(candidateUs: number, nowUs: number): void {
     if (this.minUs === 0 || candidateUs < this.minUs) this.minUs = candidateUs
+    if (this.#draining) this.#drainMinUs = Math.min(this.#drainMinUs, candidateUs)
+    if (this.#pathMinUs === 0 || candidateUs <= this.#pathMinUs + queueSlackUs(this.#pathMinUs)) {
+      if (this.#pathMinUs === 0 || candidateUs < this.#pathMinUs) this.#pathMinUs = candidateUs
+      this.#pathMinHeldUs = nowUs
+      this.#draining = false // the queue was ours and is gone: the minimum holds, the drain can end
+    }
   }
 
   #smooth(adjusted: number): void {

@@ -24,6 +24,7 @@ const granularityUs = 1000 // the smallest loss delay and RTT variation term
 const pacingGain = 1.25
 const pacingBurst = 10 * maxPacketBytes
 const pacingQuantumUs = 2000
+const drainHoldUs = 200_000 // a drain's round trips of the path alone last this at least
 const ackSpaceWithData = 64 // an ACK beside data takes at most this much of a packet
 const initialSentRecords = 4
 const keptSentRecords = 256
@@ -140,6 +141,8 @@ export abstract class DeliverySending {
   #dataPacketsInFlight = 0
   #lossTimeUs = 0
   #probeCount = 0
+  /** 0: no drain under way. */
+  #drainEndUs = 0
   readonly #recentlyLost: LostRecord[] = []
   #packetThreshold = packetThreshold
   #timeThresholdEighths = timeThresholdEighths
@@ -721,10 +724,11 @@ export abstract class DeliverySending {
     if (largestRaised) this.#largestAcked = largest
     this.#anyAcked = true
     if (this.#recentlyLost.length > 0) this.#onSpuriousLosses(ranges, nowUs)
-    if (sampleRtt) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs))
+    if (sampleRtt) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
     if (newlyAckedEliciting) this.#probeCount = 0
     // An ACK that tells nothing new finds no new loss (the loss timer covers time passing).
     if (newlyAcked || largestRaised) this.#detectLosses(nowUs)
+    this.#updateDrain(nowUs)
     // Only the channels where a message was acknowledged whole have any to release.
     for (const index of this.#completedChannels) {
       const channel = this.#sendChannels[index]!
@@ -784,7 +788,7 @@ export abstract class DeliverySending {
 
   #onPacketLost(packet: SentPacket, nowUs: number): void {
     this.stats.packetsLost++
-    const reduction = this.#settle(packet) ? this.congestion.onLost(packet.sentUs, nowUs, this.rtt.minUs, this.rtt.samples > 0 ? this.rtt.recentMinUs : 0) : 0
+    const reduction = this.#settle(packet) ? this.congestion.onLost(packet.sentUs, nowUs, this.rtt.pathMinUs, this.rtt.samples > 0 ? this.rtt.recentMinUs : 0) : 0
     if (packet.ackEliciting) {
       if (this.#recentlyLost.length === recentlyLostKept) this.#recentlyLost.shift()
       this.#recentlyLost.push({ number: packet.number, sentUs: packet.sentUs, reduction, chunks: packet.chunks.slice() }) // (the record's list is reused)
@@ -873,12 +877,33 @@ export abstract class DeliverySending {
     }
     if (persistent) {
       this.congestion.onPersistentCongestion(thresholdBefore)
+      this.rtt.forgetPathMin()
       this.stats.persistentCongestion++
     }
     this.#settleFront()
   }
 
   /** RFC 9002's PTO before backoff. */
+  /**
+   * Starts a drain when the path's minimum RTT is stale and ends it when its time is up (at each ACK): the
+   * window held to half the path's bandwidth-delay product at its old minimum, as native/delivery/delivery_send.cc's
+   * UpdateDrain does; a sample near the old minimum ends it at once.
+   */
+  #updateDrain(nowUs: number): void {
+    if (this.#drainEndUs !== 0) {
+      if (nowUs < this.#drainEndUs && this.rtt.draining) return
+      this.#drainEndUs = 0
+      if (this.rtt.draining) this.rtt.endDrain(nowUs)
+      this.congestion.release()
+      return
+    }
+    if (!this.rtt.pathMinStale(nowUs)) return
+    this.stats.rttDrains++
+    this.rtt.startDrain()
+    this.congestion.hold(Math.trunc((this.congestion.bandwidthBytesPerUs * this.rtt.pathMinUs) / 2))
+    this.#drainEndUs = nowUs + this.rtt.smoothedUs + Math.max(drainHoldUs, this.rtt.smoothedUs)
+  }
+
   #probeTimeoutBaseUs(): number {
     return this.rtt.smoothedUs + Math.max(4 * this.rtt.variationUs, granularityUs) + this.config.maxAckDelayUs
   }

@@ -39,6 +39,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
         rttVariationUs: rtt.variationUs,
         rttVarianceUs2: rtt.varianceUs2,
         minRttUs: rtt.minUs,
+        pathMinRttUs: rtt.pathMinUs,
         maxRttUs: rtt.maxUs,
         rttSamples: rtt.samples,
         congestionWindow: core.congestionWindow,

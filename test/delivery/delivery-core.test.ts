@@ -595,6 +595,69 @@ describe('congestion control on a bottleneck', () => {
   })
 })
 
+/**
+ * Keeps `pair`'s a side sending 1,000-byte reliable messages for `seconds` and returns what arrived in each
+ * second, bytes; atSecond(s) runs before second s.
+ */
+function bulkBytesPerSecond(pair: SimulatedPair, seconds: number, atSecond: (s: number) => void = () => {}): number[] {
+  let sent = pair.received.b.length
+  const perSecond: number[] = []
+  for (let s = 0; s < seconds; s++) {
+    atSecond(s)
+    while (sent - pair.received.b.length < 3000) expect(pair.send('a', 0, numberedMessage(sent++, 1000))).toBe('queued')
+    const before = pair.received.b.length
+    pair.run(pair.now + second)
+    perSecond.push((pair.received.b.length - before) * 1000)
+  }
+  expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: pair.received.b.length }, (_, i) => i))
+  return perSecond
+}
+
+const mean = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / values.length
+
+describe("congestion control's minimum RTT", () => {
+  // 10 Mbit/s with a 64 kB tail-drop queue.
+  const options = { channels: ['reliable' as const], sendQueueBytes: 64 << 20 }
+  const link = { bandwidthBytesPerSec: 1.25e6, queueBytes: 64 * 1024 }
+
+  it('follows a route that got longer: random loss stops reading as congestion within a drain', () => {
+    // 4 ms RTT, then 40 ms from second 3, at 2 % random loss. With the lifetime minimum (4 ms) every
+    // standing-queue test then saw a queue, every random loss cut the window, and the connection kept
+    // 1.5 Mbit/s for good where one that began on the 40 ms path keeps 9.
+    const moved = new SimulatedPair(options, { ...link, latencyMs: 2, loss: 0.02 }, 1)
+    const rates = bulkBytesPerSecond(moved, 25, (s) => {
+      if (s === 3) moved.link.latencyMs = 20
+    })
+    const fresh = mean(bulkBytesPerSecond(new SimulatedPair(options, { ...link, latencyMs: 20, loss: 0.02 }, 1), 25).slice(15))
+    expect(mean(rates.slice(4, 12))).toBeLessThan(0.4 * fresh) // the old minimum holds for 10 s...
+    expect(mean(rates.slice(15))).toBeGreaterThan(0.9 * fresh) // ...then one drain finds the new one
+    const stats = moved.a.stats()
+    expect(stats.rttDrains).toBe(1)
+    expect(stats.pathMinRttUs).toBeGreaterThanOrEqual(40 * ms)
+    expect(stats.pathMinRttUs).toBeLessThan(41 * ms)
+    expect(stats.minRttUs).toBeLessThan(5 * ms) // the statistics keep the lifetime minimum
+  })
+
+  it('drains a standing queue of its own rather than take it for path, at little cost', () => {
+    // A 256 kB queue on a 4 ms path: the sawtooth never empties it (130 to 210 ms), so no round trip comes
+    // near the minimum for 10 s at a time. A minimum that simply expired would take ~200 ms for the path.
+    const pair = new SimulatedPair(options, { ...link, latencyMs: 2, queueBytes: 256 * 1024 }, 1)
+    const rates = bulkBytesPerSecond(pair, 40)
+    const stats = pair.a.stats()
+    expect(stats.rttDrains).toBeGreaterThanOrEqual(3)
+    expect(stats.pathMinRttUs).toBeGreaterThanOrEqual(4 * ms)
+    expect(stats.pathMinRttUs).toBeLessThan(5 * ms)
+    expect(mean(rates.slice(5))).toBeGreaterThan(0.97 * 1.25e6 * (1000 / 1040)) // packets carry 1,000 of ~1,040 bytes
+  })
+
+  it('does not drain a path without a standing queue', () => {
+    // 40 ms RTT, 1 % random loss: some round trips come near the minimum every few seconds.
+    const pair = new SimulatedPair(options, { ...link, latencyMs: 20, queueBytes: 256 * 1024, loss: 0.01 }, 1)
+    bulkBytesPerSecond(pair, 30)
+    expect(pair.a.stats().rttDrains).toBe(0)
+  })
+})
+
 describe('congestion window of a connection that sends little', () => {
   it('does not grow while the window is not in use, so a burst later does not flood the path', () => {
     // 20 ms RTT, 1 MB/s with a 64 kB queue. Every acknowledgement grew the window before: after a minute
