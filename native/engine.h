@@ -210,6 +210,9 @@ class Engine {
   void ScheduleProtocol(SocketState* state);
   // Runs the protocols whose deadline has come, and hands over records that waited for slab space.
   void UpdateProtocols();
+  // Tells the protocol sockets when reading has been paused for kReadingPauseNoticeUs (every slab full, or
+  // records waiting for one) and when it goes on, so that no peer times out on what waits in the kernel.
+  void TrackReadingPause();
   void CloseFinishedProtocols();
 
   // Sending.
@@ -290,6 +293,8 @@ class Engine {
   void RefreshClock();  // clock_.monotonicUs from CLOCK_MONOTONIC
   std::vector<SocketState*> recordsWaiting_;  // protocol sockets whose records did not all fit in the slabs
   std::vector<SocketState*> recordsResuming_;  // those being handed over (UpdateProtocols)
+  uint64_t readingPausedUs_ = 0;   // when reading was last seen paused, from then on (0: reading)
+  bool readingPauseTold_ = false;  // the protocols were told of this pause
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
   uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
   uint32_t turnBatchSize_ = 0;     // the largest batch size among them

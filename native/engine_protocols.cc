@@ -17,6 +17,12 @@
 
 namespace volley {
 
+namespace {
+
+constexpr uint64_t kReadingPauseNoticeUs = 50000;  // TrackReadingPause: a pause this long reaches the protocols
+
+}  // namespace
+
 void Engine::RefreshClock() {
   // Read again for every receive batch and send pass, not once per loop turn: a busy turn lasts
   // milliseconds, and an acknowledgement read in the same turn as the packet it acknowledges left would
@@ -212,6 +218,7 @@ void Engine::UpdateProtocols() {
     for (SocketState* state : recordsResuming_) FlushProtocol(state);
     recordsResuming_.clear();
   }
+  TrackReadingPause();
   protocolTimers_.Advance(clock_.monotonicUs, [this](uint32_t timerId) {
     SocketState* state = timerOwners_[timerId];
     state->protocol->Update(clock_);
@@ -219,6 +226,25 @@ void Engine::UpdateProtocols() {
     ScheduleProtocol(state);
   });
   CloseFinishedProtocols();
+}
+
+void Engine::TrackReadingPause() {
+  const bool paused = starved_.load(std::memory_order_relaxed) || !recordsWaiting_.empty() || scratch_.next < scratch_.count;
+  if (paused && readingPausedUs_ == 0) readingPausedUs_ = std::max<uint64_t>(clock_.monotonicUs, 1);
+  if (!paused) readingPausedUs_ = 0;
+  // Short pauses come and go under load and cannot matter to a timeout of whole seconds: the protocols
+  // hear of a pause once it has lasted kReadingPauseNoticeUs, dated from its start.
+  const bool tell = paused ? !readingPauseTold_ && clock_.monotonicUs - readingPausedUs_ >= kReadingPauseNoticeUs : readingPauseTold_;
+  if (!tell) return;
+  readingPauseTold_ = paused;
+  netcode::Clock at = clock_;
+  if (paused) at.monotonicUs = readingPausedUs_;
+  for (auto& entry : sockets_) {
+    SocketState* state = entry.second.get();
+    if (!state->protocol) continue;
+    state->protocol->ReadingPaused(paused, at);
+    ScheduleProtocol(state);
+  }
 }
 
 void Engine::ScheduleProtocol(SocketState* state) {

@@ -446,6 +446,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
                         InstanceMethod<&ServerCoreWrap::SendPayloadJs>("sendPayload"),
                         InstanceMethod<&ServerCoreWrap::DisconnectJs>("disconnect"),
                         InstanceMethod<&ServerCoreWrap::StopJs>("stop"),
+                        InstanceMethod<&ServerCoreWrap::PauseTimeoutsJs>("pauseTimeouts"),
+                        InstanceMethod<&ServerCoreWrap::ResumeTimeoutsJs>("resumeTimeouts"),
                         InstanceMethod<&ServerCoreWrap::State>("state")});
   }
 
@@ -570,6 +572,18 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     core_->Stop(clock);
     return events_;
   }
+  Napi::Value PauseTimeoutsJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 0, &clock)) return env_.Undefined();
+    core_->PauseTimeouts(clock);
+    return events_;
+  }
+  Napi::Value ResumeTimeoutsJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 0, &clock)) return env_.Undefined();
+    core_->ResumeTimeouts(clock);
+    return events_;
+  }
   // state() -> { connectedClients, stopped, nextGlobalSequence, counters }
   Napi::Value State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -605,6 +619,8 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
                        {InstanceMethod<&ClientCoreWrap::ConnectJs>("connect"),
                         InstanceMethod<&ClientCoreWrap::ReceiveJs>("receive"),
                         InstanceMethod<&ClientCoreWrap::UpdateJs>("update"),
+                        InstanceMethod<&ClientCoreWrap::PauseTimeoutsJs>("pauseTimeouts"),
+                        InstanceMethod<&ClientCoreWrap::ResumeTimeoutsJs>("resumeTimeouts"),
                         InstanceMethod<&ClientCoreWrap::SendPayloadJs>("sendPayload"),
                         InstanceMethod<&ClientCoreWrap::DisconnectJs>("disconnect"),
                         InstanceMethod<&ClientCoreWrap::State>("state")});
@@ -660,6 +676,14 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
   }
   Napi::Value UpdateJs(const Napi::CallbackInfo& info) {
     core_->Update(Begin(info, 0));
+    return events_;
+  }
+  Napi::Value PauseTimeoutsJs(const Napi::CallbackInfo& info) {
+    core_->PauseTimeouts(Begin(info, 0));
+    return events_;
+  }
+  Napi::Value ResumeTimeoutsJs(const Napi::CallbackInfo& info) {
+    core_->ResumeTimeouts(Begin(info, 0));
     return events_;
   }
   Napi::Value SendPayloadJs(const Napi::CallbackInfo& info) {

@@ -97,6 +97,9 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
+  void ReadingPaused(bool paused, const netcode::Clock& now) override {
+    paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
+  }
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return core_.peerCounterTable(); }
 
  private:
@@ -141,6 +144,9 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return stopping_ && !core_.HasPendingDisconnects(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
+  void ReadingPaused(bool paused, const netcode::Clock& now) override {
+    paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
+  }
   // One row (peer 0): the link statistics of the connection, when delivery is on.
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return table_; }
 

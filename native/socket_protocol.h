@@ -122,6 +122,9 @@ class SocketProtocol {
   virtual bool Finished() const = 0;
   // Counters for JavaScript, copied out as doubles.
   virtual size_t CopyCounters(double* out, size_t capacity) const = 0;
+  // The engine stopped reading the socket for want of slab space (paused; now: since when) or read again:
+  // what the peers sent meanwhile waits in the kernel, so their timeouts wait too.
+  virtual void ReadingPaused(bool /*paused*/, const netcode::Clock& /*now*/) {}
 
   ProtocolOutput output;
   bool socketIsV6 = false;

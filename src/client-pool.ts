@@ -1,8 +1,8 @@
 // A load generator: many clients, each with a socket of its own, all on one engine thread. Used by the
 // benchmarks and the tests, and by `volley load`.
 import { setMaxListeners } from 'node:events'
-import { Client, type ClientOptions, type ClientDisconnectReason, useDedicatedEngine } from './client.ts'
-import { type Engine, dedicatedEngine } from './engine/engine.ts'
+import { Client, type ClientOptions, type ClientDisconnectReason } from './client.ts'
+import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption } from './options.ts'
 import { copyBytes } from './bytes.ts'

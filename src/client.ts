@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events'
 import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type Engine, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { EngineHold, type ProtocolEngine, type SlabView, engineFor } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { type ClientCoreState, clientStateCodes } from './netcode/client-core.ts'
@@ -164,14 +164,6 @@ const clientOptionNames: ReadonlySet<string> = new Set([
 interface PendingConnect {
   resolve: () => void
   reject: (error: Error) => void
-}
-
-/** Engines that clients share in place of one dedicated engine each (ClientPool's: one thread for all its clients). */
-const sharedDedicated = new WeakMap<Client, () => Engine>()
-
-/** Makes `client` open its sockets on engine() rather than on a dedicated engine of its own. */
-export function useDedicatedEngine(client: Client, engine: () => Engine): void {
-  sharedDedicated.set(client, engine)
 }
 
 /** The queue of a connection that has ended: what it held will never be released. */
@@ -439,7 +431,7 @@ export class Client extends EventEmitter<ClientEvents> {
           info = fallbackEngine.openNow(options, this.#client)
         } else {
           // Made here, in the try: an engine that cannot start (out of file descriptors) rejects this attempt.
-          const native = this.#socket.engine === 'dedicated' ? (sharedDedicated.get(this)?.() ?? dedicatedEngine()) : sharedEngine()
+          const native = engineFor(this, this.#socket.engine)
           engine = native
           info = native.open(options, this.#client)
         }

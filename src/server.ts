@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events'
 import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
 import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
 import { DeliveryClock } from './engine/fallback-delivery.ts'
 import {
@@ -373,7 +373,7 @@ export class Server extends EventEmitter<ServerEvents> {
     let info: NativeSocketInfo
     const fallback = fallbackReason()
     if (fallback === undefined) {
-      const native = this.#socket.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+      const native = engineFor(this, this.#socket.engine)
       engine = native
       try {
         info = native.open(options, this.#client)

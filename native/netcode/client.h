@@ -75,6 +75,10 @@ class ClientCore {
   bool SendPayload(const uint8_t* data, size_t size, const Clock& now);
   // Sends the redundant disconnect packets (through Update) and goes to disconnected at once.
   void Disconnect(const Clock& now);
+  // As ServerCore's: no timeout while the engine does not read the socket, and the pause's length given
+  // on resume.
+  void PauseTimeouts(const Clock& now);
+  void ResumeTimeouts(const Clock& now);
 
   ClientState state() const { return state_; }
   uint32_t clientIndex() const { return clientIndex_; }
@@ -104,6 +108,7 @@ class ClientCore {
   uint64_t tokenLifetimeUs_ = 0;
   uint64_t lastSendUs_ = 0;
   uint64_t lastReceiveUs_ = 0;
+  uint64_t timeoutsPausedUs_ = 0;  // when PauseTimeouts came (0: not paused)
   uint64_t sequence_ = 0;  // from config_.sequenceBase, never reset: the key is the same for every server address
   ReplayWindow replay_;
   // The connection whose packets replay_ holds. A connection again with the same token to the same server

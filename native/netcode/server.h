@@ -119,6 +119,11 @@ class ServerCore {
   // out through Update() until Stopped() is true.
   void Stop(const Clock& now);
   bool Stopped() const { return stopping_ && farewells_.empty(); }
+  // The engine stopped reading its socket (JavaScript holds every receive slab; `now`: since when) and then
+  // resumed: what the clients sent meanwhile waits in the kernel, unseen, so no client times out while
+  // reading is paused, and each is given the pause's length on resume.
+  void PauseTimeouts(const Clock& now);
+  void ResumeTimeouts(const Clock& now);
 
   uint32_t connectedClients() const { return connected_; }
   const ServerCounters& counters() const { return counters_; }
@@ -222,6 +227,7 @@ class ServerCore {
   ServerSink* sink_;
   std::vector<Slot> slots_;
   uint32_t connected_ = 0;
+  uint64_t timeoutsPausedUs_ = 0;  // when PauseTimeouts came (0: not paused)
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
   TimerWheel slotTimers_;                // one timer per connected slot
   uint64_t nextHousekeepingUs_ = 0;

@@ -510,3 +510,17 @@ export function sharedEngine(): Engine {
 export function dedicatedEngine(limits: EngineLimits = defaultLimits): Engine {
   return new Engine(limits, () => {})
 }
+
+/** Engines given to a Server or Client in place of a dedicated engine of its own (ClientPool's: one thread for all its clients). */
+const engineSources = new WeakMap<object, () => Engine>()
+
+/** Makes `owner` (a Server or Client with `engine: 'dedicated'`) open its sockets on engine(). */
+export function useDedicatedEngine(owner: object, engine: () => Engine): void {
+  engineSources.set(owner, engine)
+}
+
+/** The engine a socket of `owner` opens on: its own dedicated one, the one useDedicatedEngine gave it, or the shared one. */
+export function engineFor(owner: object, mode: 'shared' | 'dedicated'): Engine {
+  if (mode === 'shared') return sharedEngine()
+  return engineSources.get(owner)?.() ?? dedicatedEngine()
+}

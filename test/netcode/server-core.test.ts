@@ -630,3 +630,42 @@ describe('the TypeScript core once its socket has closed', () => {
     expect(challengeKey).toEqual(fill(32, 0x21))
   })
 })
+
+describe('the native core while the engine does not read its socket (every receive slab full)', () => {
+  type PausingCore = Core & { pauseTimeouts(us: number, unix: bigint): Event[]; resumeTimeouts(us: number, unix: bigint): Event[] }
+  const disconnects = (events: Event[]) => events.filter((e) => e.kind === 'disconnect')
+
+  it('times no client out while paused, and gives each the length of the pause when reading resumes', () => {
+    const core = nativeServer() as PausingCore
+    const client = new Client('127.0.0.1:50060', 1n, { timeoutSeconds: 5 })
+    connect(core, client)
+    // Last heard at 0; reading pauses at 4 s, 1 s before its timeout, and resumes at 60 s.
+    expect(disconnects(core.update(4 * second, T0))).toEqual([])
+    core.pauseTimeouts(4 * second, T0)
+    let keepAlives = 0
+    for (let ms = 4010; ms < 60_000; ms += 10) {
+      const events = core.update(ms * 1000, T0)
+      expect(disconnects(events)).toEqual([])
+      keepAlives += sends(events).length
+    }
+    expect(keepAlives).toBeGreaterThan(550) // the keep-alives go on at 10 Hz: the client hears the server
+    expect(core.state().connectedClients).toBe(1)
+    core.resumeTimeouts(60 * second, T0)
+    // 56 s of pause given: the client, silent since 0, times out at 61 s, not at once.
+    expect(disconnects(core.update(60_990_000, T0))).toEqual([])
+    expect(disconnects(core.update(61 * second, T0))).toEqual([{ kind: 'disconnect', index: 0, reason: 'timeout' }])
+  })
+
+  it("after the pause, a client's timeout counts from the first packet read", () => {
+    const core = nativeServer() as PausingCore
+    const client = new Client('127.0.0.1:50061', 1n, { timeoutSeconds: 5 })
+    connect(core, client)
+    core.pauseTimeouts(1 * second, T0)
+    core.update(30 * second, T0)
+    core.resumeTimeouts(30 * second, T0)
+    // What waited in the kernel is read now: the client's keep-alive, and its timeout starts again from here.
+    core.receive(client.address, client.packet(PacketType.keepAlive, new Uint8Array(8)), 30_001_000, T0)
+    expect(disconnects(core.update(34_900_000, T0))).toEqual([])
+    expect(disconnects(core.update(35_001_000, T0))).toEqual([{ kind: 'disconnect', index: 0, reason: 'timeout' }])
+  })
+})
