@@ -184,7 +184,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"mismatched", s.mismatched}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade},
         {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
         {"minRttUs", core_->rtt().minUs()}, {"pathMinRttUs", core_->rtt().pathMinUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
-        {"congestionWindow", core_->congestionWindow()}, {"bytesInFlight", core_->bytesInFlight()},
+        {"congestionWindow", core_->congestionWindow()}, {"draining", core_->draining() ? 1u : 0u}, {"bytesInFlight", core_->bytesInFlight()},
         {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
         {"reassemblyUsed", core_->reassemblyUsed()}, {"reassemblyHeld", core_->reassemblyHeld()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"sentRecordsHeld", core_->sentRecordsHeld()}, {"queueSlots", core_->queueSlots()},

@@ -137,6 +137,7 @@ class DeliveryCore {
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestion_.window(); }
+  bool draining() const { return drainEndUs_ != 0; }  // a drain of the path's minimum RTT is under way
   double bandwidthBytesPerUs() const { return congestion_.bandwidthBytesPerUs(); }
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
@@ -278,6 +279,8 @@ class DeliveryCore {
   // Starts a drain when the path's minimum RTT is stale (RttEstimator::pathMinUs) and ends it when its time
   // is up: checked at each ACK, as a drain needs them to measure.
   void UpdateDrain(uint64_t nowUs);
+  // At least half the window is in flight: the flow is limited by it, not by what the application sends.
+  bool WindowInUse() const { return bytesInFlight_ * 2 >= congestion_.window(); }
   void OnSpuriousLosses(const std::vector<ReceivedPackets::Range>& ranges, uint64_t nowUs);
   // Records of declared losses older than a few RTTs go (a packet that late was lost, or too late for the
   // thresholds to follow), and their room with the last: an idle connection keeps none, however lossy its past.
@@ -315,7 +318,7 @@ class DeliveryCore {
   // slots empty: what FitsBound() gives back.
   static size_t CountedSlots(const Ring<InMessage>& queue) { return queue.capacity() > kFreeQueueSlots ? queue.capacity() - kFreeQueueSlots : 0; }
   static bool Drained(const Ring<InMessage>& queue) { return queue.empty() && CountedSlots(queue) > 0; }
-  void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs, uint64_t nowUs);  // elapsed: ping sent to pong received
+  void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
   void Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned = nullptr);
   void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after

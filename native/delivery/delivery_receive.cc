@@ -178,7 +178,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
         if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxPongRttUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
-          SamplePongRtt(nowUs - echo, delay, nowUs);
+          SamplePongRtt(nowUs - echo, delay);
         }
         break;
       }
@@ -284,11 +284,11 @@ void DeliveryCore::FreeInMessage(InMessage& slot) {
   std::vector<uint8_t>().swap(slot.bytes);
 }
 
-void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs, uint64_t nowUs) {
+void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   // The delay was timed on the peer's clock: a pong held for a ping interval is off by the clocks' rate
   // difference times that (100 µs at 1,000 ppm over 100 ms, a whole loopback RTT). Corrected by the drift
-  // the clock sync measures once it knows it; the minima (the lifetime one never rises again) take a long
-  // hold only then, and at an upper bound of the round trip.
+  // the clock sync measures once it knows it; the minimum, which never rises again, takes a long hold only
+  // then, and at an upper bound of the round trip.
   const double heldUs = static_cast<double>(delayUs) * (1.0 - clock_.Drift());
   // Within what a pong may take (elapsedUs is): converted to an integer below, it must fit.
   const double rttUs = std::clamp(static_cast<double>(elapsedUs) - heldUs, 1.0, static_cast<double>(kMaxPongRttUs));
@@ -297,7 +297,7 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs, uint64_t 
     const double boundPpm = clock_.DriftKnown() ? kResidualDriftPpm : kMaxDriftPpm;
     minCandidateUs = static_cast<uint64_t>(rttUs + static_cast<double>(delayUs) * boundPpm * 1e-6);
   }
-  rtt_.SampleNet(static_cast<uint64_t>(rttUs), minCandidateUs, nowUs);
+  rtt_.SampleNet(static_cast<uint64_t>(rttUs), minCandidateUs);
 }
 
 void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) {

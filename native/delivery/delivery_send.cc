@@ -21,7 +21,8 @@ constexpr uint64_t kLostMemoryMinUs = 50000;      // ...and at least 50 ms
 constexpr size_t kLostRecordsKept = 8;            // room kept once none is remembered (more is given back)
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
 constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
-constexpr uint64_t kDrainHoldUs = 200000;         // a drain's round trips of the path alone last this at least
+constexpr uint64_t kDrainHoldUs = 200000;         // a drain's round trips of the path alone last this at least...
+constexpr uint64_t kMaxDrainUs = 2000000;         // ...and the whole drain this at most
 constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
 // The engine's timers tick every millisecond: a burst covers what the pacing rate sends in two ticks, so
 // that pacing never waits on a timer finer than the engine has.
@@ -618,9 +619,9 @@ bool DeliveryCore::Settle(SentPacket& packet) {
 void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsAcked;
   packet.acked = true;
-  // The window is in use (at least half of it in flight, this packet included): only then does an
-  // acknowledgement grow it (RFC 9002 §7.8); a connection that sends little would grow it for ever.
-  const bool windowInUse = bytesInFlight_ * 2 >= congestion_.window();
+  // Only a window in use (this packet still counted in flight) grows on an acknowledgement (RFC 9002 §7.8);
+  // a connection that sends little would grow it for ever.
+  const bool windowInUse = WindowInUse();
   if (Settle(packet)) {
     delivered_ += packet.bytes;
     deliveredUs_ = nowUs;
@@ -751,9 +752,12 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
 }
 
 // The window held to half the path's bandwidth-delay product at its old minimum: a queue of our own
-// empties within the smoothed RTT (which holds its delay) and the round trips after it show the path alone,
-// for at least kDrainHoldUs. BBR's ProbeRTT drains the same way, to four packets. A sample near the old
-// minimum ends it at once.
+// empties within the round trip it lengthens and the round trips after it show the path alone, for at
+// least kDrainHoldUs. BBR's ProbeRTT drains the same way, to four packets. A sample near the old minimum
+// ends it at once. A flow that does not fill its window has no queue of its own to drain: its window is
+// left alone (held, it delayed every message by the length of the drain) and the drain only measures.
+// The length comes from the latest ACK sample, which a peer cannot make shorter than the path, and is
+// bounded: a peer that holds its ACKs back cannot hold the window down for long.
 void DeliveryCore::UpdateDrain(uint64_t nowUs) {
   if (drainEndUs_ != 0) {
     if (nowUs < drainEndUs_ && rtt_.draining()) return;
@@ -765,8 +769,11 @@ void DeliveryCore::UpdateDrain(uint64_t nowUs) {
   if (!rtt_.PathMinStale(nowUs)) return;
   ++stats_.rttDrains;
   rtt_.StartDrain();
-  congestion_.Hold(static_cast<uint64_t>(congestion_.bandwidthBytesPerUs() * static_cast<double>(rtt_.pathMinUs()) / 2));
-  drainEndUs_ = nowUs + rtt_.smoothedUs() + std::max(kDrainHoldUs, rtt_.smoothedUs());
+  if (WindowInUse()) {
+    congestion_.Hold(static_cast<uint64_t>(congestion_.bandwidthBytesPerUs() * static_cast<double>(rtt_.pathMinUs()) / 2));
+  }
+  const uint64_t roundTripUs = rtt_.latestAckSampleUs();
+  drainEndUs_ = nowUs + std::min(roundTripUs + std::max(kDrainHoldUs, roundTripUs), kMaxDrainUs);
 }
 
 uint64_t DeliveryCore::ProbeTimeoutBaseUs() const {

@@ -20,7 +20,9 @@ class RttEstimator {
   // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says); nowUs: when it came.
   void Sample(uint64_t sampleUs, uint64_t ackDelayUs, uint64_t nowUs) {
     if (sampleUs == 0) sampleUs = 1;
-    LowerMin(sampleUs, nowUs);
+    LowerMin(sampleUs);
+    LowerPathMin(sampleUs, nowUs);
+    latestAckSampleUs_ = sampleUs;
     if (sampleUs > maxUs_) maxUs_ = sampleUs;
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
@@ -30,9 +32,9 @@ class RttEstimator {
   // A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
   // an upper bound of it for the minimum (the delay was timed on the peer's clock), 0 to leave the
   // minimum alone.
-  void SampleNet(uint64_t rttUs, uint64_t minCandidateUs, uint64_t nowUs) {
+  void SampleNet(uint64_t rttUs, uint64_t minCandidateUs) {
     if (rttUs == 0) rttUs = 1;
-    if (minCandidateUs != 0) LowerMin(minCandidateUs, nowUs);
+    if (minCandidateUs != 0) LowerMin(minCandidateUs);
     if (rttUs > maxUs_) maxUs_ = rttUs;
     Smooth(rttUs);
   }
@@ -53,13 +55,15 @@ class RttEstimator {
   // rises and falls with every packet.
   uint64_t recentMinUs() const { return std::min(recentMin_[0], recentMin_[1]); }
   uint64_t minUs() const { return minUs_; }  // 0 until a sample gave one
-  // The path's own round trip as congestion control needs it (0 until a sample gave one): the smallest
+  // The path's own round trip as congestion control needs it (0 until a sample gave one): the smallest ACK
   // sample, held while samples keep coming within the queue slack of it. The lifetime minimum held a route
   // that got longer to its old RTT and took the new one for a standing queue, so that every later loss read
   // as congestion (1.5 of 9 Mbit/s after a 4 to 40 ms change at 2 % random loss). When no sample has come
   // that close for kPathMinHoldUs, the sender drains (DeliveryCore::UpdateDrain): a queue of its own empties
   // and the old minimum shows again, or the smallest sample of the drain becomes the path's. A minimum that
   // simply expired would take a standing queue of our own for path, and the queue would stay for good.
+  // ACK samples only: a pong's echo and hold are the peer's word, and forged ones could set the minimum at
+  // will, where an ACK cannot come before its packet has crossed.
   uint64_t pathMinUs() const { return pathMinUs_; }
   bool PathMinStale(uint64_t nowUs) const { return pathMinUs_ != 0 && !draining_ && nowUs >= pathMinHeldUs_ + kPathMinHoldUs; }
   bool draining() const { return draining_; }
@@ -72,15 +76,23 @@ class RttEstimator {
     if (drainMinUs_ != UINT64_MAX) pathMinUs_ = drainMinUs_;
     pathMinHeldUs_ = nowUs;
   }
-  // The path may have changed (persistent congestion, RFC 9002 §5.2): the next sample starts it afresh.
-  void ForgetPathMin() { pathMinUs_ = 0; }
+  // The path may have changed (persistent congestion, RFC 9002 §5.2): the next sample starts it afresh,
+  // and a drain under way has nothing left to compare.
+  void ForgetPathMin() {
+    pathMinUs_ = 0;
+    draining_ = false;
+  }
+  uint64_t latestAckSampleUs() const { return latestAckSampleUs_; }
   uint64_t maxUs() const { return maxUs_; }
   double jitterUs() const { return jitterUs_; }
   uint64_t samples() const { return samples_; }
 
  private:
-  void LowerMin(uint64_t candidateUs, uint64_t nowUs) {
+  void LowerMin(uint64_t candidateUs) {
     if (minUs_ == 0 || candidateUs < minUs_) minUs_ = candidateUs;
+  }
+
+  void LowerPathMin(uint64_t candidateUs, uint64_t nowUs) {
     if (draining_) drainMinUs_ = std::min(drainMinUs_, candidateUs);
     if (pathMinUs_ == 0 || candidateUs <= pathMinUs_ + QueueSlackUs(pathMinUs_)) {
       if (pathMinUs_ == 0 || candidateUs < pathMinUs_) pathMinUs_ = candidateUs;
@@ -133,6 +145,7 @@ class RttEstimator {
   uint64_t pathMinHeldUs_ = 0;  // when a sample last came within the queue slack of it
   bool draining_ = false;
   uint64_t drainMinUs_ = UINT64_MAX;  // the smallest sample of the drain under way
+  uint64_t latestAckSampleUs_ = 0;
 };
 
 }  // namespace volley::delivery

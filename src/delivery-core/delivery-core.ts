@@ -234,7 +234,7 @@ export class DeliveryCore extends DeliverySending {
           // The echo is a time this side sent; the peer held the ping for `delay` of it.
           if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxPongRttUs) {
             this.clock.sample(echo, remoteReceived, delay, nowUs)
-            this.#samplePongRtt(nowUs - echo, delay, nowUs)
+            this.#samplePongRtt(nowUs - echo, delay)
           }
           break
         }
@@ -332,9 +332,9 @@ export class DeliveryCore extends DeliverySending {
     slot.seen = noBytes
   }
 
-  #samplePongRtt(elapsedUs: number, delayUs: number, nowUs: number): void {
+  #samplePongRtt(elapsedUs: number, delayUs: number): void {
     // The delay was timed on the peer's clock: corrected by the drift once the clock sync knows it; the
-    // minima take a long hold only then, at an upper bound of the round trip.
+    // minimum takes a long hold only then, at an upper bound of the round trip.
     const heldUs = delayUs * (1 - this.clock.drift)
     const rttUs = Math.min(Math.max(elapsedUs - heldUs, 1), maxPongRttUs)
     let minCandidateUs = 0
@@ -342,7 +342,7 @@ export class DeliveryCore extends DeliverySending {
       const boundPpm = this.clock.driftKnown ? residualDriftPpm : maxDriftPpm
       minCandidateUs = Math.trunc(rttUs + delayUs * boundPpm * 1e-6)
     }
-    this.rtt.sampleNet(Math.trunc(rttUs), minCandidateUs, nowUs)
+    this.rtt.sampleNet(Math.trunc(rttUs), minCandidateUs)
   }
 
   #deliver(channel: number, data: Uint8Array, owned: boolean): void {

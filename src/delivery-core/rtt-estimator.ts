@@ -20,6 +20,7 @@ export class RttEstimator {
   /** 0 until a sample gave one. */
   minUs = 0
   maxUs = 0
+  latestAckSampleUs = 0
   jitterUs = 0
   samples = 0
   #squaredDeviationUs2 = 0
@@ -44,7 +45,9 @@ export class RttEstimator {
    */
   sample(sampleUs: number, ackDelayUs: number, nowUs: number): void {
     if (sampleUs === 0) sampleUs = 1
-    this.#lowerMin(sampleUs, nowUs)
+    this.#lowerMin(sampleUs)
+    this.#lowerPathMin(sampleUs, nowUs)
+    this.latestAckSampleUs = sampleUs
     if (sampleUs > this.maxUs) this.maxUs = sampleUs
     let adjusted = sampleUs
     if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
@@ -55,9 +58,9 @@ export class RttEstimator {
    * A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
    * an upper bound of it for the minimum, 0 to leave the minimum alone.
    */
-  sampleNet(rttUs: number, minCandidateUs: number, nowUs: number): void {
+  sampleNet(rttUs: number, minCandidateUs: number): void {
     if (rttUs === 0) rttUs = 1
-    if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs, nowUs)
+    if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs)
     if (rttUs > this.maxUs) this.maxUs = rttUs
     this.#smooth(rttUs)
   }
@@ -77,9 +80,9 @@ export class RttEstimator {
   }
 
   /**
-   * The path's own round trip for congestion control (0 until a sample gave one): the smallest sample, held
-   * while samples keep coming within the queue slack of it; stale after 10 s without one, when the sender
-   * drains to measure it again (native/delivery/rtt_estimator.h says why).
+   * The path's own round trip for congestion control (0 until a sample gave one): the smallest ACK sample
+   * (a pong's are the peer's word), held while samples keep coming within the queue slack of it; stale after
+   * 10 s without one, when the sender drains to measure it again (native/delivery/rtt_estimator.h says why).
    */
   get pathMinUs(): number {
     return this.#pathMinUs
@@ -108,10 +111,14 @@ export class RttEstimator {
   /** The path may have changed (persistent congestion, RFC 9002 §5.2): the next sample starts it afresh. */
   forgetPathMin(): void {
     this.#pathMinUs = 0
+    this.#draining = false
   }
 
-  #lowerMin(candidateUs: number, nowUs: number): void {
+  #lowerMin(candidateUs: number): void {
     if (this.minUs === 0 || candidateUs < this.minUs) this.minUs = candidateUs
+  }
+
+  #lowerPathMin(candidateUs: number, nowUs: number): void {
     if (this.#draining) this.#drainMinUs = Math.min(this.#drainMinUs, candidateUs)
     if (this.#pathMinUs === 0 || candidateUs <= this.#pathMinUs + queueSlackUs(this.#pathMinUs)) {
       if (this.#pathMinUs === 0 || candidateUs < this.#pathMinUs) this.#pathMinUs = candidateUs

@@ -24,7 +24,8 @@ const granularityUs = 1000 // the smallest loss delay and RTT variation term
 const pacingGain = 1.25
 const pacingBurst = 10 * maxPacketBytes
 const pacingQuantumUs = 2000
-const drainHoldUs = 200_000 // a drain's round trips of the path alone last this at least
+const drainHoldUs = 200_000 // a drain's round trips of the path alone last this at least...
+const maxDrainUs = 2_000_000 // ...and the whole drain this at most
 const ackSpaceWithData = 64 // an ACK beside data takes at most this much of a packet
 const initialSentRecords = 4
 const keptSentRecords = 256
@@ -752,8 +753,8 @@ export abstract class DeliverySending {
   #onPacketAcked(packet: SentPacket, nowUs: number): void {
     this.stats.packetsAcked++
     packet.acked = true
-    // Only a window in use (half of it in flight, this packet included) grows on an acknowledgement.
-    const windowInUse = this.bytesInFlight * 2 >= this.congestion.window
+    // Only a window in use (this packet still counted in flight) grows on an acknowledgement.
+    const windowInUse = this.#windowInUse()
     if (this.#settle(packet)) {
       this.#delivered += packet.bytes
       this.#deliveredUs = nowUs
@@ -883,11 +884,10 @@ export abstract class DeliverySending {
     this.#settleFront()
   }
 
-  /** RFC 9002's PTO before backoff. */
   /**
    * Starts a drain when the path's minimum RTT is stale and ends it when its time is up (at each ACK): the
-   * window held to half the path's bandwidth-delay product at its old minimum, as native/delivery/delivery_send.cc's
-   * UpdateDrain does; a sample near the old minimum ends it at once.
+   * window of a flow that fills it held to half the path's bandwidth-delay product at its old minimum, as
+   * native/delivery/delivery_send.cc's UpdateDrain does (which says why); a sample near the old minimum ends it at once.
    */
   #updateDrain(nowUs: number): void {
     if (this.#drainEndUs !== 0) {
@@ -900,10 +900,22 @@ export abstract class DeliverySending {
     if (!this.rtt.pathMinStale(nowUs)) return
     this.stats.rttDrains++
     this.rtt.startDrain()
-    this.congestion.hold(Math.trunc((this.congestion.bandwidthBytesPerUs * this.rtt.pathMinUs) / 2))
-    this.#drainEndUs = nowUs + this.rtt.smoothedUs + Math.max(drainHoldUs, this.rtt.smoothedUs)
+    if (this.#windowInUse()) this.congestion.hold(Math.trunc((this.congestion.bandwidthBytesPerUs * this.rtt.pathMinUs) / 2))
+    const roundTripUs = this.rtt.latestAckSampleUs
+    this.#drainEndUs = nowUs + Math.min(roundTripUs + Math.max(drainHoldUs, roundTripUs), maxDrainUs)
   }
 
+  /** A drain of the path's minimum RTT is under way. */
+  get draining(): boolean {
+    return this.#drainEndUs !== 0
+  }
+
+  /** At least half the window is in flight: the flow is limited by it, not by what the application sends. */
+  #windowInUse(): boolean {
+    return this.bytesInFlight * 2 >= this.congestion.window
+  }
+
+  /** RFC 9002's PTO before backoff. */
   #probeTimeoutBaseUs(): number {
     return this.rtt.smoothedUs + Math.max(4 * this.rtt.variationUs, granularityUs) + this.config.maxAckDelayUs
   }

@@ -43,6 +43,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
         maxRttUs: rtt.maxUs,
         rttSamples: rtt.samples,
         congestionWindow: core.congestionWindow,
+        draining: core.draining ? 1 : 0,
         bytesInFlight: core.bytesInFlight,
         queuedBytes: core.queuedBytes,
         queuedMessages: core.queuedMessages,

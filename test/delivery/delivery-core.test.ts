@@ -597,16 +597,19 @@ describe('congestion control on a bottleneck', () => {
 
 /**
  * Keeps `pair`'s a side sending 1,000-byte reliable messages for `seconds` and returns what arrived in each
- * second, bytes; atSecond(s) runs before second s.
+ * second, bytes. atSecond(s) runs before second s, observe() after every event.
  */
-function bulkBytesPerSecond(pair: SimulatedPair, seconds: number, atSecond: (s: number) => void = () => {}): number[] {
+function bulkBytesPerSecond(pair: SimulatedPair, seconds: number, { atSecond = () => {}, observe = () => {} }: { atSecond?: (s: number) => void; observe?: () => void } = {}): number[] {
   let sent = pair.received.b.length
   const perSecond: number[] = []
   for (let s = 0; s < seconds; s++) {
     atSecond(s)
     while (sent - pair.received.b.length < 3000) expect(pair.send('a', 0, numberedMessage(sent++, 1000))).toBe('queued')
     const before = pair.received.b.length
-    pair.run(pair.now + second)
+    pair.run(pair.now + second, () => {
+      observe()
+      return false
+    })
     perSecond.push((pair.received.b.length - before) * 1000)
   }
   expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: pair.received.b.length }, (_, i) => i))
@@ -615,18 +618,36 @@ function bulkBytesPerSecond(pair: SimulatedPair, seconds: number, atSecond: (s: 
 
 const mean = (values: number[]): number => values.reduce((sum, value) => sum + value, 0) / values.length
 
+/** The drains of side a of `pair` so far, as [start, end] in true time (µs); call after every event. */
+function drainWatcher(pair: SimulatedPair): { observe: () => void; drains: [number, number][] } {
+  const drains: [number, number][] = []
+  return {
+    drains,
+    observe: () => {
+      const draining = pair.a.stats().draining === 1
+      const open = drains.length > 0 && drains.at(-1)![1] < 0
+      if (draining && !open) drains.push([pair.now, -1])
+      if (!draining && open) drains.at(-1)![1] = pair.now
+    },
+  }
+}
+
 describe("congestion control's minimum RTT", () => {
   // 10 Mbit/s with a 64 kB tail-drop queue.
   const options = { channels: ['reliable' as const], sendQueueBytes: 64 << 20 }
   const link = { bandwidthBytesPerSec: 1.25e6, queueBytes: 64 * 1024 }
+  // A packet carries 1,000 bytes of a message in about 1,040.
+  const goodputOfLink = 1.25e6 * (1000 / 1040)
 
-  it('follows a route that got longer: random loss stops reading as congestion within a drain', () => {
+  it('follows a route that got longer: random loss stops reading as congestion after one drain', () => {
     // 4 ms RTT, then 40 ms from second 3, at 2 % random loss. With the lifetime minimum (4 ms) every
     // standing-queue test then saw a queue, every random loss cut the window, and the connection kept
     // 1.5 Mbit/s for good where one that began on the 40 ms path keeps 9.
     const moved = new SimulatedPair(options, { ...link, latencyMs: 2, loss: 0.02 }, 1)
-    const rates = bulkBytesPerSecond(moved, 25, (s) => {
-      if (s === 3) moved.link.latencyMs = 20
+    const rates = bulkBytesPerSecond(moved, 25, {
+      atSecond: (s) => {
+        if (s === 3) moved.link.latencyMs = 20
+      },
     })
     const fresh = mean(bulkBytesPerSecond(new SimulatedPair(options, { ...link, latencyMs: 20, loss: 0.02 }, 1), 25).slice(15))
     expect(mean(rates.slice(4, 12))).toBeLessThan(0.4 * fresh) // the old minimum holds for 10 s...
@@ -642,12 +663,17 @@ describe("congestion control's minimum RTT", () => {
     // A 256 kB queue on a 4 ms path: the sawtooth never empties it (130 to 210 ms), so no round trip comes
     // near the minimum for 10 s at a time. A minimum that simply expired would take ~200 ms for the path.
     const pair = new SimulatedPair(options, { ...link, latencyMs: 2, queueBytes: 256 * 1024 }, 1)
-    const rates = bulkBytesPerSecond(pair, 40)
+    const watcher = drainWatcher(pair)
+    const rates = bulkBytesPerSecond(pair, 40, { observe: watcher.observe })
     const stats = pair.a.stats()
     expect(stats.rttDrains).toBeGreaterThanOrEqual(3)
+    expect(watcher.drains).toHaveLength(stats.rttDrains)
+    // Each ends once the queue has drained (its 256 kB take 210 ms at the link's rate) and a round trip
+    // comes near the old minimum (240 to 290 ms here), not after the length it was given (370 to 420 ms).
+    for (const [start, end] of watcher.drains) expect(end - start).toBeLessThan(330 * ms)
     expect(stats.pathMinRttUs).toBeGreaterThanOrEqual(4 * ms)
     expect(stats.pathMinRttUs).toBeLessThan(5 * ms)
-    expect(mean(rates.slice(5))).toBeGreaterThan(0.97 * 1.25e6 * (1000 / 1040)) // packets carry 1,000 of ~1,040 bytes
+    expect(mean(rates.slice(5))).toBeGreaterThan(0.97 * goodputOfLink)
   })
 
   it('does not drain a path without a standing queue', () => {
@@ -655,6 +681,45 @@ describe("congestion control's minimum RTT", () => {
     const pair = new SimulatedPair(options, { ...link, latencyMs: 20, queueBytes: 256 * 1024, loss: 0.01 }, 1)
     bulkBytesPerSecond(pair, 30)
     expect(pair.a.stats().rttDrains).toBe(0)
+  })
+
+  it('forgets the minimum after persistent congestion: the path after an outage is measured afresh', () => {
+    // Half a second of black hole, after which the route is 40 ms instead of 4: RFC 9002 §5.2's case.
+    const pair = new SimulatedPair(options, { ...link, latencyMs: 2 }, 1)
+    bulkBytesPerSecond(pair, 4, {
+      atSecond: (s) => {
+        if (s === 2) pair.link.loss = 1
+        if (s === 3) Object.assign(pair.link, { loss: 0, latencyMs: 20 })
+      },
+    })
+    expect(pair.a.stats().persistentCongestion).toBeGreaterThan(0)
+    expect(pair.a.stats().pathMinRttUs).toBeGreaterThanOrEqual(40 * ms) // within a second, not after a 10 s drain
+    expect(pair.a.stats().rttDrains).toBe(0)
+  })
+
+  it("leaves alone the window of a flow that does not fill it, however long its round trips stay above the minimum", () => {
+    // a sends 1 kB every 10 ms while b sends a bulk transfer back through a 256 kB queue: a's round trips
+    // carry b's queue, so a's minimum goes stale every 10 s. Holding a's window then (half a bandwidth-delay
+    // product of its own small rate, two packets) delayed its messages by up to 190 ms, and drained nothing.
+    const pair = new SimulatedPair(options, { ...link, latencyMs: 2, queueBytes: 256 * 1024 }, 1)
+    const sentAt = new Map<number, number>()
+    let worstUs = 0
+    pair.onMessage.b = (_channel, data, at) => {
+      worstUs = Math.max(worstUs, at - sentAt.get(readNumberedMessage(data))!)
+    }
+    let fromA = 0
+    let fromB = 0
+    for (let s = 0; s < 30; s++) {
+      while (fromB - pair.received.a.length < 3000) pair.send('b', 0, numberedMessage(fromB++, 1000))
+      for (let tick = 0; tick < 100; tick++) {
+        sentAt.set(fromA, pair.now)
+        pair.send('a', 0, numberedMessage(fromA++, 1000))
+        pair.run(pair.now + 10 * ms)
+      }
+    }
+    expect(pair.a.stats().rttDrains).toBeGreaterThanOrEqual(1) // it did recheck
+    expect(pair.received.b.length).toBeGreaterThan(fromA - 10)
+    expect(worstUs).toBeLessThan(20 * ms) // 2 ms of path and a packet's time on the link, with room
   })
 })
 

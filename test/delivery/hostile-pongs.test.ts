@@ -58,3 +58,19 @@ describe('pongs from a hostile peer', () => {
     expect(stats.rttVariationUs).toBeLessThanOrEqual(60 * second)
   })
 })
+
+describe("pongs and congestion control's minimum RTT", () => {
+  it('a forged pong lowers the minimum the statistics show, never the one congestion control uses', () => {
+    // Echoes of pings never sent: a round trip of 1 ms, then of 15 s. Congestion control takes its minimum
+    // from ACK samples alone, which cannot come before their packets have crossed; with pongs, a peer could
+    // set it low at will, so that every later drain of the path held the window at two packets.
+    const core = deliveryCore({ channels: ['reliable'] })
+    const now = 100 * second
+    core.receive(pong(0, now - 1 * ms, 0, 0), now)
+    core.receive(pong(1, now + ms - 15 * second, 0, 0), now + ms)
+    const stats = core.stats()
+    expect(stats.minRttUs).toBe(1 * ms) // the statistics' lifetime minimum takes the peer's word, as before
+    expect(stats.pathMinRttUs).toBe(0) // no ACK sample yet: none
+    expect(stats.rttDrains).toBe(0)
+  })
+})

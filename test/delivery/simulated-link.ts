@@ -38,7 +38,7 @@ type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'rttDrains' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
-  | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'bytesInFlight'
+  | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'draining' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes'
 
@@ -71,6 +71,62 @@ export const deliveryCoreImplementation: 'native' | 'typescript' = process.env.V
 
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   return deliveryCoreImplementation === 'typescript' ? typescriptDeliveryCore(options) : nativeDeliveryCore(options)
+}
+
+/** Statistics of memory policies, which differ between the cores by design (the native core pools buffers and counts vector capacities). */
+export const unlikeStats: ReadonlySet<string> = new Set(['sentRecords', 'sentRecordsHeld', 'lostRecords', 'spareBytes'])
+
+/** A byte array as hex, to compare and to show. */
+export const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
+
+/**
+ * Both cores, fed the same calls: what each call returns, the packets and messages they make, and (every
+ * `statsEvery` calls) their statistics and next deadlines must match, or the call throws. For scenarios
+ * longer than the differential test's streams (a SimulatedPair's `makeCore`); it acts as the native core.
+ */
+export function lockstepDeliveryCore(options: DeliveryOptions, statsEvery = 16): NativeDeliveryCore {
+  const native = nativeDeliveryCore(options)
+  const typescript = typescriptDeliveryCore(options)
+  let calls = 0
+  const same = <T>(what: string, a: T, b: T): T => {
+    const [expected, actual] = [JSON.stringify(a), JSON.stringify(b)]
+    if (expected !== actual) {
+      const from = [...expected].findIndex((char, i) => char !== actual[i])
+      throw new Error(`the cores differ at call ${calls}, ${what}, from character ${from}: native …${expected.slice(from, from + 120)}, TypeScript …${actual.slice(from, from + 120)}`)
+    }
+    return a
+  }
+  const both = <T>(what: string, nowUs: number, call: (core: NativeDeliveryCore) => T): T => {
+    calls++
+    const result = same(what, call(native), call(typescript))
+    if (calls % statsEvery === 0) {
+      const expected = native.stats(nowUs)
+      const actual = typescript.stats(nowUs)
+      for (const [field, value] of Object.entries(expected)) {
+        if (!unlikeStats.has(field)) same(`${what} at ${nowUs}: stats.${field}`, value, actual[field as keyof typeof actual])
+      }
+      same(`${what} at ${nowUs}: the next deadline`, native.nextDeadlineUs(nowUs), typescript.nextDeadlineUs(nowUs))
+    }
+    return result
+  }
+  return {
+    send: (channel, data, nowUs) => both(`send on ${channel}`, nowUs, (core) => core.send(channel, data, nowUs)),
+    receive: (packet, nowUs) => both('receive', nowUs, (core) => core.receive(packet, nowUs)),
+    flush: (nowUs) => both('flush', nowUs, (core) => core.flush(nowUs)),
+    update: (nowUs) => both('update', nowUs, (core) => core.update(nowUs)),
+    take: () => {
+      const expected = native.take()
+      const actual = typescript.take()
+      same('take: packets', expected.packets.map(hex), actual.packets.map(hex))
+      same('take: messages', expected.messages.map((m) => `${m.channel}:${hex(m.data)}`), actual.messages.map((m) => `${m.channel}:${hex(m.data)}`))
+      return expected
+    },
+    nextDeadlineUs: (nowUs) => same('nextDeadlineUs', native.nextDeadlineUs(nowUs), typescript.nextDeadlineUs(nowUs)),
+    stats: (nowUs) => (nowUs === undefined ? native.stats() : native.stats(nowUs)),
+    peerSettings: () => same('peerSettings', native.peerSettings(), typescript.peerSettings()),
+    mismatch: () => same('mismatch', native.mismatch(), typescript.mismatch()),
+    announceSettings: (nowUs, copies) => both('announceSettings', nowUs, (core) => core.announceSettings(nowUs, copies)),
+  }
 }
 
 /** A clock that runs at (1 + skew) × true time, plus an offset (µs). */
@@ -110,10 +166,11 @@ export class SimulatedPair {
     seed = 1,
     clocks: Partial<Record<Side, SideClock>> = {},
     optionsB: DeliveryOptions = options,
+    makeCore: (options: DeliveryOptions) => NativeDeliveryCore = deliveryCore,
   ) {
     // As a client and its server: a leads the pings, b follows.
-    this.a = deliveryCore(options)
-    this.b = deliveryCore({ followsPings: true, ...optionsB })
+    this.a = makeCore(options)
+    this.b = makeCore({ followsPings: true, ...optionsB })
     this.#random = seededRandom(seed)
     this.#clocks = { a: clocks.a ?? { skew: 0, offsetUs: 0 }, b: clocks.b ?? { skew: 0, offsetUs: 0 } }
   }
