@@ -1,10 +1,9 @@
 // Congestion control of one connection, in bytes: slow start and congestion avoidance as NewReno
 // (RFC 9002 §7), with two changes to what a loss does.
-// - A loss is congestion when a queue stood behind it (the smallest recent RTT above the minimum by more
-//   than QueueSlackUs: jitter alone leaves it low) or when more than a tenth of the recent packets
-//   were lost. Other losses (a lossy
-//   radio link, say) are resent but leave the window alone: NewReno halved it on each of them and fell
-//   to two packets at 5 % random loss.
+// - A loss is congestion when a queue stood behind it (the smallest recent RTT above the path's minimum by
+//   more than QueueSlackUs: jitter alone leaves it low) or when more than a tenth of the recent packets
+//   were lost. Other losses (a lossy radio link, say) are resent but leave the window alone: NewReno
+//   halved it on each of them and fell to two packets at 5 % random loss.
 // - On congestion the window becomes the path's bandwidth-delay product — the best recent delivery rate
 //   times the minimum RTT (TCP Westwood+'s idea) — so the queue drains, but never less than half of what
 //   it was (NewReno's cut), nor more.
@@ -45,10 +44,10 @@ class CongestionControl {
   }
 
   // A packet counted in flight, sent at sentUs, was declared lost; minRttUs and recentRttUs: the path's
-  // minimum RTT (RttEstimator::pathMinUs) and the smallest of its recent samples (0 when not yet measured). One reduction per round
-  // trip: losses of packets sent before the last reduction are part of the same event, whenever they are
-  // found (RFC 9002's InCongestionRecovery, by send time alone). Returns the reduction the loss belongs to
-  // (0: none), for OnSpuriousLoss.
+  // minimum RTT (RttEstimator::pathMinUs) and the smallest of its recent samples (0 when not yet measured).
+  // One reduction per round trip: losses of packets sent before the last reduction are part of the same
+  // event, whenever they are found (RFC 9002's InCongestionRecovery, by send time alone). Returns the
+  // reduction the loss belongs to (0: none), for OnSpuriousLoss.
   uint64_t OnLost(uint64_t sentUs, uint64_t nowUs, uint64_t minRttUs, uint64_t recentRttUs) {
     ++lost_[0];
     if (InRecovery(sentUs)) {
