@@ -519,3 +519,29 @@ describe.each(pairings)('%s', (_pairing, cores) => {
     })
   })
 })
+
+describe('the native client core while the engine does not read its socket (every receive slab full)', () => {
+  it('does not time the server out while paused, and gives the connection the length of the pause on resume', () => {
+    const world = new World({ client: makeClient.native, server: makeServer.native })
+    world.connect(token({ timeoutSeconds: 5 }))
+    world.run(200)
+    expect(world.client.state().state).toBe('connected')
+    // Nothing the server sends is read from here on (it waits in the kernel): paused 1 s in, for a minute.
+    world.drop.toClient = () => true
+    const client = world.client as typeof world.client & { pauseTimeouts(us: number): ClientEvent[]; resumeTimeouts(us: number): ClientEvent[] }
+    const lastHeard = world.now
+    world.run(1000)
+    client.pauseTimeouts(world.now)
+    world.runByDeadlines(60_000)
+    expect(world.client.state().state).toBe('connected')
+    expect(world.client.state().nextDeadlineUs).toBeLessThanOrEqual(world.now + 100 * ms) // its keep-alives go on
+    const resumedAt = world.now
+    client.resumeTimeouts(resumedAt)
+    // Silent since lastHeard, less the minute of pause: it times out 5 s after lastHeard + the pause.
+    const timesOutAt = lastHeard + (resumedAt - (lastHeard + 1000 * ms)) + 5000 * ms
+    world.runByDeadlines((timesOutAt - world.now) / ms - 1)
+    expect(world.client.state().state).toBe('connected')
+    world.runByDeadlines(2)
+    expect(world.states.at(-1)).toBe('connection-timed-out')
+  })
+})
