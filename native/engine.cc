@@ -310,7 +310,12 @@ void Engine::Run() {
     }
     ProcessSends(kSendBudgetPerTurn);
     if (!deferred_.empty()) ApplyOverdueTeardowns();
-    if (protocolSockets_ > 0) UpdateProtocols();
+    if (protocolSockets_ > 0) {
+      UpdateProtocols();
+    } else {
+      readingPausedUs_ = 0;  // a pause with no protocol to tell: the next one is dated afresh
+      readingPauseTold_ = false;
+    }
     turnReceived_ = 0;
     turnCoalesceNs_ = UINT32_MAX;
     turnBatchSize_ = 0;
@@ -385,6 +390,11 @@ bool Engine::ApplyCommand(const Command& command) {
         state->protocol->output.large = large_;
         state->timerId = TakeFreeIndex(freeTimerIds_, timerOwners_);
         timerOwners_[state->timerId] = state.get();
+        if (readingPauseTold_) {  // it is not read either (TrackReadingPause)
+          netcode::Clock since = clock_;
+          since.monotonicUs = readingPausedUs_;
+          state->protocol->ReadingPaused(true, since);
+        }
         ScheduleProtocol(state.get());
       }
       sockets_.emplace(state->id, std::move(state));

@@ -223,6 +223,13 @@ size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 
+void NetcodeServerProtocol::ReadingPaused(bool paused, const netcode::Clock& now) {
+  paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
+  for (const std::unique_ptr<DeliveryLink>& link : links_) {
+    if (link) link->ReadingPaused(paused, LocalUs(now));
+  }
+}
+
 void NetcodeServerProtocol::SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {
   output.Send(to, data, size, socketIsV6);
 }
@@ -379,6 +386,11 @@ size_t NetcodeClientProtocol::CopyCounters(double* out, size_t capacity) const {
                              0, 0, 0, 0,  // the server's fields 11 to 14, which a client has not
                              c.tooOld};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
+}
+
+void NetcodeClientProtocol::ReadingPaused(bool paused, const netcode::Clock& now) {
+  paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
+  if (link_) link_->ReadingPaused(paused, LocalUs(now));
 }
 
 void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {

@@ -59,6 +59,20 @@ class DeliveryLink : public delivery::DeliverySink {
     settingsLate = late;
     return true;
   }
+  // The engine stopped reading (SocketProtocol::ReadingPaused; nowUs on the core's clock, from when the
+  // pause began) or read again. The wait for the peer's settings stops meanwhile and goes on for what was
+  // left of it; what was sent before the end of the pause gives no RTT sample.
+  void ReadingPaused(bool paused, uint64_t nowUs) {
+    if (!paused) {
+      core.DiscardRttSamplesBefore(nowUs);
+      if (settingsWaitLeftUs_ == kNoWaitPaused) return;
+      settingsDeadlineUs = nowUs + settingsWaitLeftUs_;
+      settingsWaitLeftUs_ = kNoWaitPaused;
+    } else if (settingsWaitLeftUs_ == kNoWaitPaused && settingsDeadlineUs != UINT64_MAX) {
+      settingsWaitLeftUs_ = settingsDeadlineUs > nowUs ? settingsDeadlineUs - nowUs : 0;
+      settingsDeadlineUs = UINT64_MAX;
+    }
+  }
   // The core's next deadline, or the end of the wait for the peer's settings.
   uint64_t NextDeadlineUs(uint64_t nowUs) const {
     const uint64_t next = core.NextDeadlineUs(nowUs);
@@ -66,8 +80,10 @@ class DeliveryLink : public delivery::DeliverySink {
   }
 
  private:
+  static constexpr uint64_t kNoWaitPaused = UINT64_MAX;
   Owner* owner_;
   uint32_t peer_;
+  uint64_t settingsWaitLeftUs_ = kNoWaitPaused;  // what was left of the wait when a pause stopped it
 
  public:
   delivery::DeliveryCore core;
@@ -97,9 +113,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return core_.Stopped(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
-  void ReadingPaused(bool paused, const netcode::Clock& now) override {
-    paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
-  }
+  void ReadingPaused(bool paused, const netcode::Clock& now) override;
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return core_.peerCounterTable(); }
 
  private:
@@ -144,9 +158,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) override;
   bool Finished() const override { return stopping_ && !core_.HasPendingDisconnects(); }
   size_t CopyCounters(double* out, size_t capacity) const override;
-  void ReadingPaused(bool paused, const netcode::Clock& now) override {
-    paused ? core_.PauseTimeouts(now) : core_.ResumeTimeouts(now);
-  }
+  void ReadingPaused(bool paused, const netcode::Clock& now) override;
   // One row (peer 0): the link statistics of the connection, when delivery is on.
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return table_; }
 

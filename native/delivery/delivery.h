@@ -138,6 +138,10 @@ class DeliveryCore {
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestion_.window(); }
   bool draining() const { return drainEndUs_ != 0; }  // a drain of the path's minimum RTT is under way
+  // The engine read nothing for a while (SocketProtocol::ReadingPaused): the acknowledgements and pongs of
+  // packets sent before nowUs waited in the kernel, and their round trips measure the pause, not the path
+  // (a 2.5 s stall put 2.4 s in the maximum and 576 ms in the smoothed RTT). They give no RTT sample.
+  void DiscardRttSamplesBefore(uint64_t nowUs) { rttSamplesFromUs_ = nowUs; }
   double bandwidthBytesPerUs() const { return congestion_.bandwidthBytesPerUs(); }
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
@@ -369,6 +373,7 @@ class DeliveryCore {
   uint64_t lossTimeUs_ = 0;  // 0: none
   uint32_t probeCount_ = 0;
   uint64_t drainEndUs_ = 0;  // 0: no drain under way
+  uint64_t rttSamplesFromUs_ = 0;  // packets sent before this give no RTT sample (DiscardRttSamplesBefore)
   // Reordering (RFC 9002 §6.1 lets both thresholds adapt): packets declared lost lately, so that an
   // acknowledgement of one proves the loss wrong, and the thresholds it raised. Without this, jitter
   // that reorders packets read as loss and congestion, and a path with ±3 ms of jitter carried 2 Mbit/s.

@@ -178,7 +178,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
         if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxPongRttUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
-          SamplePongRtt(nowUs - echo, delay);
+          if (echo >= rttSamplesFromUs_) SamplePongRtt(nowUs - echo, delay);
         }
         break;
       }

@@ -593,7 +593,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   if (largestRaised) largestAcked_ = largest;
   anyAcked_ = true;
   if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
-  if (sampleRtt) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
+  if (sampleRtt && largestSentUs >= rttSamplesFromUs_) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
   if (newlyAckedEliciting) probeCount_ = 0;
   // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
   if (newlyAcked || largestRaised) DetectLosses(nowUs);

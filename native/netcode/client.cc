@@ -2,7 +2,6 @@
 
 #include <sodium.h>
 
-#include <algorithm>
 #include <cstring>
 
 #include "packet.h"
@@ -214,20 +213,15 @@ void ClientCore::SendFarewells(const Clock& now) {
   }
 }
 
-void ClientCore::PauseTimeouts(const Clock& now) {
-  if (timeoutsPausedUs_ == 0) timeoutsPausedUs_ = std::max<uint64_t>(now.monotonicUs, 1);
-}
+void ClientCore::PauseTimeouts(const Clock& now) { timeoutPause_.Pause(now.monotonicUs); }
 
 void ClientCore::ResumeTimeouts(const Clock& now) {
-  if (timeoutsPausedUs_ == 0) return;
-  const uint64_t pausedUs = now.monotonicUs > timeoutsPausedUs_ ? now.monotonicUs - timeoutsPausedUs_ : 0;
-  timeoutsPausedUs_ = 0;
-  lastReceiveUs_ = std::min(lastReceiveUs_ + pausedUs, now.monotonicUs);
+  lastReceiveUs_ = TimeoutPause::Credit(lastReceiveUs_, timeoutPause_.Resume(now.monotonicUs), now.monotonicUs);
 }
 
 void ClientCore::Update(const Clock& now) {
   SendFarewells(now);
-  const bool timeoutEnabled = token_.timeoutSeconds > 0 && timeoutsPausedUs_ == 0;
+  const bool timeoutEnabled = token_.timeoutSeconds > 0 && !timeoutPause_.paused();
   const uint64_t timeoutUs = timeoutEnabled ? uint64_t(token_.timeoutSeconds) * 1000000u : 0;
   if (Connecting(state_)) {
     if (now.monotonicUs - connectStartUs_ >= tokenLifetimeUs_) {
@@ -261,7 +255,7 @@ uint64_t ClientCore::NextDeadlineUs() const {
   const auto earliest = [&next](uint64_t due) {
     if (due < next) next = due;
   };
-  const bool timeoutEnabled = token_.timeoutSeconds > 0 && timeoutsPausedUs_ == 0;
+  const bool timeoutEnabled = token_.timeoutSeconds > 0 && !timeoutPause_.paused();
   const uint64_t timeoutUs = timeoutEnabled ? uint64_t(token_.timeoutSeconds) * 1000000u : 0;
   if (Connecting(state_)) {
     earliest(tokenLifetimeUs_ > UINT64_MAX - connectStartUs_ ? kNoDeadline : connectStartUs_ + tokenLifetimeUs_);

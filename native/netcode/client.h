@@ -10,6 +10,7 @@
 #include "connect_token.h"
 #include "constants.h"
 #include "replay_window.h"
+#include "timeout_pause.h"
 #include "server.h"  // Clock
 
 namespace volley::netcode {
@@ -108,7 +109,7 @@ class ClientCore {
   uint64_t tokenLifetimeUs_ = 0;
   uint64_t lastSendUs_ = 0;
   uint64_t lastReceiveUs_ = 0;
-  uint64_t timeoutsPausedUs_ = 0;  // when PauseTimeouts came (0: not paused)
+  TimeoutPause timeoutPause_;
   uint64_t sequence_ = 0;  // from config_.sequenceBase, never reset: the key is the same for every server address
   ReplayWindow replay_;
   // The connection whose packets replay_ holds. A connection again with the same token to the same server

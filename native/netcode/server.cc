@@ -387,14 +387,11 @@ void ServerCore::Stop(const Clock& now) {
   }
 }
 
-void ServerCore::PauseTimeouts(const Clock& now) {
-  if (timeoutsPausedUs_ == 0) timeoutsPausedUs_ = std::max<uint64_t>(now.monotonicUs, 1);
-}
+void ServerCore::PauseTimeouts(const Clock& now) { timeoutPause_.Pause(now.monotonicUs); }
 
 void ServerCore::ResumeTimeouts(const Clock& now) {
-  if (timeoutsPausedUs_ == 0) return;
-  const uint64_t pausedUs = now.monotonicUs > timeoutsPausedUs_ ? now.monotonicUs - timeoutsPausedUs_ : 0;
-  timeoutsPausedUs_ = 0;
+  const uint64_t pausedUs = timeoutPause_.Resume(now.monotonicUs);
+  if (pausedUs == 0) return;
   // Slots whose timeout came due meanwhile were scheduled for their keep-alives alone: each SlotTimer
   // schedules its timeout again.
   uint32_t seen = 0;
@@ -402,7 +399,7 @@ void ServerCore::ResumeTimeouts(const Clock& now) {
     Slot& slot = slots_[index];
     if (!slot.connected) continue;
     ++seen;
-    slot.lastReceiveUs = std::min(slot.lastReceiveUs + pausedUs, now.monotonicUs);
+    slot.lastReceiveUs = TimeoutPause::Credit(slot.lastReceiveUs, pausedUs, now.monotonicUs);
   }
 }
 
@@ -424,7 +421,7 @@ void ServerCore::ScheduleSlot(uint32_t index, const Clock& now) {
   // time the last schedule computed, and SlotTimer works out what is really due then.
   const Slot& slot = slots_[index];
   uint64_t due = slot.lastSendUs + config_.keepAliveIntervalUs;
-  if (slot.timeoutSeconds > 0 && timeoutsPausedUs_ == 0) {
+  if (slot.timeoutSeconds > 0 && !timeoutPause_.paused()) {
     const uint64_t timeoutAt = slot.lastReceiveUs + uint64_t(slot.timeoutSeconds) * 1000000u;
     if (timeoutAt < due) due = timeoutAt;
   }
@@ -441,7 +438,7 @@ void ServerCore::WakePeer(uint32_t clientIndex, uint64_t dueUs) {
 
 void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
   Slot& slot = slots_[index];
-  if (timeoutsPausedUs_ == 0 && TimedOut(slot.timeoutSeconds, slot.lastReceiveUs, now)) {
+  if (!timeoutPause_.paused() && TimedOut(slot.timeoutSeconds, slot.lastReceiveUs, now)) {
     Release(index, DisconnectReason::kTimeout, false, now);
     return;
   }

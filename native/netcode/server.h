@@ -18,6 +18,7 @@
 #include "constants.h"
 #include "replay_window.h"
 #include "server_address.h"
+#include "timeout_pause.h"
 
 namespace volley::netcode {
 
@@ -227,7 +228,7 @@ class ServerCore {
   ServerSink* sink_;
   std::vector<Slot> slots_;
   uint32_t connected_ = 0;
-  uint64_t timeoutsPausedUs_ = 0;  // when PauseTimeouts came (0: not paused)
+  TimeoutPause timeoutPause_;
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
   TimerWheel slotTimers_;                // one timer per connected slot
   uint64_t nextHousekeepingUs_ = 0;

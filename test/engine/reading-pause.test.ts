@@ -13,29 +13,37 @@ const oneSlab = { initialReceiveSlabs: 1, maxReceiveSlabs: 1, maxSendSlabs: 32 }
 const payload = new Uint8Array(1000).fill(0x2a)
 const stallMs = 2500
 
-async function connectedPair(smallSide: 'server' | 'client'): Promise<{ server: Server; client: Client; peer: Peer }> {
+/** A server and a client, one of them on a one-slab engine, connected; closed by the test's finally. */
+function pair(smallSide: 'server' | 'client'): { server: Server; client: Client; connect: () => Promise<Peer>; close: () => Promise<void> } {
   const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, engine: 'dedicated', disconnectIntervalMs: 5 })
   if (smallSide === 'server') useDedicatedEngine(server, () => dedicatedEngine(oneSlab))
-  const { port } = await server.listen()
-  const peerConnected = new Promise<Peer>((resolve) => server.once('connect', resolve))
   const client = new Client({ engine: 'dedicated', disconnectIntervalMs: 5 })
   if (smallSide === 'client') useDedicatedEngine(client, () => dedicatedEngine(oneSlab))
-  const token = await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 1 })
-  await client.connect(token)
-  const peer = await peerConnected
-  // Until the client's first keep-alive confirms it, the server sends a keep-alive before each payload.
-  await new Promise((resolve) => setTimeout(resolve, 300))
-  return { server, client, peer }
+  const connect = async (): Promise<Peer> => {
+    const { port } = await server.listen()
+    const peerConnected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+    await client.connect(await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 1 }))
+    const peer = await peerConnected
+    // Until the client's first keep-alive confirms it, the server sends a keep-alive before each payload.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    return peer
+  }
+  const close = async (): Promise<void> => {
+    await client.close()
+    await server.close()
+  }
+  return { server, client, connect, close }
 }
 
 describe('a JavaScript stall with every receive slab full', () => {
   it("does not time out the client's server: its timeout waits while the engine does not read", async () => {
-    const { server, client, peer } = await connectedPair('client')
+    const { server, client, connect, close } = pair('client')
     const ends: string[] = []
     client.on('disconnect', (reason) => ends.push(reason))
     let received = 0
     client.on('message', () => received++)
     try {
+      const peer = await connect()
       // 2,000 payloads of 1,000 bytes: the slab takes about 250, the socket's buffer some more.
       const before = client.stats().packets.in
       for (let i = 0; i < 2000; i++) peer.send(payload)
@@ -54,18 +62,18 @@ describe('a JavaScript stall with every receive slab full', () => {
       expect(client.state).toBe('connected')
       expect(server.stats().connectedClients).toBe(1)
     } finally {
-      await client.close()
-      await server.close()
+      await close()
     }
   })
 
   it("does not time out the server's clients: their timeouts wait while the engine does not read", async () => {
-    const { server, client } = await connectedPair('server')
+    const { server, client, connect, close } = pair('server')
     const ends: string[] = []
     server.on('disconnect', (_peer, reason) => ends.push(reason))
     let received = 0
     server.on('message', () => received++)
     try {
+      await connect()
       const before = server.stats().packets.in
       for (let i = 0; i < 2000; i++) client.send(payload)
       await new Promise(setImmediate)
@@ -79,7 +87,43 @@ describe('a JavaScript stall with every receive slab full', () => {
       expect(server.stats().connectedClients).toBe(1)
       expect(client.state).toBe('connected')
     } finally {
-      await client.close()
+      await close()
+    }
+  })
+
+  it("does not end a connection whose peer's channel settings wait in the kernel", async () => {
+    // The wait for a new peer's settings (2 s) is a timeout on what it sends too. Client b connects, its
+    // packets 400 ms on the way, just before a floods the server's one slab and JavaScript stalls: b's
+    // settings wait in the kernel through the stall, past the 2 s.
+    const channels = [{ mode: 'reliable' as const }]
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4, engine: 'dedicated', channels, disconnectIntervalMs: 5 })
+    useDedicatedEngine(server, () => dedicatedEngine(oneSlab))
+    const a = new Client({ engine: 'dedicated', channels, disconnectIntervalMs: 5 })
+    const b = new Client({ engine: 'dedicated', channels, disconnectIntervalMs: 5, networkSimulator: { latencyMs: 400 } })
+    const ends: string[] = []
+    server.on('disconnect', (peer, reason) => ends.push(`${peer.clientId}: ${reason}`))
+    try {
+      const { port } = await server.listen()
+      const token = (clientId: bigint) => generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 5 })
+      await a.connect(await token(1n))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      await b.connect(await token(2n))
+      for (let i = 0; i < 2000; i++) a.send(payload)
+      await new Promise(setImmediate)
+      expect(blockUntil(() => false, stallMs)).toBe(false)
+      // The server announces a peer once its settings are in.
+      await waitFor(() => server.peers.size === 2, 3000, () => `both peers announced (${server.peers.size}; ended: ${ends.join(', ')})`)
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      expect(ends).toEqual([])
+      expect(server.stats().channelsUnannounced).toBe(0)
+      // Acknowledgements that waited in the kernel through the stall measured it, not the path: they give
+      // no RTT sample (before, the server's view of a had a maximum RTT of 2.4 s).
+      const peerA = [...server.peers.values()].find((peer) => peer.clientId === 1n)!
+      expect(peerA.stats().rtt.maxMs).toBeLessThan(500)
+      expect(b.state).toBe('connected')
+    } finally {
+      await a.close()
+      await b.close()
       await server.close()
     }
   })
