@@ -10,7 +10,7 @@ import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { DrainWaiters } from './drain-waiters.ts'
-import { type Engine, type EngineClient, type SlabView, dedicatedEngine, sharedEngine } from './engine/engine.ts'
+import { type Engine, type EngineClient, type SlabView, engineFor } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
 import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
 import {
@@ -230,7 +230,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         engine = this.#fallbackEngine(fallback)
         info = await engine.open(this.#socketOptions(port, literal), this.#client)
       } else {
-        engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+        engine = engineFor(this, this.#options.engine)
         info = openNative(engine, this.#socketOptions(port, literal), this.#client)
       }
     } catch (error) {
@@ -503,7 +503,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#opened(engine, engine.openNow(options, this.#client), 'when-bound')
       return
     }
-    const engine = this.#options.engine === 'dedicated' ? dedicatedEngine() : sharedEngine()
+    const engine = engineFor(this, this.#options.engine)
     const info = openNative(engine, options, this.#client)
     this.#takeBound(info)
     // Not inside the send() that binds, before its datagram is queued.

@@ -511,10 +511,10 @@ export function dedicatedEngine(limits: EngineLimits = defaultLimits): Engine {
   return new Engine(limits, () => {})
 }
 
-/** Engines given to a Server or Client in place of a dedicated engine of its own (ClientPool's: one thread for all its clients). */
+/** Engines given to a Server, Client or DatagramSocket in place of a dedicated engine of its own (ClientPool's: one thread for all its clients). */
 const engineSources = new WeakMap<object, () => Engine>()
 
-/** Makes `owner` (a Server or Client with `engine: 'dedicated'`) open its sockets on engine(). */
+/** Makes `owner` (a Server, Client or DatagramSocket with `engine: 'dedicated'`) open its sockets on engine(). */
 export function useDedicatedEngine(owner: object, engine: () => Engine): void {
   engineSources.set(owner, engine)
 }
