@@ -5,7 +5,9 @@
 #include <linux/sock_diag.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <ctime>
 
@@ -48,7 +50,12 @@ void Engine::ReceiveRound() {
     for (int batch = 0; batch < kBatchesPerSocketPerRound; ++batch) {
       if (!ReceiveBatch(state)) break;
     }
-    if (scratch_.next < scratch_.count || starved_.load(std::memory_order_relaxed)) return;  // starved: keep the list
+    if (scratch_.next < scratch_.count || starved_.load(std::memory_order_relaxed)) {
+      // Starved: the next round begins after this socket, so that one socket whose queue outlasts the slabs
+      // cannot keep the ones listed after it unread.
+      std::rotate(readable_.begin(), readable_.begin() + static_cast<std::ptrdiff_t>(i) + 1, readable_.end());
+      return;
+    }
     if (!state->readable) {
       state->listed = false;
       readable_[i] = readable_.back();
