@@ -95,6 +95,59 @@ describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
   })
 })
 
+// A disconnect or a stop never overtakes what was sent before it (datagram-socket.md): the fallback used to
+// run them at once and flush the channels at the end of the turn, when the connection was gone. Both engines,
+// every pairing.
+describe.each([...pairings, ['native server, native client', 'native', 'native'] as [string, EngineKind, EngineKind]])('%s', (_name, serverEngine, clientEngine) => {
+  // (Within the first congestion window: close() does not wait for what congestion control holds back.)
+  const sentBeforeTheEnd = [numberedMessage(0, 100), numberedMessage(1, 1500), numberedMessage(2, 1)]
+
+  it("sends the peer's messages sent just before peer.disconnect(), and a welcome sent in 'connect' before a kick", async () => {
+    const { server, client, peers, connect } = await pair(serverEngine, clientEngine)
+    const atClient: { channel: number; index: number }[] = []
+    client.on('message', (data, channel) => atClient.push({ channel, index: readNumberedMessage(data) }))
+    const ended = new Promise((resolve) => client.once('disconnect', resolve))
+    server.once('connect', (peer) => {
+      peer.send(numberedMessage(9, 10), { channel: 0 }) // the welcome...
+      peer.disconnect() // ...and the kick
+    })
+    await connect()
+    await ended
+    await waitFor(() => atClient.length === 1, 2000, () => `the welcome (${JSON.stringify(atClient)})`)
+    expect(atClient).toEqual([{ channel: 0, index: 9 }])
+    expect(peers).toHaveLength(1)
+  })
+
+  it('sends the messages sent just before client.close(), peer.disconnect() and server.close(), on every channel', async () => {
+    for (const ending of ['client.close()', 'peer.disconnect()', 'server.close()'] as const) {
+      const { server, client, peers, connect } = await pair(serverEngine, clientEngine)
+      const received: { channel: number; index: number }[] = []
+      server.on('message', (_peer, data, channel) => received.push({ channel, index: readNumberedMessage(data) }))
+      client.on('message', (data, channel) => received.push({ channel, index: readNumberedMessage(data) }))
+      await connect()
+      await waitFor(() => peers.length === 1, 2000, 'the connect event')
+      const peerEnded = new Promise((resolve) => server.once('disconnect', resolve))
+      const clientEnded = new Promise((resolve) => client.once('disconnect', resolve))
+      for (const channel of [0, 1, 2]) {
+        for (const message of sentBeforeTheEnd) {
+          if (ending === 'client.close()') client.send(message, { channel })
+          else peers[0]!.send(message, { channel })
+        }
+      }
+      if (ending === 'client.close()') await client.close()
+      else if (ending === 'peer.disconnect()') peers[0]!.disconnect()
+      else await server.close()
+      await Promise.all([peerEnded, clientEnded])
+      const expected = [0, 1, 2].flatMap((channel) => [0, 1, 2].map((index) => ({ channel, index })))
+      // Loopback loses nothing here: the unreliable and sequenced ones arrive too.
+      await waitFor(() => received.length === expected.length, 2000, () => `${ending}: ${expected.length} messages (${JSON.stringify(received)})`)
+      expect(received.sort((a, b) => a.channel - b.channel || a.index - b.index)).toEqual(expected)
+      await client.close()
+      await server.close()
+    }
+  })
+})
+
 describe.each(['native', 'fallback'] as const)('a %s server with channels', (serverEngine) => {
   it('keeps every new peer through a JavaScript stall past the wait for their settings, with their packets queued behind others', async () => {
     // Found in review: 60 clients (300 ms away) send their settings while the server's thread is busy for 2.6 s,

@@ -205,7 +205,11 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       entry.waiting.push(() => this.control(id, op, arg, copy))
       return
     }
-    entry.protocol?.control(op, arg, data, monotonicUs())
+    // What was sent before goes first (the native engine ends each batch of sends before a command): a
+    // disconnect or a stop would otherwise end the connection with this turn's messages still unsent.
+    const now = monotonicUs()
+    entry.protocol?.endBatch(now)
+    entry.protocol?.control(op, arg, data, now)
     this.#afterWork(entry)
   }
 
