@@ -193,4 +193,30 @@ describe('the fallback engine', () => {
     expect(simulated.duplicated).toBeGreaterThan(0)
     expect(client.stats().resends).toBeGreaterThan(0)
   }, 40_000)
+
+  it('takes no RTT sample from the acknowledgements that waited through a JavaScript stall', async () => {
+    // A transfer in flight while JavaScript is busy for 1.5 s: the acknowledgements wait in the kernel's
+    // buffer. Read after the stall, they measured it (a maximum RTT of the stall's length, and a smoothed RTT
+    // that slowed the transfer for a second after); as after the native engine's reading pause, no sample
+    // is taken from a packet sent before the stall was noticed. (Without a stall this one-thread transfer
+    // sees RTTs up to 140–230 ms.)
+    const { server, client, peers, connect } = await pair('fallback', 'fallback', {}, { maxMessageBytes: 1 << 20 })
+    await connect()
+    await waitFor(() => peers.length === 1, 2000, 'the connect event')
+    let bytes = 0
+    server.on('message', (_peer, data) => (bytes += data.byteLength))
+    const message = new Uint8Array(64 << 10)
+    let stalled = false
+    setTimeout(() => {
+      const until = performance.now() + 1500
+      while (performance.now() < until) {} // a busy handler
+      stalled = true
+    }, 50)
+    for (let i = 0; i < 128; i++) while (!client.send(message)) await client.drained()
+    await within(client.flushed(), 20_000, 'the transfer')
+    expect(stalled).toBe(true)
+    expect(bytes).toBe(128 * message.byteLength)
+    expect(client.stats().rtt.maxMs).toBeLessThan(700)
+    expect(peers[0]!.stats().rtt.maxMs).toBeLessThan(700)
+  }, 30_000)
 })

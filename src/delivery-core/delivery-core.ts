@@ -93,6 +93,14 @@ export class DeliveryCore extends DeliverySending {
     this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [] }))
   }
 
+  /**
+   * The packets sent before nowUs give no RTT sample: their acknowledgements and pongs waited while this
+   * side's thread could not read (a JavaScript stall), and would measure that wait, not the path.
+   */
+  discardRttSamplesBefore(nowUs: number): void {
+    this.rttSamplesFromUs = nowUs
+  }
+
   /** One delivery packet from the peer (the body of a netcode payload packet). */
   receive(data: Uint8Array, nowUs: number): void {
     const stats = this.stats
@@ -234,7 +242,7 @@ export class DeliveryCore extends DeliverySending {
           // The echo is a time this side sent; the peer held the ping for `delay` of it.
           if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxPongRttUs) {
             this.clock.sample(echo, remoteReceived, delay, nowUs)
-            this.#samplePongRtt(nowUs - echo, delay)
+            if (echo >= this.rttSamplesFromUs) this.#samplePongRtt(nowUs - echo, delay)
           }
           break
         }

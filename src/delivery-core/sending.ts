@@ -162,6 +162,8 @@ export abstract class DeliverySending {
 
   readonly rtt: RttEstimator
   readonly clock = new ClockSync()
+  /** Packets sent before this give no RTT sample (discardRttSamplesBefore). */
+  protected rttSamplesFromUs = 0
 
   // Receiving state the packets this side sends carry (acknowledgements, settings, pongs).
   protected readonly received = new ReceivedPackets()
@@ -725,7 +727,7 @@ export abstract class DeliverySending {
     if (largestRaised) this.#largestAcked = largest
     this.#anyAcked = true
     if (this.#recentlyLost.length > 0) this.#onSpuriousLosses(ranges, nowUs)
-    if (sampleRtt) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
+    if (sampleRtt && largestSentUs >= this.rttSamplesFromUs) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
     if (newlyAckedEliciting) this.#probeCount = 0
     // An ACK that tells nothing new finds no new loss (the loss timer covers time passing).
     if (newlyAcked || largestRaised) this.#detectLosses(nowUs)

@@ -71,6 +71,13 @@ interface ProtocolSocket {
   closing: boolean
   timer: NodeJS.Timeout | undefined
   timerDueUs: number
+  /**
+   * When the socket's latest timer fell or falls due, kept after it fires until the next one is set (a turn
+   * later): how late the thread runs is measured against it (noticeStall).
+   */
+  lastDueUs: number
+  /** The lastDueUs whose lateness the protocol was told of: told once. */
+  stallToldForUs: number
   turnScheduled: boolean
   sendErrors: number
   /** Of the engine's bytes in flight, this socket's (given back whole when it closes). */
@@ -124,6 +131,8 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       closing: false,
       timer: undefined,
       timerDueUs: Number.POSITIVE_INFINITY,
+      lastDueUs: Number.POSITIVE_INFINITY,
+      stallToldForUs: Number.POSITIVE_INFINITY,
       turnScheduled: false,
       sendErrors: 0,
       bytesInFlight: 0,
@@ -287,8 +296,21 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
 
   #receive(entry: ProtocolSocket, data: Buffer, rinfo: dgram.RemoteInfo): void {
     if (entry.closing) return
-    entry.protocol?.receive(sourceText(rinfo), data, monotonicUs())
+    const now = monotonicUs()
+    this.#noticeStall(entry, now) // the first datagrams read after a stall come before the late timer fires
+    entry.protocol?.receive(sourceText(rinfo), data, now)
     this.#afterWork(entry)
+  }
+
+  /**
+   * The socket's timer is late by much: the thread was busy (a long handler, a GC pause). The protocol hears
+   * of it once per timer, from the first datagram read after it or from the timer itself, whichever comes first.
+   */
+  #noticeStall(entry: ProtocolSocket, nowUs: number): void {
+    const lateUs = nowUs - entry.lastDueUs
+    if (lateUs <= stallUs || entry.stallToldForUs === entry.lastDueUs) return
+    entry.stallToldForUs = entry.lastDueUs
+    entry.protocol?.stalled(lateUs, nowUs)
   }
 
   /**
@@ -333,6 +355,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #arm(entry: ProtocolSocket): void {
     if (entry.closing) return
     const due = Math.min(entry.protocol?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY, entry.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY)
+    entry.lastDueUs = due
     if (due === entry.timerDueUs) return
     clearTimeout(entry.timer)
     entry.timerDueUs = due
@@ -343,13 +366,10 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   }
 
   #fire(entry: ProtocolSocket): void {
-    const lateUs = monotonicUs() - entry.timerDueUs
+    if (!entry.closing) this.#noticeStall(entry, monotonicUs())
     entry.timer = undefined
     entry.timerDueUs = Number.POSITIVE_INFINITY
     if (entry.closing) return
-    // Late by much: the thread was busy (a long handler, a GC pause). That time does not count against a
-    // peer's wait for settings, which its packets may well have kept (they wait in the kernel's buffer).
-    if (lateUs > stallUs) entry.protocol?.stalled(lateUs)
     // The protocol's timers run after this turn's poll phase: when the thread was busy past a deadline
     // (a long handler, a GC pause), the datagrams that came meanwhile are read first, as the native engine
     // on its own thread read them when they came; else a wait for a peer's settings, say, would end for

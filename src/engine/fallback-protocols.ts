@@ -42,8 +42,13 @@ export interface FallbackProtocol {
   /** Flushes what this turn's receives and sends left: one flush (shared packets, the ACKs that are due) per connection. */
   endBatch(nowUs: number): void
   control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void
-  /** The thread was busy for about this long (a timer fired that late): the waits for peers' settings are longer by it. */
-  stalled(us: number): void
+  /**
+   * The thread was busy for about `us` until nowUs (a timer fell due that long ago): the peers' packets waited
+   * in the kernel meanwhile. That time does not count against a peer's wait for settings, which its packets
+   * may well have kept; and the acknowledgements and pongs that waited measured the stall, not the path: the
+   * packets sent before nowUs give no RTT sample (as the native engine's reading pause).
+   */
+  stalled(us: number, nowUs: number): void
   /** Stopped: the socket may close. */
   readonly finished: boolean
   /** The socket has closed: a server wipes its keys. */
@@ -237,8 +242,15 @@ export class FallbackServerProtocol implements FallbackProtocol {
     this.#endMismatched()
   }
 
-  stalled(us: number): void {
-    for (const link of this.#links) if (link?.awaitsSettings === true) link.settingsDeadlineUs += us
+  stalled(us: number, nowUs: number): void {
+    if (this.#delivery === undefined) return
+    this.#clock(nowUs)
+    const localUs = this.#localUs()
+    for (const link of this.#links) {
+      if (link === undefined) continue
+      if (link.awaitsSettings) link.settingsDeadlineUs += us
+      link.core.discardRttSamplesBefore(localUs)
+    }
   }
 
   copyCounters(out: Float64Array): void {
@@ -414,9 +426,12 @@ export class FallbackClientProtocol implements FallbackProtocol {
     }
   }
 
-  stalled(us: number): void {
+  stalled(us: number, nowUs: number): void {
     const link = this.#link
-    if (link?.awaitsSettings === true) link.settingsDeadlineUs += us
+    if (link === undefined) return
+    this.#nowUs = nowUs
+    if (link.awaitsSettings) link.settingsDeadlineUs += us
+    link.core.discardRttSamplesBefore(this.#localUs())
   }
 
   copyCounters(out: Float64Array): void {
