@@ -247,14 +247,16 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     // A close() meanwhile: what was sent before it goes out, then the socket closes (no 'listening': it is
     // closing by the next tick).
     const local = this.#takeBound(info)
-    this.#opened(engine, info, binding.closeAfter ? 'never' : 'now')
-    // Each was counted as accepted when it was queued: send() counts it again.
+    this.#opened(engine, info, 'never')
+    // Each was counted as accepted when it was queued: send() counts it again. They go before 'listening',
+    // whose listener may close the socket.
     this.#accepted -= binding.sends.length
     const refusedBefore = this.#refused
     for (const send of binding.sends) send()
     // A send refused while binding waits for a 'drain': the engine's, if it refused one of these too, else now.
     if (binding.refused && !binding.closeAfter && this.#refused === refusedBefore) process.nextTick(() => this.#client.onDrain())
     if (binding.closeAfter) this.#beginClose()
+    else this.#announce()
     return local
   }
 

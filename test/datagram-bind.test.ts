@@ -68,6 +68,27 @@ describe.each(['native', 'fallback'] as const)('on the %s engine', (engine) => {
     expect(got[0]!.text).toBe('sent before close()')
   })
 
+  it("a close() in the 'listening' listener of a bind that resolves a host name: bind() resolves, what was sent before goes out", async () => {
+    // The sends held while it bound went out after 'listening', through send(): one threw at the socket that
+    // listener had closed, bind() rejected with ERR_SOCKET_CLOSED, and the datagrams were lost uncounted.
+    const { port, got } = await receiver(engine)
+    const sender = socket()
+    const events: string[] = []
+    sender.on('listening', () => {
+      events.push('listening')
+      void sender.close()
+    })
+    sender.on('close', () => events.push('close'))
+    const binding = onEngine(engine, () => sender.bind(0, 'localhost'))
+    expect(sender.send('a', port, '127.0.0.1')).toBe(true)
+    expect(sender.send('b', port, '127.0.0.1')).toBe(true)
+    expect(await binding).toMatchObject({ address: '127.0.0.1', family: 'IPv4' })
+    await waitFor(() => events.includes('close'), 3000, 'the close')
+    expect(events).toEqual(['listening', 'close'])
+    await waitFor(() => got.length === 2, 3000, 'the datagrams sent while it bound')
+    expect(got.map((each) => each.text)).toEqual(['a', 'b'])
+  })
+
   it("the bind a send() makes: 'listening' comes once the socket is bound; address() gives its port from then, never a port 0 before", async () => {
     const { port, got } = await receiver(engine)
     const sender = socket()
