@@ -12,7 +12,8 @@ namespace volley {
 
 bool ParseIp(const std::string& text, IpAddress* out) {
   *out = IpAddress{};
-  if (text.empty() || text.size() > INET6_ADDRSTRLEN + IF_NAMESIZE) return false;
+  // inet_pton reads up to a NUL: "127.0.0.1\0junk" would pass as 127.0.0.1 (the fallback refuses it).
+  if (text.empty() || text.size() > INET6_ADDRSTRLEN + IF_NAMESIZE || text.find('\0') != std::string::npos) return false;
   if (inet_pton(AF_INET, text.c_str(), out->bytes) == 1) {
     out->family = 4;
     return true;

@@ -4,7 +4,7 @@ import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientDisconnectReason } from './client.ts'
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
-import { checkOptions, integerOption } from './options.ts'
+import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes } from './bytes.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
@@ -134,13 +134,13 @@ export class ClientPool {
       }
       // A token of the wrong type is a mistake in the call, not a connection that failed: refused before any
       // attempt. (A Uint8Array or string that is no token fails its attempt: ERR_INVALID_CONNECT_TOKEN.)
-      const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && !(token instanceof Uint8Array))
+      const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && uint8ArrayOf(token) === undefined)
       if (misfit >= 0) {
         throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
       }
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       // Copies: the attempts read them later, and the caller may wipe or reuse its own once this returns.
-      const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(token)))
+      const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
       if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
       // One signal for this call's attempts (each listens to it): the caller's, or the pool closing.

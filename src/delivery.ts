@@ -221,8 +221,9 @@ export class SendQueue {
 
   /** The channel to send on, after checking data and options (typed errors). */
   check(data: unknown, options: SendOptions | undefined): number {
-    // instanceof first: the common case, checked per message; isUint8Array takes one from another realm.
-    if (!(data instanceof Uint8Array) && !isUint8Array(data)) {
+    // instanceof first: the common case, checked per message (isView: a Proxy of one passes instanceof);
+    // isUint8Array takes one from another realm.
+    if (!(data instanceof Uint8Array && ArrayBuffer.isView(data)) && !isUint8Array(data)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
     }
     // Else it would pass as empty here and throw in the engine's copy, after admit() counted it.

@@ -63,9 +63,11 @@ export function uint64Option(name: string, value: unknown): bigint {
 /**
  * `value` as a Uint8Array of this realm, or undefined when it is none. One made in another realm (a vm
  * context, some test environments) fails `instanceof` and libsodium-wrappers' checks: it is viewed anew.
+ * Where a Uint8Array is asked for, this is the check (the engines' copies need a real one).
  */
 export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
-  if (value instanceof Uint8Array) return value
+  // isView too: a Proxy of a Uint8Array, or an object on Uint8Array.prototype, passes instanceof and is none.
+  if (value instanceof Uint8Array && ArrayBuffer.isView(value)) return value
   return isUint8Array(value) ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : undefined
 }
 

@@ -311,8 +311,8 @@ describe("the fallback engine's IP text codec", () => {
       expect(javascriptIp.formatIp(ours.subarray(0, 16), family, 0), text).toBe(addon.formatIp(native.subarray(0, 16), family, 0))
     }
     // A scope is a number of digits only, or an interface's name ('+1', ' 1' and '-1' were scope 1, 1 and a
-    // name to the addon's strtoul).
-    for (const bad of ['1.2.3', '1.2.3.4%1', '::1%no-such-interface', 'fe80::1%', '12345::', 'host', '::1%+1', '::1% 1', '::1%-1', '::1%1 ', '::1%4294967296']) {
+    // name to the addon's strtoul). A NUL ends no address (inet_pton stopped at it: 127.0.0.1 to the addon).
+    for (const bad of ['1.2.3', '1.2.3.4%1', '::1%no-such-interface', 'fe80::1%', '12345::', 'host', '::1%+1', '::1% 1', '::1%-1', '::1%1 ', '::1%4294967296', '127.0.0.1\0junk', '::ffff:127.0.0.1\0x', '::1%lo\0x']) {
       expect(javascriptIp.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
       expect(addon.parseIp(bad, new Uint8Array(20)), bad).toBe(0)
     }

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import {
+  ClientPool,
+  Server,
   connectTokenFromBase64,
   connectTokenToBase64,
   formatServerAddress,
@@ -169,6 +171,26 @@ describe('readConnectToken', () => {
     const foreignKey = runInNewContext('new Uint8Array(32).fill(7)') as Uint8Array
     const made = await generateConnectToken({ ...base, privateKey: foreignKey, userData: runInNewContext('new Uint8Array([9])') as Uint8Array })
     expect(readConnectToken(made).protocolId).toBe(0x1234n)
+  })
+
+  it('takes a token of another realm in ClientPool.connect() too, and refuses a Proxy of a Uint8Array with a typed error', async () => {
+    const token = await generateConnectToken(base)
+    const foreign = runInNewContext('(bytes) => new Uint8Array(bytes)')(token) as Uint8Array
+    // Refused at once before (ERR_INVALID_ARG_TYPE, "Received an instance of Uint8Array"); now its attempt
+    // runs, aborted here.
+    const pool = new ClientPool()
+    const abort = new AbortController()
+    const attempts = pool.connect([foreign], { signal: abort.signal })
+    abort.abort()
+    expect(await attempts).toMatchObject({ connected: 0, failed: 1 })
+    await pool.close()
+    // A Proxy passes instanceof and is no typed array: V8's own TypeError, with no code, came from reading it.
+    const proxy = new Proxy(new Uint8Array(32).fill(1), {})
+    const typed = expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' })
+    await expect(generateConnectToken({ ...base, privateKey: proxy })).rejects.toThrow(typed)
+    await expect(generateConnectToken({ ...base, userData: proxy })).rejects.toThrow(typed)
+    expect(() => new Server({ protocolId: 1n, privateKey: proxy, address: '127.0.0.1:0' })).toThrow(typed)
+    expect(() => connectTokenToBase64(new Proxy(token, {}))).toThrow(typed)
   })
 
   it('keeps 32 IPv6 addresses, the most a token holds, and pads short user data with zeros', async () => {
