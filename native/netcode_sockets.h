@@ -10,6 +10,7 @@
 #include "delivery_clock.h"
 #include "netcode/client.h"
 #include "netcode/server.h"
+#include "netcode/timeout_pause.h"
 #include "socket_protocol.h"
 
 namespace volley {
@@ -51,7 +52,7 @@ class DeliveryLink : public delivery::DeliverySink {
   // Whether the peer's settings are still to come: neither known nor found wanting.
   bool AwaitsSettings() const { return !core.peerSettings().known && core.mismatch() == delivery::Mismatch::kNone; }
   // Their wait is over (nowUs on the core's clock): the connection ends as for a mismatch.
-  bool SettingsLate(uint64_t nowUs) const { return !ending && AwaitsSettings() && nowUs >= settingsDeadlineUs; }
+  bool SettingsLate(uint64_t nowUs) const { return WaitsForSettings() && nowUs >= settingsDeadlineUs; }
   // Marks the connection as ending for its channels (late: their settings never came); true the first time.
   bool BeginEnding(bool late) {
     if (ending) return false;
@@ -60,30 +61,30 @@ class DeliveryLink : public delivery::DeliverySink {
     return true;
   }
   // The engine stopped reading (SocketProtocol::ReadingPaused; nowUs on the core's clock, from when the
-  // pause began) or read again. The wait for the peer's settings stops meanwhile and goes on for what was
-  // left of it; what was sent before the end of the pause gives no RTT sample.
+  // pause began) or read again. The wait for the peer's settings stops meanwhile and ends the pause's length
+  // later; what was sent before the end of the pause gives no RTT sample.
   void ReadingPaused(bool paused, uint64_t nowUs) {
-    if (!paused) {
-      core.DiscardRttSamplesBefore(nowUs);
-      if (settingsWaitLeftUs_ == kNoWaitPaused) return;
-      settingsDeadlineUs = nowUs + settingsWaitLeftUs_;
-      settingsWaitLeftUs_ = kNoWaitPaused;
-    } else if (settingsWaitLeftUs_ == kNoWaitPaused && settingsDeadlineUs != UINT64_MAX) {
-      settingsWaitLeftUs_ = settingsDeadlineUs > nowUs ? settingsDeadlineUs - nowUs : 0;
-      settingsDeadlineUs = UINT64_MAX;
+    if (paused) {
+      settingsPause_.Pause(nowUs);
+      return;
     }
+    core.DiscardRttSamplesBefore(nowUs);
+    const uint64_t pausedUs = settingsPause_.Resume(nowUs);
+    if (settingsDeadlineUs != UINT64_MAX) settingsDeadlineUs += pausedUs;
   }
   // The core's next deadline, or the end of the wait for the peer's settings.
   uint64_t NextDeadlineUs(uint64_t nowUs) const {
     const uint64_t next = core.NextDeadlineUs(nowUs);
-    return !ending && AwaitsSettings() && settingsDeadlineUs < next ? settingsDeadlineUs : next;
+    return WaitsForSettings() && settingsDeadlineUs < next ? settingsDeadlineUs : next;
   }
 
  private:
-  static constexpr uint64_t kNoWaitPaused = UINT64_MAX;
+  // The wait for the peer's settings is running: not over, and not stopped by a pause.
+  bool WaitsForSettings() const { return !ending && AwaitsSettings() && !settingsPause_.paused(); }
+
   Owner* owner_;
   uint32_t peer_;
-  uint64_t settingsWaitLeftUs_ = kNoWaitPaused;  // what was left of the wait when a pause stopped it
+  netcode::TimeoutPause settingsPause_;
 
  public:
   delivery::DeliveryCore core;

@@ -70,13 +70,12 @@ interface ProtocolSocket {
   readonly simulator?: SimulatedNetwork<OutgoingDatagram>
   closing: boolean
   timer: NodeJS.Timeout | undefined
-  timerDueUs: number
   /**
-   * When the socket's latest timer fell or falls due, kept after it fires until the next one is set (a turn
+   * When the socket's latest timer falls or fell due, kept after it fires until the next one is set (a turn
    * later): how late the thread runs is measured against it (noticeStall).
    */
-  lastDueUs: number
-  /** The lastDueUs whose lateness the protocol was told of: told once. */
+  timerDueUs: number
+  /** The timerDueUs whose lateness the protocol was told of: told once. */
   stallToldForUs: number
   turnScheduled: boolean
   sendErrors: number
@@ -131,7 +130,6 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       closing: false,
       timer: undefined,
       timerDueUs: Number.POSITIVE_INFINITY,
-      lastDueUs: Number.POSITIVE_INFINITY,
       stallToldForUs: Number.POSITIVE_INFINITY,
       turnScheduled: false,
       sendErrors: 0,
@@ -307,9 +305,9 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
    * of it once per timer, from the first datagram read after it or from the timer itself, whichever comes first.
    */
   #noticeStall(entry: ProtocolSocket, nowUs: number): void {
-    const lateUs = nowUs - entry.lastDueUs
-    if (lateUs <= stallUs || entry.stallToldForUs === entry.lastDueUs) return
-    entry.stallToldForUs = entry.lastDueUs
+    const lateUs = nowUs - entry.timerDueUs
+    if (lateUs <= stallUs || entry.stallToldForUs === entry.timerDueUs) return
+    entry.stallToldForUs = entry.timerDueUs
     entry.protocol?.stalled(lateUs, nowUs)
   }
 
@@ -355,8 +353,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #arm(entry: ProtocolSocket): void {
     if (entry.closing) return
     const due = Math.min(entry.protocol?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY, entry.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY)
-    entry.lastDueUs = due
-    if (due === entry.timerDueUs) return
+    if (due === entry.timerDueUs && entry.timer !== undefined) return
     clearTimeout(entry.timer)
     entry.timerDueUs = due
     entry.timer = undefined
@@ -368,7 +365,6 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #fire(entry: ProtocolSocket): void {
     if (!entry.closing) this.#noticeStall(entry, monotonicUs())
     entry.timer = undefined
-    entry.timerDueUs = Number.POSITIVE_INFINITY
     if (entry.closing) return
     // The protocol's timers run after this turn's poll phase: when the thread was busy past a deadline
     // (a long handler, a GC pause), the datagrams that came meanwhile are read first, as the native engine
