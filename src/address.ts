@@ -18,15 +18,22 @@ export function addressText(info: AddressInfo): string {
   return info.family === 'IPv6' ? `[${info.address}]:${info.port}` : `${info.address}:${info.port}`
 }
 
-const parsed = new Map<string, QueuedAddress | null>()
 const maxCached = 4096
 const scratch = new Uint8Array(20)
 
 /** What turns IP text into bytes and back: the native addon, or javascriptIp below. */
 export type IpCodec = Pick<Addon, 'parseIp' | 'formatIp'>
 
+// One cache per codec: the two may differ on what they accept (a scope name resolved a moment apart).
+const cacheByCodec = new WeakMap<IpCodec, Map<string, QueuedAddress | null>>()
+
 /** Parses an IPv4 or IPv6 literal (IPv6 may carry a %scope). Returns null when it is not one. */
 export function parseIp(addon: IpCodec, text: string): QueuedAddress | null {
+  let parsed = cacheByCodec.get(addon)
+  if (parsed === undefined) {
+    parsed = new Map()
+    cacheByCodec.set(addon, parsed)
+  }
   const hit = parsed.get(text)
   if (hit !== undefined) return hit
   let result: QueuedAddress | null = null
@@ -35,6 +42,8 @@ export function parseIp(addon: IpCodec, text: string): QueuedAddress | null {
     const view = new DataView(scratch.buffer)
     result = { family, bytes: scratch.slice(0, 16), scopeId: view.getUint32(16, true) }
   }
+  // A scope name stands for an interface index that changes when the interface comes and goes: not cached.
+  if (text.includes('%')) return result
   if (parsed.size >= maxCached) parsed.clear()
   parsed.set(text, result)
   return result

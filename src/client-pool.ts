@@ -6,6 +6,7 @@ import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engin
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes } from './bytes.ts'
+import { SendQueue, deliverySettings } from './delivery.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
 
@@ -86,6 +87,8 @@ export class ClientPool {
 
   /** Clients made so far: the number of the next (each seeds its network simulator with its number). */
   #made = 0
+  /** Checks broadcast()'s message as each client's send() does, so that it is checked with no client connected too. */
+  readonly #messages: SendQueue
 
   constructor(options: ClientOptions = {}) {
     new Client(options) // the same checks as each client's, now rather than at connect()
@@ -95,6 +98,7 @@ export class ClientPool {
       ...(options.channels !== undefined ? { channels: options.channels.map((channel) => ({ ...channel })) } : {}),
       ...(options.networkSimulator !== undefined ? { networkSimulator: { ...options.networkSimulator } } : {}),
     }
+    this.#messages = new SendQueue(deliverySettings(this.#options), () => null, 0, 'the server')
   }
 
   /**
@@ -221,6 +225,7 @@ export class ClientPool {
 
   /** Sends data from every connected client; returns how many took it. */
   broadcast(data: Uint8Array): number {
+    this.#messages.check(data, undefined)
     if (this.#closing.signal.aborted) return 0 // closing clients refuse sends
     let sent = 0
     for (const client of this.#clients) {

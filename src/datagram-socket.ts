@@ -164,6 +164,11 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly #statsScratch = new Float64Array(layout.statsFields)
   #finalStats: Float64Array | undefined
   readonly #client: OpeningClient
+  /**
+   * The fallback engine is still binding for a send() ('listening' to come), and whether a 'drain' came
+   * meanwhile: node:dgram reports its first sends before the bind resolves, and 'drain' waits for 'listening'.
+   */
+  #bindingForSend: { drained: boolean } | undefined
 
   constructor(options: DatagramSocketOptions = {}) {
     super()
@@ -193,15 +198,23 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       onClosed: () => socket.#onClosed(),
       onDrain: () => {
         if (socket.#state !== 'bound') return
+        if (socket.#bindingForSend !== undefined) {
+          socket.#bindingForSend.drained = true
+          return
+        }
         socket.#drain.drain()
         socket.emit('drain')
       },
       // The bind a send() made, on the fallback engine: where it is bound, now that it is.
       onOpened: (info) => {
+        const drained = socket.#bindingForSend?.drained === true
+        socket.#bindingForSend = undefined
         socket.#takeBound(info)
         socket.#announce()
+        if (drained) socket.#client.onDrain()
       },
       onOpenFailed: (error) => {
+        socket.#bindingForSend = undefined
         socket.#openFailure = error
       },
     }
@@ -502,7 +515,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (fallback !== undefined) {
       // Where it lands is known at onOpened: until then address() throws, as node:dgram's does.
       const engine = this.#fallbackEngine(fallback)
-      this.#opened(engine, engine.openNow(options, this.#client), 'when-bound')
+      const info = engine.openNow(options, this.#client)
+      this.#bindingForSend = { drained: false }
+      this.#opened(engine, info, 'when-bound')
       return
     }
     const engine = engineFor(this, this.#options.engine)

@@ -185,6 +185,8 @@ export function describe(value: unknown): string {
   if (typeof value === 'string') return `type string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`
   if (ArrayBuffer.isView(value)) return `an instance of ${value.constructor.name} of ${value.byteLength} bytes`
   if (Array.isArray(value)) return `an array of ${value.length} items`
+  // generateKey() and generateConnectToken() return promises: the likely slip is a missing await.
+  if (value instanceof Promise) return 'an instance of Promise (missing an await?)'
   if (typeof value === 'object') return `an instance of ${value.constructor?.name ?? 'Object'}`
   if (typeof value === 'function') return 'a function'
   return `type ${typeof value} (${String(value)})`

@@ -41,6 +41,20 @@ describe('ClientPool (load generator)', () => {
 })
 
 describe('ClientPool edges', () => {
+  it('broadcast() checks its message with no client connected, as each client\'s send() would', async () => {
+    const raw = new ClientPool()
+    expect(() => raw.broadcast('text' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(() => raw.broadcast(new Uint8Array(1201))).toThrow(expect.objectContaining({ code: 'ERR_PAYLOAD_SIZE' }))
+    expect(raw.broadcast(new Uint8Array(1200))).toBe(0)
+    const reliable = new ClientPool({ channels: [{ mode: 'reliable' }], maxMessageBytes: 100 })
+    expect(() => reliable.broadcast(new Uint8Array(101))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
+    expect(reliable.broadcast(new Uint8Array(100))).toBe(0)
+    await raw.close()
+    await reliable.close()
+    // Closed, it still says what was wrong with the message rather than nothing.
+    expect(() => raw.broadcast(null as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+  })
+
   const tokens = (port: number, count: number, first = 1) =>
     Promise.all(
       Array.from({ length: count }, (_, i) =>

@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { javascriptIp } from '../src/address.ts'
+import { type IpCodec, javascriptIp, parseIp } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
 import { dgramReusesPorts } from '../src/engine/choose.ts'
 import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
@@ -145,6 +145,22 @@ describe('datagram sockets on the fallback engine', () => {
     expect(sender.stats().drops.sendQueueFull).toBe(6000 - 4096)
     await binding
     await within(sender.drained(), 5000, "'drain' after the bind")
+    await waitFor(() => sender.stats().packetsOut === accepted, 5000, 'every accepted send')
+    await closeAll()
+  })
+
+  it("emits 'listening' before 'drain' when sends past what it holds in flight bind it", async () => {
+    const receiver = socket({ recvBufferSize: 4 << 20 })
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    const sender = socket()
+    const events: string[] = []
+    sender.on('listening', () => events.push('listening'))
+    sender.on('drain', () => events.push('drain'))
+    let accepted = 0
+    while (accepted < 5000 && sender.send(Buffer.alloc(16), port, '127.0.0.1')) accepted++
+    expect(accepted).toBe(4096)
+    await within(sender.drained(), 5000, "'drain' after the bind")
+    expect(events).toEqual(['listening', 'drain']) // node:dgram reported the sends before the bind resolved: drain came first
     await waitFor(() => sender.stats().packetsOut === accepted, 5000, 'every accepted send')
     await closeAll()
   })
@@ -301,7 +317,7 @@ describe("the fallback engine's IP text codec", () => {
         if (random() < 0.2) groups.splice(0, 6, 0, 0, 0, 0, 0, 0xffff)
         text = groups.map((group) => group.toString(16)).join(':')
       }
-      // Each codec itself (parseIp() caches by text, whichever codec filled the cache).
+      // Each codec itself, under parseIp()'s cache.
       const native = new Uint8Array(20)
       const ours = new Uint8Array(20).fill(0xee)
       const family = addon.parseIp(text, native)
@@ -327,5 +343,30 @@ describe("the fallback engine's IP text codec", () => {
       const scope = new DataView(native.buffer).getUint32(16, true)
       expect(javascriptIp.formatIp(ours.subarray(0, 16), 6, scope), text).toBe(addon.formatIp(native.subarray(0, 16), 6, scope))
     }
+  })
+
+  it('keeps a cache of parsed addresses per codec, and none for scope names', () => {
+    // Two codecs that disagree on one text: each answer stands for its own codec only.
+    let calls = 0
+    const fourOnes: IpCodec = {
+      parseIp: (_text, out) => (calls++, out.fill(0).set([1, 1, 1, 1]), 4),
+      formatIp: () => '1.1.1.1',
+    }
+    const refusing: IpCodec = { parseIp: () => (calls++, 0), formatIp: () => '' }
+    const text = `cache-test-${Date.now()}`
+    expect(parseIp(fourOnes, text)?.bytes.subarray(0, 4)).toEqual(new Uint8Array([1, 1, 1, 1]))
+    expect(parseIp(refusing, text)).toBeNull()
+    expect(parseIp(fourOnes, text)?.family).toBe(4)
+    expect(parseIp(refusing, text)).toBeNull()
+    expect(calls).toBe(2)
+    // A scope name is resolved at each call: the interface behind it can come and go.
+    let scope = 7
+    const scoped: IpCodec = {
+      parseIp: (_text, out) => (out.fill(0), new DataView(out.buffer, out.byteOffset).setUint32(16, scope, true), 6),
+      formatIp: () => '',
+    }
+    expect(parseIp(scoped, 'fe80::1%eth9')?.scopeId).toBe(7)
+    scope = 9
+    expect(parseIp(scoped, 'fe80::1%eth9')?.scopeId).toBe(9)
   })
 })

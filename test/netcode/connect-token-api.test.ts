@@ -57,6 +57,8 @@ describe('generateConnectToken', () => {
     ['privateKey: new Uint8Array(31)', { privateKey: new Uint8Array(31) }, 'ERR_OUT_OF_RANGE', /"privateKey" option must be 32 bytes/],
     ['privateKey: all zeros', { privateKey: new Uint8Array(32) }, 'ERR_INVALID_ARG_VALUE', /"privateKey" option is all zeros, which is no secret: give a random key \(generateKey\(\)\)$/],
     ['privateKey: "key"', { privateKey: 'key' }, 'ERR_INVALID_ARG_TYPE', /"privateKey" option must be a Uint8Array/],
+    // generateKey() without its await.
+    ['privateKey: a promise', { privateKey: Promise.resolve(new Uint8Array(32).fill(1)) }, 'ERR_INVALID_ARG_TYPE', /"privateKey" option must be a Uint8Array of 32 bytes\. Received an instance of Promise \(missing an await\?\)$/],
     // A key given as its text (from an environment variable) is never quoted: the logs would have it.
     ['privateKey: its base64 text', { privateKey: 'nIHUeOirsFKDVKUol537O9fuMd5LlkvUqOv4AJCIabc=' }, 'ERR_INVALID_ARG_TYPE', /^(?!.*nIHUeOir).*Received type string of 44 characters \(decode it first/],
     ['protocolId: -1n', { protocolId: -1n }, 'ERR_OUT_OF_RANGE', /"protocolId" option must fit in 64 bits/],
