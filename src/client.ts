@@ -730,6 +730,9 @@ export class Client extends EventEmitter<ClientEvents> {
     }
     this.#pending = undefined
     this.#updateReference() // idle: the process may exit
+    const ended = pending === undefined && previous === 'connected'
+    // Before the waiters fail and 'state' goes out: their errors, and a send() in a 'state' handler, say it ended.
+    if (ended) this.#connectionEnded = true
     if (previous === 'connected') {
       this.#failWaiters()
     }
@@ -754,8 +757,7 @@ export class Client extends EventEmitter<ClientEvents> {
     } catch (error) {
       surfaceLater(error)
     }
-    if (pending === undefined && previous === 'connected') {
-      this.#connectionEnded = true
+    if (ended) {
       this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
     }
   }
@@ -771,6 +773,7 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#pending = undefined
     const wasConnected = this.#state === 'connected' // (or waiting for the server's settings)
     if (wasConnected) this.#state = 'disconnected'
+    if (wasReady) this.#connectionEnded = true
     this.#server = null
     this.#failWaiters()
     // As a native engine's connect() rejects when it cannot open the socket (EMFILE, say).

@@ -466,11 +466,22 @@ describe('channels over loopback', () => {
     expect(received).toBeGreaterThan(0) // the drain came with acknowledgements, not before
     // Refused again, then the connection ends before any acknowledgement can come back.
     while (client.send(new Uint8Array(4 * 1024))) accepted++
-    const waiting = expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
+    const ended = "The client's connection has ended ('disconnected'): connect() again to send"
+    // A waiter, and a send() from the 'state' handler, hear that it ended (they said 'connect() first').
+    const waiting = expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED', message: ended })
+    let sendInStateHandler: unknown
+    client.once('state', () => {
+      try {
+        client.send(new Uint8Array(1))
+      } catch (error) {
+        sendInStateHandler = error
+      }
+    })
     await server.close()
     await waiting
+    expect(sendInStateHandler).toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED', message: ended })
     // The error says the connection ended, and how, not only that the client is not connected.
-    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED', message: "The client's connection has ended ('disconnected'): connect() again to send" })
+    await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED', message: ended })
     await expect(client.drained({ signal: 'no' as unknown as AbortSignal })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' })
     await close()
     await expect(client.drained()).rejects.toMatchObject({ code: 'ERR_CLIENT_CLOSED' }) // as send() after close()
