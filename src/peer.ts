@@ -21,7 +21,8 @@ export interface PeerHost {
 /**
  * Packets from the client's address that its connection refused, by cause: malformed (or of a type a server
  * never takes), replayed (seen already within the replay window), tooOld (older than that window),
- * decryptionFailed (not sealed with the connection's key). What a spoofer of the address sends counts too.
+ * decryptionFailed (not sealed with the connection's key). What a spoofer of the address sends counts too;
+ * packets of the connection request's type (the server's to handle, before it looks for a connection) do not.
  */
 export interface PeerDrops {
   malformed: number

@@ -3,7 +3,7 @@
 // and a hostile peer's frames grow. They look for costs that scale (x10 input, x10 time), not for small
 // differences: this machine is noisy. From the repository's root:
 //   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/delivery/delivery_*.cc
-//   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|all]
+//   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|refused|all]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -358,6 +358,58 @@ static void TimerFiring(size_t channels) {
   (void)sink;
 }
 
+// ---- 9. hostile: a full bound, one incomplete unreliable message kept going, and frames that each try to
+// start another (refused for the bound), vs channel count: nothing walks every channel's slots per frame ----
+static void AppendFragment(std::vector<uint8_t>& out, size_t channel, uint64_t sequence, uint64_t length, uint64_t index) {
+  out.push_back(kFrameFragment);
+  out.push_back(static_cast<uint8_t>(channel));
+  Varint(out, sequence);
+  Varint(out, length);
+  Varint(out, index);
+  out.insert(out.end(), std::min<uint64_t>(kFragmentBytes, length - index * kFragmentBytes), 0x55);
+}
+
+static void RefusedStarts(size_t channels, bool keptGoing) {
+  DeliveryConfig config = Config(channels, ChannelMode::kUnreliable, true);
+  config.channels[0] = ChannelMode::kReliable;
+  Sink sink;
+  DeliveryCore core(config, &sink);
+  uint64_t number = 0;
+  const auto packet = [&] {
+    std::vector<uint8_t> out{kPacketMarker};
+    Varint(out, number++);
+    out.push_back(kFrameSettings);  // the peer's: the same channels
+    out.push_back(0);
+    Varint(out, config.maxMessageBytes);
+    Varint(out, channels);
+    for (const ChannelMode mode : config.channels) out.push_back(static_cast<uint8_t>(mode));
+    return out;
+  };
+  const uint64_t now = 10000000;
+  const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
+  const uint64_t kept = keptGoing ? 5 * kFragmentBytes + 1 : 0;
+  std::vector<uint8_t> out = packet();
+  if (keptGoing) AppendFragment(out, 1, 100, kept, 0);
+  core.Receive(out.data(), out.size(), now);
+  // Two reliable messages after one never sent fill the rest of the bound for good.
+  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - kept};
+  for (uint64_t sequence = 1; sequence <= 2; ++sequence) {
+    out = packet();
+    AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
+    core.Receive(out.data(), out.size(), now);
+  }
+  std::vector<std::vector<uint8_t>> attack;
+  for (int k = 0; k < 2000; ++k) {
+    out = packet();
+    for (size_t c = 1; out.size() + 8 <= kMaxPacketBytes; c = c + 1 == channels ? 1 : c + 1) AppendFragment(out, c, 0, kFragmentBytes + 2, 1);
+    attack.push_back(std::move(out));
+  }
+  const uint64_t refused0 = core.stats().overBudget, scans0 = core.stats().partialScans;
+  const double perPacket = ReceiveAll(core, attack, now + 1000);
+  std::printf("refused channels=%3zu kept=%d: %8.0f ns/packet, overBudget +%llu, walks +%llu\n", channels, keptGoing, perPacket,
+              (unsigned long long)(core.stats().overBudget - refused0), (unsigned long long)(core.stats().partialScans - scans0));
+}
+
 int main(int argc, char** argv) {
   const std::string which = argc > 1 ? argv[1] : "all";
   if (which == "all" || which == "steady") {
@@ -387,6 +439,10 @@ int main(int argc, char** argv) {
   }
   if (which == "all" || which == "timer") {
     for (size_t c : {1, 16, 255}) TimerFiring(c);
+  }
+  if (which == "all" || which == "refused") {
+    for (size_t c : {2, 16, 255})
+      for (bool kept : {false, true}) RefusedStarts(c, kept);
   }
   return 0;
 }

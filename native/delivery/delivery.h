@@ -97,6 +97,9 @@ struct DeliveryStats {
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
   uint64_t mismatched = 0;  // messages not delivered once the channels were found not to match
   uint64_t reassemblyMade = 0;  // bytes of buffers made for reassembly, in all (each whole at a message's first frame)
+  // Walks over every channel's incomplete unreliable messages (to evict or expire them): each frees one or
+  // waits until one may be due, so a peer cannot make them happen per packet.
+  uint64_t partialScans = 0;
 };
 
 class DeliveryCore {
@@ -150,7 +153,7 @@ class DeliveryCore {
   // whatever a slot kept past its message (nothing: tests and the fuzzer check that).
   size_t reassemblyHeld() const;
   // What the connection keeps allocated for its bookkeeping: records of sent packets, and the slots of
-  // its channels' queues (sending, and reliable receiving out of order).
+  // its channels' queues (sending, reliable receiving out of order, and incomplete unreliable messages).
   size_t sentRecords() const { return sent_.size(); }
   // Bytes the records of sent packets hold, their lists of fragments included (a scan: for stats and tests).
   size_t sentRecordsHeld() const;
@@ -329,9 +332,12 @@ class DeliveryCore {
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
   // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
-  // `length` more fit in the bound or none is left.
-  void EvictIdlePartials(uint64_t length, uint64_t nowUs);
+  // `length` more fit in the bound or none is left, for a message `starting` will take.
+  void EvictIdlePartials(uint64_t length, uint64_t nowUs, const ReceiveChannel& starting);
   void ExpireFragments(uint64_t nowUs);
+  // A channel's slots for incomplete messages go when it has none left (else a peer could leave them on every
+  // channel with a frame each, outside the bound).
+  static void GiveBackPartials(ReceiveChannel& channel);
 
   DeliveryConfig config_;
   DeliverySink* sink_;
@@ -353,6 +359,9 @@ class DeliveryCore {
   uint64_t unsentMessages_ = 0;
   std::vector<uint8_t> completedChannels_;
   size_t partialsUsed_ = 0;
+  // While partialsUsed_ > 0: at most the earliest start, and the earliest latest fragment, of the incomplete
+  // messages (exact after each walk over them): until one may have expired or gone idle, nothing is walked.
+  uint64_t partialsFirstUs_ = 0, partialsLastUs_ = 0;
   size_t countedQueueSlots_ = 0;  // slots of the reliable channels' queues counted against the bound
   size_t drainedQueues_ = 0;      // queues empty with counted slots: what FitsBound() can give back
   uint64_t releasedBytes_ = 0;

@@ -13,9 +13,7 @@ using netcode::WireReader;
 namespace {
 
 constexpr uint64_t kMaxAckRangesAccepted = 256;
-// Pong round trips: longer ones are not samples (a forged echo); the clocks' rate difference bounds
-// before and after the clock sync has measured it.
-constexpr uint64_t kMaxPongRttUs = 60000000;
+// The clocks' rate difference bounds, before and after the clock sync has measured it.
 constexpr double kMaxDriftPpm = 200;
 constexpr double kResidualDriftPpm = 50;
 // A pong held at most this long (or the ACK delay, if longer) was sent at once, not held for a ping: the
@@ -176,7 +174,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           messagesWaitForSettings_ = false;
         }
         // The echo is a time this side sent; the peer held the ping for `delay` of it.
-        if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxPongRttUs) {
+        if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxRttSampleUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
           if (echo >= rttSamplesFromUs_) SamplePongRtt(nowUs - echo, delay);
         }
@@ -291,7 +289,7 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   // then, and at an upper bound of the round trip.
   const double heldUs = static_cast<double>(delayUs) * (1.0 - clock_.Drift());
   // Within what a pong may take (elapsedUs is): converted to an integer below, it must fit.
-  const double rttUs = std::clamp(static_cast<double>(elapsedUs) - heldUs, 1.0, static_cast<double>(kMaxPongRttUs));
+  const double rttUs = std::clamp(static_cast<double>(elapsedUs) - heldUs, 1.0, static_cast<double>(kMaxRttSampleUs));
   uint64_t minCandidateUs = 0;
   if (delayUs <= std::max(config_.maxAckDelayUs, kPromptPongUs) || clock_.DriftKnown()) {
     const double boundPpm = clock_.DriftKnown() ? kResidualDriftPpm : kMaxDriftPpm;
@@ -501,13 +499,18 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       if (slot.seen()[0]) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
       FreeInMessage(slot);
     }
+    GiveBackPartials(channel);
   };
   if (!fragmented) {
     Deliver(channelIndex, data, size);
     delivered(sequence);
     return true;
   }
-  if (channel.partials.empty()) channel.partials.resize(kPartialSlots);  // at the first fragmented message
+  // Every way out below: the slots go again if no incomplete message is left in them.
+  const auto giveBack = [&channel](bool result) {
+    GiveBackPartials(channel);
+    return result;
+  };
   InMessage* slot = nullptr;
   InMessage* free = nullptr;
   InMessage* oldest = nullptr;
@@ -525,9 +528,9 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     // unreliable data over the bound is.
     if (length > bufferCredit_) {
       ++stats_.overBudget;
-      return false;
+      return giveBack(false);
     }
-    if (free == nullptr) {  // every partial slot taken: the oldest incomplete message gives way
+    if (free == nullptr && oldest != nullptr) {  // every partial slot taken: the oldest incomplete message gives way
       ++stats_.expiredFragments;
       FreeInMessage(*oldest);
       free = oldest;
@@ -545,14 +548,22 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       }
       // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
       // every fragmented message of the other channels out until it expired.
-      EvictIdlePartials(length, nowUs);
+      EvictIdlePartials(length, nowUs, channel);
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
-    if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return false;
+    if (!FitsBound(length)) {
+      ++stats_.overBudget;
+      return giveBack(false);
+    }
+    if (free == nullptr) {  // the channel's first incomplete message: its slots are made now
+      channel.partials.resize(kPartialSlots);
+      free = channel.partials.data();
+    }
+    StartInMessage(*free, sequence, length, true, nowUs, false);  // it fits
     bufferCredit_ -= length;
     slot = free;
     slot->partial = true;
-    ++partialsUsed_;
+    if (++partialsUsed_ == 1) partialsFirstUs_ = partialsLastUs_ = nowUs;  // else they are earlier already
   } else if (slot->length != length) {
     ++stats_.malformed;
     return false;
@@ -568,35 +579,59 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     DeliverWhole(channelIndex, *slot);
     delivered(sequence);
   }
-  return true;
+  return giveBack(true);
 }
 
-void DeliveryCore::EvictIdlePartials(uint64_t length, uint64_t nowUs) {
-  if (partialsUsed_ == 0) return;
+void DeliveryCore::GiveBackPartials(ReceiveChannel& channel) {
+  if (channel.partials.empty()) return;
+  for (const InMessage& slot : channel.partials) {
+    if (slot.used) return;
+  }
+  std::vector<InMessage>().swap(channel.partials);
+}
+
+void DeliveryCore::EvictIdlePartials(uint64_t length, uint64_t nowUs, const ReceiveChannel& starting) {
   const uint64_t idleUs = std::max<uint64_t>(kIdlePartialUs, 4 * rtt_.smoothedUs());
-  while (!FitsBound(length)) {
+  // Nothing is walked while none can be idle: a peer that keeps one message going would otherwise make each
+  // of its packets walk every channel's slots.
+  while (partialsUsed_ > 0 && nowUs - partialsLastUs_ >= idleUs && !FitsBound(length)) {
+    ++stats_.partialScans;
     InMessage* idlest = nullptr;
+    ReceiveChannel* of = nullptr;
     for (ReceiveChannel& channel : receiveChannels_) {
       for (InMessage& slot : channel.partials) {
-        if (slot.used && nowUs - slot.lastUs() >= idleUs && (idlest == nullptr || slot.lastUs() < idlest->lastUs())) idlest = &slot;
+        if (slot.used && (idlest == nullptr || slot.lastUs() < idlest->lastUs())) {
+          idlest = &slot;
+          of = &channel;
+        }
       }
     }
-    if (idlest == nullptr) return;
+    partialsLastUs_ = idlest->lastUs();
+    if (nowUs - partialsLastUs_ < idleUs) return;
     ++stats_.expiredFragments;
     FreeInMessage(*idlest);
+    if (of != &starting) GiveBackPartials(*of);  // the starting channel's slots are about to take a message
   }
 }
 
 void DeliveryCore::ExpireFragments(uint64_t nowUs) {
-  if (partialsUsed_ == 0) return;
+  if (partialsUsed_ == 0 || nowUs - partialsFirstUs_ < config_.fragmentTimeoutUs) return;
+  ++stats_.partialScans;
+  uint64_t firstUs = UINT64_MAX;
   for (ReceiveChannel& channel : receiveChannels_) {
+    if (channel.partials.empty()) continue;
     for (InMessage& slot : channel.partials) {
-      if (slot.used && nowUs - slot.firstUs >= config_.fragmentTimeoutUs) {
+      if (!slot.used) continue;
+      if (nowUs - slot.firstUs >= config_.fragmentTimeoutUs) {
         ++stats_.expiredFragments;
         FreeInMessage(slot);
+      } else {
+        firstUs = std::min(firstUs, slot.firstUs);
       }
     }
+    GiveBackPartials(channel);
   }
+  partialsFirstUs_ = firstUs;
 }
 
 }  // namespace volley::delivery

@@ -77,7 +77,7 @@ DeliveryCore::~DeliveryCore() = default;
 size_t DeliveryCore::queueSlots() const {
   size_t slots = 0;
   for (const SendChannel& channel : sendChannels_) slots += channel.messages.capacity();
-  for (const ReceiveChannel& channel : receiveChannels_) slots += channel.pending.capacity();
+  for (const ReceiveChannel& channel : receiveChannels_) slots += channel.pending.capacity() + channel.partials.capacity();
   return slots;
 }
 
@@ -593,7 +593,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   if (largestRaised) largestAcked_ = largest;
   anyAcked_ = true;
   if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
-  if (sampleRtt && largestSentUs >= rttSamplesFromUs_) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
+  if (sampleRtt && largestSentUs >= rttSamplesFromUs_ && nowUs - largestSentUs <= kMaxRttSampleUs) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
   if (newlyAckedEliciting) probeCount_ = 0;
   // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
   if (newlyAcked || largestRaised) DetectLosses(nowUs);
@@ -850,14 +850,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
       earliest(nowUs + static_cast<uint64_t>(missing / rate) + 1);
     }
   }
-  if (partialsUsed_ > 0) {
-    for (const ReceiveChannel& channel : receiveChannels_) {
-      if (channel.mode == ChannelMode::kReliable) continue;
-      for (const InMessage& slot : channel.partials) {
-        if (slot.used) earliest(slot.firstUs + config_.fragmentTimeoutUs);
-      }
-    }
-  }
+  if (partialsUsed_ > 0) earliest(partialsFirstUs_ + config_.fragmentTimeoutUs);  // early at worst: the walk then updates it
   return next;
 }
 

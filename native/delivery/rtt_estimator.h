@@ -12,6 +12,11 @@ namespace volley::delivery {
 // keeps some samples within it.
 inline uint64_t QueueSlackUs(uint64_t minRttUs) { return std::max<uint64_t>(minRttUs / 8, 250); }
 
+// A longer round trip is no sample: a forged echo in a pong, or an acknowledgement the peer held back for
+// minutes (which would set the timeouts and pacing to match). It also bounds the clocks' drift before and
+// after the clock sync has measured it.
+constexpr uint64_t kMaxRttSampleUs = 60000000;
+
 class RttEstimator {
  public:
   explicit RttEstimator(uint64_t initialRttUs) : smoothedUs_(initialRttUs), variationUs_(initialRttUs / 2) {}

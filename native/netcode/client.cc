@@ -153,6 +153,15 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
       if (Connecting(state_)) Fail(ClientState::kConnectionDenied, now);
       return;
     case kConnectionChallenge:
+      if (state_ == ClientState::kSendingConnectionResponse) {
+        // Challenges are not replay-protected: one captured from an earlier handshake with this token (which
+        // the server no longer takes) may come first. The server's challenges count up, so a later one wins.
+        if (WireReader(bodyBuffer_, 8).U64() <= WireReader(challengeBody_, 8).U64()) return;
+        std::memcpy(challengeBody_, bodyBuffer_, kChallengeBodyBytes);
+        lastReceiveUs_ = now.monotonicUs;
+        SendHandshake(now);
+        return;
+      }
       if (state_ != ClientState::kSendingConnectionRequest) return;
       std::memcpy(challengeBody_, bodyBuffer_, kChallengeBodyBytes);
       lastReceiveUs_ = now.monotonicUs;

@@ -202,6 +202,9 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     ++counters_.unknownAddress;
     return;
   }
+  // A client that gives up while its response is on its way sends its redundant disconnects (this server
+  // may have given it a slot already): expected, not counted as malformed.
+  if (EncryptedPacketShaped(data, size, 1u << kDisconnect)) return;
   Packet packet;
   const DropReason reason =
       ReadEncryptedPacket(data, size, config_.protocolId, mapping->receiveKey,

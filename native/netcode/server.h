@@ -80,6 +80,7 @@ struct PeerCounters {
   std::atomic<double> clients{0};
   // Packets from the client's address that its connection refused, by cause (a spoofer of the address
   // counts here too): malformed or of a type a server never takes, replayed, too old, decryption failed.
+  // Not connection requests (and empty datagrams): the server handles them before it looks for a connection.
   std::atomic<double> malformed{0}, replayed{0}, tooOld{0}, decryptionFailed{0};
 };
 constexpr uint32_t kPeerCounterFields = 9;

@@ -98,4 +98,9 @@ export class DeliveryStats {
   mismatched = 0
   /** Bytes of buffers made for reassembly, in all. */
   reassemblyMade = 0
+  /**
+   * Walks over every channel's incomplete unreliable messages (to evict or expire them): each frees one or
+   * waits until one may be due, so a peer cannot make them happen per packet.
+   */
+  partialScans = 0
 }

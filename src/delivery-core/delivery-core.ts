@@ -8,14 +8,13 @@
 import { type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from './config.ts'
 import { ReceivedPackets, type PacketRange } from './received-packets.ts'
 import { Ring } from './ring.ts'
+import { maxRttSampleUs } from './rtt-estimator.ts'
 import { DeliverySending } from './sending.ts'
 import { ChannelModeCode, Frame, FrameReader, fragmentBytes, fragmentCount, maxChannels, maxMessageBytesLimit, packetMarker } from './wire-format.ts'
 
 export { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type PeerSettings, type SendResult, defaultDeliveryConfig } from './config.ts'
 
 const maxAckRangesAccepted = 256
-/** Pong round trips: longer ones are not samples (a forged echo). */
-const maxPongRttUs = 60_000_000
 /** The clocks' rate difference bounds, before and after the clock sync has measured it. */
 const maxDriftPpm = 200
 const residualDriftPpm = 50
@@ -71,6 +70,13 @@ const countedSlots = (queue: Ring<InMessage>): number => (queue.capacity > freeQ
 /** Whether a queue holds counted slots empty: what fitsBound() can give back. */
 const drained = (queue: Ring<InMessage>): boolean => queue.empty && countedSlots(queue) > 0
 
+/** A channel's slots for incomplete messages go when it has none left (else a peer could leave them on every channel with a frame each, outside the bound). */
+function giveBackPartials(channel: ReceiveChannel): void {
+  if (channel.partials.length === 0) return
+  for (const slot of channel.partials) if (slot.used) return
+  channel.partials = []
+}
+
 export class DeliveryCore extends DeliverySending {
   readonly #receiveChannels: ReceiveChannel[]
   /** Seen but not acknowledged: some of their reliable data did not fit. */
@@ -80,6 +86,12 @@ export class DeliveryCore extends DeliverySending {
   /** What buffers may still be made ahead of their data (bytes); see the native core. */
   #bufferCredit: number
   #partialsUsed = 0
+  /**
+   * While #partialsUsed > 0: at most the earliest start, and the earliest latest fragment, of the incomplete
+   * messages (exact after each walk over them): until one may have expired or gone idle, nothing is walked.
+   */
+  #partialsFirstUs = 0
+  #partialsLastUs = 0
   #countedQueueSlots = 0
   #drainedQueues = 0
   readonly #ackRanges: PacketRange[] = []
@@ -240,7 +252,7 @@ export class DeliveryCore extends DeliverySending {
             this.messagesWaitForSettings = false
           }
           // The echo is a time this side sent; the peer held the ping for `delay` of it.
-          if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxPongRttUs) {
+          if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxRttSampleUs) {
             this.clock.sample(echo, remoteReceived, delay, nowUs)
             if (echo >= this.rttSamplesFromUs) this.#samplePongRtt(nowUs - echo, delay)
           }
@@ -344,7 +356,7 @@ export class DeliveryCore extends DeliverySending {
     // The delay was timed on the peer's clock: corrected by the drift once the clock sync knows it; the
     // minimum takes a long hold only then, at an upper bound of the round trip.
     const heldUs = delayUs * (1 - this.clock.drift)
-    const rttUs = Math.min(Math.max(elapsedUs - heldUs, 1), maxPongRttUs)
+    const rttUs = Math.min(Math.max(elapsedUs - heldUs, 1), maxRttSampleUs)
     let minCandidateUs = 0
     if (delayUs <= Math.max(this.config.maxAckDelayUs, promptPongUs) || this.clock.driftKnown) {
       const boundPpm = this.clock.driftKnown ? residualDriftPpm : maxDriftPpm
@@ -395,7 +407,7 @@ export class DeliveryCore extends DeliverySending {
 
   protected receiveQueueSlots(): number {
     let slots = 0
-    for (const channel of this.#receiveChannels) slots += channel.pending.capacity
+    for (const channel of this.#receiveChannels) slots += channel.pending.capacity + channel.partials.length
     return slots
   }
 
@@ -542,13 +554,13 @@ export class DeliveryCore extends DeliverySending {
         if (slot.seen[0] !== 0) stats.staleSequenced++ // else counted if its first fragment comes, as stale
         this.#freeInMessage(slot)
       }
+      giveBackPartials(channel)
     }
     if (!fragmented) {
       this.#deliver(index, data.subarray(at, at + size), false)
       delivered(sequence)
       return
     }
-    if (channel.partials.length === 0) channel.partials = Array.from({ length: partialSlots }, inMessage) // at the first fragmented message
     let slot: InMessage | undefined
     let free: InMessage | undefined
     let oldest: InMessage | undefined
@@ -565,13 +577,14 @@ export class DeliveryCore extends DeliverySending {
       // Messages started faster than their data comes: dropped, as unreliable data over the bound is.
       if (length > this.#bufferCredit) {
         stats.overBudget++
+        giveBackPartials(channel)
         return
       }
-      if (free === undefined) {
+      if (free === undefined && oldest !== undefined) {
         // Every partial slot taken: the oldest incomplete message gives way.
         stats.expiredFragments++
-        this.#freeInMessage(oldest!)
-        free = oldest!
+        this.#freeInMessage(oldest)
+        free = oldest
       }
       if (!this.#fitsBound(length)) {
         // So do the channel's older incomplete messages when it would not fit beside them.
@@ -583,14 +596,24 @@ export class DeliveryCore extends DeliverySending {
         }
         // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
         // every fragmented message of the other channels out until it expired.
-        this.#evictIdlePartials(length, nowUs)
+        this.#evictIdlePartials(length, nowUs, channel)
       }
       // Unreliable data that does not fit is dropped, not refused: it would not come again.
-      if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) return
+      if (!this.#fitsBound(length)) {
+        stats.overBudget++
+        giveBackPartials(channel)
+        return
+      }
+      if (free === undefined) {
+        // The channel's first incomplete message: its slots are made now.
+        channel.partials = Array.from({ length: partialSlots }, inMessage)
+        free = channel.partials[0]!
+      }
+      this.#startInMessage(free, sequence, length, true, nowUs, false) // it fits
       this.#bufferCredit -= length
       slot = free
       slot.partial = true
-      this.#partialsUsed++
+      if (++this.#partialsUsed === 1) this.#partialsFirstUs = this.#partialsLastUs = nowUs // else they are earlier already
     } else if (slot.length !== length) {
       stats.malformed++
       return
@@ -601,25 +624,34 @@ export class DeliveryCore extends DeliverySending {
       this.#deliverWhole(index, slot)
       delivered(sequence)
     }
+    giveBackPartials(channel)
   }
 
   /**
    * Frees idle incomplete messages of any channel (idlePartialUs), the longest idle first, until `length`
    * more fit in the bound or none is left.
    */
-  #evictIdlePartials(length: number, nowUs: number): void {
-    if (this.#partialsUsed === 0) return
+  #evictIdlePartials(length: number, nowUs: number, starting: ReceiveChannel): void {
     const idleUs = Math.max(idlePartialUs, 4 * this.rtt.smoothedUs)
-    while (!this.#fitsBound(length)) {
+    // Nothing is walked while none can be idle: a peer that keeps one message going would otherwise make each
+    // of its packets walk every channel's slots.
+    while (this.#partialsUsed > 0 && nowUs - this.#partialsLastUs >= idleUs && !this.#fitsBound(length)) {
+      this.stats.partialScans++
       let idlest: InMessage | undefined
+      let of: ReceiveChannel | undefined
       for (const channel of this.#receiveChannels) {
         for (const slot of channel.partials) {
-          if (slot.used && nowUs - slot.lastUs >= idleUs && (idlest === undefined || slot.lastUs < idlest.lastUs)) idlest = slot
+          if (slot.used && (idlest === undefined || slot.lastUs < idlest.lastUs)) {
+            idlest = slot
+            of = channel
+          }
         }
       }
-      if (idlest === undefined) return
+      this.#partialsLastUs = idlest!.lastUs
+      if (nowUs - this.#partialsLastUs < idleUs) return
       this.stats.expiredFragments++
-      this.#freeInMessage(idlest)
+      this.#freeInMessage(idlest!)
+      if (of !== starting) giveBackPartials(of!) // the starting channel's slots are about to take a message
     }
   }
 
@@ -636,24 +668,27 @@ export class DeliveryCore extends DeliverySending {
   }
 
   protected expireFragments(nowUs: number): void {
-    if (this.#partialsUsed === 0) return
+    if (this.#partialsUsed === 0 || nowUs - this.#partialsFirstUs < this.config.fragmentTimeoutUs) return
+    this.stats.partialScans++
+    let firstUs = Number.POSITIVE_INFINITY
     for (const channel of this.#receiveChannels) {
+      if (channel.partials.length === 0) continue
       for (const slot of channel.partials) {
-        if (slot.used && nowUs - slot.firstUs >= this.config.fragmentTimeoutUs) {
+        if (!slot.used) continue
+        if (nowUs - slot.firstUs >= this.config.fragmentTimeoutUs) {
           this.stats.expiredFragments++
           this.#freeInMessage(slot)
+        } else {
+          firstUs = Math.min(firstUs, slot.firstUs)
         }
       }
+      giveBackPartials(channel)
     }
+    this.#partialsFirstUs = firstUs
   }
 
+  /** Early at worst: the walk in expireFragments() then updates it. */
   protected fragmentDeadlineUs(): number {
-    let next = Number.POSITIVE_INFINITY
-    if (this.#partialsUsed === 0) return next
-    for (const channel of this.#receiveChannels) {
-      if (channel.mode === ChannelModeCode.reliable) continue
-      for (const slot of channel.partials) if (slot.used) next = Math.min(next, slot.firstUs + this.config.fragmentTimeoutUs)
-    }
-    return next
+    return this.#partialsUsed === 0 ? Number.POSITIVE_INFINITY : this.#partialsFirstUs + this.config.fragmentTimeoutUs
   }
 }

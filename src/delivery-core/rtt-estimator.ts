@@ -13,6 +13,13 @@ export function queueSlackUs(minRttUs: number): number {
   return Math.max(Math.floor(minRttUs / 8), 250)
 }
 
+/**
+ * A longer round trip is no sample: a forged echo in a pong, or an acknowledgement the peer held back for
+ * minutes (which would set the timeouts and pacing to match). It also bounds the clocks' drift before and
+ * after the clock sync has measured it.
+ */
+export const maxRttSampleUs = 60_000_000
+
 export class RttEstimator {
   smoothedUs: number
   variationUs: number

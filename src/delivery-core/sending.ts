@@ -9,7 +9,7 @@ import { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type P
 import { CongestionControl } from './congestion-control.ts'
 import { type PacketRange, ReceivedPackets } from './received-packets.ts'
 import { Ring } from './ring.ts'
-import { RttEstimator } from './rtt-estimator.ts'
+import { RttEstimator, maxRttSampleUs } from './rtt-estimator.ts'
 import { ChannelModeCode, Frame, FrameWriter, fragmentBytes, fragmentCount, maxAckRanges, maxPacketBytes, packetMarker, varintSize } from './wire-format.ts'
 import { copyBytes } from '../bytes.ts'
 
@@ -727,7 +727,7 @@ export abstract class DeliverySending {
     if (largestRaised) this.#largestAcked = largest
     this.#anyAcked = true
     if (this.#recentlyLost.length > 0) this.#onSpuriousLosses(ranges, nowUs)
-    if (sampleRtt && largestSentUs >= this.rttSamplesFromUs) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
+    if (sampleRtt && largestSentUs >= this.rttSamplesFromUs && nowUs - largestSentUs <= maxRttSampleUs) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
     if (newlyAckedEliciting) this.#probeCount = 0
     // An ACK that tells nothing new finds no new loss (the loss timer covers time passing).
     if (newlyAcked || largestRaised) this.#detectLosses(nowUs)

@@ -91,6 +91,7 @@ const serverAccepts = new Set<number>([PacketType.connectionResponse, PacketType
 const responseOnly = new Set<number>([PacketType.connectionResponse])
 /** What a client that just left may still send: its redundant disconnects, a late keep-alive or payload. */
 const lateFromLeaver = new Set<number>([PacketType.disconnect, PacketType.keepAlive, PacketType.payload])
+const disconnectOnly = new Set<number>([PacketType.disconnect])
 
 // Pending handshakes and remembered tokens scale with maxClients (4× and 8×), never below the reference's
 // fixed sizes: a small server still remembers enough tokens that a captured request cannot soon be
@@ -570,6 +571,9 @@ export class ServerCore {
       this.#counters.unknownAddress++
       return
     }
+    // A client that gives up while its response is on its way sends its redundant disconnects (this server
+    // may have given it a slot already): expected, not counted as malformed.
+    if (encryptedPacketShape(data, disconnectOnly) === undefined) return
     const read = readEncryptedPacket(this.#sodium, data, { protocolId: this.#protocolId, key: mapping.receiveKey, accept: responseOnly })
     if (!read.ok) {
       this.#countDrop(read.reason)

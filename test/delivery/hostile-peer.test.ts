@@ -87,6 +87,74 @@ describe('fragments of messages a peer never completes', () => {
   }
 })
 
+describe('incomplete unreliable messages on many channels', () => {
+  const channels = 255
+  const options: DeliveryOptions = { channels: ['reliable', ...Array.from({ length: channels - 1 }, () => 'unreliable' as const)] }
+  const fragmentFrame = (channel: number, sequence: number, length: number, index: number): number[] => [
+    0x11, channel, ...varint(sequence), ...varint(length), ...varint(index),
+    ...new Array<number>(Math.min(fragmentBytes, length - index * fragmentBytes)).fill(5),
+  ]
+
+  it('cannot make each packet walk every channel\'s slots while the bound is full and one message is kept going', () => {
+    // The bound (2 MiB) filled by two reliable messages after one never sent, an unreliable message on
+    // channel 1 given a fragment every 300 ms, and frames starting messages on the other channels, each
+    // refused for the bound: each frame walked the slots of all 255 channels for an idle message to evict
+    // (230 µs a packet), though none could be idle. Now they are walked once one may be (idle: 250 ms or 4
+    // smoothed round trips, 400 ms here), so at most once for each fragment that kept one going: a full one
+    // but for a message's last, 1,100 bytes of the peer's data a walk.
+    const core = deliveryCore(options)
+    let now = 1_000_000
+    let number = 0
+    const kept = 20 * fragmentBytes + 1 // 21 fragments: incomplete throughout
+    core.receive(fromPeer(options, number++, fragmentFrame(1, 100, kept, 0)), now)
+    core.receive(fromPeer(options, number++, fragmentFrame(0, 1, 1 << 20, 0)), now)
+    core.receive(fromPeer(options, number++, fragmentFrame(0, 2, (1 << 20) - kept, 0)), now)
+    expect(core.stats(now).reassemblyUsed).toBe(2 << 20)
+    const slotsBefore = core.stats(now).queueSlots
+    let frames = 0
+    for (let k = 0; k < 1000; k++) {
+      now += 3000
+      const attack: number[] = []
+      if (k % 100 === 99) attack.push(...fragmentFrame(1, 100, kept, 1 + Math.floor(k / 100)))
+      for (let c = 2; attack.length < 600; c = c === channels - 1 ? 2 : c + 1, frames++) attack.push(...fragmentFrame(c, 0, fragmentBytes + 2, 1))
+      core.receive(fromPeer(options, number++, attack), now)
+    }
+    const stats = core.stats(now)
+    expect(stats.overBudget).toBe(frames)
+    expect(stats.expiredFragments).toBe(0) // the message kept going stays
+    expect(stats.partialScans).toBeGreaterThan(0)
+    expect(stats.partialScans).toBeLessThanOrEqual(10) // for 74,000 frames in 3 s
+    expect(stats.queueSlots).toBe(slotsBefore) // refused messages leave no slots behind
+    // Once it is idle, the next message that does not fit evicts it, and takes its place.
+    now += 500_000
+    core.receive(fromPeer(options, number++, fragmentFrame(2, 0, fragmentBytes + 2, 1)), now)
+    expect(core.stats(now)).toMatchObject({ expiredFragments: 1, overBudget: frames })
+  })
+
+  it('gives back the slots of a channel that has none left', () => {
+    // A frame on each unreliable channel made 8 slots on each (130 kB on 254 channels for 2 kB from the
+    // peer), kept for good after their messages expired, and counted nowhere.
+    const core = deliveryCore(options)
+    const now = 1_000_000
+    const slotsBefore = core.stats(now).queueSlots
+    let number = 0
+    for (let first = 1; first < channels; first += 100) {
+      const frames: number[] = []
+      for (let c = first; c < Math.min(first + 100, channels); c++) frames.push(...fragmentFrame(c, 0, fragmentBytes + 2, 1))
+      core.receive(fromPeer(options, number++, frames), now)
+    }
+    expect(core.stats(now).queueSlots).toBe(slotsBefore + 8 * (channels - 1)) // counted while in use
+    core.update(now + 5_000_000) // the messages expire (5 s)
+    const stats = core.stats(now + 5_000_000)
+    expect(stats).toMatchObject({ expiredFragments: channels - 1, reassemblyUsed: 0 })
+    expect(stats.queueSlots).toBe(slotsBefore)
+    // And a message that completes gives them back too.
+    core.receive(fromPeer(options, number++, [...fragmentFrame(3, 1, fragmentBytes + 2, 0), ...fragmentFrame(3, 1, fragmentBytes + 2, 1)]), now + 5_000_100)
+    expect(core.take().messages).toHaveLength(1)
+    expect(core.stats(now + 5_000_100).queueSlots).toBe(slotsBefore)
+  })
+})
+
 describe('the next message of every reliable channel', () => {
   it('is taken past the reassembly bound as the data pays for it, one message a channel and nothing more', () => {
     // Five reliable channels, each sent the last fragment of its next message (about 1 MiB): a few bytes

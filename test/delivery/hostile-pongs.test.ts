@@ -74,3 +74,39 @@ describe("pongs and congestion control's minimum RTT", () => {
     expect(stats.rttDrains).toBe(0)
   })
 })
+
+describe('acknowledgements from a hostile peer', () => {
+  it('an ACK held back for 20 minutes is no RTT sample (it set the smoothed, latest and largest RTT to 20 minutes)', () => {
+    const options = { channels: ['reliable' as const], followsPings: true }
+    const core = deliveryCore(options)
+    let now = second
+    let number = 0
+    let pingId = 0
+    // The peer's packets: its settings, a PING (it keeps the connection alive), and maybe an ACK.
+    const fromPeer = (ackLargest?: number): Uint8Array =>
+      Uint8Array.from([
+        0xd1, ...varint(number++),
+        ...(ackLargest === undefined ? [] : [0x01, ...varint(ackLargest), ...varint(0), ...varint(0), ...varint(0)]),
+        ...peerSettingsFrame(options),
+        0x02, ...varint(pingId++), ...varint(now),
+      ])
+    core.receive(fromPeer(), now)
+    core.update(now)
+    expect(core.send(0, new Uint8Array(100), now)).toBe('queued')
+    core.flush(now)
+    const held = core.stats(now).packetsOut - 1
+    for (let i = 0; i < 20 * 60 * 10; i++) {
+      now += 100 * ms
+      core.receive(fromPeer(), now)
+      core.update(now)
+    }
+    core.take()
+    const before = core.stats(now)
+    core.receive(fromPeer(held), now)
+    const after = core.stats(now)
+    expect(after.packetsAcked).toBeGreaterThan(before.packetsAcked) // taken as an acknowledgement...
+    expect(after.rttSamples).toBe(before.rttSamples) // ...but not as a round trip
+    expect(after.maxRttUs).toBeLessThan(60 * second)
+    expect(after.smoothedRttUs).toBe(before.smoothedRttUs)
+  })
+})

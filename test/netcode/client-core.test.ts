@@ -276,6 +276,23 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       expect(world.serverEvents.at(-1)).toEqual({ kind: 'disconnect', index: 0, reason: 'disconnected' })
     })
 
+    it('a client that gives up before the server took its response: its redundant disconnects are not counted as malformed', () => {
+      const world = new World(cores)
+      world.drop.toServer = (data) => (data[0]! & 0xf) === 3 // every response: the server holds a pending handshake only
+      world.connect()
+      world.run(50)
+      expect(world.states.at(-1)).toBe('sending-connection-response')
+      const before = world.server.state().counters
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      const disconnects = world.sentByClient.filter((e) => (e.data[0]! & 0xf) === 6).length
+      expect(disconnects).toBe(10)
+      const after = world.server.state().counters
+      expect(after.packetsIn! - before.packetsIn!).toBe(10)
+      expect(after.malformed).toBe(before.malformed) // they were 10 malformed packets
+      expect(world.serverEvents).toEqual([])
+    })
+
     it("moves to the token's next server address when one fails", () => {
       const world = new World(cores)
       const dead = '127.0.0.1:40999'
@@ -465,6 +482,34 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       for (const data of captured.slice(1)) world.handleClient(world.client.receive(serverAddress, data, world.now))
       expect(world.client.state().state).toBe('connected')
       expect(world.client.state().counters.replayed).toBe(refused + captured.length - 1)
+    })
+
+    it("a challenge of the first connection's handshake, replayed ahead of the server's new one, does not stall the second", () => {
+      // Challenges are not replay-protected. The client took the captured one and ignored the server's own,
+      // and the server refused every response to it (an earlier handshake's challenge): response timed out.
+      const world = new World(cores)
+      const same = token({ clientId: 14n })
+      world.connect(same)
+      world.run(300)
+      const CHALLENGE = 2
+      const captured = world.sentByServer.map((e) => e.data).find((d) => (d[0]! & 0x0f) === CHALLENGE)!
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      const refused = world.server.state().counters.tokenRefused!
+      // The server's answer to the request waits until the replayed challenge has arrived.
+      const held: Uint8Array[] = []
+      world.drop.toClient = (data) => (held.push(data), true)
+      world.connect(same)
+      world.drop.toClient = undefined
+      world.handleClient(world.client.receive(serverAddress, captured, world.now))
+      expect(world.client.state().state).toBe('sending-connection-response')
+      for (const data of held) world.handleClient(world.client.receive(serverAddress, data, world.now))
+      world.run(300)
+      expect(world.client.state().state).toBe('connected')
+      expect(world.server.state().counters.tokenRefused).toBe(refused + 1) // the response to the replayed one
+      // An older challenge replayed now changes nothing.
+      world.handleClient(world.client.receive(serverAddress, captured, world.now))
+      expect(world.client.state().state).toBe('connected')
     })
 
     it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
