@@ -70,11 +70,6 @@ export interface ClientCoreCounters {
 const clientAccepts = new Set<number>([PacketType.connectionDenied, PacketType.connectionChallenge, PacketType.keepAlive, PacketType.payload, PacketType.disconnect])
 const noBody = new Uint8Array(0)
 
-/** The sequence a challenge's body begins with (the server's count of challenges). */
-function challengeSequence(body: Uint8Array): bigint {
-  return new DataView(body.buffer, body.byteOffset, 8).getBigUint64(0, true)
-}
-
 function connecting(state: ClientCoreState): boolean {
   return state === 'sending-connection-request' || state === 'sending-connection-response'
 }
@@ -219,7 +214,7 @@ export class ClientCore {
         if (this.#state === 'sending-connection-response') {
           // Challenges are not replay-protected: one captured from an earlier handshake with this token (which
           // the server no longer takes) may come first. The server's challenges count up, so a later one wins.
-          if (challengeSequence(packet.body) <= challengeSequence(this.#challengeBody)) return
+          if (new Reader(packet.body).u64() <= new Reader(this.#challengeBody).u64()) return
           this.#challengeBody = packet.body
           this.#lastReceiveUs = now
           this.#sendHandshake(now)
