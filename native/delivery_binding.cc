@@ -181,7 +181,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"persistentCongestion", s.persistentCongestion}, {"rttDrains", s.rttDrains}, {"spuriousLosses", s.spuriousLosses},
         {"malformed", s.malformed}, {"duplicatePackets", s.duplicatePackets}, {"duplicateMessages", s.duplicateMessages},
         {"staleSequenced", s.staleSequenced}, {"overBudget", s.overBudget}, {"expiredFragments", s.expiredFragments},
-        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"mismatched", s.mismatched}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade}, {"partialScans", s.partialScans},
+        {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"mismatched", s.mismatched}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade}, {"partialScans", s.partialScans}, {"queueGiveBacks", s.queueGiveBacks},
         {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
         {"minRttUs", core_->rtt().minUs()}, {"pathMinRttUs", core_->rtt().pathMinUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
         {"congestionWindow", core_->congestionWindow()}, {"draining", core_->draining() ? 1u : 0u}, {"bytesInFlight", core_->bytesInFlight()},

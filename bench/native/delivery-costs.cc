@@ -3,7 +3,7 @@
 // and a hostile peer's frames grow. They look for costs that scale (x10 input, x10 time), not for small
 // differences: this machine is noisy. From the repository's root:
 //   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/delivery/delivery_*.cc
-//   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|refused|all]
+//   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|refused|drained|all]
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -410,6 +410,64 @@ static void RefusedStarts(size_t channels, bool keptGoing) {
               (unsigned long long)(core.stats().overBudget - refused0), (unsigned long long)(core.stats().partialScans - scans0));
 }
 
+// ---- 10. hostile: a bound kept full but for one queue's growth, and frames that grow a reliable channel's
+// queue past its first slots and drain it, channel after channel: each growth finds the last channel's slots
+// to give back. Its cost per packet vs channel count: giving them back walks the drained queues, not every channel ----
+static void AppendMessage(std::vector<uint8_t>& out, size_t channel, uint64_t sequence) {
+  out.push_back(kFrameMessage);
+  out.push_back(static_cast<uint8_t>(channel));
+  Varint(out, sequence);
+  Varint(out, 1);
+  out.push_back(0x55);
+}
+
+static void DrainedQueues(size_t channels) {
+  DeliveryConfig config = Config(channels, ChannelMode::kReliable, true);
+  Sink sink;
+  DeliveryCore core(config, &sink);
+  uint64_t number = 0;
+  const auto packet = [&] {
+    std::vector<uint8_t> out{kPacketMarker};
+    Varint(out, number++);
+    out.push_back(kFrameSettings);  // the peer's: the same channels
+    out.push_back(0);
+    Varint(out, config.maxMessageBytes);
+    Varint(out, channels);
+    for (const ChannelMode mode : config.channels) out.push_back(static_cast<uint8_t>(mode));
+    return out;
+  };
+  const uint64_t now = 10000000;
+  const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
+  // Room for one queue's growth from its first slots to twice as many, and a few bytes.
+  const uint64_t room = Ring<int>::kFirstCapacity * DeliveryCore::receiveSlotBytes() + 64;
+  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - room};
+  for (uint64_t sequence = 1; sequence <= 2; ++sequence) {  // two messages after one never sent: held for good
+    std::vector<uint8_t> out = packet();
+    AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
+    core.Receive(out.data(), out.size(), now);
+  }
+  std::vector<uint64_t> next(channels, 0);
+  std::vector<std::vector<uint8_t>> attack;
+  size_t channel = 1;
+  for (int k = 0; k < 2000; ++k) {
+    std::vector<uint8_t> out = packet();
+    // Per channel: the message past its first slots (the queue grows), then the ones before it (it drains).
+    while (out.size() + 6 * 6 <= kMaxPacketBytes) {
+      const uint64_t base = next[channel];
+      AppendMessage(out, channel, base + Ring<int>::kFirstCapacity);
+      for (uint64_t s = base; s < base + Ring<int>::kFirstCapacity; ++s) AppendMessage(out, channel, s);
+      next[channel] = base + Ring<int>::kFirstCapacity + 1;
+      channel = channel + 1 == channels ? 1 : channel + 1;
+    }
+    attack.push_back(std::move(out));
+  }
+  const uint64_t messages0 = sink.messages, refused0 = core.stats().overBudget;
+  const double perPacket = ReceiveAll(core, attack, now + 1000);
+  std::printf("drained channels=%3zu: %8.0f ns/packet, delivered %.1f messages/packet, overBudget +%llu\n", channels, perPacket,
+              static_cast<double>(sink.messages - messages0) / static_cast<double>(attack.size()),
+              (unsigned long long)(core.stats().overBudget - refused0));
+}
+
 int main(int argc, char** argv) {
   const std::string which = argc > 1 ? argv[1] : "all";
   if (which == "all" || which == "steady") {
@@ -443,6 +501,9 @@ int main(int argc, char** argv) {
   if (which == "all" || which == "refused") {
     for (size_t c : {2, 16, 255})
       for (bool kept : {false, true}) RefusedStarts(c, kept);
+  }
+  if (which == "all" || which == "drained") {
+    for (size_t c : {2, 16, 255}) DrainedQueues(c);
   }
   return 0;
 }

@@ -100,6 +100,9 @@ struct DeliveryStats {
   // Walks over every channel's incomplete unreliable messages (to evict or expire them): each frees one or
   // waits until one may be due, so a peer cannot make them happen per packet.
   uint64_t partialScans = 0;
+  // Channels looked at to give back the slots of drained queues: at most one per queue that drained, so a
+  // peer that drains a queue every few frames cannot make each give-back walk every channel.
+  uint64_t queueGiveBacks = 0;
 };
 
 class DeliveryCore {
@@ -254,6 +257,7 @@ class DeliveryCore {
     // the window allows; it grows with the reordering it sees, not with the window.
     Ring<InMessage> pending;
     std::vector<InMessage> partials;  // unreliable and sequenced: incomplete fragmented messages (made at the first)
+    bool listedDrained = false;       // in drainedChannels_
   };
 
   // Sending.
@@ -364,6 +368,9 @@ class DeliveryCore {
   uint64_t partialsFirstUs_ = 0, partialsLastUs_ = 0;
   size_t countedQueueSlots_ = 0;  // slots of the reliable channels' queues counted against the bound
   size_t drainedQueues_ = 0;      // queues empty with counted slots: what FitsBound() can give back
+  // The channels whose queue drained since FitsBound() last gave slots back (some may have refilled since):
+  // it walks these, not every channel. Each entry was made by a frame that drained a queue.
+  std::vector<uint8_t> drainedChannels_;
   uint64_t releasedBytes_ = 0;
   uint64_t releasedMessages_ = 0;
 

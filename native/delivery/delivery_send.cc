@@ -70,6 +70,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
   }
   sent_.resize(kInitialSentRecords);
   completedChannels_.reserve(config_.channels.size());
+  drainedChannels_.reserve(config_.channels.size());
 }
 
 DeliveryCore::~DeliveryCore() = default;
@@ -92,6 +93,7 @@ bool DeliveryCore::CountsAgree() const {
     for (const InMessage& slot : channel.partials) partials += slot.used ? 1 : 0;
     counted += CountedSlots(channel.pending);
     drained += Drained(channel.pending) ? 1 : 0;
+    if (Drained(channel.pending) && !channel.listedDrained) return false;
   }
   return unsent == unsentMessages_ && completedChannels_.empty() && partials == partialsUsed_ && counted == countedQueueSlots_ &&
          drained == drainedQueues_;

@@ -103,4 +103,9 @@ export class DeliveryStats {
    * waits until one may be due, so a peer cannot make them happen per packet.
    */
   partialScans = 0
+  /**
+   * Channels looked at to give back the slots of drained queues: at most one per queue that drained, so a
+   * peer that drains a queue every few frames cannot make each give-back walk every channel.
+   */
+  queueGiveBacks = 0
 }

@@ -63,6 +63,8 @@ interface ReceiveChannel {
   pending: Ring<InMessage>
   /** Unreliable and sequenced: incomplete fragmented messages (made at the first). */
   partials: InMessage[]
+  /** In #drainedChannels. */
+  listedDrained: boolean
 }
 
 /** A queue's slots counted against the bound (those beyond its first ones). */
@@ -94,6 +96,11 @@ export class DeliveryCore extends DeliverySending {
   #partialsLastUs = 0
   #countedQueueSlots = 0
   #drainedQueues = 0
+  /**
+   * The channels whose queue drained since #fitsBound() last gave slots back (some may have refilled since):
+   * it walks these, not every channel. Each entry was made by a frame that drained a queue.
+   */
+  readonly #drainedChannels: ReceiveChannel[] = []
   readonly #ackRanges: PacketRange[] = []
   /** Reused by every packet received (receive() is not reentered: a sink must not call back into its core). */
   readonly #reader = new FrameReader(new Uint8Array(0))
@@ -102,7 +109,7 @@ export class DeliveryCore extends DeliverySending {
   constructor(config: Partial<DeliveryConfig>, sink: DeliverySink) {
     super({ ...defaultDeliveryConfig, ...config }, sink)
     this.#bufferCredit = this.#bufferCreditLimit()
-    this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [] }))
+    this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [], listedDrained: false }))
   }
 
   /**
@@ -419,6 +426,7 @@ export class DeliveryCore extends DeliverySending {
       for (const slot of channel.partials) partials += slot.used ? 1 : 0
       counted += countedSlots(channel.pending)
       drainedCount += drained(channel.pending) ? 1 : 0
+      if (drained(channel.pending) && !channel.listedDrained) return false
     }
     return partials === this.#partialsUsed && counted === this.#countedQueueSlots && drainedCount === this.#drainedQueues
   }
@@ -429,16 +437,34 @@ export class DeliveryCore extends DeliverySending {
     this.#drainedQueues -= drained(channel.pending) ? 1 : 0
     change()
     this.#countedQueueSlots += countedSlots(channel.pending)
-    this.#drainedQueues += drained(channel.pending) ? 1 : 0
+    if (drained(channel.pending)) {
+      this.#drainedQueues++
+      if (!channel.listedDrained) {
+        channel.listedDrained = true
+        this.#drainedChannels.push(channel)
+      }
+    }
   }
 
   /** Whether `extraBytes` more stay within the reassembly bound, once drained queues (but `growing`) gave their slots back if need be. */
   #fitsBound(extraBytes: number, growing?: ReceiveChannel): boolean {
     if (this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit) return true
     if (this.#drainedQueues === (growing !== undefined && drained(growing.pending) ? 1 : 0)) return false // nothing to give back
-    for (const channel of this.#receiveChannels) {
-      if (channel !== growing && drained(channel.pending)) this.#changeQueue(channel, () => channel.pending.clear())
+    // The listed channels only: a peer could drain a queue every few frames, and each walk over 255 channels
+    // cost it microseconds. Cleared, a queue is not drained and so not listed again here.
+    const listed = this.#drainedChannels
+    this.stats.queueGiveBacks += listed.length
+    let kept = 0
+    for (const channel of listed) {
+      const isDrained = drained(channel.pending)
+      if (channel === growing && isDrained) {
+        listed[kept++] = channel
+        continue
+      }
+      channel.listedDrained = false
+      if (isDrained) this.#changeQueue(channel, () => channel.pending.clear())
     }
+    listed.length = kept
     return this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit
   }
 
