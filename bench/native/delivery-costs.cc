@@ -369,35 +369,43 @@ static void AppendFragment(std::vector<uint8_t>& out, size_t channel, uint64_t s
   out.insert(out.end(), std::min<uint64_t>(kFragmentBytes, length - index * kFragmentBytes), 0x55);
 }
 
+// A packet from a peer with the same channels, which sends its settings in each (it has no pong yet).
+static std::vector<uint8_t> PeerPacket(const DeliveryConfig& config, uint64_t number) {
+  std::vector<uint8_t> out{kPacketMarker};
+  Varint(out, number);
+  out.push_back(kFrameSettings);
+  out.push_back(0);
+  Varint(out, config.maxMessageBytes);
+  Varint(out, config.channels.size());
+  for (const ChannelMode mode : config.channels) out.push_back(static_cast<uint8_t>(mode));
+  return out;
+}
+
+// Two reliable messages on channel 0 after one never sent fill the reassembly bound but for `room` bytes, for good.
+template <typename MakePacket>
+static void FillBound(DeliveryCore& core, const DeliveryConfig& config, MakePacket& packet, uint64_t room, uint64_t now) {
+  const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
+  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - room};
+  for (uint64_t sequence = 1; sequence <= 2; ++sequence) {
+    std::vector<uint8_t> out = packet();
+    AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
+    core.Receive(out.data(), out.size(), now);
+  }
+}
+
 static void RefusedStarts(size_t channels, bool keptGoing) {
   DeliveryConfig config = Config(channels, ChannelMode::kUnreliable, true);
   config.channels[0] = ChannelMode::kReliable;
   Sink sink;
   DeliveryCore core(config, &sink);
   uint64_t number = 0;
-  const auto packet = [&] {
-    std::vector<uint8_t> out{kPacketMarker};
-    Varint(out, number++);
-    out.push_back(kFrameSettings);  // the peer's: the same channels
-    out.push_back(0);
-    Varint(out, config.maxMessageBytes);
-    Varint(out, channels);
-    for (const ChannelMode mode : config.channels) out.push_back(static_cast<uint8_t>(mode));
-    return out;
-  };
+  const auto packet = [&] { return PeerPacket(config, number++); };
   const uint64_t now = 10000000;
-  const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
   const uint64_t kept = keptGoing ? 5 * kFragmentBytes + 1 : 0;
   std::vector<uint8_t> out = packet();
   if (keptGoing) AppendFragment(out, 1, 100, kept, 0);
   core.Receive(out.data(), out.size(), now);
-  // Two reliable messages after one never sent fill the rest of the bound for good.
-  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - kept};
-  for (uint64_t sequence = 1; sequence <= 2; ++sequence) {
-    out = packet();
-    AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
-    core.Receive(out.data(), out.size(), now);
-  }
+  FillBound(core, config, packet, kept, now);
   std::vector<std::vector<uint8_t>> attack;
   for (int k = 0; k < 2000; ++k) {
     out = packet();
@@ -426,26 +434,10 @@ static void DrainedQueues(size_t channels) {
   Sink sink;
   DeliveryCore core(config, &sink);
   uint64_t number = 0;
-  const auto packet = [&] {
-    std::vector<uint8_t> out{kPacketMarker};
-    Varint(out, number++);
-    out.push_back(kFrameSettings);  // the peer's: the same channels
-    out.push_back(0);
-    Varint(out, config.maxMessageBytes);
-    Varint(out, channels);
-    for (const ChannelMode mode : config.channels) out.push_back(static_cast<uint8_t>(mode));
-    return out;
-  };
+  const auto packet = [&] { return PeerPacket(config, number++); };
   const uint64_t now = 10000000;
-  const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
   // Room for one queue's growth from its first slots to twice as many, and a few bytes.
-  const uint64_t room = Ring<int>::kFirstCapacity * DeliveryCore::receiveSlotBytes() + 64;
-  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - room};
-  for (uint64_t sequence = 1; sequence <= 2; ++sequence) {  // two messages after one never sent: held for good
-    std::vector<uint8_t> out = packet();
-    AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
-    core.Receive(out.data(), out.size(), now);
-  }
+  FillBound(core, config, packet, Ring<int>::kFirstCapacity * DeliveryCore::receiveSlotBytes() + 64, now);
   std::vector<uint64_t> next(channels, 0);
   std::vector<std::vector<uint8_t>> attack;
   size_t channel = 1;
