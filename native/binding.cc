@@ -646,6 +646,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("revision", Napi::Number::New(env, kLayoutRevision));
   layout.Set("maxDatagramSize", Napi::Number::New(env, kMaxDatagramSize));
   layout.Set("maxBatchSize", Napi::Number::New(env, kMaxBatchSize));
+  layout.Set("receiveHeadSize", Napi::Number::New(env, kReceiveHeadSize));
   layout.Set("recvHeaderSize", Napi::Number::New(env, kRecvHeaderSize));
   layout.Set("sendHeaderSize", Napi::Number::New(env, kSendHeaderSize));
   layout.Set("slabSize", Napi::Number::New(env, kSlabSize));

@@ -10,7 +10,7 @@ import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { DrainWaiters } from './drain-waiters.ts'
-import { type Engine, type EngineClient, type SlabView, engineFor } from './engine/engine.ts'
+import { type Engine, type EngineClient, type QueuedAddress, type SlabView, engineFor } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
 import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
 import {
@@ -118,11 +118,16 @@ export interface DatagramSocketEvents {
 
 type State = 'unbound' | 'bound' | 'closing' | 'closed'
 
-/** A bind() under way: the sends it holds back, and whether close() or a refused send came meanwhile. */
+/** A bind() under way: whether close() came meanwhile. */
 interface Binding {
-  sends: (() => void)[]
   closeAfter: boolean
-  refused: boolean
+}
+
+/** A datagram send() accepted while a bind() was under way (copied), to go to the engine once bound. */
+interface HeldSend {
+  data: Uint8Array
+  port: number
+  destination: QueuedAddress
 }
 
 const knownOptions = new Set([
@@ -143,6 +148,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   #engine: Engine | FallbackDatagramEngine | undefined
   /** bind() is under way (a host name resolving, the fallback engine binding): sends wait, and a close() waits for it. */
   #binding: Binding | undefined
+  /**
+   * Datagrams accepted while bind() was under way, in order: they go to the engine once bound, as far as its
+   * queue takes them, and the rest at its next 'drain' (what send() accepts meanwhile queues behind them).
+   */
+  #held: HeldSend[] = []
+  /** send() refused a datagram for the held ones (their count at maxInFlight): its caller waits for a 'drain'. */
+  #heldRefused = false
   /** The fallback engine could not make the bind a send() asked for (it binds in the background). */
   #openFailure: Error | undefined
   /** Datagrams send() accepted while a bind was under way that then failed: never sent. */
@@ -197,6 +209,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       },
       onClosed: () => socket.#onClosed(),
       onDrain: () => {
+        if (socket.#held.length > 0) {
+          // The engine's queue refused a held datagram: it has room again.
+          if (!socket.#sendHeld()) return
+          if (socket.#state === 'closing') return void (socket.#engine as Engine | FallbackDatagramEngine).close(socket.#id)
+          if (!socket.#heldRefused) return // no caller was told false
+          socket.#heldRefused = false
+        }
         if (socket.#state !== 'bound') return
         if (socket.#bindingForSend !== undefined) {
           socket.#bindingForSend.drained = true
@@ -233,7 +252,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#assertCanBind()
     // Chosen as the call begins, not after a host name resolves (VOLLEY_ENGINE may have changed by then).
     const fallback = fallbackReason()
-    const binding: Binding = { sends: [], closeAfter: false, refused: false }
+    const binding: Binding = { closeAfter: false }
     this.#binding = binding
     let engine: Engine | FallbackDatagramEngine | undefined
     let info: NativeSocketInfo
@@ -250,9 +269,11 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       engine?.releaseIfIdle()
       this.#binding = undefined
       // Accepted by send(), never sent: the bind that would have sent them failed.
-      this.#accepted -= binding.sends.length
-      this.#bindFailed += binding.sends.length
-      if (binding.refused) this.#drain.drain() // nothing is queued now: what send() refused may be sent again
+      this.#accepted -= this.#held.length
+      this.#bindFailed += this.#held.length
+      this.#held = []
+      if (this.#heldRefused) this.#drain.drain() // nothing is queued now: what send() refused may be sent again
+      this.#heldRefused = false
       if (binding.closeAfter) this.#closeUnbound()
       throw error
     }
@@ -261,13 +282,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     // closing by the next tick).
     const local = this.#takeBound(info)
     this.#opened(engine, info, 'never')
-    // Each was counted as accepted when it was queued: send() counts it again. They go before 'listening',
-    // whose listener may close the socket.
-    this.#accepted -= binding.sends.length
-    const refusedBefore = this.#refused
-    for (const send of binding.sends) send()
-    // A send refused while binding waits for a 'drain': the engine's, if it refused one of these too, else now.
-    if (binding.refused && !binding.closeAfter && this.#refused === refusedBefore) process.nextTick(() => this.#client.onDrain())
+    // The held datagrams go before 'listening', whose listener may close the socket. What the engine's queue
+    // has no room for goes at its 'drain'; a send refused meanwhile waits for that, else for one now.
+    if (this.#sendHeld() && this.#heldRefused && !binding.closeAfter) {
+      this.#heldRefused = false
+      process.nextTick(() => this.#client.onDrain())
+    }
     if (binding.closeAfter) this.#beginClose()
     else this.#announce()
     return local
@@ -343,17 +363,17 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         `A datagram to an IPv4 address carries at most ${maxIpv4DatagramSize} bytes. Received ${bytes.byteLength}`,
       )
     }
-    if (this.#binding !== undefined) {
-      // bind() is under way: sent once it is bound, as node:dgram does, up to what the fallback engine takes
-      // in flight (then false, and 'drain' once bound and sent).
-      if (this.#binding.sends.length >= maxInFlight) {
+    if (this.#binding !== undefined || this.#held.length > 0) {
+      // bind() is under way, or what it held is not all in the engine's queue yet: sent once it is bound and
+      // after those, as node:dgram does, up to what the fallback engine takes in flight (then false, and
+      // 'drain' once they are sent).
+      if (this.#held.length >= maxInFlight) {
         this.#refused++
-        this.#binding.refused = true
+        this.#heldRefused = true
         this.#drain.block()
         return false
       }
-      const copy = copyBytes(bytes)
-      this.#binding.sends.push(() => void this.send(copy, port, address))
+      this.#held.push({ data: copyBytes(bytes), port, destination })
       this.#accepted++
       return true
     }
@@ -435,7 +455,22 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#holdsReference = true
       engine.ref()
     }
-    engine.close(this.#id)
+    // Held datagrams the engine's queue had no room for: closed once they are in it (the client's onDrain).
+    if (this.#held.length === 0) engine.close(this.#id)
+  }
+
+  /** Hands the held datagrams to the engine, in order, as far as its queue takes them: whether all went. */
+  #sendHeld(): boolean {
+    const engine = this.#engine as Engine | FallbackDatagramEngine
+    const held = this.#held
+    let sent = 0
+    while (sent < held.length) {
+      const { data, port, destination } = held[sent] as HeldSend
+      if (!engine.enqueue(this.#client, this.#id, data, port, destination)) break // its 'drain' goes on
+      sent++
+    }
+    held.splice(0, sent)
+    return held.length === 0
   }
 
   /** Lets the process exit while this socket is open (as node:dgram's unref). */

@@ -296,7 +296,9 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     if (entry.closing) return
     const now = monotonicUs()
     this.#noticeStall(entry, now) // the first datagrams read after a stall come before the late timer fires
-    entry.protocol?.receive(sourceText(rinfo), data, now)
+    // As the native engine: no protocol packet is this large, and what one is counted as does not depend on
+    // its bytes (a forged header could make it look like the packet of a connected peer).
+    entry.protocol?.receive(sourceText(rinfo), data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0), now)
     this.#afterWork(entry)
   }
 

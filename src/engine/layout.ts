@@ -9,6 +9,8 @@ export const layout = {
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
+  /** No protocol packet is larger: a larger datagram reaches a connection protocol as an empty, malformed one. */
+  receiveHeadSize: 2048,
   recvHeaderSize: 32,
   sendHeaderSize: 32,
   slabSize: 256 * 1024,

@@ -99,6 +99,24 @@ describe('sends the kernel refuses (EAGAIN)', () => {
     }
   }, 60_000)
 
+  it('held while bind() resolved a host name, more than the send queue takes: every one goes once the kernel takes them, in order, before the close', () => {
+    // They went to the engine's queue through send() once bound: past its 8 MiB the engine refused them and
+    // they were lost, counted as refused sends, though each send() had returned true.
+    const result = runWithShim<{
+      accepted: number
+      sentWhileRefused: number
+      packetsOut: number
+      dropped: number
+      arrived: number
+      inOrder: boolean
+      drains: number
+      closeMs: number
+    }>('send-held-while-binding.ts')
+    expect(result.refusedCalls).toBeGreaterThan(0)
+    expect(result).toMatchObject({ accepted: 1001, sentWhileRefused: 0, packetsOut: 1001, dropped: 0, arrived: 1001, inOrder: true, drains: 0 })
+    expect(result.closeMs).toBeLessThan(10_000)
+  }, 40_000)
+
   it('an aborted connect on the same engine neither waits for them nor connects behind the abort', () => {
     const result = runWithShim<{
       outcome: string
