@@ -260,7 +260,6 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #userData = new UserDataCopies()
   /** By slot: the clients that left it (disconnect records), mod 4096; with the slot, a peer's tag. */
   readonly #slotEnds: Uint16Array
-  readonly #readLinks = (): Float64Array | null => this.#links
   #engine: ProtocolEngine | undefined
   /** The fallback engine is binding the socket (listen() awaits it). */
   #opening = false
@@ -392,7 +391,11 @@ export class Server extends EventEmitter<ServerEvents> {
         info = await fallbackEngine.open(options, this.#client)
       } catch (error) {
         fallbackEngine.releaseIfIdle()
-        this.#resolveClosed?.() // a close() that came meanwhile: there is nothing to stop
+        if (this.#closed !== undefined) {
+          // A close() that came meanwhile: there is nothing to stop, and the server cannot listen again.
+          this.#options.privateKey.fill(0)
+          this.#resolveClosed?.()
+        }
         throw error
       } finally {
         this.#opening = false
@@ -499,7 +502,8 @@ export class Server extends EventEmitter<ServerEvents> {
     let sent = 0
     let lost = 0
     let measured = 0
-    for (const index of this.#peers.keys()) {
+    for (const [index, peer] of this.#peers) {
+      if (!this.#holdsSlot(index, peer.tag)) continue // the row is a later client's (see #holdsSlot)
       const at = index * linkFields // no closure per peer: this loop is O(peers) per call
       const smoothedUs = links[at + LinkField.rttSmoothedUs]!
       if (smoothedUs > 0) {
@@ -539,12 +543,22 @@ export class Server extends EventEmitter<ServerEvents> {
     return false
   }
 
+  /**
+   * Whether a slot is still the connection's that `tag` names: the I/O thread gives it to a later client as
+   * soon as this one leaves, and resets its rows (counters, link statistics), before JavaScript hears of it.
+   * The slot's clients so far, against those before this one (mod 4096, as its tag counts them).
+   */
+  #holdsSlot(index: number, tag: number): boolean {
+    const table = this.#slotCounters
+    if (table === null) return false
+    return ((table[index * layout.peerCounterFields + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(tag / 2 ** layout.peerSlotBits)
+  }
+
   #peerStats(peer: Peer): PeerStats | null {
     const table = this.#slotCounters
     const at = peer.index * layout.peerCounterFields
     if (table === null) return null
-    // The slot's clients so far, against those before this peer (mod 4096, as its tag counts them).
-    const ours = (): boolean => ((table[at + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(peer.tag / 2 ** layout.peerSlotBits)
+    const ours = (): boolean => this.#holdsSlot(peer.index, peer.tag)
     if (!ours()) return null // the slot has a later client already (JavaScript has not heard that this one left)
     const counters = {
       packetsIn: table[at + PeerCounterField.packetsIn]!,
@@ -642,7 +656,10 @@ export class Server extends EventEmitter<ServerEvents> {
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
         const userDataAt = this.#userData.copy(slab.u8, at + 8)
         const peer = new Peer(this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
-        if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, this.#readLinks, index, 'the client'))
+        // Its row of link statistics while the slot is its own: once a later client has it (JavaScript not told
+        // yet that this one left), the row is that client's, and its released bytes would make this queue
+        // look like holding all that was ever sent (bufferedAmount, server.stats(), and a send() refused).
+        if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, () => (this.#holdsSlot(index, tag) ? this.#links : null), index, 'the client'))
         this.#readings.delete(index)
         if (this.#delivery !== null) this.#unannounced.set(index, peer)
         else this.#announce(index, peer)

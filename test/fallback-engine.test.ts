@@ -5,7 +5,7 @@
 import { spawnSync } from 'node:child_process'
 import dgram from 'node:dgram'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { dgramReusesPorts, lastingAddonFailure } from '../src/engine/choose.ts'
 import { VolleyError } from '../src/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
@@ -329,6 +329,30 @@ describe('fallback engine', () => {
     expect(server.address()).toBeNull()
     expect(states).toEqual(['running', 'stopping', 'stopped'])
     expect(server.state).toBe('stopped')
+  })
+
+  it('a close() while a listen() binds that then fails: closed for good, and its copy of the private key wiped', async () => {
+    // Only close() of a stopped server and the socket's closing wiped it: neither came on this path.
+    const taken = await startServer('native')
+    const key = new Uint8Array(32).fill(9)
+    const wiped: Uint8Array[] = []
+    const original = Uint8Array.prototype.fill
+    const fill = vi.spyOn(Uint8Array.prototype, 'fill').mockImplementation(function (this: Uint8Array, ...args: Parameters<Uint8Array['fill']>) {
+      if (args[0] === 0 && this.length === 32 && this.every((byte) => byte === 9)) wiped.push(this)
+      return original.apply(this, args)
+    })
+    try {
+      const server = new Server({ protocolId, privateKey: key, address: taken.address })
+      const listening = onEngine('fallback', () => server.listen())
+      const closed = server.close()
+      await expect(listening).rejects.toMatchObject({ code: 'EADDRINUSE' })
+      await within(closed, 3000, 'close()')
+      await expect(server.listen()).rejects.toMatchObject({ code: 'ERR_SERVER_CLOSED' })
+      expect(wiped).toHaveLength(1)
+      expect(key.every((byte) => byte === 9)).toBe(true) // the caller's own key is left alone
+    } finally {
+      fill.mockRestore()
+    }
   })
 })
 

@@ -384,13 +384,18 @@ describe('Server and Client on loopback', () => {
   it('a Peer whose client left before JavaScript heard of it never reaches the client that took its slot', async () => {
     // The I/O threads run on while JavaScript is busy: A leaves and B takes slot 0 before the server's
     // JavaScript has seen either; what it then does with A's Peer must not reach B.
-    for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
+    for (const options of [{}, { channels: [{ mode: 'reliable' as const }], sendQueueBytes: 16_384 }]) {
       const { server, address } = await startServer({ maxClients: 1, ...options })
       const peers: Peer[] = []
       server.on('connect', (peer) => peers.push(peer))
       const a = new Client({ ...fast, ...options })
       await a.connect(await token(address, 1n))
       await waitFor(() => peers.length === 1)
+      if ('channels' in options) {
+        // Twice the send queue's worth to A, all acknowledged: nothing queued.
+        for (let i = 0; i < 200; i++) if (!peers[0]!.send(new Uint8Array(100))) await peers[0]!.drained()
+        await peers[0]!.flushed()
+      }
       let fromA = 0
       server.on('message', () => fromA++)
       for (let i = 0; i < 50; i++) a.send(new Uint8Array(200))
@@ -410,7 +415,10 @@ describe('Server and Client on loopback', () => {
       expect(stale.connected).toBe(true) // as far as JavaScript knows
       // Its counters are B's now: its statistics stay its own last reading.
       expect(stale.stats().bytes.in).toBeGreaterThanOrEqual(before.bytes.in)
-      stale.send(new Uint8Array(10))
+      // Its queue is not read from B's row either: against B's released bytes it held all A was ever sent,
+      // and a send() was refused for it.
+      expect({ buffered: stale.bufferedAmount, queue: server.stats().link?.queue }).toEqual({ buffered: 0, queue: 'channels' in options ? { depth: 0, bytes: 0 } : undefined })
+      expect(stale.send(new Uint8Array(10))).toBe(true)
       if ('channels' in options) stale.send(new Uint8Array(40_000)) // past the send slabs: a control of its own
       stale.disconnect()
       await Promise.all([aClosed, bConnected])
