@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -59,36 +60,77 @@ void ThrowType(Napi::Env env, const std::string& message) {
   if (!env.IsExceptionPending()) Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
 }
 
+// As Node reports a failed allocation in its own C++ layer.
+void ThrowOutOfMemory(Napi::Env env, const char* during) {
+  if (env.IsExceptionPending()) return;
+  Napi::Error error = Napi::Error::New(env, std::string("Out of memory in ") + during);
+  error.Set("code", Napi::String::New(env, "ERR_MEMORY_ALLOCATION_FAILED"));
+  error.ThrowAsJavaScriptException();
+}
+
 class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {
-                           InstanceMethod<&EngineWrap::Events>("events"),
-                           InstanceMethod<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
-                           InstanceMethod<&EngineWrap::AddSendSlab>("addSendSlab"),
-                           InstanceMethod<&EngineWrap::ReceiveSlab>("receiveSlab"),
-                           InstanceMethod<&EngineWrap::SendSlab>("sendSlab"),
-                           InstanceMethod<&EngineWrap::OpenSocket>("openSocket"),
-                           InstanceMethod<&EngineWrap::CloseSocket>("closeSocket"),
-                           InstanceMethod<&EngineWrap::ForgetSocket>("forgetSocket"),
-                           InstanceMethod<&EngineWrap::Submit>("submit"),
-                           InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
-                           InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
-                           InstanceMethod<&EngineWrap::PeerCounterView>("peerCounters"),
-                           InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
-                           InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
-                           InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
-                           InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
-                           InstanceMethod<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
-                           InstanceMethod<&EngineWrap::ControlSocket>("control"),
-                           InstanceMethod<&EngineWrap::SetRef>("setRef"),
-                           InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
+                           Method<&EngineWrap::Events>("events"),
+                           Method<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
+                           Method<&EngineWrap::AddSendSlab>("addSendSlab"),
+                           Method<&EngineWrap::ReceiveSlab>("receiveSlab"),
+                           Method<&EngineWrap::SendSlab>("sendSlab"),
+                           Method<&EngineWrap::OpenSocket>("openSocket"),
+                           Method<&EngineWrap::CloseSocket>("closeSocket"),
+                           Method<&EngineWrap::ForgetSocket>("forgetSocket"),
+                           Method<&EngineWrap::Submit>("submit"),
+                           Method<&EngineWrap::ReadStats>("socketStats"),
+                           Method<&EngineWrap::ReadProtocolStats>("protocolStats"),
+                           Method<&EngineWrap::PeerCounterView>("peerCounters"),
+                           Method<&EngineWrap::PeerLinks>("peerLinks"),
+                           Method<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
+                           Method<&EngineWrap::TakeLarge>("takeLarge"),
+                           Method<&EngineWrap::LargeBytes>("largeBytes"),
+                           Method<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
+                           Method<&EngineWrap::ControlSocket>("control"),
+                           Method<&EngineWrap::SetRef>("setRef"),
+                           Method<&EngineWrap::Shutdown>("shutdown"),
                        });
   }
 
   // new Engine(onEvents: (count: number) => void): onEvents reads `count` events from events().
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    try {
+      Construct(info);
+    } catch (const std::bad_alloc&) {
+      ShutdownNow();  // undoes what was made: node-addon-api deletes the object at once when the constructor throws
+      ThrowOutOfMemory(info.Env(), "starting an engine");
+    }
+  }
+
+  ~EngineWrap() override {
+    referenced_ = false;  // being finalized: nothing to release on the wrapper itself
+    ShutdownNow();
+  }
+
+ private:
+  // A method as JavaScript calls it: the addon is built without node-addon-api's C++ exceptions, so a
+  // std::bad_alloc (a large message's copy, a slab's bookkeeping) would terminate the process; it becomes a
+  // JavaScript error instead. Each method leaves the engine as it was when its allocation fails.
+  template <Napi::Value (EngineWrap::*Call)(const Napi::CallbackInfo&)>
+  static Napi::ClassPropertyDescriptor<EngineWrap> Method(const char* name) {
+    return InstanceMethod<&EngineWrap::Guarded<Call>>(name);
+  }
+
+  template <Napi::Value (EngineWrap::*Call)(const Napi::CallbackInfo&)>
+  Napi::Value Guarded(const Napi::CallbackInfo& info) {
+    try {
+      return (this->*Call)(info);
+    } catch (const std::bad_alloc&) {
+      ThrowOutOfMemory(info.Env(), "an engine call");
+      return info.Env().Undefined();
+    }
+  }
+
+  void Construct(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) {
       ThrowType(env, "Engine(onEvents: Function) expected");
@@ -122,12 +164,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     referenced_ = true;
   }
 
-  ~EngineWrap() override {
-    referenced_ = false;  // being finalized: nothing to release on the wrapper itself
-    ShutdownNow();
-  }
-
- private:
   static void OnTeardown(void* self) { static_cast<EngineWrap*>(self)->ShutdownNow(); }
 
   static void OnWake(napi_env env, void* self) { static_cast<EngineWrap*>(self)->Drain(Napi::Env(env)); }
@@ -494,6 +530,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // control(socketId, op, arg, data?: Uint8Array, suffix?: number)
   Napi::Value ControlSocket(const Napi::CallbackInfo& info) {
+    if (stopped_) return info.Env().Undefined();
     std::vector<uint8_t> data;
     if (info[3].IsTypedArray()) {
       // An optional trailing byte (a large send's channel) goes after the bytes, in the same single copy:
@@ -504,10 +541,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       data.insert(data.end(), bytes.Data(), bytes.Data() + bytes.ElementLength());
       if (suffixed) data.push_back(static_cast<uint8_t>(U32Or(info[4], UINT32_MAX)));
     }
-    if (!stopped_) {
-      engine_->Control(U32Or(info[0], UINT32_MAX), U32Or(info[1], UINT32_MAX),
-                       U32Or(info[2], UINT32_MAX), std::move(data));
-    }
+    engine_->Control(U32Or(info[0], UINT32_MAX), U32Or(info[1], UINT32_MAX), U32Or(info[2], UINT32_MAX), std::move(data));
     return info.Env().Undefined();
   }
 

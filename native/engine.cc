@@ -68,7 +68,7 @@ Engine::~Engine() {
 bool Engine::Start(SystemError* error) {
   if (started_) return true;
   if (!wakeFd_.valid()) {
-    error->code = errno;
+    error->code = wakeFd_.error();
     error->syscall = "eventfd";
     return false;
   }

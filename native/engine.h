@@ -153,7 +153,9 @@ class Engine {
   // A close (or control) for a socket with held sends: it waits until they have gone out, so it never
   // overtakes them.
   struct DeferredCommand {
-    uint64_t deferredAtUs = 0;   // a close or stop goes anyway after kMaxTeardownWaitUs
+    // A close goes anyway after kMaxTeardownWaitUs. A control waits: only raw sockets hold sends, and
+    // controls are for protocol sockets, so none is deferred today.
+    uint64_t deferredAtUs = 0;
     Command command;
     std::unique_ptr<std::vector<uint8_t>> payload;
   };

@@ -1,5 +1,6 @@
 #include "event_fd.h"
 
+#include <errno.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -7,7 +8,7 @@
 
 namespace volley {
 
-EventFd::EventFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {}
+EventFd::EventFd() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)), error_(fd_ < 0 ? errno : 0) {}
 
 EventFd::~EventFd() { Close(); }
 

@@ -3,8 +3,12 @@
 // Each call must throw a JavaScript error or return; before the fixes several aborted the process
 // (an addon built without C++ exceptions dies when a conversion throws) or read foreign memory. They run
 // in a child process so that a crash fails this test instead of taking the test worker with it.
+import { spawnSync } from 'node:child_process'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { runAddonScript } from './harness/addon-script.ts'
+
+const root = join(import.meta.dirname, '../..')
 
 const script = `
 const throwing = { valueOf() { throw new Error('valueOf') }, toString() { throw new Error('toString') } }
@@ -71,4 +75,54 @@ describe('the addon, called directly with hostile arguments', () => {
     expect(outcomes['ServerCore maxClients -1']).toMatch(/^threw TypeError: maxClients must be 1..1048576/)
     expect(outcomes['closeSocket symbol']).toBe('returned undefined')
   }, 40_000)
+
+  it('turns an allocation that fails into a JavaScript error with a code, not an abort', () => {
+    // A large message's copy (sendLarge) under a memory limit (ulimit -v; an overcommit policy of 2 does the
+    // same) threw std::bad_alloc through N-API, which the addon, built without C++ exceptions, cannot catch:
+    // the process aborted. 2.5 GB for JavaScript fit in 5 GB of address space; the addon's copy did not.
+    // Plain node (tsx's WebAssembly needs more address space than that), the addon as the loader finds it.
+    const script = `
+const addon = require(require('node-gyp-build').resolve(${JSON.stringify(root)}))
+const engine = new addon.Engine(() => {})
+engine.setRef(false)
+const message = new Uint8Array(2_500_000_000)
+let outcome = 'no error'
+try {
+  engine.control(1, 6, 0, message, 1)
+} catch (error) {
+  outcome = error.code + ': ' + error.message
+}
+console.log(JSON.stringify({ outcome, goesOn: engine.largeBytes() }))
+engine.shutdown()
+`
+    expect(runPlainNode(script, 'ulimit -v 5000000')).toEqual({ outcome: 'ERR_MEMORY_ALLOCATION_FAILED: Out of memory in an engine call', goesOn: 0 })
+  }, 40_000)
+
+  it("reports why the engine's wake-up could not be made, whatever ran after the failure", () => {
+    // eventfd()'s errno was read later, after the async context's init hooks had run: a hook whose call
+    // failed (an agent's fs.statSync) turned "too many open files" into ENOENT, and the advice that follows
+    // from EMFILE (raise ulimit -n) and the choice of a fallback that will not last went wrong.
+    const script = `
+const fs = require('node:fs')
+const addon = require(require('node-gyp-build').resolve(${JSON.stringify(root)}))
+let clobber = false
+require('node:async_hooks').createHook({ init() { if (clobber) try { fs.statSync('/nonexistent') } catch {} } }).enable()
+const held = []
+try { for (;;) held.push(fs.openSync('/dev/null', 'r')) } catch {}
+const outcomes = []
+for (const hook of [false, true]) {
+  clobber = hook
+  try { new addon.Engine(() => {}).shutdown(); outcomes.push('made') } catch (error) { outcomes.push(error.syscall + ' ' + error.errno) }
+}
+console.log(JSON.stringify(outcomes))
+`
+    expect(runPlainNode(script, 'ulimit -n 256')).toEqual(['eventfd -24', 'eventfd -24'])
+  }, 40_000)
 })
+
+/** Runs a script with plain node (no tsx) under a shell's limits; returns the JSON it printed, once it has exited cleanly. */
+function runPlainNode(script: string, limits: string): unknown {
+  const run = spawnSync('bash', ['-c', `${limits} && exec "$0" -e "$1"`, process.execPath, script], { cwd: root, timeout: 30_000, encoding: 'utf8' })
+  expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toEqual({ status: 0, signal: null, stderr: '' })
+  return JSON.parse(run.stdout)
+}
