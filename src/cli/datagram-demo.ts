@@ -10,10 +10,10 @@ const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--bat
 const help = `${usage}
 
 One datagram socket floods another on loopback through the engine, as fast as back-pressure allows;
-live counters every second, and a summary at the end.
+live counters twice a second, and a summary at the end.
   --seconds   how long it sends (default 3)
   --size      bytes a datagram (1 to 65,507; default 64)
-  --batch     datagrams a system call moves at most, each way (1 to 1,024; default 64)
+  --batch     datagrams a recvmmsg call reads at most, and a 'messages' event carries (1 to 1,024; default 64)
 Ctrl-C ends it early, with the summary so far; a second Ctrl-C ends it at once.`
 
 function settings(): { seconds: number; size: number; batchSize: number } {

@@ -13,7 +13,7 @@ const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20]
 const help = `${usage}
 
 A netcode server and its clients on loopback: each client connects with a connect token, then sends
-messages that the server echoes back; live counters every second, and a summary at the end.
+messages that the server echoes back; live counters twice a second, and a summary at the end.
   --clients   how many clients (1 to 65,536; default 1,000)
   --seconds   how long the messages flow (default 5)
   --rate      messages a second from each client (default 20)
