@@ -919,7 +919,7 @@ describe('the volley command line', () => {
 describe('the demos at --help', () => {
   it.each([
     ['demo.ts', /^ {2}--loss +every socket sends through a simulated network/m],
-    ['datagram-demo.ts', /^ {2}--batch +datagrams a system call moves at most/m],
+    ['datagram-demo.ts', /^ {2}--batch +datagrams a recvmmsg call reads at most/m],
   ])('%s says what each flag does, on stdout, with status 0', (file, flagLine) => {
     for (const flag of ['--help', '-h']) {
       const { status, stdout, stderr } = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../src/cli', file), flag], { timeout: 15_000, killSignal: 'SIGKILL', encoding: 'utf8' })
