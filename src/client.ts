@@ -481,7 +481,14 @@ export class Client extends EventEmitter<ClientEvents> {
       this.#drain.block()
       return false
     }
-    if ((this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, 0, channel)) return true
+    let enqueued: boolean
+    try {
+      enqueued = (this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, 0, channel)
+    } catch (error) {
+      this.#queue.cancel(data.byteLength) // never the engine's (out of memory, a process exiting): else counted queued for good
+      throw error
+    }
+    if (enqueued) return true
     this.#queue.cancel(data.byteLength)
     this.#drain.block()
     return false

@@ -537,7 +537,14 @@ export class Server extends EventEmitter<ServerEvents> {
       ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.watchPeer, peer.tag, queue.refused(data.byteLength))
       return false
     }
-    if ((this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)) return true
+    let enqueued: boolean
+    try {
+      enqueued = (this.#engine as ProtocolEngine).enqueueToPeer(this.#client, this.#id, data, peer.tag, channel)
+    } catch (error) {
+      queue.cancel(data.byteLength) // never the engine's (out of memory, a process exiting): else counted queued for good
+      throw error
+    }
+    if (enqueued) return true
     queue.cancel(data.byteLength)
     this.#engineBlocked.add(peer)
     return false

@@ -2,8 +2,10 @@
 // engine, messages of any size, channels and link statistics, the synchronised clock, back-pressure.
 import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
+import { Engine } from '../../src/engine/engine.ts'
+import { FallbackEngine } from '../../src/engine/fallback-engine.ts'
 import { layout } from '../../src/engine/layout.ts'
 import { waitFor, within } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
@@ -337,6 +339,36 @@ describe('channels over loopback', () => {
     peer.disconnect() // before the client has acknowledged them
     expect((await ended).queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })
     expect(peer.bufferedAmount).toBe(0)
+    await close()
+  })
+
+  it('takes back from the queue a message the engine threw for (out of memory, a process exiting): it does not stay counted for good (both sides)', async () => {
+    // Counted at admission and taken back only when the engine refused it: bufferedAmount and stats().queue
+    // kept it for good, flushed() never resolved, and the flush watch spun between the threads.
+    const { client, peer, close } = await connectedPair()
+    const failure = Object.assign(new Error('Out of memory in an engine call'), { code: 'ERR_MEMORY_ALLOCATION_FAILED' })
+    const engines = [Engine.prototype, FallbackEngine.prototype] as { enqueueToPeer: (...args: never[]) => boolean }[]
+    const spies = engines.map((prototype) => vi.spyOn(prototype, 'enqueueToPeer'))
+    try {
+      for (const [name, send, buffered, flushed] of [
+        ['client', (data: Uint8Array) => client.send(data), () => client.bufferedAmount, () => client.flushed()],
+        ['peer', (data: Uint8Array) => peer.send(data), () => peer.bufferedAmount, () => peer.flushed()],
+      ] as const) {
+        for (const spy of spies) {
+          spy.mockImplementationOnce(() => {
+            throw failure
+          })
+        }
+        expect(() => send(new Uint8Array(100_000)), name).toThrow(failure)
+        for (const spy of spies) spy.mockReset()
+        expect(buffered(), name).toBe(0)
+        expect(send(new Uint8Array(10)), name).toBe(true)
+        await within(flushed(), 3000, `${name}.flushed()`)
+        expect(buffered(), name).toBe(0)
+      }
+    } finally {
+      for (const spy of spies) spy.mockRestore()
+    }
     await close()
   })
 
