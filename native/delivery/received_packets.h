@@ -1,8 +1,10 @@
 // The packet numbers a receiver has seen, as disjoint ranges newest first: what its ACK frames say,
 // and whether a packet number is new. At most kKeptRanges are kept, so memory stays bounded: of a packet
-// older than the oldest kept range nothing can be told (Remembers is false), and Add takes it as seen.
+// older than the oldest kept range nothing can be told (Remembers is false), and Add takes it as seen. What
+// was forgotten stays so, though ranges merge and fewer than kKeptRanges are kept again.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -18,7 +20,7 @@ class ReceivedPackets {
 
   // Records `number`; false when it was seen already (or is too old to tell).
   bool Add(uint64_t number) {
-    if (!ranges_.empty() && number < ranges_.back().low && ranges_.size() == kKeptRanges) return false;
+    if (!Remembers(number)) return false;
     // Compared as low − 1, never number + 1: the peer may send the largest number, 2^64 − 1, and one
     // more wrapped to 0 (a range from 2^64 − 1 down to its packets 0..n: duplicates seen as new).
     size_t i = 0;
@@ -35,14 +37,19 @@ class ReceivedPackets {
       ranges_[i].high = number;
     } else {
       ranges_.insert(ranges_.begin() + static_cast<long>(i), Range{number, number});
-      if (ranges_.size() > kKeptRanges) ranges_.pop_back();
+      if (ranges_.size() > kKeptRanges) {
+        forgottenBelow_ = std::max(forgottenBelow_, ranges_.back().high + 1);  // (never the largest number: 64 ranges above it)
+        ranges_.pop_back();
+      }
     }
     return true;
   }
 
-  // False for a number older than every kept range once kKeptRanges are kept: seen or not, forgotten.
+  // False for a number older than every kept range once kKeptRanges are kept, or below a range forgotten
+  // before: seen or not, forgotten. (Else a late packet that merged two ranges made a copy of a forgotten
+  // one new again, and it delivered its unreliable messages twice.)
   bool Remembers(uint64_t number) const {
-    return ranges_.size() < kKeptRanges || number >= ranges_.back().low;
+    return number >= forgottenBelow_ && (ranges_.size() < kKeptRanges || number >= ranges_.back().low);
   }
 
   // Whether a number is in a kept range (see Remembers for one older than them).
@@ -60,6 +67,7 @@ class ReceivedPackets {
 
  private:
   std::vector<Range> ranges_;  // disjoint, not adjacent, descending
+  uint64_t forgottenBelow_ = 0;  // above every range dropped for kKeptRanges
 };
 
 }  // namespace volley::delivery

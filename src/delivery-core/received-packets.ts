@@ -1,6 +1,7 @@
 // The packet numbers a receiver has seen, as disjoint ranges newest first (native/delivery/received_packets.h):
 // what its ACK frames say, and whether a packet number is new. At most keptRanges are kept: of a packet
-// older than the oldest kept range nothing can be told (remembers() is false).
+// older than the oldest kept range nothing can be told (remembers() is false). What was forgotten stays so,
+// though ranges merge and fewer than keptRanges are kept again.
 
 export interface PacketRange {
   low: number
@@ -12,11 +13,13 @@ export class ReceivedPackets {
   static readonly keptRanges = 64
   /** Disjoint, not adjacent, descending. */
   readonly ranges: PacketRange[] = []
+  /** Above every range dropped for keptRanges. */
+  #forgottenBelow = 0
 
   /** Records `number`; false when it was seen already (or is too old to tell). */
   add(number: number): boolean {
     const ranges = this.ranges
-    if (ranges.length > 0 && number < ranges[ranges.length - 1]!.low && ranges.length === ReceivedPackets.keptRanges) return false
+    if (!this.remembers(number)) return false
     let i = 0
     while (i < ranges.length && ranges[i]!.low - 1 > number) i++ // wholly above number
     const range = ranges[i]
@@ -33,14 +36,18 @@ export class ReceivedPackets {
       range.high = number
     } else {
       ranges.splice(i, 0, { low: number, high: number })
-      if (ranges.length > ReceivedPackets.keptRanges) ranges.pop()
+      if (ranges.length > ReceivedPackets.keptRanges) this.#forgottenBelow = Math.max(this.#forgottenBelow, ranges.pop()!.high + 1)
     }
     return true
   }
 
-  /** False for a number older than every kept range once keptRanges are kept: seen or not, forgotten. */
+  /**
+   * False for a number older than every kept range once keptRanges are kept, or below a range forgotten before:
+   * seen or not, forgotten. (Else a late packet that merged two ranges made a copy of a forgotten one new
+   * again, and it delivered its unreliable messages twice.)
+   */
   remembers(number: number): boolean {
-    return this.ranges.length < ReceivedPackets.keptRanges || number >= this.ranges[this.ranges.length - 1]!.low
+    return number >= this.#forgottenBelow && (this.ranges.length < ReceivedPackets.keptRanges || number >= this.ranges[this.ranges.length - 1]!.low)
   }
 
   contains(number: number): boolean {

@@ -197,6 +197,22 @@ describe('reliable queues drained channel after channel', () => {
   })
 })
 
+describe('copies of packets older than what the receiver remembers', () => {
+  it('stay forgotten once a late packet merges two ranges of the record: an unreliable message is not delivered twice', () => {
+    // The record keeps 64 ranges of packet numbers. It took a number as forgotten only while it held 64:
+    // packet 3, filling the gap between 2 and 4, left 63, and a copy of packet 0 was new again.
+    const options: DeliveryOptions = { channels: ['unreliable'], followsPings: true }
+    const core = deliveryCore(options)
+    const now = 1_000_000
+    for (let number = 0; number <= 128; number += 2) core.receive(fromPeer(options, number, message(0, number)), now)
+    core.receive(fromPeer(options, 0, message(0, 0)), now) // 65 ranges: packet 0's forgotten
+    core.receive(fromPeer(options, 3, message(0, 3)), now)
+    core.receive(fromPeer(options, 0, message(0, 0)), now)
+    expect(core.take().messages).toHaveLength(65 + 1)
+    expect(core.stats(now)).toMatchObject({ forgottenPackets: 2, duplicatePackets: 0 })
+  })
+})
+
 describe('the next message of every reliable channel', () => {
   it('is taken past the reassembly bound as the data pays for it, one message a channel and nothing more', () => {
     // Five reliable channels, each sent the last fragment of its next message (about 1 MiB): a few bytes
