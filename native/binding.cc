@@ -114,7 +114,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
  private:
   // A method as JavaScript calls it: the addon is built without node-addon-api's C++ exceptions, so a
   // std::bad_alloc (a large message's copy, a slab's bookkeeping) would terminate the process; it becomes a
-  // JavaScript error instead. Each method leaves the engine as it was when its allocation fails.
+  // JavaScript error instead. The engine goes on: a copy that fails takes nothing, a slab sent inline goes on
+  // on the I/O thread (what failed in it may be lost, as the error says).
   template <Napi::Value (EngineWrap::*Call)(const Napi::CallbackInfo&)>
   static Napi::ClassPropertyDescriptor<EngineWrap> Method(const char* name) {
     return InstanceMethod<&EngineWrap::Guarded<Call>>(name);
@@ -385,6 +386,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     netcode::ServerConfig config;
     config.sequenceBase = netcode::RandomSequenceBase();
     config.globalSequenceStart = netcode::RandomGlobalSequenceStart();
+    config.challengeSequenceStart = netcode::ChallengeSequenceStart();
     bool lossless = false;
     Napi::Value protocolId = options.Get("protocolId");
     Napi::Value privateKey = options.Get("privateKey");

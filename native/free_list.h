@@ -7,8 +7,8 @@
 
 namespace volley {
 
-template <typename T>
-uint32_t TakeFreeIndex(std::vector<uint32_t>& free, std::vector<T>& items) {
+template <typename T, typename Allocator>
+uint32_t TakeFreeIndex(std::vector<uint32_t>& free, std::vector<T, Allocator>& items) {
   if (free.empty()) {
     items.emplace_back();
     return static_cast<uint32_t>(items.size() - 1);

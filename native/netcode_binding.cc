@@ -484,6 +484,10 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     if (options.Has("keepAliveIntervalUs")) config.keepAliveIntervalUs = I64Or(options.Get("keepAliveIntervalUs"), 0);
     if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = I64Or(options.Get("disconnectIntervalUs"), 0);
     if (options.Has("disconnectPackets")) config.disconnectPackets = U32Or(options.Get("disconnectPackets"), 0);
+    if (options.Has("challengeSequenceStart") &&
+        !GetU64(env, options.Get("challengeSequenceStart"), "challengeSequenceStart", &config.challengeSequenceStart)) {
+      return;
+    }
     if (options.Has("layerAboveEveryUs")) {
       aboveEveryUs_ = I64Or(options.Get("layerAboveEveryUs"), 0);
       const uint64_t startUs = options.Has("layerAboveStartUs") ? I64Or(options.Get("layerAboveStartUs"), 0) : 0;

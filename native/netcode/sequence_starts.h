@@ -7,6 +7,7 @@
 
 #include <sodium.h>
 
+#include <chrono>
 #include <cstdint>
 
 namespace volley::netcode {
@@ -23,6 +24,16 @@ inline uint64_t RandomGlobalSequenceStart() {
   uint64_t value = 0;
   randombytes_buf(&value, sizeof(value));
   return (uint64_t{1} << 63) | (value & ((uint64_t{1} << 62) - 1));
+}
+
+// The wall clock in microseconds: where a start's challenge sequence begins, so that a later start's
+// challenges count above an earlier one's. A client takes a later challenge in place of the one it has (a
+// replayed one must not stall it); one captured from before a restart and replayed would otherwise win over
+// every challenge of the server that restarted, for as many challenges as that one had sent.
+inline uint64_t ChallengeSequenceStart() {
+  const auto now = std::chrono::system_clock::now().time_since_epoch();
+  const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
+  return us > 0 ? static_cast<uint64_t>(us) : 0;
 }
 
 }  // namespace volley::netcode

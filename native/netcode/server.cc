@@ -39,6 +39,7 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   forgottenSequenceFloor_ = config.sequenceBase;
   globalSequence_ = config.globalSequenceStart | (uint64_t{1} << 63);  // never among the per-client ones
+  challengeSequence_ = config.challengeSequenceStart;
   freeSlots_.reserve(config.maxClients);
   for (uint32_t i = config.maxClients; i > 0; --i) freeSlots_.push_back(i - 1);
 }

@@ -19,6 +19,7 @@
 #include "replay_window.h"
 #include "server_address.h"
 #include "timeout_pause.h"
+#include "wiping_allocator.h"
 
 namespace volley::netcode {
 
@@ -41,6 +42,9 @@ struct ServerConfig {
   // a failover, another reusePort shard, a restart) do not encrypt under one key and nonce; tests give them.
   uint64_t sequenceBase = 0;
   uint64_t globalSequenceStart = uint64_t{1} << 63;
+  // Where the challenge sequence starts: the wall clock in µs at each start in the engine
+  // (ChallengeSequenceStart), so that challenges count up across restarts; tests give it.
+  uint64_t challengeSequenceStart = 0;
   ~ServerConfig() { sodium_memzero(privateKey, kKeyBytes); }
 };
 
@@ -248,7 +252,7 @@ class ServerCore {
   void RemoveMapping(EncryptionMapping& entry);
   bool MappingExpired(const EncryptionMapping& entry, const Clock& now) const;
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
-  std::vector<EncryptionMapping> mappings_;
+  std::vector<EncryptionMapping, WipingAllocator<EncryptionMapping>> mappings_;  // keys: no copy left when it grows
   std::vector<uint32_t> freeMappings_;
   // The mappings in use, so that the housekeeping visits those only (not every entry a past burst of
   // handshakes left in mappings_).

@@ -5,7 +5,7 @@
 import { ClientCore, clientStateCodes } from '../netcode/client-core.ts'
 import { ServerCore, type ServerClock } from '../netcode/server-core.ts'
 import { type ServerAddress, readDatagramSource } from '../netcode/server-address.ts'
-import { randomGlobalSequenceStart, randomSequenceBase } from '../netcode/sequence-starts.ts'
+import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase } from '../netcode/sequence-starts.ts'
 import type { Sodium } from '../netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
@@ -106,6 +106,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
       disconnectPackets: protocol.disconnectPackets,
       sequenceBase: randomSequenceBase(sodium),
       globalSequenceStart: randomGlobalSequenceStart(sodium),
+      challengeSequenceStart: challengeSequenceStart(),
     }
     this.#core = new ServerCore(sodium, config, sodium.randombytes_buf(32), {
       sendPacket: (to, data) => output.send(to, data),

@@ -251,6 +251,8 @@ export function openPrivateConnectToken(
   } catch (error) {
     if (error instanceof WireError) return null
     throw error
+  } finally {
+    plain.fill(0) // the keys are copied out (Reader.raw): none left in the decrypted token
   }
 }
 

@@ -15,6 +15,14 @@ export function randomSequenceBase(sodium: Sodium): bigint {
   return random64(sodium) & ((1n << 48n) - 1n)
 }
 
+/**
+ * The wall clock in microseconds: where a start's challenge sequence begins, so that a later start's
+ * challenges count above an earlier one's (native/netcode/sequence_starts.h says why).
+ */
+export function challengeSequenceStart(): bigint {
+  return BigInt(Math.max(0, Math.floor((performance.timeOrigin + performance.now()) * 1000)))
+}
+
 /** In [2^63, 2^63 + 2^62): above every per-client sequence, with 2^62 left to count before it would wrap. */
 export function randomGlobalSequenceStart(sodium: Sodium): bigint {
   return (1n << 63n) | (random64(sodium) & ((1n << 62n) - 1n))

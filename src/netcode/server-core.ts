@@ -5,7 +5,7 @@
 // runs one suite against both.
 import { PacketType, sizes } from './constants.ts'
 import { openChallengeToken, sealChallengeToken } from './challenge-token.ts'
-import { type DropReason, encryptPacket, encryptedPacketShape, readConnectionRequest, readEncryptedPacket } from './packets.ts'
+import { type ConnectionRequest, type DropReason, encryptPacket, encryptedPacketShape, readConnectionRequest, readEncryptedPacket } from './packets.ts'
 import { ReplayProtection } from './replay-protection.ts'
 import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
@@ -39,6 +39,11 @@ export interface ServerCoreConfig {
    */
   sequenceBase?: bigint | undefined
   globalSequenceStart?: bigint | undefined
+  /**
+   * Where the challenge sequence starts (default 0): the wall clock in µs at each start in the engine
+   * (sequence-starts.ts), so that challenges count up across restarts.
+   */
+  challengeSequenceStart?: bigint | undefined
 }
 
 export type ServerCoreDisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed'
@@ -328,6 +333,7 @@ export class ServerCore {
     this.#challengeKey = copyBytes(challengeKey)
     this.#forgottenSequenceFloor = config.sequenceBase ?? 0n
     this.#globalSequence = (config.globalSequenceStart ?? 0n) | (1n << 63n) // never among the per-client ones
+    this.#challengeSequence = config.challengeSequenceStart ?? 0n
     // Made as clients first take them: a server for a million clients holds only what it has had.
     this.#slots = new Array<Slot | undefined>(config.maxClients)
     this.#maxMappings = Math.max(config.maxClients * 4, minPendingHandshakes)
@@ -492,7 +498,18 @@ export class ServerCore {
       this.#countDrop(read.reason)
       return
     }
-    const { token, sealedToken, expireTimestamp } = read.value
+    const { token } = read.value
+    try {
+      this.#takeRequest(from, read.value, now)
+    } finally {
+      // Whether the request was taken (its mapping holds copies), refused or denied: as the native core's token.
+      token.clientToServerKey.fill(0)
+      token.serverToClientKey.fill(0)
+    }
+  }
+
+  #takeRequest(from: string, request: ConnectionRequest, now: ServerClock): void {
+    const { token, sealedToken, expireTimestamp } = request
     if (!token.serverAddresses.some((address) => sameServerAddress(address, this.#publicAddress))) {
       this.#counters.tokenRefused++
       return
@@ -546,8 +563,6 @@ export class ServerCore {
     mapping.timeoutSeconds = token.timeoutSeconds
     mapping.expireUnixSeconds = expireTimestamp
     mapping.requestedUs = now.monotonicUs
-    token.clientToServerKey.fill(0)
-    token.serverToClientKey.fill(0)
 
     const body = new Uint8Array(sizes.challengeBody)
     const sealed = sealChallengeToken(this.#sodium, { clientId: token.clientId, userData: token.userData }, this.#challengeSequence, this.#challengeKey)

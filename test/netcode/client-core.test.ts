@@ -23,14 +23,21 @@ beforeAll(async () => {
 /** How a world makes its cores: a client, and a server with a given challenge key. */
 interface Cores {
   client(): ClientCore
-  server(challengeKey: Uint8Array): ServerCore
+  server(challengeKey: Uint8Array, challengeSequenceStart?: bigint): ServerCore
 }
 const native = () => loadAddon().netcode as unknown as { ClientCore: new () => ClientCore; ServerCore: new (o: ServerCoreOptions) => ServerCore }
-const serverOptions = (challengeKey: Uint8Array): ServerCoreOptions => ({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 2, challengeKey })
+const serverOptions = (challengeKey: Uint8Array, challengeSequenceStart?: bigint): ServerCoreOptions => ({
+  protocolId,
+  privateKey,
+  publicAddress: serverAddress,
+  maxClients: 2,
+  challengeKey,
+  ...(challengeSequenceStart !== undefined && { challengeSequenceStart }),
+})
 const makeClient = { native: () => new (native().ClientCore)(), typescript: () => typescriptClientCore(sodium) }
 const makeServer = {
-  native: (challengeKey: Uint8Array) => new (native().ServerCore)(serverOptions(challengeKey)),
-  typescript: (challengeKey: Uint8Array) => typescriptServerCore(sodium, serverOptions(challengeKey)),
+  native: (challengeKey: Uint8Array, challengeSequenceStart?: bigint) => new (native().ServerCore)(serverOptions(challengeKey, challengeSequenceStart)),
+  typescript: (challengeKey: Uint8Array, challengeSequenceStart?: bigint) => typescriptServerCore(sodium, serverOptions(challengeKey, challengeSequenceStart)),
 }
 const pairings = (['native', 'typescript'] as const).flatMap((client) =>
   (['native', 'typescript'] as const).map((server) => [`${client} client, ${server} server`, { client: makeClient[client], server: makeServer[server] }] as const),
@@ -509,6 +516,30 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       expect(world.server.state().counters.tokenRefused).toBe(refused + 1) // the response to the replayed one
       // An older challenge replayed now changes nothing.
       world.handleClient(world.client.receive(serverAddress, captured, world.now))
+      expect(world.client.state().state).toBe('connected')
+    })
+
+    it("a challenge from before the server restarted, replayed ahead of the new server's, does not stall the client", () => {
+      // The engine starts each server's challenges at the wall clock in µs (they counted from 0 at each
+      // start, and a replayed one of the server before the restart won over every one of the new server's).
+      const world = new World(cores)
+      world.server = cores.server(fill(32, 9), 1_000_000n)
+      const same = token({ clientId: 15n })
+      world.connect(same)
+      world.run(300)
+      const CHALLENGE = 2
+      const captured = world.sentByServer.map((e) => e.data).filter((d) => (d[0]! & 0x0f) === CHALLENGE).at(-1)!
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      world.server = cores.server(fill(32, 8), 2_000_000n) // restarted, a second later: a new challenge key
+      const held: Uint8Array[] = []
+      world.drop.toClient = (data) => (held.push(data), true)
+      world.connect(same)
+      world.drop.toClient = undefined
+      world.handleClient(world.client.receive(serverAddress, captured, world.now))
+      expect(world.client.state().state).toBe('sending-connection-response')
+      for (const data of held) world.handleClient(world.client.receive(serverAddress, data, world.now))
+      world.run(300)
       expect(world.client.state().state).toBe('connected')
     })
 

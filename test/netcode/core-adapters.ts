@@ -39,6 +39,8 @@ export interface ServerCoreOptions {
   publicAddress: string
   maxClients: number
   challengeKey: Uint8Array
+  /** Where the challenge sequence starts (the engine: the wall clock in µs at each start). */
+  challengeSequenceStart?: bigint
   /**
    * A stand-in for the layer above (the delivery layer and its pings): a 1-byte payload to each connected
    * client every that many µs, from layerAboveStartUs on, each next one due an interval after the last went.
@@ -84,7 +86,13 @@ export function typescriptServerCore(sodium: Sodium, options: ServerCoreOptions)
       },
     }),
   }
-  const config = { protocolId: options.protocolId, privateKey: options.privateKey, publicAddress: parseServerAddress(options.publicAddress), maxClients: options.maxClients }
+  const config = {
+    protocolId: options.protocolId,
+    privateKey: options.privateKey,
+    publicAddress: parseServerAddress(options.publicAddress),
+    maxClients: options.maxClients,
+    challengeSequenceStart: options.challengeSequenceStart,
+  }
   const core = new ServerCore(sodium, config, options.challengeKey, sink)
   const clock = (us: number, unix: bigint) => ({ monotonicUs: us, unixSeconds: unix })
   return {

@@ -300,6 +300,30 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     expect(responses[0]).not.toBe(responses[1])
   })
 
+  it.each(engines)("a server's challenges count from the wall clock at its start, so that a restarted server's come after its earlier ones (%s engine)", async (engine) => {
+    // They counted from 0 at each start: a challenge captured before a restart and replayed to a client
+    // ahead of the new server's won over every one of them (a client takes only a later challenge in place
+    // of its own), and the client's responses were refused until its token timed out.
+    const sodium = await loadSodium()
+    const privateKey = await generateKey()
+    const firstChallenges: bigint[] = []
+    for (let start = 0; start < 2; start++) {
+      const before = BigInt(Math.floor((performance.timeOrigin + performance.now()) * 1000))
+      const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 4 })
+      opened.push(server)
+      const { port } = await onEngine(engine, () => server.listen())
+      const token = readConnectToken(await generateConnectToken({ protocolId, privateKey, clientId: 9n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }))
+      const client = await udpPeer()
+      client.send(writeConnectionRequest(token), port)
+      const { value: challenge } = await client.next((data) => readEncryptedPacket(sodium, data, { protocolId, key: token.serverToClientKey, accept: new Set([PacketType.connectionChallenge]) }))
+      const sequence = new Reader(challenge.body).u64()
+      expect(sequence).toBeGreaterThanOrEqual(before)
+      firstChallenges.push(sequence)
+      await server.close()
+    }
+    expect(firstChallenges[1]).toBeGreaterThan(firstChallenges[0]!)
+  })
+
   it("ClientPool.connect() aborted mid-handshake resolves at once: the redundant disconnects a client owes go out after, and close() waits for them", async () => {
     const sodium = await loadSodium()
     const privateKey = await generateKey()
