@@ -134,6 +134,28 @@ class World {
   }
 }
 
+/** The challenge packets the server has sent so far. */
+function challengesSent(world: World): Uint8Array[] {
+  const CHALLENGE = 2
+  return world.sentByServer.map((e) => e.data).filter((d) => (d[0]! & 0x0f) === CHALLENGE)
+}
+
+/**
+ * Connects again with `connectToken`, a captured challenge replayed to the client ahead of the server's
+ * answer (held until it has arrived): the client takes it first, then must take the server's own and connect.
+ */
+function connectWithChallengeReplayedFirst(world: World, connectToken: Uint8Array, captured: Uint8Array): void {
+  const held: Uint8Array[] = []
+  world.drop.toClient = (data) => (held.push(data), true)
+  world.connect(connectToken)
+  world.drop.toClient = undefined
+  world.handleClient(world.client.receive(serverAddress, captured, world.now))
+  expect(world.client.state().state).toBe('sending-connection-response')
+  for (const data of held) world.handleClient(world.client.receive(serverAddress, data, world.now))
+  world.run(300)
+  expect(world.client.state().state).toBe('connected')
+}
+
 describe.each(pairings)('%s', (_pairing, cores) => {
   describe('client states', () => {
     it('disconnected -> sending request -> sending response -> connected, then payloads both ways', () => {
@@ -498,21 +520,11 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       const same = token({ clientId: 14n })
       world.connect(same)
       world.run(300)
-      const CHALLENGE = 2
-      const captured = world.sentByServer.map((e) => e.data).find((d) => (d[0]! & 0x0f) === CHALLENGE)!
+      const captured = challengesSent(world)[0]!
       world.handleClient(world.client.disconnect(world.now))
       world.run(1500)
       const refused = world.server.state().counters.tokenRefused!
-      // The server's answer to the request waits until the replayed challenge has arrived.
-      const held: Uint8Array[] = []
-      world.drop.toClient = (data) => (held.push(data), true)
-      world.connect(same)
-      world.drop.toClient = undefined
-      world.handleClient(world.client.receive(serverAddress, captured, world.now))
-      expect(world.client.state().state).toBe('sending-connection-response')
-      for (const data of held) world.handleClient(world.client.receive(serverAddress, data, world.now))
-      world.run(300)
-      expect(world.client.state().state).toBe('connected')
+      connectWithChallengeReplayedFirst(world, same, captured)
       expect(world.server.state().counters.tokenRefused).toBe(refused + 1) // the response to the replayed one
       // An older challenge replayed now changes nothing.
       world.handleClient(world.client.receive(serverAddress, captured, world.now))
@@ -527,20 +539,11 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       const same = token({ clientId: 15n })
       world.connect(same)
       world.run(300)
-      const CHALLENGE = 2
-      const captured = world.sentByServer.map((e) => e.data).filter((d) => (d[0]! & 0x0f) === CHALLENGE).at(-1)!
+      const captured = challengesSent(world).at(-1)! // its latest: the one that counted highest
       world.handleClient(world.client.disconnect(world.now))
       world.run(1500)
       world.server = cores.server(fill(32, 8), 2_000_000n) // restarted, a second later: a new challenge key
-      const held: Uint8Array[] = []
-      world.drop.toClient = (data) => (held.push(data), true)
-      world.connect(same)
-      world.drop.toClient = undefined
-      world.handleClient(world.client.receive(serverAddress, captured, world.now))
-      expect(world.client.state().state).toBe('sending-connection-response')
-      for (const data of held) world.handleClient(world.client.receive(serverAddress, data, world.now))
-      world.run(300)
-      expect(world.client.state().state).toBe('connected')
+      connectWithChallengeReplayedFirst(world, same, captured)
     })
 
     it('a server that starts its sequence at 0 again (restarted, or as STANDARD.md has it) is connected to', () => {
