@@ -61,9 +61,9 @@ void ThrowType(Napi::Env env, const std::string& message) {
 }
 
 // As Node reports a failed allocation in its own C++ layer.
-void ThrowOutOfMemory(Napi::Env env, const char* during) {
+void ThrowOutOfMemory(Napi::Env env, const std::string& during) {
   if (env.IsExceptionPending()) return;
-  Napi::Error error = Napi::Error::New(env, std::string("Out of memory in ") + during);
+  Napi::Error error = Napi::Error::New(env, "Out of memory " + during);
   error.Set("code", Napi::String::New(env, "ERR_MEMORY_ALLOCATION_FAILED"));
   error.ThrowAsJavaScriptException();
 }
@@ -73,31 +73,33 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Engine",
                        {
-                           Method<&EngineWrap::Events>("events"),
-                           Method<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
-                           Method<&EngineWrap::AddSendSlab>("addSendSlab"),
-                           Method<&EngineWrap::ReceiveSlab>("receiveSlab"),
-                           Method<&EngineWrap::SendSlab>("sendSlab"),
-                           Method<&EngineWrap::OpenSocket>("openSocket"),
-                           Method<&EngineWrap::CloseSocket>("closeSocket"),
-                           Method<&EngineWrap::ForgetSocket>("forgetSocket"),
-                           Method<&EngineWrap::Submit>("submit"),
-                           Method<&EngineWrap::ReadStats>("socketStats"),
-                           Method<&EngineWrap::ReadProtocolStats>("protocolStats"),
-                           Method<&EngineWrap::PeerCounterView>("peerCounters"),
-                           Method<&EngineWrap::PeerLinks>("peerLinks"),
-                           Method<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
-                           Method<&EngineWrap::TakeLarge>("takeLarge"),
-                           Method<&EngineWrap::LargeBytes>("largeBytes"),
-                           Method<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
-                           Method<&EngineWrap::ControlSocket>("control"),
-                           Method<&EngineWrap::SetRef>("setRef"),
-                           Method<&EngineWrap::Shutdown>("shutdown"),
+                           InstanceMethod<&EngineWrap::Events>("events"),
+                           InstanceMethod<&EngineWrap::AddReceiveSlab>("addReceiveSlab"),
+                           InstanceMethod<&EngineWrap::AddSendSlab>("addSendSlab"),
+                           InstanceMethod<&EngineWrap::ReceiveSlab>("receiveSlab"),
+                           InstanceMethod<&EngineWrap::SendSlab>("sendSlab"),
+                           InstanceMethod<&EngineWrap::OpenSocket>("openSocket"),
+                           InstanceMethod<&EngineWrap::CloseSocket>("closeSocket"),
+                           InstanceMethod<&EngineWrap::ForgetSocket>("forgetSocket"),
+                           InstanceMethod<&EngineWrap::Submit>("submit"),
+                           InstanceMethod<&EngineWrap::ReadStats>("socketStats"),
+                           InstanceMethod<&EngineWrap::ReadProtocolStats>("protocolStats"),
+                           InstanceMethod<&EngineWrap::PeerCounterView>("peerCounters"),
+                           InstanceMethod<&EngineWrap::PeerLinks>("peerLinks"),
+                           InstanceMethod<&EngineWrap::ReleasedSlabsView>("releasedSlabs"),
+                           InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
+                           InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
+                           InstanceMethod<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
+                           InstanceMethod<&EngineWrap::ControlSocket>("control"),
+                           InstanceMethod<&EngineWrap::SetRef>("setRef"),
+                           InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
                        });
   }
 
   // new Engine(onEvents: (count: number) => void): onEvents reads `count` events from events().
   explicit EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
+    // The addon is built without node-addon-api's C++ exceptions: a std::bad_alloc that reached N-API would
+    // terminate the process. Caught where what failed leaves nothing half done: here, and a large message's copy.
     try {
       Construct(info);
     } catch (const std::bad_alloc&) {
@@ -112,25 +114,6 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
  private:
-  // A method as JavaScript calls it: the addon is built without node-addon-api's C++ exceptions, so a
-  // std::bad_alloc (a large message's copy, a slab's bookkeeping) would terminate the process; it becomes a
-  // JavaScript error instead. The engine goes on: a copy that fails takes nothing, a slab sent inline goes on
-  // on the I/O thread (what failed in it may be lost, as the error says).
-  template <Napi::Value (EngineWrap::*Call)(const Napi::CallbackInfo&)>
-  static Napi::ClassPropertyDescriptor<EngineWrap> Method(const char* name) {
-    return InstanceMethod<&EngineWrap::Guarded<Call>>(name);
-  }
-
-  template <Napi::Value (EngineWrap::*Call)(const Napi::CallbackInfo&)>
-  Napi::Value Guarded(const Napi::CallbackInfo& info) {
-    try {
-      return (this->*Call)(info);
-    } catch (const std::bad_alloc&) {
-      ThrowOutOfMemory(info.Env(), "an engine call");
-      return info.Env().Undefined();
-    }
-  }
-
   void Construct(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) {
@@ -539,7 +522,12 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       // the I/O thread drops it and hands the vector to the delivery layer as the message.
       Napi::Uint8Array bytes = info[3].As<Napi::Uint8Array>();
       const bool suffixed = info[4].IsNumber();
-      data.reserve(bytes.ElementLength() + (suffixed ? 1 : 0));
+      try {  // up to maxMessageBytes (1 GiB): a memory limit may refuse it; nothing is changed before it is made
+        data.reserve(bytes.ElementLength() + (suffixed ? 1 : 0));
+      } catch (const std::bad_alloc&) {
+        ThrowOutOfMemory(info.Env(), "copying a message of " + std::to_string(bytes.ElementLength()) + " bytes");
+        return info.Env().Undefined();
+      }
       data.insert(data.end(), bytes.Data(), bytes.Data() + bytes.ElementLength());
       if (suffixed) data.push_back(static_cast<uint8_t>(U32Or(info[4], UINT32_MAX)));
     }

@@ -13,7 +13,6 @@
 #include <ctime>
 #include <algorithm>
 #include <cstring>
-#include <new>
 #include <system_error>
 
 #include "free_list.h"
@@ -216,14 +215,7 @@ bool Engine::SendInline(const Command& command) {
   clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
   ApplyCommand(command);
   sendingInline_ = true;
-  try {
-    ProcessSends(kSendBudgetPerTurn, false);
-  } catch (const std::bad_alloc&) {
-    // The slab is in the ring: the I/O thread goes on with what is left of it. The caller hears of the failure.
-    sendingInline_ = false;
-    wakeFd_.Signal();
-    throw;
-  }
+  ProcessSends(kSendBudgetPerTurn, false);
   sendingInline_ = false;
   FlushEvents();
   // Work left for the I/O thread: the budget ran out (a protocol's records may be many datagrams each); the

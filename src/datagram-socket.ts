@@ -130,6 +130,12 @@ interface HeldSend {
   destination: QueuedAddress
 }
 
+/**
+ * How long a close() waits for held datagrams that the engine's queue has no room for (the kernel refusing
+ * its sends: their path is down) before it drops them, counted: as the engine waits for its own (1 s).
+ */
+const heldCloseWaitMs = 1000
+
 const knownOptions = new Set([
   'type',
   'batchSize',
@@ -155,6 +161,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   #held: HeldSend[] = []
   /** send() refused a datagram for the held ones (their count at maxInFlight): its caller waits for a 'drain'. */
   #heldRefused = false
+  /** close() waits for held datagrams until this fires (heldCloseWaitMs), then drops them. */
+  #heldCloseTimer: NodeJS.Timeout | undefined
+  /** Held datagrams a close() dropped (counted in drops.closed, as the engine counts its own). */
+  #heldDropped = 0
   /** The fallback engine could not make the bind a send() asked for (it binds in the background). */
   #openFailure: Error | undefined
   /** Datagrams send() accepted while a bind was under way that then failed: never sent. */
@@ -212,7 +222,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         if (socket.#held.length > 0) {
           // The engine's queue refused a held datagram: it has room again.
           if (!socket.#sendHeld()) return
-          if (socket.#state === 'closing') return void (socket.#engine as Engine | FallbackDatagramEngine).close(socket.#id)
+          if (socket.#state === 'closing') return socket.#closeInEngine()
           if (!socket.#heldRefused) return // no caller was told false
           socket.#heldRefused = false
         }
@@ -455,8 +465,19 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       this.#holdsReference = true
       engine.ref()
     }
-    // Held datagrams the engine's queue had no room for: closed once they are in it (the client's onDrain).
-    if (this.#held.length === 0) engine.close(this.#id)
+    // Held datagrams the engine's queue had no room for: closed once they are in it (the client's onDrain),
+    // or once heldCloseWaitMs have passed, without those still held.
+    if (this.#held.length === 0) return this.#closeInEngine()
+    this.#heldCloseTimer = setTimeout(() => {
+      this.#heldDropped += this.#held.length
+      this.#held = []
+      this.#closeInEngine()
+    }, heldCloseWaitMs)
+  }
+
+  #closeInEngine(): void {
+    clearTimeout(this.#heldCloseTimer)
+    ;(this.#engine as Engine | FallbackDatagramEngine).close(this.#id)
   }
 
   /** Hands the held datagrams to the engine, in order, as far as its queue takes them: whether all went. */
@@ -464,12 +485,15 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     const engine = this.#engine as Engine | FallbackDatagramEngine
     const held = this.#held
     let sent = 0
-    while (sent < held.length) {
-      const { data, port, destination } = held[sent] as HeldSend
-      if (!engine.enqueue(this.#client, this.#id, data, port, destination)) break // its 'drain' goes on
-      sent++
+    try {
+      while (sent < held.length) {
+        const { data, port, destination } = held[sent] as HeldSend
+        if (!engine.enqueue(this.#client, this.#id, data, port, destination)) break // its 'drain' goes on
+        sent++
+      }
+    } finally {
+      held.splice(0, sent) // (an engine stopped at exit throws: what it took is not held again)
     }
-    held.splice(0, sent)
     return held.length === 0
   }
 
@@ -512,9 +536,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       bytesOut: bytesOut!,
       batchesOut: batchesOut!,
       batchesOutInline: batchesOutInline!,
-      drops: { receiveBufferFull: kernelDrops!, sendQueueFull: this.#refused, closed: sendDropped!, truncated: truncated!, bindFailed: this.#bindFailed },
+      drops: { receiveBufferFull: kernelDrops!, sendQueueFull: this.#refused, closed: sendDropped! + this.#heldDropped, truncated: truncated!, bindFailed: this.#bindFailed },
       errors: { send: sendErrors!, receive: receiveErrors! },
-      queue: { depth: Math.max(0, this.#accepted - packetsOut! - sendErrors! - sendDropped!) },
+      queue: { depth: Math.max(0, this.#accepted - packetsOut! - sendErrors! - sendDropped! - this.#heldDropped) },
       recvBufferSize: this.#bufferSizes.recv,
       sendBufferSize: this.#bufferSizes.send,
     }

@@ -311,13 +311,9 @@ export class Engine implements ProtocolEngine {
   /** Hands the partly filled send slab to the I/O thread now. */
   flush(): void {
     if (this.#currentSendSlab >= 0 && this.#sendCursor > 0 && !this.#stopped) {
-      const slab = this.#currentSendSlab
-      const length = this.#sendCursor
-      // Given up first: a submit that throws (out of memory) has queued the slab already, and it is the I/O
-      // thread's until released; written on, it would go twice or not at all.
+      this.#native.submit(this.#currentSendSlab, this.#sendCursor)
       this.#currentSendSlab = -1
       this.#sendCursor = 0
-      this.#native.submit(slab, length)
     }
   }
 

@@ -346,7 +346,7 @@ describe('channels over loopback', () => {
     // Counted at admission and taken back only when the engine refused it: bufferedAmount and stats().queue
     // kept it for good, flushed() never resolved, and the flush watch spun between the threads.
     const { client, peer, close } = await connectedPair()
-    const failure = Object.assign(new Error('Out of memory in an engine call'), { code: 'ERR_MEMORY_ALLOCATION_FAILED' })
+    const failure = Object.assign(new Error('Out of memory copying a message of 100000 bytes'), { code: 'ERR_MEMORY_ALLOCATION_FAILED' })
     const engines = [Engine.prototype, FallbackEngine.prototype] as { enqueueToPeer: (...args: never[]) => boolean }[]
     const spies = engines.map((prototype) => vi.spyOn(prototype, 'enqueueToPeer'))
     try {

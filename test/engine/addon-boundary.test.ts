@@ -95,7 +95,7 @@ try {
 console.log(JSON.stringify({ outcome, goesOn: engine.largeBytes() }))
 engine.shutdown()
 `
-    expect(runPlainNode(script, 'ulimit -v 5000000')).toEqual({ outcome: 'ERR_MEMORY_ALLOCATION_FAILED: Out of memory in an engine call', goesOn: 0 })
+    expect(runPlainNode(script, 'ulimit -v 5000000')).toEqual({ outcome: 'ERR_MEMORY_ALLOCATION_FAILED: Out of memory copying a message of 2500000000 bytes', goesOn: 0 })
   }, 40_000)
 
   it("reports why the engine's wake-up could not be made, whatever ran after the failure", () => {

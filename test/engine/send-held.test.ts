@@ -111,10 +111,17 @@ describe('sends the kernel refuses (EAGAIN)', () => {
       inOrder: boolean
       drains: number
       closeMs: number
+      stuckCloseMs: number
+      stuck: { packetsOut: number; closed: number; depth: number }
     }>('send-held-while-binding.ts')
     expect(result.refusedCalls).toBeGreaterThan(0)
     expect(result).toMatchObject({ accepted: 1001, sentWhileRefused: 0, packetsOut: 1001, dropped: 0, arrived: 1001, inOrder: true, drains: 0 })
     expect(result.closeMs).toBeLessThan(10_000)
+    // A close() behind held datagrams the kernel never takes ends (it waited for a drain that never came),
+    // after a second for those still held and one for the engine's own, and counts every one dropped.
+    expect(result.stuck).toEqual({ packetsOut: 0, closed: 1000, depth: 0 })
+    expect(result.stuckCloseMs).toBeGreaterThanOrEqual(900)
+    expect(result.stuckCloseMs).toBeLessThan(10_000)
   }, 40_000)
 
   it('an aborted connect on the same engine neither waits for them nor connects behind the abort', () => {
