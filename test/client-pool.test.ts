@@ -381,6 +381,32 @@ describe('volley CLI', () => {
     }
   }, 30_000)
 
+  it('volley serve stopped by a Ctrl-C that npm relays too (two SIGINTs 5 ms apart) still disconnects its clients and reports', async () => {
+    const key = '15'.repeat(32)
+    const child = volleyCli(['serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '30'])
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    const client = new Client()
+    try {
+      await waitFor(() => output.includes('"event":"listening"'), 15_000, 'the server to listen')
+      const { port } = JSON.parse(output.split('\n')[0]!) as { port: number }
+      const token = await generateConnectToken({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
+      const ended = once(client, 'disconnect')
+      await client.connect(token)
+      const exited = once(child, 'exit', { signal: AbortSignal.timeout(12_000) })
+      child.kill('SIGINT')
+      await new Promise((resolve) => setTimeout(resolve, 5))
+      child.kill('SIGINT') // while close() sends its disconnects (about a second with a client connected)
+      const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null]
+      expect({ code, signal }).toEqual({ code: 0, signal: null }) // it was killed by the second SIGINT
+      expect(JSON.parse(output.trim().split('\n').at(-1)!)).toMatchObject({ event: 'stopped', connectedAtStop: 1 })
+      expect(await ended).toEqual(['disconnected'])
+    } finally {
+      child.kill()
+      await client.close()
+    }
+  }, 30_000)
+
   it('volley load exits with status 1 when the connections are lost during its window', async () => {
     const key = '0b'.repeat(32)
     const server = cliServer(key, { maxClients: 8, disconnectIntervalMs: 5 })

@@ -47,6 +47,12 @@ const ServerAddress* ClientCore::serverAddress() const {
 void ClientCore::SetState(ClientState state) {
   if (state == state_) return;
   state_ = state;
+  if (!Connecting(state) && state != ClientState::kConnected) {
+    // The attempt or the connection ended: nothing is sent under its keys again (the disconnects that may
+    // follow have a copy), so they need not outlive it until the next Connect().
+    sodium_memzero(token_.clientToServerKey, kKeyBytes);
+    sodium_memzero(token_.serverToClientKey, kKeyBytes);
+  }
   sink_->StateChanged(state);
 }
 
@@ -61,10 +67,21 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
   // the list) for whatever reads it next.
   ConnectToken read;
   if (!ReadConnectToken(token, size, &read) || (config_.protocolId != 0 && read.protocolId != config_.protocolId)) {
-    SetState(ClientState::kInvalidConnectToken);
+    // Reported even when the state already says so (an invalid token again): the caller waits for an answer.
+    state_ = ClientState::kInvalidConnectToken;
+    sink_->StateChanged(state_);
     return;
   }
   token_ = read;
+  clientIndex_ = 0;  // the previous connection's, until this one's first keep-alive
+  maxClients_ = 0;
+  uint8_t keyHash[crypto_generichash_BYTES];
+  crypto_generichash(keyHash, sizeof(keyHash), token_.serverToClientKey, kKeyBytes, nullptr, 0);
+  if (sodium_memcmp(keyHash, heldKeyHash_, sizeof(keyHash)) != 0) {
+    for (ServerWindow& window : windows_) window.held = false;
+    std::memcpy(heldKeyHash_, keyHash, sizeof(keyHash));
+  }
+  windows_.resize(token_.serverAddressCount);
   protocolId_ = token_.protocolId;  // config_ keeps 0 ("from the token") for the next Connect()
   // The token's lifetime counts over the whole attempt, across its addresses, as STANDARD.md says (the
   // reference code restarts it at each address).
@@ -79,12 +96,12 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
 void ClientCore::StartAddress(uint32_t index, const Clock& now) {
   addressIndex_ = index;
   lastReceiveUs_ = now.monotonicUs;
-  if (!replayHeld_ || !SameServerAddress(replayServer_, token_.serverAddresses[index]) ||
-      sodium_memcmp(replayKey_, token_.serverToClientKey, kKeyBytes) != 0) {
-    replay_.Reset();
-    replayHeld_ = false;
+  ServerWindow& window = windows_[index];
+  if (!window.held || !SameServerAddress(window.server, token_.serverAddresses[index])) {
+    window.replay.Reset();
+    window.held = false;
   }
-  windowCarried_ = replayHeld_;
+  windowCarried_ = window.held;
   // Reported at each address, even when the state stays "sending connection request" (a request that timed
   // out moves on to the next one): the sink learns which server the client now tries.
   state_ = ClientState::kSendingConnectionRequest;
@@ -143,7 +160,7 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
   const bool deciding = windowCarried_ && state_ == ClientState::kSendingConnectionResponse;
   Packet packet;
   const DropReason reason = ReadEncryptedPacket(data, size, protocolId_, token_.serverToClientKey, kClientAccepts,
-                                                deciding ? nullptr : &replay_, &packet, bodyBuffer_);
+                                                deciding ? nullptr : &replay(), &packet, bodyBuffer_);
   if (reason != DropReason::kNone) {
     CountDrop(reason);
     return;
@@ -175,21 +192,21 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
           // it went on, and every sequence below its first keep-alive counts as received: the earlier
           // connection's packets that never arrived (its last redundant disconnects) would otherwise pass
           // for new if replayed. The server sends this connection's payloads after that keep-alive.
-          if (packet.sequence < replay_.ReceivedEnd()) {
-            replay_.Reset();
+          ReplayWindow& window = replay();
+          if (packet.sequence < window.ReceivedEnd()) {
+            window.Reset();
           } else {
-            replay_.ResetBelow(packet.sequence);
+            window.ResetBelow(packet.sequence);
           }
-          replay_.Advance(packet.sequence);
+          window.Advance(packet.sequence);
           windowCarried_ = false;
         }
         WireReader reader(bodyBuffer_, packet.bodySize);
         clientIndex_ = reader.U32();
         maxClients_ = reader.U32();
         lastReceiveUs_ = now.monotonicUs;
-        replayHeld_ = true;
-        replayServer_ = token_.serverAddresses[addressIndex_];
-        std::memcpy(replayKey_, token_.serverToClientKey, kKeyBytes);
+        windows_[addressIndex_].held = true;
+        windows_[addressIndex_].server = token_.serverAddresses[addressIndex_];
         SetState(ClientState::kConnected);
       } else if (state_ == ClientState::kConnected) {
         lastReceiveUs_ = now.monotonicUs;

@@ -6,6 +6,7 @@
 #include <sodium.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "connect_token.h"
 #include "constants.h"
@@ -59,10 +60,7 @@ struct ClientCounters {
 class ClientCore {
  public:
   ClientCore(const ClientConfig& config, ClientSink* sink);
-  ~ClientCore() {  // token_ wipes its own
-    sodium_memzero(farewellKey_, kKeyBytes);
-    sodium_memzero(replayKey_, kKeyBytes);
-  }
+  ~ClientCore() { sodium_memzero(farewellKey_, kKeyBytes); }  // token_ wipes its own
   ClientCore(const ClientCore&) = delete;
   ClientCore& operator=(const ClientCore&) = delete;
 
@@ -111,16 +109,23 @@ class ClientCore {
   uint64_t lastReceiveUs_ = 0;
   TimeoutPause timeoutPause_;
   uint64_t sequence_ = 0;  // from config_.sequenceBase, never reset: the key is the same for every server address
-  ReplayWindow replay_;
-  // The connection whose packets replay_ holds. A connection again with the same token to the same server
-  // starts with that window (windowCarried_): this library's server goes on past the sequences the earlier
-  // connection sent, and those, captured and replayed, must not be taken for new packets. A server that
-  // starts again at 0, as STANDARD.md has it (the reference's, or one restarted), shows it with its first
-  // keep-alive, and the window then starts afresh (Receive): refused, it could never connect.
-  bool replayHeld_ = false;
+  // The replay window of each of the token's servers, its index's. A connection again with the same token to
+  // a server it was connected to starts with that server's window (windowCarried_), whichever others it
+  // tried in between: this library's server goes on past the sequences the earlier connection sent, and
+  // those, captured and replayed, must not be taken for new packets. A server that starts again at 0, as
+  // STANDARD.md has it (the reference's, or one restarted), shows it with its first keep-alive, and the
+  // window then starts afresh (Receive): refused, it could never connect.
+  struct ServerWindow {
+    ReplayWindow replay;
+    bool held = false;  // a connection to `server` under the key heldKeyHash_ names got this far
+    ServerAddress server;
+  };
+  std::vector<ServerWindow> windows_;  // one per token address, sized at Connect()
+  // A hash of the server-to-client key the held windows are under: a new key drops them. Not the key itself,
+  // which then outlived the connection.
+  uint8_t heldKeyHash_[crypto_generichash_BYTES] = {};
   bool windowCarried_ = false;
-  ServerAddress replayServer_;
-  uint8_t replayKey_[kKeyBytes] = {};
+  ReplayWindow& replay() { return windows_[addressIndex_].replay; }
   uint8_t challengeBody_[kChallengeBodyBytes] = {};
   uint32_t clientIndex_ = 0;
   uint32_t maxClients_ = 0;

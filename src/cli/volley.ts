@@ -35,8 +35,9 @@ const usage = `usage:
                 serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
   --max-message-bytes  with --channels: the largest message (default 1048576)
   --json        load: its two reports (connected, finished) as a JSON object a line
-  load exits with status 1 when a client failed to connect or lost its connection, 130 when interrupted
-  (143 at SIGTERM)`
+  serve exits with status 0 when it stops (at --seconds, Ctrl-C or SIGTERM: it disconnects its clients first)
+  load exits with status 1 when a client failed to connect or lost its connection, or its broadcasts
+  stopped (the servers refused the message), 130 when interrupted (143 at SIGTERM)`
 
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
@@ -223,14 +224,19 @@ async function main(): Promise<void> {
     const seconds = numberArgument('seconds', values.seconds, 0, { max: maxTimerSeconds })
     const { port } = await server.listen()
     console.log(JSON.stringify({ event: 'listening', port, publicAddress: server.publicAddress, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
+    // Stops once, at --seconds or the first SIGINT / SIGTERM: close() sends the redundant disconnects for
+    // about a second, and the Ctrl-C that npm or a shell relays must not kill the process meanwhile (a
+    // once-listener left the relayed signal to its default action: no report, disconnects cut short).
+    let stopping = false
     const stop = async (): Promise<void> => {
+      if (stopping) return
+      stopping = true
       const connectedAtStop = server.stats().connectedClients // close() disconnects them
       await server.close()
       console.log(JSON.stringify({ event: 'stopped', connectedAtStop, echoesRefused, stats: server.stats() }))
       process.exit(0)
     }
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    interruption().addEventListener('abort', () => void stop(), { once: true })
     if (seconds > 0) setTimeout(stop, seconds * 1000)
   } else if (command === 'load') {
     const servers = serverArguments(values.server)
@@ -311,7 +317,10 @@ async function main(): Promise<void> {
       quiet = received === seen ? quiet + 50 : 0
       seen = received
     }
-    report('finished', { broadcasts, messagesSent, ...(interrupted.aborted ? { interrupted: true } : {}) })
+    // Whether the run was cut short, as the report says: a signal while the clients close after a run
+    // that went to its end does not turn its status into 130.
+    const wasInterrupted = interrupted.aborted
+    report('finished', { broadcasts, messagesSent, ...(wasInterrupted ? { interrupted: true } : {}) })
     // Read before the clients close: a connection that ended in the window was lost (the server went away).
     const lost = pool.stats().connected < connect.connected
     await pool.close()
@@ -325,7 +334,7 @@ async function main(): Promise<void> {
     }
     // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
     // signals do (130 for SIGINT, 143 for SIGTERM).
-    process.exit(interrupted.aborted ? interruptedStatus(interrupted) : connect.connected < tokens.length || lost ? 1 : 0)
+    process.exit(wasInterrupted ? interruptedStatus(interrupted) : connect.connected < tokens.length || lost ? 1 : 0)
   }
 }
 

@@ -74,6 +74,12 @@ function connecting(state: ClientCoreState): boolean {
   return state === 'sending-connection-request' || state === 'sending-connection-response'
 }
 
+/** The replay window of one of the token's servers: `held` names the server a connection under the held key got as far as connected with. */
+interface ServerWindow {
+  readonly replay: ReplayProtection
+  held: ServerAddress | undefined
+}
+
 export class ClientCore {
   readonly #sodium: Sodium
   readonly #sink: ClientCoreSink
@@ -96,16 +102,16 @@ export class ClientCore {
   #lastReceiveUs = 0
   /** Never reset: the key is the same for every server address. */
   #sequence = 0n
-  readonly #replay = new ReplayProtection()
-  // The connection whose packets #replay holds. A connection again with the same token to the same server
-  // starts with that window (#windowCarried): this library's server goes on past the sequences the earlier
-  // connection sent, and those, captured and replayed, must not be taken for new packets. A server that
-  // starts again at 0, as STANDARD.md has it, shows it with its first keep-alive, and the window then starts
-  // afresh (receive): refused, it could never connect.
-  #replayHeld = false
+  // The replay window of each of the token's servers, its index's. A connection again with the same token
+  // to a server it was connected to starts with that server's window (#windowCarried), whichever others it
+  // tried in between: this library's server goes on past the sequences the earlier connection sent, and
+  // those, captured and replayed, must not be taken for new packets. A server that starts again at 0, as
+  // STANDARD.md has it, shows it with its first keep-alive, and the window then starts afresh (receive):
+  // refused, it could never connect.
+  #windows: ServerWindow[] = []
+  /** A hash of the server-to-client key the held windows are under: a new key drops them. Not the key itself, which then outlived the connection. */
+  #heldKeyHash: Uint8Array = new Uint8Array(0)
   #windowCarried = false
-  #replayServer: ServerAddress | undefined
-  readonly #replayKey = new Uint8Array(sizes.key)
   #challengeBody: Uint8Array = new Uint8Array(sizes.challengeBody)
   #clientIndex = 0
   #maxClients = 0
@@ -167,10 +173,21 @@ export class ClientCore {
       read = undefined
     }
     if (read === undefined || (this.#protocolIdOption !== undefined && read.protocolId !== this.#protocolIdOption)) {
-      this.#setState('invalid-connect-token')
+      // Reported even when the state already says so (an invalid token again): the caller waits for an answer.
+      this.#state = 'invalid-connect-token'
+      this.#announce()
       return
     }
     this.#token = read
+    this.#clientIndex = 0 // the previous connection's, until this one's first keep-alive
+    this.#maxClients = 0
+    const keyHash = this.#sodium.crypto_generichash(this.#sodium.crypto_generichash_BYTES, read.serverToClientKey, null)
+    if (!equalBytes(keyHash, this.#heldKeyHash)) {
+      for (const window of this.#windows) window.held = undefined
+      this.#heldKeyHash = keyHash
+    }
+    while (this.#windows.length < read.serverAddresses.length) this.#windows.push({ replay: new ReplayProtection(), held: undefined })
+    this.#windows.length = read.serverAddresses.length
     this.#protocolId = read.protocolId
     // The token's lifetime counts over the whole attempt, across its addresses, as STANDARD.md says (the
     // reference code restarts it at each address).
@@ -199,7 +216,7 @@ export class ClientCore {
       protocolId: this.#protocolId,
       key: token.serverToClientKey,
       accept: clientAccepts,
-      ...(!deciding && { replay: this.#replay }),
+      ...(!deciding && { replay: this.#windows[this.#addressIndex]!.replay }),
     })
     if (!read.ok) {
       this.#countDrop(read.reason)
@@ -233,18 +250,17 @@ export class ClientCore {
             // it, it went on, and every sequence below its first keep-alive counts as received: the earlier
             // connection's packets that never arrived (its last redundant disconnects) would otherwise pass
             // for new if replayed. The server sends this connection's payloads after that keep-alive.
-            if (packet.sequence < this.#replay.receivedEnd()) this.#replay.reset()
-            else this.#replay.resetBelow(packet.sequence)
-            this.#replay.advance(packet.sequence)
+            const replay = this.#windows[this.#addressIndex]!.replay
+            if (packet.sequence < replay.receivedEnd()) replay.reset()
+            else replay.resetBelow(packet.sequence)
+            replay.advance(packet.sequence)
             this.#windowCarried = false
           }
           const reader = new Reader(packet.body)
           this.#clientIndex = reader.u32()
           this.#maxClients = reader.u32()
           this.#lastReceiveUs = now
-          this.#replayHeld = true
-          this.#replayServer = token.serverAddresses[this.#addressIndex]
-          this.#replayKey.set(token.serverToClientKey)
+          this.#windows[this.#addressIndex]!.held = token.serverAddresses[this.#addressIndex]
           this.#setState('connected')
         } else if (this.#state === 'connected') {
           this.#lastReceiveUs = now
@@ -333,6 +349,12 @@ export class ClientCore {
   #setState(state: ClientCoreState): void {
     if (state === this.#state) return
     this.#state = state
+    if (!connecting(state) && state !== 'connected' && this.#token !== undefined) {
+      // The attempt or the connection ended: nothing is sent under its keys again (the disconnects that may
+      // follow have a copy), so they need not outlive it until the next connect().
+      this.#token.clientToServerKey.fill(0)
+      this.#token.serverToClientKey.fill(0)
+    }
     this.#announce()
   }
 
@@ -346,11 +368,12 @@ export class ClientCore {
     this.#lastReceiveUs = now
     const server = token.serverAddresses[index]!
     this.#serverText = formatServerAddress(server)
-    if (!this.#replayHeld || this.#replayServer === undefined || !sameServerAddress(this.#replayServer, server) || !equalBytes(this.#replayKey, token.serverToClientKey)) {
-      this.#replay.reset()
-      this.#replayHeld = false
+    const window = this.#windows[index]!
+    if (window.held === undefined || !sameServerAddress(window.held, server)) {
+      window.replay.reset()
+      window.held = undefined
     }
-    this.#windowCarried = this.#replayHeld
+    this.#windowCarried = window.held !== undefined
     // Reported at each address, even when the state stays "sending connection request" (a request that timed
     // out moves on to the next one): the sink learns which server the client now tries.
     this.#state = 'sending-connection-request'

@@ -252,6 +252,9 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       const other = new World(cores)
       other.connect(token().subarray(0, 100))
       expect(other.states).toEqual(['invalid-connect-token'])
+      // Again: answered again, though the state stays the same (a caller that waits for the outcome waited for good).
+      other.connect(new Uint8Array(2048))
+      expect(other.states).toEqual(['invalid-connect-token', 'invalid-connect-token'])
     })
 
     it('connection timed out when the server falls silent', () => {
@@ -451,6 +454,29 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       // The server goes on past what it sent before: its new payloads arrive.
       world.handleServer(world.server.sendPayload(0, new Uint8Array([0x43]), world.now, T0))
       expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42, 0x43])
+    })
+
+    it("the server's packets of the first connection, replayed, are refused though the token's first server was tried in between", () => {
+      // Each server of the token keeps its own window: trying a dead first address wiped the one held for the
+      // second, and the first connection's captured packets were new again.
+      const world = new World(cores)
+      const same = token({ clientId: 16n, serverAddresses: ['127.0.0.1:40999', serverAddress], timeoutSeconds: 1 })
+      world.connect(same)
+      world.run(1300) // the first address times out after 1 s, the second connects
+      expect(world.client.state().state).toBe('connected')
+      const out = world.server.sendPayload(0, new Uint8Array([0x42]), world.now, T0)
+      const captured = out.filter((e): e is Sent => e.kind === 'send').map((e) => e.data)
+      world.handleServer(out)
+      world.handleClient(world.client.disconnect(world.now))
+      world.run(1500)
+      world.connect(same)
+      expect(world.client.state()).toMatchObject({ state: 'sending-connection-request', clientIndex: 0, maxClients: 0 }) // not the last connection's
+      world.run(1300)
+      expect(world.client.state()).toMatchObject({ state: 'connected', maxClients: 2 })
+      const before = world.client.state().counters.replayed!
+      for (const data of captured) world.handleClient(world.client.receive(serverAddress, data, world.now))
+      expect(world.clientPayloads.map((p) => p[0])).toEqual([0x42]) // [0x42, 0x42]: delivered twice
+      expect(world.client.state().counters.replayed).toBe(before + captured.length)
     })
 
     // What the first connection sent and the other side never took (its last redundant disconnects, a tail
