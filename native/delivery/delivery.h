@@ -245,9 +245,12 @@ class DeliveryCore {
     std::vector<uint8_t> bytes;
     uint32_t fragments = 0, received = 0;
     uint8_t* seen() { return bytes.data() + length; }
+    const uint8_t* seen() const { return bytes.data() + length; }
     uint64_t lastUs() const { return firstUs + lastAfterUs; }
     void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
+  // The TypeScript core counts the same bytes a receive slot (receiveSlotBytes): the two bound alike.
+  static_assert(sizeof(InMessage) == 64, "a receive slot is 64 bytes, as src/delivery-core counts it");
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver

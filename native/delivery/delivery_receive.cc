@@ -2,6 +2,7 @@
 // bookkeeping, reliable reordering, sequenced and unreliable delivery, reassembly within the memory
 // bound, pongs and the clock.
 #include <algorithm>
+#include <new>
 
 #include "../netcode/wire.h"
 #include "delivery.h"
@@ -250,20 +251,27 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // was refused until that one completed, and a sender that had not learnt which one was taken (its
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good; refused for credit, its resends bring the credit it waits for.
-  if (!FitsBound(length)) {
-    if (!headOfLine || length > bufferCredit_) {
-      ++stats_.overBudget;
-      return false;
-    }
-    bufferCredit_ -= length;
+  const bool onCredit = !FitsBound(length);
+  if (onCredit && (!headOfLine || length > bufferCredit_)) {
+    ++stats_.overBudget;
+    return false;
   }
+  const uint32_t fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
+  try {  // up to maxMessageBytes (1 GiB) on the I/O thread: a memory limit may refuse it
+    slot.bytes.resize(length + fragments);  // zeroed: no fragment seen
+  } catch (const std::bad_alloc&) {
+    // Refused as a message over the bound is, and counted so: thrown on, it ended the process.
+    std::vector<uint8_t>().swap(slot.bytes);
+    ++stats_.overBudget;
+    return false;
+  }
+  if (onCredit) bufferCredit_ -= length;
   slot.used = true;
   slot.sequence = sequence;
   slot.firstUs = nowUs;
   slot.lastAfterUs = 0;
   slot.length = length;
-  slot.fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
-  slot.bytes.resize(length + slot.fragments);  // zeroed: no fragment seen
+  slot.fragments = fragments;
   slot.received = 0;
   reassemblyUsed_ += length;
   stats_.reassemblyMade += length;
@@ -430,12 +438,24 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
   // A message over this side's maximum (a peer configured with a larger one) is dropped and counted, and
   // a reliable channel passes over its sequence: refusing its packets would stall the channel for good.
   const bool oversized = length > config_.maxMessageBytes;
-  bufferCredit_ = std::min(bufferCredit_ + 2 * uint64_t{size}, BufferCreditLimit());
+  // The peer's data pays for buffers past the bound (StartInMessage), but not a copy of what is already
+  // here: copies of one stored fragment, each in a new packet, bought a channel's next message (up to
+  // maxMessageBytes) at twice their bytes, and held it for as long as the connection lasted.
+  const auto earnCredit = [this, size] { bufferCredit_ = std::min(bufferCredit_ + 2 * uint64_t{size}, BufferCreditLimit()); };
   if (channel.mode == ChannelMode::kReliable) {
     if (sequence < channel.nextDeliver) {
       ++stats_.duplicateMessages;
       return true;
     }
+    const uint64_t ahead = sequence - channel.nextDeliver;
+    if (ahead < channel.pending.size()) {
+      const InMessage& held = channel.pending[static_cast<size_t>(ahead)];
+      if (held.used && (held.passedOver || (held.length == length && held.seen()[fragment]))) {
+        ++stats_.duplicateMessages;
+        return true;
+      }
+    }
+    earnCredit();
     if (sequence - channel.nextDeliver >= config_.reliableWindow) {
       ++stats_.overBudget;  // beyond the window the sender must keep to
       *refused = true;
@@ -518,6 +538,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     GiveBackPartials(channel);
   };
   if (!fragmented) {
+    earnCredit();
     Deliver(channelIndex, data, size);
     delivered(sequence);
     return true;
@@ -539,6 +560,11 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       oldest = &candidate;
     }
   }
+  if (slot != nullptr && slot->length == length && slot->seen()[fragment]) {
+    ++stats_.duplicateMessages;
+    return giveBack(true);
+  }
+  earnCredit();
   if (slot == nullptr) {
     // Messages started faster than their data comes (each evicted or passed by the next): dropped, as
     // unreliable data over the bound is.
@@ -575,7 +601,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       channel.partials.resize(kPartialSlots);
       free = channel.partials.data();
     }
-    StartInMessage(*free, sequence, length, true, nowUs, false);  // it fits
+    if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return giveBack(false);  // it fits: memory refused
     bufferCredit_ -= length;
     slot = free;
     slot->partial = true;

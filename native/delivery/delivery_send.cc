@@ -387,7 +387,9 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       writer.Varint(pongId_);
       writer.Varint(pongEcho_);
       writer.Varint(pongReceivedUs_);
-      writer.Varint(nowUs - pongReceivedUs_);
+      // 0 for a clock read before the ping came (a caller's): wrapped, the varint's 10 bytes made the whole
+      // packet malformed to the peer.
+      writer.Varint(nowUs > pongReceivedUs_ ? nowUs - pongReceivedUs_ : 0);
       if (!writer.failed()) {
         size += writer.offset();
         pongPending_ = false;

@@ -326,21 +326,30 @@ export class DeliveryCore extends DeliverySending {
   #startInMessage(slot: InMessage, sequence: number, length: number, fragmented: boolean, nowUs: number, headOfLine: boolean): boolean {
     // The message each reliable channel delivers next is taken past the bound if need be, as the peer's data
     // pays for it (see the native core).
-    if (!this.#fitsBound(length)) {
-      if (!headOfLine || length > this.#bufferCredit) {
-        this.stats.overBudget++
-        return false
-      }
-      this.#bufferCredit -= length
+    const onCredit = !this.#fitsBound(length)
+    if (onCredit && (!headOfLine || length > this.#bufferCredit)) {
+      this.stats.overBudget++
+      return false
     }
+    const fragments = fragmented ? fragmentCount(length) : 1
+    let bytes: Uint8Array
+    try {
+      // Up to maxMessageBytes (1 GiB): a memory limit may refuse it. Refused as a message over the bound
+      // is, and counted so: thrown on, it ended the engine's receive.
+      bytes = new Uint8Array(length)
+    } catch {
+      this.stats.overBudget++
+      return false
+    }
+    if (onCredit) this.#bufferCredit -= length
     slot.used = true
     slot.sequence = sequence
     slot.firstUs = nowUs
     slot.lastUs = nowUs
     slot.length = length
-    slot.fragments = fragmented ? fragmentCount(length) : 1
-    slot.bytes = new Uint8Array(length)
-    slot.seen = new Uint8Array(slot.fragments)
+    slot.fragments = fragments
+    slot.bytes = bytes
+    slot.seen = new Uint8Array(fragments)
     slot.received = 0
     this.reassemblyUsed += length
     this.stats.reassemblyMade += length
@@ -506,12 +515,26 @@ export class DeliveryCore extends DeliverySending {
     const stats = this.stats
     // Over this side's maximum: dropped and counted; a reliable channel passes over its sequence.
     const oversized = length > this.config.maxMessageBytes
-    this.#bufferCredit = Math.min(this.#bufferCredit + 2 * size, this.#bufferCreditLimit())
+    // The peer's data pays for buffers past the bound (#startInMessage), but not a copy of what is already
+    // here: copies of one stored fragment, each in a new packet, bought a channel's next message (up to
+    // maxMessageBytes) at twice their bytes, and held it for as long as the connection lasted.
+    const earnCredit = (): void => {
+      this.#bufferCredit = Math.min(this.#bufferCredit + 2 * size, this.#bufferCreditLimit())
+    }
     if (channel.mode === ChannelModeCode.reliable) {
       if (sequence < channel.nextDeliver) {
         stats.duplicateMessages++
         return
       }
+      const ahead = sequence - channel.nextDeliver
+      if (ahead < channel.pending.size) {
+        const held = channel.pending.at(ahead)
+        if (held.used && (held.passedOver || (held.length === length && held.seen[fragment] !== 0))) {
+          stats.duplicateMessages++
+          return
+        }
+      }
+      earnCredit()
       if (sequence - channel.nextDeliver >= this.config.reliableWindow) {
         stats.overBudget++ // beyond the window the sender must keep to
         outcome.refused = true
@@ -583,6 +606,7 @@ export class DeliveryCore extends DeliverySending {
       giveBackPartials(channel)
     }
     if (!fragmented) {
+      earnCredit()
       this.#deliver(index, data.subarray(at, at + size), false)
       delivered(sequence)
       return
@@ -599,6 +623,12 @@ export class DeliveryCore extends DeliverySending {
         oldest = candidate
       }
     }
+    if (slot !== undefined && slot.length === length && slot.seen[fragment] !== 0) {
+      stats.duplicateMessages++
+      giveBackPartials(channel)
+      return
+    }
+    earnCredit()
     if (slot === undefined) {
       // Messages started faster than their data comes: dropped, as unreliable data over the bound is.
       if (length > this.#bufferCredit) {
@@ -635,7 +665,11 @@ export class DeliveryCore extends DeliverySending {
         channel.partials = Array.from({ length: partialSlots }, inMessage)
         free = channel.partials[0]!
       }
-      this.#startInMessage(free, sequence, length, true, nowUs, false) // it fits
+      if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) {
+        // It fits: memory refused it.
+        giveBackPartials(channel)
+        return
+      }
       this.#bufferCredit -= length
       slot = free
       slot.partial = true

@@ -504,7 +504,8 @@ export abstract class DeliverySending {
     const mayPing = this.settingsDelivered || wroteSettings
     if (this.pongPending) {
       // Due or not: it rides along.
-      const delay = nowUs - this.pongReceivedUs
+      // 0 for a clock read before the ping came (a caller's): negative, it corrupted the frame.
+      const delay = Math.max(0, nowUs - this.pongReceivedUs)
       if (1 + varintSize(this.pongId) + varintSize(this.pongEcho) + varintSize(this.pongReceivedUs) + varintSize(delay) <= capacity - writer.offset) {
         writer.u8(Frame.pong)
         writer.varint(this.pongId)

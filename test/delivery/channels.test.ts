@@ -417,7 +417,7 @@ describe('channels over loopback', () => {
     const controller = new AbortController()
     const aborted = peer.drained({ signal: controller.signal })
     controller.abort()
-    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    await expect(aborted).rejects.toMatchObject({ code: 'ABORT_ERR' })
     // Refused again, then disconnected before any acknowledgement can come back.
     await peer.drained()
     while (peer.send(new Uint8Array(4 * 1024))) {}
@@ -450,7 +450,7 @@ describe('channels over loopback', () => {
     const controller = new AbortController()
     const aborted = client.flushed({ signal: controller.signal })
     controller.abort()
-    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED', name: 'AbortError', message: 'Waiting for the queue to empty was aborted' })
+    await expect(aborted).rejects.toMatchObject({ code: 'ABORT_ERR', name: 'AbortError', message: 'Waiting for the queue to empty was aborted' })
     const waiting = expect(client.flushed()).rejects.toMatchObject({ code: 'ERR_CLIENT_NOT_CONNECTED' })
     await server.close()
     await waiting
@@ -490,7 +490,7 @@ describe('channels over loopback', () => {
     const controller = new AbortController()
     const aborted = client.drained({ signal: controller.signal })
     controller.abort()
-    await expect(aborted).rejects.toMatchObject({ code: 'ERR_ABORTED' })
+    await expect(aborted).rejects.toMatchObject({ code: 'ABORT_ERR' })
     let drainEvents = 0
     client.on('drain', () => drainEvents++)
     await client.drained()

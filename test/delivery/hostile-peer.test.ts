@@ -250,6 +250,29 @@ describe('the next message of every reliable channel', () => {
   })
 })
 
+describe('copies of a fragment the receiver has already', () => {
+  it("earn no credit: they cannot buy another channel's next message past the bound", () => {
+    // Three reliable channels of 16 MiB messages (a bound of 17 MiB). The first fragment of channel 0's next
+    // message fits the bound, channel 1's is taken on the credit a peer starts with; channel 2's waits for
+    // credit that new data brings. Copies of channel 0's stored fragment, each in a new packet, bought it
+    // (about 7,200 of 1,100 bytes made 16 MiB more, held for as long as the connection lasted).
+    const maxMessageBytes = 16 << 20
+    const options: DeliveryOptions = { channels: ['reliable', 'reliable', 'reliable'], maxMessageBytes }
+    const core = deliveryCore(options)
+    const firstFragment = (channel: number): number[] => [0x11, channel, ...varint(0), ...varint(maxMessageBytes), ...varint(0), ...new Array<number>(fragmentBytes).fill(3)]
+    let number = 0
+    const now = 1_000_000
+    for (const channel of [0, 1]) core.receive(fromPeer(options, number++, firstFragment(channel)), now)
+    expect(core.stats(now).reassemblyUsed).toBe(2 * maxMessageBytes)
+    for (let copy = 0; copy < 8000; copy++) core.receive(fromPeer(options, number++, firstFragment(0)), now)
+    expect(core.stats(now).duplicateMessages).toBe(8000)
+    core.receive(fromPeer(options, number++, firstFragment(2)), now)
+    const stats = core.stats(now)
+    expect(stats.reassemblyUsed).toBe(2 * maxMessageBytes) // it was 3 × 16 MiB: the copies paid for channel 2's
+    expect(stats.overBudget).toBe(1)
+  })
+})
+
 describe('buffers of messages that are done', () => {
   it('go back with each message: a peer cannot leave memory outside the bound in slots it freed', () => {
     // The last fragment of 8 messages of 64 KiB on each sequenced channel (a few hundred bytes each makes

@@ -110,3 +110,19 @@ describe('acknowledgements from a hostile peer', () => {
     expect(after.smoothedRttUs).toBe(before.smoothedRttUs)
   })
 })
+
+describe('a pong sent with a clock read before its ping came', () => {
+  it('says a delay of 0: the packet it rides in stays well-formed', () => {
+    // A caller that read the clock, then fed a packet stamped later, then flushed: the delay wrapped (a
+    // 10-byte varint past 2^53, or a negative number), and the peer dropped the packet, acknowledgements and all.
+    const core = deliveryCore({ channels: ['reliable'] })
+    // From the peer below, which follows pings (the client's role) and whose settings it carries.
+    const ping = Uint8Array.from([0xd1, ...varint(0), ...peerSettingsFrame({ channels: ['reliable'] }), 0x02, ...varint(7), ...varint(123)])
+    core.receive(ping, 5 * second)
+    core.flush(5 * second - 1)
+    const [packet] = core.take().packets
+    const peer = deliveryCore({ channels: ['reliable'], followsPings: true })
+    peer.receive(packet!, 5 * second)
+    expect(peer.stats()).toMatchObject({ malformed: 0, packetsIn: 1 })
+  })
+})

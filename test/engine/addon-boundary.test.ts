@@ -98,6 +98,24 @@ engine.shutdown()
     expect(runPlainNode(script, 'ulimit -v 5000000')).toEqual({ outcome: 'ERR_MEMORY_ALLOCATION_FAILED: Out of memory copying a message of 2500000000 bytes', goesOn: 0 })
   }, 40_000)
 
+  it("refuses, and counts, a peer's message whose buffer a memory limit refuses: no abort on the I/O thread", () => {
+    // A peer's first fragment of a 1 GiB message (within the bound of a server whose maxMessageBytes is
+    // 1 GiB) made its buffer at once; under a memory limit std::bad_alloc went up through the engine's
+    // thread and ended the process. The delivery core (the addon's test binding) runs the same code.
+    const script = `
+const addon = require(require('node-gyp-build').resolve(${JSON.stringify(root)}))
+const varint = (value) => { const out = []; for (; value >= 128; value = Math.floor(value / 128)) out.push((value % 128) | 128); out.push(value); return out }
+const length = 2 ** 30
+const core = new addon.DeliveryCore({ channels: ['reliable'], maxMessageBytes: length })
+const settings = [0x05, 1, ...varint(length), 1, 1]
+const fragment = [0x11, 0, 0, ...varint(length), 0, ...new Array(1100).fill(7)]
+core.receive(Uint8Array.from([0xd1, 0, ...settings, ...fragment]), 1000000)
+const { overBudget, reassemblyUsed } = core.stats(1000000)
+console.log(JSON.stringify({ overBudget, reassemblyUsed }))
+`
+    expect(runPlainNode(script, 'ulimit -v 1200000')).toEqual({ overBudget: 1, reassemblyUsed: 0 })
+  }, 40_000)
+
   it("reports why the engine's wake-up could not be made, whatever ran after the failure", () => {
     // eventfd()'s errno was read later, after the async context's init hooks had run: a hook whose call
     // failed (an agent's fs.statSync) turned "too many open files" into ENOENT, and the advice that follows
