@@ -124,9 +124,9 @@ export class ClientPool {
   /**
    * Connects one client per token, at most `concurrency` handshakes at a time. Resolves when every attempt
    * has ended; failures are counted (stats().failed), not thrown. options.signal aborting, or close(), ends
-   * the attempts in flight (counted as ERR_ABORTED; their clients finish closing afterwards, and close()
+   * the attempts in flight (counted as ABORT_ERR; their clients finish closing afterwards, and close()
    * waits for them) and starts no more, resolving at once: the tokens never tried are
-   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ERR_ABORTED,
+   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ABORT_ERR,
    * a token that is neither a Uint8Array nor a string with ERR_INVALID_ARG_TYPE, before any attempt.
    */
   connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
@@ -147,12 +147,26 @@ export class ClientPool {
       const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
       if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
-      // One signal for this call's attempts (each listens to it): the caller's, or the pool closing.
-      const signal = AbortSignal.any(options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal])
-      setMaxListeners(concurrency + 1, signal)
-      const run = this.#connect(owned, concurrency, signal)
+      // One signal for this call's attempts (each listens to it), aborted by the caller's or by the pool
+      // closing, with that one's reason. Listened to for this call only: AbortSignal.any() on the pool's
+      // long-lived signal, at every call of a pool that replaces lost clients, kept each composite alive
+      // (and took no signal but the platform's own).
+      const attempts = new AbortController()
+      const sources = options.signal === undefined ? [this.#closing.signal] : [options.signal, this.#closing.signal]
+      const listeners = sources.map((source) => {
+        const listener = (): void => attempts.abort(source.reason)
+        source.addEventListener('abort', listener, { once: true })
+        return () => source.removeEventListener('abort', listener)
+      })
+      setMaxListeners(concurrency + 1, attempts.signal)
+      const run = this.#connect(owned, concurrency, attempts.signal)
       this.#running.add(run)
-      void run.finally(() => this.#running.delete(run)).catch(() => {})
+      void run
+        .finally(() => {
+          this.#running.delete(run)
+          for (const unlisten of listeners) unlisten()
+        })
+        .catch(() => {})
       return run
     } catch (error) {
       return Promise.reject(error)

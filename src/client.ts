@@ -145,9 +145,9 @@ export class ConnectError extends VolleyError {
   }
 }
 
-/** ERR_ABORTED (as errors.ts's abortedError, the signal's reason the cause) for a connect() that a signal or close() ended. */
+/** ABORT_ERR (as errors.ts's abortedError, the signal's reason the cause) for a connect() that a signal or close() ended. */
 function connectAborted(message: string, signal: AbortSignal | undefined): ConnectError {
-  return new ConnectError('ERR_ABORTED', message, 'disconnected', { cause: signal?.reason })
+  return new ConnectError('ABORT_ERR', message, 'disconnected', { cause: signal?.reason })
 }
 
 const clientOptionNames: ReadonlySet<string> = new Set([
@@ -288,7 +288,7 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * Connects with a connect token (2048 bytes, or its base64). Resolves once connected; rejects with a
-   * ConnectError whose code says why (denied, timed out, expired, invalid), or ERR_ABORTED when
+   * ConnectError whose code says why (denied, timed out, expired, invalid), or ABORT_ERR when
    * options.signal aborts or close() is called first. A token that does not parse is a bad argument: a
    * TypeError with code ERR_INVALID_CONNECT_TOKEN, before any attempt. A client can connect again after a
    * connection ended: it keeps its socket, and so its address, until close().
@@ -309,13 +309,14 @@ export class Client extends EventEmitter<ClientEvents> {
     const parsed = readConnectToken(given) // typed errors for a token that is not one
     // A copy: the attempt reads the token later too (the next server address), and the caller may wipe its own.
     const bytes = typeof token === 'string' ? given : copyBytes(given)
+    // A signal aborted already is checked first, as Node's own APIs do (and drained(), flushed()).
+    if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
     if (this.#closing !== undefined) {
       return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
     }
     if (this.#pending !== undefined || this.#reopening !== undefined || this.#state === 'connected') {
       return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
     }
-    if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
     this.#connectionEnded = false
     // The engine of a socket this attempt opens: chosen as the call begins, not once crypto has loaded or the
     // old socket has closed (VOLLEY_ENGINE may have changed by then).
@@ -497,7 +498,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Resolves when the client can take messages again: at once unless a send() was refused since the last
    * 'drain', else at the 'drain' that follows. Rejects with ERR_CLIENT_NOT_CONNECTED when the connection
-   * ends first (or was not up), ERR_CLIENT_CLOSED once close() was called, and ERR_ABORTED when
+   * ends first (or was not up), ERR_CLIENT_CLOSED once close() was called, and ABORT_ERR when
    * options.signal aborts.
    */
   drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
@@ -604,7 +605,7 @@ export class Client extends EventEmitter<ClientEvents> {
 
   /**
    * Disconnects (redundant disconnect packets go out first) and releases the socket; a connect() still
-   * pending rejects with ERR_ABORTED. Harmless twice. A closed client cannot connect again.
+   * pending rejects with ABORT_ERR. Harmless twice. A closed client cannot connect again.
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing

@@ -402,7 +402,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   /**
    * Resolves at once unless a send was refused since the last 'drain', else at the next 'drain' (as
    * client.drained() and peer.drained()). Rejects with ERR_SOCKET_CLOSED once close() was called, and
-   * ERR_ABORTED when options.signal aborts.
+   * ABORT_ERR when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return this.#drain.wait(options, this.#closedOrClosing() ? this.#closedError() : null)

@@ -27,7 +27,7 @@ export class DrainWaiters {
 
   /**
    * At once unless a send was refused since the last drain, else at the next drain. notConnected: the error
-   * to reject with when the connection is not up (null when it is). Rejects with ERR_ABORTED when
+   * to reject with when the connection is not up (null when it is). Rejects with ABORT_ERR when
    * options.signal aborts.
    */
   wait(options: { signal?: AbortSignal | undefined }, notConnected: Error | null): Promise<void> {
@@ -87,7 +87,16 @@ export class FlushWaiters {
 
   /** notConnected: as DrainWaiters.wait's. */
   wait(options: { signal?: AbortSignal | undefined }, notConnected: Error | null): Promise<void> {
-    if (notConnected === null && this.#queued() > 0) {
+    // Checked before the I/O thread is asked to watch: a call that rejects (a misspelt option, a signal
+    // aborted already, no connection) leaves nothing asked.
+    try {
+      checkOptions('"options" argument', options, signalOnly)
+      checkSignal(options.signal)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    if (options.signal?.aborted === true || notConnected !== null) return this.#waiters.wait(options, notConnected)
+    if (this.#queued() > 0) {
       this.#waiters.block()
       this.#watch()
     }

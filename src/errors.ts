@@ -2,7 +2,7 @@
 import { getSystemErrorName } from 'node:util'
 
 /** The codes of VolleyTypeError: a value of the wrong type, or one that is not among those allowed. */
-export type VolleyTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_CONNECT_TOKEN'
+export type VolleyTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_CONNECT_TOKEN' | 'ERR_ILLEGAL_CONSTRUCTOR'
 
 /** The codes of VolleyRangeError: a number or a size out of range. */
 export type VolleyRangeErrorCode =
@@ -23,7 +23,7 @@ export type ConnectErrorCode =
   | 'ERR_CONNECTION_TIMED_OUT'
   | 'ERR_CONNECTION_CLOSED'
   | 'ERR_CHANNELS_MISMATCH'
-  | 'ERR_ABORTED'
+  | 'ABORT_ERR'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =
@@ -78,9 +78,9 @@ export class VolleyError extends Error {
   declare readonly code: VolleyStateErrorCode
   constructor(code: VolleyStateErrorCode, message: string, options?: VolleyErrorOptions) {
     super(message, options)
-    // An aborted operation is named as Node names its own (AbortError), so that `error.name === 'AbortError'`
-    // checks written for them hold; its code stays ERR_ABORTED.
-    this.name = code === 'ERR_ABORTED' ? 'AbortError' : 'Error'
+    // An aborted operation has the name and code of Node's own (AbortError, ABORT_ERR), so that checks
+    // written for them hold.
+    this.name = code === 'ABORT_ERR' ? 'AbortError' : 'Error'
     named(this, code)
   }
 }
@@ -105,14 +105,19 @@ export function surfaceLater(error: unknown): void {
   })
 }
 
-/** ERR_ABORTED for an operation an AbortSignal ended; the signal's reason is the cause. */
+/** ABORT_ERR for an operation an AbortSignal ended; the signal's reason is the cause. */
 export function abortedError(message: string, signal: AbortSignal | undefined): VolleyError {
-  return new VolleyError('ERR_ABORTED', message, { cause: signal?.reason })
+  return new VolleyError('ABORT_ERR', message, { cause: signal?.reason })
 }
 
-/** Throws ERR_INVALID_ARG_TYPE unless the value is absent or an AbortSignal. */
+/**
+ * Throws ERR_INVALID_ARG_TYPE unless the value is absent or an AbortSignal: by its shape, as Node checks
+ * one, so that a signal of another realm (a vm context, a test environment's DOM) or a polyfill's serves.
+ */
 export function checkSignal(signal: unknown): asserts signal is AbortSignal | undefined {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+  if (signal === undefined) return
+  const candidate = signal as Partial<AbortSignal> | null
+  if (typeof signal !== 'object' || candidate === null || typeof candidate.aborted !== 'boolean' || typeof candidate.addEventListener !== 'function' || typeof candidate.removeEventListener !== 'function') {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "signal" option must be an AbortSignal. Received ${describe(signal)}`)
   }
 }

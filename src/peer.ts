@@ -1,7 +1,7 @@
 // A client connected to a Server.
 import { BandwidthWindow, type LinkStats, type RemoteChannels, type SendOptions, readLinkStats } from './delivery.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
-import { VolleyError } from './errors.ts'
+import { VolleyError, VolleyTypeError } from './errors.ts'
 import { sizes } from './netcode/constants.ts'
 
 export interface PeerHost {
@@ -42,6 +42,13 @@ function vacantStats(): PeerStats {
   return Object.assign(readLinkStats(null, 0, { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, new BandwidthWindow()), { drops })
 }
 
+/**
+ * The first argument of Peer's constructor: a server makes its peers, and this module does not give the
+ * symbol out (the package exports Peer for its type and instanceof), so that no one makes a peer that
+ * belongs to no server.
+ */
+export const peerConstruction: unique symbol = Symbol('volley.Peer')
+
 export class Peer {
   readonly #host: PeerHost
   /** Why the peer is not connected (for the error of a later send()); null while it is. */
@@ -60,6 +67,7 @@ export class Peer {
   #userData: Uint8Array | undefined
 
   constructor(
+    construction: typeof peerConstruction,
     host: PeerHost,
     /** The server's slot for this client: reused by later clients once this one leaves. */
     readonly index: number,
@@ -76,6 +84,9 @@ export class Peer {
      */
     readonly tag: number = index,
   ) {
+    if (construction !== peerConstruction) {
+      throw new VolleyTypeError('ERR_ILLEGAL_CONSTRUCTOR', 'Peer has no public constructor: a Server makes its peers (its \'connect\' event gives each)')
+    }
     this.#host = host
     this.#userDataPool = userDataPool
     this.#userDataAt = userDataAt
@@ -120,7 +131,7 @@ export class Peer {
    * Resolves when this peer can take messages again: at once unless a send() was refused since the last
    * drain, else at the drain that follows (the server's 'drain' event with this peer, or with none when the
    * engine's queue was the full one). Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and
-   * with ERR_ABORTED when options.signal aborts.
+   * with ABORT_ERR when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     return (this.#drain ??= new DrainWaiters()).wait(options, this.connected ? null : this.#disconnectedError())
@@ -136,7 +147,7 @@ export class Peer {
    * acknowledged by the client on the reliable channels. At once with nothing queued, and without
    * channels. Before peer.disconnect() or server.close(), so that reliable messages in flight are not
    * lost with the connection. Rejects with ERR_PEER_DISCONNECTED when the client leaves first, and with
-   * ERR_ABORTED when options.signal aborts.
+   * ABORT_ERR when options.signal aborts.
    */
   flushed(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
     this.#flush ??= new FlushWaiters(

@@ -29,7 +29,7 @@ import { type Settled, type SocketSettings, booleanOption, checkOptions, integer
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
-import { Peer, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
+import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, readFinalReadings, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 
@@ -662,7 +662,7 @@ export class Server extends EventEmitter<ServerEvents> {
         const clientId = slab.view.getBigUint64(at, true)
         const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
         const userDataAt = this.#userData.copy(slab.u8, at + 8)
-        const peer = new Peer(this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
+        const peer = new Peer(peerConstruction, this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
         // Its row of link statistics while the slot is its own: once a later client has it (JavaScript not told
         // yet that this one left), the row is that client's, and its released bytes would make this queue
         // look like holding all that was ever sent (bufferedAmount, server.stats(), and a send() refused).

@@ -168,6 +168,18 @@ describe('invalid send', () => {
   })
 })
 
+describe('new Peer()', () => {
+  it('is refused with ERR_ILLEGAL_CONSTRUCTOR: a server makes its peers', async () => {
+    // Its constructor was public, with the server's internals as parameters: a "peer" of no server passed
+    // instanceof Peer. (Its first parameter is now a symbol the package does not export.)
+    const { Peer } = await import('../src/index.ts')
+    const MadeByHand = Peer as unknown as new (...args: unknown[]) => unknown
+    expect(() => new MadeByHand(Symbol('volley.Peer'), {}, 0, 1n, '127.0.0.1', 1, new Uint8Array(256), 0)).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_ILLEGAL_CONSTRUCTOR' }),
+    )
+  })
+})
+
 describe('isVolleyError', () => {
   it("tells volley's errors, of any of their three classes, from system errors", async () => {
     const { isVolleyError, VolleyError, VolleyRangeError, VolleyTypeError } = await import('../src/index.ts')
@@ -192,7 +204,7 @@ describe('isVolleyError', () => {
     expect(isVolleyError(closed)).toBe(true)
     expect(isVolleyError(new VolleyTypeError('ERR_INVALID_ARG_TYPE', 'x'))).toBe(true)
     expect(isVolleyError(new TypeError('x'))).toBe(false)
-    expect(isVolleyError(Object.assign(new Error('x'), { code: 'ERR_ABORTED' }))).toBe(false)
+    expect(isVolleyError(Object.assign(new Error('x'), { code: 'ABORT_ERR' }))).toBe(false)
     // Each class's code is typed as the codes it takes: asking a VolleyError for a range error's code does
     // not compile (a compile-time check, which CI's type-check step runs; nothing to check at run time).
     const wrongClass = (error: InstanceType<typeof VolleyError>): boolean =>

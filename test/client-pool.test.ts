@@ -122,6 +122,39 @@ describe('ClientPool edges', () => {
     await server.close()
   })
 
+  it("takes an AbortSignal of another kind (a polyfill's, another realm's), and aborts with Node's code", async () => {
+    // Refused as no AbortSignal (instanceof) before; and the pool's AbortSignal.any() took only the platform's own.
+    class PolyfillSignal extends EventTarget {
+      aborted = false
+      reason: unknown = undefined
+      abort(reason: unknown): void {
+        this.aborted = true
+        this.reason = reason
+        this.dispatchEvent(new Event('abort'))
+      }
+    }
+    const silent = createSocket('udp4') // a server that never answers: each attempt waits for the signal
+    await new Promise<void>((resolve) => silent.bind(0, '127.0.0.1', resolve))
+    const pool = new ClientPool()
+    try {
+      const signal = new PolyfillSignal()
+      const run = pool.connect(await tokens(silent.address().port, 3), { concurrency: 1, signal: signal as unknown as AbortSignal })
+      await waitFor(() => pool.stats().packets.out > 0, 5000, 'the first request')
+      signal.abort('enough')
+      expect(await run).toMatchObject({ connected: 0, failed: 1, skipped: 2 })
+      expect(pool.stats().failed).toEqual({ ABORT_ERR: 1 }) // Node's code for an aborted operation (was ERR_ABORTED)
+      const client = new Client()
+      const other = new PolyfillSignal()
+      const attempt = client.connect((await tokens(silent.address().port, 1))[0]!, { signal: other as unknown as AbortSignal })
+      other.abort('no more')
+      await expect(attempt).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: 'no more' })
+      await client.close()
+    } finally {
+      await pool.close()
+      silent.close()
+    }
+  })
+
   it('counts the sends the kernel refused (stats().sendErrors), which are no error event', async () => {
     // Port 0 (generateConnectToken never writes it; the first address's port is at byte 1098): the kernel
     // refuses each request, and the attempts time out after the token's second.

@@ -3,7 +3,7 @@
 // exactOptionalPropertyTypes on, and the oldest lib the package supports (ES2020, Node 20's @types/node), so
 // that a declaration needing a newer lib (ES2022's ErrorOptions did) fails here, not in a user's build.
 import { execFile } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -65,6 +65,14 @@ describe('the published declarations', () => {
     expect(emitted.output).toBe('')
     expect(emitted.status).toBe(0)
 
+    // The types a consumer's install has: the package's dependencies (and its peer @types/node), not
+    // its devDependencies. Pointing typeRoots at this repository's @types found libsodium-wrappers' types,
+    // which the declarations need and which a consumer's install did not bring (a devDependency then).
+    const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; peerDependencies: Record<string, string> }
+    for (const name of [...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies)].filter((name) => name.startsWith('@types/'))) {
+      mkdirSync(join(work, 'node_modules', '@types'), { recursive: true })
+      symlinkSync(join(repo, 'node_modules', name), join(work, 'node_modules', name))
+    }
     writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))
     writeFileSync(join(work, 'readme.ts'), readmeExample())
     writeFileSync(join(work, 'consumer.ts'), consumer)
@@ -72,12 +80,17 @@ describe('the published declarations', () => {
       compilerOptions: {
         target: 'ES2020', lib: ['ES2020'], module: 'nodenext', moduleResolution: 'nodenext', noEmit: true,
         strict: true, exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true, skipLibCheck: false,
-        types: ['node'], typeRoots: [join(repo, 'node_modules', '@types')],
+        types: ['node'],
       },
       files: ['readme.ts', 'consumer.ts'],
     }))
     const checked = await compile(['-p', join(work, 'tsconfig.json')])
     expect(checked.output).toBe('')
     expect(checked.status).toBe(0)
+    // And as a bundler's project resolves them (the declarations' relative imports keep their .ts names).
+    writeFileSync(join(work, 'tsconfig.bundler.json'), JSON.stringify({ extends: './tsconfig.json', compilerOptions: { module: 'esnext', moduleResolution: 'bundler' } }))
+    const bundled = await compile(['-p', join(work, 'tsconfig.bundler.json')])
+    expect(bundled.output).toBe('')
+    expect(bundled.status).toBe(0)
   })
 })

@@ -111,7 +111,7 @@ for (let first = 0; first < clientCount && !interrupted.aborted; first += connec
     } catch (error) {
       const code = String((error as { code?: unknown }).code ?? (error as Error).message)
       // Ctrl-C ended the attempt: not a failure (the summary says it was interrupted).
-      if (!(interrupted.aborted && code === 'ERR_ABORTED')) failures.set(code, (failures.get(code) ?? 0) + 1)
+      if (!(interrupted.aborted && code === 'ABORT_ERR')) failures.set(code, (failures.get(code) ?? 0) + 1)
       await client.close()
     }
   })

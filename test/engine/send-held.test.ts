@@ -135,7 +135,7 @@ describe('sends the kernel refuses (EAGAIN)', () => {
       state: string
     }>('send-held-abort.ts')
     expect(result.refusedCalls).toBeGreaterThan(0)
-    expect(result.outcome).toBe('ERR_ABORTED')
+    expect(result.outcome).toBe('ABORT_ERR')
     // The abort's disconnect did not wait for the held datagram: whatever the server saw of the attempt
     // ended while the raw socket still held it.
     expect(result.endedWhileHeld).toBe(true)

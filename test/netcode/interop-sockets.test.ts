@@ -346,7 +346,7 @@ describe('netcode 1.02 through real sockets, engine against the TypeScript codec
     abort.abort()
     expect(await connecting).toMatchObject({ connected: 0, failed: 1, skipped: 0 })
     expect(server.count(fromClient(PacketType.disconnect))).toBeLessThan(10) // connect() did not wait for them
-    expect(pool.stats().failed).toEqual({ ERR_ABORTED: 1 })
+    expect(pool.stats().failed).toEqual({ ABORT_ERR: 1 })
     await pool.close()
     await waitFor(() => server.count(fromClient(PacketType.disconnect)) === 10, 2000, 'the ten disconnects')
   })
