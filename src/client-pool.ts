@@ -15,7 +15,7 @@ export interface ClientPoolStats {
   clients: number
   /** Clients connected now. */
   connected: number
-  /** Clients whose connection ended after it was established, by reason. */
+  /** Clients whose connection ended after it was established, by reason (not those the pool's close() ended). */
   ended: Partial<Record<ClientDisconnectReason, number>>
   /** Connection attempts that failed, by error code. */
   failed: Record<string, number>
@@ -29,6 +29,11 @@ export interface ClientPoolStats {
   messagesReceived: number
   /** Messages broadcast() did not queue because a client's send queue was full (its send() returned false). */
   sendsRefused: number
+  /**
+   * Messages broadcast() did not send because a client's send() threw, by code: a message over the maximum
+   * its server announced (servers of different settings), memory refused for a large one.
+   */
+  sendsFailed: Record<string, number>
   /** Errors the clients' sockets reported as 'error' events (a receive the kernel failed), by code. */
   errors: Record<string, number>
   /** Datagrams the kernel refused to send (an unreachable address, ...): as `client.stats().errors.send` counts them. */
@@ -72,6 +77,7 @@ export class ClientPool {
   #connectedOnce = 0
   #messagesReceived = 0
   #sendsRefused = 0
+  readonly #sendsFailed: Record<string, number> = {}
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
   /** Clients that failed or whose connection ended, still closing: close() waits for them. */
@@ -190,7 +196,8 @@ export class ClientPool {
           this.#errors[code] = (this.#errors[code] ?? 0) + 1
         })
         client.on('disconnect', (reason) => {
-          this.#ended[reason] = (this.#ended[reason] ?? 0) + 1
+          // Those the pool's own close() ends are not counted: ended says which connections were lost.
+          if (!this.#closing.signal.aborted) this.#ended[reason] = (this.#ended[reason] ?? 0) + 1
           this.#retire(client, () => {
             const index = this.#clients.indexOf(client)
             if (index >= 0) this.#clients.splice(index, 1)
@@ -237,21 +244,34 @@ export class ClientPool {
     return retired
   }
 
-  /** Sends data from every connected client; returns how many took it. */
+  /**
+   * Sends data from every connected client; returns how many took it. A client whose send() throws is
+   * counted (stats().sendsFailed) and the others still send; when none took it or refused it for a full
+   * queue (every server announced a smaller maximum), the first client's error is thrown.
+   */
   broadcast(data: Uint8Array): number {
     this.#messages.check(data, undefined)
     if (this.#closing.signal.aborted) return 0 // closing clients refuse sends
     let sent = 0
+    let refused = 0
+    let failure: unknown
     for (const client of this.#clients) {
       if (client.state !== 'connected') continue
       try {
         if (client.send(data)) sent++
-        else this.#sendsRefused++
+        else refused++
       } catch (error) {
+        const code = (error as VolleyError).code ?? 'unknown'
         // A client closed on its own (pool.clients) says 'connected' until its disconnects have gone out.
-        if ((error as VolleyError).code !== 'ERR_CLIENT_CLOSED') throw error
+        if (code === 'ERR_CLIENT_CLOSED') continue
+        // Thrown at once, it left the clients after this one without the message, and the caller without
+        // the count of those before.
+        this.#sendsFailed[code] = (this.#sendsFailed[code] ?? 0) + 1
+        failure ??= error
       }
     }
+    this.#sendsRefused += refused
+    if (failure !== undefined && sent === 0 && refused === 0) throw failure
     return sent
   }
 
@@ -273,6 +293,7 @@ export class ClientPool {
       ...totals,
       messagesReceived: this.#messagesReceived,
       sendsRefused: this.#sendsRefused,
+      sendsFailed: { ...this.#sendsFailed },
       errors: { ...this.#errors },
     }
   }

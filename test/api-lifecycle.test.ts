@@ -744,6 +744,8 @@ describe('the volley command line', () => {
     [['load', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), '--channels', 'reliable', '--max-message-bytes', '10', '--rate', '5'], /--max-message-bytes must be at least 64 with --rate: each broadcast is a 64-byte message/, true],
     // Longer than a timer can wait: it would fire at once and stop the server as soon as it listens.
     [['serve', '--address', '127.0.0.1:0', '--key', '07'.repeat(32), '--seconds', '3000000'], /--seconds must be/, true],
+    // Keep-alives further apart than the timeout: every connection timed out, and the run exited 1.
+    [['load', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), '--keep-alive-ms', '20000'], /--keep-alive-ms must be below the --timeout of 10 s \(10000 ms\)/, true],
   ])('refuses %j with one line and status 2, no stack trace', (args, message, withUsage) => {
     const { status, stderr } = run(...args)
     expect(status).toBe(2)

@@ -13,6 +13,7 @@ const quiet = {
   drops: { receiveBufferFull: 0, sendBufferFull: 0 },
   messagesReceived: 1_999_800,
   sendsRefused: 0,
+  sendsFailed: {},
   errors: {},
   sendErrors: 0,
 }
@@ -36,6 +37,9 @@ describe('volley load reports as text', () => {
   it('connected after an interrupt: the clients not tried', () => {
     const report: LoadReport = { event: 'connected', connect: { connected: 10, failed: 0, skipped: 990, ms: 5 }, connectRate: 2000, ...quiet }
     expect(loadReportText(report)).toBe('connected 10 of 1,000 clients in 0.01 s (2,000 handshakes a second); not tried (interrupted): 990')
+    // The attempts in flight that Ctrl-C ended are no failures (they read "failed: ABORT_ERR 4", and why).
+    const cut: LoadReport = { ...report, connect: { connected: 10, failed: 4, skipped: 986, ms: 5 }, failed: { ABORT_ERR: 4 }, failureMessages: { ABORT_ERR: 'The connection attempt was aborted' } }
+    expect(loadReportText(cut)).toBe('connected 10 of 1,000 clients in 0.01 s (2,000 handshakes a second); cut short (interrupted): 4; not tried (interrupted): 986')
   })
 
   it('finished: the messages and datagrams, and only the troubles there were', () => {
@@ -57,11 +61,12 @@ describe('volley load reports as text', () => {
       sendErrors: 4,
       messagesSent: 1_500_000,
       sendsRefused: 500_000,
+      sendsFailed: { ERR_MESSAGE_TOO_LARGE: 3 },
       messagesReceived: 1_500_000,
     }
     expect(loadReportText(troubled).split('\n')).toEqual([
       'finished (interrupted): 998 clients connected, 2 lost',
-      '  messages: 2,000 broadcasts, 1,500,000 sent (500,000 more not queued: send queues full), 1,500,000 received',
+      "  messages: 2,000 broadcasts, 1,500,000 sent (500,000 more not queued: send queues full) (not sent, a client's send() threw: ERR_MESSAGE_TOO_LARGE 3), 1,500,000 received",
       '  datagrams: 2,000,600 out, 2,000,400 in; bytes: 222,066,600 out, 180,036,000 in',
       '  connections lost: connection-timed-out 2',
       '  dropped by the kernel: receiveBufferFull 17',

@@ -36,6 +36,7 @@ describe('ClientPool (load generator)', () => {
     await new Promise((resolve) => setImmediate(resolve)) // the clients are closing
     expect(pool.broadcast(new Uint8Array([4]))).toBe(0) // they send nothing, and it says so (and throws nothing)
     await closed
+    expect(pool.stats().ended).toEqual({}) // no connection was lost: it counted the 150 the pool closed
     await server.close()
   })
 })
@@ -75,6 +76,31 @@ describe('ClientPool edges', () => {
     await closing
     await pool.close()
     await server.close()
+  })
+
+  it("broadcast() goes on past a client whose send() throws, counts it, and throws only when no client took the message", async () => {
+    // Clients of two servers, one of which announced a smaller maximum: the first client's send() threw
+    // out of broadcast(), the clients after it sent nothing, and the caller had no count of those before.
+    const channels = [{ mode: 'reliable' as const }]
+    const small = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 4, channels, maxMessageBytes: 100 })
+    const large = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 4, channels })
+    const [{ port: smallPort }, { port: largePort }] = [await small.listen(), await large.listen()]
+    let received = 0
+    large.on('message', () => received++)
+    const pool = new ClientPool({ channels })
+    const onlySmall = new ClientPool({ channels })
+    try {
+      // One at a time, so that the small server's client comes first in pool.clients.
+      expect(await pool.connect([...(await tokens(smallPort, 1)), ...(await tokens(largePort, 2, 10))], { concurrency: 1 })).toMatchObject({ connected: 3 })
+      expect(pool.broadcast(new Uint8Array(200))).toBe(2)
+      expect(pool.stats().sendsFailed).toEqual({ ERR_MESSAGE_TOO_LARGE: 1 })
+      await waitFor(() => received === 2, 5000, 'the two messages')
+      expect(await onlySmall.connect(await tokens(smallPort, 1, 20))).toMatchObject({ connected: 1 })
+      expect(() => onlySmall.broadcast(new Uint8Array(200))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
+    } finally {
+      await Promise.all([pool.close(), onlySmall.close()])
+      await Promise.all([small.close(), large.close()])
+    }
   })
 
   it('a client whose connection ended is closed and leaves the pool; its counts stay in stats()', async () => {

@@ -31,14 +31,19 @@ export function loadReportText(report: LoadReport): string {
   if (report.event === 'connected') {
     const attempted = connect.connected + connect.failed + connect.skipped
     const seconds = (connect.ms / 1000).toFixed(2)
-    const failed = tally(report.failed)
+    // Attempts Ctrl-C ended (ABORT_ERR) were cut short, not failed: said with those never tried.
+    const { ABORT_ERR: cut = 0, ...failures } = report.failed
+    const failed = tally(failures)
     const summary =
       `connected ${count.format(connect.connected)} of ${count.format(attempted)} clients in ${seconds} s` +
       (report.connectRate !== undefined && connect.connected > 0 ? ` (${count.format(report.connectRate)} handshakes a second)` : '') +
       (failed === '' ? '' : `; failed: ${failed}`) +
+      (cut > 0 ? `; cut short (interrupted): ${count.format(cut)}` : '') +
       (connect.skipped > 0 ? `; not tried (interrupted): ${count.format(connect.skipped)}` : '')
     // What each failure means: a code alone does not say that a silent server may have refused the key.
-    const reasons = Object.entries(report.failureMessages).map(([code, message]) => `  ${code}: ${message}`)
+    const reasons = Object.entries(report.failureMessages)
+      .filter(([code]) => code !== 'ABORT_ERR')
+      .map(([code, message]) => `  ${code}: ${message}`)
     return [summary, ...reasons].join('\n')
   }
   const sent = report.messagesSent ?? 0
@@ -48,6 +53,7 @@ export function loadReportText(report: LoadReport): string {
       (report.connected < connect.connected ? `, ${count.format(connect.connected - report.connected)} lost` : ''),
     `  messages: ${count.format(report.broadcasts ?? 0)} broadcasts, ${count.format(sent)} sent` +
       (report.sendsRefused > 0 ? ` (${count.format(report.sendsRefused)} more not queued: send queues full)` : '') +
+      (tally(report.sendsFailed) !== '' ? ` (not sent, a client's send() threw: ${tally(report.sendsFailed)})` : '') +
       `, ${count.format(report.messagesReceived)} received` +
       // An echo server (volley serve) sends each back: what did not come back was lost on the way, or refused.
       (missing > 0 ? ` (${count.format(missing)} fewer than sent, ${percent(missing / sent)})` : ''),

@@ -28,7 +28,8 @@ const usage = `usage:
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
   --rate        broadcasts a second: each is a message from every connected client whose send queue has
                 room (the report counts the others as not queued; 0: none)
-  --timeout     the connect token's timeout, seconds (-1: none)
+  --timeout     the connect token's timeout, seconds (-1: none; load's clients then wait for a silent server
+                until their tokens expire, and never notice a server that went away)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
   --channels    the delivery layer's channels, modes separated by commas (reliable, unreliable, sequenced):
@@ -255,12 +256,18 @@ async function main(): Promise<void> {
     process.on('warning', (warning: Error & { code?: string }) => {
       if (warning.code === 'VOLLEY_SERVER_HAS_CHANNELS') serverHasChannels = true
     })
-    const pool = new ClientPool({
-      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
-      ...delivery,
-    })
+    const keepAliveIntervalMs = numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange)
+    if (timeoutSeconds > 0 && keepAliveIntervalMs >= timeoutSeconds * 1000) {
+      throw new UsageError(`--keep-alive-ms must be below the --timeout of ${timeoutSeconds} s (${timeoutSeconds * 1000} ms), or every connection times out between keep-alives`)
+    }
+    const pool = new ClientPool({ keepAliveIntervalMs, ...delivery })
+    // The tokens are made now, and the last of them tried after every wave before it: each lives 10 minutes
+    // past the longest those waves can take (each address of each attempt up to its timeout), so that none
+    // expires unseen while it waits (the server ignores an expired token, which looked like a silent server).
+    const waves = Math.ceil(count / concurrency)
+    const expireSeconds = 600 + waves * servers.length * Math.max(timeoutSeconds, 10)
     const tokens = await Promise.all(
-      Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds: 600, timeoutSeconds })),
+      Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds, timeoutSeconds })),
     )
     // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
     const interrupted = interruption()
