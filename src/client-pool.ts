@@ -105,6 +105,8 @@ export class ClientPool {
       ...(options.networkSimulator !== undefined ? { networkSimulator: { ...options.networkSimulator } } : {}),
     }
     this.#messages = new SendQueue(deliverySettings(this.#options), () => null, 0, 'the server')
+    // Each connect() call listens to it while its attempts run: any number at once is no leak.
+    setMaxListeners(0, this.#closing.signal)
   }
 
   /**
@@ -151,8 +153,9 @@ export class ClientPool {
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       // Copies: the attempts read them later, and the caller may wipe or reuse its own once this returns.
       const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
-      if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
+      // A signal aborted already first, as Node's own APIs and Client.connect() check it.
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
+      if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
       // One signal for this call's attempts (each listens to it), aborted by the caller's or by the pool
       // closing, with that one's reason. Listened to for this call only: AbortSignal.any() on the pool's
       // long-lived signal, at every call of a pool that replaces lost clients, kept each composite alive

@@ -457,7 +457,7 @@ describe('volley CLI', () => {
       await new Promise((resolve) => setTimeout(resolve, 5))
       child.kill('SIGINT') // while close() sends its disconnects (about a second with a client connected)
       const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null]
-      expect({ code, signal }).toEqual({ code: 0, signal: null }) // it was killed by the second SIGINT
+      expect({ code, signal }).toEqual({ code: 0, signal: null }) // the second SIGINT killed it (signal 'SIGINT')
       expect(JSON.parse(output.trim().split('\n').at(-1)!)).toMatchObject({ event: 'stopped', connectedAtStop: 1 })
       expect(await ended).toEqual(['disconnected'])
     } finally {

@@ -265,7 +265,7 @@ async function main(): Promise<void> {
     // past the longest those waves can take (each address of each attempt up to its timeout), so that none
     // expires unseen while it waits (the server ignores an expired token, which looked like a silent server).
     const waves = Math.ceil(count / concurrency)
-    const expireSeconds = 600 + waves * servers.length * Math.max(timeoutSeconds, 10)
+    const expireSeconds = Math.min(600 + waves * servers.length * Math.max(timeoutSeconds, 10), 2 ** 32) // a token's longest
     const tokens = await Promise.all(
       Array.from({ length: count }, (_, i) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(i + 1), serverAddresses: servers, expireSeconds, timeoutSeconds })),
     )
