@@ -2,7 +2,7 @@
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
 import { randomInt } from 'node:crypto'
-import { VolleyTypeError } from './errors.ts'
+import { VolleyRangeError, VolleyTypeError } from './errors.ts'
 import { checkOptions, integerOption, numberOption } from './options.ts'
 
 export interface NetworkSimulatorOptions {
@@ -75,11 +75,20 @@ export interface NativeNetworkSimulator {
 
 const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicate', 'reorder', 'bandwidthBytesPerSec', 'queueBytes', 'seed', 'clockOffsetMs', 'clockDriftPpm'])
 
+/** The longest a full simulated queue may hold a datagram, s. */
+const maxQueueSeconds = 60
+
 /** The queueBytes option, checked; 0 (one second of the bandwidth) when absent. */
 function queueBytes(options: NetworkSimulatorOptions): number {
   const bytes = integerOption('networkSimulator.queueBytes', options.queueBytes, 0, 1, 1e12)
   if (options.queueBytes !== undefined && options.bandwidthBytesPerSec === undefined) {
     throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "networkSimulator.queueBytes" option needs the "networkSimulator.bandwidthBytesPerSec" option (the queue waits for the link)')
+  }
+  // A full queue holds a datagram queueBytes / bandwidth seconds: at most a minute, as latencyMs (a close()
+  // waits for what the simulator holds: 3 MB at 1 byte a second held it, and the process, for 35 days).
+  const rate = options.bandwidthBytesPerSec
+  if (options.queueBytes !== undefined && typeof rate === 'number' && rate > 0 && bytes / rate > maxQueueSeconds) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "networkSimulator.queueBytes" option must hold at most ${maxQueueSeconds} s of the bandwidth (${rate * maxQueueSeconds} bytes at ${rate} bytes a second). Received ${bytes}`)
   }
   return bytes
 }

@@ -145,8 +145,20 @@ export interface ServerStats {
    * channels whose packets were all lost meanwhile. Never reported as peers.
    */
   channelsUnannounced: number
-  /** With channels: the delivery layer over every connected peer (RTT averaged, the rest summed). */
-  link: { rtt: { smoothedMs: number; minMs: number; maxMs: number }; lossPercent: number; resends: number; queue: { depth: number; bytes: number }; dropped: number } | null
+  /**
+   * With channels: the delivery layer over every connected peer (RTT and jitter averaged over the peers
+   * measured, the least minimum and the most maximum, the longest queue delay, the rest summed), and the
+   * server socket's bandwidth (every datagram, handshakes included, as `bytes` counts them).
+   */
+  link: {
+    rtt: { smoothedMs: number; minMs: number; maxMs: number }
+    jitterMs: number
+    lossPercent: number
+    bandwidth: { inBps: number; outBps: number }
+    resends: number
+    queue: { depth: number; bytes: number; delayMs: number }
+    dropped: number
+  } | null
   /**
    * SO_RCVBUF and SO_SNDBUF as the kernel reads them back (twice what it granted, as node:dgram's
    * getRecvBufferSize()); 0 before listen(). Less than twice recvBufferSize: the kernel capped it.
@@ -231,6 +243,8 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
   readonly #readings = new Map<number, BandwidthWindow>()
+  /** The server socket's bandwidth (stats().link), from listen() on. */
+  #bandwidth = new BandwidthWindow()
   /**
    * What each peer's client announced of its channels (with channels only): beside the Peer rather than in
    * it, so that a server without channels keeps nothing more per peer; weak, kept as long as the Peer is.
@@ -414,6 +428,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#hold.update(true)
     this.#local = { address: info.address, family: info.family === 4 ? 'IPv4' : 'IPv6', port: info.port }
     this.#bufferSizes = { recv: info.receiveBufferSize, send: info.sendBufferSize }
+    this.#bandwidth = new BandwidthWindow()
     // Read before 'running' goes out: a close() from a handler of that event stops the server itself.
     const closedWhileOpening = this.#closed !== undefined
     this.#setState('running')
@@ -487,21 +502,30 @@ export class Server extends EventEmitter<ServerEvents> {
       denied: c[9]!,
       channelsMismatch: this.#channelsMismatch,
       channelsUnannounced: this.#channelsUnannounced,
-      link: this.#linkTotals(),
+      link: this.#linkTotals(c[1]!, c[3]!),
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
       recvBufferSize: this.#bufferSizes.recv,
       sendBufferSize: this.#bufferSizes.send,
     }
   }
 
-  #linkTotals(): ServerStats['link'] {
+  #linkTotals(bytesIn: number, bytesOut: number): ServerStats['link'] {
     if (this.#delivery === null) return null
-    const totals = { rtt: { smoothedMs: 0, minMs: 0, maxMs: 0 }, lossPercent: 0, resends: 0, queue: { depth: 0, bytes: 0 }, dropped: 0 }
+    const totals = {
+      rtt: { smoothedMs: 0, minMs: 0, maxMs: 0 },
+      jitterMs: 0,
+      lossPercent: 0,
+      bandwidth: this.#bandwidth.read(performance.now(), bytesIn, bytesOut),
+      resends: 0,
+      queue: { depth: 0, bytes: 0, delayMs: 0 },
+      dropped: 0,
+    }
     const links = this.#links
     if (links === null) return totals // not listening: no peer
     let sent = 0
     let lost = 0
     let measured = 0
+    let oldestQueuedUs = Number.POSITIVE_INFINITY
     for (const [index, peer] of this.#peers) {
       if (!this.#holdsSlot(index, peer.tag)) continue // the row is a later client's (see #holdsSlot)
       const at = index * linkFields // no closure per peer: this loop is O(peers) per call
@@ -509,8 +533,11 @@ export class Server extends EventEmitter<ServerEvents> {
       if (smoothedUs > 0) {
         totals.rtt.smoothedMs += smoothedUs / 1000
         totals.rtt.maxMs = Math.max(totals.rtt.maxMs, links[at + LinkField.rttMaxUs]! / 1000)
+        totals.jitterMs += links[at + LinkField.jitterUs]! / 1000
         measured++
       }
+      const oldest = links[at + LinkField.oldestQueuedUs]!
+      if (oldest > 0 && links[at + LinkField.queuedMessages]! > 0) oldestQueuedUs = Math.min(oldestQueuedUs, oldest)
       const minMs = links[at + LinkField.rttMinUs]! / 1000 // 0: not measured yet
       if (minMs > 0 && (totals.rtt.minMs === 0 || minMs < totals.rtt.minMs)) totals.rtt.minMs = minMs
       sent += links[at + LinkField.packetsSent]!
@@ -524,8 +551,13 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       totals.dropped += links[at + LinkField.dropped]!
     }
-    if (measured > 0) totals.rtt.smoothedMs /= measured
+    if (measured > 0) {
+      totals.rtt.smoothedMs /= measured
+      totals.jitterMs /= measured
+    }
     totals.lossPercent = sent > 0 ? (lost / sent) * 100 : 0
+    // As peer.stats() reads a queue's delay: the oldest message still queued, of any peer.
+    if (Number.isFinite(oldestQueuedUs)) totals.queue.delayMs = Math.max(0, monotonicUs() - oldestQueuedUs) / 1000
     return totals
   }
 

@@ -417,7 +417,7 @@ describe('Server and Client on loopback', () => {
       expect(stale.stats().bytes.in).toBeGreaterThanOrEqual(before.bytes.in)
       // Its queue is not read from B's row either: against B's released bytes it held all A was ever sent,
       // and a send() was refused for it.
-      expect({ buffered: stale.bufferedAmount, queue: server.stats().link?.queue }).toEqual({ buffered: 0, queue: 'channels' in options ? { depth: 0, bytes: 0 } : undefined })
+      expect({ buffered: stale.bufferedAmount, queue: server.stats().link?.queue }).toEqual({ buffered: 0, queue: 'channels' in options ? { depth: 0, bytes: 0, delayMs: 0 } : undefined })
       expect(stale.send(new Uint8Array(10))).toBe(true)
       if ('channels' in options) stale.send(new Uint8Array(40_000)) // past the send slabs: a control of its own
       stale.disconnect()

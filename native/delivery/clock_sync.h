@@ -79,48 +79,70 @@ class ClockSync {
   static bool Live(const Best& slot, uint64_t currentPeriod) {
     return slot.periodTag != 0 && static_cast<uint32_t>(static_cast<uint32_t>(currentPeriod + 1) - slot.periodTag) < kPeriods;
   }
-  // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a least-squares line
-  // through their best exchanges (offset = mean + drift × (t − mean t)). With each offset oᵢ off by eᵢ,
-  // |eᵢ| ≤ hᵢ (half its RTT), the line at t is off by mean(e) + (t − mean t) × Σ(tᵢ − mean t)eᵢ / Σ(tᵢ − mean t)²:
-  // at most mean(h) + |t − mean t| × Σ|tᵢ − mean t|hᵢ / Σ(tᵢ − mean t)².
+  // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a line through their
+  // best exchanges (offset = mean + drift × (t − mean t)), least squares weighted by 1 / (hᵢ + 1 µs)², hᵢ
+  // half the exchange's RTT: a second whose best exchange waited in a bloated queue (100 ms against 1 ms)
+  // tilted an unweighted line past the largest drift. With each offset oᵢ off by eᵢ, |eᵢ| ≤ hᵢ, the line at t
+  // is off by Σwᵢeᵢ / Σwᵢ + (t − mean t) × Σwᵢ(tᵢ − mean t)eᵢ / Σwᵢ(tᵢ − mean t)²: at most
+  // Σwᵢhᵢ / Σwᵢ + |t − mean t| × Σwᵢ|tᵢ − mean t|hᵢ / Σwᵢ(tᵢ − mean t)².
   void Fit(uint64_t currentPeriod) {
-    double sumT = 0, sumO = 0;
+    double sumW = 0, sumT = 0, sumO = 0;
     size_t count = 0;
     const Best* best = nullptr;
     for (const Best& slot : periods_) {
       if (!Live(slot, currentPeriod)) continue;
-      sumT += slot.at;
-      sumO += slot.offset;
+      const double w = Weight(slot);
+      sumW += w;
+      sumT += w * slot.at;
+      sumO += w * slot.offset;
       ++count;
       if (best == nullptr || slot.errorUs < best->errorUs) best = &slot;
     }
     if (best == nullptr) return;  // (the period whose tag wrapped to 0)
-    driftKnown_ = count >= 4;
-    if (!driftKnown_) {
-      offsetAtUs_ = best->offset;
-      atUs_ = best->at;
-      drift_ = 0;
-      errorAtCentreUs_ = best->errorUs;
-      errorGrowth_ = 0;
+    if (count < 4) {
+      UseBest(*best, 0);
       return;
     }
-    const double meanT = sumT / count, meanO = sumO / count;
+    const double meanT = sumT / sumW, meanO = sumO / sumW;
     double covariance = 0, variance = 0, sumError = 0, tilt = 0;
     for (const Best& slot : periods_) {
       if (!Live(slot, currentPeriod)) continue;
-      covariance += (slot.at - meanT) * (slot.offset - meanO);
-      variance += (slot.at - meanT) * (slot.at - meanT);
-      sumError += slot.errorUs;
-      tilt += std::abs(slot.at - meanT) * slot.errorUs;
+      const double w = Weight(slot);
+      covariance += w * (slot.at - meanT) * (slot.offset - meanO);
+      variance += w * (slot.at - meanT) * (slot.at - meanT);
+      sumError += w * slot.errorUs;
+      tilt += w * std::abs(slot.at - meanT) * slot.errorUs;
     }
     const double fitted = variance > 0 ? covariance / variance : 0;
-    drift_ = std::clamp(fitted, -kMaxDrift, kMaxDrift);
+    if (fitted < -kMaxDrift || fitted > kMaxDrift) {
+      // Past the limit: not a line the exchanges can give (forged, or a path that changed). Extrapolated,
+      // the clamped line was off by its slope's error over the window; the best exchange alone is off by
+      // its half RTT, and by no more than the largest drift since.
+      UseBest(*best, kMaxDrift);
+      return;
+    }
+    driftKnown_ = true;
+    drift_ = fitted;
     offsetAtUs_ = meanO;
     atUs_ = meanT;
-    // A drift past the limit is not the line the exchanges give: nothing bounds the estimate then.
-    const bool clamped = drift_ != fitted;
-    errorAtCentreUs_ = clamped ? kUnbounded : sumError / count;
-    errorGrowth_ = clamped || variance <= 0 ? 0 : tilt / variance;
+    errorAtCentreUs_ = sumError / sumW;
+    errorGrowth_ = variance > 0 ? tilt / variance : 0;
+  }
+
+  // The exchange with the smallest RTT alone, the two clocks taken to tick at the same rate: its bound widens
+  // by `growth` (0 until the drift can be known at all).
+  void UseBest(const Best& best, double growth) {
+    driftKnown_ = false;
+    offsetAtUs_ = best.offset;
+    atUs_ = best.at;
+    drift_ = 0;
+    errorAtCentreUs_ = best.errorUs;
+    errorGrowth_ = growth;
+  }
+
+  static double Weight(const Best& slot) {
+    const double h = static_cast<double>(slot.errorUs) + 1.0;
+    return 1.0 / (h * h);
   }
 
   static constexpr double kUnbounded = std::numeric_limits<double>::infinity();

@@ -572,10 +572,11 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       ++stats_.overBudget;
       return giveBack(false);
     }
-    if (free == nullptr && oldest != nullptr) {  // every partial slot taken: the oldest incomplete message gives way
+    if (free == nullptr && oldest != nullptr && oldest->sequence > sequence) {
+      // Every partial slot holds a newer incomplete message: this older one gives way, not one of them (a
+      // straggler evicted a newer message, which then could not complete either).
       ++stats_.expiredFragments;
-      FreeInMessage(*oldest);
-      free = oldest;
+      return giveBack(false);
     }
     if (!FitsBound(length)) {
       // So do the channel's older incomplete messages when it would not fit beside them. A sender sends a
@@ -597,9 +598,24 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       ++stats_.overBudget;
       return giveBack(false);
     }
-    if (free == nullptr) {  // the channel's first incomplete message: its slots are made now
+    if (free == nullptr && channel.partials.empty()) {  // the channel's first incomplete message: its slots are made now
       channel.partials.resize(kPartialSlots);
       free = channel.partials.data();
+    }
+    if (free == nullptr) {
+      // Every partial slot was taken: one that the bound freed above, else the oldest incomplete message
+      // gives way, now that this one is known to fit (evicted first, both were lost when it did not).
+      for (InMessage& candidate : channel.partials) {
+        if (!candidate.used) {
+          free = &candidate;
+          break;
+        }
+      }
+      if (free == nullptr) {
+        ++stats_.expiredFragments;
+        FreeInMessage(*oldest);
+        free = oldest;
+      }
     }
     if (!StartInMessage(*free, sequence, length, true, nowUs, false)) return giveBack(false);  // it fits: memory refused
     bufferCredit_ -= length;

@@ -85,48 +85,68 @@ export class ClockSync {
     return slot.periodTag !== 0 && (((currentPeriod + 1) % tagModulus) - slot.periodTag) >>> 0 < periods
   }
 
+  /** As the native core's Fit: a line through the periods' best exchanges, weighted by 1 / (hᵢ + 1 µs)². */
   #fit(currentPeriod: number): void {
+    let sumW = 0
     let sumT = 0
     let sumO = 0
     let count = 0
     let best: Best | undefined
     for (const slot of this.#periods) {
       if (!ClockSync.#live(slot, currentPeriod)) continue
-      sumT += slot.at
-      sumO += slot.offset
+      const w = weight(slot)
+      sumW += w
+      sumT += w * slot.at
+      sumO += w * slot.offset
       count++
       if (best === undefined || slot.errorUs < best.errorUs) best = slot
     }
     if (best === undefined) return // (the period whose tag wrapped to 0)
-    this.#driftKnown = count >= 4
-    if (!this.#driftKnown) {
-      this.#offsetAtUs = best.offset
-      this.#atUs = best.at
-      this.#drift = 0
-      this.#errorAtCentreUs = best.errorUs
-      this.#errorGrowth = 0
+    if (count < 4) {
+      this.#useBest(best, 0)
       return
     }
-    const meanT = sumT / count
-    const meanO = sumO / count
+    const meanT = sumT / sumW
+    const meanO = sumO / sumW
     let covariance = 0
     let variance = 0
     let sumError = 0
     let tilt = 0
     for (const slot of this.#periods) {
       if (!ClockSync.#live(slot, currentPeriod)) continue
-      covariance += (slot.at - meanT) * (slot.offset - meanO)
-      variance += (slot.at - meanT) * (slot.at - meanT)
-      sumError += slot.errorUs
-      tilt += Math.abs(slot.at - meanT) * slot.errorUs
+      const w = weight(slot)
+      covariance += w * (slot.at - meanT) * (slot.offset - meanO)
+      variance += w * (slot.at - meanT) * (slot.at - meanT)
+      sumError += w * slot.errorUs
+      tilt += w * Math.abs(slot.at - meanT) * slot.errorUs
     }
     const fitted = variance > 0 ? covariance / variance : 0
-    this.#drift = Math.min(Math.max(fitted, -maxDrift), maxDrift)
+    if (fitted < -maxDrift || fitted > maxDrift) {
+      // Past the limit: not a line the exchanges can give. The best exchange alone, as the native core.
+      this.#useBest(best, maxDrift)
+      return
+    }
+    this.#driftKnown = true
+    this.#drift = fitted
     this.#offsetAtUs = meanO
     this.#atUs = meanT
-    // A drift past the limit is not the line the exchanges give: nothing bounds the estimate then.
-    const clamped = this.#drift !== fitted
-    this.#errorAtCentreUs = clamped ? Number.POSITIVE_INFINITY : sumError / count
-    this.#errorGrowth = clamped || variance <= 0 ? 0 : tilt / variance
+    this.#errorAtCentreUs = sumError / sumW
+    this.#errorGrowth = variance > 0 ? tilt / variance : 0
   }
+
+  /** The exchange with the smallest RTT alone, no drift: its bound widens by `growth`. */
+  #useBest(best: Best, growth: number): void {
+    this.#driftKnown = false
+    this.#offsetAtUs = best.offset
+    this.#atUs = best.at
+    this.#drift = 0
+    this.#errorAtCentreUs = best.errorUs
+    this.#errorGrowth = growth
+  }
+}
+
+/** An exchange's weight in the fit: 1 / (its half RTT + 1 µs)². */
+function weight(slot: Best): number {
+  const h = slot.errorUs + 1
+  return 1 / (h * h)
 }

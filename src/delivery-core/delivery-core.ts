@@ -636,11 +636,11 @@ export class DeliveryCore extends DeliverySending {
         giveBackPartials(channel)
         return
       }
-      if (free === undefined && oldest !== undefined) {
-        // Every partial slot taken: the oldest incomplete message gives way.
+      if (free === undefined && oldest !== undefined && oldest.sequence > sequence) {
+        // Every partial slot holds a newer incomplete message: this older one gives way, not one of them.
         stats.expiredFragments++
-        this.#freeInMessage(oldest)
-        free = oldest
+        giveBackPartials(channel)
+        return
       }
       if (!this.#fitsBound(length)) {
         // So do the channel's older incomplete messages when it would not fit beside them.
@@ -660,10 +660,20 @@ export class DeliveryCore extends DeliverySending {
         giveBackPartials(channel)
         return
       }
-      if (free === undefined) {
+      if (free === undefined && channel.partials.length === 0) {
         // The channel's first incomplete message: its slots are made now.
         channel.partials = Array.from({ length: partialSlots }, inMessage)
         free = channel.partials[0]!
+      }
+      if (free === undefined) {
+        // Every partial slot was taken: one that the bound freed above, else the oldest incomplete message
+        // gives way, now that this one is known to fit (see the native core).
+        free = channel.partials.find((candidate) => !candidate.used)
+        if (free === undefined) {
+          stats.expiredFragments++
+          this.#freeInMessage(oldest!)
+          free = oldest!
+        }
       }
       if (!this.#startInMessage(free, sequence, length, true, nowUs, false)) {
         // It fits: memory refused it.

@@ -178,6 +178,12 @@ describe('channels over loopback', () => {
     const mins = [...server.peers.values()].map((each) => each.stats().rtt.minMs)
     for (const minMs of mins) expect(minMs).toBeGreaterThan(0)
     expect(server.stats().link!.rtt.minMs).toBe(Math.min(...mins))
+    // The rest of what peer.stats() has, over the server: jitter (the mean), the socket's bandwidth.
+    await waitFor(() => server.stats().link!.jitterMs > 0, 5000, 'a jitter over the peers (it takes a few round trips)')
+    const link = server.stats().link!
+    expect(link.jitterMs).toBeLessThanOrEqual(Math.max(...[...server.peers.values()].map((each) => each.stats().jitterMs)) + 1)
+    expect(link.bandwidth.inBps).toBeGreaterThan(0)
+    expect(link.bandwidth.outBps).toBeGreaterThan(0)
     expect(peer.stats().rtt.smoothedMs).toBeGreaterThan(0)
     expect(client.state).toBe('connected')
     await second.close()
@@ -219,7 +225,7 @@ describe('channels over loopback', () => {
     // In the same tick as the sends: the engine's own figures do not have them yet.
     const own = peer.stats().queue
     expect({ depth: own.depth, bytes: own.bytes }).toEqual({ depth: 10, bytes: 10_000 })
-    expect(server.stats().link!.queue).toEqual({ depth: 10, bytes: 10_000 })
+    expect(server.stats().link!.queue).toEqual({ depth: 10, bytes: 10_000, delayMs: own.delayMs })
     await close()
   })
 

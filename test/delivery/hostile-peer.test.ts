@@ -87,6 +87,25 @@ describe('fragments of messages a peer never completes', () => {
   }
 })
 
+describe('a late fragment of an older message, every partial slot taken by newer ones', () => {
+  it('gives way itself: the newer incomplete messages are kept and complete', () => {
+    // Eight messages of two fragments each started (the channel's eight partial slots), then the first
+    // fragment of an older one (reordered, or a straggler): it evicted the oldest of the eight, which then
+    // could not complete either.
+    const options: DeliveryOptions = { channels: ['unreliable'] }
+    const core = deliveryCore(options)
+    const length = fragmentBytes + 1
+    const fragment = (sequence: number, index: number): number[] => [0x11, 0, ...varint(sequence), ...varint(length), ...varint(index), ...new Array<number>(index === 0 ? fragmentBytes : 1).fill(sequence)]
+    let number = 0
+    const now = 1_000_000
+    for (let sequence = 10; sequence < 18; sequence++) core.receive(fromPeer(options, number++, fragment(sequence, 0)), now)
+    core.receive(fromPeer(options, number++, fragment(5, 0)), now)
+    expect(core.stats(now).expiredFragments).toBe(1) // the straggler
+    for (let sequence = 10; sequence < 18; sequence++) core.receive(fromPeer(options, number++, fragment(sequence, 1)), now)
+    expect(core.take().messages.map((m) => m.data[0])).toEqual([10, 11, 12, 13, 14, 15, 16, 17]) // 10 was lost
+  })
+})
+
 describe('incomplete unreliable messages on many channels', () => {
   const channels = 255
   const options: DeliveryOptions = { channels: ['reliable', ...Array.from({ length: channels - 1 }, () => 'unreliable' as const)] }

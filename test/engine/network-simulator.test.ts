@@ -81,6 +81,9 @@ describe('the networkSimulator option', () => {
     expect(() => networkSimulatorFields({ queueBytes: 5000 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/needs the "networkSimulator.bandwidthBytesPerSec" option/) }))
     expect(() => networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: '1' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    // A full queue that held a datagram for more than a minute held close() as long (3 MB at 1 B/s: 35 days).
+    expect(() => networkSimulatorFields({ bandwidthBytesPerSec: 1, queueBytes: 3e6 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/at most 60 s of the bandwidth \(60 bytes at 1 bytes a second\)/) }))
+    expect(networkSimulatorFields({ bandwidthBytesPerSec: 1000, queueBytes: 60_000 }).networkSimulator).toMatchObject({ queueBytes: 60_000 })
   })
 
   it('passes every seed given on, 0 included, and draws one when none is', () => {
