@@ -414,8 +414,8 @@ describe('volley CLI', () => {
     }
   }, 30_000)
 
-  it('volley serve reports, as it stops, the clients connected then and the echoes it could not queue', async () => {
-    const key = '11'.repeat(32)
+  /** `volley serve` with `key` on a free port, a client connected to it: the child, its output so far, and the client's 'disconnect'. */
+  async function servedClient(key: string) {
     const child = volleyCli(['serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '30'])
     let output = ''
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
@@ -426,13 +426,24 @@ describe('volley CLI', () => {
       const token = await generateConnectToken({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
       const ended = once(client, 'disconnect')
       await client.connect(token)
-      // Stopped once the client is in (a fixed --seconds raced the handshake on a loaded machine).
-      const exited = once(child, 'exit', { signal: AbortSignal.timeout(12_000) })
+      // Bounded: the caller's finally kills the child (at vitest's own timeout no finally runs).
+      const exited = once(child, 'exit', { signal: AbortSignal.timeout(12_000) }) as Promise<[number | null, NodeJS.Signals | null]>
+      return { child, client, ended, exited, lastLine: (): unknown => JSON.parse(output.trim().split('\n').at(-1)!) }
+    } catch (error) {
+      child.kill()
+      await client.close()
+      throw error
+    }
+  }
+
+  it('volley serve reports, as it stops, the clients connected then and the echoes it could not queue', async () => {
+    // Stopped once the client is in (a fixed --seconds raced the handshake on a loaded machine).
+    const { child, client, ended, exited, lastLine } = await servedClient('11'.repeat(32))
+    try {
       child.kill('SIGTERM')
-      const [code] = (await exited) as [number]
+      const [code] = await exited
       expect(code).toBe(0)
-      const stopped = JSON.parse(output.trim().split('\n').at(-1)!) as { event: string; connectedAtStop: number; echoesRefused: number; stats: { connectedClients: number } }
-      expect(stopped).toMatchObject({ event: 'stopped', connectedAtStop: 1, echoesRefused: 0, stats: { connectedClients: 0 } }) // it said 0: read after the close
+      expect(lastLine()).toMatchObject({ event: 'stopped', connectedAtStop: 1, echoesRefused: 0, stats: { connectedClients: 0 } }) // it said 0: read after the close
       expect(await ended).toEqual(['disconnected'])
     } finally {
       child.kill()
@@ -441,24 +452,14 @@ describe('volley CLI', () => {
   }, 30_000)
 
   it('volley serve stopped by a Ctrl-C that npm relays too (two SIGINTs 5 ms apart) still disconnects its clients and reports', async () => {
-    const key = '15'.repeat(32)
-    const child = volleyCli(['serve', '--address', '127.0.0.1:0', '--key', key, '--seconds', '30'])
-    let output = ''
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
-    const client = new Client()
+    const { child, client, ended, exited, lastLine } = await servedClient('15'.repeat(32))
     try {
-      await waitFor(() => output.includes('"event":"listening"'), 15_000, 'the server to listen')
-      const { port } = JSON.parse(output.split('\n')[0]!) as { port: number }
-      const token = await generateConnectToken({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
-      const ended = once(client, 'disconnect')
-      await client.connect(token)
-      const exited = once(child, 'exit', { signal: AbortSignal.timeout(12_000) })
       child.kill('SIGINT')
       await new Promise((resolve) => setTimeout(resolve, 5))
       child.kill('SIGINT') // while close() sends its disconnects (about a second with a client connected)
-      const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null]
+      const [code, signal] = await exited
       expect({ code, signal }).toEqual({ code: 0, signal: null }) // the second SIGINT killed it (signal 'SIGINT')
-      expect(JSON.parse(output.trim().split('\n').at(-1)!)).toMatchObject({ event: 'stopped', connectedAtStop: 1 })
+      expect(lastLine()).toMatchObject({ event: 'stopped', connectedAtStop: 1 })
       expect(await ended).toEqual(['disconnected'])
     } finally {
       child.kill()
