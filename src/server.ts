@@ -536,8 +536,6 @@ export class Server extends EventEmitter<ServerEvents> {
         totals.jitterMs += links[at + LinkField.jitterUs]! / 1000
         measured++
       }
-      const oldest = links[at + LinkField.oldestQueuedUs]!
-      if (oldest > 0 && links[at + LinkField.queuedMessages]! > 0) oldestQueuedUs = Math.min(oldestQueuedUs, oldest)
       const minMs = links[at + LinkField.rttMinUs]! / 1000 // 0: not measured yet
       if (minMs > 0 && (totals.rtt.minMs === 0 || minMs < totals.rtt.minMs)) totals.rtt.minMs = minMs
       sent += links[at + LinkField.packetsSent]!
@@ -549,6 +547,9 @@ export class Server extends EventEmitter<ServerEvents> {
         totals.queue.depth += queue.depth
         totals.queue.bytes += queue.bytes
       }
+      // Its queue's delay as peer.stats() reads it: the engine's oldest message, while the queue has any.
+      const oldest = links[at + LinkField.oldestQueuedUs]!
+      if (oldest > 0 && (queue?.depth ?? links[at + LinkField.queuedMessages]!) > 0) oldestQueuedUs = Math.min(oldestQueuedUs, oldest)
       totals.dropped += links[at + LinkField.dropped]!
     }
     if (measured > 0) {

@@ -18,10 +18,10 @@ class ClockSync {
  public:
   static constexpr uint64_t kPeriodUs = 1000000;
   static constexpr size_t kPeriods = 16;
-  // The largest drift the line may show (µs per µs): 2,000 ppm, twice the worst the network simulator
-  // sets. The peer's receive times and echoes are its word: four exchanges whose middles a forged echo
+  // The largest drift the line may show (µs per µs): 2,500 ppm, past the worst two sockets of the network
+  // simulator can have between them (each ±1,000 ppm: 1.001 / 0.999, 2,002 ppm). The peer's receive times and echoes are its word: four exchanges whose middles a forged echo
   // put 1 µs apart made a 1 ms error a drift of −300, a clock that ran backwards.
-  static constexpr double kMaxDrift = 2e-3;
+  static constexpr double kMaxDrift = 2.5e-3;
 
   // t0: local clock when the ping left; t1: the peer's clock when it arrived; delayUs: how long the peer
   // held it before the pong left; t3: local clock when the pong arrived.
@@ -31,7 +31,9 @@ class ClockSync {
     const double rtt = elapsed > delayUs ? static_cast<double>(elapsed - delayUs) : 0.0;
     // The exchange's offset is within half its RTT of the truth. The delay was timed on the peer's clock,
     // which runs by the drift apart from ours: that much of it may belong to the RTT too.
-    const double halfSpan = (rtt + std::abs(drift_) * static_cast<double>(delayUs)) / 2.0;
+    // Without a line (the best exchange alone), the drift may be anything up to the growth its bound takes.
+    const double driftBound = std::abs(drift_) + (driftKnown_ ? 0.0 : errorGrowth_);
+    const double halfSpan = (rtt + driftBound * static_cast<double>(delayUs)) / 2.0;
     // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: the difference may be negative.
     const double offset = (static_cast<double>(t1) - static_cast<double>(t0) + static_cast<double>(t1) +
                            static_cast<double>(delayUs) - static_cast<double>(t3)) / 2.0;
@@ -86,7 +88,7 @@ class ClockSync {
   // is off by Σwᵢeᵢ / Σwᵢ + (t − mean t) × Σwᵢ(tᵢ − mean t)eᵢ / Σwᵢ(tᵢ − mean t)²: at most
   // Σwᵢhᵢ / Σwᵢ + |t − mean t| × Σwᵢ|tᵢ − mean t|hᵢ / Σwᵢ(tᵢ − mean t)².
   void Fit(uint64_t currentPeriod) {
-    double sumW = 0, sumT = 0, sumO = 0;
+    double sumW = 0, sumT = 0, sumO = 0, latestAt = 0;
     size_t count = 0;
     const Best* best = nullptr;
     for (const Best& slot : periods_) {
@@ -95,6 +97,7 @@ class ClockSync {
       sumW += w;
       sumT += w * slot.at;
       sumO += w * slot.offset;
+      latestAt = std::max(latestAt, slot.at);
       ++count;
       if (best == nullptr || slot.errorUs < best->errorUs) best = &slot;
     }
@@ -116,9 +119,20 @@ class ClockSync {
     const double fitted = variance > 0 ? covariance / variance : 0;
     if (fitted < -kMaxDrift || fitted > kMaxDrift) {
       // Past the limit: not a line the exchanges can give (forged, or a path that changed). Extrapolated,
-      // the clamped line was off by its slope's error over the window; the best exchange alone is off by
-      // its half RTT, and by no more than the largest drift since.
-      UseBest(*best, kMaxDrift);
+      // the clamped line was off by its slope's error over the window; one exchange alone is off by its
+      // half RTT, and by no more than the largest drift since.
+      // The exchange whose bound is smallest now: a fast one 15 s old may be further off than a slower new one.
+      const Best* anchor = nullptr;
+      double anchorBound = 0;
+      for (const Best& slot : periods_) {
+        if (!Live(slot, currentPeriod)) continue;
+        const double bound = static_cast<double>(slot.errorUs) + kMaxDrift * (latestAt - slot.at);
+        if (anchor == nullptr || bound < anchorBound) {
+          anchor = &slot;
+          anchorBound = bound;
+        }
+      }
+      UseBest(*anchor, kMaxDrift);
       return;
     }
     driftKnown_ = true;

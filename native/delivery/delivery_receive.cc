@@ -574,8 +574,9 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     }
     if (free == nullptr && oldest != nullptr && oldest->sequence > sequence) {
       // Every partial slot holds a newer incomplete message: this older one gives way, not one of them (a
-      // straggler evicted a newer message, which then could not complete either).
-      ++stats_.expiredFragments;
+      // straggler evicted a newer message, which then could not complete either). Counted at its first
+      // fragment, as a stale one is: once per message.
+      if (fragment == 0) ++stats_.expiredFragments;
       return giveBack(false);
     }
     if (!FitsBound(length)) {

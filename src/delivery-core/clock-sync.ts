@@ -5,7 +5,7 @@
 const periodUs = 1_000_000
 const periods = 16
 /** The largest drift the line may show (µs per µs): a forged echo must not make a clock run backwards. */
-const maxDrift = 2e-3
+const maxDrift = 2.5e-3
 const tagModulus = 2 ** 32
 
 interface Best {
@@ -36,7 +36,9 @@ export class ClockSync {
     if (t3 < t0) return
     const elapsed = t3 - t0
     const rtt = elapsed > delayUs ? elapsed - delayUs : 0
-    const halfSpan = (rtt + Math.abs(this.#drift) * delayUs) / 2
+    // Without a line (the best exchange alone), the drift may be anything up to the growth its bound takes.
+    const driftBound = Math.abs(this.#drift) + (this.#driftKnown ? 0 : this.#errorGrowth)
+    const halfSpan = (rtt + driftBound * delayUs) / 2
     const offset = (t1 - t0 + t1 + delayUs - t3) / 2
     const at = (t0 + t3) / 2
     const period = Math.floor(t3 / periodUs)
@@ -90,6 +92,7 @@ export class ClockSync {
     let sumW = 0
     let sumT = 0
     let sumO = 0
+    let latestAt = 0
     let count = 0
     let best: Best | undefined
     for (const slot of this.#periods) {
@@ -98,6 +101,7 @@ export class ClockSync {
       sumW += w
       sumT += w * slot.at
       sumO += w * slot.offset
+      latestAt = Math.max(latestAt, slot.at)
       count++
       if (best === undefined || slot.errorUs < best.errorUs) best = slot
     }
@@ -122,8 +126,18 @@ export class ClockSync {
     }
     const fitted = variance > 0 ? covariance / variance : 0
     if (fitted < -maxDrift || fitted > maxDrift) {
-      // Past the limit: not a line the exchanges can give. The best exchange alone, as the native core.
-      this.#useBest(best, maxDrift)
+      // Past the limit: not a line the exchanges can give. The exchange whose bound is smallest now, alone.
+      let anchor: Best | undefined
+      let anchorBound = 0
+      for (const slot of this.#periods) {
+        if (!ClockSync.#live(slot, currentPeriod)) continue
+        const bound = slot.errorUs + maxDrift * (latestAt - slot.at)
+        if (anchor === undefined || bound < anchorBound) {
+          anchor = slot
+          anchorBound = bound
+        }
+      }
+      this.#useBest(anchor!, maxDrift)
       return
     }
     this.#driftKnown = true

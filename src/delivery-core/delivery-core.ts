@@ -637,8 +637,9 @@ export class DeliveryCore extends DeliverySending {
         return
       }
       if (free === undefined && oldest !== undefined && oldest.sequence > sequence) {
-        // Every partial slot holds a newer incomplete message: this older one gives way, not one of them.
-        stats.expiredFragments++
+        // Every partial slot holds a newer incomplete message: this older one gives way, not one of them
+        // (counted at its first fragment: once per message).
+        if (fragment === 0) stats.expiredFragments++
         giveBackPartials(channel)
         return
       }
