@@ -43,9 +43,9 @@ function vacantStats(): PeerStats {
 }
 
 /**
- * The first argument of Peer's constructor: a server makes its peers, and this module does not give the
- * symbol out (the package exports Peer for its type and instanceof), so that no one makes a peer that
- * belongs to no server.
+ * The first argument of Peer's constructor: a server makes its peers, and the package does not export the
+ * symbol (it exports Peer for its type and instanceof), so that no one makes a peer that belongs to no
+ * server.
  */
 export const peerConstruction: unique symbol = Symbol('volley.Peer')
 

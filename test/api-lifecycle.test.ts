@@ -90,10 +90,10 @@ describe('connect() attempts', () => {
     expect(await codeOf(client.connect(tokenBytes, null as never))).toBe('ERR_INVALID_ARG_TYPE')
     expect(await codeOf(client.connect(tokenBytes, { timeout: 5 } as never))).toBe('ERR_INVALID_ARG_VALUE')
     // The aborted signal first, as Node's APIs and drained() check it: a busy or closed client said so instead.
-    const busy = client.connect(tokenBytes)
+    const busy = codeOf(client.connect(tokenBytes)) // handled from the start: close() rejects it
     expect(await codeOf(client.connect(tokenBytes, { signal: aborted }))).toBe('ABORT_ERR')
     await client.close()
-    expect(await codeOf(busy)).toBe('ABORT_ERR')
+    expect(await busy).toBe('ABORT_ERR')
     expect(await codeOf(client.connect(tokenBytes, { signal: aborted }))).toBe('ABORT_ERR')
   })
 
