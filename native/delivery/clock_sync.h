@@ -19,8 +19,9 @@ class ClockSync {
   static constexpr uint64_t kPeriodUs = 1000000;
   static constexpr size_t kPeriods = 16;
   // The largest drift the line may show (µs per µs): 2,500 ppm, past the worst two sockets of the network
-  // simulator can have between them (each ±1,000 ppm: 1.001 / 0.999, 2,002 ppm). The peer's receive times and echoes are its word: four exchanges whose middles a forged echo
-  // put 1 µs apart made a 1 ms error a drift of −300, a clock that ran backwards.
+  // simulator can have between them (each ±1,000 ppm: 1.001 / 0.999, 2,002 ppm). The peer's receive times
+  // and echoes are its word: four exchanges whose middles a forged echo put 1 µs apart made a 1 ms error a
+  // drift of −300, a clock that ran backwards.
   static constexpr double kMaxDrift = 2.5e-3;
 
   // t0: local clock when the ping left; t1: the peer's clock when it arrived; delayUs: how long the peer
@@ -31,7 +32,7 @@ class ClockSync {
     const double rtt = elapsed > delayUs ? static_cast<double>(elapsed - delayUs) : 0.0;
     // The exchange's offset is within half its RTT of the truth. The delay was timed on the peer's clock,
     // which runs by the drift apart from ours: that much of it may belong to the RTT too.
-    // Without a line (the best exchange alone), the drift may be anything up to the growth its bound takes.
+    // Without a line (one exchange alone), the drift may be anything up to the growth its bound takes.
     const double driftBound = std::abs(drift_) + (driftKnown_ ? 0.0 : errorGrowth_);
     const double halfSpan = (rtt + driftBound * static_cast<double>(delayUs)) / 2.0;
     // θ = ((t1 − t0) + (t1 + delay − t3)) / 2, in doubles: the difference may be negative.
@@ -81,7 +82,7 @@ class ClockSync {
   static bool Live(const Best& slot, uint64_t currentPeriod) {
     return slot.periodTag != 0 && static_cast<uint32_t>(static_cast<uint32_t>(currentPeriod + 1) - slot.periodTag) < kPeriods;
   }
-  // Over the last kPeriods periods: fewer than four, the best exchange's offset; else a line through their
+  // Over the last kPeriods periods: fewer than four, the offset of the one with the smallest RTT; else a line through their
   // best exchanges (offset = mean + drift × (t − mean t)), least squares weighted by 1 / (hᵢ + 1 µs)², hᵢ
   // half the exchange's RTT: a second whose best exchange waited in a bloated queue (100 ms against 1 ms)
   // tilted an unweighted line past the largest drift. With each offset oᵢ off by eᵢ, |eᵢ| ≤ hᵢ, the line at t
@@ -90,7 +91,6 @@ class ClockSync {
   void Fit(uint64_t currentPeriod) {
     double sumW = 0, sumT = 0, sumO = 0, latestAt = 0;
     size_t count = 0;
-    const Best* best = nullptr;
     for (const Best& slot : periods_) {
       if (!Live(slot, currentPeriod)) continue;
       const double w = Weight(slot);
@@ -99,11 +99,10 @@ class ClockSync {
       sumO += w * slot.offset;
       latestAt = std::max(latestAt, slot.at);
       ++count;
-      if (best == nullptr || slot.errorUs < best->errorUs) best = &slot;
     }
-    if (best == nullptr) return;  // (the period whose tag wrapped to 0)
+    if (count == 0) return;  // (the period whose tag wrapped to 0)
     if (count < 4) {
-      UseBest(*best, 0);
+      UseAnchor(currentPeriod, latestAt, 0);
       return;
     }
     const double meanT = sumT / sumW, meanO = sumO / sumW;
@@ -121,18 +120,7 @@ class ClockSync {
       // Past the limit: not a line the exchanges can give (forged, or a path that changed). Extrapolated,
       // the clamped line was off by its slope's error over the window; one exchange alone is off by its
       // half RTT, and by no more than the largest drift since.
-      // The exchange whose bound is smallest now: a fast one 15 s old may be further off than a slower new one.
-      const Best* anchor = nullptr;
-      double anchorBound = 0;
-      for (const Best& slot : periods_) {
-        if (!Live(slot, currentPeriod)) continue;
-        const double bound = static_cast<double>(slot.errorUs) + kMaxDrift * (latestAt - slot.at);
-        if (anchor == nullptr || bound < anchorBound) {
-          anchor = &slot;
-          anchorBound = bound;
-        }
-      }
-      UseBest(*anchor, kMaxDrift);
+      UseAnchor(currentPeriod, latestAt, kMaxDrift);
       return;
     }
     driftKnown_ = true;
@@ -143,14 +131,26 @@ class ClockSync {
     errorGrowth_ = variance > 0 ? tilt / variance : 0;
   }
 
-  // The exchange with the smallest RTT alone, the two clocks taken to tick at the same rate: its bound widens
-  // by `growth` (0 until the drift can be known at all).
-  void UseBest(const Best& best, double growth) {
+  // One exchange alone, the two clocks taken to tick at the same rate, its bound widening by `growth` (0
+  // until the drift can be known at all): the exchange whose bound is smallest at the latest exchange, its
+  // half RTT plus `growth` since (with growth 0, the smallest RTT; past the largest drift, a fast exchange
+  // 15 s old may be further off than a slower new one).
+  void UseAnchor(uint64_t currentPeriod, double latestAt, double growth) {
+    const Best* anchor = nullptr;
+    double anchorBound = 0;
+    for (const Best& slot : periods_) {
+      if (!Live(slot, currentPeriod)) continue;
+      const double bound = static_cast<double>(slot.errorUs) + growth * (latestAt - slot.at);
+      if (anchor == nullptr || bound < anchorBound) {
+        anchor = &slot;
+        anchorBound = bound;
+      }
+    }
     driftKnown_ = false;
-    offsetAtUs_ = best.offset;
-    atUs_ = best.at;
+    offsetAtUs_ = anchor->offset;
+    atUs_ = anchor->at;
     drift_ = 0;
-    errorAtCentreUs_ = best.errorUs;
+    errorAtCentreUs_ = anchor->errorUs;
     errorGrowth_ = growth;
   }
 

@@ -36,7 +36,7 @@ export class ClockSync {
     if (t3 < t0) return
     const elapsed = t3 - t0
     const rtt = elapsed > delayUs ? elapsed - delayUs : 0
-    // Without a line (the best exchange alone), the drift may be anything up to the growth its bound takes.
+    // Without a line (one exchange alone), the drift may be anything up to the growth its bound takes.
     const driftBound = Math.abs(this.#drift) + (this.#driftKnown ? 0 : this.#errorGrowth)
     const halfSpan = (rtt + driftBound * delayUs) / 2
     const offset = (t1 - t0 + t1 + delayUs - t3) / 2
@@ -94,7 +94,6 @@ export class ClockSync {
     let sumO = 0
     let latestAt = 0
     let count = 0
-    let best: Best | undefined
     for (const slot of this.#periods) {
       if (!ClockSync.#live(slot, currentPeriod)) continue
       const w = weight(slot)
@@ -103,11 +102,10 @@ export class ClockSync {
       sumO += w * slot.offset
       latestAt = Math.max(latestAt, slot.at)
       count++
-      if (best === undefined || slot.errorUs < best.errorUs) best = slot
     }
-    if (best === undefined) return // (the period whose tag wrapped to 0)
+    if (count === 0) return // (the period whose tag wrapped to 0)
     if (count < 4) {
-      this.#useBest(best, 0)
+      this.#useAnchor(currentPeriod, latestAt, 0)
       return
     }
     const meanT = sumT / sumW
@@ -126,18 +124,8 @@ export class ClockSync {
     }
     const fitted = variance > 0 ? covariance / variance : 0
     if (fitted < -maxDrift || fitted > maxDrift) {
-      // Past the limit: not a line the exchanges can give. The exchange whose bound is smallest now, alone.
-      let anchor: Best | undefined
-      let anchorBound = 0
-      for (const slot of this.#periods) {
-        if (!ClockSync.#live(slot, currentPeriod)) continue
-        const bound = slot.errorUs + maxDrift * (latestAt - slot.at)
-        if (anchor === undefined || bound < anchorBound) {
-          anchor = slot
-          anchorBound = bound
-        }
-      }
-      this.#useBest(anchor!, maxDrift)
+      // Past the limit: not a line the exchanges can give. One exchange alone, as the native core.
+      this.#useAnchor(currentPeriod, latestAt, maxDrift)
       return
     }
     this.#driftKnown = true
@@ -148,13 +136,23 @@ export class ClockSync {
     this.#errorGrowth = variance > 0 ? tilt / variance : 0
   }
 
-  /** The exchange with the smallest RTT alone, no drift: its bound widens by `growth`. */
-  #useBest(best: Best, growth: number): void {
+  /** One exchange alone, no drift, its bound widening by `growth`: the one whose bound is smallest at the latest exchange (as the native core's UseAnchor). */
+  #useAnchor(currentPeriod: number, latestAt: number, growth: number): void {
+    let anchor: Best | undefined
+    let anchorBound = 0
+    for (const slot of this.#periods) {
+      if (!ClockSync.#live(slot, currentPeriod)) continue
+      const bound = slot.errorUs + growth * (latestAt - slot.at)
+      if (anchor === undefined || bound < anchorBound) {
+        anchor = slot
+        anchorBound = bound
+      }
+    }
     this.#driftKnown = false
-    this.#offsetAtUs = best.offset
-    this.#atUs = best.at
+    this.#offsetAtUs = anchor!.offset
+    this.#atUs = anchor!.at
     this.#drift = 0
-    this.#errorAtCentreUs = best.errorUs
+    this.#errorAtCentreUs = anchor!.errorUs
     this.#errorGrowth = growth
   }
 }

@@ -319,6 +319,16 @@ export class DeliveryCore extends DeliverySending {
   }
 
   /** Where the credit stops growing: the bound, never below the largest message (see the native core). */
+  /**
+   * The peer's data pays for buffers past the bound (#startInMessage), but not a copy of what is already
+   * here: copies of one stored fragment, each in a new packet, bought a channel's next message (up to
+   * maxMessageBytes) at twice their bytes, and held it for as long as the connection lasted. A method, not
+   * a closure made for each frame.
+   */
+  #earnCredit(size: number): void {
+    this.#bufferCredit = Math.min(this.#bufferCredit + 2 * size, this.#bufferCreditLimit())
+  }
+
   #bufferCreditLimit(): number {
     return Math.max(this.reassemblyLimit, this.config.maxMessageBytes)
   }
@@ -515,12 +525,6 @@ export class DeliveryCore extends DeliverySending {
     const stats = this.stats
     // Over this side's maximum: dropped and counted; a reliable channel passes over its sequence.
     const oversized = length > this.config.maxMessageBytes
-    // The peer's data pays for buffers past the bound (#startInMessage), but not a copy of what is already
-    // here: copies of one stored fragment, each in a new packet, bought a channel's next message (up to
-    // maxMessageBytes) at twice their bytes, and held it for as long as the connection lasted.
-    const earnCredit = (): void => {
-      this.#bufferCredit = Math.min(this.#bufferCredit + 2 * size, this.#bufferCreditLimit())
-    }
     if (channel.mode === ChannelModeCode.reliable) {
       if (sequence < channel.nextDeliver) {
         stats.duplicateMessages++
@@ -534,7 +538,7 @@ export class DeliveryCore extends DeliverySending {
           return
         }
       }
-      earnCredit()
+      this.#earnCredit(size)
       if (sequence - channel.nextDeliver >= this.config.reliableWindow) {
         stats.overBudget++ // beyond the window the sender must keep to
         outcome.refused = true
@@ -606,7 +610,7 @@ export class DeliveryCore extends DeliverySending {
       giveBackPartials(channel)
     }
     if (!fragmented) {
-      earnCredit()
+      this.#earnCredit(size)
       this.#deliver(index, data.subarray(at, at + size), false)
       delivered(sequence)
       return
@@ -628,7 +632,7 @@ export class DeliveryCore extends DeliverySending {
       giveBackPartials(channel)
       return
     }
-    earnCredit()
+    this.#earnCredit(size)
     if (slot === undefined) {
       // Messages started faster than their data comes: dropped, as unreliable data over the bound is.
       if (length > this.#bufferCredit) {
