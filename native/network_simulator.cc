@@ -36,7 +36,6 @@ void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t
     return;
   }
   const int copies = duplicateDraw < conditions_.duplicate ? 2 : 1;
-  if (copies == 2) ++counters_.duplicated;
   for (int copy = 0; copy < copies; ++copy) {
     // A full queue drops the copy before the link: it must not take link time, or every datagram after an
     // overflow would wait for ones that were never sent.
@@ -45,12 +44,15 @@ void NetworkSimulator::Submit(const ProtocolOutput::Datagram& datagram, uint64_t
       ++counters_.overflowed;
       continue;
     }
-    double delay = static_cast<double>(conditions_.latencyUs) + (delayDraws[copy] * 2 - 1) * static_cast<double>(conditions_.jitterUs);
+    if (copy == 1) ++counters_.duplicated;  // a copy the queue dropped was not sent twice
+    double delay = std::max(0.0, static_cast<double>(conditions_.latencyUs) + (delayDraws[copy] * 2 - 1) * static_cast<double>(conditions_.jitterUs));
+    // Added to the clamped delay, so that a held-back datagram leaves after any sent with it, even when the
+    // jitter is larger than the latency.
     if (reorderDraws[copy] < conditions_.reorder) {
       ++counters_.reordered;
       delay += static_cast<double>(conditions_.latencyUs + conditions_.jitterUs) + 1000.0;
     }
-    Hold(datagram, departUs + static_cast<uint64_t>(std::max(0.0, delay)));
+    Hold(datagram, departUs + static_cast<uint64_t>(delay));
   }
 }
 

@@ -28,9 +28,9 @@ class RttEstimator {
     LowerMin(sampleUs);
     LowerPathMin(sampleUs, nowUs);
     latestAckSampleUs_ = sampleUs;
-    if (sampleUs > maxUs_) maxUs_ = sampleUs;
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
+    if (adjusted > maxUs_) maxUs_ = adjusted;  // net of the ACK delay, as a pong's is of its hold
     Smooth(adjusted);
   }
 

@@ -55,9 +55,9 @@ export class RttEstimator {
     this.#lowerMin(sampleUs)
     this.#lowerPathMin(sampleUs, nowUs)
     this.latestAckSampleUs = sampleUs
-    if (sampleUs > this.maxUs) this.maxUs = sampleUs
     let adjusted = sampleUs
     if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
+    if (adjusted > this.maxUs) this.maxUs = adjusted // net of the ACK delay, as a pong's is of its hold
     this.#smooth(adjusted)
   }
 

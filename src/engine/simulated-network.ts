@@ -70,7 +70,6 @@ export class SimulatedNetwork<T> {
       return
     }
     const copies = duplicateDraw < conditions.duplicate ? 2 : 1
-    if (copies === 2) this.counters.duplicated++
     for (let copy = 0; copy < copies; copy++) {
       // A full queue drops the copy before the link: it must not take link time.
       const departUs = this.#held.size >= maxHeld ? -1 : this.#depart(size, nowUs)
@@ -78,12 +77,15 @@ export class SimulatedNetwork<T> {
         this.counters.overflowed++
         continue
       }
-      let delay = conditions.latencyUs + (delayDraws[copy]! * 2 - 1) * conditions.jitterUs
+      if (copy === 1) this.counters.duplicated++ // a copy the queue dropped was not sent twice
+      let delay = Math.max(0, conditions.latencyUs + (delayDraws[copy]! * 2 - 1) * conditions.jitterUs)
+      // Added to the clamped delay, so that a held-back datagram leaves after any sent with it, even when
+      // the jitter is larger than the latency.
       if (reorderDraws[copy]! < conditions.reorder) {
         this.counters.reordered++
         delay += conditions.latencyUs + conditions.jitterUs + 1000
       }
-      this.#hold(item, departUs + Math.floor(Math.max(0, delay)))
+      this.#hold(item, departUs + Math.floor(delay))
     }
   }
 

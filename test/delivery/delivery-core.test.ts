@@ -859,6 +859,20 @@ describe('an idle connection', () => {
     }
   })
 
+  it("reports as the largest RTT the round trip net of the peer's ACK delay, as the smoothed RTT takes it", () => {
+    // 20 ms each way; one message every 50 ms, each acknowledged alone after the 1 ms ACK delay. The
+    // largest RTT read 41 ms: the ACK delay in it, though every other RTT figure takes it out.
+    const pair = new SimulatedPair({ channels: ['reliable'] }, { latencyMs: 20 }, 1)
+    for (let i = 0; i < 40; i++) {
+      pair.send('a', 0, numberedMessage(i, 64))
+      pair.run(pair.now + 50 * ms)
+    }
+    const stats = pair.a.stats()
+    expect(stats.rttSamples).toBeGreaterThanOrEqual(40)
+    expect(stats.minRttUs).toBeGreaterThanOrEqual(40 * ms)
+    expect(stats.maxRttUs).toBeLessThan(40 * ms + 500)
+  })
+
   it("reports the RTT's variance, not the square of RFC 9002's mean deviation", () => {
     // 20 ms each way, each datagram delayed a further uniform ±6 ms: the RTT's variance is 2 × 6²/3 = 24 ms².
     // The square of RFC 9002's rttvar (a mean deviation) read about 0.64 of it, and (RTT/2)², 400 ms², after

@@ -106,6 +106,29 @@ describe('the simulated network', () => {
     expect(due).toEqual([10_000, 20_000, 30_000, 40_000, 50_000])
   })
 
+  it('holds a reordered datagram past every one sent with it, even when the jitter is larger than the latency', () => {
+    // Unreordered delays are at most latency + jitter (11 ms); a reordered one is at least 1 ms more than that,
+    // whatever its delay draw. It used to add to the unclamped delay: a draw of −9 ms put it at 3 ms.
+    const held = new SimulatedNetwork<number>(conditions({ seed: 3, reorder: 1, latencyUs: 1000, jitterUs: 10_000 }))
+    const plain = new SimulatedNetwork<number>(conditions({ seed: 3, latencyUs: 1000, jitterUs: 10_000 }))
+    for (let i = 0; i < 1000; i++) {
+      held.submit(i, 100, 0)
+      plain.submit(i, 100, 0)
+    }
+    expect(held.counters.reordered).toBe(1000)
+    expect(held.nextReleaseUs).toBeGreaterThanOrEqual(12_000)
+    expect(plain.nextReleaseUs).toBe(0) // draws below −1 ms were clamped to 0
+    expect(plain.release(11_000)).toHaveLength(1000)
+  })
+
+  it('counts a datagram as duplicated only when both copies go out: a copy the full queue drops is an overflow', () => {
+    // 972 + 28 bytes: the first copy takes the empty link, the second would wait behind 1,000 bytes of a 1,000-byte queue.
+    const network = new SimulatedNetwork<number>(conditions({ duplicate: 1, bandwidthBytesPerSec: 100_000, queueBytes: 1000 }))
+    network.submit(1, 972, 0)
+    expect(network.counters).toMatchObject({ submitted: 1, duplicated: 0, overflowed: 1 })
+    expect(network.release(Number.MAX_SAFE_INTEGER)).toEqual([1])
+  })
+
   it('holds at most 65,536 datagrams at once: more are dropped and counted', () => {
     const network = new SimulatedNetwork<number>(conditions({ latencyUs: 1_000_000 }))
     for (let i = 0; i < 65_540; i++) network.submit(i, 10, 0)
