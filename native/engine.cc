@@ -317,7 +317,7 @@ void Engine::Run() {
       readingPauseTold_ = false;
     }
     turnReceived_ = 0;
-    turnCoalesceNs_ = UINT32_MAX;
+    turnDense_ = false;
     turnBatchSize_ = 0;
     ReceiveRound();
     FlushEvents();
@@ -385,6 +385,7 @@ bool Engine::ApplyCommand(const Command& command) {
       state->readable = true;
       state->listed = true;
       readable_.push_back(state.get());
+      ++coalesceSettings_[state->coalesceNs];
       if (state->protocol) {
         ++protocolSockets_;
         state->protocol->output.large = large_;
@@ -505,6 +506,8 @@ void Engine::CloseSocketNow(SocketState* state) {
     }
   }
   if (scratch_.socket == state) scratch_ = ScratchState{};
+  const auto setting = coalesceSettings_.find(state->coalesceNs);
+  if (setting != coalesceSettings_.end() && --setting->second == 0) coalesceSettings_.erase(setting);
   ReadKernelDrops(state);  // what it dropped since the last read
   epoll_ctl(epollFd_, EPOLL_CTL_DEL, state->socket->fd(), nullptr);
   state->socket->Close();

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -55,7 +56,8 @@ class Engine {
   int AddReceiveSlab(uint8_t* data, size_t size);
 
   // coalesceNs: how long the thread may wait for more datagrams before handing a short batch over, when
-  // they arrive densely (interrupt moderation); 0: never wait for this socket.
+  // they arrive densely (interrupt moderation); the wait holds every socket back, so the smallest setting
+  // of the open sockets bounds it (0: the engine never waits).
   // protocol (may be null: a raw socket) runs on the I/O thread over the socket's datagrams.
   // id: from the caller's SocketIds (socket_ids.h), which knows the ids JavaScript still holds.
   void AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
@@ -298,8 +300,11 @@ class Engine {
   uint64_t readingPausedUs_ = 0;   // when reading was last seen paused, from then on (0: reading)
   bool readingPauseTold_ = false;  // the protocols were told of this pause
   uint32_t turnReceived_ = 0;      // datagrams read in this loop turn
-  uint32_t turnCoalesceNs_ = 0;    // the smallest coalesce setting among the sockets read this turn
-  uint32_t turnBatchSize_ = 0;     // the largest batch size among them
+  bool turnDense_ = false;         // one socket had more than one waiting: its datagrams stream in
+  uint32_t turnBatchSize_ = 0;     // the largest batch size among the sockets read this turn
+  // coalesceNs → how many open sockets have it. A wait holds back every socket's datagrams, not only those
+  // of the sockets that streamed: it is bounded by the smallest setting of all.
+  std::map<uint32_t, uint32_t> coalesceSettings_;
   uint64_t lastDenseTurnNs_ = 0;   // when the previous turn that read datagrams ended
   uint32_t scratchCapacity_ = 0;
   std::unique_ptr<uint8_t[]> scratchHeads_;  // kReceiveHeadSize per slot, contiguous

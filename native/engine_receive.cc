@@ -20,8 +20,9 @@ namespace {
 // Batches read from one socket before the round moves on, so a flooded socket cannot starve the others.
 constexpr int kBatchesPerSocketPerRound = 4;
 
-// A turn that read at least this many datagrams (and drained every socket) means traffic is dense: the
-// next wake-up waits a little so that it reads a fuller batch. A lone request/response never waits.
+// A socket that had at least this many datagrams waiting in a turn (and every socket drained) means
+// traffic is dense: the next wake-up waits a little so that it reads a fuller batch. A lone
+// request/response never waits, nor do lone datagrams that came to different sockets at once.
 constexpr uint32_t kDenseTurn = 2;
 
 // Large messages JavaScript has not taken yet: past this, the engine's sockets stop reading until it takes
@@ -47,9 +48,11 @@ void Engine::ReceiveRound() {
   size_t i = 0;
   while (i < readable_.size()) {
     SocketState* state = readable_[i];
+    const uint32_t receivedBefore = turnReceived_;
     for (int batch = 0; batch < kBatchesPerSocketPerRound; ++batch) {
       if (!ReceiveBatch(state)) break;
     }
+    if (turnReceived_ - receivedBefore >= kDenseTurn) turnDense_ = true;
     if (scratch_.next < scratch_.count || starved_.load(std::memory_order_relaxed)) {
       // Starved: the next round begins after this socket, so that one socket whose queue outlasts the slabs
       // cannot keep the ones listed after it unread.
@@ -71,13 +74,13 @@ bool Engine::CoalesceWait(timespec* timeout) {
   const uint64_t now = MonotonicNs();
   const uint64_t sinceLast = now - lastDenseTurnNs_;
   lastDenseTurnNs_ = now;
-  if (turnReceived_ < kDenseTurn || turnCoalesceNs_ == 0 || turnCoalesceNs_ == UINT32_MAX) return false;
+  if (!turnDense_ || coalesceSettings_.empty() || coalesceSettings_.begin()->first == 0) return false;
   if (!readable_.empty() || sendCount_ > 0) return false;  // there is work already
   // Each hand-over costs two thread wake-ups (this one and JavaScript's); while datagrams stream in, a
   // short wait buys a batch many times fuller. Wait about as long as a full batch takes to arrive at the
-  // rate of the last turn, and never longer than the sockets allow. Commands from JavaScript end the
-  // wait at once.
-  uint64_t wait = turnCoalesceNs_;
+  // rate of the last turn, and never longer than the most impatient socket allows: no socket is read
+  // during the wait. Commands from JavaScript end the wait at once.
+  uint64_t wait = coalesceSettings_.begin()->first;
   // Below 2^53 ns (104 days idle, or since boot on the first turn) the product with a batch of at most
   // 1,024 stays below 2^64.
   if (sinceLast > 0 && sinceLast < (uint64_t{1} << 53)) {
@@ -110,7 +113,6 @@ bool Engine::ReceiveBatch(SocketState* state) {
   }
   const auto count = static_cast<uint32_t>(received);
   turnReceived_ += count;
-  if (state->coalesceNs < turnCoalesceNs_) turnCoalesceNs_ = state->coalesceNs;
   if (state->batchSize > turnBatchSize_) turnBatchSize_ = state->batchSize;
   // A short batch means the queue was empty when the kernel stopped; any later arrival raises a new edge.
   if (count < vlen) {

@@ -1,3 +1,4 @@
+import dgram from 'node:dgram'
 import { describe, expect, it } from 'vitest'
 import { AddressFormatter } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
@@ -303,6 +304,50 @@ describe('options', () => {
     }
     // Twenty round trips, one datagram at a time: far from the 20 s that holding each one would take.
     expect(Date.now() - started).toBeLessThan(5000)
+  })
+
+  it("one socket's interrupt moderation never holds back another socket's datagrams on the same engine", async () => {
+    // A streams (two datagrams every 20 ms) with a 1 s window; B, on the same shared engine, with 0. The
+    // wait after a turn that read both of a pair at once read no socket: a ping to B that came meanwhile
+    // waited for the whole window. Both are fed from node:dgram, so no send from JavaScript ends the wait.
+    const streamed = socket({ coalesceUs: 1_000_000, batchSize: 1024 })
+    const echo = socket({ coalesceUs: 0 })
+    const { port: streamedPort } = await streamed.bind(0, '127.0.0.1')
+    const { port: echoPort } = await echo.bind(0, '127.0.0.1')
+    let streamedIn = 0
+    streamed.on('messages', (batch) => {
+      streamedIn += batch.length
+    })
+    echo.on('messages', (batch) => {
+      for (const m of batch) echo.send(m.data, m.port, m.address)
+    })
+    const source = dgram.createSocket('udp4')
+    const pinger = dgram.createSocket('udp4')
+    const stream = setInterval(() => {
+      source.send('a', streamedPort, '127.0.0.1')
+      source.send('b', streamedPort, '127.0.0.1')
+    }, 20)
+    try {
+      await new Promise<void>((resolve) => pinger.bind(0, '127.0.0.1', resolve))
+      await waitFor(() => streamedIn >= 10)
+      const streamedBefore = streamedIn
+      const roundTrips: number[] = []
+      for (let round = 0; round < 30; round++) {
+        const echoed = new Promise<void>((resolve) => pinger.once('message', () => resolve()))
+        const started = performance.now()
+        pinger.send(counterPayload(round), echoPort, '127.0.0.1')
+        await echoed
+        roundTrips.push(performance.now() - started)
+        await new Promise((resolve) => setTimeout(resolve, 7)) // at different points of the stream's period
+      }
+      expect(streamedIn - streamedBefore).toBeGreaterThan(10) // the stream went on throughout
+      // Held ones took the whole window, about 1 s (two to five of thirty, as the pairs happened to be read).
+      expect(roundTrips.filter((ms) => ms > 800)).toEqual([])
+    } finally {
+      clearInterval(stream)
+      source.close()
+      pinger.close()
+    }
   })
 
   it('sets kernel buffer sizes (the kernel reports double the request)', async () => {
