@@ -302,6 +302,75 @@ describe('datagram sockets on the fallback engine, each case in a process of its
   }, 30_000)
 })
 
+describe('a datagram socket closed by its own error handler', () => {
+  it.each(['fallback', 'native'] as const)("closes once on the %s engine: 'close' once, no uncaught exception", (engine) => {
+    // A send the kernel refuses (EACCES: broadcast without SO_BROADCAST) reports 'error' from node:dgram's
+    // send callback; closing there, then closing again on the callback's way out, threw
+    // ERR_SOCKET_DGRAM_NOT_RUNNING out of node's callback, and the process ended.
+    const outcome = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createDatagramSocket } from './src/index.ts'
+        const socket = createDatagramSocket()
+        await socket.bind(0, '0.0.0.0')
+        let errors = 0
+        let closes = 0
+        socket.on('error', (error) => { errors++; if (error.code === 'EACCES') socket.close() })
+        socket.on('close', () => closes++)
+        socket.send('x', 9, '255.255.255.255')
+        await new Promise((resolve) => setTimeout(resolve, 300))
+        console.log(JSON.stringify({ errors, closes }))`,
+      ],
+      {
+        encoding: 'utf8',
+        timeout: 20_000,
+        cwd: join(import.meta.dirname, '..'),
+        env: engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : { ...process.env, VOLLEY_ENGINE: '', VOLLEY_REQUIRE_ADDON: '1' },
+      },
+    )
+    expect(outcome.status, outcome.stderr).toBe(0)
+    expect(JSON.parse(outcome.stdout)).toEqual({ errors: 1, closes: 1 })
+  }, 30_000)
+})
+
+describe("a throwing 'drain' handler on the fallback engine", () => {
+  it('surfaces as an uncaught exception, as on the native engine, not as an unhandled rejection', () => {
+    // 6,000 sends on a socket not bound yet: the first 4,096 are taken, and 'drain' comes once the bind the
+    // first one made has ended, in a promise's callback: the throw became an unhandled rejection, which an
+    // 'uncaughtException' hook does not see.
+    const outcome = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '--input-type=module',
+        '-e',
+        `import { createDatagramSocket } from './src/index.ts'
+        const caught = { uncaught: 0, unhandled: 0 }
+        process.on('uncaughtException', () => caught.uncaught++)
+        process.on('unhandledRejection', () => caught.unhandled++)
+        const receiver = createDatagramSocket()
+        const { port } = await receiver.bind(0, '127.0.0.1')
+        const socket = createDatagramSocket()
+        let drains = 0
+        socket.on('drain', () => { drains++; throw new Error('boom from drain') })
+        let accepted = 0
+        while (accepted < 6000 && socket.send('x', port, '127.0.0.1')) accepted++
+        await new Promise((resolve) => setTimeout(resolve, 500))
+        console.log(JSON.stringify({ ...caught, drains, accepted }))
+        socket.close(); receiver.close()`,
+      ],
+      { encoding: 'utf8', timeout: 20_000, cwd: join(import.meta.dirname, '..'), env: { ...process.env, VOLLEY_ENGINE: 'fallback' } },
+    )
+    expect(outcome.status, outcome.stderr).toBe(0)
+    expect(JSON.parse(outcome.stdout)).toEqual({ uncaught: 1, unhandled: 0, drains: 1, accepted: 4096 })
+  }, 30_000)
+})
+
 describe("the fallback engine's IP text codec", () => {
   it('writes the bytes the addon does and reads them back as it does, on random IPv4 and IPv6 addresses', () => {
     const addon = loadAddon()

@@ -30,6 +30,8 @@ interface RawSocket {
   /** send() was refused: 'drain' once in-flight sends fall to half the bound. */
   blocked: boolean
   closing: boolean
+  /** node:dgram's close() was called (a second call throws, from wherever it was made). */
+  closed: boolean
 }
 
 export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
@@ -65,6 +67,7 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
       inFlight: 0,
       blocked: false,
       closing: false,
+      closed: false,
     }
     void bound.then(
       () => {
@@ -135,8 +138,13 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
     }
     if (entry.blocked && entry.inFlight <= maxInFlight / 2) {
       entry.blocked = false
-      entry.client.onDrain()
+      try {
+        entry.client.onDrain()
+      } catch (thrown) {
+        surfaceLater(thrown) // as the native engine's 'drain': not out of node:dgram's callback
+      }
     }
+    // The 'error' or 'drain' handler above may have closed the socket already.
     if (entry.closing && entry.inFlight === 0) this.#finishClose(entry)
   }
 
@@ -149,6 +157,8 @@ export class FallbackDatagramEngine extends FallbackSockets<RawSocket> {
   }
 
   #finishClose(entry: RawSocket): void {
+    if (entry.closed) return
+    entry.closed = true
     entry.socket.close(() => {
       try {
         entry.client.onClosed() // reads the socket's last counters first, and gives back its reference

@@ -119,7 +119,12 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
   protected openingNow(entry: Socket, ready: Promise<unknown>, options: NativeSocketOptions, client: OpeningClient): NativeSocketInfo {
     ready.then(
       () => {
-        if (!entry.closing) client.onOpened(boundInfo(entry.id, entry.socket, options))
+        if (entry.closing) return
+        try {
+          client.onOpened(boundInfo(entry.id, entry.socket, options))
+        } catch (thrown) {
+          surfaceLater(thrown) // a throwing 'listening' or 'drain' handler: uncaught, not an unhandled rejection
+        }
       },
       (error: unknown) => {
         entry.closing = true
