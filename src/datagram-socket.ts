@@ -255,6 +255,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * node:dgram does; a close() meanwhile lets the bind finish, sends that, then closes the socket.
    */
   async bind(port = 0, address?: string): Promise<AddressInfo> {
+    refuseCallback('bind', arguments)
     validatePort(port, true)
     if (address !== undefined && typeof address !== 'string') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "address" argument must be of type string. Received ${describe(address)}`)
@@ -338,6 +339,13 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * again after 'drain'. Throws on invalid arguments and after close().
    */
   send(data: Uint8Array | ArrayBufferView | string, port: number, address: string): boolean {
+    refuseCallback('send', arguments)
+    if (arguments.length > 3) {
+      throw new VolleyTypeError(
+        'ERR_INVALID_ARG_TYPE',
+        `send() takes (data, port, address): node:dgram's offset and length are not taken (send a subarray). Received ${arguments.length} arguments`,
+      )
+    }
     if (this.#closedOrClosing()) {
       throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: send() after close()')
     }
@@ -434,6 +442,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 
   /** Closes the socket after the datagrams queued so far are sent. Closing twice is harmless. */
   close(): Promise<void> {
+    refuseCallback('close', arguments)
     if (this.#closed) return this.#closed
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
@@ -451,8 +460,11 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   /** close() of a socket never bound: at once. */
   #closeUnbound(): void {
     this.#state = 'closed'
-    this.#resolveClosed?.()
-    process.nextTick(() => this.emit('close'))
+    // 'close' before the promise settles, as for a bound socket: an await of close() finds it emitted.
+    process.nextTick(() => {
+      this.emit('close')
+      this.#resolveClosed?.()
+    })
   }
 
   /** close() of a bound socket: the engine closes it once the datagrams queued so far are out. */
@@ -696,6 +708,18 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#state = 'closed'
     this.#resolveClosed?.()
     this.emit('close')
+  }
+}
+
+/**
+ * node:dgram's bind(), send() and close() take a callback; these return a promise (bind, close) or a
+ * boolean (send). Code ported from node:dgram that passes one would wait for a call that never comes.
+ */
+function refuseCallback(method: 'bind' | 'send' | 'close', given: IArguments): void {
+  for (let i = 0; i < given.length; i++) {
+    if (typeof given[i] !== 'function') continue
+    const instead = method === 'send' ? "it returns false when the queue is full ('drain' follows) and reports a refused datagram as an 'error' event" : 'it returns a promise'
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `Unlike node:dgram's, ${method}() takes no callback: ${instead}. Received a function as argument ${i + 1}`)
   }
 }
 

@@ -124,6 +124,33 @@ describe('bind, send and receive', () => {
     expect(events).toEqual(['listening', 'close'])
   })
 
+  it("emits 'close' before close() resolves, on a socket never bound too", async () => {
+    await Promise.resolve() // in a promise chain, where the order of the two showed
+    const a = socket()
+    let closed = false
+    a.on('close', () => {
+      closed = true
+    })
+    await a.close()
+    expect(closed).toBe(true)
+  })
+
+  it("refuses node:dgram's callbacks and its offset and length, which it would never call or use", async () => {
+    // Code ported from node:dgram: close(() => process.exit()) waited for good; send()'s callback never ran.
+    const a = socket()
+    const callback = () => {}
+    const refused = expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('takes no callback') })
+    const loose = a as unknown as Record<'send' | 'close' | 'bind', (...args: unknown[]) => unknown>
+    expect(() => loose.send('x', 9, '127.0.0.1', callback)).toThrow(refused)
+    expect(() => loose.close(callback)).toThrow(refused)
+    await expect(loose.bind(0, callback)).rejects.toThrow(refused)
+    await expect(loose.bind(0, '127.0.0.1', callback)).rejects.toThrow(refused)
+    expect(() => loose.send(Buffer.from('xy'), 0, 1, 9, '127.0.0.1')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('offset and length') }))
+    // None of them did anything: the socket binds and closes as usual.
+    await a.bind(0, '127.0.0.1')
+    await a.close()
+  })
+
   it('carries the largest datagram, 65507 bytes, intact', async () => {
     const a = socket({ recvBufferSize: 1 << 20 })
     const b = socket()

@@ -1,11 +1,13 @@
 // createDatagramSocket() on the fallback engine (node:dgram), as where the native addon cannot load: the
 // same events, batches, counters and errors as on the native engine, over loopback.
 import { spawnSync } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type IpCodec, javascriptIp, parseIp } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
 import { dgramReusesPorts } from '../src/engine/choose.ts'
+import { dgramBindAddress } from '../src/engine/fallback-sockets.ts'
 import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
 import { seededRandom, waitFor, within } from './helpers.ts'
 
@@ -369,6 +371,17 @@ describe("a throwing 'drain' handler on the fallback engine", () => {
     expect(outcome.status, outcome.stderr).toBe(0)
     expect(JSON.parse(outcome.stdout)).toEqual({ uncaught: 1, unhandled: 0, drains: 1, accepted: 4096 })
   }, 30_000)
+})
+
+describe("the fallback engine's bind address", () => {
+  it('names a numbered scope, which node:dgram would have looked up as a name', () => {
+    // Interface 1 is the loopback on Linux; a link-local bind to fe80::…%<number> failed with EINVAL.
+    const loopback = readFileSync('/sys/class/net/lo/ifindex', 'utf8').trim()
+    expect(dgramBindAddress(`fe80::1%${loopback}`)).toBe('fe80::1%lo')
+    expect(dgramBindAddress('fe80::1%lo')).toBe('fe80::1%lo')
+    expect(dgramBindAddress('::1')).toBe('::1')
+    expect(dgramBindAddress('127.0.0.1')).toBe('127.0.0.1')
+  })
 })
 
 describe("the fallback engine's IP text codec", () => {

@@ -2,6 +2,7 @@
 // sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
+import { javascriptIp, parseIp } from '../address.ts'
 import { VolleyError, surfaceLater } from '../errors.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, openError } from './addon.ts'
 import type { EngineClient } from './engine.ts'
@@ -176,7 +177,7 @@ export function bindSocket(options: NativeSocketOptions): { socket: dgram.Socket
   socket.unref()
   const bound = new Promise<void>((resolve, reject) => {
     socket.once('error', reject)
-    socket.bind({ port: options.port, ...(options.address !== '' && { address: options.address }), exclusive: true }, () => {
+    socket.bind({ port: options.port, ...(options.address !== '' && { address: dgramBindAddress(options.address) }), exclusive: true }, () => {
       socket.off('error', reject)
       for (const [size, set] of [
         [options.receiveBufferSize, (bytes: number) => socket.setRecvBufferSize(bytes)],
@@ -223,4 +224,15 @@ export function sharedInstance<Engine extends { readonly stopped: boolean }>(mak
     }
     return shared
   }
+}
+
+/**
+ * The address as node:dgram's bind takes it: libuv reads a scope as an interface's name only (a number was
+ * looked up as a name, found none, and a link-local bind failed with EINVAL), so a numbered scope is named.
+ */
+export function dgramBindAddress(address: string): string {
+  const scope = address.indexOf('%')
+  if (scope < 0 || !/^\d+$/.test(address.slice(scope + 1))) return address
+  const parsed = parseIp(javascriptIp, address)
+  return parsed === null ? address : javascriptIp.formatIp(parsed.bytes, parsed.family, parsed.scopeId)
 }
