@@ -51,6 +51,8 @@ interface OutgoingDatagram {
  * sender faster than the socket meets back-pressure rather than growing node:dgram's queue without bound.
  */
 const maxBytesInFlight = defaultLimits.maxSendSlabs * layout.slabSize
+/** Datagrams a socket keeps while its protocol is being made (the first libsodium-wrappers load, tens of ms). */
+const earlyLimit = 4096
 
 interface ProtocolSocket {
   readonly id: number
@@ -79,6 +81,13 @@ interface ProtocolSocket {
   stallToldForUs: number
   turnScheduled: boolean
   sendErrors: number
+  /**
+   * Read between the bind and the protocol's making (libsodium-wrappers still loading), kept for it: the
+   * native engine reads from the bind on, and node:dgram drops what comes with no listener, uncounted.
+   */
+  early: { data: Buffer; rinfo: dgram.RemoteInfo }[]
+  /** Those past earlyLimit: dropped, as a full kernel buffer drops them. */
+  earlyDropped: number
   /** Of the engine's bytes in flight, this socket's (given back whole when it closes). */
   bytesInFlight: number
 }
@@ -133,6 +142,8 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       stallToldForUs: Number.POSITIVE_INFINITY,
       turnScheduled: false,
       sendErrors: 0,
+      early: [],
+      earlyDropped: 0,
       bytesInFlight: 0,
     }
     const output: ProtocolOutput = {
@@ -140,6 +151,17 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       send: (to, data) => this.#send(entry, to, data),
       park: (bytes) => this.#park(bytes),
     }
+    // Listening from the bind on (ahead of the chain below, which waits for libsodium-wrappers too).
+    bound.then(() => {
+      socket.on('message', (data, rinfo) => {
+        if (entry.protocol !== undefined) this.#receive(entry, data, rinfo)
+        else if (entry.early.length < earlyLimit) entry.early.push({ data, rinfo })
+        else entry.earlyDropped++
+      })
+      socket.on('error', () => {
+        entry.sendErrors++ // a send refused asynchronously (the send callbacks count the others)
+      })
+    }, () => {})
     entry.ready = Promise.all([loadSodium(), bound]).then(([sodium]) => {
       const now = monotonicUs()
       if (protocol.kind === 'server') {
@@ -149,10 +171,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       } else {
         entry.protocol = new FallbackClientProtocol(sodium, protocol, output, entry.links, now)
       }
-      socket.on('message', (data, rinfo) => this.#receive(entry, data, rinfo))
-      socket.on('error', () => {
-        entry.sendErrors++ // a send refused asynchronously (the send callbacks count the others)
-      })
+      for (const { data, rinfo } of entry.early.splice(0)) this.#receive(entry, data, rinfo)
       this.#arm(entry)
     })
     // Outside the chain above: what waited runs once the socket is open, in order, and its own failure is not
@@ -177,6 +196,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     out.fill(0, 0, protocolStatsFields)
     entry.protocol?.copyCounters(out)
     out[ProtocolStat.sendErrors] = entry.sendErrors
+    out[ProtocolStat.receiveBufferFull] = entry.earlyDropped
     const simulated = entry.simulator?.counters
     if (simulated !== undefined) out.set([simulated.lost, simulated.duplicated, simulated.reordered, simulated.overflowed], ProtocolStat.simulatorLost)
     return true
