@@ -12,6 +12,7 @@ import type { Sodium } from './sodium.ts'
 import { Reader, Writer } from './wire.ts'
 import { copyBytes } from '../bytes.ts'
 import { PeerCounterField, layout } from '../engine/layout.ts'
+import { Ring } from '../delivery-core/ring.ts'
 
 export interface ServerClock {
   /** Microseconds of a monotonic clock: timers. */
@@ -287,7 +288,7 @@ export class ServerCore {
   /** At least the nextSequence of every token the history forgot: a token cannot be told from a forgotten one. */
   #forgottenSequenceFloor = 0n
   /** In the order they are due: every entry waits the same interval after its last packet. */
-  readonly #farewells: Farewell[] = []
+  readonly #farewells = new Ring<Farewell>(() => undefined as never) // shift() copied a large array whole, per packet
   // Addresses of clients that just left, until their redundant disconnects have stopped coming: those are
   // expected, not drops. The map holds the serial of each address's latest release; the queue is in the order
   // of expiry, and an entry whose address was released again since leaves the map to the later one.
@@ -355,7 +356,7 @@ export class ServerCore {
 
   /** STOPPING is over: every redundant disconnect packet has gone. */
   get stopped(): boolean {
-    return this.#stopping && this.#farewells.length === 0
+    return this.#stopping && this.#farewells.empty
   }
 
   /**
@@ -374,7 +375,7 @@ export class ServerCore {
       mapping.sendKey.fill(0)
       mapping.receiveKey.fill(0)
     }
-    for (const farewell of this.#farewells) farewell.sendKey.fill(0)
+    for (let i = 0; i < this.#farewells.size; i++) this.#farewells.at(i).sendKey.fill(0)
   }
 
   /** The address of a connected client, or undefined. */
@@ -421,8 +422,7 @@ export class ServerCore {
     // Entries for a time that is no longer their slot's (rescheduled, or the slot freed) go first.
     while (this.#timers.size > 0 && this.#slots[this.#timers.peekIndex()]!.dueUs !== this.#timers.peekDue()) this.#timers.pop()
     let next = this.#timers.peekDue()
-    const farewell = this.#farewells[0]
-    if (farewell !== undefined && farewell.nextUs < next) next = farewell.nextUs
+    if (!this.#farewells.empty && this.#farewells.front().nextUs < next) next = this.#farewells.front().nextUs
     if ((this.#mappings.size > 0 || this.#releaseOrder.length > 0) && this.#nextHousekeepingUs < next) next = this.#nextHousekeepingUs
     return next
   }
@@ -855,8 +855,9 @@ export class ServerCore {
   }
 
   #sendFarewells(now: ServerClock): void {
-    while (this.#farewells.length > 0 && this.#farewells[0]!.nextUs <= now.monotonicUs) {
-      const entry = this.#farewells.shift()!
+    while (!this.#farewells.empty && this.#farewells.front().nextUs <= now.monotonicUs) {
+      const entry = this.#farewells.front()
+      this.#farewells.popFront()
       if (this.#recentlyReleased.get(entry.address) === entry.releaseSerial) this.#sendFarewell(entry, now)
       else entry.sendKey.fill(0) // its client is back (or the address was released again)
     }
@@ -867,7 +868,7 @@ export class ServerCore {
     this.#emit(entry.address, encryptPacket(this.#sodium, { type: PacketType.disconnect, sequence: entry.sequence++, body: new Uint8Array(0) }, this.#protocolId, entry.sendKey))
     if (--entry.remaining > 0) {
       entry.nextUs = now.monotonicUs + this.#disconnectIntervalUs
-      this.#farewells.push(entry)
+      this.#farewells.pushBack(entry)
     } else {
       entry.sendKey.fill(0)
     }
