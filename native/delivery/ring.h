@@ -5,12 +5,14 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <utility>
 #include <vector>
 
 namespace volley::delivery {
 
-template <typename T>
+// Allocator: where its slots live (netcode's WipingAllocator for entries that hold keys).
+template <typename T, typename Allocator = std::allocator<T>>
 class Ring {
  public:
   static constexpr size_t kFirstCapacity = 4;  // its first allocation; then it doubles
@@ -43,7 +45,7 @@ class Ring {
 
   // Empties it and gives its memory back.
   void clear() {
-    std::vector<T>().swap(slots_);
+    std::vector<T, Allocator>().swap(slots_);
     head_ = 0;
     size_ = 0;
   }
@@ -52,7 +54,7 @@ class Ring {
     slots_[head_] = T{};  // what the entry still owned goes now, as with std::deque
     head_ = (head_ + 1) & (slots_.size() - 1);
     if (--size_ == 0 && slots_.size() > kKeptSlots) {
-      std::vector<T>().swap(slots_);
+      std::vector<T, Allocator>().swap(slots_);
       head_ = 0;
     }
   }
@@ -61,13 +63,13 @@ class Ring {
   static constexpr size_t kKeptSlots = 1024;  // an empty ring larger than this gives its memory back
 
   void Grow() {
-    std::vector<T> grown(CapacityFor(size_ + 1));
+    std::vector<T, Allocator> grown(CapacityFor(size_ + 1));
     for (size_t i = 0; i < size_; ++i) grown[i] = std::move((*this)[i]);
     slots_.swap(grown);
     head_ = 0;
   }
 
-  std::vector<T> slots_;
+  std::vector<T, Allocator> slots_;
   size_t head_ = 0;
   size_t size_ = 0;
 };

@@ -55,7 +55,7 @@ ServerCore::~ServerCore() {
     sodium_memzero(mappings_[index].sendKey, kKeyBytes);
     sodium_memzero(mappings_[index].receiveKey, kKeyBytes);
   }
-  for (Farewell& farewell : farewells_) sodium_memzero(farewell.sendKey, kKeyBytes);
+  for (size_t i = 0; i < farewells_.size(); ++i) sodium_memzero(farewells_[i].sendKey, kKeyBytes);
 }
 
 void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size) {
@@ -560,7 +560,7 @@ void ServerCore::SendFarewell(Farewell& entry, const Clock& now) {
   if (--entry.remaining > 0) {
     // Every entry waits the same interval after its last packet, so the queue stays in the order of nextUs.
     entry.nextUs = now.monotonicUs + config_.disconnectIntervalUs;
-    farewells_.push_back(entry);
+    farewells_.push_back(Farewell(entry));
   }
   sodium_memzero(entry.sendKey, kKeyBytes);
 }

@@ -6,12 +6,12 @@
 
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <vector>
 
 #include <sodium.h>
 
+#include "../delivery/ring.h"
 #include "../timer_wheel.h"
 #include "address_table.h"
 #include "connect_token.h"
@@ -280,7 +280,8 @@ class ServerCore {
   size_t oldestTokenUse_ = 0;
   size_t maxTokenHistory_;
   // In the order they are due: every entry waits the same interval after its last packet.
-  std::deque<Farewell> farewells_;
+  // A ring: std::deque allocated a block for every few packets as the queue turned over.
+  delivery::Ring<Farewell, WipingAllocator<Farewell>> farewells_;
   // Addresses of clients that just left, until their redundant disconnect packets have stopped coming:
   // those are expected, not drops; an address that sends a valid request is no longer among them. The
   // table holds the serial of each address's latest release; the queue is in the order of expiry (each is
@@ -292,7 +293,7 @@ class ServerCore {
     uint32_t serial;
   };
   FlatTable<AddressKey> recentlyReleased_;  // -> serial
-  std::deque<Released> releaseOrder_;
+  delivery::Ring<Released> releaseOrder_;
   uint32_t releaseSerial_ = 0;
   uint64_t challengeSequence_ = 0;
   // Packets sent before a slot exists (challenge, denied) use this sequence under the client's key: it

@@ -647,6 +647,18 @@ describe('the native core with many handshakes at once', () => {
   }, 60_000)
 })
 
+describe('the native core disconnecting clients over and over', () => {
+  it('sends its redundant disconnect packets without allocating once its queues have grown', () => {
+    // Eight clients connected (real ClientCores) and disconnected three times; the third time's 80 farewell
+    // packets took 16 allocations while the queue was a std::deque (test/engine/harness/farewell_allocations_check.cc).
+    const root = join(import.meta.dirname, '../..')
+    const binary = join(mkdtempSync(join(tmpdir(), 'volley-farewell-allocations-')), 'check')
+    const sources = ['server', 'client', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
+    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/farewell_allocations_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
+    expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({ connected: 24, farewellPackets: 80, allocations: 0 })
+  }, 60_000)
+})
+
 describe('the TypeScript core with each connection request', () => {
   it("wipes the decrypted private token and the token's keys, whether it takes the request or refuses it, as the native core does", async () => {
     // It wiped the token's keys only once a handshake held copies of them; the decrypted token, never.
