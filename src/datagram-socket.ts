@@ -396,7 +396,10 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       return true
     }
     // Checked first: a send refused for its address binds nothing.
-    if (this.#state === 'unbound') this.#bindForSend()
+    if (this.#state === 'unbound' && !this.#bindForSend()) {
+      this.#bindFailed++ // taken, as node:dgram takes it, and never sent
+      return true
+    }
     const engine = this.#engine as Engine | FallbackDatagramEngine
     if (engine.enqueue(this.#client, this.#id, bytes, port, destination)) {
       this.#accepted++
@@ -580,7 +583,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * The bind a send() makes (any address, any port), as node:dgram does. On the fallback engine it completes
    * in the background: 'listening' comes once it has, and a failure is reported then (#onClosed).
    */
-  #bindForSend(): void {
+  /**
+   * The bind a send() makes. False when it failed at once (the native engine, out of file descriptors say):
+   * as node:dgram, and the fallback engine, whose binds fail later, an 'error' event carries the system
+   * error, and the next send() binds anew.
+   */
+  #bindForSend(): boolean {
     const fallback = fallbackReason()
     const options = this.#socketOptions(0, '')
     if (fallback !== undefined) {
@@ -589,13 +597,20 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       const info = engine.openNow(options, this.#client)
       this.#bindingForSend = { drained: false }
       this.#opened(engine, info, 'when-bound')
-      return
+      return true
     }
     const engine = engineFor(this, this.#options.engine)
-    const info = openNative(engine, options, this.#client)
+    let info: NativeSocketInfo
+    try {
+      info = openNative(engine, options, this.#client)
+    } catch (error) {
+      process.nextTick(() => this.emit('error', error as Error))
+      return false
+    }
     this.#takeBound(info)
     // Not inside the send() that binds, before its datagram is queued.
     this.#opened(engine, info, 'next-tick')
+    return true
   }
 
   /** The fallback engine, if it runs this socket's options (reusePort needs a Node whose node:dgram has it: ERR_FALLBACK_UNSUPPORTED). */

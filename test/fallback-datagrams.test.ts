@@ -237,29 +237,37 @@ describe('datagram sockets on the fallback engine and the life of the process', 
   }, 30_000)
 })
 
-describe('sockets the fallback engine binds in the background, when the bind fails', () => {
-  it('a Client rejects connect() with the system error; a datagram socket reports it, counts what it took, and binds again on the next send()', () => {
-    // Out of file descriptors (ulimit), in a process of its own (test/fixtures/open-fails.ts).
-    const run = spawnSync('bash', ['-c', 'ulimit -n 64 && exec "$0" --import tsx test/fixtures/open-fails.ts', process.execPath], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      cwd: join(import.meta.dirname, '..'),
-      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
-    })
-    expect(run.status, run.stderr).toBe(0)
-    const outcome = JSON.parse(run.stdout)
-    // As the native engine's connect() rejects when it cannot open its socket; no 'error' event besides.
-    expect(outcome.connect).toEqual({ code: 'EMFILE', syscall: 'bind' })
-    expect(outcome.clientErrors).toEqual([])
-    // As node:dgram: send() took both, then the bind they waited for failed: one 'error', no 'listening'.
-    expect(outcome.accepted).toEqual([true, true])
-    expect(outcome.socketErrors).toEqual([{ code: 'EMFILE', syscall: 'bind' }])
-    expect(outcome.afterFailure).toMatchObject({ bindFailed: 2, depth: 0, closed: 0, listening: 0 })
-    // Unbound again, not closed: the next send() bound it, and went out.
-    expect(outcome.sentAgain).toBe(true)
-    expect(outcome.port).toBeGreaterThan(0)
-    expect(outcome.afterRetry).toEqual({ packetsOut: 1, bindFailed: 2, depth: 0, listening: 1 })
-  }, 30_000)
+describe('sockets bound for a connect() or a send(), when the bind fails', () => {
+  it.each(['fallback', 'native'] as const)(
+    'on the %s engine, a Client rejects connect() with the system error; a datagram socket reports it, counts what it took, and binds again on the next send()',
+    (engine) => {
+      // Out of file descriptors (ulimit), in a process of its own (test/fixtures/open-fails.ts). The fallback
+      // engine binds in the background; the native one at once, where send() threw the system error.
+      const run = spawnSync('bash', ['-c', 'ulimit -n 64 && exec "$0" --import tsx test/fixtures/open-fails.ts', process.execPath], {
+        encoding: 'utf8',
+        timeout: 20_000,
+        cwd: join(import.meta.dirname, '..'),
+        env: engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : { ...process.env, VOLLEY_ENGINE: '', VOLLEY_REQUIRE_ADDON: '1' },
+      })
+      expect(run.status, run.stderr).toBe(0)
+      const outcome = JSON.parse(run.stdout)
+      // node:dgram's socket() cannot fail alone: the fallback's failure is its bind's.
+      const syscall = engine === 'fallback' ? 'bind' : 'socket'
+      // As the native engine's connect() rejects when it cannot open its socket; no 'error' event besides.
+      expect(outcome.connect).toEqual({ code: 'EMFILE', syscall })
+      expect(outcome.clientErrors).toEqual([])
+      // As node:dgram: send() took both, and the bind failed: an 'error' (the fallback's second send waited
+      // for the first one's bind; the native engine's tried again), no 'listening'.
+      expect(outcome.accepted).toEqual([true, true])
+      expect(outcome.socketErrors).toEqual(Array(engine === 'fallback' ? 1 : 2).fill({ code: 'EMFILE', syscall }))
+      expect(outcome.afterFailure).toMatchObject({ bindFailed: 2, depth: 0, closed: 0, listening: 0 })
+      // Unbound again, not closed: the next send() bound it, and went out.
+      expect(outcome.sentAgain).toBe(true)
+      expect(outcome.port).toBeGreaterThan(0)
+      expect(outcome.afterRetry).toEqual({ packetsOut: 1, bindFailed: 2, depth: 0, listening: 1 })
+    },
+    30_000,
+  )
 })
 
 describe('datagram sockets on the fallback engine, each case in a process of its own', () => {
