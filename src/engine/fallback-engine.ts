@@ -375,7 +375,9 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #arm(entry: ProtocolSocket): void {
     if (entry.closing) return
     const due = Math.min(entry.protocol?.nextDeadlineUs() ?? Number.POSITIVE_INFINITY, entry.simulator?.nextReleaseUs ?? Number.POSITIVE_INFINITY)
-    if (due === entry.timerDueUs && entry.timer !== undefined) return
+    // A timer due no later stays: it fires early and re-arms, where a new Timeout for each deadline a message
+    // moved later (a keep-alive's, at every payload) cost one per message.
+    if (entry.timer !== undefined && entry.timerDueUs <= due) return
     clearTimeout(entry.timer)
     entry.timerDueUs = due
     entry.timer = undefined
