@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
 import { afterEach } from 'vitest'
+import { fallbackReason } from '../src/engine/choose.ts'
 import { type Datagram, type DatagramSocket, createDatagramSocket } from '../src/index.ts'
 
 /** createDatagramSocket for a test file: every socket it makes is closed after each test. */
@@ -136,12 +137,16 @@ export type EngineKind = 'native' | 'fallback'
 /**
  * Runs start() with VOLLEY_ENGINE set for `engine`, and puts it back: listen(), connect() and bind() choose
  * their engine as they begin, so start() must call them at once (a token made first, not awaited inside).
+ * For 'native' it throws first if the engine chooser would pick the fallback engine (the addon did not load):
+ * a native case must not pass on the fallback engine, which the chooser takes with no more than a warning.
  */
 export function onEngine<T>(engine: EngineKind, start: () => Promise<T>): Promise<T> {
   const before = process.env.VOLLEY_ENGINE
   if (engine === 'fallback') process.env.VOLLEY_ENGINE = 'fallback'
   else delete process.env.VOLLEY_ENGINE
   try {
+    const reason = engine === 'native' ? fallbackReason() : undefined
+    if (reason !== undefined) throw new Error(`a test on the native engine would run on the fallback engine: ${reason}`)
     return start()
   } finally {
     if (before === undefined) delete process.env.VOLLEY_ENGINE

@@ -189,11 +189,20 @@ describe('channels that differ between server and client', () => {
     const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0', maxClients: 8, ...fast, channels: modes('reliable') })
     const { port } = await server.listen()
     const announced = new Set<Peer>()
-    server.on('connect', (peer) => announced.add(peer))
+    // Peers announced in the records JavaScript is reading now (a batch is read in one go, before any microtask).
+    const announcing = new Set<Peer>()
+    server.on('connect', (peer) => {
+      announced.add(peer)
+      announcing.add(peer)
+      queueMicrotask(() => announcing.delete(peer))
+    })
     const got = new Map<bigint, number[]>()
     let early = 0
+    // Messages handed in the records that announced their peer: they came with its client's settings.
+    let withSettings = 0
     server.on('message', (peer, data) => {
       if (!announced.has(peer)) early++
+      if (announcing.has(peer)) withSettings++
       got.set(peer.clientId, [...(got.get(peer.clientId) ?? []), data[0]!])
     })
     const clients = Array.from({ length: 6 }, (_, i) => new Client({ ...fast, channels: modes('reliable'), networkSimulator: { loss: 0.5, seed: 11 + i } }))
@@ -207,6 +216,7 @@ describe('channels that differ between server and client', () => {
       )
       await waitFor(() => clients.every((_, i) => got.get(BigInt(i + 1))?.length === 5), 8000, 'every message')
       expect(early).toBe(0)
+      expect(withSettings, "messages that came with their client's settings, in the records that announced the peer").toBeGreaterThan(0)
       expect([...got.values()]).toEqual(clients.map(() => [0, 1, 2, 3, 4]))
     } finally {
       await Promise.all(clients.map((client) => client.close()))

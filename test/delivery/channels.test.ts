@@ -4,10 +4,11 @@ import { once } from 'node:events'
 import { setTimeout as delay } from 'node:timers/promises'
 import { describe, expect, it, vi } from 'vitest'
 import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, Server, generateConnectToken } from '../../src/index.ts'
-import { Engine } from '../../src/engine/engine.ts'
+import { Engine, type EngineClient } from '../../src/engine/engine.ts'
 import { FallbackEngine } from '../../src/engine/fallback-engine.ts'
-import { layout } from '../../src/engine/layout.ts'
-import { waitFor, within } from '../helpers.ts'
+import { PeerRecordKind, layout } from '../../src/engine/layout.ts'
+import { forEachPeerRecord } from '../../src/peer-records.ts'
+import { blockUntil, waitFor, within } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
 const privateKey = new Uint8Array(32).fill(9)
@@ -532,6 +533,9 @@ describe('channels over loopback', () => {
     const errors: unknown[] = []
     const swallow = (error: unknown) => errors.push(error)
     process.on('uncaughtException', swallow)
+    // The server's side of its engine (the first argument of enqueueToPeer), to see the records it is handed.
+    const engines = [Engine.prototype, FallbackEngine.prototype] as { enqueueToPeer: (...args: never[]) => boolean }[]
+    const spies = engines.map((prototype) => vi.spyOn(prototype, 'enqueueToPeer'))
     try {
       const drains: boolean[] = []
       const pump = (): void => {
@@ -541,12 +545,41 @@ describe('channels over loopback', () => {
         drains.push(drained?.connected === true)
         if (drained !== undefined) pump()
       })
-      pump()
+      pump() // (its loop ends only on a send() refused: the queue was full)
+      const [nativeCalls, fallbackCalls] = spies.map((spy) => spy.mock.calls)
+      const onNative = nativeCalls!.length > 0
+      const engineClient = (nativeCalls![0] ?? fallbackCalls![0])?.[0] as EngineClient | undefined
+      for (const spy of spies) spy.mockRestore()
+      expect(engineClient, 'the server enqueued to its peer').toBeDefined()
+      // The scenario: the engine reports the peer's queue drained after close() has ended the peer (close()
+      // comes in this turn: any record JavaScript reads comes after it).
+      let drainRecordsAfterClose = 0
+      const onBatch = engineClient!.onBatch
+      engineClient!.onBatch = (slab, start, count) => {
+        forEachPeerRecord(slab, start, count, (kind, _code, index) => {
+          if (kind === PeerRecordKind.drain && index === peer.index) drainRecordsAfterClose++
+        })
+        onBatch(slab, start, count)
+      }
+      if (onNative) {
+        // The JavaScript thread held until the I/O thread has the acknowledgements (bufferedAmount reads the
+        // bytes it released), and a little longer: its drain record is made, and read only after close().
+        expect(blockUntil(() => peer.bufferedAmount === 0, 2000), 'the queue acknowledged').toBe(true)
+        blockUntil(() => false, 10)
+      }
       await server.close()
       await delay(100)
       expect(drains.every((connected) => connected)).toBe(true)
       expect(errors).toEqual([])
+      if (onNative) {
+        expect(drainRecordsAfterClose, "the engine's drain records for the peer once close() had ended it").toBeGreaterThan(0)
+      } else {
+        // The fallback engine reads acknowledgements on this thread, and stop() ends its links: no drain
+        // record comes after close() (were one to come, the checks above would hold it to no 'drain').
+        expect(drainRecordsAfterClose, 'the fallback engine ended the link at stop()').toBe(0)
+      }
     } finally {
+      for (const spy of spies) spy.mockRestore()
       process.off('uncaughtException', swallow)
       await client.close()
     }
