@@ -1,9 +1,12 @@
 // The plaintext load generator of the connections benchmark (bench/connections.ts): sends datagrams of
-// one size to 127.0.0.1:<port> at a fixed total rate, from <sockets> sockets of its own, for a fixed
-// time. It follows the same schedule as volley's load generator (bench/connections/load.ts): every
-// <tick> microseconds it sends the datagrams that are due by then (rate × elapsed − sent so far), one
-// per socket in turn, so that the receiver sees the same bursts from the same number of source
-// addresses. Then it prints one JSON line on stdout (the bench's line protocol, bench/lib/protocol.ts):
+// one size to 127.0.0.1:<port> at a fixed total rate, from <sockets> source addresses, for a fixed time.
+// It sends as volley's load generator (bench/native/handshake-load.cc) does, so that the receiver sees
+// the same traffic: every <tick> microseconds the datagrams that are due by then (rate × elapsed − sent so
+// far), one per source address in turn, from one socket with the source chosen per datagram (IP_PKTINFO:
+// 127.2.x.y, any address in 127.0.0.0/8 is this host's), 64 per sendmmsg. (It used to send from a
+// connected socket per source, one send() each: the same datagrams, spread over a longer stretch of each
+// tick than volley's load spreads its own, which cost its receiver more wake-ups.) Then it prints one JSON
+// line on stdout (the bench's line protocol, bench/lib/protocol.ts):
 //   {"type":"result","packets":N,"bytes":N,"seconds":S,"cpuUserUs":U,"cpuSystemUs":S,"details":{...}}
 //
 // usage: paced-sender <port> <size> <rate per second> <milliseconds> <sockets> <tick µs>
@@ -35,9 +38,9 @@ int main(int argc, char** argv) {
   const uint64_t tickNs = (uint64_t)parse_arg("paced-sender", argv[6], "tick", 100, 1000000) * 1000u;
   alarm((unsigned)(milliseconds / 1000 + 30));  // never outlive a confused parent by much
 
-  int* fds = calloc((size_t)sockets, sizeof *fds);
+  enum { kBatch = 64 };
   uint8_t* payload = malloc(size);
-  if (fds == NULL || payload == NULL) {
+  if (payload == NULL) {
     fprintf(stderr, "paced-sender: out of memory\n");
     return 1;
   }
@@ -47,13 +50,30 @@ int main(int argc, char** argv) {
   target.sin_family = AF_INET;
   target.sin_port = htons((uint16_t)port);
   target.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  for (int i = 0; i < sockets; ++i) {
-    fds[i] = socket(AF_INET, SOCK_DGRAM, 0);
-    if (fds[i] < 0 || connect(fds[i], (const struct sockaddr*)&target, sizeof target) != 0) {
-      perror("paced-sender: socket/connect");
-      return 1;
-    }
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  if (fd < 0) {
+    perror("paced-sender: socket");
+    return 1;
   }
+  // The batch's headers, each datagram with the source address it goes from (set per batch below).
+  struct mmsghdr messages[kBatch];
+  struct iovec vector = {payload, size};
+  _Alignas(struct cmsghdr) uint8_t control[kBatch][CMSG_SPACE(sizeof(struct in_pktinfo))];
+  memset(messages, 0, sizeof messages);
+  memset(control, 0, sizeof control);
+  for (int i = 0; i < kBatch; ++i) {
+    messages[i].msg_hdr.msg_name = &target;
+    messages[i].msg_hdr.msg_namelen = sizeof target;
+    messages[i].msg_hdr.msg_iov = &vector;
+    messages[i].msg_hdr.msg_iovlen = 1;
+    messages[i].msg_hdr.msg_control = control[i];
+    messages[i].msg_hdr.msg_controllen = sizeof control[i];
+    struct cmsghdr* header = CMSG_FIRSTHDR(&messages[i].msg_hdr);
+    header->cmsg_level = IPPROTO_IP;
+    header->cmsg_type = IP_PKTINFO;
+    header->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+  }
+  const uint32_t firstSource = (127u << 24) | (2u << 16);  // 127.2.0.0: clear of 127.0.0.1 and the volley load's 127.1.x.y
 
   const uint64_t total = rate * milliseconds / 1000u;
   uint64_t attempted = 0;
@@ -72,15 +92,23 @@ int main(int argc, char** argv) {
     uint64_t due = (uint64_t)((double)rate * (double)elapsed / 1e9);
     if (due > total) due = total;
     while (attempted < due) {
-      const ssize_t result = send(fds[next], payload, size, 0);
-      next = next + 1 == sockets ? 0 : next + 1;
-      ++attempted;
-      if (result == (ssize_t)size) {
-        ++sent;
-      } else if (result < 0) {
-        // ENOBUFS, EAGAIN, ECONNREFUSED (an ICMP error from an earlier datagram): counted, not retried.
-        ++errorCount;
-        lastError = errno;
+      const unsigned count = due - attempted < kBatch ? (unsigned)(due - attempted) : kBatch;
+      for (unsigned i = 0; i < count; ++i) {
+        struct in_pktinfo info;
+        memset(&info, 0, sizeof info);
+        info.ipi_spec_dst.s_addr = htonl(firstSource + 1u + (uint32_t)next);
+        memcpy(CMSG_DATA(CMSG_FIRSTHDR(&messages[i].msg_hdr)), &info, sizeof info);
+        next = next + 1 == sockets ? 0 : next + 1;
+      }
+      attempted += count;
+      // A datagram the kernel refuses (ENOBUFS, EAGAIN) ends the call: it and the rest of the batch are
+      // counted, not retried.
+      const int result = sendmmsg(fd, messages, count, 0);
+      const unsigned went = result > 0 ? (unsigned)result : 0;
+      sent += went;
+      if (went < count) {
+        errorCount += count - went;
+        lastError = result < 0 ? errno : EAGAIN;
       }
     }
     ++ticks;
@@ -102,8 +130,7 @@ int main(int argc, char** argv) {
          (unsigned long long)attempted, (unsigned long long)errorCount, lastError == 0 ? "" : strerror(lastError),
          (unsigned long long)ticks, sockets);
   fflush(stdout);
-  for (int i = 0; i < sockets; ++i) close(fds[i]);
-  free(fds);
+  close(fd);
   free(payload);
   return 0;
 }
