@@ -52,12 +52,19 @@ void ThrowSystemError(Napi::Env env, const SystemError& error) {
 }
 
 // Neither adds an error to one already pending (a getter of an options object threw): see binding_args.h.
+// Each carries Node's code for its kind: the TypeScript layer checks first, but a direct caller is told too.
 void ThrowRange(Napi::Env env, const std::string& message) {
-  if (!env.IsExceptionPending()) Napi::RangeError::New(env, message).ThrowAsJavaScriptException();
+  if (env.IsExceptionPending()) return;
+  Napi::Error error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  error.ThrowAsJavaScriptException();
 }
 
 void ThrowType(Napi::Env env, const std::string& message) {
-  if (!env.IsExceptionPending()) Napi::TypeError::New(env, message).ThrowAsJavaScriptException();
+  if (env.IsExceptionPending()) return;
+  Napi::Error error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  error.ThrowAsJavaScriptException();
 }
 
 // As Node reports a failed allocation in its own C++ layer.
@@ -122,7 +129,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     events_ = SharedMemory::Allocate(kEventCapacity * sizeof(Event));
     if (!events_) {
-      Napi::Error::New(env, "no memory for the engine's event list").ThrowAsJavaScriptException();
+      ThrowOutOfMemory(env, "for the engine's event list");
       return;
     }
     onEvents_ = Napi::Persistent(info[0].As<Napi::Function>());
@@ -209,7 +216,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     std::shared_ptr<SharedMemory> slab = SharedMemory::Allocate(kSlabSize);
     if (!slab) {
-      Napi::Error::New(env, "no memory for a receive slab").ThrowAsJavaScriptException();
+      ThrowOutOfMemory(env, "for a receive slab");
       return env.Undefined();
     }
     const int id = engine_->AddReceiveSlab(slab->data(), slab->size());
@@ -234,7 +241,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     std::shared_ptr<SharedMemory> slab = SharedMemory::Allocate(kSlabSize);
     if (!slab) {
-      Napi::Error::New(env, "no memory for a send slab").ThrowAsJavaScriptException();
+      ThrowOutOfMemory(env, "for a send slab");
       return env.Undefined();
     }
     sendSlabs_.push_back(std::move(slab));
@@ -307,11 +314,21 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     std::unique_ptr<SocketProtocol> protocol;
     std::shared_ptr<netcode::PeerCounterTable> peerCounters;
     Napi::Value protocolOption = options.Get("protocol");
-    if (protocolOption.IsObject() &&
-        !MakeProtocol(env, protocolOption.As<Napi::Object>(), local, localPort, socket->isV6(), &protocol, &peerCounters)) {
-      return env.Undefined();
+    if (protocolOption.IsObject()) {
+      // A server for 2^20 clients holds hundreds of MB: a std::bad_alloc must not reach N-API.
+      bool made = false;
+      try {
+        made = MakeProtocol(env, protocolOption.As<Napi::Object>(), local, localPort, socket->isV6(), &protocol, &peerCounters);
+      } catch (const std::bad_alloc&) {
+        ThrowOutOfMemory(env, "for the socket's protocol");
+      }
+      if (!made) return env.Undefined();
     }
     if (env.IsExceptionPending()) return env.Undefined();  // a getter of the protocol options threw
+    if (stopped_) {  // a getter shut the engine down: it would never open nor close the socket
+      ThrowType(env, "openSocket(options) on a running engine expected: an option's getter shut it down");
+      return env.Undefined();
+    }
     auto stats = std::make_shared<SocketStats>();
     // An id JavaScript has not forgotten yet (its socket's closed event not handled) is still in use.
     const uint32_t id = socketIds_.Next([this](uint32_t candidate) { return stats_.count(candidate) != 0; });
@@ -413,13 +430,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::Value channels = options.Get("channels");
     if (!channels.IsArray()) return true;
     const Napi::Array list = channels.As<Napi::Array>();
-    if (list.Length() < 1 || list.Length() > 255) {
+    const uint32_t count = list.Length();  // read once: an element's getter may change it
+    if (count < 1 || count > 255) {
       ThrowRange(env, "channels: 1 to 255 of them");
       return false;
     }
     out->enabled = true;
     out->config.channels.clear();
-    for (uint32_t i = 0; i < list.Length(); ++i) {
+    for (uint32_t i = 0; i < count; ++i) {
       const std::string mode = StringOr(list.Get(i));
       if (mode == "reliable") out->config.channels.push_back(delivery::ChannelMode::kReliable);
       else if (mode == "unreliable") out->config.channels.push_back(delivery::ChannelMode::kUnreliable);

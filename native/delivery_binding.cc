@@ -66,12 +66,13 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
           return;
         }
         const Napi::Array channels = options.Get("channels").As<Napi::Array>();
-        if (channels.Length() < 1 || channels.Length() > 255) {
+        const uint32_t count = channels.Length();  // read once: an element's getter may change it
+        if (count < 1 || count > 255) {
           Throw(env, "options.channels must hold 1 to 255 channels");
           return;
         }
         config.channels.clear();
-        for (uint32_t i = 0; i < channels.Length(); ++i) {
+        for (uint32_t i = 0; i < count; ++i) {
           const std::string mode = channels.Get(i).IsString() ? channels.Get(i).As<Napi::String>().Utf8Value() : "";
           if (mode == "reliable") config.channels.push_back(ChannelMode::kReliable);
           else if (mode == "unreliable") config.channels.push_back(ChannelMode::kUnreliable);

@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <ctime>
 #include <algorithm>
+#include <new>
 #include <cstring>
 #include <system_error>
 
@@ -369,7 +370,13 @@ bool Engine::ApplyCommand(const Command& command) {
   switch (command.kind) {
     case Command::kAddSocket: {
       std::unique_ptr<SocketState> state(command.socket);
-      EnsureScratch(state->batchSize);
+      // Scratch for its batch (64 KiB a datagram): where memory is short, a smaller batch, and an error
+      // that says so, not a std::bad_alloc that ends the process from this thread.
+      const uint32_t batchSize = FitScratch(state->batchSize);
+      if (batchSize < state->batchSize) {
+        Emit(kEventError, static_cast<int32_t>(state->id), -ENOMEM, 1, kOpReceive);
+        state->batchSize = batchSize;
+      }
       epoll_event event{};
       event.events = EPOLLIN | EPOLLET;
       event.data.u64 = state->id;
@@ -533,12 +540,30 @@ void Engine::CloseSocketNow(SocketState* state) {
   sockets_.erase(state->id);
 }
 
+uint32_t Engine::FitScratch(uint32_t batchSize) {
+  for (uint32_t size = batchSize; size > scratchCapacity_; size /= 2) {
+    try {
+      EnsureScratch(size);
+      return size;
+    } catch (const std::bad_alloc&) {
+    }
+  }
+  return std::min(batchSize, scratchCapacity_);
+}
+
 void Engine::EnsureScratch(uint32_t batchSize) {
   if (batchSize <= scratchCapacity_) return;
   // Keeps datagrams already read (while starved) and re-points every header at the new buffers.
   constexpr size_t kTail = kReceiveSlotSize - kReceiveHeadSize;
+  // Everything that may fail to allocate comes first: a std::bad_alloc then leaves the scratch as it was.
   std::unique_ptr<uint8_t[]> heads(new uint8_t[size_t{batchSize} * kReceiveHeadSize]);
   std::unique_ptr<uint8_t[]> tails(new uint8_t[size_t{batchSize} * kTail]);
+  receiveHeaders_.reserve(batchSize);
+  receiveIov_.reserve(size_t{batchSize} * 2);
+  receiveNames_.reserve(batchSize);
+  sendHeaders_.reserve(kMaxBatchSize);
+  sendIov_.reserve(kMaxBatchSize);
+  sendNames_.reserve(kMaxBatchSize);
   if (scratchHeads_) {
     std::memcpy(heads.get(), scratchHeads_.get(), size_t{scratchCapacity_} * kReceiveHeadSize);
     // Only the tails of datagrams still waiting (read while starved) hold anything worth keeping.

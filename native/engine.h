@@ -173,7 +173,8 @@ class Engine {
   // Closes and stops that have waited too long behind held sends: applied now (see kMaxTeardownWaitUs).
   void ApplyOverdueTeardowns();
   void CloseSocketNow(SocketState* state);
-  void EnsureScratch(uint32_t batchSize);
+  void EnsureScratch(uint32_t batchSize);  // may throw std::bad_alloc, leaving the scratch as it was
+  uint32_t FitScratch(uint32_t batchSize);  // EnsureScratch, halving the batch while memory refuses; the batch it fits
 
   // Receiving.
   void ReceiveRound();

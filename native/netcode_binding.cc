@@ -2,6 +2,7 @@
 
 #include <sodium.h>
 
+#include <cstdint>
 #include <cstring>
 #include <initializer_list>
 #include <string>
@@ -22,7 +23,10 @@ namespace {
 using netcode::DropReason;
 
 bool Fail(Napi::Env env, const std::string& message) {
-  if (!env.IsExceptionPending()) Napi::TypeError::New(env, message).ThrowAsJavaScriptException();  // see binding_args.h
+  if (env.IsExceptionPending()) return false;  // see binding_args.h
+  Napi::Error error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+  error.ThrowAsJavaScriptException();
   return false;
 }
 
@@ -101,8 +105,12 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
       !GetBytes(env, nonceValue, "nonce", netcode::kConnectTokenNonceBytes, &nonce)) {
     return env.Undefined();
   }
-  uint8_t key[netcode::kKeyBytes];
-  std::memcpy(key, privateKey, netcode::kKeyBytes);
+  // The private key's copy, wiped however the call ends (a failure below returns early).
+  struct KeyCopy {
+    uint8_t bytes[netcode::kKeyBytes];
+    ~KeyCopy() { sodium_memzero(bytes, sizeof bytes); }
+  } key;
+  std::memcpy(key.bytes, privateKey, netcode::kKeyBytes);
   std::memcpy(token.clientToServerKey, c2s, netcode::kKeyBytes);
   std::memcpy(secret.clientToServerKey, c2s, netcode::kKeyBytes);
   std::memcpy(token.serverToClientKey, s2c, netcode::kKeyBytes);
@@ -112,21 +120,26 @@ Napi::Value GenerateConnectToken(const Napi::CallbackInfo& info) {
   Napi::Value list = options.Get("serverAddresses");
   if (!list.IsArray()) return Fail(env, "serverAddresses must be an array"), env.Undefined();
   Napi::Array addresses = list.As<Napi::Array>();
-  if (addresses.Length() < 1 || addresses.Length() > netcode::kMaxServerAddresses) {
+  // Read once: an element's getter may change the array's length, and the token holds at most 32.
+  const uint32_t count = addresses.Length();
+  if (count < 1 || count > netcode::kMaxServerAddresses) {
     return Fail(env, "serverAddresses must hold 1 to 32 addresses"), env.Undefined();
   }
-  token.serverAddressCount = secret.serverAddressCount = addresses.Length();
-  for (uint32_t i = 0; i < addresses.Length(); ++i) {
+  token.serverAddressCount = secret.serverAddressCount = count;
+  for (uint32_t i = 0; i < count; ++i) {
     const std::string text = StringOr(addresses.Get(i));
     if (!netcode::ParseServerAddress(text, &token.serverAddresses[i])) {
       return Fail(env, "server address '" + text + "' does not parse as a destination"), env.Undefined();
     }
     secret.serverAddresses[i] = token.serverAddresses[i];
   }
-  token.timeoutSeconds = secret.timeoutSeconds = static_cast<int32_t>(I64Or(options.Get("timeoutSeconds"), 0));
-  const bool sealed = netcode::SealPrivateConnectToken(secret, token.protocolId, token.expireTimestamp, token.nonce, key,
+  const int64_t timeoutSeconds = I64Or(options.Get("timeoutSeconds"), 0);
+  if (timeoutSeconds < INT32_MIN || timeoutSeconds > INT32_MAX) {
+    return Fail(env, "timeoutSeconds must fit in 32 bits signed"), env.Undefined();
+  }
+  token.timeoutSeconds = secret.timeoutSeconds = static_cast<int32_t>(timeoutSeconds);
+  const bool sealed = netcode::SealPrivateConnectToken(secret, token.protocolId, token.expireTimestamp, token.nonce, key.bytes,
                                                        token.privateData);
-  sodium_memzero(key, sizeof(key));
   if (!sealed) return Fail(env, "the private connect token could not be sealed"), env.Undefined();
   Napi::Uint8Array out = Napi::Uint8Array::New(env, netcode::kConnectTokenBytes);
   netcode::WriteConnectToken(token, out.Data());

@@ -50,6 +50,36 @@ attempt('encryptPacket throwing type', () => addon.netcode.encryptPacket(throwin
 attempt('AddressTable -1', () => new addon.netcode.AddressTable(-1).size)
 attempt('AddressTable 2^32 - 1', () => new addon.netcode.AddressTable(2 ** 32 - 1).size)
 attempt('ServerCore maxClients -1', () => new addon.netcode.ServerCore({ protocolId: 1n, privateKey: key, publicAddress: '127.0.0.1:1', maxClients: -1, challengeKey: key }))
+// Arrays whose first element's getter makes them longer, read while the addon walks them: 32 server
+// addresses at most (past them it wrote beyond the token's stack arrays), 255 channels at most.
+const growing = (item: string, extra: number): string[] => {
+  const list = [item]
+  let grown = false
+  Object.defineProperty(list, 0, { get() { if (!grown) { grown = true; for (let k = 0; k < extra; k++) list.push(item) } return item } })
+  return list
+}
+const tokenOptions = { protocolId: 1n, clientId: 1n, createTimestamp: 1n, expireTimestamp: 2n, privateKey: key, userData: new Uint8Array(256), clientToServerKey: key, serverToClientKey: key, nonce: new Uint8Array(24), timeoutSeconds: 5 }
+attempt('generateConnectToken growing addresses', () => addon.netcode.generateConnectToken({ ...tokenOptions, serverAddresses: growing('1.2.3.4:5', 200) }).length)
+attempt('generateConnectToken timeoutSeconds 2^32 - 1', () => addon.netcode.generateConnectToken({ ...tokenOptions, serverAddresses: ['1.2.3.4:5'], timeoutSeconds: 2 ** 32 - 1 }))
+attempt('DeliveryCore growing channels', () => {
+  if (new addon.DeliveryCore({ channels: growing('reliable', 300) }).send(1, new Uint8Array(1), 0) !== 'no-channel') throw new Error('channel 1 exists')
+})
+// Each refusal carries Node's code for its kind (the TypeScript layer's checks come first, but a direct caller is told too).
+const codeOf = (call: () => unknown) => () => {
+  try {
+    call()
+  } catch (error) {
+    throw new Error('code ' + (error as { code?: string }).code)
+  }
+}
+attempt('submit out of range, its code', codeOf(() => engine.submit(99, 0)))
+attempt('Engine without a function, its code', codeOf(() => new addon.Engine(1)))
+attempt('generateConnectToken without addresses, its code', codeOf(() => addon.netcode.generateConnectToken({ ...tokenOptions, serverAddresses: [] })))
+// A getter that shuts the engine down: the socket it was opening is refused (and closed), not left open
+// on an engine that would never run it.
+const doomed = new addon.Engine(() => {})
+doomed.setRef(false)
+attempt('openSocket shut down by a getter', () => doomed.openSocket({ ...socket, get reusePort() { doomed.shutdown(); return false } }))
 engine.shutdown()
 attempt('closeSocket after shutdown', () => engine.closeSocket(Symbol('late')))
 `
@@ -57,7 +87,16 @@ attempt('closeSocket after shutdown', () => engine.closeSocket(Symbol('late')))
 describe('the addon, called directly with hostile arguments', () => {
   it('throws or returns, and never takes the process down', () => {
     const outcomes = runAddonScript(script) as Record<string, string>
-    expect(Object.keys(outcomes)).toHaveLength(8 * 3 + 12 + 1 + 4 * 2 + 1)
+    expect(Object.keys(outcomes)).toHaveLength(8 * 3 + 12 + 1 + 4 * 2 + 3 + 3 + 1 + 1)
+    expect(outcomes['openSocket shut down by a getter']).toBe("threw TypeError: openSocket(options) on a running engine expected: an option's getter shut it down")
+    expect(outcomes['submit out of range, its code']).toBe('threw Error: code ERR_OUT_OF_RANGE')
+    expect(outcomes['Engine without a function, its code']).toBe('threw Error: code ERR_INVALID_ARG_TYPE')
+    expect(outcomes['generateConnectToken without addresses, its code']).toBe('threw Error: code ERR_INVALID_ARG_VALUE')
+    // The token holds the one address the array had when read: the rest came from the getter.
+    expect(outcomes['generateConnectToken growing addresses']).toBe('returned number')
+    expect(outcomes['generateConnectToken timeoutSeconds 2^32 - 1']).toBe('threw TypeError: timeoutSeconds must fit in 32 bits signed')
+    // One channel, as the array was when read: channel 1 does not exist (with 301 it did).
+    expect(outcomes['DeliveryCore growing channels']).toBe('returned undefined')
     // A getter's own exception reaches JavaScript; nothing is opened behind it.
     expect(outcomes['openSocket getter']).toBe('threw Error: getter ipv6')
     expect(outcomes['openSocket protocol getter']).toBe('threw Error: getter kind')
@@ -116,6 +155,65 @@ console.log(JSON.stringify({ overBudget, reassemblyUsed }))
     expect(runPlainNode(script, 'ulimit -v 1200000')).toEqual({ overBudget: 1, reassemblyUsed: 0 })
   }, 40_000)
 
+  it("turns a server's tables that a memory limit refuses into a JavaScript error with a code", () => {
+    // A server for 2^20 clients holds about 400 MB; its std::bad_alloc went through N-API and aborted.
+    const script = `
+const addon = require(require('node-gyp-build').resolve(${JSON.stringify(root)}))
+const engine = new addon.Engine(() => {})
+engine.setRef(false)
+// The address space filled with 16 MiB blocks, then four given back: 64 MiB free at most.
+const held = []
+try { for (;;) held.push(new Uint8Array(16 << 20)) } catch {}
+held.length -= 4
+globalThis.gc()
+const key = new Uint8Array(32).fill(7)
+const socket = { ipv6: false, ipv6Only: false, reuseAddress: false, reusePort: false, receiveBufferSize: 0, sendBufferSize: 0, address: '127.0.0.1', port: 0, batchSize: 8, coalesceUs: 0 }
+let outcome = 'opened'
+try {
+  engine.openSocket({ ...socket, protocol: { kind: 'server', protocolId: 1n, privateKey: key, publicAddress: '127.0.0.1:0', maxClients: 1 << 20, keepAliveIntervalUs: 100000, disconnectIntervalUs: 100000, disconnectPackets: 10 } })
+} catch (error) {
+  outcome = error.code + ': ' + error.message
+}
+console.log(JSON.stringify({ outcome, filled: held.length > 10 }))
+engine.shutdown()
+`
+    expect(runPlainNode(script, 'ulimit -v 2000000', ['--expose-gc'])).toEqual({ outcome: "ERR_MEMORY_ALLOCATION_FAILED: Out of memory for the socket's protocol", filled: true })
+  }, 40_000)
+
+  it('gives a socket whose batch a memory limit refuses a smaller batch and an ENOMEM error, on the I/O thread, and it receives', () => {
+    // 1,024 datagrams a batch take 64 MiB of scratch, made on the I/O thread as the socket opens: its
+    // std::bad_alloc there ended the process.
+    const script = `
+const dgram = require('node:dgram')
+const addon = require(require('node-gyp-build').resolve(${JSON.stringify(root)}))
+const errors = []
+let batches = 0
+let control
+const engine = new addon.Engine((count) => {
+  for (let i = 0; i < count; i++) {
+    if (control[i * 6] === 4) errors.push(control[i * 6 + 2])
+    if (control[i * 6] === 1) batches++
+  }
+})
+control = engine.events()
+for (let i = 0; i < 4; i++) engine.addReceiveSlab()
+const sender = dgram.createSocket('udp4')
+// The address space filled with 16 MiB blocks, then two given back: 32 MiB free at most, in two holes.
+const held = []
+try { for (;;) held.push(new Uint8Array(16 << 20)) } catch {}
+held.length -= 2
+globalThis.gc()
+const opened = engine.openSocket({ ipv6: false, ipv6Only: false, reuseAddress: false, reusePort: false, receiveBufferSize: 0, sendBufferSize: 0, address: '127.0.0.1', port: 0, batchSize: 1024, coalesceUs: 0 })
+setTimeout(() => sender.send('x', opened.port, '127.0.0.1'), 100)
+setTimeout(() => {
+  console.log(JSON.stringify({ errors, batches, filled: held.length > 10 }))
+  sender.close()
+  engine.shutdown()
+}, 400)
+`
+    expect(runPlainNode(script, 'ulimit -v 2000000', ['--expose-gc'])).toEqual({ errors: [-12], batches: 1, filled: true })
+  }, 40_000)
+
   it("reports why the engine's wake-up could not be made, whatever ran after the failure", () => {
     // eventfd()'s errno was read later, after the async context's init hooks had run: a hook whose call
     // failed (an agent's fs.statSync) turned "too many open files" into ENOENT, and the advice that follows
@@ -139,8 +237,8 @@ console.log(JSON.stringify(outcomes))
 })
 
 /** Runs a script with plain node (no tsx) under a shell's limits; returns the JSON it printed, once it has exited cleanly. */
-function runPlainNode(script: string, limits: string): unknown {
-  const run = spawnSync('bash', ['-c', `${limits} && exec "$0" -e "$1"`, process.execPath, script], { cwd: root, timeout: 30_000, encoding: 'utf8' })
+function runPlainNode(script: string, limits: string, nodeFlags: readonly string[] = []): unknown {
+  const run = spawnSync('bash', ['-c', `${limits} && exec "$@"`, 'bash', process.execPath, ...nodeFlags, '-e', script], { cwd: root, timeout: 30_000, encoding: 'utf8' })
   expect({ status: run.status, signal: run.signal, stderr: run.stderr.slice(0, 2000) }).toEqual({ status: 0, signal: null, stderr: '' })
   return JSON.parse(run.stdout)
 }
