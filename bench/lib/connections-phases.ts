@@ -219,6 +219,8 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       const cores = diffCoreTimes(cores0, readCoreTimes())
       const loadWindow = between(load0, load1)
       const outcome = connectOutcome(load1, server0, server1)
+      // A round that connected no one measured nothing (a smoke run that passed on it proved nothing).
+      if (outcome.connected === 0) throw new Error(`handshakes (${round}): no client of ${clients} connected`)
       const { server: window, ms } = outcome
       const nativeCpuUs = nativeLoad === undefined ? Number.NaN : at(load1, 'connect', 'cpuUs')
       // The C++ load starts in the window (after load0) and reads its tokens first: all of its CPU is the
@@ -422,6 +424,7 @@ export async function runVolleyPayload(context: Context, round: number, nativeLo
     const window = between(serverA, serverB)
     const sent = at(loadB, 'window', 'sent')
     const received = window.packets
+    if (!(received > 0)) throw new Error(`payload (${receiver}, round ${round}): nothing received of ${sent} sent`)
     // The sender's CPU over its sending (the ClientPool's process, or the C++ load's).
     const senderCpuUs = at(loadB, 'window', 'cpuUs')
     const run: PayloadRun = {
