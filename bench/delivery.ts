@@ -242,7 +242,7 @@ async function main(): Promise<number> {
   out.push('')
   for (const target of targets) out.push(`- ${target.what}: ${Number.isFinite(target.value) ? target.value.toFixed(2) : '–'} (target ${target.target}): ${target.met === null ? 'not measured' : target.met ? 'met' : 'NOT met'}`)
   if (summary.ping.p99GapsByRoundUs.length > 1) {
-    out.push(`- ping RTT p99 gap of each round (volley's run, then node:dgram's): ${summary.ping.p99GapsByRoundUs.map((gap) => `${gap >= 0 ? '+' : '−'}${Math.abs(gap).toFixed(0)}`).join(', ')} µs`)
+    out.push(`- ping RTT p99 gap of each round (the two pings one right after the other, volley's first in odd rounds; the target takes their median): ${summary.ping.p99GapsByRoundUs.map((gap) => `${gap >= 0 ? '+' : '−'}${Math.abs(gap).toFixed(0)}`).join(', ')} µs`)
   }
   for (const failure of failures) out.push(`- FAILED: ${failure}`)
   console.log(out.join('\n'))

@@ -241,7 +241,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
     out.push('')
     out.push(
       `### 3. Payload receive: ${PAYLOAD_LABEL} at ${integer(summary.payload[0]?.rate ?? Number.NaN)} messages/s in total from ${integer(options.payloadClients)} ` +
-        `sockets (one per client), bursts every ${options.tickUs / 1000} ms, ${options.payloadSeconds} s per run`,
+        `source addresses (one per client; 64 datagrams per sendmmsg), bursts every ${options.tickUs / 1000} ms, ${options.payloadSeconds} s per run`,
     )
     out.push('')
     out.push(
