@@ -64,9 +64,13 @@ function runs(kind: string): Run[] {
   return found.sort((a, b) => (a.stamp < b.stamp ? 1 : -1))
 }
 
-/** A run's link; one in which a case failed is marked (its figures may lack that case). */
+/**
+ * A run's link; one in which a case failed is marked (its figures may lack that case), and so is one not
+ * complete (fewer repeats, clients or seconds than a full run: its figures are not the full run's).
+ */
 function link(run: Run): string {
-  return `[${run.stamp}](../bench/results/${run.file})${run.record.failed === true ? ' (a case failed)' : ''}`
+  const marks = [run.record.failed === true ? 'a case failed' : '', run.record.complete === false ? 'not a full run' : ''].filter((mark) => mark !== '')
+  return `[${run.stamp}](../bench/results/${run.file})${marks.length > 0 ? ` (${marks.join('; ')})` : ''}`
 }
 
 /** A summary entry of a datagram run: receive (by receiver and size) or send (by sender). */
