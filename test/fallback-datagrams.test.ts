@@ -9,7 +9,7 @@ import { loadAddon } from '../src/engine/addon.ts'
 import { dgramReusesPorts } from '../src/engine/choose.ts'
 import { dgramBindAddress } from '../src/engine/fallback-sockets.ts'
 import { type DatagramSocket, type DatagramSocketOptions, createDatagramSocket } from '../src/index.ts'
-import { seededRandom, waitFor, within } from './helpers.ts'
+import { type EngineKind, seededRandom, waitFor, within } from './helpers.ts'
 
 let before: string | undefined
 beforeAll(() => {
@@ -20,6 +20,21 @@ afterAll(() => {
   if (before === undefined) delete process.env.VOLLEY_ENGINE
   else process.env.VOLLEY_ENGINE = before
 })
+
+/** The environment of a process of its own on the given engine (native: the addon must load). */
+function engineEnv(engine: EngineKind): NodeJS.ProcessEnv {
+  return engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : { ...process.env, VOLLEY_ENGINE: '', VOLLEY_REQUIRE_ADDON: '1' }
+}
+
+/** Runs an ES module script (from the repository's root: it imports ./src/index.ts) in a process of its own. */
+function runScript(script: string, engine: EngineKind = 'fallback') {
+  return spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: 20_000,
+    cwd: join(import.meta.dirname, '..'),
+    env: engineEnv(engine),
+  })
+}
 
 const opened: DatagramSocket[] = []
 function socket(options: DatagramSocketOptions = {}): DatagramSocket {
@@ -226,12 +241,7 @@ describe('datagram sockets on the fallback engine and the life of the process', 
         second.close().then(() => console.log('closed'))
       })
       setTimeout(() => createDatagramSocket().unref().send('still alive', port, '127.0.0.1'), 200).unref()`
-    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      cwd: join(import.meta.dirname, '..'),
-      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
-    })
+    const run = runScript(script)
     expect(run.status).toBe(0)
     expect(run.stdout.trim().split('\n')).toEqual(['still alive', 'closed'])
   }, 30_000)
@@ -247,7 +257,7 @@ describe('sockets bound for a connect() or a send(), when the bind fails', () =>
         encoding: 'utf8',
         timeout: 20_000,
         cwd: join(import.meta.dirname, '..'),
-        env: engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : { ...process.env, VOLLEY_ENGINE: '', VOLLEY_REQUIRE_ADDON: '1' },
+        env: engineEnv(engine),
       })
       expect(run.status, run.stderr).toBe(0)
       const outcome = JSON.parse(run.stdout)
@@ -271,16 +281,8 @@ describe('sockets bound for a connect() or a send(), when the bind fails', () =>
 })
 
 describe('datagram sockets on the fallback engine, each case in a process of its own', () => {
-  const run = (script: string) =>
-    spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      encoding: 'utf8',
-      timeout: 20_000,
-      cwd: join(import.meta.dirname, '..'),
-      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
-    })
-
   it('a throwing handler costs the batches after it nothing; a send from a late exit handler throws ERR_SOCKET_CLOSED', () => {
-    const outcome = run(`
+    const outcome = runScript(`
       import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
       const receiver = createDatagramSocket({ batchSize: 1 })
       const { port } = await receiver.bind(0, '127.0.0.1')
@@ -317,14 +319,8 @@ describe('a datagram socket closed by its own error handler', () => {
     // A send the kernel refuses (EACCES: broadcast without SO_BROADCAST) reports 'error' from node:dgram's
     // send callback; closing there, then closing again on the callback's way out, threw
     // ERR_SOCKET_DGRAM_NOT_RUNNING out of node's callback, and the process ended.
-    const outcome = spawnSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `import { createDatagramSocket } from './src/index.ts'
+    const outcome = runScript(
+      `import { createDatagramSocket } from './src/index.ts'
         const socket = createDatagramSocket()
         await socket.bind(0, '0.0.0.0')
         let errors = 0
@@ -334,13 +330,7 @@ describe('a datagram socket closed by its own error handler', () => {
         socket.send('x', 9, '255.255.255.255')
         await new Promise((resolve) => setTimeout(resolve, 300))
         console.log(JSON.stringify({ errors, closes }))`,
-      ],
-      {
-        encoding: 'utf8',
-        timeout: 20_000,
-        cwd: join(import.meta.dirname, '..'),
-        env: engine === 'fallback' ? { ...process.env, VOLLEY_ENGINE: 'fallback' } : { ...process.env, VOLLEY_ENGINE: '', VOLLEY_REQUIRE_ADDON: '1' },
-      },
+      engine,
     )
     expect(outcome.status, outcome.stderr).toBe(0)
     expect(JSON.parse(outcome.stdout)).toEqual({ errors: 1, closes: 1 })
@@ -352,14 +342,7 @@ describe("a throwing 'drain' handler on the fallback engine", () => {
     // 6,000 sends on a socket not bound yet: the first 4,096 are taken, and 'drain' comes once the bind the
     // first one made has ended, in a promise's callback: the throw became an unhandled rejection, which an
     // 'uncaughtException' hook does not see.
-    const outcome = spawnSync(
-      process.execPath,
-      [
-        '--import',
-        'tsx',
-        '--input-type=module',
-        '-e',
-        `import { createDatagramSocket } from './src/index.ts'
+    const outcome = runScript(`import { createDatagramSocket } from './src/index.ts'
         const caught = { uncaught: 0, unhandled: 0 }
         process.on('uncaughtException', () => caught.uncaught++)
         process.on('unhandledRejection', () => caught.unhandled++)
@@ -372,10 +355,7 @@ describe("a throwing 'drain' handler on the fallback engine", () => {
         while (accepted < 6000 && socket.send('x', port, '127.0.0.1')) accepted++
         await new Promise((resolve) => setTimeout(resolve, 500))
         console.log(JSON.stringify({ ...caught, drains, accepted }))
-        socket.close(); receiver.close()`,
-      ],
-      { encoding: 'utf8', timeout: 20_000, cwd: join(import.meta.dirname, '..'), env: { ...process.env, VOLLEY_ENGINE: 'fallback' } },
-    )
+        socket.close(); receiver.close()`)
     expect(outcome.status, outcome.stderr).toBe(0)
     expect(JSON.parse(outcome.stdout)).toEqual({ uncaught: 1, unhandled: 0, drains: 1, accepted: 4096 })
   }, 30_000)
