@@ -581,12 +581,9 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 
   /**
    * The bind a send() makes (any address, any port), as node:dgram does. On the fallback engine it completes
-   * in the background: 'listening' comes once it has, and a failure is reported then (#onClosed).
-   */
-  /**
-   * The bind a send() makes. False when it failed at once (the native engine, out of file descriptors say):
-   * as node:dgram, and the fallback engine, whose binds fail later, an 'error' event carries the system
-   * error, and the next send() binds anew.
+   * in the background: 'listening' comes once it has, and a failure is reported then (#onClosed). False when
+   * it failed at once (the native engine, out of file descriptors say): an 'error' event carries the system
+   * error, as node:dgram's, and the next send() binds anew.
    */
   #bindForSend(): boolean {
     const fallback = fallbackReason()
