@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -97,6 +98,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::TakeLarge>("takeLarge"),
                            InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
                            InstanceMethod<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
+                           InstanceMethod<&EngineWrap::ReceivingInline>("receivingInline"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -142,6 +144,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       Napi::Error::New(env, "could not create the engine's wake-up").ThrowAsJavaScriptException();
       return;
     }
+    // JavaScript receives itself between light turns (Engine::ReceiveInline); VOLLEY_INLINE_RECEIVE=0 leaves
+    // every datagram to the I/O thread (to measure one against the other).
+    const char* inlineReceive = std::getenv("VOLLEY_INLINE_RECEIVE");
+    engine_->EnableInlineReceive(inlineReceive == nullptr || std::strcmp(inlineReceive, "0") != 0);
     SystemError error;
     if (!engine_->Start(&error)) {  // (the I/O thread calls wake only once a socket exists)
       stopped_ = true;
@@ -159,8 +165,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   static void OnWake(napi_env env, void* self) { static_cast<EngineWrap*>(self)->Drain(Napi::Env(env)); }
 
+  // The engine's epoll set is readable while JavaScript receives itself: one turn here, then its events.
+  static void OnReadable(napi_env env, void* self) {
+    auto* wrap = static_cast<EngineWrap*>(self);
+    if (wrap->stopped_) return;
+    if (!wrap->engine_->ReceiveInline()) wrap->wake_.Unwatch();
+    wrap->Drain(Napi::Env(env));
+  }
+
   void Drain(Napi::Env env) {
     if (stopped_) return;
+    // Whether the I/O thread left reading to this thread in the turn that made these events, or took it back.
+    if (!engine_->ReceivingInline()) {
+      wake_.Unwatch();
+    } else if (!wake_.Watch(engine_->watchFd(), OnReadable)) {
+      engine_->WakeIoThread();
+    }
     Napi::HandleScope scope(env);
     engine_->TakeEvents(&drained_);
     bool calling = true;
@@ -183,6 +203,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   void ShutdownNow() {
     if (stopped_) return;
     stopped_ = true;
+    wake_.Unwatch();  // before the engine closes the descriptor
     if (engine_) engine_->Stop();
     receiveSlabs_.clear();  // the I/O thread is gone: the slabs live on only in buffers JavaScript holds
     sendSlabs_.clear();
@@ -529,6 +550,11 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   // inlineSendsYielded() -> number: small sends this thread left to the woken I/O thread (for tests)
   Napi::Value InlineSendsYielded(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), stopped_ ? 0.0 : static_cast<double>(engine_->inlineSendsYielded()));
+  }
+
+  // receivingInline() -> boolean: whether the I/O thread has left reading to this thread (for tests)
+  Napi::Value ReceivingInline(const Napi::CallbackInfo& info) {
+    return Napi::Boolean::New(info.Env(), !stopped_ && engine_->ReceivingInline());
   }
 
   // control(socketId, op, arg, data?: Uint8Array, suffix?: number)

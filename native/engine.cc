@@ -44,6 +44,16 @@ constexpr size_t kMaxInlineSendBytes = 2048;
 // is down) before it is applied anyway: closing must end. What the socket still holds is then dropped, and
 // counted.
 constexpr uint64_t kMaxTeardownWaitUs = 1000000;
+// Inline receive: a turn with up to this many datagrams (none of them from a socket that had several
+// waiting) leaves the next turn to JavaScript; more, and the I/O thread batches again.
+constexpr uint32_t kMaxInlineTurnDatagrams = 8;
+// The parked I/O thread looks every this often whether JavaScript still takes its turns: when it has not
+// taken one while a socket, the timer or a command was ready, that thread is busy, and the I/O thread takes
+// the sockets back (their protocols' timers and acknowledgements must not wait for JavaScript).
+constexpr int kParkWatchdogMs = 10;
+// ...and after this many looks with no turn from JavaScript and nothing ready, it takes them back too, to
+// sleep without a watchdog: an idle engine does not wake 100 times a second.
+constexpr int kParkIdleLooks = 10;
 
 }  // namespace
 
@@ -90,6 +100,7 @@ bool Engine::Start(SystemError* error) {
   // Without the timer the loop falls back to epoll timeouts (DeadlineTimer::ArmBy refuses).
   event.data.u64 = kTimerToken;
   if (deadlineTimer_.valid() && epoll_ctl(epollFd_, EPOLL_CTL_ADD, deadlineTimer_.fd(), &event) != 0) deadlineTimer_.Close();
+  if (!parkFd_.valid()) inlineReceive_ = false;
   EnsureScratch(kDefaultBatchSize);
   try {
     thread_ = std::thread([this] { Run(); });
@@ -119,6 +130,7 @@ void Engine::Stop() {
   std::vector<Event>().swap(localEvents_);
   std::vector<uint64_t>().swap(sendControl_);
   wakeFd_.Close();
+  parkFd_.Close();
   deadlineTimer_.Close();
   scratchHeads_.reset();
   scratchTails_.reset();
@@ -189,6 +201,79 @@ void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
   Post(command);
 }
 
+void Engine::WakeIoThread() {
+  wakeFd_.Signal();
+  int receiver = kReceiverJavaScript;
+  if (receiver_.compare_exchange_strong(receiver, kReceiverIoThread, std::memory_order_acq_rel)) parkFd_.Signal();
+}
+
+bool Engine::ReceiveInline() {
+  if (receiver_.load(std::memory_order_acquire) != kReceiverJavaScript) return false;
+  // The parked I/O thread holds the lock only while it looks at the watchdog, or until it parks after a
+  // turn that handed the sockets over: a short wait, if any.
+  std::unique_lock<std::mutex> turn(ioMutex_);
+  if (receiver_.load(std::memory_order_relaxed) != kReceiverJavaScript) return false;
+  inlineTurns_.fetch_add(1, std::memory_order_relaxed);
+  epoll_event ready[kReadyEvents];
+  const bool woken = TakeAllReadyEvents(ready, epoll_wait(epollFd_, ready, kReadyEvents, 0));
+  RefreshClock();
+  clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
+  turningInline_ = true;  // counted in batchesInInline; JavaScript drains when this returns (no wake-up)
+  ServiceSockets();
+  // Commands are the I/O thread's (a Post takes the sockets back anyway), and so is a heavy turn's sequel.
+  bool keep = !woken && LightTurn();
+  const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
+  if (keep && nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) keep = false;
+  FlushEvents();
+  turningInline_ = false;
+  if (!keep) {
+    receiver_.store(kReceiverIoThread, std::memory_order_release);
+    parkFd_.Signal();
+  }
+  return keep;
+}
+
+bool Engine::LightTurn() const {
+  return !turnDense_ && turnReceived_ <= kMaxInlineTurnDatagrams && readable_.empty() && sendCount_ == 0 &&
+         sendHeld_.empty() && deferred_.empty() && recordsWaiting_.empty() && scratch_.next >= scratch_.count &&
+         !starved_.load(std::memory_order_relaxed) && deadlineTimer_.valid();
+}
+
+void Engine::Park(std::unique_lock<std::mutex>* turn) {
+  // The timers the turn before set (an acknowledgement, a resend) fire through the timerfd, which
+  // JavaScript's loop watches: it must be armed for the earliest before this thread stops looking at them.
+  const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
+  if (nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) {
+    receiver_.store(kReceiverIoThread, std::memory_order_release);
+    return;
+  }
+  uint64_t turnsSeen = inlineTurns_.load(std::memory_order_relaxed);
+  int idleLooks = 0;
+  turn->unlock();
+  for (;;) {
+    pollfd park{parkFd_.fd(), POLLIN, 0};
+    if (poll(&park, 1, kParkWatchdogMs) > 0) {
+      parkFd_.Clear();
+      if (receiver_.load(std::memory_order_acquire) != kReceiverJavaScript) break;
+      continue;  // a hand-back from before this park
+    }
+    if (receiver_.load(std::memory_order_acquire) != kReceiverJavaScript) break;
+    const uint64_t turns = inlineTurns_.load(std::memory_order_relaxed);
+    if (turns != turnsSeen) {
+      turnsSeen = turns;
+      idleLooks = 0;
+      continue;
+    }
+    pollfd ready{epollFd_, POLLIN, 0};
+    if (poll(&ready, 1, 0) > 0 || ++idleLooks >= kParkIdleLooks) {
+      int receiver = kReceiverJavaScript;
+      receiver_.compare_exchange_strong(receiver, kReceiverIoThread, std::memory_order_acq_rel);
+      break;
+    }
+  }
+  TakeTurn(turn);
+}
+
 bool Engine::YieldInlineSend() {
   inlineSendsYielded_.fetch_add(1, std::memory_order_relaxed);
   return false;
@@ -196,13 +281,18 @@ bool Engine::YieldInlineSend() {
 
 bool Engine::SendInline(const Command& command) {
   // Only while the I/O thread sleeps (it holds ioMutex_ for the whole of each turn, never while it waits):
-  // this thread never blocks here.
+  // this thread does not wait for a turn here (but for the moment below).
   // A woken I/O thread goes first: JavaScript sending small slabs back to back would otherwise take the lock
   // again each time before that thread is scheduled, and nothing would be received meanwhile.
   if (!started_) return false;
   if (ioWantsTurn_.load(std::memory_order_acquire)) return YieldInlineSend();
   std::unique_lock<std::mutex> turn(ioMutex_, std::try_to_lock);
-  if (!turn.owns_lock()) return false;
+  if (!turn.owns_lock()) {
+    // While JavaScript reads the sockets, the I/O thread holds the lock only from the light turn that left
+    // them to it until it parks, a moment: waiting for that beats waking it again to send this.
+    if (receiver_.load(std::memory_order_acquire) != kReceiverJavaScript) return false;
+    turn.lock();
+  }
   if (ioWantsTurn_.load(std::memory_order_relaxed)) return YieldInlineSend();
   {
     // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
@@ -224,13 +314,13 @@ bool Engine::SendInline(const Command& command) {
   // cleared the starved flag the thread sleeps on (its sockets have datagrams it stopped reading, and
   // JavaScript's next MarkDelivered would no longer wake it).
   if (sendCount_ > 0 || !sendHeld_.empty() || (wasStarved && !starved_.load(std::memory_order_relaxed))) {
-    wakeFd_.Signal();
+    WakeIoThread();
     return true;
   }
   // The protocols' new deadlines (a resend, an acknowledgement): the sleeping thread's timer must fire by
   // the earliest. Without the timer it waits with a timeout computed before: wake it to compute another.
   const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
-  if (nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) wakeFd_.Signal();
+  if (nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) WakeIoThread();
   return true;
 }
 
@@ -247,7 +337,7 @@ void Engine::MarkDelivered(const Event* events, size_t count) {
     if (slab < kMaxReceiveSlabs) receiveSlabs_[slab].delivered.fetch_add(1, std::memory_order_seq_cst);
   }
   // Pairs with the I/O thread's store of starved_ followed by its re-check of the slabs.
-  if (starved_.exchange(false, std::memory_order_seq_cst)) wakeFd_.Signal();
+  if (starved_.exchange(false, std::memory_order_seq_cst)) WakeIoThread();
 }
 
 void Engine::Post(const Command& command) {
@@ -257,7 +347,7 @@ void Engine::Post(const Command& command) {
     wasEmpty = commands_.empty();
     commands_.push_back(command);
   }
-  if (wasEmpty) wakeFd_.Signal();
+  if (wasEmpty) WakeIoThread();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,6 +359,7 @@ void Engine::Run() {
   epoll_event ready[kReadyEvents];
   std::unique_lock<std::mutex> turn(ioMutex_);
   for (;;) {
+    if (receiver_.load(std::memory_order_acquire) == kReceiverJavaScript) Park(&turn);
     int timeout = -1;
     if ((!readable_.empty() && !starved_.load(std::memory_order_relaxed)) || sendCount_ > 0) {
       timeout = 0;
@@ -285,15 +376,10 @@ void Engine::Run() {
         if (timeout < 0 || static_cast<int>(waitMs) < timeout) timeout = static_cast<int>(waitMs);
       }
     }
-    bool woken = false;
     turn.unlock();  // while it sleeps, JavaScript may send itself (SendInline)
-    int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
+    const int count = epoll_wait(epollFd_, ready, kReadyEvents, timeout);
     TakeTurn(&turn);
-    for (int call = 1;; ++call) {
-      if (TakeReadyEvents(ready, count)) woken = true;
-      if (count < kReadyEvents || call == kMaxReadyCallsPerTurn) break;
-      count = epoll_wait(epollFd_, ready, kReadyEvents, 0);
-    }
+    const bool woken = TakeAllReadyEvents(ready, count);
     RefreshClock();
     clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
     if (woken) {
@@ -309,19 +395,10 @@ void Engine::Run() {
       commandsInFlight_.clear();
       if (!running) break;
     }
-    ProcessSends(kSendBudgetPerTurn);
-    if (!deferred_.empty()) ApplyOverdueTeardowns();
-    if (protocolSockets_ > 0) {
-      UpdateProtocols();
-    } else {
-      readingPausedUs_ = 0;  // a pause with no protocol to tell: the next one is dated afresh
-      readingPauseTold_ = false;
-    }
-    turnReceived_ = 0;
-    turnDense_ = false;
-    turnBatchSize_ = 0;
-    ReceiveRound();
-    FlushEvents();
+    ServiceSockets();
+    // A light turn that has something for JavaScript (a reply, a request): JavaScript, woken for it
+    // anyway, reads the next datagrams itself, until a turn finds more than a few.
+    FlushEvents(inlineReceive_ && turnReceived_ > 0 && LightTurn());
     timespec coalesce;
     if (CoalesceWait(&coalesce)) {
       // Commands end the wait, and so does a deadline a send from JavaScript armed meanwhile.
@@ -335,10 +412,34 @@ void Engine::Run() {
   FlushEvents();
 }
 
+void Engine::ServiceSockets() {
+  ProcessSends(kSendBudgetPerTurn);
+  if (!deferred_.empty()) ApplyOverdueTeardowns();
+  if (protocolSockets_ > 0) {
+    UpdateProtocols();
+  } else {
+    readingPausedUs_ = 0;  // a pause with no protocol to tell: the next one is dated afresh
+    readingPauseTold_ = false;
+  }
+  turnReceived_ = 0;
+  turnDense_ = false;
+  turnBatchSize_ = 0;
+  ReceiveRound();
+}
+
 void Engine::TakeTurn(std::unique_lock<std::mutex>* turn) {
   ioWantsTurn_.store(true, std::memory_order_release);
   turn->lock();
   ioWantsTurn_.store(false, std::memory_order_relaxed);
+}
+
+bool Engine::TakeAllReadyEvents(epoll_event* ready, int count) {
+  bool woken = false;
+  for (int call = 1;; ++call) {
+    if (TakeReadyEvents(ready, count)) woken = true;
+    if (count < kReadyEvents || call == kMaxReadyCallsPerTurn) return woken;
+    count = epoll_wait(epollFd_, ready, kReadyEvents, 0);
+  }
 }
 
 bool Engine::TakeReadyEvents(const epoll_event* ready, int count) {
@@ -610,7 +711,7 @@ void Engine::Emit(int32_t type, int32_t a, int32_t b, int32_t c, int32_t d, int3
   localEvents_.push_back(Event{{type, a, b, c, d, e}});
 }
 
-void Engine::FlushEvents() {
+void Engine::FlushEvents(bool offerReceiving) {
   if (localEvents_.empty()) return;
   bool wasEmpty;
   {
@@ -618,8 +719,11 @@ void Engine::FlushEvents() {
     wasEmpty = events_.empty();
     events_.insert(events_.end(), localEvents_.begin(), localEvents_.end());
   }
+  // Only to a JavaScript thread that has taken every event before these: one busy elsewhere (the parked
+  // thread took the sockets back from it) would leave the next datagrams waiting again.
+  if (offerReceiving && wasEmpty) receiver_.store(kReceiverJavaScript, std::memory_order_release);
   localEvents_.clear();
-  if (wasEmpty) wake_();
+  if (wasEmpty && !turningInline_) wake_();
 }
 
 }  // namespace volley

@@ -48,6 +48,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
+  // Before Start: lets the JavaScript thread receive itself between light turns (ReceiveInline), which
+  // its owner must then do whenever ReceivingInline() says so. Off by default.
+  void EnableInlineReceive(bool on) { inlineReceive_ = on; }
   bool Start(SystemError* error);
   // Closes every socket, stops and joins the I/O thread. Idempotent.
   void Stop();
@@ -75,6 +78,19 @@ class Engine {
   LargeMessages& largeMessages() { return *large_; }
   // Small sends JavaScript left to the I/O thread because that thread had woken and waited for its turn.
   uint64_t inlineSendsYielded() const { return inlineSendsYielded_.load(std::memory_order_relaxed); }
+
+  // Inline receive (see ReceiveInline). The descriptor JavaScript's loop watches while it receives: the
+  // engine's epoll set, readable when a socket, the timer or a command is.
+  int watchFd() const { return epollFd_; }
+  // JavaScript thread: whether the I/O thread has left receiving to it (JavaScript then watches watchFd()).
+  bool ReceivingInline() const { return receiver_.load(std::memory_order_acquire) == kReceiverJavaScript; }
+  // JavaScript thread, when watchFd() is readable: one turn of the loop on this thread (receive, timers,
+  // sends), its events left for JavaScript to drain at once. False when the I/O thread has the sockets
+  // again (this turn found too much work, or that thread took them back): JavaScript stops watching.
+  bool ReceiveInline();
+  // Any thread: wakes the I/O thread for commands or work left to it, taking the sockets back from
+  // JavaScript if it had them.
+  void WakeIoThread();
 
   // Moves pending events into *out (swapping buffers, so no allocation in steady state).
   void TakeEvents(std::vector<Event>* out);
@@ -185,10 +201,21 @@ class Engine {
   // is queued before it; false (nothing done) otherwise.
   bool SendInline(const Command& command);
   bool YieldInlineSend();  // counts a send SendInline leaves to the woken I/O thread; false
+  // The I/O thread, while JavaScript receives: sleeps until it is handed the sockets back, or takes them
+  // back when JavaScript leaves ready sockets unread (busy with other work) for a watchdog period.
+  void Park(std::unique_lock<std::mutex>* turn);
+  // After a turn (either thread's) that read datagrams: whether it was light enough for JavaScript to do
+  // the next one itself.
+  bool LightTurn() const;
+  // The turn's work after the ready events are known, shared by Run and ReceiveInline.
+  void ServiceSockets();
   // The I/O thread, after a sleep: takes ioMutex_ back, ahead of any SendInline.
   void TakeTurn(std::unique_lock<std::mutex>* turn);
   // Marks the sockets epoll reported readable (listed in readable_); true when the wake eventfd was among them.
   bool TakeReadyEvents(const epoll_event* ready, int count);
+  // TakeReadyEvents over the count events of a first epoll_wait into ready (kReadyEvents of room), then over
+  // more while each call fills the array: a turn learns of every ready socket.
+  bool TakeAllReadyEvents(epoll_event* ready, int count);
   bool ReceiveBatch(SocketState* state);  // false when the socket has nothing more or we are starved
   bool CopyScratchToSlabs();              // false when starved
   bool AcquireSlabSpace(size_t bytes);
@@ -244,7 +271,8 @@ class Engine {
   void DropHeldSends(SocketState* state);
 
   void Emit(int32_t type, int32_t a = 0, int32_t b = 0, int32_t c = 0, int32_t d = 0, int32_t e = 0);
-  void FlushEvents();
+  // offerReceiving: the turn was light (Run): JavaScript, woken for these events, may do the next one.
+  void FlushEvents(bool offerReceiving = false);
 
   std::function<void()> wake_;
   std::thread thread_;
@@ -261,6 +289,16 @@ class Engine {
   std::atomic<bool> ioWantsTurn_{false};  // the I/O thread woke and waits for ioMutex_: SendInline stands back
   bool sendingInline_ = false;            // SendInline is sending (counted in batchesOutInline)
   std::atomic<uint64_t> inlineSendsYielded_{0};
+  // Who reads the sockets: the I/O thread, or (between request/response traffic's light turns) the
+  // JavaScript thread itself, woken by its own loop, which saves a wake-up of the I/O thread and a
+  // hand-over per datagram. The I/O thread parks on parkFd_ meanwhile.
+  static constexpr int kReceiverIoThread = 0;
+  static constexpr int kReceiverJavaScript = 1;
+  std::atomic<int> receiver_{kReceiverIoThread};
+  std::atomic<uint64_t> inlineTurns_{0};  // JavaScript's turns: the parked thread's watchdog reads them
+  EventFd parkFd_;
+  bool inlineReceive_ = false;  // EnableInlineReceive
+  bool turningInline_ = false;  // in ReceiveInline's turn (FlushEvents does not wake JavaScript: it drains next)
 
   // JavaScript thread -> I/O thread.
   std::mutex commandMutex_;

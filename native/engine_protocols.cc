@@ -46,6 +46,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   SocketStats::Add(state->stats->packetsIn, count);
   SocketStats::Add(state->stats->bytesIn, bytes);
   SocketStats::Add(state->stats->batchesIn, 1);
+  if (turningInline_) SocketStats::Add(state->stats->batchesInInline, 1);
   state->protocol->EndBatch(clock_);
   FlushProtocol(state);
   ScheduleProtocol(state);

@@ -238,6 +238,7 @@ void Engine::PublishBatch(SocketState* state, size_t start, uint32_t count, uint
     SocketStats::Add(state->stats->packetsIn, count);
     SocketStats::Add(state->stats->bytesIn, bytes);
     SocketStats::Add(state->stats->batchesIn, 1);
+    if (turningInline_) SocketStats::Add(state->stats->batchesInInline, 1);
   }
   Emit(kEventBatch, static_cast<int32_t>(state->id), static_cast<int32_t>(currentSlab_), static_cast<int32_t>(start),
        static_cast<int32_t>(count), static_cast<int32_t>(slab.offset));

@@ -52,6 +52,29 @@ bool LoopWake::Call(napi_env env, napi_value fn, size_t argc, const napi_value* 
   return false;
 }
 
+bool LoopWake::Watch(int fd, OnWake onReadable) {
+  if (state_ == nullptr) return false;
+  if (!state_->watchOpen) {
+    if (uv_poll_init(state_->handle.loop, &state_->watch, fd) != 0) return false;
+    state_->watch.data = state_;
+    state_->watchOpen = true;
+    ++state_->open;
+    uv_unref(reinterpret_cast<uv_handle_t*>(&state_->watch));
+  }
+  state_->onReadable = onReadable;
+  if (!state_->watching) {
+    if (uv_poll_start(&state_->watch, UV_READABLE, DispatchReadable) != 0) return false;
+    state_->watching = true;
+  }
+  return true;
+}
+
+void LoopWake::Unwatch() {
+  if (state_ == nullptr || !state_->watching) return;
+  uv_poll_stop(&state_->watch);
+  state_->watching = false;
+}
+
 void LoopWake::SetRef(bool ref) {
   if (state_ == nullptr) return;
   if (ref) {
@@ -67,6 +90,7 @@ void LoopWake::Close() {
   state_ = nullptr;
   napi_async_destroy(state->env, state->asyncContext);
   state->asyncContext = nullptr;
+  if (state->watchOpen) uv_close(reinterpret_cast<uv_handle_t*>(&state->watch), Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&state->handle), Closed);
 }
 
@@ -78,6 +102,19 @@ void LoopWake::Dispatch(uv_async_t* handle) {
   napi_close_handle_scope(state->env, scope);
 }
 
+void LoopWake::DispatchReadable(uv_poll_t* watch, int status, int) {
+  auto* state = static_cast<State*>(watch->data);
+  if (status < 0) {  // the descriptor failed: its owner learns of it from its own calls
+    uv_poll_stop(watch);
+    state->watching = false;
+    return;
+  }
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(state->env, &scope) != napi_ok) return;
+  state->onReadable(state->env, state->context);
+  napi_close_handle_scope(state->env, scope);
+}
+
 void LoopWake::Teardown(napi_async_cleanup_hook_handle, void* arg) {
   auto* state = static_cast<State*>(arg);
   // Still open (Closed has not run): the owner shuts down and closes. Already closing: Closed follows.
@@ -86,6 +123,7 @@ void LoopWake::Teardown(napi_async_cleanup_hook_handle, void* arg) {
 
 void LoopWake::Closed(uv_handle_t* handle) {
   auto* state = static_cast<State*>(handle->data);
+  if (--state->open > 0) return;
   if (state->teardownHook != nullptr) napi_remove_async_cleanup_hook(state->teardownHook);
   delete state;
 }

@@ -1,4 +1,5 @@
-// Wakes the JavaScript thread from the I/O thread: a libuv async handle on the environment's own loop.
+// Wakes the JavaScript thread from the I/O thread: a libuv async handle on the environment's own loop. It
+// may also watch a descriptor on that loop (the engine's epoll set, while JavaScript receives itself).
 //
 // Not a napi thread-safe function: its call holds a mutex across the eventfd write, so the JavaScript
 // thread it wakes, which preempts the writer when both share a core, blocks on that mutex at once and
@@ -28,6 +29,11 @@ class LoopWake {
   void Signal() {
     if (state_ != nullptr) uv_async_send(&state_->handle);
   }
+  // JavaScript thread: calls onReadable (with a handle scope, like onWake) whenever fd is readable, until
+  // Unwatch() or Close(). One descriptor for the life of the handle; unreferenced (it never keeps the loop
+  // alive). False when libuv refused.
+  bool Watch(int fd, OnWake onReadable);
+  void Unwatch();
   // From onWake: calls fn as an event from the loop (microtasks and ticks run after it). An exception it
   // throws goes to the process's uncaught-exception handling, as any event handler's does, and JavaScript
   // may be called again when that handling returns. False when JavaScript could not be called (the
@@ -47,8 +53,14 @@ class LoopWake {
     void* context = nullptr;
     napi_async_context asyncContext = nullptr;  // released in Close(), while the environment surely exists
     napi_async_cleanup_hook_handle teardownHook = nullptr;
+    uv_poll_t watch{};
+    bool watchOpen = false;  // watch initialised (closed with the handle)
+    bool watching = false;
+    OnWake onReadable = nullptr;
+    int open = 1;  // libuv handles not yet closed: the state goes with the last
   };
   static void Dispatch(uv_async_t* handle);
+  static void DispatchReadable(uv_poll_t* watch, int status, int events);
   static void Teardown(napi_async_cleanup_hook_handle hook, void* arg);
   static void Closed(uv_handle_t* handle);
 

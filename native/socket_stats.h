@@ -1,5 +1,6 @@
 // Counters of one socket, written by whichever thread holds the engine's ioMutex_ (the I/O thread, or
-// JavaScript's for a small send while the I/O thread sleeps) and read by JavaScript at any time.
+// JavaScript's for a small send or a turn of its own while the I/O thread sleeps) and read by JavaScript at
+// any time.
 #pragma once
 
 #include <atomic>
@@ -20,6 +21,7 @@ struct SocketStats {
   std::atomic<uint64_t> truncated{0};    // datagrams larger than the receive slot
   std::atomic<uint64_t> sendDropped{0};  // queued datagrams discarded because the socket closed first
   std::atomic<uint64_t> batchesOutInline{0};  // of batchesOut, those the JavaScript thread made itself
+  std::atomic<uint64_t> batchesInInline{0};   // of batchesIn, those the JavaScript thread read itself
 
   // A protocol's counters (netcode server or client), copied here by the I/O thread at each timer tick.
   static constexpr int kProtocolFieldCount = 16;
@@ -29,11 +31,12 @@ struct SocketStats {
   static constexpr int kSimulatorFieldCount = 4;
   std::atomic<double> simulator[kSimulatorFieldCount] = {};
 
-  static constexpr int kFieldCount = 12;
+  static constexpr int kFieldCount = 13;
   void CopyTo(double* out) const {
     const std::atomic<uint64_t>* fields[kFieldCount] = {&packetsIn,   &bytesIn,    &batchesIn,   &packetsOut,
                                                         &bytesOut,    &batchesOut, &sendErrors,  &receiveErrors,
-                                                        &kernelDrops, &truncated,  &sendDropped, &batchesOutInline};
+                                                        &kernelDrops, &truncated,  &sendDropped, &batchesOutInline,
+                                                        &batchesInInline};
     for (int i = 0; i < kFieldCount; ++i) out[i] = static_cast<double>(fields[i]->load(std::memory_order_relaxed));
   }
   static void Add(std::atomic<uint64_t>& counter, uint64_t amount) {

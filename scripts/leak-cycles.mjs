@@ -1,7 +1,8 @@
 // Leak driver for scripts/leak-check.sh: many open/bind/send/receive/close cycles on shared and dedicated
-// engines through the real JavaScript layer (src/index.ts), plus the awkward endings: close while traffic
-// flows, close and engine shutdown from inside a callback, a starved receiver, worker threads that exit or
-// are terminated with sockets open, and sockets still open when the process exits.
+// engines through the real JavaScript layer (src/index.ts), request/response that JavaScript reads itself,
+// plus the awkward endings: close while traffic flows, close and engine shutdown from inside a callback, a
+// starved receiver, worker threads that exit or are terminated with sockets open (one while it reads them),
+// and sockets still open when the process exits.
 //
 //   node --expose-gc --import tsx scripts/leak-cycles.mjs [--cycles N] [--exit natural|process-exit] [--no-workers]
 //
@@ -184,6 +185,22 @@ async function starve(n) {
   }
 }
 
+// Request/response, one datagram at a time: the engines leave reading to JavaScript between light turns
+// (Engine::ReceiveInline), and the sockets close while it reads. keepGoing: the worker's endless version.
+async function pingPong(n, engine, keepGoing = false) {
+  for (let i = 0; i < n || keepGoing; i++) {
+    const [a, b] = await pair(engine, engine)
+    b.on('message', (data, rinfo) => b.send(data, rinfo.port, rinfo.address))
+    for (let m = 0; m < 30; m++) {
+      const back = new Promise((resolve) => a.once('message', resolve))
+      a.send(Buffer.alloc(64, m), b.address().port, HOST)
+      await within(2000, 'an echo', back)
+      if (keepGoing && i === 0 && m === 10) parentPort.postMessage('flowing')
+    }
+    await Promise.all([a.close(), b.close()])
+  }
+}
+
 // Sockets left open (unref'd) with traffic in flight: the environment's cleanup hook must stop the engines.
 async function leaveOpen() {
   const kept = []
@@ -208,7 +225,7 @@ function spawnWorker(mode) {
       argv: ['--cycles', String(Math.max(2, Math.ceil(CYCLES / 10)))],
     })
     worker.on('error', reject)
-    if (mode === 'terminate') {
+    if (mode !== 'exit') {
       worker.on('message', async () => {
         await sleep(20) // traffic flowing in the worker
         await worker.terminate()
@@ -220,6 +237,7 @@ function spawnWorker(mode) {
 
 async function workerMain() {
   const mode = workerData.mode
+  if (mode === 'terminate-inline') return pingPong(0, 'shared', true) // until terminated
   await cycles('shared', 'dedicated', Math.max(2, Math.ceil(CYCLES / 10)))
   const kept = await leaveOpen()
   if (mode === 'terminate') {
@@ -328,12 +346,15 @@ async function main() {
     ['close while traffic flows (dedicated)', () => closeWhileFlowing(Math.ceil(CYCLES / 3), 'dedicated')],
     ['close/shutdown inside callbacks', () => closeInsideCallback(Math.ceil(CYCLES / 2))],
     ['starved receiver', () => starve(Math.max(1, Math.ceil(CYCLES / 10)))],
+    ['request/response read by JavaScript (shared)', () => pingPong(Math.ceil(CYCLES / 3), 'shared')],
+    ['request/response read by JavaScript (dedicated)', () => pingPong(Math.ceil(CYCLES / 3), 'dedicated')],
     ['netcode server and clients', () => protocolCycles(Math.max(1, Math.ceil(CYCLES / 10)))],
     ['delivery cores over a lossy link', () => deliveryCycles(Math.max(1, Math.ceil(CYCLES / 10)))],
   ]
   if (WORKERS) {
     phases.push(['worker exits with sockets open', () => spawnWorker('exit')])
     phases.push(['worker terminated with traffic flowing', () => spawnWorker('terminate')])
+    phases.push(['worker terminated while JavaScript reads its sockets', () => spawnWorker('terminate-inline')])
   }
   for (const [name, run] of phases) {
     const t = Date.now()

@@ -445,6 +445,77 @@ describe('options', () => {
   })
 })
 
+describe('reading from the JavaScript thread', () => {
+  /** A server on the shared engine that echoes, a client on an engine of its own; n round trips one after the other. */
+  async function echoRoundTrips(n: number) {
+    const server = socket()
+    const client = socket({ engine: 'dedicated' })
+    const { port } = await server.bind(0, '127.0.0.1')
+    await client.bind(0, '127.0.0.1')
+    server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address))
+    const echoed: number[] = []
+    for (let i = 0; i < n; i++) {
+      const back = new Promise<Buffer>((resolve) => client.once('message', resolve))
+      client.send(counterPayload(i), port, '127.0.0.1')
+      echoed.push((await back).readUInt32BE(0))
+    }
+    expect(echoed).toEqual(Array.from({ length: n }, (_, i) => i))
+    return { server, client, port }
+  }
+
+  it('request/response traffic is read by the JavaScript thread itself, between light turns, and counted', async () => {
+    const { server, client } = await echoRoundTrips(100)
+    // The first datagram wakes the I/O thread; its turn, light, leaves the next ones to JavaScript, which the
+    // engine's epoll set wakes. A turn may go back to the I/O thread on a busy machine (JavaScript late by a
+    // watchdog period with a datagram waiting), and comes back at its next light turn.
+    for (const side of [server, client]) {
+      const stats = side.stats()
+      expect(stats.packetsIn).toBe(100)
+      expect(stats.batchesInInline).toBeGreaterThanOrEqual(50)
+      expect(stats.batchesInInline).toBeLessThanOrEqual(stats.batchesIn)
+    }
+    expect(sharedEngine().receivingInline()).toBe(true)
+  })
+
+  it('a JavaScript thread that stops taking its turns does not stop the reading: the I/O thread takes the sockets back', async () => {
+    const { server, client, port } = await echoRoundTrips(20)
+    const engine = sharedEngine()
+    expect(engine.receivingInline()).toBe(true)
+    const before = server.stats()
+    // This thread now spins, as a handler doing long synchronous work would: only the I/O thread can read.
+    // Two datagrams, each sent once the one before was read (small, with the client's I/O thread asleep:
+    // out before flush() returns). The first turn may offer JavaScript the reading again, as after any
+    // light turn; the second must not, while JavaScript has not taken the first one's events.
+    const start = performance.now()
+    for (let i = 1; i <= 2; i++) {
+      client.send(counterPayload(20 + i), port, '127.0.0.1')
+      client.flush()
+      while (server.stats().packetsIn < before.packetsIn + i && performance.now() - start < 2000);
+    }
+    const after = server.stats()
+    expect(after.packetsIn).toBe(before.packetsIn + 2)
+    expect(after.batchesInInline).toBe(before.batchesInInline)
+    expect(engine.receivingInline()).toBe(false)
+  })
+
+  it('an engine whose traffic stops goes back to its I/O thread, which then sleeps until the next datagram', async () => {
+    const { server, client, port } = await echoRoundTrips(20)
+    const engine = sharedEngine()
+    expect(engine.receivingInline()).toBe(true)
+    // Parked, the I/O thread looks every 10 ms whether JavaScript still takes turns; after about 100 ms of
+    // nothing it takes the sockets back rather than go on waking.
+    await waitFor(() => !engine.receivingInline(), 2000, 'the I/O thread to take the idle engine back')
+    const before = server.stats()
+    const back = new Promise<Buffer>((resolve) => client.once('message', resolve))
+    client.send(counterPayload(20), port, '127.0.0.1')
+    expect((await back).readUInt32BE(0)).toBe(20)
+    const after = server.stats()
+    // Read by the I/O thread, which hands reading to JavaScript again after that light turn.
+    expect(after.batchesIn - after.batchesInInline).toBe(before.batchesIn - before.batchesInInline + 1)
+    expect(engine.receivingInline()).toBe(true)
+  })
+})
+
 describe('small sends from the JavaScript thread', () => {
   it('a small flush while the I/O thread sleeps is sent before flush() returns, and counted as inline', async () => {
     // The sender's engine is its own, so that its I/O thread sleeps between these sends.

@@ -88,6 +88,7 @@ export interface NativeEngine {
   largeBytes(): number
   /** Small sends the JavaScript thread left to the I/O thread because that thread had woken and waited for its turn. */
   inlineSendsYielded(): number
+  receivingInline(): boolean
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
   setRef(ref: boolean): void

@@ -276,6 +276,11 @@ export class Engine implements ProtocolEngine {
     return this.#native.inlineSendsYielded()
   }
 
+  /** Whether the I/O thread has left reading the sockets to this thread, between light turns (for tests). */
+  receivingInline(): boolean {
+    return this.#native.receivingInline()
+  }
+
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
   #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
     this.#checkRunning()

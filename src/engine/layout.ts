@@ -18,7 +18,7 @@ export const layout = {
   eventCapacity: 1024,
   maxReceiveSlabs: 256,
   maxSendSlabs: 256,
-  statsFields: 12,
+  statsFields: 13,
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
   /** What a queued message costs a connection's send queue beyond its bytes (native/delivery/delivery.h). */
