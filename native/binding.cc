@@ -166,10 +166,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   static void OnWake(napi_env env, void* self) { static_cast<EngineWrap*>(self)->Drain(Napi::Env(env)); }
 
   // The engine's epoll set is readable while JavaScript receives itself: one turn here, then its events.
-  static void OnReadable(napi_env env, void* self) {
+  static void OnReadable(napi_env env, void* self, bool failed) {
     auto* wrap = static_cast<EngineWrap*>(self);
     if (wrap->stopped_) return;
-    if (!wrap->engine_->ReceiveInline()) wrap->wake_.Unwatch();
+    if (failed) {
+      wrap->engine_->WakeIoThread();  // libuv no longer watches: the I/O thread reads
+    } else if (!wrap->engine_->ReceiveInline()) {
+      wrap->wake_.Unwatch();
+    }
     wrap->Drain(Napi::Env(env));
   }
 
@@ -203,7 +207,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   void ShutdownNow() {
     if (stopped_) return;
     stopped_ = true;
-    wake_.Unwatch();  // before the engine closes the descriptor
+    wake_.CloseWatch();  // before the engine closes the descriptor
     if (engine_) engine_->Stop();
     receiveSlabs_.clear();  // the I/O thread is gone: the slabs live on only in buffers JavaScript holds
     sendSlabs_.clear();

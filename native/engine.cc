@@ -215,17 +215,25 @@ bool Engine::ReceiveInline() {
   if (receiver_.load(std::memory_order_relaxed) != kReceiverJavaScript) return false;
   inlineTurns_.fetch_add(1, std::memory_order_relaxed);
   epoll_event ready[kReadyEvents];
-  const bool woken = TakeAllReadyEvents(ready, epoll_wait(epollFd_, ready, kReadyEvents, 0));
-  RefreshClock();
-  clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
-  turningInline_ = true;  // counted in batchesInInline; JavaScript drains when this returns (no wake-up)
-  ServiceSockets();
-  // Commands are the I/O thread's (a Post takes the sockets back anyway), and so is a heavy turn's sequel.
-  bool keep = !woken && LightTurn();
-  const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
-  if (keep && nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) keep = false;
-  FlushEvents();
-  turningInline_ = false;
+  bool keep = !TakeAllReadyEvents(ready, epoll_wait(epollFd_, ready, kReadyEvents, 0));
+  // Commands are the I/O thread's, and go before this turn's work, as in its own turns (a Post takes the
+  // sockets back, but one posted while the I/O thread handed them over may find them JavaScript's still).
+  // What the ready events marked (sockets to read, a timer fired) waits for the I/O thread's turn.
+  if (keep) {
+    RefreshClock();
+    clock_.unixSeconds = static_cast<uint64_t>(time(nullptr));
+    turningInline_ = true;  // counted in batchesInInline; JavaScript drains when this returns (no wake-up)
+    sendingInline_ = true;  // the protocols' replies (acknowledgements, pongs): counted in batchesOutInline
+    ServiceSockets();
+    sendingInline_ = false;
+    // The I/O thread's first turn after a heavy one reads at the rate it saw from here (CoalesceWait).
+    if (turnReceived_ > 0) lastDenseTurnNs_ = MonotonicNs();
+    keep = LightTurn();
+    const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
+    if (keep && nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) keep = false;
+    FlushEvents();
+    turningInline_ = false;
+  }
   if (!keep) {
     receiver_.store(kReceiverIoThread, std::memory_order_release);
     parkFd_.Signal();
@@ -243,7 +251,14 @@ void Engine::Park(std::unique_lock<std::mutex>* turn) {
   // The timers the turn before set (an acknowledgement, a resend) fire through the timerfd, which
   // JavaScript's loop watches: it must be armed for the earliest before this thread stops looking at them.
   const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
-  if (nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) {
+  bool pending = nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs);
+  {
+    // A command posted during the turn that handed reading over found this thread the receiver: its
+    // WakeIoThread signalled no parkFd_. Posted after this look, it finds JavaScript the receiver, and does.
+    std::lock_guard<std::mutex> lock(commandMutex_);
+    if (!commands_.empty()) pending = true;
+  }
+  if (pending) {
     receiver_.store(kReceiverIoThread, std::memory_order_release);
     return;
   }
@@ -265,7 +280,10 @@ void Engine::Park(std::unique_lock<std::mutex>* turn) {
       continue;
     }
     pollfd ready{epollFd_, POLLIN, 0};
-    if (poll(&ready, 1, 0) > 0 || ++idleLooks >= kParkIdleLooks) {
+    const bool late = poll(&ready, 1, 0) > 0;
+    if (late || ++idleLooks >= kParkIdleLooks) {
+      // JavaScript late: busy elsewhere. Not offered reading again before it has drained (TakeEvents).
+      if (late) javaScriptLate_.store(true, std::memory_order_relaxed);
       int receiver = kReceiverJavaScript;
       receiver_.compare_exchange_strong(receiver, kReceiverIoThread, std::memory_order_acq_rel);
       break;
@@ -325,6 +343,7 @@ bool Engine::SendInline(const Command& command) {
 }
 
 void Engine::TakeEvents(std::vector<Event>* out) {
+  javaScriptLate_.store(false, std::memory_order_relaxed);
   out->clear();
   std::lock_guard<std::mutex> lock(eventMutex_);
   out->swap(events_);
@@ -719,9 +738,12 @@ void Engine::FlushEvents(bool offerReceiving) {
     wasEmpty = events_.empty();
     events_.insert(events_.end(), localEvents_.begin(), localEvents_.end());
   }
-  // Only to a JavaScript thread that has taken every event before these: one busy elsewhere (the parked
-  // thread took the sockets back from it) would leave the next datagrams waiting again.
-  if (offerReceiving && wasEmpty) receiver_.store(kReceiverJavaScript, std::memory_order_release);
+  // Only to a JavaScript thread that has taken every event before these, and has not been late since: one
+  // busy elsewhere (the parked thread took the sockets back from it) would leave the next datagrams waiting
+  // for the watchdog again.
+  if (offerReceiving && wasEmpty && !javaScriptLate_.load(std::memory_order_relaxed)) {
+    receiver_.store(kReceiverJavaScript, std::memory_order_release);
+  }
   localEvents_.clear();
   if (wasEmpty && !turningInline_) wake_();
 }

@@ -296,6 +296,7 @@ class Engine {
   static constexpr int kReceiverJavaScript = 1;
   std::atomic<int> receiver_{kReceiverIoThread};
   std::atomic<uint64_t> inlineTurns_{0};  // JavaScript's turns: the parked thread's watchdog reads them
+  std::atomic<bool> javaScriptLate_{false};  // the watchdog took reading back; cleared when JavaScript drains
   EventFd parkFd_;
   bool inlineReceive_ = false;  // EnableInlineReceive
   bool turningInline_ = false;  // in ReceiveInline's turn (FlushEvents does not wake JavaScript: it drains next)

@@ -52,8 +52,8 @@ bool LoopWake::Call(napi_env env, napi_value fn, size_t argc, const napi_value* 
   return false;
 }
 
-bool LoopWake::Watch(int fd, OnWake onReadable) {
-  if (state_ == nullptr) return false;
+bool LoopWake::Watch(int fd, OnReadable onReadable) {
+  if (state_ == nullptr || state_->watchClosed) return false;
   if (!state_->watchOpen) {
     if (uv_poll_init(state_->handle.loop, &state_->watch, fd) != 0) return false;
     state_->watch.data = state_;
@@ -75,6 +75,13 @@ void LoopWake::Unwatch() {
   state_->watching = false;
 }
 
+void LoopWake::CloseWatch() {
+  if (state_ == nullptr || !state_->watchOpen || state_->watchClosed) return;
+  state_->watching = false;
+  state_->watchClosed = true;
+  uv_close(reinterpret_cast<uv_handle_t*>(&state_->watch), Closed);
+}
+
 void LoopWake::SetRef(bool ref) {
   if (state_ == nullptr) return;
   if (ref) {
@@ -90,7 +97,7 @@ void LoopWake::Close() {
   state_ = nullptr;
   napi_async_destroy(state->env, state->asyncContext);
   state->asyncContext = nullptr;
-  if (state->watchOpen) uv_close(reinterpret_cast<uv_handle_t*>(&state->watch), Closed);
+  if (state->watchOpen && !state->watchClosed) uv_close(reinterpret_cast<uv_handle_t*>(&state->watch), Closed);
   uv_close(reinterpret_cast<uv_handle_t*>(&state->handle), Closed);
 }
 
@@ -104,14 +111,14 @@ void LoopWake::Dispatch(uv_async_t* handle) {
 
 void LoopWake::DispatchReadable(uv_poll_t* watch, int status, int) {
   auto* state = static_cast<State*>(watch->data);
-  if (status < 0) {  // the descriptor failed: its owner learns of it from its own calls
+  const bool failed = status < 0;
+  if (failed) {
     uv_poll_stop(watch);
     state->watching = false;
-    return;
   }
   napi_handle_scope scope;
   if (napi_open_handle_scope(state->env, &scope) != napi_ok) return;
-  state->onReadable(state->env, state->context);
+  state->onReadable(state->env, state->context, failed);
   napi_close_handle_scope(state->env, scope);
 }
 

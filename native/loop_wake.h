@@ -30,10 +30,13 @@ class LoopWake {
     if (state_ != nullptr) uv_async_send(&state_->handle);
   }
   // JavaScript thread: calls onReadable (with a handle scope, like onWake) whenever fd is readable, until
-  // Unwatch() or Close(). One descriptor for the life of the handle; unreferenced (it never keeps the loop
-  // alive). False when libuv refused.
-  bool Watch(int fd, OnWake onReadable);
+  // Unwatch(), CloseWatch() or Close(); failed: libuv reported an error on it, and watching has stopped.
+  // One descriptor for the life of the handle (close the watch before the descriptor); unreferenced (it
+  // never keeps the loop alive). False when libuv refused, or after CloseWatch().
+  using OnReadable = void (*)(napi_env env, void* context, bool failed);
+  bool Watch(int fd, OnReadable onReadable);
   void Unwatch();
+  void CloseWatch();
   // From onWake: calls fn as an event from the loop (microtasks and ticks run after it). An exception it
   // throws goes to the process's uncaught-exception handling, as any event handler's does, and JavaScript
   // may be called again when that handling returns. False when JavaScript could not be called (the
@@ -54,9 +57,10 @@ class LoopWake {
     napi_async_context asyncContext = nullptr;  // released in Close(), while the environment surely exists
     napi_async_cleanup_hook_handle teardownHook = nullptr;
     uv_poll_t watch{};
-    bool watchOpen = false;  // watch initialised (closed with the handle)
+    bool watchOpen = false;    // watch initialised
+    bool watchClosed = false;  // and closed (CloseWatch), before the handle
     bool watching = false;
-    OnWake onReadable = nullptr;
+    OnReadable onReadable = nullptr;
     int open = 1;  // libuv handles not yet closed: the state goes with the last
   };
   static void Dispatch(uv_async_t* handle);

@@ -85,7 +85,8 @@ export interface DatagramSocketStats {
   batchesOut: number
   /**
    * Of batchesOut, those the JavaScript thread made itself: a small flush (up to 2 KiB of datagrams) while
-   * the I/O thread sleeps goes out at once, without waking it.
+   * the I/O thread sleeps goes out at once, without waking it; and a protocol's replies in the reads
+   * JavaScript makes itself (batchesInInline).
    */
   batchesOutInline: number
   drops: {

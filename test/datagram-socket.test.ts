@@ -482,19 +482,16 @@ describe('reading from the JavaScript thread', () => {
     const engine = sharedEngine()
     expect(engine.receivingInline()).toBe(true)
     const before = server.stats()
+    client.send(counterPayload(20), port, '127.0.0.1')
+    client.flush() // small, with the client's I/O thread asleep: out before flush() returns
     // This thread now spins, as a handler doing long synchronous work would: only the I/O thread can read.
-    // Two datagrams, each sent once the one before was read (small, with the client's I/O thread asleep:
-    // out before flush() returns). The first turn may offer JavaScript the reading again, as after any
-    // light turn; the second must not, while JavaScript has not taken the first one's events.
     const start = performance.now()
-    for (let i = 1; i <= 2; i++) {
-      client.send(counterPayload(20 + i), port, '127.0.0.1')
-      client.flush()
-      while (server.stats().packetsIn < before.packetsIn + i && performance.now() - start < 2000);
-    }
+    while (server.stats().packetsIn === before.packetsIn && performance.now() - start < 2000);
     const after = server.stats()
-    expect(after.packetsIn).toBe(before.packetsIn + 2)
+    expect(after.packetsIn).toBe(before.packetsIn + 1)
     expect(after.batchesInInline).toBe(before.batchesInInline)
+    // Its turn was light, but reading is not offered again to a JavaScript thread that was late, before it
+    // has drained: the next datagram would wait for the watchdog again.
     expect(engine.receivingInline()).toBe(false)
   })
 
