@@ -201,6 +201,11 @@ void Engine::SubmitSendSlab(uint32_t slabId, uint8_t* data, size_t length) {
   Post(command);
 }
 
+bool Engine::CommandsQueued() {
+  std::lock_guard<std::mutex> lock(commandMutex_);
+  return !commands_.empty();
+}
+
 void Engine::WakeIoThread() {
   wakeFd_.Signal();
   int receiver = kReceiverJavaScript;
@@ -251,14 +256,9 @@ void Engine::Park(std::unique_lock<std::mutex>* turn) {
   // The timers the turn before set (an acknowledgement, a resend) fire through the timerfd, which
   // JavaScript's loop watches: it must be armed for the earliest before this thread stops looking at them.
   const uint64_t nextTimerUs = protocolTimers_.NextDueUs();
-  bool pending = nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs);
-  {
-    // A command posted during the turn that handed reading over found this thread the receiver: its
-    // WakeIoThread signalled no parkFd_. Posted after this look, it finds JavaScript the receiver, and does.
-    std::lock_guard<std::mutex> lock(commandMutex_);
-    if (!commands_.empty()) pending = true;
-  }
-  if (pending) {
+  // A command posted during the turn that handed reading over found this thread the receiver: its
+  // WakeIoThread signalled no parkFd_. Posted after this look, it finds JavaScript the receiver, and does.
+  if ((nextTimerUs != TimerWheel::kNever && !deadlineTimer_.ArmBy(nextTimerUs)) || CommandsQueued()) {
     receiver_.store(kReceiverIoThread, std::memory_order_release);
     return;
   }
@@ -312,11 +312,8 @@ bool Engine::SendInline(const Command& command) {
     turn.lock();
   }
   if (ioWantsTurn_.load(std::memory_order_relaxed)) return YieldInlineSend();
-  {
-    // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
-    std::lock_guard<std::mutex> lock(commandMutex_);
-    if (!commands_.empty()) return false;
-  }
+  // Anything JavaScript asked for before (a close, a control, another slab) goes first, on the I/O thread.
+  if (CommandsQueued()) return false;
   // A slab the I/O thread is partway through: the ring would keep the order anyway, but the rest of a large
   // slab is the I/O thread's to send.
   if (sendCount_ > 0) return false;

@@ -204,6 +204,7 @@ class Engine {
   // The I/O thread, while JavaScript receives: sleeps until it is handed the sockets back, or takes them
   // back when JavaScript leaves ready sockets unread (busy with other work) for a watchdog period.
   void Park(std::unique_lock<std::mutex>* turn);
+  bool CommandsQueued();  // JavaScript's commands not yet taken by the I/O thread
   // After a turn (either thread's) that read datagrams: whether it was light enough for JavaScript to do
   // the next one itself.
   bool LightTurn() const;
