@@ -6,6 +6,7 @@ import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engin
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes } from './bytes.ts'
+import { LifetimeSignal } from './lifetime-signal.ts'
 import { SendQueue, deliverySettings } from './delivery.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
@@ -80,6 +81,7 @@ export class ClientPool {
   readonly #sendsFailed: Record<string, number> = {}
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
+  readonly #lifetime: LifetimeSignal
   /** Clients that failed or whose connection ended, still closing: close() waits for them. */
   readonly #retiring = new Set<Promise<void>>()
   /** connect() calls still running: close() waits for them. */
@@ -96,17 +98,21 @@ export class ClientPool {
   /** Checks broadcast()'s message as each client's send() does, so that it is checked with no client connected too. */
   readonly #messages: SendQueue
 
+  /** options.signal closes the pool (its clients do not take it: the pool closes them). */
   constructor(options: ClientOptions = {}) {
-    new Client(options) // the same checks as each client's, now rather than at connect()
+    const { signal, ...clientOptions } = options
+    new Client(clientOptions) // the same checks as each client's, now rather than at connect()
+    this.#lifetime = new LifetimeSignal(signal)
     // The caller's objects may change after: each client gets what was checked, nested options included.
     this.#options = {
-      ...options,
+      ...clientOptions,
       ...(options.channels !== undefined ? { channels: options.channels.map((channel) => ({ ...channel })) } : {}),
       ...(options.networkSimulator !== undefined ? { networkSimulator: { ...options.networkSimulator } } : {}),
     }
     this.#messages = new SendQueue(deliverySettings(this.#options), () => null, 0, 'the server')
     // Each connect() call listens to it while its attempts run: any number at once is no leak.
     setMaxListeners(0, this.#closing.signal)
+    this.#lifetime.watch(() => void this.close())
   }
 
   /**
@@ -155,7 +161,7 @@ export class ClientPool {
       const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
       // A signal aborted already first, as Node's own APIs and Client.connect() check it.
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
-      if (this.#closing.signal.aborted) throw new VolleyError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
+      if (this.#closing.signal.aborted) throw this.#lifetime.closedError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
       // One signal for this call's attempts (each listens to it), aborted by the caller's or by the pool
       // closing, with that one's reason. Listened to for this call only: AbortSignal.any() on the pool's
       // long-lived signal, at every call of a pool that replaces lost clients, kept each composite alive
@@ -303,6 +309,7 @@ export class ClientPool {
 
   /** Ends the attempts in flight, then closes every client (each sends its redundant disconnects). */
   async close(): Promise<void> {
+    this.#lifetime.release()
     this.#closing.abort()
     await Promise.allSettled([...this.#running])
     await Promise.all([...this.#clients.map((client) => client.close()), ...this.#retiring])

@@ -10,6 +10,7 @@ import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { type ClientCoreState, clientStateCodes } from './netcode/client-core.ts'
 import { loadSodium, loadedSodium } from './netcode/sodium.ts'
 import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
+import { LifetimeSignal } from './lifetime-signal.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
@@ -81,6 +82,12 @@ export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   sendBufferSize?: number | undefined
   coalesceUs?: number | undefined
   engine?: 'shared' | 'dedicated' | undefined
+  /**
+   * Closes the client when it aborts, as close() does: a connection is ended with the redundant disconnects,
+   * a pending connect() rejects with ABORT_ERR (the signal's reason the cause). A signal aborted already: the
+   * client starts closed.
+   */
+  signal?: AbortSignal | undefined
 }
 
 export interface ClientEvents {
@@ -156,6 +163,7 @@ const clientOptionNames: ReadonlySet<string> = new Set([
   'disconnectPackets',
   'disconnectIntervalMs',
   'networkSimulator',
+  'signal',
   ...socketOptionNames,
   ...deliveryOptionNames,
 ])
@@ -184,6 +192,7 @@ export class Client extends EventEmitter<ClientEvents> {
   #reading = new BandwidthWindow()
   #engine: ProtocolEngine | undefined
   #id = 0
+  readonly #lifetime: LifetimeSignal
   #state: ClientState = 'disconnected'
   /** Whether the state is that of a connection that ended, not of an attempt that failed or of none (for errors). */
   #connectionEnded = false
@@ -225,6 +234,7 @@ export class Client extends EventEmitter<ClientEvents> {
   constructor(options: ClientOptions = {}) {
     super()
     checkOptions('"options" argument', options, clientOptionNames)
+    this.#lifetime = new LifetimeSignal(options.signal)
     this.#settings = {
       requestIntervalMs: numberOption('requestIntervalMs', options.requestIntervalMs, 100, 1, 60_000, ' ms'),
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
@@ -247,6 +257,7 @@ export class Client extends EventEmitter<ClientEvents> {
         this.#openFailure = error
       },
     }
+    this.#lifetime.watch(() => void this.close())
   }
 
   /**
@@ -312,7 +323,7 @@ export class Client extends EventEmitter<ClientEvents> {
     // A signal aborted already is checked first, as Node's own APIs do (and drained(), flushed()).
     if (signal?.aborted === true) return Promise.reject(connectAborted('The connection attempt was aborted', signal))
     if (this.#closing !== undefined) {
-      return Promise.reject(new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed; make a new Client to connect again'))
+      return Promise.reject(this.#closedError('The client was closed; make a new Client to connect again'))
     }
     if (this.#pending !== undefined || this.#reopening !== undefined || this.#state === 'connected') {
       return Promise.reject(new VolleyError('ERR_CLIENT_BUSY', `connect() needs an idle client; it is ${this.#state === 'connected' ? 'connected' : 'connecting'}`))
@@ -474,7 +485,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   send(data: Uint8Array, options?: SendOptions): boolean {
     // The state says 'connected' until the engine reports the end, but what is sent after the stop is lost.
-    if (this.#closing !== undefined) throw new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: send() after close()')
+    if (this.#closing !== undefined) throw this.#closedError('The client was closed: send() after close()')
     if (!this.#ready) throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
     const channel = this.#queue.check(data, options)
     if (!this.#queue.admit(data.byteLength)) {
@@ -523,8 +534,12 @@ export class Client extends EventEmitter<ClientEvents> {
 
   #notConnectedError(): VolleyError {
     // As send() says it: once close() was called, the client is closed, whatever its connection's state.
-    if (this.#closing !== undefined) return new VolleyError('ERR_CLIENT_CLOSED', 'The client was closed: nothing drains after close()')
+    if (this.#closing !== undefined) return this.#closedError('The client was closed: nothing drains after close()')
     return new VolleyError('ERR_CLIENT_NOT_CONNECTED', this.#notConnectedMessage())
+  }
+
+  #closedError(message: string): VolleyError {
+    return this.#lifetime.closedError('ERR_CLIENT_CLOSED', message)
   }
 
   #notConnectedMessage(): string {
@@ -609,6 +624,7 @@ export class Client extends EventEmitter<ClientEvents> {
    */
   close(): Promise<void> {
     if (this.#closing) return this.#closing
+    this.#lifetime.release()
     const pending = this.#pending
     if (!this.#open) {
       this.#closing = Promise.resolve()
@@ -620,8 +636,10 @@ export class Client extends EventEmitter<ClientEvents> {
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
       if (this.#afterReopen === undefined) (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
     }
-    if (pending !== undefined) this.#abandonAttempt(pending, connectAborted('The client was closed while connecting', undefined))
-    if (this.#reopening !== undefined) this.#abandonReopen(connectAborted('The client was closed while connecting', undefined))
+    const signal = this.#lifetime.abortedBy
+    const why = signal === undefined ? 'The client was closed while connecting' : 'The client was closed while connecting (its "signal" option aborted)'
+    if (pending !== undefined) this.#abandonAttempt(pending, connectAborted(why, signal))
+    if (this.#reopening !== undefined) this.#abandonReopen(connectAborted(why, signal))
     this.#updateReference()
     return this.#closing
   }

@@ -10,6 +10,7 @@ import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'
 import { DrainWaiters } from './drain-waiters.ts'
+import { LifetimeSignal } from './lifetime-signal.ts'
 import { type Engine, type EngineClient, type QueuedAddress, type SlabView, engineFor } from './engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
 import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
@@ -49,6 +50,11 @@ export interface DatagramSocketOptions {
    * arrives alone is never held back. 0 turns it off for this socket. Default 200.
    */
   coalesceUs?: number | undefined
+  /**
+   * Closes the socket when it aborts, as node:dgram's createSocket option does (a signal aborted already:
+   * the socket starts closed). bind() and send() then fail with ERR_SOCKET_CLOSED, the signal's reason the cause.
+   */
+  signal?: AbortSignal | undefined
 }
 
 export interface Datagram {
@@ -153,11 +159,12 @@ const knownOptions = new Set([
   'ipv6Only',
   'engine',
   'coalesceUs',
+  'signal',
 ])
 
 export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   readonly type: SocketType
-  readonly #options: Settled<Omit<DatagramSocketOptions, 'type'>>
+  readonly #options: Settled<Omit<DatagramSocketOptions, 'type' | 'signal'>>
   #engine: Engine | FallbackDatagramEngine | undefined
   /** bind() is under way (a host name resolving, the fallback engine binding): sends wait, and a close() waits for it. */
   #binding: Binding | undefined
@@ -198,10 +205,12 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * meanwhile: node:dgram reports its first sends before the bind resolves, and 'drain' waits for 'listening'.
    */
   #bindingForSend: { drained: boolean } | undefined
+  readonly #lifetime: LifetimeSignal
 
   constructor(options: DatagramSocketOptions = {}) {
     super()
     checkOptions('"options" argument', options, knownOptions)
+    this.#lifetime = new LifetimeSignal(options.signal)
     const type = options.type ?? 'udp4'
     if (type !== 'udp4' && type !== 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "type" option must be 'udp4' or 'udp6'. Received ${describe(type)}`)
@@ -254,6 +263,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
         socket.#openFailure = error
       },
     }
+    this.#lifetime.watch(() => void this.close())
   }
 
   /**
@@ -354,7 +364,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
       )
     }
     if (this.#closedOrClosing()) {
-      throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: send() after close()')
+      throw this.#closedError('Socket is closed: send() after close()')
     }
     const bytes = toBytes(data)
     // Checked before the address is parsed, against the largest this socket's family can send.
@@ -423,7 +433,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
    * ABORT_ERR when options.signal aborts.
    */
   drained(options: { signal?: AbortSignal | undefined } = {}): Promise<void> {
-    return this.#drain.wait(options, this.#closedOrClosing() ? this.#closedError() : null)
+    return this.#drain.wait(options, this.#closedOrClosing() ? this.#closedError('Socket is closed: nothing drains after close()') : null)
   }
 
   /** close() was called (while the fallback engine bound the socket, too). */
@@ -431,8 +441,8 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this.#state === 'closing' || this.#state === 'closed' || this.#binding?.closeAfter === true
   }
 
-  #closedError(): VolleyError {
-    return new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed: nothing drains after close()')
+  #closedError(message: string): VolleyError {
+    return this.#lifetime.closedError('ERR_SOCKET_CLOSED', message)
   }
 
   /**
@@ -457,6 +467,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     this.#closed = new Promise((resolve) => {
       this.#resolveClosed = resolve
     })
+    this.#lifetime.release()
     if (this.#binding !== undefined) {
       this.#binding.closeAfter = true // bind() is under way: closed once it ends
     } else if (this.#state === 'unbound') {
@@ -480,7 +491,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
   /** close() of a bound socket: the engine closes it once the datagrams queued so far are out. */
   #beginClose(): void {
     this.#state = 'closing'
-    this.#drain.fail(() => this.#closedError())
+    this.#drain.fail(() => this.#closedError('Socket is closed: nothing drains after close()'))
     // The queued datagrams go out and the promise settles, unref() or not (as node:dgram's close).
     const engine = this.#engine as Engine | FallbackDatagramEngine
     if (!this.#holdsReference) {
@@ -569,7 +580,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
 
   #assertCanBind(): void {
     if (this.#state === 'bound' || this.#binding !== undefined) throw new VolleyError('ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound')
-    if (this.#state !== 'unbound') throw new VolleyError('ERR_SOCKET_CLOSED', 'Socket is closed')
+    if (this.#state !== 'unbound') throw this.#closedError('Socket is closed')
   }
 
   #socketOptions(port: number, address: string): NativeSocketOptions {

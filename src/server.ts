@@ -27,6 +27,7 @@ import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
+import { LifetimeSignal } from './lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
@@ -67,6 +68,11 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   batchSize?: number | undefined
   coalesceUs?: number | undefined
   engine?: 'shared' | 'dedicated' | undefined
+  /**
+   * Closes the server when it aborts, as close() does (a signal aborted already: the server starts closed,
+   * and listen() fails with ERR_SERVER_CLOSED, the signal's reason the cause).
+   */
+  signal?: AbortSignal | undefined
 }
 
 const serverOptionNames: ReadonlySet<string> = new Set([
@@ -81,6 +87,7 @@ const serverOptionNames: ReadonlySet<string> = new Set([
   'batchSize',
   'networkSimulator',
   'reusePort',
+  'signal',
   ...socketOptionNames,
   ...deliveryOptionNames,
 ])
@@ -291,10 +298,12 @@ export class Server extends EventEmitter<ServerEvents> {
   #closed: Promise<void> | undefined
   #resolveClosed: (() => void) | undefined
   readonly #client: EngineClient
+  readonly #lifetime: LifetimeSignal
 
   constructor(options: ServerOptions) {
     super()
     checkOptions('"options" argument', options, serverOptionNames)
+    this.#lifetime = new LifetimeSignal(options.signal)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
     const privateKey = secretKeyOption('privateKey', options.privateKey)
     const bound = serverAddressOption('address', options.address)
@@ -343,6 +352,7 @@ export class Server extends EventEmitter<ServerEvents> {
         this.emit('drain')
       },
     }
+    this.#lifetime.watch(() => void this.close())
   }
 
   get state(): ServerState {
@@ -356,7 +366,7 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. Resolves with address(). */
   async listen(): Promise<AddressInfo> {
-    if (this.#closed !== undefined) throw new VolleyError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
+    if (this.#closed !== undefined) throw this.#lifetime.closedError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
     if (this.#state !== 'stopped' || this.#opening) throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#opening ? 'starting' : this.#state}`)
     const options: NativeSocketOptions = {
       ipv6: this.#bind.family === 6,
@@ -445,6 +455,7 @@ export class Server extends EventEmitter<ServerEvents> {
   /** RUNNING -> STOPPING (every client is sent redundant disconnects) -> STOPPED. */
   close(): Promise<void> {
     if (this.#closed) return this.#closed
+    this.#lifetime.release()
     if (this.#state === 'stopped' && !this.#opening) {
       this.#options.privateKey.fill(0) // its copy: a closed server cannot listen again
       this.#closed = Promise.resolve()
