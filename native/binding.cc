@@ -16,6 +16,7 @@
 
 #include "address.h"
 #include "binding_args.h"
+#include "busy_poll.h"
 #include "engine.h"
 #include "layout.h"
 #include "loop_wake.h"
@@ -99,6 +100,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
                            InstanceMethod<&EngineWrap::LargeBytes>("largeBytes"),
                            InstanceMethod<&EngineWrap::InlineSendsYielded>("inlineSendsYielded"),
                            InstanceMethod<&EngineWrap::ReceivingInline>("receivingInline"),
+                           InstanceMethod<&EngineWrap::BusyPollCounts>("busyPollCounts"),
                            InstanceMethod<&EngineWrap::ControlSocket>("control"),
                            InstanceMethod<&EngineWrap::SetRef>("setRef"),
                            InstanceMethod<&EngineWrap::Shutdown>("shutdown"),
@@ -148,6 +150,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     // every datagram to the I/O thread (to measure one against the other).
     const char* inlineReceive = std::getenv("VOLLEY_INLINE_RECEIVE");
     engine_->EnableInlineReceive(inlineReceive == nullptr || std::strcmp(inlineReceive, "0") != 0);
+    // And it looks for the next datagram a moment after a turn where request/response traffic shows one
+    // is coming (busy_poll.h); VOLLEY_BUSY_POLL=0 never does.
+    const char* busyPoll = std::getenv("VOLLEY_BUSY_POLL");
+    busyPolling_ = busyPoll == nullptr || std::strcmp(busyPoll, "0") != 0;
     SystemError error;
     if (!engine_->Start(&error)) {  // (the I/O thread calls wake only once a socket exists)
       stopped_ = true;
@@ -165,16 +171,31 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   static void OnWake(napi_env env, void* self) { static_cast<EngineWrap*>(self)->Drain(Napi::Env(env)); }
 
-  // The engine's epoll set is readable while JavaScript receives itself: one turn here, then its events.
+  // The engine's epoll set is readable while JavaScript receives itself: one turn here, then its events;
+  // then, where request/response traffic shows that the next datagram is a moment away, a look for it
+  // and its turn, rather than a sleep in the loop and a wake-up for it (busy_poll.h).
   static void OnReadable(napi_env env, void* self, bool failed) {
     auto* wrap = static_cast<EngineWrap*>(self);
     if (wrap->stopped_) return;
     if (failed) {
       wrap->engine_->WakeIoThread();  // libuv no longer watches: the I/O thread reads
-    } else if (!wrap->engine_->ReceiveInline()) {
-      wrap->wake_.Unwatch();
+      wrap->Drain(Napi::Env(env));
+      return;
     }
-    wrap->Drain(Napi::Env(env));
+    BusyPoll& busyPoll = wrap->busyPoll_;
+    busyPoll.WokenAt(MonotonicNs());
+    for (int turns = 1;; turns++) {
+      if (!wrap->engine_->ReceiveInline()) wrap->wake_.Unwatch();
+      wrap->Drain(Napi::Env(env));  // JavaScript's handlers run here, and may close everything
+      busyPoll.TurnEnded(MonotonicNs());
+      if (!wrap->busyPolling_ || turns >= BusyPoll::kMaxTurnsPerWake || wrap->stopped_ || !wrap->engine_->ReceivingInline() ||
+          !busyPoll.ShouldSpin()) {
+        return;
+      }
+      const bool found = wrap->engine_->LookForReadable(BusyPoll::kWindowNs);
+      busyPoll.Spun(found);
+      if (!found) return;
+    }
   }
 
   void Drain(Napi::Env env) {
@@ -556,6 +577,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return Napi::Number::New(info.Env(), stopped_ ? 0.0 : static_cast<double>(engine_->inlineSendsYielded()));
   }
 
+  // busyPollCounts() -> [spins, found]: the looks for a next datagram after a turn, and those that found one (for tests)
+  Napi::Value BusyPollCounts(const Napi::CallbackInfo& info) {
+    Napi::Array counts = Napi::Array::New(info.Env(), 2);
+    counts.Set(0u, Napi::Number::New(info.Env(), static_cast<double>(busyPoll_.spins())));
+    counts.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(busyPoll_.found())));
+    return counts;
+  }
+
   // receivingInline() -> boolean: whether the I/O thread has left reading to this thread (for tests)
   Napi::Value ReceivingInline(const Napi::CallbackInfo& info) {
     return Napi::Boolean::New(info.Env(), !stopped_ && engine_->ReceivingInline());
@@ -674,6 +703,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   std::unique_ptr<Engine> engine_;
   LoopWake wake_;
+  BusyPoll busyPoll_;  // JavaScript thread only
+  bool busyPolling_ = true;
   bool stopped_ = false;
   bool referenced_ = false;
   std::shared_ptr<SharedMemory> events_;

@@ -246,6 +246,15 @@ bool Engine::ReceiveInline() {
   return keep;
 }
 
+bool Engine::LookForReadable(uint64_t windowNs) const {
+  const uint64_t startNs = MonotonicNs();
+  do {
+    pollfd ready{epollFd_, POLLIN, 0};
+    if (poll(&ready, 1, 0) > 0) return true;
+  } while (receiver_.load(std::memory_order_acquire) == kReceiverJavaScript && MonotonicNs() - startNs < windowNs);
+  return false;
+}
+
 bool Engine::LightTurn() const {
   return !turnDense_ && turnReceived_ <= kMaxInlineTurnDatagrams && readable_.empty() && sendCount_ == 0 &&
          sendHeld_.empty() && deferred_.empty() && recordsWaiting_.empty() && scratch_.next >= scratch_.count &&

@@ -88,6 +88,10 @@ class Engine {
   // sends), its events left for JavaScript to drain at once. False when the I/O thread has the sockets
   // again (this turn found too much work, or that thread took them back): JavaScript stops watching.
   bool ReceiveInline();
+  // JavaScript thread, between turns of ReceiveInline: looks at watchFd() for up to windowNs, without
+  // sleeping (busy_poll.h). True when it is readable; false after the window, or once the I/O thread has
+  // taken the sockets back.
+  bool LookForReadable(uint64_t windowNs) const;
   // Any thread: wakes the I/O thread for commands or work left to it, taking the sockets back from
   // JavaScript if it had them.
   void WakeIoThread();

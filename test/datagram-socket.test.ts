@@ -1,4 +1,6 @@
 import dgram from 'node:dgram'
+import { once } from 'node:events'
+import { Worker } from 'node:worker_threads'
 import { describe, expect, it } from 'vitest'
 import { AddressFormatter } from '../src/address.ts'
 import { loadAddon } from '../src/engine/addon.ts'
@@ -510,6 +512,89 @@ describe('reading from the JavaScript thread', () => {
     // Read by the I/O thread, which hands reading to JavaScript again after that light turn.
     expect(after.batchesIn - after.batchesInInline).toBe(before.batchesIn - before.batchesInInline + 1)
     expect(engine.receivingInline()).toBe(true)
+  })
+})
+
+describe('looking for the next datagram after a turn (busy polling)', () => {
+  const socket = socketsClosedAfterEach()
+
+  it('request/response traffic: the JavaScript thread looks for the next datagram instead of sleeping, and finds it', async () => {
+    const engine = sharedEngine()
+    const server = socket()
+    const client = socket()
+    const { port } = await server.bind(0, '127.0.0.1')
+    await client.bind(0, '127.0.0.1')
+    server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address))
+    const before = engine.busyPollCounts()
+    for (let i = 0; i < 300; i++) {
+      const back = new Promise<Buffer>((resolve) => client.once('message', resolve))
+      client.send(counterPayload(i), port, '127.0.0.1')
+      expect((await back).readUInt32BE(0)).toBe(i)
+    }
+    const after = engine.busyPollCounts()
+    // Each echo and each next request is a moment away: after the first quick gaps, turns look and find.
+    // A look in vain comes where the machine stalled one side for the whole window (50 µs), rarely.
+    expect(after.found - before.found).toBeGreaterThanOrEqual(150)
+    expect(after.spins - after.found - (before.spins - before.found)).toBeLessThanOrEqual(30)
+  })
+
+  it('sparse traffic is never looked for: a datagram every few milliseconds is waited for in the loop', async () => {
+    const engine = sharedEngine()
+    const receiver = socket()
+    const sender = socket()
+    const { port } = await receiver.bind(0, '127.0.0.1')
+    let received = 0
+    receiver.on('messages', (batch) => void (received += batch.length))
+    await sender.bind(0, '127.0.0.1')
+    const before = engine.busyPollCounts()
+    let inlineTurns = receiver.stats().batchesInInline
+    for (let i = 0; i < 20; i++) {
+      sender.send(counterPayload(i), port, '127.0.0.1')
+      await new Promise((resolve) => setTimeout(resolve, 3))
+    }
+    await waitFor(() => received === 20, 2000, () => `20 datagrams (${received})`)
+    inlineTurns = receiver.stats().batchesInInline - inlineTurns
+    expect(inlineTurns).toBeGreaterThan(10) // read by this thread's turns, each woken by the loop
+    expect(engine.busyPollCounts()).toEqual(before)
+  })
+
+  it('an exchange with a quick echo, its answers found by looks, leaves the loop its timers and immediates', async () => {
+    // An echo on another thread (node:dgram in a worker) answers each datagram within microseconds, so that
+    // turns look for the answers and find them; the loop still runs its timers on time.
+    const echo = new Worker(
+      `const dgram = require('node:dgram'); const { parentPort } = require('node:worker_threads')
+       const s = dgram.createSocket('udp4'); s.on('message', (m, r) => s.send(m, r.port, r.address))
+       s.bind(0, '127.0.0.1', () => parentPort.postMessage(s.address().port)); parentPort.on('message', () => s.close(() => process.exit(0)))`,
+      { eval: true },
+    )
+    try {
+      const [echoPort] = (await once(echo, 'message')) as [number]
+      const a = socket()
+      await a.bind(0, '127.0.0.1')
+      let exchanges = 0
+      let running = true
+      a.on('messages', () => {
+        if (!running) return
+        exchanges++
+        a.send(counterPayload(exchanges), echoPort, '127.0.0.1')
+      })
+      a.send(counterPayload(0), echoPort, '127.0.0.1')
+      const engine = sharedEngine()
+      const before = engine.busyPollCounts()
+      const timerStart = performance.now()
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const timerLateMs = performance.now() - timerStart - 20
+      const atTimer = exchanges
+      await new Promise((resolve) => setImmediate(resolve))
+      running = false
+      const after = engine.busyPollCounts()
+      expect(atTimer).toBeGreaterThan(20) // the exchange ran meanwhile
+      expect(after.found - before.found).toBeGreaterThan(10) // found by looks
+      expect(timerLateMs).toBeLessThan(100)
+    } finally {
+      echo.postMessage('close')
+      await once(echo, 'exit')
+    }
   })
 })
 

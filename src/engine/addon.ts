@@ -89,6 +89,8 @@ export interface NativeEngine {
   /** Small sends the JavaScript thread left to the I/O thread because that thread had woken and waited for its turn. */
   inlineSendsYielded(): number
   receivingInline(): boolean
+  /** [spins, found]: looks for a next datagram after a turn of this thread's own (native/busy_poll.h), and those that found one. */
+  busyPollCounts(): [number, number]
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
   setRef(ref: boolean): void

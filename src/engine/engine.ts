@@ -281,6 +281,12 @@ export class Engine implements ProtocolEngine {
     return this.#native.receivingInline()
   }
 
+  /** Looks for a next datagram after a turn of this thread's own, and those that found one (for tests). */
+  busyPollCounts(): { spins: number; found: number } {
+    const [spins, found] = this.#native.busyPollCounts()
+    return { spins, found }
+  }
+
   /** Writes a send record's header and data; returns its offset in the current slab, or -1 when full. */
   #write(client: EngineClient, socketId: number, data: Uint8Array, port: number, family: number, scopeId: number): number {
     this.#checkRunning()
