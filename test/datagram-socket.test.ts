@@ -533,9 +533,10 @@ describe('looking for the next datagram after a turn (busy polling)', () => {
     }
     const after = engine.busyPollCounts()
     // Each echo and each next request is a moment away: after the first quick gaps, turns look and find.
-    // A look in vain comes where the machine stalled one side for the whole window (50 µs), rarely.
-    expect(after.found - before.found).toBeGreaterThanOrEqual(150)
-    expect(after.spins - after.found - (before.spins - before.found)).toBeLessThanOrEqual(30)
+    // A look in vain comes where the machine stalled this thread for the whole window (50 µs): rarely.
+    const found = after.found - before.found
+    expect(found).toBeGreaterThanOrEqual(100)
+    expect(after.spins - after.found - (before.spins - before.found)).toBeLessThanOrEqual(found / 2)
   })
 
   it('sparse traffic is never looked for: a datagram every few milliseconds is waited for in the loop', async () => {
