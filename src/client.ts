@@ -636,10 +636,9 @@ export class Client extends EventEmitter<ClientEvents> {
       // A reopen in progress has sent its stop already; its socket's close ends this one too.
       if (this.#afterReopen === undefined) (this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.stop)
     }
-    const signal = this.#lifetime.abortedBy
-    const why = signal === undefined ? 'The client was closed while connecting' : 'The client was closed while connecting (its "signal" option aborted)'
-    if (pending !== undefined) this.#abandonAttempt(pending, connectAborted(why, signal))
-    if (this.#reopening !== undefined) this.#abandonReopen(connectAborted(why, signal))
+    const why = this.#lifetime.explain('The client was closed while connecting')
+    if (pending !== undefined) this.#abandonAttempt(pending, connectAborted(why, this.#lifetime.abortedBy))
+    if (this.#reopening !== undefined) this.#abandonReopen(connectAborted(why, this.#lifetime.abortedBy))
     this.#updateReference()
     return this.#closing
   }

@@ -57,10 +57,13 @@ export class LifetimeSignal {
     this.#release = () => {}
   }
 
+  /** A message about the object's closing: when the signal closed it, it says so. */
+  explain(message: string): string {
+    return this.abortedBy === undefined ? message : `${message} (its "signal" option aborted)`
+  }
+
   /** The closed object's error: when the signal closed it, the message says so and the cause is its reason. */
   closedError(code: VolleyStateErrorCode, message: string): VolleyError {
-    const signal = this.abortedBy
-    if (signal === undefined) return new VolleyError(code, message)
-    return new VolleyError(code, `${message} (its "signal" option aborted)`, { cause: signal.reason })
+    return new VolleyError(code, this.explain(message), this.abortedBy === undefined ? undefined : { cause: this.abortedBy.reason })
   }
 }
