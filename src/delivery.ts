@@ -66,6 +66,10 @@ export interface LinkStats {
    * deviation, which reads about three quarters of it.
    */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
+  /**
+   * The mean change, ms, from one round trip to the next of the same kind (acknowledgements, pongs), smoothed
+   * as RFC 3550's interarrival jitter is (gain 1/16): a peer whose ACKs come later than its pongs shows none.
+   */
   jitterMs: number
   /** Packets declared lost ÷ packets that needed an acknowledgement, since the connection began. */
   lossPercent: number

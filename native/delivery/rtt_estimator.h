@@ -1,6 +1,6 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs: smoothed RTT and its variation, the
-// minimum, the maximum, the variance, and jitter as the smoothed difference between consecutive samples
-// (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
+// minimum, the maximum, the variance, and jitter as the smoothed difference between consecutive samples of
+// one kind (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
 #pragma once
 
 #include <algorithm>
@@ -31,7 +31,7 @@ class RttEstimator {
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
     if (adjusted > maxUs_) maxUs_ = adjusted;  // net of the ACK delay, as a pong's is of its hold
-    Smooth(adjusted);
+    Smooth(adjusted, kAckSample);
   }
 
   // A round trip measured net of the peer's delay (a pong): rttUs for the smoothed figures; minCandidateUs
@@ -41,7 +41,7 @@ class RttEstimator {
     if (rttUs == 0) rttUs = 1;
     if (minCandidateUs != 0) LowerMin(minCandidateUs);
     if (rttUs > maxUs_) maxUs_ = rttUs;
-    Smooth(rttUs);
+    Smooth(rttUs, kPongSample);
   }
 
   uint64_t smoothedUs() const { return smoothedUs_; }
@@ -106,11 +106,17 @@ class RttEstimator {
     }
   }
 
-  void Smooth(uint64_t adjusted) {
-    if (samples_ > 0) {
-      const uint64_t change = adjusted > latestUs_ ? adjusted - latestUs_ : latestUs_ - adjusted;
+  enum SampleKind { kAckSample = 0, kPongSample = 1 };
+
+  void Smooth(uint64_t adjusted, SampleKind kind) {
+    // Jitter compares a sample with the previous one of its kind: an ACK's hold and a pong's are timed at
+    // different moments of the peer's turn, and that difference is no jitter of the path.
+    uint64_t& previous = latestOfKindUs_[kind];
+    if (previous != 0) {
+      const uint64_t change = adjusted > previous ? adjusted - previous : previous - adjusted;
       jitterUs_ += (static_cast<double>(change) - jitterUs_) / 16.0;
     }
+    previous = adjusted;
     latestUs_ = adjusted;
     if (recentCount_ == kRecentSamples) {
       recentMin_[1] = recentMin_[0];
@@ -136,6 +142,7 @@ class RttEstimator {
   uint64_t smoothedUs_;
   uint64_t variationUs_;
   uint64_t latestUs_ = 0;
+  uint64_t latestOfKindUs_[2] = {0, 0};  // by SampleKind, 0 before its first (a sample is at least 1 µs)
   uint64_t minUs_ = 0;
   uint64_t maxUs_ = 0;
   double jitterUs_ = 0;

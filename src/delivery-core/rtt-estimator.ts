@@ -1,8 +1,10 @@
 // Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/delivery/rtt_estimator.h:
 // smoothed RTT and its variation, the minimum, the maximum, the variance, and jitter as the smoothed difference between
-// consecutive samples (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
+// consecutive samples of one kind (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
 // Integer µs, divided as the native one divides.
 const recentSamples = 32
+const ackSample = 0
+const pongSample = 1
 const pathMinHoldUs = 10_000_000
 
 /**
@@ -30,6 +32,8 @@ export class RttEstimator {
   latestAckSampleUs = 0
   jitterUs = 0
   samples = 0
+  /** The latest sample of each kind (ackSample, pongSample), 0 before its first (a sample is at least 1 µs). */
+  readonly #latestOfKindUs = [0, 0]
   #squaredDeviationUs2 = 0
   /** (7/8)^n: what the average still owes its start at 0. */
   #squaredDeviationWeight = 1
@@ -58,7 +62,7 @@ export class RttEstimator {
     let adjusted = sampleUs
     if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
     if (adjusted > this.maxUs) this.maxUs = adjusted // net of the ACK delay, as a pong's is of its hold
-    this.#smooth(adjusted)
+    this.#smooth(adjusted, ackSample)
   }
 
   /**
@@ -69,7 +73,7 @@ export class RttEstimator {
     if (rttUs === 0) rttUs = 1
     if (minCandidateUs !== 0) this.#lowerMin(minCandidateUs)
     if (rttUs > this.maxUs) this.maxUs = rttUs
-    this.#smooth(rttUs)
+    this.#smooth(rttUs, pongSample)
   }
 
   /**
@@ -134,8 +138,11 @@ export class RttEstimator {
     }
   }
 
-  #smooth(adjusted: number): void {
-    if (this.samples > 0) this.jitterUs += (Math.abs(adjusted - this.latestUs) - this.jitterUs) / 16
+  #smooth(adjusted: number, kind: typeof ackSample | typeof pongSample): void {
+    // Jitter compares a sample with the previous one of its kind (native/delivery/rtt_estimator.h says why).
+    const previous = this.#latestOfKindUs[kind]!
+    if (previous !== 0) this.jitterUs += (Math.abs(adjusted - previous) - this.jitterUs) / 16
+    this.#latestOfKindUs[kind] = adjusted
     this.latestUs = adjusted
     if (this.#recentCount === recentSamples) {
       this.#recentMin[1] = this.#recentMin[0]!

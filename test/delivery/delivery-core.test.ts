@@ -907,6 +907,46 @@ describe('an idle connection', () => {
     }
   })
 
+  it('reports as jitter the change between round trips of one kind, not the offset between ACKs and pongs', () => {
+    // A peer whose ACKs come 2 ms later than its pongs say a round trip takes (it held them past the 1 ms
+    // of ACK delay this side subtracts at most, or sends them at the end of a long turn): taken in turn, the
+    // two kinds read as 2 ms of jitter on a path with none. Driven sans-IO with hand-built packets.
+    const options = { channels: ['reliable' as const] }
+    const run = (ackRttUs: (cycle: number) => number, pongRttUs: (cycle: number) => number): number => {
+      const core = deliveryCore(options)
+      let number = 0
+      const fromPeer = (frames: number[]): Uint8Array => Uint8Array.from([0xd1, ...varint(number++), ...peerSettingsFrame(options), ...frames])
+      const sent: number[] = []
+      let now = second
+      for (let cycle = 0; cycle < 200; cycle++) {
+        const start = now
+        expect(core.send(0, numberedMessage(cycle, 64), start)).toBe('queued')
+        core.flush(start)
+        for (const packet of core.take().packets) sent.push(packetNumber(packet))
+        const newest = Math.max(...sent)
+        now = start + ackRttUs(cycle)
+        // Every packet so far, in one range (the pings' packets too), with an ACK delay of 0.
+        core.receive(fromPeer([0x01, ...varint(newest), ...varint(0), ...varint(newest - Math.min(...sent)), ...varint(0)]), now)
+        // A pong to a ping that came back answered at once.
+        now = start + 30 * ms
+        core.receive(fromPeer([0x03, ...varint(cycle), ...varint(now - pongRttUs(cycle)), ...varint(now), ...varint(0)]), now)
+        core.update(now)
+        now = start + 50 * ms
+        core.update(now)
+        core.take()
+      }
+      const stats = core.stats(now)
+      expect(stats.rttSamples).toBeGreaterThanOrEqual(400) // both kinds, every cycle
+      return stats.jitterUs
+    }
+    // Each kind steady: no jitter (it read 2 ms).
+    expect(run(() => 22 * ms, () => 20 * ms)).toBeLessThan(50)
+    // The path's round trip changing by 2 ms from one exchange to the next, for both kinds: that is jitter.
+    const changing = run((cycle) => (cycle % 2 === 0 ? 21 : 23) * ms, (cycle) => (cycle % 2 === 0 ? 19 : 21) * ms)
+    expect(changing).toBeGreaterThan(1900)
+    expect(changing).toBeLessThan(2100)
+  })
+
   it("the follower's minimum RTT comes from the first exchange, though the leader took 3 ms to answer it", () => {
     // The fallback engine answers a ping at the end of its JavaScript turn, a millisecond or more after it
     // came: at the ACK delay (1 ms) as the limit for a prompt pong, the server's minimum stayed 0 for the 4 s
