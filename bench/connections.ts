@@ -4,7 +4,8 @@
 //   0. handshakes: N clients connect to a fresh server (cold), leave, and N others connect (warm), with
 //      keep-alives every 10 s so that the window holds handshakes only: server CPU per handshake. The
 //      clients are a C++ program on volley's netcode client core (bench/native/handshake-load.cc) that
-//      connects faster than the server accepts, so the server's own cost sets the rate.
+//      connects faster than the server accepts, so the server's own cost sets the rate. Three fresh
+//      servers (--repeats), one after the other; the medians are the figures.
 //   1. connect: N clients (ClientPool, one socket each) connect to one server; connect rate, server CPU
 //      per completed handshake, failures.
 //   2. idle hold: they stay connected with default keep-alives (10 Hz each way); connections that time

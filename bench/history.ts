@@ -9,7 +9,7 @@ import { parseArgs } from 'node:util'
 import { idlePeerRss } from './lib/connections-render.ts'
 import { table, times } from './lib/format.ts'
 import { benchDir } from './lib/runner.ts'
-import { ratio } from './lib/statistics.ts'
+import { median, ratio } from './lib/statistics.ts'
 import { SATURATED_LOSS } from './lib/summary.ts'
 
 const resultsDir = join(benchDir, 'results')
@@ -118,10 +118,12 @@ function idleRss(run: Run): string {
 
 function connectionsTable(): string {
   const rows = runs('connections').map((run) => {
+    // The median over the run's fresh servers (one before 2026-11-27T18).
     const round = (name: string): number | undefined => {
       const rounds = at(run.record, 'handshakes', 'rounds')
       if (!Array.isArray(rounds)) return undefined
-      return num(at(rounds.find((r: Json) => r.round === name), 'server', 'cpuPerHandshakeUs'))
+      const values = rounds.filter((r: Json) => r.round === name).map((r: Json) => num(at(r, 'server', 'cpuPerHandshakeUs')))
+      return values.length === 0 ? undefined : num(median(values.map((value) => value ?? Number.NaN)))
     }
     const targets = at(run.record, 'summary', 'targets')
     const target = (prefix: string): number | undefined =>

@@ -51,7 +51,8 @@ export const connectionsUsage = `usage: npm run bench:connections -- [options]
   --payload-seconds=S     sending time per run (default 5, quick 2)
   --baseline-seconds=S    keep-alive-only time before sending, to show the idle cost (default 2, quick 1)
   --tick-us=N             sending tick of both senders (default 10000: bursts every 10 ms)
-  --repeats=N             phase 3 runs per receiver, interleaved, median reported (default 3, quick 1)
+  --repeats=N             phase 0: fresh servers, one after the other (each a cold and a warm round);
+                          phase 3: runs per receiver, interleaved; medians reported (default 3, quick 1)
   --pin=split|none        split (default when taskset works): server/receiver on CPU 1, load on CPU 0
   --no-connect            skip phases 1 and 2
   --no-payload            skip phase 3

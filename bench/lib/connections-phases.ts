@@ -146,6 +146,8 @@ export interface PayloadRun {
 export interface HandshakeRound {
   /** 'cold': the server's first clients (its memory grows); 'warm': the next clients, after those left. */
   round: 'cold' | 'warm'
+  /** Which fresh server of the phase, from 1 (--repeats of them, one after the other); absent before 2026-11-27T18. */
+  series?: number
   connected: number
   failed: Record<string, number>
   ms: number
@@ -188,9 +190,18 @@ const HANDSHAKE_TIMEOUT_SECONDS = 30
 
 /**
  * Phase 0: what a handshake costs the server, with nothing else in the window (keep-alives every 10 s):
- * N clients connect to a fresh server (cold), leave, and N new clients connect again (warm).
+ * N clients connect to a fresh server (cold), leave, and N new clients connect again (warm); as many times,
+ * each on a fresh server, as --repeats says (the summary takes the medians).
  */
 export async function runHandshakes(context: Context, nativeLoad: string | undefined): Promise<HandshakePhase> {
+  const rounds: HandshakeRound[] = []
+  for (let series = 1; series <= context.options.repeats; series++) rounds.push(...(await runHandshakeSeries(context, nativeLoad, series)))
+  const { options } = context
+  return { clients: options.handshakeClients, concurrency: options.concurrency, loader: nativeLoad === undefined ? 'pool' : 'native', keepAliveMs: HANDSHAKE_KEEP_ALIVE_MS, rounds }
+}
+
+/** One fresh server and one load generator: the cold round, everyone leaves, the warm round. */
+async function runHandshakeSeries(context: Context, nativeLoad: string | undefined, series: number): Promise<HandshakeRound[]> {
   const { launch, options, log } = context
   const clients = options.handshakeClients
   const children: BenchChild[] = []
@@ -228,6 +239,7 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       const nativeProcessCpuUs = nativeLoad === undefined ? 0 : at(load1, 'connect', 'processCpuUs')
       const result: HandshakeRound = {
         round,
+        series,
         ...outcome,
         load: loadWindow,
         loadCpuShare: nativeLoad === undefined ? loadWindow.cpuShare : nativeCpuUs / 1000 / ms,
@@ -237,14 +249,14 @@ export async function runHandshakes(context: Context, nativeLoad: string | undef
       rounds.push(result)
       const perHandshake = (count: number): string => (count / Math.max(1, window.handshakes)).toFixed(2)
       log(
-        `handshakes (${round}): ${outcome.connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${window.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
+        `handshakes (${round}, ${series}/${options.repeats}): ${outcome.connected}/${clients} in ${(ms / 1000).toFixed(2)} s (${Math.round(result.connectRate)}/s), server ${window.cpuPerHandshakeUs.toFixed(1)} µs CPU/handshake ` +
           `(${(result.serverCpuShare * 100).toFixed(0)} % of a core), ${perHandshake(window.packetsIn)} datagrams in and ${perHandshake(window.packetsOut)} out per handshake, ` +
           `${window.pageFaultsPerHandshake.toFixed(2)} page faults per handshake, load ${(result.loadCpuShare * 100).toFixed(0)} %`,
       )
     }
     await stop(load)
     await stop(server)
-    return { clients, concurrency: options.concurrency, loader: nativeLoad === undefined ? 'pool' : 'native', keepAliveMs: HANDSHAKE_KEEP_ALIVE_MS, rounds }
+    return rounds
   } finally {
     for (const child of children) child.kill()
   }
