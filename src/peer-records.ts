@@ -3,7 +3,7 @@
 import type { SlabView } from './engine/engine.ts'
 import { PeerCounterField, align8, layout } from './engine/layout.ts'
 import { surfaceLater } from './errors.ts'
-import { type AddressInfo, formatIpBytes } from './address.ts'
+import { type AddressInfo, formatIpBytes, formatIpv4 } from './address.ts'
 import type { PacketCounts } from './delivery.ts'
 import type { PeerDrops } from './peer.ts'
 
@@ -36,8 +36,8 @@ export function forEachPeerRecord(
 /** The address of a record, as "a.b.c.d" or an IPv6 literal, and its port. */
 export function recordAddress(slab: SlabView, record: number): AddressInfo {
   const port = slab.u16[(record + 6) >>> 1]!
-  const family = slab.u8[record + 12] === 4 ? 4 : 6
-  return { address: formatIpBytes({ family, bytes: slab.u8.subarray(record + 16, record + 32) }), port, family: family === 4 ? 'IPv4' : 'IPv6' }
+  if (slab.u8[record + 12] === 4) return { address: formatIpv4(slab.u8, record + 16), port, family: 'IPv4' }
+  return { address: formatIpBytes({ family: 6, bytes: slab.u8.subarray(record + 16, record + 32) }), port, family: 'IPv6' }
 }
 
 /**

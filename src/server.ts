@@ -23,7 +23,7 @@ import {
   readLinkStats,
   readRemoteChannels,
 } from './delivery.ts'
-import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
+import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, peerSlotScale, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
@@ -33,6 +33,7 @@ import { sizes } from './netcode/constants.ts'
 import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { forEachPeerRecord, readFinalReadings, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
+import { SlotTable } from './slot-table.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */
@@ -234,10 +235,9 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
   readonly #bind: { host: string; port: number; family: 4 | 6; reusePort: boolean }
-  readonly #peers = new Map<number, Peer>()
-  // The same peers by slot index, for the lookup each received message makes: a Map's hashed lookup
-  // was 3 % of the server's CPU per message (bench:connections' payload phase).
-  readonly #peerSlots: (Peer | undefined)[] = []
+  // By slot index, for the lookup each received message makes: a Map's hashed lookup was 3 % of the
+  // server's CPU per message (bench:connections' payload phase).
+  readonly #peers = new SlotTable<Peer>()
   readonly #counters = new Float64Array(protocolStatsFields)
   /** Every slot's packet and byte counters, live (PeerCounterField), read with no native call; null until listen(). */
   #slotCounters: Float64Array | null = null
@@ -245,11 +245,11 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #simulator: ReturnType<typeof networkSimulatorFields>
   #links: Float64Array | null = null
   // Per connected peer with channels; without, one stateless queue serves every peer.
-  readonly #queues = new Map<number, SendQueue>()
+  readonly #queues = new SlotTable<SendQueue>()
   /** Peers whose send the engine's full queue refused: their drained() waits for the engine's drain. */
   readonly #engineBlocked = new Set<Peer>()
   #rawQueue: SendQueue | null = null
-  readonly #readings = new Map<number, BandwidthWindow>()
+  readonly #readings = new SlotTable<BandwidthWindow>()
   /** The server socket's bandwidth (stats().link), from listen() on. */
   #bandwidth = new BandwidthWindow()
   /**
@@ -263,7 +263,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * channels known and agreeing; a client whose channels disagree, or that announces none within the
    * engine's wait, is disconnected unannounced and counted (stats()), as a denied one is.
    */
-  readonly #unannounced = new Map<number, Peer>()
+  readonly #unannounced = new SlotTable<Peer>()
   #channelsMismatch = 0
   #channelsUnannounced = 0
   /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
@@ -359,7 +359,7 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#state
   }
 
-  /** The connected peers, by client index. */
+  /** The connected peers, by client index, in index order (a live view, as a Map's iterators are). */
   get peers(): ReadonlyMap<number, Peer> {
     return this.#peers
   }
@@ -602,7 +602,7 @@ export class Server extends EventEmitter<ServerEvents> {
   #holdsSlot(index: number, tag: number): boolean {
     const table = this.#slotCounters
     if (table === null) return false
-    return ((table[index * layout.peerCounterFields + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(tag / 2 ** layout.peerSlotBits)
+    return ((table[index * layout.peerCounterFields + PeerCounterField.clients]! - 1) & 0xfff) === Math.floor(tag / peerSlotScale)
   }
 
   #peerStats(peer: Peer): PeerStats | null {
@@ -663,23 +663,23 @@ export class Server extends EventEmitter<ServerEvents> {
     switch (kind) {
       // Not for a peer close() has disconnected already: what arrives while the server stops is not news.
       case PeerRecordKind.payload: {
-        const peer = this.#peerSlots[index]
+        const peer = this.#peers.get(index)
         if (peer?.connected === true) this.emit('message', peer, new Uint8Array(slab.buffer, at, length), code)
         return
       }
       case PeerRecordKind.largePayload: {
-        const peer = this.#peerSlots[index]
+        const peer = this.#peers.get(index)
         const bytes = (this.#engine as ProtocolEngine).takeLarge(slab.u32[at >>> 2]!)
         if (peer?.connected === true && bytes !== null) this.emit('message', peer, new Uint8Array(bytes), code)
         return
       }
       case PeerRecordKind.flushed:
-        this.#peerSlots[index]?.notifyFlushed()
+        this.#peers.get(index)?.notifyFlushed()
         return
       case PeerRecordKind.settings: {
         // Ahead of the client's first message (the engine sends it so).
         const pending = this.#unannounced.get(index)
-        const peer = pending ?? this.#peerSlots[index]
+        const peer = pending ?? this.#peers.get(index)
         const queue = this.#queues.get(index)
         if (peer === undefined || queue === undefined) return
         queue.remote = readRemoteChannels(slab.u8, at, length)
@@ -694,7 +694,7 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       case PeerRecordKind.drain: {
         // Not for a peer close() or disconnect() has ended already: a handler that sends again would throw.
-        const peer = this.#peerSlots[index]
+        const peer = this.#peers.get(index)
         if (peer?.connected === true) {
           peer.notifyDrain()
           this.emit('drain', peer)
@@ -704,7 +704,7 @@ export class Server extends EventEmitter<ServerEvents> {
       case PeerRecordKind.connect: {
         const { address, port } = recordAddress(slab, record)
         const clientId = slab.view.getBigUint64(at, true)
-        const tag = index + this.#slotEnds[index]! * 2 ** layout.peerSlotBits
+        const tag = index + this.#slotEnds[index]! * peerSlotScale
         const userDataAt = this.#userData.copy(slab.u8, at + 8)
         const peer = new Peer(peerConstruction, this.#peerHost, index, clientId, address, port, this.#userData.pool, userDataAt, tag)
         // Its row of link statistics while the slot is its own: once a later client has it (JavaScript not told
@@ -728,7 +728,7 @@ export class Server extends EventEmitter<ServerEvents> {
           if (code === disconnectCodes.settingsLate) this.#channelsUnannounced++
           return
         }
-        const peer = this.#peerSlots[index]
+        const peer = this.#peers.get(index)
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'
           const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
@@ -737,7 +737,6 @@ export class Server extends EventEmitter<ServerEvents> {
           const final = readFinalReadings(slab, at, length)
           peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#linkStats(peer, final.counters, final.drops, final.link, 0, { depth: 0, bytes: 0 }))
           this.#peers.delete(index)
-          this.#peerSlots[index] = undefined
           this.#queues.delete(index)
           this.#engineBlocked.delete(peer)
           this.emit('disconnect', peer, reason)
@@ -749,9 +748,6 @@ export class Server extends EventEmitter<ServerEvents> {
 
   #announce(index: number, peer: Peer): void {
     this.#peers.set(index, peer)
-    // Grown densely (slots are handed out lowest first): a far write would make the array sparse.
-    while (this.#peerSlots.length < index) this.#peerSlots.push(undefined)
-    this.#peerSlots[index] = peer
     // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
     if (this.#state !== 'running') peer.markDisconnected(closingPeer)
     this.emit('connect', peer)
@@ -763,7 +759,6 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#hold.closed()
     for (const peer of this.#peers.values()) peer.markDisconnected(closingPeer)
     this.#peers.clear()
-    this.#peerSlots.length = 0
     this.#engineBlocked.clear()
     // The per-slot tables (native memory, maxClients rows each) go with the socket: a Peer an application
     // keeps reaches this server through its host, and must not keep them (230 MB at 2^20 clients).

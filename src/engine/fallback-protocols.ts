@@ -9,7 +9,7 @@ import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase }
 import type { Sodium } from '../netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
-import { PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields } from './layout.ts'
+import { PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from './layout.ts'
 import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from './record-batch.ts'
 import { copyBytes } from '../bytes.ts'
@@ -175,7 +175,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
   #currentSlot(tagged: number): number | undefined {
     const slot = tagged & peerSlotMask
     const clients = this.#core.peerCounters[slot * layout.peerCounterFields + PeerCounterField.clients]
-    if (clients === undefined || Math.floor(tagged / 2 ** layout.peerSlotBits) !== ((clients - 1) & 0xfff)) return undefined
+    if (clients === undefined || Math.floor(tagged / peerSlotScale) !== ((clients - 1) & 0xfff)) return undefined
     return slot
   }
 

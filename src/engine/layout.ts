@@ -30,6 +30,8 @@ export const layout = {
   /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField below). */
   peerCounterFields: 9,
 } as const
+/** What a peer's tag counts its slot's earlier clients in: 2 ** peerSlotBits, computed once (`**` on a property is a call to pow). */
+export const peerSlotScale = 2 ** layout.peerSlotBits
 /** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
 
