@@ -40,23 +40,23 @@ export class SlotTable<T> implements ReadonlyMap<number, T> {
   }
 
   forEach(visit: (value: T, index: number, table: ReadonlyMap<number, T>) => void, thisArg?: unknown): void {
-    for (const [index, value] of this.entries()) visit.call(thisArg, value, index, this)
+    for (const index of this.keys()) visit.call(thisArg, this.#values[index]!, index, this)
   }
 
   // Live, as a Map's iterators are: a slot emptied meanwhile is passed over, one filled ahead is visited.
-  *entries(): MapIterator<[number, T]> {
+  // The one walk of the array; the others read each slot it yields (values() makes no pair per peer).
+  *keys(): MapIterator<number> {
     for (let index = 0; index < this.#values.length; index++) {
-      const value = this.#values[index]
-      if (value !== undefined) yield [index, value]
+      if (this.#values[index] !== undefined) yield index
     }
   }
 
-  *keys(): MapIterator<number> {
-    for (const [index] of this.entries()) yield index
+  *values(): MapIterator<T> {
+    for (const index of this.keys()) yield this.#values[index]!
   }
 
-  *values(): MapIterator<T> {
-    for (const [, value] of this.entries()) yield value
+  *entries(): MapIterator<[number, T]> {
+    for (const index of this.keys()) yield [index, this.#values[index]!]
   }
 
   [Symbol.iterator](): MapIterator<[number, T]> {
