@@ -28,13 +28,14 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
     : config_(config),
       sink_(sink),
       slots_(config.maxClients),
-      slotByAddress_(config.maxClients),
+      addressHashKey_(TableHashKey::Random()),
+      slotByAddress_(config.maxClients, addressHashKey_),
       slotByClientId_(config.maxClients),
-      mappingByAddress_(1024),
+      mappingByAddress_(1024, addressHashKey_),
       maxMappings_(std::max<size_t>(size_t{config.maxClients} * 4, kMinPendingHandshakes)),
       tokenHistory_(1024),
       maxTokenHistory_(std::max<size_t>(size_t{config.maxClients} * 8, kMinTokenHistory)),
-      recentlyReleased_(1024),
+      recentlyReleased_(1024, addressHashKey_),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
   forgottenSequenceFloor_ = config.sequenceBase;
@@ -100,20 +101,39 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     ++counters_.malformed;
     return;
   }
+  Sender sender;
+  sender.key = AddressKey::Of(from);
+  sender.hash = slotByAddress_.Hash(sender.key);
   if (data[0] == kConnectionRequest) {
-    ProcessRequest(from, data, size, now);
+    ProcessRequest(from, sender, data, size, now);
     return;
   }
-  const AddressKey key = AddressKey::Of(from);
-  const uint32_t connected = slotByAddress_.Find(key);
+  // A response's sender is in the handshakes' table: both lookups' cache misses at once.
+  if ((data[0] & 0x0f) == kConnectionResponse) mappingByAddress_.Prefetch(sender.hash);
+  const uint32_t connected = slotByAddress_.Find(sender.key, sender.hash);
   if (connected != AddressTable::kNone) {
     ProcessConnected(connected, data, size, now);
   } else {
-    ProcessResponse(from, key, data, size, now);
+    ProcessResponse(from, sender, data, size, now);
   }
 }
 
-void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
+                                 const Clock& now) {
+  // The lines the lookups below will read, asked for now, so that the token's decryption covers the wait for
+  // them (in tables of 10k+ clients a lookup misses the cache). The sealed token ends the request, its MAC
+  // the token.
+  static_assert(kConnectionRequestBytes == 1 + kVersionInfoBytes + 8 + 8 + kConnectTokenNonceBytes + kPrivateConnectTokenBytes,
+                "a request ends with its sealed token");
+  TokenMac mac;
+  uint64_t macHash = 0;
+  if (size == kConnectionRequestBytes) {
+    std::memcpy(mac.bytes, data + size - kMacBytes, kMacBytes);
+    macHash = tokenHistory_.Hash(mac);
+    tokenHistory_.Prefetch(macHash);
+    slotByAddress_.Prefetch(sender.hash);
+    mappingByAddress_.Prefetch(sender.hash);
+  }
   // Size, version, protocol id, expiry, decryption, parse: no state is touched before these pass.
   ConnectionRequest request;
   const DropReason reason =
@@ -130,33 +150,32 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
     ++counters_.tokenRefused;
     return;
   }
-  const AddressKey key = AddressKey::Of(from);
-  if (slotByAddress_.Find(key) != AddressTable::kNone || slotByClientId_.Find(request.token.clientId) != AddressTable::kNone) {
+  const AddressKey& key = sender.key;
+  if (slotByAddress_.Find(key, sender.hash) != AddressTable::kNone ||
+      slotByClientId_.Find(request.token.clientId) != AddressTable::kNone) {
     ++counters_.tokenRefused;  // already connected: from this address, or as this client id
     return;
   }
   // A token may be used from one address only (else a captured request could be replayed from elsewhere).
-  TokenMac mac;
-  std::memcpy(mac.bytes, request.sealedToken + kPrivateConnectTokenBytes - kMacBytes, kMacBytes);
-  const uint32_t used = tokenHistory_.Find(mac);
+  const uint32_t used = tokenHistory_.Find(mac, macHash);
   if (used != FlatTable<TokenMac>::kNone) {
     if (!(tokenUses_[used].address == key)) {
       ++counters_.tokenRefused;
       return;
     }
   } else {
-    RememberToken(mac, key);
+    RememberToken(mac, macHash, key);
   }
   // Its client is back: the disconnect packets still owed to this address stop (see Farewell).
-  if (!releaseOrder_.empty()) recentlyReleased_.Erase(key);
+  if (!releaseOrder_.empty()) recentlyReleased_.Erase(key, sender.hash);
   if (freeSlots_.empty()) {
     ++counters_.denied;
     SendWithGlobalSequence(from, request.token.serverToClientKey, kConnectionDenied, nullptr, 0);
     return;
   }
-  EncryptionMapping* mapping = FindMapping(key);
+  EncryptionMapping* mapping = FindMapping(sender);
   const bool newHandshake = mapping == nullptr || !(mapping->token == mac);
-  if (mapping == nullptr) mapping = AddMapping(key);
+  if (mapping == nullptr) mapping = AddMapping(sender);
   if (mapping == nullptr) {  // as many handshakes in progress as the server holds: ignored (the client resends)
     ++counters_.handshakesFull;
     return;
@@ -182,14 +201,15 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const uint8_t* data, 
   SendWithGlobalSequence(from, entry.sendKey, kConnectionChallenge, body, sizeof(body));
 }
 
-void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& key, const uint8_t* data, size_t size,
+void ServerCore::ProcessResponse(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
                                  const Clock& now) {
-  EncryptionMapping* const mapping = FindMapping(key);
+  const AddressKey& key = sender.key;
+  EncryptionMapping* const mapping = FindMapping(sender);
   if (mapping == nullptr) {
     // From a client that just left, what it may still send (its redundant disconnects, a late keep-alive
     // or payload) is expected; anything else from there is counted.
     constexpr uint32_t kLate = (1u << kDisconnect) | (1u << kKeepAlive) | (1u << kPayload);
-    if (recentlyReleased_.Find(key) == AddressTable::kNone) {
+    if (recentlyReleased_.Find(key, sender.hash) == AddressTable::kNone) {
       ++counters_.unknownAddress;
     } else if (!EncryptedPacketShaped(data, size, kLate)) {
       ++counters_.malformed;
@@ -206,6 +226,11 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   // A client that gives up while its response is on its way sends its redundant disconnects (this server
   // may have given it a slot already): expected, not counted as malformed.
   if (EncryptedPacketShaped(data, size, 1u << kDisconnect)) return;
+  // As in ProcessRequest: the lookups of a completed handshake, asked for while the response is opened.
+  const uint64_t clientIdHash = slotByClientId_.Hash(mapping->clientId);
+  const uint64_t tokenHash = tokenHistory_.Hash(mapping->token);
+  slotByClientId_.Prefetch(clientIdHash);
+  tokenHistory_.Prefetch(tokenHash);
   Packet packet;
   const DropReason reason =
       ReadEncryptedPacket(data, size, config_.protocolId, mapping->receiveKey,
@@ -229,7 +254,8 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
     ++counters_.tokenRefused;
     return;
   }
-  if (slotByClientId_.Find(challenge.clientId) != AddressTable::kNone) {
+  // (The challenge token's client id is the mapping's, checked above.)
+  if (slotByClientId_.Find(challenge.clientId, clientIdHash) != AddressTable::kNone) {
     ++counters_.tokenRefused;
     return;
   }
@@ -243,7 +269,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   Slot& slot = slots_[index];
   slot = Slot{};
   slot.token = mapping->token;
-  const Resumption resumed = Resume(slot.token);
+  const Resumption resumed = Resume(slot.token, tokenHash);
   slot.sequence = resumed.nextSequence;
   slot.connected = true;
   slot.address = from;
@@ -260,8 +286,8 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const AddressKey& ke
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
   RemoveMapping(*mapping);
-  slotByAddress_.Insert(key, index);
-  slotByClientId_.Insert(challenge.clientId, index);
+  slotByAddress_.Insert(key, sender.hash, index);
+  slotByClientId_.Insert(challenge.clientId, clientIdHash, index);
   ++connected_;
   PeerCounters& counters = peerCounters_->entries[index];
   counters.clients.store(counters.clients.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
@@ -483,20 +509,20 @@ bool ServerCore::MappingExpired(const EncryptionMapping& entry, const Clock& now
   return entry.expireUnixSeconds <= now.unixSeconds;
 }
 
-ServerCore::EncryptionMapping* ServerCore::FindMapping(const AddressKey& key) {
-  const uint32_t index = mappingByAddress_.Find(key);
+ServerCore::EncryptionMapping* ServerCore::FindMapping(const Sender& sender) {
+  const uint32_t index = mappingByAddress_.Find(sender.key, sender.hash);
   return index == FlatTable<AddressKey>::kNone ? nullptr : &mappings_[index];
 }
 
-ServerCore::EncryptionMapping* ServerCore::AddMapping(const AddressKey& key) {
+ServerCore::EncryptionMapping* ServerCore::AddMapping(const Sender& sender) {
   if (liveMappings_.size() >= maxMappings_) return nullptr;
   const uint32_t index = TakeFreeIndex(freeMappings_, mappings_);
   EncryptionMapping& entry = mappings_[index];
   entry.used = true;
-  entry.address = key;
+  entry.address = sender.key;
   entry.livePosition = static_cast<uint32_t>(liveMappings_.size());
   liveMappings_.push_back(index);
-  mappingByAddress_.Insert(key, index);
+  mappingByAddress_.Insert(sender.key, sender.hash, index);
   return &entry;
 }
 
@@ -512,7 +538,7 @@ void ServerCore::RemoveMapping(EncryptionMapping& entry) {
   liveMappings_.pop_back();
 }
 
-void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
+void ServerCore::RememberToken(const TokenMac& mac, uint64_t macHash, const AddressKey& address) {
   size_t index;
   if (tokenUses_.size() < maxTokenHistory_) {
     index = tokenUses_.size();
@@ -524,11 +550,11 @@ void ServerCore::RememberToken(const TokenMac& mac, const AddressKey& address) {
     forgottenSequenceFloor_ = std::max(forgottenSequenceFloor_, tokenUses_[index].nextSequence);
     tokenUses_[index] = TokenUse{mac, address, forgottenSequenceFloor_, 0};
   }
-  tokenHistory_.Insert(mac, static_cast<uint32_t>(index));
+  tokenHistory_.Insert(mac, macHash, static_cast<uint32_t>(index));
 }
 
-ServerCore::Resumption ServerCore::Resume(const TokenMac& mac) const {
-  const uint32_t use = tokenHistory_.Find(mac);
+ServerCore::Resumption ServerCore::Resume(const TokenMac& mac, uint64_t macHash) const {
+  const uint32_t use = tokenHistory_.Find(mac, macHash);
   if (use == FlatTable<TokenMac>::kNone) return Resumption{forgottenSequenceFloor_, 0};
   return Resumption{tokenUses_[use].nextSequence, tokenUses_[use].receivedEnd};
 }

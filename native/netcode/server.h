@@ -207,9 +207,13 @@ class ServerCore {
     uint32_t releaseSerial;  // its entry in recentlyReleased_ while they are owed
   };
 
-  void ProcessRequest(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
-  void ProcessResponse(const ServerAddress& from, const AddressKey& key, const uint8_t* data, size_t size,
-                       const Clock& now);
+  // A datagram's sender as the address tables take it: its key, and the one hash the three give it.
+  struct Sender {
+    AddressKey key;
+    uint64_t hash;
+  };
+  void ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
+  void ProcessResponse(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
   void ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now);
   void SendToSlot(uint32_t index, PacketType type, const uint8_t* body, size_t size, const Clock& now);
   void SendWithGlobalSequence(const ServerAddress& to, const uint8_t sendKey[kKeyBytes], PacketType type,
@@ -237,18 +241,21 @@ class ServerCore {
   std::vector<uint32_t> freeSlots_;      // a stack: O(1) to take and to give back
   TimerWheel slotTimers_;                // one timer per connected slot
   uint64_t nextHousekeepingUs_ = 0;
+  // One hash key for the tables by address (slotByAddress_, mappingByAddress_, recentlyReleased_): a datagram's
+  // sender is hashed once for all of them.
+  TableHashKey addressHashKey_;
   AddressTable slotByAddress_;  // every datagram looks its sender up here
   FlatTable<uint64_t> slotByClientId_;
   // Pending handshakes: flat tables with their entries in vectors, so that a handshake allocates nothing
   // once the server has seen as many at a time before (a node-based map allocated and freed one per
   // handshake, and its hashing was a few per cent of a handshake's cost).
-  EncryptionMapping* FindMapping(const AddressKey& key);
+  EncryptionMapping* FindMapping(const Sender& sender);
   // Pending handshakes and remembered tokens scale with maxClients (4× and 8×), never below the
   // reference's fixed sizes: a small server still remembers enough tokens that a captured request cannot
   // soon be replayed from another address.
   static constexpr size_t kMinPendingHandshakes = 1024;
   static constexpr size_t kMinTokenHistory = 2048;
-  EncryptionMapping* AddMapping(const AddressKey& key);  // nullptr when maxMappings_ are held
+  EncryptionMapping* AddMapping(const Sender& sender);  // nullptr when maxMappings_ are held
   void RemoveMapping(EncryptionMapping& entry);
   bool MappingExpired(const EncryptionMapping& entry, const Clock& now) const;
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
@@ -260,7 +267,7 @@ class ServerCore {
   size_t maxMappings_;
   // Token history: each private token seen, with the address that first used it; the oldest goes first
   // once maxTokenHistory_ are held.
-  void RememberToken(const TokenMac& mac, const AddressKey& address);
+  void RememberToken(const TokenMac& mac, uint64_t macHash, const AddressKey& address);
   // Where a connection with this token starts: its send sequence, and its receive window. A token the history
   // does not hold starts sending past every forgotten token's packets, and receiving at 0 (a new token cannot
   // be told from a forgotten one, and a new client starts anywhere).
@@ -268,7 +275,7 @@ class ServerCore {
     uint64_t nextSequence;
     uint64_t receivedEnd;
   };
-  Resumption Resume(const TokenMac& mac) const;
+  Resumption Resume(const TokenMac& mac, uint64_t macHash) const;
   // Where the next connection with this token will start.
   void CarryForward(const TokenMac& mac, uint64_t nextSequence, uint64_t receivedEnd);
   // At least the nextSequence of every token the history forgot (its oldest go once it is full): a
