@@ -1,7 +1,7 @@
 // A load generator: many clients, each with a socket of its own, all on one engine thread. Used by the
 // benchmarks and the tests, and by `volley load`.
 import { setMaxListeners } from 'node:events'
-import { Client, type ClientOptions, type ClientDisconnectReason } from './client.ts'
+import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNames } from './client.ts'
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
@@ -100,6 +100,7 @@ export class ClientPool {
 
   /** options.signal closes the pool (its clients do not take it: the pool closes them). */
   constructor(options: ClientOptions = {}) {
+    checkOptions('"options" argument', options, clientOptionNames) // before taking it apart: null, 5 or [] is refused
     const { signal, ...clientOptions } = options
     new Client(clientOptions) // the same checks as each client's, now rather than at connect()
     this.#lifetime = new LifetimeSignal(signal)

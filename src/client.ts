@@ -157,7 +157,8 @@ function connectAborted(message: string, signal: AbortSignal | undefined): Conne
   return new ConnectError('ABORT_ERR', message, 'disconnected', { cause: signal?.reason })
 }
 
-const clientOptionNames: ReadonlySet<string> = new Set([
+/** The options a Client takes (a ClientPool takes the same). */
+export const clientOptionNames: ReadonlySet<string> = new Set([
   'requestIntervalMs',
   'keepAliveIntervalMs',
   'disconnectPackets',

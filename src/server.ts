@@ -713,7 +713,10 @@ export class Server extends EventEmitter<ServerEvents> {
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, () => (this.#holdsSlot(index, tag) ? this.#links : null), index, 'the client'))
         this.#readings.delete(index)
         if (this.#delivery !== null) this.#unannounced.set(index, peer)
-        else this.#announce(index, peer)
+        else if (this.#state === 'running') this.#announce(index, peer)
+        // Else the handshake completed after close() was called, before the stop reached the I/O thread: its
+        // client is being disconnected, and is reported by neither 'connect' nor 'disconnect' (as one whose
+        // channels arrive then), so that a 'connect' handler's welcome does not throw while the server stops.
         return
       }
       case PeerRecordKind.disconnect: {
@@ -746,10 +749,9 @@ export class Server extends EventEmitter<ServerEvents> {
     }
   }
 
+  /** Reports a peer (only while the server runs: from close() on, no 'connect' is emitted). */
   #announce(index: number, peer: Peer): void {
     this.#peers.set(index, peer)
-    // A handshake that completed before close() reached the I/O thread: its client is being disconnected.
-    if (this.#state !== 'running') peer.markDisconnected(closingPeer)
     this.emit('connect', peer)
   }
 

@@ -42,6 +42,17 @@ describe('ClientPool (load generator)', () => {
 })
 
 describe('ClientPool edges', () => {
+  it('refuses options that are not an options object with ERR_INVALID_ARG_TYPE, as Client does', () => {
+    for (const options of [null, 5, [], 'udp4']) {
+      expect(() => new ClientPool(options as never)).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('The "options" argument must be an object') }),
+      )
+    }
+    expect(() => new ClientPool({ keepAliveIntervalMs: 10, colour: 'red' } as never)).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('Unknown option "colour"') }),
+    )
+  })
+
   it('broadcast() checks its message with no client connected, as each client\'s send() would', async () => {
     const raw = new ClientPool()
     expect(() => raw.broadcast('text' as unknown as Uint8Array)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
