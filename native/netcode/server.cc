@@ -121,8 +121,8 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
 void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
                                  const Clock& now) {
   // The lines the lookups below will read, asked for now, so that the token's decryption covers the wait for
-  // them (in tables of 10k+ clients a lookup misses the cache). The sealed token ends the request, its MAC
-  // the token.
+  // them (in tables of 10k+ clients a lookup misses the cache). The sealed token ends the request, and its
+  // MAC ends the token.
   static_assert(kConnectionRequestBytes == 1 + kVersionInfoBytes + 8 + 8 + kConnectTokenNonceBytes + kPrivateConnectTokenBytes,
                 "a request ends with its sealed token");
   TokenMac mac;
