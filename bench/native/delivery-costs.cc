@@ -14,25 +14,10 @@
 
 #include "delivery/delivery.h"
 #include "delivery/wire_format.h"
+#include "counting-new.h"  // gAllocs, gAllocBytes
 
 using namespace volley::delivery;
 
-// ---- allocation counting ----
-// (GCC takes the malloc/free of a replaced global operator new/delete for a mismatch.)
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-static uint64_t gAllocs = 0, gAllocBytes = 0;
-void* operator new(size_t n) {
-  ++gAllocs;
-  gAllocBytes += n;
-  void* p = std::malloc(n ? n : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 static double NowNs() {
   return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();

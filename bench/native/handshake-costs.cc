@@ -22,23 +22,10 @@
 #include "netcode/client.h"
 #include "netcode/connect_token.h"
 #include "netcode/server.h"
+#include "counting-new.h"  // gAllocs, gAllocBytes
 
 using namespace volley::netcode;
 
-// ---- allocation counting ----
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-static uint64_t gAllocs = 0;
-void* operator new(size_t n) {
-  ++gAllocs;
-  void* p = std::malloc(n ? n : 1);
-  if (!p) throw std::bad_alloc();
-  return p;
-}
-void* operator new[](size_t n) { return operator new(n); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, size_t) noexcept { std::free(p); }
-void operator delete[](void* p, size_t) noexcept { std::free(p); }
 
 namespace {
 
