@@ -211,7 +211,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     super()
     checkOptions('"options" argument', options, knownOptions)
     this.#lifetime = new LifetimeSignal(options.signal)
-    const type = options.type ?? 'udp4'
+    const type = options.type === undefined ? 'udp4' : options.type // (null is refused, as node:dgram does)
     if (type !== 'udp4' && type !== 'udp6') {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "type" option must be 'udp4' or 'udp6'. Received ${describe(type)}`)
     }

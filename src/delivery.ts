@@ -234,7 +234,7 @@ export class SendQueue {
     if (isDetached(data)) throw detachedDataError()
     // A misspelt option would otherwise send on channel 0 without a word.
     if (options !== undefined) checkOptions('"options" argument', options, sendOptionNames)
-    const channel = options?.channel ?? 0
+    const channel = options?.channel === undefined ? 0 : options.channel // (null is no channel: refused below)
     if (typeof channel !== 'number') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "channel" option must be of type number. Received ${describe(channel)}`)
     }

@@ -17,6 +17,7 @@ function expectError(fn: () => unknown, type: ErrorConstructor | TypeErrorConstr
 describe('invalid options', () => {
   it.each([
     [{ type: 'udp5' }, TypeError, 'ERR_INVALID_ARG_VALUE', /"type" option must be 'udp4' or 'udp6'/],
+    [{ type: null }, TypeError, 'ERR_INVALID_ARG_VALUE', /"type" option must be 'udp4' or 'udp6'. Received null/],
     [{ batchSize: 0 }, RangeError, 'ERR_OUT_OF_RANGE', /"batchSize" option must be an integer from 1 to 1024. Received 0/],
     [{ batchSize: 1025 }, RangeError, 'ERR_OUT_OF_RANGE', /from 1 to 1024. Received 1025/],
     [{ batchSize: 1.5 }, RangeError, 'ERR_OUT_OF_RANGE', /batchSize/],

@@ -647,6 +647,9 @@ describe('channels over loopback', () => {
     expect(() => client.send(new Uint8Array(10), { channel: 3 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
     expect(() => peer.send(new Uint8Array(10), { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL' }))
     expect(() => peer.send(new Uint8Array(10), { channel: '1' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    // null is no channel number: refused, not taken as channel 0 (only undefined means the default).
+    expect(() => client.send(new Uint8Array(10), { channel: null as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/Received null/) }))
+    expect(() => peer.send(new Uint8Array(10), { channel: null as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     // A misspelt option is refused, not taken as channel 0.
     expect(() => client.send(new Uint8Array(10), { chanel: 1 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "chanel"/) }))
     expect(() => peer.send(new Uint8Array(10), 1 as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
