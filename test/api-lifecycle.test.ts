@@ -726,6 +726,8 @@ describe('the volley command line', () => {
     [['key', '--server', 'nonsense'], /key takes no --server/, true],
     [['token', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), 'extra'], /unexpected argument 'extra' after token/, true],
     [['launch'], /unknown command 'launch'/, true],
+    // parseArgs takes the last of a flag given twice: load ran 7 clients for "--clients 5 --clients 7".
+    [['load', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), '--clients', '5', '--clients', '7'], /^volley: --clients is given twice: give it once$/m, true],
     [[], /^volley: a command is needed: serve, load, token or key$/m, true],
     // A flag missing its value before another flag: parseArgs's three lines about an ambiguous argument.
     [['token', '--server', '--key', '07'.repeat(32)], /^volley: --server needs a value$/m, true],

@@ -15,8 +15,9 @@ export function parseCommandLine<T extends ParseArgsConfig>(
   flagsFor?: (positionals: string[]) => readonly string[] | undefined,
 ): ReturnType<typeof parseArgs<T>> {
   const args = joinNegativeValues(config.args ?? process.argv.slice(2), config.options ?? {})
+  let parsed: ReturnType<typeof parseArgs<T>> & { tokens?: readonly { kind: string; name?: string }[] }
   try {
-    return parseArgs({ ...config, args }) as ReturnType<typeof parseArgs<T>>
+    parsed = parseArgs({ ...config, args, tokens: true }) as typeof parsed
   } catch (error) {
     const unknown = /^Unknown option '([^']+)'/.exec((error as Error).message)?.[1]
     // parseArgs's own text goes on about positionals, which no command here takes.
@@ -29,6 +30,14 @@ export function parseCommandLine<T extends ParseArgsConfig>(
     if (ambiguous !== undefined) throw new UsageError(`${ambiguous} needs a value`)
     throw new UsageError((error as Error).message.split('\n')[0])
   }
+  // parseArgs takes the last of a flag given twice: "--clients 5 --clients 7" is a mistake, not 7.
+  const given = new Set<string>()
+  for (const token of parsed.tokens ?? []) {
+    if (token.kind !== 'option' || token.name === undefined || config.options?.[token.name]?.multiple === true) continue
+    if (given.has(token.name)) throw new UsageError(`--${token.name} is given twice: give it once`)
+    given.add(token.name)
+  }
+  return parsed
 }
 
 /** "unknown flag '--adress' (did you mean --address?)", the nearest flag by edit distance, if near. */
