@@ -437,6 +437,12 @@ describe('volley CLI', () => {
       const token = await generateConnectToken({ protocolId: 0x1234n, privateKey: Uint8Array.from(Buffer.from(key, 'hex')), clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 })
       const ended = once(client, 'disconnect')
       await client.connect(token)
+      // Connected here is not yet known there: the server's JavaScript reports a client once its I/O thread's
+      // record is read, which a signal sent now can precede (connectedAtStop 0, on a loaded machine). Its echo
+      // says the server knows the client.
+      const echoed = once(client, 'message', { signal: AbortSignal.timeout(10_000) })
+      client.send(new Uint8Array([1]))
+      await echoed
       // Bounded: the caller's finally kills the child (at vitest's own timeout no finally runs).
       const exited = once(child, 'exit', { signal: AbortSignal.timeout(12_000) }) as Promise<[number | null, NodeJS.Signals | null]>
       return { child, client, ended, exited, lastLine: (): unknown => JSON.parse(output.trim().split('\n').at(-1)!) }
