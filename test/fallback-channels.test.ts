@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Client, type Peer, Server, generateConnectToken } from '../src/index.ts'
 import { numberedMessage, readNumberedMessage } from './delivery/simulated-link.ts'
-import { type EngineKind, onEngine, waitFor, within } from './helpers.ts'
+import { type EngineKind, clockGapMs, onEngine, waitFor, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(9)
 const protocolId = 0xc4a7n
@@ -80,7 +80,7 @@ describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
     expect(client.stats().rtt.smoothedMs).toBeLessThan(1000) // loopback, beside whatever else this machine runs
     // The client reads the server's clock, within the bound it reports (the true offset on loopback is 0).
     const { errorBoundMs } = client.stats().clock
-    expect(Math.abs(client.time() - peer.time())).toBeLessThanOrEqual(errorBoundMs + 1)
+    expect(clockGapMs(() => client.time(), () => peer.time())).toBeLessThanOrEqual(errorBoundMs + 1)
     expect(server.stats().link?.rtt.smoothedMs).toBeGreaterThan(0)
     await client.flushed()
     expect(client.stats().queue).toEqual({ depth: 0, bytes: 0, delayMs: 0 })

@@ -46,6 +46,18 @@ export async function within<T>(promise: Promise<T>, timeoutMs: number, what: st
 }
 
 /**
+ * How far clock `b` reads from clock `a` (ms), the time between the reads taken out: `b` is read between two
+ * reads of `a`, and the gap is its distance from the span they give (0 within it). A thread descheduled
+ * between two reads (this suite runs beside others on two cores) is not a clock error.
+ */
+export function clockGapMs(a: () => number, b: () => number): number {
+  const first = a()
+  const reading = b()
+  const last = a()
+  return Math.max(0, first - reading, reading - last)
+}
+
+/**
  * Holds the JavaScript thread (the engines' I/O threads run on) until the condition holds: for what must
  * happen before JavaScript hears of it. False at the deadline.
  */

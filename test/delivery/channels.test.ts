@@ -8,7 +8,7 @@ import { Engine, type EngineClient } from '../../src/engine/engine.ts'
 import { FallbackEngine } from '../../src/engine/fallback-engine.ts'
 import { PeerRecordKind, layout } from '../../src/engine/layout.ts'
 import { forEachPeerRecord } from '../../src/peer-records.ts'
-import { blockUntil, waitFor, within } from '../helpers.ts'
+import { blockUntil, clockGapMs, waitFor, within } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 
 const privateKey = new Uint8Array(32).fill(9)
@@ -246,7 +246,7 @@ describe('channels over loopback', () => {
     expect(Math.abs(offsetMs - trueOffsetMs)).toBeLessThan(2)
     expect(Math.abs(offsetMs - trueOffsetMs)).toBeLessThanOrEqual(errorBoundMs)  // and within the bound it reports
     // The client, whose own clock is the skewed one, still reads the server's clock.
-    expect(Math.abs(client.time() - peer.time())).toBeLessThan(2)
+    expect(clockGapMs(() => client.time(), () => peer.time())).toBeLessThan(2)
     expect(client.stats().rtt.minMs).toBeGreaterThan(15)
     await close()
   }, 20_000)
@@ -255,7 +255,7 @@ describe('channels over loopback', () => {
     // The server's clock 3 s ahead and 500 ppm fast: peer.time() read the unskewed one, 3 s from client.time().
     const { client, peer, close } = await connectedPair({ networkSimulator: { seed: 3, clockOffsetMs: 3000, clockDriftPpm: 500 } }, {})
     await waitFor(() => client.stats().clock.exchanges >= 3, 5000, 'three clock exchanges')
-    expect(Math.abs(client.time() - peer.time())).toBeLessThan(2)
+    expect(clockGapMs(() => client.time(), () => peer.time())).toBeLessThan(2)
     // Once the drift is known (four 1-second periods), each side's figure is against its process's true
     // clock: the server's 500 ppm in the client's, and none in the server's own view of its client (it read
     // −500 ppm, measured against the server's skewed clock, while its offset read 0).
