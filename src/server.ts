@@ -702,6 +702,11 @@ export class Server extends EventEmitter<ServerEvents> {
         return
       }
       case PeerRecordKind.connect: {
+        this.#readings.delete(index)
+        // Without channels, a handshake that completed after close() was called (before the stop reached the I/O
+        // thread) is reported by neither 'connect' nor 'disconnect', as one whose channels arrive then: its
+        // client is being disconnected, and a 'connect' handler's welcome would throw while the server stops.
+        if (this.#delivery === null && this.#state !== 'running') return
         const { address, port } = recordAddress(slab, record)
         const clientId = slab.view.getBigUint64(at, true)
         const tag = index + this.#slotEnds[index]! * peerSlotScale
@@ -711,12 +716,8 @@ export class Server extends EventEmitter<ServerEvents> {
         // yet that this one left), the row is that client's, and its released bytes would make this queue
         // look like holding all that was ever sent (bufferedAmount, server.stats(), and a send() refused).
         if (this.#delivery !== null) this.#queues.set(index, new SendQueue(this.#delivery, () => (this.#holdsSlot(index, tag) ? this.#links : null), index, 'the client'))
-        this.#readings.delete(index)
         if (this.#delivery !== null) this.#unannounced.set(index, peer)
-        else if (this.#state === 'running') this.#announce(index, peer)
-        // Else the handshake completed after close() was called, before the stop reached the I/O thread: its
-        // client is being disconnected, and is reported by neither 'connect' nor 'disconnect' (as one whose
-        // channels arrive then), so that a 'connect' handler's welcome does not throw while the server stops.
+        else this.#announce(index, peer)
         return
       }
       case PeerRecordKind.disconnect: {
