@@ -706,6 +706,7 @@ void Engine::EnsureScratch(uint32_t batchSize) {
   receiveHeaders_.resize(batchSize);
   receiveIov_.resize(size_t{batchSize} * 2);
   receiveNames_.resize(batchSize);
+  received_.resize(batchSize);
   for (uint32_t i = 0; i < batchSize; ++i) {
     iovec* slot = &receiveIov_[size_t{i} * 2];
     slot[0].iov_base = scratchHeads_.get() + size_t{i} * kReceiveHeadSize;

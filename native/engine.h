@@ -357,6 +357,7 @@ class Engine {
   std::vector<mmsghdr> receiveHeaders_;
   std::vector<iovec> receiveIov_;  // two per slot: head, tail
   std::vector<sockaddr_in6> receiveNames_;
+  std::vector<netcode::ReceivedDatagram> received_;  // a protocol socket's batch, as its protocol takes it
 
   std::vector<SendJob> sendJobs_;     // by slab id
   std::vector<uint32_t> sendRing_;    // slab ids in the order they came, not yet passed over

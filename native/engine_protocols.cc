@@ -35,14 +35,15 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
   uint64_t bytes = 0;
   for (uint32_t i = 0; i < count; ++i) {
     const mmsghdr& message = receiveHeaders_[i];
-    netcode::ServerAddress from;
-    FromSockaddr(&receiveNames_[i], &from.ip, &from.port);
-    UnmapIpv4(&from.ip);  // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; tokens list them as IPv4
+    netcode::ReceivedDatagram& datagram = received_[i];
+    FromSockaddr(&receiveNames_[i], &datagram.from.ip, &datagram.from.port);
+    UnmapIpv4(&datagram.from.ip);  // a dual-stack socket sees IPv4 peers as ::ffff:a.b.c.d; tokens list them as IPv4
+    datagram.data = static_cast<const uint8_t*>(receiveIov_[size_t{i} * 2].iov_base);
     // No valid protocol packet is larger than a receive head: a larger datagram goes in as malformed.
-    const size_t size = message.msg_len <= kReceiveHeadSize ? message.msg_len : 0;
-    state->protocol->Receive(from, static_cast<const uint8_t*>(receiveIov_[size_t{i} * 2].iov_base), size, clock_);
+    datagram.size = message.msg_len <= kReceiveHeadSize ? message.msg_len : 0;
     bytes += message.msg_len;
   }
+  state->protocol->ReceiveBatch(received_.data(), count, clock_);
   SocketStats::Add(state->stats->packetsIn, count);
   SocketStats::Add(state->stats->bytesIn, bytes);
   SocketStats::Add(state->stats->batchesIn, 1);

@@ -455,6 +455,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ServerCore",
                        {InstanceMethod<&ServerCoreWrap::Receive>("receive"),
+                        InstanceMethod<&ServerCoreWrap::ReceiveBatchJs>("receiveBatch"),
                         InstanceMethod<&ServerCoreWrap::Update>("update"),
                         InstanceMethod<&ServerCoreWrap::SendPayloadJs>("sendPayload"),
                         InstanceMethod<&ServerCoreWrap::DisconnectJs>("disconnect"),
@@ -559,6 +560,23 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
     if (!netcode::ParseDatagramSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
+    return events_;
+  }
+  // receiveBatch([[from, packet], ...], monotonicUs, unixSeconds): one ReceiveBatch, as the engine calls it
+  Napi::Value ReceiveBatchJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    if (!Begin(info, 1, &clock)) return env_.Undefined();
+    if (!info[0].IsArray()) return Fail(env_, "receiveBatch([[from, packet], ...]) expected"), env_.Undefined();
+    const Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<netcode::ReceivedDatagram> batch(list.Length());
+    for (uint32_t i = 0; i < list.Length(); ++i) {
+      const Napi::Value entry = list.Get(i);
+      if (!entry.IsArray()) return Fail(env_, "each datagram is [from, packet]"), env_.Undefined();
+      const Napi::Array pair = entry.As<Napi::Array>();
+      if (!GetBytes(env_, pair.Get(1u), "packet", 0, &batch[i].data, &batch[i].size)) return env_.Undefined();
+      if (!netcode::ParseDatagramSource(StringOr(pair.Get(0u)), &batch[i].from)) return Fail(env_, "from does not parse"), env_.Undefined();
+    }
+    core_->ReceiveBatch(batch.data(), batch.size(), clock);
     return events_;
   }
   Napi::Value Update(const Napi::CallbackInfo& info) {

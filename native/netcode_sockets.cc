@@ -122,6 +122,11 @@ void NetcodeServerProtocol::Receive(const netcode::ServerAddress& from, const ui
   core_.Receive(from, data, size, now);
 }
 
+void NetcodeServerProtocol::ReceiveBatch(const netcode::ReceivedDatagram* datagrams, size_t count, const netcode::Clock& now) {
+  now_ = now;
+  core_.ReceiveBatch(datagrams, count, now);
+}
+
 void NetcodeServerProtocol::Update(const netcode::Clock& now) {
   now_ = now;
   core_.Update(now);

@@ -106,6 +106,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
                         const DeliveryOptions& delivery);
 
   void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) override;
+  void ReceiveBatch(const netcode::ReceivedDatagram* datagrams, size_t count, const netcode::Clock& now) override;
   void Update(const netcode::Clock& now) override;
   uint64_t NextDeadlineUs() const override { return core_.NextDeadlineUs(); }
   void Send(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, const netcode::Clock& now) override;

@@ -105,6 +105,10 @@ class SocketProtocol {
   SocketProtocol();
   virtual ~SocketProtocol();
   virtual void Receive(const netcode::ServerAddress& from, const uint8_t* data, size_t size, const netcode::Clock& now) = 0;
+  // A received batch: Receive() for each in order, unless the protocol does better with all of them at hand.
+  virtual void ReceiveBatch(const netcode::ReceivedDatagram* datagrams, size_t count, const netcode::Clock& now) {
+    for (size_t i = 0; i < count; ++i) Receive(datagrams[i].from, datagrams[i].data, datagrams[i].size, now);
+  }
   virtual void Update(const netcode::Clock& now) = 0;
   // When Update() next has work to do (monotonic µs), UINT64_MAX if never. Receive() and Control() may
   // move it earlier (the engine asks again after them); Send() only moves it later.

@@ -93,6 +93,27 @@ bool ServerCore::TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock&
 }
 
 void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+  Sender sender;
+  sender.key = AddressKey::Of(from);
+  sender.hash = slotByAddress_.Hash(sender.key);
+  Receive(from, sender, data, size, now);
+}
+
+void ServerCore::ReceiveBatch(const ReceivedDatagram* datagrams, size_t count, const Clock& now) {
+  for (size_t first = 0; first < count; first += kLookahead) {
+    const size_t n = std::min(kLookahead, count - first);
+    const ReceivedDatagram* part = datagrams + first;
+    for (size_t i = 0; i < n; ++i) {
+      lookahead_[i].key = AddressKey::Of(part[i].from);
+      lookahead_[i].hash = slotByAddress_.Hash(lookahead_[i].key);
+      slotByAddress_.Prefetch(lookahead_[i].hash);
+    }
+    for (size_t i = 0; i < n; ++i) Receive(part[i].from, lookahead_[i], part[i].data, part[i].size, now);
+  }
+}
+
+void ServerCore::Receive(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
+                         const Clock& now) {
   ++counters_.packetsIn;
   counters_.bytesIn += size;
   if (stopping_) return;  // clients' own redundant disconnects and late keep-alives: expected, not drops
@@ -101,9 +122,6 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     ++counters_.malformed;
     return;
   }
-  Sender sender;
-  sender.key = AddressKey::Of(from);
-  sender.hash = slotByAddress_.Hash(sender.key);
   if (data[0] == kConnectionRequest) {
     ProcessRequest(from, sender, data, size, now);
     return;

@@ -74,6 +74,13 @@ struct ServerCounters {
   uint64_t handshakesFull = 0;  // valid requests ignored: as many handshakes were in progress as it holds
 };
 
+// A received datagram, as ReceiveBatch takes it.
+struct ReceivedDatagram {
+  ServerAddress from;
+  const uint8_t* data;
+  size_t size;
+};
+
 // Per-client counters, written by the server's thread alone and read by JavaScript at any time with no
 // native call: doubles (exact to 2^53) in memory JavaScript sees as a Float64Array, kPeerCounterFields per
 // client in this order.
@@ -110,6 +117,10 @@ class ServerCore {
   ServerCore& operator=(const ServerCore&) = delete;
 
   void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now);
+  // The same as Receive() for each datagram in order, with their senders hashed and their lines of the table by
+  // address asked for first: a gateway's peers spread that table over more than the cache holds, and its
+  // misses then overlap rather than come one after the other.
+  void ReceiveBatch(const ReceivedDatagram* datagrams, size_t count, const Clock& now);
   // Timers: keep-alives, timeouts, redundant disconnects, expiry of encryption mappings. Only the clients
   // whose timer is due are visited.
   void Update(const Clock& now);
@@ -212,6 +223,9 @@ class ServerCore {
     AddressKey key;
     uint64_t hash;
   };
+  void Receive(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
+  static constexpr size_t kLookahead = 32;  // datagrams whose table lines are asked for at once
+  Sender lookahead_[kLookahead];
   void ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
   void ProcessResponse(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
   void ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now);

@@ -16,6 +16,8 @@ export type ClientEvent = Sent | { kind: 'state'; state: string; server?: string
 
 export interface ServerCoreBinding {
   receive(from: string, packet: Uint8Array, us: number, unix: bigint): ServerEvent[]
+  /** Native only: the engine's batch entry, the same as receive() for each in order. */
+  receiveBatch?(datagrams: readonly (readonly [string, Uint8Array])[], us: number, unix: bigint): ServerEvent[]
   update(us: number, unix: bigint): ServerEvent[]
   sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[] & { accepted: boolean }
   disconnect(index: number, us: number, unix: bigint): ServerEvent[]

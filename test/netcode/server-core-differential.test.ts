@@ -1,7 +1,9 @@
 // The native and the TypeScript server cores, fed the same seeded stream of datagrams and calls (honest
 // handshakes and traffic, and their datagrams mutated, replayed, sent from other addresses, out of time),
 // must do the same thing at every step: the same events, byte for byte (the same keys and sequences make
-// the same ciphertexts), and the same counters.
+// the same ciphertexts), and the same counters. A third core, native too, takes the datagrams in batches
+// of 1 to 40 as the engine gives them (ReceiveBatch, whose table lookups run ahead of its datagrams): it must
+// do exactly what the first did with them one by one.
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
@@ -57,13 +59,17 @@ function byRecipient(events: readonly ServerEvent[]): Map<string, ServerEvent[]>
 interface Coverage {
   events: Record<ServerEvent['kind'], number>
   counters: Record<string, number>
+  /** The sizes of the batches the batched core took. */
+  batches: number[]
 }
 
 function run(seed: number, steps: number): Coverage {
   const random = seededRandom(seed)
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!
   const options: ServerCoreOptions = { protocolId, privateKey, publicAddress: serverAddress, maxClients: 3, challengeKey: fill(32, 0x17), keepAliveIntervalUs: 100_000 } as ServerCoreOptions
-  const native = new (loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => ServerCoreBinding }).ServerCore(options)
+  const NativeCore = (loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => ServerCoreBinding }).ServerCore
+  const native = new NativeCore(options)
+  const batched = new NativeCore(options)
   const typescript = typescriptServerCore(sodium, options)
   const clients = [honestClient(1, '127.0.0.1:50001', 2), honestClient(2, '127.0.0.1:50002', 5), honestClient(3, '10.0.0.3:50003', -1), honestClient(4, '[::1]:50004', 3)]
   const strangers = ['127.0.0.1:50099', '127.0.0.1:0', '[::ffff:127.0.0.1]:50001']
@@ -71,9 +77,13 @@ function run(seed: number, steps: number): Coverage {
   let us = 0
   let unix = T0
   const events: Coverage['events'] = { send: 0, connect: 0, disconnect: 0, payload: 0 }
+  const batches: number[] = []
 
-  const both = (call: (core: ServerCoreBinding) => ServerEvent[], what: string): ServerEvent[] => {
+  // Any call but a receive: the datagrams held for the batched core go in first, then it takes the call too.
+  const both = (call: (core: ServerCoreBinding) => ServerEvent[], what: string, receiving = false): ServerEvent[] => {
+    if (!receiving) flush()
     const a = call(native)
+    if (!receiving) expect(call(batched), `seed ${seed}: batched core, ${what}`).toEqual(a)
     const b = call(typescript)
     // Timers due in one update may fire in another order (a wheel's buckets, a heap): the same events for
     // each address and slot, in the same order, is what must hold.
@@ -82,15 +92,35 @@ function run(seed: number, steps: number): Coverage {
     for (const event of a) events[event.kind]++
     return a
   }
+  let pending: { from: string; data: Uint8Array; what: string }[] = []
+  let batchSize = 1
   const deliver = (from: string, data: Uint8Array, what: string): void => {
     seen.push({ from, data })
-    for (const event of both((core) => core.receive(from, data, us, unix), what)) {
+    pending.push({ from, data, what })
+    if (pending.length >= batchSize) flush()
+  }
+  function flush(): void {
+    if (pending.length === 0) return
+    const expected: ServerEvent[] = []
+    for (const { from, data, what } of pending) expected.push(...receiveOne(from, data, what))
+    const got = (batched.receiveBatch as NonNullable<ServerCoreBinding['receiveBatch']>)(pending.map(({ from, data }) => [from, data] as const), us, unix)
+    const what = `seed ${seed}: a batch of ${pending.length} (${pending[0]!.what} to ${pending.at(-1)!.what})`
+    expect(got, what).toEqual(expected)
+    expect(batched.state(), what).toEqual(native.state())
+    batches.push(pending.length)
+    pending = []
+    batchSize = 1 + Math.floor(random() * 40)
+  }
+  const receiveOne = (from: string, data: Uint8Array, what: string): ServerEvent[] => {
+    const received = both((core) => core.receive(from, data, us, unix), what, true)
+    for (const event of received) {
       if (event.kind !== 'send') continue
       const client = clients.find((each) => each.address === event.to)
       if (client === undefined) continue
       const read = readEncryptedPacket(sodium, event.data, { protocolId, key: client.token.serverToClientKey, accept: new Set([PacketType.connectionChallenge]) })
       if (read.ok) client.challenge = read.value.body
     }
+    return received
   }
   const encrypted = (client: Honest, type: PacketType, body: Uint8Array): Uint8Array =>
     encryptPacket(sodium, { type, sequence: client.sequence++, body }, protocolId, client.token.clientToServerKey)
@@ -120,6 +150,7 @@ function run(seed: number, steps: number): Coverage {
       // Whole milliseconds, the native timer wheel's ticks (it fires up to a tick early; the TypeScript core's
       // timers are exact), so that both see every timer due at the same update; at most one turn of the wheel
       // (1,024 ticks) at a time, past which it visits its buckets once each, not in the order they fall due.
+      flush() // what was received came before the clock moved
       us += 1000 * Math.floor(random() * (random() < 0.2 ? 1000 : 150))
       if (random() < 0.05) unix += 1n
       both((core) => core.update(us, unix), `step ${step}: update at ${us}`)
@@ -130,9 +161,17 @@ function run(seed: number, steps: number): Coverage {
     } else if (roll < 0.95) {
       const index = Math.floor(random() * 4)
       both((core) => core.disconnect(index, us, unix), `step ${step}: disconnect ${index}`)
-    } else {
+    } else if (random() < 0.5) {
       // A client that starts its sequence again (a new process with the same token).
       client.sequence = random() < 0.5 ? 0n : client.sequence
+    } else {
+      // A burst, as a busy gateway reads them: payloads of every client, interleaved, and datagrams seen before.
+      batchSize = 33 + Math.floor(random() * 30)
+      for (let i = 0; i < batchSize; i++) {
+        const sender = pick(clients)
+        if (random() < 0.7 || seen.length === 0) deliver(sender.address, encrypted(sender, PacketType.payload, fill(8, i)), `step ${step}: burst payload ${i}`)
+        else deliver(pick(seen).from, pick(seen).data, `step ${step}: burst replay ${i}`)
+      }
     }
   }
   both((core) => core.stop(us, unix), 'stop')
@@ -141,14 +180,15 @@ function run(seed: number, steps: number): Coverage {
     both((core) => core.update(us, unix), `update ${i} while stopping`)
   }
   expect(typescript.state().stopped).toBe(true)
-  return { events, counters: native.state().counters }
+  return { events, counters: native.state().counters, batches }
 }
 
 describe('server cores, native and TypeScript, on the same datagrams', () => {
   it('do the same at every step: events byte for byte, and counters', () => {
-    const total: Coverage = { events: { send: 0, connect: 0, disconnect: 0, payload: 0 }, counters: {} }
+    const total: Coverage = { events: { send: 0, connect: 0, disconnect: 0, payload: 0 }, counters: {}, batches: [] }
     for (let seed = 1; seed <= 12; seed++) {
-      const { events, counters } = run(seed, 400)
+      const { events, counters, batches } = run(seed, 400)
+      total.batches.push(...batches)
       for (const kind of Object.keys(events) as ServerEvent['kind'][]) total.events[kind] += events[kind]
       for (const [name, value] of Object.entries(counters)) total.counters[name] = (total.counters[name] ?? 0) + value
     }
@@ -159,5 +199,8 @@ describe('server cores, native and TypeScript, on the same datagrams', () => {
     for (const counter of ['malformed', 'replayed', 'decryptionFailed', 'tokenRefused', 'unknownAddress', 'denied']) {
       expect(total.counters[counter], `${counter} over the seeds`).toBeGreaterThan(0)
     }
+    // Batches of one, and batches larger than the 32 datagrams whose lines the server asks for at once.
+    expect(total.batches).toContain(1)
+    expect(Math.max(...total.batches), 'the largest batch').toBeGreaterThan(32)
   })
 })

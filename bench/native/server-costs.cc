@@ -1,15 +1,20 @@
-// Micro-benchmark of the server's side of a handshake, sans-IO: volley's ServerCore fed the requests and
-// responses of many ClientCores in memory, batch by batch as the engine feeds it, on a fake clock. What it
-// measures is the protocol and its crypto alone (no kernel, no JavaScript): the server's time per completed
-// handshake on a fresh server, then again with new clients after the first ones left (as bench:connections'
-// rounds do), and the allocations of the second round. For comparing two versions of the server's code in
-// one sitting, where bench:connections' whole-process figures move by 20-40 % from one minute to the next.
-// From the repository's root:
-//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/handshake-costs bench/native/handshake-costs.cc
+// Micro-benchmark of the server's side of handshakes and of payloads, sans-IO: volley's ServerCore fed the
+// datagrams of many ClientCores in memory, batch by batch as the engine feeds it, on a fake clock. What it
+// measures is the protocol and its crypto alone (no kernel, no JavaScript):
+// - the server's time per completed handshake on a fresh server, then again with new clients after the first
+//   ones left (as bench:connections' rounds do), and the allocations of the second round;
+// - its time per 64-byte payload when every connected client sends one, in a random order, each batch copied
+//   into one receive buffer first (as the kernel writes it), fed one by one (Receive) and as a batch
+//   (ReceiveBatch, which asks for the senders' memory ahead), alternately: with many clients, their tables and
+//   slots are more than the cache holds.
+// For comparing two versions of the server's code in one sitting, where whole-process figures move by 20-40 %
+// from one minute to the next. From the repository's root:
+//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/server-costs bench/native/server-costs.cc
 //       native/netcode/*.cc native/address.cc /usr/lib/x86_64-linux-gnu/libsodium.a
-//   bench/.build/handshake-costs [clients, default 30000] [rounds, default 3]
+//   bench/.build/server-costs [clients, default 30000] [rounds, default 3]
 #include <sodium.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +22,7 @@
 #include <ctime>
 #include <memory>
 #include <new>
+#include <random>
 #include <vector>
 
 #include "netcode/client.h"
@@ -79,8 +85,9 @@ class BenchServerSink : public ServerSink {
   void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override;
   void Connected(uint32_t, uint64_t, const ServerAddress&, const uint8_t*) override { ++connected; }
   void Disconnected(uint32_t, DisconnectReason) override {}
-  void Payload(uint32_t, const uint8_t*, size_t) override {}
+  void Payload(uint32_t, const uint8_t*, size_t) override { ++payloads; }
   uint64_t connected = 0;
+  uint64_t payloads = 0;
 
  private:
   Network* network_;
@@ -131,9 +138,10 @@ void MakeToken(const uint8_t privateKey[kKeyBytes], uint64_t clientId, const Ser
   WriteConnectToken(token, out);
 }
 
+// What the server's calls took: per handshake completed, or per payload received.
 struct Round {
-  double serverNsPerHandshake;
-  uint64_t handshakes;
+  double serverNsEach;
+  uint64_t count;
   uint64_t allocs;
 };
 
@@ -183,14 +191,59 @@ Round ConnectAll(ServerCore& server, BenchServerSink& sink, Network& network, ui
   return {handshakes == 0 ? 0 : serverNs / static_cast<double>(handshakes), handshakes, allocs};
 }
 
+// Every connected client sends one 64-byte payload per pass, in a new random order each pass, as many senders'
+// datagrams interleave in a gateway's batches; the server's time is what its Receive calls take.
+Round ReceivePayloads(ServerCore& server, BenchServerSink& sink, Network& network, std::vector<std::unique_ptr<BenchClient>>& clients,
+                      int passes, bool batched, Clock& clock) {
+  std::mt19937 random(42);
+  const uint8_t payload[64] = {1};
+  const uint64_t before = sink.payloads;
+  uint64_t allocs = 0;
+  double serverNs = 0;
+  network.toServer.reserve(clients.size());
+  std::vector<Datagram> received(kBatch);
+  for (int pass = 0; pass < passes; ++pass) {
+    network.toServer.clear();
+    for (auto& client : clients) client->core.SendPayload(payload, sizeof payload, clock);
+    std::shuffle(network.toServer.begin(), network.toServer.end(), random);
+    for (size_t first = 0; first < network.toServer.size(); first += kBatch) {
+      const size_t end = std::min(network.toServer.size(), first + kBatch);
+      // Into one receive buffer first, as the kernel copies a batch: its bytes are in the cache, its senders' state is not.
+      for (size_t i = first; i < end; ++i) {
+        Datagram& to = received[i - first];
+        const Datagram& from = network.toServer[i];
+        to.from = from.from;
+        to.size = from.size;
+        std::memcpy(to.bytes, from.bytes, from.size);
+      }
+      const size_t n = end - first;
+      const uint64_t allocsBefore = gAllocs;
+      const double start = NowNs();
+      if (batched) {
+        ReceivedDatagram datagrams[kBatch];
+        for (size_t i = 0; i < n; ++i) datagrams[i] = {received[i].from, received[i].bytes, received[i].size};
+        server.ReceiveBatch(datagrams, n, clock);
+      } else {
+        for (size_t i = 0; i < n; ++i) server.Receive(received[i].from, received[i].bytes, received[i].size, clock);
+      }
+      serverNs += NowNs() - start;
+      allocs += gAllocs - allocsBefore;
+    }
+    clock.monotonicUs += 1000;
+  }
+  network.toServer.clear();
+  const uint64_t payloads = sink.payloads - before;
+  return {payloads == 0 ? 0 : serverNs / static_cast<double>(payloads), payloads, allocs};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (sodium_init() < 0) return 1;
   const uint32_t count = argc > 1 ? static_cast<uint32_t>(std::strtoul(argv[1], nullptr, 10)) : 30000;
   const int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
-  if (count == 0 || count > 60000 || rounds < 1) {
-    std::fprintf(stderr, "usage: handshake-costs [clients 1..60000] [rounds >= 1]\n");
+  if (count == 0 || count > 200000 || rounds < 1) {
+    std::fprintf(stderr, "usage: server-costs [clients 1..200000] [rounds >= 1]\n");
     return 2;
   }
   const ServerAddress serverAddress = Ipv4((127u << 24) | 1, 40000);
@@ -218,8 +271,14 @@ int main(int argc, char** argv) {
     network.toClients.clear();
     const Round warm = ConnectAll(server, sink, network, count, uint64_t{count} + 1, config.privateKey, serverAddress, clock, &clients);
     std::printf("server %d: fresh %.0f ns/handshake (%llu), next clients %.0f ns/handshake (%llu), server allocations (next clients) %llu\n", round + 1,
-                cold.serverNsPerHandshake, static_cast<unsigned long long>(cold.handshakes), warm.serverNsPerHandshake,
-                static_cast<unsigned long long>(warm.handshakes), static_cast<unsigned long long>(warm.allocs));
+                cold.serverNsEach, static_cast<unsigned long long>(cold.count), warm.serverNsEach,
+                static_cast<unsigned long long>(warm.count), static_cast<unsigned long long>(warm.allocs));
+    // Interleaved, so that both ways see the same moments of the machine.
+    for (bool batched : {false, true, false, true}) {
+      const Round payloads = ReceivePayloads(server, sink, network, clients, 8, batched, clock);
+      std::printf("server %d: payloads %s %.0f ns each (%llu), allocations %llu\n", round + 1, batched ? "batch" : "one by one", payloads.serverNsEach,
+                  static_cast<unsigned long long>(payloads.count), static_cast<unsigned long long>(payloads.allocs));
+    }
   }
   return 0;
 }
