@@ -398,9 +398,15 @@ export interface PacketCounts {
   bytesOut: number
 }
 
+/** A moment, as performance.now() and as monotonicUs() read it. */
+export interface Moment {
+  ms: number
+  us: number
+}
+
 /**
  * Reads a connection's link statistics; `window` measures its bandwidth; `outstanding`, from its
- * SendQueue, counts the queue (the engine's figures when null).
+ * SendQueue, counts the queue (the engine's figures when null); `at`: as of when (now when undefined).
  */
 export function readLinkStats(
   links: Float64Array | null,
@@ -408,11 +414,12 @@ export function readLinkStats(
   counters: PacketCounts,
   window: BandwidthWindow,
   outstanding: { depth: number; bytes: number } | null = null,
+  at?: Moment,
 ): LinkStats {
   // No closure or spread here: peer.stats() of every peer, every second, is what a gateway's monitor does.
   const row0 = links === null ? 0 : row * linkFields
   const f = links ?? noLinkStats
-  const rates = window.read(performance.now(), counters.bytesIn, counters.bytesOut)
+  const rates = window.read(at?.ms ?? performance.now(), counters.bytesIn, counters.bytesOut)
   const sent = f[row0 + LinkField.packetsSent]!
   const oldest = f[row0 + LinkField.oldestQueuedUs]!
   const depth = outstanding?.depth ?? f[row0 + LinkField.queuedMessages]!
@@ -434,12 +441,12 @@ export function readLinkStats(
     queue: {
       depth,
       bytes: outstanding?.bytes ?? f[row0 + LinkField.queuedBytes]!,
-      delayMs: depth > 0 && oldest > 0 ? Math.max(0, monotonicUs() - oldest) / 1000 : 0,
+      delayMs: depth > 0 && oldest > 0 ? Math.max(0, (at?.us ?? monotonicUs()) - oldest) / 1000 : 0,
     },
     clock: {
       offsetMs: f[row0 + LinkField.clockOffsetUs]! / 1000,
       driftPpm: f[row0 + LinkField.clockDrift]! * 1e6,
-      errorBoundMs: exchanges > 0 ? clockErrorBoundUs(f, row0) / 1000 : Infinity,
+      errorBoundMs: exchanges > 0 ? clockErrorBoundUs(f, row0, at?.us) / 1000 : Infinity,
       exchanges,
     },
     dropped: f[row0 + LinkField.dropped]!,
@@ -449,11 +456,11 @@ export function readLinkStats(
 /** The link statistics of a connection without channels: all zero. */
 const noLinkStats = new Float64Array(linkFields)
 
-/** The clock's error bound, µs, widened from when the I/O thread wrote it to now. */
-function clockErrorBoundUs(f: Float64Array, row0: number): number {
+/** The clock's error bound, µs, widened from when the I/O thread wrote it to nowUs (now when undefined). */
+function clockErrorBoundUs(f: Float64Array, row0: number, nowUs?: number): number {
   const bound = f[row0 + LinkField.clockErrorUs]!
   const growth = f[row0 + LinkField.clockErrorGrowth]!
-  return growth > 0 ? bound + growth * Math.max(0, monotonicUs() - f[row0 + LinkField.clockReferenceUs]!) : bound
+  return growth > 0 ? bound + growth * Math.max(0, (nowUs ?? monotonicUs()) - f[row0 + LinkField.clockReferenceUs]!) : bound
 }
 
 /** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */

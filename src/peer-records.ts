@@ -42,19 +42,22 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
 
 /**
  * A disconnect record's data: the peer's last packet and byte counters and, with channels, its link row
- * (native/netcode_sockets.cc: WriteFinalReadings). A next client may have taken the slot, and reset both,
- * before JavaScript reads the record.
+ * (native/netcode_sockets.cc: WriteFinalReadings), copied out of the slab, which the engine reuses after
+ * the batch. A next client may have taken the slot, and reset both, before JavaScript reads the record.
  */
-export function readFinalReadings(slab: SlabView, at: number, length: number): { counters: PacketCounts; drops: PeerDrops; link: Float64Array | null } | null {
+export function copyFinalReadings(slab: SlabView, at: number, length: number): Float64Array | null {
   if (length < finalCounters * 8) return null // (an addon built before disconnect records carried them)
-  // Doubles in the machine's order, as the engine copies them; the data of a record starts 8-aligned. Read
-  // during the batch only: views, not copies.
-  const doubles = new Float64Array(slab.buffer, at, length / 8)
+  // Doubles in the machine's order, as the engine copies them; the data of a record starts 8-aligned.
+  return new Float64Array(slab.buffer, at, length / 8).slice()
+}
+
+/** What copyFinalReadings copied, as the statistics take it. */
+export function decodeFinalReadings(doubles: Float64Array): { counters: PacketCounts; drops: PeerDrops; link: Float64Array | null } {
   const counters = { packetsIn: doubles[0]!, bytesIn: doubles[1]!, packetsOut: doubles[2]!, bytesOut: doubles[3]! }
   return { counters, drops: readPeerDrops(doubles, packetCounts), link: doubles.length > finalCounters ? doubles.subarray(finalCounters) : null }
 }
 
-/** Writes what readFinalReadings reads (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
+/** Writes what copyFinalReadings copies (the fallback engine's disconnect records); the bytes it takes: finalReadingsBytes. */
 export function writeFinalReadings(view: DataView, at: number, peerCounters: Float64Array, peer: number, links: Float64Array | null): void {
   const out = new Float64Array(view.buffer, view.byteOffset + at, finalReadingsBytes(links) / 8)
   const row = peer * layout.peerCounterFields

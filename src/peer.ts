@@ -55,8 +55,10 @@ export class Peer {
   #endedBecause: string | null = null
   /** When the connection began (performance.now()): the base of the first bandwidth reading. */
   readonly connectedAtMs = performance.now()
-  /** The last reading, kept once the client has left (made then: most peers never need it). */
+  /** The last reading, kept once the client has left. */
   #last: PeerStats | null = null
+  /** Its readings as its connection ended, made into statistics when first read. */
+  #final: (() => PeerStats) | null = null
   /** drained(): whether a send was refused since the last drain, and who waits for the next (made on first use). */
   #drain: DrainWaiters | null = null
   /** flushed(): who waits for the queue to empty (made on first use). */
@@ -182,7 +184,12 @@ export class Peer {
 
   /** Link statistics of this client's connection (the last reading once it has left). */
   stats(): PeerStats {
-    if (this.connected || this.#last === null) this.#read()
+    if (this.#final !== null) {
+      this.#last = this.#final()
+      this.#final = null
+    } else if (this.connected || this.#last === null) {
+      this.#read()
+    }
     return this.#last ?? vacantStats()
   }
 
@@ -206,8 +213,8 @@ export class Peer {
    * as the connection ended (the engine's disconnect record), which stand from then on, also after an earlier
    * disconnect(); without them, the last reading of its slot.
    */
-  markDisconnected(why: string, final?: PeerStats): void {
-    if (final !== undefined) this.#last = final
+  markDisconnected(why: string, final?: () => PeerStats): void {
+    if (final !== undefined) this.#final = final
     if (this.#endedBecause === null) {
       if (final === undefined) this.#read()
       this.#endedBecause = why

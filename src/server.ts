@@ -31,7 +31,7 @@ import { LifetimeSignal } from './lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
 import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
-import { forEachPeerRecord, readFinalReadings, readPeerDrops, recordAddress } from './peer-records.ts'
+import { copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
 import { SlotTable } from './slot-table.ts'
 
@@ -636,6 +636,22 @@ export class Server extends EventEmitter<ServerEvents> {
     return Object.assign(readLinkStats(links, row, counters, reading, outstanding), { drops })
   }
 
+  /**
+   * A peer's statistics as its connection ended, made when they are first read: a gateway whose clients leave
+   * by the thousand (a network's outage timing them all out) reads few of them. As of that moment, however
+   * late: its bandwidth, and its clock's error bound. Its queue holds nothing: what it held will never be
+   * released (as peer.bufferedAmount says).
+   */
+  #finalStats(peer: Peer, final: Float64Array): () => PeerStats {
+    const window = this.#readings.get(peer.index) ?? new BandwidthWindow(peer.connectedAtMs)
+    const endedAtMs = performance.now() // the two clocks are one (CLOCK_MONOTONIC): the µs follow when needed
+    return () => {
+      const { counters, drops, link } = decodeFinalReadings(final)
+      const at = { ms: endedAtMs, us: monotonicUs() - (performance.now() - endedAtMs) * 1000 }
+      return Object.assign(readLinkStats(link, 0, counters, window, { depth: 0, bytes: 0 }, at), { drops })
+    }
+  }
+
   #bufferedAmount(peer: Peer): number {
     return this.#queues.get(peer.index)?.queued ?? 0
   }
@@ -736,10 +752,9 @@ export class Server extends EventEmitter<ServerEvents> {
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'
           const why = reason === 'channels-mismatch' ? `: ${describeChannelsMismatch(this.#delivery, peer.remoteChannels, 'the client')}` : ''
-          // The last readings, from the record: the slot's own may be a next client's already. Its queue holds
-          // nothing now: what it held will never be released (as peer.bufferedAmount says).
-          const final = readFinalReadings(slab, at, length)
-          peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#linkStats(peer, final.counters, final.drops, final.link, 0, { depth: 0, bytes: 0 }))
+          // The last readings, from the record: the slot's own may be a next client's already.
+          const final = copyFinalReadings(slab, at, length)
+          peer.markDisconnected(`its connection ended ('${reason}'${why})`, final === null ? undefined : this.#finalStats(peer, final))
           this.#peers.delete(index)
           this.#queues.delete(index)
           this.#engineBlocked.delete(peer)

@@ -435,6 +435,43 @@ describe('Server and Client on loopback', () => {
     }
   })
 
+  it('a peer that left gives its statistics as of when it left, however late they are read', async () => {
+    // Made on first read (most peers that leave are never read): from the readings of that moment, so that a
+    // bandwidth read a second and a half later is not spread over the time since.
+    for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
+      const { server, address } = await startServer(options)
+      let connectedAt = 0
+      let endedAt = 0
+      let left: Peer | undefined
+      server.on('connect', () => (connectedAt = performance.now()))
+      server.on('disconnect', (peer) => {
+        endedAt = performance.now()
+        left = peer
+      })
+      const client = new Client({ ...fast, ...options })
+      await client.connect(await token(address, 1n))
+      await waitFor(() => connectedAt > 0)
+      const until = performance.now() + 1200
+      while (performance.now() < until) {
+        client.send(new Uint8Array(1000))
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+      await client.close()
+      await waitFor(() => left !== undefined, 5000, "the client's 'disconnect'")
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      const stats = (left as Peer).stats()
+      const rateWhenLeft = (stats.bytes.in * 8) / ((endedAt - connectedAt) / 1000)
+      expect(stats.bytes.in).toBeGreaterThan(100_000)
+      expect(stats.bandwidth.inBps / rateWhenLeft, `${stats.bandwidth.inBps} b/s against ${rateWhenLeft} b/s`).toBeGreaterThan(0.85)
+      expect(stats.bandwidth.inBps / rateWhenLeft).toBeLessThan(1.15)
+      // They stand: read again later, the same figures (the clock's error bound no wider).
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      expect((left as Peer).stats()).toEqual(stats)
+      if ('channels' in options) expect(stats.clock.exchanges).toBeGreaterThan(0)
+      await server.close()
+    }
+  })
+
   it("'disconnect' reports the peer's last statistics when a next client took its slot before JavaScript heard", async () => {
     // Its stats never read while it was connected: a server that logs each session's figures at 'disconnect'.
     for (const options of [{}, { channels: [{ mode: 'reliable' as const }] }]) {
