@@ -462,17 +462,24 @@ describe('reading from the JavaScript thread', () => {
       echoed.push((await back).readUInt32BE(0))
     }
     expect(echoed).toEqual(Array.from({ length: n }, (_, i) => i))
-    return { server, client, port }
+    // Reading is JavaScript's after a light turn; a turn late by a watchdog period (a loaded machine) gives it
+    // back to the I/O thread until the next light one: a few more round trips, at most 20, to see it offered.
+    for (let i = 0; i < 20 && !sharedEngine().receivingInline(); i++) {
+      const back = new Promise<Buffer>((resolve) => client.once('message', resolve))
+      client.send(counterPayload(n + i), port, '127.0.0.1')
+      await back
+    }
+    return { server, client, port, extra: server.stats().packetsIn - n }
   }
 
   it('request/response traffic is read by the JavaScript thread itself, between light turns, and counted', async () => {
-    const { server, client } = await echoRoundTrips(100)
+    const { server, client, extra } = await echoRoundTrips(100)
     // The first datagram wakes the I/O thread; its turn, light, leaves the next ones to JavaScript, which the
     // engine's epoll set wakes. A turn may go back to the I/O thread on a busy machine (JavaScript late by a
     // watchdog period with a datagram waiting), and comes back at its next light turn.
     for (const side of [server, client]) {
       const stats = side.stats()
-      expect(stats.packetsIn).toBe(100)
+      expect(stats.packetsIn).toBe(100 + extra)
       expect(stats.batchesInInline).toBeGreaterThanOrEqual(50)
       expect(stats.batchesInInline).toBeLessThanOrEqual(stats.batchesIn)
     }
@@ -484,7 +491,7 @@ describe('reading from the JavaScript thread', () => {
     const engine = sharedEngine()
     expect(engine.receivingInline()).toBe(true)
     const before = server.stats()
-    client.send(counterPayload(20), port, '127.0.0.1')
+    client.send(counterPayload(99), port, '127.0.0.1')
     client.flush() // small, with the client's I/O thread asleep: out before flush() returns
     // This thread now spins, as a handler doing long synchronous work would: only the I/O thread can read.
     const start = performance.now()
@@ -506,8 +513,8 @@ describe('reading from the JavaScript thread', () => {
     await waitFor(() => !engine.receivingInline(), 2000, 'the I/O thread to take the idle engine back')
     const before = server.stats()
     const back = new Promise<Buffer>((resolve) => client.once('message', resolve))
-    client.send(counterPayload(20), port, '127.0.0.1')
-    expect((await back).readUInt32BE(0)).toBe(20)
+    client.send(counterPayload(99), port, '127.0.0.1')
+    expect((await back).readUInt32BE(0)).toBe(99)
     const after = server.stats()
     // Read by the I/O thread, which hands reading to JavaScript again after that light turn.
     expect(after.batchesIn - after.batchesInInline).toBe(before.batchesIn - before.batchesInInline + 1)
@@ -582,14 +589,16 @@ describe('looking for the next datagram after a turn (busy polling)', () => {
       a.send(counterPayload(0), echoPort, '127.0.0.1')
       const engine = sharedEngine()
       const before = engine.busyPollCounts()
-      // 20 ms timers one after the other until looks have found answers (one window did not, on a loaded
-      // machine where the gaps were too long to look): each must run on time meanwhile.
-      let timerLateMs = 0
+      // 20 ms timers one after the other, at least five, until looks have found answers (one window did not,
+      // on a loaded machine where the gaps were too long to look): they must run on time meanwhile. Looks
+      // that kept the loop from its timers would make every one late (without the bound on turns a wake-up
+      // takes, the first would never fire): the median says so, where a machine's one hiccup moves the worst.
+      const timerLateMs: number[] = []
       let atTimer = 0
-      for (let window = 0; window < 100 && engine.busyPollCounts().found - before.found <= 10; window++) {
+      for (let window = 0; window < 100 && (window < 5 || engine.busyPollCounts().found - before.found <= 10); window++) {
         const timerStart = performance.now()
         await new Promise((resolve) => setTimeout(resolve, 20))
-        timerLateMs = Math.max(timerLateMs, performance.now() - timerStart - 20)
+        timerLateMs.push(performance.now() - timerStart - 20)
         atTimer = exchanges
         await new Promise((resolve) => setImmediate(resolve))
       }
@@ -597,7 +606,8 @@ describe('looking for the next datagram after a turn (busy polling)', () => {
       const after = engine.busyPollCounts()
       expect(atTimer).toBeGreaterThan(20) // the exchange ran meanwhile
       expect(after.found - before.found).toBeGreaterThan(10) // found by looks
-      expect(timerLateMs).toBeLessThan(100)
+      const sorted = timerLateMs.sort((x, y) => x - y)
+      expect(sorted[Math.floor(sorted.length / 2)], `timers late by ${sorted.map((ms) => ms.toFixed(1)).join(', ')} ms`).toBeLessThan(20)
     } finally {
       echo.postMessage('close')
       await once(echo, 'exit')
@@ -613,22 +623,27 @@ describe('small sends from the JavaScript thread', () => {
     const { port } = await receiver.bind(0, '127.0.0.1')
     const got = record(receiver)
     await sender.bind(0, '127.0.0.1')
-    let sentAtOnce = 0
-    for (let i = 0; i < 20; i++) {
-      await new Promise((resolve) => setTimeout(resolve, 3))
-      const before = sender.stats().packetsOut
-      sender.send(counterPayload(i), port, '127.0.0.1')
-      sender.flush()
-      if (sender.stats().packetsOut === before + 1) sentAtOnce++
-    }
-    await waitFor(() => got.payloads.length === 20)
-    expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: 20 }, (_, i) => i))
     // Handed to the I/O thread, a datagram is out before flush() returns only when that thread, on the other
-    // core, wins the race (4-10 of the 20 in trials); sent inline it always is. At least 15 must be (the I/O
-    // thread may be awake for a few, on a busy machine), and counted as inline.
-    expect(sentAtOnce).toBeGreaterThanOrEqual(15)
+    // core, wins the race (4-10 of 20 in trials); sent inline it always is. The I/O thread may be awake for
+    // some (a busy machine): sends until 15 went inline, at most 60, and each of those out at once.
+    let sent = 0
+    let inline = 0
+    let inlineNotOut = 0
+    while (inline < 15 && sent < 60) {
+      await new Promise((resolve) => setTimeout(resolve, 3))
+      const before = sender.stats()
+      sender.send(counterPayload(sent++), port, '127.0.0.1')
+      sender.flush()
+      const after = sender.stats()
+      if (after.batchesOutInline === before.batchesOutInline + 1) {
+        inline++
+        if (after.packetsOut !== before.packetsOut + 1) inlineNotOut++
+      }
+    }
+    await waitFor(() => got.payloads.length === sent)
+    expect(got.payloads.map((p) => p.readUInt32BE(0))).toEqual(Array.from({ length: sent }, (_, i) => i))
+    expect({ inline, inlineNotOut }).toEqual({ inline: 15, inlineNotOut: 0 })
     const stats = sender.stats()
-    expect(stats.batchesOutInline).toBeGreaterThanOrEqual(15)
     expect(stats.batchesOutInline).toBeLessThanOrEqual(stats.batchesOut)
   })
 

@@ -216,7 +216,8 @@ describe('the fallback engine', () => {
     await within(client.flushed(), 20_000, 'the transfer')
     expect(stalled).toBe(true)
     expect(bytes).toBe(128 * message.byteLength)
-    expect(client.stats().rtt.maxMs).toBeLessThan(700)
-    expect(peers[0]!.stats().rtt.maxMs).toBeLessThan(700)
+    // A sample across the stall would be 1.5 s at least; a loaded machine slows the transfer's own RTTs too.
+    expect(client.stats().rtt.maxMs).toBeLessThan(1200)
+    expect(peers[0]!.stats().rtt.maxMs).toBeLessThan(1200)
   }, 30_000)
 })

@@ -326,9 +326,11 @@ describe('a datagram socket closed by its own error handler', () => {
         let errors = 0
         let closes = 0
         socket.on('error', (error) => { errors++; if (error.code === 'EACCES') socket.close() })
-        socket.on('close', () => closes++)
+        const closed = new Promise((resolve) => socket.on('close', () => { closes++; resolve() }))
         socket.send('x', 9, '255.255.255.255')
-        await new Promise((resolve) => setTimeout(resolve, 300))
+        // The close, however late a loaded machine makes it; then a while for a second 'close' or error.
+        await Promise.race([closed, new Promise((resolve) => setTimeout(resolve, 10_000))])
+        await new Promise((resolve) => setTimeout(resolve, 200))
         console.log(JSON.stringify({ errors, closes }))`,
       engine,
     )
@@ -350,10 +352,14 @@ describe("a throwing 'drain' handler on the fallback engine", () => {
         const { port } = await receiver.bind(0, '127.0.0.1')
         const socket = createDatagramSocket()
         let drains = 0
-        socket.on('drain', () => { drains++; throw new Error('boom from drain') })
+        let drained
+        const first = new Promise((resolve) => (drained = resolve))
+        socket.on('drain', () => { drains++; drained(); throw new Error('boom from drain') })
         let accepted = 0
         while (accepted < 6000 && socket.send('x', port, '127.0.0.1')) accepted++
-        await new Promise((resolve) => setTimeout(resolve, 500))
+        // The 'drain', however late a loaded machine makes it; then a while for a second one.
+        await Promise.race([first, new Promise((resolve) => setTimeout(resolve, 10_000))])
+        await new Promise((resolve) => setTimeout(resolve, 200))
         console.log(JSON.stringify({ ...caught, drains, accepted }))
         socket.close(); receiver.close()`)
     expect(outcome.status, outcome.stderr).toBe(0)

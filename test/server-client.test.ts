@@ -546,7 +546,7 @@ describe('small sends from the JavaScript thread', () => {
       const echoes: number[] = []
       client.on('message', (data) => echoes.push(data[0]!))
       let sentAtOnce = 0
-      for (let i = 0; i < 20; i++) {
+      for (let i = 0; i < 40; i++) {
         // The last echo in (and, on the channel, its acknowledgement out 1 ms later): the I/O thread sleeps.
         await waitFor(() => echoes.length === i, 5000, () => `echo ${i}`)
         await new Promise((resolve) => setTimeout(resolve, 5))
@@ -555,12 +555,12 @@ describe('small sends from the JavaScript thread', () => {
         await Promise.resolve() // the engine's flush, queued by send() as a microtask, has run
         if (client.stats().packets.out > before) sentAtOnce++
       }
-      await waitFor(() => echoes.length === 20)
-      expect(echoes).toEqual(Array.from({ length: 20 }, (_, i) => i))
-      // Handed to the I/O thread, a packet is out by then only when that thread wins the race (2-5 of the 20 in
-      // trials); sent inline it always is (20). At least 15 must be: the I/O thread may be awake for a few (a
-      // keep-alive, a ping, a busy machine).
-      expect(sentAtOnce).toBeGreaterThanOrEqual(15)
+      await waitFor(() => echoes.length === 40)
+      expect(echoes).toEqual(Array.from({ length: 40 }, (_, i) => i))
+      // Handed to the I/O thread, a packet is out by then only when that thread wins the race (2-5 of 20 in
+      // trials); sent inline it always is. At least 60 % must be: the I/O thread may be awake for some (a
+      // keep-alive, a ping, this server's work on the same engine, a busy machine).
+      expect(sentAtOnce).toBeGreaterThanOrEqual(24)
       await client.close()
       await server.close()
     })

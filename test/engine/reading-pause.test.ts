@@ -1,7 +1,7 @@
 // A JavaScript thread that stalls while every receive slab is full: the engine stops reading, and what the
 // peers send waits in the kernel. Their timeouts must wait too, else a busy gateway (or a long synchronous
 // handler) times out every peer that is alive. The engines here get one receive slab (256 KiB), so a
-// burst of payloads fills it; the tokens' timeout is 1 s and JavaScript stalls for 2.5 s.
+// burst of payloads fills it; the tokens' timeout is 2 s and JavaScript stalls for 3 s.
 import { describe, expect, it } from 'vitest'
 import { Client, type Peer, Server, generateConnectToken } from '../../src/index.ts'
 import { dedicatedEngine, useDedicatedEngine } from '../../src/engine/engine.ts'
@@ -11,7 +11,8 @@ const privateKey = new Uint8Array(32).fill(9)
 const protocolId = 0x5150n
 const oneSlab = { initialReceiveSlabs: 1, maxReceiveSlabs: 1, maxSendSlabs: 32 }
 const payload = new Uint8Array(1000).fill(0x2a)
-const stallMs = 2500
+// Longer than the clients' 2 s timeout by a second: a loaded machine may read late after it too.
+const stallMs = 3000
 
 /** A server and a client, one of them on a one-slab engine, connected; closed by the test's finally. */
 function pair(smallSide: 'server' | 'client'): { server: Server; client: Client; connect: () => Promise<Peer>; close: () => Promise<void> } {
@@ -22,7 +23,7 @@ function pair(smallSide: 'server' | 'client'): { server: Server; client: Client;
   const connect = async (): Promise<Peer> => {
     const { port } = await server.listen()
     const peerConnected = new Promise<Peer>((resolve) => server.once('connect', resolve))
-    await client.connect(await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 1 }))
+    await client.connect(await generateConnectToken({ protocolId, privateKey, clientId: 77n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 60, timeoutSeconds: 2 }))
     const peer = await peerConnected
     // Until the client's first keep-alive confirms it, the server sends a keep-alive before each payload.
     await new Promise((resolve) => setTimeout(resolve, 300))
@@ -55,7 +56,7 @@ describe('a JavaScript stall with every receive slab full', () => {
       const readDuringStall = client.stats().packets.in - before
       expect(readDuringStall).toBeGreaterThan(200) // the slab filled...
       expect(readDuringStall).toBeLessThan(400) // ...and reading stopped
-      // Before the fix the client's core timed the server out 1 s into the stall. Now every payload is
+      // Before the fix the client's core timed the server out 1 s into the stall (its token's timeout then). Now every payload is
       // delivered or counted as dropped by the kernel: none is lost unseen.
       const accounted = (): number => received + client.stats().drops.receiveBufferFull
       await waitFor(() => accounted() >= 2000, 2000, () => `every payload delivered or counted as dropped (${received} + ${client.stats().drops.receiveBufferFull})`)
@@ -120,9 +121,10 @@ describe('a JavaScript stall with every receive slab full', () => {
       expect(ends).toEqual([])
       expect(server.stats().channelsUnannounced).toBe(0)
       // Acknowledgements that waited in the kernel through the stall measured it, not the path: they give
-      // no RTT sample (before, the server's view of a had a maximum RTT of 2.4 s).
+      // no RTT sample (before, the server's view of a had a maximum RTT of 2.4 s; one across this stall would
+      // be 3 s at least, and a loaded machine's path may take hundreds of ms).
       const peerA = [...server.peers.values()].find((peer) => peer.clientId === 1n)!
-      expect(peerA.stats().rtt.maxMs).toBeLessThan(500)
+      expect(peerA.stats().rtt.maxMs).toBeLessThan(1500)
       expect(b.state).toBe('connected')
     } finally {
       await a.close()
