@@ -628,12 +628,17 @@ export class Server extends EventEmitter<ServerEvents> {
    * outstanding: what its send queue holds (null: the row's count).
    */
   #linkStats(peer: Peer, counters: PacketCounts, drops: PeerDrops, links: Float64Array | null, row: number, outstanding: { depth: number; bytes: number } | null): PeerStats {
+    return Object.assign(readLinkStats(links, row, counters, this.#bandwidthWindow(peer), outstanding), { drops })
+  }
+
+  /** What a peer's bandwidth is measured from, made at its first reading; the slot's next client starts anew. */
+  #bandwidthWindow(peer: Peer): BandwidthWindow {
     let reading = this.#readings.get(peer.index)
     if (reading === undefined) {
       reading = new BandwidthWindow(peer.connectedAtMs)
       this.#readings.set(peer.index, reading)
     }
-    return Object.assign(readLinkStats(links, row, counters, reading, outstanding), { drops })
+    return reading
   }
 
   /**
@@ -643,7 +648,7 @@ export class Server extends EventEmitter<ServerEvents> {
    * released (as peer.bufferedAmount says).
    */
   #finalStats(peer: Peer, final: Float64Array): () => PeerStats {
-    const window = this.#readings.get(peer.index) ?? new BandwidthWindow(peer.connectedAtMs)
+    const window = this.#bandwidthWindow(peer)
     const endedAtMs = performance.now() // the two clocks are one (CLOCK_MONOTONIC): the µs follow when needed
     return () => {
       const { counters, drops, link } = decodeFinalReadings(final)
