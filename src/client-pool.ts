@@ -3,13 +3,29 @@
 import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNames } from './client.ts'
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
-import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes } from './bytes.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
 import { SendQueue, deliverySettings } from './delivery.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
+
+/** A connect token: its 2048 bytes, or their base64. */
+export type ConnectTokenLike = Uint8Array | string
+
+/**
+ * Connect tokens made as the attempts need them, rather than all at once beforehand (100,000 tokens made
+ * ahead take seconds and hundreds of MiB, and each must outlive every attempt before its own): make(index)
+ * is called once for each index from 0 to count − 1, in order, when a handshake slot is free for it.
+ */
+export interface ConnectTokenSource {
+  readonly count: number
+  make(index: number): ConnectTokenLike | PromiseLike<ConnectTokenLike>
+}
+
+/** The most tokens a source may give: the bound of an array's length. */
+const maxSourceCount = 2 ** 32 - 1
 
 export interface ClientPoolStats {
   /** Clients that connected, those whose connection has ended since included. */
@@ -141,25 +157,19 @@ export class ClientPool {
    * has ended; failures are counted (stats().failed), not thrown. options.signal aborting, or close(), ends
    * the attempts in flight (counted as ABORT_ERR; their clients finish closing afterwards, and close()
    * waits for them) and starts no more, resolving at once: the tokens never tried are
-   * `skipped` (connected + failed + skipped = tokens.length). A signal aborted already rejects with ABORT_ERR,
+   * `skipped` (connected + failed + skipped = the tokens' count). A signal aborted already rejects with ABORT_ERR,
    * a token that is neither a Uint8Array nor a string with ERR_INVALID_ARG_TYPE, before any attempt.
+   *
+   * tokens: an array, or a source that makes each as its attempt starts (ConnectTokenSource). A token the
+   * source fails to make (make() throws or rejects, or gives no Uint8Array or string) fails that attempt,
+   * counted by the error's code (ERR_INVALID_ARG_TYPE for a wrong type), as a token that does not parse does.
    */
-  connect(tokens: readonly (Uint8Array | string)[], options: { concurrency?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
+  connect(tokens: readonly ConnectTokenLike[] | ConnectTokenSource, options: { concurrency?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     try {
       checkOptions('"options" argument', options, connectOptionNames)
       checkSignal(options.signal)
-      if (!Array.isArray(tokens)) {
-        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens" argument must be an array of connect tokens. Received ${describe(tokens)}`)
-      }
-      // A token of the wrong type is a mistake in the call, not a connection that failed: refused before any
-      // attempt. (A Uint8Array or string that is no token fails its attempt: ERR_INVALID_CONNECT_TOKEN.)
-      const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && uint8ArrayOf(token) === undefined)
-      if (misfit >= 0) {
-        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
-      }
       const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
-      // Copies: the attempts read them later, and the caller may wipe or reuse its own once this returns.
-      const owned = tokens.map((token: Uint8Array | string) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
+      const source = tokenSource(tokens)
       // A signal aborted already first, as Node's own APIs and Client.connect() check it.
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
       if (this.#closing.signal.aborted) throw this.#lifetime.closedError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
@@ -175,7 +185,7 @@ export class ClientPool {
         return () => source.removeEventListener('abort', listener)
       })
       setMaxListeners(concurrency + 1, attempts.signal)
-      const run = this.#connect(owned, concurrency, attempts.signal)
+      const run = this.#connect(source, concurrency, attempts.signal)
       this.#running.add(run)
       void run
         .finally(() => {
@@ -189,14 +199,29 @@ export class ClientPool {
     }
   }
 
-  async #connect(tokens: readonly (Uint8Array | string)[], concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
+  async #connect(tokens: ConnectTokenSource, concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     const started = performance.now()
     let next = 0
     let connected = 0
     let failed = 0
+    const countFailure = (error: unknown): void => {
+      failed++
+      const code = (error as { code?: string } | null)?.code ?? 'unknown'
+      this.#failed[code] = (this.#failed[code] ?? 0) + 1
+      this.#failureMessages[code] ??= failureMessage(error as Error, code)
+    }
     const worker = async (): Promise<void> => {
-      while (next < tokens.length && !signal.aborted) {
-        const token = tokens[next++] as Uint8Array | string
+      while (next < tokens.count && !signal.aborted) {
+        const index = next++
+        let token: ConnectTokenLike
+        try {
+          const made = await madeOrAborted(tokens.make(index), signal)
+          if (made === aborted) return // not tried: skipped
+          token = ownedToken(made, index)
+        } catch (error) {
+          countFailure(error)
+          continue
+        }
         const client = new Client(this.#nextClientOptions())
         if (this.#options.engine === 'dedicated') useDedicatedEngine(client, this.#dedicatedEngine)
         client.on('message', () => this.#messagesReceived++)
@@ -221,10 +246,7 @@ export class ClientPool {
           connected++
           this.#connectedOnce++
         } catch (error) {
-          failed++
-          const code = (error as { code?: string }).code ?? 'unknown'
-          this.#failed[code] = (this.#failed[code] ?? 0) + 1
-          this.#failureMessages[code] ??= failureMessage(error as Error, code)
+          countFailure(error)
           // Its counts stay: its requests, a token's unreachable address, ...
           const retired = this.#retire(client, () => this.#attempting.delete(client))
           // A failed attempt may owe the server its redundant disconnects (a second at 10 Hz). The next attempt
@@ -234,8 +256,9 @@ export class ClientPool {
         }
       }
     }
-    await Promise.all(Array.from({ length: Math.min(concurrency, tokens.length) }, worker))
-    return { connected, failed, skipped: tokens.length - next, ms: performance.now() - started }
+    await Promise.all(Array.from({ length: Math.min(concurrency, tokens.count) }, worker))
+    // Every token taken was tried (connected or failed) unless the abort came while it was being made.
+    return { connected, failed, skipped: tokens.count - connected - failed, ms: performance.now() - started }
   }
 
   /**
@@ -341,6 +364,66 @@ function failureMessage(error: Error, code: string): string {
 }
 
 /** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */
+/**
+ * The source of connect()'s tokens. An array's are checked now (a token of the wrong type is a mistake in
+ * the call, not a connection that failed: refused before any attempt; a Uint8Array or string that is no
+ * token fails its attempt with ERR_INVALID_CONNECT_TOKEN) and copied: the attempts read them later, and the
+ * caller may wipe or reuse its own once connect() returns.
+ */
+function tokenSource(tokens: unknown): ConnectTokenSource {
+  if (Array.isArray(tokens)) {
+    const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && uint8ArrayOf(token) === undefined)
+    if (misfit >= 0) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
+    }
+    const owned = tokens.map((token: ConnectTokenLike) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
+    return { count: owned.length, make: (index) => owned[index]! }
+  }
+  const source = tokens as Partial<ConnectTokenSource> | null
+  if (typeof source !== 'object' || source === null || typeof source.make !== 'function') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens" argument must be an array of connect tokens, or a source of them ({ count, make(index) }). Received ${describe(tokens)}`)
+  }
+  const { count } = source
+  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > maxSourceCount) {
+    const received = typeof count === 'number' ? String(count) : describe(count)
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "tokens.count" property must be an integer from 0 to ${maxSourceCount}: how many tokens make() gives. Received ${received}`)
+  }
+  const make = source.make.bind(source)
+  return { count, make }
+}
+
+/** A token a source made, checked and copied (the source may reuse its buffer for the next). */
+function ownedToken(made: unknown, index: number): ConnectTokenLike {
+  if (typeof made === 'string') return made
+  const bytes = uint8ArrayOf(made)
+  if (bytes === undefined) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens.make(${index}) must give a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(made)}`)
+  }
+  return copyBytes(bytes)
+}
+
+const aborted: unique symbol = Symbol('aborted')
+
+/** What a source's make() gave, or `aborted` when the signal aborted first (its late result is dropped). */
+function madeOrAborted(made: ConnectTokenLike | PromiseLike<ConnectTokenLike>, signal: AbortSignal): Promise<ConnectTokenLike | typeof aborted> {
+  if (signal.aborted) return Promise.resolve(aborted)
+  if (typeof made === 'string' || made instanceof Uint8Array) return Promise.resolve(made)
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(aborted)
+    signal.addEventListener('abort', onAbort, { once: true })
+    Promise.resolve(made).then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}
+
 function settledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
     const onAbort = (): void => resolve()

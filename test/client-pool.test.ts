@@ -4,7 +4,7 @@ import { readdirSync } from 'node:fs'
 import { once } from 'node:events'
 import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
-import { Client, ClientPool, Server, connectTokenFromBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
+import { Client, ClientPool, Server, connectTokenFromBase64, connectTokenToBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { engineThreadCount, waitFor } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(8)
@@ -285,6 +285,96 @@ describe('ClientPool edges', () => {
     expect(pool.stats().failed).toEqual({}) // nothing was tried
     expect(await pool.connect([new Uint8Array(10)])).toMatchObject({ connected: 0, failed: 1 })
     expect(pool.stats().failed).toEqual({ ERR_INVALID_CONNECT_TOKEN: 1 })
+    await pool.close()
+  })
+
+  it('takes a token source: each token made once, in order, only when a handshake slot is free for it', async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 40 })
+    const { port } = await server.listen()
+    const clientIds = new Set<bigint>()
+    server.on('connect', (peer) => clientIds.add(peer.clientId))
+    const pool = new ClientPool()
+    const concurrency = 4
+    const made: number[] = []
+    const ahead: number[] = [] // tokens made and not yet through their attempt, as each is made
+    const source = {
+      count: 30,
+      async make(index: number) {
+        made.push(index)
+        ahead.push(index - pool.stats().clients - Object.values(pool.stats().failed).reduce((a, b) => a + b, 0))
+        const [token] = await tokens(port, 1, index + 1)
+        return index % 2 === 0 ? token! : connectTokenToBase64(token!) // either form
+      },
+    }
+    expect(await pool.connect(source, { concurrency })).toMatchObject({ connected: 30, failed: 0, skipped: 0 })
+    expect(made).toEqual(Array.from({ length: 30 }, (_, i) => i))
+    expect(Math.max(...ahead)).toBeLessThan(concurrency) // at most one per free slot, never all 30 at once
+    expect(clientIds).toEqual(new Set(Array.from({ length: 30 }, (_, i) => BigInt(i + 1)))) // each index's token, once
+    await pool.close()
+    await server.close()
+  })
+
+  it("counts a token a source failed to make as that attempt's failure, by the error's code, and goes on", async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
+    const { port } = await server.listen()
+    const pool = new ClientPool()
+    const [good] = await tokens(port, 1)
+    const source = {
+      count: 5,
+      make(index: number): Uint8Array | Promise<Uint8Array> {
+        if (index === 1) throw Object.assign(new Error('no key for this one'), { code: 'ERR_NO_KEY' })
+        if (index === 2) return Promise.reject(new Error('backend down')) // no code: 'unknown'
+        if (index === 3) return 42 as never // no token at all
+        return tokens(port, 1, index + 1).then(([token]) => token!)
+      },
+    }
+    expect(good).toBeDefined()
+    expect(await pool.connect(source, { concurrency: 2 })).toMatchObject({ connected: 2, failed: 3, skipped: 0 })
+    expect(pool.stats().failed).toEqual({ ERR_NO_KEY: 1, unknown: 1, ERR_INVALID_ARG_TYPE: 1 })
+    expect(pool.stats().failureMessages.ERR_INVALID_ARG_TYPE).toContain('tokens.make(3) must give a connect token')
+    expect(pool.stats().failureMessages.ERR_NO_KEY).toContain('no key for this one')
+    await pool.close()
+    await server.close()
+  })
+
+  it('an abort while a source is still making a token resolves connect() at once, that token and the rest skipped', async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
+    const { port } = await server.listen()
+    const pool = new ClientPool()
+    const abort = new AbortController()
+    let calls = 0
+    const source = {
+      count: 10,
+      make(index: number): Promise<Uint8Array> {
+        calls++
+        if (index < 2) return tokens(port, 1, index + 1).then(([token]) => token!)
+        return new Promise<Uint8Array>(() => {}) // never made
+      },
+    }
+    const run = pool.connect(source, { concurrency: 1, signal: abort.signal })
+    await waitFor(() => calls === 3, 5000, 'the third token asked for')
+    abort.abort()
+    expect(await run).toMatchObject({ connected: 2, failed: 0, skipped: 8 })
+    expect(calls).toBe(3)
+    await pool.close()
+    await server.close()
+  })
+
+  it('refuses a token source that is not one, with a code and what it expects', async () => {
+    const pool = new ClientPool()
+    const make = () => new Uint8Array(2048)
+    for (const [tokensArgument, code, text] of [
+      [null, 'ERR_INVALID_ARG_TYPE', 'must be an array of connect tokens, or a source of them ({ count, make(index) }). Received null'],
+      [{ count: 3 }, 'ERR_INVALID_ARG_TYPE', 'or a source of them'],
+      [{ count: 3, make: 'x' }, 'ERR_INVALID_ARG_TYPE', 'or a source of them'],
+      [{ count: -1, make }, 'ERR_OUT_OF_RANGE', 'The "tokens.count" property must be an integer from 0 to 4294967295: how many tokens make() gives. Received -1'],
+      [{ count: 1.5, make }, 'ERR_OUT_OF_RANGE', 'Received 1.5'],
+      [{ count: '3', make }, 'ERR_OUT_OF_RANGE', "Received type string ('3')"],
+    ] as const) {
+      await expect(pool.connect(tokensArgument as never)).rejects.toMatchObject({ code, message: expect.stringContaining(text) })
+    }
+    expect(await pool.connect({ count: 0, make })).toMatchObject({ connected: 0, failed: 0, skipped: 0 })
+    expect(pool.stats().failed).toEqual({})
     await pool.close()
   })
 
