@@ -3,7 +3,7 @@
 import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNames } from './client.ts'
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
-import { VolleyError, VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
+import { VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes } from './bytes.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
@@ -78,10 +78,12 @@ function addClientTotals(totals: ClientTotals, client: Client): void {
 export class ClientPool {
   readonly #options: ClientOptions
   readonly #clients: Client[] = []
+  // Keyed by error codes, some from the caller's make(): records with no prototype, so that a code such as
+  // 'constructor' or '__proto__' counts as any other.
   readonly #ended: Partial<Record<ClientDisconnectReason, number>> = {}
-  readonly #failed: Record<string, number> = {}
-  readonly #failureMessages: Record<string, string> = {}
-  readonly #errors: Record<string, number> = {}
+  readonly #failed: Record<string, number> = recordByCode()
+  readonly #failureMessages: Record<string, string> = recordByCode()
+  readonly #errors: Record<string, number> = recordByCode()
   /** Clients whose attempt is under way. */
   readonly #attempting = new Set<Client>()
   /**
@@ -94,7 +96,7 @@ export class ClientPool {
   #connectedOnce = 0
   #messagesReceived = 0
   #sendsRefused = 0
-  readonly #sendsFailed: Record<string, number> = {}
+  readonly #sendsFailed: Record<string, number> = recordByCode()
   /** Aborts the attempts in flight when the pool closes. */
   readonly #closing = new AbortController()
   readonly #lifetime: LifetimeSignal
@@ -162,14 +164,15 @@ export class ClientPool {
    *
    * tokens: an array, or a source that makes each as its attempt starts (ConnectTokenSource). A token the
    * source fails to make (make() throws or rejects, or gives no Uint8Array or string) fails that attempt,
-   * counted by the error's code (ERR_INVALID_ARG_TYPE for a wrong type), as a token that does not parse does.
+   * counted by the error's code (ERR_INVALID_ARG_TYPE for a wrong type; `unknown` for an error without a
+   * string code, or a throw of something not an Error), as a token that does not parse does.
    */
   connect(tokens: readonly ConnectTokenLike[] | ConnectTokenSource, options: { concurrency?: number | undefined; signal?: AbortSignal | undefined } = {}): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     try {
       checkOptions('"options" argument', options, connectOptionNames)
       checkSignal(options.signal)
-      const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       const source = tokenSource(tokens)
+      const concurrency = integerOption('concurrency', options.concurrency, 256, 1, 1_000_000)
       // A signal aborted already first, as Node's own APIs and Client.connect() check it.
       if (options.signal?.aborted === true) throw abortedError('The connection attempts were aborted', options.signal)
       if (this.#closing.signal.aborted) throw this.#lifetime.closedError('ERR_CLIENT_CLOSED', 'The pool was closed; make a new ClientPool')
@@ -199,35 +202,46 @@ export class ClientPool {
     }
   }
 
-  async #connect(tokens: ConnectTokenSource, concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
+  async #connect(tokens: TokenSource, concurrency: number, signal: AbortSignal): Promise<{ connected: number; failed: number; skipped: number; ms: number }> {
     const started = performance.now()
     let next = 0
     let connected = 0
     let failed = 0
     const countFailure = (error: unknown): void => {
       failed++
-      const code = (error as { code?: string } | null)?.code ?? 'unknown'
+      const code = errorCode(error)
       this.#failed[code] = (this.#failed[code] ?? 0) + 1
-      this.#failureMessages[code] ??= failureMessage(error as Error, code)
+      this.#failureMessages[code] ??= failureMessage(error, code)
     }
     const worker = async (): Promise<void> => {
+      let turnStarted = performance.now()
       while (next < tokens.count && !signal.aborted) {
+        // Tokens a source fails to make at once, or that fail at once, take no I/O: without a turn of the
+        // event loop now and then, a million of them would hold it (and the abort, and Ctrl-C) until the end.
+        if (performance.now() - turnStarted > maxTurnMs) {
+          await new Promise<void>((resolve) => setImmediate(resolve))
+          turnStarted = performance.now()
+          continue // the other workers may have taken the last tokens meanwhile, or the signal aborted
+        }
         const index = next++
+        // Numbered as its index is taken, not as its token comes: a seeded simulator repeats whatever order
+        // the source's promises settle in.
+        const clientOptions = this.#nextClientOptions()
         let token: ConnectTokenLike
         try {
-          const made = await madeOrAborted(tokens.make(index), signal)
+          const made = await tokens.take(index, signal)
           if (made === aborted) return // not tried: skipped
-          token = ownedToken(made, index)
+          token = made
         } catch (error) {
           countFailure(error)
           continue
         }
-        const client = new Client(this.#nextClientOptions())
+        const client = new Client(clientOptions)
         if (this.#options.engine === 'dedicated') useDedicatedEngine(client, this.#dedicatedEngine)
         client.on('message', () => this.#messagesReceived++)
         // Counted, not thrown: with no listener an 'error' event would throw out of the engine's dispatch.
-        client.on('error', (error: Error & { code?: string }) => {
-          const code = error.code ?? 'unknown'
+        client.on('error', (error: Error) => {
+          const code = errorCode(error)
           this.#errors[code] = (this.#errors[code] ?? 0) + 1
         })
         client.on('disconnect', (reason) => {
@@ -294,7 +308,7 @@ export class ClientPool {
         if (client.send(data)) sent++
         else refused++
       } catch (error) {
-        const code = (error as VolleyError).code ?? 'unknown'
+        const code = errorCode(error)
         // A client closed on its own (pool.clients) says 'connected' until its disconnects have gone out.
         if (code === 'ERR_CLIENT_CLOSED') continue
         // Thrown at once, it left the clients after this one without the message, and the caller without
@@ -350,49 +364,132 @@ function clientSeed(seed: number, number: number): number {
 }
 
 /** The likely cause of a system error a pool's client met, where the code alone does not say it. */
-const systemErrorCauses: Record<string, string> = {
-  EMFILE: 'this process is out of file descriptors: each client has a socket of its own; raise the limit (ulimit -n, systemd LimitNOFILE)',
-  ENFILE: 'the system is out of file descriptors: each client has a socket of its own; raise fs.file-max',
-  ENOBUFS: 'the kernel is out of socket buffer memory',
-  ENOMEM: 'the kernel or this process is out of memory',
-}
+const systemErrorCauses: ReadonlyMap<string, string> = new Map([
+  ['EMFILE', 'this process is out of file descriptors: each client has a socket of its own; raise the limit (ulimit -n, systemd LimitNOFILE)'],
+  ['ENFILE', 'the system is out of file descriptors: each client has a socket of its own; raise fs.file-max'],
+  ['ENOBUFS', 'the kernel is out of socket buffer memory'],
+  ['ENOMEM', 'the kernel or this process is out of memory'],
+])
 
 /** failureMessages' text: a connect error's own message says what it means; a system error's gets its cause. */
-function failureMessage(error: Error, code: string): string {
-  const cause = systemErrorCauses[code]
-  return cause === undefined ? error.message : `${error.message}: ${cause}`
+function failureMessage(error: unknown, code: string): string {
+  const message = error instanceof Error ? error.message : String(error)
+  const cause = systemErrorCauses.get(code)
+  return cause === undefined ? message : `${message}: ${cause}`
 }
 
-/** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */
+/** The longest a worker runs without a turn of the event loop, in ms. */
+const maxTurnMs = 10
+
+/** Records keyed by error codes: no prototype, so that no code is taken for one of its properties. */
+function recordByCode<T>(): Record<string, T> {
+  return Object.create(null) as Record<string, T>
+}
+
+/** The code a failure is counted under: its `code` where that is a string, `unknown` otherwise. */
+function errorCode(error: unknown): string {
+  const code = typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined
+  return typeof code === 'string' && code !== '' ? code : 'unknown'
+}
+
+/**
+ * connect()'s tokens, whichever form they came in: take(index) gives the token for an index, owned by the
+ * pool (the caller may reuse or wipe its own), or `aborted` when the signal aborts while it is being made.
+ */
+interface TokenSource {
+  readonly count: number
+  take(index: number, signal: AbortSignal): Promise<ConnectTokenLike | typeof aborted>
+}
+
+const aborted: unique symbol = Symbol('aborted')
+
 /**
  * The source of connect()'s tokens. An array's are checked now (a token of the wrong type is a mistake in
  * the call, not a connection that failed: refused before any attempt; a Uint8Array or string that is no
  * token fails its attempt with ERR_INVALID_CONNECT_TOKEN) and copied: the attempts read them later, and the
- * caller may wipe or reuse its own once connect() returns.
+ * caller may wipe or reuse its own once connect() returns. A source's properties are read once, now.
  */
-function tokenSource(tokens: unknown): ConnectTokenSource {
+function tokenSource(tokens: unknown): TokenSource {
   if (Array.isArray(tokens)) {
     const misfit = tokens.findIndex((token: unknown) => typeof token !== 'string' && uint8ArrayOf(token) === undefined)
     if (misfit >= 0) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
     }
     const owned = tokens.map((token: ConnectTokenLike) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
-    return { count: owned.length, make: (index) => owned[index]! }
+    return { count: owned.length, take: (index) => Promise.resolve(owned[index]!) }
   }
-  const source = tokens as Partial<ConnectTokenSource> | null
-  if (typeof source !== 'object' || source === null || typeof source.make !== 'function') {
+  if (typeof tokens !== 'object' || tokens === null) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens" argument must be an array of connect tokens, or a source of them ({ count, make(index) }). Received ${describe(tokens)}`)
   }
-  const { count } = source
-  if (typeof count !== 'number' || !Number.isInteger(count) || count < 0 || count > maxSourceCount) {
-    const received = typeof count === 'number' ? String(count) : describe(count)
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "tokens.count" property must be an integer from 0 to ${maxSourceCount}: how many tokens make() gives. Received ${received}`)
+  const source = tokens as { count?: unknown; make?: unknown }
+  const make = source.make
+  if (typeof make !== 'function') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens.make" property must be a function that gives the connect token for an index. Received ${describe(make)}`)
   }
-  const make = source.make.bind(source)
-  return { count, make }
+  const count = source.count
+  if (typeof count !== 'number') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "tokens.count" property must be of type number: how many tokens make() gives. Received ${describe(count)}`)
+  }
+  if (!Number.isInteger(count) || count < 0 || count > maxSourceCount) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "tokens.count" property must be an integer from 0 to ${maxSourceCount}: how many tokens make() gives. Received ${count}`)
+  }
+  return { count, take: (index, signal) => madeToken(() => make.call(tokens, index) as unknown, index, signal) }
 }
 
-/** A token a source made, checked and copied (the source may reuse its buffer for the next). */
+/**
+ * The token a source's make() gives for an index, owned by the pool: one given at once is copied at once
+ * (the source may reuse its buffer for the next call), one given through a promise as the promise settles.
+ * A throw, a rejection or a value that is no token rejects (a throw of something not an Error becomes one).
+ * `aborted` when the signal aborts first, or make() aborted it; a late result is then dropped, a late
+ * rejection handled.
+ */
+function madeToken(make: () => unknown, index: number, signal: AbortSignal): Promise<ConnectTokenLike | typeof aborted> {
+  let made: unknown
+  try {
+    made = make()
+  } catch (error) {
+    return signal.aborted ? Promise.resolve(aborted) : Promise.reject(makeFailure(error, index))
+  }
+  if (!isPromiseLike(made)) {
+    if (signal.aborted) return Promise.resolve(aborted)
+    try {
+      return Promise.resolve(ownedToken(made, index))
+    } catch (error) {
+      return Promise.reject(error)
+    }
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = (): void => resolve(aborted)
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    Promise.resolve(made).then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort)
+        try {
+          resolve(ownedToken(value, index))
+        } catch (error) {
+          reject(error)
+        }
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(makeFailure(error, index))
+      },
+    )
+  })
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function'
+}
+
+/** What a make() threw or rejected with, as an error to count: an Error as it is, anything else wrapped. */
+function makeFailure(error: unknown, index: number): unknown {
+  if (error instanceof Error) return error
+  return new Error(`tokens.make(${index}) threw or rejected with ${describe(error)}, not an Error`)
+}
+
+/** A token a source made, checked and copied. */
 function ownedToken(made: unknown, index: number): ConnectTokenLike {
   if (typeof made === 'string') return made
   const bytes = uint8ArrayOf(made)
@@ -402,28 +499,7 @@ function ownedToken(made: unknown, index: number): ConnectTokenLike {
   return copyBytes(bytes)
 }
 
-const aborted: unique symbol = Symbol('aborted')
-
-/** What a source's make() gave, or `aborted` when the signal aborted first (its late result is dropped). */
-function madeOrAborted(made: ConnectTokenLike | PromiseLike<ConnectTokenLike>, signal: AbortSignal): Promise<ConnectTokenLike | typeof aborted> {
-  if (signal.aborted) return Promise.resolve(aborted)
-  if (typeof made === 'string' || made instanceof Uint8Array) return Promise.resolve(made)
-  return new Promise((resolve, reject) => {
-    const onAbort = (): void => resolve(aborted)
-    signal.addEventListener('abort', onAbort, { once: true })
-    Promise.resolve(made).then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort)
-        resolve(value)
-      },
-      (error: unknown) => {
-        signal.removeEventListener('abort', onAbort)
-        reject(error)
-      },
-    )
-  })
-}
-
+/** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */
 function settledOrAborted(work: Promise<void>, signal: AbortSignal): Promise<void> {
   return new Promise<void>((resolve) => {
     const onAbort = (): void => resolve()

@@ -365,17 +365,145 @@ describe('ClientPool edges', () => {
     const make = () => new Uint8Array(2048)
     for (const [tokensArgument, code, text] of [
       [null, 'ERR_INVALID_ARG_TYPE', 'must be an array of connect tokens, or a source of them ({ count, make(index) }). Received null'],
-      [{ count: 3 }, 'ERR_INVALID_ARG_TYPE', 'or a source of them'],
-      [{ count: 3, make: 'x' }, 'ERR_INVALID_ARG_TYPE', 'or a source of them'],
+      [5, 'ERR_INVALID_ARG_TYPE', 'or a source of them ({ count, make(index) }). Received type number (5)'],
+      [{ count: 3 }, 'ERR_INVALID_ARG_TYPE', 'The "tokens.make" property must be a function that gives the connect token for an index. Received type undefined'],
+      [{ count: 3, make: 'x' }, 'ERR_INVALID_ARG_TYPE', 'The "tokens.make" property must be a function'],
       [{ count: -1, make }, 'ERR_OUT_OF_RANGE', 'The "tokens.count" property must be an integer from 0 to 4294967295: how many tokens make() gives. Received -1'],
       [{ count: 1.5, make }, 'ERR_OUT_OF_RANGE', 'Received 1.5'],
-      [{ count: '3', make }, 'ERR_OUT_OF_RANGE', "Received type string ('3')"],
+      [{ count: 2 ** 32, make }, 'ERR_OUT_OF_RANGE', 'Received 4294967296'],
+      [{ count: '3', make }, 'ERR_INVALID_ARG_TYPE', `The "tokens.count" property must be of type number: how many tokens make() gives. Received type string ('3')`],
+      [{ count: 3n, make }, 'ERR_INVALID_ARG_TYPE', 'Received type bigint'],
+      [{ make }, 'ERR_INVALID_ARG_TYPE', 'The "tokens.count" property must be of type number'],
     ] as const) {
       await expect(pool.connect(tokensArgument as never)).rejects.toMatchObject({ code, message: expect.stringContaining(text) })
     }
     expect(await pool.connect({ count: 0, make })).toMatchObject({ connected: 0, failed: 0, skipped: 0 })
     expect(pool.stats().failed).toEqual({})
     await pool.close()
+  })
+
+  it("reads a source's make and count once, and calls make on the source", async () => {
+    const pool = new ClientPool()
+    let reads = 0
+    const source = {
+      get make() {
+        reads++
+        // a getter that gives a function once, then no function: read once, as an array's length is
+        return reads === 1 ? function (this: unknown) { return this === source ? 'bad base64 !' : 5 } : undefined
+      },
+      count: 2,
+    }
+    expect(await pool.connect(source as never)).toMatchObject({ connected: 0, failed: 2, skipped: 0 })
+    expect(reads).toBe(1)
+    expect(pool.stats().failed).toEqual({ ERR_INVALID_CONNECT_TOKEN: 2 }) // `this` was the source: a string came, and did not parse
+    await pool.close()
+  })
+
+  it('counts what a make() throws or rejects with that is no Error, or whose code is no string, as unknown, with a message; any string code is its own', async () => {
+    const pool = new ClientPool()
+    const coded = (code: unknown) => Object.assign(new Error(`code ${String(code)}`), { code })
+    const failures: unknown[] = [null, undefined, 'text', coded(42), coded(''), coded('constructor'), coded('__proto__'), coded('toString')]
+    const source = {
+      count: failures.length,
+      make(index: number): Promise<Uint8Array> {
+        if (index % 2 === 0) throw failures[index] // thrown, or
+        return Promise.reject(failures[index]) // rejected, as Promise.reject() with no reason does
+      },
+    }
+    expect(await pool.connect(source, { concurrency: 3 })).toMatchObject({ connected: 0, failed: 8, skipped: 0 })
+    const { failed, failureMessages } = pool.stats()
+    expect(Object.entries(failed).sort()).toEqual([['__proto__', 1], ['constructor', 1], ['toString', 1], ['unknown', 5]])
+    expect(Object.getPrototypeOf(failed)).toBe(Object.prototype) // a plain object to its reader, '__proto__' an own key
+    expect(failureMessages.unknown).toBe('tokens.make(0) threw or rejected with null, not an Error')
+    expect(failureMessages.constructor).toBe('code constructor')
+    await pool.close()
+  })
+
+  it('a make() that aborts the run, or closes the pool, skips its token and leaves no rejection unhandled', async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
+    const { port } = await server.listen()
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      for (const how of ['abort and reject', 'abort and throw', 'close and reject'] as const) {
+        const pool = new ClientPool()
+        const abort = new AbortController()
+        const source = {
+          count: 4,
+          make(index: number): Promise<Uint8Array> {
+            if (index === 0) return tokens(port, 1, 1).then(([token]) => token!)
+            if (how === 'close and reject') void pool.close()
+            else abort.abort()
+            if (how === 'abort and throw') throw new Error('gone')
+            return Promise.reject(new Error('gone'))
+          },
+        }
+        expect(await pool.connect(source, { concurrency: 1, signal: abort.signal }), how).toMatchObject({ connected: 1, failed: 0, skipped: 3 })
+        await pool.close()
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50)) // a turn or two, for Node to report any
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+      await server.close()
+    }
+  })
+
+  it('a source whose every token fails at once still lets the event loop turn: an abort ends it well before its count', async () => {
+    const pool = new ClientPool()
+    for (const fail of [
+      (): never => {
+        throw new Error('no')
+      },
+      () => Promise.reject(new Error('no')),
+      () => 42, // no token
+    ]) {
+      const abort = new AbortController()
+      setTimeout(() => abort.abort(), 20) // a timer: it fires only when the loop turns
+      const count = 5_000_000 // seconds of failures, all at once, were the loop not to turn
+      const result = await pool.connect({ count, make: fail as () => never }, { concurrency: 4, signal: abort.signal })
+      expect(result.skipped).toBeGreaterThan(0)
+      expect(result.failed + result.skipped).toBe(count)
+    }
+    await pool.close()
+  })
+
+  it('copies a token make() gives at once before it makes the next, so a source may reuse one buffer', async () => {
+    const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
+    const { port } = await server.listen()
+    const clientIds = new Set<bigint>()
+    server.on('connect', (peer) => clientIds.add(peer.clientId))
+    const made = await tokens(port, 4)
+    const buffer = new Uint8Array(2048)
+    const pool = new ClientPool()
+    const source = { count: 4, make: (index: number) => (buffer.set(made[index]!), buffer) }
+    expect(await pool.connect(source, { concurrency: 4 })).toMatchObject({ connected: 4, failed: 0 })
+    expect(clientIds).toEqual(new Set([1n, 2n, 3n, 4n]))
+    await pool.close()
+    await server.close()
+  })
+
+  it("numbers a seeded pool's clients by their tokens' order, whatever order a source's promises settle in", async () => {
+    const servers = [0, 1].map(() => new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 4 }))
+    const ports = await Promise.all(servers.map(async (server) => (await server.listen()).port))
+    // Token i for server i: a client's server says which token it had. Fresh ones for each run: a server
+    // ignores a token it saw from another address.
+    const tokensFor = (first: number) => Promise.all(ports.map((port, i) => tokens(port, 1, first + i).then(([token]) => token!)))
+    const seedsByPort = async (tokensArgument: Parameters<ClientPool['connect']>[0]): Promise<Map<number, number>> => {
+      const pool = new ClientPool({ networkSimulator: { seed: 42 } })
+      expect(await pool.connect(tokensArgument, { concurrency: 2 })).toMatchObject({ connected: 2 })
+      const seeds = new Map(pool.clients.map((client) => [client.serverAddress!.port, client.stats().networkSimulator!.seed]))
+      await pool.close()
+      return seeds
+    }
+    const fromArray = await seedsByPort(await tokensFor(1))
+    expect(fromArray.get(ports[0]!)).toBe(42) // the first token's client takes the seed given
+    // The first token comes last: its client is still the pool's first.
+    const made = await tokensFor(3)
+    const slowFirst = { count: 2, make: (index: number) => new Promise<Uint8Array>((resolve) => setTimeout(() => resolve(made[index]!), index === 0 ? 100 : 0)) }
+    expect(await seedsByPort(slowFirst)).toEqual(fromArray)
+    await Promise.all(servers.map((server) => server.close()))
   })
 
   it("with engine: 'dedicated' runs every client on one engine thread of the pool's, not a thread (and 2 MiB of slabs) each", async () => {
@@ -500,6 +628,24 @@ describe('volley CLI', () => {
       await server.close()
     }
   }, 40_000)
+
+  it("volley load with several servers and the longest --timeout makes tokens within a token's longest lifetime", async () => {
+    const key = '11'.repeat(32)
+    const server = cliServer(key, { maxClients: 4 })
+    const { port } = await server.listen()
+    // 600 + 2 × 2147483647 s is past the 2^32 s a token may live: every token was refused before any attempt.
+    const child = volleyCli(['load', '--server', `127.0.0.1:${port}`, '--server', '127.0.0.1:9', '--key', key, '--clients', '2', '--seconds', '0', '--timeout', '2147483647', '--json'])
+    let output = ''
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()))
+    try {
+      const [status] = (await once(child, 'exit', { signal: AbortSignal.timeout(15_000) })) as [number]
+      expect(JSON.parse(output.trim().split('\n')[0]!)).toMatchObject({ event: 'connected', connect: { connected: 2, failed: 0 } })
+      expect(status).toBe(0)
+    } finally {
+      child.kill()
+      await server.close()
+    }
+  }, 20_000)
 
   it('volley load whose reader has gone (| true) runs to its end: no uncaught EPIPE', async () => {
     const key = '0f'.repeat(32)

@@ -262,8 +262,9 @@ async function main(): Promise<void> {
     }
     const pool = new ClientPool({ keepAliveIntervalMs, ...delivery })
     // Each token is made as its attempt starts (100,000 made ahead took 4 s and 458 MiB before the first
-    // connect), and lives 10 minutes past the longest its attempt can take (each address up to its timeout).
-    const expireSeconds = 600 + servers.length * Math.max(timeoutSeconds, 10)
+    // connect), and lives 10 minutes past the longest its attempt can take (each address up to its timeout),
+    // within the most a token's lifetime can be.
+    const expireSeconds = Math.min(600 + servers.length * Math.max(timeoutSeconds, 10), 2 ** 32)
     const tokens = {
       count,
       make: (index: number) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(index + 1), serverAddresses: servers, expireSeconds, timeoutSeconds }),
