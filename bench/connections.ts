@@ -33,6 +33,7 @@ import { type ConnectHoldResult, type Context, type HandshakePhase, PAYLOAD_SIZE
 import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
 import { systemInfo } from './lib/system.ts'
 import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
+import { historyCommand } from './lib/history.ts'
 
 /** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
 const SETTLE_MS = 300
@@ -131,7 +132,7 @@ async function main(): Promise<number> {
     payloadRuns,
   }
   const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '', complete || options.quick)
-  log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)`)
+  log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)${options.quick ? '' : `; to quote them in the documents: ${historyCommand}`}`)
   return failures.length > 0 ? 1 : 0
 }
 
