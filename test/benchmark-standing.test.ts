@@ -31,6 +31,7 @@ describe('targetsTable', () => {
   /** A connections result recording only the payload target, as the benchmark writes it. */
   function connectionsRun(dir: string, stamp: string, ratio: number, extra: Record<string, unknown> = {}): void {
     const record = {
+      system: { cpuModel: 'AMD EPYC', kernel: '6.18.44-fc-v782' },
       ...extra,
       summary: { targets: [{ what: 'payload CPU: volley per encrypted payload ÷ node:dgram per datagram', value: ratio, unit: '×', target: '≤ 0.5×', met: ratio <= 0.5 }] },
     }
@@ -51,7 +52,7 @@ describe('targetsTable', () => {
     connectionsRun(dir, '2026-01-01T0500', 0.1, { quick: true }) // a smoke run
     connectionsRun(dir, '2026-01-01T0600', 0.15, { complete: false }) // fewer clients or seconds than a full run
     const payload = row(dir, '| CPU per 64 B encrypted payload')
-    expect(payload).toContain('**0.60×** ([2026-01-01T0300](results/connections-2026-01-01T0300.json))')
+    expect(payload).toContain('**0.60×** ([2026-01-01T0300](results/connections-2026-01-01T0300.json), EPYC v782)') // and its host
     expect(payload).toContain('**not met**')
     expect(payload).toContain('2 of 3 (0.30× to 0.60×)')
   })

@@ -97,6 +97,18 @@ function saturatedRate(run: Run, size: number): SaturatedRate | undefined {
   return ratioOfRates < 0.9 ? { ratio: ratioOfRates, upperBound: true } : undefined
 }
 
+/**
+ * The machine a run had: its CPU and the VM's kernel build. Figures moved with them more than with anything
+ * else (the payload target was met on one of them only), so each row says which.
+ */
+function host(run: Run): string {
+  const cpu = String(at(run.record, 'system', 'cpuModel') ?? '')
+  const kernel = String(at(run.record, 'system', 'kernel') ?? '')
+  const maker = /EPYC/.test(cpu) ? 'EPYC' : /Xeon/.test(cpu) ? 'Xeon' : cpu === '' ? '–' : cpu
+  const build = /-fc-(v\d+)/.exec(kernel)?.[1]
+  return build === undefined ? maker : `${maker} ${build}`
+}
+
 /** A summary entry of a datagram run: receive (by receiver and size) or send (by sender). */
 function entry(run: Run, list: 'receive' | 'send', who: string, size: number): Json | undefined {
   const entries = at(run.record, 'summary', list)
@@ -117,6 +129,7 @@ function datagramTable(): string {
       ratio(num(entry(run, list, 'volley', size)?.[field]), num(entry(run, list, other, size)?.[field]))
     return [
       link(run),
+      host(run),
       us(num(entry(run, 'receive', 'volley', 64)?.cpuPerPacketUs)),
       times(over('receive', 64, 'cpuPerPacketUs', 'dgram')),
       times(over('receive', 1200, 'cpuPerPacketUs', 'dgram')),
@@ -126,9 +139,9 @@ function datagramTable(): string {
     ]
   })
   return table(
-    ['run', 'volley CPU per 64 B datagram', 'CPU ÷ node:dgram, 64 B', '1200 B', 'rate ÷ C recvmmsg loop, 64 B', 'send rate ÷ node:dgram', 'send CPU ÷ node:dgram'],
+    ['run', 'host', 'volley CPU per 64 B datagram', 'CPU ÷ node:dgram, 64 B', '1200 B', 'rate ÷ C recvmmsg loop, 64 B', 'send rate ÷ node:dgram', 'send CPU ÷ node:dgram'],
     rows,
-    'lrrrrrr',
+    'llrrrrrr',
   )
 }
 
@@ -159,6 +172,7 @@ function connectionsTable(): string {
     const keepAlives = keepAliveMs !== undefined && keepAliveMs !== 100 ? ` (keep-alives every ${thousands(keepAliveMs)} ms)` : ''
     return [
       `${link(run)}${keepAlives}`,
+      host(run),
       cold === undefined && warm === undefined ? '–' : `${us(cold)} / ${us(warm)}`,
       idleRss(run),
       target('connections timed out') === undefined ? '–' : String(target('connections timed out')),
@@ -168,9 +182,9 @@ function connectionsTable(): string {
     ]
   })
   return table(
-    ['run', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of the idle share', 'floor ÷ node:dgram'],
+    ['run', 'host', 'CPU per handshake, fresh / next (< 20 µs)', 'RSS per idle peer (< 2 KiB)', 'timed out in the hold', 'payload CPU ÷ node:dgram (≤ 0.5×)', 'net of the idle share', 'floor ÷ node:dgram'],
     rows,
-    'lrrrrrr',
+    'llrrrrrr',
   )
 }
 
@@ -184,6 +198,7 @@ function deliveryTable(): string {
     const dgramP50 = num(at(run.record, 'summary', 'ping', 'dgramP50Us'))
     return [
       link(run),
+      host(run),
       volley === undefined ? '–' : `${thousands(volley)} Mbit/s`,
       times(ratio(volley, udx)),
       thousands(num(at(run.record, 'summary', 'messagesPerSecond'))),
@@ -193,7 +208,7 @@ function deliveryTable(): string {
       fallbackRatios(run.record, volley),
     ]
   })
-  return table(['run', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)', 'native ÷ fallback engine: bulk, messages'], rows, 'lrrrrrrr')
+  return table(['run', 'host', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)', 'native ÷ fallback engine: bulk, messages'], rows, 'llrrrrrrr')
 }
 
 /** The native engine against the fallback engine in a delivery run (runs before the fallback had channels: –). */
@@ -340,7 +355,7 @@ export function targetsTable(results: string, dir = resultsDir): string {
     return [
       target.what,
       target.goal,
-      `**${latest.verdict.text}** (${link(latest.run, results)})`,
+      `**${latest.verdict.text}** (${link(latest.run, results)}, ${host(latest.run)})`,
       latest.verdict.met ? 'met' : '**not met**',
       `${met} of ${judged.length} (${range})`,
     ]
