@@ -43,15 +43,19 @@ interface InMessage {
   /** Its latest new fragment. */
   lastUs: number
   length: number
-  bytes: Uint8Array
-  /** A flag per fragment received. */
-  seen: Uint8Array
+  /**
+   * The message's bytes, then a flag per fragment received (one allocation, as the native core's: a typed
+   * array costs a JavaScript engine more than its bytes, and a peer decides how many are held).
+   */
+  buffer: Uint8Array
   fragments: number
   received: number
 }
 
 const noBytes = new Uint8Array(0)
-const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, bytes: noBytes, seen: noBytes, fragments: 0, received: 0 })
+const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, buffer: noBytes, fragments: 0, received: 0 })
+/** Whether a slot holds a fragment (a slot with no message: as if it did, as its checks before this one say). */
+const hasFragment = (slot: InMessage, fragment: number): boolean => slot.buffer[slot.length + fragment] !== 0
 
 interface ReceiveChannel {
   mode: ChannelModeCode
@@ -342,11 +346,11 @@ export class DeliveryCore extends DeliverySending {
       return false
     }
     const fragments = fragmented ? fragmentCount(length) : 1
-    let bytes: Uint8Array
+    let buffer: Uint8Array
     try {
       // Up to maxMessageBytes (1 GiB): a memory limit may refuse it. Refused as a message over the bound
       // is, and counted so: thrown on, it ended the engine's receive.
-      bytes = new Uint8Array(length)
+      buffer = new Uint8Array(length + fragments) // zeroed: no fragment seen
     } catch {
       this.stats.overBudget++
       return false
@@ -358,8 +362,7 @@ export class DeliveryCore extends DeliverySending {
     slot.lastUs = nowUs
     slot.length = length
     slot.fragments = fragments
-    slot.bytes = bytes
-    slot.seen = new Uint8Array(fragments)
+    slot.buffer = buffer
     slot.received = 0
     this.reassemblyUsed += length
     this.stats.reassemblyMade += length
@@ -374,8 +377,7 @@ export class DeliveryCore extends DeliverySending {
     slot.used = false
     slot.passedOver = false
     // Given back with the message: kept in a slot, it would be memory outside the bound.
-    slot.bytes = noBytes
-    slot.seen = noBytes
+    slot.buffer = noBytes
   }
 
   #samplePongRtt(elapsedUs: number, delayUs: number): void {
@@ -403,7 +405,7 @@ export class DeliveryCore extends DeliverySending {
 
   /** A reassembled message; its slot is freed after. */
   #deliverWhole(channel: number, slot: InMessage): void {
-    this.#deliver(channel, slot.bytes, true)
+    this.#deliver(channel, slot.buffer.subarray(0, slot.length), true)
     this.#freeInMessage(slot)
   }
 
@@ -422,7 +424,7 @@ export class DeliveryCore extends DeliverySending {
   get reassemblyHeld(): number {
     let held = 0
     const add = (slot: InMessage): void => {
-      held += slot.bytes.byteLength + slot.seen.byteLength
+      held += slot.buffer.byteLength
     }
     for (const channel of this.#receiveChannels) {
       for (let i = 0; i < channel.pending.size; i++) add(channel.pending.at(i))
@@ -533,7 +535,7 @@ export class DeliveryCore extends DeliverySending {
       const ahead = sequence - channel.nextDeliver
       if (ahead < channel.pending.size) {
         const held = channel.pending.at(ahead)
-        if (held.used && (held.passedOver || (held.length === length && held.seen[fragment] !== 0))) {
+        if (held.used && (held.passedOver || (held.length === length && hasFragment(held, fragment)))) {
           stats.duplicateMessages++
           return
         }
@@ -604,7 +606,7 @@ export class DeliveryCore extends DeliverySending {
       for (const slot of channel.partials) {
         // Older incomplete messages can no longer be delivered.
         if (!slot.used || slot.sequence > done) continue
-        if (slot.seen[0] !== 0) stats.staleSequenced++ // else counted if its first fragment comes, as stale
+        if (hasFragment(slot, 0)) stats.staleSequenced++ // else counted if its first fragment comes, as stale
         this.#freeInMessage(slot)
       }
       giveBackPartials(channel)
@@ -627,7 +629,7 @@ export class DeliveryCore extends DeliverySending {
         oldest = candidate
       }
     }
-    if (slot !== undefined && slot.length === length && slot.seen[fragment] !== 0) {
+    if (slot !== undefined && slot.length === length && hasFragment(slot, fragment)) {
       stats.duplicateMessages++
       giveBackPartials(channel)
       return
@@ -732,12 +734,12 @@ export class DeliveryCore extends DeliverySending {
 
   /** Copies a fragment into its message's slot; false, counted, when the slot has it already. */
   #storeFragment(slot: InMessage, fragment: number, data: Uint8Array, at: number, size: number): boolean {
-    if (slot.seen[fragment] !== 0) {
+    if (hasFragment(slot, fragment)) {
       this.stats.duplicateMessages++
       return false
     }
-    slot.bytes.set(data.subarray(at, at + size), fragment * fragmentBytes)
-    slot.seen[fragment] = 1
+    slot.buffer.set(data.subarray(at, at + size), fragment * fragmentBytes)
+    slot.buffer[slot.length + fragment] = 1
     slot.received++
     return true
   }
