@@ -189,7 +189,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
         {"reassemblyUsed", core_->reassemblyUsed()}, {"reassemblyHeld", core_->reassemblyHeld()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"sentRecordsHeld", core_->sentRecordsHeld()}, {"queueSlots", core_->queueSlots()},
-        {"receiveSlotBytes", DeliveryCore::receiveSlotBytes()},
+        {"receiveSlotBytes", DeliveryCore::receiveSlotBytes()}, {"heldMessageBytes", DeliveryCore::heldMessageBytes()},
         {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));

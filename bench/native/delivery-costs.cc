@@ -366,11 +366,18 @@ static std::vector<uint8_t> PeerPacket(const DeliveryConfig& config, uint64_t nu
   return out;
 }
 
+// What the reassembly bound counts for a held message: its bytes, a flag per fragment, and an overhead.
+static uint64_t HeldCost(uint64_t length) {
+  return length + std::max<uint64_t>(1, (length + kFragmentBytes - 1) / kFragmentBytes) + DeliveryCore::heldMessageBytes();
+}
+
 // Two reliable messages on channel 0 after one never sent fill the reassembly bound but for `room` bytes, for good.
 template <typename MakePacket>
 static void FillBound(DeliveryCore& core, const DeliveryConfig& config, MakePacket& packet, uint64_t room, uint64_t now) {
   const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
-  const uint64_t fill[] = {uint64_t{1} << 20, bound - (uint64_t{1} << 20) - room};
+  uint64_t second = bound - HeldCost(uint64_t{1} << 20) - room;  // what fills the bound to the byte, its own flags and overhead too
+  while (HeldCost(second) > bound - HeldCost(uint64_t{1} << 20) - room) --second;
+  const uint64_t fill[] = {uint64_t{1} << 20, second};
   for (uint64_t sequence = 1; sequence <= 2; ++sequence) {
     std::vector<uint8_t> out = packet();
     AppendFragment(out, 0, sequence, fill[sequence - 1], 0);
@@ -390,7 +397,7 @@ static void RefusedStarts(size_t channels, bool keptGoing) {
   std::vector<uint8_t> out = packet();
   if (keptGoing) AppendFragment(out, 1, 100, kept, 0);
   core.Receive(out.data(), out.size(), now);
-  FillBound(core, config, packet, kept, now);
+  FillBound(core, config, packet, keptGoing ? HeldCost(kept) : 0, now);
   std::vector<std::vector<uint8_t>> attack;
   for (int k = 0; k < 2000; ++k) {
     out = packet();
@@ -422,7 +429,7 @@ static void DrainedQueues(size_t channels) {
   const auto packet = [&] { return PeerPacket(config, number++); };
   const uint64_t now = 10000000;
   // Room for one queue's growth from its first slots to twice as many, and a few bytes.
-  FillBound(core, config, packet, Ring<int>::kFirstCapacity * DeliveryCore::receiveSlotBytes() + 64, now);
+  FillBound(core, config, packet, Ring<int>::kFirstCapacity * DeliveryCore::receiveSlotBytes() + HeldCost(64), now);
   std::vector<uint64_t> next(channels, 0);
   std::vector<std::vector<uint8_t>> attack;
   size_t channel = 1;

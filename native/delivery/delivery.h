@@ -162,6 +162,7 @@ class DeliveryCore {
   size_t sentRecordsHeld() const;
   size_t queueSlots() const;
   static size_t receiveSlotBytes();  // one slot of a reliable receive queue, as the bound counts it
+  static size_t heldMessageBytes();  // what a held message costs beyond its bytes and flags, as the bound counts it
   // Whether the running counts that spare the per-packet paths a walk over the channels (unsent messages,
   // incomplete unreliable messages, the queues' counted and drained slots, channels to release) agree
   // with what they count, recomputed by that walk: for the fuzzer and tests.
@@ -249,9 +250,15 @@ class DeliveryCore {
     uint64_t lastUs() const { return firstUs + lastAfterUs; }
     void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
-  // The TypeScript core counts the same bytes a receive slot (receiveSlotBytes): the two bound alike (on
-  // 64-bit platforms, which the prebuilds and the tests are).
-  static_assert(sizeof(void*) != 8 || sizeof(InMessage) == 64, "a receive slot is 64 bytes, as src/delivery-core counts it");
+  // What the bound counts, the same in the TypeScript core (src/delivery-core), so that the two bound
+  // alike: a slot at least what it costs either engine (this InMessage; a JavaScript object of about 120
+  // bytes), and a held message, beyond its bytes and a flag per fragment, at least what its buffer costs
+  // either (an allocation's header here; a typed array of about 200 bytes there). Counted as their bytes
+  // alone, messages of a few bytes held out of order took 1.5 times the bound here and 8 times there.
+  static constexpr size_t kReceiveSlotBytes = 128;
+  static constexpr size_t kHeldMessageBytes = 256;
+  static_assert(sizeof(InMessage) <= kReceiveSlotBytes, "a receive slot costs no more than the bound counts");
+  static uint64_t HeldCost(uint64_t length, bool fragmented);  // what the bound counts for a message held
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver
@@ -340,8 +347,8 @@ class DeliveryCore {
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
   // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
-  // `length` more fit in the bound or none is left, for a message `starting` will take.
-  void EvictIdlePartials(uint64_t length, uint64_t nowUs, const ReceiveChannel& starting);
+  // `cost` more (HeldCost) fit in the bound or none is left, for a message `starting` will take.
+  void EvictIdlePartials(uint64_t cost, uint64_t nowUs, const ReceiveChannel& starting);
   void ExpireFragments(uint64_t nowUs);
   // A channel's slots for incomplete messages go when it has none left (else a peer could leave them on every
   // channel with a frame each, outside the bound).
@@ -434,6 +441,7 @@ class DeliveryCore {
   uint64_t ackDeadlineUs_ = 0;
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
+  uint64_t heldExtraBytes_ = 0;  // the held messages' fragment flags and kHeldMessageBytes each: counted with their bytes
   // What buffers may still be made ahead of their data (bytes): each unreliable or sequenced message
   // started takes its length, and so does the next message of a reliable channel taken past the reassembly
   // bound; each byte of data received gives two back, up to the bound. A message's buffer is made whole at

@@ -251,12 +251,12 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // was refused until that one completed, and a sender that had not learnt which one was taken (its
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good; refused for credit, its resends bring the credit it waits for.
-  const bool onCredit = !FitsBound(length);
+  const uint32_t fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
+  const bool onCredit = !FitsBound(HeldCost(length, fragmented));
   if (onCredit && (!headOfLine || length > bufferCredit_)) {
     ++stats_.overBudget;
     return false;
   }
-  const uint32_t fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
   try {  // up to maxMessageBytes (1 GiB) on the I/O thread: a memory limit may refuse it
     slot.bytes.resize(length + fragments);  // zeroed: no fragment seen
   } catch (const std::bad_alloc&) {
@@ -274,12 +274,14 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   slot.fragments = fragments;
   slot.received = 0;
   reassemblyUsed_ += length;
+  heldExtraBytes_ += fragments + kHeldMessageBytes;
   stats_.reassemblyMade += length;
   return true;
 }
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   reassemblyUsed_ -= slot.length;
+  if (slot.used && !slot.passedOver) heldExtraBytes_ -= slot.fragments + kHeldMessageBytes;  // started (its bytes may be the sink's now)
   slot.length = 0;
   if (slot.partial) --partialsUsed_;
   slot.partial = false;
@@ -346,9 +348,13 @@ size_t DeliveryCore::reassemblyHeld() const {
   return held;
 }
 
-size_t DeliveryCore::QueueSlotBytes() const { return countedQueueSlots_ * sizeof(InMessage); }
+size_t DeliveryCore::QueueSlotBytes() const { return countedQueueSlots_ * kReceiveSlotBytes; }
 
-size_t DeliveryCore::receiveSlotBytes() { return sizeof(InMessage); }
+size_t DeliveryCore::receiveSlotBytes() { return kReceiveSlotBytes; }
+
+size_t DeliveryCore::heldMessageBytes() { return kHeldMessageBytes; }
+
+uint64_t DeliveryCore::HeldCost(uint64_t length, bool fragmented) { return length + (fragmented ? FragmentCount(length) : 1) + kHeldMessageBytes; }
 
 template <typename Change>
 void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
@@ -369,7 +375,7 @@ void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
 }
 
 bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
-  if (reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_) return true;
+  if (reassemblyUsed_ + heldExtraBytes_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_) return true;
   // A queue keeps the slots a reordering burst grew it to after it drains (Ring gives back only the
   // largest), and they count: left so, a burst on each of a few channels would keep the bound full of
   // empty slots for the rest of the connection. Given back only here, when the bound is reached, so that
@@ -390,7 +396,7 @@ bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
     if (drained) ChangeQueue(channel, [&channel] { channel.pending.clear(); });
   }
   drainedChannels_.resize(kept);
-  return reassemblyUsed_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
+  return reassemblyUsed_ + heldExtraBytes_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
 }
 
 bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
@@ -402,7 +408,7 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   const size_t grown = channel.pending.CapacityFor(static_cast<size_t>(offset) + 1);
   const size_t counted = std::max(channel.pending.capacity(), kFreeQueueSlots);
   if (grown > counted) {
-    if (!FitsBound((grown - counted) * sizeof(InMessage), &channel)) {
+    if (!FitsBound((grown - counted) * kReceiveSlotBytes, &channel)) {
       ++stats_.overBudget;
       return false;
     }
@@ -579,7 +585,8 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       if (fragment == 0) ++stats_.expiredFragments;
       return giveBack(false);
     }
-    if (!FitsBound(length)) {
+    const uint64_t cost = HeldCost(length, true);
+    if (!FitsBound(cost)) {
       // So do the channel's older incomplete messages when it would not fit beside them. A sender sends a
       // channel's messages one after another: one still incomplete when a later one starts has lost a
       // fragment (a sequenced one is passed by it too). Kept until they expire, a few large ones would
@@ -592,10 +599,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       }
       // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
       // every fragmented message of the other channels out until it expired.
-      EvictIdlePartials(length, nowUs, channel);
+      EvictIdlePartials(cost, nowUs, channel);
     }
     // Unreliable data that does not fit is dropped, not refused: it would not come again.
-    if (!FitsBound(length)) {
+    if (!FitsBound(cost)) {
       ++stats_.overBudget;
       return giveBack(false);
     }
@@ -649,11 +656,11 @@ void DeliveryCore::GiveBackPartials(ReceiveChannel& channel) {
   std::vector<InMessage>().swap(channel.partials);
 }
 
-void DeliveryCore::EvictIdlePartials(uint64_t length, uint64_t nowUs, const ReceiveChannel& starting) {
+void DeliveryCore::EvictIdlePartials(uint64_t cost, uint64_t nowUs, const ReceiveChannel& starting) {
   const uint64_t idleUs = std::max<uint64_t>(kIdlePartialUs, 4 * rtt_.smoothedUs());
   // Nothing is walked while none can be idle: a peer that keeps one message going would otherwise make each
   // of its packets walk every channel's slots.
-  while (partialsUsed_ > 0 && nowUs - partialsLastUs_ >= idleUs && !FitsBound(length)) {
+  while (partialsUsed_ > 0 && nowUs - partialsLastUs_ >= idleUs && !FitsBound(cost)) {
     ++stats_.partialScans;
     InMessage* idlest = nullptr;
     ReceiveChannel* of = nullptr;

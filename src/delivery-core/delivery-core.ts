@@ -27,8 +27,18 @@ const partialSlots = 8
  * has lost one: a sender sends a message's fragments one after another.
  */
 const idlePartialUs = 250_000
-/** One slot of a reliable receive queue as the bound counts it: the native core's sizeof(InMessage). */
-export const receiveSlotBytes = 64
+/**
+ * One slot of a reliable receive queue as the bound counts it: at least what a slot costs either engine (the
+ * native core's InMessage is 64 bytes, the fallback's object about 120).
+ */
+export const receiveSlotBytes = 128
+/**
+ * What a held message costs beyond its bytes and fragment flags, as the bound counts it: at least what its
+ * buffer costs either engine (a native allocation's header, the fallback's typed array, about 200 bytes).
+ */
+export const heldMessageBytes = 256
+/** What the bound counts for a message held: its bytes, a flag per fragment, and heldMessageBytes. */
+const heldCost = (length: number, fragmented: boolean): number => length + (fragmented ? fragmentCount(length) : 1) + heldMessageBytes
 /** A queue's first slots, which every channel may always have: not counted against the bound. */
 const freeQueueSlots = Ring.firstCapacity
 
@@ -89,6 +99,8 @@ export class DeliveryCore extends DeliverySending {
   readonly #refusedPackets = new ReceivedPackets()
   /** Bytes of messages being reassembled. */
   reassemblyUsed = 0
+  /** The held messages' fragment flags and heldMessageBytes each: counted against the bound with their bytes. */
+  #heldExtraBytes = 0
   /** What buffers may still be made ahead of their data (bytes); see the native core. */
   #bufferCredit: number
   #partialsUsed = 0
@@ -340,12 +352,12 @@ export class DeliveryCore extends DeliverySending {
   #startInMessage(slot: InMessage, sequence: number, length: number, fragmented: boolean, nowUs: number, headOfLine: boolean): boolean {
     // The message each reliable channel delivers next is taken past the bound if need be, as the peer's data
     // pays for it (see the native core).
-    const onCredit = !this.#fitsBound(length)
+    const fragments = fragmented ? fragmentCount(length) : 1
+    const onCredit = !this.#fitsBound(heldCost(length, fragmented))
     if (onCredit && (!headOfLine || length > this.#bufferCredit)) {
       this.stats.overBudget++
       return false
     }
-    const fragments = fragmented ? fragmentCount(length) : 1
     let buffer: Uint8Array
     try {
       // Up to maxMessageBytes (1 GiB): a memory limit may refuse it. Refused as a message over the bound
@@ -365,12 +377,14 @@ export class DeliveryCore extends DeliverySending {
     slot.buffer = buffer
     slot.received = 0
     this.reassemblyUsed += length
+    this.#heldExtraBytes += fragments + heldMessageBytes
     this.stats.reassemblyMade += length
     return true
   }
 
   #freeInMessage(slot: InMessage): void {
     this.reassemblyUsed -= slot.length
+    if (slot.used && !slot.passedOver) this.#heldExtraBytes -= slot.fragments + heldMessageBytes // started
     slot.length = 0
     if (slot.partial) this.#partialsUsed--
     slot.partial = false
@@ -469,7 +483,7 @@ export class DeliveryCore extends DeliverySending {
 
   /** Whether `extraBytes` more stay within the reassembly bound, once drained queues (but `growing`) gave their slots back if need be. */
   #fitsBound(extraBytes: number, growing?: ReceiveChannel): boolean {
-    if (this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit) return true
+    if (this.reassemblyUsed + this.#heldExtraBytes + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit) return true
     if (this.#drainedQueues === (growing !== undefined && drained(growing.pending) ? 1 : 0)) return false // nothing to give back
     // The listed channels only: a peer could drain a queue every few frames, and each walk over 255 channels
     // cost it microseconds. Cleared, a queue is not drained and so not listed again here.
@@ -486,7 +500,7 @@ export class DeliveryCore extends DeliverySending {
       if (isDrained) this.#changeQueue(channel, () => channel.pending.clear())
     }
     listed.length = kept
-    return this.reassemblyUsed + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit
+    return this.reassemblyUsed + this.#heldExtraBytes + this.#countedQueueSlots * receiveSlotBytes + extraBytes <= this.reassemblyLimit
   }
 
   /** Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would pass the bound. */
@@ -649,7 +663,8 @@ export class DeliveryCore extends DeliverySending {
         giveBackPartials(channel)
         return
       }
-      if (!this.#fitsBound(length)) {
+      const cost = heldCost(length, true)
+      if (!this.#fitsBound(cost)) {
         // So do the channel's older incomplete messages when it would not fit beside them.
         for (const older of channel.partials) {
           if (older.used && older.sequence < sequence) {
@@ -659,10 +674,10 @@ export class DeliveryCore extends DeliverySending {
         }
         // And other channels' that have lost a fragment: else a large unreliable message that lost one kept
         // every fragmented message of the other channels out until it expired.
-        this.#evictIdlePartials(length, nowUs, channel)
+        this.#evictIdlePartials(cost, nowUs, channel)
       }
       // Unreliable data that does not fit is dropped, not refused: it would not come again.
-      if (!this.#fitsBound(length)) {
+      if (!this.#fitsBound(cost)) {
         stats.overBudget++
         giveBackPartials(channel)
         return
@@ -705,14 +720,14 @@ export class DeliveryCore extends DeliverySending {
   }
 
   /**
-   * Frees idle incomplete messages of any channel (idlePartialUs), the longest idle first, until `length`
-   * more fit in the bound or none is left.
+   * Frees idle incomplete messages of any channel (idlePartialUs), the longest idle first, until `cost`
+   * more (heldCost) fit in the bound or none is left.
    */
-  #evictIdlePartials(length: number, nowUs: number, starting: ReceiveChannel): void {
+  #evictIdlePartials(cost: number, nowUs: number, starting: ReceiveChannel): void {
     const idleUs = Math.max(idlePartialUs, 4 * this.rtt.smoothedUs)
     // Nothing is walked while none can be idle: a peer that keeps one message going would otherwise make each
     // of its packets walk every channel's slots.
-    while (this.#partialsUsed > 0 && nowUs - this.#partialsLastUs >= idleUs && !this.#fitsBound(length)) {
+    while (this.#partialsUsed > 0 && nowUs - this.#partialsLastUs >= idleUs && !this.#fitsBound(cost)) {
       this.stats.partialScans++
       let idlest: InMessage | undefined
       let of: ReceiveChannel | undefined

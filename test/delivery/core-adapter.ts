@@ -1,7 +1,7 @@
 // The TypeScript delivery core (src/delivery-core/, the fallback engine's) behind the interface of the
 // native test binding (native/delivery_binding.cc), so that one suite drives either, or one against the other.
 import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
-import { receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
+import { heldMessageBytes, receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
 import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
 import type { DeliveryOptions, NativeDeliveryCore } from './simulated-link.ts'
 
@@ -54,6 +54,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
         sentRecordsHeld: core.sentRecordsHeld,
         queueSlots: core.queueSlots,
         receiveSlotBytes,
+        heldMessageBytes,
         lostRecords: core.lostRecords,
         spareBytes: 0,
         jitterUs: rtt.jitterUs,

@@ -385,8 +385,10 @@ describe('incomplete messages over the reassembly bound', () => {
 
 describe("another channel's incomplete messages over the reassembly bound", () => {
   it('give way once they have had no fragment for a while, to fragmented messages that would not fit beside them', () => {
-    // Two 1 MiB messages on channel 0 each lose a fragment: incomplete, they fill the bound (2 MiB). The
-    // sequenced messages of channel 1, fragmented (2,500 B), were all dropped until those two expired (5 s).
+    // Two messages of about 1 MiB on channel 0 each lose a fragment: incomplete, they fill the bound (2 MiB,
+    // which counts each one's bytes, a flag per fragment and a held message's overhead). The sequenced
+    // messages of channel 1, fragmented (2,500 B), were all dropped until those two expired (5 s).
+    const large = (1 << 20) - 2048
     const shape = ({ to, data }: { to: 'a' | 'b'; data: Uint8Array }): number | null => {
       if (to !== 'b') return 0
       return dataFrames(data).some((frame) => frame.channel === 0 && frame.sequence < 2 && frame.fragment === 3) ? null : 0
@@ -394,8 +396,8 @@ describe("another channel's incomplete messages over the reassembly bound", () =
     for (const mode of ['sequenced', 'unreliable'] as const) {
       const pair = new SimulatedPair({ channels: [mode, 'sequenced'], sendQueueBytes: 64 << 20 }, { latencyMs: 10, shape }, 3)
       pair.run(200 * ms)
-      expect(pair.send('a', 0, numberedMessage(0, 1 << 20))).toBe('queued')
-      expect(pair.send('a', 0, numberedMessage(1, 1 << 20))).toBe('queued')
+      expect(pair.send('a', 0, numberedMessage(0, large))).toBe('queued')
+      expect(pair.send('a', 0, numberedMessage(1, large))).toBe('queued')
       pair.run(pair.now + 100 * ms)
       // While their fragments still come, the two are kept: a message of channel 1 does not fit.
       expect(pair.send('a', 1, numberedMessage(100, 2500))).toBe('queued')

@@ -4,6 +4,9 @@
 import { describe, expect, it } from 'vitest'
 import { type DeliveryOptions, deliveryCore, fragmentBytes, peerSettingsFrame, varint } from './simulated-link.ts'
 
+/** The fragment flags the reassembly bound counts for a message of `length` bytes (a fragment each). */
+const flags = (length: number): number => Math.max(1, Math.ceil(length / fragmentBytes))
+
 // A FRAGMENT frame with the last fragment of a message of `length` bytes: a few bytes on the wire
 // whatever the length (lengths of k × 1100 + 1 carry one byte).
 const lastFragment = (channel: number, sequence: number, length: number): number[] => {
@@ -126,10 +129,15 @@ describe('incomplete unreliable messages on many channels', () => {
     let now = 1_000_000
     let number = 0
     const kept = 20 * fragmentBytes + 1 // 21 fragments: incomplete throughout
+    // The third fills the bound to the byte: it counts each message's bytes, a flag per fragment, and a held
+    // message's overhead.
+    const { heldMessageBytes } = core.stats(now)
+    let third = (1 << 20) - kept - 3 * heldMessageBytes - flags(kept) - flags(1 << 20)
+    third -= flags(third)
     core.receive(fromPeer(options, number++, fragmentFrame(1, 100, kept, 0)), now)
     core.receive(fromPeer(options, number++, fragmentFrame(0, 1, 1 << 20, 0)), now)
-    core.receive(fromPeer(options, number++, fragmentFrame(0, 2, (1 << 20) - kept, 0)), now)
-    expect(core.stats(now).reassemblyUsed).toBe(2 << 20)
+    core.receive(fromPeer(options, number++, fragmentFrame(0, 2, third, 0)), now)
+    expect(core.stats(now)).toMatchObject({ reassemblyUsed: kept + (1 << 20) + third, overBudget: 0 })
     const slotsBefore = core.stats(now).queueSlots
     let frames = 0
     for (let k = 0; k < 1000; k++) {
@@ -187,11 +195,13 @@ describe('reliable queues drained channel after channel', () => {
     const options: DeliveryOptions = { channels: new Array<'reliable'>(channels).fill('reliable') }
     const core = deliveryCore(options)
     const now = 1_000_000
-    const { receiveSlotBytes } = core.stats(now)
+    const { receiveSlotBytes, heldMessageBytes } = core.stats(now)
     const firstSlots = 4
-    const room = firstSlots * receiveSlotBytes + 64
-    core.receive(fromPeer(options, 0, [...lastFragment(0, 1, 1 << 20), ...lastFragment(0, 2, (1 << 20) - room)]), now)
-    expect(core.stats(now).reassemblyUsed).toBe((2 << 20) - room)
+    const room = firstSlots * receiveSlotBytes + heldMessageBytes + 64 // a queue's growth and a message held in it
+    let second = (1 << 20) - room - 2 * heldMessageBytes - flags(1 << 20)
+    second -= flags(second)
+    core.receive(fromPeer(options, 0, [...lastFragment(0, 1, 1 << 20), ...lastFragment(0, 2, second)]), now)
+    expect(core.stats(now)).toMatchObject({ reassemblyUsed: (1 << 20) + second, overBudget: 0 })
     let cycles = 0
     const cycle = (k: number): number[] => {
       cycles++
@@ -214,6 +224,37 @@ describe('reliable queues drained channel after channel', () => {
     // A give-back for each growth but the first; each looked at the one channel drained since the last.
     expect(stats.queueGiveBacks).toBe(cycles - 1)
     expect(stats.queueSlots * receiveSlotBytes + stats.reassemblyUsed).toBeLessThanOrEqual((2 << 20) + channels * firstSlots * receiveSlotBytes)
+  })
+})
+
+describe('messages of a byte held on every reliable channel', () => {
+  it("count against the bound with their flags and a held message's overhead, not their bytes alone", () => {
+    // A peer holds back each reliable channel's next message and sends the ones after it, a byte each: held
+    // out of order, 1,023 a channel. Counted as their bytes alone, 40 channels held 32,768 of them for a
+    // bound of 2 MiB: 3.2 MB natively and 16.9 MB on the fallback engine, whose objects cost more.
+    const channels = 40
+    const options: DeliveryOptions = { channels: new Array<'reliable'>(channels).fill('reliable') }
+    const core = deliveryCore(options)
+    const now = 1_000_000
+    let number = 0
+    const frameRoom = 1150 - fromPeer(options, 0, []).length
+    for (let channel = 0; channel < channels; channel++) {
+      for (let sequence = 1; sequence < 1024; ) {
+        const frames: number[] = []
+        while (frames.length + 8 <= frameRoom && sequence < 1024) frames.push(...message(channel, sequence++))
+        core.receive(fromPeer(options, number++, frames), now)
+      }
+    }
+    const stats = core.stats(now)
+    const { receiveSlotBytes, heldMessageBytes, reassemblyHeld, queueSlots } = stats
+    const held = reassemblyHeld / 2 // a byte and a fragment flag each
+    const bound = (1 << 20) + (1 << 20)
+    expect(held).toBeGreaterThan(1000) // taken until the bound was full...
+    expect(stats.overBudget).toBeGreaterThan(0) // ...and refused beyond it
+    expect(held * (2 + heldMessageBytes) + queueSlots * receiveSlotBytes).toBeLessThanOrEqual(bound + channels * 4 * receiveSlotBytes)
+    expect(heldMessageBytes).toBeGreaterThanOrEqual(200) // what a held message's buffer costs the fallback engine beyond its bytes
+    expect(receiveSlotBytes).toBeGreaterThanOrEqual(120) // and a slot
+    expect(stats.countsAgree).toBe(true)
   })
 })
 
@@ -240,7 +281,8 @@ describe('the next message of every reliable channel', () => {
     // as the peer's data pays for it, twice its bytes, from a bound's worth at the start: two more. A
     // message behind any of them is refused.
     const maxMessageBytes = 1 << 20
-    const big = Math.floor((maxMessageBytes - 1) / fragmentBytes) * fragmentBytes + 1
+    // Room for two in the bound beside their flags and overheads.
+    const big = Math.floor((maxMessageBytes - 4096) / fragmentBytes) * fragmentBytes + 1
     const channels = [0, 1, 2, 3, 4]
     const options: DeliveryOptions = { channels: channels.map(() => 'reliable' as const), maxMessageBytes }
     const core = deliveryCore(options)

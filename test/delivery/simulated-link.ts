@@ -40,7 +40,7 @@ type StatName =
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
   | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'draining' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
-  | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes' | 'partialScans' | 'queueGiveBacks'
+  | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'heldMessageBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes' | 'partialScans' | 'queueGiveBacks'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
