@@ -32,8 +32,7 @@ import { connectionsUsage, parseConnectionsOptions } from './lib/connections-opt
 import { type ConnectHoldResult, type Context, type HandshakePhase, PAYLOAD_SIZE, type PayloadRun, runConnectAndHold, runHandshakes, runPlaintextPayload, runVolleyPayload } from './lib/connections-phases.ts'
 import { renderConnections, summarizeConnections } from './lib/connections-render.ts'
 import { systemInfo } from './lib/system.ts'
-import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
-import { historyCommand } from './lib/history.ts'
+import { benchDir, describeFailure, root, runMain, settle, resultsLine, writeResults } from './lib/runner.ts'
 
 /** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
 const SETTLE_MS = 300
@@ -132,7 +131,7 @@ async function main(): Promise<number> {
     payloadRuns,
   }
   const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '', complete || options.quick)
-  log(`results: ${written.join(', ')} (${record.seconds.toFixed(1)} s)${options.quick ? '' : `; to quote them in the documents: ${historyCommand}`}`)
+  log(resultsLine(written, options.quick, ` (${record.seconds.toFixed(1)} s)`))
   return failures.length > 0 ? 1 : 0
 }
 

@@ -20,8 +20,7 @@ import { BenchChild } from './lib/processes.ts'
 import { microseconds, table, times } from './lib/format.ts'
 import { median, percentile, ratio } from './lib/statistics.ts'
 import { systemInfo } from './lib/system.ts'
-import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
-import { historyCommand } from './lib/history.ts'
+import { benchDir, describeFailure, root, runMain, settle, resultsLine, writeResults } from './lib/runner.ts'
 
 const usage = `usage: npm run bench:delivery -- [options]
   --quick           CI smoke run: 16 MiB, 1 s of messages, 300 pings after 100, 1 repeat (also BENCH_QUICK=1)
@@ -250,7 +249,7 @@ async function main(): Promise<number> {
   const complete = failures.length === 0 && only.size === cases.length && totalMiB >= 256 && seconds >= 5 && pings >= 5000 && warmup >= 3000 && repeats >= 3
   const record = { schema: 1, benchmark: 'delivery', quick, complete, failed: failures.length > 0, options: { totalMiB, seconds, pings, warmup, repeats }, system, seconds: (performance.now() - started) / 1000, summary, targets, failures, runs }
   const written = writeResults('delivery', record, system.date, quick ? '-quick' : '', complete || quick)
-  log(`results: ${written.join(', ')}${quick ? '' : `; to quote them in the documents: ${historyCommand}`}`)
+  log(resultsLine(written, quick))
   return failures.length > 0 ? 1 : 0
 }
 

@@ -23,8 +23,7 @@ import { type SendRun, runSend } from './lib/send-case.ts'
 import { renderMarkdown } from './lib/render.ts'
 import { summarize } from './lib/summary.ts'
 import { systemInfo } from './lib/system.ts'
-import { benchDir, describeFailure, root, runMain, settle, writeResults } from './lib/runner.ts'
-import { historyCommand } from './lib/history.ts'
+import { benchDir, describeFailure, root, runMain, settle, resultsLine, writeResults } from './lib/runner.ts'
 
 /** A pause between runs, so that one run's sockets and softirq work are gone before the next starts. */
 const SETTLE_MS = 200
@@ -112,7 +111,7 @@ async function main(): Promise<number> {
     runs: { receive: receiveRuns, send: sendRuns },
   }
   const written = writeResults('datagram', record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`, complete || options.quick)
-  log(`results: ${written.join(', ')}${options.quick ? '' : `; to quote them in the documents: ${historyCommand}`}`)
+  log(resultsLine(written, options.quick))
   return failures.length > 0 ? 1 : 0
 }
 

@@ -4,7 +4,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { historyCommand, rewrite, targetsTable } from '../bench/lib/history.ts'
+import { rewrite, targetsTable } from '../bench/lib/history.ts'
+import { historyCommand } from '../bench/lib/runner.ts'
 
 const repo = join(import.meta.dirname, '..')
 
@@ -67,7 +68,7 @@ describe('targetsTable', () => {
     expect(payload).toContain('10 of 10 (0.40×)')
   })
 
-  it("judges the receive rate at saturation only where volley showed its ceiling, as an upper bound where the C loop kept up", () => {
+  it('judges the receive rate at saturation where the losses decide it: an upper bound where the C loop kept up, a lower bound where volley did', () => {
     const dir = resultsFolder()
     const datagramRun = (stamp: string, volley: { rate: number; loss: number }, c: { rate: number; loss: number }): void => {
       const receive = [64, 1200].flatMap((size) => [
@@ -77,11 +78,13 @@ describe('targetsTable', () => {
       writeFileSync(join(dir, `datagram-${stamp}-gso.json`), JSON.stringify({ summary: { receive } }))
     }
     datagramRun('2026-01-01T0100', { rate: 950, loss: 0.2 }, { rate: 1000, loss: 0.3 }) // both saturated: 0.95×, met
-    datagramRun('2026-01-01T0200', { rate: 1000, loss: 0 }, { rate: 1000, loss: 0.3 }) // volley kept up: its ceiling not shown
+    datagramRun('2026-01-01T0200', { rate: 1000, loss: 0 }, { rate: 1000, loss: 0.3 }) // volley kept up: at least 1.00×, met
     datagramRun('2026-01-01T0300', { rate: 950, loss: 0.1 }, { rate: 1000, loss: 0 }) // at most 0.95×: could be either
     datagramRun('2026-01-01T0400', { rate: 630, loss: 0.1 }, { rate: 1000, loss: 0 }) // at most 0.63×: not met
     expect(row(dir, '| receive rate at saturation')).toContain('| **≤ 0.63×; ≤ 0.63×** ([2026-01-01T0400-gso]')
-    expect(row(dir, '| receive rate at saturation')).toContain('1 of 2 (0.63× to 0.95×)')
+    expect(row(dir, '| receive rate at saturation')).toContain('2 of 3 (0.63× to 1.00×)')
+    datagramRun('2026-01-01T0500', { rate: 1000, loss: 0 }, { rate: 1000, loss: 0.3 })
+    expect(row(dir, '| receive rate at saturation')).toContain('| **≥ 1.00×; ≥ 1.00×** ([2026-01-01T0500-gso]')
   })
 
   it('shows a dash for a target no run measured', () => {

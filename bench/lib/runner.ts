@@ -26,6 +26,14 @@ export function writeResults(kind: string, record: object, date: string, suffix:
   return files.map((file) => file.slice(root.length))
 }
 
+/** The command that writes README's and performance.md's figures from the result files. */
+export const historyCommand = 'npx tsx bench/history.ts --write README.md --write docs/performance.md'
+
+/** The closing line of a run: the files written, and (not for a quick run) how to quote them. */
+export function resultsLine(written: string[], quick: boolean, detail = ''): string {
+  return `results: ${written.join(', ')}${detail}${quick ? '' : `; to quote them in the documents: ${historyCommand}`}`
+}
+
 export function describeFailure(error: unknown): string {
   if (error instanceof ChildFailure) return error.message
   return error instanceof Error ? error.message : String(error)

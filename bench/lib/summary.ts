@@ -186,14 +186,34 @@ function keptUpNotes(receive: readonly ReceiveSummary[], gso: boolean): string[]
  */
 function rateTarget(entry: ReceiveRatios, receive: readonly ReceiveSummary[]): Target {
   const loss = (id: ReceiverId): number => receive.find((summary) => summary.size === entry.size && summary.receiver === id)?.loss ?? Number.NaN
-  const volleySaturated = loss('volley') >= SATURATED_LOSS
-  const cSaturated = loss('c-recvmmsg') >= SATURATED_LOSS
   const value = entry.volleyRateVsC
-  const what = `volley rate ÷ C recvmmsg rate, ${entry.size} B`
-  if (volleySaturated && cSaturated) return target(what, value, 0.9, 'at least')
-  if (volleySaturated) return { ...target(`${what} (an upper bound: the C loop kept up)`, value, 0.9, 'at least'), met: value < 0.9 ? false : null }
-  if (cSaturated) return { ...target(`${what} (a lower bound: volley kept up)`, value, 0.9, 'at least'), met: value >= 0.9 ? true : null }
-  return { ...target(`${what} (neither receiver was saturated: both received at the blaster's speed)`, value, 0.9, 'at least'), met: null }
+  const { bound, met } = judgeSaturatedRate(value, loss('volley'), loss('c-recvmmsg'))
+  const why = {
+    ceilings: '',
+    upper: ' (an upper bound: the C loop kept up)',
+    lower: ' (a lower bound: volley kept up)',
+    none: " (neither receiver was saturated: both received at the blaster's speed)",
+  }[bound]
+  return { ...target(`volley rate ÷ C recvmmsg rate, ${entry.size} B${why}`, value, SATURATED_RATE_GOAL, 'at least'), met }
+}
+
+/** The receive rate at saturation's goal: volley's rate at least this share of the C loop's. */
+export const SATURATED_RATE_GOAL = 0.9
+
+/**
+ * What volley's receive rate over the C loop's shows, from which of the two lost datagrams (reached its
+ * ceiling; a receiver that kept up received at the blaster's speed): the ratio of their ceilings, an upper
+ * bound on it (only the C loop kept up: met never, not met when under the goal), a lower bound (only volley
+ * kept up: met when over the goal), or nothing. met: null when the figures do not decide it.
+ */
+export function judgeSaturatedRate(ratio: number, volleyLoss: number, cLoss: number): { bound: 'ceilings' | 'upper' | 'lower' | 'none'; met: boolean | null } {
+  if (!Number.isFinite(ratio)) return { bound: 'none', met: null }
+  const volleySaturated = volleyLoss >= SATURATED_LOSS
+  const cSaturated = cLoss >= SATURATED_LOSS
+  if (volleySaturated && cSaturated) return { bound: 'ceilings', met: ratio >= SATURATED_RATE_GOAL }
+  if (volleySaturated) return { bound: 'upper', met: ratio < SATURATED_RATE_GOAL ? false : null }
+  if (cSaturated) return { bound: 'lower', met: ratio >= SATURATED_RATE_GOAL ? true : null }
+  return { bound: 'none', met: null }
 }
 
 /** Median loss from which a receiver is taken to have reached its ceiling. */

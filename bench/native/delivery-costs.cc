@@ -366,10 +366,8 @@ static std::vector<uint8_t> PeerPacket(const DeliveryConfig& config, uint64_t nu
   return out;
 }
 
-// What the reassembly bound counts for a held message: its bytes, a flag per fragment, and an overhead.
-static uint64_t HeldCost(uint64_t length) {
-  return length + std::max<uint64_t>(1, (length + kFragmentBytes - 1) / kFragmentBytes) + DeliveryCore::heldMessageBytes();
-}
+// What the reassembly bound counts for a message of `length` held.
+static uint64_t HeldCost(uint64_t length) { return DeliveryCore::HeldCost(length, std::max<uint64_t>(1, FragmentCount(length))); }
 
 // Two reliable messages on channel 0 after one never sent fill the reassembly bound but for `room` bytes, for good.
 template <typename MakePacket>

@@ -163,9 +163,13 @@ class DeliveryCore {
   size_t queueSlots() const;
   static size_t receiveSlotBytes();  // one slot of a reliable receive queue, as the bound counts it
   static size_t heldMessageBytes();  // what a held message costs beyond its bytes and flags, as the bound counts it
+  // What the bound counts for a message held: its bytes, its flags (one per fragment, 1 unfragmented), and
+  // heldMessageBytes().
+  static uint64_t HeldCost(uint64_t length, uint64_t flags) { return length + flags + kHeldMessageBytes; }
   // Whether the running counts that spare the per-packet paths a walk over the channels (unsent messages,
-  // incomplete unreliable messages, the queues' counted and drained slots, channels to release) agree
-  // with what they count, recomputed by that walk: for the fuzzer and tests.
+  // incomplete unreliable messages, the queues' counted and drained slots, channels to release, the held
+  // messages' flags and overheads) agree with what they count, recomputed by that walk: for the fuzzer and
+  // tests.
   bool CountsAgree() const;
   // Room kept for declared losses, to see one proved wrong: none until the first loss, none again once
   // they are settled.
@@ -258,7 +262,6 @@ class DeliveryCore {
   static constexpr size_t kReceiveSlotBytes = 128;
   static constexpr size_t kHeldMessageBytes = 256;
   static_assert(sizeof(InMessage) <= kReceiveSlotBytes, "a receive slot costs no more than the bound counts");
-  static uint64_t HeldCost(uint64_t length, bool fragmented);  // what the bound counts for a message held
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver

@@ -252,7 +252,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good; refused for credit, its resends bring the credit it waits for.
   const uint32_t fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
-  const bool onCredit = !FitsBound(HeldCost(length, fragmented));
+  const bool onCredit = !FitsBound(HeldCost(length, fragments));
   if (onCredit && (!headOfLine || length > bufferCredit_)) {
     ++stats_.overBudget;
     return false;
@@ -354,7 +354,6 @@ size_t DeliveryCore::receiveSlotBytes() { return kReceiveSlotBytes; }
 
 size_t DeliveryCore::heldMessageBytes() { return kHeldMessageBytes; }
 
-uint64_t DeliveryCore::HeldCost(uint64_t length, bool fragmented) { return length + (fragmented ? FragmentCount(length) : 1) + kHeldMessageBytes; }
 
 template <typename Change>
 void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
@@ -585,7 +584,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       if (fragment == 0) ++stats_.expiredFragments;
       return giveBack(false);
     }
-    const uint64_t cost = HeldCost(length, true);
+    const uint64_t cost = HeldCost(length, FragmentCount(length));
     if (!FitsBound(cost)) {
       // So do the channel's older incomplete messages when it would not fit beside them. A sender sends a
       // channel's messages one after another: one still incomplete when a later one starts has lost a

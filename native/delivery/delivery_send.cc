@@ -89,14 +89,22 @@ bool DeliveryCore::CountsAgree() const {
     if (channel.completed) return false;  // released at the end of each ACK
   }
   size_t partials = 0, counted = 0, drained = 0;
+  uint64_t heldExtra = 0;
+  const auto held = [&heldExtra](const InMessage& slot) {
+    if (slot.used && !slot.passedOver) heldExtra += slot.fragments + kHeldMessageBytes;
+  };
   for (const ReceiveChannel& channel : receiveChannels_) {
-    for (const InMessage& slot : channel.partials) partials += slot.used ? 1 : 0;
+    for (const InMessage& slot : channel.partials) {
+      partials += slot.used ? 1 : 0;
+      held(slot);
+    }
+    for (size_t i = 0; i < channel.pending.size(); ++i) held(channel.pending[i]);
     counted += CountedSlots(channel.pending);
     drained += Drained(channel.pending) ? 1 : 0;
     if (Drained(channel.pending) && !channel.listedDrained) return false;
   }
   return unsent == unsentMessages_ && completedChannels_.empty() && partials == partialsUsed_ && counted == countedQueueSlots_ &&
-         drained == drainedQueues_;
+         drained == drainedQueues_ && heldExtra == heldExtraBytes_;
 }
 
 SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {

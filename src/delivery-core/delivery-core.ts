@@ -37,8 +37,8 @@ export const receiveSlotBytes = 128
  * buffer costs either engine (a native allocation's header, the fallback's typed array, about 200 bytes).
  */
 export const heldMessageBytes = 256
-/** What the bound counts for a message held: its bytes, a flag per fragment, and heldMessageBytes. */
-const heldCost = (length: number, fragmented: boolean): number => length + (fragmented ? fragmentCount(length) : 1) + heldMessageBytes
+/** What the bound counts for a message held: its bytes, its flags (one per fragment, 1 unfragmented), and heldMessageBytes. */
+const heldCost = (length: number, flags: number): number => length + flags + heldMessageBytes
 /** A queue's first slots, which every channel may always have: not counted against the bound. */
 const freeQueueSlots = Ring.firstCapacity
 
@@ -353,7 +353,7 @@ export class DeliveryCore extends DeliverySending {
     // The message each reliable channel delivers next is taken past the bound if need be, as the peer's data
     // pays for it (see the native core).
     const fragments = fragmented ? fragmentCount(length) : 1
-    const onCredit = !this.#fitsBound(heldCost(length, fragmented))
+    const onCredit = !this.#fitsBound(heldCost(length, fragments))
     if (onCredit && (!headOfLine || length > this.#bufferCredit)) {
       this.stats.overBudget++
       return false
@@ -457,13 +457,21 @@ export class DeliveryCore extends DeliverySending {
     let partials = 0
     let counted = 0
     let drainedCount = 0
+    let heldExtra = 0
+    const held = (slot: InMessage): void => {
+      if (slot.used && !slot.passedOver) heldExtra += slot.fragments + heldMessageBytes
+    }
     for (const channel of this.#receiveChannels) {
-      for (const slot of channel.partials) partials += slot.used ? 1 : 0
+      for (const slot of channel.partials) {
+        partials += slot.used ? 1 : 0
+        held(slot)
+      }
+      for (let i = 0; i < channel.pending.size; i++) held(channel.pending.at(i))
       counted += countedSlots(channel.pending)
       drainedCount += drained(channel.pending) ? 1 : 0
       if (drained(channel.pending) && !channel.listedDrained) return false
     }
-    return partials === this.#partialsUsed && counted === this.#countedQueueSlots && drainedCount === this.#drainedQueues
+    return partials === this.#partialsUsed && counted === this.#countedQueueSlots && drainedCount === this.#drainedQueues && heldExtra === this.#heldExtraBytes
   }
 
   /** Every change to a reliable channel's queue goes through here: it keeps the running counts. */
@@ -663,7 +671,7 @@ export class DeliveryCore extends DeliverySending {
         giveBackPartials(channel)
         return
       }
-      const cost = heldCost(length, true)
+      const cost = heldCost(length, fragmentCount(length))
       if (!this.#fitsBound(cost)) {
         // So do the channel's older incomplete messages when it would not fit beside them.
         for (const older of channel.partials) {
