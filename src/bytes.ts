@@ -11,24 +11,30 @@ export function copyBytes(data: Uint8Array): Uint8Array<ArrayBuffer> {
 }
 
 /**
- * Whether the view's memory was transferred away (to a Worker, by structuredClone): its ArrayBuffer is
- * detached and the view reads as empty, so only an empty view is asked (Node 20 has no buffer.detached;
- * a detached buffer refuses a new view).
+ * Whether the view's bytes are gone: its ArrayBuffer was transferred away (to a Worker, by structuredClone),
+ * or resized to end before the view does. A typed array then reads as empty, so only an empty one is asked
+ * (Node 20 has no buffer.detached): copying it throws. A DataView's byteLength throws.
  */
 export function isDetached(data: ArrayBufferView): boolean {
-  if (data.byteLength !== 0) return false
+  let length: number
   try {
-    new Uint8Array(data.buffer)
+    length = data.byteLength
+  } catch {
+    return true
+  }
+  if (length !== 0 || data instanceof DataView) return false
+  try {
+    new Uint8Array(data as Uint8Array)
     return false
   } catch {
     return true
   }
 }
 
-/** The error for a detached view handed over to be sent: its bytes are gone, and nothing is sent. */
-export function detachedDataError(): VolleyTypeError {
+/** The error for a view whose bytes are gone (isDetached), handed over as `what`: nothing is done with it. */
+export function detachedDataError(what = 'The "data" argument'): VolleyTypeError {
   return new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
-    'The "data" argument is a view of a detached ArrayBuffer (transferred to a Worker or by structuredClone): its bytes are gone',
+    `${what} is a view of a detached ArrayBuffer (transferred to a Worker or by structuredClone), or of one resized to end before it: its bytes are gone`,
   )
 }

@@ -5,7 +5,7 @@ import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNa
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
 import { VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
-import { copyBytes } from './bytes.ts'
+import { copyBytes, isDetached } from './bytes.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
 import { SendQueue, deliverySettings } from './delivery.ts'
 
@@ -415,7 +415,7 @@ function tokenSource(tokens: unknown): TokenSource {
     if (misfit >= 0) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens[${misfit}] must be a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(tokens[misfit])}`)
     }
-    const owned = tokens.map((token: ConnectTokenLike) => (typeof token === 'string' ? token : copyBytes(uint8ArrayOf(token)!)))
+    const owned = tokens.map((token: ConnectTokenLike) => (typeof token === 'string' ? token : ownedBytes(uint8ArrayOf(token)!)))
     return { count: owned.length, take: (index) => Promise.resolve(owned[index]!) }
   }
   if (typeof tokens !== 'object' || tokens === null) {
@@ -496,7 +496,15 @@ function ownedToken(made: unknown, index: number): ConnectTokenLike {
   if (bytes === undefined) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `tokens.make(${index}) must give a connect token (a Uint8Array of 2048 bytes, or its base64). Received ${describe(made)}`)
   }
-  return copyBytes(bytes)
+  return ownedBytes(bytes)
+}
+
+/**
+ * A token's bytes as the pool keeps them: a copy, or the view itself when its bytes are gone (a detached
+ * buffer never comes back; its attempt fails with connect()'s error for it, as any token that is none).
+ */
+function ownedBytes(bytes: Uint8Array): Uint8Array {
+  return isDetached(bytes) ? bytes : copyBytes(bytes)
 }
 
 /** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */

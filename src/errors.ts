@@ -188,7 +188,13 @@ export function fromNativeError(error: unknown, detail?: { address?: string; por
 export function describe(value: unknown): string {
   if (value === null) return 'null'
   if (typeof value === 'string') return `type string ('${value.length > 40 ? `${value.slice(0, 40)}…` : value}')`
-  if (ArrayBuffer.isView(value)) return `an instance of ${value.constructor.name} of ${value.byteLength} bytes`
+  if (ArrayBuffer.isView(value)) {
+    let length: number | undefined
+    try {
+      length = value.byteLength
+    } catch {} // a DataView of a detached (or shrunk) buffer throws
+    return `an instance of ${value.constructor.name} ${length === undefined ? 'whose bytes are gone (its buffer detached)' : `of ${length} bytes`}`
+  }
   if (Array.isArray(value)) return `an array of ${value.length} items`
   // generateKey() and generateConnectToken() return promises: the likely slip is a missing await.
   if (value instanceof Promise) return 'an instance of Promise (missing an await?)'

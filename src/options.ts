@@ -1,14 +1,18 @@
 // Checks of the options objects every constructor takes: one wording and one set of codes for all of them
 // (ERR_INVALID_ARG_TYPE for a value of the wrong type, ERR_OUT_OF_RANGE for a number out of its range,
 // ERR_INVALID_ARG_VALUE for a name no option has).
-import { isUint8Array } from 'node:util/types'
+import { isAnyArrayBuffer, isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
 import { maxUint64, sizes } from './netcode/constants.ts'
-import { copyBytes } from './bytes.ts'
+import { copyBytes, detachedDataError, isDetached } from './bytes.ts'
 
-/** Throws for an options argument that is not an object, or that names an option not in `known`. */
+/**
+ * Throws for an options argument that is not an object, or that names an option not in `known`. An array, a
+ * promise (an await missed), bytes or a buffer (an argument out of place) is no options object, though it has
+ * no option of a wrong name: taken, it would be the defaults without a word.
+ */
 export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+  if (typeof options !== 'object' || options === null || Array.isArray(options) || options instanceof Promise || ArrayBuffer.isView(options) || isAnyArrayBuffer(options)) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
   }
   // for…in, not Object.keys(): no array per call (send() checks its options object each time).
@@ -86,6 +90,7 @@ export function bytesOption(name: string, value: unknown, length: number): Uint8
           : `type ${typeof value}`
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${received}`)
   }
+  if (isDetached(bytes)) throw detachedDataError(`The "${name}" option`)
   if (bytes.byteLength !== length) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }

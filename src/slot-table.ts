@@ -1,11 +1,14 @@
-// Values kept per client slot of a server, by slot index: a ReadonlyMap (server.peers is one), in slot
-// order. The engine hands slots out lowest first, so a densely grown array serves where a Map hashed every
-// lookup and grew, shrank and rehashed as clients came and went: a set and a delete cost a Map of 30,000
-// peers 230 ns in steady state and 650 ns while it grew, the array 10 (Map.set, Map.delete and their
-// rehashes were about 3 % of a server's CPU per handshake in bench:connections' phase 0).
+// Values kept per client slot of a server, by slot index: a ReadonlyMap in slot order, with a read-only
+// view (server.peers is one) that leaves a caller no way to change it. The engine hands slots out lowest
+// first, so a densely grown array serves where a Map hashed every lookup and grew, shrank and rehashed as
+// clients came and went: a set and a delete cost a Map of 30,000 peers 230 ns in steady state and 650 ns
+// while it grew, the array 10 (Map.set, Map.delete and their rehashes were about 3 % of a server's CPU per
+// handshake in bench:connections' phase 0).
 export class SlotTable<T> implements ReadonlyMap<number, T> {
   readonly #values: (T | undefined)[] = []
   #size = 0
+  /** The table as a ReadonlyMap that has no set(), delete() or clear(): what the server hands out. */
+  readonly view: ReadonlyMap<number, T> = new SlotTableView(this)
 
   get size(): number {
     return this.#size
@@ -61,6 +64,51 @@ export class SlotTable<T> implements ReadonlyMap<number, T> {
 
   [Symbol.iterator](): MapIterator<[number, T]> {
     return this.entries()
+  }
+
+  get [Symbol.toStringTag](): string {
+    return 'SlotTable'
+  }
+}
+
+/** A SlotTable read through: live, as the table is, and with nothing that changes it (nor a way to reach it). */
+class SlotTableView<T> implements ReadonlyMap<number, T> {
+  readonly #table: SlotTable<T>
+
+  constructor(table: SlotTable<T>) {
+    this.#table = table
+  }
+
+  get size(): number {
+    return this.#table.size
+  }
+
+  get(index: number): T | undefined {
+    return this.#table.get(index)
+  }
+
+  has(index: number): boolean {
+    return this.#table.has(index)
+  }
+
+  forEach(visit: (value: T, index: number, map: ReadonlyMap<number, T>) => void, thisArg?: unknown): void {
+    for (const [index, value] of this.#table) visit.call(thisArg, value, index, this)
+  }
+
+  keys(): MapIterator<number> {
+    return this.#table.keys()
+  }
+
+  values(): MapIterator<T> {
+    return this.#table.values()
+  }
+
+  entries(): MapIterator<[number, T]> {
+    return this.#table.entries()
+  }
+
+  [Symbol.iterator](): MapIterator<[number, T]> {
+    return this.#table.entries()
   }
 
   get [Symbol.toStringTag](): string {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type DatagramSocket, createDatagramSocket } from '../src/index.ts'
+import { Client, ClientPool, type DatagramSocket, type Peer, Server, createDatagramSocket, generateConnectToken, generateKey } from '../src/index.ts'
 
 function expectError(fn: () => unknown, type: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, code: string, message: RegExp): void {
   let thrown: unknown
@@ -34,6 +34,35 @@ describe('invalid options', () => {
 
   it('refuses a non-object', () => {
     expectError(() => createDatagramSocket('udp4' as never), TypeError, 'ERR_INVALID_ARG_TYPE', /"options" argument must be an object/)
+  })
+
+  // Each has no option of a wrong name: taken, it would be the defaults without a word.
+  it.each([
+    ['a promise (an await missed)', Promise.resolve({ channels: [{ mode: 'reliable' }] }), /Received an instance of Promise \(missing an await\?\)/],
+    ['bytes', new Uint8Array(0), /Received an instance of Uint8Array of 0 bytes/],
+    ['a DataView', new DataView(new ArrayBuffer(4)), /Received an instance of DataView of 4 bytes/],
+    ['an ArrayBuffer', new ArrayBuffer(4), /Received an instance of ArrayBuffer/],
+  ])('refuses %s as an options object, everywhere options are taken', async (_what, options, received) => {
+    const refused = (fn: () => unknown): void => expectError(fn, TypeError, 'ERR_INVALID_ARG_TYPE', received)
+    refused(() => createDatagramSocket(options as never))
+    refused(() => new Client(options as never))
+    refused(() => new Client({ channels: [{ mode: 'reliable' }], networkSimulator: options as never }))
+    refused(() => new ClientPool(options as never))
+    await expect(generateConnectToken(options as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(received) })
+    const privateKey = await generateKey()
+    const server = new Server({ protocolId: 1n, privateKey, address: '127.0.0.1:0' })
+    const { port } = await server.listen()
+    const client = new Client()
+    try {
+      const connected = new Promise<Peer>((resolve) => server.once('connect', resolve))
+      await client.connect(await generateConnectToken({ protocolId: 1n, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${port}`], expireSeconds: 30, timeoutSeconds: 5 }))
+      const peer = await connected
+      refused(() => client.send(new Uint8Array(8), options as never))
+      refused(() => peer.send(new Uint8Array(8), options as never))
+    } finally {
+      await client.close()
+      await server.close()
+    }
   })
 })
 

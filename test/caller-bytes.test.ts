@@ -2,7 +2,7 @@
 // or token) as soon as the call returns. (The fallback engine kept views of Buffers: Buffer's slice() is
 // a view, not a copy, and a reliable channel delivered, and resent, the caller's later bytes.)
 import { describe, expect, it } from 'vitest'
-import { type ChannelMode, Client, ClientPool, type Peer, Server, generateConnectToken, generateKey } from '../src/index.ts'
+import { type ChannelMode, Client, ClientPool, type Peer, Server, generateConnectToken, generateKey, readConnectToken } from '../src/index.ts'
 import { type EngineKind, onEngine, socketsClosedAfterEach, waitFor, within } from './helpers.ts'
 
 const protocolId = 0x42n
@@ -109,7 +109,7 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
   })
 
   it.each<ChannelMode | 'none'>(['reliable', 'none'])(
-    'a view whose buffer was transferred away (detached): send() throws ERR_INVALID_ARG_VALUE and counts nothing, so the queue still empties (%s)',
+    'a view whose buffer was transferred away (detached) or resized to end before it: send() throws ERR_INVALID_ARG_VALUE and counts nothing, so the queue still empties (%s)',
     async (mode) => {
       const privateKey = await generateKey()
       const delivery = mode === 'none' ? {} : { channels: [{ mode }], sendQueueBytes: 10_000 }
@@ -125,12 +125,31 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
           structuredClone(view.buffer, { transfer: [view.buffer] })
           return view
         }
+        // A view past the end of its resizable buffer reads as empty, as a detached one does; a DataView of a
+        // detached buffer throws when its length is read.
+        const shrunk = (): Uint8Array => {
+          // (ES2024's resizable ArrayBuffer: in Node 20, not in the project's TypeScript lib)
+          const Resizable = ArrayBuffer as unknown as new (length: number, options: { maxByteLength: number }) => ArrayBuffer & { resize(length: number): void }
+          const buffer = new Resizable(500, { maxByteLength: 1000 })
+          const view = new Uint8Array(buffer, 100, 300)
+          buffer.resize(10)
+          return view
+        }
+        const detachedDataView = (): DataView => {
+          const view = new DataView(new ArrayBuffer(8))
+          structuredClone(view.buffer, { transfer: [view.buffer] })
+          return view
+        }
         const refused = { code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/detached ArrayBuffer/) }
-        expect(() => client.send(detached())).toThrow(expect.objectContaining(refused))
-        expect(() => peer.send(detached())).toThrow(expect.objectContaining(refused))
+        for (const gone of [detached, shrunk]) {
+          expect(() => client.send(gone())).toThrow(expect.objectContaining(refused))
+          expect(() => peer.send(gone())).toThrow(expect.objectContaining(refused))
+        }
         const socket = createDatagramSocket()
         await onEngine(engine, () => socket.bind(0, '127.0.0.1'))
-        expect(() => socket.send(detached(), port, '127.0.0.1')).toThrow(expect.objectContaining(refused))
+        for (const gone of [detached, shrunk, detachedDataView]) {
+          expect(() => socket.send(gone(), port, '127.0.0.1')).toThrow(expect.objectContaining(refused))
+        }
         expect(socket.stats().queue.depth).toBe(0)
         // An empty view of a live buffer is no detached one.
         expect(socket.send(new Uint8Array(0), port, '127.0.0.1')).toBe(true)
@@ -159,4 +178,43 @@ describe('a connect token that is no Uint8Array', () => {
       await client.close()
     },
   )
+})
+
+describe('bytes whose buffer was transferred away (detached), given as a token, a key or user data', () => {
+  const detached = (length: number): Uint8Array => {
+    const view = new Uint8Array(length)
+    structuredClone(view.buffer, { transfer: [view.buffer] })
+    return view
+  }
+  const gone = { code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/is a view of a detached ArrayBuffer/) }
+
+  it('generateConnectToken() and readConnectToken() refuse them with ERR_INVALID_ARG_VALUE, naming what they were given as', async () => {
+    const options = { protocolId, privateKey: await generateKey(), clientId: 1n, serverAddresses: ['127.0.0.1:40000'], expireSeconds: 30, timeoutSeconds: 5 }
+    await expect(generateConnectToken({ ...options, userData: detached(8) })).rejects.toMatchObject({ ...gone, message: expect.stringMatching(/^The "userData" option is a view of a detached/) })
+    await expect(generateConnectToken({ ...options, privateKey: detached(32) })).rejects.toMatchObject({ ...gone, message: expect.stringMatching(/^The "privateKey" option is a view of a detached/) })
+    expect(() => readConnectToken(detached(2048))).toThrow(expect.objectContaining({ ...gone, message: expect.stringMatching(/^The connect token is a view/) }))
+    // A DataView is no token: refused for its type, though its length cannot be read.
+    const view = new DataView(new ArrayBuffer(2048))
+    structuredClone(view.buffer, { transfer: [view.buffer] })
+    expect(() => readConnectToken(view as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringMatching(/Received an instance of DataView whose bytes are gone/) }))
+  })
+
+  it("a ClientPool's attempt with one fails alone, counted under its code; the other tokens connect", async () => {
+    const privateKey = await generateKey()
+    const server = new Server({ protocolId, privateKey, address: '127.0.0.1:0' })
+    const { port } = await server.listen()
+    const pool = new ClientPool()
+    try {
+      const good = await tokenFor(privateKey, port, 1n)
+      const result = await pool.connect([detached(2048), good])
+      expect(result).toMatchObject({ connected: 1, failed: 1 })
+      expect(pool.stats().failed).toEqual({ ERR_INVALID_ARG_VALUE: 1 })
+      const made = await pool.connect({ count: 1, make: () => detached(2048) })
+      expect(made).toMatchObject({ connected: 0, failed: 1 })
+      expect(pool.stats().failed).toEqual({ ERR_INVALID_ARG_VALUE: 2 })
+    } finally {
+      await pool.close()
+      await server.close()
+    }
+  })
 })

@@ -3,10 +3,19 @@ import { describe, expect, it } from 'vitest'
 
 const root = new URL('..', import.meta.url)
 function run(fixture: string, ...args: string[]): string {
+  return runOn(undefined, fixture, ...args)
+}
+
+/** As run(), with VOLLEY_ENGINE set to `engine` (undefined: unset, the native engine). */
+function runOn(engine: string | undefined, fixture: string, ...args: string[]): string {
+  const env = { ...process.env }
+  if (engine === undefined) delete env.VOLLEY_ENGINE
+  else env.VOLLEY_ENGINE = engine
   return execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', `test/fixtures/${fixture}`, ...args], {
     cwd: root,
     encoding: 'utf8',
     timeout: 30_000,
+    env,
   })
 }
 
@@ -20,8 +29,14 @@ describe('engine lifecycle (each case in a process of its own)', () => {
     expect(run('exit-with-traffic.ts', 'exit').trim()).toBe('exiting')
   })
 
-  it("a send from an 'exit' handler after the engines stopped throws ERR_SOCKET_CLOSED", () => {
-    expect(run('send-at-exit.ts').trim()).toBe('ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED ERR_SOCKET_CLOSED')
+  it.each([undefined, 'fallback'] as const)("a send from an 'exit' handler after the engines stopped throws ERR_SOCKET_CLOSED, a new socket's too (%s)", (engine) => {
+    expect(runOn(engine, 'send-at-exit.ts').trim()).toBe(Array(5).fill('ERR_SOCKET_CLOSED').join(' '))
+  })
+
+  it('VOLLEY_ENGINE of a value it does not know warns once (VOLLEY_UNKNOWN_ENGINE) and runs as without it', () => {
+    expect(runOn('fallbak', 'unknown-engine.ts').trim()).toBe('VOLLEY_UNKNOWN_ENGINE native')
+    expect(runOn('native', 'unknown-engine.ts').trim()).toBe('none native')
+    expect(runOn('fallback', 'unknown-engine.ts').trim()).toBe('none fallback')
   })
 
   it('an exception from an event handler is an uncaught exception of the process, not an abort', () => {

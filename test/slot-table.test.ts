@@ -61,4 +61,24 @@ describe('SlotTable', () => {
     expect(table.get(10_000)).toBe(1)
     expect([...table.keys()].length).toBe(10_001)
   })
+
+  it('hands out a view that reads the table live and cannot change it', () => {
+    const table = new SlotTable<string>()
+    table.set(1, 'b')
+    const view = table.view
+    expect(table.view).toBe(view) // one view per table
+    table.set(3, 'd')
+    expect([view.size, view.get(3), view.has(1), view.has(2)]).toEqual([2, 'd', true, false])
+    expect([...view]).toEqual([[1, 'b'], [3, 'd']])
+    expect([...view.keys()]).toEqual([1, 3])
+    expect([...view.values()]).toEqual(['b', 'd'])
+    expect([...view.entries()]).toEqual([[1, 'b'], [3, 'd']])
+    const maps: unknown[] = []
+    view.forEach((_value, _index, map) => maps.push(map))
+    expect(maps).toEqual([view, view]) // the view, not the table behind it
+    for (const name of ['set', 'delete', 'clear']) expect(name in view).toBe(false)
+    expect(Object.prototype.toString.call(view)).toBe('[object SlotTable]')
+    table.delete(1)
+    expect([view.size, view.get(1)]).toEqual([1, undefined])
+  })
 })

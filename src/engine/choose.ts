@@ -19,9 +19,20 @@ export function lastingAddonFailure(error: VolleyError): boolean {
   return !/EMFILE|ENFILE|ENOMEM|EAGAIN|Too many open files|Cannot allocate memory|Resource temporarily unavailable/i.test(text)
 }
 
+/** The VOLLEY_ENGINE value a warning was given for (once per value: a misspelling would run native unsaid). */
+let unknownEngineWarned: string | undefined
+
 /** Why Server, Client and datagram sockets run on the fallback engine in this process; undefined when the native one runs them. */
 export function fallbackReason(): string | undefined {
-  if (process.env.VOLLEY_ENGINE === 'fallback') return 'VOLLEY_ENGINE=fallback'
+  const asked = process.env.VOLLEY_ENGINE
+  if (asked === 'fallback') return 'VOLLEY_ENGINE=fallback'
+  if (asked !== undefined && asked !== '' && asked !== 'native' && asked !== unknownEngineWarned) {
+    unknownEngineWarned = asked
+    process.emitWarning(`VOLLEY_ENGINE=${JSON.stringify(asked)} is neither 'native' nor 'fallback': the engine is chosen as without it (the native one where the addon loads)`, {
+      type: 'VolleyWarning',
+      code: 'VOLLEY_UNKNOWN_ENGINE',
+    })
+  }
   if (addonFailure !== undefined) return addonFailure
   try {
     loadAddon()

@@ -1,6 +1,7 @@
 // The JavaScript half of an engine: owns the slabs shared with the I/O thread, turns the engine's
 // event list into calls on sockets (one native crossing per drain), and queues sends into send slabs
 // that are handed over once per event-loop turn or when full.
+import { checkNotExiting, exitingError, stopAtExit } from './process-exit.ts'
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
 import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
@@ -144,6 +145,7 @@ export class Engine implements ProtocolEngine {
   #releasedTaken = 0
   readonly #waitingForDrain = new Set<EngineClient>()
   readonly #onIdle: (engine: Engine) => void
+  readonly #forgetAtExit: () => void
   #currentSendSlab = -1
   #sendCursor = 0
   #flushScheduled = false
@@ -152,6 +154,7 @@ export class Engine implements ProtocolEngine {
   #stopped = false
 
   constructor(limits: EngineLimits, onIdle: (engine: Engine) => void) {
+    checkNotExiting() // a thread started now would send nothing, and outlive the joins
     this.addon = loadAddon()
     this.#limits = limits
     this.#onIdle = onIdle
@@ -169,7 +172,8 @@ export class Engine implements ProtocolEngine {
       this.#native.shutdown() // its I/O thread runs already: no engine would ever stop it
       throw fromNativeError(error)
     }
-    track(this)
+    // process.exit() skips the environment's cleanup hooks: the I/O thread is joined at 'exit' instead.
+    this.#forgetAtExit = stopAtExit(() => this.stopNow())
   }
 
   get stopped(): boolean {
@@ -316,7 +320,7 @@ export class Engine implements ProtocolEngine {
 
   /** A send on a stopped engine: stopped under an open socket only at process exit (an 'exit' handler after volley's own). */
   #checkRunning(): void {
-    if (this.#stopped) throw new VolleyError('ERR_SOCKET_CLOSED', 'The engine has stopped: the process is exiting')
+    if (this.#stopped) throw exitingError()
   }
 
   /** Hands the partly filled send slab to the I/O thread now. */
@@ -429,7 +433,7 @@ export class Engine implements ProtocolEngine {
 
   #shutdown(): void {
     this.#stopped = true
-    running.delete(this)
+    this.#forgetAtExit()
     this.#native.shutdown()
     // The I/O thread is gone: let the garbage collector have the slabs even if sockets are still held.
     this.#receiveSlabs.length = 0
@@ -490,19 +494,6 @@ export class EngineHold {
     if (this.#held) this.#engine?.unref()
     this.#held = false
     this.#engine = undefined
-  }
-}
-
-// process.exit() skips the environment's cleanup hooks: join the I/O threads here instead.
-const running = new Set<Engine>()
-let exitHookInstalled = false
-function track(engine: Engine): void {
-  running.add(engine)
-  if (!exitHookInstalled) {
-    exitHookInstalled = true
-    process.on('exit', () => {
-      for (const engine of [...running]) engine.stopNow()
-    })
   }
 }
 

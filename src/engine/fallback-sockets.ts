@@ -27,25 +27,6 @@ interface FallbackSocket {
   closing: boolean
 }
 
-let exiting = false
-let exitHookInstalled = false
-
-/**
- * At process exit the native engines stop, and a send from an 'exit' handler after volley's own throws
- * ERR_SOCKET_CLOSED: so on the fallback engines (nothing sent then would leave the process).
- */
-export function checkNotExiting(): void {
-  if (exiting) throw new VolleyError('ERR_SOCKET_CLOSED', 'The engine has stopped: the process is exiting')
-}
-
-function installExitHook(): void {
-  if (exitHookInstalled) return
-  exitHookInstalled = true
-  process.on('exit', () => {
-    exiting = true
-  })
-}
-
 /**
  * Holds the event loop open while referenced, as the native engine's one handle does: the sockets and timers
  * of a fallback engine never do themselves.
@@ -76,7 +57,6 @@ export abstract class FallbackSockets<Socket extends FallbackSocket> {
   /** onIdle: called once, when the last socket has closed. */
   constructor(onIdle: () => void) {
     this.#onIdle = onIdle
-    installExitHook()
   }
 
   get stopped(): boolean {
