@@ -3,7 +3,7 @@
 // fallback engine, engine/fallback-engine.ts, where the addon cannot load).
 import { EventEmitter } from 'node:events'
 import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
-import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
+import { fallbackReason } from './engine/choose.ts'
 import { EngineHold, type ProtocolEngine, type SlabView, engineFor } from './engine/engine.ts'
 import { sharedFallbackEngine } from './engine/fallback-engine.ts'
 import type { OpeningClient } from './engine/fallback-sockets.ts'

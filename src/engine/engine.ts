@@ -4,7 +4,7 @@
 import { checkNotExiting, exitingError, stopAtExit } from './process-exit.ts'
 import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
-import { VolleyError, fromNativeError, surfaceLater } from '../errors.ts'
+import { fromNativeError, surfaceLater } from '../errors.ts'
 import { reportCappedBuffers } from './socket-buffers.ts'
 
 /**

@@ -3,7 +3,7 @@
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
 import { javascriptIp, parseIp } from '../address.ts'
-import { VolleyError, surfaceLater } from '../errors.ts'
+import { surfaceLater } from '../errors.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, openError } from './addon.ts'
 import type { EngineClient } from './engine.ts'
 import { reportCappedBuffers } from './socket-buffers.ts'
