@@ -24,7 +24,7 @@ export {
   type VolleyStateErrorCode,
   type VolleyTypeErrorCode,
 } from './errors.ts'
-export { nativeInfo, type NativeInfo } from './native-info.ts'
+export { engineInUse, nativeInfo, type EngineInUse, type NativeInfo } from './native-info.ts'
 export {
   connectTokenFromBase64,
   connectTokenToBase64,

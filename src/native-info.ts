@@ -1,4 +1,5 @@
 import { addonPath, loadAddon, packageRoot } from './engine/addon.ts'
+import { fallbackReason } from './engine/choose.ts'
 
 export interface NativeInfo {
   /** The .node file in use: build/Release for a local build, otherwise the prebuild. */
@@ -16,4 +17,19 @@ export interface NativeInfo {
 export function nativeInfo(): NativeInfo {
   const addon = loadAddon()
   return { path: addonPath(), sourceHash: addon.sourceHash, sodiumVersion: addon.sodiumVersion, packageRoot }
+}
+
+/** The engine a Server, a Client or a datagram socket made now runs on, and why the fallback where it does. */
+export type EngineInUse = { engine: 'native'; addon: NativeInfo } | { engine: 'fallback'; reason: string }
+
+/**
+ * Which engine this process runs its sockets on: the native one (with its addon, as nativeInfo() gives it), or
+ * the pure-TypeScript fallback, and why (VOLLEY_ENGINE=fallback, or the addon's error code). For a health check
+ * or a metric: the fallback's warning comes once, in a log that may be gone. Decides as a new socket would,
+ * warnings included; throws where that would (VOLLEY_REQUIRE_ADDON=1 without an addon, a process out of file
+ * descriptors as it loads the addon).
+ */
+export function engineInUse(): EngineInUse {
+  const reason = fallbackReason()
+  return reason === undefined ? { engine: 'native', addon: nativeInfo() } : { engine: 'fallback', reason }
 }

@@ -33,12 +33,12 @@ describe('prebuild', () => {
     // A copy of the package without build/: node-gyp-build must fall back to prebuilds/.
     const dir = packageCopy('volley-prebuild-', ['package.json', 'src', 'prebuilds', 'scripts', 'native', 'binding.gyp', 'CMakeLists.txt'])
     const script = `
-      import { createDatagramSocket, nativeInfo } from './src/index.ts'
+      import { createDatagramSocket, engineInUse, nativeInfo } from './src/index.ts'
       const s = createDatagramSocket()
       const { port } = await s.bind(0, '127.0.0.1')
       const got = new Promise((resolve) => s.on('messages', (batch) => resolve(Buffer.from(batch[0].data).toString())))
       s.send('through the prebuild', port, '127.0.0.1')
-      console.log(JSON.stringify({ info: nativeInfo(), got: await got }))
+      console.log(JSON.stringify({ info: nativeInfo(), inUse: engineInUse(), got: await got }))
       await s.close()
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
@@ -46,7 +46,8 @@ describe('prebuild', () => {
       encoding: 'utf8',
       timeout: 20_000,
     })
-    const { info, got } = JSON.parse(out) as { info: { path: string; sourceHash: string; sodiumVersion: string }; got: string }
+    const { info, inUse, got } = JSON.parse(out) as { info: { path: string; sourceHash: string; sodiumVersion: string }; inUse: unknown; got: string }
+    expect(inUse).toEqual({ engine: 'native', addon: info })
     expect(info.path).toBe(join(dir, 'prebuilds', 'linux-x64', 'volley.glibc.node'))
     expect(info.sourceHash).toBe(nativeSourceHash())
     expect(info.sodiumVersion).toMatch(/^1\.0\.\d+$/)
@@ -56,7 +57,7 @@ describe('prebuild', () => {
   it('missing, with no local build either: Server, Client and datagram sockets run on the fallback engine, with one warning that says how to build the addon', () => {
     const dir = packageCopy('volley-no-addon-', ['package.json', 'src'])
     const script = `
-      import { Client, Server, createDatagramSocket, generateConnectToken, generateKey } from './src/index.ts'
+      import { Client, Server, createDatagramSocket, engineInUse, generateConnectToken, generateKey } from './src/index.ts'
       const warnings = []
       process.on('warning', (warning) => warnings.push({ code: warning.code, message: warning.message }))
       const receiver = createDatagramSocket()
@@ -93,7 +94,7 @@ describe('prebuild', () => {
       const channelEcho = await reply
       await channelClient.close()
       await channelServer.close()
-      console.log(JSON.stringify({ datagramReceived, echoed, channelEcho, warnings }))
+      console.log(JSON.stringify({ datagramReceived, echoed, channelEcho, warnings, inUse: engineInUse() }))
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
     const outcomes = JSON.parse(out) as Record<string, unknown>
@@ -101,6 +102,7 @@ describe('prebuild', () => {
       datagramReceived: 'a datagram through the fallback engine',
       echoed: 'through the fallback engine',
       channelEcho: { channel: 0, bytes: 100_000, first: 99_999 % 251, last: 0 },
+      inUse: { engine: 'fallback', reason: 'the native addon could not load: ERR_ADDON_NOT_FOUND' },
       warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*npm rebuild volley.*pure-TypeScript fallback engine/s) }],
     })
   })
