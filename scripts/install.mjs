@@ -13,6 +13,17 @@ import { fileURLToPath } from 'node:url'
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
 const strict = process.env.VOLLEY_REQUIRE_ADDON === '1' || process.env.npm_command === 'rebuild'
 
+// The addon is made of Linux's epoll and recvmmsg: elsewhere no build is tried (it could only fail, at length).
+if (process.platform !== 'linux') {
+  process.stderr.write(
+    `\nvolley: the native addon is for Linux (epoll, recvmmsg); on ${process.platform}, Server, Client and datagram sockets ` +
+      'run on the pure-TypeScript fallback engine (node:dgram, libsodium-wrappers).\n' +
+      (strict ? `${process.env.VOLLEY_REQUIRE_ADDON === '1' ? 'VOLLEY_REQUIRE_ADDON=1 is set' : 'npm rebuild asked for the addon'}, so this step fails.\n` : '') +
+      '\n',
+  )
+  process.exit(strict ? 1 : 0)
+}
+
 let why
 try {
   const bin = createRequire(join(packageRoot, 'package.json')).resolve('node-gyp-build/bin.js')

@@ -10,10 +10,13 @@ export function copyBytes(data: Uint8Array): Uint8Array<ArrayBuffer> {
   return new Uint8Array(data)
 }
 
+/** %TypedArray%.prototype.keys: it validates its typed array first, whatever the element type (a copy into a Uint8Array throws for a BigInt64Array). */
+const typedArrayKeys = Object.getPrototypeOf(Uint8Array.prototype).keys as (this: ArrayBufferView) => unknown
+
 /**
  * Whether the view's bytes are gone: its ArrayBuffer was transferred away (to a Worker, by structuredClone),
  * or resized to end before the view does. A typed array then reads as empty, so only an empty one is asked
- * (Node 20 has no buffer.detached): copying it throws. A DataView's byteLength throws.
+ * (Node 20 has no buffer.detached), and its validation throws. A DataView's byteLength throws.
  */
 export function isDetached(data: ArrayBufferView): boolean {
   let length: number
@@ -24,11 +27,18 @@ export function isDetached(data: ArrayBufferView): boolean {
   }
   if (length !== 0 || data instanceof DataView) return false
   try {
-    new Uint8Array(data as Uint8Array)
+    typedArrayKeys.call(data)
     return false
   } catch {
     return true
   }
+}
+
+/** A view whose bytes are gone (isDetached), of no one's buffer: it stands for one a caller gave. */
+export function goneBytes(): Uint8Array {
+  const view = new Uint8Array(0)
+  structuredClone(view.buffer, { transfer: [view.buffer] })
+  return view
 }
 
 /** The error for a view whose bytes are gone (isDetached), handed over as `what`: nothing is done with it. */

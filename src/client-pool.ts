@@ -5,7 +5,7 @@ import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNa
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
 import { VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
-import { copyBytes, isDetached } from './bytes.ts'
+import { copyBytes, goneBytes, isDetached } from './bytes.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
 import { SendQueue, deliverySettings } from './delivery.ts'
 
@@ -500,11 +500,12 @@ function ownedToken(made: unknown, index: number): ConnectTokenLike {
 }
 
 /**
- * A token's bytes as the pool keeps them: a copy, or the view itself when its bytes are gone (a detached
- * buffer never comes back; its attempt fails with connect()'s error for it, as any token that is none).
+ * A token's bytes as the pool keeps them: a copy, or a view of its own whose bytes are gone too when the
+ * caller's are (its attempt fails with connect()'s error for it, as any token that is none; the caller's
+ * view is not kept: a shrunk resizable buffer may grow again, with other bytes).
  */
 function ownedBytes(bytes: Uint8Array): Uint8Array {
-  return isDetached(bytes) ? bytes : copyBytes(bytes)
+  return isDetached(bytes) ? goneBytes() : copyBytes(bytes)
 }
 
 /** Resolves when `work` settles or `signal` aborts, whichever comes first (its abort listener then goes). */

@@ -29,7 +29,7 @@ import {
 } from './delivery.ts'
 import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type ConnectErrorCode, type SystemError, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
+import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
 import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
@@ -101,7 +101,7 @@ export interface ClientEvents {
    */
   disconnect: [reason: ClientDisconnectReason]
   drain: []
-  error: [error: SystemError]
+  error: [error: Error]
 }
 
 /** The connection's link statistics (the delivery layer's, with channels), and the netcode client's drops. */

@@ -8,19 +8,29 @@ import { copyBytes, detachedDataError, isDetached } from './bytes.ts'
 
 /**
  * Throws for an options argument that is not an object, or that names an option not in `known`. An array, a
- * promise (an await missed), bytes or a buffer (an argument out of place) is no options object, though it has
- * no option of a wrong name: taken, it would be the defaults without a word.
+ * promise (an await missed), bytes or a buffer (an argument out of place) is no options object.
  */
 export function checkOptions(what: string, options: unknown, known: ReadonlySet<string>): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options) || options instanceof Promise || ArrayBuffer.isView(options) || isAnyArrayBuffer(options)) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
-  }
-  // for…in, not Object.keys(): no array per call (send() checks its options object each time).
+  const notObject = (): VolleyTypeError => new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The ${what} must be an object. Received ${describe(options)}`)
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw notObject()
+  // for…in, not Object.keys(): no array per call (send() checks its options object each time). The other
+  // kinds of no options object are asked only of one with no option (a promise, a buffer) or a wrong one (a
+  // typed array's indexes): a send() with options pays nothing for them.
+  let any = false
   for (const key in options) {
-    if (Object.hasOwn(options, key) && !known.has(key)) {
+    if (!Object.hasOwn(options, key)) continue
+    any = true
+    if (!known.has(key)) {
+      if (isNoOptionsObject(options)) throw notObject()
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Unknown option "${key}" in the ${what}. Known options: ${[...known].join(', ')}`)
     }
   }
+  if (!any && isNoOptionsObject(options)) throw notObject()
+}
+
+/** An object that is no options object, though it names no option of a wrong name: taken, it would be the defaults. */
+function isNoOptionsObject(options: object): boolean {
+  return options instanceof Promise || ArrayBuffer.isView(options) || isAnyArrayBuffer(options)
 }
 
 /** Options once checked and defaulted: each present, none undefined (a caller may pass undefined for "the default"). */
@@ -72,7 +82,9 @@ export function uint64Option(name: string, value: unknown): bigint {
 export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
   // isView too: a Proxy of a Uint8Array, or an object on Uint8Array.prototype, passes instanceof and is none.
   if (value instanceof Uint8Array && ArrayBuffer.isView(value)) return value
-  return isUint8Array(value) ? new Uint8Array(value.buffer, value.byteOffset, value.byteLength) : undefined
+  if (!isUint8Array(value)) return undefined
+  // One whose bytes are gone cannot be viewed anew: as it is, for the caller's check to refuse.
+  return isDetached(value) ? value : new Uint8Array(value.buffer, value.byteOffset, value.byteLength)
 }
 
 /**

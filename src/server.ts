@@ -26,7 +26,7 @@ import {
 import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, peerSlotScale, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
-import { type SystemError, VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
+import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
@@ -187,7 +187,7 @@ export interface ServerEvents {
   state: [state: ServerState]
   /** With a peer: that peer's send queue has room again; without: the engine's send queue has. */
   drain: [peer?: Peer]
-  error: [error: SystemError]
+  error: [error: Error]
 }
 
 const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch' }

@@ -2,7 +2,8 @@
 // or token) as soon as the call returns. (The fallback engine kept views of Buffers: Buffer's slice() is
 // a view, not a copy, and a reliable channel delivered, and resent, the caller's later bytes.)
 import { describe, expect, it } from 'vitest'
-import { type ChannelMode, Client, ClientPool, type Peer, Server, generateConnectToken, generateKey, readConnectToken } from '../src/index.ts'
+import { runInNewContext } from 'node:vm'
+import { type ChannelMode, Client, ClientPool, type Peer, Server, formatServerAddress, generateConnectToken, generateKey, readConnectToken } from '../src/index.ts'
 import { type EngineKind, onEngine, socketsClosedAfterEach, waitFor, within } from './helpers.ts'
 
 const protocolId = 0x42n
@@ -151,8 +152,9 @@ describe.each<EngineKind>(['native', 'fallback'])('bytes the caller changes afte
           expect(() => socket.send(gone(), port, '127.0.0.1')).toThrow(expect.objectContaining(refused))
         }
         expect(socket.stats().queue.depth).toBe(0)
-        // An empty view of a live buffer is no detached one.
+        // An empty view of a live buffer is no detached one, of whatever element type.
         expect(socket.send(new Uint8Array(0), port, '127.0.0.1')).toBe(true)
+        expect(socket.send(new BigInt64Array(0), port, '127.0.0.1')).toBe(true)
         if (mode !== 'none') {
           expect(client.send(new Uint8Array(0))).toBe(true)
           // Nothing was counted against the queue for the detached views: it empties, and then takes a
@@ -193,6 +195,13 @@ describe('bytes whose buffer was transferred away (detached), given as a token, 
     await expect(generateConnectToken({ ...options, userData: detached(8) })).rejects.toMatchObject({ ...gone, message: expect.stringMatching(/^The "userData" option is a view of a detached/) })
     await expect(generateConnectToken({ ...options, privateKey: detached(32) })).rejects.toMatchObject({ ...gone, message: expect.stringMatching(/^The "privateKey" option is a view of a detached/) })
     expect(() => readConnectToken(detached(2048))).toThrow(expect.objectContaining({ ...gone, message: expect.stringMatching(/^The connect token is a view/) }))
+    // One from another realm (a vm context) too, which is viewed anew where its bytes are there.
+    const foreign = runInNewContext('new Uint8Array(2048)') as Uint8Array
+    structuredClone(foreign.buffer, { transfer: [foreign.buffer as ArrayBuffer] })
+    expect(() => readConnectToken(foreign)).toThrow(expect.objectContaining({ ...gone, message: expect.stringMatching(/^The connect token is a view/) }))
+    expect(() => formatServerAddress({ family: 4, bytes: detached(4), port: 1 })).toThrow(
+      expect.objectContaining({ ...gone, message: expect.stringMatching(/^The "bytes" field of the server address is a view/) }),
+    )
     // A DataView is no token: refused for its type, though its length cannot be read.
     const view = new DataView(new ArrayBuffer(2048))
     structuredClone(view.buffer, { transfer: [view.buffer] })

@@ -155,13 +155,28 @@ describe('prebuild', () => {
       return packageCopy('volley-install-', ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts'], withDependencies)
     }
     /** The install step as npm runs it (from elsewhere here: it must find its package by itself). */
-    function install(dir: string, extra: Record<string, string> = {}): { status: number | null; stderr: string } {
+    function install(dir: string, extra: Record<string, string> = {}, nodeFlags: string[] = []): { status: number | null; stderr: string } {
       const { npm_command: _underNpmTest, ...inherited } = process.env // npm test sets it
       const env: NodeJS.ProcessEnv = { ...inherited, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
       env.PATH = `${join(root, 'node_modules', '.bin')}:${env.PATH ?? ''}`
-      const run = spawnSync(process.execPath, [join(dir, 'scripts', 'install.mjs')], { cwd: tmpdir(), env, encoding: 'utf8', timeout: 60_000 })
+      const run = spawnSync(process.execPath, [...nodeFlags, join(dir, 'scripts', 'install.mjs')], { cwd: tmpdir(), env, encoding: 'utf8', timeout: 60_000 })
       return { status: run.status, stderr: run.stderr }
     }
+
+    it('elsewhere than Linux (macOS, say) tries no build, and says the fallback engine will run; fails where the addon is asked for', () => {
+      // process.platform as a Mac's, before the script reads it.
+      const preload = join(mkdtempSync(join(tmpdir(), 'volley-platform-')), 'darwin.mjs')
+      temporary.push(dirname(preload))
+      writeFileSync(preload, "Object.defineProperty(process, 'platform', { value: 'darwin' })\n")
+      const dir = unpacked()
+      const plain = install(dir, {}, ['--import', preload])
+      expect(plain.stderr).toBe('\nvolley: the native addon is for Linux (epoll, recvmmsg); on darwin, Server, Client and datagram sockets run on the pure-TypeScript fallback engine (node:dgram, libsodium-wrappers).\n\n')
+      expect(plain.status).toBe(0)
+      expect(existsSync(join(dir, 'build'))).toBe(false) // no build was tried
+      const required = install(dir, { VOLLEY_REQUIRE_ADDON: '1' }, ['--import', preload])
+      expect(required.stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so this step fails.')
+      expect(required.status).toBe(1)
+    })
 
     it('still installs, and says the fallback engine will run and how to build the addon', { timeout: 70_000 }, () => {
       const dir = unpacked()

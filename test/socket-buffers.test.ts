@@ -54,6 +54,30 @@ describe('socket buffers past the kernel cap', () => {
   })
 })
 
+describe('the capped-buffer warning elsewhere than Linux (the fallback engine on macOS, say)', () => {
+  it('takes the size read back as granted (Linux alone reads back twice it), and names no Linux sysctl', async () => {
+    const { reportCappedBuffers } = await import('../src/engine/socket-buffers.ts')
+    const warnings: Error[] = []
+    const onWarning = (warning: Error): void => {
+      warnings.push(warning)
+    }
+    process.on('warning', onWarning)
+    try {
+      // 200 KiB granted of 256 KiB asked: more than half, no warning (read as Linux reads, it would be 100 KiB).
+      reportCappedBuffers({ receive: 262_144, send: 0 }, { receive: 204_800, send: 0 }, 'fallback', 'darwin')
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).toEqual([])
+      reportCappedBuffers({ receive: 4_194_304, send: 0 }, { receive: 204_800, send: 0 }, 'fallback', 'darwin')
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(warnings).toHaveLength(1)
+      expect(warnings[0]!.message).toContain('its receive buffer (SO_RCVBUF) at 200 KiB, not the 4 MiB asked')
+      expect(warnings[0]!.message).not.toContain('sysctl')
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+})
+
 function expectCapped(report: Report, engine: 'native' | 'fallback' = 'native'): void {
   for (const granted of report.granted) expect(granted.recvBufferSize).toBe(2 * report.rmemMax)
   for (const granted of report.granted.slice(0, 2)) expect(granted.sendBufferSize).toBe(2 * report.wmemMax)

@@ -207,13 +207,14 @@ export const SATURATED_RATE_GOAL = 0.9
  * kept up: met when over the goal), or nothing. met: null when the figures do not decide it.
  */
 export function judgeSaturatedRate(ratio: number, volleyLoss: number, cLoss: number): { bound: 'ceilings' | 'upper' | 'lower' | 'none'; met: boolean | null } {
-  if (!Number.isFinite(ratio)) return { bound: 'none', met: null }
   const volleySaturated = volleyLoss >= SATURATED_LOSS
   const cSaturated = cLoss >= SATURATED_LOSS
-  if (volleySaturated && cSaturated) return { bound: 'ceilings', met: ratio >= SATURATED_RATE_GOAL }
-  if (volleySaturated) return { bound: 'upper', met: ratio < SATURATED_RATE_GOAL ? false : null }
-  if (cSaturated) return { bound: 'lower', met: ratio >= SATURATED_RATE_GOAL ? true : null }
-  return { bound: 'none', met: null }
+  const bound = volleySaturated ? (cSaturated ? 'ceilings' : 'upper') : cSaturated ? 'lower' : 'none'
+  if (!Number.isFinite(ratio)) return { bound, met: null }
+  if (bound === 'ceilings') return { bound, met: ratio >= SATURATED_RATE_GOAL }
+  if (bound === 'upper') return { bound, met: ratio < SATURATED_RATE_GOAL ? false : null }
+  if (bound === 'lower') return { bound, met: ratio >= SATURATED_RATE_GOAL ? true : null }
+  return { bound, met: null }
 }
 
 /** Median loss from which a receiver is taken to have reached its ceiling. */

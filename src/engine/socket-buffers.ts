@@ -20,18 +20,17 @@ const buffers = [
 
 /**
  * Warns once per thread when the kernel granted a socket less than half the buffer asked (a little less
- * is common and harmless: the default cap is just under a client's 256 KiB). The kernel reads back twice
- * what it grants, its own bookkeeping included.
+ * is common and harmless: the default cap is just under a client's 256 KiB). Linux reads back twice what it
+ * grants, its own bookkeeping included; other kernels (the fallback engine's, elsewhere) what they grant.
  */
-export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes, engine: 'native' | 'fallback' = 'native'): void {
+export function reportCappedBuffers(asked: BufferSizes, readBack: BufferSizes, engine: 'native' | 'fallback' = 'native', platform: string = process.platform): void {
   if (cappedWarned) return
+  const linux = platform === 'linux'
+  const granted = (size: 'receive' | 'send'): number => (linux ? readBack[size] / 2 : readBack[size])
+  const raise = (cap: string, bytes: number): string => (linux ? `; raise the cap with sysctl -w net.core.${cap}=${bytes}` : '')
   const findings = buffers
-    .filter(({ size }) => asked[size] > 0 && readBack[size] / 2 < asked[size] / 2)
-    .map(
-      ({ size, option, cap, loss }) =>
-        `its ${size} buffer (${option}) at ${formatBytes(readBack[size] / 2)}, not the ${formatBytes(asked[size])} asked: ${loss[engine]}; ` +
-        `raise the cap with sysctl -w net.core.${cap}=${asked[size]}`,
-    )
+    .filter(({ size }) => asked[size] > 0 && granted(size) < asked[size] / 2)
+    .map(({ size, option, cap, loss }) => `its ${size} buffer (${option}) at ${formatBytes(granted(size))}, not the ${formatBytes(asked[size])} asked: ${loss[engine]}${raise(cap, asked[size])}`)
   if (findings.length === 0) return
   cappedWarned = true
   process.emitWarning(
