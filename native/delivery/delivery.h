@@ -7,6 +7,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <queue>
@@ -472,6 +473,13 @@ class DeliveryCore {
   // Ping/pong.
   uint64_t nextPingUs_ = 0;
   uint64_t nextPingId_ = 0;
+  // When the last kPingsRemembered pings left, by id: a pong's echo must be one of them (AnswersPing), or
+  // the peer could choose the round trip it makes this side measure.
+  static constexpr uint64_t kPingsRemembered = 16;
+  std::array<uint64_t, kPingsRemembered> pingSentUs_{};
+  bool AnswersPing(uint64_t id, uint64_t echo) const {
+    return id < nextPingId_ && nextPingId_ - id <= kPingsRemembered && pingSentUs_[id % kPingsRemembered] == echo;
+  }
   bool anyPingAnswered_ = false;
   bool pongPending_ = false;
   uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;  // the last ping answered

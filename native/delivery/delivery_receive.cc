@@ -164,7 +164,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         break;
       }
       case kFramePong: {
-        reader.Varint();  // ping id
+        const uint64_t id = reader.Varint();
         const uint64_t echo = reader.Varint();
         const uint64_t remoteReceived = reader.Varint();
         const uint64_t delay = reader.Varint();
@@ -174,8 +174,9 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           settingsDelivered_ = true;
           messagesWaitForSettings_ = false;
         }
-        // The echo is a time this side sent; the peer held the ping for `delay` of it.
-        if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxRttSampleUs) {
+        // The echo is the time one of this side's last pings left (a forged one is no sample); the peer held
+        // the ping for `delay` of it.
+        if (apply && AnswersPing(id, echo) && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= kMaxRttSampleUs) {
           clock_.Sample(echo, remoteReceived, delay, nowUs);
           if (echo >= rttSamplesFromUs_) SamplePongRtt(nowUs - echo, delay);
         }

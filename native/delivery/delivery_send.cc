@@ -419,6 +419,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
       if (dataPacketsInFlight_ > 0) writer.U8(kFrameProbe);
       if (!writer.failed()) {
         size += writer.offset();
+        pingSentUs_[nextPingId_ % kPingsRemembered] = nowUs;
         ++nextPingId_;
         nextPingUs_ = nowUs + spanUs;
         wrotePing = true;

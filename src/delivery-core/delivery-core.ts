@@ -264,7 +264,7 @@ export class DeliveryCore extends DeliverySending {
           break
         }
         case Frame.pong: {
-          reader.varint() // ping id
+          const id = reader.varint()
           const echo = reader.varint()
           const remoteReceived = reader.varint()
           const delay = reader.varint()
@@ -274,8 +274,9 @@ export class DeliveryCore extends DeliverySending {
             this.settingsDelivered = true
             this.messagesWaitForSettings = false
           }
-          // The echo is a time this side sent; the peer held the ping for `delay` of it.
-          if (apply && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxRttSampleUs) {
+          // The echo is the time one of this side's last pings left (a forged one is no sample); the peer held
+          // the ping for `delay` of it.
+          if (apply && this.answersPing(id, echo) && echo <= nowUs && delay <= nowUs - echo && nowUs - echo <= maxRttSampleUs) {
             this.clock.sample(echo, remoteReceived, delay, nowUs)
             if (echo >= this.rttSamplesFromUs) this.#samplePongRtt(nowUs - echo, delay)
           }

@@ -23,6 +23,7 @@ const lostMemoryMinUs = 50_000 // ...and at least 50 ms
 const granularityUs = 1000 // the smallest loss delay and RTT variation term
 const pacingGain = 1.25
 const pacingBurst = 10 * maxPacketBytes
+const pingsRemembered = 16 // pings whose send times a pong may echo (the native core's kPingsRemembered)
 const pacingQuantumUs = 2000
 const drainHoldUs = 200_000 // a drain's round trips of the path alone last this at least...
 const maxDrainUs = 2_000_000 // ...and the whole drain this at most
@@ -183,6 +184,9 @@ export abstract class DeliverySending {
 
   protected nextPingUs = 0
   #nextPingId = 0
+  // When the last pingsRemembered pings left, by id: a pong's echo must be one of them (answersPing), or the
+  // peer could choose the round trip it makes this side measure.
+  readonly #pingSentUs = new Float64Array(pingsRemembered)
   protected anyPingAnswered = false
   protected pongPending = false
   protected pongId = 0
@@ -527,6 +531,7 @@ export abstract class DeliverySending {
         writer.varint(this.#nextPingId)
         writer.varint(nowUs)
         if (probe) writer.u8(Frame.probe)
+        this.#pingSentUs[this.#nextPingId % pingsRemembered] = nowUs
         this.#nextPingId++
         this.nextPingUs = nowUs + spanUs
         wrotePing = true
@@ -984,5 +989,10 @@ export abstract class DeliverySending {
   /** When the oldest incomplete unreliable or sequenced message expires (Infinity: none). */
   protected abstract fragmentDeadlineUs(): number
   protected abstract receiveQueueSlots(): number
+  /** Whether a pong's (id, echo) is one of the last pings this side sent, as it sent it. */
+  protected answersPing(id: number, echo: number): boolean {
+    return id < this.#nextPingId && this.#nextPingId - id <= pingsRemembered && this.#pingSentUs[id % pingsRemembered] === echo
+  }
+
   protected abstract receiveCountsAgree(): boolean
 }

@@ -912,8 +912,9 @@ describe('an idle connection', () => {
   it('reports as jitter the change between round trips of one kind, not the offset between ACKs and pongs', () => {
     // A peer whose ACKs come 2 ms later than its pongs say a round trip takes (it held them past the 1 ms
     // of ACK delay this side subtracts at most, or sends them at the end of a long turn): taken in turn, the
-    // two kinds read as 2 ms of jitter on a path with none. Driven sans-IO with hand-built packets.
-    const options = { channels: ['reliable' as const] }
+    // two kinds read as 2 ms of jitter on a path with none. Driven sans-IO with hand-built packets; this side
+    // pings once a cycle (50 ms), ping `cycle` as the cycle starts, and the peer answers each.
+    const options = { channels: ['reliable' as const], pingIntervalUs: 50 * ms }
     const run = (ackRttUs: (cycle: number) => number, pongRttUs: (cycle: number) => number): number => {
       const core = deliveryCore(options)
       let number = 0
@@ -926,12 +927,13 @@ describe('an idle connection', () => {
         core.flush(start)
         for (const packet of core.take().packets) sent.push(packetNumber(packet))
         const newest = Math.max(...sent)
-        now = start + ackRttUs(cycle)
+        // The pong to this cycle's ping, answered at once.
+        now = start + pongRttUs(cycle)
+        core.receive(fromPeer([0x03, ...varint(cycle), ...varint(start), ...varint(now), ...varint(0)]), now)
         // Every packet so far, in one range (the pings' packets too), with an ACK delay of 0.
+        now = start + ackRttUs(cycle)
         core.receive(fromPeer([0x01, ...varint(newest), ...varint(0), ...varint(newest - Math.min(...sent)), ...varint(0)]), now)
-        // A pong to a ping that came back answered at once.
         now = start + 30 * ms
-        core.receive(fromPeer([0x03, ...varint(cycle), ...varint(now - pongRttUs(cycle)), ...varint(now), ...varint(0)]), now)
         core.update(now)
         now = start + 50 * ms
         core.update(now)
