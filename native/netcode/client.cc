@@ -151,6 +151,12 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
   ++counters_.packetsIn;
   counters_.bytesIn += size;
   if (!Connecting(state_) && state_ != ClientState::kConnected) return;
+  // A token that ran out takes the handshake no further, whatever comes before the next Update() would see
+  // it (a fast server's challenge and keep-alive did: a token of no lifetime connected).
+  if (Connecting(state_) && now.monotonicUs - connectStartUs_ >= tokenLifetimeUs_) {
+    SetState(ClientState::kConnectTokenExpired);
+    return;
+  }
   if (!SameServerAddress(from, token_.serverAddresses[addressIndex_])) {
     ++counters_.unknownAddress;
     return;

@@ -200,6 +200,12 @@ export class ClientCore {
     this.#counters.packetsIn++
     this.#counters.bytesIn += data.byteLength
     if (!connecting(this.#state) && this.#state !== 'connected') return
+    // A token that ran out takes the handshake no further, whatever comes before the next update() would see
+    // it (a fast server's challenge and keep-alive did: a token of no lifetime connected).
+    if (connecting(this.#state) && now - this.#connectStartUs >= this.#tokenLifetimeUs) {
+      this.#setState('connect-token-expired')
+      return
+    }
     const token = this.#token as ConnectToken
     // Most often the very text the packets went to; else maybe the same address in another form (IPv4-mapped).
     if (from !== this.#serverText) {

@@ -245,6 +245,24 @@ describe.each(pairings)('%s', (_pairing, cores) => {
       expect(world.states).toEqual(['sending-connection-request', 'connect-token-expired'])
     })
 
+    it('connect token expired: a reply that comes once the token has run out takes the handshake no further', () => {
+      // Seen as the reply is read, not at the next update: a fast server's challenge and keep-alive
+      // connected a client whose token had no lifetime left.
+      const world = new World(cores)
+      const client = cores.client()
+      const clientEvents = client.connect(token({ expireSeconds: 3, timeoutSeconds: 10 }), 0)
+      const request = clientEvents.find((event): event is Sent => event.kind === 'send')!
+      const challenge = world.server.receive(clientAddress, request.data, 0, T0).find((event): event is Sent => event.kind === 'send')!
+      const late = client.receive(serverAddress, challenge.data, 3000 * ms)
+      expect(late).toEqual([{ kind: 'state', state: 'connect-token-expired' }]) // and no response sent
+      // A microsecond earlier, the same challenge is answered.
+      const other = cores.client()
+      const otherRequest = other.connect(token({ expireSeconds: 3, timeoutSeconds: 10, clientId: 2n }), 0).find((event): event is Sent => event.kind === 'send')!
+      const otherChallenge = world.server.receive('127.0.0.1:50001', otherRequest.data, 0, T0).find((event): event is Sent => event.kind === 'send')!
+      const answered = other.receive(serverAddress, otherChallenge.data, 3000 * ms - 1)
+      expect(answered.map((event) => event.kind)).toEqual(['state', 'send'])
+    })
+
     it('invalid connect token', () => {
       const world = new World(cores)
       world.connect(new Uint8Array(2048))
