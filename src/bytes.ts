@@ -41,9 +41,10 @@ export function goneBytes(): Uint8Array {
   return view
 }
 
-/** The error for a view whose bytes are gone (isDetached), handed over as `what`: nothing is done with it. */
-export function detachedDataError(what = 'The "data" argument'): VolleyTypeError {
-  return new VolleyTypeError(
+/** Throws ERR_INVALID_ARG_VALUE for a view whose bytes are gone (isDetached), handed over as `what`: nothing is done with it. */
+export function checkAttached(data: ArrayBufferView, what = 'The "data" argument'): void {
+  if (!isDetached(data)) return
+  throw new VolleyTypeError(
     'ERR_INVALID_ARG_VALUE',
     `${what} is a view of a detached ArrayBuffer (transferred to a Worker or by structuredClone), or of one resized to end before it: its bytes are gone`,
   )

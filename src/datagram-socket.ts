@@ -22,7 +22,7 @@ import {
   surfaceLater,
   systemError,
 } from './errors.ts'
-import { copyBytes, detachedDataError, isDetached } from './bytes.ts'
+import { checkAttached, copyBytes } from './bytes.ts'
 
 export type SocketType = 'udp4' | 'udp6'
 
@@ -785,6 +785,6 @@ function toBytes(data: unknown): Uint8Array {
       `The "data" argument must be a string, a Buffer, a TypedArray or a DataView. Received ${describe(data)}`,
     )
   }
-  if (isDetached(data)) throw detachedDataError()
+  checkAttached(data)
   return data instanceof Uint8Array ? data : new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
 }

@@ -2,7 +2,7 @@
 // per-connection send queue (back-pressure against what the I/O thread has released), link statistics
 // and the synchronised clock, all read from the memory the I/O thread writes (no native call).
 import { isUint8Array } from 'node:util/types'
-import { detachedDataError, isDetached } from './bytes.ts'
+import { checkAttached } from './bytes.ts'
 import type { NativeDeliveryFields } from './engine/addon.ts'
 import { LinkField, layout, linkFields } from './engine/layout.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
@@ -231,7 +231,7 @@ export class SendQueue {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
     }
     // Else it would pass as empty here and throw in the engine's copy, after admit() counted it.
-    if (isDetached(data)) throw detachedDataError()
+    checkAttached(data)
     // A misspelt option would otherwise send on channel 0 without a word.
     if (options !== undefined) checkOptions('"options" argument', options, sendOptionNames)
     const channel = options?.channel === undefined ? 0 : options.channel // (null is no channel: refused below)

@@ -4,7 +4,7 @@
 import { isAnyArrayBuffer, isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
 import { maxUint64, sizes } from './netcode/constants.ts'
-import { copyBytes, detachedDataError, isDetached } from './bytes.ts'
+import { checkAttached, copyBytes, isDetached } from './bytes.ts'
 
 /**
  * Throws for an options argument that is not an object, or that names an option not in `known`. An array, a
@@ -102,7 +102,7 @@ export function bytesOption(name: string, value: unknown, length: number): Uint8
           : `type ${typeof value}`
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${received}`)
   }
-  if (isDetached(bytes)) throw detachedDataError(`The "${name}" option`)
+  checkAttached(bytes, `The "${name}" option`)
   if (bytes.byteLength !== length) {
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }

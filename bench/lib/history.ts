@@ -9,7 +9,7 @@ import { idlePeerRss } from './connections-render.ts'
 import { table, times } from './format.ts'
 import { benchDir, historyCommand } from './runner.ts'
 import { median, ratio } from './statistics.ts'
-import { SATURATED_LOSS, judgeSaturatedRate } from './summary.ts'
+import { judgeSaturatedRate, saturationBound } from './summary.ts'
 
 const resultsDir = join(benchDir, 'results')
 /** A part of a document this script writes, between its markers. */
@@ -119,7 +119,7 @@ function entry(run: Run, list: 'receive' | 'send', who: string, size: number): J
 /** Whether volley and the C loop both lost datagrams at this size: only then are their rates ceilings. */
 function saturated(run: Run, size: number): boolean {
   const loss = (who: string): number => num(entry(run, 'receive', who, size)?.loss) ?? 0
-  return loss('volley') >= SATURATED_LOSS && loss('c-recvmmsg') >= SATURATED_LOSS
+  return saturationBound(loss('volley'), loss('c-recvmmsg')) === 'ceilings'
 }
 
 function datagramTable(): string {

@@ -207,14 +207,22 @@ export const SATURATED_RATE_GOAL = 0.9
  * kept up: met when over the goal), or nothing. met: null when the figures do not decide it.
  */
 export function judgeSaturatedRate(ratio: number, volleyLoss: number, cLoss: number): { bound: 'ceilings' | 'upper' | 'lower' | 'none'; met: boolean | null } {
-  const volleySaturated = volleyLoss >= SATURATED_LOSS
-  const cSaturated = cLoss >= SATURATED_LOSS
-  const bound = volleySaturated ? (cSaturated ? 'ceilings' : 'upper') : cSaturated ? 'lower' : 'none'
+  const bound = saturationBound(volleyLoss, cLoss)
   if (!Number.isFinite(ratio)) return { bound, met: null }
   if (bound === 'ceilings') return { bound, met: ratio >= SATURATED_RATE_GOAL }
   if (bound === 'upper') return { bound, met: ratio < SATURATED_RATE_GOAL ? false : null }
   if (bound === 'lower') return { bound, met: ratio >= SATURATED_RATE_GOAL ? true : null }
   return { bound, met: null }
+}
+
+/**
+ * What volley's rate over the C loop's can bound, from which of the two lost datagrams (a receiver that
+ * lost none received at the blaster's speed): their ceilings' ratio, an upper bound, a lower bound, or none.
+ */
+export function saturationBound(volleyLoss: number, cLoss: number): 'ceilings' | 'upper' | 'lower' | 'none' {
+  const volleySaturated = volleyLoss >= SATURATED_LOSS
+  const cSaturated = cLoss >= SATURATED_LOSS
+  return volleySaturated ? (cSaturated ? 'ceilings' : 'upper') : cSaturated ? 'lower' : 'none'
 }
 
 /** Median loss from which a receiver is taken to have reached its ceiling. */

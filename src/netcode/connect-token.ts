@@ -2,7 +2,7 @@
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
 import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
-import { detachedDataError, isDetached } from '../bytes.ts'
+import { checkAttached } from '../bytes.ts'
 import { bytesOption, checkOptions, integerOption, requiredIntegerOption, secretKeyOption, uint64Option, uint8ArrayOf } from '../options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseReachableServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
@@ -125,7 +125,7 @@ function parseConnectTokenOptions(options: ConnectTokenOptions) {
     if (given === undefined) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "userData" option must be a Uint8Array. Received ${describe(options.userData)}`)
     }
-    if (isDetached(given)) throw detachedDataError('The "userData" option')
+    checkAttached(given, 'The "userData" option')
     if (given.byteLength > sizes.userData) {
       throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "userData" option holds at most 256 bytes. Received ${given.byteLength}`)
     }
@@ -292,7 +292,7 @@ function connectTokenBytes(token: unknown): Uint8Array {
   if (bytes === undefined) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `A connect token must be a Uint8Array of 2048 bytes. Received ${describe(token)}`)
   }
-  if (isDetached(bytes)) throw detachedDataError('The connect token')
+  checkAttached(bytes, 'The connect token')
   if (bytes.byteLength !== sizes.connectToken) {
     throw new VolleyTypeError('ERR_INVALID_CONNECT_TOKEN', `A connect token is 2048 bytes. Received ${bytes.byteLength}`)
   }

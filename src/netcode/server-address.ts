@@ -2,7 +2,7 @@
 // type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
 import { isUint8Array } from 'node:util/types'
 import { VolleyTypeError, describe } from '../errors.ts'
-import { detachedDataError, isDetached } from '../bytes.ts'
+import { checkAttached } from '../bytes.ts'
 import { AddressType } from './constants.ts'
 import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../address.ts'
 import type { Reader, Writer } from './wire.ts'
@@ -133,7 +133,7 @@ export function formatServerAddress(address: ServerAddress): string {
   if (typeof address !== 'object' || address === null) {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `${shape}. Received ${describe(address)}`)
   }
-  if (isUint8Array(address.bytes) && isDetached(address.bytes)) throw detachedDataError('The "bytes" field of the server address')
+  if (isUint8Array(address.bytes)) checkAttached(address.bytes, 'The "bytes" field of the server address')
   const valid =
     (address.family === 4 || address.family === 6) &&
     isUint8Array(address.bytes) &&
