@@ -147,7 +147,7 @@ describe('channels that differ between server and client', () => {
   it("reports the client 'connected' once the server's channels are in: nothing is sent unchecked before", async () => {
     // The server's packets take 300 ms: its settings come that long after the handshake completed.
     const seen: { state: string; remote: unknown; sent: string | undefined }[] = []
-    const { client, clientGot, close } = await pair(
+    const { clientGot, close } = await pair(
       { channels: modes('reliable'), maxMessageBytes: 1000, networkSimulator: { latencyMs: 300, seed: 2 } },
       { channels: modes('reliable', 'unreliable') },
       undefined,
