@@ -1004,6 +1004,15 @@ async function interruptDemo(
 }
 
 describe('the demos end at Ctrl-C with the summary so far', () => {
+  it("says when the Ctrl-C came, not when the summary was printed after closing (the datagram demo's said the latter)", () => {
+    const file = fileURLToPath(new URL('./fixtures/interrupted-at.ts', import.meta.url))
+    const run = spawnSync(process.execPath, ['--import', 'tsx', file], { timeout: 30_000, killSignal: 'SIGKILL', encoding: 'utf8' })
+    expect(run.status, run.stderr).toBe(0)
+    const { interruptedAfterMs, summaryAfterMs } = JSON.parse(run.stdout) as { interruptedAfterMs: number; summaryAfterMs: number }
+    expect(interruptedAfterMs).toBeGreaterThanOrEqual(50) // the signal went 50 ms after the start
+    expect(summaryAfterMs - interruptedAfterMs).toBeGreaterThanOrEqual(300) // then 300 ms of closing, not counted
+  })
+
   it('in the message window: the clients disconnect, every message sent was echoed, status 130', async () => {
     const { stdout, stderr, status } = await interruptDemo('demo.ts', ['--clients', '20', '--seconds', '60'], /^ {2}connected +20 /m, 'SIGINT')
     expect(stderr).toBe('') // no warning either (20 attempts listened to one signal: MaxListenersExceededWarning)

@@ -469,6 +469,22 @@ describe('ClientPool edges', () => {
     await pool.close()
   })
 
+  it('many workers whose tokens all fail at once share one turn of the event loop: an abort is heard as soon as with one', async () => {
+    // Each of 512 workers ran its own 10 ms between turns, one after another: the loop stood still for
+    // about 5 s, and the abort's timer with it.
+    const pool = new ClientPool()
+    const abort = new AbortController()
+    const started = performance.now()
+    setTimeout(() => abort.abort(), 20) // a timer: it fires only when the loop turns
+    const count = 5_000_000
+    const result = await pool.connect({ count, make: () => 'not a token' }, { concurrency: 512, signal: abort.signal })
+    const tookMs = performance.now() - started
+    expect(result.failed + result.skipped).toBe(count)
+    expect(result.skipped).toBeGreaterThan(0)
+    expect(tookMs).toBeLessThan(1000) // the abort's 20 ms and a turn or two; 5 s before the fix
+    await pool.close()
+  })
+
   it('copies a token make() gives at once before it makes the next, so a source may reuse one buffer', async () => {
     const server = new Server({ protocolId: 5n, privateKey, address: '127.0.0.1:0', maxClients: 8 })
     const { port } = await server.listen()

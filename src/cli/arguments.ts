@@ -150,11 +150,23 @@ export function interruption(): AbortSignal {
       process.off('SIGINT', interrupt)
       process.off('SIGTERM', interrupt)
     }, relayedSignalMs).unref()
+    interruptedAt.set(controller.signal, performance.now())
     controller.abort(signal) // the reason: which signal, for interruptedStatus()
   }
   process.on('SIGINT', interrupt)
   process.on('SIGTERM', interrupt)
   return controller.signal
+}
+
+/** When each signal of interruption() aborted (performance.now()). */
+const interruptedAt = new WeakMap<AbortSignal, number>()
+
+/**
+ * How long after startedMs (performance.now()) the interruption came, for a summary: not when the summary
+ * is printed, after the clients and sockets closed, which takes a while more. 0 for one that came before.
+ */
+export function msUntilInterrupted(interrupted: AbortSignal, startedMs: number): number {
+  return Math.max(0, (interruptedAt.get(interrupted) ?? performance.now()) - startedMs)
 }
 
 /** The status a shell reports for a command a signal ended, 128 + its number: 130 for SIGINT, 143 for SIGTERM. */

@@ -4,7 +4,7 @@
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
 const help = `${usage}
@@ -78,7 +78,7 @@ const pump = (): void => {
 }
 sender.on('drain', pump)
 
-const started = process.hrtime.bigint()
+const started = performance.now()
 const cpuStart = process.cpuUsage()
 let lastReceived = 0
 const ticker = setInterval(() => {
@@ -97,19 +97,19 @@ clearInterval(ticker)
 const settleBy = Date.now() + 5_000
 let quietSince = Date.now()
 let lastSeen = -1
-let lastArrival = process.hrtime.bigint()
+let lastArrival = performance.now()
 while (Date.now() < settleBy) {
   await new Promise((resolve) => setTimeout(resolve, 20))
   const seen = receiver.stats().packetsIn
   if (seen !== lastSeen || sender.stats().queue.depth > 0 || received !== seen) {
     lastSeen = seen
     quietSince = Date.now()
-    lastArrival = process.hrtime.bigint()
+    lastArrival = performance.now()
   } else if (Date.now() - quietSince >= 100) {
     break
   }
 }
-const elapsed = Number(lastArrival - started) / 1e9
+const elapsed = (lastArrival - started) / 1000
 const cpu = process.cpuUsage(cpuStart)
 
 const sent = sender.stats()
@@ -117,7 +117,7 @@ const got = receiver.stats()
 await Promise.all([sender.close(), receiver.close()])
 
 const perSecond = (n: number): string => `${Math.round(n / elapsed / 1000).toLocaleString('en-US')} k/s`
-console.log(interrupted.aborted ? `\nsummary (interrupted after ${(Number(process.hrtime.bigint() - started) / 1e9).toFixed(1)} s)` : '\nsummary')
+console.log(interrupted.aborted ? `\nsummary (interrupted after ${(msUntilInterrupted(interrupted, started) / 1000).toFixed(1)} s)` : '\nsummary')
 console.log(`  sent        ${sent.packetsOut.toLocaleString('en-US')} datagrams (${perSecond(sent.packetsOut)}) in ${sent.batchesOut.toLocaleString('en-US')} sendmmsg calls`)
 console.log(`  received    ${got.packetsIn.toLocaleString('en-US')} datagrams (${perSecond(got.packetsIn)}, ${((got.bytesIn / elapsed) / 1e6).toFixed(1)} MB/s) in ${got.batchesIn.toLocaleString('en-US')} batches (mean ${(got.packetsIn / Math.max(1, got.batchesIn)).toFixed(1)})`)
 console.log(

@@ -7,7 +7,7 @@ import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
 const help = `${usage}
@@ -98,9 +98,6 @@ const tokens = await Promise.all(
 )
 
 const connectStarted = performance.now()
-// When a Ctrl-C came, for the summary: not when the summary is printed, after the clients and server closed.
-let interruptedAfterMs = 0
-interrupted.addEventListener('abort', () => void (interruptedAfterMs = performance.now() - connectStarted), { once: true })
 const clients: Client[] = []
 const failures = new Map<string, number>() // connect() rejections by code: the demo goes on with the others
 let echoes = 0
@@ -163,7 +160,7 @@ const stats = server.stats()
 await Promise.all(clients.map((client) => client.close()))
 await server.close()
 
-console.log(interrupted.aborted ? `\nsummary (interrupted after ${(interruptedAfterMs / 1000).toFixed(1)} s)` : '\nsummary')
+console.log(interrupted.aborted ? `\nsummary (interrupted after ${(msUntilInterrupted(interrupted, connectStarted) / 1000).toFixed(1)} s)` : '\nsummary')
 console.log(`  handshakes  ${clients.length} in ${connectMs.toFixed(0)} ms${failed === '' ? '' : `; ${failed} failed`}`)
 console.log(`  messages    ${sent} sent by clients, ${serverReceived} received by the server, ${echoes} echoes back (${((echoes / elapsed) | 0).toLocaleString('en-US')}/s)`)
 console.log(`  server      ${stats.packets.in.toLocaleString('en-US')} packets in, ${stats.packets.out.toLocaleString('en-US')} out (keep-alives included), ${stats.denied} denied`)
