@@ -140,8 +140,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   DeliveryConfig configB = config;
   configB.followsPings = !config.followsPings;
   Side a(&config), b(&config);
-  DeliveryCore coreA(config, &a);   // sends into a.packets, towards B
-  DeliveryCore coreB(configB, &b);  // sends into b.packets, towards A
+  // Each skips packet numbers, as an engine's cores do, by keys of their own.
+  uint8_t keyA[volley::delivery::kPacketSkipKeyBytes], keyB[volley::delivery::kPacketSkipKeyBytes];
+  for (size_t i = 0; i < sizeof(keyA); ++i) keyA[i] = static_cast<uint8_t>(shape + i), keyB[i] = static_cast<uint8_t>(~shape + i);
+  DeliveryCore coreA(config, &a, keyA);   // sends into a.packets, towards B
+  DeliveryCore coreB(configB, &b, keyB);  // sends into b.packets, towards A
   uint64_t now = 1000000;
 
   while (!in.empty()) {

@@ -1,6 +1,8 @@
 #include "delivery_binding.h"
 
+#include <array>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,7 @@ namespace {
 using delivery::ChannelMode;
 using delivery::DeliveryConfig;
 using delivery::DeliveryCore;
+using delivery::kPacketSkipKeyBytes;
 using delivery::SendResult;
 
 Napi::Value Throw(Napi::Env env, const std::string& message) {
@@ -54,10 +57,12 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
 
   // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
   //                    reassemblyBytes?, reliableWindow?, fragmentTimeoutUs?, pingIntervalUs?, maxAckDelayUs?,
-  //                    followsPings? })
+  //                    followsPings?, packetSkipKey?: Uint8Array of kPacketSkipKeyBytes (else no number is skipped) })
   explicit DeliveryCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeliveryCoreWrap>(info) {
     Napi::Env env = info.Env();
     DeliveryConfig config;
+    std::array<uint8_t, kPacketSkipKeyBytes> skipKey{};
+    bool skipping = false;
     if (info.Length() > 0 && info[0].IsObject()) {
       const Napi::Object options = info[0].As<Napi::Object>();
       if (options.Has("channels")) {
@@ -95,8 +100,18 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
       }
       config.reliableWindow = static_cast<uint32_t>(window);
       config.followsPings = options.Has("followsPings") && BoolOr(options.Get("followsPings"));
+      const Napi::Value key = options.Get("packetSkipKey");
+      if (!key.IsUndefined() && !key.IsNull()) {
+        if (!key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+            key.As<Napi::Uint8Array>().ByteLength() != kPacketSkipKeyBytes) {
+          Throw(env, "options.packetSkipKey must be a Uint8Array of " + std::to_string(kPacketSkipKeyBytes) + " bytes");
+          return;
+        }
+        std::memcpy(skipKey.data(), key.As<Napi::Uint8Array>().Data(), kPacketSkipKeyBytes);
+        skipping = true;
+      }
     }
-    core_ = std::make_unique<DeliveryCore>(config, this);
+    core_ = std::make_unique<DeliveryCore>(config, this, skipping ? skipKey.data() : nullptr);
   }
 
   void SendPacket(const uint8_t* data, size_t size) override { packets_.emplace_back(data, data + size); }

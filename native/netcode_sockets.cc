@@ -1,11 +1,19 @@
 #include "netcode_sockets.h"
 
+#include <sodium.h>
+
 #include <algorithm>
 #include <cstring>
 
 #include "delivery/link_stats.h"
 
 namespace volley {
+
+std::array<uint8_t, delivery::kPacketSkipKeyBytes> DeliveryLink::RandomPacketSkipKey() {
+  std::array<uint8_t, delivery::kPacketSkipKeyBytes> key;
+  randombytes_buf(key.data(), key.size());
+  return key;
+}
 
 namespace {
 

@@ -35,7 +35,10 @@ class DeliveryLink : public delivery::DeliverySink {
     virtual void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) = 0;
     virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
   };
-  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config) : owner_(owner), peer_(peer), core(config, this) {}
+  // Each connection skips packet numbers by a key of its own (delivery::kPacketSkipKeyBytes).
+  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config)
+      : owner_(owner), peer_(peer), core(config, this, RandomPacketSkipKey().data()) {}
+  static std::array<uint8_t, delivery::kPacketSkipKeyBytes> RandomPacketSkipKey();
   void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
   void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
     owner_->DeliverMessage(peer_, channel, data, size, owned);

@@ -106,9 +106,16 @@ struct DeliveryStats {
   uint64_t queueGiveBacks = 0;
 };
 
+// Packet numbers skipped now and then (RFC 9000 §21.4), so that a peer that acknowledges packets it has not
+// received (an optimistic ACK, to make this side send faster than the path carries) is caught: it cannot
+// tell a number never sent from one in flight. Every 256 to 1,279 packets, by a keyed SipHash of the skip's
+// count (libsodium's crypto_shorthash) under a key of the connection's own, which the peer never sees.
+constexpr size_t kPacketSkipKeyBytes = 16;
+
 class DeliveryCore {
  public:
-  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink);
+  // packetSkipKey: kPacketSkipKeyBytes random bytes of this connection's own; nullptr skips no packet number.
+  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey);
   ~DeliveryCore();
 
   // Queues a message; Flush() sends it. The bytes are copied.
@@ -316,6 +323,9 @@ class DeliveryCore {
   uint64_t ProbeTimeoutUs() const;
   uint64_t ProbeTimeoutStartUs() const;
   void SettleFront();
+  void SkipPacketNumber(uint64_t nowUs);  // takes the next number out of use: a settled record never sent
+  uint64_t SkipGap() const;               // packets before the next skipped number
+  bool AcksSkippedNumber(const std::vector<ReceivedPackets::Range>& ranges) const;
 
   void RefillPacing(uint64_t nowUs);
   // From one ping to the next on this side's own timer.
@@ -469,6 +479,17 @@ class DeliveryCore {
   // carry the settings and no message, and Flush() send them as fast as it can. Messages wait for the pong
   // that ends the settings' ride, a round trip or so.
   bool messagesWaitForSettings_ = false;
+
+  // Skipped packet numbers (kPacketSkipKeyBytes above).
+  static constexpr uint64_t kPacketSkipGapMin = 256;
+  static constexpr uint64_t kPacketSkipGapSpan = 1024;
+  static constexpr size_t kSkippedRemembered = 8;  // skipped numbers an ACK is checked against
+  bool skipping_ = false;
+  std::array<uint8_t, kPacketSkipKeyBytes> skipKey_{};
+  uint64_t skipsMade_ = 0;
+  uint64_t packetsUntilSkip_ = 0;  // while skipping_
+  // The last kSkippedRemembered numbers skipped (the first skipsMade_ of them): an ACK of one is forged.
+  std::array<uint64_t, kSkippedRemembered> skippedNumbers_{};
 
   // Ping/pong.
   uint64_t nextPingUs_ = 0;

@@ -116,6 +116,8 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           low = high - length;
           ackScratch_.push_back(ReceivedPackets::Range{low, high});
         }
+        // A number this side skipped was never sent: an ACK of it acknowledges what the peer did not receive.
+        if (AcksSkippedNumber(ackScratch_)) return false;
         if (apply) OnAck(largest, delay, ackScratch_, nowUs);
         break;
       }

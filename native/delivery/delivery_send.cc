@@ -1,6 +1,10 @@
 // DeliveryCore, the sending side: queues, packet assembly, acknowledgements, loss detection, probe
 // timeouts, congestion control and pacing.
+#include <sodium.h>
+
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 #include "../netcode/wire.h"
 #include "delivery.h"
@@ -51,13 +55,18 @@ thread_local uint8_t packetBuffer[kMaxPacketBytes];
 
 }  // namespace
 
-DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink)
+DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey)
     : config_(config),
       sink_(sink),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
       rtt_(config.initialRttUs),
       bufferCredit_(BufferCreditLimit()) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
+  if (packetSkipKey != nullptr) {
+    skipping_ = true;
+    std::memcpy(skipKey_.data(), packetSkipKey, kPacketSkipKeyBytes);
+    packetsUntilSkip_ = SkipGap();
+  }
   packetThreshold_ = kPacketThreshold;
   timeThresholdEighths_ = kTimeThresholdEighths;
   // One of each per configured channel.
@@ -347,6 +356,7 @@ bool DeliveryCore::WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_
 bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   uint8_t* const packet = PacketBuffer();
   EnsureSentCapacity(nowUs);
+  if (skipping_ && packetsUntilSkip_ == 0) SkipPacketNumber(nowUs);
   const uint64_t number = nextPacket_;
   SentPacket& record = sent_[number & (sent_.size() - 1)];
   record.chunks.clear();
@@ -560,6 +570,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   record.acked = false;
   chunkCapacity_ += record.chunks.capacity() - chunksBefore;  // a list only grows here
   ++nextPacket_;
+  if (packetsUntilSkip_ > 0) --packetsUntilSkip_;
   if (eliciting) {
     if (bytesInFlight_ == 0) {  // a new flight: its rate is measured from now, not from the idle time before
       deliveredUs_ = nowUs;
@@ -592,6 +603,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   SentPacket* largestPacket = FindSent(largest);
   const bool sampleRtt = largestPacket != nullptr && !largestPacket->settled && largestPacket->ackEliciting;
   const uint64_t largestSentUs = largestPacket != nullptr ? largestPacket->sentUs : 0;
+  const uint64_t largestBytes = largestPacket != nullptr ? largestPacket->bytes : 0;
   for (const ReceivedPackets::Range& range : ranges) {
     const uint64_t low = std::max(range.low, sentBase_);
     for (uint64_t number = low; number <= range.high && number < nextPacket_; ++number) {
@@ -606,7 +618,11 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
   if (largestRaised) largestAcked_ = largest;
   anyAcked_ = true;
   if (!recentlyLost_.empty()) OnSpuriousLosses(ranges, nowUs);
-  if (sampleRtt && largestSentUs >= rttSamplesFromUs_ && nowUs - largestSentUs <= kMaxRttSampleUs) rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs);
+  if (sampleRtt && largestSentUs >= rttSamplesFromUs_ && nowUs - largestSentUs <= kMaxRttSampleUs) {
+    const double bandwidth = congestion_.bandwidthBytesPerUs();
+    const uint64_t transmitUs = bandwidth > 0 ? static_cast<uint64_t>(std::floor(static_cast<double>(largestBytes) / bandwidth)) : 0;
+    rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs, transmitUs);
+  }
   if (newlyAckedEliciting) probeCount_ = 0;
   // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
   if (newlyAcked || largestRaised) DetectLosses(nowUs);
@@ -826,6 +842,45 @@ void DeliveryCore::OnProbeTimeout(uint64_t nowUs) {
 
 void DeliveryCore::SettleFront() {
   while (sentBase_ < nextPacket_ && sent_[sentBase_ & (sent_.size() - 1)].settled) ++sentBase_;
+}
+
+uint64_t DeliveryCore::SkipGap() const {
+  uint8_t count[8], hash[crypto_shorthash_BYTES];
+  for (int i = 0; i < 8; ++i) count[i] = static_cast<uint8_t>(skipsMade_ >> (8 * i));  // little-endian
+  crypto_shorthash(hash, count, sizeof(count), skipKey_.data());
+  const uint32_t value = uint32_t{hash[0]} | uint32_t{hash[1]} << 8 | uint32_t{hash[2]} << 16 | uint32_t{hash[3]} << 24;
+  return kPacketSkipGapMin + value % kPacketSkipGapSpan;
+}
+
+void DeliveryCore::SkipPacketNumber(uint64_t nowUs) {
+  const uint64_t number = nextPacket_;
+  SentPacket& record = sent_[number & (sent_.size() - 1)];
+  record.chunks.clear();
+  record.number = number;
+  record.sentUs = nowUs;
+  record.bytes = 0;
+  record.ackEliciting = false;
+  record.inFlight = false;
+  record.settled = true;
+  record.acked = false;
+  skippedNumbers_[skipsMade_ % kSkippedRemembered] = number;
+  ++skipsMade_;
+  ++nextPacket_;
+  SettleFront();
+  packetsUntilSkip_ = SkipGap();
+  EnsureSentCapacity(nowUs);
+}
+
+bool DeliveryCore::AcksSkippedNumber(const std::vector<ReceivedPackets::Range>& ranges) const {
+  const uint64_t remembered = std::min<uint64_t>(skipsMade_, kSkippedRemembered);
+  for (uint64_t i = 0; i < remembered; ++i) {
+    const uint64_t skipped = skippedNumbers_[i];
+    for (const ReceivedPackets::Range& range : ranges) {
+      if (skipped > range.high) break;  // ranges descend
+      if (skipped >= range.low) return true;
+    }
+  }
+  return false;
 }
 
 // --- timers ---

@@ -23,10 +23,11 @@ class RttEstimator {
 
   // sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer
   // says it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says); nowUs: when it came.
-  void Sample(uint64_t sampleUs, uint64_t ackDelayUs, uint64_t nowUs) {
+  // transmitUs: what sending the sampled packet took at the bottleneck's estimated rate (0: unknown).
+  void Sample(uint64_t sampleUs, uint64_t ackDelayUs, uint64_t nowUs, uint64_t transmitUs = 0) {
     if (sampleUs == 0) sampleUs = 1;
     LowerMin(sampleUs);
-    LowerPathMin(sampleUs, nowUs);
+    LowerPathMin(sampleUs, nowUs, transmitUs);
     latestAckSampleUs_ = sampleUs;
     uint64_t adjusted = sampleUs;
     if (adjusted >= minUs_ + ackDelayUs) adjusted -= ackDelayUs;
@@ -97,9 +98,12 @@ class RttEstimator {
     if (minUs_ == 0 || candidateUs < minUs_) minUs_ = candidateUs;
   }
 
-  void LowerPathMin(uint64_t candidateUs, uint64_t nowUs) {
+  void LowerPathMin(uint64_t candidateUs, uint64_t nowUs, uint64_t transmitUs) {
     if (draining_) drainMinUs_ = std::min(drainMinUs_, candidateUs);
-    if (pathMinUs_ == 0 || candidateUs <= pathMinUs_ + QueueSlackUs(pathMinUs_)) {
+    // A large packet's round trip includes sending it at the bottleneck's rate, which a small one's (the
+    // minimum may be a probe's) does not: that much is no queue (up to half the minimum).
+    const uint64_t allowanceUs = QueueSlackUs(pathMinUs_) + std::min(transmitUs, pathMinUs_ / 2);
+    if (pathMinUs_ == 0 || candidateUs <= pathMinUs_ + allowanceUs) {
       if (pathMinUs_ == 0 || candidateUs < pathMinUs_) pathMinUs_ = candidateUs;
       pathMinHeldUs_ = nowUs;
       draining_ = false;  // the queue was ours and is gone: the minimum holds, the drain can end

@@ -122,8 +122,9 @@ export class DeliveryCore extends DeliverySending {
   readonly #reader = new FrameReader(new Uint8Array(0))
   readonly #outcome = { ackEliciting: false, refused: false, withSettings: false }
 
-  constructor(config: Partial<DeliveryConfig>, sink: DeliverySink) {
-    super({ ...defaultDeliveryConfig, ...config }, sink)
+  /** packetSkipKey: packetSkipKeyBytes random bytes of this connection's own (sending.ts); null skips no packet number. */
+  constructor(config: Partial<DeliveryConfig>, sink: DeliverySink, packetSkipKey: Uint8Array | null = null) {
+    super({ ...defaultDeliveryConfig, ...config }, sink, packetSkipKey)
     this.#bufferCredit = this.#bufferCreditLimit()
     this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [], listedDrained: false }))
   }
@@ -222,6 +223,8 @@ export class DeliveryCore extends DeliverySending {
             low = high - length
             ranges.push({ low, high })
           }
+          // A number this side skipped was never sent: an ACK of it acknowledges what the peer did not receive.
+          if (this.acksSkippedNumber(ranges)) return false
           if (apply) this.onAck(largest, delay, ranges, nowUs)
           break
         }

@@ -54,10 +54,10 @@ export class RttEstimator {
    * sampleUs: ack time − send time of the newest packet an ACK acknowledged; ackDelayUs: what the peer says
    * it held the ACK back (not subtracted below the minimum RTT, as RFC 9002 says); nowUs: when it came.
    */
-  sample(sampleUs: number, ackDelayUs: number, nowUs: number): void {
+  sample(sampleUs: number, ackDelayUs: number, nowUs: number, transmitUs = 0): void {
     if (sampleUs === 0) sampleUs = 1
     this.#lowerMin(sampleUs)
-    this.#lowerPathMin(sampleUs, nowUs)
+    this.#lowerPathMin(sampleUs, nowUs, transmitUs)
     this.latestAckSampleUs = sampleUs
     let adjusted = sampleUs
     if (adjusted >= this.minUs + ackDelayUs) adjusted -= ackDelayUs
@@ -129,9 +129,12 @@ export class RttEstimator {
     if (this.minUs === 0 || candidateUs < this.minUs) this.minUs = candidateUs
   }
 
-  #lowerPathMin(candidateUs: number, nowUs: number): void {
+  #lowerPathMin(candidateUs: number, nowUs: number, transmitUs: number): void {
     if (this.#draining) this.#drainMinUs = Math.min(this.#drainMinUs, candidateUs)
-    if (this.#pathMinUs === 0 || candidateUs <= this.#pathMinUs + queueSlackUs(this.#pathMinUs)) {
+    // A large packet's round trip includes sending it at the bottleneck's rate, which a small one's (the
+    // minimum may be a probe's) does not: that much is no queue (up to half the minimum).
+    const allowanceUs = queueSlackUs(this.#pathMinUs) + Math.min(transmitUs, Math.floor(this.#pathMinUs / 2))
+    if (this.#pathMinUs === 0 || candidateUs <= this.#pathMinUs + allowanceUs) {
       if (this.#pathMinUs === 0 || candidateUs < this.#pathMinUs) this.#pathMinUs = candidateUs
       this.#pathMinHeldUs = nowUs
       this.#draining = false // the queue was ours and is gone: the minimum holds, the drain can end

@@ -12,6 +12,7 @@ import { Ring } from './ring.ts'
 import { RttEstimator, maxRttSampleUs } from './rtt-estimator.ts'
 import { ChannelModeCode, Frame, FrameWriter, fragmentBytes, fragmentCount, maxAckRanges, maxPacketBytes, packetMarker, varintSize } from './wire-format.ts'
 import { copyBytes } from '../bytes.ts'
+import { loadedSodium } from '../netcode/sodium.ts'
 
 const packetThreshold = 3 // RFC 9002: lost when 3 later packets are acknowledged
 const maxPacketThreshold = 256 // as far as reordering proven by spurious losses raises it
@@ -35,6 +36,14 @@ const keptChunks = (64 * 1024) / 24
 /** Records of sent packets past which the oldest is declared lost. */
 const maxSentRecords = 2 ** 15
 const maxFlushPackets = 4096
+// Packet numbers skipped now and then (RFC 9000 §21.4), so that a peer that acknowledges packets it has not
+// received (an optimistic ACK, to make this side send faster than the path carries) is caught: it cannot
+// tell a number never sent from one in flight. Every 256 to 1,279 packets, by a keyed SipHash of the skip's
+// count (libsodium's crypto_shorthash) under a key of the connection's own, which the peer never sees.
+export const packetSkipKeyBytes = 16
+const packetSkipGapMin = 256
+const packetSkipGapSpan = 1024
+const skippedNumbersRemembered = 8 // skipped numbers an ACK is checked against (the native core's kSkippedRemembered)
 
 /** lastSent of a fragment never sent, or acknowledged. */
 export const notSent = -2
@@ -182,6 +191,13 @@ export abstract class DeliverySending {
   #announcing = false
   protected messagesWaitForSettings = false
 
+  readonly #skipKey: Uint8Array | null
+  #skipsMade = 0
+  /** Packets to send before the next number is skipped; -1: never (no key). */
+  #packetsUntilSkip = -1
+  /** The last skippedNumbersRemembered numbers skipped (-1: none yet): an ACK of one is forged. */
+  readonly #skippedNumbers = new Array<number>(skippedNumbersRemembered).fill(-1)
+
   protected nextPingUs = 0
   #nextPingId = 0
   // When the last pingsRemembered pings left, by id: a pong's echo must be one of them (answersPing), or the
@@ -194,8 +210,11 @@ export abstract class DeliverySending {
   protected pongReceivedUs = 0
   protected pongDueUs = 0
 
-  constructor(config: DeliveryConfig, sink: DeliverySink) {
+  /** packetSkipKey: packetSkipKeyBytes random bytes of this connection's own; null skips no packet number. */
+  constructor(config: DeliveryConfig, sink: DeliverySink, packetSkipKey: Uint8Array | null) {
     this.config = { ...config, reliableWindow: Math.max(1, config.reliableWindow) }
+    this.#skipKey = packetSkipKey === null ? null : packetSkipKey.slice()
+    if (this.#skipKey !== null) this.#packetsUntilSkip = this.#skipGap()
     this.sink = sink
     this.reassemblyLimit = config.reassemblyBytes !== 0 ? config.reassemblyBytes : config.maxMessageBytes + (1 << 20)
     this.rtt = new RttEstimator(config.initialRttUs)
@@ -223,6 +242,49 @@ export abstract class DeliverySending {
   /** The number of the next packet this side sends: an ACK of it or a later one is forged. */
   protected get nextPacketNumber(): number {
     return this.#nextPacket
+  }
+
+  /** Whether the ranges of an ACK cover a number this side skipped (never sent): the ACK is forged. */
+  protected acksSkippedNumber(ranges: readonly PacketRange[]): boolean {
+    for (const skipped of this.#skippedNumbers) {
+      if (skipped < 0) continue
+      for (const range of ranges) {
+        if (skipped > range.high) break // ranges descend
+        if (skipped >= range.low) return true
+      }
+    }
+    return false
+  }
+
+  /** How many packets go before the next skipped number: a keyed hash of the skip's count. */
+  #skipGap(): number {
+    const sodium = loadedSodium()
+    if (sodium === undefined) throw new Error('A delivery core with a packet skip key needs libsodium-wrappers loaded (loadSodium())')
+    const count = new Uint8Array(8)
+    new DataView(count.buffer).setBigUint64(0, BigInt(this.#skipsMade), true)
+    const hash = sodium.crypto_shorthash(count, this.#skipKey!)
+    return packetSkipGapMin + (new DataView(hash.buffer, hash.byteOffset, 8).getUint32(0, true) % packetSkipGapSpan)
+  }
+
+  /** Takes the next packet number out of use: a settled record that was never sent. */
+  #skipPacketNumber(nowUs: number): void {
+    const number = this.#nextPacket
+    const record = this.#record(number)
+    this.#sentChunks -= record.chunks.length
+    if (record.chunks.length !== 0) record.chunks.length = 0
+    record.number = number
+    record.sentUs = nowUs
+    record.bytes = 0
+    record.ackEliciting = false
+    record.inFlight = false
+    record.settled = true
+    record.acked = false
+    this.#skippedNumbers[this.#skipsMade % skippedNumbersRemembered] = number
+    this.#skipsMade++
+    this.#nextPacket++
+    this.#settleFront()
+    this.#packetsUntilSkip = this.#skipGap()
+    this.#ensureSentCapacity(nowUs)
   }
 
   /** Records of sent packets kept (a ring that grows with a flight and starts over once all are settled). */
@@ -467,6 +529,7 @@ export abstract class DeliverySending {
   /** Builds and sends one packet; false when it had nothing to put in one. */
   #sendPacket(nowUs: number, withMessages: boolean): boolean {
     this.#ensureSentCapacity(nowUs)
+    if (this.#packetsUntilSkip === 0) this.#skipPacketNumber(nowUs)
     const number = this.#nextPacket
     const record = this.#record(number)
     this.#sentChunks -= record.chunks.length
@@ -580,6 +643,7 @@ export abstract class DeliverySending {
     record.settled = !eliciting // ACKs, pings and pongs alone are not acknowledged
     record.acked = false
     this.#nextPacket++
+    if (this.#packetsUntilSkip > 0) this.#packetsUntilSkip--
     if (eliciting) {
       if (this.bytesInFlight === 0) {
         // A new flight: its rate is measured from now, not from the idle time before.
@@ -719,6 +783,7 @@ export abstract class DeliverySending {
     const largestPacket = this.#findSent(largest)
     const sampleRtt = largestPacket !== undefined && !largestPacket.settled && largestPacket.ackEliciting
     const largestSentUs = largestPacket?.sentUs ?? 0
+    const largestBytes = largestPacket?.bytes ?? 0
     for (const range of ranges) {
       const low = Math.max(range.low, this.#sentBase)
       for (let number = low; number <= range.high && number < this.#nextPacket; number++) {
@@ -733,7 +798,11 @@ export abstract class DeliverySending {
     if (largestRaised) this.#largestAcked = largest
     this.#anyAcked = true
     if (this.#recentlyLost.length > 0) this.#onSpuriousLosses(ranges, nowUs)
-    if (sampleRtt && largestSentUs >= this.rttSamplesFromUs && nowUs - largestSentUs <= maxRttSampleUs) this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs)
+    if (sampleRtt && largestSentUs >= this.rttSamplesFromUs && nowUs - largestSentUs <= maxRttSampleUs) {
+      const bandwidth = this.congestion.bandwidthBytesPerUs
+      const transmitUs = bandwidth > 0 ? Math.floor(largestBytes / bandwidth) : 0
+      this.rtt.sample(nowUs - largestSentUs, Math.min(ackDelayUs, this.config.maxAckDelayUs), nowUs, transmitUs)
+    }
     if (newlyAckedEliciting) this.#probeCount = 0
     // An ACK that tells nothing new finds no new loss (the loss timer covers time passing).
     if (newlyAcked || largestRaised) this.#detectLosses(nowUs)

@@ -4,7 +4,9 @@
 // the peer's settings), the wait for those settings, link statistics in the native layout, and the clock
 // the network simulator may set off.
 import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../delivery-core/delivery-core.ts'
+import { packetSkipKeyBytes } from '../delivery-core/sending.ts'
 import { ChannelModeCode } from '../delivery-core/wire-format.ts'
+import { randomBytes } from '../netcode/sodium.ts'
 import type { NativeDeliveryFields } from './addon.ts'
 import { LinkField, PeerRecordKind, linkFields } from './layout.ts'
 import type { RecordBatch } from './record-batch.ts'
@@ -101,7 +103,8 @@ export class DeliveryLink {
     sink: DeliverySink,
     nowUs: number,
   ) {
-    this.core = new DeliveryCore(config, sink)
+    // Each connection skips packet numbers by a key of its own (sending.ts).
+    this.core = new DeliveryCore(config, sink, randomBytes(packetSkipKeyBytes))
     this.settingsDeadlineUs = nowUs + settingsWaitUs(config)
   }
 

@@ -3,14 +3,25 @@
 import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
 import { heldMessageBytes, receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
 import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
+import { loadSodium } from '../../src/netcode/sodium.ts'
 import type { DeliveryOptions, NativeDeliveryCore } from './simulated-link.ts'
 
+await loadSodium() // the core hashes with it to pick the packet numbers it skips
+
 const modeNames = ['', 'reliable', 'unreliable', 'sequenced'] as const
+
+/** The key the suites' cores skip packet numbers by, unless a test gives its own or null. */
+export const testPacketSkipKey = Uint8Array.from({ length: 16 }, (_, i) => 0x51 + i)
+
+/** The options as the test binding takes them: the suites' skip key unless given (null: none). */
+export function withPacketSkipKey(options: DeliveryOptions): DeliveryOptions {
+  return options.packetSkipKey === undefined ? { ...options, packetSkipKey: testPacketSkipKey } : options
+}
 
 export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   const packets: Uint8Array[] = []
   const messages: { channel: number; data: Uint8Array }[] = []
-  const { channels, ...rest } = options
+  const { channels, packetSkipKey, ...rest } = withPacketSkipKey(options)
   const config = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined))
   const core = new DeliveryCore(
     { ...config, ...(channels === undefined ? {} : { channels: channels.map((mode) => ChannelModeCode[mode]) }) },
@@ -19,6 +30,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
       // Copied as the binding copies: the suites keep what they take.
       message: (channel, data, owned) => messages.push({ channel, data: owned ? data : data.slice() }),
     },
+    packetSkipKey ?? null,
   )
   return {
     send: (channel, data, nowUs) => {

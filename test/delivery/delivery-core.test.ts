@@ -574,9 +574,9 @@ describe('congestion control on a bottleneck', () => {
   })
 
   it('keeps most of its rate through 5 % random loss on a jittery path (jitter is not taken for a queue)', () => {
-    const pair = new SimulatedPair(options, { ...bottleneck, loss: 0.05, jitterMs: 1 }, 9)
-    const goodput = bulkGoodput(pair, 8000)
-    expect(goodput).toBeGreaterThan(0.5 * 12.5e6)
+    // Which packets a seed drops moves one run's rate a lot (5.6 to 9.1 MB/s over seeds 5 to 9): the median of five.
+    const goodputs = [5, 6, 7, 8, 9].map((seed) => bulkGoodput(new SimulatedPair(options, { ...bottleneck, loss: 0.05, jitterMs: 1 }, seed), 8000))
+    expect(goodputs.sort((a, b) => a - b)[2]).toBeGreaterThan(0.5 * 12.5e6)
   })
 
   it('falls to the minimum window when everything sent over three probe timeouts is lost, then recovers', () => {
@@ -1595,5 +1595,55 @@ describe('hostile input', () => {
     core.receive(packet(varint(0), [0x01], varint(50), varint(0), varint(0), varint(0)), 0)
     expect(core.stats().malformed).toBe(1)
     expect(core.stats().packetsAcked).toBe(0)
+  })
+
+  /**
+   * Drives a core that sends a 10-byte message every millisecond, acknowledging all but its last 8 packets,
+   * until a packet number is skipped (or `limit` packets): the numbers it sent, the one skipped, and the time.
+   */
+  const sendUntilSkip = (core: NativeDeliveryCore, limit = 4000): { sent: number[]; skipped: number | undefined; now: number; peerNumber: number } => {
+    const sent: number[] = []
+    let now = second
+    let peerNumber = 0
+    while (sent.length < limit) {
+      core.send(0, new Uint8Array(10), now)
+      core.flush(now)
+      for (const out of core.take().packets) {
+        const number = packetNumber(out)
+        if (sent.length > 0 && number !== sent.at(-1)! + 1) return { sent: [...sent, number], skipped: sent.at(-1)! + 1, now, peerNumber }
+        sent.push(number)
+      }
+      if (sent.length > 8) core.receive(packet(varint(peerNumber++), ackFrame(Array.from({ length: sent.at(-1)! - 7 }, (_, i) => i))), now)
+      now += ms
+    }
+    return { sent, skipped: undefined, now, peerNumber }
+  }
+  /** An ACK frame for `acked` (packet numbers), as ackPacket writes it. */
+  const ackFrame = (acked: number[]): number[] => [...ackPacket(0, acked).subarray(2)]
+
+  it('skips a packet number now and then (RFC 9000 §21.4): an ACK of one is forged, dropped and acknowledges nothing', () => {
+    // A peer that acknowledges packets it has not received yet, to be sent to faster than its path carries,
+    // cannot tell a number never sent from one in flight.
+    const core = coreWith({ channels: ['unreliable'] })
+    const { sent, skipped, now, peerNumber } = sendUntilSkip(core)
+    expect(skipped).toBeDefined()
+    expect(skipped).toBeGreaterThanOrEqual(256) // the first after 256 to 1,279 packets
+    expect(skipped).toBeLessThanOrEqual(1279)
+    expect(sent.at(-1)).toBe(skipped! + 1)
+    const before = core.stats()
+    // The packets either side of it, not acknowledged yet, with it: forged.
+    core.receive(packet(varint(peerNumber), ackFrame([skipped! - 1, skipped!, skipped! + 1])), now)
+    expect(core.stats()).toMatchObject({ malformed: before.malformed + 1, packetsAcked: before.packetsAcked, bytesInFlight: before.bytesInFlight })
+    // Without it: taken.
+    core.receive(packet(varint(peerNumber + 1), ackFrame([skipped! - 1, skipped! + 1])), now)
+    expect(core.stats()).toMatchObject({ malformed: before.malformed + 1, packetsAcked: before.packetsAcked + 2 })
+  })
+
+  it('skips numbers by its own key: another key skips others, and no key none', () => {
+    const skippedBy = (packetSkipKey: Uint8Array | null): number | undefined => sendUntilSkip(coreWith({ channels: ['unreliable'], packetSkipKey })).skipped
+    const first = skippedBy(Uint8Array.from({ length: 16 }, (_, i) => i))
+    const others = [1, 2, 3].map((k) => skippedBy(Uint8Array.from({ length: 16 }, (_, i) => i * k + 7)))
+    expect(others.filter((other) => other !== first).length).toBeGreaterThan(0)
+    expect(skippedBy(null)).toBeUndefined() // 4,000 packets numbered one after another
   })
 })

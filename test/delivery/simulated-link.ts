@@ -2,7 +2,7 @@
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
 import { loadAddon } from '../../src/engine/addon.ts'
-import { typescriptDeliveryCore } from './core-adapter.ts'
+import { typescriptDeliveryCore, withPacketSkipKey } from './core-adapter.ts'
 import type { NetworkSimulatorOptions } from '../../src/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
@@ -32,6 +32,8 @@ export interface DeliveryOptions {
   pingIntervalUs?: number
   /** The server's side: pings with its pongs to the other side's pings (delivery.h). */
   followsPings?: boolean
+  /** The key a core skips packet numbers by (16 bytes); null: none skipped. Unset, testPacketSkipKey: as an engine's cores, they skip. */
+  packetSkipKey?: Uint8Array | null
 }
 
 type StatName =
@@ -60,7 +62,7 @@ export interface NativeDeliveryCore {
 /** The native core (the addon's test binding). */
 export function nativeDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   const addon = loadAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
-  return new addon.DeliveryCore(options)
+  return new addon.DeliveryCore(withPacketSkipKey(options))
 }
 
 /**
