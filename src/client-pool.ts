@@ -3,7 +3,7 @@
 import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNames } from './client.ts'
 import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
-import { VolleyRangeError, VolleyTypeError, abortedError, checkSignal, describe } from './errors.ts'
+import { VolleyRangeError, VolleyTypeError, type VolleyErrorCode, abortedError, checkSignal, describe } from './errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
 import { copyBytes, goneBytes, isDetached } from './bytes.ts'
 import { LifetimeSignal } from './lifetime-signal.ts'
@@ -27,6 +27,12 @@ export interface ConnectTokenSource {
 /** The most tokens a source may give: the bound of an array's length. */
 const maxSourceCount = 2 ** 32 - 1
 
+/**
+ * Counts or texts by error code: volley's codes (named, for completion), a system error's (EMFILE, ...) or
+ * `unknown` for a failure without one. A code that never came is absent, not 0.
+ */
+export type ByErrorCode<T> = Partial<Record<VolleyErrorCode | (string & {}), T>>
+
 export interface ClientPoolStats {
   /** Clients that connected, those whose connection has ended since included. */
   clients: number
@@ -35,9 +41,9 @@ export interface ClientPoolStats {
   /** Clients whose connection ended after it was established, by reason (not those the pool's close() ended). */
   ended: Partial<Record<ClientDisconnectReason, number>>
   /** Connection attempts that failed, by error code. */
-  failed: Record<string, number>
+  failed: ByErrorCode<number>
   /** For each code in `failed`, the message of its first failure: what it means and its likely causes. */
-  failureMessages: Record<string, string>
+  failureMessages: ByErrorCode<string>
   /** Every client's datagrams (requests, keep-alives, payloads), those of attempts under way and failed included. */
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
@@ -50,9 +56,9 @@ export interface ClientPoolStats {
    * Messages broadcast() did not send because a client's send() threw, by code: a message over the maximum
    * its server announced (servers of different settings), memory refused for a large one.
    */
-  sendsFailed: Record<string, number>
+  sendsFailed: ByErrorCode<number>
   /** Errors the clients' sockets reported as 'error' events (a receive the kernel failed), by code. */
-  errors: Record<string, number>
+  errors: ByErrorCode<number>
   /** Datagrams the kernel refused to send (an unreachable address, ...): as `client.stats().errors.send` counts them. */
   sendErrors: number
 }

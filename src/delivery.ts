@@ -338,55 +338,78 @@ function capitalized(text: string): string {
   return text.charAt(0).toUpperCase() + text.slice(1)
 }
 
-/** Byte counts of a connection at a moment (performance.now()). */
-interface ByteReading {
-  atMs: number
-  bytesIn: number
-  bytesOut: number
-}
-
 /**
- * What a connection's bandwidth is measured from: a reading at least a second old (`from`), and the next
- * one (`next`), which takes its place once it is a second old itself. The window is one to two seconds
- * whoever reads, read at least every second (less often, it runs from the last reading): a reading that
- * restarted at every stats() call gave each reader the rate since anyone's last call (a monitor polling the
- * pool read 0).
+ * What a connection's bandwidth is measured from: readings of its byte counts kept half a second apart or
+ * more, the window starting at the newest that is a second old. Whoever reads, the window is 1 to 1.5 s
+ * when it is read every half second or more often, and under 2 s when read at least every second; read less
+ * often, it runs from the last reading. (A reading that restarted at every stats() call gave each reader the
+ * rate since anyone's last call, and a monitor polling the pool read 0; a window that moved on only once
+ * its next start was a second old let a reader every 990 ms average over 4 s, and see traffic stop 3 s late.)
  */
 export class BandwidthWindow {
   static readonly spanMs = 1000
-  from: ByteReading
-  next: ByteReading | null = null
-  /** The previous reading (kept as numbers: a gateway's monitor reads every peer every second). */
+  static readonly #kept = 4 // the window's start, up to two readings younger, and the one being added
+  /** (atMs, bytesIn, bytesOut) of each reading kept, in a ring from #first, oldest first: no allocation per read. */
+  readonly #readings = new Float64Array(BandwidthWindow.#kept * 3)
+  #first = 0
+  #count = 1
+  /** The previous reading, kept or not. */
   #lastAtMs: number
   #lastIn = 0
   #lastOut = 0
 
   constructor(atMs = performance.now()) {
-    this.from = { atMs, bytesIn: 0, bytesOut: 0 }
+    this.#readings[0] = atMs
     this.#lastAtMs = atMs
+  }
+
+  /** Where the window starts (performance.now()). */
+  get fromMs(): number {
+    return this.#readings[this.#slot(0)]!
   }
 
   /** The rates, in bits per second, up to these counts, and the window moved on if it is time. */
   read(nowMs: number, bytesIn: number, bytesOut: number): { inBps: number; outBps: number } {
+    const readings = this.#readings
+    const span = BandwidthWindow.spanMs
     // Read less often than every second, the rate is measured from the previous reading: not from the one
-    // before it (a monitor reading every 5 s got the average of the last 10), nor from `next`, up to a second
-    // before it (a reading after a pause counted traffic the previous one had already shown).
-    if (nowMs - this.#lastAtMs > BandwidthWindow.spanMs) {
-      this.from = { atMs: this.#lastAtMs, bytesIn: this.#lastIn, bytesOut: this.#lastOut }
-      this.next = null
+    // before it (a monitor reading every 5 s got the average of the last 10), nor from an older one (a
+    // reading after a pause counted traffic the previous one had already shown).
+    if (nowMs - this.#lastAtMs > span) {
+      this.#first = 0
+      this.#count = 1
+      this.#keep(0, this.#lastAtMs, this.#lastIn, this.#lastOut)
     }
-    const elapsedS = Math.max((nowMs - this.from.atMs) / 1000, 1e-3)
-    const rates = { inBps: ((bytesIn - this.from.bytesIn) * 8) / elapsedS, outBps: ((bytesOut - this.from.bytesOut) * 8) / elapsedS }
-    if (this.next === null) {
-      if (nowMs - this.from.atMs >= BandwidthWindow.spanMs) this.next = { atMs: nowMs, bytesIn, bytesOut }
-    } else if (nowMs - this.next.atMs >= BandwidthWindow.spanMs) {
-      this.from = this.next
-      this.next = { atMs: nowMs, bytesIn, bytesOut }
+    while (this.#count > 1 && nowMs - readings[this.#slot(1)]! >= span) {
+      this.#first = (this.#first + 1) % BandwidthWindow.#kept
+      this.#count--
+    }
+    const from = this.#slot(0)
+    const elapsedS = Math.max((nowMs - readings[from]!) / 1000, 1e-3)
+    const rates = { inBps: ((bytesIn - readings[from + 1]!) * 8) / elapsedS, outBps: ((bytesOut - readings[from + 2]!) * 8) / elapsedS }
+    if (nowMs - readings[this.#slot(this.#count - 1)]! >= span / 2) {
+      if (this.#count === BandwidthWindow.#kept) {
+        this.#first = (this.#first + 1) % BandwidthWindow.#kept
+        this.#count--
+      }
+      this.#keep(this.#count, nowMs, bytesIn, bytesOut)
+      this.#count++
     }
     this.#lastAtMs = nowMs
     this.#lastIn = bytesIn
     this.#lastOut = bytesOut
     return rates
+  }
+
+  #slot(index: number): number {
+    return ((this.#first + index) % BandwidthWindow.#kept) * 3
+  }
+
+  #keep(index: number, atMs: number, bytesIn: number, bytesOut: number): void {
+    const at = this.#slot(index)
+    this.#readings[at] = atMs
+    this.#readings[at + 1] = bytesIn
+    this.#readings[at + 2] = bytesOut
   }
 }
 

@@ -40,4 +40,4 @@ export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, t
 export { Peer, type PeerDrops, type PeerStats } from './peer.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'
 export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './delivery.ts'
-export { ClientPool, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './client-pool.ts'
+export { ClientPool, type ByErrorCode, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './client-pool.ts'

@@ -188,14 +188,13 @@ export class Peer {
       this.#last = this.#final()
       this.#final = null
     } else if (this.connected || this.#last === null) {
-      this.#read()
+      const reading = this.#host.peerStats(this)
+      if (reading !== null) return (this.#last = reading)
+      // A slot taken by a later client before JavaScript heard that this one left: the last reading stands.
     }
-    return this.#last ?? vacantStats()
-  }
-
-  // A slot taken by a later client before JavaScript heard that this one left: the last reading stands.
-  #read(): void {
-    this.#last = this.#host.peerStats(this) ?? this.#last
+    // The same reading again (the peer has left): a copy for each caller, as each reading of a connected
+    // peer is its own object, so that one caller's changes are not the next one's figures.
+    return this.#last === null ? vacantStats() : structuredClone(this.#last)
   }
 
   /**
@@ -216,7 +215,7 @@ export class Peer {
   markDisconnected(why: string, final?: () => PeerStats): void {
     if (final !== undefined) this.#final = final
     if (this.#endedBecause === null) {
-      if (final === undefined) this.#read()
+      if (final === undefined) this.#last = this.#host.peerStats(this) ?? this.#last // its slot's last reading
       this.#endedBecause = why
     }
     this.#drain?.fail(() => this.#disconnectedError())

@@ -301,7 +301,7 @@ describe('ClientPool edges', () => {
       count: 30,
       async make(index: number) {
         made.push(index)
-        ahead.push(index - pool.stats().clients - Object.values(pool.stats().failed).reduce((a, b) => a + b, 0))
+        ahead.push(index - pool.stats().clients - Object.values(pool.stats().failed).reduce((sum: number, count = 0) => sum + count, 0))
         const [token] = await tokens(port, 1, index + 1)
         return index % 2 === 0 ? token! : connectTokenToBase64(token!) // either form
       },

@@ -467,6 +467,11 @@ describe('Server and Client on loopback', () => {
       // They stand: read again later, the same figures (the clock's error bound no wider).
       await new Promise((resolve) => setTimeout(resolve, 100))
       expect((left as Peer).stats()).toEqual(stats)
+      // Each caller gets its own copy: changing one is not the next reading (it used to be the same object).
+      const changed = (left as Peer).stats()
+      changed.packets.in = -1
+      changed.drops.malformed = 999
+      expect((left as Peer).stats()).toEqual(stats)
       if ('channels' in options) expect(stats.clock.exchanges).toBeGreaterThan(0)
       await server.close()
     }

@@ -4,14 +4,16 @@ import { describe, expect, it } from 'vitest'
 import { BandwidthWindow } from '../../src/delivery.ts'
 
 describe('the bandwidth window', () => {
-  it('gives a reader right after another the same rate, and forgets what is over two seconds old', () => {
+  it('gives a reader right after another the same rate, and forgets what is over a second and a half old', () => {
     const window = new BandwidthWindow(0)
     // 1 MB in the first second (8 Mbit/s), then nothing.
     expect(window.read(500, 500_000, 0).inBps).toBe(8e6)
     expect(window.read(1000, 1_000_000, 0).inBps).toBe(8e6)
     expect(window.read(1001, 1_000_000, 0).inBps).toBeCloseTo(8e6 / 1.001) // not 0 over the last millisecond
-    expect(window.read(2000, 1_000_000, 0).inBps).toBe(4e6) // 1 MB over the two seconds since the start
-    expect(window.read(2500, 1_000_000, 0).inBps).toBe(0) // from the reading at 1 s: nothing since
+    expect(window.read(1400, 1_000_000, 0).inBps).toBeCloseTo(8e6 / 1.4) // from the start, 1.4 s ago
+    expect(window.read(1600, 1_000_000, 0).inBps).toBe((0.5e6 * 8) / 1.1) // from the reading at 0.5 s
+    expect(window.read(2000, 1_000_000, 0).inBps).toBe(0) // from the reading at 1 s: nothing since
+    expect(window.read(2500, 1_000_000, 0).inBps).toBe(0)
     expect(window.read(2500, 1_000_000, 0).outBps).toBe(0)
   })
 
@@ -21,8 +23,21 @@ describe('the bandwidth window', () => {
       const outBps = window.read(ms, 0, ms * 125).outBps // 125 B per ms: 1 Mbit/s
       expect(outBps).toBeCloseTo(1e6)
     }
-    expect(window.next!.atMs - window.from.atMs).toBeGreaterThanOrEqual(1000)
-    expect(10_000 - window.from.atMs).toBeLessThanOrEqual(2000)
+    expect(10_000 - window.fromMs).toBeGreaterThanOrEqual(1000)
+    expect(10_000 - window.fromMs).toBeLessThanOrEqual(1500)
+  })
+
+  it('sees traffic stop within two seconds for a reader every second or more often, however often', () => {
+    // 1 MB a second until 4 s, then nothing. The window once grew to 2 × 1000/I × I ms for a reader every
+    // I ms (nearly 4 s at 990 ms), and a drop showed 3 s late.
+    for (const everyMs of [100, 250, 500, 700, 950, 990, 1000]) {
+      const window = new BandwidthWindow(0)
+      for (let ms = everyMs; ms <= 10_000; ms += everyMs) {
+        const { inBps } = window.read(ms, Math.min(ms, 4000) * 1000, 0)
+        expect(ms - window.fromMs, `every ${everyMs} ms, at ${ms} ms`).toBeLessThan(2000)
+        if (ms >= 6000) expect(inBps, `every ${everyMs} ms, at ${ms} ms`).toBe(0)
+      }
+    }
   })
 
   it('gives a reader that reads less often than every second the rate since its last reading, not since the one before', () => {
