@@ -187,14 +187,20 @@ export class Peer {
     if (this.#final !== null) {
       this.#last = this.#final()
       this.#final = null
-    } else if (this.connected || this.#last === null) {
-      const reading = this.#host.peerStats(this)
-      if (reading !== null) return (this.#last = reading)
-      // A slot taken by a later client before JavaScript heard that this one left: the last reading stands.
+    } else if ((this.connected || this.#last === null) && this.#read()) {
+      return this.#last!
     }
     // The same reading again (the peer has left): a copy for each caller, as each reading of a connected
     // peer is its own object, so that one caller's changes are not the next one's figures.
     return this.#last === null ? vacantStats() : structuredClone(this.#last)
+  }
+
+  /** Takes a fresh reading of its slot; false when there is none (a slot taken by a later client before JavaScript heard that this one left: the last reading stands). */
+  #read(): boolean {
+    const reading = this.#host.peerStats(this)
+    if (reading === null) return false
+    this.#last = reading
+    return true
   }
 
   /**
@@ -215,7 +221,7 @@ export class Peer {
   markDisconnected(why: string, final?: () => PeerStats): void {
     if (final !== undefined) this.#final = final
     if (this.#endedBecause === null) {
-      if (final === undefined) this.#last = this.#host.peerStats(this) ?? this.#last // its slot's last reading
+      if (final === undefined) this.#read()
       this.#endedBecause = why
     }
     this.#drain?.fail(() => this.#disconnectedError())
