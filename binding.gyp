@@ -10,6 +10,7 @@
         "native/binding.cc",
         "native/delivery/delivery_receive.cc",
         "native/delivery/delivery_send.cc",
+        "native/delivery/reassembly_budget.cc",
         "native/deadline_timer.cc",
         "native/delivery_binding.cc",
         "native/engine.cc",

@@ -105,7 +105,7 @@ struct ServerRecords {
       }
       case kPeerDisconnect:
         if (!connected || recordPeer != peer) Fail("a disconnect for a peer that is not connected");
-        if (code < 1 || code > kDisconnectSettingsLate) Fail("a disconnect record with an unknown reason");
+        if (code < 1 || code > kDisconnectReassemblyStalled) Fail("a disconnect record with an unknown reason");
         // The peer's last counters and, with channels, its link row.
         if (length != kFinalReadingsCounters * sizeof(double) &&
             length != (kFinalReadingsCounters + delivery::kLinkFieldCount) * sizeof(double)) {
@@ -171,8 +171,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   delivery.config.maxMessageBytes = 1 + in.Number(3) % 200000;  // past kLargeMessageBytes: parked for JavaScript
   delivery.config.sendQueueBytes = 1u << 30;  // never full here: a refused send would be a gap in the checks
   delivery.queueLimitBytes = 1 << 20;
+  // The server's own: a reassembly budget its connections share (none, or a tight one, so that they evict each
+  // other), and the stall timer.
+  DeliveryOptions serverDelivery = delivery;
+  const uint8_t budget = in.Byte();
+  serverDelivery.reassemblyBudgetBytes = budget % 2 == 0 ? 0 : delivery.config.maxMessageBytes + (1 << 20) + uint64_t{budget} * 4096;
+  serverDelivery.config.reliableStallUs = 20000000;
   uint8_t challengeKey[kKeyBytes] = {7};
-  NetcodeServerProtocol server(config, challengeKey, delivery);
+  NetcodeServerProtocol server(config, challengeKey, serverDelivery);
   NetcodeClientProtocol client(netcode::ClientConfig{}, delivery);
   const auto large = std::make_shared<LargeMessages>();
   server.output.large = large;

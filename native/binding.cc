@@ -471,7 +471,8 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // channels: ('reliable' | 'unreliable' | 'sequenced')[] (absent: no delivery layer), maxMessageBytes,
   // sendQueueBytes (JavaScript's limit; the core's own is four times it), reliableWindow, fragmentTimeoutUs,
-  // pingIntervalUs. JavaScript has checked them (src/delivery.ts); these are the last guard.
+  // pingIntervalUs, reliableStallUs, reassemblyBudgetBytes. JavaScript has checked them (src/delivery.ts);
+  // these are the last guard.
   static bool ReadDeliveryOptions(Napi::Env env, Napi::Object options, DeliveryOptions* out) {
     Napi::Value channels = options.Get("channels");
     if (!channels.IsArray()) return true;
@@ -505,6 +506,9 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow, 65536));
     out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs, kMaxIntervalUs);
     out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs, kMaxIntervalUs);
+    // A server's (JavaScript sets them; a client's are 0: no stall, no shared budget).
+    out->config.reliableStallUs = number("reliableStallUs", 0, kMaxIntervalUs);
+    out->reassemblyBudgetBytes = number("reassemblyBudgetBytes", 0, kMaxExactInteger);
     // The network simulator's clock skew: the clock this socket's delivery layer reads.
     Napi::Value simulator = options.Get("networkSimulator");
     if (simulator.IsObject()) {
@@ -612,7 +616,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // protocolStats(id, out: Float64Array(22)) -> boolean: the protocol's 16 counters, then what the kernel
+  // protocolStats(id, out: Float64Array(29)) -> boolean: the protocol's 23 counters, then what the kernel
   // dropped of the socket's traffic (receive buffer full) and the sends it refused with an error, then the
   // network simulator's 4 (lost, duplicated, reordered, overflowed; 0 without one).
   Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
@@ -622,7 +626,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     Napi::TypedArray out = info[1].As<Napi::TypedArray>();
     constexpr int kFields = SocketStats::kProtocolFieldCount + 2 + SocketStats::kSimulatorFieldCount;
     if (out.TypedArrayType() != napi_float64_array || out.ElementLength() < kFields) {
-      ThrowType(env, "protocolStats needs a Float64Array of at least 22 elements");
+      ThrowType(env, "protocolStats needs a Float64Array of at least " + std::to_string(kFields) + " elements");
       return env.Undefined();
     }
     // The array's own data pointer: out.ArrayBuffer().Data() is null (and throws) for a SharedArrayBuffer.
@@ -779,6 +783,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netcode", NetcodeBinding(env));
   exports.Set("TimerWheel", TimerWheelBinding(env));
   exports.Set("DeliveryCore", DeliveryCoreBinding(env));
+  exports.Set("ReassemblyBudget", ReassemblyBudgetBinding(env));
   exports.Set("NetworkSimulator", NetworkSimulatorBinding(env));
   exports.Set("sharedMemoryBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), static_cast<double>(SharedMemory::LiveBytes()));

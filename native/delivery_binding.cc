@@ -39,6 +39,35 @@ bool ReadOption(Napi::Env env, const Napi::Object& options, const char* name, do
   return ReadInteger(env, options.Get(name), std::string("options.") + name, 1, max, out);
 }
 
+// Marks the objects ReassemblyBudgetWrap makes, so that a core can tell one from any other object.
+constexpr napi_type_tag kBudgetTag = {0x766f6c6c65796275, 0x64676574000000a1};
+
+// new ReassemblyBudget(limitBytes): a budget cores made with { budget } share; used(), limit(), evictions(),
+// refusals().
+class ReassemblyBudgetWrap : public Napi::ObjectWrap<ReassemblyBudgetWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "ReassemblyBudget",
+                       {InstanceMethod<&ReassemblyBudgetWrap::UsedJs>("used"), InstanceMethod<&ReassemblyBudgetWrap::LimitJs>("limit"),
+                        InstanceMethod<&ReassemblyBudgetWrap::EvictionsJs>("evictions"),
+                        InstanceMethod<&ReassemblyBudgetWrap::RefusalsJs>("refusals")});
+  }
+  explicit ReassemblyBudgetWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ReassemblyBudgetWrap>(info) {
+    uint64_t limit = 0;
+    if (!ReadInteger(info.Env(), info[0], "limitBytes", 1, kMaxExactInteger, &limit)) return;
+    budget = std::make_shared<delivery::ReassemblyBudget>(limit);
+    napi_type_tag_object(info.Env(), info.This(), &kBudgetTag);
+  }
+  // Shared with every core made with it: the budget outlives them, whichever is collected first.
+  std::shared_ptr<delivery::ReassemblyBudget> budget;
+
+ private:
+  Napi::Value UsedJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->used())); }
+  Napi::Value LimitJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->limit())); }
+  Napi::Value EvictionsJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->evictions())); }
+  Napi::Value RefusalsJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->refusals())); }
+};
+
 class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public delivery::DeliverySink {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -52,12 +81,14 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
                         InstanceMethod<&DeliveryCoreWrap::StatsJs>("stats"),
                         InstanceMethod<&DeliveryCoreWrap::PeerSettingsJs>("peerSettings"),
                         InstanceMethod<&DeliveryCoreWrap::MismatchJs>("mismatch"),
+                        InstanceMethod<&DeliveryCoreWrap::StalledJs>("stalled"),
                         InstanceMethod<&DeliveryCoreWrap::AnnounceSettingsJs>("announceSettings")});
   }
 
   // new DeliveryCore({ channels: ('reliable' | 'unreliable' | 'sequenced')[], maxMessageBytes?, sendQueueBytes?,
   //                    reassemblyBytes?, reliableWindow?, fragmentTimeoutUs?, pingIntervalUs?, maxAckDelayUs?,
-  //                    followsPings?, packetSkipKey?: Uint8Array of kPacketSkipKeyBytes (else no number is skipped) })
+  //                    followsPings?, packetSkipKey?: Uint8Array of kPacketSkipKeyBytes (else no number is skipped),
+  //                    reliableStallUs?, budget?: a ReassemblyBudget })
   explicit DeliveryCoreWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeliveryCoreWrap>(info) {
     Napi::Env env = info.Env();
     DeliveryConfig config;
@@ -94,6 +125,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
           !ReadOption(env, options, "reassemblyBytes", 1u << 30, &config.reassemblyBytes) ||
           !ReadOption(env, options, "reliableWindow", 65536, &window) ||
           !ReadOption(env, options, "fragmentTimeoutUs", 3.6e9, &config.fragmentTimeoutUs) ||
+          !ReadOption(env, options, "reliableStallUs", 3.6e9, &config.reliableStallUs) ||
           !ReadOption(env, options, "pingIntervalUs", 3.6e9, &config.pingIntervalUs) ||
           !ReadOption(env, options, "maxAckDelayUs", 1e6, &config.maxAckDelayUs)) {
         return;
@@ -110,8 +142,18 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         std::memcpy(skipKey.data(), key.As<Napi::Uint8Array>().Data(), kPacketSkipKeyBytes);
         skipping = true;
       }
+      const Napi::Value budget = options.Get("budget");
+      if (!budget.IsUndefined() && !budget.IsNull()) {
+        bool tagged = false;
+        if (budget.IsObject()) napi_check_object_type_tag(env, budget, &kBudgetTag, &tagged);
+        if (!tagged) {
+          Throw(env, "options.budget must be a ReassemblyBudget");
+          return;
+        }
+        budget_ = ReassemblyBudgetWrap::Unwrap(budget.As<Napi::Object>())->budget;
+      }
     }
-    core_ = std::make_unique<DeliveryCore>(config, this, skipping ? skipKey.data() : nullptr);
+    core_ = std::make_unique<DeliveryCore>(config, this, skipping ? skipKey.data() : nullptr, budget_.get());
   }
 
   void SendPacket(const uint8_t* data, size_t size) override { packets_.emplace_back(data, data + size); }
@@ -205,7 +247,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         {"reassemblyUsed", core_->reassemblyUsed()}, {"reassemblyHeld", core_->reassemblyHeld()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"sentRecordsHeld", core_->sentRecordsHeld()}, {"queueSlots", core_->queueSlots()},
         {"receiveSlotBytes", DeliveryCore::receiveSlotBytes()}, {"heldMessageBytes", DeliveryCore::heldMessageBytes()},
-        {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}};
+        {"lostRecords", core_->lostRecords()}, {"spareBytes", core_->spareBytes()}, {"budgetHeld", core_->budgetHeld()}};
     for (const auto& field : fields) out.Set(field.first, Napi::Number::New(env, static_cast<double>(field.second)));
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
     out.Set("rttVarianceUs2", Napi::Number::New(env, core_->rtt().varianceUs2()));
@@ -238,6 +280,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     core_->AnnounceSettings(now, std::min(16, std::max(0, info[1].As<Napi::Number>().Int32Value())));
     return info.Env().Undefined();
   }
+  Napi::Value StalledJs(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), core_->stalled()); }
   // mismatch() -> 'none' | 'channel-modes' | 'no-delivery-layer'
   Napi::Value MismatchJs(const Napi::CallbackInfo& info) {
     switch (core_->mismatch()) {
@@ -251,6 +294,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     uint8_t channel;
     std::vector<uint8_t> data;
   };
+  std::shared_ptr<delivery::ReassemblyBudget> budget_;  // declared before core_: the core goes first
   std::unique_ptr<DeliveryCore> core_;
   std::vector<std::vector<uint8_t>> packets_;
   std::vector<Delivered> messages_;
@@ -259,5 +303,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
 }  // namespace
 
 Napi::Function DeliveryCoreBinding(Napi::Env env) { return DeliveryCoreWrap::Define(env); }
+
+Napi::Function ReassemblyBudgetBinding(Napi::Env env) { return ReassemblyBudgetWrap::Define(env); }
 
 }  // namespace volley

@@ -7,5 +7,6 @@
 namespace volley {
 
 Napi::Function DeliveryCoreBinding(Napi::Env env);
+Napi::Function ReassemblyBudgetBinding(Napi::Env env);  // exports.ReassemblyBudget, which DeliveryCores may share
 
 }  // namespace volley

@@ -41,6 +41,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
     datagram.data = static_cast<const uint8_t*>(receiveIov_[size_t{i} * 2].iov_base);
     // No valid protocol packet is larger than a receive head: a larger datagram goes in as malformed.
     datagram.size = message.msg_len <= kReceiveHeadSize ? message.msg_len : 0;
+    datagram.wireSize = message.msg_len;
     bytes += message.msg_len;
   }
   state->protocol->ReceiveBatch(received_.data(), count, clock_);

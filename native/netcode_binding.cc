@@ -575,6 +575,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       const Napi::Array pair = entry.As<Napi::Array>();
       if (!GetBytes(env_, pair.Get(1u), "packet", 0, &batch[i].data, &batch[i].size)) return env_.Undefined();
       if (!netcode::ParseDatagramSource(StringOr(pair.Get(0u)), &batch[i].from)) return Fail(env_, "from does not parse"), env_.Undefined();
+      batch[i].wireSize = batch[i].size;
     }
     core_->ReceiveBatch(batch.data(), batch.size(), clock);
     return events_;
@@ -619,13 +620,14 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     core_->ResumeTimeouts(clock);
     return events_;
   }
-  // state() -> { connectedClients, stopped, nextGlobalSequence, counters }
+  // state() -> { connectedClients, pendingHandshakes, stopped, nextGlobalSequence, nextDeadlineUs, counters }
   Napi::Value State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object state = Napi::Object::New(env);
     if (!core_) return state;
     const netcode::ServerCounters& c = core_->counters();
     state.Set("connectedClients", core_->connectedClients());
+    state.Set("pendingHandshakes", static_cast<double>(core_->pendingHandshakes()));
     state.Set("stopped", core_->Stopped());
     state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
     state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ServerCore::kNoDeadline));
@@ -633,7 +635,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
                                          {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed}, {"tooOld", c.tooOld},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
                                          {"tokenRefused", c.tokenRefused}, {"denied", c.denied},
-                                         {"handshakesFull", c.handshakesFull}, {"wrongProtocol", c.wrongProtocol},
+                                         {"requestsThrottled", c.requestsThrottled}, {"handshakesReplaced", c.handshakesReplaced},
+                                         {"handshakesEvicted", c.handshakesEvicted}, {"wrongProtocol", c.wrongProtocol},
                                          {"tokenExpired", c.tokenExpired}}));
     return state;
   }

@@ -119,6 +119,7 @@ NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config
     : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery) {
   if (delivery_.enabled) {
     delivery_.config.followsPings = true;  // the clients lead
+    if (delivery_.reassemblyBudgetBytes > 0) budget_ = std::make_unique<delivery::ReassemblyBudget>(delivery_.reassemblyBudgetBytes);
     links_.resize(config.maxClients);
     AddLinkTable(&core_.peerCounters());
   }
@@ -205,7 +206,7 @@ void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
     if (peer >= links_.size() || !links_[peer] || !links_[peer]->ending) continue;
     // The client may not have found the mismatch yet (the packets with this side's settings lost): it
     // learns why from these, not only that it was disconnected.
-    links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
+    if (!links_[peer]->reassemblyStalled) links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
     core_.Disconnect(peer, now);  // Disconnected() names the reason
   }
   mismatched_.clear();
@@ -231,8 +232,10 @@ size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
   const uint64_t fields[] = {c.packetsIn,        c.bytesIn,        c.packetsOut,   c.bytesOut,
                              c.malformed,        c.replayed,       c.decryptionFailed,
                              c.unknownAddress,   c.tokenRefused,   c.denied,       core_.connectedClients(),
-                             output.sendDropped, c.handshakesFull, c.wrongProtocol, c.tokenExpired,
-                             c.tooOld};
+                             output.sendDropped, c.requestsThrottled, c.wrongProtocol, c.tokenExpired,
+                             c.tooOld,           core_.pendingHandshakes(), c.handshakesReplaced, c.handshakesEvicted,
+                             budget_ ? budget_->limit() : 0, budget_ ? budget_->used() : 0,
+                             budget_ ? budget_->evictions() : 0, budget_ ? budget_->refusals() : 0};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 
@@ -253,7 +256,7 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
   std::memcpy(data, &clientId, 8);
   std::memcpy(data + 8, userData, netcode::kUserDataBytes);
   if (delivery_.enabled) {
-    links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config);
+    links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config, budget_.get());
     links_[index]->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(&core_.peerCounters(), index);
   }
@@ -262,6 +265,7 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
   const DeliveryLink* link = delivery_.enabled ? links_[index].get() : nullptr;
   const uint8_t code = link == nullptr || !link->ending ? static_cast<uint8_t>(reason)
+                       : link->reassemblyStalled     ? kDisconnectReassemblyStalled
                        : link->settingsLate          ? kDisconnectSettingsLate
                                                      : kDisconnectChannelsMismatch;
   WriteFinalReadings(core_.peerCounters(), index, output.Record(kPeerDisconnect, code, index, nullptr, FinalReadingsBytes(core_.peerCounters())));
@@ -306,6 +310,11 @@ void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const
   DeliveryLink& link = *links_[peer];
   if (!link.settingsReported) link.ReportSettings(output);
   output.Payload(channel, peer, data, size, owned);
+}
+
+void NetcodeServerProtocol::LinkStalled(uint32_t peer) {
+  // Possibly from within another peer's core (the budget evicted this one): EndMismatched disconnects it.
+  if (peer < links_.size() && links_[peer] && links_[peer]->BeginStalled()) mismatched_.push_back(peer);
 }
 
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {

@@ -22,6 +22,8 @@ constexpr size_t kFinalReadingsCounters = 8;
 struct DeliveryOptions {
   bool enabled = false;  // false: payloads are raw netcode payloads (any netcode 1.02 peer understands them)
   delivery::DeliveryConfig config;
+  // A server's: the reassembly memory its connections share (delivery/reassembly_budget.h); 0: none.
+  uint64_t reassemblyBudgetBytes = 0;
   uint64_t queueLimitBytes = 0;  // JavaScript's per-connection send limit: a drain record at half of it
   DeliveryClock clock;           // the time the delivery layer reads (set off only by the network simulator)
 };
@@ -34,15 +36,18 @@ class DeliveryLink : public delivery::DeliverySink {
     virtual ~Owner() = default;
     virtual void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) = 0;
     virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
+    // The connection's delivery core stalled (DeliverySink::Stalled): it is to end, outside the core's calls.
+    virtual void LinkStalled(uint32_t) {}
   };
   // Each connection skips packet numbers by a key of its own (delivery::kPacketSkipKeyBytes).
-  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config)
-      : owner_(owner), peer_(peer), core(config, this, RandomPacketSkipKey().data()) {}
+  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config, delivery::ReassemblyBudget* budget = nullptr)
+      : owner_(owner), peer_(peer), core(config, this, RandomPacketSkipKey().data(), budget) {}
   static std::array<uint8_t, delivery::kPacketSkipKeyBytes> RandomPacketSkipKey();
   void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
   void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
     owner_->DeliverMessage(peer_, channel, data, size, owned);
   }
+  void Stalled() override { owner_->LinkStalled(peer_); }
   // A send was refused: a drain record once the queue has room for it. data: the refused message's charge
   // (u32, little-endian; its bytes and its record's overhead), the largest since the last drain counting.
   void WatchRoom(const std::vector<uint8_t>& data);
@@ -61,6 +66,13 @@ class DeliveryLink : public delivery::DeliverySink {
     if (ending) return false;
     ending = true;
     settingsLate = late;
+    return true;
+  }
+  // Marks the connection as ending for its stalled reassembly (core.stalled()); true the first time.
+  bool BeginStalled() {
+    if (ending) return false;
+    ending = true;
+    reassemblyStalled = true;
     return true;
   }
   // The engine stopped reading (SocketProtocol::ReadingPaused; nowUs on the core's clock, from when the
@@ -96,8 +108,9 @@ class DeliveryLink : public delivery::DeliverySink {
   uint64_t watchedCharge = 0;  // for a message of this charge (WatchRoom)
   bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
   bool settingsReported = false;  // the peer's settings went to JavaScript
-  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch), or settingsLate
+  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch), settingsLate or reassemblyStalled
   bool settingsLate = false;      // the peer's settings did not come by settingsDeadlineUs
+  bool reassemblyStalled = false;  // the core stalled (delivery::DeliveryCore::stalled())
   // A peer with channels sends its settings first thing and in every packet until it has a pong; one without
   // never does. Set as the connection opens: kSettingsWait from then (core clock, µs).
   uint64_t settingsDeadlineUs = UINT64_MAX;
@@ -132,10 +145,12 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   // DeliveryLink::Owner
   void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
   void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override;
+  void LinkStalled(uint32_t peer) override;
 
   // After the delivery core of `peer` did something: its link statistics, drain and flushed records, its timer.
   void AfterDelivery(uint32_t peer);
-  // Disconnects the peers whose channels do not work with this server's (outside the core's callbacks).
+  // Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (outside
+  // the cores' callbacks).
   void EndMismatched(const netcode::Clock& now);
   void MarkDirty(uint32_t peer);
   // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
@@ -144,6 +159,8 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
 
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
+  // Shared by the links' cores: made before them and gone after them.
+  std::unique_ptr<delivery::ReassemblyBudget> budget_;
   std::vector<std::unique_ptr<DeliveryLink>> links_;  // by client index, while connected (delivery on)
   std::vector<uint32_t> dirty_;
   std::vector<uint32_t> mismatched_;

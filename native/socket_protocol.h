@@ -44,6 +44,7 @@ enum PeerRecordKind : uint8_t {
 // channels, or all it sent lost; DeliveryLink::settingsDeadlineUs): past netcode's own reasons and states.
 constexpr uint8_t kDisconnectChannelsMismatch = 5;
 constexpr uint8_t kDisconnectSettingsLate = 6;
+constexpr uint8_t kDisconnectReassemblyStalled = 7;  // the delivery core stalled (DeliveryCore::stalled())
 constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
 // peer's queue has room again, for it too (data: its charge, u32 LE). kControlWatchFlush: report (flushed

@@ -45,11 +45,11 @@ SODIUM=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/lib
 N="$ROOT/native"
 sources() {
   case "$1" in
-    delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc" ;;
+    delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/delivery/reassembly_budget.cc" ;;
     netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/netcode/server.cc $N/netcode/client.cc $N/netcode/packet.cc" \
       "$N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/aead.cc $N/netcode/server_address.cc $N/address.cc" ;;
     stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/netcode_sockets.cc $N/socket_protocol.cc $N/network_simulator.cc" \
-      "$N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/netcode/server.cc $N/netcode/client.cc" \
+      "$N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/delivery/reassembly_budget.cc $N/netcode/server.cc $N/netcode/client.cc" \
       "$N/netcode/packet.cc $N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/aead.cc $N/netcode/server_address.cc" \
       "$N/address.cc" ;;
     *) return 1 ;;

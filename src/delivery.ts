@@ -172,6 +172,25 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
   }
 }
 
+/**
+ * A server's: a reliable message a peer started and then sent nothing of (no fragment, new or again) for this
+ * long ends its connection ('reassembly-stalled'). Twice the usual connection timeout (10 s), so that a path
+ * that went dead times out first.
+ */
+export const reliableStallMs = 20_000
+
+/**
+ * The reassembly budget a server's connections share unless its reassemblyBudgetBytes option says otherwise:
+ * 64 KiB per client slot, from 64 MiB to 512 MiB, and never below what one message of the largest size takes
+ * (a connection's own bound, maxMessageBytes + 1 MiB).
+ */
+export function defaultReassemblyBudget(maxClients: number, maxMessageBytes: number): number {
+  return Math.max(reassemblyBudgetFloor(maxMessageBytes), Math.min(512 << 20, Math.max(64 << 20, maxClients * (64 << 10))))
+}
+
+/** The least reassembly budget a server takes: a connection's own bound, so that the largest message fits. */
+export const reassemblyBudgetFloor = (maxMessageBytes: number): number => maxMessageBytes + (1 << 20)
+
 /** The fields of the native protocol options for these settings. */
 export function deliveryFields(settings: DeliverySettings | null): NativeDeliveryFields {
   if (settings === null) return {}

@@ -16,14 +16,30 @@ import {
   SendQueue,
   deliveryOptionNames,
   type SendOptions,
+  defaultReassemblyBudget,
   deliveryFields,
   deliverySettings,
   describeChannelsMismatch,
+  reassemblyBudgetFloor,
+  reliableStallMs,
   monotonicUs,
   readLinkStats,
   readRemoteChannels,
 } from './delivery.ts'
-import { LinkField, Operation, PeerCounterField, PeerRecordKind, ProtocolControl, commonProtocolDrops, layout, linkFields, peerSlotScale, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
+import {
+  LinkField,
+  Operation,
+  PeerCounterField,
+  PeerRecordKind,
+  ProtocolControl,
+  ServerStat,
+  commonProtocolDrops,
+  layout,
+  linkFields,
+  peerSlotScale,
+  protocolStatsFields,
+  simulatedNetworkStats,
+} from './engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
 import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
@@ -53,6 +69,15 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
    * keep-alive waits half the smaller of this and pingIntervalMs longer: it would race each of them.
    */
   keepAliveIntervalMs?: number | undefined
+  /**
+   * With channels: the memory the peers' messages in reassembly may take between them, bytes (default 64 KiB
+   * per client slot, from 64 MiB to 512 MiB, at least maxMessageBytes + 1 MiB, the least it takes). Each
+   * message takes its length from its first fragment on (its memory is made only as its fragments come);
+   * when a new one does not fit, the connection that has sent nothing new for the longest is evicted if that
+   * was a second ago or more (its reliable messages lost, it ends with 'reassembly-stalled'), else the new
+   * message waits (its sender sends it again). See docs/security.md.
+   */
+  reassemblyBudgetBytes?: number | undefined
   /** Redundant disconnect packets (default 10, sent at disconnectIntervalMs, default 100). */
   disconnectPackets?: number | undefined
   disconnectIntervalMs?: number | undefined
@@ -82,6 +107,7 @@ const serverOptionNames: ReadonlySet<string> = new Set([
   'address',
   'publicAddress',
   'maxClients',
+  'reassemblyBudgetBytes',
   'keepAliveIntervalMs',
   'disconnectPackets',
   'disconnectIntervalMs',
@@ -96,20 +122,22 @@ const serverOptionNames: ReadonlySet<string> = new Set([
 export type ServerState = 'stopped' | 'running' | 'stopping'
 /**
  * Why a peer left: it stopped answering; it disconnected; peer.disconnect(); server.close(); its channels do
- * not work with the server's (a channel both have in two modes, or a client without channels sending).
+ * not work with the server's (a channel both have in two modes, or a client without channels sending); it
+ * started a reliable message and sent nothing more of it for 20 s, or while it did so its messages were
+ * evicted to make room for other peers' (reassemblyBudgetBytes).
  */
-export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed' | 'channels-mismatch'
+export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed' | 'channels-mismatch' | 'reassembly-stalled'
 
 export interface ServerStats {
   connectedClients: number
   packets: { in: number; out: number }
   bytes: { in: number; out: number }
   /**
-   * Datagrams dropped, by cause: received ones refused by a check (never answered); handshakesFull, valid
-   * requests ignored because as many handshakes were in progress as the server holds (4 × maxClients, at
-   * least 1,024; the client resends); receiveBufferFull, the ones the kernel dropped because the socket's
-   * receive buffer was full (the server read too slowly); sendBufferFull, the server's own that the kernel
-   * would not take (its send buffer was full).
+   * Datagrams dropped, by cause: received ones refused by a check (never answered); requestsThrottled,
+   * connection requests ignored because their address was sent a challenge less than 100 ms before (a
+   * client resends at 10 Hz); receiveBufferFull, the ones the kernel dropped because the socket's receive
+   * buffer was full (the server read too slowly); sendBufferFull, the server's own that the kernel would not
+   * take (its send buffer was full).
    */
   drops: {
     malformed: number
@@ -131,7 +159,7 @@ export interface ServerStats {
      * client connected already, or used before from another address), and connection responses whose challenge token was not one their handshake was sent, or is for a client connected already.
      */
     tokenRefused: number
-    handshakesFull: number
+    requestsThrottled: number
     receiveBufferFull: number
     sendBufferFull: number
   }
@@ -141,6 +169,19 @@ export interface ServerStats {
   networkSimulator: SimulatedNetworkStats | null
   /** Valid requests answered with "denied": the server was full. */
   denied: number
+  /**
+   * Handshakes in progress (a request answered, its response not yet in), and those given up: replaced, for
+   * a newer request of the same client id from another address (one pending handshake per client id, the
+   * newest); evicted, the oldest, to make room for a new one when as many were pending as the server holds
+   * (4 × maxClients, at least 1,024).
+   */
+  handshakes: { pending: number; replaced: number; evicted: number }
+  /**
+   * With channels: the reassembly budget (reassemblyBudgetBytes) and what the peers' messages in reassembly
+   * take of it now; peers evicted to make room (those that had sent nothing new for a second); messages that
+   * waited for want of room (their senders send them again); peers disconnected with 'reassembly-stalled'.
+   */
+  reassembly: { budgetBytes: number; usedBytes: number; evictions: number; refusals: number; stalled: number } | null
   /**
    * With channels: clients disconnected before 'connect' because their channels do not work with the
    * server's (a channel in two modes, no channels and a payload, an older delivery format). Never reported
@@ -190,9 +231,9 @@ export interface ServerEvents {
   error: [error: Error]
 }
 
-const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch' }
+const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch', 7: 'reassembly-stalled' }
 // The engine's codes past netcode's reasons (native/socket_protocol.h); settingsLate ends only peers not yet announced.
-const disconnectCodes = { channelsMismatch: 5, settingsLate: 6 } as const
+const disconnectCodes = { channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
@@ -231,7 +272,7 @@ export class UserDataCopies {
 }
 
 export class Server extends EventEmitter<ServerEvents> {
-  readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs'>> & ServerOptions
+  readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs' | 'reassemblyBudgetBytes'>> & ServerOptions
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
   readonly #bind: { host: string; port: number; family: 4 | 6; reusePort: boolean }
@@ -266,6 +307,8 @@ export class Server extends EventEmitter<ServerEvents> {
   readonly #unannounced = new SlotTable<Peer>()
   #channelsMismatch = 0
   #channelsUnannounced = 0
+  /** Peers disconnected with 'reassembly-stalled' (announced or not). */
+  #reassemblyStalled = 0
   /** What a Peer asks of its server: private to the two, not methods anyone holding the server can call. */
   readonly #peerHost: PeerHost = {
     sendToPeer: (peer, data, options) => this.#sendToPeer(peer, data, options),
@@ -331,14 +374,23 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#socket = { ...socketSettings(options, 4 << 20), batchSize: integerOption('batchSize', options.batchSize, 64, 1, layout.maxBatchSize) }
     this.#delivery = deliverySettings(options)
     if (this.#delivery === null) this.#rawQueue = new SendQueue(null, () => null, 0)
+    if (this.#delivery === null && options.reassemblyBudgetBytes !== undefined) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "reassemblyBudgetBytes" option needs the "channels" option')
+    }
     this.#simulator = networkSimulatorFields(options.networkSimulator)
     this.#options = {
       ...options,
       privateKey,
       maxClients: integerOption('maxClients', options.maxClients, 256, 1, 1 << 20),
+      reassemblyBudgetBytes: 0,
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
       disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
       disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
+    }
+    if (this.#delivery !== null) {
+      const { maxMessageBytes } = this.#delivery
+      const fallback = defaultReassemblyBudget(this.#options.maxClients, maxMessageBytes)
+      this.#options.reassemblyBudgetBytes = integerOption('reassemblyBudgetBytes', options.reassemblyBudgetBytes, fallback, reassemblyBudgetFloor(maxMessageBytes), Number.MAX_SAFE_INTEGER)
     }
     this.#slotEnds = new Uint16Array(this.#options.maxClients)
     this.#client = {
@@ -389,6 +441,7 @@ export class Server extends EventEmitter<ServerEvents> {
         disconnectIntervalUs: Math.round(this.#options.disconnectIntervalMs * 1000),
         disconnectPackets: this.#options.disconnectPackets,
         ...deliveryFields(this.#delivery),
+        ...(this.#delivery === null ? {} : { reliableStallUs: reliableStallMs * 1000, reassemblyBudgetBytes: this.#options.reassemblyBudgetBytes }),
         ...this.#simulator,
       },
     }
@@ -508,9 +561,20 @@ export class Server extends EventEmitter<ServerEvents> {
       connectedClients: this.#peers.size,
       packets: { in: c[0]!, out: c[2]! },
       bytes: { in: c[1]!, out: c[3]! },
-      drops: { ...drops, wrongProtocol: c[13]!, tokenExpired: c[14]!, tokenRefused: c[8]!, handshakesFull: c[12]! },
+      drops: { ...drops, wrongProtocol: c[13]!, tokenExpired: c[14]!, tokenRefused: c[8]!, requestsThrottled: c[ServerStat.requestsThrottled]! },
       errors,
       denied: c[9]!,
+      handshakes: { pending: c[ServerStat.pendingHandshakes]!, replaced: c[ServerStat.handshakesReplaced]!, evicted: c[ServerStat.handshakesEvicted]! },
+      reassembly:
+        this.#delivery === null
+          ? null
+          : {
+              budgetBytes: this.#options.reassemblyBudgetBytes,
+              usedBytes: c[ServerStat.reassemblyUsed]!,
+              evictions: c[ServerStat.reassemblyEvictions]!,
+              refusals: c[ServerStat.reassemblyRefusals]!,
+              stalled: this.#reassemblyStalled,
+            },
       channelsMismatch: this.#channelsMismatch,
       channelsUnannounced: this.#channelsUnannounced,
       link: this.#linkTotals(c[1]!, c[3]!),
@@ -751,8 +815,10 @@ export class Server extends EventEmitter<ServerEvents> {
           pending.markDisconnected('its connection ended before its channels were known')
           if (code === disconnectCodes.channelsMismatch) this.#channelsMismatch++
           if (code === disconnectCodes.settingsLate) this.#channelsUnannounced++
+          if (code === disconnectCodes.reassemblyStalled) this.#reassemblyStalled++
           return
         }
+        if (code === disconnectCodes.reassemblyStalled) this.#reassemblyStalled++
         const peer = this.#peers.get(index)
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'

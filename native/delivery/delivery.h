@@ -15,6 +15,8 @@
 
 #include "clock_sync.h"
 #include "congestion_control.h"
+#include "fragment_store.h"
+#include "reassembly_budget.h"
 #include "received_packets.h"
 #include "ring.h"
 #include "rtt_estimator.h"
@@ -43,6 +45,11 @@ struct DeliveryConfig {
   // unacknowledged one: the receiver's reorder window.
   uint32_t reliableWindow = 1024;
   uint64_t fragmentTimeoutUs = 5000000;  // incomplete unreliable or sequenced messages are dropped then
+  // A reliable message the peer started and then sent nothing of (no fragment of it, new or again) for this
+  // long stalls the connection (stalled(); the server ends it); 0: never. Once started, a message's
+  // fragments are never refused for memory, so the wait is the peer's: it holds what it made this side
+  // keep for it and sends nothing more.
+  uint64_t reliableStallUs = 0;
   uint64_t maxAckDelayUs = 1000;
   uint64_t pingIntervalUs = 100000;     // 10 Hz (seed 001)
   uint64_t minPongIntervalUs = 50000;   // pongs at most 20 Hz
@@ -80,6 +87,9 @@ class DeliverySink {
   virtual void SendPacket(const uint8_t* data, size_t size) = 0;  // one netcode payload
   // owned, when not null, holds the message and nothing else: the sink may move it away rather than copy.
   virtual void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
+  // The connection stalled (DeliveryCore::stalled()): called once, possibly from within another core's
+  // call (its budget evicted this one). The sink ends the connection later, not from here.
+  virtual void Stalled() {}
 };
 
 struct DeliveryStats {
@@ -115,8 +125,12 @@ constexpr size_t kPacketSkipKeyBytes = 16;
 class DeliveryCore {
  public:
   // packetSkipKey: kPacketSkipKeyBytes random bytes of this connection's own; nullptr skips no packet number.
-  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey);
+  // budget: the reassembly memory shared with the server's other connections (it outlives the core);
+  // nullptr: none beyond this connection's own bound.
+  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey, ReassemblyBudget* budget = nullptr);
   ~DeliveryCore();
+  DeliveryCore(const DeliveryCore&) = delete;
+  DeliveryCore& operator=(const DeliveryCore&) = delete;
 
   // Queues a message; Flush() sends it. The bytes are copied.
   SendResult Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs);
@@ -135,6 +149,10 @@ class DeliveryCore {
   // Set for good by the first packet that shows it; from then on no message is delivered (one on a
   // channel in another mode would come with guarantees its sender did not ask for). The connection ends.
   Mismatch mismatch() const { return mismatch_; }
+  // Set for good when a reliable message the peer started stopped coming (config reliableStallUs), or the
+  // budget evicted this connection's messages to make room for others' while it sent none of them: what it
+  // held is freed, nothing more is received, and the connection should end.
+  bool stalled() const { return stalled_; }
   // Sends this side's settings in packets of their own (`copies` of them), whether or not the peer has
   // them: before a connection ends for a mismatch, so that the peer, which may not have found it yet,
   // learns why.
@@ -160,6 +178,7 @@ class DeliveryCore {
   // Time the oldest queued message has waited (µs; 0 when none).
   uint64_t QueueDelayUs(uint64_t nowUs) const;
   uint64_t reassemblyUsed() const { return reassemblyUsed_; }
+  uint64_t budgetHeld() const { return budgetHeld_; }  // what this connection holds of its budget
   // The bytes the receiving channels' message slots hold allocated: what reassemblyUsed() counts, and
   // whatever a slot kept past its message (nothing: tests and the fuzzer check that).
   size_t reassemblyHeld() const;
@@ -253,12 +272,8 @@ class DeliveryCore {
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     uint64_t length = 0;
-    // One allocation: the message's bytes, then a flag per fragment received. Whole, it is cut to the
-    // message, and the sink may take it (a large message goes to JavaScript without a copy).
-    std::vector<uint8_t> bytes;
+    FragmentStore store;  // its bytes, made as they come
     uint32_t fragments = 0, received = 0;
-    uint8_t* seen() { return bytes.data() + length; }
-    const uint8_t* seen() const { return bytes.data() + length; }
     uint64_t lastUs() const { return firstUs + lastAfterUs; }
     void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
@@ -270,6 +285,7 @@ class DeliveryCore {
   static constexpr size_t kReceiveSlotBytes = 128;
   static constexpr size_t kHeldMessageBytes = 256;
   static_assert(sizeof(InMessage) <= kReceiveSlotBytes, "a receive slot costs no more than the bound counts");
+
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver
@@ -341,7 +357,7 @@ class DeliveryCore {
   void PassOver(ReceiveChannel& channel, uint64_t sequence);  // an oversized reliable message
   // Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would take the
   // memory held past the reassembly bound.
-  bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset);
+  bool MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset, uint64_t nowUs);
   size_t QueueSlotBytes() const;  // what the reliable channels' queues hold against the bound
   // Every change to a reliable channel's queue goes through here: it keeps the counts below.
   template <typename Change>
@@ -360,6 +376,13 @@ class DeliveryCore {
   void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
+  // Stores a fragment of a started message (its block made if need be); false, counted, when the memory
+  // for it was refused.
+  bool StoreFragment(InMessage& slot, uint64_t fragment, const uint8_t* data, size_t size, uint64_t nowUs);
+  // A reliable message completed, or freed incomplete: one fewer the stall timer waits on.
+  void ReliableSettled();
+  // Frees every message and queue slot held, sets stalled_ and tells the sink (once).
+  void Stall();
   // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
   // `cost` more (HeldCost) fit in the bound or none is left, for a message `starting` will take.
   void EvictIdlePartials(uint64_t cost, uint64_t nowUs, const ReceiveChannel& starting);
@@ -467,6 +490,27 @@ class DeliveryCore {
   // start (a bound set below it is for tests).
   uint64_t BufferCreditLimit() const { return std::max<uint64_t>(reassemblyLimit_, config_.maxMessageBytes); }
   std::vector<ReceivedPackets::Range> ackScratch_;
+
+  // The reassembly budget shared with other connections (reassembly_budget.h), which keeps them in an
+  // intrusive list in the order of their last new fragment.
+  friend class ReassemblyBudget;
+  ReassemblyBudget* budget_ = nullptr;
+  DeliveryCore* budgetPrev_ = nullptr;
+  DeliveryCore* budgetNext_ = nullptr;
+  bool budgetListed_ = false;
+  uint64_t budgetHeld_ = 0;
+  uint64_t lastFragmentUs_ = 0;  // the last new fragment stored, of any message
+  // Whether the budget may evict this connection: no new fragment for kBudgetIdleUs (or 4 smoothed RTTs).
+  bool IdleForBudget(uint64_t nowUs) const;
+  // Makes room for others: frees what this connection holds, stalling it if a reliable message was among it.
+  void EvictForBudget();
+  static constexpr uint64_t kBudgetIdleUs = 1000000;
+  // A slot's share of the budget: its message's cost, or nothing.
+  static uint64_t BudgetCost(const InMessage& slot) { return slot.used && !slot.passedOver ? HeldCost(slot.length, slot.fragments) : 0; }
+  // Reliable messages started and not complete, and when the peer last sent a fragment of one (the stall timer).
+  uint64_t incompleteReliable_ = 0;
+  uint64_t reliableActivityUs_ = 0;
+  bool stalled_ = false;
 
   // Settings: the peer's, and whether it has shown (by a PONG) that it has this side's.
   PeerSettings peer_;

@@ -28,6 +28,7 @@ constexpr uint64_t kPromptPongUs = 5000;
 void DeliveryCore::Receive(const uint8_t* data, size_t size, uint64_t nowUs) {
   ++stats_.packetsIn;
   stats_.bytesIn += size;
+  if (stalled_) return;  // the connection is ending: what it held is gone, and nothing more is taken
   WireReader reader(data, size);
   const uint8_t marker = reader.U8();
   const uint64_t number = reader.Varint();
@@ -255,16 +256,22 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   // acknowledgement late, or in a packet refused for other data) resent the refused one first, at the
   // minimum window, for good; refused for credit, its resends bring the credit it waits for.
   const uint32_t fragments = fragmented ? static_cast<uint32_t>(FragmentCount(length)) : 1;
-  const bool onCredit = !FitsBound(HeldCost(length, fragments));
+  const uint64_t cost = HeldCost(length, fragments);
+  const bool onCredit = !FitsBound(cost);
   if (onCredit && (!headOfLine || length > bufferCredit_)) {
     ++stats_.overBudget;
     return false;
   }
-  try {  // up to maxMessageBytes (1 GiB) on the I/O thread: a memory limit may refuse it
-    slot.bytes.resize(length + fragments);  // zeroed: no fragment seen
-  } catch (const std::bad_alloc&) {
-    // Refused as a message over the bound is, and counted so: thrown on, it ended the process.
-    std::vector<uint8_t>().swap(slot.bytes);
+  // The server's budget, which every message takes from (the next one of a channel too: shared by every
+  // connection, it bounds their sum).
+  if (budget_ != nullptr && !budget_->Take(*this, cost, nowUs)) {
+    ++stats_.overBudget;
+    return false;
+  }
+  // Only its table of blocks is made now (FragmentStore), and a memory limit may refuse even that: refused
+  // as a message over the bound is, and counted so.
+  if (!slot.store.Start(length)) {
+    if (budget_ != nullptr) budget_->Give(*this, cost);
     ++stats_.overBudget;
     return false;
   }
@@ -278,13 +285,14 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
   slot.received = 0;
   reassemblyUsed_ += length;
   heldExtraBytes_ += fragments + kHeldMessageBytes;
-  stats_.reassemblyMade += length;
   return true;
 }
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
+  if (budget_ != nullptr && BudgetCost(slot) > 0) budget_->Give(*this, BudgetCost(slot));
+  if (slot.used && !slot.partial && !slot.passedOver && slot.received < slot.fragments) ReliableSettled();
   reassemblyUsed_ -= slot.length;
-  if (slot.used && !slot.passedOver) heldExtraBytes_ -= slot.fragments + kHeldMessageBytes;  // started (its bytes may be the sink's now)
+  if (slot.used && !slot.passedOver) heldExtraBytes_ -= slot.fragments + kHeldMessageBytes;  // started
   slot.length = 0;
   if (slot.partial) --partialsUsed_;
   slot.partial = false;
@@ -292,7 +300,58 @@ void DeliveryCore::FreeInMessage(InMessage& slot) {
   slot.passedOver = false;
   // Given back with the message, whatever their size: kept in a slot (a reliable queue's, a partial one),
   // they would be memory outside the bound, which a peer could fill with a few bytes per kept buffer.
-  std::vector<uint8_t>().swap(slot.bytes);
+  slot.store.Clear();
+}
+
+bool DeliveryCore::StoreFragment(InMessage& slot, uint64_t fragment, const uint8_t* data, size_t size, uint64_t nowUs) {
+  uint64_t made = 0;
+  if (!slot.store.Store(fragment, data, size, &made)) {  // a memory limit refused its block
+    ++stats_.overBudget;
+    return false;
+  }
+  stats_.reassemblyMade += made;
+  lastFragmentUs_ = nowUs;
+  if (budget_ != nullptr) budget_->Progress(*this, nowUs);
+  return true;
+}
+
+void DeliveryCore::ReliableSettled() { --incompleteReliable_; }
+
+void DeliveryCore::Stall() {
+  if (stalled_) return;
+  stalled_ = true;
+  for (ReceiveChannel& channel : receiveChannels_) {
+    for (size_t i = 0; i < channel.pending.size(); ++i) FreeInMessage(channel.pending[i]);
+    ChangeQueue(channel, [&channel] { channel.pending.clear(); });
+    for (InMessage& slot : channel.partials) FreeInMessage(slot);
+    GiveBackPartials(channel);
+  }
+  sink_->Stalled();
+}
+
+bool DeliveryCore::IdleForBudget(uint64_t nowUs) const {
+  return nowUs >= lastFragmentUs_ + std::max<uint64_t>(kBudgetIdleUs, 4 * rtt_.smoothedUs());
+}
+
+void DeliveryCore::EvictForBudget() {
+  // A reliable message given up on breaks the channel for good (its fragments were acknowledged): the
+  // connection ends. Otherwise incomplete unreliable messages are lost (they have been idle a second), and
+  // queue slots that hold nothing are given back.
+  for (const ReceiveChannel& channel : receiveChannels_) {
+    for (size_t i = 0; i < channel.pending.size(); ++i) {
+      if (channel.pending[i].used) return Stall();
+    }
+  }
+  for (ReceiveChannel& channel : receiveChannels_) {
+    for (InMessage& slot : channel.partials) {
+      if (!slot.used) continue;
+      ++stats_.expiredFragments;
+      FreeInMessage(slot);
+    }
+    GiveBackPartials(channel);
+    // Slots that hold no message (drained, or waiting for messages that have not come): made again if they do.
+    if (CountedSlots(channel.pending) > 0) ChangeQueue(channel, [&channel] { channel.pending.clear(); });
+  }
 }
 
 void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
@@ -322,9 +381,12 @@ void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size, st
 }
 
 void DeliveryCore::DeliverWhole(uint8_t channel, InMessage& slot) {
-  slot.bytes.resize(slot.length);  // the flags are done with (no reallocation)
-  Deliver(channel, slot.bytes.data(), slot.length, &slot.bytes);
-  FreeInMessage(slot);  // its accounting is by length: right whether the sink took the bytes or not
+  // A message of one block is delivered from it; a larger one is joined into one buffer, which the sink
+  // may take (a large message goes to JavaScript with no further copy).
+  std::vector<uint8_t> joined;
+  const uint8_t* data = slot.store.Whole(&joined);
+  Deliver(channel, data, slot.length, joined.empty() ? nullptr : &joined);
+  FreeInMessage(slot);
 }
 
 void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
@@ -343,7 +405,7 @@ void DeliveryCore::DeliverReliable(ReceiveChannel& channel) {
 
 size_t DeliveryCore::reassemblyHeld() const {
   size_t held = 0;
-  const auto add = [&held](const InMessage& slot) { held += slot.bytes.capacity(); };
+  const auto add = [&held](const InMessage& slot) { held += slot.store.held(); };
   for (const ReceiveChannel& channel : receiveChannels_) {
     for (size_t i = 0; i < channel.pending.size(); ++i) add(channel.pending[i]);  // popped slots are reset
     for (const InMessage& slot : channel.partials) add(slot);
@@ -363,10 +425,14 @@ void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
   // Beyond the first slots of each queue, which every channel may always have (the one for its next
   // message among them): counted, they could keep the bound full with nothing to free it. Kept as running
   // counts, so that the bound's check costs the same with 255 channels as with one.
-  countedQueueSlots_ -= CountedSlots(channel.pending);
+  const size_t before = CountedSlots(channel.pending);
+  countedQueueSlots_ -= before;
   drainedQueues_ -= Drained(channel.pending) ? 1 : 0;
   change();
-  countedQueueSlots_ += CountedSlots(channel.pending);
+  const size_t after = CountedSlots(channel.pending);
+  countedQueueSlots_ += after;
+  // Slots given back leave the budget; the growth was taken from it before (MakeRoomInQueue).
+  if (budget_ != nullptr && after < before) budget_->Give(*this, (before - after) * kReceiveSlotBytes);
   if (Drained(channel.pending)) {
     ++drainedQueues_;
     if (!channel.listedDrained) {
@@ -401,7 +467,7 @@ bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
   return reassemblyUsed_ + heldExtraBytes_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_;
 }
 
-bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
+bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset, uint64_t nowUs) {
   if (offset < channel.pending.size()) return true;
   // The queue's slots (each an InMessage, kept until the queue drains) count against the bound with the
   // messages: else a peer that holds back the message a channel delivers next could grow its queue to the
@@ -411,6 +477,10 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset) {
   const size_t counted = std::max(channel.pending.capacity(), kFreeQueueSlots);
   if (grown > counted) {
     if (!FitsBound((grown - counted) * kReceiveSlotBytes, &channel)) {
+      ++stats_.overBudget;
+      return false;
+    }
+    if (budget_ != nullptr && !budget_->Take(*this, (grown - counted) * kReceiveSlotBytes, nowUs)) {
       ++stats_.overBudget;
       return false;
     }
@@ -458,8 +528,10 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     const uint64_t ahead = sequence - channel.nextDeliver;
     if (ahead < channel.pending.size()) {
       const InMessage& held = channel.pending[static_cast<size_t>(ahead)];
-      if (held.used && (held.passedOver || (held.length == length && held.seen()[fragment]))) {
+      if (held.used && (held.passedOver || (held.length == length && held.store.Has(fragment)))) {
         ++stats_.duplicateMessages;
+        // A fragment sent again (its acknowledgement lost) shows the peer still sends the message.
+        if (!held.passedOver && held.received < held.fragments) reliableActivityUs_ = nowUs;
         return true;
       }
     }
@@ -470,7 +542,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return false;
     }
     if (oversized) {
-      if (!MakeRoomInQueue(channel, sequence - channel.nextDeliver)) {
+      if (!MakeRoomInQueue(channel, sequence - channel.nextDeliver, nowUs)) {
         *refused = true;
         return false;
       }
@@ -491,7 +563,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return true;
     }
     const uint64_t offset = sequence - channel.nextDeliver;
-    if (!MakeRoomInQueue(channel, offset)) {
+    if (!MakeRoomInQueue(channel, offset, nowUs)) {
       *refused = true;
       return false;
     }
@@ -505,17 +577,22 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
         *refused = true;
         return false;
       }
+      ++incompleteReliable_;
+      reliableActivityUs_ = nowUs;
     } else if (slot.length != length) {
       ++stats_.malformed;  // the same message with another length: the sender is broken
       return false;
     }
-    if (slot.seen()[fragment]) {
+    if (slot.store.Has(fragment)) {
       ++stats_.duplicateMessages;
       return true;
     }
-    std::copy(data, data + size, slot.bytes.begin() + static_cast<long>(fragment * kFragmentBytes));
-    slot.seen()[fragment] = 1;
-    ++slot.received;
+    if (!StoreFragment(slot, fragment, data, size, nowUs)) {
+      *refused = true;
+      return false;
+    }
+    reliableActivityUs_ = nowUs;
+    if (++slot.received == slot.fragments) ReliableSettled();
     DeliverReliable(channel);
     return true;
   }
@@ -540,7 +617,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     channel.lastDelivered = done;
     for (InMessage& slot : channel.partials) {  // older incomplete messages can no longer be delivered
       if (!slot.used || slot.sequence > done) continue;
-      if (slot.seen()[0]) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
+      if (slot.store.Has(0)) ++stats_.staleSequenced;  // else counted if its first fragment comes, as stale
       FreeInMessage(slot);
     }
     GiveBackPartials(channel);
@@ -568,7 +645,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       oldest = &candidate;
     }
   }
-  if (slot != nullptr && slot->length == length && slot->seen()[fragment]) {
+  if (slot != nullptr && slot->length == length && slot->store.Has(fragment)) {
     ++stats_.duplicateMessages;
     return giveBack(true);
   }
@@ -636,12 +713,11 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
     ++stats_.malformed;
     return false;
   }
-  if (slot->seen()[fragment]) {
+  if (slot->store.Has(fragment)) {
     ++stats_.duplicateMessages;
     return true;
   }
-  std::copy(data, data + size, slot->bytes.begin() + static_cast<long>(fragment * kFragmentBytes));
-  slot->seen()[fragment] = 1;
+  if (!StoreFragment(*slot, fragment, data, size, nowUs)) return giveBack(false);  // dropped, as data over the bound
   slot->FragmentAt(nowUs);
   if (++slot->received == slot->fragments) {
     DeliverWhole(channelIndex, *slot);

@@ -55,12 +55,13 @@ thread_local uint8_t packetBuffer[kMaxPacketBytes];
 
 }  // namespace
 
-DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey)
+DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey, ReassemblyBudget* budget)
     : config_(config),
       sink_(sink),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
       rtt_(config.initialRttUs),
-      bufferCredit_(BufferCreditLimit()) {
+      bufferCredit_(BufferCreditLimit()),
+      budget_(budget) {
   if (config_.reliableWindow == 0) config_.reliableWindow = 1;
   if (packetSkipKey != nullptr) {
     skipping_ = true;
@@ -82,7 +83,9 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, con
   drainedChannels_.reserve(config_.channels.size());
 }
 
-DeliveryCore::~DeliveryCore() = default;
+DeliveryCore::~DeliveryCore() {
+  if (budget_ != nullptr && budgetHeld_ > 0) budget_->Give(*this, budgetHeld_);
+}
 
 size_t DeliveryCore::queueSlots() const {
   size_t slots = 0;
@@ -99,21 +102,28 @@ bool DeliveryCore::CountsAgree() const {
   }
   size_t partials = 0, counted = 0, drained = 0;
   uint64_t heldExtra = 0;
-  const auto held = [&heldExtra](const InMessage& slot) {
+  uint64_t budgetHeld = 0, incompleteReliable = 0;
+  const auto held = [&heldExtra, &budgetHeld](const InMessage& slot) {
     if (slot.used && !slot.passedOver) heldExtra += slot.fragments + kHeldMessageBytes;
+    budgetHeld += BudgetCost(slot);
   };
   for (const ReceiveChannel& channel : receiveChannels_) {
     for (const InMessage& slot : channel.partials) {
       partials += slot.used ? 1 : 0;
       held(slot);
     }
-    for (size_t i = 0; i < channel.pending.size(); ++i) held(channel.pending[i]);
+    for (size_t i = 0; i < channel.pending.size(); ++i) {
+      const InMessage& slot = channel.pending[i];
+      held(slot);
+      incompleteReliable += slot.used && !slot.passedOver && slot.received < slot.fragments ? 1 : 0;
+    }
     counted += CountedSlots(channel.pending);
     drained += Drained(channel.pending) ? 1 : 0;
     if (Drained(channel.pending) && !channel.listedDrained) return false;
   }
   return unsent == unsentMessages_ && completedChannels_.empty() && partials == partialsUsed_ && counted == countedQueueSlots_ &&
-         drained == drainedQueues_ && heldExtra == heldExtraBytes_;
+         drained == drainedQueues_ && heldExtra == heldExtraBytes_ && incompleteReliable == incompleteReliable_ &&
+         (budget_ == nullptr || budgetHeld + counted * kReceiveSlotBytes == budgetHeld_);
 }
 
 SendResult DeliveryCore::Admit(uint8_t channel, size_t size) const {
@@ -893,6 +903,7 @@ void DeliveryCore::Update(uint64_t nowUs) {
     OnProbeTimeout(nowUs);
   }
   ExpireFragments(nowUs);
+  if (config_.reliableStallUs > 0 && incompleteReliable_ > 0 && nowUs >= reliableActivityUs_ + config_.reliableStallUs) Stall();
   Flush(nowUs);
 }
 
@@ -907,6 +918,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
     earliest(ProbeTimeoutStartUs() + ProbeTimeoutUs());
   }
   if (ackPending_) earliest(ackImmediately_ || elicitingSinceAck_ >= 2 ? nowUs : ackDeadlineUs_);
+  if (config_.reliableStallUs > 0 && incompleteReliable_ > 0) earliest(reliableActivityUs_ + config_.reliableStallUs);
   if (pongPending_) earliest(std::max(nowUs, pongDueUs_));
   if (MessagesReady() && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) {
     // Waiting for pacing credit only.

@@ -32,6 +32,7 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       slotByAddress_(config.maxClients, addressHashKey_),
       slotByClientId_(config.maxClients),
       mappingByAddress_(1024, addressHashKey_),
+      mappingByClientId_(1024),
       maxMappings_(std::max<size_t>(size_t{config.maxClients} * 4, kMinPendingHandshakes)),
       tokenHistory_(1024),
       maxTokenHistory_(std::max<size_t>(size_t{config.maxClients} * 8, kMinTokenHistory)),
@@ -96,7 +97,7 @@ void ServerCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
   Sender sender;
   sender.key = AddressKey::Of(from);
   sender.hash = slotByAddress_.Hash(sender.key);
-  Receive(from, sender, data, size, now);
+  Receive(from, sender, data, size, size, now);
 }
 
 void ServerCore::ReceiveBatch(const ReceivedDatagram* datagrams, size_t count, const Clock& now) {
@@ -108,14 +109,14 @@ void ServerCore::ReceiveBatch(const ReceivedDatagram* datagrams, size_t count, c
       lookahead_[i].hash = slotByAddress_.Hash(lookahead_[i].key);
       slotByAddress_.Prefetch(lookahead_[i].hash);
     }
-    for (size_t i = 0; i < n; ++i) Receive(part[i].from, lookahead_[i], part[i].data, part[i].size, now);
+    for (size_t i = 0; i < n; ++i) Receive(part[i].from, lookahead_[i], part[i].data, part[i].size, part[i].wireSize, now);
   }
 }
 
 void ServerCore::Receive(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
-                         const Clock& now) {
+                         size_t wireSize, const Clock& now) {
   ++counters_.packetsIn;
-  counters_.bytesIn += size;
+  counters_.bytesIn += wireSize;
   if (stopping_) return;  // clients' own redundant disconnects and late keep-alives: expected, not drops
   // Port 0: nothing can be sent back there (the kernel refuses it), so nothing from it is answered.
   if (size == 0 || from.port == 0) {
@@ -138,6 +139,14 @@ void ServerCore::Receive(const ServerAddress& from, const Sender& sender, const 
 
 void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size,
                                  const Clock& now) {
+  // An address with a handshake that was sent a challenge less than kChallengeIntervalUs ago gets no other
+  // before then: ignored before its token is opened (which costs more than anything else here). Only a
+  // challenge sent resets the interval, so that requests forged from the address cannot hold it off.
+  if (const EncryptionMapping* pending = FindMapping(sender);
+      pending != nullptr && now.monotonicUs - pending->lastChallengeUs < kChallengeIntervalUs) {
+    ++counters_.requestsThrottled;
+    return;
+  }
   // The lines the lookups below will read, asked for now, so that the token's decryption covers the wait for
   // them (in tables of 10k+ clients a lookup misses the cache). The sealed token ends the request, and its
   // MAC ends the token.
@@ -192,16 +201,22 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
     return;
   }
   EncryptionMapping* mapping = FindMapping(sender);
-  const bool newHandshake = mapping == nullptr || !(mapping->token == mac);
-  if (mapping == nullptr) mapping = AddMapping(sender);
-  if (mapping == nullptr) {  // as many handshakes in progress as the server holds: ignored (the client resends)
-    ++counters_.handshakesFull;
-    return;
+  // The same client id's handshake from another address gives way (mappingByClientId_ says why).
+  const uint64_t clientId = request.token.clientId;
+  const uint32_t sameClient = mappingByClientId_.Find(clientId);
+  if (sameClient != FlatTable<uint64_t>::kNone && &mappings_[sameClient] != mapping) {
+    ++counters_.handshakesReplaced;
+    RemoveMapping(mappings_[sameClient]);  // (mappings_ keeps its entries in place: `mapping` stays valid)
   }
-  EncryptionMapping& entry = *mapping;
+  const bool newHandshake = mapping == nullptr || !(mapping->token == mac);
+  EncryptionMapping& entry = mapping != nullptr ? *mapping : AddMapping(sender);
   if (newHandshake) entry.firstChallenge = challengeSequence_;
+  if (mapping == nullptr || entry.clientId != clientId) {
+    if (mapping != nullptr) mappingByClientId_.Erase(entry.clientId);  // a token of another client from this address
+    mappingByClientId_.Set(clientId, static_cast<uint32_t>(&entry - mappings_.data()));
+  }
   entry.token = mac;
-  entry.clientId = request.token.clientId;
+  entry.clientId = clientId;
   std::memcpy(entry.sendKey, request.token.serverToClientKey, kKeyBytes);
   std::memcpy(entry.receiveKey, request.token.clientToServerKey, kKeyBytes);
   entry.timeoutSeconds = request.token.timeoutSeconds;
@@ -216,6 +231,7 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
   writer.U64(challengeSequence_);
   SealChallengeToken(challenge, challengeSequence_, challengeKey_, body + 8);
   ++challengeSequence_;
+  entry.lastChallengeUs = now.monotonicUs;
   SendWithGlobalSequence(from, entry.sendKey, kConnectionChallenge, body, sizeof(body));
 }
 
@@ -532,24 +548,41 @@ ServerCore::EncryptionMapping* ServerCore::FindMapping(const Sender& sender) {
   return index == FlatTable<AddressKey>::kNone ? nullptr : &mappings_[index];
 }
 
-ServerCore::EncryptionMapping* ServerCore::AddMapping(const Sender& sender) {
-  if (liveMappings_.size() >= maxMappings_) return nullptr;
+ServerCore::EncryptionMapping& ServerCore::AddMapping(const Sender& sender) {
+  // Full: the oldest handshake goes. An honest one completes within a round trip or so of its request, so
+  // the oldest is most likely one that never will (a peer that only sends requests); 4 × maxClients at
+  // least 1,024 of them are made before an honest one is reached.
+  if (liveMappings_.size() >= maxMappings_) {
+    ++counters_.handshakesEvicted;
+    RemoveMapping(mappings_[oldestMapping_]);
+  }
   const uint32_t index = TakeFreeIndex(freeMappings_, mappings_);
   EncryptionMapping& entry = mappings_[index];
   entry.used = true;
   entry.address = sender.key;
+  entry.clientId = 0;
+  entry.lastChallengeUs = 0;
   entry.livePosition = static_cast<uint32_t>(liveMappings_.size());
   liveMappings_.push_back(index);
   mappingByAddress_.Insert(sender.key, sender.hash, index);
-  return &entry;
+  entry.older = newestMapping_;
+  entry.newer = kNoMapping;
+  (newestMapping_ != kNoMapping ? mappings_[newestMapping_].newer : oldestMapping_) = index;
+  newestMapping_ = index;
+  return entry;
 }
 
 void ServerCore::RemoveMapping(EncryptionMapping& entry) {
+  const uint32_t index = static_cast<uint32_t>(&entry - mappings_.data());
+  if (mappingByClientId_.Find(entry.clientId) == index) mappingByClientId_.Erase(entry.clientId);
+  (entry.older != kNoMapping ? mappings_[entry.older].newer : oldestMapping_) = entry.newer;
+  (entry.newer != kNoMapping ? mappings_[entry.newer].older : newestMapping_) = entry.older;
+  entry.older = entry.newer = kNoMapping;
   mappingByAddress_.Erase(entry.address);
   sodium_memzero(entry.sendKey, kKeyBytes);
   sodium_memzero(entry.receiveKey, kKeyBytes);
   entry.used = false;
-  freeMappings_.push_back(static_cast<uint32_t>(&entry - mappings_.data()));
+  freeMappings_.push_back(index);
   const uint32_t moved = liveMappings_.back();
   liveMappings_[entry.livePosition] = moved;
   mappings_[moved].livePosition = entry.livePosition;

@@ -71,7 +71,11 @@ struct ServerCounters {
   uint64_t tokenExpired = 0;   // requests whose token had expired (by the server's clock)
   uint64_t tooOld = 0;  // older than the replay window: delayed or reordered that far, or replayed
   uint64_t denied = 0;  // requests answered with "denied": the server was full
-  uint64_t handshakesFull = 0;  // valid requests ignored: as many handshakes were in progress as it holds
+  // Requests ignored unopened: their address was sent a challenge less than kChallengeIntervalUs before.
+  uint64_t requestsThrottled = 0;
+  // Pending handshakes given up: for a newer request of the same client id from another address, and, the
+  // oldest, to make room for a new one when as many were pending as the server holds.
+  uint64_t handshakesReplaced = 0, handshakesEvicted = 0;
 };
 
 // A received datagram, as ReceiveBatch takes it.
@@ -79,6 +83,9 @@ struct ReceivedDatagram {
   ServerAddress from;
   const uint8_t* data;
   size_t size;
+  // Its length on the wire: size, or more for one too large to be a protocol packet, which comes as size 0
+  // (malformed) and counts its bytes all the same.
+  size_t wireSize;
 };
 
 // Per-client counters, written by the server's thread alone and read by JavaScript at any time with no
@@ -143,6 +150,10 @@ class ServerCore {
   void ResumeTimeouts(const Clock& now);
 
   uint32_t connectedClients() const { return connected_; }
+  size_t pendingHandshakes() const { return liveMappings_.size(); }
+  // At most one challenge per pending handshake this often: a client resends its request at 10 Hz, and a
+  // peer that resends faster is answered no faster (each challenge costs a token's sealing and a packet).
+  static constexpr uint64_t kChallengeIntervalUs = 100000;
   const ServerCounters& counters() const { return counters_; }
   // Shared with whoever reads the counters from another thread; it outlives the server if need be.
   std::shared_ptr<PeerCounterTable> peerCounterTable() const { return peerCounters_; }
@@ -189,8 +200,12 @@ class ServerCore {
     // The first challenge sent for this handshake (this address and token): a response must carry it or a
     // later one, so that an earlier handshake's response, replayed, completes none.
     uint64_t firstChallenge = 0;
+    uint64_t lastChallengeUs = 0;  // when the last challenge went (kChallengeIntervalUs)
     uint32_t livePosition = 0;  // in liveMappings_
+    // The pending handshakes in the order they were made (indices in mappings_): the oldest is evicted first.
+    uint32_t older = kNoMapping, newer = kNoMapping;
   };
+  static constexpr uint32_t kNoMapping = UINT32_MAX;
 
   struct TokenUse {
     TokenMac mac;
@@ -223,7 +238,7 @@ class ServerCore {
     AddressKey key;
     uint64_t hash;
   };
-  void Receive(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
+  void Receive(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, size_t wireSize, const Clock& now);
   static constexpr size_t kLookahead = 32;  // datagrams whose table lines are asked for at once
   Sender lookahead_[kLookahead];
   void ProcessRequest(const ServerAddress& from, const Sender& sender, const uint8_t* data, size_t size, const Clock& now);
@@ -269,10 +284,16 @@ class ServerCore {
   // soon be replayed from another address.
   static constexpr size_t kMinPendingHandshakes = 1024;
   static constexpr size_t kMinTokenHistory = 2048;
-  EncryptionMapping* AddMapping(const Sender& sender);  // nullptr when maxMappings_ are held
+  // A new pending handshake for the sender; when maxMappings_ are held, the oldest makes room.
+  EncryptionMapping& AddMapping(const Sender& sender);
   void RemoveMapping(EncryptionMapping& entry);
   bool MappingExpired(const EncryptionMapping& entry, const Clock& now) const;
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
+  // At most one pending handshake per client id (-> index in mappings_): the newest request wins, so that one
+  // account's tokens cannot fill the table, and a client that tries again from another address (a new NAT
+  // binding, a restart) is not held off by its own stale handshake.
+  FlatTable<uint64_t> mappingByClientId_;
+  uint32_t oldestMapping_ = kNoMapping, newestMapping_ = kNoMapping;
   std::vector<EncryptionMapping, WipingAllocator<EncryptionMapping>> mappings_;  // keys: no copy left when it grows
   std::vector<uint32_t> freeMappings_;
   // The mappings in use, so that the housekeeping visits those only (not every entry a past burst of

@@ -14,6 +14,8 @@ export interface DeliveryConfig {
   reliableWindow: number
   /** Incomplete unreliable or sequenced messages are dropped after this long. */
   fragmentTimeoutUs: number
+  /** A reliable message the peer started and then sent nothing of for this long stalls the connection; 0: never (delivery.h). */
+  reliableStallUs: number
   maxAckDelayUs: number
   pingIntervalUs: number
   /** Pongs at most this often. */
@@ -30,6 +32,7 @@ export const defaultDeliveryConfig: Readonly<DeliveryConfig> = Object.freeze({
   reassemblyBytes: 0,
   reliableWindow: 1024,
   fragmentTimeoutUs: 5_000_000,
+  reliableStallUs: 0,
   maxAckDelayUs: 1000,
   pingIntervalUs: 100_000,
   minPongIntervalUs: 50_000,
@@ -46,6 +49,11 @@ export interface DeliverySink {
   sendPacket(data: Uint8Array): void
   /** owned: the bytes are the message's alone and the sink may keep them; else valid during the call. */
   message(channel: number, data: Uint8Array, owned: boolean): void
+  /**
+   * The connection stalled (DeliveryCore.stalled): called once, possibly from within another core's call (its
+   * budget evicted this one). The sink ends the connection later, not from here.
+   */
+  stalled?(): void
 }
 
 export type SendResult = 'queued' | 'queue-full' | 'too-large' | 'no-channel'

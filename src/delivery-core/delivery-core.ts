@@ -10,6 +10,8 @@ import { ReceivedPackets, type PacketRange } from './received-packets.ts'
 import { Ring } from './ring.ts'
 import { maxRttSampleUs } from './rtt-estimator.ts'
 import { DeliverySending } from './sending.ts'
+import { FragmentStore } from './fragment-store.ts'
+import type { BudgetMember, ReassemblyBudget } from './reassembly-budget.ts'
 import { ChannelModeCode, Frame, FrameReader, fragmentBytes, fragmentCount, maxChannels, maxMessageBytesLimit, packetMarker } from './wire-format.ts'
 
 export { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type PeerSettings, type SendResult, defaultDeliveryConfig } from './config.ts'
@@ -53,19 +55,17 @@ interface InMessage {
   /** Its latest new fragment. */
   lastUs: number
   length: number
-  /**
-   * The message's bytes, then a flag per fragment received (one allocation, as the native core's: a typed
-   * array costs a JavaScript engine more than its bytes, and a peer decides how many are held).
-   */
-  buffer: Uint8Array
+  /** Its bytes, made as they come. */
+  store: FragmentStore
   fragments: number
   received: number
 }
 
-const noBytes = new Uint8Array(0)
-const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, buffer: noBytes, fragments: 0, received: 0 })
-/** Whether a slot holds a fragment (a slot with no message: as if it did, as its checks before this one say). */
-const hasFragment = (slot: InMessage, fragment: number): boolean => slot.buffer[slot.length + fragment] !== 0
+const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, store: new FragmentStore(), fragments: 0, received: 0 })
+/** A slot's share of the budget: its message's cost, or nothing. */
+const budgetCost = (slot: InMessage): number => (slot.used && !slot.passedOver ? heldCost(slot.length, slot.fragments) : 0)
+/** Whether the budget may evict a connection: no new fragment for this long (or 4 smoothed RTTs). */
+const budgetIdleUs = 1_000_000
 
 interface ReceiveChannel {
   mode: ChannelModeCode
@@ -93,7 +93,7 @@ function giveBackPartials(channel: ReceiveChannel): void {
   channel.partials = []
 }
 
-export class DeliveryCore extends DeliverySending {
+export class DeliveryCore extends DeliverySending implements BudgetMember {
   readonly #receiveChannels: ReceiveChannel[]
   /** Seen but not acknowledged: some of their reliable data did not fit. */
   readonly #refusedPackets = new ReceivedPackets()
@@ -118,13 +118,27 @@ export class DeliveryCore extends DeliverySending {
    */
   readonly #drainedChannels: ReceiveChannel[] = []
   readonly #ackRanges: PacketRange[] = []
+  /** The reassembly memory shared with the server's other connections; null: none beyond this one's bound. */
+  readonly #budget: ReassemblyBudget | null
+  /** What this connection holds of its budget (kept by the budget). */
+  budgetHeld = 0
+  /** The last new fragment stored, of any message (kept by the budget's progress()). */
+  lastFragmentUs = 0
+  /** Reliable messages started and not complete, and when the peer last sent a fragment of one (the stall timer). */
+  #incompleteReliable = 0
+  #reliableActivityUs = 0
+  #stalled = false
   /** Reused by every packet received (receive() is not reentered: a sink must not call back into its core). */
   readonly #reader = new FrameReader(new Uint8Array(0))
   readonly #outcome = { ackEliciting: false, refused: false, withSettings: false }
 
-  /** packetSkipKey: packetSkipKeyBytes random bytes of this connection's own (sending.ts); null skips no packet number. */
-  constructor(config: Partial<DeliveryConfig>, sink: DeliverySink, packetSkipKey: Uint8Array | null = null) {
+  /**
+   * packetSkipKey: packetSkipKeyBytes random bytes of this connection's own (sending.ts); null skips no packet
+   * number. budget: the reassembly memory shared with the server's other connections; null: none.
+   */
+  constructor(config: Partial<DeliveryConfig>, sink: DeliverySink, packetSkipKey: Uint8Array | null = null, budget: ReassemblyBudget | null = null) {
     super({ ...defaultDeliveryConfig, ...config }, sink, packetSkipKey)
+    this.#budget = budget
     this.#bufferCredit = this.#bufferCreditLimit()
     this.#receiveChannels = this.config.channels.map((mode) => ({ mode, nextDeliver: 0, anyDelivered: false, lastDelivered: 0, pending: new Ring(inMessage), partials: [], listedDrained: false }))
   }
@@ -137,11 +151,26 @@ export class DeliveryCore extends DeliverySending {
     this.rttSamplesFromUs = nowUs
   }
 
+  /**
+   * Set for good when a reliable message the peer started stopped coming (config reliableStallUs), or the
+   * budget evicted this connection's messages while it sent none of them: what it held is freed, nothing
+   * more is received, and the connection should end.
+   */
+  get stalled(): boolean {
+    return this.#stalled
+  }
+
+  /** The connection is over: what it holds of the budget goes back (the native core's destructor). */
+  close(): void {
+    if (this.#budget !== null && this.budgetHeld > 0) this.#budget.give(this, this.budgetHeld)
+  }
+
   /** One delivery packet from the peer (the body of a netcode payload packet). */
   receive(data: Uint8Array, nowUs: number): void {
     const stats = this.stats
     stats.packetsIn++
     stats.bytesIn += data.byteLength
+    if (this.#stalled) return // the connection is ending: what it held is gone, and nothing more is taken
     const reader = this.#reader.reset(data, 0)
     const marker = reader.u8()
     const number = reader.varint()
@@ -357,17 +386,20 @@ export class DeliveryCore extends DeliverySending {
     // The message each reliable channel delivers next is taken past the bound if need be, as the peer's data
     // pays for it (see the native core).
     const fragments = fragmented ? fragmentCount(length) : 1
-    const onCredit = !this.#fitsBound(heldCost(length, fragments))
+    const cost = heldCost(length, fragments)
+    const onCredit = !this.#fitsBound(cost)
     if (onCredit && (!headOfLine || length > this.#bufferCredit)) {
       this.stats.overBudget++
       return false
     }
-    let buffer: Uint8Array
-    try {
-      // Up to maxMessageBytes (1 GiB): a memory limit may refuse it. Refused as a message over the bound
-      // is, and counted so: thrown on, it ended the engine's receive.
-      buffer = new Uint8Array(length + fragments) // zeroed: no fragment seen
-    } catch {
+    // The server's budget, which every message takes from (the next one of a channel too).
+    if (this.#budget !== null && !this.#budget.take(this, cost, nowUs)) {
+      this.stats.overBudget++
+      return false
+    }
+    // Only its table of blocks is made now, and a memory limit may refuse even that.
+    if (!slot.store.start(length)) {
+      this.#budget?.give(this, cost)
       this.stats.overBudget++
       return false
     }
@@ -378,15 +410,16 @@ export class DeliveryCore extends DeliverySending {
     slot.lastUs = nowUs
     slot.length = length
     slot.fragments = fragments
-    slot.buffer = buffer
     slot.received = 0
     this.reassemblyUsed += length
     this.#heldExtraBytes += fragments + heldMessageBytes
-    this.stats.reassemblyMade += length
     return true
   }
 
   #freeInMessage(slot: InMessage): void {
+    const cost = budgetCost(slot)
+    if (this.#budget !== null && cost > 0) this.#budget.give(this, cost)
+    if (slot.used && !slot.partial && !slot.passedOver && slot.received < slot.fragments) this.#incompleteReliable--
     this.reassemblyUsed -= slot.length
     if (slot.used && !slot.passedOver) this.#heldExtraBytes -= slot.fragments + heldMessageBytes // started
     slot.length = 0
@@ -395,7 +428,55 @@ export class DeliveryCore extends DeliverySending {
     slot.used = false
     slot.passedOver = false
     // Given back with the message: kept in a slot, it would be memory outside the bound.
-    slot.buffer = noBytes
+    slot.store.clear()
+  }
+
+  /** Stores a fragment of a started message (its block made if need be); false, counted, when memory refused it. */
+  #storeFragment(slot: InMessage, fragment: number, data: Uint8Array, at: number, size: number, nowUs: number): boolean {
+    const made = slot.store.store(fragment, data, at, size)
+    if (made < 0) {
+      this.stats.overBudget++
+      return false
+    }
+    this.stats.reassemblyMade += made
+    this.lastFragmentUs = nowUs
+    this.#budget?.progress(this, nowUs)
+    return true
+  }
+
+  /** Frees every message and queue slot held, sets stalled and tells the sink (once). */
+  #stall(): void {
+    if (this.#stalled) return
+    this.#stalled = true
+    for (const channel of this.#receiveChannels) {
+      for (let i = 0; i < channel.pending.size; i++) this.#freeInMessage(channel.pending.at(i))
+      this.#changeQueue(channel, () => channel.pending.clear())
+      for (const slot of channel.partials) this.#freeInMessage(slot)
+      giveBackPartials(channel)
+    }
+    this.sink.stalled?.()
+  }
+
+  idleForBudget(nowUs: number): boolean {
+    return nowUs >= this.lastFragmentUs + Math.max(budgetIdleUs, 4 * this.rtt.smoothedUs)
+  }
+
+  evictForBudget(): void {
+    // A reliable message given up on breaks the channel for good (its fragments were acknowledged): the
+    // connection ends. Otherwise incomplete unreliable messages are lost (idle a second), and queue slots
+    // that hold nothing are given back.
+    for (const channel of this.#receiveChannels) {
+      for (let i = 0; i < channel.pending.size; i++) if (channel.pending.at(i).used) return this.#stall()
+    }
+    for (const channel of this.#receiveChannels) {
+      for (const slot of channel.partials) {
+        if (!slot.used) continue
+        this.stats.expiredFragments++
+        this.#freeInMessage(slot)
+      }
+      giveBackPartials(channel)
+      if (countedSlots(channel.pending) > 0) this.#changeQueue(channel, () => channel.pending.clear())
+    }
   }
 
   #samplePongRtt(elapsedUs: number, delayUs: number): void {
@@ -421,9 +502,10 @@ export class DeliveryCore extends DeliverySending {
     this.sink.message(channel, data, owned)
   }
 
-  /** A reassembled message; its slot is freed after. */
+  /** A reassembled message (one block's, or its blocks joined, which the sink may keep); its slot is freed after. */
   #deliverWhole(channel: number, slot: InMessage): void {
-    this.#deliver(channel, slot.buffer.subarray(0, slot.length), true)
+    const { data, owned } = slot.store.whole()
+    this.#deliver(channel, data, owned)
     this.#freeInMessage(slot)
   }
 
@@ -442,7 +524,7 @@ export class DeliveryCore extends DeliverySending {
   get reassemblyHeld(): number {
     let held = 0
     const add = (slot: InMessage): void => {
-      held += slot.buffer.byteLength
+      held += slot.store.held
     }
     for (const channel of this.#receiveChannels) {
       for (let i = 0; i < channel.pending.size; i++) add(channel.pending.at(i))
@@ -462,28 +544,46 @@ export class DeliveryCore extends DeliverySending {
     let counted = 0
     let drainedCount = 0
     let heldExtra = 0
+    let budgetHeld = 0
+    let incompleteReliable = 0
     const held = (slot: InMessage): void => {
       if (slot.used && !slot.passedOver) heldExtra += slot.fragments + heldMessageBytes
+      budgetHeld += budgetCost(slot)
     }
     for (const channel of this.#receiveChannels) {
       for (const slot of channel.partials) {
         partials += slot.used ? 1 : 0
         held(slot)
       }
-      for (let i = 0; i < channel.pending.size; i++) held(channel.pending.at(i))
+      for (let i = 0; i < channel.pending.size; i++) {
+        const slot = channel.pending.at(i)
+        held(slot)
+        if (slot.used && !slot.passedOver && slot.received < slot.fragments) incompleteReliable++
+      }
       counted += countedSlots(channel.pending)
       drainedCount += drained(channel.pending) ? 1 : 0
       if (drained(channel.pending) && !channel.listedDrained) return false
     }
-    return partials === this.#partialsUsed && counted === this.#countedQueueSlots && drainedCount === this.#drainedQueues && heldExtra === this.#heldExtraBytes
+    return (
+      partials === this.#partialsUsed &&
+      counted === this.#countedQueueSlots &&
+      drainedCount === this.#drainedQueues &&
+      heldExtra === this.#heldExtraBytes &&
+      incompleteReliable === this.#incompleteReliable &&
+      (this.#budget === null || budgetHeld + counted * receiveSlotBytes === this.budgetHeld)
+    )
   }
 
   /** Every change to a reliable channel's queue goes through here: it keeps the running counts. */
   #changeQueue(channel: ReceiveChannel, change: () => void): void {
-    this.#countedQueueSlots -= countedSlots(channel.pending)
+    const before = countedSlots(channel.pending)
+    this.#countedQueueSlots -= before
     this.#drainedQueues -= drained(channel.pending) ? 1 : 0
     change()
-    this.#countedQueueSlots += countedSlots(channel.pending)
+    const after = countedSlots(channel.pending)
+    this.#countedQueueSlots += after
+    // Slots given back leave the budget; the growth was taken from it before (#makeRoomInQueue).
+    if (this.#budget !== null && after < before) this.#budget.give(this, (before - after) * receiveSlotBytes)
     if (drained(channel.pending)) {
       this.#drainedQueues++
       if (!channel.listedDrained) {
@@ -516,11 +616,11 @@ export class DeliveryCore extends DeliverySending {
   }
 
   /** Slots in a reliable channel's queue up to [offset]: false, counted, when growing it would pass the bound. */
-  #makeRoomInQueue(channel: ReceiveChannel, offset: number): boolean {
+  #makeRoomInQueue(channel: ReceiveChannel, offset: number, nowUs: number): boolean {
     if (offset < channel.pending.size) return true
     const grown = channel.pending.capacityFor(offset + 1)
     const counted = Math.max(channel.pending.capacity, freeQueueSlots)
-    if (grown > counted && !this.#fitsBound((grown - counted) * receiveSlotBytes, channel)) {
+    if (grown > counted && (!this.#fitsBound((grown - counted) * receiveSlotBytes, channel) || (this.#budget !== null && !this.#budget.take(this, (grown - counted) * receiveSlotBytes, nowUs)))) {
       this.stats.overBudget++
       return false
     }
@@ -561,8 +661,10 @@ export class DeliveryCore extends DeliverySending {
       const ahead = sequence - channel.nextDeliver
       if (ahead < channel.pending.size) {
         const held = channel.pending.at(ahead)
-        if (held.used && (held.passedOver || (held.length === length && hasFragment(held, fragment)))) {
+        if (held.used && (held.passedOver || (held.length === length && held.store.has(fragment)))) {
           stats.duplicateMessages++
+          // A fragment sent again (its acknowledgement lost) shows the peer still sends the message.
+          if (!held.passedOver && held.received < held.fragments) this.#reliableActivityUs = nowUs
           return
         }
       }
@@ -573,7 +675,7 @@ export class DeliveryCore extends DeliverySending {
         return
       }
       if (oversized) {
-        if (!this.#makeRoomInQueue(channel, sequence - channel.nextDeliver)) {
+        if (!this.#makeRoomInQueue(channel, sequence - channel.nextDeliver, nowUs)) {
           outcome.refused = true
           return
         }
@@ -593,7 +695,7 @@ export class DeliveryCore extends DeliverySending {
         return
       }
       const offset = sequence - channel.nextDeliver
-      if (!this.#makeRoomInQueue(channel, offset)) {
+      if (!this.#makeRoomInQueue(channel, offset, nowUs)) {
         outcome.refused = true
         return
       }
@@ -607,11 +709,23 @@ export class DeliveryCore extends DeliverySending {
           outcome.refused = true
           return
         }
+        this.#incompleteReliable++
+        this.#reliableActivityUs = nowUs
       } else if (slot.length !== length) {
         stats.malformed++ // the same message with another length: the sender is broken
         return
       }
-      if (this.#storeFragment(slot, fragment, data, at, size)) this.#deliverReliable(channel, index)
+      if (slot.store.has(fragment)) {
+        stats.duplicateMessages++
+        return
+      }
+      if (!this.#storeFragment(slot, fragment, data, at, size, nowUs)) {
+        outcome.refused = true
+        return
+      }
+      this.#reliableActivityUs = nowUs
+      if (++slot.received === slot.fragments) this.#incompleteReliable--
+      this.#deliverReliable(channel, index)
       return
     }
 
@@ -632,7 +746,7 @@ export class DeliveryCore extends DeliverySending {
       for (const slot of channel.partials) {
         // Older incomplete messages can no longer be delivered.
         if (!slot.used || slot.sequence > done) continue
-        if (hasFragment(slot, 0)) stats.staleSequenced++ // else counted if its first fragment comes, as stale
+        if (slot.store.has(0)) stats.staleSequenced++ // else counted if its first fragment comes, as stale
         this.#freeInMessage(slot)
       }
       giveBackPartials(channel)
@@ -655,7 +769,7 @@ export class DeliveryCore extends DeliverySending {
         oldest = candidate
       }
     }
-    if (slot !== undefined && slot.length === length && hasFragment(slot, fragment)) {
+    if (slot !== undefined && slot.length === length && slot.store.has(fragment)) {
       stats.duplicateMessages++
       giveBackPartials(channel)
       return
@@ -722,9 +836,16 @@ export class DeliveryCore extends DeliverySending {
       stats.malformed++
       return
     }
-    if (!this.#storeFragment(slot, fragment, data, at, size)) return
+    if (slot.store.has(fragment)) {
+      stats.duplicateMessages++
+      return
+    }
+    if (!this.#storeFragment(slot, fragment, data, at, size, nowUs)) {
+      giveBackPartials(channel) // dropped, as data over the bound
+      return
+    }
     slot.lastUs = nowUs
-    if (slot.received === slot.fragments) {
+    if (++slot.received === slot.fragments) {
       this.#deliverWhole(index, slot)
       delivered(sequence)
     }
@@ -759,19 +880,12 @@ export class DeliveryCore extends DeliverySending {
     }
   }
 
-  /** Copies a fragment into its message's slot; false, counted, when the slot has it already. */
-  #storeFragment(slot: InMessage, fragment: number, data: Uint8Array, at: number, size: number): boolean {
-    if (hasFragment(slot, fragment)) {
-      this.stats.duplicateMessages++
-      return false
-    }
-    slot.buffer.set(data.subarray(at, at + size), fragment * fragmentBytes)
-    slot.buffer[slot.length + fragment] = 1
-    slot.received++
-    return true
+  protected receiveTimers(nowUs: number): void {
+    this.#expireFragments(nowUs)
+    if (this.config.reliableStallUs > 0 && this.#incompleteReliable > 0 && nowUs >= this.#reliableActivityUs + this.config.reliableStallUs) this.#stall()
   }
 
-  protected expireFragments(nowUs: number): void {
+  #expireFragments(nowUs: number): void {
     if (this.#partialsUsed === 0 || nowUs - this.#partialsFirstUs < this.config.fragmentTimeoutUs) return
     this.stats.partialScans++
     let firstUs = Number.POSITIVE_INFINITY
@@ -791,8 +905,10 @@ export class DeliveryCore extends DeliverySending {
     this.#partialsFirstUs = firstUs
   }
 
-  /** Early at worst: the walk in expireFragments() then updates it. */
-  protected fragmentDeadlineUs(): number {
-    return this.#partialsUsed === 0 ? Number.POSITIVE_INFINITY : this.#partialsFirstUs + this.config.fragmentTimeoutUs
+  /** Early at worst: the walk in #expireFragments() then updates it. */
+  protected receiveDeadlineUs(): number {
+    const fragments = this.#partialsUsed === 0 ? Number.POSITIVE_INFINITY : this.#partialsFirstUs + this.config.fragmentTimeoutUs
+    const stall = this.config.reliableStallUs > 0 && this.#incompleteReliable > 0 ? this.#reliableActivityUs + this.config.reliableStallUs : Number.POSITIVE_INFINITY
+    return Math.min(fragments, stall)
   }
 }

@@ -1030,12 +1030,12 @@ export abstract class DeliverySending {
 
   // --- timers ---
 
-  /** Timers: loss detection, probe timeouts, delayed acknowledgements, pings, fragment expiry; then flush(). */
+  /** Timers: loss detection, probe timeouts, delayed acknowledgements, pings, fragment expiry, stalls; then flush(). */
   update(nowUs: number): void {
     if (this.#recentlyLost.length > 0) this.#forgetOldLosses(nowUs) // idle: no ACK comes to do it
     if (this.#lossTimeUs !== 0 && nowUs >= this.#lossTimeUs) this.#detectLosses(nowUs)
     else if (this.#ackElicitingInFlight > 0 && nowUs >= this.#probeTimeoutStartUs() + this.#probeTimeoutUs()) this.#onProbeTimeout(nowUs)
-    this.expireFragments(nowUs)
+    this.receiveTimers(nowUs)
     this.flush(nowUs)
   }
 
@@ -1050,13 +1050,13 @@ export abstract class DeliverySending {
       const missing = maxPacketBytes - this.#pacingCredit
       next = Math.min(next, missing <= 0 ? nowUs : nowUs + Math.floor(missing / this.#pacingRate()) + 1)
     }
-    return Math.min(next, this.fragmentDeadlineUs())
+    return Math.min(next, this.receiveDeadlineUs())
   }
 
-  /** Drops incomplete unreliable and sequenced messages past their time. */
-  protected abstract expireFragments(nowUs: number): void
-  /** When the oldest incomplete unreliable or sequenced message expires (Infinity: none). */
-  protected abstract fragmentDeadlineUs(): number
+  /** The receiving side's timers: incomplete unreliable and sequenced messages past their time, a stalled reliable one. */
+  protected abstract receiveTimers(nowUs: number): void
+  /** When receiveTimers() next has work (Infinity: never). */
+  protected abstract receiveDeadlineUs(): number
   protected abstract receiveQueueSlots(): number
   /** Whether a pong's (id, echo) is one of the last pings this side sent, as it sent it. */
   protected answersPing(id: number, echo: number): boolean {

@@ -42,6 +42,10 @@ export interface NativeDeliveryFields {
   sendQueueBytes?: number
   pingIntervalUs?: number
   networkSimulator?: NativeNetworkSimulator
+  /** A server's: a reliable message a peer started and stopped sending ends its connection after this (0: never). */
+  reliableStallUs?: number
+  /** A server's: the reassembly memory its connections share (0: none). */
+  reassemblyBudgetBytes?: number
 }
 
 export interface NativeServerProtocol extends NativeDeliveryFields {

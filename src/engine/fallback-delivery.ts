@@ -4,6 +4,7 @@
 // the peer's settings), the wait for those settings, link statistics in the native layout, and the clock
 // the network simulator may set off.
 import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../delivery-core/delivery-core.ts'
+import { ReassemblyBudget } from '../delivery-core/reassembly-budget.ts'
 import { packetSkipKeyBytes } from '../delivery-core/sending.ts'
 import { ChannelModeCode } from '../delivery-core/wire-format.ts'
 import { randomBytes } from '../netcode/sodium.ts'
@@ -60,6 +61,8 @@ export interface DeliverySetup {
   /** JavaScript's per-connection send limit: a drain record at half of it (the core's own limit is four times it). */
   queueLimitBytes: number
   clock: DeliveryClock
+  /** A server's: the reassembly memory its connections share; null: none. */
+  budget: ReassemblyBudget | null
 }
 
 export function deliverySetup(fields: NativeDeliveryFields, followsPings: boolean, nowUs: number): DeliverySetup | undefined {
@@ -71,11 +74,13 @@ export function deliverySetup(fields: NativeDeliveryFields, followsPings: boolea
     maxMessageBytes: fields.maxMessageBytes ?? defaultDeliveryConfig.maxMessageBytes,
     sendQueueBytes: queueLimitBytes * 4,
     pingIntervalUs: fields.pingIntervalUs ?? defaultDeliveryConfig.pingIntervalUs,
+    reliableStallUs: fields.reliableStallUs ?? 0,
     followsPings,
   }
   const simulator = fields.networkSimulator
   const clock = simulator === undefined ? new DeliveryClock() : new DeliveryClock(simulator.clockOffsetUs, simulator.clockDriftPpm * 1e-6, nowUs)
-  return { config, queueLimitBytes, clock }
+  const budgetBytes = fields.reassemblyBudgetBytes ?? 0
+  return { config, queueLimitBytes, clock, budget: budgetBytes > 0 ? new ReassemblyBudget(budgetBytes) : null }
 }
 
 /** One connection's delivery core and what the engine keeps beside it. */
@@ -91,9 +96,10 @@ export class DeliveryLink {
   flushWatched = false
   /** The peer's settings went to JavaScript. */
   settingsReported = false
-  /** Disconnected for a mismatch of channels, or because the peer's settings never came. */
+  /** Disconnected for a mismatch of channels, because the peer's settings never came, or its reassembly stalled. */
   ending = false
   settingsLate = false
+  reassemblyStalled = false
   /** When the wait for the peer's settings ends (the core's clock). */
   settingsDeadlineUs: number
 
@@ -102,9 +108,10 @@ export class DeliveryLink {
     config: DeliveryConfig,
     sink: DeliverySink,
     nowUs: number,
+    budget: ReassemblyBudget | null = null,
   ) {
     // Each connection skips packet numbers by a key of its own (sending.ts).
-    this.core = new DeliveryCore(config, sink, randomBytes(packetSkipKeyBytes))
+    this.core = new DeliveryCore(config, sink, randomBytes(packetSkipKeyBytes), budget)
     this.settingsDeadlineUs = nowUs + settingsWaitUs(config)
   }
 
@@ -167,6 +174,14 @@ export class DeliveryLink {
     if (this.ending) return false
     this.ending = true
     this.settingsLate = late
+    return true
+  }
+
+  /** Marks the connection as ending for its stalled reassembly (core.stalled); true the first time. */
+  beginStalled(): boolean {
+    if (this.ending) return false
+    this.ending = true
+    this.reassemblyStalled = true
     return true
   }
 

@@ -319,7 +319,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     this.#noticeStall(entry, now) // the first datagrams read after a stall come before the late timer fires
     // As the native engine: no protocol packet is this large, and what one is counted as does not depend on
     // its bytes (a forged header could make it look like the packet of a connected peer).
-    entry.protocol?.receive(sourceText(rinfo), data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0), now)
+    entry.protocol?.receive(sourceText(rinfo), data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0), now, data.byteLength)
     this.#afterWork(entry)
   }
 

@@ -18,7 +18,7 @@ const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */
 const largeMessageBytes = 64 * 1024
 /** Record codes of the native engine (native/socket_protocol.h). */
-const disconnectCodes = { timeout: 1, disconnected: 2, 'server-disconnect': 3, 'server-closed': 4, channelsMismatch: 5, settingsLate: 6 } as const
+const disconnectCodes = { timeout: 1, disconnected: 2, 'server-disconnect': 3, 'server-closed': 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 const clientStateChannelsMismatch = -7
 
 /** What a protocol gives its socket: records for JavaScript, datagrams to send, large messages to hand over. */
@@ -32,7 +32,8 @@ export interface ProtocolOutput {
 
 /** A protocol of a fallback socket, as the engine drives it (native/socket_protocol.h's SocketProtocol). */
 export interface FallbackProtocol {
-  receive(from: string, data: Uint8Array, nowUs: number): void
+  /** wireBytes: the datagram's length on the wire, where it was too large to be a packet and comes empty. */
+  receive(from: string, data: Uint8Array, nowUs: number, wireBytes: number): void
   update(nowUs: number): void
   /** When update() is due next (monotonic µs; Infinity: never). */
   nextDeadlineUs(): number
@@ -113,9 +114,17 @@ export class FallbackServerProtocol implements FallbackProtocol {
       connected: (index, clientId, from, userData) => this.#connected(index, clientId, from, userData),
       disconnected: (index, reason) => {
         const link = this.#links[index]
-        const code = link === undefined || !link.ending ? disconnectCodes[reason] : link.settingsLate ? disconnectCodes.settingsLate : disconnectCodes.channelsMismatch
+        const code =
+          link === undefined || !link.ending
+            ? disconnectCodes[reason]
+            : link.reassemblyStalled
+              ? disconnectCodes.reassemblyStalled
+              : link.settingsLate
+                ? disconnectCodes.settingsLate
+                : disconnectCodes.channelsMismatch
         const at = output.records.add(PeerRecordKind.disconnect, code, index, null, null, finalReadingsBytes(this.links))
         writeFinalReadings(output.records.view, at, this.#core.peerCounters, index, this.links)
+        link?.core.close() // what it held of the budget goes back
         this.#links[index] = undefined // a #dirty entry for it is skipped
       },
       payload: (index, data) => this.#payload(index, data),
@@ -158,8 +167,8 @@ export class FallbackServerProtocol implements FallbackProtocol {
     return this.#delivery!.clock.local(this.#now.monotonicUs)
   }
 
-  receive(from: string, data: Uint8Array, nowUs: number): void {
-    this.#core.receive(from, data, this.#clock(nowUs))
+  receive(from: string, data: Uint8Array, nowUs: number, wireBytes: number): void {
+    this.#core.receive(from, data, this.#clock(nowUs), wireBytes)
   }
 
   update(nowUs: number): void {
@@ -213,7 +222,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     this.#endMismatched()
   }
 
-  /** Disconnects the peers whose channels do not work with this server's (outside the cores' callbacks). */
+  /** Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (outside the cores' callbacks). */
   #endMismatched(): void {
     if (this.#mismatched.length === 0) return
     const mismatched = this.#mismatched
@@ -223,7 +232,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
       // Not a client that took the slot since (its link is another).
       if (link === undefined || !link.ending) continue
       // The client may not have found the mismatch yet: it learns why from these.
-      link.core.announceSettings(this.#localUs(), mismatchAnnouncements)
+      if (!link.reassemblyStalled) link.core.announceSettings(this.#localUs(), mismatchAnnouncements)
       this.#core.disconnect(slot, this.#now)
     }
   }
@@ -257,7 +266,12 @@ export class FallbackServerProtocol implements FallbackProtocol {
   copyCounters(out: Float64Array): void {
     const c = this.#core.counters
     // native/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
-    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied, this.#core.connectedClients, 0, c.handshakesFull, c.wrongProtocol, c.tokenExpired, c.tooOld])
+    const budget = this.#delivery?.budget ?? null
+    out.set([
+      c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied,
+      this.#core.connectedClients, 0, c.requestsThrottled, c.wrongProtocol, c.tokenExpired, c.tooOld, this.#core.pendingHandshakes, c.handshakesReplaced,
+      c.handshakesEvicted, budget?.limit ?? 0, budget?.used ?? 0, budget?.evictions ?? 0, budget?.refusals ?? 0,
+    ])
   }
 
   #connected(index: number, clientId: bigint, from: string, userData: Uint8Array): void {
@@ -277,8 +291,13 @@ export class FallbackServerProtocol implements FallbackProtocol {
           if (!link.settingsReported) link.reportSettings(this.#output.records)
           payloadRecord(this.#output, channel, index, data, owned)
         },
+        // Possibly from within another peer's core (the budget evicted this one): #endMismatched disconnects it.
+        stalled: () => {
+          if (link.beginStalled()) this.#mismatched.push(index)
+        },
       },
       this.#localUs(),
+      delivery.budget,
     )
     this.#links[index] = link
     this.links!.fill(0, index * linkFields, (index + 1) * linkFields)

@@ -3,9 +3,10 @@ import type { SimulatedNetworkStats } from '../network-simulator.ts'
 export const layout = {
   /**
    * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the
-   * same (2: link field 3 became the RTT's variance), so that an addon of other sources is refused, not misread.
+   * same (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters), so that
+   * an addon of other sources is refused, not misread.
    */
-  revision: 2,
+  revision: 3,
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
@@ -71,11 +72,25 @@ export const LinkField = {
 export const linkFields = layout.linkFields
 
 /**
- * engine.readProtocolStats(): the protocol's 16 counters, then the socket's kernel receive drops and send
+ * engine.readProtocolStats(): the protocol's 23 counters, then the socket's kernel receive drops and send
  * errors, then its network simulator's lost, duplicated, reordered and overflowed datagrams.
  */
-export const protocolStatsFields = 22
-export const ProtocolStat = { tooOld: 15, receiveBufferFull: 16, sendErrors: 17, simulatorLost: 18 } as const
+export const protocolStatsFields = 29
+export const ProtocolStat = { tooOld: 15, receiveBufferFull: 23, sendErrors: 24, simulatorLost: 25 } as const
+/**
+ * A server's counters past the common ones (native/netcode_sockets.cc, CopyCounters): its handshakes and its
+ * reassembly budget.
+ */
+export const ServerStat = {
+  requestsThrottled: 12,
+  pendingHandshakes: 16,
+  handshakesReplaced: 17,
+  handshakesEvicted: 18,
+  reassemblyBudget: 19,
+  reassemblyUsed: 20,
+  reassemblyEvictions: 21,
+  reassemblyRefusals: 22,
+} as const
 
 /**
  * The drops a netcode server's and client's counters (readProtocolStats) have in common, and their send

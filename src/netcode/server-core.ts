@@ -77,7 +77,12 @@ export interface ServerCoreCounters {
   unknownAddress: number
   tokenRefused: number
   denied: number
-  handshakesFull: number
+  /** Requests ignored unopened: their address was sent a challenge less than challengeIntervalUs before. */
+  requestsThrottled: number
+  /** Pending handshakes given up for a newer request of the same client id from another address. */
+  handshakesReplaced: number
+  /** The oldest pending handshake, given up to make room when as many were pending as the server holds. */
+  handshakesEvicted: number
   wrongProtocol: number
   tokenExpired: number
 }
@@ -103,6 +108,11 @@ const disconnectOnly = new Set<number>([PacketType.disconnect])
 // fixed sizes: a small server still remembers enough tokens that a captured request cannot soon be
 // replayed from another address.
 const minPendingHandshakes = 1024
+/**
+ * At most one challenge per pending handshake this often: a client resends its request at 10 Hz, and a peer
+ * that resends faster is answered no faster (native/netcode/server.h).
+ */
+export const challengeIntervalUs = 100_000
 const minTokenHistory = 2048
 const housekeepingEveryUs = 1_000_000
 /** How long after its client left an address's late packets are expected, beyond its disconnects. */
@@ -141,6 +151,8 @@ interface EncryptionMapping {
   clientId: bigint
   /** The first challenge sent in this handshake: a response must carry it or a later one. */
   firstChallenge: bigint
+  /** When the last challenge went (challengeIntervalUs). */
+  lastChallengeUs: number
 }
 
 interface TokenUse {
@@ -277,7 +289,14 @@ export class ServerCore {
   #nextHousekeepingUs = 0
   readonly #slotByAddress = new Map<string, number>()
   readonly #slotByClientId = new Map<bigint, number>()
+  /** Pending handshakes by address, in the order they were made (a Map keeps it): the oldest is evicted first. */
   readonly #mappings = new Map<string, EncryptionMapping>()
+  /**
+   * At most one pending handshake per client id (-> its address): the newest request wins, so that one
+   * account's tokens cannot fill the table, and a client that tries again from another address is not held
+   * off by its own stale handshake.
+   */
+  readonly #mappingByClientId = new Map<bigint, string>()
   readonly #maxMappings: number
   // Token history: each private token seen, with the address that first used it; the oldest goes first once
   // maxTokenHistory are held (a ring once full).
@@ -313,7 +332,9 @@ export class ServerCore {
     unknownAddress: 0,
     tokenRefused: 0,
     denied: 0,
-    handshakesFull: 0,
+    requestsThrottled: 0,
+    handshakesReplaced: 0,
+    handshakesEvicted: 0,
     wrongProtocol: 0,
     tokenExpired: 0,
   }
@@ -344,6 +365,10 @@ export class ServerCore {
 
   get connectedClients(): number {
     return this.#connected
+  }
+
+  get pendingHandshakes(): number {
+    return this.#mappings.size
   }
 
   get counters(): Readonly<ServerCoreCounters> {
@@ -384,9 +409,10 @@ export class ServerCore {
     return slot?.connected === true ? slot.address : undefined
   }
 
-  receive(from: string, data: Uint8Array, now: ServerClock): void {
+  /** wireBytes: the datagram's length on the wire, where it was too large to be a packet and comes empty (malformed). */
+  receive(from: string, data: Uint8Array, now: ServerClock, wireBytes = data.byteLength): void {
     this.#counters.packetsIn++
-    this.#counters.bytesIn += data.byteLength
+    this.#counters.bytesIn += wireBytes
     if (this.#stopping) return // clients' own redundant disconnects and late keep-alives: expected, not drops
     // Port 0: nothing can be sent back there (the kernel refuses it), so nothing from it is answered.
     if (data.byteLength === 0 || sourcePort(from) === 0) {
@@ -456,6 +482,7 @@ export class ServerCore {
     }
     for (const mapping of this.#mappings.values()) this.#wipeMapping(mapping)
     this.#mappings.clear()
+    this.#mappingByClientId.clear()
   }
 
   #full(): boolean {
@@ -492,6 +519,13 @@ export class ServerCore {
   }
 
   #processRequest(from: string, data: Uint8Array, now: ServerClock): void {
+    // An address sent a challenge less than challengeIntervalUs ago gets no other before then: ignored before
+    // its token is opened. Only a challenge sent resets the interval (forged requests cannot hold it off).
+    const pending = this.#mappings.get(from)
+    if (pending !== undefined && now.monotonicUs - pending.lastChallengeUs < challengeIntervalUs) {
+      this.#counters.requestsThrottled++
+      return
+    }
     // Size, version, protocol id, expiry, decryption, parse: no state is touched before these pass.
     const read = readConnectionRequest(this.#sodium, data, { protocolId: this.#protocolId, privateKey: this.#privateKey, nowSeconds: now.unixSeconds })
     if (!read.ok) {
@@ -537,11 +571,19 @@ export class ServerCore {
       return
     }
     let mapping = this.#mappings.get(from)
+    // The same client id's handshake from another address gives way.
+    const sameClient = this.#mappingByClientId.get(token.clientId)
+    if (sameClient !== undefined && sameClient !== from) {
+      this.#counters.handshakesReplaced++
+      this.#removeMapping(sameClient, this.#mappings.get(sameClient)!)
+    }
     const newHandshake = mapping === undefined || mapping.token !== mac
     if (mapping === undefined) {
       if (this.#mappings.size >= this.#maxMappings) {
-        this.#counters.handshakesFull++ // as many handshakes in progress as the server holds: ignored (the client resends)
-        return
+        // Full: the oldest handshake goes (an honest one completes within a round trip or so).
+        this.#counters.handshakesEvicted++
+        const [oldest, entry] = this.#mappings.entries().next().value!
+        this.#removeMapping(oldest, entry)
       }
       mapping = {
         sendKey: new Uint8Array(sizes.key),
@@ -552,8 +594,13 @@ export class ServerCore {
         token: '',
         clientId: 0n,
         firstChallenge: 0n,
+        lastChallengeUs: 0,
       }
       this.#mappings.set(from, mapping)
+      this.#mappingByClientId.set(token.clientId, from)
+    } else if (mapping.clientId !== token.clientId) {
+      this.#mappingByClientId.delete(mapping.clientId) // a token of another client from this address
+      this.#mappingByClientId.set(token.clientId, from)
     }
     if (newHandshake) mapping.firstChallenge = this.#challengeSequence
     mapping.token = mac
@@ -568,6 +615,7 @@ export class ServerCore {
     const sealed = sealChallengeToken(this.#sodium, { clientId: token.clientId, userData: token.userData }, this.#challengeSequence, this.#challengeKey)
     new Writer(body).u64(this.#challengeSequence).raw(sealed)
     this.#challengeSequence++
+    mapping.lastChallengeUs = now.monotonicUs
     this.#sendWithGlobalSequence(from, mapping.sendKey, PacketType.connectionChallenge, body)
   }
 
@@ -814,6 +862,7 @@ export class ServerCore {
   #removeMapping(address: string, mapping: EncryptionMapping): void {
     this.#wipeMapping(mapping)
     this.#mappings.delete(address)
+    if (this.#mappingByClientId.get(mapping.clientId) === address) this.#mappingByClientId.delete(mapping.clientId)
   }
 
   #rememberToken(mac: string, address: string): void {

@@ -2,6 +2,7 @@
 // native test binding (native/delivery_binding.cc), so that one suite drives either, or one against the other.
 import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
 import { heldMessageBytes, receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
+import { ReassemblyBudget } from '../../src/delivery-core/reassembly-budget.ts'
 import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
 import { loadSodium } from '../../src/netcode/sodium.ts'
 import type { DeliveryOptions, NativeDeliveryCore } from './simulated-link.ts'
@@ -18,10 +19,28 @@ export function withPacketSkipKey(options: DeliveryOptions): DeliveryOptions {
   return options.packetSkipKey === undefined ? { ...options, packetSkipKey: testPacketSkipKey } : options
 }
 
+/** A TypeScript reassembly budget behind the native binding's interface. */
+export class TypescriptBudget {
+  readonly budget: ReassemblyBudget
+  constructor(limitBytes: number) {
+    this.budget = new ReassemblyBudget(limitBytes)
+  }
+  used(): number {
+    return this.budget.used
+  }
+  evictions(): number {
+    return this.budget.evictions
+  }
+  refusals(): number {
+    return this.budget.refusals
+  }
+}
+
 export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   const packets: Uint8Array[] = []
   const messages: { channel: number; data: Uint8Array }[] = []
-  const { channels, packetSkipKey, ...rest } = withPacketSkipKey(options)
+  const { channels, packetSkipKey, budget, ...rest } = withPacketSkipKey(options)
+  if (budget !== undefined && !(budget instanceof TypescriptBudget)) throw new TypeError('options.budget must be a TypescriptBudget')
   const config = Object.fromEntries(Object.entries(rest).filter(([, value]) => value !== undefined))
   const core = new DeliveryCore(
     { ...config, ...(channels === undefined ? {} : { channels: channels.map((mode) => ChannelModeCode[mode]) }) },
@@ -31,6 +50,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
       message: (channel, data, owned) => messages.push({ channel, data: owned ? data : data.slice() }),
     },
     packetSkipKey ?? null,
+    budget?.budget ?? null,
   )
   return {
     send: (channel, data, nowUs) => {
@@ -69,6 +89,7 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
         heldMessageBytes,
         lostRecords: core.lostRecords,
         spareBytes: 0,
+        budgetHeld: core.budgetHeld,
         jitterUs: rtt.jitterUs,
         bandwidthBytesPerSec: core.bandwidthBytesPerUs * 1e6,
         clockOffsetUs: core.clock.offsetUs(nowUs),
@@ -82,5 +103,6 @@ export function typescriptDeliveryCore(options: DeliveryOptions = {}): NativeDel
     },
     mismatch: () => (['none', 'channel-modes', 'no-delivery-layer'] as const)[core.mismatch],
     announceSettings: (nowUs, copies) => core.announceSettings(nowUs, Math.min(16, Math.max(0, copies))),
+    stalled: () => core.stalled,
   }
 }

@@ -2,7 +2,8 @@
 // packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
 // hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
 import { describe, expect, it } from 'vitest'
-import { type DeliveryOptions, deliveryCore, fragmentBytes, peerSettingsFrame, varint } from './simulated-link.ts'
+import { blockBytes } from '../../src/delivery-core/fragment-store.ts'
+import { type DeliveryOptions, type TestBudget, deliveryCore, fragmentBytes, peerSettingsFrame, reassemblyBudget, varint } from './simulated-link.ts'
 
 /** The fragment flags the reassembly bound counts for a message of `length` bytes (a fragment each). */
 const flags = (length: number): number => Math.max(1, Math.ceil(length / fragmentBytes))
@@ -294,9 +295,10 @@ describe('the next message of every reliable channel', () => {
     expect(stats.overBudget).toBe(1 + 5)
   })
 
-  it('is not made faster than twice the data beyond the bound: a first fragment on each of 16 channels of 16 MiB', () => {
+  it('is not taken faster than twice the data beyond the bound, nor made ahead of it: a first fragment on each of 16 channels of 16 MiB', () => {
     // A packet a channel, 1,100 bytes of data each, made a buffer of 16 MiB on each (256 MiB, zeroed, for
-    // 18 kB): now the bound's worth (17 MiB), one more on its first credit, then twice the bytes sent.
+    // 18 kB): now the bound's worth (17 MiB) is taken, one more on its first credit, then twice the bytes
+    // sent; and of what is taken, only the block each fragment falls in is made.
     const maxMessageBytes = 16 << 20
     const reassemblyLimit = maxMessageBytes + (1 << 20)
     const channels = Array.from({ length: 16 }, (_, channel) => channel)
@@ -306,8 +308,10 @@ describe('the next message of every reliable channel', () => {
     const firstFragment = (channel: number): number[] => [0x11, channel, ...varint(0), ...varint(maxMessageBytes), ...varint(0), ...new Array<number>(fragmentBytes).fill(3)]
     for (const channel of channels) core.receive(fromPeer(options, channel, firstFragment(channel)), (now += 100))
     const stats = core.stats(now)
-    expect(stats.reassemblyMade).toBe(2 * maxMessageBytes)
-    expect(stats.reassemblyMade).toBeLessThanOrEqual(reassemblyLimit + reassemblyLimit + 2 * stats.bytesIn)
+    expect(stats.reassemblyUsed).toBe(2 * maxMessageBytes)
+    expect(stats.reassemblyUsed).toBeLessThanOrEqual(reassemblyLimit + reassemblyLimit + 2 * stats.bytesIn)
+    expect(stats.reassemblyMade).toBe(2 * blockBytes) // a block of 16 fragments each, for their first
+    expect(stats.reassemblyHeld).toBeLessThan(2 * blockBytes + 2 * 16 * Math.ceil(maxMessageBytes / blockBytes)) // and its table
     expect(stats.overBudget).toBe(14)
   })
 })
@@ -337,9 +341,9 @@ describe('copies of a fragment the receiver has already', () => {
 
 describe('buffers of messages that are done', () => {
   it('go back with each message: a peer cannot leave memory outside the bound in slots it freed', () => {
-    // The last fragment of 8 messages of 64 KiB on each sequenced channel (a few hundred bytes each makes
-    // a 64 KiB buffer), then a newer whole message, which frees the 8: kept in their slots, those buffers
-    // were 512 KiB a channel that reassemblyUsed did not count, for a few KiB from the peer.
+    // The last fragment of 8 messages of 64 KiB on each sequenced channel (a few hundred bytes each made a
+    // 64 KiB buffer; now the block it falls in), then a newer whole message, which frees the 8: kept in their
+    // slots, those buffers were 512 KiB a channel that reassemblyUsed did not count, for a few KiB from the peer.
     // Three channels: within the credit a peer starts with for unreliable data (2 MiB).
     const channels = ['reliable', 'sequenced', 'sequenced', 'sequenced'] as const
     const options: DeliveryOptions = { channels: [...channels] }
@@ -349,7 +353,9 @@ describe('buffers of messages that are done', () => {
       for (let sequence = 1; sequence <= 8; sequence++) {
         core.receive(fromPeer(options, number++, lastFragment(channel, sequence, 65_536)), 1000)
       }
-      expect(core.stats(1000).reassemblyHeld).toBeGreaterThanOrEqual(8 * 65_536) // the 8 in the making
+      // The 8 in the making: the block each last fragment falls in (and each message's table), not 64 KiB each.
+      const lastBlock = 65_536 - Math.floor(65_535 / blockBytes) * blockBytes
+      expect(core.stats(1000).reassemblyHeld).toBe(8 * (lastBlock + 16 * (Math.ceil(65_536 / blockBytes) - 1)))
       core.receive(fromPeer(options, number++, message(channel, 100)), 1000)
       expect(core.stats(1000)).toMatchObject({ reassemblyUsed: 0, reassemblyHeld: 0 })
     }
@@ -372,5 +378,135 @@ describe('buffers of messages that are done', () => {
     const delivered = core.take().messages
     expect(delivered).toHaveLength(21)
     expect(core.stats(1000)).toMatchObject({ reassemblyUsed: 0, reassemblyHeld: 0 })
+  })
+})
+
+describe('memory made as fragments come', () => {
+  it('holds the blocks its fragments fell in, not the length a message announces: 16 MiB announced, a block made', () => {
+    const maxMessageBytes = 16 << 20
+    const options: DeliveryOptions = { channels: ['reliable', 'reliable'], maxMessageBytes }
+    const core = deliveryCore(options)
+    // What an attacker sent: the second fragment of each channel's next message, announced at 16 MiB. It
+    // made and zero-filled 32 MiB for two packets.
+    core.receive(fromPeer(options, 0, [0x11, 0, ...varint(0), ...varint(maxMessageBytes), ...varint(1), ...new Array<number>(fragmentBytes).fill(1)]), 1000)
+    core.receive(fromPeer(options, 1, [0x11, 1, ...varint(0), ...varint(maxMessageBytes), ...varint(1), ...new Array<number>(fragmentBytes).fill(2)]), 1000)
+    const stats = core.stats(1000)
+    expect(stats.reassemblyUsed).toBe(2 * maxMessageBytes) // taken against the bound as before
+    expect(stats.reassemblyMade).toBe(2 * blockBytes)
+    const table = 16 * (Math.ceil(maxMessageBytes / blockBytes) - 1)
+    expect(stats.reassemblyHeld).toBe(2 * (blockBytes + table))
+  })
+
+  it('delivers a message whose fragments came in any order, its blocks joined, byte for byte', () => {
+    const options: DeliveryOptions = { channels: ['reliable'], maxMessageBytes: 1 << 20 }
+    const core = deliveryCore(options)
+    const length = 3 * blockBytes + 777 // four blocks, the last short
+    const fragments = Math.ceil(length / fragmentBytes)
+    const order = Array.from({ length: fragments }, (_, i) => (i * 37) % fragments) // every index once, scattered
+    expect(new Set(order).size).toBe(fragments)
+    const byte = (at: number): number => (at * 7 + (at >> 8)) & 255
+    let number = 0
+    for (const index of order) {
+      const size = Math.min(fragmentBytes, length - index * fragmentBytes)
+      const data = Array.from({ length: size }, (_, i) => byte(index * fragmentBytes + i))
+      core.receive(fromPeer(options, number++, [0x11, 0, ...varint(0), ...varint(length), ...varint(index), ...data]), 1000 + number)
+    }
+    const [message] = core.take().messages
+    expect(message!.data.byteLength).toBe(length)
+    expect(message!.data.every((value, at) => value === byte(at))).toBe(true)
+    expect(core.stats(10_000)).toMatchObject({ reassemblyUsed: 0, reassemblyHeld: 0, reassemblyMade: 4 * blockBytes - (blockBytes - 777), countsAgree: true })
+  })
+})
+
+describe('a reliable message the peer stops sending', () => {
+  const maxMessageBytes = 16 << 20
+  const reliableStallUs = 20_000_000
+  const options: DeliveryOptions = { channels: ['reliable'], maxMessageBytes, reliableStallUs }
+  const fragment = (index: number): number[] => [0x11, 0, ...varint(0), ...varint(maxMessageBytes), ...varint(index), ...new Array<number>(fragmentBytes).fill(index & 255)]
+
+  it('stalls the connection reliableStallUs after the last fragment of it, new or sent again: what it held goes, nothing more is taken', () => {
+    const core = deliveryCore(options)
+    const t0 = 1_000_000
+    core.receive(fromPeer(options, 0, fragment(1)), t0)
+    expect(core.nextDeadlineUs(t0)).toBeLessThanOrEqual(t0 + reliableStallUs)
+    core.receive(fromPeer(options, 1, fragment(1)), t0 + 15_000_000) // sent again: its acknowledgement was lost
+    core.update(t0 + 15_000_000 + reliableStallUs - 1)
+    expect(core.stalled()).toBe(false)
+    expect(core.nextDeadlineUs(t0 + 15_000_000 + reliableStallUs - 1)).toBe(t0 + 15_000_000 + reliableStallUs)
+    core.update(t0 + 15_000_000 + reliableStallUs)
+    expect(core.stalled()).toBe(true)
+    expect(core.stats(t0)).toMatchObject({ reassemblyUsed: 0, reassemblyHeld: 0, countsAgree: true })
+    core.receive(fromPeer(options, 2, [...fragment(0), 0x10, 0, ...varint(1), 1, 9]), t0 + 40_000_000)
+    expect(core.stats(t0)).toMatchObject({ reassemblyUsed: 0, messagesIn: 0 })
+  })
+
+  it('never stalls one whose peer keeps sending it, however slowly, nor one with no message incomplete', () => {
+    const core = deliveryCore(options)
+    let now = 1_000_000
+    for (let index = 0; index < 10; index++) {
+      core.receive(fromPeer(options, index, fragment(index)), now)
+      now += reliableStallUs - 1
+      core.update(now)
+    }
+    expect(core.stalled()).toBe(false)
+    const idle = deliveryCore(options)
+    idle.receive(fromPeer(options, 0, [0x10, 0, ...varint(0), 1, 9]), 1000) // a whole message, delivered
+    idle.update(1000 + 10 * reliableStallUs)
+    expect(idle.stalled()).toBe(false)
+  })
+})
+
+describe('connections sharing a reassembly budget', () => {
+  const maxMessageBytes = 16 << 20
+  const options = (budget: TestBudget): DeliveryOptions => ({ channels: ['reliable', 'unreliable'], maxMessageBytes, budget })
+  const start = (channel: number, index = 0): number[] => [0x11, channel, ...varint(0), ...varint(maxMessageBytes), ...varint(index), ...new Array<number>(fragmentBytes).fill(4)]
+  const cost = maxMessageBytes + Math.ceil(maxMessageBytes / fragmentBytes) + 256 // HeldCost
+
+  it('take what their messages take from it; one that does not fit waits while the holder is sending, then evicts it once idle a second', () => {
+    const budget = reassemblyBudget(cost + (1 << 20))
+    const a = deliveryCore(options(budget))
+    const b = deliveryCore(options(budget))
+    a.receive(fromPeer(options(budget), 0, start(0)), 1_000_000)
+    expect(budget.used()).toBe(cost)
+    expect(a.stats(1_000_000).budgetHeld).toBe(cost)
+    // b's next message does not fit beside it, and a sent a fragment half a second ago: b's is refused.
+    a.receive(fromPeer(options(budget), 1, start(0, 1)), 1_500_000)
+    b.receive(fromPeer(options(budget), 0, start(0)), 2_000_000)
+    expect(b.stats(2_000_000)).toMatchObject({ reassemblyUsed: 0, overBudget: 1 })
+    expect(budget.refusals()).toBe(1)
+    expect(a.stalled()).toBe(false)
+    // Sent again once a has been idle a second: a is evicted (its reliable message was lost: it stalls), and b's starts.
+    b.receive(fromPeer(options(budget), 1, start(0)), 2_500_000)
+    expect(a.stalled()).toBe(true)
+    expect(a.stats(2_500_000)).toMatchObject({ reassemblyUsed: 0, budgetHeld: 0, countsAgree: true })
+    expect(b.stats(2_500_000)).toMatchObject({ reassemblyUsed: maxMessageBytes, budgetHeld: cost, countsAgree: true })
+    expect(budget.used()).toBe(cost)
+    expect(budget.evictions()).toBe(1)
+  })
+
+  it('evict only the incomplete unreliable messages of a connection that holds no reliable one: it goes on', () => {
+    const budget = reassemblyBudget(cost + (1 << 20))
+    const a = deliveryCore(options(budget))
+    const b = deliveryCore(options(budget))
+    a.receive(fromPeer(options(budget), 0, start(1)), 1_000_000)
+    expect(budget.used()).toBe(cost)
+    b.receive(fromPeer(options(budget), 0, start(0)), 2_000_000)
+    expect(a.stalled()).toBe(false)
+    expect(a.stats(2_000_000)).toMatchObject({ reassemblyUsed: 0, budgetHeld: 0, expiredFragments: 1, countsAgree: true })
+    a.receive(fromPeer(options(budget), 1, [0x10, 0, ...varint(0), 1, 9]), 2_000_000)
+    expect(a.take().messages).toHaveLength(1)
+    expect(budget.used()).toBe(cost) // b's
+  })
+
+  it('give back what a message took once it is delivered', () => {
+    const budget = reassemblyBudget(cost)
+    const core = deliveryCore(options(budget))
+    const length = fragmentBytes + 1
+    core.receive(fromPeer(options(budget), 0, [0x11, 0, ...varint(0), ...varint(length), ...varint(1), 5]), 1000)
+    expect(budget.used()).toBe(length + 2 + 256)
+    core.receive(fromPeer(options(budget), 1, [0x11, 0, ...varint(0), ...varint(length), ...varint(0), ...new Array<number>(fragmentBytes).fill(6)]), 2000)
+    expect(core.take().messages.map((m) => m.data.byteLength)).toEqual([length])
+    expect(budget.used()).toBe(0)
+    expect(core.stats(2000)).toMatchObject({ budgetHeld: 0, countsAgree: true })
   })
 })

@@ -2,7 +2,7 @@
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
 import { loadAddon } from '../../src/engine/addon.ts'
-import { typescriptDeliveryCore, withPacketSkipKey } from './core-adapter.ts'
+import { TypescriptBudget, typescriptDeliveryCore, withPacketSkipKey } from './core-adapter.ts'
 import type { NetworkSimulatorOptions } from '../../src/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
@@ -34,6 +34,17 @@ export interface DeliveryOptions {
   followsPings?: boolean
   /** The key a core skips packet numbers by (16 bytes); null: none skipped. Unset, testPacketSkipKey: as an engine's cores, they skip. */
   packetSkipKey?: Uint8Array | null
+  /** A reliable message the peer started and stopped sending stalls the core after this long (0 or unset: never). */
+  reliableStallUs?: number
+  /** A reassembly budget the core shares with others made with it (reassemblyBudget()). */
+  budget?: TestBudget
+}
+
+/** A reassembly budget, for cores of the implementation under test to share (the binding's interface). */
+export interface TestBudget {
+  used(): number
+  evictions(): number
+  refusals(): number
 }
 
 type StatName =
@@ -42,7 +53,7 @@ type StatName =
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
   | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'draining' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
-  | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'heldMessageBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes' | 'partialScans' | 'queueGiveBacks'
+  | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'heldMessageBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes' | 'partialScans' | 'queueGiveBacks' | 'budgetHeld'
 
 export interface NativeDeliveryCore {
   send(channel: number, data: Uint8Array, nowUs: number): 'queued' | 'queue-full' | 'too-large' | 'no-channel'
@@ -57,6 +68,8 @@ export interface NativeDeliveryCore {
   mismatch(): 'none' | 'channel-modes' | 'no-delivery-layer'
   /** Sends `copies` packets of this side's settings alone. */
   announceSettings(nowUs: number, copies: number): void
+  /** Whether a stalled reliable message or its budget's eviction ended what the core takes. */
+  stalled(): boolean
 }
 
 /** The native core (the addon's test binding). */
@@ -73,6 +86,13 @@ export const deliveryCoreImplementation: 'native' | 'typescript' = process.env.V
 
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   return deliveryCoreImplementation === 'typescript' ? typescriptDeliveryCore(options) : nativeDeliveryCore(options)
+}
+
+/** A reassembly budget of `limitBytes` for cores of the implementation under test. */
+export function reassemblyBudget(limitBytes: number): TestBudget {
+  if (deliveryCoreImplementation === 'typescript') return new TypescriptBudget(limitBytes)
+  const addon = loadAddon() as unknown as { ReassemblyBudget: new (limitBytes: number) => TestBudget }
+  return new addon.ReassemblyBudget(limitBytes)
 }
 
 /** Statistics of memory policies, which differ between the cores by design (the native core pools buffers and counts vector capacities). */
@@ -128,6 +148,7 @@ export function lockstepDeliveryCore(options: DeliveryOptions, statsEvery = 16):
     peerSettings: () => same('peerSettings', native.peerSettings(), typescript.peerSettings()),
     mismatch: () => same('mismatch', native.mismatch(), typescript.mismatch()),
     announceSettings: (nowUs, copies) => both('announceSettings', nowUs, (core) => core.announceSettings(nowUs, copies)),
+    stalled: () => same('stalled', native.stalled(), typescript.stalled()),
   }
 }
 

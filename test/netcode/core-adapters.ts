@@ -22,7 +22,7 @@ export interface ServerCoreBinding {
   sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[] & { accepted: boolean }
   disconnect(index: number, us: number, unix: bigint): ServerEvent[]
   stop(us: number, unix: bigint): ServerEvent[]
-  state(): { connectedClients: number; stopped: boolean; nextGlobalSequence: bigint; nextDeadlineUs: number | null; counters: Record<string, number> }
+  state(): { connectedClients: number; pendingHandshakes: number; stopped: boolean; nextGlobalSequence: bigint; nextDeadlineUs: number | null; counters: Record<string, number> }
 }
 
 export interface ClientCoreBinding {
@@ -105,6 +105,7 @@ export function typescriptServerCore(sodium: Sodium, options: ServerCoreOptions)
     stop: (us, unix) => log.run(() => core.stop(clock(us, unix))),
     state: () => ({
       connectedClients: core.connectedClients,
+      pendingHandshakes: core.pendingHandshakes,
       stopped: core.stopped,
       nextGlobalSequence: core.nextGlobalSequence,
       nextDeadlineUs: deadline(core.nextDeadlineUs()),

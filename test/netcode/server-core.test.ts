@@ -155,7 +155,7 @@ describe.each([
       const fresh = new Client('127.0.0.1:50004', 7n)
       expect(sends(core.receive(fresh.address, fresh.request(), 0, T0))).toHaveLength(1)
       expect(core.receive('127.0.0.1:50005', fresh.request(), 0, T0)).toEqual([]) // same token, other address
-      expect(sends(core.receive(fresh.address, fresh.request(), 0, T0))).toHaveLength(1) // resent from its own address: fine
+      expect(sends(core.receive(fresh.address, fresh.request(), 100_000, T0))).toHaveLength(1) // resent from its own address: fine
       expect(core.state().counters.tokenRefused).toBe(3)
     })
 
@@ -172,7 +172,7 @@ describe.each([
       expect(swapped).toEqual([]) // not connected, not answered
       expect(core.state()).toMatchObject({ connectedClients: 0, counters: { tokenRefused: 1 } })
       // Each with its own challenge connects, as the client it is.
-      const events = core.receive(mine.address, mine.packet(PacketType.connectionResponse, resentChallenge(core, mine)), 0, T0)
+      const events = core.receive(mine.address, mine.packet(PacketType.connectionResponse, resentChallenge(core, mine, 100_000)), 100_000, T0)
       expect(events.find((e) => e.kind === 'connect')).toMatchObject({ clientId: 1n })
     })
   })
@@ -198,28 +198,87 @@ describe.each([
       expect(refusals()).toBe(2)
     })
 
-    it('holds at most maxClients × 4 pending handshakes (at least 1,024), and takes new ones as others complete', () => {
+    it('holds at most maxClients × 4 pending handshakes (at least 1,024): a new one makes room by evicting the oldest', () => {
       for (const [maxClients, pending] of [
         [2, 1024],
         [300, 1200],
       ] as const) {
         const core = server({ maxClients })
         const clients = Array.from({ length: pending + 1 }, (_, i) => new Client(`10.1.${i >> 8}.${i & 255}:53000`, BigInt(100 + i)))
-        const answered = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).length)
-        expect(answered.slice(0, pending).every((count) => count === 1)).toBe(true)
-        expect(answered[pending]).toBe(0) // the last is ignored: no room to remember its keys
-        expect(core.state().counters.handshakesFull).toBe(1) // and counted
-        // The first completes its handshake: its pending entry goes, and the last now gets a challenge.
-        const challenge = resentChallenge(core, clients[0]!)
-        expect(core.receive(clients[0]!.address, clients[0]!.packet(PacketType.connectionResponse, challenge), 0, T0).some((e) => e.kind === 'connect')).toBe(true)
-        expect(sends(core.receive(clients[pending]!.address, clients[pending]!.request(), 0, T0))).toHaveLength(1)
+        const challenges = clients.map((client) => sends(core.receive(client.address, client.request(), 0, T0)).map((e) => client.open(e.data).body))
+        expect(challenges.every((sent) => sent.length === 1)).toBe(true) // the last too
+        expect(core.state()).toMatchObject({ pendingHandshakes: pending, counters: { handshakesEvicted: 1 } })
+        // The oldest made room: its response to the challenge it was sent completes nothing.
+        const response = (i: number) => core.receive(clients[i]!.address, clients[i]!.packet(PacketType.connectionResponse, challenges[i]![0]!), 1000, T0)
+        expect(response(0)).toEqual([])
+        expect(core.state().counters.unknownAddress).toBe(1)
+        // The next oldest and the newest complete theirs.
+        expect(response(1).some((e) => e.kind === 'connect')).toBe(true)
+        expect(response(pending).some((e) => e.kind === 'connect')).toBe(true)
+        expect(core.state().pendingHandshakes).toBe(pending - 2)
       }
     })
   })
 
-  /** The challenge body the server sends to a client that asks again (a resent request). */
-  function resentChallenge(core: Core, client: Client): Uint8Array {
-    const [challenge] = sends(core.receive(client.address, client.request(), 0, T0))
+  describe('handshakes under a flood of requests', () => {
+    it('holds one pending handshake per client id: a request of the same client id from another address replaces it', () => {
+      const core = server()
+      const first = new Client('127.0.0.1:50020', 8n)
+      const again = new Client('127.0.0.1:50021', 8n) // another token of the same client, from another address
+      const firstChallenge = resentChallenge(core, first)
+      const againChallenge = resentChallenge(core, again)
+      expect(core.state()).toMatchObject({ pendingHandshakes: 1, counters: { handshakesReplaced: 1 } })
+      expect(core.receive(first.address, first.packet(PacketType.connectionResponse, firstChallenge), 1000, T0)).toEqual([]) // replaced
+      const events = core.receive(again.address, again.packet(PacketType.connectionResponse, againChallenge), 1000, T0)
+      expect(events.find((e) => e.kind === 'connect')).toMatchObject({ clientId: 8n, address: again.address })
+    })
+
+    it("cannot be filled by one client id's tokens: 1,100 of them resent at 550 a second leave room for everyone else", () => {
+      const core = server({ maxClients: 8 }) // room for 1,024 pending handshakes
+      const flood = Array.from({ length: 1100 }, (_, i) => new Client(`10.2.${i >> 8}.${i & 255}:54000`, 1n))
+      const requests = flood.map((client) => [client.address, client.request()] as const)
+      let us = 0
+      const honest: Client[] = []
+      for (let round = 0; round < 3; round++) {
+        for (const [address, request] of requests) core.receive(address, request, (us += 1818), T0) // 550 a second
+        expect(core.state().pendingHandshakes).toBeLessThanOrEqual(1 + honest.length)
+        const client = new Client(`127.0.0.1:${50030 + round}`, BigInt(200 + round))
+        honest.push(client)
+        expect(connect(core, client, us) >= 0).toBe(true)
+      }
+      expect(core.state()).toMatchObject({ connectedClients: 3, counters: { handshakesEvicted: 0 } })
+      expect(core.state().counters.handshakesReplaced).toBeGreaterThan(3000)
+    })
+
+    it('sends at most one challenge per pending handshake per 100 ms, ignoring the requests between unopened', () => {
+      const core = server()
+      const client = new Client('127.0.0.1:50040', 9n)
+      let challenges = 0
+      for (let us = 0; us < 1_000_000; us += 1000) challenges += sends(core.receive(client.address, client.request(), us, T0)).length
+      expect(challenges).toBe(10)
+      expect(core.state().counters.requestsThrottled).toBe(990)
+      // Not opened: a request that would fail its token's checks, sent in the interval, is throttled, not refused.
+      const forged = client.request()
+      forged[forged.length - 1]! ^= 1
+      expect(core.receive(client.address, forged, 950_000, T0)).toEqual([]) // the last challenge went at 900 ms
+      expect(core.state().counters).toMatchObject({ requestsThrottled: 991, tokenRefused: 0, decryptionFailed: 0 })
+      // Forged requests never start the interval again: the client's own 100 ms after the last challenge is answered.
+      expect(sends(core.receive(client.address, client.request(), 1_000_000, T0))).toHaveLength(1)
+    })
+
+    it('still connects a client whose first challenge was lost: the request it resends 100 ms later is answered', () => {
+      const core = server()
+      const client = new Client('127.0.0.1:50050', 10n)
+      expect(sends(core.receive(client.address, client.request(), 0, T0))).toHaveLength(1) // lost on the way
+      expect(sends(core.receive(client.address, client.request(), 99_999, T0))).toHaveLength(0) // a resend early by a hair
+      const body = resentChallenge(core, client, 199_999)
+      expect(core.receive(client.address, client.packet(PacketType.connectionResponse, body), 200_000, T0).some((e) => e.kind === 'connect')).toBe(true)
+    })
+  })
+
+  /** The challenge body the server sends to a client that asks again (a resent request) at `us`. */
+  function resentChallenge(core: Core, client: Client, us = 0): Uint8Array {
+    const [challenge] = sends(core.receive(client.address, client.request(), us, T0))
     return client.open(challenge!.data).body
   }
 

@@ -1,0 +1,94 @@
+// One message's bytes while it is reassembled, made as its fragments come (native/delivery/fragment_store.h,
+// which says why): in blocks of fragmentsPerBlock fragments, each made at the first fragment that falls in
+// it and not zero-filled, never ahead of the fragments.
+import { fragmentBytes } from './wire-format.ts'
+
+export const fragmentsPerBlock = 16
+export const blockBytes = fragmentsPerBlock * fragmentBytes
+/** A table entry as the native store counts it (a pointer and a word of flags). */
+const tableEntryBytes = 16
+
+const noBlocks: (Uint8Array | undefined)[] = []
+const noFlags = new Uint32Array(0)
+
+/**
+ * Memory of `length` bytes of its own, not zero-filled (every byte is written before it is read): a plain
+ * Uint8Array over it, not the Buffer, whose slice() is a view (a message is delivered as this).
+ */
+function uninitialisedBytes(length: number): Uint8Array<ArrayBuffer> {
+  const buffer = Buffer.allocUnsafeSlow(length) // not a slice of Buffer's shared pool either
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, length)
+}
+
+export const blockCount = (length: number): number => (length === 0 ? 1 : Math.ceil(length / blockBytes))
+
+export class FragmentStore {
+  #length = 0
+  #blocks = noBlocks
+  /** A bit per fragment stored, a word per block. */
+  #seen = noFlags
+
+  /** Ready for a message of `length` bytes (its table of blocks, empty); false when the table could not be made. */
+  start(length: number): boolean {
+    this.clear()
+    this.#length = length
+    const blocks = blockCount(length)
+    try {
+      // Up to 1 GiB / blockBytes entries: a memory limit may refuse them.
+      this.#blocks = new Array<Uint8Array | undefined>(blocks)
+      this.#seen = new Uint32Array(blocks)
+    } catch {
+      this.clear()
+      return false
+    }
+    return true
+  }
+
+  /** Gives back every block and the table. */
+  clear(): void {
+    this.#length = 0
+    this.#blocks = noBlocks
+    this.#seen = noFlags
+  }
+
+  has(fragment: number): boolean {
+    return ((this.#seen[Math.floor(fragment / fragmentsPerBlock)]! >>> fragment % fragmentsPerBlock) & 1) !== 0
+  }
+
+  /**
+   * Copies fragment `fragment` (its index and size checked by the caller) into its block, made if need be.
+   * Returns the bytes of the block made for it (0: it had one), or -1 when the block could not be made.
+   */
+  store(fragment: number, data: Uint8Array, at: number, size: number): number {
+    const index = Math.floor(fragment / fragmentsPerBlock)
+    let block = this.#blocks[index]
+    let made = 0
+    if (block === undefined) {
+      made = Math.min(blockBytes, this.#length - index * blockBytes)
+      try {
+        block = uninitialisedBytes(made)
+      } catch {
+        return -1
+      }
+      this.#blocks[index] = block
+    }
+    block.set(data.subarray(at, at + size), (fragment % fragmentsPerBlock) * fragmentBytes)
+    this.#seen[index]! |= 1 << fragment % fragmentsPerBlock
+    return made
+  }
+
+  /** The whole message (every fragment stored): its one block, or its blocks joined in a new buffer (owned: the caller's). */
+  whole(): { data: Uint8Array; owned: boolean } {
+    if (this.#blocks.length === 1) return { data: this.#blocks[0]!.subarray(0, this.#length), owned: false }
+    const joined = uninitialisedBytes(this.#length)
+    for (let i = 0; i < this.#blocks.length; i++) joined.set(this.#blocks[i]!, i * blockBytes)
+    return { data: joined, owned: true }
+  }
+
+  /** Bytes held, as the native store counts them: the blocks made and the table. */
+  get held(): number {
+    let bytes = this.#blocks.length > 1 ? (this.#blocks.length - 1) * tableEntryBytes : 0
+    for (const block of this.#blocks) if (block !== undefined) bytes += block.byteLength
+    return bytes
+  }
+}
