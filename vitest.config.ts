@@ -3,6 +3,12 @@ import { defineConfig } from 'vitest/config'
 /** The delivery layer's core suites (a fake clock, no sockets), which test/delivery/simulated-link.ts points at either core. */
 const deliveryCoreSuites = ['delivery-core', 'settings', 'hostile-peer', 'hostile-pongs', 'bandwidth-window'].map((name) => `test/delivery/${name}.test.ts`)
 
+/**
+ * Suites that build C or C++ programs of their own (g++, gcc, libsodium-dev) or read binaries (objdump): not
+ * in npm test, which needs nothing but npm install; npm run test:toolchain runs them (vitest.toolchain.config.ts).
+ */
+export const toolchainSuites = 'test/**/*.toolchain.test.ts'
+
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -10,7 +16,7 @@ export default defineConfig({
     // Network tests share two cores with the I/O threads: run files one after another.
     fileParallelism: false,
     projects: [
-      { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'] } },
+      { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'], exclude: [toolchainSuites] } },
       // The same suites on the TypeScript delivery core, the fallback engine's.
       { extends: true, test: { name: 'typescript-delivery-core', include: deliveryCoreSuites, env: { VOLLEY_TEST_DELIVERY_CORE: 'typescript' } } },
       // Channels over loopback, Server and Client on the fallback engine (its suites of their own are in the first project).

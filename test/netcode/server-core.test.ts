@@ -1,10 +1,6 @@
 // The server state machine, native and TypeScript (the fallback engine's) alike, driven with a fake clock by
 // clients written with the TypeScript codec: every check of the standard, in order, and what the server
 // sends (or, for bad input, does not send).
-import { execFileSync } from 'node:child_process'
-import { mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { beforeAll, describe, expect, it, vi } from 'vitest'
 import { loadAddon } from '../../src/engine/addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
@@ -692,30 +688,6 @@ describe('the TypeScript core once its socket has closed', () => {
     expect(configKey).toEqual(privateKey)
     expect(challengeKey).toEqual(fill(32, 0x21))
   })
-})
-
-describe('the native core with many handshakes at once', () => {
-  it('gives back no memory that holds one of their keys', () => {
-    // Its table of handshakes grew by moving them, and the blocks it left held their keys: the first
-    // handshake's turned up in 6 of them, while it was still pending (test/engine/harness/handshake_keys_check.cc).
-    const root = join(import.meta.dirname, '../..')
-    const binary = join(mkdtempSync(join(tmpdir(), 'volley-handshake-keys-')), 'check')
-    const sources = ['server', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/engine/harness/handshake_keys_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
-    expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({ challenges: 40, freedWithKey: 0 })
-  }, 60_000)
-})
-
-describe('the native core disconnecting clients over and over', () => {
-  it('sends its redundant disconnect packets without allocating once its queues have grown', () => {
-    // Eight clients connected (real ClientCores) and disconnected three times; the third time's 80 farewell
-    // packets took 16 allocations while the queue was a std::deque (test/engine/harness/farewell_allocations_check.cc).
-    const root = join(import.meta.dirname, '../..')
-    const binary = join(mkdtempSync(join(tmpdir(), 'volley-farewell-allocations-')), 'check')
-    const sources = ['server', 'client', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/farewell_allocations_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
-    expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({ connected: 24, farewellPackets: 80, allocations: 0 })
-  }, 60_000)
 })
 
 describe('the TypeScript core with each connection request', () => {

@@ -1,4 +1,4 @@
-// A stand-in for sendmmsg, loaded with LD_PRELOAD by test/engine/send-held.test.ts: a full kernel send
+// A stand-in for sendmmsg, loaded with LD_PRELOAD by test/engine/send-held.toolchain.test.ts: a full kernel send
 // buffer (EAGAIN) cannot be provoked on loopback, where the kernel frees a datagram as soon as it is sent.
 // VOLLEY_EAGAIN="port:count" makes the next `count` calls whose first datagram goes to `port` fail with
 // EAGAIN; setting a different value (a third field, say, "port:count:round") starts a new count. At exit
