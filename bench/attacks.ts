@@ -7,7 +7,7 @@
 // Results: bench/results/latest-attacks.json (the full result of the latest run) and a line per run in
 // bench/results/attacks-history.jsonl; docs/security.md quotes them.
 import { randomBytes } from 'node:crypto'
-import { appendFileSync, writeFileSync } from 'node:fs'
+import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { PacketType } from '../src/netcode/constants.ts'
@@ -92,7 +92,7 @@ function attacks(sodium: Sodium): Attack[] {
         const gone = (): number => attackers.filter((peer) => peer.state === 'disconnected').length
         push()
         await during()
-        const tookMs = await repeat(push, 100, quick ? 20_000 : 120_000, () => gone() === attackers.length)
+        const tookMs = await repeat(push, 100, quick ? 20_000 : 180_000, () => gone() === attackers.length)
         const sent = totals(attackers)
         attackers.forEach((peer) => peer.close())
         return { ...sent, outcome: { attackers: attackers.length, disconnected: gone(), allGoneAfterS: Math.round(tookMs / 100) / 10 } }
@@ -269,6 +269,39 @@ async function mark(child: BenchChild, label = 'mark'): Promise<Mark> {
   return { cpuUs: message.cpuUserUs + message.cpuSystemUs, rss: memory.rss, seconds: message.seconds, details: message.details }
 }
 
+/** A process's resident memory, read by this process (the server spends nothing on it). */
+function rssOf(child: BenchChild): number {
+  const pages = Number(readFileSync(`/proc/${child.pid}/statm`, 'utf8').split(' ')[1])
+  return pages * 4096
+}
+
+/**
+ * Samples the server while an attack runs: its RSS from /proc every 100 ms, and what its reassembly budget
+ * holds from a mark once a second (a mark costs the server some CPU, so the idle baseline samples too).
+ */
+function sampleServer(server: BenchChild): { stop: () => Promise<{ peakRss: number; peakReassembly: number }> } {
+  let running = true
+  let peakRss = rssOf(server)
+  let peakReassembly = 0
+  const rss = setInterval(() => (peakRss = Math.max(peakRss, rssOf(server))), 100)
+  const marks = (async () => {
+    while (running) {
+      const now = await mark(server)
+      const reassembly = (now.details.stats as { reassembly: { usedBytes: number } | null }).reassembly
+      peakReassembly = Math.max(peakReassembly, reassembly?.usedBytes ?? 0)
+      await sleep(1000)
+    }
+  })()
+  return {
+    stop: async () => {
+      running = false
+      clearInterval(rss)
+      await marks
+      return { peakRss, peakReassembly }
+    },
+  }
+}
+
 function launch(name: string, script: string, args: string[]): BenchChild {
   return new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', script, ...args], cpu: undefined, cwd: root })
 }
@@ -282,9 +315,11 @@ const honestCount = quick ? 20 : 300
 const honest = launch('honest clients', 'bench/attacks/honest.ts', ['--server', `127.0.0.1:${port}`, '--key', keyHex, '--protocol-id', String(protocolId), '--clients', String(honestCount), '--max-ms', '1800000'])
 await honest.expect('ready', 60_000)
 
-// The server's CPU with only the honest clients, per second: taken out of each attack's.
+// The server's CPU with only the honest clients (and the sampling), per second: taken out of each attack's.
 const idleFrom = await mark(server)
-await sleep(2000)
+const idleSampling = sampleServer(server)
+await sleep(quick ? 2000 : 5000)
+await idleSampling.stop()
 const idleTo = await mark(server)
 const idleCpuPerSecond = (idleTo.cpuUs - idleFrom.cpuUs) / (idleTo.seconds - idleFrom.seconds)
 
@@ -293,26 +328,15 @@ const results: Record<string, unknown>[] = []
 for (const attack of attacks(sodium)) {
   if (only !== undefined && !only.includes(attack.name)) continue
   const before = await mark(server)
+  const rssBefore = rssOf(server)
   const honestBefore = (await mark(honest)).details.seen as Record<string, number>
-  let peakRss = before.rss
-  let peakReassembly = 0
-  let sampling = true
-  const sampler = (async () => {
-    while (sampling) {
-      const now = await mark(server)
-      peakRss = Math.max(peakRss, now.rss)
-      const reassembly = (now.details.stats as { reassembly: { usedBytes: number } | null }).reassembly
-      peakReassembly = Math.max(peakReassembly, reassembly?.usedBytes ?? 0)
-      await sleep(200)
-    }
-  })()
+  const sampling = sampleServer(server)
   let probe: number[] = []
   const sent = await attack.run(target, async () => {
     honest.tell('probe 5')
     probe = ((await honest.expect('result', 60_000)).details.connectMs as number[]) ?? []
   })
-  sampling = false
-  await sampler
+  const { peakRss, peakReassembly } = await sampling.stop()
   const after = await mark(server)
   const honestAfter = (await mark(honest)).details.seen as Record<string, number>
   const attackCpuUs = after.cpuUs - before.cpuUs - idleCpuPerSecond * (after.seconds - before.seconds)
@@ -324,7 +348,7 @@ for (const attack of attacks(sodium)) {
     bytes: sent.bytes,
     seconds: round(after.seconds - before.seconds),
     serverCpuUsPerPacket: round(Math.max(0, attackCpuUs) / Math.max(1, sent.packets), 2),
-    rssGrowthMB: round((peakRss - before.rss) / 1e6),
+    rssGrowthMB: round((peakRss - rssBefore) / 1e6),
     reassemblyPeakMB: round(peakReassembly / 1e6),
     replyPerRequestByte: round(sent.replyBytes / Math.max(1, sent.bytes), 4),
     honest: {

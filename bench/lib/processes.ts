@@ -107,6 +107,11 @@ export class BenchChild {
     }
   }
 
+  /** The child's process id (undefined when it could not be spawned). */
+  get pid(): number | undefined {
+    return this.#child.pid
+  }
+
   /** Writes one command line on the child's stdin. */
   tell(line: string): void {
     if (this.#exit === undefined && this.#child.stdin?.writable) this.#child.stdin.write(`${line}\n`)
