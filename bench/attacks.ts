@@ -3,9 +3,10 @@
 // tokens, one attack after the other. For each: what was sent, the server's CPU per attack packet (net of
 // what it spends idle with the honest clients), its RSS growth, the bytes it sent back per byte it was sent,
 // and whether fresh honest clients still connected, how fast, and whether any timed out.
-//   npm run bench:attacks [-- --quick] [--only reassembly,challenges,...]
+//   npm run bench:attacks [-- --quick] [--only reassembly,challenges,...] [--render]
 // Results: bench/results/latest-attacks.json (the full result of the latest run) and a line per run in
-// bench/results/attacks-history.jsonl; docs/security.md quotes them.
+// bench/results/attacks-history.jsonl; a full run of every attack writes its table into docs/security.md
+// (--render writes the latest result's again, running nothing).
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -19,7 +20,7 @@ import type { ResultMessage } from './lib/protocol.ts'
 import { benchDir } from './lib/runner.ts'
 import { systemInfo } from './lib/system.ts'
 
-const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' } }, strict: true })
+const { values } = parseArgs({ options: { quick: { type: 'boolean', default: false }, only: { type: 'string' }, render: { type: 'boolean', default: false } }, strict: true })
 const quick = values.quick
 const root = join(benchDir, '..')
 const key = randomBytes(32)
@@ -70,6 +71,31 @@ async function flood(step: () => void, ms: number): Promise<number> {
     await new Promise((resolve) => setImmediate(resolve))
   }
   return rounds
+}
+
+/**
+ * Sends from 10 sockets of their own (other addresses than any peer's), as fast as this thread can for `ms`:
+ * each round, every datagram `round()` gives from each socket.
+ */
+async function fromSockets(target: Target, round: () => readonly Uint8Array[], ms: number, during: () => Promise<void>): Promise<Sent> {
+  const sockets = await Promise.all(Array.from({ length: 10 }, () => loopbackSocket()))
+  const sent: Sent = { packets: 0, bytes: 0, replyBytes: 0 }
+  for (const socket of sockets) socket.on('message', (data) => (sent.replyBytes += data.byteLength))
+  const running = flood(() => {
+    const datagrams = round()
+    for (const socket of sockets) {
+      for (const data of datagrams) {
+        socket.send(data, target.port, target.host)
+        sent.packets++
+        sent.bytes += data.byteLength
+      }
+    }
+  }, ms)
+  await sleep(500)
+  await during()
+  await running
+  sockets.forEach((socket) => socket.close())
+  return sent
 }
 
 function attacks(sodium: Sodium): Attack[] {
@@ -139,26 +165,8 @@ function attacks(sodium: Sodium): Attack[] {
       name: 'garbage',
       what: `random datagrams of 1 to 1,200 bytes from 10 sockets as fast as this thread can for ${seconds} s`,
       async run(target, during) {
-        const sockets = await Promise.all(Array.from({ length: 10 }, () => loopbackSocket()))
-        let packets = 0
-        let bytes = 0
-        let replyBytes = 0
-        for (const socket of sockets) socket.on('message', (data) => (replyBytes += data.byteLength))
         const junk = Array.from({ length: 64 }, () => randomBytes(1 + Math.floor(Math.random() * 1200)))
-        const running = flood(() => {
-          for (const socket of sockets) {
-            for (const data of junk) {
-              socket.send(data, target.port, target.host)
-              packets++
-              bytes += data.byteLength
-            }
-          }
-        }, seconds * 1000)
-        await sleep(500)
-        await during()
-        await running
-        sockets.forEach((socket) => socket.close())
-        return { packets, bytes, replyBytes, outcome: {} }
+        return { ...(await fromSockets(target, () => junk, seconds * 1000, during)), outcome: {} }
       },
     },
     {
@@ -187,25 +195,9 @@ function attacks(sodium: Sodium): Attack[] {
       async run(target, during) {
         const [peer] = await peers(sodium, target, 1, () => 31_000n)
         await peer!.connect()
-        const sockets = await Promise.all(Array.from({ length: 10 }, () => loopbackSocket()))
-        let packets = 0
-        let bytes = 0
-        let replyBytes = 0
-        for (const socket of sockets) socket.on('message', (data) => (replyBytes += data.byteLength))
-        const running = flood(() => {
-          const data = peer!.packet(PacketType.keepAlive, new Uint8Array(8))
-          for (const socket of sockets) {
-            socket.send(data, target.port, target.host)
-            packets++
-            bytes += data.byteLength
-          }
-        }, seconds * 1000)
-        await sleep(500)
-        await during()
-        await running
-        sockets.forEach((socket) => socket.close())
+        const sent = await fromSockets(target, () => [peer!.packet(PacketType.keepAlive, new Uint8Array(8))], seconds * 1000, during)
         peer!.close()
-        return { packets, bytes, replyBytes, outcome: {} }
+        return { ...sent, outcome: {} }
       },
     },
     {
@@ -306,6 +298,63 @@ function launch(name: string, script: string, args: string[]): BenchChild {
   return new BenchChild({ name, command: process.execPath, args: ['--import', 'tsx', script, ...args], cpu: undefined, cwd: root })
 }
 
+interface Summary {
+  date: string
+  system: ReturnType<typeof systemInfo>
+  honestClients: number
+  results: {
+    attack: string
+    what: string
+    packets: number
+    bytes: number
+    /** The server's CPU over the attack, % of a core, and its idle share's. */
+    serverCpuPercent: number
+    idleCpuPercent: number
+    /** Net of the idle share, per attack packet; null when within the idle share's noise (a twentieth of it). */
+    serverCpuUsPerPacket: number | null
+    rssGrowthMB: number
+    replyPerRequestByte: number
+    honest: { probeConnected: number; probeTried: number; probeConnectMsMost: number; timeouts: number; echoedShare: number }
+    outcome: Record<string, number | string>
+  }[]
+}
+
+const latestFile = join(benchDir, 'results', 'latest-attacks.json')
+const securityDoc = join(root, 'docs', 'security.md')
+
+/** The latest result as the table docs/security.md shows, between its markers. */
+function renderSecurityDoc(summary: Summary): void {
+  const outcome = (result: Summary['results'][number]): string => {
+    const o = result.outcome
+    if (result.attack === 'reassembly') return `${o.disconnected} of ${o.attackers} disconnected (\`'reassembly-stalled'\`) within ${o.allGoneAfterS} s`
+    if (result.attack === 'challenges') return `at most ${o.challengesPerHandshakePerSecondMost} challenges a second per handshake, for ${o.requestsPerHandshakePerSecond} requests`
+    return ''
+  }
+  const rows = summary.results.map((r) => {
+    const h = r.honest
+    const honest = `${h.probeConnected} of ${h.probeTried} connected (≤ ${h.probeConnectMsMost} ms), ${h.timeouts} timed out, ${Math.round(h.echoedShare * 100)} % of messages echoed`
+    const cpu = `${r.serverCpuPercent} % (idle ${r.idleCpuPercent} %)${r.serverCpuUsPerPacket === null ? '' : `, ${r.serverCpuUsPerPacket.toFixed(2)} µs a packet`}`
+    return `| ${r.attack} | ${r.what}: ${r.packets.toLocaleString('en-US')} packets, ${(r.bytes / 1e6).toFixed(1)} MB | ${cpu} | ${r.rssGrowthMB} MB | ${r.replyPerRequestByte} | ${honest} | ${outcome(r)} |`
+  })
+  const text = [
+    `Latest full run: ${summary.date} (${summary.system.cpuModel}, ${summary.system.cpus} cores, Linux ${summary.system.kernel}, Node ${summary.system.node}), ${summary.honestClients} honest clients. The server's CPU is a share of one core over the attack, beside its share with the honest clients alone; per packet, net of that idle share (left out where it is within its noise), it counts each attacking connection's upkeep (handshake, pings, keep-alives, disconnects) too.`,
+    '',
+    '| attack | sent | server CPU | RSS growth | reply ÷ request bytes | honest clients (5 fresh ones during the attack) | outcome |',
+    '|---|---|--:|--:|--:|---|---|',
+    ...rows,
+  ].join('\n')
+  const doc = readFileSync(securityDoc, 'utf8')
+  const begin = '<!-- attacks:begin -->'
+  const end = '<!-- attacks:end -->'
+  writeFileSync(securityDoc, `${doc.slice(0, doc.indexOf(begin) + begin.length)}\n${text}\n${doc.slice(doc.indexOf(end))}`)
+  console.log('written: the table of docs/security.md')
+}
+
+if (values.render) {
+  renderSecurityDoc(JSON.parse(readFileSync(latestFile, 'utf8')) as Summary)
+  process.exit(0)
+}
+
 const sodium = await loadSodium()
 const keyHex = key.toString('hex')
 const server = launch('attacked server', 'bench/attacks/server.ts', ['--key', keyHex, '--protocol-id', String(protocolId), '--max-clients', '4096', '--max-ms', '1800000'])
@@ -324,7 +373,7 @@ const idleTo = await mark(server)
 const idleCpuPerSecond = (idleTo.cpuUs - idleFrom.cpuUs) / (idleTo.seconds - idleFrom.seconds)
 
 const only = values.only?.split(',')
-const results: Record<string, unknown>[] = []
+const results: (Summary['results'][number] & Record<string, unknown>)[] = []
 for (const attack of attacks(sodium)) {
   if (only !== undefined && !only.includes(attack.name)) continue
   const before = await mark(server)
@@ -339,15 +388,19 @@ for (const attack of attacks(sodium)) {
   const { peakRss, peakReassembly } = await sampling.stop()
   const after = await mark(server)
   const honestAfter = (await mark(honest)).details.seen as Record<string, number>
-  const attackCpuUs = after.cpuUs - before.cpuUs - idleCpuPerSecond * (after.seconds - before.seconds)
+  const windowSeconds = after.seconds - before.seconds
+  const idleCpuUs = idleCpuPerSecond * windowSeconds
+  const netCpuUs = after.cpuUs - before.cpuUs - idleCpuUs
   const stats = after.details.stats as Record<string, unknown>
   const result = {
     attack: attack.name,
     what: attack.what,
     packets: sent.packets,
     bytes: sent.bytes,
-    seconds: round(after.seconds - before.seconds),
-    serverCpuUsPerPacket: round(Math.max(0, attackCpuUs) / Math.max(1, sent.packets), 2),
+    seconds: round(windowSeconds),
+    serverCpuPercent: round(((after.cpuUs - before.cpuUs) / (windowSeconds * 1e6)) * 100),
+    idleCpuPercent: round((idleCpuPerSecond / 1e6) * 100),
+    serverCpuUsPerPacket: netCpuUs > idleCpuUs / 20 ? round(netCpuUs / Math.max(1, sent.packets), 2) : null,
     rssGrowthMB: round((peakRss - rssBefore) / 1e6),
     reassemblyPeakMB: round(peakReassembly / 1e6),
     replyPerRequestByte: round(sent.replyBytes / Math.max(1, sent.bytes), 4),
@@ -365,7 +418,7 @@ for (const attack of attacks(sodium)) {
   const h = result.honest
   console.log(
     `${attack.name.padEnd(12)} ${String(result.packets).padStart(9)} packets ${(result.bytes / 1e6).toFixed(1).padStart(7)} MB` +
-      `  server ${result.serverCpuUsPerPacket.toFixed(2).padStart(6)} µs/packet  RSS +${result.rssGrowthMB} MB  replies ${result.replyPerRequestByte}×` +
+      `  server ${result.serverCpuPercent} % CPU (idle ${result.idleCpuPercent} %), ${result.serverCpuUsPerPacket ?? '–'} µs/packet  RSS +${result.rssGrowthMB} MB  replies ${result.replyPerRequestByte}×` +
       `  honest: ${h.probeConnected}/${h.probeTried} connected (≤ ${h.probeConnectMsMost} ms), ${h.timeouts} timed out, ${Math.round(h.echoedShare * 100)} % echoed  ${JSON.stringify(result.outcome)}`,
   )
   await sleep(quick ? 500 : 2000) // the server settles (disconnects, handshakes expiring) before the next
@@ -379,8 +432,9 @@ if (!quick) {
   const system = systemInfo(root)
   const stamp = new Date().toISOString().slice(0, 16).replace(':', '')
   const summary = { date: stamp, system, honestClients: honestCount, idleCpuPerSecondUs: round(idleCpuPerSecond), results }
-  writeFileSync(join(benchDir, 'results', 'latest-attacks.json'), `${JSON.stringify(summary, null, 2)}\n`)
-  const line = { date: stamp, cpu: system.cpuModel, kernel: system.kernel, ...Object.fromEntries(results.map((r) => [r.attack, { cpuUs: r.serverCpuUsPerPacket, rssMB: r.rssGrowthMB, reply: r.replyPerRequestByte, honest: r.honest, outcome: r.outcome }])) }
+  writeFileSync(latestFile, `${JSON.stringify(summary, null, 2)}\n`)
+  const line = { date: stamp, cpu: system.cpuModel, kernel: system.kernel, ...Object.fromEntries(results.map((r) => [r.attack, { cpuPercent: r.serverCpuPercent, idlePercent: r.idleCpuPercent, cpuUs: r.serverCpuUsPerPacket, rssMB: r.rssGrowthMB, reply: r.replyPerRequestByte, honest: r.honest, outcome: r.outcome }])) }
   appendFileSync(join(benchDir, 'results', 'attacks-history.jsonl'), `${JSON.stringify(line)}\n`)
   console.log('written: bench/results/latest-attacks.json, a line in bench/results/attacks-history.jsonl')
+  if (only === undefined) renderSecurityDoc(summary)
 }

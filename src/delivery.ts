@@ -173,9 +173,10 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
 }
 
 /**
- * A server's: a reliable message a peer started and then sent nothing of (no fragment, new or again) for this
- * long ends its connection ('reassembly-stalled'). Twice the usual connection timeout (10 s), so that a path
- * that went dead times out first.
+ * A server's: a peer with a reliable message started and incomplete that sends no new fragment of any for this
+ * long is disconnected ('reassembly-stalled'). Twice the usual connection timeout (10 s), so that a path that
+ * went dead times out first (an honest sender whose acknowledgements are lost sends fragments again, and moves
+ * on once one gets through).
  */
 export const reliableStallMs = 20_000
 

@@ -123,8 +123,8 @@ export type ServerState = 'stopped' | 'running' | 'stopping'
 /**
  * Why a peer left: it stopped answering; it disconnected; peer.disconnect(); server.close(); its channels do
  * not work with the server's (a channel both have in two modes, or a client without channels sending); it
- * started a reliable message and sent nothing more of it for 20 s, or while it did so its messages were
- * evicted to make room for other peers' (reassemblyBudgetBytes).
+ * started a reliable message and sent nothing new of it for 20 s, or for a second while other peers'
+ * messages needed the room (reassemblyBudgetBytes).
  */
 export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed' | 'channels-mismatch' | 'reassembly-stalled'
 

@@ -45,10 +45,10 @@ struct DeliveryConfig {
   // unacknowledged one: the receiver's reorder window.
   uint32_t reliableWindow = 1024;
   uint64_t fragmentTimeoutUs = 5000000;  // incomplete unreliable or sequenced messages are dropped then
-  // A reliable message the peer started and then sent nothing of (no fragment of it, new or again) for this
-  // long stalls the connection (stalled(); the server ends it); 0: never. Once started, a message's
-  // fragments are never refused for memory, so the wait is the peer's: it holds what it made this side
-  // keep for it and sends nothing more.
+  // A connection with a reliable message started and incomplete that brings no new fragment of any for this
+  // long stalls (stalled(); the server ends it); 0: never. Once started, a message's fragments are never
+  // refused for memory, so the wait is the peer's: it holds what it made this side keep for it and sends
+  // nothing new (copies of fragments held, which its acknowledgements answered, do not count).
   uint64_t reliableStallUs = 0;
   uint64_t maxAckDelayUs = 1000;
   uint64_t pingIntervalUs = 100000;     // 10 Hz (seed 001)
@@ -107,7 +107,7 @@ struct DeliveryStats {
   uint64_t forgottenPackets = 0;  // older than the record of packets seen: a copy or not, cannot be told
   uint64_t oversized = 0;  // messages over maxMessageBytes (the peer's maximum is larger), not delivered
   uint64_t mismatched = 0;  // messages not delivered once the channels were found not to match
-  uint64_t reassemblyMade = 0;  // bytes of buffers made for reassembly, in all (each whole at a message's first frame)
+  uint64_t reassemblyMade = 0;  // bytes of reassembly blocks made, in all (each at the first fragment that falls in it)
   // Walks over every channel's incomplete unreliable messages (to evict or expire them): each frees one or
   // waits until one may be due, so a peer cannot make them happen per packet.
   uint64_t partialScans = 0;
@@ -479,12 +479,12 @@ class DeliveryCore {
   uint64_t largestReceivedUs_ = 0;  // when the largest packet number arrived (for the ACK's delay)
   uint64_t reassemblyUsed_ = 0;
   uint64_t heldExtraBytes_ = 0;  // the held messages' fragment flags and kHeldMessageBytes each: counted with their bytes
-  // What buffers may still be made ahead of their data (bytes): each unreliable or sequenced message
+  // What messages may still be taken ahead of their data (bytes): each unreliable or sequenced message
   // started takes its length, and so does the next message of a reliable channel taken past the reassembly
-  // bound; each byte of data received gives two back, up to the bound. A message's buffer is made whole at
-  // its first fragment: without the credit a peer whose messages are never completed (each evicted or
-  // passed by the next) made one of up to maxMessageBytes for every fragment frame of a few bytes it sent,
-  // and a packet a reliable channel made one of maxMessageBytes on each.
+  // bound; each byte of data received gives two back, up to the bound. A message takes its whole length at
+  // its first fragment (its memory is made as its fragments come): without the credit a peer whose messages
+  // are never completed (each evicted or passed by the next) could take one of up to maxMessageBytes for
+  // every fragment frame of a few bytes it sent, and with a packet a reliable channel one on each.
   uint64_t bufferCredit_;
   // Where the credit stops growing: the bound, and never below the largest message, which must be able to
   // start (a bound set below it is for tests).
@@ -507,7 +507,7 @@ class DeliveryCore {
   static constexpr uint64_t kBudgetIdleUs = 1000000;
   // A slot's share of the budget: its message's cost, or nothing.
   static uint64_t BudgetCost(const InMessage& slot) { return slot.used && !slot.passedOver ? HeldCost(slot.length, slot.fragments) : 0; }
-  // Reliable messages started and not complete, and when the peer last sent a fragment of one (the stall timer).
+  // Reliable messages started and not complete, and when the peer last sent a new fragment of one (the stall timer).
   uint64_t incompleteReliable_ = 0;
   uint64_t reliableActivityUs_ = 0;
   bool stalled_ = false;

@@ -530,8 +530,6 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       const InMessage& held = channel.pending[static_cast<size_t>(ahead)];
       if (held.used && (held.passedOver || (held.length == length && held.store.Has(fragment)))) {
         ++stats_.duplicateMessages;
-        // A fragment sent again (its acknowledgement lost) shows the peer still sends the message.
-        if (!held.passedOver && held.received < held.fragments) reliableActivityUs_ = nowUs;
         return true;
       }
     }

@@ -1,7 +1,7 @@
 // One message's bytes while it is reassembled, its memory made as its fragments come: in blocks of
 // kFragmentsPerBlock fragments, each made at the first fragment that falls in it and never zero-filled, so
 // that what a peer makes the receiver hold grows with the fragments it sends, not with the length it
-// announces (a frame of a few bytes announcing 16 MiB made and zero-filled 16 MiB).
+// announces (a frame of a few bytes may announce 1 GiB).
 #pragma once
 
 #include <algorithm>

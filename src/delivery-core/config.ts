@@ -14,7 +14,7 @@ export interface DeliveryConfig {
   reliableWindow: number
   /** Incomplete unreliable or sequenced messages are dropped after this long. */
   fragmentTimeoutUs: number
-  /** A reliable message the peer started and then sent nothing of for this long stalls the connection; 0: never (delivery.h). */
+  /** A reliable message started and no new fragment of any for this long stalls the connection; 0: never (delivery.h). */
   reliableStallUs: number
   maxAckDelayUs: number
   pingIntervalUs: number

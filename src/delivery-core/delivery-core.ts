@@ -124,7 +124,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
   budgetHeld = 0
   /** The last new fragment stored, of any message (kept by the budget's progress()). */
   lastFragmentUs = 0
-  /** Reliable messages started and not complete, and when the peer last sent a fragment of one (the stall timer). */
+  /** Reliable messages started and not complete, and when the peer last sent a new fragment of one (the stall timer). */
   #incompleteReliable = 0
   #reliableActivityUs = 0
   #stalled = false
@@ -663,8 +663,6 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
         const held = channel.pending.at(ahead)
         if (held.used && (held.passedOver || (held.length === length && held.store.has(fragment)))) {
           stats.duplicateMessages++
-          // A fragment sent again (its acknowledgement lost) shows the peer still sends the message.
-          if (!held.passedOver && held.received < held.fragments) this.#reliableActivityUs = nowUs
           return
         }
       }
