@@ -221,7 +221,7 @@ Round ReceivePayloads(ServerCore& server, BenchServerSink& sink, Network& networ
       const double start = NowNs();
       if (batched) {
         ReceivedDatagram datagrams[kBatch];
-        for (size_t i = 0; i < n; ++i) datagrams[i] = {received[i].from, received[i].bytes, received[i].size};
+        for (size_t i = 0; i < n; ++i) datagrams[i] = {received[i].from, received[i].bytes, received[i].size, received[i].size};
         server.ReceiveBatch(datagrams, n, clock);
       } else {
         for (size_t i = 0; i < n; ++i) server.Receive(received[i].from, received[i].bytes, received[i].size, clock);

@@ -30,9 +30,10 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       slots_(config.maxClients),
       addressHashKey_(TableHashKey::Random()),
       slotByAddress_(config.maxClients, addressHashKey_),
-      slotByClientId_(config.maxClients),
+      clientIdHashKey_(TableHashKey::Random()),
+      slotByClientId_(config.maxClients, clientIdHashKey_),
       mappingByAddress_(1024, addressHashKey_),
-      mappingByClientId_(1024),
+      mappingByClientId_(1024, clientIdHashKey_),
       maxMappings_(std::max<size_t>(size_t{config.maxClients} * 4, kMinPendingHandshakes)),
       tokenHistory_(1024),
       maxTokenHistory_(std::max<size_t>(size_t{config.maxClients} * 8, kMinTokenHistory)),
@@ -108,6 +109,8 @@ void ServerCore::ReceiveBatch(const ReceivedDatagram* datagrams, size_t count, c
       lookahead_[i].key = AddressKey::Of(part[i].from);
       lookahead_[i].hash = slotByAddress_.Hash(lookahead_[i].key);
       slotByAddress_.Prefetch(lookahead_[i].hash);
+      // A request looks its sender up among the handshakes before anything else (the throttle).
+      if (part[i].size > 0 && part[i].data[0] == kConnectionRequest) mappingByAddress_.Prefetch(lookahead_[i].hash);
     }
     for (size_t i = 0; i < n; ++i) Receive(part[i].from, lookahead_[i], part[i].data, part[i].size, part[i].wireSize, now);
   }
@@ -178,8 +181,10 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
     return;
   }
   const AddressKey& key = sender.key;
-  if (slotByAddress_.Find(key, sender.hash) != AddressTable::kNone ||
-      slotByClientId_.Find(request.token.clientId) != AddressTable::kNone) {
+  const uint64_t clientId = request.token.clientId;
+  const uint64_t clientIdHash = slotByClientId_.Hash(clientId);  // for both tables by client id
+  mappingByClientId_.Prefetch(clientIdHash);  // its miss beside slotByClientId_'s, not after it
+  if (slotByAddress_.Find(key, sender.hash) != AddressTable::kNone || slotByClientId_.Find(clientId, clientIdHash) != AddressTable::kNone) {
     ++counters_.tokenRefused;  // already connected: from this address, or as this client id
     return;
   }
@@ -202,18 +207,17 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
   }
   EncryptionMapping* mapping = FindMapping(sender);
   // The same client id's handshake from another address gives way (mappingByClientId_ says why).
-  const uint64_t clientId = request.token.clientId;
-  const uint32_t sameClient = mappingByClientId_.Find(clientId);
+  const uint32_t sameClient = mappingByClientId_.Find(clientId, clientIdHash);
   if (sameClient != FlatTable<uint64_t>::kNone && &mappings_[sameClient] != mapping) {
     ++counters_.handshakesReplaced;
-    RemoveMapping(mappings_[sameClient]);  // (mappings_ keeps its entries in place: `mapping` stays valid)
+    RemoveMapping(mappings_[sameClient], clientIdHash);  // (mappings_ keeps its entries in place: `mapping` stays valid)
   }
   const bool newHandshake = mapping == nullptr || !(mapping->token == mac);
   EncryptionMapping& entry = mapping != nullptr ? *mapping : AddMapping(sender);
   if (newHandshake) entry.firstChallenge = challengeSequence_;
   if (mapping == nullptr || entry.clientId != clientId) {
     if (mapping != nullptr) mappingByClientId_.Erase(entry.clientId);  // a token of another client from this address
-    mappingByClientId_.Set(clientId, static_cast<uint32_t>(&entry - mappings_.data()));
+    mappingByClientId_.Set(clientId, clientIdHash, static_cast<uint32_t>(&entry - mappings_.data()));
   }
   entry.token = mac;
   entry.clientId = clientId;
@@ -264,6 +268,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const Sender& sender
   const uint64_t clientIdHash = slotByClientId_.Hash(mapping->clientId);
   const uint64_t tokenHash = tokenHistory_.Hash(mapping->token);
   slotByClientId_.Prefetch(clientIdHash);
+  mappingByClientId_.Prefetch(clientIdHash);
   tokenHistory_.Prefetch(tokenHash);
   Packet packet;
   const DropReason reason =
@@ -319,7 +324,7 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const Sender& sender
   if (packet.sequence >= resumed.receivedEnd) slot.replay.ResetBelow(packet.sequence);
   std::memcpy(slot.sendKey, mapping->sendKey, kKeyBytes);
   std::memcpy(slot.receiveKey, mapping->receiveKey, kKeyBytes);
-  RemoveMapping(*mapping);
+  RemoveMapping(*mapping, clientIdHash);
   slotByAddress_.Insert(key, sender.hash, index);
   slotByClientId_.Insert(challenge.clientId, clientIdHash, index);
   ++connected_;
@@ -572,9 +577,11 @@ ServerCore::EncryptionMapping& ServerCore::AddMapping(const Sender& sender) {
   return entry;
 }
 
-void ServerCore::RemoveMapping(EncryptionMapping& entry) {
+void ServerCore::RemoveMapping(EncryptionMapping& entry) { RemoveMapping(entry, mappingByClientId_.Hash(entry.clientId)); }
+
+void ServerCore::RemoveMapping(EncryptionMapping& entry, uint64_t clientIdHash) {
   const uint32_t index = static_cast<uint32_t>(&entry - mappings_.data());
-  if (mappingByClientId_.Find(entry.clientId) == index) mappingByClientId_.Erase(entry.clientId);
+  if (mappingByClientId_.Find(entry.clientId, clientIdHash) == index) mappingByClientId_.Erase(entry.clientId, clientIdHash);
   (entry.older != kNoMapping ? mappings_[entry.older].newer : oldestMapping_) = entry.newer;
   (entry.newer != kNoMapping ? mappings_[entry.newer].older : newestMapping_) = entry.older;
   entry.older = entry.newer = kNoMapping;

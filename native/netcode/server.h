@@ -274,6 +274,8 @@ class ServerCore {
   // sender is hashed once for all of them.
   TableHashKey addressHashKey_;
   AddressTable slotByAddress_;  // every datagram looks its sender up here
+  // The same for the tables by client id (slotByClientId_, mappingByClientId_).
+  TableHashKey clientIdHashKey_;
   FlatTable<uint64_t> slotByClientId_;
   // Pending handshakes: flat tables with their entries in vectors, so that a handshake allocates nothing
   // once the server has seen as many at a time before (a node-based map allocated and freed one per
@@ -286,7 +288,9 @@ class ServerCore {
   static constexpr size_t kMinTokenHistory = 2048;
   // A new pending handshake for the sender; when maxMappings_ are held, the oldest makes room.
   EncryptionMapping& AddMapping(const Sender& sender);
+  // clientIdHash: its client id's hash, where the caller has it (else computed).
   void RemoveMapping(EncryptionMapping& entry);
+  void RemoveMapping(EncryptionMapping& entry, uint64_t clientIdHash);
   bool MappingExpired(const EncryptionMapping& entry, const Clock& now) const;
   FlatTable<AddressKey> mappingByAddress_;  // -> index in mappings_
   // At most one pending handshake per client id (-> index in mappings_): the newest request wins, so that one
