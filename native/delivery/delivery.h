@@ -268,7 +268,7 @@ class DeliveryCore {
     bool used = false;
     bool passedOver = false;  // reliable, over the maximum: not delivered, its sequence passed over
     bool partial = false;     // unreliable or sequenced (counted in partialsUsed_)
-    uint32_t lastAfterUs = 0;  // its latest new fragment, after firstUs (in the bools' padding: 64 B a slot)
+    uint32_t lastAfterUs = 0;  // its latest new fragment, after firstUs (in the bools' padding: 88 B a slot)
     uint64_t sequence = 0;
     uint64_t firstUs = 0;
     uint64_t length = 0;

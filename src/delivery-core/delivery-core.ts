@@ -31,7 +31,7 @@ const partialSlots = 8
 const idlePartialUs = 250_000
 /**
  * One slot of a reliable receive queue as the bound counts it: at least what a slot costs either engine (the
- * native core's InMessage is 64 bytes, the fallback's object about 120).
+ * native core's InMessage is 88 bytes, the fallback's object about 120).
  */
 export const receiveSlotBytes = 128
 /**
