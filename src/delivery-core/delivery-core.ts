@@ -55,13 +55,18 @@ interface InMessage {
   /** Its latest new fragment. */
   lastUs: number
   length: number
-  /** Its bytes, made as they come. */
-  store: FragmentStore
+  /**
+   * Its bytes, made as they come; null in a slot with no message started (an object of its own in every slot
+   * would cost more than the bound counts a slot: receiveSlotBytes).
+   */
+  store: FragmentStore | null
   fragments: number
   received: number
 }
 
-const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, store: new FragmentStore(), fragments: 0, received: 0 })
+const inMessage = (): InMessage => ({ used: false, passedOver: false, partial: false, sequence: 0, firstUs: 0, lastUs: 0, length: 0, store: null, fragments: 0, received: 0 })
+/** Whether a started message's slot holds a fragment. */
+const hasFragment = (slot: InMessage, fragment: number): boolean => slot.store !== null && slot.store.has(fragment)
 /** A slot's share of the budget: its message's cost, or nothing. */
 const budgetCost = (slot: InMessage): number => (slot.used && !slot.passedOver ? heldCost(slot.length, slot.fragments) : 0)
 /** Whether the budget may evict a connection: no new fragment for this long (or 4 smoothed RTTs). */
@@ -398,7 +403,8 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
       return false
     }
     // Only its table of blocks is made now, and a memory limit may refuse even that.
-    if (!slot.store.start(length)) {
+    const store = new FragmentStore()
+    if (!store.start(length)) {
       this.#budget?.give(this, cost)
       this.stats.overBudget++
       return false
@@ -410,6 +416,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
     slot.lastUs = nowUs
     slot.length = length
     slot.fragments = fragments
+    slot.store = store
     slot.received = 0
     this.reassemblyUsed += length
     this.#heldExtraBytes += fragments + heldMessageBytes
@@ -428,12 +435,12 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
     slot.used = false
     slot.passedOver = false
     // Given back with the message: kept in a slot, it would be memory outside the bound.
-    slot.store.clear()
+    slot.store = null
   }
 
   /** Stores a fragment of a started message (its block made if need be); false, counted, when memory refused it. */
   #storeFragment(slot: InMessage, fragment: number, data: Uint8Array, at: number, size: number, nowUs: number): boolean {
-    const made = slot.store.store(fragment, data, at, size)
+    const made = slot.store!.store(fragment, data, at, size)
     if (made < 0) {
       this.stats.overBudget++
       return false
@@ -504,7 +511,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
 
   /** A reassembled message (one block's, or its blocks joined, which the sink may keep); its slot is freed after. */
   #deliverWhole(channel: number, slot: InMessage): void {
-    const { data, owned } = slot.store.whole()
+    const { data, owned } = slot.store!.whole()
     this.#deliver(channel, data, owned)
     this.#freeInMessage(slot)
   }
@@ -524,7 +531,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
   get reassemblyHeld(): number {
     let held = 0
     const add = (slot: InMessage): void => {
-      held += slot.store.held
+      held += slot.store?.held ?? 0
     }
     for (const channel of this.#receiveChannels) {
       for (let i = 0; i < channel.pending.size; i++) add(channel.pending.at(i))
@@ -661,7 +668,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
       const ahead = sequence - channel.nextDeliver
       if (ahead < channel.pending.size) {
         const held = channel.pending.at(ahead)
-        if (held.used && (held.passedOver || (held.length === length && held.store.has(fragment)))) {
+        if (held.used && (held.passedOver || (held.length === length && hasFragment(held, fragment)))) {
           stats.duplicateMessages++
           return
         }
@@ -713,7 +720,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
         stats.malformed++ // the same message with another length: the sender is broken
         return
       }
-      if (slot.store.has(fragment)) {
+      if (hasFragment(slot, fragment)) {
         stats.duplicateMessages++
         return
       }
@@ -744,7 +751,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
       for (const slot of channel.partials) {
         // Older incomplete messages can no longer be delivered.
         if (!slot.used || slot.sequence > done) continue
-        if (slot.store.has(0)) stats.staleSequenced++ // else counted if its first fragment comes, as stale
+        if (hasFragment(slot, 0)) stats.staleSequenced++ // else counted if its first fragment comes, as stale
         this.#freeInMessage(slot)
       }
       giveBackPartials(channel)
@@ -767,7 +774,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
         oldest = candidate
       }
     }
-    if (slot !== undefined && slot.length === length && slot.store.has(fragment)) {
+    if (slot !== undefined && slot.length === length && hasFragment(slot, fragment)) {
       stats.duplicateMessages++
       giveBackPartials(channel)
       return
@@ -834,7 +841,7 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
       stats.malformed++
       return
     }
-    if (slot.store.has(fragment)) {
+    if (hasFragment(slot, fragment)) {
       stats.duplicateMessages++
       return
     }

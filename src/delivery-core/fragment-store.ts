@@ -1,6 +1,6 @@
 // One message's bytes while it is reassembled, made as its fragments come (native/delivery/fragment_store.h,
 // which says why): in blocks of fragmentsPerBlock fragments, each made at the first fragment that falls in
-// it and not zero-filled, never ahead of the fragments.
+// it and not zero-filled, never ahead of the fragments. A store serves one message: it goes with it.
 import { fragmentBytes } from './wire-format.ts'
 
 export const fragmentsPerBlock = 16
@@ -30,25 +30,18 @@ export class FragmentStore {
 
   /** Ready for a message of `length` bytes (its table of blocks, empty); false when the table could not be made. */
   start(length: number): boolean {
-    this.clear()
-    this.#length = length
     const blocks = blockCount(length)
     try {
       // Up to 1 GiB / blockBytes entries: a memory limit may refuse them.
       this.#blocks = new Array<Uint8Array | undefined>(blocks)
       this.#seen = new Uint32Array(blocks)
     } catch {
-      this.clear()
+      this.#blocks = noBlocks
+      this.#seen = noFlags
       return false
     }
+    this.#length = length
     return true
-  }
-
-  /** Gives back every block and the table. */
-  clear(): void {
-    this.#length = 0
-    this.#blocks = noBlocks
-    this.#seen = noFlags
   }
 
   has(fragment: number): boolean {

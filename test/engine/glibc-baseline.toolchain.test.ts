@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { nativeInfo } from '../../src/index.ts'
 // @ts-expect-error: a plain ES module of the build scripts, without types
-import { checkLibraryBaseline } from '../../scripts/check-prebuild.mjs'
+import { checkLibraryBaseline, prebuildPath } from '../../scripts/check-prebuild.mjs'
 
 const root = join(import.meta.dirname, '../..')
 const isGlibcX64 = process.platform === 'linux' && process.arch === 'x64' && Boolean((process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header.glibcVersionRuntime)
@@ -61,5 +61,9 @@ describe.runIf(isGlibcX64)('the addon on glibc x64', () => {
 
   it('the addon that loads needs no newer libraries than Node', () => {
     expect(checkLibraryBaseline(nativeInfo().path)).toBe(true)
+  })
+
+  it('nor does the committed prebuild', () => {
+    expect(checkLibraryBaseline(prebuildPath())).toBe(true)
   })
 })
