@@ -51,6 +51,29 @@ async function peers(sodium: Sodium, target: Target, count: number, clientId: (i
   return Promise.all(Array.from({ length: count }, (_, i) => RawPeer.open(sodium, target, tokenFor(sodium, target, clientId(i)))))
 }
 
+/** `count` peers with client ids from `firstId` on, connected. */
+async function connected(sodium: Sodium, target: Target, count: number, firstId: number): Promise<RawPeer[]> {
+  const made = await peers(sodium, target, count, (i) => BigInt(firstId + i))
+  await Promise.all(made.map((peer) => peer.connect()))
+  return made
+}
+
+/** What `attackers` sent, and were sent, while `attack` ran; they are closed after. */
+async function sentWhile(attackers: readonly RawPeer[], attack: () => Promise<void>): Promise<Sent> {
+  const before = totals(attackers)
+  await attack()
+  const after = totals(attackers)
+  attackers.forEach((peer) => peer.close())
+  return { packets: after.packets - before.packets, bytes: after.bytes - before.bytes, replyBytes: after.replyBytes - before.replyBytes }
+}
+
+/** Waits for an attack `running` to be under way, runs `during` (the honest probe), and waits for the attack to end. */
+async function underWay(running: Promise<unknown>, during: () => Promise<void>): Promise<void> {
+  await sleep(500)
+  await during()
+  await running
+}
+
 /** Runs `step` every `everyMs` until `untilMs` has passed or `done()` holds. */
 async function repeat(step: () => void, everyMs: number, untilMs: number, done: () => boolean = () => false): Promise<number> {
   const started = performance.now()
@@ -91,9 +114,7 @@ async function fromSockets(target: Target, round: () => readonly Uint8Array[], m
       }
     }
   }, ms)
-  await sleep(500)
-  await during()
-  await running
+  await underWay(running, during)
   sockets.forEach((socket) => socket.close())
   return sent
 }
@@ -105,8 +126,7 @@ function attacks(sodium: Sodium): Attack[] {
       name: 'reassembly',
       what: `${quick ? 20 : 100} peers each announcing two 16 MiB messages (one per reliable channel) with a single 1,100-byte fragment each, sent again every 100 ms`,
       async run(target, during) {
-        const attackers = await peers(sodium, target, quick ? 20 : 100, (i) => BigInt(1000 + i))
-        await Promise.all(attackers.map((peer) => peer.connect()))
+        const attackers = await connected(sodium, target, quick ? 20 : 100, 1000)
         const numbers = attackers.map(() => new DeliveryPackets())
         const push = (): void =>
           attackers.forEach((peer, i) => {
@@ -133,12 +153,7 @@ function attacks(sodium: Sodium): Attack[] {
         const step = (): void => {
           for (let i = 0; i < 11; i++) flooders[next++ % flooders.length]!.request()
         }
-        const running = repeat(step, 20, seconds * 1000)
-        await sleep(500)
-        await during()
-        await running
-        const sent = totals(flooders)
-        flooders.forEach((peer) => peer.close())
+        const sent = await sentWhile(flooders, () => underWay(repeat(step, 20, seconds * 1000), during))
         return { ...sent, outcome: { tokens: flooders.length } }
       },
     },
@@ -148,10 +163,7 @@ function attacks(sodium: Sodium): Attack[] {
       async run(target, during) {
         const flooders = await peers(sodium, target, 1000, (i) => BigInt(20_000 + i))
         const started = performance.now()
-        const running = flood(() => flooders.forEach((peer) => peer.request()), seconds * 1000)
-        await sleep(500)
-        await during()
-        await running
+        await underWay(flood(() => flooders.forEach((peer) => peer.request()), seconds * 1000), during)
         await sleep(200)
         const elapsed = (performance.now() - started) / 1000
         const most = Math.max(...flooders.map((peer) => peer.challenges))
@@ -173,28 +185,25 @@ function attacks(sodium: Sodium): Attack[] {
       name: 'replay',
       what: `a connected peer's own 100 payload packets, each sent again 100 times`,
       async run(target, during) {
-        const [peer] = await peers(sodium, target, 1, () => 30_000n)
-        await peer!.connect()
+        const [peer] = await connected(sodium, target, 1, 30_000)
         const numbers = new DeliveryPackets()
         const captured = Array.from({ length: 100 }, (_, i) => peer!.packet(PacketType.payload, numbers.packet(frames.settings(maxMessageBytes, [1, 1]), frames.message(0, i, [1, 2, 3]))))
         for (const packet of captured) peer!.sendRaw(packet)
         await sleep(200)
-        const before = totals([peer!])
         let round = 0
-        const running = repeat(() => captured.forEach((packet) => peer!.sendRaw(packet)), 10, 1000, () => ++round > 100)
-        await during()
-        await running
-        const after = totals([peer!])
-        peer!.close()
-        return { packets: after.packets - before.packets, bytes: after.bytes - before.bytes, replyBytes: after.replyBytes - before.replyBytes, outcome: {} }
+        const sent = await sentWhile([peer!], async () => {
+          const running = repeat(() => captured.forEach((packet) => peer!.sendRaw(packet)), 10, 1000, () => ++round > 100)
+          await during()
+          await running
+        })
+        return { ...sent, outcome: {} }
       },
     },
     {
       name: 'spoofed',
       what: `a connected peer's packets (fresh ones, its own keys) sent from 10 other addresses for ${seconds} s`,
       async run(target, during) {
-        const [peer] = await peers(sodium, target, 1, () => 31_000n)
-        await peer!.connect()
+        const [peer] = await connected(sodium, target, 1, 31_000)
         const sent = await fromSockets(target, () => [peer!.packet(PacketType.keepAlive, new Uint8Array(8))], seconds * 1000, during)
         peer!.close()
         return { ...sent, outcome: {} }
@@ -204,43 +213,26 @@ function attacks(sodium: Sodium): Attack[] {
       name: 'ack-forgery',
       what: `10 connected peers acknowledging packets the server never sent (its next million), as fast as this thread can for ${seconds} s`,
       async run(target, during) {
-        const forgers = await peers(sodium, target, 10, (i) => BigInt(32_000 + i))
-        await Promise.all(forgers.map((peer) => peer.connect()))
+        const forgers = await connected(sodium, target, 10, 32_000)
         const numbers = forgers.map(() => new DeliveryPackets())
-        const before = totals(forgers)
-        const running = flood(
-          () => forgers.forEach((peer, i) => peer.send(PacketType.payload, numbers[i]!.packet(frames.settings(maxMessageBytes, [1, 1]), frames.ack(1_000_000, 0), frames.message(0, 0, [1])))),
-          seconds * 1000,
-        )
-        await sleep(500)
-        await during()
-        await running
-        const after = totals(forgers)
-        forgers.forEach((peer) => peer.close())
-        return { packets: after.packets - before.packets, bytes: after.bytes - before.bytes, replyBytes: after.replyBytes - before.replyBytes, outcome: {} }
+        const forge = (): void =>
+          forgers.forEach((peer, i) => peer.send(PacketType.payload, numbers[i]!.packet(frames.settings(maxMessageBytes, [1, 1]), frames.ack(1_000_000, 0), frames.message(0, 0, [1]))))
+        const sent = await sentWhile(forgers, () => underWay(flood(forge, seconds * 1000), during))
+        return { ...sent, outcome: {} }
       },
     },
     {
       name: 'never-acking',
       what: `20 connected peers sending 1,000-byte reliable messages (each echoed) every 10 ms and never acknowledging the echoes, for ${seconds} s`,
       async run(target, during) {
-        const readers = await peers(sodium, target, 20, (i) => BigInt(33_000 + i))
-        await Promise.all(readers.map((peer) => peer.connect()))
+        const readers = await connected(sodium, target, 20, 33_000)
         const numbers = readers.map(() => new DeliveryPackets())
         const sequences = readers.map(() => 0)
-        const before = totals(readers)
         const payload = new Array<number>(1000).fill(9)
-        const running = repeat(
-          () => readers.forEach((peer, i) => peer.send(PacketType.payload, numbers[i]!.packet(frames.settings(maxMessageBytes, [1, 1]), frames.message(0, sequences[i]!++, payload)))),
-          10,
-          seconds * 1000,
-        )
-        await sleep(500)
-        await during()
-        await running
-        const after = totals(readers)
-        readers.forEach((peer) => peer.close())
-        return { packets: after.packets - before.packets, bytes: after.bytes - before.bytes, replyBytes: after.replyBytes - before.replyBytes, outcome: { messagesSent: sequences.reduce((a, b) => a + b, 0) } }
+        const send = (): void =>
+          readers.forEach((peer, i) => peer.send(PacketType.payload, numbers[i]!.packet(frames.settings(maxMessageBytes, [1, 1]), frames.message(0, sequences[i]!++, payload))))
+        const sent = await sentWhile(readers, () => underWay(repeat(send, 10, seconds * 1000), during))
+        return { ...sent, outcome: { messagesSent: sequences.reduce((a, b) => a + b, 0) } }
       },
     },
   ]

@@ -203,10 +203,10 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
 void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
   for (uint32_t peer : mismatched_) {
     // Not a client that took the slot since (its link is another).
-    if (peer >= links_.size() || !links_[peer] || !links_[peer]->ending) continue;
+    if (peer >= links_.size() || !links_[peer] || links_[peer]->ending == 0) continue;
     // The client may not have found the mismatch yet (the packets with this side's settings lost): it
     // learns why from these, not only that it was disconnected.
-    if (!links_[peer]->reassemblyStalled) links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
+    if (links_[peer]->ending != kDisconnectReassemblyStalled) links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
     core_.Disconnect(peer, now);  // Disconnected() names the reason
   }
   mismatched_.clear();
@@ -264,10 +264,7 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
 
 void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
   const DeliveryLink* link = delivery_.enabled ? links_[index].get() : nullptr;
-  const uint8_t code = link == nullptr || !link->ending ? static_cast<uint8_t>(reason)
-                       : link->reassemblyStalled     ? kDisconnectReassemblyStalled
-                       : link->settingsLate          ? kDisconnectSettingsLate
-                                                     : kDisconnectChannelsMismatch;
+  const uint8_t code = link == nullptr || link->ending == 0 ? static_cast<uint8_t>(reason) : link->ending;
   WriteFinalReadings(core_.peerCounters(), index, output.Record(kPeerDisconnect, code, index, nullptr, FinalReadingsBytes(core_.peerCounters())));
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
@@ -281,7 +278,7 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
   link.core.Receive(data, size, LocalUs(now_));
   // Marked at once, so that whatever ends the connection (a disconnect later in the same batch) names the
   // mismatch; EndMismatched disconnects it, outside the core's callbacks.
-  if (link.ReportSettings(output) && link.BeginEnding(false)) mismatched_.push_back(index);
+  if (link.ReportSettings(output) && link.BeginEnding(kDisconnectChannelsMismatch)) mismatched_.push_back(index);
   MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -295,7 +292,7 @@ void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now)
   DeliveryLink& link = *links_[index];
   link.core.Update(LocalUs(now));
   // EndMismatched disconnects it, after the core's timers.
-  if (link.SettingsLate(LocalUs(now)) && link.BeginEnding(true)) mismatched_.push_back(index);
+  if (link.SettingsLate(LocalUs(now)) && link.BeginEnding(kDisconnectSettingsLate)) mismatched_.push_back(index);
   AfterDelivery(index);
 }
 
@@ -314,7 +311,7 @@ void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const
 
 void NetcodeServerProtocol::LinkStalled(uint32_t peer) {
   // Possibly from within another peer's core (the budget evicted this one): EndMismatched disconnects it.
-  if (peer < links_.size() && links_[peer] && links_[peer]->BeginStalled()) mismatched_.push_back(peer);
+  if (peer < links_.size() && links_[peer] && links_[peer]->BeginEnding(kDisconnectReassemblyStalled)) mismatched_.push_back(peer);
 }
 
 void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
@@ -343,7 +340,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   // The delivery layer first: a ping due with the keep-alive goes instead of it.
   if (link_) {
     link_->core.Update(LocalUs(now));
-    if (link_->SettingsLate(LocalUs(now))) link_->BeginEnding(true);
+    if (link_->SettingsLate(LocalUs(now))) link_->BeginEnding(kDisconnectSettingsLate);
     AfterDelivery();
   }
   core_.Update(now);
@@ -422,8 +419,8 @@ void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const u
 void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   // The server it tries or is connected to rides along (none once the attempt or connection has ended).
   // A connection that ends for its channels still has its link here (it goes below).
-  const bool mismatch = state == netcode::ClientState::kDisconnected && link_ && link_->ending;
-  const bool late = mismatch && link_->settingsLate;
+  const bool mismatch = state == netcode::ClientState::kDisconnected && link_ && link_->ending != 0;
+  const bool late = mismatch && link_->ending == kDisconnectSettingsLate;
   const int8_t code = mismatch ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
   uint8_t* data = output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), late ? 4 : 0);
   if (late) {
@@ -448,7 +445,7 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, LocalUs(now_));
-  if (link_->ReportSettings(output)) link_->BeginEnding(false);  // marked at once, as the server's (AfterDelivery ends it)
+  if (link_->ReportSettings(output)) link_->BeginEnding(kDisconnectChannelsMismatch);  // marked at once, as the server's (AfterDelivery ends it)
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
@@ -465,7 +462,7 @@ void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint
 void NetcodeClientProtocol::AfterDelivery() {
   delivery::WriteLinkStats(link_->core, delivery_.clock, now_.monotonicUs, &table_->link[0]);
   link_->ReportQueue(output, delivery_.queueLimitBytes);
-  if (!link_->ending) return;
+  if (link_->ending == 0) return;
   link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does
   core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
 }

@@ -61,18 +61,12 @@ class DeliveryLink : public delivery::DeliverySink {
   bool AwaitsSettings() const { return !core.peerSettings().known && core.mismatch() == delivery::Mismatch::kNone; }
   // Their wait is over (nowUs on the core's clock): the connection ends as for a mismatch.
   bool SettingsLate(uint64_t nowUs) const { return WaitsForSettings() && nowUs >= settingsDeadlineUs; }
-  // Marks the connection as ending for its channels (late: their settings never came); true the first time.
-  bool BeginEnding(bool late) {
-    if (ending) return false;
-    ending = true;
-    settingsLate = late;
-    return true;
-  }
-  // Marks the connection as ending for its stalled reassembly (core.stalled()); true the first time.
-  bool BeginStalled() {
-    if (ending) return false;
-    ending = true;
-    reassemblyStalled = true;
+  // Marks the connection as ending for its delivery layer, with the disconnect record's code that says why
+  // (socket_protocol.h: kDisconnectChannelsMismatch, kDisconnectSettingsLate, kDisconnectReassemblyStalled);
+  // true the first time.
+  bool BeginEnding(uint8_t code) {
+    if (ending != 0) return false;
+    ending = code;
     return true;
   }
   // The engine stopped reading (SocketProtocol::ReadingPaused; nowUs on the core's clock, from when the
@@ -95,7 +89,7 @@ class DeliveryLink : public delivery::DeliverySink {
 
  private:
   // The wait for the peer's settings is running: not over, and not stopped by a pause.
-  bool WaitsForSettings() const { return !ending && AwaitsSettings() && !settingsPause_.paused(); }
+  bool WaitsForSettings() const { return ending == 0 && AwaitsSettings() && !settingsPause_.paused(); }
 
   Owner* owner_;
   uint32_t peer_;
@@ -108,9 +102,9 @@ class DeliveryLink : public delivery::DeliverySink {
   uint64_t watchedCharge = 0;  // for a message of this charge (WatchRoom)
   bool flushWatched = false;  // JavaScript waits for the queue to empty: all sent, the reliable acknowledged
   bool settingsReported = false;  // the peer's settings went to JavaScript
-  bool ending = false;            // disconnected for a mismatch of channels (delivery::Mismatch), settingsLate or reassemblyStalled
-  bool settingsLate = false;      // the peer's settings did not come by settingsDeadlineUs
-  bool reassemblyStalled = false;  // the core stalled (delivery::DeliveryCore::stalled())
+  // 0, or why the connection ends for its delivery layer (BeginEnding): a mismatch of channels
+  // (delivery::Mismatch), the peer's settings not come by settingsDeadlineUs, or the core stalled.
+  uint8_t ending = 0;
   // A peer with channels sends its settings first thing and in every packet until it has a pong; one without
   // never does. Set as the connection opens: kSettingsWait from then (core clock, µs).
   uint64_t settingsDeadlineUs = UINT64_MAX;

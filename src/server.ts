@@ -27,6 +27,7 @@ import {
   readRemoteChannels,
 } from './delivery.ts'
 import {
+  DisconnectCode,
   LinkField,
   Operation,
   PeerCounterField,
@@ -231,9 +232,15 @@ export interface ServerEvents {
   error: [error: Error]
 }
 
-const disconnectReasons: Record<number, DisconnectReason> = { 1: 'timeout', 2: 'disconnected', 3: 'server-disconnect', 4: 'server-closed', 5: 'channels-mismatch', 7: 'reassembly-stalled' }
-// The engine's codes past netcode's reasons (native/socket_protocol.h); settingsLate ends only peers not yet announced.
-const disconnectCodes = { channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
+// A disconnect record's code as a reason; settingsLate ends only peers not yet announced.
+const disconnectReasons: Record<number, DisconnectReason> = {
+  [DisconnectCode.timeout]: 'timeout',
+  [DisconnectCode.disconnected]: 'disconnected',
+  [DisconnectCode.serverDisconnect]: 'server-disconnect',
+  [DisconnectCode.serverClosed]: 'server-closed',
+  [DisconnectCode.channelsMismatch]: 'channels-mismatch',
+  [DisconnectCode.reassemblyStalled]: 'reassembly-stalled',
+}
 
 /**
  * The peers' copies of their user data, carved from buffers shared by 16 peers. A buffer of its own for
@@ -807,18 +814,17 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       case PeerRecordKind.disconnect: {
         this.#slotEnds[index] = (this.#slotEnds[index]! + 1) & 0xfff // as the engine counts them
+        if (code === DisconnectCode.reassemblyStalled) this.#reassemblyStalled++ // announced or not
         const pending = this.#unannounced.get(index)
         if (pending !== undefined) {
           // Never reported by 'connect', so not by 'disconnect' either.
           this.#unannounced.delete(index)
           this.#queues.delete(index)
           pending.markDisconnected('its connection ended before its channels were known')
-          if (code === disconnectCodes.channelsMismatch) this.#channelsMismatch++
-          if (code === disconnectCodes.settingsLate) this.#channelsUnannounced++
-          if (code === disconnectCodes.reassemblyStalled) this.#reassemblyStalled++
+          if (code === DisconnectCode.channelsMismatch) this.#channelsMismatch++
+          if (code === DisconnectCode.settingsLate) this.#channelsUnannounced++
           return
         }
-        if (code === disconnectCodes.reassemblyStalled) this.#reassemblyStalled++
         const peer = this.#peers.get(index)
         if (peer !== undefined) {
           const reason = disconnectReasons[code] ?? 'disconnected'

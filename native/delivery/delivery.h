@@ -285,7 +285,6 @@ class DeliveryCore {
   static constexpr size_t kReceiveSlotBytes = 128;
   static constexpr size_t kHeldMessageBytes = 256;
   static_assert(sizeof(InMessage) <= kReceiveSlotBytes, "a receive slot costs no more than the bound counts");
-
   struct ReceiveChannel {
     ChannelMode mode = ChannelMode::kReliable;
     uint64_t nextDeliver = 0;        // reliable: the next sequence to deliver
@@ -379,8 +378,6 @@ class DeliveryCore {
   // Stores a fragment of a started message (its block made if need be); false, counted, when the memory
   // for it was refused.
   bool StoreFragment(InMessage& slot, uint64_t fragment, const uint8_t* data, size_t size, uint64_t nowUs);
-  // A reliable message completed, or freed incomplete: one fewer the stall timer waits on.
-  void ReliableSettled();
   // Frees every message and queue slot held, sets stalled_ and tells the sink (once).
   void Stall();
   // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
@@ -499,7 +496,7 @@ class DeliveryCore {
   DeliveryCore* budgetNext_ = nullptr;
   bool budgetListed_ = false;
   uint64_t budgetHeld_ = 0;
-  uint64_t lastFragmentUs_ = 0;  // the last new fragment stored, of any message
+  uint64_t lastFragmentUs_ = 0;  // the last new fragment stored, of any message (kept by the budget's Progress)
   // Whether the budget may evict this connection: no new fragment for kBudgetIdleUs (or 4 smoothed RTTs).
   bool IdleForBudget(uint64_t nowUs) const;
   // Makes room for others: frees what this connection holds, stalling it if a reliable message was among it.

@@ -290,7 +290,7 @@ bool DeliveryCore::StartInMessage(InMessage& slot, uint64_t sequence, uint64_t l
 
 void DeliveryCore::FreeInMessage(InMessage& slot) {
   if (budget_ != nullptr && BudgetCost(slot) > 0) budget_->Give(*this, BudgetCost(slot));
-  if (slot.used && !slot.partial && !slot.passedOver && slot.received < slot.fragments) ReliableSettled();
+  if (slot.used && !slot.partial && !slot.passedOver && slot.received < slot.fragments) --incompleteReliable_;
   reassemblyUsed_ -= slot.length;
   if (slot.used && !slot.passedOver) heldExtraBytes_ -= slot.fragments + kHeldMessageBytes;  // started
   slot.length = 0;
@@ -310,12 +310,9 @@ bool DeliveryCore::StoreFragment(InMessage& slot, uint64_t fragment, const uint8
     return false;
   }
   stats_.reassemblyMade += made;
-  lastFragmentUs_ = nowUs;
   if (budget_ != nullptr) budget_->Progress(*this, nowUs);
   return true;
 }
-
-void DeliveryCore::ReliableSettled() { --incompleteReliable_; }
 
 void DeliveryCore::Stall() {
   if (stalled_) return;
@@ -590,7 +587,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       return false;
     }
     reliableActivityUs_ = nowUs;
-    if (++slot.received == slot.fragments) ReliableSettled();
+    if (++slot.received == slot.fragments) --incompleteReliable_;
     DeliverReliable(channel);
     return true;
   }

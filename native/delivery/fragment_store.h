@@ -47,18 +47,17 @@ class FragmentStore {
   }
 
   bool Has(uint64_t fragment) const {
-    const Block& block = BlockOf(fragment);
-    return (block.seen >> (fragment % kFragmentsPerBlock) & 1u) != 0;
+    return (At(fragment / kFragmentsPerBlock).seen >> (fragment % kFragmentsPerBlock) & 1u) != 0;
   }
 
   // Copies fragment `fragment` (its index and size checked by the caller) into its block, made if need be;
   // *made: the bytes of the block made for it (0: it had one). False when the block could not be made.
   bool Store(uint64_t fragment, const uint8_t* data, size_t size, uint64_t* made) {
     const uint64_t index = fragment / kFragmentsPerBlock;
-    Block& block = index == 0 ? first_ : rest_[index - 1];
+    Block& block = At(index);
     *made = 0;
     if (!block.bytes) {
-      const uint64_t bytes = std::min(kBlockBytes, length_ - index * kBlockBytes);
+      const uint64_t bytes = BytesOf(index);
       block.bytes.reset(new (std::nothrow) uint8_t[bytes]);  // default-initialised: not zero-filled
       if (!block.bytes) return false;
       *made = bytes;
@@ -75,8 +74,8 @@ class FragmentStore {
     joined->clear();
     joined->reserve(length_);
     for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
-      const uint8_t* bytes = (i == 0 ? first_ : rest_[i - 1]).bytes.get();
-      joined->insert(joined->end(), bytes, bytes + std::min(kBlockBytes, length_ - i * kBlockBytes));
+      const uint8_t* bytes = At(i).bytes.get();
+      joined->insert(joined->end(), bytes, bytes + BytesOf(i));
     }
     return joined->data();
   }
@@ -85,7 +84,7 @@ class FragmentStore {
   uint64_t held() const {
     uint64_t bytes = rest_.capacity() * sizeof(Block);
     for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
-      if ((i == 0 ? first_ : rest_[i - 1]).bytes) bytes += std::min(kBlockBytes, length_ - i * kBlockBytes);
+      if (At(i).bytes) bytes += BytesOf(i);
     }
     return bytes;
   }
@@ -98,10 +97,9 @@ class FragmentStore {
     uint32_t seen = 0;  // a bit per fragment stored
   };
   static_assert(kFragmentsPerBlock <= 32, "a block's fragments fit its bits");
-  const Block& BlockOf(uint64_t fragment) const {
-    const uint64_t index = fragment / kFragmentsPerBlock;
-    return index == 0 ? first_ : rest_[index - 1];
-  }
+  Block& At(uint64_t index) { return index == 0 ? first_ : rest_[index - 1]; }
+  const Block& At(uint64_t index) const { return index == 0 ? first_ : rest_[index - 1]; }
+  uint64_t BytesOf(uint64_t index) const { return std::min(kBlockBytes, length_ - index * kBlockBytes); }  // the last is short
 
   uint64_t length_ = 0;
   Block first_;  // in the slot: a message of one block (every whole one) makes no table

@@ -145,8 +145,8 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
   // An address with a handshake that was sent a challenge less than kChallengeIntervalUs ago gets no other
   // before then: ignored before its token is opened (which costs more than anything else here). Only a
   // challenge sent resets the interval, so that requests forged from the address cannot hold it off.
-  if (const EncryptionMapping* pending = FindMapping(sender);
-      pending != nullptr && now.monotonicUs - pending->lastChallengeUs < kChallengeIntervalUs) {
+  EncryptionMapping* mapping = FindMapping(sender);  // (nothing below adds or removes one before it is used)
+  if (mapping != nullptr && now.monotonicUs - mapping->lastChallengeUs < kChallengeIntervalUs) {
     ++counters_.requestsThrottled;
     return;
   }
@@ -205,7 +205,6 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
     SendWithGlobalSequence(from, request.token.serverToClientKey, kConnectionDenied, nullptr, 0);
     return;
   }
-  EncryptionMapping* mapping = FindMapping(sender);
   // The same client id's handshake from another address gives way (mappingByClientId_ says why).
   const uint32_t sameClient = mappingByClientId_.Find(clientId, clientIdHash);
   if (sameClient != FlatTable<uint64_t>::kNone && &mappings_[sameClient] != mapping) {

@@ -446,7 +446,6 @@ export class DeliveryCore extends DeliverySending implements BudgetMember {
       return false
     }
     this.stats.reassemblyMade += made
-    this.lastFragmentUs = nowUs
     this.#budget?.progress(this, nowUs)
     return true
   }

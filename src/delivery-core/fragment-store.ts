@@ -24,28 +24,35 @@ export const blockCount = (length: number): number => (length === 0 ? 1 : Math.c
 
 export class FragmentStore {
   #length = 0
-  #blocks = noBlocks
-  /** A bit per fragment stored, a word per block. */
-  #seen = noFlags
+  /** The first block, and a bit per fragment stored in it: a message of one block (every whole one) makes no table. */
+  #first: Uint8Array | undefined = undefined
+  #firstSeen = 0
+  /** The blocks past the first, and a word of flags each. */
+  #rest = noBlocks
+  #restSeen = noFlags
 
   /** Ready for a message of `length` bytes (its table of blocks, empty); false when the table could not be made. */
   start(length: number): boolean {
     const blocks = blockCount(length)
-    try {
-      // Up to 1 GiB / blockBytes entries: a memory limit may refuse them.
-      this.#blocks = new Array<Uint8Array | undefined>(blocks)
-      this.#seen = new Uint32Array(blocks)
-    } catch {
-      this.#blocks = noBlocks
-      this.#seen = noFlags
-      return false
+    if (blocks > 1) {
+      try {
+        // Up to 1 GiB / blockBytes entries: a memory limit may refuse them.
+        this.#rest = new Array<Uint8Array | undefined>(blocks - 1)
+        this.#restSeen = new Uint32Array(blocks - 1)
+      } catch {
+        this.#rest = noBlocks
+        this.#restSeen = noFlags
+        return false
+      }
     }
     this.#length = length
     return true
   }
 
   has(fragment: number): boolean {
-    return ((this.#seen[Math.floor(fragment / fragmentsPerBlock)]! >>> fragment % fragmentsPerBlock) & 1) !== 0
+    const index = Math.floor(fragment / fragmentsPerBlock)
+    const seen = index === 0 ? this.#firstSeen : this.#restSeen[index - 1]!
+    return ((seen >>> fragment % fragmentsPerBlock) & 1) !== 0
   }
 
   /**
@@ -54,34 +61,43 @@ export class FragmentStore {
    */
   store(fragment: number, data: Uint8Array, at: number, size: number): number {
     const index = Math.floor(fragment / fragmentsPerBlock)
-    let block = this.#blocks[index]
+    let block = index === 0 ? this.#first : this.#rest[index - 1]
     let made = 0
     if (block === undefined) {
-      made = Math.min(blockBytes, this.#length - index * blockBytes)
+      made = this.#bytesOf(index)
       try {
         block = uninitialisedBytes(made)
       } catch {
         return -1
       }
-      this.#blocks[index] = block
+      if (index === 0) this.#first = block
+      else this.#rest[index - 1] = block
     }
     block.set(data.subarray(at, at + size), (fragment % fragmentsPerBlock) * fragmentBytes)
-    this.#seen[index]! |= 1 << fragment % fragmentsPerBlock
+    const bit = 1 << fragment % fragmentsPerBlock
+    if (index === 0) this.#firstSeen |= bit
+    else this.#restSeen[index - 1]! |= bit
     return made
   }
 
   /** The whole message (every fragment stored): its one block, or its blocks joined in a new buffer (owned: the caller's). */
   whole(): { data: Uint8Array; owned: boolean } {
-    if (this.#blocks.length === 1) return { data: this.#blocks[0]!.subarray(0, this.#length), owned: false }
+    if (this.#rest.length === 0) return { data: this.#first!.subarray(0, this.#length), owned: false }
     const joined = uninitialisedBytes(this.#length)
-    for (let i = 0; i < this.#blocks.length; i++) joined.set(this.#blocks[i]!, i * blockBytes)
+    joined.set(this.#first!, 0)
+    for (let i = 0; i < this.#rest.length; i++) joined.set(this.#rest[i]!, (i + 1) * blockBytes)
     return { data: joined, owned: true }
   }
 
   /** Bytes held, as the native store counts them: the blocks made and the table. */
   get held(): number {
-    let bytes = this.#blocks.length > 1 ? (this.#blocks.length - 1) * tableEntryBytes : 0
-    for (const block of this.#blocks) if (block !== undefined) bytes += block.byteLength
+    let bytes = (this.#first?.byteLength ?? 0) + this.#rest.length * tableEntryBytes
+    for (const block of this.#rest) if (block !== undefined) bytes += block.byteLength
     return bytes
+  }
+
+  /** A block's bytes: the last is short. */
+  #bytesOf(index: number): number {
+    return Math.min(blockBytes, this.#length - index * blockBytes)
   }
 }

@@ -9,7 +9,7 @@ import { packetSkipKeyBytes } from '../delivery-core/sending.ts'
 import { ChannelModeCode } from '../delivery-core/wire-format.ts'
 import { randomBytes } from '../netcode/sodium.ts'
 import type { NativeDeliveryFields } from './addon.ts'
-import { LinkField, PeerRecordKind, linkFields } from './layout.ts'
+import { type DisconnectCode, LinkField, PeerRecordKind, linkFields } from './layout.ts'
 import type { RecordBatch } from './record-batch.ts'
 
 /** Packets of settings alone sent before a connection ends for a mismatch of channels. */
@@ -96,10 +96,11 @@ export class DeliveryLink {
   flushWatched = false
   /** The peer's settings went to JavaScript. */
   settingsReported = false
-  /** Disconnected for a mismatch of channels, because the peer's settings never came, or its reassembly stalled. */
-  ending = false
-  settingsLate = false
-  reassemblyStalled = false
+  /**
+   * 0, or why the connection ends for its delivery layer (beginEnding): a mismatch of channels, the peer's
+   * settings not come in time, or the core stalled.
+   */
+  ending: DisconnectCode | 0 = 0
   /** When the wait for the peer's settings ends (the core's clock). */
   settingsDeadlineUs: number
 
@@ -166,29 +167,20 @@ export class DeliveryLink {
 
   /** Their wait is over: the connection ends as for a mismatch. */
   settingsOverdue(nowUs: number): boolean {
-    return !this.ending && this.awaitsSettings && nowUs >= this.settingsDeadlineUs
+    return this.ending === 0 && this.awaitsSettings && nowUs >= this.settingsDeadlineUs
   }
 
-  /** Marks the connection as ending for its channels; true the first time. */
-  beginEnding(late: boolean): boolean {
-    if (this.ending) return false
-    this.ending = true
-    this.settingsLate = late
-    return true
-  }
-
-  /** Marks the connection as ending for its stalled reassembly (core.stalled); true the first time. */
-  beginStalled(): boolean {
-    if (this.ending) return false
-    this.ending = true
-    this.reassemblyStalled = true
+  /** Marks the connection as ending for its delivery layer, with the disconnect record's code that says why; true the first time. */
+  beginEnding(code: DisconnectCode): boolean {
+    if (this.ending !== 0) return false
+    this.ending = code
     return true
   }
 
   /** The core's next deadline, or the end of the wait for the peer's settings. */
   nextDeadlineUs(nowUs: number): number {
     const next = this.core.nextDeadlineUs(nowUs)
-    return !this.ending && this.awaitsSettings && this.settingsDeadlineUs < next ? this.settingsDeadlineUs : next
+    return this.ending === 0 && this.awaitsSettings && this.settingsDeadlineUs < next ? this.settingsDeadlineUs : next
   }
 }
 

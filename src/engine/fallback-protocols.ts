@@ -9,7 +9,7 @@ import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase }
 import type { Sodium } from '../netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
-import { PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from './layout.ts'
+import { DisconnectCode, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from './layout.ts'
 import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from './record-batch.ts'
 import { copyBytes } from '../bytes.ts'
@@ -18,7 +18,13 @@ const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */
 const largeMessageBytes = 64 * 1024
 /** Record codes of the native engine (native/socket_protocol.h). */
-const disconnectCodes = { timeout: 1, disconnected: 2, 'server-disconnect': 3, 'server-closed': 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
+/** The codes of the server core's reasons. */
+const disconnectCodes = {
+  timeout: DisconnectCode.timeout,
+  disconnected: DisconnectCode.disconnected,
+  'server-disconnect': DisconnectCode.serverDisconnect,
+  'server-closed': DisconnectCode.serverClosed,
+} as const
 const clientStateChannelsMismatch = -7
 
 /** What a protocol gives its socket: records for JavaScript, datagrams to send, large messages to hand over. */
@@ -114,14 +120,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
       connected: (index, clientId, from, userData) => this.#connected(index, clientId, from, userData),
       disconnected: (index, reason) => {
         const link = this.#links[index]
-        const code =
-          link === undefined || !link.ending
-            ? disconnectCodes[reason]
-            : link.reassemblyStalled
-              ? disconnectCodes.reassemblyStalled
-              : link.settingsLate
-                ? disconnectCodes.settingsLate
-                : disconnectCodes.channelsMismatch
+        const code = link === undefined || link.ending === 0 ? disconnectCodes[reason] : link.ending
         const at = output.records.add(PeerRecordKind.disconnect, code, index, null, null, finalReadingsBytes(this.links))
         writeFinalReadings(output.records.view, at, this.#core.peerCounters, index, this.links)
         link?.core.close() // what it held of the budget goes back
@@ -230,9 +229,9 @@ export class FallbackServerProtocol implements FallbackProtocol {
     for (const slot of mismatched) {
       const link = this.#links[slot]
       // Not a client that took the slot since (its link is another).
-      if (link === undefined || !link.ending) continue
+      if (link === undefined || link.ending === 0) continue
       // The client may not have found the mismatch yet: it learns why from these.
-      if (!link.reassemblyStalled) link.core.announceSettings(this.#localUs(), mismatchAnnouncements)
+      if (link.ending !== DisconnectCode.reassemblyStalled) link.core.announceSettings(this.#localUs(), mismatchAnnouncements)
       this.#core.disconnect(slot, this.#now)
     }
   }
@@ -293,7 +292,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
         },
         // Possibly from within another peer's core (the budget evicted this one): #endMismatched disconnects it.
         stalled: () => {
-          if (link.beginStalled()) this.#mismatched.push(index)
+          if (link.beginEnding(DisconnectCode.reassemblyStalled)) this.#mismatched.push(index)
         },
       },
       this.#localUs(),
@@ -312,7 +311,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     if (link === undefined) return // (every connected client has one)
     link.core.receive(data, this.#localUs())
     // Marked at once, so that whatever ends the connection names the mismatch; #endMismatched disconnects it.
-    if (link.reportSettings(this.#output.records) && link.beginEnding(false)) this.#mismatched.push(index)
+    if (link.reportSettings(this.#output.records) && link.beginEnding(DisconnectCode.channelsMismatch)) this.#mismatched.push(index)
     this.#markDirty(link) // flushed once the whole turn's datagrams are in (endBatch)
   }
 
@@ -322,7 +321,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     this.#now = now
     link.core.update(this.#localUs())
     // #endMismatched disconnects it, after the core's timers.
-    if (link.settingsOverdue(this.#localUs()) && link.beginEnding(true)) this.#mismatched.push(index)
+    if (link.settingsOverdue(this.#localUs()) && link.beginEnding(DisconnectCode.settingsLate)) this.#mismatched.push(index)
     this.#afterDelivery(link)
   }
 
@@ -394,7 +393,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
     const link = this.#link
     if (link !== undefined) {
       link.core.update(this.#localUs())
-      if (link.settingsOverdue(this.#localUs())) link.beginEnding(true)
+      if (link.settingsOverdue(this.#localUs())) link.beginEnding(DisconnectCode.settingsLate)
       this.#afterDelivery(link)
     }
     this.#core.update(nowUs)
@@ -463,8 +462,8 @@ export class FallbackClientProtocol implements FallbackProtocol {
   #stateChanged(state: keyof typeof clientStateCodes, server: ServerAddress | undefined): void {
     // A connection that ends for its channels still has its link here (it goes below).
     const link = this.#link
-    const mismatch = state === 'disconnected' && link !== undefined && link.ending
-    const late = mismatch && link.settingsLate
+    const mismatch = state === 'disconnected' && link !== undefined && link.ending !== 0
+    const late = mismatch && link.ending === DisconnectCode.settingsLate
     const code = mismatch ? clientStateChannelsMismatch : clientStateCodes[state]
     const at = this.#output.records.add(PeerRecordKind.clientState, code, this.#attempt, server ?? null, null, late ? 4 : 0)
     if (late) this.#output.records.view.setUint32(at, Math.floor(settingsWaitUs(this.#delivery!.config) / 1000), true)
@@ -499,7 +498,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
     const link = this.#link
     if (link === undefined) return
     link.core.receive(data, this.#localUs())
-    if (link.reportSettings(this.#output.records)) link.beginEnding(false) // marked at once (#afterDelivery ends it)
+    if (link.reportSettings(this.#output.records)) link.beginEnding(DisconnectCode.channelsMismatch) // marked at once (#afterDelivery ends it)
     link.dirty = true // flushed once the whole turn's datagrams are in (endBatch)
   }
 
@@ -508,7 +507,7 @@ export class FallbackClientProtocol implements FallbackProtocol {
     const delivery = this.#delivery!
     writeLinkStats(link.core, delivery.clock, this.#nowUs, this.links!, 0)
     link.reportQueue(this.#output.records, delivery.queueLimitBytes)
-    if (!link.ending) return
+    if (link.ending === 0) return
     link.core.announceSettings(this.#localUs(), mismatchAnnouncements) // as the server does
     this.#core.disconnect(this.#nowUs) // the redundant disconnects go out; the link goes with the state change
   }

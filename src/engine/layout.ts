@@ -40,6 +40,12 @@ export const EventType = { batch: 1, sendDone: 2, closed: 3, error: 4, starved: 
 export const Operation = { receive: 1, send: 2 } as const
 export const RecvFlag = { truncated: 1 } as const
 export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7, settings: 8 } as const
+/**
+ * A disconnect record's code: netcode's reasons (native/netcode/server.h), then the engine's for a connection
+ * its delivery layer ends (native/socket_protocol.h).
+ */
+export const DisconnectCode = { timeout: 1, disconnected: 2, serverDisconnect: 3, serverClosed: 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
+export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
 export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7 } as const
 /** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
 export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const

@@ -521,8 +521,8 @@ export class ServerCore {
   #processRequest(from: string, data: Uint8Array, now: ServerClock): void {
     // An address sent a challenge less than challengeIntervalUs ago gets no other before then: ignored before
     // its token is opened. Only a challenge sent resets the interval (forged requests cannot hold it off).
-    const pending = this.#mappings.get(from)
-    if (pending !== undefined && now.monotonicUs - pending.lastChallengeUs < challengeIntervalUs) {
+    const mapping = this.#mappings.get(from) // (nothing adds or removes one before #takeRequest uses it)
+    if (mapping !== undefined && now.monotonicUs - mapping.lastChallengeUs < challengeIntervalUs) {
       this.#counters.requestsThrottled++
       return
     }
@@ -534,7 +534,7 @@ export class ServerCore {
     }
     const { token } = read.value
     try {
-      this.#takeRequest(from, read.value, now)
+      this.#takeRequest(from, read.value, now, mapping)
     } finally {
       // Whether the request was taken (its mapping holds copies), refused or denied: as the native core's token.
       token.clientToServerKey.fill(0)
@@ -542,7 +542,8 @@ export class ServerCore {
     }
   }
 
-  #takeRequest(from: string, request: ConnectionRequest, now: ServerClock): void {
+  /** mapping: the sender's pending handshake, if it has one. */
+  #takeRequest(from: string, request: ConnectionRequest, now: ServerClock, mapping: EncryptionMapping | undefined): void {
     const { token, sealedToken, expireTimestamp } = request
     if (!token.serverAddresses.some((address) => sameServerAddress(address, this.#publicAddress))) {
       this.#counters.tokenRefused++
@@ -570,7 +571,6 @@ export class ServerCore {
       this.#sendWithGlobalSequence(from, token.serverToClientKey, PacketType.connectionDenied, new Uint8Array(0))
       return
     }
-    let mapping = this.#mappings.get(from)
     // The same client id's handshake from another address gives way.
     const sameClient = this.#mappingByClientId.get(token.clientId)
     if (sameClient !== undefined && sameClient !== from) {
