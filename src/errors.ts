@@ -25,9 +25,22 @@ export type ConnectErrorCode =
   | 'ERR_CHANNELS_MISMATCH'
   | 'ABORT_ERR'
 
+/**
+ * The codes of the session protocols' errors (volley/sessions): a request that timed out, a connection that
+ * ended under it or was found dead, a device's refusal, a stream frame out of bounds.
+ */
+export type SessionErrorCode =
+  | 'ERR_REQUEST_TIMED_OUT'
+  | 'ERR_OUTCOME_UNKNOWN'
+  | 'ERR_MASH_STATUS'
+  | 'ERR_FRAME_SIZE'
+  | 'ERR_KEEPALIVE_TIMED_OUT'
+  | 'ERR_INVALID_STATE'
+
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =
   | ConnectErrorCode
+  | SessionErrorCode
   | 'ERR_SOCKET_CLOSED'
   | 'ERR_SOCKET_ALREADY_BOUND'
   | 'ERR_SOCKET_NOT_BOUND'

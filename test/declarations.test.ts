@@ -53,6 +53,21 @@ const denied: ConnectErrorCode = 'ERR_CONNECTION_DENIED'
 // @ts-expect-error a channel's mode is one of three words
 new Client({ channels: [{ mode: 'reliabel' }] })
 void rttMs, denied, ClientPool
+
+// The session layer and MASH, from their subpaths.
+import { ClientTransport, ConnectionManager, FakeClock, MemoryTransport, type SessionTransport } from 'volley/sessions'
+import { MashController, MashDevice, MashStatus, MashStatusError, type MashValue } from 'volley/mash'
+const [near, far] = MemoryTransport.pair()
+const clock = new FakeClock()
+const device = new MashDevice({ scheduler: clock, endpoints: [{ id: 1, features: [{ id: 2, attributes: [{ id: 1, type: 'float', value: 0 }] }] }] })
+device.serve(far)
+const controller = new MashController(near, { scheduler: clock, requestTimeoutMs: 10_000 })
+controller.read(1, 2, [1]).then((values: Map<number, MashValue>) => values.get(1)).catch((error: unknown) => {
+  if (error instanceof MashStatusError) { const status: number = error.status; void status }
+})
+controller.on('notification', (subscription, changes, priming) => { const id: number = subscription.id + changes.size; void id, priming })
+const manager = new ConnectionManager<SessionTransport>({ connect: async () => new ClientTransport(client) })
+void MashStatus.BUSY, manager
 `
 
 describe('the published declarations', () => {

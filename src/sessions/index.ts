@@ -1,0 +1,14 @@
+// volley/sessions: the session layer every session protocol runs on: transports (Volley's reliable channel,
+// a length-framed byte stream, an in-memory pair), the clock and the process's timer heap, reconnection.
+export { Backoff, type BackoffOptions } from './backoff.ts'
+export {
+  ConnectionManager,
+  type ConnectAttempt,
+  type ConnectionManagerEvents,
+  type ConnectionManagerOptions,
+  type ConnectionState,
+} from './connection-manager.ts'
+export { StreamTransport, type StreamTransportOptions } from './stream-transport.ts'
+export { FakeClock, Timer, TimerQueue, sessionTimers, type Clock, type Scheduler } from './timers.ts'
+export { MemoryTransport, TransportBase, type MemoryTransportOptions, type SessionTransport, type SessionTransportEvents } from './transport.ts'
+export { ClientTransport, PeerTransport, PeerTransports, serveSessions, type OnPeerTransport, type VolleyTransportOptions } from './volley-transport.ts'

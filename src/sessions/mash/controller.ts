@@ -1,0 +1,449 @@
+// The controller side of MASH (seed 003 §2, §3): requests with message ids and timeouts, subscriptions and
+// their notifications, over one connection at a time. A new connection (after a reconnect) is attach()ed;
+// the subscriptions of the last one are then stale until resubscribe() makes them again, with a new priming.
+import { EventEmitter } from 'node:events'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from '../../errors.ts'
+import { booleanOption, checkOptions, integerOption } from '../../options.ts'
+import { ConnectionManager } from '../connection-manager.ts'
+import type { SessionTransport } from '../transport.ts'
+import { Timer, type Scheduler } from '../timers.ts'
+import { MashStatusError } from './errors.ts'
+import { MashLink, type MashLinkSettings, type MashLinkStats } from './link.ts'
+import { linkSettings, type MashLinkOptions } from './settings.ts'
+import {
+  MashOperation,
+  MashStatus,
+  encodeMessage,
+  errorText,
+  invokePayload,
+  parseSubscribeResponsePayload,
+  readPayload,
+  subscribePayload,
+  unsubscribePayload,
+  type MashNotification,
+  type MashResponse,
+  type MashValue,
+} from './wire.ts'
+
+/** The seed's request timeout (TC-PROTO-002); the reference code later chose 10 s. */
+export const MASH_REQUEST_TIMEOUT_MS = 30_000
+
+export interface MashControllerOptions extends MashLinkOptions {
+  /** How long a request waits for its response, ms (default 30,000). */
+  requestTimeoutMs?: number | undefined
+  /**
+   * A ConnectionManager whose connections the controller runs on: each new one is attached as it comes
+   * (reconnects with backoff are the manager's). Without it, attach() gives the controller its connections.
+   */
+  connection?: ConnectionManager | undefined
+  /**
+   * After each reconnect, make the stale subscriptions again (resubscribe()); failures are emitted as
+   * 'resubscribeFailed'. Default false: as in MASH, subscriptions do not come back by themselves.
+   */
+  resubscribe?: boolean | undefined
+}
+
+export interface MashRequestOptions {
+  signal?: AbortSignal | undefined
+  /** This request's timeout, ms (default: the controller's requestTimeoutMs). */
+  timeoutMs?: number | undefined
+}
+
+export interface MashSubscribeOptions extends MashRequestOptions {
+  /** The attributes to follow; empty or absent: all the feature's readable ones. */
+  attributeIds?: readonly number[] | undefined
+  /** Shortest time between notifications, ms (the device's default when absent: 1,000). */
+  minIntervalMs?: number | undefined
+  /** Longest time without one (the heartbeat), ms (the device's default when absent: 60,000). */
+  maxIntervalMs?: number | undefined
+}
+
+export interface MashSubscriptionEvents {
+  /** changes: the attributes that changed (all values on priming and full heartbeats; none on an empty one). */
+  notification: [changes: ReadonlyMap<number, MashValue>, priming: boolean]
+}
+
+/** A subscription as the controller holds it: it lives on across reconnects (stale until resubscribed). */
+export class MashSubscription extends EventEmitter<MashSubscriptionEvents> {
+  /** The device's id for it on the current connection; 0 while stale or ended. */
+  id = 0
+  /** The latest value of each attribute, from priming and notifications. */
+  readonly values = new Map<number, MashValue>()
+  readonly endpointId: number
+  readonly featureId: number
+  readonly attributeIds: readonly number[]
+  readonly minIntervalMs: number | undefined
+  readonly maxIntervalMs: number | undefined
+  #state: 'active' | 'stale' | 'ended' = 'active'
+
+  /** @internal */
+  constructor(endpointId: number, featureId: number, options: MashSubscribeOptions) {
+    super()
+    this.endpointId = endpointId
+    this.featureId = featureId
+    this.attributeIds = Object.freeze([...(options.attributeIds ?? [])])
+    this.minIntervalMs = options.minIntervalMs
+    this.maxIntervalMs = options.maxIntervalMs
+  }
+
+  /** active: notifications come; stale: its connection ended (resubscribe() makes it again); ended: unsubscribed. */
+  get state(): 'active' | 'stale' | 'ended' {
+    return this.#state
+  }
+
+  /** @internal */
+  setState(state: 'active' | 'stale' | 'ended'): void {
+    this.#state = state
+    if (state !== 'active') this.id = 0
+  }
+}
+
+export interface MashControllerEvents {
+  notification: [subscription: MashSubscription, changes: ReadonlyMap<number, MashValue>, priming: boolean]
+  /** A keep-alive round trip, ms. */
+  latency: [latencyMs: number]
+  /** A connection was attached. */
+  connect: []
+  /** The connection ended: error says why when it did not end with a MASH close. */
+  disconnect: [error: Error | undefined]
+  /** With the resubscribe option: a subscription the device refused to make again after a reconnect. */
+  resubscribeFailed: [subscription: MashSubscription, error: Error]
+}
+
+interface PendingRequest {
+  readonly id: number
+  readonly operation: number
+  readonly what: string
+  readonly resolve: (response: MashResponse) => void
+  readonly reject: (error: Error) => void
+  readonly timer: Timer
+  readonly signal: AbortSignal | undefined
+  readonly onAbort: (() => void) | undefined
+}
+
+const requestOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs'])
+const subscribeOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs', 'attributeIds', 'minIntervalMs', 'maxIntervalMs'])
+const controllerOptionNames: ReadonlySet<string> = new Set(['requestTimeoutMs', 'keepAlive', 'closeTimeoutMs', 'scheduler', 'connection', 'resubscribe'])
+
+export class MashController extends EventEmitter<MashControllerEvents> {
+  readonly #scheduler: Scheduler
+  readonly #linkSettings: MashLinkSettings
+  readonly #requestTimeoutMs: number
+  #link: MashLink | null = null
+  readonly #pending = new Map<number, PendingRequest>()
+  /** The next request's id: per connection, from 1, wrapping 0xFFFFFFFF → 1 (0 is the notifications'). */
+  #nextId = 1
+  readonly #subscriptions = new Map<number, MashSubscription>()
+  readonly #stale = new Set<MashSubscription>()
+  #closed = false
+  readonly #connection: ConnectionManager | undefined
+
+  /** Runs on `transport` when given one; else attach() gives it its first connection. */
+  constructor(transport?: SessionTransport | null, options: MashControllerOptions = {}) {
+    super()
+    checkOptions('MashController options', options, controllerOptionNames)
+    const { scheduler, link } = linkSettings(options)
+    this.#scheduler = scheduler
+    this.#linkSettings = link
+    this.#requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, MASH_REQUEST_TIMEOUT_MS, 1, 2 ** 31 - 1)
+    const resubscribe = booleanOption('resubscribe', options.resubscribe)
+    const { connection } = options
+    this.#connection = connection
+    if (connection !== undefined) {
+      if (!(connection instanceof ConnectionManager)) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "connection" option must be a ConnectionManager. Received ${describe(connection)}`)
+      }
+      if (transport !== undefined && transport !== null) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'Give a MashController a transport or a "connection" option, not both')
+      }
+      connection.on('connected', (next) => {
+        if (this.#closed) return
+        this.attach(next)
+        if (resubscribe && this.#stale.size > 0) void this.#resubscribeAll()
+      })
+      transport = connection.transport
+    }
+    if (transport !== undefined && transport !== null) this.attach(transport)
+  }
+
+  async #resubscribeAll(): Promise<void> {
+    const { failed } = await this.resubscribe()
+    for (const { subscription, error } of failed) this.emit('resubscribeFailed', subscription, error)
+  }
+
+  /** Whether a connection is attached and open. */
+  get connected(): boolean {
+    return this.#link?.open ?? false
+  }
+
+  /** Requests awaiting their response. */
+  get pendingRequests(): number {
+    return this.#pending.size
+  }
+
+  /** Subscriptions whose connection ended, to be made again by resubscribe(). */
+  get staleSubscriptions(): readonly MashSubscription[] {
+    return [...this.#stale]
+  }
+
+  /** The current connection's counters (null before the first). */
+  stats(): MashLinkStats | null {
+    return this.#link === null ? null : structuredClone(this.#link.stats)
+  }
+
+  /**
+   * Runs on a new connection: message ids start again at 1. The previous connection must have ended
+   * (ERR_INVALID_ARG_VALUE otherwise: one connection at a time).
+   */
+  attach(transport: SessionTransport): void {
+    if (this.#closed) throw new VolleyError('ERR_CONNECTION_CLOSED', 'The MashController was closed: attach() after close()')
+    if (typeof transport !== 'object' || transport === null || typeof transport.send !== 'function' || typeof transport.on !== 'function') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "transport" argument must be a SessionTransport. Received ${describe(transport)}`)
+    }
+    if (this.#link !== null && this.#link.state !== 'closed') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The MashController is on a connection still open: close it (or wait for its end) before attach()')
+    }
+    this.#nextId = 1
+    this.#link = new MashLink(transport, this.#scheduler, this.#linkSettings, {
+      response: (response) => this.#onResponse(response),
+      notification: (notification) => this.#onNotification(notification),
+      latency: (latencyMs) => this.emit('latency', latencyMs),
+      ended: (error) => this.#onEnded(error),
+    })
+    if (this.#link.open) this.emit('connect')
+  }
+
+  /** Reads attributes (all the feature's readable ones when attributeIds is empty). */
+  async read(endpointId: number, featureId: number, attributeIds: readonly number[] = [], options: MashRequestOptions = {}): Promise<Map<number, MashValue>> {
+    const response = await this.#request(MashOperation.read, endpointId, featureId, readPayload(attributeIds), options, 'read')
+    return attributeMap(response.payload)
+  }
+
+  /** Writes attributes; resolves with the values the device holds after the write. */
+  async write(
+    endpointId: number,
+    featureId: number,
+    values: ReadonlyMap<number, MashValue> | Readonly<Record<number, MashValue>>,
+    options: MashRequestOptions = {},
+  ): Promise<Map<number, MashValue>> {
+    const payload = values instanceof Map ? new Map(values as ReadonlyMap<number, MashValue>) : attributeMapOf(values as Readonly<Record<number, MashValue>>)
+    const response = await this.#request(MashOperation.write, endpointId, featureId, payload, options, 'write')
+    return attributeMap(response.payload)
+  }
+
+  /** Invokes a command; resolves with its result (undefined when it has none). */
+  async invoke(
+    endpointId: number,
+    featureId: number,
+    commandId: number,
+    params?: ReadonlyMap<string, MashValue> | Readonly<Record<string, MashValue>>,
+    options: MashRequestOptions = {},
+  ): Promise<MashValue | undefined> {
+    const response = await this.#request(MashOperation.invoke, endpointId, featureId, invokePayload(commandId, params), options, 'invoke')
+    return response.payload
+  }
+
+  /** Subscribes; resolves once the device took it, with the priming values in subscription.values. */
+  async subscribe(endpointId: number, featureId: number, options: MashSubscribeOptions = {}): Promise<MashSubscription> {
+    checkOptions('subscribe() options', options, subscribeOptionNames)
+    const subscription = new MashSubscription(endpointId, featureId, options)
+    await this.#subscribe(subscription, options)
+    return subscription
+  }
+
+  /** Ends a subscription at the device (a stale one just ends here). */
+  async unsubscribe(subscription: MashSubscription, options: MashRequestOptions = {}): Promise<void> {
+    if (!(subscription instanceof MashSubscription)) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "subscription" argument must be a MashSubscription. Received ${describe(subscription)}`)
+    }
+    if (subscription.state === 'ended') return
+    if (subscription.state === 'stale') {
+      this.#stale.delete(subscription)
+      subscription.setState('ended')
+      return
+    }
+    const id = subscription.id
+    // Unsubscribe is a Subscribe to endpoint 0, feature 0 (§A.2).
+    await this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(id), options, 'unsubscribe')
+    this.#subscriptions.delete(id)
+    subscription.setState('ended')
+  }
+
+  /**
+   * Makes the stale subscriptions again on the current connection (seed 003 §6.3: they do not come back by
+   * themselves); each gets a new id and a new priming.
+   */
+  async resubscribe(options: MashRequestOptions = {}): Promise<{ resubscribed: MashSubscription[]; failed: { subscription: MashSubscription; error: Error }[] }> {
+    const stale = [...this.#stale]
+    const results = await Promise.allSettled(stale.map((subscription) => this.#subscribe(subscription, options)))
+    const resubscribed: MashSubscription[] = []
+    const failed: { subscription: MashSubscription; error: Error }[] = []
+    results.forEach((result, index) => {
+      const subscription = stale[index]!
+      if (result.status === 'fulfilled') resubscribed.push(subscription)
+      else failed.push({ subscription, error: result.reason as Error })
+    })
+    return { resubscribed, failed }
+  }
+
+  /**
+   * Closes the connection with a MASH close (type 3), the peer echoing it; pending requests fail (a write or
+   * an invoke with ERR_OUTCOME_UNKNOWN) and later ones reject with ERR_CONNECTION_CLOSED. Resolves when the
+   * transport has ended.
+   */
+  close(): Promise<void> {
+    this.#closed = true
+    const link = this.#link
+    if (this.#connection !== undefined) {
+      // The close goes out, then the manager ends the connection and stops reconnecting: waiting for the echo
+      // would let it see the end as a loss and start a reconnect.
+      link?.close()
+      this.#connection.close()
+      return Promise.resolve()
+    }
+    if (link === null || link.state === 'closed') return Promise.resolve()
+    return new Promise((resolve) => {
+      link.transport.once('close', () => resolve())
+      link.close()
+    })
+  }
+
+  async #subscribe(subscription: MashSubscription, options: MashRequestOptions): Promise<void> {
+    const payload = subscribePayload({
+      attributeIds: subscription.attributeIds,
+      minIntervalMs: subscription.minIntervalMs,
+      maxIntervalMs: subscription.maxIntervalMs,
+    })
+    const response = await this.#request(MashOperation.subscribe, subscription.endpointId, subscription.featureId, payload, options, 'subscribe')
+    const parsed = parseSubscribeResponsePayload(response.payload)
+    if (!parsed.ok) throw new MashStatusError(parsed.status, parsed.detail, 'subscribe (its response was malformed)')
+    const { subscriptionId, currentValues } = parsed.value
+    this.#stale.delete(subscription)
+    subscription.setState('active')
+    subscription.id = subscriptionId
+    this.#subscriptions.set(subscriptionId, subscription)
+    subscription.values.clear()
+    for (const [attribute, value] of currentValues) subscription.values.set(attribute, value)
+    this.#notify(subscription, currentValues, true)
+  }
+
+  #request(operation: number, endpointId: number, featureId: number, payload: MashValue | undefined, options: MashRequestOptions, what: string): Promise<MashResponse> {
+    checkOptions(`${what}() options`, options, what === 'subscribe' ? subscribeOptionNames : requestOptionNames)
+    const { signal } = options
+    checkSignal(signal)
+    const timeoutMs = integerOption('timeoutMs', options.timeoutMs, this.#requestTimeoutMs, 1, 2 ** 31 - 1)
+    const link = this.#link
+    if (this.#closed || link === null || !link.open) {
+      return Promise.reject(new VolleyError('ERR_CONNECTION_CLOSED', `Cannot ${what}: ${this.#closed ? 'the MashController was closed' : 'no connection is open'}`))
+    }
+    if (signal?.aborted === true) return Promise.reject(abortedError(`The ${what} was aborted`, signal))
+    const id = this.#takeId()
+    // Encoded before anything is pending: a value past MASH's limits throws here, for this call alone.
+    const bytes = encodeMessage(
+      payload === undefined
+        ? { kind: 'request', messageId: id, operation, endpointId, featureId }
+        : { kind: 'request', messageId: id, operation, endpointId, featureId, payload },
+    )
+    return new Promise<MashResponse>((resolve, reject) => {
+      const onAbort = signal === undefined ? undefined : (): void => this.#fail(id, abortedError(`The ${what} was aborted`, signal))
+      const timer = new Timer(() =>
+        this.#fail(id, new VolleyError('ERR_REQUEST_TIMED_OUT', `The device did not answer the ${what} (message ${id}) within ${timeoutMs} ms`)),
+      )
+      this.#pending.set(id, { id, operation, what, resolve, reject, timer, signal, onAbort })
+      this.#scheduler.arm(timer, this.#scheduler.now() + timeoutMs)
+      if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true })
+      link.sendEncoded(bytes)
+    }).then((response) => {
+      if (response.status !== MashStatus.SUCCESS) throw new MashStatusError(response.status, errorText(response.payload), what)
+      return response
+    })
+  }
+
+  #takeId(): number {
+    for (;;) {
+      const id = this.#nextId
+      this.#nextId = followingMessageId(id)
+      // After a wrap, an id still pending (a request 4 billion requests old) is skipped, not reused.
+      if (!this.#pending.has(id)) return id
+    }
+  }
+
+  #settle(id: number): PendingRequest | undefined {
+    const pending = this.#pending.get(id)
+    if (pending === undefined) return undefined
+    this.#pending.delete(id)
+    this.#scheduler.disarm(pending.timer)
+    if (pending.onAbort !== undefined) pending.signal!.removeEventListener('abort', pending.onAbort)
+    return pending
+  }
+
+  #fail(id: number, error: Error): void {
+    this.#settle(id)?.reject(error)
+  }
+
+  #onResponse(response: MashResponse): boolean {
+    const pending = this.#settle(response.messageId)
+    if (pending === undefined) return false
+    pending.resolve(response)
+    return true
+  }
+
+  #onNotification(notification: MashNotification): boolean {
+    const subscription = this.#subscriptions.get(notification.subscriptionId)
+    if (subscription === undefined || subscription.endpointId !== notification.endpointId || subscription.featureId !== notification.featureId) return false
+    for (const [attribute, value] of notification.changes) subscription.values.set(attribute, value)
+    this.#notify(subscription, notification.changes, false)
+    return true
+  }
+
+  #notify(subscription: MashSubscription, changes: ReadonlyMap<number, MashValue>, priming: boolean): void {
+    subscription.emit('notification', changes, priming)
+    this.emit('notification', subscription, changes, priming)
+  }
+
+  #onEnded(error: Error | undefined): void {
+    const cause = error
+    for (const pending of [...this.#pending.values()]) {
+      // A read or a subscribe can simply be asked again; a write or an invoke may or may not have been done.
+      const unknown = pending.operation === MashOperation.write || pending.operation === MashOperation.invoke
+      this.#fail(
+        pending.id,
+        unknown
+          ? new VolleyError('ERR_OUTCOME_UNKNOWN', `The connection ended while the ${pending.what} (message ${pending.id}) was in flight: the device may or may not have done it`, { cause })
+          : new VolleyError('ERR_CONNECTION_CLOSED', `The connection ended before the device answered the ${pending.what} (message ${pending.id})`, { cause }),
+      )
+    }
+    for (const subscription of this.#subscriptions.values()) {
+      subscription.setState('stale')
+      this.#stale.add(subscription)
+    }
+    this.#subscriptions.clear()
+    this.emit('disconnect', error)
+  }
+}
+
+/** The message id after `id`: u32, wrapping 0xFFFFFFFF → 1 (0 is the notifications'). */
+export function followingMessageId(id: number): number {
+  return id >= 0xffff_ffff ? 1 : id + 1
+}
+
+/** A response payload of attribute values: {attributeId: value}; anything else is no values. */
+function attributeMap(payload: MashValue | undefined): Map<number, MashValue> {
+  const values = new Map<number, MashValue>()
+  if (!(payload instanceof Map)) return values
+  for (const [key, value] of payload) if (typeof key === 'number') values.set(key, value)
+  return values
+}
+
+function attributeMapOf(values: Readonly<Record<number, MashValue>>): Map<number, MashValue> {
+  if (typeof values !== 'object' || values === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "values" argument must be a Map or an object of attribute id → value. Received ${describe(values)}`)
+  }
+  const map = new Map<number, MashValue>()
+  for (const [key, value] of Object.entries(values)) {
+    const id = Number(key)
+    if (!Number.isInteger(id) || id < 0 || id > 0xffff) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Attribute ids are integers from 0 to 65535. Received '${key}'`)
+    map.set(id, value)
+  }
+  return map
+}

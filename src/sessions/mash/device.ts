@@ -1,0 +1,770 @@
+// The device side of MASH (seed 003 §3, research §A.4): a model of endpoints → features → attributes that
+// answers reads, writes and invokes, and subscriptions fed by set(): primed at once, coalesced (the window
+// opens at the first change after the last notification, last value wins, deltas only), bounce-backs
+// suppressed, a heartbeat at maxInterval. Each connection is a MashDeviceSession; its subscriptions end with it.
+import { EventEmitter } from 'node:events'
+import { encode } from 'cborg'
+import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
+import { booleanOption, checkOptions, integerOption } from '../../options.ts'
+import type { SessionTransport } from '../transport.ts'
+import { Timer, type Scheduler } from '../timers.ts'
+import { MashStatusError } from './errors.ts'
+import { MashLink, type MashLinkSettings, type MashLinkStats } from './link.ts'
+import { linkSettings, type MashLinkOptions } from './settings.ts'
+import {
+  MashOperation,
+  MashStatus,
+  parseInvokePayload,
+  parseReadPayload,
+  parseSubscribePayload,
+  parseUnsubscribePayload,
+  parseWritePayload,
+  subscribeResponsePayload,
+  type MashRequest,
+  type MashValue,
+} from './wire.ts'
+
+export type MashAttributeType = 'bool' | 'uint' | 'int' | 'float' | 'string' | 'bytes' | 'array' | 'map' | 'any'
+export type MashAccess = 'read' | 'write' | 'readwrite'
+
+export interface MashAttributeDefinition {
+  /** 0 to 65535. */
+  id: number
+  /** What values it takes (default 'any'); null is always taken (no value yet). */
+  type?: MashAttributeType | undefined
+  /** Who may read and write it over MASH (default 'read'); set() from the application is always allowed. */
+  access?: MashAccess | undefined
+  /** Bounds of a number, checked on writes (CONSTRAINT_ERROR) and by set(). */
+  min?: number | undefined
+  max?: number | undefined
+  /** Its first value (default null). */
+  value?: MashValue | undefined
+}
+
+export interface MashRequestContext {
+  readonly session: MashDeviceSession
+  readonly endpointId: number
+  readonly featureId: number
+}
+
+/**
+ * A command: resolves with its result (undefined: none). Throw a MashStatusError to answer with its status;
+ * any other error answers BUSY and is emitted as the device's 'handlerError'.
+ */
+export type MashCommandHandler = (params: Map<string, MashValue>, context: MashRequestContext) => MashValue | undefined | Promise<MashValue | undefined>
+
+export interface MashFeatureDefinition {
+  /** 1 to 255 (feature 0 is the unsubscribe address). */
+  id: number
+  attributes?: readonly MashAttributeDefinition[] | undefined
+  commands?: Readonly<Record<number, MashCommandHandler>> | undefined
+}
+
+export interface MashEndpointDefinition {
+  /** 0 to 255. */
+  id: number
+  features: readonly MashFeatureDefinition[]
+}
+
+/**
+ * Sees a controller's write before it is applied (the values checked against the model already): throw a
+ * MashStatusError to refuse it; resolve with other values to store instead (a device that rounds, say).
+ */
+export type MashWriteHandler = (
+  values: Map<number, MashValue>,
+  context: MashRequestContext,
+) => void | Map<number, MashValue> | Promise<void | Map<number, MashValue>>
+
+export interface MashDeviceOptions extends MashLinkOptions {
+  endpoints: readonly MashEndpointDefinition[]
+  onWrite?: MashWriteHandler | undefined
+  /** Subscriptions per connection (default 50; RESOURCE_EXHAUSTED past it). */
+  maxSubscriptions?: number | undefined
+  /** Attributes listed in one subscription (default 100; RESOURCE_EXHAUSTED past it). */
+  maxAttributesPerSubscription?: number | undefined
+  /** What a heartbeat carries: every value ('full', the default) or none ('empty'). */
+  heartbeat?: 'full' | 'empty' | undefined
+  /** Drops a pending change equal to the value last notified (default true). */
+  bounceBackSuppression?: boolean | undefined
+  /** Swaps a minInterval above maxInterval instead of refusing it (default false). */
+  autoCorrectIntervals?: boolean | undefined
+}
+
+/** The subscription defaults of §A.4, taken when a subscribe leaves an interval out. */
+export const MASH_DEFAULT_MIN_INTERVAL_MS = 1_000
+export const MASH_DEFAULT_MAX_INTERVAL_MS = 60_000
+
+export interface MashDeviceStats {
+  sessions: number
+  subscriptions: number
+  notificationsSent: number
+  heartbeatsSent: number
+  /** Changes dropped because they equalled the value last notified. */
+  bounceBacksSuppressed: number
+  /** Changes replaced by a newer one inside a coalescing window. */
+  changesCoalesced: number
+}
+
+export interface MashDeviceEvents {
+  session: [session: MashDeviceSession]
+  /** A controller's write was applied (values as stored). */
+  write: [values: ReadonlyMap<number, MashValue>, context: MashRequestContext]
+  /** A command handler or onWrite threw something other than a MashStatusError (answered BUSY). */
+  handlerError: [error: unknown, context: MashRequestContext]
+}
+
+interface AttributeState {
+  readonly id: number
+  readonly type: MashAttributeType
+  readonly readable: boolean
+  readonly writable: boolean
+  readonly min: number
+  readonly max: number
+  value: MashValue
+}
+
+/** One feature of one endpoint, with the subscriptions that follow it: the feature index. */
+interface FeatureState {
+  readonly endpointId: number
+  readonly featureId: number
+  readonly attributes: Map<number, AttributeState>
+  readonly commands: ReadonlyMap<number, MashCommandHandler>
+  readonly subscriptions: Set<DeviceSubscription>
+}
+
+const deviceOptionNames: ReadonlySet<string> = new Set([
+  'endpoints',
+  'onWrite',
+  'maxSubscriptions',
+  'maxAttributesPerSubscription',
+  'heartbeat',
+  'bounceBackSuppression',
+  'autoCorrectIntervals',
+  'keepAlive',
+  'closeTimeoutMs',
+  'scheduler',
+])
+
+interface DeviceSettings {
+  maxSubscriptions: number
+  maxAttributesPerSubscription: number
+  fullHeartbeat: boolean
+  bounceBackSuppression: boolean
+  autoCorrectIntervals: boolean
+}
+
+const featureKey = (endpointId: number, featureId: number): number => endpointId * 256 + featureId
+
+export class MashDevice extends EventEmitter<MashDeviceEvents> {
+  readonly #features = new Map<number, FeatureState>()
+  readonly #endpoints = new Set<number>()
+  readonly #scheduler: Scheduler
+  readonly #linkSettings: MashLinkSettings
+  readonly #settings: DeviceSettings
+  readonly #onWrite: MashWriteHandler | undefined
+  readonly #sessions = new Set<MashDeviceSession>()
+  #nextSubscriptionId = 1
+  /** @internal Counters the sessions and subscriptions add to. */
+  readonly counters: MashDeviceStats = { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0 }
+
+  constructor(options: MashDeviceOptions) {
+    super()
+    checkOptions('MashDevice options', options, deviceOptionNames)
+    const { scheduler, link } = linkSettings(options)
+    this.#scheduler = scheduler
+    this.#linkSettings = link
+    const heartbeat = options.heartbeat ?? 'full'
+    if (heartbeat !== 'full' && heartbeat !== 'empty') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "heartbeat" option must be 'full' or 'empty'. Received ${describe(heartbeat)}`)
+    }
+    this.#settings = {
+      maxSubscriptions: integerOption('maxSubscriptions', options.maxSubscriptions, 50, 1, 1_000_000),
+      maxAttributesPerSubscription: integerOption('maxAttributesPerSubscription', options.maxAttributesPerSubscription, 100, 1, 65_536),
+      fullHeartbeat: heartbeat === 'full',
+      bounceBackSuppression: options.bounceBackSuppression === undefined ? true : booleanOption('bounceBackSuppression', options.bounceBackSuppression),
+      autoCorrectIntervals: booleanOption('autoCorrectIntervals', options.autoCorrectIntervals),
+    }
+    if (options.onWrite !== undefined && typeof options.onWrite !== 'function') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "onWrite" option must be a function. Received ${describe(options.onWrite)}`)
+    }
+    this.#onWrite = options.onWrite
+    this.#buildModel(options.endpoints)
+  }
+
+  /** @internal */
+  get settings(): Readonly<DeviceSettings> {
+    return this.#settings
+  }
+
+  /** @internal */
+  get scheduler(): Scheduler {
+    return this.#scheduler
+  }
+
+  /** @internal */
+  get onWrite(): MashWriteHandler | undefined {
+    return this.#onWrite
+  }
+
+  /** The connections served now. */
+  get sessions(): ReadonlySet<MashDeviceSession> {
+    return this.#sessions
+  }
+
+  stats(): MashDeviceStats {
+    return { ...this.counters }
+  }
+
+  /** Answers MASH on a connection: requests, subscriptions and pings, until it ends. */
+  serve(transport: SessionTransport): MashDeviceSession {
+    if (typeof transport !== 'object' || transport === null || typeof transport.send !== 'function' || typeof transport.on !== 'function') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "transport" argument must be a SessionTransport. Received ${describe(transport)}`)
+    }
+    const session = new MashDeviceSession(this, transport, this.#linkSettings)
+    this.#sessions.add(session)
+    this.counters.sessions = this.#sessions.size
+    this.emit('session', session)
+    return session
+  }
+
+  /** The value of an attribute. */
+  get(endpointId: number, featureId: number, attributeId: number): MashValue {
+    return this.#attribute(endpointId, featureId, attributeId).value
+  }
+
+  /**
+   * Sets an attribute from the application (a measurement, a state change): each subscription that follows
+   * it records the change, to be notified when its coalescing window closes.
+   */
+  set(endpointId: number, featureId: number, attributeId: number, value: MashValue): void {
+    const feature = this.#feature(endpointId, featureId)
+    const attribute = this.#attribute(endpointId, featureId, attributeId)
+    const problem = valueProblem(attribute, value)
+    if (problem !== undefined) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Attribute ${attributeId} of endpoint ${endpointId} feature ${featureId} ${problem}. Received ${describe(value)}`)
+    }
+    this.#store(feature, attribute, value)
+  }
+
+  /** @internal Stores a checked value and tells the subscriptions that follow the attribute. */
+  store(feature: FeatureState, attribute: AttributeState, value: MashValue): void {
+    this.#store(feature, attribute, value)
+  }
+
+  #store(feature: FeatureState, attribute: AttributeState, value: MashValue): void {
+    attribute.value = value
+    if (feature.subscriptions.size === 0) return
+    const now = this.#scheduler.now()
+    for (const subscription of feature.subscriptions) subscription.change(attribute.id, value, now)
+  }
+
+  /** @internal */
+  featureState(endpointId: number, featureId: number): FeatureState | undefined {
+    return this.#features.get(featureKey(endpointId, featureId))
+  }
+
+  /** @internal */
+  hasEndpoint(endpointId: number): boolean {
+    return this.#endpoints.has(endpointId)
+  }
+
+  /** @internal A device-wide subscription id: u32 from 1, wrapping past ids in use. */
+  takeSubscriptionId(inUse: (id: number) => boolean): number {
+    for (;;) {
+      const id = this.#nextSubscriptionId
+      this.#nextSubscriptionId = id >= 0xffff_ffff ? 1 : id + 1
+      if (!inUse(id)) return id
+    }
+  }
+
+  /** @internal */
+  sessionEnded(session: MashDeviceSession): void {
+    this.#sessions.delete(session)
+    this.counters.sessions = this.#sessions.size
+  }
+
+  #feature(endpointId: number, featureId: number): FeatureState {
+    const feature = this.#features.get(featureKey(endpointId, featureId))
+    if (feature === undefined) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The device has no feature ${featureId} on endpoint ${endpointId}`)
+    }
+    return feature
+  }
+
+  #attribute(endpointId: number, featureId: number, attributeId: number): AttributeState {
+    const attribute = this.#feature(endpointId, featureId).attributes.get(attributeId)
+    if (attribute === undefined) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `Feature ${featureId} of endpoint ${endpointId} has no attribute ${attributeId}`)
+    }
+    return attribute
+  }
+
+  #buildModel(endpoints: unknown): void {
+    if (!Array.isArray(endpoints) || endpoints.length === 0) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "endpoints" option must be a non-empty array of { id, features }. Received ${describe(endpoints)}`)
+    }
+    for (const [e, endpoint] of (endpoints as MashEndpointDefinition[]).entries()) {
+      const endpointId = integerOption(`endpoints[${e}].id`, endpoint?.id, -1, 0, 255)
+      if (this.#endpoints.has(endpointId)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Endpoint ${endpointId} is defined twice`)
+      this.#endpoints.add(endpointId)
+      if (!Array.isArray(endpoint.features)) {
+        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `endpoints[${e}].features must be an array. Received ${describe(endpoint.features)}`)
+      }
+      for (const [f, feature] of endpoint.features.entries()) {
+        const where = `endpoints[${e}].features[${f}]`
+        const featureId = integerOption(`${where}.id`, feature?.id, -1, 1, 255)
+        const key = featureKey(endpointId, featureId)
+        if (this.#features.has(key)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Feature ${featureId} of endpoint ${endpointId} is defined twice`)
+        const attributes = new Map<number, AttributeState>()
+        for (const [a, definition] of (feature.attributes ?? []).entries()) {
+          const attribute = attributeState(`${where}.attributes[${a}]`, definition)
+          if (attributes.has(attribute.id)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where} defines attribute ${attribute.id} twice`)
+          attributes.set(attribute.id, attribute)
+        }
+        const commands = new Map<number, MashCommandHandler>()
+        for (const [name, handler] of Object.entries(feature.commands ?? {})) {
+          const commandId = Number(name)
+          if (!Number.isInteger(commandId) || commandId < 0 || commandId > 255 || typeof handler !== 'function') {
+            throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.commands maps command ids 0 to 255 to functions. Received ${name}: ${describe(handler)}`)
+          }
+          commands.set(commandId, handler as MashCommandHandler)
+        }
+        this.#features.set(key, { endpointId, featureId, attributes, commands, subscriptions: new Set() })
+      }
+    }
+  }
+}
+
+function attributeState(where: string, definition: MashAttributeDefinition): AttributeState {
+  if (typeof definition !== 'object' || definition === null) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `${where} must be an object { id, type?, access?, value? }. Received ${describe(definition)}`)
+  }
+  const id = integerOption(`${where}.id`, definition.id, -1, 0, 0xffff)
+  const type = definition.type ?? 'any'
+  if (!attributeTypes.has(type)) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.type must be one of ${[...attributeTypes].join(', ')}. Received ${describe(type)}`)
+  const access = definition.access ?? 'read'
+  if (access !== 'read' && access !== 'write' && access !== 'readwrite') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.access must be 'read', 'write' or 'readwrite'. Received ${describe(access)}`)
+  }
+  const state: AttributeState = {
+    id,
+    type,
+    readable: access !== 'write',
+    writable: access !== 'read',
+    min: definition.min ?? -Infinity,
+    max: definition.max ?? Infinity,
+    value: null,
+  }
+  const value = definition.value ?? null
+  const problem = valueProblem(state, value)
+  if (problem !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.value: the attribute ${problem}. Received ${describe(value)}`)
+  state.value = value
+  return state
+}
+
+const attributeTypes: ReadonlySet<string> = new Set(['bool', 'uint', 'int', 'float', 'string', 'bytes', 'array', 'map', 'any'])
+
+/** Why a value does not fit an attribute ("takes …"), or undefined when it does. */
+function valueProblem(attribute: AttributeState, value: MashValue): string | undefined {
+  if (value === null) return undefined
+  let fits: boolean
+  switch (attribute.type) {
+    case 'bool':
+      fits = typeof value === 'boolean'
+      break
+    case 'uint':
+      fits = (typeof value === 'number' && Number.isInteger(value) && value >= 0) || (typeof value === 'bigint' && value >= 0n)
+      break
+    case 'int':
+      fits = (typeof value === 'number' && Number.isInteger(value)) || typeof value === 'bigint'
+      break
+    case 'float':
+      fits = typeof value === 'number' && Number.isFinite(value)
+      break
+    case 'string':
+      fits = typeof value === 'string'
+      break
+    case 'bytes':
+      fits = value instanceof Uint8Array
+      break
+    case 'array':
+      fits = Array.isArray(value)
+      break
+    case 'map':
+      fits = value instanceof Map
+      break
+    case 'any':
+      fits = value !== undefined
+      break
+  }
+  if (!fits) return `takes values of type ${attribute.type}`
+  if (typeof value === 'number' && (value < attribute.min || value > attribute.max)) return `takes values from ${attribute.min} to ${attribute.max}`
+  if (typeof value === 'bigint' && (value < attribute.min || value > attribute.max)) return `takes values from ${attribute.min} to ${attribute.max}`
+  return undefined
+}
+
+/** Whether two values are the same for bounce-back suppression: by identity, else by their canonical CBOR. */
+function sameValue(a: MashValue, b: MashValue): boolean {
+  if (a === b) return true
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
+  const left = encode(a)
+  const right = encode(b)
+  return left.byteLength === right.byteLength && Buffer.compare(left, right) === 0
+}
+
+/** One subscription at the device: its pending changes, the values last notified, one timer. */
+class DeviceSubscription {
+  readonly id: number
+  readonly session: MashDeviceSession
+  readonly feature: FeatureState
+  /** The attributes it follows; null: all the feature's readable ones. */
+  readonly attributes: ReadonlySet<number> | null
+  readonly minIntervalMs: number
+  readonly maxIntervalMs: number
+  readonly lastValues = new Map<number, MashValue>()
+  readonly pending = new Map<number, MashValue>()
+  /** When the open coalescing window closes; Infinity while none is open. */
+  windowClosesAt = Infinity
+  lastNotifiedAt: number
+  readonly timer = new Timer((now) => this.due(now))
+
+  constructor(id: number, session: MashDeviceSession, feature: FeatureState, attributes: ReadonlySet<number> | null, minIntervalMs: number, maxIntervalMs: number, now: number) {
+    this.id = id
+    this.session = session
+    this.feature = feature
+    this.attributes = attributes
+    this.minIntervalMs = minIntervalMs
+    this.maxIntervalMs = maxIntervalMs
+    this.lastNotifiedAt = now
+  }
+
+  follows(attributeId: number): boolean {
+    if (this.attributes !== null) return this.attributes.has(attributeId)
+    return this.feature.attributes.get(attributeId)?.readable ?? false
+  }
+
+  change(attributeId: number, value: MashValue, now: number): void {
+    if (!this.follows(attributeId)) return
+    const counters = this.session.device.counters
+    if (this.pending.has(attributeId)) counters.changesCoalesced++
+    this.pending.set(attributeId, value)
+    if (this.minIntervalMs === 0) {
+      // No coalescing: each change goes out as it comes.
+      this.flush(now)
+      return
+    }
+    if (this.windowClosesAt === Infinity) {
+      this.windowClosesAt = now + this.minIntervalMs
+      this.arm()
+    }
+  }
+
+  arm(): void {
+    const deadline = Math.min(this.windowClosesAt, this.lastNotifiedAt + this.maxIntervalMs)
+    this.session.device.scheduler.arm(this.timer, deadline)
+  }
+
+  due(now: number): void {
+    if (this.pending.size > 0 && now >= this.windowClosesAt) this.flush(now)
+    else if (now >= this.lastNotifiedAt + this.maxIntervalMs) {
+      // A heartbeat time with changes pending sends them: they have waited at least minInterval since the last.
+      if (this.pending.size > 0) this.flush(now)
+      else this.heartbeat(now)
+    } else this.arm()
+  }
+
+  /** Sends the pending changes that differ from what was last notified (all of them without suppression). */
+  flush(now: number): void {
+    const session = this.session
+    if (!session.writable) {
+      // Back-pressure: the changes wait (and go on coalescing) until the connection drains.
+      session.blocked.add(this)
+      return
+    }
+    const counters = session.device.counters
+    const suppress = session.device.settings.bounceBackSuppression
+    let changes: Map<number, MashValue> | undefined
+    for (const [attributeId, value] of this.pending) {
+      if (suppress && this.lastValues.has(attributeId) && sameValue(this.lastValues.get(attributeId)!, value)) {
+        counters.bounceBacksSuppressed++
+        continue
+      }
+      changes ??= new Map()
+      changes.set(attributeId, value)
+      this.lastValues.set(attributeId, value)
+    }
+    this.pending.clear()
+    this.windowClosesAt = Infinity
+    if (changes !== undefined) {
+      session.notify(this, changes)
+      counters.notificationsSent++
+      this.lastNotifiedAt = now
+    }
+    // Nothing left after suppression: nothing is sent, and the heartbeat keeps its time (the reference resets
+    // it, which lets a stream of bounce-backs silence a subscription past maxInterval).
+    this.arm()
+  }
+
+  heartbeat(now: number): void {
+    const session = this.session
+    if (!session.writable) {
+      session.blocked.add(this)
+      return
+    }
+    session.notify(this, session.device.settings.fullHeartbeat ? this.lastValues : EMPTY_CHANGES)
+    session.device.counters.heartbeatsSent++
+    this.lastNotifiedAt = now
+    this.arm()
+  }
+
+  end(): void {
+    this.session.device.scheduler.disarm(this.timer)
+    this.feature.subscriptions.delete(this)
+    this.session.blocked.delete(this)
+  }
+}
+
+const EMPTY_CHANGES: ReadonlyMap<number, MashValue> = new Map()
+
+export interface MashDeviceSessionEvents {
+  /** The connection ended (error: why, when not with a MASH close); its subscriptions are gone. */
+  close: [error: Error | undefined]
+}
+
+/** One controller's connection to a device: its requests answered, its subscriptions. */
+export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
+  readonly device: MashDevice
+  readonly #link: MashLink
+  readonly #subscriptions = new Map<number, DeviceSubscription>()
+  /** @internal Subscriptions whose notification waits for the connection to drain. */
+  readonly blocked = new Set<DeviceSubscription>()
+  #ended = false
+
+  /** @internal */
+  constructor(device: MashDevice, transport: SessionTransport, settings: MashLinkSettings) {
+    super()
+    this.device = device
+    this.#link = new MashLink(transport, device.scheduler, settings, {
+      request: (request) => this.#onRequest(request),
+      drain: () => this.#onDrain(),
+      ended: (error) => this.#onEnded(error),
+    })
+  }
+
+  get transport(): SessionTransport {
+    return this.#link.transport
+  }
+
+  get subscriptionCount(): number {
+    return this.#subscriptions.size
+  }
+
+  /** @internal */
+  get writable(): boolean {
+    return this.#link.transport.writable
+  }
+
+  stats(): MashLinkStats {
+    return structuredClone(this.#link.stats)
+  }
+
+  /** Closes the connection with a MASH close (type 3). */
+  close(): void {
+    this.#link.close()
+  }
+
+  /** @internal */
+  notify(subscription: DeviceSubscription, changes: ReadonlyMap<number, MashValue>): void {
+    this.#link.send({ kind: 'notification', subscriptionId: subscription.id, endpointId: subscription.feature.endpointId, featureId: subscription.feature.featureId, changes })
+  }
+
+  #onDrain(): void {
+    const now = this.device.scheduler.now()
+    for (const subscription of [...this.blocked]) {
+      if (!this.writable) return
+      this.blocked.delete(subscription)
+      subscription.due(now)
+    }
+  }
+
+  #onEnded(error: Error | undefined): void {
+    if (this.#ended) return
+    this.#ended = true
+    for (const subscription of this.#subscriptions.values()) subscription.end()
+    this.device.counters.subscriptions -= this.#subscriptions.size
+    this.#subscriptions.clear()
+    this.device.sessionEnded(this)
+    this.emit('close', error)
+  }
+
+  #respond(messageId: number, status: number, payload?: MashValue, text?: string): void {
+    if (this.#ended) return
+    this.#link.respond(messageId, status, payload, text)
+  }
+
+  #onRequest(request: MashRequest): void {
+    const { messageId, endpointId, featureId } = request
+    switch (request.operation) {
+      case MashOperation.subscribe:
+        if (endpointId === 0 && featureId === 0) this.#unsubscribe(request)
+        else this.#subscribe(request)
+        return
+      case MashOperation.read:
+        this.#read(request)
+        return
+      case MashOperation.write:
+        void this.#write(request)
+        return
+      case MashOperation.invoke:
+        void this.#invoke(request)
+        return
+      default:
+        this.#respond(messageId, MashStatus.UNSUPPORTED, undefined, `operation ${request.operation} is not one of read (1), write (2), subscribe (3), invoke (4)`)
+    }
+  }
+
+  /** The feature a request names, or undefined once it answered INVALID_ENDPOINT / INVALID_FEATURE. */
+  #featureOf(request: MashRequest): FeatureState | undefined {
+    const feature = this.device.featureState(request.endpointId, request.featureId)
+    if (feature !== undefined) return feature
+    if (!this.device.hasEndpoint(request.endpointId)) this.#respond(request.messageId, MashStatus.INVALID_ENDPOINT, undefined, `no endpoint ${request.endpointId}`)
+    else this.#respond(request.messageId, MashStatus.INVALID_FEATURE, undefined, `no feature ${request.featureId} on endpoint ${request.endpointId}`)
+    return undefined
+  }
+
+  #read(request: MashRequest): void {
+    const feature = this.#featureOf(request)
+    if (feature === undefined) return
+    const parsed = parseReadPayload(request.payload)
+    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    const values = new Map<number, MashValue>()
+    if (parsed.value.length === 0) {
+      for (const attribute of feature.attributes.values()) if (attribute.readable) values.set(attribute.id, attribute.value)
+    } else {
+      for (const attributeId of parsed.value) {
+        const attribute = feature.attributes.get(attributeId)
+        if (attribute === undefined) return this.#respond(request.messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
+        if (!attribute.readable) return this.#respond(request.messageId, MashStatus.WRITE_ONLY, undefined, `attribute ${attributeId} is write-only`)
+        values.set(attributeId, attribute.value)
+      }
+    }
+    this.#respond(request.messageId, MashStatus.SUCCESS, values)
+  }
+
+  async #write(request: MashRequest): Promise<void> {
+    const feature = this.#featureOf(request)
+    if (feature === undefined) return
+    const parsed = parseWritePayload(request.payload)
+    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    // Every value is checked before any is stored: a write is all or nothing.
+    for (const [attributeId, value] of parsed.value) {
+      const attribute = feature.attributes.get(attributeId)
+      if (attribute === undefined) return this.#respond(request.messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
+      if (!attribute.writable) return this.#respond(request.messageId, MashStatus.READ_ONLY, undefined, `attribute ${attributeId} is read-only`)
+      const problem = valueProblem(attribute, value)
+      if (problem !== undefined) {
+        const outOfRange = problem.startsWith('takes values from')
+        return this.#respond(request.messageId, outOfRange ? MashStatus.CONSTRAINT_ERROR : MashStatus.INVALID_PARAMETER, undefined, `attribute ${attributeId} ${problem}`)
+      }
+    }
+    const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
+    let values = parsed.value
+    const onWrite = this.device.onWrite
+    if (onWrite !== undefined) {
+      try {
+        const replaced = await onWrite(values, context)
+        if (replaced instanceof Map) values = replaced
+      } catch (error) {
+        return this.#handlerFailed(request.messageId, error, context)
+      }
+    }
+    const stored = new Map<number, MashValue>()
+    for (const [attributeId, value] of values) {
+      const attribute = feature.attributes.get(attributeId)
+      // A value onWrite put in place of the controller's is checked as set() would.
+      if (attribute === undefined || valueProblem(attribute, value) !== undefined) continue
+      this.device.store(feature, attribute, value)
+      stored.set(attributeId, value)
+    }
+    this.#respond(request.messageId, MashStatus.SUCCESS, stored)
+    this.device.emit('write', stored, context)
+  }
+
+  async #invoke(request: MashRequest): Promise<void> {
+    const feature = this.#featureOf(request)
+    if (feature === undefined) return
+    const parsed = parseInvokePayload(request.payload)
+    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    const handler = feature.commands.get(parsed.value.commandId)
+    if (handler === undefined) return this.#respond(request.messageId, MashStatus.INVALID_COMMAND, undefined, `no command ${parsed.value.commandId}`)
+    const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
+    let result: MashValue | undefined
+    try {
+      result = await handler(parsed.value.params, context)
+    } catch (error) {
+      return this.#handlerFailed(request.messageId, error, context)
+    }
+    this.#respond(request.messageId, MashStatus.SUCCESS, result)
+  }
+
+  #handlerFailed(messageId: number, error: unknown, context: MashRequestContext): void {
+    if (error instanceof MashStatusError) return this.#respond(messageId, error.status, undefined, error.detail)
+    this.#respond(messageId, MashStatus.BUSY, undefined, 'the device failed to handle the request')
+    if (this.device.listenerCount('handlerError') > 0) this.device.emit('handlerError', error, context)
+    else process.emitWarning(error instanceof Error ? error : new Error(String(error)), { code: 'VOLLEY_MASH_HANDLER' })
+  }
+
+  #subscribe(request: MashRequest): void {
+    const { messageId } = request
+    const feature = this.#featureOf(request)
+    if (feature === undefined) return
+    const parsed = parseSubscribePayload(request.payload)
+    if (!parsed.ok) return this.#respond(messageId, parsed.status, undefined, parsed.detail)
+    const settings = this.device.settings
+    const { attributeIds } = parsed.value
+    let minIntervalMs = parsed.value.minIntervalMs ?? MASH_DEFAULT_MIN_INTERVAL_MS
+    let maxIntervalMs = parsed.value.maxIntervalMs ?? MASH_DEFAULT_MAX_INTERVAL_MS
+    if (maxIntervalMs === 0) return this.#respond(messageId, MashStatus.CONSTRAINT_ERROR, undefined, 'maxInterval must be above 0')
+    if (minIntervalMs > maxIntervalMs) {
+      if (!settings.autoCorrectIntervals) {
+        return this.#respond(messageId, MashStatus.CONSTRAINT_ERROR, undefined, `minInterval ${minIntervalMs} ms is above maxInterval ${maxIntervalMs} ms`)
+      }
+      ;[minIntervalMs, maxIntervalMs] = [maxIntervalMs, minIntervalMs]
+    }
+    if (this.#subscriptions.size >= settings.maxSubscriptions) {
+      return this.#respond(messageId, MashStatus.RESOURCE_EXHAUSTED, undefined, `at most ${settings.maxSubscriptions} subscriptions per connection`)
+    }
+    if (attributeIds.length > settings.maxAttributesPerSubscription) {
+      return this.#respond(messageId, MashStatus.RESOURCE_EXHAUSTED, undefined, `at most ${settings.maxAttributesPerSubscription} attributes per subscription`)
+    }
+    for (const attributeId of attributeIds) {
+      const attribute = feature.attributes.get(attributeId)
+      if (attribute === undefined) return this.#respond(messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
+      if (!attribute.readable) return this.#respond(messageId, MashStatus.WRITE_ONLY, undefined, `attribute ${attributeId} is write-only`)
+    }
+    const now = this.device.scheduler.now()
+    const id = this.device.takeSubscriptionId((candidate) => this.#subscriptions.has(candidate))
+    const subscription = new DeviceSubscription(id, this, feature, attributeIds.length === 0 ? null : new Set(attributeIds), minIntervalMs, maxIntervalMs, now)
+    // Priming: the current values, in the response, at once; they are what the next deltas are measured from.
+    for (const attribute of feature.attributes.values()) {
+      if (subscription.follows(attribute.id)) subscription.lastValues.set(attribute.id, attribute.value)
+    }
+    this.#subscriptions.set(id, subscription)
+    feature.subscriptions.add(subscription)
+    this.device.counters.subscriptions++
+    this.#respond(messageId, MashStatus.SUCCESS, subscribeResponsePayload(id, subscription.lastValues))
+    subscription.arm()
+  }
+
+  #unsubscribe(request: MashRequest): void {
+    const parsed = parseUnsubscribePayload(request.payload)
+    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    const subscription = this.#subscriptions.get(parsed.value)
+    if (subscription === undefined) return this.#respond(request.messageId, MashStatus.INVALID_PARAMETER, undefined, 'subscription not found')
+    subscription.end()
+    this.#subscriptions.delete(parsed.value)
+    this.device.counters.subscriptions--
+    this.#respond(request.messageId, MashStatus.SUCCESS)
+  }
+}
+

@@ -1,0 +1,40 @@
+// volley/mash: MASH request/response, subscriptions and keep-alive (seed 003) on any SessionTransport.
+export { MashController, MashSubscription, MASH_REQUEST_TIMEOUT_MS } from './controller.ts'
+export type { MashControllerEvents, MashControllerOptions, MashRequestOptions, MashSubscribeOptions, MashSubscriptionEvents } from './controller.ts'
+export { MashDevice, MashDeviceSession, MASH_DEFAULT_MAX_INTERVAL_MS, MASH_DEFAULT_MIN_INTERVAL_MS } from './device.ts'
+export type {
+  MashAccess,
+  MashAttributeDefinition,
+  MashAttributeType,
+  MashCommandHandler,
+  MashDeviceEvents,
+  MashDeviceOptions,
+  MashDeviceSessionEvents,
+  MashDeviceStats,
+  MashEndpointDefinition,
+  MashFeatureDefinition,
+  MashRequestContext,
+  MashWriteHandler,
+} from './device.ts'
+export { MashStatusError } from './errors.ts'
+export { keepAliveDefaults, type KeepAliveOptions } from './keepalive.ts'
+export type { MashLinkStats } from './link.ts'
+export type { MashLinkOptions } from './settings.ts'
+export {
+  MASH_MAX_MESSAGE_BYTES,
+  MASH_SENDER_LIMITS,
+  MashControlType,
+  MashOperation,
+  MashStatus,
+  decodeMessage,
+  encodeMessage,
+  mashStatusName,
+  type MashControl,
+  type MashDecoded,
+  type MashMessage,
+  type MashNotification,
+  type MashRequest,
+  type MashResponse,
+  type MashStatusName,
+  type MashValue,
+} from './wire.ts'

@@ -1,0 +1,405 @@
+// SessionTransport over a Volley connection's reliable channel: ClientTransport over a connected Client, and
+// PeerTransports, which gives each peer of a Server a PeerTransport, with one listener per server event
+// for all of them (10,000 peers are not tens of thousands of listeners).
+import { isUint8Array } from 'node:util/types'
+import { Client, type ClientDisconnectReason } from '../client.ts'
+import type { RemoteChannels } from '../delivery.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
+import { checkOptions, integerOption } from '../options.ts'
+import type { Peer } from '../peer.ts'
+import { type DisconnectReason, Server, type ServerState } from '../server.ts'
+import { TransportBase } from './transport.ts'
+
+export interface VolleyTransportOptions {
+  /** The channel the messages go on: its index in the channels option (default 0). It must be 'reliable'. */
+  channel?: number | undefined
+}
+
+const volleyTransportOptionNames: ReadonlySet<string> = new Set(['channel'])
+
+function channelOption(options: VolleyTransportOptions): number {
+  checkOptions('"options" argument', options, volleyTransportOptionNames)
+  return integerOption('channel', options.channel, 0, 0, 254)
+}
+
+/**
+ * Why `channel` cannot carry sessions on a connection whose other side announced `remote`; undefined when it
+ * can, or when the other side lacks the channel (`missing` says so then, for the caller to decide).
+ * Connected, the two sides agree on the mode of every channel both have (else Volley ends the connection with
+ * 'channels-mismatch'): the other side's announcement tells this side's own mode.
+ */
+function channelProblem(remote: RemoteChannels | null, channel: number, who: string): Error | 'missing' | undefined {
+  if (remote === null) {
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The ${who} has no channels configured: sessions need a 'reliable' channel (the "channels" option of Server and Client)`)
+  }
+  const mode = remote.channels[channel]?.mode
+  if (mode === undefined) return 'missing'
+  if (mode !== 'reliable') {
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Channel ${channel} of the ${who} is '${mode}': sessions need a 'reliable' channel (every message once, in order)`)
+  }
+  return undefined
+}
+
+/** Throws unless data is a Uint8Array of at most max bytes (the other side's maxMessageBytes). */
+function checkMessage(data: unknown, max: number, other: string): void {
+  if (!isUint8Array(data)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
+  if (data.byteLength > max) {
+    throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `${other} takes messages of at most ${max} bytes (its maxMessageBytes option). Received ${data.byteLength}`)
+  }
+}
+
+/**
+ * What the two Volley adapters share: a message checked against the other side's largest before it is
+ * taken, and the errors of the connection below, which reach the caller of send() when it is the one
+ * sending, and end the transport when a held message goes at a drain (no caller then to throw to).
+ */
+export abstract class ChannelTransport extends TransportBase {
+  /** The channel the messages go on (its index in the channels option). */
+  readonly channel: number
+  /** The other side's largest message (its maxMessageBytes): a larger one is refused at send(). */
+  readonly maxMessageBytes: number
+  protected readonly sendOptions: { channel: number }
+  readonly #otherSide: string
+  /** Inside a caller's send() (not a drain's sending of held messages). */
+  #callerSends = false
+
+  protected constructor(channel: number, maxMessageBytes: number, otherSide: string) {
+    super()
+    this.channel = channel
+    this.maxMessageBytes = maxMessageBytes
+    this.sendOptions = { channel }
+    this.#otherSide = otherSide
+  }
+
+  /** Sends one message (up to maxMessageBytes; typed errors otherwise); false: wait for 'drain'. */
+  override send(data: Uint8Array): boolean {
+    checkMessage(data, this.maxMessageBytes, this.#otherSide)
+    const outer = this.#callerSends
+    this.#callerSends = true
+    try {
+      return super.send(data)
+    } finally {
+      this.#callerSends = outer
+    }
+  }
+
+  /** Hands a message to the connection: false when its queue is full (nothing queued). */
+  protected abstract sendBelow(data: Uint8Array): boolean
+
+  protected trySend(data: Uint8Array): boolean {
+    try {
+      return this.sendBelow(data)
+    } catch (error) {
+      if (this.#callerSends) throw error
+      // A held message refused as it goes (over this side's own maxMessageBytes, which the adapters cannot
+      // read beforehand): the transport ends with the error.
+      this.close(error as Error)
+      return true
+    }
+  }
+}
+
+/**
+ * A SessionTransport over a connected Client's reliable channel (options.channel, default 0). Messages on the
+ * client's other channels are not its own: it ignores them (another protocol may use them).
+ *
+ * send() hands each message to client.send(); when the client's queue is full (client.send() returned false,
+ * queuing nothing) the transport holds it and what follows, and sends them at the client's 'drain'. close()
+ * closes the client (client.close(): the connection and its socket), since the connection is the session's
+ * own; the connection's end ('disconnect') is the transport's 'close' (timeouts and mismatches with an error).
+ */
+export class ClientTransport extends ChannelTransport {
+  readonly client: Client
+
+  constructor(client: Client, options: VolleyTransportOptions = {}) {
+    if (!(client instanceof Client)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "client" argument must be a Client. Received ${describe(client)}`)
+    const channel = channelOption(options)
+    if (client.state !== 'connected' || client.connecting) {
+      throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `A ClientTransport needs a connected client (once connect() has resolved); it is '${client.state}'`)
+    }
+    const remote = client.remoteChannels
+    const problem = channelProblem(remote, channel, 'client')
+    if (problem === 'missing') {
+      throw new VolleyRangeError('ERR_NO_SUCH_CHANNEL', `The server has ${remote?.channels.length} channels: there is no channel ${channel} to carry sessions`)
+    }
+    if (problem !== undefined) throw problem
+    super(channel, (remote as RemoteChannels).maxMessageBytes, 'The server')
+    this.client = client
+    client.on('message', this.#onMessage)
+    client.on('drain', this.#onDrain)
+    client.on('disconnect', this.#onDisconnect)
+  }
+
+  protected sendBelow(data: Uint8Array): boolean {
+    try {
+      return this.client.send(data, this.sendOptions)
+    } catch (error) {
+      // Closed or disconnected before its 'disconnect' came (close() called on the client itself): the
+      // message is lost with the connection, as on any, and the 'disconnect' that follows ends the transport.
+      if (error instanceof VolleyError && (error.code === 'ERR_CLIENT_CLOSED' || error.code === 'ERR_CLIENT_NOT_CONNECTED')) return true
+      throw error
+    }
+  }
+
+  protected closeBelow(): void {
+    this.#detach()
+    void this.client.close()
+  }
+
+  // Guarded: a handler that throws must not cost the client the rest of its batch (the reliable channel's
+  // next messages); its error surfaces on its own.
+  readonly #onMessage = (data: Uint8Array, channel: number): void => {
+    if (channel !== this.channel) return
+    try {
+      this.deliver(data)
+    } catch (error) {
+      surfaceLater(error)
+    }
+  }
+
+  readonly #onDrain = (): void => {
+    guarded(() => this.sendHeld())
+  }
+
+  readonly #onDisconnect = (reason: ClientDisconnectReason): void => {
+    this.#detach()
+    guarded(() => this.ended(clientEndError(reason)))
+  }
+
+  #detach(): void {
+    this.client.off('message', this.#onMessage)
+    this.client.off('drain', this.#onDrain)
+    this.client.off('disconnect', this.#onDisconnect)
+  }
+}
+
+function clientEndError(reason: ClientDisconnectReason): Error | undefined {
+  switch (reason) {
+    case 'disconnected':
+      return undefined
+    case 'connection-timed-out':
+      return new VolleyError('ERR_CONNECTION_TIMED_OUT', "The server stopped answering: the client's connection timed out")
+    case 'channels-mismatch':
+      return new VolleyError('ERR_CHANNELS_MISMATCH', "The server's channels do not work with the client's: the connection was ended ('channels-mismatch')")
+  }
+}
+
+function peerEndError(reason: DisconnectReason, peer: Peer): Error | undefined {
+  switch (reason) {
+    case 'disconnected':
+    case 'server-disconnect':
+    case 'server-closed':
+      return undefined
+    case 'timeout':
+      return new VolleyError('ERR_CONNECTION_TIMED_OUT', `Client ${peer.clientId} stopped answering: its connection timed out`)
+    case 'channels-mismatch':
+      return new VolleyError('ERR_CHANNELS_MISMATCH', `Client ${peer.clientId}'s channels do not work with the server's: the connection was ended ('channels-mismatch')`)
+    case 'reassembly-stalled':
+      return new VolleyError('ERR_CONNECTION_CLOSED', `Client ${peer.clientId} started a reliable message and sent no more of it: the server ended the connection ('reassembly-stalled')`)
+  }
+}
+
+/** What a PeerTransport needs of the PeerTransports that made it. */
+interface PeerTransportOwner {
+  /** A send was refused: the transport waits for a drain. */
+  blocked(transport: PeerTransport): void
+  /** The transport has closed: it is routed no more. */
+  forget(transport: PeerTransport): void
+}
+
+/** The first argument of PeerTransport's constructor: only PeerTransports makes them (it routes their events). */
+const peerTransportConstruction: unique symbol = Symbol('volley.PeerTransport')
+
+/**
+ * A SessionTransport over one peer's reliable channel; PeerTransports makes one for each peer at the server's
+ * 'connect', and routes its messages, drains and disconnect to it. close() disconnects the peer.
+ */
+export class PeerTransport extends ChannelTransport {
+  readonly peer: Peer
+  readonly #owner: PeerTransportOwner
+
+  constructor(construction: typeof peerTransportConstruction, owner: PeerTransportOwner, peer: Peer, channel: number, maxMessageBytes: number) {
+    if (construction !== peerTransportConstruction) {
+      throw new VolleyTypeError('ERR_ILLEGAL_CONSTRUCTOR', 'PeerTransport has no public constructor: serveSessions() or new PeerTransports() makes one for each peer')
+    }
+    super(channel, maxMessageBytes, `Client ${peer.clientId}`)
+    this.#owner = owner
+    this.peer = peer
+  }
+
+  protected sendBelow(data: Uint8Array): boolean {
+    // Disconnected (by peer.disconnect() or server.close(), ahead of its 'disconnect'): lost with the connection.
+    if (!this.peer.connected) return true
+    if (this.peer.send(data, this.sendOptions)) return true
+    this.#owner.blocked(this)
+    return false
+  }
+
+  protected closeBelow(): void {
+    this.#owner.forget(this)
+    this.peer.disconnect()
+  }
+
+  /** @internal A message on the transport's channel. */
+  onPeerMessage(data: Uint8Array): void {
+    this.deliver(data)
+  }
+
+  /** @internal The queue that refused a send has room again. */
+  onPeerDrain(): void {
+    this.sendHeld()
+  }
+
+  /** @internal The connection ended (error: why, when it was not an orderly end). */
+  onPeerDisconnect(error?: Error): void {
+    this.#owner.forget(this)
+    this.ended(error)
+  }
+}
+
+/** Runs an event's delivery; an error thrown by a handler surfaces on its own, as an uncaught exception. */
+function guarded(run: () => void): void {
+  try {
+    run()
+  } catch (error) {
+    surfaceLater(error)
+  }
+}
+
+/** Called with each peer's transport, as the peer connects. */
+export type OnPeerTransport = (transport: PeerTransport, peer: Peer) => void
+
+/**
+ * Serves session protocols on a Server's reliable channel (options.channel, default 0): a PeerTransport for
+ * each peer as it connects (and at once for those connected already), given to onTransport. One listener on
+ * each of the server's 'connect', 'message', 'disconnect', 'drain' and 'state' events, whatever the number of
+ * peers, routing by peer. Messages on other channels are not its own: it ignores them.
+ *
+ * A peer whose client lacks the channel gets no transport (it speaks another protocol). A channel that is
+ * not 'reliable', or a server without channels, is a mistake in the server's options, found at the first
+ * peer (the server's own channels show only in what its peers announce): it surfaces as an uncaught
+ * exception, and serving stops.
+ */
+export class PeerTransports {
+  readonly server: Server
+  readonly channel: number
+  readonly #onTransport: OnPeerTransport
+  readonly #byPeer = new Map<Peer, PeerTransport>()
+  /** Transports whose send was refused: an engine-wide 'drain' (no peer) is theirs. */
+  readonly #blocked = new Set<PeerTransport>()
+  #stopped = false
+  readonly #owner: PeerTransportOwner = {
+    blocked: (transport) => this.#blocked.add(transport),
+    forget: (transport) => {
+      if (this.#byPeer.get(transport.peer) === transport) this.#byPeer.delete(transport.peer)
+      this.#blocked.delete(transport)
+    },
+  }
+
+  constructor(server: Server, options: VolleyTransportOptions, onTransport: OnPeerTransport) {
+    if (!(server instanceof Server)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "server" argument must be a Server. Received ${describe(server)}`)
+    this.channel = channelOption(options)
+    if (typeof onTransport !== 'function') {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "onTransport" argument must be a function. Received ${describe(onTransport)}`)
+    }
+    this.server = server
+    this.#onTransport = onTransport
+    server.on('connect', this.#onConnect)
+    server.on('message', this.#onMessage)
+    server.on('disconnect', this.#onDisconnect)
+    server.on('drain', this.#onDrain)
+    server.on('state', this.#onState)
+    for (const peer of server.peers.values()) {
+      if (this.#stopped) break
+      if (peer.connected) this.#onConnect(peer)
+    }
+  }
+
+  /** The transport of a peer; undefined for one it does not serve (or no longer: it closed). */
+  get(peer: Peer): PeerTransport | undefined {
+    return this.#byPeer.get(peer)
+  }
+
+  /** The transports open now. */
+  get size(): number {
+    return this.#byPeer.size
+  }
+
+  /** Stops serving: the listeners go, and every transport still open closes (its peer disconnected). */
+  close(): void {
+    if (this.#stopped) return
+    this.#stopped = true
+    const server = this.server
+    server.off('connect', this.#onConnect)
+    server.off('message', this.#onMessage)
+    server.off('disconnect', this.#onDisconnect)
+    server.off('drain', this.#onDrain)
+    server.off('state', this.#onState)
+    for (const transport of [...this.#byPeer.values()]) transport.close()
+  }
+
+  readonly #onConnect = (peer: Peer): void => {
+    if (this.#stopped) return
+    const remote = peer.remoteChannels
+    const problem = channelProblem(remote, this.channel, 'server')
+    if (problem === 'missing') return
+    if (problem !== undefined) {
+      // Thrown here it would cost the server the rest of the batch this 'connect' came in.
+      this.close()
+      surfaceLater(problem)
+      return
+    }
+    const transport = new PeerTransport(peerTransportConstruction, this.#owner, peer, this.channel, (remote as RemoteChannels).maxMessageBytes)
+    this.#byPeer.set(peer, transport)
+    // Guarded, as the events are: a callback that throws must not cost the server the rest of its batch.
+    guarded(() => this.#onTransport(transport, peer))
+  }
+
+  // Each transport's events run guarded: a session's handler that throws must not cost the other peers the
+  // rest of the server's batch (its error surfaces on its own).
+  readonly #onMessage = (peer: Peer, data: Uint8Array, channel: number): void => {
+    if (channel !== this.channel) return
+    const transport = this.#byPeer.get(peer)
+    if (transport === undefined) return
+    // Not guarded(): no closure per message.
+    try {
+      transport.onPeerMessage(data)
+    } catch (error) {
+      surfaceLater(error)
+    }
+  }
+
+  readonly #onDisconnect = (peer: Peer, reason: DisconnectReason): void => {
+    const transport = this.#byPeer.get(peer)
+    if (transport !== undefined) guarded(() => transport.onPeerDisconnect(peerEndError(reason, peer)))
+  }
+
+  readonly #onDrain = (peer?: Peer): void => {
+    if (peer !== undefined) {
+      const transport = this.#byPeer.get(peer)
+      if (transport === undefined) return
+      this.#blocked.delete(transport)
+      guarded(() => transport.onPeerDrain())
+      return
+    }
+    // The engine's queue has room: every transport that waits tries again (one still refused waits anew).
+    const waiting = [...this.#blocked]
+    this.#blocked.clear()
+    for (const transport of waiting) guarded(() => transport.onPeerDrain())
+  }
+
+  readonly #onState = (state: ServerState): void => {
+    // A stopped server has dropped its peers, those it reported no 'disconnect' for included.
+    if (state !== 'stopped') return
+    for (const transport of [...this.#byPeer.values()]) guarded(() => transport.onPeerDisconnect())
+  }
+}
+
+/**
+ * Serves session protocols on a Server's reliable channel: new PeerTransports(server, options, onTransport).
+ * Returns what stops serving (PeerTransports.close(): every transport still open closes, its peer disconnected).
+ */
+export function serveSessions(server: Server, options: VolleyTransportOptions, onTransport: OnPeerTransport): () => void {
+  const transports = new PeerTransports(server, options, onTransport)
+  return () => transports.close()
+}
