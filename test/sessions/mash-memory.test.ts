@@ -6,7 +6,8 @@ import { MemoryTransport } from '../../src/sessions/transport.ts'
 import { MashController, followingMessageId } from '../../src/sessions/mash/controller.ts'
 import { MashDevice } from '../../src/sessions/mash/device.ts'
 import { MashStatus, decodeMessage, encodeMessage, type MashValue } from '../../src/sessions/mash/wire.ts'
-import { mashProtocolSuite, testModel, type TransportPair } from './mash-suite.ts'
+import { ConnectionManager } from '../../src/sessions/connection-manager.ts'
+import { mashProtocolSuite, testModel, until, type TransportPair } from './mash-suite.ts'
 
 async function memoryPair(): Promise<TransportPair> {
   const [controllerSide, deviceSide] = MemoryTransport.pair()
@@ -325,5 +326,54 @@ describe('MASH subscriptions on a fake clock', () => {
     expect(kinds).toEqual(['control 3'])
     expect(session.subscriptionCount).toBe(0)
     expect(MashStatus.SUCCESS).toBe(0)
+  })
+})
+
+describe('MASH with a ConnectionManager on a fake clock', () => {
+  it('TC-PROTO-009/012: a lost connection is made again after the backoff, and the subscriptions come back primed', async () => {
+    const clock = new FakeClock()
+    const device = new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false })
+    const farSides: MemoryTransport[] = []
+    const attempts: number[] = []
+    const manager = new ConnectionManager({
+      scheduler: clock,
+      backoff: { random: () => 0 },
+      connect: async ({ attempt }) => {
+        attempts.push(attempt)
+        const [near, far] = MemoryTransport.pair()
+        device.serve(far)
+        farSides.push(far)
+        return near
+      },
+    })
+    const controller = new MashController(null, { scheduler: clock, keepAlive: false, connection: manager, resubscribe: true })
+    const reconnecting: [number, number][] = []
+    manager.on('reconnecting', (attempt, delayMs) => reconnecting.push([attempt, delayMs]))
+    await manager.start()
+    expect(controller.connected).toBe(true)
+    const subscription = await controller.subscribe(1, 2, { attributeIds: [1], minIntervalMs: 0, maxIntervalMs: 60_000 })
+    const primings: MashValue[] = []
+    subscription.on('notification', (changes, priming) => void (priming && primings.push(changes.get(1)!)))
+
+    farSides[0]!.close()
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(controller.connected).toBe(false)
+    expect(subscription.state).toBe('stale')
+    device.set(1, 2, 1, 7)
+    clock.advance(999)
+    expect(attempts).toEqual([0])
+    clock.advance(1) // the first reconnect, 1 s after the loss
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(attempts).toEqual([0, 1])
+    expect(reconnecting).toEqual([[1, 1_000]])
+    expect(controller.connected).toBe(true)
+    await until(() => subscription.state === 'active', 'the subscription made again')
+    expect(primings).toEqual([7])
+    expect(subscription.values.get(1)).toBe(7)
+
+    await controller.close()
+    expect(manager.state).toBe('closed')
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(clock.size).toBe(0)
   })
 })

@@ -2,6 +2,7 @@
 // run over each transport: the in-memory pair, Volley on both engines, TLS. Session timers run on a FakeClock
 // in every case; only the bytes travel for real, so each step waits for them to arrive.
 import { expect, it } from 'vitest'
+import { waitFor } from '../helpers.ts'
 import { FakeClock } from '../../src/sessions/timers.ts'
 import type { SessionTransport } from '../../src/sessions/transport.ts'
 import { MashController } from '../../src/sessions/mash/controller.ts'
@@ -17,12 +18,8 @@ export interface TransportPair {
 }
 
 /** Waits for a condition the network makes true: at once in memory, a few ms over sockets; bounded. */
-export async function until(condition: () => boolean, what = 'the condition', timeoutMs = 5_000): Promise<void> {
-  const start = Date.now()
-  while (!condition()) {
-    if (Date.now() - start > timeoutMs) throw new Error(`Timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 1))
-  }
+export function until(condition: () => boolean, what: string): Promise<void> {
+  return waitFor(condition, 5_000, what)
 }
 
 /** The test device: endpoint 0 (device info) and endpoint 1 with a measurement feature (2) and a control one (3). */

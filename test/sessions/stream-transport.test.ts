@@ -6,7 +6,7 @@ import { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { StreamTransport } from '../../src/sessions/stream-transport.ts'
-import { within } from '../helpers.ts'
+import { within, waitFor } from '../helpers.ts'
 import { makeDevCertificates } from './dev-certificates.ts'
 
 /** A frame as the wire carries it: the length (u32 big-endian), then the bytes. */
@@ -79,13 +79,9 @@ async function socketPair(): Promise<[client: net.Socket, accepted: net.Socket]>
   return [client, socket]
 }
 
-/** Polls every turn until the condition holds; fails after 5 s. */
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 5000
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await tick()
-  }
+/** Polls until the condition holds; fails after 5 s. */
+function until(condition: () => boolean, what: string): Promise<void> {
+  return waitFor(condition, 5000, what)
 }
 
 async function netLink(options?: ConstructorParameters<typeof StreamTransport>[1]): Promise<RawLink> {

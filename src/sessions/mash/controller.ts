@@ -35,12 +35,19 @@ export interface MashControllerOptions extends MashLinkOptions {
    * A ConnectionManager whose connections the controller runs on: each new one is attached as it comes
    * (reconnects with backoff are the manager's). Without it, attach() gives the controller its connections.
    */
-  connection?: ConnectionManager | undefined
+  connection?: ManagedConnection | undefined
   /**
    * After each reconnect, make the stale subscriptions again (resubscribe()); failures are emitted as
    * 'resubscribeFailed'. Default false: as in MASH, subscriptions do not come back by themselves.
    */
   resubscribe?: boolean | undefined
+}
+
+/** What the controller needs of a ConnectionManager (of any transport type). */
+export interface ManagedConnection {
+  readonly transport: SessionTransport | null
+  on(event: 'connected', listener: (transport: SessionTransport) => void): unknown
+  close(): void
 }
 
 export interface MashRequestOptions {
@@ -136,7 +143,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   readonly #subscriptions = new Map<number, MashSubscription>()
   readonly #stale = new Set<MashSubscription>()
   #closed = false
-  readonly #connection: ConnectionManager | undefined
+  readonly #connection: ManagedConnection | undefined
 
   /** Runs on `transport` when given one; else attach() gives it its first connection. */
   constructor(transport?: SessionTransport | null, options: MashControllerOptions = {}) {

@@ -147,8 +147,9 @@ export class MashLink {
     if (this.#state !== 'open') return
     this.#state = 'closing'
     this.#keepAlive.stop()
-    this.send({ kind: 'control', type: MashControlType.close, seq: 0 })
+    // Armed before the send: on a transport that delivers at once, the echo may end the link inside send().
     this.#scheduler.arm(this.#closeTimer, this.#scheduler.now() + this.#settings.closeTimeoutMs)
+    this.send({ kind: 'control', type: MashControlType.close, seq: 0 })
     this.#roleEnded(undefined)
   }
 
@@ -216,9 +217,9 @@ export class MashLink {
         if (this.#state === 'open') {
           this.#state = 'closing'
           this.#keepAlive.stop()
-          this.send({ kind: 'control', type: MashControlType.close, seq: 0 })
           // The closer ends the transport; should it not, this side does after the timeout.
           this.#scheduler.arm(this.#closeTimer, this.#scheduler.now() + this.#settings.closeTimeoutMs)
+          this.send({ kind: 'control', type: MashControlType.close, seq: 0 })
           this.#roleEnded(undefined)
         }
         return
