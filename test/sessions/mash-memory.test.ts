@@ -5,6 +5,7 @@ import { FakeClock } from '../../src/sessions/timers.ts'
 import { MemoryTransport } from '../../src/sessions/transport.ts'
 import { MashController, followingMessageId } from '../../src/sessions/mash/controller.ts'
 import { MashDevice } from '../../src/sessions/mash/device.ts'
+import { MashStatusError } from '../../src/sessions/mash/errors.ts'
 import { MashStatus, decodeMessage, encodeMessage, type MashValue } from '../../src/sessions/mash/wire.ts'
 import { ConnectionManager } from '../../src/sessions/connection-manager.ts'
 import { mashProtocolSuite, testModel, until, type TransportPair } from './mash-suite.ts'
@@ -375,5 +376,43 @@ describe('MASH with a ConnectionManager on a fake clock', () => {
     expect(manager.state).toBe('closed')
     await new Promise((resolve) => setImmediate(resolve))
     expect(clock.size).toBe(0)
+  })
+})
+
+describe('MASH device handlers', () => {
+  it('onRead and onWrite may refuse with a status, replace values, and an unexpected throw answers BUSY', async () => {
+    const seenErrors: unknown[] = []
+    const { controller, device } = deviceAndController({
+      onRead: (values, context) => {
+        if (values.has(2)) throw new MashStatusError(MashStatus.NOT_AUTHORIZED, 'energy is private')
+        if (values.has(5)) return new Map([[5, `fresh from endpoint ${context.endpointId}`]])
+      },
+      onWrite: async (values) => {
+        if (values.get(3) === 13) throw new Error('unlucky')
+        if (values.get(3) === 99) throw new MashStatusError(MashStatus.BUSY, 'the actuator is moving')
+        return new Map([[3, Math.round(values.get(3) as number)]])
+      },
+    })
+    device.on('handlerError', (error) => seenErrors.push(error))
+    await expect(controller.read(1, 2, [2])).rejects.toMatchObject({ statusName: 'NOT_AUTHORIZED', detail: 'energy is private' })
+    expect(await controller.read(1, 2, [5])).toEqual(new Map([[5, 'fresh from endpoint 1']]))
+    expect(await controller.write(1, 2, { 3: 41.6 })).toEqual(new Map([[3, 42]]))
+    expect(device.get(1, 2, 3)).toBe(42)
+    await expect(controller.write(1, 2, { 3: 99 })).rejects.toMatchObject({ statusName: 'BUSY', detail: 'the actuator is moving' })
+    await expect(controller.write(1, 2, { 3: 13 })).rejects.toMatchObject({ statusName: 'BUSY' })
+    expect(seenErrors).toEqual([new Error('unlucky')])
+    expect(device.get(1, 2, 3)).toBe(42)
+  })
+
+  it('an async handler that finishes after the connection ended answers nothing', async () => {
+    let finish: (() => void) | undefined
+    const { controller, device, controllerSide } = deviceAndController({ onWrite: () => new Promise<void>((resolve) => (finish = resolve)) })
+    const write = controller.write(1, 2, { 3: 7 })
+    controllerSide.close()
+    await expect(write).rejects.toMatchObject({ code: 'ERR_OUTCOME_UNKNOWN' })
+    finish!()
+    await new Promise((resolve) => setImmediate(resolve))
+    // The write was done (the device cannot take it back), and no answer went anywhere.
+    expect(device.get(1, 2, 3)).toBe(7)
   })
 })

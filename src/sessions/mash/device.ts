@@ -75,8 +75,19 @@ export type MashWriteHandler = (
   context: MashRequestContext,
 ) => void | Map<number, MashValue> | Promise<void | Map<number, MashValue>>
 
+/**
+ * Sees a controller's read before it is answered, with the values the model holds for the attributes asked
+ * (ids checked already): throw a MashStatusError to refuse it (NOT_AUTHORIZED, say); resolve with a map to
+ * answer with other values (read fresh from hardware, say).
+ */
+export type MashReadHandler = (
+  values: Map<number, MashValue>,
+  context: MashRequestContext,
+) => void | Map<number, MashValue> | Promise<void | Map<number, MashValue>>
+
 export interface MashDeviceOptions extends MashLinkOptions {
   endpoints: readonly MashEndpointDefinition[]
+  onRead?: MashReadHandler | undefined
   onWrite?: MashWriteHandler | undefined
   /** Subscriptions per connection (default 50; RESOURCE_EXHAUSTED past it). */
   maxSubscriptions?: number | undefined
@@ -109,7 +120,7 @@ export interface MashDeviceEvents {
   session: [session: MashDeviceSession]
   /** A controller's write was applied (values as stored). */
   write: [values: ReadonlyMap<number, MashValue>, context: MashRequestContext]
-  /** A command handler or onWrite threw something other than a MashStatusError (answered BUSY). */
+  /** A command handler, onRead or onWrite threw something other than a MashStatusError (answered BUSY). */
   handlerError: [error: unknown, context: MashRequestContext]
 }
 
@@ -134,6 +145,7 @@ interface FeatureState {
 
 const deviceOptionNames: ReadonlySet<string> = new Set([
   'endpoints',
+  'onRead',
   'onWrite',
   'maxSubscriptions',
   'maxAttributesPerSubscription',
@@ -161,6 +173,7 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
   readonly #scheduler: Scheduler
   readonly #linkSettings: MashLinkSettings
   readonly #settings: DeviceSettings
+  readonly #onRead: MashReadHandler | undefined
   readonly #onWrite: MashWriteHandler | undefined
   readonly #sessions = new Set<MashDeviceSession>()
   #nextSubscriptionId = 1
@@ -184,9 +197,12 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
       bounceBackSuppression: options.bounceBackSuppression === undefined ? true : booleanOption('bounceBackSuppression', options.bounceBackSuppression),
       autoCorrectIntervals: booleanOption('autoCorrectIntervals', options.autoCorrectIntervals),
     }
-    if (options.onWrite !== undefined && typeof options.onWrite !== 'function') {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "onWrite" option must be a function. Received ${describe(options.onWrite)}`)
+    for (const name of ['onRead', 'onWrite'] as const) {
+      if (options[name] !== undefined && typeof options[name] !== 'function') {
+        throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a function. Received ${describe(options[name])}`)
+      }
     }
+    this.#onRead = options.onRead
     this.#onWrite = options.onWrite
     this.#buildModel(options.endpoints)
   }
@@ -199,6 +215,11 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
   /** @internal */
   get scheduler(): Scheduler {
     return this.#scheduler
+  }
+
+  /** @internal */
+  get onRead(): MashReadHandler | undefined {
+    return this.#onRead
   }
 
   /** @internal */
@@ -610,7 +631,7 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
         else this.#subscribe(request)
         return
       case MashOperation.read:
-        this.#read(request)
+        void this.#read(request)
         return
       case MashOperation.write:
         void this.#write(request)
@@ -632,7 +653,7 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     return undefined
   }
 
-  #read(request: MashRequest): void {
+  async #read(request: MashRequest): Promise<void> {
     const feature = this.#featureOf(request)
     if (feature === undefined) return
     const parsed = parseReadPayload(request.payload)
@@ -646,6 +667,16 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
         if (attribute === undefined) return this.#respond(request.messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
         if (!attribute.readable) return this.#respond(request.messageId, MashStatus.WRITE_ONLY, undefined, `attribute ${attributeId} is write-only`)
         values.set(attributeId, attribute.value)
+      }
+    }
+    const onRead = this.device.onRead
+    if (onRead !== undefined) {
+      const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
+      try {
+        const replaced = await onRead(values, context)
+        if (replaced instanceof Map) return this.#respond(request.messageId, MashStatus.SUCCESS, replaced)
+      } catch (error) {
+        return this.#handlerFailed(request.messageId, error, context)
       }
     }
     this.#respond(request.messageId, MashStatus.SUCCESS, values)

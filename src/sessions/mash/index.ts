@@ -13,6 +13,7 @@ export type {
   MashDeviceStats,
   MashEndpointDefinition,
   MashFeatureDefinition,
+  MashReadHandler,
   MashRequestContext,
   MashWriteHandler,
 } from './device.ts'
