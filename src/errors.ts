@@ -36,6 +36,7 @@ export type SessionErrorCode =
   | 'ERR_FRAME_SIZE'
   | 'ERR_KEEPALIVE_TIMED_OUT'
   | 'ERR_INVALID_STATE'
+  | 'ERR_SEND_BACKLOG_FULL'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =

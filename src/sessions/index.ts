@@ -10,5 +10,5 @@ export {
 } from './connection-manager.ts'
 export { StreamTransport, type StreamTransportOptions } from './stream-transport.ts'
 export { FakeClock, Timer, TimerQueue, sessionTimers, type Clock, type Scheduler } from './timers.ts'
-export { MemoryTransport, TransportBase, type MemoryTransportOptions, type SessionTransport, type SessionTransportEvents } from './transport.ts'
+export { MemoryTransport, TransportBase, type MemoryTransportOptions, type SessionTransport, type SessionTransportEvents, type TransportBaseOptions } from './transport.ts'
 export { ClientTransport, PeerTransport, PeerTransports, serveSessions, type OnPeerTransport, type VolleyTransportOptions } from './volley-transport.ts'

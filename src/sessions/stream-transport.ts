@@ -2,20 +2,25 @@
 // big-endian length and its bytes, the framing MASH devices use over TLS.
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { isUint8Array } from 'node:util/types'
-import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
+import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
 import { checkOptions, integerOption } from '../options.ts'
-import type { SessionTransport, SessionTransportEvents } from './transport.ts'
+import { type SessionTransport, type SessionTransportEvents, type TransportBaseOptions, checkOutgoing, maxHeldBytesOption } from './transport.ts'
 
-export interface StreamTransportOptions {
+export interface StreamTransportOptions extends TransportBaseOptions {
   /**
    * The largest message, bytes, sent or received (default 8192, the MASH limit; 1 to 2^31 - 1). A frame
    * that announces more (or 0) ends the connection at once: its payload is not read.
    */
   maxMessageBytes?: number | undefined
+  /**
+   * The most bytes the stream's write buffer may hold (stream.writableLength, frames included; default 1 MiB,
+   * 1 to 2^53 - 1): a send() that leaves more there ends the connection with ERR_SEND_BACKLOG_FULL (the
+   * other side is not reading). At least the largest frame sent (maxMessageBytes + 4).
+   */
+  maxHeldBytes?: number | undefined
 }
 
-const streamTransportOptionNames: ReadonlySet<string> = new Set(['maxMessageBytes'])
+const streamTransportOptionNames: ReadonlySet<string> = new Set(['maxMessageBytes', 'maxHeldBytes'])
 
 /** The bytes of a frame's length prefix. */
 const prefixBytes = 4
@@ -29,12 +34,16 @@ const prefixBytes = 4
  *
  * send() writes each frame at once, as one write of its own bytes (the caller may reuse its view), and
  * returns what the stream's write() returned: false once the stream's buffer is past its high-water mark,
- * and 'drain' follows the stream's. The stream ending (its end, close or error) is the transport's 'close',
- * once. close() ends the stream: gracefully (end(), what was written still goes) without an error, destroyed
- * with one. Nagle's algorithm is the caller's to turn off (socket.setNoDelay()) for request/response traffic.
+ * and 'drain' follows the stream's. The stream's buffer is bounded here, not by the stream (which takes every
+ * write): past maxHeldBytes the stream is destroyed and 'close' says ERR_SEND_BACKLOG_FULL. The stream ending
+ * (its end, close or error) is the transport's 'close', once. close() ends the stream: gracefully (end(), what
+ * was written still goes) without an error, destroyed with one (what it holds is dropped). Nagle's algorithm is
+ * the caller's to turn off (socket.setNoDelay()) for request/response traffic.
  */
 export class StreamTransport extends EventEmitter<SessionTransportEvents> implements SessionTransport {
   readonly maxMessageBytes: number
+  /** The most bytes the stream's write buffer may hold (the maxHeldBytes option). */
+  readonly maxHeldBytes: number
   readonly #stream: Duplex
   #closed = false
   /** A write returned false, and the stream has not drained since. */
@@ -52,6 +61,7 @@ export class StreamTransport extends EventEmitter<SessionTransportEvents> implem
     checkStream(stream)
     checkOptions('"options" argument', options, streamTransportOptionNames)
     this.maxMessageBytes = integerOption('maxMessageBytes', options.maxMessageBytes, 8192, 1, 2 ** 31 - 1)
+    this.maxHeldBytes = maxHeldBytesOption(options.maxHeldBytes)
     if (stream.destroyed) throw new VolleyError('ERR_CONNECTION_CLOSED', 'The stream is destroyed: a StreamTransport needs an open stream')
     this.#stream = stream
     stream.on('data', this.#onData)
@@ -73,26 +83,44 @@ export class StreamTransport extends EventEmitter<SessionTransportEvents> implem
 
   /**
    * Writes one message (1 to maxMessageBytes bytes) as a frame; false: the stream's buffer is past its
-   * high-water mark, wait for 'drain'. After the close the message is dropped (false).
+   * high-water mark, wait for 'drain'. After the close the message is dropped (false, no throw): the
+   * SessionTransport contract.
    */
   send(data: Uint8Array): boolean {
-    if (!isUint8Array(data)) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
-    }
-    const size = data.byteLength
-    if (size > this.maxMessageBytes) {
-      throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `A message is at most ${this.maxMessageBytes} bytes (the maxMessageBytes option). Received ${size}`)
-    }
-    // The other side would take an empty frame for a broken stream and end the connection.
-    if (size === 0) throw new VolleyRangeError('ERR_PAYLOAD_SIZE', `A message over a stream is 1 to ${this.maxMessageBytes} bytes. Received 0`)
     if (this.#closed) return false
+    checkOutgoing(data, this.maxMessageBytes, 'the maxMessageBytes option')
+    const size = data.byteLength
     // One buffer for prefix and payload: one write, and the stream holds its own bytes, not the caller's.
     const frame = Buffer.allocUnsafe(prefixBytes + size)
     frame.writeUInt32BE(size, 0)
     frame.set(data, prefixBytes)
-    if (this.#stream.write(frame)) return !this.#needDrain
+    const stream = this.#stream
+    const below = stream.write(frame)
+    // What the stream could not pass on yet (the kernel took the rest at once): a peer that reads nothing
+    // makes it grow with every send, and the stream never refuses a write.
+    if (stream.writableLength > this.maxHeldBytes) {
+      this.#backlogFull(stream.writableLength)
+      return false
+    }
+    if (below) return !this.#needDrain
     this.#needDrain = true
     return false
+  }
+
+  /** The stream's buffer is past maxHeldBytes: the connection ends, what it holds dropped. */
+  #backlogFull(waiting: number): void {
+    this.#stream.destroy()
+    const error = new VolleyError(
+      'ERR_SEND_BACKLOG_FULL',
+      `${waiting} bytes were waiting in the stream's write buffer, past the bound of ${this.maxHeldBytes} bytes (the maxHeldBytes option): ` +
+        'the other side is not reading, and the connection was ended',
+    )
+    // The caller of send() is not the one the close is for: a 'close' handler that throws surfaces on its own.
+    try {
+      this.#ended(error)
+    } catch (thrown) {
+      surfaceLater(thrown)
+    }
   }
 
   close(error?: Error): void {

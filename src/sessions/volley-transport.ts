@@ -1,25 +1,25 @@
 // SessionTransport over a Volley connection's reliable channel: ClientTransport over a connected Client, and
 // PeerTransports, which gives each peer of a Server a PeerTransport, with one listener per server event
 // for all of them (10,000 peers are not tens of thousands of listeners).
-import { isUint8Array } from 'node:util/types'
 import { Client, type ClientDisconnectReason } from '../client.ts'
 import type { RemoteChannels } from '../delivery.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
 import { checkOptions, integerOption } from '../options.ts'
 import type { Peer } from '../peer.ts'
 import { type DisconnectReason, Server, type ServerState } from '../server.ts'
-import { TransportBase } from './transport.ts'
+import { TransportBase, type TransportBaseOptions, maxHeldBytesOption } from './transport.ts'
 
-export interface VolleyTransportOptions {
+export interface VolleyTransportOptions extends TransportBaseOptions {
   /** The channel the messages go on: its index in the channels option (default 0). It must be 'reliable'. */
   channel?: number | undefined
 }
 
-const volleyTransportOptionNames: ReadonlySet<string> = new Set(['channel'])
+const volleyTransportOptionNames: ReadonlySet<string> = new Set(['channel', 'maxHeldBytes'])
 
-function channelOption(options: VolleyTransportOptions): number {
+/** The options of a Volley adapter, checked, with their defaults. */
+function volleyTransportOptions(options: VolleyTransportOptions): { channel: number; maxHeldBytes: number } {
   checkOptions('"options" argument', options, volleyTransportOptionNames)
-  return integerOption('channel', options.channel, 0, 0, 254)
+  return { channel: integerOption('channel', options.channel, 0, 0, 254), maxHeldBytes: maxHeldBytesOption(options.maxHeldBytes) }
 }
 
 /**
@@ -40,18 +40,11 @@ function channelProblem(remote: RemoteChannels | null, channel: number, who: str
   return undefined
 }
 
-/** Throws unless data is a Uint8Array of at most max bytes (the other side's maxMessageBytes). */
-function checkMessage(data: unknown, max: number, other: string): void {
-  if (!isUint8Array(data)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a Uint8Array. Received ${describe(data)}`)
-  if (data.byteLength > max) {
-    throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `${other} takes messages of at most ${max} bytes (its maxMessageBytes option). Received ${data.byteLength}`)
-  }
-}
-
 /**
  * What the two Volley adapters share: a message checked against the other side's largest before it is
  * taken, and the errors of the connection below, which reach the caller of send() when it is the one
- * sending, and end the transport when a held message goes at a drain (no caller then to throw to).
+ * sending, and end the transport when a held message goes at a drain or an orderly close (no caller then
+ * to throw to).
  */
 export abstract class ChannelTransport extends TransportBase {
   /** The channel the messages go on (its index in the channels option). */
@@ -59,21 +52,29 @@ export abstract class ChannelTransport extends TransportBase {
   /** The other side's largest message (its maxMessageBytes): a larger one is refused at send(). */
   readonly maxMessageBytes: number
   protected readonly sendOptions: { channel: number }
+  /** Whose maxMessageBytes it is ("the server's"), for the error that refuses a larger message. */
   readonly #otherSide: string
   /** Inside a caller's send() (not a drain's sending of held messages). */
   #callerSends = false
 
-  protected constructor(channel: number, maxMessageBytes: number, otherSide: string) {
-    super()
+  protected constructor(channel: number, maxMessageBytes: number, otherSide: string, maxHeldBytes: number) {
+    super({ maxHeldBytes })
     this.channel = channel
     this.maxMessageBytes = maxMessageBytes
     this.sendOptions = { channel }
     this.#otherSide = otherSide
   }
 
-  /** Sends one message (up to maxMessageBytes; typed errors otherwise); false: wait for 'drain'. */
+  protected override get messageBound(): string {
+    return `${this.#otherSide} maxMessageBytes option`
+  }
+
+  /**
+   * Sends one message (1 to maxMessageBytes bytes), as SessionTransport's contract says; false: wait for
+   * 'drain'. The connection's own refusal of a message sent at once (over this side's own maxMessageBytes)
+   * throws too.
+   */
   override send(data: Uint8Array): boolean {
-    checkMessage(data, this.maxMessageBytes, this.#otherSide)
     const outer = this.#callerSends
     this.#callerSends = true
     try {
@@ -92,7 +93,7 @@ export abstract class ChannelTransport extends TransportBase {
     } catch (error) {
       if (this.#callerSends) throw error
       // A held message refused as it goes (over this side's own maxMessageBytes, which the adapters cannot
-      // read beforehand): the transport ends with the error.
+      // read beforehand), at a drain or an orderly close: the transport ends with the error.
       this.close(error as Error)
       return true
     }
@@ -104,7 +105,8 @@ export abstract class ChannelTransport extends TransportBase {
  * client's other channels are not its own: it ignores them (another protocol may use them).
  *
  * send() hands each message to client.send(); when the client's queue is full (client.send() returned false,
- * queuing nothing) the transport holds it and what follows, and sends them at the client's 'drain'. close()
+ * queuing nothing) the transport holds it and what follows, up to options.maxHeldBytes (default 1 MiB; past
+ * it the transport ends with ERR_SEND_BACKLOG_FULL), and sends them at the client's 'drain'. close()
  * closes the client (client.close(): the connection and its socket), since the connection is the session's
  * own; the connection's end ('disconnect') is the transport's 'close' (timeouts and mismatches with an error).
  */
@@ -113,7 +115,7 @@ export class ClientTransport extends ChannelTransport {
 
   constructor(client: Client, options: VolleyTransportOptions = {}) {
     if (!(client instanceof Client)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "client" argument must be a Client. Received ${describe(client)}`)
-    const channel = channelOption(options)
+    const { channel, maxHeldBytes } = volleyTransportOptions(options)
     if (client.state !== 'connected' || client.connecting) {
       throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `A ClientTransport needs a connected client (once connect() has resolved); it is '${client.state}'`)
     }
@@ -123,7 +125,7 @@ export class ClientTransport extends ChannelTransport {
       throw new VolleyRangeError('ERR_NO_SUCH_CHANNEL', `The server has ${remote?.channels.length} channels: there is no channel ${channel} to carry sessions`)
     }
     if (problem !== undefined) throw problem
-    super(channel, (remote as RemoteChannels).maxMessageBytes, 'The server')
+    super(channel, (remote as RemoteChannels).maxMessageBytes, "the server's", maxHeldBytes)
     this.client = client
     client.on('message', this.#onMessage)
     client.on('drain', this.#onDrain)
@@ -218,11 +220,18 @@ export class PeerTransport extends ChannelTransport {
   readonly peer: Peer
   readonly #owner: PeerTransportOwner
 
-  constructor(construction: typeof peerTransportConstruction, owner: PeerTransportOwner, peer: Peer, channel: number, maxMessageBytes: number) {
+  constructor(
+    construction: typeof peerTransportConstruction,
+    owner: PeerTransportOwner,
+    peer: Peer,
+    channel: number,
+    maxMessageBytes: number,
+    maxHeldBytes: number,
+  ) {
     if (construction !== peerTransportConstruction) {
       throw new VolleyTypeError('ERR_ILLEGAL_CONSTRUCTOR', 'PeerTransport has no public constructor: serveSessions() or new PeerTransports() makes one for each peer')
     }
-    super(channel, maxMessageBytes, `Client ${peer.clientId}`)
+    super(channel, maxMessageBytes, `client ${peer.clientId}'s`, maxHeldBytes)
     this.#owner = owner
     this.peer = peer
   }
@@ -273,7 +282,8 @@ export type OnPeerTransport = (transport: PeerTransport, peer: Peer) => void
  * Serves session protocols on a Server's reliable channel (options.channel, default 0): a PeerTransport for
  * each peer as it connects (and at once for those connected already), given to onTransport. One listener on
  * each of the server's 'connect', 'message', 'disconnect', 'drain' and 'state' events, whatever the number of
- * peers, routing by peer. Messages on other channels are not its own: it ignores them.
+ * peers, routing by peer. Messages on other channels are not its own: it ignores them. Each transport holds
+ * what its peer's queue refuses up to options.maxHeldBytes (default 1 MiB), as a ClientTransport does.
  *
  * A peer whose client lacks the channel gets no transport (it speaks another protocol). A channel that is
  * not 'reliable', or a server without channels, is a mistake in the server's options, found at the first
@@ -283,6 +293,8 @@ export type OnPeerTransport = (transport: PeerTransport, peer: Peer) => void
 export class PeerTransports {
   readonly server: Server
   readonly channel: number
+  /** Each transport's bound of held bytes (the maxHeldBytes option). */
+  readonly maxHeldBytes: number
   readonly #onTransport: OnPeerTransport
   readonly #byPeer = new Map<Peer, PeerTransport>()
   /** Transports whose send was refused: an engine-wide 'drain' (no peer) is theirs. */
@@ -298,7 +310,9 @@ export class PeerTransports {
 
   constructor(server: Server, options: VolleyTransportOptions, onTransport: OnPeerTransport) {
     if (!(server instanceof Server)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "server" argument must be a Server. Received ${describe(server)}`)
-    this.channel = channelOption(options)
+    const settled = volleyTransportOptions(options)
+    this.channel = settled.channel
+    this.maxHeldBytes = settled.maxHeldBytes
     if (typeof onTransport !== 'function') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "onTransport" argument must be a function. Received ${describe(onTransport)}`)
     }
@@ -349,7 +363,7 @@ export class PeerTransports {
       surfaceLater(problem)
       return
     }
-    const transport = new PeerTransport(peerTransportConstruction, this.#owner, peer, this.channel, (remote as RemoteChannels).maxMessageBytes)
+    const transport = new PeerTransport(peerTransportConstruction, this.#owner, peer, this.channel, (remote as RemoteChannels).maxMessageBytes, this.maxHeldBytes)
     this.#byPeer.set(peer, transport)
     // Guarded, as the events are: a callback that throws must not cost the server the rest of its batch.
     guarded(() => this.#onTransport(transport, peer))

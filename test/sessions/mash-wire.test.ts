@@ -1,6 +1,8 @@
-// The MASH wire codec: golden vectors worked out by hand from RFC 8949 and research §A.2, canonical order,
-// strict decoding, the reference's classification (PeekMessageType) row by row, the sender limits, and the
-// payload helpers both ways.
+// The MASH wire codec: golden vectors worked out by hand from RFC 8949 and research §A.2, canonical order
+// (and random maps against its definition), strict decoding, the reference's classification
+// (PeekMessageType) row by row, the sender limits and sendableProblem(), the payload helpers both ways, and
+// what encoding and refusing cost next to cborg's own encode() and a good message's decode.
+import { encode } from 'cborg'
 import { describe, expect, it } from 'vitest'
 import {
   MASH_MAX_MESSAGE_BYTES,
@@ -19,6 +21,7 @@ import {
   parseUnsubscribePayload,
   parseWritePayload,
   readPayload,
+  sendableProblem,
   subscribePayload,
   subscribeResponsePayload,
   unsubscribePayload,
@@ -430,13 +433,54 @@ describe('strict decoding', () => {
   })
 
   it('drops tag wrappers and reads bignums as integers (message-framing.md §3.6)', () => {
-    // {1: 1(1577836800)} epoch time: the number; {1: 2(h'010000000000000000')} = 2^64; 3(h'00') = -1
+    // {1: 1(1577836800)} epoch time: the number; 2(h'ffffffffffffffff') = 2^64 - 1; 3(h'00') = -1
     expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 01 c1 1a 5e 0b e1 00')))).toMatchObject({ payload: new Map([[1, 1_577_836_800]]) })
-    expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 01 c2 49 01 00 00 00 00 00 00 00 00')))).toMatchObject({ payload: new Map([[1, 2n ** 64n]]) })
+    expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 01 c2 48 ff ff ff ff ff ff ff ff')))).toMatchObject({ payload: new Map([[1, 2n ** 64n - 1n]]) })
     expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 01 c3 41 00')))).toMatchObject({ payload: new Map([[1, -1]]) })
     // A bignum must wrap bytes; a tag around a map still counts as a level and holds no duplicates.
     expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 01 c2 01')))).toMatchObject({ reason: 'malformed-cbor' })
     expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 d8 64 a2 01 01 01 02')))).toMatchObject({ reason: 'duplicate-key', messageId: 7 })
+  })
+
+  it('reads bignums of up to 64 bits exactly, numbers up to 2^53 - 1 and bigints beyond, leading zeros skipped', () => {
+    const cases: [string, number | bigint][] = [
+      ['c2 40', 0],
+      ['c3 40', -1],
+      ['c2 41 17', 23],
+      ['c2 44 ff ff ff ff', 0xffff_ffff],
+      ['c2 45 01 00 00 00 00', 2 ** 32],
+      ['c2 47 1f ff ff ff ff ff ff', Number.MAX_SAFE_INTEGER],
+      ['c2 47 20 00 00 00 00 00 00', 2n ** 53n],
+      ['c3 47 1f ff ff ff ff ff fd', -Number.MAX_SAFE_INTEGER + 1],
+      ['c3 47 1f ff ff ff ff ff fe', -Number.MAX_SAFE_INTEGER],
+      ['c3 47 1f ff ff ff ff ff ff', -(2n ** 53n)],
+      ['c2 48 01 02 03 04 05 06 07 08', 0x0102030405060708n],
+      ['c2 48 ff ff ff ff ff ff ff ff', 2n ** 64n - 1n],
+      ['c3 48 ff ff ff ff ff ff ff ff', -(2n ** 64n)],
+      ['c2 4a 00 00 ff ff ff ff ff ff ff ff', 2n ** 64n - 1n],
+      ['c2 4c 00 00 00 00 00 00 00 00 00 00 00 05', 5],
+    ]
+    for (const [hex, value] of cases) {
+      expect(messageOf(decodeMessage(bytes(`a3 01 07 02 00 03 a1 01 ${hex}`))), hex).toEqual({ kind: 'response', messageId: 7, status: 0, payload: new Map([[1, value]]) })
+    }
+  })
+
+  it('refuses a bignum beyond 64 bits as a field no MASH value fits (the reference has no Go int for it), learning the id', () => {
+    // 2(h'010000000000000000') = 2^64; 3(h'010000000000000000') = -2^64 - 1
+    for (const hex of ['c2 49 01 00 00 00 00 00 00 00 00', 'c3 49 01 00 00 00 00 00 00 00 00']) {
+      expect(decodeMessage(bytes(`a3 01 07 02 00 03 a1 01 ${hex}`)), hex).toEqual({
+        ok: false,
+        reason: 'invalid-field',
+        detail: expect.stringContaining('a bignum of 9 bytes is beyond 64 bits'),
+        kind: 'response',
+        messageId: 7,
+      })
+    }
+    // 8,000 bytes of magnitude: refused in about the time a message of 8,000 bytes takes, not the 10 ms a
+    // byte-by-byte bigint took.
+    const large = new Uint8Array(12 + 8000).fill(0xff)
+    large.set(bytes('a3 01 07 02 00 03 a1 01 c2 59 1f 40'))
+    expect(failureOf(decodeMessage(large))).toMatchObject({ reason: 'invalid-field', kind: 'response', messageId: 7 })
   })
 
   it('refuses nested map keys that are neither integers nor text', () => {
@@ -859,5 +903,243 @@ describe('payload helpers', () => {
       expect(long.endsWith('€…')).toBe(true)
       expect(() => encodeMessage({ kind: 'response', messageId: 9, status: 5, payload: errorPayload('x'.repeat(10_000)) })).not.toThrow()
     })
+  })
+})
+
+/** A seeded PRNG (mulberry32): the same cases on every run. */
+function randomSource(seed: number): () => number {
+  let state = seed >>> 0
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0
+    let mixed = Math.imul(state ^ (state >>> 15), state | 1)
+    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61)
+    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296
+  }
+}
+
+describe('canonical key order, against its definition', () => {
+  // The oracle: each key encoded alone (cborg writes integers and text in their one shortest form), then
+  // shorter encodings first and equal lengths bytewise. Slow, and plainly the definition.
+  function definitionOrder(key1: number | string, key2: number | string): number {
+    const bytes1 = encode(key1)
+    const bytes2 = encode(key2)
+    if (bytes1.length !== bytes2.length) return bytes1.length - bytes2.length
+    for (let at = 0; at < bytes1.length; at++) {
+      if (bytes1[at] !== bytes2[at]) return bytes1[at]! - bytes2[at]!
+    }
+    return 0
+  }
+
+  function head(major: number, count: number): number[] {
+    if (count < 24) return [(major << 5) | count]
+    if (count < 256) return [(major << 5) | 24, count]
+    return [(major << 5) | 25, count >> 8, count & 0xff]
+  }
+
+  /** The canonical CBOR of a value of maps, arrays, integers and text, maps ordered by the oracle. */
+  function expectedBytes(value: MashValue): number[] {
+    if (value instanceof Map) {
+      const keys = [...value.keys()].sort(definitionOrder)
+      return [...head(5, keys.length), ...keys.flatMap((key) => [...encode(key), ...expectedBytes(value.get(key)!)])]
+    }
+    if (Array.isArray(value)) return [...head(4, value.length), ...value.flatMap((item: MashValue) => expectedBytes(item))]
+    return [...encode(value)]
+  }
+
+  // Keys at the edges of each head size, both signs, and text of one byte length in ways UTF-16 orders
+  // otherwise ('\uffff' + 'a' and '😀' are 4 bytes each: ef bf bf 61 < f0 9f 98 80, though d83d < ffff).
+  const integerKeys = [0, 1, 23, 24, 25, 255, 256, 65_535, 65_536, 4_294_967_295, 4_294_967_296, Number.MAX_SAFE_INTEGER, -1, -2, -24, -25, -256, -257, -65_536, -65_537, -4_294_967_296, -4_294_967_297, -Number.MAX_SAFE_INTEGER]
+  const textKeys = ['', 'a', 'b', 'aa', 'ab', 'b'.repeat(22), 'a'.repeat(23), 'a'.repeat(24), 'b'.repeat(255), 'a'.repeat(256), 'é', 'ü', 'z€', '€', '\uffffa', '😀', '😀a']
+
+  function randomMap(random: () => number, keyPool: readonly (number | string)[], depth: number): Map<number | string, MashValue> {
+    const map = new Map<number | string, MashValue>()
+    const size = Math.floor(random() * 12)
+    for (let i = 0; i < size; i++) {
+      const key = random() < 0.15 ? Math.floor(random() * 100_000) - 50_000 : keyPool[Math.floor(random() * keyPool.length)]!
+      const roll = random()
+      map.set(key, depth < 3 && roll < 0.15 ? randomMap(random, keyPool, depth + 1) : depth < 3 && roll < 0.25 ? [randomMap(random, keyPool, depth + 1), i] : i)
+    }
+    return map
+  }
+
+  function checkAgainstDefinition(seed: number, keyPool: readonly (number | string)[]): void {
+    const random = randomSource(seed)
+    for (let round = 0; round < 1500; round++) {
+      const payload = randomMap(random, keyPool, 0)
+      const encoded = encodeMessage({ kind: 'response', messageId: 7, status: 0, payload })
+      expect(hexOf(encoded), `round ${round}`).toBe(hexOf(Uint8Array.from([0xa3, 0x01, 0x07, 0x02, 0x00, 0x03, ...expectedBytes(payload)])))
+    }
+  }
+
+  it('orders maps mixing integers of both signs and text as the definition does (tokens compared, nothing encoded)', () => {
+    checkAgainstDefinition(0x5eed_0001, [...integerKeys, ...textKeys])
+  })
+
+  it('orders maps of one key type as the definition does (cborg’s own sorter, which agrees there)', () => {
+    checkAgainstDefinition(0x5eed_0002, integerKeys.filter((key) => key >= 0))
+    checkAgainstDefinition(0x5eed_0003, integerKeys.filter((key) => key < 0))
+    checkAgainstDefinition(0x5eed_0004, textKeys)
+  })
+
+  it('orders the pairs the rule turns on', () => {
+    const payload = new Map<number | string, MashValue>([
+      ['😀', 0],
+      ['\uffffa', 1],
+      [-25, 2],
+      [24, 3],
+      [-24, 4],
+      [23, 5],
+      ['a'.repeat(23), 6],
+      [4_294_967_296, 7],
+    ])
+    // 17 (23), 37 (-24): one byte, major 0 first; 18 18 (24), 38 18 (-25): two bytes; the text keys of
+    // 5 bytes bytewise (64 ef… before 64 f0…); 2^32 in 9 bytes; 23 bytes of text in 24.
+    expect(hexOf(encodeMessage({ kind: 'response', messageId: 7, status: 0, payload }))).toBe(
+      normalize(`a3 01 07 02 00 03 a8 17 05 37 04 18 18 03 38 18 02 64 ef bf bf 61 01 64 f0 9f 98 80 00 1b 00 00 00 01 00 00 00 00 07 77 ${'61 '.repeat(23)} 06`),
+    )
+  })
+})
+
+describe('decoding in one pass', () => {
+  it('refuses a break in place of an indefinite-length map’s value (cborg would keep a symbol there)', () => {
+    // {1: 7, 2: 0, 3: {_ 1: break, 2: 3}}
+    expect(decodeMessage(bytes('a3 01 07 02 00 03 bf 01 ff 02 03 ff'))).toEqual({ ok: false, reason: 'malformed-cbor', detail: expect.stringContaining('break'), kind: null, messageId: 0 })
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 82 01 ff')))).toMatchObject({ reason: 'malformed-cbor' })
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 c1 ff')))).toMatchObject({ reason: 'malformed-cbor' })
+    // Where one ends an indefinite-length array or map, it is fine.
+    expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 bf 01 9f ff ff')))).toEqual({ kind: 'response', messageId: 7, status: 0, payload: new Map([[1, []]]) })
+  })
+
+  it('applies the shortest-form rule to lengths and tag numbers too, learning the id', () => {
+    // A 1-byte text with its length in 2 bytes; tag 1 written as d8 01; an array of 1 with its length in 3 bytes.
+    for (const value of ['78 01 61', 'd8 01 01', '99 00 01 01', '5a 00 00 00 01 01', '3b 00 00 00 00 00 00 00 05']) {
+      expect(failureOf(decodeMessage(bytes(`a3 01 07 02 00 03 ${value}`))), value).toMatchObject({ reason: 'malformed-cbor', detail: expect.stringContaining('shortest form'), kind: 'response', messageId: 7 })
+    }
+  })
+
+  it('names a duplicate key before a non-finite number, and that before another broken rule, wherever they come', () => {
+    // {1: 7, 2: 0, 3: {1: NaN, 2: undefined, 1: 1}}
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 a3 01 f9 7e 00 02 f7 01 01')))).toMatchObject({ reason: 'duplicate-key', kind: 'response', messageId: 7 })
+    // {1: 7, 2: 0, 3: [undefined, NaN]}
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 82 f7 f9 7e 00')))).toMatchObject({ reason: 'not-finite', kind: 'response', messageId: 7 })
+    // A top level that is no map: what it breaks, nothing learned.
+    expect(decodeMessage(bytes('81 f9 7e 00'))).toEqual({ ok: false, reason: 'not-finite', detail: expect.any(String), kind: null, messageId: 0 })
+  })
+
+  it('finds a duplicate in any map: a map inside a key, after a duplicate-free one, in an indefinite-length one', () => {
+    // A map as a key of a nested map (decodes, then is refused for its key type), itself holding {1: 1, 1: 2}.
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 a1 a2 01 01 01 02 00')))).toMatchObject({ reason: 'duplicate-key', messageId: 7 })
+    // [{1: 1, 2: 2}, {_ 3: 3, 3: 4}]
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 03 82 a2 01 01 02 02 bf 03 03 03 04 ff')))).toMatchObject({ reason: 'duplicate-key', messageId: 7 })
+    // The same keys in different maps are no duplicates.
+    expect(messageOf(decodeMessage(bytes('a3 01 07 02 00 03 82 a1 01 01 a1 01 02')))).toMatchObject({ kind: 'response' })
+  })
+
+  it('gives id 0 for key 1 repeated as a float or behind a tag, as for a plain repeat', () => {
+    expect(failureOf(decodeMessage(bytes('a3 01 07 f9 3c 00 08 02 00')))).toMatchObject({ reason: 'duplicate-key', messageId: 0 })
+    expect(failureOf(decodeMessage(bytes('a3 01 07 c1 01 08 02 00')))).toMatchObject({ reason: 'duplicate-key', messageId: 0 })
+    // A repeat of another key leaves the id known.
+    expect(failureOf(decodeMessage(bytes('a3 01 07 02 00 02 00')))).toMatchObject({ reason: 'duplicate-key', messageId: 7 })
+  })
+
+  it('reads no further than the message: a cut one and trailing bytes are malformed, a Buffer’s own bytes not read past', () => {
+    const whole = bytes('a5 01 07 02 01 03 01 04 02 05 a1 01 83 01 02 03')
+    for (let length = 0; length < whole.length; length++) {
+      expect(decodeMessage(whole.subarray(0, length)), `${length} bytes`).toEqual({ ok: false, reason: 'malformed-cbor', detail: expect.any(String), kind: null, messageId: 0 })
+    }
+    // Lengths and counts the bytes left cannot hold: 2^64 - 1 elements, 65,536 entries, 4 bytes of text.
+    for (const value of ['9b ff ff ff ff ff ff ff ff', 'ba 00 01 00 00 01', '64 61 62 63', 'fb 40 0c 00']) {
+      expect(decodeMessage(bytes(`a3 01 07 02 00 03 ${value}`)), value).toEqual({ ok: false, reason: 'malformed-cbor', detail: expect.any(String), kind: null, messageId: 0 })
+    }
+    const padded = Buffer.from([...whole, 0x00])
+    expect(failureOf(decodeMessage(padded))).toMatchObject({ reason: 'malformed-cbor', detail: expect.stringContaining('1 bytes follow') })
+    expect(messageOf(decodeMessage(padded.subarray(0, whole.length)))).toMatchObject({ kind: 'request', messageId: 7 })
+  })
+})
+
+describe('sendableProblem()', () => {
+  const encodedLength = (value: MashValue): number => encode(value, { float64: true }).byteLength
+  /** A subscribe response with the largest ids, carrying `value` as its one current value: an attribute value's deepest, largest place. */
+  const primingOf = (value: MashValue): MashMessage => ({
+    kind: 'response',
+    messageId: 0xffff_ffff,
+    status: 0,
+    payload: subscribeResponsePayload(0xffff_ffff, new Map([[65_535, value]])),
+  })
+
+  it('takes what a MASH message can carry, up to each limit', () => {
+    const values: MashValue[] = [
+      null,
+      true,
+      0,
+      -1.5,
+      2n ** 64n - 1n,
+      -(2n ** 64n),
+      'x'.repeat(4000),
+      new Uint8Array(4000),
+      Array.from({ length: 1000 }, () => 0),
+      new Map(Array.from({ length: 500 }, (_, at): [number, MashValue] => [at, at])),
+      new Map<number | string, MashValue>([
+        [1, 'a'],
+        ['b', [new Map([[-1, null]])]],
+      ]),
+    ]
+    for (const value of values) {
+      expect(sendableProblem(value)).toBeUndefined()
+      expect(() => encodeMessage(primingOf(value))).not.toThrow()
+    }
+  })
+
+  it('says why it cannot send a value, and where in it, without throwing', () => {
+    const cases: [unknown, string][] = [
+      [NaN, 'NaN is not a MASH value'],
+      [-Infinity, '-Infinity is not a MASH value'],
+      [undefined, 'undefined is not a MASH value'],
+      [2n ** 64n, 'does not fit in a CBOR integer'],
+      ['x'.repeat(4001), 'a string of 4001 UTF-8 bytes is over the sender limit of 4000 bytes'],
+      ['€'.repeat(1334), 'a string of 4002 UTF-8 bytes'],
+      [new Uint8Array(4001), 'a byte string of 4001 bytes'],
+      [Array.from({ length: 1001 }, () => 0), 'an array of 1001 elements is over the sender limit of 1000'],
+      [new Map(Array.from({ length: 501 }, (_, at): [number, MashValue] => [at, 0])), 'a map of 501 keys is over the sender limit of 500'],
+      [new Map([[1.5, 1]]), 'a map key must be an integer'],
+      [{ 1: 1 }, 'use a Map'],
+      [new Date(0), 'is not a MASH value'],
+      [Symbol('s'), 'is not a MASH value'],
+      [() => 1, 'is not a MASH value'],
+      [new Map([[3, [new Map([[9, Array.from({ length: 1001 }, () => 1)]])]]]), 'over the sender limit of 1000 (at .get(3)[0].get(9))'],
+      [[1, [2, NaN]], '(at [1][1])'],
+      [new Map([['k', { a: 1 }]]), '(at .get("k"))'],
+    ]
+    for (const [value, text] of cases) expect(sendableProblem(value), String(text)).toContain(text)
+    const cycle = new Map<number, MashValue>()
+    cycle.set(1, cycle)
+    expect(sendableProblem(cycle)).toContain('nest deeper than 32 levels')
+  })
+
+  it('counts nesting from where an attribute value sits deepest (level 4): what it takes, the priming can carry', () => {
+    const arrays = (count: number): MashValue => (count === 1 ? [] : [arrays(count - 1)])
+    // Levels 4 to 32: 29 arrays.
+    expect(sendableProblem(arrays(29))).toBeUndefined()
+    expect(() => encodeMessage(primingOf(arrays(29)))).not.toThrow()
+    expect(sendableProblem(arrays(30))).toContain('nest deeper than 32 levels')
+    expect(() => encodeMessage(primingOf(arrays(30)))).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
+  })
+
+  it('refuses a value whose encoding leaves no room in a message, to the byte the priming has room for', () => {
+    // Three byte strings (83, 59 0fa0 and 4,000 bytes twice, 58 nn and the rest): the last sets the length.
+    const sized = (length: number): MashValue => [new Uint8Array(4000), new Uint8Array(4000), new Uint8Array(length - 1 - 2 * 4003 - 2)]
+    let room = 0
+    for (let length = 8100; length <= 8192; length++) {
+      if (encodedLength(sized(length)) !== length) continue
+      if (sendableProblem(sized(length)) === undefined) {
+        expect(() => encodeMessage(primingOf(sized(length)))).not.toThrow()
+        room = length
+      } else {
+        expect(sendableProblem(sized(length))).toContain(`encodes to ${length} bytes`)
+        expect(() => encodeMessage(primingOf(sized(length)))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE' }))
+      }
+    }
+    // {1: 1a ffffffff, 2: 00, 3: {1: 1a ffffffff, 2: {19 ffff: value}}} takes 22 bytes around the value.
+    expect(room).toBe(MASH_MAX_MESSAGE_BYTES - 22)
   })
 })

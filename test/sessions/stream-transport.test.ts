@@ -386,6 +386,72 @@ describe('StreamTransport', () => {
     await within(once(receiver, 'close'), 5000, "the receiver's close")
   })
 
+  it('ends the connection with ERR_SEND_BACKLOG_FULL once the stream holds more than maxHeldBytes (hand-fed, exact)', async () => {
+    const message = payload(8192)
+    // Each frame is 8196 bytes; the stream's write callbacks never come, so every byte stays in its buffer.
+    const under = handFed({ holdWrites: true })
+    const bounded = new StreamTransport(under.stream, { maxHeldBytes: 20_000 })
+    expect(bounded.maxHeldBytes).toBe(20_000)
+    const seen = watch(bounded)
+    expect(bounded.send(message)).toBe(true) // 8196
+    expect(bounded.send(message)).toBe(false) // 16392: past the high-water mark, within the bound
+    expect(bounded.closed).toBe(false)
+    expect(bounded.send(message)).toBe(false) // 24588: past the bound
+    expect(bounded.closed).toBe(true)
+    expect(under.stream.destroyed).toBe(true)
+    expect(seen.closes).toEqual([
+      expect.objectContaining({
+        code: 'ERR_SEND_BACKLOG_FULL',
+        message: expect.stringContaining("24588 bytes were waiting in the stream's write buffer, past the bound of 20000 bytes (the maxHeldBytes option)"),
+      }),
+    ])
+    expect(bounded.send(message)).toBe(false)
+    expect(bounded.writable).toBe(false)
+    await tick()
+    expect(seen.closes).toHaveLength(1)
+    expect(seen.drains).toBe(0)
+
+    // The bound itself is held.
+    const exact = new StreamTransport(handFed({ holdWrites: true }).stream, { maxHeldBytes: 3 * 8196 })
+    for (let i = 0; i < 3; i++) exact.send(message)
+    expect(exact.closed).toBe(false)
+    exact.send(payload(1))
+    expect(exact.closed).toBe(true)
+  })
+
+  it('ends the connection with ERR_SEND_BACKLOG_FULL when the other side stops reading (net loopback)', async () => {
+    const [client, accepted] = await socketPair()
+    const maxHeldBytes = 256 << 10
+    const sender = new StreamTransport(client, { maxHeldBytes })
+    const receiver = new StreamTransport(accepted)
+    const atReceiver = watch(receiver)
+    accepted.pause() // the kernel's buffers fill, then the socket's own
+    const seen = watch(sender)
+    const message = payload(8192)
+    let sent = 0
+    let refused = 0
+    // 100,000 frames are 820 MB: far beyond any loopback socket's kernel buffers, so the bound is reached first.
+    while (sent < 100_000 && !sender.closed) {
+      if (!sender.send(message)) refused++
+      sent++
+    }
+    expect(sender.closed).toBe(true)
+    expect(refused).toBeGreaterThan(0)
+    expect(seen.closes).toHaveLength(1)
+    const error = seen.closes[0] as Error & { code: string }
+    expect(error.code).toBe('ERR_SEND_BACKLOG_FULL')
+    // The frame that passed the bound is the last one: what waited was more than the bound by at most one frame.
+    const waiting = Number(/^(\d+) bytes were waiting/.exec(error.message)?.[1])
+    expect(waiting).toBeGreaterThan(maxHeldBytes)
+    expect(waiting).toBeLessThanOrEqual(maxHeldBytes + 8196)
+    expect(error.message).toContain(`the bound of ${maxHeldBytes} bytes`)
+    expect(client.destroyed).toBe(true)
+    // The other side sees the connection go (a reset, or an end inside a frame), once it reads again.
+    accepted.resume()
+    await within(once(receiver, 'close'), 5000, "the receiver's close")
+    expect(atReceiver.closes).toHaveLength(1)
+  })
+
   it('a message handler that throws: its error surfaces, and the frames after it in the chunk still come', async () => {
     const { stream } = handFed()
     const transport = new StreamTransport(stream)
@@ -441,6 +507,11 @@ describe('StreamTransport', () => {
     expect(new StreamTransport(handFed().stream, { maxMessageBytes: 2 ** 31 - 1 }).maxMessageBytes).toBe(2 ** 31 - 1)
     expect(() => new StreamTransport(stream, { maxMessageBytes: '8192' as unknown as number })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => new StreamTransport(stream, { maxMesageBytes: 10 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(new StreamTransport(handFed().stream).maxHeldBytes).toBe(1 << 20)
+    for (const bad of [0, -1, 1.5, 2 ** 53]) {
+      expect(() => new StreamTransport(stream, { maxHeldBytes: bad })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', name: 'RangeError' }))
+    }
+    expect(() => new StreamTransport(stream, { maxHeldBytes: '1' as unknown as number })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => new StreamTransport({} as Duplex)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', name: 'TypeError' }))
     const destroyed = handFed().stream
     destroyed.destroy()

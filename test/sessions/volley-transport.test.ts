@@ -218,6 +218,66 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     expect(atClient.messages.map(numberOf)).toEqual(Array.from({ length: 40 }, (_, i) => i))
   })
 
+  it("ends the client's connection with ERR_SEND_BACKLOG_FULL past maxHeldBytes while the client's queue is full", async () => {
+    const { port, transports } = await serving(engine)
+    const client = await connectClient(engine, port, 61n, { sendQueueBytes: 4096 })
+    const transport = new ClientTransport(client, { maxHeldBytes: 5000 })
+    expect(transport.maxHeldBytes).toBe(5000)
+    const atClient = watch(transport)
+    await waitFor(() => transports.has(61n), 5000, 'the peer transport')
+    const atServer = watch(transports.get(61n)!)
+    // Sent in one go: no drain can come between the sends.
+    let firstHeld = -1
+    let sent = 0
+    while (sent < 100 && !transport.closed) {
+      transport.send(numbered(sent, 1000))
+      if (firstHeld < 0 && transport.heldMessages === 1) firstHeld = sent
+      sent++
+    }
+    // The client's queue took a few; then five of 1000 bytes were held (5000, the bound), and the sixth ended it.
+    expect(firstHeld).toBeGreaterThan(0)
+    expect(sent).toBe(firstHeld + 6)
+    expect(atClient.closes).toEqual([
+      expect.objectContaining({ code: 'ERR_SEND_BACKLOG_FULL', message: expect.stringContaining('6000 bytes (6 messages) were waiting') }),
+    ])
+    expect(transport.heldMessages).toBe(0)
+    expect(transport.send(numbered(sent, 1000))).toBe(false)
+    // The client was closed: the server sees it go, and nothing held reached it.
+    await waitFor(() => atServer.closes.length === 1, 5000, "the peer transport's close")
+    expect(client.state).toBe('disconnected')
+    expect(atServer.messages.map(numberOf)).toEqual(Array.from({ length: atServer.messages.length }, (_, i) => i))
+    expect(atServer.messages.length).toBeLessThanOrEqual(firstHeld)
+  })
+
+  it("ends a peer's connection with ERR_SEND_BACKLOG_FULL past maxHeldBytes while its queue is full", async () => {
+    const { server, port } = await startServer(engine, { sendQueueBytes: 4096 })
+    const transports = new Map<bigint, PeerTransport>()
+    const stop = serveSessions(server, { maxHeldBytes: 3000 }, (transport, peer) => transports.set(peer.clientId, transport))
+    opened.push({ close: async () => stop() })
+    const client = await connectClient(engine, port, 62n)
+    const atClient = watch(new ClientTransport(client))
+    await waitFor(() => transports.has(62n), 5000, 'the peer transport')
+    const peerTransport = transports.get(62n)!
+    expect(peerTransport.maxHeldBytes).toBe(3000)
+    const atServer = watch(peerTransport)
+    let firstHeld = -1
+    let sent = 0
+    while (sent < 100 && !peerTransport.closed) {
+      peerTransport.send(numbered(sent, 1000))
+      if (firstHeld < 0 && peerTransport.heldMessages === 1) firstHeld = sent
+      sent++
+    }
+    expect(firstHeld).toBeGreaterThan(0)
+    expect(sent).toBe(firstHeld + 4)
+    expect(atServer.closes).toEqual([
+      expect.objectContaining({ code: 'ERR_SEND_BACKLOG_FULL', message: expect.stringContaining('4000 bytes (4 messages) were waiting') }),
+    ])
+    expect(peerTransport.peer.connected).toBe(false)
+    expect(transports.size).toBe(1)
+    await waitFor(() => atClient.closes.length === 1, 5000, "the client transport's close")
+    expect(atClient.messages.length).toBeLessThanOrEqual(firstHeld)
+  })
+
   it("sends a held message it cannot send at the drain nowhere: the transport closes with the client's error", async () => {
     const { port, transports } = await serving(engine)
     // The client's own largest message is below the server's: the transport checks against the server's only.
@@ -357,6 +417,9 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     expect(() => new ClientTransport(client, { channel: 2 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL', name: 'RangeError' }))
     expect(() => new ClientTransport(client, { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new ClientTransport(client, { chanel: 0 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
+    expect(() => new ClientTransport(client, { maxHeldBytes: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"maxHeldBytes"') }))
+    expect(() => serveSessions(server, { maxHeldBytes: '1' as unknown as number }, () => {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
+    expect(new ClientTransport(client, { maxHeldBytes: 7 }).maxHeldBytes).toBe(7)
     expect(() => new ClientTransport({} as Client)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     const transport = new ClientTransport(client)
     expect(() => transport.send(new Uint8Array((1 << 20) + 1))).toThrow(expect.objectContaining({ code: 'ERR_MESSAGE_TOO_LARGE', name: 'RangeError' }))
@@ -364,7 +427,7 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     expect(() => serveSessions({} as Server, {}, () => {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => serveSessions(server, {}, 'no' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     const peer = [...server.peers.values()][0] as Peer
-    expect(() => new PeerTransport(Symbol('volley.PeerTransport') as never, { blocked() {}, forget() {} }, peer, 0, 10)).toThrow(expect.objectContaining({ code: 'ERR_ILLEGAL_CONSTRUCTOR' }))
+    expect(() => new PeerTransport(Symbol('volley.PeerTransport') as never, { blocked() {}, forget() {} }, peer, 0, 10, 1 << 20)).toThrow(expect.objectContaining({ code: 'ERR_ILLEGAL_CONSTRUCTOR' }))
   })
 
   it('a server without channels: the mistake surfaces at the first peer', async () => {

@@ -47,6 +47,7 @@ export interface MashControllerOptions extends MashLinkOptions {
 export interface ManagedConnection {
   readonly transport: SessionTransport | null
   on(event: 'connected', listener: (transport: SessionTransport) => void): unknown
+  off(event: 'connected', listener: (transport: SessionTransport) => void): unknown
   close(): void
 }
 
@@ -70,10 +71,14 @@ export interface MashSubscriptionEvents {
   notification: [changes: ReadonlyMap<number, MashValue>, priming: boolean]
 }
 
+/**
+ * Where a subscription is: subscribing (its subscribe is in flight), active (notifications come), stale (its
+ * connection ended: resubscribe() makes it again), ending (its unsubscribe is in flight), ended.
+ */
+export type MashSubscriptionState = 'subscribing' | 'active' | 'stale' | 'ending' | 'ended'
+
 /** A subscription as the controller holds it: it lives on across reconnects (stale until resubscribed). */
 export class MashSubscription extends EventEmitter<MashSubscriptionEvents> {
-  /** The device's id for it on the current connection; 0 while stale or ended. */
-  id = 0
   /** The latest value of each attribute, from priming and notifications. */
   readonly values = new Map<number, MashValue>()
   readonly endpointId: number
@@ -81,7 +86,8 @@ export class MashSubscription extends EventEmitter<MashSubscriptionEvents> {
   readonly attributeIds: readonly number[]
   readonly minIntervalMs: number | undefined
   readonly maxIntervalMs: number | undefined
-  #state: 'active' | 'stale' | 'ended' = 'active'
+  #id = 0
+  #state: MashSubscriptionState = 'subscribing'
 
   /** @internal */
   constructor(endpointId: number, featureId: number, options: MashSubscribeOptions) {
@@ -93,15 +99,19 @@ export class MashSubscription extends EventEmitter<MashSubscriptionEvents> {
     this.maxIntervalMs = options.maxIntervalMs
   }
 
-  /** active: notifications come; stale: its connection ended (resubscribe() makes it again); ended: unsubscribed. */
-  get state(): 'active' | 'stale' | 'ended' {
+  /** The device's id for it on the current connection; 0 unless active (or ending). */
+  get id(): number {
+    return this.#id
+  }
+
+  get state(): MashSubscriptionState {
     return this.#state
   }
 
   /** @internal */
-  setState(state: 'active' | 'stale' | 'ended'): void {
+  moveTo(state: MashSubscriptionState, id = state === 'active' || state === 'ending' ? this.#id : 0): void {
     this.#state = state
-    if (state !== 'active') this.id = 0
+    this.#id = id
   }
 }
 
@@ -126,6 +136,11 @@ interface PendingRequest {
   readonly timer: Timer
   readonly signal: AbortSignal | undefined
   readonly onAbort: (() => void) | undefined
+  /**
+   * Runs as the response is dispatched, before the promise settles: state that later messages of the same
+   * batch depend on (a subscription's id, for its first notification) is in place for them.
+   */
+  readonly accept: ((response: MashResponse) => void) | undefined
 }
 
 const requestOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs'])
@@ -140,20 +155,34 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   readonly #pending = new Map<number, PendingRequest>()
   /** The next request's id: per connection, from 1, wrapping 0xFFFFFFFF → 1 (0 is the notifications'). */
   #nextId = 1
+  /** Active (and ending) subscriptions by their id on the current connection. */
   readonly #subscriptions = new Map<number, MashSubscription>()
   readonly #stale = new Set<MashSubscription>()
   #closed = false
   readonly #connection: ManagedConnection | undefined
+  readonly #resubscribe: boolean
+  readonly #onConnected = (next: SessionTransport): void => {
+    if (this.#closed) return
+    this.attach(next)
+    if (this.#resubscribe && this.#stale.size > 0) void this.#resubscribeAll()
+  }
 
-  /** Runs on `transport` when given one; else attach() gives it its first connection. */
-  constructor(transport?: SessionTransport | null, options: MashControllerOptions = {}) {
+  /**
+   * Runs on `transport` when given one (or on the connections of the `connection` option); else attach() gives
+   * it its connections. `new MashController(options)` is `new MashController(null, options)`.
+   */
+  constructor(transport?: SessionTransport | MashControllerOptions | null, options: MashControllerOptions = {}) {
     super()
+    if (transport !== undefined && transport !== null && !isTransportLike(transport)) {
+      options = transport
+      transport = null
+    }
     checkOptions('MashController options', options, controllerOptionNames)
     const { scheduler, link } = linkSettings(options)
     this.#scheduler = scheduler
     this.#linkSettings = link
     this.#requestTimeoutMs = integerOption('requestTimeoutMs', options.requestTimeoutMs, MASH_REQUEST_TIMEOUT_MS, 1, 2 ** 31 - 1)
-    const resubscribe = booleanOption('resubscribe', options.resubscribe)
+    this.#resubscribe = booleanOption('resubscribe', options.resubscribe)
     const { connection } = options
     this.#connection = connection
     if (connection !== undefined) {
@@ -163,14 +192,10 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       if (transport !== undefined && transport !== null) {
         throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'Give a MashController a transport or a "connection" option, not both')
       }
-      connection.on('connected', (next) => {
-        if (this.#closed) return
-        this.attach(next)
-        if (resubscribe && this.#stale.size > 0) void this.#resubscribeAll()
-      })
+      connection.on('connected', this.#onConnected)
       transport = connection.transport
     }
-    if (transport !== undefined && transport !== null) this.attach(transport)
+    if (transport !== undefined && transport !== null) this.attach(transport as SessionTransport)
   }
 
   async #resubscribeAll(): Promise<void> {
@@ -199,16 +224,17 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   }
 
   /**
-   * Runs on a new connection: message ids start again at 1. The previous connection must have ended
-   * (ERR_INVALID_ARG_VALUE otherwise: one connection at a time).
+   * Runs on a new connection: message ids start again at 1. The previous connection must have ended or be
+   * closing (ERR_INVALID_STATE while it is open: one connection at a time); a closing one finishes its close
+   * on its own.
    */
   attach(transport: SessionTransport): void {
     if (this.#closed) throw new VolleyError('ERR_CONNECTION_CLOSED', 'The MashController was closed: attach() after close()')
-    if (typeof transport !== 'object' || transport === null || typeof transport.send !== 'function' || typeof transport.on !== 'function') {
+    if (!isTransportLike(transport)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "transport" argument must be a SessionTransport. Received ${describe(transport)}`)
     }
-    if (this.#link !== null && this.#link.state !== 'closed') {
-      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The MashController is on a connection still open: close it (or wait for its end) before attach()')
+    if (this.#link?.open === true) {
+      throw new VolleyError('ERR_INVALID_STATE', 'The MashController is on a connection still open: close it (or wait for its end) before attach()')
     }
     this.#nextId = 1
     this.#link = new MashLink(transport, this.#scheduler, this.#linkSettings, {
@@ -247,6 +273,9 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     options: MashRequestOptions = {},
   ): Promise<MashValue | undefined> {
     const response = await this.#request(MashOperation.invoke, endpointId, featureId, invokePayload(commandId, params), options, 'invoke')
+    // A response to messages 1 to 3 carries an empty map where there is no result (the wire's filler, so that
+    // it is not read as a control message): no result either way.
+    if (response.messageId <= 3 && response.payload instanceof Map && response.payload.size === 0) return undefined
     return response.payload
   }
 
@@ -254,65 +283,99 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   async subscribe(endpointId: number, featureId: number, options: MashSubscribeOptions = {}): Promise<MashSubscription> {
     checkOptions('subscribe() options', options, subscribeOptionNames)
     const subscription = new MashSubscription(endpointId, featureId, options)
-    await this.#subscribe(subscription, options)
+    try {
+      await this.#subscribe(subscription, options)
+    } catch (error) {
+      subscription.moveTo('ended')
+      throw error
+    }
     return subscription
   }
 
-  /** Ends a subscription at the device (a stale one just ends here). */
+  /**
+   * Ends a subscription: at once here (its notifications are no longer taken), and at the device, which the
+   * promise waits for. A stale subscription just ends.
+   */
   async unsubscribe(subscription: MashSubscription, options: MashRequestOptions = {}): Promise<void> {
     if (!(subscription instanceof MashSubscription)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "subscription" argument must be a MashSubscription. Received ${describe(subscription)}`)
     }
-    if (subscription.state === 'ended') return
-    if (subscription.state === 'stale') {
-      this.#stale.delete(subscription)
-      subscription.setState('ended')
-      return
+    switch (subscription.state) {
+      case 'ended':
+      case 'ending':
+        return
+      case 'stale':
+      case 'subscribing':
+        // Not (or not yet) at the device: a resubscribe in flight finds it ended and unsubscribes it there.
+        this.#stale.delete(subscription)
+        subscription.moveTo('ended')
+        return
+      case 'active':
+        break
     }
     const id = subscription.id
-    // Unsubscribe is a Subscribe to endpoint 0, feature 0 (§A.2).
-    await this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(id), options, 'unsubscribe')
+    subscription.moveTo('ending')
     this.#subscriptions.delete(id)
-    subscription.setState('ended')
+    try {
+      // Unsubscribe is a Subscribe to endpoint 0, feature 0 (§A.2).
+      await this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(id), options, 'unsubscribe')
+    } finally {
+      subscription.moveTo('ended')
+    }
   }
 
   /**
    * Makes the stale subscriptions again on the current connection (seed 003 §6.3: they do not come back by
-   * themselves); each gets a new id and a new priming.
+   * themselves); each gets a new id and a new priming. One resubscribe per subscription at a time: those
+   * already being made again are left to the call making them.
    */
   async resubscribe(options: MashRequestOptions = {}): Promise<{ resubscribed: MashSubscription[]; failed: { subscription: MashSubscription; error: Error }[] }> {
     const stale = [...this.#stale]
+    for (const subscription of stale) {
+      this.#stale.delete(subscription)
+      subscription.moveTo('subscribing')
+    }
     const results = await Promise.allSettled(stale.map((subscription) => this.#subscribe(subscription, options)))
     const resubscribed: MashSubscription[] = []
     const failed: { subscription: MashSubscription; error: Error }[] = []
     results.forEach((result, index) => {
       const subscription = stale[index]!
-      if (result.status === 'fulfilled') resubscribed.push(subscription)
-      else failed.push({ subscription, error: result.reason as Error })
+      if (result.status === 'fulfilled') {
+        resubscribed.push(subscription)
+        return
+      }
+      failed.push({ subscription, error: result.reason as Error })
+      // Refused or cut off: stale again, to be tried later (unless unsubscribe() ended it meanwhile).
+      if (subscription.state === 'subscribing') {
+        subscription.moveTo('stale')
+        this.#stale.add(subscription)
+      }
     })
     return { resubscribed, failed }
   }
 
   /**
    * Closes the connection with a MASH close (type 3), the peer echoing it; pending requests fail (a write or
-   * an invoke with ERR_OUTCOME_UNKNOWN) and later ones reject with ERR_CONNECTION_CLOSED. Resolves when the
+   * an invoke with ERR_OUTCOME_UNKNOWN) and later ones reject with ERR_CONNECTION_CLOSED; subscriptions end.
+   * With the `connection` option, the manager is closed too (it reconnects no more). Resolves when the
    * transport has ended.
    */
   close(): Promise<void> {
+    if (this.#closed) return Promise.resolve()
     this.#closed = true
     const link = this.#link
+    const ended = link === null || link.state === 'closed' ? Promise.resolve() : new Promise<void>((resolve) => link.transport.once('close', () => resolve()))
+    link?.close()
+    for (const subscription of [...this.#stale, ...this.#subscriptions.values()]) subscription.moveTo('ended')
+    this.#stale.clear()
+    this.#subscriptions.clear()
     if (this.#connection !== undefined) {
-      // The close goes out, then the manager ends the connection and stops reconnecting: waiting for the echo
-      // would let it see the end as a loss and start a reconnect.
-      link?.close()
+      // The close went out; the manager ends the connection now: were it to wait for the echo, it would
+      // take the end for a loss and start a reconnect.
+      this.#connection.off('connected', this.#onConnected)
       this.#connection.close()
-      return Promise.resolve()
     }
-    if (link === null || link.state === 'closed') return Promise.resolve()
-    return new Promise((resolve) => {
-      link.transport.once('close', () => resolve())
-      link.close()
-    })
+    return ended
   }
 
   async #subscribe(subscription: MashSubscription, options: MashRequestOptions): Promise<void> {
@@ -321,20 +384,42 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       minIntervalMs: subscription.minIntervalMs,
       maxIntervalMs: subscription.maxIntervalMs,
     })
-    const response = await this.#request(MashOperation.subscribe, subscription.endpointId, subscription.featureId, payload, options, 'subscribe')
-    const parsed = parseSubscribeResponsePayload(response.payload)
-    if (!parsed.ok) throw new MashStatusError(parsed.status, parsed.detail, 'subscribe (its response was malformed)')
-    const { subscriptionId, currentValues } = parsed.value
-    this.#stale.delete(subscription)
-    subscription.setState('active')
-    subscription.id = subscriptionId
-    this.#subscriptions.set(subscriptionId, subscription)
-    subscription.values.clear()
-    for (const [attribute, value] of currentValues) subscription.values.set(attribute, value)
-    this.#notify(subscription, currentValues, true)
+    let malformed: MashStatusError | undefined
+    await this.#request(MashOperation.subscribe, subscription.endpointId, subscription.featureId, payload, options, 'subscribe', (response) => {
+      if (response.status !== MashStatus.SUCCESS) return
+      const parsed = parseSubscribeResponsePayload(response.payload)
+      if (!parsed.ok) {
+        malformed = new MashStatusError(parsed.status, parsed.detail, 'subscribe (its response was malformed)')
+        return
+      }
+      const { subscriptionId, currentValues } = parsed.value
+      if (subscription.state !== 'subscribing') {
+        // Unsubscribed while its subscribe was in flight: end it at the device too.
+        void this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(subscriptionId), {}, 'unsubscribe').catch(() => {})
+        return
+      }
+      // Registered as the response is dispatched: a notification in the same batch finds it.
+      subscription.moveTo('active', subscriptionId)
+      this.#subscriptions.set(subscriptionId, subscription)
+      subscription.values.clear()
+      for (const [attribute, value] of currentValues) subscription.values.set(attribute, value)
+      this.#notify(subscription, currentValues, true)
+    })
+    if (malformed !== undefined) throw malformed
+    if (subscription.state === 'ended') {
+      throw new VolleyError('ERR_CONNECTION_CLOSED', 'The subscription was ended (unsubscribe() or close()) before the device took it')
+    }
   }
 
-  #request(operation: number, endpointId: number, featureId: number, payload: MashValue | undefined, options: MashRequestOptions, what: string): Promise<MashResponse> {
+  #request(
+    operation: number,
+    endpointId: number,
+    featureId: number,
+    payload: MashValue | undefined,
+    options: MashRequestOptions,
+    what: string,
+    accept?: (response: MashResponse) => void,
+  ): Promise<MashResponse> {
     checkOptions(`${what}() options`, options, what === 'subscribe' ? subscribeOptionNames : requestOptionNames)
     const { signal } = options
     checkSignal(signal)
@@ -356,10 +441,15 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       const timer = new Timer(() =>
         this.#fail(id, new VolleyError('ERR_REQUEST_TIMED_OUT', `The device did not answer the ${what} (message ${id}) within ${timeoutMs} ms`)),
       )
-      this.#pending.set(id, { id, operation, what, resolve, reject, timer, signal, onAbort })
+      this.#pending.set(id, { id, operation, what, resolve, reject, timer, signal, onAbort, accept })
       this.#scheduler.arm(timer, this.#scheduler.now() + timeoutMs)
       if (onAbort !== undefined) signal!.addEventListener('abort', onAbort, { once: true })
-      link.sendEncoded(bytes)
+      try {
+        link.sendEncoded(bytes)
+      } catch (error) {
+        // The connection below refused it (a Volley peer whose messages are smaller than MASH's): nothing waits.
+        this.#fail(id, error as Error)
+      }
     }).then((response) => {
       if (response.status !== MashStatus.SUCCESS) throw new MashStatusError(response.status, errorText(response.payload), what)
       return response
@@ -373,6 +463,11 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       // After a wrap, an id still pending (a request 4 billion requests old) is skipped, not reused.
       if (!this.#pending.has(id)) return id
     }
+  }
+
+  /** @internal For tests of the wrap: the id the next request takes. */
+  set nextMessageId(id: number) {
+    this.#nextId = id
   }
 
   #settle(id: number): PendingRequest | undefined {
@@ -391,13 +486,16 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   #onResponse(response: MashResponse): boolean {
     const pending = this.#settle(response.messageId)
     if (pending === undefined) return false
+    pending.accept?.(response)
     pending.resolve(response)
     return true
   }
 
   #onNotification(notification: MashNotification): boolean {
     const subscription = this.#subscriptions.get(notification.subscriptionId)
-    if (subscription === undefined || subscription.endpointId !== notification.endpointId || subscription.featureId !== notification.featureId) return false
+    if (subscription === undefined || subscription.state !== 'active' || subscription.endpointId !== notification.endpointId || subscription.featureId !== notification.featureId) {
+      return false
+    }
     for (const [attribute, value] of notification.changes) subscription.values.set(attribute, value)
     this.#notify(subscription, notification.changes, false)
     return true
@@ -410,6 +508,16 @@ export class MashController extends EventEmitter<MashControllerEvents> {
 
   #onEnded(error: Error | undefined): void {
     const cause = error
+    // Subscriptions first: a pending request's rejection handler that looks at them sees them stale.
+    for (const subscription of this.#subscriptions.values()) {
+      if (subscription.state === 'ending') {
+        subscription.moveTo('ended')
+        continue
+      }
+      subscription.moveTo('stale')
+      this.#stale.add(subscription)
+    }
+    this.#subscriptions.clear()
     for (const pending of [...this.#pending.values()]) {
       // A read or a subscribe can simply be asked again; a write or an invoke may or may not have been done.
       const unknown = pending.operation === MashOperation.write || pending.operation === MashOperation.invoke
@@ -420,13 +528,13 @@ export class MashController extends EventEmitter<MashControllerEvents> {
           : new VolleyError('ERR_CONNECTION_CLOSED', `The connection ended before the device answered the ${pending.what} (message ${pending.id})`, { cause }),
       )
     }
-    for (const subscription of this.#subscriptions.values()) {
-      subscription.setState('stale')
-      this.#stale.add(subscription)
-    }
-    this.#subscriptions.clear()
     this.emit('disconnect', error)
   }
+}
+
+function isTransportLike(value: unknown): value is SessionTransport {
+  const candidate = value as Partial<SessionTransport> | null
+  return typeof value === 'object' && candidate !== null && typeof candidate.send === 'function' && typeof candidate.on === 'function'
 }
 
 /** The message id after `id`: u32, wrapping 0xFFFFFFFF → 1 (0 is the notifications'). */

@@ -4,12 +4,12 @@
 // suppressed, a heartbeat at maxInterval. Each connection is a MashDeviceSession; its subscriptions end with it.
 import { EventEmitter } from 'node:events'
 import { encode } from 'cborg'
-import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
+import { VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../errors.ts'
 import { booleanOption, checkOptions, integerOption } from '../../options.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'
 import { MashStatusError } from './errors.ts'
-import { MashLink, type MashLinkSettings, type MashLinkStats } from './link.ts'
+import { MashLink, isTooLarge, type MashLinkSettings, type MashLinkStats } from './link.ts'
 import { linkSettings, type MashLinkOptions } from './settings.ts'
 import {
   MashOperation,
@@ -19,6 +19,7 @@ import {
   parseSubscribePayload,
   parseUnsubscribePayload,
   parseWritePayload,
+  sendableProblem,
   subscribeResponsePayload,
   type MashRequest,
   type MashValue,
@@ -99,6 +100,10 @@ export interface MashDeviceOptions extends MashLinkOptions {
   bounceBackSuppression?: boolean | undefined
   /** Swaps a minInterval above maxInterval instead of refusing it (default false). */
   autoCorrectIntervals?: boolean | undefined
+  /** The shortest maxInterval (heartbeat period) a subscription may ask for, ms (default 1,000; CONSTRAINT_ERROR below). */
+  minHeartbeatIntervalMs?: number | undefined
+  /** Requests of one connection whose onRead, onWrite or command handler is still running (default 64; BUSY past it). */
+  maxPendingHandlers?: number | undefined
 }
 
 /** The subscription defaults of §A.4, taken when a subscribe leaves an interval out. */
@@ -114,6 +119,10 @@ export interface MashDeviceStats {
   bounceBacksSuppressed: number
   /** Changes replaced by a newer one inside a coalescing window. */
   changesCoalesced: number
+  /** Notifications a connection below refused for their size even alone (a Volley channel with small messages). */
+  unsendableNotifications: number
+  /** Requests answered BUSY because their connection had maxPendingHandlers handlers running. */
+  handlersRefused: number
 }
 
 export interface MashDeviceEvents {
@@ -152,12 +161,16 @@ const deviceOptionNames: ReadonlySet<string> = new Set([
   'heartbeat',
   'bounceBackSuppression',
   'autoCorrectIntervals',
+  'minHeartbeatIntervalMs',
+  'maxPendingHandlers',
   'keepAlive',
   'closeTimeoutMs',
   'scheduler',
 ])
 
 interface DeviceSettings {
+  minHeartbeatIntervalMs: number
+  maxPendingHandlers: number
   maxSubscriptions: number
   maxAttributesPerSubscription: number
   fullHeartbeat: boolean
@@ -178,7 +191,7 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
   readonly #sessions = new Set<MashDeviceSession>()
   #nextSubscriptionId = 1
   /** @internal Counters the sessions and subscriptions add to. */
-  readonly counters: MashDeviceStats = { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0 }
+  readonly counters: MashDeviceStats = { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0, unsendableNotifications: 0, handlersRefused: 0 }
 
   constructor(options: MashDeviceOptions) {
     super()
@@ -191,6 +204,8 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "heartbeat" option must be 'full' or 'empty'. Received ${describe(heartbeat)}`)
     }
     this.#settings = {
+      minHeartbeatIntervalMs: integerOption('minHeartbeatIntervalMs', options.minHeartbeatIntervalMs, 1_000, 1, 2 ** 31 - 1),
+      maxPendingHandlers: integerOption('maxPendingHandlers', options.maxPendingHandlers, 64, 1, 1_000_000),
       maxSubscriptions: integerOption('maxSubscriptions', options.maxSubscriptions, 50, 1, 1_000_000),
       maxAttributesPerSubscription: integerOption('maxAttributesPerSubscription', options.maxAttributesPerSubscription, 100, 1, 65_536),
       fullHeartbeat: heartbeat === 'full',
@@ -262,7 +277,8 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
     const attribute = this.#attribute(endpointId, featureId, attributeId)
     const problem = valueProblem(attribute, value)
     if (problem !== undefined) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Attribute ${attributeId} of endpoint ${endpointId} feature ${featureId} ${problem}. Received ${describe(value)}`)
+      const message = `Attribute ${attributeId} of endpoint ${endpointId} feature ${featureId} ${problem.text}. Received ${describe(value)}`
+      throw problem.range ? new VolleyRangeError('ERR_OUT_OF_RANGE', message) : new VolleyTypeError('ERR_INVALID_ARG_VALUE', message)
     }
     this.#store(feature, attribute, value)
   }
@@ -378,15 +394,21 @@ function attributeState(where: string, definition: MashAttributeDefinition): Att
   }
   const value = definition.value ?? null
   const problem = valueProblem(state, value)
-  if (problem !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.value: the attribute ${problem}. Received ${describe(value)}`)
+  if (problem !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where}.value: the attribute ${problem.text}. Received ${describe(value)}`)
   state.value = value
   return state
 }
 
 const attributeTypes: ReadonlySet<string> = new Set(['bool', 'uint', 'int', 'float', 'string', 'bytes', 'array', 'map', 'any'])
 
-/** Why a value does not fit an attribute ("takes …"), or undefined when it does. */
-function valueProblem(attribute: AttributeState, value: MashValue): string | undefined {
+/** Why a value does not fit an attribute: its type (range false) or its bounds (range true). */
+interface AttributeProblem {
+  readonly range: boolean
+  readonly text: string
+}
+
+/** Why a value does not fit an attribute, or undefined when it does. */
+function valueProblem(attribute: AttributeState, value: MashValue): AttributeProblem | undefined {
   if (value === null) return undefined
   let fits: boolean
   switch (attribute.type) {
@@ -418,9 +440,15 @@ function valueProblem(attribute: AttributeState, value: MashValue): string | und
       fits = value !== undefined
       break
   }
-  if (!fits) return `takes values of type ${attribute.type}`
-  if (typeof value === 'number' && (value < attribute.min || value > attribute.max)) return `takes values from ${attribute.min} to ${attribute.max}`
-  if (typeof value === 'bigint' && (value < attribute.min || value > attribute.max)) return `takes values from ${attribute.min} to ${attribute.max}`
+  if (!fits) return { range: false, text: `takes values of type ${attribute.type}` }
+  if ((typeof value === 'number' || typeof value === 'bigint') && (value < attribute.min || value > attribute.max)) {
+    return { range: true, text: `takes values from ${attribute.min} to ${attribute.max}` }
+  }
+  // A value the device could not send back (in a read, a notification) is no value it may hold. (A finite
+  // number or a boolean, the usual measurement, always goes: set() on the hot path skips the walk.)
+  if (typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) return undefined
+  const unsendable = sendableProblem(value)
+  if (unsendable !== undefined) return { range: true, text: `cannot hold it: ${unsendable}` }
   return undefined
 }
 
@@ -498,7 +526,9 @@ class DeviceSubscription {
   flush(now: number): void {
     const session = this.session
     if (!session.writable) {
-      // Back-pressure: the changes wait (and go on coalescing) until the connection drains.
+      // Back-pressure: the changes wait (and go on coalescing) until the connection drains, due then at once
+      // (with minInterval 0 no window was open to say so).
+      if (this.windowClosesAt === Infinity) this.windowClosesAt = now
       session.blocked.add(this)
       return
     }
@@ -560,6 +590,8 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
   /** @internal Subscriptions whose notification waits for the connection to drain. */
   readonly blocked = new Set<DeviceSubscription>()
   #ended = false
+  /** Requests whose application handler has not finished. */
+  #handlersRunning = 0
 
   /** @internal */
   constructor(device: MashDevice, transport: SessionTransport, settings: MashLinkSettings) {
@@ -594,9 +626,25 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     this.#link.close()
   }
 
-  /** @internal */
+  /**
+   * @internal Sends a notification; changes too many for one message go in several (each value fits one: the
+   * device holds no value it could not send).
+   */
   notify(subscription: DeviceSubscription, changes: ReadonlyMap<number, MashValue>): void {
-    this.#link.send({ kind: 'notification', subscriptionId: subscription.id, endpointId: subscription.feature.endpointId, featureId: subscription.feature.featureId, changes })
+    const { endpointId, featureId } = subscription.feature
+    try {
+      this.#link.send({ kind: 'notification', subscriptionId: subscription.id, endpointId, featureId, changes })
+    } catch (error) {
+      if (isTooLarge(error) && changes.size > 1) {
+        const entries = [...changes]
+        const half = entries.length >> 1
+        this.notify(subscription, new Map(entries.slice(0, half)))
+        this.notify(subscription, new Map(entries.slice(half)))
+        return
+      }
+      this.device.counters.unsendableNotifications++
+      this.#handlerError(error, { session: this, endpointId, featureId })
+    }
   }
 
   #onDrain(): void {
@@ -618,9 +666,15 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     this.emit('close', error)
   }
 
-  #respond(messageId: number, status: number, payload?: MashValue, text?: string): void {
-    if (this.#ended) return
-    this.#link.respond(messageId, status, payload, text)
+  /** Refuses a request with a status and a text. */
+  #refuse(messageId: number, status: number, text: string): void {
+    this.#respond(messageId, status, undefined, text)
+  }
+
+  /** Answers a request (nothing once the connection ended); false when the answer had to be replaced by an error. */
+  #respond(messageId: number, status: number, payload?: MashValue, text?: string): boolean {
+    if (this.#ended) return false
+    return this.#link.respond(messageId, status, payload, text)
   }
 
   #onRequest(request: MashRequest): void {
@@ -631,13 +685,13 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
         else this.#subscribe(request)
         return
       case MashOperation.read:
-        void this.#read(request)
+        this.#read(request).catch(surfaceLater)
         return
       case MashOperation.write:
-        void this.#write(request)
+        this.#write(request).catch(surfaceLater)
         return
       case MashOperation.invoke:
-        void this.#invoke(request)
+        this.#invoke(request).catch(surfaceLater)
         return
       default:
         this.#respond(messageId, MashStatus.UNSUPPORTED, undefined, `operation ${request.operation} is not one of read (1), write (2), subscribe (3), invoke (4)`)
@@ -653,30 +707,52 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     return undefined
   }
 
+  /**
+   * Runs an application handler for a request, at most maxPendingHandlers at a time per connection (a
+   * controller that pipelines requests to a slow handler gets BUSY, not an unbounded queue of promises).
+   * undefined: the request was answered BUSY.
+   */
+  async #runHandler<T>(messageId: number, context: MashRequestContext, handler: () => T | Promise<T>): Promise<{ value: T } | { error: unknown } | undefined> {
+    if (this.#handlersRunning >= this.device.settings.maxPendingHandlers) {
+      this.device.counters.handlersRefused++
+      this.#respond(messageId, MashStatus.BUSY, undefined, `${this.device.settings.maxPendingHandlers} requests of this connection are being handled already`)
+      return undefined
+    }
+    this.#handlersRunning++
+    try {
+      return { value: await handler() }
+    } catch (error) {
+      return { error }
+    } finally {
+      this.#handlersRunning--
+    }
+  }
+
   async #read(request: MashRequest): Promise<void> {
     const feature = this.#featureOf(request)
     if (feature === undefined) return
     const parsed = parseReadPayload(request.payload)
-    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    if (!parsed.ok) return this.#refuse(request.messageId, parsed.status, parsed.detail)
     const values = new Map<number, MashValue>()
     if (parsed.value.length === 0) {
       for (const attribute of feature.attributes.values()) if (attribute.readable) values.set(attribute.id, attribute.value)
     } else {
       for (const attributeId of parsed.value) {
         const attribute = feature.attributes.get(attributeId)
-        if (attribute === undefined) return this.#respond(request.messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
-        if (!attribute.readable) return this.#respond(request.messageId, MashStatus.WRITE_ONLY, undefined, `attribute ${attributeId} is write-only`)
+        if (attribute === undefined) return this.#refuse(request.messageId, MashStatus.INVALID_ATTRIBUTE, `no attribute ${attributeId}`)
+        if (!attribute.readable) return this.#refuse(request.messageId, MashStatus.WRITE_ONLY, `attribute ${attributeId} is write-only`)
         values.set(attributeId, attribute.value)
       }
     }
     const onRead = this.device.onRead
     if (onRead !== undefined) {
       const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
-      try {
-        const replaced = await onRead(values, context)
-        if (replaced instanceof Map) return this.#respond(request.messageId, MashStatus.SUCCESS, replaced)
-      } catch (error) {
-        return this.#handlerFailed(request.messageId, error, context)
+      const outcome = await this.#runHandler(request.messageId, context, () => onRead(values, context))
+      if (outcome === undefined) return
+      if ('error' in outcome) return this.#handlerFailed(request.messageId, outcome.error, context)
+      if (outcome.value instanceof Map) {
+        this.#respond(request.messageId, MashStatus.SUCCESS, outcome.value)
+        return
       }
     }
     this.#respond(request.messageId, MashStatus.SUCCESS, values)
@@ -686,28 +762,25 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     const feature = this.#featureOf(request)
     if (feature === undefined) return
     const parsed = parseWritePayload(request.payload)
-    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    if (!parsed.ok) return this.#refuse(request.messageId, parsed.status, parsed.detail)
     // Every value is checked before any is stored: a write is all or nothing.
     for (const [attributeId, value] of parsed.value) {
       const attribute = feature.attributes.get(attributeId)
-      if (attribute === undefined) return this.#respond(request.messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
-      if (!attribute.writable) return this.#respond(request.messageId, MashStatus.READ_ONLY, undefined, `attribute ${attributeId} is read-only`)
+      if (attribute === undefined) return this.#refuse(request.messageId, MashStatus.INVALID_ATTRIBUTE, `no attribute ${attributeId}`)
+      if (!attribute.writable) return this.#refuse(request.messageId, MashStatus.READ_ONLY, `attribute ${attributeId} is read-only`)
       const problem = valueProblem(attribute, value)
       if (problem !== undefined) {
-        const outOfRange = problem.startsWith('takes values from')
-        return this.#respond(request.messageId, outOfRange ? MashStatus.CONSTRAINT_ERROR : MashStatus.INVALID_PARAMETER, undefined, `attribute ${attributeId} ${problem}`)
+        return this.#refuse(request.messageId, problem.range ? MashStatus.CONSTRAINT_ERROR : MashStatus.INVALID_PARAMETER, `attribute ${attributeId} ${problem.text}`)
       }
     }
     const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
     let values = parsed.value
     const onWrite = this.device.onWrite
     if (onWrite !== undefined) {
-      try {
-        const replaced = await onWrite(values, context)
-        if (replaced instanceof Map) values = replaced
-      } catch (error) {
-        return this.#handlerFailed(request.messageId, error, context)
-      }
+      const outcome = await this.#runHandler(request.messageId, context, () => onWrite(values, context))
+      if (outcome === undefined) return
+      if ('error' in outcome) return this.#handlerFailed(request.messageId, outcome.error, context)
+      if (outcome.value instanceof Map) values = outcome.value
     }
     const stored = new Map<number, MashValue>()
     for (const [attributeId, value] of values) {
@@ -718,31 +791,45 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
       stored.set(attributeId, value)
     }
     this.#respond(request.messageId, MashStatus.SUCCESS, stored)
-    this.device.emit('write', stored, context)
+    try {
+      this.device.emit('write', stored, context)
+    } catch (error) {
+      surfaceLater(error)
+    }
   }
 
   async #invoke(request: MashRequest): Promise<void> {
     const feature = this.#featureOf(request)
     if (feature === undefined) return
     const parsed = parseInvokePayload(request.payload)
-    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    if (!parsed.ok) return this.#refuse(request.messageId, parsed.status, parsed.detail)
     const handler = feature.commands.get(parsed.value.commandId)
-    if (handler === undefined) return this.#respond(request.messageId, MashStatus.INVALID_COMMAND, undefined, `no command ${parsed.value.commandId}`)
+    if (handler === undefined) return this.#refuse(request.messageId, MashStatus.INVALID_COMMAND, `no command ${parsed.value.commandId}`)
     const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
-    let result: MashValue | undefined
-    try {
-      result = await handler(parsed.value.params, context)
-    } catch (error) {
-      return this.#handlerFailed(request.messageId, error, context)
-    }
-    this.#respond(request.messageId, MashStatus.SUCCESS, result)
+    const outcome = await this.#runHandler(request.messageId, context, () => handler(parsed.value.params, context))
+    if (outcome === undefined) return
+    if ('error' in outcome) return this.#handlerFailed(request.messageId, outcome.error, context)
+    if (!this.#respond(request.messageId, MashStatus.SUCCESS, outcome.value)) this.#handlerError(new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Command ${parsed.value.commandId} returned a result MASH cannot carry`), context)
   }
 
   #handlerFailed(messageId: number, error: unknown, context: MashRequestContext): void {
-    if (error instanceof MashStatusError) return this.#respond(messageId, error.status, undefined, error.detail)
+    // A refusal's status goes on the wire as a u8 that is no success; anything else is the handler's fault.
+    if (error instanceof MashStatusError && Number.isInteger(error.status) && error.status >= 1 && error.status <= 255) {
+      this.#respond(messageId, error.status, undefined, error.detail)
+      return
+    }
     this.#respond(messageId, MashStatus.BUSY, undefined, 'the device failed to handle the request')
-    if (this.device.listenerCount('handlerError') > 0) this.device.emit('handlerError', error, context)
-    else process.emitWarning(error instanceof Error ? error : new Error(String(error)), { code: 'VOLLEY_MASH_HANDLER' })
+    this.#handlerError(error, context)
+  }
+
+  /** An application's handler failed: its 'handlerError' listeners hear it, or else a process warning. */
+  #handlerError(error: unknown, context: MashRequestContext): void {
+    try {
+      if (this.device.listenerCount('handlerError') > 0) this.device.emit('handlerError', error, context)
+      else process.emitWarning(error instanceof Error ? error : new Error(String(error)), { code: 'VOLLEY_MASH_HANDLER' })
+    } catch (thrown) {
+      surfaceLater(thrown)
+    }
   }
 
   #subscribe(request: MashRequest): void {
@@ -750,28 +837,32 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     const feature = this.#featureOf(request)
     if (feature === undefined) return
     const parsed = parseSubscribePayload(request.payload)
-    if (!parsed.ok) return this.#respond(messageId, parsed.status, undefined, parsed.detail)
+    if (!parsed.ok) return this.#refuse(messageId, parsed.status, parsed.detail)
     const settings = this.device.settings
     const { attributeIds } = parsed.value
     let minIntervalMs = parsed.value.minIntervalMs ?? MASH_DEFAULT_MIN_INTERVAL_MS
     let maxIntervalMs = parsed.value.maxIntervalMs ?? MASH_DEFAULT_MAX_INTERVAL_MS
-    if (maxIntervalMs === 0) return this.#respond(messageId, MashStatus.CONSTRAINT_ERROR, undefined, 'maxInterval must be above 0')
+    if (maxIntervalMs === 0) return this.#refuse(messageId, MashStatus.CONSTRAINT_ERROR, 'maxInterval must be above 0')
     if (minIntervalMs > maxIntervalMs) {
       if (!settings.autoCorrectIntervals) {
-        return this.#respond(messageId, MashStatus.CONSTRAINT_ERROR, undefined, `minInterval ${minIntervalMs} ms is above maxInterval ${maxIntervalMs} ms`)
+        return this.#refuse(messageId, MashStatus.CONSTRAINT_ERROR, `minInterval ${minIntervalMs} ms is above maxInterval ${maxIntervalMs} ms`)
       }
       ;[minIntervalMs, maxIntervalMs] = [maxIntervalMs, minIntervalMs]
     }
+    if (maxIntervalMs < settings.minHeartbeatIntervalMs) {
+      // A heartbeat every millisecond would be a flood that one request buys: the device sets a floor.
+      return this.#refuse(messageId, MashStatus.CONSTRAINT_ERROR, `maxInterval must be at least ${settings.minHeartbeatIntervalMs} ms`)
+    }
     if (this.#subscriptions.size >= settings.maxSubscriptions) {
-      return this.#respond(messageId, MashStatus.RESOURCE_EXHAUSTED, undefined, `at most ${settings.maxSubscriptions} subscriptions per connection`)
+      return this.#refuse(messageId, MashStatus.RESOURCE_EXHAUSTED, `at most ${settings.maxSubscriptions} subscriptions per connection`)
     }
     if (attributeIds.length > settings.maxAttributesPerSubscription) {
-      return this.#respond(messageId, MashStatus.RESOURCE_EXHAUSTED, undefined, `at most ${settings.maxAttributesPerSubscription} attributes per subscription`)
+      return this.#refuse(messageId, MashStatus.RESOURCE_EXHAUSTED, `at most ${settings.maxAttributesPerSubscription} attributes per subscription`)
     }
     for (const attributeId of attributeIds) {
       const attribute = feature.attributes.get(attributeId)
-      if (attribute === undefined) return this.#respond(messageId, MashStatus.INVALID_ATTRIBUTE, undefined, `no attribute ${attributeId}`)
-      if (!attribute.readable) return this.#respond(messageId, MashStatus.WRITE_ONLY, undefined, `attribute ${attributeId} is write-only`)
+      if (attribute === undefined) return this.#refuse(messageId, MashStatus.INVALID_ATTRIBUTE, `no attribute ${attributeId}`)
+      if (!attribute.readable) return this.#refuse(messageId, MashStatus.WRITE_ONLY, `attribute ${attributeId} is write-only`)
     }
     const now = this.device.scheduler.now()
     const id = this.device.takeSubscriptionId((candidate) => this.#subscriptions.has(candidate))
@@ -780,18 +871,19 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     for (const attribute of feature.attributes.values()) {
       if (subscription.follows(attribute.id)) subscription.lastValues.set(attribute.id, attribute.value)
     }
+    // Made only once its response went: a priming past the limits of a message is RESOURCE_EXHAUSTED instead.
+    if (!this.#respond(messageId, MashStatus.SUCCESS, subscribeResponsePayload(id, subscription.lastValues))) return
     this.#subscriptions.set(id, subscription)
     feature.subscriptions.add(subscription)
     this.device.counters.subscriptions++
-    this.#respond(messageId, MashStatus.SUCCESS, subscribeResponsePayload(id, subscription.lastValues))
     subscription.arm()
   }
 
   #unsubscribe(request: MashRequest): void {
     const parsed = parseUnsubscribePayload(request.payload)
-    if (!parsed.ok) return this.#respond(request.messageId, parsed.status, undefined, parsed.detail)
+    if (!parsed.ok) return this.#refuse(request.messageId, parsed.status, parsed.detail)
     const subscription = this.#subscriptions.get(parsed.value)
-    if (subscription === undefined) return this.#respond(request.messageId, MashStatus.INVALID_PARAMETER, undefined, 'subscription not found')
+    if (subscription === undefined) return this.#refuse(request.messageId, MashStatus.INVALID_PARAMETER, 'subscription not found')
     subscription.end()
     this.#subscriptions.delete(parsed.value)
     this.device.counters.subscriptions--

@@ -2,6 +2,7 @@
 // the third miss in a row ends the connection. The pong deadline is timed exactly (the seed's state
 // machine, 95 s worst case), where the reference only looks at each tick (up to 120 s).
 import { Timer, type Scheduler } from '../timers.ts'
+import { VolleyRangeError } from '../../errors.ts'
 import { integerOption } from '../../options.ts'
 
 export interface KeepAliveOptions {
@@ -19,12 +20,16 @@ export interface KeepAliveSettings {
   maxMissedPongs: number
 }
 
-export const keepAliveDefaults: KeepAliveSettings = { intervalMs: 30_000, pongTimeoutMs: 5_000, maxMissedPongs: 3 }
+export const keepAliveDefaults: Readonly<KeepAliveSettings> = Object.freeze({ intervalMs: 30_000, pongTimeoutMs: 5_000, maxMissedPongs: 3 })
 
 export function keepAliveSettings(options: KeepAliveOptions | undefined, name = 'keepAlive'): KeepAliveSettings {
   const intervalMs = integerOption(`${name}.intervalMs`, options?.intervalMs, keepAliveDefaults.intervalMs, 0, 2 ** 31 - 1)
   const pongTimeoutMs = integerOption(`${name}.pongTimeoutMs`, options?.pongTimeoutMs, keepAliveDefaults.pongTimeoutMs, 1, 2 ** 31 - 1)
   const maxMissedPongs = integerOption(`${name}.maxMissedPongs`, options?.maxMissedPongs, keepAliveDefaults.maxMissedPongs, 1, 1000)
+  // Each ping starts a new wait for its pong: a wait as long as the interval would never see a miss.
+  if (intervalMs > 0 && pongTimeoutMs >= intervalMs) {
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}.pongTimeoutMs" option must be below "${name}.intervalMs" (${intervalMs} ms). Received ${pongTimeoutMs}`)
+  }
   return { intervalMs, pongTimeoutMs, maxMissedPongs }
 }
 

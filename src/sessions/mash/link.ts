@@ -24,6 +24,11 @@ export interface MashLinkStats {
   messagesReceived: number
   /** Requests answered with a status other than SUCCESS (the device's side). */
   errorResponses: number
+  /**
+   * Answers that could not be sent as made (past MASH's limits, or a value the device holds that CBOR cannot
+   * carry): a short RESOURCE_EXHAUSTED or BUSY went instead.
+   */
+  unsendableAnswers: number
   dropped: {
     /** Not CBOR, not a map, a non-integer or non-finite key or value, a field of the wrong type or range. */
     malformed: number
@@ -52,6 +57,14 @@ export interface MashLinkRole {
   ended(error: Error | undefined): void
   /** The transport takes messages again. */
   drain?(): void
+  /** An answer could not be sent as made (see respond()). */
+  unsendable?(error: unknown): void
+}
+
+/** Whether an encode or a send failed for the size of what was sent (a value past MASH's limits, a message too large). */
+export function isTooLarge(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return code === 'ERR_MESSAGE_TOO_LARGE' || code === 'ERR_OUT_OF_RANGE'
 }
 
 export type MashLinkState = 'open' | 'closing' | 'closed'
@@ -75,6 +88,7 @@ export class MashLink {
     messagesSent: 0,
     messagesReceived: 0,
     errorResponses: 0,
+    unsendableAnswers: 0,
     dropped: { malformed: 0, unexpectedResponses: 0, unexpectedKinds: 0, unknownSubscriptions: 0, strayPongs: 0 },
     pingsSent: 0,
     missedPongs: 0,
@@ -133,9 +147,34 @@ export class MashLink {
     return this.transport.send(bytes)
   }
 
-  respond(messageId: number, status: number, payload?: MashResponse['payload'], text?: string): void {
+  /**
+   * Answers a request. An answer that cannot be sent as made (past MASH's limits, a value CBOR cannot carry, a
+   * connection below with smaller messages) is replaced by a short RESOURCE_EXHAUSTED (too large) or BUSY, and
+   * reported to the role: false then.
+   */
+  respond(messageId: number, status: number, payload?: MashResponse['payload'], text?: string): boolean {
+    try {
+      this.#respond(messageId, status, payload, text)
+      return true
+    } catch (error) {
+      if (this.#state === 'closed') return false
+      this.stats.unsendableAnswers++
+      const tooLarge = isTooLarge(error)
+      this.#respond(
+        messageId,
+        tooLarge ? MashStatus.RESOURCE_EXHAUSTED : MashStatus.BUSY,
+        undefined,
+        tooLarge ? 'the answer would be past the limits of a MASH message' : 'the device could not encode its answer',
+      )
+      this.#role.unsendable?.(error)
+      return false
+    }
+  }
+
+  #respond(messageId: number, status: number, payload: MashResponse['payload'] | undefined, text: string | undefined): void {
     if (status !== MashStatus.SUCCESS) this.stats.errorResponses++
-    const body = payload ?? (text !== undefined ? errorPayload(text) : undefined)
+    // null is a value (a command's result): only undefined is no payload.
+    const body = payload !== undefined ? payload : text !== undefined ? errorPayload(text) : undefined
     this.send(body === undefined ? { kind: 'response', messageId, status } : { kind: 'response', messageId, status, payload: body })
   }
 

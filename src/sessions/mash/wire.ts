@@ -4,7 +4,7 @@
 // for rule, quirks included, so that both ends agree on every message. The payload helpers build and read
 // the payloads of the four operations with the statuses a device answers with.
 import { isUtf8 } from 'node:buffer'
-import { Token, Tokenizer, Type, decode, encode, encodeInto, tokensToObject, type DecodeOptions, type EncodeOptions, type TagDecoder } from 'cborg'
+import { Tokenizer, Type, encode, tokensToObject, type DecodeOptions, type EncodeOptions, type TagDecoder, type Token } from 'cborg'
 import type { DecodeTokenizer, MapSorter } from 'cborg/interface'
 import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
 
@@ -127,28 +127,60 @@ const maxCborInteger = 2n ** 64n - 1n
 // Encoding
 // ---------------------------------------------------------------------------------------------------------
 
-// Map keys in RFC 7049 canonical order (fxamacker's SortCanonical): shorter encodings first, then bytewise.
-// cborg's own default orders by major type first, which differs once a map mixes negative and positive
-// integers, or integers and text (-1 then 24; 'a' then 256). Key bytes come from encodeInto() on a scratch
-// buffer: a sorter runs in the middle of an encode(), whose shared writer a nested encode() would reset.
-const keyScratch = new Uint8Array(MASH_SENDER_LIMITS.stringBytes + 16)
-const keyBytesOf = new WeakMap<Token, Uint8Array>()
+// Map keys go in RFC 7049 canonical order (fxamacker's SortCanonical): shorter encodings first, then
+// bytewise. Among keys of one major type that is cborg's own order (integers numerically, negative ones
+// from -1 down, text by UTF-8 length then bytes), and cborg encodes a Map directly, without building a
+// token per value, only with its own sorter: a message whose every map has keys of one type goes that way.
+// cborg orders keys of different types by major type instead (24 before -1, 256 before 'a'), so a message
+// with such a map goes through cborg's tokens, sorted by canonicalKeyOrder.
+const majorUint = Type.uint.major
+const majorNegint = Type.negint.major
+const majorText = Type.string.major
 
-function keyBytes(key: Token | Token[]): Uint8Array {
+const textEncoder = new TextEncoder()
+
+function keyToken(key: Token | Token[]): Token {
   // Keys are integers or text (checkValue() saw to it): one token each.
-  const token = Array.isArray(key) ? key[0]! : key
-  let bytes = keyBytesOf.get(token)
-  if (bytes === undefined) {
-    const { written } = encodeInto(token.value, keyScratch)
-    bytes = keyScratch.slice(0, written)
-    keyBytesOf.set(token, bytes)
-  }
-  return bytes
+  return Array.isArray(key) ? key[0]! : key
 }
 
-const canonicalKeyOrder: MapSorter = (entry1, entry2) => {
-  const bytes1 = keyBytes(entry1[0]!)
-  const bytes2 = keyBytes(entry2[0]!)
+/** The UTF-8 of a text key, kept on its token, which is where cborg's encoder looks for it too. */
+function textBytes(token: Token): Uint8Array {
+  if (token.type.major !== majorText) throw new Error(`a MASH map key is an integer or text, not ${token.type.name}`)
+  return (token.encodedBytes ??= textEncoder.encode(token.value as string))
+}
+
+/** Bytes of a CBOR head whose argument is `argument`. */
+function headLength(argument: number | bigint): number {
+  return argument < 24 ? 1 : argument < 0x100 ? 2 : argument < 0x1_0000 ? 3 : argument < 0x1_0000_0000 ? 5 : 9
+}
+
+/** The argument of a negative integer's head: n for -1 - n. */
+function negintArgument(value: number | bigint): number | bigint {
+  return typeof value === 'bigint' ? -1n - value : -1 - value
+}
+
+function keyLength(token: Token): number {
+  switch (token.type.major) {
+    case majorUint:
+      return headLength(token.value as number | bigint)
+    case majorNegint:
+      return headLength(negintArgument(token.value as number | bigint))
+    default: {
+      const bytes = textBytes(token)
+      return headLength(bytes.length) + bytes.length
+    }
+  }
+}
+
+function compareIntegers(a: number | bigint, b: number | bigint): number {
+  return a < b ? -1 : a > b ? 1 : 0
+}
+
+/** Shorter first, then bytewise: two text keys of one length have heads of one size, and equal heads. */
+function compareText(token1: Token, token2: Token): number {
+  const bytes1 = textBytes(token1)
+  const bytes2 = textBytes(token2)
   if (bytes1.length !== bytes2.length) return bytes1.length - bytes2.length
   for (let at = 0; at < bytes1.length; at++) {
     if (bytes1[at] !== bytes2[at]) return bytes1[at]! - bytes2[at]!
@@ -156,109 +188,176 @@ const canonicalKeyOrder: MapSorter = (entry1, entry2) => {
   return 0
 }
 
-// Floats go out as float64, as the reference's Go float64 values do (message-framing.md §3.7: float64 only).
-const encodeOptions: EncodeOptions = { mapSorter: canonicalKeyOrder, float64: true }
+// Decided on the tokens, nothing encoded: of one type, integers in the order their encodings sort in (the
+// head grows with the number), negative ones from -1 down (-1 is 0x20, -24 0x37, -25 0x38 0x18), text by
+// length then bytes; of different types, the shorter encoding first, and of equal lengths the one whose
+// first byte is lower, which is the one of the lower major type.
+const canonicalKeyOrder: MapSorter = (entry1, entry2) => {
+  const key1 = keyToken(entry1[0]!)
+  const key2 = keyToken(entry2[0]!)
+  const major1 = key1.type.major
+  const major2 = key2.type.major
+  if (major1 === major2) {
+    if (major1 === majorUint) return compareIntegers(key1.value as number | bigint, key2.value as number | bigint)
+    if (major1 === majorNegint) return compareIntegers(key2.value as number | bigint, key1.value as number | bigint)
+    return compareText(key1, key2)
+  }
+  const length1 = keyLength(key1)
+  const length2 = keyLength(key2)
+  return length1 !== length2 ? length1 - length2 : major1 - major2
+}
 
-/** A value refused, with where it was (filled in as the check unwinds). */
+// Floats go out as float64, as the reference's Go float64 values do (message-framing.md §3.7: float64 only).
+// Without a mapSorter cborg uses its own, and its direct encoder.
+const directEncodeOptions: EncodeOptions = { float64: true }
+const canonicalEncodeOptions: EncodeOptions = { float64: true, mapSorter: canonicalKeyOrder }
+
+/** A value refused, with where it was (filled in as the check unwinds, only for a refusal). */
 class ValueProblem {
   readonly path: string[] = []
   constructor(
     readonly range: boolean,
     readonly text: string,
   ) {}
+
+  where(): string {
+    return this.path.reverse().join('')
+  }
 }
+
+/** What checkValue() found besides problems: whether some map mixes keys of different types. */
+let mixedKeyTypes = false
+
+const keyClassNone = -1
+const keyClassText = -2
 
 function overStringLimit(text: string): boolean {
   // At most 3 bytes of UTF-8 per UTF-16 unit: a short string cannot pass the limit, and is not measured.
   return text.length * 3 > MASH_SENDER_LIMITS.stringBytes && Buffer.byteLength(text, 'utf8') > MASH_SENDER_LIMITS.stringBytes
 }
 
-/** Throws a ValueProblem for a value MASH cannot carry or a sender must not send. */
-function checkValue(value: unknown, level: number): void {
+/**
+ * A value MASH cannot carry or a sender must not send; undefined when the value can go. Sets
+ * mixedKeyTypes when a map has keys of different major types. No allocation unless it refuses.
+ */
+function checkValue(value: unknown, level: number): ValueProblem | undefined {
   switch (typeof value) {
     case 'boolean':
-      return
+      return undefined
     case 'number':
-      if (!Number.isFinite(value)) throw new ValueProblem(false, `${value} is not a MASH value (NaN and ±Infinity are refused on the wire)`)
-      return
+      return Number.isFinite(value) ? undefined : new ValueProblem(false, `${value} is not a MASH value (NaN and ±Infinity are refused on the wire)`)
     case 'bigint':
-      if (value < minCborInteger || value > maxCborInteger) throw new ValueProblem(true, `${value} does not fit in a CBOR integer (-2^64 to 2^64 - 1)`)
-      return
+      return value < minCborInteger || value > maxCborInteger ? new ValueProblem(true, `${value} does not fit in a CBOR integer (-2^64 to 2^64 - 1)`) : undefined
     case 'string':
-      if (overStringLimit(value)) {
-        throw new ValueProblem(true, `a string of ${Buffer.byteLength(value, 'utf8')} UTF-8 bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
-      }
-      return
+      return overStringLimit(value)
+        ? new ValueProblem(true, `a string of ${Buffer.byteLength(value, 'utf8')} UTF-8 bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
+        : undefined
     case 'undefined':
-      throw new ValueProblem(false, 'undefined is not a MASH value (null is; an absent attribute is left out of its map)')
+      return new ValueProblem(false, 'undefined is not a MASH value (null is; an absent attribute is left out of its map)')
     case 'object':
       break
     default:
-      throw new ValueProblem(false, `${describe(value)} is not a MASH value`)
+      return new ValueProblem(false, `${describe(value)} is not a MASH value`)
   }
-  if (value === null) return
+  if (value === null) return undefined
   if (value instanceof Uint8Array) {
-    if (value.byteLength > MASH_SENDER_LIMITS.stringBytes) {
-      throw new ValueProblem(true, `a byte string of ${value.byteLength} bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
-    }
-    return
+    return value.byteLength > MASH_SENDER_LIMITS.stringBytes
+      ? new ValueProblem(true, `a byte string of ${value.byteLength} bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
+      : undefined
   }
-  const isArray = Array.isArray(value)
-  if (!isArray && !(value instanceof Map)) {
-    const hint = Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null ? ' (use a Map: a plain object would send its keys as text, "1" for 1)' : ''
-    throw new ValueProblem(false, `${describe(value)} is not a MASH value${hint}`)
-  }
-  if (level > MASH_MAX_NESTING_LEVELS) throw new ValueProblem(true, `arrays and maps nest deeper than ${MASH_MAX_NESTING_LEVELS} levels`)
-  if (isArray) {
+  if (Array.isArray(value)) {
+    if (level > MASH_MAX_NESTING_LEVELS) return new ValueProblem(true, `arrays and maps nest deeper than ${MASH_MAX_NESTING_LEVELS} levels`)
     const items = value as readonly unknown[]
     if (items.length > MASH_SENDER_LIMITS.arrayElements) {
-      throw new ValueProblem(true, `an array of ${items.length} elements is over the sender limit of ${MASH_SENDER_LIMITS.arrayElements}`)
+      return new ValueProblem(true, `an array of ${items.length} elements is over the sender limit of ${MASH_SENDER_LIMITS.arrayElements}`)
     }
     for (let index = 0; index < items.length; index++) {
-      try {
-        checkValue(items[index], level + 1)
-      } catch (problem) {
-        if (problem instanceof ValueProblem) problem.path.push(`[${index}]`)
-        throw problem
+      const problem = checkValue(items[index], level + 1)
+      if (problem !== undefined) {
+        problem.path.push(`[${index}]`)
+        return problem
       }
     }
-    return
+    return undefined
   }
+  if (!(value instanceof Map)) {
+    const hint = Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null ? ' (use a Map: a plain object would send its keys as text, "1" for 1)' : ''
+    return new ValueProblem(false, `${describe(value)} is not a MASH value${hint}`)
+  }
+  if (level > MASH_MAX_NESTING_LEVELS) return new ValueProblem(true, `arrays and maps nest deeper than ${MASH_MAX_NESTING_LEVELS} levels`)
   const map = value as ReadonlyMap<unknown, unknown>
-  if (map.size > MASH_SENDER_LIMITS.mapKeys) throw new ValueProblem(true, `a map of ${map.size} keys is over the sender limit of ${MASH_SENDER_LIMITS.mapKeys}`)
+  if (map.size > MASH_SENDER_LIMITS.mapKeys) return new ValueProblem(true, `a map of ${map.size} keys is over the sender limit of ${MASH_SENDER_LIMITS.mapKeys}`)
+  // The major type of the keys so far: 0 or 1 for integers (their CBOR major type), keyClassText for text.
+  let keyClass = keyClassNone
   for (const [key, item] of map) {
+    let itsClass: number
     if (typeof key === 'string') {
       if (overStringLimit(key)) {
-        throw new ValueProblem(true, `a map key of ${Buffer.byteLength(key, 'utf8')} UTF-8 bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
+        return new ValueProblem(true, `a map key of ${Buffer.byteLength(key, 'utf8')} UTF-8 bytes is over the sender limit of ${MASH_SENDER_LIMITS.stringBytes} bytes`)
       }
-    } else if (typeof key !== 'number' || !Number.isSafeInteger(key)) {
-      throw new ValueProblem(false, `a map key must be an integer (a safe one) or a string; ${describe(key)} is neither`)
+      itsClass = keyClassText
+    } else if (typeof key === 'number' && Number.isSafeInteger(key)) {
+      itsClass = key >= 0 ? majorUint : majorNegint
+    } else {
+      return new ValueProblem(false, `a map key must be an integer (a safe one) or a string; ${describe(key)} is neither`)
     }
-    try {
-      checkValue(item, level + 1)
-    } catch (problem) {
-      if (problem instanceof ValueProblem) problem.path.push(`.get(${typeof key === 'string' ? JSON.stringify(key) : key})`)
-      throw problem
+    if (itsClass !== keyClass) {
+      if (keyClass === keyClassNone) keyClass = itsClass
+      else mixedKeyTypes = true
+    }
+    const problem = checkValue(item, level + 1)
+    if (problem !== undefined) {
+      problem.path.push(`.get(${typeof key === 'string' ? JSON.stringify(key) : key})`)
+      return problem
     }
   }
+  return undefined
 }
 
 /** Checks a value about to be sent as `name` of a MASH `kind` (level: the nesting level it sits at). */
 function checkSentValue(value: unknown, kind: string, name: string, level: number): void {
-  try {
-    checkValue(value, level)
-  } catch (problem) {
-    if (!(problem instanceof ValueProblem)) throw problem
-    const where = `The "${name}"${problem.path.reverse().join('')} of a MASH ${kind}`
-    if (problem.range) throw new VolleyRangeError('ERR_OUT_OF_RANGE', `${where} cannot be sent: ${problem.text}`)
-    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${where} cannot be sent: ${problem.text}`)
+  const problem = checkValue(value, level)
+  if (problem === undefined) return
+  const text = `The "${name}"${problem.where()} of a MASH ${kind} cannot be sent: ${problem.text}`
+  if (problem.range) throw new VolleyRangeError('ERR_OUT_OF_RANGE', text)
+  throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', text)
+}
+
+// Where an attribute value sits deepest in what a device sends: in the current values of a subscribe
+// response, {3: {2: {id: value}}}, level 4 of its message.
+const attributeValueLevel = 4
+/** Bytes around an attribute value in the largest subscribe response (ids at their largest); measured. */
+let attributeValueEnvelope: number | undefined
+
+/**
+ * Why `value` could not be sent as an attribute value, in a read response, a notification or the current
+ * values of a subscribe response; undefined when it can. Says which rule it breaks (the sender limits:
+ * 1,000 array elements, 500 map keys, 4,000-byte strings; nesting within 32 levels; finite numbers; integers
+ * within CBOR's; Maps, not plain objects; an encoding that fits in a message) and where in the value, e.g.
+ * 'an array of 1001 elements is over the sender limit of 1000 (at .get(3)[0])'. Never throws; a device
+ * refuses a write of a value it could never send back with it.
+ */
+export function sendableProblem(value: unknown): string | undefined {
+  const problem = checkValue(value, attributeValueLevel)
+  if (problem !== undefined) {
+    const where = problem.where()
+    return where === '' ? problem.text : `${problem.text} (at ${where})`
   }
+  // Only arrays and maps can be too large for a message: a string or byte string is at most 4,005 bytes.
+  if (!Array.isArray(value) && !(value instanceof Map)) return undefined
+  attributeValueEnvelope ??=
+    encodeMessage({ kind: 'response', messageId: maxUint32, status: 0, payload: subscribeResponsePayload(maxUint32, new Map([[maxUint16, null]])) }).byteLength - 1
+  // Its length is the same in any key order: cborg's own will do.
+  const length = encode(value, directEncodeOptions).byteLength
+  const room = MASH_MAX_MESSAGE_BYTES - attributeValueEnvelope
+  return length > room ? `it encodes to ${length} bytes; a MASH message has room for ${room} bytes of an attribute value` : undefined
 }
 
 function checkAttributeIdKey(name: string, of: string, key: unknown): void {
+  if (typeof key === 'number' && Number.isInteger(key) && key >= 0 && key <= maxUint16) return
   const text = `The keys of the "${name}" ${of} are attribute ids, integers from 0 to ${maxUint16}. Received ${describe(key)}`
   if (typeof key !== 'number') throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', text)
-  if (!Number.isInteger(key) || key < 0 || key > maxUint16) throw new VolleyRangeError('ERR_OUT_OF_RANGE', text)
+  throw new VolleyRangeError('ERR_OUT_OF_RANGE', text)
 }
 
 function integerField(kind: string, name: string, value: unknown, min: number, max: number): number {
@@ -287,6 +386,7 @@ export function encodeMessage(message: MashMessage): Uint8Array {
   }
   const fields = new Map<number, MashValue>()
   const kind = String(message.kind)
+  mixedKeyTypes = false
   switch (message.kind) {
     case 'request':
       fields.set(1, integerField(kind, 'messageId', message.messageId, 1, maxUint32))
@@ -338,7 +438,7 @@ export function encodeMessage(message: MashMessage): Uint8Array {
         `The "kind" of a MASH message must be 'request', 'response', 'notification' or 'control'. Received ${describe((message as { kind: unknown }).kind)}`,
       )
   }
-  const bytes = encode(fields, encodeOptions)
+  const bytes = encode(fields, mixedKeyTypes ? canonicalEncodeOptions : directEncodeOptions)
   if (bytes.byteLength > MASH_MAX_MESSAGE_BYTES) {
     throw new VolleyRangeError('ERR_MESSAGE_TOO_LARGE', `The MASH ${kind} encodes to ${bytes.byteLength} bytes; a MASH message is at most ${MASH_MAX_MESSAGE_BYTES} bytes`)
   }
@@ -350,55 +450,259 @@ export function encodeMessage(message: MashMessage): Uint8Array {
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * cborg's tokenizer, watched: it refuses nesting deeper than MASH_MAX_NESTING_LEVELS before cborg's
- * recursive decoder goes there, and text that is not UTF-8 (which cborg would decode with U+FFFD in place,
- * where the reference refuses it).
+ * Bytes that cannot be decoded (thrown by the tokenizer and the bignum decoder, caught by decodeMessage).
+ * No Error: nothing looks at its stack, and capturing one costs more than decoding a whole message.
  */
-class CheckedTokenizer implements DecodeTokenizer {
-  readonly #tokens: Tokenizer
-  /** Items still to come in each open array, map or tag (Infinity: until its break). */
-  readonly #open: number[] = []
+class Undecodable {
+  constructor(readonly message: string) {}
+}
 
-  constructor(data: Uint8Array, options: DecodeOptions) {
-    this.#tokens = new Tokenizer(data, options)
+/** A bignum beyond 64 bits, in place of its value: the message is refused once decoded. */
+class OversizedBignum {
+  constructor(readonly bytes: number) {}
+}
+
+// cborg reads tokens leniently (the tokenizer notes what the strict rules refuse) and keeps a map's last
+// value for a repeated key (found by the map's size); integers beyond 2^53 as bigints; indefinite-length
+// arrays and maps, which the reference decoder takes (strings cborg cannot decode: refused).
+const tokenOptions: DecodeOptions = { allowNaN: true, allowInfinity: true, allowUndefined: true, strict: false, allowBigInt: true, allowIndefinite: true }
+const noBytes = new Uint8Array(0)
+const noTokens = new Tokenizer(noBytes, tokenOptions)
+
+/**
+ * Initial bytes cborg reads no item from, whatever follows: reserved additional information, an indefinite
+ * length where there is none, and what cborg does not decode (simple values, indefinite-length strings).
+ * Asked of cborg's own tokenizer, once.
+ */
+const unreadableInitialBytes: readonly boolean[] = (() => {
+  const stackTraceLimit = Error.stackTraceLimit
+  // 512 tries, a third of them refused: no stack is looked at.
+  Error.stackTraceLimit = 0
+  try {
+    const refuses = (data: Uint8Array): boolean => {
+      try {
+        new Tokenizer(data, tokenOptions).next()
+        return false
+      } catch {
+        return true
+      }
+    }
+    const startingWith = (initial: number, padding: number): Uint8Array => {
+      const data = new Uint8Array(40).fill(padding)
+      data[0] = initial
+      return data
+    }
+    // Refused both before zeros and before ones: for the byte, not for what a head or a length said.
+    return Array.from({ length: 256 }, (_, initial) => refuses(startingWith(initial, 0)) && refuses(startingWith(initial, 1)))
+  } finally {
+    Error.stackTraceLimit = stackTraceLimit
+  }
+})()
+
+/**
+ * Why the item starting at `at` cannot be read, or undefined. What cborg would refuse with an Error, whose
+ * stack (never looked at) costs more than decoding a whole message, so that a flood of bad bytes would cost
+ * us more than the peer: an initial byte it reads nothing from, and an item longer than the bytes left (a
+ * head, a string's bytes, or more items than there are bytes left).
+ */
+function unreadableAt(data: Uint8Array, at: number): string | undefined {
+  const initial = data[at]!
+  if (unreadableInitialBytes[initial]) return `0x${initial.toString(16).padStart(2, '0')} at byte ${at} starts no CBOR item that can be read`
+  const additional = initial & 0x1f
+  if (additional === 31) return undefined
+  let headEnd = at + 1
+  let argument = additional
+  if (additional >= 24) {
+    headEnd += 2 ** (additional - 24)
+    if (headEnd > data.length) return `the message ends inside the head at byte ${at}`
+    argument = 0
+    for (let next = at + 1; next < headEnd; next++) argument = argument * 0x100 + data[next]!
+  }
+  const major = initial >> 5
+  if (major < 2 || major > 5) return undefined
+  // A string's bytes, an array's items or a map's keys and values: each at least a byte.
+  const needs = major === 5 ? argument * 2 : argument
+  return headEnd + needs > data.length ? `the item at byte ${at} is longer than the ${data.length - headEnd} bytes left` : undefined
+}
+
+const levelArray = 0
+const levelMap = 1
+const levelTag = 2
+/** The smallest argument of a head of 2, 3, 5 and 9 bytes (additional information 24 to 27). */
+const shortestFrom = [24, 0x100, 0x1_0000, 0x1_0000_0000] as const
+
+/**
+ * cborg's tokenizer, watched, for one decode at a time (reset() before each). It refuses (throws) what no
+ * decoding can read: what cborg would refuse with an Error (unreadableAt()); the end of the bytes where
+ * cborg wants another item; nesting deeper than MASH_MAX_NESTING_LEVELS, before cborg's recursive decoder
+ * goes there; text that is not UTF-8 (cborg would decode it with U+FFFD in place, where the reference refuses
+ * it); a break where no indefinite-length array or map ends (cborg would take one for a map's value).
+ *
+ * What the strict rules refuse it notes and lets through, so that one decode both finds a problem and
+ * learns the kind and id of the message it is in: NaN and ±Infinity, undefined, an integer, length or tag
+ * number not in its shortest form; and the items each map was sent with, to find duplicate keys (a
+ * decoded Map smaller than that), and how often the top-level map has key 1.
+ */
+class MashTokenizer implements DecodeTokenizer {
+  #data: Uint8Array = noBytes
+  #tokens: Tokenizer = noTokens
+  /** Where the next token starts. */
+  #at = 0
+  // The open arrays, maps and tags, #depth of them, innermost last: what each is, items still to come
+  // (Infinity: until its break), items read so far, and for a map its index in mapItems.
+  #depth = 0
+  readonly #kinds = new Uint8Array(MASH_MAX_NESTING_LEVELS)
+  readonly #remaining = new Float64Array(MASH_MAX_NESTING_LEVELS)
+  readonly #read = new Uint32Array(MASH_MAX_NESTING_LEVELS)
+  readonly #mapIndex = new Uint32Array(MASH_MAX_NESTING_LEVELS)
+  /** The first strict rule broken, in words. */
+  strictProblem: string | undefined
+  /** The first NaN or ±Infinity read. */
+  nonFinite: number | undefined
+  /** A tag 2 or 3 over 64 bits was read (the bytes of its magnitude). */
+  oversizedBignum = 0
+  /** The items (keys and values) each map was sent with, in the order the maps start; mapCount of them. */
+  readonly mapItems: number[] = []
+  mapCount = 0
+  /** How many top-level keys are 1, and whether one is tagged (its value then unknown here). */
+  topKeyOnes = 0
+  topKeyTagged = false
+
+  reset(data: Uint8Array): void {
+    this.#data = data
+    this.#tokens = new Tokenizer(data, tokenOptions)
+    this.#at = 0
+    this.#depth = 0
+    this.strictProblem = undefined
+    this.nonFinite = undefined
+    this.oversizedBignum = 0
+    this.mapCount = 0
+    this.topKeyOnes = 0
+    this.topKeyTagged = false
+  }
+
+  /** Lets go of the bytes of the last decode (what it learned stays). */
+  release(): void {
+    this.#data = noBytes
+    this.#tokens = noTokens
   }
 
   done(): boolean {
-    return this.#tokens.done()
+    // cborg asks only where it wants another item: running out there is a message cut short, which it would
+    // refuse with an Error (and its stack) once this answered true.
+    if (this.#at >= this.#data.length) throw new Undecodable(this.#at === 0 ? 'no CBOR item' : `the message ends inside an item, at byte ${this.#at}`)
+    return false
   }
 
   pos(): number {
-    return this.#tokens.pos()
+    return this.#at
   }
 
   next(): Token {
+    const at = this.#at
+    const problem = unreadableAt(this.#data, at)
+    if (problem !== undefined) throw new Undecodable(problem)
     const token = this.#tokens.next()
-    const open = this.#open
+    this.#at = at + token.encodedLength!
     const type = token.type
-    if (Type.equals(type, Type.break)) {
-      // Ends the innermost indefinite-length item (cborg refuses a break anywhere else).
-      open.pop()
+    const depth = this.#depth
+    const innermost = depth - 1
+    if (type === Type.break) {
+      // cborg's tokenizer makes a break of 0xff only.
+      if (depth === 0 || this.#remaining[innermost] !== Infinity || (this.#kinds[innermost] === levelMap && this.#read[innermost]! % 2 === 1)) {
+        throw new Undecodable('a break where no indefinite-length array or map ends')
+      }
+      if (this.#kinds[innermost] === levelMap) this.mapItems[this.#mapIndex[innermost]!] = this.#read[innermost]!
+      this.#depth = innermost
       this.#closeFinished()
       return token
     }
-    if (Type.equals(type, Type.string) && token.byteValue !== undefined && !isUtf8(token.byteValue)) {
-      throw new Error('a text string is not valid UTF-8')
+    if (depth > 0) {
+      if (depth === 1 && this.#kinds[0] === levelMap && this.#read[0]! % 2 === 0) this.#noteTopKey(token)
+      this.#remaining[innermost]! -= 1
+      this.#read[innermost]! += 1
     }
-    if (open.length > 0) open[open.length - 1]! -= 1
-    const items = Type.equals(type, Type.array) ? (token.value as number) : Type.equals(type, Type.map) ? (token.value as number) * 2 : Type.equals(type, Type.tag) ? 1 : -1
-    if (items < 0) {
+    const major = type.major
+    if (major === 7) {
+      if (type === Type.float && !Number.isFinite(token.value)) {
+        this.nonFinite ??= token.value as number
+        this.strictProblem ??= `${token.value} is refused (NaN and ±Infinity are)`
+      } else if (type === Type.undefined) {
+        this.strictProblem ??= 'undefined is refused'
+      }
       this.#closeFinished()
       return token
     }
-    if (open.length + 1 > MASH_MAX_NESTING_LEVELS) throw new Error(`arrays, maps and tags nest deeper than ${MASH_MAX_NESTING_LEVELS} levels`)
-    if (items > 0) open.push(items)
-    else this.#closeFinished()
+    // Additional information 24 to 27: an argument in the next 1, 2, 4 or 8 bytes (31, indefinite, has none).
+    const additional = this.#data[at]! & 0x1f
+    if (additional >= 24 && additional <= 27 && this.strictProblem === undefined) {
+      const argument = this.#argument(token, additional)
+      if (argument < shortestFrom[additional - 24]!) {
+        this.strictProblem = `${argument} in a head of ${1 + 2 ** (additional - 24)} bytes: integers, lengths and tag numbers go in their shortest form (strict decode)`
+      }
+    }
+    if (major === majorText && (token.value as string).includes('\ufffd')) {
+      // cborg decodes text with U+FFFD for what is not UTF-8; one in its output may also have been sent.
+      const head = additional < 24 ? 1 : 1 + 2 ** (additional - 24)
+      if (!isUtf8(this.#data.subarray(at + head, at + token.encodedLength!))) throw new Undecodable('a text string is not valid UTF-8')
+    }
+    let kind: number
+    let items: number
+    if (major === Type.array.major) {
+      kind = levelArray
+      items = token.value as number
+    } else if (major === Type.map.major) {
+      kind = levelMap
+      items = (token.value as number) * 2
+    } else if (major === Type.tag.major) {
+      kind = levelTag
+      items = 1
+    } else {
+      this.#closeFinished()
+      return token
+    }
+    if (depth + 1 > MASH_MAX_NESTING_LEVELS) throw new Undecodable(`arrays, maps and tags nest deeper than ${MASH_MAX_NESTING_LEVELS} levels`)
+    let mapIndex = 0
+    if (kind === levelMap) {
+      mapIndex = this.mapCount++
+      this.mapItems[mapIndex] = items === Infinity ? 0 : items
+    }
+    if (items === 0) {
+      this.#closeFinished()
+      return token
+    }
+    this.#kinds[depth] = kind
+    this.#remaining[depth] = items
+    this.#read[depth] = 0
+    this.#mapIndex[depth] = mapIndex
+    this.#depth = depth + 1
     return token
   }
 
+  /** The argument of a head with one: the integer, length or tag number it carries. */
+  #argument(token: Token, additional: number): number | bigint {
+    switch (token.type.major) {
+      case majorNegint:
+        return negintArgument(token.value as number | bigint)
+      case Type.bytes.major:
+        return (token.value as Uint8Array).byteLength
+      case majorText:
+        return token.encodedLength! - 1 - 2 ** (additional - 24)
+      default:
+        return token.value as number | bigint
+    }
+  }
+
+  #noteTopKey(token: Token): void {
+    if (token.type === Type.tag) this.topKeyTagged = true
+    else if ((token.type === Type.uint || token.type === Type.float) && token.value === 1) this.topKeyOnes++
+  }
+
+  /** Closes the items the last one completed. */
   #closeFinished(): void {
-    const open = this.#open
-    while (open.length > 0 && open[open.length - 1] === 0) open.pop()
+    let depth = this.#depth
+    while (depth > 0 && this.#remaining[depth - 1] === 0) depth--
+    this.#depth = depth
   }
 }
 
@@ -409,12 +713,39 @@ function toSafeInteger(value: bigint): number | bigint {
 // Tags (message-framing.md §3.6): the wrapper is dropped and the inner value used, timestamps (0, 1) too;
 // bignums (2, 3) become integers. cborg looks a tag's decoder up by number, so every number answers.
 const stripTag: TagDecoder = (content) => content()
+
+/** The largest bignum magnitude taken: a MASH value is at most 64 bits. */
+const maxBignumBytes = 8
+
 function bignum(negative: boolean): TagDecoder {
   return (content) => {
-    const magnitude = content()
-    if (!(magnitude instanceof Uint8Array)) throw new Error(`a bignum (tag ${negative ? 3 : 2}) wraps a byte string; this one wraps ${describeCbor(magnitude)}`)
-    let value = 0n
-    for (const byte of magnitude) value = (value << 8n) | BigInt(byte)
+    const magnitude: unknown = content()
+    if (!(magnitude instanceof Uint8Array)) {
+      throw new Undecodable(`a bignum (tag ${negative ? 3 : 2}) wraps a byte string; this one wraps ${describeCbor(magnitude)}`)
+    }
+    let start = 0
+    while (start < magnitude.length && magnitude[start] === 0) start++
+    if (magnitude.length - start > maxBignumBytes) {
+      // The reference decodes one into a Go big.Int, which its typed fields refuse and its conversions of
+      // attribute values (ToInt64 and kin) do not take: refused once the message is read, as a field of the
+      // wrong type is.
+      tokenizer.oversizedBignum ||= magnitude.length - start
+      return new OversizedBignum(magnitude.length - start)
+    }
+    // The bytes below the last 4, then the last 4: two numbers, each exact.
+    let high = 0
+    let low = 0
+    for (let at = start; at < magnitude.length; at++) {
+      if (magnitude.length - at > 4) high = high * 0x100 + magnitude[at]!
+      else low = low * 0x100 + magnitude[at]!
+    }
+    if (high < 2 ** 21) {
+      // At most 2^53 - 1.
+      const value = high * 0x1_0000_0000 + low
+      if (!negative) return value
+      if (value < Number.MAX_SAFE_INTEGER) return -1 - value
+    }
+    const value = (BigInt(high) << 32n) | BigInt(low)
     return toSafeInteger(negative ? -1n - value : value)
   }
 }
@@ -424,54 +755,9 @@ const tagDecoders = new Proxy<Record<number, TagDecoder>>(
   { get: (_target, tag) => (typeof tag === 'string' ? (bignumDecoders[tag] ?? stripTag) : undefined) },
 )
 
-const strictOptions: DecodeOptions = {
-  useMaps: true,
-  rejectDuplicateMapKeys: true,
-  allowNaN: false,
-  allowInfinity: false,
-  allowUndefined: false,
-  strict: true,
-  // Spelled out, defaults included: the tokenizer below is given these as they are, unmerged with cborg's.
-  allowBigInt: true,
-  // The reference decoder takes indefinite-length arrays and maps (strings cborg cannot decode: refused).
-  allowIndefinite: true,
-  retainStringBytes: true,
-  tags: tagDecoders,
-}
+const tokenizer = new MashTokenizer()
 
-// For a message strictOptions refused: what it would have been, so that the failure can say why and the
-// device can answer it under its id.
-const lenientOptions: DecodeOptions = { ...strictOptions, rejectDuplicateMapKeys: false, allowNaN: true, allowInfinity: true, allowUndefined: true, strict: false }
-const duplicateCheckOptions: DecodeOptions = { ...lenientOptions, rejectDuplicateMapKeys: true }
-const finiteCheckOptions: DecodeOptions = { ...lenientOptions, allowNaN: false, allowInfinity: false }
-
-function decodeWith(data: Uint8Array, options: DecodeOptions): unknown {
-  return decode(data, { ...options, tokenizer: new CheckedTokenizer(data, options) })
-}
-
-function attempt(data: Uint8Array, options: DecodeOptions): { value: unknown } | { error: string } {
-  try {
-    return { value: decodeWith(data, options) }
-  } catch (error) {
-    const text = error instanceof Error ? error.message : String(error)
-    return { error: text.replace(/^CBOR decode error: /, '') }
-  }
-}
-
-/** Whether key 1 comes more than once in the top-level map (the message's id is then unknown). */
-function keyOneRepeats(data: Uint8Array): boolean {
-  const tokens = new CheckedTokenizer(data, lenientOptions)
-  const head = tokens.next()
-  if (!Type.equals(head.type, Type.map)) return false
-  let seen = 0
-  for (let index = 0; index < (head.value as number); index++) {
-    const key: unknown = tokensToObject(tokens, lenientOptions)
-    if (typeof key === 'symbol') break // the break of an indefinite-length map
-    tokensToObject(tokens, lenientOptions)
-    if (key === 1 && ++seen > 1) return true
-  }
-  return false
-}
+const decodeOptions: DecodeOptions = { useMaps: true, rejectDuplicateMapKeys: false, tags: tagDecoders, tokenizer }
 
 function isInteger(value: unknown): value is number | bigint {
   return typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))
@@ -634,35 +920,68 @@ function failure(reason: MashDecodeFailure, detail: string, kind: MashMessage['k
   return { ok: false, reason, detail, kind, messageId }
 }
 
-/** Why a message cborg's strict options refused was refused, learning what it can from a lenient decode. */
-function strictFailure(data: Uint8Array, strictError: string): MashDecoded {
-  const lenient = attempt(data, lenientOptions)
-  if ('error' in lenient) return failure('malformed-cbor', strictError)
-  let reason: MashDecodeFailure = 'malformed-cbor'
-  let detail = strictError
-  const duplicates = attempt(data, duplicateCheckOptions)
-  if ('error' in duplicates) {
-    reason = 'duplicate-key'
-    detail = `Duplicate key in message (${duplicates.error})`
-  } else {
-    const finite = attempt(data, finiteCheckOptions)
-    if ('error' in finite) {
-      reason = 'not-finite'
-      detail = `NaN and ±Infinity are refused (${finite.error})`
+/** The next map firstShrunkMap() looks at (maps counted in the order they start). */
+let nextMap = 0
+
+/**
+ * The index of the first decoded map smaller than the items it was sent with (a key came twice), or -1.
+ * Goes no further than the last map.
+ */
+function firstShrunkMap(value: unknown): number {
+  if (nextMap === tokenizer.mapCount) return -1
+  if (value instanceof Map) {
+    const index = nextMap++
+    if (value.size * 2 !== tokenizer.mapItems[index]) return index
+    for (const [key, item] of value as Map<unknown, unknown>) {
+      const inKey = typeof key === 'object' ? firstShrunkMap(key) : -1
+      if (inKey >= 0) return inKey
+      const inItem = typeof item === 'object' ? firstShrunkMap(item) : -1
+      if (inItem >= 0) return inItem
+    }
+  } else if (Array.isArray(value)) {
+    for (const item of value) {
+      const found = typeof item === 'object' ? firstShrunkMap(item) : -1
+      if (found >= 0) return found
     }
   }
-  const fields = lenient.value
+  return -1
+}
+
+/**
+ * Why a message that decoded breaks a strict rule, and what kind it would have been and its id, so that a
+ * device can answer it under its id. Of several problems a duplicate key is named first, then a non-finite
+ * number; what else the strict rules refuse is 'malformed-cbor'. undefined when it breaks none.
+ */
+function brokenRule(fields: unknown): MashDecoded | undefined {
+  nextMap = 0
+  const shrunk = firstShrunkMap(fields)
+  let reason: MashDecodeFailure
+  let detail: string
+  if (shrunk >= 0) {
+    reason = 'duplicate-key'
+    detail = `Duplicate key in message (a map of ${tokenizer.mapItems[shrunk]! / 2} entries repeats a key)`
+  } else if (tokenizer.nonFinite !== undefined) {
+    reason = 'not-finite'
+    detail = `NaN and ±Infinity are refused (one is ${tokenizer.nonFinite})`
+  } else if (tokenizer.strictProblem !== undefined) {
+    reason = 'malformed-cbor'
+    detail = tokenizer.strictProblem
+  } else {
+    return undefined
+  }
   if (!(fields instanceof Map)) return failure(reason, detail)
   if (![...fields.keys()].every((key) => isInteger(key) && key >= 0)) return failure(reason, detail, null, learnedMessageId(fields))
-  const messageId = reason === 'duplicate-key' && keyOneRepeats(data) ? 0 : learnedMessageId(fields)
-  return failure(reason, detail, classify(fields), messageId)
+  // Of a repeated key 1, which is the id is unknown.
+  const idUnknown = shrunk === 0 && (tokenizer.topKeyOnes > 1 || tokenizer.topKeyTagged)
+  return failure(reason, detail, classify(fields), idUnknown ? 0 : learnedMessageId(fields))
 }
 
 /**
  * Decodes one message (the CBOR of one frame), strictly: no duplicate keys, no NaN or ±Infinity, no
- * undefined, integers in their shortest form, text in UTF-8, nesting at most 32 levels, top-level keys
- * non-negative integers; unknown keys are ignored. A bad message is no throw: the failure says why. (Only
- * an argument that is no Uint8Array throws.)
+ * undefined, integers in their shortest form, text in UTF-8, nesting at most 32 levels, bignums within 64
+ * bits, top-level keys non-negative integers; unknown keys are ignored. A bad message is no throw: the
+ * failure says why. (Only an argument that is no Uint8Array throws.) A message costs one pass of cborg's
+ * decoder, whether it is good or refused.
  */
 export function decodeMessage(bytes: Uint8Array): MashDecoded {
   if (!(bytes instanceof Uint8Array)) {
@@ -674,9 +993,21 @@ export function decodeMessage(bytes: Uint8Array): MashDecoded {
   // A plain view: cborg copies byte strings out with slice(), which on a Buffer would be a view of the
   // caller's memory, and the caller (a framer) may reuse it.
   const data = bytes.constructor === Uint8Array ? bytes : new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  const strict = attempt(data, strictOptions)
-  if ('error' in strict) return strictFailure(data, strict.error)
-  const fields = strict.value
+  let fields: unknown
+  try {
+    tokenizer.reset(data)
+    // cborg's decode() without its per-call set-up: the tokenizer throws where decode() would find no item
+    // (at the end of the bytes; a break outside an indefinite-length item).
+    fields = tokensToObject(tokenizer, decodeOptions)
+  } catch (error) {
+    const text = error instanceof Error || error instanceof Undecodable ? error.message : String(error)
+    return failure('malformed-cbor', text.replace(/^CBOR decode error: /, ''))
+  } finally {
+    tokenizer.release()
+  }
+  if (tokenizer.pos() < data.byteLength) return failure('malformed-cbor', `${data.byteLength - tokenizer.pos()} bytes follow the message's CBOR item`)
+  const broken = brokenRule(fields)
+  if (broken !== undefined) return broken
   if (!(fields instanceof Map)) return failure('not-a-map', `A MASH message is a CBOR map; this is ${describeCbor(fields)}`)
   for (const key of fields.keys()) {
     if (!isInteger(key) || key < 0) {
@@ -684,6 +1015,9 @@ export function decodeMessage(bytes: Uint8Array): MashDecoded {
     }
   }
   const kind = classify(fields)
+  if (tokenizer.oversizedBignum > 0) {
+    return failure('invalid-field', `Invalid ${kind}: a bignum of ${tokenizer.oversizedBignum} bytes is beyond 64 bits, which no MASH value is`, kind, learnedMessageId(fields))
+  }
   const checked = validate(kind, fields)
   if ('problem' in checked) return failure('invalid-field', `Invalid ${kind}: ${checked.problem}`, kind, learnedMessageId(fields))
   return { ok: true, message: checked.value }
