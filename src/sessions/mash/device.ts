@@ -135,6 +135,8 @@ export interface MashDeviceEvents {
 
 interface AttributeState {
   readonly id: number
+  /** Its place in its feature's list: subscriptions keep their values in arrays by it. */
+  index: number
   readonly type: MashAttributeType
   readonly readable: boolean
   readonly writable: boolean
@@ -148,6 +150,8 @@ interface FeatureState {
   readonly endpointId: number
   readonly featureId: number
   readonly attributes: Map<number, AttributeState>
+  /** The same attributes, each at its index. */
+  readonly list: readonly AttributeState[]
   readonly commands: ReadonlyMap<number, MashCommandHandler>
   readonly subscriptions: Set<DeviceSubscription>
 }
@@ -292,7 +296,7 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
     attribute.value = value
     if (feature.subscriptions.size === 0) return
     const now = this.#scheduler.now()
-    for (const subscription of feature.subscriptions) subscription.change(attribute.id, value, now)
+    for (const subscription of feature.subscriptions) subscription.change(attribute, value, now)
   }
 
   /** @internal */
@@ -366,7 +370,9 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
           }
           commands.set(commandId, handler as MashCommandHandler)
         }
-        this.#features.set(key, { endpointId, featureId, attributes, commands, subscriptions: new Set() })
+        const list = [...attributes.values()]
+        list.forEach((attribute, index) => (attribute.index = index))
+        this.#features.set(key, { endpointId, featureId, attributes, list, commands, subscriptions: new Set() })
       }
     }
   }
@@ -385,6 +391,7 @@ function attributeState(where: string, definition: MashAttributeDefinition): Att
   }
   const state: AttributeState = {
     id,
+    index: -1,
     type,
     readable: access !== 'write',
     writable: access !== 'read',
@@ -461,42 +468,71 @@ function sameValue(a: MashValue, b: MashValue): boolean {
   return left.byteLength === right.byteLength && Buffer.compare(left, right) === 0
 }
 
-/** One subscription at the device: its pending changes, the values last notified, one timer. */
+/**
+ * One subscription at the device: the values last notified and the pending changes, in arrays by the
+ * attributes' places in their feature (no Map per subscription: 50,000 of them are a gateway's memory), and
+ * one timer.
+ */
 class DeviceSubscription {
   readonly id: number
   readonly session: MashDeviceSession
   readonly feature: FeatureState
-  /** The attributes it follows; null: all the feature's readable ones. */
-  readonly attributes: ReadonlySet<number> | null
+  /** Whether it follows each attribute of the feature, by index; null: all the readable ones. */
+  readonly #followed: readonly boolean[] | null
   readonly minIntervalMs: number
   readonly maxIntervalMs: number
-  readonly lastValues = new Map<number, MashValue>()
-  readonly pending = new Map<number, MashValue>()
+  /** The value last notified (or primed) of each attribute it follows, by index. */
+  readonly #lastValues: MashValue[]
+  /** The pending change of each attribute, by index; undefined: none (undefined is no MashValue). */
+  readonly #pendingValues: (MashValue | undefined)[]
+  /** The indexes with a pending change, in the order they came. */
+  readonly #pendingIndexes: number[] = []
   /** When the open coalescing window closes; Infinity while none is open. */
   windowClosesAt = Infinity
   lastNotifiedAt: number
   readonly timer = new Timer((now) => this.due(now))
 
-  constructor(id: number, session: MashDeviceSession, feature: FeatureState, attributes: ReadonlySet<number> | null, minIntervalMs: number, maxIntervalMs: number, now: number) {
+  constructor(id: number, session: MashDeviceSession, feature: FeatureState, attributeIds: readonly number[], minIntervalMs: number, maxIntervalMs: number, now: number) {
     this.id = id
     this.session = session
     this.feature = feature
-    this.attributes = attributes
+    const { list } = feature
+    if (attributeIds.length === 0) this.#followed = null
+    else {
+      const followed = new Array<boolean>(list.length).fill(false)
+      for (const attributeId of attributeIds) followed[feature.attributes.get(attributeId)!.index] = true
+      this.#followed = followed
+    }
     this.minIntervalMs = minIntervalMs
     this.maxIntervalMs = maxIntervalMs
     this.lastNotifiedAt = now
+    this.#lastValues = new Array<MashValue>(list.length).fill(null)
+    this.#pendingValues = new Array<MashValue | undefined>(list.length).fill(undefined)
+    // Priming: the current values are what later deltas are measured from.
+    for (const attribute of list) if (this.#follows(attribute)) this.#lastValues[attribute.index] = attribute.value
   }
 
-  follows(attributeId: number): boolean {
-    if (this.attributes !== null) return this.attributes.has(attributeId)
-    return this.feature.attributes.get(attributeId)?.readable ?? false
+  #follows(attribute: AttributeState): boolean {
+    return this.#followed === null ? attribute.readable : this.#followed[attribute.index]!
   }
 
-  change(attributeId: number, value: MashValue, now: number): void {
-    if (!this.follows(attributeId)) return
-    const counters = this.session.device.counters
-    if (this.pending.has(attributeId)) counters.changesCoalesced++
-    this.pending.set(attributeId, value)
+  /** The values it follows, by attribute id: its priming, and a full heartbeat. */
+  values(): Map<number, MashValue> {
+    const values = new Map<number, MashValue>()
+    for (const attribute of this.feature.list) if (this.#follows(attribute)) values.set(attribute.id, this.#lastValues[attribute.index]!)
+    return values
+  }
+
+  get hasPending(): boolean {
+    return this.#pendingIndexes.length > 0
+  }
+
+  change(attribute: AttributeState, value: MashValue, now: number): void {
+    if (!this.#follows(attribute)) return
+    const index = attribute.index
+    if (this.#pendingValues[index] !== undefined) this.session.device.counters.changesCoalesced++
+    else this.#pendingIndexes.push(index)
+    this.#pendingValues[index] = value
     if (this.minIntervalMs === 0) {
       // No coalescing: each change goes out as it comes.
       this.flush(now)
@@ -514,10 +550,10 @@ class DeviceSubscription {
   }
 
   due(now: number): void {
-    if (this.pending.size > 0 && now >= this.windowClosesAt) this.flush(now)
+    if (this.hasPending && now >= this.windowClosesAt) this.flush(now)
     else if (now >= this.lastNotifiedAt + this.maxIntervalMs) {
       // A heartbeat time with changes pending sends them: they have waited at least minInterval since the last.
-      if (this.pending.size > 0) this.flush(now)
+      if (this.hasPending) this.flush(now)
       else this.heartbeat(now)
     } else this.arm()
   }
@@ -534,17 +570,20 @@ class DeviceSubscription {
     }
     const counters = session.device.counters
     const suppress = session.device.settings.bounceBackSuppression
+    const list = this.feature.list
     let changes: Map<number, MashValue> | undefined
-    for (const [attributeId, value] of this.pending) {
-      if (suppress && this.lastValues.has(attributeId) && sameValue(this.lastValues.get(attributeId)!, value)) {
+    for (const index of this.#pendingIndexes) {
+      const value = this.#pendingValues[index]!
+      this.#pendingValues[index] = undefined
+      if (suppress && sameValue(this.#lastValues[index]!, value)) {
         counters.bounceBacksSuppressed++
         continue
       }
       changes ??= new Map()
-      changes.set(attributeId, value)
-      this.lastValues.set(attributeId, value)
+      changes.set(list[index]!.id, value)
+      this.#lastValues[index] = value
     }
-    this.pending.clear()
+    this.#pendingIndexes.length = 0
     this.windowClosesAt = Infinity
     if (changes !== undefined) {
       session.notify(this, changes)
@@ -562,7 +601,7 @@ class DeviceSubscription {
       session.blocked.add(this)
       return
     }
-    session.notify(this, session.device.settings.fullHeartbeat ? this.lastValues : EMPTY_CHANGES)
+    session.notify(this, session.device.settings.fullHeartbeat ? this.values() : EMPTY_CHANGES)
     session.device.counters.heartbeatsSent++
     this.lastNotifiedAt = now
     this.arm()
@@ -866,13 +905,10 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     }
     const now = this.device.scheduler.now()
     const id = this.device.takeSubscriptionId((candidate) => this.#subscriptions.has(candidate))
-    const subscription = new DeviceSubscription(id, this, feature, attributeIds.length === 0 ? null : new Set(attributeIds), minIntervalMs, maxIntervalMs, now)
-    // Priming: the current values, in the response, at once; they are what the next deltas are measured from.
-    for (const attribute of feature.attributes.values()) {
-      if (subscription.follows(attribute.id)) subscription.lastValues.set(attribute.id, attribute.value)
-    }
-    // Made only once its response went: a priming past the limits of a message is RESOURCE_EXHAUSTED instead.
-    if (!this.#respond(messageId, MashStatus.SUCCESS, subscribeResponsePayload(id, subscription.lastValues))) return
+    const subscription = new DeviceSubscription(id, this, feature, attributeIds, minIntervalMs, maxIntervalMs, now)
+    // Priming: the current values, in the response, at once. The subscription is made only once its response
+    // went: a priming past the limits of a message is RESOURCE_EXHAUSTED instead.
+    if (!this.#respond(messageId, MashStatus.SUCCESS, subscribeResponsePayload(id, subscription.values()))) return
     this.#subscriptions.set(id, subscription)
     feature.subscriptions.add(subscription)
     this.device.counters.subscriptions++
