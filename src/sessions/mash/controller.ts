@@ -137,7 +137,7 @@ interface PendingRequest {
   readonly signal: AbortSignal | undefined
   readonly onAbort: (() => void) | undefined
   /**
-   * Runs as the response is dispatched, before the promise settles: state that later messages of the same
+   * Runs as a SUCCESS response is dispatched, before the promise settles: state that later messages of the same
    * batch depend on (a subscription's id, for its first notification) is in place for them.
    */
   readonly accept: ((response: MashResponse) => void) | undefined
@@ -386,7 +386,6 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     })
     let malformed: MashStatusError | undefined
     await this.#request(MashOperation.subscribe, subscription.endpointId, subscription.featureId, payload, options, 'subscribe', (response) => {
-      if (response.status !== MashStatus.SUCCESS) return
       const parsed = parseSubscribeResponsePayload(response.payload)
       if (!parsed.ok) {
         malformed = new MashStatusError(parsed.status, parsed.detail, 'subscribe (its response was malformed)')
@@ -450,9 +449,6 @@ export class MashController extends EventEmitter<MashControllerEvents> {
         // The connection below refused it (a Volley peer whose messages are smaller than MASH's): nothing waits.
         this.#fail(id, error as Error)
       }
-    }).then((response) => {
-      if (response.status !== MashStatus.SUCCESS) throw new MashStatusError(response.status, errorText(response.payload), what)
-      return response
     })
   }
 
@@ -486,6 +482,10 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   #onResponse(response: MashResponse): boolean {
     const pending = this.#settle(response.messageId)
     if (pending === undefined) return false
+    if (response.status !== MashStatus.SUCCESS) {
+      pending.reject(new MashStatusError(response.status, errorText(response.payload), pending.what))
+      return true
+    }
     pending.accept?.(response)
     pending.resolve(response)
     return true

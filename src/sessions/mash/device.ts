@@ -724,7 +724,9 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
         else this.#subscribe(request)
         return
       case MashOperation.read:
-        this.#read(request).catch(surfaceLater)
+        // Answered at once unless an onRead handler is to see it first.
+        if (this.device.onRead === undefined) this.#readNow(request)
+        else this.#read(request).catch(surfaceLater)
         return
       case MashOperation.write:
         this.#write(request).catch(surfaceLater)
@@ -767,22 +769,44 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     }
   }
 
-  async #read(request: MashRequest): Promise<void> {
+  /** The values a read asks for, or undefined once it was refused. */
+  #readValues(request: MashRequest): { feature: FeatureState; values: Map<number, MashValue> } | undefined {
     const feature = this.#featureOf(request)
-    if (feature === undefined) return
+    if (feature === undefined) return undefined
     const parsed = parseReadPayload(request.payload)
-    if (!parsed.ok) return this.#refuse(request.messageId, parsed.status, parsed.detail)
+    if (!parsed.ok) {
+      this.#refuse(request.messageId, parsed.status, parsed.detail)
+      return undefined
+    }
     const values = new Map<number, MashValue>()
     if (parsed.value.length === 0) {
-      for (const attribute of feature.attributes.values()) if (attribute.readable) values.set(attribute.id, attribute.value)
+      for (const attribute of feature.list) if (attribute.readable) values.set(attribute.id, attribute.value)
     } else {
       for (const attributeId of parsed.value) {
         const attribute = feature.attributes.get(attributeId)
-        if (attribute === undefined) return this.#refuse(request.messageId, MashStatus.INVALID_ATTRIBUTE, `no attribute ${attributeId}`)
-        if (!attribute.readable) return this.#refuse(request.messageId, MashStatus.WRITE_ONLY, `attribute ${attributeId} is write-only`)
+        if (attribute === undefined) {
+          this.#refuse(request.messageId, MashStatus.INVALID_ATTRIBUTE, `no attribute ${attributeId}`)
+          return undefined
+        }
+        if (!attribute.readable) {
+          this.#refuse(request.messageId, MashStatus.WRITE_ONLY, `attribute ${attributeId} is write-only`)
+          return undefined
+        }
         values.set(attributeId, attribute.value)
       }
     }
+    return { feature, values }
+  }
+
+  #readNow(request: MashRequest): void {
+    const read = this.#readValues(request)
+    if (read !== undefined) this.#respond(request.messageId, MashStatus.SUCCESS, read.values)
+  }
+
+  async #read(request: MashRequest): Promise<void> {
+    const read = this.#readValues(request)
+    if (read === undefined) return
+    const { feature, values } = read
     const onRead = this.device.onRead
     if (onRead !== undefined) {
       const context: MashRequestContext = { session: this, endpointId: feature.endpointId, featureId: feature.featureId }
