@@ -143,6 +143,7 @@ interface PendingRequest {
   readonly accept: ((response: MashResponse) => void) | undefined
 }
 
+const NO_OPTIONS: MashSubscribeOptions = Object.freeze({})
 const requestOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs'])
 const subscribeOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs', 'attributeIds', 'minIntervalMs', 'maxIntervalMs'])
 const controllerOptionNames: ReadonlySet<string> = new Set(['requestTimeoutMs', 'keepAlive', 'closeTimeoutMs', 'scheduler', 'connection', 'resubscribe'])
@@ -247,7 +248,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   }
 
   /** Reads attributes (all the feature's readable ones when attributeIds is empty). */
-  async read(endpointId: number, featureId: number, attributeIds: readonly number[] = [], options: MashRequestOptions = {}): Promise<Map<number, MashValue>> {
+  async read(endpointId: number, featureId: number, attributeIds: readonly number[] = [], options: MashRequestOptions = NO_OPTIONS): Promise<Map<number, MashValue>> {
     const response = await this.#request(MashOperation.read, endpointId, featureId, readPayload(attributeIds), options, 'read')
     return attributeMap(response.payload)
   }
@@ -257,7 +258,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     endpointId: number,
     featureId: number,
     values: ReadonlyMap<number, MashValue> | Readonly<Record<number, MashValue>>,
-    options: MashRequestOptions = {},
+    options: MashRequestOptions = NO_OPTIONS,
   ): Promise<Map<number, MashValue>> {
     const payload = values instanceof Map ? new Map(values as ReadonlyMap<number, MashValue>) : attributeMapOf(values as Readonly<Record<number, MashValue>>)
     const response = await this.#request(MashOperation.write, endpointId, featureId, payload, options, 'write')
@@ -270,7 +271,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     featureId: number,
     commandId: number,
     params?: ReadonlyMap<string, MashValue> | Readonly<Record<string, MashValue>>,
-    options: MashRequestOptions = {},
+    options: MashRequestOptions = NO_OPTIONS,
   ): Promise<MashValue | undefined> {
     const response = await this.#request(MashOperation.invoke, endpointId, featureId, invokePayload(commandId, params), options, 'invoke')
     // A response to messages 1 to 3 carries an empty map where there is no result (the wire's filler, so that
@@ -280,7 +281,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
   }
 
   /** Subscribes; resolves once the device took it, with the priming values in subscription.values. */
-  async subscribe(endpointId: number, featureId: number, options: MashSubscribeOptions = {}): Promise<MashSubscription> {
+  async subscribe(endpointId: number, featureId: number, options: MashSubscribeOptions = NO_OPTIONS): Promise<MashSubscription> {
     checkOptions('subscribe() options', options, subscribeOptionNames)
     const subscription = new MashSubscription(endpointId, featureId, options)
     try {
@@ -296,7 +297,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
    * Ends a subscription: at once here (its notifications are no longer taken), and at the device, which the
    * promise waits for. A stale subscription just ends.
    */
-  async unsubscribe(subscription: MashSubscription, options: MashRequestOptions = {}): Promise<void> {
+  async unsubscribe(subscription: MashSubscription, options: MashRequestOptions = NO_OPTIONS): Promise<void> {
     if (!(subscription instanceof MashSubscription)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "subscription" argument must be a MashSubscription. Received ${describe(subscription)}`)
     }
@@ -329,7 +330,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
    * themselves); each gets a new id and a new priming. One resubscribe per subscription at a time: those
    * already being made again are left to the call making them.
    */
-  async resubscribe(options: MashRequestOptions = {}): Promise<{ resubscribed: MashSubscription[]; failed: { subscription: MashSubscription; error: Error }[] }> {
+  async resubscribe(options: MashRequestOptions = NO_OPTIONS): Promise<{ resubscribed: MashSubscription[]; failed: { subscription: MashSubscription; error: Error }[] }> {
     const stale = [...this.#stale]
     for (const subscription of stale) {
       this.#stale.delete(subscription)
@@ -419,7 +420,8 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     what: string,
     accept?: (response: MashResponse) => void,
   ): Promise<MashResponse> {
-    checkOptions(`${what}() options`, options, what === 'subscribe' ? subscribeOptionNames : requestOptionNames)
+    // A call without options (the common one) passes the shared empty object: nothing to check.
+    if (options !== NO_OPTIONS) checkOptions(`${what}() options`, options, what === 'subscribe' ? subscribeOptionNames : requestOptionNames)
     const { signal } = options
     checkSignal(signal)
     const timeoutMs = integerOption('timeoutMs', options.timeoutMs, this.#requestTimeoutMs, 1, 2 ** 31 - 1)
