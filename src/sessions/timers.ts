@@ -149,16 +149,20 @@ export class TimerQueue implements Scheduler {
     const first = this.#heap.top()
     if (first === undefined) return
     this.#armedFor = first.deadline
-    // setTimeout rounds to whole ms and may fire a little early; runDue takes only what is due, and the rest waits.
+    // setTimeout rounds to whole ms and may fire a little early; #run takes only what is due, and the rest waits.
     // Node fires a delay past 2^31 - 1 ms at once: a farther deadline takes a hop of that length first.
     this.#handle = setTimeout(this.#run, Math.min(MAX_TIMEOUT_MS, Math.max(0, Math.ceil(first.deadline - this.now())))).unref()
   }
 
   readonly #run = (): void => {
+    // While it runs, arm() from a callback only updates the heap (armedFor -Infinity): one JS timer is set
+    // at the end, for what is then first, not one per re-armed timer.
+    if (this.#handle !== undefined) clearTimeout(this.#handle)
     this.#handle = undefined
-    this.#armedFor = Infinity
+    this.#armedFor = -Infinity
     const now = this.now()
     let ran = 0
+    let yielded = false
     try {
       for (;;) {
         const timer = this.#heap.top()
@@ -167,14 +171,17 @@ export class TimerQueue implements Scheduler {
         timer.fire(now)
         // Deadlines that fall due together (windows opened in one busy turn close in one) are run a few
         // milliseconds' worth at a time, the I/O in between: a loaded gateway keeps reading its connections.
-        if (++ran % 64 === 0 && this.now() - now > TURN_BUDGET_MS) {
-          this.#armedFor = -Infinity
+        if (++ran % 8 === 0 && this.now() - now > TURN_BUDGET_MS) {
+          yielded = true
           setImmediate(this.#run)
           return
         }
       }
     } finally {
-      if (this.#armedFor !== -Infinity) this.#schedule()
+      if (!yielded) {
+        this.#armedFor = Infinity
+        this.#schedule()
+      }
     }
   }
 }

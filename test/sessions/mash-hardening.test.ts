@@ -180,14 +180,15 @@ describe('the controller in races', () => {
     expect(device.stats().subscriptions).toBe(1)
   })
 
-  it('an unsubscribe cut off by the end of the connection ends the subscription; it does not come back', async () => {
+  it('an unsubscribe cut off by the end of the connection ends the subscription and resolves; it does not come back', async () => {
     const { controller, received, send, far } = scripted()
     const subscribing = controller.subscribe(1, 2, { attributeIds: [1] })
     send({ kind: 'response', messageId: (received.at(-1) as { messageId: number }).messageId, status: 0, payload: subscribeResponsePayload(9, new Map()) })
     const subscription = await subscribing
     const unsubscribing = controller.unsubscribe(subscription)
     far.close()
-    await expect(unsubscribing).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    // The end took the subscription away at the device too: the unsubscribe is done either way.
+    await expect(unsubscribing).resolves.toBeUndefined()
     expect(subscription.state).toBe('ended')
     expect(controller.staleSubscriptions).toEqual([])
   })
@@ -258,5 +259,104 @@ describe('the controller in races', () => {
     await controller.close()
     expect(subscription.state).toBe('ended')
     expect(controller.staleSubscriptions).toEqual([])
+  })
+})
+
+describe('ends in the middle of things', () => {
+  it('a subscribe answer that overflows a peer that reads nothing ends the connection, and makes no subscription', async () => {
+    const clock = new FakeClock()
+    // Each answer is 24 bytes: the first is held, the second passes the bound inside the device's answer.
+    const [controllerSide, deviceSide] = MemoryTransport.pair({ maxHeldBytes: 30 })
+    const device = new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false })
+    const session = device.serve(deviceSide)
+    controllerSide.pause()
+    controllerSide.send(encodeMessage({ kind: 'request', messageId: 1, operation: 3, endpointId: 1, featureId: 2, payload: new Map([[1, [1, 2, 3, 5]]]) }))
+    controllerSide.send(encodeMessage({ kind: 'request', messageId: 2, operation: 3, endpointId: 1, featureId: 2, payload: new Map([[1, [1, 2, 3, 5]]]) }))
+    expect(deviceSide.closed).toBe(true)
+    expect(session.subscriptionCount).toBe(0)
+    expect(device.stats()).toMatchObject({ sessions: 0, subscriptions: 0 })
+    expect(clock.size).toBe(0)
+  })
+
+  it('a notification that overflows the peer ends the connection and leaves no timer armed', async () => {
+    const clock = new FakeClock()
+    const [controllerSide, deviceSide] = MemoryTransport.pair({ maxHeldBytes: 60 })
+    const device = new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false })
+    device.serve(deviceSide)
+    const controller = new MashController(controllerSide, { scheduler: clock, keepAlive: false })
+    await controller.subscribe(1, 2, { attributeIds: [5], minIntervalMs: 0, maxIntervalMs: 60_000 })
+    controllerSide.pause()
+    // A notification larger than the bound, on a connection that takes nothing: it ends inside notify().
+    device.set(1, 2, 5, 'x'.repeat(80))
+    expect(deviceSide.closed).toBe(true)
+    expect(device.stats()).toMatchObject({ sessions: 0, subscriptions: 0 })
+    clock.advance(120_000)
+    expect(clock.size).toBe(0)
+  })
+
+  it('a priming listener that throws does not leave subscribe() pending', async () => {
+    const { controller } = setUp()
+    const surfaced: unknown[] = []
+    const swallow = (error: unknown): void => void surfaced.push(error)
+    process.on('uncaughtException', swallow)
+    try {
+      controller.once('notification', () => {
+        throw new Error('a listener bug')
+      })
+      const subscription = await controller.subscribe(1, 2, { attributeIds: [1] })
+      expect(subscription.state).toBe('active')
+      await new Promise((resolve) => setImmediate(resolve))
+      expect(surfaced).toEqual([new Error('a listener bug')])
+    } finally {
+      process.off('uncaughtException', swallow)
+    }
+  })
+
+  it('a resubscribe cut off by close() ends the subscription', async () => {
+    const { clock, controller, received, send, far } = scripted()
+    const subscribing = controller.subscribe(1, 2, { attributeIds: [1] })
+    send({ kind: 'response', messageId: (received.at(-1) as { messageId: number }).messageId, status: 0, payload: subscribeResponsePayload(9, new Map()) })
+    const subscription = await subscribing
+    far.close()
+    await new Promise((resolve) => setImmediate(resolve))
+    const [near] = MemoryTransport.pair()
+    controller.attach(near)
+    const resubscribing = controller.resubscribe()
+    const closed = controller.close()
+    const { failed } = await resubscribing
+    clock.advance(5_000) // nothing echoes the close on this bare connection: it ends at the close timeout
+    await closed
+    expect(failed).toHaveLength(1)
+    expect(subscription.state).toBe('ended')
+    expect(controller.staleSubscriptions).toEqual([])
+  })
+
+  it('an unsubscribe refused before it is sent leaves the subscription active', async () => {
+    const { controller } = setUp()
+    const subscription = await controller.subscribe(1, 2, { attributeIds: [1] })
+    const aborted = AbortSignal.abort()
+    await expect(controller.unsubscribe(subscription, { signal: aborted })).rejects.toMatchObject({ code: 'ABORT_ERR' })
+    await expect(controller.unsubscribe(subscription, { bogus: 1 } as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' })
+    expect(subscription.state).toBe('active')
+  })
+
+  it('a device that gives a subscription id in use is refused, not followed', async () => {
+    const { controller, received, send } = scripted()
+    const first = controller.subscribe(1, 2, { attributeIds: [1] })
+    send({ kind: 'response', messageId: (received.at(-1) as { messageId: number }).messageId, status: 0, payload: subscribeResponsePayload(9, new Map()) })
+    await first
+    const second = controller.subscribe(1, 2, { attributeIds: [2] })
+    send({ kind: 'response', messageId: (received.at(-1) as { messageId: number }).messageId, status: 0, payload: subscribeResponsePayload(9, new Map()) })
+    await expect(second).rejects.toMatchObject({ code: 'ERR_MASH_STATUS' })
+  })
+
+  it('answers and notifications that come after a close are dropped and counted', async () => {
+    const { controller, send } = scripted()
+    const read = controller.read(1, 2)
+    send({ kind: 'control', type: 3, seq: 0 }) // the device closes; the read fails now
+    await expect(read).rejects.toMatchObject({ code: 'ERR_CONNECTION_CLOSED' })
+    send({ kind: 'response', messageId: 1, status: 0, payload: new Map() })
+    send({ kind: 'notification', subscriptionId: 9, endpointId: 1, featureId: 2, changes: new Map() })
+    expect(controller.stats()!.dropped).toMatchObject({ unexpectedResponses: 1, unknownSubscriptions: 1 })
   })
 })

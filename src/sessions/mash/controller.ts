@@ -2,7 +2,7 @@
 // their notifications, over one connection at a time. A new connection (after a reconnect) is attach()ed;
 // the subscriptions of the last one are then stale until resubscribe() makes them again, with a new priming.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from '../../errors.ts'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../errors.ts'
 import { booleanOption, checkOptions, integerOption } from '../../options.ts'
 import { ConnectionManager } from '../connection-manager.ts'
 import type { SessionTransport } from '../transport.ts'
@@ -244,7 +244,7 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       latency: (latencyMs) => this.emit('latency', latencyMs),
       ended: (error) => this.#onEnded(error),
     })
-    if (this.#link.open) this.emit('connect')
+    if (this.#link.open && !transport.closed) this.emit('connect')
   }
 
   /** Reads attributes (all the feature's readable ones when attributeIds is empty). */
@@ -315,11 +315,18 @@ export class MashController extends EventEmitter<MashControllerEvents> {
         break
     }
     const id = subscription.id
+    // Checked before anything changes: a call refused here leaves the subscription as it was.
+    if (options !== NO_OPTIONS) checkOptions('unsubscribe() options', options, requestOptionNames)
+    checkSignal(options.signal)
+    if (options.signal?.aborted === true) throw abortedError('The unsubscribe was aborted', options.signal)
     subscription.moveTo('ending')
     this.#subscriptions.delete(id)
     try {
       // Unsubscribe is a Subscribe to endpoint 0, feature 0 (§A.2).
       await this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(id), options, 'unsubscribe')
+    } catch (error) {
+      // A connection that ended took the subscription with it at the device: it is gone either way.
+      if (!(error instanceof VolleyError && error.code === 'ERR_CONNECTION_CLOSED')) throw error
     } finally {
       subscription.moveTo('ended')
     }
@@ -346,8 +353,9 @@ export class MashController extends EventEmitter<MashControllerEvents> {
         return
       }
       failed.push({ subscription, error: result.reason as Error })
-      // Refused or cut off: stale again, to be tried later (unless unsubscribe() ended it meanwhile).
-      if (subscription.state === 'subscribing') {
+      // Refused or cut off: stale again, to be tried later (unless unsubscribe() or close() ended it meanwhile).
+      if (subscription.state === 'subscribing' && this.#closed) subscription.moveTo('ended')
+      else if (subscription.state === 'subscribing') {
         subscription.moveTo('stale')
         this.#stale.add(subscription)
       }
@@ -365,7 +373,10 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     if (this.#closed) return Promise.resolve()
     this.#closed = true
     const link = this.#link
-    const ended = link === null || link.state === 'closed' ? Promise.resolve() : new Promise<void>((resolve) => link.transport.once('close', () => resolve()))
+    const ended =
+      link === null || link.state === 'closed' || link.transport.closed
+        ? Promise.resolve()
+        : new Promise<void>((resolve) => link.transport.once('close', () => resolve()))
     link?.close()
     for (const subscription of [...this.#stale, ...this.#subscriptions.values()]) subscription.moveTo('ended')
     this.#stale.clear()
@@ -393,6 +404,11 @@ export class MashController extends EventEmitter<MashControllerEvents> {
         return
       }
       const { subscriptionId, currentValues } = parsed.value
+      if (this.#subscriptions.has(subscriptionId)) {
+        // A device that gives an id in use would orphan the subscription holding it.
+        malformed = new MashStatusError(MashStatus.INVALID_PARAMETER, `subscription id ${subscriptionId} is in use already`, 'subscribe (its response was malformed)')
+        return
+      }
       if (subscription.state !== 'subscribing') {
         // Unsubscribed while its subscribe was in flight: end it at the device too.
         void this.#request(MashOperation.subscribe, 0, 0, unsubscribePayload(subscriptionId), {}, 'unsubscribe').catch(() => {})
@@ -488,7 +504,12 @@ export class MashController extends EventEmitter<MashControllerEvents> {
       pending.reject(new MashStatusError(response.status, errorText(response.payload), pending.what))
       return true
     }
-    pending.accept?.(response)
+    try {
+      pending.accept?.(response)
+    } catch (error) {
+      // A priming listener that threw: the request still settles, and the error surfaces as an uncaught one.
+      surfaceLater(error)
+    }
     pending.resolve(response)
     return true
   }

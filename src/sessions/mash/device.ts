@@ -491,6 +491,8 @@ class DeviceSubscription {
   windowClosesAt = Infinity
   lastNotifiedAt: number
   readonly timer = new Timer((now) => this.due(now))
+  /** Ended (unsubscribed, or its connection gone): never armed again, even from a notify() that ended it. */
+  #ended = false
 
   constructor(id: number, session: MashDeviceSession, feature: FeatureState, attributeIds: readonly number[], minIntervalMs: number, maxIntervalMs: number, now: number) {
     this.id = id
@@ -545,11 +547,13 @@ class DeviceSubscription {
   }
 
   arm(): void {
+    if (this.#ended) return
     const deadline = Math.min(this.windowClosesAt, this.lastNotifiedAt + this.maxIntervalMs)
     this.session.device.scheduler.arm(this.timer, deadline)
   }
 
   due(now: number): void {
+    if (this.#ended) return
     if (this.hasPending && now >= this.windowClosesAt) this.flush(now)
     else if (now >= this.lastNotifiedAt + this.maxIntervalMs) {
       // A heartbeat time with changes pending sends them: they have waited at least minInterval since the last.
@@ -561,6 +565,7 @@ class DeviceSubscription {
   /** Sends the pending changes that differ from what was last notified (all of them without suppression). */
   flush(now: number): void {
     const session = this.session
+    if (this.#ended) return
     if (!session.writable) {
       // Back-pressure: the changes wait (and go on coalescing) until the connection drains, due then at once
       // (with minInterval 0 no window was open to say so).
@@ -597,6 +602,7 @@ class DeviceSubscription {
 
   heartbeat(now: number): void {
     const session = this.session
+    if (this.#ended) return
     if (!session.writable) {
       session.blocked.add(this)
       return
@@ -608,6 +614,7 @@ class DeviceSubscription {
   }
 
   end(): void {
+    this.#ended = true
     this.session.device.scheduler.disarm(this.timer)
     this.feature.subscriptions.delete(this)
     this.session.blocked.delete(this)
@@ -713,7 +720,8 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
   /** Answers a request (nothing once the connection ended); false when the answer had to be replaced by an error. */
   #respond(messageId: number, status: number, payload?: MashValue, text?: string): boolean {
     if (this.#ended) return false
-    return this.#link.respond(messageId, status, payload, text)
+    // The send may end the connection (a peer past maxHeldBytes): then nothing that follows is to be made.
+    return this.#link.respond(messageId, status, payload, text) && !this.#ended
   }
 
   #onRequest(request: MashRequest): void {
@@ -872,7 +880,8 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     const outcome = await this.#runHandler(request.messageId, context, () => handler(parsed.value.params, context))
     if (outcome === undefined) return
     if ('error' in outcome) return this.#handlerFailed(request.messageId, outcome.error, context)
-    if (!this.#respond(request.messageId, MashStatus.SUCCESS, outcome.value)) this.#handlerError(new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Command ${parsed.value.commandId} returned a result MASH cannot carry`), context)
+    if (this.#ended) return
+    if (!this.#respond(request.messageId, MashStatus.SUCCESS, outcome.value) && !this.#ended) this.#handlerError(new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Command ${parsed.value.commandId} returned a result MASH cannot carry`), context)
   }
 
   #handlerFailed(messageId: number, error: unknown, context: MashRequestContext): void {

@@ -229,11 +229,15 @@ export class MashLink {
         else this.#role.request(message)
         return
       case 'response':
-        if (this.#role.response === undefined) this.stats.dropped.unexpectedKinds++
+        // After a close, answers and notifications belong to nothing: the controller may be on a new
+        // connection whose ids start at 1 again.
+        if (this.#state !== 'open') this.stats.dropped.unexpectedResponses++
+        else if (this.#role.response === undefined) this.stats.dropped.unexpectedKinds++
         else if (!this.#role.response(message)) this.stats.dropped.unexpectedResponses++
         return
       case 'notification':
-        if (this.#role.notification === undefined) this.stats.dropped.unexpectedKinds++
+        if (this.#state !== 'open') this.stats.dropped.unknownSubscriptions++
+        else if (this.#role.notification === undefined) this.stats.dropped.unexpectedKinds++
         else if (!this.#role.notification(message)) this.stats.dropped.unknownSubscriptions++
         return
     }
