@@ -322,9 +322,11 @@ async function settledDelivery(gateway: BenchChild, controllers: BenchChild[]): 
   const deadline = Date.now() + 15_000
   let last = -1
   for (;;) {
+    // Heartbeats go on after the changes stop (50,000 subscriptions' are 833 a second): what must have
+    // arrived is what the gateway had sent before the controllers were asked, no more.
     const sent = (await takeMark(gateway, 'quiet')).packets
     const received = (await Promise.all(controllers.map((controller) => takeMark(controller, 'quiet')))).reduce((total, mark) => total + mark.packets, 0)
-    if (received >= sent || received === last || Date.now() > deadline) return { sent, received, allArrived: received === sent }
+    if (received >= sent || received === last || Date.now() > deadline) return { sent, received, allArrived: received >= sent }
     last = received
     await sleep(500)
   }

@@ -128,7 +128,7 @@ export function renderSessions(summary: SessionsSummary, fanOut: FanOutResult | 
           ],
           ['gateway RSS per subscription once the changes stopped and the last notifications went', bytes(memory.rssPerSubscriptionQuiet)],
           ['gateway RSS per device (its model, before any connection)', bytes(memory.rssPerDevice)],
-          ['**every notification arrived**', `**${fanOut.delivery.allArrived ? 'yes' : 'no'}** (${thousands(fanOut.delivery.received)} of ${thousands(fanOut.delivery.sent)})`],
+          ['**every notification arrived**', `**${fanOut.delivery.allArrived ? 'yes' : 'no'}** (${thousands(fanOut.delivery.received)} received; ${thousands(fanOut.delivery.sent)} sent before they were counted)`],
           ['controllers: UDP receive drops in the window / connections lost', `${thousands(steady.controllersReceiveDrops)} / ${thousands(fanOut.controllerDisconnects)}`],
           [
             'other processes on the pinned cores in the window: gateway / controllers (the latter approximate)',

@@ -188,7 +188,7 @@ export class TimerQueue implements Scheduler {
 
 const MAX_TIMEOUT_MS = 2 ** 31 - 1
 /** How long one turn of the event loop runs due session timers before it lets I/O in, ms. */
-const TURN_BUDGET_MS = 5
+const TURN_BUDGET_MS = 20
 
 let processQueue: TimerQueue | undefined
 
