@@ -14,7 +14,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import { Server } from '../../src/index.ts'
 import { type PeerTransport, serveSessions, sessionTimers } from '../../src/sessions/index.ts'
-import { MashDevice } from '../../src/sessions/mash/index.ts'
+import { MashDevice, sumDeviceStats, type MashDeviceStats } from '../../src/sessions/mash/index.ts'
 import { type MarkCounters, emitMark, memoryNow, numberArg, serveCommands } from './connections-child.ts'
 import { HOST } from './constants.ts'
 import { emit, failStart } from './protocol.ts'
@@ -118,17 +118,8 @@ try {
     counters.bytes = changesMade
   }
 
-  const deviceTotals = (): Record<string, number> => {
-    const sum = { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0 }
-    for (const device of devices) {
-      const stats = device.stats()
-      sum.sessions += stats.sessions
-      sum.subscriptions += stats.subscriptions
-      sum.notificationsSent += stats.notificationsSent
-      sum.heartbeatsSent += stats.heartbeatsSent
-      sum.bounceBacksSuppressed += stats.bounceBacksSuppressed
-      sum.changesCoalesced += stats.changesCoalesced
-    }
+  const deviceTotals = (): MashDeviceStats => {
+    const sum = sumDeviceStats(devices)
     counters.packets = sum.notificationsSent + sum.heartbeatsSent
     return sum
   }

@@ -10,7 +10,7 @@ import { ClientPool, Server, generateConnectToken, generateKey } from '../index.
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../native-info.ts'
 import { ClientTransport, serveSessions } from '../sessions/index.ts'
-import { MashController, MashDevice, type MashEndpointDefinition, type MashValue } from '../sessions/mash/index.ts'
+import { MashController, MashDevice, sumDeviceStats, type MashDeviceStats, type MashEndpointDefinition, type MashValue } from '../sessions/mash/index.ts'
 import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:mash -- [--devices 1000] [--seconds 5] [--rate 5]'
@@ -307,18 +307,7 @@ const request = (): void => {
 }
 
 /** The meters' counters, summed. */
-const deviceTotals = (): { subscriptions: number; notificationsSent: number; heartbeatsSent: number; changesCoalesced: number; bounceBacksSuppressed: number } => {
-  const sum = { subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, changesCoalesced: 0, bounceBacksSuppressed: 0 }
-  for (const device of devices) {
-    const stats = device.stats()
-    sum.subscriptions += stats.subscriptions
-    sum.notificationsSent += stats.notificationsSent
-    sum.heartbeatsSent += stats.heartbeatsSent
-    sum.changesCoalesced += stats.changesCoalesced
-    sum.bounceBacksSuppressed += stats.bounceBacksSuppressed
-  }
-  return sum
-}
+const deviceTotals = (): MashDeviceStats => sumDeviceStats(devices)
 
 const cpuStart = process.cpuUsage()
 const started = performance.now()

@@ -150,6 +150,21 @@ describe('MASH requests on a fake clock', () => {
   })
 })
 
+/** A device and a controller whose keep-alive runs, with the device's pongs dropped while `blocking.pongs`. */
+function blockablePongs(keepAlive?: { intervalMs: number; pongTimeoutMs: number; maxMissedPongs: number }) {
+  const blocking = { pongs: false }
+  const clock = new FakeClock()
+  const [controllerSide, deviceSide] = MemoryTransport.pair({
+    filter: (data, from) => {
+      const decoded = decodeMessage(data)
+      return !(blocking.pongs && from === 'b' && decoded.ok && decoded.message.kind === 'control' && decoded.message.type === 2)
+    },
+  })
+  new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false }).serve(deviceSide)
+  const controller = new MashController(controllerSide, { scheduler: clock, ...(keepAlive === undefined ? {} : { keepAlive }) })
+  return { blocking, clock, controller, controllerSide }
+}
+
 describe('MASH keep-alive on a fake clock', () => {
   it('TC-PROTO-007: the first ping goes at start, then one every 30 s; each pong reports the latency', () => {
     const clock = new FakeClock()
@@ -168,16 +183,7 @@ describe('MASH keep-alive on a fake clock', () => {
   })
 
   it('TC-PROTO-008: three missed pongs end the connection; the worst case is 95 s after the last pong', async () => {
-    let blockPongs = false
-    const clock = new FakeClock()
-    const [controllerSide, deviceSide] = MemoryTransport.pair({
-      filter: (data, from) => {
-        const decoded = decodeMessage(data)
-        return !(blockPongs && from === 'b' && decoded.ok && decoded.message.kind === 'control' && decoded.message.type === 2)
-      },
-    })
-    new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false }).serve(deviceSide)
-    const controller = new MashController(controllerSide, { scheduler: clock })
+    const { blocking, clock, controller, controllerSide } = blockablePongs()
     let endedAt = -1
     let endError: Error | undefined
     controller.on('disconnect', (error) => {
@@ -185,7 +191,7 @@ describe('MASH keep-alive on a fake clock', () => {
       endError = error
     })
     clock.advance(30_000) // the ping at 30 s is answered: the last pong
-    blockPongs = true
+    blocking.pongs = true
     clock.advance(94_999) // pings at 60, 90, 120 s; misses at 65 and 95 s
     expect(endedAt).toBe(-1)
     expect(controller.connected).toBe(true)
@@ -197,29 +203,20 @@ describe('MASH keep-alive on a fake clock', () => {
   })
 
   it('a pong of another seq is ignored and counted', () => {
-    const { clock, controller, far } = bareController()
-    void clock
+    const { controller, far } = bareController()
     far.send(encodeMessage({ kind: 'control', type: 2, seq: 99 }))
     expect(controller.stats()!.dropped.strayPongs).toBe(1)
   })
 
   it('a pong in time resets the count of misses: only misses in a row end the connection', () => {
-    let blockPongs = true
-    const clock = new FakeClock()
-    const [controllerSide, deviceSide] = MemoryTransport.pair({
-      filter: (data, from) => {
-        const decoded = decodeMessage(data)
-        return !(blockPongs && from === 'b' && decoded.ok && decoded.message.kind === 'control' && decoded.message.type === 2)
-      },
-    })
-    new MashDevice({ endpoints: testModel(), scheduler: clock, keepAlive: false }).serve(deviceSide)
-    const controller = new MashController(controllerSide, { scheduler: clock, keepAlive: { intervalMs: 1_000, pongTimeoutMs: 100, maxMissedPongs: 2 } })
+    const { blocking, clock, controller } = blockablePongs({ intervalMs: 1_000, pongTimeoutMs: 100, maxMissedPongs: 2 })
+    blocking.pongs = true
     let endedAt = -1
     controller.on('disconnect', () => (endedAt = clock.now()))
     clock.advance(100) // the ping at 0 missed: 1
-    blockPongs = false
+    blocking.pongs = false
     clock.advance(900) // the ping at 1,000 answered: 0
-    blockPongs = true
+    blocking.pongs = true
     clock.advance(1_100) // the ping at 2,000 missed at 2,100: 1, not 2
     expect(endedAt).toBe(-1)
     clock.advance(1_000) // the ping at 3,000 missed at 3,100: 2 in a row

@@ -4,18 +4,8 @@
 // that says why; whatever it answers a message for re-encodes and decodes again to the same message.
 import { isDeepStrictEqual } from 'node:util'
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../helpers.ts'
 import { MASH_MAX_MESSAGE_BYTES, decodeMessage, encodeMessage, sendableProblem, type MashDecoded, type MashMessage, type MashValue } from '../../src/sessions/mash/wire.ts'
-
-/** A seeded PRNG (mulberry32): the same cases on every run. */
-function randomSource(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let mixed = Math.imul(state ^ (state >>> 15), state | 1)
-    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61)
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
 
 function bytes(hex: string): Uint8Array {
   const digits = hex.replace(/\s+/g, '')
@@ -199,7 +189,7 @@ function checkCase(data: Uint8Array, previous: Uint8Array, counts: Record<string
 
 describe('decodeMessage() under fuzzing', () => {
   it('answers 20,000 random and mutated inputs without throwing, quickly, and what it reads round-trips', () => {
-    const random = randomSource(0x4d415348)
+    const random = seededRandom(0x4d415348)
     const counts: Record<string, number> = {}
     let previous = seeds[0]!
     for (let index = 0; index < 20_000; index++) {

@@ -4,6 +4,7 @@
 // what encoding and refusing cost next to cborg's own encode() and a good message's decode.
 import { encode } from 'cborg'
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../helpers.ts'
 import {
   MASH_MAX_MESSAGE_BYTES,
   MASH_SENDER_LIMITS,
@@ -906,17 +907,6 @@ describe('payload helpers', () => {
   })
 })
 
-/** A seeded PRNG (mulberry32): the same cases on every run. */
-function randomSource(seed: number): () => number {
-  let state = seed >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let mixed = Math.imul(state ^ (state >>> 15), state | 1)
-    mixed ^= mixed + Math.imul(mixed ^ (mixed >>> 7), mixed | 61)
-    return ((mixed ^ (mixed >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
-
 describe('canonical key order, against its definition', () => {
   // The oracle: each key encoded alone (cborg writes integers and text in their one shortest form), then
   // shorter encodings first and equal lengths bytewise. Slow, and plainly the definition.
@@ -963,7 +953,7 @@ describe('canonical key order, against its definition', () => {
   }
 
   function checkAgainstDefinition(seed: number, keyPool: readonly (number | string)[]): void {
-    const random = randomSource(seed)
+    const random = seededRandom(seed)
     for (let round = 0; round < 1500; round++) {
       const payload = randomMap(random, keyPool, 0)
       const encoded = encodeMessage({ kind: 'response', messageId: 7, status: 0, payload })

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { StreamTransport } from '../../src/sessions/stream-transport.ts'
 import { within, waitFor } from '../helpers.ts'
 import { makeDevCertificates } from './dev-certificates.ts'
+import { watch } from './watch.ts'
 
 /** A frame as the wire carries it: the length (u32 big-endian), then the bytes. */
 function frame(payload: Uint8Array): Buffer {
@@ -31,15 +32,6 @@ function payload(size: number, seed = 0): Uint8Array {
 }
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
-
-/** Everything a transport emits, copied (messages are views valid during the callback). */
-function watch(transport: StreamTransport) {
-  const seen = { messages: [] as Uint8Array[], closes: [] as (Error | undefined)[], drains: 0 }
-  transport.on('message', (data) => seen.messages.push(data.slice()))
-  transport.on('close', (error) => seen.closes.push(error))
-  transport.on('drain', () => seen.drains++)
-  return seen
-}
 
 /**
  * The transport under test on one end of a link, and raw bytes at the other: what is written there, and what

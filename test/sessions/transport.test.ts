@@ -11,21 +11,13 @@ import { StreamTransport } from '../../src/sessions/stream-transport.ts'
 import { MemoryTransport, type SessionTransport, TransportBase, type TransportBaseOptions } from '../../src/sessions/transport.ts'
 import { ClientTransport, type PeerTransport, serveSessions } from '../../src/sessions/volley-transport.ts'
 import { type EngineKind, onEngine, waitFor, within } from '../helpers.ts'
+import { watch } from './watch.ts'
 
 /** A message of `size` bytes that starts with its number (one byte). */
 function numbered(index: number, size: number): Uint8Array {
   const bytes = new Uint8Array(size).fill(0xa0 | (index & 0x0f))
   bytes[0] = index
   return bytes
-}
-
-/** Everything a transport emits, messages copied (they are views valid during the callback). */
-function watch(transport: SessionTransport) {
-  const seen = { messages: [] as Uint8Array[], closes: [] as (Error | undefined)[], drains: 0 }
-  transport.on('message', (data) => seen.messages.push(data.slice()))
-  transport.on('close', (error) => seen.closes.push(error))
-  transport.on('drain', () => seen.drains++)
-  return seen
 }
 
 /** Runs `run` with uncaught exceptions caught (surfaceLater's), and returns them once `settled` holds. */

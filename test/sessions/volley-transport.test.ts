@@ -4,8 +4,8 @@ import { once } from 'node:events'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Client, type ClientOptions, type Peer, Server, type ServerOptions, generateConnectToken } from '../../src/index.ts'
 import { ClientTransport, PeerTransport, PeerTransports, serveSessions } from '../../src/sessions/volley-transport.ts'
-import type { SessionTransport } from '../../src/sessions/transport.ts'
 import { type EngineKind, onEngine, waitFor, within } from '../helpers.ts'
+import { watch } from './watch.ts'
 
 const privateKey = new Uint8Array(32).fill(11)
 const protocolId = 0x5e55n
@@ -35,15 +35,6 @@ async function connectClient(engine: EngineKind, port: number, clientId: bigint,
   return client
 }
 
-/** Everything a transport emits, messages as text or copies. */
-function watch(transport: SessionTransport) {
-  const seen = { messages: [] as Uint8Array[], closes: [] as (Error | undefined)[], drains: 0 }
-  transport.on('message', (data) => seen.messages.push(data.slice()))
-  transport.on('close', (error) => seen.closes.push(error))
-  transport.on('drain', () => seen.drains++)
-  return seen
-}
-
 const text = (value: string): Uint8Array => new TextEncoder().encode(value)
 const read = (data: Uint8Array): string => new TextDecoder().decode(data)
 
@@ -55,6 +46,21 @@ function numbered(index: number, size = 16): Uint8Array {
   return bytes
 }
 const numberOf = (data: Uint8Array): number => new DataView(data.buffer, data.byteOffset).getUint32(0)
+
+/**
+ * Sends numbered 1000-byte messages in one go (no drain can come between the sends) until the transport
+ * ends it, at most 100: how many went, and the first one it had to hold.
+ */
+function sendUntilClosed(transport: ClientTransport | PeerTransport): { firstHeld: number; sent: number } {
+  let firstHeld = -1
+  let sent = 0
+  while (sent < 100 && !transport.closed) {
+    transport.send(numbered(sent, 1000))
+    if (firstHeld < 0 && transport.heldMessages === 1) firstHeld = sent
+    sent++
+  }
+  return { firstHeld, sent }
+}
 
 /** A server serving sessions: the transports it made, by client id. */
 async function serving(engine: EngineKind, options: Partial<ServerOptions> = {}) {
@@ -226,14 +232,7 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     const atClient = watch(transport)
     await waitFor(() => transports.has(61n), 5000, 'the peer transport')
     const atServer = watch(transports.get(61n)!)
-    // Sent in one go: no drain can come between the sends.
-    let firstHeld = -1
-    let sent = 0
-    while (sent < 100 && !transport.closed) {
-      transport.send(numbered(sent, 1000))
-      if (firstHeld < 0 && transport.heldMessages === 1) firstHeld = sent
-      sent++
-    }
+    const { firstHeld, sent } = sendUntilClosed(transport)
     // The client's queue took a few; then five of 1000 bytes were held (5000, the bound), and the sixth ended it.
     expect(firstHeld).toBeGreaterThan(0)
     expect(sent).toBe(firstHeld + 6)
@@ -260,13 +259,7 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     const peerTransport = transports.get(62n)!
     expect(peerTransport.maxHeldBytes).toBe(3000)
     const atServer = watch(peerTransport)
-    let firstHeld = -1
-    let sent = 0
-    while (sent < 100 && !peerTransport.closed) {
-      peerTransport.send(numbered(sent, 1000))
-      if (firstHeld < 0 && peerTransport.heldMessages === 1) firstHeld = sent
-      sent++
-    }
+    const { firstHeld, sent } = sendUntilClosed(peerTransport)
     expect(firstHeld).toBeGreaterThan(0)
     expect(sent).toBe(firstHeld + 4)
     expect(atServer.closes).toEqual([

@@ -106,6 +106,20 @@ export interface MashDeviceOptions extends MashLinkOptions {
   maxPendingHandlers?: number | undefined
 }
 
+function noDeviceStats(): MashDeviceStats {
+  return { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0, unsendableNotifications: 0, handlersRefused: 0 }
+}
+
+/** The counters of many devices (a gateway hosting them), added up. */
+export function sumDeviceStats(devices: Iterable<MashDevice>): MashDeviceStats {
+  const sum = noDeviceStats()
+  for (const device of devices) {
+    const stats = device.counters
+    for (const key of Object.keys(sum) as (keyof MashDeviceStats)[]) sum[key] += stats[key]
+  }
+  return sum
+}
+
 /** The subscription defaults of §A.4, taken when a subscribe leaves an interval out. */
 export const MASH_DEFAULT_MIN_INTERVAL_MS = 1_000
 export const MASH_DEFAULT_MAX_INTERVAL_MS = 60_000
@@ -195,7 +209,7 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
   readonly #sessions = new Set<MashDeviceSession>()
   #nextSubscriptionId = 1
   /** @internal Counters the sessions and subscriptions add to. */
-  readonly counters: MashDeviceStats = { sessions: 0, subscriptions: 0, notificationsSent: 0, heartbeatsSent: 0, bounceBacksSuppressed: 0, changesCoalesced: 0, unsendableNotifications: 0, handlersRefused: 0 }
+  readonly counters: MashDeviceStats = noDeviceStats()
 
   constructor(options: MashDeviceOptions) {
     super()
