@@ -104,7 +104,7 @@ async function netLink(options?: ConstructorParameters<typeof StreamTransport>[1
 /**
  * A Duplex fed by hand: what is pushed into it is what the transport reads, in exactly those chunks; what the
  * transport writes is recorded. holdWrites: each write's callback waits for release(), so the stream's
- * buffer fills (its highWaterMark, default 16 KiB).
+ * buffer fills (its highWaterMark: 16 KiB by default on Node 20, 64 KiB from Node 22).
  */
 function handFed(options: { highWaterMark?: number; holdWrites?: boolean } = {}) {
   const written: Buffer[] = []
@@ -381,7 +381,8 @@ describe('StreamTransport', () => {
   it('ends the connection with ERR_SEND_BACKLOG_FULL once the stream holds more than maxHeldBytes (hand-fed, exact)', async () => {
     const message = payload(8192)
     // Each frame is 8196 bytes; the stream's write callbacks never come, so every byte stays in its buffer.
-    const under = handFed({ holdWrites: true })
+    // The high-water mark named: Node 22 raised its default from 16 KiB to 64 KiB.
+    const under = handFed({ holdWrites: true, highWaterMark: 16_384 })
     const bounded = new StreamTransport(under.stream, { maxHeldBytes: 20_000 })
     expect(bounded.maxHeldBytes).toBe(20_000)
     const seen = watch(bounded)
