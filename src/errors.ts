@@ -2,7 +2,7 @@
 import { getSystemErrorName } from 'node:util'
 
 /** The codes of VolleyTypeError: a value of the wrong type, or one that is not among those allowed. */
-export type VolleyTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_CONNECT_TOKEN' | 'ERR_ILLEGAL_CONSTRUCTOR'
+export type VolleyTypeErrorCode = 'ERR_INVALID_ARG_TYPE' | 'ERR_INVALID_ARG_VALUE' | 'ERR_INVALID_CONNECT_TOKEN' | 'ERR_ILLEGAL_CONSTRUCTOR' | 'ERR_INVALID_RETURN_VALUE'
 
 /** The codes of VolleyRangeError: a number or a size out of range. */
 export type VolleyRangeErrorCode =
@@ -27,7 +27,8 @@ export type ConnectErrorCode =
 
 /**
  * The codes of the session protocols' errors (volley/sessions): a request that timed out, a connection that
- * ended under it or was found dead, a device's refusal, a stream frame out of bounds.
+ * ended under it or was found dead, a device's refusal, a stream frame out of bounds, a resumable session
+ * that expired, was refused or closed, a response no longer held.
  */
 export type SessionErrorCode =
   | 'ERR_REQUEST_TIMED_OUT'
@@ -37,6 +38,10 @@ export type SessionErrorCode =
   | 'ERR_KEEPALIVE_TIMED_OUT'
   | 'ERR_INVALID_STATE'
   | 'ERR_SEND_BACKLOG_FULL'
+  | 'ERR_SESSION_EXPIRED'
+  | 'ERR_SESSION_REJECTED'
+  | 'ERR_SESSION_CLOSED'
+  | 'ERR_RESPONSE_EVICTED'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =

@@ -54,6 +54,14 @@ export interface ConnectionManagerEvents<T extends SessionTransport> {
   attemptFailed: [error: Error, attempt: number]
 }
 
+/** What a session protocol's client needs of a ConnectionManager (of any transport type). */
+export interface ManagedConnection {
+  readonly transport: SessionTransport | null
+  on(event: 'connected', listener: (transport: SessionTransport) => void): unknown
+  off(event: 'connected', listener: (transport: SessionTransport) => void): unknown
+  close(): void
+}
+
 const knownOptions: ReadonlySet<string> = new Set(['connect', 'autoReconnect', 'attemptTimeoutMs', 'backoff', 'scheduler', 'signal'])
 
 /** The attempt in progress. */

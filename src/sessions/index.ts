@@ -7,6 +7,7 @@ export {
   type ConnectionManagerEvents,
   type ConnectionManagerOptions,
   type ConnectionState,
+  type ManagedConnection,
 } from './connection-manager.ts'
 export { StreamTransport, type StreamTransportOptions } from './stream-transport.ts'
 export { FakeClock, Timer, TimerQueue, sessionTimers, type Clock, type Scheduler } from './timers.ts'

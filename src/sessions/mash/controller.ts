@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events'
 import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../errors.ts'
 import { booleanOption, checkOptions, integerOption } from '../../options.ts'
-import { ConnectionManager } from '../connection-manager.ts'
+import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'
 import { MashStatusError } from './errors.ts'
@@ -41,14 +41,6 @@ export interface MashControllerOptions extends MashLinkOptions {
    * 'resubscribeFailed'. Default false: as in MASH, subscriptions do not come back by themselves.
    */
   resubscribe?: boolean | undefined
-}
-
-/** What the controller needs of a ConnectionManager (of any transport type). */
-export interface ManagedConnection {
-  readonly transport: SessionTransport | null
-  on(event: 'connected', listener: (transport: SessionTransport) => void): unknown
-  off(event: 'connected', listener: (transport: SessionTransport) => void): unknown
-  close(): void
 }
 
 export interface MashRequestOptions {

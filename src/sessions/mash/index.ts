@@ -1,6 +1,7 @@
 // volley/mash: MASH request/response, subscriptions and keep-alive (seed 003) on any SessionTransport.
 export { MashController, MashSubscription, MASH_REQUEST_TIMEOUT_MS } from './controller.ts'
-export type { ManagedConnection, MashControllerEvents, MashControllerOptions, MashRequestOptions, MashSubscribeOptions, MashSubscriptionEvents, MashSubscriptionState } from './controller.ts'
+export type { ManagedConnection } from '../connection-manager.ts'
+export type { MashControllerEvents, MashControllerOptions, MashRequestOptions, MashSubscribeOptions, MashSubscriptionEvents, MashSubscriptionState } from './controller.ts'
 export { MashDevice, MashDeviceSession, sumDeviceStats, MASH_DEFAULT_MAX_INTERVAL_MS, MASH_DEFAULT_MIN_INTERVAL_MS } from './device.ts'
 export type {
   MashAccess,

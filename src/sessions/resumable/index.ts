@@ -1,0 +1,51 @@
+// volley/resumable: sessions that outlive their connections (seed 004): create, continue on any connection
+// or gateway, heartbeats, exactly-once requests, server requests, and the stores gateways share them through.
+export {
+  SessionClient,
+  type HeartbeatDiagnostics,
+  type SessionClientEvents,
+  type SessionClientOptions,
+  type SessionClientState,
+  type SessionClientStats,
+  type SessionRequestOptions,
+} from './client.ts'
+export {
+  ResumableSession,
+  SessionServer,
+  heartbeatAgeBucketsMs,
+  type ConnectionIdentity,
+  type ResumableRequestContext,
+  type ServerSessionDiagnostics,
+  type SessionEndReason,
+  type SessionServerEvents,
+  type SessionServerHealth,
+  type SessionServerOptions,
+} from './server.ts'
+export {
+  RESUMABLE_CLEANUP_INTERVAL_MS,
+  RESUMABLE_CLOCK_SKEW_MS,
+  RESUMABLE_CONNECTION_TIMEOUT_MS,
+  RESUMABLE_KEEP_ALIVE_INTERVAL_MS,
+  RESUMABLE_MAX_KEEP_ALIVE_INTERVAL_MS,
+  RESUMABLE_MIN_KEEP_ALIVE_INTERVAL_MS,
+  RESUMABLE_REQUEST_TIMEOUT_MS,
+  RESUMABLE_SESSION_TIMEOUT_MS,
+  RESUMABLE_WARNING_FRACTION,
+} from './settings.ts'
+export { MemorySessionStore, type ClaimRefusal, type ClaimedSession, type SessionStore, type StoreTick, type StoreTickResult, type StoredSession } from './store.ts'
+export {
+  RESUMABLE_SIGNATURE,
+  RESUMABLE_VERSION,
+  decodeClientMessage,
+  decodeServerMessage,
+  encodeClientMessage,
+  encodeServerMessage,
+  malformedReasons,
+  resumableMessageTypes,
+  type ClientMessage,
+  type MalformedMessage,
+  type MalformedReason,
+  type RejectionReason,
+  type ServerMessage,
+  type SessionCloseReason,
+} from './wire.ts'
