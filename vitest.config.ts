@@ -9,6 +9,9 @@ const deliveryCoreSuites = ['delivery-core', 'settings', 'hostile-peer', 'hostil
  */
 export const toolchainSuites = 'test/**/*.toolchain.test.ts'
 
+/** Suites that start a redis-server of their own (Debian's, on PATH): npm run test:redis (vitest.redis.config.ts). */
+export const redisSuites = 'test/**/*.redis.test.ts'
+
 export default defineConfig({
   test: {
     testTimeout: 30_000,
@@ -16,7 +19,7 @@ export default defineConfig({
     // Network tests share two cores with the I/O threads: run files one after another.
     fileParallelism: false,
     projects: [
-      { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'], exclude: [toolchainSuites] } },
+      { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'], exclude: [toolchainSuites, redisSuites] } },
       // The same suites on the TypeScript delivery core, the fallback engine's.
       { extends: true, test: { name: 'typescript-delivery-core', include: deliveryCoreSuites, env: { VOLLEY_TEST_DELIVERY_CORE: 'typescript' } } },
       // Channels over loopback, Server and Client on the fallback engine (its suites of their own are in the first project).
