@@ -1,46 +1,11 @@
 // The MASH demo (npm run demo:mash) as a user runs it: a child process on loopback, on each engine, that
 // finishes by itself with a summary whose figures agree with each other; its mistakes and its Ctrl-C.
-import { spawn } from 'node:child_process'
-import { once } from 'node:events'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { figure, runDemo as runScript } from './demo-runs.ts'
 
 const demo = join(import.meta.dirname, '../src/cli/mash-demo.ts')
-
-interface Run {
-  status: number | null
-  stdout: string
-  stderr: string
-}
-
-/** Runs the demo; killed after timeoutMs. interruptWhen: SIGINT once stdout matches it. */
-async function runDemo(args: readonly string[], options: { env?: Record<string, string>; timeoutMs?: number; interruptWhen?: RegExp } = {}): Promise<Run> {
-  const child = spawn(process.execPath, ['--import', 'tsx', demo, ...args], { env: { ...process.env, ...options.env } })
-  let stdout = ''
-  let stderr = ''
-  let interrupted = false
-  child.stdout.on('data', (chunk: Buffer) => {
-    stdout += chunk.toString()
-    if (!interrupted && options.interruptWhen?.test(stdout) === true) {
-      interrupted = true
-      child.kill('SIGINT')
-    }
-  })
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-  const killer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000)
-  const [status] = (await once(child, 'exit')) as [number | null]
-  clearTimeout(killer)
-  return { status, stdout, stderr }
-}
-
-/** A number on the summary line that starts with `label`, the first capture of `pattern` after it. */
-function figure(stdout: string, label: string, pattern: RegExp): number {
-  const line = stdout.split('\n').find((text) => text.startsWith(`  ${label} `))
-  if (line === undefined) throw new Error(`no '${label}' line in the demo's output:\n${stdout}`)
-  const digits = pattern.exec(line)?.[1]
-  if (digits === undefined) throw new Error(`the '${label}' line does not match ${pattern}: ${line}`)
-  return Number(digits.replaceAll(',', ''))
-}
+const runDemo = (args: readonly string[], options?: Parameters<typeof runScript>[2]) => runScript(demo, args, options)
 
 describe('the MASH demo (npm run demo:mash)', () => {
   it.each([

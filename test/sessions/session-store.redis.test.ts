@@ -1,12 +1,12 @@
 // The SessionStore contract on Redis: a real redis-server of the suite's own, a fresh key prefix per test.
 import { afterAll, beforeAll, describe } from 'vitest'
 import { RedisSessionStore } from '../../src/sessions/resumable/redis-store.ts'
-import { startRedis, type RedisUnderTest } from './redis-server.ts'
+import { startRedisServer, type RedisServer } from '../../src/cli/redis-server.ts'
 import { sessionStoreSuite } from './session-store-suite.ts'
 
-let redis: RedisUnderTest
+let redis: RedisServer
 beforeAll(async () => {
-  redis = await startRedis()
+  redis = await startRedisServer()
 })
 afterAll(async () => {
   await redis?.stop()
