@@ -182,7 +182,9 @@ export class SessionClient extends EventEmitter<SessionClientEvents> {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "wallClock" option must be a function. Received ${describe(options.wallClock)}`)
     }
     this.#scheduler = options.scheduler ?? sessionTimers()
-    this.#wallClock = options.wallClock ?? Date.now
+    // Whole milliseconds, as the wire carries them.
+    const wallClock = options.wallClock ?? Date.now
+    this.#wallClock = () => Math.floor(wallClock())
     const { connection } = options
     if (connection !== undefined) {
       if (!(connection instanceof ConnectionManager)) {

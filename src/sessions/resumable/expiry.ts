@@ -7,10 +7,6 @@
 export interface ExpiryEntry {
   /** When it expires, ms on the server's clock. */
   expiresAt: number
-  /** When its warning is due, ms. */
-  warnAt: number
-  /** Whether the warning for its current expiry went out. */
-  warned: boolean
   previous: ExpiryEntry | null
   next: ExpiryEntry | null
   lane: ExpiryLane | null
@@ -23,12 +19,16 @@ export class ExpiryLane {
   /** The first entry not yet warned: warnings go out in order too, so the warned ones are a prefix. */
   #firstUnwarned: ExpiryEntry | null = null
   #size = 0
+  /** How long before its expiry an entry's warning is due, whole ms. */
+  readonly #warnLeadMs: number
 
   /** durationMs: how long a refresh holds a session; warnFraction: when in it the warning goes (0.85). */
   constructor(
     readonly durationMs: number,
-    readonly warnFraction: number,
-  ) {}
+    warnFraction: number,
+  ) {
+    this.#warnLeadMs = durationMs - Math.floor(durationMs * warnFraction)
+  }
 
   get size(): number {
     return this.#size
@@ -38,8 +38,6 @@ export class ExpiryLane {
   refresh(entry: ExpiryEntry, now: number): void {
     entry.lane?.remove(entry)
     entry.expiresAt = now + this.durationMs
-    entry.warnAt = now + this.durationMs * this.warnFraction
-    entry.warned = false
     entry.lane = this
     entry.previous = this.#tail
     entry.next = null
@@ -70,11 +68,10 @@ export class ExpiryLane {
     return head
   }
 
-  /** The next entry whose warning is due at now, marked warned (it stays in the lane); null when none is. */
+  /** The next entry whose warning is due at now (it stays in the lane, warned); null when none is. */
   takeWarning(now: number): ExpiryEntry | null {
     const entry = this.#firstUnwarned
-    if (entry === null || entry.warnAt > now) return null
-    entry.warned = true
+    if (entry === null || entry.expiresAt - this.#warnLeadMs > now) return null
     this.#firstUnwarned = entry.next
     return entry
   }

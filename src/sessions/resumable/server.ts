@@ -158,6 +158,7 @@ const TAKE_OVER_PER_TICK = 10_000
 /** Messages held for a connection while its create or continue waits on the store. */
 const MAX_HELD_WHILE_BINDING = 64
 const HEARTBEAT_REFILL_MS = 1_000
+const MAX_SHARED_CAPABILITY_SETS = 1_024
 const LAST_HEARTBEATS = 4
 
 const knownOptions: ReadonlySet<string> = new Set([
@@ -189,38 +190,46 @@ interface PendingServerRequest {
   readonly failed: (error: Error) => void
 }
 
+/** What a session holds once it has requests or server requests: most sessions of a gateway only heartbeat. */
+class SessionWork {
+  /** Recorded responses (and RUNNING for one being applied), by request id. */
+  readonly responses = new Map<number, Uint8Array | typeof RUNNING>()
+  /** Requests and queries being applied. */
+  running = 0
+  /** Request ids below this have no response any more. */
+  evictedBelow = 0
+  /** Server requests not yet acknowledged, by id. */
+  serverRequests: Map<number, PendingServerRequest> | null = null
+  nextServerRequestId = 1
+  heartbeatsRefused = 0
+}
+
+const ADOPTED = 1
+const GONE = 2
+
 /**
  * One session as its gateway holds it. The application sees it in its handlers and events; request() sends
- * it a server request, close() ends it.
+ * it a server request, close() ends it. Its fields are few and small on purpose (100,000 sessions a
+ * gateway): times are whole ms on the server's clock, flags share a field, request state comes when used.
  */
 export class ResumableSession implements ExpiryEntry {
-  /** @internal */ expiresAt = Infinity
-  /** @internal */ warnAt = Infinity
-  /** @internal */ warned = false
+  /** @internal */ expiresAt = 0
   /** @internal */ previous: ExpiryEntry | null = null
   /** @internal */ next: ExpiryEntry | null = null
   /** @internal */ lane: ExpiryLane | null = null
   /** @internal */ connection: Connection | null = null
-  /** @internal Heartbeat times, ms since the epoch, oldest first. */
-  lastHeartbeats: number[] | null = null
-  /** @internal */ heartbeats = 0
-  /** @internal */ heartbeatsRefused = 0
-  /** @internal Rate limit: the tokens left, and when they were counted. */
-  tokens: number
-  /** @internal */ tokensAt = 0
-  /** @internal Recorded responses (and RUNNING for one being applied), by request id. */
-  responses: Map<number, Uint8Array | typeof RUNNING> | null = null
-  /** @internal Requests being applied. */
-  running = 0
-  /** @internal Request ids below this have no response any more. */
-  evictedBelow = 0
-  /** @internal Server requests not yet acknowledged, by id. */
-  serverRequests: Map<number, PendingServerRequest> | null = null
-  /** @internal */ nextServerRequestId = 1
-  /** @internal Adopted from a gone gateway: its responses are in the store only, so a continue claims it there. */
-  adopted = false
-  /** @internal Removed from the gateway. */
-  gone = false
+  /** @internal Heartbeats answered. */
+  heartbeats = 0
+  /** @internal The last four heartbeats' times on the server's clock, a ring: heartbeat n in slot (n - 1) % 4. */
+  heartbeat0 = 0
+  /** @internal */ heartbeat1 = 0
+  /** @internal */ heartbeat2 = 0
+  /** @internal */ heartbeat3 = 0
+  /** @internal The rate limit (GCRA): heartbeats are allowed while this is at most burst seconds ahead of now. */
+  allowedFrom = 0
+  /** @internal ADOPTED (taken over from a gone gateway: its responses are in the store only), GONE. */
+  flags = 0
+  /** @internal */ work: SessionWork | null = null
 
   /** @internal */
   constructor(
@@ -229,9 +238,21 @@ export class ResumableSession implements ExpiryEntry {
     /** The netcode client id that created it: only that client continues it. */
     readonly clientId: bigint | undefined,
     readonly capabilities: ReadonlyMap<string, string>,
-    burst: number,
-  ) {
-    this.tokens = burst
+  ) {}
+
+  /** @internal */
+  get gone(): boolean {
+    return (this.flags & GONE) !== 0
+  }
+
+  /** @internal */
+  get adopted(): boolean {
+    return (this.flags & ADOPTED) !== 0
+  }
+
+  /** @internal The request state, made on first use. */
+  get busy(): SessionWork {
+    return (this.work ??= new SessionWork())
   }
 
   /** Whether a connection is bound to it now. */
@@ -313,6 +334,8 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   #closed = false
   readonly #stopClaimedAway: () => void
   readonly #listeners: PeerTransports[] = []
+  /** Capability sets seen, shared by the sessions that ask for the same (most clients of a gateway do). */
+  readonly #capabilitySets = new Map<string, ReadonlyMap<string, string>>()
   readonly #health: SessionServerHealth = {
     activeSessions: 0,
     boundSessions: 0,
@@ -499,10 +522,10 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     } catch {
       rejection = 'other'
     }
-    const session = rejection === undefined ? new ResumableSession(this, randomUUID(), connection.identity.clientId, capabilities, this.#burst) : undefined
+    const session = rejection === undefined ? new ResumableSession(this, newSessionId(), connection.identity.clientId, this.#shared(capabilities)) : undefined
     if (session !== undefined) {
       try {
-        await this.store.create(this.gatewayId, this.#stored(session, this.#scheduler.now() + this.sessionTimeoutMs))
+        await this.store.create(this.gatewayId, this.#stored(session, this.#now() + this.sessionTimeoutMs))
       } catch (error) {
         this.#storeFailed(error)
         rejection = 'other'
@@ -517,7 +540,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     }
     this.#health.sessionsCreated++
     this.#sessions.set(session.id, session)
-    this.#timeoutLane.refresh(session, this.#scheduler.now())
+    this.#timeoutLane.refresh(session, this.#now())
     // The store has it already, with this expiry.
     if (!connection.closed) {
       this.#bind(connection, session)
@@ -538,7 +561,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     }
     if (session === undefined || session.adopted) {
       connection.binding = true
-      const now = this.#scheduler.now()
+      const now = this.#now()
       let claimed
       try {
         claimed = await this.store.claim(this.gatewayId, sessionId, clientId, this.#wallClock(), this.#toWall(now + this.sessionTimeoutMs, now))
@@ -560,14 +583,14 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       }
       session = this.#sessions.get(sessionId)
       if (session === undefined || session.gone) {
-        session = new ResumableSession(this, sessionId, claimed.clientId, claimed.capabilities, this.#burst)
+        session = new ResumableSession(this, sessionId, claimed.clientId, this.#shared(claimed.capabilities))
         this.#sessions.set(sessionId, session)
       }
-      session.adopted = false
-      session.evictedBelow = Math.max(session.evictedBelow, claimed.evictedBelow)
-      if (claimed.responses.size > 0) {
-        const responses = (session.responses ??= new Map())
-        for (const [requestId, result] of claimed.responses) if (!responses.has(requestId)) responses.set(requestId, result)
+      session.flags &= ~ADOPTED
+      if (claimed.evictedBelow > 0 || claimed.responses.size > 0) {
+        const work = session.busy
+        work.evictedBelow = Math.max(work.evictedBelow, claimed.evictedBelow)
+        for (const [requestId, result] of claimed.responses) if (!work.responses.has(requestId)) work.responses.set(requestId, result)
       }
       if (claimed.previousGateway !== this.gatewayId) {
         previousGateway = claimed.previousGateway
@@ -577,7 +600,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       this.#touched.add(session)
     }
     this.#health.sessionsContinued++
-    this.#timeoutLane.refresh(session, this.#scheduler.now())
+    this.#timeoutLane.refresh(session, this.#now())
     if (connection.closed || this.#closed) {
       this.#bindingDone(connection)
       return
@@ -622,40 +645,48 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   }
 
   #keepAlive(connection: Connection, session: ResumableSession, timestamp: number): void {
-    const now = this.#scheduler.now()
-    // Token bucket: a burst, then one a second.
-    const refill = Math.floor((now - session.tokensAt) / HEARTBEAT_REFILL_MS)
-    if (refill > 0) {
-      session.tokens = Math.min(this.#burst, session.tokens + refill)
-      session.tokensAt += refill * HEARTBEAT_REFILL_MS
-    }
-    if (session.tokens === 0) {
+    const now = this.#now()
+    // GCRA: each heartbeat moves allowedFrom on by a second; one is refused while allowedFrom is more than
+    // burst seconds ahead of now (a burst, then one a second).
+    const allowedFrom = Math.max(session.allowedFrom, now)
+    if (allowedFrom - now >= this.#burst * HEARTBEAT_REFILL_MS) {
       this.#health.heartbeats.rateLimited++
-      session.heartbeatsRefused++
+      session.busy.heartbeatsRefused++
       return
     }
-    session.tokens--
+    session.allowedFrom = allowedFrom + HEARTBEAT_REFILL_MS
     const wall = this.#wallClock()
     const age = wall - timestamp
     if (age > this.#clockSkewMs || age < -this.#clockSkewMs) {
       this.#health.heartbeats.clockSkew++
-      session.heartbeatsRefused++
+      session.busy.heartbeatsRefused++
       return
     }
     this.#health.heartbeatAge[ageBucket(age)]!++
     this.#health.heartbeats.answered++
     session.heartbeats++
-    const last = (session.lastHeartbeats ??= [])
-    if (last.length === LAST_HEARTBEATS) last.shift()
-    last.push(wall)
+    switch ((session.heartbeats - 1) % LAST_HEARTBEATS) {
+      case 0:
+        session.heartbeat0 = now
+        break
+      case 1:
+        session.heartbeat1 = now
+        break
+      case 2:
+        session.heartbeat2 = now
+        break
+      default:
+        session.heartbeat3 = now
+    }
     this.#timeoutLane.refresh(session, now)
     this.#touched.add(session)
     this.#send(connection, { type: 'keep-alive-response', timestamp })
   }
 
   #request(session: ResumableSession, requestId: number, lowestPending: number, payload: Uint8Array, createdAt: number): void {
-    this.#evictBelow(session, lowestPending)
-    const responses = (session.responses ??= new Map())
+    const work = session.busy
+    this.#evictBelow(session, work, lowestPending)
+    const responses = work.responses
     const recorded = responses.get(requestId)
     if (recorded === RUNNING) return // answered when it is done
     if (recorded !== undefined) {
@@ -663,29 +694,29 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       this.#sendTo(session, { type: 'client-response', requestId, result: recorded })
       return
     }
-    if (requestId < session.evictedBelow) {
+    if (requestId < work.evictedBelow) {
       this.#health.requests.evicted++
       this.#sendTo(session, { type: 'request-error', requestId, reason: 'response-evicted' })
       return
     }
-    if (session.running >= this.#maxPendingRequests) {
+    if (work.running >= this.#maxPendingRequests) {
       // The client resends it after its request timeout.
       this.#health.dropped.overloaded++
       return
     }
     responses.set(requestId, RUNNING)
-    session.running++
-    void this.#apply(session, requestId, copyBytes(payload), createdAt)
+    work.running++
+    void this.#apply(session, work, requestId, copyBytes(payload), createdAt)
   }
 
-  async #apply(session: ResumableSession, requestId: number, payload: Uint8Array, createdAt: number): Promise<void> {
+  async #apply(session: ResumableSession, work: SessionWork, requestId: number, payload: Uint8Array, createdAt: number): Promise<void> {
     let result: Uint8Array
     try {
       result = await this.#onRequest(payload, { session, requestId, createdAt })
       if (!(result instanceof Uint8Array)) throw new VolleyTypeError('ERR_INVALID_RETURN_VALUE', `onRequest must return a Uint8Array. Received ${describe(result)}`)
     } catch (error) {
-      session.running--
-      if (session.responses?.get(requestId) === RUNNING) session.responses.delete(requestId)
+      work.running--
+      if (work.responses.get(requestId) === RUNNING) work.responses.delete(requestId)
       this.#health.requests.failed++
       this.#emit('requestFailed', error, session, requestId)
       return
@@ -697,40 +728,40 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       // Held here even so: a resend to this gateway is answered the same.
       this.#storeFailed(error)
     }
-    session.running--
+    work.running--
     this.#health.requests.applied++
-    const responses = session.responses
-    if (session.gone || responses === null) return
-    if (requestId >= session.evictedBelow) {
-      responses.set(requestId, recorded)
-      this.#capResponses(session, responses)
-    } else responses.delete(requestId)
+    if (session.gone) return
+    if (requestId >= work.evictedBelow) {
+      work.responses.set(requestId, recorded)
+      this.#capResponses(session, work)
+    } else work.responses.delete(requestId)
     this.#sendTo(session, { type: 'client-response', requestId, result: recorded })
   }
 
-  #evictBelow(session: ResumableSession, below: number): void {
-    if (below <= session.evictedBelow) return
-    session.evictedBelow = below
-    const responses = session.responses
-    if (responses !== null) for (const [requestId, result] of responses) if (requestId < below && result !== RUNNING) responses.delete(requestId)
+  #evictBelow(session: ResumableSession, work: SessionWork, below: number): void {
+    if (below <= work.evictedBelow) return
+    work.evictedBelow = below
+    const responses = work.responses
+    for (const [requestId, result] of responses) if (requestId < below && result !== RUNNING) responses.delete(requestId)
     this.#evictions.set(session.id, below)
   }
 
   /** Past maxHeldResponses, the oldest recorded responses go; a resend of one gets ResponseEvicted. */
-  #capResponses(session: ResumableSession, responses: Map<number, Uint8Array | typeof RUNNING>): void {
-    if (responses.size <= this.#maxHeldResponses) return
+  #capResponses(session: ResumableSession, work: SessionWork): void {
+    if (work.responses.size <= this.#maxHeldResponses) return
     let lowest = Infinity
-    for (const [requestId, result] of responses) if (result !== RUNNING && requestId < lowest) lowest = requestId
-    if (lowest !== Infinity) this.#evictBelow(session, lowest + 1)
+    for (const [requestId, result] of work.responses) if (result !== RUNNING && requestId < lowest) lowest = requestId
+    if (lowest !== Infinity) this.#evictBelow(session, work, lowest + 1)
   }
 
   #query(connection: Connection, session: ResumableSession, correlationId: string, payload: Uint8Array, createdAt: number): void {
     const onQuery = this.#onQuery
-    if (onQuery === undefined || session.running >= this.#maxPendingRequests) {
+    const work = session.busy
+    if (onQuery === undefined || work.running >= this.#maxPendingRequests) {
       this.#health.dropped[onQuery === undefined ? 'unexpected' : 'overloaded']++
       return
     }
-    session.running++
+    work.running++
     const own = copyBytes(payload)
     void (async () => {
       try {
@@ -743,7 +774,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
         this.#health.requests.failed++
         this.#emit('requestFailed', error, session, 0)
       } finally {
-        session.running--
+        work.running--
       }
     })()
   }
@@ -752,11 +783,12 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   serverRequest(session: ResumableSession, payload: Uint8Array): Promise<void> {
     if (!(payload instanceof Uint8Array)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "payload" argument must be a Uint8Array. Received ${describe(payload)}`)
     if (session.gone) throw new VolleyError('ERR_SESSION_CLOSED', `Session ${session.id} is no longer on this gateway: it ended or moved`)
-    const pending = (session.serverRequests ??= new Map())
+    const work = session.busy
+    const pending = (work.serverRequests ??= new Map())
     if (pending.size >= this.#maxServerRequests) {
       throw new VolleyError('ERR_SEND_BACKLOG_FULL', `Session ${session.id} has ${pending.size} server requests not acknowledged (the maxServerRequests option): its client is not taking them`)
     }
-    const requestId = session.nextServerRequestId++
+    const requestId = work.nextServerRequestId++
     const createdAt = this.#wallClock()
     let acked!: () => void
     let failed!: (error: Error) => void
@@ -771,7 +803,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   }
 
   #serverRequestAck(session: ResumableSession, requestId: number): void {
-    const pending = session.serverRequests
+    const pending = session.work?.serverRequests ?? null
     if (pending === null) return void this.#health.dropped.unexpected++
     // The client takes them in order: an ack covers every id up to it.
     for (const [id, request] of pending) {
@@ -782,7 +814,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   }
 
   #resendServerRequests(session: ResumableSession): void {
-    const pending = session.serverRequests
+    const pending = session.work?.serverRequests ?? null
     if (pending === null) return
     for (const [requestId, { payload, createdAt }] of pending) this.#sendTo(session, { type: 'server-request', requestId, payload, createdAt })
   }
@@ -839,7 +871,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   /** Removes a session from this gateway only (ended, or moved to another). */
   #removeLocal(session: ResumableSession, reason: SessionEndReason | 'moved'): void {
     if (session.gone) return
-    session.gone = true
+    session.flags |= GONE
     session.lane?.remove(session)
     this.#sessions.delete(session.id)
     this.#touched.delete(session)
@@ -848,9 +880,8 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       connection.session = null
       session.connection = null
     }
-    const pending = session.serverRequests
-    session.serverRequests = null
-    session.responses = null
+    const pending = session.work?.serverRequests ?? null
+    session.work = null
     if (pending !== null && pending.size > 0) {
       const error = new VolleyError(
         'ERR_SESSION_CLOSED',
@@ -900,7 +931,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   async #flush(): Promise<void> {
     if (this.#tickInFlight) return // the next tick carries what gathers meanwhile
     this.#tickInFlight = true
-    const now = this.#scheduler.now()
+    const now = this.#now()
     const wall = this.#wallClock()
     const touched = this.#touched
     const evictions = this.#evictions
@@ -952,12 +983,12 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     if (this.#closed) return
     let session = this.#sessions.get(stored.sessionId)
     if (session === undefined) {
-      session = new ResumableSession(this, stored.sessionId, stored.clientId, stored.capabilities, this.#burst)
+      session = new ResumableSession(this, stored.sessionId, stored.clientId, this.#shared(stored.capabilities))
       this.#sessions.set(session.id, session)
     }
-    session.adopted = true
-    session.evictedBelow = Math.max(session.evictedBelow, stored.evictedBelow)
-    this.#graceLane.refresh(session, this.#scheduler.now())
+    session.flags |= ADOPTED
+    if (stored.evictedBelow > 0) session.busy.evictedBelow = Math.max(session.busy.evictedBelow, stored.evictedBelow)
+    this.#graceLane.refresh(session, this.#now())
     this.#health.sessionsAdopted++
   }
 
@@ -965,16 +996,25 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   // Helpers
   // -------------------------------------------------------------------------------------------------------
 
+  /** The one Map of equal capability sets (up to 1,024 distinct sets; past that each session keeps its own). */
+  #shared(capabilities: ReadonlyMap<string, string>): ReadonlyMap<string, string> {
+    const key = JSON.stringify([...capabilities])
+    const known = this.#capabilitySets.get(key)
+    if (known !== undefined) return known
+    if (this.#capabilitySets.size < MAX_SHARED_CAPABILITY_SETS) this.#capabilitySets.set(key, capabilities)
+    return capabilities
+  }
+
   /** @internal ResumableSession.diagnostics(). */
   diagnosticsOf(session: ResumableSession): ServerSessionDiagnostics {
-    const now = this.#scheduler.now()
+    const now = this.#now()
     return {
       sessionId: session.id,
-      lastHeartbeats: [...(session.lastHeartbeats ?? [])],
+      lastHeartbeats: lastHeartbeats(session).map((time) => this.#toWall(time, now)),
       currentExpiresAt: this.#toWall(session.expiresAt, now),
       bound: session.connection !== null,
       heartbeats: session.heartbeats,
-      heartbeatsRefused: session.heartbeatsRefused,
+      heartbeatsRefused: session.work?.heartbeatsRefused ?? 0,
     }
   }
 
@@ -983,9 +1023,17 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       sessionId: session.id,
       clientId: session.clientId,
       capabilities: session.capabilities,
-      expiresAt: this.#toWall(expiresAt, this.#scheduler.now()),
-      evictedBelow: session.evictedBelow,
+      expiresAt: this.#toWall(expiresAt, this.#now()),
+      evictedBelow: session.work?.evictedBelow ?? 0,
     }
+  }
+
+  /**
+   * The scheduler's time in whole ms: what sessions keep of it stays a small integer (a fraction would cost
+   * each session a boxed number per field, for a precision the 1 s tick does not use).
+   */
+  #now(): number {
+    return Math.floor(this.#scheduler.now())
   }
 
   /** A time on the scheduler's clock as ms since the epoch. */
@@ -1021,6 +1069,22 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       surfaceLater(error)
     }
   }
+}
+
+/**
+ * A random UUID as one flat string: randomUUID() builds it by concatenation, and a concatenated string
+ * held as a session's id keeps its pieces and its flattened copy (about 80 bytes more a session).
+ */
+function newSessionId(): string {
+  return Buffer.from(randomUUID(), 'latin1').toString('latin1')
+}
+
+/** A session's last heartbeats (up to four) on the server's clock, oldest first. */
+function lastHeartbeats(session: ResumableSession): number[] {
+  const ring = [session.heartbeat0, session.heartbeat1, session.heartbeat2, session.heartbeat3]
+  const count = session.heartbeats
+  const held = Math.min(count, LAST_HEARTBEATS)
+  return Array.from({ length: held }, (_, index) => ring[(count - held + index) % LAST_HEARTBEATS]!)
 }
 
 function ageBucket(ageMs: number): number {
