@@ -68,6 +68,16 @@ controller.read(1, 2, [1]).then((values: Map<number, MashValue>) => values.get(1
 controller.on('notification', (subscription, changes, priming) => { const id: number = subscription.id + changes.size; void id, priming })
 const manager = new ConnectionManager<SessionTransport>({ connect: async () => new ClientTransport(client) })
 void MashStatus.BUSY, manager
+
+// Resumable sessions, from their subpath.
+import { MemorySessionStore, RedisSessionStore, SessionClient, SessionServer, type RedisClientLike } from 'volley/resumable'
+const gateway = new SessionServer({ store: new MemorySessionStore(), onRequest: (payload, context) => { const id: number = context.requestId; void id; return payload } })
+gateway.accept(far, { clientId: 7n })
+gateway.on('sessionWarning', (session) => { const id: string = session.id; void id })
+const sessionClient = new SessionClient({ capabilities: { app: 'consumer' }, connection: manager })
+sessionClient.request(new Uint8Array([1])).then((answer: Uint8Array) => answer.byteLength).catch(() => {})
+const redisStore = (redis: RedisClientLike) => new RedisSessionStore(redis, { prefix: 'app:{rs}:' })
+void redisStore
 `
 
 describe('the published declarations', () => {

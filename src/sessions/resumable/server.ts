@@ -212,7 +212,7 @@ const GONE = 2
  * it a server request, close() ends it. Its fields are few and small on purpose (100,000 sessions a
  * gateway): times are whole ms on the server's clock, flags share a field, request state comes when used.
  */
-export class ResumableSession implements ExpiryEntry {
+export class ResumableSession {
   /** @internal */ expiresAt = 0
   /** @internal */ previous: ExpiryEntry | null = null
   /** @internal */ next: ExpiryEntry | null = null

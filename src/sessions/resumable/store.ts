@@ -79,10 +79,19 @@ export interface SessionStore {
   onClaimedAway(gateway: string, listener: (sessionId: string) => void): () => void
 }
 
+/** A session as the memory store keeps it: one mutable record (a tick moves expiries in place). */
 interface MemoryEntry {
-  session: StoredSession
+  readonly sessionId: string
+  readonly clientId: bigint | undefined
+  readonly capabilities: ReadonlyMap<string, string>
+  expiresAt: number
+  evictedBelow: number
   gateway: string
   responses: Map<number, Uint8Array> | undefined
+}
+
+function snapshot(entry: MemoryEntry, expiresAt = entry.expiresAt): StoredSession {
+  return { sessionId: entry.sessionId, clientId: entry.clientId, capabilities: entry.capabilities, expiresAt, evictedBelow: entry.evictedBelow }
 }
 
 /**
@@ -101,16 +110,17 @@ export class MemorySessionStore implements SessionStore {
   }
 
   async create(gateway: string, session: StoredSession): Promise<void> {
-    this.#sessions.set(session.sessionId, { session: { ...session }, gateway, responses: undefined })
+    const { sessionId, clientId, capabilities, expiresAt, evictedBelow } = session
+    this.#sessions.set(sessionId, { sessionId, clientId, capabilities, expiresAt, evictedBelow, gateway, responses: undefined })
     this.#own(gateway, session.sessionId)
   }
 
   async claim(gateway: string, sessionId: string, clientId: bigint | undefined, now: number, expiresAt: number): Promise<ClaimedSession | ClaimRefusal> {
     const entry = this.#sessions.get(sessionId)
-    if (entry === undefined || entry.session.expiresAt < now) return 'not-found'
-    if (entry.session.clientId !== clientId) return 'foreign-client'
+    if (entry === undefined || entry.expiresAt < now) return 'not-found'
+    if (entry.clientId !== clientId) return 'foreign-client'
     const previousGateway = entry.gateway
-    entry.session = { ...entry.session, expiresAt }
+    entry.expiresAt = expiresAt
     if (previousGateway !== gateway) {
       this.#owned.get(previousGateway)?.delete(sessionId)
       entry.gateway = gateway
@@ -119,7 +129,7 @@ export class MemorySessionStore implements SessionStore {
       // After this call's own result, as a published message reaches its subscriber.
       if (listeners !== undefined) for (const listener of listeners) queueMicrotask(() => listener(sessionId))
     }
-    return { ...entry.session, previousGateway, responses: new Map(entry.responses ?? []) }
+    return { ...snapshot(entry), previousGateway, responses: new Map(entry.responses ?? []) }
   }
 
   async expire(gateway: string, sessionId: string): Promise<boolean> {
@@ -141,7 +151,7 @@ export class MemorySessionStore implements SessionStore {
     entry.responses ??= new Map()
     const recorded = entry.responses.get(requestId)
     if (recorded !== undefined) return recorded
-    if (requestId < entry.session.evictedBelow) return result
+    if (requestId < entry.evictedBelow) return result
     const own = result.slice()
     entry.responses.set(requestId, own)
     return own
@@ -153,12 +163,12 @@ export class MemorySessionStore implements SessionStore {
     for (const [sessionId, expiresAt] of tick.expiries) {
       const entry = this.#sessions.get(sessionId)
       if (entry === undefined || entry.gateway !== gateway) lost.push(sessionId)
-      else entry.session = { ...entry.session, expiresAt }
+      else entry.expiresAt = expiresAt
     }
     for (const [sessionId, below] of tick.evictions) {
       const entry = this.#sessions.get(sessionId)
-      if (entry === undefined || entry.gateway !== gateway || below <= entry.session.evictedBelow) continue
-      entry.session = { ...entry.session, evictedBelow: below }
+      if (entry === undefined || entry.gateway !== gateway || below <= entry.evictedBelow) continue
+      entry.evictedBelow = below
       if (entry.responses !== undefined) for (const requestId of entry.responses.keys()) if (requestId < below) entry.responses.delete(requestId)
     }
     const ended: string[] = []
@@ -173,9 +183,9 @@ export class MemorySessionStore implements SessionStore {
         const entry = this.#sessions.get(sessionId)
         if (entry === undefined) continue
         entry.gateway = gateway
-        entry.session = { ...entry.session, expiresAt: tick.graceExpiresAt }
+        entry.expiresAt = tick.graceExpiresAt
         this.#own(gateway, sessionId)
-        taken.push(entry.session)
+        taken.push(snapshot(entry))
       }
       if (owned === undefined || owned.size === 0) {
         this.#owned.delete(other)
