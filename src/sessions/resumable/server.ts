@@ -331,6 +331,8 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   #expired: ResumableSession[] = []
   readonly #tick: Timer
   #tickInFlight = false
+  /** The store round trip in flight, if any (close() waits for it, then sends what gathered since). */
+  #flushing: Promise<void> = Promise.resolve()
   #closed = false
   readonly #stopClaimedAway: () => void
   readonly #listeners: PeerTransports[] = []
@@ -439,13 +441,14 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     this.#closed = true
     this.#scheduler.disarm(this.#tick)
     this.#stopClaimedAway()
-    for (const listener of this.#listeners) listener.close()
     for (const connection of [...this.#connections]) {
       if (connection.session !== null) this.#send(connection, { type: 'session-closed', reason: 'shutdown' })
       connection.transport.close()
     }
+    for (const listener of this.#listeners) listener.close()
     // Expiries since the last tick reach the store, so that a gateway taking over knows them.
-    await this.#flush().catch(noop)
+    await this.#flushing
+    await this.#flush()
   }
 
   // -------------------------------------------------------------------------------------------------------
@@ -924,7 +927,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
         this.#expired.push(session)
       }
     }
-    void this.#flush()
+    this.#flushing = this.#flush()
   }
 
   /** The tick's one store round trip: liveness, expiries, evictions; takes over gone gateways' sessions. */
