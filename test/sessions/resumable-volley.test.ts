@@ -73,6 +73,8 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('resumable sessions 
     const before = await within(Promise.all([1, 2, 3].map((index) => session.request(text(`r${index}`)))), 5_000, 'the first answers')
     expect(before.map(read)).toEqual(['r1@A', 'r2@A', 'r3@A'])
     expect(a.sessions.session(session.sessionId!)?.clientId).toBe(42n)
+    // The server's diagnostics carry the Volley link's round trip.
+    expect(a.sessions.session(session.sessionId!)?.diagnostics()).toMatchObject({ bound: true, averageRoundTripMs: expect.any(Number) })
 
     // Gateway A goes away with requests in flight.
     const inFlight = [4, 5, 6].map((index) => session.request(text(`r${index}`)))

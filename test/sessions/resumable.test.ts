@@ -4,8 +4,8 @@ import { describe, expect, it } from 'vitest'
 import { MemoryTransport } from '../../src/sessions/transport.ts'
 import { ConnectionManager } from '../../src/sessions/connection-manager.ts'
 import { SessionClient } from '../../src/sessions/resumable/client.ts'
-import { MemorySessionStore } from '../../src/sessions/resumable/store.ts'
-import { decodeServerMessage, encodeClientMessage } from '../../src/sessions/resumable/wire.ts'
+import { MemorySessionStore, type SessionStore } from '../../src/sessions/resumable/store.ts'
+import { type ClientMessage, decodeClientMessage, decodeServerMessage, encodeClientMessage, encodeServerMessage } from '../../src/sessions/resumable/wire.ts'
 import { Bench, EPOCH, loggingFilter, read, settle, text } from './resumable-harness.ts'
 
 async function connected(bench: Bench, options: Parameters<Bench['client']>[0] = {}) {
@@ -56,7 +56,6 @@ describe('resumable sessions: create and requests', () => {
     const sent: string[] = []
     far.on('message', (data) => sent.push(Buffer.from(data).toString('hex')))
     client.attach(clientSide)
-    const { encodeServerMessage } = await import('../../src/sessions/resumable/wire.ts')
     far.send(encodeServerMessage({ type: 'session-created', sessionId: 'forged', nonce: 12345n }))
     expect(client.state).toBe('connecting-new')
     expect(client.stats().dropped.wrongNonce).toBe(1)
@@ -478,5 +477,146 @@ describe('resumable sessions: gateways sharing a store', () => {
     expect(b.health().sessionsTakenOver).toBe(1)
     await a.close()
     await b.close()
+  })
+})
+
+describe('resumable sessions: queries, evictions, refusals, a failing store', () => {
+  it('answers queries through onQuery, not recorded: run again on each resend', async () => {
+    const bench = new Bench()
+    let runs = 0
+    const server = bench.gateway({ onQuery: (payload) => (runs++, text(`q:${read(payload)}`)) })
+    const client = bench.client()
+    bench.connect(client, server)
+    await settle()
+    const answer = client.query(text('status'))
+    await settle()
+    expect(read(await answer)).toBe('q:status')
+    expect(runs).toBe(1)
+    expect(server.health().requests.queries).toBe(1)
+    // Without onQuery, a query is dropped and counted.
+    const bare = bench.gateway()
+    const other = bench.client()
+    bench.connect(other, bare)
+    await settle()
+    void other.query(text('x')).catch(() => {})
+    await settle()
+    expect(bare.health().dropped.unexpected).toBe(1)
+    await other.close()
+  })
+
+  it('evicts the oldest responses past maxHeldResponses; the client learns ERR_RESPONSE_EVICTED for a resend of one', async () => {
+    const bench = new Bench()
+    const server = bench.gateway({ maxHeldResponses: 2 })
+    const [side, serverSide] = MemoryTransport.pair()
+    server.accept(serverSide, { clientId: 1n })
+    const answers: Array<{ type: string; requestId?: number }> = []
+    side.on('message', (data) => answers.push(decodeServerMessage(data) as { type: string; requestId?: number }))
+    side.send(encodeClientMessage({ type: 'create-session', capabilities: new Map([['a', 'b']]), nonce: 1n }))
+    await settle()
+    // A client that never moves its lowest pending id: the server holds two responses, not all.
+    for (const requestId of [1, 2, 3]) side.send(encodeClientMessage({ type: 'client-request', requestId, lowestPendingRequestId: 1, payload: text('p'), createdAt: EPOCH }))
+    await settle()
+    side.send(encodeClientMessage({ type: 'client-request', requestId: 1, lowestPendingRequestId: 1, payload: text('p'), createdAt: EPOCH }))
+    side.send(encodeClientMessage({ type: 'client-request', requestId: 3, lowestPendingRequestId: 1, payload: text('p'), createdAt: EPOCH }))
+    await settle()
+    expect(answers.slice(-2)).toEqual([
+      { type: 'request-error', requestId: 1, reason: 'response-evicted' },
+      { type: 'client-response', requestId: 3, result: text('p:done') },
+    ])
+    expect([...bench.applied.values()]).toEqual([1, 1, 1])
+  })
+
+  it('rejects a client request past its evicted ids with ERR_RESPONSE_EVICTED', async () => {
+    const bench = new Bench()
+    const client = bench.client()
+    const [clientSide, far] = MemoryTransport.pair()
+    let nonce = 0n
+    far.on('message', (data) => {
+      const message = decodeClientMessage(data)
+      if (message.type === 'create-session') nonce = message.nonce
+    })
+    client.attach(clientSide)
+    far.send(encodeServerMessage({ type: 'session-created', sessionId: 's', nonce }))
+    const outcome = expect(client.request(text('x'))).rejects.toMatchObject({ code: 'ERR_RESPONSE_EVICTED' })
+    far.send(encodeServerMessage({ type: 'request-error', requestId: 1, reason: 'response-evicted' }))
+    await outcome
+    expect(client.pendingRequests).toBe(0)
+  })
+
+  it('on NotLeader, or SessionClosed other than expired, tries a new connection and keeps the session', async () => {
+    const bench = new Bench()
+    const client = bench.client()
+    /** A connection whose far side the test answers by hand; the nonce the client sent on it. */
+    const connection = () => {
+      const [near, far] = MemoryTransport.pair()
+      const sent: ClientMessage[] = []
+      far.on('message', (data) => sent.push(decodeClientMessage(data) as ClientMessage))
+      client.attach(near)
+      const nonce = (): bigint => (sent[0] as { nonce: bigint }).nonce
+      return { near, far, sent, nonce }
+    }
+    const first = connection()
+    first.far.send(encodeServerMessage({ type: 'session-rejected', reason: 'not-leader', nonce: first.nonce(), leaderId: 'node-2' }))
+    await settle()
+    expect(first.near.closed).toBe(true)
+    expect(client.state).toBe('disconnected')
+    let current = connection()
+    current.far.send(encodeServerMessage({ type: 'session-created', sessionId: 's1', nonce: current.nonce() }))
+    expect(client.state).toBe('connected')
+    for (const reason of ['shutdown', 'not-leader-anymore', 'session-error', 'connection-closed'] as const) {
+      current.far.send(encodeServerMessage({ type: 'session-closed', reason }))
+      await settle()
+      expect(current.near.closed).toBe(true)
+      expect(client.state).toBe('disconnected')
+      current = connection()
+      expect(current.sent).toEqual([{ type: 'continue-session', sessionId: 's1', nonce: current.nonce() }])
+      current.far.send(encodeServerMessage({ type: 'session-continued', nonce: current.nonce() }))
+      expect(client.state).toBe('connected')
+    }
+    expect(client.stats().connections).toBe(5)
+  })
+
+  it('refuses a create when the store fails (Other), and ends a continue the store cannot serve with SessionError', async () => {
+    const store = new MemorySessionStore()
+    const failing = { create: false, claim: false }
+    const wrapped: SessionStore = {
+      create: (gateway, session) => (failing.create ? Promise.reject(new Error('store down')) : store.create(gateway, session)),
+      claim: (...args) => (failing.claim ? Promise.reject(new Error('store down')) : store.claim(...args)),
+      expire: (gateway, sessionId) => store.expire(gateway, sessionId),
+      recordResponse: (sessionId, requestId, result) => store.recordResponse(sessionId, requestId, result),
+      tick: (gateway, tick) => store.tick(gateway, tick),
+      onClaimedAway: (gateway, listener) => store.onClaimedAway(gateway, listener),
+    }
+    const bench = new Bench(wrapped)
+    const a = bench.gateway({ gatewayId: 'A' })
+    const b = bench.gateway({ gatewayId: 'B' })
+    const errors: string[] = []
+    for (const server of [a, b]) server.on('storeError', (error) => errors.push(error.message))
+    failing.create = true
+    const refused = bench.client()
+    bench.connect(refused, a)
+    await settle()
+    expect(refused.state).toBe('rejected')
+    failing.create = false
+    const client = bench.client()
+    const first = bench.connect(client, a)
+    await settle()
+    first.clientSide.close()
+    await settle()
+    // B cannot claim it while the store is down: the connection ends with SessionError, the session stays.
+    failing.claim = true
+    const second = bench.connect(client, b)
+    const told: unknown[] = []
+    second.clientSide.on('message', (data) => told.push(decodeServerMessage(data)))
+    await settle()
+    expect(told).toEqual([{ type: 'session-closed', reason: 'session-error' }])
+    expect(second.clientSide.closed).toBe(true)
+    expect(client.state).toBe('disconnected')
+    failing.claim = false
+    bench.connect(client, b)
+    await settle()
+    expect(client.state).toBe('connected')
+    expect(errors).toEqual(['store down', 'store down'])
+    expect(a.health().storeErrors + b.health().storeErrors).toBe(2)
   })
 })

@@ -11,7 +11,7 @@ import { checkOptions, integerOption } from '../../options.ts'
 import type { Server } from '../../server.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
-import { PeerTransports } from '../volley-transport.ts'
+import { PeerTransport, PeerTransports } from '../volley-transport.ts'
 import { ExpiryLane, type ExpiryEntry } from './expiry.ts'
 import {
   RESUMABLE_CLEANUP_INTERVAL_MS,
@@ -131,6 +131,13 @@ export interface ServerSessionDiagnostics {
   /** When it expires, ms since the epoch. */
   currentExpiresAt: number
   bound: boolean
+  /**
+   * The round trip of the bound connection, ms, when it is a Volley connection (its link's smoothed RTT, from
+   * Volley's pings); undefined otherwise. The heartbeats' own round trips are the client's to measure
+   * (SessionClient.diagnostics()), as are the stale responses it dropped.
+   */
+  averageRoundTripMs: number | undefined
+  minRoundTripMs: number | undefined
   /** Heartbeats answered, and refused for this session (skew, rate). */
   heartbeats: number
   heartbeatsRefused: number
@@ -1011,11 +1018,15 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
   /** @internal ResumableSession.diagnostics(). */
   diagnosticsOf(session: ResumableSession): ServerSessionDiagnostics {
     const now = this.#now()
+    const transport = session.connection?.transport
+    const rtt = transport instanceof PeerTransport ? transport.peer.stats().rtt : undefined
     return {
       sessionId: session.id,
       lastHeartbeats: lastHeartbeats(session).map((time) => this.#toWall(time, now)),
       currentExpiresAt: this.#toWall(session.expiresAt, now),
       bound: session.connection !== null,
+      averageRoundTripMs: rtt?.smoothedMs,
+      minRoundTripMs: rtt?.minMs,
       heartbeats: session.heartbeats,
       heartbeatsRefused: session.work?.heartbeatsRefused ?? 0,
     }
