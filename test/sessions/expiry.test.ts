@@ -1,6 +1,7 @@
 // The expiry lane against a naive model (every entry scanned at every step), on a seeded random schedule
 // of refreshes, removals and ticks: the same expiries and warnings, in the same order, at the same ticks.
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../helpers.ts'
 import { ExpiryLane, type ExpiryEntry } from '../../src/sessions/resumable/expiry.ts'
 
 interface Entry extends ExpiryEntry {
@@ -9,13 +10,7 @@ interface Entry extends ExpiryEntry {
 
 describe('ExpiryLane', () => {
   it('expires and warns exactly as a scan of every entry would, without scanning', () => {
-    let state = 0x1234567
-    const random = (): number => {
-      state ^= state << 13
-      state ^= state >>> 17
-      state ^= state << 5
-      return (state >>> 0) / 2 ** 32
-    }
+    const random = seededRandom(0x1234567)
     const lane = new ExpiryLane(90_000, 0.85)
     const entries: Entry[] = Array.from({ length: 200 }, (_, name) => ({ name, expiresAt: 0, previous: null, next: null, lane: null }))
     // The model: each live entry's expiry, and whether its warning went.

@@ -1,6 +1,7 @@
 // The wire of resumable sessions against the reference's cross-language fixtures (research §C.1), and the
 // decoder's refusals of everything else.
 import { describe, expect, it } from 'vitest'
+import { seededRandom } from '../helpers.ts'
 import {
   type ClientMessage,
   type ServerMessage,
@@ -160,14 +161,8 @@ describe('resumable wire: refusals', () => {
 
 describe('resumable wire: mutated fixtures (seeded)', () => {
   it('never throws on a mutated message, and what it decodes encodes back to the same bytes', () => {
-    // A small seeded generator (xorshift32): the same 20,000 mutations every run.
-    let state = 0x9e3779b9
-    const random = (): number => {
-      state ^= state << 13
-      state ^= state >>> 17
-      state ^= state << 5
-      return (state >>> 0) / 2 ** 32
-    }
+    // The same 20,000 mutations every run.
+    const random = seededRandom(0x9e3779b9)
     const fixtures = [...clientFixtures.map(([, , fixture]) => ['client', fixture] as const), ...serverFixtures.map(([, , fixture]) => ['server', fixture] as const)]
     let decoded = 0
     for (let round = 0; round < 20_000; round++) {
