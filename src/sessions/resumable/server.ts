@@ -934,7 +934,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
         this.#expired.push(session)
       }
     }
-    this.#flushing = this.#flush()
+    if (!this.#tickInFlight) this.#flushing = this.#flush()
   }
 
   /** The tick's one store round trip: liveness, expiries, evictions; takes over gone gateways' sessions. */
@@ -962,10 +962,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
         graceExpiresAt: wall + this.#takeOverGraceMs,
         takeOverLimit: this.#closed ? 0 : TAKE_OVER_PER_TICK,
       })
-      for (const sessionId of result.lost) {
-        const session = this.#sessions.get(sessionId)
-        if (session !== undefined) this.#onClaimedAway(sessionId)
-      }
+      for (const sessionId of result.lost) this.#onClaimedAway(sessionId)
       for (const stored of result.taken) this.#adopt(stored)
       if (result.ended.length > 0) {
         const byId = new Map(expired.map((session) => [session.id, session]))
@@ -985,7 +982,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       this.#tickInFlight = false
     }
     // Sessions that expired while this round trip was out are ended now, not a tick later.
-    if (!failed && this.#expired.length > 0 && !this.#closed) void this.#flush()
+    if (!failed && this.#expired.length > 0 && !this.#closed) this.#flushing = this.#flush()
   }
 
   /** A session taken over from a gone gateway: disconnected, expiring after the grace (the contract's leader change). */
