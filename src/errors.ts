@@ -42,6 +42,7 @@ export type SessionErrorCode =
   | 'ERR_SESSION_REJECTED'
   | 'ERR_SESSION_CLOSED'
   | 'ERR_RESPONSE_EVICTED'
+  | 'ERR_SYNC_CLOSED'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =
