@@ -1,25 +1,49 @@
-// SessionTransport over a Volley connection's reliable channel: ClientTransport over a connected Client, and
+// SessionTransport over a Volley connection's channel (reliable, or unreliable for a protocol that resends
+// what is lost by itself): ClientTransport over a connected Client, and
 // PeerTransports, which gives each peer of a Server a PeerTransport, with one listener per server event
 // for all of them (10,000 peers are not tens of thousands of listeners).
 import { Client, type ClientDisconnectReason } from '../client.ts'
 import type { RemoteChannels } from '../delivery.ts'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
+import { fragmentBytes } from '../delivery-core/wire-format.ts'
 import { checkOptions, integerOption } from '../options.ts'
 import type { Peer } from '../peer.ts'
 import { type DisconnectReason, Server, type ServerState } from '../server.ts'
 import { TransportBase, type TransportBaseOptions, maxHeldBytesOption } from './transport.ts'
 
+/** The channel modes a session protocol can run on. */
+export type SessionChannelMode = 'reliable' | 'unreliable'
+
 export interface VolleyTransportOptions extends TransportBaseOptions {
-  /** The channel the messages go on: its index in the channels option (default 0). It must be 'reliable'. */
+  /** The channel the messages go on: its index in the channels option (default 0). */
   channel?: number | undefined
+  /**
+   * The mode the channel must have (default 'reliable': every message once, in order). 'unreliable' is for a
+   * protocol that resends what is lost by itself (agent sync): its messages may be lost or reordered, and
+   * one up to `datagramMessageBytes` travels in a single packet.
+   */
+  channelMode?: SessionChannelMode | undefined
 }
 
-const volleyTransportOptionNames: ReadonlySet<string> = new Set(['channel', 'maxHeldBytes'])
+/** The largest message that travels in one packet (larger ones go in fragments: all lost if one is). */
+export const datagramMessageBytes = fragmentBytes
+
+const volleyTransportOptionNames: ReadonlySet<string> = new Set(['channel', 'channelMode', 'maxHeldBytes'])
+
+interface SettledTransportOptions {
+  channel: number
+  channelMode: SessionChannelMode
+  maxHeldBytes: number
+}
 
 /** The options of a Volley adapter, checked, with their defaults. */
-function volleyTransportOptions(options: VolleyTransportOptions): { channel: number; maxHeldBytes: number } {
+function volleyTransportOptions(options: VolleyTransportOptions): SettledTransportOptions {
   checkOptions('"options" argument', options, volleyTransportOptionNames)
-  return { channel: integerOption('channel', options.channel, 0, 0, 254), maxHeldBytes: maxHeldBytesOption(options.maxHeldBytes) }
+  const { channelMode = 'reliable' } = options
+  if (channelMode !== 'reliable' && channelMode !== 'unreliable') {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "channelMode" option must be 'reliable' or 'unreliable'. Received ${describe(channelMode)}`)
+  }
+  return { channel: integerOption('channel', options.channel, 0, 0, 254), channelMode, maxHeldBytes: maxHeldBytesOption(options.maxHeldBytes) }
 }
 
 /**
@@ -28,14 +52,15 @@ function volleyTransportOptions(options: VolleyTransportOptions): { channel: num
  * Connected, the two sides agree on the mode of every channel both have (else Volley ends the connection with
  * 'channels-mismatch'): the other side's announcement tells this side's own mode.
  */
-function channelProblem(remote: RemoteChannels | null, channel: number, who: string): Error | 'missing' | undefined {
+function channelProblem(remote: RemoteChannels | null, channel: number, expected: SessionChannelMode, who: string): Error | 'missing' | undefined {
   if (remote === null) {
-    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The ${who} has no channels configured: sessions need a 'reliable' channel (the "channels" option of Server and Client)`)
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The ${who} has no channels configured: sessions need a '${expected}' channel (the "channels" option of Server and Client)`)
   }
   const mode = remote.channels[channel]?.mode
   if (mode === undefined) return 'missing'
-  if (mode !== 'reliable') {
-    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Channel ${channel} of the ${who} is '${mode}': sessions need a 'reliable' channel (every message once, in order)`)
+  if (mode !== expected) {
+    const why = expected === 'reliable' ? 'every message once, in order' : 'the channelMode option'
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Channel ${channel} of the ${who} is '${mode}': sessions need a '${expected}' channel (${why})`)
   }
   return undefined
 }
@@ -49,6 +74,8 @@ function channelProblem(remote: RemoteChannels | null, channel: number, who: str
 export abstract class ChannelTransport extends TransportBase {
   /** The channel the messages go on (its index in the channels option). */
   readonly channel: number
+  /** Whether that channel is reliable: on an unreliable one, messages may be lost or reordered. */
+  readonly reliable: boolean
   /** The other side's largest message (its maxMessageBytes): a larger one is refused at send(). */
   readonly maxMessageBytes: number
   protected readonly sendOptions: { channel: number }
@@ -57,9 +84,10 @@ export abstract class ChannelTransport extends TransportBase {
   /** Inside a caller's send() (not a drain's sending of held messages). */
   #callerSends = false
 
-  protected constructor(channel: number, maxMessageBytes: number, otherSide: string, maxHeldBytes: number) {
+  protected constructor(channel: number, reliable: boolean, maxMessageBytes: number, otherSide: string, maxHeldBytes: number) {
     super({ maxHeldBytes })
     this.channel = channel
+    this.reliable = reliable
     this.maxMessageBytes = maxMessageBytes
     this.sendOptions = { channel }
     this.#otherSide = otherSide
@@ -101,8 +129,8 @@ export abstract class ChannelTransport extends TransportBase {
 }
 
 /**
- * A SessionTransport over a connected Client's reliable channel (options.channel, default 0). Messages on the
- * client's other channels are not its own: it ignores them (another protocol may use them).
+ * A SessionTransport over a connected Client's channel (options.channel, default 0), reliable unless
+ * options.channelMode says 'unreliable'. Messages on the client's other channels are not its own: it ignores them (another protocol may use them).
  *
  * send() hands each message to client.send(); when the client's queue is full (client.send() returned false,
  * queuing nothing) the transport holds it and what follows, up to options.maxHeldBytes (default 1 MiB; past
@@ -115,17 +143,17 @@ export class ClientTransport extends ChannelTransport {
 
   constructor(client: Client, options: VolleyTransportOptions = {}) {
     if (!(client instanceof Client)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "client" argument must be a Client. Received ${describe(client)}`)
-    const { channel, maxHeldBytes } = volleyTransportOptions(options)
+    const { channel, channelMode, maxHeldBytes } = volleyTransportOptions(options)
     if (client.state !== 'connected' || client.connecting) {
       throw new VolleyError('ERR_CLIENT_NOT_CONNECTED', `A ClientTransport needs a connected client (once connect() has resolved); it is '${client.state}'`)
     }
     const remote = client.remoteChannels
-    const problem = channelProblem(remote, channel, 'client')
+    const problem = channelProblem(remote, channel, channelMode, 'client')
     if (problem === 'missing') {
       throw new VolleyRangeError('ERR_NO_SUCH_CHANNEL', `The server has ${remote?.channels.length} channels: there is no channel ${channel} to carry sessions`)
     }
     if (problem !== undefined) throw problem
-    super(channel, (remote as RemoteChannels).maxMessageBytes, "the server's", maxHeldBytes)
+    super(channel, channelMode === 'reliable', (remote as RemoteChannels).maxMessageBytes, "the server's", maxHeldBytes)
     this.client = client
     client.on('message', this.#onMessage)
     client.on('drain', this.#onDrain)
@@ -213,7 +241,7 @@ interface PeerTransportOwner {
 const peerTransportConstruction: unique symbol = Symbol('volley.PeerTransport')
 
 /**
- * A SessionTransport over one peer's reliable channel; PeerTransports makes one for each peer at the server's
+ * A SessionTransport over one peer's channel (reliable, or unreliable: channelMode); PeerTransports makes one for each peer at the server's
  * 'connect', and routes its messages, drains and disconnect to it. close() disconnects the peer.
  */
 export class PeerTransport extends ChannelTransport {
@@ -225,13 +253,14 @@ export class PeerTransport extends ChannelTransport {
     owner: PeerTransportOwner,
     peer: Peer,
     channel: number,
+    reliable: boolean,
     maxMessageBytes: number,
     maxHeldBytes: number,
   ) {
     if (construction !== peerTransportConstruction) {
       throw new VolleyTypeError('ERR_ILLEGAL_CONSTRUCTOR', 'PeerTransport has no public constructor: serveSessions() or new PeerTransports() makes one for each peer')
     }
-    super(channel, maxMessageBytes, `client ${peer.clientId}'s`, maxHeldBytes)
+    super(channel, reliable, maxMessageBytes, `client ${peer.clientId}'s`, maxHeldBytes)
     this.#owner = owner
     this.peer = peer
   }
@@ -279,20 +308,22 @@ function guarded(run: () => void): void {
 export type OnPeerTransport = (transport: PeerTransport, peer: Peer) => void
 
 /**
- * Serves session protocols on a Server's reliable channel (options.channel, default 0): a PeerTransport for
+ * Serves session protocols on a Server's channel (options.channel, default 0; reliable unless
+ * options.channelMode says 'unreliable'): a PeerTransport for
  * each peer as it connects (and at once for those connected already), given to onTransport. One listener on
  * each of the server's 'connect', 'message', 'disconnect', 'drain' and 'state' events, whatever the number of
  * peers, routing by peer. Messages on other channels are not its own: it ignores them. Each transport holds
  * what its peer's queue refuses up to options.maxHeldBytes (default 1 MiB), as a ClientTransport does.
  *
- * A peer whose client lacks the channel gets no transport (it speaks another protocol). A channel that is
- * not 'reliable', or a server without channels, is a mistake in the server's options, found at the first
+ * A peer whose client lacks the channel gets no transport (it speaks another protocol). A channel not in the
+ * channelMode expected, or a server without channels, is a mistake in the server's options, found at the first
  * peer (the server's own channels show only in what its peers announce): it surfaces as an uncaught
  * exception, and serving stops.
  */
 export class PeerTransports {
   readonly server: Server
   readonly channel: number
+  readonly channelMode: SessionChannelMode
   /** Each transport's bound of held bytes (the maxHeldBytes option). */
   readonly maxHeldBytes: number
   readonly #onTransport: OnPeerTransport
@@ -312,6 +343,7 @@ export class PeerTransports {
     if (!(server instanceof Server)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "server" argument must be a Server. Received ${describe(server)}`)
     const settled = volleyTransportOptions(options)
     this.channel = settled.channel
+    this.channelMode = settled.channelMode
     this.maxHeldBytes = settled.maxHeldBytes
     if (typeof onTransport !== 'function') {
       throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "onTransport" argument must be a function. Received ${describe(onTransport)}`)
@@ -355,7 +387,7 @@ export class PeerTransports {
   readonly #onConnect = (peer: Peer): void => {
     if (this.#stopped) return
     const remote = peer.remoteChannels
-    const problem = channelProblem(remote, this.channel, 'server')
+    const problem = channelProblem(remote, this.channel, this.channelMode, 'server')
     if (problem === 'missing') return
     if (problem !== undefined) {
       // Thrown here it would cost the server the rest of the batch this 'connect' came in.
@@ -363,7 +395,9 @@ export class PeerTransports {
       surfaceLater(problem)
       return
     }
-    const transport = new PeerTransport(peerTransportConstruction, this.#owner, peer, this.channel, (remote as RemoteChannels).maxMessageBytes, this.maxHeldBytes)
+    const transport = new PeerTransport(
+      peerTransportConstruction, this.#owner, peer, this.channel, this.channelMode === 'reliable', (remote as RemoteChannels).maxMessageBytes, this.maxHeldBytes,
+    )
     this.#byPeer.set(peer, transport)
     // Guarded, as the events are: a callback that throws must not cost the server the rest of its batch.
     guarded(() => this.#onTransport(transport, peer))
@@ -410,7 +444,7 @@ export class PeerTransports {
 }
 
 /**
- * Serves session protocols on a Server's reliable channel: new PeerTransports(server, options, onTransport).
+ * Serves session protocols on a Server's channel: new PeerTransports(server, options, onTransport).
  * Returns what stops serving (PeerTransports.close(): every transport still open closes, its peer disconnected).
  */
 export function serveSessions(server: Server, options: VolleyTransportOptions, onTransport: OnPeerTransport): () => void {

@@ -407,6 +407,11 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     expect(() => new ClientTransport(new Client({ channels }))).toThrow(expect.objectContaining({ code: 'ERR_CLIENT_NOT_CONNECTED' }))
     const client = await connectClient(engine, port, 41n, { maxMessageBytes: 1 << 20 })
     expect(() => new ClientTransport(client, { channel: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining("'unreliable'") }))
+    // channelMode 'unreliable' takes the unreliable channel (for protocols that resend by themselves), and only it.
+    const lossy = new ClientTransport(client, { channel: 1, channelMode: 'unreliable' })
+    expect([lossy.channel, lossy.reliable, new ClientTransport(client).reliable]).toEqual([1, false, true])
+    expect(() => new ClientTransport(client, { channel: 0, channelMode: 'unreliable' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining("Channel 0 of the client is 'reliable': sessions need a 'unreliable' channel") }))
+    expect(() => new ClientTransport(client, { channelMode: 'sequenced' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"channelMode"') }))
     expect(() => new ClientTransport(client, { channel: 2 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL', name: 'RangeError' }))
     expect(() => new ClientTransport(client, { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
     expect(() => new ClientTransport(client, { chanel: 0 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
@@ -420,7 +425,7 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     expect(() => serveSessions({} as Server, {}, () => {})).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => serveSessions(server, {}, 'no' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     const peer = [...server.peers.values()][0] as Peer
-    expect(() => new PeerTransport(Symbol('volley.PeerTransport') as never, { blocked() {}, forget() {} }, peer, 0, 10, 1 << 20)).toThrow(expect.objectContaining({ code: 'ERR_ILLEGAL_CONSTRUCTOR' }))
+    expect(() => new PeerTransport(Symbol('volley.PeerTransport') as never, { blocked() {}, forget() {} }, peer, 0, true, 10, 1 << 20)).toThrow(expect.objectContaining({ code: 'ERR_ILLEGAL_CONSTRUCTOR' }))
   })
 
   it('a server without channels: the mistake surfaces at the first peer', async () => {

@@ -10,6 +10,7 @@ import { checkOptions, integerOption } from '../../options.ts'
 import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
+import { datagramMessageBytes } from '../volley-transport.ts'
 import { SyncQueue, type DifferenceOperation, type SyncQueueItem } from './queue.ts'
 import {
   SYNC_END_DELAY_MS,
@@ -210,6 +211,8 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     },
   }
   #transport: SessionTransport | null = null
+  /** The transport loses messages (an unreliable channel): each batch must fit one datagram. */
+  #datagrams = false
   #phase: Phase = 'idle'
   #session: bigint | null = null
   /** Replies accepted for the running session, waiting for its runner. */
@@ -264,6 +267,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     if (previous === transport) return
     if (previous !== null) previous.off('message', this.#onMessage).off('drain', this.#onDrain).off('close', this.#onDrain)
     this.#transport = transport
+    this.#datagrams = (transport as { reliable?: unknown }).reliable === false
     transport.on('message', this.#onMessage).on('drain', this.#onDrain).on('close', this.#onDrain)
   }
 
@@ -509,7 +513,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
             type: 'data-value', seq: item.seq, session, operation: item.operation, id: item.id, index: item.index, version: item.version, data: item.data,
           }
           const bytes = estimatedValueBytes(value)
-          if (batch.length > 0 && batchBytes + bytes > this.#maxBatchBytes) {
+          if (batch.length > 0 && batchBytes + bytes > this.#batchBytes()) {
             await this.#sendMessage({ type: 'data-batch', values: batch })
             if (this.#stopping) return sent
             batch = []
@@ -609,6 +613,11 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
       this.#session = null
       this.#responses.length = 0
     }
+  }
+
+  /** The largest batch by the estimate: maxBatchBytes, or a datagram's worth on a transport that loses messages. */
+  #batchBytes(): number {
+    return this.#datagrams ? Math.min(this.#maxBatchBytes, datagramMessageBytes) : this.#maxBatchBytes
   }
 
   /** The metadata, asked again each second while the provider has none, for at most responseTimeoutMs. */
@@ -716,9 +725,17 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
       if (transport.writable) break
       await this.#sleepUntil(Infinity)
     }
+    const bytes = this.#encoder.encode(message)
+    if (this.#datagrams && bytes.byteLength > datagramMessageBytes && message.type === 'data-batch' && message.values.length > 1) {
+      // Over the estimate after all: in fragments it would be lost whenever one of them is. Two halves instead.
+      const half = message.values.length >>> 1
+      await this.#sendMessage({ type: 'data-batch', values: message.values.slice(0, half) })
+      await this.#sendMessage({ type: 'data-batch', values: message.values.slice(half) })
+      return
+    }
     this.#sentSincePause++
     this.#stats.messagesSent++
-    this.#transport!.send(this.#encoder.encode(message))
+    this.#transport!.send(bytes)
   }
 
   #dropped(reason: SyncAgentDropReason): void {

@@ -9,7 +9,7 @@ import { checkOptions, integerOption } from '../../options.ts'
 import type { Server } from '../../server.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
-import { PeerTransports } from '../volley-transport.ts'
+import { PeerTransports, datagramMessageBytes, type VolleyTransportOptions } from '../volley-transport.ts'
 import { GapSet } from './gap-set.ts'
 import {
   SYNC_CHECKSUM_ATTEMPTS,
@@ -24,6 +24,7 @@ import {
   decodeSyncMessage,
   type DataValueMessage,
   type MalformedReason,
+  type SeqRange,
   type StartMessage,
   type SyncMessage,
   type SyncMode,
@@ -140,8 +141,11 @@ class Connection {
     readonly transport: SessionTransport,
     maxRanges: number,
   ) {
-    const maxMessageBytes = (transport as { maxMessageBytes?: unknown }).maxMessageBytes
-    this.maxRanges = typeof maxMessageBytes === 'number' ? Math.max(1, Math.min(maxRanges, Math.floor((maxMessageBytes - REQRET_OVERHEAD_BYTES) / REQRET_RANGE_BYTES))) : maxRanges
+    // A ReqRet fits the transport's largest message, and one datagram on a transport that loses messages.
+    const { maxMessageBytes, reliable } = transport as { maxMessageBytes?: unknown; reliable?: unknown }
+    let bound = typeof maxMessageBytes === 'number' ? maxMessageBytes : Infinity
+    if (reliable === false) bound = Math.min(bound, datagramMessageBytes)
+    this.maxRanges = Math.max(1, Math.min(maxRanges, Math.floor((bound - REQRET_OVERHEAD_BYTES) / REQRET_RANGE_BYTES)))
   }
 }
 
@@ -152,8 +156,9 @@ class ManagerSession implements SyncSessionInfo {
   phase: SessionPhase = 'receiving'
   lastActivity: number
   checksum: { index: string; checksum: string } | null = null
-  /** Repair: the highest seq the last ReqRet asked for, the items seen then, and rounds without a new one. */
-  requestedUpTo = -1
+  /** Repair: the last range the last ReqRet asked for, how much of it is still missing, the items seen then, and rounds without a new one. */
+  lastRange: SeqRange = { begin: -1, end: -1 }
+  lastRangeMissing = 0
   observedAtRequest = 0
   idleRounds = 0
   readonly repair: Timer
@@ -270,10 +275,11 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
   }
 
   /**
-   * Serves agents on a Volley Server's channel (options.channel, default 0: reliable or unreliable, the
-   * protocol retransmits what is lost by itself). Returns what stops listening there.
+   * Serves agents on a Volley Server's channel (options.channel, default 0): reliable, or unreliable with
+   * options.channelMode 'unreliable' (the protocol resends what is lost by itself; each ReqRet then fits one
+   * datagram). Returns what stops listening there.
    */
-  listen(server: Server, options: { channel?: number | undefined; maxHeldBytes?: number | undefined } = {}): () => void {
+  listen(server: Server, options: VolleyTransportOptions = {}): () => void {
     const transports = new PeerTransports(server, options, (transport) => this.accept(transport))
     this.#listeners.push(transports)
     return () => transports.close()
@@ -389,7 +395,7 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
         session.failed = error instanceof Error ? error : new Error(String(error))
       }
     }
-    if (session.phase === 'repairing') this.#repairProgress(session)
+    if (session.phase === 'repairing') this.#repairProgress(session, item.seq)
   }
 
   #checksum(connection: Connection, id: bigint, index: string, checksum: string): void {
@@ -427,18 +433,21 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
     for (const range of ranges) items += range.end - range.begin + 1
     this.#stats.retransmitRequests++
     this.#stats.retransmitRequestedItems += items
-    session.requestedUpTo = ranges[ranges.length - 1]!.end
+    session.lastRange = ranges[ranges.length - 1]!
+    session.lastRangeMissing = session.lastRange.end - session.lastRange.begin + 1
     session.observedAtRequest = session.gaps.observed
     this.#scheduler.arm(session.repair, this.#scheduler.now() + this.#repairIntervalMs)
     this.#send(session.connection, { type: 'req-ret', ranges, session: session.id })
   }
 
   /** A new item while gaps are being filled: the session completes, or the next gaps are asked for. */
-  #repairProgress(session: ManagerSession): void {
+  #repairProgress(session: ManagerSession, seq: number): void {
     if (session.gaps.complete) return this.#process(session)
     session.idleRounds = 0
-    // Everything the last ReqRet asked for is here: ask for the gaps past it at once.
-    if (session.gaps.gaps(1)[0]!.begin > session.requestedUpTo) this.#requestGaps(session)
+    // The agent resends in seq order: once the last range asked for is here, it has sent the round, and what
+    // is still missing of it was lost. The next round asks for that and the gaps past it, at once.
+    const { begin, end } = session.lastRange
+    if (seq >= begin && seq <= end && --session.lastRangeMissing === 0) this.#requestGaps(session)
   }
 
   #repairDue(session: ManagerSession): void {
