@@ -6,6 +6,7 @@ import { FakeClock } from '../../src/sessions/timers.ts'
 import { MemoryTransport } from '../../src/sessions/transport.ts'
 import { SyncAgent, type SyncAgentOptions } from '../../src/sessions/sync/agent.ts'
 import { SyncManager, type SyncManagerOptions } from '../../src/sessions/sync/manager.ts'
+import type { AgentDocuments } from '../../src/sessions/sync/sink.ts'
 import { SyncEncoder, decodeSyncMessage, type SyncMessage } from '../../src/sessions/sync/wire.ts'
 
 export const INDEX = 'wazuh-states-inventory-packages'
@@ -79,7 +80,7 @@ export class SyncBench {
 
   /** The agent's documents as the manager's memory sink holds them: index → id → data as text. */
   copy(agentId = metadata.agentid): Record<string, Record<string, string>> {
-    const sink = this.manager.sink as import('../../src/sessions/sync/sink.ts').MemorySyncSink
+    const sink = this.manager.sink as unknown as { documents(agentId: string): AgentDocuments }
     const out: Record<string, Record<string, string>> = {}
     for (const [index, documents] of sink.documents(agentId)) {
       out[index] = Object.fromEntries([...documents].map(([id, document]) => [id, new TextDecoder().decode(document.data)]))

@@ -1,6 +1,9 @@
 // SyncManager on a fake clock against a hand-played agent: every rule of research §B.3 (StartAck Ok, Error
 // and Offline, sizes, gaps and ReqRet, Processing, completion by data after End, ModuleCheck, the idle
 // sweep), then agent and manager together over a lossy link.
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { seededRandom } from '../helpers.ts'
 import { FakeClock } from '../../src/sessions/timers.ts'
@@ -8,6 +11,7 @@ import { MemoryTransport } from '../../src/sessions/transport.ts'
 import { SyncManager, type SyncManagerOptions } from '../../src/sessions/sync/manager.ts'
 import { SYNC_NO_SESSION } from '../../src/sessions/sync/settings.ts'
 import { MemorySyncSink, documentHash, inventoryChecksum, type SyncSink } from '../../src/sessions/sync/sink.ts'
+import { SqliteSyncSink } from '../../src/sessions/sync/sqlite-sink.ts'
 import { SyncEncoder, type DataValueMessage, type StartMessage, type SyncMessage, type SyncMode } from '../../src/sessions/sync/wire.ts'
 import { INDEX, OTHER_INDEX, SyncBench, settle, tap } from './sync-harness.ts'
 
@@ -228,9 +232,14 @@ describe('SyncManager: data, gaps and End', () => {
   })
 })
 
-describe('SyncManager: what a session means to the sink', () => {
+const sinks: [string, () => SyncSink][] = [
+  ['MemorySyncSink', () => new MemorySyncSink()],
+  ['SqliteSyncSink', () => new SqliteSyncSink(':memory:')],
+]
+
+describe.each(sinks)('SyncManager: what a session means to the sink (%s)', (_name, makeSink) => {
   it('applies a delta in seq order, a full sync as a replacement of its indices, and a DataClean as the removal of an index', async () => {
-    const bench = new SyncBench({ agent: { syncEndDelayMs: 0 } })
+    const bench = new SyncBench({ agent: { syncEndDelayMs: 0 }, manager: { sink: makeSink() } })
     const { agent } = bench
     agent.persistDifference('keep', 'create', INDEX, 'k')
     agent.persistDifference('old', 'create', INDEX, 'o')
@@ -249,7 +258,7 @@ describe('SyncManager: what a session means to the sink', () => {
   })
 
   it('ModuleCheck: Ok when the checksums match; ChecksumMismatch after checksumAttempts, checksumRetryMs apart; Error without a checksum', async () => {
-    const bench = new SyncBench({ agent: { syncEndDelayMs: 0 } })
+    const bench = new SyncBench({ agent: { syncEndDelayMs: 0 }, manager: { sink: makeSink() } })
     const { agent } = bench
     agent.persistDifference('a', 'create', INDEX, 'alpha')
     agent.persistDifference('b', 'create', INDEX, 'beta')
@@ -261,7 +270,7 @@ describe('SyncManager: what a session means to the sink', () => {
     expect(bench.clock.now() - t0).toBe(40_000) // five comparisons, 10 s apart
     await agent.close()
 
-    const played = new Played()
+    const played = new Played({ sink: makeSink() })
     const session = played.open('module-check', 0)
     played.send({ type: 'end', session })
     await settle()
@@ -287,5 +296,32 @@ describe('agent and manager over a lossy link', () => {
     expect(agent.stats().itemsResent).toBeGreaterThan(0)
     expect(manager.stats().retransmitRequests).toBeGreaterThan(0)
     await agent.close()
+  })
+})
+
+describe('SqliteSyncSink', () => {
+  it('keeps the documents across a reopen; what was staged for a session that never completed is no document', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'volley-sync-sink-'))
+    try {
+      const path = join(dir, 'manager.db')
+      const sink = new SqliteSyncSink(path)
+      const bench = new SyncBench({ agent: { syncEndDelayMs: 0 }, manager: { sink } })
+      bench.agent.persistDifferences(Array.from({ length: 300 }, (_, i) => [`doc-${i}`, 'create', INDEX, `{"n":${i}}`] as const))
+      expect((await bench.run(bench.agent.synchronizeModule('delta'))).success).toBe(true)
+      const played = new Played({ sink }, bench.manager)
+      const session = played.open('module-delta', 5, '008')
+      played.values(session, [0, 1])
+      await settle()
+      sink.close() // as a process ending would: the session open, its items staged
+      await bench.agent.close()
+
+      const reopened = new SqliteSyncSink(path)
+      expect(reopened.counts('007')).toEqual(new Map([[INDEX, 300]]))
+      expect(new TextDecoder().decode(reopened.documents('007').get(INDEX)!.get('doc-299')!.data)).toBe('{"n":299}')
+      expect(reopened.counts('008')).toEqual(new Map())
+      reopened.close()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

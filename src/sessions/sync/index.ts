@@ -33,12 +33,14 @@ export {
   SYNC_RETRIES,
   SYNC_SWEEP_INTERVAL_MS,
 } from './settings.ts'
+export { SqliteSyncSink } from './sqlite-sink.ts'
 export {
   MemorySyncSink,
-  applySession,
+  applyItem,
   documentHash,
   inventoryChecksum,
   type AgentDocuments,
+  type DocumentTarget,
   type SyncDocument,
   type SyncItem,
   type SyncSessionInfo,

@@ -78,26 +78,23 @@ export interface SyncDocument {
 /** The agent's data as a manager holds it: index → document id → document. */
 export type AgentDocuments = Map<string, Map<string, SyncDocument>>
 
+/** Where a sink applies items: its store of one agent's documents. */
+export interface DocumentTarget {
+  upsert(index: string, id: string, data: Uint8Array, version: bigint): void
+  remove(index: string, id: string): void
+  /** Removes every document of the index. */
+  clean(index: string): void
+}
+
 /**
- * Applies a complete session's items, in seq order, to an agent's documents: the one rule of what a session
- * means, shared by the sinks.
+ * Applies one item of a complete session (the sinks call it in seq order, after a ModuleFull's removal of
+ * its indices): the one rule of what an item means, shared by the sinks. Contexts travel with a sync for
+ * whoever processes it; they are not documents.
  */
-export function applySession(documents: AgentDocuments, session: SyncSessionInfo, items: Iterable<SyncItem>): void {
-  if (session.mode === 'module-full') for (const index of session.indices) documents.delete(index)
-  for (const item of items) {
-    if (item.kind === 'clean') {
-      documents.delete(item.index)
-    } else if (item.kind === 'value') {
-      if (item.operation === 'delete') {
-        documents.get(item.index)?.delete(item.id)
-      } else {
-        let inIndex = documents.get(item.index)
-        if (inIndex === undefined) documents.set(item.index, (inIndex = new Map()))
-        inIndex.set(item.id, { data: item.data, version: item.version, hash: documentHash(item.data) })
-      }
-    }
-    // Contexts travel with a sync for whoever processes it; they are not documents.
-  }
+export function applyItem(item: SyncItem, target: DocumentTarget): void {
+  if (item.kind === 'clean') target.clean(item.index)
+  else if (item.kind === 'value' && item.operation === 'delete') target.remove(item.index, item.id)
+  else if (item.kind === 'value') target.upsert(item.index, item.id, item.data, item.version)
 }
 
 /** A sink that keeps everything in memory: for tests, and for managers whose copy fits. */
@@ -117,7 +114,18 @@ export class MemorySyncSink implements SyncSink {
     this.#staged.delete(session.id)
     let documents = this.#agents.get(session.agentId)
     if (documents === undefined) this.#agents.set(session.agentId, (documents = new Map()))
-    applySession(documents, session, items)
+    const agent = documents
+    if (session.mode === 'module-full') for (const index of session.indices) agent.delete(index)
+    const target: DocumentTarget = {
+      upsert(index, id, data, version) {
+        let inIndex = agent.get(index)
+        if (inIndex === undefined) agent.set(index, (inIndex = new Map()))
+        inIndex.set(id, { data, version, hash: documentHash(data) })
+      },
+      remove: (index, id) => void agent.get(index)?.delete(id),
+      clean: (index) => void agent.delete(index),
+    }
+    for (const item of items) applyItem(item, target)
     this.#starts.set(`${session.agentId}\0${session.module}`, session.start)
   }
 
