@@ -25,7 +25,7 @@ const seqsOf = (messages: SyncMessage[]): number[] =>
   messages.flatMap((message) => (message.type === 'data-batch' ? message.values.map((value) => value.seq) : 'seq' in message ? [message.seq] : []))
 
 describe('SyncAgent: a delta sync', () => {
-  it('numbers the items from 0 (values, then contexts, each in the order recorded), sends Start.size and the sorted indices, and clears the queue on EndAck Ok', async () => {
+  it('numbers the items from 0 in the order recorded (a context between two batches), sends Start.size and the sorted indices, and clears the queue on EndAck Ok', async () => {
     const bench = new HandPlayed()
     bench.answer = cooperative
     const { agent } = bench
@@ -34,12 +34,12 @@ describe('SyncAgent: a delta sync', () => {
     agent.persistDifference('a', 'modify', INDEX, '{"a":1}', 4n)
     const result = await bench.run(agent.synchronizeModule('delta'))
     expect(result).toEqual({ success: true, failureReason: null, message: 'Synced', stopped: false, managerNotReady: false, consecutiveFailures: 0 })
-    expect(bench.types()).toEqual(['start', 'data-batch', 'data-context', 'end'])
-    const [start, batch, context] = bench.received as [Extract<SyncMessage, { type: 'start' }>, DataBatchMessage, Extract<SyncMessage, { type: 'data-context' }>]
+    expect(bench.types()).toEqual(['start', 'data-batch', 'data-context', 'data-batch', 'end'])
+    const [start, first, context, second] = bench.received as [Extract<SyncMessage, { type: 'start' }>, DataBatchMessage, Extract<SyncMessage, { type: 'data-context' }>, DataBatchMessage]
     expect(start).toMatchObject({ module: 'syscollector', mode: 'module-delta', size: 3, index: [INDEX, OTHER_INDEX], agentid: '007', groups: ['default'] })
-    expect(batch.values.map((value) => [value.seq, value.id, value.session])).toEqual([[0, 'b', session], [1, 'a', session]])
-    expect(batch.values[1]).toMatchObject({ operation: 'upsert', version: 4n, index: INDEX })
-    expect(context).toMatchObject({ seq: 2, id: 'ctx', session })
+    expect(first.values.map((value) => [value.seq, value.id, value.session])).toEqual([[0, 'b', session]])
+    expect(context).toMatchObject({ seq: 1, id: 'ctx', session })
+    expect(second.values).toEqual([expect.objectContaining({ seq: 2, id: 'a', session, operation: 'upsert', version: 4n, index: INDEX })])
     expect(agent.queue.counts()).toEqual({ pending: 0, syncing: 0, syncingUpdated: 0 })
     await agent.close()
   })

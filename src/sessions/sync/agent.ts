@@ -335,8 +335,9 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
       if (mode === 'full') {
         // Values first, then contexts, each in the order recorded: their seqs.
         const items = this.#memoryItems.filter((item) => !item.context).concat(this.#memoryItems.filter((item) => item.context))
+        const indices = uniqueSorted(items.filter((item) => !item.context).map((item) => item.index))
         try {
-          outcome = items.length === 0 ? { kind: 'ok' } : await this.#runItems('module-full', memorySource(items), items)
+          outcome = items.length === 0 ? { kind: 'ok' } : await this.#runItems('module-full', memorySource(items), items.length, indices)
         } finally {
           this.#memoryItems.length = 0
         }
@@ -346,7 +347,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
         if (size === 0) {
           outcome = { kind: 'ok' }
         } else {
-          outcome = await this.#runItems('module-delta', this.queue, null, marked.values, size)
+          outcome = await this.#runItems('module-delta', this.queue, size, this.queue.syncingIndices())
           if (outcome.kind === 'ok') this.queue.clearSyncedItems()
           else this.queue.resetSyncingItems()
         }
@@ -467,27 +468,14 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     }
   }
 
-  /** A session of numbered items, values as DataBatches then contexts as DataContexts. */
-  #runItems(mode: 'module-full' | 'module-delta', source: ItemSource, inMemory: readonly MemoryItem[] | null, valueCount?: number, total?: number): Promise<SessionOutcome> {
-    const size = total ?? inMemory!.length
-    const values = valueCount ?? inMemory!.filter((item) => !item.context).length
-    const indices = inMemory !== null ? uniqueSorted(inMemory.filter((item) => !item.context).map((item) => item.index)) : this.queue.syncingIndices()
+  /** A session of numbered items: values as DataBatches, contexts as DataContexts, in seq order. */
+  #runItems(mode: 'module-full' | 'module-delta', source: ItemSource, size: number, indices: readonly string[]): Promise<SessionOutcome> {
     return this.#runSession(mode, indices, size, 0n, {
       send: async (session) => {
-        this.#stats.itemsSent += await this.#sendValues(source, session, [{ begin: 0, end: values - 1 }], false)
-        for (let seq = values; seq < size; ) {
-          const page = source.items(seq, size - 1, PAGE_ITEMS)
-          if (page.length === 0) break
-          for (const item of page) {
-            await this.#sendMessage({ type: 'data-context', seq: item.seq, session, id: item.id, index: item.index, data: item.data })
-            this.#stats.itemsSent++
-            if (this.#stopping) return
-          }
-          seq = page[page.length - 1]!.seq + 1
-        }
+        this.#stats.itemsSent += await this.#sendItems(source, session, [{ begin: 0, end: size - 1 }], false)
       },
       resend: async (ranges, session) => {
-        const sent = await this.#sendValues(source, session, ranges, true)
+        const sent = await this.#sendItems(source, session, ranges, true)
         this.#stats.itemsResent += sent
         return sent > 0
       },
@@ -495,38 +483,45 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
   }
 
   /**
-   * Sends the items of the ranges as DataBatches of at most maxBatchBytes (estimated), a page of the source
-   * at a time. Contexts go as DataValues when `asValues` (a retransmission); otherwise the ranges hold values
-   * only. Returns how many went.
+   * Sends the items of the ranges, a page of the source at a time: values as DataBatches of at most
+   * maxBatchBytes (estimated), contexts as DataContexts, or as DataValues in the batches when `resending`
+   * (the reference answers a ReqRet with DataBatches only). Returns how many went.
    */
-  async #sendValues(source: ItemSource, session: bigint, ranges: readonly SeqRange[], asValues: boolean): Promise<number> {
+  async #sendItems(source: ItemSource, session: bigint, ranges: readonly SeqRange[], resending: boolean): Promise<number> {
     let sent = 0
     let batch: DataValueMessage[] = []
     let batchBytes = BATCH_OVERHEAD_BYTES
+    const flush = async (): Promise<void> => {
+      if (batch.length === 0) return
+      const values = batch
+      batch = []
+      batchBytes = BATCH_OVERHEAD_BYTES
+      await this.#sendMessage({ type: 'data-batch', values })
+    }
     for (const { begin, end } of ranges) {
       for (let seq = begin; seq <= end; ) {
         const page = source.items(seq, end, PAGE_ITEMS)
         if (page.length === 0) break
         for (const item of page) {
-          if (item.context && !asValues) continue
+          if (this.#stopping) return sent
+          sent++
+          if (item.context && !resending) {
+            await flush()
+            await this.#sendMessage({ type: 'data-context', seq: item.seq, session, id: item.id, index: item.index, data: item.data })
+            continue
+          }
           const value: DataValueMessage = {
             type: 'data-value', seq: item.seq, session, operation: item.operation, id: item.id, index: item.index, version: item.version, data: item.data,
           }
           const bytes = estimatedValueBytes(value)
-          if (batch.length > 0 && batchBytes + bytes > this.#batchBytes()) {
-            await this.#sendMessage({ type: 'data-batch', values: batch })
-            if (this.#stopping) return sent
-            batch = []
-            batchBytes = BATCH_OVERHEAD_BYTES
-          }
+          if (batchBytes + bytes > this.#batchBytes()) await flush()
           batch.push(value)
           batchBytes += bytes
-          sent++
         }
         seq = page[page.length - 1]!.seq + 1
       }
     }
-    if (batch.length > 0) await this.#sendMessage({ type: 'data-batch', values: batch })
+    await flush()
     return sent
   }
 
