@@ -72,20 +72,25 @@ interface CaseResult {
   managerPeakRssMb: number
   copiesEqual: boolean
   datagramsLost: number
+  /** End or Start sent again after responseTimeoutMs (30 s) without an answer, and End repeats on an unreliable channel. */
+  agentRetries: number
+  endRepeats: number
 }
 
 /** The agents' queue of `count` items, written once by a process of its own (its memory is not the agent's). */
-const templates = new Map<number, string>()
-async function template(work: string, count: number): Promise<string> {
+/** A template queue: its file, and the digest of its items (what the manager's copy must come to). */
+const templates = new Map<number, { path: string; digest: string }>()
+async function template(work: string, count: number): Promise<{ path: string; digest: string }> {
   const made = templates.get(count)
   if (made !== undefined) return made
   const path = join(work, `template-${count}.db`)
-  templates.set(count, path)
   const filler = child(['--role', 'fill', '--items', String(count), '--item-bytes', String(ITEM_BYTES), '--queue', path])
-  const { fillMs } = await filler.next()
+  const { fillMs, digest } = await filler.next()
   await filler.exited
   log(`queue of ${count.toLocaleString('en-US')} items written in ${((fillMs as number) / 1000).toFixed(1)} s`)
-  return path
+  const result = { path, digest: digest as string }
+  templates.set(count, result)
+  return result
 }
 
 async function runCase(work: string, channel: 'reliable' | 'unreliable', loss: number, count: number): Promise<CaseResult> {
@@ -95,7 +100,8 @@ async function runCase(work: string, channel: 'reliable' | 'unreliable', loss: n
   const manager = child(['--role', 'manager', ...common])
   const { port } = await manager.next()
   const queue = join(work, `queue-${channel}-${loss}-${count}.db`)
-  const agentProcess = child(['--role', 'agent', ...common, '--port', String(port), '--items', String(count), '--item-bytes', String(ITEM_BYTES), '--queue', queue, '--template', await template(work, count)])
+  const queueTemplate = await template(work, count)
+  const agentProcess = child(['--role', 'agent', ...common, '--port', String(port), '--queue', queue, '--template', queueTemplate.path])
   const agent = await agentProcess.next()
   await agentProcess.exited
   const report = await manager.ask('report')
@@ -116,7 +122,9 @@ async function runCase(work: string, channel: 'reliable' | 'unreliable', loss: n
     retransmitRequests: report.retransmitRequests as number,
     agentPeakRssMb: Math.round(agent.peakRssMb as number),
     managerPeakRssMb: Math.round(report.peakRssMb as number),
-    copiesEqual: report.digest === agent.digest,
+    copiesEqual: report.digest === queueTemplate.digest,
+    agentRetries: agent.retries as number,
+    endRepeats: agent.endRepeats as number,
     datagramsLost: agent.lost as number,
   }
 }

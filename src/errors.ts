@@ -43,6 +43,7 @@ export type SessionErrorCode =
   | 'ERR_SESSION_CLOSED'
   | 'ERR_RESPONSE_EVICTED'
   | 'ERR_SYNC_CLOSED'
+  | 'ERR_SYNC_FILE_BUSY'
 
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =

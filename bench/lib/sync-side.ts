@@ -108,26 +108,21 @@ async function fill(): Promise<void> {
   const itemBytes = Number(values['item-bytes'])
   const started = performance.now()
   const filler = new SyncAgent({ module: 'bench', metadata: { agentid: 'bench', groups: ['bench'] }, queuePath: values.queue! })
+  const digest = new Uint8Array(DIGEST_BYTES)
   for (let from = 0; from < items; from += 10_000) {
     const changes = Array.from({ length: Math.min(10_000, items - from) }, (_, k) => {
       const [id, data] = itemOf(from + k, itemBytes)
+      itemDigest(digest, id, syncBenchIndex, data)
       return [id, 'create', syncBenchIndex, data] as const
     })
     filler.persistDifferences(changes)
   }
   await filler.close()
-  process.stdout.write(`${JSON.stringify({ fillMs: performance.now() - started })}\n`)
+  process.stdout.write(`${JSON.stringify({ fillMs: performance.now() - started, digest: Buffer.from(digest).toString('hex') })}\n`)
 }
 
 async function agent(): Promise<void> {
-  const items = Number(values.items)
-  const itemBytes = Number(values['item-bytes'])
   const queue = values.queue!
-  const digest = new Uint8Array(DIGEST_BYTES)
-  for (let i = 0; i < items; i++) {
-    const [id, data] = itemOf(i, itemBytes)
-    itemDigest(digest, id, syncBenchIndex, data)
-  }
   copyFileSync(values.template!, queue)
   const client = new Client({ channels, ...simulator(12) })
   const token = await generateConnectToken({ protocolId, privateKey, clientId: 1n, serverAddresses: [`127.0.0.1:${values.port}`], expireSeconds: 600, timeoutSeconds: 30 })
@@ -146,7 +141,6 @@ async function agent(): Promise<void> {
     success: result.success,
     message: result.message,
     ms,
-    digest: Buffer.from(digest).toString('hex'),
     peakRssMb: peakRssMb(),
     packetsOut: after.packets.out - before.packets.out,
     packetsIn: after.packets.in - before.packets.in,
@@ -155,6 +149,7 @@ async function agent(): Promise<void> {
     itemsResent: stats.itemsResent,
     messagesSent: stats.messagesSent,
     retries: stats.retries,
+    endRepeats: stats.endRepeats,
     lost: after.networkSimulator?.lost ?? 0,
   })}\n`)
 }

@@ -1,6 +1,8 @@
 // SyncAgent on a fake clock against a hand-played manager: every rule of research §B.2 (numbering, Start,
 // retries and timeouts, Processing, ReqRet, batches, maxEps, phases, results) and the durable queue's
 // coalescing across a restart.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -150,6 +152,24 @@ describe('SyncAgent: End', () => {
     expect(bench.types()).toEqual(['start', 'data-batch', 'end', 'end', 'end', 'end'])
     expect(result).toMatchObject({ failureReason: 'end-timeout', managerNotReady: true, message: 'Timed out waiting for manager response to End message.' })
     expect(bench.agent.stats().retries).toBe(3)
+    await bench.agent.close()
+  })
+
+  it('on a transport that loses messages, sends End again each second without an answer, using no retry', async () => {
+    const bench = new HandPlayed({ retries: 0 }, true)
+    bench.agent.persistDifference('a', 'create', INDEX, 'x')
+    const endsAt: number[] = []
+    bench.answer = (message) => {
+      if (message.type === 'start') return [{ type: 'start-ack', status: 'ok', session }]
+      if (message.type !== 'end') return []
+      endsAt.push(bench.clock.now())
+      // The first two Ends are lost; the third is answered.
+      return endsAt.length < 3 ? [] : [{ type: 'end-ack', status: 'ok', session }]
+    }
+    const result = await bench.run(bench.agent.synchronizeModule('delta'))
+    expect(result.success).toBe(true)
+    expect(endsAt.map((at) => at - endsAt[0]!)).toEqual([0, 1000, 2000])
+    expect(bench.agent.stats()).toMatchObject({ endRepeats: 2, retries: 0 })
     await bench.agent.close()
   })
 
@@ -435,3 +455,27 @@ function waitFor(condition: () => boolean): Promise<void> {
     check()
   })
 }
+
+describe('SyncAgent: the queue file and its owner', () => {
+  it('refuses a queue a live process holds (ERR_SYNC_FILE_BUSY), and takes over one whose process was killed', async () => {
+    const path = join(work, 'owned.db')
+    const queueModule = new URL('../../src/sessions/sync/queue.ts', import.meta.url).pathname
+    const holder = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
+      import { SyncQueue } from ${JSON.stringify(queueModule)}
+      const queue = new SyncQueue(${JSON.stringify(path)})
+      queue.persist('kept', 'create', ${JSON.stringify(INDEX)}, new Uint8Array([1]), 0n, false)
+      console.log('ready')
+      setInterval(() => {}, 1000)
+    `], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await new Promise<void>((resolve) => holder.stdout.once('data', () => resolve()))
+    expect(() => new SyncAgent({ module: 'syscollector', metadata, queuePath: path })).toThrow(
+      expect.objectContaining({ code: 'ERR_SYNC_FILE_BUSY', message: expect.stringContaining(`is open in process ${holder.pid}`) }),
+    )
+    holder.kill('SIGKILL')
+    await once(holder, 'exit')
+    // Its lock is left behind, its owner gone: the next process takes the queue, rows and all.
+    const agent = new SyncAgent({ module: 'syscollector', metadata, queuePath: path })
+    expect(agent.queue.counts()).toEqual({ pending: 1, syncing: 0, syncingUpdated: 0 })
+    await agent.close()
+  })
+})

@@ -101,8 +101,10 @@ export class HandPlayed {
   readonly #encoder = new SyncEncoder()
   answer: (message: SyncMessage) => SyncMessage[] = () => []
 
-  constructor(options: Partial<SyncAgentOptions> = {}) {
+  /** `datagrams`: the agent's transport says it loses messages (reliable false), as an unreliable channel's does. */
+  constructor(options: Partial<SyncAgentOptions> = {}, datagrams = false) {
     const [near, far] = MemoryTransport.pair()
+    if (datagrams) Object.defineProperty(near, 'reliable', { value: false })
     this.far = far
     far.on('message', (data) => {
       const message = decodeSyncMessage(data)

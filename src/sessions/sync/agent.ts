@@ -14,6 +14,7 @@ import { datagramMessageBytes } from '../volley-transport.ts'
 import { SyncQueue, type DifferenceOperation, type SyncQueueItem } from './queue.ts'
 import {
   SYNC_END_DELAY_MS,
+  SYNC_END_REPEAT_MS,
   SYNC_FAILURE_STREAK_WARNING,
   SYNC_MAX_BATCH_BYTES,
   SYNC_RESPONSE_TIMEOUT_MS,
@@ -93,6 +94,8 @@ export interface SyncAgentStats {
   retransmitRequests: number
   /** Start and End sent again after a timeout. */
   retries: number
+  /** End sent again after SYNC_END_REPEAT_MS without an answer, on a transport that loses messages (no retry used). */
+  endRepeats: number
   dropped: Record<SyncAgentDropReason, number>
 }
 
@@ -205,6 +208,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     messagesSent: 0,
     retransmitRequests: 0,
     retries: 0,
+    endRepeats: 0,
     dropped: {
       'too-short': 0, 'out-of-bounds': 0, misaligned: 0, 'bad-vtable': 0, 'bad-string': 0, 'unknown-union-type': 0, 'too-deep': 0,
       'too-many-tables': 0, 'no-content': 0, 'bad-enum': 0, 'unexpected-type': 0, 'out-of-phase': 0, 'wrong-session': 0,
@@ -568,25 +572,43 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
       if (this.#syncEndDelayMs > 0 && (await this.#pause(this.#syncEndDelayMs)) === 'stopped') return stopped()
 
       // End, until an EndAck that settles it: Processing waits again, a ReqRet is answered, a timeout resends End.
+      // On a transport that loses messages, End also goes again after SYNC_END_REPEAT_MS without a reply, using
+      // no retry: the manager answers each End at once (ReqRet, Processing or its verdict, again if need be),
+      // so a lost End or a lost answer costs a second, not responseTimeoutMs.
       this.#phase = 'waiting-end-ack'
       await this.#sendMessage({ type: 'end', session })
       let retriesLeft = this.#retries
+      let deadline = this.#scheduler.now() + this.#responseTimeoutMs
+      let endSentAt = this.#scheduler.now()
       for (;;) {
-        const reply = await this.#nextResponse()
+        const reply = await this.#nextResponse(this.#datagrams ? Math.min(deadline, endSentAt + SYNC_END_REPEAT_MS) : deadline)
         if (reply === 'stopped') return stopped()
+        const now = this.#scheduler.now()
         if (reply === 'timeout') {
-          if (retriesLeft === 0) return failed('end-timeout', 'Timed out waiting for manager response to End message.', true)
-          retriesLeft--
-          this.#stats.retries++
+          if (now < deadline) {
+            this.#stats.endRepeats++
+          } else {
+            if (retriesLeft === 0) return failed('end-timeout', 'Timed out waiting for manager response to End message.', true)
+            retriesLeft--
+            this.#stats.retries++
+            deadline = now + this.#responseTimeoutMs
+          }
+          endSentAt = now
           await this.#sendMessage({ type: 'end', session })
           continue
         }
+        // Any answer restarts the wait.
+        deadline = now + this.#responseTimeoutMs
+        endSentAt = now
         if (reply.type === 'req-ret') {
           this.#stats.retransmitRequests++
           if (!validRanges(reply.ranges, size) || !(await plan.resend(reply.ranges, session))) {
             return failed('protocol-error', `The manager asked again for items this session does not have (${describeRanges(reply.ranges)})`, false)
           }
           if (this.#stopping) return stopped()
+          // The silence that repeats End counts from the end of the resending, not from the ReqRet.
+          deadline = this.#scheduler.now() + this.#responseTimeoutMs
+          endSentAt = this.#scheduler.now()
           continue
         }
         if (reply.type !== 'end-ack' || reply.status === 'processing') continue
@@ -667,9 +689,8 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     this.#wakeUp()
   }
 
-  /** The next accepted reply, or 'timeout' after responseTimeoutMs without one, or 'stopped'. */
-  async #nextResponse(): Promise<Response | 'timeout' | 'stopped'> {
-    const deadline = this.#scheduler.now() + this.#responseTimeoutMs
+  /** The next accepted reply, or 'timeout' at `deadline` (default: responseTimeoutMs from now), or 'stopped'. */
+  async #nextResponse(deadline = this.#scheduler.now() + this.#responseTimeoutMs): Promise<Response | 'timeout' | 'stopped'> {
     for (;;) {
       if (this.#stopping) return 'stopped'
       const reply = this.#responses.shift()

@@ -9,7 +9,7 @@
 // numbered at its current revision, SYNCING_UPDATED when a change has moved its revision on since, PENDING
 // when it is not numbered. Each row holds its item as the message that carries it (a DataValue or a
 // DataContext, built by the schema's code), so a sync reads one column per item.
-import { openSqlite, transaction, type SqliteDatabase, type SqliteStatement } from './sqlite.ts'
+import { closeSqlite, openSqlite, transaction, type SqliteDatabase, type SqliteStatement } from './sqlite.ts'
 import { SyncEncoder, decodeSyncMessage, type SyncOperation } from './wire.ts'
 
 /** A change to a document, as persistDifference() records it. */
@@ -64,14 +64,16 @@ export class SyncQueue {
           created INTEGER NOT NULL,   -- created since the manager last saw it: a delete leaves nothing to send
           UNIQUE (id, idx)
         )`)
-        db.exec('CREATE INDEX differences_contexts ON differences (context) WHERE context = 1')
+        // Start.index (the distinct indices of the values) and the count of contexts, read off an index in
+        // order: no sort, whose memory would grow with the queue.
+        db.exec('CREATE INDEX differences_by_kind ON differences (context, idx)')
         // The running sync: seq + 1 → the row it names, at the revision it took.
         db.exec('CREATE TABLE sync_order (seq INTEGER PRIMARY KEY, row INTEGER NOT NULL, revision INTEGER NOT NULL)')
         db.exec('CREATE INDEX sync_order_by_row ON sync_order (row)')
         db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
       })
     } else if (version !== SCHEMA_VERSION) {
-      db.close()
+      closeSqlite(db)
       throw new Error(`The sync queue at ${path} has schema version ${version}; this Volley reads version ${SCHEMA_VERSION}`)
     }
     this.#upsert = db.prepare(`INSERT INTO differences (id, idx, item, context, revision, created) VALUES (?, ?, ?, ?, 1, ?)
@@ -140,7 +142,8 @@ export class SyncQueue {
 
   /** The distinct indices of the values in the running sync, sorted (its Start.index). */
   syncingIndices(): string[] {
-    return this.#db.all('SELECT DISTINCT d.idx FROM sync_order o JOIN differences d ON d.rowid = o.row WHERE d.context = 0 ORDER BY d.idx').map((row) => row.idx as string)
+    // Every row is in the running sync (it takes them all), so the rows' values are its values.
+    return this.#db.all('SELECT DISTINCT idx FROM differences WHERE context = 0 ORDER BY idx').map((row) => row.idx as string)
   }
 
   /** After a sync the manager took: its rows go, except those changed meanwhile, which wait for the next. */
@@ -192,6 +195,6 @@ export class SyncQueue {
     if (this.#closed) return
     this.#closed = true
     for (const statement of [this.#upsert, this.#dropUnsent, this.#range]) statement.finalize()
-    this.#db.close()
+    closeSqlite(this.#db)
   }
 }

@@ -6,6 +6,11 @@ export const SYNC_RESPONSE_TIMEOUT_MS = 30_000
 export const SYNC_RETRIES = 3
 /** How long the agent waits after its last data before it sends End, ms (the reference's sync_end_delay). */
 export const SYNC_END_DELAY_MS = 1_000
+/**
+ * On a transport that loses messages (an unreliable channel), how long the agent waits for an answer to End
+ * before it sends End again, ms (no retry used: the manager answers each End at once).
+ */
+export const SYNC_END_REPEAT_MS = 1_000
 /** The largest DataBatch the agent builds, by the reference's estimate of its size (about 60 KiB). */
 export const SYNC_MAX_BATCH_BYTES = 60 * 1024
 /** Consecutive failed syncs after which the agent's failure event says 'warning' rather than 'info'. */

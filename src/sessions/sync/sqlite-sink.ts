@@ -2,7 +2,7 @@
 // their session completes. Staging writes are grouped into one transaction per turn of the event loop, so a
 // DataBatch of hundreds of items costs one write to disk, not hundreds.
 import { applyItem, documentHash, inventoryChecksum, type AgentDocuments, type SyncItem, type SyncSessionInfo, type SyncSink } from './sink.ts'
-import { openSqlite, transaction, type SqliteDatabase, type SqliteStatement } from './sqlite.ts'
+import { closeSqlite, openSqlite, transaction, type SqliteDatabase, type SqliteStatement } from './sqlite.ts'
 
 const KIND = { value: 0, context: 1, clean: 2 } as const
 const kindNames = ['value', 'context', 'clean'] as const
@@ -40,7 +40,7 @@ export class SqliteSyncSink implements SyncSink {
         db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`)
       })
     } else if (version !== SCHEMA_VERSION) {
-      db.close()
+      closeSqlite(db)
       throw new Error(`The sync sink at ${path} has schema version ${version}; this Volley reads version ${SCHEMA_VERSION}`)
     }
     // Sessions staged before a restart cannot complete: their agents start them again.
@@ -128,7 +128,7 @@ export class SqliteSyncSink implements SyncSink {
     this.#endStaging()
     this.#closed = true
     for (const statement of [this.#stage, this.#page, this.#upsert, this.#delete, this.#clean, this.#hashes]) statement.finalize()
-    this.#db.close()
+    closeSqlite(this.#db)
   }
 }
 
