@@ -177,6 +177,22 @@ describe('SyncManager: data, gaps and End', () => {
     expect(played.last()).toMatchObject({ type: 'end-ack', status: 'processing' })
   })
 
+  it("counts a value for an index the Start did not name, or the manager does not accept, as received but stores it not", async () => {
+    const sink = new MemorySyncSink()
+    const played = new Played({ sink })
+    played.send({ ...startOf('module-delta', 3), index: [INDEX, 'customer-secrets'] })
+    const session = (played.last() as Extract<SyncMessage, { type: 'start-ack' }>).session
+    played.values(session, [0])
+    played.values(session, [1], OTHER_INDEX) // not in the Start
+    played.values(session, [2], 'customer-secrets') // in the Start, not accepted
+    played.send({ type: 'end', session })
+    await settle()
+    expect(played.last()).toEqual({ type: 'end-ack', status: 'ok', session })
+    expect(played.manager.stats().dropped['filtered-index']).toBe(2)
+    expect([...sink.documents('007').keys()]).toEqual([INDEX])
+    expect([...sink.documents('007').get(INDEX)!.keys()]).toEqual(['doc-0'])
+  })
+
   it('asks again for what is still missing after repairIntervalMs without a new item, a bounded number of times', () => {
     const played = new Played({ repairIntervalMs: 500 })
     const session = played.open('module-delta', 4)

@@ -384,7 +384,8 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
     if (observation === 'out-of-range') return this.#dropped('seq-out-of-range')
     if (observation === 'duplicate') return this.#dropped('duplicate')
     session.lastActivity = this.#scheduler.now()
-    if (item.kind !== 'clean' && item.kind !== 'value' ? false : !session.indices.includes(item.index)) {
+    // Values and cleans touch only the indices the session's Start named and the manager accepts; contexts are no documents.
+    if (item.kind !== 'context' && !session.indices.includes(item.index)) {
       this.#dropped('filtered-index')
     } else if (session.failed === null) {
       try {
