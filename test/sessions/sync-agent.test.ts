@@ -457,13 +457,14 @@ function waitFor(condition: () => boolean): Promise<void> {
 }
 
 describe('SyncAgent: the queue file and its owner', () => {
-  it('refuses a queue a live process holds (ERR_SYNC_FILE_BUSY), and takes over one whose process was killed', async () => {
+  it('refuses a queue a live process holds (ERR_SYNC_FILE_BUSY), and takes over one whose process was killed mid-sync', async () => {
     const path = join(work, 'owned.db')
     const queueModule = new URL('../../src/sessions/sync/queue.ts', import.meta.url).pathname
     const holder = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', `
       import { SyncQueue } from ${JSON.stringify(queueModule)}
       const queue = new SyncQueue(${JSON.stringify(path)})
       queue.persist('kept', 'create', ${JSON.stringify(INDEX)}, new Uint8Array([1]), 0n, false)
+      queue.fetchAndMarkForSync()
       console.log('ready')
       setInterval(() => {}, 1000)
     `], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -473,7 +474,8 @@ describe('SyncAgent: the queue file and its owner', () => {
     )
     holder.kill('SIGKILL')
     await once(holder, 'exit')
-    // Its lock is left behind, its owner gone: the next process takes the queue, rows and all.
+    // Its lock is left behind, its owner gone: the next process takes the queue, and the row its sync had
+    // taken waits for the next one.
     const agent = new SyncAgent({ module: 'syscollector', metadata, queuePath: path })
     expect(agent.queue.counts()).toEqual({ pending: 1, syncing: 0, syncingUpdated: 0 })
     await agent.close()
