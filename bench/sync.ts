@@ -3,8 +3,8 @@
 // the unreliable channel, with no loss and with 5 % of the datagrams lost each way (the network simulator).
 // For each: items a second (Start to EndAck), bytes on the wire ÷ payload bytes, items resent, and each
 // side's peak RSS; then the peak RSS again at a tenth of N, to show it flat in the number of items. The two
-// copies are compared by digest (XOR of SHA-1 per document): the manager keeps no documents, so the run
-// measures the protocol, not a store.
+// copies are compared by digest (a count and sums of CRC-32s; bench/lib/sync-side.ts): the manager keeps no
+// documents, so the run measures the protocol, not a store.
 //   Bytes on the wire: the delivery packets both ways, plus 48 bytes a packet (netcode's prefix, sequence
 //   and MAC, about 20; IP and UDP, 28). Payload: the items' data (200 bytes each; ids and index not counted).
 // Tables to stdout; the full record to bench/results/latest-sync.json and a line to
