@@ -12,4 +12,13 @@ export {
 export { StreamTransport, type StreamTransportOptions } from './stream-transport.ts'
 export { FakeClock, Timer, TimerQueue, sessionTimers, type Clock, type Scheduler } from './timers.ts'
 export { MemoryTransport, TransportBase, type MemoryTransportOptions, type SessionTransport, type SessionTransportEvents, type TransportBaseOptions } from './transport.ts'
-export { ClientTransport, PeerTransport, PeerTransports, serveSessions, type OnPeerTransport, type VolleyTransportOptions } from './volley-transport.ts'
+export {
+  ClientTransport,
+  PeerTransport,
+  PeerTransports,
+  datagramMessageBytes,
+  serveSessions,
+  type OnPeerTransport,
+  type SessionChannelMode,
+  type VolleyTransportOptions,
+} from './volley-transport.ts'

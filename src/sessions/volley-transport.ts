@@ -53,14 +53,15 @@ function volleyTransportOptions(options: VolleyTransportOptions): SettledTranspo
  * 'channels-mismatch'): the other side's announcement tells this side's own mode.
  */
 function channelProblem(remote: RemoteChannels | null, channel: number, expected: SessionChannelMode, who: string): Error | 'missing' | undefined {
+  const needed = `${expected === 'reliable' ? 'a' : 'an'} '${expected}' channel`
   if (remote === null) {
-    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The ${who} has no channels configured: sessions need a '${expected}' channel (the "channels" option of Server and Client)`)
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The ${who} has no channels configured: sessions need ${needed} (the "channels" option of Server and Client)`)
   }
   const mode = remote.channels[channel]?.mode
   if (mode === undefined) return 'missing'
   if (mode !== expected) {
     const why = expected === 'reliable' ? 'every message once, in order' : 'the channelMode option'
-    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Channel ${channel} of the ${who} is '${mode}': sessions need a '${expected}' channel (${why})`)
+    return new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Channel ${channel} of the ${who} is '${mode}': sessions need ${needed} (${why})`)
   }
   return undefined
 }

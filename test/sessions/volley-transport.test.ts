@@ -410,7 +410,7 @@ describe.each([['native'], ['fallback']] as [EngineKind][])('on the %s engine', 
     // channelMode 'unreliable' takes the unreliable channel (for protocols that resend by themselves), and only it.
     const lossy = new ClientTransport(client, { channel: 1, channelMode: 'unreliable' })
     expect([lossy.channel, lossy.reliable, new ClientTransport(client).reliable]).toEqual([1, false, true])
-    expect(() => new ClientTransport(client, { channel: 0, channelMode: 'unreliable' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining("Channel 0 of the client is 'reliable': sessions need a 'unreliable' channel") }))
+    expect(() => new ClientTransport(client, { channel: 0, channelMode: 'unreliable' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining("Channel 0 of the client is 'reliable': sessions need an 'unreliable' channel") }))
     expect(() => new ClientTransport(client, { channelMode: 'sequenced' as never })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"channelMode"') }))
     expect(() => new ClientTransport(client, { channel: 2 })).toThrow(expect.objectContaining({ code: 'ERR_NO_SUCH_CHANNEL', name: 'RangeError' }))
     expect(() => new ClientTransport(client, { channel: -1 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }))
