@@ -4,9 +4,8 @@
 // bounded by responseTimeoutMs and retried; replies out of phase or for another session are dropped, and
 // the phase is kept. I/O is the transport's; time is the scheduler's, so fake-clock tests drive all of it.
 import { EventEmitter } from 'node:events'
-import { isUint8Array } from 'node:util/types'
-import { VolleyError, VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
-import { checkOptions, integerOption } from '../../options.ts'
+import { VolleyError, VolleyTypeError, describe } from '../../errors.ts'
+import { checkOptions, integerOption, uint64Option, uint8ArrayOf } from '../../options.ts'
 import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
@@ -154,7 +153,6 @@ interface ItemSource {
 
 /** What a session sends, and how it sends it again. */
 interface SessionPlan {
-  readonly start: StartMessage
   /** Sends the items (after StartAck), and what goes before End. */
   send(session: bigint): Promise<void>
   /** Sends the items of these ranges again; false when they name nothing the session has. */
@@ -391,7 +389,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
     if (!metadataModes.has(mode)) {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "mode" argument must be one of 'metadata-delta', 'metadata-check', 'group-delta', 'group-check'. Received ${describe(mode)}`)
     }
-    const version = checkVersion('globalVersion', globalVersion)
+    const version = uint64Option('globalVersion', globalVersion)
     this.#checkOpen()
     return this.#exclusive(async () => this.#result(await this.#runSession(mode, [], 0, version, noItems), false))
   }
@@ -534,7 +532,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
    * retries and timeouts of §B.2. `onVerdict` hears the EndAck's status.
    */
   async #runSession(
-    mode: SyncMode, indices: readonly string[], size: number, globalVersion: bigint, plan: Omit<SessionPlan, 'start'>,
+    mode: SyncMode, indices: readonly string[], size: number, globalVersion: bigint, plan: SessionPlan,
     onVerdict?: (status: EndAckMessage['status']) => void,
   ): Promise<SessionOutcome> {
     const metadata = await this.#awaitMetadata()
@@ -766,7 +764,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
   }
 }
 
-const noItems: Omit<SessionPlan, 'start'> = { send: async () => {}, resend: async () => false }
+const noItems: SessionPlan = { send: async () => {}, resend: async () => false }
 
 function stopped(): SessionOutcome {
   return { kind: 'failed', reason: 'stopped', message: 'The sync was stopped', managerNotReady: false }
@@ -807,11 +805,6 @@ function checkString(name: string, value: unknown): asserts value is string {
   }
 }
 
-function checkVersion(name: string, value: unknown): bigint {
-  if (typeof value === 'bigint' && value >= 0n && value < 2n ** 64n) return value
-  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return BigInt(value)
-  throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" argument must be an integer from 0 to 2^64 - 1 (a bigint, or a number up to 2^53 - 1). Received ${describe(value)}`)
-}
 
 function checkDifference(
   id: unknown, operation: unknown, index: unknown, data: unknown, version: unknown, isDataContext: unknown,
@@ -821,14 +814,12 @@ function checkDifference(
     throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "operation" argument must be 'create', 'modify' or 'delete'. Received ${describe(operation)}`)
   }
   checkString('index', index)
-  let bytes: Uint8Array
-  if (typeof data === 'string') bytes = textEncoder.encode(data)
-  else if (isUint8Array(data)) bytes = data.slice()
-  else throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a string or a Uint8Array. Received ${describe(data)}`)
+  const view = typeof data === 'string' ? textEncoder.encode(data) : uint8ArrayOf(data)?.slice()
+  if (view === undefined) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "data" argument must be a string or a Uint8Array. Received ${describe(data)}`)
   if (typeof isDataContext !== 'boolean') {
     throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "isDataContext" argument must be a boolean. Received ${describe(isDataContext)}`)
   }
-  return [id, operation as DifferenceOperation, index, bytes, checkVersion('version', version), isDataContext]
+  return [id, operation as DifferenceOperation, index, view, uint64Option('version', version), isDataContext]
 }
 
 function checkMetadata(metadata: unknown): asserts metadata is AgentMetadata {

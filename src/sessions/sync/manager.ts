@@ -133,7 +133,6 @@ const managerOptionNames = new Set([
 ])
 
 class Connection {
-  readonly sessions = new Set<ManagerSession>()
   /** The most ranges a ReqRet on this connection carries (its transport's largest message). */
   readonly maxRanges: number
 
@@ -351,7 +350,6 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
     const session = new ManagerSession(id, connection, start, indices, now, (s) => this.#repairDue(s))
     this.#sessions.set(id, session)
     this.#byAgentModule.set(key, session)
-    connection.sessions.add(session)
     this.#pendingItems += start.size
     this.#startAck(connection, 'ok', id)
     this.emit('sessionStarted', { session })
@@ -544,7 +542,6 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
     if (this.#sessions.get(session.id) !== session) return
     this.#sessions.delete(session.id)
     if (this.#byAgentModule.get(session.key) === session) this.#byAgentModule.delete(session.key)
-    session.connection.sessions.delete(session)
     this.#scheduler.disarm(session.repair)
     this.#pendingItems -= session.size
   }
