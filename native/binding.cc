@@ -393,7 +393,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return result;
   }
 
-  // protocol: { kind: 'server', protocolId, privateKey, publicAddress, maxClients, keepAliveIntervalUs,
+  // protocol: { kind: 'server', protocolId, privateKey, previousKeys, publicAddress, maxClients, keepAliveIntervalUs,
   //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }
   // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
   static bool MakeProtocol(Napi::Env env, Napi::Object options, const IpAddress& boundAddress, uint16_t boundPort,
@@ -443,6 +443,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     }
     config.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
     std::memcpy(config.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
+    if (!ReadPreviousKeys(env, options.Get("previousKeys"), &config)) return false;
     std::string address = StringOr(options.Get("publicAddress"));
     const bool boundPortWanted = address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0;
     if (boundPortWanted) address = address.substr(0, address.size() - 1) + std::to_string(boundPort);
@@ -616,7 +617,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return info.Env().Undefined();
   }
 
-  // protocolStats(id, out: Float64Array(29)) -> boolean: the protocol's 23 counters, then what the kernel
+  // protocolStats(id, out: Float64Array(30)) -> boolean: the protocol's 24 counters, then what the kernel
   // dropped of the socket's traffic (receive buffer full) and the sends it refused with an error, then the
   // network simulator's 4 (lost, duplicated, reordered, overflowed; 0 without one).
   Napi::Value ReadProtocolStats(const Napi::CallbackInfo& info) {
@@ -768,6 +769,7 @@ Napi::Object Layout(Napi::Env env) {
   layout.Set("peerSlotBits", Napi::Number::New(env, kPeerSlotBits));
   layout.Set("linkFields", Napi::Number::New(env, delivery::kLinkFieldCount));
   layout.Set("peerCounterFields", Napi::Number::New(env, netcode::kPeerCounterFields));
+  layout.Set("maxPrivateKeys", Napi::Number::New(env, static_cast<double>(netcode::kMaxPrivateKeys)));
   return layout;
 }
 

@@ -5,6 +5,7 @@
 
 #include <poll.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -55,6 +56,24 @@ constexpr int kParkWatchdogMs = 10;
 // sleep without a watchdog: an idle engine does not wake 100 times a second.
 constexpr int kParkIdleLooks = 10;
 
+// A control command's bytes that are a secret (a private key): wiped wherever the command ends, applied or not.
+void WipeSecretPayload(uint32_t op, std::vector<uint8_t>* payload) {
+  if (op == kControlRotatePrivateKey && payload != nullptr) sodium_memzero(payload->data(), payload->size());
+}
+
+// The same, when it leaves a scope by any path.
+class SecretPayloadGuard {
+ public:
+  SecretPayloadGuard(uint32_t op, std::vector<uint8_t>* payload) : op_(op), payload_(payload) {}
+  ~SecretPayloadGuard() { WipeSecretPayload(op_, payload_); }
+  SecretPayloadGuard(const SecretPayloadGuard&) = delete;
+  SecretPayloadGuard& operator=(const SecretPayloadGuard&) = delete;
+
+ private:
+  uint32_t op_;
+  std::vector<uint8_t>* payload_;
+};
+
 }  // namespace
 
 
@@ -71,8 +90,10 @@ Engine::~Engine() {
   // Sockets posted but never picked up by the I/O thread.
   for (const Command& command : commands_) {
     delete command.socket;
+    if (command.kind == Command::kControl) WipeSecretPayload(command.op, command.payload);
     delete command.payload;
   }
+  for (DeferredCommand& deferred : deferred_) WipeSecretPayload(deferred.command.op, deferred.payload.get());
   if (epollFd_ >= 0) close(epollFd_);
 }
 
@@ -542,7 +563,10 @@ bool Engine::ApplyCommand(const Command& command) {
       // are retried on the loop's own time, not at every command.
       ProcessSends(SIZE_MAX, false);
       const auto found = sockets_.find(command.id);  // looked up after: a deferred close may have gone
-      if (found == sockets_.end()) return true;
+      if (found == sockets_.end()) {
+        WipeSecretPayload(command.op, payload.get());
+        return true;
+      }
       if (!found->second->held.empty()) {
         Command deferred = command;
         deferred.payload = nullptr;  // owned by the deferred entry from here
@@ -570,6 +594,7 @@ bool Engine::ApplyCommand(const Command& command) {
 }
 
 void Engine::ApplySocketCommand(const Command& command, std::unique_ptr<std::vector<uint8_t>> payload) {
+  const SecretPayloadGuard wipe(command.kind == Command::kControl ? command.op : 0, payload.get());
   const auto found = sockets_.find(command.id);
   if (found == sockets_.end()) return;  // closed in the meantime
   SocketState* state = found->second.get();

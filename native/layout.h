@@ -8,9 +8,9 @@
 namespace volley {
 
 // Bumped whenever what this side and JavaScript exchange changes meaning with every size below the same
-// (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters): JavaScript
-// refuses an addon of other sources, not misreads it.
-constexpr uint32_t kLayoutRevision = 3;
+// (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters; 4: to 24, its
+// requests under a previous private key): JavaScript refuses an addon of other sources, not misreads it.
+constexpr uint32_t kLayoutRevision = 4;
 
 // Largest UDP payload: over IPv6, 65535 - 8 (the UDP header; IPv6's own header is not counted in its
 // payload length). Over IPv4 the IP header counts too: 65507, which JavaScript checks per destination.

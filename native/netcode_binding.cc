@@ -190,7 +190,8 @@ Napi::Value ReadConnectionRequest(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   netcode::ConnectionRequest request;
-  const DropReason reason = netcode::ReadConnectionRequest(packet, size, protocolId, privateKey, now, &request);
+  const netcode::PrivateKeys keys(privateKey);
+  const DropReason reason = netcode::ReadConnectionRequest(packet, size, protocolId, keys, now, &request);
   if (reason != DropReason::kNone) {
     Napi::Object result = Napi::Object::New(env);
     result.Set("reason", netcode::DropReasonName(reason));
@@ -446,7 +447,8 @@ Napi::Object Counters(Napi::Env env, std::initializer_list<std::pair<const char*
 
 // The server state machine driven from JavaScript with a fake clock (tests; the engine drives it itself).
 // new ServerCore({ protocolId, privateKey, publicAddress, maxClients, challengeKey, keepAliveIntervalUs,
-//                  disconnectIntervalUs, disconnectPackets, layerAboveEveryUs, layerAboveStartUs })
+//                  disconnectIntervalUs, disconnectPackets, layerAboveEveryUs, layerAboveStartUs,
+//                  previousKeys: [{ key, untilUs }] })
 // Every call takes the clock as (monotonicUs: number, unixSeconds: bigint) and returns what the server did:
 // [{ kind: 'send', to, data } | { kind: 'connect', index, clientId, address, userData }
 //  | { kind: 'disconnect', index, reason } | { kind: 'payload', index, data }]
@@ -462,6 +464,8 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
                         InstanceMethod<&ServerCoreWrap::StopJs>("stop"),
                         InstanceMethod<&ServerCoreWrap::PauseTimeoutsJs>("pauseTimeouts"),
                         InstanceMethod<&ServerCoreWrap::ResumeTimeoutsJs>("resumeTimeouts"),
+                        InstanceMethod<&ServerCoreWrap::RotatePrivateKeyJs>("rotatePrivateKey"),
+                        InstanceMethod<&ServerCoreWrap::ReceiveRequestsJs>("receiveRequests"),
                         InstanceMethod<&ServerCoreWrap::State>("state")});
   }
 
@@ -502,6 +506,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
         !GetU64(env, options.Get("challengeSequenceStart"), "challengeSequenceStart", &config.challengeSequenceStart)) {
       return;
     }
+    if (options.Has("previousKeys") && !ReadPreviousKeys(env, options.Get("previousKeys"), &config)) return;
     if (options.Has("layerAboveEveryUs")) {
       aboveEveryUs_ = I64Or(options.Get("layerAboveEveryUs"), 0);
       const uint64_t startUs = options.Has("layerAboveStartUs") ? I64Or(options.Get("layerAboveStartUs"), 0) : 0;
@@ -620,6 +625,44 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     core_->ResumeTimeouts(clock);
     return events_;
   }
+  // rotatePrivateKey(key, graceUs, monotonicUs, unixSeconds)
+  Napi::Value RotatePrivateKeyJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    const uint8_t* key;
+    uint64_t graceUs = 0;
+    if (!Begin(info, 2, &clock) || !GetBytes(env_, info[0], "key", netcode::kKeyBytes, &key) ||
+        !ReadInteger(env_, info[1], "graceUs", 0, kMaxExactInteger, &graceUs)) {
+      return env_.Undefined();
+    }
+    core_->RotatePrivateKey(key, graceUs, clock);
+    return events_;
+  }
+  // receiveRequests(packet, count, monotonicUs, unixSeconds): Receive() of the same datagram `count` times, each
+  // from another address (10.x.y.z, a port each), in one call: what bench/token-keys.ts times, with one crossing
+  // per batch. One connect token from many addresses: after its first use each request is read, its token
+  // opened, and then refused (a token is used from one address only), so that nothing is kept or sent.
+  Napi::Value ReceiveRequestsJs(const Napi::CallbackInfo& info) {
+    netcode::Clock clock;
+    const uint8_t* data;
+    size_t size = 0;
+    uint64_t count = 0;
+    if (!Begin(info, 2, &clock) || !GetBytes(env_, info[0], "packet", 0, &data, &size) ||
+        !ReadInteger(env_, info[1], "count", 0, 1u << 24, &count)) {
+      return env_.Undefined();
+    }
+    netcode::ServerAddress from;
+    from.ip.family = 4;
+    for (uint64_t i = 0; i < count; ++i) {
+      const uint32_t n = static_cast<uint32_t>(i);
+      from.ip.bytes[0] = 10;
+      from.ip.bytes[1] = static_cast<uint8_t>(n >> 22);
+      from.ip.bytes[2] = static_cast<uint8_t>(n >> 14);
+      from.ip.bytes[3] = static_cast<uint8_t>(n >> 6);
+      from.port = static_cast<uint16_t>(1024 + (n & 63));
+      core_->Receive(from, data, size, clock);
+    }
+    return events_;
+  }
   // state() -> { connectedClients, pendingHandshakes, stopped, nextGlobalSequence, nextDeadlineUs, counters }
   Napi::Value State(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -631,13 +674,14 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     state.Set("stopped", core_->Stopped());
     state.Set("nextGlobalSequence", Napi::BigInt::New(env, core_->nextGlobalSequence()));
     state.Set("nextDeadlineUs", Deadline(env, core_->NextDeadlineUs(), netcode::ServerCore::kNoDeadline));
+    state.Set("privateKeyCount", static_cast<double>(core_->privateKeyCount()));
     state.Set("counters", Counters(env, {{"packetsIn", c.packetsIn}, {"bytesIn", c.bytesIn}, {"packetsOut", c.packetsOut},
                                          {"bytesOut", c.bytesOut}, {"malformed", c.malformed}, {"replayed", c.replayed}, {"tooOld", c.tooOld},
                                          {"decryptionFailed", c.decryptionFailed}, {"unknownAddress", c.unknownAddress},
                                          {"tokenRefused", c.tokenRefused}, {"denied", c.denied},
                                          {"requestsThrottled", c.requestsThrottled}, {"handshakesReplaced", c.handshakesReplaced},
                                          {"handshakesEvicted", c.handshakesEvicted}, {"wrongProtocol", c.wrongProtocol},
-                                         {"tokenExpired", c.tokenExpired}}));
+                                         {"tokenExpired", c.tokenExpired}, {"previousKeyRequests", c.previousKeyRequests}}));
     return state;
   }
 
@@ -756,6 +800,30 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
 };
 
 }  // namespace
+
+bool ReadPreviousKeys(Napi::Env env, Napi::Value value, netcode::ServerConfig* config) {
+  if (value.IsUndefined()) return true;
+  if (!value.IsArray() || value.As<Napi::Array>().Length() > netcode::kMaxPrivateKeys - 1) {
+    return ThrowInvalidArgument(env, "previousKeys must be an array of at most " + std::to_string(netcode::kMaxPrivateKeys - 1) +
+                                         " { key, untilUs }");
+  }
+  const Napi::Array list = value.As<Napi::Array>();
+  const uint32_t count = list.Length();
+  for (uint32_t i = 0; i < count && config->previousKeyCount < netcode::kMaxPrivateKeys - 1; ++i) {
+    const Napi::Value entry = list.Get(i);
+    const Napi::Value key = entry.IsObject() ? entry.As<Napi::Object>().Get("key") : Napi::Value();
+    const Napi::Value until = entry.IsObject() ? entry.As<Napi::Object>().Get("untilUs") : Napi::Value();
+    const double untilUs = until.IsEmpty() ? NAN : NumberOr(until, NAN);
+    if (key.IsEmpty() || !key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        key.As<Napi::Uint8Array>().ElementLength() != netcode::kKeyBytes || !(untilUs >= 0 && untilUs <= kMaxExactInteger)) {
+      return ThrowInvalidArgument(env, "each of previousKeys must be { key: a Uint8Array of 32 bytes, untilUs: microseconds from 0 to 2^53 - 1 }");
+    }
+    netcode::PreviousPrivateKey& into = config->previousKeys[config->previousKeyCount++];
+    std::memcpy(into.key, key.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
+    into.untilUs = static_cast<uint64_t>(untilUs);
+  }
+  return true;
+}
 
 Napi::Object NetcodeBinding(Napi::Env env) {
   Napi::Object netcode = Napi::Object::New(env);

@@ -219,6 +219,11 @@ void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector
   const bool current = (op == kControlDisconnectPeer || watch) && Current(arg, &peer);  // else: a client that left
   if (op == kControlDisconnectPeer && current) core_.Disconnect(peer, now);
   if (op == kControlStop) core_.Stop(now);
+  if (op == kControlRotatePrivateKey && data.size() == netcode::kKeyBytes + sizeof(uint64_t)) {
+    uint64_t graceUs = 0;
+    std::memcpy(&graceUs, data.data() + netcode::kKeyBytes, sizeof(graceUs));  // little-endian hosts
+    core_.RotatePrivateKey(data.data(), graceUs, now);  // the engine wipes `data` after this call
+  }
   if (watch && current && peer < links_.size() && links_[peer]) {
     if (op == kControlWatchPeer) links_[peer]->WatchRoom(data);
     else links_[peer]->flushWatched = true;
@@ -235,7 +240,8 @@ size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
                              output.sendDropped, c.requestsThrottled, c.wrongProtocol, c.tokenExpired,
                              c.tooOld,           core_.pendingHandshakes(), c.handshakesReplaced, c.handshakesEvicted,
                              budget_ ? budget_->limit() : 0, budget_ ? budget_->used() : 0,
-                             budget_ ? budget_->evictions() : 0, budget_ ? budget_->refusals() : 0};
+                             budget_ ? budget_->evictions() : 0, budget_ ? budget_->refusals() : 0,
+                             c.previousKeyRequests};
   return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
 }
 

@@ -48,7 +48,8 @@ constexpr uint8_t kDisconnectReassemblyStalled = 7;  // the delivery core stalle
 constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
 // peer's queue has room again, for it too (data: its charge, u32 LE). kControlWatchFlush: report (flushed
-// record) when the queue is empty.
+// record) when the queue is empty. kControlRotatePrivateKey: a server's new private key (data: the 32-byte key,
+// then the replaced key's grace in µs, u64 LE; any other length is ignored), its bytes wiped once applied.
 enum ProtocolControl : uint32_t {
   kControlDisconnectPeer = 1,
   kControlConnect = 2,
@@ -57,6 +58,7 @@ enum ProtocolControl : uint32_t {
   kControlWatchPeer = 5,
   kControlSendLarge = 6,  // arg: peer; data: the message (too large for a send slab), then a u8 channel
   kControlWatchFlush = 7,
+  kControlRotatePrivateKey = 8,
 };
 // How JavaScript names a server's peer in sends and control requests: its slot (client index) in the low
 // kPeerSlotBits (maxClients is at most 2^20), and above them how many clients the slot had before, mod 4096

@@ -24,7 +24,7 @@ struct SocketStats {
   std::atomic<uint64_t> batchesInInline{0};   // of batchesIn, those the JavaScript thread read itself
 
   // A protocol's counters (netcode server or client), copied here by the I/O thread at each timer tick.
-  static constexpr int kProtocolFieldCount = 23;
+  static constexpr int kProtocolFieldCount = 24;
   std::atomic<double> protocol[kProtocolFieldCount] = {};
   // The network simulator's (network_simulator.h), when the socket has one: datagrams it lost, duplicated,
   // reordered, and dropped because its queue was full.

@@ -35,7 +35,7 @@ export {
   type ConnectTokenOptions,
 } from './netcode/connect-token.ts'
 export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'
-export { Server, type DisconnectReason, type ServerEvents, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
+export { Server, type DisconnectReason, type ServerEvents, type RotatePrivateKeyOptions, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
 export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
 export { Peer, type PeerDrops, type PeerStats } from './peer.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'

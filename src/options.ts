@@ -89,9 +89,11 @@ export function uint8ArrayOf(value: unknown): Uint8Array | undefined {
 
 /**
  * A required Uint8Array of exactly `length` bytes (a key, a nonce), copied. Its value is never quoted in an error:
- * a key given as its base64 or hex text would be written into the logs, most of it.
+ * a key given as its base64 or hex text would be written into the logs, most of it. `kind`: what errors call it,
+ * an option (of an options object) or an argument (of a method).
  */
-export function bytesOption(name: string, value: unknown, length: number): Uint8Array {
+export function bytesOption(name: string, value: unknown, length: number, kind: 'option' | 'argument' = 'option'): Uint8Array {
+  const what = `The "${name}" ${kind}`
   const bytes = uint8ArrayOf(value)
   if (bytes === undefined) {
     const received =
@@ -100,11 +102,11 @@ export function bytesOption(name: string, value: unknown, length: number): Uint8
         : typeof value === 'object' || typeof value === 'function' || value === undefined
           ? describe(value)
           : `type ${typeof value}`
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a Uint8Array of ${length} bytes. Received ${received}`)
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `${what} must be a Uint8Array of ${length} bytes. Received ${received}`)
   }
-  checkAttached(bytes, `The "${name}" option`)
+  checkAttached(bytes, what)
   if (bytes.byteLength !== length) {
-    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "${name}" option must be ${length} bytes. Received ${bytes.byteLength} bytes`)
+    throw new VolleyRangeError('ERR_OUT_OF_RANGE', `${what} must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }
   return copyBytes(bytes) // used later (after an await, at listen()): the caller may wipe or reuse its own
 }
@@ -113,10 +115,10 @@ export function bytesOption(name: string, value: unknown, length: number): Uint8
  * A 32-byte key that must be secret. All zeros is refused: it is what a placeholder, an unset buffer or an
  * empty environment variable decoded gives, and it would seal tokens and packets that anyone can open.
  */
-export function secretKeyOption(name: string, value: unknown, optional = false): Uint8Array {
-  const key = bytesOption(name, value, sizes.key)
+export function secretKeyOption(name: string, value: unknown, optional = false, kind: 'option' | 'argument' = 'option'): Uint8Array {
+  const key = bytesOption(name, value, sizes.key, kind)
   if (key.every((byte) => byte === 0)) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" option is all zeros, which is no secret: give a random key (generateKey())${optional ? ', or none' : ''}`)
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" ${kind} is all zeros, which is no secret: give a random key (generateKey())${optional ? ', or none' : ''}`)
   }
   return key
 }

@@ -47,6 +47,7 @@ import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, 
 import { LifetimeSignal } from './lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
 import { sizes } from './netcode/constants.ts'
+import { PrivateKeys } from './netcode/private-keys.ts'
 import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
@@ -120,6 +121,25 @@ const serverOptionNames: ReadonlySet<string> = new Set([
   ...deliveryOptionNames,
 ])
 
+/** rotatePrivateKey()'s options. */
+export interface RotatePrivateKeyOptions {
+  /**
+   * How long the key being replaced is still accepted, ms (default 60,000; 0: refused at once). See
+   * rotatePrivateKey().
+   */
+  graceMs?: number | undefined
+}
+
+const rotateOptionNames: ReadonlySet<string> = new Set(['graceMs'])
+/**
+ * The default grace of a replaced private key: a connect token minted under it just before the rotation is used
+ * for connection requests until it expires, expireSeconds after it was minted, and the tokens docs/connections.md
+ * recommends live 30 to 60 s.
+ */
+const defaultKeyGraceMs = 60_000
+/** The longest grace, about 24.8 days (as setTimeout's longest delay): a key kept for ever is no rotation. */
+const maxKeyGraceMs = 2 ** 31 - 1
+
 export type ServerState = 'stopped' | 'running' | 'stopping'
 /**
  * Why a peer left: it stopped answering; it disconnected; peer.disconnect(); server.close(); its channels do
@@ -170,6 +190,13 @@ export interface ServerStats {
   networkSimulator: SimulatedNetworkStats | null
   /** Valid requests answered with "denied": the server was full. */
   denied: number
+  /**
+   * The private keys whose tokens are accepted now (privateKeyCount), and the connection requests whose token
+   * opened under a key replaced by rotatePrivateKey() and still in its grace: each request counts (a client
+   * resends its request until it is answered). Once this stops growing after a rotation, no client uses the old
+   * key any more.
+   */
+  privateKeys: { accepted: number; previousKeyRequests: number }
   /**
    * Handshakes in progress (a request answered, its response not yet in), and those given up: replaced, for
    * a newer request of the same client id from another address (one pending handshake per client id, the
@@ -279,7 +306,16 @@ export class UserDataCopies {
 }
 
 export class Server extends EventEmitter<ServerEvents> {
-  readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs' | 'reassemblyBudgetBytes'>> & ServerOptions
+  readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs' | 'reassemblyBudgetBytes'>> &
+    Omit<ServerOptions, 'privateKey'>
+  /**
+   * The private keys, current first, with the grace of those replaced (on CLOCK_MONOTONIC, the engines' clock):
+   * copies the server owns, given to the engine at listen() (a rotation while it runs goes to the engine too, and
+   * is kept here as well), wiped once the server is closed.
+   */
+  readonly #privateKeys: PrivateKeys
+  /** Rotations made while the fallback engine was opening the socket: given to it once it is open. */
+  #rotationsWhileOpening: { key: Uint8Array; untilUs: number }[] = []
   readonly #socket: SocketSettings & { batchSize: number }
   readonly #protocolId: bigint
   readonly #bind: { host: string; port: number; family: 4 | 6; reusePort: boolean }
@@ -356,6 +392,8 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#lifetime = new LifetimeSignal(options.signal)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
     const privateKey = secretKeyOption('privateKey', options.privateKey)
+    this.#privateKeys = new PrivateKeys(privateKey)
+    privateKey.fill(0) // the set holds its own copy
     const bound = serverAddressOption('address', options.address)
     // Port 0 binds any free port (and then stands for it in the public address too), however it is written ('00').
     const anyPort = bound.port === 0
@@ -385,9 +423,9 @@ export class Server extends EventEmitter<ServerEvents> {
       throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "reassemblyBudgetBytes" option needs the "channels" option')
     }
     this.#simulator = networkSimulatorFields(options.networkSimulator)
+    const { privateKey: _callers, ...rest } = options // the caller's array: not kept (the set holds a copy)
     this.#options = {
-      ...options,
-      privateKey,
+      ...rest,
       maxClients: integerOption('maxClients', options.maxClients, 256, 1, 1 << 20),
       reassemblyBudgetBytes: 0,
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
@@ -441,7 +479,7 @@ export class Server extends EventEmitter<ServerEvents> {
       protocol: {
         kind: 'server',
         protocolId: this.#protocolId,
-        privateKey: this.#options.privateKey,
+        ...this.#keysForEngine(),
         publicAddress: this.#publicAddress, // port 0: the port the socket binds
         maxClients: this.#options.maxClients,
         keepAliveIntervalUs: Math.round(this.#options.keepAliveIntervalMs * 1000),
@@ -454,39 +492,50 @@ export class Server extends EventEmitter<ServerEvents> {
     }
     let engine: ProtocolEngine
     let info: NativeSocketInfo
-    const fallback = fallbackReason()
-    if (fallback === undefined) {
-      const native = engineFor(this, this.#socket.engine)
-      engine = native
-      try {
-        info = native.open(options, this.#client)
-      } catch (error) {
-        native.releaseIfIdle()
-        throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
-      }
-    } else {
-      checkFallbackSupports({ reusePort: this.#bind.reusePort }, fallback)
-      const fallbackEngine = sharedFallbackEngine()
-      engine = fallbackEngine
-      // The fallback binds asynchronously: meanwhile a second listen() is refused, and a close() waits for
-      // the socket to open, then stops the server (below; listen() still resolves: it did listen).
-      this.#opening = true
-      try {
-        info = await fallbackEngine.open(options, this.#client)
-      } catch (error) {
-        fallbackEngine.releaseIfIdle()
-        if (this.#closed !== undefined) {
-          // A close() that came meanwhile: there is nothing to stop, and the server cannot listen again.
-          this.#options.privateKey.fill(0)
-          this.#resolveClosed?.()
+    try {
+      const fallback = fallbackReason()
+      if (fallback === undefined) {
+        const native = engineFor(this, this.#socket.engine)
+        engine = native
+        try {
+          info = native.open(options, this.#client)
+        } catch (error) {
+          native.releaseIfIdle()
+          throw fromNativeError(error, { address: this.#bind.host, port: this.#bind.port })
         }
-        throw error
-      } finally {
-        this.#opening = false
+      } else {
+        checkFallbackSupports({ reusePort: this.#bind.reusePort }, fallback)
+        const fallbackEngine = sharedFallbackEngine()
+        engine = fallbackEngine
+        // The fallback binds asynchronously: meanwhile a second listen() is refused, and a close() waits for
+        // the socket to open, then stops the server (below; listen() still resolves: it did listen).
+        this.#opening = true
+        try {
+          info = await fallbackEngine.open(options, this.#client)
+        } catch (error) {
+          fallbackEngine.releaseIfIdle()
+          this.#forgetRotationsWhileOpening() // the keys hold them: the next listen() starts with them
+          if (this.#closed !== undefined) {
+            // A close() that came meanwhile: there is nothing to stop, and the server cannot listen again.
+            this.#privateKeys.wipe()
+            this.#resolveClosed?.()
+          }
+          throw error
+        } finally {
+          this.#opening = false
+        }
       }
+    } finally {
+      wipeEngineKeys(options) // the engine copied them (the fallback engine's core, before open() resolved), or never will
     }
     this.#engine = engine
     this.#id = info.id
+    // Rotations made while the fallback engine opened the socket (the keys it was given predate them), each with
+    // what is left of its grace.
+    for (const rotation of this.#rotationsWhileOpening) {
+      this.#sendRotation(rotation.key, Math.max(0, rotation.untilUs - monotonicUs()))
+    }
+    this.#forgetRotationsWhileOpening()
     // The clock the delivery layer reads (the network simulator's clockOffsetMs and clockDriftPpm), which
     // the clients synchronise to: from the engine's start of it, within a few µs (a millisecond or so on
     // the fallback engine, which starts it once bound).
@@ -507,6 +556,75 @@ export class Server extends EventEmitter<ServerEvents> {
     return { ...this.#local }
   }
 
+  /**
+   * Makes `privateKey` the key connect tokens are opened with, at once (the server's copy: the caller may wipe
+   * its own). The key it replaces is still accepted for `options.graceMs`, so that no client is refused across
+   * the rotation: a token minted under it just before the web backend switched keys is used for connection
+   * requests until it expires, expireSeconds after it was minted (30 to 60 s as docs/connections.md
+   * recommends), hence a default of 60,000 ms. Give the longest expireSeconds your backend uses, plus the skew
+   * between its clock and this server's, if that is longer; 0 refuses the old key at once.
+   *
+   * Tokens name no key: a request's token is tried under the current key first, then under each key still in
+   * its grace, newest first. A key replaced earlier and still in its grace keeps its own deadline. At most 4
+   * keys are held, the current one included: a rotation past that drops the oldest at once. A key whose grace
+   * ends is wiped.
+   *
+   * Works before listen() (listen() starts with the keys and what is left of their grace) and while the server
+   * runs. Throws ERR_INVALID_ARG_TYPE (not a Uint8Array), ERR_OUT_OF_RANGE (not 32 bytes, or graceMs outside 0
+   * to 2^31 - 1), ERR_INVALID_ARG_VALUE (a key of all zeros, an unknown option), ERR_SERVER_CLOSED (once
+   * close() was called: its keys are wiped).
+   */
+  rotatePrivateKey(privateKey: Uint8Array, options?: RotatePrivateKeyOptions): void {
+    const key = secretKeyOption('privateKey', privateKey, false, 'argument')
+    try {
+      if (options !== undefined) checkOptions('"options" argument', options, rotateOptionNames)
+      const graceMs = numberOption('graceMs', options?.graceMs, defaultKeyGraceMs, 0, maxKeyGraceMs, ' ms')
+      if (this.#closed !== undefined) {
+        throw this.#lifetime.closedError('ERR_SERVER_CLOSED', 'The server was closed: its private keys are wiped, and it takes no new one; make a new Server')
+      }
+      const graceUs = Math.round(graceMs * 1000)
+      const nowUs = monotonicUs()
+      this.#privateKeys.rotate(key, nowUs + graceUs, nowUs)
+      if (this.#engine !== undefined && this.#state !== 'stopped') this.#sendRotation(key, graceUs)
+      else if (this.#opening) this.#rotationsWhileOpening.push({ key: key.slice(), untilUs: nowUs + graceUs })
+    } finally {
+      key.fill(0)
+    }
+  }
+
+  /**
+   * The private keys whose tokens are accepted now: the current one and each replaced one still in its grace
+   * (rotatePrivateKey()), 1 to 4; 0 once the server is closed. As of now on the server's clock (the engine
+   * applies a rotation within microseconds of the call).
+   */
+  get privateKeyCount(): number {
+    this.#privateKeys.expire(monotonicUs())
+    return this.#privateKeys.count
+  }
+
+  /** The keys listen() gives the engine: copies, which wipeEngineKeys() wipes once the engine has its own. */
+  #keysForEngine(): { privateKey: Uint8Array; previousKeys: { key: Uint8Array; untilUs: number }[] } {
+    this.#privateKeys.expire(monotonicUs())
+    return { privateKey: this.#privateKeys.key(0).slice(), previousKeys: this.#privateKeys.previous() }
+  }
+
+  /** A rotation to the running engine: the key, then the grace in µs (u64 LE), in bytes wiped once sent. */
+  #sendRotation(key: Uint8Array, graceUs: number): void {
+    const payload = new Uint8Array(sizes.key + 8)
+    payload.set(key)
+    new DataView(payload.buffer).setBigUint64(sizes.key, BigInt(graceUs), true)
+    try {
+      ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.rotatePrivateKey, 0, payload)
+    } finally {
+      payload.fill(0) // the native engine copied it; the fallback engine's protocol wiped it already
+    }
+  }
+
+  #forgetRotationsWhileOpening(): void {
+    for (const rotation of this.#rotationsWhileOpening) rotation.key.fill(0)
+    this.#rotationsWhileOpening = []
+  }
+
   /** The address the server is bound to (port 0 resolved), as net.Server's: null unless it is running. */
   address(): AddressInfo | null {
     return this.#state === 'running' && this.#local !== undefined ? { ...this.#local } : null
@@ -517,7 +635,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.#closed) return this.#closed
     this.#lifetime.release()
     if (this.#state === 'stopped' && !this.#opening) {
-      this.#options.privateKey.fill(0) // its copy: a closed server cannot listen again
+      this.#privateKeys.wipe() // its copies: a closed server cannot listen again
       this.#closed = Promise.resolve()
       return this.#closed
     }
@@ -571,6 +689,7 @@ export class Server extends EventEmitter<ServerEvents> {
       drops: { ...drops, wrongProtocol: c[13]!, tokenExpired: c[14]!, tokenRefused: c[8]!, requestsThrottled: c[ServerStat.requestsThrottled]! },
       errors,
       denied: c[9]!,
+      privateKeys: { accepted: this.privateKeyCount, previousKeyRequests: c[ServerStat.previousKeyRequests]! },
       handshakes: { pending: c[ServerStat.pendingHandshakes]!, replaced: c[ServerStat.handshakesReplaced]!, evicted: c[ServerStat.handshakesEvicted]! },
       reassembly:
         this.#delivery === null
@@ -862,10 +981,18 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#queues.clear()
     this.#readings.clear()
     // Its copy (the engine's is wiped too), once close() was called: a closed server cannot listen again.
-    if (this.#closed !== undefined) this.#options.privateKey.fill(0)
+    if (this.#closed !== undefined) this.#privateKeys.wipe()
     this.#setState('stopped')
     this.#resolveClosed?.()
   }
+}
+
+/** Wipes the copies of the keys listen() gave an engine (#keysForEngine), once it holds its own. */
+function wipeEngineKeys(options: NativeSocketOptions): void {
+  const protocol = options.protocol
+  if (protocol?.kind !== 'server') return
+  protocol.privateKey.fill(0)
+  for (const previous of protocol.previousKeys ?? []) previous.key.fill(0)
 }
 
 /** Why a peer's send() fails once close() began: every peer is disconnected before the 'disconnect' events. */

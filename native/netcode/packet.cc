@@ -84,7 +84,7 @@ void WriteConnectionRequest(const ConnectToken& token, uint8_t out[kConnectionRe
   writer.Bytes(token.privateData, kPrivateConnectTokenBytes);
 }
 
-DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t privateKey[kKeyBytes],
+DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const PrivateKeys& keys,
                                  uint64_t nowSeconds, ConnectionRequest* out) {
   if (size != kConnectionRequestBytes || packet[0] != kConnectionRequest) return DropReason::kMalformed;
   if (std::memcmp(packet + 1, kVersionInfo, kVersionInfoBytes) != 0) return DropReason::kWrongProtocol;  // another version
@@ -95,10 +95,15 @@ DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t pr
   const uint8_t* nonce = reader.Skip(kConnectTokenNonceBytes);
   out->sealedToken = reader.Skip(kPrivateConnectTokenBytes);
   if (reader.failed()) return DropReason::kMalformed;
-  if (!OpenPrivateConnectToken(out->sealedToken, protocolId, out->expireTimestamp, nonce, privateKey, &out->token)) {
-    return DropReason::kTokenRefused;
+  // A token names no key: the current one first (nearly every token's), then those in their grace. A token none
+  // opens costs a decryption per key (its MAC fails under each).
+  for (size_t i = 0; i < keys.count(); ++i) {
+    if (OpenPrivateConnectToken(out->sealedToken, protocolId, out->expireTimestamp, nonce, keys.key(i), &out->token)) {
+      out->keyIndex = i;
+      return DropReason::kNone;
+    }
   }
-  return DropReason::kNone;
+  return DropReason::kTokenRefused;
 }
 
 size_t EncryptPacket(PacketType type, uint64_t sequence, const uint8_t* body, size_t bodySize, uint64_t protocolId,

@@ -7,6 +7,7 @@
 
 #include "connect_token.h"
 #include "constants.h"
+#include "private_keys.h"
 #include "replay_window.h"
 
 namespace volley::netcode {
@@ -20,11 +21,12 @@ struct ConnectionRequest {
   uint64_t expireTimestamp = 0;
   const uint8_t* sealedToken = nullptr;  // into the packet: its last 16 bytes (the MAC) identify the token
   PrivateConnectToken token;
+  size_t keyIndex = 0;  // the private key that opened the token: 0 the current one, else one in its grace
 };
 
 // The checks of a connection request that need no server state, in the standard's order: size, version,
-// protocol id, expiry, decryption, parse.
-DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const uint8_t privateKey[kKeyBytes],
+// protocol id, expiry, decryption (under each key in order, until one opens the token), parse.
+DropReason ReadConnectionRequest(const uint8_t* packet, size_t size, uint64_t protocolId, const PrivateKeys& keys,
                                  uint64_t nowSeconds, ConnectionRequest* out);
 
 // Encrypts `body` as a packet of `type` into out; returns its size, 0 if the body is too large. out is an

@@ -26,6 +26,7 @@ void Count(std::atomic<double>& counter, uint64_t amount) {
 
 ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
     : config_(config),
+      privateKeys_(config.privateKey),
       sink_(sink),
       slots_(config.maxClients),
       addressHashKey_(TableHashKey::Random()),
@@ -40,6 +41,12 @@ ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kK
       recentlyReleased_(1024, addressHashKey_),
       peerCounters_(std::make_shared<PeerCounterTable>(config.maxClients)) {
   std::memcpy(challengeKey_, challengeKey, kKeyBytes);
+  // The previous keys' grace is on the clock the server will be fed: Expire() drops any that ended by the first call.
+  for (uint32_t i = 0; i < config.previousKeyCount && i < kMaxPrivateKeys - 1; ++i) {
+    privateKeys_.AddPrevious(config.previousKeys[i].key, config.previousKeys[i].untilUs, 0);
+  }
+  sodium_memzero(config_.privateKey, kKeyBytes);  // privateKeys_ holds them now: no second copy
+  sodium_memzero(config_.previousKeys, sizeof(config_.previousKeys));
   forgottenSequenceFloor_ = config.sequenceBase;
   globalSequence_ = config.globalSequenceStart | (uint64_t{1} << 63);  // never among the per-client ones
   challengeSequence_ = config.challengeSequenceStart;
@@ -166,12 +173,13 @@ void ServerCore::ProcessRequest(const ServerAddress& from, const Sender& sender,
   }
   // Size, version, protocol id, expiry, decryption, parse: no state is touched before these pass.
   ConnectionRequest request;
-  const DropReason reason =
-      ReadConnectionRequest(data, size, config_.protocolId, config_.privateKey, now.unixSeconds, &request);
+  privateKeys_.Expire(now.monotonicUs);  // a key whose grace has ended opens nothing more
+  const DropReason reason = ReadConnectionRequest(data, size, config_.protocolId, privateKeys_, now.unixSeconds, &request);
   if (reason != DropReason::kNone) {
     CountDrop(reason);
     return;
   }
+  if (request.keyIndex != 0) ++counters_.previousKeyRequests;
   bool listed = false;
   for (uint32_t i = 0; i < request.token.serverAddressCount; ++i) {
     if (SameServerAddress(request.token.serverAddresses[i], config_.publicAddress)) listed = true;
@@ -457,6 +465,12 @@ void ServerCore::Stop(const Clock& now) {
 
 void ServerCore::PauseTimeouts(const Clock& now) { timeoutPause_.Pause(now.monotonicUs); }
 
+void ServerCore::RotatePrivateKey(const uint8_t key[kKeyBytes], uint64_t graceUs, const Clock& now) {
+  // Saturated short of kNever, which marks the current key.
+  const uint64_t untilUs = graceUs < PrivateKeys::kNever - 1 - now.monotonicUs ? now.monotonicUs + graceUs : PrivateKeys::kNever - 1;
+  privateKeys_.Rotate(key, untilUs, now.monotonicUs);
+}
+
 void ServerCore::ResumeTimeouts(const Clock& now) {
   const uint64_t pausedUs = timeoutPause_.Resume(now.monotonicUs);
   if (pausedUs == 0) return;
@@ -472,6 +486,7 @@ void ServerCore::ResumeTimeouts(const Clock& now) {
 }
 
 void ServerCore::Update(const Clock& now) {
+  privateKeys_.Expire(now.monotonicUs);
   slotTimers_.Advance(now.monotonicUs, [&](uint32_t index) { SlotTimer(index, now); });
   SendFarewells(now);
   if (now.monotonicUs >= nextHousekeepingUs_) Housekeeping(now);
@@ -481,6 +496,8 @@ uint64_t ServerCore::NextDeadlineUs() const {
   uint64_t next = slotTimers_.NextDueUs();
   if (!farewells_.empty() && farewells_.front().nextUs < next) next = farewells_.front().nextUs;
   if ((!liveMappings_.empty() || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
+  // A key whose grace ends is wiped then, not at the next request, however late that comes.
+  if (privateKeys_.nextExpiryUs() < next) next = privateKeys_.nextExpiryUs();
   return next;
 }
 

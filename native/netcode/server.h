@@ -16,6 +16,7 @@
 #include "address_table.h"
 #include "connect_token.h"
 #include "constants.h"
+#include "private_keys.h"
 #include "replay_window.h"
 #include "server_address.h"
 #include "timeout_pause.h"
@@ -28,9 +29,18 @@ struct Clock {
   uint64_t unixSeconds = 0;  // for token expiry
 };
 
+// A private key replaced before the server started (Server.rotatePrivateKey() before listen()), still in its grace.
+struct PreviousPrivateKey {
+  uint8_t key[kKeyBytes] = {};
+  uint64_t untilUs = 0;  // accepted until then, on the server's monotonic clock
+};
+
 struct ServerConfig {
   uint64_t protocolId = 0;
-  uint8_t privateKey[kKeyBytes] = {};
+  uint8_t privateKey[kKeyBytes] = {};  // the current one
+  // The ones it replaced that are still accepted, newest first (previousKeyCount of them, the rest ignored).
+  PreviousPrivateKey previousKeys[kMaxPrivateKeys - 1];
+  uint32_t previousKeyCount = 0;
   ServerAddress publicAddress;  // must be listed in a token for the server to accept it
   uint32_t maxClients = 256;
   uint64_t keepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
@@ -45,7 +55,10 @@ struct ServerConfig {
   // Where the challenge sequence starts: the wall clock in µs at each start in the engine
   // (ChallengeSequenceStart), so that challenges count up across restarts; tests give it.
   uint64_t challengeSequenceStart = 0;
-  ~ServerConfig() { sodium_memzero(privateKey, kKeyBytes); }
+  ~ServerConfig() {
+    sodium_memzero(privateKey, kKeyBytes);
+    sodium_memzero(previousKeys, sizeof(previousKeys));
+  }
 };
 
 enum class DisconnectReason : uint8_t { kTimeout = 1, kDisconnected = 2, kServerDisconnect = 3, kServerClosed = 4 };
@@ -76,6 +89,9 @@ struct ServerCounters {
   // Pending handshakes given up: for a newer request of the same client id from another address, and, the
   // oldest, to make room for a new one when as many were pending as the server holds.
   uint64_t handshakesReplaced = 0, handshakesEvicted = 0;
+  // Requests whose token opened under a private key that is no longer the current one (in its grace): once this
+  // stops growing after a rotation, no client uses the old key any more.
+  uint64_t previousKeyRequests = 0;
 };
 
 // A received datagram, as ReceiveBatch takes it.
@@ -148,6 +164,12 @@ class ServerCore {
   // reading is paused, and each is given the pause's length on resume.
   void PauseTimeouts(const Clock& now);
   void ResumeTimeouts(const Clock& now);
+  // Tokens are opened under `key` from now on, first; the key it replaces is accepted graceUs more (0: no
+  // longer), and earlier ones until their own grace ends (PrivateKeys says the rest).
+  void RotatePrivateKey(const uint8_t key[kKeyBytes], uint64_t graceUs, const Clock& now);
+  // The private keys whose tokens are accepted: the current one and those in their grace (wiped once it ends:
+  // at the next request or Update()).
+  size_t privateKeyCount() const { return privateKeys_.count(); }
 
   uint32_t connectedClients() const { return connected_; }
   size_t pendingHandshakes() const { return liveMappings_.size(); }
@@ -261,7 +283,8 @@ class ServerCore {
   void CountPeerDrop(uint32_t index, DropReason reason);  // and CountDrop: a connected client's refused packet
   bool TimedOut(int32_t timeoutSeconds, uint64_t sinceUs, const Clock& now) const;
 
-  ServerConfig config_;
+  ServerConfig config_;  // its keys wiped once privateKeys_ holds them
+  PrivateKeys privateKeys_;
   uint8_t challengeKey_[kKeyBytes];
   ServerSink* sink_;
   std::vector<Slot> slots_;

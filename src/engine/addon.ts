@@ -51,7 +51,13 @@ export interface NativeDeliveryFields {
 export interface NativeServerProtocol extends NativeDeliveryFields {
   kind: 'server'
   protocolId: bigint
+  /** The current private key. */
   privateKey: Uint8Array
+  /**
+   * Keys it replaced before the server started that are still in their grace, newest first, accepted until
+   * untilUs (CLOCK_MONOTONIC µs: monotonicUs()); at most layout.maxPrivateKeys - 1.
+   */
+  previousKeys?: { key: Uint8Array; untilUs: number }[]
   publicAddress: string
   maxClients: number
   keepAliveIntervalUs?: number

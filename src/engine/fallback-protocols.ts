@@ -13,6 +13,7 @@ import { DisconnectCode, PeerCounterField, PeerRecordKind, ProtocolControl, layo
 import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from './record-batch.ts'
 import { copyBytes } from '../bytes.ts'
+import { sizes } from '../netcode/constants.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */
@@ -106,6 +107,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     const config = {
       protocolId: protocol.protocolId,
       privateKey: protocol.privateKey,
+      previousKeys: protocol.previousKeys,
       publicAddress,
       maxClients: protocol.maxClients,
       keepAliveIntervalUs,
@@ -242,6 +244,15 @@ export class FallbackServerProtocol implements FallbackProtocol {
     const slot = op === ProtocolControl.disconnectPeer || watch ? this.#currentSlot(arg) : undefined // else: a client that left
     if (op === ProtocolControl.disconnectPeer && slot !== undefined) this.#core.disconnect(slot, now)
     if (op === ProtocolControl.stop) this.#core.stop(now)
+    if (op === ProtocolControl.rotatePrivateKey && data !== undefined) {
+      // The 32-byte key, then the replaced key's grace in µs (u64 LE), as the native engine takes them; any
+      // other length is ignored. The bytes are wiped once applied (the core keeps a copy).
+      if (data.byteLength === sizes.key + 8) {
+        const graceUs = Number(new DataView(data.buffer, data.byteOffset + sizes.key, 8).getBigUint64(0, true))
+        this.#core.rotatePrivateKey(data.subarray(0, sizes.key), graceUs, now)
+      }
+      data.fill(0)
+    }
     const link = watch && slot !== undefined ? this.#links[slot] : undefined
     if (link !== undefined) {
       if (op === ProtocolControl.watchPeer) link.watchRoom(data)
@@ -269,7 +280,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
     out.set([
       c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied,
       this.#core.connectedClients, 0, c.requestsThrottled, c.wrongProtocol, c.tokenExpired, c.tooOld, this.#core.pendingHandshakes, c.handshakesReplaced,
-      c.handshakesEvicted, budget?.limit ?? 0, budget?.used ?? 0, budget?.evictions ?? 0, budget?.refusals ?? 0,
+      c.handshakesEvicted, budget?.limit ?? 0, budget?.used ?? 0, budget?.evictions ?? 0, budget?.refusals ?? 0, c.previousKeyRequests,
     ])
   }
 

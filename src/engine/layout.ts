@@ -3,10 +3,10 @@ import type { SimulatedNetworkStats } from '../network-simulator.ts'
 export const layout = {
   /**
    * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the
-   * same (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters), so that
-   * an addon of other sources is refused, not misread.
+   * same (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters; 4: to 24,
+   * its requests under a previous private key), so that an addon of other sources is refused, not misread.
    */
-  revision: 3,
+  revision: 4,
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
@@ -30,6 +30,8 @@ export const layout = {
   linkFields: 23,
   /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField below). */
   peerCounterFields: 9,
+  /** Private keys a server accepts at once, the current one included (native/netcode/private_keys.h). */
+  maxPrivateKeys: 4,
 } as const
 /** What a peer's tag counts its slot's earlier clients in: 2 ** peerSlotBits, computed once (`**` on a property is a call to pow). */
 export const peerSlotScale = 2 ** layout.peerSlotBits
@@ -46,7 +48,7 @@ export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientSta
  */
 export const DisconnectCode = { timeout: 1, disconnected: 2, serverDisconnect: 3, serverClosed: 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
-export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7 } as const
+export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7, rotatePrivateKey: 8 } as const
 /** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
 export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
 /** Mirror of native/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
@@ -78,11 +80,11 @@ export const LinkField = {
 export const linkFields = layout.linkFields
 
 /**
- * engine.readProtocolStats(): the protocol's 23 counters, then the socket's kernel receive drops and send
+ * engine.readProtocolStats(): the protocol's 24 counters, then the socket's kernel receive drops and send
  * errors, then its network simulator's lost, duplicated, reordered and overflowed datagrams.
  */
-export const protocolStatsFields = 29
-export const ProtocolStat = { tooOld: 15, receiveBufferFull: 23, sendErrors: 24, simulatorLost: 25 } as const
+export const protocolStatsFields = 30
+export const ProtocolStat = { tooOld: 15, receiveBufferFull: 24, sendErrors: 25, simulatorLost: 26 } as const
 /**
  * A server's counters past the common ones (native/netcode_sockets.cc, CopyCounters): its handshakes and its
  * reassembly budget.
@@ -96,6 +98,8 @@ export const ServerStat = {
   reassemblyUsed: 20,
   reassemblyEvictions: 21,
   reassemblyRefusals: 22,
+  /** Requests whose token opened under a private key in its grace, not the current one. */
+  previousKeyRequests: 23,
 } as const
 
 /**

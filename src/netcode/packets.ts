@@ -4,6 +4,7 @@
 // bytes from the network.
 import { PacketType, sizes, versionInfo } from './constants.ts'
 import { type ConnectToken, type PrivateConnectToken, openPrivateConnectToken } from './connect-token.ts'
+import type { TokenKeys } from './private-keys.ts'
 import type { ReplayProtection } from './replay-protection.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer, equalBytes, sequenceNonce } from './wire.ts'
@@ -44,17 +45,19 @@ export interface ConnectionRequest {
   /** The sealed private token: its MAC (last 16 bytes) identifies the token in the reuse history. */
   sealedToken: Uint8Array
   token: PrivateConnectToken
+  /** The private key that opened the token: 0 the current one, else one in its grace (PrivateKeys). */
+  keyIndex: number
 }
 
 /**
  * The server's first checks of a connection request, in the standard's order: size, version, protocol
- * id, expiry, decryption, parse. (Own address, duplicates and reuse need server state: the server does
- * those next.)
+ * id, expiry, decryption (under each key in order, until one opens the token), parse. (Own address,
+ * duplicates and reuse need server state: the server does those next.)
  */
 export function readConnectionRequest(
   sodium: Sodium,
   packet: Uint8Array,
-  expected: { protocolId: bigint; privateKey: Uint8Array; nowSeconds: bigint },
+  expected: { protocolId: bigint; privateKey: Uint8Array | TokenKeys; nowSeconds: bigint },
 ): ReadResult<ConnectionRequest> {
   if (packet.byteLength !== sizes.connectionRequest || packet[0] !== PacketType.connectionRequest) return dropped('malformed')
   const reader = new Reader(packet)
@@ -65,9 +68,18 @@ export function readConnectionRequest(
   if (expireTimestamp <= expected.nowSeconds) return dropped('expired')
   const nonce = reader.raw(sizes.connectTokenNonce)
   const sealedToken = reader.raw(sizes.privateConnectToken)
-  const token = openPrivateConnectToken(sodium, sealedToken, expected.protocolId, expireTimestamp, nonce, expected.privateKey)
-  if (token === null) return dropped('token-refused')
-  return { ok: true, value: { expireTimestamp, sealedToken, token } }
+  // A token names no key: the current one first (nearly every token's), then those in their grace. A token none
+  // opens costs a decryption per key (its MAC fails under each).
+  const keys = expected.privateKey
+  if (keys instanceof Uint8Array) {
+    const token = openPrivateConnectToken(sodium, sealedToken, expected.protocolId, expireTimestamp, nonce, keys)
+    return token === null ? dropped('token-refused') : { ok: true, value: { expireTimestamp, sealedToken, token, keyIndex: 0 } }
+  }
+  for (let keyIndex = 0; keyIndex < keys.count; keyIndex++) {
+    const token = openPrivateConnectToken(sodium, sealedToken, expected.protocolId, expireTimestamp, nonce, keys.key(keyIndex))
+    if (token !== null) return { ok: true, value: { expireTimestamp, sealedToken, token, keyIndex } }
+  }
+  return dropped('token-refused')
 }
 
 // The associated data of a protocol id's packets, one per prefix byte, made once: every packet sealed or

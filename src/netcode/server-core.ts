@@ -6,6 +6,7 @@
 import { PacketType, sizes } from './constants.ts'
 import { openChallengeToken, sealChallengeToken } from './challenge-token.ts'
 import { type ConnectionRequest, type DropReason, encryptPacket, encryptedPacketShape, readConnectionRequest, readEncryptedPacket } from './packets.ts'
+import { type PreviousPrivateKey, PrivateKeys } from './private-keys.ts'
 import { ReplayProtection } from './replay-protection.ts'
 import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
@@ -23,7 +24,13 @@ export interface ServerClock {
 
 export interface ServerCoreConfig {
   protocolId: bigint
+  /** The current one. */
   privateKey: Uint8Array
+  /**
+   * Keys it replaced that are still accepted, newest first, each until its untilUs on the clock the core is
+   * fed (Server.rotatePrivateKey() before listen()): at most layout.maxPrivateKeys - 1 are kept.
+   */
+  previousKeys?: readonly PreviousPrivateKey[] | undefined
   /** Must be listed in a token for the server to take it. */
   publicAddress: ServerAddress
   maxClients: number
@@ -85,6 +92,8 @@ export interface ServerCoreCounters {
   handshakesEvicted: number
   wrongProtocol: number
   tokenExpired: number
+  /** Requests whose token opened under a private key in its grace, not the current one. */
+  previousKeyRequests: number
 }
 
 // Per-client counters: the native table's layout (engine/layout.ts), which the fallback engine hands on as is.
@@ -272,7 +281,7 @@ export class ServerCore {
   readonly #sodium: Sodium
   readonly #sink: ServerCoreSink
   readonly #protocolId: bigint
-  readonly #privateKey: Uint8Array
+  readonly #privateKeys: PrivateKeys
   readonly #publicAddress: ServerAddress
   readonly #maxClients: number
   readonly #keepAliveIntervalUs: number
@@ -337,6 +346,7 @@ export class ServerCore {
     handshakesEvicted: 0,
     wrongProtocol: 0,
     tokenExpired: 0,
+    previousKeyRequests: 0,
   }
   /** Per-client counters, peerCounterFields per client (PeerCounterField's order). */
   readonly peerCounters: Float64Array
@@ -346,7 +356,9 @@ export class ServerCore {
     this.#sodium = sodium
     this.#sink = sink
     this.#protocolId = config.protocolId
-    this.#privateKey = copyBytes(config.privateKey)
+    // Copies: the core owns its keys. The previous keys' grace is on the clock the core will be fed: expire()
+    // drops any that ended by the first call.
+    this.#privateKeys = new PrivateKeys(config.privateKey, (config.previousKeys ?? []).slice(0, layout.maxPrivateKeys - 1))
     this.#publicAddress = config.publicAddress
     this.#maxClients = config.maxClients
     this.#keepAliveIntervalUs = config.keepAliveIntervalUs ?? 100_000
@@ -379,6 +391,19 @@ export class ServerCore {
     return this.#globalSequence
   }
 
+  /** The private keys whose tokens are accepted: the current one and those in their grace (dropped once it ends: at the next request or update()). */
+  get privateKeyCount(): number {
+    return this.#privateKeys.count
+  }
+
+  /**
+   * Tokens are opened under `key` from now on, first; the key it replaces is accepted graceUs more (0: no
+   * longer), and earlier ones until their own grace ends (PrivateKeys says the rest). The key is copied.
+   */
+  rotatePrivateKey(key: Uint8Array, graceUs: number, now: ServerClock): void {
+    this.#privateKeys.rotate(key, now.monotonicUs + Math.max(0, graceUs), now.monotonicUs)
+  }
+
   /** STOPPING is over: every redundant disconnect packet has gone. */
   get stopped(): boolean {
     return this.#stopping && this.#farewells.empty
@@ -390,7 +415,7 @@ export class ServerCore {
    * a closed server's memory no longer gives them away.
    */
   wipeKeys(): void {
-    this.#privateKey.fill(0)
+    this.#privateKeys.wipe()
     this.#challengeKey.fill(0)
     for (const slot of this.#slots) {
       slot?.sendKey.fill(0)
@@ -430,6 +455,7 @@ export class ServerCore {
 
   /** Timers: keep-alives, timeouts, redundant disconnects, expiry of pending handshakes. */
   update(now: ServerClock): void {
+    this.#privateKeys.expire(now.monotonicUs)
     while (this.#timers.size > 0 && this.#timers.peekDue() <= now.monotonicUs) {
       const due = this.#timers.peekDue()
       const index = this.#timers.pop()
@@ -450,7 +476,8 @@ export class ServerCore {
     let next = this.#timers.peekDue()
     if (!this.#farewells.empty && this.#farewells.front().nextUs < next) next = this.#farewells.front().nextUs
     if ((this.#mappings.size > 0 || this.#releaseOrder.length > 0) && this.#nextHousekeepingUs < next) next = this.#nextHousekeepingUs
-    return next
+    // A key whose grace ends is wiped then, not at the next request, however late that comes.
+    return Math.min(next, this.#privateKeys.nextExpiryUs())
   }
 
   /** False when the client index is not connected or the payload is not 1..1200 bytes. */
@@ -527,11 +554,13 @@ export class ServerCore {
       return
     }
     // Size, version, protocol id, expiry, decryption, parse: no state is touched before these pass.
-    const read = readConnectionRequest(this.#sodium, data, { protocolId: this.#protocolId, privateKey: this.#privateKey, nowSeconds: now.unixSeconds })
+    this.#privateKeys.expire(now.monotonicUs) // a key whose grace has ended opens nothing more
+    const read = readConnectionRequest(this.#sodium, data, { protocolId: this.#protocolId, privateKey: this.#privateKeys, nowSeconds: now.unixSeconds })
     if (!read.ok) {
       this.#countDrop(read.reason)
       return
     }
+    if (read.value.keyIndex !== 0) this.#counters.previousKeyRequests++
     const { token } = read.value
     try {
       this.#takeRequest(from, read.value, now, mapping)

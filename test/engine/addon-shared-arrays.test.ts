@@ -12,7 +12,7 @@ const raw = engine.openSocket(options)
 const client = engine.openSocket({ ...options, protocol: { kind: 'client' } })
 const shared = (length: number) => new Float64Array(new SharedArrayBuffer(8 * (length + 1)), 8, length).fill(-1)
 attempt('socketStats', () => { const out = shared(16); return [engine.socketStats(raw.id, out), out[0]] })
-attempt('protocolStats', () => { const out = shared(29); return [engine.protocolStats(client.id, out), out[0]] })
+attempt('protocolStats', () => { const out = shared(30); return [engine.protocolStats(client.id, out), out[0]] })
 engine.shutdown()
 `
 

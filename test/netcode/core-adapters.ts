@@ -22,7 +22,17 @@ export interface ServerCoreBinding {
   sendPayload(index: number, data: Uint8Array, us: number, unix: bigint): ServerEvent[] & { accepted: boolean }
   disconnect(index: number, us: number, unix: bigint): ServerEvent[]
   stop(us: number, unix: bigint): ServerEvent[]
-  state(): { connectedClients: number; pendingHandshakes: number; stopped: boolean; nextGlobalSequence: bigint; nextDeadlineUs: number | null; counters: Record<string, number> }
+  /** The key becomes current; the one it replaces is accepted graceUs more. */
+  rotatePrivateKey(key: Uint8Array, graceUs: number, us: number, unix: bigint): ServerEvent[]
+  state(): {
+    connectedClients: number
+    pendingHandshakes: number
+    stopped: boolean
+    nextGlobalSequence: bigint
+    nextDeadlineUs: number | null
+    privateKeyCount: number
+    counters: Record<string, number>
+  }
 }
 
 export interface ClientCoreBinding {
@@ -38,6 +48,8 @@ export interface ClientCoreBinding {
 export interface ServerCoreOptions {
   protocolId: bigint
   privateKey: Uint8Array
+  /** Keys replaced before the core started, newest first, each accepted until its untilUs (the fake clock's µs). */
+  previousKeys?: { key: Uint8Array; untilUs: number }[]
   publicAddress: string
   maxClients: number
   challengeKey: Uint8Array
@@ -91,6 +103,7 @@ export function typescriptServerCore(sodium: Sodium, options: ServerCoreOptions)
   const config = {
     protocolId: options.protocolId,
     privateKey: options.privateKey,
+    previousKeys: options.previousKeys,
     publicAddress: parseServerAddress(options.publicAddress),
     maxClients: options.maxClients,
     challengeSequenceStart: options.challengeSequenceStart,
@@ -103,12 +116,14 @@ export function typescriptServerCore(sodium: Sodium, options: ServerCoreOptions)
     sendPayload: (index, data, us, unix) => log.withAccepted(() => core.sendPayload(index, data, clock(us, unix))),
     disconnect: (index, us, unix) => log.run(() => core.disconnect(index, clock(us, unix))),
     stop: (us, unix) => log.run(() => core.stop(clock(us, unix))),
+    rotatePrivateKey: (key, graceUs, us, unix) => log.run(() => core.rotatePrivateKey(key, graceUs, clock(us, unix))),
     state: () => ({
       connectedClients: core.connectedClients,
       pendingHandshakes: core.pendingHandshakes,
       stopped: core.stopped,
       nextGlobalSequence: core.nextGlobalSequence,
       nextDeadlineUs: deadline(core.nextDeadlineUs()),
+      privateKeyCount: core.privateKeyCount,
       counters: { ...core.counters },
     }),
   }
