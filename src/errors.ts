@@ -28,7 +28,7 @@ export type ConnectErrorCode =
 /**
  * The codes of the session protocols' errors (volley/sessions): a request that timed out, a connection that
  * ended under it or was found dead, a device's refusal, a stream frame out of bounds, a resumable session
- * that expired, was refused or closed, a response no longer held.
+ * that expired, was refused or closed, a response no longer held, an agent sync closed or its file in use.
  */
 export type SessionErrorCode =
   | 'ERR_REQUEST_TIMED_OUT'
@@ -45,10 +45,26 @@ export type SessionErrorCode =
   | 'ERR_SYNC_CLOSED'
   | 'ERR_SYNC_FILE_BUSY'
 
+/**
+ * The codes of KmeError, a KmeClient's request to an ETSI GS QKD 014 KME that failed: refused (400, 401),
+ * unavailable (503 or no connection, after the retries), timed out, answered with what the specification
+ * does not allow, a TLS handshake that failed (a certificate either side refused), a client closed, aborted.
+ */
+export type KmeErrorCode =
+  | 'ERR_KME_BAD_REQUEST'
+  | 'ERR_KME_UNAUTHORIZED'
+  | 'ERR_KME_UNAVAILABLE'
+  | 'ERR_KME_TIMEOUT'
+  | 'ERR_KME_RESPONSE'
+  | 'ERR_KME_TLS'
+  | 'ERR_KME_CLOSED'
+  | 'ABORT_ERR'
+
 /** The codes of VolleyError: a call in the wrong state, an ended connection or attempt, the addon. */
 export type VolleyStateErrorCode =
   | ConnectErrorCode
   | SessionErrorCode
+  | KmeErrorCode
   | 'ERR_SOCKET_CLOSED'
   | 'ERR_SOCKET_ALREADY_BOUND'
   | 'ERR_SOCKET_NOT_BOUND'
@@ -103,6 +119,33 @@ export class VolleyError extends Error {
     // written for them hold.
     this.name = code === 'ABORT_ERR' ? 'AbortError' : 'Error'
     named(this, code)
+  }
+}
+
+/** What a KME answered, as a KmeError carries it. */
+export interface KmeErrorDetail {
+  /** The HTTP status of the KME's answer; undefined when there was none (a timeout, no connection, TLS). */
+  status?: number | undefined
+  /** The message of the KME's error body (§6.5), when it sent one. */
+  kmeMessage?: string | undefined
+  /** The details of the KME's error body, when it sent them. */
+  details?: Record<string, unknown>[] | undefined
+}
+
+/** A KmeClient request that failed (the codes of KmeErrorCode). */
+export class KmeError extends VolleyError {
+  declare readonly code: KmeErrorCode
+  /** The HTTP status of the KME's answer; undefined when there was none. */
+  readonly status: number | undefined
+  /** The message of the KME's error body (§6.5), when it sent one (the error's own message quotes it). */
+  readonly kmeMessage: string | undefined
+  /** The details of the KME's error body, when it sent them. */
+  readonly details: Record<string, unknown>[] | undefined
+  constructor(code: KmeErrorCode, message: string, detail: KmeErrorDetail = {}, options?: VolleyErrorOptions) {
+    super(code, message, options)
+    this.status = detail.status
+    this.kmeMessage = detail.kmeMessage
+    this.details = detail.details
   }
 }
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // volley: `volley serve` runs a server, `volley load` connects many clients to one (a load generator),
-// `volley token` prints a connect token. Keys are given in hex; all traffic is whatever address you name.
+// `volley token` prints a connect token, `volley kme` runs a development ETSI GS QKD 014 KME. Keys are given
+// in hex; all traffic is whatever address you name.
 import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
+import { DEV_SAE_ID_PATTERN } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
@@ -19,6 +21,7 @@ const usage = `usage:
                [--channels reliable,unreliable] [--max-message-bytes N]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
+  volley kme   --sae sae1 --sae sae2 [--host 127.0.0.1] [--port 0] [--dir certs]
   volley --version | --help
 
   --key         the private key; without it, VOLLEY_KEY from the environment (a flag's value is in the
@@ -36,7 +39,12 @@ const usage = `usage:
                 serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
   --max-message-bytes  with --channels: the largest message (default 1048576)
   --json        load: its two reports (connected, finished) as a JSON object a line
-  serve exits with status 0 when it stops (at --seconds, Ctrl-C or SIGTERM: it disconnects its clients first)
+  --sae         kme: an SAE the development KME serves, its ID (letters, digits, . _ ~ : @ -); at least 2
+  --host, --port  kme: where it listens (default 127.0.0.1, port 0: any free one)
+  --dir         kme: where it writes the CA's certificate (ca.pem) and each SAE's certificate and key
+                (<SAE>.pem, <SAE>.key, mode 0600), made anew at each start (default certs)
+  serve exits with status 0 when it stops (at --seconds, Ctrl-C or SIGTERM: it disconnects its clients first),
+  and kme when it stops (Ctrl-C or SIGTERM)
   load exits with status 1 when a client failed to connect or lost its connection, or its broadcasts
   stopped (the servers refused the message), 130 when interrupted (143 at SIGTERM)`
 
@@ -59,6 +67,10 @@ const options = {
   'reuse-port': { type: 'boolean' },
   channels: { type: 'string' },
   'max-message-bytes': { type: 'string' },
+  sae: { type: 'string', multiple: true },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  dir: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const
@@ -69,6 +81,7 @@ const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
   load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json', 'channels', 'max-message-bytes'],
   token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
   key: [],
+  kme: ['sae', 'host', 'port', 'dir'],
 }
 
 /** The package's version, from its package.json (two levels up from src/cli and from dist/cli alike). */
@@ -168,6 +181,50 @@ function serverArguments(values: string[] | undefined): string[] {
   return values
 }
 
+
+/**
+ * volley kme: a development KME for the SAEs named, its CA's certificate and each SAE's certificate and key
+ * written to --dir; it runs until SIGINT or SIGTERM.
+ */
+async function runKme(values: { sae?: string[]; host?: string; port?: string; dir?: string }): Promise<void> {
+  const saeIds = values.sae ?? []
+  if (saeIds.length < 2) throw new UsageError('--sae is needed at least twice: a master SAE and a slave SAE')
+  for (const id of saeIds) {
+    if (!DEV_SAE_ID_PATTERN.test(id)) throw new UsageError(`--sae must be 1 to 64 letters, digits or . _ ~ : @ -, not '${id}'`)
+  }
+  const twice = saeIds.find((id, index) => saeIds.indexOf(id) !== index)
+  if (twice !== undefined) throw new UsageError(`--sae ${twice} is given twice`)
+  const port = numberArgument('port', values.port, 0, { integer: true, max: 65535 })
+  const host = values.host ?? '127.0.0.1'
+  if (host === '') throw new UsageError('--host needs a value')
+  const directory = values.dir ?? 'certs'
+  if (directory === '') throw new UsageError('--dir needs a value')
+  // Loaded here: the certificates' library is for this command only.
+  const { DevKme } = await import('../sessions/keysync/dev-kme.ts')
+  const kme = await DevKme.start({ saeIds, host, port })
+  let files: Awaited<ReturnType<typeof kme.writeCredentials>>
+  try {
+    files = await kme.writeCredentials(directory)
+  } catch (error) {
+    await kme.close()
+    throw error
+  }
+  console.log(JSON.stringify({ event: 'listening', url: kme.url, kmeId: kme.kmeId, ca: files.ca, saes: files.saes, pid: process.pid }))
+  let stopping = false
+  interruption().addEventListener(
+    'abort',
+    () => {
+      if (stopping) return
+      stopping = true
+      void kme.close().then(() => {
+        console.log(JSON.stringify({ event: 'stopped', stats: kme.stats }))
+        process.exit(0)
+      })
+    },
+    { once: true },
+  )
+}
+
 async function main(): Promise<void> {
   tolerateClosedOutput()
   // An unknown flag's "did you mean" names one of the command's own flags.
@@ -181,7 +238,7 @@ async function main(): Promise<void> {
     console.log(usage)
     process.exit(0)
   }
-  if (command === undefined) throw new UsageError('a command is needed: serve, load, token or key') // a mistake, as the others are
+  if (command === undefined) throw new UsageError('a command is needed: serve, load, token, key or kme') // a mistake, as the others are
   const flags = commandFlags[command]
   if (flags === undefined) throw new UsageError(`unknown command '${command}'`)
   // A flag of another command was a mistake (--client-id to load would have been ignored), as is a word more.
@@ -192,6 +249,8 @@ async function main(): Promise<void> {
   const protocolId = bigint('protocol-id', values['protocol-id'] ?? '0x1234')
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
+  } else if (command === 'kme') {
+    await runKme(values)
   } else if (command === 'token') {
     const servers = serverArguments(values.server)
     const token = await generateConnectToken({

@@ -9,7 +9,7 @@ import { StreamTransport } from '../../src/sessions/stream-transport.ts'
 import type { SessionTransport } from '../../src/sessions/transport.ts'
 import { ClientTransport, PeerTransports, type PeerTransport } from '../../src/sessions/volley-transport.ts'
 import { type EngineKind, onEngine, within } from '../helpers.ts'
-import { makeDevCertificates, type DevCertificates } from './dev-certificates.ts'
+import { makeDevCertificates, type DevCertificates } from '../../src/sessions/keysync/dev-certificates.ts'
 import { mashProtocolSuite, until, type TransportPair } from './mash-suite.ts'
 
 const privateKey = new Uint8Array(32).fill(57)

@@ -7,7 +7,7 @@ import tls from 'node:tls'
 import { afterEach, describe, expect, it } from 'vitest'
 import { StreamTransport } from '../../src/sessions/stream-transport.ts'
 import { within, waitFor } from '../helpers.ts'
-import { makeDevCertificates } from './dev-certificates.ts'
+import { makeDevCertificates } from '../../src/sessions/keysync/dev-certificates.ts'
 import { watch } from './watch.ts'
 
 /** A frame as the wire carries it: the length (u32 big-endian), then the bytes. */
