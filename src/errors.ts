@@ -28,7 +28,8 @@ export type ConnectErrorCode =
 /**
  * The codes of the session protocols' errors (volley/sessions): a request that timed out, a connection that
  * ended under it or was found dead, a device's refusal, a stream frame out of bounds, a resumable session
- * that expired, was refused or closed, a response no longer held, an agent sync closed or its file in use.
+ * that expired, was refused or closed, a response no longer held, an agent sync closed or its file in use, a
+ * key sync that timed out, was refused, got no key from its KME, was busy or closed.
  */
 export type SessionErrorCode =
   | 'ERR_REQUEST_TIMED_OUT'
@@ -44,6 +45,11 @@ export type SessionErrorCode =
   | 'ERR_RESPONSE_EVICTED'
   | 'ERR_SYNC_CLOSED'
   | 'ERR_SYNC_FILE_BUSY'
+  | 'ERR_KEYSYNC_TIMEOUT'
+  | 'ERR_KEYSYNC_REJECTED'
+  | 'ERR_KEYSYNC_KME'
+  | 'ERR_KEYSYNC_BUSY'
+  | 'ERR_KEYSYNC_CLOSED'
 
 /**
  * The codes of KmeError, a KmeClient's request to an ETSI GS QKD 014 KME that failed: refused (400, 401),

@@ -78,6 +78,20 @@ const sessionClient = new SessionClient({ capabilities: { app: 'consumer' }, con
 sessionClient.request(new Uint8Array([1])).then((answer: Uint8Array) => answer.byteLength).catch(() => {})
 const redisStore = (redis: RedisClientLike) => new RedisSessionStore(redis, { prefix: 'app:{rs}:' })
 void redisStore
+
+// Key sync, from its subpath.
+import { IssuerKey, KeySyncMaster, KeySyncSlave, KmeClient, KmeError, TransportLink, type CleanupResult } from 'volley/keysync'
+const [masterLink, slaveLink] = TransportLink.pair()
+const kme = new KmeClient({ url: 'https://127.0.0.1:8443', cert: '', key: '', ca: '' })
+const keyMaster = new KeySyncMaster({ saeId: 'a', peerSaeId: 'b', link: masterLink, kme, scheduler: clock })
+new KeySyncSlave({ saeId: 'b', peerSaeId: 'a', link: slaveLink, kme })
+keyMaster.on('cleanup', (result: CleanupResult) => { const failed: string[] = result.failedKeyIds; void failed })
+keyMaster.rotate({ rotationDelayMs: 60_000 }).then((rotation) => rotation.cleanup?.deletedKeyIds).catch((error: unknown) => {
+  if (error instanceof KmeError) { const code: string = error.code; void code }
+})
+const issuer = new IssuerKey(keyMaster)
+const current: Uint8Array | undefined = issuer.current
+void current
 `
 
 describe('the published declarations', () => {
