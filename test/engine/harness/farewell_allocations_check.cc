@@ -11,6 +11,7 @@
 #include <new>
 #include <vector>
 
+#include "counting_allocations.h"
 #include "fuzz/netcode_fixtures.h"
 #include "netcode/client.h"
 #include "netcode/server.h"
@@ -23,9 +24,6 @@ using volley::fuzz::kUnixStart;
 using volley::fuzz::Token;
 
 namespace {
-
-bool counting = false;
-int allocations = 0;
 
 using Datagram = std::vector<uint8_t>;
 
@@ -55,16 +53,6 @@ struct ServerSide : ServerSink {
 };
 
 }  // namespace
-
-// Not inlined: GCC would otherwise pair a free() it sees with the operator new it inlined, and warn.
-__attribute__((noinline)) void* operator new(size_t size) {
-  if (counting) ++allocations;
-  void* block = std::malloc(size != 0 ? size : 1);
-  if (block == nullptr) throw std::bad_alloc();
-  return block;
-}
-__attribute__((noinline)) void operator delete(void* block) noexcept { std::free(block); }
-__attribute__((noinline)) void operator delete(void* block, size_t) noexcept { std::free(block); }
 
 int main() {
   if (sodium_init() < 0) return 1;

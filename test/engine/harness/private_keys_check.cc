@@ -10,6 +10,7 @@
 #include <new>
 #include <vector>
 
+#include "counting_allocations.h"
 #include "fuzz/netcode_fixtures.h"
 #include "netcode/packet.h"
 #include "netcode/private_keys.h"
@@ -23,9 +24,6 @@ using volley::fuzz::kUnixStart;
 using volley::fuzz::Token;
 
 namespace {
-
-bool counting = false;
-int allocations = 0;
 
 // How many times `key` appears in [memory, memory + size).
 int Copies(const void* memory, size_t size, const uint8_t key[kKeyBytes]) {
@@ -56,16 +54,6 @@ std::vector<uint8_t> Request(uint32_t i, const uint8_t key[kKeyBytes], const Ser
 }
 
 }  // namespace
-
-// Not inlined: GCC would otherwise pair a free() it sees with the operator new it inlined, and warn.
-__attribute__((noinline)) void* operator new(size_t size) {
-  if (counting) ++allocations;
-  void* block = std::malloc(size != 0 ? size : 1);
-  if (block == nullptr) throw std::bad_alloc();
-  return block;
-}
-__attribute__((noinline)) void operator delete(void* block) noexcept { std::free(block); }
-__attribute__((noinline)) void operator delete(void* block, size_t) noexcept { std::free(block); }
 
 int main() {
   if (sodium_init() < 0) return 1;
