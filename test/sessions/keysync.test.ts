@@ -34,7 +34,7 @@ describe('a rotation', () => {
     expect(first.rotationAt).toBe(EPOCH_START + 300_000)
     expect(confirmed).toEqual([first.rotationAt])
     expect(rotatedAt.map(([, at]) => at)).toEqual([first.rotationAt, first.rotationAt])
-    expect(first.sessionId).toBe(bench.log[0]!.message['message_id'])
+    expect(first.sessionId).toBe(`${MASTER}_${SLAVE}_${String(bench.log[0]!.message['message_id'])}`)
 
     bench.log.length = 0
     const second = await drive(bench.clock, bench.master.rotate())
@@ -44,7 +44,7 @@ describe('a rotation', () => {
     const status = bench.log.find(({ message }) => message['message_type'] === 'cleanup_status_response')!.message
     expect(status).toMatchObject({ status: 'success', rolled_keys_count: 1, service_status: 'operational' })
     const deleteRequest = bench.log.find(({ message }) => message['message_type'] === 'cleanup_delete_request')!.message
-    expect(deleteRequest).toMatchObject({ new_key_id: second.keyId, old_key_ids: [first.keyId], original_message_id: second.sessionId })
+    expect(deleteRequest).toMatchObject({ new_key_id: second.keyId, old_key_ids: [first.keyId], original_message_id: second.sessionId.split('_').at(-1) })
     expect(bench.masterStore.list(SLAVE).map((key) => [key.keyId, key.state])).toEqual([[second.keyId, 'IN_PRODUCTION']])
     expect(bench.slaveStore.list(MASTER).map((key) => [key.keyId, key.state])).toEqual([[second.keyId, 'IN_PRODUCTION']])
     expect(Buffer.from((await bench.master.currentKey())!.key)).toEqual(Buffer.from((await bench.slave.currentKey())!.key))
@@ -81,6 +81,8 @@ describe('a rotation', () => {
     dropCleanup = true
     const failed: string[] = []
     bench.master.on('failed', (error) => failed.push(error.code))
+    const slaveCleanups: Array<Record<string, unknown>> = []
+    bench.slave.on('cleanup', (result) => slaveCleanups.push({ ...result }))
     const b = await drive(bench.clock, bench.master.rotate())
     expect(b.cleanup).toBeUndefined()
     expect(failed).toEqual(['ERR_KEYSYNC_TIMEOUT'])
@@ -93,6 +95,7 @@ describe('a rotation', () => {
     expect(response).toMatchObject({ status: 'failed', deleted_key_ids: [a.keyId], failed_key_ids: [b.keyId] })
     expect(String(response['error_message'])).toMatch(/^Failed to delete keys: .*device refused/)
     expect(c.cleanup).toMatchObject({ status: 'failed', deletedKeyIds: [a.keyId], failedKeyIds: [b.keyId] })
+    expect(slaveCleanups.at(-1)).toMatchObject({ sessionId: c.sessionId, status: 'failed', deletedKeyIds: [a.keyId], failedKeyIds: [b.keyId] })
     expect(bench.log.findLast(({ message }) => message['message_type'] === 'cleanup_acknowledgment')!.message['status']).toBe('failed')
     for (const [store, peer] of [[bench.masterStore, SLAVE], [bench.slaveStore, MASTER]] as const) {
       expect(new Map(store.list(peer).map((key) => [key.keyId, key.state]))).toEqual(new Map([[b.keyId, 'ROLLED'], [c.keyId, 'IN_PRODUCTION']]))
@@ -113,7 +116,7 @@ describe('retries and loss', () => {
     const notifications = bench.log.filter(({ message }) => message['message_type'] === 'key_notification').map(({ message }) => message['message_id'])
     expect(notifications).toHaveLength(3)
     expect(new Set(notifications).size).toBe(3)
-    expect(result.sessionId).toBe(notifications[2])
+    expect(result.sessionId).toBe(`${MASTER}_${SLAVE}_${String(notifications[2])}`)
     expect(bench.kme.getKeysWithIdsCalls).toBe(1)
     expect(result.cleanup?.status).toBe('completed')
     // The rotation waited for the third acknowledgment (2 × 30 s), not the planned instant's 300 s more.

@@ -149,7 +149,7 @@ export class KeySyncMaster extends KeySyncRole {
         // Not switched: the keys go back to AVAILABLE, for the store's owner to reuse or drop.
         for (const keyId of session.keyIds) await setKeyState(this.store, keyId, 'AVAILABLE', this.epochMs())
       }
-      if (error instanceof VolleyError) this.fail(session.id ?? '', error)
+      if (error instanceof VolleyError) this.fail(this.#sessionName(session), error)
       throw error
     } finally {
       signal?.removeEventListener('abort', onAbort)
@@ -181,9 +181,10 @@ export class KeySyncMaster extends KeySyncRole {
   }
 
   async #confirmAndRotate(session: MasterSession, key: StoredKey, rotationSeconds: number): Promise<KeyRotationResult> {
-    const sessionId = session.id!
+    const notificationId = session.id!
+    const sessionId = this.#sessionName(session)
     const confirm = (): void => {
-      this.send<SyncConfirmation>({ message_type: 'sync_confirmation', original_message_id: sessionId, final_rotation_timestamp: rotationSeconds })
+      this.send<SyncConfirmation>({ message_type: 'sync_confirmation', original_message_id: notificationId, final_rotation_timestamp: rotationSeconds })
     }
     session.state = 'CONFIRMED'
     confirm()
@@ -220,10 +221,11 @@ export class KeySyncMaster extends KeySyncRole {
   }
 
   async #cleanup(session: MasterSession, newKeyId: string): Promise<CleanupResult> {
-    const sessionId = session.id!
+    const notificationId = session.id!
+    const sessionId = this.#sessionName(session)
     session.state = 'CLEANUP_STATUS_CHECKING'
     const status = await this.#exchange<CleanupStatusResponse>(session, 'cleanup_status_response', true, () => {
-      this.send<CleanupStatusRequest>({ message_type: 'cleanup_status_request', original_message_id: sessionId, new_key_id: newKeyId })
+      this.send<CleanupStatusRequest>({ message_type: 'cleanup_status_request', original_message_id: notificationId, new_key_id: newKeyId })
     })
     const rolled = (await this.store.list(this.peerSaeId, 'ROLLED')).map((key) => key.keyId).slice(0, KEYSYNC_MAX_KEY_IDS)
     let result: CleanupResult = { sessionId, status: 'completed', deletedKeyIds: [], failedKeyIds: [] }
@@ -232,7 +234,7 @@ export class KeySyncMaster extends KeySyncRole {
     } else if (rolled.length > 0) {
       session.state = 'CLEANUP_DELETING'
       const response = await this.#exchange<CleanupDeleteResponse>(session, 'cleanup_delete_response', true, () => {
-        this.send<CleanupDeleteRequest>({ message_type: 'cleanup_delete_request', original_message_id: sessionId, new_key_id: newKeyId, old_key_ids: rolled })
+        this.send<CleanupDeleteRequest>({ message_type: 'cleanup_delete_request', original_message_id: notificationId, new_key_id: newKeyId, old_key_ids: rolled })
       })
       const asked = new Set(rolled)
       const deleted = response.deleted_key_ids.filter((keyId) => asked.has(keyId))
@@ -249,7 +251,7 @@ export class KeySyncMaster extends KeySyncRole {
       }
       result = { sessionId, status: failed.length === 0 && response.status === 'success' ? 'completed' : 'failed', deletedKeyIds: deleted.filter((keyId) => !failed.includes(keyId)), failedKeyIds: failed }
     }
-    this.send<CleanupAcknowledgment>({ message_type: 'cleanup_acknowledgment', original_message_id: sessionId, status: result.status })
+    this.send<CleanupAcknowledgment>({ message_type: 'cleanup_acknowledgment', original_message_id: notificationId, status: result.status })
     this.counters.cleanups++
     this.emit('cleanup', result)
     return result
@@ -288,6 +290,14 @@ export class KeySyncMaster extends KeySyncRole {
       if (sendFirst) send()
       this.scheduler.arm(timer, this.scheduler.now() + this.responseTimeoutMs)
     })
+  }
+
+  /**
+   * The session's name in events and results, the reference's: master_slave_notification-id (the first
+   * notification's id until one is acknowledged).
+   */
+  #sessionName(session: MasterSession): string {
+    return `${this.saeId}_${this.peerSaeId}_${session.id ?? session.notificationIds.values().next().value ?? ''}`
   }
 
   /** Runs `action` after `delayMs`, unless the session ends first. */

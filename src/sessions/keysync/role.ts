@@ -27,6 +27,7 @@ export interface DeliveredKey {
 
 /** The rotation both sides agreed on: the key and the instant (epoch ms). */
 export interface AgreedRotation {
+  /** The reference's session id, the same on both sides: `<master SAE>_<slave SAE>_<notification's message_id>`. */
   sessionId: string
   keyId: string
   /** The key's bytes: a copy, the caller's to keep. */
@@ -52,7 +53,10 @@ export interface KeySyncEvents {
   confirmed: [rotation: AgreedRotation]
   /** The key went IN_PRODUCTION at the agreed instant. */
   rotated: [rotation: CompletedRotation]
-  /** A cleanup ended (on the master when it acknowledged it, on the slave when the acknowledgment came). */
+  /**
+   * A cleanup ended: on the master when it acknowledged it, on the slave when the acknowledgment came (with the
+   * status the master sent, and the keys this side deleted and failed to).
+   */
   cleanup: [result: CleanupResult]
   /** A session failed before its rotation (no key changed), or after it, with its cleanup left for the next one. */
   failed: [error: VolleyError, sessionId: string]

@@ -57,6 +57,9 @@ interface SlaveSession {
   /** The confirmed instant, epoch seconds. */
   rotationSeconds: number | undefined
   completion: RotationCompleted | undefined
+  /** What the cleanup's delete requests deleted and failed to, for the 'cleanup' event. */
+  deleted: Set<string>
+  failed: Set<string>
   /** Expiry, then the switch at the instant. */
   timer: Timer
 }
@@ -152,6 +155,8 @@ export class KeySyncSlave extends KeySyncRole {
       acknowledgment: undefined,
       rotationSeconds: undefined,
       completion: undefined,
+      deleted: new Set(),
+      failed: new Set(),
       timer: new Timer(() => this.#expire(session)),
     }
     this.#sessions.set(session.id, session)
@@ -305,6 +310,11 @@ export class KeySyncSlave extends KeySyncRole {
       }
     }
     if (this.#sessions.get(session.id) !== session) return
+    for (const keyId of deleted) {
+      session.deleted.add(keyId)
+      session.failed.delete(keyId)
+    }
+    for (const keyId of failed) session.failed.add(keyId)
     this.send<CleanupDeleteResponse>({
       message_type: 'cleanup_delete_response',
       original_message_id: session.id,
@@ -322,7 +332,7 @@ export class KeySyncSlave extends KeySyncRole {
     }
     this.counters.cleanups++
     this.#drop(session, true)
-    this.emit('cleanup', { sessionId: session.sessionId, status: acknowledgment.status, deletedKeyIds: [], failedKeyIds: [] })
+    this.emit('cleanup', { sessionId: session.sessionId, status: acknowledgment.status, deletedKeyIds: [...session.deleted], failedKeyIds: [...session.failed] })
   }
 
   protected handlePeerError(message: KeySyncErrorMessage): void {
