@@ -29,7 +29,7 @@ export type ConnectErrorCode =
  * The codes of the session protocols' errors (volley/sessions): a request that timed out, a connection that
  * ended under it or was found dead, a device's refusal, a stream frame out of bounds, a resumable session
  * that expired, was refused or closed, a response no longer held, an agent sync closed or its file in use, a
- * key sync that timed out, was refused, got no key from its KME, was busy or closed.
+ * key sync that timed out, was refused, got no key from its KME, was busy or closed, or whose key store failed.
  */
 export type SessionErrorCode =
   | 'ERR_REQUEST_TIMED_OUT'
@@ -50,6 +50,7 @@ export type SessionErrorCode =
   | 'ERR_KEYSYNC_KME'
   | 'ERR_KEYSYNC_BUSY'
   | 'ERR_KEYSYNC_CLOSED'
+  | 'ERR_KEYSYNC_STORE'
 
 /**
  * The codes of KmeError, a KmeClient's request to an ETSI GS QKD 014 KME that failed: refused (400, 401),

@@ -134,6 +134,10 @@ describe('over signed datagrams', () => {
     // The backend's datagrams pass through a recorder on their way to the gateway.
     const wire = await tap(() => gatewayLink.address().port)
     backendLink.setPeerAddress('127.0.0.1', wire.socket.address().port)
+    // A role may not accept older messages than its link remembers the ids of.
+    expect(() => new KeySyncSlave({ saeId: GATEWAY, peerSaeId: BACKEND, link: gatewayLink, kme: kmeFor(GATEWAY), timestampWindowMs: 7_200_000 })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/must not exceed its link's \(3600000\)/) }),
+    )
     const master = new KeySyncMaster({ saeId: BACKEND, peerSaeId: GATEWAY, link: backendLink, kme: kmeFor(BACKEND), responseTimeoutMs: 2000 })
     const slave = new KeySyncSlave({ saeId: GATEWAY, peerSaeId: BACKEND, link: gatewayLink, kme: kmeFor(GATEWAY), prepareMs: 200, responseTimeoutMs: 2000 })
     const slaveCleanup = new Promise((resolve) => slave.once('cleanup', resolve))
@@ -177,6 +181,7 @@ describe('over signed datagrams', () => {
     await new Promise((resolve) => setTimeout(resolve, 200))
     const { drops } = gatewayLink.stats()
     expect(drops).toEqual({ oversized: 1, malformed: 1, unpinned: 0, signature: 2, replayed: wire.seen.length })
+    expect(gatewayLink.stats().unsendable).toBe(0)
     expect(answers).toEqual([])
     expect(gatewayLink.stats().sent).toBe(sentBefore)
     expect(slave.stats().refused).toBe(0)

@@ -123,6 +123,46 @@ describe('retries and loss', () => {
     expect(result.rotationAt).toBe(EPOCH_START + 300_000)
   })
 
+  it('takes a late acknowledgment that crossed the notification sent again: both sides switch to the same key', async () => {
+    const bench = new KeySyncBench()
+    // The slave's KME answers after 40 s: the master sends its notification again at 30 s, and takes the
+    // first acknowledgment, the one of its first notification.
+    let open!: () => void
+    bench.kme.gate = new Promise((resolve) => (open = resolve))
+    const rotation = bench.master.rotate()
+    const opened = (async () => {
+      while (bench.clock.now() < 40_000) {
+        await settle()
+        bench.clock.advanceTo(Math.min(bench.clock.nextDeadline, 40_000))
+      }
+      open()
+    })()
+    await opened
+    const result = await drive(bench.clock, rotation)
+    const notifications = bench.log.filter(({ message }) => message['message_type'] === 'key_notification').map(({ message }) => message['message_id'])
+    expect(notifications).toHaveLength(2)
+    expect(result.sessionId).toBe(`${MASTER}_${SLAVE}_${String(notifications[0])}`)
+    expect(bench.kme.getKeysWithIdsCalls).toBe(1)
+    expect(result.cleanup?.status).toBe('completed')
+    expect((await bench.slave.currentKey())?.keyId).toBe(result.keyId)
+    expect(bench.slave.stats()).toMatchObject({ rotations: 1, refused: 0 })
+    expect(bench.master.stats().repeats).toBe(1) // the acknowledgment of the second notification
+  })
+
+  it('fails a session whose store throws (ERR_KEYSYNC_STORE), with no unhandled rejection', async () => {
+    const bench = new KeySyncBench()
+    const failures: string[] = []
+    bench.slave.on('failed', (error) => failures.push(error.code))
+    bench.slaveStore.put = () => {
+      throw new Error('disk full')
+    }
+    const outcome = await drive(bench.clock, bench.master.rotate()).catch((error: unknown) => error)
+    // The first notification's keys were taken from the KME but not stored: the master's retry finds them
+    // gone from the KME, and is refused with KME_ERROR.
+    expect(failures).toEqual(['ERR_KEYSYNC_STORE', 'ERR_KEYSYNC_KME'])
+    expect(outcome).toMatchObject({ code: 'ERR_KEYSYNC_REJECTED', message: /KME_ERROR/ })
+  })
+
   it('asks for a lost rotation report with the confirmation again, which a switched slave answers', async () => {
     let dropped = false
     const bench = new KeySyncBench({ filter: (message) => !(message['message_type'] === 'rotation_completed' && !dropped && (dropped = true)) })
@@ -179,7 +219,8 @@ describe('the slave refuses with an ERROR message', () => {
     ['key_notification with no key_ids', (now) => fromMaster('key_notification', now, { rotation_timestamp: now + 60 }), /key_ids/],
     ['key_notification with empty key_ids', (now) => fromMaster('key_notification', now, { key_ids: [], rotation_timestamp: now + 60 }), /at least one/],
     ['key_notification with an empty key id', (now) => fromMaster('key_notification', now, { key_ids: [''], rotation_timestamp: now + 60 }), /key_ids/],
-    ['key_notification with 129 key ids', (now) => fromMaster('key_notification', now, { key_ids: Array.from({ length: 129 }, (_, i) => `k${i}`), rotation_timestamp: now + 60 }), /at most 128/],
+    ['key_notification with 33 key ids', (now) => fromMaster('key_notification', now, { key_ids: Array.from({ length: 33 }, (_, i) => `k${i}`), rotation_timestamp: now + 60 }), /at most 32/],
+    ['a key id of 65 characters', (now) => fromMaster('key_notification', now, { key_ids: ['k'.repeat(65)], rotation_timestamp: now + 60 }), /key_ids/],
     ['key_notification with no rotation_timestamp', (now) => fromMaster('key_notification', now, { key_ids: ['k'] }), /rotation_timestamp/],
     ['sync_confirmation with no original_message_id', (now) => fromMaster('sync_confirmation', now, { final_rotation_timestamp: now + 60 }), /original_message_id/],
     ['sync_confirmation with a string instant', (now, id) => fromMaster('sync_confirmation', now, { original_message_id: id, final_rotation_timestamp: String(now + 60) }), /final_rotation_timestamp/],
@@ -370,6 +411,42 @@ describe('the master', () => {
     expect(puppet.errors()).toEqual([]) // an ERROR is never answered
   })
 
+  it('cancels its switch when the slave refuses the confirmation itself (the ERROR names the confirmation)', async () => {
+    const { puppet, master, clock, fromSlave, store } = masterWithPuppet()
+    const rotated: string[] = []
+    master.on('rotated', (rotation) => rotated.push(rotation.keyId))
+    const rotation = master.rotate()
+    await settle()
+    const notification = puppet.received[0]!
+    puppet.send(fromSlave('key_acknowledgment', { original_message_id: notification['message_id'], selected_key_id: (notification['key_ids'] as string[])[0], status: 'ready' }))
+    await settle()
+    const confirmation = puppet.received.find((message) => message['message_type'] === 'sync_confirmation')!
+    puppet.send(fromSlave('error', { original_message_id: confirmation['message_id'], error_code: 'INVALID_ROTATION_TIME', error_message: 'final_rotation_timestamp is more than 3600 s ahead' }))
+    await expect(rotation).rejects.toMatchObject({ code: 'ERR_KEYSYNC_REJECTED' })
+    clock.advance(600_000)
+    await settle()
+    expect(rotated).toEqual([])
+    expect(store.list(SLAVE).map((key) => key.state)).toEqual(['AVAILABLE'])
+  })
+
+  it('stops at close() after the confirmation: no switch, no event, the keys kept for the slave that switches', async () => {
+    const { puppet, master, clock, fromSlave, store } = masterWithPuppet()
+    const events: string[] = []
+    for (const event of ['confirmed', 'rotated', 'cleanup'] as const) master.on(event, () => events.push(event))
+    const rotation = master.rotate()
+    await settle()
+    const notification = puppet.received[0]!
+    puppet.send(fromSlave('key_acknowledgment', { original_message_id: notification['message_id'], status: 'ready' }))
+    await settle()
+    master.close()
+    await expect(rotation).rejects.toMatchObject({ code: 'ERR_KEYSYNC_CLOSED' })
+    clock.advance(600_000)
+    await settle()
+    expect(events).toEqual(['confirmed'])
+    expect(store.list(SLAVE).map((key) => key.state)).toEqual(['ASSIGNED'])
+    expect(clock.size).toBe(0)
+  })
+
   it('cancels its switch when the slave refuses the confirmation before the instant', async () => {
     const { puppet, master, clock, fromSlave, store } = masterWithPuppet()
     const rotated: string[] = []
@@ -446,5 +523,29 @@ describe('the messages as the reference writes them', () => {
       expect(JSON.stringify(ours), vector.name).toBe(vector.payloadJson)
     }
     expect(seen.size).toBe(10)
+  })
+})
+
+describe('the largest reply', () => {
+  it('fits the reference\'s 8,192-byte datagram once signed: a delete response naming 32 keys of 64 characters and a full reason', async () => {
+    const { encodeKeySyncMessage, parseKeySyncMessage, clipText } = await import('../../src/sessions/keysync/messages.ts')
+    const { KEYSYNC_MAX_ID, KEYSYNC_MAX_KEY_IDS } = await import('../../src/sessions/keysync/settings.ts')
+    const { generateSaeKeyPair, signEnvelope } = await import('../../src/sessions/keysync/envelope.ts')
+    const ids = Array.from({ length: KEYSYNC_MAX_KEY_IDS }, (_, i) => String(i).padStart(KEYSYNC_MAX_ID, 'k'))
+    const message = {
+      message_type: 'cleanup_delete_response' as const,
+      message_id: randomUUID(),
+      timestamp: 1_800_000_000,
+      master_sae_id: 'm'.repeat(KEYSYNC_MAX_ID),
+      slave_sae_id: 's'.repeat(KEYSYNC_MAX_ID),
+      original_message_id: randomUUID(),
+      status: 'failed' as const,
+      deleted_key_ids: ids.slice(0, 16),
+      failed_key_ids: ids.slice(16),
+      error_message: clipText(`Failed to delete keys: ${ids.map((id) => `${id}: device refused`).join('; ')}`),
+    }
+    expect(parseKeySyncMessage(message).ok).toBe(true)
+    const datagram = signEnvelope(encodeKeySyncMessage(message), { saeId: 's'.repeat(KEYSYNC_MAX_ID), ...generateSaeKeyPair() }, 'UNKNOWN')
+    expect(datagram.byteLength).toBeLessThan(8192)
   })
 })

@@ -33,6 +33,8 @@ export interface DatagramLinkOptions {
 
 export interface DatagramLinkStats {
   sent: number
+  /** Messages not sent: their datagram would exceed 8,192 bytes. */
+  unsendable: number
   received: number
   /** Datagrams dropped, by reason: never answered. */
   drops: Record<EnvelopeDropReason, number>
@@ -43,12 +45,16 @@ export class DatagramLink extends EventEmitter<KeySyncLinkEvents> implements Key
   readonly #signer: EnvelopeSigner
   readonly #verifier: EnvelopeVerifier
   readonly #peer: { saeId: string; address: string; port: number }
+  /** How long message ids are remembered (the roles' timestampWindowMs may not exceed it). */
+  readonly timestampWindowMs: number
   #sent = 0
+  #unsendable = 0
   #received = 0
   #closed = false
 
-  private constructor(socket: Socket, signer: EnvelopeSigner, verifier: EnvelopeVerifier, peer: { saeId: string; address: string; port: number }) {
+  private constructor(socket: Socket, signer: EnvelopeSigner, verifier: EnvelopeVerifier, peer: { saeId: string; address: string; port: number }, timestampWindowMs: number) {
     super()
+    this.timestampWindowMs = timestampWindowMs
     this.#socket = socket
     this.#signer = signer
     this.#verifier = verifier
@@ -75,7 +81,7 @@ export class DatagramLink extends EventEmitter<KeySyncLinkEvents> implements Key
     const socket = createSocket(isIP(address) === 6 ? 'udp6' : 'udp4')
     socket.bind(port, address)
     await Promise.race([once(socket, 'listening'), once(socket, 'error').then(([error]) => Promise.reject(error as Error))])
-    return new DatagramLink(socket, options.signer, verifier, { saeId: peer.saeId, address: peer.address, port: peerPort })
+    return new DatagramLink(socket, options.signer, verifier, { saeId: peer.saeId, address: peer.address, port: peerPort }, windowMs)
   }
 
   /** Where the socket listens. */
@@ -93,12 +99,20 @@ export class DatagramLink extends EventEmitter<KeySyncLinkEvents> implements Key
 
   send(message: KeySyncMessage): void {
     if (this.#closed) return
+    let datagram: Uint8Array
+    try {
+      datagram = signEnvelope(encodeKeySyncMessage(message), this.#signer, envelopeTypeFor(message.message_type))
+    } catch {
+      // Over the reference's 8,192 bytes (the roles bound what they write well under it): never sent.
+      this.#unsendable++
+      return
+    }
     this.#sent++
-    this.#socket.send(signEnvelope(encodeKeySyncMessage(message), this.#signer, envelopeTypeFor(message.message_type)), this.#peer.port, this.#peer.address)
+    this.#socket.send(datagram, this.#peer.port, this.#peer.address)
   }
 
   stats(): DatagramLinkStats {
-    return { sent: this.#sent, received: this.#received, drops: this.#verifier.stats().drops }
+    return { sent: this.#sent, unsendable: this.#unsendable, received: this.#received, drops: this.#verifier.stats().drops }
   }
 
   close(): void {

@@ -7,6 +7,7 @@ import { integerOption } from '../../options.ts'
 import { Timer } from '../timers.ts'
 import { rotateStoredKeys, setKeyState, type StoredKey } from './keys.ts'
 import type {
+  OutgoingMessage,
   CleanupAcknowledgment,
   CleanupDeleteRequest,
   CleanupDeleteResponse,
@@ -69,6 +70,10 @@ interface Wait {
 interface MasterSession {
   /** The message ids of the notifications sent: the first one the slave acknowledges names the session. */
   notificationIds: Set<string>
+  /** Every message id sent in the session: an ERROR names the message it refuses. */
+  sentIds: Set<string>
+  /** The confirmation was sent: from then on the slave switches at the instant whatever happens here. */
+  confirmed: boolean
   id: string | undefined
   state: MasterState
   keyIds: string[]
@@ -80,6 +85,8 @@ interface MasterSession {
 
 /** The sessions remembered after their end, so that a late repeat of theirs is ignored rather than refused. */
 const finishedMemory = 64
+/** The message ids a session remembers having sent (a session sends about 15; retries add a few each). */
+const sentIdsKept = 256
 
 export class KeySyncMaster extends KeySyncRole {
   readonly role = 'master'
@@ -120,16 +127,30 @@ export class KeySyncMaster extends KeySyncRole {
     checkSignal(signal)
     const delayMs = integerOption('rotationDelayMs', options.rotationDelayMs, this.#rotationDelayMs, KEYSYNC_MIN_LEAD_MS, this.limits.maxAheadMs)
     if (signal?.aborted) throw abortedError('The rotation was aborted', signal)
-    const session: MasterSession = { notificationIds: new Set(), id: undefined, state: 'IDLE', keyIds: [], wait: undefined, earlyCompletion: undefined, timers: new Set() }
+    const session: MasterSession = {
+      notificationIds: new Set(),
+      sentIds: new Set(),
+      confirmed: false,
+      id: undefined,
+      state: 'IDLE',
+      keyIds: [],
+      wait: undefined,
+      earlyCompletion: undefined,
+      timers: new Set(),
+    }
     this.#session = session
     const onAbort = (): void => session.wait?.reject(abortedError('The rotation was aborted', signal))
     signal?.addEventListener('abort', onAbort, { once: true })
-    let keys: DeliveredKey[] = []
-    try {
-      keys = await this.#getKeys()
-      if (signal?.aborted) throw abortedError('The rotation was aborted', signal)
+    /** After each await before the confirmation: a close() or an abort that came meanwhile ends the rotation. */
+    const alive = (): void => {
       if (this.#session !== session) throw closedError('KeySyncMaster')
+      if (signal?.aborted) throw abortedError('The rotation was aborted', signal)
+    }
+    try {
+      const keys = await this.#getKeys()
+      alive()
       for (const key of keys) await this.store.put({ keyId: key.keyId, key: keyCopy(key), state: 'AVAILABLE', peerSaeId: this.peerSaeId, updatedAt: this.epochMs() })
+      alive()
       session.keyIds = keys.map((key) => key.keyId)
       const plannedSeconds = Math.ceil((this.epochMs() + delayMs) / 1000)
       session.state = 'NOTIFIED'
@@ -142,11 +163,15 @@ export class KeySyncMaster extends KeySyncRole {
       const rotationSeconds = this.#agreedInstant(plannedSeconds, ack)
       const stored = await setKeyState(this.store, selected, 'ASSIGNED', this.epochMs())
       if (stored === undefined) throw new VolleyError('ERR_KEYSYNC_KME', `The key ${selected} is no longer in the store`)
+      alive()
       signal?.removeEventListener('abort', onAbort)
       return await this.#confirmAndRotate(session, stored, rotationSeconds)
     } catch (error) {
-      if (stepOfState[session.state] < 1 || session.state === 'ACKNOWLEDGED' || session.state === 'CONFIRMED' || session.state === 'ROTATING') {
-        // Not switched: the keys go back to AVAILABLE, for the store's owner to reuse or drop.
+      // Not confirmed, or confirmed and refused by the slave (which then does not switch): the keys go back
+      // to AVAILABLE, for the store's owner to reuse or drop. A confirmed rotation closed here keeps them: the
+      // slave switches at the instant.
+      const refusedConfirmation = session.confirmed && (error as { code?: unknown }).code === 'ERR_KEYSYNC_REJECTED' && session.state === 'ROTATING'
+      if (!session.confirmed || refusedConfirmation) {
         for (const keyId of session.keyIds) await setKeyState(this.store, keyId, 'AVAILABLE', this.epochMs())
       }
       if (error instanceof VolleyError) this.fail(this.#sessionName(session), error)
@@ -177,7 +202,9 @@ export class KeySyncMaster extends KeySyncRole {
     if (ack.status === 'need_more_time' && ack.suggested_rotation_timestamp !== undefined) {
       seconds = Math.min(Math.max(Math.ceil(ack.suggested_rotation_timestamp), plannedSeconds), plannedSeconds + Math.floor(this.#maxExtraDelayMs / 1000))
     }
-    return Math.max(seconds, Math.ceil((this.epochMs() + KEYSYNC_MIN_LEAD_MS) / 1000))
+    // Within the slave's reach: no sooner than the least lead, no later than maxAheadMs from now.
+    const soonest = Math.ceil((this.epochMs() + KEYSYNC_MIN_LEAD_MS) / 1000)
+    return Math.min(Math.max(seconds, soonest), Math.floor((this.epochMs() + this.limits.maxAheadMs) / 1000))
   }
 
   async #confirmAndRotate(session: MasterSession, key: StoredKey, rotationSeconds: number): Promise<KeyRotationResult> {
@@ -187,9 +214,10 @@ export class KeySyncMaster extends KeySyncRole {
       this.send<SyncConfirmation>({ message_type: 'sync_confirmation', original_message_id: notificationId, final_rotation_timestamp: rotationSeconds })
     }
     session.state = 'CONFIRMED'
+    session.confirmed = true
     confirm()
     const rotationAt = rotationSeconds * 1000
-    this.emit('confirmed', { sessionId, keyId: key.keyId, key: keyCopy(key), rotationAt })
+    this.announce('confirmed', { sessionId, keyId: key.keyId, key: keyCopy(key), rotationAt })
     // The confirmation has no answer of its own: it goes again `retries` times before the instant, spread
     // out, so that one lost datagram does not leave the slave without the instant.
     const spacing = (rotationAt - this.epochMs()) / (this.retries + 1)
@@ -198,10 +226,11 @@ export class KeySyncMaster extends KeySyncRole {
     await this.#until(session, rotationAt)
     const switched = await rotateStoredKeys(this.store, this.peerSaeId, key.keyId, this.epochMs())
     if (switched === undefined) throw new VolleyError('ERR_KEYSYNC_KME', `The key ${key.keyId} left the store before its rotation`)
+    if (this.#session !== session) throw closedError('KeySyncMaster')
     session.state = 'PENDING_DONE'
     this.counters.rotations++
     const rotation: CompletedRotation = { sessionId, keyId: key.keyId, key: keyCopy(switched.current), rotationAt, rolledKeyIds: switched.rolled.map((rolled) => rolled.keyId) }
-    this.emit('rotated', rotation)
+    this.announce('rotated', rotation)
     let cleanup: CleanupResult | undefined
     try {
       // The slave's report of its own switch; asked again by a repeated confirmation, which a switched slave
@@ -253,7 +282,7 @@ export class KeySyncMaster extends KeySyncRole {
     }
     this.send<CleanupAcknowledgment>({ message_type: 'cleanup_acknowledgment', original_message_id: notificationId, status: result.status })
     this.counters.cleanups++
-    this.emit('cleanup', result)
+    this.announce('cleanup', result)
     return result
   }
 
@@ -302,6 +331,7 @@ export class KeySyncMaster extends KeySyncRole {
 
   /** Runs `action` after `delayMs`, unless the session ends first. */
   #after(session: MasterSession, delayMs: number, action: () => void): void {
+    if (this.#session !== session) return
     const timer = new Timer(() => {
       session.timers.delete(timer)
       action()
@@ -313,6 +343,10 @@ export class KeySyncMaster extends KeySyncRole {
   /** Resolves at `epochMs` on the wall clock (timed on the scheduler); rejects when the session is closed. */
   #until(session: MasterSession, epochMs: number): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      if (this.#session !== session) {
+        reject(closedError('KeySyncMaster'))
+        return
+      }
       // Only for close() and a peer's ERROR: no answer resolves it (an early report is kept aside).
       const wait: Wait = { type: 'rotation_completed', resolve: () => {}, reject }
       session.wait = wait
@@ -321,6 +355,14 @@ export class KeySyncMaster extends KeySyncRole {
         resolve()
       })
     })
+  }
+
+  /** Sends, and records the message's id in the running session (an ERROR names what it refuses). */
+  protected override send<T extends KeySyncMessage>(body: OutgoingMessage<T>): T {
+    const message = super.send<T>(body)
+    const session = this.#session
+    if (session !== undefined && session.sentIds.size < sentIdsKept) session.sentIds.add(message.message_id)
+    return message
   }
 
   #end(session: MasterSession): void {
@@ -365,7 +407,8 @@ export class KeySyncMaster extends KeySyncRole {
       session.wait.resolve(message)
       return
     }
-    if (step >= 0 && step < stepOfState[session.state]) {
+    // An answer to an earlier step, or to this one while its answer is being handled: a retry crossed it.
+    if (step >= 0 && step <= stepOfState[session.state]) {
       this.counters.repeats++
       return
     }
@@ -383,8 +426,9 @@ export class KeySyncMaster extends KeySyncRole {
   protected handlePeerError(message: KeySyncErrorMessage): void {
     const session = this.#session
     const original = message.original_message_id
-    if (session === undefined || original === undefined || !session.notificationIds.has(original)) return
-    if (session.id !== undefined && original !== session.id) return
+    if (session === undefined || original === undefined || !session.sentIds.has(original)) return
+    // A refusal of a notification that another one superseded changes nothing.
+    if (session.id !== undefined && session.notificationIds.has(original) && original !== session.id) return
     // Before the switch the rotation fails; after it the cleanup does (the switch stands).
     session.wait?.reject(rejectedBy(message))
   }

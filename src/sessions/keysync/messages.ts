@@ -2,7 +2,7 @@
 // checks of their shape, and their JSON. What a message means in a state is the roles' business (master.ts,
 // slave.ts); the checks against the clock are here, written once for both.
 import { randomUUID } from 'node:crypto'
-import { KEYSYNC_MAX_KEY_IDS, KEYSYNC_MAX_STRING } from './settings.ts'
+import { KEYSYNC_MAX_ID, KEYSYNC_MAX_KEY_IDS, KEYSYNC_MAX_STRING } from './settings.ts'
 
 interface Common {
   message_id: string
@@ -204,11 +204,13 @@ function fieldProblem(kind: FieldKind, value: unknown): string | undefined {
   if (Array.isArray(kind)) return typeof value === 'string' && kind.includes(value) ? undefined : `one of ${kind.join(', ')}`
   switch (kind) {
     case 'id':
-    case 'text':
+    case 'text': {
       if (typeof value !== 'string') return 'a string'
-      if (value.length > KEYSYNC_MAX_STRING) return `at most ${KEYSYNC_MAX_STRING} characters`
+      const longest = kind === 'id' ? KEYSYNC_MAX_ID : KEYSYNC_MAX_STRING
+      if (value.length > longest) return `at most ${longest} characters`
       // The reference refuses a blank key id (whitespace only) as it refuses an empty one.
       return kind === 'id' && value.trim().length === 0 ? 'a non-blank string' : undefined
+    }
     case 'uuid':
       return typeof value === 'string' && uuidPattern.test(value) ? undefined : 'a UUID'
     case 'ids':
@@ -272,6 +274,11 @@ export function encodeKeySyncMessage(message: KeySyncMessage): string {
 /** A message ready to send: the common fields filled in (a fresh message id, the time now). */
 export function completeMessage<T extends KeySyncMessage>(body: OutgoingMessage<T>, ids: { master: string; slave: string }, nowMs: number): T {
   return { ...body, message_id: randomUUID(), timestamp: Math.floor(nowMs / 1000), master_sae_id: ids.master, slave_sae_id: ids.slave } as unknown as T
+}
+
+/** A text field cut to the longest a receiver takes (an ERROR's reason listing many keys, a KME's message). */
+export function clipText(text: string): string {
+  return text.length <= KEYSYNC_MAX_STRING ? text : `${text.slice(0, KEYSYNC_MAX_STRING - 1)}…`
 }
 
 /** The original_message_id a message refers to, when it has one. */

@@ -1,12 +1,13 @@
 // What the master and the slave share: the checks every received message passes before its role sees it
 // (shape, the pair's SAE ids, direction, the clock), ERROR messages, sending, the clocks, events and counters.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyTypeError, describe } from '../../errors.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../errors.ts'
 import { checkOptions, integerOption } from '../../options.ts'
 import { sessionTimers, type Scheduler } from '../timers.ts'
 import { MemoryKeyStore, type KeyPersona, type KeyStore, type StoredKey } from './keys.ts'
 import type { KeySyncLink } from './link.ts'
 import {
+  clipText,
   completeMessage,
   parseKeySyncMessage,
   timeProblem,
@@ -17,7 +18,7 @@ import {
   type OutgoingMessage,
   type TimeLimits,
 } from './messages.ts'
-import { KEYSYNC_MAX_AHEAD_MS, KEYSYNC_MAX_STRING, KEYSYNC_RESPONSE_TIMEOUT_MS, KEYSYNC_RETRIES, KEYSYNC_TIMESTAMP_WINDOW_MS } from './settings.ts'
+import { KEYSYNC_MAX_AHEAD_MS, KEYSYNC_MAX_ID, KEYSYNC_RESPONSE_TIMEOUT_MS, KEYSYNC_RETRIES, KEYSYNC_TIMESTAMP_WINDOW_MS } from './settings.ts'
 
 /** A key as a KME delivers it (KmeClient's key containers have this shape). */
 export interface DeliveredKey {
@@ -128,8 +129,8 @@ const fromMaster: ReadonlySet<KeySyncMessageType> = new Set([
 ])
 
 function saeIdOption(name: string, value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > KEYSYNC_MAX_STRING) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a non-empty string of at most ${KEYSYNC_MAX_STRING} characters. Received ${describe(value)}`)
+  if (typeof value !== 'string' || value.trim().length === 0 || value.length > KEYSYNC_MAX_ID) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "${name}" option must be a non-blank string of at most ${KEYSYNC_MAX_ID} characters. Received ${describe(value)}`)
   }
   return value
 }
@@ -176,6 +177,12 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
     this.limits = {
       timestampWindowMs: integerOption('timestampWindowMs', options.timestampWindowMs, KEYSYNC_TIMESTAMP_WINDOW_MS, 1000, 2 ** 31 - 1),
       maxAheadMs: integerOption('maxAheadMs', options.maxAheadMs, KEYSYNC_MAX_AHEAD_MS, 1000, 2 ** 31 - 1),
+    }
+    // A link that drops replays remembers each message id for its own window: a wider one here would let a
+    // copy that link has forgotten through.
+    const linkWindow = (options.link as { timestampWindowMs?: unknown }).timestampWindowMs
+    if (typeof linkWindow === 'number' && this.limits.timestampWindowMs > linkWindow) {
+      throw new VolleyRangeError('ERR_OUT_OF_RANGE', `The "timestampWindowMs" option (${this.limits.timestampWindowMs}) must not exceed its link's (${linkWindow}), which remembers message ids that long`)
     }
     this.link.on('message', this.#onMessage)
   }
@@ -231,12 +238,32 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
   protected refuse(code: KeySyncErrorCode, reason: string, originalMessageId?: string): void {
     this.counters.refused++
     this.counters.errorsSent++
-    this.send<KeySyncErrorMessage>({ message_type: 'error', original_message_id: originalMessageId, error_code: code, error_message: reason })
+    this.send<KeySyncErrorMessage>({ message_type: 'error', original_message_id: originalMessageId, error_code: code, error_message: clipText(reason) })
   }
 
   protected fail(sessionId: string, error: VolleyError): void {
     this.counters.failures++
-    this.emit('failed', error, sessionId)
+    this.announce('failed', error, sessionId)
+  }
+
+  /**
+   * Emits an event whose listener's throw must not stop the protocol (a switch half done, a cleanup not
+   * acknowledged): the throw surfaces as an uncaught exception once the role is done with its step.
+   */
+  protected announce<E extends keyof KeySyncEvents>(event: E, ...args: KeySyncEvents[E]): void {
+    try {
+      ;(this.emit as (event: E, ...args: KeySyncEvents[E]) => boolean)(event, ...args)
+    } catch (error) {
+      surfaceLater(error)
+    }
+  }
+
+  /** Runs a handler of a received message that awaits (the KME, the store): a failure fails its session rather than escaping. */
+  protected guard(sessionId: string, work: Promise<void>): void {
+    work.catch((error: unknown) => {
+      const failure = error instanceof VolleyError ? error : new VolleyError('ERR_KEYSYNC_STORE', `The key store or the device failed: ${(error as Error)?.message ?? String(error)}`, { cause: error })
+      this.fail(sessionId, failure)
+    })
   }
 
   #receive(value: unknown): void {

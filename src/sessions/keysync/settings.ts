@@ -25,8 +25,13 @@ export const KEYSYNC_RETRIES = 3
 export const KEYSYNC_SESSION_EXPIRY_MS = 300_000
 /** How long a session waits, rotated, for its cleanup (the reference's 1,800 s for PENDING_DONE). */
 export const KEYSYNC_CLEANUP_EXPIRY_MS = 1_800_000
-/** The most key ids a message carries, and the longest string field, characters: bounds the work on any message. */
-export const KEYSYNC_MAX_KEY_IDS = 128
+/**
+ * The most key ids a message carries, the longest id (a key id, an SAE id, an error code) and the longest
+ * text, characters: they bound the work on any message, and keep the largest reply (a delete response naming
+ * every key with a reason) well inside the reference's 8,192-byte datagram once signed.
+ */
+export const KEYSYNC_MAX_KEY_IDS = 32
+export const KEYSYNC_MAX_ID = 64
 export const KEYSYNC_MAX_STRING = 1024
 /** The most sessions a slave holds at once (a new notification past it ends the oldest unconfirmed one). */
 export const KEYSYNC_MAX_SESSIONS = 16

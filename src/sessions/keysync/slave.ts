@@ -7,6 +7,7 @@ import { VolleyError, VolleyTypeError, describe } from '../../errors.ts'
 import { integerOption } from '../../options.ts'
 import { Timer } from '../timers.ts'
 import { rotateStoredKeys, setKeyState, type KeyState, type StoredKey } from './keys.ts'
+import { clipText, type OutgoingMessage } from './messages.ts'
 import type {
   CleanupAcknowledgment,
   CleanupDeleteRequest,
@@ -57,7 +58,9 @@ interface SlaveSession {
   /** The confirmed instant, epoch seconds. */
   rotationSeconds: number | undefined
   completion: RotationCompleted | undefined
-  /** What the cleanup's delete requests deleted and failed to, for the 'cleanup' event. */
+  /** The message ids this side sent in the session. */
+  sentIds: Set<string>
+  /** What the cleanup's delete requests deleted (or found gone already) and failed to, for the 'cleanup' event. */
   deleted: Set<string>
   failed: Set<string>
   /** Expiry, then the switch at the instant. */
@@ -66,6 +69,8 @@ interface SlaveSession {
 
 /** A switched session's finished ids, so that a late repeat is ignored rather than refused. */
 const finishedMemory = 64
+/** The message ids a session remembers having sent. */
+const sentIdsKept = 64
 
 export class KeySyncSlave extends KeySyncRole {
   readonly role = 'slave'
@@ -76,6 +81,8 @@ export class KeySyncSlave extends KeySyncRole {
   /** By notification id, oldest first. */
   readonly #sessions = new Map<string, SlaveSession>()
   readonly #finished = new Set<string>()
+  /** The KME fetch in progress (#fetchKeys). */
+  #fetching: Promise<void> = Promise.resolve()
 
   constructor(options: KeySyncSlaveOptions) {
     super(options, slaveOptionNames, 'KeySyncSlave')
@@ -109,7 +116,7 @@ export class KeySyncSlave extends KeySyncRole {
 
   protected handle(message: KeySyncMessage): void {
     if (message.message_type === 'key_notification') {
-      void this.#notified(message)
+      this.guard(`${this.peerSaeId}_${this.saeId}_${message.message_id}`, this.#notified(message))
       return
     }
     const original = 'original_message_id' in message ? message.original_message_id : undefined
@@ -124,10 +131,10 @@ export class KeySyncSlave extends KeySyncRole {
         this.#confirmed(session, message)
         return
       case 'cleanup_status_request':
-        void this.#statusRequested(session, message)
+        this.guard(session.sessionId, this.#statusRequested(session, message))
         return
       case 'cleanup_delete_request':
-        void this.#deleteRequested(session, message)
+        this.guard(session.sessionId, this.#deleteRequested(session, message))
         return
       case 'cleanup_acknowledgment':
         this.#acknowledged(session, message)
@@ -138,14 +145,12 @@ export class KeySyncSlave extends KeySyncRole {
   }
 
   async #notified(notification: KeyNotification): Promise<void> {
-    if (this.#sessions.has(notification.message_id)) {
+    const repeated = this.#sessions.get(notification.message_id)
+    if (repeated !== undefined) {
       this.counters.repeats++
+      if (repeated.acknowledgment !== undefined) this.#resend(repeated.acknowledgment)
       return
     }
-    // A new notification ends the sessions not yet confirmed: the master gave up on them (it sends a
-    // notification again with a fresh id when an acknowledgment is late).
-    for (const other of [...this.#sessions.values()]) if (other.state === 'NOTIFIED' || other.state === 'ACKNOWLEDGED' || other.state === 'ERROR') this.#drop(other, false)
-    while (this.#sessions.size >= KEYSYNC_MAX_SESSIONS) this.#drop(this.#sessions.values().next().value!, false)
     const session: SlaveSession = {
       id: notification.message_id,
       sessionId: `${this.peerSaeId}_${this.saeId}_${notification.message_id}`,
@@ -155,19 +160,28 @@ export class KeySyncSlave extends KeySyncRole {
       acknowledgment: undefined,
       rotationSeconds: undefined,
       completion: undefined,
+      sentIds: new Set(),
       deleted: new Set(),
       failed: new Set(),
       timer: new Timer(() => this.#expire(session)),
     }
+    // In the map first, so that the sessions it ends see it holds its key (and leave it ASSIGNED).
     this.#sessions.set(session.id, session)
+    // A notification of the same keys is the master's retry of a late acknowledgment: the earlier session
+    // stays, in case that acknowledgment is the one the master takes (the first confirmed ends the others).
+    // One of other keys ends the unconfirmed sessions: the master gave up on them.
+    const sameKeys = (other: SlaveSession): boolean => other.keyIds.length === session.keyIds.length && other.keyIds.every((keyId, i) => keyId === session.keyIds[i])
+    for (const other of [...this.#sessions.values()]) if (other !== session && unconfirmed(other) && !sameKeys(other)) this.#drop(other, false)
+    while (this.#sessions.size > KEYSYNC_MAX_SESSIONS) this.#drop(this.#sessions.values().next().value!, false)
     this.scheduler.arm(session.timer, this.scheduler.now() + this.#sessionExpiryMs)
     try {
       await this.#fetchKeys(notification.key_ids)
     } catch (error) {
-      if (this.#sessions.get(session.id) !== session) return
+      // The store's own failures go to guard() (ERR_KEYSYNC_STORE); the KME's are the master's to know.
+      if (!(error instanceof VolleyError) || error.code !== 'ERR_KEYSYNC_KME' || this.#sessions.get(session.id) !== session) throw error
       session.state = 'ERROR'
-      this.refuse('KME_ERROR', `the keys could not be taken from the KME: ${(error as Error).message}`, notification.message_id)
-      this.fail(session.sessionId, new VolleyError('ERR_KEYSYNC_KME', `The KME gave no keys for ${notification.key_ids.join(', ')}: ${(error as Error).message}`, { cause: error }))
+      this.refuse('KME_ERROR', `the keys could not be taken from the KME: ${(error.cause as Error | undefined)?.message ?? error.message}`, notification.message_id)
+      this.fail(session.sessionId, error)
       return
     }
     if (this.#sessions.get(session.id) !== session || this.closed) return
@@ -175,7 +189,7 @@ export class KeySyncSlave extends KeySyncRole {
     const leftMs = notification.rotation_timestamp * 1000 - this.epochMs()
     const needMoreTime = leftMs < this.#prepareMs
     session.state = 'ACKNOWLEDGED'
-    session.acknowledgment = this.send<KeyAcknowledgment>({
+    session.acknowledgment = this.#sendIn<KeyAcknowledgment>(session, {
       message_type: 'key_acknowledgment',
       original_message_id: session.id,
       selected_key_id: session.selectedKeyId,
@@ -184,14 +198,30 @@ export class KeySyncSlave extends KeySyncRole {
     })
   }
 
-  /** The notified keys into the store: those it holds already (a notification sent again) are not asked twice, since a KME gives a key once. */
-  async #fetchKeys(keyIds: readonly string[]): Promise<void> {
+  /**
+   * The notified keys into the store: those it holds already (a notification sent again) are not asked twice,
+   * since a KME gives a key once. One fetch at a time, so that a retried notification waits for the first
+   * one's keys rather than asking the KME for them again (and a pinned peer's flood makes one call at a time).
+   */
+  #fetchKeys(keyIds: readonly string[]): Promise<void> {
+    const fetched = this.#fetching.then(() => this.#fetchMissing(keyIds))
+    this.#fetching = fetched.catch(() => {})
+    return fetched
+  }
+
+  async #fetchMissing(keyIds: readonly string[]): Promise<void> {
     const missing: string[] = []
     for (const keyId of keyIds) if ((await this.store.get(keyId)) === undefined) missing.push(keyId)
     if (missing.length === 0) return
-    const container = await this.#kme.getKeysWithIds(this.peerSaeId, missing)
+    const noKeys = (reason: string, cause?: unknown): VolleyError => new VolleyError('ERR_KEYSYNC_KME', `The KME gave no keys for ${missing.join(', ')}: ${reason}`, { cause })
+    let container: { keys: DeliveredKey[] }
+    try {
+      container = await this.#kme.getKeysWithIds(this.peerSaeId, missing)
+    } catch (error) {
+      throw noKeys((error as Error)?.message ?? String(error), error)
+    }
     const delivered = new Map(container.keys.map((key) => [key.keyId, key]))
-    for (const keyId of missing) if (!delivered.has(keyId)) throw new Error(`the KME did not deliver ${keyId}`)
+    for (const keyId of missing) if (!delivered.has(keyId)) throw noKeys(`it did not deliver ${keyId}`)
     for (const keyId of missing) {
       const key = delivered.get(keyId)!
       await this.store.put({ keyId, key: keyCopy(key), state: 'AVAILABLE', peerSaeId: this.peerSaeId, updatedAt: this.epochMs() })
@@ -216,13 +246,18 @@ export class KeySyncSlave extends KeySyncRole {
     session.state = 'CONFIRMED'
     session.rotationSeconds = confirmation.final_rotation_timestamp
     const rotationAt = confirmation.final_rotation_timestamp * 1000
-    void Promise.resolve(this.store.get(session.selectedKeyId)).then((key) => {
-      if (key !== undefined && this.#sessions.get(session.id) === session) this.emit('confirmed', { sessionId: session.sessionId, keyId: key.keyId, key: keyCopy(key), rotationAt })
-    })
+    // The retries of its notification have served their purpose.
+    for (const other of [...this.#sessions.values()]) if (other !== session && unconfirmed(other)) this.#drop(other, true)
+    this.guard(
+      session.sessionId,
+      Promise.resolve(this.store.get(session.selectedKeyId)).then((key) => {
+        if (key !== undefined && this.#sessions.get(session.id) === session) this.announce('confirmed', { sessionId: session.sessionId, keyId: key.keyId, key: keyCopy(key), rotationAt })
+      }),
+    )
     // A confirmed rotation never expires: the master switches at the instant whatever happens here.
     session.state = 'ROTATING'
     this.scheduler.disarm(session.timer)
-    session.timer = new Timer(() => void this.#rotate(session))
+    session.timer = new Timer(() => this.guard(session.sessionId, this.#rotate(session)))
     this.#rearm(session, Math.max(0, rotationAt - this.epochMs()))
   }
 
@@ -236,14 +271,14 @@ export class KeySyncSlave extends KeySyncRole {
     }
     session.state = 'PENDING_DONE'
     this.counters.rotations++
-    this.emit('rotated', {
+    this.announce('rotated', {
       sessionId: session.sessionId,
       keyId: session.selectedKeyId,
       key: keyCopy(switched.current),
       rotationAt: session.rotationSeconds! * 1000,
       rolledKeyIds: switched.rolled.map((key) => key.keyId),
     })
-    session.completion = this.send<RotationCompleted>({
+    session.completion = this.#sendIn<RotationCompleted>(session, {
       message_type: 'rotation_completed',
       original_message_id: session.id,
       new_key_id: session.selectedKeyId,
@@ -264,7 +299,7 @@ export class KeySyncSlave extends KeySyncRole {
     if (this.#sessions.get(session.id) !== session) return
     session.state = 'CLEANING'
     const matches = request.new_key_id === session.selectedKeyId && current?.state === 'IN_PRODUCTION'
-    this.send<CleanupStatusResponse>({
+    this.#sendIn<CleanupStatusResponse>(session, {
       message_type: 'cleanup_status_response',
       original_message_id: session.id,
       status: matches ? 'success' : 'failed',
@@ -315,13 +350,13 @@ export class KeySyncSlave extends KeySyncRole {
       session.failed.delete(keyId)
     }
     for (const keyId of failed) session.failed.add(keyId)
-    this.send<CleanupDeleteResponse>({
+    this.#sendIn<CleanupDeleteResponse>(session, {
       message_type: 'cleanup_delete_response',
       original_message_id: session.id,
       status: failed.length === 0 ? 'success' : 'failed',
       deleted_key_ids: deleted,
       failed_key_ids: failed,
-      error_message: failed.length === 0 ? undefined : `Failed to delete keys: ${reasons.join('; ')}`,
+      error_message: failed.length === 0 ? undefined : clipText(`Failed to delete keys: ${reasons.join('; ')}`),
     })
   }
 
@@ -332,11 +367,13 @@ export class KeySyncSlave extends KeySyncRole {
     }
     this.counters.cleanups++
     this.#drop(session, true)
-    this.emit('cleanup', { sessionId: session.sessionId, status: acknowledgment.status, deletedKeyIds: [...session.deleted], failedKeyIds: [...session.failed] })
+    this.announce('cleanup', { sessionId: session.sessionId, status: acknowledgment.status, deletedKeyIds: [...session.deleted], failedKeyIds: [...session.failed] })
   }
 
   protected handlePeerError(message: KeySyncErrorMessage): void {
-    const session = message.original_message_id === undefined ? undefined : this.#sessions.get(message.original_message_id)
+    const original = message.original_message_id
+    // An ERROR names the message it refuses: the session's notification, or one this side sent in it.
+    const session = original === undefined ? undefined : (this.#sessions.get(original) ?? [...this.#sessions.values()].find((each) => each.sentIds.has(original)))
     if (session === undefined) return
     // Before the confirmation the session ends; after it the rotation stands (the master switches at the
     // instant): an ERROR never takes a key out of production.
@@ -356,6 +393,13 @@ export class KeySyncSlave extends KeySyncRole {
   }
 
   /** Ends a session; one that was not switched gives its assigned key back (AVAILABLE) unless another session holds it. */
+  /** Sends a message of a session, and records its id there (an ERROR names the message it refuses). */
+  #sendIn<T extends KeySyncMessage>(session: SlaveSession, body: OutgoingMessage<T>): T {
+    const message = this.send<T>(body)
+    if (session.sentIds.size < sentIdsKept) session.sentIds.add(message.message_id)
+    return message
+  }
+
   #drop(session: SlaveSession, remember: boolean): void {
     this.scheduler.disarm(session.timer)
     this.#sessions.delete(session.id)
@@ -384,6 +428,10 @@ export class KeySyncSlave extends KeySyncRole {
     for (const session of this.#sessions.values()) this.scheduler.disarm(session.timer)
     this.#sessions.clear()
   }
+}
+
+function unconfirmed(session: SlaveSession): boolean {
+  return session.state === 'NOTIFIED' || session.state === 'ACKNOWLEDGED' || session.state === 'ERROR'
 }
 
 function deletable(state: KeyState): boolean {

@@ -28,8 +28,9 @@ export function netcodeKeyFrom(qkdKey: Uint8Array): Uint8Array {
 
 export interface ServerKeyRotationOptions {
   /**
-   * How long after the agreed instant the replaced key is still accepted, ms (default 60,000): a token
-   * minted under it just before the instant stays usable this long.
+   * How long after the agreed instant (on this host's clock) the replaced key is still accepted, ms (default
+   * 60,000): at least the life of a connect token (expireSeconds) plus how far the backend's clock may run
+   * behind this one, so that a token minted under the old key just before the backend's instant stays usable.
    */
   graceMs?: number | undefined
 }
@@ -42,14 +43,15 @@ export interface ServerKeyRotationOptions {
 export function rotateServerKeys(server: Server, role: KeySyncRole, options: ServerKeyRotationOptions = {}): () => void {
   const graceMs = numberOption('graceMs', options.graceMs, 60_000, 0, 2 ** 31 - 1, ' ms')
   const onConfirmed = (rotation: AgreedRotation): void => {
-    const key = netcodeKeyFrom(rotation.key)
+    let key: Uint8Array | undefined
     try {
+      key = netcodeKeyFrom(rotation.key)
       server.rotatePrivateKey(key, { graceMs: Math.max(0, rotation.rotationAt - Date.now()) + graceMs })
     } catch (error) {
       // A closed server takes no key, and needs none; anything else is a defect to see, not to lose.
       if ((error as { code?: unknown }).code !== 'ERR_SERVER_CLOSED') surfaceLater(error)
     } finally {
-      key.fill(0)
+      key?.fill(0)
     }
   }
   role.on('confirmed', onConfirmed)
@@ -74,8 +76,9 @@ export class IssuerKey {
     role.on('rotated', this.#onRotated)
   }
 
+  /** A copy of the key to mint under (the one held is wiped at the next rotation). */
   get current(): Uint8Array | undefined {
-    return this.#current
+    return this.#current === undefined ? undefined : new Uint8Array(this.#current)
   }
 
   /** Stops following the rotations, and wipes the key. */
