@@ -382,6 +382,45 @@ function masterWithPuppet(options: { retries?: number } = {}) {
   return { clock, puppet, kme, store, master, now, fromSlave }
 }
 
+describe('the master refuses with an ERROR message', () => {
+  const invalid: Array<[string, (id: string) => Record<string, unknown>, RegExp]> = [
+    ['key_acknowledgment with no original_message_id', () => ({ status: 'ready' }), /original_message_id/],
+    ['key_acknowledgment with an unknown status', (id) => ({ original_message_id: id, status: 'later' }), /status/],
+    ['key_acknowledgment with a string suggested instant', (id) => ({ original_message_id: id, status: 'need_more_time', suggested_rotation_timestamp: '1800000300' }), /suggested_rotation_timestamp/],
+    ['rotation_completed with no new_key_id', (id) => ({ original_message_id: id, rotation_timestamp: 1_800_000_000 }), /new_key_id/],
+    ['rotation_completed with no rotation_timestamp', (id) => ({ original_message_id: id, new_key_id: 'k' }), /rotation_timestamp/],
+    ['cleanup_status_response with no status', (id) => ({ original_message_id: id }), /status/],
+    ['cleanup_status_response with a negative rolled_keys_count', (id) => ({ original_message_id: id, status: 'success', rolled_keys_count: -1 }), /rolled_keys_count/],
+    ['cleanup_delete_response with deleted_key_ids not an array', (id) => ({ original_message_id: id, status: 'success', deleted_key_ids: 'k', failed_key_ids: [] }), /deleted_key_ids/],
+    ['cleanup_delete_response with no failed_key_ids', (id) => ({ original_message_id: id, status: 'success', deleted_key_ids: [] }), /failed_key_ids/],
+  ]
+  for (const [what, make, reason] of invalid) {
+    it(`INVALID_MESSAGE: ${what}`, async () => {
+      const { puppet, master, fromSlave } = masterWithPuppet()
+      const rotation = master.rotate().catch(() => {})
+      await settle()
+      const type = what.split(' ')[0]!
+      puppet.send(fromSlave(type, make(String(puppet.received[0]!['message_id']))))
+      await settle()
+      const [error] = puppet.errors()
+      expect(error).toMatchObject({ error_code: 'INVALID_MESSAGE' })
+      expect(error!['error_message']).toMatch(reason)
+      expect(master.state).toBe('NOTIFIED')
+      master.close()
+      await rotation
+    })
+  }
+
+  it('never answers an ERROR, valid or not', async () => {
+    const { puppet, master, fromSlave } = masterWithPuppet()
+    puppet.send(fromSlave('error', { error_code: 'X', error_message: 'y', original_message_id: randomUUID() }))
+    puppet.send(fromSlave('error', { error_code: 7 }))
+    await settle()
+    expect(puppet.received).toEqual([])
+    expect(master.stats()).toMatchObject({ errorsReceived: 1, errorsSent: 0, refused: 1 })
+  })
+})
+
 describe('the master', () => {
   it('refuses an acknowledgment of a key it did not notify (KEY_MISMATCH), one of no session (NO_SESSION), an answer out of state (INVALID_STATE)', async () => {
     const { puppet, master, clock, fromSlave } = masterWithPuppet()
