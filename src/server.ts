@@ -314,6 +314,8 @@ export class Server extends EventEmitter<ServerEvents> {
    * is kept here as well), wiped once the server is closed.
    */
   readonly #privateKeys: PrivateKeys
+  /** When this side's copy of a replaced key is wiped (#scheduleKeyExpiry). */
+  #keyExpiry: NodeJS.Timeout | undefined
   /** Rotations made while the fallback engine was opening the socket: given to it once it is open. */
   #rotationsWhileOpening: { key: Uint8Array; untilUs: number }[] = []
   readonly #socket: SocketSettings & { batchSize: number }
@@ -517,7 +519,7 @@ export class Server extends EventEmitter<ServerEvents> {
           this.#forgetRotationsWhileOpening() // the keys hold them: the next listen() starts with them
           if (this.#closed !== undefined) {
             // A close() that came meanwhile: there is nothing to stop, and the server cannot listen again.
-            this.#privateKeys.wipe()
+            this.#wipeKeys()
             this.#resolveClosed?.()
           }
           throw error
@@ -584,9 +586,11 @@ export class Server extends EventEmitter<ServerEvents> {
       }
       const graceUs = Math.round(graceMs * 1000)
       const nowUs = monotonicUs()
-      this.#privateKeys.rotate(key, nowUs + graceUs, nowUs)
+      // The engine first: when it refuses (stopped meanwhile), this side's set is left as it was.
       if (this.#engine !== undefined && this.#state !== 'stopped') this.#sendRotation(key, graceUs)
       else if (this.#opening) this.#rotationsWhileOpening.push({ key: key.slice(), untilUs: nowUs + graceUs })
+      this.#privateKeys.rotate(key, nowUs + graceUs, nowUs)
+      this.#scheduleKeyExpiry()
     } finally {
       key.fill(0)
     }
@@ -600,6 +604,28 @@ export class Server extends EventEmitter<ServerEvents> {
   get privateKeyCount(): number {
     this.#privateKeys.expire(monotonicUs())
     return this.#privateKeys.count
+  }
+
+  /**
+   * Wipes this side's copy of a replaced key when its grace ends, as the engine's core does with its own,
+   * whether or not anything reads privateKeyCount or stats() (an unreferenced timer).
+   */
+  #scheduleKeyExpiry(): void {
+    clearTimeout(this.#keyExpiry)
+    this.#keyExpiry = undefined
+    const nextUs = this.#privateKeys.nextExpiryUs()
+    if (!Number.isFinite(nextUs)) return
+    const delayMs = Math.min(maxKeyGraceMs, Math.max(0, Math.ceil((nextUs - monotonicUs()) / 1000)))
+    this.#keyExpiry = setTimeout(() => {
+      this.#privateKeys.expire(monotonicUs())
+      this.#scheduleKeyExpiry()
+    }, delayMs).unref()
+  }
+
+  #wipeKeys(): void {
+    clearTimeout(this.#keyExpiry)
+    this.#keyExpiry = undefined
+    this.#privateKeys.wipe()
   }
 
   /** The keys listen() gives the engine: copies, which wipeEngineKeys() wipes once the engine has its own. */
@@ -635,7 +661,7 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.#closed) return this.#closed
     this.#lifetime.release()
     if (this.#state === 'stopped' && !this.#opening) {
-      this.#privateKeys.wipe() // its copies: a closed server cannot listen again
+      this.#wipeKeys() // its copies: a closed server cannot listen again
       this.#closed = Promise.resolve()
       return this.#closed
     }
@@ -981,7 +1007,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#queues.clear()
     this.#readings.clear()
     // Its copy (the engine's is wiped too), once close() was called: a closed server cannot listen again.
-    if (this.#closed !== undefined) this.#privateKeys.wipe()
+    if (this.#closed !== undefined) this.#wipeKeys()
     this.#setState('stopped')
     this.#resolveClosed?.()
   }

@@ -1,7 +1,7 @@
 // server.rotatePrivateKey() over loopback, on both engines: clients whose tokens were minted under the old key
 // and under the new one, around a rotation, all connect; once the old key's grace is over, its tokens are
 // refused. Then rotations before listen() and while the fallback engine opens its socket, and bad input.
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Client, Server, generateConnectToken, isVolleyError } from '../src/index.ts'
 import { type EngineKind, onEngine, waitFor, within } from './helpers.ts'
 
@@ -139,6 +139,26 @@ describe('rotatePrivateKey(): bad input and a closed server', () => {
     expect(() => server.rotatePrivateKey(newKey, { grace: 5 } as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringMatching(/Unknown option "grace"/) }))
     expect(() => server.rotatePrivateKey(newKey, null as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(server.privateKeyCount).toBe(1)
+  })
+
+  it("wipes its copy of a replaced key when the grace ends, whether or not anything reads the keys", async () => {
+    const server = newServer()
+    const replaced = new Uint8Array(32).fill(0x0d)
+    server.rotatePrivateKey(replaced, { graceMs: 0 })
+    const wiped: Uint8Array[] = []
+    const original = Uint8Array.prototype.fill
+    const fill = vi.spyOn(Uint8Array.prototype, 'fill').mockImplementation(function (this: Uint8Array, ...args: Parameters<Uint8Array['fill']>) {
+      if (args[0] === 0 && this.length === 32 && this.every((byte) => byte === 0x0d)) wiped.push(this)
+      return original.apply(this, args)
+    })
+    try {
+      server.rotatePrivateKey(newKey, { graceMs: 30 })
+      expect(wiped).toEqual([])
+      await waitFor(() => wiped.length > 0, 2000, 'the replaced key wiped by its timer')
+    } finally {
+      fill.mockRestore()
+      await server.close()
+    }
   })
 
   it('copies the key: the caller may wipe its own at once', async () => {
