@@ -4,7 +4,7 @@
 // in hex; all traffic is whatever address you name.
 import { readFileSync } from 'node:fs'
 import { ClientPool } from '../client-pool.ts'
-import { DEV_SAE_ID_PATTERN } from '../sessions/keysync/kme-wire.ts'
+import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
 import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
@@ -39,10 +39,12 @@ const usage = `usage:
                 serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
   --max-message-bytes  with --channels: the largest message (default 1048576)
   --json        load: its two reports (connected, finished) as a JSON object a line
-  --sae         kme: an SAE the development KME serves, its ID (letters, digits, . _ ~ : @ -); at least 2
+  --sae         kme: an SAE the development KME serves, its ID (letters, digits, . _ ~ : @ -; not ca, . or
+                .., no two the same but for case); at least 2
   --host, --port  kme: where it listens (default 127.0.0.1, port 0: any free one)
   --dir         kme: where it writes the CA's certificate (ca.pem) and each SAE's certificate and key
-                (<SAE>.pem, <SAE>.key, mode 0600), made anew at each start (default certs)
+                (<SAE>.pem, <SAE>.key, mode 0600), made anew at each start (default certs); made with
+                mode 0700 if missing, refused if other users may enter it or it is a symbolic link
   serve exits with status 0 when it stops (at --seconds, Ctrl-C or SIGTERM: it disconnects its clients first),
   and kme when it stops (Ctrl-C or SIGTERM)
   load exits with status 1 when a client failed to connect or lost its connection, or its broadcasts
@@ -189,11 +191,9 @@ function serverArguments(values: string[] | undefined): string[] {
 async function runKme(values: { sae?: string[]; host?: string; port?: string; dir?: string }): Promise<void> {
   const saeIds = values.sae ?? []
   if (saeIds.length < 2) throw new UsageError('--sae is needed at least twice: a master SAE and a slave SAE')
-  for (const id of saeIds) {
-    if (!DEV_SAE_ID_PATTERN.test(id)) throw new UsageError(`--sae must be 1 to 64 letters, digits or . _ ~ : @ -, not '${id}'`)
-  }
-  const twice = saeIds.find((id, index) => saeIds.indexOf(id) !== index)
-  if (twice !== undefined) throw new UsageError(`--sae ${twice} is given twice`)
+  // DevKme's own rules (an ID is a path segment and a file name here), said in the words of the flag.
+  const problem = devSaeIdsProblem(saeIds)
+  if (problem !== undefined) throw new UsageError(`--sae: the SAE IDs ${problem}`)
   const port = numberArgument('port', values.port, 0, { integer: true, max: 65535 })
   const host = values.host ?? '127.0.0.1'
   if (host === '') throw new UsageError('--host needs a value')

@@ -4,17 +4,30 @@
 import { spawn } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { once } from 'node:events'
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { chmod, lstat, mkdir, mkdtemp, readFile, readdir, rm, stat, symlink, writeFile } from 'node:fs/promises'
 import https from 'node:https'
+import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { type DevCredential, issueDevCertificate, makeDevCa, makeDevCertificates } from '../../src/sessions/keysync/dev-certificates.ts'
 import { DevKme, type DevKmeCertificates, type DevKmeOptions } from '../../src/sessions/keysync/dev-kme.ts'
 import { KmeClient } from '../../src/sessions/keysync/kme-client.ts'
 import { KME_MESSAGES } from '../../src/sessions/keysync/kme-wire.ts'
 import { within } from '../helpers.ts'
+
+/** Every buffer of random bytes made, as DevKme draws its keys: to see that it wipes them. */
+const minted = vi.hoisted((): Buffer[] => [])
+vi.mock('node:crypto', async (importOriginal) => {
+  const actual = await importOriginal<typeof import('node:crypto')>()
+  const randomBytes = (size: number): Buffer => {
+    const bytes = actual.randomBytes(size)
+    minted.push(bytes)
+    return bytes
+  }
+  return { ...actual, randomBytes }
+})
 
 const saeIds = ['sae1', 'sae2', 'sae3']
 let certificates: DevKmeCertificates
@@ -351,6 +364,13 @@ describe('DevKme: options, credentials and certificates', () => {
       [{ saeIds: ['one'] }, 'ERR_INVALID_ARG_VALUE'],
       [{ saeIds: ['a', 'a'] }, 'ERR_INVALID_ARG_VALUE'],
       [{ saeIds: ['a', 'b c'] }, 'ERR_INVALID_ARG_VALUE'],
+      // Names that are no file name of their own (ca.pem is the CA's; one file for two on a case-insensitive
+      // file system) or no path segment (a URL resolves . and .. away).
+      [{ saeIds: ['ca', 'b'] }, 'ERR_INVALID_ARG_VALUE'],
+      [{ saeIds: ['a', 'CA'] }, 'ERR_INVALID_ARG_VALUE'],
+      [{ saeIds: ['.', 'b'] }, 'ERR_INVALID_ARG_VALUE'],
+      [{ saeIds: ['a', '..'] }, 'ERR_INVALID_ARG_VALUE'],
+      [{ saeIds: ['Sae1', 'sae1'] }, 'ERR_INVALID_ARG_VALUE'],
       [{ saeIds: 'ab' as unknown as string[] }, 'ERR_INVALID_ARG_TYPE'],
       [{ keySize: 100 }, 'ERR_OUT_OF_RANGE'],
       [{ keySize: 16 }, 'ERR_OUT_OF_RANGE'], // under minKeySize
@@ -360,10 +380,15 @@ describe('DevKme: options, credentials and certificates', () => {
       [{ port: 70000 }, 'ERR_OUT_OF_RANGE'],
       [{ colour: 'red' } as Partial<DevKmeOptions>, 'ERR_INVALID_ARG_VALUE'],
       [{ certificates: { caCert: 'x' } as DevKmeCertificates }, 'ERR_INVALID_ARG_TYPE'],
+      // Its largest Get key (128 keys of 8192 bits, and their records) must fit in the keys kept for slaves.
+      [{ maxDeliveredBytes: 128 * (1024 + 256) - 1 }, 'ERR_OUT_OF_RANGE'],
+      [{ maxDeliveredBytes: 0 }, 'ERR_OUT_OF_RANGE'],
     ]
     for (const [options, code] of bad) {
       await expect(DevKme.start({ saeIds, certificates, ...options }), JSON.stringify(options)).rejects.toMatchObject({ code })
     }
+    await expect(DevKme.start({ saeIds: ['a', 'CA'], certificates })).rejects.toThrow("cannot be 'CA': its files would be the CA's (ca.pem)")
+    await expect(DevKme.start({ saeIds: ['Sae1', 'sae1'], certificates })).rejects.toThrow("'Sae1' and 'sae1', which differ only in case")
     const kme = await start()
     expect(() => kme.credentialsFor('sae9')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
     expect(() => kme.credentialsFor('__proto__')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
@@ -402,6 +427,120 @@ describe('DevKme: options, credentials and certificates', () => {
       expect((await stat(join(directory, 'certs'))).mode & 0o777).toBe(0o700)
     } finally {
       await rm(directory, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('DevKme: writeCredentials() in a directory of its own', () => {
+  it('replaces a file or a symbolic link that was there with a new file, never writing through it', async () => {
+    const kme = await start()
+    const directory = await mkdtemp(join(tmpdir(), 'volley-kme-'))
+    try {
+      const outside = join(directory, 'outside.txt')
+      await writeFile(outside, 'not a key')
+      const certs = join(directory, 'certs')
+      await mkdir(certs, { mode: 0o700 })
+      // A key file left readable by others, and a link where another key goes.
+      await writeFile(join(certs, 'sae1.key'), 'old', { mode: 0o644 })
+      await symlink(outside, join(certs, 'sae2.key'))
+      const files = await kme.writeCredentials(certs)
+      for (const id of saeIds) {
+        const key = await lstat(files.saes[id]!.key)
+        expect(key.isFile(), id).toBe(true)
+        expect(key.mode & 0o777, id).toBe(0o600)
+        expect(await readFile(files.saes[id]!.key, 'utf8')).toBe(certificates.clients[id]!.key)
+      }
+      expect(await readFile(outside, 'utf8')).toBe('not a key')
+      // Nothing left behind but the files: no temporary one.
+      expect((await readdir(certs)).sort()).toEqual(['ca.pem', 'sae1.key', 'sae1.pem', 'sae2.key', 'sae2.pem', 'sae3.key', 'sae3.pem'])
+    } finally {
+      await rm(directory, { recursive: true, force: true })
+    }
+  })
+
+  it('refuses a directory that is a symbolic link or open to other users, and leaves it as it was', async () => {
+    const kme = await start()
+    const directory = await mkdtemp(join(tmpdir(), 'volley-kme-'))
+    try {
+      const shared = join(directory, 'shared')
+      await mkdir(shared)
+      await chmod(shared, 0o755)
+      await expect(kme.writeCredentials(shared)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('open to other users (mode 0755)') })
+      expect((await stat(shared)).mode & 0o777).toBe(0o755)
+      const own = join(directory, 'own')
+      await mkdir(own, { mode: 0o700 })
+      const link = join(directory, 'link')
+      await symlink(own, link)
+      await expect(kme.writeCredentials(link)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('symbolic link') })
+      expect([...(await readdir(shared)), ...(await readdir(own))]).toEqual([])
+      const file = join(directory, 'file')
+      await writeFile(file, '')
+      await expect(kme.writeCredentials(file)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' })
+    } finally {
+      await rm(directory, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('DevKme: the keys it holds for slaves', () => {
+  const keyOf = (answer: Answer, index: number): Buffer => Buffer.from(answer.json.keys[index].key, 'base64')
+  /** The buffer DevKme drew a key into: the one of those made whose bytes were the key's when delivered. */
+  const drawn = (key: Buffer, from: number): Buffer => minted.slice(from).find((bytes) => bytes.equals(key))!
+
+  it('bounded by bytes: the oldest go (wiped) when a Get key needs room, never the keys of that Get key', async () => {
+    // Four 256-bit keys a request, each 32 bytes and 256 of record: room for exactly two such requests.
+    const kme = await start({ maxKeyPerRequest: 4, maxKeySize: 256, maxDeliveredBytes: 2 * 4 * (32 + 256), keyRate: 0 })
+    const from = minted.length
+    const first = await encKeys(kme, 'sae1', 'sae2', { number: 4 })
+    const firstKeys = [0, 1, 2, 3].map((index) => drawn(keyOf(first, index), from))
+    const second = await encKeys(kme, 'sae1', 'sae2', { number: 4 })
+    expect(firstKeys.every((key) => key.some((byte) => byte !== 0))).toBe(true) // all still held
+    const third = await encKeys(kme, 'sae1', 'sae2', { number: 4 })
+    // The first four made room, and were wiped; the second and third requests' keys are all there.
+    expect(firstKeys.every((key) => key.every((byte) => byte === 0))).toBe(true)
+    const ids = (answer: Answer): string[] => answer.json.keys.map((key: { key_ID: string }) => key.key_ID)
+    expect(await decKeys(kme, 'sae2', 'sae1', ids(first).slice(0, 1))).toMatchObject({ status: 400, json: { message: KME_MESSAGES.keysNotFound } })
+    expect(await decKeys(kme, 'sae2', 'sae1', ids(second))).toMatchObject({ status: 200, json: { keys: second.json.keys } })
+    expect(await decKeys(kme, 'sae2', 'sae1', ids(third))).toMatchObject({ status: 200, json: { keys: third.json.keys } })
+  })
+
+  it('wipes a key once its last slave fetched it, and those still held at close()', async () => {
+    const kme = await start()
+    const from = minted.length
+    const shared = await encKeys(kme, 'sae1', 'sae2', { additional_slave_SAE_IDs: ['sae3'] })
+    const held = await encKeys(kme, 'sae1', 'sae2')
+    const sharedKey = drawn(keyOf(shared, 0), from)
+    const heldKey = drawn(keyOf(held, 0), from)
+    const id = shared.json.keys[0].key_ID
+    expect(await decKeys(kme, 'sae2', 'sae1', [id])).toMatchObject({ status: 200, json: { keys: shared.json.keys } })
+    expect(sharedKey.some((byte) => byte !== 0)).toBe(true) // sae3 has yet to fetch it
+    expect(await decKeys(kme, 'sae3', 'sae1', [id])).toMatchObject({ status: 200, json: { keys: shared.json.keys } })
+    expect(sharedKey.every((byte) => byte === 0)).toBe(true)
+    expect(heldKey.some((byte) => byte !== 0)).toBe(true)
+    await kme.close()
+    expect(heldKey.every((byte) => byte === 0)).toBe(true)
+  })
+})
+
+describe('DevKme: close()', () => {
+  it('does not wait for a connection stalled before or in its TLS handshake', async () => {
+    const kme = await start()
+    // A TCP connection that sends nothing, and one that starts a handshake and then goes quiet.
+    const silent = net.connect(kme.port, '127.0.0.1')
+    const stalled = net.connect(kme.port, '127.0.0.1', () => stalled.write(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x40])))
+    const closed = Promise.all([once(silent, 'close'), once(stalled, 'close')])
+    for (const socket of [silent, stalled]) socket.on('error', () => {})
+    try {
+      await within(Promise.all([once(silent, 'connect'), once(stalled, 'connect')]), 5000, 'the connections')
+      await new Promise((resolve) => setTimeout(resolve, 50)) // accepted by the server
+      const started = performance.now()
+      await within(kme.close(), 2000, 'close()')
+      expect(performance.now() - started).toBeLessThan(1000)
+      await within(closed, 2000, 'the connections to end')
+      expect(kme.stats.tlsRefused).toBe(0) // handshakes cut short by close() are no refusals
+    } finally {
+      silent.destroy()
+      stalled.destroy()
     }
   })
 })
@@ -459,14 +598,36 @@ describe('volley kme', () => {
     }
   })
 
-  it('refuses a command line without two SAEs, with the usage and status 2', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', cli, 'kme', '--sae', 'only'])
-    let stderr = ''
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
-    const [code] = await within(once(child, 'exit'), 15_000, 'volley kme to refuse')
-    expect(code).toBe(2)
-    expect(stderr).toContain('volley: --sae is needed at least twice')
-    expect(stderr).toContain('volley kme   --sae sae1 --sae sae2')
+  it('refuses a command line without two SAEs, an SAE ID its files cannot take, or a shared --dir: status 2', async () => {
+    const directory = await mkdtemp(join(tmpdir(), 'volley-kme-cli-'))
+    try {
+      await chmod(directory, 0o755)
+      const run = async (...args: string[]): Promise<{ code: number | null; stderr: string }> => {
+        const child = spawn(process.execPath, ['--import', 'tsx', cli, 'kme', ...args])
+        let stderr = ''
+        child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()))
+        try {
+          const [code] = (await within(once(child, 'exit'), 15_000, `volley kme ${args.join(' ')} to refuse`)) as [number | null]
+          return { code, stderr }
+        } finally {
+          child.kill('SIGKILL') // one that took the command line runs until killed
+        }
+      }
+      // The rules are DevKme's (its options test has them all): the CLI says them in its own words.
+      const [one, reserved, shared] = await Promise.all([
+        run('--sae', 'only'),
+        run('--sae', 'sae1', '--sae', 'CA'),
+        run('--sae', 'sae1', '--sae', 'sae2', '--dir', directory),
+      ])
+      expect(one.code).toBe(2)
+      expect(one.stderr).toContain('volley: --sae is needed at least twice')
+      expect(one.stderr).toContain('volley kme   --sae sae1 --sae sae2')
+      expect(reserved).toMatchObject({ code: 2, stderr: expect.stringContaining("volley: --sae: the SAE IDs cannot be 'CA': its files would be the CA's (ca.pem)") })
+      expect(shared).toMatchObject({ code: 2, stderr: expect.stringContaining('is open to other users (mode 0755)') })
+      expect(await readdir(directory)).toEqual([])
+    } finally {
+      await rm(directory, { recursive: true, force: true })
+    }
   })
 })
 

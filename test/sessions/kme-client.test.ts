@@ -56,11 +56,18 @@ interface Seen {
 
 type Handler = (request: IncomingMessage, response: ServerResponse, body: string) => void
 
-/** An HTTPS server with the test CA's certificate that asks for client certificates: what it saw, and its URL. */
-async function rawKme(handler: Handler, options: { port?: number; certificates?: DevCertificates } = {}): Promise<{ url: string; seen: Seen[]; server: https.Server }> {
+/**
+ * An HTTPS server with the test CA's certificate that asks for client certificates: what it saw, and its URL.
+ * maxVersion: TLSv1.2, whose handshake ends on the server's side (TLS 1.3's ends on the client's).
+ */
+async function rawKme(
+  handler: Handler,
+  options: { port?: number; certificates?: DevCertificates; maxVersion?: 'TLSv1.2' } = {},
+): Promise<{ url: string; seen: Seen[]; server: https.Server }> {
   const own = options.certificates ?? certificates
   const seen: Seen[] = []
-  const server = https.createServer({ key: own.serverKey, cert: own.serverCert, ca: own.caCert, requestCert: true, rejectUnauthorized: true }, (request, response) => {
+  const tlsOptions = { key: own.serverKey, cert: own.serverCert, ca: own.caCert, requestCert: true, rejectUnauthorized: true, ...(options.maxVersion === undefined ? {} : { maxVersion: options.maxVersion }) }
+  const server = https.createServer(tlsOptions, (request, response) => {
     let body = ''
     request.on('data', (chunk: Buffer) => (body += chunk.toString()))
     request.on('end', () => {
@@ -311,7 +318,11 @@ describe('KmeClient on the wire', () => {
     }
     // The extensions of a well-formed container are passed through.
     answer = (_q, r) => json(r, 200, { keys: [{ key_ID: id, key: key32(), key_ID_extension: { a: 1 }, key_extension: { b: 2 } }], key_container_extension: { c: 3 } })
-    expect(await sae.getKeys('sae2')).toEqual({ keys: [{ keyId: id, key: new Uint8Array(32).fill(7), keyIdExtension: { a: 1 }, keyExtension: { b: 2 } }], extension: { c: 3 } })
+    const container = await sae.getKeys('sae2')
+    expect(container).toEqual({ keys: [{ keyId: id, key: new Uint8Array(32).fill(7), keyIdExtension: { a: 1 }, keyExtension: { b: 2 } }], extension: { c: 3 } })
+    // Each key in a buffer of its own (not a view of node's shared pool), which its holder may wipe.
+    expect(container.keys[0]!.key.buffer.byteLength).toBe(32)
+    expect(container.keys[0]!.key.byteOffset).toBe(0)
     answer = (_q, r) => json(r, 200, { ...statusBody, status_extension: { x: 1 }, vendor_field: 2 }, 'application/json; charset=UTF-8')
     expect(await sae.status('sae2')).toEqual({ ...statusBody, status_extension: { x: 1 } })
   })
@@ -345,9 +356,58 @@ describe('KmeClient on the wire', () => {
     expect(error).toMatchObject({ code: 'ERR_KME_UNAVAILABLE', status: undefined, message: expect.stringContaining('after 3 attempts'), cause: expect.objectContaining({ code: 'ECONNREFUSED' }) })
     const patient = client({ url, retries: 8, retryDelayMs: 50 })
     const answer = patient.status('sae2')
+    // Get key too: a refused connection cannot have carried its request.
+    const keys = patient.getKeys('sae2')
     await new Promise((resolve) => setTimeout(resolve, 120))
-    await rawKme((_q, r) => json(r, 200, statusBody), { port })
+    const id = randomUUID()
+    await rawKme((q, r) => (q.url!.includes('enc_keys') ? json(r, 200, { keys: [{ key_ID: id, key: key32() }] }) : json(r, 200, statusBody)), { port })
     expect(await within(answer, 10_000, 'the retried status')).toEqual(statusBody)
+    expect((await within(keys, 10_000, 'the retried Get key')).keys[0]!.keyId).toBe(id)
+  })
+
+  it('a connection that fails once Get key or Get key with key IDs was sent: not tried again, ERR_KME_UNAVAILABLE; Get status is', async () => {
+    // The KME takes each request, works on it a moment (its session tickets go out meanwhile: node's TLS
+    // server sends them on a later turn), and drops its connection without an answer.
+    let statusDrops = 2
+    const { url, seen } = await rawKme((request, response) => {
+      if (request.url!.includes('/status') && statusDrops-- <= 0) return json(response, 200, statusBody)
+      setTimeout(() => request.socket.destroy(), 10)
+    })
+    const sae = client({ url, retries: 3, retryDelayMs: 1 })
+    // On a new connection: no TLS refusal (the KME's session ticket came), and no retry.
+    const taken = await within(sae.getKeys('sae2', { number: 2 }), 5000, 'Get key').catch((caught: unknown) => caught)
+    expect(taken).toBeInstanceOf(KmeError)
+    expect(taken).toMatchObject({ code: 'ERR_KME_UNAVAILABLE', status: undefined, message: expect.stringContaining('may have carried it out; keys may have been taken'), cause: expect.objectContaining({ code: 'ECONNRESET' }) })
+    expect((taken as Error).message).not.toContain('certificate')
+    // Get status takes nothing: it is tried again (twice dropped, then answered), and keeps its connection.
+    expect(await within(sae.status('sae2'), 5000, 'Get status')).toEqual(statusBody)
+    // On that kept-alive connection, Get key with key IDs: not tried again either.
+    const handedOut = await within(sae.getKeysWithIds('sae1', [randomUUID()]), 5000, 'Get key with key IDs').catch((caught: unknown) => caught)
+    expect(handedOut).toMatchObject({ code: 'ERR_KME_UNAVAILABLE', message: expect.stringContaining('the keys may have been handed out') })
+    expect(seen.map((request) => request.url.split('/').pop())).toEqual(['enc_keys', 'status', 'status', 'status', 'dec_keys'])
+    // And when Get status's retries run out, the same failure is ERR_KME_UNAVAILABLE, not a TLS refusal.
+    statusDrops = Infinity
+    await expect(within(client({ url, retries: 1, retryDelayMs: 1 }).status('sae2'), 5000, 'Get status')).rejects.toMatchObject({
+      code: 'ERR_KME_UNAVAILABLE',
+      message: expect.stringContaining('failed before any answer after 2 attempts'),
+    })
+  })
+
+  it("a KME that ends a new connection at the handshake refused this SAE's certificate: ERR_KME_TLS, not tried again", async () => {
+    // A client certificate of another CA: node's TLS server ends the connection without an alert, during the
+    // handshake in TLS 1.2, right after the client's side of it in TLS 1.3 (the request then sent already).
+    for (const maxVersion of [undefined, 'TLSv1.2'] as const) {
+      const { url, server } = await rawKme((_q, r) => json(r, 200, statusBody), maxVersion === undefined ? {} : { maxVersion })
+      let refused = 0
+      server.on('tlsClientError', () => refused++)
+      const stranger = new KmeClient({ url, cert: foreign.clients.sae1!.cert, key: foreign.clients.sae1!.key, ca: certificates.caCert, retryDelayMs: 1 })
+      clients.push(stranger)
+      const calls: (() => Promise<unknown>)[] = [() => stranger.status('sae2'), () => stranger.getKeys('sae2')]
+      for (const call of calls) {
+        await expect(within(call(), 5000, `a refusal (${maxVersion ?? 'TLSv1.3'})`)).rejects.toMatchObject({ code: 'ERR_KME_TLS', message: expect.stringContaining("refused this SAE's certificate") })
+      }
+      expect(refused).toBe(2)
+    }
   })
 
   it('the KME must have a certificate of the CA given, for the name in the URL', async () => {
@@ -388,6 +448,22 @@ describe('KmeClient on the wire', () => {
     await expect(within(pending, 5000, 'the close')).rejects.toMatchObject({ code: 'ERR_KME_CLOSED' })
     await expect(sae.getKeys('sae2')).rejects.toMatchObject({ code: 'ERR_KME_CLOSED' })
     sae.close() // twice is harmless
+  })
+
+  it('many requests at once: no MaxListenersExceededWarning', async () => {
+    const warnings: Error[] = []
+    const onWarning = (warning: Error): void => void warnings.push(warning)
+    process.on('warning', onWarning)
+    try {
+      const { url } = await rawKme((_q, r) => setTimeout(() => json(r, 200, statusBody), 20))
+      const sae = client({ url })
+      const answers = await within(Promise.all(Array.from({ length: 20 }, () => sae.status('sae2'))), 5000, '20 statuses')
+      expect(answers).toHaveLength(20)
+      await new Promise((resolve) => setImmediate(resolve)) // warnings are emitted on a later tick
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([])
+    } finally {
+      process.off('warning', onWarning)
+    }
   })
 
   it('keeps its connection alive between requests', async () => {

@@ -3,17 +3,18 @@
 // messages. One process plays both KMEs of a QKD link: what a master gets, its slaves get from the same
 // server. Keys come from node:crypto's randomBytes: this is for development and tests, not a QKD network.
 import { randomBytes, randomUUID } from 'node:crypto'
-import { chmod, mkdir, writeFile } from 'node:fs/promises'
+import { constants as fsConstants } from 'node:fs'
+import { lstat, mkdir, open, rename, unlink } from 'node:fs/promises'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import https from 'node:https'
-import type { AddressInfo } from 'node:net'
+import type { AddressInfo, Socket } from 'node:net'
 import { isIP } from 'node:net'
 import { join } from 'node:path'
 import type { TLSSocket } from 'node:tls'
 import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
 import { booleanOption, checkOptions, integerOption, numberOption } from '../../options.ts'
 import type { DevCertificates, DevCredential } from './dev-credentials.ts'
-import { DEV_SAE_ID_PATTERN as saeIdPattern, KME_API_PREFIX, KME_MESSAGES, type KmeStatus, encodeBase64, isJsonContentType, isJsonObject, parseJsonBody } from './kme-wire.ts'
+import { KME_API_PREFIX, KME_MESSAGES, type KmeStatus, devSaeIdsProblem, encodeBase64, isJsonContentType, isJsonObject, parseJsonBody } from './kme-wire.ts'
 
 /** The CA, the KME's server certificate and key, and a client certificate and key per SAE (`clients`, by SAE ID). */
 export type DevKmeCertificates = DevCertificates
@@ -32,7 +33,10 @@ export interface DevKmeOptions {
   storedKeyCount?: number | undefined
   /** The most keys a pool holds (default 100,000). */
   maxKeyCount?: number | undefined
-  /** The most keys one Get key or Get key with key IDs may ask for (default 128). */
+  /**
+   * The most keys one Get key or Get key with key IDs may ask for (default 128). Its largest Get key (this
+   * many keys of maxKeySize) must fit in maxDeliveredBytes.
+   */
   maxKeyPerRequest?: number | undefined
   /** The smallest and largest key a Get key may ask for, bits, multiples of 8 (defaults 64 and 8192). */
   minKeySize?: number | undefined
@@ -41,6 +45,11 @@ export interface DevKmeOptions {
   maxSaeIdCount?: number | undefined
   /** Keys per second added to each pool, up to maxKeyCount (default 1000; 0: none, a pool once empty stays so). */
   keyRate?: number | undefined
+  /**
+   * The most memory the keys delivered to masters and waiting for their slaves take, bytes: each key counts
+   * its bytes plus 256 for its record (default 64 MiB). Beyond it the oldest are forgotten (and wiped).
+   */
+  maxDeliveredBytes?: number | undefined
   /** Refuse a Get key with extension_optional parameters this KME does not handle (400), rather than ignore them. */
   strictExtensionOptional?: boolean | undefined
   /** The certificates to serve with; made at start (an in-memory CA, valid for a day) when absent. */
@@ -89,10 +98,10 @@ const optionNames: ReadonlySet<string> = new Set([
   'maxKeySize',
   'maxSaeIdCount',
   'keyRate',
+  'maxDeliveredBytes',
   'strictExtensionOptional',
   'certificates',
 ])
-
 
 /** The largest request body read, bytes: a Key request or Key IDs of maxKeyPerRequest keys fits many times over. */
 const maxBodyBytes = 64 * 1024
@@ -100,8 +109,20 @@ const maxBodyBytes = 64 * 1024
 /** The vendor extension parameter this KME handles (§6.2's abc_route_type, with our prefix): it has direct keys only. */
 const routeTypeExtension = 'volley_route_type'
 
-/** At most this many keys wait, delivered to masters, for their slaves; beyond it the oldest are forgotten. */
-const minDeliveredKept = 100_000
+/**
+ * What a delivered key's record costs beyond its bytes, roughly (its map entry, its ID, its sets of slaves):
+ * counted in maxDeliveredBytes, so that many tiny keys cannot take far more memory than it says.
+ */
+const deliveredRecordBytes = 256
+
+/**
+ * How long a client may take over its TLS handshake, ms (node's default is 120 s): one that stalls holds a
+ * socket, and the HTTP server's timeouts start only after the handshake.
+ */
+const handshakeTimeoutMs = 10_000
+
+/** The most connections served at once (TLS handshakes included); more are closed as they come. */
+const maxConnections = 1024
 
 interface Pool {
   /** Keys of keySize bits, fractions of one accrued by keyRate. */
@@ -146,6 +167,7 @@ interface Settings {
   maxKeySize: number
   maxSaeIdCount: number
   keyRate: number
+  maxDeliveredBytes: number
   strictExtensionOptional: boolean
 }
 
@@ -154,12 +176,9 @@ function settle(options: DevKmeOptions): Settings {
   const { saeIds } = options
   if (!Array.isArray(saeIds)) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "saeIds" option must be an array of SAE IDs. Received ${describe(saeIds)}`)
   if (saeIds.length < 2) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "saeIds" option must name at least 2 SAEs (a master and a slave). Received ${saeIds.length}`)
-  for (const id of saeIds) {
-    if (typeof id !== 'string' || !saeIdPattern.test(id)) {
-      throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `Each of "saeIds" must be 1 to 64 letters, digits or . _ ~ : @ -. Received ${describe(id)}`)
-    }
-  }
-  if (new Set(saeIds).size !== saeIds.length) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', 'The "saeIds" option names an SAE twice')
+  // The rules `volley kme` checks its --sae by too: an ID is also a path segment and a file name.
+  const problem = devSaeIdsProblem(saeIds)
+  if (problem !== undefined) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The SAE IDs of the "saeIds" option ${problem}`)
   const kmeId = options.kmeId ?? 'volley-dev-kme'
   if (typeof kmeId !== 'string' || kmeId.length === 0) throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "kmeId" option must be a non-empty string. Received ${describe(kmeId)}`)
   const host = options.host ?? '127.0.0.1'
@@ -176,8 +195,32 @@ function settle(options: DevKmeOptions): Settings {
   const maxKeyPerRequest = integerOption('maxKeyPerRequest', options.maxKeyPerRequest, 128, 1, 1e6)
   const maxSaeIdCount = integerOption('maxSaeIdCount', options.maxSaeIdCount, saeIds.length - 2, 0, saeIds.length - 2)
   const keyRate = numberOption('keyRate', options.keyRate, 1000, 0, 1e9, ' keys a second')
+  const maxDeliveredBytes = integerOption('maxDeliveredBytes', options.maxDeliveredBytes, 64 << 20, 1, 2 ** 40)
+  // The keys of one Get key must all wait for its slaves: the largest one must not push its own out.
+  const largestRequestBytes = maxKeyPerRequest * (maxKeySize / 8 + deliveredRecordBytes)
+  if (largestRequestBytes > maxDeliveredBytes) {
+    throw new VolleyRangeError(
+      'ERR_OUT_OF_RANGE',
+      `The "maxKeyPerRequest" option (${maxKeyPerRequest}) allows a Get key of ${largestRequestBytes} bytes (keys of maxKeySize ${maxKeySize} bits, plus ${deliveredRecordBytes} bytes of record each), more than "maxDeliveredBytes" (${maxDeliveredBytes}) holds: lower maxKeyPerRequest or maxKeySize, or raise maxDeliveredBytes`,
+    )
+  }
   const strictExtensionOptional = booleanOption('strictExtensionOptional', options.strictExtensionOptional)
-  return { saeIds: [...saeIds], kmeId, host, port, keySize, storedKeyCount, maxKeyCount, maxKeyPerRequest, minKeySize, maxKeySize, maxSaeIdCount, keyRate, strictExtensionOptional }
+  return {
+    saeIds: [...saeIds],
+    kmeId,
+    host,
+    port,
+    keySize,
+    storedKeyCount,
+    maxKeyCount,
+    maxKeyPerRequest,
+    minKeySize,
+    maxKeySize,
+    maxSaeIdCount,
+    keyRate,
+    maxDeliveredBytes,
+    strictExtensionOptional,
+  }
 }
 
 function checkCertificates(value: unknown, saeIds: readonly string[]): DevKmeCertificates {
@@ -215,9 +258,11 @@ export class DevKme {
   readonly #server: https.Server
   readonly #saeIds: ReadonlySet<string>
   readonly #pools = new Map<string, Pool>()
-  /** Keys delivered to masters, by key ID (lower case), oldest first. */
+  /** Keys delivered to masters, by key ID (lower case), oldest first; what they take, as maxDeliveredBytes counts it. */
   readonly #delivered = new Map<string, Delivered>()
-  readonly #maxDelivered: number
+  #deliveredBytes = 0
+  /** Every TCP connection, from its accept: one still in its TLS handshake is no HTTP connection yet. */
+  readonly #sockets: ReadonlySet<Socket>
   readonly #stats: DevKmeStats = { requests: 0, responses: {}, keysDelivered: 0, keysRetrieved: 0, tlsRefused: 0 }
   #closed: Promise<void> | undefined
   /** The base URL SAEs reach the KME at, https://host:port. */
@@ -248,8 +293,15 @@ export class DevKme {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: 'TLSv1.2',
+      handshakeTimeout: handshakeTimeoutMs,
       headersTimeout: 10_000,
       requestTimeout: 30_000,
+    })
+    server.maxConnections = maxConnections
+    const sockets = new Set<Socket>()
+    server.on('connection', (socket: Socket) => {
+      sockets.add(socket)
+      socket.once('close', () => sockets.delete(socket))
     })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -258,19 +310,22 @@ export class DevKme {
         resolve()
       })
     })
-    return new DevKme(settings, server, certificates)
+    return new DevKme(settings, server, sockets, certificates)
   }
 
-  private constructor(settings: Settings, server: https.Server, certificates: DevKmeCertificates) {
+  private constructor(settings: Settings, server: https.Server, sockets: ReadonlySet<Socket>, certificates: DevKmeCertificates) {
     this.#settings = settings
     this.#server = server
+    this.#sockets = sockets
     this.#saeIds = new Set(settings.saeIds)
     this.certificates = certificates
-    this.#maxDelivered = Math.max(minDeliveredKept, settings.maxKeyCount)
     this.url = baseUrl(settings.host, (server.address() as AddressInfo).port)
     server.on('request', (request: IncomingMessage, response: ServerResponse) => this.#handle(request, response))
-    // Counted only: node ends the connection itself, after the TLS alert that tells the client why.
-    server.on('tlsClientError', () => this.#stats.tlsRefused++)
+    // Counted only: node ends the connection itself, after the TLS alert that tells the client why. Not the
+    // handshakes close() cuts short.
+    server.on('tlsClientError', () => {
+      if (this.#closed === undefined) this.#stats.tlsRefused++
+    })
   }
 
   /** The port the KME listens on. */
@@ -299,28 +354,40 @@ export class DevKme {
 
   /**
    * Writes the CA's certificate (ca.pem) and each SAE's certificate and key (<SAE ID>.pem, <SAE ID>.key,
-   * the key mode 0600) into `directory` (made, mode 0700, when missing). The KME's own key is not written.
+   * the key mode 0600) into `directory`, made with mode 0700 when missing. A directory that is a symbolic
+   * link, or that other users may enter (group or other permission bits), is refused (ERR_INVALID_ARG_VALUE)
+   * rather than changed: it may be one the user shares, such as the current one. Each file is written anew
+   * and renamed into place: one that was there (or a symbolic link) is replaced, never written through. The
+   * KME's own key is not written.
    */
   async writeCredentials(directory: string): Promise<DevKmeFiles> {
-    await mkdir(directory, { recursive: true, mode: 0o700 })
+    if (typeof directory !== 'string' || directory.length === 0) {
+      throw new VolleyTypeError('ERR_INVALID_ARG_TYPE', `The "directory" argument must be a non-empty string. Received ${describe(directory)}`)
+    }
+    await safeDirectory(directory)
     const files: DevKmeFiles = { ca: join(directory, 'ca.pem'), saes: {} }
-    await writeFile(files.ca, this.certificates.caCert)
+    await writeNewFile(files.ca, this.certificates.caCert, 0o644)
     for (const [id, credential] of Object.entries(this.certificates.clients)) {
       const cert = join(directory, `${id}.pem`)
       const key = join(directory, `${id}.key`)
-      await writeFile(cert, credential.cert)
-      await writeFile(key, credential.key, { mode: 0o600 })
-      await chmod(key, 0o600) // a file that was there keeps its mode through writeFile
+      await writeNewFile(cert, credential.cert, 0o644)
+      await writeNewFile(key, credential.key, 0o600)
       files.saes[id] = { cert, key }
     }
     return files
   }
 
-  /** Stops listening and ends every connection. */
+  /** Stops listening, ends every connection (those in their TLS handshake too), and wipes the keys held. */
   close(): Promise<void> {
     this.#closed ??= new Promise<void>((resolve) => {
       this.#server.close(() => resolve())
       this.#server.closeAllConnections()
+      // closeAllConnections() knows HTTP connections only: a socket still in its TLS handshake would hold
+      // close() up until the handshake timeout.
+      for (const socket of this.#sockets) socket.destroy()
+      for (const delivered of this.#delivered.values()) delivered.key.fill(0)
+      this.#delivered.clear()
+      this.#deliveredBytes = 0
     })
     return this.#closed
   }
@@ -346,7 +413,8 @@ export class DevKme {
     if (response.destroyed || response.headersSent) return
     const text = Buffer.from(JSON.stringify(body), 'utf8')
     response.writeHead(status, { 'content-type': 'application/json', 'content-length': text.byteLength, ...headers })
-    response.end(text)
+    // Wiped once sent (keys, in base64): the JSON string itself is V8's, beyond reach.
+    response.end(text, () => text.fill(0))
   }
 
   /** One request: the body of the 200 answer, or a Refusal. */
@@ -522,9 +590,14 @@ export class DevKme {
       const id = randomUUID()
       const key = randomBytes(size / 8)
       this.#delivered.set(id, { master, slaves, pending: new Set(slaves), key })
+      this.#deliveredBytes += key.byteLength + deliveredRecordBytes
       keys.push({ key_ID: id, key: encodeBase64(key) })
     }
-    while (this.#delivered.size > this.#maxDelivered) this.#delivered.delete(this.#delivered.keys().next().value!)
+    // The oldest go first; this request's keys fit (settle() checked maxKeyPerRequest), so they stay.
+    for (const [id, delivered] of this.#delivered) {
+      if (this.#deliveredBytes <= s.maxDeliveredBytes) break
+      this.#forget(id, delivered)
+    }
     this.#stats.keysDelivered += number
     return { keys }
   }
@@ -601,12 +674,66 @@ export class DevKme {
       throw new Refusal(401, 'the caller is not a slave SAE the keys were requested for')
     }
     const keys = wanted.map((id, index) => {
-      const key = this.#delivered.get(id)!
-      key.pending.delete(caller)
-      if (key.pending.size === 0) this.#delivered.delete(id)
-      return { key_ID: ids[index]!, key: encodeBase64(key.key) }
+      const delivered = this.#delivered.get(id)!
+      const key = { key_ID: ids[index]!, key: encodeBase64(delivered.key) }
+      delivered.pending.delete(caller)
+      if (delivered.pending.size === 0) this.#forget(id, delivered)
+      return key
     })
     this.#stats.keysRetrieved += keys.length
     return { keys }
+  }
+
+  /** A delivered key gone: fetched by its last slave, or pushed out by newer ones. Its bytes are wiped. */
+  #forget(id: string, delivered: Delivered): void {
+    this.#delivered.delete(id)
+    this.#deliveredBytes -= delivered.key.byteLength + deliveredRecordBytes
+    delivered.key.fill(0)
+  }
+}
+
+/**
+ * Makes `directory` (mode 0700) when missing; refuses one that is a symbolic link, not a directory, or open
+ * to other users (its group or other permission bits: they could swap the CA's certificate or list the keys).
+ */
+async function safeDirectory(directory: string): Promise<void> {
+  let stats = await lstat(directory).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined
+    throw error
+  })
+  if (stats === undefined) {
+    await mkdir(directory, { recursive: true, mode: 0o700 })
+    stats = await lstat(directory)
+  }
+  if (stats.isSymbolicLink()) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The directory ${directory} is a symbolic link: give the directory itself`)
+  if (!stats.isDirectory()) throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `${directory} is not a directory`)
+  // Windows has no such mode bits (node makes them up from the read-only attribute).
+  if (process.platform !== 'win32' && (stats.mode & 0o077) !== 0) {
+    throw new VolleyTypeError(
+      'ERR_INVALID_ARG_VALUE',
+      `The directory ${directory} is open to other users (mode 0${(stats.mode & 0o777).toString(8)}): give a new one (it is made with mode 0700), or chmod 700 it first`,
+    )
+  }
+}
+
+/**
+ * Writes `text` to `path` as a new file of `mode`: a temporary file beside it, made with O_EXCL and
+ * O_NOFOLLOW (never one that was there, never through a symbolic link), then renamed over `path` (which
+ * replaces a file or a link there, without following it).
+ */
+async function writeNewFile(path: string, text: string, mode: number): Promise<void> {
+  const temporary = `${path}.${randomUUID()}.tmp`
+  const flags = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | (fsConstants.O_NOFOLLOW ?? 0)
+  const handle = await open(temporary, flags, mode)
+  try {
+    try {
+      await handle.writeFile(text)
+    } finally {
+      await handle.close()
+    }
+    await rename(temporary, path)
+  } catch (error) {
+    await unlink(temporary).catch(() => {})
+    throw error
   }
 }

@@ -1,8 +1,10 @@
 // An SAE's client of an ETSI GS QKD 014 V1.1.1 KME: Get status, Get key (enc_keys) and Get key with key IDs
 // (dec_keys) over HTTPS with mutual TLS (node:https, a keep-alive agent). Every answer is checked against
 // the specification's data formats before it is returned; every failure is a KmeError with a code.
+import { setMaxListeners } from 'node:events'
 import https from 'node:https'
 import type { IncomingMessage } from 'node:http'
+import type { TLSSocket } from 'node:tls'
 import { KmeError, type KmeErrorCode, VolleyRangeError, VolleyTypeError, checkSignal, describe } from '../../errors.ts'
 import { checkOptions, integerOption, uint8ArrayOf } from '../../options.ts'
 import { Backoff } from '../backoff.ts'
@@ -35,7 +37,8 @@ export interface KmeClientOptions {
   timeoutMs?: number | undefined
   /**
    * How many times a request is tried again after a 503 or a connection that failed before any answer
-   * (default 3), after a growing delay.
+   * (default 3), after a growing delay. Get key and Get key with key IDs are tried again after a failed
+   * connection only when their request cannot have reached the KME (not all of it sent).
    */
   retries?: number | undefined
   /** The first delay before a retry, ms (default 250); each next one doubles, plus up to 25 % jitter. */
@@ -82,8 +85,16 @@ const maxKeysPerRequest = 1_000_000
 /**
  * Codes of a connection that failed before any answer and may well succeed if tried again (the KME
  * restarting, a keep-alive connection it had closed). Others (a name that does not resolve, TLS) are final.
+ * Of a request that takes keys, only one not all sent is tried again: see Call.
  */
 const retryableCodes: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ENETDOWN', 'EAI_AGAIN', 'ECONNABORTED'])
+
+/**
+ * How long a kept-alive connection may idle before the client closes it, ms: below the 5 s of node's HTTP
+ * server (and of many others), so that the client does not send a request on a connection the KME is
+ * closing at that moment (a request that then failed after it was sent is not tried again, if it takes keys).
+ */
+const idleSocketMs = 4000
 
 /** OpenSSL's certificate verification results, as node names them: the KME's certificate was refused. */
 const certificateCodes: ReadonlySet<string> = new Set([
@@ -126,15 +137,40 @@ interface Answer {
 }
 
 /**
- * A connection that failed before any answer (system or TLS error), for the retry loop to judge. closedByKme:
- * a new connection the KME accepted and then ended without an answer, as node's TLS server does to a client
- * certificate it does not trust (no TLS alert: the client sees a reset, or the socket end).
+ * A connection that failed before any answer (system or TLS error), for the retry loop to judge.
+ * sent: the whole request was handed to the connection (its 'finish'), so the KME may have carried it out;
+ * until then it cannot have (it has no whole request), and every connect error comes before.
+ * refusedAtHandshake: a new connection the KME ended without an answer during its TLS handshake, or right
+ * after it, as node's TLS server does to a client certificate it does not trust (no TLS alert: the client
+ * sees a reset, or the socket end). In TLS 1.3 the client's side of the handshake ends first and the request
+ * goes with its last message, so a request sent does not tell. What does: the handshake resumed a session
+ * (the KME took this certificate before), or a session ticket came after it (node's server sends them a
+ * turn later, and a refusing one never). A KME that drops a connection the moment it reads the request is
+ * taken for a refusal.
  */
 class ConnectionFailure {
   constructor(
     readonly error: Error & { code?: string },
-    readonly closedByKme: boolean,
+    readonly sent: boolean,
+    readonly refusedAtHandshake: boolean,
   ) {}
+}
+
+/**
+ * One API call: its name, for messages; and, for one that takes keys, what the KME may have done when a
+ * connection failed after the request was sent (it is then not tried again). Get status takes nothing: it
+ * is tried again after any failure a retry may mend.
+ */
+interface Call {
+  what: string
+  ifCarriedOut?: string | undefined
+}
+
+const statusCall: Call = { what: 'Get status' }
+const getKeysCall: Call = { what: 'Get key', ifCarriedOut: 'keys may have been taken for it, and a second request would take more' }
+const getKeysWithIdsCall: Call = {
+  what: 'Get key with key IDs',
+  ifCarriedOut: 'the keys may have been handed out and are then gone from the KME, which would refuse a second request (400)',
 }
 
 function pemOption(name: string, value: unknown): string | Buffer {
@@ -227,7 +263,10 @@ export class KmeClient {
     this.#maxResponseBytes = integerOption('maxResponseBytes', options.maxResponseBytes, 4 << 20, 1024, 1 << 30)
     // Only this CA is trusted, and the KME's name is checked against its certificate (the default
     // checkServerIdentity): "SAE shall verify the validity of a certificate the KME possesses" (§5.1).
-    this.#agent = new https.Agent({ keepAlive: true, cert, key, ca, minVersion: 'TLSv1.2', rejectUnauthorized: true })
+    // timeout: how long a kept-alive connection idles (a server's Keep-Alive hint may shorten it).
+    this.#agent = new https.Agent({ keepAlive: true, timeout: idleSocketMs, cert, key, ca, minVersion: 'TLSv1.2', rejectUnauthorized: true })
+    // Every request in flight listens to it, as many as the caller runs at once: no leak to warn of.
+    setMaxListeners(0, this.#closing.signal)
   }
 
   /** Get status (§5.2): the KME's figures for keys this SAE (the master) would get for `slaveSaeId`. */
@@ -235,7 +274,7 @@ export class KmeClient {
     const slave = saeIdArgument('slaveSaeId', slaveSaeId)
     checkOptions('status options', options, statusOptionNames)
     checkSignal(options.signal)
-    const value = await this.#request('Get status', 'GET', kmePath(slave, 'status'), undefined, options.signal)
+    const value = await this.#request(statusCall, 'GET', kmePath(slave, 'status'), undefined, options.signal)
     const status = checkStatus(value)
     if (!status.ok) throw new KmeError('ERR_KME_RESPONSE', `Get status: the KME's answer is malformed: ${status.problem}`, { status: 200 })
     return status.value
@@ -283,7 +322,7 @@ export class KmeClient {
       if (mandatory !== undefined) body.extension_mandatory = mandatory
       if (optional !== undefined) body.extension_optional = optional
     }
-    const container = this.#container('Get key', await this.#request('Get key', method, path, body, request.signal))
+    const container = this.#container('Get key', await this.#request(getKeysCall, method, path, body, request.signal))
     const expected = number ?? 1
     if (container.keys.length !== expected) {
       throw new KmeError('ERR_KME_RESPONSE', `Get key: the KME sent ${keyCount(container.keys.length)} for ${expected} asked`, { status: 200 })
@@ -327,7 +366,7 @@ export class KmeClient {
     } else {
       body = { key_IDs: keyIds.map((id) => ({ key_ID: id })) }
     }
-    const container = this.#container('Get key with key IDs', await this.#request('Get key with key IDs', method, path, body, options.signal))
+    const container = this.#container('Get key with key IDs', await this.#request(getKeysWithIdsCall, method, path, body, options.signal))
     // Exactly the keys asked for, each once.
     const returned = new Set<string>()
     for (const key of container.keys) {
@@ -357,7 +396,8 @@ export class KmeClient {
   }
 
   /** One API call, with its retries: the JSON of a 200 answer, or a KmeError. */
-  async #request(what: string, method: 'GET' | 'POST', path: string, body: object | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+  async #request(call: Call, method: 'GET' | 'POST', path: string, body: object | undefined, signal: AbortSignal | undefined): Promise<unknown> {
+    const { what } = call
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8')
     const backoff = new Backoff({ initialMs: Math.max(this.#retryDelayMs, 1), maxMs: Math.max(this.#retryDelayMs, 1) * 16 })
     for (let attempt = 0; ; attempt++) {
@@ -368,13 +408,27 @@ export class KmeClient {
       } catch (error) {
         if (!(error instanceof ConnectionFailure)) throw error
         const code = error.error.code
+        const because = `${error.error.message}${code === undefined ? '' : ` (${code})`}`
         if (isTlsFailure(code)) {
-          throw new KmeError('ERR_KME_TLS', `${what}: the TLS handshake with the KME failed: ${error.error.message}${code === undefined ? '' : ` (${code})`}`, {}, { cause: error.error })
+          throw new KmeError('ERR_KME_TLS', `${what}: the TLS handshake with the KME failed: ${because}`, {}, { cause: error.error })
         }
-        if (error.closedByKme) {
+        if (error.refusedAtHandshake) {
+          // In TLS 1.3 the request went with the handshake's last message: the KME cannot have taken it if it
+          // refused the certificate, but a KME that took it and dropped the connection at once looks the same.
+          const ifNot = error.sent && call.ifCarriedOut !== undefined ? `; if not, it may have carried out the request (${call.ifCarriedOut}): it is not tried again` : ''
           throw new KmeError(
             'ERR_KME_TLS',
-            `${what}: the KME ended a new connection without answering (${code ?? error.error.message}): most likely it refused this SAE's certificate (not of a CA it trusts, or of no SAE it knows)`,
+            `${what}: the KME ended a new connection at its TLS handshake, without answering (${code ?? error.error.message}): most likely it refused this SAE's certificate (not of a CA it trusts, or of no SAE it knows)${ifNot}`,
+            {},
+            { cause: error.error },
+          )
+        }
+        // A request that takes keys, once sent, may have been carried out: tried again, it would take more
+        // keys (Get key) or find them gone (Get key with key IDs). Said as such, rather than tried again.
+        if (error.sent && call.ifCarriedOut !== undefined) {
+          throw new KmeError(
+            'ERR_KME_UNAVAILABLE',
+            `${what}: the connection to the KME failed after the request was sent, before any answer (${because}): the KME may have carried it out; ${call.ifCarriedOut}. It is not tried again`,
             {},
             { cause: error.error },
           )
@@ -384,7 +438,8 @@ export class KmeClient {
           continue
         }
         const tries = attempt + 1
-        throw new KmeError('ERR_KME_UNAVAILABLE', `${what}: no connection to the KME${tries > 1 ? ` after ${tries} attempts` : ''}: ${error.error.message}${code === undefined ? '' : ` (${code})`}`, {}, { cause: error.error })
+        const failed = error.sent ? 'the connection to the KME failed before any answer' : 'no connection to the KME'
+        throw new KmeError('ERR_KME_UNAVAILABLE', `${what}: ${failed}${tries > 1 ? ` after ${tries} attempts` : ''}: ${because}`, {}, { cause: error.error })
       }
       if (answer.status === 503 && attempt < this.#retries) {
         let delay = this.#retryDelayMs === 0 ? 0 : backoff.next()
@@ -394,7 +449,11 @@ export class KmeClient {
         await this.#pause(what, delay, signal)
         continue
       }
-      return this.#interpret(what, answer, attempt + 1)
+      try {
+        return this.#interpret(what, answer, attempt + 1)
+      } finally {
+        answer.body.fill(0) // keys, in base64 (the strings JSON.parse made are V8's, beyond reach)
+      }
     }
   }
 
@@ -451,6 +510,27 @@ export class KmeClient {
   #attempt(what: string, method: 'GET' | 'POST', path: string, payload: Buffer | undefined, signal: AbortSignal | undefined): Promise<Answer> {
     return new Promise((resolve, reject) => {
       let settled = false
+      let responded = false
+      // What became of a connection this attempt opened (not one kept alive): the TCP connection made, the
+      // TLS handshake done (a session resumed, or a ticket come after it: the KME took the certificate); and
+      // of the request: all of it sent.
+      let newSocket: TLSSocket | undefined
+      let connected = false
+      let secured = false
+      let accepted = false
+      let sent = false
+      const onConnect = (): void => {
+        connected = true
+      }
+      const onSecure = (): void => {
+        secured = true
+        if (newSocket?.isSessionReused() === true) accepted = true
+      }
+      const onTicket = (): void => {
+        accepted = true
+      }
+      // The answer's pieces, wiped once joined or given up (a key container holds keys).
+      const chunks: Buffer[] = []
       const headers: Record<string, string | number> = { accept: 'application/json' }
       if (payload !== undefined) {
         headers['content-type'] = 'application/json'
@@ -462,6 +542,9 @@ export class KmeClient {
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
         this.#closing.signal.removeEventListener('abort', onClose)
+        // The socket may serve other requests: this attempt's listeners go (a server without tickets leaves one).
+        newSocket?.off('connect', onConnect).off('secureConnect', onSecure).off('session', onTicket)
+        for (const chunk of chunks.splice(0)) chunk.fill(0)
       }
       const fail = (error: Error | ConnectionFailure): void => {
         if (settled) return
@@ -474,15 +557,21 @@ export class KmeClient {
       const timer = setTimeout(() => fail(new KmeError('ERR_KME_TIMEOUT', `${what}: the KME did not answer within ${this.#timeoutMs} ms`)), this.#timeoutMs)
       signal?.addEventListener('abort', onAbort, { once: true })
       this.#closing.signal.addEventListener('abort', onClose, { once: true })
-      let responded = false
-      // Whether this attempt opened its connection and the TCP connection was made (not one kept alive).
-      let connected = false
-      request.on('socket', (socket) => {
-        if (!request.reusedSocket) socket.once('connect', () => (connected = true))
+      request.on('socket', (socket: TLSSocket) => {
+        if (request.reusedSocket || settled) return
+        newSocket = socket
+        socket.once('connect', onConnect).once('secureConnect', onSecure).once('session', onTicket)
+      })
+      // Emitted once the last of the request was handed to the connection: before it, the KME has no whole request.
+      request.on('finish', () => {
+        sent = true
       })
       request.on('error', (error: Error & { code?: string }) => {
-        if (responded) fail(new KmeError('ERR_KME_RESPONSE', `${what}: the KME's answer was cut short: ${error.message}`, {}, { cause: error }))
-        else fail(new ConnectionFailure(error, connected && (error.code === 'ECONNRESET' || error.code === 'EPIPE')))
+        if (responded) return fail(new KmeError('ERR_KME_RESPONSE', `${what}: the KME's answer was cut short: ${error.message}`, {}, { cause: error }))
+        // A reset, or the end ('socket hang up', ECONNRESET too), of a new connection the KME took: during its
+        // TLS handshake, or after it with no sign that the KME took the certificate (see ConnectionFailure).
+        const ended = error.code === 'ECONNRESET' || error.code === 'EPIPE'
+        fail(new ConnectionFailure(error, sent, connected && ended && (!secured || !accepted)))
       })
       request.on('response', (response: IncomingMessage) => {
         responded = true
@@ -490,21 +579,25 @@ export class KmeClient {
         const tooLarge = (): KmeError => new KmeError('ERR_KME_RESPONSE', `${what}: the KME's answer is larger than ${this.#maxResponseBytes} bytes`, { status })
         const declared = response.headers['content-length']
         if (declared !== undefined && Number(declared) > this.#maxResponseBytes) return fail(tooLarge())
-        const chunks: Buffer[] = []
         let size = 0
         let ended = false
         response.on('data', (chunk: Buffer) => {
+          if (settled) {
+            chunk.fill(0) // given up already (too large)
+            return
+          }
           size += chunk.byteLength
+          chunks.push(chunk)
           if (size > this.#maxResponseBytes) fail(tooLarge())
-          else chunks.push(chunk)
         })
         response.on('end', () => {
           ended = true
           if (settled) return
-          cleanUp()
           const contentType = response.headers['content-type']
           const retryAfter = response.headers['retry-after']
-          resolve({ status, contentType, retryAfter, body: Buffer.concat(chunks, size) })
+          const body = Buffer.concat(chunks, size)
+          cleanUp()
+          resolve({ status, contentType, retryAfter, body })
         })
         response.on('error', (error) => fail(new KmeError('ERR_KME_RESPONSE', `${what}: the KME's answer was cut short: ${error.message}`, { status }, { cause: error })))
         response.on('close', () => {

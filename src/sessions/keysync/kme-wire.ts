@@ -8,9 +8,32 @@ export const KME_API_PREFIX = '/api/v1/keys'
 /**
  * The SAE IDs a DevKme (and `volley kme`) takes: letters, digits and . _ ~ : @ -, up to 64. They are a
  * certificate's CN, a file name of `volley kme`, and a path segment: nothing there needs quoting but the URL
- * encoding.
+ * encoding. devSaeIdsProblem() adds what a pattern cannot say.
  */
 export const DEV_SAE_ID_PATTERN = /^[A-Za-z0-9._~:@-]{1,64}$/
+
+/**
+ * What is wrong with the SAE IDs of a DevKme (or `volley kme`'s --sae), a phrase that follows "the SAE IDs":
+ * one outside DEV_SAE_ID_PATTERN; `.` or `..`, which a URL path cannot carry (they are resolved away); `ca`
+ * in any case, whose files would be the CA's (ca.pem); two that differ only in case, whose files would be one
+ * on a case-insensitive file system. Undefined when they are fine. How many there must be is the caller's.
+ */
+export function devSaeIdsProblem(ids: readonly unknown[]): string | undefined {
+  const seen = new Map<string, string>()
+  for (const id of ids) {
+    if (typeof id !== 'string' || !DEV_SAE_ID_PATTERN.test(id)) {
+      return `must each be 1 to 64 letters, digits or . _ ~ : @ -, not ${typeof id === 'string' ? `'${id}'` : typeof id}`
+    }
+    if (id === '.' || id === '..') return `cannot be '${id}': a URL path cannot carry it`
+    const folded = id.toLowerCase()
+    if (folded === 'ca') return `cannot be '${id}': its files would be the CA's (ca.pem)`
+    const other = seen.get(folded)
+    if (other === id) return `name '${id}' twice`
+    if (other !== undefined) return `name '${other}' and '${id}', which differ only in case: their files would be one on a case-insensitive file system`
+    seen.set(folded, id)
+  }
+  return undefined
+}
 
 /** The three methods of the API: the last segment of their path. */
 export type KmeMethod = 'status' | 'enc_keys' | 'dec_keys'
@@ -112,9 +135,17 @@ const base64Pattern = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]
  */
 export function decodeBase64(text: string): Uint8Array | undefined {
   if (!base64Pattern.test(text)) return undefined
-  const bytes = Buffer.from(text, 'base64')
-  if (bytes.toString('base64') !== text) return undefined
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  // Buffer.from() may place small results in node's shared pool: the key is copied into a buffer of its own
+  // (that its holder can wipe, and that keeps no pool alive), and the temporary is wiped.
+  const decoded = Buffer.from(text, 'base64')
+  try {
+    if (decoded.toString('base64') !== text) return undefined
+    const bytes = new Uint8Array(decoded.byteLength)
+    bytes.set(decoded)
+    return bytes
+  } finally {
+    decoded.fill(0)
+  }
 }
 
 export function encodeBase64(bytes: Uint8Array): string {
