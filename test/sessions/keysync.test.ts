@@ -487,6 +487,19 @@ describe('the master', () => {
     expect(clock.size).toBe(0)
   })
 
+  it('fails with ERR_KEYSYNC_STORE when its store throws, the store\'s error as the cause', async () => {
+    const { master, store } = masterWithPuppet()
+    const failures: string[] = []
+    master.on('failed', (error) => failures.push(error.code))
+    const cause = new Error('disk full')
+    store.put = () => {
+      throw cause
+    }
+    await expect(master.rotate()).rejects.toMatchObject({ code: 'ERR_KEYSYNC_STORE', message: /disk full/, cause })
+    expect(failures).toEqual(['ERR_KEYSYNC_STORE'])
+    expect(master.state).toBe('IDLE')
+  })
+
   it('is one rotation at a time (ERR_KEYSYNC_BUSY), heeds an AbortSignal before the confirmation, and wraps a KME failure (ERR_KEYSYNC_KME)', async () => {
     const { master, kme } = masterWithPuppet()
     const controller = new AbortController()

@@ -20,7 +20,7 @@ import type {
   RotationCompleted,
   SyncConfirmation,
 } from './messages.ts'
-import { KeySyncRole, closedError, keyCopy, rejectedBy, roleOptionNames, type CleanupResult, type CompletedRotation, type DeliveredKey, type KeySyncRoleOptions } from './role.ts'
+import { KeySyncRole, closedError, keyCopy, keySyncFailure, rejectedBy, roleOptionNames, type CleanupResult, type CompletedRotation, type DeliveredKey, type KeySyncRoleOptions } from './role.ts'
 import { KEYSYNC_MAX_EXTRA_DELAY_MS, KEYSYNC_MAX_KEY_IDS, KEYSYNC_MIN_LEAD_MS, KEYSYNC_ROTATION_DELAY_MS } from './settings.ts'
 
 /** What the master asks of its KME: ETSI 014's Get key (KmeClient has this method). */
@@ -170,12 +170,17 @@ export class KeySyncMaster extends KeySyncRole {
       // Not confirmed, or confirmed and refused by the slave (which then does not switch): the keys go back
       // to AVAILABLE, for the store's owner to reuse or drop. A confirmed rotation closed here keeps them: the
       // slave switches at the instant.
-      const refusedConfirmation = session.confirmed && (error as { code?: unknown }).code === 'ERR_KEYSYNC_REJECTED' && session.state === 'ROTATING'
+      const failure = keySyncFailure(error)
+      const refusedConfirmation = session.confirmed && failure.code === 'ERR_KEYSYNC_REJECTED' && session.state === 'ROTATING'
       if (!session.confirmed || refusedConfirmation) {
-        for (const keyId of session.keyIds) await setKeyState(this.store, keyId, 'AVAILABLE', this.epochMs())
+        try {
+          for (const keyId of session.keyIds) await setKeyState(this.store, keyId, 'AVAILABLE', this.epochMs())
+        } catch {
+          // The store failing again: the failure to report is the first one.
+        }
       }
-      if (error instanceof VolleyError) this.fail(this.#sessionName(session), error)
-      throw error
+      this.fail(this.#sessionName(session), failure)
+      throw failure
     } finally {
       signal?.removeEventListener('abort', onAbort)
       this.#end(session)
@@ -243,8 +248,7 @@ export class KeySyncMaster extends KeySyncRole {
       cleanup = await this.#cleanup(session, key.keyId)
     } catch (error) {
       // Switched already: the rotation stands, the rolled keys wait for the next cleanup.
-      if (!(error instanceof VolleyError)) throw error
-      this.fail(sessionId, error)
+      this.fail(sessionId, keySyncFailure(error))
     }
     return { ...rotation, cleanup }
   }

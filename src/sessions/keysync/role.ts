@@ -260,10 +260,7 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
 
   /** Runs a handler of a received message that awaits (the KME, the store): a failure fails its session rather than escaping. */
   protected guard(sessionId: string, work: Promise<void>): void {
-    work.catch((error: unknown) => {
-      const failure = error instanceof VolleyError ? error : new VolleyError('ERR_KEYSYNC_STORE', `The key store or the device failed: ${(error as Error)?.message ?? String(error)}`, { cause: error })
-      this.fail(sessionId, failure)
-    })
+    work.catch((error: unknown) => this.fail(sessionId, keySyncFailure(error)))
   }
 
   #receive(value: unknown): void {
@@ -304,6 +301,12 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
     }
     this.handle(message)
   }
+}
+
+/** A failure as the key sync reports it: its own errors as they are, anything else (a store, a persona) as ERR_KEYSYNC_STORE. */
+export function keySyncFailure(error: unknown): VolleyError {
+  if (error instanceof VolleyError) return error
+  return new VolleyError('ERR_KEYSYNC_STORE', `The key store or the device failed: ${(error as Error | undefined)?.message ?? String(error)}`, { cause: error })
 }
 
 /** ERR_KEYSYNC_REJECTED for an ERROR message of the peer. */
