@@ -83,8 +83,6 @@ interface MasterSession {
   timers: Set<Timer>
 }
 
-/** The sessions remembered after their end, so that a late repeat of theirs is ignored rather than refused. */
-const finishedMemory = 64
 /** The message ids a session remembers having sent (a session sends about 15; retries add a few each). */
 const sentIdsKept = 256
 
@@ -95,7 +93,6 @@ export class KeySyncMaster extends KeySyncRole {
   readonly #maxExtraDelayMs: number
   readonly #keysPerRotation: number
   #session: MasterSession | undefined
-  readonly #finished = new Set<string>()
 
   constructor(options: KeySyncMasterOptions) {
     super(options, masterOptionNames, 'KeySyncMaster')
@@ -372,22 +369,17 @@ export class KeySyncMaster extends KeySyncRole {
   #end(session: MasterSession): void {
     for (const timer of session.timers) this.scheduler.disarm(timer)
     session.timers.clear()
-    if (session.id !== undefined) this.#remember(session.id)
-    for (const id of session.notificationIds) this.#remember(id)
+    if (session.id !== undefined) this.rememberFinished(session.id)
+    for (const id of session.notificationIds) this.rememberFinished(id)
     if (this.#session === session) this.#session = undefined
   }
 
-  #remember(id: string): void {
-    this.#finished.add(id)
-    if (this.#finished.size > finishedMemory) this.#finished.delete(this.#finished.values().next().value!)
-  }
 
   protected handle(message: KeySyncMessage): void {
     const original = 'original_message_id' in message ? message.original_message_id : undefined
     const session = this.#session
     if (session === undefined || original === undefined || !session.notificationIds.has(original)) {
-      if (original !== undefined && this.#finished.has(original)) this.counters.repeats++
-      else this.refuse('NO_SESSION', `no session of ${this.saeId} has the original_message_id ${original}`, message.message_id)
+      this.noSession(message, original)
       return
     }
     if (session.id === undefined) {

@@ -119,6 +119,9 @@ export const roleOptionNames = [
   'maxAheadMs',
 ] as const
 
+/** How many ended sessions a role remembers. */
+const finishedMemory = 64
+
 /** The messages each role receives (the ERROR message goes either way). */
 const fromMaster: ReadonlySet<KeySyncMessageType> = new Set([
   'key_notification',
@@ -154,6 +157,8 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
   protected readonly limits: TimeLimits
   protected readonly counters: KeySyncStats = { sent: 0, received: 0, refused: 0, repeats: 0, errorsSent: 0, errorsReceived: 0, rotations: 0, cleanups: 0, failures: 0 }
   #closed = false
+  /** The sessions ended lately, by the ids their messages name: a late repeat of theirs is ignored rather than refused. */
+  readonly #finished = new Set<string>()
   readonly #onMessage = (value: unknown): void => this.#receive(value)
 
   constructor(options: KeySyncRoleOptions, known: ReadonlySet<string>, what: string) {
@@ -239,6 +244,18 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
     this.counters.refused++
     this.counters.errorsSent++
     this.send<KeySyncErrorMessage>({ message_type: 'error', original_message_id: originalMessageId, error_code: code, error_message: clipText(reason) })
+  }
+
+  /** Remembers an ended session's id (the last finishedMemory of them). */
+  protected rememberFinished(id: string): void {
+    this.#finished.add(id)
+    if (this.#finished.size > finishedMemory) this.#finished.delete(this.#finished.values().next().value!)
+  }
+
+  /** A message naming no session held: a late repeat of an ended one is counted, anything else refused (NO_SESSION). */
+  protected noSession(message: KeySyncMessage, original: string | undefined): void {
+    if (original !== undefined && this.#finished.has(original)) this.counters.repeats++
+    else this.refuse('NO_SESSION', `no session of ${this.saeId} has the original_message_id ${original}`, message.message_id)
   }
 
   protected fail(sessionId: string, error: VolleyError): void {

@@ -67,8 +67,6 @@ interface SlaveSession {
   timer: Timer
 }
 
-/** A switched session's finished ids, so that a late repeat is ignored rather than refused. */
-const finishedMemory = 64
 /** The message ids a session remembers having sent. */
 const sentIdsKept = 64
 
@@ -80,7 +78,6 @@ export class KeySyncSlave extends KeySyncRole {
   readonly #cleanupExpiryMs: number
   /** By notification id, oldest first. */
   readonly #sessions = new Map<string, SlaveSession>()
-  readonly #finished = new Set<string>()
   /** The KME fetch in progress (#fetchKeys). */
   #fetching: Promise<void> = Promise.resolve()
 
@@ -122,8 +119,7 @@ export class KeySyncSlave extends KeySyncRole {
     const original = 'original_message_id' in message ? message.original_message_id : undefined
     const session = original === undefined ? undefined : this.#sessions.get(original)
     if (session === undefined) {
-      if (original !== undefined && this.#finished.has(original)) this.counters.repeats++
-      else this.refuse('NO_SESSION', `no session of ${this.saeId} has the original_message_id ${original}`, message.message_id)
+      this.noSession(message, original)
       return
     }
     switch (message.message_type) {
@@ -403,10 +399,7 @@ export class KeySyncSlave extends KeySyncRole {
   #drop(session: SlaveSession, remember: boolean): void {
     this.scheduler.disarm(session.timer)
     this.#sessions.delete(session.id)
-    if (remember) {
-      this.#finished.add(session.id)
-      if (this.#finished.size > finishedMemory) this.#finished.delete(this.#finished.values().next().value!)
-    }
+    if (remember) this.rememberFinished(session.id)
     if (session.rotationSeconds === undefined && ![...this.#sessions.values()].some((other) => other.selectedKeyId === session.selectedKeyId)) {
       void Promise.resolve(this.store.get(session.selectedKeyId)).then((key: StoredKey | undefined) => {
         if (key?.state === 'ASSIGNED') return setKeyState(this.store, key.keyId, 'AVAILABLE', this.epochMs())
