@@ -18,9 +18,9 @@
 //      bench/native/floor-receiver.c); and the same Server on volley's pure-TypeScript fallback engine
 //      (VOLLEY_ENGINE=fallback), the baseline the native engine beats. Interleaved, repeated, medians.
 // Every figure comes from the measured process itself (getrusage, memoryUsage) at marks the runner asks
-// for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the full record to
-// bench/results/connections-<UTC date>.json and bench/results/latest-connections.json (quick runs add
-// -quick to both names, so they never replace the figures of a full run).
+// for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the files written are
+// writeResults' (bench/lib/runner.ts): a line in bench/results/connections-history.jsonl and, for a
+// complete run, bench/results/latest-connections.json (quick runs: neither).
 //
 //   npm run bench:connections                 full run: 10,000 clients, 60 s hold, 3 × 5 s of payloads per receiver
 //   npm run bench:connections -- --quick      CI smoke run (~20 s): 1,000 clients, 5 s hold, 1 × 2 s; also BENCH_QUICK=1
@@ -130,7 +130,7 @@ async function main(): Promise<number> {
     final: connectHold ? { server: connectHold.serverFinal, load: connectHold.loadFinal } : null,
     payloadRuns,
   }
-  const written = writeResults('connections', record, system.date, options.quick ? '-quick' : '', complete || options.quick)
+  const written = writeResults('connections', record, system.date, { quick: options.quick, complete })
   log(resultsLine(written, options.quick, ` (${record.seconds.toFixed(1)} s)`))
   return failures.length > 0 ? 1 : 0
 }

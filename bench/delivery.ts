@@ -9,7 +9,8 @@
 //      against a node:dgram echo; p50 and p99 of the round trips after a warm-up (the same for both:
 //      the first few thousand round trips of either side run while V8 still compiles their code, on the
 //      one core each process has, with stalls of milliseconds).
-// Interleaved repeats, medians. Results: bench/results/delivery-<UTC date>.json (quick runs: -quick).
+// Interleaved repeats, medians. Results as writeResults writes them (bench/lib/runner.ts): a line in
+// bench/results/delivery-history.jsonl and, for a complete run, bench/results/latest-delivery.json.
 //
 //   npm run bench:delivery                 full run
 //   npm run bench:delivery -- --quick      CI smoke run
@@ -248,7 +249,7 @@ async function main(): Promise<number> {
   console.log(out.join('\n'))
   const complete = failures.length === 0 && only.size === cases.length && totalMiB >= 256 && seconds >= 5 && pings >= 5000 && warmup >= 3000 && repeats >= 3
   const record = { schema: 1, benchmark: 'delivery', quick, complete, failed: failures.length > 0, options: { totalMiB, seconds, pings, warmup, repeats }, system, seconds: (performance.now() - started) / 1000, summary, targets, failures, runs }
-  const written = writeResults('delivery', record, system.date, quick ? '-quick' : '', complete || quick)
+  const written = writeResults('delivery', record, system.date, { quick, complete })
   log(resultsLine(written, quick))
   return failures.length > 0 ? 1 : 0
 }

@@ -5,9 +5,9 @@
 // udx-native, or the C recvmmsg sink (bench/native/sink.c, no JS). 64 B and 1200 B datagrams.
 // Send: volley's send() and node:dgram's send() push 64 B datagrams to the C sink for a fixed time.
 // Cases are interleaved (volley, dgram, udx-native, C, volley, ...) so that the machine's noise hits
-// all alike, repeated, and the median is reported. The table goes to stdout (markdown); the full
-// record to bench/results/datagram-<UTC date>.json and bench/results/latest-datagram.json (quick
-// and --gso runs add -quick / -gso to both names, so they never replace the figures of a full run).
+// all alike, repeated, and the median is reported. The table goes to stdout (markdown); the files
+// written are writeResults' (bench/lib/runner.ts): a line in bench/results/datagram-history.jsonl and,
+// for a complete run, bench/results/latest-datagram.json (--gso runs: -gso; quick runs: neither).
 //
 //   npm run bench                   full run (2.5 s per case, 3 repeats)
 //   npm run bench -- --quick        smoke run (0.5 s per case, 1 repeat); also BENCH_QUICK=1
@@ -110,7 +110,7 @@ async function main(): Promise<number> {
     summary,
     runs: { receive: receiveRuns, send: sendRuns },
   }
-  const written = writeResults('datagram', record, system.date, `${options.segments > 1 ? '-gso' : ''}${options.quick ? '-quick' : ''}`, complete || options.quick)
+  const written = writeResults('datagram', record, system.date, { ...(options.segments > 1 ? { variant: '-gso' } : {}), quick: options.quick, complete })
   log(resultsLine(written, options.quick))
   return failures.length > 0 ? 1 : 0
 }

@@ -1,29 +1,47 @@
 // What every benchmark entry point shares: where results go, how a failure reads, the pause between
 // runs, and a main() that always kills its child processes.
 import { mkdirSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { appendHistoryLine, type Benchmark, currentCommit, historyFile, historyLine } from './history-lines.ts'
 import { ChildFailure, killAllChildren } from './processes.ts'
 
 export const root = fileURLToPath(new URL('../..', import.meta.url))
 export const benchDir = join(root, 'bench')
 
+/** What a run of a benchmark with a history is, for the files it writes. */
+export interface RunKind {
+  /** '-gso': the datagram benchmark's saturating run, whose figures are kept apart from the plain run's. */
+  variant?: '-gso'
+  /** A smoke run: its figures are no measurement, so it writes neither the history nor the latest result. */
+  quick: boolean
+  /** Every case, the default repeats, no failure: only such a run stands for the latest. */
+  complete: boolean
+}
+
 /**
- * Writes bench/results/<kind>-<date><suffix>.json, and latest-<kind><suffix>.json when the run is
- * `complete` (every case, the default repeats, no failure): a partial or failed run never stands for the
- * latest. Returns the paths written.
+ * Writes a run: its full record to bench/results/runs/ (kept on this machine only), a line of its figures to
+ * <kind>-history.jsonl, and its full record again as latest-<kind>.json when it is complete. A quick run
+ * writes latest-<kind>-quick.json instead (not committed either). Returns the paths written.
  */
-export function writeResults(kind: string, record: object, date: string, suffix: string, complete: boolean): string[] {
-  const dir = join(benchDir, 'results')
-  mkdirSync(dir, { recursive: true })
+export function writeResults(kind: Benchmark, record: object, date: string, run: RunKind, dir = join(benchDir, 'results')): string[] {
+  mkdirSync(join(dir, 'runs'), { recursive: true })
   // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
-  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
-  const files = [join(dir, `${kind}-${stamp}${suffix}.json`), ...(complete ? [join(dir, `latest-${kind}${suffix}.json`)] : [])]
+  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}${run.variant ?? ''}`
+  const quick = run.quick ? '-quick' : ''
   // NaN (a figure that could not be measured) becomes null in JSON. Arrays of numbers (samples such as the
   // ping's 5,000 RTTs) take one line each, not a line per number.
   const text = `${JSON.stringify(record, null, 2).replace(/\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g, (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`)}\n`
+  const files = [join(dir, 'runs', `${kind}-${stamp}${quick}.json`)]
+  if (run.quick) files.push(join(dir, `latest-${kind}${run.variant ?? ''}-quick.json`))
+  else if (run.complete) files.push(join(dir, `latest-${kind}${run.variant ?? ''}.json`))
   for (const file of files) writeFileSync(file, text)
-  return files.map((file) => file.slice(root.length))
+  if (!run.quick) {
+    const commit = currentCommit(root)
+    appendHistoryLine(dir, kind, { ...historyLine(kind, record, stamp, commit === undefined ? {} : { commit }), complete: run.complete })
+    files.push(historyFile(dir, kind))
+  }
+  return files.map((file) => relative(root, file))
 }
 
 /** The command that writes README's and performance.md's figures from the result files. */
