@@ -472,7 +472,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
   // channels: ('reliable' | 'unreliable' | 'sequenced')[] (absent: no delivery layer), maxMessageBytes,
   // sendQueueBytes (JavaScript's limit; the core's own is four times it), reliableWindow, fragmentTimeoutUs,
-  // pingIntervalUs, reliableStallUs, reassemblyBudgetBytes. JavaScript has checked them (src/delivery.ts);
+  // pingIntervalUs, reliableStallUs, reassemblyBudgetBytes. JavaScript has checked them (src/api/channels.ts);
   // these are the last guard.
   static bool ReadDeliveryOptions(Napi::Env env, Napi::Object options, DeliveryOptions* out) {
     Napi::Value channels = options.Get("channels");
@@ -528,7 +528,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // networkSimulator: { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, queueBytes, seed } (checked by
-  // JavaScript, src/network-simulator.ts) -> a simulator for what the socket sends; none when absent.
+  // JavaScript, src/api/network-simulator.ts) -> a simulator for what the socket sends; none when absent.
   static std::unique_ptr<NetworkSimulator> ReadNetworkSimulator(Napi::Object options) {
     Napi::Value value = options.Get("networkSimulator");
     if (!value.IsObject()) return nullptr;

@@ -1,4 +1,4 @@
-// CLOCK_MONOTONIC, the clock of every engine timer and of the delivery layer (src/delivery.ts reads the
+// CLOCK_MONOTONIC, the clock of every engine timer and of the delivery layer (src/api/channels.ts reads the
 // same one as process.hrtime).
 #pragma once
 

@@ -15,7 +15,7 @@
 
 namespace volley {
 
-// The counters a server's disconnect record begins with (src/peer-records.ts reads them): PeerCounters'
+// The counters a server's disconnect record begins with (src/api/peer-records.ts reads them): PeerCounters'
 // packetsIn, bytesIn, packetsOut, bytesOut, then its drops: malformed, replayed, tooOld, decryptionFailed.
 constexpr size_t kFinalReadingsCounters = 8;
 

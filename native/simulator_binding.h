@@ -1,6 +1,6 @@
 // N-API surface of the network simulator: the conditions as JavaScript gives them (for the engine's
 // sockets), and exports.NetworkSimulator, for tests that check the TypeScript one
-// (src/engine/simulated-network.ts) against it.
+// (src/engine/fallback/simulated-network.ts) against it.
 #pragma once
 
 #include <napi.h>
@@ -10,7 +10,7 @@
 namespace volley {
 
 // { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, queueBytes, seed }, checked by
-// JavaScript (src/network-simulator.ts); held within its ranges here too.
+// JavaScript (src/api/network-simulator.ts); held within its ranges here too.
 NetworkConditions ReadNetworkConditions(const Napi::Object& object);
 
 Napi::Function NetworkSimulatorBinding(Napi::Env env);

@@ -302,7 +302,7 @@ async function protocolCycles(n) {
 // The delivery layer's core (native/delivery/), two of them over a lossy in-process link, plus hostile
 // packets: buffers of every kind (queues, reassembly, fragments of a large message) made and freed.
 async function deliveryCycles(n) {
-  const { loadAddon } = await import(new URL('../src/engine/addon.ts', import.meta.url).href)
+  const { loadAddon } = await import(new URL('../src/engine/native/addon.ts', import.meta.url).href)
   const { DeliveryCore } = loadAddon()
   let seed = 1
   const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)

@@ -9,8 +9,8 @@ export {
   type DatagramSocketStats,
   type RemoteInfo,
   type SocketType,
-} from './datagram-socket.ts'
-export type { AddressInfo } from './address.ts'
+} from './api/datagram-socket.ts'
+export type { AddressInfo } from './api/address.ts'
 export {
   VolleyError,
   VolleyRangeError,
@@ -23,8 +23,8 @@ export {
   type VolleyRangeErrorCode,
   type VolleyStateErrorCode,
   type VolleyTypeErrorCode,
-} from './errors.ts'
-export { engineInUse, nativeInfo, type EngineInUse, type NativeInfo } from './native-info.ts'
+} from './util/errors.ts'
+export { engineInUse, nativeInfo, type EngineInUse, type NativeInfo } from './api/native-info.ts'
 export {
   connectTokenFromBase64,
   connectTokenToBase64,
@@ -33,11 +33,11 @@ export {
   readConnectToken,
   type ConnectToken,
   type ConnectTokenOptions,
-} from './netcode/connect-token.ts'
-export { formatServerAddress, type ServerAddress } from './netcode/server-address.ts'
-export { Server, type DisconnectReason, type ServerEvents, type RotatePrivateKeyOptions, type ServerOptions, type ServerState, type ServerStats } from './server.ts'
-export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './client.ts'
-export { Peer, type PeerDrops, type PeerStats } from './peer.ts'
-export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './network-simulator.ts'
-export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './delivery.ts'
-export { ClientPool, type ByErrorCode, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './client-pool.ts'
+} from './protocol/netcode/connect-token.ts'
+export { formatServerAddress, type ServerAddress } from './protocol/netcode/server-address.ts'
+export { Server, type DisconnectReason, type ServerEvents, type RotatePrivateKeyOptions, type ServerOptions, type ServerState, type ServerStats } from './api/server.ts'
+export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './api/client.ts'
+export { Peer, type PeerDrops, type PeerStats } from './api/peer.ts'
+export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './api/network-simulator.ts'
+export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './api/channels.ts'
+export { ClientPool, type ByErrorCode, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './api/client-pool.ts'

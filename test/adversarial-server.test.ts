@@ -5,8 +5,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { DeliveryPackets, RawPeer, type Target, frames, tokenFor } from '../bench/lib/adversary.ts'
 import { Client, type DisconnectReason, Server, generateConnectToken } from '../src/index.ts'
-import { PacketType } from '../src/netcode/constants.ts'
-import { type Sodium, loadSodium } from '../src/netcode/sodium.ts'
+import { PacketType } from '../src/protocol/netcode/constants.ts'
+import { type Sodium, loadSodium } from '../src/protocol/netcode/sodium.ts'
 import { type EngineKind, onEngine, waitFor, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(0x61)

@@ -6,8 +6,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Server } from '../src/index.ts'
 import { freeUdpPort, onEngine } from './helpers.ts'
 
-vi.mock('../src/netcode/sodium.ts', async (importOriginal) => {
-  const original = await importOriginal<typeof import('../src/netcode/sodium.ts')>()
+vi.mock('../src/protocol/netcode/sodium.ts', async (importOriginal) => {
+  const original = await importOriginal<typeof import('../src/protocol/netcode/sodium.ts')>()
   return { ...original, loadSodium: () => new Promise((resolve) => setTimeout(resolve, 300)).then(() => original.loadSodium()) }
 })
 

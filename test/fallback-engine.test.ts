@@ -7,7 +7,7 @@ import dgram from 'node:dgram'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { dgramReusesPorts, lastingAddonFailure } from '../src/engine/choose.ts'
-import { VolleyError } from '../src/errors.ts'
+import { VolleyError } from '../src/util/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
 import { type EngineKind, freeUdpPort, onEngine, waitFor, within } from './helpers.ts'
 

@@ -1,6 +1,6 @@
 // SlotTable: the per-slot tables of a server (server.peers among them), a ReadonlyMap over a dense array.
 import { describe, expect, it } from 'vitest'
-import { SlotTable } from '../src/slot-table.ts'
+import { SlotTable } from '../src/util/slot-table.ts'
 
 describe('SlotTable', () => {
   it('keeps values by index and counts them, as a Map does', () => {

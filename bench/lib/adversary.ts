@@ -3,11 +3,11 @@
 // attacker would rather than what a Volley client does. Each speaks netcode 1.02 and the delivery layer's
 // frames byte for byte, from the project's own codecs.
 import dgram from 'node:dgram'
-import { type ConnectToken, encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType } from '../../src/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import type { Sodium } from '../../src/netcode/sodium.ts'
-import { Frame, packetMarker } from '../../src/delivery-core/wire-format.ts'
+import { type ConnectToken, encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType } from '../../src/protocol/netcode/constants.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import type { Sodium } from '../../src/protocol/netcode/sodium.ts'
+import { Frame, packetMarker } from '../../src/protocol/delivery/wire-format.ts'
 
 /** The server attacked: where it listens and the key its tokens are sealed with. */
 export interface Target {

@@ -6,7 +6,7 @@
 // per call by performance.now() over 100,000 calls after a warm-up, the median of 5 rounds.
 //   npx tsx bench/micro/mash-wire.ts [--wire <a wire.ts or wire.js to measure instead>] [--calls N]
 // --wire measures another version side by side (e.g. `git show <commit>:src/sessions/mash/wire.ts` saved
-// next to a copy of src/errors.ts, so that its relative import resolves).
+// next to a copy of src/util/errors.ts, so that its relative import resolves).
 import { resolve } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { pathToFileURL } from 'node:url'

@@ -2,7 +2,7 @@
 // (Uint8Array.prototype.slice, as the server did), a view carved from a shared buffer (as it did next), and
 // the shared buffer and an offset, which is what a Peer keeps now (the server's UserDataCopies). CPU time of the whole process (the garbage collector's threads included) per copy, with
 // the copies kept alive for 30,000 at a time, as peers are. Run: npx tsx bench/micro/user-data-copies.ts
-import { UserDataCopies } from '../../src/server.ts'
+import { UserDataCopies } from '../../src/api/server.ts'
 
 const slab = new Uint8Array(256 * 1024).fill(7)
 const copiesPerRun = 300_000

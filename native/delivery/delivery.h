@@ -277,7 +277,7 @@ class DeliveryCore {
     uint64_t lastUs() const { return firstUs + lastAfterUs; }
     void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
-  // What the bound counts, the same in the TypeScript core (src/delivery-core), so that the two bound
+  // What the bound counts, the same in the TypeScript core (src/protocol/delivery), so that the two bound
   // alike: a slot at least what it costs either engine (this InMessage; a JavaScript object of about 120
   // bytes), and a held message, beyond its bytes and a flag per fragment, at least what its buffer costs
   // either (an allocation's header here; a typed array of about 200 bytes there). Counted as their bytes
@@ -444,7 +444,7 @@ class DeliveryCore {
     uint64_t reduction;  // the window reduction its loss belongs to (CongestionControl::OnLost), 0: none
     // The reliable fragments it carried, credited if it proves only late: kept here, not read from its record
     // of sent packets, which the ring may have started over since (EnsureSentCapacity) and the TypeScript
-    // core (src/delivery-core/) keeps by another rule.
+    // core (src/protocol/delivery/) keeps by another rule.
     std::vector<Chunk> chunks;
   };
   std::vector<LostRecord> recentlyLost_;  // oldest first, at most kRecentlyLost

@@ -1,4 +1,4 @@
-// netcode 1.02 wire constants (mirrored by src/netcode/constants.ts).
+// netcode 1.02 wire constants (mirrored by src/protocol/netcode/constants.ts).
 #pragma once
 
 #include <cstddef>

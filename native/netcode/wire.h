@@ -95,7 +95,7 @@ class WireReader {
     return v;
   }
   // LEB128 as WireWriter writes it, up to 2^53 − 1: what JavaScript holds exactly, so that the TypeScript
-  // parser (src/delivery-core/wire-format.ts) reads every packet as this one does. No honest value comes
+  // parser (src/protocol/delivery/wire-format.ts) reads every packet as this one does. No honest value comes
   // near it (packet numbers and sequences count from 0, times are µs). More than 8 bytes, or a larger
   // value, fail.
   uint64_t Varint() {

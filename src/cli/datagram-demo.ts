@@ -3,7 +3,7 @@
 // summary so far (status 130; SIGTERM 143); a second Ctrl-C ends it at once.
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
-import { nativeInfo } from '../native-info.ts'
+import { nativeInfo } from '../api/native-info.ts'
 import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'

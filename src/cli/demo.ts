@@ -6,7 +6,7 @@
 import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
-import { nativeInfo } from '../native-info.ts'
+import { nativeInfo } from '../api/native-info.ts'
 import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'

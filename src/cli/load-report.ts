@@ -1,6 +1,6 @@
 // `volley load`'s reports as a person reads them (without --json, which prints the same fields as one
 // JSON object a line).
-import type { ClientPoolStats } from '../client-pool.ts'
+import type { ClientPoolStats } from '../api/client-pool.ts'
 
 export interface LoadReport extends ClientPoolStats {
   event: 'connected' | 'finished'

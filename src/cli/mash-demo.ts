@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events'
 import { ClientPool, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
-import { nativeInfo } from '../native-info.ts'
+import { nativeInfo } from '../api/native-info.ts'
 import { ClientTransport, serveSessions } from '../sessions/index.ts'
 import { MashController, MashDevice, sumDeviceStats, type MashDeviceStats, type MashEndpointDefinition, type MashValue } from '../sessions/mash/index.ts'
 import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'

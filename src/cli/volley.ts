@@ -3,10 +3,10 @@
 // `volley token` prints a connect token, `volley kme` runs a development ETSI GS QKD 014 KME. Keys are given
 // in hex; all traffic is whatever address you name.
 import { readFileSync } from 'node:fs'
-import { ClientPool } from '../client-pool.ts'
+import { ClientPool } from '../api/client-pool.ts'
 import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
-import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../netcode/server-address.ts'
+import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../protocol/netcode/server-address.ts'
 import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 

@@ -1,8 +1,8 @@
 // Which engine runs a Server, a Client or a datagram socket: the native one, or the fallback engine
-// (fallback-engine.ts, fallback-datagrams.ts) where the addon cannot load, or where VOLLEY_ENGINE=fallback asks
+// (engine/fallback/engine.ts, engine/fallback/datagrams.ts) where the addon cannot load, or where VOLLEY_ENGINE=fallback asks
 // for it (to compare the two, or to test the fallback).
-import { VolleyError } from '../errors.ts'
-import { loadAddon } from './addon.ts'
+import { VolleyError } from '../util/errors.ts'
+import { loadAddon } from './native/addon.ts'
 
 /** Why the addon could not load, once it failed for good (it will not load later in this process). */
 let addonFailure: string | undefined

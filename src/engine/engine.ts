@@ -2,9 +2,9 @@
 // event list into calls on sockets (one native crossing per drain), and queues sends into send slabs
 // that are handed over once per event-loop turn or when full.
 import { checkNotExiting, exitingError, stopAtExit } from './process-exit.ts'
-import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './addon.ts'
+import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocketOptions, loadAddon } from './native/addon.ts'
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
-import { fromNativeError, surfaceLater } from '../errors.ts'
+import { fromNativeError, surfaceLater } from '../util/errors.ts'
 import { reportCappedBuffers } from './socket-buffers.ts'
 
 /**
@@ -23,7 +23,7 @@ export interface EngineClient {
 
 /**
  * What a Server or Client asks of its engine once its socket is open: the native engine (Engine), or the
- * fallback engine on node:dgram (fallback-engine.ts) where the addon cannot load. Each opens sockets its own
+ * fallback engine on node:dgram (engine/fallback/engine.ts) where the addon cannot load. Each opens sockets its own
  * way (the native open is synchronous, the fallback's binds asynchronously); choose.ts says which runs.
  */
 export interface ProtocolEngine {

@@ -1,5 +1,5 @@
 // Mirror of native/layout.h (checked against the addon when it loads).
-import type { SimulatedNetworkStats } from '../network-simulator.ts'
+import type { SimulatedNetworkStats } from '../api/network-simulator.ts'
 export const layout = {
   /**
    * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the

@@ -3,7 +3,7 @@
 // send or a socket from a later 'exit' handler throws ERR_SOCKET_CLOSED on either engine, rather than start
 // an engine that could send nothing. The listener is added as this module loads, ahead of any an
 // application adds after importing volley, so that its handlers find the engines stopped.
-import { VolleyError } from '../errors.ts'
+import { VolleyError } from '../util/errors.ts'
 
 let exiting = false
 const atExit = new Set<() => void>()

@@ -1,8 +1,8 @@
 // Exponential backoff with positive jitter for reconnect loops (MASH behaviours §5.1–5.3): base delays 1, 2, 4,
 // 8, 16, 32, 60, 60… s, each stretched by a random 0–25 % so that clients dropped together do not all come back
 // in the same instant.
-import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
-import { checkOptions, numberOption } from '../options.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from '../util/errors.ts'
+import { checkOptions, numberOption } from '../util/options.ts'
 
 export interface BackoffOptions {
   /** The first base delay, ms (default 1000), and the one reset() returns to. */

@@ -2,9 +2,9 @@
 // a backoff delay and connects again, until close(). The connect callback does the whole of an attempt (a
 // fresh connect token, the Volley connection, any application handshake): the manager only decides when.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
-import { LifetimeSignal } from '../lifetime-signal.ts'
-import { checkOptions, integerOption } from '../options.ts'
+import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../util/errors.ts'
+import { LifetimeSignal } from '../util/lifetime-signal.ts'
+import { checkOptions, integerOption } from '../util/options.ts'
 import { Backoff, type BackoffOptions } from './backoff.ts'
 import { type Scheduler, Timer, TimerQueue, sessionTimers } from './timers.ts'
 import type { SessionTransport } from './transport.ts'

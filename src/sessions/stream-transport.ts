@@ -2,8 +2,8 @@
 // big-endian length and its bytes, the framing MASH devices use over TLS.
 import { EventEmitter } from 'node:events'
 import type { Duplex } from 'node:stream'
-import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
-import { checkOptions, integerOption } from '../options.ts'
+import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../util/errors.ts'
+import { checkOptions, integerOption } from '../util/options.ts'
 import { type SessionTransport, type SessionTransportEvents, type TransportBaseOptions, checkOutgoing, maxHeldBytesOption } from './transport.ts'
 
 export interface StreamTransportOptions extends TransportBaseOptions {

@@ -2,9 +2,9 @@
 // (Volley's reliable channel, a length-framed byte stream, an in-memory pair) are thin shells around it.
 import { EventEmitter } from 'node:events'
 import { isUint8Array } from 'node:util/types'
-import { checkAttached, copyBytes } from '../bytes.ts'
-import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
-import { checkOptions, integerOption } from '../options.ts'
+import { checkAttached, copyBytes } from '../util/bytes.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../util/errors.ts'
+import { checkOptions, integerOption } from '../util/options.ts'
 
 export interface SessionTransportEvents {
   /** One whole message: a view valid during the callback (copy it to keep it). */

@@ -2,13 +2,13 @@
 // what is lost by itself): ClientTransport over a connected Client, and
 // PeerTransports, which gives each peer of a Server a PeerTransport, with one listener per server event
 // for all of them (10,000 peers are not tens of thousands of listeners).
-import { Client, type ClientDisconnectReason } from '../client.ts'
-import type { RemoteChannels } from '../delivery.ts'
-import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../errors.ts'
-import { fragmentBytes } from '../delivery-core/wire-format.ts'
-import { checkOptions, integerOption } from '../options.ts'
-import type { Peer } from '../peer.ts'
-import { type DisconnectReason, Server, type ServerState } from '../server.ts'
+import { Client, type ClientDisconnectReason } from '../api/client.ts'
+import type { RemoteChannels } from '../api/channels.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../util/errors.ts'
+import { fragmentBytes } from '../protocol/delivery/wire-format.ts'
+import { checkOptions, integerOption } from '../util/options.ts'
+import type { Peer } from '../api/peer.ts'
+import { type DisconnectReason, Server, type ServerState } from '../api/server.ts'
 import { TransportBase, type TransportBaseOptions, maxHeldBytesOption } from './transport.ts'
 
 /** The channel modes a session protocol can run on. */

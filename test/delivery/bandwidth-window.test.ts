@@ -1,7 +1,7 @@
 // stats().bandwidth: the rate over the last one to two seconds, the same for every reader. It used to be
 // the rate since the previous stats() call, whoever made it: a second reader right after the first read 0.
 import { describe, expect, it } from 'vitest'
-import { BandwidthWindow } from '../../src/delivery.ts'
+import { BandwidthWindow } from '../../src/api/channels.ts'
 
 describe('the bandwidth window', () => {
   it('gives a reader right after another the same rate, and forgets what is over a second and a half old', () => {

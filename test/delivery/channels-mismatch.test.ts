@@ -5,9 +5,9 @@ import { execFileSync } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { type ChannelOptions, Client, type ClientOptions, type ConnectError, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
-import { serverAnnouncement } from '../../src/channels-hint.ts'
-import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
-import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
+import { serverAnnouncement } from '../../src/api/channels-hint.ts'
+import { DeliveryCore } from '../../src/protocol/delivery/delivery-core.ts'
+import { ChannelModeCode } from '../../src/protocol/delivery/wire-format.ts'
 
 const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n

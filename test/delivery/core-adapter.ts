@@ -1,10 +1,10 @@
-// The TypeScript delivery core (src/delivery-core/, the fallback engine's) behind the interface of the
+// The TypeScript delivery core (src/protocol/delivery/, the fallback engine's) behind the interface of the
 // native test binding (native/delivery_binding.cc), so that one suite drives either, or one against the other.
-import { DeliveryCore } from '../../src/delivery-core/delivery-core.ts'
-import { heldMessageBytes, receiveSlotBytes } from '../../src/delivery-core/delivery-core.ts'
-import { ReassemblyBudget } from '../../src/delivery-core/reassembly-budget.ts'
-import { ChannelModeCode } from '../../src/delivery-core/wire-format.ts'
-import { loadSodium } from '../../src/netcode/sodium.ts'
+import { DeliveryCore } from '../../src/protocol/delivery/delivery-core.ts'
+import { heldMessageBytes, receiveSlotBytes } from '../../src/protocol/delivery/delivery-core.ts'
+import { ReassemblyBudget } from '../../src/protocol/delivery/reassembly-budget.ts'
+import { ChannelModeCode } from '../../src/protocol/delivery/wire-format.ts'
+import { loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import type { DeliveryOptions, NativeDeliveryCore } from './simulated-link.ts'
 
 await loadSodium() // the core hashes with it to pick the packet numbers it skips

@@ -1289,7 +1289,7 @@ describe('hostile input', () => {
   const packet = (number: number[], ...frames: number[][]) => Uint8Array.from([0xd1, ...number, ...peerSettings, ...frames.flat()])
 
   it('takes varints up to 2^53 − 1 and finds a packet with a larger one malformed, whatever field it is in', () => {
-    // The TypeScript core (src/delivery-core/) holds integers exactly up to there: both cores read the
+    // The TypeScript core (src/protocol/delivery/) holds integers exactly up to there: both cores read the
     // same packets alike. No honest value comes near it.
     const core = coreWith({ channels: ['unreliable'] })
     const message = (pn: number[] | number, sequence: number[]) => packet(typeof pn === 'number' ? varint(pn) : pn, [0x10, 0], sequence, varint(1), [9])

@@ -1,9 +1,9 @@
 // Two delivery cores joined by a simulated network (loss, latency, jitter, duplication, reordering)
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
-import { loadAddon } from '../../src/engine/addon.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
 import { TypescriptBudget, typescriptDeliveryCore, withPacketSkipKey } from './core-adapter.ts'
-import type { NetworkSimulatorOptions } from '../../src/network-simulator.ts'
+import type { NetworkSimulatorOptions } from '../../src/api/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
 /**

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { Client } from '../../src/index.ts'
-import { networkSimulatorFields } from '../../src/network-simulator.ts'
+import { networkSimulatorFields } from '../../src/api/network-simulator.ts'
 
 const root = join(import.meta.dirname, '../..')
 

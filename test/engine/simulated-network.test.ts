@@ -1,12 +1,12 @@
-// The fallback engine's network simulator (src/engine/simulated-network.ts): its draws are splitmix64's
+// The fallback engine's network simulator (src/engine/fallback/simulated-network.ts): its draws are splitmix64's
 // (checked against the generator's published outputs for seed 0), six per datagram whatever becomes of it;
 // loss, duplication, latency and jitter, reordering, the bandwidth and its queue, the bound on what it holds;
 // and the same choices as the native simulator (native/network_simulator.cc, through its test binding) for
 // the same seed and traffic.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
-import type { NativeNetworkSimulator } from '../../src/network-simulator.ts'
-import { SimulatedNetwork } from '../../src/engine/simulated-network.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import type { NativeNetworkSimulator } from '../../src/api/network-simulator.ts'
+import { SimulatedNetwork } from '../../src/engine/fallback/simulated-network.ts'
 import { seededRandom } from '../helpers.ts'
 
 /** splitmix64's first outputs for seed 0 (Steele, Lea and Flood; Vigna's splitmix64.c), as [0, 1) draws. */

@@ -3,7 +3,7 @@
 // the tick after the last advance, for a timer scheduled in the past); cancelled timers never fire; no
 // advance before nextDueUs() fires anything.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
 import { seededRandom } from '../helpers.ts'
 
 const TICK = 1000

@@ -1,7 +1,7 @@
 // The server's table of connected addresses (native/netcode/address_table.h: open addressing, backward-shift
 // deletion, growth) against a Map over random inserts, lookups and erases of IPv4 and IPv6 addresses.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
 import { seededRandom } from '../helpers.ts'
 
 interface NativeAddressTable {

@@ -1,12 +1,12 @@
 // Hostile and malformed input: every reader drops it, says why, and never throws. Checked on both the
 // TypeScript codec and the native one, which must agree.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type NativeReplayWindow, loadAddon } from '../../src/engine/addon.ts'
-import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType } from '../../src/netcode/constants.ts'
-import { type DropReason, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import { ReplayProtection } from '../../src/netcode/replay-protection.ts'
-import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { type NativeReplayWindow, loadAddon } from '../../src/engine/native/addon.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType } from '../../src/protocol/netcode/constants.ts'
+import { type DropReason, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { ReplayProtection } from '../../src/protocol/netcode/replay-protection.ts'
+import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { seededRandom } from '../helpers.ts'
 import { fill, goldenToken, goldenTokenOptions } from './spec.ts'
 

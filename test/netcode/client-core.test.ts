@@ -2,9 +2,9 @@
 // standard, the rates, and moving to the token's next server address. Each suite runs four times: native and
 // TypeScript (the fallback engine's) cores, each with its own kind of server and with the other kind.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
-import { encodeConnectToken } from '../../src/netcode/connect-token.ts'
-import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import { encodeConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { type ClientCoreBinding as ClientCore, type ClientEvent, type Sent, type ServerCoreBinding as ServerCore, type ServerCoreOptions, type ServerEvent, typescriptClientCore, typescriptServerCore } from './core-adapters.ts'
 import { fill } from './spec.ts'
 

@@ -12,10 +12,10 @@ import {
 import { spawnSync } from 'node:child_process'
 import { join } from 'node:path'
 import { runInNewContext } from 'node:vm'
-import { loadAddon } from '../../src/engine/addon.ts'
-import { encodeConnectToken, openPrivateConnectToken } from '../../src/netcode/connect-token.ts'
-import { parseServerAddress } from '../../src/netcode/server-address.ts'
-import { loadSodium } from '../../src/netcode/sodium.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import { encodeConnectToken, openPrivateConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { parseServerAddress } from '../../src/protocol/netcode/server-address.ts'
+import { loadSodium } from '../../src/protocol/netcode/sodium.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const base = { protocolId: 0x1234n, privateKey, clientId: 42n, serverAddresses: ['127.0.0.1:40000'], expireSeconds: 30, timeoutSeconds: 10 }

@@ -1,10 +1,10 @@
 // The TypeScript netcode cores (the fallback engine's) behind the interface of the native test bindings
 // (native/netcode_binding.cc): each call returns what the core did as a list of events, and state() reads
 // the same fields, so that one suite drives either implementation, or one against the other.
-import { ClientCore, type ClientCoreSink } from '../../src/netcode/client-core.ts'
-import { ServerCore, type ServerCoreSink } from '../../src/netcode/server-core.ts'
-import { formatServerAddress, parseServerAddress } from '../../src/netcode/server-address.ts'
-import type { Sodium } from '../../src/netcode/sodium.ts'
+import { ClientCore, type ClientCoreSink } from '../../src/protocol/netcode/client-core.ts'
+import { ServerCore, type ServerCoreSink } from '../../src/protocol/netcode/server-core.ts'
+import { formatServerAddress, parseServerAddress } from '../../src/protocol/netcode/server-address.ts'
+import type { Sodium } from '../../src/protocol/netcode/sodium.ts'
 
 export type Sent = { kind: 'send'; to: string; data: Uint8Array }
 export type ServerEvent =

@@ -1,16 +1,16 @@
 // Wire compatibility through real sockets: the engine's netcode against a second implementation — the
-// TypeScript codec of src/netcode (written from STANDARD.md, checked against the golden vectors) driven
+// TypeScript codec of src/protocol/netcode (written from STANDARD.md, checked against the golden vectors) driven
 // over node:dgram by hand, packet by packet, as another netcode 1.02 client or server would be.
 import dgram from 'node:dgram'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Client, ClientPool, Server, type Peer } from '../../src/index.ts'
-import { openChallengeToken, sealChallengeToken } from '../../src/netcode/challenge-token.ts'
-import { generateConnectToken, generateKey, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType, sizes } from '../../src/netcode/constants.ts'
-import { type Packet, type ReadResult, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import { ReplayProtection } from '../../src/netcode/replay-protection.ts'
-import { loadSodium } from '../../src/netcode/sodium.ts'
-import { Reader, Writer } from '../../src/netcode/wire.ts'
+import { openChallengeToken, sealChallengeToken } from '../../src/protocol/netcode/challenge-token.ts'
+import { generateConnectToken, generateKey, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType, sizes } from '../../src/protocol/netcode/constants.ts'
+import { type Packet, type ReadResult, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { ReplayProtection } from '../../src/protocol/netcode/replay-protection.ts'
+import { loadSodium } from '../../src/protocol/netcode/sodium.ts'
+import { Reader, Writer } from '../../src/protocol/netcode/wire.ts'
 import { type EngineKind, onEngine, waitFor } from '../helpers.ts'
 
 const protocolId = 0x7e57_1234n

@@ -5,11 +5,11 @@
 // of 1 to 40 as the engine gives them (ReceiveBatch, whose table lookups run ahead of its datagrams): it must
 // do exactly what the first did with them one by one.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
-import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType } from '../../src/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType } from '../../src/protocol/netcode/constants.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { seededRandom } from '../helpers.ts'
 import { type ServerCoreBinding, type ServerCoreOptions, type ServerEvent, typescriptServerCore } from './core-adapters.ts'
 import { fill } from './spec.ts'

@@ -2,11 +2,11 @@
 // clients written with the TypeScript codec: every check of the standard, in order, and what the server
 // sends (or, for bad input, does not send).
 import { beforeAll, describe, expect, it, vi } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
-import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType } from '../../src/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType } from '../../src/protocol/netcode/constants.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { type ServerCoreBinding as Core, type ServerCoreOptions, type ServerEvent as Event, typescriptServerCore } from './core-adapters.ts'
 import { fill } from './spec.ts'
 
@@ -670,8 +670,8 @@ describe.each([
 
 describe('the TypeScript core once its socket has closed', () => {
   it('wipes its keys: a valid request is no longer opened, and the keys it held read as zeros', async () => {
-    const { ServerCore } = await import('../../src/netcode/server-core.ts')
-    const { parseServerAddress } = await import('../../src/netcode/server-address.ts')
+    const { ServerCore } = await import('../../src/protocol/netcode/server-core.ts')
+    const { parseServerAddress } = await import('../../src/protocol/netcode/server-address.ts')
     const sent: Uint8Array[] = []
     const sink = { sendPacket: (_to: string, data: Uint8Array) => sent.push(data), connected: () => {}, disconnected: () => {}, payload: () => {} }
     const configKey = Uint8Array.from(privateKey)
@@ -693,8 +693,8 @@ describe('the TypeScript core once its socket has closed', () => {
 describe('the TypeScript core with each connection request', () => {
   it("wipes the decrypted private token and the token's keys, whether it takes the request or refuses it, as the native core does", async () => {
     // It wiped the token's keys only once a handshake held copies of them; the decrypted token, never.
-    const { ServerCore } = await import('../../src/netcode/server-core.ts')
-    const { parseServerAddress } = await import('../../src/netcode/server-address.ts')
+    const { ServerCore } = await import('../../src/protocol/netcode/server-core.ts')
+    const { parseServerAddress } = await import('../../src/protocol/netcode/server-address.ts')
     const decrypted: Uint8Array[] = []
     const recording = Object.create(sodium) as Sodium
     recording.crypto_aead_xchacha20poly1305_ietf_decrypt = ((secretNonce: Uint8Array | null, sealed: Uint8Array, data: Uint8Array | null, nonce: Uint8Array, key: Uint8Array) => {

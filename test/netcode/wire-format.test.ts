@@ -3,12 +3,12 @@
 // against native.
 import { readFileSync } from 'node:fs'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/addon.ts'
-import { openChallengeToken, sealChallengeToken } from '../../src/netcode/challenge-token.ts'
-import { encodeConnectToken, readConnectToken } from '../../src/netcode/connect-token.ts'
-import { PacketType, sizes } from '../../src/netcode/constants.ts'
-import { encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/netcode/packets.ts'
-import { type Sodium, loadSodium } from '../../src/netcode/sodium.ts'
+import { loadAddon } from '../../src/engine/native/addon.ts'
+import { openChallengeToken, sealChallengeToken } from '../../src/protocol/netcode/challenge-token.ts'
+import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
+import { PacketType, sizes } from '../../src/protocol/netcode/constants.ts'
+import { encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { VERSION, fill, goldenToken, goldenTokenOptions, hex, le, specNonce, specPacketAd, specPrivatePlain, specPublicToken } from './spec.ts'
 
 const golden = JSON.parse(readFileSync(new URL('../fixtures/netcode-vectors.json', import.meta.url), 'utf8')) as {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { VolleyError } from '../../src/errors.ts'
+import { VolleyError } from '../../src/util/errors.ts'
 import { Backoff } from '../../src/sessions/backoff.ts'
 import { type ConnectAttempt, ConnectionManager, type ConnectionManagerOptions } from '../../src/sessions/connection-manager.ts'
 import { FakeClock, sessionTimers } from '../../src/sessions/timers.ts'

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { syncMessageSamples } from '../fixtures/sync-messages.ts'
 import { SyncEncoder, decodeSyncMessage, type SyncMessage } from '../../src/sessions/sync/wire.ts'
 
-const root = new URL('../../', import.meta.url).pathname
+const root = new URL('../..', import.meta.url).pathname
 const schema = join(root, 'src/sessions/sync/schema/agent-sync.fbs')
 const work = mkdtempSync(join(tmpdir(), 'volley-flatc-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }))

@@ -5,8 +5,8 @@ import { setMaxListeners } from 'node:events'
 import https from 'node:https'
 import type { IncomingMessage } from 'node:http'
 import type { TLSSocket } from 'node:tls'
-import { KmeError, type KmeErrorCode, VolleyRangeError, VolleyTypeError, checkSignal, describe } from '../../errors.ts'
-import { checkOptions, integerOption, uint8ArrayOf } from '../../options.ts'
+import { KmeError, type KmeErrorCode, VolleyRangeError, VolleyTypeError, checkSignal, describe } from '../../util/errors.ts'
+import { checkOptions, integerOption, uint8ArrayOf } from '../../util/options.ts'
 import { Backoff } from '../backoff.ts'
 import {
   type KeyContainer,

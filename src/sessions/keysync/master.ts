@@ -2,8 +2,8 @@
 // instant, switches at it, then runs the cleanup of the keys the switch rolled. One session at a time; each
 // request waits responseTimeoutMs for its answer and is sent again (a fresh message id) up to `retries`
 // times. Time is the scheduler's and the epochMs clock's, so a fake clock drives all of it.
-import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from '../../errors.ts'
-import { integerOption } from '../../options.ts'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe } from '../../util/errors.ts'
+import { integerOption } from '../../util/options.ts'
 import { Timer } from '../timers.ts'
 import { rotateStoredKeys, setKeyState, type StoredKey } from './keys.ts'
 import type {

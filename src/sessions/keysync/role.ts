@@ -1,8 +1,8 @@
 // What the master and the slave share: the checks every received message passes before its role sees it
 // (shape, the pair's SAE ids, direction, the clock), ERROR messages, sending, the clocks, events and counters.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../errors.ts'
-import { checkOptions, integerOption } from '../../options.ts'
+import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../util/errors.ts'
+import { checkOptions, integerOption } from '../../util/options.ts'
 import { sessionTimers, type Scheduler } from '../timers.ts'
 import { MemoryKeyStore, type KeyPersona, type KeyStore, type StoredKey } from './keys.ts'
 import type { KeySyncLink } from './link.ts'

@@ -3,8 +3,8 @@
 // A session lives sessionExpiryMs until its confirmation, never while its rotation waits, and
 // cleanupExpiryMs after its switch. Every request is answered again when it is repeated (the master sends
 // one again when the answer is late), and a repeat changes nothing.
-import { VolleyError, VolleyTypeError, describe } from '../../errors.ts'
-import { integerOption } from '../../options.ts'
+import { VolleyError, VolleyTypeError, describe } from '../../util/errors.ts'
+import { integerOption } from '../../util/options.ts'
 import { Timer } from '../timers.ts'
 import { rotateStoredKeys, setKeyState, type KeyState, type StoredKey } from './keys.ts'
 import { clipText, type OutgoingMessage } from './messages.ts'

@@ -3,9 +3,9 @@
 // one. The gateway accepts tokens under the agreed key from the confirmation on, and under the key it
 // replaces until the instant plus a grace; the backend mints under the new key from the instant.
 import { hkdfSync } from 'node:crypto'
-import { VolleyRangeError, surfaceLater } from '../../errors.ts'
-import { numberOption } from '../../options.ts'
-import type { Server } from '../../server.ts'
+import { VolleyRangeError, surfaceLater } from '../../util/errors.ts'
+import { numberOption } from '../../util/options.ts'
+import type { Server } from '../../api/server.ts'
 import type { AgreedRotation, CompletedRotation, KeySyncRole } from './role.ts'
 
 /** The bytes of a netcode private key. */

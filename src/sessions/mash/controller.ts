@@ -2,8 +2,8 @@
 // their notifications, over one connection at a time. A new connection (after a reconnect) is attach()ed;
 // the subscriptions of the last one are then stale until resubscribe() makes them again, with a new priming.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../errors.ts'
-import { booleanOption, checkOptions, integerOption } from '../../options.ts'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../util/errors.ts'
+import { booleanOption, checkOptions, integerOption } from '../../util/options.ts'
 import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'

@@ -4,8 +4,8 @@
 // suppressed, a heartbeat at maxInterval. Each connection is a MashDeviceSession; its subscriptions end with it.
 import { EventEmitter } from 'node:events'
 import { encode } from 'cborg'
-import { VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../errors.ts'
-import { booleanOption, checkOptions, integerOption } from '../../options.ts'
+import { VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../util/errors.ts'
+import { booleanOption, checkOptions, integerOption } from '../../util/options.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'
 import { MashStatusError } from './errors.ts'

@@ -1,5 +1,5 @@
 // A device's refusal of a request, as a typed error a controller's promise rejects with.
-import { VolleyError } from '../../errors.ts'
+import { VolleyError } from '../../util/errors.ts'
 import { mashStatusName } from './wire.ts'
 
 /** A request the device answered with a status other than SUCCESS. code: 'ERR_MASH_STATUS'. */

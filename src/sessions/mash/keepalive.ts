@@ -2,8 +2,8 @@
 // the third miss in a row ends the connection. The pong deadline is timed exactly (the seed's state
 // machine, 95 s worst case), where the reference only looks at each tick (up to 120 s).
 import { Timer, type Scheduler } from '../timers.ts'
-import { VolleyRangeError } from '../../errors.ts'
-import { integerOption } from '../../options.ts'
+import { VolleyRangeError } from '../../util/errors.ts'
+import { integerOption } from '../../util/options.ts'
 
 export interface KeepAliveOptions {
   /** Time between pings, ms (default 30,000). 0 turns the keep-alive off (pings are still answered). */

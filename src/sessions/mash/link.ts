@@ -1,7 +1,7 @@
 // One MASH connection as both roles see it: messages decoded and checked, control messages (ping, pong,
 // close) handled here, the rest handed to the role (a controller takes responses and notifications, a
 // device takes requests). Counts what it drops; never answers beyond what MASH says.
-import { VolleyError } from '../../errors.ts'
+import { VolleyError } from '../../util/errors.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'
 import { KeepAlive, type KeepAliveSettings } from './keepalive.ts'

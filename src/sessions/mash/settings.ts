@@ -1,6 +1,6 @@
 // The options both MASH roles share, checked once: scheduler, keep-alive, close timeout.
-import { VolleyTypeError, describe } from '../../errors.ts'
-import { integerOption } from '../../options.ts'
+import { VolleyTypeError, describe } from '../../util/errors.ts'
+import { integerOption } from '../../util/options.ts'
 import { sessionTimers, type Scheduler } from '../timers.ts'
 import { keepAliveSettings, type KeepAliveOptions } from './keepalive.ts'
 import type { MashLinkSettings } from './link.ts'

@@ -6,7 +6,7 @@
 import { isUtf8 } from 'node:buffer'
 import { Tokenizer, Type, encode, tokensToObject, type DecodeOptions, type EncodeOptions, type TagDecoder, type Token } from 'cborg'
 import type { DecodeTokenizer, MapSorter } from 'cborg/interface'
-import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from '../../util/errors.ts'
 
 // ---------------------------------------------------------------------------------------------------------
 // Numbers of the protocol

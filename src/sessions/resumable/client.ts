@@ -4,9 +4,9 @@
 // with backoff) or from attach(); time from the scheduler, so a fake clock drives all of it.
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { copyBytes } from '../../bytes.ts'
-import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../errors.ts'
-import { checkOptions, integerOption, signalOnly } from '../../options.ts'
+import { copyBytes } from '../../util/bytes.ts'
+import { VolleyError, VolleyTypeError, abortedError, checkSignal, describe, surfaceLater } from '../../util/errors.ts'
+import { checkOptions, integerOption, signalOnly } from '../../util/options.ts'
 import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'

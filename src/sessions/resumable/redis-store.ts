@@ -9,7 +9,7 @@
 //   o:<gw>   set   the session ids a gateway owns
 //   gw       zset  gateway → when it was last heard from (epoch ms)
 // and the channel lost:<gw>, on which a claim tells a gateway that another took one of its sessions.
-import { VolleyTypeError, describe } from '../../errors.ts'
+import { VolleyTypeError, describe } from '../../util/errors.ts'
 import type { ClaimRefusal, ClaimedSession, SessionStore, StoreTick, StoreTickResult, StoredSession } from './store.ts'
 
 /** What the store uses of an ioredis client (ioredis 5 or 6 fits it). */

@@ -3,7 +3,7 @@
 // 1-bit flag followed by its value, so the bytes after it are shifted by one bit and the message ends on
 // zero padding. Decoding is strict: a message is refused unless every byte of it is accounted for.
 import { isUtf8 } from 'node:buffer'
-import { VolleyRangeError, VolleyTypeError, describe } from '../../errors.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from '../../util/errors.ts'
 
 /** "zraft": the first five bytes of every message. */
 export const RESUMABLE_SIGNATURE = Uint8Array.of(0x7a, 0x72, 0x61, 0x66, 0x74)

@@ -4,8 +4,8 @@
 // bounded by responseTimeoutMs and retried; replies out of phase or for another session are dropped, and
 // the phase is kept. I/O is the transport's; time is the scheduler's, so fake-clock tests drive all of it.
 import { EventEmitter } from 'node:events'
-import { VolleyError, VolleyTypeError, describe } from '../../errors.ts'
-import { checkOptions, integerOption, uint64Option, uint8ArrayOf } from '../../options.ts'
+import { VolleyError, VolleyTypeError, describe } from '../../util/errors.ts'
+import { checkOptions, integerOption, uint64Option, uint8ArrayOf } from '../../util/options.ts'
 import { ConnectionManager, type ManagedConnection } from '../connection-manager.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'

@@ -4,9 +4,9 @@
 // I/O is the transports'; time is the scheduler's, so fake-clock tests drive all of it.
 import { randomBytes } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { VolleyTypeError, describe } from '../../errors.ts'
-import { checkOptions, integerOption } from '../../options.ts'
-import type { Server } from '../../server.ts'
+import { VolleyTypeError, describe } from '../../util/errors.ts'
+import { checkOptions, integerOption } from '../../util/options.ts'
+import type { Server } from '../../api/server.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
 import { PeerTransports, datagramMessageBytes, type VolleyTransportOptions } from '../volley-transport.ts'

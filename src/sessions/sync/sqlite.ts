@@ -8,7 +8,7 @@
 // stale and removed at open; one whose owner lives is refused with ERR_SYNC_FILE_BUSY.
 import { readFileSync, rmSync, writeFileSync } from 'node:fs'
 import sqlite from 'node-sqlite3-wasm'
-import { VolleyError } from '../../errors.ts'
+import { VolleyError } from '../../util/errors.ts'
 
 export type SqliteDatabase = InstanceType<typeof sqlite.Database>
 export type SqliteStatement = ReturnType<SqliteDatabase['prepare']>

@@ -12,7 +12,7 @@ const root = join(import.meta.dirname, '../../..')
 
 export function runAddonScript(body: string, shown = "'returned ' + (value === null ? 'null' : typeof value)"): Record<string, unknown> {
   const script = `
-import { loadAddon } from ${JSON.stringify(join(root, 'src/engine/addon.ts'))}
+import { loadAddon } from ${JSON.stringify(join(root, 'src/engine/native/addon.ts'))}
 const addon = loadAddon() as any
 const outcomes: Record<string, unknown> = {}
 function attempt(name: string, call: () => unknown): void {

@@ -2,7 +2,7 @@
 // its grace ends on the server's monotonic clock. A token names no key, so a request's is tried under each in
 // that order. The twin of native/netcode/private_keys.h, decision for decision; the Server keeps one too, for
 // the keys it rotated before it listened and for privateKeyCount.
-import { layout } from '../engine/layout.ts'
+import { layout } from '../../engine/layout.ts'
 import { sizes } from './constants.ts'
 
 /** What a token is opened with: the keys in the order they are tried (key(0) the current one). */

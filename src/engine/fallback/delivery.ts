@@ -1,16 +1,16 @@
 // The delivery layer as the fallback engine runs it on each connection: the TypeScript core
-// (src/delivery-core/) with what the native engine keeps beside it (native/netcode_sockets.h's DeliveryLink,
+// (src/protocol/delivery/) with what the native engine keeps beside it (native/netcode_sockets.h's DeliveryLink,
 // native/delivery/link_stats.h, native/delivery_clock.h): the records JavaScript waits for (drain, flushed,
 // the peer's settings), the wait for those settings, link statistics in the native layout, and the clock
 // the network simulator may set off.
-import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../delivery-core/delivery-core.ts'
-import { ReassemblyBudget } from '../delivery-core/reassembly-budget.ts'
-import { packetSkipKeyBytes } from '../delivery-core/sending.ts'
-import { ChannelModeCode } from '../delivery-core/wire-format.ts'
-import { randomBytes } from '../netcode/sodium.ts'
-import type { NativeDeliveryFields } from './addon.ts'
-import { type DisconnectCode, LinkField, PeerRecordKind, linkFields } from './layout.ts'
-import type { RecordBatch } from './record-batch.ts'
+import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../../protocol/delivery/delivery-core.ts'
+import { ReassemblyBudget } from '../../protocol/delivery/reassembly-budget.ts'
+import { packetSkipKeyBytes } from '../../protocol/delivery/sending.ts'
+import { ChannelModeCode } from '../../protocol/delivery/wire-format.ts'
+import { randomBytes } from '../../protocol/netcode/sodium.ts'
+import type { NativeDeliveryFields } from '../native/addon.ts'
+import { type DisconnectCode, LinkField, PeerRecordKind, linkFields } from '../layout.ts'
+import type { RecordBatch } from '../record-batch.ts'
 
 /** Packets of settings alone sent before a connection ends for a mismatch of channels. */
 export const mismatchAnnouncements = 2

@@ -1,12 +1,12 @@
 // A netcode 1.02 server on the native engine: the connection protocol runs on the I/O thread; this class
 // turns its records into typed events and its peers into Peer objects. Where the addon cannot load, the
-// fallback engine (engine/fallback-engine.ts) writes the same records on the JavaScript thread.
+// fallback engine (engine/fallback/engine.ts) writes the same records on the JavaScript thread.
 import { EventEmitter } from 'node:events'
-import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
-import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor } from './engine/engine.ts'
-import { sharedFallbackEngine } from './engine/fallback-engine.ts'
-import { DeliveryClock } from './engine/fallback-delivery.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from '../engine/native/addon.ts'
+import { checkFallbackSupports, fallbackReason } from '../engine/choose.ts'
+import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor } from '../engine/engine.ts'
+import { sharedFallbackEngine } from '../engine/fallback/engine.ts'
+import { DeliveryClock } from '../engine/fallback/delivery.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
@@ -25,7 +25,7 @@ import {
   monotonicUs,
   readLinkStats,
   readRemoteChannels,
-} from './delivery.ts'
+} from './channels.ts'
 import {
   DisconnectCode,
   LinkField,
@@ -40,18 +40,18 @@ import {
   peerSlotScale,
   protocolStatsFields,
   simulatedNetworkStats,
-} from './engine/layout.ts'
+} from '../engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from './options.ts'
-import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from './errors.ts'
-import { LifetimeSignal } from './lifetime-signal.ts'
-import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from './netcode/server-address.ts'
-import { sizes } from './netcode/constants.ts'
-import { PrivateKeys } from './netcode/private-keys.ts'
+import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from '../util/options.ts'
+import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from '../util/errors.ts'
+import { LifetimeSignal } from '../util/lifetime-signal.ts'
+import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from '../protocol/netcode/server-address.ts'
+import { sizes } from '../protocol/netcode/constants.ts'
+import { PrivateKeys } from '../protocol/netcode/private-keys.ts'
 import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
 import { copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from './peer-records.ts'
 import type { AddressInfo } from './address.ts'
-import { SlotTable } from './slot-table.ts'
+import { SlotTable } from '../util/slot-table.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */

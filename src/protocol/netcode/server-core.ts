@@ -11,9 +11,9 @@ import { ReplayProtection } from './replay-protection.ts'
 import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer } from './wire.ts'
-import { copyBytes } from '../bytes.ts'
-import { PeerCounterField, layout } from '../engine/layout.ts'
-import { Ring } from '../delivery-core/ring.ts'
+import { copyBytes } from '../../util/bytes.ts'
+import { PeerCounterField, layout } from '../../engine/layout.ts'
+import { Ring } from '../delivery/ring.ts'
 
 export interface ServerClock {
   /** Microseconds of a monotonic clock: timers. */

@@ -1,10 +1,10 @@
 // Records a protocol socket's engine hands JavaScript (native/socket_protocol.h):
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
-import type { SlabView } from './engine/engine.ts'
-import { PeerCounterField, align8, layout } from './engine/layout.ts'
-import { surfaceLater } from './errors.ts'
+import type { SlabView } from '../engine/engine.ts'
+import { PeerCounterField, align8, layout } from '../engine/layout.ts'
+import { surfaceLater } from '../util/errors.ts'
 import { type AddressInfo, formatIpBytes, formatIpv4 } from './address.ts'
-import type { PacketCounts } from './delivery.ts'
+import type { PacketCounts } from './channels.ts'
 import type { PeerDrops } from './peer.ts'
 
 /**

@@ -2,8 +2,8 @@
 // engine's): what a socket sends is lost, delayed (latency ± jitter), duplicated, reordered and held to a
 // bandwidth. The same seeded draws (splitmix64, six per datagram) and the same arithmetic, so that a seed
 // makes the same choices on either engine.
-import { BinaryHeap } from '../binary-heap.ts'
-import type { NativeNetworkSimulator } from '../network-simulator.ts'
+import { BinaryHeap } from '../../util/binary-heap.ts'
+import type { NativeNetworkSimulator } from '../../api/network-simulator.ts'
 
 const mask64 = (1n << 64n) - 1n
 /** Datagrams held at once (queued or on the way) beyond this are dropped. */

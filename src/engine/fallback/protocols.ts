@@ -1,19 +1,19 @@
 // The netcode server and client as the fallback engine runs them on a socket, as native/netcode_sockets.cc
-// does for the native engine: the TypeScript cores (src/netcode/) with their output turned into datagrams
-// and records for JavaScript, and, with channels configured, the delivery layer (src/delivery-core/) on
-// each connection, inside its payload packets. fallback-engine.ts is the I/O around them.
-import { ClientCore, clientStateCodes } from '../netcode/client-core.ts'
-import { ServerCore, type ServerClock } from '../netcode/server-core.ts'
-import { type ServerAddress, readDatagramSource } from '../netcode/server-address.ts'
-import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase } from '../netcode/sequence-starts.ts'
-import type { Sodium } from '../netcode/sodium.ts'
-import type { NativeClientProtocol, NativeServerProtocol } from './addon.ts'
-import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './fallback-delivery.ts'
-import { DisconnectCode, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from './layout.ts'
-import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
-import type { RecordBatch } from './record-batch.ts'
-import { copyBytes } from '../bytes.ts'
-import { sizes } from '../netcode/constants.ts'
+// does for the native engine: the TypeScript cores (src/protocol/netcode/) with their output turned into datagrams
+// and records for JavaScript, and, with channels configured, the delivery layer (src/protocol/delivery/) on
+// each connection, inside its payload packets. engine/fallback/engine.ts is the I/O around them.
+import { ClientCore, clientStateCodes } from '../../protocol/netcode/client-core.ts'
+import { ServerCore, type ServerClock } from '../../protocol/netcode/server-core.ts'
+import { type ServerAddress, readDatagramSource } from '../../protocol/netcode/server-address.ts'
+import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase } from '../../protocol/netcode/sequence-starts.ts'
+import type { Sodium } from '../../protocol/netcode/sodium.ts'
+import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon.ts'
+import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './delivery.ts'
+import { DisconnectCode, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from '../layout.ts'
+import { finalReadingsBytes, writeFinalReadings } from '../../api/peer-records.ts'
+import type { RecordBatch } from '../record-batch.ts'
+import { copyBytes } from '../../util/bytes.ts'
+import { sizes } from '../../protocol/netcode/constants.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */

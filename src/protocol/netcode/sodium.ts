@@ -1,6 +1,6 @@
 // libsodium-wrappers (WebAssembly), loaded once: the crypto of the pure-TypeScript side.
 import sodiumModule from 'libsodium-wrappers'
-import { VolleyError } from '../errors.ts'
+import { VolleyError } from '../../util/errors.ts'
 
 // The module's named exports, which its default export carries too: named so, not by the default import's
 // type, the declarations read the same whatever the reader's module settings (a default import of the

@@ -3,9 +3,9 @@
 // client's first payload, or when its wait for the client's settings is over. A netcode disconnect carries
 // no reason, so nothing else would tell the client's user why. The first such packet in a process is
 // reported as a warning that names the server's channels.
-import { DeliveryCore, type PeerSettings } from './delivery-core/delivery-core.ts'
-import { packetMarker } from './delivery-core/wire-format.ts'
-import { MODES } from './delivery.ts'
+import { DeliveryCore, type PeerSettings } from '../protocol/delivery/delivery-core.ts'
+import { packetMarker } from '../protocol/delivery/wire-format.ts'
+import { MODES } from './channels.ts'
 
 /**
  * Payloads of a connection looked at, at most. The server puts its settings in every packet until the

@@ -3,7 +3,7 @@
 // ERR_INVALID_ARG_VALUE for a name no option has).
 import { isAnyArrayBuffer, isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
-import { maxUint64, sizes } from './netcode/constants.ts'
+import { maxUint64, sizes } from '../protocol/netcode/constants.ts'
 import { checkAttached, copyBytes, isDetached } from './bytes.ts'
 
 /**

@@ -1,24 +1,24 @@
 // The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the TypeScript
-// netcode cores (src/netcode/), the TypeScript delivery layer (src/delivery-core/) and libsodium-wrappers,
-// for where the native addon cannot load. fallback-protocols.ts runs the protocols as the native engine
+// netcode cores (src/protocol/netcode/), the TypeScript delivery layer (src/protocol/delivery/) and libsodium-wrappers,
+// for where the native addon cannot load. engine/fallback/protocols.ts runs the protocols as the native engine
 // does; this is their I/O: it hands Server and Client the records the native engine writes (the same
 // layout, native/socket_protocol.h), keeps the same counters and takes the same control requests, so that
 // both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
 // The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'
-import { monotonicUs } from '../delivery.ts'
-import { parseServerAddress } from '../netcode/server-address.ts'
-import { loadSodium } from '../netcode/sodium.ts'
-import { surfaceLater } from '../errors.ts'
-import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
-import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting } from './engine.ts'
-import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './fallback-protocols.ts'
-import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './fallback-sockets.ts'
-import { checkNotExiting } from './process-exit.ts'
-import { ProtocolStat, layout, linkFields, protocolStatsFields } from './layout.ts'
-import { RecordBatch } from './record-batch.ts'
+import { monotonicUs } from '../../api/channels.ts'
+import { parseServerAddress } from '../../protocol/netcode/server-address.ts'
+import { loadSodium } from '../../protocol/netcode/sodium.ts'
+import { surfaceLater } from '../../util/errors.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from '../native/addon.ts'
+import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting } from '../engine.ts'
+import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './protocols.ts'
+import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './sockets.ts'
+import { checkNotExiting } from '../process-exit.ts'
+import { ProtocolStat, layout, linkFields, protocolStatsFields } from '../layout.ts'
+import { RecordBatch } from '../record-batch.ts'
 import { SimulatedNetwork } from './simulated-network.ts'
-import { copyBytes } from '../bytes.ts'
+import { copyBytes } from '../../util/bytes.ts'
 
 
 /** A timer this late (µs) means the thread was busy, not merely scheduled a little late. */

@@ -1,6 +1,6 @@
 // What a delivery core is configured with, what it reports and whom it reports to (native/delivery/delivery.h
 // says the same of the native core, with the reasons for each default).
-import { layout } from '../engine/layout.ts'
+import { layout } from '../../engine/layout.ts'
 import type { ChannelModeCode } from './wire-format.ts'
 
 export interface DeliveryConfig {

@@ -2,12 +2,12 @@
 // benchmarks and the tests, and by `volley load`.
 import { setMaxListeners } from 'node:events'
 import { Client, type ClientOptions, type ClientDisconnectReason, clientOptionNames } from './client.ts'
-import { type Engine, dedicatedEngine, useDedicatedEngine } from './engine/engine.ts'
-import { VolleyRangeError, VolleyTypeError, type VolleyErrorCode, abortedError, checkSignal, describe } from './errors.ts'
-import { checkOptions, integerOption, uint8ArrayOf } from './options.ts'
-import { copyBytes, goneBytes, isDetached } from './bytes.ts'
-import { LifetimeSignal } from './lifetime-signal.ts'
-import { SendQueue, deliverySettings } from './delivery.ts'
+import { type Engine, dedicatedEngine, useDedicatedEngine } from '../engine/engine.ts'
+import { VolleyRangeError, VolleyTypeError, type VolleyErrorCode, abortedError, checkSignal, describe } from '../util/errors.ts'
+import { checkOptions, integerOption, uint8ArrayOf } from '../util/options.ts'
+import { copyBytes, goneBytes, isDetached } from '../util/bytes.ts'
+import { LifetimeSignal } from '../util/lifetime-signal.ts'
+import { SendQueue, deliverySettings } from './channels.ts'
 
 const connectOptionNames: ReadonlySet<string> = new Set(['concurrency', 'signal'])
 

@@ -1,19 +1,19 @@
 // Layer 0: a raw UDP socket on the native engine. Received datagrams arrive in batches (one event per
 // recvmmsg batch, payloads as views valid during the callback); sends are queued and handed to the
 // I/O thread once per event-loop turn, with back-pressure when the queue is full. Where the addon cannot
-// load, the fallback engine (engine/fallback-datagrams.ts) does the same on node:dgram.
+// load, the fallback engine (engine/fallback/datagrams.ts) does the same on node:dgram.
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
 import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp } from './address.ts'
-import { type NativeSocketInfo, type NativeSocketOptions, loadAddon, openError } from './engine/addon.ts'
-import { checkFallbackSupports, fallbackReason } from './engine/choose.ts'
-import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from './engine/fallback-datagrams.ts'
-import type { OpeningClient } from './engine/fallback-sockets.ts'
-import { DrainWaiters } from './drain-waiters.ts'
-import { LifetimeSignal } from './lifetime-signal.ts'
-import { type Engine, type EngineClient, type QueuedAddress, type SlabView, engineFor } from './engine/engine.ts'
-import { Operation, RecvFlag, align8, layout } from './engine/layout.ts'
-import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from './options.ts'
+import { type NativeSocketInfo, type NativeSocketOptions, loadAddon, openError } from '../engine/native/addon.ts'
+import { checkFallbackSupports, fallbackReason } from '../engine/choose.ts'
+import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from '../engine/fallback/datagrams.ts'
+import type { OpeningClient } from '../engine/fallback/sockets.ts'
+import { DrainWaiters } from '../util/drain-waiters.ts'
+import { LifetimeSignal } from '../util/lifetime-signal.ts'
+import { type Engine, type EngineClient, type QueuedAddress, type SlabView, engineFor } from '../engine/engine.ts'
+import { Operation, RecvFlag, align8, layout } from '../engine/layout.ts'
+import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from '../util/options.ts'
 import {
   VolleyError,
   VolleyRangeError,
@@ -21,8 +21,8 @@ import {
   describe,
   surfaceLater,
   systemError,
-} from './errors.ts'
-import { checkAttached, copyBytes } from './bytes.ts'
+} from '../util/errors.ts'
+import { checkAttached, copyBytes } from '../util/bytes.ts'
 
 export type SocketType = 'udp4' | 'udp6'
 

@@ -1,10 +1,10 @@
 // Server addresses as connect tokens carry them: "a.b.c.d:port" or "[v6]:port" in text; on the wire a
 // type byte (1 = IPv4, 2 = IPv6), the address (4 bytes, or 8 little-endian 16-bit groups) and the port.
 import { isUint8Array } from 'node:util/types'
-import { VolleyTypeError, describe } from '../errors.ts'
-import { checkAttached } from '../bytes.ts'
+import { VolleyTypeError, describe } from '../../util/errors.ts'
+import { checkAttached } from '../../util/bytes.ts'
 import { AddressType } from './constants.ts'
-import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../address.ts'
+import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../../api/address.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
 

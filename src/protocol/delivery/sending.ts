@@ -3,7 +3,7 @@
 // time thresholds, adapted by spurious losses), probe timeouts, congestion control and pacing. The
 // receiving side (delivery-core.ts) extends it. Decision for decision the native core's, so that the two
 // send the same bytes for the same calls (test/delivery/delivery-core-differential.test.ts).
-import { BinaryHeap } from '../binary-heap.ts'
+import { BinaryHeap } from '../../util/binary-heap.ts'
 import { ClockSync } from './clock-sync.ts'
 import { type DeliveryConfig, type DeliverySink, DeliveryStats, Mismatch, type PeerSettings, type SendResult, queuedMessageOverheadBytes } from './config.ts'
 import { CongestionControl } from './congestion-control.ts'
@@ -11,7 +11,7 @@ import { type PacketRange, ReceivedPackets } from './received-packets.ts'
 import { Ring } from './ring.ts'
 import { RttEstimator, maxRttSampleUs } from './rtt-estimator.ts'
 import { ChannelModeCode, Frame, FrameWriter, fragmentBytes, fragmentCount, maxAckRanges, maxPacketBytes, packetMarker, varintSize } from './wire-format.ts'
-import { copyBytes } from '../bytes.ts'
+import { copyBytes } from '../../util/bytes.ts'
 import { loadedSodium } from '../netcode/sodium.ts'
 
 const packetThreshold = 3 // RFC 9002: lost when 3 later packets are acknowledged

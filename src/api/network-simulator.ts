@@ -2,8 +2,8 @@
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
 import { randomInt } from 'node:crypto'
-import { VolleyRangeError, VolleyTypeError } from './errors.ts'
-import { checkOptions, integerOption, numberOption } from './options.ts'
+import { VolleyRangeError, VolleyTypeError } from '../util/errors.ts'
+import { checkOptions, integerOption, numberOption } from '../util/options.ts'
 
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */

@@ -1,9 +1,9 @@
 // Connect tokens (netcode 1.02): what a web backend hands a client so that it may connect to a server.
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
-import { VolleyRangeError, VolleyTypeError, describe } from '../errors.ts'
-import { checkAttached } from '../bytes.ts'
-import { bytesOption, checkOptions, integerOption, requiredIntegerOption, secretKeyOption, uint64Option, uint8ArrayOf } from '../options.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from '../../util/errors.ts'
+import { checkAttached } from '../../util/bytes.ts'
+import { bytesOption, checkOptions, integerOption, requiredIntegerOption, secretKeyOption, uint64Option, uint8ArrayOf } from '../../util/options.ts'
 import { maxUint64, sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseReachableServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'

@@ -3,8 +3,8 @@
 import { isIP } from 'node:net'
 import { readFileSync, readdirSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
-import type { Addon } from './engine/addon.ts'
-import type { QueuedAddress } from './engine/engine.ts'
+import type { Addon } from '../engine/native/addon.ts'
+import type { QueuedAddress } from '../engine/engine.ts'
 
 /** A local or remote socket address, as node:net and node:dgram give them. */
 export interface AddressInfo {

@@ -1,8 +1,8 @@
 // A client connected to a Server.
-import { BandwidthWindow, type LinkStats, type RemoteChannels, type SendOptions, readLinkStats } from './delivery.ts'
-import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
-import { VolleyError, VolleyTypeError } from './errors.ts'
-import { sizes } from './netcode/constants.ts'
+import { BandwidthWindow, type LinkStats, type RemoteChannels, type SendOptions, readLinkStats } from './channels.ts'
+import { DrainWaiters, FlushWaiters } from '../util/drain-waiters.ts'
+import { VolleyError, VolleyTypeError } from '../util/errors.ts'
+import { sizes } from '../protocol/netcode/constants.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean

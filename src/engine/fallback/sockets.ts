@@ -1,12 +1,12 @@
-// What the fallback engines (fallback-engine.ts for Server and Client, fallback-datagrams.ts for datagram
+// What the fallback engines (engine/fallback/engine.ts for Server and Client, engine/fallback/datagrams.ts for datagram
 // sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
-import { javascriptIp, parseIp } from '../address.ts'
-import { surfaceLater } from '../errors.ts'
-import { type NativeSocketInfo, type NativeSocketOptions, openError } from './addon.ts'
-import type { EngineClient } from './engine.ts'
-import { reportCappedBuffers } from './socket-buffers.ts'
+import { javascriptIp, parseIp } from '../../api/address.ts'
+import { surfaceLater } from '../../util/errors.ts'
+import { type NativeSocketInfo, type NativeSocketOptions, openError } from '../native/addon.ts'
+import type { EngineClient } from '../engine.ts'
+import { reportCappedBuffers } from '../socket-buffers.ts'
 
 /**
  * The owner of a socket that binds in the background (openNow(): the bind a datagram send() makes, a

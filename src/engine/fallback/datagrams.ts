@@ -3,13 +3,13 @@
 // over (receive records in a slab, batchSize at most per batch, native/layout.h), once per turn of the event
 // loop; sends go to node:dgram at once, with back-pressure when too many are in flight.
 import type dgram from 'node:dgram'
-import { javascriptIp } from '../address.ts'
-import type { NativeSocketInfo, NativeSocketOptions } from './addon.ts'
-import { type EngineClient, type QueuedAddress, SlabView } from './engine.ts'
-import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './fallback-sockets.ts'
-import { checkNotExiting } from './process-exit.ts'
-import { surfaceLater } from '../errors.ts'
-import { Operation, align8, layout } from './layout.ts'
+import { javascriptIp } from '../../api/address.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from '../native/addon.ts'
+import { type EngineClient, type QueuedAddress, SlabView } from '../engine.ts'
+import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './sockets.ts'
+import { checkNotExiting } from '../process-exit.ts'
+import { surfaceLater } from '../../util/errors.ts'
+import { Operation, align8, layout } from '../layout.ts'
 
 /** Datagrams a socket may have handed to node:dgram and not seen sent; past it, send() returns false. */
 export const maxInFlight = 4096

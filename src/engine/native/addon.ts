@@ -1,10 +1,10 @@
 // Loads the native addon (a local build first, then the committed prebuild) and checks that its byte
 // layouts are the ones this JavaScript was written for.
-import type { NativeNetworkSimulator } from '../network-simulator.ts'
+import type { NativeNetworkSimulator } from '../../api/network-simulator.ts'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
-import { VolleyError, fromNativeError } from '../errors.ts'
-import { layout } from './layout.ts'
+import { VolleyError, fromNativeError } from '../../util/errors.ts'
+import { layout } from '../layout.ts'
 
 export interface NativeSocketInfo {
   id: number
@@ -107,7 +107,7 @@ export interface NativeEngine {
   shutdown(): void
 }
 
-/** The native netcode codec (native/netcode_binding.cc): the same bytes as src/netcode/. */
+/** The native netcode codec (native/netcode_binding.cc): the same bytes as src/protocol/netcode/. */
 export interface NativeNetcode {
   generateConnectToken(options: {
     protocolId: bigint
@@ -197,8 +197,8 @@ export interface Addon {
   sodiumVersion: string
 }
 
-/** The package root: two levels above this file, both in src/engine and in dist/engine. */
-export const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
+/** The package root: three levels above this file, both in src/engine/native and in dist/engine/native. */
+export const packageRoot = fileURLToPath(new URL('../../..', import.meta.url))
 
 let loaded: Addon | undefined
 let loadedFrom = ''

@@ -1,5 +1,5 @@
-import { addonPath, loadAddon, packageRoot } from './engine/addon.ts'
-import { fallbackReason } from './engine/choose.ts'
+import { addonPath, loadAddon, packageRoot } from '../engine/native/addon.ts'
+import { fallbackReason } from '../engine/choose.ts'
 
 export interface NativeInfo {
   /** The .node file in use: build/Release for a local build, otherwise the prebuild. */

@@ -2,11 +2,11 @@
 // per-connection send queue (back-pressure against what the I/O thread has released), link statistics
 // and the synchronised clock, all read from the memory the I/O thread writes (no native call).
 import { isUint8Array } from 'node:util/types'
-import { checkAttached } from './bytes.ts'
-import type { NativeDeliveryFields } from './engine/addon.ts'
-import { LinkField, layout, linkFields } from './engine/layout.ts'
-import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
-import { checkOptions, integerOption } from './options.ts'
+import { checkAttached } from '../util/bytes.ts'
+import type { NativeDeliveryFields } from '../engine/native/addon.ts'
+import { LinkField, layout, linkFields } from '../engine/layout.ts'
+import { VolleyRangeError, VolleyTypeError, describe } from '../util/errors.ts'
+import { checkOptions, integerOption } from '../util/options.ts'
 
 /** The options of send(). */
 const sendOptionNames: ReadonlySet<string> = new Set(['channel'])

@@ -1,16 +1,16 @@
 // A netcode 1.02 client on the native engine: connect with a token, then send and receive payloads.
 // The client state machine runs on the I/O thread; its state changes arrive here as records (from the
-// fallback engine, engine/fallback-engine.ts, where the addon cannot load).
+// fallback engine, engine/fallback/engine.ts, where the addon cannot load).
 import { EventEmitter } from 'node:events'
-import type { NativeSocketInfo, NativeSocketOptions } from './engine/addon.ts'
-import { fallbackReason } from './engine/choose.ts'
-import { EngineHold, type ProtocolEngine, type SlabView, engineFor } from './engine/engine.ts'
-import { sharedFallbackEngine } from './engine/fallback-engine.ts'
-import type { OpeningClient } from './engine/fallback-sockets.ts'
-import { type ClientCoreState, clientStateCodes } from './netcode/client-core.ts'
-import { loadSodium, loadedSodium } from './netcode/sodium.ts'
-import { DrainWaiters, FlushWaiters } from './drain-waiters.ts'
-import { LifetimeSignal } from './lifetime-signal.ts'
+import type { NativeSocketInfo, NativeSocketOptions } from '../engine/native/addon.ts'
+import { fallbackReason } from '../engine/choose.ts'
+import { EngineHold, type ProtocolEngine, type SlabView, engineFor } from '../engine/engine.ts'
+import { sharedFallbackEngine } from '../engine/fallback/engine.ts'
+import type { OpeningClient } from '../engine/fallback/sockets.ts'
+import { type ClientCoreState, clientStateCodes } from '../protocol/netcode/client-core.ts'
+import { loadSodium, loadedSodium } from '../protocol/netcode/sodium.ts'
+import { DrainWaiters, FlushWaiters } from '../util/drain-waiters.ts'
+import { LifetimeSignal } from '../util/lifetime-signal.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
@@ -26,15 +26,15 @@ import {
   peerClockMs,
   readLinkStats,
   readRemoteChannels,
-} from './delivery.ts'
-import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from './engine/layout.ts'
+} from './channels.ts'
+import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from '../engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from './errors.ts'
-import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from './options.ts'
-import { connectTokenFromBase64, readConnectToken } from './netcode/connect-token.ts'
+import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from '../util/errors.ts'
+import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from '../util/options.ts'
+import { connectTokenFromBase64, readConnectToken } from '../protocol/netcode/connect-token.ts'
 import { forEachPeerRecord, recordAddress } from './peer-records.ts'
 import { type AddressInfo, addressText } from './address.ts'
-import { copyBytes } from './bytes.ts'
+import { copyBytes } from '../util/bytes.ts'
 import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 
 /** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
