@@ -10,7 +10,7 @@ export {
   type RemoteInfo,
   type SocketType,
 } from './api/datagram-socket.ts'
-export type { AddressInfo } from './api/address.ts'
+export type { AddressInfo } from './util/ip.ts'
 export {
   VolleyError,
   VolleyRangeError,
@@ -37,7 +37,8 @@ export {
 export { formatServerAddress, type ServerAddress } from './protocol/netcode/server-address.ts'
 export { Server, type DisconnectReason, type ServerEvents, type RotatePrivateKeyOptions, type ServerOptions, type ServerState, type ServerStats } from './api/server.ts'
 export { Client, ConnectError, type ClientDisconnectReason, type ClientEvents, type ClientOptions, type ClientState, type ClientStats } from './api/client.ts'
-export { Peer, type PeerDrops, type PeerStats } from './api/peer.ts'
+export { Peer, type PeerStats } from './api/peer.ts'
+export type { PeerDrops } from './engine/peer-records.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './api/network-simulator.ts'
 export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './api/channels.ts'
 export { ClientPool, type ByErrorCode, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './api/client-pool.ts'

@@ -5,6 +5,8 @@ import { isUint8Array } from 'node:util/types'
 import { checkAttached } from '../util/bytes.ts'
 import type { NativeDeliveryFields } from '../engine/native/addon.ts'
 import { LinkField, layout, linkFields } from '../engine/layout.ts'
+import { monotonicUs } from '../engine/engine.ts'
+import type { PacketCounts } from '../engine/peer-records.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from '../util/errors.ts'
 import { checkOptions, integerOption } from '../util/options.ts'
 
@@ -433,14 +435,6 @@ export class BandwidthWindow {
   }
 }
 
-/** A connection's packets and bytes in and out. */
-export interface PacketCounts {
-  packetsIn: number
-  bytesIn: number
-  packetsOut: number
-  bytesOut: number
-}
-
 /** A moment, as performance.now() and as monotonicUs() read it. */
 export interface Moment {
   ms: number
@@ -504,11 +498,6 @@ function clockErrorBoundUs(f: Float64Array, row0: number, nowUs?: number): numbe
   const bound = f[row0 + LinkField.clockErrorUs]!
   const growth = f[row0 + LinkField.clockErrorGrowth]!
   return growth > 0 ? bound + growth * Math.max(0, (nowUs ?? monotonicUs()) - f[row0 + LinkField.clockReferenceUs]!) : bound
-}
-
-/** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */
-export function monotonicUs(): number {
-  return Number(process.hrtime.bigint() / 1000n)
 }
 
 /** The peer's clock now, ms, as estimated from the ping/pong exchanges (our clock until the first one). */

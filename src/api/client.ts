@@ -27,13 +27,13 @@ import {
   readLinkStats,
   readRemoteChannels,
 } from './channels.ts'
-import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields, simulatedNetworkStats } from '../engine/layout.ts'
-import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
+import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from '../engine/layout.ts'
+import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields, simulatedNetworkStats } from './network-simulator.ts'
 import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from '../util/errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from '../util/options.ts'
 import { connectTokenFromBase64, readConnectToken } from '../protocol/netcode/connect-token.ts'
-import { forEachPeerRecord, recordAddress } from './peer-records.ts'
-import { type AddressInfo, addressText } from './address.ts'
+import { forEachPeerRecord, recordAddress } from '../engine/peer-records.ts'
+import { type AddressInfo, addressText } from '../util/ip.ts'
 import { copyBytes } from '../util/bytes.ts'
 import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 

@@ -4,14 +4,14 @@
 // load, the fallback engine (engine/fallback/datagrams.ts) does the same on node:dgram.
 import { lookup } from 'node:dns/promises'
 import { EventEmitter } from 'node:events'
-import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp } from './address.ts'
+import { type AddressInfo, AddressFormatter, type IpCodec, ipFamily, isIpv4Mapped, javascriptIp, maxIpv4DatagramSize, parseIp, type QueuedAddress } from '../util/ip.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, loadAddon, openError } from '../engine/native/addon.ts'
 import { checkFallbackSupports, fallbackReason } from '../engine/choose.ts'
 import { type FallbackDatagramEngine, maxInFlight, sharedFallbackDatagramEngine } from '../engine/fallback/datagrams.ts'
 import type { OpeningClient } from '../engine/fallback/sockets.ts'
 import { DrainWaiters } from '../util/drain-waiters.ts'
 import { LifetimeSignal } from '../util/lifetime-signal.ts'
-import { type Engine, type EngineClient, type QueuedAddress, type SlabView, engineFor } from '../engine/engine.ts'
+import { type Engine, type EngineClient, type SlabView, engineFor } from '../engine/engine.ts'
 import { Operation, RecvFlag, align8, layout } from '../engine/layout.ts'
 import { type Settled, booleanOption, checkOptions, integerOption, socketSettings } from '../util/options.ts'
 import {

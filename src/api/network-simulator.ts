@@ -4,6 +4,8 @@
 import { randomInt } from 'node:crypto'
 import { VolleyRangeError, VolleyTypeError } from '../util/errors.ts'
 import { checkOptions, integerOption, numberOption } from '../util/options.ts'
+import { ProtocolStat } from '../engine/layout.ts'
+import type { NativeNetworkSimulator } from '../engine/native/addon.ts'
 
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */
@@ -59,20 +61,6 @@ export interface NetworkSimulatorOption {
   networkSimulator?: NetworkSimulatorOptions | undefined
 }
 
-/** What the native protocol options take. */
-export interface NativeNetworkSimulator {
-  loss: number
-  duplicate: number
-  reorder: number
-  latencyUs: number
-  jitterUs: number
-  bandwidthBytesPerSec: number
-  queueBytes: number
-  seed: number
-  clockOffsetUs: number
-  clockDriftPpm: number
-}
-
 const simulatorOptionNames = new Set(['loss', 'latencyMs', 'jitterMs', 'duplicate', 'reorder', 'bandwidthBytesPerSec', 'queueBytes', 'seed', 'clockOffsetMs', 'clockDriftPpm'])
 
 /** The longest a full simulated queue may hold a datagram, s. */
@@ -115,4 +103,11 @@ export function networkSimulatorFields(options: NetworkSimulatorOptions | undefi
       clockDriftPpm: number('clockDriftPpm', -1000, 1000),
     },
   }
+}
+
+/** The network simulator's counters among readProtocolStats' (null when the socket has none). */
+export function simulatedNetworkStats(c: Float64Array, seed: number | undefined): SimulatedNetworkStats | null {
+  if (seed === undefined) return null
+  const at = ProtocolStat.simulatorLost
+  return { seed, lost: c[at]!, duplicated: c[at + 1]!, reordered: c[at + 2]!, overflowed: c[at + 3]! }
 }

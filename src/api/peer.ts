@@ -3,6 +3,7 @@ import { BandwidthWindow, type LinkStats, type RemoteChannels, type SendOptions,
 import { DrainWaiters, FlushWaiters } from '../util/drain-waiters.ts'
 import { VolleyError, VolleyTypeError } from '../util/errors.ts'
 import { sizes } from '../protocol/netcode/constants.ts'
+import type { PeerDrops } from '../engine/peer-records.ts'
 
 export interface PeerHost {
   sendToPeer(peer: Peer, data: Uint8Array, options: SendOptions | undefined): boolean
@@ -16,19 +17,6 @@ export interface PeerHost {
   /** The synchronised clock: the server's own, ms. */
   timeMs(): number
   bufferedAmount(peer: Peer): number
-}
-
-/**
- * Packets from the client's address that its connection refused, by cause: malformed (or of a type a server
- * never takes), replayed (seen already within the replay window), tooOld (older than that window),
- * decryptionFailed (not sealed with the connection's key). What a spoofer of the address sends counts too;
- * packets of the connection request's type (the server's to handle, before it looks for a connection) do not.
- */
-export interface PeerDrops {
-  malformed: number
-  replayed: number
-  tooOld: number
-  decryptionFailed: number
 }
 
 /** Packets, bytes and drops of the netcode connection; with channels, the delivery layer's link statistics too. */

@@ -4,13 +4,12 @@
 import { EventEmitter } from 'node:events'
 import type { NativeSocketInfo, NativeSocketOptions } from '../engine/native/addon.ts'
 import { checkFallbackSupports, fallbackReason } from '../engine/choose.ts'
-import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor } from '../engine/engine.ts'
+import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor, monotonicUs } from '../engine/engine.ts'
 import { sharedFallbackEngine } from '../engine/fallback/engine.ts'
 import { DeliveryClock } from '../engine/fallback/delivery.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,
-  type PacketCounts,
   type DeliverySettings,
   type RemoteChannels,
   SendQueue,
@@ -22,7 +21,6 @@ import {
   describeChannelsMismatch,
   reassemblyBudgetFloor,
   reliableStallMs,
-  monotonicUs,
   readLinkStats,
   readRemoteChannels,
 } from './channels.ts'
@@ -30,7 +28,6 @@ import {
   DisconnectCode,
   LinkField,
   Operation,
-  PeerCounterField,
   PeerRecordKind,
   ProtocolControl,
   ServerStat,
@@ -39,18 +36,18 @@ import {
   linkFields,
   peerSlotScale,
   protocolStatsFields,
-  simulatedNetworkStats,
 } from '../engine/layout.ts'
-import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields } from './network-simulator.ts'
-import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, secretKeyOption, socketOptionNames, socketSettings, uint64Option } from '../util/options.ts'
+import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields, simulatedNetworkStats } from './network-simulator.ts'
+import { type Settled, type SocketSettings, booleanOption, checkOptions, integerOption, numberOption, socketOptionNames, socketSettings, uint64Option } from '../util/options.ts'
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from '../util/errors.ts'
 import { LifetimeSignal } from '../util/lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from '../protocol/netcode/server-address.ts'
-import { sizes } from '../protocol/netcode/constants.ts'
+import { PeerCounterField, sizes } from '../protocol/netcode/constants.ts'
 import { PrivateKeys } from '../protocol/netcode/private-keys.ts'
-import { Peer, peerConstruction, type PeerDrops, type PeerHost, type PeerStats } from './peer.ts'
-import { copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from './peer-records.ts'
-import type { AddressInfo } from './address.ts'
+import { secretKeyOption } from '../protocol/netcode/connect-token.ts'
+import { Peer, peerConstruction, type PeerHost, type PeerStats } from './peer.ts'
+import { type PacketCounts, type PeerDrops, copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from '../engine/peer-records.ts'
+import type { AddressInfo } from '../util/ip.ts'
 import { SlotTable } from '../util/slot-table.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {

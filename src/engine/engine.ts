@@ -6,6 +6,7 @@ import { type Addon, type NativeEngine, type NativeSocketInfo, type NativeSocket
 import { EventType, ProtocolControl, ReleasedSlabsWord, align8, layout } from './layout.ts'
 import { fromNativeError, surfaceLater } from '../util/errors.ts'
 import { reportCappedBuffers } from './socket-buffers.ts'
+import type { QueuedAddress } from '../util/ip.ts'
 
 /**
  * Payloads above this skip the send slabs (one native call each): slab records are datagram-sized (at most
@@ -122,12 +123,9 @@ export function drainWaiting(waitingForDrain: Set<EngineClient>): void {
   }
 }
 
-/** A destination in the form send slabs hold it. */
-export interface QueuedAddress {
-  family: 4 | 6
-  /** 16 bytes; an IPv4 address fills the first 4. */
-  bytes: Uint8Array
-  scopeId: number
+/** CLOCK_MONOTONIC in µs: the clock the engine's I/O thread reads. */
+export function monotonicUs(): number {
+  return Number(process.hrtime.bigint() / 1000n)
 }
 
 export class Engine implements ProtocolEngine {

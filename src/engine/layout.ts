@@ -1,5 +1,7 @@
-// Mirror of native/layout.h (checked against the addon when it loads).
-import type { SimulatedNetworkStats } from '../api/network-simulator.ts'
+// Mirror of native/layout.h (checked against the addon when it loads). The protocols' own limits come from
+// their constants, written once there.
+import { queuedMessageOverheadBytes } from '../protocol/delivery/config.ts'
+import { maxPrivateKeys, peerCounterFields } from '../protocol/netcode/constants.ts'
 export const layout = {
   /**
    * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the
@@ -22,16 +24,13 @@ export const layout = {
   statsFields: 13,
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
-  /** What a queued message costs a connection's send queue beyond its bytes (native/delivery/delivery.h). */
-  queuedMessageOverheadBytes: 64,
+  queuedMessageOverheadBytes,
   /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/socket_protocol.h). */
   peerSlotBits: 20,
   /** Doubles of link statistics per peer (LinkField below). */
   linkFields: 23,
-  /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField below). */
-  peerCounterFields: 9,
-  /** Private keys a server accepts at once, the current one included (native/netcode/private_keys.h). */
-  maxPrivateKeys: 4,
+  peerCounterFields,
+  maxPrivateKeys,
 } as const
 /** What a peer's tag counts its slot's earlier clients in: 2 ** peerSlotBits, computed once (`**` on a property is a call to pow). */
 export const peerSlotScale = 2 ** layout.peerSlotBits
@@ -49,8 +48,6 @@ export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientSta
 export const DisconnectCode = { timeout: 1, disconnected: 2, serverDisconnect: 3, serverClosed: 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
 export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7, rotatePrivateKey: 8 } as const
-/** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
-export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
 /** Mirror of native/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
 export const LinkField = {
   rttSmoothedUs: 0,
@@ -119,13 +116,6 @@ export function commonProtocolDrops(c: Float64Array, sendBufferFullAt: number) {
     },
     errors: { send: c[ProtocolStat.sendErrors]! },
   }
-}
-
-/** The network simulator's counters among readProtocolStats' (null when the socket has none). */
-export function simulatedNetworkStats(c: Float64Array, seed: number | undefined): SimulatedNetworkStats | null {
-  if (seed === undefined) return null
-  const at = ProtocolStat.simulatorLost
-  return { seed, lost: c[at]!, duplicated: c[at + 1]!, reordered: c[at + 2]!, overflowed: c[at + 3]! }
 }
 
 export const align8 = (n: number): number => (n + 7) & ~7

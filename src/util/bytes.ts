@@ -49,3 +49,6 @@ export function checkAttached(data: ArrayBufferView, what = 'The "data" argument
     `${what} is a view of a detached ArrayBuffer (transferred to a Worker or by structuredClone), or of one resized to end before it: its bytes are gone`,
   )
 }
+
+/** The largest unsigned 64-bit integer: the wire's u64 fields, and a uint64 option's bound. */
+export const maxUint64 = (1n << 64n) - 1n

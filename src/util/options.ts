@@ -3,8 +3,7 @@
 // ERR_INVALID_ARG_VALUE for a name no option has).
 import { isAnyArrayBuffer, isUint8Array } from 'node:util/types'
 import { VolleyRangeError, VolleyTypeError, describe } from './errors.ts'
-import { maxUint64, sizes } from '../protocol/netcode/constants.ts'
-import { checkAttached, copyBytes, isDetached } from './bytes.ts'
+import { checkAttached, copyBytes, isDetached, maxUint64 } from './bytes.ts'
 
 /**
  * Throws for an options argument that is not an object, or that names an option not in `known`. An array, a
@@ -109,18 +108,6 @@ export function bytesOption(name: string, value: unknown, length: number, kind: 
     throw new VolleyRangeError('ERR_OUT_OF_RANGE', `${what} must be ${length} bytes. Received ${bytes.byteLength} bytes`)
   }
   return copyBytes(bytes) // used later (after an await, at listen()): the caller may wipe or reuse its own
-}
-
-/**
- * A 32-byte key that must be secret. All zeros is refused: it is what a placeholder, an unset buffer or an
- * empty environment variable decoded gives, and it would seal tokens and packets that anyone can open.
- */
-export function secretKeyOption(name: string, value: unknown, optional = false, kind: 'option' | 'argument' = 'option'): Uint8Array {
-  const key = bytesOption(name, value, sizes.key, kind)
-  if (key.every((byte) => byte === 0)) {
-    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" ${kind} is all zeros, which is no secret: give a random key (generateKey())${optional ? ', or none' : ''}`)
-  }
-  return key
 }
 
 /** A finite number from min to max (fractions allowed), or the fallback when the option is absent. */

@@ -7,7 +7,7 @@ import { Client, type ChannelOptions, type NetworkSimulatorOptions, type Peer, S
 import { Engine, type EngineClient } from '../../src/engine/engine.ts'
 import { FallbackEngine } from '../../src/engine/fallback/engine.ts'
 import { PeerRecordKind, layout } from '../../src/engine/layout.ts'
-import { forEachPeerRecord } from '../../src/api/peer-records.ts'
+import { forEachPeerRecord } from '../../src/engine/peer-records.ts'
 import { blockUntil, clockGapMs, waitFor, within } from '../helpers.ts'
 import { numberedMessage, readNumberedMessage } from './simulated-link.ts'
 

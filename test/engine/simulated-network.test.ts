@@ -5,7 +5,7 @@
 // the same seed and traffic.
 import { describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'
-import type { NativeNetworkSimulator } from '../../src/api/network-simulator.ts'
+import type { NativeNetworkSimulator } from '../../src/engine/native/addon.ts'
 import { SimulatedNetwork } from '../../src/engine/fallback/simulated-network.ts'
 import { seededRandom } from '../helpers.ts'
 

@@ -3,9 +3,9 @@
 // over (receive records in a slab, batchSize at most per batch, native/layout.h), once per turn of the event
 // loop; sends go to node:dgram at once, with back-pressure when too many are in flight.
 import type dgram from 'node:dgram'
-import { javascriptIp } from '../../api/address.ts'
+import { javascriptIp, type QueuedAddress } from '../../util/ip.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from '../native/addon.ts'
-import { type EngineClient, type QueuedAddress, SlabView } from '../engine.ts'
+import { type EngineClient, SlabView } from '../engine.ts'
 import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './sockets.ts'
 import { checkNotExiting } from '../process-exit.ts'
 import { surfaceLater } from '../../util/errors.ts'

@@ -6,12 +6,11 @@
 // both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
 // The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'
-import { monotonicUs } from '../../api/channels.ts'
 import { parseServerAddress } from '../../protocol/netcode/server-address.ts'
 import { loadSodium } from '../../protocol/netcode/sodium.ts'
 import { surfaceLater } from '../../util/errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from '../native/addon.ts'
-import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting } from '../engine.ts'
+import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting, monotonicUs } from '../engine.ts'
 import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './protocols.ts'
 import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './sockets.ts'
 import { checkNotExiting } from '../process-exit.ts'

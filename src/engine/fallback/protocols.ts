@@ -9,11 +9,11 @@ import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase }
 import type { Sodium } from '../../protocol/netcode/sodium.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon.ts'
 import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './delivery.ts'
-import { DisconnectCode, PeerCounterField, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from '../layout.ts'
-import { finalReadingsBytes, writeFinalReadings } from '../../api/peer-records.ts'
+import { DisconnectCode, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from '../layout.ts'
+import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
 import type { RecordBatch } from '../record-batch.ts'
 import { copyBytes } from '../../util/bytes.ts'
-import { sizes } from '../../protocol/netcode/constants.ts'
+import { PeerCounterField, sizes } from '../../protocol/netcode/constants.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
 /** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */

@@ -3,7 +3,7 @@
 // bandwidth. The same seeded draws (splitmix64, six per datagram) and the same arithmetic, so that a seed
 // makes the same choices on either engine.
 import { BinaryHeap } from '../../util/binary-heap.ts'
-import type { NativeNetworkSimulator } from '../../api/network-simulator.ts'
+import type { NativeNetworkSimulator } from '../native/addon.ts'
 
 const mask64 = (1n << 64n) - 1n
 /** Datagrams held at once (queued or on the way) beyond this are dropped. */

@@ -2,7 +2,7 @@
 // sockets) share: their sockets by id, their hold on the event loop, their end once the last socket closes,
 // and a node:dgram socket bound as the native engine binds one.
 import dgram from 'node:dgram'
-import { javascriptIp, parseIp } from '../../api/address.ts'
+import { javascriptIp, parseIp } from '../../util/ip.ts'
 import { surfaceLater } from '../../util/errors.ts'
 import { type NativeSocketInfo, type NativeSocketOptions, openError } from '../native/addon.ts'
 import type { EngineClient } from '../engine.ts'

@@ -1,10 +1,23 @@
 // Loads the native addon (a local build first, then the committed prebuild) and checks that its byte
 // layouts are the ones this JavaScript was written for.
-import type { NativeNetworkSimulator } from '../../api/network-simulator.ts'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { VolleyError, fromNativeError } from '../../util/errors.ts'
 import { layout } from '../layout.ts'
+
+/** What the native protocol options take. */
+export interface NativeNetworkSimulator {
+  loss: number
+  duplicate: number
+  reorder: number
+  latencyUs: number
+  jitterUs: number
+  bandwidthBytesPerSec: number
+  queueBytes: number
+  seed: number
+  clockOffsetUs: number
+  clockDriftPpm: number
+}
 
 export interface NativeSocketInfo {
   id: number

@@ -1,6 +1,5 @@
 // What a delivery core is configured with, what it reports and whom it reports to (native/delivery/delivery.h
 // says the same of the native core, with the reasons for each default).
-import { layout } from '../../engine/layout.ts'
 import type { ChannelModeCode } from './wire-format.ts'
 
 export interface DeliveryConfig {
@@ -40,8 +39,8 @@ export const defaultDeliveryConfig: Readonly<DeliveryConfig> = Object.freeze({
   initialRttUs: 100_000,
 })
 
-/** What a queued message costs the send queue beyond its bytes. */
-export const queuedMessageOverheadBytes = layout.queuedMessageOverheadBytes
+/** What a queued message costs the send queue beyond its bytes (native/delivery/delivery.h). */
+export const queuedMessageOverheadBytes = 64
 
 /** Called from within the core's own methods; a sink must not call back into the same core. */
 export interface DeliverySink {

@@ -2,9 +2,9 @@
 // The 2048-byte public token carries the server addresses and the connection keys in the clear, and a
 // private part sealed with XChaCha20-Poly1305 under the key the backend shares with its servers.
 import { VolleyRangeError, VolleyTypeError, describe } from '../../util/errors.ts'
-import { checkAttached } from '../../util/bytes.ts'
-import { bytesOption, checkOptions, integerOption, requiredIntegerOption, secretKeyOption, uint64Option, uint8ArrayOf } from '../../util/options.ts'
-import { maxUint64, sizes, versionInfo } from './constants.ts'
+import { checkAttached, maxUint64 } from '../../util/bytes.ts'
+import { bytesOption, checkOptions, integerOption, requiredIntegerOption, uint64Option, uint8ArrayOf } from '../../util/options.ts'
+import { sizes, versionInfo } from './constants.ts'
 import { type ServerAddress, parseReachableServerAddress, readServerAddress, writeServerAddress } from './server-address.ts'
 import { type Sodium, loadSodium, randomBytes } from './sodium.ts'
 import { Reader, WireError, Writer, equalBytes } from './wire.ts'
@@ -85,6 +85,18 @@ export interface PrivateConnectToken {
   clientToServerKey: Uint8Array
   serverToClientKey: Uint8Array
   userData: Uint8Array
+}
+
+/**
+ * A 32-byte key that must be secret. All zeros is refused: it is what a placeholder, an unset buffer or an
+ * empty environment variable decoded gives, and it would seal tokens and packets that anyone can open.
+ */
+export function secretKeyOption(name: string, value: unknown, optional = false, kind: 'option' | 'argument' = 'option'): Uint8Array {
+  const key = bytesOption(name, value, sizes.key, kind)
+  if (key.every((byte) => byte === 0)) {
+    throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `The "${name}" ${kind} is all zeros, which is no secret: give a random key (generateKey())${optional ? ', or none' : ''}`)
+  }
+  return key
 }
 
 /** A random 32-byte key, for the private key shared with servers or for connection keys. */

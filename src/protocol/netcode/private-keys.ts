@@ -2,8 +2,7 @@
 // its grace ends on the server's monotonic clock. A token names no key, so a request's is tried under each in
 // that order. The twin of native/netcode/private_keys.h, decision for decision; the Server keeps one too, for
 // the keys it rotated before it listened and for privateKeyCount.
-import { layout } from '../../engine/layout.ts'
-import { sizes } from './constants.ts'
+import { maxPrivateKeys, sizes } from './constants.ts'
 
 /** What a token is opened with: the keys in the order they are tried (key(0) the current one). */
 export interface TokenKeys {
@@ -25,7 +24,7 @@ function sameKey(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 export class PrivateKeys implements TokenKeys {
-  /** layout.maxPrivateKeys key buffers, made once: rotations copy into them, and no request allocates. */
+  /** maxPrivateKeys key buffers, made once: rotations copy into them, and no request allocates. */
   readonly #keys: Uint8Array[]
   /** When each key's grace ends; Infinity for the current one. */
   readonly #untilUs: number[]
@@ -33,8 +32,8 @@ export class PrivateKeys implements TokenKeys {
 
   /** Copies `current` (and each previous key): the set owns its bytes, and wipes them. */
   constructor(current: Uint8Array, previous: readonly PreviousPrivateKey[] = [], nowUs = 0) {
-    this.#keys = Array.from({ length: layout.maxPrivateKeys }, () => new Uint8Array(sizes.key))
-    this.#untilUs = new Array<number>(layout.maxPrivateKeys).fill(0)
+    this.#keys = Array.from({ length: maxPrivateKeys }, () => new Uint8Array(sizes.key))
+    this.#untilUs = new Array<number>(maxPrivateKeys).fill(0)
     this.#keys[0]!.set(current)
     this.#untilUs[0] = Number.POSITIVE_INFINITY
     for (const each of previous) this.addPrevious(each.key, each.untilUs, nowUs)
@@ -56,7 +55,7 @@ export class PrivateKeys implements TokenKeys {
   /**
    * `key` becomes the current key. The one it replaces is accepted until previousUntilUs (at or before nowUs: no
    * longer), the ones replaced before keep their own deadlines, and a key held already leaves its older place
-   * (rotating back to a key in its grace). Past layout.maxPrivateKeys the oldest goes.
+   * (rotating back to a key in its grace). Past maxPrivateKeys the oldest goes.
    */
   rotate(key: Uint8Array, previousUntilUs: number, nowUs: number): void {
     this.expire(nowUs)
@@ -67,7 +66,7 @@ export class PrivateKeys implements TokenKeys {
       }
     }
     if (previousUntilUs > nowUs && !sameKey(this.#keys[0]!, key)) {
-      if (this.#count === layout.maxPrivateKeys) this.#remove(this.#count - 1)
+      if (this.#count === maxPrivateKeys) this.#remove(this.#count - 1)
       // Move every entry one place down: the buffer of the last place (wiped) comes round to the front.
       const spare = this.#keys[this.#count]!
       for (let i = this.#count; i > 0; i--) {
@@ -87,7 +86,7 @@ export class PrivateKeys implements TokenKeys {
    * untilUs behind those held. Ignored when its grace is over, when it is held already, or when the set is full.
    */
   addPrevious(key: Uint8Array, untilUs: number, nowUs: number): void {
-    if (!(untilUs > nowUs) || this.#count === layout.maxPrivateKeys) return
+    if (!(untilUs > nowUs) || this.#count === maxPrivateKeys) return
     for (let i = 0; i < this.#count; i++) if (sameKey(this.#keys[i]!, key)) return
     this.#keys[this.#count]!.set(key)
     this.#untilUs[this.#count] = untilUs

@@ -1,6 +1,7 @@
 // Replay protection for one direction of one connection: a packet older than the window, or one
 // already seen in it, is refused. The window only advances after a packet has decrypted.
-import { maxUint64, sizes } from './constants.ts'
+import { maxUint64 } from '../../util/bytes.ts'
+import { sizes } from './constants.ts'
 
 // Below every sequence: 2^64 - 1 is a sequence a peer may send, so it cannot mark an empty entry.
 const empty = -1n

@@ -4,7 +4,7 @@ import { isUint8Array } from 'node:util/types'
 import { VolleyTypeError, describe } from '../../util/errors.ts'
 import { checkAttached } from '../../util/bytes.ts'
 import { AddressType } from './constants.ts'
-import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../../api/address.ts'
+import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../../util/ip.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
 

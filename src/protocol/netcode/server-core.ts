@@ -3,7 +3,7 @@
 // server and follows native/netcode/server.cc decision for decision (every check of the standard in its
 // order, nothing held for a request before they pass, the same counters); test/netcode/server-core.test.ts
 // runs one suite against both.
-import { PacketType, sizes } from './constants.ts'
+import { PacketType, PeerCounterField, maxPrivateKeys, peerCounterFields, sizes } from './constants.ts'
 import { openChallengeToken, sealChallengeToken } from './challenge-token.ts'
 import { type ConnectionRequest, type DropReason, encryptPacket, encryptedPacketShape, readConnectionRequest, readEncryptedPacket } from './packets.ts'
 import { type PreviousPrivateKey, PrivateKeys } from './private-keys.ts'
@@ -12,7 +12,6 @@ import { type ServerAddress, sameServerAddress } from './server-address.ts'
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer } from './wire.ts'
 import { copyBytes } from '../../util/bytes.ts'
-import { PeerCounterField, layout } from '../../engine/layout.ts'
 import { Ring } from '../delivery/ring.ts'
 
 export interface ServerClock {
@@ -28,7 +27,7 @@ export interface ServerCoreConfig {
   privateKey: Uint8Array
   /**
    * Keys it replaced that are still accepted, newest first, each until its untilUs on the clock the core is
-   * fed (Server.rotatePrivateKey() before listen()): at most layout.maxPrivateKeys - 1 are kept.
+   * fed (Server.rotatePrivateKey() before listen()): at most maxPrivateKeys - 1 are kept.
    */
   previousKeys?: readonly PreviousPrivateKey[] | undefined
   /** Must be listed in a token for the server to take it. */
@@ -96,8 +95,7 @@ export interface ServerCoreCounters {
   previousKeyRequests: number
 }
 
-// Per-client counters: the native table's layout (engine/layout.ts), which the fallback engine hands on as is.
-const { peerCounterFields } = layout
+// Per-client counters (PeerCounterField): the native table's layout, which the fallback engine hands on as is.
 
 /** Where a connected client's refused packet counts among its counters (as the native core's CountPeerDrop). */
 function peerDropField(reason: DropReason): number {
@@ -358,7 +356,7 @@ export class ServerCore {
     this.#protocolId = config.protocolId
     // Copies: the core owns its keys. The previous keys' grace is on the clock the core will be fed: expire()
     // drops any that ended by the first call.
-    this.#privateKeys = new PrivateKeys(config.privateKey, (config.previousKeys ?? []).slice(0, layout.maxPrivateKeys - 1))
+    this.#privateKeys = new PrivateKeys(config.privateKey, (config.previousKeys ?? []).slice(0, maxPrivateKeys - 1))
     this.#publicAddress = config.publicAddress
     this.#maxClients = config.maxClients
     this.#keepAliveIntervalUs = config.keepAliveIntervalUs ?? 100_000

@@ -1,11 +1,31 @@
 // Records a protocol socket's engine hands JavaScript (native/socket_protocol.h):
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
-import type { SlabView } from '../engine/engine.ts'
-import { PeerCounterField, align8, layout } from '../engine/layout.ts'
+import type { SlabView } from './engine.ts'
+import { align8, layout } from './layout.ts'
+import { PeerCounterField } from '../protocol/netcode/constants.ts'
 import { surfaceLater } from '../util/errors.ts'
-import { type AddressInfo, formatIpBytes, formatIpv4 } from './address.ts'
-import type { PacketCounts } from './channels.ts'
-import type { PeerDrops } from './peer.ts'
+import { type AddressInfo, formatIpBytes, formatIpv4 } from '../util/ip.ts'
+
+/** A connection's packets and bytes in and out. */
+export interface PacketCounts {
+  packetsIn: number
+  bytesIn: number
+  packetsOut: number
+  bytesOut: number
+}
+
+/**
+ * Packets from the client's address that its connection refused, by cause: malformed (or of a type a server
+ * never takes), replayed (seen already within the replay window), tooOld (older than that window),
+ * decryptionFailed (not sealed with the connection's key). What a spoofer of the address sends counts too;
+ * packets of the connection request's type (the server's to handle, before it looks for a connection) do not.
+ */
+export interface PeerDrops {
+  malformed: number
+  replayed: number
+  tooOld: number
+  decryptionFailed: number
+}
 
 /**
  * Calls visit(kind, code, peer, dataOffset, dataLength, recordOffset) for each record of a batch. A plain

@@ -1,10 +1,8 @@
-// IP literals to the byte form send slabs use, with a cache so that a busy sender parses each
+// IP addresses: literals to the byte form send slabs use, with a cache so that a busy sender parses each
 // destination once; and received address bytes back to strings, remembering the last one seen.
 import { isIP } from 'node:net'
 import { readFileSync, readdirSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
-import type { Addon } from '../engine/native/addon.ts'
-import type { QueuedAddress } from '../engine/engine.ts'
 
 /** A local or remote socket address, as node:net and node:dgram give them. */
 export interface AddressInfo {
@@ -22,7 +20,20 @@ const maxCached = 4096
 const scratch = new Uint8Array(20)
 
 /** What turns IP text into bytes and back: the native addon, or javascriptIp below. */
-export type IpCodec = Pick<Addon, 'parseIp' | 'formatIp'>
+export interface IpCodec {
+  /** Writes the address's 16 bytes and its u32 scope (20 bytes in all) to `out`; returns its family, 0 for no IP literal. */
+  parseIp(text: string, out: Uint8Array): 0 | 4 | 6
+  /** scopeId: an IPv6 address's interface (0: none), formatted as %name as node:dgram does. */
+  formatIp(bytes: Uint8Array, family: number, scopeId?: number): string
+}
+
+/** A destination in the form send slabs hold it. */
+export interface QueuedAddress {
+  family: 4 | 6
+  /** 16 bytes; an IPv4 address fills the first 4. */
+  bytes: Uint8Array
+  scopeId: number
+}
 
 // One cache per codec: the two may differ on what they accept (a scope name resolved a moment apart).
 const cacheByCodec = new WeakMap<IpCodec, Map<string, QueuedAddress | null>>()
