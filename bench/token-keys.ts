@@ -3,7 +3,7 @@
 // with every token under the current one, and TWO keys with every token under the previous one (each opened
 // only after the current key failed on it). Tokens name no key, so the last case pays a failed decryption
 // first. Measured at the core level, on the native core (a batch of requests per N-API call, in C++:
-// receiveRequests in native/netcode_binding.cc) and on the TypeScript core (the fallback engine's), the three
+// receiveRequests in native/testing/netcode_binding.cc) and on the TypeScript core (the fallback engine's), the three
 // cases interleaved round by round (this machine is noisy): the medians of the rounds, and the ratios.
 // Each batch is one connect token sent from many addresses: after its first use, every request is read, its
 // token opened, then refused (a token is used from one address only), so the core keeps and sends nothing.

@@ -16,11 +16,11 @@
 #include <deque>
 #include <vector>
 
-#include "delivery/delivery.h"
-#include "delivery/wire_format.h"
+#include "protocol/delivery/delivery.h"
+#include "protocol/delivery/wire_format.h"
 #include "fuzz_input.h"
 #include "fuzz_messages.h"
-#include "netcode/wire.h"
+#include "protocol/netcode/wire.h"
 
 namespace {
 

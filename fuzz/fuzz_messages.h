@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "delivery/delivery.h"
+#include "protocol/delivery/delivery.h"
 #include "fuzz_input.h"
 
 namespace volley::fuzz {

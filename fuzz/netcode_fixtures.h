@@ -6,8 +6,8 @@
 #include <cstring>
 #include <vector>
 
-#include "netcode/connect_token.h"
-#include "netcode/server_address.h"
+#include "protocol/netcode/connect_token.h"
+#include "protocol/netcode/server_address.h"
 
 namespace volley::fuzz {
 

@@ -20,10 +20,10 @@
 
 #include "fuzz_input.h"
 #include "netcode_fixtures.h"
-#include "netcode/client.h"
-#include "netcode/packet.h"
-#include "netcode/server.h"
-#include "netcode/wire.h"
+#include "protocol/netcode/client.h"
+#include "protocol/netcode/packet.h"
+#include "protocol/netcode/server.h"
+#include "protocol/netcode/wire.h"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // Fails when the committed prebuild was built from other native sources than the ones in the tree, or (Linux
-// x64) needs a newer C library than Node's own binaries do (native/glibc_baseline.cc).
+// x64) needs a newer C library than Node's own binaries do (native/napi/glibc_baseline.cc).
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'

@@ -45,13 +45,13 @@ SODIUM=/usr/lib/$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)/lib
 N="$ROOT/native"
 sources() {
   case "$1" in
-    delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/delivery/reassembly_budget.cc" ;;
-    netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/netcode/server.cc $N/netcode/client.cc $N/netcode/packet.cc" \
-      "$N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/aead.cc $N/netcode/server_address.cc $N/address.cc" ;;
-    stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/netcode_sockets.cc $N/socket_protocol.cc $N/network_simulator.cc" \
-      "$N/delivery/delivery_receive.cc $N/delivery/delivery_send.cc $N/delivery/reassembly_budget.cc $N/netcode/server.cc $N/netcode/client.cc" \
-      "$N/netcode/packet.cc $N/netcode/connect_token.cc $N/netcode/challenge_token.cc $N/netcode/aead.cc $N/netcode/server_address.cc" \
-      "$N/address.cc" ;;
+    delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/protocol/delivery/delivery_receive.cc $N/protocol/delivery/delivery_send.cc $N/protocol/delivery/reassembly_budget.cc" ;;
+    netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/protocol/netcode/server.cc $N/protocol/netcode/client.cc $N/protocol/netcode/packet.cc" \
+      "$N/protocol/netcode/connect_token.cc $N/protocol/netcode/challenge_token.cc $N/protocol/netcode/aead.cc $N/protocol/netcode/server_address.cc $N/util/address.cc" ;;
+    stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/engine/netcode_sockets.cc $N/engine/socket_protocol.cc $N/engine/network_simulator.cc" \
+      "$N/protocol/delivery/delivery_receive.cc $N/protocol/delivery/delivery_send.cc $N/protocol/delivery/reassembly_budget.cc $N/protocol/netcode/server.cc $N/protocol/netcode/client.cc" \
+      "$N/protocol/netcode/packet.cc $N/protocol/netcode/connect_token.cc $N/protocol/netcode/challenge_token.cc $N/protocol/netcode/aead.cc $N/protocol/netcode/server_address.cc" \
+      "$N/util/address.cc" ;;
     *) return 1 ;;
   esac
 }

@@ -62,7 +62,7 @@ prepare() {
   fi
   echo "leak-check: building $1 ($cxxflags)"
   # --volley_glibc=0: the system's libstdc++ and glibc's own symbols, which the sanitizers' runtimes intercept
-  # (binding.gyp otherwise links libstdc++ in and reaches some of glibc through native/glibc_baseline.cc).
+  # (binding.gyp otherwise links libstdc++ in and reaches some of glibc through native/napi/glibc_baseline.cc).
   if ! (cd "$dir" && CFLAGS="$cxxflags" CXXFLAGS="$cxxflags" LDFLAGS="$ldflags" \
         "$ROOT/node_modules/.bin/node-gyp" rebuild "${NODEDIR_ARG[@]}" --volley_glibc=0 -j max) > "$dir/build.log" 2>&1; then
     tail -30 "$dir/build.log"
@@ -139,7 +139,7 @@ run_asan() {
   if grep -q 'ERROR: AddressSanitizer' "$log"; then
     finding "$name: $(grep -m1 '^SUMMARY: AddressSanitizer' "$log" || grep -m1 'ERROR: AddressSanitizer' "$log")"
     sed -n '/ERROR: AddressSanitizer/,/^SUMMARY/p' "$log" |
-      grep -E '^(READ|WRITE)|^(freed by|previously allocated by|Thread T[0-9]+ created by)|native/[a-z_]+\.(cc|h):' | head -24 | sed 's/^/    /'
+      grep -E '^(READ|WRITE)|^(freed by|previously allocated by|Thread T[0-9]+ created by)|native/[a-z_/]+\.(cc|h):' | head -24 | sed 's/^/    /'
   fi
   local all ours
   all=$(count_records "$log" '^(Direct|Indirect) leak of')
@@ -210,7 +210,7 @@ SUPP
   rc=$?
   check_driver tsan "$log" "$rc"
   # Only reports that name our frames count. The slabs both threads use are annotated as handed over out of
-  # TSan's sight (JavaScript's Atomics; native/shared_memory.h), and Node's own races are suppressed above.
+  # TSan's sight (JavaScript's Atomics; native/engine/shared_memory.h), and Node's own races are suppressed above.
   if races=$(awk -v ours="$OURS" 'BEGIN { RS = "==================" } /WARNING: ThreadSanitizer/ && $0 ~ ours { print; n++ } END { exit n > 0 ? 0 : 1 }' "$log"); then
     finding "tsan: reports naming our code:"
     # TSan leaves the addon's frames unnamed here ("<null> <null> (volley.node+0x...)"): addr2line names them.

@@ -299,7 +299,7 @@ async function protocolCycles(n) {
   }
 }
 
-// The delivery layer's core (native/delivery/), two of them over a lossy in-process link, plus hostile
+// The delivery layer's core (native/protocol/delivery/), two of them over a lossy in-process link, plus hostile
 // packets: buffers of every kind (queues, reassembly, fragments of a large message) made and freed.
 async function deliveryCycles(n) {
   const { loadAddon } = await import(new URL('../src/engine/native/addon.ts', import.meta.url).href)

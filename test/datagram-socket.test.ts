@@ -197,7 +197,7 @@ describe('bind, send and receive', () => {
 
 describe("a sender's address", () => {
   it('names a link-local sender with its interface, as node:dgram does, so that a reply reaches it', () => {
-    // A receive record's address and scope (native/layout.h), as the I/O thread writes them; the tests
+    // A receive record's address and scope (native/engine/layout.h), as the I/O thread writes them; the tests
     // have loopback only, whose ::1 has no scope.
     const addon = loadAddon()
     const record = new Uint8Array(layout.recvHeaderSize)

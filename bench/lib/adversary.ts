@@ -178,7 +178,7 @@ export function varint(value: number): number[] {
   return out
 }
 
-/** The delivery layer's frames (native/delivery/wire_format.h), as an attacker writes them. */
+/** The delivery layer's frames (native/protocol/delivery/wire_format.h), as an attacker writes them. */
 export const frames = {
   /** A client's settings (role 0): its largest message and its channels' modes (1 reliable, 2 unreliable, 3 sequenced). */
   settings: (maxMessageBytes: number, modes: readonly number[]): number[] => [Frame.settings, 0, ...varint(maxMessageBytes), ...varint(modes.length), ...modes],

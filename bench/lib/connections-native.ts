@@ -18,7 +18,7 @@ export function buildFloorReceiver(benchDir: string): string {
 export function buildHandshakeLoad(benchDir: string, root: string): string {
   const sources = [
     join(benchDir, 'native', 'handshake-load.cc'),
-    ...['netcode/client.cc', 'netcode/packet.cc', 'netcode/connect_token.cc', 'netcode/server_address.cc', 'netcode/challenge_token.cc', 'netcode/aead.cc', 'address.cc'].map((file) => join(root, 'native', file)),
+    ...['protocol/netcode/client.cc', 'protocol/netcode/packet.cc', 'protocol/netcode/connect_token.cc', 'protocol/netcode/server_address.cc', 'protocol/netcode/challenge_token.cc', 'protocol/netcode/aead.cc', 'util/address.cc'].map((file) => join(root, 'native', file)),
   ]
   return compileCxxTool(benchDir, root, 'handshake-load', sources)
 }

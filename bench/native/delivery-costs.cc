@@ -1,8 +1,8 @@
-// Micro-benchmarks of the delivery core's per-packet paths (native/delivery/), sans-IO, on a fake clock,
+// Micro-benchmarks of the delivery core's per-packet paths (native/protocol/delivery/), sans-IO, on a fake clock,
 // with a counting operator new: the time per packet and the allocations as the channel count, the window
 // and a hostile peer's frames grow. They look for costs that scale (x10 input, x10 time), not for small
 // differences: this machine is noisy. From the repository's root:
-//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/delivery/delivery_*.cc -l:libsodium.a
+//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/protocol/delivery/delivery_*.cc -l:libsodium.a
 //   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|refused|drained|all]
 #include <chrono>
 #include <cstdio>
@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "delivery/delivery.h"
-#include "delivery/wire_format.h"
+#include "protocol/delivery/delivery.h"
+#include "protocol/delivery/wire_format.h"
 #include "counting-new.h"  // gAllocs, gAllocBytes
 
 using namespace volley::delivery;

@@ -3,9 +3,9 @@
  * what no such receiver can skip, the way the engine does it, and nothing else:
  *   - an I/O thread reads the socket with recvmmsg batches (64) after an edge-triggered epoll wake-up,
  *     and waits like the engine before the next batch once traffic is dense (the same rule and the same
- *     200 µs ceiling, native/engine_receive.cc CoalesceWait);
+ *     200 µs ceiling, native/engine/engine_receive.cc CoalesceWait);
  *   - it opens one 64 B ChaCha20-Poly1305 (IETF) message per datagram with libsodium's AEAD call, as the
- *     engine does (native/netcode/aead.cc), with netcode's 22 bytes of associated data: a copy
+ *     engine does (native/protocol/netcode/aead.cc), with netcode's 22 bytes of associated data: a copy
  *     sealed at start by libsodium, as the datagrams themselves are plaintext from the C paced sender
  *     that node:dgram also receives;
  *   - it hands each turn's messages to a second thread (the main thread, as JavaScript's is for volley)

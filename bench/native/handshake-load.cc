@@ -1,5 +1,5 @@
 // The handshake load of the connections benchmark at full speed: many netcode clients (volley's own
-// sans-IO ClientCore, native/netcode/client.*) in one C++ process, so that the server under test, not the
+// sans-IO ClientCore, native/protocol/netcode/client.*) in one C++ process, so that the server under test, not the
 // load generator, sets the handshake rate.
 //
 // Every client has an address of its own, as clients on other hosts would, but they share one socket:
@@ -42,9 +42,9 @@
 #include <type_traits>
 #include <vector>
 
-#include "address.h"
-#include "monotonic_clock.h"
-#include "netcode/client.h"
+#include "util/address.h"
+#include "util/monotonic_clock.h"
+#include "protocol/netcode/client.h"
 
 namespace {
 

@@ -10,7 +10,7 @@
 // For comparing two versions of the server's code in one sitting, where whole-process figures move by 20-40 %
 // from one minute to the next. From the repository's root:
 //   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/server-costs bench/native/server-costs.cc
-//       native/netcode/*.cc native/address.cc /usr/lib/x86_64-linux-gnu/libsodium.a
+//       native/protocol/netcode/*.cc native/util/address.cc /usr/lib/x86_64-linux-gnu/libsodium.a
 //   bench/.build/server-costs [clients, default 30000] [rounds, default 3]
 #include <sodium.h>
 
@@ -25,9 +25,9 @@
 #include <random>
 #include <vector>
 
-#include "netcode/client.h"
-#include "netcode/connect_token.h"
-#include "netcode/server.h"
+#include "protocol/netcode/client.h"
+#include "protocol/netcode/connect_token.h"
+#include "protocol/netcode/server.h"
 #include "counting-new.h"  // gAllocs, gAllocBytes
 
 using namespace volley::netcode;

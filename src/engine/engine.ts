@@ -41,7 +41,7 @@ export interface ProtocolEngine {
 }
 
 /**
- * Views over one slab. The memory is the addon's (native/shared_memory.h): a buffer over it that JavaScript
+ * Views over one slab. The memory is the addon's (native/engine/shared_memory.h): a buffer over it that JavaScript
  * detaches takes its share of the memory along, so the I/O thread never writes into freed memory, and the
  * slab is seen again through a new buffer over the same memory.
  */
@@ -138,7 +138,7 @@ export class Engine implements ProtocolEngine {
   readonly #receiveSlabs: SlabView[] = []
   readonly #sendSlabs: SlabView[] = []
   readonly #freeSendSlabs: number[] = []
-  /** Send slabs the I/O thread has finished with (native/released_slabs.h), and how many were taken back. */
+  /** Send slabs the I/O thread has finished with (native/engine/released_slabs.h), and how many were taken back. */
   readonly #released: Int32Array
   #releasedTaken = 0
   readonly #waitingForDrain = new Set<EngineClient>()

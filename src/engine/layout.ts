@@ -1,4 +1,4 @@
-// Mirror of native/layout.h (checked against the addon when it loads). The protocols' own limits come from
+// Mirror of native/engine/layout.h (checked against the addon when it loads). The protocols' own limits come from
 // their constants, written once there.
 import { queuedMessageOverheadBytes } from '../protocol/delivery/config.ts'
 import { maxPrivateKeys, peerCounterFields } from '../protocol/netcode/constants.ts'
@@ -25,7 +25,7 @@ export const layout = {
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
   queuedMessageOverheadBytes,
-  /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/socket_protocol.h). */
+  /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/engine/socket_protocol.h). */
   peerSlotBits: 20,
   /** Doubles of link statistics per peer (LinkField below). */
   linkFields: 23,
@@ -34,7 +34,7 @@ export const layout = {
 } as const
 /** What a peer's tag counts its slot's earlier clients in: 2 ** peerSlotBits, computed once (`**` on a property is a call to pow). */
 export const peerSlotScale = 2 ** layout.peerSlotBits
-/** Mirror of native/released_slabs.h: word offsets in the ring of finished send slabs. */
+/** Mirror of native/engine/released_slabs.h: word offsets in the ring of finished send slabs. */
 export const ReleasedSlabsWord = { written: 0, wanted: 1, ids: 2 } as const
 
 export const EventType = { batch: 1, sendDone: 2, closed: 3, error: 4, starved: 5 } as const
@@ -42,13 +42,13 @@ export const Operation = { receive: 1, send: 2 } as const
 export const RecvFlag = { truncated: 1 } as const
 export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7, settings: 8 } as const
 /**
- * A disconnect record's code: netcode's reasons (native/netcode/server.h), then the engine's for a connection
- * its delivery layer ends (native/socket_protocol.h).
+ * A disconnect record's code: netcode's reasons (native/protocol/netcode/server.h), then the engine's for a connection
+ * its delivery layer ends (native/engine/socket_protocol.h).
  */
 export const DisconnectCode = { timeout: 1, disconnected: 2, serverDisconnect: 3, serverClosed: 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
 export const ProtocolControl = { disconnectPeer: 1, connect: 2, disconnect: 3, stop: 4, watchPeer: 5, sendLarge: 6, watchFlush: 7, rotatePrivateKey: 8 } as const
-/** Mirror of native/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
+/** Mirror of native/protocol/delivery/link_stats.h: a connection's link statistics, linkFields doubles per peer. */
 export const LinkField = {
   rttSmoothedUs: 0,
   rttMinUs: 1,
@@ -83,7 +83,7 @@ export const linkFields = layout.linkFields
 export const protocolStatsFields = 30
 export const ProtocolStat = { tooOld: 15, receiveBufferFull: 24, sendErrors: 25, simulatorLost: 26 } as const
 /**
- * A server's counters past the common ones (native/netcode_sockets.cc, CopyCounters): its handshakes and its
+ * A server's counters past the common ones (native/engine/netcode_sockets.cc, CopyCounters): its handshakes and its
  * reassembly budget.
  */
 export const ServerStat = {

@@ -1,5 +1,5 @@
 // Records for JavaScript as the fallback engine writes them: the native engine's layout
-// (native/socket_protocol.h), so that Server and Client read either engine's alike.
+// (native/engine/socket_protocol.h), so that Server and Client read either engine's alike.
 import type { ServerAddress } from '../protocol/netcode/server-address.ts'
 import { SlabView } from './engine.ts'
 import { align8, layout } from './layout.ts'

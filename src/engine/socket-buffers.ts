@@ -1,6 +1,6 @@
 // The socket buffer sizes the kernel granted, against those asked. Linux caps SO_RCVBUF and SO_SNDBUF at
 // net.core.rmem_max and wmem_max (208 KiB on most distributions); the addon goes past the cap where the
-// process may (CAP_NET_ADMIN, native/udp_socket.cc). Where it may not, a server that asked for 4 MiB holds a
+// process may (CAP_NET_ADMIN, native/engine/udp_socket.cc). Where it may not, a server that asked for 4 MiB holds a
 // few milliseconds of its datagrams and drops the rest of any burst: the application is told once, with the
 // fix, rather than left to find receiveBufferFull in its drop counters.
 

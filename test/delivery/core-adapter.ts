@@ -1,5 +1,5 @@
 // The TypeScript delivery core (src/protocol/delivery/, the fallback engine's) behind the interface of the
-// native test binding (native/delivery_binding.cc), so that one suite drives either, or one against the other.
+// native test binding (native/testing/delivery_binding.cc), so that one suite drives either, or one against the other.
 import { DeliveryCore } from '../../src/protocol/delivery/delivery-core.ts'
 import { heldMessageBytes, receiveSlotBytes } from '../../src/protocol/delivery/delivery-core.ts'
 import { ReassemblyBudget } from '../../src/protocol/delivery/reassembly-budget.ts'

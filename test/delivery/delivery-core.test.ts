@@ -1,4 +1,4 @@
-// The delivery layer's state machine (native/delivery/), two of them over a simulated network on a fake
+// The delivery layer's state machine (native/protocol/delivery/), two of them over a simulated network on a fake
 // clock: reliable-ordered delivery at 0, 5 and 20 % loss with jitter, duplication and reordering,
 // sequenced and unreliable channels, fragmentation up to 16 MiB, unreliable traffic beside a reliable
 // backlog, congestion control under loss, clock synchronisation with a skewed clock, and hostile input.

@@ -1,5 +1,5 @@
 // Each side's delivery layer announces its channels and largest message in a SETTINGS frame first in every
-// packet until a pong shows the peer has them (native/delivery/wire_format.h); the receiver keeps the first
+// packet until a pong shows the peer has them (native/protocol/delivery/wire_format.h); the receiver keeps the first
 // and flags a mismatch (a channel both have in two modes, or a payload without the delivery marker), after
 // which it delivers nothing.
 // Sans-IO, on the fake clock of the simulated pair, and with hand-built packets.

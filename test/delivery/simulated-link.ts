@@ -232,7 +232,7 @@ export class SimulatedPair {
       }
       if (done()) break
     }
-    // The cores' running counts (native/delivery/delivery.h, CountsAgree), checked after every run.
+    // The cores' running counts (native/protocol/delivery/delivery.h, CountsAgree), checked after every run.
     for (const side of ['a', 'b'] as const) {
       if (!this.core(side).stats().countsAgree) throw new Error(`side ${side}: a running count disagrees with what it counts`)
     }
@@ -305,7 +305,7 @@ export function readNumberedMessage(bytes: Uint8Array): number {
   return index
 }
 
-/** The size of every fragment but a message's last (native/delivery/wire_format.h, kFragmentBytes). */
+/** The size of every fragment but a message's last (native/protocol/delivery/wire_format.h, kFragmentBytes). */
 export const fragmentBytes = 1100
 
 /** A message or fragment frame of a delivery packet: which part of which message it carries. */
@@ -316,7 +316,7 @@ export interface DataFrame {
   fragment: number
 }
 
-/** The message and fragment frames of a delivery packet (native/delivery/wire_format.h), in order. */
+/** The message and fragment frames of a delivery packet (native/protocol/delivery/wire_format.h), in order. */
 export function dataFrames(packet: Uint8Array): DataFrame[] {
   return parseFrames(packet).data
 }
@@ -390,7 +390,7 @@ export function peerSettingsFrame(options: DeliveryOptions): number[] {
   return [0x05, options.followsPings === true ? 0 : 1, ...varint(2 ** 30), ...varint(modes.length), ...modes]
 }
 
-/** A varint of the delivery layer's frames (native/delivery/wire_format.h), for packets built by hand. */
+/** A varint of the delivery layer's frames (native/protocol/delivery/wire_format.h), for packets built by hand. */
 export function varint(value: number | bigint): number[] {
   let v = BigInt(value)
   const out: number[] = []

@@ -1,5 +1,5 @@
 // The slabs and the event list are the addon's memory, shared with JavaScript through ArrayBuffers that
-// each hold a share of it (native/shared_memory.h). A caller of the addon that detaches those buffers and
+// each hold a share of it (native/engine/shared_memory.h). A caller of the addon that detaches those buffers and
 // lets the detached memory be collected must leave the I/O thread writing into live memory: datagrams
 // still arrive, events are still written, and a new buffer over a slab sees what the old one held.
 import { describe, expect, it } from 'vitest'

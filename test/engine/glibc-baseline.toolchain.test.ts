@@ -1,4 +1,4 @@
-// On glibc x64 the addon needs no newer C library than Node's own binaries (glibc 2.28): native/glibc_baseline.cc
+// On glibc x64 the addon needs no newer C library than Node's own binaries (glibc 2.28): native/napi/glibc_baseline.cc
 // stands in for what a newer glibc would give it. The stand-ins are checked here against what they stand in
 // for, in a program linked as the addon is (the same --wrap list, read from binding.gyp), and the addon that
 // loads is checked for the libraries and symbol versions it needs.
@@ -24,7 +24,7 @@ describe.runIf(isGlibcX64)('the addon on glibc x64', () => {
     const gyp = wrapped('binding.gyp')
     expect(gyp).toEqual(['fstat', 'pthread_create', 'pthread_detach', 'pthread_join', 'pthread_mutex_trylock', 'pthread_setname_np'])
     expect(wrapped('CMakeLists.txt')).toEqual(gyp)
-    const source = readFileSync(join(root, 'native/glibc_baseline.cc'), 'utf8')
+    const source = readFileSync(join(root, 'native/napi/glibc_baseline.cc'), 'utf8')
     for (const name of gyp) expect(source).toContain(`__wrap_${name}(`)
   })
 
@@ -34,7 +34,7 @@ describe.runIf(isGlibcX64)('the addon on glibc x64', () => {
     const wraps = wrapped('binding.gyp').map((name) => `-Wl,--wrap=${name}`)
     execFileSync(
       'g++',
-      ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Inative', 'test/engine/harness/glibc_baseline_check.cc', 'native/glibc_baseline.cc',
+      ['-std=c++17', '-O1', '-Wall', '-Wextra', '-Inative', 'test/engine/harness/glibc_baseline_check.cc', 'native/napi/glibc_baseline.cc',
         '-static-libstdc++', ...wraps, '-l:libsodium.a', '-pthread', '-o', binary],
       { cwd: root },
     )

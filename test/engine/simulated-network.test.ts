@@ -1,7 +1,7 @@
 // The fallback engine's network simulator (src/engine/fallback/simulated-network.ts): its draws are splitmix64's
 // (checked against the generator's published outputs for seed 0), six per datagram whatever becomes of it;
 // loss, duplication, latency and jitter, reordering, the bandwidth and its queue, the bound on what it holds;
-// and the same choices as the native simulator (native/network_simulator.cc, through its test binding) for
+// and the same choices as the native simulator (native/engine/network_simulator.cc, through its test binding) for
 // the same seed and traffic.
 import { describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'

@@ -1,6 +1,6 @@
 // An engine's socket ids wrap after 2^32 sockets; an id still in use must be passed over, or the new socket
 // would share the old one's place in the I/O thread's tables (freed while listed: a use after free) and in
-// JavaScript's. SocketIds alone (native/socket_ids.h), built here with ASan and UBSan.
+// JavaScript's. SocketIds alone (native/engine/socket_ids.h), built here with ASan and UBSan.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -1,4 +1,4 @@
-// The engine's timer wheel (native/timer_wheel.h) against a model of what it promises: a timer fires
+// The engine's timer wheel (native/util/timer_wheel.h) against a model of what it promises: a timer fires
 // once, never before its due tick, and at the latest in the first advance that reaches its due tick (or
 // the tick after the last advance, for a timer scheduled in the past); cancelled timers never fire; no
 // advance before nextDueUs() fires anything.

@@ -1,4 +1,4 @@
-// The server's table of connected addresses (native/netcode/address_table.h: open addressing, backward-shift
+// The server's table of connected addresses (native/protocol/netcode/address_table.h: open addressing, backward-shift
 // deletion, growth) against a Map over random inserts, lookups and erases of IPv4 and IPv6 addresses.
 import { describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'

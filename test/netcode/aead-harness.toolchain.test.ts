@@ -1,4 +1,4 @@
-// The engine's AEAD wrapper (native/netcode/aead.cc) driven by a small C++ program built here with ASan and
+// The engine's AEAD wrapper (native/protocol/netcode/aead.cc) driven by a small C++ program built here with ASan and
 // UBSan (test/engine/harness/aead_check.cc): it needs g++ and libsodium-dev, so it runs with
 // npm run test:toolchain, not npm test (test/netcode/packet-aead.test.ts holds the rest).
 import { execFileSync } from 'node:child_process'
@@ -11,7 +11,7 @@ describe("the engine's AEAD wrapper, built on its own", () => {
   it('wraps libsodium\'s AEAD at every size with any associated data, in place too, writes no plaintext when it refuses, and gives RFC 8439\'s example', () => {
     const root = join(import.meta.dirname, '../..')
     const binary = join(mkdtempSync(join(tmpdir(), 'volley-aead-')), 'aead_check')
-    const sources = ['test/engine/harness/aead_check.cc', 'native/netcode/aead.cc']
+    const sources = ['test/engine/harness/aead_check.cc', 'native/protocol/netcode/aead.cc']
     execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-fsanitize=address,undefined', '-Inative', ...sources, '-l:libsodium.a', '-o', binary], { cwd: root })
     const result = JSON.parse(execFileSync(binary, { encoding: 'utf8', timeout: 30_000 })) as Record<string, unknown>
     // 1,201 plaintext sizes (0 to 1200) × 3 associated data sizes; per case a flipped bit, a flipped byte of

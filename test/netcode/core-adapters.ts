@@ -1,5 +1,5 @@
 // The TypeScript netcode cores (the fallback engine's) behind the interface of the native test bindings
-// (native/netcode_binding.cc): each call returns what the core did as a list of events, and state() reads
+// (native/testing/netcode_binding.cc): each call returns what the core did as a list of events, and state() reads
 // the same fields, so that one suite drives either implementation, or one against the other.
 import { ClientCore, type ClientCoreSink } from '../../src/protocol/netcode/client-core.ts'
 import { ServerCore, type ServerCoreSink } from '../../src/protocol/netcode/server-core.ts'

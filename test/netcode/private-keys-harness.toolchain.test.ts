@@ -12,8 +12,8 @@ describe("the native core's private keys", () => {
   it('leave no copy behind once gone, and requests under any of them allocate nothing', () => {
     const root = join(import.meta.dirname, '../..')
     const binary = join(mkdtempSync(join(tmpdir(), 'volley-private-keys-')), 'check')
-    const sources = ['server', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/private_keys_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
+    const sources = ['server', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/protocol/netcode/${name}.cc`)
+    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/private_keys_check.cc', ...sources, 'native/util/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
     expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({
       // The set alone: a key whose grace ended, one dropped past the cap, one replaced with a grace of 0 (and one
       // taken back from its older place, held once), and every key once it is destroyed.

@@ -13,8 +13,8 @@ describe('the native core with many handshakes at once', () => {
     // handshake's turned up in 6 of them, while it was still pending (test/engine/harness/handshake_keys_check.cc).
     const root = join(import.meta.dirname, '../..')
     const binary = join(mkdtempSync(join(tmpdir(), 'volley-handshake-keys-')), 'check')
-    const sources = ['server', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/engine/harness/handshake_keys_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
+    const sources = ['server', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/protocol/netcode/${name}.cc`)
+    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', 'test/engine/harness/handshake_keys_check.cc', ...sources, 'native/util/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
     expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({ challenges: 40, freedWithKey: 0 })
   }, 60_000)
 })
@@ -25,8 +25,8 @@ describe('the native core disconnecting clients over and over', () => {
     // packets took 16 allocations while the queue was a std::deque (test/engine/harness/farewell_allocations_check.cc).
     const root = join(import.meta.dirname, '../..')
     const binary = join(mkdtempSync(join(tmpdir(), 'volley-farewell-allocations-')), 'check')
-    const sources = ['server', 'client', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/netcode/${name}.cc`)
-    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/farewell_allocations_check.cc', ...sources, 'native/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
+    const sources = ['server', 'client', 'connect_token', 'packet', 'challenge_token', 'aead', 'server_address'].map((name) => `native/protocol/netcode/${name}.cc`)
+    execFileSync('g++', ['-std=c++17', '-O1', '-g', '-Wall', '-Wextra', '-Werror', '-Inative', '-I.', 'test/engine/harness/farewell_allocations_check.cc', ...sources, 'native/util/address.cc', '-l:libsodium.a', '-o', binary], { cwd: root })
     expect(JSON.parse(execFileSync(binary, { encoding: 'utf8' }))).toEqual({ connected: 24, farewellPackets: 80, allocations: 0 })
   }, 60_000)
 })

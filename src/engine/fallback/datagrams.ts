@@ -1,6 +1,6 @@
 // The fallback engine's raw datagram sockets: what a DatagramSocket asks of its engine, on node:dgram, for
 // where the native addon cannot load. Received datagrams reach the socket as the native engine hands them
-// over (receive records in a slab, batchSize at most per batch, native/layout.h), once per turn of the event
+// over (receive records in a slab, batchSize at most per batch, native/engine/layout.h), once per turn of the event
 // loop; sends go to node:dgram at once, with back-pressure when too many are in flight.
 import type dgram from 'node:dgram'
 import { javascriptIp, type QueuedAddress } from '../../util/ip.ts'

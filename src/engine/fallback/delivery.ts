@@ -1,6 +1,6 @@
 // The delivery layer as the fallback engine runs it on each connection: the TypeScript core
-// (src/protocol/delivery/) with what the native engine keeps beside it (native/netcode_sockets.h's DeliveryLink,
-// native/delivery/link_stats.h, native/delivery_clock.h): the records JavaScript waits for (drain, flushed,
+// (src/protocol/delivery/) with what the native engine keeps beside it (native/engine/netcode_sockets.h's DeliveryLink,
+// native/protocol/delivery/link_stats.h, native/protocol/delivery/delivery_clock.h): the records JavaScript waits for (drain, flushed,
 // the peer's settings), the wait for those settings, link statistics in the native layout, and the clock
 // the network simulator may set off.
 import { DeliveryCore, type DeliveryConfig, type DeliverySink, Mismatch, defaultDeliveryConfig } from '../../protocol/delivery/delivery-core.ts'
@@ -55,7 +55,7 @@ export class DeliveryClock {
   }
 }
 
-/** A socket's delivery settings, from the native protocol options (native/binding.cc reads the same). */
+/** A socket's delivery settings, from the native protocol options (native/napi/binding.cc reads the same). */
 export interface DeliverySetup {
   config: DeliveryConfig
   /** JavaScript's per-connection send limit: a drain record at half of it (the core's own limit is four times it). */

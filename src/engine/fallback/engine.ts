@@ -2,7 +2,7 @@
 // netcode cores (src/protocol/netcode/), the TypeScript delivery layer (src/protocol/delivery/) and libsodium-wrappers,
 // for where the native addon cannot load. engine/fallback/protocols.ts runs the protocols as the native engine
 // does; this is their I/O: it hands Server and Client the records the native engine writes (the same
-// layout, native/socket_protocol.h), keeps the same counters and takes the same control requests, so that
+// layout, native/engine/socket_protocol.h), keeps the same counters and takes the same control requests, so that
 // both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
 // The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'

@@ -1,4 +1,4 @@
-// The netcode server and client as the fallback engine runs them on a socket, as native/netcode_sockets.cc
+// The netcode server and client as the fallback engine runs them on a socket, as native/engine/netcode_sockets.cc
 // does for the native engine: the TypeScript cores (src/protocol/netcode/) with their output turned into datagrams
 // and records for JavaScript, and, with channels configured, the delivery layer (src/protocol/delivery/) on
 // each connection, inside its payload packets. engine/fallback/engine.ts is the I/O around them.
@@ -16,9 +16,9 @@ import { copyBytes } from '../../util/bytes.ts'
 import { PeerCounterField, sizes } from '../../protocol/netcode/constants.ts'
 
 const peerSlotMask = (1 << layout.peerSlotBits) - 1
-/** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/large_messages.h). */
+/** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/engine/large_messages.h). */
 const largeMessageBytes = 64 * 1024
-/** Record codes of the native engine (native/socket_protocol.h). */
+/** Record codes of the native engine (native/engine/socket_protocol.h). */
 /** The codes of the server core's reasons. */
 const disconnectCodes = {
   timeout: DisconnectCode.timeout,
@@ -37,7 +37,7 @@ export interface ProtocolOutput {
   park(bytes: Uint8Array): number
 }
 
-/** A protocol of a fallback socket, as the engine drives it (native/socket_protocol.h's SocketProtocol). */
+/** A protocol of a fallback socket, as the engine drives it (native/engine/socket_protocol.h's SocketProtocol). */
 export interface FallbackProtocol {
   /** wireBytes: the datagram's length on the wire, where it was too large to be a packet and comes empty. */
   receive(from: string, data: Uint8Array, nowUs: number, wireBytes: number): void
@@ -275,7 +275,7 @@ export class FallbackServerProtocol implements FallbackProtocol {
 
   copyCounters(out: Float64Array): void {
     const c = this.#core.counters
-    // native/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
+    // native/engine/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
     const budget = this.#delivery?.budget ?? null
     out.set([
       c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied,

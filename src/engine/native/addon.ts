@@ -48,7 +48,7 @@ export function openError(error: unknown, options: Pick<NativeSocketOptions, 'ad
   return fromNativeError(error, { address: options.address !== '' ? options.address : options.ipv6 ? '::' : '0.0.0.0', port: options.port })
 }
 
-/** The delivery layer's settings (native/delivery/); absent channels: raw netcode payloads. */
+/** The delivery layer's settings (native/protocol/delivery/); absent channels: raw netcode payloads. */
 export interface NativeDeliveryFields {
   channels?: ('reliable' | 'unreliable' | 'sequenced')[]
   maxMessageBytes?: number
@@ -104,7 +104,7 @@ export interface NativeEngine {
   /** Every client slot's counters (layout.peerCounterFields each: PeerCounterField), live. */
   peerCounters(id: number): Float64Array | null
   peerLinks(id: number): Float64Array | null
-  /** The ring of send slabs the I/O thread has finished with (native/released_slabs.h). */
+  /** The ring of send slabs the I/O thread has finished with (native/engine/released_slabs.h). */
   releasedSlabs(): Int32Array
   takeLarge(id: number): ArrayBuffer | null
   /** The bytes of large messages parked for JavaScript and not taken yet (the engine reads no more past 64 MiB). */
@@ -112,7 +112,7 @@ export interface NativeEngine {
   /** Small sends the JavaScript thread left to the I/O thread because that thread had woken and waited for its turn. */
   inlineSendsYielded(): number
   receivingInline(): boolean
-  /** [spins, found]: looks for a next datagram after a turn of this thread's own (native/busy_poll.h), and those that found one. */
+  /** [spins, found]: looks for a next datagram after a turn of this thread's own (native/engine/busy_poll.h), and those that found one. */
   busyPollCounts(): [number, number]
   /** suffix: a byte the native side puts after data (a large send's channel), in the one copy it makes. */
   control(id: number, op: number, arg: number, data?: Uint8Array, suffix?: number): void
@@ -120,7 +120,7 @@ export interface NativeEngine {
   shutdown(): void
 }
 
-/** The native netcode codec (native/netcode_binding.cc): the same bytes as src/protocol/netcode/. */
+/** The native netcode codec (native/testing/netcode_binding.cc): the same bytes as src/protocol/netcode/. */
 export interface NativeNetcode {
   generateConnectToken(options: {
     protocolId: bigint
@@ -185,7 +185,7 @@ export interface NativePublicToken {
   serverToClientKey: Uint8Array
 }
 
-/** The engine's timer wheel (native/timer_wheel.h), exposed for tests against a model. Times in µs. */
+/** The engine's timer wheel (native/util/timer_wheel.h), exposed for tests against a model. Times in µs. */
 export interface NativeTimerWheel {
   schedule(id: number, dueUs: number): void
   cancel(id: number): void
@@ -203,7 +203,7 @@ export interface Addon {
   parseIp(text: string, out: Uint8Array): 0 | 4 | 6
   /** scopeId: an IPv6 address's interface (0: none), formatted as %name as node:dgram does. */
   formatIp(bytes: Uint8Array, family: number, scopeId?: number): string
-  /** Bytes of slab and event memory (native/shared_memory.h) not freed yet, in the whole process. */
+  /** Bytes of slab and event memory (native/engine/shared_memory.h) not freed yet, in the whole process. */
   sharedMemoryBytes(): number
   layout: Record<keyof typeof layout, number>
   sourceHash: string

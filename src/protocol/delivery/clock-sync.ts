@@ -1,4 +1,4 @@
-// The peer's clock, estimated from ping/pong exchanges (NTP's four timestamps), as native/delivery/clock_sync.h:
+// The peer's clock, estimated from ping/pong exchanges (NTP's four timestamps), as native/protocol/delivery/clock_sync.h:
 // the exchange with the smallest RTT of each one-second period is kept (minimum-RTT filtering) and a
 // straight line fitted through the kept offsets follows a drifting clock; half the kept RTTs bound the
 // estimate's error. The same arithmetic in the same order as the native one, so both give the same figures.

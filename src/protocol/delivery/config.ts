@@ -1,4 +1,4 @@
-// What a delivery core is configured with, what it reports and whom it reports to (native/delivery/delivery.h
+// What a delivery core is configured with, what it reports and whom it reports to (native/protocol/delivery/delivery.h
 // says the same of the native core, with the reasons for each default).
 import type { ChannelModeCode } from './wire-format.ts'
 
@@ -39,7 +39,7 @@ export const defaultDeliveryConfig: Readonly<DeliveryConfig> = Object.freeze({
   initialRttUs: 100_000,
 })
 
-/** What a queued message costs the send queue beyond its bytes (native/delivery/delivery.h). */
+/** What a queued message costs the send queue beyond its bytes (native/protocol/delivery/delivery.h). */
 export const queuedMessageOverheadBytes = 64
 
 /** Called from within the core's own methods; a sink must not call back into the same core. */

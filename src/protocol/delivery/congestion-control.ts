@@ -1,4 +1,4 @@
-// Congestion control of one connection, in bytes, as native/delivery/congestion_control.h (which says why):
+// Congestion control of one connection, in bytes, as native/protocol/delivery/congestion_control.h (which says why):
 // NewReno's slow start and congestion avoidance; a loss is congestion only when a queue stood behind it or
 // more than a tenth of recent packets were lost, and then the window becomes the path's bandwidth-delay
 // product (never less than half of what it was); a reduction every loss of which proves spurious is undone.

@@ -1,7 +1,7 @@
 // The delivery layer of one connection in TypeScript (sans-IO), for the fallback engine: the native core
-// (native/delivery/) decision for decision, so that the two interoperate and, fed the same calls, send
+// (native/protocol/delivery/) decision for decision, so that the two interoperate and, fed the same calls, send
 // the same bytes and deliver the same messages (test/delivery/delivery-core-differential.test.ts). This
-// file is its receiving side, as native/delivery/delivery_receive.cc: parsing (every length checked
+// file is its receiving side, as native/protocol/delivery/delivery_receive.cc: parsing (every length checked
 // before use, the whole packet before any of it is acted on), acknowledgement bookkeeping, reliable
 // reordering, sequenced and unreliable delivery, reassembly within the memory bound, settings, pongs and
 // the clock. sending.ts holds the state and the sending side.

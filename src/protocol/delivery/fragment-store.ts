@@ -1,4 +1,4 @@
-// One message's bytes while it is reassembled, made as its fragments come (native/delivery/fragment_store.h,
+// One message's bytes while it is reassembled, made as its fragments come (native/protocol/delivery/fragment_store.h,
 // which says why): in blocks of fragmentsPerBlock fragments, each made at the first fragment that falls in
 // it and not zero-filled, never ahead of the fragments. A store serves one message: it goes with it.
 import { fragmentBytes } from './wire-format.ts'

@@ -1,4 +1,4 @@
-// The reassembly memory the connections of one server may hold between them (native/delivery/
+// The reassembly memory the connections of one server may hold between them (native/protocol/delivery/
 // reassembly_budget.h, which says why): each message a connection starts takes its cost until it is
 // delivered or dropped, each reliable queue slot past a channel's first ones its size; a take that does not
 // fit evicts the stalest connection if it has been idle long enough, and so on, or is refused.

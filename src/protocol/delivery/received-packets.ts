@@ -1,4 +1,4 @@
-// The packet numbers a receiver has seen, as disjoint ranges newest first (native/delivery/received_packets.h):
+// The packet numbers a receiver has seen, as disjoint ranges newest first (native/protocol/delivery/received_packets.h):
 // what its ACK frames say, and whether a packet number is new. At most keptRanges are kept: of a packet
 // older than the oldest kept range nothing can be told (remembers() is false). What was forgotten stays so,
 // though ranges merge and fewer than keptRanges are kept again.

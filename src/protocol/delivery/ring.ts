@@ -1,4 +1,4 @@
-// A queue with indexed access (front to back) in a power-of-two ring, as native/delivery/ring.h: empty, it
+// A queue with indexed access (front to back) in a power-of-two ring, as native/protocol/delivery/ring.h: empty, it
 // holds nothing; it grows by doubling and gives its slots back once a large burst has drained. Its
 // capacity is part of the behaviour (a reliable channel's receive queue counts its slots against the
 // reassembly bound), so it grows exactly as the native one does.

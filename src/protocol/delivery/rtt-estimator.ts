@@ -1,4 +1,4 @@
-// Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/delivery/rtt_estimator.h:
+// Round-trip time from acknowledgements (RFC 9002 §5) and from pongs, as native/protocol/delivery/rtt_estimator.h:
 // smoothed RTT and its variation, the minimum, the maximum, the variance, and jitter as the smoothed difference between
 // consecutive samples of one kind (RFC 3550 §6.4.1's form), and the path's minimum for congestion control, which may rise.
 // Integer µs, divided as the native one divides.
@@ -93,7 +93,7 @@ export class RttEstimator {
   /**
    * The path's own round trip for congestion control (0 until a sample gave one): the smallest ACK sample
    * (a pong's are the peer's word), held while samples keep coming within the queue slack of it; stale after
-   * 10 s without one, when the sender drains to measure it again (native/delivery/rtt_estimator.h says why).
+   * 10 s without one, when the sender drains to measure it again (native/protocol/delivery/rtt_estimator.h says why).
    */
   get pathMinUs(): number {
     return this.#pathMinUs
@@ -142,7 +142,7 @@ export class RttEstimator {
   }
 
   #smooth(adjusted: number, kind: typeof ackSample | typeof pongSample): void {
-    // Jitter compares a sample with the previous one of its kind (native/delivery/rtt_estimator.h says why).
+    // Jitter compares a sample with the previous one of its kind (native/protocol/delivery/rtt_estimator.h says why).
     const previous = this.#latestOfKindUs[kind]!
     if (previous !== 0) this.jitterUs += (Math.abs(adjusted - previous) - this.jitterUs) / 16
     this.#latestOfKindUs[kind] = adjusted

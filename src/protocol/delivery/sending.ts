@@ -1,4 +1,4 @@
-// A delivery core's state and its sending side, as native/delivery/delivery_send.cc (which says why each
+// A delivery core's state and its sending side, as native/protocol/delivery/delivery_send.cc (which says why each
 // rule is what it is): queues, packet assembly, acknowledgements, loss detection (RFC 9002's packet and
 // time thresholds, adapted by spurious losses), probe timeouts, congestion control and pacing. The
 // receiving side (delivery-core.ts) extends it. Decision for decision the native core's, so that the two
@@ -964,7 +964,7 @@ export abstract class DeliverySending {
   /**
    * Starts a drain when the path's minimum RTT is stale and ends it when its time is up (at each ACK): the
    * window of a flow that fills it held to half the path's bandwidth-delay product at its old minimum, as
-   * native/delivery/delivery_send.cc's UpdateDrain does (which says why); a sample near the old minimum ends it at once.
+   * native/protocol/delivery/delivery_send.cc's UpdateDrain does (which says why); a sample near the old minimum ends it at once.
    */
   #updateDrain(nowUs: number): void {
     if (this.#drainEndUs !== 0) {

@@ -1,4 +1,4 @@
-// The delivery layer's packet format (native/delivery/wire_format.h has the whole grammar): the
+// The delivery layer's packet format (native/protocol/delivery/wire_format.h has the whole grammar): the
 // constants both sides share, and a reader and a writer of its frames. Varints are LEB128 up to 2^53 − 1,
 // the integers JavaScript holds exactly; the native parser refuses larger ones too, so both read every
 // packet alike.
@@ -33,7 +33,7 @@ export function varintSize(value: number): number {
 
 /**
  * Reads frames over a span. A read past the end, or a varint past 2^53 − 1, sets `failed` rather than
- * throwing (as native/netcode/wire.h's reader): a parser checks once at the end, and a hostile packet costs
+ * throwing (as native/protocol/netcode/wire.h's reader): a parser checks once at the end, and a hostile packet costs
  * no exception.
  */
 export class FrameReader {

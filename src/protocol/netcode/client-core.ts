@@ -1,7 +1,7 @@
 // The netcode 1.02 client as a state machine (sans-IO), in TypeScript: given a connect token and the time,
 // it sends requests and responses at its rates, moves to the token's next server address on failure,
 // keeps the connection alive and reports every state of the standard. It is the fallback engine's client
-// and follows native/netcode/client.cc decision for decision; test/netcode/client-core.test.ts runs one
+// and follows native/protocol/netcode/client.cc decision for decision; test/netcode/client-core.test.ts runs one
 // suite against both, and each against the other's server.
 import { PacketType, sizes } from './constants.ts'
 import { type ConnectToken, readConnectToken } from './connect-token.ts'
@@ -11,7 +11,7 @@ import { type ServerAddress, formatServerAddress, readDatagramSource, sameServer
 import type { Sodium } from './sodium.ts'
 import { Reader, Writer, equalBytes } from './wire.ts'
 
-/** The states of the standard, as the native engine's records number them (native/netcode/client.h). */
+/** The states of the standard, as the native engine's records number them (native/protocol/netcode/client.h). */
 export const clientStateCodes = {
   'connect-token-expired': -6,
   'invalid-connect-token': -5,

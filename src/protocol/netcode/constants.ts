@@ -1,4 +1,4 @@
-// netcode 1.02 wire constants (STANDARD.md of mas-bandwidth/netcode). native/netcode/constants.h mirrors them.
+// netcode 1.02 wire constants (STANDARD.md of mas-bandwidth/netcode). native/protocol/netcode/constants.h mirrors them.
 
 /** "NETCODE 1.02" with its terminating zero: 13 bytes. */
 export const versionInfo = new Uint8Array([...new TextEncoder().encode('NETCODE 1.02'), 0])
@@ -36,10 +36,10 @@ export type PacketType = (typeof PacketType)[keyof typeof PacketType]
 
 export const AddressType = { ipv4: 1, ipv6: 2 } as const
 
-/** Private keys a server accepts at once, the current one included (native/netcode/private_keys.h). */
+/** Private keys a server accepts at once, the current one included (native/protocol/netcode/private_keys.h). */
 export const maxPrivateKeys = 4
 
-/** Mirror of native/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
+/** Mirror of native/protocol/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
 export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
 /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField). */
 export const peerCounterFields = 9

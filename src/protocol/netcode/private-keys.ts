@@ -1,6 +1,6 @@
 // The private keys a server opens connect tokens with: the current one, then the ones it replaced, each until
 // its grace ends on the server's monotonic clock. A token names no key, so a request's is tried under each in
-// that order. The twin of native/netcode/private_keys.h, decision for decision; the Server keeps one too, for
+// that order. The twin of native/protocol/netcode/private_keys.h, decision for decision; the Server keeps one too, for
 // the keys it rotated before it listened and for privateKeyCount.
 import { maxPrivateKeys, sizes } from './constants.ts'
 

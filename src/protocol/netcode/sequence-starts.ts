@@ -1,4 +1,4 @@
-// Random starting sequences for the fallback engine's netcode cores, as native/netcode/sequence_starts.h
+// Random starting sequences for the fallback engine's netcode cores, as native/protocol/netcode/sequence_starts.h
 // draws them for the native engine's. A packet's nonce is its sequence under the token's key: two processes
 // that serve one token from the same start (a failover to the token's next server, another reusePort
 // shard, a restart) would encrypt different packets under one key and nonce. From random starts they meet
@@ -17,7 +17,7 @@ export function randomSequenceBase(sodium: Sodium): bigint {
 
 /**
  * The wall clock in microseconds: where a start's challenge sequence begins, so that a later start's
- * challenges count above an earlier one's (native/netcode/sequence_starts.h says why).
+ * challenges count above an earlier one's (native/protocol/netcode/sequence_starts.h says why).
  */
 export function challengeSequenceStart(): bigint {
   return BigInt(Math.max(0, Math.floor((performance.timeOrigin + performance.now()) * 1000)))

@@ -1,6 +1,6 @@
 // The netcode 1.02 server as a state machine (sans-IO), in TypeScript: fed datagrams and the time, it
 // answers through its sink with datagrams to send and connection events. It is the fallback engine's
-// server and follows native/netcode/server.cc decision for decision (every check of the standard in its
+// server and follows native/protocol/netcode/server.cc decision for decision (every check of the standard in its
 // order, nothing held for a request before they pass, the same counters); test/netcode/server-core.test.ts
 // runs one suite against both.
 import { PacketType, PeerCounterField, maxPrivateKeys, peerCounterFields, sizes } from './constants.ts'
@@ -117,7 +117,7 @@ const disconnectOnly = new Set<number>([PacketType.disconnect])
 const minPendingHandshakes = 1024
 /**
  * At most one challenge per pending handshake this often: a client resends its request at 10 Hz, and a peer
- * that resends faster is answered no faster (native/netcode/server.h).
+ * that resends faster is answered no faster (native/protocol/netcode/server.h).
  */
 export const challengeIntervalUs = 100_000
 const minTokenHistory = 2048

@@ -1,4 +1,4 @@
-// Checks the wrapper native/netcode/aead.cc against libsodium's crypto_aead_chacha20poly1305_ietf_* called
+// Checks the wrapper native/protocol/netcode/aead.cc against libsodium's crypto_aead_chacha20poly1305_ietf_* called
 // directly and against RFC 8439's example, where JavaScript cannot see: every plaintext size 0..1200 with
 // associated data of 0, 22 and other sizes, sealed and opened apart and in place; forgeries refused with no
 // plaintext written (the output left as it was, or zeroed by libsodium); sizes out of range refused with
@@ -10,7 +10,7 @@
 #include <cstring>
 #include <vector>
 
-#include "netcode/aead.h"
+#include "protocol/netcode/aead.h"
 
 using namespace volley::netcode;
 

@@ -13,8 +13,8 @@
 
 #include "counting_allocations.h"
 #include "fuzz/netcode_fixtures.h"
-#include "netcode/client.h"
-#include "netcode/server.h"
+#include "protocol/netcode/client.h"
+#include "protocol/netcode/server.h"
 
 using namespace volley::netcode;
 using volley::fuzz::Address;

@@ -1,4 +1,4 @@
-// Drives native/glibc_baseline.cc's stand-ins, linked as the addon links them (test/engine/glibc-baseline.toolchain.test.ts):
+// Drives native/napi/glibc_baseline.cc's stand-ins, linked as the addon links them (test/engine/glibc-baseline.toolchain.test.ts):
 // each does what the glibc function it stands in for does. Prints one JSON object.
 #include <fcntl.h>
 #include <pthread.h>

@@ -8,9 +8,9 @@
 #include <new>
 #include <string>
 
-#include "netcode/connect_token.h"
-#include "netcode/packet.h"
-#include "netcode/server.h"
+#include "protocol/netcode/connect_token.h"
+#include "protocol/netcode/packet.h"
+#include "protocol/netcode/server.h"
 
 using namespace volley::netcode;
 

@@ -1,11 +1,11 @@
-// Drives native/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
+// Drives native/engine/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
 // JSON, for test/engine/network-simulator.test.ts.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
 
-#include "network_simulator.h"
+#include "engine/network_simulator.h"
 
 using volley::NetworkConditions;
 using volley::NetworkSimulator;

@@ -12,9 +12,9 @@
 
 #include "counting_allocations.h"
 #include "fuzz/netcode_fixtures.h"
-#include "netcode/packet.h"
-#include "netcode/private_keys.h"
-#include "netcode/server.h"
+#include "protocol/netcode/packet.h"
+#include "protocol/netcode/private_keys.h"
+#include "protocol/netcode/server.h"
 
 using namespace volley::netcode;
 using volley::fuzz::Address;

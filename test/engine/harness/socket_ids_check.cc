@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <set>
 
-#include "socket_ids.h"
+#include "engine/socket_ids.h"
 
 int main() {
   volley::SocketIds ids;

@@ -1,0 +1,109 @@
+// One message's bytes while it is reassembled, its memory made as its fragments come: in blocks of
+// kFragmentsPerBlock fragments, each made at the first fragment that falls in it and never zero-filled, so
+// that what a peer makes the receiver hold grows with the fragments it sends, not with the length it
+// announces (a frame of a few bytes may announce 1 GiB).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "protocol/delivery/wire_format.h"
+
+namespace volley::delivery {
+
+// 16 fragments: a block costs at most 16 times the fragment that makes it (17,600 bytes), and a 16 MiB
+// message takes 954 of them.
+constexpr uint64_t kFragmentsPerBlock = 16;
+constexpr uint64_t kBlockBytes = kFragmentsPerBlock * kFragmentBytes;
+
+class FragmentStore {
+ public:
+  // Ready for a message of `length` bytes (its table of blocks, 16 bytes a block, empty); false when the
+  // table could not be made.
+  bool Start(uint64_t length) {
+    Clear();
+    length_ = length;
+    const uint64_t blocks = BlockCount(length);
+    if (blocks > 1) {
+      try {  // up to 1 GiB / kBlockBytes entries, on the I/O thread: a memory limit may refuse them
+        rest_.resize(blocks - 1);
+      } catch (const std::bad_alloc&) {
+        std::vector<Block>().swap(rest_);
+        return false;
+      }
+    }
+    return true;
+  }
+
+  // Gives back every block and the table.
+  void Clear() {
+    first_ = Block{};
+    std::vector<Block>().swap(rest_);
+    length_ = 0;
+  }
+
+  bool Has(uint64_t fragment) const {
+    return (At(fragment / kFragmentsPerBlock).seen >> (fragment % kFragmentsPerBlock) & 1u) != 0;
+  }
+
+  // Copies fragment `fragment` (its index and size checked by the caller) into its block, made if need be;
+  // *made: the bytes of the block made for it (0: it had one). False when the block could not be made.
+  bool Store(uint64_t fragment, const uint8_t* data, size_t size, uint64_t* made) {
+    const uint64_t index = fragment / kFragmentsPerBlock;
+    Block& block = At(index);
+    *made = 0;
+    if (!block.bytes) {
+      const uint64_t bytes = BytesOf(index);
+      block.bytes.reset(new (std::nothrow) uint8_t[bytes]);  // default-initialised: not zero-filled
+      if (!block.bytes) return false;
+      *made = bytes;
+    }
+    std::memcpy(block.bytes.get() + (fragment % kFragmentsPerBlock) * kFragmentBytes, data, size);
+    block.seen |= 1u << (fragment % kFragmentsPerBlock);
+    return true;
+  }
+
+  // The whole message (every fragment stored): its one block's bytes, or its blocks copied into *joined,
+  // which the caller may then take.
+  const uint8_t* Whole(std::vector<uint8_t>* joined) const {
+    if (rest_.empty()) return first_.bytes.get();
+    joined->clear();
+    joined->reserve(length_);
+    for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
+      const uint8_t* bytes = At(i).bytes.get();
+      joined->insert(joined->end(), bytes, bytes + BytesOf(i));
+    }
+    return joined->data();
+  }
+
+  // Bytes held: the blocks made and the table (a walk over the table: for stats and tests).
+  uint64_t held() const {
+    uint64_t bytes = rest_.capacity() * sizeof(Block);
+    for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
+      if (At(i).bytes) bytes += BytesOf(i);
+    }
+    return bytes;
+  }
+
+  static uint64_t BlockCount(uint64_t length) { return length == 0 ? 1 : (length + kBlockBytes - 1) / kBlockBytes; }
+
+ private:
+  struct Block {
+    std::unique_ptr<uint8_t[]> bytes;
+    uint32_t seen = 0;  // a bit per fragment stored
+  };
+  static_assert(kFragmentsPerBlock <= 32, "a block's fragments fit its bits");
+  Block& At(uint64_t index) { return index == 0 ? first_ : rest_[index - 1]; }
+  const Block& At(uint64_t index) const { return index == 0 ? first_ : rest_[index - 1]; }
+  uint64_t BytesOf(uint64_t index) const { return std::min(kBlockBytes, length_ - index * kBlockBytes); }  // the last is short
+
+  uint64_t length_ = 0;
+  Block first_;  // in the slot: a message of one block (every whole one) makes no table
+  std::vector<Block> rest_;
+};
+
+}  // namespace volley::delivery
