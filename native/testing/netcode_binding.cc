@@ -840,6 +840,20 @@ Napi::Object NetcodeBinding(Napi::Env env) {
   netcode.Set("AddressTable", AddressTableWrap::Define(env));
   netcode.Set("ServerCore", ServerCoreWrap::Define(env));
   netcode.Set("ClientCore", ClientCoreWrap::Define(env));
+  // What a ServerConfig and a ClientConfig hold when nothing sets them: the TypeScript API's defaults are
+  // checked against these.
+  const netcode::ServerConfig server;
+  const netcode::ClientConfig client;
+  Napi::Object defaults = Napi::Object::New(env);
+  defaults.Set("requestIntervalUs", Napi::Number::New(env, double(client.requestIntervalUs)));
+  defaults.Set("keepAliveIntervalUs", Napi::Number::New(env, double(server.keepAliveIntervalUs)));
+  defaults.Set("clientKeepAliveIntervalUs", Napi::Number::New(env, double(client.keepAliveIntervalUs)));
+  defaults.Set("disconnectIntervalUs", Napi::Number::New(env, double(server.disconnectIntervalUs)));
+  defaults.Set("clientDisconnectIntervalUs", Napi::Number::New(env, double(client.disconnectIntervalUs)));
+  defaults.Set("disconnectPackets", Napi::Number::New(env, server.disconnectPackets));
+  defaults.Set("clientDisconnectPackets", Napi::Number::New(env, client.disconnectPackets));
+  defaults.Set("maxClients", Napi::Number::New(env, server.maxClients));
+  netcode.Set("defaults", defaults);
   return netcode;
 }
 

@@ -35,6 +35,7 @@ import { connectTokenFromBase64, readConnectToken } from '../protocol/netcode/co
 import { forEachPeerRecord, recordAddress } from '../engine/peer-records.ts'
 import { type AddressInfo, addressText } from '../util/ip.ts'
 import { copyBytes } from '../util/bytes.ts'
+import { netcodeDefaults } from '../protocol/netcode/constants.ts'
 import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 
 /** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
@@ -237,10 +238,10 @@ export class Client extends EventEmitter<ClientEvents> {
     checkOptions('"options" argument', options, clientOptionNames)
     this.#lifetime = new LifetimeSignal(options.signal)
     this.#settings = {
-      requestIntervalMs: numberOption('requestIntervalMs', options.requestIntervalMs, 100, 1, 60_000, ' ms'),
-      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
-      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
-      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
+      requestIntervalMs: numberOption('requestIntervalMs', options.requestIntervalMs, netcodeDefaults.requestIntervalMs, 1, 60_000, ' ms'),
+      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, netcodeDefaults.keepAliveIntervalMs, 1, 60_000, ' ms'),
+      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, netcodeDefaults.disconnectPackets, 0, 100),
+      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, netcodeDefaults.disconnectIntervalMs, 1, 60_000, ' ms'),
     }
     this.#socket = socketSettings(options, 256 << 10)
     this.#delivery = deliverySettings(options)

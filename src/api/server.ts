@@ -42,7 +42,7 @@ import { type Settled, type SocketSettings, booleanOption, checkOptions, integer
 import { VolleyError, VolleyTypeError, describe, fromNativeError, surfaceLater, systemError } from '../util/errors.ts'
 import { LifetimeSignal } from '../util/lifetime-signal.ts'
 import { type ServerAddress, formatServerAddress, parseServerAddressPortZero, unreachableServerAddress, zoneRefused } from '../protocol/netcode/server-address.ts'
-import { PeerCounterField, sizes } from '../protocol/netcode/constants.ts'
+import { PeerCounterField, netcodeDefaults, sizes } from '../protocol/netcode/constants.ts'
 import { PrivateKeys } from '../protocol/netcode/private-keys.ts'
 import { secretKeyOption } from '../protocol/netcode/connect-token.ts'
 import { Peer, peerConstruction, type PeerHost, type PeerStats } from './peer.ts'
@@ -425,11 +425,11 @@ export class Server extends EventEmitter<ServerEvents> {
     const { privateKey: _callers, ...rest } = options // the caller's array: not kept (the set holds a copy)
     this.#options = {
       ...rest,
-      maxClients: integerOption('maxClients', options.maxClients, 256, 1, 1 << 20),
+      maxClients: integerOption('maxClients', options.maxClients, netcodeDefaults.maxClients, 1, 1 << 20),
       reassemblyBudgetBytes: 0,
-      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, 100, 1, 60_000, ' ms'),
-      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, 10, 0, 100),
-      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, 100, 1, 60_000, ' ms'),
+      keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, netcodeDefaults.keepAliveIntervalMs, 1, 60_000, ' ms'),
+      disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, netcodeDefaults.disconnectPackets, 0, 100),
+      disconnectIntervalMs: numberOption('disconnectIntervalMs', options.disconnectIntervalMs, netcodeDefaults.disconnectIntervalMs, 1, 60_000, ' ms'),
     }
     if (this.#delivery !== null) {
       const { maxMessageBytes } = this.#delivery

@@ -7,6 +7,7 @@ import { ClientPool } from '../api/client-pool.ts'
 import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../protocol/netcode/server-address.ts'
+import { netcodeDefaults } from '../protocol/netcode/constants.ts'
 import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
 
@@ -15,9 +16,9 @@ const broadcastBytes = 64
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--public-address 203.0.113.7:40000] [--protocol-id 0x1234]
-               [--max-clients 10000] [--seconds N] [--keep-alive-ms 100] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
+               [--max-clients 10000] [--seconds N] [--keep-alive-ms ${netcodeDefaults.keepAliveIntervalMs}] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
-               [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms 100] [--json]
+               [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms ${netcodeDefaults.keepAliveIntervalMs}] [--json]
                [--channels reliable,unreliable] [--max-message-bytes N]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
@@ -270,7 +271,7 @@ async function main(): Promise<void> {
       privateKey: key(values.key),
       ...addresses,
       maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
-      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange),
+      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], netcodeDefaults.keepAliveIntervalMs, keepAliveRange),
       reusePort,
       ...deliveryArguments(values.channels, values['max-message-bytes']),
     })
@@ -315,7 +316,7 @@ async function main(): Promise<void> {
     process.on('warning', (warning: Error & { code?: string }) => {
       if (warning.code === 'VOLLEY_SERVER_HAS_CHANNELS') serverHasChannels = true
     })
-    const keepAliveIntervalMs = numberArgument('keep-alive-ms', values['keep-alive-ms'], 100, keepAliveRange)
+    const keepAliveIntervalMs = numberArgument('keep-alive-ms', values['keep-alive-ms'], netcodeDefaults.keepAliveIntervalMs, keepAliveRange)
     if (timeoutSeconds > 0 && keepAliveIntervalMs >= timeoutSeconds * 1000) {
       throw new UsageError(`--keep-alive-ms must be below the --timeout of ${timeoutSeconds} s (${timeoutSeconds * 1000} ms), or every connection times out between keep-alives`)
     }

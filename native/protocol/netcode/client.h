@@ -33,10 +33,10 @@ const char* ClientStateName(ClientState state);
 
 struct ClientConfig {
   uint64_t protocolId = 0;                 // 0: take it from the token
-  uint64_t requestIntervalUs = 100000;     // requests and responses, 10 Hz
-  uint64_t keepAliveIntervalUs = 100000;   // when nothing else was sent
-  uint64_t disconnectIntervalUs = 100000;  // redundant disconnects, 10 Hz
-  uint32_t disconnectPackets = 10;
+  uint64_t requestIntervalUs = kDefaultRequestIntervalUs;
+  uint64_t keepAliveIntervalUs = kDefaultKeepAliveIntervalUs;
+  uint64_t disconnectIntervalUs = kDefaultDisconnectIntervalUs;
+  uint32_t disconnectPackets = kDefaultDisconnectPackets;
   // Where the client's sequence starts: random per socket in the engine (netcode/sequence_starts.h), so that a
   // token used again from another socket does not encrypt under one key and nonce; tests give it.
   uint64_t sequenceBase = 0;

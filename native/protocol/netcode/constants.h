@@ -22,6 +22,13 @@ constexpr size_t kMaxPayloadBytes = 1200;
 constexpr size_t kMinEncryptedPacketBytes = 18;
 constexpr size_t kMaxServerAddresses = 32;
 constexpr size_t kReplayBufferSize = 256;
+// The connection defaults (ServerConfig, ClientConfig); the API's are src/protocol/netcode/constants.ts's
+// netcodeDefaults, which a test holds to these.
+constexpr uint64_t kDefaultRequestIntervalUs = 100000;     // requests and responses, 10 Hz
+constexpr uint64_t kDefaultKeepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
+constexpr uint64_t kDefaultDisconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz
+constexpr uint32_t kDefaultDisconnectPackets = 10;
+constexpr uint32_t kDefaultMaxClients = 256;
 // Largest encrypted packet: prefix, 8 sequence bytes, the largest body, MAC.
 constexpr size_t kMaxPacketBytes = 1 + 8 + kMaxPayloadBytes + kMacBytes;
 

@@ -42,10 +42,10 @@ struct ServerConfig {
   PreviousPrivateKey previousKeys[kMaxPrivateKeys - 1];
   uint32_t previousKeyCount = 0;
   ServerAddress publicAddress;  // must be listed in a token for the server to accept it
-  uint32_t maxClients = 256;
-  uint64_t keepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
-  uint64_t disconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz
-  uint32_t disconnectPackets = 10;
+  uint32_t maxClients = kDefaultMaxClients;
+  uint64_t keepAliveIntervalUs = kDefaultKeepAliveIntervalUs;
+  uint64_t disconnectIntervalUs = kDefaultDisconnectIntervalUs;
+  uint32_t disconnectPackets = kDefaultDisconnectPackets;
   // Where the sequences start: the per-client ones of tokens the server has no record of, and the global one
   // (challenge and denied packets), at least 2^63. The engine draws both at random at each start
   // (netcode/sequence_starts.h), so that two processes serving one token (a token's next server address after

@@ -155,6 +155,17 @@ export interface NativeNetcode {
   sealChallengeToken(clientId: bigint, userData: Uint8Array, sequence: bigint, key: Uint8Array): Uint8Array
   openChallengeToken(sealed: Uint8Array, sequence: bigint, key: Uint8Array): { clientId: bigint; userData: Uint8Array } | null
   ReplayWindow: new () => NativeReplayWindow
+  /** A default ServerConfig's and ClientConfig's settings (native/protocol/netcode/constants.h). */
+  defaults: {
+    requestIntervalUs: number
+    keepAliveIntervalUs: number
+    clientKeepAliveIntervalUs: number
+    disconnectIntervalUs: number
+    clientDisconnectIntervalUs: number
+    disconnectPackets: number
+    clientDisconnectPackets: number
+    maxClients: number
+  }
 }
 
 export interface NativeReplayWindow {

@@ -43,3 +43,18 @@ export const maxPrivateKeys = 4
 export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
 /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField). */
 export const peerCounterFields = 9
+
+/**
+ * The connection defaults of Server and Client (and of volley serve and load): native/protocol/netcode/
+ * constants.h's, which a test holds these to.
+ */
+export const netcodeDefaults = {
+  /** Connection requests and responses, 10 Hz. */
+  requestIntervalMs: 100,
+  /** A keep-alive when nothing else was sent for this long: 10 Hz. */
+  keepAliveIntervalMs: 100,
+  /** Between the redundant disconnect packets of a close. */
+  disconnectIntervalMs: 100,
+  disconnectPackets: 10,
+  maxClients: 256,
+} as const
