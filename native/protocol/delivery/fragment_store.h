@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "protocol/delivery/wire_format.h"
@@ -22,6 +23,18 @@ constexpr uint64_t kBlockBytes = kFragmentsPerBlock * kFragmentBytes;
 
 class FragmentStore {
  public:
+  FragmentStore() = default;
+  // A store moved from holds nothing, as an empty one (slots move when their channel's queue grows).
+  FragmentStore(FragmentStore&& other) noexcept { *this = std::move(other); }
+  FragmentStore& operator=(FragmentStore&& other) noexcept {
+    length_ = std::exchange(other.length_, 0);
+    first_ = std::move(other.first_);
+    other.first_ = Block{};
+    rest_ = std::move(other.rest_);
+    restCount_ = std::exchange(other.restCount_, 0);
+    return *this;
+  }
+
   // Ready for a message of `length` bytes (its table of blocks, 16 bytes a block, empty); false when the
   // table could not be made.
   bool Start(uint64_t length) {
@@ -29,12 +42,11 @@ class FragmentStore {
     length_ = length;
     const uint64_t blocks = BlockCount(length);
     if (blocks > 1) {
-      try {  // up to 1 GiB / kBlockBytes entries, on the I/O thread: a memory limit may refuse them
-        rest_.resize(blocks - 1);
-      } catch (const std::bad_alloc&) {
-        std::vector<Block>().swap(rest_);
-        return false;
-      }
+      // Up to 1 GiB / kBlockBytes entries, on the I/O thread: a memory limit may refuse them. Refused without
+      // an exception, so that the core also runs where exceptions are off (WebAssembly).
+      rest_.reset(new (std::nothrow) Block[blocks - 1]);
+      if (!rest_) return false;
+      restCount_ = blocks - 1;
     }
     return true;
   }
@@ -42,7 +54,8 @@ class FragmentStore {
   // Gives back every block and the table.
   void Clear() {
     first_ = Block{};
-    std::vector<Block>().swap(rest_);
+    rest_.reset();
+    restCount_ = 0;
     length_ = 0;
   }
 
@@ -70,10 +83,10 @@ class FragmentStore {
   // The whole message (every fragment stored): its one block's bytes, or its blocks copied into *joined,
   // which the caller may then take.
   const uint8_t* Whole(std::vector<uint8_t>* joined) const {
-    if (rest_.empty()) return first_.bytes.get();
+    if (restCount_ == 0) return first_.bytes.get();
     joined->clear();
     joined->reserve(length_);
-    for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
+    for (uint64_t i = 0; i < 1 + restCount_; ++i) {
       const uint8_t* bytes = At(i).bytes.get();
       joined->insert(joined->end(), bytes, bytes + BytesOf(i));
     }
@@ -82,8 +95,8 @@ class FragmentStore {
 
   // Bytes held: the blocks made and the table (a walk over the table: for stats and tests).
   uint64_t held() const {
-    uint64_t bytes = rest_.capacity() * sizeof(Block);
-    for (uint64_t i = 0; i < 1 + rest_.size(); ++i) {
+    uint64_t bytes = restCount_ * sizeof(Block);
+    for (uint64_t i = 0; i < 1 + restCount_; ++i) {
       if (At(i).bytes) bytes += BytesOf(i);
     }
     return bytes;
@@ -103,7 +116,8 @@ class FragmentStore {
 
   uint64_t length_ = 0;
   Block first_;  // in the slot: a message of one block (every whole one) makes no table
-  std::vector<Block> rest_;
+  std::unique_ptr<Block[]> rest_;  // the other blocks' table, restCount_ entries
+  uint64_t restCount_ = 0;
 };
 
 }  // namespace volley::delivery
