@@ -38,7 +38,7 @@ export interface HistoryLine {
 type Json = Record<string, unknown>
 
 /** A value at a path of keys and indexes, or undefined when any step is missing. */
-export function at(value: unknown, ...path: (string | number)[]): unknown {
+function at(value: unknown, ...path: (string | number)[]): unknown {
   let current = value
   for (const key of path) {
     if (current === null || typeof current !== 'object') return undefined
@@ -47,7 +47,7 @@ export function at(value: unknown, ...path: (string | number)[]): unknown {
   return current
 }
 
-export function num(value: unknown): number | undefined {
+function num(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined
 }
 
@@ -184,6 +184,11 @@ export function historyLine(benchmark: Benchmark, record: object, stamp: string,
     figures,
     targets,
   }
+}
+
+/** A run's stamp from its UTC start: 2026-11-21T06:12:34.567Z -> 2026-11-21T0612. */
+export function runStamp(date: string): string {
+  return `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}`
 }
 
 export function historyFile(dir: string, benchmark: Benchmark): string {

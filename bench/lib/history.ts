@@ -5,7 +5,7 @@
 // between markers, which bench/history.ts rewrites.
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
-import { type Benchmark, type HistoryLine, readHistory } from './history-lines.ts'
+import { type Benchmark, type HistoryLine, readHistory, runStamp } from './history-lines.ts'
 import { table, times } from './format.ts'
 import { benchDir, historyCommand } from './runner.ts'
 import { ratio } from './statistics.ts'
@@ -44,7 +44,7 @@ function latestStamp(dir: string, benchmark: Benchmark, variant: string): string
   const file = join(dir, `latest-${benchmark}${variant}.json`)
   if (!existsSync(file)) return undefined
   const date = (JSON.parse(readFileSync(file, 'utf8')) as { system?: { date?: string } }).system?.date
-  return date === undefined ? undefined : `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}${variant}`
+  return date === undefined ? undefined : `${runStamp(date)}${variant}`
 }
 
 /** Full runs of one benchmark, newest first. */

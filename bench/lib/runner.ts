@@ -3,7 +3,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { appendHistoryLine, type Benchmark, currentCommit, historyFile, historyLine } from './history-lines.ts'
+import { appendHistoryLine, type Benchmark, currentCommit, historyFile, historyLine, runStamp } from './history-lines.ts'
 import { ChildFailure, killAllChildren } from './processes.ts'
 
 export const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -26,8 +26,7 @@ export interface RunKind {
  */
 export function writeResults(kind: Benchmark, record: object, date: string, run: RunKind, dir = join(benchDir, 'results')): string[] {
   mkdirSync(join(dir, 'runs'), { recursive: true })
-  // 2026-11-21T06:12:34.567Z -> 2026-11-21T0612
-  const stamp = `${date.slice(0, 10)}T${date.slice(11, 13)}${date.slice(14, 16)}${run.variant ?? ''}`
+  const stamp = `${runStamp(date)}${run.variant ?? ''}`
   const quick = run.quick ? '-quick' : ''
   // NaN (a figure that could not be measured) becomes null in JSON. Arrays of numbers (samples such as the
   // ping's 5,000 RTTs) take one line each, not a line per number.

@@ -1,5 +1,6 @@
 // The sessions benchmark's figures: the headline summary (with the issue's targets), the readable tables,
 // and the one-line history record.
+import { runStamp } from './history-lines.ts'
 import { microseconds, table } from './format.ts'
 import type { FanOutResult, PairsResult } from './sessions-phases.ts'
 import type { SessionsOptions } from './sessions-options.ts'
@@ -193,7 +194,7 @@ export function renderSessions(summary: SessionsSummary, fanOut: FanOutResult | 
 export function historyLine(summary: SessionsSummary, options: SessionsOptions, system: SystemInfo, complete: boolean, fanOutDisturbed: boolean | null): Record<string, unknown> {
   const round = (value: number | null | undefined, digits = 2): number | null => (value === null || value === undefined || !Number.isFinite(value) ? null : Number(value.toFixed(digits)))
   return {
-    date: `${system.date.slice(0, 10)}T${system.date.slice(11, 13)}${system.date.slice(14, 16)}`,
+    date: runStamp(system.date),
     cpu: system.cpuModel,
     kernel: system.kernel,
     node: system.node,

@@ -4,6 +4,7 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { VolleyError, fromNativeError } from '../../util/errors.ts'
 import { layout } from '../layout.ts'
+import type { IpCodec } from '../../util/ip.ts'
 
 /** What the native protocol options take. */
 export interface NativeNetworkSimulator {
@@ -207,13 +208,11 @@ export interface NativeTimerWheel {
   readonly size: number
 }
 
-export interface Addon {
+/** The addon's exports; its parseIp and formatIp are an IpCodec (util/ip.ts). */
+export interface Addon extends IpCodec {
   netcode: NativeNetcode
   TimerWheel: new (tickUs?: number, bucketBits?: number) => NativeTimerWheel
   Engine: new (onEvents: (count: number) => void) => NativeEngine
-  parseIp(text: string, out: Uint8Array): 0 | 4 | 6
-  /** scopeId: an IPv6 address's interface (0: none), formatted as %name as node:dgram does. */
-  formatIp(bytes: Uint8Array, family: number, scopeId?: number): string
   /** Bytes of slab and event memory (native/engine/shared_memory.h) not freed yet, in the whole process. */
   sharedMemoryBytes(): number
   layout: Record<keyof typeof layout, number>
