@@ -14,6 +14,7 @@
         "native/engine/event_fd.cc",
         "native/engine/netcode_sockets.cc",
         "native/engine/network_simulator.cc",
+        "native/engine/protocol_request.cc",
         "native/engine/reply_source.cc",
         "native/engine/socket_protocol.cc",
         "native/engine/udp_socket.cc",

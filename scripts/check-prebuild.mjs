@@ -1,11 +1,12 @@
 // Fails when the committed prebuild was built from other native sources than the ones in the tree, or (Linux
-// x64) needs a newer C library than Node's own binaries do (native/napi/glibc_baseline.cc).
+// x64) needs a newer C library than Node's own binaries do (native/napi/glibc_baseline.cc); or when the
+// committed WebAssembly cores (prebuilds/wasm/, scripts/build-wasm.sh) were built from other sources.
 import { execFileSync } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { nativeSourceHash, packageRoot } from './source-hash.mjs'
+import { nativeSourceHash, packageRoot, wasmSourceHash } from './source-hash.mjs'
 
 export function prebuildPath(root = packageRoot) {
   const dir = join(root, 'prebuilds', `${process.platform}-${process.arch}`)
@@ -16,7 +17,7 @@ export function prebuildPath(root = packageRoot) {
 
 /** The committed prebuild was built from native/ as it is now, and (on Linux x64) needs no newer libraries than Node's own (objdump). */
 export function checkPrebuild(root = packageRoot) {
-  if (!prebuildMatchesSources(root)) return false
+  if (!wasmMatchesSources(root) | !prebuildMatchesSources(root)) return false
   return process.platform === 'linux' && process.arch === 'x64' ? checkLibraryBaseline(prebuildPath(root)) : true
 }
 
@@ -37,6 +38,28 @@ export function prebuildMatchesSources(root = packageRoot) {
     return false
   }
   console.log(`prebuild check: ${path} matches the native sources (${expected})`)
+  return true
+}
+
+/** The committed WebAssembly cores were built from native/ and scripts/build-wasm.sh as they are now. */
+export function wasmMatchesSources(root = packageRoot) {
+  const path = join(root, 'prebuilds', 'wasm', 'volley-protocols.cjs')
+  if (!existsSync(path)) {
+    console.error('prebuild check: no prebuilds/wasm/volley-protocols.cjs: run `npm run build:wasm` and commit it')
+    return false
+  }
+  const cores = createRequire(import.meta.url)(path)({ getRandomValue: () => 0 })
+  const at = cores._vp_source_hash()
+  const actual = new TextDecoder().decode(cores.HEAPU8.subarray(at, cores.HEAPU8.indexOf(0, at)))
+  const expected = wasmSourceHash(root)
+  if (actual !== expected) {
+    console.error(
+      `prebuild check: ${path} was built from sources ${actual}, but native/ and scripts/build-wasm.sh are now ${expected}.\n` +
+        'The committed WebAssembly cores are older than their sources: run `npm run build:wasm` and commit prebuilds/wasm/.',
+    )
+    return false
+  }
+  console.log(`prebuild check: ${path} matches its sources (${expected})`)
   return true
 }
 

@@ -1,5 +1,6 @@
 // Prints the SHA-256 of the native sources (native/, binding.gyp, CMakeLists.txt): the build embeds it in
 // the addon, and CI compares it with the committed prebuild to catch a prebuild older than its sources.
+// With --wasm, of the sources of the WebAssembly build (native/ and scripts/build-wasm.sh), for the same check.
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
 import { dirname, join, relative } from 'node:path'
@@ -8,12 +9,22 @@ import { fileURLToPath } from 'node:url'
 export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..')
 
 export function nativeSourceHash(root = packageRoot) {
-  const files = readdirSync(join(root, 'native'), { recursive: true })
+  return hashFiles(root, nativeSources(root).concat([join(root, 'binding.gyp'), join(root, 'CMakeLists.txt')]))
+}
+
+export function wasmSourceHash(root = packageRoot) {
+  return hashFiles(root, nativeSources(root).concat([join(root, 'scripts', 'build-wasm.sh')]))
+}
+
+function nativeSources(root) {
+  return readdirSync(join(root, 'native'), { recursive: true })
     .map(String)
     .filter((name) => /\.(h|cc)$/.test(name))
     .map((name) => join(root, 'native', name))
-    .concat([join(root, 'binding.gyp'), join(root, 'CMakeLists.txt')])
-    .sort()
+}
+
+function hashFiles(root, list) {
+  const files = list.sort()
   const hash = createHash('sha256')
   for (const file of files) {
     hash.update(relative(root, file).replaceAll('\\', '/'))
@@ -25,5 +36,5 @@ export function nativeSourceHash(root = packageRoot) {
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  process.stdout.write(nativeSourceHash())
+  process.stdout.write(process.argv.includes('--wasm') ? wasmSourceHash() : nativeSourceHash())
 }

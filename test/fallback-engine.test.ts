@@ -251,7 +251,7 @@ describe('fallback engine', () => {
     await expect(taken).rejects.toMatchObject({ code: 'EADDRINUSE', syscall: 'bind', address: '127.0.0.1', port: Number(address.split(':')[1]) })
   })
 
-  it('where libsodium-wrappers cannot load either (node --jitless: no WebAssembly), listen() and connect() reject with ERR_CRYPTO_UNAVAILABLE', async () => {
+  it('where WebAssembly does not run (node --jitless: neither the cores nor libsodium-wrappers load), listen() and connect() reject with ERR_CRYPTO_UNAVAILABLE', async () => {
     const base64 = connectTokenToBase64(await token('127.0.0.1:9', 1n))
     const script = `
       import { Client, Server } from './src/index.ts'

@@ -26,6 +26,7 @@
 #include "testing/delivery_binding.h"
 #include "protocol/delivery/link_stats.h"
 #include "engine/netcode_sockets.h"
+#include "engine/protocol_request.h"
 #include "engine/network_simulator.h"
 #include "engine/shared_memory.h"
 #include "engine/socket_ids.h"
@@ -41,10 +42,6 @@
 namespace volley {
 namespace {
 
-// An hour: the longest interval or timeout an option may set through the addon.
-constexpr double kMaxIntervalUs = 3.6e9;
-// A day: the largest clock offset the network simulator may give a socket (as its JavaScript option).
-constexpr double kMaxClockOffsetUs = 8.64e10;
 
 void ThrowSystemError(Napi::Env env, const SystemError& error) {
   Napi::Error failure = Napi::Error::New(env, std::string(error.syscall) + " " + std::strerror(error.code));
@@ -394,136 +391,74 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
   }
 
   // protocol: { kind: 'server', protocolId, privateKey, previousKeys, publicAddress, maxClients, keepAliveIntervalUs,
-  //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }
-  // A publicAddress with port 0 stands for the port the socket was bound to (boundPort).
+  //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }, with the
+  // delivery layer's channels, maxMessageBytes, sendQueueBytes, reliableWindow, fragmentTimeoutUs, pingIntervalUs,
+  // reliableStallUs, reassemblyBudgetBytes (JavaScript has checked them: src/api/channels.ts), read as they are
+  // for engine/protocol_request.cc, which checks them again and gives the defaults.
   static bool MakeProtocol(Napi::Env env, Napi::Object options, const IpAddress& boundAddress, uint16_t boundPort,
                            bool socketIsV6, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
+    ProtocolRequest request;
     const std::string kind = StringOr(options.Get("kind"));
-    // JavaScript checked every value; a direct caller's NaN, negative or zero one gives the default, a huge
-    // one an hour (an interval of 0 would fire the timer on every loop turn).
-    auto microseconds = [&](const char* name, uint64_t fallback) {
-      Napi::Value value = options.Get(name);
-      if (!value.IsNumber()) return fallback;
-      const double us = value.As<Napi::Number>().DoubleValue();
-      return us >= 1 ? static_cast<uint64_t>(std::min(us, kMaxIntervalUs)) : fallback;
-    };
-    const uint32_t disconnectPackets =
-        options.Get("disconnectPackets").IsNumber() ? std::min<uint32_t>(U32Or(options.Get("disconnectPackets"), 0), 100) : 10;
-    DeliveryOptions delivery;
-    if (!ReadDeliveryOptions(env, options, &delivery)) return false;
-    if (kind == "client") {
-      netcode::ClientConfig config;
-      config.sequenceBase = netcode::RandomSequenceBase();
-      config.requestIntervalUs = microseconds("requestIntervalUs", config.requestIntervalUs);
-      config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
-      config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
-      config.disconnectPackets = disconnectPackets;
-      auto client = std::make_unique<NetcodeClientProtocol>(config, delivery);
-      client->simulator = ReadNetworkSimulator(options);
-      *peerCounters = client->peerCounters();
-      *out = std::move(client);
-      return true;
-    }
-    if (kind != "server") {
+    if (kind != "server" && kind != "client") {
       ThrowType(env, "protocol.kind must be 'server' or 'client'");
       return false;
     }
-    netcode::ServerConfig config;
-    config.sequenceBase = netcode::RandomSequenceBase();
-    config.globalSequenceStart = netcode::RandomGlobalSequenceStart();
-    config.challengeSequenceStart = netcode::ChallengeSequenceStart();
-    bool lossless = false;
-    Napi::Value protocolId = options.Get("protocolId");
-    Napi::Value privateKey = options.Get("privateKey");
-    if (!protocolId.IsBigInt() || !privateKey.IsTypedArray() ||
-        privateKey.As<Napi::Uint8Array>().ElementLength() != netcode::kKeyBytes) {
-      ThrowType(env, "a server protocol needs protocolId (bigint) and privateKey (32 bytes)");
+    request.server = kind == "server";
+    for (const RequestNumberField& field : kRequestNumberFields) request.*field.member = NumberOr(options.Get(field.name), NAN);
+    if (!ReadChannels(env, options.Get("channels"), &request)) return false;
+    Napi::Value simulator = options.Get("networkSimulator");
+    if (simulator.IsObject()) {
+      request.skewedClock = true;
+      request.clockOffsetUs = NumberOr(simulator.As<Napi::Object>().Get("clockOffsetUs"), NAN);
+      request.clockDriftPpm = NumberOr(simulator.As<Napi::Object>().Get("clockDriftPpm"), NAN);
+    }
+    if (request.server) {
+      Napi::Value protocolId = options.Get("protocolId");
+      Napi::Value privateKey = options.Get("privateKey");
+      if (protocolId.IsBigInt()) {
+        bool lossless = false;
+        request.hasProtocolId = true;
+        request.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
+      }
+      if (privateKey.IsTypedArray() && privateKey.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array &&
+          privateKey.As<Napi::Uint8Array>().ElementLength() == netcode::kKeyBytes) {
+        request.hasPrivateKey = true;
+        std::memcpy(request.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
+      }
+      if (!ReadPreviousKeys(env, options.Get("previousKeys"), request.previousKeys, &request.previousKeyCount)) return false;
+      request.publicAddress = StringOr(options.Get("publicAddress"));
+    }
+    if (env.IsExceptionPending()) return false;  // a getter threw
+    ProtocolRequestError error;
+    MadeProtocol made = MakeSocketProtocol(request, boundPort, MonotonicNs() / 1000, &error);
+    if (!made.protocol) {
+      if (error.kind == ProtocolRequestError::Kind::kRange) ThrowRange(env, error.message);
+      else ThrowType(env, error.message);
       return false;
     }
-    config.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
-    std::memcpy(config.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
-    if (!ReadPreviousKeys(env, options.Get("previousKeys"), &config)) return false;
-    std::string address = StringOr(options.Get("publicAddress"));
-    const bool boundPortWanted = address.size() > 2 && address.compare(address.size() - 2, 2, ":0") == 0;
-    if (boundPortWanted) address = address.substr(0, address.size() - 1) + std::to_string(boundPort);
-    if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
-      ThrowType(env, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port' that clients can send to");
-      return false;
-    }
-    config.maxClients = U32Or(options.Get("maxClients"), 0);
-    if (config.maxClients < 1 || config.maxClients > (1u << 20)) {
-      ThrowRange(env, "maxClients must be 1..1048576");
-      return false;
-    }
-    config.keepAliveIntervalUs = microseconds("keepAliveIntervalUs", config.keepAliveIntervalUs);
-    config.disconnectIntervalUs = microseconds("disconnectIntervalUs", config.disconnectIntervalUs);
-    config.disconnectPackets = disconnectPackets;
-    uint8_t challengeKey[netcode::kKeyBytes];
-    randombytes_buf(challengeKey, sizeof(challengeKey));  // made at each start, never leaves the server
-    auto server = std::make_unique<NetcodeServerProtocol>(config, challengeKey, delivery);
-    sodium_memzero(challengeKey, sizeof(challengeKey));
-    server->simulator = ReadNetworkSimulator(options);
-    server->replySource.Configure(boundAddress, config.publicAddress.ip, socketIsV6);
-    *peerCounters = server->peerCounters();
-    *out = std::move(server);
+    made.protocol->simulator = ReadNetworkSimulator(options);
+    if (request.server) made.protocol->replySource.Configure(boundAddress, made.publicAddress.ip, socketIsV6);
+    *peerCounters = std::move(made.peerCounters);
+    *out = std::move(made.protocol);
     return true;
   }
 
-  // channels: ('reliable' | 'unreliable' | 'sequenced')[] (absent: no delivery layer), maxMessageBytes,
-  // sendQueueBytes (JavaScript's limit; the core's own is four times it), reliableWindow, fragmentTimeoutUs,
-  // pingIntervalUs, reliableStallUs, reassemblyBudgetBytes. JavaScript has checked them (src/api/channels.ts);
-  // these are the last guard.
-  static bool ReadDeliveryOptions(Napi::Env env, Napi::Object options, DeliveryOptions* out) {
-    Napi::Value channels = options.Get("channels");
+  // channels: ('reliable' | 'unreliable' | 'sequenced')[]; absent: no delivery layer.
+  static bool ReadChannels(Napi::Env env, Napi::Value channels, ProtocolRequest* request) {
     if (!channels.IsArray()) return true;
     const Napi::Array list = channels.As<Napi::Array>();
     const uint32_t count = list.Length();  // read once: an element's getter may change it
-    if (count < 1 || count > 255) {
-      ThrowRange(env, "channels: 1 to 255 of them");
-      return false;
-    }
-    out->enabled = true;
-    out->config.channels.clear();
-    for (uint32_t i = 0; i < count; ++i) {
-      const std::string mode = StringOr(list.Get(i));
-      if (mode == "reliable") out->config.channels.push_back(delivery::ChannelMode::kReliable);
-      else if (mode == "unreliable") out->config.channels.push_back(delivery::ChannelMode::kUnreliable);
-      else if (mode == "sequenced") out->config.channels.push_back(delivery::ChannelMode::kSequenced);
-      else {
+    request->hasChannels = true;
+    for (uint32_t i = 0; i < count && i < 256; ++i) {
+      delivery::ChannelMode mode;
+      if (!ParseChannelMode(StringOr(list.Get(i)), &mode)) {
         ThrowType(env, "channels[" + std::to_string(i) + "] must be 'reliable', 'unreliable' or 'sequenced'");
         return false;
       }
+      request->channels.push_back(mode);
     }
-    // At most max (JavaScript's limits, or the core's): a direct caller cannot make a window or a buffer huge.
-    const auto number = [&](const char* name, uint64_t fallback, double max) {
-      Napi::Value value = options.Get(name);
-      const double given = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : 0;
-      return given >= 1 ? static_cast<uint64_t>(std::min(given, max)) : fallback;
-    };
-    out->config.maxMessageBytes = number("maxMessageBytes", out->config.maxMessageBytes, 1 << 30);
-    out->queueLimitBytes = number("sendQueueBytes", 8u << 20, 1 << 30);
-    out->config.sendQueueBytes = out->queueLimitBytes * 4;
-    out->config.reliableWindow = static_cast<uint32_t>(number("reliableWindow", out->config.reliableWindow, 65536));
-    out->config.fragmentTimeoutUs = number("fragmentTimeoutUs", out->config.fragmentTimeoutUs, kMaxIntervalUs);
-    out->config.pingIntervalUs = number("pingIntervalUs", out->config.pingIntervalUs, kMaxIntervalUs);
-    // A server's (JavaScript sets them; a client's are 0: no stall, no shared budget).
-    out->config.reliableStallUs = number("reliableStallUs", 0, kMaxIntervalUs);
-    out->reassemblyBudgetBytes = number("reassemblyBudgetBytes", 0, kMaxExactInteger);
-    // The network simulator's clock skew: the clock this socket's delivery layer reads.
-    Napi::Value simulator = options.Get("networkSimulator");
-    if (simulator.IsObject()) {
-      const Napi::Object object = simulator.As<Napi::Object>();
-      const Napi::Value offset = object.Get("clockOffsetUs"), drift = object.Get("clockDriftPpm");
-      // Finite values only (NaN went through std::clamp, and a cast of Infinity is undefined): a direct
-      // caller's other value gives the default, as for the other options.
-      const auto finite = [](const Napi::Value& value) {
-        return value.IsNumber() && std::isfinite(value.As<Napi::Number>().DoubleValue()) ? value.As<Napi::Number>().DoubleValue() : 0.0;
-      };
-      out->clock.offsetUs = static_cast<uint64_t>(std::clamp(finite(offset), 0.0, kMaxClockOffsetUs));
-      out->clock.drift = std::clamp(finite(drift), -1000.0, 1000.0) * 1e-6;
-      out->clock.startUs = MonotonicNs() / 1000;
-    }
+    if (count > 255) request->channels.resize(256);  // refused as too many by MakeSocketProtocol
     return true;
   }
 

@@ -9,11 +9,12 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
-namespace volley {
+#include "engine/protocol_request.h"
 
-constexpr double kMaxExactInteger = 9007199254740991.0;  // 2^53 - 1
+namespace volley {
 
 inline bool ThrowInvalidArgument(Napi::Env env, const std::string& message) {
   if (env.IsExceptionPending()) return false;
@@ -57,6 +58,34 @@ inline std::string StringOr(const Napi::Value& value, const std::string& fallbac
 
 inline bool BoolOr(const Napi::Value& value, bool fallback = false) {
   return value.IsBoolean() ? value.As<Napi::Boolean>().Value() : fallback;
+}
+
+// previousKeys (absent: none): [{ key: Uint8Array(32), untilUs }], the keys a server rotated away from before it
+// started that are still in their grace, newest first, accepted until untilUs on the clock the server is fed
+// (the engine's: CLOCK_MONOTONIC, as process.hrtime), at most kMaxPrivateKeys - 1, into keys and *count.
+// False with an error thrown.
+inline bool ReadPreviousKeys(Napi::Env env, Napi::Value value, netcode::PreviousPrivateKey* keys, uint32_t* count) {
+  if (value.IsUndefined()) return true;
+  if (!value.IsArray() || value.As<Napi::Array>().Length() > netcode::kMaxPrivateKeys - 1) {
+    return ThrowInvalidArgument(env, "previousKeys must be an array of at most " + std::to_string(netcode::kMaxPrivateKeys - 1) +
+                                         " { key, untilUs }");
+  }
+  const Napi::Array list = value.As<Napi::Array>();
+  const uint32_t length = list.Length();
+  for (uint32_t i = 0; i < length && *count < netcode::kMaxPrivateKeys - 1; ++i) {
+    const Napi::Value entry = list.Get(i);
+    const Napi::Value key = entry.IsObject() ? entry.As<Napi::Object>().Get("key") : Napi::Value();
+    const Napi::Value until = entry.IsObject() ? entry.As<Napi::Object>().Get("untilUs") : Napi::Value();
+    const double untilUs = until.IsEmpty() ? NAN : NumberOr(until, NAN);
+    if (key.IsEmpty() || !key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
+        key.As<Napi::Uint8Array>().ElementLength() != netcode::kKeyBytes || !(untilUs >= 0 && untilUs <= kMaxExactInteger)) {
+      return ThrowInvalidArgument(env, "each of previousKeys must be { key: a Uint8Array of 32 bytes, untilUs: microseconds from 0 to 2^53 - 1 }");
+    }
+    netcode::PreviousPrivateKey& into = keys[(*count)++];
+    std::memcpy(into.key, key.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
+    into.untilUs = static_cast<uint64_t>(untilUs);
+  }
+  return true;
 }
 
 // The object behind `this` of an ObjectWrap<T> with accessors, or nullptr with a TypeError thrown. node-addon-api

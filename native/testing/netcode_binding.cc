@@ -506,7 +506,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
         !GetU64(env, options.Get("challengeSequenceStart"), "challengeSequenceStart", &config.challengeSequenceStart)) {
       return;
     }
-    if (options.Has("previousKeys") && !ReadPreviousKeys(env, options.Get("previousKeys"), &config)) return;
+    if (options.Has("previousKeys") && !ReadPreviousKeys(env, options.Get("previousKeys"), config.previousKeys, &config.previousKeyCount)) return;
     if (options.Has("layerAboveEveryUs")) {
       aboveEveryUs_ = I64Or(options.Get("layerAboveEveryUs"), 0);
       const uint64_t startUs = options.Has("layerAboveStartUs") ? I64Or(options.Get("layerAboveStartUs"), 0) : 0;
@@ -800,30 +800,6 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
 };
 
 }  // namespace
-
-bool ReadPreviousKeys(Napi::Env env, Napi::Value value, netcode::ServerConfig* config) {
-  if (value.IsUndefined()) return true;
-  if (!value.IsArray() || value.As<Napi::Array>().Length() > netcode::kMaxPrivateKeys - 1) {
-    return ThrowInvalidArgument(env, "previousKeys must be an array of at most " + std::to_string(netcode::kMaxPrivateKeys - 1) +
-                                         " { key, untilUs }");
-  }
-  const Napi::Array list = value.As<Napi::Array>();
-  const uint32_t count = list.Length();
-  for (uint32_t i = 0; i < count && config->previousKeyCount < netcode::kMaxPrivateKeys - 1; ++i) {
-    const Napi::Value entry = list.Get(i);
-    const Napi::Value key = entry.IsObject() ? entry.As<Napi::Object>().Get("key") : Napi::Value();
-    const Napi::Value until = entry.IsObject() ? entry.As<Napi::Object>().Get("untilUs") : Napi::Value();
-    const double untilUs = until.IsEmpty() ? NAN : NumberOr(until, NAN);
-    if (key.IsEmpty() || !key.IsTypedArray() || key.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array ||
-        key.As<Napi::Uint8Array>().ElementLength() != netcode::kKeyBytes || !(untilUs >= 0 && untilUs <= kMaxExactInteger)) {
-      return ThrowInvalidArgument(env, "each of previousKeys must be { key: a Uint8Array of 32 bytes, untilUs: microseconds from 0 to 2^53 - 1 }");
-    }
-    netcode::PreviousPrivateKey& into = config->previousKeys[config->previousKeyCount++];
-    std::memcpy(into.key, key.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
-    into.untilUs = static_cast<uint64_t>(untilUs);
-  }
-  return true;
-}
 
 Napi::Object NetcodeBinding(Napi::Env env) {
   Napi::Object netcode = Napi::Object::New(env);

@@ -9,6 +9,28 @@
 #include <cstring>
 
 namespace volley {
+namespace {
+
+// Interfaces by name and index. The WebAssembly build (the fallback engine's cores) sees none: a scope is
+// a number there, and the JavaScript around it names the interfaces.
+uint32_t InterfaceIndex(const std::string& name) {
+#ifdef __EMSCRIPTEN__
+  (void)name;
+  return 0;
+#else
+  return if_nametoindex(name.c_str());
+#endif
+}
+
+std::string InterfaceName(uint32_t index) {
+#ifndef __EMSCRIPTEN__
+  char name[IF_NAMESIZE] = {};
+  if (if_indextoname(index, name) != nullptr) return name;
+#endif
+  return std::to_string(index);  // its index when it has no name (gone since)
+}
+
+}  // namespace
 
 bool ParseIp(const std::string& text, IpAddress* out) {
   *out = IpAddress{};
@@ -30,7 +52,7 @@ bool ParseIp(const std::string& text, IpAddress* out) {
     if (digits && numeric <= UINT32_MAX) {
       out->scopeId = static_cast<uint32_t>(numeric);
     } else {
-      out->scopeId = if_nametoindex(scope.c_str());
+      out->scopeId = InterfaceIndex(scope);
       if (out->scopeId == 0) return false;
     }
   }
@@ -48,10 +70,7 @@ std::string FormatIp(const IpAddress& address) {
   }
   std::string result = text;
   if (address.family == 6 && address.scopeId != 0) {
-    // As node:dgram names it: the interface's name, or its index when it has none (gone since).
-    char name[IF_NAMESIZE] = {};
-    result += "%";
-    result += if_indextoname(address.scopeId, name) != nullptr ? std::string(name) : std::to_string(address.scopeId);
+    result += "%" + InterfaceName(address.scopeId);  // as node:dgram names it
   }
   return result;
 }

@@ -82,7 +82,7 @@ class TimerWheel {
     const uint64_t start = (currentTick_ + 1) & mask_;
     for (uint64_t step = 0; step <= words; ++step) {
       const uint64_t word = ((start >> 6) + step) % words;
-      uint64_t bits = occupied_[word];
+      uint64_t bits = occupied_[static_cast<size_t>(word)];  // below words, occupied_.size()
       if (step == 0) bits &= ~uint64_t{0} << (start & 63);
       if (step == words) bits &= (start & 63) == 0 ? 0 : ~(~uint64_t{0} << (start & 63));
       if (bits == 0) continue;

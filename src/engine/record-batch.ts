@@ -17,12 +17,7 @@ export class RecordBatch {
   /** Appends a record; returns where its data goes in bytes(). */
   add(kind: number, code: number, peer: number, address: ServerAddress | null, data: Uint8Array | null, dataLength = data?.byteLength ?? 0): number {
     const size = align8(layout.peerRecordHeaderSize + dataLength)
-    if (this.#end + size > this.#bytes.byteLength) {
-      const grown = new Uint8Array(Math.max(this.#bytes.byteLength * 2, this.#end + size))
-      grown.set(this.#bytes.subarray(0, this.#end))
-      this.#bytes = grown
-      this.#view = new DataView(grown.buffer)
-    }
+    this.#reserve(size)
     const at = this.#end // never written before in this buffer: zero, padding included
     this.#view.setUint32(at, dataLength, true)
     this.#bytes[at + 4] = kind
@@ -37,6 +32,22 @@ export class RecordBatch {
     this.#end = at + size
     this.count++
     return at + layout.peerRecordHeaderSize
+  }
+
+  /** Appends `count` records already in the layout (the WebAssembly cores' output). */
+  append(records: Uint8Array, count: number): void {
+    this.#reserve(records.byteLength)
+    this.#bytes.set(records, this.#end)
+    this.#end += records.byteLength
+    this.count += count
+  }
+
+  #reserve(size: number): void {
+    if (this.#end + size <= this.#bytes.byteLength) return
+    const grown = new Uint8Array(Math.max(this.#bytes.byteLength * 2, this.#end + size))
+    grown.set(this.#bytes.subarray(0, this.#end))
+    this.#bytes = grown
+    this.#view = new DataView(grown.buffer)
   }
 
   get view(): DataView {

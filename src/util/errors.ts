@@ -85,6 +85,7 @@ export type VolleyStateErrorCode =
   | 'ERR_ADDON_NOT_FOUND'
   | 'ERR_ADDON_MISMATCH'
   | 'ERR_FALLBACK_UNSUPPORTED'
+  | 'ERR_CORES_NOT_FOUND'
   | 'ERR_CRYPTO_UNAVAILABLE'
 
 /** Every code of volley's own errors (isVolleyError() narrows to them). */

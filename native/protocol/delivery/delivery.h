@@ -363,7 +363,7 @@ class DeliveryCore {
   void ChangeQueue(ReceiveChannel& channel, Change change);
   // Whether `extraBytes` more stay within the reassembly bound, once the queues that have drained (but one,
   // `growing`) have given their slots back if need be.
-  bool FitsBound(size_t extraBytes, const ReceiveChannel* growing = nullptr);
+  bool FitsBound(uint64_t extraBytes, const ReceiveChannel* growing = nullptr);
   static constexpr size_t kFreeQueueSlots = Ring<InMessage>::kFirstCapacity;  // a queue's first slots: not counted
   // A queue's slots counted against the bound (those beyond its first ones), and whether it holds such
   // slots empty: what FitsBound() gives back.

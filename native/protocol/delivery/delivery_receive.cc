@@ -157,13 +157,14 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
             count > kMaxChannels || count > reader.remaining()) {
           return false;
         }
-        const uint8_t* modes = reader.Skip(count);
-        for (size_t i = 0; i < count; ++i) {
+        const size_t channels = static_cast<size_t>(count);  // at most kMaxChannels
+        const uint8_t* modes = reader.Skip(channels);
+        for (size_t i = 0; i < channels; ++i) {
           if (modes[i] < static_cast<uint8_t>(ChannelMode::kReliable) || modes[i] > static_cast<uint8_t>(ChannelMode::kSequenced)) return false;
         }
         // Ahead of the messages, as a sender puts them: messages before them would be delivered first.
         if (!withData) *withSettings = true;
-        if (apply) OnSettings(role == 1, maxMessageBytes, modes, count);
+        if (apply) OnSettings(role == 1, maxMessageBytes, modes, channels);
         break;
       }
       case kFramePong: {
@@ -192,7 +193,7 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
         const uint64_t length = reader.Varint();
         const bool fragmented = type == kFrameFragment;
         uint64_t fragment = 0;
-        size_t bytes = length;
+        uint64_t bytes = length;
         // A message that fits one fragment travels whole and only such a one does (WriteChunk): a slot's
         // layout (one fragment or many) then follows from the length every frame of the message repeats.
         // A whole frame longer than a fragment, for a slot made by fragments or the other way round,
@@ -206,14 +207,15 @@ bool DeliveryCore::ProcessFrames(const uint8_t* data, size_t size, uint64_t nowU
           bytes = std::min<uint64_t>(kFragmentBytes, length - fragment * kFragmentBytes);
         }
         if (reader.failed() || bytes > reader.remaining()) return false;
-        const uint8_t* payload = reader.Skip(bytes);
+        const size_t payloadSize = static_cast<size_t>(bytes);  // within the packet
+        const uint8_t* payload = reader.Skip(payloadSize);
         *ackEliciting = true;
         if (!apply) break;
         if (channel >= receiveChannels_.size()) {
           ++stats_.unknownChannel;
           break;
         }
-        OnMessageFrame(channel, sequence, length, fragment, fragmented, payload, bytes, nowUs, refused);
+        OnMessageFrame(channel, sequence, length, fragment, fragmented, payload, payloadSize, nowUs, refused);
         break;
       }
       default:
@@ -382,7 +384,7 @@ void DeliveryCore::DeliverWhole(uint8_t channel, InMessage& slot) {
   // may take (a large message goes to JavaScript with no further copy).
   std::vector<uint8_t> joined;
   const uint8_t* data = slot.store.Whole(&joined);
-  Deliver(channel, data, slot.length, joined.empty() ? nullptr : &joined);
+  Deliver(channel, data, static_cast<size_t>(slot.length), joined.empty() ? nullptr : &joined);  // its store took the length
   FreeInMessage(slot);
 }
 
@@ -439,7 +441,7 @@ void DeliveryCore::ChangeQueue(ReceiveChannel& channel, Change change) {
   }
 }
 
-bool DeliveryCore::FitsBound(size_t extraBytes, const ReceiveChannel* growing) {
+bool DeliveryCore::FitsBound(uint64_t extraBytes, const ReceiveChannel* growing) {
   if (reassemblyUsed_ + heldExtraBytes_ + QueueSlotBytes() + extraBytes <= reassemblyLimit_) return true;
   // A queue keeps the slots a reordering burst grew it to after it drains (Ring gives back only the
   // largest), and they count: left so, a burst on each of a few channels would keep the bound full of
@@ -487,7 +489,7 @@ bool DeliveryCore::MakeRoomInQueue(ReceiveChannel& channel, uint64_t offset, uin
 }
 
 void DeliveryCore::PassOver(ReceiveChannel& channel, uint64_t sequence) {
-  InMessage& slot = channel.pending[sequence - channel.nextDeliver];  // its slot made by MakeRoomInQueue
+  InMessage& slot = channel.pending[static_cast<size_t>(sequence - channel.nextDeliver)];  // its slot made by MakeRoomInQueue
   if (slot.used && slot.passedOver) {
     ++stats_.duplicateMessages;  // another fragment of it
     return;
@@ -562,7 +564,7 @@ bool DeliveryCore::OnMessageFrame(uint8_t channelIndex, uint64_t sequence, uint6
       *refused = true;
       return false;
     }
-    InMessage& slot = channel.pending[offset];
+    InMessage& slot = channel.pending[static_cast<size_t>(offset)];  // within the window
     if (slot.used && slot.passedOver) {  // passed over (oversized): nothing of it is kept, not even its flags
       ++stats_.duplicateMessages;
       return true;

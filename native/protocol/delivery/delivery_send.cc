@@ -205,7 +205,7 @@ DeliveryCore::OutMessage* DeliveryCore::FindReliable(uint8_t channel, uint64_t s
   if (target.messages.empty()) return nullptr;
   const uint64_t first = target.messages.front()->sequence;
   if (sequence < first || sequence - first >= target.messages.size()) return nullptr;
-  return target.messages[sequence - first].get();
+  return target.messages[static_cast<size_t>(sequence - first)].get();
 }
 
 void DeliveryCore::ReleaseAcked(SendChannel& channel) {
@@ -882,8 +882,8 @@ void DeliveryCore::SkipPacketNumber(uint64_t nowUs) {
 }
 
 bool DeliveryCore::AcksSkippedNumber(const std::vector<ReceivedPackets::Range>& ranges) const {
-  const uint64_t remembered = std::min<uint64_t>(skipsMade_, kSkippedRemembered);
-  for (uint64_t i = 0; i < remembered; ++i) {
+  const size_t remembered = static_cast<size_t>(std::min<uint64_t>(skipsMade_, kSkippedRemembered));
+  for (size_t i = 0; i < remembered; ++i) {
     const uint64_t skipped = skippedNumbers_[i];
     for (const ReceivedPackets::Range& range : ranges) {
       if (skipped > range.high) break;  // ranges descend

@@ -39,8 +39,11 @@ class FragmentStore {
   // table could not be made.
   bool Start(uint64_t length) {
     Clear();
-    length_ = length;
-    const uint64_t blocks = BlockCount(length);
+    // The message is delivered as one buffer (Whole): a length size_t cannot hold (4 GiB or more on wasm32)
+    // is refused, as memory refused is. Past this, every count and index here fits size_t.
+    if (length > SIZE_MAX) return false;
+    length_ = static_cast<size_t>(length);
+    const size_t blocks = static_cast<size_t>(BlockCount(length));
     if (blocks > 1) {
       // Up to 1 GiB / kBlockBytes entries, on the I/O thread: a memory limit may refuse them. Refused without
       // an exception, so that the core also runs where exceptions are off (WebAssembly).
@@ -70,7 +73,7 @@ class FragmentStore {
     Block& block = At(index);
     *made = 0;
     if (!block.bytes) {
-      const uint64_t bytes = BytesOf(index);
+      const size_t bytes = BytesOf(index);
       block.bytes.reset(new (std::nothrow) uint8_t[bytes]);  // default-initialised: not zero-filled
       if (!block.bytes) return false;
       *made = bytes;
@@ -86,7 +89,7 @@ class FragmentStore {
     if (restCount_ == 0) return first_.bytes.get();
     joined->clear();
     joined->reserve(length_);
-    for (uint64_t i = 0; i < 1 + restCount_; ++i) {
+    for (size_t i = 0; i < 1 + restCount_; ++i) {
       const uint8_t* bytes = At(i).bytes.get();
       joined->insert(joined->end(), bytes, bytes + BytesOf(i));
     }
@@ -94,9 +97,9 @@ class FragmentStore {
   }
 
   // Bytes held: the blocks made and the table (a walk over the table: for stats and tests).
-  uint64_t held() const {
-    uint64_t bytes = restCount_ * sizeof(Block);
-    for (uint64_t i = 0; i < 1 + restCount_; ++i) {
+  size_t held() const {
+    size_t bytes = restCount_ * sizeof(Block);
+    for (size_t i = 0; i < 1 + restCount_; ++i) {
       if (At(i).bytes) bytes += BytesOf(i);
     }
     return bytes;
@@ -110,14 +113,17 @@ class FragmentStore {
     uint32_t seen = 0;  // a bit per fragment stored
   };
   static_assert(kFragmentsPerBlock <= 32, "a block's fragments fit its bits");
-  Block& At(uint64_t index) { return index == 0 ? first_ : rest_[index - 1]; }
-  const Block& At(uint64_t index) const { return index == 0 ? first_ : rest_[index - 1]; }
-  uint64_t BytesOf(uint64_t index) const { return std::min(kBlockBytes, length_ - index * kBlockBytes); }  // the last is short
+  // index: at most restCount_, which size_t holds.
+  Block& At(uint64_t index) { return index == 0 ? first_ : rest_[static_cast<size_t>(index - 1)]; }
+  const Block& At(uint64_t index) const { return index == 0 ? first_ : rest_[static_cast<size_t>(index - 1)]; }
+  size_t BytesOf(uint64_t index) const {  // the last is short
+    return static_cast<size_t>(std::min<uint64_t>(kBlockBytes, length_ - index * kBlockBytes));
+  }
 
-  uint64_t length_ = 0;
+  size_t length_ = 0;
   Block first_;  // in the slot: a message of one block (every whole one) makes no table
   std::unique_ptr<Block[]> rest_;  // the other blocks' table, restCount_ entries
-  uint64_t restCount_ = 0;
+  size_t restCount_ = 0;
 };
 
 }  // namespace volley::delivery

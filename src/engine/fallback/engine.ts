@@ -1,20 +1,17 @@
-// The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the TypeScript
-// netcode cores (src/protocol/netcode/), the TypeScript delivery layer (src/protocol/delivery/) and libsodium-wrappers,
-// for where the native addon cannot load. engine/fallback/protocols.ts runs the protocols as the native engine
-// does; this is their I/O: it hands Server and Client the records the native engine writes (the same
+// The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the native engine's
+// protocol cores built as WebAssembly (engine/fallback/protocols.ts), for where the native addon cannot load.
+// This is their I/O: it hands Server and Client the records the native engine writes (the same
 // layout, native/engine/socket_protocol.h), keeps the same counters and takes the same control requests, so that
 // both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
 // The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'
-import { parseServerAddress } from '../../protocol/netcode/server-address.ts'
-import { loadSodium } from '../../protocol/netcode/sodium.ts'
 import { surfaceLater } from '../../util/errors.ts'
 import type { NativeSocketInfo, NativeSocketOptions } from '../native/addon.ts'
 import { type EngineClient, type ProtocolEngine, defaultLimits, drainWaiting, monotonicUs } from '../engine.ts'
-import { type FallbackProtocol, FallbackClientProtocol, FallbackServerProtocol, type ProtocolOutput } from './protocols.ts'
+import { FallbackProtocol, type ProtocolOutput } from './protocols.ts'
 import { FallbackSockets, type OpeningClient, bindSocket, sharedInstance } from './sockets.ts'
 import { checkNotExiting } from '../process-exit.ts'
-import { ProtocolStat, layout, linkFields, protocolStatsFields } from '../layout.ts'
+import { ProtocolStat, layout, protocolStatsFields } from '../layout.ts'
 import { RecordBatch } from '../record-batch.ts'
 import { SimulatedNetwork } from './simulated-network.ts'
 import { copyBytes } from '../../util/bytes.ts'
@@ -23,25 +20,9 @@ import { copyBytes } from '../../util/bytes.ts'
 /** A timer this late (µs) means the thread was busy, not merely scheduled a little late. */
 const stallUs = 100_000
 
-/** 'a.b.c.d:port' or '[v6]:port' as node:dgram's send takes it, on a socket of this family. */
-function destination(to: string, socketIsV6: boolean): { host: string; port: number } {
-  const colon = to.lastIndexOf(':')
-  const host = to.slice(0, colon).replace(/^\[|\]$/g, '')
-  return { host: socketIsV6 && !host.includes(':') ? `::ffff:${host}` : host, port: Number(to.slice(colon + 1)) }
-}
-
-/**
- * A datagram's source as the cores take it: an IPv4 sender to a dual-stack socket as a.b.c.d (unmapped, as
- * the native engine does); a link-local sender with its zone, which a reply to it needs.
- */
-function sourceText(rinfo: dgram.RemoteInfo): string {
-  if (rinfo.family === 'IPv4') return `${rinfo.address}:${rinfo.port}`
-  if (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(rinfo.address)) return `${rinfo.address.slice(7)}:${rinfo.port}`
-  return `[${rinfo.address}]:${rinfo.port}`
-}
-
 interface OutgoingDatagram {
-  to: string
+  host: string
+  port: number
   data: Uint8Array
 }
 
@@ -51,8 +32,6 @@ interface OutgoingDatagram {
  * sender faster than the socket meets back-pressure rather than growing node:dgram's queue without bound.
  */
 const maxBytesInFlight = defaultLimits.maxSendSlabs * layout.slabSize
-/** Datagrams a socket keeps while its protocol is being made (the first libsodium-wrappers load, tens of ms). */
-const earlyLimit = 4096
 
 interface ProtocolSocket {
   readonly id: number
@@ -60,14 +39,13 @@ interface ProtocolSocket {
   readonly socket: dgram.Socket
   readonly ipv6: boolean
   readonly records: RecordBatch
-  /** Settles once the socket is bound and its protocol made (libsodium-wrappers loads first). */
+  /** Settles once the socket is bound and its protocol made. */
   ready: Promise<void>
   opened: boolean
   /** What was asked of the socket before it opened, in order. */
   readonly waiting: (() => void)[]
+  /** Made as the socket opens (a client's) or once it is bound (a server's: its public address may name the port). */
   protocol?: FallbackProtocol
-  /** Link statistics, made at once: JavaScript takes them as the socket opens (with channels). */
-  readonly links: Float64Array | null
   /** The network simulator between the protocol and the wire, when asked for. */
   readonly simulator?: SimulatedNetwork<OutgoingDatagram>
   closing: boolean
@@ -81,23 +59,13 @@ interface ProtocolSocket {
   stallToldForUs: number
   turnScheduled: boolean
   sendErrors: number
-  /**
-   * Read between the bind and the protocol's making (libsodium-wrappers still loading), kept for it: the
-   * native engine reads from the bind on, and node:dgram drops what comes with no listener, uncounted.
-   */
-  early: { data: Buffer; rinfo: dgram.RemoteInfo }[]
-  /** Those past earlyLimit: dropped, as a full kernel buffer drops them. */
-  earlyDropped: number
   /** Of the engine's bytes in flight, this socket's (given back whole when it closes). */
   bytesInFlight: number
 }
 
 export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements ProtocolEngine {
-  /** Large delivered messages parked for takeLarge(), by id. */
-  readonly #large = new Map<number, ArrayBuffer>()
   /** The sockets whose simulated networks hold datagrams: a late timer puts what they have due on the wire first. */
   readonly #holding = new Set<ProtocolSocket>()
-  #nextLargeId = 1
   /** Bytes handed to node:dgram and not yet sent, all sockets (maxBytesInFlight). */
   #bytesInFlight = 0
   /** Whose message was refused for want of room: onDrain() once half of maxBytesInFlight is free. */
@@ -124,17 +92,26 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #newSocket(options: NativeSocketOptions, client: EngineClient): ProtocolSocket {
     const protocol = options.protocol
     if (protocol === undefined) throw new TypeError('the fallback engine runs protocol sockets only')
+    const records = new RecordBatch()
+    const output: ProtocolOutput = {
+      records,
+      send: (host, port, data) => this.#send(entry, { host, port, data }),
+    }
+    const make = (boundPort: number): FallbackProtocol => new FallbackProtocol(protocol, boundPort, options.ipv6, output, monotonicUs())
+    // A client's protocol at once, before its socket (openNow: its link statistics are taken as it returns; a
+    // request it refuses throws with no socket left behind), a server's once the port is known (its public
+    // address may name it); either reads from the bind on.
+    const early = protocol.kind === 'client' ? make(0) : undefined
     const { socket, bound } = bindSocket(options)
     const entry: ProtocolSocket = {
       id: this.nextId(),
       client,
       socket,
       ipv6: options.ipv6,
-      records: new RecordBatch(),
+      records,
       ready: Promise.resolve(),
       opened: false,
       waiting: [],
-      links: protocol.channels === undefined ? null : new Float64Array((protocol.kind === 'server' ? protocol.maxClients : 1) * linkFields),
       ...(protocol.networkSimulator !== undefined && { simulator: new SimulatedNetwork<OutgoingDatagram>(protocol.networkSimulator) }),
       closing: false,
       timer: undefined,
@@ -142,36 +119,15 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
       stallToldForUs: Number.POSITIVE_INFINITY,
       turnScheduled: false,
       sendErrors: 0,
-      early: [],
-      earlyDropped: 0,
       bytesInFlight: 0,
+      ...(early !== undefined && { protocol: early }),
     }
-    const output: ProtocolOutput = {
-      records: entry.records,
-      send: (to, data) => this.#send(entry, to, data),
-      park: (bytes) => this.#park(bytes),
-    }
-    // Listening from the bind on (ahead of the chain below, which waits for libsodium-wrappers too).
-    bound.then(() => {
-      socket.on('message', (data, rinfo) => {
-        if (entry.protocol !== undefined) this.#receive(entry, data, rinfo)
-        else if (entry.early.length < earlyLimit) entry.early.push({ data, rinfo })
-        else entry.earlyDropped++
-      })
+    entry.ready = bound.then(() => {
+      entry.protocol ??= make(socket.address().port)
+      socket.on('message', (data, rinfo) => this.#receive(entry, data, rinfo))
       socket.on('error', () => {
         entry.sendErrors++ // a send refused asynchronously (the send callbacks count the others)
       })
-    }, () => {})
-    entry.ready = Promise.all([loadSodium(), bound]).then(([sodium]) => {
-      const now = monotonicUs()
-      if (protocol.kind === 'server') {
-        // Port 0 in the public address: the port the socket bound.
-        const text = protocol.publicAddress.endsWith(':0') ? `${protocol.publicAddress.slice(0, -2)}:${socket.address().port}` : protocol.publicAddress
-        entry.protocol = new FallbackServerProtocol(sodium, protocol, parseServerAddress(text), output, entry.links, now)
-      } else {
-        entry.protocol = new FallbackClientProtocol(sodium, protocol, output, entry.links, now)
-      }
-      for (const { data, rinfo } of entry.early.splice(0)) this.#receive(entry, data, rinfo)
       this.#arm(entry)
     })
     // Outside the chain above: what waited runs once the socket is open, in order, and its own failure is not
@@ -196,7 +152,6 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     out.fill(0, 0, protocolStatsFields)
     entry.protocol?.copyCounters(out)
     out[ProtocolStat.sendErrors] = entry.sendErrors
-    out[ProtocolStat.receiveBufferFull] = entry.earlyDropped
     const simulated = entry.simulator?.counters
     if (simulated !== undefined) out.set([simulated.lost, simulated.duplicated, simulated.reordered, simulated.overflowed], ProtocolStat.simulatorLost)
     return true
@@ -207,21 +162,12 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   }
 
   peerLinks(id: number): Float64Array | null {
-    return this.sockets.get(id)?.links ?? null
+    return this.sockets.get(id)?.protocol?.links ?? null
   }
 
-  takeLarge(id: number): ArrayBuffer | null {
-    const bytes = this.#large.get(id)
-    if (bytes === undefined) return null
-    this.#large.delete(id)
-    return bytes
-  }
-
-  #park(bytes: Uint8Array): number {
-    const id = this.#nextLargeId++
-    // The message's own buffer when it is all of it (a reassembled message is): no copy.
-    this.#large.set(id, bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? (bytes.buffer as ArrayBuffer) : copyBytes(bytes).buffer)
-    return id
+  /** None: the cores put every delivered message in a record, large or not (no send slab to keep small here). */
+  takeLarge(): ArrayBuffer | null {
+    return null
   }
 
   control(id: number, op: number, arg = 0, data?: Uint8Array): void {
@@ -259,13 +205,13 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   }
 
   /** A datagram the protocol sends: through the simulator when there is one, else to the socket. */
-  #send(entry: ProtocolSocket, to: string, data: Uint8Array): void {
+  #send(entry: ProtocolSocket, datagram: OutgoingDatagram): void {
     if (entry.simulator === undefined) {
-      this.#sendNow(entry, to, data)
+      this.#sendNow(entry, datagram)
       return
     }
     const now = monotonicUs()
-    entry.simulator.submit({ to, data }, data.byteLength, now)
+    entry.simulator.submit(datagram, datagram.data.byteLength, now)
     this.#releaseSimulated(entry, now)
   }
 
@@ -273,14 +219,13 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
   #releaseSimulated(entry: ProtocolSocket, nowUs: number): void {
     const simulator = entry.simulator
     if (simulator === undefined) return
-    for (const datagram of simulator.release(nowUs)) this.#sendNow(entry, datagram.to, datagram.data)
+    for (const datagram of simulator.release(nowUs)) this.#sendNow(entry, datagram)
     if (simulator.nextReleaseUs === Number.POSITIVE_INFINITY) this.#holding.delete(entry)
     else this.#holding.add(entry)
   }
 
-  #sendNow(entry: ProtocolSocket, to: string, data: Uint8Array): void {
+  #sendNow(entry: ProtocolSocket, { host, port, data }: OutgoingDatagram): void {
     if (entry.closing) return
-    const { host, port } = destination(to, entry.ipv6)
     // Port 0 (a token may list it): the kernel refuses it, as sendmmsg does on the native engine; counted.
     if (port === 0) {
       entry.sendErrors++
@@ -318,7 +263,10 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     this.#noticeStall(entry, now) // the first datagrams read after a stall come before the late timer fires
     // As the native engine: no protocol packet is this large, and what one is counted as does not depend on
     // its bytes (a forged header could make it look like the packet of a connected peer).
-    entry.protocol?.receive(sourceText(rinfo), data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0), now, data.byteLength)
+    const protocol = entry.protocol!
+    const packet = data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0)
+    if (!protocol.hasRoomFor(packet.byteLength)) protocol.receiveEnd(now)
+    protocol.receive(rinfo.address, rinfo.port, packet, data.byteLength)
     this.#afterWork(entry)
   }
 

@@ -1,530 +1,278 @@
-// The netcode server and client as the fallback engine runs them on a socket, as native/engine/netcode_sockets.cc
-// does for the native engine: the TypeScript cores (src/protocol/netcode/) with their output turned into datagrams
-// and records for JavaScript, and, with channels configured, the delivery layer (src/protocol/delivery/) on
-// each connection, inside its payload packets. engine/fallback/engine.ts is the I/O around them.
-import { ClientCore, clientStateCodes } from '../../protocol/netcode/client-core.ts'
-import { ServerCore, type ServerClock } from '../../protocol/netcode/server-core.ts'
-import { type ServerAddress, readDatagramSource } from '../../protocol/netcode/server-address.ts'
-import { challengeSequenceStart, randomGlobalSequenceStart, randomSequenceBase } from '../../protocol/netcode/sequence-starts.ts'
-import type { Sodium } from '../../protocol/netcode/sodium.ts'
+// The netcode server and client as the fallback engine runs them on a socket: native/engine/netcode_sockets.cc
+// itself, the native engine's socket protocols with the delivery layer on their connections, built as
+// WebAssembly (wasm-cores.ts). This is the part between them and node:dgram: it puts received datagrams and
+// sends into the module, and takes out the datagrams to send and the records for JavaScript (the native
+// engine's layout, native/engine/socket_protocol.h). engine/fallback/engine.ts is the I/O around it.
+import { formatIpv4, javascriptIp, parseIp } from '../../util/ip.ts'
+import { VolleyRangeError, VolleyTypeError } from '../../util/errors.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon.ts'
-import { DeliveryLink, type DeliverySetup, deliverySetup, mismatchAnnouncements, settingsWaitUs, writeLinkStats } from './delivery.ts'
-import { DisconnectCode, PeerRecordKind, ProtocolControl, layout, linkFields, peerSlotScale } from '../layout.ts'
-import { finalReadingsBytes, writeFinalReadings } from '../peer-records.ts'
+import { linkFields } from '../layout.ts'
 import type { RecordBatch } from '../record-batch.ts'
-import { copyBytes } from '../../util/bytes.ts'
-import { PeerCounterField, sizes } from '../../protocol/netcode/constants.ts'
+import { type Cores, type Pointer, loadCores } from './wasm-cores.ts'
 
-const peerSlotMask = (1 << layout.peerSlotBits) - 1
-/** Delivered messages above this size go to JavaScript whole (takeLarge), not copied into a record (native/engine/large_messages.h). */
-const largeMessageBytes = 64 * 1024
-/** Record codes of the native engine (native/engine/socket_protocol.h). */
-/** The codes of the server core's reasons. */
-const disconnectCodes = {
-  timeout: DisconnectCode.timeout,
-  disconnected: DisconnectCode.disconnected,
-  'server-disconnect': DisconnectCode.serverDisconnect,
-  'server-closed': DisconnectCode.serverClosed,
-} as const
-const clientStateChannelsMismatch = -7
-
-/** What a protocol gives its socket: records for JavaScript, datagrams to send, large messages to hand over. */
+/** What a protocol gives its socket: records for JavaScript and datagrams to send. */
 export interface ProtocolOutput {
   readonly records: RecordBatch
-  /** A datagram to send to `to` ('a.b.c.d:port' or '[v6]:port'); the protocol does not touch `data` again. */
-  send(to: string, data: Uint8Array): void
-  /** Parks a large message (its bytes the message's alone) for takeLarge(); its id. */
-  park(bytes: Uint8Array): number
+  /** A datagram to send to host:port (as node:dgram takes them); the protocol does not touch `data` again. */
+  send(host: string, port: number, data: Uint8Array): void
 }
+
+/** Counters JavaScript reads from a protocol's socket: the native engine's order (src/engine/layout.ts). */
+const maxCounters = 64
+
+/** Frees a closed socket's peer counters once no view on them is left. */
+const released = new FinalizationRegistry<{ cores: Cores; socket: Pointer }>(({ cores, socket }) => cores.exports._vp_release(socket))
 
 /** A protocol of a fallback socket, as the engine drives it (native/engine/socket_protocol.h's SocketProtocol). */
-export interface FallbackProtocol {
-  /** wireBytes: the datagram's length on the wire, where it was too large to be a packet and comes empty. */
-  receive(from: string, data: Uint8Array, nowUs: number, wireBytes: number): void
-  update(nowUs: number): void
-  /** When update() is due next (monotonic µs; Infinity: never). */
-  nextDeadlineUs(): number
-  send(peer: number, channel: number, data: Uint8Array, nowUs: number): void
-  /** Something to do at the end of this turn of the event loop: connections to flush. */
-  readonly pending: boolean
-  /** Flushes what this turn's receives and sends left: one flush (shared packets, the ACKs that are due) per connection. */
-  endBatch(nowUs: number): void
-  control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void
-  /**
-   * The thread was busy for about `us` until nowUs (a timer fell due that long ago): the peers' packets waited
-   * in the kernel meanwhile. That time does not count against a peer's wait for settings, which its packets
-   * may well have kept; and the acknowledgements and pongs that waited measured the stall, not the path: the
-   * packets sent before nowUs give no RTT sample (as the native engine's reading pause).
-   */
-  stalled(us: number, nowUs: number): void
-  /** Stopped: the socket may close. */
-  readonly finished: boolean
-  /** The socket has closed: a server wipes its keys. */
-  closed(): void
-  /** The protocol's counters, in the native engine's order. */
-  copyCounters(out: Float64Array): void
-  readonly peerCounters: Float64Array | null
-  /** Link statistics, linkFields doubles per peer (with channels). */
-  readonly links: Float64Array | null
-}
-
-/** A delivered message as a record: copied into it, or, large, handed over whole. */
-function payloadRecord(output: ProtocolOutput, channel: number, peer: number, data: Uint8Array, owned: boolean): void {
-  if (data.byteLength <= largeMessageBytes) {
-    output.records.add(PeerRecordKind.payload, channel, peer, null, data)
-    return
-  }
-  const id = output.park(owned ? data : copyBytes(data))
-  const at = output.records.add(PeerRecordKind.largePayload, channel, peer, null, null, 8)
-  output.records.view.setUint32(at, id, true)
-  output.records.view.setUint32(at + 4, data.byteLength, true)
-}
-
-/** The netcode server, with channels when configured (native: NetcodeServerProtocol). */
-export class FallbackServerProtocol implements FallbackProtocol {
-  readonly #core: ServerCore
+export class FallbackProtocol {
+  readonly #cores: Cores
+  readonly #socket: Pointer
   readonly #output: ProtocolOutput
-  readonly #delivery: DeliverySetup | undefined
-  /** By client slot, while connected (with channels). */
-  readonly #links: (DeliveryLink | undefined)[] = []
+  /** Scratch memory in the module for what goes in (a datagram, a message, a control's data); grown as needed. */
+  #scratch: Pointer = 0
+  #scratchBytes = 0
+  /** Received datagrams of this turn, in the module's memory until receiveEnd(). */
+  #received: Pointer = 0
+  #receivedBytes = 0
+  #receivedUsed = 0
+  #counters: Pointer
+  #closed = false
+  /** Sent to or received from since the last endBatch(). */
+  pending = false
+  /** The per-peer counters (a server's) and link statistics (with channels), written in place by the module. */
+  readonly peerCounters: Float64Array | null
   readonly links: Float64Array | null
-  #dirty: number[] = []
-  #mismatched: number[] = []
-  #now: ServerClock = { monotonicUs: 0, unixSeconds: 0n }
-  #unixSeconds = 0
-  #unixSecondsBig = 0n
 
-  /** links: maxClients rows of link statistics, with channels. */
-  constructor(sodium: Sodium, protocol: NativeServerProtocol, publicAddress: ServerAddress, output: ProtocolOutput, links: Float64Array | null, nowUs: number) {
+  /**
+   * boundPort: the port the socket bound (a server's publicAddress ending in ':0' stands for it). Throws the
+   * TypeError or RangeError the native engine throws for a request it refuses.
+   */
+  constructor(protocol: NativeServerProtocol | NativeClientProtocol, boundPort: number, socketIsV6: boolean, output: ProtocolOutput, nowUs: number) {
+    const cores = loadCores()
+    const api = cores.exports
+    this.#cores = cores
     this.#output = output
-    // The clients lead the pings (delivery.h: followsPings).
-    this.#delivery = deliverySetup(protocol, true, nowUs)
-    this.links = links
-    let keepAliveIntervalUs = protocol.keepAliveIntervalUs ?? 100_000
-    // With channels the server's pings answer its clients', one ping interval apart: a keep-alive due one
-    // interval after the last packet would race each of them. It waits half a period more.
-    if (this.#delivery !== undefined) keepAliveIntervalUs += Math.floor(Math.min(keepAliveIntervalUs, this.#delivery.config.pingIntervalUs) / 2)
-    const config = {
-      protocolId: protocol.protocolId,
-      privateKey: protocol.privateKey,
-      previousKeys: protocol.previousKeys,
-      publicAddress,
-      maxClients: protocol.maxClients,
-      keepAliveIntervalUs,
-      disconnectIntervalUs: protocol.disconnectIntervalUs,
-      disconnectPackets: protocol.disconnectPackets,
-      sequenceBase: randomSequenceBase(sodium),
-      globalSequenceStart: randomGlobalSequenceStart(sodium),
-      challengeSequenceStart: challengeSequenceStart(),
+    const request = api._vp_request_new(protocol.kind === 'server' ? 1 : 0)
+    const strings: Pointer[] = []
+    try {
+      const fields = protocol as unknown as Record<string, unknown>
+      cores.requestFields.forEach((name, index) => {
+        const value = fields[name]
+        api._vp_request_number(request, index, typeof value === 'number' ? value : Number.NaN)
+      })
+      for (const mode of protocol.channels ?? []) {
+        const text = cores.string(String(mode))
+        strings.push(text)
+        if (api._vp_request_channel(request, text) === 0) {
+          throw new VolleyTypeError('ERR_INVALID_ARG_VALUE', `channels[${strings.length - 1}] must be 'reliable', 'unreliable' or 'sequenced'`)
+        }
+      }
+      const skew = protocol.networkSimulator
+      if (skew !== undefined) api._vp_request_clock_skew(request, skew.clockOffsetUs ?? Number.NaN, skew.clockDriftPpm ?? Number.NaN)
+      if (protocol.kind === 'server') this.#serverRequest(request, protocol, strings)
+      this.#socket = api._vp_make(request, boundPort, socketIsV6 ? 1 : 0, nowUs)
+    } finally {
+      api._vp_request_free(request) // wipes the keys it holds
+      for (const text of strings) api._free(text)
     }
-    this.#core = new ServerCore(sodium, config, sodium.randombytes_buf(32), {
-      sendPacket: (to, data) => output.send(to, data),
-      connected: (index, clientId, from, userData) => this.#connected(index, clientId, from, userData),
-      disconnected: (index, reason) => {
-        const link = this.#links[index]
-        const code = link === undefined || link.ending === 0 ? disconnectCodes[reason] : link.ending
-        const at = output.records.add(PeerRecordKind.disconnect, code, index, null, null, finalReadingsBytes(this.links))
-        writeFinalReadings(output.records.view, at, this.#core.peerCounters, index, this.links)
-        link?.core.close() // what it held of the budget goes back
-        this.#links[index] = undefined // a #dirty entry for it is skipped
-      },
-      payload: (index, data) => this.#payload(index, data),
-      peerDeadlineUs: (index) => {
-        const link = this.#links[index]
-        return link === undefined ? Number.POSITIVE_INFINITY : this.#delivery!.clock.real(link.nextDeadlineUs(this.#localUs()))
-      },
-      peerTimer: (index, now) => this.#peerTimer(index, now),
-    })
-  }
-
-  get peerCounters(): Float64Array {
-    return this.#core.peerCounters
-  }
-
-  get finished(): boolean {
-    return this.#core.stopped
-  }
-
-  closed(): void {
-    this.#core.wipeKeys()
-  }
-
-  get pending(): boolean {
-    return this.#dirty.length > 0 || this.#mismatched.length > 0
-  }
-
-  #clock(nowUs: number): ServerClock {
-    const seconds = Math.floor(Date.now() / 1000)
-    if (seconds !== this.#unixSeconds) {
-      this.#unixSeconds = seconds
-      this.#unixSecondsBig = BigInt(seconds) // a BigInt a second, not one per datagram
+    if (this.#socket === 0) {
+      const message = cores.readString(api._vp_error())
+      throw api._vp_error_kind() === 2 ? new VolleyRangeError('ERR_OUT_OF_RANGE', message) : new VolleyTypeError('ERR_INVALID_ARG_VALUE', message)
     }
-    this.#now = { monotonicUs: nowUs, unixSeconds: this.#unixSecondsBig }
-    return this.#now
+    this.#counters = api._malloc(maxCounters * 8)
+    const peers = api._vp_peer_count(this.#socket)
+    const counters = api._vp_peer_counters(this.#socket)
+    this.peerCounters = protocol.kind === 'server' && counters !== 0 ? new Float64Array(cores.heap.buffer, counters, peers * cores.peerCounterFields) : null
+    const links = api._vp_links(this.#socket)
+    this.links = links !== 0 ? new Float64Array(cores.heap.buffer, links, peers * linkFieldsOf(protocol)) : null
+    const views = { cores, socket: this.#socket }
+    // The counters stay while a view on them may be read (a Server's stats after its close).
+    released.register(this.peerCounters ?? this.links ?? this, views)
   }
 
-  /** Now on the delivery layer's clock. */
-  #localUs(): number {
-    return this.#delivery!.clock.local(this.#now.monotonicUs)
+  #serverRequest(request: Pointer, protocol: NativeServerProtocol, strings: Pointer[]): void {
+    const api = this.#cores.exports
+    const id = protocol.protocolId
+    if (typeof id === 'bigint') api._vp_request_protocol_id(request, Number(BigInt.asUintN(32, id)), Number(BigInt.asUintN(32, id >> 32n)))
+    const key = this.#bytes(protocol.privateKey)
+    if (protocol.privateKey instanceof Uint8Array && protocol.privateKey.byteLength === 32) api._vp_request_private_key(request, key)
+    for (const previous of protocol.previousKeys ?? []) {
+      const at = this.#bytes(previous.key)
+      api._vp_request_previous_key(request, at, previous.untilUs)
+    }
+    this.#cores.heap.fill(0, this.#scratch, this.#scratch + this.#scratchBytes) // the keys' copies
+    const address = this.#cores.string(protocol.publicAddress)
+    strings.push(address)
+    api._vp_request_public_address(request, address)
   }
 
-  receive(from: string, data: Uint8Array, nowUs: number, wireBytes: number): void {
-    this.#core.receive(from, data, this.#clock(nowUs), wireBytes)
+  /** `data` copied into the scratch memory; where it is. */
+  #bytes(data: Uint8Array): Pointer {
+    if (data.byteLength > this.#scratchBytes) {
+      const api = this.#cores.exports
+      if (this.#scratch !== 0) api._free(this.#scratch)
+      this.#scratchBytes = Math.max(2048, data.byteLength)
+      this.#scratch = api._malloc(this.#scratchBytes)
+    }
+    this.#cores.heap.set(data, this.#scratch)
+    return this.#scratch
   }
 
+  /**
+   * A received datagram (address as node:dgram gives it), handed over with the others of this turn by
+   * receiveEnd(). wireBytes: its length on the wire, where it was too large to be a packet and comes empty.
+   */
+  receive(address: string, port: number, data: Uint8Array, wireBytes: number): void {
+    const ip = parseIp(javascriptIp, address)
+    if (ip === null) return
+    const size = 20 + data.byteLength
+    if (this.#receivedUsed + size > this.#receivedBytes) this.#growReceived(size)
+    const heap = this.#cores.heap
+    const at = this.#received + this.#receivedUsed
+    heap.set(ip.bytes, at)
+    heap.set(data, at + 20)
+    this.#receivedUsed += (size + 7) & ~7
+    // A dual-stack socket's IPv4 sender as IPv4, as the native engine takes it (UnmapIpv4).
+    const mapped = ip.family === 6 && heap[at + 10] === 0xff && heap[at + 11] === 0xff && heap.subarray(at, at + 10).every((b) => b === 0)
+    if (mapped) heap.copyWithin(at, at + 12, at + 16)
+    this.#cores.exports._vp_receive(this.#socket, mapped ? 4 : ip.family, at, ip.scopeId, port, at + 20, data.byteLength, wireBytes)
+    this.pending = true
+  }
+
+  #growReceived(size: number): void {
+    // The datagrams of this turn so far stay where they are: hand them over first.
+    if (this.#receivedUsed > 0) throw new Error('receiveEnd() before the receive area grows')
+    const api = this.#cores.exports
+    if (this.#received !== 0) api._free(this.#received)
+    this.#receivedBytes = Math.max(256 * 1024, size)
+    this.#received = api._malloc(this.#receivedBytes)
+  }
+
+  /** Room for a datagram of `size` bytes in this turn's receive area (else receiveEnd() first). */
+  hasRoomFor(size: number): boolean {
+    return this.#receivedUsed === 0 || this.#receivedUsed + 20 + size <= this.#receivedBytes
+  }
+
+  /** The datagrams received since the last call, to the protocol in one batch. */
+  receiveEnd(nowUs: number): void {
+    if (this.#receivedUsed === 0 || this.#closed) return
+    this.#cores.exports._vp_receive_end(this.#socket, nowUs)
+    this.#receivedUsed = 0
+    this.#takeOutput()
+  }
+
+  // What was received goes first, in update(), send() and control(): as it came.
   update(nowUs: number): void {
-    this.#core.update(this.#clock(nowUs))
-    this.#endMismatched()
+    this.receiveEnd(nowUs)
+    this.#cores.exports._vp_update(this.#socket, nowUs)
+    this.#takeOutput()
   }
 
+  /** When update() is due next (monotonic µs; Infinity: never). */
   nextDeadlineUs(): number {
-    return this.#core.nextDeadlineUs()
-  }
-
-  /** The slot JavaScript's name for a peer stands for, if that client still has it (native: Current). */
-  #currentSlot(tagged: number): number | undefined {
-    const slot = tagged & peerSlotMask
-    const clients = this.#core.peerCounters[slot * layout.peerCounterFields + PeerCounterField.clients]
-    if (clients === undefined || Math.floor(tagged / peerSlotScale) !== ((clients - 1) & 0xfff)) return undefined
-    return slot
+    return this.#closed ? Number.POSITIVE_INFINITY : this.#cores.exports._vp_next_deadline(this.#socket)
   }
 
   send(peer: number, channel: number, data: Uint8Array, nowUs: number): void {
-    const now = this.#clock(nowUs)
-    const slot = this.#currentSlot(peer)
-    if (slot === undefined) return // for a client that has left, whoever has its slot now
-    if (this.#delivery === undefined) {
-      this.#core.sendPayload(slot, data, now)
-      return
-    }
-    const link = this.#links[slot]
-    if (link === undefined) return // left meanwhile
-    link.core.send(channel, data, this.#localUs()) // JavaScript checked channel, size and queue room
-    this.#markDirty(link)
+    this.receiveEnd(nowUs)
+    this.#cores.exports._vp_send(this.#socket, peer, channel, this.#bytes(data), data.byteLength, nowUs)
+    this.pending = true
+    this.#takeOutput()
   }
 
-  #markDirty(link: DeliveryLink): void {
-    if (link.dirty) return
-    link.dirty = true
-    this.#dirty.push(link.peer)
-  }
-
+  /** Flushes what this turn's receives and sends left: one flush (shared packets, the ACKs that are due) per connection. */
   endBatch(nowUs: number): void {
-    this.#clock(nowUs)
-    const dirty = this.#dirty
-    this.#dirty = []
-    for (const slot of dirty) {
-      const link = this.#links[slot]
-      if (link === undefined) continue
-      link.dirty = false
-      link.core.flush(this.#localUs())
-      this.#afterDelivery(link)
-    }
-    this.#endMismatched()
-  }
-
-  /** Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (outside the cores' callbacks). */
-  #endMismatched(): void {
-    if (this.#mismatched.length === 0) return
-    const mismatched = this.#mismatched
-    this.#mismatched = []
-    for (const slot of mismatched) {
-      const link = this.#links[slot]
-      // Not a client that took the slot since (its link is another).
-      if (link === undefined || link.ending === 0) continue
-      // The client may not have found the mismatch yet: it learns why from these.
-      if (link.ending !== DisconnectCode.reassemblyStalled) link.core.announceSettings(this.#localUs(), mismatchAnnouncements)
-      this.#core.disconnect(slot, this.#now)
-    }
+    this.receiveEnd(nowUs)
+    if (!this.pending || this.#closed) return
+    this.pending = false
+    this.#cores.exports._vp_end_batch(this.#socket, nowUs)
+    this.#takeOutput()
   }
 
   control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void {
-    const now = this.#clock(nowUs)
-    const watch = op === ProtocolControl.watchPeer || op === ProtocolControl.watchFlush
-    const slot = op === ProtocolControl.disconnectPeer || watch ? this.#currentSlot(arg) : undefined // else: a client that left
-    if (op === ProtocolControl.disconnectPeer && slot !== undefined) this.#core.disconnect(slot, now)
-    if (op === ProtocolControl.stop) this.#core.stop(now)
-    if (op === ProtocolControl.rotatePrivateKey && data !== undefined) {
-      // The 32-byte key, then the replaced key's grace in µs (u64 LE), as the native engine takes them; any
-      // other length is ignored. The bytes are wiped once applied (the core keeps a copy).
-      if (data.byteLength === sizes.key + 8) {
-        const graceUs = Number(new DataView(data.buffer, data.byteOffset + sizes.key, 8).getBigUint64(0, true))
-        this.#core.rotatePrivateKey(data.subarray(0, sizes.key), graceUs, now)
-      }
-      data.fill(0)
-    }
-    const link = watch && slot !== undefined ? this.#links[slot] : undefined
-    if (link !== undefined) {
-      if (op === ProtocolControl.watchPeer) link.watchRoom(data)
-      else link.flushWatched = true
-      this.#afterDelivery(link)
-    }
-    this.#endMismatched()
+    this.receiveEnd(nowUs)
+    const bytes = data ?? new Uint8Array(0)
+    this.#cores.exports._vp_control(this.#socket, op, arg, this.#bytes(bytes), bytes.byteLength, nowUs)
+    this.#cores.heap.fill(0, this.#scratch, this.#scratch + bytes.byteLength) // a rotated key's copy
+    data?.fill(0)
+    this.#takeOutput()
   }
 
+  /**
+   * The thread was busy for about `us` until nowUs (a timer fell due that long ago): the peers' packets waited
+   * in the kernel meanwhile, as while the native engine's reading is paused. That time does not count against
+   * a peer's wait for settings, and the packets sent before nowUs give no RTT sample.
+   */
   stalled(us: number, nowUs: number): void {
-    if (this.#delivery === undefined) return
-    this.#clock(nowUs)
-    const localUs = this.#localUs()
-    for (const link of this.#links) {
-      if (link === undefined) continue
-      if (link.awaitsSettings) link.settingsDeadlineUs += us
-      link.core.discardRttSamplesBefore(localUs)
-    }
+    const api = this.#cores.exports
+    api._vp_reading_paused(this.#socket, 1, Math.max(0, nowUs - us))
+    api._vp_reading_paused(this.#socket, 0, nowUs)
   }
 
-  copyCounters(out: Float64Array): void {
-    const c = this.#core.counters
-    // native/engine/netcode_sockets.cc (CopyCounters): sends the kernel would not take are send errors here.
-    const budget = this.#delivery?.budget ?? null
-    out.set([
-      c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, c.tokenRefused, c.denied,
-      this.#core.connectedClients, 0, c.requestsThrottled, c.wrongProtocol, c.tokenExpired, c.tooOld, this.#core.pendingHandshakes, c.handshakesReplaced,
-      c.handshakesEvicted, budget?.limit ?? 0, budget?.used ?? 0, budget?.evictions ?? 0, budget?.refusals ?? 0, c.previousKeyRequests,
-    ])
-  }
-
-  #connected(index: number, clientId: bigint, from: string, userData: Uint8Array): void {
-    const records = this.#output.records
-    const at = records.add(PeerRecordKind.connect, 0, index, readDatagramSource(withoutZone(from)), null, 8 + userData.byteLength)
-    records.view.setBigUint64(at, clientId, true)
-    new Uint8Array(records.view.buffer).set(userData, at + 8)
-    const delivery = this.#delivery
-    if (delivery === undefined) return
-    const link: DeliveryLink = new DeliveryLink(
-      index,
-      delivery.config,
-      {
-        sendPacket: (data) => this.#core.sendPayload(index, data, this.#now),
-        message: (channel, data, owned) => {
-          // The peer's settings reach JavaScript before its first message, which came in the same packet.
-          if (!link.settingsReported) link.reportSettings(this.#output.records)
-          payloadRecord(this.#output, channel, index, data, owned)
-        },
-        // Possibly from within another peer's core (the budget evicted this one): #endMismatched disconnects it.
-        stalled: () => {
-          if (link.beginEnding(DisconnectCode.reassemblyStalled)) this.#mismatched.push(index)
-        },
-      },
-      this.#localUs(),
-      delivery.budget,
-    )
-    this.#links[index] = link
-    this.links!.fill(0, index * linkFields, (index + 1) * linkFields)
-  }
-
-  #payload(index: number, data: Uint8Array): void {
-    if (this.#delivery === undefined) {
-      this.#output.records.add(PeerRecordKind.payload, 0, index, null, data)
-      return
-    }
-    const link = this.#links[index]
-    if (link === undefined) return // (every connected client has one)
-    link.core.receive(data, this.#localUs())
-    // Marked at once, so that whatever ends the connection names the mismatch; #endMismatched disconnects it.
-    if (link.reportSettings(this.#output.records) && link.beginEnding(DisconnectCode.channelsMismatch)) this.#mismatched.push(index)
-    this.#markDirty(link) // flushed once the whole turn's datagrams are in (endBatch)
-  }
-
-  #peerTimer(index: number, now: ServerClock): void {
-    const link = this.#links[index]
-    if (link === undefined) return
-    this.#now = now
-    link.core.update(this.#localUs())
-    // #endMismatched disconnects it, after the core's timers.
-    if (link.settingsOverdue(this.#localUs()) && link.beginEnding(DisconnectCode.settingsLate)) this.#mismatched.push(index)
-    this.#afterDelivery(link)
-  }
-
-  /** After a connection's delivery core did something: its link statistics, drain and flushed records, its timer. */
-  #afterDelivery(link: DeliveryLink): void {
-    const delivery = this.#delivery!
-    writeLinkStats(link.core, delivery.clock, this.#now.monotonicUs, this.links!, link.peer)
-    link.reportQueue(this.#output.records, delivery.queueLimitBytes)
-    this.#core.wakePeer(link.peer, delivery.clock.real(link.nextDeadlineUs(this.#localUs())))
-  }
-}
-
-/** The netcode client, with channels when configured (native: NetcodeClientProtocol). */
-export class FallbackClientProtocol implements FallbackProtocol {
-  readonly #core: ClientCore
-  readonly #output: ProtocolOutput
-  readonly #delivery: DeliverySetup | undefined
-  #link: DeliveryLink | undefined
-  /** One row: the connection's link statistics (with channels). */
-  readonly links: Float64Array | null
-  #nowUs = 0
-  /** The connect() a client's state records belong to (JavaScript numbers them). */
-  #attempt = 0
-  #stopping = false
-
-  /** links: one row of link statistics, with channels. */
-  constructor(sodium: Sodium, protocol: NativeClientProtocol, output: ProtocolOutput, links: Float64Array | null, nowUs: number) {
-    this.#output = output
-    this.#delivery = deliverySetup(protocol, false, nowUs)
-    this.links = links
-    const config = {
-      requestIntervalUs: protocol.requestIntervalUs,
-      keepAliveIntervalUs: protocol.keepAliveIntervalUs,
-      disconnectIntervalUs: protocol.disconnectIntervalUs,
-      disconnectPackets: protocol.disconnectPackets,
-      sequenceBase: randomSequenceBase(sodium),
-    }
-    this.#core = new ClientCore(sodium, config, {
-      sendPacket: (to, data) => output.send(to, data),
-      stateChanged: (state, server) => this.#stateChanged(state, server),
-      payload: (data) => this.#payload(data),
-    })
-  }
-
-  readonly peerCounters = null
-
+  /** Stopped: the socket may close. */
   get finished(): boolean {
-    return this.#stopping && !this.#core.hasPendingDisconnects
+    return this.#closed || this.#cores.exports._vp_finished(this.#socket) !== 0
   }
 
-  closed(): void {}
-
-  get pending(): boolean {
-    return this.#link?.dirty === true
+  /** The socket has closed: the protocol goes, and a server's keys with it. */
+  closed(): void {
+    if (this.#closed) return
+    this.#closed = true
+    const api = this.#cores.exports
+    api._vp_close(this.#socket)
+    for (const pointer of [this.#scratch, this.#received, this.#counters]) if (pointer !== 0) api._free(pointer)
+    this.#scratch = this.#received = this.#counters = 0
   }
 
-  #localUs(): number {
-    return this.#delivery!.clock.local(this.#nowUs)
-  }
-
-  receive(from: string, data: Uint8Array, nowUs: number): void {
-    this.#nowUs = nowUs
-    this.#core.receive(withoutZone(from), data, nowUs)
-  }
-
-  update(nowUs: number): void {
-    this.#nowUs = nowUs
-    // The delivery layer first: a ping due with the keep-alive goes instead of it.
-    const link = this.#link
-    if (link !== undefined) {
-      link.core.update(this.#localUs())
-      if (link.settingsOverdue(this.#localUs())) link.beginEnding(DisconnectCode.settingsLate)
-      this.#afterDelivery(link)
-    }
-    this.#core.update(nowUs)
-  }
-
-  nextDeadlineUs(): number {
-    const netcode = this.#core.nextDeadlineUs()
-    const link = this.#link
-    if (link === undefined) return netcode
-    return Math.min(netcode, this.#delivery!.clock.real(link.nextDeadlineUs(this.#localUs())))
-  }
-
-  send(_peer: number, channel: number, data: Uint8Array, nowUs: number): void {
-    this.#nowUs = nowUs
-    if (this.#delivery === undefined) {
-      this.#core.sendPayload(data, nowUs)
-      return
-    }
-    const link = this.#link
-    if (link === undefined) return // not connected (any more)
-    link.core.send(channel, data, this.#localUs())
-    link.dirty = true
-  }
-
-  endBatch(nowUs: number): void {
-    this.#nowUs = nowUs
-    const link = this.#link
-    if (link === undefined || !link.dirty) return
-    link.dirty = false
-    link.core.flush(this.#localUs())
-    this.#afterDelivery(link)
-  }
-
-  control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void {
-    this.#nowUs = nowUs
-    if (op === ProtocolControl.connect && data !== undefined) {
-      this.#attempt = arg
-      this.#core.connect(data, nowUs)
-    }
-    if (op === ProtocolControl.disconnect || op === ProtocolControl.stop) {
-      this.#core.disconnect(nowUs)
-      if (op === ProtocolControl.stop) this.#stopping = true
-    }
-    const link = this.#link
-    if ((op === ProtocolControl.watchPeer || op === ProtocolControl.watchFlush) && link !== undefined) {
-      if (op === ProtocolControl.watchPeer) link.watchRoom(data)
-      else link.flushWatched = true
-      this.#afterDelivery(link)
-    }
-  }
-
-  stalled(us: number, nowUs: number): void {
-    const link = this.#link
-    if (link === undefined) return
-    this.#nowUs = nowUs
-    if (link.awaitsSettings) link.settingsDeadlineUs += us
-    link.core.discardRttSamplesBefore(this.#localUs())
-  }
-
+  /** The protocol's counters, in the native engine's order. */
   copyCounters(out: Float64Array): void {
-    const core = this.#core
-    const c = core.counters
-    out.set([c.packetsIn, c.bytesIn, c.packetsOut, c.bytesOut, c.malformed, c.replayed, c.decryptionFailed, c.unknownAddress, core.clientIndex, core.maxClients, 0, 0, 0, 0, 0, c.tooOld])
+    if (this.#closed) return
+    const count = this.#cores.exports._vp_copy_counters(this.#socket, this.#counters, Math.min(out.length, maxCounters))
+    out.set(new Float64Array(this.#cores.heap.buffer, this.#counters, count))
   }
 
-  #stateChanged(state: keyof typeof clientStateCodes, server: ServerAddress | undefined): void {
-    // A connection that ends for its channels still has its link here (it goes below).
-    const link = this.#link
-    const mismatch = state === 'disconnected' && link !== undefined && link.ending !== 0
-    const late = mismatch && link.ending === DisconnectCode.settingsLate
-    const code = mismatch ? clientStateChannelsMismatch : clientStateCodes[state]
-    const at = this.#output.records.add(PeerRecordKind.clientState, code, this.#attempt, server ?? null, null, late ? 4 : 0)
-    if (late) this.#output.records.view.setUint32(at, Math.floor(settingsWaitUs(this.#delivery!.config) / 1000), true)
-    const delivery = this.#delivery
-    if (delivery === undefined) return
-    if (state === 'connected') {
-      const created: DeliveryLink = new DeliveryLink(
-        0,
-        delivery.config,
-        {
-          sendPacket: (data) => this.#core.sendPayload(data, this.#nowUs),
-          message: (channel, data, owned) => {
-            if (!created.settingsReported) created.reportSettings(this.#output.records) // ahead of the first message
-            payloadRecord(this.#output, channel, 0, data, owned)
-          },
-        },
-        this.#localUs(),
-      )
-      this.#link = created
-      this.links!.fill(0)
-      created.core.flush(this.#localUs()) // the first ping
-    } else {
-      this.#link = undefined
+  /** The datagrams and records the last call made: to the socket and to JavaScript. */
+  #takeOutput(): void {
+    const api = this.#cores.exports
+    const socket = this.#socket
+    const datagrams = api._vp_outbox_count(socket)
+    if (datagrams > 0) {
+      const { heap, view, datagram } = this.#cores
+      let at = api._vp_outbox(socket)
+      for (let i = 0; i < datagrams; i++, at += datagram.stride) {
+        const name = at + datagram.name
+        const port = view.getUint16(name + 2) // network order
+        const size = view.getUint16(at + datagram.size, true)
+        const data = heap.slice(at + datagram.data, at + datagram.data + size)
+        this.#output.send(this.#host(name), port, data)
+      }
+      api._vp_outbox_clear(socket)
+    }
+    const count = api._vp_record_count(socket)
+    if (count > 0) {
+      const records = api._vp_records(socket)
+      this.#output.records.append(this.#cores.heap.subarray(records, records + api._vp_records_size(socket)), count)
+      api._vp_records_clear(socket)
     }
   }
 
-  #payload(data: Uint8Array): void {
-    if (this.#delivery === undefined) {
-      this.#output.records.add(PeerRecordKind.payload, 0, 0, null, data)
-      return
-    }
-    const link = this.#link
-    if (link === undefined) return
-    link.core.receive(data, this.#localUs())
-    if (link.reportSettings(this.#output.records)) link.beginEnding(DisconnectCode.channelsMismatch) // marked at once (#afterDelivery ends it)
-    link.dirty = true // flushed once the whole turn's datagrams are in (endBatch)
-  }
+  #lastV6 = new Uint8Array(20)
+  #lastV6Host = ''
 
-  /** Link statistics, drain and flushed records; a mismatch of channels ends the connection. */
-  #afterDelivery(link: DeliveryLink): void {
-    const delivery = this.#delivery!
-    writeLinkStats(link.core, delivery.clock, this.#nowUs, this.links!, 0)
-    link.reportQueue(this.#output.records, delivery.queueLimitBytes)
-    if (link.ending === 0) return
-    link.core.announceSettings(this.#localUs(), mismatchAnnouncements) // as the server does
-    this.#core.disconnect(this.#nowUs) // the redundant disconnects go out; the link goes with the state change
+  /** The host of the sockaddr at `name` as node:dgram takes it (IPv6: the last one remembered, with its scope). */
+  #host(name: Pointer): string {
+    const { heap, view, datagram } = this.#cores
+    if (view.getUint16(name, true) === datagram.afInet) return formatIpv4(heap, name + 4)
+    const address = heap.subarray(name + 8, name + 28) // sin6_addr, then sin6_scope_id
+    if (this.#lastV6Host === '' || address.some((b, i) => b !== this.#lastV6[i])) {
+      this.#lastV6.set(address)
+      this.#lastV6Host = javascriptIp.formatIp(address.subarray(0, 16), 6, view.getUint32(name + 24, true))
+    }
+    return this.#lastV6Host
   }
 }
 
-/** A source text without its zone: for records, which carry none, and the client, whose server a token names without one. */
-export function withoutZone(from: string): string {
-  return from.replace(/%[^\]]*\]/, ']')
+/** Link statistics per peer (the delivery layer's, with channels). */
+function linkFieldsOf(protocol: NativeServerProtocol | NativeClientProtocol): number {
+  return protocol.channels === undefined ? 0 : linkFields
 }
