@@ -48,7 +48,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       # -ffp-contract=off: no fused multiply-adds (arm64), so that the delivery layer's doubles round as
-      # its TypeScript twin's do (src/protocol/delivery/, checked against this one value for value).
+      # they do in its WebAssembly build (scripts/build-wasm.sh), which has none: the fallback engine's.
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden", "-ffp-contract=off"],
       "libraries": ["-l:libsodium.a"],
       "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"],

@@ -1,8 +1,5 @@
 import { defineConfig } from 'vitest/config'
 
-/** The delivery layer's core suites (a fake clock, no sockets), which test/delivery/simulated-link.ts points at either core. */
-const deliveryCoreSuites = ['delivery-core', 'settings', 'hostile-peer', 'hostile-pongs', 'bandwidth-window'].map((name) => `test/delivery/${name}.test.ts`)
-
 /**
  * Suites that build C or C++ programs of their own (g++, gcc, libsodium-dev) or read binaries (objdump): not
  * in npm test, which needs nothing but npm install; npm run test:toolchain runs them (vitest.toolchain.config.ts).
@@ -13,12 +10,11 @@ export const toolchainSuites = 'test/**/*.toolchain.test.ts'
 export const redisSuites = 'test/**/*.redis.test.ts'
 
 /**
- * Suites whose outcome cannot depend on the Node release: the delivery cores computed on fake clocks, with
- * no socket, timer or stream (the differential one compares the native core with the TypeScript one on the
- * same streams). .ci/run's runs on Node 22, 24 and 26 (VOLLEY_TEST_MATRIX=1) leave them out, with the
- * TypeScript delivery core's project: about 4 minutes a release. npm test runs them all.
+ * Suites whose outcome cannot depend on the Node release: the delivery core computed on fake clocks, with
+ * no socket, timer or stream. .ci/run's runs on Node 22, 24 and 26 (VOLLEY_TEST_MATRIX=1) leave them out:
+ * about a minute a release. npm test runs them all.
  */
-const releaseIndependentSuites = ['test/delivery/delivery-core.test.ts', 'test/delivery/delivery-core-differential.test.ts']
+const releaseIndependentSuites = ['test/delivery/delivery-core.test.ts']
 const releaseMatrix = process.env['VOLLEY_TEST_MATRIX'] === '1'
 
 export default defineConfig({
@@ -29,8 +25,6 @@ export default defineConfig({
     fileParallelism: false,
     projects: [
       { extends: true, test: { name: 'volley', include: ['test/**/*.test.ts'], exclude: [toolchainSuites, redisSuites, ...(releaseMatrix ? releaseIndependentSuites : [])] } },
-      // The same suites on the TypeScript delivery core, the fallback engine's.
-      ...(releaseMatrix ? [] : [{ extends: true, test: { name: 'typescript-delivery-core', include: deliveryCoreSuites, env: { VOLLEY_TEST_DELIVERY_CORE: 'typescript' } } }]),
       // Channels over loopback, Server and Client on the fallback engine (its suites of their own are in the first project).
       { extends: true, test: { name: 'fallback-engine', include: ['test/delivery/channels.test.ts', 'test/delivery/channels-mismatch.test.ts'], env: { VOLLEY_ENGINE: 'fallback' } } },
     ],

@@ -3,8 +3,8 @@
 // with every token under the current one, and TWO keys with every token under the previous one (each opened
 // only after the current key failed on it). Tokens name no key, so the last case pays a failed decryption
 // first. Measured at the core level, on the native core (a batch of requests per N-API call, in C++:
-// receiveRequests in native/testing/netcode_binding.cc) and on the TypeScript core (the fallback engine's), the three
-// cases interleaved round by round (this machine is noisy): the medians of the rounds, and the ratios.
+// receiveRequests in native/testing/netcode_binding.cc), the three cases interleaved round by round (this
+// machine is noisy): the medians of the rounds, and the ratios.
 // Each batch is one connect token sent from many addresses: after its first use, every request is read, its
 // token opened, then refused (a token is used from one address only), so the core keeps and sends nothing.
 //   npm run bench:token-keys [-- --quick]
@@ -17,8 +17,6 @@ import { parseArgs } from 'node:util'
 import { loadAddon } from '../src/engine/native/addon.ts'
 import { encodeConnectToken, readConnectToken } from '../src/protocol/netcode/connect-token.ts'
 import { writeConnectionRequest } from '../src/protocol/netcode/packets.ts'
-import { ServerCore } from '../src/protocol/netcode/server-core.ts'
-import { parseServerAddress } from '../src/protocol/netcode/server-address.ts'
 import { loadSodium } from '../src/protocol/netcode/sodium.ts'
 import { benchDir, root } from './lib/runner.ts'
 import { median, ratio } from './lib/statistics.ts'
@@ -30,8 +28,6 @@ const quick = values.quick
 const rounds = quick ? 5 : 41
 const nativeBatch = quick ? 1000 : 4000
 const nativeBatchesPerRound = quick ? 2 : 4
-const typescriptBatch = quick ? 100 : 400
-const typescriptBatchesPerRound = quick ? 1 : 2
 const target = 0.9
 
 const protocolId = 0x70cen
@@ -61,7 +57,7 @@ interface Counters {
   decryptionFailed: number
 }
 
-/** A core of each implementation, behind what this benchmark asks of it. */
+/** A core, behind what this benchmark asks of it. */
 interface Bench {
   /** Runs `count` requests; returns the nanoseconds taken. */
   run(count: number): number
@@ -89,28 +85,6 @@ function nativeBench(which: Case): Bench {
       return Number(process.hrtime.bigint() - started)
     },
     counters: () => core.state().counters,
-  }
-}
-
-// The TypeScript core, called per request as the fallback engine calls it.
-function typescriptBench(which: Case): Bench {
-  const { keys, packet } = setup[which]
-  const sink = { sendPacket() {}, connected() {}, disconnected() {}, payload() {} }
-  const config = { protocolId, privateKey: keys === 1 ? current : previous, publicAddress: parseServerAddress(serverAddress), maxClients: 256 }
-  const core = new ServerCore(sodium, config, new Uint8Array(32).fill(7), sink)
-  const clock = { monotonicUs: 0, unixSeconds: T0 }
-  if (keys === 2) core.rotatePrivateKey(current, 2 ** 50, clock)
-  if (core.privateKeyCount !== keys) throw new Error(`the TypeScript core holds ${core.privateKeyCount} keys, not ${keys}`)
-  core.receive('192.168.1.1:9', packet, clock)
-  const addresses = Array.from({ length: 4096 }, (_, i) => `10.${i >> 8}.${i & 255}.1:${1024 + (i & 63)}`)
-  let next = 0
-  return {
-    run(count) {
-      const started = process.hrtime.bigint()
-      for (let i = 0; i < count; i++) core.receive(addresses[next++ & 4095]!, packet, clock)
-      return Number(process.hrtime.bigint() - started)
-    },
-    counters: () => core.counters,
   }
 }
 
@@ -164,18 +138,15 @@ function measure(make: (which: Case) => Bench, batch: number, batchesPerRound: n
 const r3 = (value: number): number => Math.round(value * 1000) / 1000
 const started = performance.now()
 const native = measure(nativeBench, nativeBatch, nativeBatchesPerRound)
-const typescript = measure(typescriptBench, typescriptBatch, typescriptBatchesPerRound)
 const seconds = (performance.now() - started) / 1000
 
-for (const [name, result] of [['native', native], ['TypeScript', typescript]] as const) {
-  const rate = (which: Case) => `${Math.round(result.medians[which]).toLocaleString('en-US')}/s (${result.usPerCheck[which].toFixed(2)} µs)`
-  console.log(`${name} core, token checks (median of ${rounds} rounds):`)
-  console.log(`  one key                          ${rate('oneKey')}`)
-  console.log(`  two keys, tokens under current   ${rate('twoKeysCurrent')}   ÷ one key: ${r3(result.ratios.twoKeysCurrent)} (of medians ${r3(result.ratiosOfMedians.twoKeysCurrent)})`)
-  console.log(`  two keys, tokens under previous  ${rate('twoKeysPrevious')}   ÷ one key: ${r3(result.ratios.twoKeysPrevious)} (of medians ${r3(result.ratiosOfMedians.twoKeysPrevious)})`)
-}
-const met = native.ratios.twoKeysCurrent >= target && typescript.ratios.twoKeysCurrent >= target
-console.log(`target: two keys ÷ one key ≥ ${target} with tokens under the current key: ${met ? 'met' : 'NOT met'} (native ${r3(native.ratios.twoKeysCurrent)}, TypeScript ${r3(typescript.ratios.twoKeysCurrent)}); ${seconds.toFixed(1)} s`)
+const rate = (which: Case) => `${Math.round(native.medians[which]).toLocaleString('en-US')}/s (${native.usPerCheck[which].toFixed(2)} µs)`
+console.log(`native core, token checks (median of ${rounds} rounds):`)
+console.log(`  one key                          ${rate('oneKey')}`)
+console.log(`  two keys, tokens under current   ${rate('twoKeysCurrent')}   ÷ one key: ${r3(native.ratios.twoKeysCurrent)} (of medians ${r3(native.ratiosOfMedians.twoKeysCurrent)})`)
+console.log(`  two keys, tokens under previous  ${rate('twoKeysPrevious')}   ÷ one key: ${r3(native.ratios.twoKeysPrevious)} (of medians ${r3(native.ratiosOfMedians.twoKeysPrevious)})`)
+const met = native.ratios.twoKeysCurrent >= target
+console.log(`target: two keys ÷ one key ≥ ${target} with tokens under the current key: ${met ? 'met' : 'NOT met'} (${r3(native.ratios.twoKeysCurrent)}); ${seconds.toFixed(1)} s`)
 
 if (!quick) {
   const date = new Date().toISOString()
@@ -186,20 +157,17 @@ if (!quick) {
   } catch {
     // not a checkout
   }
+  const value = r3(native.ratios.twoKeysCurrent)
   const summary = {
-    targets: (['native', 'typescript'] as const).map((core) => {
-      const value = r3((core === 'native' ? native : typescript).ratios.twoKeysCurrent)
-      return { what: `${core} core: token checks with two keys ÷ with one, tokens under the current key`, value, unit: '×', target: `≥ ${target}`, met: value >= target }
-    }),
+    targets: [{ what: 'native core: token checks with two keys ÷ with one, tokens under the current key', value, unit: '×', target: `≥ ${target}`, met: value >= target }],
   }
   const record = {
     date,
     host: os.hostname(),
     commit,
     system: systemInfo(root),
-    options: { rounds, nativeBatch, nativeBatchesPerRound, typescriptBatch, typescriptBatchesPerRound },
+    options: { rounds, nativeBatch, nativeBatchesPerRound },
     native,
-    typescript,
     summary,
   }
   // Arrays of numbers (each round's rates) on one line each, as bench/lib/runner.ts writes them.
@@ -212,7 +180,7 @@ if (!quick) {
     currentRatio: r3(result.ratios.twoKeysCurrent),
     previousRatio: r3(result.ratios.twoKeysPrevious),
   })
-  const line = { date, host: os.hostname(), commit, native: figures(native), typescript: figures(typescript) }
+  const line = { date, host: os.hostname(), commit, native: figures(native) }
   appendFileSync(join(benchDir, 'results', 'token-keys-history.jsonl'), `${JSON.stringify(line)}\n`)
   console.log('written: bench/results/latest-token-keys.json, a line in bench/results/token-keys-history.jsonl')
 }

@@ -61,7 +61,7 @@ rm -f "$OUT"/obj/*.o
 log=$OUT/compile.log
 : > "$log"
 printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c \
-  'f={}; em++ -std=c++17 -O3 -Wall -Wextra -Wshorten-64-to-32 -ffp-contract=off -fno-exceptions -I'"$N"' -I'"$OUT"'/sodium-include -DVOLLEY_SOURCE_HASH=\"'"$hash"'\" -c "$f" -o '"$OUT"'/obj/$(echo "${f#'"$N"'/}" | tr / _ | sed "s/\.cc$/.o/") 2>>'"$log"
+  'f={}; em++ -std=c++17 -O3 -Wall -Wextra -Wshorten-64-to-32 -ffp-contract=off -fno-exceptions -I'"$N"' -I'"$OUT"'/sodium-include -DVOLLEY_SOURCE_HASH=\"'"$hash"'\" -c "$f" -o '"$OUT"'/obj/$(echo "${f#'"$N"'/}" | tr / _ | sed "s/\.cc$/.o/") 2>>'"$log" || { cat "$log"; exit 1; }
 if grep -E "warning|error" "$log"; then echo "the WebAssembly build is not -Wall -Wextra clean"; exit 1; fi
 
 # One module shared by every fallback socket of a process: 512 MiB of memory, fixed, so that the views

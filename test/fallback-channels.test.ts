@@ -1,4 +1,4 @@
-// Channels on the fallback engine (the TypeScript delivery layer, src/protocol/delivery/), over loopback: against
+// Channels on the fallback engine (the native delivery layer built as WebAssembly), over loopback: against
 // the native engine both ways, through the fallback's network simulator, and the two engines agreeing on a
 // mismatch. test/delivery/channels*.test.ts run whole on the fallback engine too (vitest.config.ts).
 import { afterEach, describe, expect, it } from 'vitest'

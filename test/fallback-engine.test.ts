@@ -1,4 +1,4 @@
-// Server and Client on the fallback engine (node:dgram and the TypeScript netcode cores), over loopback:
+// Server and Client on the fallback engine (node:dgram and the native cores built as WebAssembly), over loopback:
 // alone, and against the native engine on the other side (the same bytes on the wire). VOLLEY_ENGINE=fallback
 // picks the fallback for the listen() or connect() it is set around; a process without the addon picks it by
 // itself (prebuild-loader.test.ts).

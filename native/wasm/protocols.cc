@@ -7,6 +7,7 @@
 #include <emscripten/emscripten.h>
 #include <sodium.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <ctime>
@@ -191,6 +192,28 @@ EMSCRIPTEN_KEEPALIVE void vp_records_clear(WasmSocket* socket) {
   output.records.clear();  // keeps its capacity
   output.recordsStart = 0;
   output.recordCount = 0;
+}
+
+// The settings a server's delivery packet announces, read as a client with channels would take them (for the
+// warning to a client without channels, src/api/channels-hint.ts): u32 the largest message, u32 the count, then
+// a u8 mode per channel, into `out`; the bytes written, 0 when it announces none or they do not fit.
+EMSCRIPTEN_KEEPALIVE uint32_t vp_announcement(const uint8_t* packet, uint32_t size, uint8_t* out, uint32_t capacity) {
+  class Ignoring : public volley::delivery::DeliverySink {
+    void SendPacket(const uint8_t*, size_t) override {}
+    void Message(uint8_t, const uint8_t*, size_t, std::vector<uint8_t>*) override {}
+  } sink;
+  volley::delivery::DeliveryConfig config;
+  config.followsPings = false;
+  volley::delivery::DeliveryCore core(config, &sink, nullptr);
+  core.Receive(packet, size, 0);
+  const volley::delivery::PeerSettings& settings = core.peerSettings();
+  const size_t bytes = 8 + settings.channels.size();
+  if (!settings.known || bytes > capacity) return 0;
+  const uint32_t header[2] = {static_cast<uint32_t>(std::min<uint64_t>(settings.maxMessageBytes, UINT32_MAX)),
+                              static_cast<uint32_t>(settings.channels.size())};
+  std::memcpy(out, header, sizeof(header));
+  for (size_t i = 0; i < settings.channels.size(); ++i) out[8 + i] = static_cast<uint8_t>(settings.channels[i]);
+  return static_cast<uint32_t>(bytes);
 }
 
 }  // extern "C"

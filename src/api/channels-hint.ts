@@ -3,9 +3,15 @@
 // client's first payload, or when its wait for the client's settings is over. A netcode disconnect carries
 // no reason, so nothing else would tell the client's user why. The first such packet in a process is
 // reported as a warning that names the server's channels.
-import { DeliveryCore, type PeerSettings } from '../protocol/delivery/delivery-core.ts'
 import { packetMarker } from '../protocol/delivery/wire-format.ts'
+import { loadCores } from '../engine/fallback/wasm-cores.ts'
 import { MODES } from './channels.ts'
+
+/** What a peer's delivery layer announced: its largest message, and a mode per channel (1 reliable, 2 unreliable, 3 sequenced). */
+export interface PeerSettings {
+  maxMessageBytes: number
+  channels: number[]
+}
 
 /**
  * Payloads of a connection looked at, at most. The server puts its settings in every packet until the
@@ -13,19 +19,27 @@ import { MODES } from './channels.ts'
  */
 export const channelsHintChecks = 4
 
-const ignoringSink = { sendPacket(): void {}, message(): void {} }
 let warned = false
 
 /**
  * The settings `payload` announces as a server's delivery packet, or null. It is read by the delivery
- * layer's own receive path, on a client's core, so that only what a client with channels would take as the
- * server's announcement counts.
+ * layer's own receive path, on a client's core (the WebAssembly build's), so that only what a client with
+ * channels would take as the server's announcement counts.
  */
 export function serverAnnouncement(payload: Uint8Array): PeerSettings | null {
   if (payload.byteLength === 0 || payload[0] !== packetMarker) return null
-  const core = new DeliveryCore({ followsPings: false }, ignoringSink)
-  core.receive(payload, 0)
-  return core.peerSettings.known ? core.peerSettings : null
+  const { exports: api, heap, view } = loadCores()
+  const capacity = 8 + 256
+  const packet = api._malloc(payload.byteLength + capacity)
+  try {
+    const out = packet + payload.byteLength
+    heap.set(payload, packet)
+    if (api._vp_announcement(packet, payload.byteLength, out, capacity) === 0) return null
+    const count = view.getUint32(out + 4, true)
+    return { maxMessageBytes: view.getUint32(out, true), channels: [...heap.subarray(out + 8, out + 8 + count)] }
+  } finally {
+    api._free(packet)
+  }
 }
 
 /**

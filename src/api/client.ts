@@ -7,8 +7,7 @@ import { fallbackReason } from '../engine/choose.ts'
 import { EngineHold, type ProtocolEngine, type SlabView, engineFor } from '../engine/engine.ts'
 import { sharedFallbackEngine } from '../engine/fallback/engine.ts'
 import type { OpeningClient } from '../engine/fallback/sockets.ts'
-import { type ClientCoreState, clientStateCodes } from '../protocol/netcode/client-core.ts'
-import { loadSodium, loadedSodium } from '../protocol/netcode/sodium.ts'
+import { type ClientCoreState, clientStateCodes } from '../protocol/netcode/constants.ts'
 import { DrainWaiters, FlushWaiters } from '../util/drain-waiters.ts'
 import { LifetimeSignal } from '../util/lifetime-signal.ts'
 import {
@@ -38,7 +37,7 @@ import { copyBytes } from '../util/bytes.ts'
 import { netcodeDefaults } from '../protocol/netcode/constants.ts'
 import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 
-/** netcode's states (client-core.ts numbers them as the engine's records do), and one of volley's own. */
+/** netcode's states (numbered as the engine's records number them: clientStateCodes), and one of volley's own. */
 export type ClientState = 'channels-mismatch' | ClientCoreState
 
 /** How an established connection ends: the states a connected client moves to. */
@@ -386,37 +385,11 @@ export class Client extends EventEmitter<ClientEvents> {
     waiting.reject(error)
   }
 
-  /**
-   * #start() once libsodium-wrappers has loaded (the fallback engine's crypto, once per process; ERR_CRYPTO_UNAVAILABLE
-   * where it cannot): meanwhile the client is busy as while its socket reopens, and an abort or close() ends the wait.
-   */
-  #startAfterSodium(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined, fallback: string): Promise<void> {
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        if (this.#reopening === entry) this.#abandonReopen(connectAborted('The connection attempt was aborted', signal))
-      }
-      const entry: PendingConnect = settleUnlistening(signal, onAbort, () => void this.#start(bytes, ipv6, signal, fallback).then(resolve, reject), reject)
-      this.#reopening = entry
-      const settle = (outcome: () => void): void => {
-        if (this.#reopening !== entry) return // aborted or closed meanwhile
-        this.#reopening = undefined
-        outcome()
-      }
-      loadSodium().then(
-        () => settle(() => entry.resolve()),
-        (error: unknown) => settle(() => entry.reject(error as Error)),
-      )
-    })
-  }
-
   /** fallback: why the fallback engine runs a socket this opens (fallbackReason()), undefined for the native one. */
   #start(bytes: Uint8Array, ipv6: boolean, signal: AbortSignal | undefined, fallback: string | undefined): Promise<void> {
     if (!this.#open) {
       let engine: ProtocolEngine | undefined
       try {
-        if (fallback !== undefined) {
-          if (loadedSodium() === undefined) return this.#startAfterSodium(bytes, ipv6, signal, fallback)
-        }
         const options: NativeSocketOptions = {
           ipv6,
           ipv6Only: false,

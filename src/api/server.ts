@@ -6,7 +6,7 @@ import type { NativeSocketInfo, NativeSocketOptions } from '../engine/native/add
 import { checkFallbackSupports, fallbackReason } from '../engine/choose.ts'
 import { type EngineClient, EngineHold, type ProtocolEngine, type SlabView, engineFor, monotonicUs } from '../engine/engine.ts'
 import { sharedFallbackEngine } from '../engine/fallback/engine.ts'
-import { DeliveryClock } from '../engine/fallback/delivery.ts'
+import { DeliveryClock } from '../protocol/delivery/delivery-clock.ts'
 import {
   BandwidthWindow,
   type DeliveryOptions,

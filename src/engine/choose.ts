@@ -44,7 +44,7 @@ export function fallbackReason(): string | undefined {
     if (process.env.VOLLEY_REQUIRE_ADDON === '1') throw error
     // Once: the failure is kept.
     process.emitWarning(
-      `${error.message} Server, Client and datagram sockets run on volley's pure-TypeScript fallback engine meanwhile (node:dgram, libsodium-wrappers): ` +
+      `${error.message} Server, Client and datagram sockets run on volley's fallback engine meanwhile (node:dgram, with the protocol cores as WebAssembly): ` +
         'the same bytes on the wire, at a fraction of the native engine’s speed.',
       { type: 'VolleyWarning', code: 'VOLLEY_FALLBACK_ENGINE' },
     )

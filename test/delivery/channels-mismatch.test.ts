@@ -6,8 +6,8 @@ import { describe, expect, it } from 'vitest'
 import { type ChannelOptions, Client, type ClientOptions, type ConnectError, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
 import { waitFor } from '../helpers.ts'
 import { serverAnnouncement } from '../../src/api/channels-hint.ts'
-import { DeliveryCore } from '../../src/protocol/delivery/delivery-core.ts'
 import { ChannelModeCode } from '../../src/protocol/delivery/wire-format.ts'
+import { deliveryCore } from './simulated-link.ts'
 
 const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n
@@ -337,20 +337,20 @@ describe('channels that differ between server and client', () => {
 
 describe('a client without channels whose server has them', () => {
   // Two cores' packets: the announcement as a server's and a client's delivery layer send it.
-  function announcement(followsPings: boolean, channels: ChannelModeCode[]): Uint8Array {
-    const packets: Uint8Array[] = []
-    const core = new DeliveryCore({ followsPings, channels, maxMessageBytes: 4096 }, { sendPacket: (data) => packets.push(data.slice()), message: () => {} })
+  function announcement(followsPings: boolean, channels: ('reliable' | 'unreliable' | 'sequenced')[]): Uint8Array {
+    const core = deliveryCore({ followsPings, channels, maxMessageBytes: 4096 })
     core.announceSettings(1000, 1)
+    const { packets } = core.take()
     expect(packets.length).toBeGreaterThan(0)
     return packets[0]!
   }
 
   it("reads a server's announcement with the delivery layer's own receive path, and nothing else", () => {
-    const server = announcement(true, [ChannelModeCode.reliable, ChannelModeCode.sequenced])
-    expect(serverAnnouncement(server)).toMatchObject({ known: true, maxMessageBytes: 4096, channels: [ChannelModeCode.reliable, ChannelModeCode.sequenced] })
+    const server = announcement(true, ['reliable', 'sequenced'])
+    expect(serverAnnouncement(server)).toMatchObject({ maxMessageBytes: 4096, channels: [ChannelModeCode.reliable, ChannelModeCode.sequenced] })
     // A client's own announcement echoed back (an echo server), a truncated one, one with a byte changed
     // into an unknown mode, a raw payload with the marker byte, and an empty one: no server's channels.
-    expect(serverAnnouncement(announcement(false, [ChannelModeCode.reliable]))).toBeNull()
+    expect(serverAnnouncement(announcement(false, ['reliable']))).toBeNull()
     expect(serverAnnouncement(server.subarray(0, server.byteLength - 1))).toBeNull()
     const badMode = server.slice()
     badMode[badMode.lastIndexOf(ChannelModeCode.sequenced)] = 9

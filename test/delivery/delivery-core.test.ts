@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest'
 import { layout } from '../../src/engine/layout.ts'
 import { seededRandom } from '../helpers.ts'
-import { type DeliveryOptions, type LinkConditions, type NativeDeliveryCore, SimulatedPair, ackPacket, dataFrames, deliveryCore, deliveryCoreImplementation, frameTypes, numberedMessage, packetNumber, peerSettingsFrame, readNumberedMessage, varint } from './simulated-link.ts'
+import { type DeliveryOptions, type LinkConditions, type NativeDeliveryCore, SimulatedPair, ackPacket, dataFrames, deliveryCore, frameTypes, numberedMessage, packetNumber, peerSettingsFrame, readNumberedMessage, varint } from './simulated-link.ts'
 
 const ms = 1000
 const second = 1_000_000
@@ -1173,9 +1173,7 @@ describe('memory', () => {
     expect(pair.b.stats().queueSlots).toBeLessThanOrEqual(1024)
   })
 
-  // The native core's pool of message buffers (no allocation per message): the TypeScript core has none, and
-  // this suite, run on it too (vitest.config.ts), has no such test there.
-  if (deliveryCoreImplementation === 'native') it('an idle connection keeps at most 256 KiB of buffers for the messages it will send', () => {
+  it('an idle connection keeps at most 256 KiB of buffers for the messages it will send', () => {
     // It kept up to 256 of 64 KiB each (16 MiB) for good.
     const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 32 << 20 }, { latencyMs: 5 }, 6)
     for (let i = 0; i < 256; i++) pair.send('a', 0, numberedMessage(i, 60_000))
@@ -1289,8 +1287,8 @@ describe('hostile input', () => {
   const packet = (number: number[], ...frames: number[][]) => Uint8Array.from([0xd1, ...number, ...peerSettings, ...frames.flat()])
 
   it('takes varints up to 2^53 − 1 and finds a packet with a larger one malformed, whatever field it is in', () => {
-    // The TypeScript core (src/protocol/delivery/) holds integers exactly up to there: both cores read the
-    // same packets alike. No honest value comes near it.
+    // JavaScript's exact integers (native/protocol/delivery/wire_format.h): the limit of the format. No honest
+    // value comes near it.
     const core = coreWith({ channels: ['unreliable'] })
     const message = (pn: number[] | number, sequence: number[]) => packet(typeof pn === 'number' ? varint(pn) : pn, [0x10, 0], sequence, varint(1), [9])
     core.receive(message(varint(2n ** 53n - 1n), varint(2n ** 53n - 1n)), 0)

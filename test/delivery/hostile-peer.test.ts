@@ -2,8 +2,7 @@
 // packets that never acknowledge, fragments of messages it never completes. Driven sans-IO with
 // hand-built packets and a fake clock; costs are read from the core's counters, not from the time taken.
 import { describe, expect, it } from 'vitest'
-import { blockBytes } from '../../src/protocol/delivery/fragment-store.ts'
-import { type DeliveryOptions, type TestBudget, deliveryCore, fragmentBytes, peerSettingsFrame, reassemblyBudget, varint } from './simulated-link.ts'
+import { type DeliveryOptions, type TestBudget, blockBytes, deliveryCore, fragmentBytes, peerSettingsFrame, reassemblyBudget, varint } from './simulated-link.ts'
 
 /** The fragment flags the reassembly bound counts for a message of `length` bytes (a fragment each). */
 const flags = (length: number): number => Math.max(1, Math.ceil(length / fragmentBytes))

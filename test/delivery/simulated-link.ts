@@ -2,7 +2,6 @@
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
 import { loadAddon } from '../../src/engine/native/addon.ts'
-import { TypescriptBudget, typescriptDeliveryCore, withPacketSkipKey } from './core-adapter.ts'
 import type { NetworkSimulatorOptions } from '../../src/api/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
@@ -40,7 +39,7 @@ export interface DeliveryOptions {
   budget?: TestBudget
 }
 
-/** A reassembly budget, for cores of the implementation under test to share (the binding's interface). */
+/** A reassembly budget, for cores to share (the binding's interface). */
 export interface TestBudget {
   used(): number
   evictions(): number
@@ -72,84 +71,24 @@ export interface NativeDeliveryCore {
   stalled(): boolean
 }
 
-/** The native core (the addon's test binding). */
-export function nativeDeliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
+/** The key the suites' cores skip packet numbers by, unless a test gives its own or null. */
+export const testPacketSkipKey = Uint8Array.from({ length: 16 }, (_, i) => 0x51 + i)
+
+/** The options as the test binding takes them: the suites' skip key unless given (null: none). */
+function withPacketSkipKey(options: DeliveryOptions): DeliveryOptions {
+  return options.packetSkipKey === undefined ? { ...options, packetSkipKey: testPacketSkipKey } : options
+}
+
+/** A native delivery core (the addon's test binding, native/testing/delivery_binding.cc). */
+export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
   const addon = loadAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
   return new addon.DeliveryCore(withPacketSkipKey(options))
 }
 
-/**
- * The core the suites test: the native one, or the TypeScript one (the fallback engine's) when
- * VOLLEY_TEST_DELIVERY_CORE=typescript (vitest.config.ts runs the suites of test/delivery both ways).
- */
-export const deliveryCoreImplementation: 'native' | 'typescript' = process.env.VOLLEY_TEST_DELIVERY_CORE === 'typescript' ? 'typescript' : 'native'
-
-export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
-  return deliveryCoreImplementation === 'typescript' ? typescriptDeliveryCore(options) : nativeDeliveryCore(options)
-}
-
-/** A reassembly budget of `limitBytes` for cores of the implementation under test. */
+/** A native reassembly budget of `limitBytes`, for cores to share. */
 export function reassemblyBudget(limitBytes: number): TestBudget {
-  if (deliveryCoreImplementation === 'typescript') return new TypescriptBudget(limitBytes)
   const addon = loadAddon() as unknown as { ReassemblyBudget: new (limitBytes: number) => TestBudget }
   return new addon.ReassemblyBudget(limitBytes)
-}
-
-/** Statistics of memory policies, which differ between the cores by design (the native core pools buffers and counts vector capacities). */
-export const unlikeStats: ReadonlySet<string> = new Set(['sentRecords', 'sentRecordsHeld', 'lostRecords', 'spareBytes'])
-
-/** A byte array as hex, to compare and to show. */
-export const hex = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('hex')
-
-/**
- * Both cores, fed the same calls: what each call returns, the packets and messages they make, and (every
- * `statsEvery` calls) their statistics and next deadlines must match, or the call throws. For scenarios
- * longer than the differential test's streams (a SimulatedPair's `makeCore`); it acts as the native core.
- */
-export function lockstepDeliveryCore(options: DeliveryOptions, statsEvery = 16): NativeDeliveryCore {
-  const native = nativeDeliveryCore(options)
-  const typescript = typescriptDeliveryCore(options)
-  let calls = 0
-  const same = <T>(what: string, a: T, b: T): T => {
-    const [expected, actual] = [JSON.stringify(a), JSON.stringify(b)]
-    if (expected !== actual) {
-      const from = [...expected].findIndex((char, i) => char !== actual[i])
-      throw new Error(`the cores differ at call ${calls}, ${what}, from character ${from}: native …${expected.slice(from, from + 120)}, TypeScript …${actual.slice(from, from + 120)}`)
-    }
-    return a
-  }
-  const both = <T>(what: string, nowUs: number, call: (core: NativeDeliveryCore) => T): T => {
-    calls++
-    const result = same(what, call(native), call(typescript))
-    if (calls % statsEvery === 0) {
-      const expected = native.stats(nowUs)
-      const actual = typescript.stats(nowUs)
-      for (const [field, value] of Object.entries(expected)) {
-        if (!unlikeStats.has(field)) same(`${what} at ${nowUs}: stats.${field}`, value, actual[field as keyof typeof actual])
-      }
-      same(`${what} at ${nowUs}: the next deadline`, native.nextDeadlineUs(nowUs), typescript.nextDeadlineUs(nowUs))
-    }
-    return result
-  }
-  return {
-    send: (channel, data, nowUs) => both(`send on ${channel}`, nowUs, (core) => core.send(channel, data, nowUs)),
-    receive: (packet, nowUs) => both('receive', nowUs, (core) => core.receive(packet, nowUs)),
-    flush: (nowUs) => both('flush', nowUs, (core) => core.flush(nowUs)),
-    update: (nowUs) => both('update', nowUs, (core) => core.update(nowUs)),
-    take: () => {
-      const expected = native.take()
-      const actual = typescript.take()
-      same('take: packets', expected.packets.map(hex), actual.packets.map(hex))
-      same('take: messages', expected.messages.map((m) => `${m.channel}:${hex(m.data)}`), actual.messages.map((m) => `${m.channel}:${hex(m.data)}`))
-      return expected
-    },
-    nextDeadlineUs: (nowUs) => same('nextDeadlineUs', native.nextDeadlineUs(nowUs), typescript.nextDeadlineUs(nowUs)),
-    stats: (nowUs) => (nowUs === undefined ? native.stats() : native.stats(nowUs)),
-    peerSettings: () => same('peerSettings', native.peerSettings(), typescript.peerSettings()),
-    mismatch: () => same('mismatch', native.mismatch(), typescript.mismatch()),
-    announceSettings: (nowUs, copies) => both('announceSettings', nowUs, (core) => core.announceSettings(nowUs, copies)),
-    stalled: () => same('stalled', native.stalled(), typescript.stalled()),
-  }
 }
 
 /** A clock that runs at (1 + skew) × true time, plus an offset (µs). */
@@ -189,11 +128,10 @@ export class SimulatedPair {
     seed = 1,
     clocks: Partial<Record<Side, SideClock>> = {},
     optionsB: DeliveryOptions = options,
-    makeCore: (options: DeliveryOptions) => NativeDeliveryCore = deliveryCore,
   ) {
     // As a client and its server: a leads the pings, b follows.
-    this.a = makeCore(options)
-    this.b = makeCore({ followsPings: true, ...optionsB })
+    this.a = deliveryCore(options)
+    this.b = deliveryCore({ followsPings: true, ...optionsB })
     this.#random = seededRandom(seed)
     this.#clocks = { a: clocks.a ?? { skew: 0, offsetUs: 0 }, b: clocks.b ?? { skew: 0, offsetUs: 0 } }
   }
@@ -307,6 +245,9 @@ export function readNumberedMessage(bytes: Uint8Array): number {
 
 /** The size of every fragment but a message's last (native/protocol/delivery/wire_format.h, kFragmentBytes). */
 export const fragmentBytes = 1100
+
+/** The bytes of a block of a message in reassembly, made at its first fragment (native/protocol/delivery/fragment_store.h, kBlockBytes). */
+export const blockBytes = 16 * fragmentBytes
 
 /** A message or fragment frame of a delivery packet: which part of which message it carries. */
 export interface DataFrame {

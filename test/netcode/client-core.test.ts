@@ -1,11 +1,10 @@
-// The client state machine against the server, through a fake network and a fake clock: every state of the
-// standard, the rates, and moving to the token's next server address. Each suite runs four times: native and
-// TypeScript (the fallback engine's) cores, each with its own kind of server and with the other kind.
+// The native client state machine against the native server (their test bindings), through a fake network
+// and a fake clock: every state of the standard, the rates, and moving to the token's next server address.
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'
 import { encodeConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
-import { type ClientCoreBinding as ClientCore, type ClientEvent, type Sent, type ServerCoreBinding as ServerCore, type ServerCoreOptions, type ServerEvent, typescriptClientCore, typescriptServerCore } from './core-adapters.ts'
+import type { ClientCoreBinding as ClientCore, ClientEvent, Sent, ServerCoreBinding as ServerCore, ServerCoreOptions, ServerEvent } from './core-bindings.ts'
 import { fill } from './spec.ts'
 
 const protocolId = 0x77n
@@ -34,14 +33,10 @@ const serverOptions = (challengeKey: Uint8Array, challengeSequenceStart?: bigint
   challengeKey,
   ...(challengeSequenceStart !== undefined && { challengeSequenceStart }),
 })
-const makeClient = { native: () => new (native().ClientCore)(), typescript: () => typescriptClientCore(sodium) }
-const makeServer = {
-  native: (challengeKey: Uint8Array, challengeSequenceStart?: bigint) => new (native().ServerCore)(serverOptions(challengeKey, challengeSequenceStart)),
-  typescript: (challengeKey: Uint8Array, challengeSequenceStart?: bigint) => typescriptServerCore(sodium, serverOptions(challengeKey, challengeSequenceStart)),
+const cores: Cores = {
+  client: () => new (native().ClientCore)(),
+  server: (challengeKey, challengeSequenceStart) => new (native().ServerCore)(serverOptions(challengeKey, challengeSequenceStart)),
 }
-const pairings = (['native', 'typescript'] as const).flatMap((client) =>
-  (['native', 'typescript'] as const).map((server) => [`${client} client, ${server} server`, { client: makeClient[client], server: makeServer[server] }] as const),
-)
 
 function token(options: { serverAddresses?: string[]; expireSeconds?: number; timeoutSeconds?: number; clientId?: bigint } = {}): Uint8Array {
   return encodeConnectToken(sodium, {
@@ -156,7 +151,7 @@ function connectWithChallengeReplayedFirst(world: World, connectToken: Uint8Arra
   expect(world.client.state().state).toBe('connected')
 }
 
-describe.each(pairings)('%s', (_pairing, cores) => {
+describe('native client and server cores', () => {
   describe('client states', () => {
     it('disconnected -> sending request -> sending response -> connected, then payloads both ways', () => {
       const world = new World(cores)
@@ -645,7 +640,7 @@ describe.each(pairings)('%s', (_pairing, cores) => {
 
 describe('the native client core while the engine does not read its socket (every receive slab full)', () => {
   it('does not time the server out while paused, and gives the connection the length of the pause on resume', () => {
-    const world = new World({ client: makeClient.native, server: makeServer.native })
+    const world = new World(cores)
     world.connect(token({ timeoutSeconds: 5 }))
     world.run(200)
     expect(world.client.state().state).toBe('connected')

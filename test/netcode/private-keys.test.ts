@@ -1,6 +1,6 @@
-// A server core holding several private keys (the current one, and those it replaced in their grace), native
-// and TypeScript alike, on a fake clock: which tokens it opens and when it stops, what a 5th key does, that the
-// two cores decide alike over a seeded stream of rotations and requests, and that keys are wiped.
+// The native server core holding several private keys (the current one, and those it replaced in their
+// grace), on a fake clock: which tokens it opens and when it stops, and what a 5th key does. Then the
+// PrivateKeys set of src/protocol/netcode/ (Server's keys): that it wipes the keys it lets go.
 import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'
 import { layout } from '../../src/engine/layout.ts'
@@ -9,8 +9,7 @@ import { PacketType } from '../../src/protocol/netcode/constants.ts'
 import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
 import { PrivateKeys } from '../../src/protocol/netcode/private-keys.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
-import { seededRandom } from '../helpers.ts'
-import { type ServerCoreBinding as Core, type ServerCoreOptions, type ServerEvent, typescriptServerCore } from './core-adapters.ts'
+import type { ServerCoreBinding as Core, ServerCoreOptions, ServerEvent } from './core-bindings.ts'
 import { fill } from './spec.ts'
 
 const protocolId = 0x4e15n
@@ -29,11 +28,10 @@ beforeAll(async () => {
 
 type Options = Partial<Pick<ServerCoreOptions, 'privateKey' | 'previousKeys'>>
 const coreOptions = (options: Options): ServerCoreOptions => ({ protocolId, privateKey: A, publicAddress: serverAddress, maxClients: 64, challengeKey: fill(32, 0x21), ...options })
-const nativeServer = (options: Options = {}): Core => {
+const server = (options: Options = {}): Core => {
   const { ServerCore } = loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => Core }
   return new ServerCore(coreOptions(options))
 }
-const typescriptServer = (options: Options = {}): Core => typescriptServerCore(sodium, coreOptions(options))
 
 let nextClient = 1
 /** A connection request under `key`, from an address and client id of its own. */
@@ -53,10 +51,7 @@ function accepts(core: Core, key: Uint8Array, us: number): boolean {
   return true
 }
 
-describe.each([
-  ['native', nativeServer],
-  ['TypeScript', typescriptServer],
-] as const)('%s server core with several private keys', (_implementation, server) => {
+describe('native server core with several private keys', () => {
   it('opens tokens under the current key; under the previous one within its grace, then refuses them as tokens it cannot open', () => {
     const core = server()
     expect(accepts(core, A, 0)).toBe(true)
@@ -166,49 +161,7 @@ describe.each([
   })
 })
 
-describe('the native and the TypeScript cores, over a seeded stream of rotations and requests', () => {
-  it('open the same tokens, count the same drops and hold the same keys at every step', () => {
-    const seen = { previousKeyRequests: 0, tokenRefused: 0, mostKeys: 0 }
-    for (let seed = 1; seed <= 6; seed++) {
-      const random = seededRandom(seed)
-      const native = nativeServer()
-      const typescript = typescriptServer()
-      const rotatedTo: Uint8Array[] = [A]
-      let us = 0
-      for (let step = 0; step < 120; step++) {
-        us += Math.floor(random() * 3 * second)
-        const what = random()
-        if (what < 0.15) {
-          const key = keys[Math.floor(random() * keys.length)]!
-          const graceUs = random() < 0.2 ? 0 : Math.floor(random() * 12 * second)
-          native.rotatePrivateKey(key, graceUs, us, T0)
-          typescript.rotatePrivateKey(key, graceUs, us, T0)
-          rotatedTo.push(key)
-        } else if (what < 0.25) {
-          expect(typescript.update(us, T0), `seed ${seed} step ${step}: update`).toEqual(native.update(us, T0))
-        } else {
-          // A key it rotated to lately, mostly; now and then one it never had.
-          const key = random() < 0.1 ? stranger : rotatedTo[Math.max(0, rotatedTo.length - 1 - Math.floor(random() * 5))]!
-          const { from, packet } = request(key)
-          const theirs = native.receive(from, packet, us, T0)
-          const ours = typescript.receive(from, packet, us, T0)
-          expect(ours.map((e) => e.kind), `seed ${seed} step ${step}: request`).toEqual(theirs.map((e) => e.kind))
-        }
-        const { counters, privateKeyCount, nextDeadlineUs } = native.state()
-        expect(typescript.state(), `seed ${seed} step ${step}`).toMatchObject({ counters, privateKeyCount, nextDeadlineUs })
-        seen.mostKeys = Math.max(seen.mostKeys, privateKeyCount)
-      }
-      seen.previousKeyRequests += native.state().counters.previousKeyRequests!
-      seen.tokenRefused += native.state().counters.tokenRefused!
-    }
-    // The stream reached what it is for: tokens under previous keys, refusals, a full set.
-    expect(seen.previousKeyRequests).toBeGreaterThan(20)
-    expect(seen.tokenRefused).toBeGreaterThan(20)
-    expect(seen.mostKeys).toBe(layout.maxPrivateKeys)
-  })
-})
-
-describe('PrivateKeys (the TypeScript core): wiping', () => {
+describe('PrivateKeys: wiping', () => {
   /** The buffers the set holds, to look at after it has let them go. */
   const held = (set: PrivateKeys): Uint8Array[] => Array.from({ length: set.count }, (_, i) => set.key(i))
   const zero = (bytes: Uint8Array): boolean => bytes.every((byte) => byte === 0)

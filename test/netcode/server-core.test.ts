@@ -1,13 +1,13 @@
-// The server state machine, native and TypeScript (the fallback engine's) alike, driven with a fake clock by
-// clients written with the TypeScript codec: every check of the standard, in order, and what the server
-// sends (or, for bad input, does not send).
-import { beforeAll, describe, expect, it, vi } from 'vitest'
+// The native server state machine (its test binding), driven with a fake clock by clients written with the
+// TypeScript codec: every check of the standard, in order, and what the server sends (or, for bad input,
+// does not send).
+import { beforeAll, describe, expect, it } from 'vitest'
 import { loadAddon } from '../../src/engine/native/addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
 import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
-import { type ServerCoreBinding as Core, type ServerCoreOptions, type ServerEvent as Event, typescriptServerCore } from './core-adapters.ts'
+import type { ServerCoreBinding as Core, ServerCoreOptions, ServerEvent as Event } from './core-bindings.ts'
 import { fill } from './spec.ts'
 
 const protocolId = 0xabcdn
@@ -25,12 +25,10 @@ type ServerOptions = Partial<Pick<ServerCoreOptions, 'maxClients' | 'layerAboveE
 
 const serverCoreOptions = (options: ServerOptions): ServerCoreOptions => ({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 4, challengeKey: fill(32, 0x21), ...options })
 
-function nativeServer(options: ServerOptions = {}): Core {
+function server(options: ServerOptions = {}): Core {
   const { ServerCore } = loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => Core }
   return new ServerCore(serverCoreOptions(options))
 }
-
-const typescriptServer = (options: ServerOptions = {}): Core => typescriptServerCore(sodium, serverCoreOptions(options))
 
 class Client {
   readonly token
@@ -77,10 +75,7 @@ function connect(core: Core, client: Client, us = 0): number {
   return connected.index
 }
 
-describe.each([
-  ['native', nativeServer],
-  ['TypeScript', typescriptServer],
-] as const)('%s server core', (_implementation, server) => {
+describe('native server core', () => {
   describe('handshake', () => {
     it('request -> challenge -> response -> connected with a keep-alive, then payloads both ways', () => {
       const core = server()
@@ -668,72 +663,12 @@ describe.each([
   })
 })
 
-describe('the TypeScript core once its socket has closed', () => {
-  it('wipes its keys: a valid request is no longer opened, and the keys it held read as zeros', async () => {
-    const { ServerCore } = await import('../../src/protocol/netcode/server-core.ts')
-    const { parseServerAddress } = await import('../../src/protocol/netcode/server-address.ts')
-    const sent: Uint8Array[] = []
-    const sink = { sendPacket: (_to: string, data: Uint8Array) => sent.push(data), connected: () => {}, disconnected: () => {}, payload: () => {} }
-    const configKey = Uint8Array.from(privateKey)
-    const challengeKey = fill(32, 0x21)
-    const core = new ServerCore(sodium, { protocolId, privateKey: configKey, publicAddress: parseServerAddress(serverAddress), maxClients: 4 }, challengeKey, sink)
-    const clock = { monotonicUs: 0, unixSeconds: T0 }
-    core.receive('127.0.0.1:50000', new Client('127.0.0.1:50000', 1n).request(), clock)
-    expect(sent).toHaveLength(1) // its challenge
-    core.wipeKeys()
-    core.receive('127.0.0.1:50001', new Client('127.0.0.1:50001', 2n).request(), clock)
-    expect(sent).toHaveLength(1) // the private key is gone: the token does not open
-    expect(core.counters.tokenRefused).toBe(1)
-    // The core held copies: the caller's keys are its own.
-    expect(configKey).toEqual(privateKey)
-    expect(challengeKey).toEqual(fill(32, 0x21))
-  })
-})
-
-describe('the TypeScript core with each connection request', () => {
-  it("wipes the decrypted private token and the token's keys, whether it takes the request or refuses it, as the native core does", async () => {
-    // It wiped the token's keys only once a handshake held copies of them; the decrypted token, never.
-    const { ServerCore } = await import('../../src/protocol/netcode/server-core.ts')
-    const { parseServerAddress } = await import('../../src/protocol/netcode/server-address.ts')
-    const decrypted: Uint8Array[] = []
-    const recording = Object.create(sodium) as Sodium
-    recording.crypto_aead_xchacha20poly1305_ietf_decrypt = ((secretNonce: Uint8Array | null, sealed: Uint8Array, data: Uint8Array | null, nonce: Uint8Array, key: Uint8Array) => {
-      const plain = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(secretNonce, sealed, data, nonce, key)
-      decrypted.push(plain)
-      return plain
-    }) as Sodium['crypto_aead_xchacha20poly1305_ietf_decrypt']
-    const keysWiped = new Set<string>()
-    const original = Uint8Array.prototype.fill
-    const fills = vi.spyOn(Uint8Array.prototype, 'fill').mockImplementation(function (this: Uint8Array, ...args: Parameters<Uint8Array['fill']>) {
-      if (args[0] === 0 && this.length === 32) keysWiped.add(Buffer.from(this).toString('hex'))
-      return original.apply(this, args)
-    })
-    try {
-      const sink = { sendPacket: () => {}, connected: () => {}, disconnected: () => {}, payload: () => {} }
-      const core = new ServerCore(recording, { protocolId, privateKey, publicAddress: parseServerAddress(serverAddress), maxClients: 4 }, fill(32, 0x21), sink)
-      const clock = { monotonicUs: 0, unixSeconds: T0 }
-      const taken = new Client('127.0.0.1:50000', 1n)
-      const refused = new Client('127.0.0.1:50001', 2n, { serverAddresses: ['127.0.0.1:40001'] }) // lists another server
-      core.receive(taken.address, taken.request(), clock)
-      core.receive(refused.address, refused.request(), clock)
-      expect(core.counters.tokenRefused).toBe(1)
-      expect(decrypted).toHaveLength(2)
-      for (const plain of decrypted) expect(plain.every((byte) => byte === 0)).toBe(true)
-      for (const client of [taken, refused]) {
-        for (const key of [client.token.clientToServerKey, client.token.serverToClientKey]) expect(keysWiped.has(Buffer.from(key).toString('hex'))).toBe(true)
-      }
-    } finally {
-      fills.mockRestore()
-    }
-  })
-})
-
 describe('the native core while the engine does not read its socket (every receive slab full)', () => {
   type PausingCore = Core & { pauseTimeouts(us: number, unix: bigint): Event[]; resumeTimeouts(us: number, unix: bigint): Event[] }
   const disconnects = (events: Event[]) => events.filter((e) => e.kind === 'disconnect')
 
   it('times no client out while paused, and gives each the length of the pause when reading resumes', () => {
-    const core = nativeServer() as PausingCore
+    const core = server() as PausingCore
     const client = new Client('127.0.0.1:50060', 1n, { timeoutSeconds: 5 })
     connect(core, client)
     // Last heard at 0; reading pauses at 4 s, 1 s before its timeout, and resumes at 60 s.
@@ -754,7 +689,7 @@ describe('the native core while the engine does not read its socket (every recei
   })
 
   it("after the pause, a client's timeout counts from the first packet read", () => {
-    const core = nativeServer() as PausingCore
+    const core = server() as PausingCore
     const client = new Client('127.0.0.1:50061', 1n, { timeoutSeconds: 5 })
     connect(core, client)
     core.pauseTimeouts(1 * second, T0)

@@ -277,11 +277,9 @@ class DeliveryCore {
     uint64_t lastUs() const { return firstUs + lastAfterUs; }
     void FragmentAt(uint64_t nowUs) { lastAfterUs = static_cast<uint32_t>(std::min<uint64_t>(nowUs - firstUs, UINT32_MAX)); }
   };
-  // What the bound counts, the same in the TypeScript core (src/protocol/delivery), so that the two bound
-  // alike: a slot at least what it costs either engine (this InMessage; a JavaScript object of about 120
-  // bytes), and a held message, beyond its bytes and a flag per fragment, at least what its buffer costs
-  // either (an allocation's header here; a typed array of about 200 bytes there). Counted as their bytes
-  // alone, messages of a few bytes held out of order took 1.5 times the bound here and 8 times there.
+  // What the bound counts: a slot at least what it costs (this InMessage), and a held message, beyond its
+  // bytes and a flag per fragment, at least what its buffer costs (an allocation's header). Counted as their
+  // bytes alone, messages of a few bytes held out of order took 1.5 times the bound.
   static constexpr size_t kReceiveSlotBytes = 128;
   static constexpr size_t kHeldMessageBytes = 256;
   static_assert(sizeof(InMessage) <= kReceiveSlotBytes, "a receive slot costs no more than the bound counts");

@@ -7,6 +7,10 @@
 
 #include <sodium.h>
 
+#ifdef __EMSCRIPTEN__
+#include <emscripten/emscripten.h>
+#endif
+
 #include <chrono>
 #include <cstdint>
 
@@ -31,9 +35,16 @@ inline uint64_t RandomGlobalSequenceStart() {
 // replayed one must not stall it); one captured from before a restart and replayed would otherwise win over
 // every challenge of the server that restarted, for as many challenges as that one had sent.
 inline uint64_t ChallengeSequenceStart() {
+#ifdef __EMSCRIPTEN__
+  // The WebAssembly build's system clock counts whole milliseconds (Date.now()): two starts within one would
+  // begin at the same challenge.
+  const double us = EM_ASM_DOUBLE({ return Math.floor((performance.timeOrigin + performance.now()) * 1000); });
+  return us > 0 ? static_cast<uint64_t>(us) : 0;
+#else
   const auto now = std::chrono::system_clock::now().time_since_epoch();
   const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(now).count();
   return us > 0 ? static_cast<uint64_t>(us) : 0;
+#endif
 }
 
 }  // namespace volley::netcode

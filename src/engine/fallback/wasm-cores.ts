@@ -54,6 +54,7 @@ export interface CoreExports {
   _vp_records_size(socket: Pointer): number
   _vp_record_count(socket: Pointer): number
   _vp_records_clear(socket: Pointer): void
+  _vp_announcement(packet: Pointer, size: number, out: Pointer, capacity: number): number
 }
 
 /** The module with views on its memory and what it said of its layout. */

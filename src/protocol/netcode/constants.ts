@@ -58,3 +58,19 @@ export const netcodeDefaults = {
   disconnectPackets: 10,
   maxClients: 256,
 } as const
+
+/** The states of the standard, as the native engine's records number them (native/protocol/netcode/client.h). */
+export const clientStateCodes = {
+  'connect-token-expired': -6,
+  'invalid-connect-token': -5,
+  'connection-timed-out': -4,
+  'connection-response-timed-out': -3,
+  'connection-request-timed-out': -2,
+  'connection-denied': -1,
+  disconnected: 0,
+  'sending-connection-request': 1,
+  'sending-connection-response': 2,
+  connected: 3,
+} as const
+
+export type ClientCoreState = keyof typeof clientStateCodes
