@@ -15,7 +15,7 @@
 //      at the same rate from the C paced sender (bench/native/paced-sender.c), and against the floor: a C
 //      receiver of the same datagrams that does only what a receiver built like volley's server cannot
 //      skip (recvmmsg batches, libsodium's AEAD per datagram, one hand-off per batch to a second thread;
-//      bench/native/floor-receiver.c); and the same Server on volley's pure-TypeScript fallback engine
+//      bench/native/floor-receiver.c); and the same Server on volley's fallback engine
 //      (VOLLEY_ENGINE=fallback), the baseline the native engine beats. Interleaved, repeated, medians.
 // Every figure comes from the measured process itself (getrusage, memoryUsage) at marks the runner asks
 // for (bench/lib/connections-child.ts). The table goes to stdout (markdown); the files written are

@@ -3,8 +3,8 @@
 //   1. bulk: N MiB over volley's reliable channel (encrypted, 64 KiB messages, back-pressure respected)
 //      against udx-native's reliable stream (unencrypted, 64 KiB writes); throughput first byte to last.
 //   2. messages: 100-byte reliable messages as fast as back-pressure allows, for S seconds; delivered per second.
-//   1b, 2b. the same on volley's pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback, both sides: the
-//      TypeScript delivery layer on node:dgram), the baseline the native engine beats.
+//   1b, 2b. the same on volley's fallback engine (VOLLEY_ENGINE=fallback, both sides: the
+//      delivery layer built as WebAssembly, on node:dgram), the baseline the native engine beats.
 //   3. ping: sequential round trips of 64 B, volley (reliable channel, echoed by the server's JS handler)
 //      against a node:dgram echo; p50 and p99 of the round trips after a warm-up (the same for both:
 //      the first few thousand round trips of either side run while V8 still compiles their code, on the
@@ -233,7 +233,7 @@ async function main(): Promise<number> {
       ['measure', 'volley', 'baseline', 'ratio'],
       [
         [`bulk ${totalMiB} MiB, reliable, 64 KiB writes`, `${summary.bulk.volleyMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.volleyCpuPerMiB)} µs CPU/MiB at the receiver, encrypted)`, `udx-native stream: ${summary.bulk.udxMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.udxCpuPerMiB)} µs CPU/MiB, unencrypted)`, times(bulkRatio)],
-        [`bulk ${totalMiB} MiB on the fallback engine`, '', `volley's fallback (TypeScript delivery layer on node:dgram): ${summary.bulk.fallbackMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.fallbackCpuPerMiB)} µs CPU/MiB)`, `native ${times(ratio(summary.bulk.volleyMbps, summary.bulk.fallbackMbps))}`],
+        [`bulk ${totalMiB} MiB on the fallback engine`, '', `volley's fallback (the delivery layer as WebAssembly on node:dgram): ${summary.bulk.fallbackMbps.toFixed(0)} Mbit/s (${microseconds(summary.bulk.fallbackCpuPerMiB)} µs CPU/MiB)`, `native ${times(ratio(summary.bulk.volleyMbps, summary.bulk.fallbackMbps))}`],
         [`100 B reliable messages, ${seconds} s`, `${Math.round(summary.messagesPerSecond).toLocaleString('en-US')} messages/s delivered`, `fallback engine: ${Math.round(summary.fallbackMessagesPerSecond).toLocaleString('en-US')} messages/s`, `native ${times(ratio(summary.messagesPerSecond, summary.fallbackMessagesPerSecond))}`],
         [`ping RTT, ${pings} sequential 64 B round trips after ${warmup} unmeasured (p50 / p99)`, `${microseconds(summary.ping.volleyP50Us)} / ${microseconds(summary.ping.volleyP99Us)} µs`, `node:dgram echo: ${microseconds(summary.ping.dgramP50Us)} / ${microseconds(summary.ping.dgramP99Us)} µs`, `p99 ${p99Gap >= 0 ? '+' : ''}${microseconds(p99Gap)} µs`],
       ],

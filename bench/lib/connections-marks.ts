@@ -152,7 +152,7 @@ export function sleep(milliseconds: number): Promise<void> {
 /** The children of the connections benchmark, pinned: the measured process on CPU 1, the load on CPU 0. */
 export interface ConnectionsLauncher {
   cpus: { tested: number; counterpart: number } | null
-  /** engine 'fallback': the server on volley's pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback). */
+  /** engine 'fallback': the server on volley's fallback engine (VOLLEY_ENGINE=fallback). */
   server(key: string, protocolId: string, maxClients: number, keepAliveMs: number, maxMs: number, engine?: 'native' | 'fallback'): BenchChild
   /** nativeLoad: the C++ handshake load (bench/native/handshake-load.cc) that connects in place of the ClientPool. */
   load(port: number, key: string, protocolId: string, clients: number, concurrency: number, timeoutSeconds: number, keepAliveMs: number, maxMs: number, nativeLoad?: string): BenchChild

@@ -104,7 +104,7 @@ export interface ConnectHoldResult {
 }
 
 /**
- * Phase 3's receivers: volley's Server; the same on volley's pure-TypeScript fallback engine (the baseline
+ * Phase 3's receivers: volley's Server; the same on volley's fallback engine (the baseline
  * the native engine beats); a node:dgram socket (plaintext); and the floor, a C receiver that does only what a
  * receiver built like volley's cannot skip (bench/native/floor-receiver.c).
  */

@@ -86,7 +86,7 @@ export interface ConnectionsSummary {
   /** volley's CPU per payload ÷ the floor's, gross and net of idle keep-alives: what volley adds above the floor. */
   volleyOverFloor: number
   volleyOverFloorNet: number
-  /** volley's CPU per payload on its native engine ÷ on its pure-TypeScript fallback engine (the baseline). */
+  /** volley's CPU per payload on its native engine ÷ on its fallback engine (the baseline). */
   nativeOverFallback: number
   targets: TargetCheck[]
   notes: string[]
@@ -337,7 +337,7 @@ export function renderConnections(summary: ConnectionsSummary, handshakes: Hands
       '(10 Hz per client, as no payload goes back) in the window, which the "net of idle" column removes (using the idle share measured before sending, ' +
       'in which the clients, whose keep-alives are never due while they send payloads, send theirs every 3 s only: the idle share is the server\'s own keep-alive work and timers, ' +
       'and each of its wake-ups, which under load are shared with payloads: what it removes is an upper bound on the keep-alives\' part, and the net figure a lower bound). ' +
-      'The fallback row is the same Server on volley\'s pure-TypeScript fallback engine (VOLLEY_ENGINE=fallback: node:dgram and libsodium-wrappers on the JavaScript thread), the baseline the native engine beats; where it cannot keep up, its loss shows it. ' +
+      'The fallback row is the same Server on volley\'s fallback engine (VOLLEY_ENGINE=fallback: node:dgram, with the protocol cores and libsodium as WebAssembly on the JavaScript thread), the baseline the native engine beats; where it cannot keep up, its loss shows it. ' +
       'Both senders follow the same schedule from as many sources: for volley the C++ load\'s netcode clients (the ClientPool in node with --handshake-load=pool), for node:dgram and the floor the C paced sender. ' +
       'The floor (bench/native/floor-receiver.c) is the least a receiver built like volley\'s server can spend on this machine: an I/O thread reads recvmmsg batches of 64 and waits between them as the engine does, ' +
       'opens one 64 B ChaCha20-Poly1305 message per datagram with libsodium\'s AEAD call, as the engine does (netcode\'s 22 B of associated data), and hands each batch to a second thread with one eventfd wake-up; ' +
@@ -363,7 +363,7 @@ const PAYLOAD_SHORT_NAMES: Record<PayloadRun['receiver'], string> = {
 
 const PAYLOAD_NAMES: Record<PayloadRun['receiver'], string> = {
   volley: 'volley Server (encrypted, JS message event)',
-  fallback: 'volley Server on the fallback engine (pure TypeScript: node:dgram, libsodium-wrappers)',
+  fallback: 'volley Server on the fallback engine (node:dgram, cores as WebAssembly)',
   dgram: 'node:dgram (plaintext, message event)',
   floor: 'floor (C: recvmmsg batches, the engine\'s AEAD per datagram, one hand-off per batch)',
 }

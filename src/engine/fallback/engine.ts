@@ -267,7 +267,11 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     const packet = data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0)
     if (!protocol.hasRoomFor(packet.byteLength)) protocol.receiveEnd(now)
     protocol.receive(rinfo.address, rinfo.port, packet, data.byteLength)
-    this.#afterWork(entry)
+    // The protocol takes it at the end of the turn, which sets the timer again: nothing moves it before.
+    if (!entry.turnScheduled) {
+      entry.turnScheduled = true
+      setImmediate(() => this.#endTurn(entry))
+    }
   }
 
   /**
