@@ -68,7 +68,7 @@ if grep -E "warning|error" "$log"; then echo "the WebAssembly build is not -Wall
 # JavaScript keeps on it (the peers' counters) stay valid; pages are committed only as they are used.
 em++ -O3 "$OUT"/obj/*.o "$OUT/libsodium.a" -o "$OUT/volley-protocols.cjs" \
   -sMODULARIZE=1 -sEXPORT_NAME=createVolleyProtocols -sENVIRONMENT=node -sSINGLE_FILE=1 -sWASM_ASYNC_COMPILATION=0 \
-  -sINITIAL_MEMORY=536870912 -sALLOW_MEMORY_GROWTH=0 -sTOTAL_STACK=1048576 -sFILESYSTEM=0 \
+  -sINITIAL_MEMORY=536870912 -sALLOW_MEMORY_GROWTH=0 -sABORTING_MALLOC=0 -sNODEJS_CATCH_EXIT=0 -sNODEJS_CATCH_REJECTION=0 -sTOTAL_STACK=1048576 -sFILESYSTEM=0 \
   -sEXPORTED_FUNCTIONS=_malloc,_free -sEXPORTED_RUNTIME_METHODS=HEAPU8 2>>"$log"
 if grep -E "warning|error" "$log"; then cat "$log"; exit 1; fi
 if [ "${1:-}" = "--no-install" ]; then

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // npm's install step: keep the prebuild where it loads, else build the addon from source (node-gyp-build).
 // Where neither works (no prebuild for this platform, no compiler or no libsodium.a) the install still
-// succeeds: Server, Client and datagram sockets run on the pure-TypeScript fallback engine, and say so once
-// at run time. A failed install would take the whole dependency tree down with it, fallback and all.
+// succeeds: Server, Client and datagram sockets run on the fallback engine (node:dgram, the protocol cores as
+// WebAssembly), and say so once at run time. A failed install would take the whole dependency tree down with
+// it, fallback and all.
 // A failed build fails the step where it was asked for: `npm rebuild volley` (the run-time warning's advice),
 // or VOLLEY_REQUIRE_ADDON=1, for deployments that must run natively.
 import { spawnSync } from 'node:child_process'
@@ -17,7 +18,7 @@ const strict = process.env.VOLLEY_REQUIRE_ADDON === '1' || process.env.npm_comma
 if (process.platform !== 'linux') {
   process.stderr.write(
     `\nvolley: the native addon is for Linux (epoll, recvmmsg); on ${process.platform}, Server, Client and datagram sockets ` +
-      'run on the pure-TypeScript fallback engine (node:dgram, libsodium-wrappers).\n' +
+      'run on the fallback engine (node:dgram, with the protocol cores as WebAssembly).\n' +
       (strict ? `${process.env.VOLLEY_REQUIRE_ADDON === '1' ? 'VOLLEY_REQUIRE_ADDON=1 is set' : 'npm rebuild asked for the addon'}, so this step fails.\n` : '') +
       '\n',
   )
@@ -37,7 +38,7 @@ process.stderr.write(
   `\nvolley: no prebuilt addon fits this platform and building one failed (${why}).\n` +
     (strict
       ? `${process.env.VOLLEY_REQUIRE_ADDON === '1' ? 'VOLLEY_REQUIRE_ADDON=1 is set' : 'npm rebuild asked for the addon'}, so this step fails.\n`
-      : 'Server, Client and datagram sockets will run on the pure-TypeScript fallback engine (node:dgram, libsodium-wrappers).\n') +
+      : 'Server, Client and datagram sockets will run on the fallback engine (node:dgram, with the protocol cores as WebAssembly).\n') +
     'To build the native addon: install a C++17 compiler, make, python3 and a static libsodium (Debian: libsodium-dev), then `npm rebuild volley`.\n\n',
 )
 process.exit(strict ? 1 : 0)

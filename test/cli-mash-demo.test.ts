@@ -15,7 +15,7 @@ describe('the MASH demo (npm run demo:mash)', () => {
     const { status, stdout, stderr } = await runDemo(['--devices', '20', '--seconds', '2', '--rate', '10'], { env })
     expect(stderr).toBe('')
     expect(status, stdout).toBe(0)
-    expect(stdout).toMatch(engine === 'fallback' ? /^the pure-TypeScript fallback engine/m : /^native addon: /m)
+    expect(stdout).toMatch(engine === 'fallback' ? /^the fallback engine/m : /^native addon: /m)
     // Live counters, then the summary.
     expect(stdout).toMatch(/^ {2}connections +20 +subscriptions +20 +notifications +[\d,]+\/s/m)
     expect(stdout).toMatch(/^summary$/m)

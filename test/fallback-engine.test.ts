@@ -391,3 +391,64 @@ describe.each(['native', 'fallback'] as const)('without channels, on the %s engi
     }
   })
 })
+
+describe("the fallback engine's WebAssembly cores", () => {
+  it('load in a process of their own without taking over its uncaught-exception and rejection handling, and carry the sources they were built from', () => {
+    // Emscripten's Node glue installs process handlers that rethrow by default: an application's own
+    // 'unhandledRejection' handler would then not keep the process alive.
+    const script = `
+      const before = ['uncaughtException', 'unhandledRejection', 'exit'].map((name) => process.listenerCount(name))
+      const { loadCores } = await import('./src/engine/fallback/wasm-cores.ts')
+      const { wasmSourceHash } = await import('./scripts/source-hash.mjs')
+      const cores = loadCores()
+      const after = ['uncaughtException', 'unhandledRejection', 'exit'].map((name) => process.listenerCount(name))
+      process.on('unhandledRejection', () => console.log('handled'))
+      Promise.reject(new Error('left unhandled'))
+      setTimeout(() => console.log(JSON.stringify({ before, after, hash: cores.sourceHash === wasmSourceHash() })), 50)`
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 20_000,
+      cwd: join(import.meta.dirname, '..'),
+    })
+    expect(run.status, run.stderr).toBe(0)
+    const [handled, outcome] = run.stdout.trim().split('\n')
+    expect(handled).toBe('handled')
+    const { before, after, hash } = JSON.parse(outcome!)
+    expect(after).toEqual(before)
+    expect(hash).toBe(true)
+  })
+})
+
+describe("the fallback engine's memory", () => {
+  it("holds about ten KiB of the cores' memory for each end of an idle connection (their 512 MiB hold tens of thousands)", () => {
+    const script = `
+      import { Client, Server, generateConnectToken } from './src/index.ts'
+      import { loadCores } from './src/engine/fallback/wasm-cores.ts'
+      const used = () => loadCores().exports._vp_heap_used()
+      const key = new Uint8Array(32).fill(3)
+      const server = new Server({ protocolId: 1n, privateKey: key, address: '127.0.0.1:0', maxClients: 64, channels: [{ mode: 'reliable' }] })
+      await server.listen()
+      const before = used()
+      const clients = await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+        const client = new Client({ channels: [{ mode: 'reliable' }] })
+        await client.connect(await generateConnectToken({ protocolId: 1n, privateKey: key, clientId: BigInt(i + 1), serverAddresses: ['127.0.0.1:' + server.address().port], expireSeconds: 60, timeoutSeconds: 10 }))
+        client.send(new Uint8Array(100))
+        return client
+      }))
+      await new Promise((resolve) => setTimeout(resolve, 300))
+      console.log(JSON.stringify({ perConnection: (used() - before) / clients.length }))
+      process.exit(0)`
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      encoding: 'utf8',
+      timeout: 30_000,
+      cwd: join(import.meta.dirname, '..'),
+      env: { ...process.env, VOLLEY_ENGINE: 'fallback' },
+    })
+    expect(run.status, run.stderr).toBe(0)
+    const { perConnection } = JSON.parse(run.stdout.trim().split('\n').at(-1)!)
+    // Both ends are in this process: a client's socket and the server's peer. A client's receive area once
+    // took 256 KiB of them by itself.
+    expect(perConnection).toBeGreaterThan(1024)
+    expect(perConnection).toBeLessThan(40 * 1024)
+  }, 60_000)
+})

@@ -55,7 +55,8 @@ describe('prebuild', () => {
   })
 
   it('missing, with no local build either: Server, Client and datagram sockets run on the fallback engine, with one warning that says how to build the addon', () => {
-    const dir = packageCopy('volley-no-addon-', ['package.json', 'src'])
+    // The package with no addon for this platform: its WebAssembly cores (prebuilds/wasm/) ship for every one.
+    const dir = packageCopy('volley-no-addon-', ['package.json', 'src', 'prebuilds/wasm'])
     const script = `
       import { Client, Server, createDatagramSocket, engineInUse, generateConnectToken, generateKey } from './src/index.ts'
       const warnings = []
@@ -103,7 +104,7 @@ describe('prebuild', () => {
       echoed: 'through the fallback engine',
       channelEcho: { channel: 0, bytes: 100_000, first: 99_999 % 251, last: 0 },
       inUse: { engine: 'fallback', reason: 'the native addon could not load: ERR_ADDON_NOT_FOUND' },
-      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*npm rebuild volley.*pure-TypeScript fallback engine/s) }],
+      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*npm rebuild volley.*fallback engine/s) }],
     })
   })
 
@@ -170,7 +171,7 @@ describe('prebuild', () => {
       writeFileSync(preload, "Object.defineProperty(process, 'platform', { value: 'darwin' })\n")
       const dir = unpacked()
       const plain = install(dir, {}, ['--import', preload])
-      expect(plain.stderr).toBe('\nvolley: the native addon is for Linux (epoll, recvmmsg); on darwin, Server, Client and datagram sockets run on the pure-TypeScript fallback engine (node:dgram, libsodium-wrappers).\n\n')
+      expect(plain.stderr).toBe('\nvolley: the native addon is for Linux (epoll, recvmmsg); on darwin, Server, Client and datagram sockets run on the fallback engine (node:dgram, with the protocol cores as WebAssembly).\n\n')
       expect(plain.status).toBe(0)
       expect(existsSync(join(dir, 'build'))).toBe(false) // no build was tried
       const required = install(dir, { VOLLEY_REQUIRE_ADDON: '1' }, ['--import', preload])
@@ -182,7 +183,7 @@ describe('prebuild', () => {
       const dir = unpacked()
       const { status, stderr } = install(dir)
       expect(stderr).toMatch(/gyp ERR! build error/) // configured, then the compiler failed
-      expect(stderr).toMatch(/volley: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nServer, Client and datagram sockets will run on the pure-TypeScript fallback engine.*\nTo build the native addon: .*`npm rebuild volley`/)
+      expect(stderr).toMatch(/volley: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nServer, Client and datagram sockets will run on the fallback engine.*\nTo build the native addon: .*`npm rebuild volley`/)
       expect(status).toBe(0)
       expect(existsSync(join(dir, 'build', 'Makefile'))).toBe(true) // in the package, not where it ran from
       expect(existsSync(join(dir, 'build', 'Release', 'volley.node'))).toBe(false)

@@ -5,6 +5,7 @@
 // (engine/socket_protocol.h) where these say they are. Nothing here throws: a refused request returns null and
 // says why (vp_error).
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 #include <sodium.h>
 
 #include <algorithm>
@@ -53,6 +54,8 @@ extern "C" {
 #endif
 
 EMSCRIPTEN_KEEPALIVE int vp_init() { return sodium_init() < 0 ? -1 : 0; }
+// Bytes of this module's memory in use (its allocator's count), and the memory's size.
+EMSCRIPTEN_KEEPALIVE double vp_heap_used() { return static_cast<double>(mallinfo().uordblks); }
 // The hash of the sources it was built from (scripts/source-hash.mjs --wasm): a stale module is found out.
 EMSCRIPTEN_KEEPALIVE const char* vp_source_hash() { return VOLLEY_SOURCE_HASH; }
 

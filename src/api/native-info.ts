@@ -24,10 +24,10 @@ export type EngineInUse = { engine: 'native'; addon: NativeInfo } | { engine: 'f
 
 /**
  * Which engine this process runs its sockets on: the native one (with its addon, as nativeInfo() gives it), or
- * the pure-TypeScript fallback, and why (VOLLEY_ENGINE=fallback, or the addon's error code). For a health check
- * or a metric: the fallback's warning comes once, in a log that may be gone. Decides as a new socket would,
- * warnings included; throws where that would (VOLLEY_REQUIRE_ADDON=1 without an addon, a process out of file
- * descriptors as it loads the addon).
+ * the fallback (node:dgram with the protocol cores as WebAssembly), and why (VOLLEY_ENGINE=fallback, or the
+ * addon's error code). For a health check or a metric: the fallback's warning comes once, in a log that may be
+ * gone. Decides as a new socket would, warnings included; throws where that would (VOLLEY_REQUIRE_ADDON=1
+ * without an addon, a process out of file descriptors as it loads the addon).
  */
 export function engineInUse(): EngineInUse {
   const reason = fallbackReason()

@@ -51,7 +51,7 @@ if (fallback === undefined) {
   console.log(`native addon: ${info.path} (sources ${info.sourceHash}, libsodium ${info.sodiumVersion})\n`)
 } else {
   // One thread for the sender and the receiver: the sender's loop leaves the receiver little of it.
-  console.log(`the pure-TypeScript fallback engine (${fallback}): node:dgram, sender and receiver on the JavaScript thread\n`)
+  console.log(`the fallback engine (${fallback}): node:dgram, sender and receiver on the JavaScript thread\n`)
 }
 
 let received = 0

@@ -81,7 +81,7 @@ if (fallback === undefined) {
   const info = nativeInfo()
   console.log(`native addon: ${info.path} (libsodium ${info.sodiumVersion})\n`)
 } else {
-  console.log(`the pure-TypeScript fallback engine (${fallback})\n`)
+  console.log(`the fallback engine (${fallback})\n`)
 }
 
 let serverReceived = 0

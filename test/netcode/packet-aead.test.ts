@@ -1,7 +1,7 @@
 // The native engine seals and opens netcode's packets and challenge tokens with libsodium's ChaCha20-Poly1305
 // through one wrapper (native/protocol/netcode/aead.cc: the nonce, the sizes). Differential: the engine's packets are
 // held here to libsodium-wrappers' crypto_aead_chacha20poly1305_ietf_* (libsodium compiled to WebAssembly,
-// the fallback engine's crypto) at every body size a packet can have, and refused under every kind of
+// the TypeScript codecs' crypto) at every body size a packet can have, and refused under every kind of
 // tampering; where JavaScript cannot see (in place, no plaintext written on failure, sizes out of range,
 // RFC 8439's example), test/netcode/aead-harness.toolchain.test.ts checks it with a C++ program.
 import { beforeAll, describe, expect, it } from 'vitest'

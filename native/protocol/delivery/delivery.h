@@ -441,8 +441,7 @@ class DeliveryCore {
     uint64_t sentUs;
     uint64_t reduction;  // the window reduction its loss belongs to (CongestionControl::OnLost), 0: none
     // The reliable fragments it carried, credited if it proves only late: kept here, not read from its record
-    // of sent packets, which the ring may have started over since (EnsureSentCapacity) and the TypeScript
-    // core (src/protocol/delivery/) keeps by another rule.
+    // of sent packets, which the ring may have started over since (EnsureSentCapacity).
     std::vector<Chunk> chunks;
   };
   std::vector<LostRecord> recentlyLost_;  // oldest first, at most kRecentlyLost

@@ -135,7 +135,7 @@ class RttEstimator {
     } else {
       const double distance = static_cast<double>(adjusted) - static_cast<double>(smoothedUs_);
       squaredDeviationUs2_ += (distance * distance - squaredDeviationUs2_) / 8.0;
-      squaredDeviationWeight_ *= 0.875;  // exact in binary: the TypeScript estimator's doubles are the same
+      squaredDeviationWeight_ *= 0.875;  // exact in binary: the WebAssembly build's doubles are the same
       const uint64_t deviation = smoothedUs_ > adjusted ? smoothedUs_ - adjusted : adjusted - smoothedUs_;
       variationUs_ = (3 * variationUs_ + deviation) / 4;
       smoothedUs_ = (7 * smoothedUs_ + adjusted) / 8;

@@ -1,7 +1,7 @@
 // The delivery layer's packet format (version 2; version 1 had no SETTINGS frame), carried as the payload of one netcode payload packet
 // (at most 1200 bytes). All integers are LEB128 varints unless a size is given, at most 2^53 − 1 (a larger
-// one makes the packet malformed: JavaScript's exact integers, for src/protocol/delivery/, the same layer in
-// TypeScript).
+// one makes the packet malformed: JavaScript's exact integers, so that src/protocol/delivery/wire-format.ts reads
+// every packet as this layer does).
 //
 //   packet   = u8 marker (0xD1) | varint packet number (per direction, from 0) | frame+
 //   ACK      = u8 0x01 | varint largest | varint ack delay (µs) | varint first range (packets acked

@@ -1,6 +1,6 @@
 // The private keys a server opens connect tokens with: the current one, then the ones it replaced, each until
 // its grace ends on the server's monotonic clock. A token names no key, so a request's is tried under each in
-// that order (src/protocol/netcode/private-keys.ts is the TypeScript twin).
+// that order (the Server keeps the same list in JavaScript: src/protocol/netcode/private-keys.ts).
 #pragma once
 
 #include <sodium.h>

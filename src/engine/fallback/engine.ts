@@ -265,7 +265,6 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     // its bytes (a forged header could make it look like the packet of a connected peer).
     const protocol = entry.protocol!
     const packet = data.byteLength <= layout.receiveHeadSize ? data : data.subarray(0, 0)
-    if (!protocol.hasRoomFor(packet.byteLength)) protocol.receiveEnd(now)
     protocol.receive(rinfo.address, rinfo.port, packet, data.byteLength)
     // The protocol takes it at the end of the turn, which sets the timer again: nothing moves it before.
     if (!entry.turnScheduled) {

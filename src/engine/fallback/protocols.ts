@@ -3,12 +3,13 @@
 // WebAssembly (wasm-cores.ts). This is the part between them and node:dgram: it puts received datagrams and
 // sends into the module, and takes out the datagrams to send and the records for JavaScript (the native
 // engine's layout, native/engine/socket_protocol.h). engine/fallback/engine.ts is the I/O around it.
-import { formatIpv4, javascriptIp, parseIp } from '../../util/ip.ts'
+import { formatIpv4, isIpv4Mapped, javascriptIp, parseIp } from '../../util/ip.ts'
 import { VolleyRangeError, VolleyTypeError } from '../../util/errors.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon.ts'
 import { linkFields } from '../layout.ts'
 import type { RecordBatch } from '../record-batch.ts'
-import { type Cores, type Pointer, loadCores } from './wasm-cores.ts'
+import { monotonicUs } from '../engine.ts'
+import { type Cores, type Pointer, coreMemoryMiB, loadCores } from './wasm-cores.ts'
 
 /** What a protocol gives its socket: records for JavaScript and datagrams to send. */
 export interface ProtocolOutput {
@@ -19,6 +20,11 @@ export interface ProtocolOutput {
 
 /** Counters JavaScript reads from a protocol's socket: the native engine's order (src/engine/layout.ts). */
 const maxCounters = 64
+/** A received datagram in the receive area: its sender's 16 address bytes and 4 of padding, then its bytes. */
+const receivedHeader = 20
+/** A socket's receive area: its first size, and the most it grows to (a busy server's turn: 256 KiB). */
+const initialReceiveArea = 8 * 1024
+const maxReceiveArea = 256 * 1024
 
 /** Frees a closed socket's peer counters once no view on them is left. */
 const released = new FinalizationRegistry<{ cores: Cores; socket: Pointer }>(({ cores, socket }) => cores.exports._vp_release(socket))
@@ -125,32 +131,33 @@ export class FallbackProtocol {
   receive(address: string, port: number, data: Uint8Array, wireBytes: number): void {
     const ip = parseIp(javascriptIp, address)
     if (ip === null) return
-    const size = 20 + data.byteLength
+    const size = (receivedHeader + data.byteLength + 7) & ~7
     if (this.#receivedUsed + size > this.#receivedBytes) this.#growReceived(size)
     const heap = this.#cores.heap
     const at = this.#received + this.#receivedUsed
-    heap.set(ip.bytes, at)
-    heap.set(data, at + 20)
-    this.#receivedUsed += (size + 7) & ~7
+    this.#receivedUsed += size
     // A dual-stack socket's IPv4 sender as IPv4, as the native engine takes it (UnmapIpv4).
-    const mapped = ip.family === 6 && heap[at + 10] === 0xff && heap[at + 11] === 0xff && heap.subarray(at, at + 10).every((b) => b === 0)
-    if (mapped) heap.copyWithin(at, at + 12, at + 16)
-    this.#cores.exports._vp_receive(this.#socket, mapped ? 4 : ip.family, at, ip.scopeId, port, at + 20, data.byteLength, wireBytes)
+    const mapped = ip.family === 6 && isIpv4Mapped(ip.bytes)
+    heap.set(mapped ? ip.bytes.subarray(12, 16) : ip.bytes, at)
+    heap.set(data, at + receivedHeader)
+    this.#cores.exports._vp_receive(this.#socket, mapped ? 4 : ip.family, at, ip.scopeId, port, at + receivedHeader, data.byteLength, wireBytes)
     this.pending = true
   }
 
+  /**
+   * Room for a datagram of `size` more bytes: the area starts small (an idle client's stays so) and doubles,
+   * up to maxReceiveArea, each time a turn's datagrams filled it. What it holds is handed over first: the
+   * module holds pointers into it until receiveEnd().
+   */
   #growReceived(size: number): void {
-    // The datagrams of this turn so far stay where they are: hand them over first.
-    if (this.#receivedUsed > 0) throw new Error('receiveEnd() before the receive area grows')
     const api = this.#cores.exports
+    this.receiveEnd(monotonicUs())
+    const wanted = Math.max(size, Math.min(maxReceiveArea, this.#receivedBytes * 2 || initialReceiveArea))
+    if (wanted <= this.#receivedBytes) return
     if (this.#received !== 0) api._free(this.#received)
-    this.#receivedBytes = Math.max(256 * 1024, size)
-    this.#received = api._malloc(this.#receivedBytes)
-  }
-
-  /** Room for a datagram of `size` bytes in this turn's receive area (else receiveEnd() first). */
-  hasRoomFor(size: number): boolean {
-    return this.#receivedUsed === 0 || this.#receivedUsed + 20 + size <= this.#receivedBytes
+    this.#received = api._malloc(wanted)
+    this.#receivedBytes = this.#received === 0 ? 0 : wanted
+    if (this.#received === 0) throw new VolleyRangeError('ERR_OUT_OF_RANGE', `the fallback engine's memory (${coreMemoryMiB} MiB) is full`)
   }
 
   /** The datagrams received since the last call, to the protocol in one batch. */

@@ -16,6 +16,7 @@ export interface CoreExports {
   _malloc(size: number): Pointer
   _free(pointer: Pointer): void
   _vp_init(): number
+  _vp_heap_used(): number
   _vp_source_hash(): Pointer
   _vp_layout(what: number): number
   _vp_request_field_count(): number
@@ -75,6 +76,8 @@ export interface Cores {
 }
 
 const moduleFile = 'volley-protocols.cjs'
+/** The module's memory, fixed (scripts/build-wasm.sh: INITIAL_MEMORY): a server's tables, and some KiB a connection. */
+export const coreMemoryMiB = 512
 
 /** The built module: prebuilds/wasm/, from src/engine/fallback/ or dist/engine/fallback/ alike. */
 export function coresPath(): string {

@@ -1,7 +1,7 @@
 // The private keys a server opens connect tokens with: the current one, then the ones it replaced, each until
 // its grace ends on the server's monotonic clock. A token names no key, so a request's is tried under each in
-// that order. The twin of native/protocol/netcode/private_keys.h, decision for decision; the Server keeps one too, for
-// the keys it rotated before it listened and for privateKeyCount.
+// that order. It follows the rules of native/protocol/netcode/private_keys.h, whose list the engines use; the
+// Server keeps this one for the keys it rotated before it listened and for privateKeyCount.
 import { maxPrivateKeys, sizes } from './constants.ts'
 
 /** What a token is opened with: the keys in the order they are tried (key(0) the current one). */

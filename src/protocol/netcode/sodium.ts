@@ -1,4 +1,5 @@
-// libsodium-wrappers (WebAssembly), loaded once: the crypto of the pure-TypeScript side.
+// libsodium-wrappers (WebAssembly), loaded once: the crypto of the TypeScript codecs (connect tokens, and the
+// packets tests and benchmarks make). The engines' own crypto is libsodium in C++ (the fallback's as WebAssembly).
 import sodiumModule from 'libsodium-wrappers'
 import { VolleyError } from '../../util/errors.ts'
 
