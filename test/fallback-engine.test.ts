@@ -189,6 +189,32 @@ describe('fallback engine', () => {
     }
   })
 
+  it('a dual-stack server serves an IPv6 and an IPv4 client at once, each by its own address, their datagrams taking turns', async () => {
+    const server = new Server({ protocolId, privateKey, address: '[::]:0', publicAddress: '127.0.0.1:0' })
+    opened.push(server)
+    const { port } = await onEngine('fallback', () => server.listen())
+    const bytesFrom = new Map<string, number>()
+    server.on('message', (peer, data) => bytesFrom.set(peer.address, (bytesFrom.get(peer.address) ?? 0) + data.byteLength))
+    const clients: Client[] = []
+    for (const [clientId, addresses] of [[21n, [`[::1]:${port}`, `127.0.0.1:${port}`]], [22n, [`127.0.0.1:${port}`]]] as const) {
+      const client = new Client()
+      opened.push(client)
+      const token = await generateConnectToken({ protocolId, privateKey, clientId, serverAddresses: [...addresses], expireSeconds: 30, timeoutSeconds: 5 })
+      await onEngine('fallback', () => client.connect(token))
+      clients.push(client)
+    }
+    // One datagram a turn, from each in turn: each lands in the receive area where the other's did.
+    for (let i = 0; i < 40; i++) {
+      for (const client of clients) {
+        client.send(new Uint8Array(10))
+        await new Promise((resolve) => setImmediate(resolve))
+      }
+    }
+    await waitFor(() => (bytesFrom.get('::1') ?? 0) + (bytesFrom.get('127.0.0.1') ?? 0) === 800, 3000, 'the messages')
+    expect(Object.fromEntries(bytesFrom)).toEqual({ '::1': 400, '127.0.0.1': 400 })
+    expect(server.stats().drops.unknownAddress).toBe(0)
+  })
+
   it("goes on with a batch whose buffer a handler detached (transfer()): every message arrives", async () => {
     const { server, address } = await startServer('fallback')
     const got: number[] = []

@@ -138,7 +138,8 @@ export class FallbackProtocol {
     this.#receivedUsed += size
     // A dual-stack socket's IPv4 sender as IPv4, as the native engine takes it (UnmapIpv4).
     const mapped = ip.family === 6 && isIpv4Mapped(ip.bytes)
-    heap.set(mapped ? ip.bytes.subarray(12, 16) : ip.bytes, at)
+    heap.set(ip.bytes, at)
+    if (mapped) heap.copyWithin(at, at + 12, at + 16).fill(0, at + 4, at + 16) // IPv4 fills the first 4, the rest are 0
     heap.set(data, at + receivedHeader)
     this.#cores.exports._vp_receive(this.#socket, mapped ? 4 : ip.family, at, ip.scopeId, port, at + receivedHeader, data.byteLength, wireBytes)
     this.pending = true
