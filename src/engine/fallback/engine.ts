@@ -152,6 +152,7 @@ export class FallbackEngine extends FallbackSockets<ProtocolSocket> implements P
     out.fill(0, 0, protocolStatsFields)
     entry.protocol?.copyCounters(out)
     out[ProtocolStat.sendErrors] = entry.sendErrors
+    out[ProtocolStat.receiveBufferFull] = entry.protocol?.dropped ?? 0
     const simulated = entry.simulator?.counters
     if (simulated !== undefined) out.set([simulated.lost, simulated.duplicated, simulated.reordered, simulated.overflowed], ProtocolStat.simulatorLost)
     return true

@@ -9,7 +9,7 @@ import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon
 import { linkFields } from '../layout.ts'
 import type { RecordBatch } from '../record-batch.ts'
 import { monotonicUs } from '../engine.ts'
-import { type Cores, type Pointer, coreMemoryMiB, loadCores } from './wasm-cores.ts'
+import { type Cores, type Pointer, loadCores } from './wasm-cores.ts'
 
 /** What a protocol gives its socket: records for JavaScript and datagrams to send. */
 export interface ProtocolOutput {
@@ -45,6 +45,8 @@ export class FallbackProtocol {
   #closed = false
   /** Sent to or received from since the last endBatch(). */
   pending = false
+  /** Datagrams dropped for want of room in the module's memory to take them in (counted as receiveBufferFull). */
+  dropped = 0
   /** The per-peer counters (a server's) and link statistics (with channels), written in place by the module. */
   readonly peerCounters: Float64Array | null
   readonly links: Float64Array | null
@@ -129,10 +131,14 @@ export class FallbackProtocol {
    * receiveEnd(). wireBytes: its length on the wire, where it was too large to be a packet and comes empty.
    */
   receive(address: string, port: number, data: Uint8Array, wireBytes: number): void {
+    if (this.#closed) return
     const ip = parseIp(javascriptIp, address)
     if (ip === null) return
     const size = (receivedHeader + data.byteLength + 7) & ~7
-    if (this.#receivedUsed + size > this.#receivedBytes) this.#growReceived(size)
+    if (this.#receivedUsed + size > this.#receivedBytes && !this.#growReceived(size)) {
+      this.dropped++ // as a full kernel buffer drops it
+      return
+    }
     const heap = this.#cores.heap
     const at = this.#received + this.#receivedUsed
     this.#receivedUsed += size
@@ -148,17 +154,17 @@ export class FallbackProtocol {
   /**
    * Room for a datagram of `size` more bytes: the area starts small (an idle client's stays so) and doubles,
    * up to maxReceiveArea, each time a turn's datagrams filled it. What it holds is handed over first: the
-   * module holds pointers into it until receiveEnd().
+   * module holds pointers into it until receiveEnd(). False when the module's memory (fixed: scripts/build-wasm.sh) is full.
    */
-  #growReceived(size: number): void {
+  #growReceived(size: number): boolean {
     const api = this.#cores.exports
     this.receiveEnd(monotonicUs())
     const wanted = Math.max(size, Math.min(maxReceiveArea, this.#receivedBytes * 2 || initialReceiveArea))
-    if (wanted <= this.#receivedBytes) return
+    if (wanted <= this.#receivedBytes) return true
     if (this.#received !== 0) api._free(this.#received)
     this.#received = api._malloc(wanted)
     this.#receivedBytes = this.#received === 0 ? 0 : wanted
-    if (this.#received === 0) throw new VolleyRangeError('ERR_OUT_OF_RANGE', `the fallback engine's memory (${coreMemoryMiB} MiB) is full`)
+    return this.#received !== 0
   }
 
   /** The datagrams received since the last call, to the protocol in one batch. */
@@ -171,6 +177,7 @@ export class FallbackProtocol {
 
   // What was received goes first, in update(), send() and control(): as it came.
   update(nowUs: number): void {
+    if (this.#closed) return
     this.receiveEnd(nowUs)
     this.#cores.exports._vp_update(this.#socket, nowUs)
     this.#takeOutput()
@@ -182,6 +189,7 @@ export class FallbackProtocol {
   }
 
   send(peer: number, channel: number, data: Uint8Array, nowUs: number): void {
+    if (this.#closed) return
     this.receiveEnd(nowUs)
     this.#cores.exports._vp_send(this.#socket, peer, channel, this.#bytes(data), data.byteLength, nowUs)
     this.pending = true
@@ -198,6 +206,7 @@ export class FallbackProtocol {
   }
 
   control(op: number, arg: number, data: Uint8Array | undefined, nowUs: number): void {
+    if (this.#closed) return
     this.receiveEnd(nowUs)
     const bytes = data ?? new Uint8Array(0)
     this.#cores.exports._vp_control(this.#socket, op, arg, this.#bytes(bytes), bytes.byteLength, nowUs)
@@ -212,6 +221,7 @@ export class FallbackProtocol {
    * a peer's wait for settings, and the packets sent before nowUs give no RTT sample.
    */
   stalled(us: number, nowUs: number): void {
+    if (this.#closed) return
     const api = this.#cores.exports
     api._vp_reading_paused(this.#socket, 1, Math.max(0, nowUs - us))
     api._vp_reading_paused(this.#socket, 0, nowUs)

@@ -76,8 +76,6 @@ export interface Cores {
 }
 
 const moduleFile = 'volley-protocols.cjs'
-/** The module's memory, fixed (scripts/build-wasm.sh: INITIAL_MEMORY): a server's tables, and some KiB a connection. */
-export const coreMemoryMiB = 512
 
 /** The built module: prebuilds/wasm/, from src/engine/fallback/ or dist/engine/fallback/ alike. */
 export function coresPath(): string {
