@@ -9,8 +9,9 @@ namespace volley {
 
 // Bumped whenever what this side and JavaScript exchange changes meaning with every size below the same
 // (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters; 4: to 24, its
-// requests under a previous private key): JavaScript refuses an addon of other sources, not misreads it.
-constexpr uint32_t kLayoutRevision = 4;
+// requests under a previous private key; 5: a key rotation carries its grace's end, not its length): JavaScript
+// refuses an addon of other sources, not misreads it.
+constexpr uint32_t kLayoutRevision = 5;
 
 // Largest UDP payload: over IPv6, 65535 - 8 (the UDP header; IPv6's own header is not counted in its
 // payload length). Over IPv4 the IP header counts too: 65507, which JavaScript checks per destination.

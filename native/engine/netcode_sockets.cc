@@ -220,8 +220,9 @@ void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector
   if (op == kControlDisconnectPeer && current) core_.Disconnect(peer, now);
   if (op == kControlStop) core_.Stop(now);
   if (op == kControlRotatePrivateKey && data.size() == netcode::kKeyBytes + sizeof(uint64_t)) {
-    uint64_t graceUs = 0;
-    std::memcpy(&graceUs, data.data() + netcode::kKeyBytes, sizeof(graceUs));  // little-endian hosts
+    uint64_t untilUs = 0;
+    std::memcpy(&untilUs, data.data() + netcode::kKeyBytes, sizeof(untilUs));  // little-endian hosts
+    const uint64_t graceUs = untilUs > now.monotonicUs ? untilUs - now.monotonicUs : 0;
     core_.RotatePrivateKey(data.data(), graceUs, now);  // the engine wipes `data` after this call
   }
   if (watch && current && peer < links_.size() && links_[peer]) {

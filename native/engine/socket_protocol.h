@@ -49,7 +49,8 @@ constexpr int8_t kClientStateChannelsMismatch = -7;
 // Control requests from JavaScript. kControlWatchPeer: a send was refused, report (drain record) when the
 // peer's queue has room again, for it too (data: its charge, u32 LE). kControlWatchFlush: report (flushed
 // record) when the queue is empty. kControlRotatePrivateKey: a server's new private key (data: the 32-byte key,
-// then the replaced key's grace in µs, u64 LE; any other length is ignored), its bytes wiped once applied.
+// then when the replaced key's grace ends, monotonic µs, u64 LE: JavaScript's deadline, not one counted from
+// whenever the engine's thread applies it; any other length is ignored), its bytes wiped once applied.
 enum ProtocolControl : uint32_t {
   kControlDisconnectPeer = 1,
   kControlConnect = 2,

@@ -532,7 +532,7 @@ export class Server extends EventEmitter<ServerEvents> {
     // Rotations made while the fallback engine opened the socket (the keys it was given predate them), each with
     // what is left of its grace.
     for (const rotation of this.#rotationsWhileOpening) {
-      this.#sendRotation(rotation.key, Math.max(0, rotation.untilUs - monotonicUs()))
+      this.#sendRotation(rotation.key, rotation.untilUs)
     }
     this.#forgetRotationsWhileOpening()
     // The clock the delivery layer reads (the network simulator's clockOffsetMs and clockDriftPpm), which
@@ -584,7 +584,7 @@ export class Server extends EventEmitter<ServerEvents> {
       const graceUs = Math.round(graceMs * 1000)
       const nowUs = monotonicUs()
       // The engine first: when it refuses (stopped meanwhile), this side's set is left as it was.
-      if (this.#engine !== undefined && this.#state !== 'stopped') this.#sendRotation(key, graceUs)
+      if (this.#engine !== undefined && this.#state !== 'stopped') this.#sendRotation(key, nowUs + graceUs)
       else if (this.#opening) this.#rotationsWhileOpening.push({ key: key.slice(), untilUs: nowUs + graceUs })
       this.#privateKeys.rotate(key, nowUs + graceUs, nowUs)
       this.#scheduleKeyExpiry()
@@ -595,8 +595,8 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /**
    * The private keys whose tokens are accepted now: the current one and each replaced one still in its grace
-   * (rotatePrivateKey()), 1 to 4; 0 once the server is closed. As of now on the server's clock (the engine
-   * applies a rotation within microseconds of the call).
+   * (rotatePrivateKey()), 1 to 4; 0 once the server is closed. As of now on the monotonic clock, whose
+   * deadlines the engine's core keeps too: a key this count no longer holds is refused there as well.
    */
   get privateKeyCount(): number {
     this.#privateKeys.expire(monotonicUs())
@@ -632,10 +632,14 @@ export class Server extends EventEmitter<ServerEvents> {
   }
 
   /** A rotation to the running engine: the key, then the grace in µs (u64 LE), in bytes wiped once sent. */
-  #sendRotation(key: Uint8Array, graceUs: number): void {
+  /**
+   * untilUs: when the replaced key's grace ends on the monotonic clock the engines share with this side, so that
+   * privateKeyCount and the engine agree however late the engine's thread applies the rotation.
+   */
+  #sendRotation(key: Uint8Array, untilUs: number): void {
     const payload = new Uint8Array(sizes.key + 8)
     payload.set(key)
-    new DataView(payload.buffer).setBigUint64(sizes.key, BigInt(graceUs), true)
+    new DataView(payload.buffer).setBigUint64(sizes.key, BigInt(untilUs), true)
     try {
       ;(this.#engine as ProtocolEngine).control(this.#id, ProtocolControl.rotatePrivateKey, 0, payload)
     } finally {

@@ -6,9 +6,10 @@ export const layout = {
   /**
    * Bumped whenever what the native side and JavaScript exchange changes meaning with every size above the
    * same (2: link field 3 became the RTT's variance; 3: a server's protocol stats grew to 23 counters; 4: to 24,
-   * its requests under a previous private key), so that an addon of other sources is refused, not misread.
+   * its requests under a previous private key; 5: a key rotation carries its grace's end, not its length), so
+   * that an addon of other sources is refused, not misread.
    */
-  revision: 4,
+  revision: 5,
   /** Over IPv6 (over IPv4: 65,507, which sends check per destination). */
   maxDatagramSize: 65527,
   maxBatchSize: 1024,
