@@ -1,6 +1,8 @@
 {
   "variables": {
-    "volley_glibc%": "<!(node -p \"process.report.getReport().header.glibcVersionRuntime ? 1 : 0\")"
+    "volley_glibc%": "<!(node -p \"process.report.getReport().header.glibcVersionRuntime ? 1 : 0\")",
+    # 1 (`npm run build:native`: node-gyp's --volley_testing=1) also builds volley_testing below.
+    "volley_testing%": 0
   },
   "targets": [
     {
@@ -30,10 +32,6 @@
         "native/protocol/netcode/packet.cc",
         "native/protocol/netcode/server.cc",
         "native/protocol/netcode/server_address.cc",
-        "native/testing/delivery_binding.cc",
-        "native/testing/netcode_binding.cc",
-        "native/testing/simulator_binding.cc",
-        "native/testing/timer_binding.cc",
         "native/util/address.cc"
       ],
       "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
@@ -65,5 +63,48 @@
         }]
       ]
     }
+  ],
+  "conditions": [
+    # The core-level suites' bindings (native/testing/): the protocol cores, the engine's socket protocols, the
+    # timer wheel and the network simulator driven call by call. A target of its own that never ships: the install, prebuildify and
+    # cmake-js build the addon alone.
+    ["volley_testing==1", {
+      "targets": [
+        {
+          "target_name": "volley_testing",
+          "sources": [
+            "native/engine/netcode_sockets.cc",
+            "native/engine/network_simulator.cc",
+            "native/engine/protocol_request.cc",
+            "native/engine/socket_protocol.cc",
+            "native/protocol/delivery/delivery_receive.cc",
+            "native/protocol/delivery/delivery_send.cc",
+            "native/protocol/delivery/reassembly_budget.cc",
+            "native/protocol/netcode/aead.cc",
+            "native/protocol/netcode/challenge_token.cc",
+            "native/protocol/netcode/client.cc",
+            "native/protocol/netcode/connect_token.cc",
+            "native/protocol/netcode/packet.cc",
+            "native/protocol/netcode/server.cc",
+            "native/protocol/netcode/server_address.cc",
+            "native/testing/delivery_binding.cc",
+            "native/testing/deterministic_random.cc",
+            "native/testing/netcode_binding.cc",
+            "native/testing/protocols_binding.cc",
+            "native/testing/simulator_binding.cc",
+            "native/testing/testing_binding.cc",
+            "native/testing/timer_binding.cc",
+            "native/util/address.cc"
+          ],
+          "include_dirs": ["native", "<!(node -p \"require('node-addon-api').include_dir\")"],
+          "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+          "cflags!": ["-fno-exceptions"],
+          "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+          "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fvisibility=hidden", "-ffp-contract=off"],
+          "libraries": ["-l:libsodium.a"],
+          "ldflags": ["-Wl,--exclude-libs,ALL", "-pthread"]
+        }
+      ]
+    }]
   ]
 }

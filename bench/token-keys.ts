@@ -14,9 +14,9 @@ import { appendFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { loadAddon } from '../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../test/testing-addon.ts'
 import { encodeConnectToken, readConnectToken } from '../src/protocol/netcode/connect-token.ts'
-import { writeConnectionRequest } from '../src/protocol/netcode/packets.ts'
+import { writeConnectionRequest } from '../test/netcode/codecs/packets.ts'
 import { loadSodium } from '../src/protocol/netcode/sodium.ts'
 import { benchDir, root } from './lib/runner.ts'
 import { median, ratio } from './lib/statistics.ts'
@@ -72,7 +72,7 @@ interface NativeCore {
   state(): { privateKeyCount: number; counters: Counters }
 }
 function nativeBench(which: Case): Bench {
-  const { ServerCore: Native } = loadAddon().netcode as unknown as { ServerCore: new (options: object) => NativeCore }
+  const { ServerCore: Native } = loadTestingAddon().netcode as unknown as { ServerCore: new (options: object) => NativeCore }
   const { keys, packet } = setup[which]
   const core = new Native({ protocolId, privateKey: keys === 1 ? current : previous, publicAddress: serverAddress, maxClients: 256, challengeKey: new Uint8Array(32).fill(7) })
   if (keys === 2) core.rotatePrivateKey(current, 2 ** 50, 0, T0) // the previous key's grace outlasts the run

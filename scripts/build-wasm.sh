@@ -5,7 +5,9 @@
 # the libsodium-dev the addon links, fetched with apt-get source into build/wasm (the system's apt sources are
 # not changed). The module is one file (the wasm inlined), committed like the prebuild; its source hash is
 # checked by scripts/check-prebuild.mjs. With --no-install it is left in build/wasm/ (CI: the build is checked,
-# the committed module is what the tests run).
+# the committed module is what the tests run). --testing builds build/wasm/volley-protocols-testing.cjs instead,
+# never shipped: the same module with a deterministic random source to switch to (native/testing/wasm_exports.cc),
+# for the differential test against the test bindings' addon (test/engine/protocols-twins.toolchain.test.ts).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=$ROOT/build/wasm
@@ -57,22 +59,30 @@ sources=(
   "$N"/engine/netcode_sockets.cc "$N"/engine/socket_protocol.cc "$N"/engine/network_simulator.cc "$N"/engine/protocol_request.cc
   "$N"/wasm/protocols.cc
 )
-rm -f "$OUT"/obj/*.o
+name=volley-protocols
+obj=$OUT/obj
+if [ "${1:-}" = "--testing" ]; then
+  sources+=("$N"/testing/deterministic_random.cc "$N"/testing/wasm_exports.cc)
+  name=volley-protocols-testing
+  obj=$OUT/obj-testing
+fi
+mkdir -p "$obj"
+rm -f "$obj"/*.o
 log=$OUT/compile.log
 : > "$log"
 printf '%s\n' "${sources[@]}" | xargs -P "$jobs" -I{} sh -c \
-  'f={}; em++ -std=c++17 -O3 -Wall -Wextra -Wshorten-64-to-32 -ffp-contract=off -fno-exceptions -I'"$N"' -I'"$OUT"'/sodium-include -DVOLLEY_SOURCE_HASH=\"'"$hash"'\" -c "$f" -o '"$OUT"'/obj/$(echo "${f#'"$N"'/}" | tr / _ | sed "s/\.cc$/.o/") 2>>'"$log" || { cat "$log"; exit 1; }
+  'f={}; em++ -std=c++17 -O3 -Wall -Wextra -Wshorten-64-to-32 -ffp-contract=off -fno-exceptions -I'"$N"' -I'"$OUT"'/sodium-include -DVOLLEY_SOURCE_HASH=\"'"$hash"'\" -c "$f" -o '"$obj"'/$(echo "${f#'"$N"'/}" | tr / _ | sed "s/\.cc$/.o/") 2>>'"$log" || { cat "$log"; exit 1; }
 if grep -E "warning|error" "$log"; then echo "the WebAssembly build is not -Wall -Wextra clean"; exit 1; fi
 
 # One module shared by every fallback socket of a process: 512 MiB of memory, fixed, so that the views
 # JavaScript keeps on it (the peers' counters) stay valid; pages are committed only as they are used.
-em++ -O3 "$OUT"/obj/*.o "$OUT/libsodium.a" -o "$OUT/volley-protocols.cjs" \
+em++ -O3 "$obj"/*.o "$OUT/libsodium.a" -o "$OUT/$name.cjs" \
   -sMODULARIZE=1 -sEXPORT_NAME=createVolleyProtocols -sENVIRONMENT=node -sSINGLE_FILE=1 -sWASM_ASYNC_COMPILATION=0 \
   -sINITIAL_MEMORY=536870912 -sALLOW_MEMORY_GROWTH=0 -sABORTING_MALLOC=0 -sNODEJS_CATCH_EXIT=0 -sNODEJS_CATCH_REJECTION=0 -sTOTAL_STACK=1048576 -sFILESYSTEM=0 \
   -sEXPORTED_FUNCTIONS=_malloc,_free -sEXPORTED_RUNTIME_METHODS=HEAPU8 2>>"$log"
 if grep -E "warning|error" "$log"; then cat "$log"; exit 1; fi
-if [ "${1:-}" = "--no-install" ]; then
-  ls -l "$OUT/volley-protocols.cjs"
+if [ "${1:-}" = "--no-install" ] || [ "${1:-}" = "--testing" ]; then
+  ls -l "$OUT/$name.cjs"
   exit 0
 fi
 mkdir -p "$ROOT/prebuilds/wasm"

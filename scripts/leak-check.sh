@@ -63,8 +63,9 @@ prepare() {
   echo "leak-check: building $1 ($cxxflags)"
   # --volley_glibc=0: the system's libstdc++ and glibc's own symbols, which the sanitizers' runtimes intercept
   # (binding.gyp otherwise links libstdc++ in and reaches some of glibc through native/napi/glibc_baseline.cc).
+  # --volley_testing=1: the test bindings' addon too, whose delivery cores leak-cycles.mjs drives.
   if ! (cd "$dir" && CFLAGS="$cxxflags" CXXFLAGS="$cxxflags" LDFLAGS="$ldflags" \
-        "$ROOT/node_modules/.bin/node-gyp" rebuild "${NODEDIR_ARG[@]}" --volley_glibc=0 -j max) > "$dir/build.log" 2>&1; then
+        "$ROOT/node_modules/.bin/node-gyp" rebuild "${NODEDIR_ARG[@]}" --volley_glibc=0 --volley_testing=1 -j max) > "$dir/build.log" 2>&1; then
     tail -30 "$dir/build.log"
     die "build of $1 failed (log: $dir/build.log)"
   fi

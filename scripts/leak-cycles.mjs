@@ -11,6 +11,7 @@
 // slab memory) are still alive after every socket closed and the heap was collected: a leak that LSan and
 // valgrind cannot see, because everything is freed when the environment is torn down.
 import { readdirSync, readlinkSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
 
 if (!isMainThread) {
@@ -302,8 +303,9 @@ async function protocolCycles(n) {
 // The delivery layer's core (native/protocol/delivery/), two of them over a lossy in-process link, plus hostile
 // packets: buffers of every kind (queues, reassembly, fragments of a large message) made and freed.
 async function deliveryCycles(n) {
-  const { loadAddon } = await import(new URL('../src/engine/native/addon.ts', import.meta.url).href)
-  const { DeliveryCore } = loadAddon()
+  // The test bindings' addon, built beside the addon under test (leak-check.sh builds with --volley_testing=1).
+  const { createRequire } = await import('node:module')
+  const { DeliveryCore } = createRequire(import.meta.url)(fileURLToPath(new URL('../build/Release/volley_testing.node', import.meta.url)))
   let seed = 1
   const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32)
   for (let i = 0; i < n; i++) {

@@ -1,5 +1,5 @@
-// Prints the SHA-256 of the native sources (native/, binding.gyp, CMakeLists.txt): the build embeds it in
-// the addon, and CI compares it with the committed prebuild to catch a prebuild older than its sources.
+// Prints the SHA-256 of the native sources (native/ but native/testing/, binding.gyp, CMakeLists.txt): the build
+// embeds it in the addon, and CI compares it with the committed prebuild to catch one older than its sources.
 // With --wasm, of the sources of the WebAssembly build (native/ and scripts/build-wasm.sh), for the same check.
 import { createHash } from 'node:crypto'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -16,10 +16,11 @@ export function wasmSourceHash(root = packageRoot) {
   return hashFiles(root, nativeSources(root).concat([join(root, 'scripts', 'build-wasm.sh')]))
 }
 
+/** native/ but its test bindings (native/testing/), which neither the addon nor the WebAssembly build holds. */
 function nativeSources(root) {
   return readdirSync(join(root, 'native'), { recursive: true })
     .map(String)
-    .filter((name) => /\.(h|cc)$/.test(name))
+    .filter((name) => /\.(h|cc)$/.test(name) && !name.startsWith('testing/'))
     .map((name) => join(root, 'native', name))
 }
 

@@ -3,7 +3,7 @@ import dgram from 'node:dgram'
 import { describe, expect, it } from 'vitest'
 import { Client, ClientPool, ConnectError, type ConnectErrorCode, type Peer, Server, connectTokenToBase64, generateConnectToken, readConnectToken } from '../src/index.ts'
 import { PacketType } from '../src/protocol/netcode/constants.ts'
-import { readEncryptedPacket, writeConnectionRequest } from '../src/protocol/netcode/packets.ts'
+import { readEncryptedPacket, writeConnectionRequest } from './netcode/codecs/packets.ts'
 import { loadSodium } from '../src/protocol/netcode/sodium.ts'
 import { blockUntil, freeUdpPort, waitFor, within } from './helpers.ts'
 

@@ -5,7 +5,7 @@
 import dgram from 'node:dgram'
 import { type ConnectToken, encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../test/netcode/codecs/packets.ts'
 import type { Sodium } from '../../src/protocol/netcode/sodium.ts'
 import { Frame, packetMarker } from '../../src/protocol/delivery/wire-format.ts'
 

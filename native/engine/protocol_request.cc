@@ -81,7 +81,9 @@ MadeProtocol MakeSocketProtocol(const ProtocolRequest& request, uint16_t boundPo
   netcode::ServerConfig config;
   config.sequenceBase = netcode::RandomSequenceBase();
   config.globalSequenceStart = netcode::RandomGlobalSequenceStart();
-  config.challengeSequenceStart = netcode::ChallengeSequenceStart();
+  config.challengeSequenceStart = request.challengeSequenceStart >= 0 && request.challengeSequenceStart <= kMaxExactInteger
+                                      ? static_cast<uint64_t>(request.challengeSequenceStart)
+                                      : netcode::ChallengeSequenceStart();
   config.protocolId = request.protocolId;
   std::memcpy(config.privateKey, request.privateKey, netcode::kKeyBytes);
   config.previousKeyCount = std::min<uint32_t>(request.previousKeyCount, netcode::kMaxPrivateKeys - 1);

@@ -34,6 +34,9 @@ struct ProtocolRequest {
   double maxClients = NAN;
   double keepAliveIntervalUs = NAN, disconnectIntervalUs = NAN, disconnectPackets = NAN;
   double requestIntervalUs = NAN;  // a client's
+  // Where a server's challenge sequence starts (absent: the wall clock, netcode::ChallengeSequenceStart()). The
+  // engines never give it; tests that feed two builds of the protocols the same streams do.
+  double challengeSequenceStart = NAN;
   // Channels: the delivery layer runs inside payload packets (none: raw netcode payloads).
   bool hasChannels = false;
   std::vector<delivery::ChannelMode> channels;
@@ -63,6 +66,7 @@ constexpr RequestNumberField kRequestNumberFields[] = {
     {"disconnectIntervalUs", &ProtocolRequest::disconnectIntervalUs},
     {"disconnectPackets", &ProtocolRequest::disconnectPackets},
     {"requestIntervalUs", &ProtocolRequest::requestIntervalUs},
+    {"challengeSequenceStart", &ProtocolRequest::challengeSequenceStart},
     {"maxMessageBytes", &ProtocolRequest::maxMessageBytes},
     {"sendQueueBytes", &ProtocolRequest::sendQueueBytes},
     {"reliableWindow", &ProtocolRequest::reliableWindow},

@@ -20,18 +20,15 @@
 #include "engine/engine.h"
 #include "engine/layout.h"
 #include "napi/loop_wake.h"
+#include "napi/protocol_args.h"
 #include "util/monotonic_clock.h"
-#include "testing/netcode_binding.h"
 #include "protocol/netcode/sequence_starts.h"
-#include "testing/delivery_binding.h"
 #include "protocol/delivery/link_stats.h"
 #include "engine/netcode_sockets.h"
 #include "engine/protocol_request.h"
 #include "engine/network_simulator.h"
 #include "engine/shared_memory.h"
 #include "engine/socket_ids.h"
-#include "testing/simulator_binding.h"
-#include "testing/timer_binding.h"
 #include "engine/socket_stats.h"
 #include "engine/udp_socket.h"
 
@@ -48,22 +45,6 @@ void ThrowSystemError(Napi::Env env, const SystemError& error) {
   failure.Set("errno", Napi::Number::New(env, -error.code));
   failure.Set("syscall", Napi::String::New(env, error.syscall));
   failure.ThrowAsJavaScriptException();
-}
-
-// Neither adds an error to one already pending (a getter of an options object threw): see binding_args.h.
-// Each carries Node's code for its kind: the TypeScript layer checks first, but a direct caller is told too.
-void ThrowRange(Napi::Env env, const std::string& message) {
-  if (env.IsExceptionPending()) return;
-  Napi::Error error = Napi::RangeError::New(env, message);
-  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
-  error.ThrowAsJavaScriptException();
-}
-
-void ThrowType(Napi::Env env, const std::string& message) {
-  if (env.IsExceptionPending()) return;
-  Napi::Error error = Napi::TypeError::New(env, message);
-  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
-  error.ThrowAsJavaScriptException();
 }
 
 // As Node reports a failed allocation in its own C++ layer.
@@ -390,75 +371,22 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return result;
   }
 
-  // protocol: { kind: 'server', protocolId, privateKey, previousKeys, publicAddress, maxClients, keepAliveIntervalUs,
-  //              disconnectIntervalUs, disconnectPackets } | { kind: 'client', requestIntervalUs, ... }, with the
-  // delivery layer's channels, maxMessageBytes, sendQueueBytes, reliableWindow, fragmentTimeoutUs, pingIntervalUs,
-  // reliableStallUs, reassemblyBudgetBytes (JavaScript has checked them: src/api/channels.ts), read as they are
-  // for engine/protocol_request.cc, which checks them again and gives the defaults.
+  // protocol: the options napi/protocol_args.h reads, for engine/protocol_request.cc.
   static bool MakeProtocol(Napi::Env env, Napi::Object options, const IpAddress& boundAddress, uint16_t boundPort,
                            bool socketIsV6, std::unique_ptr<SocketProtocol>* out,
                            std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
     ProtocolRequest request;
-    const std::string kind = StringOr(options.Get("kind"));
-    if (kind != "server" && kind != "client") {
-      ThrowType(env, "protocol.kind must be 'server' or 'client'");
-      return false;
-    }
-    request.server = kind == "server";
-    for (const RequestNumberField& field : kRequestNumberFields) request.*field.member = NumberOr(options.Get(field.name), NAN);
-    if (!ReadChannels(env, options.Get("channels"), &request)) return false;
-    Napi::Value simulator = options.Get("networkSimulator");
-    if (simulator.IsObject()) {
-      request.skewedClock = true;
-      request.clockOffsetUs = NumberOr(simulator.As<Napi::Object>().Get("clockOffsetUs"), NAN);
-      request.clockDriftPpm = NumberOr(simulator.As<Napi::Object>().Get("clockDriftPpm"), NAN);
-    }
-    if (request.server) {
-      Napi::Value protocolId = options.Get("protocolId");
-      Napi::Value privateKey = options.Get("privateKey");
-      if (protocolId.IsBigInt()) {
-        bool lossless = false;
-        request.hasProtocolId = true;
-        request.protocolId = protocolId.As<Napi::BigInt>().Uint64Value(&lossless);
-      }
-      if (privateKey.IsTypedArray() && privateKey.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array &&
-          privateKey.As<Napi::Uint8Array>().ElementLength() == netcode::kKeyBytes) {
-        request.hasPrivateKey = true;
-        std::memcpy(request.privateKey, privateKey.As<Napi::Uint8Array>().Data(), netcode::kKeyBytes);
-      }
-      if (!ReadPreviousKeys(env, options.Get("previousKeys"), request.previousKeys, &request.previousKeyCount)) return false;
-      request.publicAddress = StringOr(options.Get("publicAddress"));
-    }
-    if (env.IsExceptionPending()) return false;  // a getter threw
+    if (!ReadProtocolRequest(env, options, &request)) return false;
     ProtocolRequestError error;
     MadeProtocol made = MakeSocketProtocol(request, boundPort, MonotonicNs() / 1000, &error);
     if (!made.protocol) {
-      if (error.kind == ProtocolRequestError::Kind::kRange) ThrowRange(env, error.message);
-      else ThrowType(env, error.message);
+      ThrowRequestError(env, error);
       return false;
     }
     made.protocol->simulator = ReadNetworkSimulator(options);
     if (request.server) made.protocol->replySource.Configure(boundAddress, made.publicAddress.ip, socketIsV6);
     *peerCounters = std::move(made.peerCounters);
     *out = std::move(made.protocol);
-    return true;
-  }
-
-  // channels: ('reliable' | 'unreliable' | 'sequenced')[]; absent: no delivery layer.
-  static bool ReadChannels(Napi::Env env, Napi::Value channels, ProtocolRequest* request) {
-    if (!channels.IsArray()) return true;
-    const Napi::Array list = channels.As<Napi::Array>();
-    const uint32_t count = list.Length();  // read once: an element's getter may change it
-    request->hasChannels = true;
-    for (uint32_t i = 0; i < count && i < 256; ++i) {
-      delivery::ChannelMode mode;
-      if (!ParseChannelMode(StringOr(list.Get(i)), &mode)) {
-        ThrowType(env, "channels[" + std::to_string(i) + "] must be 'reliable', 'unreliable' or 'sequenced'");
-        return false;
-      }
-      request->channels.push_back(mode);
-    }
-    if (count > 255) request->channels.resize(256);  // refused as too many by MakeSocketProtocol
     return true;
   }
 
@@ -717,11 +645,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("parseIp", Napi::Function::New<ParseIpBinding>(env, "parseIp"));
   exports.Set("formatIp", Napi::Function::New<FormatIpBinding>(env, "formatIp"));
   exports.Set("layout", Layout(env));
-  exports.Set("netcode", NetcodeBinding(env));
-  exports.Set("TimerWheel", TimerWheelBinding(env));
-  exports.Set("DeliveryCore", DeliveryCoreBinding(env));
-  exports.Set("ReassemblyBudget", ReassemblyBudgetBinding(env));
-  exports.Set("NetworkSimulator", NetworkSimulatorBinding(env));
   exports.Set("sharedMemoryBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::Number::New(info.Env(), static_cast<double>(SharedMemory::LiveBytes()));
               }, "sharedMemoryBytes"));

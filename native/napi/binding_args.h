@@ -7,11 +7,13 @@
 
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
 
+#include "engine/network_simulator.h"
 #include "engine/protocol_request.h"
 
 namespace volley {
@@ -22,6 +24,22 @@ inline bool ThrowInvalidArgument(Napi::Env env, const std::string& message) {
   error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
   error.ThrowAsJavaScriptException();
   return false;
+}
+
+// Neither adds an error to one already pending (a getter of an options object threw): see above.
+// Each carries Node's code for its kind: the TypeScript layer checks first, but a direct caller is told too.
+inline void ThrowRange(Napi::Env env, const std::string& message) {
+  if (env.IsExceptionPending()) return;
+  Napi::Error error = Napi::RangeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  error.ThrowAsJavaScriptException();
+}
+
+inline void ThrowType(Napi::Env env, const std::string& message) {
+  if (env.IsExceptionPending()) return;
+  Napi::Error error = Napi::TypeError::New(env, message);
+  error.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_TYPE"));
+  error.ThrowAsJavaScriptException();
 }
 
 // An integer from min to max (exact in a double) into *out, or a thrown error naming `name`.
@@ -86,6 +104,31 @@ inline bool ReadPreviousKeys(Napi::Env env, Napi::Value value, netcode::Previous
     into.untilUs = static_cast<uint64_t>(untilUs);
   }
   return true;
+}
+
+// { loss, duplicate, reorder, latencyUs, jitterUs, bandwidthBytesPerSec, queueBytes, seed }, checked by
+// JavaScript (src/api/network-simulator.ts); held within its ranges here too.
+inline NetworkConditions ReadNetworkConditions(const Napi::Object& object) {
+  const auto number = [&](const char* name) {
+    Napi::Value field = object.Get(name);
+    return field.IsNumber() ? field.As<Napi::Number>().DoubleValue() : 0.0;
+  };
+  // A double out of uint64_t's range (NaN, negative) is undefined behaviour to convert, and a direct caller's
+  // could hold datagrams for ever.
+  const auto count = [&](const char* name, double max) {
+    const double given = number(name);
+    return given >= 0 ? static_cast<uint64_t>(std::min(given, max)) : uint64_t{0};
+  };
+  NetworkConditions conditions;
+  conditions.loss = number("loss");
+  conditions.duplicate = number("duplicate");
+  conditions.reorder = number("reorder");
+  conditions.latencyUs = count("latencyUs", 60e6);
+  conditions.jitterUs = count("jitterUs", 60e6);
+  conditions.bandwidthBytesPerSec = count("bandwidthBytesPerSec", 1e12);
+  conditions.queueBytes = count("queueBytes", 1e12);
+  conditions.seed = count("seed", kMaxExactInteger);
+  return conditions;
 }
 
 // The object behind `this` of an ObjectWrap<T> with accessors, or nullptr with a TypeError thrown. node-addon-api

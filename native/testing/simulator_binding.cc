@@ -8,29 +8,6 @@
 
 namespace volley {
 
-NetworkConditions ReadNetworkConditions(const Napi::Object& object) {
-  const auto number = [&](const char* name) {
-    Napi::Value field = object.Get(name);
-    return field.IsNumber() ? field.As<Napi::Number>().DoubleValue() : 0.0;
-  };
-  // A double out of uint64_t's range (NaN, negative) is undefined behaviour to convert, and a direct caller's
-  // could hold datagrams for ever.
-  const auto count = [&](const char* name, double max) {
-    const double given = number(name);
-    return given >= 0 ? static_cast<uint64_t>(std::min(given, max)) : uint64_t{0};
-  };
-  NetworkConditions conditions;
-  conditions.loss = number("loss");
-  conditions.duplicate = number("duplicate");
-  conditions.reorder = number("reorder");
-  conditions.latencyUs = count("latencyUs", 60e6);
-  conditions.jitterUs = count("jitterUs", 60e6);
-  conditions.bandwidthBytesPerSec = count("bandwidthBytesPerSec", 1e12);
-  conditions.queueBytes = count("queueBytes", 1e12);
-  conditions.seed = count("seed", kMaxExactInteger);
-  return conditions;
-}
-
 namespace {
 
 // A simulator over datagrams that carry only a number (their id, in their first 4 bytes) and a size.

@@ -241,7 +241,7 @@ describe('channels over loopback', () => {
     )
     await new Promise((resolve) => setTimeout(resolve, 8000))  // eight 1-second minimum-RTT periods: a line through them
     // The server's estimate of the client's clock, against the skew it really has now. The 1 ms bound of
-    // the standard case is checked on the fake clock (delivery-core.test.ts); here the test runs beside the
+    // the standard case is checked on the fake clock (delivery-core.toolchain.test.ts); here the test runs beside the
     // rest of the suite on two cores, and the scheduling delays that adds are not symmetric: 2 ms.
     const { offsetMs, errorBoundMs } = peer.stats().clock
     const trueOffsetMs = 3000 + 80e-6 * (performance.now() - startedMs)

@@ -1,7 +1,7 @@
 // Two delivery cores joined by a simulated network (loss, latency, jitter, duplication, reordering)
 // and driven by a fake clock: time jumps from event to event (a packet arriving, a core's deadline),
 // so a 20-second exchange takes as long as its packets take to process.
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import type { NetworkSimulatorOptions } from '../../src/api/network-simulator.ts'
 import { seededRandom } from '../helpers.ts'
 
@@ -81,13 +81,13 @@ function withPacketSkipKey(options: DeliveryOptions): DeliveryOptions {
 
 /** A native delivery core (the addon's test binding, native/testing/delivery_binding.cc). */
 export function deliveryCore(options: DeliveryOptions = {}): NativeDeliveryCore {
-  const addon = loadAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
+  const addon = loadTestingAddon() as unknown as { DeliveryCore: new (options: DeliveryOptions) => NativeDeliveryCore }
   return new addon.DeliveryCore(withPacketSkipKey(options))
 }
 
 /** A native reassembly budget of `limitBytes`, for cores to share. */
 export function reassemblyBudget(limitBytes: number): TestBudget {
-  const addon = loadAddon() as unknown as { ReassemblyBudget: new (limitBytes: number) => TestBudget }
+  const addon = loadTestingAddon() as unknown as { ReassemblyBudget: new (limitBytes: number) => TestBudget }
   return new addon.ReassemblyBudget(limitBytes)
 }
 

@@ -1,6 +1,7 @@
 // An accessor of an addon class called on another object (V8 checks the receiver of methods, not of
-// getters): the size getters of TimerWheel and AddressTable read whatever object `this` was as one of
-// their own (another class's native object, a number out of its memory). They must refuse it.
+// getters): the size getters of the test bindings' TimerWheel and AddressTable read whatever object `this`
+// was as one of their own (another class's native object, a number out of its memory), the engine's too.
+// They must refuse it.
 import { describe, expect, it } from 'vitest'
 import { runAddonScript } from './harness/addon-script.ts'
 
@@ -9,14 +10,14 @@ const engine = new addon.Engine(() => {})
 engine.setRef(false)
 const receivers: Record<string, object> = {
   engine,
-  replayWindow: new addon.netcode.ReplayWindow(),
-  timerWheel: new addon.TimerWheel(),
-  addressTable: new addon.netcode.AddressTable(4),
+  replayWindow: new testing.netcode.ReplayWindow(),
+  timerWheel: new testing.TimerWheel(),
+  addressTable: new testing.netcode.AddressTable(4),
   plain: {},
 }
 const getters = {
-  'TimerWheel size': Object.getOwnPropertyDescriptor(addon.TimerWheel.prototype, 'size')!.get!,
-  'AddressTable size': Object.getOwnPropertyDescriptor(addon.netcode.AddressTable.prototype, 'size')!.get!,
+  'TimerWheel size': Object.getOwnPropertyDescriptor(testing.TimerWheel.prototype, 'size')!.get!,
+  'AddressTable size': Object.getOwnPropertyDescriptor(testing.netcode.AddressTable.prototype, 'size')!.get!,
 }
 for (const [getter, get] of Object.entries(getters)) {
   for (const [receiver, object] of Object.entries(receivers)) attempt(getter + ' on ' + receiver, () => get.call(object))

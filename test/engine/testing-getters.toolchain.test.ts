@@ -1,7 +1,7 @@
-// The addon called directly with option objects whose getters run JavaScript after a key was read: a getter
-// that shrinks the resizable buffer under an earlier key must not leave the addon reading where that key
-// was (decommitted memory: the process died of SIGSEGV). Each option's bytes are read after the getters,
-// or copied before them. In a child process, so that a crash fails this test instead of the test worker.
+// The test bindings' addon called directly with option objects whose getters run JavaScript after a key was
+// read: a getter that shrinks the resizable buffer under an earlier key must not leave the addon reading where
+// that key was (decommitted memory: the process died of SIGSEGV). Each option's bytes are read after the
+// getters, or copied before them. In a child process, so that a crash fails this test instead of the worker.
 import { describe, expect, it } from 'vitest'
 import { runAddonScript } from './harness/addon-script.ts'
 
@@ -19,30 +19,30 @@ const tokenOptions = {
 {
   const { key, shrink } = shrinkableKey()
   attempt('generateConnectToken, a later option shrinks privateKey', () =>
-    addon.netcode.generateConnectToken({ ...tokenOptions, privateKey: key, get nonce() { shrink(); return new Uint8Array(24) } }))
+    testing.netcode.generateConnectToken({ ...tokenOptions, privateKey: key, get nonce() { shrink(); return new Uint8Array(24) } }))
 }
 {
   const { key, shrink } = shrinkableKey()
   const serverAddresses: string[] = []
   Object.defineProperty(serverAddresses, 0, { get() { shrink(); return '127.0.0.1:1' }, enumerable: true })
   attempt('generateConnectToken, a server address shrinks privateKey', () =>
-    addon.netcode.generateConnectToken({ ...tokenOptions, privateKey: key, serverAddresses }))
+    testing.netcode.generateConnectToken({ ...tokenOptions, privateKey: key, serverAddresses }))
 }
 {
   const { key, shrink } = shrinkableKey()
   attempt('ServerCore, publicAddress shrinks challengeKey', () =>
-    new addon.netcode.ServerCore({ protocolId: 1n, privateKey: new Uint8Array(32), challengeKey: key, maxClients: 4,
+    new testing.netcode.ServerCore({ protocolId: 1n, privateKey: new Uint8Array(32), challengeKey: key, maxClients: 4,
       get publicAddress() { shrink(); return '127.0.0.1:1' } }))
 }
 {
   const { key, shrink } = shrinkableKey()
   attempt('ServerCore, challengeKey shrinks privateKey', () =>
-    new addon.netcode.ServerCore({ protocolId: 1n, privateKey: key, maxClients: 4, publicAddress: '127.0.0.1:1',
+    new testing.netcode.ServerCore({ protocolId: 1n, privateKey: key, maxClients: 4, publicAddress: '127.0.0.1:1',
       get challengeKey() { shrink(); return new Uint8Array(32) } }))
 }
 `
 
-describe('the addon, with getters that shrink a key read before them', () => {
+describe("the test bindings' addon, with getters that shrink a key read before them", () => {
   it('copies or refuses the key, and never reads where it was', () => {
     const outcomes = runAddonScript(script) as Record<string, string>
     // The bytes are read once every getter has run: a key shrunk away by then is refused.

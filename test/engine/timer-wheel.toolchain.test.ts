@@ -3,13 +3,13 @@
 // the tick after the last advance, for a timer scheduled in the past); cancelled timers never fire; no
 // advance before nextDueUs() fires anything.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { seededRandom } from '../helpers.ts'
 
 const TICK = 1000
 
 function makeWheel(bucketBits = 6) {
-  return new (loadAddon().TimerWheel)(TICK, bucketBits)
+  return new (loadTestingAddon().TimerWheel)(TICK, bucketBits)
 }
 
 describe('timer wheel', () => {

@@ -1,6 +1,8 @@
 // The source folders are layers, each built only on those below it: util, the protocols, the engines, the
 // public API, the session protocols, the command line. An import that points up a layer fails here, with the
-// file and the import named. (src/index.ts is the API's entry point.)
+// file and the import named. (src/index.ts is the API's entry point.) native/ likewise, by its includes: util,
+// the protocols, the engine, then the N-API binding and the WebAssembly exports, and the test bindings, which
+// the shipped addon's build leaves out.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -77,5 +79,73 @@ describe('source layers', () => {
       './c.ts',
       '../cli/volley.ts',
     ])
+  })
+})
+
+const native = join(import.meta.dirname, '..', '..', 'native')
+
+/** What each folder of native/ may include besides itself. napi and wasm are two faces of the engine, side by side. */
+const nativeLayers: Readonly<Record<string, readonly string[]>> = {
+  util: [],
+  protocol: ['util'],
+  engine: ['util', 'protocol'],
+  napi: ['util', 'protocol', 'engine'],
+  wasm: ['util', 'protocol', 'engine'],
+  testing: ['util', 'protocol', 'engine', 'napi'],
+}
+
+/** The includes of native/ that reach a folder their own may not, as "file -> include". */
+function upwardIncludes(root = native): string[] {
+  const wrong: string[] = []
+  for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || !/\.(h|cc)$/.test(entry.name)) continue
+    const file = join(entry.parentPath, entry.name)
+    const path = relative(root, file)
+    const own = path.split('/')[0]!
+    const allowed = nativeLayers[own]
+    if (allowed === undefined || !path.includes('/')) throw new Error(`native/${path} is in no layer (${Object.keys(nativeLayers).join(', ')}): put it in one`)
+    for (const match of readFileSync(file, 'utf8').matchAll(/^#include "([^"/]+)\/[^"]+"/gm)) {
+      const theirs = match[1]!
+      if (theirs !== own && !allowed.includes(theirs)) wrong.push(`native/${path} (${own}) includes ${match[0].slice('#include '.length)} (${theirs})`)
+    }
+  }
+  return wrong.sort()
+}
+
+/** The native sources a build description names for the shipped addon: binding.gyp's volley target, CMakeLists.txt's library. */
+function shippedSources(): string[] {
+  const root = join(native, '..')
+  const gyp = readFileSync(join(root, 'binding.gyp'), 'utf8')
+  const volley = gyp.slice(gyp.indexOf('"target_name": "volley"'), gyp.indexOf('"target_name": "volley_testing"'))
+  const cmake = readFileSync(join(root, 'CMakeLists.txt'), 'utf8')
+  const library = cmake.slice(cmake.indexOf('add_library('), cmake.indexOf(')', cmake.indexOf('add_library(')))
+  return [...volley.matchAll(/"(native\/[^"]+\.cc)"/g), ...library.matchAll(/^\s*(native\/\S+\.cc)$/gm)].map((match) => match[1]!)
+}
+
+describe('native layers', () => {
+  it('every file of native/ is in a layer, and no include reaches a layer above', () => {
+    expect(upwardIncludes()).toEqual([])
+  })
+
+  it('names an include that reaches up, and a file in no layer', () => {
+    const root = mkdtempSync(join(tmpdir(), 'volley-native-layers-'))
+    try {
+      mkdirSync(join(root, 'util'))
+      mkdirSync(join(root, 'wasm'))
+      writeFileSync(join(root, 'util', 'address.h'), '#include <cstdint>\n#include "util/bytes.h"\n#include "engine/engine.h"\n')
+      writeFileSync(join(root, 'wasm', 'exports.cc'), '#include "napi/binding_args.h"\n')
+      expect(upwardIncludes(root)).toEqual(['native/util/address.h (util) includes "engine/engine.h" (engine)', 'native/wasm/exports.cc (wasm) includes "napi/binding_args.h" (napi)'])
+      writeFileSync(join(root, 'loose.h'), '')
+      expect(() => upwardIncludes(root)).toThrow('native/loose.h is in no layer')
+    } finally {
+      rmSync(root, { recursive: true, force: true })
+    }
+  })
+
+  it("builds the shipped addon without the test bindings, in both build descriptions", () => {
+    const sources = shippedSources()
+    expect(sources).toContain('native/napi/binding.cc')
+    expect(sources.filter((source) => source === 'native/napi/binding.cc')).toHaveLength(2)
+    expect(sources.filter((source) => source.startsWith('native/testing/'))).toEqual([])
   })
 })

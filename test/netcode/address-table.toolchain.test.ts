@@ -1,7 +1,7 @@
 // The server's table of connected addresses (native/protocol/netcode/address_table.h: open addressing, backward-shift
 // deletion, growth) against a Map over random inserts, lookups and erases of IPv4 and IPv6 addresses.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { seededRandom } from '../helpers.ts'
 
 interface NativeAddressTable {
@@ -12,7 +12,7 @@ interface NativeAddressTable {
   readonly size: number
 }
 
-const table = (capacity: number) => new (loadAddon().netcode as unknown as { AddressTable: new (capacity: number) => NativeAddressTable }).AddressTable(capacity)
+const table = (capacity: number) => new (loadTestingAddon().netcode as unknown as { AddressTable: new (capacity: number) => NativeAddressTable }).AddressTable(capacity)
 
 describe('address table', () => {
   it('agrees with a Map over 30,000 random inserts, overwrites, lookups and erases, through growth and backward-shift erases', () => {

@@ -1,16 +1,16 @@
 // Hostile and malformed input: every reader drops it, says why, and never throws. Checked on both the
 // TypeScript codec and the native one, which must agree.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { type NativeReplayWindow, loadAddon } from '../../src/engine/native/addon.ts'
+import { type NativeReplayWindow, loadTestingAddon } from '../testing-addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
-import { type DropReason, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
-import { ReplayProtection } from '../../src/protocol/netcode/replay-protection.ts'
+import { type DropReason, encryptPacket, readConnectionRequest, readEncryptedPacket, writeConnectionRequest } from './codecs/packets.ts'
+import { ReplayProtection } from './codecs/replay-protection.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { seededRandom } from '../helpers.ts'
 import { fill, goldenToken, goldenTokenOptions } from './spec.ts'
 
-const native = loadAddon().netcode
+const native = loadTestingAddon().netcode
 const protocolId = goldenToken.protocolId
 const key = fill(32, 0x44)
 const all = new Set([1, 2, 3, 4, 5, 6])

@@ -1,6 +1,6 @@
 // The engine's AEAD wrapper (native/protocol/netcode/aead.cc) driven by a small C++ program built here with ASan and
 // UBSan (test/engine/harness/aead_check.cc): it needs g++ and libsodium-dev, so it runs with
-// npm run test:toolchain, not npm test (test/netcode/packet-aead.test.ts holds the rest).
+// npm run test:toolchain (test/netcode/packet-aead.toolchain.test.ts: the rest, through the test bindings).
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'

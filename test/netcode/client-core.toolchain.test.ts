@@ -1,7 +1,7 @@
 // The native client state machine against the native server (their test bindings), through a fake network
 // and a fake clock: every state of the standard, the rates, and moving to the token's next server address.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { encodeConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import type { ClientCoreBinding as ClientCore, ClientEvent, Sent, ServerCoreBinding as ServerCore, ServerCoreOptions, ServerEvent } from './core-bindings.ts'
@@ -24,7 +24,7 @@ interface Cores {
   client(): ClientCore
   server(challengeKey: Uint8Array, challengeSequenceStart?: bigint): ServerCore
 }
-const native = () => loadAddon().netcode as unknown as { ClientCore: new () => ClientCore; ServerCore: new (o: ServerCoreOptions) => ServerCore }
+const native = () => loadTestingAddon().netcode as unknown as { ClientCore: new () => ClientCore; ServerCore: new (o: ServerCoreOptions) => ServerCore }
 const serverOptions = (challengeKey: Uint8Array, challengeSequenceStart?: bigint): ServerCoreOptions => ({
   protocolId,
   privateKey,

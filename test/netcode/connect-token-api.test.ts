@@ -35,14 +35,11 @@ describe('generateConnectToken', () => {
     expect(Buffer.from(read.clientToServerKey).equals(Buffer.from(readConnectToken(b).clientToServerKey))).toBe(false)
     expect(Buffer.from(read.serverToClientKey).equals(Buffer.from(readConnectToken(b).serverToClientKey))).toBe(false)
     expect(Buffer.from(read.clientToServerKey).equals(Buffer.from(read.serverToClientKey))).toBe(false)
-    // The native reader agrees on every field.
-    expect(loadAddon().netcode.readConnectToken(a)).toMatchObject({ timeoutSeconds: 10, serverAddresses: ['10.0.0.1:1', '[fe80::1:2:3]:65535'] })
   })
 
   it('makes a token that never expires from expireSeconds -1, as the reference does (expiry 2^64 - 1)', async () => {
     const token = await generateConnectToken({ ...base, expireSeconds: -1 })
     expect(readConnectToken(token).expireTimestamp).toBe(2n ** 64n - 1n)
-    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ expireTimestamp: 2n ** 64n - 1n })
   })
 
   it('round-trips through base64, and generateKey gives 32 random bytes', async () => {
@@ -145,18 +142,15 @@ describe('readConnectToken', () => {
     expect(() => formatServerAddress(undefined as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => formatServerAddress('10.0.0.1:1' as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }))
     expect(() => formatServerAddress({ family: 4, bytes: new Uint8Array(16), port: 1 })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }))
-    expect(loadAddon().netcode.readConnectToken(count)).toBeNull()
   })
 
   it('reads what the public part says: a negative timeout, a token created after it expires refused', async () => {
     const token = await generateConnectToken({ ...base, timeoutSeconds: -1 })
     expect(readConnectToken(token).timeoutSeconds).toBe(-1)
-    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ timeoutSeconds: -1 })
     const late = token.slice()
     late.set(late.subarray(29, 37), 21) // create timestamp := expire timestamp + 1
     new DataView(late.buffer).setBigUint64(21, new DataView(late.buffer).getBigUint64(29, true) + 1n, true)
     expect(() => readConnectToken(late)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_CONNECT_TOKEN', message: expect.stringMatching(/created after it expires/) }))
-    expect(loadAddon().netcode.readConnectToken(late)).toBeNull()
   })
 
   it('reads a token inside a larger buffer (a pooled Buffer) and one made in another realm', async () => {
@@ -201,7 +195,6 @@ describe('readConnectToken', () => {
     const token = encodeConnectToken(sodium, { ...base, serverAddresses, userData: new Uint8Array([1, 2, 3]) })
     const read = readConnectToken(token)
     expect(read.serverAddresses.map(formatServerAddress)).toEqual(serverAddresses)
-    expect(loadAddon().netcode.readConnectToken(token)).toMatchObject({ serverAddresses })
     const opened = openPrivateConnectToken(sodium, read.privateData, read.protocolId, read.expireTimestamp, read.nonce, privateKey)
     expect(opened?.serverAddresses.map(formatServerAddress)).toEqual(serverAddresses)
     expect(opened?.userData).toEqual(Uint8Array.from({ length: 256 }, (_, i) => (i < 3 ? i + 1 : 0)))
@@ -222,10 +215,7 @@ describe('connectTokenFromBase64', () => {
 })
 
 describe('server addresses', () => {
-  it('in a token are destinations, in TypeScript and native alike: no wildcard, broadcast or multicast', async () => {
-    const native = loadAddon().netcode
-    const nativeToken = (address: string) => () =>
-      native.generateConnectToken({ ...base, serverAddresses: [address], userData: new Uint8Array(256), clientToServerKey: new Uint8Array(32).fill(1), serverToClientKey: new Uint8Array(32).fill(2), nonce: new Uint8Array(24), createTimestamp: 1n, expireTimestamp: 100n })
+  it('in a token are destinations: no wildcard, broadcast or multicast (the native codec agrees: connect-token-native)', async () => {
     const refused = {
       '0.0.0.0:40000': 'the unspecified address',
       '0.1.2.3:40000': 'an address in 0.0.0.0/8',
@@ -240,12 +230,10 @@ describe('server addresses', () => {
     for (const [address, why] of Object.entries(refused)) {
       const failure = await generateConnectToken({ ...base, serverAddresses: ['127.0.0.1:1', address] }).catch((error: unknown) => error)
       expect(failure, address).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: `Server address '${address}' (the "serverAddresses[1]" option) is ${why}, which a client cannot send to: give the address clients reach the server at` })
-      expect(nativeToken(address), address).toThrow(/does not parse as a destination/)
     }
     // Their neighbours are destinations, and so is every unicast IPv6 address, link-local and loopback too.
     for (const address of ['1.0.0.0:1', '223.255.255.255:1', '240.0.0.1:1', '255.255.255.254:1', '[::1]:1', '[::2]:1', '[fe80::1]:1', '[::ffff:1.2.3.4]:1', '[feff::1]:1']) {
       expect(readConnectToken(await generateConnectToken({ ...base, serverAddresses: [address] })).serverAddresses.map(formatServerAddress), address).toEqual([address])
-      expect(nativeToken(address), address).not.toThrow()
     }
   })
 

@@ -1,12 +1,12 @@
 // The connection defaults are written once in each language: native/protocol/netcode/constants.h for the cores'
 // configs, src/protocol/netcode/constants.ts for Server, Client and the command line. The two must agree.
 import { describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { netcodeDefaults } from '../../src/protocol/netcode/constants.ts'
 
 describe('netcode defaults', () => {
   it("are the native cores' own: a default ServerConfig's and ClientConfig's", () => {
-    const native = loadAddon().netcode.defaults
+    const native = loadTestingAddon().netcode.defaults
     const us = (ms: number): number => ms * 1000
     expect(native).toEqual({
       requestIntervalUs: us(netcodeDefaults.requestIntervalMs),

@@ -5,12 +5,12 @@
 // tampering; where JavaScript cannot see (in place, no plaintext written on failure, sizes out of range,
 // RFC 8439's example), test/netcode/aead-harness.toolchain.test.ts checks it with a C++ program.
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { hex, specNonce, specPacketAd } from './spec.ts'
 
-const native = loadAddon().netcode
+const native = loadTestingAddon().netcode
 let sodium: Sodium
 beforeAll(async () => {
   sodium = await loadSodium()

@@ -1,7 +1,7 @@
 // The native server core's private keys, checked by a small C++ program built here
 // (test/engine/harness/private_keys_check.cc): no copy of a key is left in its memory once the key is gone,
 // and requests opened under the current key or under one in its grace allocate nothing. It needs g++ and
-// libsodium-dev, so it runs with npm run test:toolchain, not npm test (test/netcode/private-keys.test.ts holds the rest).
+// libsodium-dev (test/netcode/private-keys.toolchain.test.ts: the rest, through the test bindings).
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'

@@ -3,10 +3,10 @@
 // one by one: the same events, byte for byte, and the same state, over a seeded stream of datagrams and calls
 // (honest handshakes and traffic, and their datagrams mutated, replayed, sent from other addresses, out of time).
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from './codecs/packets.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import { seededRandom } from '../helpers.ts'
 import type { ServerCoreBinding, ServerCoreOptions, ServerEvent } from './core-bindings.ts'
@@ -55,7 +55,7 @@ function run(seed: number, steps: number): Coverage {
   const random = seededRandom(seed)
   const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)]!
   const options: ServerCoreOptions = { protocolId, privateKey, publicAddress: serverAddress, maxClients: 3, challengeKey: fill(32, 0x17), keepAliveIntervalUs: 100_000 }
-  const NativeCore = (loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => ServerCoreBinding }).ServerCore
+  const NativeCore = (loadTestingAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => ServerCoreBinding }).ServerCore
   const single = new NativeCore(options)
   const batched = new NativeCore(options)
   const clients = [honestClient(1, '127.0.0.1:50001', 2), honestClient(2, '127.0.0.1:50002', 5), honestClient(3, '10.0.0.3:50003', -1), honestClient(4, '[::1]:50004', 3)]

@@ -1,6 +1,6 @@
 // The native server core driven by small C++ programs built here (test/engine/harness/): what it leaves in
 // memory it gives back, and what it allocates. They need g++ and libsodium-dev, so they run with
-// npm run test:toolchain, not npm test (test/netcode/server-core.test.ts holds the rest).
+// npm run test:toolchain (test/netcode/server-core.toolchain.test.ts: the rest, through the test bindings).
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'

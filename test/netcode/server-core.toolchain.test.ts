@@ -2,10 +2,10 @@
 // TypeScript codec: every check of the standard, in order, and what the server sends (or, for bad input,
 // does not send).
 import { beforeAll, describe, expect, it } from 'vitest'
-import { loadAddon } from '../../src/engine/native/addon.ts'
+import { loadTestingAddon } from '../testing-addon.ts'
 import { encodeConnectToken, readConnectToken } from '../../src/protocol/netcode/connect-token.ts'
 import { PacketType } from '../../src/protocol/netcode/constants.ts'
-import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from '../../src/protocol/netcode/packets.ts'
+import { encryptPacket, readEncryptedPacket, writeConnectionRequest } from './codecs/packets.ts'
 import { type Sodium, loadSodium } from '../../src/protocol/netcode/sodium.ts'
 import type { ServerCoreBinding as Core, ServerCoreOptions, ServerEvent as Event } from './core-bindings.ts'
 import { fill } from './spec.ts'
@@ -26,7 +26,7 @@ type ServerOptions = Partial<Pick<ServerCoreOptions, 'maxClients' | 'layerAboveE
 const serverCoreOptions = (options: ServerOptions): ServerCoreOptions => ({ protocolId, privateKey, publicAddress: serverAddress, maxClients: 4, challengeKey: fill(32, 0x21), ...options })
 
 function server(options: ServerOptions = {}): Core {
-  const { ServerCore } = loadAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => Core }
+  const { ServerCore } = loadTestingAddon().netcode as unknown as { ServerCore: new (o: ServerCoreOptions) => Core }
   return new ServerCore(serverCoreOptions(options))
 }
 

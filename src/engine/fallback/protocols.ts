@@ -53,10 +53,17 @@ export class FallbackProtocol {
 
   /**
    * boundPort: the port the socket bound (a server's publicAddress ending in ':0' stands for it). Throws the
-   * TypeError or RangeError the native engine throws for a request it refuses.
+   * TypeError or RangeError the native engine throws for a request it refuses. cores: the process's module, or
+   * another instance (a test's, of a testing build).
    */
-  constructor(protocol: NativeServerProtocol | NativeClientProtocol, boundPort: number, socketIsV6: boolean, output: ProtocolOutput, nowUs: number) {
-    const cores = loadCores()
+  constructor(
+    protocol: NativeServerProtocol | NativeClientProtocol,
+    boundPort: number,
+    socketIsV6: boolean,
+    output: ProtocolOutput,
+    nowUs: number,
+    cores: Cores = loadCores(),
+  ) {
     const api = cores.exports
     this.#cores = cores
     this.#output = output
@@ -281,10 +288,13 @@ export class FallbackProtocol {
   #host(name: Pointer): string {
     const { heap, view, datagram } = this.#cores
     if (view.getUint16(name, true) === datagram.afInet) return formatIpv4(heap, name + 4)
-    const address = heap.subarray(name + 8, name + 28) // sin6_addr, then sin6_scope_id
-    if (this.#lastV6Host === '' || address.some((b, i) => b !== this.#lastV6[i])) {
-      this.#lastV6.set(address)
-      this.#lastV6Host = javascriptIp.formatIp(address.subarray(0, 16), 6, view.getUint32(name + 24, true))
+    // sin6_addr, then sin6_scope_id: compared with the last ones in place, with no view or closure per datagram.
+    const at = name + 8
+    let same = this.#lastV6Host !== ''
+    for (let i = 0; same && i < 20; i++) same = heap[at + i] === this.#lastV6[i]
+    if (!same) {
+      this.#lastV6.set(heap.subarray(at, at + 20))
+      this.#lastV6Host = javascriptIp.formatIp(this.#lastV6.subarray(0, 16), 6, view.getUint32(name + 24, true))
     }
     return this.#lastV6Host
   }

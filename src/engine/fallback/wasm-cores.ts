@@ -87,7 +87,7 @@ let cores: Cores | undefined
 
 /** The process's module, instantiated at the first call (synchronously: some milliseconds). */
 export function loadCores(): Cores {
-  cores ??= instantiate()
+  cores ??= instantiateCores(coresPath())
   return cores
 }
 
@@ -106,11 +106,11 @@ function randomSource(): () => number {
   }
 }
 
-function instantiate(): Cores {
+/** A new instance of the module at `path` (loadCores()'s, or another build of it: tests load a testing build). */
+export function instantiateCores(path: string): Cores {
   if (typeof (globalThis as { WebAssembly?: unknown }).WebAssembly !== 'object') {
     throw new VolleyError('ERR_CRYPTO_UNAVAILABLE', "the fallback engine's protocol cores and their crypto are WebAssembly, which this Node does not run (node --jitless)")
   }
-  const path = coresPath()
   if (!existsSync(path)) {
     throw new VolleyError('ERR_CORES_NOT_FOUND', `the fallback engine's protocol cores are missing: ${path} (npm run build:wasm makes them)`)
   }

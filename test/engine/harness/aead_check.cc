@@ -2,7 +2,7 @@
 // directly and against RFC 8439's example, where JavaScript cannot see: every plaintext size 0..1200 with
 // associated data of 0, 22 and other sizes, sealed and opened apart and in place; forgeries refused with no
 // plaintext written (the output left as it was, or zeroed by libsodium); sizes out of range refused with
-// nothing written. Built with ASan and UBSan by test/netcode/packet-aead.test.ts; prints one JSON object.
+// nothing written. Built with ASan and UBSan by test/netcode/aead-harness.toolchain.test.ts; prints one JSON object.
 #include <sodium.h>
 
 #include <cstdint>

@@ -2,7 +2,7 @@
 // churn needs: eight clients connect (real ClientCores) and are disconnected, three times over, and the
 // third time's disconnects and farewell packets are counted through a replaced operator new. The queue
 // was a std::deque, which allocated a block for about every five packets as it turned over. Prints JSON,
-// for test/netcode/server-core.test.ts.
+// for test/netcode/server-core.toolchain.test.ts.
 #include <sodium.h>
 
 #include <cstdio>

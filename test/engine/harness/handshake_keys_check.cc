@@ -1,5 +1,5 @@
 // A server core holding many handshakes at once: no memory it gives back holds one of their keys. Freed
-// blocks are scanned through a replaced operator delete, for test/netcode/server-core.test.ts. Prints JSON.
+// blocks are scanned through a replaced operator delete, for test/netcode/server-core.toolchain.test.ts. Prints JSON.
 #include <sodium.h>
 
 #include <cstdio>

@@ -1,8 +1,9 @@
+// An independent TypeScript codec of native/protocol/netcode/challenge_token.cc, for tests (never shipped).
 // Challenge tokens: the server's proof, sealed under a key only it knows, that a client reached it from
 // the address it claims. 300 bytes: client id, user data, zero padding, MAC.
-import { sizes } from './constants.ts'
-import type { Sodium } from './sodium.ts'
-import { Reader, Writer, sequenceNonce } from './wire.ts'
+import { sizes } from '../../../src/protocol/netcode/constants.ts'
+import type { Sodium } from '../../../src/protocol/netcode/sodium.ts'
+import { Reader, Writer, sequenceNonce } from '../../../src/protocol/netcode/wire.ts'
 
 export interface ChallengeToken {
   clientId: bigint

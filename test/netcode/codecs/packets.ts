@@ -1,13 +1,15 @@
+// An independent TypeScript codec of what native/protocol/netcode/packet.cc reads and writes, for tests and
+// benchmarks to craft and check packets with (never shipped: the engines use the C++ one).
 // netcode 1.02 packets: the plaintext connection request, and the encrypted packets (denied, challenge,
 // response, keep-alive, payload, disconnect) with their prefix byte, variable-length sequence and MAC.
 // Readers follow the standard's steps in order and say why a packet was dropped; they never throw on
 // bytes from the network.
-import { PacketType, sizes, versionInfo } from './constants.ts'
-import { type ConnectToken, type PrivateConnectToken, openPrivateConnectToken } from './connect-token.ts'
-import type { TokenKeys } from './private-keys.ts'
+import { PacketType, sizes, versionInfo } from '../../../src/protocol/netcode/constants.ts'
+import { type ConnectToken, type PrivateConnectToken, openPrivateConnectToken } from '../../../src/protocol/netcode/connect-token.ts'
+import type { TokenKeys } from '../../../src/protocol/netcode/private-keys.ts'
 import type { ReplayProtection } from './replay-protection.ts'
-import type { Sodium } from './sodium.ts'
-import { Reader, Writer, equalBytes, sequenceNonce } from './wire.ts'
+import type { Sodium } from '../../../src/protocol/netcode/sodium.ts'
+import { Reader, Writer, equalBytes, sequenceNonce } from '../../../src/protocol/netcode/wire.ts'
 
 export type DropReason = 'malformed' | 'unexpected-type' | 'replayed' | 'too-old' | 'decryption-failed' | 'wrong-protocol' | 'expired' | 'token-refused'
 

@@ -1,7 +1,8 @@
+// An independent TypeScript model of native/protocol/netcode/replay_window.h, for tests (never shipped).
 // Replay protection for one direction of one connection: a packet older than the window, or one
 // already seen in it, is refused. The window only advances after a packet has decrypted.
-import { maxUint64 } from '../../util/bytes.ts'
-import { sizes } from './constants.ts'
+import { maxUint64 } from '../../../src/util/bytes.ts'
+import { sizes } from '../../../src/protocol/netcode/constants.ts'
 
 // Below every sequence: 2^64 - 1 is a sequence a peer may send, so it cannot mark an empty entry.
 const empty = -1n
