@@ -1,9 +1,10 @@
 import { defineConfig } from 'vitest/config'
 
 /**
- * Suites that build C or C++ programs of their own (g++, gcc, libsodium-dev), load the test bindings' addon
- * (`npm run build:native` builds it) or read binaries (objdump): not in npm test, which needs nothing but npm
- * install; npm run test:toolchain runs them (vitest.toolchain.config.ts).
+ * Suites that build C or C++ programs of their own (g++, gcc, libsodium-dev; emscripten for a testing build of
+ * the WebAssembly cores), load the test bindings' addon (`npm run build:native` builds it) or read binaries
+ * (objdump): not in npm test, which needs nothing but npm install; npm run test:toolchain runs them
+ * (vitest.toolchain.config.ts).
  */
 export const toolchainSuites = 'test/**/*.toolchain.test.ts'
 
