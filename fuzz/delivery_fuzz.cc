@@ -27,7 +27,6 @@ namespace {
 using volley::delivery::ChannelMode;
 using volley::delivery::DeliveryConfig;
 using volley::delivery::DeliveryCore;
-using volley::delivery::DeliverySink;
 using volley::delivery::SendResult;
 using volley::fuzz::DeliveredMessages;
 using volley::fuzz::Fail;
@@ -37,23 +36,34 @@ using volley::fuzz::Tampered;
 
 constexpr size_t kMaxQueued = 512;  // packets waiting on each direction of the link
 
-// One side's sink: the packets its core sends (the link towards the other side), and the messages its
-// core delivers, checked against what the other side sent.
-struct Side : DeliverySink {
+// One side: its core, the packets the core sends (the link towards the other side), and the messages it
+// delivers, checked against what the other side sent.
+struct Side {
+  DeliveryCore core;
   std::deque<std::vector<uint8_t>> packets;  // sent by this side's core, not yet carried
   std::vector<uint8_t> last;                 // the newest of them, for tampering
   DeliveredMessages delivered;               // `unchecked` once something forged reached this side
 
-  explicit Side(const DeliveryConfig* config) : delivered(config) {}
+  Side(const DeliveryConfig& config, const DeliveryConfig* checked, const uint8_t* skipKey)
+      : core(config, skipKey), delivered(checked) {}
 
-  void SendPacket(const uint8_t* data, size_t size) override {
-    last.assign(data, data + size);
-    if (packets.size() == kMaxQueued) packets.pop_front();
-    packets.push_back(last);
+  // The packets due now, onto the link.
+  void PollPackets(uint64_t now) {
+    volley::delivery::SendDuePackets(core, now, [this](const uint8_t* data, size_t size) {
+      last.assign(data, data + size);
+      if (packets.size() == kMaxQueued) packets.pop_front();
+      packets.push_back(last);
+    });
   }
-  void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
-    delivered.Check(channel, data, size);
-    if (owned != nullptr) std::vector<uint8_t>().swap(*owned);  // taken and freed, as the engine may: the core must not need it after
+  // A packet for this side's core, and the messages it delivers.
+  void Receive(const uint8_t* data, size_t size, uint64_t now) {
+    core.Receive(data, size, now);
+    while (volley::delivery::DeliveredMessage* message = core.PollMessage()) {
+      delivered.Check(message->channel, message->data, message->size);
+      // Taken and freed, as the engine may: the core must not need them after.
+      std::vector<uint8_t>().swap(message->joined);
+      message->block.reset();
+    }
   }
 };
 
@@ -69,7 +79,7 @@ void SendMessage(DeliveryCore& from, Side& to, const DeliveryConfig& config, uin
 
 // Moves up to `count` packets from one direction of the link to a core: each is dropped, delivered,
 // delivered twice, or put back at the end of the queue (reordered), as the input says.
-void Carry(FuzzInput& in, Side& link, DeliveryCore& to, uint64_t now) {
+void Carry(FuzzInput& in, Side& link, Side& to, uint64_t now) {
   const int count = in.Byte() % 16;
   for (int i = 0; i < count && !link.packets.empty(); ++i) {
     std::vector<uint8_t> packet = std::move(link.packets.front());
@@ -139,12 +149,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // The same settings on both sides, in the two roles a client and its server take.
   DeliveryConfig configB = config;
   configB.followsPings = !config.followsPings;
-  Side a(&config), b(&config);
   // Each skips packet numbers, as an engine's cores do, by keys of their own.
   uint8_t keyA[volley::delivery::kPacketSkipKeyBytes], keyB[volley::delivery::kPacketSkipKeyBytes];
   for (size_t i = 0; i < sizeof(keyA); ++i) keyA[i] = static_cast<uint8_t>(shape + i), keyB[i] = static_cast<uint8_t>(~shape + i);
-  DeliveryCore coreA(config, &a, keyA);   // sends into a.packets, towards B
-  DeliveryCore coreB(configB, &b, keyB);  // sends into b.packets, towards A
+  Side a(config, &config, keyA);   // sends into a.packets, towards B
+  Side b(configB, &config, keyB);  // sends into b.packets, towards A
+  DeliveryCore& coreA = a.core;
+  DeliveryCore& coreB = b.core;
   uint64_t now = 1000000;
 
   while (!in.empty()) {
@@ -166,25 +177,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         now = (step & 1) && due > now && due - now < 60000000 ? due : now + step;
         // A timer that stays due makes the engine's thread spin. One due again at once is fine (the loss
         // timer runs before the probe timeout when both are late): a few turns must clear them.
-        for (DeliveryCore* core : {&coreA, &coreB}) {
+        for (Side* side : {&a, &b}) {
           int turns = 0;
           do {
-            core->Update(now);
-          } while (core->NextDeadlineUs(now) <= now && ++turns < 4);
-          if (core->NextDeadlineUs(now) <= now) Fail("a timer still due after four turns");
+            side->core.Update(now);
+            side->PollPackets(now);
+          } while (side->core.NextDeadlineUs(now) <= now && ++turns < 4);
+          if (side->core.NextDeadlineUs(now) <= now) Fail("a timer still due after four turns");
         }
         break;
       }
-      case 3: coreA.Flush(now); coreB.Flush(now); break;
-      case 4: Carry(in, a, coreB, now); break;
-      case 5: Carry(in, b, coreA, now); break;
+      case 3: a.PollPackets(now); b.PollPackets(now); break;
+      case 4: Carry(in, a, b, now); break;
+      case 5: Carry(in, b, a, now); break;
       case 6:    // forged bytes to B
       case 7: {  // forged bytes to A
         Side& side = op == 6 ? b : a;
         size_t length = 0;
         const uint8_t* bytes = in.Bytes(1300, &length);
         side.delivered.unchecked = true;
-        (op == 6 ? coreB : coreA).Receive(bytes, length, now);
+        side.Receive(bytes, length, now);
         break;
       }
       case 8:    // A's newest packet, tampered with, to B
@@ -194,7 +206,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (from.last.empty()) break;
         const std::vector<uint8_t> packet = Tampered(in, from.last);
         to.delivered.unchecked = true;
-        (op == 8 ? coreB : coreA).Receive(packet.data(), packet.size(), now);
+        to.Receive(packet.data(), packet.size(), now);
         break;
       }
       case 10:    // well-formed forged frames to B
@@ -202,7 +214,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Side& side = op == 10 ? b : a;
         const std::vector<uint8_t> packet = ForgedFrames(in, config);
         side.delivered.unchecked = true;
-        (op == 10 ? coreB : coreA).Receive(packet.data(), packet.size(), now);
+        side.Receive(packet.data(), packet.size(), now);
         break;
       }
     }

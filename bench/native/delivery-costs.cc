@@ -2,7 +2,8 @@
 // with a counting operator new: the time per packet and the allocations as the channel count, the window
 // and a hostile peer's frames grow. They look for costs that scale (x10 input, x10 time), not for small
 // differences: this machine is noisy. From the repository's root:
-//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc native/protocol/delivery/delivery_*.cc -l:libsodium.a
+//   g++ -std=c++17 -O2 -Wall -Wextra -Inative -o bench/.build/delivery-costs bench/native/delivery-costs.cc \
+//       native/protocol/delivery/delivery_*.cc native/protocol/delivery/reassembly_budget.cc -l:libsodium.a
 //   bench/.build/delivery-costs [steady|idle|ack|frag|pong|fragsteady|ackwindow|timer|refused|drained|all]
 #include <chrono>
 #include <cstdio>
@@ -23,8 +24,9 @@ static double NowNs() {
   return std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// A sink that keeps packets in a fixed ring of buffers (no allocation in steady state).
-struct Sink : DeliverySink {
+// Where a core's packets go: a fixed ring of buffers (no allocation in steady state); and a count of the
+// messages it delivered.
+struct Sink {
   struct Pkt {
     size_t size;
     uint8_t data[1200];
@@ -33,14 +35,31 @@ struct Sink : DeliverySink {
   size_t count = 0;
   uint64_t messages = 0;
   Sink() { packets.resize(8192); }
-  void SendPacket(const uint8_t* data, size_t size) override {
+  void SendPacket(const uint8_t* data, size_t size) {
     if (count < packets.size()) {
       packets[count].size = size;
       std::memcpy(packets[count].data, data, size);
       ++count;
     }
   }
-  void Message(uint8_t, const uint8_t*, size_t, std::vector<uint8_t>*) override { ++messages; }
+};
+
+// A core polled as the engine polls it: its messages after each packet received, its packets after each
+// Flush or Update.
+struct Core : DeliveryCore {
+  Sink& sink;
+  Core(const DeliveryConfig& config, Sink* out, const uint8_t* skipKey) : DeliveryCore(config, skipKey), sink(*out) {}
+  void Receive(const uint8_t* data, size_t size, uint64_t now) {
+    DeliveryCore::Receive(data, size, now);
+    while (PollMessage() != nullptr) ++sink.messages;
+  }
+  void Flush(uint64_t now) {
+    SendDuePackets(*this, now, [this](const uint8_t* data, size_t size) { sink.SendPacket(data, size); });
+  }
+  void Update(uint64_t now) {
+    DeliveryCore::Update(now);
+    Flush(now);
+  }
 };
 
 static void Varint(std::vector<uint8_t>& out, uint64_t v) {
@@ -59,7 +78,7 @@ static DeliveryConfig Config(size_t channels, ChannelMode mode, bool follows) {
 }
 
 // Moves every packet a sink holds to a core.
-static void Pump(Sink& fromSink, DeliveryCore& to, uint64_t now) {
+static void Pump(Sink& fromSink, Core& to, uint64_t now) {
   for (size_t i = 0; i < fromSink.count; ++i) to.Receive(fromSink.packets[i].data, fromSink.packets[i].size, now);
   fromSink.count = 0;
 }
@@ -78,7 +97,7 @@ static std::vector<std::vector<uint8_t>> ForgedPackets(int count, uint64_t first
 }
 
 // Nanoseconds per packet for `core` to receive them all.
-static double ReceiveAll(DeliveryCore& core, const std::vector<std::vector<uint8_t>>& packets, uint64_t now) {
+static double ReceiveAll(Core& core, const std::vector<std::vector<uint8_t>>& packets, uint64_t now) {
   const double t0 = NowNs();
   for (const std::vector<uint8_t>& packet : packets) core.Receive(packet.data(), packet.size(), now);
   return (NowNs() - t0) / static_cast<double>(packets.size());
@@ -90,7 +109,7 @@ static const uint8_t kSkipKeyB[volley::delivery::kPacketSkipKeyBytes] = {16, 15,
 
 struct Pair {
   Sink sa, sb;
-  DeliveryCore a, b;  // a: client (leads pings), b: server
+  Core a, b;  // a: client (leads pings), b: server
   uint64_t now = 1000000;
   Pair(size_t channels, ChannelMode mode, uint64_t serverReassemblyBytes = DeliveryConfig{}.reassemblyBytes)
       : a(Config(channels, mode, false), &sa, kSkipKeyA), b(ServerConfig(Config(channels, mode, true), serverReassemblyBytes), &sb, kSkipKeyB) {
@@ -375,7 +394,7 @@ static uint64_t HeldCost(uint64_t length) { return DeliveryCore::HeldCost(length
 
 // Two reliable messages on channel 0 after one never sent fill the reassembly bound but for `room` bytes, for good.
 template <typename MakePacket>
-static void FillBound(DeliveryCore& core, const DeliveryConfig& config, MakePacket& packet, uint64_t room, uint64_t now) {
+static void FillBound(Core& core, const DeliveryConfig& config, MakePacket& packet, uint64_t room, uint64_t now) {
   const uint64_t bound = config.maxMessageBytes + (config.reassemblyBytes != 0 ? config.reassemblyBytes : uint64_t{1} << 20);
   uint64_t second = bound - HeldCost(uint64_t{1} << 20) - room;  // what fills the bound to the byte, its own flags and overhead too
   while (HeldCost(second) > bound - HeldCost(uint64_t{1} << 20) - room) --second;
@@ -391,7 +410,7 @@ static void RefusedStarts(size_t channels, bool keptGoing) {
   DeliveryConfig config = Config(channels, ChannelMode::kUnreliable, true);
   config.channels[0] = ChannelMode::kReliable;
   Sink sink;
-  DeliveryCore core(config, &sink, nullptr);
+  Core core(config, &sink, nullptr);
   uint64_t number = 0;
   const auto packet = [&] { return PeerPacket(config, number++); };
   const uint64_t now = 10000000;
@@ -426,7 +445,7 @@ static void AppendMessage(std::vector<uint8_t>& out, size_t channel, uint64_t se
 static void DrainedQueues(size_t channels) {
   DeliveryConfig config = Config(channels, ChannelMode::kReliable, true);
   Sink sink;
-  DeliveryCore core(config, &sink, nullptr);
+  Core core(config, &sink, nullptr);
   uint64_t number = 0;
   const auto packet = [&] { return PeerPacket(config, number++); };
   const uint64_t now = 10000000;

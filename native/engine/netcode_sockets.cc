@@ -98,6 +98,13 @@ void DeliveryLink::ReportQueue(ProtocolOutput& output, uint64_t queueLimitBytes)
   }
 }
 
+void DeliveryLink::ReportMessages(ProtocolOutput& output) {
+  if (!settingsReported) ReportSettings(output);
+  while (delivery::DeliveredMessage* message = core.PollMessage()) {
+    output.Payload(message->channel, peer_, message->data, message->size, message->joined.empty() ? nullptr : &message->joined);
+  }
+}
+
 bool DeliveryLink::ReportSettings(ProtocolOutput& output) {
   const delivery::PeerSettings& settings = core.peerSettings();
   if (!settingsReported && settings.known) {
@@ -193,7 +200,7 @@ void NetcodeServerProtocol::EndBatch(const netcode::Clock& now) {
   for (uint32_t peer : dirty_) {
     if (!links_[peer]) continue;
     links_[peer]->dirty = false;
-    links_[peer]->core.Flush(LocalUs(now));
+    SendDue(peer);
     AfterDelivery(peer);
   }
   dirty_.clear();
@@ -206,7 +213,10 @@ void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
     if (peer >= links_.size() || !links_[peer] || links_[peer]->ending == 0) continue;
     // The client may not have found the mismatch yet (the packets with this side's settings lost): it
     // learns why from these, not only that it was disconnected.
-    if (links_[peer]->ending != kDisconnectReassemblyStalled) links_[peer]->core.AnnounceSettings(LocalUs(now), kMismatchAnnouncements);
+    if (links_[peer]->ending != kDisconnectReassemblyStalled) {
+      links_[peer]->core.AnnounceSettings(kMismatchAnnouncements);
+      SendDue(peer);
+    }
     core_.Disconnect(peer, now);  // Disconnected() names the reason
   }
   mismatched_.clear();
@@ -263,7 +273,7 @@ void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const n
   std::memcpy(data, &clientId, 8);
   std::memcpy(data + 8, userData, netcode::kUserDataBytes);
   if (delivery_.enabled) {
-    links_[index] = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), index, delivery_.config, budget_.get());
+    links_[index] = std::make_unique<DeliveryLink>(index, delivery_.config, budget_.get());
     links_[index]->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(&core_.peerCounters(), index);
   }
@@ -283,10 +293,14 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
   }
   DeliveryLink& link = *links_[index];
   link.core.Receive(data, size, LocalUs(now_));
+  link.ReportMessages(output);
   // Marked at once, so that whatever ends the connection (a disconnect later in the same batch) names the
-  // mismatch; EndMismatched disconnects it, outside the core's callbacks.
+  // mismatch; EndMismatched disconnects it, outside the netcode core's callbacks.
   if (link.ReportSettings(output) && link.BeginEnding(kDisconnectChannelsMismatch)) mismatched_.push_back(index);
-  MarkDirty(index);  // flushed once the whole receive batch is in (EndBatch)
+  if (budget_) {
+    while (const delivery::DeliveryCore* evicted = budget_->PollStalled()) EndStalled(evicted->connection());
+  }
+  MarkDirty(index);  // its packets go once the whole receive batch is in (EndBatch)
 }
 
 uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
@@ -298,26 +312,19 @@ void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now)
   now_ = now;
   DeliveryLink& link = *links_[index];
   link.core.Update(LocalUs(now));
+  if (link.core.stalled()) EndStalled(index);
+  SendDue(index);
   // EndMismatched disconnects it, after the core's timers.
   if (link.SettingsLate(LocalUs(now)) && link.BeginEnding(kDisconnectSettingsLate)) mismatched_.push_back(index);
   AfterDelivery(index);
 }
 
-void NetcodeServerProtocol::SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) {
-  core_.SendPayload(peer, data, size, now_);
+void NetcodeServerProtocol::SendDue(uint32_t peer) {
+  delivery::SendDuePackets(links_[peer]->core, LocalUs(now_),
+                           [this, peer](const uint8_t* data, size_t size) { core_.SendPayload(peer, data, size, now_); });
 }
 
-void NetcodeServerProtocol::DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size,
-                                           std::vector<uint8_t>* owned) {
-  // The peer's settings reach JavaScript before its first message, which came in the same packet (the
-  // server announces a peer once its settings are in).
-  DeliveryLink& link = *links_[peer];
-  if (!link.settingsReported) link.ReportSettings(output);
-  output.Payload(channel, peer, data, size, owned);
-}
-
-void NetcodeServerProtocol::LinkStalled(uint32_t peer) {
-  // Possibly from within another peer's core (the budget evicted this one): EndMismatched disconnects it.
+void NetcodeServerProtocol::EndStalled(uint32_t peer) {
   if (peer < links_.size() && links_[peer] && links_[peer]->BeginEnding(kDisconnectReassemblyStalled)) mismatched_.push_back(peer);
 }
 
@@ -347,6 +354,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
   // The delivery layer first: a ping due with the keep-alive goes instead of it.
   if (link_) {
     link_->core.Update(LocalUs(now));
+    SendDue();
     if (link_->SettingsLate(LocalUs(now))) link_->BeginEnding(kDisconnectSettingsLate);
     AfterDelivery();
   }
@@ -383,7 +391,7 @@ void NetcodeClientProtocol::EndBatch(const netcode::Clock& now) {
   now_ = now;
   if (!link_ || !link_->dirty) return;
   link_->dirty = false;
-  link_->core.Flush(LocalUs(now));
+  SendDue();
   AfterDelivery();
 }
 
@@ -436,10 +444,10 @@ void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
   }
   if (!delivery_.enabled) return;
   if (state == netcode::ClientState::kConnected) {
-    link_ = std::make_unique<DeliveryLink>(static_cast<DeliveryLink::Owner*>(this), 0, delivery_.config);
+    link_ = std::make_unique<DeliveryLink>(0, delivery_.config);
     link_->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(table_.get(), 0);
-    link_->core.Flush(LocalUs(now_));  // the first ping
+    SendDue();  // the first ping
   } else {
     link_.reset();
   }
@@ -452,25 +460,21 @@ void NetcodeClientProtocol::Payload(const uint8_t* data, size_t size) {
   }
   if (!link_) return;
   link_->core.Receive(data, size, LocalUs(now_));
+  link_->ReportMessages(output);
   if (link_->ReportSettings(output)) link_->BeginEnding(kDisconnectChannelsMismatch);  // marked at once, as the server's (AfterDelivery ends it)
   link_->dirty = true;  // flushed once the whole receive batch is in (EndBatch)
 }
 
-void NetcodeClientProtocol::SendDeliveryPacket(uint32_t, const uint8_t* data, size_t size) {
-  core_.SendPayload(data, size, now_);
-}
-
-void NetcodeClientProtocol::DeliverMessage(uint32_t, uint8_t channel, const uint8_t* data, size_t size,
-                                           std::vector<uint8_t>* owned) {
-  if (!link_->settingsReported) link_->ReportSettings(output);  // ahead of the first message, as the server's
-  output.Payload(channel, 0, data, size, owned);
+void NetcodeClientProtocol::SendDue() {
+  delivery::SendDuePackets(link_->core, LocalUs(now_), [this](const uint8_t* data, size_t size) { core_.SendPayload(data, size, now_); });
 }
 
 void NetcodeClientProtocol::AfterDelivery() {
   delivery::WriteLinkStats(link_->core, delivery_.clock, now_.monotonicUs, &table_->link[0]);
   link_->ReportQueue(output, delivery_.queueLimitBytes);
   if (link_->ending == 0) return;
-  link_->core.AnnounceSettings(LocalUs(now_), kMismatchAnnouncements);  // as the server does
+  link_->core.AnnounceSettings(kMismatchAnnouncements);  // as the server does
+  SendDue();
   core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
 }
 

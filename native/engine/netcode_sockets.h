@@ -28,26 +28,16 @@ struct DeliveryOptions {
   DeliveryClock clock;           // the time the delivery layer reads (set off only by the network simulator)
 };
 
-// One connection's delivery core and the sink that ties it to its netcode connection.
-class DeliveryLink : public delivery::DeliverySink {
+// One connection's delivery core, and what its netcode connection keeps about it.
+class DeliveryLink {
  public:
-  class Owner {
-   public:
-    virtual ~Owner() = default;
-    virtual void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) = 0;
-    virtual void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
-    // The connection's delivery core stalled (DeliverySink::Stalled): it is to end, outside the core's calls.
-    virtual void LinkStalled(uint32_t) {}
-  };
   // Each connection skips packet numbers by a key of its own (delivery::kPacketSkipKeyBytes).
-  DeliveryLink(Owner* owner, uint32_t peer, const delivery::DeliveryConfig& config, delivery::ReassemblyBudget* budget = nullptr)
-      : owner_(owner), peer_(peer), core(config, this, RandomPacketSkipKey().data(), budget) {}
+  DeliveryLink(uint32_t peer, const delivery::DeliveryConfig& config, delivery::ReassemblyBudget* budget = nullptr)
+      : peer_(peer), core(config, RandomPacketSkipKey().data(), budget, peer) {}
   static std::array<uint8_t, delivery::kPacketSkipKeyBytes> RandomPacketSkipKey();
-  void SendPacket(const uint8_t* data, size_t size) override { owner_->SendDeliveryPacket(peer_, data, size); }
-  void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
-    owner_->DeliverMessage(peer_, channel, data, size, owned);
-  }
-  void Stalled() override { owner_->LinkStalled(peer_); }
+  // Hands the messages the last Receive delivered to `output`, after the peer's settings (the first message
+  // comes in the packet that brings them).
+  void ReportMessages(ProtocolOutput& output);
   // A send was refused: a drain record once the queue has room for it. data: the refused message's charge
   // (u32, little-endian; its bytes and its record's overhead), the largest since the last drain counting.
   void WatchRoom(const std::vector<uint8_t>& data);
@@ -91,7 +81,6 @@ class DeliveryLink : public delivery::DeliverySink {
   // The wait for the peer's settings is running: not over, and not stopped by a pause.
   bool WaitsForSettings() const { return ending == 0 && AwaitsSettings() && !settingsPause_.paused(); }
 
-  Owner* owner_;
   uint32_t peer_;
   netcode::TimeoutPause settingsPause_;
 
@@ -110,7 +99,7 @@ class DeliveryLink : public delivery::DeliverySink {
   uint64_t settingsDeadlineUs = UINT64_MAX;
 };
 
-class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink, private DeliveryLink::Owner {
+class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink {
  public:
   NetcodeServerProtocol(const netcode::ServerConfig& config, const uint8_t challengeKey[netcode::kKeyBytes],
                         const DeliveryOptions& delivery);
@@ -136,15 +125,16 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void Payload(uint32_t index, const uint8_t* data, size_t size) override;
   uint64_t PeerDeadlineUs(uint32_t index, const netcode::Clock& now) override;
   void PeerTimer(uint32_t index, const netcode::Clock& now) override;
-  // DeliveryLink::Owner
-  void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
-  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override;
-  void LinkStalled(uint32_t peer) override;
 
+  // Sends the packets the delivery core of `peer` has due.
+  void SendDue(uint32_t peer);
+  // Marks a peer whose delivery core stalled as ending (EndMismatched disconnects it): its own, or one the
+  // reassembly budget evicted during another's receive.
+  void EndStalled(uint32_t peer);
   // After the delivery core of `peer` did something: its link statistics, drain and flushed records, its timer.
   void AfterDelivery(uint32_t peer);
   // Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (outside
-  // the cores' callbacks).
+  // the netcode core's callbacks).
   void EndMismatched(const netcode::Clock& now);
   void MarkDirty(uint32_t peer);
   // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
@@ -161,7 +151,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   netcode::Clock now_;
 };
 
-class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink, private DeliveryLink::Owner {
+class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink {
  public:
   NetcodeClientProtocol(const netcode::ClientConfig& config, const DeliveryOptions& delivery);
 
@@ -182,8 +172,7 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;
   void StateChanged(netcode::ClientState state) override;
   void Payload(const uint8_t* data, size_t size) override;
-  void SendDeliveryPacket(uint32_t peer, const uint8_t* data, size_t size) override;
-  void DeliverMessage(uint32_t peer, uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override;
+  void SendDue();  // the packets the delivery core has due
   // Link statistics, drain and flushed records; a mismatch of channels ends the connection (link_ is gone
   // after it).
   void AfterDelivery();

@@ -68,7 +68,7 @@ class ReassemblyBudgetWrap : public Napi::ObjectWrap<ReassemblyBudgetWrap> {
   Napi::Value RefusalsJs(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), static_cast<double>(budget->refusals())); }
 };
 
-class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public delivery::DeliverySink {
+class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap> {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "DeliveryCore",
@@ -153,13 +153,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
         budget_ = ReassemblyBudgetWrap::Unwrap(budget.As<Napi::Object>())->budget;
       }
     }
-    core_ = std::make_unique<DeliveryCore>(config, this, skipping ? skipKey.data() : nullptr, budget_.get());
-  }
-
-  void SendPacket(const uint8_t* data, size_t size) override { packets_.emplace_back(data, data + size); }
-  void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) override {
-    // Taken when offered, as the engine takes a large message: what the core does after must not need it.
-    messages_.push_back({channel, owned != nullptr ? std::move(*owned) : std::vector<uint8_t>(data, data + size)});
+    core_ = std::make_unique<DeliveryCore>(config, skipping ? skipKey.data() : nullptr, budget_.get());
   }
 
  private:
@@ -185,18 +179,24 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
     if (!info[0].IsTypedArray() || !ReadTime(info[1], &now)) return Throw(info.Env(), "receive(packet, nowUs)");
     const Napi::Uint8Array data = info[0].As<Napi::Uint8Array>();
     core_->Receive(data.Data(), data.ByteLength(), now);
+    // Taken at once, as the engine takes them: some point into the packet.
+    while (delivery::DeliveredMessage* message = core_->PollMessage()) {
+      messages_.push_back({message->channel, message->joined.empty() ? std::vector<uint8_t>(message->data, message->data + message->size)
+                                                                     : std::move(message->joined)});
+    }
     return info.Env().Undefined();
   }
   Napi::Value FlushJs(const Napi::CallbackInfo& info) {
     uint64_t now;
     if (!ReadTime(info[0], &now)) return Throw(info.Env(), "flush(nowUs)");
-    core_->Flush(now);
+    TakePackets(now);
     return info.Env().Undefined();
   }
   Napi::Value UpdateJs(const Napi::CallbackInfo& info) {
     uint64_t now;
     if (!ReadTime(info[0], &now)) return Throw(info.Env(), "update(nowUs)");
     core_->Update(now);
+    TakePackets(now);
     return info.Env().Undefined();
   }
   // take() -> { packets: Uint8Array[], messages: { channel, data }[] } produced since the last take()
@@ -277,7 +277,8 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
   Napi::Value AnnounceSettingsJs(const Napi::CallbackInfo& info) {
     uint64_t now;
     if (!ReadTime(info[0], &now) || !info[1].IsNumber()) return Throw(info.Env(), "announceSettings(nowUs, copies)");
-    core_->AnnounceSettings(now, std::min(16, std::max(0, info[1].As<Napi::Number>().Int32Value())));
+    core_->AnnounceSettings(std::min(16, std::max(0, info[1].As<Napi::Number>().Int32Value())));
+    TakePackets(now);
     return info.Env().Undefined();
   }
   Napi::Value StalledJs(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), core_->stalled()); }
@@ -288,6 +289,11 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap>, public deliv
       case delivery::Mismatch::kNoDeliveryLayer: return Napi::String::New(info.Env(), "no-delivery-layer");
       default: return Napi::String::New(info.Env(), "none");
     }
+  }
+
+  // The packets due now, kept for take().
+  void TakePackets(uint64_t now) {
+    delivery::SendDuePackets(*core_, now, [this](const uint8_t* data, size_t size) { packets_.emplace_back(data, data + size); });
   }
 
   struct Delivered {

@@ -201,13 +201,9 @@ EMSCRIPTEN_KEEPALIVE void vp_records_clear(WasmSocket* socket) {
 // warning to a client without channels, src/api/channels-hint.ts): u32 the largest message, u32 the count, then
 // a u8 mode per channel, into `out`; the bytes written, 0 when it announces none or they do not fit.
 EMSCRIPTEN_KEEPALIVE uint32_t vp_announcement(const uint8_t* packet, uint32_t size, uint8_t* out, uint32_t capacity) {
-  class Ignoring : public volley::delivery::DeliverySink {
-    void SendPacket(const uint8_t*, size_t) override {}
-    void Message(uint8_t, const uint8_t*, size_t, std::vector<uint8_t>*) override {}
-  } sink;
   volley::delivery::DeliveryConfig config;
   config.followsPings = false;
-  volley::delivery::DeliveryCore core(config, &sink, nullptr);
+  volley::delivery::DeliveryCore core(config, nullptr);
   core.Receive(packet, size, 0);
   const volley::delivery::PeerSettings& settings = core.peerSettings();
   const size_t bytes = 8 + settings.channels.size();

@@ -2,8 +2,9 @@
 // inside netcode payload packets, acknowledgements as ranges, retransmission on loss (RFC 9002's packet
 // and time thresholds, probe timeouts), congestion control with pacing (congestion_control.h), fragmentation and
 // reassembly within per-connection memory bounds, ping/pong with clock synchronisation, link statistics.
-// Fed messages from the application, packets from the peer and the time; it gives packets to send and
-// messages to deliver. See wire_format.h for the bytes.
+// Fed messages from the application, packets from the peer and the time; polled for the packets to send
+// (PollPacket), the messages delivered (PollMessage) and its next deadline. It calls nothing out. See
+// wire_format.h for the bytes.
 #pragma once
 
 #include <algorithm>
@@ -79,18 +80,27 @@ enum class Mismatch : uint8_t {
 
 enum class SendResult : uint8_t { kQueued = 0, kQueueFull = 1, kTooLarge = 2, kNoChannel = 3 };
 
-// Called from within the core's own methods. A sink must not call back into the same core: the core
-// holds references into its queues across these calls.
-class DeliverySink {
- public:
-  virtual ~DeliverySink() = default;
-  virtual void SendPacket(const uint8_t* data, size_t size) = 0;  // one netcode payload
-  // owned, when not null, holds the message and nothing else: the sink may move it away rather than copy.
-  virtual void Message(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) = 0;
-  // The connection stalled (DeliveryCore::stalled()): called once, possibly from within another core's
-  // call (its budget evicted this one). The sink ends the connection later, not from here.
-  virtual void Stalled() {}
+// A message Receive() delivered (DeliveryCore::PollMessage).
+struct DeliveredMessage {
+  uint8_t channel = 0;
+  // In the packet given to Receive() (a message that came whole and in order: no copy), or in one of the
+  // buffers below, which the caller may move away (a large message reaches JavaScript with no further copy).
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  std::vector<uint8_t> joined;       // a message reassembled from several blocks, joined
+  std::unique_ptr<uint8_t[]> block;  // a message reassembled in one block
 };
+
+// A packet to send (DeliveryCore::PollPacket): one netcode payload; empty when nothing is due.
+struct PacketView {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  explicit operator bool() const { return size > 0; }
+};
+
+// Packets one drain of PollPacket takes at most (SendDuePackets): a window's worth and more. The rest
+// waits for the next drain; the bound only keeps a fault from looping.
+constexpr int kMaxPacketsPerDrain = 4096;
 
 struct DeliveryStats {
   uint64_t packetsIn = 0, packetsOut = 0, bytesIn = 0, bytesOut = 0;
@@ -127,22 +137,31 @@ class DeliveryCore {
   // packetSkipKey: kPacketSkipKeyBytes random bytes of this connection's own; nullptr skips no packet number.
   // budget: the reassembly memory shared with the server's other connections (it outlives the core);
   // nullptr: none beyond this connection's own bound.
-  DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey, ReassemblyBudget* budget = nullptr);
+  // connection: the owner's name for it, which ReassemblyBudget::PollStalled() gives back with it.
+  DeliveryCore(const DeliveryConfig& config, const uint8_t* packetSkipKey, ReassemblyBudget* budget = nullptr,
+               uint32_t connection = 0);
   ~DeliveryCore();
   DeliveryCore(const DeliveryCore&) = delete;
   DeliveryCore& operator=(const DeliveryCore&) = delete;
 
-  // Queues a message; Flush() sends it. The bytes are copied.
+  // Queues a message; PollPacket() sends it. The bytes are copied.
   SendResult Send(uint8_t channel, const uint8_t* data, size_t size, uint64_t nowUs);
   // The same, taking the bytes over (a large message is not copied again); left as it was when refused.
   SendResult Send(uint8_t channel, std::vector<uint8_t>&& data, uint64_t nowUs);
-  // One delivery packet from the peer (the body of a netcode payload packet).
+  // One delivery packet from the peer (the body of a netcode payload packet). The messages it delivers are
+  // polled (PollMessage) before the next Receive: some point into `data`.
   void Receive(const uint8_t* data, size_t size, uint64_t nowUs);
-  // Sends what congestion control and pacing allow: queued messages, acknowledgements, pings, pongs.
-  void Flush(uint64_t nowUs);
-  // Timers: loss detection, probe timeouts, delayed acknowledgements, pings, fragment expiry; then Flush.
+  // The next message delivered, in order; nullptr once all are taken (their buffers are freed then).
+  DeliveredMessage* PollMessage();
+  // The next packet due now: announced settings, then what congestion control and pacing allow of queued
+  // messages and resends, acknowledgements, pings, pongs. Its bytes stay valid until the next PollPacket of
+  // any core on this thread. Polled until empty after each call that feeds the core (SendDuePackets).
+  PacketView PollPacket(uint64_t nowUs);
+  // Timers: loss detection, probe timeouts, fragment expiry, the stall timer; what they make due
+  // (resends, probes, delayed acknowledgements, pings) is polled after.
   void Update(uint64_t nowUs);
   uint64_t NextDeadlineUs(uint64_t nowUs) const;
+  uint32_t connection() const { return connection_; }
 
   const DeliveryStats& stats() const { return stats_; }
   const PeerSettings& peerSettings() const { return peer_; }
@@ -153,10 +172,10 @@ class DeliveryCore {
   // budget evicted this connection's messages to make room for others' while it sent none of them: what it
   // held is freed, nothing more is received, and the connection should end.
   bool stalled() const { return stalled_; }
-  // Sends this side's settings in packets of their own (`copies` of them), whether or not the peer has
-  // them: before a connection ends for a mismatch, so that the peer, which may not have found it yet,
-  // learns why.
-  void AnnounceSettings(uint64_t nowUs, int copies);
+  // Makes the next `copies` packets polled this side's settings in packets of their own, whether or not the
+  // peer has them: before a connection ends for a mismatch, so that the peer, which may not have found it
+  // yet, learns why.
+  void AnnounceSettings(int copies) { announcementsDue_ = copies > 0 ? copies : 0; }
   const RttEstimator& rtt() const { return rtt_; }
   const ClockSync& clock() const { return clock_; }
   uint64_t queuedBytes() const { return queuedBytes_; }
@@ -299,11 +318,11 @@ class DeliveryCore {
   SendResult Admit(uint8_t channel, size_t size) const;
   void Enqueue(uint8_t channel, std::unique_ptr<OutMessage> message, uint64_t nowUs);
   bool HasMessages() const;  // messages, resends or probes to send
-  // What Flush() may send now: probes, and messages unless they wait for this side's settings to be delivered.
+  // What PollPacket() may send now: probes, and messages unless they wait for this side's settings to be delivered.
   bool MessagesReady() const { return probesToSend_ > 0 || (!messagesWaitForSettings_ && HasMessages()); }
   void PruneRetransmits();
   bool CanSend(uint64_t nowUs) const;
-  bool SendPacket(uint64_t nowUs, bool withMessages);  // false when it had nothing to put in a packet
+  PacketView MakePacket(uint64_t nowUs, bool withMessages);  // empty when it had nothing to put in a packet
   bool WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_t nowUs);
   // Writes fragment `fragment` of `message` if it fits; false otherwise.
   bool WriteChunk(const OutMessage& message, uint32_t fragment, uint8_t* out, size_t capacity, size_t* size) const;
@@ -369,14 +388,15 @@ class DeliveryCore {
   static bool Drained(const Ring<InMessage>& queue) { return queue.empty() && CountedSlots(queue) > 0; }
   void SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs);  // elapsed: ping sent to pong received
   void OnSettings(bool followsPings, uint64_t maxMessageBytes, const uint8_t* modes, size_t count);
-  void Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned = nullptr);
-  void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message; its slot is freed after
+  // Queues a message for PollMessage; nullptr (counted) when none may be delivered.
+  DeliveredMessage* Deliver(uint8_t channel, const uint8_t* data, size_t size);
+  void DeliverWhole(uint8_t channel, InMessage& slot);  // a reassembled message, its buffer taken; its slot is freed after
   bool StartInMessage(InMessage& slot, uint64_t sequence, uint64_t length, bool fragmented, uint64_t nowUs, bool headOfLine);
   void FreeInMessage(InMessage& slot);
   // Stores a fragment of a started message (its block made if need be); false, counted, when the memory
   // for it was refused.
   bool StoreFragment(InMessage& slot, uint64_t fragment, const uint8_t* data, size_t size, uint64_t nowUs);
-  // Frees every message and queue slot held, sets stalled_ and tells the sink (once).
+  // Frees every message and queue slot held and sets stalled_.
   void Stall();
   // Frees idle incomplete messages of any channel (kIdlePartialUs), the longest idle first, until
   // `cost` more (HeldCost) fit in the bound or none is left, for a message `starting` will take.
@@ -387,8 +407,13 @@ class DeliveryCore {
   static void GiveBackPartials(ReceiveChannel& channel);
 
   DeliveryConfig config_;
-  DeliverySink* sink_;
+  uint32_t connection_;
   DeliveryStats stats_;
+  // Messages delivered and not yet polled, from nextDelivered_ on; a burst's room is kept up to a few slots.
+  std::vector<DeliveredMessage> deliveredMessages_;
+  size_t nextDelivered_ = 0;
+  static constexpr size_t kKeptDeliveredSlots = 64;
+  int announcementsDue_ = 0;  // packets of settings alone still to poll (AnnounceSettings)
   uint64_t reassemblyLimit_;
 
   std::vector<SendChannel> sendChannels_;
@@ -497,7 +522,8 @@ class DeliveryCore {
   // Whether the budget may evict this connection: no new fragment for kBudgetIdleUs (or 4 smoothed RTTs).
   bool IdleForBudget(uint64_t nowUs) const;
   // Makes room for others: frees what this connection holds, stalling it if a reliable message was among it.
-  void EvictForBudget();
+  // True when it stalled it.
+  bool EvictForBudget();
   static constexpr uint64_t kBudgetIdleUs = 1000000;
   // A slot's share of the budget: its message's cost, or nothing.
   static uint64_t BudgetCost(const InMessage& slot) { return slot.used && !slot.passedOver ? HeldCost(slot.length, slot.fragments) : 0; }
@@ -512,9 +538,9 @@ class DeliveryCore {
   // Until a pong shows the peer has them, every packet carries this side's settings, ahead of its
   // messages: the peer knows them before it delivers any message of this side's.
   bool settingsDelivered_ = false;
-  bool announcing_ = false;  // AnnounceSettings: a packet of settings alone is worth sending
+  bool announcing_ = false;  // while an announced packet is made: a packet of settings alone is worth sending
   // The next message frame did not fit beside the settings (many channels, a long ACK): each packet would
-  // carry the settings and no message, and Flush() send them as fast as it can. Messages wait for the pong
+  // carry the settings and no message, and PollPacket() give them as fast as it is polled. Messages wait for the pong
   // that ends the settings' ride, a round trip or so.
   bool messagesWaitForSettings_ = false;
 
@@ -544,5 +570,19 @@ class DeliveryCore {
   uint64_t pongId_ = 0, pongEcho_ = 0, pongReceivedUs_ = 0;  // the last ping answered
   uint64_t pongDueUs_ = 0;  // a pending pong goes out by then, or earlier with any other packet
 };
+
+}  // namespace volley::delivery
+
+namespace volley::delivery {
+
+// Polls `core` for the packets due now and hands each to send(data, size), at most kMaxPacketsPerDrain.
+template <typename SendFn>
+void SendDuePackets(DeliveryCore& core, uint64_t nowUs, SendFn&& send) {
+  for (int i = 0; i < kMaxPacketsPerDrain; ++i) {
+    const PacketView packet = core.PollPacket(nowUs);
+    if (!packet) return;
+    send(packet.data, packet.size);
+  }
+}
 
 }  // namespace volley::delivery

@@ -325,20 +325,22 @@ void DeliveryCore::Stall() {
     for (InMessage& slot : channel.partials) FreeInMessage(slot);
     GiveBackPartials(channel);
   }
-  sink_->Stalled();
 }
 
 bool DeliveryCore::IdleForBudget(uint64_t nowUs) const {
   return nowUs >= lastFragmentUs_ + std::max<uint64_t>(kBudgetIdleUs, 4 * rtt_.smoothedUs());
 }
 
-void DeliveryCore::EvictForBudget() {
+bool DeliveryCore::EvictForBudget() {
   // A reliable message given up on breaks the channel for good (its fragments were acknowledged): the
   // connection ends. Otherwise incomplete unreliable messages are lost (they have been idle a second), and
   // queue slots that hold nothing are given back.
   for (const ReceiveChannel& channel : receiveChannels_) {
     for (size_t i = 0; i < channel.pending.size(); ++i) {
-      if (channel.pending[i].used) return Stall();
+      if (channel.pending[i].used) {
+        Stall();
+        return true;
+      }
     }
   }
   for (ReceiveChannel& channel : receiveChannels_) {
@@ -351,6 +353,7 @@ void DeliveryCore::EvictForBudget() {
     // Slots that hold no message (drained, or waiting for messages that have not come): made again if they do.
     if (CountedSlots(channel.pending) > 0) ChangeQueue(channel, [&channel] { channel.pending.clear(); });
   }
+  return false;
 }
 
 void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
@@ -369,22 +372,34 @@ void DeliveryCore::SamplePongRtt(uint64_t elapsedUs, uint64_t delayUs) {
   rtt_.SampleNet(static_cast<uint64_t>(rttUs), minCandidateUs);
 }
 
-void DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size, std::vector<uint8_t>* owned) {
+DeliveredMessage* DeliveryCore::Deliver(uint8_t channel, const uint8_t* data, size_t size) {
   if (mismatch_ != Mismatch::kNone) {
     ++stats_.mismatched;
-    return;
+    return nullptr;
   }
   ++stats_.messagesIn;
   stats_.messageBytesIn += size;
-  sink_->Message(channel, data, size, owned);
+  DeliveredMessage& message = deliveredMessages_.emplace_back();
+  message.channel = channel;
+  message.data = data;
+  message.size = size;
+  return &message;
+}
+
+DeliveredMessage* DeliveryCore::PollMessage() {
+  if (nextDelivered_ < deliveredMessages_.size()) return &deliveredMessages_[nextDelivered_++];
+  // All taken: their buffers go (a burst's room too, past a few slots).
+  deliveredMessages_.clear();
+  nextDelivered_ = 0;
+  if (deliveredMessages_.capacity() > kKeptDeliveredSlots) deliveredMessages_.shrink_to_fit();
+  return nullptr;
 }
 
 void DeliveryCore::DeliverWhole(uint8_t channel, InMessage& slot) {
-  // A message of one block is delivered from it; a larger one is joined into one buffer, which the sink
-  // may take (a large message goes to JavaScript with no further copy).
-  std::vector<uint8_t> joined;
-  const uint8_t* data = slot.store.Whole(&joined);
-  Deliver(channel, data, static_cast<size_t>(slot.length), joined.empty() ? nullptr : &joined);  // its store took the length
+  // The message takes its block, or its blocks joined into one buffer: no copy of a one-block message, and
+  // a large one goes to JavaScript with no further copy.
+  DeliveredMessage* message = Deliver(channel, nullptr, static_cast<size_t>(slot.length));  // its store took the length
+  if (message != nullptr) message->data = slot.store.TakeWhole(&message->joined, &message->block);
   FreeInMessage(slot);
 }
 

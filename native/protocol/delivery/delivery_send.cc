@@ -46,18 +46,19 @@ constexpr size_t kKeptChunkBytes = 64 * 1024;
 // connection lasted. Past this many (2.3 MB; 39 MB of full packets in flight) the oldest is declared lost.
 constexpr uint64_t kMaxSentRecords = uint64_t{1} << 15;
 
-// Packets are built here and handed to the sink at once: one buffer for every connection of the thread
+// Packets are built here and polled at once: one buffer for every connection of the thread
 // (the I/O thread's, or JavaScript's for the test binding) rather than 1,200 bytes in each.
 thread_local uint8_t packetBuffer[kMaxPacketBytes];
 // Its address, looked up once per packet: used directly, GCC redoes the thread-local lookup (a call in a
-// shared library) at each use, ten times over in SendPacket.
+// shared library) at each use, ten times over in MakePacket.
 [[gnu::noinline]] uint8_t* PacketBuffer() { return packetBuffer; }
 
 }  // namespace
 
-DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, const uint8_t* packetSkipKey, ReassemblyBudget* budget)
+DeliveryCore::DeliveryCore(const DeliveryConfig& config, const uint8_t* packetSkipKey, ReassemblyBudget* budget,
+                           uint32_t connection)
     : config_(config),
-      sink_(sink),
+      connection_(connection),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
       rtt_(config.initialRttUs),
       bufferCredit_(BufferCreditLimit()),
@@ -84,7 +85,9 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, DeliverySink* sink, con
 }
 
 DeliveryCore::~DeliveryCore() {
-  if (budget_ != nullptr && budgetHeld_ > 0) budget_->Give(*this, budgetHeld_);
+  if (budget_ == nullptr) return;
+  if (budgetHeld_ > 0) budget_->Give(*this, budgetHeld_);
+  budget_->Forget(*this);  // stalled by an eviction and not yet polled: nothing is left to end
 }
 
 size_t DeliveryCore::queueSlots() const {
@@ -253,24 +256,22 @@ void DeliveryCore::PruneRetransmits() {
   }
 }
 
-void DeliveryCore::Flush(uint64_t nowUs) {
+PacketView DeliveryCore::PollPacket(uint64_t nowUs) {
+  while (announcementsDue_ > 0) {
+    --announcementsDue_;
+    announcing_ = true;
+    const PacketView packet = MakePacket(nowUs, false);
+    announcing_ = false;
+    if (packet) return packet;
+  }
   RefillPacing(nowUs);
   PruneRetransmits();
-  // Bounded: a call sends at most a window's worth; the rest waits for acknowledgements or pacing.
-  for (int packets = 0; packets < 4096; ++packets) {
-    // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
-    const bool messages = MessagesReady() && (probesToSend_ > 0 || CanSend(nowUs));
-    const bool control = (pongPending_ && nowUs >= pongDueUs_) || nowUs >= nextPingUs_;
-    const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
-    if (!messages && !control && !ack) break;
-    if (!SendPacket(nowUs, messages)) break;
-  }
-}
-
-void DeliveryCore::AnnounceSettings(uint64_t nowUs, int copies) {
-  announcing_ = true;
-  for (int i = 0; i < copies; ++i) SendPacket(nowUs, false);
-  announcing_ = false;
+  // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
+  const bool messages = MessagesReady() && (probesToSend_ > 0 || CanSend(nowUs));
+  const bool control = (pongPending_ && nowUs >= pongDueUs_) || nowUs >= nextPingUs_;
+  const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
+  if (!messages && !control && !ack) return {};
+  return MakePacket(nowUs, messages);
 }
 
 void DeliveryCore::EnsureSentCapacity(uint64_t nowUs) {
@@ -363,7 +364,7 @@ bool DeliveryCore::WriteAck(uint8_t* out, size_t capacity, size_t* size, uint64_
   return true;
 }
 
-bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
+PacketView DeliveryCore::MakePacket(uint64_t nowUs, bool withMessages) {
   uint8_t* const packet = PacketBuffer();
   EnsureSentCapacity(nowUs);
   if (skipping_ && packetsUntilSkip_ == 0) SkipPacketNumber(nowUs);
@@ -569,8 +570,8 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   // (A pong or ping took room too: the next packet, without them, may have it.)
   if (withMessages && size == beforeMessages && !settingsDelivered_ && !wrotePong && !wrotePing) messagesWaitForSettings_ = true;
   // Settings alone make a packet only when announced: with every packet carrying them, they would
-  // otherwise keep Flush() sending.
-  if (!eliciting && !(wroteAck && ackDue) && !wrotePong && !wrotePing && !(wroteSettings && announcing_)) return false;
+  // otherwise keep every drain of PollPacket() going.
+  if (!eliciting && !(wroteAck && ackDue) && !wrotePong && !wrotePing && !(wroteSettings && announcing_)) return {};
   record.number = number;
   record.sentUs = nowUs;
   record.bytes = static_cast<uint32_t>(size);
@@ -602,8 +603,7 @@ bool DeliveryCore::SendPacket(uint64_t nowUs, bool withMessages) {
   SettleFront();
   ++stats_.packetsOut;
   stats_.bytesOut += size;
-  sink_->SendPacket(packet, size);
-  return true;
+  return {packet, size};
 }
 
 // --- acknowledgements and loss ---
@@ -904,7 +904,6 @@ void DeliveryCore::Update(uint64_t nowUs) {
   }
   ExpireFragments(nowUs);
   if (config_.reliableStallUs > 0 && incompleteReliable_ > 0 && nowUs >= reliableActivityUs_ + config_.reliableStallUs) Stall();
-  Flush(nowUs);
 }
 
 uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {

@@ -83,16 +83,21 @@ class FragmentStore {
     return true;
   }
 
-  // The whole message (every fragment stored): its one block's bytes, or its blocks copied into *joined,
-  // which the caller may then take.
-  const uint8_t* Whole(std::vector<uint8_t>* joined) const {
-    if (restCount_ == 0) return first_.bytes.get();
+  // The whole message (every fragment stored), taken: its one block into *block, or its blocks joined into
+  // *joined. Returns its first byte. The store holds nothing of it after.
+  const uint8_t* TakeWhole(std::vector<uint8_t>* joined, std::unique_ptr<uint8_t[]>* block) {
+    if (restCount_ == 0) {
+      *block = std::move(first_.bytes);
+      first_ = Block{};
+      return block->get();
+    }
     joined->clear();
     joined->reserve(length_);
     for (size_t i = 0; i < 1 + restCount_; ++i) {
       const uint8_t* bytes = At(i).bytes.get();
       joined->insert(joined->end(), bytes, bytes + BytesOf(i));
     }
+    Clear();
     return joined->data();
   }
 

@@ -1,5 +1,7 @@
 #include "protocol/delivery/reassembly_budget.h"
 
+#include <algorithm>
+
 #include "protocol/delivery/delivery.h"
 
 namespace volley::delivery {
@@ -15,7 +17,7 @@ bool ReassemblyBudget::Take(DeliveryCore& core, uint64_t bytes, uint64_t nowUs) 
       return false;
     }
     ++evictions_;
-    stalest->EvictForBudget();  // gives back all it held (Give), which takes it off the list
+    if (stalest->EvictForBudget()) stalled_.push_back(stalest);  // gives back all it held (Give), which takes it off the list
     if (stalest->budgetListed_) Unlink(*stalest);  // (never: but the loop must end whatever it kept)
   }
   used_ += bytes;
@@ -35,6 +37,18 @@ void ReassemblyBudget::Progress(DeliveryCore& core, uint64_t nowUs) {
   if (!core.budgetListed_ || tail_ == &core) return;
   Unlink(core);
   Append(core);
+}
+
+DeliveryCore* ReassemblyBudget::PollStalled() {
+  if (stalledNext_ < stalled_.size()) return stalled_[stalledNext_++];
+  stalled_.clear();
+  stalledNext_ = 0;
+  return nullptr;
+}
+
+void ReassemblyBudget::Forget(DeliveryCore& core) {
+  const auto polled = stalled_.begin() + static_cast<std::ptrdiff_t>(stalledNext_);
+  stalled_.erase(std::remove(polled, stalled_.end(), &core), stalled_.end());
 }
 
 void ReassemblyBudget::Append(DeliveryCore& core) {

@@ -7,7 +7,9 @@
 // what it started: once started, a message's fragments are never refused for memory.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace volley::delivery {
 
@@ -29,6 +31,11 @@ class ReassemblyBudget {
   void Give(DeliveryCore& core, uint64_t bytes);
   // A new fragment stored by `core`: it moves to the back of the eviction order.
   void Progress(DeliveryCore& core, uint64_t nowUs);
+  // A connection an eviction stalled (DeliveryCore::stalled()) during another's call, oldest first; nullptr
+  // when none is left. Its owner is to end it (DeliveryCore::connection() names it).
+  DeliveryCore* PollStalled();
+  // `core` goes: it is no longer given back by PollStalled.
+  void Forget(DeliveryCore& core);
 
  private:
   void Append(DeliveryCore& core);
@@ -41,6 +48,8 @@ class ReassemblyBudget {
   // The connections holding some of the budget, the stalest first (an intrusive list through the cores).
   DeliveryCore* head_ = nullptr;
   DeliveryCore* tail_ = nullptr;
+  std::vector<DeliveryCore*> stalled_;  // not yet polled (at most one entry a connection: it stalls once)
+  size_t stalledNext_ = 0;
 };
 
 }  // namespace volley::delivery
