@@ -1,4 +1,4 @@
-// Fuzz target: the engine's protocol glue (native/engine/netcode_sockets.cc) with the delivery layer on, as the
+// Fuzz target: the engine's protocol glue (native/sockets/netcode_sockets.cc) with the delivery layer on, as the
 // engine drives it: a NetcodeServerProtocol and a NetcodeClientProtocol on a link the input controls
 // (loss, duplication, reordering, timing), messages of any size both ways (large ones parked for
 // JavaScript), control requests (disconnects, stops, watches), and a hostile client whose own payload
@@ -25,10 +25,10 @@
 #include "protocol/delivery/link_stats.h"
 #include "fuzz_input.h"
 #include "fuzz_messages.h"
-#include "engine/large_messages.h"
+#include "sockets/large_messages.h"
 #include "protocol/netcode/packet.h"
 #include "netcode_fixtures.h"
-#include "engine/netcode_sockets.h"
+#include "sockets/netcode_sockets.h"
 
 namespace {
 

@@ -56,7 +56,7 @@ fi
 hash=$(node "$ROOT/scripts/source-hash.mjs" --wasm)
 sources=(
   "$N"/protocol/netcode/*.cc "$N"/protocol/delivery/*.cc "$N"/util/address.cc
-  "$N"/engine/netcode_sockets.cc "$N"/engine/socket_protocol.cc "$N"/engine/network_simulator.cc "$N"/engine/protocol_request.cc
+  "$N"/sockets/netcode_sockets.cc "$N"/sockets/socket_protocol.cc "$N"/sockets/network_simulator.cc "$N"/sockets/protocol_request.cc
   "$N"/wasm/protocols.cc
 )
 name=volley-protocols

@@ -48,7 +48,7 @@ sources() {
     delivery) echo "$ROOT/fuzz/delivery_fuzz.cc $N/protocol/delivery/delivery_receive.cc $N/protocol/delivery/delivery_send.cc $N/protocol/delivery/reassembly_budget.cc" ;;
     netcode) echo "$ROOT/fuzz/netcode_fuzz.cc $N/protocol/netcode/server.cc $N/protocol/netcode/client.cc $N/protocol/netcode/packet.cc" \
       "$N/protocol/netcode/connect_token.cc $N/protocol/netcode/challenge_token.cc $N/protocol/netcode/aead.cc $N/protocol/netcode/server_address.cc $N/util/address.cc" ;;
-    stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/engine/netcode_sockets.cc $N/engine/socket_protocol.cc $N/engine/network_simulator.cc" \
+    stack) echo "$ROOT/fuzz/stack_fuzz.cc $N/sockets/netcode_sockets.cc $N/sockets/socket_protocol.cc $N/sockets/network_simulator.cc" \
       "$N/protocol/delivery/delivery_receive.cc $N/protocol/delivery/delivery_send.cc $N/protocol/delivery/reassembly_budget.cc $N/protocol/netcode/server.cc $N/protocol/netcode/client.cc" \
       "$N/protocol/netcode/packet.cc $N/protocol/netcode/connect_token.cc $N/protocol/netcode/challenge_token.cc $N/protocol/netcode/aead.cc $N/protocol/netcode/server_address.cc" \
       "$N/util/address.cc" ;;

@@ -178,7 +178,8 @@ int Engine::AddReceiveSlab(uint8_t* data, size_t size) {
 }
 
 void Engine::AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                       std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol) {
+                       std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol,
+                       const ReplySource& replySource) {
   auto* state = new SocketState();
   if (protocol) {
     protocol->socketIsV6 = socket->isV6();
@@ -187,6 +188,7 @@ void Engine::AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t 
     protocol->output.drain = [this, state] { SendProtocolDatagrams(state); };
   }
   state->protocol = std::move(protocol);
+  state->replySource = replySource;
   state->id = id;
   state->batchSize = batchSize;
   state->coalesceNs = coalesceNs;

@@ -22,14 +22,15 @@
 #include <vector>
 
 #include "engine/deadline_timer.h"
-#include "protocol/delivery/ring.h"
 #include "engine/event_fd.h"
 #include "engine/layout.h"
-#include "engine/socket_protocol.h"
-#include "engine/socket_stats.h"
-#include "util/timer_wheel.h"
 #include "engine/released_slabs.h"
+#include "engine/reply_source.h"
+#include "engine/socket_stats.h"
 #include "engine/udp_socket.h"
+#include "protocol/delivery/ring.h"
+#include "sockets/socket_protocol.h"
+#include "util/timer_wheel.h"
 
 namespace volley {
 
@@ -63,8 +64,10 @@ class Engine {
   // of the open sockets bounds it (0: the engine never waits).
   // protocol (may be null: a raw socket) runs on the I/O thread over the socket's datagrams.
   // id: from the caller's SocketIds (socket_ids.h), which knows the ids JavaScript still holds.
+  // replySource: a server's, bound to a wildcard address: the source its datagrams name (reply_source.h).
   void AddSocket(uint32_t id, std::unique_ptr<UdpSocket> socket, uint32_t batchSize, uint32_t coalesceNs,
-                 std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr);
+                 std::shared_ptr<SocketStats> stats, std::unique_ptr<SocketProtocol> protocol = nullptr,
+                 const ReplySource& replySource = ReplySource());
   // A control request for a socket's protocol (disconnect a peer, connect with a token, stop, ...).
   void Control(uint32_t socketId, uint32_t op, uint32_t arg, std::vector<uint8_t> data);
   void CloseSocket(uint32_t socketId);
@@ -132,6 +135,7 @@ class Engine {
     size_t receiveBufferBytes = 0;  // SO_RCVBUF as the kernel granted it
     uint32_t coalesceNs = 0;
     std::unique_ptr<SocketProtocol> protocol;
+    ReplySource replySource;  // protocol sockets
     bool stopping = false;  // a stop control was applied: close once the protocol has finished
     uint32_t timerId = 0;   // protocol sockets: its timer in protocolTimers_
     // Raw sockets whose datagrams the kernel refused for want of buffer space (EAGAIN, ENOBUFS): where

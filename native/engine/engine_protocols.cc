@@ -9,7 +9,7 @@
 #include <cstring>
 
 #include "util/monotonic_clock.h"
-#include "engine/network_simulator.h"
+#include "sockets/network_simulator.h"
 
 #ifndef UDP_SEGMENT
 #define UDP_SEGMENT 103  // linux/udp.h: older libc headers lack it
@@ -56,7 +56,7 @@ void Engine::ReceiveProtocolBatch(SocketState* state, uint32_t count) {
 
 size_t Engine::SendOutbox(SocketState* state, size_t first) {
   ProtocolOutput& output = state->protocol->output;
-  state->protocol->replySource.Refresh(clock_.monotonicUs);
+  state->replySource.Refresh(clock_.monotonicUs);
   // Consecutive datagrams to one address, all of one size but the last, go as one UDP GSO message (the
   // kernel cuts it up): a bulk transfer costs one pass through the stack per run, not per datagram.
   size_t messages = 0, datagrams = 0;
@@ -96,7 +96,7 @@ size_t Engine::SendOutbox(SocketState* state, size_t first) {
       std::memcpy(CMSG_DATA(segment), &size, sizeof(size));
       controlBytes = CMSG_SPACE(sizeof(uint16_t));
     }
-    controlBytes += state->protocol->replySource.Write(head.name, control + controlBytes);
+    controlBytes += state->replySource.Write(head.name, control + controlBytes);
     if (controlBytes > 0) {
       header.msg_control = control;
       header.msg_controllen = controlBytes;

@@ -5,6 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "util/align.h"
+
 namespace volley {
 
 // Bumped whenever what this side and JavaScript exchange changes meaning with every size below the same
@@ -50,7 +52,5 @@ constexpr size_t kEventWords = 6;
 constexpr size_t kEventCapacity = 1024;
 enum EventType : int32_t { kEventBatch = 1, kEventSendDone = 2, kEventClosed = 3, kEventError = 4, kEventStarved = 5 };
 enum Operation : int32_t { kOpReceive = 1, kOpSend = 2 };
-
-constexpr size_t Align8(size_t n) { return (n + 7) & ~size_t{7}; }
 
 }  // namespace volley

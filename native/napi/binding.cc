@@ -14,23 +14,23 @@
 #include <unordered_map>
 #include <vector>
 
-#include "util/address.h"
-#include "napi/binding_args.h"
 #include "engine/busy_poll.h"
 #include "engine/engine.h"
 #include "engine/layout.h"
-#include "napi/loop_wake.h"
-#include "napi/protocol_args.h"
-#include "util/monotonic_clock.h"
-#include "protocol/netcode/sequence_starts.h"
-#include "protocol/delivery/link_stats.h"
-#include "engine/netcode_sockets.h"
-#include "engine/protocol_request.h"
-#include "engine/network_simulator.h"
 #include "engine/shared_memory.h"
 #include "engine/socket_ids.h"
 #include "engine/socket_stats.h"
 #include "engine/udp_socket.h"
+#include "napi/binding_args.h"
+#include "napi/loop_wake.h"
+#include "napi/protocol_args.h"
+#include "protocol/delivery/link_stats.h"
+#include "protocol/netcode/sequence_starts.h"
+#include "sockets/netcode_sockets.h"
+#include "sockets/network_simulator.h"
+#include "sockets/protocol_request.h"
+#include "util/address.h"
+#include "util/monotonic_clock.h"
 
 #ifndef VOLLEY_SOURCE_HASH
 #define VOLLEY_SOURCE_HASH "unknown"
@@ -337,12 +337,14 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
 
     std::unique_ptr<SocketProtocol> protocol;
     std::shared_ptr<netcode::PeerCounterTable> peerCounters;
+    ReplySource replySource;
     Napi::Value protocolOption = options.Get("protocol");
     if (protocolOption.IsObject()) {
       // A server for 2^20 clients holds hundreds of MB: a std::bad_alloc must not reach N-API.
       bool made = false;
       try {
-        made = MakeProtocol(env, protocolOption.As<Napi::Object>(), local, localPort, socket->isV6(), &protocol, &peerCounters);
+        made = MakeProtocol(env, protocolOption.As<Napi::Object>(), local, localPort, socket->isV6(), &protocol, &peerCounters,
+                            &replySource);
       } catch (const std::bad_alloc&) {
         ThrowOutOfMemory(env, "for the socket's protocol");
       }
@@ -357,7 +359,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     // An id JavaScript has not forgotten yet (its socket's closed event not handled) is still in use.
     const uint32_t id = socketIds_.Next([this](uint32_t candidate) { return stats_.count(candidate) != 0; });
     engine_->AddSocket(id, std::move(socket), static_cast<uint32_t>(batchSize), static_cast<uint32_t>(coalesceUs * 1000), stats,
-                       std::move(protocol));
+                       std::move(protocol), replySource);
     stats_[id] = std::move(stats);
     if (peerCounters) peerCounters_[id] = std::move(peerCounters);
 
@@ -371,10 +373,10 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
     return result;
   }
 
-  // protocol: the options napi/protocol_args.h reads, for engine/protocol_request.cc.
+  // protocol: the options napi/protocol_args.h reads, for sockets/protocol_request.cc.
   static bool MakeProtocol(Napi::Env env, Napi::Object options, const IpAddress& boundAddress, uint16_t boundPort,
                            bool socketIsV6, std::unique_ptr<SocketProtocol>* out,
-                           std::shared_ptr<netcode::PeerCounterTable>* peerCounters) {
+                           std::shared_ptr<netcode::PeerCounterTable>* peerCounters, ReplySource* replySource) {
     ProtocolRequest request;
     if (!ReadProtocolRequest(env, options, &request)) return false;
     ProtocolRequestError error;
@@ -384,7 +386,7 @@ class EngineWrap : public Napi::ObjectWrap<EngineWrap> {
       return false;
     }
     made.protocol->simulator = ReadNetworkSimulator(options);
-    if (request.server) made.protocol->replySource.Configure(boundAddress, made.publicAddress.ip, socketIsV6);
+    if (request.server) replySource->Configure(boundAddress, made.publicAddress.ip, socketIsV6);
     *peerCounters = std::move(made.peerCounters);
     *out = std::move(made.protocol);
     return true;

@@ -13,8 +13,8 @@
 #include <cstring>
 #include <string>
 
-#include "engine/network_simulator.h"
-#include "engine/protocol_request.h"
+#include "sockets/network_simulator.h"
+#include "sockets/protocol_request.h"
 
 namespace volley {
 

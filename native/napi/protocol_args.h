@@ -1,5 +1,5 @@
 // A socket protocol's options as JavaScript gives them (NativeServerProtocol or NativeClientProtocol in
-// src/engine/native/addon.ts), read into a ProtocolRequest for engine/protocol_request.cc, which checks them and
+// src/engine/native/addon.ts), read into a ProtocolRequest for sockets/protocol_request.cc, which checks them and
 // gives the defaults: for the engine's openSocket(), and for the test bindings' SocketProtocol.
 #pragma once
 
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <string>
 
-#include "engine/protocol_request.h"
+#include "sockets/protocol_request.h"
 #include "napi/binding_args.h"
 
 namespace volley {

@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "engine/protocol_request.h"
-#include "engine/socket_protocol.h"
+#include "sockets/protocol_request.h"
+#include "sockets/socket_protocol.h"
 #include "napi/binding_args.h"
 #include "napi/protocol_args.h"
 #include "testing/deterministic_random.h"
@@ -211,7 +211,7 @@ class SocketProtocolWrap : public Napi::ObjectWrap<SocketProtocolWrap> {
     return out;
   }
 
-  // The records since the last call (engine/socket_protocol.h's layout), and how many: { bytes, count }.
+  // The records since the last call (sockets/socket_protocol.h's layout), and how many: { bytes, count }.
   Napi::Value TakeRecords(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();

@@ -4,7 +4,7 @@
 
 #include <napi.h>
 
-#include "engine/network_simulator.h"
+#include "sockets/network_simulator.h"
 
 namespace volley {
 

@@ -1,8 +1,8 @@
-// The WebAssembly build's exports: the engine's socket protocols (engine/netcode_sockets.h: the netcode server
+// The WebAssembly build's exports: the engine's socket protocols (sockets/netcode_sockets.h: the netcode server
 // and client, with the delivery layer on their connections) for the fallback engine, which does the I/O on
 // node:dgram (src/engine/fallback/). Plain C functions over numbers and pointers into this module's memory:
 // JavaScript writes a request or a datagram there, calls, and reads the datagrams to send and the records
-// (engine/socket_protocol.h) where these say they are. Nothing here throws: a refused request returns null and
+// (sockets/socket_protocol.h) where these say they are. Nothing here throws: a refused request returns null and
 // says why (vp_error).
 #include <emscripten/emscripten.h>
 #include <malloc.h>
@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/protocol_request.h"
-#include "engine/socket_protocol.h"
+#include "sockets/protocol_request.h"
+#include "sockets/socket_protocol.h"
 
 namespace volley {
 namespace {
@@ -59,7 +59,7 @@ EMSCRIPTEN_KEEPALIVE double vp_heap_used() { return static_cast<double>(mallinfo
 // The hash of the sources it was built from (scripts/source-hash.mjs --wasm): a stale module is found out.
 EMSCRIPTEN_KEEPALIVE const char* vp_source_hash() { return VOLLEY_SOURCE_HASH; }
 
-// Where JavaScript finds things in this module's memory (engine/socket_protocol.h's ProtocolOutput::Datagram).
+// Where JavaScript finds things in this module's memory (sockets/socket_protocol.h's ProtocolOutput::Datagram).
 EMSCRIPTEN_KEEPALIVE uint32_t vp_layout(uint32_t what) {
   using Datagram = volley::ProtocolOutput::Datagram;
   switch (what) {
@@ -74,7 +74,7 @@ EMSCRIPTEN_KEEPALIVE uint32_t vp_layout(uint32_t what) {
   }
 }
 
-// The request's numeric fields by their JavaScript names (engine/protocol_request.h).
+// The request's numeric fields by their JavaScript names (sockets/protocol_request.h).
 EMSCRIPTEN_KEEPALIVE uint32_t vp_request_field_count() { return volley::kRequestNumberFieldCount; }
 EMSCRIPTEN_KEEPALIVE const char* vp_request_field_name(uint32_t i) {
   return i < volley::kRequestNumberFieldCount ? volley::kRequestNumberFields[i].name : nullptr;
@@ -186,7 +186,7 @@ EMSCRIPTEN_KEEPALIVE const void* vp_links(WasmSocket* socket) {
 EMSCRIPTEN_KEEPALIVE const void* vp_outbox(WasmSocket* socket) { return socket->made.protocol->output.outbox.data(); }
 EMSCRIPTEN_KEEPALIVE uint32_t vp_outbox_count(WasmSocket* socket) { return static_cast<uint32_t>(socket->made.protocol->output.outboxCount); }
 EMSCRIPTEN_KEEPALIVE void vp_outbox_clear(WasmSocket* socket) { socket->made.protocol->output.outboxCount = 0; }
-// The records for JavaScript (engine/socket_protocol.h), until vp_records_clear().
+// The records for JavaScript (sockets/socket_protocol.h), until vp_records_clear().
 EMSCRIPTEN_KEEPALIVE const uint8_t* vp_records(WasmSocket* socket) { return socket->made.protocol->output.records.data(); }
 EMSCRIPTEN_KEEPALIVE uint32_t vp_records_size(WasmSocket* socket) { return static_cast<uint32_t>(socket->made.protocol->output.records.size()); }
 EMSCRIPTEN_KEEPALIVE uint32_t vp_record_count(WasmSocket* socket) { return socket->made.protocol->output.recordCount; }

@@ -200,7 +200,7 @@ export function deliveryFields(settings: DeliverySettings | null): NativeDeliver
   return { channels: settings.modes, maxMessageBytes: settings.maxMessageBytes, sendQueueBytes: settings.sendQueueBytes, pingIntervalUs: settings.pingIntervalMs * 1000 }
 }
 
-/** A settings record's data (native/engine/socket_protocol.h): u32 the peer's largest message, a u8 mode per channel. */
+/** A settings record's data (native/sockets/socket_protocol.h): u32 the peer's largest message, a u8 mode per channel. */
 export function readRemoteChannels(bytes: Uint8Array, at: number, length: number): RemoteChannels {
   const maxMessageBytes = (bytes[at]! | (bytes[at + 1]! << 8) | (bytes[at + 2]! << 16)) + bytes[at + 3]! * 2 ** 24
   const channels: Readonly<ChannelOptions>[] = []

@@ -1,4 +1,4 @@
-// The network simulator option of Server and Client (native/engine/network_simulator.h): what the socket sends
+// The network simulator option of Server and Client (native/sockets/network_simulator.h): what the socket sends
 // is lost, delayed, duplicated, reordered and held to a bandwidth before it reaches the wire. For tests
 // and benchmarks; with a seed, runs repeat.
 import { randomInt } from 'node:crypto'

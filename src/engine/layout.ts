@@ -26,7 +26,7 @@ export const layout = {
   peerRecordHeaderSize: 32,
   releasedSlabsCapacity: 256,
   queuedMessageOverheadBytes,
-  /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/engine/socket_protocol.h). */
+  /** A server's peer as sends and controls name it: slot + (clients the slot had before, mod 4096) << this (native/sockets/socket_protocol.h). */
   peerSlotBits: 20,
   /** Doubles of link statistics per peer (LinkField below). */
   linkFields: 23,
@@ -44,7 +44,7 @@ export const RecvFlag = { truncated: 1 } as const
 export const PeerRecordKind = { payload: 1, connect: 2, disconnect: 3, clientState: 4, largePayload: 5, drain: 6, flushed: 7, settings: 8 } as const
 /**
  * A disconnect record's code: netcode's reasons (native/protocol/netcode/server.h), then the engine's for a connection
- * its delivery layer ends (native/engine/socket_protocol.h).
+ * its delivery layer ends (native/sockets/socket_protocol.h).
  */
 export const DisconnectCode = { timeout: 1, disconnected: 2, serverDisconnect: 3, serverClosed: 4, channelsMismatch: 5, settingsLate: 6, reassemblyStalled: 7 } as const
 export type DisconnectCode = (typeof DisconnectCode)[keyof typeof DisconnectCode]
@@ -84,7 +84,7 @@ export const linkFields = layout.linkFields
 export const protocolStatsFields = 30
 export const ProtocolStat = { tooOld: 15, receiveBufferFull: 24, sendErrors: 25, simulatorLost: 26 } as const
 /**
- * A server's counters past the common ones (native/engine/netcode_sockets.cc, CopyCounters): its handshakes and its
+ * A server's counters past the common ones (native/sockets/netcode_sockets.cc, CopyCounters): its handshakes and its
  * reassembly budget.
  */
 export const ServerStat = {

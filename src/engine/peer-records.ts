@@ -1,4 +1,4 @@
-// Records a protocol socket's engine hands JavaScript (native/engine/socket_protocol.h):
+// Records a protocol socket's engine hands JavaScript (native/sockets/socket_protocol.h):
 //   u32 length | u8 kind | u8 code | u16 port | u32 peer | u8 family | u8[3] | u8[16] address | data
 import type { SlabView } from './engine.ts'
 import { align8, layout } from './layout.ts'
@@ -62,7 +62,7 @@ export function recordAddress(slab: SlabView, record: number): AddressInfo {
 
 /**
  * A disconnect record's data: the peer's last packet and byte counters and, with channels, its link row
- * (native/engine/netcode_sockets.cc: WriteFinalReadings), copied out of the slab, which the engine reuses after
+ * (native/sockets/netcode_sockets.cc: WriteFinalReadings), copied out of the slab, which the engine reuses after
  * the batch. A next client may have taken the slot, and reset both, before JavaScript reads the record.
  */
 export function copyFinalReadings(slab: SlabView, at: number, length: number): Float64Array | null {
@@ -104,5 +104,5 @@ export function readPeerDrops(values: Float64Array, first: number): PeerDrops {
 
 const packetCounts = 4
 const peerDropCount = 4
-/** The counters a disconnect record begins with (native/engine/netcode_sockets.h: kFinalReadingsCounters): PacketCounts', then PeerDrops'. */
+/** The counters a disconnect record begins with (native/sockets/netcode_sockets.h: kFinalReadingsCounters): PacketCounts', then PeerDrops'. */
 const finalCounters = packetCounts + peerDropCount

@@ -1,5 +1,5 @@
 // Records for JavaScript as the fallback engine gathers them in a turn of the event loop: the WebAssembly
-// cores write them in the native engine's layout (native/engine/socket_protocol.h), so that Server and Client
+// cores write them in the native engine's layout (native/sockets/socket_protocol.h), so that Server and Client
 // read either engine's alike.
 import { SlabView } from './engine.ts'
 

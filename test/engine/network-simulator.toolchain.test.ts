@@ -1,4 +1,4 @@
-// The network simulator (native/engine/network_simulator.cc) held to a bandwidth, driven directly by a small C++
+// The network simulator (native/sockets/network_simulator.cc) held to a bandwidth, driven directly by a small C++
 // program (test/engine/harness/network_simulator_check.cc) built here with ASan and UBSan.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
@@ -31,7 +31,7 @@ interface HarnessResult {
 
 function runHarness(): HarnessResult {
   const binary = join(mkdtempSync(join(tmpdir(), 'volley-simulator-')), 'check')
-  const sources = ['test/engine/harness/network_simulator_check.cc', 'native/engine/network_simulator.cc', 'native/engine/socket_protocol.cc', 'native/util/address.cc']
+  const sources = ['test/engine/harness/network_simulator_check.cc', 'native/sockets/network_simulator.cc', 'native/sockets/socket_protocol.cc', 'native/util/address.cc']
   execFileSync('g++', ['-std=c++17', '-O1', '-g', '-fsanitize=address,undefined', '-Inative', ...sources, '-l:libsodium.a', '-o', binary], { cwd: root })
   return JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as HarnessResult
 }

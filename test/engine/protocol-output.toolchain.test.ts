@@ -16,7 +16,7 @@ const root = join(import.meta.dirname, '../..')
 describe("a protocol's outbox", () => {
   it('is sent on every 256 datagrams, in order, and never grows past them', () => {
     const binary = join(mkdtempSync(join(tmpdir(), 'volley-outbox-')), 'check')
-    const sources = ['test/engine/harness/protocol_output_check.cc', 'native/engine/socket_protocol.cc', 'native/engine/network_simulator.cc', 'native/util/address.cc']
+    const sources = ['test/engine/harness/protocol_output_check.cc', 'native/sockets/socket_protocol.cc', 'native/sockets/network_simulator.cc', 'native/util/address.cc']
     execFileSync('g++', ['-std=c++17', '-O1', '-g', '-fsanitize=address,undefined', '-Inative', ...sources, '-l:libsodium.a', '-o', binary], { cwd: root })
     const result = JSON.parse(execFileSync(binary, { encoding: 'utf8' })) as Record<string, number | boolean>
     // 10,000 datagrams: 39 runs of 256 went out as they filled, 16 wait for the engine's flush.

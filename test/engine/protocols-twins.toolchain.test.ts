@@ -47,7 +47,7 @@ interface Datagram {
   data: Uint8Array
 }
 
-/** What a call made: the datagrams to send and the records for JavaScript (native/engine/socket_protocol.h's layout). */
+/** What a call made: the datagrams to send and the records for JavaScript (native/sockets/socket_protocol.h's layout). */
 interface Output {
   datagrams: Datagram[]
   records: Uint8Array

@@ -1,5 +1,5 @@
 // The fallback engine's network simulator (src/engine/fallback/simulated-network.ts) against the native one
-// (native/engine/network_simulator.cc, through the test bindings' addon): the same choices for the same seed
+// (native/sockets/network_simulator.cc, through the test bindings' addon): the same choices for the same seed
 // and traffic.
 import { describe, expect, it } from 'vitest'
 import type { NativeNetworkSimulator } from '../../src/engine/native/addon.ts'

@@ -1,8 +1,8 @@
 // The source folders are layers, each built only on those below it: util, the protocols, the engines, the
 // public API, the session protocols, the command line. An import that points up a layer fails here, with the
 // file and the import named. (src/index.ts is the API's entry point.) native/ likewise, by its includes: util,
-// the protocols, the engine, then the N-API binding and the WebAssembly exports, and the test bindings, which
-// the shipped addon's build leaves out.
+// the protocol cores, the socket protocols, then the I/O engine with its N-API binding beside the WebAssembly
+// exports, and the test bindings, which the shipped addon's build leaves out.
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join, relative, resolve } from 'node:path'
@@ -84,14 +84,19 @@ describe('source layers', () => {
 
 const native = join(import.meta.dirname, '..', '..', 'native')
 
-/** What each folder of native/ may include besides itself. napi and wasm are two faces of the engine, side by side. */
+/**
+ * What each folder of native/ may include besides itself: the protocol cores, the socket protocols made of them,
+ * then the two engines side by side, the I/O thread's (with its N-API face) and WebAssembly's, which runs the
+ * socket protocols under JavaScript's I/O.
+ */
 const nativeLayers: Readonly<Record<string, readonly string[]>> = {
   util: [],
   protocol: ['util'],
-  engine: ['util', 'protocol'],
-  napi: ['util', 'protocol', 'engine'],
-  wasm: ['util', 'protocol', 'engine'],
-  testing: ['util', 'protocol', 'engine', 'napi'],
+  sockets: ['util', 'protocol'],
+  engine: ['util', 'protocol', 'sockets'],
+  napi: ['util', 'protocol', 'sockets', 'engine'],
+  wasm: ['util', 'protocol', 'sockets'],
+  testing: ['util', 'protocol', 'sockets', 'engine', 'napi'],
 }
 
 /** The includes of native/ that reach a folder their own may not, as "file -> include". */
@@ -131,10 +136,17 @@ describe('native layers', () => {
     const root = mkdtempSync(join(tmpdir(), 'volley-native-layers-'))
     try {
       mkdirSync(join(root, 'util'))
+      mkdirSync(join(root, 'sockets'))
       mkdirSync(join(root, 'wasm'))
       writeFileSync(join(root, 'util', 'address.h'), '#include <cstdint>\n#include "util/bytes.h"\n#include "engine/engine.h"\n')
-      writeFileSync(join(root, 'wasm', 'exports.cc'), '#include "napi/binding_args.h"\n')
-      expect(upwardIncludes(root)).toEqual(['native/util/address.h (util) includes "engine/engine.h" (engine)', 'native/wasm/exports.cc (wasm) includes "napi/binding_args.h" (napi)'])
+      writeFileSync(join(root, 'sockets', 'socket_protocol.h'), '#include "protocol/netcode/server.h"\n#include "engine/layout.h"\n')
+      writeFileSync(join(root, 'wasm', 'exports.cc'), '#include "sockets/socket_protocol.h"\n#include "engine/engine.h"\n#include "napi/binding_args.h"\n')
+      expect(upwardIncludes(root)).toEqual([
+        'native/sockets/socket_protocol.h (sockets) includes "engine/layout.h" (engine)',
+        'native/util/address.h (util) includes "engine/engine.h" (engine)',
+        'native/wasm/exports.cc (wasm) includes "engine/engine.h" (engine)',
+        'native/wasm/exports.cc (wasm) includes "napi/binding_args.h" (napi)',
+      ])
       writeFileSync(join(root, 'loose.h'), '')
       expect(() => upwardIncludes(root)).toThrow('native/loose.h is in no layer')
     } finally {

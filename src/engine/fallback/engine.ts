@@ -1,7 +1,7 @@
 // The fallback engine: what a Server or Client asks of its engine, done on node:dgram with the native engine's
 // protocol cores built as WebAssembly (engine/fallback/protocols.ts), for where the native addon cannot load.
 // This is their I/O: it hands Server and Client the records the native engine writes (the same
-// layout, native/engine/socket_protocol.h), keeps the same counters and takes the same control requests, so that
+// layout, native/sockets/socket_protocol.h), keeps the same counters and takes the same control requests, so that
 // both run unchanged on it, and puts the network simulator, when asked for, between a socket and the wire.
 // The bytes on the wire are the same. It runs on the JavaScript thread: slower than the native engine.
 import type dgram from 'node:dgram'

@@ -1,8 +1,8 @@
-// The netcode server and client as the fallback engine runs them on a socket: native/engine/netcode_sockets.cc
+// The netcode server and client as the fallback engine runs them on a socket: native/sockets/netcode_sockets.cc
 // itself, the native engine's socket protocols with the delivery layer on their connections, built as
 // WebAssembly (wasm-cores.ts). This is the part between them and node:dgram: it puts received datagrams and
 // sends into the module, and takes out the datagrams to send and the records for JavaScript (the native
-// engine's layout, native/engine/socket_protocol.h). engine/fallback/engine.ts is the I/O around it.
+// engine's layout, native/sockets/socket_protocol.h). engine/fallback/engine.ts is the I/O around it.
 import { formatIpv4, isIpv4Mapped, javascriptIp, parseIp } from '../../util/ip.ts'
 import { VolleyRangeError, VolleyTypeError } from '../../util/errors.ts'
 import type { NativeClientProtocol, NativeServerProtocol } from '../native/addon.ts'
@@ -29,7 +29,7 @@ const maxReceiveArea = 256 * 1024
 /** Frees a closed socket's peer counters once no view on them is left. */
 const released = new FinalizationRegistry<{ cores: Cores; socket: Pointer }>(({ cores, socket }) => cores.exports._vp_release(socket))
 
-/** A protocol of a fallback socket, as the engine drives it (native/engine/socket_protocol.h's SocketProtocol). */
+/** A protocol of a fallback socket, as the engine drives it (native/sockets/socket_protocol.h's SocketProtocol). */
 export class FallbackProtocol {
   readonly #cores: Cores
   readonly #socket: Pointer

@@ -1,4 +1,4 @@
-// The network simulator in TypeScript, for the fallback engine (native/engine/network_simulator.h is the native
+// The network simulator in TypeScript, for the fallback engine (native/sockets/network_simulator.h is the native
 // engine's): what a socket sends is lost, delayed (latency ± jitter), duplicated, reordered and held to a
 // bandwidth. The same seeded draws (splitmix64, six per datagram) and the same arithmetic, so that a seed
 // makes the same choices on either engine.

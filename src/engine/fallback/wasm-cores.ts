@@ -63,10 +63,10 @@ export interface Cores {
   readonly exports: CoreExports
   readonly heap: Uint8Array
   readonly view: DataView
-  /** Where a datagram to send lies in the outbox (native/engine/socket_protocol.h's ProtocolOutput::Datagram). */
+  /** Where a datagram to send lies in the outbox (native/sockets/socket_protocol.h's ProtocolOutput::Datagram). */
   readonly datagram: { stride: number; name: number; size: number; data: number; afInet: number; afInet6: number }
   readonly peerCounterFields: number
-  /** The request's numeric fields by their option names (native/engine/protocol_request.h). */
+  /** The request's numeric fields by their option names (native/sockets/protocol_request.h). */
   readonly requestFields: readonly string[]
   readonly sourceHash: string
   /** NUL-terminated UTF-8 of `text`, in memory given back with free(). */

@@ -1,11 +1,11 @@
-// Drives native/engine/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
+// Drives native/sockets/network_simulator.cc directly (no engine, no sockets) and prints what it decided, as
 // JSON, for test/engine/network-simulator.test.ts.
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <vector>
 
-#include "engine/network_simulator.h"
+#include "sockets/network_simulator.h"
 
 using volley::NetworkConditions;
 using volley::NetworkSimulator;

@@ -1,10 +1,10 @@
-// Drives a protocol's outbox (native/engine/socket_protocol.cc) directly, as a server's timers do when they fire
+// Drives a protocol's outbox (native/sockets/socket_protocol.cc) directly, as a server's timers do when they fire
 // for thousands of peers in one update, and prints what the engine's drain saw, as JSON, for
 // test/engine/protocol-output.test.ts.
 #include <cstdio>
 #include <cstring>
 
-#include "engine/socket_protocol.h"
+#include "sockets/socket_protocol.h"
 
 int main() {
   volley::ProtocolOutput output;

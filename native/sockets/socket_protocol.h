@@ -1,6 +1,7 @@
-// A protocol run by the engine on a socket's datagrams (the netcode server or client): it takes
+// A protocol run on a socket's datagrams (the netcode server or client, with its delivery layer): it takes
 // datagrams, payloads from JavaScript, control requests and the time; it gives datagrams to send and
-// records for JavaScript. Raw sockets have none.
+// records for JavaScript. It does no I/O: the native engine's I/O thread runs it, and so does the fallback
+// engine, built to WebAssembly (native/wasm/). Raw sockets have none.
 #pragma once
 
 #include <netinet/in.h>
@@ -10,11 +11,9 @@
 #include <memory>
 #include <vector>
 
-#include "util/address.h"
-#include "engine/large_messages.h"
-#include "engine/layout.h"
 #include "protocol/netcode/server.h"
-#include "engine/reply_source.h"
+#include "sockets/large_messages.h"
+#include "util/address.h"
 
 namespace volley {
 
@@ -136,8 +135,6 @@ class SocketProtocol {
 
   ProtocolOutput output;
   bool socketIsV6 = false;
-  // A server bound to a wildcard address: the source its datagrams name (reply_source.h).
-  ReplySource replySource;
   // Tests and benchmarks: a simulated network between the outbox and the wire (network_simulator.h).
   std::unique_ptr<NetworkSimulator> simulator;
 };

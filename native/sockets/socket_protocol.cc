@@ -1,8 +1,9 @@
-#include "engine/socket_protocol.h"
+#include "sockets/socket_protocol.h"
 
 #include <cstring>
 
-#include "engine/network_simulator.h"
+#include "sockets/network_simulator.h"
+#include "util/align.h"
 
 namespace volley {
 

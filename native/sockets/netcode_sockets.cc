@@ -1,4 +1,4 @@
-#include "engine/netcode_sockets.h"
+#include "sockets/netcode_sockets.h"
 
 #include <sodium.h>
 

@@ -1,4 +1,4 @@
-#include "engine/network_simulator.h"
+#include "sockets/network_simulator.h"
 
 #include <cmath>
 

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/netcode_sockets.h"
+#include "sockets/netcode_sockets.h"
 
 namespace volley {
 

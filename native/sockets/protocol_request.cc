@@ -1,4 +1,4 @@
-#include "engine/protocol_request.h"
+#include "sockets/protocol_request.h"
 
 #include <algorithm>
 

@@ -11,7 +11,7 @@
 #include "protocol/netcode/client.h"
 #include "protocol/netcode/server.h"
 #include "protocol/netcode/timeout_pause.h"
-#include "engine/socket_protocol.h"
+#include "sockets/socket_protocol.h"
 
 namespace volley {
 

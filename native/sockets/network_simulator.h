@@ -9,7 +9,7 @@
 #include <queue>
 #include <vector>
 
-#include "engine/socket_protocol.h"
+#include "sockets/socket_protocol.h"
 
 namespace volley {
 
