@@ -1,5 +1,6 @@
-// Byte layouts shared between the I/O thread and JavaScript. src/engine/layout.ts mirrors these
-// numbers and checks them against the addon's exported copy at load time, so the two cannot drift.
+// Byte layouts shared between the I/O thread and JavaScript. src/engine/native-layout.ts is generated from
+// these numbers (scripts/emit-constants.cc), and JavaScript checks them against the addon's exported copy at
+// load time, so that a build of other sources is refused.
 #pragma once
 
 #include <cstddef>

@@ -15,7 +15,7 @@ namespace volley {
 class ReleasedSlabs {
  public:
   static constexpr uint32_t kCapacity = 256;  // a slab is in the ring at most once: kMaxSendSlabs suffice
-  // Word offsets, mirrored by src/engine/layout.ts.
+  // Word offsets (generated into src/engine/native-layout.ts).
   static constexpr uint32_t kWritten = 0;  // ids written so far (wraps as int32)
   static constexpr uint32_t kWanted = 1;   // JavaScript: 1 = wake me when the next slab is released
   static constexpr uint32_t kIds = 2;

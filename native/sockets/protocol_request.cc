@@ -95,7 +95,9 @@ MadeProtocol MakeSocketProtocol(const ProtocolRequest& request, uint16_t boundPo
   if (!netcode::ParseServerAddress(address, &config.publicAddress)) {
     return Refuse(error, Kind::kType, "publicAddress '" + address + "' is not 'a.b.c.d:port' or '[v6]:port' that clients can send to");
   }
-  if (!(request.maxClients >= 1 && request.maxClients <= (1u << 20))) return Refuse(error, Kind::kRange, "maxClients must be 1..1048576");
+  if (!(request.maxClients >= 1 && request.maxClients <= kMaxClientsLimit)) {
+    return Refuse(error, Kind::kRange, "maxClients must be 1.." + std::to_string(kMaxClientsLimit));
+  }
   config.maxClients = static_cast<uint32_t>(request.maxClients);
   config.keepAliveIntervalUs = AtLeastOne(request.keepAliveIntervalUs, config.keepAliveIntervalUs, kMaxIntervalUs);
   config.disconnectIntervalUs = AtLeastOne(request.disconnectIntervalUs, config.disconnectIntervalUs, kMaxIntervalUs);

@@ -65,6 +65,7 @@ enum ProtocolControl : uint32_t {
 // (the disconnect records JavaScript has seen for it). A send or control for a client that left while
 // JavaScript was behind is then dropped, not taken for the client that has its slot now.
 constexpr uint32_t kPeerSlotBits = 20;
+constexpr uint32_t kMaxClientsLimit = 1u << kPeerSlotBits;  // the most maxClients a server may have
 
 // Largest datagram a protocol sends (a connection request).
 constexpr size_t kMaxProtocolDatagram = 1280;

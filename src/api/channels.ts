@@ -5,6 +5,7 @@ import { isUint8Array } from 'node:util/types'
 import { checkAttached } from '../util/bytes.ts'
 import type { NativeDeliveryFields } from '../engine/native/addon.ts'
 import { LinkField, layout, linkFields } from '../engine/layout.ts'
+import { deliveryDefaults } from '../protocol/delivery/config.ts'
 import { monotonicUs } from '../engine/engine.ts'
 import type { PacketCounts } from '../engine/peer-records.ts'
 import { VolleyRangeError, VolleyTypeError, describe } from '../util/errors.ts'
@@ -168,8 +169,8 @@ export function deliverySettings(options: DeliveryOptions): DeliverySettings | n
   }
   return {
     modes,
-    maxMessageBytes: integerOption('maxMessageBytes', options.maxMessageBytes, 1 << 20, 1, 1 << 30),
-    sendQueueBytes: integerOption('sendQueueBytes', options.sendQueueBytes, 8 << 20, 1, 1 << 30),
+    maxMessageBytes: integerOption('maxMessageBytes', options.maxMessageBytes, deliveryDefaults.maxMessageBytes, 1, 1 << 30),
+    sendQueueBytes: integerOption('sendQueueBytes', options.sendQueueBytes, deliveryDefaults.sendQueueBytes, 1, 1 << 30),
     pingIntervalMs: integerOption('pingIntervalMs', options.pingIntervalMs, 100, 50, 3_600_000),
   }
 }
@@ -192,7 +193,7 @@ export function defaultReassemblyBudget(maxClients: number, maxMessageBytes: num
 }
 
 /** The least reassembly budget a server takes: a connection's own bound, so that the largest message fits. */
-export const reassemblyBudgetFloor = (maxMessageBytes: number): number => maxMessageBytes + (1 << 20)
+export const reassemblyBudgetFloor = (maxMessageBytes: number): number => maxMessageBytes + deliveryDefaults.reassemblyHeadroomBytes
 
 /** The fields of the native protocol options for these settings. */
 export function deliveryFields(settings: DeliverySettings | null): NativeDeliveryFields {

@@ -34,6 +34,7 @@ import {
   commonProtocolDrops,
   layout,
   linkFields,
+  maxClientsLimit,
   peerSlotScale,
   protocolStatsFields,
 } from '../engine/layout.ts'
@@ -425,7 +426,7 @@ export class Server extends EventEmitter<ServerEvents> {
     const { privateKey: _callers, ...rest } = options // the caller's array: not kept (the set holds a copy)
     this.#options = {
       ...rest,
-      maxClients: integerOption('maxClients', options.maxClients, netcodeDefaults.maxClients, 1, 1 << 20),
+      maxClients: integerOption('maxClients', options.maxClients, netcodeDefaults.maxClients, 1, maxClientsLimit),
       reassemblyBudgetBytes: 0,
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, netcodeDefaults.keepAliveIntervalMs, 1, 60_000, ' ms'),
       disconnectPackets: integerOption('disconnectPackets', options.disconnectPackets, netcodeDefaults.disconnectPackets, 0, 100),

@@ -7,6 +7,8 @@ import { ClientPool } from '../api/client-pool.ts'
 import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
 import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../protocol/netcode/server-address.ts'
+import { maxClientsLimit } from '../engine/layout.ts'
+import { deliveryDefaults } from '../protocol/delivery/config.ts'
 import { netcodeDefaults } from '../protocol/netcode/constants.ts'
 import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
@@ -117,7 +119,7 @@ function bigint(name: string, text: string): bigint {
 
 // The ranges the library takes, checked here so that a mistake names the flag and shows the usage.
 const keepAliveRange = { min: 1, max: 60_000 }
-const maxClientsRange = { integer: true, min: 1, max: 1 << 20 }
+const maxClientsRange = { integer: true, min: 1, max: maxClientsLimit }
 const concurrencyRange = { integer: true, min: 1, max: 1_000_000 }
 const clientsRange = { integer: true, min: 1, max: 1_000_000 }
 
@@ -172,7 +174,7 @@ function deliveryArguments(channels: string | undefined, maxMessageBytes: string
   if (modes.length > 255) throw new UsageError('--channels takes 1 to 255 modes')
   return {
     channels: modes.map((mode) => ({ mode: mode as ChannelOptions['mode'] })),
-    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes: numberArgument('max-message-bytes', maxMessageBytes, 1 << 20, { integer: true, min: 1, max: 1 << 30 }) }),
+    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes: numberArgument('max-message-bytes', maxMessageBytes, deliveryDefaults.maxMessageBytes, { integer: true, min: 1, max: 1 << 30 }) }),
   }
 }
 

@@ -31,6 +31,9 @@ enum class ChannelMode : uint8_t { kReliable = 1, kUnreliable = 2, kSequenced = 
 // Without it, empty or 1-byte messages would pass sendQueueBytes by the million.
 constexpr uint64_t kQueuedMessageOverheadBytes = 64;
 
+// A connection's reassembly bound when none is set (DeliveryConfig::reassemblyBytes 0): its largest message and this.
+constexpr uint64_t kReassemblyHeadroomBytes = 1 << 20;
+
 struct DeliveryConfig {
   std::vector<ChannelMode> channels{ChannelMode::kReliable};
   uint64_t maxMessageBytes = 1 << 20;
@@ -38,7 +41,7 @@ struct DeliveryConfig {
   // refuses: back-pressure. Each message counts kQueuedMessageOverheadBytes more than its size.
   uint64_t sendQueueBytes = 8 << 20;
   // Bytes the receiver holds for messages not yet delivered (out of order, or fragments); 0: the largest
-  // message plus 1 MiB. A packet whose data does not fit is not acknowledged: the sender sends it again.
+  // message plus kReassemblyHeadroomBytes. A packet whose data does not fit is not acknowledged: the sender sends it again.
   // The message each reliable channel delivers next is taken beyond it (one per channel, each at most
   // maxMessageBytes), so the bound never blocks delivery.
   uint64_t reassemblyBytes = 0;

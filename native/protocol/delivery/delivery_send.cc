@@ -59,7 +59,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, const uint8_t* packetSk
                            uint32_t connection)
     : config_(config),
       connection_(connection),
-      reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + (1u << 20)),
+      reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + kReassemblyHeadroomBytes),
       rtt_(config.initialRttUs),
       bufferCredit_(BufferCreditLimit()),
       budget_(budget) {

@@ -1,6 +1,7 @@
 // A connection's link statistics as plain doubles in shared memory: the I/O thread writes them after
 // each delivery step, JavaScript reads them at any time through a Float64Array over the same memory
-// (aligned 8-byte stores: never torn). src/engine/layout.ts mirrors the field order.
+// (aligned 8-byte stores: never torn). Its TypeScript names are generated
+// from this enum (scripts/emit-constants.cc).
 #pragma once
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// netcode 1.02 wire constants (mirrored by src/protocol/netcode/constants.ts).
+// netcode 1.02 wire constants (src/protocol/netcode/constants.ts is generated from them: scripts/emit-constants.cc).
 #pragma once
 
 #include <cstddef>
@@ -22,8 +22,7 @@ constexpr size_t kMaxPayloadBytes = 1200;
 constexpr size_t kMinEncryptedPacketBytes = 18;
 constexpr size_t kMaxServerAddresses = 32;
 constexpr size_t kReplayBufferSize = 256;
-// The connection defaults (ServerConfig, ClientConfig); the API's are src/protocol/netcode/constants.ts's
-// netcodeDefaults, which a test holds to these.
+// The connection defaults (ServerConfig, ClientConfig), and the API's (netcodeDefaults, generated from these).
 constexpr uint64_t kDefaultRequestIntervalUs = 100000;     // requests and responses, 10 Hz
 constexpr uint64_t kDefaultKeepAliveIntervalUs = 100000;   // 10 Hz when nothing else was sent
 constexpr uint64_t kDefaultDisconnectIntervalUs = 100000;  // redundant disconnect packets, 10 Hz

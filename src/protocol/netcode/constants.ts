@@ -1,8 +1,9 @@
-// netcode 1.02 wire constants (STANDARD.md of mas-bandwidth/netcode). native/protocol/netcode/constants.h mirrors them.
+// Generated from native/protocol/netcode/ (constants.h, private_keys.h, server.h, client.h) by scripts/generate-constants.mjs: do not edit.
 
-/** "NETCODE 1.02" with its terminating zero: 13 bytes. */
-export const versionInfo = new Uint8Array([...new TextEncoder().encode('NETCODE 1.02'), 0])
+/** "NETCODE 1.02" with its terminating zero. */
+export const versionInfo = new Uint8Array([78, 69, 84, 67, 79, 68, 69, 32, 49, 46, 48, 50, 0])
 
+/** netcode 1.02's sizes in bytes (STANDARD.md of mas-bandwidth/netcode). */
 export const sizes = {
   versionInfo: 13,
   connectToken: 2048,
@@ -34,20 +35,30 @@ export const PacketType = {
 } as const
 export type PacketType = (typeof PacketType)[keyof typeof PacketType]
 
-export const AddressType = { ipv4: 1, ipv6: 2 } as const
+export const AddressType = {
+  ipv4: 1,
+  ipv6: 2,
+} as const
 
-/** Private keys a server accepts at once, the current one included (native/protocol/netcode/private_keys.h). */
+/** Private keys a server accepts at once, the current one included. */
 export const maxPrivateKeys = 4
 
-/** Mirror of native/protocol/netcode/server.h (PeerCounters): a client slot's counters, peerCounterFields doubles. */
-export const PeerCounterField = { packetsIn: 0, bytesIn: 1, packetsOut: 2, bytesOut: 3, clients: 4, malformed: 5, replayed: 6, tooOld: 7, decryptionFailed: 8 } as const
+/** A server's client slot's counters: their indices in its peerCounterFields doubles (server.h's PeerCounters). */
+export const PeerCounterField = {
+  packetsIn: 0,
+  bytesIn: 1,
+  packetsOut: 2,
+  bytesOut: 3,
+  clients: 4,
+  malformed: 5,
+  replayed: 6,
+  tooOld: 7,
+  decryptionFailed: 8,
+} as const
 /** Doubles of counters per client slot of a server: packets, bytes, drops (PeerCounterField). */
 export const peerCounterFields = 9
 
-/**
- * The connection defaults of Server and Client (and of volley serve and load): native/protocol/netcode/
- * constants.h's, which a test holds these to.
- */
+/** The connection defaults of Server and Client (and of volley serve and load): the cores' own. */
 export const netcodeDefaults = {
   /** Connection requests and responses, 10 Hz. */
   requestIntervalMs: 100,
@@ -59,7 +70,7 @@ export const netcodeDefaults = {
   maxClients: 256,
 } as const
 
-/** The states of the standard, as the native engine's records number them (native/protocol/netcode/client.h). */
+/** The states of the standard, as the native engine's records number them. */
 export const clientStateCodes = {
   'connect-token-expired': -6,
   'invalid-connect-token': -5,
@@ -72,5 +83,4 @@ export const clientStateCodes = {
   'sending-connection-response': 2,
   connected: 3,
 } as const
-
 export type ClientCoreState = keyof typeof clientStateCodes
