@@ -20,6 +20,7 @@
 #include "protocol/netcode/constants.h"
 #include "protocol/netcode/private_keys.h"
 #include "protocol/netcode/server.h"
+#include "sockets/netcode_sockets.h"
 #include "sockets/socket_protocol.h"
 
 namespace {
@@ -256,6 +257,39 @@ void Layout() {
           {"sendLarge", kControlSendLarge},
           {"watchFlush", kControlWatchFlush},
           {"rotatePrivateKey", kControlRotatePrivateKey}});
+  std::printf("\n");
+  Object("ProtocolCounter",
+         {{"packetsIn", kCounterPacketsIn},
+          {"bytesIn", kCounterBytesIn},
+          {"packetsOut", kCounterPacketsOut},
+          {"bytesOut", kCounterBytesOut},
+          {"malformed", kCounterMalformed},
+          {"replayed", kCounterReplayed},
+          {"decryptionFailed", kCounterDecryptionFailed},
+          {"unknownAddress", kCounterUnknownAddress},
+          {"tooOld", kCounterTooOld}},
+         "Where readProtocolStats() has the counters a netcode server and client both keep (netcode_sockets.h).");
+  std::printf("\n");
+  Object("ServerCounter",
+         {{"tokenRefused", kServerTokenRefused},
+          {"denied", kServerDenied},
+          {"connectedClients", kServerConnectedClients},
+          {"sendDropped", kServerSendDropped},
+          {"requestsThrottled", kServerRequestsThrottled},
+          {"wrongProtocol", kServerWrongProtocol},
+          {"tokenExpired", kServerTokenExpired},
+          {"pendingHandshakes", kServerPendingHandshakes},
+          {"handshakesReplaced", kServerHandshakesReplaced},
+          {"handshakesEvicted", kServerHandshakesEvicted},
+          {"reassemblyBudget", kServerReassemblyBudget},
+          {"reassemblyUsed", kServerReassemblyUsed},
+          {"reassemblyEvictions", kServerReassemblyEvictions},
+          {"reassemblyRefusals", kServerReassemblyRefusals},
+          {"previousKeyRequests", kServerPreviousKeyRequests, "Requests whose token opened under a private key in its grace, not the current one."}},
+         "Where readProtocolStats() has a netcode server's own counters.");
+  std::printf("\n");
+  Object("ClientCounter", {{"clientIndex", kClientIndex}, {"maxClients", kClientMaxClients}, {"sendDropped", kClientSendDropped}},
+         "Where readProtocolStats() has a netcode client's own counters.");
   std::printf("\n");
   Value("protocolStatsFields", SocketStats::kProtocolFieldCount + 2 + SocketStats::kSimulatorFieldCount,
         "engine.readProtocolStats(): the protocol's counters, then the socket's kernel receive drops and send errors, then "

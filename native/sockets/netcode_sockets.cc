@@ -23,6 +23,20 @@ size_t CopyFields(const uint64_t* fields, size_t count, double* out, size_t capa
   return n;
 }
 
+// The counters both protocols have, at their places (ProtocolCounter).
+template <typename Counters>
+void CommonCounters(const Counters& c, uint64_t* fields) {
+  fields[kCounterPacketsIn] = c.packetsIn;
+  fields[kCounterBytesIn] = c.bytesIn;
+  fields[kCounterPacketsOut] = c.packetsOut;
+  fields[kCounterBytesOut] = c.bytesOut;
+  fields[kCounterMalformed] = c.malformed;
+  fields[kCounterReplayed] = c.replayed;
+  fields[kCounterDecryptionFailed] = c.decryptionFailed;
+  fields[kCounterUnknownAddress] = c.unknownAddress;
+  fields[kCounterTooOld] = c.tooOld;
+}
+
 void AddLinkTable(netcode::PeerCounterTable* table) {
   table->linkFields = delivery::kLinkFieldCount;
   table->link.reset(new std::atomic<double>[size_t{table->size} * delivery::kLinkFieldCount]);
@@ -245,15 +259,26 @@ void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector
 
 size_t NetcodeServerProtocol::CopyCounters(double* out, size_t capacity) const {
   const netcode::ServerCounters& c = core_.counters();
-  const uint64_t fields[] = {c.packetsIn,        c.bytesIn,        c.packetsOut,   c.bytesOut,
-                             c.malformed,        c.replayed,       c.decryptionFailed,
-                             c.unknownAddress,   c.tokenRefused,   c.denied,       core_.connectedClients(),
-                             output.sendDropped, c.requestsThrottled, c.wrongProtocol, c.tokenExpired,
-                             c.tooOld,           core_.pendingHandshakes(), c.handshakesReplaced, c.handshakesEvicted,
-                             budget_ ? budget_->limit() : 0, budget_ ? budget_->used() : 0,
-                             budget_ ? budget_->evictions() : 0, budget_ ? budget_->refusals() : 0,
-                             c.previousKeyRequests};
-  return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
+  uint64_t fields[kServerCounterCount] = {};
+  CommonCounters(c, fields);
+  fields[kServerTokenRefused] = c.tokenRefused;
+  fields[kServerDenied] = c.denied;
+  fields[kServerConnectedClients] = core_.connectedClients();
+  fields[kServerSendDropped] = output.sendDropped;
+  fields[kServerRequestsThrottled] = c.requestsThrottled;
+  fields[kServerWrongProtocol] = c.wrongProtocol;
+  fields[kServerTokenExpired] = c.tokenExpired;
+  fields[kServerPendingHandshakes] = core_.pendingHandshakes();
+  fields[kServerHandshakesReplaced] = c.handshakesReplaced;
+  fields[kServerHandshakesEvicted] = c.handshakesEvicted;
+  if (budget_) {
+    fields[kServerReassemblyBudget] = budget_->limit();
+    fields[kServerReassemblyUsed] = budget_->used();
+    fields[kServerReassemblyEvictions] = budget_->evictions();
+    fields[kServerReassemblyRefusals] = budget_->refusals();
+  }
+  fields[kServerPreviousKeyRequests] = c.previousKeyRequests;
+  return CopyFields(fields, kServerCounterCount, out, capacity);
 }
 
 void NetcodeServerProtocol::ReadingPaused(bool paused, const netcode::Clock& now) {
@@ -413,13 +438,12 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
 }
 
 size_t NetcodeClientProtocol::CopyCounters(double* out, size_t capacity) const {
-  const netcode::ClientCounters& c = core_.counters();
-  const uint64_t fields[] = {c.packetsIn, c.bytesIn,          c.packetsOut,     c.bytesOut,
-                             c.malformed, c.replayed,         c.decryptionFailed, c.unknownAddress,
-                             core_.clientIndex(), core_.maxClients(), output.sendDropped,
-                             0, 0, 0, 0,  // the server's fields 11 to 14, which a client has not
-                             c.tooOld};
-  return CopyFields(fields, sizeof(fields) / sizeof(fields[0]), out, capacity);
+  uint64_t fields[kClientCounterCount] = {};  // those between its own and kCounterTooOld stay 0
+  CommonCounters(core_.counters(), fields);
+  fields[kClientIndex] = core_.clientIndex();
+  fields[kClientMaxClients] = core_.maxClients();
+  fields[kClientSendDropped] = output.sendDropped;
+  return CopyFields(fields, kClientCounterCount, out, capacity);
 }
 
 void NetcodeClientProtocol::ReadingPaused(bool paused, const netcode::Clock& now) {

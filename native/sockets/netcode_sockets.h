@@ -19,6 +19,40 @@ namespace volley {
 // packetsIn, bytesIn, packetsOut, bytesOut, then its drops: malformed, replayed, tooOld, decryptionFailed.
 constexpr size_t kFinalReadingsCounters = 8;
 
+// Where CopyCounters puts each counter (JavaScript's readProtocolStats; src/engine/native-layout.ts names them):
+// the first eight and kCounterTooOld in both protocols, then each one's own.
+enum ProtocolCounter : uint32_t {
+  kCounterPacketsIn = 0,
+  kCounterBytesIn,
+  kCounterPacketsOut,
+  kCounterBytesOut,
+  kCounterMalformed,
+  kCounterReplayed,
+  kCounterDecryptionFailed,
+  kCounterUnknownAddress,
+  kServerTokenRefused = 8,
+  kServerDenied,
+  kServerConnectedClients,
+  kServerSendDropped,
+  kServerRequestsThrottled,
+  kServerWrongProtocol,
+  kServerTokenExpired,
+  kCounterTooOld = 15,
+  kServerPendingHandshakes = 16,
+  kServerHandshakesReplaced,
+  kServerHandshakesEvicted,
+  kServerReassemblyBudget,
+  kServerReassemblyUsed,
+  kServerReassemblyEvictions,
+  kServerReassemblyRefusals,
+  kServerPreviousKeyRequests,
+  kServerCounterCount,
+  kClientIndex = 8,  // the client's slot on its server
+  kClientMaxClients,
+  kClientSendDropped,
+  kClientCounterCount = kCounterTooOld + 1,
+};
+
 struct DeliveryOptions {
   bool enabled = false;  // false: payloads are raw netcode payloads (any netcode 1.02 peer understands them)
   delivery::DeliveryConfig config;

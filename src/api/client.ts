@@ -26,7 +26,7 @@ import {
   readLinkStats,
   readRemoteChannels,
 } from './channels.ts'
-import { Operation, PeerRecordKind, ProtocolControl, commonProtocolDrops, protocolStatsFields } from '../engine/layout.ts'
+import { ClientCounter, Operation, PeerRecordKind, ProtocolControl, ProtocolCounter, commonProtocolDrops, protocolStatsFields } from '../engine/layout.ts'
 import { type NetworkSimulatorOption, type SimulatedNetworkStats, networkSimulatorFields, simulatedNetworkStats } from './network-simulator.ts'
 import { type ConnectErrorCode, VolleyError, type VolleyErrorOptions, checkSignal, fromNativeError, settleUnlistening, surfaceLater, systemError } from '../util/errors.ts'
 import { type SocketSettings, checkOptions, integerOption, numberOption, signalOnly, socketOptionNames, socketSettings } from '../util/options.ts'
@@ -568,10 +568,16 @@ export class Client extends EventEmitter<ClientEvents> {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)
     return {
-      ...readLinkStats(this.#links, 0, { packetsIn: c[0]!, bytesIn: c[1]!, packetsOut: c[2]!, bytesOut: c[3]! }, this.#reading, this.#queueLive() ? this.#queue.outstanding() : ended),
-      ...commonProtocolDrops(c, 10),
-      clientIndex: c[8]!,
-      maxClients: c[9]!,
+      ...readLinkStats(
+        this.#links,
+        0,
+        { packetsIn: c[ProtocolCounter.packetsIn]!, bytesIn: c[ProtocolCounter.bytesIn]!, packetsOut: c[ProtocolCounter.packetsOut]!, bytesOut: c[ProtocolCounter.bytesOut]! },
+        this.#reading,
+        this.#queueLive() ? this.#queue.outstanding() : ended,
+      ),
+      ...commonProtocolDrops(c, ClientCounter.sendDropped),
+      clientIndex: c[ClientCounter.clientIndex]!,
+      maxClients: c[ClientCounter.maxClients]!,
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
       recvBufferSize: this.#bufferSizes.recv,
       sendBufferSize: this.#bufferSizes.send,

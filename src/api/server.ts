@@ -30,7 +30,8 @@ import {
   Operation,
   PeerRecordKind,
   ProtocolControl,
-  ServerStat,
+  ProtocolCounter,
+  ServerCounter,
   commonProtocolDrops,
   layout,
   linkFields,
@@ -709,29 +710,37 @@ export class Server extends EventEmitter<ServerEvents> {
   stats(): ServerStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
-    const { drops, errors } = commonProtocolDrops(c, 11)
+    const { drops, errors } = commonProtocolDrops(c, ServerCounter.sendDropped)
+    const bytesIn = c[ProtocolCounter.bytesIn]!
+    const bytesOut = c[ProtocolCounter.bytesOut]!
     return {
       connectedClients: this.#peers.size,
-      packets: { in: c[0]!, out: c[2]! },
-      bytes: { in: c[1]!, out: c[3]! },
-      drops: { ...drops, wrongProtocol: c[13]!, tokenExpired: c[14]!, tokenRefused: c[8]!, requestsThrottled: c[ServerStat.requestsThrottled]! },
+      packets: { in: c[ProtocolCounter.packetsIn]!, out: c[ProtocolCounter.packetsOut]! },
+      bytes: { in: bytesIn, out: bytesOut },
+      drops: {
+        ...drops,
+        wrongProtocol: c[ServerCounter.wrongProtocol]!,
+        tokenExpired: c[ServerCounter.tokenExpired]!,
+        tokenRefused: c[ServerCounter.tokenRefused]!,
+        requestsThrottled: c[ServerCounter.requestsThrottled]!,
+      },
       errors,
-      denied: c[9]!,
-      privateKeys: { accepted: this.privateKeyCount, previousKeyRequests: c[ServerStat.previousKeyRequests]! },
-      handshakes: { pending: c[ServerStat.pendingHandshakes]!, replaced: c[ServerStat.handshakesReplaced]!, evicted: c[ServerStat.handshakesEvicted]! },
+      denied: c[ServerCounter.denied]!,
+      privateKeys: { accepted: this.privateKeyCount, previousKeyRequests: c[ServerCounter.previousKeyRequests]! },
+      handshakes: { pending: c[ServerCounter.pendingHandshakes]!, replaced: c[ServerCounter.handshakesReplaced]!, evicted: c[ServerCounter.handshakesEvicted]! },
       reassembly:
         this.#delivery === null
           ? null
           : {
               budgetBytes: this.#options.reassemblyBudgetBytes,
-              usedBytes: c[ServerStat.reassemblyUsed]!,
-              evictions: c[ServerStat.reassemblyEvictions]!,
-              refusals: c[ServerStat.reassemblyRefusals]!,
+              usedBytes: c[ServerCounter.reassemblyUsed]!,
+              evictions: c[ServerCounter.reassemblyEvictions]!,
+              refusals: c[ServerCounter.reassemblyRefusals]!,
               stalled: this.#reassemblyStalled,
             },
       channelsMismatch: this.#channelsMismatch,
       channelsUnannounced: this.#channelsUnannounced,
-      link: this.#linkTotals(c[1]!, c[3]!),
+      link: this.#linkTotals(bytesIn, bytesOut),
       networkSimulator: simulatedNetworkStats(c, this.#simulator.networkSimulator?.seed),
       recvBufferSize: this.#bufferSizes.recv,
       sendBufferSize: this.#bufferSizes.send,

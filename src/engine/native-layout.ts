@@ -86,6 +86,46 @@ export const ProtocolControl = {
   rotatePrivateKey: 8,
 } as const
 
+/** Where readProtocolStats() has the counters a netcode server and client both keep (netcode_sockets.h). */
+export const ProtocolCounter = {
+  packetsIn: 0,
+  bytesIn: 1,
+  packetsOut: 2,
+  bytesOut: 3,
+  malformed: 4,
+  replayed: 5,
+  decryptionFailed: 6,
+  unknownAddress: 7,
+  tooOld: 15,
+} as const
+
+/** Where readProtocolStats() has a netcode server's own counters. */
+export const ServerCounter = {
+  tokenRefused: 8,
+  denied: 9,
+  connectedClients: 10,
+  sendDropped: 11,
+  requestsThrottled: 12,
+  wrongProtocol: 13,
+  tokenExpired: 14,
+  pendingHandshakes: 16,
+  handshakesReplaced: 17,
+  handshakesEvicted: 18,
+  reassemblyBudget: 19,
+  reassemblyUsed: 20,
+  reassemblyEvictions: 21,
+  reassemblyRefusals: 22,
+  /** Requests whose token opened under a private key in its grace, not the current one. */
+  previousKeyRequests: 23,
+} as const
+
+/** Where readProtocolStats() has a netcode client's own counters. */
+export const ClientCounter = {
+  clientIndex: 8,
+  maxClients: 9,
+  sendDropped: 10,
+} as const
+
 /** engine.readProtocolStats(): the protocol's counters, then the socket's kernel receive drops and send errors, then its network simulator's lost, duplicated, reordered and overflowed datagrams. */
 export const protocolStatsFields = 30
 /** The protocol's counters that begin readProtocolStats(). */
