@@ -51,39 +51,102 @@ struct Wire {
   }
 };
 
-struct ServerSide : ServerSink {
+struct ServerSide : DatagramOut {
   Wire* wire = nullptr;
   ServerAddress self;
   uint32_t maxClients = 0;
   std::vector<bool> connected;
   uint64_t events = 0;
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
-  void Connected(uint32_t index, uint64_t, const ServerAddress&, const uint8_t*) override {
-    ++events;
-    if (index >= maxClients || connected[index]) Fail("a connect event for a slot that is taken or does not exist");
-    connected[index] = true;
-  }
-  void Disconnected(uint32_t index, DisconnectReason) override {
-    ++events;
-    if (index >= maxClients || !connected[index]) Fail("a disconnect event for a slot that is not connected");
-    connected[index] = false;
-  }
-  void Payload(uint32_t index, const uint8_t*, size_t size) override {
-    ++events;
-    if (index >= maxClients || !connected[index]) Fail("a payload from a slot that is not connected");
-    if (size == 0 || size > kMaxPayloadBytes) Fail("a payload of an impossible size");
+  void Send(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
+  // The events of a call, checked as the engine takes them.
+  void Poll(ServerCore& core) {
+    ServerEvent event;
+    while (core.PollEvent(&event)) {
+      ++events;
+      const uint32_t index = event.client;
+      switch (event.type) {
+        case ServerEvent::Type::kConnected:
+          if (index >= maxClients || connected[index]) Fail("a connect event for a slot that is taken or does not exist");
+          connected[index] = true;
+          break;
+        case ServerEvent::Type::kDisconnected:
+          if (index >= maxClients || !connected[index]) Fail("a disconnect event for a slot that is not connected");
+          connected[index] = false;
+          break;
+        case ServerEvent::Type::kPayload:
+          if (index >= maxClients || !connected[index]) Fail("a payload from a slot that is not connected");
+          if (event.size == 0 || event.size > kMaxPayloadBytes) Fail("a payload of an impossible size");
+          break;
+        case ServerEvent::Type::kPeerTimer: Fail("a peer timer with no layer above"); break;
+      }
+    }
   }
 };
 
-struct ClientSide : ClientSink {
+struct ClientSide : DatagramOut {
   Wire* wire = nullptr;
   ServerAddress self;
   uint64_t events = 0;
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
-  void StateChanged(ClientState) override { ++events; }
-  void Payload(const uint8_t*, size_t size) override {
-    ++events;
-    if (size == 0 || size > kMaxPayloadBytes) Fail("a payload of an impossible size");
+  void Send(const ServerAddress& to, const uint8_t* data, size_t size) override { wire->Add(self, to, data, size); }
+  void Poll(ClientCore& core) {
+    ClientEvent event;
+    while (core.PollEvent(&event)) {
+      ++events;
+      if (event.type == ClientEvent::Type::kPayload && (event.size == 0 || event.size > kMaxPayloadBytes)) Fail("a payload of an impossible size");
+    }
+  }
+};
+
+// The cores as the engine drives them: their events polled after each call.
+struct Server : ServerCore {
+  ServerSide& side;
+  Server(const ServerConfig& config, const uint8_t* challengeKey, ServerSide& out) : ServerCore(config, challengeKey, &out), side(out) {}
+  void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+    ServerCore::Receive(from, data, size, now);
+    side.Poll(*this);
+  }
+  void Update(const Clock& now) {
+    ServerCore::Update(now);
+    side.Poll(*this);
+  }
+  bool SendPayload(uint32_t index, const uint8_t* data, size_t size, const Clock& now) {
+    const bool sent = ServerCore::SendPayload(index, data, size, now);
+    side.Poll(*this);
+    return sent;
+  }
+  void Disconnect(uint32_t index, const Clock& now) {
+    ServerCore::Disconnect(index, now);
+    side.Poll(*this);
+  }
+  void Stop(const Clock& now) {
+    ServerCore::Stop(now);
+    side.Poll(*this);
+  }
+};
+
+struct Client : ClientCore {
+  ClientSide& side;
+  explicit Client(ClientSide& out) : ClientCore(ClientConfig{}, &out), side(out) {}
+  void Connect(const uint8_t* token, size_t size, const Clock& now) {
+    ClientCore::Connect(token, size, now);
+    side.Poll(*this);
+  }
+  void Receive(const ServerAddress& from, const uint8_t* data, size_t size, const Clock& now) {
+    ClientCore::Receive(from, data, size, now);
+    side.Poll(*this);
+  }
+  void Update(const Clock& now) {
+    ClientCore::Update(now);
+    side.Poll(*this);
+  }
+  bool SendPayload(const uint8_t* data, size_t size, const Clock& now) {
+    const bool sent = ClientCore::SendPayload(data, size, now);
+    side.Poll(*this);
+    return sent;
+  }
+  void Disconnect(const Clock& now) {
+    ClientCore::Disconnect(now);
+    side.Poll(*this);
   }
 };
 
@@ -132,17 +195,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   serverSide.self = serverAddress;
   serverSide.maxClients = config.maxClients;
   serverSide.connected.assign(config.maxClients, false);
-  ServerCore server(config, challengeKey, &serverSide);
+  Server server(config, challengeKey, serverSide);
 
   ClientSide clientSides[kClients];
-  std::unique_ptr<ClientCore> clients[kClients];
+  std::unique_ptr<Client> clients[kClients];
   Keys keys[kClients];
   for (uint32_t i = 0; i < kClients; ++i) {
     clientSides[i].wire = &wire;
     // Half of them on IPv6: the server's address tables take both families.
     const uint16_t port = static_cast<uint16_t>(5000 + i);
     clientSides[i].self = i % 2 == 0 ? Address(10, 0, 0, static_cast<uint8_t>(1 + i), port) : Address6(static_cast<uint8_t>(1 + i), port);
-    clients[i] = std::make_unique<ClientCore>(ClientConfig{}, &clientSides[i]);
+    clients[i] = std::make_unique<Client>(clientSides[i]);
     for (size_t k = 0; k < kKeyBytes; ++k) {
       keys[i].clientToServer[k] = static_cast<uint8_t>(i * 50 + k);
       keys[i].serverToClient[k] = static_cast<uint8_t>(i * 50 + k + 100);

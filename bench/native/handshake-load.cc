@@ -129,7 +129,7 @@ class Outbox {
   size_t count_ = 0;
 };
 
-class LoadClient : public volley::netcode::ClientSink {
+class LoadClient : public volley::netcode::DatagramOut {
  public:
   LoadClient(Outbox* outbox, uint32_t address) : core(Config(), this), outbox_(outbox), address_(address) {}
 
@@ -142,9 +142,13 @@ class LoadClient : public volley::netcode::ClientSink {
     return config;
   }
 
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override { outbox_->Add(address_, to, data, size); }
-  void StateChanged(ClientState) override {}
-  void Payload(const uint8_t*, size_t) override {}
+  void Send(const ServerAddress& to, const uint8_t* data, size_t size) override { outbox_->Add(address_, to, data, size); }
+  // Its events after a call, taken as the engine takes them (state() says what this needs).
+  void Poll() {
+    volley::netcode::ClientEvent event;
+    while (core.PollEvent(&event)) {
+    }
+  }
 
   ClientCore core;
   bool listening = true;  // reads what comes to its address (until connected)
@@ -198,6 +202,7 @@ void SendPayloads(int fd, Outbox* outbox, const std::vector<LoadClient*>& client
       ++attempted;
       if (client.core.SendPayload(payload, sizeof(payload), now)) ++sent;
       else ++notConnected;
+      client.Poll();
     }
     outbox->Flush();
     ++ticks;
@@ -289,6 +294,7 @@ int main(int argc, char** argv) {
   while (finished < count) {
     while (connecting.size() < size_t(concurrency) && next < count) {
       clients[next]->core.Connect(tokens.data() + next * volley::netcode::kConnectTokenBytes, volley::netcode::kConnectTokenBytes, Now());
+      clients[next]->Poll();
       connecting.push_back(static_cast<uint32_t>(next));
       ++next;
     }
@@ -324,6 +330,7 @@ int main(int argc, char** argv) {
         ServerAddress address;
         volley::FromSockaddr(&received[i].from, &address.ip, &address.port);
         client.core.Receive(address, received[i].data, messages[i].msg_len, now);
+        client.Poll();
       }
       if (n < static_cast<int>(kBatch)) break;
     }
@@ -331,7 +338,10 @@ int main(int argc, char** argv) {
     if (tick) lastUpdateUs = now.monotonicUs;
     for (size_t i = 0; i < connecting.size();) {
       LoadClient& client = *clients[connecting[i]];
-      if (tick) client.core.Update(now);
+      if (tick) {
+        client.core.Update(now);
+        client.Poll();
+      }
       const ClientState state = client.core.state();
       if (state == ClientState::kSendingConnectionRequest || state == ClientState::kSendingConnectionResponse) {
         ++i;
@@ -372,7 +382,10 @@ int main(int argc, char** argv) {
     if (now.monotonicUs - lastTickUs >= 10000) {
       lastTickUs = now.monotonicUs;
       for (LoadClient* client : clients) {
-        if (client->core.state() == ClientState::kConnected) client->core.Update(now);
+        if (client->core.state() == ClientState::kConnected) {
+          client->core.Update(now);
+          client->Poll();
+        }
       }
       outbox.Flush();
     }
@@ -386,7 +399,10 @@ int main(int argc, char** argv) {
   // Redundant disconnects: the first at once, the rest at the client's 10 Hz.
   Clock now = Now();
   for (LoadClient* client : clients) {
-    if (client->core.state() == ClientState::kConnected) client->core.Disconnect(now);
+    if (client->core.state() == ClientState::kConnected) {
+      client->core.Disconnect(now);
+      client->Poll();
+    }
   }
   outbox.Flush();
   for (bool pending = true; pending;) {
@@ -396,6 +412,7 @@ int main(int argc, char** argv) {
     for (LoadClient* client : clients) {
       if (!client->core.HasPendingDisconnects()) continue;
       client->core.Update(now);
+      client->Poll();
       pending = pending || client->core.HasPendingDisconnects();
     }
     outbox.Flush();

@@ -64,12 +64,15 @@ struct Datagram {
 // Every client's packets go to the server's inbox; the server's go to the client at their address.
 struct Network;
 
-class BenchClient : public ClientSink {
+class BenchClient : public DatagramOut {
  public:
   BenchClient(Network* network, uint32_t index) : network_(network), index_(index), core(ClientConfig{}, this) {}
-  void SendPacket(const ServerAddress&, const uint8_t* data, size_t size) override;
-  void StateChanged(ClientState) override {}
-  void Payload(const uint8_t*, size_t) override {}
+  void Send(const ServerAddress&, const uint8_t* data, size_t size) override;
+  void Poll() {  // its events, taken as the engine takes them (none matters here)
+    ClientEvent event;
+    while (core.PollEvent(&event)) {
+    }
+  }
 
  private:
   Network* network_;
@@ -79,13 +82,18 @@ class BenchClient : public ClientSink {
   ClientCore core;
 };
 
-class BenchServerSink : public ServerSink {
+class BenchServerSink : public DatagramOut {
  public:
   explicit BenchServerSink(Network* network) : network_(network) {}
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override;
-  void Connected(uint32_t, uint64_t, const ServerAddress&, const uint8_t*) override { ++connected; }
-  void Disconnected(uint32_t, DisconnectReason) override {}
-  void Payload(uint32_t, const uint8_t*, size_t) override { ++payloads; }
+  void Send(const ServerAddress& to, const uint8_t* data, size_t size) override;
+  // The server's events after each call, as the engine polls them.
+  void Poll(ServerCore& server) {
+    ServerEvent event;
+    while (server.PollEvent(&event)) {
+      if (event.type == ServerEvent::Type::kConnected) ++connected;
+      if (event.type == ServerEvent::Type::kPayload) ++payloads;
+    }
+  }
   uint64_t connected = 0;
   uint64_t payloads = 0;
 
@@ -98,14 +106,14 @@ struct Network {
   std::vector<Datagram> toClients;
 };
 
-void BenchClient::SendPacket(const ServerAddress&, const uint8_t* data, size_t size) {
+void BenchClient::Send(const ServerAddress&, const uint8_t* data, size_t size) {
   Datagram& datagram = network_->toServer.emplace_back();
   datagram.from = Ipv4(kFirstClientAddress + index_, 50000);
   datagram.size = size;
   std::memcpy(datagram.bytes, data, size);
 }
 
-void BenchServerSink::SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) {
+void BenchServerSink::Send(const ServerAddress& to, const uint8_t* data, size_t size) {
   Datagram& datagram = network_->toClients.emplace_back();
   datagram.from = to;
   datagram.size = size;
@@ -156,6 +164,7 @@ Round ConnectAll(ServerCore& server, BenchServerSink& sink, Network& network, ui
     clients->push_back(std::make_unique<BenchClient>(&network, i));
     MakeToken(privateKey, firstId + i, serverAddress, clock.unixSeconds, token.data());
     (*clients)[i]->core.Connect(token.data(), token.size(), clock);
+    (*clients)[i]->Poll();
   }
   const uint64_t connectedBefore = sink.connected;
   uint64_t allocs = 0;
@@ -173,7 +182,10 @@ Round ConnectAll(ServerCore& server, BenchServerSink& sink, Network& network, ui
       const size_t end = std::min(batch.size(), first + kBatch);
       const uint64_t allocsBefore = gAllocs;
       const double start = NowNs();
-      for (size_t i = first; i < end; ++i) server.Receive(batch[i].from, batch[i].bytes, batch[i].size, clock);
+      for (size_t i = first; i < end; ++i) {
+        server.Receive(batch[i].from, batch[i].bytes, batch[i].size, clock);
+        sink.Poll(server);
+      }
       serverNs += NowNs() - start;
       allocs += gAllocs - allocsBefore;
     }
@@ -182,7 +194,10 @@ Round ConnectAll(ServerCore& server, BenchServerSink& sink, Network& network, ui
       uint32_t address = (uint32_t{reply.from.ip.bytes[0]} << 24) | (uint32_t{reply.from.ip.bytes[1]} << 16) |
                          (uint32_t{reply.from.ip.bytes[2]} << 8) | reply.from.ip.bytes[3];
       const uint32_t index = address - kFirstClientAddress;
-      if (index < clients->size()) (*clients)[index]->core.Receive(serverAddress, reply.bytes, reply.size, clock);
+      if (index < clients->size()) {
+        (*clients)[index]->core.Receive(serverAddress, reply.bytes, reply.size, clock);
+        (*clients)[index]->Poll();
+      }
     }
     network.toClients.clear();
     clock.monotonicUs += 1000;
@@ -223,8 +238,12 @@ Round ReceivePayloads(ServerCore& server, BenchServerSink& sink, Network& networ
         ReceivedDatagram datagrams[kBatch];
         for (size_t i = 0; i < n; ++i) datagrams[i] = {received[i].from, received[i].bytes, received[i].size, received[i].size};
         server.ReceiveBatch(datagrams, n, clock);
+        sink.Poll(server);
       } else {
-        for (size_t i = 0; i < n; ++i) server.Receive(received[i].from, received[i].bytes, received[i].size, clock);
+        for (size_t i = 0; i < n; ++i) {
+          server.Receive(received[i].from, received[i].bytes, received[i].size, clock);
+          sink.Poll(server);
+        }
       }
       serverNs += NowNs() - start;
       allocs += gAllocs - allocsBefore;
@@ -266,8 +285,10 @@ int main(int argc, char** argv) {
     const Round cold = ConnectAll(server, sink, network, count, 1, config.privateKey, serverAddress, clock, &clients);
     // They leave (the server ends each connection, as a client's disconnect would), and new clients come.
     for (uint32_t i = 0; i < count; ++i) server.Disconnect(i, clock);
+    sink.Poll(server);
     clock.monotonicUs += 2'000'000;
     server.Update(clock);
+    sink.Poll(server);
     network.toClients.clear();
     const Round warm = ConnectAll(server, sink, network, count, uint64_t{count} + 1, config.privateKey, serverAddress, clock, &clients);
     std::printf("server %d: fresh %.0f ns/handshake (%llu), next clients %.0f ns/handshake (%llu), server allocations (next clients) %llu\n", round + 1,

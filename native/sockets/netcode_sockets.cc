@@ -49,15 +49,11 @@ size_t FinalReadingsBytes(const netcode::PeerCounterTable& table) {
   return (kFinalReadingsCounters + (table.link ? table.linkFields : 0)) * sizeof(double);
 }
 
-void WriteFinalReadings(const netcode::PeerCounterTable& table, uint32_t peer, uint8_t* out) {
-  const netcode::PeerCounters& counters = table.entries[peer];
-  const double values[kFinalReadingsCounters] = {
-      counters.packetsIn.load(std::memory_order_relaxed),  counters.bytesIn.load(std::memory_order_relaxed),
-      counters.packetsOut.load(std::memory_order_relaxed), counters.bytesOut.load(std::memory_order_relaxed),
-      counters.malformed.load(std::memory_order_relaxed),  counters.replayed.load(std::memory_order_relaxed),
-      counters.tooOld.load(std::memory_order_relaxed),     counters.decryptionFailed.load(std::memory_order_relaxed)};
-  std::memcpy(out, values, sizeof(values));
-  out += sizeof(values);
+// finalCounters: the netcode core's (ServerEvent::finalCounters), as the slot was left.
+void WriteFinalReadings(const netcode::PeerCounterTable& table, uint32_t peer, const double* finalCounters, uint8_t* out) {
+  static_assert(kFinalReadingsCounters == netcode::kFinalCounters, "the record carries the core's final counters");
+  std::memcpy(out, finalCounters, kFinalReadingsCounters * sizeof(double));
+  out += kFinalReadingsCounters * sizeof(double);
   if (!table.link) return;
   for (uint32_t i = 0; i < table.linkFields; ++i, out += sizeof(double)) {
     const double value = table.link[size_t{peer} * table.linkFields + i].load(std::memory_order_relaxed);
@@ -137,7 +133,7 @@ bool DeliveryLink::ReportSettings(ProtocolOutput& output) {
 
 NetcodeServerProtocol::NetcodeServerProtocol(const netcode::ServerConfig& config,
                                              const uint8_t challengeKey[netcode::kKeyBytes], const DeliveryOptions& delivery)
-    : core_(WithDelivery(config, delivery), challengeKey, this), delivery_(delivery) {
+    : core_(WithDelivery(config, delivery), challengeKey, &outbox_), delivery_(delivery) {
   if (delivery_.enabled) {
     delivery_.config.followsPings = true;  // the clients lead
     if (delivery_.reassemblyBudgetBytes > 0) budget_ = std::make_unique<delivery::ReassemblyBudget>(delivery_.reassemblyBudgetBytes);
@@ -150,17 +146,32 @@ void NetcodeServerProtocol::Receive(const netcode::ServerAddress& from, const ui
                                     const netcode::Clock& now) {
   now_ = now;
   core_.Receive(from, data, size, now);
+  HandleEvents();
 }
 
 void NetcodeServerProtocol::ReceiveBatch(const netcode::ReceivedDatagram* datagrams, size_t count, const netcode::Clock& now) {
   now_ = now;
   core_.ReceiveBatch(datagrams, count, now);
+  HandleEvents();
 }
 
 void NetcodeServerProtocol::Update(const netcode::Clock& now) {
   now_ = now;
   core_.Update(now);
+  HandleEvents();
   EndMismatched(now);
+}
+
+void NetcodeServerProtocol::HandleEvents() {
+  netcode::ServerEvent event;
+  while (core_.PollEvent(&event)) {
+    switch (event.type) {
+      case netcode::ServerEvent::Type::kConnected: Connected(event); break;
+      case netcode::ServerEvent::Type::kPayload: Payload(event.client, event.data, event.size); break;
+      case netcode::ServerEvent::Type::kDisconnected: Disconnected(event); break;
+      case netcode::ServerEvent::Type::kPeerTimer: PeerTimer(event.client); break;
+    }
+  }
 }
 
 bool NetcodeServerProtocol::Current(uint32_t peer, uint32_t* slot) const {
@@ -234,6 +245,7 @@ void NetcodeServerProtocol::EndMismatched(const netcode::Clock& now) {
     core_.Disconnect(peer, now);  // Disconnected() names the reason
   }
   mismatched_.clear();
+  HandleEvents();
 }
 
 void NetcodeServerProtocol::Control(uint32_t op, uint32_t arg, const std::vector<uint8_t>& data, const netcode::Clock& now) {
@@ -288,26 +300,26 @@ void NetcodeServerProtocol::ReadingPaused(bool paused, const netcode::Clock& now
   }
 }
 
-void NetcodeServerProtocol::SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {
-  output.Send(to, data, size, socketIsV6);
-}
-
-void NetcodeServerProtocol::Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from,
-                                      const uint8_t* userData) {
-  uint8_t* data = output.Record(kPeerConnect, 0, index, &from, 8 + netcode::kUserDataBytes);
-  std::memcpy(data, &clientId, 8);
-  std::memcpy(data + 8, userData, netcode::kUserDataBytes);
+void NetcodeServerProtocol::Connected(const netcode::ServerEvent& event) {
+  const uint32_t index = event.client;
+  uint8_t* data = output.Record(kPeerConnect, 0, index, &event.from, 8 + netcode::kUserDataBytes);
+  std::memcpy(data, &event.clientId, 8);
+  std::memcpy(data + 8, event.data, netcode::kUserDataBytes);
   if (delivery_.enabled) {
     links_[index] = std::make_unique<DeliveryLink>(index, delivery_.config, budget_.get());
-    links_[index]->settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
+    DeliveryLink& link = *links_[index];
+    link.settingsDeadlineUs = LocalUs(now_) + SettingsWaitUs(delivery_.config);
     ClearLinkRow(&core_.peerCounters(), index);
+    core_.SetPeerDeadline(index, delivery_.clock.Real(link.NextDeadlineUs(LocalUs(now_))), now_);
   }
 }
 
-void NetcodeServerProtocol::Disconnected(uint32_t index, netcode::DisconnectReason reason) {
+void NetcodeServerProtocol::Disconnected(const netcode::ServerEvent& event) {
+  const uint32_t index = event.client;
   const DeliveryLink* link = delivery_.enabled ? links_[index].get() : nullptr;
-  const uint8_t code = link == nullptr || link->ending == 0 ? static_cast<uint8_t>(reason) : link->ending;
-  WriteFinalReadings(core_.peerCounters(), index, output.Record(kPeerDisconnect, code, index, nullptr, FinalReadingsBytes(core_.peerCounters())));
+  const uint8_t code = link == nullptr || link->ending == 0 ? static_cast<uint8_t>(event.reason) : link->ending;
+  uint8_t* data = output.Record(kPeerDisconnect, code, index, nullptr, FinalReadingsBytes(core_.peerCounters()));
+  WriteFinalReadings(core_.peerCounters(), index, event.finalCounters, data);
   if (delivery_.enabled) links_[index].reset();  // a dirty_ entry for it is skipped
 }
 
@@ -328,20 +340,18 @@ void NetcodeServerProtocol::Payload(uint32_t index, const uint8_t* data, size_t 
   MarkDirty(index);  // its packets go once the whole receive batch is in (EndBatch)
 }
 
-uint64_t NetcodeServerProtocol::PeerDeadlineUs(uint32_t index, const netcode::Clock& now) {
-  return delivery_.enabled && links_[index] ? delivery_.clock.Real(links_[index]->NextDeadlineUs(LocalUs(now))) : UINT64_MAX;
-}
-
-void NetcodeServerProtocol::PeerTimer(uint32_t index, const netcode::Clock& now) {
-  if (!delivery_.enabled || !links_[index]) return;
-  now_ = now;
+void NetcodeServerProtocol::PeerTimer(uint32_t index) {
+  if (!delivery_.enabled || !links_[index]) {
+    core_.SetPeerDeadline(index, netcode::ServerCore::kNoDeadline, now_);  // nothing above it any more
+    return;
+  }
   DeliveryLink& link = *links_[index];
-  link.core.Update(LocalUs(now));
+  link.core.Update(LocalUs(now_));
   if (link.core.stalled()) EndStalled(index);
   SendDue(index);
   // EndMismatched disconnects it, after the core's timers.
-  if (link.SettingsLate(LocalUs(now)) && link.BeginEnding(kDisconnectSettingsLate)) mismatched_.push_back(index);
-  AfterDelivery(index);
+  if (link.SettingsLate(LocalUs(now_)) && link.BeginEnding(kDisconnectSettingsLate)) mismatched_.push_back(index);
+  AfterDelivery(index);  // answers the timer with the link's next deadline
 }
 
 void NetcodeServerProtocol::SendDue(uint32_t peer) {
@@ -358,13 +368,13 @@ void NetcodeServerProtocol::AfterDelivery(uint32_t peer) {
   netcode::PeerCounterTable& table = core_.peerCounters();
   delivery::WriteLinkStats(link.core, delivery_.clock, now_.monotonicUs, &table.link[size_t{peer} * table.linkFields]);
   link.ReportQueue(output, delivery_.queueLimitBytes);
-  core_.WakePeer(peer, delivery_.clock.Real(link.NextDeadlineUs(LocalUs(now_))));
+  core_.SetPeerDeadline(peer, delivery_.clock.Real(link.NextDeadlineUs(LocalUs(now_))), now_);
 }
 
 // --- client ---
 
 NetcodeClientProtocol::NetcodeClientProtocol(const netcode::ClientConfig& config, const DeliveryOptions& delivery)
-    : core_(config, this), delivery_(delivery), table_(std::make_shared<netcode::PeerCounterTable>(1)) {
+    : core_(config, &outbox_), delivery_(delivery), table_(std::make_shared<netcode::PeerCounterTable>(1)) {
   if (delivery_.enabled) AddLinkTable(table_.get());
 }
 
@@ -372,6 +382,17 @@ void NetcodeClientProtocol::Receive(const netcode::ServerAddress& from, const ui
                                     const netcode::Clock& now) {
   now_ = now;
   core_.Receive(from, data, size, now);
+  HandleEvents();
+}
+
+void NetcodeClientProtocol::HandleEvents() {
+  netcode::ClientEvent event;
+  while (core_.PollEvent(&event)) {
+    switch (event.type) {
+      case netcode::ClientEvent::Type::kStateChanged: StateChanged(event); break;
+      case netcode::ClientEvent::Type::kPayload: Payload(event.data, event.size); break;
+    }
+  }
 }
 
 void NetcodeClientProtocol::Update(const netcode::Clock& now) {
@@ -384,6 +405,7 @@ void NetcodeClientProtocol::Update(const netcode::Clock& now) {
     AfterDelivery();
   }
   core_.Update(now);
+  HandleEvents();
 }
 
 uint64_t NetcodeClientProtocol::NextDeadlineUs() const {
@@ -430,6 +452,7 @@ void NetcodeClientProtocol::Control(uint32_t op, uint32_t arg, const std::vector
     core_.Disconnect(now);
     if (op == kControlStop) stopping_ = true;
   }
+  HandleEvents();
   if ((op == kControlWatchPeer || op == kControlWatchFlush) && link_) {
     if (op == kControlWatchPeer) link_->WatchRoom(data);
     else link_->flushWatched = true;
@@ -451,17 +474,14 @@ void NetcodeClientProtocol::ReadingPaused(bool paused, const netcode::Clock& now
   if (link_) link_->ReadingPaused(paused, LocalUs(now));
 }
 
-void NetcodeClientProtocol::SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {
-  output.Send(to, data, size, socketIsV6);
-}
-
-void NetcodeClientProtocol::StateChanged(netcode::ClientState state) {
+void NetcodeClientProtocol::StateChanged(const netcode::ClientEvent& event) {
+  const netcode::ClientState state = event.state;
   // The server it tries or is connected to rides along (none once the attempt or connection has ended).
   // A connection that ends for its channels still has its link here (it goes below).
   const bool mismatch = state == netcode::ClientState::kDisconnected && link_ && link_->ending != 0;
   const bool late = mismatch && link_->ending == kDisconnectSettingsLate;
   const int8_t code = mismatch ? kClientStateChannelsMismatch : static_cast<int8_t>(state);
-  uint8_t* data = output.Record(kClientState, static_cast<uint8_t>(code), attempt_, core_.serverAddress(), late ? 4 : 0);
+  uint8_t* data = output.Record(kClientState, static_cast<uint8_t>(code), attempt_, event.hasServer ? &event.server : nullptr, late ? 4 : 0);
   if (late) {
     const uint32_t waitMs = static_cast<uint32_t>(SettingsWaitUs(delivery_.config) / 1000);
     std::memcpy(data, &waitMs, 4);
@@ -499,7 +519,8 @@ void NetcodeClientProtocol::AfterDelivery() {
   if (link_->ending == 0) return;
   link_->core.AnnounceSettings(kMismatchAnnouncements);  // as the server does
   SendDue();
-  core_.Disconnect(now_);  // the redundant disconnects go out; link_ goes with the state change
+  core_.Disconnect(now_);  // the redundant disconnects go out
+  HandleEvents();          // link_ goes with the state change
 }
 
 }  // namespace volley

@@ -133,7 +133,19 @@ class DeliveryLink {
   uint64_t settingsDeadlineUs = UINT64_MAX;
 };
 
-class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink {
+// Where a socket protocol's connection core sends its datagrams: the protocol's outbox.
+class OutboxWriter : public netcode::DatagramOut {
+ public:
+  explicit OutboxWriter(SocketProtocol* protocol) : protocol_(protocol) {}
+  void Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override {
+    protocol_->output.Send(to, data, size, protocol_->socketIsV6);
+  }
+
+ private:
+  SocketProtocol* protocol_;
+};
+
+class NetcodeServerProtocol : public SocketProtocol {
  public:
   NetcodeServerProtocol(const netcode::ServerConfig& config, const uint8_t challengeKey[netcode::kKeyBytes],
                         const DeliveryOptions& delivery);
@@ -152,13 +164,12 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return core_.peerCounterTable(); }
 
  private:
-  // netcode::ServerSink
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;
-  void Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from, const uint8_t* userData) override;
-  void Disconnected(uint32_t index, netcode::DisconnectReason reason) override;
-  void Payload(uint32_t index, const uint8_t* data, size_t size) override;
-  uint64_t PeerDeadlineUs(uint32_t index, const netcode::Clock& now) override;
-  void PeerTimer(uint32_t index, const netcode::Clock& now) override;
+  // What the connection core's last call did (ServerCore::PollEvent), handled in order.
+  void HandleEvents();
+  void Connected(const netcode::ServerEvent& event);
+  void Disconnected(const netcode::ServerEvent& event);
+  void Payload(uint32_t index, const uint8_t* data, size_t size);
+  void PeerTimer(uint32_t index);
 
   // Sends the packets the delivery core of `peer` has due.
   void SendDue(uint32_t peer);
@@ -167,14 +178,15 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   void EndStalled(uint32_t peer);
   // After the delivery core of `peer` did something: its link statistics, drain and flushed records, its timer.
   void AfterDelivery(uint32_t peer);
-  // Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (outside
-  // the netcode core's callbacks).
+  // Disconnects the peers whose channels do not work with this server's, or whose reassembly stalled (once the
+  // events that found them are handled).
   void EndMismatched(const netcode::Clock& now);
   void MarkDirty(uint32_t peer);
   // The slot JavaScript's name for a peer (kPeerSlotBits) stands for, if that client still has it.
   bool Current(uint32_t peer, uint32_t* slot) const;
   uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
+  OutboxWriter outbox_{this};
   netcode::ServerCore core_;
   DeliveryOptions delivery_;
   // Shared by the links' cores: made before them and gone after them.
@@ -185,7 +197,7 @@ class NetcodeServerProtocol : public SocketProtocol, private netcode::ServerSink
   netcode::Clock now_;
 };
 
-class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink {
+class NetcodeClientProtocol : public SocketProtocol {
  public:
   NetcodeClientProtocol(const netcode::ClientConfig& config, const DeliveryOptions& delivery);
 
@@ -203,15 +215,17 @@ class NetcodeClientProtocol : public SocketProtocol, private netcode::ClientSink
   std::shared_ptr<netcode::PeerCounterTable> peerCounters() const { return table_; }
 
  private:
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override;
-  void StateChanged(netcode::ClientState state) override;
-  void Payload(const uint8_t* data, size_t size) override;
+  // What the connection core's last call did (ClientCore::PollEvent), handled in order.
+  void HandleEvents();
+  void StateChanged(const netcode::ClientEvent& event);
+  void Payload(const uint8_t* data, size_t size);
   void SendDue();  // the packets the delivery core has due
   // Link statistics, drain and flushed records; a mismatch of channels ends the connection (link_ is gone
   // after it).
   void AfterDelivery();
   uint64_t LocalUs(const netcode::Clock& now) const { return delivery_.clock.Local(now.monotonicUs); }
 
+  OutboxWriter outbox_{this};
   netcode::ClientCore core_;
   DeliveryOptions delivery_;
   std::unique_ptr<DeliveryLink> link_;  // while connected (delivery on)

@@ -410,12 +410,23 @@ Napi::Value OpenChallengeToken(const Napi::CallbackInfo& info) {
 }
 
 
-// What a state machine did during one call from JavaScript, as an array of events for the test to read.
-class EventLog {
+// What a state machine did during one call from JavaScript, as an array of events for the test to read: its
+// events as polled after the call, then the datagrams it sent, in the order it sent them.
+class EventLog : public netcode::DatagramOut {
+ public:
+  void Send(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
+
  protected:
   void StartLog(Napi::Env env) {
     env_ = env;
     events_ = Napi::Array::New(env);
+    sends_ = Napi::Array::New(env);
+  }
+  // The log: the events, then the sends.
+  Napi::Array Done() {
+    for (uint32_t i = 0; i < sends_.Length(); ++i) events_.Set(events_.Length(), sends_.Get(i));
+    sends_ = Napi::Array::New(env_);
+    return events_;
   }
   Napi::Object Event(const char* kind) {
     Napi::Object event = Napi::Object::New(env_);
@@ -424,13 +435,16 @@ class EventLog {
     return event;
   }
   void LogSend(const netcode::ServerAddress& to, const uint8_t* data, size_t size) {
-    Napi::Object event = Event("send");
+    Napi::Object event = Napi::Object::New(env_);
+    event.Set("kind", "send");
     event.Set("to", FormatServerAddress(to));
     event.Set("data", Copy(env_, data, size));
+    sends_.Set(sends_.Length(), event);
   }
 
   Napi::Env env_ = Napi::Env(nullptr);
   Napi::Array events_;
+  Napi::Array sends_;
 };
 
 // A deadline for JavaScript: null for "never".
@@ -452,7 +466,7 @@ Napi::Object Counters(Napi::Env env, std::initializer_list<std::pair<const char*
 // Every call takes the clock as (monotonicUs: number, unixSeconds: bigint) and returns what the server did:
 // [{ kind: 'send', to, data } | { kind: 'connect', index, clientId, address, userData }
 //  | { kind: 'disconnect', index, reason } | { kind: 'payload', index, data }]
-class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::ServerSink, private EventLog {
+class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, private EventLog {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ServerCore",
@@ -512,40 +526,55 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       const uint64_t startUs = options.Has("layerAboveStartUs") ? I64Or(options.Get("layerAboveStartUs"), 0) : 0;
       aboveNextUs_.assign(config.maxClients, startUs);
     }
-    core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, this);
+    core_ = std::make_unique<netcode::ServerCore>(config, challengeKey, static_cast<netcode::DatagramOut*>(this));
   }
 
   // A stand-in for the layer above (the delivery layer and its pings): with layerAboveEveryUs, a 1-byte
   // payload to each connected client every that many µs, from layerAboveStartUs on, each next one due an
   // interval after the last went (as the delivery layer schedules its pings).
-  uint64_t PeerDeadlineUs(uint32_t index, const netcode::Clock&) override {
-    return aboveEveryUs_ > 0 && index < aboveNextUs_.size() ? aboveNextUs_[index] : UINT64_MAX;
+  uint64_t AboveDeadlineUs(uint32_t index) const {
+    return aboveEveryUs_ > 0 && index < aboveNextUs_.size() ? aboveNextUs_[index] : netcode::ServerCore::kNoDeadline;
   }
-  void PeerTimer(uint32_t index, const netcode::Clock& now) override {
-    if (aboveEveryUs_ == 0 || index >= aboveNextUs_.size() || now.monotonicUs < aboveNextUs_[index]) return;
-    static const uint8_t kPing[1] = {0};
-    aboveNextUs_[index] = now.monotonicUs + aboveEveryUs_;
-    core_->SendPayload(index, kPing, sizeof(kPing), now);
+  void AboveTimer(uint32_t index, const netcode::Clock& now) {
+    if (aboveEveryUs_ > 0 && index < aboveNextUs_.size() && now.monotonicUs >= aboveNextUs_[index]) {
+      static const uint8_t kPing[1] = {0};
+      aboveNextUs_[index] = now.monotonicUs + aboveEveryUs_;
+      core_->SendPayload(index, kPing, sizeof(kPing), now);
+    }
+    core_->SetPeerDeadline(index, AboveDeadlineUs(index), now);
   }
 
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
-  void Connected(uint32_t index, uint64_t clientId, const netcode::ServerAddress& from, const uint8_t* userData) override {
-    Napi::Object event = Event("connect");
-    event.Set("index", index);
-    event.Set("clientId", Napi::BigInt::New(env_, clientId));
-    event.Set("address", FormatServerAddress(from));
-    event.Set("userData", Copy(env_, userData, netcode::kUserDataBytes));
-  }
-  void Disconnected(uint32_t index, netcode::DisconnectReason reason) override {
+  // The events of the call, after the datagrams it sent; the layer above answers its timers.
+  Napi::Value Finish() {
     static const char* const names[] = {"", "timeout", "disconnected", "server-disconnect", "server-closed"};
-    Napi::Object event = Event("disconnect");
-    event.Set("index", index);
-    event.Set("reason", names[static_cast<int>(reason)]);
-  }
-  void Payload(uint32_t index, const uint8_t* data, size_t size) override {
-    Napi::Object event = Event("payload");
-    event.Set("index", index);
-    event.Set("data", Copy(env_, data, size));
+    netcode::ServerEvent polled;
+    while (core_->PollEvent(&polled)) {
+      switch (polled.type) {
+        case netcode::ServerEvent::Type::kConnected: {
+          Napi::Object event = Event("connect");
+          event.Set("index", polled.client);
+          event.Set("clientId", Napi::BigInt::New(env_, polled.clientId));
+          event.Set("address", FormatServerAddress(polled.from));
+          event.Set("userData", Copy(env_, polled.data, netcode::kUserDataBytes));
+          if (aboveEveryUs_ > 0) core_->SetPeerDeadline(polled.client, AboveDeadlineUs(polled.client), clock_);
+          break;
+        }
+        case netcode::ServerEvent::Type::kPayload: {
+          Napi::Object event = Event("payload");
+          event.Set("index", polled.client);
+          event.Set("data", Copy(env_, polled.data, polled.size));
+          break;
+        }
+        case netcode::ServerEvent::Type::kDisconnected: {
+          Napi::Object event = Event("disconnect");
+          event.Set("index", polled.client);
+          event.Set("reason", names[static_cast<int>(polled.reason)]);
+          break;
+        }
+        case netcode::ServerEvent::Type::kPeerTimer: AboveTimer(polled.client, clock_); break;
+      }
+    }
+    return Done();
   }
 
  private:
@@ -553,7 +582,9 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     StartLog(info.Env());
     if (!core_) return Fail(env_, "the server core was not created");
     clock->monotonicUs = static_cast<uint64_t>(I64Or(info[clockAt], 0));
-    return GetU64(env_, info[clockAt + 1], "unixSeconds", &clock->unixSeconds);
+    const bool read = GetU64(env_, info[clockAt + 1], "unixSeconds", &clock->unixSeconds);
+    clock_ = *clock;
+    return read;
   }
 
   // receive(from, packet, monotonicUs, unixSeconds)
@@ -565,7 +596,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
     if (!netcode::ParseDatagramSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
-    return events_;
+    return Finish();
   }
   // receiveBatch([[from, packet], ...], monotonicUs, unixSeconds): one ReceiveBatch, as the engine calls it
   Napi::Value ReceiveBatchJs(const Napi::CallbackInfo& info) {
@@ -583,13 +614,13 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       batch[i].wireSize = batch[i].size;
     }
     core_->ReceiveBatch(batch.data(), batch.size(), clock);
-    return events_;
+    return Finish();
   }
   Napi::Value Update(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 0, &clock)) return env_.Undefined();
     core_->Update(clock);
-    return events_;
+    return Finish();
   }
   // sendPayload(index, data, monotonicUs, unixSeconds) -> events, with .accepted
   Napi::Value SendPayloadJs(const Napi::CallbackInfo& info) {
@@ -599,31 +630,31 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
     if (!Begin(info, 2, &clock) || !GetBytes(env_, info[1], "data", 0, &data, &size)) return env_.Undefined();
     const bool accepted = core_->SendPayload(U32Or(info[0], UINT32_MAX), data, size, clock);
     events_.Set("accepted", Napi::Boolean::New(env_, accepted));
-    return events_;
+    return Finish();
   }
   Napi::Value DisconnectJs(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 1, &clock)) return env_.Undefined();
     core_->Disconnect(U32Or(info[0], UINT32_MAX), clock);
-    return events_;
+    return Finish();
   }
   Napi::Value StopJs(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 0, &clock)) return env_.Undefined();
     core_->Stop(clock);
-    return events_;
+    return Finish();
   }
   Napi::Value PauseTimeoutsJs(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 0, &clock)) return env_.Undefined();
     core_->PauseTimeouts(clock);
-    return events_;
+    return Finish();
   }
   Napi::Value ResumeTimeoutsJs(const Napi::CallbackInfo& info) {
     netcode::Clock clock;
     if (!Begin(info, 0, &clock)) return env_.Undefined();
     core_->ResumeTimeouts(clock);
-    return events_;
+    return Finish();
   }
   // rotatePrivateKey(key, graceUs, monotonicUs, unixSeconds)
   Napi::Value RotatePrivateKeyJs(const Napi::CallbackInfo& info) {
@@ -635,7 +666,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       return env_.Undefined();
     }
     core_->RotatePrivateKey(key, graceUs, clock);
-    return events_;
+    return Finish();
   }
   // receiveRequests(packet, count, monotonicUs, unixSeconds): Receive() of the same datagram `count` times, each
   // from another address (10.x.y.z, a port each), in one call: what bench/token-keys.ts times, with one crossing
@@ -661,7 +692,7 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
       from.port = static_cast<uint16_t>(1024 + (n & 63));
       core_->Receive(from, data, size, clock);
     }
-    return events_;
+    return Finish();
   }
   // state() -> { connectedClients, pendingHandshakes, stopped, nextGlobalSequence, nextDeadlineUs, counters }
   Napi::Value State(const Napi::CallbackInfo& info) {
@@ -688,13 +719,14 @@ class ServerCoreWrap : public Napi::ObjectWrap<ServerCoreWrap>, public netcode::
   std::unique_ptr<netcode::ServerCore> core_;
   uint64_t aboveEveryUs_ = 0;
   std::vector<uint64_t> aboveNextUs_;
+  netcode::Clock clock_;  // the call's
 };
 
 
 // The client state machine driven from JavaScript with a fake clock.
 // new ClientCore({ requestIntervalUs?, keepAliveIntervalUs?, disconnectIntervalUs?, disconnectPackets? })
 // Calls return [{ kind: 'send', to, data } | { kind: 'state', state } | { kind: 'payload', data }].
-class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::ClientSink, private EventLog {
+class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, private EventLog {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "ClientCore",
@@ -717,16 +749,23 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
       if (options.Has("disconnectIntervalUs")) config.disconnectIntervalUs = I64Or(options.Get("disconnectIntervalUs"), 0);
       if (options.Has("disconnectPackets")) config.disconnectPackets = U32Or(options.Get("disconnectPackets"), 0);
     }
-    core_ = std::make_unique<netcode::ClientCore>(config, this);
+    core_ = std::make_unique<netcode::ClientCore>(config, static_cast<netcode::DatagramOut*>(this));
   }
 
-  void SendPacket(const netcode::ServerAddress& to, const uint8_t* data, size_t size) override { LogSend(to, data, size); }
-  void StateChanged(netcode::ClientState state) override {
-    Napi::Object event = Event("state");
-    event.Set("state", netcode::ClientStateName(state));
-    if (const netcode::ServerAddress* server = core_->serverAddress()) event.Set("server", FormatServerAddress(*server));
+  // The events of the call, after the datagrams it sent.
+  Napi::Value Finish() {
+    netcode::ClientEvent polled;
+    while (core_->PollEvent(&polled)) {
+      if (polled.type == netcode::ClientEvent::Type::kPayload) {
+        Event("payload").Set("data", Copy(env_, polled.data, polled.size));
+        continue;
+      }
+      Napi::Object event = Event("state");
+      event.Set("state", netcode::ClientStateName(polled.state));
+      if (polled.hasServer) event.Set("server", FormatServerAddress(polled.server));
+    }
+    return Done();
   }
-  void Payload(const uint8_t* data, size_t size) override { Event("payload").Set("data", Copy(env_, data, size)); }
 
  private:
   netcode::Clock Begin(const Napi::CallbackInfo& info, size_t clockAt) {
@@ -743,7 +782,7 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     size_t size = 0;
     if (!GetBytes(env_, info[0], "token", 0, &token, &size)) return env_.Undefined();
     core_->Connect(token, size, clock);
-    return events_;
+    return Finish();
   }
   // receive(from, packet, monotonicUs)
   Napi::Value ReceiveJs(const Napi::CallbackInfo& info) {
@@ -754,19 +793,19 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     if (!GetBytes(env_, info[1], "packet", 0, &data, &size)) return env_.Undefined();
     if (!netcode::ParseDatagramSource(StringOr(info[0]), &from)) return Fail(env_, "from does not parse"), env_.Undefined();
     core_->Receive(from, data, size, clock);
-    return events_;
+    return Finish();
   }
   Napi::Value UpdateJs(const Napi::CallbackInfo& info) {
     core_->Update(Begin(info, 0));
-    return events_;
+    return Finish();
   }
   Napi::Value PauseTimeoutsJs(const Napi::CallbackInfo& info) {
     core_->PauseTimeouts(Begin(info, 0));
-    return events_;
+    return Finish();
   }
   Napi::Value ResumeTimeoutsJs(const Napi::CallbackInfo& info) {
     core_->ResumeTimeouts(Begin(info, 0));
-    return events_;
+    return Finish();
   }
   Napi::Value SendPayloadJs(const Napi::CallbackInfo& info) {
     const netcode::Clock clock = Begin(info, 1);
@@ -774,11 +813,11 @@ class ClientCoreWrap : public Napi::ObjectWrap<ClientCoreWrap>, public netcode::
     size_t size = 0;
     if (!GetBytes(env_, info[0], "data", 0, &data, &size)) return env_.Undefined();
     events_.Set("accepted", Napi::Boolean::New(env_, core_->SendPayload(data, size, clock)));
-    return events_;
+    return Finish();
   }
   Napi::Value DisconnectJs(const Napi::CallbackInfo& info) {
     core_->Disconnect(Begin(info, 0));
-    return events_;
+    return Finish();
   }
   // state() -> { state, clientIndex, maxClients, pendingDisconnects, counters }
   Napi::Value State(const Napi::CallbackInfo& info) {

@@ -70,26 +70,27 @@ class World {
     this.server = cores.server(fill(32, 9))
   }
 
+  // A call's events are taken first, then its datagrams carried: the cores' events are polled after each call.
   handleClient(events: ClientEvent[]): void {
     for (const event of events) {
       if (event.kind === 'state') {
         this.states.push(event.state)
         this.servers.push(event.server)
       } else if (event.kind === 'payload') this.clientPayloads.push(event.data)
-      else {
-        this.sentByClient.push(event)
-        if (event.to === serverAddress && !this.drop.toServer?.(event.data)) this.handleServer(this.server.receive(clientAddress, event.data, this.now, T0))
-      }
+    }
+    for (const event of events) {
+      if (event.kind !== 'send') continue
+      this.sentByClient.push(event)
+      if (event.to === serverAddress && !this.drop.toServer?.(event.data)) this.handleServer(this.server.receive(clientAddress, event.data, this.now, T0))
     }
   }
 
   handleServer(events: ServerEvent[]): void {
+    for (const event of events) if (event.kind !== 'send') this.serverEvents.push(event)
     for (const event of events) {
-      if (event.kind !== 'send') this.serverEvents.push(event)
-      else {
-        this.sentByServer.push(event)
-        if (!this.drop.toClient?.(event.data)) this.handleClient(this.client.receive(serverAddress, event.data, this.now))
-      }
+      if (event.kind !== 'send') continue
+      this.sentByServer.push(event)
+      if (!this.drop.toClient?.(event.data)) this.handleClient(this.client.receive(serverAddress, event.data, this.now))
     }
   }
 

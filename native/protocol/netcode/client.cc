@@ -36,8 +36,27 @@ const char* ClientStateName(ClientState state) {
   return "unknown";
 }
 
-ClientCore::ClientCore(const ClientConfig& config, ClientSink* sink) : config_(config), sink_(sink) {
+ClientCore::ClientCore(const ClientConfig& config, DatagramOut* out) : config_(config), out_(out) {
   sequence_ = config.sequenceBase;
+}
+
+bool ClientCore::PollEvent(ClientEvent* event) {
+  if (nextEvent_ < events_.size()) {
+    *event = events_[nextEvent_++];
+    return true;
+  }
+  events_.clear();
+  nextEvent_ = 0;
+  return false;
+}
+
+void ClientCore::ReportState() {
+  ClientEvent& event = events_.emplace_back();
+  event.type = ClientEvent::Type::kStateChanged;
+  event.state = state_;
+  const ServerAddress* server = serverAddress();
+  event.hasServer = server != nullptr;
+  if (server != nullptr) event.server = *server;
 }
 
 const ServerAddress* ClientCore::serverAddress() const {
@@ -53,7 +72,7 @@ void ClientCore::SetState(ClientState state) {
     sodium_memzero(token_.clientToServerKey, kKeyBytes);
     sodium_memzero(token_.serverToClientKey, kKeyBytes);
   }
-  sink_->StateChanged(state);
+  ReportState();
 }
 
 void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
@@ -69,7 +88,7 @@ void ClientCore::Connect(const uint8_t* token, size_t size, const Clock& now) {
   if (!ReadConnectToken(token, size, &read) || (config_.protocolId != 0 && read.protocolId != config_.protocolId)) {
     // Reported even when the state already says so (an invalid token again): the caller waits for an answer.
     state_ = ClientState::kInvalidConnectToken;
-    sink_->StateChanged(state_);
+    ReportState();
     return;
   }
   token_ = read;
@@ -105,7 +124,7 @@ void ClientCore::StartAddress(uint32_t index, const Clock& now) {
   // Reported at each address, even when the state stays "sending connection request" (a request that timed
   // out moves on to the next one): the sink learns which server the client now tries.
   state_ = ClientState::kSendingConnectionRequest;
-  sink_->StateChanged(state_);
+  ReportState();
   SendHandshake(now);
 }
 
@@ -124,7 +143,7 @@ void ClientCore::SendHandshake(const Clock& now) {
     lastSendUs_ = now.monotonicUs;
     ++counters_.packetsOut;
     counters_.bytesOut += kConnectionRequestBytes;
-    sink_->SendPacket(to, packetBuffer_, kConnectionRequestBytes);
+    out_->Send(to, packetBuffer_, kConnectionRequestBytes);
   } else {
     Send(kConnectionResponse, challengeBody_, kChallengeBodyBytes, now);
   }
@@ -135,7 +154,7 @@ void ClientCore::Send(PacketType type, const uint8_t* body, size_t size, const C
   lastSendUs_ = now.monotonicUs;
   ++counters_.packetsOut;
   counters_.bytesOut += length;
-  sink_->SendPacket(token_.serverAddresses[addressIndex_], packetBuffer_, length);
+  out_->Send(token_.serverAddresses[addressIndex_], packetBuffer_, length);
 }
 
 void ClientCore::CountDrop(DropReason reason) {
@@ -221,7 +240,12 @@ void ClientCore::Receive(const ServerAddress& from, const uint8_t* data, size_t 
     case kPayload:
       if (state_ != ClientState::kConnected) return;  // payloads before connected are discarded
       lastReceiveUs_ = now.monotonicUs;
-      sink_->Payload(bodyBuffer_, packet.bodySize);
+      {
+        ClientEvent& event = events_.emplace_back();
+        event.type = ClientEvent::Type::kPayload;
+        event.data = bodyBuffer_;  // one payload per call: the next Receive overwrites it
+        event.size = packet.bodySize;
+      }
       return;
     case kDisconnect:
       // The server ended the connection: disconnected, as STANDARD.md says (the reference code tries the
@@ -238,7 +262,7 @@ void ClientCore::SendFarewells(const Clock& now) {
     const size_t length = EncryptPacket(kDisconnect, sequence_++, nullptr, 0, protocolId_, farewellKey_, packetBuffer_);
     ++counters_.packetsOut;
     counters_.bytesOut += length;
-    sink_->SendPacket(farewellAddress_, packetBuffer_, length);
+    out_->Send(farewellAddress_, packetBuffer_, length);
     --farewellsLeft_;
     nextFarewellUs_ = now.monotonicUs + config_.disconnectIntervalUs;
     if (farewellsLeft_ == 0) sodium_memzero(farewellKey_, kKeyBytes);

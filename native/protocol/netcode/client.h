@@ -12,6 +12,7 @@
 #include "protocol/netcode/constants.h"
 #include "protocol/netcode/replay_window.h"
 #include "protocol/netcode/timeout_pause.h"
+#include "protocol/netcode/datagram_out.h"
 #include "protocol/netcode/server.h"  // Clock
 
 namespace volley::netcode {
@@ -42,13 +43,18 @@ struct ClientConfig {
   uint64_t sequenceBase = 0;
 };
 
-class ClientSink {
- public:
-  virtual ~ClientSink() = default;
-  virtual void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) = 0;
-  // Each change of state, and each server address the client starts on (serverAddress() names it).
-  virtual void StateChanged(ClientState state) = 0;
-  virtual void Payload(const uint8_t* data, size_t size) = 0;
+// What a client's call did (ClientCore::PollEvent).
+struct ClientEvent {
+  enum class Type : uint8_t { kStateChanged, kPayload };
+  Type type = Type::kStateChanged;
+  // kStateChanged: each change of state, and each server address the client starts on (the state may stay
+  // "sending connection request"), with the address it tries or is connected to when one is under way.
+  ClientState state = ClientState::kDisconnected;
+  bool hasServer = false;
+  ServerAddress server;
+  // kPayload: valid until the next call that feeds the core.
+  const uint8_t* data = nullptr;
+  size_t size = 0;
 };
 
 struct ClientCounters {
@@ -59,7 +65,8 @@ struct ClientCounters {
 
 class ClientCore {
  public:
-  ClientCore(const ClientConfig& config, ClientSink* sink);
+  // out: where its datagrams go (it outlives the core).
+  ClientCore(const ClientConfig& config, DatagramOut* out);
   ~ClientCore() { sodium_memzero(farewellKey_, kKeyBytes); }  // token_ wipes its own
   ClientCore(const ClientCore&) = delete;
   ClientCore& operator=(const ClientCore&) = delete;
@@ -79,6 +86,9 @@ class ClientCore {
   void PauseTimeouts(const Clock& now);
   void ResumeTimeouts(const Clock& now);
 
+  // The next thing a call did, in order; false when none is left. Polled after each call.
+  bool PollEvent(ClientEvent* event);
+
   ClientState state() const { return state_; }
   uint32_t clientIndex() const { return clientIndex_; }
   uint32_t maxClients() const { return maxClients_; }
@@ -89,6 +99,7 @@ class ClientCore {
 
  private:
   void SetState(ClientState state);
+  void ReportState();  // a state event for state_ and its server
   void StartAddress(uint32_t index, const Clock& now);
   // A failure while connecting: the next server address, or the error state when none is left.
   void Fail(ClientState error, const Clock& now);
@@ -98,7 +109,9 @@ class ClientCore {
   void CountDrop(DropReason reason);
 
   ClientConfig config_;
-  ClientSink* sink_;
+  DatagramOut* out_;
+  std::vector<ClientEvent> events_;  // from nextEvent_ on: not yet polled
+  size_t nextEvent_ = 0;
   ConnectToken token_;
   uint64_t protocolId_ = 0;  // of the current token
   ClientState state_ = ClientState::kDisconnected;

@@ -24,10 +24,10 @@ void Count(std::atomic<double>& counter, uint64_t amount) {
 
 }  // namespace
 
-ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink)
+ServerCore::ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], DatagramOut* out)
     : config_(config),
       privateKeys_(config.privateKey),
-      sink_(sink),
+      out_(out),
       slots_(config.maxClients),
       addressHashKey_(TableHashKey::Random()),
       slotByAddress_(config.maxClients, addressHashKey_),
@@ -71,7 +71,36 @@ ServerCore::~ServerCore() {
 void ServerCore::Emit(const ServerAddress& to, const uint8_t* data, size_t size) {
   ++counters_.packetsOut;
   counters_.bytesOut += size;
-  sink_->SendPacket(to, data, size);
+  out_->Send(to, data, size);
+}
+
+uint8_t* ServerCore::EventBytes(size_t size) {
+  // Grown, never shrunk: a batch's payloads (64 of up to 1,200 bytes by default) are written here in place.
+  if (eventBytes_.size() < eventBytesUsed_ + size) eventBytes_.resize(std::max(eventBytesUsed_ + size, eventBytes_.size() * 2));
+  return eventBytes_.data() + eventBytesUsed_;
+}
+
+ServerEvent& ServerCore::QueueEvent(ServerEvent::Type type, uint32_t client, size_t bytes) {
+  QueuedEvent& queued = events_.emplace_back();
+  queued.event.type = type;
+  queued.event.client = client;
+  queued.event.size = bytes;
+  queued.offset = eventBytesUsed_;
+  eventBytesUsed_ += bytes;  // written by the caller at EventBytes(), before this
+  return queued.event;
+}
+
+bool ServerCore::PollEvent(ServerEvent* event) {
+  if (nextEvent_ < events_.size()) {
+    const QueuedEvent& queued = events_[nextEvent_++];
+    *event = queued.event;
+    if (queued.event.size > 0) event->data = eventBytes_.data() + queued.offset;
+    return true;
+  }
+  events_.clear();
+  nextEvent_ = 0;
+  eventBytesUsed_ = 0;
+  return false;
 }
 
 void ServerCore::CountDrop(DropReason reason) {
@@ -344,16 +373,21 @@ void ServerCore::ProcessResponse(const ServerAddress& from, const Sender& sender
   for (std::atomic<double>* drops : {&counters.malformed, &counters.replayed, &counters.tooOld, &counters.decryptionFailed}) {
     drops->store(0, std::memory_order_relaxed);
   }
-  sink_->Connected(index, challenge.clientId, from, challenge.userData);
+  std::memcpy(EventBytes(kUserDataBytes), challenge.userData, kUserDataBytes);
+  ServerEvent& connected = QueueEvent(ServerEvent::Type::kConnected, index, kUserDataBytes);
+  connected.clientId = challenge.clientId;
+  connected.from = from;
   SendKeepAlive(index, now);
-  ScheduleSlot(index, now);
+  ScheduleSlot(index);
 }
 
 void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t size, const Clock& now) {
   Slot& slot = slots_[index];
   Packet packet;
+  // Decrypted where a payload's event keeps it: no copy on the way to the layer above.
+  uint8_t* body = EventBytes(kMaxPayloadBytes);
   const DropReason reason =
-      ReadEncryptedPacket(data, size, config_.protocolId, slot.receiveKey, kServerAccepts, &slot.replay, &packet, bodyBuffer_);
+      ReadEncryptedPacket(data, size, config_.protocolId, slot.receiveKey, kServerAccepts, &slot.replay, &packet, body);
   if (reason != DropReason::kNone) {
     CountPeerDrop(index, reason);
     return;
@@ -368,7 +402,7 @@ void ServerCore::ProcessConnected(uint32_t index, const uint8_t* data, size_t si
     case kPayload:
       slot.lastReceiveUs = now.monotonicUs;
       slot.confirmed = true;
-      sink_->Payload(index, bodyBuffer_, packet.bodySize);
+      QueueEvent(ServerEvent::Type::kPayload, index, packet.bodySize);
       break;
     case kDisconnect:
       Release(index, DisconnectReason::kDisconnected, false, now);
@@ -447,9 +481,16 @@ void ServerCore::Release(uint32_t index, DisconnectReason reason, bool farewell,
   slot.connected = false;
   slot.confirmed = false;
   slotTimers_.Cancel(index);
+  if (slot.awaitingAbove) Answered(slot);
+  slot.aboveDueUs = kNoDeadline;
   freeSlots_.push_back(index);
   --connected_;
-  sink_->Disconnected(index, reason);
+  ServerEvent& disconnected = QueueEvent(ServerEvent::Type::kDisconnected, index, 0);
+  disconnected.reason = reason;
+  const PeerCounters& counters = peerCounters_->entries[index];
+  const std::atomic<double>* finals[kFinalCounters] = {&counters.packetsIn, &counters.bytesIn,   &counters.packetsOut, &counters.bytesOut,
+                                                       &counters.malformed, &counters.replayed,  &counters.tooOld,     &counters.decryptionFailed};
+  for (size_t i = 0; i < kFinalCounters; ++i) disconnected.finalCounters[i] = finals[i]->load(std::memory_order_relaxed);
   if (sendFarewell) SendFarewell(entry, now);  // the first disconnect packet goes out at once
 }
 
@@ -486,6 +527,7 @@ void ServerCore::ResumeTimeouts(const Clock& now) {
 }
 
 void ServerCore::Update(const Clock& now) {
+  FinishAwaiting(now);
   privateKeys_.Expire(now.monotonicUs);
   slotTimers_.Advance(now.monotonicUs, [&](uint32_t index) { SlotTimer(index, now); });
   SendFarewells(now);
@@ -493,6 +535,7 @@ void ServerCore::Update(const Clock& now) {
 }
 
 uint64_t ServerCore::NextDeadlineUs() const {
+  if (awaitingCount_ > 0) return 0;  // a kPeerTimer event went unanswered: Update() finishes it
   uint64_t next = slotTimers_.NextDueUs();
   if (!farewells_.empty() && farewells_.front().nextUs < next) next = farewells_.front().nextUs;
   if ((!liveMappings_.empty() || !releaseOrder_.empty()) && nextHousekeepingUs_ < next) next = nextHousekeepingUs_;
@@ -501,7 +544,7 @@ uint64_t ServerCore::NextDeadlineUs() const {
   return next;
 }
 
-void ServerCore::ScheduleSlot(uint32_t index, const Clock& now) {
+void ServerCore::ScheduleSlot(uint32_t index) {
   // Sends and receives move lastSendUs and lastReceiveUs without touching the wheel: the timer fires at the
   // time the last schedule computed, and SlotTimer works out what is really due then.
   const Slot& slot = slots_[index];
@@ -510,14 +553,31 @@ void ServerCore::ScheduleSlot(uint32_t index, const Clock& now) {
     const uint64_t timeoutAt = slot.lastReceiveUs + uint64_t(slot.timeoutSeconds) * 1000000u;
     if (timeoutAt < due) due = timeoutAt;
   }
-  const uint64_t above = sink_->PeerDeadlineUs(index, now);
-  if (above < due) due = above;
+  if (slot.aboveDueUs < due) due = slot.aboveDueUs;
   slotTimers_.Schedule(index, due);
 }
 
-void ServerCore::WakePeer(uint32_t clientIndex, uint64_t dueUs) {
-  if (clientIndex < slots_.size() && slots_[clientIndex].connected && dueUs < slotTimers_.DueUs(clientIndex)) {
+void ServerCore::SetPeerDeadline(uint32_t clientIndex, uint64_t dueUs, const Clock& now) {
+  if (clientIndex >= slots_.size() || !slots_[clientIndex].connected) return;
+  Slot& slot = slots_[clientIndex];
+  slot.aboveDueUs = dueUs;
+  if (slot.awaitingAbove) {
+    FinishSlotTimer(clientIndex, now);
+  } else if (dueUs < slotTimers_.DueUs(clientIndex)) {
     slotTimers_.Schedule(clientIndex, dueUs);
+  }
+}
+
+void ServerCore::Answered(Slot& slot) {
+  slot.awaitingAbove = false;
+  if (--awaitingCount_ == 0) awaiting_.clear();
+}
+
+void ServerCore::FinishAwaiting(const Clock& now) {
+  if (awaitingCount_ == 0) return;
+  const std::vector<uint32_t> awaiting = std::move(awaiting_);
+  for (const uint32_t index : awaiting) {
+    if (slots_[index].awaitingAbove) FinishSlotTimer(index, now);
   }
 }
 
@@ -527,18 +587,32 @@ void ServerCore::SlotTimer(uint32_t index, const Clock& now) {
     Release(index, DisconnectReason::kTimeout, false, now);
     return;
   }
-  sink_->PeerTimer(index, now);
-  if (!slot.connected) return;  // the layer above may have disconnected it
+  if (slot.aboveDueUs != kNoDeadline) {
+    // The layer above runs its timer first (it may send, which makes a keep-alive needless); the keep-alive
+    // is decided when it answers with its next deadline.
+    slot.awaitingAbove = true;
+    ++awaitingCount_;
+    awaiting_.push_back(index);
+    QueueEvent(ServerEvent::Type::kPeerTimer, index, 0);
+    return;
+  }
+  FinishSlotTimer(index, now);
+}
+
+void ServerCore::FinishSlotTimer(uint32_t index, const Clock& now) {
+  Slot& slot = slots_[index];
+  if (slot.awaitingAbove) Answered(slot);
+  if (!slot.connected) return;
   // The wheel fires up to a tick early: a keep-alive due within that tick goes now, unless the layer above
   // is due within it too. Its pings run at the keep-alive's 10 Hz and would follow the keep-alive by less
   // than a tick: one packet too many, about 3 a second per idle peer with channels.
   const uint64_t idleUs = now.monotonicUs - slot.lastSendUs;
   const uint64_t tickUs = slotTimers_.tickUs();
   if (idleUs >= config_.keepAliveIntervalUs ||
-      (idleUs + tickUs > config_.keepAliveIntervalUs && sink_->PeerDeadlineUs(index, now) > now.monotonicUs + tickUs)) {
+      (idleUs + tickUs > config_.keepAliveIntervalUs && slot.aboveDueUs > now.monotonicUs + tickUs)) {
     SendKeepAlive(index, now);
   }
-  ScheduleSlot(index, now);
+  ScheduleSlot(index);
 }
 
 void ServerCore::Housekeeping(const Clock& now) {

@@ -16,6 +16,7 @@
 #include "protocol/netcode/address_table.h"
 #include "protocol/netcode/connect_token.h"
 #include "protocol/netcode/constants.h"
+#include "protocol/netcode/datagram_out.h"
 #include "protocol/netcode/private_keys.h"
 #include "protocol/netcode/replay_window.h"
 #include "protocol/netcode/server_address.h"
@@ -63,17 +64,30 @@ struct ServerConfig {
 
 enum class DisconnectReason : uint8_t { kTimeout = 1, kDisconnected = 2, kServerDisconnect = 3, kServerClosed = 4 };
 
-// What the server asks of its surroundings.
-class ServerSink {
- public:
-  virtual ~ServerSink() = default;
-  virtual void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) = 0;
-  virtual void Connected(uint32_t clientIndex, uint64_t clientId, const ServerAddress& from, const uint8_t* userData) = 0;
-  virtual void Disconnected(uint32_t clientIndex, DisconnectReason reason) = 0;
-  virtual void Payload(uint32_t clientIndex, const uint8_t* data, size_t size) = 0;
-  // The layer above a connected client (delivery): when its timer is next due, and the timer itself.
-  virtual uint64_t PeerDeadlineUs(uint32_t, const Clock&) { return UINT64_MAX; }
-  virtual void PeerTimer(uint32_t, const Clock&) {}
+// A client's last counters as it left its slot (PeerCounters' packetsIn, bytesIn, packetsOut, bytesOut, then its
+// drops: malformed, replayed, tooOld, decryptionFailed): a next client may take the slot, and reset them, in
+// the same call.
+constexpr size_t kFinalCounters = 8;
+
+// What a server's call did (ServerCore::PollEvent), in order.
+struct ServerEvent {
+  enum class Type : uint8_t {
+    kConnected,     // clientId, from, data: the token's user data (kUserDataBytes)
+    kPayload,       // data, size: the payload
+    kDisconnected,  // reason, finalCounters
+    // The layer above the client (SetPeerDeadline gave it a deadline) is to run its timer now; it then
+    // gives its next deadline (SetPeerDeadline), with which the server decides on a keep-alive.
+    kPeerTimer,
+  };
+  Type type = Type::kPayload;
+  uint32_t client = 0;
+  uint64_t clientId = 0;
+  ServerAddress from;
+  // Valid until the next call that feeds the core (decrypted straight into the core's memory for events).
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+  DisconnectReason reason = DisconnectReason::kTimeout;
+  double finalCounters[kFinalCounters] = {};
 };
 
 struct ServerCounters {
@@ -134,7 +148,8 @@ struct PeerCounterTable {
 class ServerCore {
  public:
   // challengeKey: random, made at each start, never leaves the server.
-  ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], ServerSink* sink);
+  // out: where its datagrams go (it outlives the core).
+  ServerCore(const ServerConfig& config, const uint8_t challengeKey[kKeyBytes], DatagramOut* out);
   ~ServerCore();  // wipes every key it holds
   ServerCore(const ServerCore&) = delete;
   ServerCore& operator=(const ServerCore&) = delete;
@@ -153,8 +168,12 @@ class ServerCore {
   // False when the client index is not connected or the payload is not 1..1200 bytes.
   bool SendPayload(uint32_t clientIndex, const uint8_t* data, size_t size, const Clock& now);
   void Disconnect(uint32_t clientIndex, const Clock& now);
-  // The layer above has work for this client by dueUs: its timer is brought forward if need be.
-  void WakePeer(uint32_t clientIndex, uint64_t dueUs);
+  // The next thing a call did, in order; false when none is left (their memory is reused then). Polled after
+  // each call.
+  bool PollEvent(ServerEvent* event);
+  // The layer above a connected client (delivery) has work for it by dueUs (kNoDeadline: none): its timer is
+  // brought forward if need be, and a kPeerTimer event it answers finishes with it.
+  void SetPeerDeadline(uint32_t clientIndex, uint64_t dueUs, const Clock& now);
   // STOPPING: every client is disconnected (reason server-closed); the redundant disconnect packets go
   // out through Update() until Stopped() is true.
   void Stop(const Clock& now);
@@ -194,6 +213,8 @@ class ServerCore {
   struct Slot {
     bool connected = false;
     bool confirmed = false;
+    bool awaitingAbove = false;  // a kPeerTimer event is out: its keep-alive decision waits for SetPeerDeadline
+    uint64_t aboveDueUs = kNoDeadline;  // the layer above's deadline (SetPeerDeadline)
     ServerAddress address;
     uint64_t clientId = 0;
     uint64_t sequence = 0;  // per-client send sequence: from config_.sequenceBase, or where the token's last connection ended
@@ -273,9 +294,28 @@ class ServerCore {
   void Release(uint32_t index, DisconnectReason reason, bool farewell, const Clock& now);
   void SendFarewells(const Clock& now);
   void SendFarewell(Farewell& entry, const Clock& now);  // one packet; queued again while some are left
-  // A client's timer: its timeout, or a keep-alive when nothing was sent for the keep-alive interval.
+  // A client's timer: its timeout, or a keep-alive when nothing was sent for the keep-alive interval, after
+  // the layer above's timer (a kPeerTimer event, and FinishSlotTimer once it answers).
   void SlotTimer(uint32_t index, const Clock& now);
-  void ScheduleSlot(uint32_t index, const Clock& now);
+  void FinishSlotTimer(uint32_t index, const Clock& now);
+  // kPeerTimer events left unanswered by the last call's events: finished with the deadlines held.
+  void FinishAwaiting(const Clock& now);
+  void Answered(Slot& slot);  // its kPeerTimer event is answered (or moot)
+  std::vector<uint32_t> awaiting_;  // slots whose kPeerTimer event is out (some may have been answered since)
+  uint32_t awaitingCount_ = 0;      // those not yet answered
+  // Events, and the bytes they carry (offsets into eventBytes_, which may grow while they are queued).
+  struct QueuedEvent {
+    ServerEvent event;
+    size_t offset = 0;
+  };
+  std::vector<QueuedEvent> events_;
+  size_t nextEvent_ = 0;
+  std::vector<uint8_t> eventBytes_;
+  size_t eventBytesUsed_ = 0;
+  // Room for `size` more event bytes at the end of those used (not yet taken: TakeEventBytes takes them).
+  uint8_t* EventBytes(size_t size);
+  ServerEvent& QueueEvent(ServerEvent::Type type, uint32_t client, size_t bytes);
+  void ScheduleSlot(uint32_t index);
   // Expiry of encryption mappings and of the recently released addresses.
   void Housekeeping(const Clock& now);
   void Emit(const ServerAddress& to, const uint8_t* data, size_t size);
@@ -286,7 +326,7 @@ class ServerCore {
   ServerConfig config_;  // its keys wiped once privateKeys_ holds them
   PrivateKeys privateKeys_;
   uint8_t challengeKey_[kKeyBytes];
-  ServerSink* sink_;
+  DatagramOut* out_;
   std::vector<Slot> slots_;
   uint32_t connected_ = 0;
   TimeoutPause timeoutPause_;
@@ -373,7 +413,7 @@ class ServerCore {
   ServerCounters counters_;
   std::shared_ptr<PeerCounterTable> peerCounters_;
   uint8_t packetBuffer_[kMaxPacketBytes];
-  uint8_t bodyBuffer_[kMaxPayloadBytes];
+  uint8_t bodyBuffer_[kMaxPayloadBytes];  // handshake bodies (payloads go straight into eventBytes_)
 };
 
 }  // namespace volley::netcode

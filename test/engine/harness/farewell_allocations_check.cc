@@ -27,30 +27,38 @@ namespace {
 
 using Datagram = std::vector<uint8_t>;
 
-struct ClientSide : ClientSink {
+struct ClientSide : DatagramOut {
   std::vector<Datagram> out;
-  ClientState state = ClientState::kDisconnected;
-  void SendPacket(const ServerAddress&, const uint8_t* data, size_t size) override { out.emplace_back(data, data + size); }
-  void StateChanged(ClientState changed) override { state = changed; }
-  void Payload(const uint8_t*, size_t) override {}
+  void Send(const ServerAddress&, const uint8_t* data, size_t size) override { out.emplace_back(data, data + size); }
 };
 
-struct ServerSide : ServerSink {
+// The server's datagrams, and its events as the engine polls them after each call.
+struct ServerSide : DatagramOut {
   std::vector<std::pair<ServerAddress, Datagram>> out;
   std::vector<uint32_t> connected;
   bool discarding = false;
   int discarded = 0;
-  void SendPacket(const ServerAddress& to, const uint8_t* data, size_t size) override {
+  void Send(const ServerAddress& to, const uint8_t* data, size_t size) override {
     if (discarding) {
       ++discarded;
       return;
     }
     out.emplace_back(to, Datagram(data, data + size));
   }
-  void Connected(uint32_t clientIndex, uint64_t, const ServerAddress&, const uint8_t*) override { connected.push_back(clientIndex); }
-  void Disconnected(uint32_t, DisconnectReason) override {}
-  void Payload(uint32_t, const uint8_t*, size_t) override {}
+  void Poll(ServerCore& core) {
+    ServerEvent event;
+    while (core.PollEvent(&event)) {
+      if (event.type == ServerEvent::Type::kConnected) connected.push_back(event.client);
+    }
+  }
 };
+
+// A client's events, as the engine polls them after each call (they say nothing this check needs).
+void Poll(ClientCore& client) {
+  ClientEvent event;
+  while (client.PollEvent(&event)) {
+  }
+}
 
 }  // namespace
 
@@ -79,16 +87,26 @@ int main() {
       sides.push_back(std::make_unique<ClientSide>());
       clients.push_back(std::make_unique<ClientCore>(ClientConfig{}, sides.back().get()));
       clients.back()->Connect(token.data(), token.size(), now);
+      Poll(*clients.back());
     }
     server.connected.clear();
     for (int step = 0; step < 100 && server.connected.size() < kClients; ++step) {
       for (int i = 0; i < kClients; ++i) {
         clients[i]->Update(now);
-        for (const Datagram& datagram : sides[i]->out) core.Receive(Address(10, 0, 0, static_cast<uint8_t>(i + 1), 5000), datagram.data(), datagram.size(), now);
+        Poll(*clients[i]);
+        for (const Datagram& datagram : sides[i]->out) {
+          core.Receive(Address(10, 0, 0, static_cast<uint8_t>(i + 1), 5000), datagram.data(), datagram.size(), now);
+          server.Poll(core);
+        }
         sides[i]->out.clear();
       }
       core.Update(now);
-      for (const auto& [to, datagram] : server.out) clients[to.ip.bytes[3] - 1]->Receive(config.publicAddress, datagram.data(), datagram.size(), now);
+      server.Poll(core);
+      for (const auto& [to, datagram] : server.out) {
+        ClientCore& client = *clients[to.ip.bytes[3] - 1];
+        client.Receive(config.publicAddress, datagram.data(), datagram.size(), now);
+        Poll(client);
+      }
       server.out.clear();
       now.monotonicUs += 10'000;
     }
@@ -99,15 +117,18 @@ int main() {
     server.discarded = 0;
     counting = cycle == kCycles - 1;
     for (uint32_t index : server.connected) core.Disconnect(index, now);
+    server.Poll(core);
     for (int step = 0; step < 30; ++step) {
       now.monotonicUs += 50'000;
       core.Update(now);
+      server.Poll(core);
     }
     counting = false;
     server.discarding = false;
     // The addresses' releases expire (they are kept while their clients' own farewells may still come).
     now.monotonicUs += 10'000'000;
     core.Update(now);
+    server.Poll(core);
   }
   std::printf("{\"connected\":%d,\"farewellPackets\":%d,\"allocations\":%d}\n", connectedAll, server.discarded, allocations);
   return 0;

@@ -33,12 +33,9 @@ void Scan(const void* block, size_t size) {
   }
 }
 
-struct DiscardingSink : ServerSink {
+struct DiscardingSink : DatagramOut {
   int challenges = 0;
-  void SendPacket(const ServerAddress&, const uint8_t*, size_t) override { ++challenges; }
-  void Connected(uint32_t, uint64_t, const ServerAddress&, const uint8_t*) override {}
-  void Disconnected(uint32_t, DisconnectReason) override {}
-  void Payload(uint32_t, const uint8_t*, size_t) override {}
+  void Send(const ServerAddress&, const uint8_t*, size_t) override { ++challenges; }
 };
 
 ServerAddress Address(const std::string& text) {

@@ -33,12 +33,9 @@ int Copies(const void* memory, size_t size, const uint8_t key[kKeyBytes]) {
   return found;
 }
 
-struct Quiet : ServerSink {
+struct Quiet : DatagramOut {
   int sent = 0;
-  void SendPacket(const ServerAddress&, const uint8_t*, size_t) override { ++sent; }
-  void Connected(uint32_t, uint64_t, const ServerAddress&, const uint8_t*) override {}
-  void Disconnected(uint32_t, DisconnectReason) override {}
-  void Payload(uint32_t, const uint8_t*, size_t) override {}
+  void Send(const ServerAddress&, const uint8_t*, size_t) override { ++sent; }
 };
 
 std::vector<uint8_t> Request(uint32_t i, const uint8_t key[kKeyBytes], const ServerAddress& server) {
