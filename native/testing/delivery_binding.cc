@@ -242,7 +242,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap> {
         {"unknownChannel", s.unknownChannel}, {"oversized", s.oversized}, {"mismatched", s.mismatched}, {"forgottenPackets", s.forgottenPackets}, {"reassemblyMade", s.reassemblyMade}, {"partialScans", s.partialScans}, {"queueGiveBacks", s.queueGiveBacks},
         {"smoothedRttUs", core_->rtt().smoothedUs()}, {"rttVariationUs", core_->rtt().variationUs()},
         {"minRttUs", core_->rtt().minUs()}, {"pathMinRttUs", core_->rtt().pathMinUs()}, {"maxRttUs", core_->rtt().maxUs()}, {"rttSamples", core_->rtt().samples()},
-        {"congestionWindow", core_->congestionWindow()}, {"draining", core_->draining() ? 1u : 0u}, {"bytesInFlight", core_->bytesInFlight()},
+        {"congestionWindow", core_->congestionWindow()}, {"congestionState", static_cast<uint64_t>(core_->congestionState())}, {"congestionCuts", core_->congestionCuts()}, {"draining", core_->draining() ? 1u : 0u}, {"bytesInFlight", core_->bytesInFlight()},
         {"queuedBytes", core_->queuedBytes()}, {"queuedMessages", core_->queuedMessages()},
         {"reassemblyUsed", core_->reassemblyUsed()}, {"reassemblyHeld", core_->reassemblyHeld()}, {"clockSamples", core_->clock().samples()},
         {"sentRecords", core_->sentRecords()}, {"sentRecordsHeld", core_->sentRecordsHeld()}, {"queueSlots", core_->queueSlots()},
@@ -252,6 +252,7 @@ class DeliveryCoreWrap : public Napi::ObjectWrap<DeliveryCoreWrap> {
     out.Set("jitterUs", Napi::Number::New(env, core_->rtt().jitterUs()));
     out.Set("rttVarianceUs2", Napi::Number::New(env, core_->rtt().varianceUs2()));
     out.Set("bandwidthBytesPerSec", Napi::Number::New(env, core_->bandwidthBytesPerUs() * 1e6));
+    out.Set("pacingRateBytesPerSec", Napi::Number::New(env, core_->pacingRateBytesPerUs() * 1e6));
     out.Set("clockOffsetUs", Napi::Number::New(env, core_->clock().OffsetUs(now)));
     out.Set("clockErrorBoundUs", Napi::Number::New(env, core_->clock().ErrorBoundUs(now)));
     out.Set("countsAgree", Napi::Boolean::New(env, core_->CountsAgree()));

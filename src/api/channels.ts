@@ -81,8 +81,8 @@ export interface LinkStats {
   /**
    * Bits per second (not bytes). inBps, outBps: over the last one to two seconds (since the connection began, in its first second;
    * since the previous reading, read less often than every second), whoever else reads them. pathBps: the
-   * rate at which the peer has been acknowledging data lately, the congestion controller's estimate of the
-   * path.
+   * congestion controller's estimate of the path's bottleneck: the largest delivery rate of the last ten
+   * round trips, packets lost at random counted as carried (docs/channels.md, "Flow and congestion control").
    */
   bandwidth: { inBps: number; outBps: number; pathBps: number }
   /** The congestion window and the bytes in flight against it. */

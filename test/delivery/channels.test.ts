@@ -618,10 +618,17 @@ describe('channels over loopback', () => {
     expect(stats.resends).toBeGreaterThan(0)
     expect(stats.rtt.minMs).toBeGreaterThan(5) // two simulated one-way trips of 5 ± 2 ms, the first one on this side
     // What the simulator did, as each socket's stats say: about 20 % lost, 5 % duplicated and reordered.
-    for (const simulated of [stats.networkSimulator, server.stats().networkSimulator]) {
+    // (The server sends a few dozen datagrams here: random loss no longer shrinks the window, and the
+    // transfer takes few round trips.)
+    const sides = [
+      { simulated: stats.networkSimulator, packetsOut: stats.packets.out },
+      { simulated: server.stats().networkSimulator, packetsOut: peer.stats().packets.out },
+    ]
+    for (const { simulated, packetsOut } of sides) {
       expect(simulated?.seed).toBe(7)
       const sent = (simulated?.lost ?? 0) / 0.2
-      expect(simulated?.lost).toBeGreaterThan(20)
+      expect(simulated?.lost).toBeGreaterThan(0.1 * packetsOut)
+      expect(simulated?.lost).toBeLessThan(0.35 * packetsOut)
       expect(simulated?.duplicated).toBeGreaterThan(sent * 0.01)
       expect(simulated?.duplicated).toBeLessThan(sent * 0.15)
       expect(simulated?.reordered).toBeGreaterThan(sent * 0.01)

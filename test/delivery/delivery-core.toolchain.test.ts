@@ -281,7 +281,9 @@ describe('sequenced and unreliable channels', () => {
     }
     pair.run(pair.now + 2 * second)
     const order = pair.received.b.filter((m) => m.channel === 2).map((m) => readNumberedMessage(m.data))
-    expect(order.length).toBeGreaterThan(300)
+    // Each message goes in a packet of its own (random loss leaves the window alone): a fifth are lost,
+    // and nearly half the rest arrive behind a newer one, stale (230 here).
+    expect(order.length).toBeGreaterThan(200)
     expect(order.every((index) => index >= 0)).toBe(true)
     for (let i = 1; i < order.length; i++) expect(order[i]!).toBeGreaterThan(order[i - 1]!)
     expect(pair.b.stats().staleSequenced).toBeGreaterThan(0)
@@ -508,19 +510,21 @@ describe('fragmentation', () => {
 })
 
 describe('congestion control', () => {
-  it('backs off under 20 % loss and still completes a bulk transfer', () => {
-    const clean = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 8 << 20 }, { latencyMs: 10 }, 1)
-    const lossy = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 8 << 20 }, { loss: 0.2, latencyMs: 10 }, 1)
-    for (const pair of [clean, lossy]) {
+  it('keeps its rate under 20 % random loss and still completes a bulk transfer, without flooding', () => {
+    // Random loss is not congestion: a window cut at each loss (or at more than a tenth of recent packets
+    // lost, as before) left 20 % loss a crawl.
+    const elapsed = (loss: number): { us: number; packetsOut: number } => {
+      const pair = new SimulatedPair({ channels: ['reliable'], sendQueueBytes: 8 << 20 }, { loss, latencyMs: 10 }, 1)
       for (let i = 0; i < 2000; i++) pair.send('a', 0, numberedMessage(i, 1000))
-      pair.run(pair.now + 2 * second)
+      pair.run(pair.now + 600 * second, () => pair.received.b.length === 2000)
+      expect(pair.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 2000 }, (_, i) => i))
+      return { us: pair.now, packetsOut: pair.a.stats().packetsOut }
     }
-    // After 2 s the lossy link's window is far smaller than the clean one's.
-    expect(lossy.a.stats().congestionWindow).toBeLessThan(clean.a.stats().congestionWindow / 4)
-    lossy.run(lossy.now + 600 * second, () => lossy.received.b.length === 2000)
-    expect(lossy.received.b.map((m) => readNumberedMessage(m.data))).toEqual(Array.from({ length: 2000 }, (_, i) => i))
-    // It did not flood: packets sent stay within a small multiple of what had to arrive.
-    expect(lossy.a.stats().packetsOut).toBeLessThan(2000 * 2)
+    const clean = elapsed(0)
+    const lossy = elapsed(0.2)
+    expect(lossy.us).toBeLessThan(2.5 * clean.us)
+    // It did not flood: what it sent is what had to arrive, plus the resends of a fifth lost.
+    expect(lossy.packetsOut).toBeLessThan((2000 / 0.8) * 1.1)
   })
 })
 
@@ -675,7 +679,8 @@ describe("congestion control's minimum RTT", () => {
     for (const [start, end] of watcher.drains) expect(end - start).toBeLessThan(330 * ms)
     expect(stats.pathMinRttUs).toBeGreaterThanOrEqual(4 * ms)
     expect(stats.pathMinRttUs).toBeLessThan(5 * ms)
-    expect(mean(rates.slice(5))).toBeGreaterThan(0.97 * goodputOfLink)
+    // (0.97 with a window that halved at losses: each drain now holds a window the model made small.)
+    expect(mean(rates.slice(5))).toBeGreaterThan(0.96 * goodputOfLink)
   })
 
   it('does not drain a path without a standing queue', () => {
@@ -700,8 +705,9 @@ describe("congestion control's minimum RTT", () => {
   })
 
   it("leaves alone the window of a flow that does not fill it, however long its round trips stay above the minimum", () => {
-    // a sends 1 kB every 10 ms while b sends a bulk transfer back through a 256 kB queue: a's round trips
-    // carry b's queue, so a's minimum goes stale every 10 s. Holding a's window then (half a bandwidth-delay
+    // a sends 1 kB every 10 ms while b sends a bulk transfer back through a 256 kB queue, and from second 3
+    // a's way to b is 10 ms longer: a's minimum goes stale 10 s later. (It was b's standing queue that made
+    // it stale, before b's congestion control kept none.) Holding a's window then (half a bandwidth-delay
     // product of its own small rate, two packets) delayed its messages by up to 190 ms, and drained nothing.
     const pair = new SimulatedPair(options, { ...link, latencyMs: 2, queueBytes: 256 * 1024 }, 1)
     const sentAt = new Map<number, number>()
@@ -712,6 +718,7 @@ describe("congestion control's minimum RTT", () => {
     let fromA = 0
     let fromB = 0
     for (let s = 0; s < 30; s++) {
+      if (s === 3) pair.link.extraLatencyToBMs = 10
       while (fromB - pair.received.a.length < 3000) pair.send('b', 0, numberedMessage(fromB++, 1000))
       for (let tick = 0; tick < 100; tick++) {
         sentAt.set(fromA, pair.now)
@@ -721,7 +728,7 @@ describe("congestion control's minimum RTT", () => {
     }
     expect(pair.a.stats().rttDrains).toBeGreaterThanOrEqual(1) // it did recheck
     expect(pair.received.b.length).toBeGreaterThan(fromA - 10)
-    expect(worstUs).toBeLessThan(20 * ms) // 2 ms of path and a packet's time on the link, with room
+    expect(worstUs).toBeLessThan(30 * ms) // 12 ms of path and a packet's time on the link, with room
   })
 })
 
@@ -1215,24 +1222,41 @@ describe('congestion window reductions', () => {
     return core.take().packets.filter((p) => dataFrames(p).length > 0).map(packetNumber)
   }
 
+  /**
+   * Makes `core` see a standing queue, so that a loss is congestion: the path's minimum is 10 ms, and the
+   * round trips since took 40. Returns the time then and the next packet number for its peer's ACKs.
+   */
+  const standingQueue = (core: ReturnType<typeof deliveryCore>): { now: number; ackNumber: number } => {
+    let now = second
+    let ackNumber = 100
+    const exchange = (rttUs: number): void => {
+      const [packet] = flight(core, 1, now)
+      now += rttUs
+      core.receive(ackPacket(ackNumber++, [packet!]), now)
+    }
+    exchange(10 * ms)
+    for (let i = 0; i < 64; i++) exchange(40 * ms)
+    return { now, ackNumber }
+  }
+
   it('keeps the cut of a real loss when another packet of the same flush proves only reordered', () => {
     // Found in review: the undo was keyed by the send time of the loss that made the cut, which every
     // packet of one flush shares: the late acknowledgement of any of them undid a real loss's cut.
     const core = deliveryCore({ channels: ['reliable'] })
-    let now = second
+    let { now, ackNumber } = standingQueue(core)
     const sent = flight(core, 40, now)
     const [lost, late] = [sent[2]!, sent[4]!]
     now += 50 * ms
-    core.receive(ackPacket(0, sent.slice(0, 10).filter((n) => n !== lost && n !== late)), now)
+    core.receive(ackPacket(ackNumber++, sent.slice(0, 10).filter((n) => n !== lost && n !== late)), now)
     const cut = core.stats()
     expect(cut.packetsLost).toBe(2)
     expect(cut.congestionWindow).toBeLessThan(10 * 1200) // the initial window, cut
     now += 5 * ms
-    core.receive(ackPacket(1, sent.slice(0, 10).filter((n) => n !== lost)), now) // `late` arrives after all
+    core.receive(ackPacket(ackNumber++, sent.slice(0, 10).filter((n) => n !== lost)), now) // `late` arrives after all
     expect(core.stats()).toMatchObject({ spuriousLosses: 1, packetsLost: 1, congestionWindow: cut.congestionWindow })
     // Once the other proves reordered too, every loss of the event was spurious: the cut is undone.
     now += 5 * ms
-    core.receive(ackPacket(2, sent.slice(0, 10)), now)
+    core.receive(ackPacket(ackNumber++, sent.slice(0, 10)), now)
     expect(core.stats().spuriousLosses).toBe(2)
     expect(core.stats().congestionWindow).toBeGreaterThan(cut.congestionWindow)
   })
@@ -1241,27 +1265,25 @@ describe('congestion window reductions', () => {
     // Found in review: an acknowledgement of a packet sent after the cut ended the recovery before the
     // losses of the same ACK were looked at, and a loss from before the cut cut the window again.
     const core = deliveryCore({ channels: ['reliable'] })
-    let now = second
+    let { now, ackNumber } = standingQueue(core)
     const first = flight(core, 60, now)
     const acked = new Set<number>()
-    let number = 0
     const ack = (numbers: number[]): void => {
       for (const n of numbers) acked.add(n)
-      core.receive(ackPacket(number++, acked), now)
+      core.receive(ackPacket(ackNumber++, acked), now)
     }
     now += 50 * ms
     ack(first.slice(0, 7).filter((n) => n !== first[3]))
-    expect(core.stats().packetsLost).toBe(1)
+    expect(core.stats()).toMatchObject({ packetsLost: 1, congestionCuts: 1 })
     now += ms
     core.flush(now)
     const second_ = core.take().packets.filter((p) => dataFrames(p).length > 0).map(packetNumber)
     expect(second_.length).toBeGreaterThan(0)
     now += 20 * ms
-    const before = core.stats().congestionWindow
     ack([...first.slice(7).filter((n) => n !== first[9]), ...second_]) // first[9], sent before the cut, lost
-    expect(core.stats().packetsLost).toBe(2)
-    expect(core.stats().congestionWindow).toBeGreaterThanOrEqual(before)
+    expect(core.stats()).toMatchObject({ packetsLost: 2, congestionCuts: 1 })
   })
+
 })
 
 describe('hostile input', () => {

@@ -50,7 +50,7 @@ type StatName =
   | 'packetsIn' | 'packetsOut' | 'bytesIn' | 'bytesOut' | 'messagesIn' | 'messagesOut' | 'messageBytesIn' | 'messageBytesOut'
   | 'ackElicitingOut' | 'packetsAcked' | 'packetsLost' | 'resends' | 'probeTimeouts' | 'persistentCongestion' | 'rttDrains' | 'spuriousLosses' | 'malformed' | 'duplicatePackets'
   | 'duplicateMessages' | 'staleSequenced' | 'overBudget' | 'expiredFragments' | 'unknownChannel' | 'oversized' | 'mismatched' | 'forgottenPackets'
-  | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'draining' | 'bytesInFlight'
+  | 'smoothedRttUs' | 'rttVariationUs' | 'rttVarianceUs2' | 'minRttUs' | 'pathMinRttUs' | 'maxRttUs' | 'rttSamples' | 'congestionWindow' | 'congestionState' | 'congestionCuts' | 'pacingRateBytesPerSec' | 'draining' | 'bytesInFlight'
   | 'queuedBytes' | 'queuedMessages' | 'reassemblyUsed' | 'reassemblyHeld' | 'clockSamples' | 'jitterUs' | 'clockOffsetUs' | 'clockErrorBoundUs'
   | 'bandwidthBytesPerSec' | 'sentRecords' | 'sentRecordsHeld' | 'queueSlots' | 'receiveSlotBytes' | 'heldMessageBytes' | 'lostRecords' | 'reassemblyMade' | 'spareBytes' | 'partialScans' | 'queueGiveBacks' | 'budgetHeld'
 
@@ -117,6 +117,8 @@ export class SimulatedPair {
   packetsQueueDropped = 0
   /** The longest a packet waited in the bottleneck's queue, µs. */
   maxQueueDelayUs = 0
+  /** Called with each packet's wait in the bottleneck's queue, µs, as it enters it. */
+  onQueueDelay: ((delayUs: number) => void) | undefined
   readonly #bottleneckFreeAt: Record<Side, number> = { a: 0, b: 0 }
   #inFlight: InFlight[] = []
   readonly #random: () => number
@@ -201,6 +203,7 @@ export class SimulatedPair {
           continue
         }
         this.maxQueueDelayUs = Math.max(this.maxQueueDelayUs, start - this.now)
+        this.onQueueDelay?.(start - this.now)
         this.#bottleneckFreeAt[to] = start + (data.byteLength * 1e6) / bandwidthBytesPerSec
         leavesAt = this.#bottleneckFreeAt[to]
       }

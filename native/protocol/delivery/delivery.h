@@ -191,6 +191,9 @@ class DeliveryCore {
   uint64_t queuedMessages() const { return queuedMessages_; }
   uint64_t bytesInFlight() const { return bytesInFlight_; }
   uint64_t congestionWindow() const { return congestion_.window(); }
+  CongestionState congestionState() const { return congestion_.state(); }
+  uint64_t congestionCuts() const { return congestion_.cuts(); }
+  double pacingRateBytesPerUs() const { return congestion_.pacingRateBytesPerUs(rtt_.smoothedUs()); }
   bool draining() const { return drainEndUs_ != 0; }  // a drain of the path's minimum RTT is under way
   // The engine read nothing for a while (SocketProtocol::ReadingPaused): the acknowledgements and pongs of
   // packets sent before nowUs waited in the kernel, and their round trips measure the pause, not the path
@@ -284,6 +287,8 @@ class DeliveryCore {
     // Delivery-rate sampling (draft-cheng-iccrg-delivery-rate-estimation): the connection's delivered
     // bytes, the time they reached that figure and the send time of the newest packet acknowledged then.
     uint64_t deliveredAtSend = 0, deliveredUsAtSend = 0, firstSentUsAtSend = 0;
+    uint64_t carriedAtSend = 0;  // carried_ when it was sent
+    bool appLimited = false;     // sent while the application left the window unused
     std::vector<Chunk> chunks;  // reliable fragments it carried
   };
   struct InMessage {
@@ -483,9 +488,15 @@ class DeliveryCore {
   // Congestion control, delivery-rate samples and pacing.
   CongestionControl congestion_;
   uint64_t delivered_ = 0;          // bytes of in-flight packets acknowledged, in all
+  // delivered_ and the bytes of packets lost at random (CongestionControl::OnLost), which took the
+  // bottleneck's time all the same: the delivery-rate samples count them.
+  uint64_t carried_ = 0;
+  // While the application leaves the window unused: delivered_ once the packets in flight then are
+  // acknowledged (their rate samples show the application's rate, not the path's); 0 when not.
+  uint64_t appLimitedUntil_ = 0;
   uint64_t deliveredUs_ = 0;        // when delivered_ last grew
   uint64_t firstSentUs_ = 0;        // the send time of the packet acknowledged then
-  double pacingCredit_ = 10 * kMaxPacketBytes;  // bytes that may go out now
+  double pacingCredit_ = CongestionControl::kInitialWindow;  // bytes that may go out now
   uint64_t pacingUpdatedUs_ = 0;
 
   RttEstimator rtt_;

@@ -24,13 +24,8 @@ constexpr uint64_t kLostMemoryRtts = 8;           // ...for 8 smoothed RTTs (pas
 constexpr uint64_t kLostMemoryMinUs = 50000;      // ...and at least 50 ms
 constexpr size_t kLostRecordsKept = 8;            // room kept once none is remembered (more is given back)
 constexpr uint64_t kGranularityUs = 1000;        // the smallest loss delay and RTT variation term
-constexpr double kPacingGain = 1.25;              // pace a little faster than cwnd/RTT so the window fills
 constexpr uint64_t kDrainHoldUs = 200000;         // a drain's round trips of the path alone last this at least...
 constexpr uint64_t kMaxDrainUs = 2000000;         // ...and the whole drain this at most
-constexpr double kPacingBurst = 10 * kMaxPacketBytes;  // the least a burst may be
-// The engine's timers tick every millisecond: a burst covers what the pacing rate sends in two ticks, so
-// that pacing never waits on a timer finer than the engine has.
-constexpr double kPacingQuantumUs = 2000;
 constexpr size_t kAckSpaceWithData = 64;          // an ACK beside data takes at most this much of a packet
 // Records of sent packets: an idle connection needs a few; the ring doubles for a flight and, once
 // everything in it is settled, goes back to this size from above kKeptSentRecords.
@@ -53,6 +48,13 @@ thread_local uint8_t packetBuffer[kMaxPacketBytes];
 // shared library) at each use, ten times over in MakePacket.
 [[gnu::noinline]] uint8_t* PacketBuffer() { return packetBuffer; }
 
+// Where congestion control's probing cycle starts: from the connection's own random key, so that flows
+// sharing a bottleneck do not probe in step (and a run repeats with its keys).
+uint32_t CycleSeed(const uint8_t* packetSkipKey) {
+  if (packetSkipKey == nullptr) return 0;
+  return uint32_t{packetSkipKey[0]} | uint32_t{packetSkipKey[1]} << 8 | uint32_t{packetSkipKey[2]} << 16 | uint32_t{packetSkipKey[3]} << 24;
+}
+
 }  // namespace
 
 DeliveryCore::DeliveryCore(const DeliveryConfig& config, const uint8_t* packetSkipKey, ReassemblyBudget* budget,
@@ -60,6 +62,7 @@ DeliveryCore::DeliveryCore(const DeliveryConfig& config, const uint8_t* packetSk
     : config_(config),
       connection_(connection),
       reassemblyLimit_(config.reassemblyBytes != 0 ? config.reassemblyBytes : config.maxMessageBytes + kReassemblyHeadroomBytes),
+      congestion_(CycleSeed(packetSkipKey)),
       rtt_(config.initialRttUs),
       bufferCredit_(BufferCreditLimit()),
       budget_(budget) {
@@ -237,8 +240,8 @@ bool DeliveryCore::HasMessages() const {
 
 void DeliveryCore::RefillPacing(uint64_t nowUs) {
   if (nowUs <= pacingUpdatedUs_) return;
-  const double rate = kPacingGain * static_cast<double>(congestion_.window()) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
-  const double burst = std::max(kPacingBurst, rate * kPacingQuantumUs);
+  const double rate = congestion_.pacingRateBytesPerUs(rtt_.smoothedUs());
+  const double burst = congestion_.pacingBurstBytes(rtt_.smoothedUs());
   pacingCredit_ = std::min(burst, pacingCredit_ + rate * static_cast<double>(nowUs - pacingUpdatedUs_));
   pacingUpdatedUs_ = nowUs;
 }
@@ -267,7 +270,9 @@ PacketView DeliveryCore::PollPacket(uint64_t nowUs) {
   RefillPacing(nowUs);
   PruneRetransmits();
   // Messages wait for the congestion window and pacing; pings, pongs and acknowledgements do not.
-  const bool messages = MessagesReady() && (probesToSend_ > 0 || CanSend(nowUs));
+  const bool ready = MessagesReady();
+  const bool messages = ready && (probesToSend_ > 0 || CanSend(nowUs));
+  if (!ready && bytesInFlight_ + kMaxPacketBytes <= congestion_.window()) appLimitedUntil_ = std::max<uint64_t>(delivered_ + bytesInFlight_, 1);
   const bool control = (pongPending_ && nowUs >= pongDueUs_) || nowUs >= nextPingUs_;
   const bool ack = ackPending_ && (ackImmediately_ || elicitingSinceAck_ >= 2 || nowUs >= ackDeadlineUs_);
   if (!messages && !control && !ack) return {};
@@ -588,6 +593,8 @@ PacketView DeliveryCore::MakePacket(uint64_t nowUs, bool withMessages) {
       firstSentUs_ = nowUs;
     }
     record.deliveredAtSend = delivered_;
+    record.carriedAtSend = carried_;
+    record.appLimited = appLimitedUntil_ != 0;
     record.deliveredUsAtSend = deliveredUs_;
     record.firstSentUsAtSend = firstSentUs_;
     bytesInFlight_ += size;
@@ -632,6 +639,7 @@ void DeliveryCore::OnAck(uint64_t largest, uint64_t ackDelayUs, const std::vecto
     const double bandwidth = congestion_.bandwidthBytesPerUs();
     const uint64_t transmitUs = bandwidth > 0 ? static_cast<uint64_t>(std::floor(static_cast<double>(largestBytes) / bandwidth)) : 0;
     rtt_.Sample(nowUs - largestSentUs, std::min(ackDelayUs, config_.maxAckDelayUs), nowUs, transmitUs);
+    congestion_.OnRttSample(nowUs - largestSentUs);
   }
   if (newlyAckedEliciting) probeCount_ = 0;
   // An ACK that tells nothing new finds no new loss (RFC 9002 §6.1; the loss timer covers time passing).
@@ -663,16 +671,25 @@ void DeliveryCore::OnPacketAcked(SentPacket& packet, uint64_t nowUs) {
   const bool windowInUse = WindowInUse();
   if (Settle(packet)) {
     delivered_ += packet.bytes;
+    carried_ += packet.bytes;
     deliveredUs_ = nowUs;
     firstSentUs_ = packet.sentUs;
+    if (appLimitedUntil_ != 0 && delivered_ > appLimitedUntil_) appLimitedUntil_ = 0;
+    AckedPacket acked;
+    acked.bytes = packet.bytes;
+    acked.deliveredAtSend = packet.deliveredAtSend;
+    acked.delivered = delivered_;
+    acked.appLimited = packet.appLimited;
     // The rate over the longer of the send and the acknowledgement intervals: a burst sent faster than
-    // the path carries it is measured at the path's rate.
+    // the path carries it is measured at the path's rate. Random losses count as carried, up to a bound
+    // (congestion_control.h).
     const uint64_t interval = std::max(packet.sentUs - packet.firstSentUsAtSend, nowUs - packet.deliveredUsAtSend);
     if (interval > 0) {
-      const double rate = static_cast<double>(delivered_ - packet.deliveredAtSend) / static_cast<double>(interval);
-      congestion_.OnRateSample(rate, nowUs, std::max<uint64_t>(4 * rtt_.smoothedUs(), kGranularityUs));
+      const double delivered = static_cast<double>(delivered_ - packet.deliveredAtSend);
+      const double carried = static_cast<double>(carried_ - packet.carriedAtSend);
+      acked.rateBytesPerUs = std::min(carried, delivered / (1 - CongestionControl::kMaxCarriedLoss)) / static_cast<double>(interval);
     }
-    congestion_.OnAcked(packet.bytes, packet.sentUs, windowInUse);
+    congestion_.OnAcked(acked, nowUs, rtt_.pathMinUs(), bytesInFlight_, windowInUse);
   }
   for (const Chunk& chunk : packet.chunks) CreditFragment(chunk);
 }
@@ -697,8 +714,13 @@ void DeliveryCore::CreditFragment(const Chunk& chunk) {
 
 void DeliveryCore::OnPacketLost(SentPacket& packet, uint64_t nowUs) {
   ++stats_.packetsLost;
-  const uint64_t reduction =
-      Settle(packet) ? congestion_.OnLost(packet.sentUs, nowUs, rtt_.pathMinUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0) : 0;
+  uint64_t reduction = 0;
+  if (Settle(packet)) {
+    const LossVerdict verdict =
+        congestion_.OnLost(packet.sentUs, nowUs, rtt_.pathMinUs(), rtt_.samples() > 0 ? rtt_.recentMinUs() : 0);
+    if (verdict.random) carried_ += packet.bytes;
+    reduction = verdict.reduction;
+  }
   if (packet.ackEliciting) {
     if (recentlyLost_.size() == kRecentlyLost) recentlyLost_.erase(recentlyLost_.begin());
     recentlyLost_.push_back(LostRecord{packet.number, packet.sentUs, reduction, packet.chunks});
@@ -760,7 +782,6 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
   // Persistent congestion (RFC 9002 §7.6): every ack-eliciting packet sent over a span longer than three
   // probe timeouts was lost, nothing acknowledged in between.
   const uint64_t persistentUs = 3 * ProbeTimeoutBaseUs();
-  const uint64_t thresholdBefore = congestion_.slowStartThreshold();
   bool lostRun = false, persistent = false;
   uint64_t lostRunStartUs = 0;
   for (uint64_t number = sentBase_; number <= end && number < nextPacket_; ++number) {
@@ -783,7 +804,7 @@ void DeliveryCore::DetectLosses(uint64_t nowUs) {
     }
   }
   if (persistent) {
-    congestion_.OnPersistentCongestion(thresholdBefore);
+    congestion_.OnPersistentCongestion();
     rtt_.ForgetPathMin();
     ++stats_.persistentCongestion;
   }
@@ -925,8 +946,7 @@ uint64_t DeliveryCore::NextDeadlineUs(uint64_t nowUs) const {
     if (missing <= 0) {
       earliest(nowUs);
     } else {
-      const double rate = kPacingGain * static_cast<double>(congestion_.window()) / static_cast<double>(std::max<uint64_t>(rtt_.smoothedUs(), 1));
-      earliest(nowUs + static_cast<uint64_t>(missing / rate) + 1);
+      earliest(nowUs + static_cast<uint64_t>(missing / congestion_.pacingRateBytesPerUs(rtt_.smoothedUs())) + 1);
     }
   }
   if (partialsUsed_ > 0) earliest(partialsFirstUs_ + config_.fragmentTimeoutUs);  // early at worst: the walk then updates it

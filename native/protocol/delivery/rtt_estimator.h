@@ -58,7 +58,9 @@ class RttEstimator {
   uint64_t latestUs() const { return latestUs_; }
   // The smallest of the last kRecentSamples to 2 × kRecentSamples samples: a queue that stands behind the
   // path raises it, jitter alone hardly does (some packets still cross fast), where the latest sample
-  // rises and falls with every packet.
+  // rises and falls with every packet. Over 32 to 64 samples, a few ms of jitter always let one packet
+  // cross fast: drops at a full queue read as random, and congestion control's model rose a third above
+  // the link.
   uint64_t recentMinUs() const { return std::min(recentMin_[0], recentMin_[1]); }
   uint64_t minUs() const { return minUs_; }  // 0 until a sample gave one
   // The path's own round trip as congestion control needs it (0 until a sample gave one): the smallest ACK
@@ -153,7 +155,7 @@ class RttEstimator {
   double squaredDeviationUs2_ = 0;
   double squaredDeviationWeight_ = 1;  // (7/8)^n: what the average still owes its start at 0
   uint64_t samples_ = 0;
-  static constexpr uint32_t kRecentSamples = 32;
+  static constexpr uint32_t kRecentSamples = 8;
   uint64_t recentMin_[2] = {UINT64_MAX, UINT64_MAX};
   uint32_t recentCount_ = 0;
   static constexpr uint64_t kPathMinHoldUs = 10'000'000;
