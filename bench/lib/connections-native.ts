@@ -2,10 +2,8 @@
 // start, as native-build.ts does for the blaster and the sink: the paced sender (C, with native-build.ts's
 // compileCTool), the floor receiver (C, on libsodium) and the
 // handshake load (C++, on volley's own netcode client core and libsodium).
-import { execFileSync } from 'node:child_process'
-import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { compileCTool } from './native-build.ts'
+import { compileCTool, compileCxxTool } from './native-build.ts'
 
 export function buildPacedSender(benchDir: string): string {
   return compileCTool(benchDir, 'paced-sender')
@@ -20,20 +18,5 @@ export function buildHandshakeLoad(benchDir: string, root: string): string {
     join(benchDir, 'native', 'handshake-load.cc'),
     ...['protocol/netcode/client.cc', 'protocol/netcode/packet.cc', 'protocol/netcode/connect_token.cc', 'protocol/netcode/server_address.cc', 'protocol/netcode/challenge_token.cc', 'protocol/netcode/aead.cc', 'util/address.cc'].map((file) => join(root, 'native', file)),
   ]
-  return compileCxxTool(benchDir, root, 'handshake-load', sources)
-}
-
-/** Compiles C++ sources (and objects) on volley's native/ and libsodium into bench/.build/<name>. */
-function compileCxxTool(benchDir: string, root: string, name: string, sources: readonly string[], flags: readonly string[] = []): string {
-  const out = join(benchDir, '.build')
-  mkdirSync(out, { recursive: true })
-  const compiler = process.env.CXX ?? 'c++'
-  const binary = join(out, name)
-  try {
-    execFileSync(compiler, ['-O2', '-std=c++17', '-Wall', '-Wextra', '-I', join(root, 'native'), '-o', binary, ...sources, ...flags, '-lsodium'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  } catch (error) {
-    const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
-    throw new Error(`could not compile the ${name} with '${compiler} -O2' (a C++ compiler and libsodium-dev are required): ${stderr || String(error)}`)
-  }
-  return binary
+  return compileCxxTool(benchDir, root, 'handshake-load', sources, ['-lsodium'], 'a C++ compiler and libsodium-dev are required')
 }

@@ -1,4 +1,4 @@
-// The compact history of the datagram, connections and delivery benchmarks: one JSON line per full run in
+// The compact history of the datagram, connections, delivery and congestion benchmarks: one JSON line per full run in
 // bench/results/<benchmark>-history.jsonl, holding the figures the documents quote (bench/lib/history.ts) and
 // the verdicts the run recorded for its targets. The full record of the latest complete run is
 // bench/results/latest-<benchmark>.json; every run's full record stays on the machine that ran it, in
@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { idlePeerRss } from './connections-render.ts'
 import { median, ratio } from './statistics.ts'
 
-export type Benchmark = 'datagram' | 'connections' | 'delivery'
+export type Benchmark = 'datagram' | 'connections' | 'delivery' | 'congestion'
 
 /** A target's figure as the run judged it. */
 export interface RecordedVerdict {
@@ -139,6 +139,20 @@ function deliveryFigures(record: Json): Record<string, number | undefined> {
   }
 }
 
+/** The congestion grid's worst cells (bench/congestion.ts writes them in its summary). */
+function congestionFigures(record: Json): Record<string, number | undefined> {
+  const summary = (name: string): number | undefined => num(at(record, 'summary', name))
+  return {
+    worstGoodputRatioLoss10: summary('worstGoodputRatioLoss10'),
+    worstGoodputRatioLoss15: summary('worstGoodputRatioLoss15'),
+    worstGoodputRatioLoss20: summary('worstGoodputRatioLoss20'),
+    worstQueueP99OverRttMs: summary('worstQueueP99OverRttMs'),
+    worstJain: summary('worstJain'),
+    cellsNotMet: summary('cellsNotMet'),
+    cellsWithTargets: summary('cellsWithTargets'),
+  }
+}
+
 /** Each benchmark's target verdicts, by the name the documents judge them under and the run's own description. */
 const recordedTargets: Record<Benchmark, Record<string, string>> = {
   datagram: { receiveCpu: 'volley CPU/packet ÷ node:dgram CPU/packet, 64 B' },
@@ -149,12 +163,20 @@ const recordedTargets: Record<Benchmark, Record<string, string>> = {
     timedOut: 'connections timed out during the hold',
   },
   delivery: { bulk: 'reliable bulk throughput', pingP99: 'ping RTT p99' },
+  congestion: {
+    goodputLoss10: 'goodput ratio at ≤ 10 % loss',
+    goodputLoss15: 'goodput ratio at 15 % loss',
+    goodputLoss20: 'goodput ratio at 20 % loss',
+    queueP99: 'queueing delay p99 − RTT',
+    fairness: "Jain's fairness index",
+  },
 }
 
 const figureReaders: Record<Benchmark, (record: Json) => Record<string, number | undefined>> = {
   datagram: datagramFigures,
   connections: connectionsFigures,
   delivery: deliveryFigures,
+  congestion: congestionFigures,
 }
 
 /** Six significant digits, nine from 1,000 up: a line stays short, and no figure the documents show moves. */

@@ -190,6 +190,33 @@ function deliveryTable(): string {
   return table(['run', 'host', 'bulk, encrypted', 'bulk ÷ udx-native (≥ 1×)', '100 B reliable messages/s', 'ping p50 / p99', 'node:dgram echo p50 / p99', 'p99 gap (≤ 50 µs)', 'native ÷ fallback engine: bulk, messages'], rows, 'llrrrrrrr')
 }
 
+const goodputRatio = (figure: number): string => figure.toFixed(3)
+const ms = (figure: number): string => `${figure.toFixed(1)} ms`
+
+function congestionTable(): string {
+  const rows = runs('congestion').map((run) => {
+    const worst = (name: string, format: (figure: number) => string): string => {
+      const value = figure(run, name)
+      return value === undefined ? '–' : format(value)
+    }
+    return [
+      link(run),
+      host(run),
+      worst('worstGoodputRatioLoss10', goodputRatio),
+      worst('worstGoodputRatioLoss15', goodputRatio),
+      worst('worstGoodputRatioLoss20', goodputRatio),
+      worst('worstQueueP99OverRttMs', ms),
+      worst('worstJain', goodputRatio),
+      `${figure(run, 'cellsNotMet') ?? '–'} of ${figure(run, 'cellsWithTargets') ?? '–'}`,
+    ]
+  })
+  return table(
+    ['run', 'host', 'goodput ratio ≤ 10 % loss (≥ 0.85)', '15 % (≥ 0.75)', '20 % (≥ 0.5)', 'queue p99 − RTT, 0 % loss (≤ 10 ms)', 'Jain, two flows (≥ 0.9)', 'cells under target'],
+    rows,
+    'llrrrrrr',
+  )
+}
+
 /** The native engine against the fallback engine in a delivery run (runs before the fallback had channels: –). */
 function fallbackRatios(run: Run, volleyMbps: number | undefined): string {
   const bulk = figure(run, 'fallbackBulkMbps')
@@ -310,6 +337,35 @@ const targets: Target[] = [
     judge: simple('pingP99', signedUs),
     format: signedUs,
   },
+  ...(
+    [
+      ['goodputLoss10', 'up to 10 %', '≥ 0.85'],
+      ['goodputLoss15', 'at 15 %', '≥ 0.75'],
+      ['goodputLoss20', 'at 20 %', '≥ 0.5'],
+    ] as const
+  ).map(
+    ([name, loss, goal]): Target => ({
+      benchmark: 'congestion',
+      what: `reliable goodput ÷ ((1 − loss) × bottleneck), random loss ${loss}, 10 and 100 Mbit/s × 2, 20, 200 ms (worst cell)`,
+      goal,
+      judge: simple(name, goodputRatio),
+      format: goodputRatio,
+    }),
+  ),
+  {
+    benchmark: 'congestion',
+    what: 'queueing delay p99 at the bottleneck − RTT, one flow, no loss (worst cell)',
+    goal: '≤ 10 ms',
+    judge: simple('queueP99', ms),
+    format: ms,
+  },
+  {
+    benchmark: 'congestion',
+    what: "two flows sharing a bottleneck: Jain's index over the 10 s after the first 10 (worst cell)",
+    goal: '≥ 0.9',
+    judge: simple('fairness', goodputRatio),
+    format: goodputRatio,
+  },
 ]
 
 /** How many of the last full runs a target's summary counts. */
@@ -362,6 +418,10 @@ export function history(): string {
     '### Delivery (`npm run bench:delivery`)',
     '',
     deliveryTable(),
+    '',
+    '### Congestion control (`npm run bench:congestion`, on the fake clock)',
+    '',
+    congestionTable(),
   ].join('\n')
 }
 

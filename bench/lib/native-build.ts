@@ -1,6 +1,6 @@
-// Compiles the benchmarks' C tools into bench/.build/ (gitignored) at every start, so they always
-// match their sources: here the blaster and the sink; connections-native.ts builds the others with
-// compileCTool too.
+// Compiles the benchmarks' native tools into bench/.build/ (gitignored) at every start, so they always
+// match their sources: here the blaster and the sink; connections-native.ts and congestion.ts build the
+// others with compileCTool and compileCxxTool.
 import { execFileSync } from 'node:child_process'
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
@@ -23,6 +23,25 @@ export function compileCTool(benchDir: string, name: string, flags: readonly str
   } catch (error) {
     const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
     throw new Error(`could not compile ${source} with '${compiler} -O2' (${needs}): ${stderr || String(error)}`)
+  }
+  return binary
+}
+
+/**
+ * Compiles C++ sources on volley's native/ (the include root) into bench/.build/<name>, with CXX or g++;
+ * `libraries` come after the sources; `needs` names what a failure suggests is missing.
+ */
+export function compileCxxTool(benchDir: string, root: string, name: string, sources: readonly string[], libraries: readonly string[], needs: string): string {
+  const out = join(benchDir, '.build')
+  mkdirSync(out, { recursive: true })
+  const compiler = process.env.CXX ?? 'g++'
+  const binary = join(out, name)
+  try {
+    execFileSync(compiler, ['-std=c++17', '-O2', '-Wall', '-Wextra', '-I', join(root, 'native'), '-o', binary, ...sources, ...libraries], { stdio: ['ignore', 'pipe', 'pipe'] })
+  } catch (error) {
+    if (error instanceof Error && 'code' in error && error.code === 'ENOENT') throw new Error(`could not compile ${name}: no '${compiler}' on PATH (install g++, or set CXX to a C++17 compiler)`)
+    const stderr = error instanceof Error && 'stderr' in error ? String(error.stderr) : ''
+    throw new Error(`could not compile ${name} with '${compiler} -O2' (${needs}): ${stderr || String(error)}`)
   }
   return binary
 }

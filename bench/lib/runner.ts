@@ -20,6 +20,14 @@ export interface RunKind {
 }
 
 /**
+ * A record as the result files hold it: NaN (a figure that could not be measured) becomes null in JSON. Arrays
+ * of numbers (samples such as the ping's 5,000 RTTs) take one line each, not a line per number.
+ */
+export function resultText(record: object): string {
+  return `${JSON.stringify(record, null, 2).replace(/\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g, (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`)}\n`
+}
+
+/**
  * Writes a run: its full record to bench/results/runs/ (kept on this machine only), a line of its figures to
  * <kind>-history.jsonl, and its full record again as latest-<kind>.json when it is complete. A quick run
  * writes latest-<kind>-quick.json instead (not committed either). Returns the paths written.
@@ -28,9 +36,7 @@ export function writeResults(kind: Benchmark, record: object, date: string, run:
   mkdirSync(join(dir, 'runs'), { recursive: true })
   const stamp = `${runStamp(date)}${run.variant ?? ''}`
   const quick = run.quick ? '-quick' : ''
-  // NaN (a figure that could not be measured) becomes null in JSON. Arrays of numbers (samples such as the
-  // ping's 5,000 RTTs) take one line each, not a line per number.
-  const text = `${JSON.stringify(record, null, 2).replace(/\[\s+(-?[\d.e+-]+(?:,\s+-?[\d.e+-]+)*)\s+\]/g, (_, items: string) => `[${items.split(/,\s+/).join(', ')}]`)}\n`
+  const text = resultText(record)
   const files = [join(dir, 'runs', `${kind}-${stamp}${quick}.json`)]
   if (run.quick) files.push(join(dir, `latest-${kind}${run.variant ?? ''}-quick.json`))
   else if (run.complete) files.push(join(dir, `latest-${kind}${run.variant ?? ''}.json`))
