@@ -50,6 +50,7 @@ import {
 import { type RunLabel, renderEndToEnd, renderSvg, renderTables } from './lib/congestion-render.ts'
 import { currentCommit, runStamp } from './lib/history-lines.ts'
 import { compileCxxTool } from './lib/native-build.ts'
+import { quickRun } from './lib/options.ts'
 import { BenchChild } from './lib/processes.ts'
 import { benchDir, describeFailure, resultText, root, runMain, writeResults } from './lib/runner.ts'
 import { systemInfo } from './lib/system.ts'
@@ -104,7 +105,7 @@ function parseOptions() {
     process.exit(0)
   }
   const env = process.env
-  const quick = values.quick === true || (env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0')
+  const quick = quickRun(values.quick, env)
   const jobs = values.jobs === undefined ? 2 : Number(values.jobs)
   if (!Number.isInteger(jobs) || jobs < 1 || jobs > 64) fail(`--jobs must be an integer from 1 to 64, not '${String(values.jobs)}'`)
   /** A filter on one of the cell's fields: the values listed, or all. */

@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { BenchChild } from './lib/processes.ts'
 import { microseconds, table, times } from './lib/format.ts'
 import { median, percentile, ratio } from './lib/statistics.ts'
+import { quickRun } from './lib/options.ts'
 import { systemInfo } from './lib/system.ts'
 import { benchDir, describeFailure, root, runMain, settle, resultsLine, writeResults } from './lib/runner.ts'
 
@@ -64,7 +65,7 @@ function parseOptions() {
     process.exit(0)
   }
   const env = process.env
-  const quick = values.quick === true || (env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0')
+  const quick = quickRun(values.quick, env)
   const count = (name: string, fallback: number, max: number): number => {
     const text = values[name]
     if (text === undefined) return fallback

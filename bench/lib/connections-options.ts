@@ -1,6 +1,6 @@
 // Command line of `npm run bench:connections` (after `--`), e.g. `npm run bench:connections -- --quick`.
 import { parseArgs } from 'node:util'
-import type { Pinning } from './options.ts'
+import { type Pinning, quickRun } from './options.ts'
 
 export interface ConnectionsOptions {
   quick: boolean
@@ -85,7 +85,7 @@ export function parseConnectionsOptions(argv: readonly string[], env: NodeJS.Pro
     strict: true,
   })
   if (values.help) return 'help'
-  const quick = values.quick === true || (env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0')
+  const quick = quickRun(values.quick, env)
   const pin = values.pin ?? (canPin ? 'split' : 'none')
   if (pin !== 'split' && pin !== 'none') throw new Error(`--pin must be split or none, got ${pin}`)
   if (pin === 'split' && !canPin) throw new Error('--pin=split needs taskset and at least 2 CPUs')

@@ -38,6 +38,11 @@ export const usage = `usage: npm run bench -- [options]
   --no-receive         skip the receive cases
   --help`
 
+/** Whether a benchmark runs its short smoke: --quick, or BENCH_QUICK set to anything but '' or '0'. */
+export function quickRun(flag: string | boolean | undefined, env: NodeJS.ProcessEnv): boolean {
+  return flag === true || (env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0')
+}
+
 export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, canPin: boolean): BenchOptions | 'help' {
   const { values } = parseArgs({
     args: [...argv],
@@ -56,7 +61,7 @@ export function parseOptions(argv: readonly string[], env: NodeJS.ProcessEnv, ca
     strict: true,
   })
   if (values.help) return 'help'
-  const quick = values.quick === true || (env.BENCH_QUICK !== undefined && env.BENCH_QUICK !== '' && env.BENCH_QUICK !== '0')
+  const quick = quickRun(values.quick, env)
   const seconds = numberOption('seconds', values.seconds, quick ? 0.5 : 2.5, 0.1, 60)
   const repeats = numberOption('repeats', values.repeats, quick ? 1 : 3, 1, 50)
   if (!Number.isInteger(repeats)) throw new Error('--repeats must be an integer')
