@@ -9,6 +9,7 @@ export default defineConfig({
   test: {
     testTimeout: 60_000,
     hookTimeout: 30_000,
+    setupFiles: ['test/setup/process-warnings.ts'],
     fileParallelism: false,
     include: [toolchainSuites],
   },

@@ -208,6 +208,7 @@ describe('close', () => {
       cwd: new URL('..', import.meta.url),
       encoding: 'utf8',
       timeout: 10_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
     expect(out.trim()).toBe('bound')
   })

@@ -779,7 +779,7 @@ describe('volley CLI', () => {
 
   it('prints keys and tokens', () => {
     const run = (...args: string[]): string =>
-      execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 }).trim()
+      execFileSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts', ...args], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'] }).trim()
     const key = run('key')
     expect(key).toMatch(/^[0-9a-f]{64}$/)
     const token = readConnectToken(connectTokenFromBase64(run('token', '--server', '127.0.0.1:40000', '--key', key, '--protocol-id', '0x99')))

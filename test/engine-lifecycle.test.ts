@@ -16,6 +16,7 @@ function runOn(engine: string | undefined, fixture: string, ...args: string[]): 
     encoding: 'utf8',
     timeout: 30_000,
     env,
+    stdio: ['ignore', 'pipe', 'pipe'], // a failure's error carries the stderr; a pass prints nothing
   })
 }
 

@@ -9,7 +9,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { dgramReusesPorts, lastingAddonFailure } from '../src/engine/choose.ts'
 import { VolleyError } from '../src/util/errors.ts'
 import { Client, type ConnectError, type Peer, Server, connectTokenToBase64, generateConnectToken } from '../src/index.ts'
-import { type EngineKind, freeUdpPort, onEngine, waitFor, within } from './helpers.ts'
+import { type EngineKind, freeUdpPort, onEngine, waitFor, warningsDuringTests, within } from './helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(7)
 const protocolId = 0xfa11n
@@ -95,6 +95,9 @@ describe.each(pairings)('%s', (_name, serverEngine, clientEngine) => {
 })
 
 describe('fallback engine', () => {
+  // Asserted by the test whose handler detaches a message's buffer.
+  const detachWarnings = warningsDuringTests()
+
   it('keeps an idle connection alive past the token timeout (keep-alives both ways), and times out a silent server', async () => {
     const { server, address } = await startServer('fallback')
     // Both ends on the JavaScript thread: a stall of most of a 1 s timeout could let the timer run before the
@@ -226,6 +229,9 @@ describe('fallback engine', () => {
     for (let i = 0; i < 20; i++) client.send(new Uint8Array([i]))
     await waitFor(() => got.length === 20, 3000, 'the messages')
     expect(got).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    // The application is told, once a process, that it took memory the engine reuses.
+    await waitFor(() => detachWarnings.length > 0, 1000, 'the warning')
+    expect(detachWarnings.map((warning) => (warning as NodeJS.ErrnoException).code)).toEqual(['VOLLEY_MESSAGE_BUFFER_DETACHED'])
   })
 
   it('shares a port between servers with reusePort where node:dgram can (Node 22.12, 23.1 on), else refuses it with ERR_FALLBACK_UNSUPPORTED', async () => {

@@ -1,6 +1,6 @@
 import { once } from 'node:events'
 import { readdirSync, readFileSync } from 'node:fs'
-import { afterEach } from 'vitest'
+import { afterAll, afterEach, beforeAll } from 'vitest'
 import { fallbackReason } from '../src/engine/choose.ts'
 import { type Datagram, type DatagramSocket, createDatagramSocket } from '../src/index.ts'
 
@@ -15,6 +15,24 @@ export function socketsClosedAfterEach(): typeof createDatagramSocket {
     open.push(s)
     return s
   }
+}
+
+/**
+ * The process warnings given while the tests of the enclosing describe() (or file) run: listened for, they are
+ * the test's to assert and are not printed (test/setup/process-warnings.ts).
+ */
+export function warningsDuringTests(): Error[] {
+  const warnings: Error[] = []
+  const onWarning = (warning: Error): void => {
+    warnings.push(warning)
+  }
+  beforeAll(() => {
+    process.on('warning', onWarning)
+  })
+  afterAll(() => {
+    process.off('warning', onWarning)
+  })
+  return warnings
 }
 
 /**

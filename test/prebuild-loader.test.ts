@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process'
 import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
-import { afterAll, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it, vi } from 'vitest'
 // @ts-expect-error plain ESM script without declarations
 import { prebuildMatchesSources, prebuildPath } from '../scripts/check-prebuild.mjs'
 // @ts-expect-error plain ESM script without declarations
@@ -26,7 +26,13 @@ function packageCopy(prefix: string, parts: string[], withDependencies = true): 
 describe('prebuild', () => {
   it('is committed for linux-x64 and built from the current native sources', () => {
     expect(prebuildPath()).toMatch(/prebuilds\/linux-x64\/volley\.glibc\.node$/)
-    expect(prebuildMatchesSources()).toBe(true) // its libraries: test/engine/glibc-baseline.toolchain.test.ts
+    const report = vi.spyOn(console, 'log').mockImplementation(() => {}) // what the check prints, asserted here
+    try {
+      expect(prebuildMatchesSources()).toBe(true) // its libraries: test/engine/glibc-baseline.toolchain.test.ts
+      expect(report).toHaveBeenCalledWith(expect.stringMatching(/^prebuild check: .*volley\.glibc\.node matches the native sources \([0-9a-f]{32}\)$/))
+    } finally {
+      report.mockRestore()
+    }
   })
 
   it('is what the loader picks when there is no local build, and it works', () => {
@@ -45,6 +51,7 @@ describe('prebuild', () => {
       cwd: dir,
       encoding: 'utf8',
       timeout: 20_000,
+      stdio: ['ignore', 'pipe', 'pipe'],
     })
     const { info, inUse, got } = JSON.parse(out) as { info: { path: string; sourceHash: string; sodiumVersion: string }; inUse: unknown; got: string }
     expect(inUse).toEqual({ engine: 'native', addon: info })
@@ -97,7 +104,7 @@ describe('prebuild', () => {
       await channelServer.close()
       console.log(JSON.stringify({ datagramReceived, echoed, channelEcho, warnings, inUse: engineInUse() }))
     `
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'] })
     const outcomes = JSON.parse(out) as Record<string, unknown>
     expect(outcomes).toEqual({
       datagramReceived: 'a datagram through the fallback engine',
@@ -123,7 +130,7 @@ describe('prebuild', () => {
       console.log(JSON.stringify({ server, client, socket, warnings }))
     `
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
-      cwd: dir, encoding: 'utf8', timeout: 20_000, env: { ...process.env, VOLLEY_REQUIRE_ADDON: '1' },
+      cwd: dir, encoding: 'utf8', timeout: 20_000, env: { ...process.env, VOLLEY_REQUIRE_ADDON: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
     })
     expect(JSON.parse(out)).toEqual({ server: 'ERR_ADDON_NOT_FOUND', client: 'ERR_ADDON_NOT_FOUND', socket: 'ERR_ADDON_NOT_FOUND', warnings: [] })
   })
@@ -142,7 +149,7 @@ describe('prebuild', () => {
       await socket.close()
       console.log(JSON.stringify(warnings))
     `
-    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000 })
+    const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: dir, encoding: 'utf8', timeout: 20_000, stdio: ['ignore', 'pipe', 'pipe'] })
     const warnings = JSON.parse(out) as { code: string; message: string }[]
     expect(warnings).toHaveLength(1)
     expect(warnings[0]!.code).toBe('VOLLEY_FALLBACK_ENGINE')

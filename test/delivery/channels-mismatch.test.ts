@@ -2,9 +2,9 @@
 // other's channels and largest message (remoteChannels), send() refuses what the peer would drop, and
 // channels that cannot work together end the connection on both sides with 'channels-mismatch'.
 import { execFileSync } from 'node:child_process'
-import { describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { type ChannelOptions, Client, type ClientOptions, type ConnectError, type DisconnectReason, type Peer, Server, type ServerOptions, generateConnectToken, isVolleyError } from '../../src/index.ts'
-import { waitFor } from '../helpers.ts'
+import { waitFor, warningsDuringTests } from '../helpers.ts'
 
 const privateKey = new Uint8Array(32).fill(5)
 const protocolId = 0x5e77n
@@ -249,6 +249,12 @@ describe('channels that differ between server and client', () => {
   }, 20_000)
 
   describe('a client without channels is never announced by a server with channels', () => {
+    // Such a client is warned, once a process (the fixture server-has-channels.ts checks what the warning says).
+    const warnings = warningsDuringTests()
+    afterAll(() => {
+      expect(warnings.map((warning) => (warning as NodeJS.ErrnoException).code)).toEqual(['VOLLEY_SERVER_HAS_CHANNELS'])
+    })
+
     it('that sends: disconnected at its first payload', async () => {
       const { server, client, peers, serverSaw, refused, close } = await pair({ channels: modes('reliable') }, {})
       try {
