@@ -728,7 +728,7 @@ describe('the volley command line', () => {
     [['launch'], /unknown command 'launch'/, true],
     // parseArgs takes the last of a flag given twice: load ran 7 clients for "--clients 5 --clients 7".
     [['load', '--server', '127.0.0.1:4', '--key', '07'.repeat(32), '--clients', '5', '--clients', '7'], /^volley: --clients is given twice: give it once$/m, true],
-    [[], /^volley: a command is needed: serve, load, token, key or kme$/m, true],
+    [[], /^volley: a command is needed: serve, load, token, key, kme or build-addon$/m, true],
     // A flag missing its value before another flag: parseArgs's three lines about an ambiguous argument.
     [['token', '--server', '--key', '07'.repeat(32)], /^volley: --server needs a value$/m, true],
     // --address is checked as --server is: the flag named, not the Server option it fills.

@@ -804,6 +804,6 @@ describe('volley CLI', () => {
     const bare = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/volley.ts'], { cwd: new URL('..', import.meta.url), encoding: 'utf8', timeout: 20_000 })
     expect(bare.status).toBe(2)
     expect(bare.stdout).toBe('')
-    expect(bare.stderr).toMatch(/^volley: a command is needed: serve, load, token, key or kme\n\nusage:\n  volley serve /)
+    expect(bare.stderr).toMatch(/^volley: a command is needed: serve, load, token, key, kme or build-addon\n\nusage:\n  volley serve /)
   })
 })

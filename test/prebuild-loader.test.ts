@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { afterAll, describe, expect, it, vi } from 'vitest'
@@ -111,7 +111,7 @@ describe('prebuild', () => {
       echoed: 'through the fallback engine',
       channelEcho: { channel: 0, bytes: 100_000, first: 99_999 % 251, last: 0 },
       inUse: { engine: 'fallback', reason: 'the native addon could not load: ERR_ADDON_NOT_FOUND' },
-      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*npm rebuild volley.*fallback engine/s) }],
+      warnings: [{ code: 'VOLLEY_FALLBACK_ENGINE', message: expect.stringMatching(/could not be loaded: no build in build\/Release and no prebuild for linux-x64 \(No native build was found for [^\n]*\)\. Build it.*`npx volley build-addon`.*fallback engine/s) }],
     })
   })
 
@@ -157,58 +157,60 @@ describe('prebuild', () => {
     expect(warnings[0]!.message).not.toContain('no prebuild')
   })
 
-  describe('npm install, where no prebuild fits and the build fails (no compiler)', () => {
+  describe('volley build-addon, where no prebuild fits and the build fails (no compiler)', () => {
     // The package as npm unpacks it where no prebuild fits: no prebuilds/, no build/; a compiler that fails.
     function unpacked(withDependencies = true): string {
-      return packageCopy('volley-install-', ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts'], withDependencies)
+      return packageCopy('volley-build-addon-', ['package.json', 'binding.gyp', 'CMakeLists.txt', 'native', 'scripts', 'src'], withDependencies)
     }
-    /** The install step as npm runs it (from elsewhere here: it must find its package by itself). */
-    function install(dir: string, extra: Record<string, string> = {}, nodeFlags: string[] = []): { status: number | null; stderr: string } {
-      const { npm_command: _underNpmTest, ...inherited } = process.env // npm test sets it
-      const env: NodeJS.ProcessEnv = { ...inherited, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extra }
+    /**
+     * The build script, run from elsewhere (it must find its package by itself); through the command line as a user
+     * runs it (`npx volley build-addon`) where `viaCli`.
+     */
+    function buildAddon(dir: string, extraEnv: NodeJS.ProcessEnv = {}, viaCli = false): { status: number | null; stderr: string } {
+      const env: NodeJS.ProcessEnv = { ...process.env, CC: '/bin/false', CXX: '/bin/false', npm_config_nodedir: '/usr', ...extraEnv }
       env.PATH = `${join(root, 'node_modules', '.bin')}:${env.PATH ?? ''}`
-      const run = spawnSync(process.execPath, [...nodeFlags, join(dir, 'scripts', 'install.mjs')], { cwd: tmpdir(), env, encoding: 'utf8', timeout: 60_000 })
+      const command = viaCli ? ['--import', import.meta.resolve('tsx'), join(dir, 'src', 'cli', 'volley.ts'), 'build-addon'] : [join(dir, 'scripts', 'build-addon.mjs')]
+      const run = spawnSync(process.execPath, command, { cwd: tmpdir(), env, encoding: 'utf8', timeout: 60_000 })
       return { status: run.status, stderr: run.stderr }
     }
 
-    it('elsewhere than Linux (macOS, say) tries no build, and says the fallback engine will run; fails where the addon is asked for', () => {
-      // process.platform as a Mac's, before the script reads it.
+    it('elsewhere than Linux (macOS, say) tries no build, and says the fallback engine runs', () => {
+      // process.platform as a Mac's, before the script reads it (NODE_OPTIONS reaches the script's own process).
       const preload = join(mkdtempSync(join(tmpdir(), 'volley-platform-')), 'darwin.mjs')
       temporary.push(dirname(preload))
       writeFileSync(preload, "Object.defineProperty(process, 'platform', { value: 'darwin' })\n")
       const dir = unpacked()
-      const plain = install(dir, {}, ['--import', preload])
-      expect(plain.stderr).toBe('\nvolley: the native addon is for Linux (epoll, recvmmsg); on darwin, Server, Client and datagram sockets run on the fallback engine (node:dgram, with the protocol cores as WebAssembly).\n\n')
-      expect(plain.status).toBe(0)
+      const { status, stderr } = buildAddon(dir, { NODE_OPTIONS: `--import=${preload}` }, true)
+      expect(stderr).toBe(
+        'volley build-addon: the native addon is for Linux (epoll, recvmmsg); on darwin, Server, Client and datagram sockets run on the fallback engine (node:dgram, with the protocol cores as WebAssembly).\n',
+      )
+      expect(status).toBe(1)
       expect(existsSync(join(dir, 'build'))).toBe(false) // no build was tried
-      const required = install(dir, { VOLLEY_REQUIRE_ADDON: '1' }, ['--import', preload])
-      expect(required.stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so this step fails.')
-      expect(required.status).toBe(1)
     })
 
-    it('still installs, and says the fallback engine will run and how to build the addon', { timeout: 70_000 }, () => {
+    it('fails, and says what to install and that the fallback engine runs meanwhile', { timeout: 70_000 }, () => {
       const dir = unpacked()
-      const { status, stderr } = install(dir)
+      const { status, stderr } = buildAddon(dir)
       expect(stderr).toMatch(/gyp ERR! build error/) // configured, then the compiler failed
-      expect(stderr).toMatch(/volley: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nServer, Client and datagram sockets will run on the fallback engine.*\nTo build the native addon: .*`npm rebuild volley`/)
-      expect(status).toBe(0)
+      expect(stderr).toMatch(
+        /volley build-addon: no prebuilt addon fits this platform and building one failed \(exit status 1\)\.\nInstall a C\+\+17 compiler, make, python3 and a static libsodium .*then run `npx volley build-addon` again\. Meanwhile Server, Client and datagram sockets run on the fallback engine/,
+      )
+      expect(status).toBe(1)
       expect(existsSync(join(dir, 'build', 'Makefile'))).toBe(true) // in the package, not where it ran from
       expect(existsSync(join(dir, 'build', 'Release', 'volley.node'))).toBe(false)
     })
 
-    it('still installs where node-gyp-build cannot be found', { timeout: 70_000 }, () => {
-      const { status, stderr } = install(unpacked(false))
+    it('fails where node-gyp-build cannot be found, saying so', { timeout: 70_000 }, () => {
+      const { status, stderr } = buildAddon(unpacked(false))
       expect(stderr).toMatch(/building one failed \(node-gyp-build could not run: Cannot find module 'node-gyp-build\/bin\.js'/)
-      expect(status).toBe(0)
+      expect(status).toBe(1)
     })
+  })
 
-    it('fails with VOLLEY_REQUIRE_ADDON=1, and in npm rebuild, which asks for the addon', { timeout: 70_000 }, () => {
-      const required = install(unpacked(), { VOLLEY_REQUIRE_ADDON: '1' })
-      expect(required.stderr).toContain('VOLLEY_REQUIRE_ADDON=1 is set, so this step fails.')
-      expect(required.status).toBe(1)
-      const rebuilt = install(unpacked(), { npm_command: 'rebuild' })
-      expect(rebuilt.stderr).toContain('npm rebuild asked for the addon, so this step fails.')
-      expect(rebuilt.status).toBe(1)
-    })
+  it('npm install runs no script of the package: nothing for npm to ask approval for, nothing to build where the prebuild loads', () => {
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: Record<string, string>; gypfile?: boolean }
+    // npm runs these at install (prepare: for a git dependency); with a binding.gyp and no install script, it runs node-gyp unless gypfile is false.
+    expect(Object.keys(manifest.scripts).filter((name) => /^(pre|post)?install$|^prepare$/.test(name))).toEqual([])
+    expect(manifest.gypfile).toBe(false)
   })
 })

@@ -2,7 +2,9 @@
 // volley: `volley serve` runs a server, `volley load` connects many clients to one (a load generator),
 // `volley token` prints a connect token, `volley kme` runs a development ETSI GS QKD 014 KME. Keys are given
 // in hex; all traffic is whatever address you name.
+import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { ClientPool } from '../api/client-pool.ts'
 import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
 import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
@@ -24,6 +26,7 @@ const usage = `usage:
                [--channels reliable,unreliable] [--max-message-bytes N]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
+  volley build-addon  (builds the native addon from source where no prebuild fits: g++, make, python3, libsodium-dev)
   volley kme   --sae sae1 --sae sae2 [--host 127.0.0.1] [--port 0] [--dir certs]
   volley --version | --help
 
@@ -86,6 +89,7 @@ const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
   load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json', 'channels', 'max-message-bytes'],
   token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
   key: [],
+  'build-addon': [],
   kme: ['sae', 'host', 'port', 'dir'],
 }
 
@@ -241,7 +245,7 @@ async function main(): Promise<void> {
     console.log(usage)
     process.exit(0)
   }
-  if (command === undefined) throw new UsageError('a command is needed: serve, load, token, key or kme') // a mistake, as the others are
+  if (command === undefined) throw new UsageError('a command is needed: serve, load, token, key, kme or build-addon') // a mistake, as the others are
   const flags = commandFlags[command]
   if (flags === undefined) throw new UsageError(`unknown command '${command}'`)
   // A flag of another command was a mistake (--client-id to load would have been ignored), as is a word more.
@@ -252,6 +256,10 @@ async function main(): Promise<void> {
   const protocolId = bigint('protocol-id', values['protocol-id'] ?? '0x1234')
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
+  } else if (command === 'build-addon') {
+    // The script is plain JavaScript beside the package's sources, two levels up from src/cli and dist/cli.
+    const build = spawnSync(process.execPath, [fileURLToPath(new URL('../../scripts/build-addon.mjs', import.meta.url))], { stdio: 'inherit' })
+    process.exit(build.status ?? 1)
   } else if (command === 'kme') {
     await runKme(values)
   } else if (command === 'token') {

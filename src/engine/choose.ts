@@ -68,6 +68,6 @@ export function checkFallbackSupports(needs: { reusePort: boolean }, reason: str
   throw new VolleyError(
     'ERR_FALLBACK_UNSUPPORTED',
     `The "reusePort" option needs volley's native engine on Node ${process.versions.node}: this process runs the fallback engine (${reason}), ` +
-      "whose node:dgram shares ports (SO_REUSEPORT) from Node 22.12 and 23.1 on. Build the native addon (`npm rebuild volley`), use a newer Node, or leave the option out.",
+      "whose node:dgram shares ports (SO_REUSEPORT) from Node 22.12 and 23.1 on. Build the native addon (`npx volley build-addon`), use a newer Node, or leave the option out.",
   )
 }

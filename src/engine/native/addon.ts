@@ -145,8 +145,7 @@ function oneLine(error: unknown): string {
 function addonNotFound(what: string, cause: unknown): VolleyError {
   const advice =
     process.platform === 'linux'
-      ? 'Build it from source with `npm rebuild volley` (a C++17 compiler and libsodium-dev are needed); recent npm releases skip the ' +
-        'install scripts of packages their allowScripts setting does not name, so allow this one first: `npm install-scripts approve volley`.'
+      ? 'Build it from source with `npx volley build-addon` (a C++17 compiler, make, python3 and libsodium-dev are needed).'
       : `It is made for Linux (epoll, recvmmsg), and builds nowhere else (this is ${process.platform}).`
   return new VolleyError('ERR_ADDON_NOT_FOUND', `volley's native addon could not be loaded: ${what}. ${advice}`, { cause })
 }
