@@ -42,3 +42,14 @@ export type { PeerDrops } from './engine/peer-records.ts'
 export type { NetworkSimulatorOptions, SimulatedNetworkStats } from './api/network-simulator.ts'
 export type { ChannelMode, ChannelOptions, DeliveryOptions, LinkStats, RemoteChannels, SendOptions } from './api/channels.ts'
 export { ClientPool, type ByErrorCode, type ClientPoolStats, type ConnectTokenLike, type ConnectTokenSource } from './api/client-pool.ts'
+export type { VolleyLogger } from './util/logger.ts'
+export type {
+  ClientConnectMessage,
+  ClientDisconnectMessage,
+  PeerConnectMessage,
+  PeerDisconnectMessage,
+  ServerCloseMessage,
+  ServerDrops,
+  ServerDropsMessage,
+  ServerListeningMessage,
+} from './api/diagnostics.ts'

@@ -36,6 +36,8 @@ import { type AddressInfo, addressText } from '../util/ip.ts'
 import { copyBytes } from '../util/bytes.ts'
 import { netcodeDefaults } from '../protocol/netcode/constants.ts'
 import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
+import { type GuardedLogger, type VolleyLogger, loggerOption } from '../util/logger.ts'
+import { type ClientConnectMessage, type ClientDisconnectMessage, clientConnectChannel, clientDisconnectChannel } from './diagnostics.ts'
 
 /** netcode's states (numbered as the engine's records number them: clientStateCodes), and one of volley's own. */
 export type ClientState = 'channels-mismatch' | ClientCoreState
@@ -88,6 +90,11 @@ export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
    * client starts closed.
    */
   signal?: AbortSignal | undefined
+  /**
+   * A pino-compatible logger (docs/diagnostics.md): debug when the client connects and when its connection
+   * ends, warn for what would otherwise be a process warning about this client, error for a socket error.
+   */
+  logger?: VolleyLogger | undefined
 }
 
 export interface ClientEvents {
@@ -165,6 +172,7 @@ export const clientOptionNames: ReadonlySet<string> = new Set([
   'disconnectIntervalMs',
   'networkSimulator',
   'signal',
+  'logger',
   ...socketOptionNames,
   ...deliveryOptionNames,
 ])
@@ -231,11 +239,13 @@ export class Client extends EventEmitter<ClientEvents> {
   readonly #client: OpeningClient
   /** The fallback engine could not bind the socket (it binds in the background): what the pending connect() rejects with. */
   #openFailure: Error | undefined
+  readonly #log: GuardedLogger | undefined
 
   constructor(options: ClientOptions = {}) {
     super()
     checkOptions('"options" argument', options, clientOptionNames)
     this.#lifetime = new LifetimeSignal(options.signal)
+    this.#log = loggerOption(options.logger)
     this.#settings = {
       requestIntervalMs: numberOption('requestIntervalMs', options.requestIntervalMs, netcodeDefaults.requestIntervalMs, 1, 60_000, ' ms'),
       keepAliveIntervalMs: numberOption('keepAliveIntervalMs', options.keepAliveIntervalMs, netcodeDefaults.keepAliveIntervalMs, 1, 60_000, ' ms'),
@@ -248,7 +258,11 @@ export class Client extends EventEmitter<ClientEvents> {
     this.#queue = new SendQueue(this.#delivery, () => this.#links, 0, 'the server')
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
-      onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
+      onError: (errno, count, operation) => {
+        const error = systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })
+        this.#log?.error({ err: error }, 'volley client socket error')
+        this.emit('error', error)
+      },
       onClosed: () => this.#onClosed(),
       onDrain: () => this.#onDrain(),
       onOpened: (info) => {
@@ -690,6 +704,7 @@ export class Client extends EventEmitter<ClientEvents> {
         if (pending !== undefined && code === 0) {
           this.#pending = undefined
           pending.resolve()
+          this.#reportConnected()
           this.emit('state', 'connected')
         }
       } else if (kind === PeerRecordKind.clientState) {
@@ -707,7 +722,7 @@ export class Client extends EventEmitter<ClientEvents> {
   /** Without channels: the server's delivery packets would come as messages, and it would end the connection unexplained. */
   #lookForServerChannels(payload: Uint8Array): void {
     const server = this.#server ?? this.#lastServer
-    const found = warnIfServerHasChannels(payload, server === null ? 'its address' : addressText(server))
+    const found = warnIfServerHasChannels(payload, server === null ? 'its address' : addressText(server), this.#log)
     this.#channelsHintChecks = found ? 0 : this.#channelsHintChecks - 1
   }
 
@@ -727,6 +742,7 @@ export class Client extends EventEmitter<ClientEvents> {
       }
       this.#pending = undefined
       pending?.resolve()
+      this.#reportConnected()
       this.emit('state', state)
       return
     }
@@ -764,8 +780,24 @@ export class Client extends EventEmitter<ClientEvents> {
       surfaceLater(error)
     }
     if (ended) {
-      this.emit('disconnect', state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected')
+      const reason = state === 'connection-timed-out' || state === 'channels-mismatch' ? state : 'disconnected'
+      this.#reportDisconnect(reason)
+      this.emit('disconnect', reason)
     }
+  }
+
+  /** volley:client:connect and the logger: the connection is up (and with channels, the server's settings in). */
+  #reportConnected(): void {
+    const server = this.#server ?? this.#lastServer
+    if (server === null) return // never so: the engine's record names the server it connected to
+    if (clientConnectChannel.hasSubscribers) clientConnectChannel.publish({ client: this, serverAddress: { ...server } } satisfies ClientConnectMessage)
+    this.#log?.debug({ serverAddress: addressText(server) }, 'volley client connected')
+  }
+
+  /** volley:client:disconnect and the logger, before the 'disconnect' event. */
+  #reportDisconnect(reason: ClientDisconnectReason): void {
+    if (clientDisconnectChannel.hasSubscribers) clientDisconnectChannel.publish({ client: this, reason } satisfies ClientDisconnectMessage)
+    this.#log?.debug({ serverAddress: this.#lastServer === null ? undefined : addressText(this.#lastServer), reason }, 'volley client disconnected')
   }
 
   #onClosed(): void {
@@ -795,6 +827,9 @@ export class Client extends EventEmitter<ClientEvents> {
         surfaceLater(error)
       }
     }
-    if (wasReady) this.emit('disconnect', 'disconnected')
+    if (wasReady) {
+      this.#reportDisconnect('disconnected')
+      this.emit('disconnect', 'disconnected')
+    }
   }
 }

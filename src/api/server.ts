@@ -49,8 +49,20 @@ import { PrivateKeys } from '../protocol/netcode/private-keys.ts'
 import { secretKeyOption } from '../protocol/netcode/connect-token.ts'
 import { Peer, peerConstruction, type PeerHost, type PeerStats } from './peer.ts'
 import { type PacketCounts, type PeerDrops, copyFinalReadings, decodeFinalReadings, forEachPeerRecord, readPeerDrops, recordAddress } from '../engine/peer-records.ts'
-import type { AddressInfo } from '../util/ip.ts'
+import { type AddressInfo, addressText } from '../util/ip.ts'
 import { SlotTable } from '../util/slot-table.ts'
+import { type GuardedLogger, type VolleyLogger, loggerOption } from '../util/logger.ts'
+import {
+  DropsSampler,
+  type PeerConnectMessage,
+  type PeerDisconnectMessage,
+  type ServerCloseMessage,
+  type ServerListeningMessage,
+  peerConnectChannel,
+  peerDisconnectChannel,
+  serverCloseChannel,
+  serverListeningChannel,
+} from './diagnostics.ts'
 
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */
@@ -100,6 +112,11 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
    * and listen() fails with ERR_SERVER_CLOSED, the signal's reason the cause).
    */
   signal?: AbortSignal | undefined
+  /**
+   * A pino-compatible logger (docs/diagnostics.md): info when the server listens and closes, debug when a peer
+   * connects or disconnects, error for a socket error. Never payloads or keys.
+   */
+  logger?: VolleyLogger | undefined
 }
 
 const serverOptionNames: ReadonlySet<string> = new Set([
@@ -116,6 +133,7 @@ const serverOptionNames: ReadonlySet<string> = new Set([
   'networkSimulator',
   'reusePort',
   'signal',
+  'logger',
   ...socketOptionNames,
   ...deliveryOptionNames,
 ])
@@ -386,11 +404,15 @@ export class Server extends EventEmitter<ServerEvents> {
   #resolveClosed: (() => void) | undefined
   readonly #client: EngineClient
   readonly #lifetime: LifetimeSignal
+  readonly #log: GuardedLogger | undefined
+  /** Publishes the drops on volley:server:drops while the server listens. */
+  readonly #dropsSampler = new DropsSampler(this, () => this.#readDrops())
 
   constructor(options: ServerOptions) {
     super()
     checkOptions('"options" argument', options, serverOptionNames)
     this.#lifetime = new LifetimeSignal(options.signal)
+    this.#log = loggerOption(options.logger)
     this.#protocolId = uint64Option('protocolId', options.protocolId)
     const privateKey = secretKeyOption('privateKey', options.privateKey)
     this.#privateKeys = new PrivateKeys(privateKey)
@@ -441,7 +463,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#slotEnds = new Uint16Array(this.#options.maxClients)
     this.#client = {
       onBatch: (slab, start, count) => this.#onBatch(slab, start, count),
-      onError: (errno, count, operation) => this.emit('error', systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
+      onError: (errno, count, operation) => this.#onError(systemError(errno, operation === Operation.send ? 'sendmmsg' : 'recvmmsg', { count })),
       onClosed: () => this.#onClosed(),
       onDrain: () => {
         if (this.#state !== 'running') return // nothing more is sent: close() ends the waiters
@@ -552,6 +574,10 @@ export class Server extends EventEmitter<ServerEvents> {
     // Read before 'running' goes out: a close() from a handler of that event stops the server itself.
     const closedWhileOpening = this.#closed !== undefined
     this.#setState('running')
+    // It listened, whatever a 'running' handler did since (a close() it called ends the server later).
+    this.#dropsSampler.start()
+    if (serverListeningChannel.hasSubscribers) serverListeningChannel.publish({ server: this, address: { ...this.#local } } satisfies ServerListeningMessage)
+    this.#log?.info({ address: addressText(this.#local), publicAddress: this.publicAddress ?? this.#publicAddress }, 'volley server listening')
     // It listened, and stops now: as on the native engine, whose bind is done before a close() can come.
     if (closedWhileOpening) this.#stop()
     return { ...this.#local }
@@ -710,20 +736,14 @@ export class Server extends EventEmitter<ServerEvents> {
   stats(): ServerStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
-    const { drops, errors } = commonProtocolDrops(c, ServerCounter.sendDropped)
+    const { errors } = commonProtocolDrops(c, ServerCounter.sendDropped)
     const bytesIn = c[ProtocolCounter.bytesIn]!
     const bytesOut = c[ProtocolCounter.bytesOut]!
     return {
       connectedClients: this.#peers.size,
       packets: { in: c[ProtocolCounter.packetsIn]!, out: c[ProtocolCounter.packetsOut]! },
       bytes: { in: bytesIn, out: bytesOut },
-      drops: {
-        ...drops,
-        wrongProtocol: c[ServerCounter.wrongProtocol]!,
-        tokenExpired: c[ServerCounter.tokenExpired]!,
-        tokenRefused: c[ServerCounter.tokenRefused]!,
-        requestsThrottled: c[ServerCounter.requestsThrottled]!,
-      },
+      drops: serverDrops(c),
       errors,
       denied: c[ServerCounter.denied]!,
       privateKeys: { accepted: this.privateKeyCount, previousKeyRequests: c[ServerCounter.previousKeyRequests]! },
@@ -991,6 +1011,8 @@ export class Server extends EventEmitter<ServerEvents> {
           this.#peers.delete(index)
           this.#queues.delete(index)
           this.#engineBlocked.delete(peer)
+          if (peerDisconnectChannel.hasSubscribers) peerDisconnectChannel.publish({ server: this, peer, reason } satisfies PeerDisconnectMessage)
+          this.#log?.debug({ clientId: peer.clientId.toString(), address: peerAddress(peer), reason }, 'volley peer disconnected')
           this.emit('disconnect', peer, reason)
         }
         return
@@ -1001,10 +1023,26 @@ export class Server extends EventEmitter<ServerEvents> {
   /** Reports a peer (only while the server runs: from close() on, no 'connect' is emitted). */
   #announce(index: number, peer: Peer): void {
     this.#peers.set(index, peer)
+    if (peerConnectChannel.hasSubscribers) peerConnectChannel.publish({ server: this, peer } satisfies PeerConnectMessage)
+    this.#log?.debug({ clientId: peer.clientId.toString(), address: peerAddress(peer) }, 'volley peer connected')
     this.emit('connect', peer)
   }
 
+  /** An error of the socket (sendmmsg, recvmmsg), logged, then emitted. */
+  #onError(error: Error): void {
+    this.#log?.error({ err: error, address: this.#local === undefined ? undefined : addressText(this.#local) }, 'volley server socket error')
+    this.emit('error', error)
+  }
+
+  /** stats().drops from the counters as the engine has them now: volley:server:drops reads them each interval. */
+  #readDrops(): ServerStats['drops'] {
+    const c = this.#counters
+    if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
+    return serverDrops(c)
+  }
+
   #onClosed(): void {
+    this.#dropsSampler.stop()
     if (this.#engine !== undefined) this.#engine.readProtocolStats(this.#id, this.#counters)
     this.#unannounced.clear()
     this.#hold.closed()
@@ -1021,6 +1059,24 @@ export class Server extends EventEmitter<ServerEvents> {
     if (this.#closed !== undefined) this.#wipeKeys()
     this.#setState('stopped')
     this.#resolveClosed?.()
+    if (serverCloseChannel.hasSubscribers) serverCloseChannel.publish({ server: this } satisfies ServerCloseMessage)
+    this.#log?.info({ address: this.#local === undefined ? undefined : addressText(this.#local) }, 'volley server closed')
+  }
+}
+
+/** A peer's address as logs give it: 'a.b.c.d:port' or '[v6]:port'. */
+function peerAddress(peer: Peer): string {
+  return addressText({ address: peer.address, family: peer.address.includes(':') ? 'IPv6' : 'IPv4', port: peer.port })
+}
+
+/** ServerStats['drops'] from the counters readProtocolStats() wrote: stats() and volley:server:drops read them so. */
+function serverDrops(c: Float64Array): ServerStats['drops'] {
+  return {
+    ...commonProtocolDrops(c, ServerCounter.sendDropped).drops,
+    wrongProtocol: c[ServerCounter.wrongProtocol]!,
+    tokenExpired: c[ServerCounter.tokenExpired]!,
+    tokenRefused: c[ServerCounter.tokenRefused]!,
+    requestsThrottled: c[ServerCounter.requestsThrottled]!,
   }
 }
 

@@ -32,4 +32,5 @@ export {
   type KeySyncStats,
 } from './role.ts'
 export { KeySyncSlave, type KeySyncSlaveOptions, type SlaveKeySource, type SlaveState } from './slave.ts'
+export type { KeySyncFailedMessage, KeySyncRotatedMessage } from '../diagnostics.ts'
 export { IssuerKey, netcodeKeyFrom, rotateServerKeys, type ServerKeyRotationOptions } from './volley-keys.ts'

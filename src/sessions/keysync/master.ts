@@ -230,9 +230,8 @@ export class KeySyncMaster extends KeySyncRole {
     if (switched === undefined) throw new VolleyError('ERR_KEYSYNC_KME', `The key ${key.keyId} left the store before its rotation`)
     if (this.#session !== session) throw closedError('KeySyncMaster')
     session.state = 'PENDING_DONE'
-    this.counters.rotations++
     const rotation: CompletedRotation = { sessionId, keyId: key.keyId, key: keyCopy(switched.current), rotationAt, rolledKeyIds: switched.rolled.map((rolled) => rolled.keyId) }
-    this.announce('rotated', rotation)
+    this.rotated(rotation)
     let cleanup: CleanupResult | undefined
     try {
       // The slave's report of its own switch; asked again by a repeated confirmation, which a switched slave

@@ -3,6 +3,8 @@
 import { EventEmitter } from 'node:events'
 import { VolleyError, VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../../util/errors.ts'
 import { checkOptions, integerOption } from '../../util/options.ts'
+import { keySyncFailedChannel, keySyncRotatedChannel } from '../../api/diagnostics.ts'
+import type { KeySyncFailedMessage, KeySyncRotatedMessage } from '../diagnostics.ts'
 import { sessionTimers, type Scheduler } from '../timers.ts'
 import { MemoryKeyStore, type KeyPersona, type KeyStore, type StoredKey } from './keys.ts'
 import type { KeySyncLink } from './link.ts'
@@ -260,7 +262,18 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
 
   protected fail(sessionId: string, error: VolleyError): void {
     this.counters.failures++
+    if (keySyncFailedChannel.hasSubscribers) keySyncFailedChannel.publish({ role: this, sessionId, error } satisfies KeySyncFailedMessage)
     this.announce('failed', error, sessionId)
+  }
+
+  /** A rotation done, on either side: counted, published on volley:keysync:rotated (without the key), announced. */
+  protected rotated(rotation: CompletedRotation): void {
+    this.counters.rotations++
+    if (keySyncRotatedChannel.hasSubscribers) {
+      const { sessionId, keyId, rotationAt, rolledKeyIds } = rotation
+      keySyncRotatedChannel.publish({ role: this, sessionId, keyId, rotationAt, rolledKeyIds: [...rolledKeyIds] } satisfies KeySyncRotatedMessage)
+    }
+    this.announce('rotated', rotation)
   }
 
   /**

@@ -266,8 +266,7 @@ export class KeySyncSlave extends KeySyncRole {
       return
     }
     session.state = 'PENDING_DONE'
-    this.counters.rotations++
-    this.announce('rotated', {
+    this.rotated({
       sessionId: session.sessionId,
       keyId: session.selectedKeyId,
       key: keyCopy(switched.current),

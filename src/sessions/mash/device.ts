@@ -8,6 +8,8 @@ import { VolleyRangeError, VolleyTypeError, describe, surfaceLater } from '../..
 import { booleanOption, checkOptions, integerOption } from '../../util/options.ts'
 import type { SessionTransport } from '../transport.ts'
 import { Timer, type Scheduler } from '../timers.ts'
+import { mashSessionCloseChannel, mashSessionOpenChannel } from '../../api/diagnostics.ts'
+import type { MashSessionCloseMessage, MashSessionOpenMessage } from '../diagnostics.ts'
 import { MashStatusError } from './errors.ts'
 import { MashLink, isTooLarge, type MashLinkSettings, type MashLinkStats } from './link.ts'
 import { linkSettings, type MashLinkOptions } from './settings.ts'
@@ -277,6 +279,7 @@ export class MashDevice extends EventEmitter<MashDeviceEvents> {
     const session = new MashDeviceSession(this, transport, this.#linkSettings)
     this.#sessions.add(session)
     this.counters.sessions = this.#sessions.size
+    if (mashSessionOpenChannel.hasSubscribers) mashSessionOpenChannel.publish({ device: this, session } satisfies MashSessionOpenMessage)
     this.emit('session', session)
     return session
   }
@@ -723,6 +726,7 @@ export class MashDeviceSession extends EventEmitter<MashDeviceSessionEvents> {
     this.device.counters.subscriptions -= this.#subscriptions.size
     this.#subscriptions.clear()
     this.device.sessionEnded(this)
+    if (mashSessionCloseChannel.hasSubscribers) mashSessionCloseChannel.publish({ device: this.device, session: this, error } satisfies MashSessionCloseMessage)
     this.emit('close', error)
   }
 

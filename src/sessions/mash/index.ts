@@ -19,6 +19,7 @@ export type {
   MashWriteHandler,
 } from './device.ts'
 export { MashStatusError } from './errors.ts'
+export type { MashSessionCloseMessage, MashSessionOpenMessage } from '../diagnostics.ts'
 export { keepAliveDefaults, type KeepAliveOptions } from './keepalive.ts'
 export type { MashLinkStats } from './link.ts'
 export type { MashLinkOptions } from './settings.ts'

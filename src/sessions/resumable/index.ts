@@ -32,6 +32,7 @@ export {
   RESUMABLE_SESSION_TIMEOUT_MS,
   RESUMABLE_WARNING_FRACTION,
 } from './settings.ts'
+export type { ResumableSessionContinuedMessage, ResumableSessionCreatedMessage, ResumableSessionGoneMessage } from '../diagnostics.ts'
 export { RedisSessionStore, type RedisClientLike, type RedisSessionStoreOptions } from './redis-store.ts'
 export { MemorySessionStore, type ClaimRefusal, type ClaimedSession, type SessionStore, type StoreTick, type StoreTickResult, type StoredSession } from './store.ts'
 export {

@@ -9,6 +9,8 @@ import { copyBytes } from '../../util/bytes.ts'
 import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../../util/errors.ts'
 import { checkOptions, integerOption } from '../../util/options.ts'
 import type { Server } from '../../api/server.ts'
+import { resumableSessionContinuedChannel, resumableSessionCreatedChannel, resumableSessionGoneChannel } from '../../api/diagnostics.ts'
+import type { ResumableSessionContinuedMessage, ResumableSessionCreatedMessage, ResumableSessionGoneMessage } from '../diagnostics.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
 import { PeerTransport, PeerTransports } from '../volley-transport.ts'
@@ -556,6 +558,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       this.#bind(connection, session)
       this.#send(connection, { type: 'session-created', sessionId: session.id, nonce })
     }
+    if (resumableSessionCreatedChannel.hasSubscribers) resumableSessionCreatedChannel.publish({ server: this, session } satisfies ResumableSessionCreatedMessage)
     this.#emit('sessionCreated', session)
     this.#bindingDone(connection)
   }
@@ -625,6 +628,9 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
     this.#bind(connection, session)
     this.#send(connection, { type: 'session-continued', nonce })
     this.#resendServerRequests(session)
+    if (resumableSessionContinuedChannel.hasSubscribers) {
+      resumableSessionContinuedChannel.publish({ server: this, session, previousGateway } satisfies ResumableSessionContinuedMessage)
+    }
     this.#emit('sessionContinued', session, previousGateway)
     this.#bindingDone(connection)
   }
@@ -901,6 +907,7 @@ export class SessionServer extends EventEmitter<SessionServerEvents> {
       )
       for (const request of pending.values()) request.failed(error)
     }
+    if (resumableSessionGoneChannel.hasSubscribers) resumableSessionGoneChannel.publish({ server: this, session, reason } satisfies ResumableSessionGoneMessage)
     this.#emit('sessionGone', session, reason)
   }
 

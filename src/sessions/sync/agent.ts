@@ -10,6 +10,8 @@ import { ConnectionManager, type ManagedConnection } from '../connection-manager
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
 import { datagramMessageBytes } from '../volley-transport.ts'
+import { syncAgentSyncEndedChannel } from '../../api/diagnostics.ts'
+import type { SyncAgentSyncEndedMessage } from '../diagnostics.ts'
 import { SyncQueue, type DifferenceOperation, type SyncQueueItem } from './queue.ts'
 import {
   SYNC_END_DELAY_MS,
@@ -355,6 +357,7 @@ export class SyncAgent extends EventEmitter<SyncAgentEvents> {
         }
       }
       const result = this.#result(outcome, true)
+      if (syncAgentSyncEndedChannel.hasSubscribers) syncAgentSyncEndedChannel.publish({ agent: this, mode, result } satisfies SyncAgentSyncEndedMessage)
       this.emit('syncEnded', result)
       if (!result.success && !result.stopped) this.emit('syncFailed', result, result.consecutiveFailures >= SYNC_FAILURE_STREAK_WARNING ? 'warning' : 'info')
       return result

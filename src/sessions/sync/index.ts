@@ -34,6 +34,7 @@ export {
   SYNC_RETRIES,
   SYNC_SWEEP_INTERVAL_MS,
 } from './settings.ts'
+export type { SyncAgentSyncEndedMessage, SyncSessionCompletedMessage } from '../diagnostics.ts'
 export { SqliteSyncSink } from './sqlite-sink.ts'
 export {
   MemorySyncSink,

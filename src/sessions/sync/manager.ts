@@ -7,6 +7,8 @@ import { EventEmitter } from 'node:events'
 import { VolleyTypeError, describe } from '../../util/errors.ts'
 import { checkOptions, integerOption } from '../../util/options.ts'
 import type { Server } from '../../api/server.ts'
+import { syncSessionCompletedChannel } from '../../api/diagnostics.ts'
+import type { SyncSessionCompletedMessage } from '../diagnostics.ts'
 import { Timer, sessionTimers, type Scheduler } from '../timers.ts'
 import type { SessionTransport } from '../transport.ts'
 import { PeerTransports, datagramMessageBytes, type VolleyTransportOptions } from '../volley-transport.ts'
@@ -509,6 +511,7 @@ export class SyncManager extends EventEmitter<SyncManagerEvents> {
     this.#finished.set(session.id, { status, connection: session.connection })
     if (this.#finished.size > FINISHED_MEMORY) this.#finished.delete(this.#finished.keys().next().value!)
     this.#send(session.connection, { type: 'end-ack', status, session: session.id })
+    if (syncSessionCompletedChannel.hasSubscribers) syncSessionCompletedChannel.publish({ manager: this, session, status, error } satisfies SyncSessionCompletedMessage)
     this.emit('sessionCompleted', { session, status, error })
   }
 
