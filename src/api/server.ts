@@ -322,6 +322,12 @@ export class UserDataCopies {
   }
 }
 
+/**
+ * The key of a server's method that reads each connected peer's RTT and loss, for volley/metrics: the package
+ * does not export it (as Peer's peerConstruction), so the method is none a user of the server calls.
+ */
+export const peerLinkSamples: unique symbol = Symbol('volley.Server.peerLinkSamples')
+
 export class Server extends EventEmitter<ServerEvents> {
   readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs' | 'reassemblyBudgetBytes'>> &
     Omit<ServerOptions, 'privateKey'>
@@ -731,6 +737,29 @@ export class Server extends EventEmitter<ServerEvents> {
   ref(): this {
     this.#hold.setUnreferenced(false, this.#state !== 'stopped')
     return this
+  }
+
+  /**
+   * @internal For volley/metrics: writes each connected peer's smoothed RTT (µs; 0: not measured yet) into
+   * rttUs and its loss ratio (packets lost ÷ sent over its connection; NaN before any was sent) into loss,
+   * from the links table as #linkTotals reads it, and returns how many it wrote (at most the arrays' length;
+   * 0 without channels or while not listening). O(peers), nothing allocated per peer.
+   */
+  [peerLinkSamples](rttUs: Float64Array, loss: Float64Array): number {
+    const links = this.#links
+    if (links === null) return 0
+    const room = Math.min(rttUs.length, loss.length)
+    let count = 0
+    for (const index of this.#peers.keys()) {
+      if (count === room) break
+      if (!this.#holdsSlot(index, this.#peers.get(index)!.tag)) continue // the row is a later client's (see #holdsSlot)
+      const at = index * linkFields
+      const sent = links[at + LinkField.packetsSent]!
+      rttUs[count] = links[at + LinkField.rttSmoothedUs]!
+      loss[count] = sent > 0 ? links[at + LinkField.packetsLost]! / sent : Number.NaN
+      count++
+    }
+    return count
   }
 
   stats(): ServerStats {

@@ -1,5 +1,5 @@
 // The source folders are layers, each built only on those below it: util, the protocols, the engines, the
-// public API, the session protocols, the command line. An import that points up a layer fails here, with the
+// public API, the session protocols, the metrics exporters, the command line. An import that points up a layer fails here, with the
 // file and the import named. (src/index.ts is the API's entry point.) native/ likewise, by its includes: util,
 // the protocol cores, the socket protocols, then the I/O engine with its N-API binding beside the WebAssembly
 // exports, and the test bindings, which the shipped addon's build leaves out.
@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest'
 const src = join(import.meta.dirname, '..', '..', 'src')
 
 /** Lowest first: a file may import from its own layer and the ones before it. */
-const layers = ['util', 'protocol', 'engine', 'api', 'sessions', 'cli'] as const
+const layers = ['util', 'protocol', 'engine', 'api', 'sessions', 'metrics', 'cli'] as const
 
 function layerOf(file: string, root: string): number {
   const path = relative(root, file)
