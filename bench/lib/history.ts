@@ -235,6 +235,8 @@ interface Verdict {
 interface Target {
   benchmark: Benchmark
   what: string
+  /** What the README's summary calls it: a few words. */
+  short: string
   goal: string
   /** The run's verdict, or undefined where it did not measure this target (or measured it otherwise). */
   judge: (run: Run) => Verdict | undefined
@@ -259,6 +261,7 @@ const targets: Target[] = [
   {
     benchmark: 'datagram',
     what: 'receive CPU per 64 B datagram, volley ÷ node:dgram',
+    short: 'receive CPU per datagram ÷ node:dgram',
     goal: '≤ 0.4×',
     judge: (run) => (run.line.stamp.endsWith('-gso') ? undefined : simple('receiveCpu', times)(run)),
     format: times,
@@ -266,6 +269,7 @@ const targets: Target[] = [
   {
     benchmark: 'datagram',
     what: 'receive rate at saturation, volley ÷ a C `recvmmsg` loop (64 B; 1200 B)',
+    short: 'receive rate at saturation ÷ a C `recvmmsg` loop',
     goal: '≥ 0.9×',
     judge: (run) => {
       const sizes = [64, 1200].map((size) => saturatedRate(run, size))
@@ -283,6 +287,7 @@ const targets: Target[] = [
   {
     benchmark: 'connections',
     what: 'server CPU per handshake, a fresh server / its next clients',
+    short: 'server CPU per handshake',
     goal: '< 20 µs',
     judge: (run) => {
       const { handshakeFresh: fresh, handshakeNext: next } = run.line.targets
@@ -294,6 +299,7 @@ const targets: Target[] = [
   {
     benchmark: 'connections',
     what: 'server RSS per connected idle peer',
+    short: 'memory per idle peer',
     goal: '< 2 KiB',
     judge: simple('rssPerIdlePeer', bytes),
     format: bytes,
@@ -301,6 +307,7 @@ const targets: Target[] = [
   {
     benchmark: 'connections',
     what: '10,000 clients held 60 s with 10 Hz keep-alives: timeouts',
+    short: '10,000 clients held 60 s: timeouts',
     goal: '0',
     judge: simple('timedOut', count),
     format: count,
@@ -308,6 +315,7 @@ const targets: Target[] = [
   {
     benchmark: 'connections',
     what: 'CPU per 64 B encrypted payload, volley ÷ node:dgram plaintext, net of idle keep-alives (gross; volley ÷ C floor)',
+    short: 'CPU per encrypted message ÷ node:dgram plaintext',
     goal: `≤ ${PAYLOAD_GOAL}×`,
     // Net of the keep-alives the server sends to clients it sends nothing else: those are the protocol's idle
     // cost, not a message's. The gross figure and volley ÷ the C floor (which no host moves) stand beside it.
@@ -326,6 +334,7 @@ const targets: Target[] = [
   {
     benchmark: 'delivery',
     what: 'reliable bulk transfer, volley (encrypted) ÷ udx-native (plain)',
+    short: 'reliable bulk transfer ÷ udx-native',
     goal: '≥ 1×',
     judge: simple('bulk', times),
     format: times,
@@ -333,6 +342,7 @@ const targets: Target[] = [
   {
     benchmark: 'delivery',
     what: 'ping RTT p99, volley − node:dgram echo',
+    short: 'ping RTT p99 − node:dgram echo',
     goal: '≤ +50 µs',
     judge: simple('pingP99', signedUs),
     format: signedUs,
@@ -347,6 +357,7 @@ const targets: Target[] = [
     ([name, loss, goal]): Target => ({
       benchmark: 'congestion',
       what: `reliable goodput ÷ ((1 − loss) × bottleneck), random loss ${loss}, 10 and 100 Mbit/s × 2, 20, 200 ms (worst cell)`,
+      short: `goodput ÷ what the path carries, loss ${loss}`,
       goal,
       judge: simple(name, goodputRatio),
       format: goodputRatio,
@@ -355,6 +366,7 @@ const targets: Target[] = [
   {
     benchmark: 'congestion',
     what: 'queueing delay p99 at the bottleneck − RTT, one flow, no loss (worst cell)',
+    short: 'queueing delay p99 at a bottleneck',
     goal: '≤ 10 ms',
     judge: simple('queueP99', ms),
     format: ms,
@@ -362,6 +374,7 @@ const targets: Target[] = [
   {
     benchmark: 'congestion',
     what: "two flows sharing a bottleneck: Jain's index over the 10 s after the first 10 (worst cell)",
+    short: "two flows' fairness (Jain's index)",
     goal: '≥ 0.9',
     judge: simple('fairness', goodputRatio),
     format: goodputRatio,
@@ -399,6 +412,18 @@ export function targetsTable(results: string, dir = resultsDir): string {
   return table(['target', 'goal', 'latest full run', '', `met in the last ${RECENT_RUNS} runs (their range)`], rows, 'lllll')
 }
 
+/** The README's few lines: each target, its goal and where its latest full run left it (docs/performance.md has the rest). */
+export function targetsSummary(): string {
+  const rows = targets.map((target) => {
+    const latest = runs(target.benchmark, resultsDir)
+      .filter((run) => run.line.complete)
+      .map((run) => target.judge(run))
+      .find((verdict): verdict is Verdict => verdict !== undefined)
+    return [target.short, target.goal, latest === undefined ? '–' : `${latest.met ? '' : 'not met: '}**${latest.text}**`]
+  })
+  return table(['target', 'goal', 'latest'], rows, 'lll')
+}
+
 export function history(): string {
   return [
     'A row per full run, from `bench/results/<benchmark>-history.jsonl`. The latest run links to its full record; an older run\'s history line names the commit that holds it (`git show <record>`), or the commit it measured.',
@@ -428,6 +453,7 @@ export function history(): string {
 const parts: Part[] = [
   { begin: '<!-- targets:begin', end: '<!-- targets:end -->', text: (results) => targetsTable(results) },
   { begin: '<!-- history:begin', end: '<!-- history:end -->', text: () => history() },
+  { begin: '<!-- summary:begin', end: '<!-- summary:end -->', text: () => targetsSummary() },
 ]
 
 /** The file's text with each of its marked parts written anew from the result files; links follow the file's folder. */
