@@ -12,7 +12,7 @@ import { historyCommand, writeResults } from '../bench/lib/runner.ts'
 const repo = join(import.meta.dirname, '..')
 
 describe('benchmark standing in the documents', () => {
-  for (const document of ['README.md', 'docs/performance.md']) {
+  for (const document of ['README.md', 'docs/performance.md', 'bench/results/history.md']) {
     it(`${document} quotes what the result files give (else run: ${historyCommand})`, () => {
       const file = join(repo, document)
       expect(rewrite(file)).toBe(readFileSync(file, 'utf8'))

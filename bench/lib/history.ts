@@ -63,7 +63,7 @@ function figure(run: Run, name: string): number | undefined {
  * record is). One in which a case failed is marked (its figures may lack that case), and so is one not complete
  * (fewer repeats, clients or seconds than a full run: its figures are not the full run's).
  */
-function link(run: Run, results = '../bench/results'): string {
+function link(run: Run, results: string): string {
   const marks = [run.line.failed ? 'a case failed' : '', run.line.complete ? '' : 'not a full run'].filter((mark) => mark !== '')
   const { stamp } = run.line
   const name = run.latest ? `[${stamp}](${results}/latest-${run.benchmark}${stamp.endsWith('-gso') ? '-gso' : ''}.json)` : stamp
@@ -114,9 +114,9 @@ function timesOf(run: Run, name: string): string {
   return times(figure(run, name) ?? Number.NaN)
 }
 
-function datagramTable(): string {
+function datagramTable(results: string): string {
   const rows = runs('datagram').map((run) => [
-    link(run),
+    link(run, results),
     host(run),
     us(figure(run, 'receiveCpuUs')),
     timesOf(run, 'receiveCpuOverDgram'),
@@ -144,14 +144,14 @@ function otherKeepAlives(run: Run): number | undefined {
   return keepAliveMs !== undefined && keepAliveMs !== 100 ? keepAliveMs : undefined
 }
 
-function connectionsTable(): string {
+function connectionsTable(results: string): string {
   const rows = runs('connections').map((run) => {
     const fresh = figure(run, 'handshakeFreshUs')
     const next = figure(run, 'handshakeNextUs')
     const keepAliveMs = otherKeepAlives(run)
     const timedOut = run.line.targets.timedOut?.value
     return [
-      `${link(run)}${keepAliveMs === undefined ? '' : ` (keep-alives every ${thousands(keepAliveMs)} ms)`}`,
+      `${link(run, results)}${keepAliveMs === undefined ? '' : ` (keep-alives every ${thousands(keepAliveMs)} ms)`}`,
       host(run),
       fresh === undefined && next === undefined ? '–' : `${us(fresh)} / ${us(next)}`,
       idleRss(run),
@@ -168,7 +168,7 @@ function connectionsTable(): string {
   )
 }
 
-function deliveryTable(): string {
+function deliveryTable(results: string): string {
   const rows = runs('delivery').map((run) => {
     const volley = figure(run, 'bulkMbps')
     const p99 = figure(run, 'pingP99Us')
@@ -176,7 +176,7 @@ function deliveryTable(): string {
     const p50 = figure(run, 'pingP50Us')
     const dgramP50 = figure(run, 'dgramP50Us')
     return [
-      link(run),
+      link(run, results),
       host(run),
       volley === undefined ? '–' : `${thousands(volley)} Mbit/s`,
       times(ratio(volley, figure(run, 'udxMbps'))),
@@ -193,14 +193,14 @@ function deliveryTable(): string {
 const goodputRatio = (figure: number): string => figure.toFixed(3)
 const ms = (figure: number): string => `${figure.toFixed(1)} ms`
 
-function congestionTable(): string {
+function congestionTable(results: string): string {
   const rows = runs('congestion').map((run) => {
     const worst = (name: string, format: (figure: number) => string): string => {
       const value = figure(run, name)
       return value === undefined ? '–' : format(value)
     }
     return [
-      link(run),
+      link(run, results),
       host(run),
       worst('worstGoodputRatioLoss10', goodputRatio),
       worst('worstGoodputRatioLoss15', goodputRatio),
@@ -424,7 +424,8 @@ export function targetsSummary(): string {
   return table(['target', 'goal', 'latest'], rows, 'lll')
 }
 
-export function history(): string {
+/** Every full run's figures; `results` is the results folder as the document links to it. */
+export function history(results: string): string {
   return [
     'A row per full run, from `bench/results/<benchmark>-history.jsonl`. The latest run links to its full record; an older run\'s history line names the commit that holds it (`git show <record>`), or the commit it measured.',
     '',
@@ -432,27 +433,27 @@ export function history(): string {
     '',
     "² Not a ceiling: volley or the C loop kept up with the blaster, whose speed the rate then is (it also depends on how often the receiver makes it wait). Only runs in which both lost datagrams compare what they can receive.",
     '',
-    datagramTable(),
+    datagramTable(results),
     '',
     '### Connections (`npm run bench:connections`; a dash: the run skipped that phase)',
     '',
     '¹ From the RSS right after listen, at the end of the hold: these runs did not count the engine and the slots the server makes for maxClients, nor the RSS right after connect. Later runs measure from before the Server was made and take the larger reading.',
     '',
-    connectionsTable(),
+    connectionsTable(results),
     '',
     '### Delivery (`npm run bench:delivery`)',
     '',
-    deliveryTable(),
+    deliveryTable(results),
     '',
     '### Congestion control (`npm run bench:congestion`, on the fake clock)',
     '',
-    congestionTable(),
+    congestionTable(results),
   ].join('\n')
 }
 
 const parts: Part[] = [
   { begin: '<!-- targets:begin', end: '<!-- targets:end -->', text: (results) => targetsTable(results) },
-  { begin: '<!-- history:begin', end: '<!-- history:end -->', text: () => history() },
+  { begin: '<!-- history:begin', end: '<!-- history:end -->', text: (results) => history(results) },
   { begin: '<!-- summary:begin', end: '<!-- summary:end -->', text: () => targetsSummary() },
 ]
 

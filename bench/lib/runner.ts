@@ -50,7 +50,7 @@ export function writeResults(kind: Benchmark, record: object, date: string, run:
 }
 
 /** The command that writes README's and performance.md's figures from the result files. */
-export const historyCommand = 'npx tsx bench/history.ts --write README.md --write docs/performance.md'
+export const historyCommand = 'npx tsx bench/history.ts --write README.md --write docs/performance.md --write bench/results/history.md'
 
 /** The closing line of a run: the files written, and (not for a quick run) how to quote them. */
 export function resultsLine(written: string[], quick: boolean, detail = ''): string {
