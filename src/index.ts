@@ -1,5 +1,11 @@
 /// <reference types="node" preserve="true" />
 // The declarations use node's types (EventEmitter, Buffer): say so, for readers whose tsconfig lists no types.
+/**
+ * Volley's core: servers and clients with encrypted connections (netcode.io 1.02 connect tokens) and
+ * channels (reliable, unreliable or sequenced messages of any size), a client pool, a datagram socket, and
+ * the error classes. A native I/O thread moves the datagrams in batches.
+ * @module volley
+ */
 export {
   DatagramSocket,
   createDatagramSocket,

@@ -5,12 +5,13 @@
 import { execFile } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
 
 const repo = join(import.meta.dirname, '..')
-const tsc = join(repo, 'node_modules', 'typescript', 'bin', 'tsc')
+// TypeScript 7's tsc (node_modules/typescript is TypeScript 6, for TypeDoc: package.json aliases both).
+const tsc = join(repo, 'node_modules', '@typescript', 'native', 'bin', 'tsc')
 const work = mkdtempSync(join(tmpdir(), 'volley-declarations-'))
 afterAll(() => rmSync(work, { recursive: true, force: true }))
 
@@ -92,6 +93,24 @@ keyMaster.rotate({ rotationDelayMs: 60_000 }).then((rotation) => rotation.cleanu
 const issuer = new IssuerKey(keyMaster)
 const current: Uint8Array | undefined = issuer.current
 void current
+
+// Metrics, from their subpaths (prom-client and @opentelemetry/api are the user's own: optional peers).
+import { ServerMetrics, mergeMetricSnapshots, type MetricSnapshot } from 'volley/metrics'
+import { registerPrometheusMetrics } from 'volley/metrics/prometheus'
+import { registerOpenTelemetryMetrics } from 'volley/metrics/opentelemetry'
+import { Registry } from 'prom-client'
+import { metrics } from '@opentelemetry/api'
+const serverMetrics = new ServerMetrics(server)
+const merged: MetricSnapshot = mergeMetricSnapshots(serverMetrics.snapshot(), serverMetrics.snapshot())
+registerPrometheusMetrics(() => merged, { registry: new Registry(), prefix: 'app_', labels: { shard: '1' } }).close()
+registerOpenTelemetryMetrics(serverMetrics, { meter: metrics.getMeter('app') }).close()
+
+// Diagnostics: the channels' messages and the logger option.
+import type { PeerDisconnectMessage, VolleyLogger } from 'volley'
+const logger: VolleyLogger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {} }
+new Server({ protocolId: 1n, privateKey: new Uint8Array(32), address: '127.0.0.1:0', logger })
+const onDisconnect = (message: PeerDisconnectMessage) => { const reason: string = message.reason; void reason }
+void onDisconnect
 `
 
 describe('the published declarations', () => {
@@ -110,6 +129,11 @@ describe('the published declarations', () => {
     const manifest = JSON.parse(readFileSync(join(repo, 'package.json'), 'utf8')) as { dependencies: Record<string, string>; peerDependencies: Record<string, string> }
     for (const name of [...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies)].filter((name) => name.startsWith('@types/'))) {
       mkdirSync(join(work, 'node_modules', '@types'), { recursive: true })
+      symlinkSync(join(repo, 'node_modules', name), join(work, 'node_modules', name))
+    }
+    // The optional peers a user of volley/metrics installs.
+    for (const name of ['prom-client', '@opentelemetry/api']) {
+      mkdirSync(join(work, 'node_modules', dirname(name)), { recursive: true })
       symlinkSync(join(repo, 'node_modules', name), join(work, 'node_modules', name))
     }
     writeFileSync(join(work, 'package.json'), JSON.stringify({ name: 'consumer', private: true, type: 'module' }))

@@ -14,8 +14,10 @@ import { checkOptions, integerOption } from '../util/options.ts'
 /** The options of send(). */
 const sendOptionNames: ReadonlySet<string> = new Set(['channel'])
 
+/** How a channel delivers: see ChannelOptions.mode. */
 export type ChannelMode = 'reliable' | 'unreliable' | 'sequenced'
 
+/** One channel of the channels option. */
 export interface ChannelOptions {
   /**
    * reliable: every message arrives once, in order; unreliable: may arrive out of order or not at all;
@@ -24,6 +26,7 @@ export interface ChannelOptions {
   mode: ChannelMode
 }
 
+/** The options of the delivery layer (channels), which a Server and a Client both take. */
 export interface DeliveryOptions {
   /**
    * Channels for messages of any size (up to maxMessageBytes), e.g. [{ mode: 'reliable' }, { mode: 'unreliable' }].
@@ -42,7 +45,7 @@ export interface DeliveryOptions {
   maxMessageBytes?: number | undefined
   /**
    * Bytes a connection may have queued (not yet acknowledged) before send() returns false (default 8 MiB);
-   * each message counts 64 bytes more than its size, for its record.
+   * each message counts 64 bytes more than its size (its bookkeeping).
    */
   sendQueueBytes?: number | undefined
   /**
@@ -55,18 +58,20 @@ export interface DeliveryOptions {
   pingIntervalMs?: number | undefined
 }
 
+/** The options of send(). */
 export interface SendOptions {
   /** The channel's index in the channels option (default 0). */
   channel?: number | undefined
 }
 
+/** A connection's link statistics, as the delivery layer (channels) measures them. */
 export interface LinkStats {
+  // The server learns its clients' RTT from pongs they hold for their next ping, timed on their clocks; its
+  // minimum comes from the first pong (not held), then from held ones once the clock sync knows the drift (4 s).
   /**
-   * Round-trip times, ms; 0 until measured. The server learns its clients' RTT from pongs they hold for
-   * their next ping, timed on their clocks; its minimum comes from the first pong (not held), then from
-   * held ones once the clock sync knows the drift (4 s). varianceMs2: the variance of the round trips, ms²
-   * (smoothed over the last few dozen; 0 after the first): not the square of RFC 9002's rttvar, a mean
-   * deviation, which reads about three quarters of it.
+   * Round-trip times, ms; 0 until measured. varianceMs2: the variance of the round trips, ms² (smoothed over
+   * the last few dozen; 0 after the first). It is not the square of RFC 9002's rttvar (a mean deviation,
+   * about three quarters of it).
    */
   rtt: { smoothedMs: number; minMs: number; maxMs: number; varianceMs2: number }
   /**

@@ -33,6 +33,7 @@ const maxSourceCount = 2 ** 32 - 1
  */
 export type ByErrorCode<T> = Partial<Record<VolleyErrorCode | (string & {}), T>>
 
+/** What pool.stats() returns. */
 export interface ClientPoolStats {
   /** Clients that connected, those whose connection has ended since included. */
   clients: number
@@ -81,6 +82,10 @@ function addClientTotals(totals: ClientTotals, client: Client): void {
   totals.sendErrors += stats.errors.send
 }
 
+/**
+ * Many clients at once, each with a socket of its own, all on one engine thread: a load generator. connect()
+ * connects one client per token; broadcast() sends from each; stats() adds up their counters.
+ */
 export class ClientPool {
   readonly #options: ClientOptions
   readonly #clients: Client[] = []
@@ -338,6 +343,7 @@ export class ClientPool {
     return sent
   }
 
+  /** Totals over every client the pool made: connections, failures by code, packets, bytes and drops. */
   stats(): ClientPoolStats {
     const left = this.#leftTotals
     const totals: ClientTotals = { packets: { ...left.packets }, bytes: { ...left.bytes }, drops: { ...left.drops }, sendErrors: left.sendErrors }

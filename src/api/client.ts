@@ -39,7 +39,14 @@ import { channelsHintChecks, warnIfServerHasChannels } from './channels-hint.ts'
 import { type GuardedLogger, type VolleyLogger, loggerOption } from '../util/logger.ts'
 import { type ClientConnectMessage, type ClientDisconnectMessage, clientConnectChannel, clientDisconnectChannel } from './diagnostics.ts'
 
-/** netcode's states (numbered as the engine's records number them: clientStateCodes), and one of volley's own. */
+// netcode's states are numbered as the engine's records number them (clientStateCodes).
+/**
+ * A client's state. While connecting: 'sending-connection-request', 'sending-connection-response'; then
+ * 'connected'. A connection that ended: 'disconnected', 'connection-timed-out', or 'channels-mismatch' (the
+ * server's channels do not work with this client's). An attempt that failed: 'connect-token-expired',
+ * 'invalid-connect-token', 'connection-denied', 'connection-request-timed-out',
+ * 'connection-response-timed-out'. A new client is 'disconnected'.
+ */
 export type ClientState = 'channels-mismatch' | ClientCoreState
 
 /** How an established connection ends: the states a connected client moves to. */
@@ -72,6 +79,7 @@ const errorByState: Partial<Record<ClientState, [ConnectErrorCode, string]>> = {
   ],
 }
 
+/** A Client's options (a ClientPool takes the same). All are optional. */
 export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Resend period of connection requests and responses, ms (default 100: 10 Hz). */
   requestIntervalMs?: number | undefined
@@ -97,7 +105,9 @@ export interface ClientOptions extends DeliveryOptions, NetworkSimulatorOption {
   logger?: VolleyLogger | undefined
 }
 
+/** The events a Client emits, with their listeners' arguments. */
 export interface ClientEvents {
+  /** The state changed. */
   state: [state: ClientState]
   /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
   message: [data: Uint8Array, channel: number]
@@ -107,7 +117,9 @@ export interface ClientEvents {
    * ('channels-mismatch': a connected server that sent a payload outside the delivery layer).
    */
   disconnect: [reason: ClientDisconnectReason]
+  /** send() takes messages again after it returned false. */
   drain: []
+  /** A socket error (a failed receive, say). */
   error: [error: Error]
 }
 
@@ -146,6 +158,7 @@ export interface ClientStats extends LinkStats {
   sendBufferSize: number
 }
 
+/** Why a connect() failed: its code, and the client state the attempt ended in. */
 export class ConnectError extends VolleyError {
   declare readonly code: ConnectErrorCode
   constructor(
@@ -186,6 +199,10 @@ interface PendingConnect {
 /** The queue of a connection that has ended: what it held will never be released. */
 const ended = { depth: 0, bytes: 0 } as const
 
+/**
+ * A client: connects to a Server with a connect token (connect()), then sends and receives messages. One
+ * connection at a time; it can connect again after a connection ends, until close(). Events: {@link ClientEvents}.
+ */
 export class Client extends EventEmitter<ClientEvents> {
   readonly #settings: { requestIntervalMs: number; keepAliveIntervalMs: number; disconnectPackets: number; disconnectIntervalMs: number }
   readonly #socket: SocketSettings
@@ -276,8 +293,8 @@ export class Client extends EventEmitter<ClientEvents> {
   }
 
   /**
-   * The state the engine last reported: an attempt shows as 'sending-connection-request' once the I/O thread
-   * has started it, a moment after connect() was called (see `connecting`).
+   * The connection's state. An attempt shows as 'sending-connection-request' a moment after connect() is
+   * called, once it has started (`connecting` is true at once).
    */
   get state(): ClientState {
     return this.#awaitingSettings ? 'sending-connection-response' : this.#state
@@ -554,9 +571,8 @@ export class Client extends EventEmitter<ClientEvents> {
   /**
    * Bytes handed to send() that the connection has not yet released: not yet acknowledged on a reliable
    * channel, not yet sent on the others (as WebSocket.bufferedAmount), each message counted 64 bytes more
-   * for its record, as the send queue counts it (sendQueueBytes). 0 without channels, and 0 once the
-   * connection has ended or close() was called (as peer.bufferedAmount after disconnect()): what it still
-   * held will never be released.
+   * than its size, as sendQueueBytes counts it. 0 without channels, and 0 once the connection has ended or
+   * close() was called (as peer.bufferedAmount after disconnect()): what it still held will never be released.
    */
   get bufferedAmount(): number {
     return this.#queueLive() ? this.#queue.queued : 0
@@ -578,6 +594,7 @@ export class Client extends EventEmitter<ClientEvents> {
     return peerClockMs(this.#links, 0)
   }
 
+  /** The connection's counters, drops and link statistics, as of now. */
   stats(): ClientStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#open) this.#engine.readProtocolStats(this.#id, c)

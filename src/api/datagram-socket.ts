@@ -24,8 +24,10 @@ import {
 } from '../util/errors.ts'
 import { checkAttached, copyBytes } from '../util/bytes.ts'
 
+/** A socket's address family: 'udp4' (IPv4) or 'udp6' (IPv6, dual-stack unless ipv6Only). */
 export type SocketType = 'udp4' | 'udp6'
 
+/** createDatagramSocket()'s options. All are optional. */
 export interface DatagramSocketOptions {
   /** 'udp4' (default) or 'udp6'. A udp6 socket is dual-stack unless ipv6Only is set. */
   type?: SocketType | undefined
@@ -57,6 +59,7 @@ export interface DatagramSocketOptions {
   signal?: AbortSignal | undefined
 }
 
+/** One received datagram, in a 'messages' batch. */
 export interface Datagram {
   /** A view into the batch buffer: valid during the callback only, copy it to keep it. */
   data: Uint8Array
@@ -67,6 +70,7 @@ export interface Datagram {
   truncated: boolean
 }
 
+/** Where a datagram came from, as node:dgram's 'message' event gives it. */
 export interface RemoteInfo {
   address: string
   family: 'IPv4' | 'IPv6'
@@ -74,15 +78,17 @@ export interface RemoteInfo {
   size: number
 }
 
+/** What socket.stats() returns. */
 export interface DatagramSocketStats {
   packetsIn: number
   bytesIn: number
   /** recvmmsg calls that returned datagrams; packetsIn / batchesIn is the mean batch size. */
   batchesIn: number
+  // Between light turns the engine's I/O thread leaves reading to JavaScript's own event loop, until a turn
+  // finds more than a few datagrams waiting.
   /**
-   * Of batchesIn, those the JavaScript thread read itself: between light turns (request/response traffic)
-   * the engine's I/O thread leaves reading to JavaScript's own event loop, which saves a thread wake-up per
-   * datagram, until a turn finds more than a few datagrams waiting.
+   * Of batchesIn, those read on the JavaScript thread itself rather than the I/O thread: under light
+   * (request/response) traffic, which saves a thread wake-up per datagram.
    */
   batchesInInline: number
   packetsOut: number
@@ -90,13 +96,13 @@ export interface DatagramSocketStats {
   /** sendmmsg calls. */
   batchesOut: number
   /**
-   * Of batchesOut, those the JavaScript thread made itself: a small flush (up to 2 KiB of datagrams) while
-   * the I/O thread sleeps goes out at once, without waking it; and a protocol's replies in the reads
-   * JavaScript makes itself (batchesInInline).
+   * Of batchesOut, those sent from the JavaScript thread itself: a small flush (up to 2 KiB of datagrams)
+   * while the I/O thread is idle, and replies sent while reading inline (batchesInInline).
    */
   batchesOutInline: number
   drops: {
-    /** Dropped by the kernel because the receive buffer was full (its SO_MEMINFO counter, read as a queue that may have been full drains). */
+    // The kernel's SO_MEMINFO counter, read as a queue that may have been full drains.
+    /** Dropped by the kernel because the receive buffer was full. */
     receiveBufferFull: number
     /** send() calls refused because the send queue was full (the caller was told: send returned false). */
     sendQueueFull: number
@@ -120,12 +126,19 @@ export interface DatagramSocketStats {
   sendBufferSize: number
 }
 
+/** The events a DatagramSocket emits, with their listeners' arguments. */
 export interface DatagramSocketEvents {
+  /** A batch of received datagrams (their data valid during the callback only). */
   messages: [batch: Datagram[]]
+  /** One received datagram, as node:dgram's 'message': a copy of its bytes, the caller's to keep. */
   message: [data: Buffer, rinfo: RemoteInfo]
+  /** The socket is bound. */
   listening: []
+  /** send() takes datagrams again after it returned false. */
   drain: []
+  /** A socket error (a failed send or receive). */
   error: [error: Error]
+  /** The socket closed. */
   close: []
 }
 
@@ -162,7 +175,13 @@ const knownOptions = new Set([
   'signal',
 ])
 
+/**
+ * A UDP socket in the manner of node:dgram that reads and sends datagrams in batches, on the native I/O
+ * thread (or the fallback engine). 'messages' delivers a whole batch per event; 'message' one datagram at a
+ * time, as node:dgram does.
+ */
 export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
+  /** 'udp4' or 'udp6'. */
   readonly type: SocketType
   readonly #options: Settled<Omit<DatagramSocketOptions, 'type' | 'signal'>>
   #engine: Engine | FallbackDatagramEngine | undefined
@@ -453,6 +472,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     if (this.#state === 'bound') this.#engine?.flush()
   }
 
+  /** Where the socket is bound. Throws ERR_SOCKET_NOT_BOUND before bind() resolves and after close(). */
   address(): AddressInfo {
     if (this.#local === undefined || this.#state !== 'bound') {
       throw new VolleyError('ERR_SOCKET_NOT_BOUND', 'The socket is not bound')
@@ -542,6 +562,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this
   }
 
+  /** Undoes unref(). */
   ref(): this {
     if (!this.#referenced) {
       this.#referenced = true
@@ -553,6 +574,7 @@ export class DatagramSocket extends EventEmitter<DatagramSocketEvents> {
     return this
   }
 
+  /** The socket's counters: packets, bytes, batches, drops by cause, errors and the send queue. */
   stats(): DatagramSocketStats {
     let counters = this.#finalStats
     if (counters === undefined) {
@@ -764,6 +786,7 @@ function openNative(engine: Engine, options: NativeSocketOptions, client: Engine
   }
 }
 
+/** A new DatagramSocket (as node:dgram's createSocket, with options only). */
 export function createDatagramSocket(options?: DatagramSocketOptions): DatagramSocket {
   return new DatagramSocket(options)
 }

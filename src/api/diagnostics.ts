@@ -37,25 +37,25 @@ export const syncAgentSyncEndedChannel = channel('volley:sync:agent-sync-ended')
 export const mashSessionOpenChannel = channel('volley:mash:session-open')
 export const mashSessionCloseChannel = channel('volley:mash:session-close')
 
-/** volley:server:listening */
+/** Published on the diagnostics channel `volley:server:listening` when a server starts listening. */
 export interface ServerListeningMessage {
   server: Server
   /** Where the socket is bound (port 0 resolved), as listen() resolves with it. */
   address: AddressInfo
 }
 
-/** volley:server:close */
+/** Published on `volley:server:close` when a server has closed. */
 export interface ServerCloseMessage {
   server: Server
 }
 
-/** volley:server:peer-connect */
+/** Published on `volley:server:peer-connect` when a client connects (as the server's 'connect' event). */
 export interface PeerConnectMessage {
   server: Server
   peer: Peer
 }
 
-/** volley:server:peer-disconnect */
+/** Published on `volley:server:peer-disconnect` when a peer leaves (as the server's 'disconnect' event). */
 export interface PeerDisconnectMessage {
   server: Server
   peer: Peer
@@ -65,7 +65,7 @@ export interface PeerDisconnectMessage {
 /** The drop counters of ServerStats['drops'], by cause. */
 export type ServerDrops = ServerStats['drops']
 
-/** volley:server:drops */
+/** Published on `volley:server:drops` about once a second while a server listens and drops datagrams. */
 export interface ServerDropsMessage {
   server: Server
   /** The datagrams dropped in the interval, by cause: only the causes that counted any. */
@@ -74,14 +74,14 @@ export interface ServerDropsMessage {
   intervalMs: number
 }
 
-/** volley:client:connect */
+/** Published on `volley:client:connect` when a client connects. */
 export interface ClientConnectMessage {
   client: Client
   /** The server it connected to, of those its connect token lists. */
   serverAddress: AddressInfo
 }
 
-/** volley:client:disconnect */
+/** Published on `volley:client:disconnect` when a client's connection ends (as its 'disconnect' event). */
 export interface ClientDisconnectMessage {
   client: Client
   reason: ClientDisconnectReason

@@ -1,12 +1,15 @@
 import { addonPath, loadAddon, packageRoot } from '../engine/native/addon.ts'
 import { fallbackReason } from '../engine/choose.ts'
 
+/** The native addon in use: where it was loaded from and what it was built from. */
 export interface NativeInfo {
   /** The .node file in use: build/Release for a local build, otherwise the prebuild. */
   path: string
   /** Hash of the native sources the addon was built from. */
   sourceHash: string
+  /** The version of libsodium built into it. */
   sodiumVersion: string
+  /** The directory of the volley package. */
   packageRoot: string
 }
 

@@ -7,6 +7,10 @@ import { checkOptions, integerOption, numberOption } from '../util/options.ts'
 import { ProtocolStat } from '../engine/layout.ts'
 import type { NativeNetworkSimulator } from '../engine/native/addon.ts'
 
+/**
+ * A simulated network between a socket and the wire, for tests and benchmarks: what the socket sends is lost,
+ * delayed, duplicated, reordered or held to a bandwidth. With a seed, runs repeat.
+ */
 export interface NetworkSimulatorOptions {
   /** Probability (0..1) that a datagram is dropped. */
   loss?: number | undefined
@@ -38,7 +42,7 @@ export interface NetworkSimulatorOptions {
    * (0 to 86,400,000): a peer with a badly set clock, for tests of clock synchronisation.
    */
   clockOffsetMs?: number | undefined
-  /** ...and gains this many µs per second on it (-1,000 to 1,000 parts per million). */
+  /** How fast that clock drifts: it gains this many µs per second on the true one (-1,000 to 1,000 ppm). */
   clockDriftPpm?: number | undefined
 }
 

@@ -37,11 +37,16 @@ function vacantStats(): PeerStats {
  */
 export const peerConstruction: unique symbol = Symbol('volley.Peer')
 
+/**
+ * A client connected to a Server: the server's 'connect' event gives each. Send to it, read its statistics,
+ * or disconnect it; it stays readable after the client leaves.
+ */
 export class Peer {
   readonly #host: PeerHost
   /** Why the peer is not connected (for the error of a later send()); null while it is. */
   #endedBecause: string | null = null
-  /** When the connection began (performance.now()): the base of the first bandwidth reading. */
+  // Also the base of the first bandwidth reading.
+  /** When the connection began, ms on performance.now()'s clock. */
   readonly connectedAtMs = performance.now()
   /** The last reading, kept once the client has left. */
   #last: PeerStats | null = null
@@ -56,6 +61,7 @@ export class Peer {
   /** The copy userData hands out (made on first read: most servers read few peers' user data). */
   #userData: Uint8Array | undefined
 
+  /** Peers have no public constructor: a Server makes them (its 'connect' event gives each). @hidden */
   constructor(
     construction: typeof peerConstruction,
     host: PeerHost,
@@ -63,15 +69,16 @@ export class Peer {
     readonly index: number,
     /** The client id from its connect token. */
     readonly clientId: bigint,
+    /** The client's IP address. */
     readonly address: string,
+    /** The client's UDP port. */
     readonly port: number,
-    /** The 256 bytes of user data from its connect token: at userDataAt in a buffer that holds other peers' too. */
+    // The 256 bytes of user data from its connect token: at userDataAt in a buffer that holds other peers' too.
     userDataPool: Uint8Array,
     userDataAt: number,
-    /**
-     * @internal How the engine knows this connection in sends and controls: the slot and how many clients it
-     * had before (layout.peerSlotBits), so that nothing meant for this client reaches a later one in its slot.
-     */
+    // How the engine knows this connection in sends and controls: the slot and how many clients it had
+    // before (layout.peerSlotBits), so that nothing meant for this client reaches a later one in its slot.
+    /** @internal */
     readonly tag: number = index,
   ) {
     if (construction !== peerConstruction) {
@@ -99,6 +106,7 @@ export class Peer {
     return this.#host.remoteChannels(this)
   }
 
+  /** True until the client leaves or disconnect() is called. */
   get connected(): boolean {
     return this.#endedBecause === null
   }
@@ -158,8 +166,8 @@ export class Peer {
 
   /**
    * Bytes handed to send() that this connection has not yet released: not yet acknowledged on a reliable
-   * channel, not yet sent on the others; each message counts 64 bytes more, for its record, as the send
-   * queue counts it (sendQueueBytes). 0 without channels.
+   * channel, not yet sent on the others; each message counts 64 bytes more than its size, as
+   * sendQueueBytes counts it. 0 without channels.
    */
   get bufferedAmount(): number {
     return this.connected ? this.#host.bufferedAmount(this) : 0

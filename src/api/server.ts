@@ -64,6 +64,7 @@ import {
   serverListeningChannel,
 } from './diagnostics.ts'
 
+/** A Server's options: protocolId, privateKey and address are required. */
 export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   /** Unique to your application: tokens of any other protocol id are refused. */
   protocolId: bigint | number
@@ -77,10 +78,11 @@ export interface ServerOptions extends DeliveryOptions, NetworkSimulatorOption {
   maxClients?: number | undefined
   /**
    * Keep-alive period when nothing else was sent, ms (default 100: 10 Hz). Raise it (fewer keep-alives) for
-   * huge peer counts.
-   * With channels the server's pings answer the client's, which come about one period apart, so a
-   * keep-alive waits half the smaller of this and pingIntervalMs longer: it would race each of them.
+   * huge peer counts. With channels, pings also keep the connection alive, and a keep-alive waits longer:
+   * half the smaller of this and pingIntervalMs more.
    */
+  // With channels the server's pings answer the client's, which come about one period apart: a keep-alive
+  // sent on the period would race each of them.
   keepAliveIntervalMs?: number | undefined
   /**
    * With channels: the memory the peers' messages in reassembly may take between them, bytes (default 64 KiB
@@ -157,6 +159,7 @@ const defaultKeyGraceMs = 60_000
 /** The longest grace, about 24.8 days (as setTimeout's longest delay): a key kept for ever is no rotation. */
 const maxKeyGraceMs = 2 ** 31 - 1
 
+/** A server's state: 'stopped' (new, or closed), 'running' (from listen()), 'stopping' (in close()). */
 export type ServerState = 'stopped' | 'running' | 'stopping'
 /**
  * Why a peer left: it stopped answering; it disconnected; peer.disconnect(); server.close(); its channels do
@@ -166,6 +169,7 @@ export type ServerState = 'stopped' | 'running' | 'stopping'
  */
 export type DisconnectReason = 'timeout' | 'disconnected' | 'server-disconnect' | 'server-closed' | 'channels-mismatch' | 'reassembly-stalled'
 
+/** What server.stats() returns: counters since listen(), and the state of the connected peers. */
 export interface ServerStats {
   connectedClients: number
   packets: { in: number; out: number }
@@ -261,6 +265,7 @@ export interface ServerStats {
   sendBufferSize: number
 }
 
+/** The events a Server emits, with their listeners' arguments. */
 export interface ServerEvents {
   /**
    * A client completed its handshake. With channels, once its own channels have come too (a round trip
@@ -269,10 +274,13 @@ export interface ServerEvents {
   connect: [peer: Peer]
   /** data is a view valid during the callback (copy it to keep it); channel: its index in the channels option. */
   message: [peer: Peer, data: Uint8Array, channel: number]
+  /** A peer left, for `reason`; its send() throws ERR_PEER_DISCONNECTED. */
   disconnect: [peer: Peer, reason: DisconnectReason]
+  /** The state changed. */
   state: [state: ServerState]
   /** With a peer: that peer's send queue has room again; without: the engine's send queue has. */
   drain: [peer?: Peer]
+  /** A socket error (a failed send or receive). */
   error: [error: Error]
 }
 
@@ -328,6 +336,10 @@ export class UserDataCopies {
  */
 export const peerLinkSamples: unique symbol = Symbol('volley.Server.peerLinkSamples')
 
+/**
+ * A server: accepts clients that hold a connect token made with its private key, and exchanges messages
+ * with each as a {@link Peer}. listen() starts it, close() stops it for good. Events: {@link ServerEvents}.
+ */
 export class Server extends EventEmitter<ServerEvents> {
   readonly #options: Settled<Pick<ServerOptions, 'maxClients' | 'keepAliveIntervalMs' | 'disconnectPackets' | 'disconnectIntervalMs' | 'reassemblyBudgetBytes'>> &
     Omit<ServerOptions, 'privateKey'>
@@ -481,6 +493,7 @@ export class Server extends EventEmitter<ServerEvents> {
     this.#lifetime.watch(() => void this.close())
   }
 
+  /** 'stopped', 'running' or 'stopping'; each change is a 'state' event. */
   get state(): ServerState {
     return this.#state
   }
@@ -490,7 +503,10 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#peers.view
   }
 
-  /** STOPPED -> RUNNING: binds the socket; the protocol runs from here on. Resolves with address(). */
+  /**
+   * Binds the socket and starts serving ('stopped' to 'running'). Resolves with address(). Throws
+   * ERR_SERVER_RUNNING unless the server is stopped, and ERR_SERVER_CLOSED once close() was called.
+   */
   async listen(): Promise<AddressInfo> {
     if (this.#closed !== undefined) throw this.#lifetime.closedError('ERR_SERVER_CLOSED', 'The server was closed; make a new Server to listen again')
     if (this.#state !== 'stopped' || this.#opening) throw new VolleyError('ERR_SERVER_RUNNING', `listen() needs a stopped server; it is ${this.#opening ? 'starting' : this.#state}`)
@@ -629,9 +645,9 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /**
    * The private keys whose tokens are accepted now: the current one and each replaced one still in its grace
-   * (rotatePrivateKey()), 1 to 4; 0 once the server is closed. As of now on the monotonic clock, whose
-   * deadlines the engine's core keeps too: a key this count no longer holds is refused there as well.
+   * (rotatePrivateKey()), 1 to 4; 0 once the server is closed. A key this count no longer includes is refused.
    */
+  // As of now on the monotonic clock, whose deadlines the engine's core keeps too.
   get privateKeyCount(): number {
     this.#privateKeys.expire(monotonicUs())
     return this.#privateKeys.count
@@ -691,7 +707,10 @@ export class Server extends EventEmitter<ServerEvents> {
     return this.#state === 'running' && this.#local !== undefined ? { ...this.#local } : null
   }
 
-  /** RUNNING -> STOPPING (every client is sent redundant disconnects) -> STOPPED. */
+  /**
+   * Stops the server for good: every client is sent redundant disconnects ('stopping'), then the socket
+   * closes ('stopped'), and the promise resolves. Harmless twice. A closed server cannot listen again.
+   */
   close(): Promise<void> {
     if (this.#closed) return this.#closed
     this.#lifetime.release()
@@ -762,6 +781,7 @@ export class Server extends EventEmitter<ServerEvents> {
     return count
   }
 
+  /** The server's counters, drops by cause and link statistics, as of now. */
   stats(): ServerStats {
     const c = this.#counters
     if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)

@@ -32,9 +32,9 @@ export function emptyDistribution(bounds: readonly number[]): DistributionSnapsh
 
 /**
  * The distribution of `values` over buckets of these bounds (ascending). NaN stands for no value and is left
- * out. Sorts `values` in place (a caller's scratch array, reused from one collection to the next): O(n log n),
- * with no allocation per value.
+ * out. Sorts `values` in place. O(n log n), with no allocation per value.
  */
+// `values` is the caller's scratch array, reused from one collection to the next.
 export function distributionOf(values: Float64Array, bounds: readonly number[]): DistributionSnapshot {
   values.sort() // numeric, NaN last
   let n = values.length

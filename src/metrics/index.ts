@@ -1,6 +1,9 @@
-// volley/metrics: servers' metrics as snapshots of plain numbers (sans-IO), their merge, and the list of
-// families both exporters use. The exporters are subpaths of their own, each with its optional peer
-// dependency: volley/metrics/prometheus (prom-client), volley/metrics/opentelemetry (@opentelemetry/api).
+/**
+ * Server metrics as snapshots of plain numbers, their merge across servers or workers, and the list of metric
+ * families. The exporters have subpaths of their own, each with an optional peer dependency:
+ * `volley/metrics/prometheus` (prom-client) and `volley/metrics/opentelemetry` (@opentelemetry/api).
+ * @module volley/metrics
+ */
 export { type DistributionSnapshot, distributionOf, emptyDistribution, mergeDistributions, quantileFromBuckets } from './distribution.ts'
 export {
   lossBuckets,

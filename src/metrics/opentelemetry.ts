@@ -1,6 +1,9 @@
-// volley/metrics/opentelemetry: the metric families (families.ts) as OpenTelemetry asynchronous instruments,
-// observed by one batch callback that reads one snapshot per collection. Its types come from @opentelemetry/api
-// (an optional peer dependency: npm install @opentelemetry/api); at run time it calls only the meter it is given.
+/**
+ * The metric families as OpenTelemetry asynchronous instruments, observed by one batch callback that reads one
+ * snapshot per collection. Its types come from @opentelemetry/api, an optional peer dependency
+ * (`npm install @opentelemetry/api`); at run time it calls only the meter you pass.
+ * @module volley/metrics/opentelemetry
+ */
 import type { BatchObservableCallback, BatchObservableResult, Meter, MetricOptions, Observable } from '@opentelemetry/api'
 import { VolleyTypeError, describe } from '../util/errors.ts'
 import { checkOptions } from '../util/options.ts'

@@ -1,5 +1,8 @@
-// volley/metrics/prometheus: the metric families (families.ts) as prom-client metrics, read from one snapshot
-// per scrape. Needs prom-client (an optional peer dependency: npm install prom-client).
+/**
+ * The metric families as prom-client metrics, read from one snapshot per scrape. Needs prom-client, an
+ * optional peer dependency: `npm install prom-client`.
+ * @module volley/metrics/prometheus
+ */
 import { Counter, Gauge, Histogram, type OpenMetricsContentType, type PrometheusContentType, type Registry, register as globalRegistry } from 'prom-client'
 import { VolleyTypeError, describe } from '../util/errors.ts'
 import { checkOptions } from '../util/options.ts'

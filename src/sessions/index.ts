@@ -1,5 +1,8 @@
-// volley/sessions: the session layer every session protocol runs on: transports (Volley's reliable channel,
-// a length-framed byte stream, an in-memory pair), the clock and the process's timer heap, reconnection.
+/**
+ * The layer every session protocol runs on: transports (a Volley reliable channel, a length-framed byte
+ * stream, an in-memory pair), a clock and a shared timer queue, and reconnection with backoff.
+ * @module volley/sessions
+ */
 export { Backoff, type BackoffOptions } from './backoff.ts'
 export {
   ConnectionManager,

@@ -6,6 +6,7 @@ import { VolleyError, VolleyTypeError, describe, surfaceLater } from '../util/er
 import { checkOptions, integerOption } from '../util/options.ts'
 import { type SessionTransport, type SessionTransportEvents, type TransportBaseOptions, checkOutgoing, maxHeldBytesOption } from './transport.ts'
 
+/** A StreamTransport's options. */
 export interface StreamTransportOptions extends TransportBaseOptions {
   /**
    * The largest message, bytes, sent or received (default 8192, the MASH limit; 1 to 2^31 - 1). A frame
@@ -25,12 +26,13 @@ const streamTransportOptionNames: ReadonlySet<string> = new Set(['maxMessageByte
 /** The bytes of a frame's length prefix. */
 const prefixBytes = 4
 
+// It implements SessionTransport itself rather than extending TransportBase: a stream takes every write and
+// holds what it cannot pass on yet in its own buffer, so a second held queue here would only copy the
+// messages again, and would report back-pressure one message late (TransportBase says false only for a
+// message it held, while the stream says it of the write that filled its buffer).
 /**
- * A SessionTransport over a byte stream. It implements SessionTransport itself rather than extending
- * TransportBase: a stream takes every write and holds what it cannot pass on yet in its own buffer, so a
- * second held queue here would only copy the messages again, and would report back-pressure one message
- * late (TransportBase says false only for a message it held, while the stream says it of the write that
- * filled its buffer).
+ * A SessionTransport over a byte stream (node:net, node:tls, any stream.Duplex): each message is a 4-byte
+ * big-endian length and its bytes, the framing MASH devices use over TLS.
  *
  * send() writes each frame at once, as one write of its own bytes (the caller may reuse its view), and
  * returns what the stream's write() returned: false once the stream's buffer is past its high-water mark,
@@ -41,6 +43,7 @@ const prefixBytes = 4
  * the caller's to turn off (socket.setNoDelay()) for request/response traffic.
  */
 export class StreamTransport extends EventEmitter<SessionTransportEvents> implements SessionTransport {
+  /** The largest message, bytes, sent or received (the maxMessageBytes option). */
   readonly maxMessageBytes: number
   /** The most bytes the stream's write buffer may hold (the maxHeldBytes option). */
   readonly maxHeldBytes: number

@@ -7,18 +7,21 @@ export interface Clock {
   now(): number
 }
 
+// No allocation per change: a session core keeps one per deadline it tracks.
 /**
- * One timer: armed, re-armed and disarmed in place (no allocation per change), its callback given the time
- * it runs at. A session core keeps one per deadline it tracks.
+ * One timer of a Scheduler: armed, re-armed and disarmed in place (scheduler.arm(), scheduler.disarm()),
+ * its callback given the time it runs at.
  */
 export class Timer {
   /** When it fires, ms on its scheduler's clock; Infinity while disarmed. */
   deadline = Infinity
-  /** Its place in the scheduler's heap; -1 while disarmed. */
+  /** Its place in its scheduler's queue; -1 while disarmed (for a Scheduler's own use). */
   heapIndex = -1
 
+  /** `fire` runs when the timer is due, with the scheduler's time then. */
   constructor(readonly fire: (now: number) => void) {}
 
+  /** Whether it is armed. */
   get armed(): boolean {
     return this.heapIndex >= 0
   }

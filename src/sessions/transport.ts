@@ -35,7 +35,7 @@ export interface SessionTransportEvents {
 export interface SessionTransport extends EventEmitter<SessionTransportEvents> {
   /**
    * Sends one message (1 to maxMessageBytes bytes): true, or false to wait for 'drain'; after the close,
-   * false (dropped). See the contract above.
+   * false (dropped). See {@link SessionTransport} for the send contract.
    */
   send(data: Uint8Array): boolean
   /** false from a send() that returned false to the 'drain' after it, and after the close. */
@@ -220,6 +220,7 @@ export abstract class TransportBase extends EventEmitter<SessionTransportEvents>
 
 const EMPTY = new Uint8Array(0)
 
+/** MemoryTransport.pair()'s options. */
 export interface MemoryTransportOptions extends TransportBaseOptions {
   /**
    * Sees each message as it is sent (from: 'a' or 'b'); false drops it, as a lossy or hostile link would.

@@ -14,6 +14,7 @@ import { TransportBase, type TransportBaseOptions, maxHeldBytesOption } from './
 /** The channel modes a session protocol can run on. */
 export type SessionChannelMode = 'reliable' | 'unreliable'
 
+/** The options of the transports over a Volley channel: ClientTransport, PeerTransports and serveSessions(). */
 export interface VolleyTransportOptions extends TransportBaseOptions {
   /** The channel the messages go on: its index in the channels option (default 0). */
   channel?: number | undefined
@@ -246,9 +247,11 @@ const peerTransportConstruction: unique symbol = Symbol('volley.PeerTransport')
  * 'connect', and routes its messages, drains and disconnect to it. close() disconnects the peer.
  */
 export class PeerTransport extends ChannelTransport {
+  /** The peer whose channel it runs on. */
   readonly peer: Peer
   readonly #owner: PeerTransportOwner
 
+  /** PeerTransports makes them; there is no public constructor. @hidden */
   constructor(
     construction: typeof peerTransportConstruction,
     owner: PeerTransportOwner,
@@ -322,8 +325,11 @@ export type OnPeerTransport = (transport: PeerTransport, peer: Peer) => void
  * exception, and serving stops.
  */
 export class PeerTransports {
+  /** The server it serves on. */
   readonly server: Server
+  /** The channel's index in the server's channels option. */
   readonly channel: number
+  /** The mode the channel must have. */
   readonly channelMode: SessionChannelMode
   /** Each transport's bound of held bytes (the maxHeldBytes option). */
   readonly maxHeldBytes: number

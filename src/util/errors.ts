@@ -30,6 +30,7 @@ export type ConnectErrorCode =
  * ended under it or was found dead, a device's refusal, a stream frame out of bounds, a resumable session
  * that expired, was refused or closed, a response no longer held, an agent sync closed or its file in use, a
  * key sync that timed out, was refused, got no key from its KME, was busy or closed, or whose key store failed.
+ * @inline
  */
 export type SessionErrorCode =
   | 'ERR_REQUEST_TIMED_OUT'
@@ -96,6 +97,10 @@ function named<T extends Error>(error: T, code: string): T & { code: string } {
   return error as T & { code: string }
 }
 
+/**
+ * A TypeError with a code (VolleyTypeErrorCode): an argument or an option of the wrong type, or a value not
+ * among those allowed. Its name is 'TypeError', as Node's own.
+ */
 export class VolleyTypeError extends TypeError {
   declare readonly code: VolleyTypeErrorCode
   constructor(code: VolleyTypeErrorCode, message: string) {
@@ -105,6 +110,7 @@ export class VolleyTypeError extends TypeError {
   }
 }
 
+/** A RangeError with a code (VolleyRangeErrorCode): a number or a size out of range. Its name is 'RangeError'. */
 export class VolleyRangeError extends RangeError {
   declare readonly code: VolleyRangeErrorCode
   constructor(code: VolleyRangeErrorCode, message: string) {
@@ -114,11 +120,16 @@ export class VolleyRangeError extends RangeError {
   }
 }
 
-/** What an error was caused by: ES2022's `ErrorOptions`, spelled out so that the declarations need no ES2022 lib. */
+// ES2022's ErrorOptions, spelled out so that the declarations need no ES2022 lib.
+/** A VolleyError's options: `cause`, the error it was caused by (as Error's own `cause` option). */
 export interface VolleyErrorOptions {
   cause?: unknown
 }
 
+/**
+ * An Error with a code (VolleyStateErrorCode): a call in the wrong state, a connection or attempt that
+ * ended, an addon that does not load. Its name is 'Error', or 'AbortError' with code ABORT_ERR, as Node's own.
+ */
 export class VolleyError extends Error {
   declare readonly code: VolleyStateErrorCode
   constructor(code: VolleyStateErrorCode, message: string, options?: VolleyErrorOptions) {

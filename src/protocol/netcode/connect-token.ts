@@ -23,6 +23,7 @@ const connectTokenOptionNames: ReadonlySet<string> = new Set([
   'nonce',
 ])
 
+/** generateConnectToken()'s options. */
 export interface ConnectTokenOptions {
   /** Unique to your application: servers refuse tokens of any other. */
   protocolId: bigint | number
@@ -32,10 +33,11 @@ export interface ConnectTokenOptions {
   clientId: bigint | number
   /** 1 to 32 addresses, 'a.b.c.d:port' or '[ipv6]:port', tried in order. */
   serverAddresses: readonly string[]
+  // netcode's reference generator takes any negative value for "never"; here only -1 is, for a negative
+  // result of arithmetic means a token that should have expired.
   /**
-   * Seconds from now until the token expires; -1: it never expires (as the reference's generator does with
-   * any negative value: here others are refused, for a negative result of arithmetic means a token that
-   * should have expired). 0 makes a token that has expired already (servers refuse it; tests use one).
+   * Seconds from now until the token expires; -1: it never expires (other negative values are refused). 0
+   * makes a token that has expired already (servers refuse it: for tests).
    */
   expireSeconds: number
   /**

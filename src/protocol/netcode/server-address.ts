@@ -8,6 +8,7 @@ import { formatIpBytes, ipLiteralBytes, isIpv4Mapped } from '../../util/ip.ts'
 import type { Reader, Writer } from './wire.ts'
 import { WireError } from './wire.ts'
 
+/** A server address as a connect token holds it (readConnectToken()'s serverAddresses). */
 export interface ServerAddress {
   family: 4 | 6
   /** 4 or 16 bytes, network order. */
@@ -128,6 +129,7 @@ export function parseReachableServerAddress(text: unknown, name: string): Server
   return address
 }
 
+/** A ServerAddress as text: 'a.b.c.d:port' or '[ipv6]:port'. Throws for one that is not a valid address. */
 export function formatServerAddress(address: ServerAddress): string {
   const shape = 'A server address must be { family: 4 | 6, bytes: a Uint8Array of 4 or 16 bytes, port: 0 to 65535 }'
   if (typeof address !== 'object' || address === null) {

@@ -14,7 +14,7 @@ import type { KeySyncLink, KeySyncLinkEvents } from './link.ts'
 import { encodeKeySyncMessage, type KeySyncMessage } from './messages.ts'
 import { KEYSYNC_TIMESTAMP_WINDOW_MS } from './settings.ts'
 
-/** The reference's port. */
+/** The UDP port of the key sync by default: 5000, the reference's. */
 export const KEYSYNC_PORT = 5000
 
 export interface DatagramLinkOptions {
@@ -40,6 +40,11 @@ export interface DatagramLinkStats {
   drops: Record<EnvelopeDropReason, number>
 }
 
+/**
+ * The key sync over UDP as the reference sends it: one signed JSON datagram per message. Messages go to the
+ * configured peer address only; datagrams that fail the checks (size, shape, pinned key, signature, replay)
+ * are dropped and counted, never answered.
+ */
 export class DatagramLink extends EventEmitter<KeySyncLinkEvents> implements KeySyncLink {
   readonly #socket: Socket
   readonly #signer: EnvelopeSigner

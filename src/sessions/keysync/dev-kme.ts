@@ -253,6 +253,11 @@ function baseUrl(host: string, port: number): string {
   return `https://${isIP(reachable) === 6 ? `[${reachable}]` : reachable}:${port}`
 }
 
+/**
+ * A development KME (ETSI GS QKD 014 V1.1.1) for a set of SAEs: its three API methods over HTTPS with mutual
+ * TLS, and key pools refilled at a set rate. Keys come from node:crypto's randomBytes: for development and
+ * tests, not for a QKD network.
+ */
 export class DevKme {
   readonly #settings: Settings
   readonly #server: https.Server

@@ -122,6 +122,7 @@ export interface EnvelopeVerifierOptions {
   replayMarginMs?: number
 }
 
+/** A datagram that opened: its sender, proven by the pinned key, and its message. @inline */
 export interface OpenedEnvelope {
   ok: true
   /** The envelope's sender_sae_id, proven by its pinned key. Which role it must hold is the layer above's check. */
@@ -139,13 +140,16 @@ export interface OpenedEnvelope {
   embeddedKeyMatchesPin: boolean
 }
 
+/** A datagram that was dropped, and why. @inline */
 export interface RejectedEnvelope {
   ok: false
   reason: EnvelopeDropReason
 }
 
+/** What EnvelopeVerifier.open() returns: `ok` says which. @inline */
 export type EnvelopeResult = OpenedEnvelope | RejectedEnvelope
 
+/** What EnvelopeVerifier.stats() returns: datagrams accepted, drops by reason, and message ids remembered. @inline */
 export interface EnvelopeVerifierStats {
   accepted: number
   drops: Record<EnvelopeDropReason, number>
@@ -159,18 +163,18 @@ interface Pin {
   signatureBytes: number
 }
 
+// Replays: ids are remembered after the signature verifies (so no forger can fill the table), each until its
+// timestamp + replayWindowMs + replayMarginMs. Past that a copy is too old for the layer above, which accepts
+// a message only while |timestamp − now| ≤ replayWindowMs; such a copy is passed up unrecorded for that layer
+// to refuse. When a sender's table is full, the id whose time ends first is forgotten and its end becomes the
+// sender's floor: any new message of that sender ending at or before the floor is dropped as 'replayed'.
 /**
  * Opens key sync datagrams: checks the shape, verifies the signature with the key pinned for sender_sae_id
  * (never the public_key the datagram carries) and drops replays. open never throws.
  *
- * Replays: message ids are remembered per sender, after the signature verifies (so no forger can fill the
- * table), each until its timestamp + replayWindowMs + replayMarginMs. Past that a copy is too old for the
- * layer above, which accepts a message only while |timestamp − now| ≤ replayWindowMs; such a copy is passed up
- * unrecorded for that layer to refuse. When a sender's table is full, the id whose time ends first is
- * forgotten and its end becomes the sender's floor: any new message of that sender ending at or before the
- * floor is dropped as 'replayed'. So no message id is accepted twice while its timestamp is inside the window,
- * even past the capacity; the price of overflow is false drops, paid only by a pinned peer that sends more
- * than replayCapacity messages within one window, and only on its own messages.
+ * Replays: message ids are remembered per sender, so no message id is accepted twice while its timestamp is
+ * inside the window (replayWindowMs), however many come. A pinned peer that sends more than replayCapacity
+ * messages within one window may see some of its own dropped as 'replayed'; no other peer is affected.
  */
 export class EnvelopeVerifier {
   readonly #pins = new Map<string, Pin>()

@@ -1,6 +1,10 @@
-// volley/keysync: key synchronisation and rotation between two SAEs fed by QKD key managers (seed 000):
-// the ETSI GS QKD 014 client and a development KME, the master and slave roles, their two envelopes (the
-// reference's signed datagram, or a Volley connection), and the rotation of a Volley server's own key.
+/**
+ * Key synchronisation and rotation between two SAEs fed by QKD key managers (KMEs): an ETSI GS QKD 014
+ * client and a development KME, the master and slave roles, their two links (signed datagrams, or a Volley
+ * connection), and the rotation of a Volley server's private key. It speaks the wire of the reference SAE
+ * client ("the reference" below).
+ * @module volley/keysync
+ */
 export { KmeError, type KmeErrorCode, type KmeErrorDetail } from '../../util/errors.ts'
 export { DatagramLink, KEYSYNC_PORT, type DatagramLinkOptions, type DatagramLinkStats } from './datagram-link.ts'
 export { DevKme, type DevKmeCertificates, type DevKmeCredentials, type DevKmeFiles, type DevKmeOptions, type DevKmeStats } from './dev-kme.ts'

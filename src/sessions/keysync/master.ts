@@ -86,6 +86,10 @@ interface MasterSession {
 /** The message ids a session remembers having sent (a session sends about 15; retries add a few each). */
 const sentIdsKept = 256
 
+/**
+ * The master SAE: rotate() takes keys from its KME, notifies the slave, agrees on an instant, switches at it,
+ * then runs the cleanup of the keys the switch retired. One rotation at a time.
+ */
 export class KeySyncMaster extends KeySyncRole {
   readonly role = 'master'
   readonly #kme: MasterKeySource

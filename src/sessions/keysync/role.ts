@@ -145,6 +145,7 @@ export function keyCopy(key: StoredKey | DeliveredKey): Uint8Array {
   return new Uint8Array(key.key)
 }
 
+/** What KeySyncMaster and KeySyncSlave share: their events, counters, current key and close(). */
 export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
   abstract readonly role: 'master' | 'slave'
   readonly saeId: string
@@ -163,6 +164,7 @@ export abstract class KeySyncRole extends EventEmitter<KeySyncEvents> {
   readonly #finished = new Set<string>()
   readonly #onMessage = (value: unknown): void => this.#receive(value)
 
+  /** For KeySyncMaster and KeySyncSlave: make one of those. @hidden */
   constructor(options: KeySyncRoleOptions, known: ReadonlySet<string>, what: string) {
     super()
     checkOptions(`${what} options`, options, known)

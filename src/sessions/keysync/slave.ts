@@ -70,6 +70,10 @@ interface SlaveSession {
 /** The message ids a session remembers having sent. */
 const sentIdsKept = 64
 
+/**
+ * The slave SAE: answers the master's notification by taking the same keys from its KME, switches at the
+ * confirmed instant, then answers the cleanup.
+ */
 export class KeySyncSlave extends KeySyncRole {
   readonly role = 'slave'
   readonly #kme: SlaveKeySource

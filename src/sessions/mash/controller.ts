@@ -25,7 +25,8 @@ import {
   type MashValue,
 } from './wire.ts'
 
-/** The seed's request timeout (TC-PROTO-002); the reference code later chose 10 s. */
+// The seed's request timeout (TC-PROTO-002); the reference code later chose 10 s.
+/** How long a request waits for its response by default, ms (30 s): requestTimeoutMs's default. */
 export const MASH_REQUEST_TIMEOUT_MS = 30_000
 
 export interface MashControllerOptions extends MashLinkOptions {
@@ -140,6 +141,11 @@ const requestOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs'])
 const subscribeOptionNames: ReadonlySet<string> = new Set(['signal', 'timeoutMs', 'attributeIds', 'minIntervalMs', 'maxIntervalMs'])
 const controllerOptionNames: ReadonlySet<string> = new Set(['requestTimeoutMs', 'keepAlive', 'closeTimeoutMs', 'scheduler', 'connection', 'resubscribe'])
 
+/**
+ * The controller side of MASH: requests (read, write, invoke) with timeouts, and subscriptions with their
+ * notifications, over one connection at a time. After a reconnect its subscriptions are stale until
+ * resubscribe() (or the resubscribe option) makes them again.
+ */
 export class MashController extends EventEmitter<MashControllerEvents> {
   readonly #scheduler: Scheduler
   readonly #linkSettings: MashLinkSettings
@@ -324,8 +330,9 @@ export class MashController extends EventEmitter<MashControllerEvents> {
     }
   }
 
+  // Seed 003 §6.3.
   /**
-   * Makes the stale subscriptions again on the current connection (seed 003 §6.3: they do not come back by
+   * Makes the stale subscriptions again on the current connection (in MASH they do not come back by
    * themselves); each gets a new id and a new priming. One resubscribe per subscription at a time: those
    * already being made again are left to the call making them.
    */

@@ -122,8 +122,10 @@ export function sumDeviceStats(devices: Iterable<MashDevice>): MashDeviceStats {
   return sum
 }
 
-/** The subscription defaults of §A.4, taken when a subscribe leaves an interval out. */
+// The subscription defaults of §A.4.
+/** The shortest time between a subscription's notifications when a subscribe leaves it out, ms (1 s). */
 export const MASH_DEFAULT_MIN_INTERVAL_MS = 1_000
+/** The longest time without a notification (the heartbeat) when a subscribe leaves it out, ms (60 s). */
 export const MASH_DEFAULT_MAX_INTERVAL_MS = 60_000
 
 export interface MashDeviceStats {
@@ -200,6 +202,11 @@ interface DeviceSettings {
 
 const featureKey = (endpointId: number, featureId: number): number => endpointId * 256 + featureId
 
+/**
+ * The device side of MASH: a model of endpoints, features and attributes that answers reads, writes, invokes
+ * and subscriptions. set() feeds the subscriptions: changes are coalesced per window and sent as deltas, with
+ * a heartbeat at each subscription's maxInterval. serve() answers one connection (a MashDeviceSession).
+ */
 export class MashDevice extends EventEmitter<MashDeviceEvents> {
   readonly #features = new Map<number, FeatureState>()
   readonly #endpoints = new Set<number>()

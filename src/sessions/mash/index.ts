@@ -1,4 +1,8 @@
-// volley/mash: MASH request/response, subscriptions and keep-alive (seed 003) on any SessionTransport.
+/**
+ * MASH: requests and responses, subscriptions and keep-alive between a controller and a device, on any
+ * session transport, on the wire format of the MASH reference implementation.
+ * @module volley/mash
+ */
 export { MashController, MashSubscription, MASH_REQUEST_TIMEOUT_MS } from './controller.ts'
 export type { ManagedConnection } from '../connection-manager.ts'
 export type { MashControllerEvents, MashControllerOptions, MashRequestOptions, MashSubscribeOptions, MashSubscriptionEvents, MashSubscriptionState } from './controller.ts'

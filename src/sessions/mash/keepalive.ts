@@ -5,6 +5,7 @@ import { Timer, type Scheduler } from '../timers.ts'
 import { VolleyRangeError } from '../../util/errors.ts'
 import { integerOption } from '../../util/options.ts'
 
+/** The keepAlive option of MASH controllers and devices: pings, and how many missed pongs end a connection. */
 export interface KeepAliveOptions {
   /** Time between pings, ms (default 30,000). 0 turns the keep-alive off (pings are still answered). */
   intervalMs?: number | undefined
@@ -14,12 +15,14 @@ export interface KeepAliveOptions {
   maxMissedPongs?: number | undefined
 }
 
+/** The keep-alive settings, every one given. @inline */
 export interface KeepAliveSettings {
   intervalMs: number
   pongTimeoutMs: number
   maxMissedPongs: number
 }
 
+/** The keep-alive defaults: a ping every 30 s, its pong within 5 s, and 3 misses in a row end the connection. */
 export const keepAliveDefaults: Readonly<KeepAliveSettings> = Object.freeze({ intervalMs: 30_000, pongTimeoutMs: 5_000, maxMissedPongs: 3 })
 
 export function keepAliveSettings(options: KeepAliveOptions | undefined, name = 'keepAlive'): KeepAliveSettings {

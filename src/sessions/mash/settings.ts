@@ -6,7 +6,8 @@ import { keepAliveSettings, type KeepAliveOptions } from './keepalive.ts'
 import type { MashLinkSettings } from './link.ts'
 
 export interface MashLinkOptions {
-  /** Keep-alive pings (seed 003 §4); `false` sends none (pings from the peer are still answered). */
+  // Seed 003 §4.
+  /** Keep-alive pings (default: keepAliveDefaults); `false` sends none (pings from the peer are still answered). */
   keepAlive?: KeepAliveOptions | false | undefined
   /** How long a close waits for the peer's echo, ms (default 5,000). */
   closeTimeoutMs?: number | undefined

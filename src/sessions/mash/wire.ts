@@ -12,7 +12,8 @@ import { VolleyRangeError, VolleyTypeError, describe } from '../../util/errors.t
 // Numbers of the protocol
 // ---------------------------------------------------------------------------------------------------------
 
-/** Response status codes (reference wire/status.go). */
+// As the reference's wire/status.go numbers them.
+/** Response status codes, by name. */
 export const MashStatus = {
   SUCCESS: 0,
   INVALID_ENDPOINT: 1,
@@ -34,7 +35,8 @@ export type MashStatusName = keyof typeof MashStatus
 
 const statusNames = new Map<number, MashStatusName>(Object.entries(MashStatus).map(([name, code]) => [code, name as MashStatusName]))
 
-/** 'INVALID_PARAMETER' for 5; 'status 42' for a code MASH does not define (a newer peer's, TC-COMPAT-3). */
+// TC-COMPAT-3: a newer peer may send a code this version does not know.
+/** A status code's name: 'INVALID_PARAMETER' for 5; 'status 42' for a code MASH does not define. */
 export function mashStatusName(status: number): string {
   return statusNames.get(status) ?? `status ${status}`
 }
@@ -45,10 +47,12 @@ export const MashOperation = { read: 1, write: 2, subscribe: 3, invoke: 4 } as c
 /** Control message types (key 1 of a control message). */
 export const MashControlType = { ping: 1, pong: 2, close: 3 } as const
 
-/** The largest message, in bytes of CBOR (DEC-069; the frame's length field counts these). */
+// DEC-069.
+/** The largest message, in bytes of CBOR (what a frame's length field counts): 8192. */
 export const MASH_MAX_MESSAGE_BYTES = 8192
 
-/** What a sender may put in one message (message-framing.md §6.3); encodeMessage() refuses more. */
+// message-framing.md §6.3.
+/** What a sender may put in one message: array elements, map keys, string bytes. encodeMessage() refuses more. */
 export const MASH_SENDER_LIMITS = { arrayElements: 1000, mapKeys: 500, stringBytes: 4000 } as const
 
 /**
@@ -106,6 +110,7 @@ export interface MashControl {
 
 export type MashMessage = MashRequest | MashResponse | MashNotification | MashControl
 
+/** Why decodeMessage() refused a message. @inline */
 export type MashDecodeFailure = 'too-large' | 'malformed-cbor' | 'duplicate-key' | 'not-a-map' | 'non-integer-key' | 'not-finite' | 'invalid-field'
 
 /**
@@ -376,9 +381,10 @@ function integerField(kind: string, name: string, value: unknown, min: number, m
  * sender limits (ERR_OUT_OF_RANGE), or a message over 8192 bytes (ERR_MESSAGE_TOO_LARGE).
  *
  * A response to message 1, 2 or 3 given no payload is sent with an empty map as its payload: without one,
- * {1: id, 2: status} reads as a control message (type = id) by the reference's classification, and would
- * be taken for a ping, a pong or a close. A response to message 0 (the reference sends one when it cannot
- * learn a bad request's id) goes out as asked; it reads as a notification, and fails as one, at the peer.
+ * {1: id, 2: status} reads as a control message (type = id) to the MASH reference implementation, and
+ * would be taken for a ping, a pong or a close. A response to message 0 (the reference implementation sends
+ * one when it cannot learn a bad request's id) goes out as asked; it reads as a notification, and fails as
+ * one, at the peer.
  */
 export function encodeMessage(message: MashMessage): Uint8Array {
   if (typeof message !== 'object' || message === null) {

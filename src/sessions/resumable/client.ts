@@ -58,7 +58,7 @@ export interface SessionClientEvents {
   ended: [error: VolleyError]
 }
 
-/** The contract's HeartbeatDiagnostics, as the client measures them. */
+/** The session's heartbeat diagnostics, as the client measures them (client.diagnostics()). */
 export interface HeartbeatDiagnostics {
   sessionId: string | undefined
   /** When the latest heartbeats were sent, ms since the epoch, oldest first (up to 4). */
@@ -116,6 +116,11 @@ const knownOptions: ReadonlySet<string> = new Set([
   'wallClock',
 ])
 
+/**
+ * The client side of a resumable session: creates the session on its first connection and continues it on
+ * every later one, sends heartbeats, and resends what is unanswered, so that each request is applied once
+ * however many connections it takes. Connections come from a ConnectionManager or from attach().
+ */
 export class SessionClient extends EventEmitter<SessionClientEvents> {
   readonly keepAliveIntervalMs: number
   readonly #capabilities: ReadonlyMap<string, string>

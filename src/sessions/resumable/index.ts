@@ -1,5 +1,9 @@
-// volley/resumable: sessions that outlive their connections (seed 004): create, continue on any connection
-// or gateway, heartbeats, exactly-once requests, server requests, and the stores gateways share them through.
+/**
+ * Resumable sessions: sessions that outlive their connections. A client creates a session, then continues it
+ * on any later connection, to any gateway that shares the session store. Heartbeats, exactly-once requests,
+ * requests from the server, and the stores (in memory, Redis).
+ * @module volley/resumable
+ */
 export {
   SessionClient,
   type HeartbeatDiagnostics,

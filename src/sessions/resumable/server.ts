@@ -83,7 +83,7 @@ export interface SessionServerOptions {
   wallClock?: (() => number) | undefined
 }
 
-/** What the server counts: the contract's health metrics, and every refusal by cause. */
+/** What sessionServer.health() returns: the server's health metrics, and every refusal by cause. */
 export interface SessionServerHealth {
   activeSessions: number
   /** Sessions bound to a connection now. */
@@ -125,7 +125,7 @@ export interface SessionServerHealth {
 /** Bucket upper bounds of SessionServerHealth.heartbeatAge, ms. */
 export const heartbeatAgeBucketsMs: readonly number[] = Object.freeze([1, 5, 10, 50, 100, 500, 1_000, 10_000])
 
-/** The contract's HeartbeatDiagnostics, as the server sees one session. */
+/** One session's heartbeat diagnostics, as the server sees them (session.diagnostics()). */
 export interface ServerSessionDiagnostics {
   sessionId: string
   /** When the latest heartbeats arrived, ms since the epoch, oldest first (up to 4). */
@@ -218,9 +218,10 @@ const GONE = 2
 
 /**
  * One session as its gateway holds it. The application sees it in its handlers and events; request() sends
- * it a server request, close() ends it. Its fields are few and small on purpose (100,000 sessions a
- * gateway): times are whole ms on the server's clock, flags share a field, request state comes when used.
+ * it a server request, close() ends it.
  */
+// Its fields are few and small on purpose (100,000 sessions a gateway): times are whole ms on the server's
+// clock, flags share a field, request state comes when used.
 export class ResumableSession {
   /** @internal */ expiresAt = 0
   /** @internal */ previous: ExpiryEntry | null = null

@@ -38,7 +38,7 @@ export interface StoreTick {
   readonly expired: readonly string[]
   /** Sessions whose responses below a request id the client no longer needs. */
   readonly evictions: ReadonlyArray<readonly [sessionId: string, below: number]>
-  /** The expiry given to sessions taken over from a gone gateway (the contract's grace after a leader change). */
+  /** The expiry given to sessions taken over from a gone gateway (their grace). */
   readonly graceExpiresAt: number
   /** How many sessions to take over in this tick at most (the rest in the next ticks). */
   readonly takeOverLimit: number
@@ -53,9 +53,10 @@ export interface StoreTickResult {
   readonly lost: readonly string[]
 }
 
+// The conformance suite checks this contract on each store.
 /**
- * The contract every store keeps (the conformance suite checks it on each). Each operation is atomic: two
- * gateways racing for a session see one outcome.
+ * Where gateways share their sessions: what every store does. Each operation is atomic: two gateways racing
+ * for a session see one outcome.
  */
 export interface SessionStore {
   /** Records a new session owned by `gateway`. */

@@ -55,7 +55,7 @@ export interface AgentMetadata {
   clusterNode?: string | undefined
 }
 
-/** Why a sync failed (the reference's error codes, as names). */
+/** Why a sync failed (Wazuh's error codes, as names). */
 export type SyncFailureReason =
   | 'busy' // another sync of this agent was running: this one was skipped
   | 'no-metadata' // the metadata provider gave nothing within responseTimeoutMs
@@ -117,7 +117,7 @@ export interface SyncAgentOptions {
   syncEndDelayMs?: number | undefined
   /** Messages a second at most (default 0: no limit but the connection's back-pressure): after each maxEps, a 1 s pause. */
   maxEps?: number | undefined
-  /** The largest DataBatch, by the reference's estimate of its size (default 61440, 256 to 16 MiB). */
+  /** The largest DataBatch, by Wazuh's estimate of its size (default 61440, 256 to 16 MiB). */
   maxBatchBytes?: number | undefined
   /** Start.option (default 'sync'). */
   option?: SyncOption | undefined
@@ -137,6 +137,7 @@ export interface SyncAgentEvents {
   warning: [warning: { readonly reason: SyncAgentDropReason; readonly message: string }]
 }
 
+/** What synchronizeMetadataOrGroups() syncs: metadata or groups, as a delta or a check. @inline */
 type MetadataMode = 'metadata-delta' | 'metadata-check' | 'group-delta' | 'group-check'
 const metadataModes: ReadonlySet<string> = new Set<MetadataMode>(['metadata-delta', 'metadata-check', 'group-delta', 'group-check'])
 const differenceOperations: ReadonlySet<string> = new Set<DifferenceOperation>(['create', 'modify', 'delete'])

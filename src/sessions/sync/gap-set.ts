@@ -14,6 +14,10 @@ interface Block {
 /** What observe() made of a seq. */
 export type Observation = 'new' | 'duplicate' | 'out-of-range'
 
+/**
+ * The sequence numbers received of a session of `size` items, and the gaps between them: what a manager asks
+ * to have sent again. Its memory grows with the number of gaps, not with the size of the session.
+ */
 export class GapSet {
   /** The session's size: seqs 0 to size - 1 are expected. */
   readonly size: number

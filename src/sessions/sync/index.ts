@@ -1,5 +1,8 @@
-// volley/sync: agent sync (seed 002): agents keep a manager's copy of their inventories current, in numbered
-// sessions that retransmit exactly the gaps, on a FlatBuffers wire that Wazuh's inventorySync schema reads.
+/**
+ * Agent sync: agents keep a manager's copy of their inventories current, in numbered sessions that resend
+ * only what was lost. The wire format is FlatBuffers, compatible with Wazuh's inventorySync schema.
+ * @module volley/sync
+ */
 export {
   SyncAgent,
   type AgentMetadata,

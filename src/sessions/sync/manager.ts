@@ -71,7 +71,7 @@ export interface SyncManagerOptions {
   maxSessions?: number | undefined
   /**
    * Items of all open sessions together, by their Start.size (default 100,000,000); a Start that would
-   * pass it is answered Offline (the reference's quota).
+   * pass it is answered Offline (Wazuh's quota).
    */
   maxPendingItems?: number | undefined
   /** How long a session lives without anything new, ms (default 1,200,000). */
@@ -81,7 +81,7 @@ export interface SyncManagerOptions {
   /** Comparisons of a ModuleCheck's checksum before ChecksumMismatch (default 5), and the wait between them, ms (default 10,000). */
   checksumAttempts?: number | undefined
   checksumRetryMs?: number | undefined
-  /** Which indices a session may touch (default: the reference's wazuh-states-* inventory, FIM, SCA and vulnerabilities indices). */
+  /** Which indices a session may touch (default: Wazuh's inventory, FIM, SCA and vulnerabilities indices, wazuh-states-*). */
   acceptIndex?: ((index: string) => boolean) | undefined
   /**
    * After End, while gaps remain: how long without a new item before the manager asks again for what is

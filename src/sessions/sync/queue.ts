@@ -35,6 +35,10 @@ export interface MarkedForSync {
   readonly contexts: number
 }
 
+/**
+ * An agent's durable queue of differences, in SQLite: one row per document (id and index), coalesced as it
+ * changes, numbered when a delta sync takes it, cleared once the manager has it.
+ */
 export class SyncQueue {
   readonly #db: SqliteDatabase
   readonly #encoder = new SyncEncoder()

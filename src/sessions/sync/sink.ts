@@ -26,7 +26,7 @@ export type SyncItem =
 
 export interface SyncSink {
   /**
-   * Whether it takes sessions now: false makes the manager answer Start with Offline (the reference's
+   * Whether it takes sessions now: false makes the manager answer Start with Offline (Wazuh's
    * "indexer down"). Default: always.
    */
   available?(): boolean
@@ -57,7 +57,7 @@ export function documentHash(data: Uint8Array): string {
 }
 
 /**
- * The checksum of a set of documents, the agent's and the manager's alike (research §B.3): the lowercase hex
+ * The checksum of a set of documents, the agent's and the manager's alike: the lowercase hex
  * SHA-1 of their hashes (documentHash()), sorted ascending and concatenated.
  */
 export function inventoryChecksum(hashes: Iterable<string>): string {

@@ -10,6 +10,10 @@ const SCHEMA_VERSION = 1
 /** Staged rows applied per read: the window a commit holds in memory. */
 const PAGE_ROWS = 1024
 
+/**
+ * A durable sink: the agents' documents in a SQLite file, and the items of open sessions staged in the same
+ * file until their session completes.
+ */
 export class SqliteSyncSink implements SyncSink {
   readonly #db: SqliteDatabase
   readonly #stage: SqliteStatement
