@@ -1,6 +1,7 @@
 // `volley load`'s reports without --json: the text a person reads, from the same fields --json prints.
 import { describe, expect, it } from 'vitest'
-import { type LoadReport, loadReportText } from '../src/cli/load-report.ts'
+import { LatencyHistogram, echoRoundTripMs, stampPayload, stampedBytes } from '../src/cli/echo-latency.ts'
+import { type LoadReport, loadProgressText, loadReportText } from '../src/cli/load-report.ts'
 
 const quiet = {
   clients: 1000,
@@ -72,5 +73,55 @@ describe('volley load reports as text', () => {
       '  dropped by the kernel: receiveBufferFull 17',
       '  socket errors: ECONNREFUSED 1, sends the kernel refused 4',
     ])
+  })
+
+  it('finished with echoes: their round trips, p50, p99 and the largest', () => {
+    const report: LoadReport = {
+      event: 'finished',
+      connect: { connected: 1000, failed: 0, skipped: 0, ms: 400 },
+      rate: 10,
+      broadcasts: 100,
+      messagesSent: 100_000,
+      ...quiet,
+      messagesReceived: 100_000,
+      latency: { echoes: 100_000, p50Ms: 0.412, p99Ms: 12.34, maxMs: 1204.5 },
+    }
+    expect(loadReportText(report).split('\n').at(-1)).toBe('  round trips (100,000 echoes): p50 0.412 ms, p99 12.3 ms, max 1,205 ms')
+  })
+})
+
+describe('volley load progress line', () => {
+  it('says how many are connected, the rates, and the round trips where echoes came back', () => {
+    expect(loadProgressText({ phase: 'connecting', connected: 4000, sentPerSecond: 0, receivedPerSecond: 0 })).toBe('4,000 connected (connecting), 0 sent/s, 0 received/s')
+    expect(loadProgressText({ phase: 'running', connected: 1000, sentPerSecond: 10_000, receivedPerSecond: 9_998.4, latency: { echoes: 9998, p50Ms: 0.41, p99Ms: 1.92, maxMs: 3 } })).toBe(
+      '1,000 connected, 10,000 sent/s, 9,998 received/s, RTT p50 0.41 ms, p99 1.92 ms, max 3 ms',
+    )
+  })
+})
+
+describe('volley load round trips', () => {
+  it('reads the time a stamped broadcast was sent back from its echo, and nothing from another message', () => {
+    const payload = new Uint8Array(64).fill(1)
+    stampPayload(payload)
+    const roundTrip = echoRoundTripMs(payload)
+    expect(roundTrip).toBeGreaterThanOrEqual(0)
+    expect(roundTrip).toBeLessThan(1000)
+    expect(echoRoundTripMs(new Uint8Array(64).fill(1))).toBeUndefined()
+    expect(echoRoundTripMs(payload.subarray(0, stampedBytes - 1))).toBeUndefined()
+  })
+
+  it('gives percentiles within about 1 % of the times recorded, and the largest exactly', () => {
+    const histogram = new LatencyHistogram()
+    // 1 to 10,000 µs, once each: p50 is 5 ms, p99 9.9 ms.
+    for (let us = 1; us <= 10_000; us++) histogram.record(us / 1000)
+    expect(histogram.count).toBe(10_000)
+    expect(Math.abs(histogram.quantile(0.5) / 5 - 1)).toBeLessThan(0.012)
+    expect(Math.abs(histogram.quantile(0.99) / 9.9 - 1)).toBeLessThan(0.012)
+    expect(histogram.summary()).toMatchObject({ echoes: 10_000, maxMs: 10 })
+    // A time past the last bucket: the largest is kept, the quantile at most that.
+    histogram.record(3_600_000)
+    expect(histogram.quantile(1)).toBe(3_600_000)
+    histogram.reset()
+    expect(histogram.summary()).toEqual({ echoes: 0, p50Ms: 0, p99Ms: 0, maxMs: 0 })
   })
 })

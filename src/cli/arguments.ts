@@ -1,5 +1,5 @@
-// Command lines of the volley CLI and the demos: a mistake is one line and the usage, exit status 2, never a
-// stack trace.
+// Command lines of the volley CLI and the demos: a mistake is one line and where to find the usage, exit
+// status 2, never a stack trace.
 import { constants } from 'node:os'
 import { type ParseArgsConfig, parseArgs } from 'node:util'
 
@@ -42,17 +42,22 @@ export function parseCommandLine<T extends ParseArgsConfig>(
 
 /** "unknown flag '--adress' (did you mean --address?)", the nearest flag by edit distance, if near. */
 function unknownFlag(given: string, known: readonly string[]): string {
-  const name = given.replace(/^-+/, '')
+  const nearest = nearestName(given.replace(/^-+/, ''), known)
+  return `unknown flag '${given}'${nearest === undefined ? '' : ` (did you mean --${nearest}?)`}`
+}
+
+/** The name of `known` nearest to `name` by edit distance, if near: at most a third of its letters wrong. */
+export function nearestName(name: string, known: Iterable<string>): string | undefined {
   let nearest: string | undefined
-  let nearestDistance = Math.max(2, Math.floor(name.length / 3)) + 1 // at most a third of the letters wrong
-  for (const flag of known) {
-    const distance = editDistance(name, flag)
+  let nearestDistance = Math.max(2, Math.floor(name.length / 3)) + 1
+  for (const candidate of known) {
+    const distance = editDistance(name, candidate)
     if (distance < nearestDistance) {
-      nearest = flag
+      nearest = candidate
       nearestDistance = distance
     }
   }
-  return `unknown flag '${given}'${nearest === undefined ? '' : ` (did you mean --${nearest}?)`}`
+  return nearest
 }
 
 /** Levenshtein distance: insertions, deletions and substitutions. */
@@ -88,35 +93,50 @@ function joinNegativeValues(args: readonly string[], options: NonNullable<ParseA
   return joined
 }
 
+/** A number's range, as numberArgument() and the config file check it. */
+export interface NumberRange {
+  integer?: boolean
+  min?: number
+  max?: number
+}
+
+/** What a value in `range` must be, for an error: "an integer from 1 to 10", "a non-negative number up to 1". */
+export function rangeText({ integer = false, min = 0, max = Number.MAX_VALUE }: NumberRange): string {
+  const kind = integer ? 'integer' : 'number'
+  return min === 0 ? `a non-negative ${kind}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}` : `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`
+}
+
+/** Whether `value` is a number in `range` (-0 is not: it prints as 0 but is a mistake). */
+export function inRange(value: number, { integer = false, min = 0, max = Number.MAX_VALUE }: NumberRange): boolean {
+  return Number.isFinite(value) && value >= min && value <= max && (!integer || Number.isInteger(value)) && !Object.is(value, -0)
+}
+
 /** --name's value as a number from min (default 0) to max, or the fallback when it is absent. */
-export function numberArgument(
-  name: string,
-  text: string | undefined,
-  fallback: number,
-  { integer = false, min = 0, max = Number.MAX_VALUE }: { integer?: boolean; min?: number; max?: number } = {},
-): number {
+export function numberArgument(name: string, text: string | undefined, fallback: number, range: NumberRange = {}): number {
   if (text === undefined) return fallback
   // Decimal digits only: Number() alone took '', ' 0x3 ', '0b11' and '1e3'.
   const value = /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : Number.NaN
-  if (!Number.isFinite(value) || value < min || value > max || (integer && !Number.isInteger(value)) || Object.is(value, -0)) {
-    const kind = integer ? 'integer' : 'number'
-    const range = min === 0 ? `a non-negative ${kind}${max < Number.MAX_VALUE ? ` up to ${max}` : ''}` : `${integer ? 'an' : 'a'} ${kind} from ${min} to ${max}`
-    throw new UsageError(`--${name} must be ${range}, not '${text}'`)
-  }
+  if (!inRange(value, range)) throw new UsageError(`--${name} must be ${rangeText(range)}, not '${text}'`)
   return value
 }
 
 /** The longest a timer waits (2^31 - 1 ms, in whole seconds): a longer delay would fire at once. */
 export const maxTimerSeconds = 2_147_483
 
+/** The line after a mistake's: where the usage is, for a program whose `command` prints it ('volley --help'). */
+export function seeHelp(command: string): string {
+  return `Run '${command}' for the usage.`
+}
+
 /**
  * Ends the process for a mistake in the command line (status 2) or a typed error of the library (an address
- * that does not parse, a port in use: status 2 for bad values, 1 otherwise), with one line each. Anything
- * else is a bug: thrown on.
+ * that does not parse, a port in use: status 2 for bad values, 1 otherwise), with one line each; a mistake's
+ * is followed by `seeUsage` (seeHelp(): the usage itself buried the mistake above it). Anything else is a
+ * bug: thrown on.
  */
-export function exitOnCommandError(program: string, usage: string, error: unknown): never {
+export function exitOnCommandError(program: string, seeUsage: string, error: unknown): never {
   if (error instanceof UsageError) {
-    console.error(`${program}: ${error.message}\n\n${usage}`)
+    console.error(`${program}: ${error.message}\n${seeUsage}`)
     process.exit(2)
   }
   const code = (error as { code?: unknown }).code

@@ -4,9 +4,10 @@
 import { createDatagramSocket } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../api/native-info.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:datagrams -- [--seconds 3] [--size 64] [--batch 64]'
+const seeUsage = seeHelp('npm run demo:datagrams -- --help')
 const help = `${usage}
 
 One datagram socket floods another on loopback through the engine, as fast as back-pressure allows;
@@ -32,7 +33,7 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo:datagrams', usage, error)
+  exitOnCommandError('volley demo:datagrams', seeUsage, error)
 }
 const { seconds, size, batchSize } = demo
 

@@ -7,9 +7,10 @@ import { setMaxListeners } from 'node:events'
 import { Client, Server, generateConnectToken, generateKey } from '../index.ts'
 import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../api/native-info.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo -- [--clients 1000] [--seconds 5] [--rate 20] [--channels] [--loss 0.05]'
+const seeUsage = seeHelp('npm run demo -- --help')
 const help = `${usage}
 
 A netcode server and its clients on loopback: each client connects with a connect token, then sends
@@ -47,7 +48,7 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo', usage, error)
+  exitOnCommandError('volley demo', seeUsage, error)
 }
 const { clientCount, seconds, rate, loss } = demo
 // With channels: a reliable channel for the echoes; with --loss: every socket sends through a lossy network.
@@ -65,7 +66,7 @@ let port: number
 try {
   ;({ port } = await server.listen())
 } catch (error) {
-  exitOnCommandError('volley demo', usage, error) // a port in use; channels on the fallback engine
+  exitOnCommandError('volley demo', seeUsage, error) // a port in use; channels on the fallback engine
 }
 // From here on, Ctrl-C (or SIGTERM) stops the connecting or the messages, and the summary follows.
 tolerateClosedOutput()

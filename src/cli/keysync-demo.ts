@@ -14,9 +14,10 @@ import { KmeClient } from '../sessions/keysync/kme-client.ts'
 import { KeySyncMaster, type KeyRotationResult } from '../sessions/keysync/master.ts'
 import { KeySyncSlave } from '../sessions/keysync/slave.ts'
 import { IssuerKey, netcodeKeyFrom, rotateServerKeys } from '../sessions/keysync/volley-keys.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:keysync -- [--rotations 3] [--every 30] [--clients 20]'
+const seeUsage = seeHelp('npm run demo:keysync -- --help')
 const help = `${usage}
 
 A development KME, a token-issuing backend (master SAE) and a Volley gateway (slave SAE) on loopback. They
@@ -43,7 +44,7 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo:keysync', usage, error)
+  exitOnCommandError('volley demo:keysync', seeUsage, error)
 }
 const { rotations, everySeconds, clientsPerSecond } = demo
 const protocolId = 0x5e0000n

@@ -6,9 +6,31 @@ export interface LoadReport extends ClientPoolStats {
   event: 'connected' | 'finished'
   connect: { connected: number; failed: number; skipped: number; ms: number }
   connectRate?: number
+  /** Broadcasts a second asked for (--rate). */
+  rate?: number
   broadcasts?: number
   messagesSent?: number
+  /** Round trips of the broadcasts the server echoed (echo-latency.ts), ms; absent when none came back. */
+  latency?: LatencySummary
   interrupted?: boolean
+}
+
+export interface LatencySummary {
+  echoes: number
+  p50Ms: number
+  p99Ms: number
+  maxMs: number
+}
+
+/** What the progress line shows: the figures of the last interval. */
+export interface LoadProgress {
+  /** Connecting still (the attempts under way), or the window of broadcasts. */
+  phase: 'connecting' | 'running'
+  connected: number
+  sentPerSecond: number
+  receivedPerSecond: number
+  /** The interval's echoes, where some came back. */
+  latency?: LatencySummary
 }
 
 const count = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 })
@@ -19,6 +41,22 @@ function tally(entries: Record<string, number | undefined>): string {
     .filter(([, n]) => n !== undefined && n > 0)
     .map(([name, n]) => `${name} ${count.format(n!)}`)
     .join(', ')
+}
+
+/** Milliseconds with three significant digits, at most: 0.412, 12.3, 1,204. */
+function milliseconds(ms: number): string {
+  return `${ms >= 100 ? count.format(ms) : ms.toPrecision(3).replace(/\.?0+$/, '')} ms`
+}
+
+function latencyText({ p50Ms, p99Ms, maxMs }: LatencySummary): string {
+  return `p50 ${milliseconds(p50Ms)}, p99 ${milliseconds(p99Ms)}, max ${milliseconds(maxMs)}`
+}
+
+/** The progress line, without a line end: "1,000 connected, 10,000 sent/s, 9,998 received/s, RTT p50 0.41 ms, ...". */
+export function loadProgressText(progress: LoadProgress): string {
+  const connected = `${count.format(progress.connected)} connected${progress.phase === 'connecting' ? ' (connecting)' : ''}`
+  const rates = `${count.format(progress.sentPerSecond)} sent/s, ${count.format(progress.receivedPerSecond)} received/s`
+  return `${connected}, ${rates}${progress.latency === undefined ? '' : `, RTT ${latencyText(progress.latency)}`}`
 }
 
 function percent(fraction: number): string {
@@ -59,6 +97,7 @@ export function loadReportText(report: LoadReport): string {
       (missing > 0 ? ` (${count.format(missing)} fewer than sent, ${percent(missing / sent)})` : ''),
     `  datagrams: ${count.format(report.packets.out)} out, ${count.format(report.packets.in)} in; bytes: ${count.format(report.bytes.out)} out, ${count.format(report.bytes.in)} in`,
   ]
+  if (report.latency !== undefined) lines.push(`  round trips (${count.format(report.latency.echoes)} echoes): ${latencyText(report.latency)}`)
   const ended = tally(report.ended)
   if (ended !== '') lines.push(`  connections lost: ${ended}`)
   const drops = tally(report.drops)

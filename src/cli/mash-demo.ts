@@ -11,9 +11,10 @@ import { fallbackReason } from '../engine/choose.ts'
 import { nativeInfo } from '../api/native-info.ts'
 import { ClientTransport, serveSessions } from '../sessions/index.ts'
 import { MashController, MashDevice, sumDeviceStats, type MashDeviceStats, type MashEndpointDefinition, type MashValue } from '../sessions/mash/index.ts'
-import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, msUntilInterrupted, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:mash -- [--devices 1000] [--seconds 5] [--rate 5]'
+const seeUsage = seeHelp('npm run demo:mash -- --help')
 const help = `${usage}
 
 A Volley gateway on loopback hosts simulated energy meters (MASH devices); as many controllers connect,
@@ -46,7 +47,7 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo:mash', usage, error)
+  exitOnCommandError('volley demo:mash', seeUsage, error)
 }
 const { deviceCount, seconds, rate } = demo
 
@@ -163,7 +164,7 @@ let port: number
 try {
   ;({ port } = await server.listen())
 } catch (error) {
-  exitOnCommandError('volley demo:mash', usage, error)
+  exitOnCommandError('volley demo:mash', seeUsage, error)
 }
 // From here on, Ctrl-C (or SIGTERM) stops the connecting or the changes, and the summary follows.
 tolerateClosedOutput()

@@ -17,11 +17,12 @@ import { SessionClient } from '../sessions/resumable/client.ts'
 import type { SessionServerHealth } from '../sessions/resumable/server.ts'
 import { MemorySessionStore } from '../sessions/resumable/store.ts'
 import { ClientTransport } from '../sessions/volley-transport.ts'
-import { UsageError, exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { UsageError, exitOnCommandError, exitWithHelp, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 import { redisServerAvailable, startRedisServer, type RedisServer } from './redis-server.ts'
 import { demoChannels, demoProtocolId, demoVolleyTimers, startGateway } from './sessions-gateway.ts'
 
 const usage = 'usage: npm run demo:sessions -- [--clients 1000] [--seconds 6] [--rate 2] [--store auto|redis|memory]'
+const seeUsage = seeHelp('npm run demo:sessions -- --help')
 const help = `${usage}
 
 Two gateways share their sessions through a store; each client holds a session and sends requests. A third
@@ -61,11 +62,11 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo:sessions', usage, error)
+  exitOnCommandError('volley demo:sessions', seeUsage, error)
 }
 const { clientCount, seconds, rate } = demo
 const useRedis = demo.store === 'redis' || (demo.store === 'auto' && redisServerAvailable())
-if (demo.store === 'redis' && !redisServerAvailable()) exitOnCommandError('volley demo:sessions', usage, new UsageError('--store redis needs redis-server on PATH (apt-get install redis-server)'))
+if (demo.store === 'redis' && !redisServerAvailable()) exitOnCommandError('volley demo:sessions', seeUsage, new UsageError('--store redis needs redis-server on PATH (apt-get install redis-server)'))
 /** A gateway silent this long is gone: B takes over what A's clients do not continue themselves. */
 const GATEWAY_TTL_MS = 2_000
 /** How long a connect attempt waits for one gateway before the token's next: the failover's main part. */
@@ -139,7 +140,7 @@ try {
   }
 } catch (error) {
   await redis?.stop()
-  exitOnCommandError('volley demo:sessions', usage, error)
+  exitOnCommandError('volley demo:sessions', seeUsage, error)
 }
 
 tolerateClosedOutput()
@@ -300,7 +301,7 @@ if (healthB !== undefined) {
 if (ranAgain > 0) {
   console.log(
     `             (A ran those and was killed before it recorded their answers: an effect that must happen once is keyed by the request, ` +
-      `its session and request id, as docs/sessions.md says)`,
+      `its session and request id, as docs/resumable-sessions.md says)`,
   )
 }
 const failed = lost !== 0 || applied !== totals.answered || totals.wrongAnswer !== 0 || totals.failures.size > 0 || onAAtKill.size > 0 || created !== clientCount

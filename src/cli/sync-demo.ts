@@ -16,9 +16,10 @@ import { SyncManager } from '../sessions/sync/manager.ts'
 import { documentHash, inventoryChecksum } from '../sessions/sync/sink.ts'
 import { SqliteSyncSink } from '../sessions/sync/sqlite-sink.ts'
 import { ClientTransport } from '../sessions/volley-transport.ts'
-import { UsageError, exitOnCommandError, exitWithHelp, interruptedStatus, interruption, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { UsageError, exitOnCommandError, exitWithHelp, interruptedStatus, interruption, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
 
 const usage = 'usage: npm run demo:sync -- [--agents 20] [--items 5000] [--loss 5] [--channel unreliable|reliable] [--db FILE]'
+const seeUsage = seeHelp('npm run demo:sync -- --help')
 const help = `${usage}
 
 Agents sync their package inventories to a manager through one Volley gateway on loopback, over a link that
@@ -59,7 +60,7 @@ let demo: ReturnType<typeof settings>
 try {
   demo = settings()
 } catch (error) {
-  exitOnCommandError('volley demo:sync', usage, error)
+  exitOnCommandError('volley demo:sync', seeUsage, error)
 }
 const { agentCount, items, lossPercent, channelMode } = demo
 const INDEX = 'wazuh-states-inventory-packages'
@@ -119,7 +120,7 @@ try {
   }
 } catch (error) {
   await shutdown()
-  exitOnCommandError('volley demo:sync', usage, error)
+  exitOnCommandError('volley demo:sync', seeUsage, error)
 }
 
 /** One round: each agent records its changes, then all sync at once. */

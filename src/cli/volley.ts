@@ -4,25 +4,34 @@
 // in hex; all traffic is whatever address you name.
 import { spawnSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import type { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { ClientPool } from '../api/client-pool.ts'
 import { devSaeIdsProblem } from '../sessions/keysync/kme-wire.ts'
-import { type ChannelOptions, Server, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
-import { parseReachableServerAddress, parseServerAddressPortZero, unreachableServerAddress } from '../protocol/netcode/server-address.ts'
-import { maxClientsLimit } from '../engine/layout.ts'
-import { deliveryDefaults } from '../protocol/delivery/config.ts'
+import { type ChannelOptions, connectTokenToBase64, generateConnectToken, generateKey } from '../index.ts'
+import { parseReachableServerAddress } from '../protocol/netcode/server-address.ts'
 import { netcodeDefaults } from '../protocol/netcode/constants.ts'
-import { UsageError, exitOnCommandError, interruptedStatus, interruption, maxTimerSeconds, numberArgument, parseCommandLine, pause, tolerateClosedOutput } from './arguments.ts'
+import { UsageError, exitOnCommandError, interruptedStatus, interruption, numberArgument, parseCommandLine, pause, seeHelp, tolerateClosedOutput } from './arguments.ts'
+import { LatencyHistogram, echoRoundTripMs, stampPayload } from './echo-latency.ts'
+import { resolveHostAddress } from './host-address.ts'
+import { ProgressLine } from './load-progress.ts'
 import { type LoadReport, loadReportText } from './load-report.ts'
+import { runServe } from './serve.ts'
+import { channelFlag, readServeConfig, serveFlagSettings, serveRun } from './serve-config.ts'
+import { channelsOf, defaultProtocolId, keepAliveRange, keyFromHex, keyRequired, maxMessageBytesRange, secondsRange, serveDefaults, uint64 } from './settings.ts'
 
-/** The size of each message --rate broadcasts. */
+/** The size of each message --rate broadcasts (its first bytes the time it was sent: echo-latency.ts). */
 const broadcastBytes = 64
+/** Broadcasts a second without --rate: enough for the echoes' round trips, little for the server. */
+const defaultRate = 10
 
 const usage = `usage:
   volley serve --address 127.0.0.1:40000 --key <64 hex> [--public-address 203.0.113.7:40000] [--protocol-id 0x1234]
-               [--max-clients 10000] [--seconds N] [--keep-alive-ms ${netcodeDefaults.keepAliveIntervalMs}] [--reuse-port] [--channels reliable,unreliable] [--max-message-bytes N]
+               [--max-clients ${serveDefaults.maxClients}] [--seconds N] [--keep-alive-ms ${serveDefaults.keepAliveMs}] [--reuse-port] [--channels reliable,unreliable]
+               [--max-message-bytes N] [--config volley.json] [--metrics-address 127.0.0.1:9464]
+               [--status-interval ${serveDefaults.statusIntervalSeconds}] [--workers N]
   volley load  --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--clients 1000] [--seconds 10]
-               [--rate 0] [--concurrency 256] [--timeout 10] [--keep-alive-ms ${netcodeDefaults.keepAliveIntervalMs}] [--json]
+               [--rate ${defaultRate}] [--concurrency 256] [--timeout 10] [--keep-alive-ms ${netcodeDefaults.keepAliveIntervalMs}] [--json]
                [--channels reliable,unreliable] [--max-message-bytes N]
   volley token --server 127.0.0.1:40000 --key <64 hex> [--protocol-id 0x1234] [--client-id 1] [--timeout 10]
   volley key   (prints a new random key)
@@ -35,16 +44,26 @@ const usage = `usage:
   --public-address  serve: the address tokens list and clients send to, when not --address (0.0.0.0, NAT)
   --server      load and token: a server's address; repeat it for up to 32, which a client tries in turn
   --protocol-id decimal, or hex with 0x (default 0x1234): serve, load and token must give the same
-  --rate        broadcasts a second: each is a message from every connected client whose send queue has
-                room (the report counts the others as not queued; 0: none)
+  --server, --address, --public-address  an IP address and port, or a host name and port (localhost:40000:
+                its first address, as the system resolves it)
+  --rate        broadcasts a second (default ${defaultRate}; 0: none): each is a message from every connected client
+                whose send queue has room (the report counts the others as not queued); the server's echoes
+                give the round trips (RTT p50, p99 and max in the report)
   --timeout     the connect token's timeout, seconds (-1: none; load's clients then wait for a silent server
                 until their tokens expire, and never notice a server that went away)
   --seconds     serve: how long to run (0, the default: until Ctrl-C); load: the window after connecting
   --reuse-port  serve: share the address with other servers started with it, a shard each (SO_REUSEPORT)
+  --config      serve: a JSON file of the same settings, and keyFile (a file holding the key); the flags
+                given override it (docs/connections.md, "volley serve")
+  --metrics-address  serve: where to answer HTTP GET /metrics (Prometheus; needs prom-client installed) and
+                GET /healthz (200 while serving, 503 while stopping)
+  --status-interval  serve: seconds between its status lines (default ${serveDefaults.statusIntervalSeconds}; 0: none)
+  --workers     serve: worker threads, each a server on the one port (SO_REUSEPORT; default 1)
   --channels    the delivery layer's channels, modes separated by commas (reliable, unreliable, sequenced):
                 serve echoes each message on its channel, load broadcasts on channel 0; both sides the same
-  --max-message-bytes  with --channels: the largest message (default 1048576)
-  --json        load: its two reports (connected, finished) as a JSON object a line
+  --max-message-bytes  with --channels: the largest message (default ${serveDefaults.maxMessageBytes})
+  --json        load: its two reports (connected, finished) as a JSON object a line. Without it, and on a
+                terminal always, a progress line on stderr
   --sae         kme: an SAE the development KME serves, its ID (letters, digits, . _ ~ : @ -; not ca, . or
                 .., no two the same but for case); at least 2
   --host, --port  kme: where it listens (default 127.0.0.1, port 0: any free one)
@@ -52,9 +71,10 @@ const usage = `usage:
                 (<SAE>.pem, <SAE>.key, mode 0600), made anew at each start (default certs); made with
                 mode 0700 if missing, refused if other users may enter it or it is a symbolic link
   serve exits with status 0 when it stops (at --seconds, Ctrl-C or SIGTERM: it disconnects its clients first),
-  and kme when it stops (Ctrl-C or SIGTERM)
-  load exits with status 1 when a client failed to connect or lost its connection, or its broadcasts
-  stopped (the servers refused the message), 130 when interrupted (143 at SIGTERM)`
+  1 when a worker failed, and kme with 0 when it stops (Ctrl-C or SIGTERM)
+  load exits with status 1 when a client failed to connect or lost its connection, its channels differ
+  from the server's, or its broadcasts stopped (the servers refused the message), 130 when interrupted
+  (143 at SIGTERM)`
 
 // No defaults here: a flag given is a flag in `values`, so that one the command does not take is refused.
 const options = {
@@ -75,6 +95,10 @@ const options = {
   'reuse-port': { type: 'boolean' },
   channels: { type: 'string' },
   'max-message-bytes': { type: 'string' },
+  config: { type: 'string' },
+  'metrics-address': { type: 'string' },
+  'status-interval': { type: 'string' },
+  workers: { type: 'string' },
   sae: { type: 'string', multiple: true },
   host: { type: 'string' },
   port: { type: 'string' },
@@ -83,9 +107,27 @@ const options = {
   version: { type: 'boolean' },
 } as const
 
+/** The flags' values, as parseArgs gives them. */
+type ParsedValues = ReturnType<typeof parseArgs<{ options: typeof options; allowPositionals: true }>>['values']
+
 /** The flags each command takes (--help and --version go with any). */
 const commandFlags: Record<string, readonly (keyof typeof options)[]> = {
-  serve: ['address', 'public-address', 'key', 'protocol-id', 'max-clients', 'seconds', 'keep-alive-ms', 'reuse-port', 'channels', 'max-message-bytes'],
+  serve: [
+    'config',
+    'address',
+    'public-address',
+    'key',
+    'protocol-id',
+    'max-clients',
+    'seconds',
+    'keep-alive-ms',
+    'reuse-port',
+    'channels',
+    'max-message-bytes',
+    'metrics-address',
+    'status-interval',
+    'workers',
+  ],
   load: ['server', 'key', 'protocol-id', 'clients', 'seconds', 'rate', 'concurrency', 'timeout', 'keep-alive-ms', 'json', 'channels', 'max-message-bytes'],
   token: ['server', 'key', 'protocol-id', 'client-id', 'timeout'],
   key: [],
@@ -103,27 +145,18 @@ function packageVersion(): string {
  * other users of the host can read (/proc/<pid>/cmdline, ps) and the shell keeps in its history.
  */
 function key(flag: string | undefined): Uint8Array {
-  const hex = flag ?? process.env.VOLLEY_KEY
-  if (hex === undefined) throw new UsageError('--key is required (64 hex digits; `volley key` makes one), or VOLLEY_KEY in the environment')
-  const source = flag !== undefined ? '--key' : 'VOLLEY_KEY'
-  if (!/^[0-9a-f]{64}$/i.test(hex)) throw new UsageError(`${source} must be 64 hex digits`)
-  // The library refuses it too, but in the words of its options: say it in the CLI's.
-  if (/^0+$/.test(hex)) throw new UsageError(`${source} is all zeros, which is no secret (\`volley key\` makes a random one)`)
-  return Uint8Array.from(Buffer.from(hex, 'hex'))
+  if (flag !== undefined) return keyFromHex(flag, '--key')
+  const environment = process.env.VOLLEY_KEY
+  if (environment === undefined) throw new UsageError(keyRequired)
+  return keyFromHex(environment, 'VOLLEY_KEY')
 }
 
+/** --protocol-id, --client-id: an integer from 0 to 2^64 - 1. */
 function bigint(name: string, text: string): bigint {
-  // Decimal or 0x hex, nothing else: BigInt() alone took '' (as 0) and ' 0x10 '.
-  if (/^(0x[0-9a-f]+|\d+)$/i.test(text)) {
-    const value = BigInt(text)
-    if (value < 1n << 64n) return value
-  }
-  throw new UsageError(`--${name} must be an integer from 0 to 2^64 - 1 (decimal or 0x hex), not '${text}'`)
+  return uint64(text, `--${name}`, `'${text}'`)
 }
 
-// The ranges the library takes, checked here so that a mistake names the flag and shows the usage.
-const keepAliveRange = { min: 1, max: 60_000 }
-const maxClientsRange = { integer: true, min: 1, max: maxClientsLimit }
+// load's own ranges (serve's are in settings.ts, which its config file shares).
 const concurrencyRange = { integer: true, min: 1, max: 1_000_000 }
 const clientsRange = { integer: true, min: 1, max: 1_000_000 }
 
@@ -138,58 +171,29 @@ function timeoutArgument(text: string | undefined): number {
   throw new UsageError(`--timeout must be -1 (no timeout) or a whole number of seconds from 1 to 2147483647, not '${text}'`)
 }
 
-function required(name: string, value: string | undefined): string {
-  if (value === undefined) throw new UsageError(`--${name} is required`)
-  return value
-}
-
-/**
- * --address and --public-address, checked here so that an error names the flag rather than the Server option
- * it fills. What tokens list (the public address, or the bound one) must be an address clients can send to.
- */
-function addressArguments(values: { address?: string; 'public-address'?: string }, reusePort: boolean): { address: string; publicAddress?: string } {
-  const address = required('address', values.address)
-  const bound = parseServerAddressPortZero(address, '--address')
-  if (bound.port === 0 && reusePort) throw new UsageError('--reuse-port needs a fixed port in --address, not port 0')
-  const publicAddress = values['public-address']
-  const unreachable = unreachableServerAddress(publicAddress === undefined ? bound : parseServerAddressPortZero(publicAddress, '--public-address'))
-  if (unreachable !== undefined) {
-    throw new UsageError(
-      publicAddress === undefined
-        ? `--address ${address} is ${unreachable}, which clients cannot send to: give --public-address too, the address tokens list`
-        : `--public-address ${publicAddress} is ${unreachable}, which clients cannot send to`,
-    )
-  }
-  return publicAddress === undefined ? { address } : { address, publicAddress }
-}
-
 /** --channels and --max-message-bytes: the delivery options (none without --channels). */
 function deliveryArguments(channels: string | undefined, maxMessageBytes: string | undefined): { channels?: ChannelOptions[]; maxMessageBytes?: number } {
   if (channels === undefined) {
     if (maxMessageBytes !== undefined) throw new UsageError('--max-message-bytes needs --channels')
     return {}
   }
-  const modes = channels.split(',').map((mode) => mode.trim())
-  for (const mode of modes) {
-    if (mode !== 'reliable' && mode !== 'unreliable' && mode !== 'sequenced') {
-      throw new UsageError(`--channels must be modes separated by commas (reliable, unreliable, sequenced), not '${channels}'`)
-    }
-  }
-  if (modes.length > 255) throw new UsageError('--channels takes 1 to 255 modes')
   return {
-    channels: modes.map((mode) => ({ mode: mode as ChannelOptions['mode'] })),
-    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes: numberArgument('max-message-bytes', maxMessageBytes, deliveryDefaults.maxMessageBytes, { integer: true, min: 1, max: 1 << 30 }) }),
+    channels: channelsOf(channelFlag(channels), '--channels'),
+    ...(maxMessageBytes === undefined ? {} : { maxMessageBytes: numberArgument('max-message-bytes', maxMessageBytes, serveDefaults.maxMessageBytes, maxMessageBytesRange) }),
   }
 }
 
-/** --server, once or more: checked here so that an error names the flag rather than the token option it fills. */
-function serverArguments(values: string[] | undefined): string[] {
+/**
+ * --server, once or more, host names resolved: checked here so that an error names the flag rather than the
+ * token option it fills.
+ */
+async function serverArguments(values: string[] | undefined): Promise<string[]> {
   if (values === undefined || values.length === 0) throw new UsageError('--server is required')
   if (values.length > 32) throw new UsageError(`--server is given ${values.length} times: a connect token lists 1 to 32 servers`)
-  for (const server of values) parseReachableServerAddress(server, '--server')
-  return values
+  const servers = await Promise.all(values.map((server) => resolveHostAddress(server, '--server')))
+  for (const server of servers) parseReachableServerAddress(server, '--server')
+  return servers
 }
-
 
 /**
  * volley kme: a development KME for the SAEs named, its CA's certificate and each SAE's certificate and key
@@ -253,7 +257,8 @@ async function main(): Promise<void> {
     if (!flags.includes(flag)) throw new UsageError(`${command} takes no --${flag}`)
   }
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}' after ${command}`)
-  const protocolId = bigint('protocol-id', values['protocol-id'] ?? '0x1234')
+  // serve's --protocol-id may come from its config file instead.
+  const protocolId = (): bigint => (values['protocol-id'] === undefined ? defaultProtocolId : bigint('protocol-id', values['protocol-id']))
   if (command === 'key') {
     console.log(Buffer.from(await generateKey()).toString('hex'))
   } else if (command === 'build-addon') {
@@ -263,9 +268,9 @@ async function main(): Promise<void> {
   } else if (command === 'kme') {
     await runKme(values)
   } else if (command === 'token') {
-    const servers = serverArguments(values.server)
+    const servers = await serverArguments(values.server)
     const token = await generateConnectToken({
-      protocolId,
+      protocolId: protocolId(),
       privateKey: key(values.key),
       clientId: bigint('client-id', values['client-id'] ?? '1'),
       serverAddresses: servers,
@@ -274,149 +279,154 @@ async function main(): Promise<void> {
     })
     console.log(connectTokenToBase64(token))
   } else if (command === 'serve') {
-    const reusePort = values['reuse-port'] === true
-    const addresses = addressArguments(values, reusePort)
-    const server = new Server({
-      protocolId,
-      privateKey: key(values.key),
-      ...addresses,
-      maxClients: numberArgument('max-clients', values['max-clients'], 10000, maxClientsRange),
-      keepAliveIntervalMs: numberArgument('keep-alive-ms', values['keep-alive-ms'], netcodeDefaults.keepAliveIntervalMs, keepAliveRange),
-      reusePort,
-      ...deliveryArguments(values.channels, values['max-message-bytes']),
-    })
-    // Echoes a full send queue refused (the load outran the server's sends): counted, as nothing else would.
-    let echoesRefused = 0
-    server.on('message', (peer, data, channel) => {
-      if (peer.connected && !peer.send(data, { channel })) echoesRefused++ // echo, on its channel, while the server runs
-    })
-    // Reported, not thrown: a socket error (a send the kernel refused) must not end a server that runs on.
-    server.on('error', (error: Error & { code?: string }) => console.log(JSON.stringify({ event: 'error', code: error.code, message: error.message })))
-    const seconds = numberArgument('seconds', values.seconds, 0, { max: maxTimerSeconds })
-    const { port } = await server.listen()
-    console.log(JSON.stringify({ event: 'listening', port, publicAddress: server.publicAddress, protocolId: `0x${protocolId.toString(16)}`, pid: process.pid }))
-    // Stops once, at --seconds or the first SIGINT / SIGTERM: close() sends the redundant disconnects for
-    // about a second, and the Ctrl-C that npm or a shell relays must not kill the process meanwhile (a
-    // once-listener left the relayed signal to its default action: no report, disconnects cut short).
-    let stopping = false
-    const stop = async (): Promise<void> => {
-      if (stopping) return
-      stopping = true
-      const connectedAtStop = server.stats().connectedClients // close() disconnects them
-      await server.close()
-      console.log(JSON.stringify({ event: 'stopped', connectedAtStop, echoesRefused, stats: server.stats() }))
-      process.exit(0)
-    }
-    interruption().addEventListener('abort', () => void stop(), { once: true })
-    if (seconds > 0) setTimeout(stop, seconds * 1000)
+    const config = values.config === undefined ? undefined : await readServeConfig(values.config)
+    await runServe(await serveRun(serveFlagSettings(values), config, values.key, values.config))
   } else if (command === 'load') {
-    const servers = serverArguments(values.server)
-    const privateKey = key(values.key)
-    const count = numberArgument('clients', values.clients, 1000, clientsRange)
-    const seconds = numberArgument('seconds', values.seconds, 10, { max: maxTimerSeconds })
-    const rate = numberArgument('rate', values.rate, 0, { max: 1_000_000 })
-    const timeoutSeconds = timeoutArgument(values.timeout)
-    const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
-    const delivery = deliveryArguments(values.channels, values['max-message-bytes'])
-    if (rate > 0 && (delivery.maxMessageBytes ?? broadcastBytes) < broadcastBytes) {
-      throw new UsageError(`--max-message-bytes must be at least ${broadcastBytes} with --rate: each broadcast is a ${broadcastBytes}-byte message`)
-    }
-    // Clients without channels told by the engine that the server has them: the report says what to do.
-    let serverHasChannels = false
-    process.on('warning', (warning: Error & { code?: string }) => {
-      if (warning.code === 'VOLLEY_SERVER_HAS_CHANNELS') serverHasChannels = true
-    })
-    const keepAliveIntervalMs = numberArgument('keep-alive-ms', values['keep-alive-ms'], netcodeDefaults.keepAliveIntervalMs, keepAliveRange)
-    if (timeoutSeconds > 0 && keepAliveIntervalMs >= timeoutSeconds * 1000) {
-      throw new UsageError(`--keep-alive-ms must be below the --timeout of ${timeoutSeconds} s (${timeoutSeconds * 1000} ms), or every connection times out between keep-alives`)
-    }
-    const pool = new ClientPool({ keepAliveIntervalMs, ...delivery })
-    // Each token is made as its attempt starts (100,000 made ahead took 4 s and 458 MiB before the first
-    // connect), and lives 10 minutes past the longest its attempt can take (each address up to its timeout),
-    // within the most a token's lifetime can be.
-    const expireSeconds = Math.min(600 + servers.length * Math.max(timeoutSeconds, 10), 2 ** 32)
-    const tokens = {
-      count,
-      make: (index: number) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(index + 1), serverAddresses: servers, expireSeconds, timeoutSeconds }),
-    }
-    // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
-    const interrupted = interruption()
-    const connect = await pool.connect(tokens, { concurrency, signal: interrupted })
-    const report = (event: LoadReport['event'], extra: Partial<LoadReport> = {}): void => {
-      // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
-      const line: LoadReport = { event, connect, ...pool.stats(), ...extra }
-      console.log(values.json === true ? JSON.stringify(line) : loadReportText(line))
-    }
-    report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
-    const payload = new Uint8Array(broadcastBytes).fill(1)
-    // --rate broadcasts a second, counted from the start: a timer fires at most about once a millisecond
-    // and not at fractions of one (every 2.5 ms fires every 2), so each tick sends what is due by then,
-    // for a tick's time at most (a rate beyond reach must not hold up the event loop and the window's end).
-    const started = performance.now()
-    const period = Math.min(Math.max(1000 / rate, 1), 100)
-    let broadcasts = 0
-    let messagesSent = 0 // the clients' sends that each broadcast's clients took
-    // A broadcast the servers refuse ends the window (broadcast() throws: a message over their maximum).
-    let broadcastFailure: Error | undefined
-    const windowCut = new AbortController()
-    const catchUp = (budgetMs = period, windowEnded = false): void => {
-      // At the window's end, all of it: its timer may fire a fraction of a millisecond early by this clock.
-      const window = Math.floor(seconds * rate)
-      const due = windowEnded ? window : Math.min(Math.floor(((performance.now() - started) * rate) / 1000), window)
-      const until = performance.now() + budgetMs
-      while (broadcasts < due && performance.now() < until && broadcastFailure === undefined) {
-        try {
-          messagesSent += pool.broadcast(payload)
-        } catch (error) {
-          // A smaller maximum than ours, announced by the servers at connect.
-          broadcastFailure = error as Error
-          windowCut.abort()
-          return
-        }
-        broadcasts++
-      }
-    }
-
-    const ticker = rate > 0 && connect.connected > 0 ? setInterval(catchUp, period) : undefined
-    // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
-    // With no client connected there is nothing to wait for.
-    if (connect.connected > 0) await pause(seconds * 1000, AbortSignal.any([interrupted, windowCut.signal]))
-    if (ticker) {
-      clearInterval(ticker)
-      if (!interrupted.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
-    }
-    // The echoes of the last broadcasts are on their way: the report waits until every message came back, or
-    // none came for 250 ms (a server that does not echo, or lost ones), 2 s at most. One quiet poll was not
-    // enough: on a busy machine the server's JavaScript can stall that long with echoes still to send.
-    for (let waited = 0, quiet = 0, seen = pool.stats().messagesReceived; seen < messagesSent && quiet < 250 && waited < 2000; waited += 50) {
-      await new Promise((resolve) => setTimeout(resolve, 50))
-      const received = pool.stats().messagesReceived
-      quiet = received === seen ? quiet + 50 : 0
-      seen = received
-    }
-    // Whether the run was cut short, as the report says: a signal while the clients close after a run
-    // that went to its end does not turn its status into 130.
-    const wasInterrupted = interrupted.aborted
-    report('finished', { broadcasts, messagesSent, ...(wasInterrupted ? { interrupted: true } : {}) })
-    // Read before the clients close: a connection that ended in the window was lost (the server went away).
-    const lost = pool.stats().connected < connect.connected
-    await pool.close()
-    if (lost && serverHasChannels) {
-      console.error("volley load: the server runs channels and these clients have none (see the warning): give load the server's --channels")
-    }
-    if (broadcastFailure !== undefined) {
-      const code = (broadcastFailure as { code?: string }).code
-      console.error(`volley load: the broadcasts stopped: ${broadcastFailure.message}${code === undefined ? '' : ` (${code})`}`)
-      process.exit(1)
-    }
-    // A load that did not connect every client, or lost one, failed (1); one cut short by a signal ends as
-    // signals do (130 for SIGINT, 143 for SIGTERM).
-    process.exit(wasInterrupted ? interruptedStatus(interrupted) : connect.connected < count || lost ? 1 : 0)
+    await runLoad(values, protocolId())
   }
+}
+
+/** volley load: --clients clients connect, broadcast --rate times a second for --seconds, and report. */
+async function runLoad(values: ParsedValues, protocolId: bigint): Promise<void> {
+  const servers = await serverArguments(values.server)
+  const privateKey = key(values.key)
+  const count = numberArgument('clients', values.clients, 1000, clientsRange)
+  const seconds = numberArgument('seconds', values.seconds, 10, secondsRange)
+  const rate = numberArgument('rate', values.rate, defaultRate, { max: 1_000_000 })
+  const timeoutSeconds = timeoutArgument(values.timeout)
+  const concurrency = numberArgument('concurrency', values.concurrency, 256, concurrencyRange)
+  const delivery = deliveryArguments(values.channels, values['max-message-bytes'])
+  if (rate > 0 && (delivery.maxMessageBytes ?? broadcastBytes) < broadcastBytes) {
+    throw new UsageError(`--max-message-bytes must be at least ${broadcastBytes} while load broadcasts (--rate, default ${defaultRate}; --rate 0 sends none): each broadcast is a ${broadcastBytes}-byte message`)
+  }
+  // Clients without channels told by the engine that the server has them: the report says what to do.
+  let serverHasChannels = false
+  process.on('warning', (warning: Error & { code?: string }) => {
+    if (warning.code === 'VOLLEY_SERVER_HAS_CHANNELS') serverHasChannels = true
+  })
+  const keepAliveIntervalMs = numberArgument('keep-alive-ms', values['keep-alive-ms'], netcodeDefaults.keepAliveIntervalMs, keepAliveRange)
+  if (timeoutSeconds > 0 && keepAliveIntervalMs >= timeoutSeconds * 1000) {
+    throw new UsageError(`--keep-alive-ms must be below the --timeout of ${timeoutSeconds} s (${timeoutSeconds * 1000} ms), or every connection times out between keep-alives`)
+  }
+  const pool = new ClientPool({ keepAliveIntervalMs, ...delivery })
+  // Each token is made as its attempt starts (100,000 made ahead took 4 s and 458 MiB before the first
+  // connect), and lives 10 minutes past the longest its attempt can take (each address up to its timeout),
+  // within the most a token's lifetime can be.
+  const expireSeconds = Math.min(600 + servers.length * Math.max(timeoutSeconds, 10), 2 ** 32)
+  const tokens = {
+    count,
+    make: (index: number) => generateConnectToken({ protocolId, privateKey, clientId: BigInt(index + 1), serverAddresses: servers, expireSeconds, timeoutSeconds }),
+  }
+  let phase: 'connecting' | 'running' = 'connecting'
+  let messagesSent = 0 // the clients' sends that each broadcast's clients took
+  let messagesReceived = 0 // as the pool counts them, without a walk over every client's stats
+  const latency = new LatencyHistogram() // the whole window's echoes
+  const sinceLastLine = new LatencyHistogram() // the progress line's, since its last line
+  const progress = ProgressLine.start(
+    {
+      phase: () => phase,
+      connected: () => (phase === 'connecting' ? pool.clients.length : pool.clients.filter((client) => client.state === 'connected').length),
+      messagesSent: () => messagesSent,
+      messagesReceived: () => messagesReceived,
+      takeLatency: () => {
+        const summary = sinceLastLine.count > 0 ? sinceLastLine.summary() : undefined
+        sinceLastLine.reset()
+        return summary
+      },
+    },
+    values.json !== true,
+  )
+  // Ctrl-C ends the attempts, or the window, and still reports and disconnects every client.
+  const interrupted = interruption()
+  const connect = await pool.connect(tokens, { concurrency, signal: interrupted })
+  phase = 'running'
+  for (const client of pool.clients) {
+    client.on('message', (data) => {
+      messagesReceived++
+      const roundTrip = echoRoundTripMs(data)
+      if (roundTrip === undefined) return
+      latency.record(roundTrip)
+      sinceLastLine.record(roundTrip)
+    })
+  }
+  const report = (event: LoadReport['event'], extra: Partial<LoadReport> = {}): void => {
+    // The connect figures apart: the pool's stats have fields of the same names (failed by code, connected now).
+    const line: LoadReport = { event, connect, ...pool.stats(), ...extra }
+    progress?.clear()
+    console.log(values.json === true ? JSON.stringify(line) : loadReportText(line))
+  }
+  report('connected', { connectRate: (connect.connected / connect.ms) * 1000 })
+  // Each broadcast carries the time it is sent, for the echo's round trip.
+  const payload = new Uint8Array(broadcastBytes).fill(1)
+  // --rate broadcasts a second, counted from the start: a timer fires at most about once a millisecond
+  // and not at fractions of one (every 2.5 ms fires every 2), so each tick sends what is due by then,
+  // for a tick's time at most (a rate beyond reach must not hold up the event loop and the window's end).
+  const started = performance.now()
+  const period = Math.min(Math.max(1000 / rate, 1), 100)
+  let broadcasts = 0
+  // A broadcast the servers refuse ends the window (broadcast() throws: a message over their maximum).
+  let broadcastFailure: Error | undefined
+  const windowCut = new AbortController()
+  const catchUp = (budgetMs = period, windowEnded = false): void => {
+    // At the window's end, all of it: its timer may fire a fraction of a millisecond early by this clock.
+    const window = Math.floor(seconds * rate)
+    const due = windowEnded ? window : Math.min(Math.floor(((performance.now() - started) * rate) / 1000), window)
+    const until = performance.now() + budgetMs
+    while (broadcasts < due && performance.now() < until && broadcastFailure === undefined) {
+      try {
+        stampPayload(payload)
+        messagesSent += pool.broadcast(payload)
+      } catch (error) {
+        // A smaller maximum than ours, announced by the servers at connect.
+        broadcastFailure = error as Error
+        windowCut.abort()
+        return
+      }
+      broadcasts++
+    }
+  }
+
+  const ticker = rate > 0 && connect.connected > 0 ? setInterval(catchUp, period) : undefined
+  // The window ends after --seconds, or at SIGINT / SIGTERM: the report and the clients' disconnects follow.
+  // With no client connected there is nothing to wait for.
+  if (connect.connected > 0) await pause(seconds * 1000, AbortSignal.any([interrupted, windowCut.signal]))
+  if (ticker) {
+    clearInterval(ticker)
+    if (!interrupted.aborted && broadcastFailure === undefined) catchUp(250, true) // the last ones due in the window, behind a busy machine's timers
+  }
+  // The echoes of the last broadcasts are on their way: the report waits until every message came back, or
+  // none came for 250 ms (a server that does not echo, or lost ones), 2 s at most. One quiet poll was not
+  // enough: on a busy machine the server's JavaScript can stall that long with echoes still to send.
+  for (let waited = 0, quiet = 0, seen = messagesReceived; seen < messagesSent && quiet < 250 && waited < 2000; waited += 50) {
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    quiet = messagesReceived === seen ? quiet + 50 : 0
+    seen = messagesReceived
+  }
+  progress?.stop()
+  // Whether the run was cut short, as the report says: a signal while the clients close after a run
+  // that went to its end does not turn its status into 130.
+  const wasInterrupted = interrupted.aborted
+  report('finished', { rate, broadcasts, messagesSent, ...(latency.count > 0 ? { latency: latency.summary() } : {}), ...(wasInterrupted ? { interrupted: true } : {}) })
+  // Read before the clients close: a connection that ended in the window was lost (the server went away).
+  const lost = pool.stats().connected < connect.connected
+  await pool.close()
+  // Said whatever the window: a short one ends before the server drops these clients, and looked fine.
+  if (serverHasChannels) {
+    console.error("volley load: the server runs channels and these clients have none (see the warning): give load the server's --channels")
+  }
+  if (broadcastFailure !== undefined) {
+    const code = (broadcastFailure as { code?: string }).code
+    console.error(`volley load: the broadcasts stopped: ${broadcastFailure.message}${code === undefined ? '' : ` (${code})`}`)
+    process.exit(1)
+  }
+  // A load that did not connect every client, lost one or whose channels differ from the server's (those
+  // with channels fail to connect: ERR_CHANNELS_MISMATCH) failed (1); one cut short by a signal ends as
+  // signals do (130 for SIGINT, 143 for SIGTERM).
+  process.exit(wasInterrupted ? interruptedStatus(interrupted) : connect.connected < count || lost || serverHasChannels ? 1 : 0)
 }
 
 try {
   await main()
 } catch (error) {
-  exitOnCommandError('volley', usage, error)
+  exitOnCommandError('volley', seeHelp('volley --help'), error)
 }
