@@ -620,8 +620,7 @@ describe('volley kme', () => {
         run('--sae', 'sae1', '--sae', 'sae2', '--dir', directory),
       ])
       expect(one.code).toBe(2)
-      expect(one.stderr).toContain('volley: --sae is needed at least twice')
-      expect(one.stderr).toContain('volley kme   --sae sae1 --sae sae2')
+      expect(one.stderr).toBe("volley: --sae is needed at least twice: a master SAE and a slave SAE\nRun 'volley --help' for the usage.\n")
       expect(reserved).toMatchObject({ code: 2, stderr: expect.stringContaining("volley: --sae: the SAE IDs cannot be 'CA': its files would be the CA's (ca.pem)") })
       expect(shared).toMatchObject({ code: 2, stderr: expect.stringContaining('is open to other users (mode 0755)') })
       expect(await readdir(directory)).toEqual([])
