@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util'
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics'
 import { Registry } from 'prom-client'
 import { Server } from '../src/index.ts'
-import { ServerMetrics } from '../src/metrics/index.ts'
+import { ServerMetrics, metricFamilies } from '../src/metrics/index.ts'
 import { registerOpenTelemetryMetrics } from '../src/metrics/opentelemetry.ts'
 import { registerPrometheusMetrics } from '../src/metrics/prometheus.ts'
 import { table } from './lib/format.ts'
@@ -144,6 +144,9 @@ async function main(): Promise<number> {
     const dataPoints = collected.resourceMetrics.scopeMetrics.flatMap((scope) => scope.metrics).reduce((sum, metric) => sum + metric.dataPoints.length, 0)
     const connectedLine = /^volley_connected_peers (\d+)$/m.exec(text)?.[1]
     if (Number(connectedLine) !== peers) throw new Error(`the scrape says ${connectedLine} connected peers, not ${peers}`)
+    // Every documented family is in the scrape (the server has channels: none is left out).
+    const missing = metricFamilies.filter((family) => !text.includes(`\n# TYPE volley_${family.name} `))
+    if (missing.length > 0) throw new Error(`the scrape lacks ${missing.map((family) => `volley_${family.name}`).join(', ')}`)
 
     const results = {
       snapshot: cost.snapshot,

@@ -390,9 +390,20 @@ describe('volley serve --workers', () => {
     }
   }, 40_000)
 
-  it.skipIf(dgramReusesPorts())('refuses --workers 2 on the fallback engine of a Node whose node:dgram cannot share a port', async () => {
-    const { status, stderr } = await volley(['serve', '--address', '127.0.0.1:40000', '--key', key, '--workers', '2'], { env: { VOLLEY_ENGINE: 'fallback' } })
-    expect(stderr).toMatch(/^volley: --workers 2 needs the native engine on Node [\d.]+: this process runs the fallback engine \(VOLLEY_ENGINE=fallback\), which shares a port among workers from Node 22\.12 and 23\.1 on only/)
-    expect(status).toBe(2)
+  it('runs --workers 2 on the fallback engine where node:dgram shares a port (Node 22.12, 23.1 on), and refuses it elsewhere', async () => {
+    const port = await freeUdpPort()
+    const args = ['--address', `127.0.0.1:${port}`, '--key', key, '--workers', '2', '--status-interval', '0', '--seconds', '20']
+    if (!dgramReusesPorts()) {
+      const { status, stderr } = await volley(['serve', ...args], { env: { VOLLEY_ENGINE: 'fallback' } })
+      expect(stderr).toMatch(/^volley: --workers 2 needs the native engine on Node [\d.]+: this process runs the fallback engine \(VOLLEY_ENGINE=fallback\), which shares a port among workers from Node 22\.12 and 23\.1 on only/)
+      expect(status).toBe(2)
+      return
+    }
+    const server = serve(args, { VOLLEY_ENGINE: 'fallback' })
+    try {
+      expect(await server.event('listening', 20_000)).toMatchObject({ port, workers: 2 })
+    } finally {
+      expect(await server.stop()).toBe(0)
+    }
   }, 20_000)
 })

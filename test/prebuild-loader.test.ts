@@ -175,10 +175,11 @@ describe('prebuild', () => {
     }
 
     it('elsewhere than Linux (macOS, say) tries no build, and says the fallback engine runs', () => {
-      // process.platform as a Mac's, before the script reads it (NODE_OPTIONS reaches the script's own process).
+      // process.platform as a Mac's, before the script reads it: NODE_OPTIONS reaches the script's own process,
+      // and the command line's too, whose loader (tsx, esbuild) must see Linux.
       const preload = join(mkdtempSync(join(tmpdir(), 'volley-platform-')), 'darwin.mjs')
       temporary.push(dirname(preload))
-      writeFileSync(preload, "Object.defineProperty(process, 'platform', { value: 'darwin' })\n")
+      writeFileSync(preload, "if (process.argv[1]?.endsWith('build-addon.mjs')) Object.defineProperty(process, 'platform', { value: 'darwin' })\n")
       const dir = unpacked()
       const { status, stderr } = buildAddon(dir, { NODE_OPTIONS: `--import=${preload}` }, true)
       expect(stderr).toBe(
