@@ -112,6 +112,18 @@ describe('channels over loopback', () => {
     await close()
   })
 
+  it('connects through loss within seconds, however long the ping interval: lost settings come again at once', async () => {
+    // Each side's settings ride on its pings until the peer answers one. With a minute between pings, a
+    // lost first ping held connect() (the server's settings) or 'connect' (the client's) back a minute.
+    for (const seed of [1, 2, 3, 4, 5, 6]) {
+      const started = performance.now()
+      const lossy = { pingIntervalMs: 60_000, networkSimulator: { loss: 0.3, seed } }
+      const { close } = await within(connectedPair(lossy, { pingIntervalMs: 60_000, networkSimulator: { loss: 0.3, seed: seed + 100 } }), 8000, `the connection (seed ${seed})`)
+      expect(performance.now() - started).toBeLessThan(8000)
+      await close()
+    }
+  }, 40_000)
+
   it('pings at the pingIntervalMs each side sets, and an idle connection sends no more than that', async () => {
     // Both sides at 1 s for pings and keep-alives: over 2.5 s of quiet each side sends one packet a
     // second (the client its ping with its pong, the server its pong with its ping): 2 in trials, where

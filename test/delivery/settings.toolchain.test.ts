@@ -103,6 +103,36 @@ describe('SETTINGS frame', () => {
     expect(pair.b.peerSettings()).toEqual({ maxMessageBytes: 1 << 20, channels: ['reliable'] })
   })
 
+  it('comes again after 200 ms, then 400, 800, then every second while lost, however long the ping interval', () => {
+    // A minute between pings: carried by the pings alone, lost settings would come again a minute later, and
+    // the peer's 'connect' with them. Both sides' first three packets towards the other are lost.
+    const lost: Record<'a' | 'b', number[]> = { a: [], b: [] }
+    const pair = new SimulatedPair(
+      { channels: ['reliable'], pingIntervalUs: 60 * second },
+      {
+        latencyMs: 5,
+        shape: ({ to, sentUs, data }) => {
+          if (lost[to].length === 3 || !frameTypes(data).includes(SETTINGS)) return 0
+          lost[to].push(sentUs)
+          return null
+        },
+      },
+    )
+    pair.a.flush(0)
+    pair.run(3 * second)
+    expect(lost.b).toEqual([0, 200 * ms, 600 * ms]) // the client's: its own timer, backing off
+    expect(pair.b.peerSettings()).toEqual({ maxMessageBytes: 1 << 20, channels: ['reliable'] })
+    expect(pair.a.peerSettings()).toEqual({ maxMessageBytes: 1 << 20, channels: ['reliable'] })
+    // Once a pong shows each side the other has them (the server's rides with its next ping), no packet
+    // carries them, and the pings go at their interval again.
+    pair.run(4 * second)
+    const later: number[][] = []
+    pair.link.shape = ({ data }) => (later.push(frameTypes(data)), 0)
+    pair.run(64 * second)
+    expect(later.filter((types) => types.includes(SETTINGS))).toEqual([])
+    expect(later.length).toBeLessThan(10)
+  })
+
   it('a channel both have in two modes is a mismatch, on both sides, and no message is delivered', () => {
     const pair = new SimulatedPair({ channels: ['reliable', 'unreliable'] }, { latencyMs: 10 }, 1, {}, { channels: ['reliable', 'sequenced', 'reliable'] })
     // Messages from the start, on every channel: the settings ahead of them in the same packets.

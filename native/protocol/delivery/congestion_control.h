@@ -83,9 +83,11 @@ class CongestionControl {
     return gain * std::max(bandwidth_, static_cast<double>(window()) / static_cast<double>(std::max<uint64_t>(smoothedRttUs, 1)));
   }
   double pacingBurstBytes(uint64_t smoothedRttUs) const {
-    const double least = state_ == CongestionState::kStartup ? static_cast<double>(kInitialWindow) : kPacingBurstBytes;
-    return std::max(least, pacingRateBytesPerUs(smoothedRttUs) * kPacingQuantumUs);
+    const double startup = state_ == CongestionState::kStartup ? static_cast<double>(kInitialWindow) : 0;
+    return std::max(startup, BurstBytesAt(pacingRateBytesPerUs(smoothedRttUs)));
   }
+  // A pacing burst at a rate (bytes/µs): two ticks of it, at least two full packets.
+  static double BurstBytesAt(double bytesPerUs) { return std::max(kPacingBurstBytes, bytesPerUs * kPacingQuantumUs); }
 
   // While the sender drains to recheck the path's RTT (DeliveryCore::UpdateDrain), the window is held to
   // capBytes (at least the minimum) and does not grow; Release gives back the window it had.
@@ -192,7 +194,7 @@ class CongestionControl {
   // may be a small packet's, and a packet may wait for the one ahead of it). Else the queue of each burst
   // read as standing (at 10 Mbit/s two packets take 2 ms, where the slack alone is 0.25 ms).
   uint64_t QueueAllowanceUs(uint64_t pathMinUs) const {
-    const double burstUs = bandwidth_ > 0 ? std::max(kPacingBurstBytes / bandwidth_, kPacingQuantumUs) : 0;
+    const double burstUs = bandwidth_ > 0 ? BurstBytesAt(bandwidth_) / bandwidth_ : 0;
     return QueueSlackUs(pathMinUs) + static_cast<uint64_t>(burstUs);
   }
 
@@ -202,8 +204,7 @@ class CongestionControl {
   uint64_t TargetWindow(uint64_t pathMinUs) const {
     if (bandwidth_ <= 0 || pathMinUs == 0) return kInitialWindow;
     const double bdp = bandwidth_ * static_cast<double>(pathMinUs);
-    const double burst = std::max(kPacingBurstBytes, bandwidth_ * kPacingQuantumUs);
-    return std::max(kMinimumWindow, static_cast<uint64_t>(WindowGain() * bdp + 2 * burst));
+    return std::max(kMinimumWindow, static_cast<uint64_t>(WindowGain() * bdp + 2 * BurstBytesAt(bandwidth_)));
   }
 
   void GrowWindow(const AckedPacket& packet, uint64_t pathMinUs, bool windowInUse) {

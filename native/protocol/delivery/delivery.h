@@ -571,6 +571,13 @@ class DeliveryCore {
 
   // Ping/pong.
   uint64_t nextPingUs_ = 0;
+  // Until a pong shows the peer has this side's settings, the pings that carry them go again after 200 ms,
+  // then 400, 800, then every second (never later than the ping span): a lost first ping would otherwise
+  // hold them back a whole interval (a minute, at pingIntervalMs 60,000), and the peer's connect() with
+  // them. A peer that never answers is the connection's timeout's to end.
+  static constexpr uint64_t kSettingsRetryFirstUs = 200'000;
+  static constexpr uint64_t kSettingsRetryMostUs = 1'000'000;
+  uint64_t settingsRetryUs_ = kSettingsRetryFirstUs;
   uint64_t nextPingId_ = 0;
   // When the last kPingsRemembered pings left, by id: a pong's echo must be one of them (AnswersPing), or
   // the peer could choose the round trip it makes this side measure.

@@ -435,6 +435,7 @@ PacketView DeliveryCore::MakePacket(uint64_t nowUs, bool withMessages) {
     // idle connection sends one packet per interval each way, the leader's ping with its held pong and
     // the follower's pong with its ping.
     const uint64_t spanUs = PingSpanUs();
+    const uint64_t nextSpanUs = settingsDelivered_ ? spanUs : std::min(spanUs, settingsRetryUs_);
     if (mayPing && (nowUs >= nextPingUs_ || (wrotePong && nextPingUs_ - nowUs <= spanUs - config_.pingIntervalUs / 2))) {
       WireWriter writer(packet + size, capacity - size);
       writer.U8(kFramePing);
@@ -447,7 +448,8 @@ PacketView DeliveryCore::MakePacket(uint64_t nowUs, bool withMessages) {
         size += writer.offset();
         pingSentUs_[nextPingId_ % kPingsRemembered] = nowUs;
         ++nextPingId_;
-        nextPingUs_ = nowUs + spanUs;
+        nextPingUs_ = nowUs + nextSpanUs;
+        if (!settingsDelivered_) settingsRetryUs_ = std::min(2 * settingsRetryUs_, kSettingsRetryMostUs);
         wrotePing = true;
         eliciting = eliciting || dataPacketsInFlight_ > 0;
       }
