@@ -62,6 +62,9 @@ function total(snapshot: MetricSnapshot, family: keyof MetricSnapshot['samples']
 
 /** Runs serve until --seconds, SIGINT or SIGTERM, then exits: 0 once stopped, 1 when a worker failed. */
 export async function runServe(run: ServeRun): Promise<void> {
+  // Listened for from the start: a SIGTERM that comes as soon as 'listening' is printed (a supervisor's, a
+  // test's) would otherwise find no handler yet and end the process by its default action, unreported.
+  const interrupted = interruption()
   // Before any socket: without prom-client, serve fails as it starts, not at the first scrape.
   const prometheus = run.metrics === undefined ? undefined : await loadPrometheus(run.metrics.from)
   // A worker that ended while serving stops the others: serve does not run on with part of its capacity.
@@ -117,7 +120,7 @@ export async function runServe(run: ServeRun): Promise<void> {
     if (workerFailure !== undefined) console.error(`volley: ${workerFailure.message}`)
     process.exit(workerFailure === undefined ? 0 : 1)
   }
-  const ended = AbortSignal.any([interruption(), failed.signal])
+  const ended = AbortSignal.any([interrupted, failed.signal])
   if (ended.aborted) void stop()
   else ended.addEventListener('abort', () => void stop(), { once: true })
   if (run.seconds > 0) setTimeout(() => void stop(), run.seconds * 1000)

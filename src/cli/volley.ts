@@ -220,9 +220,11 @@ async function runKme(values: { sae?: string[]; host?: string; port?: string; di
     await kme.close()
     throw error
   }
+  // Listened for before 'listening' is printed: a SIGTERM sent as soon as it is read must find a handler.
+  const interrupted = interruption()
   console.log(JSON.stringify({ event: 'listening', url: kme.url, kmeId: kme.kmeId, ca: files.ca, saes: files.saes, pid: process.pid }))
   let stopping = false
-  interruption().addEventListener(
+  interrupted.addEventListener(
     'abort',
     () => {
       if (stopping) return
