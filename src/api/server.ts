@@ -769,9 +769,9 @@ export class Server extends EventEmitter<ServerEvents> {
     if (links === null) return 0
     const room = Math.min(rttUs.length, loss.length)
     let count = 0
-    for (const index of this.#peers.keys()) {
+    for (const [index, peer] of this.#peers) {
       if (count === room) break
-      if (!this.#holdsSlot(index, this.#peers.get(index)!.tag)) continue // the row is a later client's (see #holdsSlot)
+      if (!this.#holdsSlot(index, peer.tag)) continue // the row is a later client's (see #holdsSlot)
       const at = index * linkFields
       const sent = links[at + LinkField.packetsSent]!
       rttUs[count] = links[at + LinkField.rttSmoothedUs]!
@@ -783,16 +783,15 @@ export class Server extends EventEmitter<ServerEvents> {
 
   /** The server's counters, drops by cause and link statistics, as of now. */
   stats(): ServerStats {
-    const c = this.#counters
-    if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
-    const { errors } = commonProtocolDrops(c, ServerCounter.sendDropped)
+    const c = this.#readCounters()
+    const { drops, errors } = serverDrops(c)
     const bytesIn = c[ProtocolCounter.bytesIn]!
     const bytesOut = c[ProtocolCounter.bytesOut]!
     return {
       connectedClients: this.#peers.size,
       packets: { in: c[ProtocolCounter.packetsIn]!, out: c[ProtocolCounter.packetsOut]! },
       bytes: { in: bytesIn, out: bytesOut },
-      drops: serverDrops(c),
+      drops,
       errors,
       denied: c[ServerCounter.denied]!,
       privateKeys: { accepted: this.privateKeyCount, previousKeyRequests: c[ServerCounter.previousKeyRequests]! },
@@ -1083,11 +1082,15 @@ export class Server extends EventEmitter<ServerEvents> {
     this.emit('error', error)
   }
 
-  /** stats().drops from the counters as the engine has them now: volley:server:drops reads them each interval. */
+  /** The counters as the engine has them now (as they stood at the stop, once stopped). */
+  #readCounters(): Float64Array {
+    if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, this.#counters)
+    return this.#counters
+  }
+
+  /** stats().drops now: volley:server:drops reads them each interval. */
   #readDrops(): ServerStats['drops'] {
-    const c = this.#counters
-    if (this.#engine !== undefined && this.#state !== 'stopped') this.#engine.readProtocolStats(this.#id, c)
-    return serverDrops(c)
+    return serverDrops(this.#readCounters()).drops
   }
 
   #onClosed(): void {
@@ -1118,14 +1121,18 @@ function peerAddress(peer: Peer): string {
   return addressText({ address: peer.address, family: peer.address.includes(':') ? 'IPv6' : 'IPv4', port: peer.port })
 }
 
-/** ServerStats['drops'] from the counters readProtocolStats() wrote: stats() and volley:server:drops read them so. */
-function serverDrops(c: Float64Array): ServerStats['drops'] {
+/** ServerStats' drops and errors from the counters readProtocolStats() wrote: stats() and volley:server:drops read them so. */
+function serverDrops(c: Float64Array): Pick<ServerStats, 'drops' | 'errors'> {
+  const { drops, errors } = commonProtocolDrops(c, ServerCounter.sendDropped)
   return {
-    ...commonProtocolDrops(c, ServerCounter.sendDropped).drops,
-    wrongProtocol: c[ServerCounter.wrongProtocol]!,
-    tokenExpired: c[ServerCounter.tokenExpired]!,
-    tokenRefused: c[ServerCounter.tokenRefused]!,
-    requestsThrottled: c[ServerCounter.requestsThrottled]!,
+    drops: {
+      ...drops,
+      wrongProtocol: c[ServerCounter.wrongProtocol]!,
+      tokenExpired: c[ServerCounter.tokenExpired]!,
+      tokenRefused: c[ServerCounter.tokenRefused]!,
+      requestsThrottled: c[ServerCounter.requestsThrottled]!,
+    },
+    errors,
   }
 }
 
